@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Install a pinned Synapse into <repo>/target/synapse-venv (idempotent).
+set -euo pipefail
+
+SYNAPSE_VERSION="1.163.2"
+REPO_ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+VENV="$REPO_ROOT/target/synapse-venv"
+PY="$VENV/bin/python"
+
+installed_version() {
+    "$PY" -c 'import synapse, sys; sys.stdout.write(synapse.__version__)' 2>/dev/null || true
+}
+
+if [ -x "$PY" ] && [ "$(installed_version)" = "$SYNAPSE_VERSION" ]; then
+    echo "synapse $SYNAPSE_VERSION already installed in $VENV"
+    exit 0
+fi
+
+start=$(date +%s)
+if [ ! -x "$PY" ]; then
+    python3 -m venv "$VENV"
+fi
+"$PY" -m pip install --disable-pip-version-check -q "matrix-synapse==$SYNAPSE_VERSION"
+
+got="$(installed_version)"
+if [ "$got" != "$SYNAPSE_VERSION" ]; then
+    echo "error: expected synapse $SYNAPSE_VERSION in $VENV, found '${got:-none}'" >&2
+    exit 1
+fi
+echo "installed synapse $SYNAPSE_VERSION into $VENV in $(( $(date +%s) - start ))s"

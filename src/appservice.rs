@@ -1,0 +1,218 @@
+//! The application service API the homeserver calls (`/_matrix/app/v1/...`).
+//!
+//! Transactions only record facts and hand them on; they never call the homeserver.
+//! Synapse marks us down on any non-2xx and then backs off for minutes, so a
+//! transaction is answered 200 as soon as its events are handed on.
+
+use std::{
+    collections::{HashSet, VecDeque},
+    hash::{DefaultHasher, Hash, Hasher},
+};
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{DefaultBodyLimit, Path, Request, State},
+    http::StatusCode,
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post, put},
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{
+    events::HomeserverEvent,
+    http::{AppState, error, has_token, method_not_allowed, unrecognized},
+};
+
+/// Synapse sends up to 100 events and 100 ephemeral events a transaction.
+const MAX_TRANSACTION_BYTES: usize = 32 * 1024 * 1024;
+/// How many recent transactions are remembered for deduplication.
+const RECENT_TRANSACTIONS: usize = 4096;
+
+pub fn router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/transactions/{txn_id}", put(transaction))
+        .route("/users/{user_id}", get(query_user))
+        .route("/rooms/{room_alias}", get(query_room_alias))
+        .route("/ping", post(ping))
+        .fallback(unrecognized)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_TRANSACTION_BYTES))
+        .layer(middleware::from_fn_with_state(state, require_hs_token))
+}
+
+/// Every homeserver request carries `Authorization: Bearer <hs_token>`.
+async fn require_hs_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if has_token(request.headers(), &state.config.appservice.hs_token) {
+        return next.run(request).await;
+    }
+    tracing::warn!(path = %request.uri().path(), "refused a homeserver request without the right hs_token");
+    error(
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+        "Bad or missing hs_token",
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct TransactionBody {
+    #[serde(default)]
+    events: Vec<Value>,
+}
+
+async fn transaction(
+    State(state): State<AppState>,
+    Path(txn_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let parsed: TransactionBody = match serde_json::from_slice(&body) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "M_NOT_JSON",
+                format!("transaction body: {e}"),
+            );
+        }
+    };
+    let events: Vec<HomeserverEvent> = parsed
+        .events
+        .into_iter()
+        .filter_map(HomeserverEvent::from_json)
+        .collect();
+    let key = transaction_key(&txn_id, &events);
+    let seen = state
+        .transactions
+        .lock()
+        .map(|t| t.contains(key))
+        .unwrap_or(false);
+    if seen {
+        metrics::counter!("foyer_appservice_transactions_total", "result" => "duplicate")
+            .increment(1);
+        tracing::debug!(txn_id, "duplicate transaction ignored");
+        return Json(json!({})).into_response();
+    }
+    let count = events.len();
+    for event in events {
+        metrics::counter!("foyer_homeserver_events_total", "type" => event.type_label())
+            .increment(1);
+        if state.events.send(event).await.is_err() {
+            // Only while shutting down: the homeserver retries the transaction later.
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "M_UNKNOWN",
+                "Foyer is shutting down",
+            );
+        }
+    }
+    if let Ok(mut recent) = state.transactions.lock() {
+        recent.insert(key);
+    }
+    metrics::counter!("foyer_appservice_transactions_total", "result" => "accepted").increment(1);
+    tracing::debug!(txn_id, events = count, "transaction accepted");
+    Json(json!({})).into_response()
+}
+
+/// Synapse may number transactions from 1 again (for example after its appservice
+/// state is reset), so the id alone is not a safe key; the id with the event ids is.
+fn transaction_key(txn_id: &str, events: &[HomeserverEvent]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    txn_id.hash(&mut hasher);
+    for event in events {
+        event.event_id.hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
+/// Foyer claims no users besides its bot, which the homeserver already knows.
+async fn query_user(Path(_user_id): Path<String>) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "M_NOT_FOUND",
+        "Foyer provides no users",
+    )
+}
+
+/// Rooms exist once their reservation opens; until then the alias is unknown.
+async fn query_room_alias(Path(_alias): Path<String>) -> Response {
+    error(StatusCode::NOT_FOUND, "M_NOT_FOUND", "No such room")
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct PingBody {
+    transaction_id: Option<String>,
+}
+
+async fn ping(body: Bytes) -> Response {
+    let parsed: PingBody = serde_json::from_slice(&body).unwrap_or_default();
+    metrics::counter!("foyer_appservice_pings_total").increment(1);
+    tracing::info!(
+        transaction_id = parsed.transaction_id.as_deref().unwrap_or(""),
+        "homeserver ping received"
+    );
+    Json(json!({})).into_response()
+}
+
+/// A bounded set of recently accepted transaction keys, oldest forgotten first.
+#[derive(Debug, Default)]
+pub struct RecentTransactions {
+    order: VecDeque<u64>,
+    keys: HashSet<u64>,
+}
+
+impl RecentTransactions {
+    fn contains(&self, key: u64) -> bool {
+        self.keys.contains(&key)
+    }
+
+    fn insert(&mut self, key: u64) {
+        if self.keys.insert(key) {
+            self.order.push_back(key);
+            if self.order.len() > RECENT_TRANSACTIONS
+                && let Some(old) = self.order.pop_front()
+            {
+                self.keys.remove(&old);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_transactions_forget_the_oldest() {
+        let mut recent = RecentTransactions::default();
+        for key in 0..(RECENT_TRANSACTIONS as u64 + 1) {
+            recent.insert(key);
+        }
+        assert!(!recent.contains(0));
+        assert!(recent.contains(1));
+        assert!(recent.contains(RECENT_TRANSACTIONS as u64));
+    }
+
+    #[test]
+    fn same_txn_id_with_other_events_is_a_new_transaction() {
+        let ev = |id: &str| {
+            HomeserverEvent::from_json(
+                json!({"event_id": id, "type": "m.room.message", "room_id": "!r:x"}),
+            )
+            .unwrap()
+        };
+        assert_eq!(
+            transaction_key("1", &[ev("$a")]),
+            transaction_key("1", &[ev("$a")])
+        );
+        assert_ne!(
+            transaction_key("1", &[ev("$a")]),
+            transaction_key("1", &[ev("$b")])
+        );
+        assert_ne!(
+            transaction_key("1", &[ev("$a")]),
+            transaction_key("2", &[ev("$a")])
+        );
+    }
+}

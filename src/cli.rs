@@ -1,0 +1,207 @@
+//! The command line: `generate-registration`, `check-config`, `serve`.
+
+use std::{
+    io::Write as _,
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use clap::{Parser, Subcommand};
+
+use crate::{
+    config::{Config, ConfigError, Placeholders, format_duration},
+    registration,
+    startup::{self, ServeError},
+};
+
+/// Exit codes users can script against (contract §1).
+pub const EXIT_CONFIG: u8 = 1;
+pub const EXIT_HOMESERVER: u8 = 2;
+pub const EXIT_OTHER: u8 = 3;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "foyer",
+    version,
+    about = "A Matrix chat room for every scheduled live stream"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write the appservice registration file the homeserver loads.
+    GenerateRegistration {
+        #[arg(short, long, value_name = "CONFIG")]
+        config: PathBuf,
+        #[arg(short, long, value_name = "FILE", default_value = "registration.yaml")]
+        output: PathBuf,
+        /// Overwrite the output file if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Validate the config and print every problem with its key path.
+    CheckConfig {
+        #[arg(short, long, value_name = "CONFIG")]
+        config: PathBuf,
+    },
+    /// Run the service until SIGTERM or SIGINT.
+    Serve {
+        #[arg(short, long, value_name = "CONFIG")]
+        config: PathBuf,
+    },
+}
+
+pub fn run() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match cli.command {
+        Command::GenerateRegistration {
+            config,
+            output,
+            force,
+        } => generate_registration(&config, &output, force),
+        Command::CheckConfig { config } => check_config(&config),
+        Command::Serve { config } => serve(&config),
+    }
+}
+
+fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("foyer: {message}");
+    ExitCode::from(code)
+}
+
+/// Prints a config error: one line, and for an invalid config one line per problem.
+fn config_failure(error: &ConfigError) -> ExitCode {
+    eprintln!("foyer: {error}");
+    if let ConfigError::Invalid { problems, .. } = error {
+        for problem in problems {
+            eprintln!("  {problem}");
+        }
+    }
+    ExitCode::from(EXIT_CONFIG)
+}
+
+fn generate_registration(config_path: &Path, output: &Path, force: bool) -> ExitCode {
+    let config = match Config::load(config_path, Placeholders::Allow) {
+        Ok(c) => c,
+        Err(e) => return config_failure(&e),
+    };
+    let text = registration::render(&config);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if force {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = match options.open(output) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return fail(
+                EXIT_CONFIG,
+                format!(
+                    "{} already exists; pass --force to overwrite it",
+                    output.display()
+                ),
+            );
+        }
+        Err(e) => {
+            return fail(
+                EXIT_OTHER,
+                format!("cannot write {}: {e}", output.display()),
+            );
+        }
+    };
+    // An existing file keeps its old mode on truncate; the tokens need 0600 either way.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let _ = file.set_permissions(std::fs::Permissions::from_mode(0o600));
+    }
+    if let Err(e) = file.write_all(text.as_bytes()) {
+        return fail(
+            EXIT_OTHER,
+            format!("cannot write {}: {e}", output.display()),
+        );
+    }
+    println!(
+        "wrote {} for appservice {:?} (bot {}, aliases {}); add it to the homeserver's app_service_config_files and restart it",
+        output.display(),
+        config.appservice.id,
+        config.bot_user_id(),
+        registration::alias_regex(&config),
+    );
+    ExitCode::SUCCESS
+}
+
+fn check_config(config_path: &Path) -> ExitCode {
+    let config = match Config::load(config_path, Placeholders::Refuse) {
+        Ok(c) => c,
+        Err(e) => return config_failure(&e),
+    };
+    let rooms = &config.rooms;
+    println!("{} is valid", config_path.display());
+    println!(
+        "  homeserver  {} at {}",
+        config.homeserver.server_name, config.homeserver.url
+    );
+    println!(
+        "  appservice  {:?}, bot {}, listening on {}, reached at {}",
+        config.appservice.id,
+        config.bot_user_id(),
+        config.appservice.listen,
+        config.appservice.url
+    );
+    println!(
+        "  rooms       {}: open {} before the start, archive {} after the end ({}, join rule {})",
+        config.alias_pattern(),
+        format_duration(rooms.open_before),
+        format_duration(rooms.close_after),
+        rooms.archive_mode.as_str(),
+        rooms.join_rule.as_str()
+    );
+    println!("  database    {}", config.database_display());
+    println!(
+        "  webhooks    {} secret(s), tolerance {}",
+        config.webhooks.secrets.len(),
+        format_duration(config.webhooks.tolerance)
+    );
+    for (key, source) in &config.secret_sources {
+        println!("  {key} from {source}");
+    }
+    ExitCode::SUCCESS
+}
+
+fn serve(config_path: &Path) -> ExitCode {
+    let config = match Config::load(config_path, Placeholders::Refuse) {
+        Ok(c) => c,
+        Err(e) => return config_failure(&e),
+    };
+    crate::logging::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(EXIT_OTHER, format!("cannot start the async runtime: {e}")),
+    };
+    match runtime.block_on(startup::serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e @ ServeError::Handshake(_)) => fail(EXIT_HOMESERVER, e),
+        Err(e) => fail(EXIT_OTHER, e),
+    }
+}

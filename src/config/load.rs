@@ -1,0 +1,754 @@
+//! The YAML walker behind [`Config::load`]: collects every problem with its key path.
+
+use std::{
+    collections::BTreeSet,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use base64::Engine as _;
+use ruma::ServerName;
+use serde_yaml::{Mapping, Value};
+use url::Url;
+
+use super::{
+    ApiConfig, AppserviceConfig, ArchiveMode, Config, ConfigError, DatabaseConfig, DatabaseKind,
+    HomeserverConfig, JoinRule, PLACEHOLDER_MARK, Placeholders, Problem, RoomsConfig,
+    SynapseAdminConfig, WebhookKey, WebhooksConfig, parse_duration,
+};
+use crate::secret::Secret;
+
+const WEEK: Duration = Duration::from_secs(7 * 24 * 3600);
+const MIN_TOKEN_LEN: usize = 32;
+
+/// Parses and validates config text. `env` looks up environment variables (injected so
+/// tests need not touch the process environment).
+pub fn from_yaml_str(
+    text: &str,
+    display_path: &str,
+    base_dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    placeholders: Placeholders,
+) -> Result<Config, ConfigError> {
+    let root: Value = serde_yaml::from_str(text).map_err(|e| ConfigError::Yaml {
+        path: display_path.to_owned(),
+        message: e.to_string(),
+    })?;
+    let mut walker = Walker {
+        problems: Vec::new(),
+        env,
+        base_dir: base_dir.to_owned(),
+        placeholders,
+        secret_sources: Vec::new(),
+    };
+    let empty = Mapping::new();
+    let root_map = match &root {
+        Value::Mapping(map) => map,
+        Value::Null => &empty,
+        _ => {
+            walker.problem(
+                "(top level)",
+                "must be a mapping of sections (homeserver, appservice, …)",
+            );
+            &empty
+        }
+    };
+    let config = walker.config(root_map);
+    match config {
+        Some(config) if walker.problems.is_empty() => Ok(config),
+        _ => Err(ConfigError::Invalid {
+            path: display_path.to_owned(),
+            problems: walker.problems,
+        }),
+    }
+}
+
+/// A mapping being read; remembers which keys were asked for, so the rest are unknown.
+struct Section<'y> {
+    path: String,
+    map: &'y Mapping,
+    known: BTreeSet<&'static str>,
+}
+
+impl<'y> Section<'y> {
+    fn new(path: &str, map: &'y Mapping) -> Self {
+        Self {
+            path: path.to_owned(),
+            map,
+            known: BTreeSet::new(),
+        }
+    }
+
+    fn key_path(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    /// The value at `key`, treating an explicit `null` as absent.
+    fn get(&mut self, key: &'static str) -> Option<&'y Value> {
+        self.known.insert(key);
+        self.map.get(key).filter(|v| !v.is_null())
+    }
+}
+
+struct Walker<'e> {
+    problems: Vec<Problem>,
+    env: &'e dyn Fn(&str) -> Option<String>,
+    base_dir: PathBuf,
+    placeholders: Placeholders,
+    secret_sources: Vec<(String, String)>,
+}
+
+impl Walker<'_> {
+    fn problem(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn config(&mut self, root: &Mapping) -> Option<Config> {
+        let mut top = Section::new("", root);
+        let homeserver = self.section(&mut top, "homeserver", true).map(|mut s| {
+            let r = self.homeserver(&mut s);
+            self.finish(s);
+            r
+        });
+        let server_name = homeserver
+            .as_ref()
+            .and_then(|h| h.as_ref().map(|h| h.server_name.clone()));
+        let appservice = self.section(&mut top, "appservice", true).map(|mut s| {
+            let r = self.appservice(&mut s, server_name.as_deref());
+            self.finish(s);
+            r
+        });
+        let database = match self.section(&mut top, "database", false) {
+            Some(mut s) => {
+                let r = self.database(&mut s);
+                self.finish(s);
+                r
+            }
+            None => Some(DatabaseConfig {
+                url: Secret::new("sqlite://foyer.db"),
+                kind: DatabaseKind::Sqlite,
+            }),
+        };
+        let webhooks = self.section(&mut top, "webhooks", true).map(|mut s| {
+            let r = self.webhooks(&mut s);
+            self.finish(s);
+            r
+        });
+        let api = self.section(&mut top, "api", true).map(|mut s| {
+            let r = self.api(&mut s);
+            self.finish(s);
+            r
+        });
+        let empty = Mapping::new();
+        let mut rooms_section = self
+            .section(&mut top, "rooms", false)
+            .unwrap_or_else(|| Section::new("rooms", &empty));
+        let rooms = self.rooms(&mut rooms_section);
+        self.finish(rooms_section);
+        let synapse_admin = self.section(&mut top, "synapse_admin", false).map(|mut s| {
+            let r = self.secret(&mut s, "token", "FOYER_SYNAPSE_ADMIN_TOKEN", true);
+            self.finish(s);
+            r.map(|token| SynapseAdminConfig { token })
+        });
+        self.finish(top);
+
+        let rooms = rooms?;
+        let synapse_admin = synapse_admin.flatten();
+        if rooms.archive_mode == ArchiveMode::Delete && synapse_admin.is_none() {
+            self.problem(
+                "synapse_admin.token",
+                "is required when rooms.archive_mode is delete (rooms are deleted through the Synapse admin API)",
+            );
+        }
+        let appservice = appservice??;
+        if appservice.as_token.expose() == appservice.hs_token.expose() {
+            self.problem(
+                "appservice.hs_token",
+                "must differ from appservice.as_token",
+            );
+        }
+        Some(Config {
+            homeserver: homeserver??,
+            appservice,
+            database: database?,
+            webhooks: webhooks??,
+            api: api??,
+            rooms,
+            synapse_admin,
+            secret_sources: std::mem::take(&mut self.secret_sources),
+        })
+    }
+
+    fn homeserver(&mut self, s: &mut Section<'_>) -> Option<HomeserverConfig> {
+        let url = self.url(s, "url");
+        let server_name =
+            self.string(s, "server_name", true)
+                .and_then(|name| match ServerName::parse(&name) {
+                    Ok(server_name) => Some(server_name),
+                    Err(e) => {
+                        self.problem(
+                            s.key_path("server_name"),
+                            format!("{name:?} is not a valid Matrix server name ({e})"),
+                        );
+                        None
+                    }
+                });
+        let startup_timeout = self.duration(
+            s,
+            "startup_timeout",
+            Duration::from_secs(60),
+            Duration::from_secs(1)..=Duration::from_secs(3600),
+        );
+        Some(HomeserverConfig {
+            url: url?,
+            server_name: server_name?,
+            startup_timeout: startup_timeout?,
+        })
+    }
+
+    fn appservice(
+        &mut self,
+        s: &mut Section<'_>,
+        server_name: Option<&ServerName>,
+    ) -> Option<AppserviceConfig> {
+        let id = self.name(
+            s,
+            "id",
+            "foyer",
+            64,
+            |c| c.is_ascii_alphanumeric() || "._-".contains(c),
+            "letters, digits, '.', '_' and '-'",
+        );
+        let listen = self
+            .string(s, "listen", false)
+            .unwrap_or_else(|| "127.0.0.1:29330".into());
+        let listen = match listen.parse::<SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                self.problem(s.key_path("listen"), format!("{listen:?} is not an address; write IP:port, like 127.0.0.1:29330 or [::1]:29330"));
+                None
+            }
+        };
+        let url = self.url(s, "url");
+        let as_token = self.secret(s, "as_token", "FOYER_AS_TOKEN", true);
+        let hs_token = self.secret(s, "hs_token", "FOYER_HS_TOKEN", true);
+        let sender = self.name(
+            s,
+            "sender_localpart",
+            "foyer",
+            255,
+            |c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._=-/+".contains(c),
+            "lowercase letters, digits and ._=-/+",
+        );
+        if let (Some(sender), Some(server_name)) = (&sender, server_name)
+            && ruma::UserId::parse(format!("@{sender}:{server_name}")).is_err()
+        {
+            self.problem(
+                s.key_path("sender_localpart"),
+                format!("@{sender}:{server_name} is not a valid Matrix user ID"),
+            );
+        }
+        let prefix = self.name(
+            s,
+            "alias_prefix",
+            "live_",
+            64,
+            |c| c.is_ascii_alphanumeric() || "._=-".contains(c),
+            "letters, digits and ._=-",
+        );
+        Some(AppserviceConfig {
+            id: id?,
+            listen: listen?,
+            url: url?,
+            as_token: as_token?,
+            hs_token: hs_token?,
+            sender_localpart: sender?,
+            alias_prefix: prefix?,
+        })
+    }
+
+    fn database(&mut self, s: &mut Section<'_>) -> Option<DatabaseConfig> {
+        let url = self.secret_value(s, "url", "FOYER_DATABASE_URL", false)?;
+        let text = url.expose();
+        let kind = if text.starts_with("sqlite:") {
+            DatabaseKind::Sqlite
+        } else if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            DatabaseKind::Postgres
+        } else {
+            self.problem(
+                s.key_path("url"),
+                "must start with sqlite:// or postgres://",
+            );
+            return None;
+        };
+        Some(DatabaseConfig { url, kind })
+    }
+
+    fn webhooks(&mut self, s: &mut Section<'_>) -> Option<WebhooksConfig> {
+        let tolerance = self.duration(
+            s,
+            "tolerance",
+            Duration::from_secs(300),
+            Duration::from_secs(1)..=Duration::from_secs(24 * 3600),
+        );
+        let path = s.key_path("secrets");
+        let (values, source) = self.secret_list(s)?;
+        self.secret_sources.push((path.clone(), source));
+        if values.is_empty() {
+            self.problem(&path, "must list at least one secret");
+            return None;
+        }
+        let mut keys = Vec::new();
+        for (i, value) in values.iter().enumerate() {
+            let at = format!("{path}[{i}]");
+            if value.contains(PLACEHOLDER_MARK) {
+                if self.placeholders == Placeholders::Refuse {
+                    self.placeholder_problem(&at, "echo whsec_$(openssl rand -base64 32)");
+                }
+                keys.push(WebhookKey::new(value.as_bytes().to_vec()));
+                continue;
+            }
+            let Some(b64) = value.strip_prefix("whsec_") else {
+                self.problem(at, "must start with whsec_ (a Standard Webhooks secret)");
+                continue;
+            };
+            match base64::engine::general_purpose::STANDARD.decode(b64) {
+                Ok(bytes) if bytes.len() >= 16 => keys.push(WebhookKey::new(bytes)),
+                Ok(bytes) => self.problem(
+                    at,
+                    format!(
+                        "key is {} bytes; use at least 16 (24 or 32 is usual)",
+                        bytes.len()
+                    ),
+                ),
+                Err(_) => self.problem(at, "the part after whsec_ is not valid base64"),
+            }
+        }
+        (keys.len() == values.len()).then_some(())?;
+        Some(WebhooksConfig {
+            secrets: keys,
+            tolerance: tolerance?,
+        })
+    }
+
+    fn api(&mut self, s: &mut Section<'_>) -> Option<ApiConfig> {
+        self.secret(s, "token", "FOYER_API_TOKEN", true)
+            .map(|token| ApiConfig { token })
+    }
+
+    fn rooms(&mut self, s: &mut Section<'_>) -> Option<RoomsConfig> {
+        let week = Duration::ZERO..=WEEK;
+        let open_before =
+            self.duration(s, "open_before", Duration::from_secs(30 * 60), week.clone());
+        let close_after = self.duration(s, "close_after", Duration::from_secs(3600), week.clone());
+        let max_overrun = self.duration(s, "max_overrun", Duration::from_secs(6 * 3600), week);
+        let archive_mode = self.choice(
+            s,
+            "archive_mode",
+            ArchiveMode::ReadOnly,
+            &[
+                ("read_only", ArchiveMode::ReadOnly),
+                ("kick", ArchiveMode::Kick),
+                ("delete", ArchiveMode::Delete),
+            ],
+        );
+        let join_rule = self.choice(
+            s,
+            "join_rule",
+            JoinRule::Invite,
+            &[("invite", JoinRule::Invite), ("knock", JoinRule::Knock)],
+        );
+        Some(RoomsConfig {
+            open_before: open_before?,
+            close_after: close_after?,
+            max_overrun: max_overrun?,
+            archive_mode: archive_mode?,
+            join_rule: join_rule?,
+        })
+    }
+
+    // ---- building blocks ----
+
+    fn section<'y>(
+        &mut self,
+        parent: &mut Section<'y>,
+        key: &'static str,
+        required: bool,
+    ) -> Option<Section<'y>> {
+        let path = parent.key_path(key);
+        match parent.get(key) {
+            Some(Value::Mapping(map)) => Some(Section::new(&path, map)),
+            Some(_) => {
+                self.problem(path, "must be a mapping of keys");
+                None
+            }
+            None if required => {
+                self.problem(path, "is missing (a required section)");
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Reports every key of the section that nothing asked for.
+    fn finish(&mut self, section: Section<'_>) {
+        for key in section.map.keys() {
+            let Some(name) = key.as_str() else {
+                self.problem(
+                    section.key_path(&format!("{key:?}")),
+                    "keys must be strings",
+                );
+                continue;
+            };
+            if section.known.contains(name) {
+                continue;
+            }
+            let hint = closest(name, &section.known)
+                .map(|k| format!(" (did you mean {k}?)"))
+                .unwrap_or_default();
+            self.problem(section.key_path(name), format!("unknown key{hint}"));
+        }
+    }
+
+    fn string(&mut self, s: &mut Section<'_>, key: &'static str, required: bool) -> Option<String> {
+        match s.get(key) {
+            Some(Value::String(v)) if v.trim().is_empty() => {
+                self.problem(s.key_path(key), "is empty");
+                None
+            }
+            Some(Value::String(v)) => Some(v.clone()),
+            Some(_) => {
+                self.problem(s.key_path(key), "must be a string (put it in quotes)");
+                None
+            }
+            None if required => {
+                self.problem(s.key_path(key), "is missing");
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// An identifier-like string (with a default) made of the allowed characters.
+    fn name(
+        &mut self,
+        s: &mut Section<'_>,
+        key: &'static str,
+        default: &str,
+        max_len: usize,
+        allowed: impl Fn(char) -> bool,
+        described: &str,
+    ) -> Option<String> {
+        let value = self
+            .string(s, key, false)
+            .unwrap_or_else(|| default.to_owned());
+        if value.chars().count() > max_len || !value.chars().all(allowed) {
+            self.problem(
+                s.key_path(key),
+                format!("{value:?} must be 1 to {max_len} characters: {described}"),
+            );
+            return None;
+        }
+        Some(value)
+    }
+
+    fn url(&mut self, s: &mut Section<'_>, key: &'static str) -> Option<Url> {
+        let text = self.string(s, key, true)?;
+        match Url::parse(&text) {
+            Ok(url) if !matches!(url.scheme(), "http" | "https") => {
+                self.problem(
+                    s.key_path(key),
+                    format!("{text:?} must be an http:// or https:// URL"),
+                );
+                None
+            }
+            Ok(url)
+                if url.host_str().is_none()
+                    || url.query().is_some()
+                    || url.fragment().is_some() =>
+            {
+                self.problem(
+                    s.key_path(key),
+                    format!(
+                        "{text:?} must be a base URL with a host and without query or fragment"
+                    ),
+                );
+                None
+            }
+            Ok(url) => Some(url),
+            Err(e) => {
+                self.problem(s.key_path(key), format!("{text:?} is not a URL ({e})"));
+                None
+            }
+        }
+    }
+
+    fn duration(
+        &mut self,
+        s: &mut Section<'_>,
+        key: &'static str,
+        default: Duration,
+        range: std::ops::RangeInclusive<Duration>,
+    ) -> Option<Duration> {
+        let Some(value) = s.get(key) else {
+            return Some(default);
+        };
+        let Value::String(text) = value else {
+            self.problem(
+                s.key_path(key),
+                "must be a duration string with a unit, like 90s, 30m or 2h",
+            );
+            return None;
+        };
+        match parse_duration(text) {
+            Ok(d) if range.contains(&d) => Some(d),
+            Ok(_) => {
+                self.problem(
+                    s.key_path(key),
+                    format!(
+                        "{text} is out of range; use {} to {}",
+                        super::format_duration(*range.start()),
+                        super::format_duration(*range.end())
+                    ),
+                );
+                None
+            }
+            Err(message) => {
+                self.problem(s.key_path(key), message);
+                None
+            }
+        }
+    }
+
+    fn choice<T: Copy>(
+        &mut self,
+        s: &mut Section<'_>,
+        key: &'static str,
+        default: T,
+        options: &[(&str, T)],
+    ) -> Option<T> {
+        let Some(text) = self.string(s, key, false) else {
+            return (!self.problems.iter().any(|p| p.path == s.key_path(key))).then_some(default);
+        };
+        let found = options
+            .iter()
+            .find(|(name, _)| *name == text)
+            .map(|(_, v)| *v);
+        if found.is_none() {
+            let names: Vec<_> = options.iter().map(|(n, _)| *n).collect();
+            self.problem(
+                s.key_path(key),
+                format!("{text:?} is not one of: {}", names.join(", ")),
+            );
+        }
+        found
+    }
+
+    /// A token: from `<key>`, `<key>_file`, or the environment variable (which wins).
+    /// Tokens need at least 32 characters and must not be the example's placeholder.
+    fn secret(
+        &mut self,
+        s: &mut Section<'_>,
+        key: &'static str,
+        env_var: &str,
+        required: bool,
+    ) -> Option<Secret> {
+        let secret = self.secret_value(s, key, env_var, required)?;
+        let path = s.key_path(key);
+        let value = secret.expose();
+        if value.contains(PLACEHOLDER_MARK) {
+            if self.placeholders == Placeholders::Refuse {
+                self.placeholder_problem(&path, "openssl rand -hex 32");
+                return None;
+            }
+        } else if value.chars().count() < MIN_TOKEN_LEN {
+            self.problem(
+                path,
+                format!(
+                    "must be at least {MIN_TOKEN_LEN} characters (it has {})",
+                    value.chars().count()
+                ),
+            );
+            return None;
+        } else if value.chars().any(char::is_whitespace) {
+            self.problem(path, "must not contain whitespace");
+            return None;
+        }
+        Some(secret)
+    }
+
+    fn placeholder_problem(&mut self, path: &str, generate: &str) {
+        self.problem(path, format!(
+            "still holds the placeholder from config.example.yaml ({PLACEHOLDER_MARK}…); put a random value there, for example from `{generate}`"
+        ));
+    }
+
+    /// Reads a secret's raw value from its three possible sources, records which one.
+    fn secret_value(
+        &mut self,
+        s: &mut Section<'_>,
+        key: &'static str,
+        env_var: &str,
+        required: bool,
+    ) -> Option<Secret> {
+        let file_key: &'static str = match key {
+            "as_token" => "as_token_file",
+            "hs_token" => "hs_token_file",
+            "token" => "token_file",
+            "url" => "url_file",
+            _ => unreachable!("every secret key has a _file twin"),
+        };
+        let path = s.key_path(key);
+        let inline = s
+            .get(key)
+            .is_some()
+            .then(|| self.string(s, key, true))
+            .flatten();
+        let from_file = s
+            .get(file_key)
+            .is_some()
+            .then(|| self.string(s, file_key, true))
+            .flatten();
+        if s.get(key).is_some() && s.get(file_key).is_some() {
+            self.problem(&path, format!("give either {key} or {file_key}, not both"));
+            return None;
+        }
+        if let Some(value) = (self.env)(env_var) {
+            self.secret_sources
+                .push((path, format!("environment variable {env_var}")));
+            return Some(Secret::new(value.trim()));
+        }
+        if let Some(file) = from_file {
+            let full = self.base_dir.join(&file);
+            return match std::fs::read_to_string(&full) {
+                Ok(text) if !text.trim().is_empty() => {
+                    self.secret_sources
+                        .push((path, format!("file {}", full.display())));
+                    Some(Secret::new(text.trim()))
+                }
+                Ok(_) => {
+                    self.problem(
+                        s.key_path(file_key),
+                        format!("file {} is empty", full.display()),
+                    );
+                    None
+                }
+                Err(e) => {
+                    self.problem(
+                        s.key_path(file_key),
+                        format!("cannot read {}: {e}", full.display()),
+                    );
+                    None
+                }
+            };
+        }
+        if let Some(value) = inline {
+            self.secret_sources.push((path, "config file".into()));
+            return Some(Secret::new(value));
+        }
+        if required && !self.problems.iter().any(|p| p.path.starts_with(&path)) {
+            self.problem(
+                path,
+                format!(
+                    "is missing (give {key}, {file_key}, or the environment variable {env_var})"
+                ),
+            );
+        }
+        None
+    }
+
+    /// `webhooks.secrets` (a list), `secrets_file` (one per line) or
+    /// `FOYER_WEBHOOK_SECRETS` (separated by commas or whitespace).
+    fn secret_list(&mut self, s: &mut Section<'_>) -> Option<(Vec<String>, String)> {
+        let path = s.key_path("secrets");
+        let inline = s.get("secrets");
+        let file = s.get("secrets_file");
+        if inline.is_some() && file.is_some() {
+            self.problem(&path, "give either secrets or secrets_file, not both");
+            return None;
+        }
+        if let Some(value) = (self.env)("FOYER_WEBHOOK_SECRETS") {
+            let list = value
+                .split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|v| !v.is_empty());
+            return Some((
+                list.map(str::to_owned).collect(),
+                "environment variable FOYER_WEBHOOK_SECRETS".into(),
+            ));
+        }
+        if file.is_some() {
+            let file = self.string(s, "secrets_file", true)?;
+            let full = self.base_dir.join(&file);
+            return match std::fs::read_to_string(&full) {
+                Ok(text) => Some((
+                    text.lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                    format!("file {}", full.display()),
+                )),
+                Err(e) => {
+                    self.problem(
+                        s.key_path("secrets_file"),
+                        format!("cannot read {}: {e}", full.display()),
+                    );
+                    None
+                }
+            };
+        }
+        match inline {
+            Some(Value::Sequence(items)) => {
+                let mut out = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    match item {
+                        Value::String(v) => out.push(v.clone()),
+                        _ => self.problem(format!("{path}[{i}]"), "must be a string"),
+                    }
+                }
+                (out.len() == items.len()).then_some((out, "config file".into()))
+            }
+            Some(_) => {
+                self.problem(path, "must be a list of secrets, like [\"whsec_...\"]");
+                None
+            }
+            None => {
+                self.problem(path, "is missing (give secrets, secrets_file, or the environment variable FOYER_WEBHOOK_SECRETS)");
+                None
+            }
+        }
+    }
+}
+
+/// The known key nearest to a misspelt one, if it is near enough to be a typo.
+fn closest<'k>(name: &str, known: &BTreeSet<&'k str>) -> Option<&'k str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(name, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min()
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}

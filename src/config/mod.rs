@@ -1,0 +1,225 @@
+//! The config file: typed, validated as a whole, every problem named by its key path.
+//!
+//! Loading walks the YAML tree by hand instead of using `#[serde(deny_unknown_fields)]`,
+//! so that one run reports *every* problem (unknown keys, missing keys, bad values)
+//! rather than stopping at the first.
+
+mod duration;
+mod load;
+
+use std::{fmt, net::SocketAddr, path::Path, time::Duration};
+
+use ruma::{OwnedServerName, OwnedUserId, UserId};
+use url::Url;
+
+pub use self::duration::{format_duration, parse_duration};
+pub use self::load::from_yaml_str;
+use crate::secret::Secret;
+
+/// Marks the values in `config.example.yaml` that must be replaced before serving.
+pub const PLACEHOLDER_MARK: &str = "CHANGE_ME";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub homeserver: HomeserverConfig,
+    pub appservice: AppserviceConfig,
+    pub database: DatabaseConfig,
+    pub webhooks: WebhooksConfig,
+    pub api: ApiConfig,
+    pub rooms: RoomsConfig,
+    pub synapse_admin: Option<SynapseAdminConfig>,
+    /// Where each secret came from (`config`, a file, an environment variable), for
+    /// `check-config`'s summary. Never the secret itself.
+    pub secret_sources: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HomeserverConfig {
+    pub url: Url,
+    pub server_name: OwnedServerName,
+    /// How long `serve` waits for the homeserver at start-up before giving up (exit 2).
+    pub startup_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AppserviceConfig {
+    pub id: String,
+    pub listen: SocketAddr,
+    pub url: Url,
+    pub as_token: Secret,
+    pub hs_token: Secret,
+    pub sender_localpart: String,
+    pub alias_prefix: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    /// May carry a password (PostgreSQL), hence a secret.
+    pub url: Secret,
+    pub kind: DatabaseKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhooksConfig {
+    pub secrets: Vec<WebhookKey>,
+    pub tolerance: Duration,
+}
+
+/// The HMAC key of one Standard Webhooks secret: the base64-decoded part after `whsec_`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookKey(Vec<u8>);
+
+impl WebhookKey {
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for WebhookKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WebhookKey([redacted])")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub token: Secret,
+}
+
+#[derive(Debug, Clone)]
+pub struct RoomsConfig {
+    pub open_before: Duration,
+    pub close_after: Duration,
+    pub max_overrun: Duration,
+    pub archive_mode: ArchiveMode,
+    pub join_rule: JoinRule,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveMode {
+    ReadOnly,
+    Kick,
+    Delete,
+}
+
+impl ArchiveMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ReadOnly => "read_only",
+            Self::Kick => "kick",
+            Self::Delete => "delete",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinRule {
+    Invite,
+    Knock,
+}
+
+impl JoinRule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Invite => "invite",
+            Self::Knock => "knock",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SynapseAdminConfig {
+    pub token: Secret,
+}
+
+/// Whether values copied unchanged from `config.example.yaml` are acceptable.
+/// `generate-registration` allows them (so the example's registration can be made);
+/// `serve` and `check-config` refuse them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placeholders {
+    Allow,
+    Refuse,
+}
+
+/// One thing wrong with a config, at a key path such as `appservice.as_token`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid YAML: {message}")]
+    Yaml { path: String, message: String },
+    #[error("config file {path} has {} problem{}", problems.len(), if problems.len() == 1 { "" } else { "s" })]
+    Invalid {
+        path: String,
+        problems: Vec<Problem>,
+    },
+}
+
+impl Config {
+    /// Reads and validates a config file. Relative `*_file` paths are resolved against
+    /// the config file's directory; secrets may be overridden by environment variables.
+    pub fn load(path: &Path, placeholders: Placeholders) -> Result<Self, ConfigError> {
+        let display = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: display.clone(),
+            source,
+        })?;
+        let base_dir = path.parent().unwrap_or_else(|| Path::new("."));
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        from_yaml_str(&text, &display, base_dir, &env, placeholders)
+    }
+
+    /// The bot's user ID, `@<sender_localpart>:<server_name>`.
+    pub fn bot_user_id(&self) -> OwnedUserId {
+        UserId::parse(format!(
+            "@{}:{}",
+            self.appservice.sender_localpart, self.homeserver.server_name
+        ))
+        .expect("sender_localpart and server_name are validated at load")
+    }
+
+    /// The room alias pattern for `check-config`'s summary.
+    pub fn alias_pattern(&self) -> String {
+        format!(
+            "#{}<reservation_id>:{}",
+            self.appservice.alias_prefix, self.homeserver.server_name
+        )
+    }
+
+    /// The database URL with any password masked, for logs and summaries.
+    pub fn database_display(&self) -> String {
+        let raw = self.database.url.expose();
+        match Url::parse(raw) {
+            Ok(mut url) if url.password().is_some() => {
+                let _ = url.set_password(Some("***"));
+                url.to_string()
+            }
+            _ => raw.to_owned(),
+        }
+    }
+}

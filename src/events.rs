@@ -1,0 +1,62 @@
+//! Events pushed by the homeserver, handed from the appservice API to their consumer.
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+/// The parts of a homeserver event Foyer reads. Events are kept loosely typed here:
+/// a malformed event must never make the homeserver's transaction fail.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HomeserverEvent {
+    pub event_id: String,
+    pub room_id: String,
+    pub kind: String,
+    pub sender: String,
+    pub state_key: Option<String>,
+    pub content: Value,
+}
+
+impl HomeserverEvent {
+    /// Reads an event from a transaction; events without an id, room or type are skipped.
+    pub fn from_json(value: Value) -> Option<Self> {
+        let text = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_owned);
+        let event = Self {
+            event_id: text("event_id")?,
+            room_id: text("room_id")?,
+            kind: text("type")?,
+            sender: text("sender").unwrap_or_default(),
+            state_key: text("state_key"),
+            content: value.get("content").cloned().unwrap_or(Value::Null),
+        };
+        Some(event)
+    }
+
+    /// A bounded label for metrics: spec event types as they are, custom ones as `other`.
+    pub fn type_label(&self) -> String {
+        if self.kind.starts_with("m.") && self.kind.len() <= 64 {
+            self.kind.clone()
+        } else {
+            "other".into()
+        }
+    }
+
+    /// `content.membership` of an `m.room.member` event.
+    pub fn membership(&self) -> Option<&str> {
+        (self.kind == "m.room.member")
+            .then(|| self.content.get("membership").and_then(Value::as_str))
+            .flatten()
+    }
+}
+
+/// Consumes handed-on events. For now it logs them; membership tracking builds on it.
+pub async fn run(mut events: mpsc::Receiver<HomeserverEvent>) {
+    while let Some(event) = events.recv().await {
+        tracing::debug!(
+            event_id = %event.event_id,
+            room_id = %event.room_id,
+            kind = %event.kind,
+            sender = %event.sender,
+            membership = event.membership().unwrap_or(""),
+            "homeserver event"
+        );
+    }
+}

@@ -1,0 +1,261 @@
+//! The one Matrix client: ruma request types sent with reqwest, as the appservice.
+
+mod handshake;
+
+use std::{borrow::Cow, time::Duration};
+
+use ruma::api::{
+    IncomingResponseExt as _, OutgoingRequest, OutgoingRequestAppserviceExt as _,
+    SupportedVersions,
+    auth_scheme::{AuthScheme, SendAccessToken},
+    path_builder::PathBuilder,
+};
+use ruma::{UserId, api::AppserviceUserIdentity};
+use serde::Deserialize;
+use tokio::time::Instant;
+
+pub use self::handshake::{HandshakeError, HandshakeReport, handshake};
+use crate::secret::Secret;
+
+/// Longest single request; anything slower is treated as a network failure and retried.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum MatrixError {
+    #[error("cannot reach the homeserver for {endpoint}: {message}")]
+    Network { endpoint: String, message: String },
+    #[error("{endpoint} answered {status} {errcode}: {message}")]
+    Api {
+        endpoint: String,
+        status: u16,
+        errcode: String,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    #[error("{endpoint} answered with a body Foyer cannot read: {message}")]
+    BadResponse { endpoint: String, message: String },
+    #[error("cannot build the request for {endpoint}: {message}")]
+    Request { endpoint: String, message: String },
+}
+
+impl MatrixError {
+    /// Network errors, 429 and 5xx may succeed later; other answers will not.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Network { .. } => true,
+            Self::Api { status, .. } => *status == 429 || *status >= 500,
+            Self::BadResponse { .. } | Self::Request { .. } => false,
+        }
+    }
+
+    pub fn errcode(&self) -> Option<&str> {
+        match self {
+            Self::Api { errcode, .. } => Some(errcode),
+            _ => None,
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Api { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// The standard Matrix error body; `retry_after_ms` comes with 429.
+#[derive(Debug, Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    errcode: String,
+    #[serde(default)]
+    error: String,
+    retry_after_ms: Option<u64>,
+}
+
+/// Talks to the homeserver's client-server API with the appservice token.
+#[derive(Clone)]
+pub struct MatrixClient {
+    http: reqwest::Client,
+    base_url: String,
+    as_token: Secret,
+    versions: SupportedVersions,
+}
+
+impl MatrixClient {
+    pub fn new(
+        http: reqwest::Client,
+        base_url: &url::Url,
+        as_token: Secret,
+        versions: SupportedVersions,
+    ) -> Self {
+        Self {
+            http,
+            base_url: base_url.as_str().trim_end_matches('/').to_owned(),
+            as_token,
+            versions,
+        }
+    }
+
+    /// Sends one request, as the bot (`as_user: None`) or as a user in our namespace.
+    pub async fn send_once<R>(
+        &self,
+        request: R,
+        as_user: Option<&UserId>,
+    ) -> Result<R::IncomingResponse, MatrixError>
+    where
+        R: OutgoingRequest,
+        for<'a> R::Authentication: AuthScheme<Input<'a> = SendAccessToken<'a>>,
+        for<'a> R::PathBuilder: PathBuilder<Input<'a> = Cow<'a, SupportedVersions>>,
+    {
+        let identity = as_user.map(AppserviceUserIdentity::new).unwrap_or_default();
+        let http_request = request
+            .try_into_http_request_with_identity::<Vec<u8>>(
+                &self.base_url,
+                SendAccessToken::Appservice(self.as_token.expose()),
+                identity,
+                Cow::Borrowed(&self.versions),
+            )
+            .map_err(|e| MatrixError::Request {
+                endpoint: "request".into(),
+                message: e.to_string(),
+            })?;
+        let endpoint = format!("{} {}", http_request.method(), http_request.uri().path());
+        let request =
+            reqwest::Request::try_from(http_request).map_err(|e| MatrixError::Request {
+                endpoint: endpoint.clone(),
+                message: e.to_string(),
+            })?;
+        let (status, body) = execute(&self.http, request, &endpoint).await?;
+        let response = http::Response::builder()
+            .status(status)
+            .body(body.as_slice())
+            .map_err(|e| MatrixError::BadResponse {
+                endpoint: endpoint.clone(),
+                message: e.to_string(),
+            })?;
+        R::IncomingResponse::try_from_http_response(response).map_err(|e| {
+            MatrixError::BadResponse {
+                endpoint,
+                message: e.to_string(),
+            }
+        })
+    }
+
+    /// Sends a request, retrying transient failures with backoff and jitter until
+    /// `deadline`. `429` waits at least the homeserver's `retry_after_ms`.
+    pub async fn send<R>(
+        &self,
+        request: R,
+        as_user: Option<&UserId>,
+        deadline: Instant,
+    ) -> Result<R::IncomingResponse, MatrixError>
+    where
+        R: OutgoingRequest,
+        for<'a> R::Authentication: AuthScheme<Input<'a> = SendAccessToken<'a>>,
+        for<'a> R::PathBuilder: PathBuilder<Input<'a> = Cow<'a, SupportedVersions>>,
+    {
+        let mut backoff = Backoff::default();
+        loop {
+            match self.send_once(request.clone(), as_user).await {
+                Err(e) if e.is_transient() => {
+                    let wait = backoff.next().max(e.retry_after().unwrap_or_default());
+                    if Instant::now() + wait >= deadline {
+                        return Err(e);
+                    }
+                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "homeserver request failed; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Sends a prepared request and returns the status and body, mapping error statuses to
+/// [`MatrixError::Api`].
+async fn execute(
+    http: &reqwest::Client,
+    request: reqwest::Request,
+    endpoint: &str,
+) -> Result<(u16, Vec<u8>), MatrixError> {
+    let network = |e: reqwest::Error| MatrixError::Network {
+        endpoint: endpoint.to_owned(),
+        message: error_chain(&e),
+    };
+    let response = http.execute(request).await.map_err(network)?;
+    let status = response.status().as_u16();
+    let retry_after_header = response
+        .headers()
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let body = response.bytes().await.map_err(network)?.to_vec();
+    if status < 400 {
+        return Ok((status, body));
+    }
+    let parsed: Option<ErrorBody> = serde_json::from_slice(&body).ok();
+    let (errcode, message, retry_ms) = match parsed {
+        Some(b) => (b.errcode, b.error, b.retry_after_ms),
+        None => (
+            String::new(),
+            String::from_utf8_lossy(&body).chars().take(200).collect(),
+            None,
+        ),
+    };
+    Err(MatrixError::Api {
+        endpoint: endpoint.to_owned(),
+        status,
+        errcode: if errcode.is_empty() {
+            "(no errcode)".into()
+        } else {
+            errcode
+        },
+        message,
+        retry_after: retry_ms.map(Duration::from_millis).or(retry_after_header),
+    })
+}
+
+/// reqwest's top-level message is often just "error sending request"; the cause is below.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
+
+/// Exponential backoff from 250 ms to 30 s, with up to 25 % jitter so that many rooms
+/// retrying at once do not hit the homeserver in lockstep.
+#[derive(Debug)]
+pub(crate) struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            next: Duration::from_millis(250),
+        }
+    }
+}
+
+impl Backoff {
+    pub(crate) fn next(&mut self) -> Duration {
+        let base = self.next;
+        self.next = (self.next * 2).min(Duration::from_secs(30));
+        let jitter = rand::random::<f64>() * 0.25;
+        base + base.mul_f64(jitter)
+    }
+}
+
+pub(crate) fn request_timeout() -> Duration {
+    REQUEST_TIMEOUT
+}

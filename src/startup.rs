@@ -1,0 +1,129 @@
+//! `foyer serve`: bind, serve, shake hands with the homeserver, run until a signal.
+
+use std::sync::{Arc, Mutex, RwLock};
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use ruma::OwnedTransactionId;
+use tokio::{net::TcpListener, sync::watch};
+
+use crate::{
+    config::Config,
+    events,
+    http::{self, AppState},
+    matrix::{self, HandshakeError},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr} (appservice.listen): {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Handshake(#[from] HandshakeError),
+    #[error("the HTTP server failed: {0}")]
+    Server(std::io::Error),
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+}
+
+/// The process-wide Prometheus recorder, installed once.
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder is installed, in which case ours stays empty.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// Runs Foyer until SIGTERM or SIGINT.
+pub async fn serve(config: Config) -> Result<(), ServeError> {
+    let config = Arc::new(config);
+    let addr = config.appservice.listen;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let (events_tx, events_rx) = tokio::sync::mpsc::channel(1024);
+    let state = AppState {
+        config: config.clone(),
+        ready: Arc::new(RwLock::new(None)),
+        transactions: Arc::new(Mutex::new(Default::default())),
+        events: events_tx,
+        metrics: metrics_handle(),
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+
+    let app = http::router(state.clone());
+    let mut server_stop = stop_rx.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = server_stop.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+    let consumer = tokio::spawn(events::run(events_rx));
+    tracing::info!(%addr, homeserver = %config.homeserver.url, "listening");
+
+    let http_client = reqwest::Client::builder()
+        .user_agent(concat!("foyer/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| ServeError::Client(e.to_string()))?;
+    let ping_txn: OwnedTransactionId = format!("foyer-ping-{:016x}", rand::random::<u64>()).into();
+    let mut handshake_stop = stop_rx.clone();
+    tokio::select! {
+        result = matrix::handshake(&config, http_client, ping_txn) => {
+            let (_client, report) = result?;
+            tracing::info!(bot = %report.bot, "ready");
+            metrics::gauge!("foyer_ready").set(1.0);
+            if let Ok(mut ready) = state.ready.write() {
+                *ready = Some(report);
+            }
+        }
+        _ = handshake_stop.wait_for(|stop| *stop) => {
+            tracing::info!("stopped during start-up");
+        }
+    }
+
+    let served = server.await;
+    drop(state);
+    consumer.abort();
+    tracing::info!("shut down");
+    match served {
+        Ok(result) => result.map_err(ServeError::Server),
+        Err(join) => Err(ServeError::Server(std::io::Error::other(join.to_string()))),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => tracing::info!("SIGINT received; shutting down"),
+            _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

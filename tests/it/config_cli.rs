@@ -1,0 +1,341 @@
+//! `foyer check-config` and `generate-registration`: every error class is named by its
+//! key path, all problems at once, exit codes as the contract says.
+
+use std::process::Command;
+
+use crate::harness::{foyer_bin, valid_config_yaml};
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn foyer(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(foyer_bin());
+    cmd.args(args)
+        .env_remove("FOYER_AS_TOKEN")
+        .env_remove("FOYER_HS_TOKEN")
+        .env_remove("FOYER_API_TOKEN");
+    cmd.env_remove("FOYER_WEBHOOK_SECRETS")
+        .env_remove("FOYER_DATABASE_URL");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run foyer");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn check(yaml: &str) -> Run {
+    check_with(yaml, &[])
+}
+
+fn check_with(yaml: &str, env: &[(&str, &str)]) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    foyer(&["check-config", "-c", path.to_str().unwrap()], env)
+}
+
+/// Asserts exit 1 and that stderr has a line `  <path>: ...<needle>...`.
+fn assert_problem(run: &Run, path: &str, needle: &str) {
+    assert_eq!(run.code, 1, "exit code; stderr:\n{}", run.stderr);
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{path}:")))
+        .unwrap_or_else(|| panic!("no problem at {path} in:\n{}", run.stderr));
+    assert!(line.contains(needle), "{line:?} should mention {needle:?}");
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+}
+
+#[test]
+fn a_valid_config_passes_with_a_summary() {
+    let run = check(&valid_config_yaml());
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("is valid"), "{}", run.stdout);
+    assert!(run.stdout.contains("@foyer:example.org"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("#live_<reservation_id>:example.org"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn unknown_keys_are_named_with_a_suggestion() {
+    let yaml =
+        valid_config_yaml().replace("  tolerance: 5m", "  tolerence: 5m") + "extra_section: {}\n";
+    let run = check(&yaml);
+    assert_problem(
+        &run,
+        "webhooks.tolerence",
+        "unknown key (did you mean tolerance?)",
+    );
+    assert_problem(&run, "extra_section", "unknown key");
+}
+
+#[test]
+fn missing_keys_are_named() {
+    let yaml = valid_config_yaml()
+        .replace("  server_name: example.org\n", "")
+        .replace("  url: http://127.0.0.1:29330\n", "");
+    let run = check(&yaml);
+    assert_problem(&run, "homeserver.server_name", "is missing");
+    assert_problem(&run, "appservice.url", "is missing");
+}
+
+#[test]
+fn missing_sections_are_named() {
+    let run = check("homeserver:\n  url: http://127.0.0.1:8008\n  server_name: example.org\n");
+    for section in ["appservice", "webhooks", "api"] {
+        assert_problem(&run, section, "is missing");
+    }
+}
+
+#[test]
+fn bad_durations_are_named() {
+    let yaml = valid_config_yaml()
+        .replace("open_before: 30m", "open_before: 30 minutes")
+        .replace("close_after: 1h", "close_after: 8d");
+    let run = check(&yaml);
+    assert_problem(&run, "rooms.open_before", "is not a duration");
+    assert_problem(&run, "rooms.close_after", "out of range");
+}
+
+#[test]
+fn bad_urls_are_named() {
+    let yaml = valid_config_yaml()
+        .replace("url: http://127.0.0.1:8008", "url: 127.0.0.1:8008")
+        .replace("url: http://127.0.0.1:29330", "url: ftp://127.0.0.1:29330");
+    let run = check(&yaml);
+    assert_problem(&run, "homeserver.url", "127.0.0.1:8008");
+    assert_problem(&run, "appservice.url", "http:// or https://");
+}
+
+#[test]
+fn a_listen_that_is_not_an_address_is_named() {
+    let yaml = valid_config_yaml().replace("listen: 127.0.0.1:29330", "listen: localhost");
+    assert_problem(&check(&yaml), "appservice.listen", "is not an address");
+}
+
+#[test]
+fn short_tokens_are_named() {
+    let yaml = valid_config_yaml().replace(&"a".repeat(40), "short");
+    let run = check(&yaml);
+    assert_problem(
+        &run,
+        "appservice.as_token",
+        "at least 32 characters (it has 5)",
+    );
+}
+
+#[test]
+fn placeholders_are_refused_by_check_config_but_allowed_by_generate_registration() {
+    let example =
+        std::fs::read_to_string(crate::harness::repo_root().join("config.example.yaml")).unwrap();
+    let run = check(&example);
+    for path in [
+        "appservice.as_token",
+        "appservice.hs_token",
+        "api.token",
+        "webhooks.secrets[0]",
+    ] {
+        assert_problem(&run, path, "placeholder");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("registration.yaml");
+    let example_path = crate::harness::repo_root().join("config.example.yaml");
+    let run = foyer(
+        &[
+            "generate-registration",
+            "-c",
+            example_path.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+#[test]
+fn all_problems_are_reported_at_once() {
+    let yaml = valid_config_yaml()
+        .replace("listen: 127.0.0.1:29330", "listen: nowhere")
+        .replace("open_before: 30m", "open_before: soon")
+        .replace("archive_mode: read_only", "archive_mode: burn");
+    let run = check(&yaml);
+    assert_problem(&run, "appservice.listen", "not an address");
+    assert_problem(&run, "rooms.open_before", "not a duration");
+    assert_problem(&run, "rooms.archive_mode", "read_only, kick, delete");
+    assert!(run.stderr.contains("has 3 problems"), "{}", run.stderr);
+}
+
+#[test]
+fn secrets_come_from_files_and_environment_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("as_token"), format!("{}\n", "f".repeat(40))).unwrap();
+    let yaml = valid_config_yaml()
+        .replace(
+            &format!("as_token: {}", "a".repeat(40)),
+            "as_token_file: as_token",
+        )
+        .replace(
+            &format!("token: {}", "c".repeat(40)),
+            "token: CHANGE_ME_in_the_environment",
+        );
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let api_token = "e".repeat(40);
+    let run = foyer(
+        &["check-config", "-c", path.to_str().unwrap()],
+        &[("FOYER_API_TOKEN", &api_token)],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("appservice.as_token from file"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("api.token from environment variable FOYER_API_TOKEN"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !run.stdout.contains(&api_token) && !run.stdout.contains(&"f".repeat(40)),
+        "secrets printed:\n{}",
+        run.stdout
+    );
+
+    // A missing secret file is named by its key.
+    std::fs::remove_file(dir.path().join("as_token")).unwrap();
+    let run = foyer(
+        &["check-config", "-c", path.to_str().unwrap()],
+        &[("FOYER_API_TOKEN", &api_token)],
+    );
+    assert_problem(&run, "appservice.as_token_file", "cannot read");
+}
+
+#[test]
+fn delete_mode_needs_a_synapse_admin_token() {
+    let yaml = valid_config_yaml().replace("archive_mode: read_only", "archive_mode: delete");
+    assert_problem(
+        &check(&yaml),
+        "synapse_admin.token",
+        "archive_mode is delete",
+    );
+}
+
+#[test]
+fn a_file_that_is_not_yaml_or_missing_is_one_clear_line() {
+    let run = check("homeserver: [unclosed\n");
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.starts_with("foyer: config file") && run.stderr.contains("not valid YAML"),
+        "{}",
+        run.stderr
+    );
+    let run = foyer(&["check-config", "-c", "/nonexistent/foyer.yaml"], &[]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr
+            .contains("cannot read config file /nonexistent/foyer.yaml"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn bad_arguments_exit_1() {
+    let run = foyer(&["serve"], &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let run = foyer(&["no-such-command"], &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+}
+
+#[test]
+fn the_committed_registration_matches_the_example_config() {
+    let root = crate::harness::repo_root();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("registration.yaml");
+    let example = root.join("config.example.yaml");
+    let run = foyer(
+        &[
+            "generate-registration",
+            "-c",
+            example.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let generated = std::fs::read_to_string(&out).unwrap();
+    let committed = std::fs::read_to_string(root.join("registration.yaml")).unwrap();
+    assert_eq!(
+        generated, committed,
+        "registration.yaml drifted from config.example.yaml; regenerate it"
+    );
+}
+
+#[test]
+fn generate_registration_writes_0600_and_refuses_to_overwrite() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, valid_config_yaml()).unwrap();
+    let out = dir.path().join("registration.yaml");
+    let args = [
+        "generate-registration",
+        "-c",
+        config.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    let run = foyer(&args, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(
+        std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let parsed: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    assert_eq!(parsed["rate_limited"], serde_yaml::Value::Bool(false));
+    assert_eq!(parsed["sender_localpart"].as_str(), Some("foyer"));
+    assert_eq!(parsed["url"].as_str(), Some("http://127.0.0.1:29330"));
+    assert_eq!(
+        parsed["namespaces"]["aliases"][0]["regex"].as_str(),
+        Some(r"^#live_.*:example\.org$")
+    );
+    assert_eq!(
+        parsed["namespaces"]["aliases"][0]["exclusive"],
+        serde_yaml::Value::Bool(true)
+    );
+
+    std::fs::write(&out, "keep me").unwrap();
+    let run = foyer(&args, &[]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("already exists; pass --force"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "keep me");
+
+    let mut forced = args.to_vec();
+    forced.push("--force");
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert_eq!(foyer(&forced, &[]).code, 0);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), text);
+    assert_eq!(
+        std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}

@@ -1,0 +1,6 @@
+//! Foyer's integration tests: one binary, one shared Synapse, tests in parallel.
+
+mod appservice_api;
+mod config_cli;
+mod handshake;
+mod harness;
