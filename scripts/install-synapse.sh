@@ -8,7 +8,9 @@ VENV="$REPO_ROOT/target/synapse-venv"
 PY="$VENV/bin/python"
 
 installed_version() {
-    "$PY" -c 'import synapse, sys; sys.stdout.write(synapse.__version__)' 2>/dev/null || true
+    # Not synapse.__version__: inside a git checkout Synapse appends the checkout's
+    # branch and commit to it. The package metadata holds the plain version.
+    "$PY" -c 'import importlib.metadata as m, sys; sys.stdout.write(m.version("matrix-synapse"))' 2>/dev/null || true
 }
 
 if [ -x "$PY" ] && [ "$(installed_version)" = "$SYNAPSE_VERSION" ]; then
