@@ -1,13 +1,18 @@
 //! Foyer: a Matrix application service that gives every scheduled live stream its own
 //! chat room. See `docs/architecture.md` for the map.
 
+pub mod api;
 pub mod appservice;
 pub mod cli;
 pub mod config;
 pub mod events;
 pub mod http;
+pub mod intake;
 pub mod logging;
 pub mod matrix;
 pub mod registration;
+pub mod reservation;
+pub mod schedule;
 pub mod secret;
 pub mod startup;
+pub mod store;

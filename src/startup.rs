@@ -26,6 +26,8 @@ pub enum ServeError {
     Server(std::io::Error),
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// The process-wide Prometheus recorder, installed once.
@@ -45,6 +47,8 @@ pub fn metrics_handle() -> PrometheusHandle {
 /// Runs Foyer until SIGTERM or SIGINT.
 pub async fn serve(config: Config) -> Result<(), ServeError> {
     let config = Arc::new(config);
+    let store = crate::store::open(&config.database).await?;
+    tracing::info!(database = %config.database_display(), "store opened");
     let addr = config.appservice.listen;
     let listener = TcpListener::bind(addr)
         .await
@@ -56,6 +60,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         transactions: Arc::new(Mutex::new(Default::default())),
         events: events_tx,
         metrics: metrics_handle(),
+        store,
+        wake: Arc::new(tokio::sync::Notify::new()),
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {

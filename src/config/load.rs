@@ -133,7 +133,7 @@ impl Walker<'_> {
                 r
             }
             None => Some(DatabaseConfig {
-                url: Secret::new("sqlite://foyer.db"),
+                url: Secret::new(sqlite_relative_to("sqlite://foyer.db", &self.base_dir)),
                 kind: DatabaseKind::Sqlite,
             }),
         };
@@ -279,7 +279,11 @@ impl Walker<'_> {
         let url = self.secret_value(s, "url", "FOYER_DATABASE_URL", false)?;
         let text = url.expose();
         let kind = if text.starts_with("sqlite:") {
-            DatabaseKind::Sqlite
+            let url = Secret::new(sqlite_relative_to(text, &self.base_dir));
+            return Some(DatabaseConfig {
+                url,
+                kind: DatabaseKind::Sqlite,
+            });
         } else if text.starts_with("postgres://") || text.starts_with("postgresql://") {
             DatabaseKind::Postgres
         } else {
@@ -725,6 +729,31 @@ impl Walker<'_> {
                 None
             }
         }
+    }
+}
+
+/// Resolves a relative SQLite path against the config file's directory, like every
+/// other path in the config: `sqlite://foyer.db` next to `/etc/foyer/config.yaml` is
+/// `/etc/foyer/foyer.db`, wherever Foyer is started from.
+fn sqlite_relative_to(url: &str, base_dir: &Path) -> String {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let (path, query) = rest
+        .split_once('?')
+        .map_or((rest, None), |(p, q)| (p, Some(q)));
+    if path.is_empty()
+        || path.starts_with(':')
+        || Path::new(path).is_absolute()
+        || base_dir.as_os_str().is_empty()
+    {
+        return url.to_owned();
+    }
+    let joined = base_dir.join(path);
+    match query {
+        Some(q) => format!("sqlite://{}?{q}", joined.display()),
+        None => format!("sqlite://{}", joined.display()),
     }
 }
 

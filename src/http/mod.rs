@@ -15,7 +15,8 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::{
-    appservice, config::Config, events::HomeserverEvent, matrix::HandshakeReport, secret::Secret,
+    api, appservice, config::Config, events::HomeserverEvent, intake, matrix::HandshakeReport,
+    secret::Secret, store::Store,
 };
 
 /// Everything the handlers share.
@@ -27,11 +28,16 @@ pub struct AppState {
     pub transactions: Arc<std::sync::Mutex<appservice::RecentTransactions>>,
     pub events: mpsc::Sender<HomeserverEvent>,
     pub metrics: PrometheusHandle,
+    pub store: Arc<dyn Store>,
+    /// Wakes the lifecycle worker after a webhook's facts are committed.
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/_matrix/app/v1", appservice::router(state.clone()))
+        .nest("/api/v1", api::router(state.clone()))
+        .route("/webhooks/v1/events", axum::routing::post(intake::receive))
         .route(
             "/health/live",
             get(|| async { Json(json!({"status": "live"})) }),
@@ -86,7 +92,7 @@ pub fn has_token(headers: &HeaderMap, expected: &Secret) -> bool {
     bearer_token(headers).is_some_and(|t| expected.matches(t))
 }
 
-async fn require_api_token(
+pub async fn require_api_token(
     State(state): State<AppState>,
     request: Request,
     next: Next,

@@ -151,8 +151,9 @@ async fn wait_for_versions(
             }
             Err(e) => error_chain(&e),
         };
-        let wait = backoff.next();
-        if Instant::now() + wait >= deadline {
+        // Use the whole startup_timeout: the last attempt is made at the deadline.
+        let now = Instant::now();
+        if now >= deadline {
             return Err(HandshakeError::Unreachable {
                 url: base.to_owned(),
                 timeout: format_duration(config.homeserver.startup_timeout),
@@ -160,7 +161,13 @@ async fn wait_for_versions(
                 last,
             });
         }
-        tracing::info!(attempt = attempts, error = %last, retry_in_ms = wait.as_millis() as u64, "homeserver not answering yet");
+        let wait = backoff.next().min(deadline - now);
+        tracing::info!(
+            attempt = attempts,
+            error = %last,
+            retry_in_ms = wait.as_millis() as u64,
+            "homeserver not answering yet"
+        );
         tokio::time::sleep(wait).await;
     }
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use reqwest::Method;
 
-use crate::harness::{Slot, Synapse, TestFoyer, free_port, random_token};
+use crate::harness::{Slot, Synapse, TestFoyer, random_token};
 
 #[tokio::test]
 async fn serve_completes_the_handshake_and_synapse_pings_foyer() {
@@ -48,7 +48,8 @@ async fn serve_fails_with_exit_2(slot: Slot, yaml: &str) -> String {
 #[tokio::test]
 async fn a_homeserver_that_is_not_running_exits_2_after_bounded_retries() {
     let slot = Synapse::shared().take_slot();
-    let dead = format!("http://127.0.0.1:{}", free_port());
+    // Nothing listens on port 1 (a privileged port no test binds): connection refused.
+    let dead = "http://127.0.0.1:1".to_owned();
     let yaml = slot
         .config_yaml()
         .replace(&slot.homeserver_url, &dead)
@@ -56,8 +57,8 @@ async fn a_homeserver_that_is_not_running_exits_2_after_bounded_retries() {
     let started = std::time::Instant::now();
     let last = serve_fails_with_exit_2(slot, &yaml).await;
     assert!(
-        started.elapsed() >= Duration::from_secs(1),
-        "it retried before giving up"
+        started.elapsed() >= Duration::from_millis(1900),
+        "it kept retrying for the whole startup_timeout: {last}"
     );
     assert!(
         last.starts_with("foyer: the homeserver at")
@@ -82,9 +83,10 @@ async fn a_wrong_as_token_exits_2_naming_the_registration() {
 async fn a_homeserver_that_cannot_reach_foyer_exits_2() {
     // Synapse's registration points at the slot's port; Foyer listens elsewhere.
     let slot = Synapse::shared().take_slot();
+    // Same port on another loopback address: Synapse's connection is refused.
     let yaml = slot.config_yaml().replace(
         &format!("listen: 127.0.0.1:{}", slot.port),
-        &format!("listen: 127.0.0.1:{}", free_port()),
+        &format!("listen: 127.0.0.2:{}", slot.port),
     );
     let last = serve_fails_with_exit_2(slot, &yaml).await;
     assert!(

@@ -23,6 +23,8 @@ use serde_json::{Value, json};
 /// Registrations loaded by the shared Synapse; each test that runs Foyer uses one.
 const SLOTS: usize = 48;
 pub const SERVER_NAME: &str = "localhost";
+/// The Standard Webhooks secret every test Foyer accepts.
+pub const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -115,7 +117,7 @@ appservice:
 database:
   url: sqlite://foyer.db
 webhooks:
-  secrets: [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]
+  secrets: [\"{WEBHOOK_SECRET}\"]
 api:
   token: {api}
 ",
@@ -442,7 +444,7 @@ pub struct TestFoyer {
     pub child: Child,
     pub slot: Slot,
     pub base_url: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     pub log_path: PathBuf,
     pub http: reqwest::Client,
 }
@@ -462,28 +464,50 @@ impl TestFoyer {
             .prefix("foyer-test-")
             .tempdir()
             .expect("tempdir");
-        let config_path = dir.path().join("config.yaml");
-        std::fs::write(&config_path, config_yaml).expect("write config");
+        std::fs::write(dir.path().join("config.yaml"), config_yaml).expect("write config");
         let log_path = dir.path().join("foyer.log");
-        let log = std::fs::File::create(&log_path).expect("log file");
-        let child = Command::new(foyer_bin())
-            .args(["serve", "-c"])
-            .arg(&config_path)
-            .current_dir(dir.path())
+        let port = slot.port;
+        TestFoyer {
+            child: Self::run(dir.path(), &log_path),
+            slot,
+            base_url: format!("http://127.0.0.1:{port}"),
+            dir,
+            log_path,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn run(dir: &Path, log_path: &Path) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_path)
+            .expect("log file");
+        Command::new(foyer_bin())
+            .args(["serve", "-c", "config.yaml"])
+            .current_dir(dir)
             .env("RUST_LOG", "foyer=debug,info")
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
-            .expect("start foyer");
-        let port = slot.port;
-        TestFoyer {
-            child,
-            slot,
-            base_url: format!("http://127.0.0.1:{port}"),
-            _dir: dir,
-            log_path,
-            http: reqwest::Client::new(),
-        }
+            .expect("start foyer")
+    }
+
+    /// SIGKILLs Foyer (no chance to clean up) and starts it again on the same config
+    /// and database; waits until it is ready.
+    pub async fn kill_and_restart(&mut self) {
+        self.child.kill().expect("SIGKILL foyer");
+        self.child.wait().expect("reap foyer");
+        self.child = Self::run(self.dir.path(), &self.log_path);
+        self.wait_ready().await;
+    }
+
+    pub fn child_is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     pub async fn wait_ready(&self) {
@@ -558,6 +582,63 @@ impl TestFoyer {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// Sends a webhook signed by the `standardwebhooks` crate, with a fresh id.
+    pub async fn send_webhook(&self, kind: &str, data: Value) -> (u16, Value) {
+        let id = format!("msg_{}", random_token());
+        self.send_webhook_as(&id, kind, data).await
+    }
+
+    /// Sends a signed webhook with the given `webhook-id`.
+    pub async fn send_webhook_as(&self, id: &str, kind: &str, data: Value) -> (u16, Value) {
+        let body = serde_json::to_vec(
+            &json!({"type": kind, "timestamp": "2026-11-24T10:00:00Z", "data": data}),
+        )
+        .expect("serialize webhook");
+        let now = chrono_now();
+        let signature = sign_webhook(WEBHOOK_SECRET, id, now, &body);
+        self.post_webhook(
+            &[
+                ("webhook-id", id),
+                ("webhook-timestamp", &now.to_string()),
+                ("webhook-signature", &signature),
+            ],
+            "application/json",
+            body,
+        )
+        .await
+    }
+
+    /// Posts raw bytes to the webhook endpoint with exactly these headers.
+    pub async fn post_webhook(
+        &self,
+        headers: &[(&str, &str)],
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .post(format!("{}/webhooks/v1/events", self.base_url))
+            .header("content-type", content_type);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let resp = req.body(body).send().await.expect("post webhook");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `GET /api/v1/reservations/{id}` with the API token.
+    pub async fn reservation(&self, id: &str) -> (u16, Value) {
+        let path = format!("/api/v1/reservations/{id}");
+        self.request(
+            reqwest::Method::GET,
+            &path,
+            Some(&self.slot.api_token),
+            None,
+        )
+        .await
+    }
+
     /// The value of one Prometheus sample (`name{labels}`), 0 when absent.
     pub async fn metric(&self, sample: &str) -> f64 {
         let text = self
@@ -585,6 +666,21 @@ impl Drop for TestFoyer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+pub fn chrono_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+}
+
+/// A Standard Webhooks signature made by the reference crate, not by Foyer's code.
+pub fn sign_webhook(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> String {
+    standardwebhooks::Webhook::new(secret)
+        .expect("secret")
+        .sign(id, timestamp, body)
+        .expect("sign")
 }
 
 /// Polls `check` until it returns `Some`, or fails after `limit` with `what`.

@@ -4,3 +4,4 @@ mod appservice_api;
 mod config_cli;
 mod handshake;
 mod harness;
+mod webhooks;

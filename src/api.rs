@@ -1,0 +1,152 @@
+//! The read API (`/api/v1`), for operators and the platform: reservations with their
+//! computed phase and times, behind `api.token`.
+
+use axum::{
+    Json, Router,
+    extract::{Path, Query, State},
+    http::StatusCode,
+    middleware,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{
+    http::{AppState, error, require_api_token},
+    reservation::ReservationId,
+    schedule::{self, Phase},
+    store::ReservationRecord,
+};
+
+const DEFAULT_PAGE: u32 = 100;
+const MAX_PAGE: u32 = 1000;
+
+pub fn router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/reservations", get(list))
+        .route("/reservations/{reservation_id}", get(show))
+        .layer(middleware::from_fn_with_state(state, require_api_token))
+}
+
+fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+fn view(state: &AppState, record: &ReservationRecord, now: DateTime<Utc>) -> (Phase, Value) {
+    let config = &state.config;
+    let r = &record.reservation;
+    let times = schedule::schedule(record, &config.rooms);
+    let phase = schedule::phase(record, &times, now, false);
+    let alias = format!(
+        "#{}{}:{}",
+        config.appservice.alias_prefix, r.id, config.homeserver.server_name
+    );
+    let body = json!({
+        "reservation_id": r.id.as_str(),
+        "revision": r.revision.map(|v| v.0),
+        "title": r.title.as_str(),
+        "starts_at": time(r.starts_at),
+        "ends_at": time(r.ends_at),
+        "opens_at": time(times.opens_at),
+        "archives_at": time(times.archives_at),
+        "phase": phase,
+        "room_id": Value::Null,
+        "room_alias": alias,
+        "tickets": {"active": record.tickets.active, "revoked": record.tickets.revoked},
+        "members": {"invited": 0, "joined": 0},
+    });
+    (phase, body)
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "read API: store unavailable");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "FOYER_UNAVAILABLE",
+        "the database cannot be read now; retry later",
+    )
+}
+
+async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let not_found = || {
+        error(
+            StatusCode::NOT_FOUND,
+            "FOYER_NOT_FOUND",
+            format!("no reservation {id:?}"),
+        )
+    };
+    let Ok(rid) = ReservationId::parse(&id) else {
+        return not_found();
+    };
+    match state.store.reservation(&rid).await {
+        Ok(Some(record)) => Json(view(&state, &record, Utc::now()).1).into_response(),
+        Ok(None) => not_found(),
+        Err(e) => unavailable(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    phase: Option<String>,
+    limit: Option<u32>,
+    /// The `next` value of the previous page.
+    after: Option<String>,
+}
+
+/// `GET /api/v1/reservations?phase=open&limit=100&after=<id>`, ordered by id; `next`
+/// is the cursor of the following page, `null` on the last.
+async fn list(State(state): State<AppState>, Query(query): Query<ListQuery>) -> Response {
+    let phase = match query.phase.as_deref().map(|p| (p, Phase::parse(p))) {
+        None => None,
+        Some((_, Some(phase))) => Some(phase),
+        Some((p, None)) => {
+            let names: Vec<_> = Phase::ALL.iter().map(|p| p.as_str()).collect();
+            return error(
+                StatusCode::BAD_REQUEST,
+                "FOYER_BAD_QUERY",
+                format!("phase: {p:?} is not one of {}", names.join(", ")),
+            );
+        }
+    };
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let mut after = match query.after.as_deref().map(ReservationId::parse).transpose() {
+        Ok(after) => after,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "FOYER_BAD_QUERY",
+                format!("after: {e}"),
+            );
+        }
+    };
+    let now = Utc::now();
+    let mut page = Vec::new();
+    // Phases depend on `now`, so filtering happens here, a batch at a time.
+    loop {
+        let batch = match state
+            .store
+            .reservations_after(after.as_ref(), MAX_PAGE)
+            .await
+        {
+            Ok(batch) => batch,
+            Err(e) => return unavailable(e),
+        };
+        let exhausted = batch.len() < MAX_PAGE as usize;
+        for record in batch {
+            after = Some(record.reservation.id.clone());
+            let (p, body) = view(&state, &record, now);
+            if phase.is_none_or(|want| want == p) {
+                page.push(body);
+                if page.len() == limit as usize {
+                    let next = after.as_ref().map(|id| id.as_str().to_owned());
+                    return Json(json!({"reservations": page, "next": next})).into_response();
+                }
+            }
+        }
+        if exhausted {
+            return Json(json!({"reservations": page, "next": Value::Null})).into_response();
+        }
+    }
+}

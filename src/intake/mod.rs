@@ -1,0 +1,142 @@
+//! `POST /webhooks/v1/events`: verify, validate, commit, answer. In that order, so a
+//! rejected event changes nothing and a `2xx` means the event is durably stored.
+
+pub mod payload;
+pub mod signature;
+
+use axum::{
+    Json,
+    body::Body,
+    extract::State,
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use chrono::Utc;
+use serde_json::json;
+
+use crate::{
+    http::{AppState, error},
+    store::{Outcome, Receipt},
+};
+
+/// Bodies over this size are refused before they are read in full.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let result = receive_inner(&state, &headers, body).await;
+    let (label, response) = match result {
+        Ok((outcome, response)) => (outcome, response),
+        Err((label, response)) => (label, response),
+    };
+    metrics::counter!("foyer_webhooks_total", "result" => label).increment(1);
+    response
+}
+
+type Answer = (&'static str, Response);
+
+async fn receive_inner(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Answer, Answer> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err((
+            "bad_content_type",
+            error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "FOYER_BAD_CONTENT_TYPE",
+                "Content-Type must be application/json",
+            ),
+        ));
+    }
+    let too_large = || {
+        (
+            "too_large",
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "FOYER_TOO_LARGE",
+                format!("the body is over {MAX_BODY_BYTES} bytes"),
+            ),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| too_large())?;
+
+    let now = Utc::now();
+    let webhooks = &state.config.webhooks;
+    let webhook_id = signature::verify(headers, &bytes, &webhooks.secrets, webhooks.tolerance, now)
+        .map_err(|e| {
+            tracing::warn!(error = %e, "webhook refused: bad signature");
+            (
+                "bad_signature",
+                error(
+                    StatusCode::UNAUTHORIZED,
+                    "FOYER_BAD_SIGNATURE",
+                    e.to_string(),
+                ),
+            )
+        })?;
+    let event = payload::parse(&bytes, now).map_err(|e| {
+        tracing::info!(webhook_id, error = %e, "webhook refused: bad payload");
+        (
+            "bad_payload",
+            error(StatusCode::BAD_REQUEST, "FOYER_BAD_PAYLOAD", e.to_string()),
+        )
+    })?;
+
+    let receipt = Receipt {
+        webhook_id,
+        received_at: now,
+    };
+    let outcome = state
+        .store
+        .record_webhook(&receipt, &event)
+        .await
+        .map_err(|e| {
+            tracing::error!(webhook_id, error = %e, "webhook not stored");
+            (
+                "unavailable",
+                error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "FOYER_UNAVAILABLE",
+                    "the database cannot store the event now; retry later",
+                ),
+            )
+        })?;
+    let reservation_id = event.reservation_id().as_str();
+    let answer = match outcome {
+        Outcome::Accepted => {
+            state.wake.notify_one();
+            (
+                "accepted",
+                (StatusCode::ACCEPTED, Json(json!({"status": "accepted"}))).into_response(),
+            )
+        }
+        Outcome::Duplicate => (
+            "duplicate",
+            Json(json!({"status": "duplicate"})).into_response(),
+        ),
+        Outcome::Stale => ("stale", Json(json!({"status": "stale"})).into_response()),
+    };
+    tracing::info!(
+        webhook_id,
+        kind = event.kind(),
+        reservation_id,
+        outcome = answer.0,
+        "webhook stored"
+    );
+    Ok(answer)
+}

@@ -1,0 +1,355 @@
+//! Webhook bodies into domain types. Every error names the field path that breaks a
+//! rule, like `data.tickets[3].user_id: is not a valid Matrix user ID`.
+
+use chrono::{DateTime, Utc};
+use ruma::{OwnedUserId, UserId};
+use serde_json::{Map, Value};
+
+use crate::reservation::{
+    Channel, Description, ExternalId, MAX_SPAN_SECONDS, Reservation, ReservationId, Revision,
+    StreamUrl, Ticket, Title, WebhookEvent, parse_reason,
+};
+
+const MAX_BATCH: usize = 1000;
+const MAX_HOSTS: usize = 100;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct PayloadError {
+    pub path: String,
+    pub message: String,
+}
+
+fn err(path: impl Into<String>, message: impl Into<String>) -> PayloadError {
+    PayloadError {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+/// A JSON object being read, with its path for messages.
+struct Object<'a> {
+    path: String,
+    map: &'a Map<String, Value>,
+}
+
+impl<'a> Object<'a> {
+    fn new(path: impl Into<String>, value: &'a Value) -> Result<Self, PayloadError> {
+        let path = path.into();
+        match value {
+            Value::Object(map) => Ok(Self { path, map }),
+            _ => Err(err(path, "must be a JSON object")),
+        }
+    }
+
+    fn at(&self, key: &str) -> String {
+        format!("{}.{key}", self.path)
+    }
+
+    /// A present, non-null value.
+    fn get(&self, key: &str) -> Option<&'a Value> {
+        self.map.get(key).filter(|v| !v.is_null())
+    }
+
+    fn required(&self, key: &str) -> Result<&'a Value, PayloadError> {
+        self.get(key).ok_or_else(|| err(self.at(key), "is missing"))
+    }
+
+    fn string(&self, key: &str) -> Result<&'a str, PayloadError> {
+        self.required(key)?
+            .as_str()
+            .ok_or_else(|| err(self.at(key), "must be a string"))
+    }
+
+    fn opt_string(&self, key: &str) -> Result<Option<&'a str>, PayloadError> {
+        self.get(key)
+            .map(|v| {
+                v.as_str()
+                    .ok_or_else(|| err(self.at(key), "must be a string"))
+            })
+            .transpose()
+    }
+
+    fn parse<T>(
+        &self,
+        key: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<T, PayloadError> {
+        parse(self.string(key)?).map_err(|m| err(self.at(key), m))
+    }
+
+    fn opt_parse<T>(
+        &self,
+        key: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, PayloadError> {
+        self.opt_string(key)?
+            .map(|s| parse(s).map_err(|m| err(self.at(key), m)))
+            .transpose()
+    }
+
+    fn reservation_id(&self) -> Result<ReservationId, PayloadError> {
+        self.parse("reservation_id", ReservationId::parse)
+    }
+
+    /// An array of 1 to `max` items.
+    fn array(&self, key: &str, max: usize) -> Result<&'a Vec<Value>, PayloadError> {
+        let items = self
+            .required(key)?
+            .as_array()
+            .ok_or_else(|| err(self.at(key), "must be an array"))?;
+        if items.is_empty() || items.len() > max {
+            return Err(err(
+                self.at(key),
+                format!("must hold 1 to {max} items (it has {})", items.len()),
+            ));
+        }
+        Ok(items)
+    }
+
+    fn unsigned(&self, key: &str, max: u64) -> Result<Option<u64>, PayloadError> {
+        let Some(value) = self.get(key) else {
+            return Ok(None);
+        };
+        match value.as_u64() {
+            Some(n) if n <= max => Ok(Some(n)),
+            Some(_) => Err(err(self.at(key), format!("must be at most {max}"))),
+            None => Err(err(self.at(key), "must be an unsigned integer")),
+        }
+    }
+}
+
+fn time(value: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(value)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            "must be an RFC 3339 date-time with a zone, like 2026-11-27T19:00:00Z".to_owned()
+        })
+}
+
+fn user_id(value: &str) -> Result<OwnedUserId, String> {
+    UserId::parse(value).map_err(|e| format!("{value:?} is not a valid Matrix user ID ({e})"))
+}
+
+/// Parses a verified body. `now` fills the default of `stream.*`'s `at`.
+pub fn parse(body: &[u8], now: DateTime<Utc>) -> Result<WebhookEvent, PayloadError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| err("body", format!("is not valid JSON ({e})")))?;
+    let envelope = Object::new("body", &value)?;
+    let kind = envelope
+        .string("type")
+        .map_err(|e| err("type", e.message))?;
+    envelope
+        .get("timestamp")
+        .map(|_| ())
+        .ok_or_else(|| err("timestamp", "is missing"))?;
+    envelope
+        .parse("timestamp", time)
+        .map_err(|e| err("timestamp", e.message))?;
+    let data = Object::new(
+        "data",
+        envelope
+            .get("data")
+            .ok_or_else(|| err("data", "is missing"))?,
+    )?;
+    match kind {
+        "reservation.created" | "reservation.updated" => {
+            reservation(&data).map(|r| WebhookEvent::Upsert(Box::new(r)))
+        }
+        "reservation.cancelled" => Ok(WebhookEvent::Cancelled {
+            id: data.reservation_id()?,
+            reason: data.opt_parse("reason", parse_reason)?,
+        }),
+        "ticket.granted" => {
+            let id = data.reservation_id()?;
+            let items = data.array("tickets", MAX_BATCH)?;
+            let tickets = items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    let ticket = Object::new(format!("data.tickets[{i}]"), item)?;
+                    Ok(Ticket {
+                        id: ticket.parse("ticket_id", ExternalId::parse)?,
+                        user_id: ticket.parse("user_id", user_id)?,
+                    })
+                })
+                .collect::<Result<_, PayloadError>>()?;
+            Ok(WebhookEvent::TicketsGranted { id, tickets })
+        }
+        "ticket.revoked" => {
+            let id = data.reservation_id()?;
+            let items = data.array("ticket_ids", MAX_BATCH)?;
+            let ticket_ids = items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    let path = format!("data.ticket_ids[{i}]");
+                    let text = item
+                        .as_str()
+                        .ok_or_else(|| err(&path, "must be a string"))?;
+                    ExternalId::parse(text).map_err(|m| err(&path, m))
+                })
+                .collect::<Result<_, PayloadError>>()?;
+            Ok(WebhookEvent::TicketsRevoked { id, ticket_ids })
+        }
+        "stream.started" | "stream.ended" => {
+            let id = data.reservation_id()?;
+            let at = data.opt_parse("at", time)?.unwrap_or(now);
+            Ok(if kind == "stream.started" {
+                WebhookEvent::StreamStarted { id, at }
+            } else {
+                WebhookEvent::StreamEnded { id, at }
+            })
+        }
+        other => Err(err(
+            "type",
+            format!(
+                "{other:?} is not a known event type (reservation.created, reservation.updated, reservation.cancelled, ticket.granted, ticket.revoked, stream.started, stream.ended)"
+            ),
+        )),
+    }
+}
+
+fn reservation(data: &Object<'_>) -> Result<Reservation, PayloadError> {
+    let id = data.reservation_id()?;
+    let revision = data.unsigned("revision", i64::MAX as u64)?.map(Revision);
+    let title = data.parse("title", Title::parse)?;
+    let description = data.opt_parse("description", Description::parse)?;
+    let starts_at = data.parse("starts_at", time)?;
+    let ends_at = data.parse("ends_at", time)?;
+    if ends_at <= starts_at {
+        return Err(err("data.ends_at", "must be after data.starts_at"));
+    }
+    if (ends_at - starts_at).num_seconds() > MAX_SPAN_SECONDS {
+        return Err(err(
+            "data.ends_at",
+            "must be at most 7 days after data.starts_at",
+        ));
+    }
+    let stream_url = data.opt_parse("stream_url", StreamUrl::parse)?;
+    let channel = data
+        .get("channel")
+        .map(|v| {
+            let c = Object::new("data.channel", v)?;
+            Ok::<_, PayloadError>(Channel {
+                id: c.parse("id", ExternalId::parse)?,
+                name: c.parse("name", Title::parse)?,
+            })
+        })
+        .transpose()?;
+    let hosts = match data.get("hosts") {
+        None => Vec::new(),
+        Some(Value::Array(items)) if items.len() > MAX_HOSTS => {
+            return Err(err(
+                "data.hosts",
+                format!("must hold at most {MAX_HOSTS} user IDs"),
+            ));
+        }
+        Some(Value::Array(items)) => {
+            let mut hosts: Vec<OwnedUserId> = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                let path = format!("data.hosts[{i}]");
+                let host = user_id(
+                    item.as_str()
+                        .ok_or_else(|| err(&path, "must be a string"))?,
+                )
+                .map_err(|m| err(&path, m))?;
+                if !hosts.contains(&host) {
+                    hosts.push(host);
+                }
+            }
+            hosts
+        }
+        Some(_) => return Err(err("data.hosts", "must be an array of Matrix user IDs")),
+    };
+    let (open_before_seconds, close_after_seconds) = match data.get("chat") {
+        None => (None, None),
+        Some(v) => {
+            let chat = Object::new("data.chat", v)?;
+            let max = MAX_SPAN_SECONDS as u64;
+            (
+                chat.unsigned("open_before_seconds", max)?,
+                chat.unsigned("close_after_seconds", max)?,
+            )
+        }
+    };
+    Ok(Reservation {
+        id,
+        revision,
+        title,
+        description,
+        starts_at,
+        ends_at,
+        stream_url,
+        channel,
+        hosts,
+        open_before_seconds: open_before_seconds.map(|s| s as u32),
+        close_after_seconds: close_after_seconds.map(|s| s as u32),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn envelope(kind: &str, data: Value) -> Vec<u8> {
+        serde_json::to_vec(
+            &json!({"type": kind, "timestamp": "2026-11-24T10:00:00Z", "data": data}),
+        )
+        .unwrap()
+    }
+
+    fn jazz() -> Value {
+        json!({
+            "reservation_id": "jazz-2026-11-27", "revision": 3, "title": "Friday Night Jazz",
+            "description": "Live from the Blue Room",
+            "starts_at": "2026-11-27T19:00:00Z", "ends_at": "2026-11-27T21:00:00+00:00",
+            "stream_url": "https://stream.example.org/watch/jazz",
+            "channel": {"id": "blue-room", "name": "The Blue Room"},
+            "hosts": ["@dj:example.org"],
+            "chat": {"open_before_seconds": 900, "close_after_seconds": 1800}
+        })
+    }
+
+    #[test]
+    fn the_contract_example_parses() {
+        let WebhookEvent::Upsert(r) =
+            parse(&envelope("reservation.updated", jazz()), Utc::now()).unwrap()
+        else {
+            panic!("not an upsert")
+        };
+        assert_eq!(r.id.as_str(), "jazz-2026-11-27");
+        assert_eq!(r.revision, Some(Revision(3)));
+        assert_eq!(r.hosts.len(), 1);
+        assert_eq!(
+            (r.open_before_seconds, r.close_after_seconds),
+            (Some(900), Some(1800))
+        );
+        assert_eq!(r.channel.unwrap().name.as_str(), "The Blue Room");
+    }
+
+    #[test]
+    fn stream_at_defaults_to_now() {
+        let now = Utc::now();
+        let event = parse(
+            &envelope("stream.started", json!({"reservation_id": "a"})),
+            now,
+        )
+        .unwrap();
+        assert_eq!(
+            event,
+            WebhookEvent::StreamStarted {
+                id: ReservationId::parse("a").unwrap(),
+                at: now
+            }
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let deep = "[".repeat(10_000) + &"]".repeat(10_000);
+        assert_eq!(parse(deep.as_bytes(), Utc::now()).unwrap_err().path, "body");
+    }
+}

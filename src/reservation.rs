@@ -1,0 +1,247 @@
+//! Domain types: values that cannot be invalid once built. Each `parse` names the rule
+//! that a bad value breaks; callers add the field path.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use ruma::OwnedUserId;
+use url::Url;
+
+/// Longest span between `starts_at` and `ends_at`, and longest `chat.*` override.
+pub const MAX_SPAN_SECONDS: i64 = 7 * 24 * 3600;
+
+/// `1–128` characters of `A-Z a-z 0-9 . _ = -`: safe inside a room alias.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReservationId(String);
+
+impl ReservationId {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '=' | '-');
+        if value.is_empty() || value.len() > 128 || !value.chars().all(ok_char) {
+            return Err("must be 1 to 128 characters of A-Z a-z 0-9 . _ = -".into());
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ReservationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The platform's version counter of a reservation; older revisions are stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Revision(pub u64);
+
+/// Text with a length limit in characters, optionally required to be non-empty.
+fn bounded_text(value: &str, min: usize, max: usize) -> Result<String, String> {
+    let n = value.chars().count();
+    if n < min || n > max {
+        return Err(if min > 0 {
+            format!("must be {min} to {max} characters (it has {n})")
+        } else {
+            format!("must be at most {max} characters (it has {n})")
+        });
+    }
+    if value
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err("must not contain control characters".into());
+    }
+    Ok(value.to_owned())
+}
+
+/// An identifier chosen by the platform (ticket, channel): 1–128 printable characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ExternalId(String);
+
+impl ExternalId {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        if value.is_empty() || value.chars().count() > 128 || value.chars().any(char::is_control) {
+            return Err("must be 1 to 128 characters without control characters".into());
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+pub type TicketId = ExternalId;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Title(String);
+
+impl Title {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        bounded_text(value, 1, 255).map(Self)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Description(String);
+
+impl Description {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        bounded_text(value, 0, 4000).map(Self)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A free-text reason (cancellation), at most 1000 characters.
+pub fn parse_reason(value: &str) -> Result<String, String> {
+    bounded_text(value, 0, 1000)
+}
+
+/// An `http` or `https` URL with a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamUrl(Url);
+
+impl StreamUrl {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let url = Url::parse(value).map_err(|e| format!("is not a URL ({e})"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err("must be an http:// or https:// URL".into());
+        }
+        if value.len() > 2048 {
+            return Err("must be at most 2048 characters".into());
+        }
+        Ok(Self(url))
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Channel {
+    pub id: ExternalId,
+    pub name: Title,
+}
+
+/// A reservation as the platform last described it (`reservation.created`/`updated`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    pub id: ReservationId,
+    pub revision: Option<Revision>,
+    pub title: Title,
+    pub description: Option<Description>,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub stream_url: Option<StreamUrl>,
+    pub channel: Option<Channel>,
+    pub hosts: Vec<OwnedUserId>,
+    /// Per-reservation `chat.open_before_seconds`, overriding `rooms.open_before`.
+    pub open_before_seconds: Option<u32>,
+    /// Per-reservation `chat.close_after_seconds`, overriding `rooms.close_after`.
+    pub close_after_seconds: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ticket {
+    pub id: TicketId,
+    pub user_id: OwnedUserId,
+}
+
+/// One verified, validated webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookEvent {
+    /// `reservation.created` and `reservation.updated`: both upsert the whole reservation.
+    Upsert(Box<Reservation>),
+    Cancelled {
+        id: ReservationId,
+        reason: Option<String>,
+    },
+    TicketsGranted {
+        id: ReservationId,
+        tickets: Vec<Ticket>,
+    },
+    TicketsRevoked {
+        id: ReservationId,
+        ticket_ids: Vec<TicketId>,
+    },
+    StreamStarted {
+        id: ReservationId,
+        at: DateTime<Utc>,
+    },
+    StreamEnded {
+        id: ReservationId,
+        at: DateTime<Utc>,
+    },
+}
+
+impl WebhookEvent {
+    pub fn reservation_id(&self) -> &ReservationId {
+        match self {
+            Self::Upsert(r) => &r.id,
+            Self::Cancelled { id, .. }
+            | Self::TicketsGranted { id, .. }
+            | Self::TicketsRevoked { id, .. }
+            | Self::StreamStarted { id, .. }
+            | Self::StreamEnded { id, .. } => id,
+        }
+    }
+
+    /// A bounded label for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Upsert(_) => "reservation.upsert",
+            Self::Cancelled { .. } => "reservation.cancelled",
+            Self::TicketsGranted { .. } => "ticket.granted",
+            Self::TicketsRevoked { .. } => "ticket.revoked",
+            Self::StreamStarted { .. } => "stream.started",
+            Self::StreamEnded { .. } => "stream.ended",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reservation_ids_follow_the_contract() {
+        for ok in ["a", "jazz-2026-11-27", "A.b_c=d-e", &"x".repeat(128)] {
+            assert!(ReservationId::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "has space", "slash/", "colon:", "é", &"x".repeat(129)] {
+            assert!(ReservationId::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn titles_count_characters_not_bytes() {
+        assert!(Title::parse(&"é".repeat(255)).is_ok());
+        assert!(Title::parse(&"é".repeat(256)).is_err());
+        assert!(Title::parse("").is_err());
+        assert!(Title::parse("bell\u{7}").is_err());
+    }
+
+    #[test]
+    fn stream_urls_are_http_or_https() {
+        assert!(StreamUrl::parse("https://stream.example.org/watch/jazz").is_ok());
+        for bad in [
+            "ftp://x.org/a",
+            "javascript:alert(1)",
+            "not a url",
+            "https://",
+        ] {
+            assert!(StreamUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

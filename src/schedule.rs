@@ -1,0 +1,279 @@
+//! When a reservation's room opens and closes, and which phase it is in: pure functions
+//! of the recorded facts, the config and an injected `now`. The read API and the
+//! lifecycle both use them, so they never disagree.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+
+use crate::{config::RoomsConfig, store::ReservationRecord};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Before `opens_at`.
+    Scheduled,
+    /// The room is open; the stream is not live yet.
+    Open,
+    Live,
+    /// After the end, before `archives_at`.
+    Ended,
+    Archived,
+    Cancelled,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 6] = [
+        Self::Scheduled,
+        Self::Open,
+        Self::Live,
+        Self::Ended,
+        Self::Archived,
+        Self::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Scheduled => "scheduled",
+            Self::Open => "open",
+            Self::Live => "live",
+            Self::Ended => "ended",
+            Self::Archived => "archived",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == value)
+    }
+}
+
+/// The times that matter for one reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    pub opens_at: DateTime<Utc>,
+    /// The later of `ends_at` and an observed `stream.ended`; while the stream is live,
+    /// `ends_at + max_overrun` (the latest it may keep the room).
+    pub end: DateTime<Utc>,
+    pub archives_at: DateTime<Utc>,
+    pub live: bool,
+}
+
+fn seconds(s: u32) -> Duration {
+    Duration::seconds(i64::from(s))
+}
+
+fn duration(d: std::time::Duration) -> Duration {
+    Duration::from_std(d).unwrap_or(Duration::MAX)
+}
+
+pub fn schedule(record: &ReservationRecord, rooms: &RoomsConfig) -> Schedule {
+    let r = &record.reservation;
+    let s = &record.signals;
+    let open_before = r
+        .open_before_seconds
+        .map(seconds)
+        .unwrap_or_else(|| duration(rooms.open_before));
+    let close_after = r
+        .close_after_seconds
+        .map(seconds)
+        .unwrap_or_else(|| duration(rooms.close_after));
+    let live = match (s.stream_started_at, s.stream_ended_at) {
+        (Some(started), Some(ended)) => started > ended,
+        (Some(_), None) => true,
+        _ => false,
+    };
+    let end = if live {
+        r.ends_at + duration(rooms.max_overrun)
+    } else {
+        s.stream_ended_at
+            .map_or(r.ends_at, |ended| ended.max(r.ends_at))
+    };
+    Schedule {
+        opens_at: r.starts_at - open_before,
+        end,
+        archives_at: end + close_after,
+        live,
+    }
+}
+
+/// The phase at `now`. `archived` says the room was actually archived.
+pub fn phase(
+    record: &ReservationRecord,
+    schedule: &Schedule,
+    now: DateTime<Utc>,
+    archived: bool,
+) -> Phase {
+    let ended_observed = record.signals.stream_ended_at.is_some();
+    if record.signals.cancelled_at.is_some() {
+        Phase::Cancelled
+    } else if archived || now >= schedule.archives_at {
+        Phase::Archived
+    } else if schedule.live {
+        Phase::Live
+    } else if now < schedule.opens_at && record.signals.stream_started_at.is_none() {
+        // An early start opened the room at once; it stays open after that stream ends.
+        Phase::Scheduled
+    } else if ended_observed || now >= schedule.end {
+        Phase::Ended
+    } else {
+        Phase::Open
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone as _;
+
+    use super::*;
+    use crate::{
+        config::{ArchiveMode, JoinRule},
+        reservation::{Reservation, ReservationId, Title},
+        store::{Signals, TicketCounts},
+    };
+
+    fn t(h: u32, m: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 27, h, m, 0).unwrap()
+    }
+
+    fn rooms() -> RoomsConfig {
+        RoomsConfig {
+            open_before: std::time::Duration::from_secs(30 * 60),
+            close_after: std::time::Duration::from_secs(3600),
+            max_overrun: std::time::Duration::from_secs(6 * 3600),
+            archive_mode: ArchiveMode::ReadOnly,
+            join_rule: JoinRule::Invite,
+        }
+    }
+
+    /// Starts 19:00, ends 21:00.
+    fn record(signals: Signals) -> ReservationRecord {
+        ReservationRecord {
+            reservation: Reservation {
+                id: ReservationId::parse("jazz").unwrap(),
+                revision: None,
+                title: Title::parse("Jazz").unwrap(),
+                description: None,
+                starts_at: t(19, 0),
+                ends_at: t(21, 0),
+                stream_url: None,
+                channel: None,
+                hosts: vec![],
+                open_before_seconds: None,
+                close_after_seconds: None,
+            },
+            signals,
+            tickets: TicketCounts::default(),
+        }
+    }
+
+    #[test]
+    fn phases_at_every_boundary_without_stream_signals() {
+        let rec = record(Signals::default());
+        let s = schedule(&rec, &rooms());
+        assert_eq!(
+            (s.opens_at, s.end, s.archives_at),
+            (t(18, 30), t(21, 0), t(22, 0))
+        );
+        let cases = [
+            (t(18, 29), Phase::Scheduled),
+            (t(18, 30), Phase::Open),
+            (t(20, 59), Phase::Open),
+            (t(21, 0), Phase::Ended),
+            (t(21, 59), Phase::Ended),
+            (t(22, 0), Phase::Archived),
+        ];
+        for (now, want) in cases {
+            assert_eq!(phase(&rec, &s, now, false), want, "at {now}");
+        }
+    }
+
+    #[test]
+    fn overrides_replace_the_config_margins() {
+        let mut rec = record(Signals::default());
+        rec.reservation.open_before_seconds = Some(900);
+        rec.reservation.close_after_seconds = Some(0);
+        let s = schedule(&rec, &rooms());
+        assert_eq!((s.opens_at, s.archives_at), (t(18, 45), t(21, 0)));
+    }
+
+    #[test]
+    fn a_live_stream_keeps_the_room_up_to_max_overrun() {
+        let rec = record(Signals {
+            stream_started_at: Some(t(19, 1)),
+            ..Default::default()
+        });
+        let s = schedule(&rec, &rooms());
+        assert!(s.live);
+        assert_eq!(s.archives_at, t(21, 0) + Duration::hours(7));
+        assert_eq!(phase(&rec, &s, t(23, 0), false), Phase::Live);
+    }
+
+    #[test]
+    fn an_observed_end_after_ends_at_moves_the_archive() {
+        let rec = record(Signals {
+            stream_started_at: Some(t(19, 0)),
+            stream_ended_at: Some(t(21, 30)),
+            ..Default::default()
+        });
+        let s = schedule(&rec, &rooms());
+        assert_eq!(
+            (s.end, s.archives_at, s.live),
+            (t(21, 30), t(22, 30), false)
+        );
+        assert_eq!(phase(&rec, &s, t(21, 45), false), Phase::Ended);
+        // An early end keeps ends_at as the end, but the phase says ended.
+        let early = record(Signals {
+            stream_started_at: Some(t(19, 0)),
+            stream_ended_at: Some(t(20, 0)),
+            ..Default::default()
+        });
+        let s = schedule(&early, &rooms());
+        assert_eq!(s.archives_at, t(22, 0));
+        assert_eq!(phase(&early, &s, t(20, 30), false), Phase::Ended);
+    }
+
+    #[test]
+    fn a_restart_after_an_end_is_live_again() {
+        let rec = record(Signals {
+            stream_started_at: Some(t(20, 10)),
+            stream_ended_at: Some(t(20, 0)),
+            ..Default::default()
+        });
+        let s = schedule(&rec, &rooms());
+        assert!(s.live);
+        assert_eq!(phase(&rec, &s, t(20, 15), false), Phase::Live);
+    }
+
+    #[test]
+    fn an_early_start_is_live_before_opens_at() {
+        let rec = record(Signals {
+            stream_started_at: Some(t(18, 0)),
+            ..Default::default()
+        });
+        let s = schedule(&rec, &rooms());
+        assert_eq!(phase(&rec, &s, t(18, 1), false), Phase::Live);
+    }
+
+    #[test]
+    fn an_early_stream_that_already_ended_leaves_the_room_ended_not_scheduled() {
+        let rec = record(Signals {
+            stream_started_at: Some(t(17, 0)),
+            stream_ended_at: Some(t(17, 10)),
+            ..Default::default()
+        });
+        let s = schedule(&rec, &rooms());
+        assert_eq!(phase(&rec, &s, t(17, 20), false), Phase::Ended);
+    }
+
+    #[test]
+    fn cancelled_and_archived_win() {
+        let rec = record(Signals {
+            cancelled_at: Some(t(12, 0)),
+            ..Default::default()
+        });
+        let s = schedule(&rec, &rooms());
+        assert_eq!(phase(&rec, &s, t(19, 0), false), Phase::Cancelled);
+        let rec = record(Signals::default());
+        assert_eq!(phase(&rec, &s, t(19, 0), true), Phase::Archived);
+    }
+}

@@ -1,0 +1,357 @@
+//! SQLite, the embedded default: WAL, `synchronous=FULL` (a commit survives power
+//! loss), foreign keys, a busy timeout; writes take the lock up front (`BEGIN IMMEDIATE`)
+//! so two writers never deadlock upgrading a read lock.
+
+use std::{str::FromStr as _, time::Duration};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use ruma::OwnedUserId;
+use sqlx::{
+    Row as _, SqliteConnection, SqlitePool,
+    sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+    },
+};
+
+use super::{
+    Outcome, Receipt, ReservationRecord, Signals, Store, StoreError, TicketCounts, from_millis,
+    to_millis,
+};
+use crate::reservation::{
+    Channel, Description, ExternalId, Reservation, ReservationId, Revision, StreamUrl, Title,
+    WebhookEvent,
+};
+
+/// Numbered migrations, applied in order once each; never edit a released one.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn unavailable(e: sqlx::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl SqliteStore {
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Open(format!("{url}: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Open(format!("{url}: {e}")))?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let open_err = |e: sqlx::Error| StoreError::Open(format!("migrating: {e}"));
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(open_err)?;
+        sqlx::raw_sql("CREATE TABLE IF NOT EXISTS foyer_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
+            .execute(&mut *tx)
+            .await
+            .map_err(open_err)?;
+        let current: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM foyer_migrations")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(open_err)?;
+        let latest = MIGRATIONS.last().map_or(0, |(v, _)| *v);
+        if current > latest {
+            return Err(StoreError::Open(format!(
+                "the database has schema version {current}, newer than this Foyer knows ({latest}); run a newer Foyer"
+            )));
+        }
+        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+            sqlx::raw_sql(*sql)
+                .execute(&mut *tx)
+                .await
+                .map_err(open_err)?;
+            sqlx::query("INSERT INTO foyer_migrations (version, applied_at) VALUES (?, ?)")
+                .bind(version)
+                .bind(to_millis(Utc::now()))
+                .execute(&mut *tx)
+                .await
+                .map_err(open_err)?;
+            tracing::info!(version, "applied database migration");
+        }
+        tx.commit().await.map_err(open_err)
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn record_webhook(
+        &self,
+        receipt: &Receipt<'_>,
+        event: &WebhookEvent,
+    ) -> Result<Outcome, StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(unavailable)?;
+        let inserted = sqlx::query(
+            "INSERT INTO webhook_receipts (webhook_id, event_type, reservation_id, outcome, received_at)
+             VALUES (?, ?, ?, 'accepted', ?) ON CONFLICT (webhook_id) DO NOTHING",
+        )
+        .bind(receipt.webhook_id)
+        .bind(event.kind())
+        .bind(event.reservation_id().as_str())
+        .bind(to_millis(receipt.received_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?
+        .rows_affected();
+        if inserted == 0 {
+            return Ok(Outcome::Duplicate);
+        }
+        let outcome = apply(&mut tx, event, receipt.received_at)
+            .await
+            .map_err(unavailable)?;
+        if outcome == Outcome::Stale {
+            sqlx::query("UPDATE webhook_receipts SET outcome = 'stale' WHERE webhook_id = ?")
+                .bind(receipt.webhook_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(outcome)
+    }
+
+    async fn reservation(
+        &self,
+        id: &ReservationId,
+    ) -> Result<Option<ReservationRecord>, StoreError> {
+        let row = sqlx::query(SELECT_RECORD_BY_ID)
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.map(|r| record_from_row(&r)).transpose()
+    }
+
+    async fn reservations_after(
+        &self,
+        after: Option<&ReservationId>,
+        limit: u32,
+    ) -> Result<Vec<ReservationRecord>, StoreError> {
+        let rows = sqlx::query(SELECT_RECORDS_AFTER)
+            .bind(after.map_or("", |id| id.as_str()))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(record_from_row).collect()
+    }
+}
+
+/// Applies one event's effect inside the caller's transaction.
+async fn apply(
+    conn: &mut SqliteConnection,
+    event: &WebhookEvent,
+    now: DateTime<Utc>,
+) -> Result<Outcome, sqlx::Error> {
+    match event {
+        WebhookEvent::Upsert(r) => {
+            let stored: Option<Option<i64>> =
+                sqlx::query_scalar("SELECT revision FROM reservations WHERE reservation_id = ?")
+                    .bind(r.id.as_str())
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            if let (Some(Some(stored)), Some(incoming)) = (stored, r.revision)
+                && (incoming.0 as i64) < stored
+            {
+                return Ok(Outcome::Stale);
+            }
+            let hosts =
+                serde_json::to_string(&r.hosts).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+            sqlx::query(
+                "INSERT INTO reservations (reservation_id, revision, title, description, starts_at, ends_at, stream_url,
+                    channel_id, channel_name, hosts, open_before_seconds, close_after_seconds, updated_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (reservation_id) DO UPDATE SET
+                    revision = COALESCE(excluded.revision, reservations.revision),
+                    title = excluded.title, description = excluded.description,
+                    starts_at = excluded.starts_at, ends_at = excluded.ends_at, stream_url = excluded.stream_url,
+                    channel_id = excluded.channel_id, channel_name = excluded.channel_name, hosts = excluded.hosts,
+                    open_before_seconds = excluded.open_before_seconds,
+                    close_after_seconds = excluded.close_after_seconds, updated_at = excluded.updated_at",
+            )
+            .bind(r.id.as_str())
+            .bind(r.revision.map(|v| v.0 as i64))
+            .bind(r.title.as_str())
+            .bind(r.description.as_ref().map(Description::as_str))
+            .bind(to_millis(r.starts_at))
+            .bind(to_millis(r.ends_at))
+            .bind(r.stream_url.as_ref().map(StreamUrl::as_str))
+            .bind(r.channel.as_ref().map(|c| c.id.as_str()))
+            .bind(r.channel.as_ref().map(|c| c.name.as_str()))
+            .bind(hosts)
+            .bind(r.open_before_seconds)
+            .bind(r.close_after_seconds)
+            .bind(to_millis(now))
+            .execute(&mut *conn)
+            .await?;
+        }
+        WebhookEvent::Cancelled { id, reason } => {
+            sqlx::query(
+                "INSERT INTO reservation_signals (reservation_id, cancelled_at, cancel_reason) VALUES (?, ?, ?)
+                 ON CONFLICT (reservation_id) DO UPDATE SET
+                    cancelled_at = COALESCE(reservation_signals.cancelled_at, excluded.cancelled_at),
+                    cancel_reason = COALESCE(reservation_signals.cancel_reason, excluded.cancel_reason)",
+            )
+            .bind(id.as_str())
+            .bind(to_millis(now))
+            .bind(reason.as_deref())
+            .execute(&mut *conn)
+            .await?;
+        }
+        WebhookEvent::TicketsGranted { id, tickets } => {
+            for ticket in tickets {
+                sqlx::query(
+                    "INSERT INTO tickets (reservation_id, ticket_id, user_id, granted_at) VALUES (?, ?, ?, ?)
+                     ON CONFLICT (reservation_id, ticket_id) DO UPDATE SET
+                        user_id = excluded.user_id,
+                        granted_at = COALESCE(tickets.granted_at, excluded.granted_at)",
+                )
+                .bind(id.as_str())
+                .bind(ticket.id.as_str())
+                .bind(ticket.user_id.as_str())
+                .bind(to_millis(now))
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+        WebhookEvent::TicketsRevoked { id, ticket_ids } => {
+            for ticket_id in ticket_ids {
+                sqlx::query(
+                    "INSERT INTO tickets (reservation_id, ticket_id, revoked_at) VALUES (?, ?, ?)
+                     ON CONFLICT (reservation_id, ticket_id) DO UPDATE SET
+                        revoked_at = COALESCE(tickets.revoked_at, excluded.revoked_at)",
+                )
+                .bind(id.as_str())
+                .bind(ticket_id.as_str())
+                .bind(to_millis(now))
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+        WebhookEvent::StreamStarted { id, at } => {
+            sqlx::query(
+                "INSERT INTO reservation_signals (reservation_id, stream_started_at) VALUES (?, ?)
+                 ON CONFLICT (reservation_id) DO UPDATE SET
+                    stream_started_at = MAX(COALESCE(reservation_signals.stream_started_at, 0), excluded.stream_started_at)",
+            )
+            .bind(id.as_str())
+            .bind(to_millis(*at))
+            .execute(&mut *conn)
+            .await?;
+        }
+        WebhookEvent::StreamEnded { id, at } => {
+            sqlx::query(
+                "INSERT INTO reservation_signals (reservation_id, stream_ended_at) VALUES (?, ?)
+                 ON CONFLICT (reservation_id) DO UPDATE SET
+                    stream_ended_at = MAX(COALESCE(reservation_signals.stream_ended_at, 0), excluded.stream_ended_at)",
+            )
+            .bind(id.as_str())
+            .bind(to_millis(*at))
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(Outcome::Accepted)
+}
+
+/// A reservation with its signals and ticket counts, filtered by `$where`.
+macro_rules! select_records {
+    ($where:literal) => {
+        concat!(
+            "SELECT r.*, s.cancelled_at, s.cancel_reason, s.stream_started_at, s.stream_ended_at,
+                (SELECT COUNT(*) FROM tickets t WHERE t.reservation_id = r.reservation_id
+                    AND t.user_id IS NOT NULL AND t.revoked_at IS NULL) AS tickets_active,
+                (SELECT COUNT(*) FROM tickets t WHERE t.reservation_id = r.reservation_id
+                    AND t.revoked_at IS NOT NULL) AS tickets_revoked
+            FROM reservations r LEFT JOIN reservation_signals s ON s.reservation_id = r.reservation_id ",
+            $where
+        )
+    };
+}
+
+const SELECT_RECORD_BY_ID: &str = select_records!("WHERE r.reservation_id = ?");
+const SELECT_RECORDS_AFTER: &str =
+    select_records!("WHERE r.reservation_id > ? ORDER BY r.reservation_id LIMIT ?");
+
+fn record_from_row(row: &SqliteRow) -> Result<ReservationRecord, StoreError> {
+    let corrupt = |what: &str, e: String| StoreError::Corrupt(format!("{what}: {e}"));
+    let get_err = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+    let text = |col: &str| row.try_get::<String, _>(col).map_err(get_err);
+    let opt_text = |col: &str| row.try_get::<Option<String>, _>(col).map_err(get_err);
+    let opt_time = |col: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
+        row.try_get::<Option<i64>, _>(col)
+            .map_err(get_err)?
+            .map(from_millis)
+            .transpose()
+    };
+    let id =
+        ReservationId::parse(&text("reservation_id")?).map_err(|e| corrupt("reservation_id", e))?;
+    let hosts: Vec<OwnedUserId> =
+        serde_json::from_str(&text("hosts")?).map_err(|e| corrupt("hosts", e.to_string()))?;
+    let channel = match (opt_text("channel_id")?, opt_text("channel_name")?) {
+        (Some(cid), Some(name)) => Some(Channel {
+            id: ExternalId::parse(&cid).map_err(|e| corrupt("channel_id", e))?,
+            name: Title::parse(&name).map_err(|e| corrupt("channel_name", e))?,
+        }),
+        _ => None,
+    };
+    let reservation = Reservation {
+        id,
+        revision: row
+            .try_get::<Option<i64>, _>("revision")
+            .map_err(get_err)?
+            .map(|v| Revision(v as u64)),
+        title: Title::parse(&text("title")?).map_err(|e| corrupt("title", e))?,
+        description: opt_text("description")?
+            .map(|d| Description::parse(&d).map_err(|e| corrupt("description", e)))
+            .transpose()?,
+        starts_at: from_millis(row.try_get("starts_at").map_err(get_err)?)?,
+        ends_at: from_millis(row.try_get("ends_at").map_err(get_err)?)?,
+        stream_url: opt_text("stream_url")?
+            .map(|u| StreamUrl::parse(&u).map_err(|e| corrupt("stream_url", e)))
+            .transpose()?,
+        channel,
+        hosts,
+        open_before_seconds: row.try_get("open_before_seconds").map_err(get_err)?,
+        close_after_seconds: row.try_get("close_after_seconds").map_err(get_err)?,
+    };
+    let signals = Signals {
+        cancelled_at: opt_time("cancelled_at")?,
+        cancel_reason: opt_text("cancel_reason")?,
+        stream_started_at: opt_time("stream_started_at")?,
+        stream_ended_at: opt_time("stream_ended_at")?,
+    };
+    let tickets = TicketCounts {
+        active: row.try_get::<i64, _>("tickets_active").map_err(get_err)? as u64,
+        revoked: row.try_get::<i64, _>("tickets_revoked").map_err(get_err)? as u64,
+    };
+    Ok(ReservationRecord {
+        reservation,
+        signals,
+        tickets,
+    })
+}
