@@ -663,3 +663,28 @@ async fn sigkill_right_after_a_202_loses_nothing() {
         (Some("Friday Night Jazz"), Some(1))
     );
 }
+
+#[tokio::test]
+async fn the_readme_sender_script_is_accepted() {
+    let foyer = TestFoyer::start().await;
+    let id = unique("script");
+    let out = std::process::Command::new("python3")
+        .arg(crate::harness::repo_root().join("scripts/send-webhook"))
+        .args([
+            "--url",
+            &foyer.base_url,
+            "--secret",
+            WEBHOOK_SECRET,
+            "reservation.created",
+            &jazz(&id).to_string(),
+        ])
+        .output()
+        .expect("run scripts/send-webhook");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.starts_with("202 "),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(foyer.reservation(&id).await.0, 200);
+}
