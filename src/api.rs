@@ -38,7 +38,7 @@ fn view(state: &AppState, record: &ReservationRecord, now: DateTime<Utc>) -> (Ph
     let config = &state.config;
     let r = &record.reservation;
     let times = schedule::schedule(record, &config.rooms);
-    let phase = schedule::phase(record, &times, now, false);
+    let phase = schedule::phase(record, &times, now, record.archived);
     let alias = format!(
         "#{}{}:{}",
         config.appservice.alias_prefix, r.id, config.homeserver.server_name
@@ -52,7 +52,7 @@ fn view(state: &AppState, record: &ReservationRecord, now: DateTime<Utc>) -> (Ph
         "opens_at": time(times.opens_at),
         "archives_at": time(times.archives_at),
         "phase": phase,
-        "room_id": Value::Null,
+        "room_id": record.room_id,
         "room_alias": alias,
         "tickets": {"active": record.tickets.active, "revoked": record.tickets.revoked},
         "members": {"invited": 0, "joined": 0},

@@ -6,8 +6,10 @@ pub mod appservice;
 pub mod cli;
 pub mod config;
 pub mod events;
+pub mod failpoint;
 pub mod http;
 pub mod intake;
+pub mod lifecycle;
 pub mod logging;
 pub mod matrix;
 pub mod registration;
@@ -16,3 +18,5 @@ pub mod schedule;
 pub mod secret;
 pub mod startup;
 pub mod store;
+#[cfg(test)]
+mod test_support;

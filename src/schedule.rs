@@ -122,48 +122,14 @@ pub fn phase(
 
 #[cfg(test)]
 mod tests {
-    use chrono::TimeZone as _;
-
     use super::*;
     use crate::{
-        config::{ArchiveMode, JoinRule},
-        reservation::{Reservation, ReservationId, Title},
-        store::{Signals, TicketCounts},
+        store::Signals,
+        test_support::{self, rooms, t},
     };
 
-    fn t(h: u32, m: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 27, h, m, 0).unwrap()
-    }
-
-    fn rooms() -> RoomsConfig {
-        RoomsConfig {
-            open_before: std::time::Duration::from_secs(30 * 60),
-            close_after: std::time::Duration::from_secs(3600),
-            max_overrun: std::time::Duration::from_secs(6 * 3600),
-            archive_mode: ArchiveMode::ReadOnly,
-            join_rule: JoinRule::Invite,
-        }
-    }
-
-    /// Starts 19:00, ends 21:00.
     fn record(signals: Signals) -> ReservationRecord {
-        ReservationRecord {
-            reservation: Reservation {
-                id: ReservationId::parse("jazz").unwrap(),
-                revision: None,
-                title: Title::parse("Jazz").unwrap(),
-                description: None,
-                starts_at: t(19, 0),
-                ends_at: t(21, 0),
-                stream_url: None,
-                channel: None,
-                hosts: vec![],
-                open_before_seconds: None,
-                close_after_seconds: None,
-            },
-            signals,
-            tickets: TicketCounts::default(),
-        }
+        test_support::record(signals, vec![])
     }
 
     #[test]

@@ -89,7 +89,20 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let mut handshake_stop = stop_rx.clone();
     tokio::select! {
         result = matrix::handshake(&config, http_client, ping_txn) => {
-            let (_client, report) = result?;
+            let (client, report) = result?;
+            let admin = config.synapse_admin.as_ref().map(|a| crate::lifecycle::room::SynapseAdmin {
+                http: reqwest::Client::new(),
+                base_url: config.homeserver.url.as_str().trim_end_matches('/').to_owned(),
+                token: a.token.clone(),
+            });
+            let lifecycle = Arc::new(crate::lifecycle::Lifecycle {
+                store: state.store.clone(),
+                client,
+                config: config.clone(),
+                admin,
+                wake: state.wake.clone(),
+            });
+            tokio::spawn(lifecycle.run(stop_rx.clone()));
             tracing::info!(bot = %report.bot, "ready");
             metrics::gauge!("foyer_ready").set(1.0);
             if let Ok(mut ready) = state.ready.write() {

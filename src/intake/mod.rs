@@ -21,6 +21,8 @@ use crate::{
 
 /// Bodies over this size are refused before they are read in full.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// How much of an oversized body is read and dropped before answering 413.
+const DRAIN_BYTES: usize = 8 * 1024 * 1024;
 
 pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let result = receive_inner(&state, &headers, body).await;
@@ -33,6 +35,33 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bo
 }
 
 type Answer = (&'static str, Response);
+
+/// Reads at most [`MAX_BODY_BYTES`]; `None` when the body is larger. The rest of an
+/// oversized body is read and dropped (up to [`DRAIN_BYTES`], for a few seconds), so
+/// the sender, still writing, gets the 413 instead of a reset connection.
+async fn read_capped(body: Body) -> Option<bytes::Bytes> {
+    use futures_util::StreamExt as _;
+    let mut stream = body.into_data_stream();
+    let mut kept = bytes::BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.ok()?;
+        if kept.len() + chunk.len() > MAX_BODY_BYTES {
+            let drain = async {
+                let mut drained = 0usize;
+                while let Some(Ok(chunk)) = stream.next().await {
+                    drained += chunk.len();
+                    if drained > DRAIN_BYTES {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), drain).await;
+            return None;
+        }
+        kept.extend_from_slice(&chunk);
+    }
+    Some(kept.freeze())
+}
 
 async fn receive_inner(
     state: &AppState,
@@ -64,16 +93,7 @@ async fn receive_inner(
             ),
         )
     };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(too_large());
-    }
-    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| too_large())?;
+    let bytes = read_capped(body).await.ok_or_else(too_large)?;
 
     let now = Utc::now();
     let webhooks = &state.config.webhooks;

@@ -3,14 +3,16 @@
 
 mod sqlite;
 
-use std::sync::Arc;
+use std::{collections::BTreeSet, sync::Arc};
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone as _, Utc};
+use ruma::{OwnedRoomId, OwnedUserId};
 
 pub use self::sqlite::SqliteStore;
 use crate::{
     config::{DatabaseConfig, DatabaseKind},
+    lifecycle::RoomState,
     reservation::{Reservation, ReservationId, WebhookEvent},
 };
 
@@ -66,6 +68,41 @@ pub struct ReservationRecord {
     pub reservation: Reservation,
     pub signals: Signals,
     pub tickets: TicketCounts,
+    /// The room, once created (or adopted).
+    pub room_id: Option<String>,
+    pub archived: bool,
+}
+
+/// A reservation a worker holds a lease on. `facts_version` tells, at release, whether
+/// new facts arrived while it worked (then it is due again at once).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub reservation_id: ReservationId,
+    pub facts_version: i64,
+}
+
+/// What the lifecycle needs to plan one reservation, besides its record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LifecycleState {
+    pub room: RoomState,
+    /// Users with at least one active ticket.
+    pub holders: BTreeSet<OwnedUserId>,
+    /// Consecutive failed attempts, for backoff.
+    pub attempts: u32,
+}
+
+/// The recorded outcome of one step on the homeserver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepRecord {
+    RoomCreated(OwnedRoomId),
+    /// Invited, or refused for good (`failure`): either way never tried again.
+    Invited {
+        user_id: OwnedUserId,
+        failure: Option<String>,
+    },
+    OpeningNoticeSent,
+    ClosingNoticeSent,
+    Archived,
 }
 
 #[async_trait]
@@ -89,6 +126,37 @@ pub trait Store: Send + Sync {
         after: Option<&ReservationId>,
         limit: u32,
     ) -> Result<Vec<ReservationRecord>, StoreError>;
+
+    /// Leases up to `limit` reservations that are due at `now` and not leased.
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        limit: u32,
+    ) -> Result<Vec<Claim>, StoreError>;
+
+    /// The earliest due time of any reservation, leased or not.
+    async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    async fn lifecycle_state(&self, id: &ReservationId) -> Result<LifecycleState, StoreError>;
+
+    /// Records one step's outcome at once, so a crash right after it repeats nothing.
+    async fn record_step(
+        &self,
+        id: &ReservationId,
+        step: &StepRecord,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Ends a lease: due again at `next_due_at` (or at once if facts changed meanwhile).
+    /// `error` counts a failed attempt; `None` resets the count.
+    async fn release(
+        &self,
+        claim: &Claim,
+        next_due_at: Option<DateTime<Utc>>,
+        error: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 }
 
 /// Opens the store named by `database.url`, applying migrations.

@@ -6,7 +6,7 @@ use std::{str::FromStr as _, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use ruma::OwnedUserId;
+use ruma::{OwnedRoomId, OwnedUserId};
 use sqlx::{
     Row as _, SqliteConnection, SqlitePool,
     sqlite::{
@@ -15,8 +15,8 @@ use sqlx::{
 };
 
 use super::{
-    Outcome, Receipt, ReservationRecord, Signals, Store, StoreError, TicketCounts, from_millis,
-    to_millis,
+    Claim, LifecycleState, Outcome, Receipt, ReservationRecord, Signals, StepRecord, Store,
+    StoreError, TicketCounts, from_millis, to_millis,
 };
 use crate::reservation::{
     Channel, Description, ExternalId, Reservation, ReservationId, Revision, StreamUrl, Title,
@@ -24,7 +24,13 @@ use crate::reservation::{
 };
 
 /// Numbered migrations, applied in order once each; never edit a released one.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/sqlite/0001_init.sql")),
+    (
+        2,
+        include_str!("../../migrations/sqlite/0002_lifecycle.sql"),
+    ),
+];
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -51,6 +57,13 @@ impl SqliteStore {
             .map_err(|e| StoreError::Open(format!("{url}: {e}")))?;
         let store = Self { pool };
         store.migrate().await?;
+        // One Foyer per SQLite database: leases left by a previous run of this process
+        // (a crash) are ours, and nothing else holds any. Release them now, so steps due
+        // while Foyer was down run at once instead of after the lease expires.
+        sqlx::query("UPDATE lifecycle SET locked_until = NULL WHERE locked_until IS NOT NULL")
+            .execute(&store.pool)
+            .await
+            .map_err(|e| StoreError::Open(format!("releasing old leases: {e}")))?;
         Ok(store)
     }
 
@@ -123,6 +136,20 @@ impl Store for SqliteStore {
         let outcome = apply(&mut tx, event, receipt.received_at)
             .await
             .map_err(unavailable)?;
+        if outcome == Outcome::Accepted {
+            // New facts: plan this reservation again now. The version bump tells a
+            // worker holding a lease that what it planned from is already outdated.
+            sqlx::query(
+                "INSERT INTO lifecycle (reservation_id, next_due_at, facts_version) VALUES (?, ?, 1)
+                 ON CONFLICT (reservation_id) DO UPDATE SET
+                    next_due_at = excluded.next_due_at, facts_version = lifecycle.facts_version + 1",
+            )
+            .bind(event.reservation_id().as_str())
+            .bind(to_millis(receipt.received_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        }
         if outcome == Outcome::Stale {
             sqlx::query("UPDATE webhook_receipts SET outcome = 'stale' WHERE webhook_id = ?")
                 .bind(receipt.webhook_id)
@@ -158,6 +185,178 @@ impl Store for SqliteStore {
             .await
             .map_err(unavailable)?;
         rows.iter().map(record_from_row).collect()
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<Claim>, StoreError> {
+        let now_ms = to_millis(now);
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(unavailable)?;
+        let rows = sqlx::query(
+            "SELECT reservation_id, facts_version FROM lifecycle
+             WHERE next_due_at <= ? AND (locked_until IS NULL OR locked_until <= ?)
+             ORDER BY next_due_at LIMIT ?",
+        )
+        .bind(now_ms)
+        .bind(now_ms)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let mut claims = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: String = row.try_get("reservation_id").map_err(unavailable)?;
+            sqlx::query("UPDATE lifecycle SET locked_until = ? WHERE reservation_id = ?")
+                .bind(now_ms + lease.as_millis() as i64)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            claims.push(Claim {
+                reservation_id: ReservationId::parse(&id)
+                    .map_err(|e| StoreError::Corrupt(format!("lifecycle {id}: {e}")))?,
+                facts_version: row.try_get("facts_version").map_err(unavailable)?,
+            });
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(claims)
+    }
+
+    async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let due: Option<i64> = sqlx::query_scalar(
+            // A leased row is due again when its lease runs out, not before.
+            "SELECT MIN(CASE WHEN locked_until > next_due_at THEN locked_until ELSE next_due_at END)
+             FROM lifecycle WHERE next_due_at IS NOT NULL",
+        )
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        due.map(from_millis).transpose()
+    }
+
+    async fn lifecycle_state(&self, id: &ReservationId) -> Result<LifecycleState, StoreError> {
+        let corrupt = |e: String| StoreError::Corrupt(format!("lifecycle {id}: {e}"));
+        let row = sqlx::query(
+            "SELECT room_id, opening_notice_sent, closing_notice_sent, archived_at, attempts
+             FROM lifecycle WHERE reservation_id = ?",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let mut state = LifecycleState::default();
+        if let Some(row) = row {
+            let room_id: Option<String> = row.try_get("room_id").map_err(unavailable)?;
+            state.room.room_id = room_id
+                .map(|r| OwnedRoomId::try_from(r).map_err(|e| corrupt(e.to_string())))
+                .transpose()?;
+            state.room.opening_notice_sent = row
+                .try_get::<i64, _>("opening_notice_sent")
+                .map_err(unavailable)?
+                != 0;
+            state.room.closing_notice_sent = row
+                .try_get::<i64, _>("closing_notice_sent")
+                .map_err(unavailable)?
+                != 0;
+            state.room.archived = row
+                .try_get::<Option<i64>, _>("archived_at")
+                .map_err(unavailable)?
+                .is_some();
+            state.attempts = row
+                .try_get::<i64, _>("attempts")
+                .map_err(unavailable)?
+                .clamp(0, i64::from(u32::MAX)) as u32;
+        }
+        let invited: Vec<String> =
+            sqlx::query_scalar("SELECT user_id FROM room_invites WHERE reservation_id = ?")
+                .bind(id.as_str())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?;
+        let holders: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT user_id FROM tickets
+             WHERE reservation_id = ? AND user_id IS NOT NULL AND revoked_at IS NULL",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let parse_user = |u: String| OwnedUserId::try_from(u).map_err(|e| corrupt(e.to_string()));
+        state.room.invited = invited
+            .into_iter()
+            .map(parse_user)
+            .collect::<Result<_, _>>()?;
+        state.holders = holders
+            .into_iter()
+            .map(parse_user)
+            .collect::<Result<_, _>>()?;
+        Ok(state)
+    }
+
+    async fn record_step(
+        &self,
+        id: &ReservationId,
+        step: &StepRecord,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let rid = id.as_str();
+        let query = match step {
+            StepRecord::RoomCreated(room_id) => {
+                sqlx::query("UPDATE lifecycle SET room_id = ? WHERE reservation_id = ?").bind(room_id.as_str()).bind(rid)
+            }
+            StepRecord::Invited { user_id, failure } => sqlx::query(
+                "INSERT INTO room_invites (reservation_id, user_id, invited_at, failure) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (reservation_id, user_id) DO NOTHING",
+            )
+            .bind(rid)
+            .bind(user_id.as_str())
+            .bind(to_millis(now))
+            .bind(failure.as_deref()),
+            StepRecord::OpeningNoticeSent => {
+                sqlx::query("UPDATE lifecycle SET opening_notice_sent = 1 WHERE reservation_id = ?").bind(rid)
+            }
+            StepRecord::ClosingNoticeSent => {
+                sqlx::query("UPDATE lifecycle SET closing_notice_sent = 1 WHERE reservation_id = ?").bind(rid)
+            }
+            StepRecord::Archived => {
+                sqlx::query("UPDATE lifecycle SET archived_at = ? WHERE reservation_id = ?").bind(to_millis(now)).bind(rid)
+            }
+        };
+        query.execute(&self.pool).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn release(
+        &self,
+        claim: &Claim,
+        next_due_at: Option<DateTime<Utc>>,
+        error: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE lifecycle SET locked_until = NULL,
+                next_due_at = CASE WHEN facts_version = ? THEN ? ELSE ? END,
+                attempts = CASE WHEN ? IS NULL THEN 0 ELSE attempts + 1 END,
+                last_error = ?
+             WHERE reservation_id = ?",
+        )
+        .bind(claim.facts_version)
+        .bind(next_due_at.map(to_millis))
+        .bind(to_millis(now))
+        .bind(error)
+        .bind(error)
+        .bind(claim.reservation_id.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
     }
 }
 
@@ -286,8 +485,11 @@ macro_rules! select_records {
                 (SELECT COUNT(*) FROM tickets t WHERE t.reservation_id = r.reservation_id
                     AND t.user_id IS NOT NULL AND t.revoked_at IS NULL) AS tickets_active,
                 (SELECT COUNT(*) FROM tickets t WHERE t.reservation_id = r.reservation_id
-                    AND t.revoked_at IS NOT NULL) AS tickets_revoked
-            FROM reservations r LEFT JOIN reservation_signals s ON s.reservation_id = r.reservation_id ",
+                    AND t.revoked_at IS NOT NULL) AS tickets_revoked,
+                l.room_id AS room_id, l.archived_at AS archived_at
+            FROM reservations r
+            LEFT JOIN reservation_signals s ON s.reservation_id = r.reservation_id
+            LEFT JOIN lifecycle l ON l.reservation_id = r.reservation_id ",
             $where
         )
     };
@@ -353,5 +555,7 @@ fn record_from_row(row: &SqliteRow) -> Result<ReservationRecord, StoreError> {
         reservation,
         signals,
         tickets,
+        room_id: opt_text("room_id")?,
+        archived: opt_time("archived_at")?.is_some(),
     })
 }

@@ -265,6 +265,15 @@ impl Synapse {
 
     /// Registers a fresh user through the shared-secret admin API.
     pub async fn create_user(&self, name: &str) -> TestUser {
+        self.register(name, false).await
+    }
+
+    /// A Synapse server admin, for the admin API.
+    pub async fn create_admin(&self) -> TestUser {
+        self.register("admin", true).await
+    }
+
+    async fn register(&self, name: &str, admin: bool) -> TestUser {
         let n = USER_COUNTER.fetch_add(1, Ordering::SeqCst);
         let localpart = format!("{name}{n}_{:04x}", rand::random::<u16>());
         let password = random_token();
@@ -281,9 +290,10 @@ impl Synapse {
         let nonce = nonce["nonce"].as_str().expect("nonce").to_owned();
         let mut mac =
             Hmac::<sha1::Sha1>::new_from_slice(self.shared_secret.as_bytes()).expect("hmac key");
-        mac.update(format!("{nonce}\0{localpart}\0{password}\0notadmin").as_bytes());
+        let role = if admin { "admin" } else { "notadmin" };
+        mac.update(format!("{nonce}\0{localpart}\0{password}\0{role}").as_bytes());
         let mac = hex::encode(mac.finalize().into_bytes());
-        let body = json!({"nonce": nonce, "username": localpart, "password": password, "admin": false, "mac": mac});
+        let body = json!({"nonce": nonce, "username": localpart, "password": password, "admin": admin, "mac": mac});
         let resp = http
             .post(&register_url)
             .json(&body)
@@ -426,6 +436,92 @@ impl TestUser {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// The bot of a slot, acting with the slot's as_token.
+    pub fn bot(slot: &Slot) -> TestUser {
+        TestUser {
+            user_id: slot.bot_user_id(),
+            access_token: slot.as_token.clone(),
+            homeserver: slot.homeserver_url.clone(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.request(reqwest::Method::GET, path, None).await
+    }
+
+    /// Resolves a room alias: `Some(room_id)`, or `None` when the alias is unknown.
+    pub async fn resolve_alias(&self, alias: &str) -> Option<String> {
+        let (status, body) = self
+            .get(&format!("/_matrix/client/v3/directory/room/{}", enc(alias)))
+            .await;
+        (status == 200).then(|| body["room_id"].as_str().expect("room_id").to_owned())
+    }
+
+    pub async fn join(&self, room_id: &str) -> (u16, Value) {
+        self.request(
+            reqwest::Method::POST,
+            &format!("/_matrix/client/v3/join/{}", enc(room_id)),
+            Some(json!({})),
+        )
+        .await
+    }
+
+    pub async fn send_text(&self, room_id: &str, text: &str) -> (u16, Value) {
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/send/m.room.message/{}",
+            enc(room_id),
+            random_token()
+        );
+        self.request(
+            reqwest::Method::PUT,
+            &path,
+            Some(json!({"msgtype": "m.text", "body": text})),
+        )
+        .await
+    }
+
+    /// A state event's content, or `None` when the user cannot see it or it is unset.
+    pub async fn state(&self, room_id: &str, kind: &str) -> Option<Value> {
+        let (status, body) = self
+            .get(&format!(
+                "/_matrix/client/v3/rooms/{}/state/{kind}/",
+                enc(room_id)
+            ))
+            .await;
+        (status == 200).then_some(body)
+    }
+
+    /// The room's timeline, newest first (up to 1000 events).
+    pub async fn messages(&self, room_id: &str) -> Vec<Value> {
+        let (status, body) = self
+            .get(&format!(
+                "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=1000",
+                enc(room_id)
+            ))
+            .await;
+        assert_eq!(status, 200, "messages: {body}");
+        body["chunk"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Rooms this user is invited to, from an initial sync. Synapse caches identical
+    /// sync requests for minutes, so each asks with a filter of its own.
+    pub async fn invited_rooms(&self) -> Vec<String> {
+        let filter =
+            json!({"event_fields": ["type", "content", "state_key", "sender", random_token()]});
+        let (status, body) = self
+            .get(&format!(
+                "/_matrix/client/v3/sync?timeout=0&filter={}",
+                enc(&filter.to_string())
+            ))
+            .await;
+        assert_eq!(status, 200, "sync: {body}");
+        body["rooms"]["invite"]
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
     pub async fn create_room(&self, invite: &[&str]) -> String {
         let (status, body) = self
             .request(
@@ -437,6 +533,11 @@ impl TestUser {
         assert_eq!(status, 200, "createRoom: {body}");
         body["room_id"].as_str().expect("room_id").to_owned()
     }
+}
+
+/// Percent-encodes a path segment (room ids and aliases carry `!`, `#` and `:`).
+pub fn enc(segment: &str) -> String {
+    url::form_urlencoded::byte_serialize(segment.as_bytes()).collect()
 }
 
 /// A running `foyer serve`, killed when dropped.
@@ -458,8 +559,24 @@ impl TestFoyer {
         foyer
     }
 
+    /// Starts Foyer for a fresh slot with a changed config and extra environment.
+    pub async fn start_with(
+        edit: impl FnOnce(String) -> String,
+        env: &[(&str, &str)],
+    ) -> TestFoyer {
+        let slot = Synapse::shared().take_slot();
+        let yaml = edit(slot.config_yaml());
+        let foyer = Self::spawn_env(slot, &yaml, env);
+        foyer.wait_ready().await;
+        foyer
+    }
+
     /// Starts `foyer serve` with the given config text, without waiting.
     pub fn spawn(slot: Slot, config_yaml: &str) -> TestFoyer {
+        Self::spawn_env(slot, config_yaml, &[])
+    }
+
+    fn spawn_env(slot: Slot, config_yaml: &str, env: &[(&str, &str)]) -> TestFoyer {
         let dir = tempfile::Builder::new()
             .prefix("foyer-test-")
             .tempdir()
@@ -468,7 +585,7 @@ impl TestFoyer {
         let log_path = dir.path().join("foyer.log");
         let port = slot.port;
         TestFoyer {
-            child: Self::run(dir.path(), &log_path),
+            child: Self::run(dir.path(), &log_path, env),
             slot,
             base_url: format!("http://127.0.0.1:{port}"),
             dir,
@@ -477,7 +594,7 @@ impl TestFoyer {
         }
     }
 
-    fn run(dir: &Path, log_path: &Path) -> Child {
+    fn run(dir: &Path, log_path: &Path, env: &[(&str, &str)]) -> Child {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -487,6 +604,7 @@ impl TestFoyer {
             .args(["serve", "-c", "config.yaml"])
             .current_dir(dir)
             .env("RUST_LOG", "foyer=debug,info")
+            .envs(env.iter().copied())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
@@ -496,10 +614,17 @@ impl TestFoyer {
     /// SIGKILLs Foyer (no chance to clean up) and starts it again on the same config
     /// and database; waits until it is ready.
     pub async fn kill_and_restart(&mut self) {
-        self.child.kill().expect("SIGKILL foyer");
-        self.child.wait().expect("reap foyer");
-        self.child = Self::run(self.dir.path(), &self.log_path);
-        self.wait_ready().await;
+        self.kill_and_restart_with(&[], true).await;
+    }
+
+    /// Like [`Self::kill_and_restart`], with extra environment (failpoints).
+    pub async fn kill_and_restart_with(&mut self, env: &[(&str, &str)], wait: bool) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::run(self.dir.path(), &self.log_path, env);
+        if wait {
+            self.wait_ready().await;
+        }
     }
 
     pub fn child_is_running(&mut self) -> bool {
@@ -586,6 +711,12 @@ impl TestFoyer {
     pub async fn send_webhook(&self, kind: &str, data: Value) -> (u16, Value) {
         let id = format!("msg_{}", random_token());
         self.send_webhook_as(&id, kind, data).await
+    }
+
+    /// Sends a webhook and asserts it was accepted (202).
+    pub async fn accept(&self, kind: &str, data: Value) {
+        let (status, body) = self.send_webhook(kind, data.clone()).await;
+        assert_eq!(status, 202, "{kind} {data}: {body}");
     }
 
     /// Sends a signed webhook with the given `webhook-id`.

@@ -4,4 +4,5 @@ mod appservice_api;
 mod config_cli;
 mod handshake;
 mod harness;
+mod lifecycle;
 mod webhooks;

@@ -419,10 +419,7 @@ async fn duplicates_and_stale_revisions_change_nothing() {
     newer["title"] = json!("Newer");
     newer["starts_at"] = json!("2099-11-28T19:00:00Z");
     newer["ends_at"] = json!("2099-11-28T20:00:00Z");
-    assert_eq!(
-        foyer.send_webhook("reservation.updated", newer).await.0,
-        202
-    );
+    foyer.accept("reservation.updated", newer).await;
     let (_, r) = foyer.reservation(&id).await;
     assert_eq!(
         (r["title"].as_str(), r["revision"].as_u64()),
@@ -442,24 +439,18 @@ async fn tickets_sent_before_their_reservation_count_once_it_arrives() {
         {"ticket_id": "t-1", "user_id": "@alice:localhost"},
         {"ticket_id": "t-2", "user_id": "@bob:localhost"},
         {"ticket_id": "t-3", "user_id": "@carol:localhost"}]});
-    assert_eq!(
-        foyer.send_webhook("ticket.granted", grant.clone()).await.0,
-        202
-    );
+    foyer.accept("ticket.granted", grant.clone()).await;
     // A revocation that overtakes its grant still wins.
     let revoke = json!({"reservation_id": id, "ticket_ids": ["t-3", "t-4"]});
-    assert_eq!(foyer.send_webhook("ticket.revoked", revoke).await.0, 202);
-    assert_eq!(foyer.send_webhook("ticket.granted", json!({"reservation_id": id, "tickets": [{"ticket_id": "t-4", "user_id": "@dave:localhost"}]})).await.0, 202);
+    foyer.accept("ticket.revoked", revoke).await;
+    foyer.accept("ticket.granted", json!({"reservation_id": id, "tickets": [{"ticket_id": "t-4", "user_id": "@dave:localhost"}]})).await;
     assert_eq!(foyer.reservation(&id).await.0, 404, "no reservation yet");
-    assert_eq!(
-        foyer.send_webhook("reservation.updated", jazz(&id)).await.0,
-        202,
-        "an update before the create upserts"
-    );
+    // An update before the create upserts.
+    foyer.accept("reservation.updated", jazz(&id)).await;
     let (_, r) = foyer.reservation(&id).await;
     assert_eq!(r["tickets"], json!({"active": 2, "revoked": 2}), "{r}");
     // The same grant again (a new delivery of old news) changes nothing.
-    assert_eq!(foyer.send_webhook("ticket.granted", grant).await.0, 202);
+    foyer.accept("ticket.granted", grant).await;
     assert_eq!(
         foyer.reservation(&id).await.1["tickets"],
         json!({"active": 2, "revoked": 2})
@@ -470,49 +461,25 @@ async fn tickets_sent_before_their_reservation_count_once_it_arrives() {
 async fn cancellation_and_stream_signals_set_the_phase() {
     let foyer = TestFoyer::start().await;
     let live = unique("live");
-    assert_eq!(
-        foyer
-            .send_webhook("reservation.created", jazz(&live))
-            .await
-            .0,
-        202
-    );
-    assert_eq!(
-        foyer
-            .send_webhook("stream.started", json!({"reservation_id": live}))
-            .await
-            .0,
-        202
-    );
+    foyer.accept("reservation.created", jazz(&live)).await;
+    foyer
+        .accept("stream.started", json!({"reservation_id": live}))
+        .await;
     assert_eq!(foyer.reservation(&live).await.1["phase"], "live");
-    assert_eq!(
-        foyer
-            .send_webhook("stream.ended", json!({"reservation_id": live}))
-            .await
-            .0,
-        202
-    );
+    foyer
+        .accept("stream.ended", json!({"reservation_id": live}))
+        .await;
     assert_eq!(foyer.reservation(&live).await.1["phase"], "ended");
 
     let cancelled = unique("cancel");
     // The cancellation overtakes the creation; the reservation is still cancelled.
-    assert_eq!(
-        foyer
-            .send_webhook(
-                "reservation.cancelled",
-                json!({"reservation_id": cancelled, "reason": "ill"})
-            )
-            .await
-            .0,
-        202
-    );
-    assert_eq!(
-        foyer
-            .send_webhook("reservation.created", jazz(&cancelled))
-            .await
-            .0,
-        202
-    );
+    foyer
+        .accept(
+            "reservation.cancelled",
+            json!({"reservation_id": cancelled, "reason": "ill"}),
+        )
+        .await;
+    foyer.accept("reservation.created", jazz(&cancelled)).await;
     assert_eq!(foyer.reservation(&cancelled).await.1["phase"], "cancelled");
 
     let (status, list) = foyer
@@ -546,13 +513,9 @@ async fn the_read_api_needs_its_token_and_pages() {
         );
     }
     for i in 0..5 {
-        assert_eq!(
-            foyer
-                .send_webhook("reservation.created", jazz(&format!("page-{i}")))
-                .await
-                .0,
-            202
-        );
+        foyer
+            .accept("reservation.created", jazz(&format!("page-{i}")))
+            .await;
     }
     let token = Some(foyer.slot.api_token.as_str());
     let mut seen = Vec::new();
@@ -650,11 +613,8 @@ async fn a_locked_database_gets_503_and_the_retry_succeeds() {
 async fn sigkill_right_after_a_202_loses_nothing() {
     let mut foyer = TestFoyer::start().await;
     let id = unique("durable");
-    assert_eq!(
-        foyer.send_webhook("reservation.created", jazz(&id)).await.0,
-        202
-    );
-    assert_eq!(foyer.send_webhook("ticket.granted", json!({"reservation_id": id, "tickets": [{"ticket_id": "t", "user_id": "@a:localhost"}]})).await.0, 202);
+    foyer.accept("reservation.created", jazz(&id)).await;
+    foyer.accept("ticket.granted", json!({"reservation_id": id, "tickets": [{"ticket_id": "t", "user_id": "@a:localhost"}]})).await;
     foyer.kill_and_restart().await;
     let (status, r) = foyer.reservation(&id).await;
     assert_eq!(status, 200, "{r}");

@@ -1,0 +1,275 @@
+//! The lifecycle: a reconciler that makes each reservation's room match its facts.
+//!
+//! The worker claims due reservations (a lease in the store), plans each with the pure
+//! [`plan::plan`], performs the steps, records every outcome at once, and stores when
+//! to look again. New facts make a reservation due at once; a restart resumes from the
+//! store; duplicates do nothing because plans are computed from recorded state.
+
+pub mod plan;
+pub mod room;
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use ruma::api::client::discovery::get_capabilities;
+use tokio::{sync::Notify, task::JoinSet, time::Instant};
+
+pub use self::plan::{CloseReason, Plan, RoomState, Step, plan};
+use self::room::{InviteOutcome, SynapseAdmin};
+use crate::{
+    config::Config,
+    failpoint,
+    matrix::{MatrixClient, MatrixError},
+    schedule,
+    store::{Claim, StepRecord, Store, StoreError},
+};
+
+/// How long a claim is held; a worker that dies loses its claims after this.
+const LEASE: Duration = Duration::from_secs(120);
+/// Reservations claimed per round, and worked on at the same time.
+const BATCH: u32 = 64;
+const CONCURRENCY: usize = 16;
+/// Longest sleep between rounds, so an instance notices work that others scheduled.
+const MAX_IDLE: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error(transparent)]
+    Matrix(#[from] MatrixError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct Lifecycle {
+    pub store: Arc<dyn Store>,
+    pub client: MatrixClient,
+    pub config: Arc<Config>,
+    pub admin: Option<SynapseAdmin>,
+    pub wake: Arc<Notify>,
+}
+
+impl Lifecycle {
+    /// Runs until `stop` turns true.
+    pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let creators_privileged = self.creators_privileged().await;
+        loop {
+            let now = Utc::now();
+            let claimed = match self.store.claim_due(now, LEASE, BATCH).await {
+                Ok(claims) => claims,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot claim due reservations; retrying");
+                    Vec::new()
+                }
+            };
+            let full = claimed.len() == BATCH as usize;
+            let mut tasks = JoinSet::new();
+            let permits = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
+            for claim in claimed {
+                let this = self.clone();
+                let permits = permits.clone();
+                tasks.spawn(async move {
+                    let _permit = permits.acquire().await;
+                    this.process(claim, creators_privileged).await;
+                });
+            }
+            while tasks.join_next().await.is_some() {}
+            if full {
+                continue;
+            }
+            let sleep = match self.store.next_due_at().await {
+                Ok(Some(due)) => (due - Utc::now())
+                    .to_std()
+                    .unwrap_or(Duration::ZERO)
+                    .min(MAX_IDLE),
+                Ok(None) => MAX_IDLE,
+                Err(_) => Duration::from_secs(1),
+            }
+            .max(Duration::from_millis(5));
+            tokio::select! {
+                _ = tokio::time::sleep(sleep) => {}
+                _ = self.wake.notified() => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    /// Whether the server's default room version gives creators implicit top power (and
+    /// forbids listing them in power levels), as room version 12 does.
+    async fn creators_privileged(&self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        match self
+            .client
+            .send(get_capabilities::v3::Request::new(), None, deadline)
+            .await
+        {
+            Ok(resp) => {
+                let version = resp.capabilities.room_versions.default;
+                let privileged = version
+                    .rules()
+                    .is_some_and(|r| r.authorization.explicitly_privilege_room_creators);
+                tracing::info!(room_version = %version, creators_privileged = privileged, "default room version");
+                privileged
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the homeserver's capabilities; assuming room version 12 rules");
+                true
+            }
+        }
+    }
+
+    async fn process(&self, claim: Claim, creators_privileged: bool) {
+        let id = &claim.reservation_id;
+        let result = self.reconcile(&claim, creators_privileged).await;
+        let now = Utc::now();
+        let released = match result {
+            Ok(next) => self.store.release(&claim, next, None, now).await,
+            Err(e) => {
+                let attempts = self
+                    .store
+                    .lifecycle_state(id)
+                    .await
+                    .map(|s| s.attempts)
+                    .unwrap_or(0);
+                let retry = backoff(attempts);
+                tracing::warn!(reservation_id = %id, error = %e, retry_in_s = retry.num_seconds(), "lifecycle step failed");
+                metrics::counter!("foyer_lifecycle_failures_total").increment(1);
+                self.store
+                    .release(&claim, Some(now + retry), Some(&e.to_string()), now)
+                    .await
+            }
+        };
+        if let Err(e) = released {
+            // The lease expires by itself; the reservation is then retried.
+            tracing::warn!(reservation_id = %id, error = %e, "cannot release the lease");
+        }
+    }
+
+    /// Plans and performs steps until the plan is empty; returns when to look again.
+    async fn reconcile(
+        &self,
+        claim: &Claim,
+        creators_privileged: bool,
+    ) -> Result<Option<DateTime<Utc>>, StepError> {
+        let id = &claim.reservation_id;
+        loop {
+            let record = self.store.reservation(id).await?;
+            let state = self.store.lifecycle_state(id).await?;
+            let now = Utc::now();
+            let Plan { steps, next_due_at } = plan(
+                record.as_ref(),
+                &state.holders,
+                &state.room,
+                &self.config.rooms,
+                now,
+            );
+            let (Some(record), false) = (record, steps.is_empty()) else {
+                return Ok(next_due_at);
+            };
+            let times = schedule::schedule(&record, &self.config.rooms);
+            let mut room_id = state.room.room_id.clone();
+            for step in &steps {
+                let kind = step_kind(step);
+                let done = match step {
+                    Step::CreateRoom => {
+                        let created = room::create_or_adopt(
+                            &self.client,
+                            &self.config,
+                            &record,
+                            &times,
+                            creators_privileged,
+                        )
+                        .await?;
+                        failpoint::hit("after_create_room");
+                        tracing::info!(reservation_id = %id, room_id = %created, "room opened");
+                        room_id = Some(created.clone());
+                        StepRecord::RoomCreated(created)
+                    }
+                    Step::Invite(user) => {
+                        let room = room_id
+                            .as_ref()
+                            .expect("the room is created before invites");
+                        let outcome = room::invite(&self.client, room, user).await?;
+                        failpoint::hit("after_invite");
+                        let failure = match outcome {
+                            InviteOutcome::Invited => {
+                                tracing::info!(reservation_id = %id, room_id = %room, user_id = %user, "invited");
+                                None
+                            }
+                            InviteOutcome::Refused(why) => {
+                                tracing::warn!(reservation_id = %id, room_id = %room, user_id = %user, error = %why, "invite refused for good");
+                                Some(why)
+                            }
+                        };
+                        StepRecord::Invited {
+                            user_id: user.clone(),
+                            failure,
+                        }
+                    }
+                    Step::PostOpeningNotice => {
+                        let room = room_id
+                            .as_ref()
+                            .expect("the room is created before the notice");
+                        let (text, html) = room::opening_notice(&record);
+                        room::notice(
+                            &self.client,
+                            room,
+                            &format!("foyer-open-{id}"),
+                            &text,
+                            &html,
+                        )
+                        .await?;
+                        StepRecord::OpeningNoticeSent
+                    }
+                    Step::PostClosingNotice(reason) => {
+                        let room = room_id.as_ref().expect("only an existing room is closed");
+                        let (text, html) =
+                            room::closing_notice(&record, *reason == CloseReason::Cancelled);
+                        room::notice(
+                            &self.client,
+                            room,
+                            &format!("foyer-close-{id}"),
+                            &text,
+                            &html,
+                        )
+                        .await?;
+                        StepRecord::ClosingNoticeSent
+                    }
+                    Step::Archive => {
+                        let room = room_id.as_ref().expect("only an existing room is archived");
+                        room::archive(
+                            &self.client,
+                            self.admin.as_ref(),
+                            &self.config,
+                            &record,
+                            room,
+                        )
+                        .await?;
+                        tracing::info!(reservation_id = %id, room_id = %room, mode = self.config.rooms.archive_mode.as_str(), "room archived");
+                        StepRecord::Archived
+                    }
+                };
+                self.store.record_step(id, &done, Utc::now()).await?;
+                metrics::counter!("foyer_lifecycle_steps_total", "step" => kind).increment(1);
+                if let Some(due) = next_due_at.filter(|_| matches!(step, Step::CreateRoom)) {
+                    metrics::histogram!("foyer_lifecycle_open_lateness_seconds")
+                        .record((now - due.min(now)).num_milliseconds() as f64 / 1000.0);
+                }
+            }
+        }
+    }
+}
+
+fn step_kind(step: &Step) -> &'static str {
+    match step {
+        Step::CreateRoom => "create_room",
+        Step::Invite(_) => "invite",
+        Step::PostOpeningNotice => "opening_notice",
+        Step::PostClosingNotice(_) => "closing_notice",
+        Step::Archive => "archive",
+    }
+}
+
+/// 1 s, 2 s, 4 s … up to 5 minutes between attempts of a failing reservation.
+fn backoff(attempts: u32) -> chrono::Duration {
+    chrono::Duration::seconds(1i64 << attempts.min(8)).min(chrono::Duration::minutes(5))
+}

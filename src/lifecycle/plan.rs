@@ -1,0 +1,413 @@
+//! The planner: what should be true on the homeserver now, and when to look again.
+//! Pure: facts, recorded room state, config and `now` in; steps and a due time out.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use ruma::{OwnedRoomId, OwnedUserId};
+
+use crate::{config::RoomsConfig, schedule, store::ReservationRecord};
+
+/// What Foyer has done on the homeserver for one reservation, as recorded in the store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoomState {
+    pub room_id: Option<OwnedRoomId>,
+    /// Everyone ever invited (or refused for good); nobody is invited twice.
+    pub invited: BTreeSet<OwnedUserId>,
+    pub opening_notice_sent: bool,
+    pub closing_notice_sent: bool,
+    pub archived: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    Ended,
+    Cancelled,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Create the room with its fixed alias, or adopt the room that holds it.
+    CreateRoom,
+    Invite(OwnedUserId),
+    PostOpeningNotice,
+    PostClosingNotice(CloseReason),
+    /// Archive per `rooms.archive_mode`.
+    Archive,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+    /// When to plan again if nothing changes before; `None` when nothing is left to do.
+    pub next_due_at: Option<DateTime<Utc>>,
+}
+
+/// Plans one reservation. `holders` are the users with an active ticket.
+pub fn plan(
+    record: Option<&ReservationRecord>,
+    holders: &BTreeSet<OwnedUserId>,
+    room: &RoomState,
+    rooms: &RoomsConfig,
+    now: DateTime<Utc>,
+) -> Plan {
+    let idle = Plan {
+        steps: vec![],
+        next_due_at: None,
+    };
+    // Tickets or signals whose reservation has not arrived yet: nothing to do.
+    let Some(record) = record else { return idle };
+    if room.archived {
+        return idle;
+    }
+    let times = schedule::schedule(record, rooms);
+    let close = |reason| {
+        let mut steps = Vec::new();
+        if !room.closing_notice_sent {
+            steps.push(Step::PostClosingNotice(reason));
+        }
+        steps.push(Step::Archive);
+        Plan {
+            steps,
+            next_due_at: None,
+        }
+    };
+
+    if record.signals.cancelled_at.is_some() {
+        // A cancelled reservation never opens; an open one closes at once.
+        return if room.room_id.is_some() {
+            close(CloseReason::Cancelled)
+        } else {
+            idle
+        };
+    }
+    if now >= times.archives_at {
+        return if room.room_id.is_some() {
+            close(CloseReason::Ended)
+        } else {
+            idle
+        };
+    }
+
+    let stream_ended = record.signals.stream_ended_at.is_some() && !times.live;
+    let should_open = times.live || (now >= times.opens_at && now < times.end && !stream_ended);
+    if room.room_id.is_none() && !should_open {
+        // Not yet (or never: it ended before it could open).
+        let next_due_at = (now < times.opens_at).then_some(times.opens_at);
+        return Plan {
+            steps: vec![],
+            next_due_at,
+        };
+    }
+
+    let mut steps = Vec::new();
+    if room.room_id.is_none() {
+        steps.push(Step::CreateRoom);
+    }
+    let wanted = record.reservation.hosts.iter().chain(holders.iter());
+    let mut queued = BTreeSet::new();
+    for user in wanted {
+        if !room.invited.contains(user) && queued.insert(user.clone()) {
+            steps.push(Step::Invite(user.clone()));
+        }
+    }
+    if !room.opening_notice_sent {
+        steps.push(Step::PostOpeningNotice);
+    }
+    Plan {
+        steps,
+        next_due_at: Some(times.archives_at),
+    }
+}
+
+impl RoomState {
+    /// The recorded effect of a step that succeeded; `room_id` is what `CreateRoom` got.
+    pub fn apply(&mut self, step: &Step, room_id: &OwnedRoomId) {
+        match step {
+            Step::CreateRoom => self.room_id = Some(room_id.clone()),
+            Step::Invite(user) => {
+                self.invited.insert(user.clone());
+            }
+            Step::PostOpeningNotice => self.opening_notice_sent = true,
+            Step::PostClosingNotice(_) => self.closing_notice_sent = true,
+            Step::Archive => self.archived = true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::{
+        store::Signals,
+        test_support::{self, rooms, t, user},
+    };
+
+    fn room_id() -> OwnedRoomId {
+        OwnedRoomId::try_from("!room:example.org").unwrap()
+    }
+
+    /// 19:00–21:00, opens 18:30, archived 22:00; host @dj.
+    fn record(signals: Signals) -> ReservationRecord {
+        test_support::record(signals, vec![user("dj")])
+    }
+
+    fn holders(names: &[&str]) -> BTreeSet<OwnedUserId> {
+        names.iter().map(|n| user(n)).collect()
+    }
+
+    fn opened(invited: &[&str]) -> RoomState {
+        RoomState {
+            room_id: Some(room_id()),
+            invited: invited.iter().map(|n| user(n)).collect(),
+            opening_notice_sent: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn nothing_before_opens_at_then_everything_at_once() {
+        let rec = record(Signals::default());
+        let before = plan(
+            Some(&rec),
+            &holders(&["alice"]),
+            &RoomState::default(),
+            &rooms(),
+            t(18, 29),
+        );
+        assert_eq!(
+            before,
+            Plan {
+                steps: vec![],
+                next_due_at: Some(t(18, 30))
+            }
+        );
+        let at = plan(
+            Some(&rec),
+            &holders(&["alice", "dj"]),
+            &RoomState::default(),
+            &rooms(),
+            t(18, 30),
+        );
+        assert_eq!(
+            at.steps,
+            vec![
+                Step::CreateRoom,
+                Step::Invite(user("dj")),
+                Step::Invite(user("alice")),
+                Step::PostOpeningNotice
+            ]
+        );
+        assert_eq!(at.next_due_at, Some(t(22, 0)));
+    }
+
+    #[test]
+    fn a_reservation_arriving_late_opens_at_once_unless_it_ended() {
+        let rec = record(Signals::default());
+        let during = plan(
+            Some(&rec),
+            &holders(&[]),
+            &RoomState::default(),
+            &rooms(),
+            t(20, 0),
+        );
+        assert_eq!(during.steps.first(), Some(&Step::CreateRoom));
+        for now in [t(21, 0), t(21, 30), t(23, 0)] {
+            let after = plan(
+                Some(&rec),
+                &holders(&[]),
+                &RoomState::default(),
+                &rooms(),
+                now,
+            );
+            assert_eq!(
+                after,
+                Plan {
+                    steps: vec![],
+                    next_due_at: None
+                },
+                "at {now}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_open_room_invites_late_holders_only() {
+        let rec = record(Signals::default());
+        let p = plan(
+            Some(&rec),
+            &holders(&["alice", "bob"]),
+            &opened(&["dj", "alice"]),
+            &rooms(),
+            t(19, 30),
+        );
+        assert_eq!(
+            p,
+            Plan {
+                steps: vec![Step::Invite(user("bob"))],
+                next_due_at: Some(t(22, 0))
+            }
+        );
+    }
+
+    #[test]
+    fn archives_at_archives_at() {
+        let rec = record(Signals::default());
+        assert_eq!(
+            plan(
+                Some(&rec),
+                &holders(&[]),
+                &opened(&["dj"]),
+                &rooms(),
+                t(21, 59)
+            )
+            .steps,
+            vec![]
+        );
+        let p = plan(
+            Some(&rec),
+            &holders(&[]),
+            &opened(&["dj"]),
+            &rooms(),
+            t(22, 0),
+        );
+        assert_eq!(
+            p.steps,
+            vec![Step::PostClosingNotice(CloseReason::Ended), Step::Archive]
+        );
+        let mut archived = opened(&["dj"]);
+        archived.archived = true;
+        assert_eq!(
+            plan(Some(&rec), &holders(&[]), &archived, &rooms(), t(22, 0)),
+            Plan {
+                steps: vec![],
+                next_due_at: None
+            }
+        );
+    }
+
+    #[test]
+    fn cancellation_before_opening_never_opens_and_while_open_archives_now() {
+        let rec = record(Signals {
+            cancelled_at: Some(t(12, 0)),
+            ..Default::default()
+        });
+        assert_eq!(
+            plan(
+                Some(&rec),
+                &holders(&["a"]),
+                &RoomState::default(),
+                &rooms(),
+                t(18, 45)
+            )
+            .steps,
+            vec![]
+        );
+        let p = plan(
+            Some(&rec),
+            &holders(&["a"]),
+            &opened(&["dj"]),
+            &rooms(),
+            t(19, 0),
+        );
+        assert_eq!(
+            p.steps,
+            vec![
+                Step::PostClosingNotice(CloseReason::Cancelled),
+                Step::Archive
+            ]
+        );
+    }
+
+    #[test]
+    fn an_early_stream_start_opens_at_once() {
+        let rec = record(Signals {
+            stream_started_at: Some(t(17, 0)),
+            ..Default::default()
+        });
+        let p = plan(
+            Some(&rec),
+            &holders(&[]),
+            &RoomState::default(),
+            &rooms(),
+            t(17, 1),
+        );
+        assert_eq!(p.steps.first(), Some(&Step::CreateRoom));
+    }
+
+    #[test]
+    fn a_reschedule_moves_the_opening() {
+        let mut rec = record(Signals::default());
+        rec.reservation.starts_at = t(20, 0);
+        rec.reservation.ends_at = t(22, 0);
+        let p = plan(
+            Some(&rec),
+            &holders(&[]),
+            &RoomState::default(),
+            &rooms(),
+            t(18, 30),
+        );
+        assert_eq!(
+            p,
+            Plan {
+                steps: vec![],
+                next_due_at: Some(t(19, 30))
+            }
+        );
+    }
+
+    #[test]
+    fn facts_without_a_reservation_wait() {
+        assert_eq!(
+            plan(
+                None,
+                &holders(&["a"]),
+                &RoomState::default(),
+                &rooms(),
+                t(19, 0)
+            ),
+            Plan {
+                steps: vec![],
+                next_due_at: None
+            }
+        );
+    }
+
+    proptest! {
+        /// Once a plan's steps are applied, planning again at the same moment yields none.
+        #[test]
+        fn applying_a_plan_leaves_nothing_to_do(
+            minutes in -120i64..600,
+            start_offset in -60i64..60,
+            end_offset in -60i64..300,
+            cancelled in any::<bool>(),
+            ended in any::<bool>(),
+            names in proptest::collection::btree_set("[a-e]", 0..5),
+            invited in proptest::collection::btree_set("[a-e]", 0..5),
+            created in any::<bool>(),
+        ) {
+            let now = t(19, 0) + Duration::minutes(minutes);
+            let signals = Signals {
+                cancelled_at: cancelled.then_some(t(12, 0)),
+                stream_started_at: (start_offset > 0).then(|| t(19, 0) + Duration::minutes(start_offset)),
+                stream_ended_at: ended.then(|| t(21, 0) + Duration::minutes(end_offset)),
+                ..Default::default()
+            };
+            let rec = record(signals);
+            let holders: BTreeSet<_> = names.iter().map(|n| user(n)).collect();
+            let mut room = if created { opened(&[]) } else { RoomState::default() };
+            room.invited = invited.iter().map(|n| user(n)).collect();
+            let first = plan(Some(&rec), &holders, &room, &rooms(), now);
+            for step in &first.steps {
+                room.apply(step, &room_id());
+            }
+            let second = plan(Some(&rec), &holders, &room, &rooms(), now);
+            prop_assert_eq!(second.steps, vec![]);
+            // And the room is never created twice.
+            prop_assert!(first.steps.iter().filter(|s| **s == Step::CreateRoom).count() <= 1);
+        }
+    }
+}

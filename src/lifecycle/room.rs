@@ -1,0 +1,463 @@
+//! The room's effects on the homeserver, one function per step. Each is idempotent:
+//! repeating it after a crash changes nothing that the first run already did.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ruma::{
+    OwnedRoomAliasId, OwnedRoomId, OwnedTransactionId, OwnedUserId, RoomAliasId,
+    api::client::{
+        alias::{delete_alias, get_alias},
+        membership::{get_member_events, invite_user, kick_user, leave_room},
+        message::send_message_event,
+        room::create_room,
+        state::{get_state_event_for_key, send_state_event},
+    },
+    events::{MessageLikeEventType, StateEventType},
+    serde::Raw,
+};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use crate::{
+    config::{ArchiveMode, Config},
+    matrix::{MatrixClient, MatrixError},
+    schedule::Schedule,
+    store::ReservationRecord,
+};
+
+/// Deadline for one step's retries before the reservation is retried later as a whole.
+const STEP_DEADLINE: Duration = Duration::from_secs(30);
+
+fn deadline() -> Instant {
+    Instant::now() + STEP_DEADLINE
+}
+
+fn raw<T>(value: Value) -> Raw<T> {
+    Raw::from_json(serde_json::value::to_raw_value(&value).expect("a JSON value always serializes"))
+}
+
+pub fn alias(config: &Config, record: &ReservationRecord) -> OwnedRoomAliasId {
+    RoomAliasId::parse(format!(
+        "#{}{}:{}",
+        config.appservice.alias_prefix, record.reservation.id, config.homeserver.server_name
+    ))
+    .expect("prefix, reservation id and server name are validated")
+}
+
+fn human_time(t: DateTime<Utc>) -> String {
+    t.format("%a %-d %b %Y, %H:%M UTC").to_string()
+}
+
+pub fn topic(record: &ReservationRecord) -> String {
+    let r = &record.reservation;
+    let mut topic = format!("Starts {}", human_time(r.starts_at));
+    if let Some(url) = &r.stream_url {
+        topic.push_str(&format!(" · Watch: {}", url.as_str()));
+    }
+    topic
+}
+
+/// The `org.foyer.reservation` state: the reservation's facts for clients and widgets.
+fn reservation_state(record: &ReservationRecord, times: &Schedule) -> Value {
+    let r = &record.reservation;
+    json!({
+        "reservation_id": r.id.as_str(),
+        "title": r.title.as_str(),
+        "starts_at": r.starts_at.to_rfc3339(),
+        "ends_at": r.ends_at.to_rfc3339(),
+        "opens_at": times.opens_at.to_rfc3339(),
+        "archives_at": times.archives_at.to_rfc3339(),
+        "stream_url": r.stream_url.as_ref().map(|u| u.as_str()),
+    })
+}
+
+/// Power levels: bot 100 (implicit for the creator in room versions that privilege
+/// creators, where it must not be listed), hosts 50, everyone else 0; inviting, kicking
+/// and state changes need 50.
+fn power_levels(config: &Config, record: &ReservationRecord, creators_privileged: bool) -> Value {
+    let mut users = serde_json::Map::new();
+    for host in &record.reservation.hosts {
+        users.insert(host.to_string(), json!(50));
+    }
+    if !creators_privileged {
+        users.insert(config.bot_user_id().to_string(), json!(100));
+    }
+    json!({
+        "users": users,
+        "users_default": 0,
+        "events_default": 0,
+        "state_default": 50,
+        "invite": 50,
+        "kick": 50,
+        "ban": 50,
+        "redact": 50,
+        "events": {
+            "m.room.power_levels": 100,
+            "m.room.history_visibility": 100,
+            "m.room.tombstone": 100,
+            "m.room.server_acl": 100,
+            "m.room.encryption": 100,
+            "org.foyer.reservation": 100,
+        },
+    })
+}
+
+/// Creates the room with its fixed alias, or adopts the room that already holds the
+/// alias (Foyer created it and crashed before recording its id).
+pub async fn create_or_adopt(
+    client: &MatrixClient,
+    config: &Config,
+    record: &ReservationRecord,
+    times: &Schedule,
+    creators_privileged: bool,
+) -> Result<OwnedRoomId, MatrixError> {
+    let mut req = create_room::v3::Request::new();
+    req.room_alias_name = Some(format!(
+        "{}{}",
+        config.appservice.alias_prefix, record.reservation.id
+    ));
+    req.name = Some(record.reservation.title.as_str().to_owned());
+    req.topic = Some(topic(record));
+    req.preset = Some(create_room::v3::RoomPreset::PrivateChat);
+    req.power_level_content_override = Some(raw(power_levels(config, record, creators_privileged)));
+    req.initial_state = vec![
+        raw(
+            json!({"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": config.rooms.join_rule.as_str()}}),
+        ),
+        raw(
+            json!({"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "shared"}}),
+        ),
+        raw(
+            json!({"type": "m.room.guest_access", "state_key": "", "content": {"guest_access": "forbidden"}}),
+        ),
+        raw(
+            json!({"type": "org.foyer.reservation", "state_key": "", "content": reservation_state(record, times)}),
+        ),
+    ];
+    match client.send(req, None, deadline()).await {
+        Ok(resp) => Ok(resp.room_id),
+        Err(e) if e.errcode() == Some("M_ROOM_IN_USE") => {
+            let alias = alias(config, record);
+            let resp = client
+                .send(get_alias::v3::Request::new(alias.clone()), None, deadline())
+                .await?;
+            tracing::info!(reservation_id = %record.reservation.id, room_id = %resp.room_id, %alias, "adopted the room that holds the alias");
+            Ok(resp.room_id)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The outcome of an invite: done, or refused for good (never retried).
+pub enum InviteOutcome {
+    Invited,
+    Refused(String),
+}
+
+pub async fn invite(
+    client: &MatrixClient,
+    room_id: &OwnedRoomId,
+    user: &OwnedUserId,
+) -> Result<InviteOutcome, MatrixError> {
+    let req = invite_user::v3::Request::new(
+        room_id.clone(),
+        invite_user::v3::InvitationRecipient::UserId(invite_user::v3::InviteUserId::new(
+            user.clone(),
+        )),
+    );
+    match client.send(req, None, deadline()).await {
+        Ok(_) => Ok(InviteOutcome::Invited),
+        // Already a member: what we wanted.
+        Err(MatrixError::Api {
+            status: 403,
+            message,
+            ..
+        }) if message.contains("already in the room") => Ok(InviteOutcome::Invited),
+        Err(e @ MatrixError::Api { .. }) if !e.is_transient() => {
+            Ok(InviteOutcome::Refused(e.to_string()))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Posts an `m.notice` (plain text and HTML). The transaction id is derived from the
+/// notice's purpose, so a repeat after a crash is deduplicated by the homeserver.
+pub async fn notice(
+    client: &MatrixClient,
+    room_id: &OwnedRoomId,
+    txn: &str,
+    text: &str,
+    html: &str,
+) -> Result<(), MatrixError> {
+    let content = json!({"msgtype": "m.notice", "body": text, "format": "org.matrix.custom.html", "formatted_body": html});
+    let txn_id: OwnedTransactionId = txn.into();
+    let req = send_message_event::v3::Request::new_raw(
+        room_id.clone(),
+        txn_id,
+        MessageLikeEventType::RoomMessage,
+        raw(content),
+    );
+    client.send(req, None, deadline()).await.map(|_| ())
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+pub fn opening_notice(record: &ReservationRecord) -> (String, String) {
+    let r = &record.reservation;
+    let when = human_time(r.starts_at);
+    let text = format!(
+        "The chat for “{}” is open. The stream starts {when}.",
+        r.title.as_str()
+    );
+    let html = format!(
+        "The chat for <b>{}</b> is open. The stream starts {when}.",
+        escape(r.title.as_str())
+    );
+    (text, html)
+}
+
+pub fn closing_notice(record: &ReservationRecord, cancelled: bool) -> (String, String) {
+    let r = &record.reservation;
+    let title = r.title.as_str();
+    if cancelled {
+        let reason = record
+            .signals
+            .cancel_reason
+            .as_deref()
+            .map(|why| format!(" ({why})"))
+            .unwrap_or_default();
+        let text = format!("“{title}” was cancelled{reason}. This chat is now closed.");
+        let html = format!(
+            "<b>{}</b> was cancelled{}. This chat is now closed.",
+            escape(title),
+            escape(&reason)
+        );
+        (text, html)
+    } else {
+        let text = format!("“{title}” has ended and this chat is now closed. Thanks for watching!");
+        let html = format!(
+            "<b>{}</b> has ended and this chat is now closed. Thanks for watching!",
+            escape(title)
+        );
+        (text, html)
+    }
+}
+
+async fn state(
+    client: &MatrixClient,
+    room_id: &OwnedRoomId,
+    kind: &str,
+) -> Result<Value, MatrixError> {
+    let req = get_state_event_for_key::v3::Request::new(
+        room_id.clone(),
+        StateEventType::from(kind),
+        String::new(),
+    );
+    let resp = client.send(req, None, deadline()).await?;
+    serde_json::from_str(resp.event_or_content.get()).map_err(|e| MatrixError::BadResponse {
+        endpoint: format!("{kind} state"),
+        message: e.to_string(),
+    })
+}
+
+async fn put_state(
+    client: &MatrixClient,
+    room_id: &OwnedRoomId,
+    kind: &str,
+    content: Value,
+) -> Result<(), MatrixError> {
+    let req = send_state_event::v3::Request::new_raw(
+        room_id.clone(),
+        StateEventType::from(kind),
+        String::new(),
+        raw(content),
+    );
+    client.send(req, None, deadline()).await.map(|_| ())
+}
+
+/// Archives the room per `rooms.archive_mode`.
+pub async fn archive(
+    client: &MatrixClient,
+    admin: Option<&SynapseAdmin>,
+    config: &Config,
+    record: &ReservationRecord,
+    room_id: &OwnedRoomId,
+) -> Result<(), MatrixError> {
+    if config.rooms.archive_mode == ArchiveMode::Delete {
+        let admin = admin.ok_or_else(|| MatrixError::Request {
+            endpoint: "room delete".into(),
+            message: "synapse_admin.token is not configured".into(),
+        })?;
+        return admin.delete_room(room_id).await;
+    }
+    // Read-modify-write: a state PUT replaces the whole event, so keep what is there
+    // and raise every threshold below 100 to 100; only the bot may post or change state.
+    let mut levels = state(client, room_id, "m.room.power_levels").await?;
+    for key in ["events_default", "state_default", "invite"] {
+        levels[key] = json!(100);
+    }
+    if let Some(events) = levels.get_mut("events").and_then(Value::as_object_mut) {
+        for level in events.values_mut() {
+            if level.as_i64().is_none_or(|l| l < 100) {
+                *level = json!(100);
+            }
+        }
+    }
+    put_state(client, room_id, "m.room.power_levels", levels).await?;
+    put_state(
+        client,
+        room_id,
+        "m.room.join_rules",
+        json!({"join_rule": "invite"}),
+    )
+    .await?;
+    match client
+        .send(
+            delete_alias::v3::Request::new(alias(config, record)),
+            None,
+            deadline(),
+        )
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if e.errcode() == Some("M_NOT_FOUND") => {}
+        Err(e) => return Err(e),
+    }
+    if config.rooms.archive_mode == ArchiveMode::Kick {
+        let bot = config.bot_user_id();
+        let members = client
+            .send(
+                get_member_events::v3::Request::new(room_id.clone()),
+                None,
+                deadline(),
+            )
+            .await?;
+        for event in members.chunk {
+            let Ok(event) = event.deserialize_as::<Value>() else {
+                continue;
+            };
+            let member = event["state_key"].as_str().unwrap_or_default();
+            let membership = event["content"]["membership"].as_str().unwrap_or_default();
+            if member == bot.as_str() || !matches!(membership, "join" | "invite" | "knock") {
+                continue;
+            }
+            let Ok(user) = OwnedUserId::try_from(member) else {
+                continue;
+            };
+            let mut req = kick_user::v3::Request::new(room_id.clone(), user);
+            req.reason = Some("This chat has closed.".into());
+            client.send(req, None, deadline()).await?;
+        }
+        match client
+            .send(
+                leave_room::v3::Request::new(room_id.clone()),
+                None,
+                deadline(),
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(MatrixError::Api {
+                status: 403 | 404, ..
+            }) => {} // already gone
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// The Synapse admin API, with a server admin's token (not the as_token).
+pub struct SynapseAdmin {
+    pub http: reqwest::Client,
+    pub base_url: String,
+    pub token: crate::secret::Secret,
+}
+
+impl SynapseAdmin {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, MatrixError> {
+        let endpoint = format!("{method} {path}");
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base_url))
+            .bearer_auth(self.token.expose());
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.map_err(|e| MatrixError::Network {
+            endpoint: endpoint.clone(),
+            message: e.to_string(),
+        })?;
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if status >= 400 {
+            return Err(MatrixError::Api {
+                endpoint,
+                status,
+                errcode: body["errcode"]
+                    .as_str()
+                    .unwrap_or("(no errcode)")
+                    .to_owned(),
+                message: body["error"].as_str().unwrap_or_default().to_owned(),
+                retry_after: None,
+            });
+        }
+        Ok(body)
+    }
+
+    /// Deletes and purges the room, then polls the asynchronous delete until it is done.
+    pub async fn delete_room(&self, room_id: &OwnedRoomId) -> Result<(), MatrixError> {
+        let path = format!("/_synapse/admin/v2/rooms/{}", urlencode(room_id.as_str()));
+        let started = self
+            .call(
+                reqwest::Method::DELETE,
+                &path,
+                Some(json!({"purge": true, "message": "This chat has closed."})),
+            )
+            .await?;
+        let Some(delete_id) = started["delete_id"].as_str() else {
+            return Err(MatrixError::BadResponse {
+                endpoint: path,
+                message: "no delete_id".into(),
+            });
+        };
+        let status_path = format!(
+            "/_synapse/admin/v2/rooms/delete_status/{}",
+            urlencode(delete_id)
+        );
+        let give_up = Instant::now() + Duration::from_secs(300);
+        loop {
+            let status = self.call(reqwest::Method::GET, &status_path, None).await?;
+            match status["status"].as_str() {
+                Some("complete") => return Ok(()),
+                Some("failed") => {
+                    return Err(MatrixError::BadResponse {
+                        endpoint: status_path,
+                        message: format!("the delete failed: {}", status["error"]),
+                    });
+                }
+                _ if Instant::now() > give_up => {
+                    return Err(MatrixError::Network {
+                        endpoint: status_path,
+                        message: "the delete did not finish in 5 minutes".into(),
+                    });
+                }
+                _ => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        }
+    }
+}
+
+fn urlencode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
