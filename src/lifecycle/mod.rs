@@ -94,25 +94,29 @@ impl Lifecycle {
     }
 
     /// Whether the server's default room version gives creators implicit top power (and
-    /// forbids listing them in power levels), as room version 12 does.
+    /// forbids listing them in power levels), as room version 12 does. Asked until the
+    /// homeserver answers: guessing wrong would leave the bot powerless in its rooms.
     async fn creators_privileged(&self) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        match self
-            .client
-            .send(get_capabilities::v3::Request::new(), None, deadline)
-            .await
-        {
-            Ok(resp) => {
-                let version = resp.capabilities.room_versions.default;
-                let privileged = version
-                    .rules()
-                    .is_some_and(|r| r.authorization.explicitly_privilege_room_creators);
-                tracing::info!(room_version = %version, creators_privileged = privileged, "default room version");
-                privileged
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the homeserver's capabilities; assuming room version 12 rules");
-                true
+        let mut backoff = crate::matrix::Backoff::default();
+        loop {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            match self
+                .client
+                .send(get_capabilities::v3::Request::new(), None, deadline)
+                .await
+            {
+                Ok(resp) => {
+                    let version = resp.capabilities.room_versions.default;
+                    let privileged = version
+                        .rules()
+                        .is_some_and(|r| r.authorization.explicitly_privilege_room_creators);
+                    tracing::info!(room_version = %version, creators_privileged = privileged, "default room version");
+                    return privileged;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the homeserver's capabilities; retrying");
+                    tokio::time::sleep(backoff.next_wait()).await;
+                }
             }
         }
     }

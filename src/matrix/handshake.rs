@@ -161,7 +161,7 @@ async fn wait_for_versions(
                 last,
             });
         }
-        let wait = backoff.next().min(deadline - now);
+        let wait = backoff.next_wait().min(deadline - now);
         tracing::info!(
             attempt = attempts,
             error = %last,

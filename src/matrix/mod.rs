@@ -159,7 +159,7 @@ impl MatrixClient {
         loop {
             match self.send_once(request.clone(), as_user).await {
                 Err(e) if e.is_transient() => {
-                    let wait = backoff.next().max(e.retry_after().unwrap_or_default());
+                    let wait = backoff.next_wait().max(e.retry_after().unwrap_or_default());
                     if Instant::now() + wait >= deadline {
                         return Err(e);
                     }
@@ -232,10 +232,11 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// Exponential backoff from 250 ms to 30 s, with up to 25 % jitter so that many rooms
-/// retrying at once do not hit the homeserver in lockstep.
+/// Exponential backoff from 250 ms to 5 s, with up to 25 % jitter so that many rooms
+/// retrying at once do not hit the homeserver in lockstep. The cap is low so that work
+/// resumes within seconds of a homeserver coming back.
 #[derive(Debug)]
-pub(crate) struct Backoff {
+pub struct Backoff {
     next: Duration,
 }
 
@@ -248,9 +249,9 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    pub(crate) fn next(&mut self) -> Duration {
+    pub fn next_wait(&mut self) -> Duration {
         let base = self.next;
-        self.next = (self.next * 2).min(Duration::from_secs(30));
+        self.next = (self.next * 2).min(Duration::from_secs(5));
         let jitter = rand::random::<f64>() * 0.25;
         base + base.mul_f64(jitter)
     }

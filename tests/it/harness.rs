@@ -135,18 +135,66 @@ api:
 
 pub struct Synapse {
     pub url: String,
+    port: u16,
+    python: PathBuf,
     shared_secret: String,
     dir: tempfile::TempDir,
     slots: Vec<Slot>,
     next_slot: AtomicUsize,
-    _process: Mutex<SynapseProcess>,
+    process: Mutex<Option<SynapseProcess>>,
 }
 
 /// Synapse runs under a small shell that stops it when our end of its stdin closes,
 /// which happens when the test process exits however it exits.
 struct SynapseProcess {
-    _child: Child,
-    _stdin: ChildStdin,
+    child: Child,
+    stdin: ChildStdin,
+}
+
+impl SynapseProcess {
+    /// Starts Synapse with `<dir>/homeserver.yaml` and waits until it answers.
+    fn spawn(python: &Path, dir: &Path, port: u16) -> SynapseProcess {
+        let log_path = dir.join("synapse.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("synapse log");
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg("\"$0\" -m synapse.app.homeserver -c \"$1\" & pid=$!; cat >/dev/null; kill $pid; wait $pid")
+            .arg(python)
+            .arg(dir.join("homeserver.yaml"))
+            .current_dir(dir)
+            .stdin(Stdio::piped())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start synapse");
+        let stdin = child.stdin.take().expect("synapse stdin");
+        let started = Instant::now();
+        while http_status(port, "/_matrix/client/versions") != Some(200) {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "synapse exited with {status}; log:\n{}",
+                    read_tail(&log_path)
+                );
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "synapse did not start in 120 s; log:\n{}",
+                read_tail(&log_path)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        SynapseProcess { child, stdin }
+    }
+}
+
+impl Drop for Synapse {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 static SHARED: OnceLock<Synapse> = OnceLock::new();
@@ -159,6 +207,10 @@ impl Synapse {
     }
 
     fn start() -> Synapse {
+        Self::launch(SLOTS)
+    }
+
+    fn launch(slot_count: usize) -> Synapse {
         let python = ensure_synapse_installed();
         let dir = tempfile::Builder::new()
             .prefix("foyer-synapse-")
@@ -167,7 +219,7 @@ impl Synapse {
         let port = free_port();
         let url = format!("http://127.0.0.1:{port}");
         let run_id: u32 = rand::random::<u32>() % 100_000;
-        let slots: Vec<Slot> = (0..SLOTS)
+        let slots: Vec<Slot> = (0..slot_count)
             .map(|index| Slot {
                 index,
                 id: format!("foyer{index}"),
@@ -204,50 +256,46 @@ impl Synapse {
         let config_path = dir.path().join("homeserver.yaml");
         std::fs::write(&config_path, config).expect("write homeserver.yaml");
         write_signing_key(&dir.path().join("signing.key"));
-        let log = std::fs::File::create(dir.path().join("synapse.log")).expect("synapse log");
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg("\"$0\" -m synapse.app.homeserver -c \"$1\" & pid=$!; cat >/dev/null; kill $pid; wait $pid")
-            .arg(&python)
-            .arg(&config_path)
-            .current_dir(dir.path())
-            .stdin(Stdio::piped())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start synapse");
-        let stdin = child.stdin.take().expect("synapse stdin");
-        let started = Instant::now();
-        while http_status(port, "/_matrix/client/versions") != Some(200) {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "synapse exited with {status}; log:\n{}",
-                    read_tail(&dir.path().join("synapse.log"))
-                );
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(120),
-                "synapse did not start in 120 s; log:\n{}",
-                read_tail(&dir.path().join("synapse.log"))
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let process = SynapseProcess::spawn(&python, dir.path(), port);
         eprintln!(
-            "[harness] synapse {run_id} up on {url} in {:.1}s ({})",
-            started.elapsed().as_secs_f64(),
+            "[harness] synapse {run_id} up on {url} ({})",
             dir.path().display()
         );
         Synapse {
             url,
+            port,
+            python,
             shared_secret,
             dir,
             slots,
             next_slot: AtomicUsize::new(0),
-            _process: Mutex::new(SynapseProcess {
-                _child: child,
-                _stdin: stdin,
-            }),
+            process: Mutex::new(Some(process)),
         }
+    }
+
+    /// A Synapse of the test's own, for tests that stop and start it.
+    pub fn dedicated(slots: usize) -> Synapse {
+        Self::launch(slots)
+    }
+
+    /// Stops Synapse (SIGTERM) and waits until it has exited.
+    pub fn stop(&self) {
+        let process = self.process.lock().expect("synapse lock").take();
+        if let Some(mut process) = process {
+            drop(process.stdin);
+            let _ = process.child.wait();
+        }
+    }
+
+    /// Starts a stopped Synapse again on the same port, config and database.
+    pub fn start_again(&self) {
+        let mut process = self.process.lock().expect("synapse lock");
+        assert!(process.is_none(), "synapse is running");
+        *process = Some(SynapseProcess::spawn(
+            &self.python,
+            self.dir.path(),
+            self.port,
+        ));
     }
 
     /// A registration no other test uses.
@@ -553,7 +601,12 @@ pub struct TestFoyer {
 impl TestFoyer {
     /// Starts Foyer for a fresh slot of the shared Synapse and waits until it is ready.
     pub async fn start() -> TestFoyer {
-        let slot = Synapse::shared().take_slot();
+        Self::start_on(Synapse::shared()).await
+    }
+
+    /// Starts Foyer for a fresh slot of the given Synapse and waits until it is ready.
+    pub async fn start_on(synapse: &Synapse) -> TestFoyer {
+        let slot = synapse.take_slot();
         let foyer = Self::spawn(slot.clone(), &slot.config_yaml());
         foyer.wait_ready().await;
         foyer

@@ -461,3 +461,35 @@ async fn crashes_in_the_middle_of_an_opening_make_one_room_and_one_invite_each()
         "a repeated invite is not a refusal:\n{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_room_due_while_the_homeserver_is_down_opens_soon_after_it_returns() {
+    let synapse = Synapse::dedicated(1);
+    let foyer = TestFoyer::start_on(&synapse).await;
+    let alice = synapse.create_user("alice").await;
+    let id = unique("outage");
+    foyer
+        .accept(
+            "reservation.created",
+            reservation(&id, 4.0, 600.0, 2, 60, &[]),
+        )
+        .await;
+    grant(&foyer, &id, &[&alice]).await;
+
+    tokio::task::block_in_place(|| synapse.stop());
+    tokio::time::sleep(Duration::from_secs(6)).await; // opens_at passes while it is down
+    assert_eq!(foyer.reservation(&id).await.1["room_id"], Value::Null);
+    tokio::task::block_in_place(|| synapse.start_again());
+    let back = std::time::Instant::now();
+    let room_id = room_of(&foyer, &alice, &id, Duration::from_secs(30)).await;
+    eprintln!(
+        "room opened {} ms after the homeserver came back",
+        back.elapsed().as_millis()
+    );
+    assert!(
+        back.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        back.elapsed()
+    );
+    join(&alice, &room_id).await;
+}
