@@ -260,3 +260,114 @@ impl Backoff {
 pub(crate) fn request_timeout() -> Duration {
     REQUEST_TIMEOUT
 }
+
+#[cfg(test)]
+mod tests {
+    //! Failures a real homeserver cannot produce on demand (429, 5xx), from a stand-in.
+
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+
+    use axum::{Json, Router, http::StatusCode, routing::get};
+    use ruma::api::{MatrixVersion, client::account::whoami};
+    use serde_json::json;
+
+    use super::*;
+
+    /// Serves whoami with the given answers in turn; returns the client and a call count.
+    async fn stand_in(answers: Vec<(u16, serde_json::Value)>) -> (MatrixClient, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        let app = Router::new().route(
+            "/_matrix/client/v3/account/whoami",
+            get(move || {
+                let n = counter.fetch_add(1, Ordering::SeqCst);
+                let (status, body) = answers[n.min(answers.len() - 1)].clone();
+                async move { (StatusCode::from_u16(status).unwrap(), Json(body)) }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = url::Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let versions = SupportedVersions {
+            versions: [MatrixVersion::V1_11].into(),
+            features: Default::default(),
+        };
+        (
+            MatrixClient::new(
+                reqwest::Client::new(),
+                &url,
+                Secret::new("t".repeat(40)),
+                versions,
+            ),
+            calls,
+        )
+    }
+
+    #[tokio::test]
+    async fn retries_429_and_5xx_honouring_retry_after() {
+        let (client, calls) = stand_in(vec![
+            (
+                429,
+                json!({"errcode": "M_LIMIT_EXCEEDED", "error": "slow down", "retry_after_ms": 600}),
+            ),
+            (502, json!({})),
+            (200, json!({"user_id": "@foyer:example.org"})),
+        ])
+        .await;
+        let started = Instant::now();
+        let resp = client
+            .send(
+                whoami::v3::Request::new(),
+                None,
+                Instant::now() + Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.user_id, "@foyer:example.org");
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        assert!(
+            started.elapsed() >= Duration::from_millis(600),
+            "waited the retry_after_ms"
+        );
+    }
+
+    #[tokio::test]
+    async fn other_4xx_are_not_retried() {
+        let (client, calls) = stand_in(vec![(
+            403,
+            json!({"errcode": "M_FORBIDDEN", "error": "no"}),
+        )])
+        .await;
+        let err = client
+            .send(
+                whoami::v3::Request::new(),
+                None,
+                Instant::now() + Duration::from_secs(10),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.errcode(), Some("M_FORBIDDEN"));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn gives_up_at_the_deadline() {
+        let (client, calls) = stand_in(vec![(503, json!({"errcode": "M_UNKNOWN"}))]).await;
+        let err = client
+            .send(
+                whoami::v3::Request::new(),
+                None,
+                Instant::now() + Duration::from_secs(1),
+            )
+            .await
+            .unwrap_err();
+        assert!(err.is_transient());
+        assert!(
+            calls.load(Ordering::SeqCst) >= 2,
+            "retried before the deadline"
+        );
+    }
+}
