@@ -39,10 +39,7 @@ fn view(state: &AppState, record: &ReservationRecord, now: DateTime<Utc>) -> (Ph
     let r = &record.reservation;
     let times = schedule::schedule(record, &config.rooms);
     let phase = schedule::phase(record, &times, now, record.archived);
-    let alias = format!(
-        "#{}{}:{}",
-        config.appservice.alias_prefix, r.id, config.homeserver.server_name
-    );
+    let alias = format!("#{}{}:{}", config.appservice.alias_prefix, r.id, config.homeserver.server_name);
     let body = json!({
         "reservation_id": r.id.as_str(),
         "revision": r.revision.map(|v| v.0),
@@ -55,28 +52,18 @@ fn view(state: &AppState, record: &ReservationRecord, now: DateTime<Utc>) -> (Ph
         "room_id": record.room_id,
         "room_alias": alias,
         "tickets": {"active": record.tickets.active, "revoked": record.tickets.revoked},
-        "members": {"invited": 0, "joined": 0},
+        "members": {"invited": record.members.invited, "joined": record.members.joined},
     });
     (phase, body)
 }
 
 fn unavailable(e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "read API: store unavailable");
-    error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "FOYER_UNAVAILABLE",
-        "the database cannot be read now; retry later",
-    )
+    error(StatusCode::SERVICE_UNAVAILABLE, "FOYER_UNAVAILABLE", "the database cannot be read now; retry later")
 }
 
 async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    let not_found = || {
-        error(
-            StatusCode::NOT_FOUND,
-            "FOYER_NOT_FOUND",
-            format!("no reservation {id:?}"),
-        )
-    };
+    let not_found = || error(StatusCode::NOT_FOUND, "FOYER_NOT_FOUND", format!("no reservation {id:?}"));
     let Ok(rid) = ReservationId::parse(&id) else {
         return not_found();
     };
@@ -114,22 +101,14 @@ async fn list(State(state): State<AppState>, Query(query): Query<ListQuery>) -> 
     let mut after = match query.after.as_deref().map(ReservationId::parse).transpose() {
         Ok(after) => after,
         Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "FOYER_BAD_QUERY",
-                format!("after: {e}"),
-            );
+            return error(StatusCode::BAD_REQUEST, "FOYER_BAD_QUERY", format!("after: {e}"));
         }
     };
     let now = Utc::now();
     let mut page = Vec::new();
     // Phases depend on `now`, so filtering happens here, a batch at a time.
     loop {
-        let batch = match state
-            .store
-            .reservations_after(after.as_ref(), MAX_PAGE)
-            .await
-        {
+        let batch = match state.store.reservations_after(after.as_ref(), MAX_PAGE).await {
             Ok(batch) => batch,
             Err(e) => return unavailable(e),
         };

@@ -22,8 +22,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::{
+    config::Config,
     events::HomeserverEvent,
     http::{AppState, error, has_token, method_not_allowed, unrecognized},
+    lifecycle::Membership,
+    reservation::ReservationId,
+    store::MembershipFact,
 };
 
 /// Synapse sends up to 100 events and 100 ephemeral events a transaction.
@@ -49,11 +53,7 @@ async fn require_hs_token(State(state): State<AppState>, request: Request, next:
         return next.run(request).await;
     }
     tracing::warn!(path = %request.uri().path(), "refused a homeserver request without the right hs_token");
-    error(
-        StatusCode::FORBIDDEN,
-        "M_FORBIDDEN",
-        "Bad or missing hs_token",
-    )
+    error(StatusCode::FORBIDDEN, "M_FORBIDDEN", "Bad or missing hs_token")
 }
 
 #[derive(Debug, Deserialize)]
@@ -62,49 +62,39 @@ struct TransactionBody {
     events: Vec<Value>,
 }
 
-async fn transaction(
-    State(state): State<AppState>,
-    Path(txn_id): Path<String>,
-    body: Bytes,
-) -> Response {
+async fn transaction(State(state): State<AppState>, Path(txn_id): Path<String>, body: Bytes) -> Response {
     let parsed: TransactionBody = match serde_json::from_slice(&body) {
         Ok(parsed) => parsed,
         Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "M_NOT_JSON",
-                format!("transaction body: {e}"),
-            );
+            return error(StatusCode::BAD_REQUEST, "M_NOT_JSON", format!("transaction body: {e}"));
         }
     };
-    let events: Vec<HomeserverEvent> = parsed
-        .events
-        .into_iter()
-        .filter_map(HomeserverEvent::from_json)
-        .collect();
+    let events: Vec<HomeserverEvent> = parsed.events.into_iter().filter_map(HomeserverEvent::from_json).collect();
     let key = transaction_key(&txn_id, &events);
-    let seen = state
-        .transactions
-        .lock()
-        .map(|t| t.contains(key))
-        .unwrap_or(false);
+    let seen = state.transactions.lock().map(|t| t.contains(key)).unwrap_or(false);
     if seen {
-        metrics::counter!("foyer_appservice_transactions_total", "result" => "duplicate")
-            .increment(1);
+        metrics::counter!("foyer_appservice_transactions_total", "result" => "duplicate").increment(1);
         tracing::debug!(txn_id, "duplicate transaction ignored");
         return Json(json!({})).into_response();
     }
+    // Membership facts are stored before the answer: Synapse does not send a
+    // transaction twice once it got a 200.
+    let bot = state.config.bot_user_id();
+    let facts: Vec<MembershipFact> = events.iter().filter_map(|e| membership_fact(e, &bot)).collect();
+    match state.store.record_memberships(&facts, chrono::Utc::now()).await {
+        Ok(0) => {}
+        Ok(_) => state.wake.notify_one(),
+        Err(e) => {
+            tracing::error!(txn_id, error = %e, "cannot store membership facts; the homeserver will retry");
+            return error(StatusCode::SERVICE_UNAVAILABLE, "M_UNKNOWN", "Foyer cannot store this now");
+        }
+    }
     let count = events.len();
     for event in events {
-        metrics::counter!("foyer_homeserver_events_total", "type" => event.type_label())
-            .increment(1);
+        metrics::counter!("foyer_homeserver_events_total", "type" => event.type_label()).increment(1);
         if state.events.send(event).await.is_err() {
             // Only while shutting down: the homeserver retries the transaction later.
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "M_UNKNOWN",
-                "Foyer is shutting down",
-            );
+            return error(StatusCode::SERVICE_UNAVAILABLE, "M_UNKNOWN", "Foyer is shutting down");
         }
     }
     if let Ok(mut recent) = state.transactions.lock() {
@@ -128,16 +118,48 @@ fn transaction_key(txn_id: &str, events: &[HomeserverEvent]) -> u64 {
 
 /// Foyer claims no users besides its bot, which the homeserver already knows.
 async fn query_user(Path(_user_id): Path<String>) -> Response {
-    error(
-        StatusCode::NOT_FOUND,
-        "M_NOT_FOUND",
-        "Foyer provides no users",
-    )
+    error(StatusCode::NOT_FOUND, "M_NOT_FOUND", "Foyer provides no users")
 }
 
 /// Rooms exist once their reservation opens; until then the alias is unknown.
-async fn query_room_alias(Path(_alias): Path<String>) -> Response {
-    error(StatusCode::NOT_FOUND, "M_NOT_FOUND", "No such room")
+fn membership_fact(event: &HomeserverEvent, bot: &ruma::UserId) -> Option<MembershipFact> {
+    let membership = Membership::parse(event.membership()?)?;
+    let user_id = ruma::OwnedUserId::try_from(event.state_key.as_deref()?).ok()?;
+    (user_id != bot).then(|| MembershipFact {
+        event_id: event.event_id.clone(),
+        room_id: event.room_id.clone(),
+        user_id,
+        membership,
+        sender: event.sender.clone(),
+    })
+}
+
+/// The reservation an alias of ours names: `#<alias_prefix><reservation_id>:<server_name>`.
+fn reservation_of_alias(config: &Config, alias: &str) -> Option<ReservationId> {
+    let (localpart, server) = alias.strip_prefix('#')?.split_once(':')?;
+    if server != config.homeserver.server_name.as_str() {
+        return None;
+    }
+    ReservationId::parse(localpart.strip_prefix(&config.appservice.alias_prefix)?).ok()
+}
+
+/// A client resolved one of our aliases that does not exist (yet). If the reservation's
+/// room should be open, open it now and answer 200 so the homeserver retries the lookup:
+/// a holder who types the alias can knock at once. Answer fast: the client waits.
+async fn query_room_alias(State(state): State<AppState>, Path(alias): Path<String>) -> Response {
+    let not_found = || error(StatusCode::NOT_FOUND, "M_NOT_FOUND", "No such room");
+    let (Some(id), Some(lifecycle)) = (reservation_of_alias(&state.config, &alias), state.lifecycle.get()) else {
+        return not_found();
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(10), lifecycle.open_now(&id)).await {
+        Ok(Ok(true)) => Json(json!({})).into_response(),
+        Ok(Ok(false)) => not_found(),
+        Ok(Err(e)) => {
+            tracing::warn!(reservation_id = %id, error = %e, "alias query failed");
+            not_found()
+        }
+        Err(_) => not_found(),
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -148,10 +170,7 @@ struct PingBody {
 async fn ping(body: Bytes) -> Response {
     let parsed: PingBody = serde_json::from_slice(&body).unwrap_or_default();
     metrics::counter!("foyer_appservice_pings_total").increment(1);
-    tracing::info!(
-        transaction_id = parsed.transaction_id.as_deref().unwrap_or(""),
-        "homeserver ping received"
-    );
+    tracing::info!(transaction_id = parsed.transaction_id.as_deref().unwrap_or(""), "homeserver ping received");
     Json(json!({})).into_response()
 }
 
@@ -197,22 +216,10 @@ mod tests {
     #[test]
     fn same_txn_id_with_other_events_is_a_new_transaction() {
         let ev = |id: &str| {
-            HomeserverEvent::from_json(
-                json!({"event_id": id, "type": "m.room.message", "room_id": "!r:x"}),
-            )
-            .unwrap()
+            HomeserverEvent::from_json(json!({"event_id": id, "type": "m.room.message", "room_id": "!r:x"})).unwrap()
         };
-        assert_eq!(
-            transaction_key("1", &[ev("$a")]),
-            transaction_key("1", &[ev("$a")])
-        );
-        assert_ne!(
-            transaction_key("1", &[ev("$a")]),
-            transaction_key("1", &[ev("$b")])
-        );
-        assert_ne!(
-            transaction_key("1", &[ev("$a")]),
-            transaction_key("2", &[ev("$a")])
-        );
+        assert_eq!(transaction_key("1", &[ev("$a")]), transaction_key("1", &[ev("$a")]));
+        assert_ne!(transaction_key("1", &[ev("$a")]), transaction_key("1", &[ev("$b")]));
+        assert_ne!(transaction_key("1", &[ev("$a")]), transaction_key("2", &[ev("$a")]));
     }
 }

@@ -20,11 +20,7 @@ pub const EXIT_HOMESERVER: u8 = 2;
 pub const EXIT_OTHER: u8 = 3;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "foyer",
-    version,
-    about = "A Matrix chat room for every scheduled live stream"
-)]
+#[command(name = "foyer", version, about = "A Matrix chat room for every scheduled live stream")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -59,19 +55,11 @@ pub fn run() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(EXIT_CONFIG)
-            } else {
-                ExitCode::SUCCESS
-            };
+            return if e.use_stderr() { ExitCode::from(EXIT_CONFIG) } else { ExitCode::SUCCESS };
         }
     };
     match cli.command {
-        Command::GenerateRegistration {
-            config,
-            output,
-            force,
-        } => generate_registration(&config, &output, force),
+        Command::GenerateRegistration { config, output, force } => generate_registration(&config, &output, force),
         Command::CheckConfig { config } => check_config(&config),
         Command::Serve { config } => serve(&config),
     }
@@ -111,19 +99,10 @@ fn generate_registration(config_path: &Path, output: &Path, force: bool) -> Exit
     let mut file = match options.open(output) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return fail(
-                EXIT_CONFIG,
-                format!(
-                    "{} already exists; pass --force to overwrite it",
-                    output.display()
-                ),
-            );
+            return fail(EXIT_CONFIG, format!("{} already exists; pass --force to overwrite it", output.display()));
         }
         Err(e) => {
-            return fail(
-                EXIT_OTHER,
-                format!("cannot write {}: {e}", output.display()),
-            );
+            return fail(EXIT_OTHER, format!("cannot write {}: {e}", output.display()));
         }
     };
     // An existing file keeps its old mode on truncate; the tokens need 0600 either way.
@@ -133,10 +112,7 @@ fn generate_registration(config_path: &Path, output: &Path, force: bool) -> Exit
         let _ = file.set_permissions(std::fs::Permissions::from_mode(0o600));
     }
     if let Err(e) = file.write_all(text.as_bytes()) {
-        return fail(
-            EXIT_OTHER,
-            format!("cannot write {}: {e}", output.display()),
-        );
+        return fail(EXIT_OTHER, format!("cannot write {}: {e}", output.display()));
     }
     println!(
         "wrote {} for appservice {:?} (bot {}, aliases {}); add it to the homeserver's app_service_config_files and restart it",
@@ -155,10 +131,7 @@ fn check_config(config_path: &Path) -> ExitCode {
     };
     let rooms = &config.rooms;
     println!("{} is valid", config_path.display());
-    println!(
-        "  homeserver  {} at {}",
-        config.homeserver.server_name, config.homeserver.url
-    );
+    println!("  homeserver  {} at {}", config.homeserver.server_name, config.homeserver.url);
     println!(
         "  appservice  {:?}, bot {}, listening on {}, reached at {}",
         config.appservice.id,
@@ -192,10 +165,7 @@ fn serve(config_path: &Path) -> ExitCode {
         Err(e) => return config_failure(&e),
     };
     crate::logging::init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(EXIT_OTHER, format!("cannot start the async runtime: {e}")),
     };

@@ -32,18 +32,12 @@ impl HomeserverEvent {
 
     /// A bounded label for metrics: spec event types as they are, custom ones as `other`.
     pub fn type_label(&self) -> String {
-        if self.kind.starts_with("m.") && self.kind.len() <= 64 {
-            self.kind.clone()
-        } else {
-            "other".into()
-        }
+        if self.kind.starts_with("m.") && self.kind.len() <= 64 { self.kind.clone() } else { "other".into() }
     }
 
     /// `content.membership` of an `m.room.member` event.
     pub fn membership(&self) -> Option<&str> {
-        (self.kind == "m.room.member")
-            .then(|| self.content.get("membership").and_then(Value::as_str))
-            .flatten()
+        (self.kind == "m.room.member").then(|| self.content.get("membership").and_then(Value::as_str)).flatten()
     }
 }
 

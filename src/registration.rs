@@ -60,10 +60,7 @@ pub fn render(config: &Config) -> String {
         rate_limited: false,
         namespaces: Namespaces {
             users: vec![],
-            aliases: vec![Namespace {
-                exclusive: true,
-                regex: alias_regex(config),
-            }],
+            aliases: vec![Namespace { exclusive: true, regex: alias_regex(config) }],
             rooms: vec![],
         },
     };

@@ -48,10 +48,7 @@ fn bounded_text(value: &str, min: usize, max: usize) -> Result<String, String> {
             format!("must be at most {max} characters (it has {n})")
         });
     }
-    if value
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
+    if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
         return Err("must not contain control characters".into());
     }
     Ok(value.to_owned())
@@ -235,12 +232,7 @@ mod tests {
     #[test]
     fn stream_urls_are_http_or_https() {
         assert!(StreamUrl::parse("https://stream.example.org/watch/jazz").is_ok());
-        for bad in [
-            "ftp://x.org/a",
-            "javascript:alert(1)",
-            "not a url",
-            "https://",
-        ] {
+        for bad in ["ftp://x.org/a", "javascript:alert(1)", "not a url", "https://"] {
             assert!(StreamUrl::parse(bad).is_err(), "{bad}");
         }
     }

@@ -22,14 +22,7 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub const ALL: [Phase; 6] = [
-        Self::Scheduled,
-        Self::Open,
-        Self::Live,
-        Self::Ended,
-        Self::Archived,
-        Self::Cancelled,
-    ];
+    pub const ALL: [Phase; 6] = [Self::Scheduled, Self::Open, Self::Live, Self::Ended, Self::Archived, Self::Cancelled];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -69,14 +62,8 @@ fn duration(d: std::time::Duration) -> Duration {
 pub fn schedule(record: &ReservationRecord, rooms: &RoomsConfig) -> Schedule {
     let r = &record.reservation;
     let s = &record.signals;
-    let open_before = r
-        .open_before_seconds
-        .map(seconds)
-        .unwrap_or_else(|| duration(rooms.open_before));
-    let close_after = r
-        .close_after_seconds
-        .map(seconds)
-        .unwrap_or_else(|| duration(rooms.close_after));
+    let open_before = r.open_before_seconds.map(seconds).unwrap_or_else(|| duration(rooms.open_before));
+    let close_after = r.close_after_seconds.map(seconds).unwrap_or_else(|| duration(rooms.close_after));
     let live = match (s.stream_started_at, s.stream_ended_at) {
         (Some(started), Some(ended)) => started > ended,
         (Some(_), None) => true,
@@ -85,24 +72,13 @@ pub fn schedule(record: &ReservationRecord, rooms: &RoomsConfig) -> Schedule {
     let end = if live {
         r.ends_at + duration(rooms.max_overrun)
     } else {
-        s.stream_ended_at
-            .map_or(r.ends_at, |ended| ended.max(r.ends_at))
+        s.stream_ended_at.map_or(r.ends_at, |ended| ended.max(r.ends_at))
     };
-    Schedule {
-        opens_at: r.starts_at - open_before,
-        end,
-        archives_at: end + close_after,
-        live,
-    }
+    Schedule { opens_at: r.starts_at - open_before, end, archives_at: end + close_after, live }
 }
 
 /// The phase at `now`. `archived` says the room was actually archived.
-pub fn phase(
-    record: &ReservationRecord,
-    schedule: &Schedule,
-    now: DateTime<Utc>,
-    archived: bool,
-) -> Phase {
+pub fn phase(record: &ReservationRecord, schedule: &Schedule, now: DateTime<Utc>, archived: bool) -> Phase {
     let ended_observed = record.signals.stream_ended_at.is_some();
     if record.signals.cancelled_at.is_some() {
         Phase::Cancelled
@@ -136,10 +112,7 @@ mod tests {
     fn phases_at_every_boundary_without_stream_signals() {
         let rec = record(Signals::default());
         let s = schedule(&rec, &rooms());
-        assert_eq!(
-            (s.opens_at, s.end, s.archives_at),
-            (t(18, 30), t(21, 0), t(22, 0))
-        );
+        assert_eq!((s.opens_at, s.end, s.archives_at), (t(18, 30), t(21, 0), t(22, 0)));
         let cases = [
             (t(18, 29), Phase::Scheduled),
             (t(18, 30), Phase::Open),
@@ -164,10 +137,7 @@ mod tests {
 
     #[test]
     fn a_live_stream_keeps_the_room_up_to_max_overrun() {
-        let rec = record(Signals {
-            stream_started_at: Some(t(19, 1)),
-            ..Default::default()
-        });
+        let rec = record(Signals { stream_started_at: Some(t(19, 1)), ..Default::default() });
         let s = schedule(&rec, &rooms());
         assert!(s.live);
         assert_eq!(s.archives_at, t(21, 0) + Duration::hours(7));
@@ -182,10 +152,7 @@ mod tests {
             ..Default::default()
         });
         let s = schedule(&rec, &rooms());
-        assert_eq!(
-            (s.end, s.archives_at, s.live),
-            (t(21, 30), t(22, 30), false)
-        );
+        assert_eq!((s.end, s.archives_at, s.live), (t(21, 30), t(22, 30), false));
         assert_eq!(phase(&rec, &s, t(21, 45), false), Phase::Ended);
         // An early end keeps ends_at as the end, but the phase says ended.
         let early = record(Signals {
@@ -212,10 +179,7 @@ mod tests {
 
     #[test]
     fn an_early_start_is_live_before_opens_at() {
-        let rec = record(Signals {
-            stream_started_at: Some(t(18, 0)),
-            ..Default::default()
-        });
+        let rec = record(Signals { stream_started_at: Some(t(18, 0)), ..Default::default() });
         let s = schedule(&rec, &rooms());
         assert_eq!(phase(&rec, &s, t(18, 1), false), Phase::Live);
     }
@@ -233,10 +197,7 @@ mod tests {
 
     #[test]
     fn cancelled_and_archived_win() {
-        let rec = record(Signals {
-            cancelled_at: Some(t(12, 0)),
-            ..Default::default()
-        });
+        let rec = record(Signals { cancelled_at: Some(t(12, 0)), ..Default::default() });
         let s = schedule(&rec, &rooms());
         assert_eq!(phase(&rec, &s, t(19, 0), false), Phase::Cancelled);
         let rec = record(Signals::default());

@@ -16,10 +16,7 @@ use crate::{
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot listen on {addr} (appservice.listen): {source}")]
-    Bind {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: std::net::SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Handshake(#[from] HandshakeError),
     #[error("the HTTP server failed: {0}")]
@@ -50,9 +47,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let store = crate::store::open(&config.database).await?;
     tracing::info!(database = %config.database_display(), "store opened");
     let addr = config.appservice.listen;
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError::Bind { addr, source })?;
+    let listener = TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?;
     let (events_tx, events_rx) = tokio::sync::mpsc::channel(1024);
     let state = AppState {
         config: config.clone(),
@@ -62,6 +57,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         metrics: metrics_handle(),
         store,
         wake: Arc::new(tokio::sync::Notify::new()),
+        lifecycle: Default::default(),
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -101,7 +97,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
                 config: config.clone(),
                 admin,
                 wake: state.wake.clone(),
+                creators_privileged: Default::default(),
             });
+            let _ = state.lifecycle.set(lifecycle.clone());
             tokio::spawn(lifecycle.run(stop_rx.clone()));
             tracing::info!(bot = %report.bot, "ready");
             metrics::gauge!("foyer_ready").set(1.0);
@@ -128,14 +126,13 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
         tokio::select! {
             _ = ctrl_c => tracing::info!("SIGINT received; shutting down"),
             _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),

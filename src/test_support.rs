@@ -48,6 +48,7 @@ pub fn record(signals: Signals, hosts: Vec<OwnedUserId>) -> ReservationRecord {
         signals,
         tickets: TicketCounts::default(),
         room_id: None,
+        members: Default::default(),
         archived: false,
     }
 }

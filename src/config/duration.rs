@@ -4,11 +4,7 @@ use std::time::Duration;
 
 /// Parses `<number><unit>` segments (units `ms`, `s`, `m`, `h`, `d`), e.g. `1h30m`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || {
-        format!(
-            "{text:?} is not a duration; write a number and a unit (ms, s, m, h, d), like 90s, 30m or 2h"
-        )
-    };
+    let bad = || format!("{text:?} is not a duration; write a number and a unit (ms, s, m, h, d), like 90s, 30m or 2h");
     let text_trimmed = text.trim();
     if text_trimmed.is_empty() {
         return Err(bad());
@@ -22,9 +18,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         }
         let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
         rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
         let millis_per_unit: u64 = match &rest[..unit_len] {
             "ms" => 1,
             "s" => 1_000,
@@ -35,9 +29,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         };
         rest = &rest[unit_len..];
         let millis = number.checked_mul(millis_per_unit).ok_or_else(bad)?;
-        total = total
-            .checked_add(Duration::from_millis(millis))
-            .ok_or_else(bad)?;
+        total = total.checked_add(Duration::from_millis(millis)).ok_or_else(bad)?;
     }
     Ok(total)
 }
@@ -49,13 +41,7 @@ pub fn format_duration(d: Duration) -> String {
         return "0s".into();
     }
     let mut out = String::new();
-    for (unit, size) in [
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1_000),
-        ("ms", 1),
-    ] {
+    for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
         if ms >= size {
             out.push_str(&format!("{}{unit}", ms / size));
             ms %= size;
@@ -80,27 +66,13 @@ mod tests {
             ("0s", 0),
         ];
         for (text, millis) in cases {
-            assert_eq!(
-                parse_duration(text),
-                Ok(Duration::from_millis(millis)),
-                "{text}"
-            );
+            assert_eq!(parse_duration(text), Ok(Duration::from_millis(millis)), "{text}");
         }
     }
 
     #[test]
     fn rejects_what_is_not_a_duration() {
-        for text in [
-            "",
-            "30",
-            "m",
-            "30 minutes",
-            "1.5h",
-            "-5m",
-            "5x",
-            "h5",
-            "99999999999999999999d",
-        ] {
+        for text in ["", "30", "m", "30 minutes", "1.5h", "-5m", "5x", "h5", "99999999999999999999d"] {
             let err = parse_duration(text).unwrap_err();
             assert!(err.contains("is not a duration"), "{text}: {err}");
         }

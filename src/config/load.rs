@@ -13,9 +13,9 @@ use serde_yaml::{Mapping, Value};
 use url::Url;
 
 use super::{
-    ApiConfig, AppserviceConfig, ArchiveMode, Config, ConfigError, DatabaseConfig, DatabaseKind,
-    HomeserverConfig, JoinRule, PLACEHOLDER_MARK, Placeholders, Problem, RoomsConfig,
-    SynapseAdminConfig, WebhookKey, WebhooksConfig, parse_duration,
+    ApiConfig, AppserviceConfig, ArchiveMode, Config, ConfigError, DatabaseConfig, DatabaseKind, HomeserverConfig,
+    JoinRule, PLACEHOLDER_MARK, Placeholders, Problem, RoomsConfig, SynapseAdminConfig, WebhookKey, WebhooksConfig,
+    parse_duration,
 };
 use crate::secret::Secret;
 
@@ -31,36 +31,23 @@ pub fn from_yaml_str(
     env: &dyn Fn(&str) -> Option<String>,
     placeholders: Placeholders,
 ) -> Result<Config, ConfigError> {
-    let root: Value = serde_yaml::from_str(text).map_err(|e| ConfigError::Yaml {
-        path: display_path.to_owned(),
-        message: e.to_string(),
-    })?;
-    let mut walker = Walker {
-        problems: Vec::new(),
-        env,
-        base_dir: base_dir.to_owned(),
-        placeholders,
-        secret_sources: Vec::new(),
-    };
+    let root: Value = serde_yaml::from_str(text)
+        .map_err(|e| ConfigError::Yaml { path: display_path.to_owned(), message: e.to_string() })?;
+    let mut walker =
+        Walker { problems: Vec::new(), env, base_dir: base_dir.to_owned(), placeholders, secret_sources: Vec::new() };
     let empty = Mapping::new();
     let root_map = match &root {
         Value::Mapping(map) => map,
         Value::Null => &empty,
         _ => {
-            walker.problem(
-                "(top level)",
-                "must be a mapping of sections (homeserver, appservice, …)",
-            );
+            walker.problem("(top level)", "must be a mapping of sections (homeserver, appservice, …)");
             &empty
         }
     };
     let config = walker.config(root_map);
     match config {
         Some(config) if walker.problems.is_empty() => Ok(config),
-        _ => Err(ConfigError::Invalid {
-            path: display_path.to_owned(),
-            problems: walker.problems,
-        }),
+        _ => Err(ConfigError::Invalid { path: display_path.to_owned(), problems: walker.problems }),
     }
 }
 
@@ -73,19 +60,11 @@ struct Section<'y> {
 
 impl<'y> Section<'y> {
     fn new(path: &str, map: &'y Mapping) -> Self {
-        Self {
-            path: path.to_owned(),
-            map,
-            known: BTreeSet::new(),
-        }
+        Self { path: path.to_owned(), map, known: BTreeSet::new() }
     }
 
     fn key_path(&self, key: &str) -> String {
-        if self.path.is_empty() {
-            key.to_owned()
-        } else {
-            format!("{}.{key}", self.path)
-        }
+        if self.path.is_empty() { key.to_owned() } else { format!("{}.{key}", self.path) }
     }
 
     /// The value at `key`, treating an explicit `null` as absent.
@@ -105,10 +84,7 @@ struct Walker<'e> {
 
 impl Walker<'_> {
     fn problem(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.problems.push(Problem {
-            path: path.into(),
-            message: message.into(),
-        });
+        self.problems.push(Problem { path: path.into(), message: message.into() });
     }
 
     fn config(&mut self, root: &Mapping) -> Option<Config> {
@@ -118,9 +94,7 @@ impl Walker<'_> {
             self.finish(s);
             r
         });
-        let server_name = homeserver
-            .as_ref()
-            .and_then(|h| h.as_ref().map(|h| h.server_name.clone()));
+        let server_name = homeserver.as_ref().and_then(|h| h.as_ref().map(|h| h.server_name.clone()));
         let appservice = self.section(&mut top, "appservice", true).map(|mut s| {
             let r = self.appservice(&mut s, server_name.as_deref());
             self.finish(s);
@@ -148,9 +122,7 @@ impl Walker<'_> {
             r
         });
         let empty = Mapping::new();
-        let mut rooms_section = self
-            .section(&mut top, "rooms", false)
-            .unwrap_or_else(|| Section::new("rooms", &empty));
+        let mut rooms_section = self.section(&mut top, "rooms", false).unwrap_or_else(|| Section::new("rooms", &empty));
         let rooms = self.rooms(&mut rooms_section);
         self.finish(rooms_section);
         let synapse_admin = self.section(&mut top, "synapse_admin", false).map(|mut s| {
@@ -170,10 +142,7 @@ impl Walker<'_> {
         }
         let appservice = appservice??;
         if appservice.as_token.expose() == appservice.hs_token.expose() {
-            self.problem(
-                "appservice.hs_token",
-                "must differ from appservice.as_token",
-            );
+            self.problem("appservice.hs_token", "must differ from appservice.as_token");
         }
         Some(Config {
             homeserver: homeserver??,
@@ -189,36 +158,23 @@ impl Walker<'_> {
 
     fn homeserver(&mut self, s: &mut Section<'_>) -> Option<HomeserverConfig> {
         let url = self.url(s, "url");
-        let server_name =
-            self.string(s, "server_name", true)
-                .and_then(|name| match ServerName::parse(&name) {
-                    Ok(server_name) => Some(server_name),
-                    Err(e) => {
-                        self.problem(
-                            s.key_path("server_name"),
-                            format!("{name:?} is not a valid Matrix server name ({e})"),
-                        );
-                        None
-                    }
-                });
+        let server_name = self.string(s, "server_name", true).and_then(|name| match ServerName::parse(&name) {
+            Ok(server_name) => Some(server_name),
+            Err(e) => {
+                self.problem(s.key_path("server_name"), format!("{name:?} is not a valid Matrix server name ({e})"));
+                None
+            }
+        });
         let startup_timeout = self.duration(
             s,
             "startup_timeout",
             Duration::from_secs(60),
             Duration::from_secs(1)..=Duration::from_secs(3600),
         );
-        Some(HomeserverConfig {
-            url: url?,
-            server_name: server_name?,
-            startup_timeout: startup_timeout?,
-        })
+        Some(HomeserverConfig { url: url?, server_name: server_name?, startup_timeout: startup_timeout? })
     }
 
-    fn appservice(
-        &mut self,
-        s: &mut Section<'_>,
-        server_name: Option<&ServerName>,
-    ) -> Option<AppserviceConfig> {
+    fn appservice(&mut self, s: &mut Section<'_>, server_name: Option<&ServerName>) -> Option<AppserviceConfig> {
         let id = self.name(
             s,
             "id",
@@ -227,13 +183,14 @@ impl Walker<'_> {
             |c| c.is_ascii_alphanumeric() || "._-".contains(c),
             "letters, digits, '.', '_' and '-'",
         );
-        let listen = self
-            .string(s, "listen", false)
-            .unwrap_or_else(|| "127.0.0.1:29330".into());
+        let listen = self.string(s, "listen", false).unwrap_or_else(|| "127.0.0.1:29330".into());
         let listen = match listen.parse::<SocketAddr>() {
             Ok(addr) => Some(addr),
             Err(_) => {
-                self.problem(s.key_path("listen"), format!("{listen:?} is not an address; write IP:port, like 127.0.0.1:29330 or [::1]:29330"));
+                self.problem(
+                    s.key_path("listen"),
+                    format!("{listen:?} is not an address; write IP:port, like 127.0.0.1:29330 or [::1]:29330"),
+                );
                 None
             }
         };
@@ -280,17 +237,11 @@ impl Walker<'_> {
         let text = url.expose();
         let kind = if text.starts_with("sqlite:") {
             let url = Secret::new(sqlite_relative_to(text, &self.base_dir));
-            return Some(DatabaseConfig {
-                url,
-                kind: DatabaseKind::Sqlite,
-            });
+            return Some(DatabaseConfig { url, kind: DatabaseKind::Sqlite });
         } else if text.starts_with("postgres://") || text.starts_with("postgresql://") {
             DatabaseKind::Postgres
         } else {
-            self.problem(
-                s.key_path("url"),
-                "must start with sqlite:// or postgres://",
-            );
+            self.problem(s.key_path("url"), "must start with sqlite:// or postgres://");
             return None;
         };
         Some(DatabaseConfig { url, kind })
@@ -326,50 +277,33 @@ impl Walker<'_> {
             };
             match base64::engine::general_purpose::STANDARD.decode(b64) {
                 Ok(bytes) if bytes.len() >= 16 => keys.push(WebhookKey::new(bytes)),
-                Ok(bytes) => self.problem(
-                    at,
-                    format!(
-                        "key is {} bytes; use at least 16 (24 or 32 is usual)",
-                        bytes.len()
-                    ),
-                ),
+                Ok(bytes) => {
+                    self.problem(at, format!("key is {} bytes; use at least 16 (24 or 32 is usual)", bytes.len()))
+                }
                 Err(_) => self.problem(at, "the part after whsec_ is not valid base64"),
             }
         }
         (keys.len() == values.len()).then_some(())?;
-        Some(WebhooksConfig {
-            secrets: keys,
-            tolerance: tolerance?,
-        })
+        Some(WebhooksConfig { secrets: keys, tolerance: tolerance? })
     }
 
     fn api(&mut self, s: &mut Section<'_>) -> Option<ApiConfig> {
-        self.secret(s, "token", "FOYER_API_TOKEN", true)
-            .map(|token| ApiConfig { token })
+        self.secret(s, "token", "FOYER_API_TOKEN", true).map(|token| ApiConfig { token })
     }
 
     fn rooms(&mut self, s: &mut Section<'_>) -> Option<RoomsConfig> {
         let week = Duration::ZERO..=WEEK;
-        let open_before =
-            self.duration(s, "open_before", Duration::from_secs(30 * 60), week.clone());
+        let open_before = self.duration(s, "open_before", Duration::from_secs(30 * 60), week.clone());
         let close_after = self.duration(s, "close_after", Duration::from_secs(3600), week.clone());
         let max_overrun = self.duration(s, "max_overrun", Duration::from_secs(6 * 3600), week);
         let archive_mode = self.choice(
             s,
             "archive_mode",
             ArchiveMode::ReadOnly,
-            &[
-                ("read_only", ArchiveMode::ReadOnly),
-                ("kick", ArchiveMode::Kick),
-                ("delete", ArchiveMode::Delete),
-            ],
+            &[("read_only", ArchiveMode::ReadOnly), ("kick", ArchiveMode::Kick), ("delete", ArchiveMode::Delete)],
         );
-        let join_rule = self.choice(
-            s,
-            "join_rule",
-            JoinRule::Invite,
-            &[("invite", JoinRule::Invite), ("knock", JoinRule::Knock)],
-        );
+        let join_rule =
+            self.choice(s, "join_rule", JoinRule::Invite, &[("invite", JoinRule::Invite), ("knock", JoinRule::Knock)]);
         Some(RoomsConfig {
             open_before: open_before?,
             close_after: close_after?,
@@ -381,12 +315,7 @@ impl Walker<'_> {
 
     // ---- building blocks ----
 
-    fn section<'y>(
-        &mut self,
-        parent: &mut Section<'y>,
-        key: &'static str,
-        required: bool,
-    ) -> Option<Section<'y>> {
+    fn section<'y>(&mut self, parent: &mut Section<'y>, key: &'static str, required: bool) -> Option<Section<'y>> {
         let path = parent.key_path(key);
         match parent.get(key) {
             Some(Value::Mapping(map)) => Some(Section::new(&path, map)),
@@ -406,18 +335,13 @@ impl Walker<'_> {
     fn finish(&mut self, section: Section<'_>) {
         for key in section.map.keys() {
             let Some(name) = key.as_str() else {
-                self.problem(
-                    section.key_path(&format!("{key:?}")),
-                    "keys must be strings",
-                );
+                self.problem(section.key_path(&format!("{key:?}")), "keys must be strings");
                 continue;
             };
             if section.known.contains(name) {
                 continue;
             }
-            let hint = closest(name, &section.known)
-                .map(|k| format!(" (did you mean {k}?)"))
-                .unwrap_or_default();
+            let hint = closest(name, &section.known).map(|k| format!(" (did you mean {k}?)")).unwrap_or_default();
             self.problem(section.key_path(name), format!("unknown key{hint}"));
         }
     }
@@ -451,14 +375,9 @@ impl Walker<'_> {
         allowed: impl Fn(char) -> bool,
         described: &str,
     ) -> Option<String> {
-        let value = self
-            .string(s, key, false)
-            .unwrap_or_else(|| default.to_owned());
+        let value = self.string(s, key, false).unwrap_or_else(|| default.to_owned());
         if value.chars().count() > max_len || !value.chars().all(allowed) {
-            self.problem(
-                s.key_path(key),
-                format!("{value:?} must be 1 to {max_len} characters: {described}"),
-            );
+            self.problem(s.key_path(key), format!("{value:?} must be 1 to {max_len} characters: {described}"));
             return None;
         }
         Some(value)
@@ -468,22 +387,13 @@ impl Walker<'_> {
         let text = self.string(s, key, true)?;
         match Url::parse(&text) {
             Ok(url) if !matches!(url.scheme(), "http" | "https") => {
-                self.problem(
-                    s.key_path(key),
-                    format!("{text:?} must be an http:// or https:// URL"),
-                );
+                self.problem(s.key_path(key), format!("{text:?} must be an http:// or https:// URL"));
                 None
             }
-            Ok(url)
-                if url.host_str().is_none()
-                    || url.query().is_some()
-                    || url.fragment().is_some() =>
-            {
+            Ok(url) if url.host_str().is_none() || url.query().is_some() || url.fragment().is_some() => {
                 self.problem(
                     s.key_path(key),
-                    format!(
-                        "{text:?} must be a base URL with a host and without query or fragment"
-                    ),
+                    format!("{text:?} must be a base URL with a host and without query or fragment"),
                 );
                 None
             }
@@ -506,10 +416,7 @@ impl Walker<'_> {
             return Some(default);
         };
         let Value::String(text) = value else {
-            self.problem(
-                s.key_path(key),
-                "must be a duration string with a unit, like 90s, 30m or 2h",
-            );
+            self.problem(s.key_path(key), "must be a duration string with a unit, like 90s, 30m or 2h");
             return None;
         };
         match parse_duration(text) {
@@ -542,29 +449,17 @@ impl Walker<'_> {
         let Some(text) = self.string(s, key, false) else {
             return (!self.problems.iter().any(|p| p.path == s.key_path(key))).then_some(default);
         };
-        let found = options
-            .iter()
-            .find(|(name, _)| *name == text)
-            .map(|(_, v)| *v);
+        let found = options.iter().find(|(name, _)| *name == text).map(|(_, v)| *v);
         if found.is_none() {
             let names: Vec<_> = options.iter().map(|(n, _)| *n).collect();
-            self.problem(
-                s.key_path(key),
-                format!("{text:?} is not one of: {}", names.join(", ")),
-            );
+            self.problem(s.key_path(key), format!("{text:?} is not one of: {}", names.join(", ")));
         }
         found
     }
 
     /// A token: from `<key>`, `<key>_file`, or the environment variable (which wins).
     /// Tokens need at least 32 characters and must not be the example's placeholder.
-    fn secret(
-        &mut self,
-        s: &mut Section<'_>,
-        key: &'static str,
-        env_var: &str,
-        required: bool,
-    ) -> Option<Secret> {
+    fn secret(&mut self, s: &mut Section<'_>, key: &'static str, env_var: &str, required: bool) -> Option<Secret> {
         let secret = self.secret_value(s, key, env_var, required)?;
         let path = s.key_path(key);
         let value = secret.expose();
@@ -576,10 +471,7 @@ impl Walker<'_> {
         } else if value.chars().count() < MIN_TOKEN_LEN {
             self.problem(
                 path,
-                format!(
-                    "must be at least {MIN_TOKEN_LEN} characters (it has {})",
-                    value.chars().count()
-                ),
+                format!("must be at least {MIN_TOKEN_LEN} characters (it has {})", value.chars().count()),
             );
             return None;
         } else if value.chars().any(char::is_whitespace) {
@@ -611,45 +503,29 @@ impl Walker<'_> {
             _ => unreachable!("every secret key has a _file twin"),
         };
         let path = s.key_path(key);
-        let inline = s
-            .get(key)
-            .is_some()
-            .then(|| self.string(s, key, true))
-            .flatten();
-        let from_file = s
-            .get(file_key)
-            .is_some()
-            .then(|| self.string(s, file_key, true))
-            .flatten();
+        let inline = s.get(key).is_some().then(|| self.string(s, key, true)).flatten();
+        let from_file = s.get(file_key).is_some().then(|| self.string(s, file_key, true)).flatten();
         if s.get(key).is_some() && s.get(file_key).is_some() {
             self.problem(&path, format!("give either {key} or {file_key}, not both"));
             return None;
         }
         if let Some(value) = (self.env)(env_var) {
-            self.secret_sources
-                .push((path, format!("environment variable {env_var}")));
+            self.secret_sources.push((path, format!("environment variable {env_var}")));
             return Some(Secret::new(value.trim()));
         }
         if let Some(file) = from_file {
             let full = self.base_dir.join(&file);
             return match std::fs::read_to_string(&full) {
                 Ok(text) if !text.trim().is_empty() => {
-                    self.secret_sources
-                        .push((path, format!("file {}", full.display())));
+                    self.secret_sources.push((path, format!("file {}", full.display())));
                     Some(Secret::new(text.trim()))
                 }
                 Ok(_) => {
-                    self.problem(
-                        s.key_path(file_key),
-                        format!("file {} is empty", full.display()),
-                    );
+                    self.problem(s.key_path(file_key), format!("file {} is empty", full.display()));
                     None
                 }
                 Err(e) => {
-                    self.problem(
-                        s.key_path(file_key),
-                        format!("cannot read {}: {e}", full.display()),
-                    );
+                    self.problem(s.key_path(file_key), format!("cannot read {}: {e}", full.display()));
                     None
                 }
             };
@@ -659,12 +535,7 @@ impl Walker<'_> {
             return Some(Secret::new(value));
         }
         if required && !self.problems.iter().any(|p| p.path.starts_with(&path)) {
-            self.problem(
-                path,
-                format!(
-                    "is missing (give {key}, {file_key}, or the environment variable {env_var})"
-                ),
-            );
+            self.problem(path, format!("is missing (give {key}, {file_key}, or the environment variable {env_var})"));
         }
         None
     }
@@ -680,31 +551,19 @@ impl Walker<'_> {
             return None;
         }
         if let Some(value) = (self.env)("FOYER_WEBHOOK_SECRETS") {
-            let list = value
-                .split(|c: char| c == ',' || c.is_whitespace())
-                .filter(|v| !v.is_empty());
-            return Some((
-                list.map(str::to_owned).collect(),
-                "environment variable FOYER_WEBHOOK_SECRETS".into(),
-            ));
+            let list = value.split(|c: char| c == ',' || c.is_whitespace()).filter(|v| !v.is_empty());
+            return Some((list.map(str::to_owned).collect(), "environment variable FOYER_WEBHOOK_SECRETS".into()));
         }
         if file.is_some() {
             let file = self.string(s, "secrets_file", true)?;
             let full = self.base_dir.join(&file);
             return match std::fs::read_to_string(&full) {
                 Ok(text) => Some((
-                    text.lines()
-                        .map(str::trim)
-                        .filter(|l| !l.is_empty())
-                        .map(str::to_owned)
-                        .collect(),
+                    text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect(),
                     format!("file {}", full.display()),
                 )),
                 Err(e) => {
-                    self.problem(
-                        s.key_path("secrets_file"),
-                        format!("cannot read {}: {e}", full.display()),
-                    );
+                    self.problem(s.key_path("secrets_file"), format!("cannot read {}: {e}", full.display()));
                     None
                 }
             };
@@ -725,7 +584,10 @@ impl Walker<'_> {
                 None
             }
             None => {
-                self.problem(path, "is missing (give secrets, secrets_file, or the environment variable FOYER_WEBHOOK_SECRETS)");
+                self.problem(
+                    path,
+                    "is missing (give secrets, secrets_file, or the environment variable FOYER_WEBHOOK_SECRETS)",
+                );
                 None
             }
         }
@@ -736,18 +598,9 @@ impl Walker<'_> {
 /// other path in the config: `sqlite://foyer.db` next to `/etc/foyer/config.yaml` is
 /// `/etc/foyer/foyer.db`, wherever Foyer is started from.
 fn sqlite_relative_to(url: &str, base_dir: &Path) -> String {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or(url);
-    let (path, query) = rest
-        .split_once('?')
-        .map_or((rest, None), |(p, q)| (p, Some(q)));
-    if path.is_empty()
-        || path.starts_with(':')
-        || Path::new(path).is_absolute()
-        || base_dir.as_os_str().is_empty()
-    {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    let (path, query) = rest.split_once('?').map_or((rest, None), |(p, q)| (p, Some(q)));
+    if path.is_empty() || path.starts_with(':') || Path::new(path).is_absolute() || base_dir.as_os_str().is_empty() {
         return url.to_owned();
     }
     let joined = base_dir.join(path);
@@ -759,12 +612,7 @@ fn sqlite_relative_to(url: &str, base_dir: &Path) -> String {
 
 /// The known key nearest to a misspelt one, if it is near enough to be a typo.
 fn closest<'k>(name: &str, known: &BTreeSet<&'k str>) -> Option<&'k str> {
-    known
-        .iter()
-        .map(|k| (edit_distance(name, k), *k))
-        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
-        .min()
-        .map(|(_, k)| k)
+    known.iter().map(|k| (edit_distance(name, k), *k)).filter(|(d, k)| *d <= 2.max(k.len() / 4)).min().map(|(_, k)| k)
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {

@@ -167,17 +167,11 @@ impl fmt::Display for Problem {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("config file {path} is not valid YAML: {message}")]
     Yaml { path: String, message: String },
     #[error("config file {path} has {} problem{}", problems.len(), if problems.len() == 1 { "" } else { "s" })]
-    Invalid {
-        path: String,
-        problems: Vec<Problem>,
-    },
+    Invalid { path: String, problems: Vec<Problem> },
 }
 
 impl Config {
@@ -185,10 +179,8 @@ impl Config {
     /// the config file's directory; secrets may be overridden by environment variables.
     pub fn load(path: &Path, placeholders: Placeholders) -> Result<Self, ConfigError> {
         let display = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: display.clone(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: display.clone(), source })?;
         let base_dir = path.parent().unwrap_or_else(|| Path::new("."));
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         from_yaml_str(&text, &display, base_dir, &env, placeholders)
@@ -196,19 +188,13 @@ impl Config {
 
     /// The bot's user ID, `@<sender_localpart>:<server_name>`.
     pub fn bot_user_id(&self) -> OwnedUserId {
-        UserId::parse(format!(
-            "@{}:{}",
-            self.appservice.sender_localpart, self.homeserver.server_name
-        ))
-        .expect("sender_localpart and server_name are validated at load")
+        UserId::parse(format!("@{}:{}", self.appservice.sender_localpart, self.homeserver.server_name))
+            .expect("sender_localpart and server_name are validated at load")
     }
 
     /// The room alias pattern for `check-config`'s summary.
     pub fn alias_pattern(&self) -> String {
-        format!(
-            "#{}<reservation_id>:{}",
-            self.appservice.alias_prefix, self.homeserver.server_name
-        )
+        format!("#{}<reservation_id>:{}", self.appservice.alias_prefix, self.homeserver.server_name)
     }
 
     /// The database URL with any password masked, for logs and summaries.

@@ -15,8 +15,8 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::{
-    api, appservice, config::Config, events::HomeserverEvent, intake, matrix::HandshakeReport,
-    secret::Secret, store::Store,
+    api, appservice, config::Config, events::HomeserverEvent, intake, matrix::HandshakeReport, secret::Secret,
+    store::Store,
 };
 
 /// Everything the handlers share.
@@ -31,6 +31,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Wakes the lifecycle worker after a webhook's facts are committed.
     pub wake: Arc<tokio::sync::Notify>,
+    /// Set once the homeserver handshake has passed.
+    pub lifecycle: Arc<std::sync::OnceLock<Arc<crate::lifecycle::Lifecycle>>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -38,18 +40,9 @@ pub fn router(state: AppState) -> Router {
         .nest("/_matrix/app/v1", appservice::router(state.clone()))
         .nest("/api/v1", api::router(state.clone()))
         .route("/webhooks/v1/events", axum::routing::post(intake::receive))
-        .route(
-            "/health/live",
-            get(|| async { Json(json!({"status": "live"})) }),
-        )
+        .route("/health/live", get(|| async { Json(json!({"status": "live"})) }))
         .route("/health/ready", get(ready))
-        .route(
-            "/metrics",
-            get(metrics).layer(middleware::from_fn_with_state(
-                state.clone(),
-                require_api_token,
-            )),
-        )
+        .route("/metrics", get(metrics).layer(middleware::from_fn_with_state(state.clone(), require_api_token)))
         .fallback(unrecognized)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -57,27 +50,15 @@ pub fn router(state: AppState) -> Router {
 
 /// A JSON error in the Matrix shape, `{"errcode": ..., "error": ...}`.
 pub fn error(status: StatusCode, errcode: &str, message: impl Into<String>) -> Response {
-    (
-        status,
-        Json(json!({"errcode": errcode, "error": message.into()})),
-    )
-        .into_response()
+    (status, Json(json!({"errcode": errcode, "error": message.into()}))).into_response()
 }
 
 pub async fn unrecognized() -> Response {
-    error(
-        StatusCode::NOT_FOUND,
-        "M_UNRECOGNIZED",
-        "Unrecognized request",
-    )
+    error(StatusCode::NOT_FOUND, "M_UNRECOGNIZED", "Unrecognized request")
 }
 
 pub async fn method_not_allowed() -> Response {
-    error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "M_UNRECOGNIZED",
-        "Unrecognized request method",
-    )
+    error(StatusCode::METHOD_NOT_ALLOWED, "M_UNRECOGNIZED", "Unrecognized request method")
 }
 
 /// The token of an `Authorization: Bearer <token>` header, if there is one.
@@ -92,23 +73,13 @@ pub fn has_token(headers: &HeaderMap, expected: &Secret) -> bool {
     bearer_token(headers).is_some_and(|t| expected.matches(t))
 }
 
-pub async fn require_api_token(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub async fn require_api_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if has_token(request.headers(), &state.config.api.token) {
         return next.run(request).await;
     }
-    let mut response = error(
-        StatusCode::UNAUTHORIZED,
-        "FOYER_UNAUTHORIZED",
-        "send the api.token as Authorization: Bearer <token>",
-    );
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        header::HeaderValue::from_static("Bearer"),
-    );
+    let mut response =
+        error(StatusCode::UNAUTHORIZED, "FOYER_UNAUTHORIZED", "send the api.token as Authorization: Bearer <token>");
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
     response
 }
 
@@ -131,12 +102,5 @@ async fn ready(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        state.metrics.render(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render()).into_response()
 }

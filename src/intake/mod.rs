@@ -63,11 +63,7 @@ async fn read_capped(body: Body) -> Option<bytes::Bytes> {
     Some(kept.freeze())
 }
 
-async fn receive_inner(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<Answer, Answer> {
+async fn receive_inner(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Answer, Answer> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -86,77 +82,43 @@ async fn receive_inner(
     let too_large = || {
         (
             "too_large",
-            error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "FOYER_TOO_LARGE",
-                format!("the body is over {MAX_BODY_BYTES} bytes"),
-            ),
+            error(StatusCode::PAYLOAD_TOO_LARGE, "FOYER_TOO_LARGE", format!("the body is over {MAX_BODY_BYTES} bytes")),
         )
     };
     let bytes = read_capped(body).await.ok_or_else(too_large)?;
 
     let now = Utc::now();
     let webhooks = &state.config.webhooks;
-    let webhook_id = signature::verify(headers, &bytes, &webhooks.secrets, webhooks.tolerance, now)
-        .map_err(|e| {
-            tracing::warn!(error = %e, "webhook refused: bad signature");
-            (
-                "bad_signature",
-                error(
-                    StatusCode::UNAUTHORIZED,
-                    "FOYER_BAD_SIGNATURE",
-                    e.to_string(),
-                ),
-            )
-        })?;
+    let webhook_id = signature::verify(headers, &bytes, &webhooks.secrets, webhooks.tolerance, now).map_err(|e| {
+        tracing::warn!(error = %e, "webhook refused: bad signature");
+        ("bad_signature", error(StatusCode::UNAUTHORIZED, "FOYER_BAD_SIGNATURE", e.to_string()))
+    })?;
     let event = payload::parse(&bytes, now).map_err(|e| {
         tracing::info!(webhook_id, error = %e, "webhook refused: bad payload");
-        (
-            "bad_payload",
-            error(StatusCode::BAD_REQUEST, "FOYER_BAD_PAYLOAD", e.to_string()),
-        )
+        ("bad_payload", error(StatusCode::BAD_REQUEST, "FOYER_BAD_PAYLOAD", e.to_string()))
     })?;
 
-    let receipt = Receipt {
-        webhook_id,
-        received_at: now,
-    };
-    let outcome = state
-        .store
-        .record_webhook(&receipt, &event)
-        .await
-        .map_err(|e| {
-            tracing::error!(webhook_id, error = %e, "webhook not stored");
-            (
-                "unavailable",
-                error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "FOYER_UNAVAILABLE",
-                    "the database cannot store the event now; retry later",
-                ),
-            )
-        })?;
+    let receipt = Receipt { webhook_id, received_at: now };
+    let outcome = state.store.record_webhook(&receipt, &event).await.map_err(|e| {
+        tracing::error!(webhook_id, error = %e, "webhook not stored");
+        (
+            "unavailable",
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "FOYER_UNAVAILABLE",
+                "the database cannot store the event now; retry later",
+            ),
+        )
+    })?;
     let reservation_id = event.reservation_id().as_str();
     let answer = match outcome {
         Outcome::Accepted => {
             state.wake.notify_one();
-            (
-                "accepted",
-                (StatusCode::ACCEPTED, Json(json!({"status": "accepted"}))).into_response(),
-            )
+            ("accepted", (StatusCode::ACCEPTED, Json(json!({"status": "accepted"}))).into_response())
         }
-        Outcome::Duplicate => (
-            "duplicate",
-            Json(json!({"status": "duplicate"})).into_response(),
-        ),
+        Outcome::Duplicate => ("duplicate", Json(json!({"status": "duplicate"})).into_response()),
         Outcome::Stale => ("stale", Json(json!({"status": "stale"})).into_response()),
     };
-    tracing::info!(
-        webhook_id,
-        kind = event.kind(),
-        reservation_id,
-        outcome = answer.0,
-        "webhook stored"
-    );
+    tracing::info!(webhook_id, kind = event.kind(), reservation_id, outcome = answer.0, "webhook stored");
     Ok(answer)
 }

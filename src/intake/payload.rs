@@ -6,8 +6,8 @@ use ruma::{OwnedUserId, UserId};
 use serde_json::{Map, Value};
 
 use crate::reservation::{
-    Channel, Description, ExternalId, MAX_SPAN_SECONDS, Reservation, ReservationId, Revision,
-    StreamUrl, Ticket, Title, WebhookEvent, parse_reason,
+    Channel, Description, ExternalId, MAX_SPAN_SECONDS, Reservation, ReservationId, Revision, StreamUrl, Ticket, Title,
+    WebhookEvent, parse_reason,
 };
 
 const MAX_BATCH: usize = 1000;
@@ -21,10 +21,7 @@ pub struct PayloadError {
 }
 
 fn err(path: impl Into<String>, message: impl Into<String>) -> PayloadError {
-    PayloadError {
-        path: path.into(),
-        message: message.into(),
-    }
+    PayloadError { path: path.into(), message: message.into() }
 }
 
 /// A JSON object being read, with its path for messages.
@@ -56,25 +53,14 @@ impl<'a> Object<'a> {
     }
 
     fn string(&self, key: &str) -> Result<&'a str, PayloadError> {
-        self.required(key)?
-            .as_str()
-            .ok_or_else(|| err(self.at(key), "must be a string"))
+        self.required(key)?.as_str().ok_or_else(|| err(self.at(key), "must be a string"))
     }
 
     fn opt_string(&self, key: &str) -> Result<Option<&'a str>, PayloadError> {
-        self.get(key)
-            .map(|v| {
-                v.as_str()
-                    .ok_or_else(|| err(self.at(key), "must be a string"))
-            })
-            .transpose()
+        self.get(key).map(|v| v.as_str().ok_or_else(|| err(self.at(key), "must be a string"))).transpose()
     }
 
-    fn parse<T>(
-        &self,
-        key: &str,
-        parse: impl FnOnce(&str) -> Result<T, String>,
-    ) -> Result<T, PayloadError> {
+    fn parse<T>(&self, key: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Result<T, PayloadError> {
         parse(self.string(key)?).map_err(|m| err(self.at(key), m))
     }
 
@@ -83,9 +69,7 @@ impl<'a> Object<'a> {
         key: &str,
         parse: impl FnOnce(&str) -> Result<T, String>,
     ) -> Result<Option<T>, PayloadError> {
-        self.opt_string(key)?
-            .map(|s| parse(s).map_err(|m| err(self.at(key), m)))
-            .transpose()
+        self.opt_string(key)?.map(|s| parse(s).map_err(|m| err(self.at(key), m))).transpose()
     }
 
     fn reservation_id(&self) -> Result<ReservationId, PayloadError> {
@@ -94,15 +78,9 @@ impl<'a> Object<'a> {
 
     /// An array of 1 to `max` items.
     fn array(&self, key: &str, max: usize) -> Result<&'a Vec<Value>, PayloadError> {
-        let items = self
-            .required(key)?
-            .as_array()
-            .ok_or_else(|| err(self.at(key), "must be an array"))?;
+        let items = self.required(key)?.as_array().ok_or_else(|| err(self.at(key), "must be an array"))?;
         if items.is_empty() || items.len() > max {
-            return Err(err(
-                self.at(key),
-                format!("must hold 1 to {max} items (it has {})", items.len()),
-            ));
+            return Err(err(self.at(key), format!("must hold 1 to {max} items (it has {})", items.len())));
         }
         Ok(items)
     }
@@ -122,9 +100,7 @@ impl<'a> Object<'a> {
 fn time(value: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(value)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| {
-            "must be an RFC 3339 date-time with a zone, like 2026-11-27T19:00:00Z".to_owned()
-        })
+        .map_err(|_| "must be an RFC 3339 date-time with a zone, like 2026-11-27T19:00:00Z".to_owned())
 }
 
 fn user_id(value: &str) -> Result<OwnedUserId, String> {
@@ -133,33 +109,17 @@ fn user_id(value: &str) -> Result<OwnedUserId, String> {
 
 /// Parses a verified body. `now` fills the default of `stream.*`'s `at`.
 pub fn parse(body: &[u8], now: DateTime<Utc>) -> Result<WebhookEvent, PayloadError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| err("body", format!("is not valid JSON ({e})")))?;
+    let value: Value = serde_json::from_slice(body).map_err(|e| err("body", format!("is not valid JSON ({e})")))?;
     let envelope = Object::new("body", &value)?;
-    let kind = envelope
-        .string("type")
-        .map_err(|e| err("type", e.message))?;
-    envelope
-        .get("timestamp")
-        .map(|_| ())
-        .ok_or_else(|| err("timestamp", "is missing"))?;
-    envelope
-        .parse("timestamp", time)
-        .map_err(|e| err("timestamp", e.message))?;
-    let data = Object::new(
-        "data",
-        envelope
-            .get("data")
-            .ok_or_else(|| err("data", "is missing"))?,
-    )?;
+    let kind = envelope.string("type").map_err(|e| err("type", e.message))?;
+    envelope.get("timestamp").map(|_| ()).ok_or_else(|| err("timestamp", "is missing"))?;
+    envelope.parse("timestamp", time).map_err(|e| err("timestamp", e.message))?;
+    let data = Object::new("data", envelope.get("data").ok_or_else(|| err("data", "is missing"))?)?;
     match kind {
-        "reservation.created" | "reservation.updated" => {
-            reservation(&data).map(|r| WebhookEvent::Upsert(Box::new(r)))
+        "reservation.created" | "reservation.updated" => reservation(&data).map(|r| WebhookEvent::Upsert(Box::new(r))),
+        "reservation.cancelled" => {
+            Ok(WebhookEvent::Cancelled { id: data.reservation_id()?, reason: data.opt_parse("reason", parse_reason)? })
         }
-        "reservation.cancelled" => Ok(WebhookEvent::Cancelled {
-            id: data.reservation_id()?,
-            reason: data.opt_parse("reason", parse_reason)?,
-        }),
         "ticket.granted" => {
             let id = data.reservation_id()?;
             let items = data.array("tickets", MAX_BATCH)?;
@@ -184,9 +144,7 @@ pub fn parse(body: &[u8], now: DateTime<Utc>) -> Result<WebhookEvent, PayloadErr
                 .enumerate()
                 .map(|(i, item)| {
                     let path = format!("data.ticket_ids[{i}]");
-                    let text = item
-                        .as_str()
-                        .ok_or_else(|| err(&path, "must be a string"))?;
+                    let text = item.as_str().ok_or_else(|| err(&path, "must be a string"))?;
                     ExternalId::parse(text).map_err(|m| err(&path, m))
                 })
                 .collect::<Result<_, PayloadError>>()?;
@@ -221,10 +179,7 @@ fn reservation(data: &Object<'_>) -> Result<Reservation, PayloadError> {
         return Err(err("data.ends_at", "must be after data.starts_at"));
     }
     if (ends_at - starts_at).num_seconds() > MAX_SPAN_SECONDS {
-        return Err(err(
-            "data.ends_at",
-            "must be at most 7 days after data.starts_at",
-        ));
+        return Err(err("data.ends_at", "must be at most 7 days after data.starts_at"));
     }
     let stream_url = data.opt_parse("stream_url", StreamUrl::parse)?;
     let channel = data
@@ -240,20 +195,14 @@ fn reservation(data: &Object<'_>) -> Result<Reservation, PayloadError> {
     let hosts = match data.get("hosts") {
         None => Vec::new(),
         Some(Value::Array(items)) if items.len() > MAX_HOSTS => {
-            return Err(err(
-                "data.hosts",
-                format!("must hold at most {MAX_HOSTS} user IDs"),
-            ));
+            return Err(err("data.hosts", format!("must hold at most {MAX_HOSTS} user IDs")));
         }
         Some(Value::Array(items)) => {
             let mut hosts: Vec<OwnedUserId> = Vec::new();
             for (i, item) in items.iter().enumerate() {
                 let path = format!("data.hosts[{i}]");
-                let host = user_id(
-                    item.as_str()
-                        .ok_or_else(|| err(&path, "must be a string"))?,
-                )
-                .map_err(|m| err(&path, m))?;
+                let host =
+                    user_id(item.as_str().ok_or_else(|| err(&path, "must be a string"))?).map_err(|m| err(&path, m))?;
                 if !hosts.contains(&host) {
                     hosts.push(host);
                 }
@@ -267,10 +216,7 @@ fn reservation(data: &Object<'_>) -> Result<Reservation, PayloadError> {
         Some(v) => {
             let chat = Object::new("data.chat", v)?;
             let max = MAX_SPAN_SECONDS as u64;
-            (
-                chat.unsigned("open_before_seconds", max)?,
-                chat.unsigned("close_after_seconds", max)?,
-            )
+            (chat.unsigned("open_before_seconds", max)?, chat.unsigned("close_after_seconds", max)?)
         }
     };
     Ok(Reservation {
@@ -295,10 +241,7 @@ mod tests {
     use super::*;
 
     fn envelope(kind: &str, data: Value) -> Vec<u8> {
-        serde_json::to_vec(
-            &json!({"type": kind, "timestamp": "2026-11-24T10:00:00Z", "data": data}),
-        )
-        .unwrap()
+        serde_json::to_vec(&json!({"type": kind, "timestamp": "2026-11-24T10:00:00Z", "data": data})).unwrap()
     }
 
     fn jazz() -> Value {
@@ -315,36 +258,21 @@ mod tests {
 
     #[test]
     fn the_contract_example_parses() {
-        let WebhookEvent::Upsert(r) =
-            parse(&envelope("reservation.updated", jazz()), Utc::now()).unwrap()
-        else {
+        let WebhookEvent::Upsert(r) = parse(&envelope("reservation.updated", jazz()), Utc::now()).unwrap() else {
             panic!("not an upsert")
         };
         assert_eq!(r.id.as_str(), "jazz-2026-11-27");
         assert_eq!(r.revision, Some(Revision(3)));
         assert_eq!(r.hosts.len(), 1);
-        assert_eq!(
-            (r.open_before_seconds, r.close_after_seconds),
-            (Some(900), Some(1800))
-        );
+        assert_eq!((r.open_before_seconds, r.close_after_seconds), (Some(900), Some(1800)));
         assert_eq!(r.channel.unwrap().name.as_str(), "The Blue Room");
     }
 
     #[test]
     fn stream_at_defaults_to_now() {
         let now = Utc::now();
-        let event = parse(
-            &envelope("stream.started", json!({"reservation_id": "a"})),
-            now,
-        )
-        .unwrap();
-        assert_eq!(
-            event,
-            WebhookEvent::StreamStarted {
-                id: ReservationId::parse("a").unwrap(),
-                at: now
-            }
-        );
+        let event = parse(&envelope("stream.started", json!({"reservation_id": "a"})), now).unwrap();
+        assert_eq!(event, WebhookEvent::StreamStarted { id: ReservationId::parse("a").unwrap(), at: now });
     }
 
     #[test]

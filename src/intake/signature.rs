@@ -32,13 +32,8 @@ pub fn verify<'h>(
     now: DateTime<Utc>,
 ) -> Result<&'h str, SignatureError> {
     let header = |name: &'static str| -> Result<&'h str, SignatureError> {
-        let value = headers
-            .get(name)
-            .ok_or(SignatureError::MissingHeader(name))?;
-        let text = value
-            .to_str()
-            .map_err(|_| SignatureError::BadHeader(name))?
-            .trim();
+        let value = headers.get(name).ok_or(SignatureError::MissingHeader(name))?;
+        let text = value.to_str().map_err(|_| SignatureError::BadHeader(name))?.trim();
         if text.is_empty() {
             return Err(SignatureError::MissingHeader(name));
         }
@@ -50,15 +45,10 @@ pub fn verify<'h>(
     if id.len() > 256 || !id.chars().all(|c| c.is_ascii_graphic()) {
         return Err(SignatureError::BadHeader("webhook-id"));
     }
-    if timestamp.is_empty()
-        || timestamp.len() > 12
-        || !timestamp.bytes().all(|b| b.is_ascii_digit())
-    {
+    if timestamp.is_empty() || timestamp.len() > 12 || !timestamp.bytes().all(|b| b.is_ascii_digit()) {
         return Err(SignatureError::BadHeader("webhook-timestamp"));
     }
-    let seconds: i64 = timestamp
-        .parse()
-        .map_err(|_| SignatureError::BadHeader("webhook-timestamp"))?;
+    let seconds: i64 = timestamp.parse().map_err(|_| SignatureError::BadHeader("webhook-timestamp"))?;
     let skew = now.timestamp() - seconds;
     if skew.unsigned_abs() > tolerance.as_secs() {
         return Err(SignatureError::OutsideTolerance(skew));
@@ -73,8 +63,7 @@ pub fn verify<'h>(
         return Err(SignatureError::NoSupportedSignature);
     }
     for key in keys {
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(key.bytes()).expect("HMAC takes keys of any length");
+        let mut mac = Hmac::<Sha256>::new_from_slice(key.bytes()).expect("HMAC takes keys of any length");
         mac.update(id.as_bytes());
         mac.update(b".");
         mac.update(timestamp.as_bytes());
@@ -92,14 +81,10 @@ pub fn verify<'h>(
 
 /// Signs like a Standard Webhooks sender; for tools and tests.
 pub fn sign(key: &WebhookKey, id: &str, timestamp: i64, body: &[u8]) -> String {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(key.bytes()).expect("HMAC takes keys of any length");
+    let mut mac = Hmac::<Sha256>::new_from_slice(key.bytes()).expect("HMAC takes keys of any length");
     mac.update(format!("{id}.{timestamp}.").as_bytes());
     mac.update(body);
-    format!(
-        "v1,{}",
-        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-    )
+    format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()))
 }
 
 #[cfg(test)]
@@ -117,10 +102,7 @@ mod tests {
     fn headers(id: &str, ts: i64, sig: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert("webhook-id", HeaderValue::from_str(id).unwrap());
-        h.insert(
-            "webhook-timestamp",
-            HeaderValue::from_str(&ts.to_string()).unwrap(),
-        );
+        h.insert("webhook-timestamp", HeaderValue::from_str(&ts.to_string()).unwrap());
         h.insert("webhook-signature", HeaderValue::from_str(sig).unwrap());
         h
     }
@@ -130,15 +112,8 @@ mod tests {
         let now = Utc::now();
         let body = br#"{"type":"x"}"#;
         let sig = sign(&key(2), "msg_1", now.timestamp(), body);
-        let h = headers(
-            "msg_1",
-            now.timestamp(),
-            &format!("v1,bm9wZQ==  v2,abc {sig}"),
-        );
-        assert_eq!(
-            verify(&h, body, &[key(1), key(2)], TOLERANCE, now),
-            Ok("msg_1")
-        );
+        let h = headers("msg_1", now.timestamp(), &format!("v1,bm9wZQ==  v2,abc {sig}"));
+        assert_eq!(verify(&h, body, &[key(1), key(2)], TOLERANCE, now), Ok("msg_1"));
     }
 
     #[test]
@@ -149,31 +124,13 @@ mod tests {
         let sig = sign(&key(1), "msg_1", ts, body);
         let keys = [key(1)];
         assert_eq!(
-            verify(
-                &headers("msg_1", ts, &sig),
-                b"{\"type\":\"y\"}",
-                &keys,
-                TOLERANCE,
-                now
-            ),
+            verify(&headers("msg_1", ts, &sig), b"{\"type\":\"y\"}", &keys, TOLERANCE, now),
             Err(SignatureError::NoMatch)
         );
+        assert_eq!(verify(&headers("msg_2", ts, &sig), body, &keys, TOLERANCE, now), Err(SignatureError::NoMatch));
+        assert_eq!(verify(&headers("msg_1", ts, &sig), body, &[key(9)], TOLERANCE, now), Err(SignatureError::NoMatch));
         assert_eq!(
-            verify(&headers("msg_2", ts, &sig), body, &keys, TOLERANCE, now),
-            Err(SignatureError::NoMatch)
-        );
-        assert_eq!(
-            verify(&headers("msg_1", ts, &sig), body, &[key(9)], TOLERANCE, now),
-            Err(SignatureError::NoMatch)
-        );
-        assert_eq!(
-            verify(
-                &headers("msg_1", ts - 301, &sign(&key(1), "msg_1", ts - 301, body)),
-                body,
-                &keys,
-                TOLERANCE,
-                now
-            ),
+            verify(&headers("msg_1", ts - 301, &sign(&key(1), "msg_1", ts - 301, body)), body, &keys, TOLERANCE, now),
             Err(SignatureError::OutsideTolerance(301))
         );
         let v2 = sig.replacen("v1,", "v2,", 1);

@@ -8,18 +8,20 @@
 pub mod plan;
 pub mod room;
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
+use ruma::OwnedUserId;
 use ruma::api::client::discovery::get_capabilities;
 use tokio::{sync::Notify, task::JoinSet, time::Instant};
 
-pub use self::plan::{CloseReason, Plan, RoomState, Step, plan};
+pub use self::plan::{Audience, CloseReason, KickReason, Member, Membership, Plan, RoomState, Step, plan};
 use self::room::{InviteOutcome, SynapseAdmin};
 use crate::{
     config::Config,
     failpoint,
     matrix::{MatrixClient, MatrixError},
+    reservation::ReservationId,
     schedule,
     store::{Claim, StepRecord, Store, StoreError},
 };
@@ -46,12 +48,13 @@ pub struct Lifecycle {
     pub config: Arc<Config>,
     pub admin: Option<SynapseAdmin>,
     pub wake: Arc<Notify>,
+    /// Asked once: whether the homeserver's default room version privileges creators.
+    pub creators_privileged: tokio::sync::OnceCell<bool>,
 }
 
 impl Lifecycle {
     /// Runs until `stop` turns true.
     pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let creators_privileged = self.creators_privileged().await;
         loop {
             let now = Utc::now();
             let claimed = match self.store.claim_due(now, LEASE, BATCH).await {
@@ -69,7 +72,7 @@ impl Lifecycle {
                 let permits = permits.clone();
                 tasks.spawn(async move {
                     let _permit = permits.acquire().await;
-                    this.process(claim, creators_privileged).await;
+                    this.process(claim).await;
                 });
             }
             while tasks.join_next().await.is_some() {}
@@ -77,10 +80,7 @@ impl Lifecycle {
                 continue;
             }
             let sleep = match self.store.next_due_at().await {
-                Ok(Some(due)) => (due - Utc::now())
-                    .to_std()
-                    .unwrap_or(Duration::ZERO)
-                    .min(MAX_IDLE),
+                Ok(Some(due)) => (due - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(MAX_IDLE),
                 Ok(None) => MAX_IDLE,
                 Err(_) => Duration::from_secs(1),
             }
@@ -97,19 +97,18 @@ impl Lifecycle {
     /// forbids listing them in power levels), as room version 12 does. Asked until the
     /// homeserver answers: guessing wrong would leave the bot powerless in its rooms.
     async fn creators_privileged(&self) -> bool {
+        *self.creators_privileged.get_or_init(|| self.ask_room_version()).await
+    }
+
+    async fn ask_room_version(&self) -> bool {
         let mut backoff = crate::matrix::Backoff::default();
         loop {
             let deadline = Instant::now() + Duration::from_secs(30);
-            match self
-                .client
-                .send(get_capabilities::v3::Request::new(), None, deadline)
-                .await
-            {
+            match self.client.send(get_capabilities::v3::Request::new(), None, deadline).await {
                 Ok(resp) => {
                     let version = resp.capabilities.room_versions.default;
-                    let privileged = version
-                        .rules()
-                        .is_some_and(|r| r.authorization.explicitly_privilege_room_creators);
+                    let privileged =
+                        version.rules().is_some_and(|r| r.authorization.explicitly_privilege_room_creators);
                     tracing::info!(room_version = %version, creators_privileged = privileged, "default room version");
                     return privileged;
                 }
@@ -121,25 +120,48 @@ impl Lifecycle {
         }
     }
 
-    async fn process(&self, claim: Claim, creators_privileged: bool) {
+    /// Opens a reservation's room now if it should exist but does not yet (the alias
+    /// query: a holder typed the alias). Returns whether the room exists afterwards.
+    pub async fn open_now(&self, id: &ReservationId) -> Result<bool, StoreError> {
+        let record = self.store.reservation(id).await?;
+        let state = self.store.lifecycle_state(id).await?;
+        if state.room.archived {
+            return Ok(false);
+        }
+        if state.room.room_id.is_some() {
+            return Ok(true);
+        }
+        let due = plan(record.as_ref(), &state.audience, &state.room, &self.config.rooms, Utc::now());
+        if !due.steps.contains(&Step::CreateRoom) {
+            return Ok(false);
+        }
+        if let Some(claim) = self.store.claim(id, Utc::now(), LEASE).await? {
+            tracing::info!(reservation_id = %id, "opening on demand for an alias query");
+            self.process(claim).await;
+        } else {
+            // Another worker is on it; wait for it briefly.
+            for _ in 0..50 {
+                if self.store.lifecycle_state(id).await?.room.room_id.is_some() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(self.store.lifecycle_state(id).await?.room.room_id.is_some())
+    }
+
+    async fn process(&self, claim: Claim) {
         let id = &claim.reservation_id;
-        let result = self.reconcile(&claim, creators_privileged).await;
+        let result = self.reconcile(&claim).await;
         let now = Utc::now();
         let released = match result {
             Ok(next) => self.store.release(&claim, next, None, now).await,
             Err(e) => {
-                let attempts = self
-                    .store
-                    .lifecycle_state(id)
-                    .await
-                    .map(|s| s.attempts)
-                    .unwrap_or(0);
+                let attempts = self.store.lifecycle_state(id).await.map(|s| s.attempts).unwrap_or(0);
                 let retry = backoff(attempts);
                 tracing::warn!(reservation_id = %id, error = %e, retry_in_s = retry.num_seconds(), "lifecycle step failed");
                 metrics::counter!("foyer_lifecycle_failures_total").increment(1);
-                self.store
-                    .release(&claim, Some(now + retry), Some(&e.to_string()), now)
-                    .await
+                self.store.release(&claim, Some(now + retry), Some(&e.to_string()), now).await
             }
         };
         if let Err(e) = released {
@@ -149,49 +171,55 @@ impl Lifecycle {
     }
 
     /// Plans and performs steps until the plan is empty; returns when to look again.
-    async fn reconcile(
-        &self,
-        claim: &Claim,
-        creators_privileged: bool,
-    ) -> Result<Option<DateTime<Utc>>, StepError> {
+    async fn reconcile(&self, claim: &Claim) -> Result<Option<DateTime<Utc>>, StepError> {
         let id = &claim.reservation_id;
         loop {
             let record = self.store.reservation(id).await?;
             let state = self.store.lifecycle_state(id).await?;
             let now = Utc::now();
-            let Plan { steps, next_due_at } = plan(
-                record.as_ref(),
-                &state.holders,
-                &state.room,
-                &self.config.rooms,
-                now,
-            );
+            let Plan { steps, next_due_at } =
+                plan(record.as_ref(), &state.audience, &state.room, &self.config.rooms, now);
             let (Some(record), false) = (record, steps.is_empty()) else {
                 return Ok(next_due_at);
             };
             let times = schedule::schedule(&record, &self.config.rooms);
+            let hosts: BTreeSet<OwnedUserId> = record.reservation.hosts.iter().cloned().collect();
             let mut room_id = state.room.room_id.clone();
             for step in &steps {
                 let kind = step_kind(step);
                 let done = match step {
                     Step::CreateRoom => {
-                        let created = room::create_or_adopt(
-                            &self.client,
-                            &self.config,
-                            &record,
-                            &times,
-                            creators_privileged,
-                        )
-                        .await?;
+                        let privileged = self.creators_privileged().await;
+                        let created =
+                            room::create_or_adopt(&self.client, &self.config, &record, &times, privileged).await?;
                         failpoint::hit("after_create_room");
                         tracing::info!(reservation_id = %id, room_id = %created, "room opened");
                         room_id = Some(created.clone());
-                        StepRecord::RoomCreated(created)
+                        let lateness = (now - times.opens_at).num_milliseconds().max(0) as f64 / 1000.0;
+                        metrics::histogram!("foyer_lifecycle_open_lateness_seconds").record(lateness);
+                        StepRecord::RoomCreated { room_id: created, hosts: hosts.clone() }
+                    }
+                    Step::SetHosts => {
+                        let room = room_id.as_ref().expect("hosts are set in an existing room");
+                        room::set_hosts(&self.client, room, &state.room.hosts_applied, &hosts).await?;
+                        tracing::info!(reservation_id = %id, room_id = %room, hosts = ?hosts, "moderators updated");
+                        StepRecord::HostsApplied(hosts.clone())
+                    }
+                    Step::AcceptKnock(user) => {
+                        let room = room_id.as_ref().expect("knocks come to an existing room");
+                        room::invite(&self.client, room, user).await?;
+                        tracing::info!(reservation_id = %id, room_id = %room, user_id = %user, "knock accepted");
+                        let bot = Some(self.config.bot_user_id());
+                        StepRecord::Member { user_id: user.clone(), membership: Membership::Invite, invited_by: bot }
+                    }
+                    Step::Kick(user, reason) => {
+                        let room = room_id.as_ref().expect("only members of an existing room are kicked");
+                        room::kick(&self.client, room, user, reason.text()).await?;
+                        tracing::info!(reservation_id = %id, room_id = %room, user_id = %user, reason = reason.text(), "removed from the room");
+                        StepRecord::Member { user_id: user.clone(), membership: Membership::Leave, invited_by: None }
                     }
                     Step::Invite(user) => {
-                        let room = room_id
-                            .as_ref()
-                            .expect("the room is created before invites");
+                        let room = room_id.as_ref().expect("the room is created before invites");
                         let outcome = room::invite(&self.client, room, user).await?;
                         failpoint::hit("after_invite");
                         let failure = match outcome {
@@ -204,60 +232,29 @@ impl Lifecycle {
                                 Some(why)
                             }
                         };
-                        StepRecord::Invited {
-                            user_id: user.clone(),
-                            failure,
-                        }
+                        StepRecord::Invited { user_id: user.clone(), failure }
                     }
                     Step::PostOpeningNotice => {
-                        let room = room_id
-                            .as_ref()
-                            .expect("the room is created before the notice");
+                        let room = room_id.as_ref().expect("the room is created before the notice");
                         let (text, html) = room::opening_notice(&record);
-                        room::notice(
-                            &self.client,
-                            room,
-                            &format!("foyer-open-{id}"),
-                            &text,
-                            &html,
-                        )
-                        .await?;
+                        room::notice(&self.client, room, &format!("foyer-open-{id}"), &text, &html).await?;
                         StepRecord::OpeningNoticeSent
                     }
                     Step::PostClosingNotice(reason) => {
                         let room = room_id.as_ref().expect("only an existing room is closed");
-                        let (text, html) =
-                            room::closing_notice(&record, *reason == CloseReason::Cancelled);
-                        room::notice(
-                            &self.client,
-                            room,
-                            &format!("foyer-close-{id}"),
-                            &text,
-                            &html,
-                        )
-                        .await?;
+                        let (text, html) = room::closing_notice(&record, *reason == CloseReason::Cancelled);
+                        room::notice(&self.client, room, &format!("foyer-close-{id}"), &text, &html).await?;
                         StepRecord::ClosingNoticeSent
                     }
                     Step::Archive => {
                         let room = room_id.as_ref().expect("only an existing room is archived");
-                        room::archive(
-                            &self.client,
-                            self.admin.as_ref(),
-                            &self.config,
-                            &record,
-                            room,
-                        )
-                        .await?;
+                        room::archive(&self.client, self.admin.as_ref(), &self.config, &record, room).await?;
                         tracing::info!(reservation_id = %id, room_id = %room, mode = self.config.rooms.archive_mode.as_str(), "room archived");
                         StepRecord::Archived
                     }
                 };
                 self.store.record_step(id, &done, Utc::now()).await?;
                 metrics::counter!("foyer_lifecycle_steps_total", "step" => kind).increment(1);
-                if let Some(due) = next_due_at.filter(|_| matches!(step, Step::CreateRoom)) {
-                    metrics::histogram!("foyer_lifecycle_open_lateness_seconds")
-                        .record((now - due.min(now)).num_milliseconds() as f64 / 1000.0);
-                }
             }
         }
     }
@@ -270,6 +267,9 @@ fn step_kind(step: &Step) -> &'static str {
         Step::PostOpeningNotice => "opening_notice",
         Step::PostClosingNotice(_) => "closing_notice",
         Step::Archive => "archive",
+        Step::SetHosts => "set_hosts",
+        Step::AcceptKnock(_) => "accept_knock",
+        Step::Kick(..) => "kick",
     }
 }
 

@@ -1,14 +1,15 @@
 //! The planner: what should be true on the homeserver now, and when to look again.
 //! Pure: facts, recorded room state, config and `now` in; steps and a due time out.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use ruma::{OwnedRoomId, OwnedUserId};
 
 use crate::{config::RoomsConfig, schedule, store::ReservationRecord};
 
-/// What Foyer has done on the homeserver for one reservation, as recorded in the store.
+/// What Foyer has done on the homeserver for one reservation, and what the homeserver
+/// told it about the room's members, as recorded in the store.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RoomState {
     pub room_id: Option<OwnedRoomId>,
@@ -17,6 +18,75 @@ pub struct RoomState {
     pub opening_notice_sent: bool,
     pub closing_notice_sent: bool,
     pub archived: bool,
+    /// The room's members as the homeserver last told us (the bot excluded).
+    pub members: BTreeMap<OwnedUserId, Member>,
+    /// The hosts at power 50 in the room.
+    pub hosts_applied: BTreeSet<OwnedUserId>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Membership {
+    Invite,
+    Join,
+    Knock,
+    Leave,
+    Ban,
+}
+
+impl Membership {
+    pub fn parse(value: &str) -> Option<Self> {
+        Some(match value {
+            "invite" => Self::Invite,
+            "join" => Self::Join,
+            "knock" => Self::Knock,
+            "leave" => Self::Leave,
+            "ban" => Self::Ban,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Invite => "invite",
+            Self::Join => "join",
+            Self::Knock => "knock",
+            Self::Leave => "leave",
+            Self::Ban => "ban",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub membership: Membership,
+    /// Who sent this user's latest invite.
+    pub invited_by: Option<OwnedUserId>,
+}
+
+/// Who may be in a reservation's room, besides the bot and the hosts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Audience {
+    /// Users with at least one active ticket.
+    pub holders: BTreeSet<OwnedUserId>,
+    /// Users whose tickets were all revoked.
+    pub revoked: BTreeSet<OwnedUserId>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KickReason {
+    TicketRevoked,
+    NoTicket,
+    KnockRefused,
+}
+
+impl KickReason {
+    pub fn text(self) -> &'static str {
+        match self {
+            Self::TicketRevoked => "Your ticket was revoked",
+            Self::NoTicket => "This chat is for ticket holders",
+            Self::KnockRefused => "This chat is for ticket holders; get a ticket to join",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +104,12 @@ pub enum Step {
     PostClosingNotice(CloseReason),
     /// Archive per `rooms.archive_mode`.
     Archive,
+    /// Make the room's moderators match the reservation's hosts (power levels RMW).
+    SetHosts,
+    /// Invite a ticket holder who knocked.
+    AcceptKnock(OwnedUserId),
+    /// Remove someone who may not be there, or refuse a knock.
+    Kick(OwnedUserId, KickReason),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,18 +119,15 @@ pub struct Plan {
     pub next_due_at: Option<DateTime<Utc>>,
 }
 
-/// Plans one reservation. `holders` are the users with an active ticket.
+/// Plans one reservation.
 pub fn plan(
     record: Option<&ReservationRecord>,
-    holders: &BTreeSet<OwnedUserId>,
+    audience: &Audience,
     room: &RoomState,
     rooms: &RoomsConfig,
     now: DateTime<Utc>,
 ) -> Plan {
-    let idle = Plan {
-        steps: vec![],
-        next_due_at: None,
-    };
+    let idle = Plan { steps: vec![], next_due_at: None };
     // Tickets or signals whose reservation has not arrived yet: nothing to do.
     let Some(record) = record else { return idle };
     if room.archived {
@@ -67,26 +140,15 @@ pub fn plan(
             steps.push(Step::PostClosingNotice(reason));
         }
         steps.push(Step::Archive);
-        Plan {
-            steps,
-            next_due_at: None,
-        }
+        Plan { steps, next_due_at: None }
     };
 
     if record.signals.cancelled_at.is_some() {
         // A cancelled reservation never opens; an open one closes at once.
-        return if room.room_id.is_some() {
-            close(CloseReason::Cancelled)
-        } else {
-            idle
-        };
+        return if room.room_id.is_some() { close(CloseReason::Cancelled) } else { idle };
     }
     if now >= times.archives_at {
-        return if room.room_id.is_some() {
-            close(CloseReason::Ended)
-        } else {
-            idle
-        };
+        return if room.room_id.is_some() { close(CloseReason::Ended) } else { idle };
     }
 
     let stream_ended = record.signals.stream_ended_at.is_some() && !times.live;
@@ -94,19 +156,19 @@ pub fn plan(
     if room.room_id.is_none() && !should_open {
         // Not yet (or never: it ended before it could open).
         let next_due_at = (now < times.opens_at).then_some(times.opens_at);
-        return Plan {
-            steps: vec![],
-            next_due_at,
-        };
+        return Plan { steps: vec![], next_due_at };
     }
 
     let mut steps = Vec::new();
+    let hosts: BTreeSet<OwnedUserId> = record.reservation.hosts.iter().cloned().collect();
     if room.room_id.is_none() {
         steps.push(Step::CreateRoom);
+    } else if room.hosts_applied != hosts {
+        steps.push(Step::SetHosts);
     }
-    let wanted = record.reservation.hosts.iter().chain(holders.iter());
+    let holders = &audience.holders;
     let mut queued = BTreeSet::new();
-    for user in wanted {
+    for user in record.reservation.hosts.iter().chain(holders.iter()) {
         if !room.invited.contains(user) && queued.insert(user.clone()) {
             steps.push(Step::Invite(user.clone()));
         }
@@ -114,19 +176,47 @@ pub fn plan(
     if !room.opening_notice_sent {
         steps.push(Step::PostOpeningNotice);
     }
-    Plan {
-        steps,
-        next_due_at: Some(times.archives_at),
+    // The door: knocks are answered; anyone present who may not be is removed. A guest
+    // invited by a host may stay.
+    for (user, member) in &room.members {
+        let entitled = holders.contains(user) || hosts.contains(user);
+        match member.membership {
+            Membership::Knock if entitled => steps.push(Step::AcceptKnock(user.clone())),
+            Membership::Knock => steps.push(Step::Kick(user.clone(), KickReason::KnockRefused)),
+            Membership::Join | Membership::Invite => {
+                let host_guest = member.invited_by.as_ref().is_some_and(|by| hosts.contains(by));
+                if !entitled && !host_guest {
+                    let reason =
+                        if audience.revoked.contains(user) { KickReason::TicketRevoked } else { KickReason::NoTicket };
+                    steps.push(Step::Kick(user.clone(), reason));
+                }
+            }
+            Membership::Leave | Membership::Ban => {}
+        }
     }
+    Plan { steps, next_due_at: Some(times.archives_at) }
 }
 
 impl RoomState {
-    /// The recorded effect of a step that succeeded; `room_id` is what `CreateRoom` got.
-    pub fn apply(&mut self, step: &Step, room_id: &OwnedRoomId) {
+    /// The recorded effect of a step that succeeded: `room_id` is what `CreateRoom` got,
+    /// `hosts` the reservation's hosts, `bot` Foyer's bot.
+    pub fn apply(&mut self, step: &Step, room_id: &OwnedRoomId, hosts: &BTreeSet<OwnedUserId>, bot: &OwnedUserId) {
         match step {
-            Step::CreateRoom => self.room_id = Some(room_id.clone()),
+            Step::CreateRoom => {
+                self.room_id = Some(room_id.clone());
+                self.hosts_applied = hosts.clone();
+            }
+            Step::SetHosts => self.hosts_applied = hosts.clone(),
             Step::Invite(user) => {
                 self.invited.insert(user.clone());
+            }
+            Step::AcceptKnock(user) => {
+                let member = Member { membership: Membership::Invite, invited_by: Some(bot.clone()) };
+                self.members.insert(user.clone(), member);
+            }
+            Step::Kick(user, _) => {
+                let member = Member { membership: Membership::Leave, invited_by: None };
+                self.members.insert(user.clone(), member);
             }
             Step::PostOpeningNotice => self.opening_notice_sent = true,
             Step::PostClosingNotice(_) => self.closing_notice_sent = true,
@@ -155,8 +245,16 @@ mod tests {
         test_support::record(signals, vec![user("dj")])
     }
 
-    fn holders(names: &[&str]) -> BTreeSet<OwnedUserId> {
-        names.iter().map(|n| user(n)).collect()
+    fn holders(names: &[&str]) -> Audience {
+        Audience { holders: names.iter().map(|n| user(n)).collect(), revoked: BTreeSet::new() }
+    }
+
+    fn bot() -> OwnedUserId {
+        user("foyer")
+    }
+
+    fn member(membership: Membership, invited_by: Option<&str>) -> Member {
+        Member { membership, invited_by: invited_by.map(user) }
     }
 
     fn opened(invited: &[&str]) -> RoomState {
@@ -164,6 +262,7 @@ mod tests {
             room_id: Some(room_id()),
             invited: invited.iter().map(|n| user(n)).collect(),
             opening_notice_sent: true,
+            hosts_applied: [user("dj")].into(),
             ..Default::default()
         }
     }
@@ -171,35 +270,12 @@ mod tests {
     #[test]
     fn nothing_before_opens_at_then_everything_at_once() {
         let rec = record(Signals::default());
-        let before = plan(
-            Some(&rec),
-            &holders(&["alice"]),
-            &RoomState::default(),
-            &rooms(),
-            t(18, 29),
-        );
-        assert_eq!(
-            before,
-            Plan {
-                steps: vec![],
-                next_due_at: Some(t(18, 30))
-            }
-        );
-        let at = plan(
-            Some(&rec),
-            &holders(&["alice", "dj"]),
-            &RoomState::default(),
-            &rooms(),
-            t(18, 30),
-        );
+        let before = plan(Some(&rec), &holders(&["alice"]), &RoomState::default(), &rooms(), t(18, 29));
+        assert_eq!(before, Plan { steps: vec![], next_due_at: Some(t(18, 30)) });
+        let at = plan(Some(&rec), &holders(&["alice", "dj"]), &RoomState::default(), &rooms(), t(18, 30));
         assert_eq!(
             at.steps,
-            vec![
-                Step::CreateRoom,
-                Step::Invite(user("dj")),
-                Step::Invite(user("alice")),
-                Step::PostOpeningNotice
-            ]
+            vec![Step::CreateRoom, Step::Invite(user("dj")), Step::Invite(user("alice")), Step::PostOpeningNotice]
         );
         assert_eq!(at.next_due_at, Some(t(22, 0)));
     }
@@ -207,134 +283,47 @@ mod tests {
     #[test]
     fn a_reservation_arriving_late_opens_at_once_unless_it_ended() {
         let rec = record(Signals::default());
-        let during = plan(
-            Some(&rec),
-            &holders(&[]),
-            &RoomState::default(),
-            &rooms(),
-            t(20, 0),
-        );
+        let during = plan(Some(&rec), &holders(&[]), &RoomState::default(), &rooms(), t(20, 0));
         assert_eq!(during.steps.first(), Some(&Step::CreateRoom));
         for now in [t(21, 0), t(21, 30), t(23, 0)] {
-            let after = plan(
-                Some(&rec),
-                &holders(&[]),
-                &RoomState::default(),
-                &rooms(),
-                now,
-            );
-            assert_eq!(
-                after,
-                Plan {
-                    steps: vec![],
-                    next_due_at: None
-                },
-                "at {now}"
-            );
+            let after = plan(Some(&rec), &holders(&[]), &RoomState::default(), &rooms(), now);
+            assert_eq!(after, Plan { steps: vec![], next_due_at: None }, "at {now}");
         }
     }
 
     #[test]
     fn an_open_room_invites_late_holders_only() {
         let rec = record(Signals::default());
-        let p = plan(
-            Some(&rec),
-            &holders(&["alice", "bob"]),
-            &opened(&["dj", "alice"]),
-            &rooms(),
-            t(19, 30),
-        );
-        assert_eq!(
-            p,
-            Plan {
-                steps: vec![Step::Invite(user("bob"))],
-                next_due_at: Some(t(22, 0))
-            }
-        );
+        let p = plan(Some(&rec), &holders(&["alice", "bob"]), &opened(&["dj", "alice"]), &rooms(), t(19, 30));
+        assert_eq!(p, Plan { steps: vec![Step::Invite(user("bob"))], next_due_at: Some(t(22, 0)) });
     }
 
     #[test]
     fn archives_at_archives_at() {
         let rec = record(Signals::default());
-        assert_eq!(
-            plan(
-                Some(&rec),
-                &holders(&[]),
-                &opened(&["dj"]),
-                &rooms(),
-                t(21, 59)
-            )
-            .steps,
-            vec![]
-        );
-        let p = plan(
-            Some(&rec),
-            &holders(&[]),
-            &opened(&["dj"]),
-            &rooms(),
-            t(22, 0),
-        );
-        assert_eq!(
-            p.steps,
-            vec![Step::PostClosingNotice(CloseReason::Ended), Step::Archive]
-        );
+        assert_eq!(plan(Some(&rec), &holders(&[]), &opened(&["dj"]), &rooms(), t(21, 59)).steps, vec![]);
+        let p = plan(Some(&rec), &holders(&[]), &opened(&["dj"]), &rooms(), t(22, 0));
+        assert_eq!(p.steps, vec![Step::PostClosingNotice(CloseReason::Ended), Step::Archive]);
         let mut archived = opened(&["dj"]);
         archived.archived = true;
         assert_eq!(
             plan(Some(&rec), &holders(&[]), &archived, &rooms(), t(22, 0)),
-            Plan {
-                steps: vec![],
-                next_due_at: None
-            }
+            Plan { steps: vec![], next_due_at: None }
         );
     }
 
     #[test]
     fn cancellation_before_opening_never_opens_and_while_open_archives_now() {
-        let rec = record(Signals {
-            cancelled_at: Some(t(12, 0)),
-            ..Default::default()
-        });
-        assert_eq!(
-            plan(
-                Some(&rec),
-                &holders(&["a"]),
-                &RoomState::default(),
-                &rooms(),
-                t(18, 45)
-            )
-            .steps,
-            vec![]
-        );
-        let p = plan(
-            Some(&rec),
-            &holders(&["a"]),
-            &opened(&["dj"]),
-            &rooms(),
-            t(19, 0),
-        );
-        assert_eq!(
-            p.steps,
-            vec![
-                Step::PostClosingNotice(CloseReason::Cancelled),
-                Step::Archive
-            ]
-        );
+        let rec = record(Signals { cancelled_at: Some(t(12, 0)), ..Default::default() });
+        assert_eq!(plan(Some(&rec), &holders(&["a"]), &RoomState::default(), &rooms(), t(18, 45)).steps, vec![]);
+        let p = plan(Some(&rec), &holders(&["a"]), &opened(&["dj"]), &rooms(), t(19, 0));
+        assert_eq!(p.steps, vec![Step::PostClosingNotice(CloseReason::Cancelled), Step::Archive]);
     }
 
     #[test]
     fn an_early_stream_start_opens_at_once() {
-        let rec = record(Signals {
-            stream_started_at: Some(t(17, 0)),
-            ..Default::default()
-        });
-        let p = plan(
-            Some(&rec),
-            &holders(&[]),
-            &RoomState::default(),
-            &rooms(),
-            t(17, 1),
-        );
+        let rec = record(Signals { stream_started_at: Some(t(17, 0)), ..Default::default() });
+        let p = plan(Some(&rec), &holders(&[]), &RoomState::default(), &rooms(), t(17, 1));
         assert_eq!(p.steps.first(), Some(&Step::CreateRoom));
     }
 
@@ -343,37 +332,70 @@ mod tests {
         let mut rec = record(Signals::default());
         rec.reservation.starts_at = t(20, 0);
         rec.reservation.ends_at = t(22, 0);
-        let p = plan(
-            Some(&rec),
-            &holders(&[]),
-            &RoomState::default(),
-            &rooms(),
-            t(18, 30),
-        );
-        assert_eq!(
-            p,
-            Plan {
-                steps: vec![],
-                next_due_at: Some(t(19, 30))
-            }
-        );
+        let p = plan(Some(&rec), &holders(&[]), &RoomState::default(), &rooms(), t(18, 30));
+        assert_eq!(p, Plan { steps: vec![], next_due_at: Some(t(19, 30)) });
     }
 
     #[test]
     fn facts_without_a_reservation_wait() {
         assert_eq!(
-            plan(
-                None,
-                &holders(&["a"]),
-                &RoomState::default(),
-                &rooms(),
-                t(19, 0)
-            ),
-            Plan {
-                steps: vec![],
-                next_due_at: None
-            }
+            plan(None, &holders(&["a"]), &RoomState::default(), &rooms(), t(19, 0)),
+            Plan { steps: vec![], next_due_at: None }
         );
+    }
+
+    #[test]
+    fn a_revoked_holder_is_kicked_and_one_with_another_ticket_stays() {
+        let rec = record(Signals::default());
+        let mut room = opened(&["dj", "alice", "bob"]);
+        room.members.insert(user("alice"), member(Membership::Join, Some("foyer")));
+        room.members.insert(user("bob"), member(Membership::Invite, Some("foyer")));
+        let audience = Audience { holders: [user("bob")].into(), revoked: [user("alice")].into() };
+        let p = plan(Some(&rec), &audience, &room, &rooms(), t(19, 30));
+        assert_eq!(p.steps, vec![Step::Kick(user("alice"), KickReason::TicketRevoked)]);
+    }
+
+    #[test]
+    fn a_holder_who_left_is_not_invited_again() {
+        let rec = record(Signals::default());
+        let mut room = opened(&["dj", "alice"]);
+        room.members.insert(user("alice"), member(Membership::Leave, None));
+        assert_eq!(plan(Some(&rec), &holders(&["alice"]), &room, &rooms(), t(19, 30)).steps, vec![]);
+    }
+
+    #[test]
+    fn knocks_from_holders_are_accepted_and_others_refused() {
+        let rec = record(Signals::default());
+        let mut room = opened(&["dj"]);
+        room.members.insert(user("alice"), member(Membership::Knock, None));
+        room.members.insert(user("eve"), member(Membership::Knock, None));
+        let p = plan(Some(&rec), &holders(&["alice"]), &room, &rooms(), t(19, 30));
+        assert_eq!(
+            p.steps,
+            vec![
+                Step::Invite(user("alice")),
+                Step::AcceptKnock(user("alice")),
+                Step::Kick(user("eve"), KickReason::KnockRefused)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_guest_of_a_host_stays_and_a_stranger_is_removed() {
+        let rec = record(Signals::default());
+        let mut room = opened(&["dj"]);
+        room.members.insert(user("guest"), member(Membership::Join, Some("dj")));
+        room.members.insert(user("mallory"), member(Membership::Join, Some("mallory")));
+        let p = plan(Some(&rec), &holders(&[]), &room, &rooms(), t(19, 30));
+        assert_eq!(p.steps, vec![Step::Kick(user("mallory"), KickReason::NoTicket)]);
+    }
+
+    #[test]
+    fn host_changes_set_power_levels_and_invite_new_hosts() {
+        let mut rec = record(Signals::default());
+        rec.reservation.hosts = vec![user("mc")];
+        let p = plan(Some(&rec), &holders(&[]), &opened(&["dj"]), &rooms(), t(19, 30));
+        assert_eq!(p.steps, vec![Step::SetHosts, Step::Invite(user("mc"))]);
     }
 
     proptest! {
@@ -388,6 +410,9 @@ mod tests {
             names in proptest::collection::btree_set("[a-e]", 0..5),
             invited in proptest::collection::btree_set("[a-e]", 0..5),
             created in any::<bool>(),
+            members in proptest::collection::btree_map("[a-g]", (0usize..5, proptest::option::of("dj|[a-g]")), 0..6),
+            revoked in proptest::collection::btree_set("[a-g]", 0..3),
+            hosts_changed in any::<bool>(),
         ) {
             let now = t(19, 0) + Duration::minutes(minutes);
             let signals = Signals {
@@ -396,15 +421,26 @@ mod tests {
                 stream_ended_at: ended.then(|| t(21, 0) + Duration::minutes(end_offset)),
                 ..Default::default()
             };
-            let rec = record(signals);
-            let holders: BTreeSet<_> = names.iter().map(|n| user(n)).collect();
+            let mut rec = record(signals);
+            if hosts_changed {
+                rec.reservation.hosts = vec![user("mc")];
+            }
+            let hosts: BTreeSet<_> = rec.reservation.hosts.iter().cloned().collect();
+            let audience = Audience {
+                holders: names.iter().map(|n| user(n)).collect(),
+                revoked: revoked.iter().map(|n| user(n)).collect(),
+            };
             let mut room = if created { opened(&[]) } else { RoomState::default() };
             room.invited = invited.iter().map(|n| user(n)).collect();
-            let first = plan(Some(&rec), &holders, &room, &rooms(), now);
-            for step in &first.steps {
-                room.apply(step, &room_id());
+            let kinds = [Membership::Invite, Membership::Join, Membership::Knock, Membership::Leave, Membership::Ban];
+            for (name, (kind, by)) in &members {
+                room.members.insert(user(name), member(kinds[*kind], by.as_deref()));
             }
-            let second = plan(Some(&rec), &holders, &room, &rooms(), now);
+            let first = plan(Some(&rec), &audience, &room, &rooms(), now);
+            for step in &first.steps {
+                room.apply(step, &room_id(), &hosts, &bot());
+            }
+            let second = plan(Some(&rec), &audience, &room, &rooms(), now);
             prop_assert_eq!(second.steps, vec![]);
             // And the room is never created twice.
             prop_assert!(first.steps.iter().filter(|s| **s == Step::CreateRoom).count() <= 1);

@@ -113,10 +113,7 @@ pub async fn create_or_adopt(
     creators_privileged: bool,
 ) -> Result<OwnedRoomId, MatrixError> {
     let mut req = create_room::v3::Request::new();
-    req.room_alias_name = Some(format!(
-        "{}{}",
-        config.appservice.alias_prefix, record.reservation.id
-    ));
+    req.room_alias_name = Some(format!("{}{}", config.appservice.alias_prefix, record.reservation.id));
     req.name = Some(record.reservation.title.as_str().to_owned());
     req.topic = Some(topic(record));
     req.preset = Some(create_room::v3::RoomPreset::PrivateChat);
@@ -125,23 +122,15 @@ pub async fn create_or_adopt(
         raw(
             json!({"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": config.rooms.join_rule.as_str()}}),
         ),
-        raw(
-            json!({"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "shared"}}),
-        ),
-        raw(
-            json!({"type": "m.room.guest_access", "state_key": "", "content": {"guest_access": "forbidden"}}),
-        ),
-        raw(
-            json!({"type": "org.foyer.reservation", "state_key": "", "content": reservation_state(record, times)}),
-        ),
+        raw(json!({"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "shared"}})),
+        raw(json!({"type": "m.room.guest_access", "state_key": "", "content": {"guest_access": "forbidden"}})),
+        raw(json!({"type": "org.foyer.reservation", "state_key": "", "content": reservation_state(record, times)})),
     ];
     match client.send(req, None, deadline()).await {
         Ok(resp) => Ok(resp.room_id),
         Err(e) if e.errcode() == Some("M_ROOM_IN_USE") => {
             let alias = alias(config, record);
-            let resp = client
-                .send(get_alias::v3::Request::new(alias.clone()), None, deadline())
-                .await?;
+            let resp = client.send(get_alias::v3::Request::new(alias.clone()), None, deadline()).await?;
             tracing::info!(reservation_id = %record.reservation.id, room_id = %resp.room_id, %alias, "adopted the room that holds the alias");
             Ok(resp.room_id)
         }
@@ -162,21 +151,15 @@ pub async fn invite(
 ) -> Result<InviteOutcome, MatrixError> {
     let req = invite_user::v3::Request::new(
         room_id.clone(),
-        invite_user::v3::InvitationRecipient::UserId(invite_user::v3::InviteUserId::new(
-            user.clone(),
-        )),
+        invite_user::v3::InvitationRecipient::UserId(invite_user::v3::InviteUserId::new(user.clone())),
     );
     match client.send(req, None, deadline()).await {
         Ok(_) => Ok(InviteOutcome::Invited),
         // Already a member: what we wanted.
-        Err(MatrixError::Api {
-            status: 403,
-            message,
-            ..
-        }) if message.contains("already in the room") => Ok(InviteOutcome::Invited),
-        Err(e @ MatrixError::Api { .. }) if !e.is_transient() => {
-            Ok(InviteOutcome::Refused(e.to_string()))
+        Err(MatrixError::Api { status: 403, message, .. }) if message.contains("already in the room") => {
+            Ok(InviteOutcome::Invited)
         }
+        Err(e @ MatrixError::Api { .. }) if !e.is_transient() => Ok(InviteOutcome::Refused(e.to_string())),
         Err(e) => Err(e),
     }
 }
@@ -190,7 +173,8 @@ pub async fn notice(
     text: &str,
     html: &str,
 ) -> Result<(), MatrixError> {
-    let content = json!({"msgtype": "m.notice", "body": text, "format": "org.matrix.custom.html", "formatted_body": html});
+    let content =
+        json!({"msgtype": "m.notice", "body": text, "format": "org.matrix.custom.html", "formatted_body": html});
     let txn_id: OwnedTransactionId = txn.into();
     let req = send_message_event::v3::Request::new_raw(
         room_id.clone(),
@@ -202,23 +186,14 @@ pub async fn notice(
 }
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 pub fn opening_notice(record: &ReservationRecord) -> (String, String) {
     let r = &record.reservation;
     let when = human_time(r.starts_at);
-    let text = format!(
-        "The chat for “{}” is open. The stream starts {when}.",
-        r.title.as_str()
-    );
-    let html = format!(
-        "The chat for <b>{}</b> is open. The stream starts {when}.",
-        escape(r.title.as_str())
-    );
+    let text = format!("The chat for “{}” is open. The stream starts {when}.", r.title.as_str());
+    let html = format!("The chat for <b>{}</b> is open. The stream starts {when}.", escape(r.title.as_str()));
     (text, html)
 }
 
@@ -226,44 +201,22 @@ pub fn closing_notice(record: &ReservationRecord, cancelled: bool) -> (String, S
     let r = &record.reservation;
     let title = r.title.as_str();
     if cancelled {
-        let reason = record
-            .signals
-            .cancel_reason
-            .as_deref()
-            .map(|why| format!(" ({why})"))
-            .unwrap_or_default();
+        let reason = record.signals.cancel_reason.as_deref().map(|why| format!(" ({why})")).unwrap_or_default();
         let text = format!("“{title}” was cancelled{reason}. This chat is now closed.");
-        let html = format!(
-            "<b>{}</b> was cancelled{}. This chat is now closed.",
-            escape(title),
-            escape(&reason)
-        );
+        let html = format!("<b>{}</b> was cancelled{}. This chat is now closed.", escape(title), escape(&reason));
         (text, html)
     } else {
         let text = format!("“{title}” has ended and this chat is now closed. Thanks for watching!");
-        let html = format!(
-            "<b>{}</b> has ended and this chat is now closed. Thanks for watching!",
-            escape(title)
-        );
+        let html = format!("<b>{}</b> has ended and this chat is now closed. Thanks for watching!", escape(title));
         (text, html)
     }
 }
 
-async fn state(
-    client: &MatrixClient,
-    room_id: &OwnedRoomId,
-    kind: &str,
-) -> Result<Value, MatrixError> {
-    let req = get_state_event_for_key::v3::Request::new(
-        room_id.clone(),
-        StateEventType::from(kind),
-        String::new(),
-    );
+async fn state(client: &MatrixClient, room_id: &OwnedRoomId, kind: &str) -> Result<Value, MatrixError> {
+    let req = get_state_event_for_key::v3::Request::new(room_id.clone(), StateEventType::from(kind), String::new());
     let resp = client.send(req, None, deadline()).await?;
-    serde_json::from_str(resp.event_or_content.get()).map_err(|e| MatrixError::BadResponse {
-        endpoint: format!("{kind} state"),
-        message: e.to_string(),
-    })
+    serde_json::from_str(resp.event_or_content.get())
+        .map_err(|e| MatrixError::BadResponse { endpoint: format!("{kind} state"), message: e.to_string() })
 }
 
 async fn put_state(
@@ -279,6 +232,46 @@ async fn put_state(
         raw(content),
     );
     client.send(req, None, deadline()).await.map(|_| ())
+}
+
+/// Makes the room's moderators (power 50) the reservation's hosts: new hosts up, removed
+/// ones back to 0. Read-modify-write, as a state PUT replaces the whole event.
+pub async fn set_hosts(
+    client: &MatrixClient,
+    room_id: &OwnedRoomId,
+    before: &std::collections::BTreeSet<OwnedUserId>,
+    hosts: &std::collections::BTreeSet<OwnedUserId>,
+) -> Result<(), MatrixError> {
+    let mut levels = state(client, room_id, "m.room.power_levels").await?;
+    let users = levels["users"].as_object_mut().ok_or_else(|| MatrixError::BadResponse {
+        endpoint: "m.room.power_levels state".into(),
+        message: "no users map".into(),
+    })?;
+    for gone in before.difference(hosts) {
+        if users.get(gone.as_str()).and_then(Value::as_i64) == Some(50) {
+            users.remove(gone.as_str());
+        }
+    }
+    for host in hosts {
+        users.insert(host.to_string(), json!(50));
+    }
+    put_state(client, room_id, "m.room.power_levels", levels).await
+}
+
+/// Kicks a member (or refuses a knock) with a reason; someone already gone is done.
+pub async fn kick(
+    client: &MatrixClient,
+    room_id: &OwnedRoomId,
+    user: &OwnedUserId,
+    reason: &str,
+) -> Result<(), MatrixError> {
+    let mut req = kick_user::v3::Request::new(room_id.clone(), user.clone());
+    req.reason = Some(reason.to_owned());
+    match client.send(req, None, deadline()).await {
+        Ok(_) => Ok(()),
+        Err(MatrixError::Api { status: 403, message, .. }) if message.contains("not in the room") => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Archives the room per `rooms.archive_mode`.
@@ -310,34 +303,15 @@ pub async fn archive(
         }
     }
     put_state(client, room_id, "m.room.power_levels", levels).await?;
-    put_state(
-        client,
-        room_id,
-        "m.room.join_rules",
-        json!({"join_rule": "invite"}),
-    )
-    .await?;
-    match client
-        .send(
-            delete_alias::v3::Request::new(alias(config, record)),
-            None,
-            deadline(),
-        )
-        .await
-    {
+    put_state(client, room_id, "m.room.join_rules", json!({"join_rule": "invite"})).await?;
+    match client.send(delete_alias::v3::Request::new(alias(config, record)), None, deadline()).await {
         Ok(_) => {}
         Err(e) if e.errcode() == Some("M_NOT_FOUND") => {}
         Err(e) => return Err(e),
     }
     if config.rooms.archive_mode == ArchiveMode::Kick {
         let bot = config.bot_user_id();
-        let members = client
-            .send(
-                get_member_events::v3::Request::new(room_id.clone()),
-                None,
-                deadline(),
-            )
-            .await?;
+        let members = client.send(get_member_events::v3::Request::new(room_id.clone()), None, deadline()).await?;
         for event in members.chunk {
             let Ok(event) = event.deserialize_as::<Value>() else {
                 continue;
@@ -354,18 +328,9 @@ pub async fn archive(
             req.reason = Some("This chat has closed.".into());
             client.send(req, None, deadline()).await?;
         }
-        match client
-            .send(
-                leave_room::v3::Request::new(room_id.clone()),
-                None,
-                deadline(),
-            )
-            .await
-        {
+        match client.send(leave_room::v3::Request::new(room_id.clone()), None, deadline()).await {
             Ok(_) => {}
-            Err(MatrixError::Api {
-                status: 403 | 404, ..
-            }) => {} // already gone
+            Err(MatrixError::Api { status: 403 | 404, .. }) => {} // already gone
             Err(e) => return Err(e),
         }
     }
@@ -380,34 +345,23 @@ pub struct SynapseAdmin {
 }
 
 impl SynapseAdmin {
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Result<Value, MatrixError> {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, MatrixError> {
         let endpoint = format!("{method} {path}");
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base_url))
-            .bearer_auth(self.token.expose());
+        let mut req = self.http.request(method, format!("{}{path}", self.base_url)).bearer_auth(self.token.expose());
         if let Some(body) = body {
             req = req.json(&body);
         }
-        let resp = req.send().await.map_err(|e| MatrixError::Network {
-            endpoint: endpoint.clone(),
-            message: e.to_string(),
-        })?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| MatrixError::Network { endpoint: endpoint.clone(), message: e.to_string() })?;
         let status = resp.status().as_u16();
         let body: Value = resp.json().await.unwrap_or(Value::Null);
         if status >= 400 {
             return Err(MatrixError::Api {
                 endpoint,
                 status,
-                errcode: body["errcode"]
-                    .as_str()
-                    .unwrap_or("(no errcode)")
-                    .to_owned(),
+                errcode: body["errcode"].as_str().unwrap_or("(no errcode)").to_owned(),
                 message: body["error"].as_str().unwrap_or_default().to_owned(),
                 retry_after: None,
             });
@@ -419,22 +373,12 @@ impl SynapseAdmin {
     pub async fn delete_room(&self, room_id: &OwnedRoomId) -> Result<(), MatrixError> {
         let path = format!("/_synapse/admin/v2/rooms/{}", urlencode(room_id.as_str()));
         let started = self
-            .call(
-                reqwest::Method::DELETE,
-                &path,
-                Some(json!({"purge": true, "message": "This chat has closed."})),
-            )
+            .call(reqwest::Method::DELETE, &path, Some(json!({"purge": true, "message": "This chat has closed."})))
             .await?;
         let Some(delete_id) = started["delete_id"].as_str() else {
-            return Err(MatrixError::BadResponse {
-                endpoint: path,
-                message: "no delete_id".into(),
-            });
+            return Err(MatrixError::BadResponse { endpoint: path, message: "no delete_id".into() });
         };
-        let status_path = format!(
-            "/_synapse/admin/v2/rooms/delete_status/{}",
-            urlencode(delete_id)
-        );
+        let status_path = format!("/_synapse/admin/v2/rooms/delete_status/{}", urlencode(delete_id));
         let give_up = Instant::now() + Duration::from_secs(300);
         loop {
             let status = self.call(reqwest::Method::GET, &status_path, None).await?;

@@ -33,12 +33,7 @@ pub enum HandshakeError {
     #[error(
         "the homeserver at {url} did not answer within {timeout} ({attempts} attempts, last error: {last}); check that it is running and that homeserver.url is right"
     )]
-    Unreachable {
-        url: String,
-        timeout: String,
-        attempts: u32,
-        last: String,
-    },
+    Unreachable { url: String, timeout: String, attempts: u32, last: String },
     #[error("{url} does not answer like a Matrix homeserver ({detail}); check homeserver.url")]
     NotMatrix { url: String, detail: String },
     #[error(
@@ -68,10 +63,7 @@ pub enum HandshakeError {
     )]
     UrlNotSet { id: String },
     #[error("{step} failed: {source}")]
-    Failed {
-        step: &'static str,
-        source: MatrixError,
-    },
+    Failed { step: &'static str, source: MatrixError },
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,32 +84,17 @@ pub async fn handshake(
     let versions = wait_for_versions(config, &http, deadline).await?;
     tracing::info!(versions = %versions.versions.join(","), "homeserver is up");
     let supported = SupportedVersions::from_parts(&versions.versions, &versions.unstable_features);
-    let client = MatrixClient::new(
-        http,
-        &config.homeserver.url,
-        config.appservice.as_token.clone(),
-        supported,
-    );
+    let client = MatrixClient::new(http, &config.homeserver.url, config.appservice.as_token.clone(), supported);
 
     let bot = ensure_bot(config, &client, deadline).await?;
     tracing::info!(bot = %bot, "bot user checked");
 
     let ping = ping(config, &client, ping_txn, deadline).await?;
     match ping {
-        Some(d) => tracing::info!(
-            duration_ms = d.as_millis() as u64,
-            "homeserver pinged Foyer"
-        ),
+        Some(d) => tracing::info!(duration_ms = d.as_millis() as u64, "homeserver pinged Foyer"),
         None => tracing::warn!("homeserver does not implement the appservice ping; skipped"),
     }
-    Ok((
-        client,
-        HandshakeReport {
-            versions: versions.versions,
-            bot,
-            ping,
-        },
-    ))
+    Ok((client, HandshakeReport { versions: versions.versions, bot, ping }))
 }
 
 async fn wait_for_versions(
@@ -133,10 +110,10 @@ async fn wait_for_versions(
         attempts += 1;
         let last = match http.get(&url).timeout(request_timeout()).send().await {
             Ok(resp) if resp.status().is_success() => {
-                let body = resp.bytes().await.map_err(|e| HandshakeError::NotMatrix {
-                    url: url.clone(),
-                    detail: error_chain(&e),
-                })?;
+                let body = resp
+                    .bytes()
+                    .await
+                    .map_err(|e| HandshakeError::NotMatrix { url: url.clone(), detail: error_chain(&e) })?;
                 return serde_json::from_slice(&body).map_err(|e| HandshakeError::NotMatrix {
                     url: url.clone(),
                     detail: format!("/_matrix/client/versions: {e}"),
@@ -175,34 +152,17 @@ async fn wait_for_versions(
 /// `whoami` as the bot checks our token and identity; then the bot is registered
 /// (`m.login.application_service`) unless it exists: Synapse answers `whoami` for the
 /// sender even before the user exists, so only registration tells.
-async fn ensure_bot(
-    config: &Config,
-    client: &MatrixClient,
-    deadline: Instant,
-) -> Result<OwnedUserId, HandshakeError> {
+async fn ensure_bot(config: &Config, client: &MatrixClient, deadline: Instant) -> Result<OwnedUserId, HandshakeError> {
     let expected = config.bot_user_id();
-    let user_id = match client
-        .send(whoami::v3::Request::new(), None, deadline)
-        .await
-    {
+    let user_id = match client.send(whoami::v3::Request::new(), None, deadline).await {
         Ok(resp) => resp.user_id,
-        Err(MatrixError::Api {
-            status: 401,
-            errcode,
-            ..
-        }) => return Err(HandshakeError::AsTokenRejected { errcode }),
+        Err(MatrixError::Api { status: 401, errcode, .. }) => return Err(HandshakeError::AsTokenRejected { errcode }),
         Err(source) => {
-            return Err(HandshakeError::Failed {
-                step: "whoami",
-                source,
-            });
+            return Err(HandshakeError::Failed { step: "whoami", source });
         }
     };
     if user_id != expected {
-        return Err(HandshakeError::WrongBot {
-            expected: expected.to_string(),
-            actual: user_id.to_string(),
-        });
+        return Err(HandshakeError::WrongBot { expected: expected.to_string(), actual: user_id.to_string() });
     }
     let mut req = register::v3::Request::new();
     req.username = Some(config.appservice.sender_localpart.clone());
@@ -212,10 +172,7 @@ async fn ensure_bot(
         Ok(_) => tracing::info!(bot = %expected, "registered the bot user"),
         Err(e) if e.errcode() == Some("M_USER_IN_USE") => {}
         Err(source) => {
-            return Err(HandshakeError::BotRegistration {
-                bot: expected.to_string(),
-                source,
-            });
+            return Err(HandshakeError::BotRegistration { bot: expected.to_string(), source });
         }
     }
     Ok(user_id)
@@ -236,22 +193,14 @@ async fn ping(
         Err(e) => {
             let detail = e.to_string();
             match (e.errcode(), &e) {
-                (
-                    Some("M_UNRECOGNIZED"),
-                    MatrixError::Api {
-                        status: 404 | 405, ..
-                    },
-                ) => Ok(None),
+                (Some("M_UNRECOGNIZED"), MatrixError::Api { status: 404 | 405, .. }) => Ok(None),
                 (Some("M_CONNECTION_FAILED" | "M_CONNECTION_TIMEOUT"), _) => {
                     Err(HandshakeError::CannotReachUs { url, detail })
                 }
                 (Some("M_BAD_STATUS"), _) => Err(HandshakeError::PingRejected { url, detail }),
                 (Some("M_FORBIDDEN"), _) => Err(HandshakeError::WrongAppserviceId { id }),
                 (Some("M_URL_NOT_SET"), _) => Err(HandshakeError::UrlNotSet { id }),
-                _ => Err(HandshakeError::Failed {
-                    step: "appservice ping",
-                    source: e,
-                }),
+                _ => Err(HandshakeError::Failed { step: "appservice ping", source: e }),
             }
         }
     }

@@ -5,8 +5,7 @@ mod handshake;
 use std::{borrow::Cow, time::Duration};
 
 use ruma::api::{
-    IncomingResponseExt as _, OutgoingRequest, OutgoingRequestAppserviceExt as _,
-    SupportedVersions,
+    IncomingResponseExt as _, OutgoingRequest, OutgoingRequestAppserviceExt as _, SupportedVersions,
     auth_scheme::{AuthScheme, SendAccessToken},
     path_builder::PathBuilder,
 };
@@ -25,13 +24,7 @@ pub enum MatrixError {
     #[error("cannot reach the homeserver for {endpoint}: {message}")]
     Network { endpoint: String, message: String },
     #[error("{endpoint} answered {status} {errcode}: {message}")]
-    Api {
-        endpoint: String,
-        status: u16,
-        errcode: String,
-        message: String,
-        retry_after: Option<Duration>,
-    },
+    Api { endpoint: String, status: u16, errcode: String, message: String, retry_after: Option<Duration> },
     #[error("{endpoint} answered with a body Foyer cannot read: {message}")]
     BadResponse { endpoint: String, message: String },
     #[error("cannot build the request for {endpoint}: {message}")]
@@ -83,26 +76,12 @@ pub struct MatrixClient {
 }
 
 impl MatrixClient {
-    pub fn new(
-        http: reqwest::Client,
-        base_url: &url::Url,
-        as_token: Secret,
-        versions: SupportedVersions,
-    ) -> Self {
-        Self {
-            http,
-            base_url: base_url.as_str().trim_end_matches('/').to_owned(),
-            as_token,
-            versions,
-        }
+    pub fn new(http: reqwest::Client, base_url: &url::Url, as_token: Secret, versions: SupportedVersions) -> Self {
+        Self { http, base_url: base_url.as_str().trim_end_matches('/').to_owned(), as_token, versions }
     }
 
     /// Sends one request, as the bot (`as_user: None`) or as a user in our namespace.
-    pub async fn send_once<R>(
-        &self,
-        request: R,
-        as_user: Option<&UserId>,
-    ) -> Result<R::IncomingResponse, MatrixError>
+    pub async fn send_once<R>(&self, request: R, as_user: Option<&UserId>) -> Result<R::IncomingResponse, MatrixError>
     where
         R: OutgoingRequest,
         for<'a> R::Authentication: AuthScheme<Input<'a> = SendAccessToken<'a>>,
@@ -116,30 +95,17 @@ impl MatrixClient {
                 identity,
                 Cow::Borrowed(&self.versions),
             )
-            .map_err(|e| MatrixError::Request {
-                endpoint: "request".into(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| MatrixError::Request { endpoint: "request".into(), message: e.to_string() })?;
         let endpoint = format!("{} {}", http_request.method(), http_request.uri().path());
-        let request =
-            reqwest::Request::try_from(http_request).map_err(|e| MatrixError::Request {
-                endpoint: endpoint.clone(),
-                message: e.to_string(),
-            })?;
+        let request = reqwest::Request::try_from(http_request)
+            .map_err(|e| MatrixError::Request { endpoint: endpoint.clone(), message: e.to_string() })?;
         let (status, body) = execute(&self.http, request, &endpoint).await?;
         let response = http::Response::builder()
             .status(status)
             .body(body.as_slice())
-            .map_err(|e| MatrixError::BadResponse {
-                endpoint: endpoint.clone(),
-                message: e.to_string(),
-            })?;
-        R::IncomingResponse::try_from_http_response(response).map_err(|e| {
-            MatrixError::BadResponse {
-                endpoint,
-                message: e.to_string(),
-            }
-        })
+            .map_err(|e| MatrixError::BadResponse { endpoint: endpoint.clone(), message: e.to_string() })?;
+        R::IncomingResponse::try_from_http_response(response)
+            .map_err(|e| MatrixError::BadResponse { endpoint, message: e.to_string() })
     }
 
     /// Sends a request, retrying transient failures with backoff and jitter until
@@ -179,10 +145,7 @@ async fn execute(
     request: reqwest::Request,
     endpoint: &str,
 ) -> Result<(u16, Vec<u8>), MatrixError> {
-    let network = |e: reqwest::Error| MatrixError::Network {
-        endpoint: endpoint.to_owned(),
-        message: error_chain(&e),
-    };
+    let network = |e: reqwest::Error| MatrixError::Network { endpoint: endpoint.to_owned(), message: error_chain(&e) };
     let response = http.execute(request).await.map_err(network)?;
     let status = response.status().as_u16();
     let retry_after_header = response
@@ -198,20 +161,12 @@ async fn execute(
     let parsed: Option<ErrorBody> = serde_json::from_slice(&body).ok();
     let (errcode, message, retry_ms) = match parsed {
         Some(b) => (b.errcode, b.error, b.retry_after_ms),
-        None => (
-            String::new(),
-            String::from_utf8_lossy(&body).chars().take(200).collect(),
-            None,
-        ),
+        None => (String::new(), String::from_utf8_lossy(&body).chars().take(200).collect(), None),
     };
     Err(MatrixError::Api {
         endpoint: endpoint.to_owned(),
         status,
-        errcode: if errcode.is_empty() {
-            "(no errcode)".into()
-        } else {
-            errcode
-        },
+        errcode: if errcode.is_empty() { "(no errcode)".into() } else { errcode },
         message,
         retry_after: retry_ms.map(Duration::from_millis).or(retry_after_header),
     })
@@ -242,9 +197,7 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Self {
-            next: Duration::from_millis(250),
-        }
+        Self { next: Duration::from_millis(250) }
     }
 }
 
@@ -291,64 +244,31 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = url::Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
-        let versions = SupportedVersions {
-            versions: [MatrixVersion::V1_11].into(),
-            features: Default::default(),
-        };
-        (
-            MatrixClient::new(
-                reqwest::Client::new(),
-                &url,
-                Secret::new("t".repeat(40)),
-                versions,
-            ),
-            calls,
-        )
+        let versions = SupportedVersions { versions: [MatrixVersion::V1_11].into(), features: Default::default() };
+        (MatrixClient::new(reqwest::Client::new(), &url, Secret::new("t".repeat(40)), versions), calls)
     }
 
     #[tokio::test]
     async fn retries_429_and_5xx_honouring_retry_after() {
         let (client, calls) = stand_in(vec![
-            (
-                429,
-                json!({"errcode": "M_LIMIT_EXCEEDED", "error": "slow down", "retry_after_ms": 600}),
-            ),
+            (429, json!({"errcode": "M_LIMIT_EXCEEDED", "error": "slow down", "retry_after_ms": 600})),
             (502, json!({})),
             (200, json!({"user_id": "@foyer:example.org"})),
         ])
         .await;
         let started = Instant::now();
-        let resp = client
-            .send(
-                whoami::v3::Request::new(),
-                None,
-                Instant::now() + Duration::from_secs(10),
-            )
-            .await
-            .unwrap();
+        let resp =
+            client.send(whoami::v3::Request::new(), None, Instant::now() + Duration::from_secs(10)).await.unwrap();
         assert_eq!(resp.user_id, "@foyer:example.org");
         assert_eq!(calls.load(Ordering::SeqCst), 3);
-        assert!(
-            started.elapsed() >= Duration::from_millis(600),
-            "waited the retry_after_ms"
-        );
+        assert!(started.elapsed() >= Duration::from_millis(600), "waited the retry_after_ms");
     }
 
     #[tokio::test]
     async fn other_4xx_are_not_retried() {
-        let (client, calls) = stand_in(vec![(
-            403,
-            json!({"errcode": "M_FORBIDDEN", "error": "no"}),
-        )])
-        .await;
-        let err = client
-            .send(
-                whoami::v3::Request::new(),
-                None,
-                Instant::now() + Duration::from_secs(10),
-            )
-            .await
-            .unwrap_err();
+        let (client, calls) = stand_in(vec![(403, json!({"errcode": "M_FORBIDDEN", "error": "no"}))]).await;
+        let err =
+            client.send(whoami::v3::Request::new(), None, Instant::now() + Duration::from_secs(10)).await.unwrap_err();
         assert_eq!(err.errcode(), Some("M_FORBIDDEN"));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
@@ -356,18 +276,9 @@ mod tests {
     #[tokio::test]
     async fn gives_up_at_the_deadline() {
         let (client, calls) = stand_in(vec![(503, json!({"errcode": "M_UNKNOWN"}))]).await;
-        let err = client
-            .send(
-                whoami::v3::Request::new(),
-                None,
-                Instant::now() + Duration::from_secs(1),
-            )
-            .await
-            .unwrap_err();
+        let err =
+            client.send(whoami::v3::Request::new(), None, Instant::now() + Duration::from_secs(1)).await.unwrap_err();
         assert!(err.is_transient());
-        assert!(
-            calls.load(Ordering::SeqCst) >= 2,
-            "retried before the deadline"
-        );
+        assert!(calls.load(Ordering::SeqCst) >= 2, "retried before the deadline");
     }
 }

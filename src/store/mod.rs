@@ -12,7 +12,7 @@ use ruma::{OwnedRoomId, OwnedUserId};
 pub use self::sqlite::SqliteStore;
 use crate::{
     config::{DatabaseConfig, DatabaseKind},
-    lifecycle::RoomState,
+    lifecycle::{Audience, Membership, RoomState},
     reservation::{Reservation, ReservationId, WebhookEvent},
 };
 
@@ -62,6 +62,13 @@ pub struct TicketCounts {
     pub revoked: u64,
 }
 
+/// Members of the room by membership, from the homeserver's events (the bot excluded).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemberCounts {
+    pub invited: u64,
+    pub joined: u64,
+}
+
 /// A reservation with everything recorded about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReservationRecord {
@@ -70,6 +77,7 @@ pub struct ReservationRecord {
     pub tickets: TicketCounts,
     /// The room, once created (or adopted).
     pub room_id: Option<String>,
+    pub members: MemberCounts,
     pub archived: bool,
 }
 
@@ -85,8 +93,7 @@ pub struct Claim {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LifecycleState {
     pub room: RoomState,
-    /// Users with at least one active ticket.
-    pub holders: BTreeSet<OwnedUserId>,
+    pub audience: Audience,
     /// Consecutive failed attempts, for backoff.
     pub attempts: u32,
 }
@@ -94,7 +101,18 @@ pub struct LifecycleState {
 /// The recorded outcome of one step on the homeserver.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StepRecord {
-    RoomCreated(OwnedRoomId),
+    RoomCreated {
+        room_id: OwnedRoomId,
+        hosts: BTreeSet<OwnedUserId>,
+    },
+    HostsApplied(BTreeSet<OwnedUserId>),
+    /// Foyer's own membership change (a kick, an invite after a knock), recorded before
+    /// the homeserver's event about it arrives.
+    Member {
+        user_id: OwnedUserId,
+        membership: Membership,
+        invited_by: Option<OwnedUserId>,
+    },
     /// Invited, or refused for good (`failure`): either way never tried again.
     Invited {
         user_id: OwnedUserId,
@@ -109,16 +127,9 @@ pub enum StepRecord {
 pub trait Store: Send + Sync {
     /// Records one webhook in one transaction: its receipt (for deduplication) and its
     /// effect. Returns only after the commit.
-    async fn record_webhook(
-        &self,
-        receipt: &Receipt<'_>,
-        event: &WebhookEvent,
-    ) -> Result<Outcome, StoreError>;
+    async fn record_webhook(&self, receipt: &Receipt<'_>, event: &WebhookEvent) -> Result<Outcome, StoreError>;
 
-    async fn reservation(
-        &self,
-        id: &ReservationId,
-    ) -> Result<Option<ReservationRecord>, StoreError>;
+    async fn reservation(&self, id: &ReservationId) -> Result<Option<ReservationRecord>, StoreError>;
 
     /// Reservations ordered by id, after `after`, at most `limit`.
     async fn reservations_after(
@@ -126,6 +137,18 @@ pub trait Store: Send + Sync {
         after: Option<&ReservationId>,
         limit: u32,
     ) -> Result<Vec<ReservationRecord>, StoreError>;
+
+    /// Records membership events for rooms Foyer manages, once per event id, and makes
+    /// their reservations due. Other rooms' events are ignored. Returns how many applied.
+    async fn record_memberships(&self, facts: &[MembershipFact], now: DateTime<Utc>) -> Result<usize, StoreError>;
+
+    /// Leases one reservation now if nobody holds it (for work on demand).
+    async fn claim(
+        &self,
+        id: &ReservationId,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+    ) -> Result<Option<Claim>, StoreError>;
 
     /// Leases up to `limit` reservations that are due at `now` and not leased.
     async fn claim_due(
@@ -141,12 +164,7 @@ pub trait Store: Send + Sync {
     async fn lifecycle_state(&self, id: &ReservationId) -> Result<LifecycleState, StoreError>;
 
     /// Records one step's outcome at once, so a crash right after it repeats nothing.
-    async fn record_step(
-        &self,
-        id: &ReservationId,
-        step: &StepRecord,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
+    async fn record_step(&self, id: &ReservationId, step: &StepRecord, now: DateTime<Utc>) -> Result<(), StoreError>;
 
     /// Ends a lease: due again at `next_due_at` (or at once if facts changed meanwhile).
     /// `error` counts a failed attempt; `None` resets the count.
@@ -159,13 +177,23 @@ pub trait Store: Send + Sync {
     ) -> Result<(), StoreError>;
 }
 
+/// A membership event pushed by the homeserver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MembershipFact {
+    pub event_id: String,
+    pub room_id: String,
+    pub user_id: OwnedUserId,
+    pub membership: Membership,
+    pub sender: String,
+}
+
 /// Opens the store named by `database.url`, applying migrations.
 pub async fn open(config: &DatabaseConfig) -> Result<Arc<dyn Store>, StoreError> {
     match config.kind {
         DatabaseKind::Sqlite => Ok(Arc::new(SqliteStore::open(config.url.expose()).await?)),
-        DatabaseKind::Postgres => Err(StoreError::Open(
-            "PostgreSQL is not supported yet; use a sqlite:// database.url".into(),
-        )),
+        DatabaseKind::Postgres => {
+            Err(StoreError::Open("PostgreSQL is not supported yet; use a sqlite:// database.url".into()))
+        }
     }
 }
 
@@ -174,7 +202,5 @@ pub(crate) fn to_millis(t: DateTime<Utc>) -> i64 {
 }
 
 pub(crate) fn from_millis(ms: i64) -> Result<DateTime<Utc>, StoreError> {
-    Utc.timestamp_millis_opt(ms)
-        .single()
-        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms} out of range")))
+    Utc.timestamp_millis_opt(ms).single().ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms} out of range")))
 }

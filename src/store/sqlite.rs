@@ -9,27 +9,23 @@ use chrono::{DateTime, Utc};
 use ruma::{OwnedRoomId, OwnedUserId};
 use sqlx::{
     Row as _, SqliteConnection, SqlitePool,
-    sqlite::{
-        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-    },
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous},
 };
 
 use super::{
-    Claim, LifecycleState, Outcome, Receipt, ReservationRecord, Signals, StepRecord, Store,
-    StoreError, TicketCounts, from_millis, to_millis,
+    Claim, LifecycleState, MemberCounts, MembershipFact, Outcome, Receipt, ReservationRecord, Signals, StepRecord,
+    Store, StoreError, TicketCounts, from_millis, to_millis,
 };
+use crate::lifecycle::{Member, Membership};
 use crate::reservation::{
-    Channel, Description, ExternalId, Reservation, ReservationId, Revision, StreamUrl, Title,
-    WebhookEvent,
+    Channel, Description, ExternalId, Reservation, ReservationId, Revision, StreamUrl, Title, WebhookEvent,
 };
 
 /// Numbered migrations, applied in order once each; never edit a released one.
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_init.sql")),
-    (
-        2,
-        include_str!("../../migrations/sqlite/0002_lifecycle.sql"),
-    ),
+    (2, include_str!("../../migrations/sqlite/0002_lifecycle.sql")),
+    (3, include_str!("../../migrations/sqlite/0003_members.sql")),
 ];
 
 pub struct SqliteStore {
@@ -69,20 +65,17 @@ impl SqliteStore {
 
     async fn migrate(&self) -> Result<(), StoreError> {
         let open_err = |e: sqlx::Error| StoreError::Open(format!("migrating: {e}"));
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(open_err)?;
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS foyer_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(open_err)?;
+        let current: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM foyer_migrations")
+            .fetch_one(&mut *tx)
             .await
             .map_err(open_err)?;
-        sqlx::raw_sql("CREATE TABLE IF NOT EXISTS foyer_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
-            .execute(&mut *tx)
-            .await
-            .map_err(open_err)?;
-        let current: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM foyer_migrations")
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(open_err)?;
         let latest = MIGRATIONS.last().map_or(0, |(v, _)| *v);
         if current > latest {
             return Err(StoreError::Open(format!(
@@ -90,10 +83,7 @@ impl SqliteStore {
             )));
         }
         for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
-            sqlx::raw_sql(*sql)
-                .execute(&mut *tx)
-                .await
-                .map_err(open_err)?;
+            sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(open_err)?;
             sqlx::query("INSERT INTO foyer_migrations (version, applied_at) VALUES (?, ?)")
                 .bind(version)
                 .bind(to_millis(Utc::now()))
@@ -108,16 +98,8 @@ impl SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn record_webhook(
-        &self,
-        receipt: &Receipt<'_>,
-        event: &WebhookEvent,
-    ) -> Result<Outcome, StoreError> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(unavailable)?;
+    async fn record_webhook(&self, receipt: &Receipt<'_>, event: &WebhookEvent) -> Result<Outcome, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
         let inserted = sqlx::query(
             "INSERT INTO webhook_receipts (webhook_id, event_type, reservation_id, outcome, received_at)
              VALUES (?, ?, ?, 'accepted', ?) ON CONFLICT (webhook_id) DO NOTHING",
@@ -133,9 +115,7 @@ impl Store for SqliteStore {
         if inserted == 0 {
             return Ok(Outcome::Duplicate);
         }
-        let outcome = apply(&mut tx, event, receipt.received_at)
-            .await
-            .map_err(unavailable)?;
+        let outcome = apply(&mut tx, event, receipt.received_at).await.map_err(unavailable)?;
         if outcome == Outcome::Accepted {
             // New facts: plan this reservation again now. The version bump tells a
             // worker holding a lease that what it planned from is already outdated.
@@ -161,15 +141,9 @@ impl Store for SqliteStore {
         Ok(outcome)
     }
 
-    async fn reservation(
-        &self,
-        id: &ReservationId,
-    ) -> Result<Option<ReservationRecord>, StoreError> {
-        let row = sqlx::query(SELECT_RECORD_BY_ID)
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?;
+    async fn reservation(&self, id: &ReservationId) -> Result<Option<ReservationRecord>, StoreError> {
+        let row =
+            sqlx::query(SELECT_RECORD_BY_ID).bind(id.as_str()).fetch_optional(&self.pool).await.map_err(unavailable)?;
         row.map(|r| record_from_row(&r)).transpose()
     }
 
@@ -187,18 +161,87 @@ impl Store for SqliteStore {
         rows.iter().map(record_from_row).collect()
     }
 
-    async fn claim_due(
-        &self,
-        now: DateTime<Utc>,
-        lease: Duration,
-        limit: u32,
-    ) -> Result<Vec<Claim>, StoreError> {
+    async fn record_memberships(&self, facts: &[MembershipFact], now: DateTime<Utc>) -> Result<usize, StoreError> {
+        if facts.is_empty() {
+            return Ok(0);
+        }
         let now_ms = to_millis(now);
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
+        let mut applied = 0;
+        for fact in facts {
+            let reservation: Option<String> =
+                sqlx::query_scalar("SELECT reservation_id FROM lifecycle WHERE room_id = ?")
+                    .bind(&fact.room_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+            let Some(reservation) = reservation else { continue }; // not a room of ours
+            let fresh = sqlx::query("INSERT INTO seen_events (event_id, seen_at) VALUES (?, ?) ON CONFLICT DO NOTHING")
+                .bind(&fact.event_id)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?
+                .rows_affected();
+            if fresh == 0 {
+                continue;
+            }
+            let invited_by = (fact.membership == Membership::Invite).then_some(fact.sender.as_str());
+            sqlx::query(
+                "INSERT INTO room_members (room_id, user_id, membership, invited_by, event_id, updated_at)
+                 VALUES (?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (room_id, user_id) DO UPDATE SET
+                    membership = excluded.membership,
+                    invited_by = COALESCE(excluded.invited_by, room_members.invited_by),
+                    event_id = excluded.event_id, updated_at = excluded.updated_at",
+            )
+            .bind(&fact.room_id)
+            .bind(fact.user_id.as_str())
+            .bind(fact.membership.as_str())
+            .bind(invited_by)
+            .bind(&fact.event_id)
+            .bind(now_ms)
+            .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
+            sqlx::query(
+                "UPDATE lifecycle SET next_due_at = ?, facts_version = facts_version + 1 WHERE reservation_id = ?",
+            )
+            .bind(now_ms)
+            .bind(&reservation)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            applied += 1;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(applied)
+    }
+
+    async fn claim(
+        &self,
+        id: &ReservationId,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Option<Claim>, StoreError> {
+        let now_ms = to_millis(now);
+        let version: Option<i64> = sqlx::query_scalar(
+            "UPDATE lifecycle SET locked_until = ?
+             WHERE reservation_id = ? AND (locked_until IS NULL OR locked_until <= ?)
+             RETURNING facts_version",
+        )
+        .bind(now_ms + lease.as_millis() as i64)
+        .bind(id.as_str())
+        .bind(now_ms)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(version.map(|facts_version| Claim { reservation_id: id.clone(), facts_version }))
+    }
+
+    async fn claim_due(&self, now: DateTime<Utc>, lease: Duration, limit: u32) -> Result<Vec<Claim>, StoreError> {
+        let now_ms = to_millis(now);
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
         let rows = sqlx::query(
             "SELECT reservation_id, facts_version FROM lifecycle
              WHERE next_due_at <= ? AND (locked_until IS NULL OR locked_until <= ?)
@@ -235,16 +278,16 @@ impl Store for SqliteStore {
             "SELECT MIN(CASE WHEN locked_until > next_due_at THEN locked_until ELSE next_due_at END)
              FROM lifecycle WHERE next_due_at IS NOT NULL",
         )
-            .fetch_one(&self.pool)
-            .await
-            .map_err(unavailable)?;
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable)?;
         due.map(from_millis).transpose()
     }
 
     async fn lifecycle_state(&self, id: &ReservationId) -> Result<LifecycleState, StoreError> {
         let corrupt = |e: String| StoreError::Corrupt(format!("lifecycle {id}: {e}"));
         let row = sqlx::query(
-            "SELECT room_id, opening_notice_sent, closing_notice_sent, archived_at, attempts
+            "SELECT room_id, opening_notice_sent, closing_notice_sent, archived_at, attempts, hosts_applied
              FROM lifecycle WHERE reservation_id = ?",
         )
         .bind(id.as_str())
@@ -254,32 +297,24 @@ impl Store for SqliteStore {
         let mut state = LifecycleState::default();
         if let Some(row) = row {
             let room_id: Option<String> = row.try_get("room_id").map_err(unavailable)?;
-            state.room.room_id = room_id
-                .map(|r| OwnedRoomId::try_from(r).map_err(|e| corrupt(e.to_string())))
-                .transpose()?;
-            state.room.opening_notice_sent = row
-                .try_get::<i64, _>("opening_notice_sent")
-                .map_err(unavailable)?
-                != 0;
-            state.room.closing_notice_sent = row
-                .try_get::<i64, _>("closing_notice_sent")
-                .map_err(unavailable)?
-                != 0;
-            state.room.archived = row
-                .try_get::<Option<i64>, _>("archived_at")
-                .map_err(unavailable)?
-                .is_some();
-            state.attempts = row
-                .try_get::<i64, _>("attempts")
-                .map_err(unavailable)?
-                .clamp(0, i64::from(u32::MAX)) as u32;
+            state.room.room_id =
+                room_id.map(|r| OwnedRoomId::try_from(r).map_err(|e| corrupt(e.to_string()))).transpose()?;
+            state.room.opening_notice_sent = row.try_get::<i64, _>("opening_notice_sent").map_err(unavailable)? != 0;
+            state.room.closing_notice_sent = row.try_get::<i64, _>("closing_notice_sent").map_err(unavailable)? != 0;
+            state.room.archived = row.try_get::<Option<i64>, _>("archived_at").map_err(unavailable)?.is_some();
+            let hosts: Option<String> = row.try_get("hosts_applied").map_err(unavailable)?;
+            state.room.hosts_applied = match hosts {
+                Some(json) => serde_json::from_str(&json).map_err(|e| corrupt(e.to_string()))?,
+                None => Default::default(),
+            };
+            state.attempts =
+                row.try_get::<i64, _>("attempts").map_err(unavailable)?.clamp(0, i64::from(u32::MAX)) as u32;
         }
-        let invited: Vec<String> =
-            sqlx::query_scalar("SELECT user_id FROM room_invites WHERE reservation_id = ?")
-                .bind(id.as_str())
-                .fetch_all(&self.pool)
-                .await
-                .map_err(unavailable)?;
+        let invited: Vec<String> = sqlx::query_scalar("SELECT user_id FROM room_invites WHERE reservation_id = ?")
+            .bind(id.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
         let holders: Vec<String> = sqlx::query_scalar(
             "SELECT DISTINCT user_id FROM tickets
              WHERE reservation_id = ? AND user_id IS NOT NULL AND revoked_at IS NULL",
@@ -288,29 +323,63 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(unavailable)?;
+        let revoked: Vec<String> = sqlx::query_scalar(
+            "SELECT user_id FROM tickets WHERE reservation_id = ? AND user_id IS NOT NULL
+             GROUP BY user_id HAVING SUM(revoked_at IS NULL) = 0",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
         let parse_user = |u: String| OwnedUserId::try_from(u).map_err(|e| corrupt(e.to_string()));
-        state.room.invited = invited
-            .into_iter()
-            .map(parse_user)
-            .collect::<Result<_, _>>()?;
-        state.holders = holders
-            .into_iter()
-            .map(parse_user)
-            .collect::<Result<_, _>>()?;
+        state.room.invited = invited.into_iter().map(parse_user).collect::<Result<_, _>>()?;
+        state.audience.holders = holders.into_iter().map(parse_user).collect::<Result<_, _>>()?;
+        state.audience.revoked = revoked.into_iter().map(parse_user).collect::<Result<_, _>>()?;
+        if let Some(room_id) = &state.room.room_id {
+            let rows = sqlx::query("SELECT user_id, membership, invited_by FROM room_members WHERE room_id = ?")
+                .bind(room_id.as_str())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?;
+            for row in rows {
+                let user = parse_user(row.try_get("user_id").map_err(unavailable)?)?;
+                let membership: String = row.try_get("membership").map_err(unavailable)?;
+                let Some(membership) = Membership::parse(&membership) else { continue };
+                let invited_by: Option<String> = row.try_get("invited_by").map_err(unavailable)?;
+                let invited_by = invited_by.and_then(|u| OwnedUserId::try_from(u).ok());
+                state.room.members.insert(user, Member { membership, invited_by });
+            }
+        }
         Ok(state)
     }
 
-    async fn record_step(
-        &self,
-        id: &ReservationId,
-        step: &StepRecord,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    async fn record_step(&self, id: &ReservationId, step: &StepRecord, now: DateTime<Utc>) -> Result<(), StoreError> {
         let rid = id.as_str();
         let query = match step {
-            StepRecord::RoomCreated(room_id) => {
-                sqlx::query("UPDATE lifecycle SET room_id = ? WHERE reservation_id = ?").bind(room_id.as_str()).bind(rid)
+            StepRecord::RoomCreated { room_id, hosts } => {
+                sqlx::query("UPDATE lifecycle SET room_id = ?, hosts_applied = ? WHERE reservation_id = ?")
+                    .bind(room_id.as_str())
+                    .bind(json_users(hosts))
+                    .bind(rid)
             }
+            StepRecord::HostsApplied(hosts) => {
+                sqlx::query("UPDATE lifecycle SET hosts_applied = ? WHERE reservation_id = ?")
+                    .bind(json_users(hosts))
+                    .bind(rid)
+            }
+            StepRecord::Member { user_id, membership, invited_by } => sqlx::query(
+                "INSERT INTO room_members (room_id, user_id, membership, invited_by, event_id, updated_at)
+                 SELECT room_id, ?, ?, ?, NULL, ? FROM lifecycle WHERE reservation_id = ? AND room_id IS NOT NULL
+                 ON CONFLICT (room_id, user_id) DO UPDATE SET
+                    membership = excluded.membership,
+                    invited_by = COALESCE(excluded.invited_by, room_members.invited_by),
+                    updated_at = excluded.updated_at",
+            )
+            .bind(user_id.as_str())
+            .bind(membership.as_str())
+            .bind(invited_by.as_ref().map(|u| u.as_str()))
+            .bind(to_millis(now))
+            .bind(rid),
             StepRecord::Invited { user_id, failure } => sqlx::query(
                 "INSERT INTO room_invites (reservation_id, user_id, invited_at, failure) VALUES (?, ?, ?, ?)
                  ON CONFLICT (reservation_id, user_id) DO NOTHING",
@@ -325,9 +394,9 @@ impl Store for SqliteStore {
             StepRecord::ClosingNoticeSent => {
                 sqlx::query("UPDATE lifecycle SET closing_notice_sent = 1 WHERE reservation_id = ?").bind(rid)
             }
-            StepRecord::Archived => {
-                sqlx::query("UPDATE lifecycle SET archived_at = ? WHERE reservation_id = ?").bind(to_millis(now)).bind(rid)
-            }
+            StepRecord::Archived => sqlx::query("UPDATE lifecycle SET archived_at = ? WHERE reservation_id = ?")
+                .bind(to_millis(now))
+                .bind(rid),
         };
         query.execute(&self.pool).await.map_err(unavailable)?;
         Ok(())
@@ -361,11 +430,7 @@ impl Store for SqliteStore {
 }
 
 /// Applies one event's effect inside the caller's transaction.
-async fn apply(
-    conn: &mut SqliteConnection,
-    event: &WebhookEvent,
-    now: DateTime<Utc>,
-) -> Result<Outcome, sqlx::Error> {
+async fn apply(conn: &mut SqliteConnection, event: &WebhookEvent, now: DateTime<Utc>) -> Result<Outcome, sqlx::Error> {
     match event {
         WebhookEvent::Upsert(r) => {
             let stored: Option<Option<i64>> =
@@ -378,8 +443,7 @@ async fn apply(
             {
                 return Ok(Outcome::Stale);
             }
-            let hosts =
-                serde_json::to_string(&r.hosts).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+            let hosts = serde_json::to_string(&r.hosts).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
             sqlx::query(
                 "INSERT INTO reservations (reservation_id, revision, title, description, starts_at, ends_at, stream_url,
                     channel_id, channel_name, hosts, open_before_seconds, close_after_seconds, updated_at)
@@ -477,6 +541,10 @@ async fn apply(
     Ok(Outcome::Accepted)
 }
 
+fn json_users(users: &std::collections::BTreeSet<OwnedUserId>) -> String {
+    serde_json::to_string(users).expect("user IDs always serialize")
+}
+
 /// A reservation with its signals and ticket counts, filtered by `$where`.
 macro_rules! select_records {
     ($where:literal) => {
@@ -486,7 +554,11 @@ macro_rules! select_records {
                     AND t.user_id IS NOT NULL AND t.revoked_at IS NULL) AS tickets_active,
                 (SELECT COUNT(*) FROM tickets t WHERE t.reservation_id = r.reservation_id
                     AND t.revoked_at IS NOT NULL) AS tickets_revoked,
-                l.room_id AS room_id, l.archived_at AS archived_at
+                l.room_id AS room_id, l.archived_at AS archived_at,
+                (SELECT COUNT(*) FROM room_members m WHERE m.room_id = l.room_id
+                    AND m.membership = 'invite') AS members_invited,
+                (SELECT COUNT(*) FROM room_members m WHERE m.room_id = l.room_id
+                    AND m.membership = 'join') AS members_joined
             FROM reservations r
             LEFT JOIN reservation_signals s ON s.reservation_id = r.reservation_id
             LEFT JOIN lifecycle l ON l.reservation_id = r.reservation_id ",
@@ -496,8 +568,7 @@ macro_rules! select_records {
 }
 
 const SELECT_RECORD_BY_ID: &str = select_records!("WHERE r.reservation_id = ?");
-const SELECT_RECORDS_AFTER: &str =
-    select_records!("WHERE r.reservation_id > ? ORDER BY r.reservation_id LIMIT ?");
+const SELECT_RECORDS_AFTER: &str = select_records!("WHERE r.reservation_id > ? ORDER BY r.reservation_id LIMIT ?");
 
 fn record_from_row(row: &SqliteRow) -> Result<ReservationRecord, StoreError> {
     let corrupt = |what: &str, e: String| StoreError::Corrupt(format!("{what}: {e}"));
@@ -505,15 +576,10 @@ fn record_from_row(row: &SqliteRow) -> Result<ReservationRecord, StoreError> {
     let text = |col: &str| row.try_get::<String, _>(col).map_err(get_err);
     let opt_text = |col: &str| row.try_get::<Option<String>, _>(col).map_err(get_err);
     let opt_time = |col: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
-        row.try_get::<Option<i64>, _>(col)
-            .map_err(get_err)?
-            .map(from_millis)
-            .transpose()
+        row.try_get::<Option<i64>, _>(col).map_err(get_err)?.map(from_millis).transpose()
     };
-    let id =
-        ReservationId::parse(&text("reservation_id")?).map_err(|e| corrupt("reservation_id", e))?;
-    let hosts: Vec<OwnedUserId> =
-        serde_json::from_str(&text("hosts")?).map_err(|e| corrupt("hosts", e.to_string()))?;
+    let id = ReservationId::parse(&text("reservation_id")?).map_err(|e| corrupt("reservation_id", e))?;
+    let hosts: Vec<OwnedUserId> = serde_json::from_str(&text("hosts")?).map_err(|e| corrupt("hosts", e.to_string()))?;
     let channel = match (opt_text("channel_id")?, opt_text("channel_name")?) {
         (Some(cid), Some(name)) => Some(Channel {
             id: ExternalId::parse(&cid).map_err(|e| corrupt("channel_id", e))?,
@@ -523,10 +589,7 @@ fn record_from_row(row: &SqliteRow) -> Result<ReservationRecord, StoreError> {
     };
     let reservation = Reservation {
         id,
-        revision: row
-            .try_get::<Option<i64>, _>("revision")
-            .map_err(get_err)?
-            .map(|v| Revision(v as u64)),
+        revision: row.try_get::<Option<i64>, _>("revision").map_err(get_err)?.map(|v| Revision(v as u64)),
         title: Title::parse(&text("title")?).map_err(|e| corrupt("title", e))?,
         description: opt_text("description")?
             .map(|d| Description::parse(&d).map_err(|e| corrupt("description", e)))
@@ -556,6 +619,10 @@ fn record_from_row(row: &SqliteRow) -> Result<ReservationRecord, StoreError> {
         signals,
         tickets,
         room_id: opt_text("room_id")?,
+        members: MemberCounts {
+            invited: row.try_get::<i64, _>("members_invited").map_err(get_err)? as u64,
+            joined: row.try_get::<i64, _>("members_joined").map_err(get_err)? as u64,
+        },
         archived: opt_time("archived_at")?.is_some(),
     })
 }

@@ -13,12 +13,8 @@ struct Run {
 
 fn foyer(args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut cmd = Command::new(foyer_bin());
-    cmd.args(args)
-        .env_remove("FOYER_AS_TOKEN")
-        .env_remove("FOYER_HS_TOKEN")
-        .env_remove("FOYER_API_TOKEN");
-    cmd.env_remove("FOYER_WEBHOOK_SECRETS")
-        .env_remove("FOYER_DATABASE_URL");
+    cmd.args(args).env_remove("FOYER_AS_TOKEN").env_remove("FOYER_HS_TOKEN").env_remove("FOYER_API_TOKEN");
+    cmd.env_remove("FOYER_WEBHOOK_SECRETS").env_remove("FOYER_DATABASE_URL");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -59,31 +55,21 @@ fn a_valid_config_passes_with_a_summary() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stdout.contains("is valid"), "{}", run.stdout);
     assert!(run.stdout.contains("@foyer:example.org"), "{}", run.stdout);
-    assert!(
-        run.stdout.contains("#live_<reservation_id>:example.org"),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains("#live_<reservation_id>:example.org"), "{}", run.stdout);
 }
 
 #[test]
 fn unknown_keys_are_named_with_a_suggestion() {
-    let yaml =
-        valid_config_yaml().replace("  tolerance: 5m", "  tolerence: 5m") + "extra_section: {}\n";
+    let yaml = valid_config_yaml().replace("  tolerance: 5m", "  tolerence: 5m") + "extra_section: {}\n";
     let run = check(&yaml);
-    assert_problem(
-        &run,
-        "webhooks.tolerence",
-        "unknown key (did you mean tolerance?)",
-    );
+    assert_problem(&run, "webhooks.tolerence", "unknown key (did you mean tolerance?)");
     assert_problem(&run, "extra_section", "unknown key");
 }
 
 #[test]
 fn missing_keys_are_named() {
-    let yaml = valid_config_yaml()
-        .replace("  server_name: example.org\n", "")
-        .replace("  url: http://127.0.0.1:29330\n", "");
+    let yaml =
+        valid_config_yaml().replace("  server_name: example.org\n", "").replace("  url: http://127.0.0.1:29330\n", "");
     let run = check(&yaml);
     assert_problem(&run, "homeserver.server_name", "is missing");
     assert_problem(&run, "appservice.url", "is missing");
@@ -127,39 +113,20 @@ fn a_listen_that_is_not_an_address_is_named() {
 fn short_tokens_are_named() {
     let yaml = valid_config_yaml().replace(&"a".repeat(40), "short");
     let run = check(&yaml);
-    assert_problem(
-        &run,
-        "appservice.as_token",
-        "at least 32 characters (it has 5)",
-    );
+    assert_problem(&run, "appservice.as_token", "at least 32 characters (it has 5)");
 }
 
 #[test]
 fn placeholders_are_refused_by_check_config_but_allowed_by_generate_registration() {
-    let example =
-        std::fs::read_to_string(crate::harness::repo_root().join("config.example.yaml")).unwrap();
+    let example = std::fs::read_to_string(crate::harness::repo_root().join("config.example.yaml")).unwrap();
     let run = check(&example);
-    for path in [
-        "appservice.as_token",
-        "appservice.hs_token",
-        "api.token",
-        "webhooks.secrets[0]",
-    ] {
+    for path in ["appservice.as_token", "appservice.hs_token", "api.token", "webhooks.secrets[0]"] {
         assert_problem(&run, path, "placeholder");
     }
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("registration.yaml");
     let example_path = crate::harness::repo_root().join("config.example.yaml");
-    let run = foyer(
-        &[
-            "generate-registration",
-            "-c",
-            example_path.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let run = foyer(&["generate-registration", "-c", example_path.to_str().unwrap(), "-o", out.to_str().unwrap()], &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
 }
 
@@ -181,33 +148,15 @@ fn secrets_come_from_files_and_environment_variables() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("as_token"), format!("{}\n", "f".repeat(40))).unwrap();
     let yaml = valid_config_yaml()
-        .replace(
-            &format!("as_token: {}", "a".repeat(40)),
-            "as_token_file: as_token",
-        )
-        .replace(
-            &format!("token: {}", "c".repeat(40)),
-            "token: CHANGE_ME_in_the_environment",
-        );
+        .replace(&format!("as_token: {}", "a".repeat(40)), "as_token_file: as_token")
+        .replace(&format!("token: {}", "c".repeat(40)), "token: CHANGE_ME_in_the_environment");
     let path = dir.path().join("config.yaml");
     std::fs::write(&path, yaml).unwrap();
     let api_token = "e".repeat(40);
-    let run = foyer(
-        &["check-config", "-c", path.to_str().unwrap()],
-        &[("FOYER_API_TOKEN", &api_token)],
-    );
+    let run = foyer(&["check-config", "-c", path.to_str().unwrap()], &[("FOYER_API_TOKEN", &api_token)]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(
-        run.stdout.contains("appservice.as_token from file"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout
-            .contains("api.token from environment variable FOYER_API_TOKEN"),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains("appservice.as_token from file"), "{}", run.stdout);
+    assert!(run.stdout.contains("api.token from environment variable FOYER_API_TOKEN"), "{}", run.stdout);
     assert!(
         !run.stdout.contains(&api_token) && !run.stdout.contains(&"f".repeat(40)),
         "secrets printed:\n{}",
@@ -216,40 +165,24 @@ fn secrets_come_from_files_and_environment_variables() {
 
     // A missing secret file is named by its key.
     std::fs::remove_file(dir.path().join("as_token")).unwrap();
-    let run = foyer(
-        &["check-config", "-c", path.to_str().unwrap()],
-        &[("FOYER_API_TOKEN", &api_token)],
-    );
+    let run = foyer(&["check-config", "-c", path.to_str().unwrap()], &[("FOYER_API_TOKEN", &api_token)]);
     assert_problem(&run, "appservice.as_token_file", "cannot read");
 }
 
 #[test]
 fn delete_mode_needs_a_synapse_admin_token() {
     let yaml = valid_config_yaml().replace("archive_mode: read_only", "archive_mode: delete");
-    assert_problem(
-        &check(&yaml),
-        "synapse_admin.token",
-        "archive_mode is delete",
-    );
+    assert_problem(&check(&yaml), "synapse_admin.token", "archive_mode is delete");
 }
 
 #[test]
 fn a_file_that_is_not_yaml_or_missing_is_one_clear_line() {
     let run = check("homeserver: [unclosed\n");
     assert_eq!(run.code, 1);
-    assert!(
-        run.stderr.starts_with("foyer: config file") && run.stderr.contains("not valid YAML"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.starts_with("foyer: config file") && run.stderr.contains("not valid YAML"), "{}", run.stderr);
     let run = foyer(&["check-config", "-c", "/nonexistent/foyer.yaml"], &[]);
     assert_eq!(run.code, 1);
-    assert!(
-        run.stderr
-            .contains("cannot read config file /nonexistent/foyer.yaml"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("cannot read config file /nonexistent/foyer.yaml"), "{}", run.stderr);
 }
 
 #[test]
@@ -266,23 +199,11 @@ fn the_committed_registration_matches_the_example_config() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("registration.yaml");
     let example = root.join("config.example.yaml");
-    let run = foyer(
-        &[
-            "generate-registration",
-            "-c",
-            example.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let run = foyer(&["generate-registration", "-c", example.to_str().unwrap(), "-o", out.to_str().unwrap()], &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let generated = std::fs::read_to_string(&out).unwrap();
     let committed = std::fs::read_to_string(root.join("registration.yaml")).unwrap();
-    assert_eq!(
-        generated, committed,
-        "registration.yaml drifted from config.example.yaml; regenerate it"
-    );
+    assert_eq!(generated, committed, "registration.yaml drifted from config.example.yaml; regenerate it");
 }
 
 #[test]
@@ -292,41 +213,22 @@ fn generate_registration_writes_0600_and_refuses_to_overwrite() {
     let config = dir.path().join("config.yaml");
     std::fs::write(&config, valid_config_yaml()).unwrap();
     let out = dir.path().join("registration.yaml");
-    let args = [
-        "generate-registration",
-        "-c",
-        config.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ];
+    let args = ["generate-registration", "-c", config.to_str().unwrap(), "-o", out.to_str().unwrap()];
     let run = foyer(&args, &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let text = std::fs::read_to_string(&out).unwrap();
-    assert_eq!(
-        std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
     let parsed: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
     assert_eq!(parsed["rate_limited"], serde_yaml::Value::Bool(false));
     assert_eq!(parsed["sender_localpart"].as_str(), Some("foyer"));
     assert_eq!(parsed["url"].as_str(), Some("http://127.0.0.1:29330"));
-    assert_eq!(
-        parsed["namespaces"]["aliases"][0]["regex"].as_str(),
-        Some(r"^#live_.*:example\.org$")
-    );
-    assert_eq!(
-        parsed["namespaces"]["aliases"][0]["exclusive"],
-        serde_yaml::Value::Bool(true)
-    );
+    assert_eq!(parsed["namespaces"]["aliases"][0]["regex"].as_str(), Some(r"^#live_.*:example\.org$"));
+    assert_eq!(parsed["namespaces"]["aliases"][0]["exclusive"], serde_yaml::Value::Bool(true));
 
     std::fs::write(&out, "keep me").unwrap();
     let run = foyer(&args, &[]);
     assert_eq!(run.code, 1);
-    assert!(
-        run.stderr.contains("already exists; pass --force"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("already exists; pass --force"), "{}", run.stderr);
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "keep me");
 
     let mut forced = args.to_vec();
@@ -334,8 +236,5 @@ fn generate_registration_writes_0600_and_refuses_to_overwrite() {
     std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o644)).unwrap();
     assert_eq!(foyer(&forced, &[]).code, 0);
     assert_eq!(std::fs::read_to_string(&out).unwrap(), text);
-    assert_eq!(
-        std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
 }

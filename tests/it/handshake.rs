@@ -9,25 +9,14 @@ use crate::harness::{Slot, Synapse, TestFoyer, random_token};
 #[tokio::test]
 async fn serve_completes_the_handshake_and_synapse_pings_foyer() {
     let foyer = TestFoyer::start().await;
-    let (status, ready) = foyer
-        .request(Method::GET, "/health/ready", None, None)
-        .await;
+    let (status, ready) = foyer.request(Method::GET, "/health/ready", None, None).await;
     assert_eq!(status, 200, "{ready}");
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["bot"], foyer.slot.bot_user_id().as_str());
-    assert!(
-        ready["ping_ms"].is_u64(),
-        "Synapse answered the ping with duration_ms: {ready}"
-    );
+    assert!(ready["ping_ms"].is_u64(), "Synapse answered the ping with duration_ms: {ready}");
     let log = foyer.log();
-    assert!(
-        log.contains("homeserver ping received"),
-        "our ping endpoint was called:\n{log}"
-    );
-    assert!(
-        log.contains("homeserver pinged Foyer") && log.contains("duration_ms"),
-        "{log}"
-    );
+    assert!(log.contains("homeserver ping received"), "our ping endpoint was called:\n{log}");
+    assert!(log.contains("homeserver pinged Foyer") && log.contains("duration_ms"), "{log}");
     assert_eq!(foyer.metric("foyer_appservice_pings_total").await, 1.0);
     assert_eq!(foyer.metric("foyer_ready").await, 1.0);
 }
@@ -50,16 +39,11 @@ async fn a_homeserver_that_is_not_running_exits_2_after_bounded_retries() {
     let slot = Synapse::shared().take_slot();
     // Nothing listens on port 1 (a privileged port no test binds): connection refused.
     let dead = "http://127.0.0.1:1".to_owned();
-    let yaml = slot
-        .config_yaml()
-        .replace(&slot.homeserver_url, &dead)
-        .replace("startup_timeout: 30s", "startup_timeout: 2s");
+    let yaml =
+        slot.config_yaml().replace(&slot.homeserver_url, &dead).replace("startup_timeout: 30s", "startup_timeout: 2s");
     let started = std::time::Instant::now();
     let last = serve_fails_with_exit_2(slot, &yaml).await;
-    assert!(
-        started.elapsed() >= Duration::from_millis(1900),
-        "it kept retrying for the whole startup_timeout: {last}"
-    );
+    assert!(started.elapsed() >= Duration::from_millis(1900), "it kept retrying for the whole startup_timeout: {last}");
     assert!(
         last.starts_with("foyer: the homeserver at")
             && last.contains("did not answer within 2s")
@@ -73,10 +57,7 @@ async fn a_wrong_as_token_exits_2_naming_the_registration() {
     let slot = Synapse::shared().take_slot();
     let yaml = slot.config_yaml().replace(&slot.as_token, &random_token());
     let last = serve_fails_with_exit_2(slot, &yaml).await;
-    assert!(
-        last.contains("rejected our as_token") && last.contains("app_service_config_files"),
-        "{last:?}"
-    );
+    assert!(last.contains("rejected our as_token") && last.contains("app_service_config_files"), "{last:?}");
 }
 
 #[tokio::test]
@@ -84,15 +65,11 @@ async fn a_homeserver_that_cannot_reach_foyer_exits_2() {
     // Synapse's registration points at the slot's port; Foyer listens elsewhere.
     let slot = Synapse::shared().take_slot();
     // Same port on another loopback address: Synapse's connection is refused.
-    let yaml = slot.config_yaml().replace(
-        &format!("listen: 127.0.0.1:{}", slot.port),
-        &format!("listen: 127.0.0.2:{}", slot.port),
-    );
+    let yaml = slot
+        .config_yaml()
+        .replace(&format!("listen: 127.0.0.1:{}", slot.port), &format!("listen: 127.0.0.2:{}", slot.port));
     let last = serve_fails_with_exit_2(slot, &yaml).await;
-    assert!(
-        last.contains("the homeserver cannot reach Foyer at"),
-        "{last:?}"
-    );
+    assert!(last.contains("the homeserver cannot reach Foyer at"), "{last:?}");
 }
 
 #[tokio::test]
@@ -100,10 +77,7 @@ async fn a_wrong_hs_token_fails_the_ping_and_exits_2() {
     let slot = Synapse::shared().take_slot();
     let yaml = slot.config_yaml().replace(&slot.hs_token, &random_token());
     let last = serve_fails_with_exit_2(slot, &yaml).await;
-    assert!(
-        last.contains("got an error") && last.contains("hs_token"),
-        "{last:?}"
-    );
+    assert!(last.contains("got an error") && last.contains("hs_token"), "{last:?}");
 }
 
 #[tokio::test]
@@ -113,8 +87,5 @@ async fn sigterm_shuts_down_gracefully() {
     let code = foyer.wait_exit(Duration::from_secs(20)).await;
     let log = foyer.log();
     assert_eq!(code, 0, "{log}");
-    assert!(
-        log.contains("SIGTERM received") && log.contains("shut down"),
-        "{log}"
-    );
+    assert!(log.contains("SIGTERM received") && log.contains("shut down"), "{log}");
 }

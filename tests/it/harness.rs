@@ -35,10 +35,7 @@ pub fn foyer_bin() -> &'static str {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
 pub fn random_token() -> String {
@@ -155,11 +152,7 @@ impl SynapseProcess {
     /// Starts Synapse with `<dir>/homeserver.yaml` and waits until it answers.
     fn spawn(python: &Path, dir: &Path, port: u16) -> SynapseProcess {
         let log_path = dir.join("synapse.log");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .expect("synapse log");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("synapse log");
         let mut child = Command::new("sh")
             .arg("-c")
             .arg("\"$0\" -m synapse.app.homeserver -c \"$1\" & pid=$!; cat >/dev/null; kill $pid; wait $pid")
@@ -175,10 +168,7 @@ impl SynapseProcess {
         let started = Instant::now();
         while http_status(port, "/_matrix/client/versions") != Some(200) {
             if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "synapse exited with {status}; log:\n{}",
-                    read_tail(&log_path)
-                );
+                panic!("synapse exited with {status}; log:\n{}", read_tail(&log_path));
             }
             assert!(
                 started.elapsed() < Duration::from_secs(120),
@@ -212,10 +202,7 @@ impl Synapse {
 
     fn launch(slot_count: usize) -> Synapse {
         let python = ensure_synapse_installed();
-        let dir = tempfile::Builder::new()
-            .prefix("foyer-synapse-")
-            .tempdir()
-            .expect("tempdir");
+        let dir = tempfile::Builder::new().prefix("foyer-synapse-").tempdir().expect("tempdir");
         let port = free_port();
         let url = format!("http://127.0.0.1:{port}");
         let run_id: u32 = rand::random::<u32>() % 100_000;
@@ -244,11 +231,7 @@ impl Synapse {
                 .arg(&registration)
                 .output()
                 .expect("run foyer generate-registration");
-            assert!(
-                out.status.success(),
-                "generate-registration: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            assert!(out.status.success(), "generate-registration: {}", String::from_utf8_lossy(&out.stderr));
             registration_files.push(registration);
         }
         let shared_secret = random_token();
@@ -257,10 +240,7 @@ impl Synapse {
         std::fs::write(&config_path, config).expect("write homeserver.yaml");
         write_signing_key(&dir.path().join("signing.key"));
         let process = SynapseProcess::spawn(&python, dir.path(), port);
-        eprintln!(
-            "[harness] synapse {run_id} up on {url} ({})",
-            dir.path().display()
-        );
+        eprintln!("[harness] synapse {run_id} up on {url} ({})", dir.path().display());
         Synapse {
             url,
             port,
@@ -291,20 +271,13 @@ impl Synapse {
     pub fn start_again(&self) {
         let mut process = self.process.lock().expect("synapse lock");
         assert!(process.is_none(), "synapse is running");
-        *process = Some(SynapseProcess::spawn(
-            &self.python,
-            self.dir.path(),
-            self.port,
-        ));
+        *process = Some(SynapseProcess::spawn(&self.python, self.dir.path(), self.port));
     }
 
     /// A registration no other test uses.
     pub fn take_slot(&self) -> Slot {
         let i = self.next_slot.fetch_add(1, Ordering::SeqCst);
-        self.slots
-            .get(i)
-            .cloned()
-            .unwrap_or_else(|| panic!("all {SLOTS} appservice slots are used; raise SLOTS"))
+        self.slots.get(i).cloned().unwrap_or_else(|| panic!("all {SLOTS} appservice slots are used; raise SLOTS"))
     }
 
     pub fn log_path(&self) -> PathBuf {
@@ -327,53 +300,29 @@ impl Synapse {
         let password = random_token();
         let http = reqwest::Client::new();
         let register_url = format!("{}/_synapse/admin/v1/register", self.url);
-        let nonce: Value = http
-            .get(&register_url)
-            .send()
-            .await
-            .expect("nonce")
-            .json()
-            .await
-            .expect("nonce json");
+        let nonce: Value = http.get(&register_url).send().await.expect("nonce").json().await.expect("nonce json");
         let nonce = nonce["nonce"].as_str().expect("nonce").to_owned();
-        let mut mac =
-            Hmac::<sha1::Sha1>::new_from_slice(self.shared_secret.as_bytes()).expect("hmac key");
+        let mut mac = Hmac::<sha1::Sha1>::new_from_slice(self.shared_secret.as_bytes()).expect("hmac key");
         let role = if admin { "admin" } else { "notadmin" };
         mac.update(format!("{nonce}\0{localpart}\0{password}\0{role}").as_bytes());
         let mac = hex::encode(mac.finalize().into_bytes());
         let body = json!({"nonce": nonce, "username": localpart, "password": password, "admin": admin, "mac": mac});
-        let resp = http
-            .post(&register_url)
-            .json(&body)
-            .send()
-            .await
-            .expect("register");
+        let resp = http.post(&register_url).json(&body).send().await.expect("register");
         let status = resp.status();
         let body: Value = resp.json().await.expect("register json");
         assert!(status.is_success(), "register {localpart}: {status} {body}");
         TestUser {
             user_id: body["user_id"].as_str().expect("user_id").to_owned(),
-            access_token: body["access_token"]
-                .as_str()
-                .expect("access_token")
-                .to_owned(),
+            access_token: body["access_token"].as_str().expect("access_token").to_owned(),
             homeserver: self.url.clone(),
             http,
         }
     }
 }
 
-fn homeserver_yaml(
-    dir: &Path,
-    port: u16,
-    shared_secret: &str,
-    registrations: &[PathBuf],
-) -> String {
+fn homeserver_yaml(dir: &Path, port: u16, shared_secret: &str, registrations: &[PathBuf]) -> String {
     let d = dir.display();
-    let files: String = registrations
-        .iter()
-        .map(|p| format!("  - {}\n", p.display()))
-        .collect();
+    let files: String = registrations.iter().map(|p| format!("  - {}\n", p.display())).collect();
     let fast = "{per_second: 1000, burst_count: 1000}";
     format!(
         "server_name: {SERVER_NAME}
@@ -466,16 +415,8 @@ pub struct TestUser {
 
 impl TestUser {
     /// Sends a client-server request and returns (status, JSON body).
-    pub async fn request(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.homeserver))
-            .bearer_auth(&self.access_token);
+    pub async fn request(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.homeserver)).bearer_auth(&self.access_token);
         if let Some(body) = body {
             req = req.json(&body);
         }
@@ -500,54 +441,29 @@ impl TestUser {
 
     /// Resolves a room alias: `Some(room_id)`, or `None` when the alias is unknown.
     pub async fn resolve_alias(&self, alias: &str) -> Option<String> {
-        let (status, body) = self
-            .get(&format!("/_matrix/client/v3/directory/room/{}", enc(alias)))
-            .await;
+        let (status, body) = self.get(&format!("/_matrix/client/v3/directory/room/{}", enc(alias))).await;
         (status == 200).then(|| body["room_id"].as_str().expect("room_id").to_owned())
     }
 
     pub async fn join(&self, room_id: &str) -> (u16, Value) {
-        self.request(
-            reqwest::Method::POST,
-            &format!("/_matrix/client/v3/join/{}", enc(room_id)),
-            Some(json!({})),
-        )
-        .await
+        self.request(reqwest::Method::POST, &format!("/_matrix/client/v3/join/{}", enc(room_id)), Some(json!({}))).await
     }
 
     pub async fn send_text(&self, room_id: &str, text: &str) -> (u16, Value) {
-        let path = format!(
-            "/_matrix/client/v3/rooms/{}/send/m.room.message/{}",
-            enc(room_id),
-            random_token()
-        );
-        self.request(
-            reqwest::Method::PUT,
-            &path,
-            Some(json!({"msgtype": "m.text", "body": text})),
-        )
-        .await
+        let path = format!("/_matrix/client/v3/rooms/{}/send/m.room.message/{}", enc(room_id), random_token());
+        self.request(reqwest::Method::PUT, &path, Some(json!({"msgtype": "m.text", "body": text}))).await
     }
 
     /// A state event's content, or `None` when the user cannot see it or it is unset.
     pub async fn state(&self, room_id: &str, kind: &str) -> Option<Value> {
-        let (status, body) = self
-            .get(&format!(
-                "/_matrix/client/v3/rooms/{}/state/{kind}/",
-                enc(room_id)
-            ))
-            .await;
+        let (status, body) = self.get(&format!("/_matrix/client/v3/rooms/{}/state/{kind}/", enc(room_id))).await;
         (status == 200).then_some(body)
     }
 
     /// The room's timeline, newest first (up to 1000 events).
     pub async fn messages(&self, room_id: &str) -> Vec<Value> {
-        let (status, body) = self
-            .get(&format!(
-                "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=1000",
-                enc(room_id)
-            ))
-            .await;
+        let (status, body) =
+            self.get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=1000", enc(room_id))).await;
         assert_eq!(status, 200, "messages: {body}");
         body["chunk"].as_array().cloned().unwrap_or_default()
     }
@@ -555,29 +471,16 @@ impl TestUser {
     /// Rooms this user is invited to, from an initial sync. Synapse caches identical
     /// sync requests for minutes, so each asks with a filter of its own.
     pub async fn invited_rooms(&self) -> Vec<String> {
-        let filter =
-            json!({"event_fields": ["type", "content", "state_key", "sender", random_token()]});
-        let (status, body) = self
-            .get(&format!(
-                "/_matrix/client/v3/sync?timeout=0&filter={}",
-                enc(&filter.to_string())
-            ))
-            .await;
+        let filter = json!({"event_fields": ["type", "content", "state_key", "sender", random_token()]});
+        let (status, body) =
+            self.get(&format!("/_matrix/client/v3/sync?timeout=0&filter={}", enc(&filter.to_string()))).await;
         assert_eq!(status, 200, "sync: {body}");
-        body["rooms"]["invite"]
-            .as_object()
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default()
+        body["rooms"]["invite"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()
     }
 
     pub async fn create_room(&self, invite: &[&str]) -> String {
-        let (status, body) = self
-            .request(
-                reqwest::Method::POST,
-                "/_matrix/client/v3/createRoom",
-                Some(json!({"invite": invite})),
-            )
-            .await;
+        let (status, body) =
+            self.request(reqwest::Method::POST, "/_matrix/client/v3/createRoom", Some(json!({"invite": invite}))).await;
         assert_eq!(status, 200, "createRoom: {body}");
         body["room_id"].as_str().expect("room_id").to_owned()
     }
@@ -613,10 +516,7 @@ impl TestFoyer {
     }
 
     /// Starts Foyer for a fresh slot with a changed config and extra environment.
-    pub async fn start_with(
-        edit: impl FnOnce(String) -> String,
-        env: &[(&str, &str)],
-    ) -> TestFoyer {
+    pub async fn start_with(edit: impl FnOnce(String) -> String, env: &[(&str, &str)]) -> TestFoyer {
         let slot = Synapse::shared().take_slot();
         let yaml = edit(slot.config_yaml());
         let foyer = Self::spawn_env(slot, &yaml, env);
@@ -630,10 +530,7 @@ impl TestFoyer {
     }
 
     fn spawn_env(slot: Slot, config_yaml: &str, env: &[(&str, &str)]) -> TestFoyer {
-        let dir = tempfile::Builder::new()
-            .prefix("foyer-test-")
-            .tempdir()
-            .expect("tempdir");
+        let dir = tempfile::Builder::new().prefix("foyer-test-").tempdir().expect("tempdir");
         std::fs::write(dir.path().join("config.yaml"), config_yaml).expect("write config");
         let log_path = dir.path().join("foyer.log");
         let port = slot.port;
@@ -648,11 +545,7 @@ impl TestFoyer {
     }
 
     fn run(dir: &Path, log_path: &Path, env: &[(&str, &str)]) -> Child {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log_path)
-            .expect("log file");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(log_path).expect("log file");
         Command::new(foyer_bin())
             .args(["serve", "-c", "config.yaml"])
             .current_dir(dir)
@@ -691,11 +584,7 @@ impl TestFoyer {
     pub async fn wait_ready(&self) {
         let started = Instant::now();
         loop {
-            if let Ok(resp) = self
-                .http
-                .get(format!("{}/health/ready", self.base_url))
-                .send()
-                .await
+            if let Ok(resp) = self.http.get(format!("{}/health/ready", self.base_url)).send().await
                 && resp.status() == 200
             {
                 return;
@@ -721,20 +610,13 @@ impl TestFoyer {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 return status.code().unwrap_or(-1);
             }
-            assert!(
-                started.elapsed() < limit,
-                "foyer still running after {limit:?}; log:\n{}",
-                self.log()
-            );
+            assert!(started.elapsed() < limit, "foyer still running after {limit:?}; log:\n{}", self.log());
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args(["-s", signal, &self.child.id().to_string()])
-            .status()
-            .expect("kill");
+        let status = Command::new("kill").args(["-s", signal, &self.child.id().to_string()]).status().expect("kill");
         assert!(status.success());
     }
 
@@ -746,9 +628,7 @@ impl TestFoyer {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base_url));
+        let mut req = self.http.request(method, format!("{}{path}", self.base_url));
         if let Some(token) = token {
             req = req.bearer_auth(token);
         }
@@ -774,18 +654,12 @@ impl TestFoyer {
 
     /// Sends a signed webhook with the given `webhook-id`.
     pub async fn send_webhook_as(&self, id: &str, kind: &str, data: Value) -> (u16, Value) {
-        let body = serde_json::to_vec(
-            &json!({"type": kind, "timestamp": "2026-11-24T10:00:00Z", "data": data}),
-        )
-        .expect("serialize webhook");
+        let body = serde_json::to_vec(&json!({"type": kind, "timestamp": "2026-11-24T10:00:00Z", "data": data}))
+            .expect("serialize webhook");
         let now = chrono_now();
         let signature = sign_webhook(WEBHOOK_SECRET, id, now, &body);
         self.post_webhook(
-            &[
-                ("webhook-id", id),
-                ("webhook-timestamp", &now.to_string()),
-                ("webhook-signature", &signature),
-            ],
+            &[("webhook-id", id), ("webhook-timestamp", &now.to_string()), ("webhook-signature", &signature)],
             "application/json",
             body,
         )
@@ -793,16 +667,9 @@ impl TestFoyer {
     }
 
     /// Posts raw bytes to the webhook endpoint with exactly these headers.
-    pub async fn post_webhook(
-        &self,
-        headers: &[(&str, &str)],
-        content_type: &str,
-        body: Vec<u8>,
-    ) -> (u16, Value) {
-        let mut req = self
-            .http
-            .post(format!("{}/webhooks/v1/events", self.base_url))
-            .header("content-type", content_type);
+    pub async fn post_webhook(&self, headers: &[(&str, &str)], content_type: &str, body: Vec<u8>) -> (u16, Value) {
+        let mut req =
+            self.http.post(format!("{}/webhooks/v1/events", self.base_url)).header("content-type", content_type);
         for (name, value) in headers {
             req = req.header(*name, *value);
         }
@@ -814,13 +681,7 @@ impl TestFoyer {
     /// `GET /api/v1/reservations/{id}` with the API token.
     pub async fn reservation(&self, id: &str) -> (u16, Value) {
         let path = format!("/api/v1/reservations/{id}");
-        self.request(
-            reqwest::Method::GET,
-            &path,
-            Some(&self.slot.api_token),
-            None,
-        )
-        .await
+        self.request(reqwest::Method::GET, &path, Some(&self.slot.api_token), None).await
     }
 
     /// The value of one Prometheus sample (`name{labels}`), 0 when absent.
@@ -836,10 +697,7 @@ impl TestFoyer {
             .await
             .expect("metrics text");
         text.lines()
-            .find_map(|line| {
-                line.strip_prefix(sample)
-                    .and_then(|rest| rest.strip_prefix(' '))
-            })
+            .find_map(|line| line.strip_prefix(sample).and_then(|rest| rest.strip_prefix(' ')))
             .map(|v| v.trim().parse().expect("metric value"))
             .unwrap_or(0.0)
     }
@@ -853,18 +711,12 @@ impl Drop for TestFoyer {
 }
 
 pub fn chrono_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs() as i64
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64
 }
 
 /// A Standard Webhooks signature made by the reference crate, not by Foyer's code.
 pub fn sign_webhook(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> String {
-    standardwebhooks::Webhook::new(secret)
-        .expect("secret")
-        .sign(id, timestamp, body)
-        .expect("sign")
+    standardwebhooks::Webhook::new(secret).expect("secret").sign(id, timestamp, body).expect("sign")
 }
 
 /// Polls `check` until it returns `Some`, or fails after `limit` with `what`.
@@ -878,10 +730,7 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(
-            started.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
+        assert!(started.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -17,14 +17,7 @@ fn unique(name: &str) -> String {
 }
 
 /// A reservation starting `starts_in` from now, lasting `lasts`, with chat margins.
-fn reservation(
-    id: &str,
-    starts_in: f64,
-    lasts: f64,
-    open_before: u64,
-    close_after: u64,
-    hosts: &[&str],
-) -> Value {
+fn reservation(id: &str, starts_in: f64, lasts: f64, open_before: u64, close_after: u64, hosts: &[&str]) -> Value {
     let now = Utc::now();
     let ms = |s: f64| chrono::Duration::milliseconds((s * 1000.0) as i64);
     json!({
@@ -42,12 +35,7 @@ async fn grant(foyer: &TestFoyer, id: &str, users: &[&TestUser]) {
         .enumerate()
         .map(|(i, u)| json!({"ticket_id": format!("{id}-t{i}"), "user_id": u.user_id}))
         .collect();
-    let (status, body) = foyer
-        .send_webhook(
-            "ticket.granted",
-            json!({"reservation_id": id, "tickets": tickets}),
-        )
-        .await;
+    let (status, body) = foyer.send_webhook("ticket.granted", json!({"reservation_id": id, "tickets": tickets})).await;
     assert_eq!(status, 202, "{body}");
 }
 
@@ -57,19 +45,14 @@ fn alias(foyer: &TestFoyer, id: &str) -> String {
 
 async fn room_of(foyer: &TestFoyer, user: &TestUser, id: &str, limit: Duration) -> String {
     let alias = alias(foyer, id);
-    eventually(limit, "the room's alias to resolve", || {
-        user.resolve_alias(&alias)
-    })
-    .await
+    eventually(limit, "the room's alias to resolve", || user.resolve_alias(&alias)).await
 }
 
 /// Joins once the invite has arrived.
 async fn join(user: &TestUser, room_id: &str) {
-    eventually(
-        Duration::from_secs(10),
-        "the invite, then a join",
-        || async { (user.join(room_id).await.0 == 200).then_some(()) },
-    )
+    eventually(Duration::from_secs(10), "the invite, then a join", || async {
+        (user.join(room_id).await.0 == 200).then_some(())
+    })
     .await;
 }
 
@@ -77,35 +60,22 @@ async fn join(user: &TestUser, room_id: &str) {
 async fn a_room_opens_at_opens_at_with_everything_in_place() {
     let foyer = TestFoyer::start().await;
     let hs = Synapse::shared();
-    let (alice, bob, host) = (
-        hs.create_user("alice").await,
-        hs.create_user("bob").await,
-        hs.create_user("host").await,
-    );
+    let (alice, bob, host) = (hs.create_user("alice").await, hs.create_user("bob").await, hs.create_user("host").await);
     let id = unique("open");
     let body = reservation(&id, 6.0, 3600.0, 2, 3600, &[&host.user_id]);
-    let opens_at = DateTime::parse_from_rfc3339(body["starts_at"].as_str().unwrap())
-        .unwrap()
-        .with_timezone(&Utc)
+    let opens_at = DateTime::parse_from_rfc3339(body["starts_at"].as_str().unwrap()).unwrap().with_timezone(&Utc)
         - chrono::Duration::seconds(2);
     foyer.accept("reservation.created", body).await;
     grant(&foyer, &id, &[&alice, &bob]).await;
 
     let alias = alias(&foyer, &id);
     while Utc::now() < opens_at - chrono::Duration::milliseconds(300) {
-        assert_eq!(
-            alice.resolve_alias(&alias).await,
-            None,
-            "no room before opens_at"
-        );
+        assert_eq!(alice.resolve_alias(&alias).await, None, "no room before opens_at");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let room_id = room_of(&foyer, &alice, &id, Duration::from_secs(10)).await;
     let lateness = Utc::now() - opens_at;
-    eprintln!(
-        "room visible {} ms after opens_at",
-        lateness.num_milliseconds()
-    );
+    eprintln!("room visible {} ms after opens_at", lateness.num_milliseconds());
 
     assert!(
         lateness < chrono::Duration::seconds(1),
@@ -125,45 +95,20 @@ async fn a_room_opens_at_opens_at_with_everything_in_place() {
 
     let name = alice.state(&room_id, "m.room.name").await.unwrap();
     assert_eq!(name["name"], format!("Show {id}"));
-    let topic = alice.state(&room_id, "m.room.topic").await.unwrap()["topic"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        topic.starts_with("Starts ") && topic.contains("https://stream.example.org/watch/jazz"),
-        "{topic}"
-    );
-    assert_eq!(
-        alice.state(&room_id, "m.room.join_rules").await.unwrap()["join_rule"],
-        "invite"
-    );
-    assert_eq!(
-        alice
-            .state(&room_id, "m.room.history_visibility")
-            .await
-            .unwrap()["history_visibility"],
-        "shared"
-    );
-    assert_eq!(
-        alice.state(&room_id, "m.room.guest_access").await.unwrap()["guest_access"],
-        "forbidden"
-    );
+    let topic = alice.state(&room_id, "m.room.topic").await.unwrap()["topic"].as_str().unwrap().to_owned();
+    assert!(topic.starts_with("Starts ") && topic.contains("https://stream.example.org/watch/jazz"), "{topic}");
+    assert_eq!(alice.state(&room_id, "m.room.join_rules").await.unwrap()["join_rule"], "invite");
+    assert_eq!(alice.state(&room_id, "m.room.history_visibility").await.unwrap()["history_visibility"], "shared");
+    assert_eq!(alice.state(&room_id, "m.room.guest_access").await.unwrap()["guest_access"], "forbidden");
     let levels = alice.state(&room_id, "m.room.power_levels").await.unwrap();
     assert_eq!(levels["users"][&host.user_id], 50, "{levels}");
     assert!(levels["users"].get(&alice.user_id).is_none(), "{levels}");
-    for (key, want) in [
-        ("invite", 50),
-        ("kick", 50),
-        ("state_default", 50),
-        ("events_default", 0),
-        ("users_default", 0),
-    ] {
+    for (key, want) in
+        [("invite", 50), ("kick", 50), ("state_default", 50), ("events_default", 0), ("users_default", 0)]
+    {
         assert_eq!(levels[key], want, "{key}: {levels}");
     }
-    let state = alice
-        .state(&room_id, "org.foyer.reservation")
-        .await
-        .unwrap();
+    let state = alice.state(&room_id, "org.foyer.reservation").await.unwrap();
     assert_eq!(state["reservation_id"], id.as_str());
     assert_eq!(state["stream_url"], "https://stream.example.org/watch/jazz");
     let notices: Vec<String> = alice
@@ -176,32 +121,21 @@ async fn a_room_opens_at_opens_at_with_everything_in_place() {
     assert!(notices.iter().any(|n| n.contains("is open")), "{notices:?}");
 
     let (_, r) = foyer.reservation(&id).await;
-    assert_eq!(
-        (r["phase"].as_str(), r["room_id"].as_str()),
-        (Some("open"), Some(room_id.as_str())),
-        "{r}"
-    );
+    assert_eq!((r["phase"].as_str(), r["room_id"].as_str()), (Some("open"), Some(room_id.as_str())), "{r}");
 }
 
 /// Opens at once, archives ~4 s from now; alice joins and posts before that.
 async fn open_then_archive(foyer: &TestFoyer, alice: &TestUser) -> (String, String) {
     let id = unique("arch");
-    foyer
-        .accept(
-            "reservation.created",
-            reservation(&id, 1.0, 1.0, 60, 2, &[]),
-        )
-        .await;
+    foyer.accept("reservation.created", reservation(&id, 1.0, 1.0, 60, 2, &[])).await;
     grant(foyer, &id, &[alice]).await;
     let room_id = room_of(foyer, alice, &id, Duration::from_secs(10)).await;
     join(alice, &room_id).await;
     assert_eq!(alice.send_text(&room_id, "before the end").await.0, 200);
     let alias = alias(foyer, &id);
-    eventually(
-        Duration::from_secs(20),
-        "the alias to be removed",
-        || async { alice.resolve_alias(&alias).await.is_none().then_some(()) },
-    )
+    eventually(Duration::from_secs(20), "the alias to be removed", || async {
+        alice.resolve_alias(&alias).await.is_none().then_some(())
+    })
     .await;
     eventually(Duration::from_secs(10), "the archived phase", || async {
         (foyer.reservation(&id).await.1["phase"] == "archived").then_some(())
@@ -223,18 +157,9 @@ async fn read_only_archive_silences_members_and_keeps_history() {
         .iter()
         .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
         .collect();
-    assert!(
-        bodies.iter().any(|b| b == "before the end"),
-        "history is readable: {bodies:?}"
-    );
-    assert!(
-        bodies.iter().any(|b| b.contains("has ended")),
-        "closing notice: {bodies:?}"
-    );
-    assert_eq!(
-        alice.state(&room_id, "m.room.join_rules").await.unwrap()["join_rule"],
-        "invite"
-    );
+    assert!(bodies.iter().any(|b| b == "before the end"), "history is readable: {bodies:?}");
+    assert!(bodies.iter().any(|b| b.contains("has ended")), "closing notice: {bodies:?}");
+    assert_eq!(alice.state(&room_id, "m.room.join_rules").await.unwrap()["join_rule"], "invite");
 }
 
 #[tokio::test]
@@ -244,12 +169,7 @@ async fn kick_archive_leaves_nobody_in_the_room() {
     let (alice, admin) = (hs.create_user("alice").await, hs.create_admin().await);
     let (_, room_id) = open_then_archive(&foyer, &alice).await;
     let members = eventually(Duration::from_secs(10), "everyone to be gone", || async {
-        let (status, body) = admin
-            .get(&format!(
-                "/_synapse/admin/v1/rooms/{}/members",
-                enc(&room_id)
-            ))
-            .await;
+        let (status, body) = admin.get(&format!("/_synapse/admin/v1/rooms/{}/members", enc(&room_id))).await;
         assert_eq!(status, 200, "{body}");
         let members = body["members"].as_array().cloned().unwrap_or_default();
         members.is_empty().then_some(members)
@@ -264,21 +184,14 @@ async fn delete_archive_removes_the_room_from_the_homeserver() {
     let admin = Synapse::shared().create_admin().await;
     let token = admin.access_token.clone();
     let foyer = TestFoyer::start_with(
-        move |yaml| {
-            yaml + &format!("rooms:\n  archive_mode: delete\nsynapse_admin:\n  token: {token}\n")
-        },
+        move |yaml| yaml + &format!("rooms:\n  archive_mode: delete\nsynapse_admin:\n  token: {token}\n"),
         &[],
     )
     .await;
     let alice = Synapse::shared().create_user("alice").await;
     let (_, room_id) = open_then_archive(&foyer, &alice).await;
-    let (status, body) = admin
-        .get(&format!("/_synapse/admin/v1/rooms/{}", enc(&room_id)))
-        .await;
-    assert_eq!(
-        status, 404,
-        "the admin API no longer knows the room: {body}"
-    );
+    let (status, body) = admin.get(&format!("/_synapse/admin/v1/rooms/{}", enc(&room_id))).await;
+    assert_eq!(status, 404, "the admin API no longer knows the room: {body}");
 }
 
 #[tokio::test]
@@ -287,38 +200,15 @@ async fn rescheduling_and_cancelling_before_opening() {
     let alice = Synapse::shared().create_user("alice").await;
     let later = unique("later");
     let cancelled = unique("never");
-    foyer
-        .accept(
-            "reservation.created",
-            reservation(&later, 3.0, 60.0, 1, 60, &[]),
-        )
-        .await;
-    foyer
-        .accept(
-            "reservation.created",
-            reservation(&cancelled, 3.0, 60.0, 1, 60, &[]),
-        )
-        .await;
+    foyer.accept("reservation.created", reservation(&later, 3.0, 60.0, 1, 60, &[])).await;
+    foyer.accept("reservation.created", reservation(&cancelled, 3.0, 60.0, 1, 60, &[])).await;
     let mut moved = reservation(&later, 3600.0, 60.0, 1, 60, &[]);
     moved["revision"] = json!(2);
     foyer.accept("reservation.updated", moved.clone()).await;
-    foyer
-        .accept(
-            "reservation.cancelled",
-            json!({"reservation_id": cancelled}),
-        )
-        .await;
+    foyer.accept("reservation.cancelled", json!({"reservation_id": cancelled})).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(
-        alice.resolve_alias(&alias(&foyer, &later)).await,
-        None,
-        "the opening moved"
-    );
-    assert_eq!(
-        alice.resolve_alias(&alias(&foyer, &cancelled)).await,
-        None,
-        "a cancelled reservation never opens"
-    );
+    assert_eq!(alice.resolve_alias(&alias(&foyer, &later)).await, None, "the opening moved");
+    assert_eq!(alice.resolve_alias(&alias(&foyer, &cancelled)).await, None, "a cancelled reservation never opens");
     let (_, r) = foyer.reservation(&later).await;
     assert_eq!(r["phase"], "scheduled");
     let starts = DateTime::parse_from_rfc3339(moved["starts_at"].as_str().unwrap()).unwrap();
@@ -332,21 +222,12 @@ async fn cancelling_an_open_room_posts_a_notice_and_archives_at_once() {
     let foyer = TestFoyer::start().await;
     let alice = Synapse::shared().create_user("alice").await;
     let id = unique("cancel");
-    foyer
-        .accept(
-            "reservation.created",
-            reservation(&id, 600.0, 60.0, 3600, 60, &[]),
-        )
-        .await;
+    foyer.accept("reservation.created", reservation(&id, 600.0, 60.0, 3600, 60, &[])).await;
     grant(&foyer, &id, &[&alice]).await;
     let room_id = room_of(&foyer, &alice, &id, Duration::from_secs(10)).await;
     join(&alice, &room_id).await;
-    let (status, _) = foyer
-        .send_webhook(
-            "reservation.cancelled",
-            json!({"reservation_id": id, "reason": "the band is ill"}),
-        )
-        .await;
+    let (status, _) =
+        foyer.send_webhook("reservation.cancelled", json!({"reservation_id": id, "reason": "the band is ill"})).await;
     assert_eq!(status, 202);
     eventually(Duration::from_secs(10), "the archive", || async {
         (alice.send_text(&room_id, "still open?").await.0 == 403).then_some(())
@@ -358,33 +239,20 @@ async fn cancelling_an_open_room_posts_a_notice_and_archives_at_once() {
         .iter()
         .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
         .collect();
-    assert!(
-        bodies
-            .iter()
-            .any(|b| b.contains("was cancelled (the band is ill)")),
-        "{bodies:?}"
-    );
+    assert!(bodies.iter().any(|b| b.contains("was cancelled (the band is ill)")), "{bodies:?}");
     assert_eq!(alice.resolve_alias(&alias(&foyer, &id)).await, None);
     assert_eq!(foyer.reservation(&id).await.1["phase"], "cancelled");
 }
 
 /// Counts, as Synapse sees it, the bot's rooms named `name` and each user's invites.
-async fn count_in_synapse(
-    foyer: &TestFoyer,
-    name: &str,
-    users: &[&TestUser],
-) -> (usize, Vec<usize>) {
+async fn count_in_synapse(foyer: &TestFoyer, name: &str, users: &[&TestUser]) -> (usize, Vec<usize>) {
     let bot = TestUser::bot(&foyer.slot);
     let (status, joined) = bot.get("/_matrix/client/v3/joined_rooms").await;
     assert_eq!(status, 200, "{joined}");
     let mut rooms = Vec::new();
     for room in joined["joined_rooms"].as_array().unwrap() {
         let room = room.as_str().unwrap();
-        if bot
-            .state(room, "m.room.name")
-            .await
-            .is_some_and(|n| n["name"] == name)
-        {
+        if bot.state(room, "m.room.name").await.is_some_and(|n| n["name"] == name) {
             rooms.push(room.to_owned());
         }
     }
@@ -405,8 +273,7 @@ async fn count_in_synapse(
 
 #[tokio::test]
 async fn crashes_in_the_middle_of_an_opening_make_one_room_and_one_invite_each() {
-    let mut foyer =
-        TestFoyer::start_with(|y| y, &[("FOYER_FAILPOINTS", "after_create_room")]).await;
+    let mut foyer = TestFoyer::start_with(|y| y, &[("FOYER_FAILPOINTS", "after_create_room")]).await;
     let hs = Synapse::shared();
     let mut holders = Vec::new();
     for _ in 0..4 {
@@ -414,28 +281,16 @@ async fn crashes_in_the_middle_of_an_opening_make_one_room_and_one_invite_each()
     }
     let holder_refs: Vec<&TestUser> = holders.iter().collect();
     let id = unique("crash");
-    foyer
-        .accept(
-            "reservation.created",
-            reservation(&id, 600.0, 60.0, 3600, 60, &[]),
-        )
-        .await;
+    foyer.accept("reservation.created", reservation(&id, 600.0, 60.0, 3600, 60, &[])).await;
     grant(&foyer, &id, &holder_refs).await;
 
     // First crash: the room exists on the homeserver, its id is not recorded yet.
     let code = foyer.wait_exit(Duration::from_secs(20)).await;
     assert_ne!(code, 0, "the failpoint aborted Foyer:\n{}", foyer.log());
     // Second crash: two invites sent, the rest not.
-    foyer
-        .kill_and_restart_with(&[("FOYER_FAILPOINTS", "after_invite=2")], false)
-        .await;
+    foyer.kill_and_restart_with(&[("FOYER_FAILPOINTS", "after_invite=2")], false).await;
     let code = foyer.wait_exit(Duration::from_secs(20)).await;
-    assert_ne!(
-        code,
-        0,
-        "the second failpoint aborted Foyer:\n{}",
-        foyer.log()
-    );
+    assert_ne!(code, 0, "the second failpoint aborted Foyer:\n{}", foyer.log());
     foyer.kill_and_restart().await;
 
     for holder in &holders {
@@ -446,20 +301,10 @@ async fn crashes_in_the_middle_of_an_opening_make_one_room_and_one_invite_each()
     }
     let (rooms, invites) = count_in_synapse(&foyer, &format!("Show {id}"), &holder_refs).await;
     assert_eq!(rooms, 1, "exactly one room");
-    assert_eq!(
-        invites,
-        vec![1; holders.len()],
-        "each holder invited exactly once"
-    );
+    assert_eq!(invites, vec![1; holders.len()], "each holder invited exactly once");
     let log = foyer.log();
-    assert!(
-        log.contains("adopted the room that holds the alias"),
-        "{log}"
-    );
-    assert!(
-        !log.contains("invite refused"),
-        "a repeated invite is not a refusal:\n{log}"
-    );
+    assert!(log.contains("adopted the room that holds the alias"), "{log}");
+    assert!(!log.contains("invite refused"), "a repeated invite is not a refusal:\n{log}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -468,12 +313,7 @@ async fn a_room_due_while_the_homeserver_is_down_opens_soon_after_it_returns() {
     let foyer = TestFoyer::start_on(&synapse).await;
     let alice = synapse.create_user("alice").await;
     let id = unique("outage");
-    foyer
-        .accept(
-            "reservation.created",
-            reservation(&id, 4.0, 600.0, 2, 60, &[]),
-        )
-        .await;
+    foyer.accept("reservation.created", reservation(&id, 4.0, 600.0, 2, 60, &[])).await;
     grant(&foyer, &id, &[&alice]).await;
 
     tokio::task::block_in_place(|| synapse.stop());
@@ -482,14 +322,7 @@ async fn a_room_due_while_the_homeserver_is_down_opens_soon_after_it_returns() {
     tokio::task::block_in_place(|| synapse.start_again());
     let back = std::time::Instant::now();
     let room_id = room_of(&foyer, &alice, &id, Duration::from_secs(30)).await;
-    eprintln!(
-        "room opened {} ms after the homeserver came back",
-        back.elapsed().as_millis()
-    );
-    assert!(
-        back.elapsed() < Duration::from_secs(10),
-        "took {:?}",
-        back.elapsed()
-    );
+    eprintln!("room opened {} ms after the homeserver came back", back.elapsed().as_millis());
+    assert!(back.elapsed() < Duration::from_secs(10), "took {:?}", back.elapsed());
     join(&alice, &room_id).await;
 }

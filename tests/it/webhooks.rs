@@ -29,19 +29,9 @@ fn unique(name: &str) -> String {
 /// Asserts that the reservation is unknown and that `webhook_id` was not consumed.
 async fn assert_nothing_stored(foyer: &TestFoyer, webhook_id: &str, reservation_id: &str) {
     let (status, body) = foyer.reservation(reservation_id).await;
-    assert_eq!(
-        (status, body["errcode"].as_str()),
-        (404, Some("FOYER_NOT_FOUND")),
-        "{body}"
-    );
-    let (status, body) = foyer
-        .send_webhook_as(webhook_id, "reservation.created", jazz(reservation_id))
-        .await;
-    assert_eq!(
-        (status, body),
-        (202, json!({"status": "accepted"})),
-        "the webhook-id was recorded by a rejected event"
-    );
+    assert_eq!((status, body["errcode"].as_str()), (404, Some("FOYER_NOT_FOUND")), "{body}");
+    let (status, body) = foyer.send_webhook_as(webhook_id, "reservation.created", jazz(reservation_id)).await;
+    assert_eq!((status, body), (202, json!({"status": "accepted"})), "the webhook-id was recorded by a rejected event");
 }
 
 #[tokio::test]
@@ -56,44 +46,28 @@ async fn a_signed_reservation_is_stored_and_read_back() {
     assert_eq!(r["title"], "Friday Night Jazz");
     assert_eq!(r["starts_at"], "2099-11-27T19:00:00Z");
     assert_eq!(r["ends_at"], "2099-11-27T21:00:00Z");
-    assert_eq!(
-        r["opens_at"], "2099-11-27T18:45:00Z",
-        "chat.open_before_seconds: 900"
-    );
-    assert_eq!(
-        r["archives_at"], "2099-11-27T21:30:00Z",
-        "chat.close_after_seconds: 1800"
-    );
+    assert_eq!(r["opens_at"], "2099-11-27T18:45:00Z", "chat.open_before_seconds: 900");
+    assert_eq!(r["archives_at"], "2099-11-27T21:30:00Z", "chat.close_after_seconds: 1800");
     assert_eq!(r["phase"], "scheduled");
     assert_eq!(r["room_id"], Value::Null);
-    assert_eq!(
-        r["room_alias"],
-        format!("#{}{id}:localhost", foyer.slot.alias_prefix)
-    );
+    assert_eq!(r["room_alias"], format!("#{}{id}:localhost", foyer.slot.alias_prefix));
     assert_eq!(r["tickets"], json!({"active": 0, "revoked": 0}));
     assert_eq!(r["members"], json!({"invited": 0, "joined": 0}));
-    assert!(
-        foyer
-            .metric(r#"foyer_webhooks_total{result="accepted"}"#)
-            .await
-            >= 1.0
-    );
+    assert!(foyer.metric(r#"foyer_webhooks_total{result="accepted"}"#).await >= 1.0);
 }
 
 #[tokio::test]
 async fn bad_signatures_get_401_and_store_nothing() {
     let foyer = TestFoyer::start().await;
     let id = unique("sig");
-    let body = serde_json::to_vec(&json!({"type": "reservation.created", "timestamp": "2026-11-24T10:00:00Z", "data": jazz(&id)})).unwrap();
+    let body = serde_json::to_vec(
+        &json!({"type": "reservation.created", "timestamp": "2026-11-24T10:00:00Z", "data": jazz(&id)}),
+    )
+    .unwrap();
     let now = chrono_now();
     let wid = format!("msg_{}", random_token());
     let good = sign_webhook(WEBHOOK_SECRET, &wid, now, &body);
-    let wrong_secret = sign_webhook(
-        "whsec_c2VjcmV0LXRoYXQtaXMtbm90LWNvbmZpZ3VyZWQ=",
-        &wid,
-        now,
-        &body,
-    );
+    let wrong_secret = sign_webhook("whsec_c2VjcmV0LXRoYXQtaXMtbm90LWNvbmZpZ3VyZWQ=", &wid, now, &body);
     let old = now - 301;
     let stale_sig = sign_webhook(WEBHOOK_SECRET, &wid, old, &body);
     let mut tampered = body.clone();
@@ -105,31 +79,19 @@ async fn bad_signatures_get_401_and_store_nothing() {
     let cases: Vec<(&str, Headers, Vec<u8>, &str)> = vec![
         (
             "tampered body",
-            vec![
-                ("webhook-id", &wid),
-                ("webhook-timestamp", &ts),
-                ("webhook-signature", &good),
-            ],
+            vec![("webhook-id", &wid), ("webhook-timestamp", &ts), ("webhook-signature", &good)],
             tampered,
             "no signature matches",
         ),
         (
             "wrong secret",
-            vec![
-                ("webhook-id", &wid),
-                ("webhook-timestamp", &ts),
-                ("webhook-signature", &wrong_secret),
-            ],
+            vec![("webhook-id", &wid), ("webhook-timestamp", &ts), ("webhook-signature", &wrong_secret)],
             body.clone(),
             "no signature matches",
         ),
         (
             "outside tolerance",
-            vec![
-                ("webhook-id", &wid),
-                ("webhook-timestamp", &old_ts),
-                ("webhook-signature", &stale_sig),
-            ],
+            vec![("webhook-id", &wid), ("webhook-timestamp", &old_ts), ("webhook-signature", &stale_sig)],
             body.clone(),
             "tolerance",
         ),
@@ -153,29 +115,15 @@ async fn bad_signatures_get_401_and_store_nothing() {
         ),
         (
             "unsupported version",
-            vec![
-                ("webhook-id", &wid),
-                ("webhook-timestamp", &ts),
-                ("webhook-signature", &v2),
-            ],
+            vec![("webhook-id", &wid), ("webhook-timestamp", &ts), ("webhook-signature", &v2)],
             body.clone(),
             "no v1 signature",
         ),
     ];
     for (what, headers, body, needle) in cases {
         let (status, answer) = foyer.post_webhook(&headers, "application/json", body).await;
-        assert_eq!(
-            (status, answer["errcode"].as_str()),
-            (401, Some("FOYER_BAD_SIGNATURE")),
-            "{what}: {answer}"
-        );
-        assert!(
-            answer["error"]
-                .as_str()
-                .unwrap_or_default()
-                .contains(needle),
-            "{what}: {answer}"
-        );
+        assert_eq!((status, answer["errcode"].as_str()), (401, Some("FOYER_BAD_SIGNATURE")), "{what}: {answer}");
+        assert!(answer["error"].as_str().unwrap_or_default().contains(needle), "{what}: {answer}");
     }
     assert_nothing_stored(&foyer, &wid, &id).await;
 }
@@ -183,86 +131,33 @@ async fn bad_signatures_get_401_and_store_nothing() {
 #[tokio::test]
 async fn each_rule_gets_a_400_naming_the_field_and_stores_nothing() {
     let foyer = TestFoyer::start().await;
-    let too_many_tickets: Vec<Value> = (0..1001)
-        .map(|i| json!({"ticket_id": format!("t{i}"), "user_id": "@a:localhost"}))
-        .collect();
+    let too_many_tickets: Vec<Value> =
+        (0..1001).map(|i| json!({"ticket_id": format!("t{i}"), "user_id": "@a:localhost"})).collect();
     let too_many_ids: Vec<Value> = (0..1001).map(|i| json!(format!("t{i}"))).collect();
     // (event type, field to set in a valid body (None = remove), value, expected path)
     let upsert: Vec<(&str, Option<Value>, &str)> = vec![
         ("reservation_id", None, "data.reservation_id"),
-        (
-            "reservation_id",
-            Some(json!("has space")),
-            "data.reservation_id",
-        ),
-        (
-            "reservation_id",
-            Some(json!("x".repeat(129))),
-            "data.reservation_id",
-        ),
+        ("reservation_id", Some(json!("has space")), "data.reservation_id"),
+        ("reservation_id", Some(json!("x".repeat(129))), "data.reservation_id"),
         ("revision", Some(json!(-1)), "data.revision"),
         ("revision", Some(json!("3")), "data.revision"),
-        (
-            "revision",
-            Some(json!(18446744073709551616.0)),
-            "data.revision",
-        ),
+        ("revision", Some(json!(18446744073709551616.0)), "data.revision"),
         ("title", None, "data.title"),
         ("title", Some(json!("")), "data.title"),
         ("title", Some(json!("t".repeat(256))), "data.title"),
-        (
-            "description",
-            Some(json!("d".repeat(4001))),
-            "data.description",
-        ),
+        ("description", Some(json!("d".repeat(4001))), "data.description"),
         ("starts_at", None, "data.starts_at"),
-        (
-            "starts_at",
-            Some(json!("2099-11-27 19:00")),
-            "data.starts_at",
-        ),
-        (
-            "starts_at",
-            Some(json!("2099-11-27T19:00:00")),
-            "data.starts_at",
-        ),
-        (
-            "ends_at",
-            Some(json!("2099-11-27T18:00:00Z")),
-            "data.ends_at",
-        ),
-        (
-            "ends_at",
-            Some(json!("2099-12-05T19:00:01Z")),
-            "data.ends_at",
-        ),
-        (
-            "stream_url",
-            Some(json!("ftp://stream.example.org/x")),
-            "data.stream_url",
-        ),
+        ("starts_at", Some(json!("2099-11-27 19:00")), "data.starts_at"),
+        ("starts_at", Some(json!("2099-11-27T19:00:00")), "data.starts_at"),
+        ("ends_at", Some(json!("2099-11-27T18:00:00Z")), "data.ends_at"),
+        ("ends_at", Some(json!("2099-12-05T19:00:01Z")), "data.ends_at"),
+        ("stream_url", Some(json!("ftp://stream.example.org/x")), "data.stream_url"),
         ("channel", Some(json!("blue-room")), "data.channel"),
-        (
-            "channel",
-            Some(json!({"id": "blue-room"})),
-            "data.channel.name",
-        ),
-        (
-            "hosts",
-            Some(json!(["@dj:localhost", "dj"])),
-            "data.hosts[1]",
-        ),
+        ("channel", Some(json!({"id": "blue-room"})), "data.channel.name"),
+        ("hosts", Some(json!(["@dj:localhost", "dj"])), "data.hosts[1]"),
         ("hosts", Some(json!("@dj:localhost")), "data.hosts"),
-        (
-            "chat",
-            Some(json!({"open_before_seconds": 604801})),
-            "data.chat.open_before_seconds",
-        ),
-        (
-            "chat",
-            Some(json!({"close_after_seconds": -5})),
-            "data.chat.close_after_seconds",
-        ),
+        ("chat", Some(json!({"open_before_seconds": 604801})), "data.chat.open_before_seconds"),
+        ("chat", Some(json!({"close_after_seconds": -5})), "data.chat.close_after_seconds"),
     ];
     let mut cases: Vec<(String, String, Value, String)> = Vec::new();
     for (field, value, path) in upsert {
@@ -277,26 +172,10 @@ async fn each_rule_gets_a_400_naming_the_field_and_stores_nothing() {
         cases.push((id, "reservation.created".into(), data, path.into()));
     }
     let others: Vec<(&str, Value, &str)> = vec![
-        (
-            "reservation.cancelled",
-            json!({"reason": "x"}),
-            "data.reservation_id",
-        ),
-        (
-            "reservation.cancelled",
-            json!({"reservation_id": "ok", "reason": "r".repeat(1001)}),
-            "data.reason",
-        ),
-        (
-            "ticket.granted",
-            json!({"reservation_id": "ok", "tickets": []}),
-            "data.tickets",
-        ),
-        (
-            "ticket.granted",
-            json!({"reservation_id": "ok", "tickets": too_many_tickets}),
-            "data.tickets",
-        ),
+        ("reservation.cancelled", json!({"reason": "x"}), "data.reservation_id"),
+        ("reservation.cancelled", json!({"reservation_id": "ok", "reason": "r".repeat(1001)}), "data.reason"),
+        ("ticket.granted", json!({"reservation_id": "ok", "tickets": []}), "data.tickets"),
+        ("ticket.granted", json!({"reservation_id": "ok", "tickets": too_many_tickets}), "data.tickets"),
         (
             "ticket.granted",
             json!({"reservation_id": "ok", "tickets": [{"ticket_id": "t", "user_id": "alice"}]}),
@@ -307,36 +186,12 @@ async fn each_rule_gets_a_400_naming_the_field_and_stores_nothing() {
             json!({"reservation_id": "ok", "tickets": [{"user_id": "@a:localhost"}]}),
             "data.tickets[0].ticket_id",
         ),
-        (
-            "ticket.revoked",
-            json!({"reservation_id": "ok", "ticket_ids": []}),
-            "data.ticket_ids",
-        ),
-        (
-            "ticket.revoked",
-            json!({"reservation_id": "ok", "ticket_ids": too_many_ids}),
-            "data.ticket_ids",
-        ),
-        (
-            "ticket.revoked",
-            json!({"reservation_id": "ok", "ticket_ids": [7]}),
-            "data.ticket_ids[0]",
-        ),
-        (
-            "stream.started",
-            json!({"reservation_id": "ok", "at": "yesterday"}),
-            "data.at",
-        ),
-        (
-            "stream.ended",
-            json!({"reservation_id": "bad id"}),
-            "data.reservation_id",
-        ),
-        (
-            "reservation.deleted",
-            json!({"reservation_id": "ok"}),
-            "type",
-        ),
+        ("ticket.revoked", json!({"reservation_id": "ok", "ticket_ids": []}), "data.ticket_ids"),
+        ("ticket.revoked", json!({"reservation_id": "ok", "ticket_ids": too_many_ids}), "data.ticket_ids"),
+        ("ticket.revoked", json!({"reservation_id": "ok", "ticket_ids": [7]}), "data.ticket_ids[0]"),
+        ("stream.started", json!({"reservation_id": "ok", "at": "yesterday"}), "data.at"),
+        ("stream.ended", json!({"reservation_id": "bad id"}), "data.reservation_id"),
+        ("reservation.deleted", json!({"reservation_id": "ok"}), "type"),
     ];
     for (kind, data, path) in others {
         cases.push((unique("other"), kind.into(), data, path.into()));
@@ -344,16 +199,9 @@ async fn each_rule_gets_a_400_naming_the_field_and_stores_nothing() {
     for (id, kind, data, path) in cases {
         let wid = format!("msg_{}", random_token());
         let (status, answer) = foyer.send_webhook_as(&wid, &kind, data.clone()).await;
-        assert_eq!(
-            (status, answer["errcode"].as_str()),
-            (400, Some("FOYER_BAD_PAYLOAD")),
-            "{kind} {data}: {answer}"
-        );
+        assert_eq!((status, answer["errcode"].as_str()), (400, Some("FOYER_BAD_PAYLOAD")), "{kind} {data}: {answer}");
         let message = answer["error"].as_str().unwrap_or_default();
-        assert!(
-            message.starts_with(&format!("{path}: ")),
-            "{kind}: {message:?} should name {path}"
-        );
+        assert!(message.starts_with(&format!("{path}: ")), "{kind}: {message:?} should name {path}");
         assert_nothing_stored(&foyer, &wid, &id).await;
     }
 }
@@ -366,24 +214,11 @@ async fn a_body_that_is_not_json_is_a_400() {
     let now = chrono_now();
     let sig = sign_webhook(WEBHOOK_SECRET, &wid, now, &body);
     let ts = now.to_string();
-    let headers = [
-        ("webhook-id", wid.as_str()),
-        ("webhook-timestamp", ts.as_str()),
-        ("webhook-signature", sig.as_str()),
-    ];
+    let headers =
+        [("webhook-id", wid.as_str()), ("webhook-timestamp", ts.as_str()), ("webhook-signature", sig.as_str())];
     let (status, answer) = foyer.post_webhook(&headers, "application/json", body).await;
-    assert_eq!(
-        (status, answer["errcode"].as_str()),
-        (400, Some("FOYER_BAD_PAYLOAD")),
-        "{answer}"
-    );
-    assert!(
-        answer["error"]
-            .as_str()
-            .unwrap_or_default()
-            .starts_with("body: "),
-        "{answer}"
-    );
+    assert_eq!((status, answer["errcode"].as_str()), (400, Some("FOYER_BAD_PAYLOAD")), "{answer}");
+    assert!(answer["error"].as_str().unwrap_or_default().starts_with("body: "), "{answer}");
 }
 
 #[tokio::test]
@@ -391,19 +226,11 @@ async fn duplicates_and_stale_revisions_change_nothing() {
     let foyer = TestFoyer::start().await;
     let id = unique("rev");
     let wid = format!("msg_{}", random_token());
-    assert_eq!(
-        foyer
-            .send_webhook_as(&wid, "reservation.created", jazz(&id))
-            .await
-            .0,
-        202
-    );
+    assert_eq!(foyer.send_webhook_as(&wid, "reservation.created", jazz(&id)).await.0, 202);
     let mut renamed = jazz(&id);
     renamed["title"] = json!("Renamed");
     renamed["revision"] = json!(9);
-    let (status, body) = foyer
-        .send_webhook_as(&wid, "reservation.updated", renamed)
-        .await;
+    let (status, body) = foyer.send_webhook_as(&wid, "reservation.updated", renamed).await;
     assert_eq!((status, body), (200, json!({"status": "duplicate"})));
     assert_eq!(foyer.reservation(&id).await.1["title"], "Friday Night Jazz");
 
@@ -421,14 +248,8 @@ async fn duplicates_and_stale_revisions_change_nothing() {
     newer["ends_at"] = json!("2099-11-28T20:00:00Z");
     foyer.accept("reservation.updated", newer).await;
     let (_, r) = foyer.reservation(&id).await;
-    assert_eq!(
-        (r["title"].as_str(), r["revision"].as_u64()),
-        (Some("Newer"), Some(4))
-    );
-    assert_eq!(
-        r["opens_at"], "2099-11-28T18:45:00Z",
-        "a reschedule moves the opening"
-    );
+    assert_eq!((r["title"].as_str(), r["revision"].as_u64()), (Some("Newer"), Some(4)));
+    assert_eq!(r["opens_at"], "2099-11-28T18:45:00Z", "a reschedule moves the opening");
 }
 
 #[tokio::test]
@@ -443,7 +264,12 @@ async fn tickets_sent_before_their_reservation_count_once_it_arrives() {
     // A revocation that overtakes its grant still wins.
     let revoke = json!({"reservation_id": id, "ticket_ids": ["t-3", "t-4"]});
     foyer.accept("ticket.revoked", revoke).await;
-    foyer.accept("ticket.granted", json!({"reservation_id": id, "tickets": [{"ticket_id": "t-4", "user_id": "@dave:localhost"}]})).await;
+    foyer
+        .accept(
+            "ticket.granted",
+            json!({"reservation_id": id, "tickets": [{"ticket_id": "t-4", "user_id": "@dave:localhost"}]}),
+        )
+        .await;
     assert_eq!(foyer.reservation(&id).await.0, 404, "no reservation yet");
     // An update before the create upserts.
     foyer.accept("reservation.updated", jazz(&id)).await;
@@ -451,10 +277,7 @@ async fn tickets_sent_before_their_reservation_count_once_it_arrives() {
     assert_eq!(r["tickets"], json!({"active": 2, "revoked": 2}), "{r}");
     // The same grant again (a new delivery of old news) changes nothing.
     foyer.accept("ticket.granted", grant).await;
-    assert_eq!(
-        foyer.reservation(&id).await.1["tickets"],
-        json!({"active": 2, "revoked": 2})
-    );
+    assert_eq!(foyer.reservation(&id).await.1["tickets"], json!({"active": 2, "revoked": 2}));
 }
 
 #[tokio::test]
@@ -462,41 +285,22 @@ async fn cancellation_and_stream_signals_set_the_phase() {
     let foyer = TestFoyer::start().await;
     let live = unique("live");
     foyer.accept("reservation.created", jazz(&live)).await;
-    foyer
-        .accept("stream.started", json!({"reservation_id": live}))
-        .await;
+    foyer.accept("stream.started", json!({"reservation_id": live})).await;
     assert_eq!(foyer.reservation(&live).await.1["phase"], "live");
-    foyer
-        .accept("stream.ended", json!({"reservation_id": live}))
-        .await;
+    foyer.accept("stream.ended", json!({"reservation_id": live})).await;
     assert_eq!(foyer.reservation(&live).await.1["phase"], "ended");
 
     let cancelled = unique("cancel");
     // The cancellation overtakes the creation; the reservation is still cancelled.
-    foyer
-        .accept(
-            "reservation.cancelled",
-            json!({"reservation_id": cancelled, "reason": "ill"}),
-        )
-        .await;
+    foyer.accept("reservation.cancelled", json!({"reservation_id": cancelled, "reason": "ill"})).await;
     foyer.accept("reservation.created", jazz(&cancelled)).await;
     assert_eq!(foyer.reservation(&cancelled).await.1["phase"], "cancelled");
 
-    let (status, list) = foyer
-        .request(
-            Method::GET,
-            "/api/v1/reservations?phase=cancelled",
-            Some(&foyer.slot.api_token),
-            None,
-        )
-        .await;
+    let (status, list) =
+        foyer.request(Method::GET, "/api/v1/reservations?phase=cancelled", Some(&foyer.slot.api_token), None).await;
     assert_eq!(status, 200, "{list}");
-    let ids: Vec<&str> = list["reservations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|r| r["reservation_id"].as_str())
-        .collect();
+    let ids: Vec<&str> =
+        list["reservations"].as_array().unwrap().iter().filter_map(|r| r["reservation_id"].as_str()).collect();
     assert_eq!(ids, vec![cancelled.as_str()]);
 }
 
@@ -504,18 +308,11 @@ async fn cancellation_and_stream_signals_set_the_phase() {
 async fn the_read_api_needs_its_token_and_pages() {
     let foyer = TestFoyer::start().await;
     for token in [None, Some(foyer.slot.hs_token.as_str())] {
-        let (status, body) = foyer
-            .request(Method::GET, "/api/v1/reservations/x", token, None)
-            .await;
-        assert_eq!(
-            (status, body["errcode"].as_str()),
-            (401, Some("FOYER_UNAUTHORIZED"))
-        );
+        let (status, body) = foyer.request(Method::GET, "/api/v1/reservations/x", token, None).await;
+        assert_eq!((status, body["errcode"].as_str()), (401, Some("FOYER_UNAUTHORIZED")));
     }
     for i in 0..5 {
-        foyer
-            .accept("reservation.created", jazz(&format!("page-{i}")))
-            .await;
+        foyer.accept("reservation.created", jazz(&format!("page-{i}"))).await;
     }
     let token = Some(foyer.slot.api_token.as_str());
     let mut seen = Vec::new();
@@ -525,27 +322,15 @@ async fn the_read_api_needs_its_token_and_pages() {
         assert_eq!(status, 200, "{page}");
         let items = page["reservations"].as_array().unwrap();
         assert!(items.len() <= 2);
-        seen.extend(
-            items
-                .iter()
-                .map(|r| r["reservation_id"].as_str().unwrap().to_owned()),
-        );
+        seen.extend(items.iter().map(|r| r["reservation_id"].as_str().unwrap().to_owned()));
         match page["next"].as_str() {
             Some(next) => path = format!("/api/v1/reservations?limit=2&after={next}"),
             None => break,
         }
     }
-    assert_eq!(
-        seen,
-        (0..5).map(|i| format!("page-{i}")).collect::<Vec<_>>()
-    );
-    let (status, body) = foyer
-        .request(Method::GET, "/api/v1/reservations?phase=soon", token, None)
-        .await;
-    assert_eq!(
-        (status, body["errcode"].as_str()),
-        (400, Some("FOYER_BAD_QUERY"))
-    );
+    assert_eq!(seen, (0..5).map(|i| format!("page-{i}")).collect::<Vec<_>>());
+    let (status, body) = foyer.request(Method::GET, "/api/v1/reservations?phase=soon", token, None).await;
+    assert_eq!((status, body["errcode"].as_str()), (400, Some("FOYER_BAD_QUERY")));
 }
 
 #[tokio::test]
@@ -553,17 +338,9 @@ async fn oversized_bodies_get_413_and_other_content_types_415() {
     let foyer = TestFoyer::start().await;
     let big = vec![b' '; 2 * 1024 * 1024];
     let (status, body) = foyer.post_webhook(&[], "application/json", big).await;
-    assert_eq!(
-        (status, body["errcode"].as_str()),
-        (413, Some("FOYER_TOO_LARGE")),
-        "{body}"
-    );
+    assert_eq!((status, body["errcode"].as_str()), (413, Some("FOYER_TOO_LARGE")), "{body}");
     let (status, body) = foyer.post_webhook(&[], "text/plain", b"{}".to_vec()).await;
-    assert_eq!(
-        (status, body["errcode"].as_str()),
-        (415, Some("FOYER_BAD_CONTENT_TYPE")),
-        "{body}"
-    );
+    assert_eq!((status, body["errcode"].as_str()), (415, Some("FOYER_BAD_CONTENT_TYPE")), "{body}");
 }
 
 #[tokio::test]
@@ -578,33 +355,17 @@ async fn a_locked_database_gets_503_and_the_retry_succeeds() {
         .spawn()
         .expect("python3");
     let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(locker.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(locker.stdout.take().unwrap()), &mut line).unwrap();
     assert_eq!(line.trim(), "locked");
     let id = unique("locked");
     let wid = format!("msg_{}", random_token());
-    let (status, body) = foyer
-        .send_webhook_as(&wid, "reservation.created", jazz(&id))
-        .await;
-    assert_eq!(
-        (status, body["errcode"].as_str()),
-        (503, Some("FOYER_UNAVAILABLE")),
-        "{body}"
-    );
+    let (status, body) = foyer.send_webhook_as(&wid, "reservation.created", jazz(&id)).await;
+    assert_eq!((status, body["errcode"].as_str()), (503, Some("FOYER_UNAVAILABLE")), "{body}");
     assert!(foyer.child_is_running(), "no crash:\n{}", foyer.log());
     drop(locker.stdin.take());
     locker.wait().unwrap();
-    let (status, body) = foyer
-        .send_webhook_as(&wid, "reservation.created", jazz(&id))
-        .await;
-    assert_eq!(
-        (status, body),
-        (202, json!({"status": "accepted"})),
-        "the sender's retry succeeds"
-    );
+    let (status, body) = foyer.send_webhook_as(&wid, "reservation.created", jazz(&id)).await;
+    assert_eq!((status, body), (202, json!({"status": "accepted"})), "the sender's retry succeeds");
     assert_eq!(foyer.reservation(&id).await.0, 200);
     assert!(!foyer.log().contains("panicked"));
 }
@@ -614,14 +375,16 @@ async fn sigkill_right_after_a_202_loses_nothing() {
     let mut foyer = TestFoyer::start().await;
     let id = unique("durable");
     foyer.accept("reservation.created", jazz(&id)).await;
-    foyer.accept("ticket.granted", json!({"reservation_id": id, "tickets": [{"ticket_id": "t", "user_id": "@a:localhost"}]})).await;
+    foyer
+        .accept(
+            "ticket.granted",
+            json!({"reservation_id": id, "tickets": [{"ticket_id": "t", "user_id": "@a:localhost"}]}),
+        )
+        .await;
     foyer.kill_and_restart().await;
     let (status, r) = foyer.reservation(&id).await;
     assert_eq!(status, 200, "{r}");
-    assert_eq!(
-        (r["title"].as_str(), r["tickets"]["active"].as_u64()),
-        (Some("Friday Night Jazz"), Some(1))
-    );
+    assert_eq!((r["title"].as_str(), r["tickets"]["active"].as_u64()), (Some("Friday Night Jazz"), Some(1)));
 }
 
 #[tokio::test]
@@ -630,21 +393,10 @@ async fn the_readme_sender_script_is_accepted() {
     let id = unique("script");
     let out = std::process::Command::new("python3")
         .arg(crate::harness::repo_root().join("scripts/send-webhook"))
-        .args([
-            "--url",
-            &foyer.base_url,
-            "--secret",
-            WEBHOOK_SECRET,
-            "reservation.created",
-            &jazz(&id).to_string(),
-        ])
+        .args(["--url", &foyer.base_url, "--secret", WEBHOOK_SECRET, "reservation.created", &jazz(&id).to_string()])
         .output()
         .expect("run scripts/send-webhook");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.starts_with("202 "),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success() && stdout.starts_with("202 "), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(foyer.reservation(&id).await.0, 200);
 }
