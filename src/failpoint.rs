@@ -1,5 +1,6 @@
 //! Crash points for tests: `FOYER_FAILPOINTS=after_create_room,after_invite=2` makes the
-//! process abort (as a crash would) when it reaches the named point, or its n-th hit.
+//! process abort (as a crash would) when it reaches the named point, or its n-th hit;
+//! `worker_paused` keeps the lifecycle worker idle (work then only happens on demand).
 //! Unset in production, it costs one lookup of a parsed map.
 
 use std::{
@@ -35,4 +36,9 @@ pub fn hit(name: &str) {
             std::process::abort();
         }
     }
+}
+
+/// Whether the failpoint `name` is armed (for switches such as `worker_paused`).
+pub fn armed(name: &str) -> bool {
+    points().lock().map(|p| p.contains_key(name)).unwrap_or(false)
 }

@@ -56,6 +56,12 @@ impl Lifecycle {
     /// Runs until `stop` turns true.
     pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         loop {
+            if failpoint::armed("worker_paused") {
+                tokio::select! {
+                    _ = tokio::time::sleep(MAX_IDLE) => continue,
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
             let now = Utc::now();
             let claimed = match self.store.claim_due(now, LEASE, BATCH).await {
                 Ok(claims) => claims,

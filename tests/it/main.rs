@@ -5,4 +5,5 @@ mod config_cli;
 mod handshake;
 mod harness;
 mod lifecycle;
+mod membership;
 mod webhooks;

@@ -1,0 +1,226 @@
+//! Who gets in and who is shown out, against a real Synapse, with users acting through
+//! the client-server API.
+
+use std::time::{Duration, Instant};
+
+use chrono::{SecondsFormat, Utc};
+use serde_json::{Value, json};
+
+use crate::harness::{Synapse, TestFoyer, TestUser, enc, eventually, random_token};
+
+fn unique(name: &str) -> String {
+    format!("{name}-{}", &random_token()[..8])
+}
+
+/// A reservation whose room is open now (it started a minute ago, lasts an hour).
+fn open_reservation(id: &str, hosts: &[&str], revision: u64) -> Value {
+    let now = Utc::now();
+    let at = |d: chrono::Duration| (now + d).to_rfc3339_opts(SecondsFormat::Secs, true);
+    json!({
+        "reservation_id": id, "revision": revision, "title": format!("Show {id}"),
+        "starts_at": at(chrono::Duration::minutes(-1)), "ends_at": at(chrono::Duration::hours(1)),
+        "hosts": hosts,
+    })
+}
+
+async fn grant(foyer: &TestFoyer, id: &str, tickets: &[(&str, &TestUser)]) {
+    let tickets: Vec<Value> = tickets.iter().map(|(t, u)| json!({"ticket_id": t, "user_id": u.user_id})).collect();
+    foyer.accept("ticket.granted", json!({"reservation_id": id, "tickets": tickets})).await;
+}
+
+async fn revoke(foyer: &TestFoyer, id: &str, ticket_ids: &[&str]) {
+    foyer.accept("ticket.revoked", json!({"reservation_id": id, "ticket_ids": ticket_ids})).await;
+}
+
+fn alias(foyer: &TestFoyer, id: &str) -> String {
+    format!("#{}{id}:localhost", foyer.slot.alias_prefix)
+}
+
+/// The room id, as the bot knows it (read API), once the room exists.
+async fn room_id(foyer: &TestFoyer, id: &str) -> String {
+    eventually(Duration::from_secs(15), "the room", || async {
+        foyer.reservation(id).await.1["room_id"].as_str().map(str::to_owned)
+    })
+    .await
+}
+
+async fn join(user: &TestUser, room_id: &str) {
+    eventually(Duration::from_secs(10), "an invite to join with", || async {
+        (user.join(room_id).await.0 == 200).then_some(())
+    })
+    .await;
+}
+
+/// `user`'s membership event in the room, as the bot sees it.
+async fn membership(foyer: &TestFoyer, room_id: &str, user: &TestUser) -> Value {
+    let bot = TestUser::bot(&foyer.slot);
+    let path = format!("/_matrix/client/v3/rooms/{}/state/m.room.member/{}", enc(room_id), enc(&user.user_id));
+    bot.get(&path).await.1
+}
+
+async fn wait_membership(foyer: &TestFoyer, room_id: &str, user: &TestUser, want: &str) -> Value {
+    eventually(Duration::from_secs(10), &format!("{} to be {want}", user.user_id), || async {
+        let m = membership(foyer, room_id, user).await;
+        (m["membership"] == want).then_some(m)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn late_tickets_are_invited_and_revocations_kick_unless_another_ticket_remains() {
+    let foyer = TestFoyer::start().await;
+    let hs = Synapse::shared();
+    let (alice, bob, carol) =
+        (hs.create_user("alice").await, hs.create_user("bob").await, hs.create_user("carol").await);
+    let id = unique("door");
+    foyer.accept("reservation.created", open_reservation(&id, &[], 1)).await;
+    grant(&foyer, &id, &[("a1", &alice), ("b1", &bob), ("b2", &bob)]).await;
+    let room = room_id(&foyer, &id).await;
+    join(&alice, &room).await;
+    join(&bob, &room).await;
+
+    let granted = Instant::now();
+    grant(&foyer, &id, &[("c1", &carol)]).await;
+    wait_membership(&foyer, &room, &carol, "invite").await;
+    eprintln!("late ticket invited in {} ms", granted.elapsed().as_millis());
+    assert!(granted.elapsed() < Duration::from_secs(2), "invited within 2 s, took {:?}", granted.elapsed());
+
+    revoke(&foyer, &id, &["a1", "b1"]).await;
+    let kicked = wait_membership(&foyer, &room, &alice, "leave").await;
+    assert_eq!(kicked["reason"], "Your ticket was revoked", "{kicked}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(membership(&foyer, &room, &bob).await["membership"], "join", "bob still holds b2");
+    assert_eq!(bob.send_text(&room, "still here").await.0, 200);
+}
+
+#[tokio::test]
+async fn host_changes_raise_and_lower_power() {
+    let foyer = TestFoyer::start().await;
+    let hs = Synapse::shared();
+    let (dj, mc) = (hs.create_user("dj").await, hs.create_user("mc").await);
+    let id = unique("hosts");
+    foyer.accept("reservation.created", open_reservation(&id, &[&dj.user_id], 1)).await;
+    let room = room_id(&foyer, &id).await;
+    join(&dj, &room).await;
+    let bot = TestUser::bot(&foyer.slot);
+    assert_eq!(bot.state(&room, "m.room.power_levels").await.unwrap()["users"][&dj.user_id], 50);
+
+    foyer.accept("reservation.updated", open_reservation(&id, &[&mc.user_id], 2)).await;
+    join(&mc, &room).await; // the new host is invited
+    let levels = eventually(Duration::from_secs(10), "the new power levels", || async {
+        let levels = bot.state(&room, "m.room.power_levels").await?;
+        (levels["users"][&mc.user_id] == 50).then_some(levels)
+    })
+    .await;
+    assert!(levels["users"].get(&dj.user_id).is_none(), "the removed host is back to 0: {levels}");
+}
+
+#[tokio::test]
+async fn knocks_from_holders_get_in_and_others_are_refused() {
+    let foyer = TestFoyer::start_with(|yaml| yaml + "rooms:\n  join_rule: knock\n", &[]).await;
+    let hs = Synapse::shared();
+    let (alice, eve) = (hs.create_user("alice").await, hs.create_user("eve").await);
+    let id = unique("knock");
+    foyer.accept("reservation.created", open_reservation(&id, &[], 1)).await;
+    grant(&foyer, &id, &[("a1", &alice)]).await;
+    let room = room_id(&foyer, &id).await;
+    // Alice declines the automatic invite, then changes her mind and knocks.
+    wait_membership(&foyer, &room, &alice, "invite").await;
+    let leave = format!("/_matrix/client/v3/rooms/{}/leave", enc(&room));
+    assert_eq!(alice.request(reqwest::Method::POST, &leave, Some(json!({}))).await.0, 200);
+    wait_membership(&foyer, &room, &alice, "leave").await;
+    let knock = format!("/_matrix/client/v3/knock/{}", enc(&alias(&foyer, &id)));
+    let (status, body) = alice.request(reqwest::Method::POST, &knock, Some(json!({"reason": "let me in"}))).await;
+    assert_eq!(status, 200, "{body}");
+    join(&alice, &room).await;
+    assert_eq!(alice.send_text(&room, "in through the knock").await.0, 200);
+
+    let (status, body) = eve.request(reqwest::Method::POST, &knock, Some(json!({}))).await;
+    assert_eq!(status, 200, "{body}");
+    let refused = wait_membership(&foyer, &room, &eve, "leave").await;
+    assert!(refused["reason"].as_str().unwrap_or_default().contains("ticket"), "{refused}");
+    assert_ne!(eve.join(&room).await.0, 200, "eve cannot join");
+}
+
+#[tokio::test]
+async fn the_alias_query_opens_a_room_that_should_exist() {
+    // The worker is paused: only the alias query can open the room.
+    let foyer = TestFoyer::start_with(|yaml| yaml, &[("FOYER_FAILPOINTS", "worker_paused")]).await;
+    let alice = Synapse::shared().create_user("alice").await;
+    let id = unique("ondemand");
+    foyer.accept("reservation.created", open_reservation(&id, &[], 1)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(foyer.reservation(&id).await.1["room_id"], Value::Null, "not opened by the worker");
+    let room = alice.resolve_alias(&alias(&foyer, &id)).await.expect("the alias resolves on first try");
+    assert_eq!(foyer.reservation(&id).await.1["room_id"], room.as_str());
+    assert!(foyer.log().contains("opening on demand"), "{}", foyer.log());
+    assert_eq!(alice.resolve_alias(&alias(&foyer, "not-a-reservation")).await, None);
+}
+
+#[tokio::test]
+async fn guests_of_hosts_stay_and_gatecrashers_are_removed() {
+    let foyer = TestFoyer::start().await;
+    let hs = Synapse::shared();
+    let (host, guest, mallory) =
+        (hs.create_user("host").await, hs.create_user("guest").await, hs.create_user("mallory").await);
+    let id = unique("guest");
+    foyer.accept("reservation.created", open_reservation(&id, &[&host.user_id], 1)).await;
+    let room = room_id(&foyer, &id).await;
+    join(&host, &room).await;
+    let invite = format!("/_matrix/client/v3/rooms/{}/invite", enc(&room));
+    let (status, body) = host.request(reqwest::Method::POST, &invite, Some(json!({"user_id": guest.user_id}))).await;
+    assert_eq!(status, 200, "a host may invite: {body}");
+    join(&guest, &room).await;
+
+    // Someone opens the door by hand; a stranger walks in and is shown out.
+    let rules = format!("/_matrix/client/v3/rooms/{}/state/m.room.join_rules/", enc(&room));
+    let (status, body) = host.request(reqwest::Method::PUT, &rules, Some(json!({"join_rule": "public"}))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(mallory.join(&room).await.0, 200);
+    let removed = wait_membership(&foyer, &room, &mallory, "leave").await;
+    assert_eq!(removed["reason"], "This chat is for ticket holders", "{removed}");
+    assert_eq!(membership(&foyer, &room, &guest).await["membership"], "join", "the host's guest stays");
+    assert!(foyer.log().contains("removed from the room"));
+}
+
+#[tokio::test]
+async fn member_counts_match_synapse_after_joins_leaves_and_kicks() {
+    let foyer = TestFoyer::start().await;
+    let hs = Synapse::shared();
+    let mut users = Vec::new();
+    for _ in 0..5 {
+        users.push(hs.create_user("fan").await);
+    }
+    let id = unique("counts");
+    foyer.accept("reservation.created", open_reservation(&id, &[], 1)).await;
+    let tickets: Vec<(String, &TestUser)> = users.iter().enumerate().map(|(i, u)| (format!("t{i}"), u)).collect();
+    let refs: Vec<(&str, &TestUser)> = tickets.iter().map(|(t, u)| (t.as_str(), *u)).collect();
+    grant(&foyer, &id, &refs).await;
+    let room = room_id(&foyer, &id).await;
+    for user in &users[..4] {
+        join(user, &room).await;
+    }
+    let leave = format!("/_matrix/client/v3/rooms/{}/leave", enc(&room));
+    assert_eq!(users[1].request(reqwest::Method::POST, &leave, Some(json!({}))).await.0, 200);
+    revoke(&foyer, &id, &["t2"]).await;
+    wait_membership(&foyer, &room, &users[2], "leave").await;
+
+    // Synapse: users 0 and 3 joined, user 4 invited.
+    let bot = TestUser::bot(&foyer.slot);
+    let (status, members) = bot.get(&format!("/_matrix/client/v3/rooms/{}/members", enc(&room))).await;
+    assert_eq!(status, 200, "{members}");
+    let count = |m: &str| {
+        members["chunk"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["content"]["membership"] == m && e["state_key"] != bot.user_id.as_str())
+            .count() as u64
+    };
+    let synapse = json!({"invited": count("invite"), "joined": count("join")});
+    assert_eq!(synapse, json!({"invited": 1, "joined": 2}));
+    eventually(Duration::from_secs(10), "the read API to match Synapse", || async {
+        (foyer.reservation(&id).await.1["members"] == synapse).then_some(())
+    })
+    .await;
+}
