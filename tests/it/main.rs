@@ -1,6 +1,7 @@
 //! Foyer's integration tests: one binary, one shared Synapse, tests in parallel.
 
 mod appservice_api;
+mod bench;
 mod config_cli;
 mod handshake;
 mod harness;

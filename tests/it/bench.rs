@@ -1,0 +1,100 @@
+//! Benchmarks against a real Synapse. They print figures and write them to
+//! `BENCHMARKS.md`; they assert nothing about speed. Run them with `scripts/bench`.
+
+use std::time::{Duration, Instant};
+
+use chrono::{SecondsFormat, Utc};
+use serde_json::{Value, json};
+
+use crate::harness::{Synapse, TestFoyer, TestUser, enc, eventually, random_token, repo_root};
+
+/// Replaces (or appends) the section between `<!-- name -->` markers in BENCHMARKS.md.
+fn write_section(name: &str, body: &str) {
+    let path = repo_root().join("BENCHMARKS.md");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| "# Benchmarks\n\nFigures written by `scripts/bench`; rerun it to refresh them.\n".into());
+    let (start, end) = (format!("<!-- {name} -->"), format!("<!-- /{name} -->"));
+    let section = format!("{start}\n{body}\n{end}");
+    let text = match (text.find(&start), text.find(&end)) {
+        (Some(a), Some(b)) => format!("{}{section}{}", &text[..a], &text[b + end.len()..]),
+        _ => format!("{}\n{section}\n", text.trim_end()),
+    };
+    std::fs::write(&path, text).expect("write BENCHMARKS.md");
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    format!(
+        "{} on {cores} cores, {}",
+        Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        if cfg!(debug_assertions) { "debug build" } else { "release build" }
+    )
+}
+
+#[tokio::test]
+#[ignore = "benchmark: run with scripts/bench"]
+async fn bench_revoke_to_kick() {
+    const N: usize = 100;
+    let foyer = TestFoyer::start().await;
+    let hs = Synapse::shared();
+    let mut users = Vec::with_capacity(N);
+    for _ in 0..N {
+        users.push(hs.create_user("fan").await);
+    }
+    let id = format!("bench-{}", &random_token()[..8]);
+    let now = Utc::now();
+    let at = |d: chrono::Duration| (now + d).to_rfc3339_opts(SecondsFormat::Secs, true);
+    foyer
+        .accept(
+            "reservation.created",
+            json!({"reservation_id": id, "title": "Bench", "starts_at": at(chrono::Duration::minutes(-1)),
+                   "ends_at": at(chrono::Duration::hours(1))}),
+        )
+        .await;
+    let tickets: Vec<Value> =
+        users.iter().enumerate().map(|(i, u)| json!({"ticket_id": format!("t{i}"), "user_id": u.user_id})).collect();
+    foyer.accept("ticket.granted", json!({"reservation_id": id, "tickets": tickets})).await;
+    let room = eventually(Duration::from_secs(30), "the room", || async {
+        foyer.reservation(&id).await.1["room_id"].as_str().map(str::to_owned)
+    })
+    .await;
+    for user in &users {
+        eventually(Duration::from_secs(30), "a join", || async { (user.join(&room).await.0 == 200).then_some(()) })
+            .await;
+    }
+
+    let bot = TestUser::bot(&foyer.slot);
+    let mut latencies = Vec::with_capacity(N);
+    for (i, user) in users.iter().enumerate() {
+        let path = format!("/_matrix/client/v3/rooms/{}/state/m.room.member/{}", enc(&room), enc(&user.user_id));
+        let started = Instant::now();
+        foyer.accept("ticket.revoked", json!({"reservation_id": id, "ticket_ids": [format!("t{i}")]})).await;
+        loop {
+            if bot.get(&path).await.1["membership"] == "leave" {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "no kick for {}", user.user_id);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        latencies.push(started.elapsed());
+    }
+    latencies.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let (p50, p99, max) = (percentile(&latencies, 50.0), percentile(&latencies, 99.0), latencies[N - 1]);
+    let body = format!(
+        "## Revoke to kick\n\n{N} holders in one open room; each `ticket.revoked` is sent alone and timed from the\n\
+         request until Synapse shows the holder's membership as `leave` (polled every 5 ms as the bot).\n\n\
+         | p50 | p99 | max |\n|---|---|---|\n| {:.0} ms | {:.0} ms | {:.0} ms |\n\nMeasured {}.",
+        ms(p50),
+        ms(p99),
+        ms(max),
+        machine()
+    );
+    println!("{body}");
+    write_section("revoke-to-kick", &body);
+}
