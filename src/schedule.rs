@@ -96,6 +96,11 @@ pub fn phase(record: &ReservationRecord, schedule: &Schedule, now: DateTime<Utc>
     }
 }
 
+/// A time as people read it in a room: `Fri 27 Nov 2026, 19:00 UTC`.
+pub fn human_time(t: DateTime<Utc>) -> String {
+    t.format("%a %-d %b %Y, %H:%M UTC").to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

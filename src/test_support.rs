@@ -22,6 +22,8 @@ pub fn rooms() -> RoomsConfig {
         max_overrun: std::time::Duration::from_secs(6 * 3600),
         archive_mode: ArchiveMode::ReadOnly,
         join_rule: JoinRule::Invite,
+        reminders: vec![std::time::Duration::from_secs(600)],
+        closing_warning: std::time::Duration::from_secs(300),
     }
 }
 

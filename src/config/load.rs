@@ -304,7 +304,11 @@ impl Walker<'_> {
         );
         let join_rule =
             self.choice(s, "join_rule", JoinRule::Invite, &[("invite", JoinRule::Invite), ("knock", JoinRule::Knock)]);
+        let reminders = self.durations(s, "reminders", vec![Duration::from_secs(600)], Duration::from_secs(60)..=WEEK);
+        let closing_warning = self.duration(s, "closing_warning", Duration::from_secs(300), Duration::ZERO..=WEEK);
         Some(RoomsConfig {
+            reminders: reminders?,
+            closing_warning: closing_warning?,
             open_before: open_before?,
             close_after: close_after?,
             max_overrun: max_overrun?,
@@ -437,6 +441,39 @@ impl Walker<'_> {
                 None
             }
         }
+    }
+
+    /// A list of durations, like `[10m, 1h]`.
+    fn durations(
+        &mut self,
+        s: &mut Section<'_>,
+        key: &'static str,
+        default: Vec<Duration>,
+        range: std::ops::RangeInclusive<Duration>,
+    ) -> Option<Vec<Duration>> {
+        let Some(value) = s.get(key) else { return Some(default) };
+        let Value::Sequence(items) = value else {
+            self.problem(s.key_path(key), "must be a list of durations, like [10m, 1h]");
+            return None;
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let path = format!("{}[{i}]", s.key_path(key));
+            match item.as_str().map(parse_duration) {
+                Some(Ok(d)) if range.contains(&d) => out.push(d),
+                Some(Ok(_)) => self.problem(
+                    path,
+                    format!(
+                        "is out of range; use {} to {}",
+                        super::format_duration(*range.start()),
+                        super::format_duration(*range.end())
+                    ),
+                ),
+                Some(Err(message)) => self.problem(path, message),
+                None => self.problem(path, "must be a duration string with a unit, like 10m"),
+            }
+        }
+        (out.len() == items.len()).then_some(out)
     }
 
     fn choice<T: Copy>(

@@ -103,6 +103,10 @@ pub struct RoomsConfig {
     pub max_overrun: Duration,
     pub archive_mode: ArchiveMode,
     pub join_rule: JoinRule,
+    /// Countdown notices this long before `starts_at`.
+    pub reminders: Vec<Duration>,
+    /// A warning this long before `archives_at`; zero for none.
+    pub closing_warning: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -203,7 +203,50 @@ impl Lifecycle {
                         room_id = Some(created.clone());
                         let lateness = (now - times.opens_at).num_milliseconds().max(0) as f64 / 1000.0;
                         metrics::histogram!("foyer_lifecycle_open_lateness_seconds").record(lateness);
-                        StepRecord::RoomCreated { room_id: created, hosts: hosts.clone() }
+                        StepRecord::RoomCreated {
+                            room_id: created,
+                            hosts: hosts.clone(),
+                            topic: plan::topic(&record, &times),
+                        }
+                    }
+                    Step::SetTopic(topic) => {
+                        let room = room_id.as_ref().expect("the topic is set in an existing room");
+                        room::set_topic(&self.client, room, topic).await?;
+                        StepRecord::TopicSet(topic.clone())
+                    }
+                    Step::SetStreamLink => {
+                        let room = room_id.as_ref().expect("the stream link is set in an existing room");
+                        room::set_stream_link(&self.client, &self.config, &record, room).await?;
+                        let url = record.reservation.stream_url.as_ref().map(|u| u.as_str().to_owned());
+                        tracing::info!(reservation_id = %id, room_id = %room, stream_url = url.as_deref().unwrap_or(""), "stream widget and link set");
+                        StepRecord::StreamLinkSet(url)
+                    }
+                    Step::PostLiveNotice(at) => {
+                        let room = room_id.as_ref().expect("notices go to an existing room");
+                        let (text, html) = room::live_notice(&record);
+                        let txn = format!("foyer-live-{id}-{}", at.timestamp_millis());
+                        room::notice(&self.client, room, &txn, &text, &html).await?;
+                        StepRecord::LiveNoticeSent(*at)
+                    }
+                    Step::PostEndedNotice(at) => {
+                        let room = room_id.as_ref().expect("notices go to an existing room");
+                        let (text, html) = room::ended_notice(&times);
+                        let txn = format!("foyer-ended-{id}-{}", at.timestamp_millis());
+                        room::notice(&self.client, room, &txn, &text, &html).await?;
+                        StepRecord::EndedNoticeSent(*at)
+                    }
+                    Step::PostReminder(secs) => {
+                        let room = room_id.as_ref().expect("notices go to an existing room");
+                        let left = (record.reservation.starts_at - now).num_seconds().max(0) as u64;
+                        let (text, html) = room::reminder_notice(&record, left);
+                        room::notice(&self.client, room, &format!("foyer-remind-{id}-{secs}"), &text, &html).await?;
+                        StepRecord::ReminderSent(*secs)
+                    }
+                    Step::PostClosingWarning => {
+                        let room = room_id.as_ref().expect("notices go to an existing room");
+                        let (text, html) = room::closing_warning(&times, now);
+                        room::notice(&self.client, room, &format!("foyer-warn-{id}"), &text, &html).await?;
+                        StepRecord::ClosingWarningSent
                     }
                     Step::SetHosts => {
                         let room = room_id.as_ref().expect("hosts are set in an existing room");
@@ -276,6 +319,12 @@ fn step_kind(step: &Step) -> &'static str {
         Step::SetHosts => "set_hosts",
         Step::AcceptKnock(_) => "accept_knock",
         Step::Kick(..) => "kick",
+        Step::SetTopic(_) => "set_topic",
+        Step::SetStreamLink => "set_stream_link",
+        Step::PostLiveNotice(_) => "live_notice",
+        Step::PostEndedNotice(_) => "ended_notice",
+        Step::PostReminder(_) => "reminder",
+        Step::PostClosingWarning => "closing_warning",
     }
 }
 

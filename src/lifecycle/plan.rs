@@ -22,6 +22,15 @@ pub struct RoomState {
     pub members: BTreeMap<OwnedUserId, Member>,
     /// The hosts at power 50 in the room.
     pub hosts_applied: BTreeSet<OwnedUserId>,
+    pub topic_applied: Option<String>,
+    /// The stream URL the widget and the pinned link show.
+    pub stream_url_applied: Option<String>,
+    /// The `stream.started` / `stream.ended` times whose notices were posted.
+    pub live_notice_for: Option<DateTime<Utc>>,
+    pub ended_notice_for: Option<DateTime<Utc>>,
+    /// Countdown notices posted, by seconds before the start.
+    pub reminders_sent: BTreeSet<u64>,
+    pub closing_warning_sent: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +119,29 @@ pub enum Step {
     AcceptKnock(OwnedUserId),
     /// Remove someone who may not be there, or refuse a knock.
     Kick(OwnedUserId, KickReason),
+    SetTopic(String),
+    /// Make the player widget, its layout and the pinned link match `stream_url`.
+    SetStreamLink,
+    /// "Live now", for the stream start at this time.
+    PostLiveNotice(DateTime<Utc>),
+    /// "The stream has ended", for the stream end at this time.
+    PostEndedNotice(DateTime<Utc>),
+    /// A countdown notice, this many seconds before the start.
+    PostReminder(u64),
+    PostClosingWarning,
+}
+
+/// The room topic: the start time and where to watch; then live; then when it closes.
+pub fn topic(record: &ReservationRecord, times: &schedule::Schedule) -> String {
+    let r = &record.reservation;
+    let watch = r.stream_url.as_ref().map(|u| format!(" · Watch: {}", u.as_str())).unwrap_or_default();
+    if times.live {
+        format!("🔴 Live now{watch}")
+    } else if record.signals.stream_ended_at.is_some() {
+        format!("The stream has ended · This chat closes {}", schedule::human_time(times.archives_at))
+    } else {
+        format!("Starts {}{watch}", schedule::human_time(r.starts_at))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,10 +193,20 @@ pub fn plan(
 
     let mut steps = Vec::new();
     let hosts: BTreeSet<OwnedUserId> = record.reservation.hosts.iter().cloned().collect();
+    let desired_topic = topic(record, &times);
     if room.room_id.is_none() {
         steps.push(Step::CreateRoom);
-    } else if room.hosts_applied != hosts {
-        steps.push(Step::SetHosts);
+    } else {
+        if room.hosts_applied != hosts {
+            steps.push(Step::SetHosts);
+        }
+        if room.topic_applied.as_deref() != Some(desired_topic.as_str()) {
+            steps.push(Step::SetTopic(desired_topic));
+        }
+    }
+    let stream_url = record.reservation.stream_url.as_ref().map(|u| u.as_str());
+    if room.stream_url_applied.as_deref() != stream_url {
+        steps.push(Step::SetStreamLink);
     }
     let holders = &audience.holders;
     let mut queued = BTreeSet::new();
@@ -175,6 +217,37 @@ pub fn plan(
     }
     if !room.opening_notice_sent {
         steps.push(Step::PostOpeningNotice);
+    }
+    let signals = &record.signals;
+    match (times.live, signals.stream_started_at, signals.stream_ended_at) {
+        (true, Some(started), _) if room.live_notice_for != Some(started) => steps.push(Step::PostLiveNotice(started)),
+        (false, _, Some(ended)) if room.ended_notice_for != Some(ended) => steps.push(Step::PostEndedNotice(ended)),
+        _ => {}
+    }
+    let mut next_due_at = times.archives_at;
+    let starts_at = record.reservation.starts_at;
+    if !times.live && signals.stream_ended_at.is_none() {
+        for reminder in &rooms.reminders {
+            let secs = reminder.as_secs();
+            let due = starts_at - chrono::Duration::seconds(secs as i64);
+            // A reminder due before the room opened would repeat the opening notice.
+            if due < times.opens_at || room.reminders_sent.contains(&secs) || now >= starts_at {
+                continue;
+            }
+            if now >= due {
+                steps.push(Step::PostReminder(secs));
+            } else {
+                next_due_at = next_due_at.min(due);
+            }
+        }
+    }
+    if !rooms.closing_warning.is_zero() && !room.closing_warning_sent {
+        let due = times.archives_at - chrono::Duration::seconds(rooms.closing_warning.as_secs() as i64);
+        if now >= due {
+            steps.push(Step::PostClosingWarning);
+        } else {
+            next_due_at = next_due_at.min(due);
+        }
     }
     // The door: knocks are answered; anyone present who may not be is removed. A guest
     // invited by a host may stay.
@@ -194,19 +267,39 @@ pub fn plan(
             Membership::Leave | Membership::Ban => {}
         }
     }
-    Plan { steps, next_due_at: Some(times.archives_at) }
+    Plan { steps, next_due_at: Some(next_due_at) }
+}
+
+/// What a step's success is recorded with, besides the step itself.
+pub struct Applied<'a> {
+    /// The room `CreateRoom` created or adopted.
+    pub room_id: &'a OwnedRoomId,
+    pub hosts: &'a BTreeSet<OwnedUserId>,
+    pub bot: &'a OwnedUserId,
+    /// The topic the room was created with.
+    pub topic: &'a str,
+    pub stream_url: Option<&'a str>,
 }
 
 impl RoomState {
-    /// The recorded effect of a step that succeeded: `room_id` is what `CreateRoom` got,
-    /// `hosts` the reservation's hosts, `bot` Foyer's bot.
-    pub fn apply(&mut self, step: &Step, room_id: &OwnedRoomId, hosts: &BTreeSet<OwnedUserId>, bot: &OwnedUserId) {
+    /// The recorded effect of a step that succeeded.
+    pub fn apply(&mut self, step: &Step, done: &Applied<'_>) {
+        let (hosts, bot) = (done.hosts, done.bot);
         match step {
             Step::CreateRoom => {
-                self.room_id = Some(room_id.clone());
+                self.room_id = Some(done.room_id.clone());
                 self.hosts_applied = hosts.clone();
+                self.topic_applied = Some(done.topic.to_owned());
             }
             Step::SetHosts => self.hosts_applied = hosts.clone(),
+            Step::SetTopic(topic) => self.topic_applied = Some(topic.clone()),
+            Step::SetStreamLink => self.stream_url_applied = done.stream_url.map(str::to_owned),
+            Step::PostLiveNotice(at) => self.live_notice_for = Some(*at),
+            Step::PostEndedNotice(at) => self.ended_notice_for = Some(*at),
+            Step::PostReminder(secs) => {
+                self.reminders_sent.insert(*secs);
+            }
+            Step::PostClosingWarning => self.closing_warning_sent = true,
             Step::Invite(user) => {
                 self.invited.insert(user.clone());
             }
@@ -263,6 +356,7 @@ mod tests {
             invited: invited.iter().map(|n| user(n)).collect(),
             opening_notice_sent: true,
             hosts_applied: [user("dj")].into(),
+            topic_applied: Some("Starts Fri 27 Nov 2026, 19:00 UTC".into()),
             ..Default::default()
         }
     }
@@ -277,7 +371,7 @@ mod tests {
             at.steps,
             vec![Step::CreateRoom, Step::Invite(user("dj")), Step::Invite(user("alice")), Step::PostOpeningNotice]
         );
-        assert_eq!(at.next_due_at, Some(t(22, 0)));
+        assert_eq!(at.next_due_at, Some(t(18, 50)), "the 10-minute reminder is next");
     }
 
     #[test]
@@ -295,13 +389,15 @@ mod tests {
     fn an_open_room_invites_late_holders_only() {
         let rec = record(Signals::default());
         let p = plan(Some(&rec), &holders(&["alice", "bob"]), &opened(&["dj", "alice"]), &rooms(), t(19, 30));
-        assert_eq!(p, Plan { steps: vec![Step::Invite(user("bob"))], next_due_at: Some(t(22, 0)) });
+        assert_eq!(p, Plan { steps: vec![Step::Invite(user("bob"))], next_due_at: Some(t(21, 55)) });
     }
 
     #[test]
     fn archives_at_archives_at() {
         let rec = record(Signals::default());
-        assert_eq!(plan(Some(&rec), &holders(&[]), &opened(&["dj"]), &rooms(), t(21, 59)).steps, vec![]);
+        assert_eq!(plan(Some(&rec), &holders(&[]), &opened(&["dj"]), &rooms(), t(21, 54)).steps, vec![]);
+        let warning = plan(Some(&rec), &holders(&[]), &opened(&["dj"]), &rooms(), t(21, 55));
+        assert_eq!(warning.steps, vec![Step::PostClosingWarning], "5 minutes before archives_at");
         let p = plan(Some(&rec), &holders(&[]), &opened(&["dj"]), &rooms(), t(22, 0));
         assert_eq!(p.steps, vec![Step::PostClosingNotice(CloseReason::Ended), Step::Archive]);
         let mut archived = opened(&["dj"]);
@@ -398,6 +494,56 @@ mod tests {
         assert_eq!(p.steps, vec![Step::SetHosts, Step::Invite(user("mc"))]);
     }
 
+    #[test]
+    fn reminders_are_posted_once_when_due() {
+        let rec = record(Signals::default());
+        let mut room = opened(&["dj"]);
+        let early = plan(Some(&rec), &holders(&[]), &room, &rooms(), t(18, 45));
+        assert_eq!(early, Plan { steps: vec![], next_due_at: Some(t(18, 50)) });
+        assert_eq!(plan(Some(&rec), &holders(&[]), &room, &rooms(), t(18, 50)).steps, vec![Step::PostReminder(600)]);
+        room.reminders_sent.insert(600);
+        assert_eq!(plan(Some(&rec), &holders(&[]), &room, &rooms(), t(18, 55)).next_due_at, Some(t(21, 55)));
+    }
+
+    #[test]
+    fn stream_signals_bring_notices_and_topics() {
+        let live = record(Signals { stream_started_at: Some(t(19, 2)), ..Default::default() });
+        let p = plan(Some(&live), &holders(&[]), &opened(&["dj"]), &rooms(), t(19, 3));
+        assert_eq!(p.steps, vec![Step::SetTopic("🔴 Live now".into()), Step::PostLiveNotice(t(19, 2))]);
+        let ended = record(Signals {
+            stream_started_at: Some(t(19, 2)),
+            stream_ended_at: Some(t(21, 10)),
+            ..Default::default()
+        });
+        let mut room = opened(&["dj"]);
+        room.live_notice_for = Some(t(19, 2));
+        let p = plan(Some(&ended), &holders(&[]), &room, &rooms(), t(21, 11));
+        assert_eq!(
+            p.steps,
+            vec![
+                Step::SetTopic("The stream has ended · This chat closes Fri 27 Nov 2026, 22:10 UTC".into()),
+                Step::PostEndedNotice(t(21, 10))
+            ]
+        );
+        // A restart after the end is live again, with a new notice.
+        let restarted = record(Signals {
+            stream_started_at: Some(t(21, 20)),
+            stream_ended_at: Some(t(21, 10)),
+            ..Default::default()
+        });
+        room.ended_notice_for = Some(t(21, 10));
+        let p = plan(Some(&restarted), &holders(&[]), &room, &rooms(), t(21, 21));
+        assert!(p.steps.contains(&Step::PostLiveNotice(t(21, 20))), "{p:?}");
+    }
+
+    #[test]
+    fn a_stream_url_brings_the_widget_and_link() {
+        let mut rec = record(Signals::default());
+        rec.reservation.stream_url = Some(crate::reservation::StreamUrl::parse("https://s.example.org/w").unwrap());
+        let p = plan(Some(&rec), &holders(&[]), &RoomState::default(), &rooms(), t(18, 30));
+        assert_eq!(p.steps[..2], [Step::CreateRoom, Step::SetStreamLink]);
+    }
+
     proptest! {
         /// Once a plan's steps are applied, planning again at the same moment yields none.
         #[test]
@@ -437,8 +583,17 @@ mod tests {
                 room.members.insert(user(name), member(kinds[*kind], by.as_deref()));
             }
             let first = plan(Some(&rec), &audience, &room, &rooms(), now);
+            let times = schedule::schedule(&rec, &rooms());
+            let created_topic = topic(&rec, &times);
+            let done = Applied {
+                room_id: &room_id(),
+                hosts: &hosts,
+                bot: &bot(),
+                topic: &created_topic,
+                stream_url: rec.reservation.stream_url.as_ref().map(|u| u.as_str()),
+            };
             for step in &first.steps {
-                room.apply(step, &room_id(), &hosts, &bot());
+                room.apply(step, &done);
             }
             let second = plan(Some(&rec), &audience, &room, &rooms(), now);
             prop_assert_eq!(second.steps, vec![]);

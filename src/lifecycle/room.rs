@@ -23,6 +23,7 @@ use crate::{
     config::{ArchiveMode, Config},
     matrix::{MatrixClient, MatrixError},
     schedule::Schedule,
+    schedule::human_time,
     store::ReservationRecord,
 };
 
@@ -43,19 +44,6 @@ pub fn alias(config: &Config, record: &ReservationRecord) -> OwnedRoomAliasId {
         config.appservice.alias_prefix, record.reservation.id, config.homeserver.server_name
     ))
     .expect("prefix, reservation id and server name are validated")
-}
-
-fn human_time(t: DateTime<Utc>) -> String {
-    t.format("%a %-d %b %Y, %H:%M UTC").to_string()
-}
-
-pub fn topic(record: &ReservationRecord) -> String {
-    let r = &record.reservation;
-    let mut topic = format!("Starts {}", human_time(r.starts_at));
-    if let Some(url) = &r.stream_url {
-        topic.push_str(&format!(" · Watch: {}", url.as_str()));
-    }
-    topic
 }
 
 /// The `org.foyer.reservation` state: the reservation's facts for clients and widgets.
@@ -115,7 +103,7 @@ pub async fn create_or_adopt(
     let mut req = create_room::v3::Request::new();
     req.room_alias_name = Some(format!("{}{}", config.appservice.alias_prefix, record.reservation.id));
     req.name = Some(record.reservation.title.as_str().to_owned());
-    req.topic = Some(topic(record));
+    req.topic = Some(super::plan::topic(record, times));
     req.preset = Some(create_room::v3::RoomPreset::PrivateChat);
     req.power_level_content_override = Some(raw(power_levels(config, record, creators_privileged)));
     req.initial_state = vec![
@@ -173,8 +161,18 @@ pub async fn notice(
     text: &str,
     html: &str,
 ) -> Result<(), MatrixError> {
-    let content =
-        json!({"msgtype": "m.notice", "body": text, "format": "org.matrix.custom.html", "formatted_body": html});
+    message(client, room_id, txn, "m.notice", text, html).await.map(|_| ())
+}
+
+async fn message(
+    client: &MatrixClient,
+    room_id: &OwnedRoomId,
+    txn: &str,
+    msgtype: &str,
+    text: &str,
+    html: &str,
+) -> Result<ruma::OwnedEventId, MatrixError> {
+    let content = json!({"msgtype": msgtype, "body": text, "format": "org.matrix.custom.html", "formatted_body": html});
     let txn_id: OwnedTransactionId = txn.into();
     let req = send_message_event::v3::Request::new_raw(
         room_id.clone(),
@@ -182,7 +180,82 @@ pub async fn notice(
         MessageLikeEventType::RoomMessage,
         raw(content),
     );
-    client.send(req, None, deadline()).await.map(|_| ())
+    client.send(req, None, deadline()).await.map(|r| r.event_id)
+}
+
+pub async fn set_topic(client: &MatrixClient, room_id: &OwnedRoomId, topic: &str) -> Result<(), MatrixError> {
+    put_state(client, room_id, "m.room.topic", json!({"topic": topic})).await
+}
+
+/// The widget id of the stream player.
+pub const WIDGET_ID: &str = "foyer_stream";
+
+/// The stream beside the chat: a room widget for the player, pinned to the top in
+/// Element, and a pinned message with the link for clients without widgets. With no
+/// `stream_url`, all three are cleared.
+pub async fn set_stream_link(
+    client: &MatrixClient,
+    config: &Config,
+    record: &ReservationRecord,
+    room_id: &OwnedRoomId,
+) -> Result<(), MatrixError> {
+    let r = &record.reservation;
+    let Some(url) = r.stream_url.as_ref().map(|u| u.as_str()) else {
+        put_state_key(client, room_id, "im.vector.modular.widgets", WIDGET_ID, json!({})).await?;
+        put_state(client, room_id, "io.element.widgets.layout", json!({"widgets": {}})).await?;
+        return put_state(client, room_id, "m.room.pinned_events", json!({"pinned": []})).await;
+    };
+    let widget = json!({
+        "type": "m.custom",
+        "url": url,
+        "name": "Live stream",
+        "id": WIDGET_ID,
+        "creatorUserId": config.bot_user_id(),
+        "waitForIframeLoad": true,
+        "data": {"title": r.title.as_str()},
+    });
+    put_state_key(client, room_id, "im.vector.modular.widgets", WIDGET_ID, widget).await?;
+    let layout = json!({"widgets": {WIDGET_ID: {"container": "top", "index": 0, "width": 100, "height": 50}}});
+    put_state(client, room_id, "io.element.widgets.layout", layout).await?;
+    let text = format!("📺 Watch the stream: {url}");
+    let html = format!("📺 Watch the stream: <a href=\"{0}\">{0}</a>", escape(url));
+    let txn = format!("foyer-link-{}-{:016x}", r.id, fingerprint(url));
+    let event_id = message(client, room_id, &txn, "m.text", &text, &html).await?;
+    put_state(client, room_id, "m.room.pinned_events", json!({"pinned": [event_id]})).await
+}
+
+fn fingerprint(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
+}
+
+pub fn live_notice(record: &ReservationRecord) -> (String, String) {
+    let title = record.reservation.title.as_str();
+    (format!("🔴 “{title}” is live now!"), format!("🔴 <b>{}</b> is live now!", escape(title)))
+}
+
+pub fn ended_notice(times: &Schedule) -> (String, String) {
+    let text = format!("The stream has ended. This chat closes {}.", human_time(times.archives_at));
+    (text.clone(), escape(&text))
+}
+
+pub fn reminder_notice(record: &ReservationRecord, secs: u64) -> (String, String) {
+    let minutes = secs.div_ceil(60);
+    let when = human_time(record.reservation.starts_at);
+    let text = format!("⏰ The stream starts in {minutes} minute{} ({when}).", if minutes == 1 { "" } else { "s" });
+    (text.clone(), escape(&text))
+}
+
+pub fn closing_warning(times: &Schedule, now: DateTime<Utc>) -> (String, String) {
+    let minutes = ((times.archives_at - now).num_seconds().max(0) as u64).div_ceil(60);
+    let text = format!(
+        "This chat closes in {minutes} minute{} ({}).",
+        if minutes == 1 { "" } else { "s" },
+        human_time(times.archives_at)
+    );
+    (text.clone(), escape(&text))
 }
 
 fn escape(text: &str) -> String {
@@ -225,10 +298,20 @@ async fn put_state(
     kind: &str,
     content: Value,
 ) -> Result<(), MatrixError> {
+    put_state_key(client, room_id, kind, "", content).await
+}
+
+async fn put_state_key(
+    client: &MatrixClient,
+    room_id: &OwnedRoomId,
+    kind: &str,
+    state_key: &str,
+    content: Value,
+) -> Result<(), MatrixError> {
     let req = send_state_event::v3::Request::new_raw(
         room_id.clone(),
         StateEventType::from(kind),
-        String::new(),
+        state_key.to_owned(),
         raw(content),
     );
     client.send(req, None, deadline()).await.map(|_| ())

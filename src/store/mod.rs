@@ -104,7 +104,14 @@ pub enum StepRecord {
     RoomCreated {
         room_id: OwnedRoomId,
         hosts: BTreeSet<OwnedUserId>,
+        topic: String,
     },
+    TopicSet(String),
+    StreamLinkSet(Option<String>),
+    LiveNoticeSent(DateTime<Utc>),
+    EndedNoticeSent(DateTime<Utc>),
+    ReminderSent(u64),
+    ClosingWarningSent,
     HostsApplied(BTreeSet<OwnedUserId>),
     /// Foyer's own membership change (a kick, an invite after a knock), recorded before
     /// the homeserver's event about it arrives.

@@ -26,6 +26,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../../migrations/sqlite/0002_lifecycle.sql")),
     (3, include_str!("../../migrations/sqlite/0003_members.sql")),
+    (4, include_str!("../../migrations/sqlite/0004_stream.sql")),
 ];
 
 pub struct SqliteStore {
@@ -287,7 +288,9 @@ impl Store for SqliteStore {
     async fn lifecycle_state(&self, id: &ReservationId) -> Result<LifecycleState, StoreError> {
         let corrupt = |e: String| StoreError::Corrupt(format!("lifecycle {id}: {e}"));
         let row = sqlx::query(
-            "SELECT room_id, opening_notice_sent, closing_notice_sent, archived_at, attempts, hosts_applied
+            "SELECT room_id, opening_notice_sent, closing_notice_sent, archived_at, attempts, hosts_applied,
+                topic_applied, stream_url_applied, live_notice_for, ended_notice_for, reminders_sent,
+                closing_warning_sent
              FROM lifecycle WHERE reservation_id = ?",
         )
         .bind(id.as_str())
@@ -307,6 +310,19 @@ impl Store for SqliteStore {
                 Some(json) => serde_json::from_str(&json).map_err(|e| corrupt(e.to_string()))?,
                 None => Default::default(),
             };
+            state.room.topic_applied = row.try_get("topic_applied").map_err(unavailable)?;
+            state.room.stream_url_applied = row.try_get("stream_url_applied").map_err(unavailable)?;
+            let time = |col: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
+                row.try_get::<Option<i64>, _>(col).map_err(unavailable)?.map(from_millis).transpose()
+            };
+            state.room.live_notice_for = time("live_notice_for")?;
+            state.room.ended_notice_for = time("ended_notice_for")?;
+            let reminders: Option<String> = row.try_get("reminders_sent").map_err(unavailable)?;
+            state.room.reminders_sent = match reminders {
+                Some(json) => serde_json::from_str(&json).map_err(|e| corrupt(e.to_string()))?,
+                None => Default::default(),
+            };
+            state.room.closing_warning_sent = row.try_get::<i64, _>("closing_warning_sent").map_err(unavailable)? != 0;
             state.attempts =
                 row.try_get::<i64, _>("attempts").map_err(unavailable)?.clamp(0, i64::from(u32::MAX)) as u32;
         }
@@ -356,11 +372,41 @@ impl Store for SqliteStore {
     async fn record_step(&self, id: &ReservationId, step: &StepRecord, now: DateTime<Utc>) -> Result<(), StoreError> {
         let rid = id.as_str();
         let query = match step {
-            StepRecord::RoomCreated { room_id, hosts } => {
-                sqlx::query("UPDATE lifecycle SET room_id = ?, hosts_applied = ? WHERE reservation_id = ?")
-                    .bind(room_id.as_str())
-                    .bind(json_users(hosts))
+            StepRecord::RoomCreated { room_id, hosts, topic } => sqlx::query(
+                "UPDATE lifecycle SET room_id = ?, hosts_applied = ?, topic_applied = ? WHERE reservation_id = ?",
+            )
+            .bind(room_id.as_str())
+            .bind(json_users(hosts))
+            .bind(topic.as_str())
+            .bind(rid),
+            StepRecord::TopicSet(topic) => {
+                sqlx::query("UPDATE lifecycle SET topic_applied = ? WHERE reservation_id = ?")
+                    .bind(topic.as_str())
                     .bind(rid)
+            }
+            StepRecord::StreamLinkSet(url) => {
+                sqlx::query("UPDATE lifecycle SET stream_url_applied = ? WHERE reservation_id = ?")
+                    .bind(url.as_deref())
+                    .bind(rid)
+            }
+            StepRecord::LiveNoticeSent(at) => {
+                sqlx::query("UPDATE lifecycle SET live_notice_for = ? WHERE reservation_id = ?")
+                    .bind(to_millis(*at))
+                    .bind(rid)
+            }
+            StepRecord::EndedNoticeSent(at) => {
+                sqlx::query("UPDATE lifecycle SET ended_notice_for = ? WHERE reservation_id = ?")
+                    .bind(to_millis(*at))
+                    .bind(rid)
+            }
+            StepRecord::ReminderSent(secs) => sqlx::query(
+                "UPDATE lifecycle SET reminders_sent = json_insert(COALESCE(reminders_sent, '[]'), '$[#]', ?)
+                 WHERE reservation_id = ?",
+            )
+            .bind(*secs as i64)
+            .bind(rid),
+            StepRecord::ClosingWarningSent => {
+                sqlx::query("UPDATE lifecycle SET closing_warning_sent = 1 WHERE reservation_id = ?").bind(rid)
             }
             StepRecord::HostsApplied(hosts) => {
                 sqlx::query("UPDATE lifecycle SET hosts_applied = ? WHERE reservation_id = ?")
