@@ -304,7 +304,7 @@ impl Walker<'_> {
         );
         let join_rule =
             self.choice(s, "join_rule", JoinRule::Invite, &[("invite", JoinRule::Invite), ("knock", JoinRule::Knock)]);
-        let reminders = self.durations(s, "reminders", vec![Duration::from_secs(600)], Duration::from_secs(60)..=WEEK);
+        let reminders = self.durations(s, "reminders", vec![Duration::from_secs(600)], Duration::from_secs(1)..=WEEK);
         let closing_warning = self.duration(s, "closing_warning", Duration::from_secs(300), Duration::ZERO..=WEEK);
         Some(RoomsConfig {
             reminders: reminders?,

@@ -226,6 +226,7 @@ impl Lifecycle {
                         let (text, html) = room::live_notice(&record);
                         let txn = format!("foyer-live-{id}-{}", at.timestamp_millis());
                         room::notice(&self.client, room, &txn, &text, &html).await?;
+                        failpoint::hit("after_notice");
                         StepRecord::LiveNoticeSent(*at)
                     }
                     Step::PostEndedNotice(at) => {
@@ -233,6 +234,7 @@ impl Lifecycle {
                         let (text, html) = room::ended_notice(&times);
                         let txn = format!("foyer-ended-{id}-{}", at.timestamp_millis());
                         room::notice(&self.client, room, &txn, &text, &html).await?;
+                        failpoint::hit("after_notice");
                         StepRecord::EndedNoticeSent(*at)
                     }
                     Step::PostReminder(secs) => {
@@ -240,6 +242,7 @@ impl Lifecycle {
                         let left = (record.reservation.starts_at - now).num_seconds().max(0) as u64;
                         let (text, html) = room::reminder_notice(&record, left);
                         room::notice(&self.client, room, &format!("foyer-remind-{id}-{secs}"), &text, &html).await?;
+                        failpoint::hit("after_notice");
                         StepRecord::ReminderSent(*secs)
                     }
                     Step::PostClosingWarning => {

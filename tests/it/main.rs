@@ -7,4 +7,5 @@ mod handshake;
 mod harness;
 mod lifecycle;
 mod membership;
+mod stream;
 mod webhooks;

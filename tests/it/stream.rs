@@ -1,0 +1,203 @@
+//! Stream signals and what ticket holders see of them in the room, on a real Synapse.
+
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value, json};
+
+use crate::harness::{Synapse, TestFoyer, TestUser, enc, eventually, random_token};
+
+fn unique(name: &str) -> String {
+    format!("{name}-{}", &random_token()[..8])
+}
+
+fn at(seconds: f64) -> String {
+    (Utc::now() + chrono::Duration::milliseconds((seconds * 1000.0) as i64))
+        .to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn reservation(id: &str, starts_in: f64, ends_in: f64, open_before: u64, close_after: u64) -> Value {
+    json!({
+        "reservation_id": id, "revision": 1, "title": format!("Show {id}"),
+        "starts_at": at(starts_in), "ends_at": at(ends_in),
+        "stream_url": "https://stream.example.org/watch/one",
+        "chat": {"open_before_seconds": open_before, "close_after_seconds": close_after}
+    })
+}
+
+async fn open_room(foyer: &TestFoyer, id: &str, fan: &TestUser) -> String {
+    foyer
+        .accept(
+            "ticket.granted",
+            json!({"reservation_id": id, "tickets": [{"ticket_id": "t", "user_id": fan.user_id}]}),
+        )
+        .await;
+    let room = eventually(Duration::from_secs(15), "the room", || async {
+        foyer.reservation(id).await.1["room_id"].as_str().map(str::to_owned)
+    })
+    .await;
+    eventually(Duration::from_secs(10), "a join", || async { (fan.join(&room).await.0 == 200).then_some(()) }).await;
+    room
+}
+
+/// Notice bodies in the room, oldest first.
+async fn notices(user: &TestUser, room: &str) -> Vec<String> {
+    let mut bodies: Vec<String> = user
+        .messages(room)
+        .await
+        .iter()
+        .filter(|e| e["content"]["msgtype"] == "m.notice")
+        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+        .collect();
+    bodies.reverse();
+    bodies
+}
+
+async fn wait_notice(user: &TestUser, room: &str, needle: &str) -> Vec<String> {
+    eventually(Duration::from_secs(15), needle, || async {
+        let all = notices(user, room).await;
+        all.iter().any(|n| n.contains(needle)).then_some(all)
+    })
+    .await
+}
+
+async fn topic(user: &TestUser, room: &str) -> String {
+    user.state(room, "m.room.topic")
+        .await
+        .map(|t| t["topic"].as_str().unwrap_or_default().to_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn an_early_start_opens_the_room_at_once_and_goes_live() {
+    let foyer = TestFoyer::start().await;
+    let fan = Synapse::shared().create_user("fan").await;
+    let id = unique("early");
+    foyer.accept("reservation.created", reservation(&id, 3600.0, 7200.0, 60, 60)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(foyer.reservation(&id).await.1["room_id"], Value::Null, "not open an hour early");
+    foyer.accept("stream.started", json!({"reservation_id": id})).await;
+    let room = open_room(&foyer, &id, &fan).await;
+    wait_notice(&fan, &room, "is live now").await;
+    assert!(topic(&fan, &room).await.starts_with("🔴 Live now"), "{}", topic(&fan, &room).await);
+    assert_eq!(foyer.reservation(&id).await.1["phase"], "live");
+}
+
+#[tokio::test]
+async fn a_restart_after_the_end_goes_live_again_and_postpones_the_archive() {
+    let foyer = TestFoyer::start().await;
+    let fan = Synapse::shared().create_user("fan").await;
+    let id = unique("restart");
+    foyer.accept("reservation.created", reservation(&id, -60.0, 3600.0, 60, 60)).await;
+    let room = open_room(&foyer, &id, &fan).await;
+    foyer.accept("stream.started", json!({"reservation_id": id, "at": at(-30.0)})).await;
+    wait_notice(&fan, &room, "is live now").await;
+    foyer.accept("stream.ended", json!({"reservation_id": id, "at": at(-20.0)})).await;
+    wait_notice(&fan, &room, "The stream has ended").await;
+    let ended_archive = foyer.reservation(&id).await.1["archives_at"].as_str().unwrap().to_owned();
+    assert!(topic(&fan, &room).await.starts_with("The stream has ended"));
+
+    foyer.accept("stream.started", json!({"reservation_id": id})).await;
+    let all = eventually(Duration::from_secs(15), "a second live notice", || async {
+        let all = notices(&fan, &room).await;
+        (all.iter().filter(|n| n.contains("is live now")).count() == 2).then_some(all)
+    })
+    .await;
+    let (_, r) = foyer.reservation(&id).await;
+    assert_eq!(r["phase"], "live", "{all:?}");
+    let later = DateTime::parse_from_rfc3339(r["archives_at"].as_str().unwrap()).unwrap();
+    assert!(later > DateTime::parse_from_rfc3339(&ended_archive).unwrap(), "the archive moved later: {r}");
+}
+
+#[tokio::test]
+async fn an_overrunning_stream_keeps_the_room_up_to_max_overrun() {
+    let foyer = TestFoyer::start_with(|y| y + "rooms:\n  max_overrun: 8s\n  closing_warning: 0s\n", &[]).await;
+    let fan = Synapse::shared().create_user("fan").await;
+    let id = unique("overrun");
+    // Ends in 2 s, closes 1 s after the end: without the overrun it would close at +3 s.
+    foyer.accept("reservation.created", reservation(&id, -60.0, 2.0, 60, 1)).await;
+    let room = open_room(&foyer, &id, &fan).await;
+    foyer.accept("stream.started", json!({"reservation_id": id})).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(fan.send_text(&room, "still live past ends_at").await.0, 200, "within max_overrun the room stays");
+    assert_eq!(foyer.reservation(&id).await.1["phase"], "live");
+    // Beyond max_overrun (+2 s + 8 s + 1 s) it closes although the stream never ended.
+    eventually(Duration::from_secs(15), "the archive beyond max_overrun", || async {
+        (fan.send_text(&room, "still here?").await.0 == 403).then_some(())
+    })
+    .await;
+    assert_eq!(foyer.reservation(&id).await.1["phase"], "archived");
+}
+
+#[tokio::test]
+async fn reminders_are_posted_once_across_a_crash() {
+    let mut foyer = TestFoyer::start_with(
+        |y| y + "rooms:\n  reminders: [3s]\n  closing_warning: 0s\n",
+        &[("FOYER_FAILPOINTS", "after_notice")],
+    )
+    .await;
+    let fan = Synapse::shared().create_user("fan").await;
+    let id = unique("remind");
+    // Opens at +1 s; the reminder is due at +3 s, 3 s before the start.
+    foyer.accept("reservation.created", reservation(&id, 6.0, 600.0, 5, 60)).await;
+    let room = open_room(&foyer, &id, &fan).await;
+    // The reminder is posted, then Foyer dies before recording it.
+    let code = foyer.wait_exit(Duration::from_secs(20)).await;
+    assert_ne!(code, 0, "the failpoint aborted Foyer:\n{}", foyer.log());
+    foyer.kill_and_restart().await;
+    tokio::time::sleep(Duration::from_secs(5)).await; // past the start
+    let all = notices(&fan, &room).await;
+    let reminders = all.iter().filter(|n| n.contains("starts in")).count();
+    assert_eq!(reminders, 1, "{all:?}");
+    assert!(all.iter().any(|n| n.contains("is open")), "{all:?}");
+}
+
+#[tokio::test]
+async fn the_stream_sits_beside_the_chat_as_element_expects() {
+    let foyer = TestFoyer::start().await;
+    let fan = Synapse::shared().create_user("fan").await;
+    let id = unique("widget");
+    foyer.accept("reservation.created", reservation(&id, 600.0, 3600.0, 3600, 60)).await;
+    let room = open_room(&foyer, &id, &fan).await;
+    eventually(Duration::from_secs(10), "the widget", || async {
+        fan.get(&format!("/_matrix/client/v3/rooms/{}/state/im.vector.modular.widgets/foyer_stream", enc(&room)))
+            .await
+            .1
+            .get("url")
+            .is_some()
+            .then_some(())
+    })
+    .await;
+    let (_, w) =
+        fan.get(&format!("/_matrix/client/v3/rooms/{}/state/im.vector.modular.widgets/foyer_stream", enc(&room))).await;
+    assert_eq!(w["type"], "m.custom");
+    assert_eq!(w["url"], "https://stream.example.org/watch/one");
+    assert_eq!(w["id"], "foyer_stream");
+    assert_eq!(w["waitForIframeLoad"], true);
+    assert_eq!(w["data"]["title"], format!("Show {id}"));
+    let layout = fan.state(&room, "io.element.widgets.layout").await.unwrap();
+    assert_eq!(layout["widgets"]["foyer_stream"]["container"], "top", "{layout}");
+    let pinned = fan.state(&room, "m.room.pinned_events").await.unwrap();
+    let pinned_id = pinned["pinned"][0].as_str().unwrap().to_owned();
+    let (_, event) = fan.get(&format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(&pinned_id))).await;
+    assert!(event["content"]["body"].as_str().unwrap().contains("https://stream.example.org/watch/one"), "{event}");
+
+    // A new stream URL replaces both.
+    let mut moved = reservation(&id, 600.0, 3600.0, 3600, 60);
+    moved["revision"] = json!(2);
+    moved["stream_url"] = json!("https://stream.example.org/watch/two");
+    foyer.accept("reservation.updated", moved).await;
+    eventually(Duration::from_secs(10), "the new widget URL", || async {
+        let (_, w) = fan
+            .get(&format!("/_matrix/client/v3/rooms/{}/state/im.vector.modular.widgets/foyer_stream", enc(&room)))
+            .await;
+        (w["url"] == "https://stream.example.org/watch/two").then_some(())
+    })
+    .await;
+    eventually(Duration::from_secs(10), "a new pinned link", || async {
+        let pinned = fan.state(&room, "m.room.pinned_events").await?;
+        (pinned["pinned"][0].as_str() != Some(pinned_id.as_str())).then_some(())
+    })
+    .await;
+    assert!(topic(&fan, &room).await.contains("watch/two"));
+}
