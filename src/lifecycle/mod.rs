@@ -191,6 +191,7 @@ impl Lifecycle {
             let times = schedule::schedule(&record, &self.config.rooms);
             let hosts: BTreeSet<OwnedUserId> = record.reservation.hosts.iter().cloned().collect();
             let mut room_id = state.room.room_id.clone();
+            let mut space = state.room.space.clone();
             for step in &steps {
                 let kind = step_kind(step);
                 let done = match step {
@@ -251,6 +252,30 @@ impl Lifecycle {
                         room::notice(&self.client, room, &format!("foyer-warn-{id}"), &text, &html).await?;
                         StepRecord::ClosingWarningSent
                     }
+                    Step::EnsureSpace => {
+                        let channel = record.reservation.channel.as_ref().expect("only a channel has a space");
+                        let created = room::ensure_space(&self.client, &self.config, channel).await?;
+                        tracing::info!(reservation_id = %id, channel = channel.id.as_str(), space = %created, "channel space ready");
+                        space = Some(created.clone());
+                        StepRecord::SpaceEnsured {
+                            channel_id: channel.id.as_str().to_owned(),
+                            space: created,
+                            name: channel.name.as_str().to_owned(),
+                        }
+                    }
+                    Step::LinkSpace => {
+                        let room = room_id.as_ref().expect("a space lists an existing room");
+                        let space = space.as_ref().expect("the space is ensured before linking");
+                        room::link_space(&self.client, &self.config, space, room).await?;
+                        StepRecord::SpaceLinked(Some(space.clone()))
+                    }
+                    Step::UnlinkSpace => {
+                        let room = room_id.as_ref().expect("only an existing room is unlinked");
+                        if let Some(linked) = &state.room.space_linked {
+                            room::unlink_space(&self.client, linked, room).await?;
+                        }
+                        StepRecord::SpaceLinked(None)
+                    }
                     Step::SetHosts => {
                         let room = room_id.as_ref().expect("hosts are set in an existing room");
                         room::set_hosts(&self.client, room, &state.room.hosts_applied, &hosts).await?;
@@ -273,6 +298,10 @@ impl Lifecycle {
                     Step::Invite(user) => {
                         let room = room_id.as_ref().expect("the room is created before invites");
                         let outcome = room::invite(&self.client, room, user).await?;
+                        if let (InviteOutcome::Invited, Some(space)) = (&outcome, &space) {
+                            // Everyone invited to a room is invited to its channel's space.
+                            room::invite(&self.client, space, user).await?;
+                        }
                         failpoint::hit("after_invite");
                         let failure = match outcome {
                             InviteOutcome::Invited => {
@@ -328,6 +357,9 @@ fn step_kind(step: &Step) -> &'static str {
         Step::PostEndedNotice(_) => "ended_notice",
         Step::PostReminder(_) => "reminder",
         Step::PostClosingWarning => "closing_warning",
+        Step::EnsureSpace => "ensure_space",
+        Step::LinkSpace => "link_space",
+        Step::UnlinkSpace => "unlink_space",
     }
 }
 

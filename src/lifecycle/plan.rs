@@ -31,6 +31,10 @@ pub struct RoomState {
     /// Countdown notices posted, by seconds before the start.
     pub reminders_sent: BTreeSet<u64>,
     pub closing_warning_sent: bool,
+    /// The space of the reservation's channel, once it exists.
+    pub space: Option<OwnedRoomId>,
+    /// The space this room is listed in.
+    pub space_linked: Option<OwnedRoomId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +133,12 @@ pub enum Step {
     /// A countdown notice, this many seconds before the start.
     PostReminder(u64),
     PostClosingWarning,
+    /// Create (or adopt) the channel's space.
+    EnsureSpace,
+    /// List the room in the channel's space (`m.space.child` / `m.space.parent`).
+    LinkSpace,
+    /// Take the room out of the space.
+    UnlinkSpace,
 }
 
 /// The room topic: the start time and where to watch; then live; then when it closes.
@@ -171,6 +181,9 @@ pub fn plan(
         if !room.closing_notice_sent {
             steps.push(Step::PostClosingNotice(reason));
         }
+        if room.space_linked.is_some() {
+            steps.push(Step::UnlinkSpace);
+        }
         steps.push(Step::Archive);
         Plan { steps, next_due_at: None }
     };
@@ -202,6 +215,14 @@ pub fn plan(
         }
         if room.topic_applied.as_deref() != Some(desired_topic.as_str()) {
             steps.push(Step::SetTopic(desired_topic));
+        }
+    }
+    if record.reservation.channel.is_some() {
+        if room.space.is_none() {
+            steps.push(Step::EnsureSpace);
+        }
+        if room.space.is_none() || room.space_linked != room.space {
+            steps.push(Step::LinkSpace);
         }
     }
     let stream_url = record.reservation.stream_url.as_ref().map(|u| u.as_str());
@@ -279,6 +300,8 @@ pub struct Applied<'a> {
     /// The topic the room was created with.
     pub topic: &'a str,
     pub stream_url: Option<&'a str>,
+    /// The space `EnsureSpace` created or adopted.
+    pub space: &'a OwnedRoomId,
 }
 
 impl RoomState {
@@ -300,6 +323,9 @@ impl RoomState {
                 self.reminders_sent.insert(*secs);
             }
             Step::PostClosingWarning => self.closing_warning_sent = true,
+            Step::EnsureSpace => self.space = Some(done.space.clone()),
+            Step::LinkSpace => self.space_linked = self.space.clone(),
+            Step::UnlinkSpace => self.space_linked = None,
             Step::Invite(user) => {
                 self.invited.insert(user.clone());
             }
@@ -544,6 +570,24 @@ mod tests {
         assert_eq!(p.steps[..2], [Step::CreateRoom, Step::SetStreamLink]);
     }
 
+    #[test]
+    fn a_channel_room_is_listed_in_its_space_until_archived() {
+        let mut rec = record(Signals::default());
+        rec.reservation.channel = Some(crate::reservation::Channel {
+            id: crate::reservation::ExternalId::parse("blue-room").unwrap(),
+            name: crate::reservation::Title::parse("The Blue Room").unwrap(),
+        });
+        let p = plan(Some(&rec), &holders(&[]), &RoomState::default(), &rooms(), t(18, 30));
+        assert_eq!(p.steps[..3], [Step::CreateRoom, Step::EnsureSpace, Step::LinkSpace]);
+        let mut room = opened(&["dj"]);
+        room.space = Some(OwnedRoomId::try_from("!space:example.org").unwrap());
+        room.space_linked = room.space.clone();
+        room.closing_warning_sent = true;
+        assert_eq!(plan(Some(&rec), &holders(&[]), &room, &rooms(), t(19, 0)).steps, vec![]);
+        let close = plan(Some(&rec), &holders(&[]), &room, &rooms(), t(22, 0));
+        assert_eq!(close.steps, vec![Step::PostClosingNotice(CloseReason::Ended), Step::UnlinkSpace, Step::Archive]);
+    }
+
     proptest! {
         /// Once a plan's steps are applied, planning again at the same moment yields none.
         #[test]
@@ -559,6 +603,7 @@ mod tests {
             members in proptest::collection::btree_map("[a-g]", (0usize..5, proptest::option::of("dj|[a-g]")), 0..6),
             revoked in proptest::collection::btree_set("[a-g]", 0..3),
             hosts_changed in any::<bool>(),
+            channel in any::<bool>(),
         ) {
             let now = t(19, 0) + Duration::minutes(minutes);
             let signals = Signals {
@@ -570,6 +615,12 @@ mod tests {
             let mut rec = record(signals);
             if hosts_changed {
                 rec.reservation.hosts = vec![user("mc")];
+            }
+            if channel {
+                rec.reservation.channel = Some(crate::reservation::Channel {
+                    id: crate::reservation::ExternalId::parse("blue-room").unwrap(),
+                    name: crate::reservation::Title::parse("The Blue Room").unwrap(),
+                });
             }
             let hosts: BTreeSet<_> = rec.reservation.hosts.iter().cloned().collect();
             let audience = Audience {
@@ -591,6 +642,7 @@ mod tests {
                 bot: &bot(),
                 topic: &created_topic,
                 stream_url: rec.reservation.stream_url.as_ref().map(|u| u.as_str()),
+                space: &OwnedRoomId::try_from("!space:example.org").unwrap(),
             };
             for step in &first.steps {
                 room.apply(step, &done);

@@ -357,6 +357,65 @@ pub async fn kick(
     }
 }
 
+/// The alias of a channel's space: `#<alias_prefix>+<channel_id>:<server_name>`. `+`
+/// never occurs in reservation ids, so it cannot collide with a room's alias; characters
+/// unfit for an alias are replaced, with a hash of the id to keep channels apart.
+pub fn space_alias_localpart(config: &Config, channel_id: &str) -> String {
+    let safe: String =
+        channel_id.chars().map(|c| if c.is_ascii_alphanumeric() || "._=-".contains(c) { c } else { '_' }).collect();
+    let suffix = if safe == channel_id { String::new() } else { format!("-{:08x}", fingerprint(channel_id) as u32) };
+    format!("{}+{safe}{suffix}", config.appservice.alias_prefix)
+}
+
+/// Creates the channel's space (or adopts the one holding its alias).
+pub async fn ensure_space(
+    client: &MatrixClient,
+    config: &Config,
+    channel: &crate::reservation::Channel,
+) -> Result<OwnedRoomId, MatrixError> {
+    let localpart = space_alias_localpart(config, channel.id.as_str());
+    let mut req = create_room::v3::Request::new();
+    req.room_alias_name = Some(localpart.clone());
+    req.name = Some(channel.name.as_str().to_owned());
+    req.topic = Some(format!("Live chats of {}", channel.name.as_str()));
+    req.preset = Some(create_room::v3::RoomPreset::PrivateChat);
+    req.creation_content = Some(raw(json!({"type": "m.space"})));
+    req.initial_state = vec![
+        raw(json!({"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "shared"}})),
+        raw(json!({"type": "m.room.guest_access", "state_key": "", "content": {"guest_access": "forbidden"}})),
+    ];
+    match client.send(req, None, deadline()).await {
+        Ok(resp) => Ok(resp.room_id),
+        Err(e) if e.errcode() == Some("M_ROOM_IN_USE") => {
+            let alias = RoomAliasId::parse(format!("#{localpart}:{}", config.homeserver.server_name))
+                .map_err(|e| MatrixError::Request { endpoint: "space alias".into(), message: e.to_string() })?;
+            Ok(client.send(get_alias::v3::Request::new(alias), None, deadline()).await?.room_id)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Lists the room in the space: `m.space.child` in the space, `m.space.parent` in the room.
+pub async fn link_space(
+    client: &MatrixClient,
+    config: &Config,
+    space: &OwnedRoomId,
+    room_id: &OwnedRoomId,
+) -> Result<(), MatrixError> {
+    let via = json!([config.homeserver.server_name.as_str()]);
+    put_state_key(client, space, "m.space.child", room_id.as_str(), json!({"via": via})).await?;
+    put_state_key(client, room_id, "m.space.parent", space.as_str(), json!({"via": via, "canonical": true})).await
+}
+
+/// Takes the room out of the space (an `m.space.child` without `via`).
+pub async fn unlink_space(
+    client: &MatrixClient,
+    space: &OwnedRoomId,
+    room_id: &OwnedRoomId,
+) -> Result<(), MatrixError> {
+    put_state_key(client, space, "m.space.child", room_id.as_str(), json!({})).await
+}
+
 /// Archives the room per `rooms.archive_mode`.
 pub async fn archive(
     client: &MatrixClient,

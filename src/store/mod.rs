@@ -112,6 +112,13 @@ pub enum StepRecord {
     EndedNoticeSent(DateTime<Utc>),
     ReminderSent(u64),
     ClosingWarningSent,
+    /// The channel's space exists (created or adopted).
+    SpaceEnsured {
+        channel_id: String,
+        space: OwnedRoomId,
+        name: String,
+    },
+    SpaceLinked(Option<OwnedRoomId>),
     HostsApplied(BTreeSet<OwnedUserId>),
     /// Foyer's own membership change (a kick, an invite after a knock), recorded before
     /// the homeserver's event about it arrives.

@@ -27,6 +27,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../../migrations/sqlite/0002_lifecycle.sql")),
     (3, include_str!("../../migrations/sqlite/0003_members.sql")),
     (4, include_str!("../../migrations/sqlite/0004_stream.sql")),
+    (5, include_str!("../../migrations/sqlite/0005_spaces.sql")),
 ];
 
 pub struct SqliteStore {
@@ -290,7 +291,9 @@ impl Store for SqliteStore {
         let row = sqlx::query(
             "SELECT room_id, opening_notice_sent, closing_notice_sent, archived_at, attempts, hosts_applied,
                 topic_applied, stream_url_applied, live_notice_for, ended_notice_for, reminders_sent,
-                closing_warning_sent
+                closing_warning_sent, space_linked,
+                (SELECT sp.room_id FROM spaces sp JOIN reservations r ON r.channel_id = sp.channel_id
+                 WHERE r.reservation_id = lifecycle.reservation_id) AS space
              FROM lifecycle WHERE reservation_id = ?",
         )
         .bind(id.as_str())
@@ -323,6 +326,12 @@ impl Store for SqliteStore {
                 None => Default::default(),
             };
             state.room.closing_warning_sent = row.try_get::<i64, _>("closing_warning_sent").map_err(unavailable)? != 0;
+            let room_of = |col: &str| -> Result<Option<OwnedRoomId>, StoreError> {
+                let id: Option<String> = row.try_get(col).map_err(unavailable)?;
+                id.map(|r| OwnedRoomId::try_from(r).map_err(|e| corrupt(e.to_string()))).transpose()
+            };
+            state.room.space = room_of("space")?;
+            state.room.space_linked = room_of("space_linked")?;
             state.attempts =
                 row.try_get::<i64, _>("attempts").map_err(unavailable)?.clamp(0, i64::from(u32::MAX)) as u32;
         }
@@ -405,6 +414,18 @@ impl Store for SqliteStore {
             )
             .bind(*secs as i64)
             .bind(rid),
+            StepRecord::SpaceEnsured { channel_id, space, name } => sqlx::query(
+                "INSERT INTO spaces (channel_id, room_id, name) VALUES (?, ?, ?)
+                 ON CONFLICT (channel_id) DO UPDATE SET room_id = excluded.room_id, name = excluded.name",
+            )
+            .bind(channel_id.as_str())
+            .bind(space.as_str())
+            .bind(name.as_str()),
+            StepRecord::SpaceLinked(space) => {
+                sqlx::query("UPDATE lifecycle SET space_linked = ? WHERE reservation_id = ?")
+                    .bind(space.as_ref().map(|s| s.as_str()))
+                    .bind(rid)
+            }
             StepRecord::ClosingWarningSent => {
                 sqlx::query("UPDATE lifecycle SET closing_warning_sent = 1 WHERE reservation_id = ?").bind(rid)
             }

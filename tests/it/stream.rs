@@ -201,3 +201,42 @@ async fn the_stream_sits_beside_the_chat_as_element_expects() {
     .await;
     assert!(topic(&fan, &room).await.contains("watch/two"));
 }
+
+#[tokio::test]
+async fn channel_rooms_are_listed_in_the_channel_space_until_archived() {
+    let foyer = TestFoyer::start().await;
+    let fan = Synapse::shared().create_user("fan").await;
+    let channel = unique("blue");
+    let (first, second) = (unique("ch1"), unique("ch2"));
+    let mut rooms = Vec::new();
+    for id in [&first, &second] {
+        let mut body = reservation(id, -60.0, 3600.0, 60, 60);
+        body["channel"] = json!({"id": channel, "name": "The Blue Room"});
+        foyer.accept("reservation.created", body).await;
+        rooms.push(open_room(&foyer, id, &fan).await);
+    }
+    let space_alias = format!("#{}+{channel}:localhost", foyer.slot.alias_prefix);
+    let space = fan.resolve_alias(&space_alias).await.expect("the channel's space has its own alias");
+    eventually(Duration::from_secs(10), "the space invite", || async {
+        (fan.join(&space).await.0 == 200).then_some(())
+    })
+    .await;
+    let create = fan.state(&space, "m.room.create").await.unwrap();
+    assert_eq!(create["type"], "m.space");
+    assert_eq!(fan.state(&space, "m.room.name").await.unwrap()["name"], "The Blue Room");
+    let child = |room: &str| format!("/_matrix/client/v3/rooms/{}/state/m.space.child/{}", enc(&space), enc(room));
+    for room in &rooms {
+        let (status, link) = fan.get(&child(room)).await;
+        assert_eq!((status, &link["via"]), (200, &json!(["localhost"])), "{link}");
+        let parent = format!("/_matrix/client/v3/rooms/{}/state/m.space.parent/{}", enc(room), enc(&space));
+        assert_eq!(fan.get(&parent).await.1["canonical"], true);
+    }
+
+    foyer.accept("reservation.cancelled", json!({"reservation_id": first})).await;
+    eventually(Duration::from_secs(10), "the archived room to leave the space", || async {
+        let (_, link) = fan.get(&child(&rooms[0])).await;
+        (link.get("via").is_none()).then_some(())
+    })
+    .await;
+    assert_eq!(fan.get(&child(&rooms[1])).await.1["via"], json!(["localhost"]), "the other room stays listed");
+}
