@@ -240,7 +240,8 @@ impl Lifecycle {
                     }
                     Step::PostReminder(secs) => {
                         let room = room_id.as_ref().expect("notices go to an existing room");
-                        let left = (record.reservation.starts_at - now).num_seconds().max(0) as u64;
+                        let left =
+                            ((record.reservation.starts_at - now).num_milliseconds().max(0) as u64).div_ceil(1000);
                         let (text, html) = room::reminder_notice(&record, left);
                         room::notice(&self.client, room, &format!("foyer-remind-{id}-{secs}"), &text, &html).await?;
                         failpoint::hit("after_notice");

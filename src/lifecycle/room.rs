@@ -241,20 +241,21 @@ pub fn ended_notice(times: &Schedule) -> (String, String) {
     (text.clone(), escape(&text))
 }
 
+/// "in 10 minutes", "in 1 minute", "in 30 seconds".
+fn in_words(secs: u64) -> String {
+    let (n, unit) = if secs < 60 { (secs, "second") } else { (secs.div_ceil(60), "minute") };
+    format!("in {n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
 pub fn reminder_notice(record: &ReservationRecord, secs: u64) -> (String, String) {
-    let minutes = secs.div_ceil(60);
     let when = human_time(record.reservation.starts_at);
-    let text = format!("⏰ The stream starts in {minutes} minute{} ({when}).", if minutes == 1 { "" } else { "s" });
+    let text = format!("⏰ The stream starts {} ({when}).", in_words(secs));
     (text.clone(), escape(&text))
 }
 
 pub fn closing_warning(times: &Schedule, now: DateTime<Utc>) -> (String, String) {
-    let minutes = ((times.archives_at - now).num_seconds().max(0) as u64).div_ceil(60);
-    let text = format!(
-        "This chat closes in {minutes} minute{} ({}).",
-        if minutes == 1 { "" } else { "s" },
-        human_time(times.archives_at)
-    );
+    let left = ((times.archives_at - now).num_milliseconds().max(0) as u64).div_ceil(1000);
+    let text = format!("This chat closes {} ({}).", in_words(left), human_time(times.archives_at));
     (text.clone(), escape(&text))
 }
 

@@ -314,6 +314,7 @@ impl Synapse {
         TestUser {
             user_id: body["user_id"].as_str().expect("user_id").to_owned(),
             access_token: body["access_token"].as_str().expect("access_token").to_owned(),
+            password,
             homeserver: self.url.clone(),
             http,
         }
@@ -409,6 +410,8 @@ pub fn read_tail(path: &Path) -> String {
 pub struct TestUser {
     pub user_id: String,
     pub access_token: String,
+    /// Empty for the bot, which has no password.
+    pub password: String,
     homeserver: String,
     http: reqwest::Client,
 }
@@ -430,6 +433,7 @@ impl TestUser {
         TestUser {
             user_id: slot.bot_user_id(),
             access_token: slot.as_token.clone(),
+            password: String::new(),
             homeserver: slot.homeserver_url.clone(),
             http: reqwest::Client::new(),
         }
@@ -484,6 +488,19 @@ impl TestUser {
         assert_eq!(status, 200, "createRoom: {body}");
         body["room_id"].as_str().expect("room_id").to_owned()
     }
+}
+
+/// Runs `tests/client/ticket_holder.py` (matrix-nio) as `user`; returns its JSON report.
+pub fn nio_client(user: &TestUser, homeserver: &str, room_id: &str, mode: &str) -> Value {
+    let python = repo_root().join("target/synapse-venv/bin/python");
+    let out = Command::new(python)
+        .arg(repo_root().join("tests/client/ticket_holder.py"))
+        .args([homeserver, &user.user_id, &user.password, room_id, mode])
+        .output()
+        .expect("run the matrix-nio client");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "nio client failed: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
 /// Percent-encodes a path segment (room ids and aliases carry `!`, `#` and `:`).

@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use crate::harness::{Synapse, TestFoyer, TestUser, enc, eventually, random_token};
+use crate::harness::{Synapse, TestFoyer, TestUser, enc, eventually, nio_client, random_token};
 
 fn unique(name: &str) -> String {
     format!("{name}-{}", &random_token()[..8])
@@ -239,4 +239,104 @@ async fn channel_rooms_are_listed_in_the_channel_space_until_archived() {
     })
     .await;
     assert_eq!(fan.get(&child(&rooms[1])).await.1["via"], json!(["localhost"]), "the other room stays listed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_real_client_library_joins_sees_the_room_posts_and_is_refused_after_the_archive() {
+    let foyer = TestFoyer::start().await;
+    let hs = Synapse::shared();
+    let fan = hs.create_user("fan").await;
+    let id = unique("nio");
+    foyer.accept("reservation.created", reservation(&id, 600.0, 3600.0, 3600, 60)).await;
+    foyer
+        .accept(
+            "ticket.granted",
+            json!({"reservation_id": id, "tickets": [{"ticket_id": "t", "user_id": fan.user_id}]}),
+        )
+        .await;
+    let room = eventually(Duration::from_secs(15), "the room", || async {
+        foyer.reservation(&id).await.1["room_id"].as_str().map(str::to_owned)
+    })
+    .await;
+    let seen = tokio::task::block_in_place(|| nio_client(&fan, &hs.url, &room, "join"));
+    assert_eq!(seen["room_name"], format!("Show {id}"), "{seen}");
+    assert!(seen["notices"].as_array().unwrap().iter().any(|n| n.as_str().unwrap().contains("is open")), "{seen}");
+    assert_eq!(seen["widget_url"], "https://stream.example.org/watch/one", "{seen}");
+    assert_eq!(seen["posted"], true, "{seen}");
+
+    foyer.accept("reservation.cancelled", json!({"reservation_id": id})).await;
+    eventually(Duration::from_secs(15), "the archive", || async {
+        (foyer.reservation(&id).await.1["phase"] == "cancelled" && fan.send_text(&room, "x").await.0 == 403)
+            .then_some(())
+    })
+    .await;
+    let after = tokio::task::block_in_place(|| nio_client(&fan, &hs.url, &room, "post"));
+    assert_eq!(after["refused"], true, "{after}");
+}
+
+/// One line of a transcript: who did what, as a ticket holder's client shows it.
+fn describe(event: &Value, start: i64) -> Option<String> {
+    let secs = (event["origin_server_ts"].as_i64()? - start) as f64 / 1000.0;
+    let sender = event["sender"].as_str()?.split(':').next()?.trim_start_matches('@');
+    let content = &event["content"];
+    let what = match event["type"].as_str()? {
+        "m.room.message" => format!("{}: {}", content["msgtype"].as_str()?, content["body"].as_str()?),
+        "m.room.member" => {
+            format!(
+                "{} is now {}",
+                event["state_key"].as_str()?.split(':').next()?.trim_start_matches('@'),
+                content["membership"].as_str()?
+            )
+        }
+        "m.room.topic" => format!("sets the topic: {}", content["topic"].as_str()?),
+        "m.room.name" => format!("names the room: {}", content["name"].as_str()?),
+        "m.room.power_levels" => format!("sets power levels (events_default {})", content["events_default"]),
+        "im.vector.modular.widgets" => {
+            format!("adds the widget \"{}\" → {}", content["name"].as_str()?, content["url"].as_str()?)
+        }
+        "m.room.pinned_events" => "pins the stream link".to_owned(),
+        "m.room.join_rules" => format!("sets the join rule: {}", content["join_rule"].as_str()?),
+        _ => return None,
+    };
+    Some(format!("| +{secs:.1} s | {sender} | {what} |"))
+}
+
+#[tokio::test]
+#[ignore = "writes docs/ticket-holder-view.md: run with `cargo test --test it -- --ignored transcript`"]
+async fn transcript_of_what_a_ticket_holder_sees() {
+    let foyer = TestFoyer::start_with(|y| y + "rooms:\n  reminders: [4s]\n  closing_warning: 2s\n", &[]).await;
+    let fan = Synapse::shared().create_user("fan").await;
+    let id = unique("jazz");
+    let mut body = reservation(&id, 8.0, 12.0, 6, 4);
+    body["title"] = json!("Friday Night Jazz");
+    foyer.accept("reservation.created", body).await;
+    let room = open_room(&foyer, &id, &fan).await;
+    assert_eq!(fan.send_text(&room, "Can't wait!").await.0, 200);
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    foyer.accept("stream.started", json!({"reservation_id": id})).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    foyer.accept("stream.ended", json!({"reservation_id": id})).await;
+    eventually(Duration::from_secs(20), "the archive", || async {
+        let levels = fan.state(&room, "m.room.power_levels").await?;
+        (levels["events_default"] == 100).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await; // the rest of the archive
+    let mut events = fan.messages(&room).await;
+    events.reverse();
+    let start = events.first().and_then(|e| e["origin_server_ts"].as_i64()).unwrap_or(0);
+    let lines: Vec<String> = events.iter().filter_map(|e| describe(e, start)).collect();
+    let text = format!(
+        "# What a ticket holder sees\n\n\
+         Generated by `cargo test --test it -- --ignored transcript` against a real Synapse: the\n\
+         room's events as the ticket holder's client receives them, for a reservation that opens\n\
+         6 s before its start (reminder 4 s before, closing warning 2 s before the archive), goes\n\
+         live, ends, and is archived (`read_only`). In production the same happens over\n\
+         minutes and hours. `{}` is Foyer's bot, `fan…` the ticket holder.\n\n\
+         | time | who | what |\n|---|---|---|\n{}\n",
+        foyer.slot.sender_localpart,
+        lines.join("\n")
+    );
+    println!("{text}");
+    std::fs::write(crate::harness::repo_root().join("docs/ticket-holder-view.md"), text).expect("write transcript");
 }
