@@ -55,7 +55,17 @@ pub struct Lifecycle {
 impl Lifecycle {
     /// Runs until `stop` turns true.
     pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut pruned_at: Option<Instant> = None;
         loop {
+            if pruned_at.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
+                // Homeserver retries come within minutes; a week of event ids is plenty.
+                match self.store.prune_seen_events(Utc::now() - chrono::Duration::days(7)).await {
+                    Ok(n) if n > 0 => tracing::info!(events = n, "forgot old homeserver event ids"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot prune old event ids"),
+                }
+                pruned_at = Some(Instant::now());
+            }
             if failpoint::armed("worker_paused") {
                 tokio::select! {
                     _ = tokio::time::sleep(MAX_IDLE) => continue,

@@ -156,6 +156,9 @@ pub trait Store: Send + Sync {
     /// their reservations due. Other rooms' events are ignored. Returns how many applied.
     async fn record_memberships(&self, facts: &[MembershipFact], now: DateTime<Utc>) -> Result<usize, StoreError>;
 
+    /// Forgets homeserver event ids seen before `before` (retries come within minutes).
+    async fn prune_seen_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
     /// Leases one reservation now if nobody holds it (for work on demand).
     async fn claim(
         &self,

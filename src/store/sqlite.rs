@@ -220,6 +220,15 @@ impl Store for SqliteStore {
         Ok(applied)
     }
 
+    async fn prune_seen_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM seen_events WHERE seen_at < ?")
+            .bind(to_millis(before))
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(done.rows_affected())
+    }
+
     async fn claim(
         &self,
         id: &ReservationId,
@@ -692,4 +701,86 @@ fn record_from_row(row: &SqliteRow) -> Result<ReservationRecord, StoreError> {
         },
         archived: opt_time("archived_at")?.is_some(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    //! The store's own promises, on a real SQLite file.
+
+    use chrono::Duration as Span;
+
+    use super::*;
+    use crate::{reservation::Ticket, test_support};
+
+    async fn store() -> (SqliteStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("foyer.db").display());
+        (SqliteStore::open(&url).await.unwrap(), dir)
+    }
+
+    fn upsert(revision: u64) -> WebhookEvent {
+        let mut record = test_support::record(Default::default(), vec![]);
+        record.reservation.revision = Some(Revision(revision));
+        WebhookEvent::Upsert(Box::new(record.reservation))
+    }
+
+    fn receipt(id: &str) -> Receipt<'_> {
+        Receipt { webhook_id: id, received_at: Utc::now() }
+    }
+
+    fn jazz() -> ReservationId {
+        ReservationId::parse("jazz").unwrap()
+    }
+
+    #[tokio::test]
+    async fn webhook_ids_and_revisions_decide_what_is_applied() {
+        let (store, _dir) = store().await;
+        assert_eq!(store.record_webhook(&receipt("a"), &upsert(3)).await.unwrap(), Outcome::Accepted);
+        assert_eq!(store.record_webhook(&receipt("a"), &upsert(9)).await.unwrap(), Outcome::Duplicate);
+        assert_eq!(store.record_webhook(&receipt("b"), &upsert(2)).await.unwrap(), Outcome::Stale);
+        assert_eq!(store.reservation(&jazz()).await.unwrap().unwrap().reservation.revision, Some(Revision(3)));
+    }
+
+    #[tokio::test]
+    async fn new_facts_during_a_lease_keep_the_reservation_due() {
+        let (store, _dir) = store().await;
+        let now = Utc::now();
+        store.record_webhook(&receipt("a"), &upsert(1)).await.unwrap();
+        let claims = store.claim_due(now, Duration::from_secs(60), 10).await.unwrap();
+        assert_eq!(claims.len(), 1);
+        assert!(store.claim_due(now, Duration::from_secs(60), 10).await.unwrap().is_empty(), "leased");
+        let ticket = Ticket { id: ExternalId::parse("t").unwrap(), user_id: test_support::user("alice") };
+        let grant = WebhookEvent::TicketsGranted { id: jazz(), tickets: vec![ticket] };
+        store.record_webhook(&receipt("b"), &grant).await.unwrap();
+        store.release(&claims[0], Some(now + Span::hours(5)), None, now).await.unwrap();
+        let due = store.next_due_at().await.unwrap().unwrap();
+        assert!(due <= now, "the grant during the lease keeps it due now, not in 5 hours: {due}");
+        // Without new facts the planned time stands.
+        let claims = store.claim_due(now, Duration::from_secs(60), 10).await.unwrap();
+        store.release(&claims[0], Some(now + Span::hours(5)), None, now).await.unwrap();
+        assert!(store.next_due_at().await.unwrap().unwrap() > now + Span::hours(4));
+    }
+
+    #[tokio::test]
+    async fn membership_events_apply_once_and_only_for_our_rooms() {
+        let (store, _dir) = store().await;
+        store.record_webhook(&receipt("a"), &upsert(1)).await.unwrap();
+        let room = OwnedRoomId::try_from("!room:example.org").unwrap();
+        let created = StepRecord::RoomCreated { room_id: room, hosts: Default::default(), topic: "t".into() };
+        store.record_step(&jazz(), &created, Utc::now()).await.unwrap();
+        let fact = |event: &str, room: &str| MembershipFact {
+            event_id: event.into(),
+            room_id: room.into(),
+            user_id: test_support::user("alice"),
+            membership: Membership::Join,
+            sender: "@alice:example.org".into(),
+        };
+        let join = fact("$1", "!room:example.org");
+        assert_eq!(store.record_memberships(std::slice::from_ref(&join), Utc::now()).await.unwrap(), 1);
+        assert_eq!(store.record_memberships(&[join], Utc::now()).await.unwrap(), 0, "same event id");
+        assert_eq!(store.record_memberships(&[fact("$2", "!other:example.org")], Utc::now()).await.unwrap(), 0);
+        let record = store.reservation(&jazz()).await.unwrap().unwrap();
+        assert_eq!((record.members.joined, record.members.invited), (1, 0));
+        assert_eq!(store.prune_seen_events(Utc::now() + Span::seconds(1)).await.unwrap(), 1);
+    }
 }

@@ -25,17 +25,19 @@ fn reservation(id: &str, starts_in: f64, ends_in: f64, open_before: u64, close_a
     })
 }
 
-async fn open_room(foyer: &TestFoyer, id: &str, fan: &TestUser) -> String {
-    foyer
-        .accept(
-            "ticket.granted",
-            json!({"reservation_id": id, "tickets": [{"ticket_id": "t", "user_id": fan.user_id}]}),
-        )
-        .await;
-    let room = eventually(Duration::from_secs(15), "the room", || async {
+/// Grants `fan` a ticket and waits for the room; returns its id.
+async fn ticketed_room(foyer: &TestFoyer, id: &str, fan: &TestUser) -> String {
+    let ticket = json!({"reservation_id": id, "tickets": [{"ticket_id": "t", "user_id": fan.user_id}]});
+    foyer.accept("ticket.granted", ticket).await;
+    eventually(Duration::from_secs(15), "the room", || async {
         foyer.reservation(id).await.1["room_id"].as_str().map(str::to_owned)
     })
-    .await;
+    .await
+}
+
+/// Like [`ticketed_room`], and `fan` joins it.
+async fn open_room(foyer: &TestFoyer, id: &str, fan: &TestUser) -> String {
+    let room = ticketed_room(foyer, id, fan).await;
     eventually(Duration::from_secs(10), "a join", || async { (fan.join(&room).await.0 == 200).then_some(()) }).await;
     room
 }
@@ -248,16 +250,7 @@ async fn a_real_client_library_joins_sees_the_room_posts_and_is_refused_after_th
     let fan = hs.create_user("fan").await;
     let id = unique("nio");
     foyer.accept("reservation.created", reservation(&id, 600.0, 3600.0, 3600, 60)).await;
-    foyer
-        .accept(
-            "ticket.granted",
-            json!({"reservation_id": id, "tickets": [{"ticket_id": "t", "user_id": fan.user_id}]}),
-        )
-        .await;
-    let room = eventually(Duration::from_secs(15), "the room", || async {
-        foyer.reservation(&id).await.1["room_id"].as_str().map(str::to_owned)
-    })
-    .await;
+    let room = ticketed_room(&foyer, &id, &fan).await;
     let seen = tokio::task::block_in_place(|| nio_client(&fan, &hs.url, &room, "join"));
     assert_eq!(seen["room_name"], format!("Show {id}"), "{seen}");
     assert!(seen["notices"].as_array().unwrap().iter().any(|n| n.as_str().unwrap().contains("is open")), "{seen}");
