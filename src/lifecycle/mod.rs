@@ -26,8 +26,10 @@ use crate::{
     store::{Claim, StepRecord, Store, StoreError},
 };
 
-/// How long a claim is held; a worker that dies loses its claims after this.
-const LEASE: Duration = Duration::from_secs(120);
+/// How long a claim is held without renewal: a worker that dies loses its claims after
+/// this, and another instance takes over. Renewed every [`RENEW_EVERY`] while working.
+const LEASE: Duration = Duration::from_secs(15);
+const RENEW_EVERY: Duration = Duration::from_secs(5);
 /// Reservations claimed per round, and worked on at the same time.
 const BATCH: u32 = 64;
 const CONCURRENCY: usize = 16;
@@ -48,6 +50,8 @@ pub struct Lifecycle {
     pub config: Arc<Config>,
     pub admin: Option<SynapseAdmin>,
     pub wake: Arc<Notify>,
+    /// This process's name on leases, unique per start.
+    pub instance: String,
     /// Asked once: whether the homeserver's default room version privileges creators.
     pub creators_privileged: tokio::sync::OnceCell<bool>,
 }
@@ -73,7 +77,7 @@ impl Lifecycle {
                 }
             }
             let now = Utc::now();
-            let claimed = match self.store.claim_due(now, LEASE, BATCH).await {
+            let claimed = match self.store.claim_due(now, LEASE, BATCH, &self.instance).await {
                 Ok(claims) => claims,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot claim due reservations; retrying");
@@ -151,7 +155,7 @@ impl Lifecycle {
         if !due.steps.contains(&Step::CreateRoom) {
             return Ok(false);
         }
-        if let Some(claim) = self.store.claim(id, Utc::now(), LEASE).await? {
+        if let Some(claim) = self.store.claim(id, Utc::now(), LEASE, &self.instance).await? {
             tracing::info!(reservation_id = %id, "opening on demand for an alias query");
             self.process(claim).await;
         } else {
@@ -168,7 +172,25 @@ impl Lifecycle {
 
     async fn process(&self, claim: Claim) {
         let id = &claim.reservation_id;
-        let result = self.reconcile(&claim).await;
+        // Keep the lease while working; effects are idempotent, so losing it (a very long
+        // stall) costs a repeat, not a wrong result.
+        let renewing = async {
+            loop {
+                tokio::time::sleep(RENEW_EVERY).await;
+                let until = Utc::now() + chrono::Duration::from_std(LEASE).unwrap_or_default();
+                match self.store.renew(&claim, until).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(reservation_id = %claim.reservation_id, "lost the lease while working"),
+                    Err(e) => {
+                        tracing::warn!(reservation_id = %claim.reservation_id, error = %e, "cannot renew the lease")
+                    }
+                }
+            }
+        };
+        let result = tokio::select! {
+            result = self.reconcile(&claim) => result,
+            _ = renewing => unreachable!("renewing never ends"),
+        };
         let now = Utc::now();
         let released = match result {
             Ok(next) => self.store.release(&claim, next, None, now).await,

@@ -1,6 +1,7 @@
 //! The store: every fact Foyer keeps, behind one trait with one implementation per
 //! database. Each write is one transaction; a `2xx` is only sent after it commits.
 
+mod postgres;
 mod sqlite;
 
 use std::{collections::BTreeSet, sync::Arc};
@@ -9,7 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeZone as _, Utc};
 use ruma::{OwnedRoomId, OwnedUserId};
 
-pub use self::sqlite::SqliteStore;
+pub use self::{postgres::PostgresStore, sqlite::SqliteStore};
 use crate::{
     config::{DatabaseConfig, DatabaseKind},
     lifecycle::{Audience, Membership, RoomState},
@@ -87,6 +88,8 @@ pub struct ReservationRecord {
 pub struct Claim {
     pub reservation_id: ReservationId,
     pub facts_version: i64,
+    /// The instance holding the lease; only it may renew or release it.
+    pub owner: String,
 }
 
 /// What the lifecycle needs to plan one reservation, besides its record.
@@ -165,6 +168,7 @@ pub trait Store: Send + Sync {
         id: &ReservationId,
         now: DateTime<Utc>,
         lease: std::time::Duration,
+        owner: &str,
     ) -> Result<Option<Claim>, StoreError>;
 
     /// Leases up to `limit` reservations that are due at `now` and not leased.
@@ -173,7 +177,11 @@ pub trait Store: Send + Sync {
         now: DateTime<Utc>,
         lease: std::time::Duration,
         limit: u32,
+        owner: &str,
     ) -> Result<Vec<Claim>, StoreError>;
+
+    /// Extends a lease this instance still holds; `false` when it lost it.
+    async fn renew(&self, claim: &Claim, until: DateTime<Utc>) -> Result<bool, StoreError>;
 
     /// The earliest due time of any reservation, leased or not.
     async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
@@ -208,9 +216,7 @@ pub struct MembershipFact {
 pub async fn open(config: &DatabaseConfig) -> Result<Arc<dyn Store>, StoreError> {
     match config.kind {
         DatabaseKind::Sqlite => Ok(Arc::new(SqliteStore::open(config.url.expose()).await?)),
-        DatabaseKind::Postgres => {
-            Err(StoreError::Open("PostgreSQL is not supported yet; use a sqlite:// database.url".into()))
-        }
+        DatabaseKind::Postgres => Ok(Arc::new(PostgresStore::open(config.url.expose()).await?)),
     }
 }
 
@@ -221,3 +227,97 @@ pub(crate) fn to_millis(t: DateTime<Utc>) -> i64 {
 pub(crate) fn from_millis(ms: i64) -> Result<DateTime<Utc>, StoreError> {
     Utc.timestamp_millis_opt(ms).single().ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms} out of range")))
 }
+
+/// Reads a reservation record from a row of the `select_records!` shape; one body for
+/// every backend's row type.
+macro_rules! record_from_row {
+    ($name:ident, $row:ty) => {
+        fn $name(row: &$row) -> Result<ReservationRecord, StoreError> {
+            let corrupt = |what: &str, e: String| StoreError::Corrupt(format!("{what}: {e}"));
+            let get_err = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+            let text = |col: &str| row.try_get::<String, _>(col).map_err(get_err);
+            let opt_text = |col: &str| row.try_get::<Option<String>, _>(col).map_err(get_err);
+            let opt_time = |col: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
+                row.try_get::<Option<i64>, _>(col).map_err(get_err)?.map(from_millis).transpose()
+            };
+            let id = ReservationId::parse(&text("reservation_id")?).map_err(|e| corrupt("reservation_id", e))?;
+            let hosts: Vec<OwnedUserId> =
+                serde_json::from_str(&text("hosts")?).map_err(|e| corrupt("hosts", e.to_string()))?;
+            let channel = match (opt_text("channel_id")?, opt_text("channel_name")?) {
+                (Some(cid), Some(name)) => Some(Channel {
+                    id: ExternalId::parse(&cid).map_err(|e| corrupt("channel_id", e))?,
+                    name: Title::parse(&name).map_err(|e| corrupt("channel_name", e))?,
+                }),
+                _ => None,
+            };
+            let reservation = Reservation {
+                id,
+                revision: row.try_get::<Option<i64>, _>("revision").map_err(get_err)?.map(|v| Revision(v as u64)),
+                title: Title::parse(&text("title")?).map_err(|e| corrupt("title", e))?,
+                description: opt_text("description")?
+                    .map(|d| Description::parse(&d).map_err(|e| corrupt("description", e)))
+                    .transpose()?,
+                starts_at: from_millis(row.try_get("starts_at").map_err(get_err)?)?,
+                ends_at: from_millis(row.try_get("ends_at").map_err(get_err)?)?,
+                stream_url: opt_text("stream_url")?
+                    .map(|u| StreamUrl::parse(&u).map_err(|e| corrupt("stream_url", e)))
+                    .transpose()?,
+                channel,
+                hosts,
+                open_before_seconds: row
+                    .try_get::<Option<i64>, _>("open_before_seconds")
+                    .map_err(get_err)?
+                    .map(|s| s as u32),
+                close_after_seconds: row
+                    .try_get::<Option<i64>, _>("close_after_seconds")
+                    .map_err(get_err)?
+                    .map(|s| s as u32),
+            };
+            let signals = Signals {
+                cancelled_at: opt_time("cancelled_at")?,
+                cancel_reason: opt_text("cancel_reason")?,
+                stream_started_at: opt_time("stream_started_at")?,
+                stream_ended_at: opt_time("stream_ended_at")?,
+            };
+            let tickets = TicketCounts {
+                active: row.try_get::<i64, _>("tickets_active").map_err(get_err)? as u64,
+                revoked: row.try_get::<i64, _>("tickets_revoked").map_err(get_err)? as u64,
+            };
+            Ok(ReservationRecord {
+                reservation,
+                signals,
+                tickets,
+                room_id: opt_text("room_id")?,
+                members: MemberCounts {
+                    invited: row.try_get::<i64, _>("members_invited").map_err(get_err)? as u64,
+                    joined: row.try_get::<i64, _>("members_joined").map_err(get_err)? as u64,
+                },
+                archived: opt_time("archived_at")?.is_some(),
+            })
+        }
+    };
+}
+pub(crate) use record_from_row;
+
+/// A reservation with its signals and ticket counts, filtered by `$where`.
+macro_rules! select_records {
+    ($where:literal) => {
+        concat!(
+            "SELECT r.*, s.cancelled_at, s.cancel_reason, s.stream_started_at, s.stream_ended_at,
+                (SELECT COUNT(*) FROM tickets t WHERE t.reservation_id = r.reservation_id
+                    AND t.user_id IS NOT NULL AND t.revoked_at IS NULL) AS tickets_active,
+                (SELECT COUNT(*) FROM tickets t WHERE t.reservation_id = r.reservation_id
+                    AND t.revoked_at IS NOT NULL) AS tickets_revoked,
+                l.room_id AS room_id, l.archived_at AS archived_at,
+                (SELECT COUNT(*) FROM room_members m WHERE m.room_id = l.room_id
+                    AND m.membership = 'invite') AS members_invited,
+                (SELECT COUNT(*) FROM room_members m WHERE m.room_id = l.room_id
+                    AND m.membership = 'join') AS members_joined
+            FROM reservations r
+            LEFT JOIN reservation_signals s ON s.reservation_id = r.reservation_id
+            LEFT JOIN lifecycle l ON l.reservation_id = r.reservation_id ",
+            $where
+        )
+    };
+}
+pub(crate) use select_records;

@@ -28,6 +28,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../../migrations/sqlite/0003_members.sql")),
     (4, include_str!("../../migrations/sqlite/0004_stream.sql")),
     (5, include_str!("../../migrations/sqlite/0005_spaces.sql")),
+    (6, include_str!("../../migrations/sqlite/0006_lease_owner.sql")),
 ];
 
 pub struct SqliteStore {
@@ -234,23 +235,42 @@ impl Store for SqliteStore {
         id: &ReservationId,
         now: DateTime<Utc>,
         lease: Duration,
+        owner: &str,
     ) -> Result<Option<Claim>, StoreError> {
         let now_ms = to_millis(now);
         let version: Option<i64> = sqlx::query_scalar(
-            "UPDATE lifecycle SET locked_until = ?
+            "UPDATE lifecycle SET locked_until = ?, locked_by = ?
              WHERE reservation_id = ? AND (locked_until IS NULL OR locked_until <= ?)
              RETURNING facts_version",
         )
         .bind(now_ms + lease.as_millis() as i64)
+        .bind(owner)
         .bind(id.as_str())
         .bind(now_ms)
         .fetch_optional(&self.pool)
         .await
         .map_err(unavailable)?;
-        Ok(version.map(|facts_version| Claim { reservation_id: id.clone(), facts_version }))
+        Ok(version.map(|facts_version| Claim { reservation_id: id.clone(), facts_version, owner: owner.to_owned() }))
     }
 
-    async fn claim_due(&self, now: DateTime<Utc>, lease: Duration, limit: u32) -> Result<Vec<Claim>, StoreError> {
+    async fn renew(&self, claim: &Claim, until: DateTime<Utc>) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE lifecycle SET locked_until = ? WHERE reservation_id = ? AND locked_by = ?")
+            .bind(to_millis(until))
+            .bind(claim.reservation_id.as_str())
+            .bind(claim.owner.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: u32,
+        owner: &str,
+    ) -> Result<Vec<Claim>, StoreError> {
         let now_ms = to_millis(now);
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
         let rows = sqlx::query(
@@ -267,8 +287,9 @@ impl Store for SqliteStore {
         let mut claims = Vec::with_capacity(rows.len());
         for row in rows {
             let id: String = row.try_get("reservation_id").map_err(unavailable)?;
-            sqlx::query("UPDATE lifecycle SET locked_until = ? WHERE reservation_id = ?")
+            sqlx::query("UPDATE lifecycle SET locked_until = ?, locked_by = ? WHERE reservation_id = ?")
                 .bind(now_ms + lease.as_millis() as i64)
+                .bind(owner)
                 .bind(&id)
                 .execute(&mut *tx)
                 .await
@@ -277,6 +298,7 @@ impl Store for SqliteStore {
                 reservation_id: ReservationId::parse(&id)
                     .map_err(|e| StoreError::Corrupt(format!("lifecycle {id}: {e}")))?,
                 facts_version: row.try_get("facts_version").map_err(unavailable)?,
+                owner: owner.to_owned(),
             });
         }
         tx.commit().await.map_err(unavailable)?;
@@ -490,7 +512,7 @@ impl Store for SqliteStore {
                 next_due_at = CASE WHEN facts_version = ? THEN ? ELSE ? END,
                 attempts = CASE WHEN ? IS NULL THEN 0 ELSE attempts + 1 END,
                 last_error = ?
-             WHERE reservation_id = ?",
+             WHERE reservation_id = ? AND locked_by = ?",
         )
         .bind(claim.facts_version)
         .bind(next_due_at.map(to_millis))
@@ -498,6 +520,7 @@ impl Store for SqliteStore {
         .bind(error)
         .bind(error)
         .bind(claim.reservation_id.as_str())
+        .bind(claim.owner.as_str())
         .execute(&self.pool)
         .await
         .map_err(unavailable)?;
@@ -621,166 +644,8 @@ fn json_users(users: &std::collections::BTreeSet<OwnedUserId>) -> String {
     serde_json::to_string(users).expect("user IDs always serialize")
 }
 
-/// A reservation with its signals and ticket counts, filtered by `$where`.
-macro_rules! select_records {
-    ($where:literal) => {
-        concat!(
-            "SELECT r.*, s.cancelled_at, s.cancel_reason, s.stream_started_at, s.stream_ended_at,
-                (SELECT COUNT(*) FROM tickets t WHERE t.reservation_id = r.reservation_id
-                    AND t.user_id IS NOT NULL AND t.revoked_at IS NULL) AS tickets_active,
-                (SELECT COUNT(*) FROM tickets t WHERE t.reservation_id = r.reservation_id
-                    AND t.revoked_at IS NOT NULL) AS tickets_revoked,
-                l.room_id AS room_id, l.archived_at AS archived_at,
-                (SELECT COUNT(*) FROM room_members m WHERE m.room_id = l.room_id
-                    AND m.membership = 'invite') AS members_invited,
-                (SELECT COUNT(*) FROM room_members m WHERE m.room_id = l.room_id
-                    AND m.membership = 'join') AS members_joined
-            FROM reservations r
-            LEFT JOIN reservation_signals s ON s.reservation_id = r.reservation_id
-            LEFT JOIN lifecycle l ON l.reservation_id = r.reservation_id ",
-            $where
-        )
-    };
-}
+const SELECT_RECORD_BY_ID: &str = super::select_records!("WHERE r.reservation_id = ?");
+const SELECT_RECORDS_AFTER: &str =
+    super::select_records!("WHERE r.reservation_id > ? ORDER BY r.reservation_id LIMIT ?");
 
-const SELECT_RECORD_BY_ID: &str = select_records!("WHERE r.reservation_id = ?");
-const SELECT_RECORDS_AFTER: &str = select_records!("WHERE r.reservation_id > ? ORDER BY r.reservation_id LIMIT ?");
-
-fn record_from_row(row: &SqliteRow) -> Result<ReservationRecord, StoreError> {
-    let corrupt = |what: &str, e: String| StoreError::Corrupt(format!("{what}: {e}"));
-    let get_err = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
-    let text = |col: &str| row.try_get::<String, _>(col).map_err(get_err);
-    let opt_text = |col: &str| row.try_get::<Option<String>, _>(col).map_err(get_err);
-    let opt_time = |col: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
-        row.try_get::<Option<i64>, _>(col).map_err(get_err)?.map(from_millis).transpose()
-    };
-    let id = ReservationId::parse(&text("reservation_id")?).map_err(|e| corrupt("reservation_id", e))?;
-    let hosts: Vec<OwnedUserId> = serde_json::from_str(&text("hosts")?).map_err(|e| corrupt("hosts", e.to_string()))?;
-    let channel = match (opt_text("channel_id")?, opt_text("channel_name")?) {
-        (Some(cid), Some(name)) => Some(Channel {
-            id: ExternalId::parse(&cid).map_err(|e| corrupt("channel_id", e))?,
-            name: Title::parse(&name).map_err(|e| corrupt("channel_name", e))?,
-        }),
-        _ => None,
-    };
-    let reservation = Reservation {
-        id,
-        revision: row.try_get::<Option<i64>, _>("revision").map_err(get_err)?.map(|v| Revision(v as u64)),
-        title: Title::parse(&text("title")?).map_err(|e| corrupt("title", e))?,
-        description: opt_text("description")?
-            .map(|d| Description::parse(&d).map_err(|e| corrupt("description", e)))
-            .transpose()?,
-        starts_at: from_millis(row.try_get("starts_at").map_err(get_err)?)?,
-        ends_at: from_millis(row.try_get("ends_at").map_err(get_err)?)?,
-        stream_url: opt_text("stream_url")?
-            .map(|u| StreamUrl::parse(&u).map_err(|e| corrupt("stream_url", e)))
-            .transpose()?,
-        channel,
-        hosts,
-        open_before_seconds: row.try_get("open_before_seconds").map_err(get_err)?,
-        close_after_seconds: row.try_get("close_after_seconds").map_err(get_err)?,
-    };
-    let signals = Signals {
-        cancelled_at: opt_time("cancelled_at")?,
-        cancel_reason: opt_text("cancel_reason")?,
-        stream_started_at: opt_time("stream_started_at")?,
-        stream_ended_at: opt_time("stream_ended_at")?,
-    };
-    let tickets = TicketCounts {
-        active: row.try_get::<i64, _>("tickets_active").map_err(get_err)? as u64,
-        revoked: row.try_get::<i64, _>("tickets_revoked").map_err(get_err)? as u64,
-    };
-    Ok(ReservationRecord {
-        reservation,
-        signals,
-        tickets,
-        room_id: opt_text("room_id")?,
-        members: MemberCounts {
-            invited: row.try_get::<i64, _>("members_invited").map_err(get_err)? as u64,
-            joined: row.try_get::<i64, _>("members_joined").map_err(get_err)? as u64,
-        },
-        archived: opt_time("archived_at")?.is_some(),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    //! The store's own promises, on a real SQLite file.
-
-    use chrono::Duration as Span;
-
-    use super::*;
-    use crate::{reservation::Ticket, test_support};
-
-    async fn store() -> (SqliteStore, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("foyer.db").display());
-        (SqliteStore::open(&url).await.unwrap(), dir)
-    }
-
-    fn upsert(revision: u64) -> WebhookEvent {
-        let mut record = test_support::record(Default::default(), vec![]);
-        record.reservation.revision = Some(Revision(revision));
-        WebhookEvent::Upsert(Box::new(record.reservation))
-    }
-
-    fn receipt(id: &str) -> Receipt<'_> {
-        Receipt { webhook_id: id, received_at: Utc::now() }
-    }
-
-    fn jazz() -> ReservationId {
-        ReservationId::parse("jazz").unwrap()
-    }
-
-    #[tokio::test]
-    async fn webhook_ids_and_revisions_decide_what_is_applied() {
-        let (store, _dir) = store().await;
-        assert_eq!(store.record_webhook(&receipt("a"), &upsert(3)).await.unwrap(), Outcome::Accepted);
-        assert_eq!(store.record_webhook(&receipt("a"), &upsert(9)).await.unwrap(), Outcome::Duplicate);
-        assert_eq!(store.record_webhook(&receipt("b"), &upsert(2)).await.unwrap(), Outcome::Stale);
-        assert_eq!(store.reservation(&jazz()).await.unwrap().unwrap().reservation.revision, Some(Revision(3)));
-    }
-
-    #[tokio::test]
-    async fn new_facts_during_a_lease_keep_the_reservation_due() {
-        let (store, _dir) = store().await;
-        let now = Utc::now();
-        store.record_webhook(&receipt("a"), &upsert(1)).await.unwrap();
-        let claims = store.claim_due(now, Duration::from_secs(60), 10).await.unwrap();
-        assert_eq!(claims.len(), 1);
-        assert!(store.claim_due(now, Duration::from_secs(60), 10).await.unwrap().is_empty(), "leased");
-        let ticket = Ticket { id: ExternalId::parse("t").unwrap(), user_id: test_support::user("alice") };
-        let grant = WebhookEvent::TicketsGranted { id: jazz(), tickets: vec![ticket] };
-        store.record_webhook(&receipt("b"), &grant).await.unwrap();
-        store.release(&claims[0], Some(now + Span::hours(5)), None, now).await.unwrap();
-        let due = store.next_due_at().await.unwrap().unwrap();
-        assert!(due <= now, "the grant during the lease keeps it due now, not in 5 hours: {due}");
-        // Without new facts the planned time stands.
-        let claims = store.claim_due(now, Duration::from_secs(60), 10).await.unwrap();
-        store.release(&claims[0], Some(now + Span::hours(5)), None, now).await.unwrap();
-        assert!(store.next_due_at().await.unwrap().unwrap() > now + Span::hours(4));
-    }
-
-    #[tokio::test]
-    async fn membership_events_apply_once_and_only_for_our_rooms() {
-        let (store, _dir) = store().await;
-        store.record_webhook(&receipt("a"), &upsert(1)).await.unwrap();
-        let room = OwnedRoomId::try_from("!room:example.org").unwrap();
-        let created = StepRecord::RoomCreated { room_id: room, hosts: Default::default(), topic: "t".into() };
-        store.record_step(&jazz(), &created, Utc::now()).await.unwrap();
-        let fact = |event: &str, room: &str| MembershipFact {
-            event_id: event.into(),
-            room_id: room.into(),
-            user_id: test_support::user("alice"),
-            membership: Membership::Join,
-            sender: "@alice:example.org".into(),
-        };
-        let join = fact("$1", "!room:example.org");
-        assert_eq!(store.record_memberships(std::slice::from_ref(&join), Utc::now()).await.unwrap(), 1);
-        assert_eq!(store.record_memberships(&[join], Utc::now()).await.unwrap(), 0, "same event id");
-        assert_eq!(store.record_memberships(&[fact("$2", "!other:example.org")], Utc::now()).await.unwrap(), 0);
-        let record = store.reservation(&jazz()).await.unwrap().unwrap();
-        assert_eq!((record.members.joined, record.members.invited), (1, 0));
-        assert_eq!(store.prune_seen_events(Utc::now() + Span::seconds(1)).await.unwrap(), 1);
-    }
-}
+super::record_from_row!(record_from_row, SqliteRow);

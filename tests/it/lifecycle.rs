@@ -326,3 +326,30 @@ async fn a_room_due_while_the_homeserver_is_down_opens_soon_after_it_returns() {
     assert!(back.elapsed() < Duration::from_secs(10), "took {:?}", back.elapsed());
     join(&alice, &room_id).await;
 }
+
+#[tokio::test]
+async fn the_lifecycle_runs_on_postgres_too() {
+    let database = crate::harness::fresh_postgres_database().await;
+    let mut foyer =
+        TestFoyer::start_with(move |yaml| yaml.replace("url: sqlite://foyer.db", &format!("url: {database}")), &[])
+            .await;
+    assert!(foyer.log().contains("store opened database=postgres://"), "{}", foyer.log());
+    let alice = Synapse::shared().create_user("alice").await;
+    // A restart keeps everything, even when it cuts the opening short.
+    let id = unique("pg");
+    foyer.accept("reservation.created", reservation(&id, 600.0, 60.0, 3600, 60, &[])).await;
+    grant(&foyer, &id, &[&alice]).await;
+    let room_id = room_of(&foyer, &alice, &id, Duration::from_secs(10)).await;
+    foyer.kill_and_restart().await;
+    assert_eq!(foyer.reservation(&id).await.1["room_id"], room_id.as_str());
+    // The killed instance may have held the lease mid-opening: on PostgreSQL (several
+    // instances) a lease is only taken over once it expires, within 15 s.
+    eventually(Duration::from_secs(30), "the takeover's invite, then a join", || async {
+        (alice.join(&room_id).await.0 == 200).then_some(())
+    })
+    .await;
+    let (_, archived_room) = open_then_archive(&foyer, &alice).await;
+    assert_eq!(alice.send_text(&archived_room, "after the end").await.0, 403);
+    let (rooms, invites) = count_in_synapse(&foyer, &format!("Show {id}"), &[&alice]).await;
+    assert_eq!((rooms, invites), (1, vec![1]));
+}

@@ -7,5 +7,6 @@ mod handshake;
 mod harness;
 mod lifecycle;
 mod membership;
+mod store_contract;
 mod stream;
 mod webhooks;

@@ -1,0 +1,161 @@
+//! The store's promises, checked on every backend: SQLite (a file) and PostgreSQL (a
+//! database of its own on the test binary's server).
+
+use std::time::Duration;
+
+use chrono::{Duration as Span, TimeZone as _, Utc};
+use foyer::{
+    config::{DatabaseConfig, DatabaseKind},
+    lifecycle::Membership,
+    reservation::{ExternalId, Reservation, ReservationId, Revision, Ticket, Title, WebhookEvent},
+    secret::Secret,
+    store::{self, MembershipFact, Outcome, Receipt, StepRecord, Store},
+};
+use ruma::{OwnedRoomId, OwnedUserId};
+
+use crate::harness::fresh_postgres_database;
+
+/// Runs `check` against a fresh store of each backend.
+async fn each_backend<F, Fut>(check: F)
+where
+    F: Fn(std::sync::Arc<dyn Store>, &'static str) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = DatabaseConfig {
+        url: Secret::new(format!("sqlite://{}", dir.path().join("foyer.db").display())),
+        kind: DatabaseKind::Sqlite,
+    };
+    check(store::open(&sqlite).await.expect("sqlite store"), "sqlite").await;
+    let postgres = DatabaseConfig { url: Secret::new(fresh_postgres_database().await), kind: DatabaseKind::Postgres };
+    check(store::open(&postgres).await.expect("postgres store"), "postgres").await;
+}
+
+fn jazz() -> ReservationId {
+    ReservationId::parse("jazz").unwrap()
+}
+
+fn alice() -> OwnedUserId {
+    OwnedUserId::try_from("@alice:example.org").unwrap()
+}
+
+fn upsert(revision: u64) -> WebhookEvent {
+    let t = |h| Utc.with_ymd_and_hms(2099, 11, 27, h, 0, 0).unwrap();
+    WebhookEvent::Upsert(Box::new(Reservation {
+        id: jazz(),
+        revision: Some(Revision(revision)),
+        title: Title::parse(&format!("Jazz {revision}")).unwrap(),
+        description: None,
+        starts_at: t(19),
+        ends_at: t(21),
+        stream_url: None,
+        channel: None,
+        hosts: vec![],
+        open_before_seconds: Some(900),
+        close_after_seconds: None,
+    }))
+}
+
+fn receipt(id: &str) -> Receipt<'_> {
+    Receipt { webhook_id: id, received_at: Utc::now() }
+}
+
+#[tokio::test]
+async fn webhook_ids_and_revisions_decide_what_is_applied() {
+    each_backend(|store, backend| async move {
+        assert_eq!(store.record_webhook(&receipt("a"), &upsert(3)).await.unwrap(), Outcome::Accepted, "{backend}");
+        assert_eq!(store.record_webhook(&receipt("a"), &upsert(9)).await.unwrap(), Outcome::Duplicate, "{backend}");
+        assert_eq!(store.record_webhook(&receipt("b"), &upsert(2)).await.unwrap(), Outcome::Stale, "{backend}");
+        let record = store.reservation(&jazz()).await.unwrap().unwrap();
+        assert_eq!(record.reservation.title.as_str(), "Jazz 3", "{backend}");
+        assert_eq!(record.reservation.open_before_seconds, Some(900), "{backend}");
+        let ticket = Ticket { id: ExternalId::parse("t").unwrap(), user_id: alice() };
+        let grant = WebhookEvent::TicketsGranted { id: jazz(), tickets: vec![ticket] };
+        store.record_webhook(&receipt("c"), &grant).await.unwrap();
+        let revoke = WebhookEvent::TicketsRevoked { id: jazz(), ticket_ids: vec![ExternalId::parse("t").unwrap()] };
+        store.record_webhook(&receipt("d"), &revoke).await.unwrap();
+        let state = store.lifecycle_state(&jazz()).await.unwrap();
+        assert!(state.audience.holders.is_empty() && state.audience.revoked.contains(&alice()), "{backend}");
+        let page = store.reservations_after(None, 10).await.unwrap();
+        assert_eq!(page.len(), 1, "{backend}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn leases_exclude_others_and_new_facts_keep_a_reservation_due() {
+    each_backend(|store, backend| async move {
+        let now = Utc::now();
+        let lease = Duration::from_secs(60);
+        store.record_webhook(&receipt("a"), &upsert(1)).await.unwrap();
+        let claims = store.claim_due(now, lease, 10, "one").await.unwrap();
+        assert_eq!(claims.len(), 1, "{backend}");
+        assert!(store.claim_due(now, lease, 10, "two").await.unwrap().is_empty(), "{backend}: leased");
+        assert!(store.claim(&jazz(), now, lease, "two").await.unwrap().is_none(), "{backend}: leased");
+        assert!(store.renew(&claims[0], now + Span::seconds(30)).await.unwrap(), "{backend}: the owner renews");
+
+        // New facts during the lease keep the reservation due when it is released.
+        store.record_webhook(&receipt("b"), &upsert(2)).await.unwrap();
+        store.release(&claims[0], Some(now + Span::hours(5)), None, now).await.unwrap();
+        let due = store.next_due_at().await.unwrap().unwrap();
+        assert!(due <= Utc::now(), "{backend}: due now, not in 5 hours: {due}");
+
+        // An expired lease is taken over, and the old owner can neither renew nor release it.
+        let first = store.claim_due(Utc::now(), lease, 10, "one").await.unwrap().remove(0);
+        let later = Utc::now() + Span::seconds(61);
+        let second = store.claim_due(later, lease, 10, "two").await.unwrap().remove(0);
+        assert!(!store.renew(&first, later + Span::seconds(30)).await.unwrap(), "{backend}: lost");
+        store.release(&first, None, None, later).await.unwrap();
+        assert!(store.claim(&jazz(), later, lease, "three").await.unwrap().is_none(), "{backend}: still two's");
+        store.release(&second, Some(now + Span::hours(5)), Some("boom"), later).await.unwrap();
+        assert!(store.next_due_at().await.unwrap().unwrap() > now + Span::hours(4), "{backend}");
+        assert_eq!(store.lifecycle_state(&jazz()).await.unwrap().attempts, 1, "{backend}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn steps_and_membership_facts_are_recorded_once() {
+    each_backend(|store, backend| async move {
+        store.record_webhook(&receipt("a"), &upsert(1)).await.unwrap();
+        let room = OwnedRoomId::try_from("!room:example.org").unwrap();
+        let now = Utc::now();
+        let created = StepRecord::RoomCreated { room_id: room.clone(), hosts: [alice()].into(), topic: "t".into() };
+        for step in [
+            created,
+            StepRecord::Invited { user_id: alice(), failure: None },
+            StepRecord::OpeningNoticeSent,
+            StepRecord::ReminderSent(600),
+            StepRecord::ReminderSent(60),
+            StepRecord::LiveNoticeSent(now),
+            StepRecord::StreamLinkSet(Some("https://s.example.org".into())),
+            StepRecord::SpaceEnsured { channel_id: "blue".into(), space: room.clone(), name: "Blue".into() },
+            StepRecord::SpaceLinked(Some(room.clone())),
+        ] {
+            store.record_step(&jazz(), &step, now).await.unwrap();
+        }
+        let state = store.lifecycle_state(&jazz()).await.unwrap().room;
+        assert_eq!(state.room_id.as_ref(), Some(&room), "{backend}");
+        assert!(state.invited.contains(&alice()) && state.opening_notice_sent, "{backend}");
+        assert_eq!(state.reminders_sent, [60, 600].into(), "{backend}");
+        assert_eq!(state.live_notice_for.map(|t| t.timestamp_millis()), Some(now.timestamp_millis()), "{backend}");
+        assert_eq!(state.topic_applied.as_deref(), Some("t"), "{backend}");
+        assert_eq!(state.space_linked.as_ref(), Some(&room), "{backend}");
+
+        let fact = |event: &str, room: &str| MembershipFact {
+            event_id: event.into(),
+            room_id: room.into(),
+            user_id: alice(),
+            membership: Membership::Join,
+            sender: alice().to_string(),
+        };
+        let join = fact("$1", "!room:example.org");
+        assert_eq!(store.record_memberships(std::slice::from_ref(&join), now).await.unwrap(), 1, "{backend}");
+        assert_eq!(store.record_memberships(&[join], now).await.unwrap(), 0, "{backend}: same event id");
+        assert_eq!(store.record_memberships(&[fact("$2", "!other:example.org")], now).await.unwrap(), 0, "{backend}");
+        let record = store.reservation(&jazz()).await.unwrap().unwrap();
+        assert_eq!((record.members.joined, record.members.invited), (1, 0), "{backend}");
+        assert_eq!(store.prune_seen_events(now + Span::seconds(1)).await.unwrap(), 1, "{backend}");
+    })
+    .await;
+}
