@@ -109,6 +109,8 @@ impl Walker<'_> {
             None => Some(DatabaseConfig {
                 url: Secret::new(sqlite_relative_to("sqlite://foyer.db", &self.base_dir)),
                 kind: DatabaseKind::Sqlite,
+                max_connections: None,
+                acquire_timeout: Duration::from_secs(10),
             }),
         };
         let webhooks = self.section(&mut top, "webhooks", true).map(|mut s| {
@@ -233,18 +235,33 @@ impl Walker<'_> {
     }
 
     fn database(&mut self, s: &mut Section<'_>) -> Option<DatabaseConfig> {
+        let max_connections = match s.get("max_connections") {
+            None => Some(None),
+            Some(v) => match v.as_u64() {
+                Some(n @ 1..=500) => Some(Some(n as u32)),
+                _ => {
+                    self.problem(s.key_path("max_connections"), "must be a whole number from 1 to 500");
+                    None
+                }
+            },
+        };
+        let acquire_timeout = self.duration(
+            s,
+            "acquire_timeout",
+            Duration::from_secs(10),
+            Duration::from_millis(100)..=Duration::from_secs(300),
+        );
         let url = self.secret_value(s, "url", "FOYER_DATABASE_URL", false)?;
         let text = url.expose();
-        let kind = if text.starts_with("sqlite:") {
-            let url = Secret::new(sqlite_relative_to(text, &self.base_dir));
-            return Some(DatabaseConfig { url, kind: DatabaseKind::Sqlite });
+        let (url, kind) = if text.starts_with("sqlite:") {
+            (Secret::new(sqlite_relative_to(text, &self.base_dir)), DatabaseKind::Sqlite)
         } else if text.starts_with("postgres://") || text.starts_with("postgresql://") {
-            DatabaseKind::Postgres
+            (url, DatabaseKind::Postgres)
         } else {
             self.problem(s.key_path("url"), "must start with sqlite:// or postgres://");
             return None;
         };
-        Some(DatabaseConfig { url, kind })
+        Some(DatabaseConfig { url, kind, max_connections: max_connections?, acquire_timeout: acquire_timeout? })
     }
 
     fn webhooks(&mut self, s: &mut Section<'_>) -> Option<WebhooksConfig> {

@@ -57,6 +57,10 @@ pub struct DatabaseConfig {
     /// May carry a password (PostgreSQL), hence a secret.
     pub url: Secret,
     pub kind: DatabaseKind,
+    /// Connections in the pool; `None` for the backend's default (SQLite 4, PostgreSQL 16).
+    pub max_connections: Option<u32>,
+    /// How long a query waits for a free connection before the request gets a 503.
+    pub acquire_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

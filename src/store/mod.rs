@@ -215,8 +215,8 @@ pub struct MembershipFact {
 /// Opens the store named by `database.url`, applying migrations.
 pub async fn open(config: &DatabaseConfig) -> Result<Arc<dyn Store>, StoreError> {
     match config.kind {
-        DatabaseKind::Sqlite => Ok(Arc::new(SqliteStore::open(config.url.expose()).await?)),
-        DatabaseKind::Postgres => Ok(Arc::new(PostgresStore::open(config.url.expose()).await?)),
+        DatabaseKind::Sqlite => Ok(Arc::new(SqliteStore::open(config).await?)),
+        DatabaseKind::Postgres => Ok(Arc::new(PostgresStore::open(config).await?)),
     }
 }
 

@@ -34,10 +34,11 @@ fn unavailable(e: sqlx::Error) -> StoreError {
 }
 
 impl PostgresStore {
-    pub async fn open(url: &str) -> Result<Self, StoreError> {
+    pub async fn open(config: &crate::config::DatabaseConfig) -> Result<Self, StoreError> {
+        let url = config.url.expose();
         let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
+            .max_connections(config.max_connections.unwrap_or(16))
+            .acquire_timeout(config.acquire_timeout)
             .connect(url)
             .await
             .map_err(|e| StoreError::Open(format!("PostgreSQL: {e}")))?;

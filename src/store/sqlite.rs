@@ -40,7 +40,8 @@ fn unavailable(e: sqlx::Error) -> StoreError {
 }
 
 impl SqliteStore {
-    pub async fn open(url: &str) -> Result<Self, StoreError> {
+    pub async fn open(config: &crate::config::DatabaseConfig) -> Result<Self, StoreError> {
+        let url = config.url.expose();
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Open(format!("{url}: {e}")))?
             .create_if_missing(true)
@@ -49,8 +50,8 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(10))
+            .max_connections(config.max_connections.unwrap_or(4))
+            .acquire_timeout(config.acquire_timeout)
             .connect_with(options)
             .await
             .map_err(|e| StoreError::Open(format!("{url}: {e}")))?;

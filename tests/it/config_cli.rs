@@ -170,6 +170,16 @@ fn secrets_come_from_files_and_environment_variables() {
 }
 
 #[test]
+fn database_pool_settings_are_checked() {
+    let yaml = valid_config_yaml()
+        .replace("  url: sqlite://foyer.db\n", "  url: mysql://x\n  max_connections: 0\n  acquire_timeout: forever\n");
+    let run = check(&yaml);
+    assert_problem(&run, "database.url", "sqlite:// or postgres://");
+    assert_problem(&run, "database.max_connections", "1 to 500");
+    assert_problem(&run, "database.acquire_timeout", "is not a duration");
+}
+
+#[test]
 fn delete_mode_needs_a_synapse_admin_token() {
     let yaml = valid_config_yaml().replace("archive_mode: read_only", "archive_mode: delete");
     assert_problem(&check(&yaml), "synapse_admin.token", "archive_mode is delete");

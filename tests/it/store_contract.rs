@@ -25,9 +25,16 @@ where
     let sqlite = DatabaseConfig {
         url: Secret::new(format!("sqlite://{}", dir.path().join("foyer.db").display())),
         kind: DatabaseKind::Sqlite,
+        max_connections: None,
+        acquire_timeout: Duration::from_secs(10),
     };
     check(store::open(&sqlite).await.expect("sqlite store"), "sqlite").await;
-    let postgres = DatabaseConfig { url: Secret::new(fresh_postgres_database().await), kind: DatabaseKind::Postgres };
+    let postgres = DatabaseConfig {
+        url: Secret::new(fresh_postgres_database().await),
+        kind: DatabaseKind::Postgres,
+        max_connections: Some(4),
+        acquire_timeout: Duration::from_secs(10),
+    };
     check(store::open(&postgres).await.expect("postgres store"), "postgres").await;
 }
 
