@@ -48,6 +48,16 @@ enum Command {
         #[arg(short, long, value_name = "CONFIG")]
         config: PathBuf,
     },
+    /// Copy a stopped SQLite deployment's state into an empty PostgreSQL database.
+    MigrateStore {
+        /// The SQLite database, e.g. sqlite:///var/lib/foyer/foyer.db
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// The PostgreSQL database, e.g. postgres://foyer@db/foyer (or FOYER_MIGRATE_TO,
+        /// which keeps a password out of the process list).
+        #[arg(long, value_name = "URL", env = "FOYER_MIGRATE_TO", hide_env_values = true)]
+        to: String,
+    },
 }
 
 pub fn run() -> ExitCode {
@@ -62,6 +72,7 @@ pub fn run() -> ExitCode {
         Command::GenerateRegistration { config, output, force } => generate_registration(&config, &output, force),
         Command::CheckConfig { config } => check_config(&config),
         Command::Serve { config } => serve(&config),
+        Command::MigrateStore { from, to } => migrate_store(&from, &to),
     }
 }
 
@@ -157,6 +168,39 @@ fn check_config(config_path: &Path) -> ExitCode {
         println!("  {key} from {source}");
     }
     ExitCode::SUCCESS
+}
+
+fn migrate_store(from: &str, to: &str) -> ExitCode {
+    use crate::{
+        config::{DatabaseConfig, DatabaseKind},
+        secret::Secret,
+        store::migrate::{MigrateError, sqlite_to_postgres},
+    };
+    if !from.starts_with("sqlite:") || !(to.starts_with("postgres://") || to.starts_with("postgresql://")) {
+        return fail(EXIT_CONFIG, "--from must be a sqlite:// URL and --to a postgres:// URL");
+    }
+    let config = |url: &str, kind| DatabaseConfig {
+        url: Secret::new(url),
+        kind,
+        max_connections: Some(4),
+        acquire_timeout: std::time::Duration::from_secs(30),
+    };
+    let (source, target) = (config(from, DatabaseKind::Sqlite), config(to, DatabaseKind::Postgres));
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(EXIT_OTHER, format!("cannot start the async runtime: {e}")),
+    };
+    match runtime.block_on(sqlite_to_postgres(&source, &target)) {
+        Ok(copied) => {
+            for (table, rows) in copied {
+                println!("  {table}: {rows} rows");
+            }
+            println!("copied {from} into PostgreSQL; point database.url at it and start Foyer");
+            ExitCode::SUCCESS
+        }
+        Err(e @ MigrateError::TargetNotEmpty(_)) => fail(EXIT_CONFIG, e),
+        Err(e) => fail(EXIT_OTHER, e),
+    }
 }
 
 fn serve(config_path: &Path) -> ExitCode {

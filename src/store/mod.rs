@@ -1,6 +1,7 @@
 //! The store: every fact Foyer keeps, behind one trait with one implementation per
 //! database. Each write is one transaction; a `2xx` is only sent after it commits.
 
+pub mod migrate;
 mod postgres;
 mod sqlite;
 

@@ -47,6 +47,10 @@ impl PostgresStore {
         Ok(store)
     }
 
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     async fn migrate(&self) -> Result<(), StoreError> {
         let open_err = |e: sqlx::Error| StoreError::Open(format!("migrating: {e}"));
         let mut tx = self.pool.begin().await.map_err(open_err)?;

@@ -67,6 +67,10 @@ impl SqliteStore {
         Ok(store)
     }
 
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     async fn migrate(&self) -> Result<(), StoreError> {
         let open_err = |e: sqlx::Error| StoreError::Open(format!("migrating: {e}"));
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(open_err)?;

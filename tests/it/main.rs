@@ -7,6 +7,7 @@ mod handshake;
 mod harness;
 mod lifecycle;
 mod membership;
+mod migrate;
 mod store_contract;
 mod stream;
 mod webhooks;

@@ -1,0 +1,84 @@
+//! `foyer migrate-store`: a SQLite deployment's state, copied into PostgreSQL, reads back
+//! the same through the store.
+
+use std::time::Duration;
+
+use chrono::{TimeZone as _, Utc};
+use foyer::{
+    config::{DatabaseConfig, DatabaseKind},
+    lifecycle::Membership,
+    reservation::{ExternalId, Reservation, ReservationId, Ticket, Title, WebhookEvent},
+    secret::Secret,
+    store::{self, MembershipFact, Receipt, StepRecord},
+};
+use ruma::{OwnedRoomId, OwnedUserId};
+
+use crate::harness::{foyer_bin, fresh_postgres_database};
+
+fn database(url: &str, kind: DatabaseKind) -> DatabaseConfig {
+    DatabaseConfig { url: Secret::new(url), kind, max_connections: None, acquire_timeout: Duration::from_secs(10) }
+}
+
+#[tokio::test]
+async fn a_sqlite_deployment_moves_to_postgres_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite_url = format!("sqlite://{}", dir.path().join("foyer.db").display());
+    let sqlite = store::open(&database(&sqlite_url, DatabaseKind::Sqlite)).await.unwrap();
+    let id = ReservationId::parse("jazz").unwrap();
+    let alice = OwnedUserId::try_from("@alice:example.org").unwrap();
+    let at = |h| Utc.with_ymd_and_hms(2099, 11, 27, h, 0, 0).unwrap();
+    let upsert = WebhookEvent::Upsert(Box::new(Reservation {
+        id: id.clone(),
+        revision: None,
+        title: Title::parse("Jazz").unwrap(),
+        description: None,
+        starts_at: at(19),
+        ends_at: at(21),
+        stream_url: None,
+        channel: None,
+        hosts: vec![alice.clone()],
+        open_before_seconds: Some(600),
+        close_after_seconds: None,
+    }));
+    let receipt = |id| Receipt { webhook_id: id, received_at: Utc::now() };
+    sqlite.record_webhook(&receipt("a"), &upsert).await.unwrap();
+    let ticket = Ticket { id: ExternalId::parse("t-1").unwrap(), user_id: alice.clone() };
+    sqlite
+        .record_webhook(&receipt("b"), &WebhookEvent::TicketsGranted { id: id.clone(), tickets: vec![ticket] })
+        .await
+        .unwrap();
+    let room = OwnedRoomId::try_from("!room:example.org").unwrap();
+    let created = StepRecord::RoomCreated { room_id: room.clone(), hosts: [alice.clone()].into(), topic: "t".into() };
+    sqlite.record_step(&id, &created, Utc::now()).await.unwrap();
+    sqlite.record_step(&id, &StepRecord::ReminderSent(600), Utc::now()).await.unwrap();
+    let fact = MembershipFact {
+        event_id: "$1".into(),
+        room_id: room.to_string(),
+        user_id: alice.clone(),
+        membership: Membership::Join,
+        sender: alice.to_string(),
+    };
+    sqlite.record_memberships(&[fact], Utc::now()).await.unwrap();
+    let before = (sqlite.reservation(&id).await.unwrap(), sqlite.lifecycle_state(&id).await.unwrap());
+    drop(sqlite);
+
+    let postgres_url = fresh_postgres_database().await;
+    let run = |from: &str, to: &str| {
+        std::process::Command::new(foyer_bin()).args(["migrate-store", "--from", from, "--to", to]).output().unwrap()
+    };
+    let out = run(&sqlite_url, &postgres_url);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("reservations: 1 rows") && stdout.contains("room_members: 1 rows"), "{stdout}");
+    assert!(!stdout.contains(&postgres_url), "the target URL is not echoed");
+
+    let postgres = store::open(&database(&postgres_url, DatabaseKind::Postgres)).await.unwrap();
+    let after = (postgres.reservation(&id).await.unwrap(), postgres.lifecycle_state(&id).await.unwrap());
+    assert_eq!(after, before);
+
+    let again = run(&sqlite_url, &postgres_url);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds Foyer data"));
+    let wrong = run(&postgres_url, &sqlite_url);
+    assert_eq!(wrong.status.code(), Some(1));
+}
