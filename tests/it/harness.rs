@@ -349,6 +349,8 @@ suppress_key_server_warning: true
 report_stats: false
 enable_registration: false
 registration_shared_secret: {shared_secret}
+# Test users need no strong password hashing; 4 rounds register hundreds per second.
+bcrypt_rounds: 4
 app_service_config_files:
 {files}rc_message: {fast}
 rc_registration: {fast}
