@@ -33,8 +33,9 @@ const RENEW_EVERY: Duration = Duration::from_secs(5);
 /// Reservations claimed per round, and worked on at the same time.
 const BATCH: u32 = 64;
 const CONCURRENCY: usize = 16;
-/// Longest sleep between rounds, so an instance notices work that others scheduled.
-const MAX_IDLE: Duration = Duration::from_secs(30);
+/// Longest sleep between rounds, so an instance notices within seconds the facts that
+/// reached another instance.
+const MAX_IDLE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 enum StepError {

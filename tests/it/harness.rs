@@ -529,7 +529,7 @@ impl TestFoyer {
     /// Starts Foyer for a fresh slot of the given Synapse and waits until it is ready.
     pub async fn start_on(synapse: &Synapse) -> TestFoyer {
         let slot = synapse.take_slot();
-        let foyer = Self::spawn(slot.clone(), &slot.config_yaml());
+        let foyer = Self::spawn(slot.clone(), &store_config(slot.config_yaml()).await);
         foyer.wait_ready().await;
         foyer
     }
@@ -537,7 +537,7 @@ impl TestFoyer {
     /// Starts Foyer for a fresh slot with a changed config and extra environment.
     pub async fn start_with(edit: impl FnOnce(String) -> String, env: &[(&str, &str)]) -> TestFoyer {
         let slot = Synapse::shared().take_slot();
-        let yaml = edit(slot.config_yaml());
+        let yaml = edit(store_config(slot.config_yaml()).await);
         let foyer = Self::spawn_env(slot, &yaml, env);
         foyer.wait_ready().await;
         foyer
@@ -780,6 +780,15 @@ pub async fn fresh_postgres_database() -> String {
         .await
         .expect("create database");
     server.url.rsplit_once('/').map(|(base, _)| format!("{base}/{name}")).expect("url")
+}
+
+/// With `FOYER_TEST_STORE=postgres` (the PostgreSQL pass of `scripts/test`), a test's
+/// Foyer gets a fresh PostgreSQL database instead of its SQLite file.
+async fn store_config(yaml: String) -> String {
+    match std::env::var("FOYER_TEST_STORE").as_deref() {
+        Ok("postgres") => yaml.replace("url: sqlite://foyer.db", &format!("url: {}", fresh_postgres_database().await)),
+        _ => yaml,
+    }
 }
 
 /// Polls `check` until it returns `Some`, or fails after `limit` with `what`.
