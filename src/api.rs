@@ -39,7 +39,7 @@ fn view(state: &AppState, record: &ReservationRecord, now: DateTime<Utc>) -> (Ph
     let r = &record.reservation;
     let times = schedule::schedule(record, &config.rooms);
     let phase = schedule::phase(record, &times, now, record.archived);
-    let alias = format!("#{}{}:{}", config.appservice.alias_prefix, r.id, config.homeserver.server_name);
+    let alias = crate::lifecycle::room::alias(config, record);
     let body = json!({
         "reservation_id": r.id.as_str(),
         "revision": r.revision.map(|v| v.0),

@@ -1,7 +1,6 @@
-//! Events pushed by the homeserver, handed from the appservice API to their consumer.
+//! Events pushed by the homeserver, as Foyer reads them.
 
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 /// The parts of a homeserver event Foyer reads. Events are kept loosely typed here:
 /// a malformed event must never make the homeserver's transaction fail.
@@ -41,15 +40,15 @@ impl HomeserverEvent {
     }
 }
 
-/// Consumes handed-on events. For now it logs them; membership tracking builds on it.
-pub async fn run(mut events: mpsc::Receiver<HomeserverEvent>) {
-    while let Some(event) = events.recv().await {
+impl HomeserverEvent {
+    /// One debug line per event; the event itself is otherwise only read for membership.
+    pub fn log(&self) {
         tracing::debug!(
-            event_id = %event.event_id,
-            room_id = %event.room_id,
-            kind = %event.kind,
-            sender = %event.sender,
-            membership = event.membership().unwrap_or(""),
+            event_id = %self.event_id,
+            room_id = %self.room_id,
+            kind = %self.kind,
+            sender = %self.sender,
+            membership = self.membership().unwrap_or(""),
             "homeserver event"
         );
     }

@@ -8,7 +8,6 @@ use tokio::{net::TcpListener, sync::watch};
 
 use crate::{
     config::Config,
-    events,
     http::{self, AppState},
     matrix::{self, HandshakeError},
 };
@@ -48,12 +47,10 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     tracing::info!(database = %config.database_display(), "store opened");
     let addr = config.appservice.listen;
     let listener = TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?;
-    let (events_tx, events_rx) = tokio::sync::mpsc::channel(1024);
     let state = AppState {
         config: config.clone(),
         ready: Arc::new(RwLock::new(None)),
         transactions: Arc::new(Mutex::new(Default::default())),
-        events: events_tx,
         metrics: metrics_handle(),
         store,
         wake: Arc::new(tokio::sync::Notify::new()),
@@ -74,10 +71,10 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             })
             .await
     });
-    let consumer = tokio::spawn(events::run(events_rx));
     tracing::info!(%addr, homeserver = %config.homeserver.url, "listening");
 
     let http_client = reqwest::Client::builder()
+        .timeout(matrix::REQUEST_TIMEOUT)
         .user_agent(concat!("foyer/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| ServeError::Client(e.to_string()))?;
@@ -87,7 +84,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         result = matrix::handshake(&config, http_client, ping_txn) => {
             let (client, report) = result?;
             let admin = config.synapse_admin.as_ref().map(|a| crate::lifecycle::room::SynapseAdmin {
-                http: reqwest::Client::new(),
+                http: client.http().clone(),
                 base_url: config.homeserver.url.as_str().trim_end_matches('/').to_owned(),
                 token: a.token.clone(),
             });
@@ -115,7 +112,6 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
 
     let served = server.await;
     drop(state);
-    consumer.abort();
     tracing::info!("shut down");
     match served {
         Ok(result) => result.map_err(ServeError::Server),

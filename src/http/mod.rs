@@ -1,4 +1,4 @@
-//! The one listener: homeserver API, health, metrics (and later webhooks and the read API).
+//! The one listener: homeserver API, webhooks, read API, health and metrics.
 
 use std::sync::{Arc, RwLock};
 
@@ -12,12 +12,8 @@ use axum::{
 };
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
-use tokio::sync::mpsc;
 
-use crate::{
-    api, appservice, config::Config, events::HomeserverEvent, intake, matrix::HandshakeReport, secret::Secret,
-    store::Store,
-};
+use crate::{api, appservice, config::Config, intake, matrix::HandshakeReport, secret::Secret, store::Store};
 
 /// Everything the handlers share.
 #[derive(Clone)]
@@ -26,7 +22,6 @@ pub struct AppState {
     /// Set once the start-up handshake has passed; `/health/ready` answers 200 from then on.
     pub ready: Arc<RwLock<Option<HandshakeReport>>>,
     pub transactions: Arc<std::sync::Mutex<appservice::RecentTransactions>>,
-    pub events: mpsc::Sender<HomeserverEvent>,
     pub metrics: PrometheusHandle,
     pub store: Arc<dyn Store>,
     /// Wakes the lifecycle worker after a webhook's facts are committed.

@@ -15,7 +15,7 @@ use ruma::{OwnedTransactionId, OwnedUserId};
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::{Backoff, MatrixClient, MatrixError, error_chain, request_timeout};
+use super::{Backoff, MatrixClient, MatrixError, error_chain};
 use crate::config::{Config, format_duration};
 
 /// What the handshake learnt, for logs and `/health/ready`.
@@ -108,7 +108,7 @@ async fn wait_for_versions(
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let last = match http.get(&url).timeout(request_timeout()).send().await {
+        let last = match http.get(&url).send().await {
             Ok(resp) if resp.status().is_success() => {
                 let body = resp
                     .bytes()

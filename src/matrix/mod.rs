@@ -17,7 +17,8 @@ pub use self::handshake::{HandshakeError, HandshakeReport, handshake};
 use crate::secret::Secret;
 
 /// Longest single request; anything slower is treated as a network failure and retried.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Set on the one HTTP client (see `startup`), so it bounds every homeserver call.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum MatrixError {
@@ -78,6 +79,11 @@ pub struct MatrixClient {
 impl MatrixClient {
     pub fn new(http: reqwest::Client, base_url: &url::Url, as_token: Secret, versions: SupportedVersions) -> Self {
         Self { http, base_url: base_url.as_str().trim_end_matches('/').to_owned(), as_token, versions }
+    }
+
+    /// The HTTP client, for calls outside the client-server API (the Synapse admin API).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     /// Sends one request, as the bot (`as_user: None`) or as a user in our namespace.
@@ -208,10 +214,6 @@ impl Backoff {
         let jitter = rand::random::<f64>() * 0.25;
         base + base.mul_f64(jitter)
     }
-}
-
-pub(crate) fn request_timeout() -> Duration {
-    REQUEST_TIMEOUT
 }
 
 #[cfg(test)]

@@ -474,6 +474,11 @@ impl TestUser {
         body["chunk"].as_array().cloned().unwrap_or_default()
     }
 
+    /// The bodies of the room's messages, newest first.
+    pub async fn bodies(&self, room_id: &str) -> Vec<String> {
+        self.messages(room_id).await.iter().filter_map(|e| e["content"]["body"].as_str().map(str::to_owned)).collect()
+    }
+
     /// Rooms this user is invited to, from an initial sync. Synapse caches identical
     /// sync requests for minutes, so each asks with a filter of its own.
     pub async fn invited_rooms(&self) -> Vec<String> {

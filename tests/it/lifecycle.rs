@@ -151,12 +151,7 @@ async fn read_only_archive_silences_members_and_keeps_history() {
     let (_, room_id) = open_then_archive(&foyer, &alice).await;
     let (status, body) = alice.send_text(&room_id, "after the end").await;
     assert_eq!(status, 403, "{body}");
-    let bodies: Vec<String> = alice
-        .messages(&room_id)
-        .await
-        .iter()
-        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
-        .collect();
+    let bodies = alice.bodies(&room_id).await;
     assert!(bodies.iter().any(|b| b == "before the end"), "history is readable: {bodies:?}");
     assert!(bodies.iter().any(|b| b.contains("has ended")), "closing notice: {bodies:?}");
     assert_eq!(alice.state(&room_id, "m.room.join_rules").await.unwrap()["join_rule"], "invite");
@@ -233,12 +228,7 @@ async fn cancelling_an_open_room_posts_a_notice_and_archives_at_once() {
         (alice.send_text(&room_id, "still open?").await.0 == 403).then_some(())
     })
     .await;
-    let bodies: Vec<String> = alice
-        .messages(&room_id)
-        .await
-        .iter()
-        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
-        .collect();
+    let bodies = alice.bodies(&room_id).await;
     assert!(bodies.iter().any(|b| b.contains("was cancelled (the band is ill)")), "{bodies:?}");
     assert_eq!(alice.resolve_alias(&alias(&foyer, &id)).await, None);
     assert_eq!(foyer.reservation(&id).await.1["phase"], "cancelled");
