@@ -1,8 +1,9 @@
 //! Webhook bodies into domain types. Every error names the field path that breaks a
 //! rule, like `data.tickets[3].user_id: is not a valid Matrix user ID`.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Timelike as _, Utc};
 use ruma::{OwnedUserId, UserId};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::reservation::{
@@ -12,6 +13,8 @@ use crate::reservation::{
 
 const MAX_BATCH: usize = 1000;
 const MAX_HOSTS: usize = 100;
+/// Dates further than this from now are a sender's bug (year 9999, year 1), not a plan.
+const MAX_YEARS_FROM_NOW: i64 = 5;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{path}: {message}")]
@@ -97,10 +100,79 @@ impl<'a> Object<'a> {
     }
 }
 
-fn time(value: &str) -> Result<DateTime<Utc>, String> {
-    DateTime::parse_from_rfc3339(value)
+/// An RFC 3339 date-time with a zone, not a leap second, within
+/// [`MAX_YEARS_FROM_NOW`] of `now`.
+fn time(value: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    let t = DateTime::parse_from_rfc3339(value)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| "must be an RFC 3339 date-time with a zone, like 2026-11-27T19:00:00Z".to_owned())
+        .map_err(|_| "must be an RFC 3339 date-time with a zone, like 2026-11-27T19:00:00Z".to_owned())?;
+    // chrono represents a leap second as a nanosecond count of one second or more.
+    if t.nanosecond() >= 1_000_000_000 {
+        return Err("must not be a leap second (:60)".into());
+    }
+    if (t - now).abs() > TimeDelta::days(365 * MAX_YEARS_FROM_NOW + 1) {
+        return Err(format!("must be within {MAX_YEARS_FROM_NOW} years of now"));
+    }
+    Ok(t)
+}
+
+/// A JSON value that refuses duplicate object keys: with `{"revision": 1, "revision": 9}`
+/// a sender and Foyer could read different values, so the body is refused instead.
+struct Strict(Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(v.into())
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(v.into())
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+        let mut map = Map::new();
+        while let Some(key) = access.next_key::<String>()? {
+            if map.contains_key(&key) {
+                return Err(de::Error::custom(format!("duplicate key {key:?}")));
+            }
+            let Strict(value) = access.next_value()?;
+            map.insert(key, value);
+        }
+        Ok(Value::Object(map))
+    }
 }
 
 fn user_id(value: &str) -> Result<OwnedUserId, String> {
@@ -109,14 +181,16 @@ fn user_id(value: &str) -> Result<OwnedUserId, String> {
 
 /// Parses a verified body. `now` fills the default of `stream.*`'s `at`.
 pub fn parse(body: &[u8], now: DateTime<Utc>) -> Result<WebhookEvent, PayloadError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| err("body", format!("is not valid JSON ({e})")))?;
+    let Strict(value) = serde_json::from_slice(body).map_err(|e| err("body", format!("is not valid JSON ({e})")))?;
     let envelope = Object::new("body", &value)?;
     let kind = envelope.string("type").map_err(|e| err("type", e.message))?;
     envelope.get("timestamp").map(|_| ()).ok_or_else(|| err("timestamp", "is missing"))?;
-    envelope.parse("timestamp", time).map_err(|e| err("timestamp", e.message))?;
+    envelope.parse("timestamp", |v| time(v, now)).map_err(|e| err("timestamp", e.message))?;
     let data = Object::new("data", envelope.get("data").ok_or_else(|| err("data", "is missing"))?)?;
     match kind {
-        "reservation.created" | "reservation.updated" => reservation(&data).map(|r| WebhookEvent::Upsert(Box::new(r))),
+        "reservation.created" | "reservation.updated" => {
+            reservation(&data, now).map(|r| WebhookEvent::Upsert(Box::new(r)))
+        }
         "reservation.cancelled" => {
             Ok(WebhookEvent::Cancelled { id: data.reservation_id()?, reason: data.opt_parse("reason", parse_reason)? })
         }
@@ -152,7 +226,7 @@ pub fn parse(body: &[u8], now: DateTime<Utc>) -> Result<WebhookEvent, PayloadErr
         }
         "stream.started" | "stream.ended" => {
             let id = data.reservation_id()?;
-            let at = data.opt_parse("at", time)?.unwrap_or(now);
+            let at = data.opt_parse("at", |v| time(v, now))?.unwrap_or(now);
             Ok(if kind == "stream.started" {
                 WebhookEvent::StreamStarted { id, at }
             } else {
@@ -168,13 +242,13 @@ pub fn parse(body: &[u8], now: DateTime<Utc>) -> Result<WebhookEvent, PayloadErr
     }
 }
 
-fn reservation(data: &Object<'_>) -> Result<Reservation, PayloadError> {
+fn reservation(data: &Object<'_>, now: DateTime<Utc>) -> Result<Reservation, PayloadError> {
     let id = data.reservation_id()?;
     let revision = data.unsigned("revision", i64::MAX as u64)?.map(Revision);
     let title = data.parse("title", Title::parse)?;
     let description = data.opt_parse("description", Description::parse)?;
-    let starts_at = data.parse("starts_at", time)?;
-    let ends_at = data.parse("ends_at", time)?;
+    let starts_at = data.parse("starts_at", |v| time(v, now))?;
+    let ends_at = data.parse("ends_at", |v| time(v, now))?;
     if ends_at <= starts_at {
         return Err(err("data.ends_at", "must be after data.starts_at"));
     }
@@ -279,5 +353,85 @@ mod tests {
     fn deep_nesting_is_an_error_not_a_crash() {
         let deep = "[".repeat(10_000) + &"]".repeat(10_000);
         assert_eq!(parse(deep.as_bytes(), Utc::now()).unwrap_err().path, "body");
+    }
+
+    fn path_of(body: &[u8]) -> String {
+        parse(body, Utc::now()).unwrap_err().path
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_at_any_depth() {
+        let top = br#"{"type":"stream.started","type":"stream.ended","timestamp":"2026-11-24T10:00:00Z","data":{}}"#;
+        let e = parse(top, Utc::now()).unwrap_err();
+        assert_eq!(e.path, "body");
+        assert!(e.message.contains(r#"duplicate key "type""#), "{e}");
+        let nested = br#"{"type":"stream.started","timestamp":"2026-11-24T10:00:00Z","data":{"reservation_id":"a","reservation_id":"b"}}"#;
+        assert!(parse(nested, Utc::now()).unwrap_err().message.contains("duplicate key"));
+    }
+
+    #[test]
+    fn times_must_be_plausible() {
+        let with_start = |start: &str| {
+            let mut data = jazz();
+            data["starts_at"] = json!(start);
+            envelope("reservation.created", data)
+        };
+        for bad in [
+            "2026-11-27T19:00:00",     // no zone
+            "2026-11-27T18:59:60Z",    // leap second
+            "9999-11-27T19:00:00Z",    // year 9999
+            "0001-11-27T19:00:00Z",    // year 1
+            "2026-02-30T19:00:00Z",    // no such day
+            "+002026-11-27T19:00:00Z", // expanded year
+        ] {
+            let e = parse(&with_start(bad), Utc::now());
+            assert_eq!(e.map_err(|e| e.path).unwrap_err(), "data.starts_at", "{bad}");
+        }
+        assert!(parse(&with_start("2026-11-27T18:59:59.999+01:00"), Utc::now()).is_ok());
+    }
+
+    #[test]
+    fn revisions_are_unsigned_and_fit_the_store() {
+        for (revision, ok) in [
+            ("0", true),
+            ("9223372036854775807", true),
+            ("9223372036854775808", false),
+            ("18446744073709551616", false),
+            ("-1", false),
+            ("1.5", false),
+            ("1e3", false),
+        ] {
+            let body = String::from_utf8(envelope("reservation.created", jazz()))
+                .unwrap()
+                .replace(r#""revision":3"#, &format!(r#""revision":{revision}"#));
+            assert_eq!(parse(body.as_bytes(), Utc::now()).is_ok(), ok, "{revision}");
+            if !ok {
+                assert_eq!(path_of(body.as_bytes()), "data.revision");
+            }
+        }
+    }
+
+    #[test]
+    fn broken_text_is_not_json() {
+        assert_eq!(path_of(b"{\"type\": \"\xff\xfe\"}"), "body");
+        assert_eq!(path_of(br#"{"type": "\ud800", "timestamp": "2026-11-24T10:00:00Z", "data": {}}"#), "body");
+        assert_eq!(path_of(b""), "body");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = parse(&bytes, Utc::now());
+        }
+
+        #[test]
+        fn mangled_valid_bodies_never_panic(cut in 0usize..600, byte in proptest::num::u8::ANY) {
+            let mut body = envelope("reservation.created", jazz());
+            let at = cut % body.len();
+            body[at] = byte;
+            let _ = parse(&body, Utc::now());
+            body.truncate(at);
+            let _ = parse(&body, Utc::now());
+        }
     }
 }

@@ -5,6 +5,7 @@ mod bench;
 mod config_cli;
 mod handshake;
 mod harness;
+mod hostile;
 mod lifecycle;
 mod membership;
 mod migrate;

@@ -14,7 +14,7 @@ fn jazz(id: &str) -> Value {
     json!({
         "reservation_id": id, "revision": 3, "title": "Friday Night Jazz",
         "description": "Live from the Blue Room",
-        "starts_at": "2099-11-27T19:00:00Z", "ends_at": "2099-11-27T21:00:00Z",
+        "starts_at": "2029-11-27T19:00:00Z", "ends_at": "2029-11-27T21:00:00Z",
         "stream_url": "https://stream.example.org/watch/jazz",
         "channel": {"id": "blue-room", "name": "The Blue Room"},
         "hosts": ["@dj:localhost"],
@@ -44,10 +44,10 @@ async fn a_signed_reservation_is_stored_and_read_back() {
     assert_eq!(status, 200, "{r}");
     assert_eq!(r["reservation_id"], id.as_str());
     assert_eq!(r["title"], "Friday Night Jazz");
-    assert_eq!(r["starts_at"], "2099-11-27T19:00:00Z");
-    assert_eq!(r["ends_at"], "2099-11-27T21:00:00Z");
-    assert_eq!(r["opens_at"], "2099-11-27T18:45:00Z", "chat.open_before_seconds: 900");
-    assert_eq!(r["archives_at"], "2099-11-27T21:30:00Z", "chat.close_after_seconds: 1800");
+    assert_eq!(r["starts_at"], "2029-11-27T19:00:00Z");
+    assert_eq!(r["ends_at"], "2029-11-27T21:00:00Z");
+    assert_eq!(r["opens_at"], "2029-11-27T18:45:00Z", "chat.open_before_seconds: 900");
+    assert_eq!(r["archives_at"], "2029-11-27T21:30:00Z", "chat.close_after_seconds: 1800");
     assert_eq!(r["phase"], "scheduled");
     assert_eq!(r["room_id"], Value::Null);
     assert_eq!(r["room_alias"], format!("#{}{id}:localhost", foyer.slot.alias_prefix));
@@ -147,10 +147,10 @@ async fn each_rule_gets_a_400_naming_the_field_and_stores_nothing() {
         ("title", Some(json!("t".repeat(256))), "data.title"),
         ("description", Some(json!("d".repeat(4001))), "data.description"),
         ("starts_at", None, "data.starts_at"),
-        ("starts_at", Some(json!("2099-11-27 19:00")), "data.starts_at"),
-        ("starts_at", Some(json!("2099-11-27T19:00:00")), "data.starts_at"),
-        ("ends_at", Some(json!("2099-11-27T18:00:00Z")), "data.ends_at"),
-        ("ends_at", Some(json!("2099-12-05T19:00:01Z")), "data.ends_at"),
+        ("starts_at", Some(json!("2029-11-27 19:00")), "data.starts_at"),
+        ("starts_at", Some(json!("2029-11-27T19:00:00")), "data.starts_at"),
+        ("ends_at", Some(json!("2029-11-27T18:00:00Z")), "data.ends_at"),
+        ("ends_at", Some(json!("2029-12-05T19:00:01Z")), "data.ends_at"),
         ("stream_url", Some(json!("ftp://stream.example.org/x")), "data.stream_url"),
         ("channel", Some(json!("blue-room")), "data.channel"),
         ("channel", Some(json!({"id": "blue-room"})), "data.channel.name"),
@@ -244,12 +244,12 @@ async fn duplicates_and_stale_revisions_change_nothing() {
     let mut newer = jazz(&id);
     newer["revision"] = json!(4);
     newer["title"] = json!("Newer");
-    newer["starts_at"] = json!("2099-11-28T19:00:00Z");
-    newer["ends_at"] = json!("2099-11-28T20:00:00Z");
+    newer["starts_at"] = json!("2029-11-28T19:00:00Z");
+    newer["ends_at"] = json!("2029-11-28T20:00:00Z");
     foyer.accept("reservation.updated", newer).await;
     let (_, r) = foyer.reservation(&id).await;
     assert_eq!((r["title"].as_str(), r["revision"].as_u64()), (Some("Newer"), Some(4)));
-    assert_eq!(r["opens_at"], "2099-11-28T18:45:00Z", "a reschedule moves the opening");
+    assert_eq!(r["opens_at"], "2029-11-28T18:45:00Z", "a reschedule moves the opening");
 }
 
 #[tokio::test]
