@@ -1,6 +1,11 @@
 //! SQLite, the embedded default: WAL, `synchronous=FULL` (a commit survives power
 //! loss), foreign keys, a busy timeout; writes take the lock up front (`BEGIN IMMEDIATE`)
 //! so two writers never deadlock upgrading a read lock.
+//!
+//! Webhooks are written by group commit: one writer task takes every webhook waiting
+//! in its queue, records each under a savepoint of one transaction, commits (one
+//! fsync) and only then answers each. A webhook's 2xx still means committed, and a
+//! burst costs one fsync per batch instead of one per webhook.
 
 use std::{str::FromStr as _, time::Duration};
 
@@ -11,6 +16,7 @@ use sqlx::{
     Row as _, SqliteConnection, SqlitePool,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous},
 };
+use tokio::sync::{mpsc, oneshot};
 
 use super::{
     Claim, LifecycleState, MemberCounts, MembershipFact, Outcome, Receipt, ReservationRecord, Signals, StepRecord,
@@ -33,6 +39,105 @@ const MIGRATIONS: &[(i64, &str)] = &[
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    intake: mpsc::Sender<Job>,
+}
+
+/// Webhooks waiting for the writer beyond this many get 503 at once; the sender retries.
+const INTAKE_QUEUE: usize = 4096;
+/// At most this many webhooks share one commit.
+const INTAKE_BATCH: usize = 512;
+
+/// One webhook waiting for the group-commit writer.
+struct Job {
+    webhook_id: String,
+    received_at: DateTime<Utc>,
+    event: WebhookEvent,
+    done: oneshot::Sender<Result<Outcome, StoreError>>,
+}
+
+/// The writer: drains the queue into batches until every sender is gone.
+async fn group_commit(pool: SqlitePool, mut jobs: mpsc::Receiver<Job>) {
+    let mut batch = Vec::with_capacity(INTAKE_BATCH);
+    while jobs.recv_many(&mut batch, INTAKE_BATCH).await > 0 {
+        metrics::histogram!("foyer_intake_batch_size").record(batch.len() as f64);
+        match commit_batch(&pool, &batch).await {
+            Ok(outcomes) => {
+                for (job, outcome) in batch.drain(..).zip(outcomes) {
+                    let _ = job.done.send(outcome);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, webhooks = batch.len(), "webhook batch not committed");
+                for job in batch.drain(..) {
+                    let _ = job.done.send(Err(StoreError::Unavailable(e.to_string())));
+                }
+            }
+        }
+    }
+}
+
+/// Records each job under its own savepoint (a failing one is rolled back alone), then
+/// commits once.
+async fn commit_batch(pool: &SqlitePool, batch: &[Job]) -> Result<Vec<Result<Outcome, StoreError>>, sqlx::Error> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for job in batch {
+        sqlx::query("SAVEPOINT webhook").execute(&mut *tx).await?;
+        match record(&mut tx, &job.webhook_id, job.received_at, &job.event).await {
+            Ok(outcome) => outcomes.push(Ok(outcome)),
+            Err(e) => {
+                sqlx::query("ROLLBACK TO webhook").execute(&mut *tx).await?;
+                outcomes.push(Err(unavailable(e)));
+            }
+        }
+        sqlx::query("RELEASE webhook").execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// One webhook inside the writer's transaction.
+async fn record(
+    conn: &mut SqliteConnection,
+    webhook_id: &str,
+    received_at: DateTime<Utc>,
+    event: &WebhookEvent,
+) -> Result<Outcome, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO webhook_receipts (webhook_id, event_type, reservation_id, outcome, received_at)
+         VALUES (?, ?, ?, 'accepted', ?) ON CONFLICT (webhook_id) DO NOTHING",
+    )
+    .bind(webhook_id)
+    .bind(event.kind())
+    .bind(event.reservation_id().as_str())
+    .bind(to_millis(received_at))
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return Ok(Outcome::Duplicate);
+    }
+    let outcome = apply(&mut *conn, event, received_at).await?;
+    if outcome == Outcome::Accepted {
+        // New facts: plan this reservation again now. The version bump tells a worker
+        // holding a lease that what it planned from is already outdated.
+        sqlx::query(
+            "INSERT INTO lifecycle (reservation_id, next_due_at, facts_version) VALUES (?, ?, 1)
+             ON CONFLICT (reservation_id) DO UPDATE SET
+                next_due_at = excluded.next_due_at, facts_version = lifecycle.facts_version + 1",
+        )
+        .bind(event.reservation_id().as_str())
+        .bind(to_millis(received_at))
+        .execute(&mut *conn)
+        .await?;
+    }
+    if outcome == Outcome::Stale {
+        sqlx::query("UPDATE webhook_receipts SET outcome = 'stale' WHERE webhook_id = ?")
+            .bind(webhook_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(outcome)
 }
 
 fn unavailable(e: sqlx::Error) -> StoreError {
@@ -55,7 +160,9 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|e| StoreError::Open(format!("{url}: {e}")))?;
-        let store = Self { pool };
+        let (intake, jobs) = mpsc::channel(INTAKE_QUEUE);
+        tokio::spawn(group_commit(pool.clone(), jobs));
+        let store = Self { pool, intake };
         store.migrate().await?;
         // One Foyer per SQLite database: leases left by a previous run of this process
         // (a crash) are ours, and nothing else holds any. Release them now, so steps due
@@ -107,46 +214,20 @@ impl SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn record_webhook(&self, receipt: &Receipt<'_>, event: &WebhookEvent) -> Result<Outcome, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
-        let inserted = sqlx::query(
-            "INSERT INTO webhook_receipts (webhook_id, event_type, reservation_id, outcome, received_at)
-             VALUES (?, ?, ?, 'accepted', ?) ON CONFLICT (webhook_id) DO NOTHING",
-        )
-        .bind(receipt.webhook_id)
-        .bind(event.kind())
-        .bind(event.reservation_id().as_str())
-        .bind(to_millis(receipt.received_at))
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?
-        .rows_affected();
-        if inserted == 0 {
-            return Ok(Outcome::Duplicate);
-        }
-        let outcome = apply(&mut tx, event, receipt.received_at).await.map_err(unavailable)?;
-        if outcome == Outcome::Accepted {
-            // New facts: plan this reservation again now. The version bump tells a
-            // worker holding a lease that what it planned from is already outdated.
-            sqlx::query(
-                "INSERT INTO lifecycle (reservation_id, next_due_at, facts_version) VALUES (?, ?, 1)
-                 ON CONFLICT (reservation_id) DO UPDATE SET
-                    next_due_at = excluded.next_due_at, facts_version = lifecycle.facts_version + 1",
-            )
-            .bind(event.reservation_id().as_str())
-            .bind(to_millis(receipt.received_at))
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        }
-        if outcome == Outcome::Stale {
-            sqlx::query("UPDATE webhook_receipts SET outcome = 'stale' WHERE webhook_id = ?")
-                .bind(receipt.webhook_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-        }
-        tx.commit().await.map_err(unavailable)?;
-        Ok(outcome)
+        let (done, answer) = oneshot::channel();
+        let job = Job {
+            webhook_id: receipt.webhook_id.to_owned(),
+            received_at: receipt.received_at,
+            event: event.clone(),
+            done,
+        };
+        self.intake.try_send(job).map_err(|e| {
+            StoreError::Unavailable(match e {
+                mpsc::error::TrySendError::Full(_) => format!("{INTAKE_QUEUE} webhooks are waiting to be written"),
+                mpsc::error::TrySendError::Closed(_) => "the webhook writer has stopped".to_owned(),
+            })
+        })?;
+        answer.await.map_err(|_| StoreError::Unavailable("the webhook writer has stopped".into()))?
     }
 
     async fn reservation(&self, id: &ReservationId) -> Result<Option<ReservationRecord>, StoreError> {
