@@ -6,8 +6,17 @@ use subtle::ConstantTimeEq;
 
 /// A secret string. `Debug` and `Display` print `[redacted]`; the value is only
 /// reachable through [`Secret::expose`], so leaking it takes a visible call.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Secret(String);
+
+/// Equality in constant time too, so comparing two secrets never leaks a prefix.
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.matches(other.0.as_bytes())
+    }
+}
+
+impl Eq for Secret {}
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
@@ -53,5 +62,51 @@ mod tests {
         assert!(!s.matches(b"abd"));
         assert!(!s.matches(b"ab"));
         assert!(!s.matches(b"abcd"));
+    }
+
+    /// Each place that reads a secret's value, with why. A comparison written with
+    /// `expose() ==` would be a timing leak: every comparison goes through
+    /// [`Secret::matches`] (constant time), so a new `expose()` must be reviewed here.
+    #[test]
+    fn every_read_of_a_secret_is_reviewed() {
+        let reviewed: &[(&str, usize, &str)] = &[
+            ("src/registration.rs", 2, "writes as_token and hs_token into the registration file"),
+            ("src/config/mod.rs", 1, "parses the database URL to show it without its password"),
+            ("src/config/load.rs", 2, "checks the database URL's scheme and a secret's length and placeholder"),
+            ("src/matrix/mod.rs", 1, "sends as_token to the homeserver"),
+            ("src/store/sqlite.rs", 1, "opens the database"),
+            ("src/store/postgres.rs", 1, "opens the database"),
+            ("src/lifecycle/room.rs", 1, "sends the Synapse admin token to the admin API"),
+        ];
+        let mut found = Vec::new();
+        let mut dirs = vec![std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/src"))];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("secret.rs") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    let n = text.matches(".expose()").count();
+                    if n > 0 {
+                        let relative = path.strip_prefix(env!("CARGO_MANIFEST_DIR")).unwrap().display().to_string();
+                        found.push((relative, n));
+                    }
+                }
+            }
+        }
+        found.sort();
+        let mut expected: Vec<(String, usize)> = reviewed.iter().map(|(f, n, _)| ((*f).to_owned(), *n)).collect();
+        expected.sort();
+        assert_eq!(
+            found, expected,
+            "a read of a secret's value was added or removed: review it, then update this list"
+        );
+    }
+
+    #[test]
+    fn equality_is_by_value() {
+        assert_eq!(Secret::new("abc"), Secret::new("abc"));
+        assert_ne!(Secret::new("abc"), Secret::new("abd"));
     }
 }

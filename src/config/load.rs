@@ -143,7 +143,7 @@ impl Walker<'_> {
             );
         }
         let appservice = appservice??;
-        if appservice.as_token.expose() == appservice.hs_token.expose() {
+        if appservice.as_token == appservice.hs_token {
             self.problem("appservice.hs_token", "must differ from appservice.as_token");
         }
         Some(Config {
