@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use crate::harness::{Synapse, TestFoyer, TestUser, enc, eventually, random_token, repo_root};
+use crate::harness::{Synapse, TestFoyer, TestUser, enc, eventually, percentile, random_token, repo_root};
 
 /// Replaces (or appends) the section between `<!-- name -->` markers in BENCHMARKS.md.
 fn write_section(name: &str, body: &str) {
@@ -20,11 +20,6 @@ fn write_section(name: &str, body: &str) {
         _ => format!("{}\n{section}\n", text.trim_end()),
     };
     std::fs::write(&path, text).expect("write BENCHMARKS.md");
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 fn machine() -> String {

@@ -811,3 +811,106 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A streaming platform's webhook sender: signs with Foyer's own signer (any bytes) and,
+/// like a real platform, retries a delivery with the same `webhook-id` until it gets a
+/// 2xx, on connection errors and 5xx.
+#[derive(Clone)]
+pub struct Sender {
+    http: reqwest::Client,
+    url: String,
+    key: foyer::config::WebhookKey,
+}
+
+/// What one delivery took: the final status, the attempts and the time from first try.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery {
+    pub status: u16,
+    pub attempts: u32,
+    pub unavailable: u32,
+    pub connection_errors: u32,
+    pub latency: Duration,
+}
+
+impl Sender {
+    pub fn new(base_url: &str) -> Sender {
+        use base64::Engine as _;
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(&WEBHOOK_SECRET["whsec_".len()..])
+            .expect("the test secret is base64");
+        Sender {
+            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client"),
+            url: format!("{base_url}/webhooks/v1/events"),
+            key: foyer::config::WebhookKey::new(key),
+        }
+    }
+
+    pub fn body(kind: &str, data: Value) -> Vec<u8> {
+        serde_json::to_vec(&json!({"type": kind, "timestamp": "2026-11-24T10:00:00Z", "data": data})).expect("json")
+    }
+
+    /// One attempt, signed now.
+    pub async fn attempt(&self, id: &str, body: &[u8]) -> Result<(u16, Value), reqwest::Error> {
+        let now = chrono_now();
+        let signature = foyer::intake::signature::sign(&self.key, id, now, body);
+        let resp = self
+            .http
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("webhook-id", id)
+            .header("webhook-timestamp", now.to_string())
+            .header("webhook-signature", signature)
+            .body(body.to_vec())
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// Delivers until a 2xx; panics on a 4xx (the sender built a bad event) or after `limit`.
+    pub async fn deliver(&self, id: &str, body: &[u8], limit: Duration) -> Delivery {
+        let started = Instant::now();
+        let mut delivery =
+            Delivery { status: 0, attempts: 0, unavailable: 0, connection_errors: 0, latency: Duration::ZERO };
+        loop {
+            delivery.attempts += 1;
+            match self.attempt(id, body).await {
+                Ok((status, _)) if (200..300).contains(&status) => {
+                    delivery.status = status;
+                    delivery.latency = started.elapsed();
+                    return delivery;
+                }
+                Ok((status, answer)) if status < 500 => panic!("webhook {id} refused with {status}: {answer}"),
+                Ok(_) => delivery.unavailable += 1,
+                Err(_) => delivery.connection_errors += 1,
+            }
+            assert!(started.elapsed() < limit, "webhook {id} not stored after {limit:?}: {delivery:?}");
+            tokio::time::sleep(Duration::from_millis(100 * u64::from(delivery.attempts.min(10)))).await;
+        }
+    }
+}
+
+/// The nearest-rank `p`th percentile (0–100) of sorted durations.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len().max(1)) - 1).copied().unwrap_or_default()
+}
+
+/// One SQL query on a SQLite database file, read-only, through Python's sqlite3 (the
+/// test never opens the file the way Foyer does); rows as tab-separated lines.
+pub fn sqlite_query(db: &Path, sql: &str) -> String {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys\n\
+             con = sqlite3.connect('file:' + sys.argv[1] + '?mode=ro', uri=True)\n\
+             con.execute('PRAGMA busy_timeout = 10000')\n\
+             for row in con.execute(sys.argv[2]): print('\\t'.join(map(str, row)))",
+        ])
+        .arg(db)
+        .arg(sql)
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "sqlite query {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf8")
+}

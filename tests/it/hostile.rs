@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use base64::Engine as _;
 
-use crate::harness::{TestFoyer, WEBHOOK_SECRET, chrono_now, random_token};
+use crate::harness::{TestFoyer, WEBHOOK_SECRET, chrono_now, random_token, sqlite_query};
 
 /// One hostile request and the answer it must get.
 struct Case {
@@ -309,18 +309,8 @@ fn corpus(id: &str) -> Vec<Case> {
 /// Every row of every table, as text: equal dumps mean nothing changed.
 fn dump(foyer: &TestFoyer) -> String {
     let db = foyer.dir().join("foyer.db");
-    let out = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import sqlite3, sys\n\
-             con = sqlite3.connect('file:' + sys.argv[1] + '?mode=ro', uri=True)\n\
-             print('\\n'.join(con.iterdump()))",
-        ])
-        .arg(&db)
-        .output()
-        .expect("python3");
-    assert!(out.status.success(), "dump {}: {}", db.display(), String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).expect("dump is text")
+    let tables = sqlite_query(&db, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name");
+    tables.lines().map(|table| format!("{table}:\n{}", sqlite_query(&db, &format!("SELECT * FROM {table}")))).collect()
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ mod hostile;
 mod lifecycle;
 mod membership;
 mod migrate;
+mod security;
 mod store_contract;
 mod stream;
 mod webhooks;

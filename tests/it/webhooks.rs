@@ -2,10 +2,12 @@
 //! "Nothing stored" is checked twice: the reservation is unknown to the read API, and
 //! the same `webhook-id` is still free (a valid retry gets 202, not `duplicate`).
 
+use std::time::Duration;
+
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::harness::{TestFoyer, WEBHOOK_SECRET, chrono_now, random_token, sign_webhook};
+use crate::harness::{Sender, TestFoyer, WEBHOOK_SECRET, chrono_now, random_token, sign_webhook};
 
 /// Webhook headers as (name, value) pairs.
 type Headers<'a> = Vec<(&'a str, &'a str)>;
@@ -362,10 +364,15 @@ async fn a_locked_database_gets_503_and_the_retry_succeeds() {
     let (status, body) = foyer.send_webhook_as(&wid, "reservation.created", jazz(&id)).await;
     assert_eq!((status, body["errcode"].as_str()), (503, Some("FOYER_UNAVAILABLE")), "{body}");
     assert!(foyer.child_is_running(), "no crash:\n{}", foyer.log());
+    // A platform's sender retries the same webhook-id until it gets a 2xx.
+    let sender = Sender::new(&foyer.base_url);
+    let body = Sender::body("reservation.created", jazz(&id));
+    let retrying = tokio::spawn(async move { sender.deliver(&wid, &body, Duration::from_secs(60)).await });
+    tokio::time::sleep(Duration::from_secs(1)).await;
     drop(locker.stdin.take());
     locker.wait().unwrap();
-    let (status, body) = foyer.send_webhook_as(&wid, "reservation.created", jazz(&id)).await;
-    assert_eq!((status, body), (202, json!({"status": "accepted"})), "the sender's retry succeeds");
+    let delivery = retrying.await.expect("sender");
+    assert_eq!(delivery.status, 202, "the sender's retry is accepted: {delivery:?}");
     assert_eq!(foyer.reservation(&id).await.0, 200);
     assert!(!foyer.log().contains("panicked"));
 }
