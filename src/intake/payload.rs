@@ -13,6 +13,8 @@ use crate::reservation::{
 
 const MAX_BATCH: usize = 1000;
 const MAX_HOSTS: usize = 100;
+/// A stream signal's `at` may be this far ahead of Foyer's clock (skew), no further.
+const MAX_SIGNAL_AHEAD_MINUTES: i64 = 5;
 /// Dates further than this from now are a sender's bug (year 9999, year 1), not a plan.
 const MAX_YEARS_FROM_NOW: i64 = 5;
 
@@ -227,6 +229,14 @@ pub fn parse(body: &[u8], now: DateTime<Utc>) -> Result<WebhookEvent, PayloadErr
         "stream.started" | "stream.ended" => {
             let id = data.reservation_id()?;
             let at = data.opt_parse("at", |v| time(v, now))?.unwrap_or(now);
+            if at > now + TimeDelta::minutes(MAX_SIGNAL_AHEAD_MINUTES) {
+                return Err(err(
+                    "data.at",
+                    format!(
+                        "must not be more than {MAX_SIGNAL_AHEAD_MINUTES} minutes ahead of now: a stream signal reports what happened"
+                    ),
+                ));
+            }
             Ok(if kind == "stream.started" {
                 WebhookEvent::StreamStarted { id, at }
             } else {

@@ -409,6 +409,7 @@ pub fn read_tail(path: &Path) -> String {
 }
 
 /// A user acting through the client-server API, as Element would.
+#[derive(Clone)]
 pub struct TestUser {
     pub user_id: String,
     pub access_token: String,
@@ -589,12 +590,22 @@ impl TestFoyer {
 
     /// Like [`Self::kill_and_restart`], with extra environment (failpoints).
     pub async fn kill_and_restart_with(&mut self, env: &[(&str, &str)], wait: bool) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.child = Self::run(self.dir.path(), &self.log_path, env);
+        self.kill();
+        self.restart(env);
         if wait {
             self.wait_ready().await;
         }
+    }
+
+    /// SIGKILLs Foyer: no chance to clean up.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts a killed Foyer again on the same config and database, without waiting.
+    pub fn restart(&mut self, env: &[(&str, &str)]) {
+        self.child = Self::run(self.dir.path(), &self.log_path, env);
     }
 
     pub fn child_is_running(&mut self) -> bool {

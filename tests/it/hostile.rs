@@ -225,6 +225,11 @@ fn corpus(id: &str) -> Vec<Case> {
             envelope("stream.started", json!({"reservation_id": id, "at": "2026-13-01T00:00:00Z"})),
             "data.at: must be an RFC 3339",
         ),
+        Case::signed(
+            "a stream end an hour ahead",
+            envelope("stream.ended", json!({"reservation_id": id, "at": (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339()})),
+            "data.at: must not be more than 5 minutes ahead of now",
+        ),
         // Users and batches.
         Case::signed("a user id with a space in its server name", ticket_for("@alice:exa mple.org"), "data.tickets[0].user_id: \"@alice:exa mple.org\" is not a valid Matrix user ID"),
         Case::signed("a user id with an empty server name", ticket_for("@alice:"), "data.tickets[0].user_id:"),

@@ -2,6 +2,7 @@
 //! the other): the seeded chaos test and the load test. Each stops and starts a Synapse
 //! of its own, so they take [`HEAVY`] to run one at a time. They share `tests/it`'s harness.
 
+mod chaos;
 #[allow(dead_code)]
 #[path = "../it/harness.rs"]
 mod harness;
