@@ -428,6 +428,26 @@ mod tests {
         assert_eq!(path_of(b""), "body");
     }
 
+    /// The fuzzer's seeds are valid webhooks; any input the fuzzer found crashing is kept
+    /// in `fuzz/regressions/payload/` and must never panic again.
+    #[test]
+    fn fuzz_seeds_parse_and_kept_crashes_do_not_panic() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+        let files = |dir: &str| -> Vec<Vec<u8>> {
+            std::fs::read_dir(root.join(dir))
+                .map(|entries| entries.map(|e| std::fs::read(e.unwrap().path()).unwrap()).collect())
+                .unwrap_or_default()
+        };
+        let seeds = files("seeds/payload");
+        assert!(seeds.len() >= 6, "the seeds are in fuzz/seeds/payload");
+        for seed in seeds {
+            assert!(parse(&seed, Utc::now()).is_ok(), "{}", String::from_utf8_lossy(&seed));
+        }
+        for input in files("regressions/payload") {
+            let _ = parse(&input, Utc::now());
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
