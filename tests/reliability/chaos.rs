@@ -20,7 +20,11 @@ use serde_json::{Value, json};
 use crate::harness::{Delivery, SERVER_NAME, Sender, Synapse, TestFoyer, TestUser, enc, random_token};
 
 const RESERVATIONS: usize = 18;
-const USERS: usize = 6;
+const USERS: usize = 7;
+/// A user who holds one ticket per reservation, always revoked (possibly before its
+/// grant arrives), never a host and accepting invites: every open room must end without
+/// them, so every run checks revocation.
+const REVOKEE: usize = USERS - 1;
 /// Deliveries and faults happen within this window.
 const WINDOW: Duration = Duration::from_secs(60);
 
@@ -108,7 +112,7 @@ fn history(
         for revision in 1..=revisions {
             let later = if revision == revisions { 0.0 } else { rng.random_range(5.0..120.0) };
             let starts = t0 + secs(opens + later + open_before);
-            let hosts: BTreeSet<usize> = (0..USERS).filter(|_| rng.random_bool(0.2)).collect();
+            let hosts: BTreeSet<usize> = (0..REVOKEE).filter(|_| rng.random_bool(0.2)).collect();
             hosts_seen.extend(hosts.iter().copied());
             if revision == revisions {
                 final_hosts = hosts.clone();
@@ -129,7 +133,7 @@ fn history(
         let mut revoked = BTreeSet::new();
         for t in 0..rng.random_range(1..=8) {
             let ticket = format!("t{t}");
-            let holder = rng.random_range(0..USERS);
+            let holder = rng.random_range(0..REVOKEE);
             granted.insert(ticket.clone(), holder);
             let data =
                 json!({"reservation_id": id, "tickets": [{"ticket_id": ticket, "user_id": users[holder].user_id}]});
@@ -144,6 +148,14 @@ fn history(
                 );
             }
         }
+
+        granted.insert("t-revoked".to_owned(), REVOKEE);
+        revoked.insert("t-revoked".to_owned());
+        let data =
+            json!({"reservation_id": id, "tickets": [{"ticket_id": "t-revoked", "user_id": users[REVOKEE].user_id}]});
+        push(&mut events, at(rng, 0.0, window * 0.8), "ticket.granted", data);
+        let data = json!({"reservation_id": id, "ticket_ids": ["t-revoked"]});
+        push(&mut events, at(rng, 0.0, window * 0.8), "ticket.revoked", data);
 
         // A stream that starts up to 5 s after the opening and ends 3–8 s later, before the
         // scheduled end (so the end stays `ends_at`); each signal is sent at or after its
