@@ -196,10 +196,12 @@ pub fn plan(
         return if room.room_id.is_some() { close(CloseReason::Ended) } else { idle };
     }
 
-    let stream_ended = record.signals.stream_ended_at.is_some() && !times.live;
-    let should_open = times.live || (now >= times.opens_at && now < times.end && !stream_ended);
+    // Judged by the signal's own time, not by when it arrived: a reschedule that comes
+    // after the stream's end must lead to the same room as one that came before it.
+    let ended_before_opening = !times.live && record.signals.stream_ended_at.is_some_and(|e| e < times.opens_at);
+    let should_open = times.live || (now >= times.opens_at && now < times.end && !ended_before_opening);
     if room.room_id.is_none() && !should_open {
-        // Not yet (or never: it ended before it could open).
+        // Not yet (or never: the stream ended before the room was due to open).
         let next_due_at = (now < times.opens_at).then_some(times.opens_at);
         return Plan { steps: vec![], next_due_at };
     }
@@ -560,6 +562,27 @@ mod tests {
         room.ended_notice_for = Some(t(21, 10));
         let p = plan(Some(&restarted), &holders(&[]), &room, &rooms(), t(21, 21));
         assert!(p.steps.contains(&Step::PostLiveNotice(t(21, 20))), "{p:?}");
+    }
+
+    #[test]
+    fn a_stream_end_keeps_the_room_shut_only_if_it_came_before_the_opening() {
+        // Opens at 18:30. A short stream at 18:40–18:45 reported before a late reschedule
+        // arrived: the room opens all the same, as if the reschedule had come first.
+        let after = record(Signals {
+            stream_started_at: Some(t(18, 40)),
+            stream_ended_at: Some(t(18, 45)),
+            ..Default::default()
+        });
+        let p = plan(Some(&after), &holders(&[]), &RoomState::default(), &rooms(), t(18, 50));
+        assert_eq!(p.steps.first(), Some(&Step::CreateRoom), "{p:?}");
+        // A stream over before 18:30: no room.
+        let before = record(Signals {
+            stream_started_at: Some(t(18, 0)),
+            stream_ended_at: Some(t(18, 10)),
+            ..Default::default()
+        });
+        let p = plan(Some(&before), &holders(&[]), &RoomState::default(), &rooms(), t(18, 50));
+        assert_eq!(p.steps, vec![], "{p:?}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ const RATE: u64 = 1000;
 const SECONDS: u64 = 30;
 const RESERVATIONS: usize = 30;
 const HOLDERS: usize = 20;
+const IN_FLIGHT: usize = 256;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_thousand_webhooks_a_second_while_rooms_open_and_synapse_restarts() {
@@ -61,10 +62,14 @@ async fn a_thousand_webhooks_a_second_while_rooms_open_and_synapse_restarts() {
             down.elapsed()
         })
     };
+    // Like a platform's sender, at most IN_FLIGHT deliveries at once: when Foyer is slower
+    // than the offered rate, the rate falls (and is reported) instead of piling up.
+    let permits = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     let mut tasks = Vec::with_capacity(total as usize);
     for i in 0..total {
         let due = started + Duration::from_micros(i * 1_000_000 / RATE);
         tokio::time::sleep_until(due.into()).await;
+        let permit = permits.clone().acquire_owned().await.expect("permits");
         let sender = sender.clone();
         let id = format!("load-{run}-{i}");
         let body = Sender::body(
@@ -73,6 +78,7 @@ async fn a_thousand_webhooks_a_second_while_rooms_open_and_synapse_restarts() {
                    "tickets": [{"ticket_id": format!("t{i}"), "user_id": holders[(i as usize / RESERVATIONS) % HOLDERS].user_id}]}),
         );
         tasks.push(tokio::spawn(async move {
+            let _permit = permit;
             let first = sender.deliver(&id, &body, Duration::from_secs(120)).await;
             let again = (i % 50 == 0).then(|| sender.clone());
             let second = match again {
