@@ -23,7 +23,10 @@ use crate::reservation::{
 };
 
 /// Numbered migrations, applied in order once each; never edit a released one.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/postgres/0001_init.sql")),
+    (2, include_str!("../../migrations/postgres/0002_next_wake_index.sql")),
+];
 
 pub struct PostgresStore {
     pool: PgPool,

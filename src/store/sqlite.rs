@@ -35,6 +35,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../../migrations/sqlite/0004_stream.sql")),
     (5, include_str!("../../migrations/sqlite/0005_spaces.sql")),
     (6, include_str!("../../migrations/sqlite/0006_lease_owner.sql")),
+    (7, include_str!("../../migrations/sqlite/0007_next_wake_index.sql")),
 ];
 
 pub struct SqliteStore {
