@@ -369,6 +369,12 @@ impl Lifecycle {
                     }
                 };
                 self.store.record_step(id, &done, Utc::now()).await?;
+                if let Step::Kick(user, _) = step {
+                    // After the removal is recorded: a crash in between leaves the old
+                    // rule (never invited again), never a second invite.
+                    let forgotten = StepRecord::InviteForgotten { user_id: user.clone() };
+                    self.store.record_step(id, &forgotten, Utc::now()).await?;
+                }
                 metrics::counter!("foyer_lifecycle_steps_total", "step" => kind).increment(1);
             }
         }

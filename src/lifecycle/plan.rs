@@ -13,7 +13,8 @@ use crate::{config::RoomsConfig, schedule, store::ReservationRecord};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RoomState {
     pub room_id: Option<OwnedRoomId>,
-    /// Everyone ever invited (or refused for good); nobody is invited twice.
+    /// Everyone invited (or refused for good); nobody is invited twice, except someone
+    /// Foyer removed who holds a ticket again.
     pub invited: BTreeSet<OwnedUserId>,
     pub opening_notice_sent: bool,
     pub closing_notice_sent: bool,
@@ -338,6 +339,7 @@ impl RoomState {
             Step::Kick(user, _) => {
                 let member = Member { membership: Membership::Leave, invited_by: None };
                 self.members.insert(user.clone(), member);
+                self.invited.remove(user);
             }
             Step::PostOpeningNotice => self.opening_notice_sent = true,
             Step::PostClosingNotice(_) => self.closing_notice_sent = true,
@@ -583,6 +585,23 @@ mod tests {
         });
         let p = plan(Some(&before), &holders(&[]), &RoomState::default(), &rooms(), t(18, 50));
         assert_eq!(p.steps, vec![], "{p:?}");
+    }
+
+    #[test]
+    fn someone_foyer_removed_is_invited_again_with_a_new_ticket() {
+        let rec = record(Signals::default());
+        let alice = user("alice");
+        let mut room = opened(&[]);
+        room.invited.insert(alice.clone());
+        room.members.insert(alice.clone(), member(Membership::Join, None));
+        let p = plan(Some(&rec), &holders(&[]), &room, &rooms(), t(18, 40));
+        assert!(p.steps.contains(&Step::Kick(alice.clone(), KickReason::NoTicket)), "{p:?}");
+        let (hosts, space) = (BTreeSet::new(), OwnedRoomId::try_from("!space:example.org").unwrap());
+        let done =
+            Applied { room_id: &room_id(), hosts: &hosts, bot: &bot(), topic: "", stream_url: None, space: &space };
+        room.apply(&Step::Kick(alice.clone(), KickReason::NoTicket), &done);
+        let p = plan(Some(&rec), &holders(&["alice"]), &room, &rooms(), t(18, 41));
+        assert!(p.steps.contains(&Step::Invite(alice)), "{p:?}");
     }
 
     #[test]

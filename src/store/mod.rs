@@ -131,10 +131,14 @@ pub enum StepRecord {
         membership: Membership,
         invited_by: Option<OwnedUserId>,
     },
-    /// Invited, or refused for good (`failure`): either way never tried again.
+    /// Invited, or refused for good (`failure`): either way never tried again...
     Invited {
         user_id: OwnedUserId,
         failure: Option<String>,
+    },
+    /// ...unless Foyer removed them: a ticket they get later invites them again.
+    InviteForgotten {
+        user_id: OwnedUserId,
     },
     OpeningNoticeSent,
     ClosingNoticeSent,

@@ -573,6 +573,11 @@ impl Store for SqliteStore {
             .bind(user_id.as_str())
             .bind(to_millis(now))
             .bind(failure.as_deref()),
+            StepRecord::InviteForgotten { user_id } => {
+                sqlx::query("DELETE FROM room_invites WHERE reservation_id = ? AND user_id = ?")
+                    .bind(rid)
+                    .bind(user_id.as_str())
+            }
             StepRecord::OpeningNoticeSent => {
                 sqlx::query("UPDATE lifecycle SET opening_notice_sent = 1 WHERE reservation_id = ?").bind(rid)
             }
