@@ -324,7 +324,10 @@ async fn a_seeded_history_with_crashes_and_outages_ends_in_the_expected_state() 
                 }
             };
             if !ready {
-                waiting.push(format!("{} ({:?}, cancelled {}): {phase}, {members} members", m.id, m.fate, m.cancelled));
+                waiting.push(format!(
+                    "{} ({:?}, cancelled {}): {phase}, {members} members; expected {:?} (hosts {:?}, granted {:?}, revoked {:?}); record {r}",
+                    m.id, m.fate, m.cancelled, m.expected_members(), m.hosts, m.granted, m.revoked
+                ));
             }
         }
         if waiting.is_empty() {
