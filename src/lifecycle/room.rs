@@ -114,13 +114,31 @@ pub async fn create_or_adopt(
         raw(json!({"type": "m.room.guest_access", "state_key": "", "content": {"guest_access": "forbidden"}})),
         raw(json!({"type": "org.foyer.reservation", "state_key": "", "content": reservation_state(record, times)})),
     ];
-    match client.send(req, None, deadline()).await {
+    match client.send(req.clone(), None, deadline()).await {
         Ok(resp) => Ok(resp.room_id),
         Err(e) if e.errcode() == Some("M_ROOM_IN_USE") => {
             let alias = alias(config, record);
             let resp = client.send(get_alias::v3::Request::new(alias.clone()), None, deadline()).await?;
-            tracing::info!(reservation_id = %record.reservation.id, room_id = %resp.room_id, %alias, "adopted the room that holds the alias");
-            Ok(resp.room_id)
+            // Foyer's marker is among the room's first state: a room without it (or that
+            // the bot is not in) is one whose creation stopped half-way, as when the
+            // homeserver is stopped during createRoom; its alias was set first. Such a
+            // room never works (invites fail), so the alias moves to a new room.
+            match state(client, &resp.room_id, "org.foyer.reservation").await {
+                Ok(_) => {
+                    tracing::info!(reservation_id = %record.reservation.id, room_id = %resp.room_id, %alias, "adopted the room that holds the alias");
+                    Ok(resp.room_id)
+                }
+                Err(MatrixError::Api { status: 403 | 404, .. }) => {
+                    tracing::warn!(reservation_id = %record.reservation.id, room_id = %resp.room_id, %alias, "the room holding the alias was left half-created; creating a new one");
+                    match client.send(delete_alias::v3::Request::new(alias), None, deadline()).await {
+                        Ok(_) => {}
+                        Err(e) if e.errcode() == Some("M_NOT_FOUND") => {}
+                        Err(e) => return Err(e),
+                    }
+                    Ok(client.send(req, None, deadline()).await?.room_id)
+                }
+                Err(e) => Err(e),
+            }
         }
         Err(e) => Err(e),
     }
