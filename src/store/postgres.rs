@@ -465,10 +465,27 @@ impl Store for PostgresStore {
             .bind(invited_by.as_ref().map(|u| u.as_str()))
             .bind(to_millis(now))
             .bind(rid),
-            StepRecord::Invited { user_id, failure } => sqlx::query(
-                "INSERT INTO room_invites (reservation_id, user_id, invited_at, failure) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (reservation_id, user_id) DO NOTHING",
-            )
+            StepRecord::Invited { user_id, failure } => {
+                if failure.is_none() {
+                    // See the SQLite store: the invite is a membership fact at once.
+                    sqlx::query(
+                        "INSERT INTO room_members (room_id, user_id, membership, invited_by, event_id, updated_at)
+                         SELECT room_id, $1, 'invite', NULL, NULL, $2 FROM lifecycle WHERE reservation_id = $3 AND room_id IS NOT NULL
+                         ON CONFLICT (room_id, user_id) DO UPDATE SET membership = 'invite', updated_at = excluded.updated_at
+                         WHERE room_members.membership = 'leave'",
+                    )
+                    .bind(user_id.as_str())
+                    .bind(to_millis(now))
+                    .bind(rid)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                }
+                sqlx::query(
+                    "INSERT INTO room_invites (reservation_id, user_id, invited_at, failure) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (reservation_id, user_id) DO NOTHING",
+                )
+            }
             .bind(rid)
             .bind(user_id.as_str())
             .bind(to_millis(now))

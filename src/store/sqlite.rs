@@ -565,10 +565,29 @@ impl Store for SqliteStore {
             .bind(invited_by.as_ref().map(|u| u.as_str()))
             .bind(to_millis(now))
             .bind(rid),
-            StepRecord::Invited { user_id, failure } => sqlx::query(
-                "INSERT INTO room_invites (reservation_id, user_id, invited_at, failure) VALUES (?, ?, ?, ?)
-                 ON CONFLICT (reservation_id, user_id) DO NOTHING",
-            )
+            StepRecord::Invited { user_id, failure } => {
+                if failure.is_none() {
+                    // The invite is a membership fact at once: the homeserver's event about
+                    // it may never come (Synapse drops queued appservice events when it
+                    // stops). A later event from the homeserver still wins.
+                    sqlx::query(
+                        "INSERT INTO room_members (room_id, user_id, membership, invited_by, event_id, updated_at)
+                         SELECT room_id, ?, 'invite', NULL, NULL, ? FROM lifecycle WHERE reservation_id = ? AND room_id IS NOT NULL
+                         ON CONFLICT (room_id, user_id) DO UPDATE SET membership = 'invite', updated_at = excluded.updated_at
+                         WHERE room_members.membership = 'leave'",
+                    )
+                    .bind(user_id.as_str())
+                    .bind(to_millis(now))
+                    .bind(rid)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                }
+                sqlx::query(
+                    "INSERT INTO room_invites (reservation_id, user_id, invited_at, failure) VALUES (?, ?, ?, ?)
+                     ON CONFLICT (reservation_id, user_id) DO NOTHING",
+                )
+            }
             .bind(rid)
             .bind(user_id.as_str())
             .bind(to_millis(now))
