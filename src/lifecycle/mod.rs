@@ -43,6 +43,8 @@ enum StepError {
     Matrix(#[from] MatrixError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Open(#[from] room::OpenError),
 }
 
 pub struct Lifecycle {
@@ -55,6 +57,8 @@ pub struct Lifecycle {
     pub instance: String,
     /// Asked once: whether the homeserver's default room version privileges creators.
     pub creators_privileged: tokio::sync::OnceCell<bool>,
+    /// Rooms found holding an alias without Foyer's marker (see `room::create_or_adopt`).
+    pub unmarked: room::UnmarkedRooms,
 }
 
 impl Lifecycle {
@@ -230,8 +234,15 @@ impl Lifecycle {
                 let done = match step {
                     Step::CreateRoom => {
                         let privileged = self.creators_privileged().await;
-                        let created =
-                            room::create_or_adopt(&self.client, &self.config, &record, &times, privileged).await?;
+                        let created = room::create_or_adopt(
+                            &self.client,
+                            &self.config,
+                            &record,
+                            &times,
+                            privileged,
+                            &self.unmarked,
+                        )
+                        .await?;
                         failpoint::hit("after_create_room");
                         tracing::info!(reservation_id = %id, room_id = %created, "room opened");
                         room_id = Some(created.clone());

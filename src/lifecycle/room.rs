@@ -91,6 +91,39 @@ fn power_levels(config: &Config, record: &ReservationRecord, creators_privileged
     })
 }
 
+/// How long a room holding a reservation's alias may lack Foyer's marker before Foyer
+/// takes it for abandoned. Synapse sets the alias before the room's first events, so a
+/// createRoom still running (sent by an instance that died) looks just like one a
+/// homeserver restart stopped half-way; only time tells them apart.
+pub const ABANDONED_AFTER: Duration = Duration::from_secs(60);
+
+/// Rooms seen holding an alias without Foyer's marker, with when this process first
+/// saw each. Forgetting them (a restart) only makes Foyer wait longer.
+#[derive(Default)]
+pub struct UnmarkedRooms(std::sync::Mutex<std::collections::HashMap<OwnedRoomId, Instant>>);
+
+impl UnmarkedRooms {
+    /// How long `room` has been seen unmarked, counting from the first call.
+    fn seen_for(&self, room: &OwnedRoomId) -> Duration {
+        let mut seen = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        seen.entry(room.clone()).or_insert_with(Instant::now).elapsed()
+    }
+
+    fn forget(&self, room: &OwnedRoomId) {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(room);
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Matrix(#[from] MatrixError),
+    #[error(
+        "{room_id} holds {alias} but has no Foyer marker yet; waiting up to {wait_s} s more for its creation to finish"
+    )]
+    Unfinished { alias: OwnedRoomAliasId, room_id: OwnedRoomId, wait_s: u64 },
+}
+
 /// Creates the room with its fixed alias, or adopts the room that already holds the
 /// alias (Foyer created it and crashed before recording its id).
 pub async fn create_or_adopt(
@@ -99,7 +132,8 @@ pub async fn create_or_adopt(
     record: &ReservationRecord,
     times: &Schedule,
     creators_privileged: bool,
-) -> Result<OwnedRoomId, MatrixError> {
+    unmarked: &UnmarkedRooms,
+) -> Result<OwnedRoomId, OpenError> {
     let mut req = create_room::v3::Request::new();
     req.room_alias_name = Some(format!("{}{}", config.appservice.alias_prefix, record.reservation.id));
     req.name = Some(record.reservation.title.as_str().to_owned());
@@ -115,32 +149,38 @@ pub async fn create_or_adopt(
         raw(json!({"type": "org.foyer.reservation", "state_key": "", "content": reservation_state(record, times)})),
     ];
     match client.send(req.clone(), None, deadline()).await {
-        Ok(resp) => Ok(resp.room_id),
-        Err(e) if e.errcode() == Some("M_ROOM_IN_USE") => {
-            let alias = alias(config, record);
-            let resp = client.send(get_alias::v3::Request::new(alias.clone()), None, deadline()).await?;
-            // Foyer's marker is among the room's first state: a room without it (or that
-            // the bot is not in) is one whose creation stopped half-way, as when the
-            // homeserver is stopped during createRoom; its alias was set first. Such a
-            // room never works (invites fail), so the alias moves to a new room.
-            match state(client, &resp.room_id, "org.foyer.reservation").await {
-                Ok(_) => {
-                    tracing::info!(reservation_id = %record.reservation.id, room_id = %resp.room_id, %alias, "adopted the room that holds the alias");
-                    Ok(resp.room_id)
-                }
-                Err(MatrixError::Api { status: 403 | 404, .. }) => {
-                    tracing::warn!(reservation_id = %record.reservation.id, room_id = %resp.room_id, %alias, "the room holding the alias was left half-created; creating a new one");
-                    match client.send(delete_alias::v3::Request::new(alias), None, deadline()).await {
-                        Ok(_) => {}
-                        Err(e) if e.errcode() == Some("M_NOT_FOUND") => {}
-                        Err(e) => return Err(e),
-                    }
-                    Ok(client.send(req, None, deadline()).await?.room_id)
-                }
-                Err(e) => Err(e),
-            }
+        Ok(resp) => return Ok(resp.room_id),
+        Err(e) if e.errcode() == Some("M_ROOM_IN_USE") => {}
+        Err(e) => return Err(e.into()),
+    }
+    let alias = alias(config, record);
+    let holder = client.send(get_alias::v3::Request::new(alias.clone()), None, deadline()).await?.room_id;
+    // Foyer's marker is among the room's first state. A room without it (or that the
+    // bot is not in) is still being created, or its creation stopped half-way, as when
+    // the homeserver is stopped during createRoom. Such a room never works (invites
+    // fail), so once it has stayed unmarked past ABANDONED_AFTER the alias moves on.
+    match state(client, &holder, "org.foyer.reservation").await {
+        Ok(_) => {
+            unmarked.forget(&holder);
+            tracing::info!(reservation_id = %record.reservation.id, room_id = %holder, %alias, "adopted the room that holds the alias");
+            Ok(holder)
         }
-        Err(e) => Err(e),
+        Err(MatrixError::Api { status: 403 | 404, .. }) => {
+            let seen_for = unmarked.seen_for(&holder);
+            if seen_for < ABANDONED_AFTER {
+                let wait_s = (ABANDONED_AFTER - seen_for).as_secs().max(1);
+                return Err(OpenError::Unfinished { alias, room_id: holder, wait_s });
+            }
+            tracing::warn!(reservation_id = %record.reservation.id, room_id = %holder, %alias, "the room holding the alias was left half-created; creating a new one");
+            match client.send(delete_alias::v3::Request::new(alias), None, deadline()).await {
+                Ok(_) => {}
+                Err(e) if e.errcode() == Some("M_NOT_FOUND") => {}
+                Err(e) => return Err(e.into()),
+            }
+            unmarked.forget(&holder);
+            Ok(client.send(req, None, deadline()).await?.room_id)
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

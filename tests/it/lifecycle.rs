@@ -369,7 +369,12 @@ async fn an_alias_left_on_a_half_created_room_moves_to_a_new_room() {
 
     foyer.accept("reservation.created", reservation(&id, 60.0, 60.0, 3600, 60, &[])).await;
     grant(&foyer, &id, &[&holder]).await;
-    let room = eventually(Duration::from_secs(20), "a room other than the broken one", || async {
+    // First Foyer waits: a createRoom may still be running there (see the next test).
+    eventually(Duration::from_secs(20), "Foyer waiting on the unmarked room", || async {
+        foyer.log().contains("has no Foyer marker yet").then_some(())
+    })
+    .await;
+    let room = eventually(Duration::from_secs(150), "a room other than the broken one", || async {
         let room = foyer.reservation(&id).await.1["room_id"].as_str().map(str::to_owned)?;
         (room != broken).then_some(room)
     })
@@ -377,4 +382,41 @@ async fn an_alias_left_on_a_half_created_room_moves_to_a_new_room() {
     assert_eq!(holder.resolve_alias(&alias(&foyer, &id)).await.as_deref(), Some(room.as_str()));
     join(&holder, &room).await;
     assert!(foyer.log().contains("left half-created"), "{}", foyer.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_whose_creation_finishes_late_is_adopted_not_replaced() {
+    // An instance killed during createRoom leaves Synapse creating the room: the alias is
+    // there, the marker comes a moment later. Whoever takes over must adopt that room,
+    // or the reservation ends up with two. Here the marker arrives while Foyer waits.
+    let foyer = TestFoyer::start().await;
+    let hs = Synapse::shared();
+    let owner = hs.create_user("owner").await;
+    let id = unique("latemade");
+    let (status, made) = owner
+        .request(reqwest::Method::POST, "/_matrix/client/v3/createRoom", Some(json!({"preset": "public_chat"})))
+        .await;
+    assert_eq!(status, 200, "{made}");
+    let late = made["room_id"].as_str().expect("room_id").to_owned();
+    let bot = TestUser::bot(&foyer.slot);
+    assert_eq!(bot.join(&late).await.0, 200);
+    let path = format!("/_matrix/client/v3/directory/room/{}", enc(&alias(&foyer, &id)));
+    let (status, body) = bot.request(reqwest::Method::PUT, &path, Some(json!({"room_id": late}))).await;
+    assert_eq!(status, 200, "{body}");
+
+    foyer.accept("reservation.created", reservation(&id, 60.0, 60.0, 3600, 60, &[])).await;
+    eventually(Duration::from_secs(20), "Foyer waiting on the unmarked room", || async {
+        foyer.log().contains("has no Foyer marker yet").then_some(())
+    })
+    .await;
+    assert_eq!(foyer.reservation(&id).await.1["room_id"], Value::Null, "nothing adopted before the marker");
+    let path = format!("/_matrix/client/v3/rooms/{}/state/org.foyer.reservation/", enc(&late));
+    let (status, body) = owner.request(reqwest::Method::PUT, &path, Some(json!({"reservation_id": id}))).await;
+    assert_eq!(status, 200, "{body}");
+    let room = eventually(Duration::from_secs(30), "the late room adopted", || async {
+        foyer.reservation(&id).await.1["room_id"].as_str().map(str::to_owned)
+    })
+    .await;
+    assert_eq!(room, late, "the room that finished late is the reservation's room");
+    assert!(!foyer.log().contains("left half-created"), "{}", foyer.log());
 }
