@@ -30,8 +30,7 @@ use crate::{
 /// this, and another instance takes over. Renewed every [`RENEW_EVERY`] while working.
 const LEASE: Duration = Duration::from_secs(15);
 const RENEW_EVERY: Duration = Duration::from_secs(5);
-/// Reservations claimed per round, and worked on at the same time.
-const BATCH: u32 = 64;
+/// Reservations worked on at the same time.
 const CONCURRENCY: usize = 16;
 /// Longest sleep between rounds, so an instance notices within seconds the facts that
 /// reached another instance.
@@ -63,8 +62,14 @@ pub struct Lifecycle {
 
 impl Lifecycle {
     /// Runs until `stop` turns true.
+    ///
+    /// Up to [`CONCURRENCY`] reservations are worked on at once, and a due one is claimed
+    /// as soon as a slot is free, while the others go on: one slow reservation never holds
+    /// back those that fall due meanwhile. Only what can be worked on now is claimed, so
+    /// no lease waits in a queue (another instance may take that work).
     pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         let mut pruned_at: Option<Instant> = None;
+        let mut tasks = JoinSet::new();
         loop {
             if pruned_at.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
                 // Homeserver retries come within minutes; a week of event ids is plenty.
@@ -78,44 +83,39 @@ impl Lifecycle {
             if failpoint::armed("worker_paused") {
                 tokio::select! {
                     _ = tokio::time::sleep(MAX_IDLE) => continue,
-                    _ = stop.wait_for(|s| *s) => return,
+                    _ = stop.wait_for(|s| *s) => break,
                 }
             }
-            let now = Utc::now();
-            let claimed = match self.store.claim_due(now, LEASE, BATCH, &self.instance).await {
-                Ok(claims) => claims,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot claim due reservations; retrying");
-                    Vec::new()
-                }
-            };
-            let full = claimed.len() == BATCH as usize;
-            let mut tasks = JoinSet::new();
-            let permits = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
-            for claim in claimed {
-                let this = self.clone();
-                let permits = permits.clone();
-                tasks.spawn(async move {
-                    let _permit = permits.acquire().await;
-                    this.process(claim).await;
-                });
-            }
-            while tasks.join_next().await.is_some() {}
-            if full {
-                continue;
-            }
-            let sleep = match self.store.next_due_at().await {
+            let free = CONCURRENCY.saturating_sub(tasks.len());
+            let wait = match self.store.next_due_at().await {
                 Ok(Some(due)) => (due - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(MAX_IDLE),
                 Ok(None) => MAX_IDLE,
                 Err(_) => Duration::from_secs(1),
+            };
+            if free > 0 && wait.is_zero() {
+                match self.store.claim_due(Utc::now(), LEASE, free as u32, &self.instance).await {
+                    Ok(claims) if !claims.is_empty() => {
+                        for claim in claims {
+                            let this = self.clone();
+                            tasks.spawn(async move { this.process(claim).await });
+                        }
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot claim due reservations; retrying"),
+                }
             }
-            .max(Duration::from_millis(5));
+            // Due but not claimable (another instance was quicker): look again shortly.
+            let nap = if wait.is_zero() { Duration::from_millis(5) } else { wait };
             tokio::select! {
-                _ = tokio::time::sleep(sleep) => {}
+                Some(_) = tasks.join_next() => {}
+                _ = tokio::time::sleep(nap), if free > 0 => {}
                 _ = self.wake.notified() => {}
-                _ = stop.wait_for(|s| *s) => return,
+                _ = stop.wait_for(|s| *s) => break,
             }
         }
+        // Let the reservations being worked on finish their step and release their lease.
+        while tasks.join_next().await.is_some() {}
     }
 
     /// Whether the server's default room version gives creators implicit top power (and
