@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::harness::{Synapse, TestFoyer, TestUser, enc, eventually, percentile, random_token, repo_root};
 
 /// Replaces (or appends) the section between `<!-- name -->` markers in BENCHMARKS.md.
-fn write_section(name: &str, body: &str) {
+pub(crate) fn write_section(name: &str, body: &str) {
     let path = repo_root().join("BENCHMARKS.md");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|_| "# Benchmarks\n\nFigures written by `scripts/bench`; rerun it to refresh them.\n".into());
@@ -22,7 +22,7 @@ fn write_section(name: &str, body: &str) {
     std::fs::write(&path, text).expect("write BENCHMARKS.md");
 }
 
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     format!(
         "{} on {cores} cores, {}",
