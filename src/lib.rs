@@ -1,6 +1,7 @@
 //! Foyer: a Matrix application service that gives every scheduled live stream its own
 //! chat room. See `docs/architecture.md` for the map.
 
+pub mod admin;
 pub mod api;
 pub mod appservice;
 pub mod cli;
@@ -12,11 +13,13 @@ pub mod intake;
 pub mod lifecycle;
 pub mod logging;
 pub mod matrix;
+pub mod memory;
 pub mod registration;
 pub mod reservation;
 pub mod schedule;
 pub mod secret;
 pub mod startup;
+pub mod status;
 pub mod store;
 #[cfg(test)]
 mod test_support;

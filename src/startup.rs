@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex, RwLock};
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use ruma::OwnedTransactionId;
 use tokio::{net::TcpListener, sync::watch};
 
@@ -31,7 +31,13 @@ pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            // Homeserver latency as a histogram (aggregatable across instances); the
+            // other timings stay summaries with quantiles.
+            const BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+            let builder = PrometheusBuilder::new();
+            let matcher = Matcher::Full("foyer_homeserver_request_duration_seconds".into());
+            let builder = builder.set_buckets_for_metric(matcher, BUCKETS).unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
             let handle = recorder.handle();
             // Fails only if another recorder is installed, in which case ours stays empty.
             let _ = metrics::set_global_recorder(recorder);
@@ -55,6 +61,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         store,
         wake: Arc::new(tokio::sync::Notify::new()),
         lifecycle: Default::default(),
+        phases_counted_at: Default::default(),
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -62,6 +69,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         let _ = stop_tx.send(true);
     });
 
+    tokio::spawn(crate::memory::trim_periodically(stop_rx.clone()));
     let app = http::router(state.clone());
     let mut server_stop = stop_rx.clone();
     let server = tokio::spawn(async move {
