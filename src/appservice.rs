@@ -71,7 +71,14 @@ async fn transaction(State(state): State<AppState>, Path(txn_id): Path<String>, 
     };
     let events: Vec<HomeserverEvent> = parsed.events.into_iter().filter_map(HomeserverEvent::from_json).collect();
     let key = transaction_key(&txn_id, &events);
-    let seen = state.transactions.lock().map(|t| t.contains(key)).unwrap_or(false);
+    let seen = state
+        .transactions
+        .lock()
+        .map(|mut t| {
+            t.last_at = Some(std::time::Instant::now());
+            t.contains(key)
+        })
+        .unwrap_or(false);
     if seen {
         metrics::counter!("foyer_appservice_transactions_total", "result" => "duplicate").increment(1);
         tracing::debug!(txn_id, "duplicate transaction ignored");
@@ -88,6 +95,10 @@ async fn transaction(State(state): State<AppState>, Path(txn_id): Path<String>, 
             tracing::error!(txn_id, error = %e, "cannot store membership facts; the homeserver will retry");
             return error(StatusCode::SERVICE_UNAVAILABLE, "M_UNKNOWN", "Foyer cannot store this now");
         }
+    }
+    let commands: Vec<HomeserverEvent> = events.iter().filter(|e| crate::admin::concerns(e)).cloned().collect();
+    if !commands.is_empty() {
+        tokio::spawn(crate::admin::handle(state.clone(), commands));
     }
     let count = events.len();
     for event in &events {
@@ -176,9 +187,15 @@ async fn ping(body: Bytes) -> Response {
 pub struct RecentTransactions {
     order: VecDeque<u64>,
     keys: HashSet<u64>,
+    /// When the homeserver last sent a transaction (new or repeated).
+    last_at: Option<std::time::Instant>,
 }
 
 impl RecentTransactions {
+    pub fn last_at(&self) -> Option<std::time::Instant> {
+        self.last_at
+    }
+
     fn contains(&self, key: u64) -> bool {
         self.keys.contains(&key)
     }

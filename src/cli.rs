@@ -208,7 +208,7 @@ fn serve(config_path: &Path) -> ExitCode {
         Ok(c) => c,
         Err(e) => return config_failure(&e),
     };
-    crate::logging::init();
+    crate::logging::init(config.logging.format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(EXIT_OTHER, format!("cannot start the async runtime: {e}")),

@@ -74,7 +74,10 @@ pub fn schedule(record: &ReservationRecord, rooms: &RoomsConfig) -> Schedule {
     } else {
         s.stream_ended_at.map_or(r.ends_at, |ended| ended.max(r.ends_at))
     };
-    Schedule { opens_at: r.starts_at - open_before, end, archives_at: end + close_after, live }
+    // An admin's `open` or `archive` brings the time forward, never back.
+    let opens_at = s.admin_opened_at.map_or(r.starts_at - open_before, |at| at.min(r.starts_at - open_before));
+    let archives_at = s.admin_archived_at.map_or(end + close_after, |at| at.min(end + close_after));
+    Schedule { opens_at, end, archives_at, live }
 }
 
 /// The phase at `now`. `archived` says the room was actually archived.
@@ -96,6 +99,23 @@ pub fn phase(record: &ReservationRecord, schedule: &Schedule, now: DateTime<Utc>
     }
 }
 
+/// How far `t` is from `now`, as people say it: `in 3 h 20 min`, `12 min ago`,
+/// `in 2 d 4 h`, `in 45 s`. Two units at most, rounded down.
+pub fn relative(now: DateTime<Utc>, t: DateTime<Utc>) -> String {
+    let secs = (t - now).num_seconds();
+    let n = secs.unsigned_abs();
+    let (d, h, m, s) = (n / 86_400, n % 86_400 / 3600, n % 3600 / 60, n % 60);
+    let amount = match (d, h, m) {
+        (0, 0, 0) => format!("{s} s"),
+        (0, 0, m) => format!("{m} min"),
+        (0, h, 0) => format!("{h} h"),
+        (0, h, m) => format!("{h} h {m} min"),
+        (d, 0, _) => format!("{d} d"),
+        (d, h, _) => format!("{d} d {h} h"),
+    };
+    if secs >= 0 { format!("in {amount}") } else { format!("{amount} ago") }
+}
+
 /// A time as people read it in a room: `Fri 27 Nov 2026, 19:00 UTC`.
 pub fn human_time(t: DateTime<Utc>) -> String {
     t.format("%a %-d %b %Y, %H:%M UTC").to_string()
@@ -111,6 +131,45 @@ mod tests {
 
     fn record(signals: Signals) -> ReservationRecord {
         test_support::record(signals, vec![])
+    }
+
+    #[test]
+    fn relative_times_read_as_people_say_them() {
+        let now = t(12, 0);
+        let cases = [
+            (now + Duration::seconds(45), "in 45 s"),
+            (now + Duration::seconds(59 * 60 + 59), "in 59 min"),
+            (now + Duration::minutes(200), "in 3 h 20 min"),
+            (now + Duration::hours(2), "in 2 h"),
+            (now + Duration::hours(52), "in 2 d 4 h"),
+            (now + Duration::days(3), "in 3 d"),
+            (now - Duration::minutes(12), "12 min ago"),
+            (now, "in 0 s"),
+        ];
+        for (at, want) in cases {
+            assert_eq!(relative(now, at), want);
+        }
+    }
+
+    #[test]
+    fn an_admins_open_and_archive_bring_the_times_forward_never_back() {
+        let plain = schedule(&record(Signals::default()), &rooms());
+        let early = record(Signals {
+            admin_opened_at: Some(t(12, 0)),
+            admin_archived_at: Some(t(20, 0)),
+            ..Default::default()
+        });
+        let s = schedule(&early, &rooms());
+        assert_eq!((s.opens_at, s.archives_at), (t(12, 0), t(20, 0)));
+        assert_eq!(phase(&early, &s, t(12, 0), false), Phase::Open);
+        assert_eq!(phase(&early, &s, t(20, 0), false), Phase::Archived);
+        let late = record(Signals {
+            admin_opened_at: Some(t(23, 0)),
+            admin_archived_at: Some(t(23, 0)),
+            ..Default::default()
+        });
+        let s = schedule(&late, &rooms());
+        assert_eq!((s.opens_at, s.archives_at), (plain.opens_at, plain.archives_at));
     }
 
     #[test]

@@ -52,5 +52,7 @@ pub fn record(signals: Signals, hosts: Vec<OwnedUserId>) -> ReservationRecord {
         room_id: None,
         members: Default::default(),
         archived: false,
+        last_error: None,
+        attempts: 0,
     }
 }

@@ -14,8 +14,8 @@ use url::Url;
 
 use super::{
     ApiConfig, AppserviceConfig, ArchiveMode, Config, ConfigError, DatabaseConfig, DatabaseKind, HomeserverConfig,
-    JoinRule, PLACEHOLDER_MARK, Placeholders, Problem, RoomsConfig, SynapseAdminConfig, WebhookKey, WebhooksConfig,
-    parse_duration,
+    JoinRule, LogFormat, LoggingConfig, PLACEHOLDER_MARK, Placeholders, Problem, RoomsConfig, SynapseAdminConfig,
+    WebhookKey, WebhooksConfig, parse_duration,
 };
 use crate::secret::Secret;
 
@@ -132,6 +132,16 @@ impl Walker<'_> {
             self.finish(s);
             r.map(|token| SynapseAdminConfig { token })
         });
+        let mut logging_section =
+            self.section(&mut top, "logging", false).unwrap_or_else(|| Section::new("logging", &empty));
+        let format = self.choice(
+            &mut logging_section,
+            "format",
+            LogFormat::Pretty,
+            &[("pretty", LogFormat::Pretty), ("json", LogFormat::Json)],
+        );
+        self.finish(logging_section);
+        let admins = self.admins(&mut top, server_name.as_deref());
         self.finish(top);
 
         let rooms = rooms?;
@@ -154,6 +164,8 @@ impl Walker<'_> {
             api: api??,
             rooms,
             synapse_admin,
+            logging: LoggingConfig { format: format? },
+            admins: admins?,
             secret_sources: std::mem::take(&mut self.secret_sources),
         })
     }
@@ -302,6 +314,31 @@ impl Walker<'_> {
         }
         (keys.len() == values.len()).then_some(())?;
         Some(WebhooksConfig { secrets: keys, tolerance: tolerance? })
+    }
+
+    /// `admins`: Matrix user IDs, any server (an admin may live on another homeserver).
+    fn admins(&mut self, s: &mut Section<'_>, server_name: Option<&ServerName>) -> Option<Vec<ruma::OwnedUserId>> {
+        let Some(value) = s.get("admins") else { return Some(Vec::new()) };
+        let Value::Sequence(items) = value else {
+            let example = server_name.map_or("example.org".to_owned(), |n| n.to_string());
+            self.problem(
+                s.key_path("admins"),
+                format!("must be a list of Matrix user IDs, like [\"@alice:{example}\"]"),
+            );
+            return None;
+        };
+        let mut admins = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let path = format!("{}[{i}]", s.key_path("admins"));
+            match item.as_str().map(ruma::UserId::parse) {
+                Some(Ok(user)) => admins.push(user),
+                Some(Err(e)) => {
+                    self.problem(path, format!("{:?} is not a Matrix user ID ({e})", item.as_str().unwrap_or("")))
+                }
+                None => self.problem(path, "must be a Matrix user ID in quotes, like \"@alice:example.org\""),
+            }
+        }
+        (admins.len() == items.len()).then_some(admins)
     }
 
     fn api(&mut self, s: &mut Section<'_>) -> Option<ApiConfig> {

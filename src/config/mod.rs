@@ -28,6 +28,9 @@ pub struct Config {
     pub api: ApiConfig,
     pub rooms: RoomsConfig,
     pub synapse_admin: Option<SynapseAdminConfig>,
+    pub logging: LoggingConfig,
+    /// Users who may give the bot `!foyer` commands in a direct room.
+    pub admins: Vec<ruma::OwnedUserId>,
     /// Where each secret came from (`config`, a file, an environment variable), for
     /// `check-config`'s summary. Never the secret itself.
     pub secret_sources: Vec<(String, String)>,
@@ -111,6 +114,19 @@ pub struct RoomsConfig {
     pub reminders: Vec<Duration>,
     /// A warning this long before `archives_at`; zero for none.
     pub closing_warning: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoggingConfig {
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Pretty,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

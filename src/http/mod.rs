@@ -28,6 +28,8 @@ pub struct AppState {
     pub wake: Arc<tokio::sync::Notify>,
     /// Set once the homeserver handshake has passed.
     pub lifecycle: Arc<std::sync::OnceLock<Arc<crate::lifecycle::Lifecycle>>>,
+    /// When `/metrics` last counted reservations by phase (a scan, so at most every 15 s).
+    pub phases_counted_at: Arc<tokio::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -35,12 +37,39 @@ pub fn router(state: AppState) -> Router {
         .nest("/_matrix/app/v1", appservice::router(state.clone()))
         .nest("/api/v1", api::router(state.clone()))
         .route("/webhooks/v1/events", axum::routing::post(intake::receive))
+        .merge(crate::status::router())
         .route("/health/live", get(|| async { Json(json!({"status": "live"})) }))
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics).layer(middleware::from_fn_with_state(state.clone(), require_api_token)))
         .fallback(unrecognized)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(request_id))
         .with_state(state)
+}
+
+/// Gives every request an id: the caller's `X-Request-Id` when it is a sane token,
+/// otherwise a new one. Every log line of the request carries it (in the `request`
+/// span), and the answer echoes it, so a platform can quote it in a support ticket.
+async fn request_id(mut request: Request, next: Next) -> Response {
+    let given = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map(str::to_owned);
+    let id = given.unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
+    let span =
+        tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    if let Ok(value) = header::HeaderValue::from_str(&id) {
+        request.headers_mut().insert("x-request-id", value);
+    }
+    let mut response = tracing::Instrument::instrument(next.run(request), span).await;
+    if let Ok(value) = header::HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
 }
 
 /// A JSON error in the Matrix shape, `{"errcode": ..., "error": ...}`.
@@ -96,6 +125,26 @@ async fn ready(State(state): State<AppState>) -> Response {
     }
 }
 
+/// How often `/metrics` recounts reservations by phase (which reads every reservation).
+const PHASE_COUNT_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
+
 async fn metrics(State(state): State<AppState>) -> Response {
+    if let Some(last) = state.transactions.lock().ok().and_then(|t| t.last_at()) {
+        metrics::gauge!("foyer_homeserver_last_transaction_age_seconds").set(last.elapsed().as_secs_f64());
+    }
+    {
+        let mut counted_at = state.phases_counted_at.lock().await;
+        if counted_at.is_none_or(|t| t.elapsed() >= PHASE_COUNT_EVERY) {
+            match api::phase_counts(&state, chrono::Utc::now()).await {
+                Ok(counts) => {
+                    for (phase, n) in counts {
+                        metrics::gauge!("foyer_reservations", "phase" => phase.as_str()).set(n as f64);
+                    }
+                    *counted_at = Some(std::time::Instant::now());
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot count reservations by phase for /metrics"),
+            }
+        }
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render()).into_response()
 }

@@ -25,12 +25,13 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 const DRAIN_BYTES: usize = 8 * 1024 * 1024;
 
 pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let result = receive_inner(&state, &headers, body).await;
+    let mut kind = "unknown";
+    let result = receive_inner(&state, &headers, body, &mut kind).await;
     let (label, response) = match result {
         Ok((outcome, response)) => (outcome, response),
         Err((label, response)) => (label, response),
     };
-    metrics::counter!("foyer_webhooks_total", "result" => label).increment(1);
+    metrics::counter!("foyer_webhooks_total", "type" => kind, "result" => label).increment(1);
     response
 }
 
@@ -63,7 +64,13 @@ async fn read_capped(body: Body) -> Option<bytes::Bytes> {
     Some(kept.freeze())
 }
 
-async fn receive_inner(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Answer, Answer> {
+/// Answers one webhook; `kind` becomes its event type once the payload is read.
+async fn receive_inner(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    kind: &mut &'static str,
+) -> Result<Answer, Answer> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -97,6 +104,7 @@ async fn receive_inner(state: &AppState, headers: &HeaderMap, body: Body) -> Res
         tracing::info!(webhook_id, error = %e, "webhook refused: bad payload");
         ("bad_payload", error(StatusCode::BAD_REQUEST, "FOYER_BAD_PAYLOAD", e.to_string()))
     })?;
+    *kind = event.kind();
 
     let receipt = Receipt { webhook_id, received_at: now };
     let outcome = state.store.record_webhook(&receipt, &event).await.map_err(|e| {

@@ -177,6 +177,10 @@ impl Lifecycle {
 
     async fn process(&self, claim: Claim) {
         let id = &claim.reservation_id;
+        if let Some(due_at) = claim.due_at {
+            let lateness = (Utc::now() - due_at).num_milliseconds().max(0) as f64 / 1000.0;
+            metrics::histogram!("foyer_lifecycle_due_lateness_seconds").record(lateness);
+        }
         // Keep the lease while working; effects are idempotent, so losing it (a very long
         // stall) costs a repeat, not a wrong result.
         let renewing = async {
@@ -192,8 +196,9 @@ impl Lifecycle {
                 }
             }
         };
+        let mut step = None;
         let result = tokio::select! {
-            result = self.reconcile(&claim) => result,
+            result = self.reconcile(&claim, &mut step) => result,
             _ = renewing => unreachable!("renewing never ends"),
         };
         let now = Utc::now();
@@ -202,8 +207,9 @@ impl Lifecycle {
             Err(e) => {
                 let attempts = self.store.lifecycle_state(id).await.map(|s| s.attempts).unwrap_or(0);
                 let retry = backoff(attempts);
-                tracing::warn!(reservation_id = %id, error = %e, retry_in_s = retry.num_seconds(), "lifecycle step failed");
-                metrics::counter!("foyer_lifecycle_failures_total").increment(1);
+                let step = step.unwrap_or("plan");
+                tracing::warn!(reservation_id = %id, step, error = %e, retry_in_s = retry.num_seconds(), "lifecycle step failed");
+                metrics::counter!("foyer_lifecycle_steps_total", "step" => step, "result" => "failed").increment(1);
                 self.store.release(&claim, Some(now + retry), Some(&e.to_string()), now).await
             }
         };
@@ -214,7 +220,12 @@ impl Lifecycle {
     }
 
     /// Plans and performs steps until the plan is empty; returns when to look again.
-    async fn reconcile(&self, claim: &Claim) -> Result<Option<DateTime<Utc>>, StepError> {
+    /// `step` names the step being performed, so a failure can be counted by kind.
+    async fn reconcile(
+        &self,
+        claim: &Claim,
+        step_now: &mut Option<&'static str>,
+    ) -> Result<Option<DateTime<Utc>>, StepError> {
         let id = &claim.reservation_id;
         loop {
             let record = self.store.reservation(id).await?;
@@ -231,6 +242,7 @@ impl Lifecycle {
             let mut space = state.room.space.clone();
             for step in &steps {
                 let kind = step_kind(step);
+                *step_now = Some(kind);
                 let done = match step {
                     Step::CreateRoom => {
                         let privileged = self.creators_privileged().await;
@@ -386,7 +398,8 @@ impl Lifecycle {
                     let forgotten = StepRecord::InviteForgotten { user_id: user.clone() };
                     self.store.record_step(id, &forgotten, Utc::now()).await?;
                 }
-                metrics::counter!("foyer_lifecycle_steps_total", "step" => kind).increment(1);
+                metrics::counter!("foyer_lifecycle_steps_total", "step" => kind, "result" => "ok").increment(1);
+                *step_now = None;
             }
         }
     }

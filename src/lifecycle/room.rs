@@ -8,7 +8,7 @@ use ruma::{
     OwnedRoomAliasId, OwnedRoomId, OwnedTransactionId, OwnedUserId, RoomAliasId,
     api::client::{
         alias::{delete_alias, get_alias},
-        membership::{get_member_events, invite_user, kick_user, leave_room},
+        membership::{get_member_events, invite_user, join_room_by_id, kick_user, leave_room},
         message::send_message_event,
         room::create_room,
         state::{get_state_event_for_key, send_state_event},
@@ -317,7 +317,7 @@ pub fn closing_warning(times: &Schedule, now: DateTime<Utc>) -> (String, String)
     (text.clone(), escape(&text))
 }
 
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
@@ -536,6 +536,11 @@ pub async fn archive(
         }
     }
     Ok(())
+}
+
+/// The bot joins a room it was invited to (by an admin, for commands).
+pub async fn join(client: &MatrixClient, room_id: &OwnedRoomId) -> Result<(), MatrixError> {
+    client.send(join_room_by_id::v3::Request::new(room_id.clone()), None, deadline()).await.map(|_| ())
 }
 
 /// The Synapse admin API, with a server admin's token (not the as_token).

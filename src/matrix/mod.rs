@@ -105,7 +105,11 @@ impl MatrixClient {
         let endpoint = format!("{} {}", http_request.method(), http_request.uri().path());
         let request = reqwest::Request::try_from(http_request)
             .map_err(|e| MatrixError::Request { endpoint: endpoint.clone(), message: e.to_string() })?;
-        let (status, body) = execute(&self.http, request, &endpoint).await?;
+        let started = std::time::Instant::now();
+        let answer = execute(&self.http, request, &endpoint).await;
+        metrics::histogram!("foyer_homeserver_request_duration_seconds", "endpoint" => endpoint_name::<R>())
+            .record(started.elapsed().as_secs_f64());
+        let (status, body) = answer?;
         let response = http::Response::builder()
             .status(status)
             .body(body.as_slice())
@@ -135,12 +139,27 @@ impl MatrixClient {
                     if Instant::now() + wait >= deadline {
                         return Err(e);
                     }
+                    metrics::counter!("foyer_homeserver_retries_total", "endpoint" => endpoint_name::<R>())
+                        .increment(1);
                     tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "homeserver request failed; retrying");
                     tokio::time::sleep(wait).await;
                 }
                 other => return other,
             }
         }
+    }
+}
+
+/// A metric label for a ruma request type: its module, such as `invite_user` for
+/// `ruma_client_api::membership::invite_user::v3::Request` (the path would hold room ids).
+fn endpoint_name<R>() -> &'static str {
+    let path = std::any::type_name::<R>();
+    let mut parts = path.rsplit("::").skip(1);
+    let is_version = |p: &str| p.len() > 1 && p.starts_with('v') && p[1..].bytes().all(|b| b.is_ascii_digit());
+    match parts.next() {
+        Some(version) if is_version(version) => parts.next().unwrap_or(path),
+        Some(module) => module,
+        None => path,
     }
 }
 
@@ -230,6 +249,12 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn endpoint_names_are_the_request_modules() {
+        assert_eq!(endpoint_name::<ruma::api::client::membership::invite_user::v3::Request>(), "invite_user");
+        assert_eq!(endpoint_name::<whoami::v3::Request>(), "whoami");
+    }
 
     /// Serves whoami with the given answers in turn; returns the client and a call count.
     async fn stand_in(answers: Vec<(u16, serde_json::Value)>) -> (MatrixClient, Arc<AtomicUsize>) {

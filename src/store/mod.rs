@@ -56,6 +56,10 @@ pub struct Signals {
     pub cancel_reason: Option<String>,
     pub stream_started_at: Option<DateTime<Utc>>,
     pub stream_ended_at: Option<DateTime<Utc>>,
+    /// An admin asked to open the room now (`!foyer open`).
+    pub admin_opened_at: Option<DateTime<Utc>>,
+    /// An admin asked to archive the room now (`!foyer archive`).
+    pub admin_archived_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -81,6 +85,10 @@ pub struct ReservationRecord {
     pub room_id: Option<String>,
     pub members: MemberCounts,
     pub archived: bool,
+    /// The last failed attempt's error, while the reservation keeps failing.
+    pub last_error: Option<String>,
+    /// Consecutive failed attempts.
+    pub attempts: u32,
 }
 
 /// A reservation a worker holds a lease on. `facts_version` tells, at release, whether
@@ -91,6 +99,8 @@ pub struct Claim {
     pub facts_version: i64,
     /// The instance holding the lease; only it may renew or release it.
     pub owner: String,
+    /// When the reservation fell due, for a claim of due work (not for one on demand).
+    pub due_at: Option<DateTime<Utc>>,
 }
 
 /// What the lifecycle needs to plan one reservation, besides its record.
@@ -193,6 +203,18 @@ pub trait Store: Send + Sync {
 
     async fn lifecycle_state(&self, id: &ReservationId) -> Result<LifecycleState, StoreError>;
 
+    /// Whether `room_id` is a reservation's room or a channel space.
+    async fn manages_room(&self, room_id: &str) -> Result<bool, StoreError>;
+
+    /// Records an admin's command for a reservation and makes it due now (failures
+    /// forgotten, so it is tried at once). `false` when there is no such reservation.
+    async fn admin_action(
+        &self,
+        id: &ReservationId,
+        action: AdminAction,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
     /// Records one step's outcome at once, so a crash right after it repeats nothing.
     async fn record_step(&self, id: &ReservationId, step: &StepRecord, now: DateTime<Utc>) -> Result<(), StoreError>;
 
@@ -205,6 +227,17 @@ pub trait Store: Send + Sync {
         error: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+}
+
+/// What an admin can ask of a reservation from Matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminAction {
+    /// Open the room now, whatever `opens_at` says.
+    OpenNow,
+    /// Archive the room now.
+    ArchiveNow,
+    /// Try the failing step again now.
+    Retry,
 }
 
 /// A membership event pushed by the homeserver.
@@ -283,6 +316,8 @@ macro_rules! record_from_row {
                 cancel_reason: opt_text("cancel_reason")?,
                 stream_started_at: opt_time("stream_started_at")?,
                 stream_ended_at: opt_time("stream_ended_at")?,
+                admin_opened_at: opt_time("admin_opened_at")?,
+                admin_archived_at: opt_time("admin_archived_at")?,
             };
             let tickets = TicketCounts {
                 active: row.try_get::<i64, _>("tickets_active").map_err(get_err)? as u64,
@@ -298,6 +333,8 @@ macro_rules! record_from_row {
                     joined: row.try_get::<i64, _>("members_joined").map_err(get_err)? as u64,
                 },
                 archived: opt_time("archived_at")?.is_some(),
+                last_error: opt_text("last_error")?,
+                attempts: row.try_get::<Option<i64>, _>("attempts").map_err(get_err)?.unwrap_or(0) as u32,
             })
         }
     };
@@ -309,6 +346,7 @@ macro_rules! select_records {
     ($where:literal) => {
         concat!(
             "SELECT r.*, s.cancelled_at, s.cancel_reason, s.stream_started_at, s.stream_ended_at,
+                s.admin_opened_at, s.admin_archived_at, l.last_error, l.attempts,
                 (SELECT COUNT(*) FROM tickets t WHERE t.reservation_id = r.reservation_id
                     AND t.user_id IS NOT NULL AND t.revoked_at IS NULL) AS tickets_active,
                 (SELECT COUNT(*) FROM tickets t WHERE t.reservation_id = r.reservation_id

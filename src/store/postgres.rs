@@ -14,8 +14,8 @@ use sqlx::{
 };
 
 use super::{
-    Claim, LifecycleState, MemberCounts, MembershipFact, Outcome, Receipt, ReservationRecord, Signals, StepRecord,
-    Store, StoreError, TicketCounts, from_millis, to_millis,
+    AdminAction, Claim, LifecycleState, MemberCounts, MembershipFact, Outcome, Receipt, ReservationRecord, Signals,
+    StepRecord, Store, StoreError, TicketCounts, from_millis, to_millis,
 };
 use crate::lifecycle::{Member, Membership};
 use crate::reservation::{
@@ -26,6 +26,7 @@ use crate::reservation::{
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
     (2, include_str!("../../migrations/postgres/0002_next_wake_index.sql")),
+    (3, include_str!("../../migrations/postgres/0003_admin_actions.sql")),
 ];
 
 pub struct PostgresStore {
@@ -241,7 +242,12 @@ impl Store for PostgresStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(unavailable)?;
-        Ok(version.map(|facts_version| Claim { reservation_id: id.clone(), facts_version, owner: owner.to_owned() }))
+        Ok(version.map(|facts_version| Claim {
+            reservation_id: id.clone(),
+            facts_version,
+            owner: owner.to_owned(),
+            due_at: None,
+        }))
     }
 
     async fn renew(&self, claim: &Claim, until: DateTime<Utc>) -> Result<bool, StoreError> {
@@ -270,7 +276,7 @@ impl Store for PostgresStore {
                 WHERE next_due_at <= $2 AND (locked_until IS NULL OR locked_until <= $2)
                 ORDER BY next_due_at LIMIT $3
                 FOR UPDATE SKIP LOCKED)
-             RETURNING reservation_id, facts_version",
+             RETURNING reservation_id, facts_version, next_due_at",
         )
         .bind(now_ms + lease.as_millis() as i64)
         .bind(now_ms)
@@ -287,6 +293,7 @@ impl Store for PostgresStore {
                         .map_err(|e| StoreError::Corrupt(format!("lifecycle {id}: {e}")))?,
                     facts_version: row.try_get("facts_version").map_err(unavailable)?,
                     owner: owner.to_owned(),
+                    due_at: Some(from_millis(row.try_get("next_due_at").map_err(unavailable)?)?),
                 })
             })
             .collect()
@@ -394,6 +401,66 @@ impl Store for PostgresStore {
             }
         }
         Ok(state)
+    }
+
+    async fn manages_room(&self, room_id: &str) -> Result<bool, StoreError> {
+        let found: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM lifecycle WHERE room_id = $1 UNION ALL SELECT 1 FROM spaces WHERE room_id = $1 LIMIT 1",
+        )
+        .bind(room_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(found.is_some())
+    }
+
+    async fn admin_action(
+        &self,
+        id: &ReservationId,
+        action: AdminAction,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let now_ms = to_millis(now);
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM reservations WHERE reservation_id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if exists.is_none() {
+            return Ok(false);
+        }
+        let column = match action {
+            AdminAction::OpenNow => Some("admin_opened_at"),
+            AdminAction::ArchiveNow => Some("admin_archived_at"),
+            AdminAction::Retry => None,
+        };
+        if let Some(column) = column {
+            // The first request counts; asking again changes nothing.
+            let sql = format!(
+                "INSERT INTO reservation_signals (reservation_id, {column}) VALUES ($1, $2)
+                 ON CONFLICT (reservation_id) DO UPDATE SET
+                    {column} = COALESCE(reservation_signals.{column}, excluded.{column})"
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(id.as_str())
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        sqlx::query(
+            "INSERT INTO lifecycle (reservation_id, next_due_at, facts_version) VALUES ($1, $2, 1)
+             ON CONFLICT (reservation_id) DO UPDATE SET
+                next_due_at = excluded.next_due_at, attempts = 0, facts_version = lifecycle.facts_version + 1",
+        )
+        .bind(id.as_str())
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(true)
     }
 
     async fn record_step(&self, id: &ReservationId, step: &StepRecord, now: DateTime<Utc>) -> Result<(), StoreError> {

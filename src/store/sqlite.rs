@@ -19,8 +19,8 @@ use sqlx::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Claim, LifecycleState, MemberCounts, MembershipFact, Outcome, Receipt, ReservationRecord, Signals, StepRecord,
-    Store, StoreError, TicketCounts, from_millis, to_millis,
+    AdminAction, Claim, LifecycleState, MemberCounts, MembershipFact, Outcome, Receipt, ReservationRecord, Signals,
+    StepRecord, Store, StoreError, TicketCounts, from_millis, to_millis,
 };
 use crate::lifecycle::{Member, Membership};
 use crate::reservation::{
@@ -36,6 +36,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../../migrations/sqlite/0005_spaces.sql")),
     (6, include_str!("../../migrations/sqlite/0006_lease_owner.sql")),
     (7, include_str!("../../migrations/sqlite/0007_next_wake_index.sql")),
+    (8, include_str!("../../migrations/sqlite/0008_admin_actions.sql")),
 ];
 
 pub struct SqliteStore {
@@ -337,7 +338,12 @@ impl Store for SqliteStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(unavailable)?;
-        Ok(version.map(|facts_version| Claim { reservation_id: id.clone(), facts_version, owner: owner.to_owned() }))
+        Ok(version.map(|facts_version| Claim {
+            reservation_id: id.clone(),
+            facts_version,
+            owner: owner.to_owned(),
+            due_at: None,
+        }))
     }
 
     async fn renew(&self, claim: &Claim, until: DateTime<Utc>) -> Result<bool, StoreError> {
@@ -361,7 +367,7 @@ impl Store for SqliteStore {
         let now_ms = to_millis(now);
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
         let rows = sqlx::query(
-            "SELECT reservation_id, facts_version FROM lifecycle
+            "SELECT reservation_id, facts_version, next_due_at FROM lifecycle
              WHERE next_due_at <= ? AND (locked_until IS NULL OR locked_until <= ?)
              ORDER BY next_due_at LIMIT ?",
         )
@@ -386,6 +392,7 @@ impl Store for SqliteStore {
                     .map_err(|e| StoreError::Corrupt(format!("lifecycle {id}: {e}")))?,
                 facts_version: row.try_get("facts_version").map_err(unavailable)?,
                 owner: owner.to_owned(),
+                due_at: Some(from_millis(row.try_get("next_due_at").map_err(unavailable)?)?),
             });
         }
         tx.commit().await.map_err(unavailable)?;
@@ -494,6 +501,66 @@ impl Store for SqliteStore {
             }
         }
         Ok(state)
+    }
+
+    async fn manages_room(&self, room_id: &str) -> Result<bool, StoreError> {
+        let found: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM lifecycle WHERE room_id = ?1 UNION ALL SELECT 1 FROM spaces WHERE room_id = ?1 LIMIT 1",
+        )
+        .bind(room_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(found.is_some())
+    }
+
+    async fn admin_action(
+        &self,
+        id: &ReservationId,
+        action: AdminAction,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let now_ms = to_millis(now);
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
+        let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM reservations WHERE reservation_id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if exists.is_none() {
+            return Ok(false);
+        }
+        let column = match action {
+            AdminAction::OpenNow => Some("admin_opened_at"),
+            AdminAction::ArchiveNow => Some("admin_archived_at"),
+            AdminAction::Retry => None,
+        };
+        if let Some(column) = column {
+            // The first request counts; asking again changes nothing.
+            let sql = format!(
+                "INSERT INTO reservation_signals (reservation_id, {column}) VALUES (?, ?)
+                 ON CONFLICT (reservation_id) DO UPDATE SET
+                    {column} = COALESCE(reservation_signals.{column}, excluded.{column})"
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(id.as_str())
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        sqlx::query(
+            "INSERT INTO lifecycle (reservation_id, next_due_at, facts_version) VALUES (?, ?, 1)
+             ON CONFLICT (reservation_id) DO UPDATE SET
+                next_due_at = excluded.next_due_at, attempts = 0, facts_version = lifecycle.facts_version + 1",
+        )
+        .bind(id.as_str())
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(true)
     }
 
     async fn record_step(&self, id: &ReservationId, step: &StepRecord, now: DateTime<Utc>) -> Result<(), StoreError> {

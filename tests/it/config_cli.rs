@@ -248,3 +248,16 @@ fn generate_registration_writes_0600_and_refuses_to_overwrite() {
     assert_eq!(std::fs::read_to_string(&out).unwrap(), text);
     assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
 }
+
+#[test]
+fn logging_and_admins_are_checked() {
+    let ok =
+        valid_config_yaml() + "logging:\n  format: json\nadmins: [\"@alice:example.org\", \"@bob:elsewhere.net\"]\n";
+    assert_eq!(check(&ok).code, 0, "{}", check(&ok).stderr);
+    let run = check(&(valid_config_yaml() + "logging:\n  format: xml\n  colour: true\nadmins: [\"alice\", 3]\n"));
+    assert_problem(&run, "logging.format", "\"xml\" is not one of: pretty, json");
+    assert_problem(&run, "logging.colour", "unknown");
+    assert_problem(&run, "admins[0]", "\"alice\" is not a Matrix user ID");
+    assert_problem(&run, "admins[1]", "must be a Matrix user ID in quotes");
+    assert_problem(&check(&(valid_config_yaml() + "admins: \"@alice:example.org\"\n")), "admins", "must be a list");
+}

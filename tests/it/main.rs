@@ -2,6 +2,11 @@
 
 mod appservice_api;
 mod bench;
+mod bench_intake;
+mod bench_memory;
+mod bench_scheduler;
+mod bench_wave;
+mod browser;
 mod config_cli;
 mod handshake;
 mod harness;
@@ -9,7 +14,9 @@ mod hostile;
 mod lifecycle;
 mod membership;
 mod migrate;
+mod operations;
 mod security;
+mod standin;
 mod store_contract;
 mod stream;
 mod webhooks;

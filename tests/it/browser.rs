@@ -1,0 +1,344 @@
+//! A tiny W3C WebDriver client driving Debian's headless Chromium through chromedriver
+//! (both installed by `scripts/install-chromium.sh`), for tests that use a web page the
+//! way a person would: log in, wait for content, save a screenshot.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::TcpStream,
+    os::unix::process::CommandExt as _,
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+use tempfile::{NamedTempFile, TempDir};
+
+use crate::harness::{free_port, read_tail, repo_root};
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// The W3C key under which a WebDriver response names an element.
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
+const STARTUP_LIMIT: Duration = Duration::from_secs(20);
+
+/// One headless Chromium, driven through its own chromedriver on a free loopback port.
+/// Dropping it ends the session and kills chromedriver and every browser process.
+pub struct Browser {
+    http: reqwest::Client,
+    port: u16,
+    session_id: String,
+    driver: Child,
+    log: NamedTempFile,
+    /// The browser's fresh, empty profile (`--user-data-dir`), removed on drop.
+    _profile: TempDir,
+}
+
+impl Browser {
+    /// Starts chromedriver, waits until it is ready, and opens a browser session.
+    pub async fn start() -> Browser {
+        for (binary, package) in [(CHROMEDRIVER, "chromium-driver"), (CHROMIUM, "chromium")] {
+            assert!(
+                Path::new(binary).exists(),
+                "{binary} not found (Debian package {package}): run scripts/install-chromium.sh"
+            );
+        }
+        let profile = tempfile::Builder::new().prefix("foyer-chromium-").tempdir().expect("a browser profile dir");
+        let log = NamedTempFile::with_prefix("foyer-chromedriver-").expect("a chromedriver log file");
+        let port = free_port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(log.reopen().expect("the chromedriver log"))
+            .stderr(log.reopen().expect("the chromedriver log"))
+            // Its own process group, so drop can kill chromedriver and all of Chromium at once.
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {CHROMEDRIVER} ({e}): run scripts/install-chromium.sh"));
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("an HTTP client for chromedriver");
+        let mut browser = Browser { http, port, session_id: String::new(), driver, log, _profile: profile };
+        browser.wait_ready().await;
+
+        let user_data_dir = format!("--user-data-dir={}", browser._profile.path().display());
+        let capabilities = json!({
+            "capabilities": {
+                "alwaysMatch": {
+                    "browserName": "chrome",
+                    "goog:chromeOptions": {
+                        "binary": CHROMIUM,
+                        "args": [
+                            "--headless",
+                            "--no-sandbox",
+                            "--disable-gpu",
+                            "--disable-quic",
+                            "--no-first-run",
+                            "--disable-background-networking",
+                            "--disable-component-update",
+                            "--disable-sync",
+                            "--window-size=1280,900",
+                            user_data_dir,
+                        ],
+                    },
+                },
+            },
+        });
+        let (status, body) = browser.send(reqwest::Method::POST, "/session", Some(capabilities)).await;
+        let session_id = body["value"]["sessionId"].as_str().map(str::to_owned);
+        match session_id {
+            Some(id) if (200..300).contains(&status) => browser.session_id = id,
+            _ => panic!(
+                "WebDriver New Session failed: HTTP {status}: {body}\nchromedriver log:\n{}",
+                read_tail(browser.log.path())
+            ),
+        }
+        browser
+    }
+
+    /// Polls chromedriver's `/status` until it reports ready.
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + STARTUP_LIMIT;
+        loop {
+            if let Ok(Some(exit)) = self.driver.try_wait() {
+                panic!(
+                    "{CHROMEDRIVER} exited ({exit}) before it was ready:\n{}\n(is it installed? run scripts/install-chromium.sh)",
+                    read_tail(self.log.path())
+                );
+            }
+            let url = format!("http://127.0.0.1:{}/status", self.port);
+            if let Ok(response) = self.http.get(url).timeout(Duration::from_secs(2)).send().await
+                && let Ok(body) = response.json::<Value>().await
+                && body["value"]["ready"] == true
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{CHROMEDRIVER} on port {} was not ready within {STARTUP_LIMIT:?}:\n{}\n(run scripts/install-chromium.sh)",
+                self.port,
+                read_tail(self.log.path())
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// One WebDriver request; `path` is relative to the server root. Returns the HTTP
+    /// status and the JSON body (`null` when it is not JSON).
+    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let url = format!("http://127.0.0.1:{}{path}", self.port);
+        let mut request = self.http.request(method.clone(), url);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap_or_else(|e| {
+            panic!("WebDriver {method} {path}: no response from chromedriver: {e}\n{}", read_tail(self.log.path()))
+        });
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// A command in this session, e.g. `("POST", "/url")`; panics unless it succeeds, and
+    /// returns the response's `value`.
+    async fn command(&self, name: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let path = format!("/session/{}{path}", self.session_id);
+        let (status, mut response) = self.send(method.clone(), &path, body).await;
+        assert!((200..300).contains(&status), "WebDriver {name} ({method} {path}) failed: HTTP {status}: {response}");
+        response["value"].take()
+    }
+
+    /// Navigates to `url` and waits for the page to load.
+    pub async fn goto(&self, url: &str) {
+        self.command("Navigate To", reqwest::Method::POST, "/url", Some(json!({ "url": url }))).await;
+    }
+
+    /// The id of the first element matching the CSS selector, or `None` when none does.
+    pub async fn find(&self, css: &str) -> Option<String> {
+        let path = format!("/session/{}/element", self.session_id);
+        let body = json!({ "using": "css selector", "value": css });
+        let (status, response) = self.send(reqwest::Method::POST, &path, Some(body)).await;
+        if status == 404 && response["value"]["error"] == "no such element" {
+            return None;
+        }
+        assert!((200..300).contains(&status), "WebDriver Find Element ({css:?}) failed: HTTP {status}: {response}");
+        match response["value"][ELEMENT_KEY].as_str() {
+            Some(id) => Some(id.to_owned()),
+            None => panic!("WebDriver Find Element ({css:?}) answered without an element: {response}"),
+        }
+    }
+
+    async fn expect(&self, css: &str) -> String {
+        match self.find(css).await {
+            Some(id) => id,
+            None => panic!("no element matches {css:?} on {}", self.current_url().await),
+        }
+    }
+
+    /// Types `text` into the first element matching the CSS selector.
+    pub async fn type_into(&self, css: &str, text: &str) {
+        let id = self.expect(css).await;
+        let path = format!("/element/{id}/value");
+        self.command("Element Send Keys", reqwest::Method::POST, &path, Some(json!({ "text": text }))).await;
+    }
+
+    /// Clicks the first element matching the CSS selector.
+    pub async fn click(&self, css: &str) {
+        let id = self.expect(css).await;
+        self.command("Element Click", reqwest::Method::POST, &format!("/element/{id}/click"), Some(json!({}))).await;
+    }
+
+    /// The current page's HTML, as the browser now holds it.
+    pub async fn source(&self) -> String {
+        let value = self.command("Get Page Source", reqwest::Method::GET, "/source", None).await;
+        value.as_str().unwrap_or_default().to_owned()
+    }
+
+    pub async fn title(&self) -> String {
+        let value = self.command("Get Title", reqwest::Method::GET, "/title", None).await;
+        value.as_str().unwrap_or_default().to_owned()
+    }
+
+    pub async fn current_url(&self) -> String {
+        let value = self.command("Get Current URL", reqwest::Method::GET, "/url", None).await;
+        value.as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Saves a PNG screenshot of the viewport to `path`, creating its parent directories.
+    pub async fn screenshot(&self, path: impl AsRef<Path>) {
+        let path = path.as_ref();
+        let value = self.command("Take Screenshot", reqwest::Method::GET, "/screenshot", None).await;
+        let encoded = value.as_str().unwrap_or_else(|| panic!("WebDriver Take Screenshot answered {value}"));
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .unwrap_or_else(|e| panic!("WebDriver Take Screenshot answered invalid base64: {e}"));
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("create {}: {e}", parent.display()));
+        }
+        std::fs::write(path, png).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // Best effort: ending the session lets chromedriver close Chromium cleanly. A plain
+        // blocking request, since drop cannot await.
+        if !self.session_id.is_empty()
+            && let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port))
+        {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let request = format!(
+                "DELETE /session/{} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                self.session_id, self.port
+            );
+            if stream.write_all(request.as_bytes()).is_ok() {
+                let _ = stream.read_to_end(&mut Vec::new());
+            }
+        }
+        // Then kill whatever is left: chromedriver leads its own process group, which
+        // Chromium and its helpers inherit.
+        if let Ok(pid) = i32::try_from(self.driver.id()) {
+            // SAFETY: kill(2) with a negative pid signals that process group; no memory is involved.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// Decodes an `application/x-www-form-urlencoded` value: `+` is a space, `%XX` a byte.
+fn form_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = bytes
+            .get(i + 1..i + 3)
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match (bytes[i], escaped) {
+            (b'+', _) => out.push(b' '),
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 2;
+            }
+            (byte, _) => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_browser_logs_in_through_a_form() {
+    use axum::{
+        Router,
+        response::Html,
+        routing::{get, post},
+    };
+
+    let app = Router::new()
+        .route(
+            "/",
+            get(|| async {
+                Html(
+                    "<!doctype html><title>Log in</title>\
+                     <form method=post action=/login><input name=token><button type=submit>Log in</button></form>",
+                )
+            }),
+        )
+        .route(
+            "/login",
+            post(|body: String| async move {
+                let token = body
+                    .split('&')
+                    .filter_map(|pair| pair.split_once('='))
+                    .find(|(key, _)| *key == "token")
+                    .map(|(_, value)| form_decode(value))
+                    .unwrap_or_default();
+                Html(format!("<!doctype html><title>Welcome</title><h1 id=hello>Hello, {}</h1>", html_escape(&token)))
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+    let base = format!("http://{}", listener.local_addr().expect("its address"));
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let browser = Browser::start().await;
+    browser.goto(&format!("{base}/")).await;
+    assert_eq!(browser.title().await, "Log in");
+    assert_eq!(browser.find("#hello").await, None, "no greeting before logging in");
+    browser.type_into("input[name=token]", "s3cret").await;
+    browser.click("button[type=submit]").await;
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let source = browser.source().await;
+        if source.contains("Hello, s3cret") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the page never said Hello, s3cret; it holds:\n{source}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(browser.find("#hello").await.is_some(), "the greeting is an element");
+    assert_eq!(browser.title().await, "Welcome");
+    assert_eq!(browser.current_url().await, format!("{base}/login"));
+
+    let shot = repo_root().join("target/test-artifacts/browser-smoke.png");
+    let _ = std::fs::remove_file(&shot);
+    browser.screenshot(&shot).await;
+    let png = std::fs::read(&shot).expect("the screenshot");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "{} is not a PNG", shot.display());
+    println!("screenshot: {} ({} bytes)", shot.display(), png.len());
+
+    drop(browser);
+    server.abort();
+}

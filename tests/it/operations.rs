@@ -1,0 +1,453 @@
+//! Operations: every metric family against `docs/metrics.md`, the JSON log shape with
+//! request ids, the status page's login, and the `!foyer` admin commands in Matrix.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use chrono::{SecondsFormat, Utc};
+use serde_json::{Value, json};
+
+use crate::harness::{
+    Synapse, TestFoyer, TestUser, WEBHOOK_SECRET, chrono_now, enc, eventually, random_token, repo_root, sign_webhook,
+};
+
+fn unique(name: &str) -> String {
+    format!("{name}-{}", &random_token()[..8])
+}
+
+/// A reservation starting `starts_in` seconds from now, its room opening `open_before`
+/// seconds before that.
+fn reservation(id: &str, starts_in: i64, open_before: u64) -> Value {
+    let at = |s: i64| (Utc::now() + chrono::Duration::seconds(s)).to_rfc3339_opts(SecondsFormat::Secs, true);
+    json!({"reservation_id": id, "title": format!("Show {id}"), "starts_at": at(starts_in),
+           "ends_at": at(starts_in + 3600), "chat": {"open_before_seconds": open_before}})
+}
+
+async fn grant(foyer: &TestFoyer, id: &str, user: &TestUser) {
+    let tickets = json!([{"ticket_id": format!("{id}-{}", &random_token()[..6]), "user_id": user.user_id}]);
+    foyer.accept("ticket.granted", json!({"reservation_id": id, "tickets": tickets})).await;
+}
+
+async fn room_of(foyer: &TestFoyer, id: &str) -> String {
+    eventually(Duration::from_secs(30), &format!("the room of {id}"), || async {
+        foyer.reservation(id).await.1["room_id"].as_str().map(str::to_owned)
+    })
+    .await
+}
+
+async fn metrics_text(foyer: &TestFoyer) -> String {
+    let resp = foyer
+        .http
+        .get(format!("{}/metrics", foyer.base_url))
+        .bearer_auth(&foyer.slot.api_token)
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(resp.status(), 200);
+    resp.text().await.expect("metrics text")
+}
+
+/// `# TYPE name type` lines of the exposition.
+fn families(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_once(' '))
+        .map(|(name, kind)| (name.to_owned(), kind.trim().to_owned()))
+        .collect()
+}
+
+/// The families `docs/metrics.md` documents: its table's rows, name and type.
+fn documented() -> BTreeMap<String, String> {
+    let doc = std::fs::read_to_string(repo_root().join("docs/metrics.md")).expect("docs/metrics.md");
+    doc.lines()
+        .filter_map(|l| l.strip_prefix("| `foyer_"))
+        .filter_map(|l| {
+            let (name, rest) = l.split_once('`')?;
+            let kind = rest.split('|').nth(1)?.trim();
+            Some((format!("foyer_{name}"), kind.to_owned()))
+        })
+        .collect()
+}
+
+/// The sum of every sample of a family (all label sets), by its sample name.
+fn total(text: &str, sample: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.strip_prefix(sample).is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' ')))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn sample(text: &str, line_prefix: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(line_prefix)?.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_family_is_documented_present_and_moves() {
+    // A Synapse of its own: the test stops it to make Foyer retry.
+    let synapse = Synapse::dedicated(1);
+    let foyer = TestFoyer::start_on(&synapse).await;
+    let before = metrics_text(&foyer).await;
+    let alice = synapse.create_user("alice").await;
+    let bob = synapse.create_user("bob").await;
+
+    // A reservation whose alias a room without Foyer's marker holds: its opening fails
+    // (and is retried) until that room counts as abandoned, a minute later.
+    let blocked = unique("blocked");
+    let (status, made) = alice
+        .request(reqwest::Method::POST, "/_matrix/client/v3/createRoom", Some(json!({"preset": "public_chat"})))
+        .await;
+    assert_eq!(status, 200, "{made}");
+    let squatted = made["room_id"].as_str().expect("room_id").to_owned();
+    let bot = TestUser::bot(&foyer.slot);
+    assert_eq!(bot.join(&squatted).await.0, 200);
+    let path = format!(
+        "/_matrix/client/v3/directory/room/{}",
+        enc(&format!("#{}{blocked}:localhost", foyer.slot.alias_prefix))
+    );
+    assert_eq!(bot.request(reqwest::Method::PUT, &path, Some(json!({"room_id": squatted}))).await.0, 200);
+    foyer.accept("reservation.created", reservation(&blocked, 3, 2)).await;
+
+    let id = unique("metrics");
+    foyer.accept("reservation.created", reservation(&id, 3, 2)).await;
+    grant(&foyer, &id, &alice).await;
+    let room = room_of(&foyer, &id).await;
+    eventually(Duration::from_secs(20), "alice's invite", || async {
+        alice.invited_rooms().await.contains(&room).then_some(())
+    })
+    .await;
+    assert_eq!(alice.join(&room).await.0, 200);
+
+    // The homeserver goes away while a new ticket must be invited: steps fail, retry.
+    tokio::task::block_in_place(|| synapse.stop());
+    grant(&foyer, &id, &bob).await;
+    eventually(Duration::from_secs(30), "a retried homeserver request", || async {
+        (total(&metrics_text(&foyer).await, "foyer_homeserver_retries_total") > 0.0).then_some(())
+    })
+    .await;
+    tokio::task::block_in_place(|| synapse.start_again());
+    eventually(Duration::from_secs(90), "bob's invite after the outage", || async {
+        bob.invited_rooms().await.contains(&room).then_some(())
+    })
+    .await;
+
+    let after = eventually(Duration::from_secs(40), "every documented family in /metrics", || async {
+        let text = metrics_text(&foyer).await;
+        let phases = sample(&text, "foyer_reservations{phase=\"open\"}").unwrap_or(0.0);
+        let missing: Vec<String> =
+            documented().into_keys().filter(|name| !families(&text).contains_key(name)).collect();
+        if !missing.is_empty() || phases != 2.0 {
+            eprintln!("[metrics] still missing {missing:?}; open reservations {phases}");
+            return None;
+        }
+        Some(text)
+    })
+    .await;
+
+    // The doc and the code agree, both ways, with the same types.
+    assert_eq!(families(&after), documented(), "docs/metrics.md and /metrics differ");
+
+    // Each family moved (or holds the value the scenario implies).
+    let moved = |sample: &str| total(&after, sample) > total(&before, sample);
+    for counter in [
+        "foyer_webhooks_total",
+        "foyer_lifecycle_steps_total",
+        "foyer_homeserver_retries_total",
+        "foyer_homeserver_events_total",
+        "foyer_appservice_transactions_total",
+        "foyer_homeserver_request_duration_seconds_count",
+        "foyer_lifecycle_due_lateness_seconds_count",
+        "foyer_lifecycle_open_lateness_seconds_count",
+        "foyer_intake_batch_size_count",
+    ] {
+        assert!(moved(counter), "{counter} did not move:\n{after}");
+    }
+    assert!(after.contains("foyer_webhooks_total{type=\"ticket.granted\",result=\"accepted\"} 2"), "{after}");
+    assert!(after.contains("foyer_lifecycle_steps_total{step=\"create_room\",result=\"ok\"} 1"), "{after}");
+    assert!(after.contains("foyer_lifecycle_steps_total{step=\"create_room\",result=\"failed\"}"), "{after}");
+    assert!(after.contains("foyer_homeserver_request_duration_seconds_bucket{endpoint=\"create_room\",le=\"0.005\"}"));
+    assert!(after.contains("foyer_homeserver_retries_total{endpoint=\""), "{after}");
+    assert_eq!(sample(&after, "foyer_reservations{phase=\"open\"}"), Some(2.0), "opened, and due but blocked");
+    assert_eq!(sample(&after, "foyer_reservations{phase=\"scheduled\"}"), Some(0.0));
+    assert_eq!(sample(&after, "foyer_ready"), Some(1.0));
+    assert_eq!(sample(&after, "foyer_appservice_pings_total"), Some(1.0));
+    let age = sample(&after, "foyer_homeserver_last_transaction_age_seconds").expect("transaction age");
+    assert!((0.0..60.0).contains(&age), "age {age}");
+}
+
+fn json_lines(log: &str) -> Vec<Value> {
+    log.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).expect("a log line is JSON")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_the_reservation_room_and_request_ids() {
+    let foyer = TestFoyer::start_with(|yaml| yaml + "logging:\n  format: json\n", &[]).await;
+    let id = unique("logs");
+    let body = serde_json::to_vec(&json!({"type": "reservation.created", "timestamp": "2026-11-24T10:00:00Z",
+                                          "data": reservation(&id, 3, 2)}))
+    .expect("json");
+    let (webhook_id, now) = (format!("msg_{}", random_token()), chrono_now());
+    let signature = sign_webhook(WEBHOOK_SECRET, &webhook_id, now, &body);
+    let resp = foyer
+        .http
+        .post(format!("{}/webhooks/v1/events", foyer.base_url))
+        .header("content-type", "application/json")
+        .header("webhook-id", &webhook_id)
+        .header("webhook-timestamp", now.to_string())
+        .header("webhook-signature", signature)
+        .header("x-request-id", "platform-req-42")
+        .body(body)
+        .send()
+        .await
+        .expect("webhook");
+    assert_eq!(resp.status(), 202);
+    assert_eq!(resp.headers()["x-request-id"], "platform-req-42", "the request id is echoed");
+    // Without one (or with a hostile one), Foyer makes its own.
+    let resp = foyer.http.get(format!("{}/health/live", foyer.base_url)).header("x-request-id", "a b\"c").send().await;
+    let made = resp.expect("live").headers()["x-request-id"].to_str().expect("ascii").to_owned();
+    assert_eq!(made.len(), 16, "{made}");
+    assert!(made.bytes().all(|b| b.is_ascii_hexdigit()), "{made}");
+
+    let room = room_of(&foyer, &id).await;
+    let lines = eventually(Duration::from_secs(10), "the opening in the log", || async {
+        let lines = json_lines(&foyer.log());
+        lines.iter().any(|l| l["fields"]["message"] == "room opened").then_some(lines)
+    })
+    .await;
+    for line in &lines {
+        assert!(line["timestamp"].is_string() && line["level"].is_string(), "{line}");
+        assert!(line["fields"]["message"].is_string(), "{line}");
+    }
+    let stored = lines.iter().find(|l| l["fields"]["message"] == "webhook stored").expect("webhook stored line");
+    assert_eq!(stored["fields"]["reservation_id"], json!(id), "{stored}");
+    assert_eq!(stored["fields"]["webhook_id"], json!(webhook_id), "{stored}");
+    let spans = stored["spans"].as_array().expect("spans");
+    assert!(
+        spans.iter().any(|s| s["request_id"] == "platform-req-42" && s["path"] == "/webhooks/v1/events"),
+        "{stored}"
+    );
+    let opened = lines.iter().find(|l| l["fields"]["message"] == "room opened").expect("room opened line");
+    assert_eq!((&opened["fields"]["reservation_id"], &opened["fields"]["room_id"]), (&json!(id), &json!(room)));
+    assert!(!foyer.log().lines().any(|l| !l.trim().is_empty() && !l.starts_with('{')), "every line is JSON");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pretty_logs_carry_the_request_id_too() {
+    let foyer = TestFoyer::start().await;
+    let id = unique("pretty");
+    foyer.accept("reservation.created", reservation(&id, 3600, 60)).await;
+    let line = eventually(Duration::from_secs(10), "the stored webhook in the log", || async {
+        foyer.log().lines().find(|l| l.contains("webhook stored") && l.contains(&id)).map(str::to_owned)
+    })
+    .await;
+    assert!(line.contains("request_id="), "{line}");
+    assert!(
+        line.contains(&format!("reservation_id=\"{id}\"")) || line.contains(&format!("reservation_id={id}")),
+        "{line}"
+    );
+}
+
+/// A client that keeps cookies, as a browser would.
+fn browser_like() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .build()
+        .expect("client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_needs_the_token_and_lists_reservations_by_phase() {
+    let foyer = TestFoyer::start().await;
+    let (soon, later) = (unique("soon"), unique("later"));
+    foyer.accept("reservation.created", reservation(&soon, 3, 2)).await;
+    foyer.accept("reservation.created", reservation(&later, 7200, 60)).await;
+    let room = room_of(&foyer, &soon).await;
+    let client = browser_like();
+    let url = format!("{}/status", foyer.base_url);
+
+    let resp = client.get(&url).send().await.expect("status");
+    assert_eq!(resp.status(), 401);
+    let form = resp.text().await.expect("html");
+    assert!(form.contains("<form method=post action=/status/login>") && form.contains("name=token"), "{form}");
+    assert!(!form.contains(&soon), "nothing listed before login");
+
+    let wrong = client.post(format!("{url}/login")).form(&[("token", "not-the-token")]).send().await.expect("login");
+    assert_eq!(wrong.status(), 401);
+    assert!(wrong.text().await.expect("html").contains("That is not the API token"));
+
+    let resp = client.post(format!("{url}/login")).form(&[("token", foyer.slot.api_token.as_str())]).send().await;
+    let resp = resp.expect("login");
+    assert_eq!(resp.status(), 200, "redirected to the page");
+    let page = resp.text().await.expect("html");
+    assert!(page.contains("<meta http-equiv=refresh content=5>"), "refreshes itself");
+    assert!(!page.contains("<script"), "works without JavaScript");
+    assert!(page.contains(&format!("<tr id=\"r-{soon}\" data-phase=open>")), "{page}");
+    assert!(page.contains(&format!("<tr id=\"r-{later}\" data-phase=scheduled>")), "{page}");
+    assert!(page.contains("in 1 h 5") || page.contains("in 2 h"), "a countdown to opening: {page}");
+    let alias = format!("#{}{soon}:localhost", foyer.slot.alias_prefix);
+    assert!(page.contains(&format!("https://matrix.to/#/{}", alias.replace('#', "%23").replace(':', "%3A"))), "{page}");
+    assert!(page.contains("0 joined, 0 invited"), "{page}");
+    assert!(!page.contains(&foyer.slot.api_token), "the token never appears in the page");
+    assert!(!room.is_empty());
+
+    // A bearer token works too (for curl); logging out ends the cookie.
+    let curl = foyer.http.get(&url).bearer_auth(&foyer.slot.api_token).send().await.expect("bearer");
+    assert_eq!(curl.status(), 200);
+    let out = client.post(format!("{url}/logout")).send().await.expect("logout");
+    assert_eq!(out.status(), 401, "back at the login form");
+    assert_eq!(client.get(&url).send().await.expect("status").status(), 401);
+}
+
+/// Sends `text` to the room and returns the bot's next notice there.
+async fn ask(user: &TestUser, bot: &str, room: &str, text: &str) -> Value {
+    let notices = |events: Vec<Value>| {
+        events.into_iter().filter(|e| e["sender"] == bot && e["content"]["msgtype"] == "m.notice").collect::<Vec<_>>()
+    };
+    let before = notices(user.messages(room).await).len();
+    assert_eq!(user.send_text(room, text).await.0, 200);
+    let answer = eventually(Duration::from_secs(20), &format!("an answer to {text:?}"), || async {
+        let now = notices(user.messages(room).await);
+        (now.len() > before).then(|| now[0]["content"].clone())
+    })
+    .await;
+    eprintln!("[admin] {} > {text}\n{}\n", user.user_id, answer["body"].as_str().unwrap_or(""));
+    answer
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_command_the_bot_in_a_direct_room_and_strangers_are_refused() {
+    let hs = Synapse::shared();
+    let (admin, stranger) = (hs.create_user("opsadmin").await, hs.create_user("stranger").await);
+    let admin_id = admin.user_id.clone();
+    let foyer = TestFoyer::start_with(move |yaml| yaml + &format!("admins: [\"{admin_id}\"]\n"), &[]).await;
+    let bot = foyer.slot.bot_user_id();
+    let (scheduled, other) = (unique("cmd"), unique("cmdother"));
+    foyer.accept("reservation.created", reservation(&scheduled, 7200, 60)).await;
+    foyer.accept("reservation.created", reservation(&other, 7200, 60)).await;
+
+    // The admin opens a direct chat with the bot; the bot joins.
+    let (status, dm) = admin
+        .request(
+            reqwest::Method::POST,
+            "/_matrix/client/v3/createRoom",
+            Some(json!({"invite": [bot], "is_direct": true, "preset": "trusted_private_chat"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{dm}");
+    let dm = dm["room_id"].as_str().expect("room_id").to_owned();
+    let bot_user = TestUser::bot(&foyer.slot);
+    eventually(Duration::from_secs(20), "the bot to join the admin's room", || async {
+        let (_, joined) = bot_user.get("/_matrix/client/v3/joined_rooms").await;
+        joined["joined_rooms"].as_array()?.contains(&json!(dm)).then_some(())
+    })
+    .await;
+
+    let help = ask(&admin, &bot, &dm, "!foyer help").await;
+    assert_eq!(help["format"], "org.matrix.custom.html");
+    assert!(help["body"].as_str().unwrap().contains("!foyer archive <reservation_id>"), "{help}");
+    assert!(help["formatted_body"].as_str().unwrap().contains("<code>!foyer list [phase]</code>"), "{help}");
+
+    let list = ask(&admin, &bot, &dm, "!foyer list scheduled").await;
+    let text = list["body"].as_str().unwrap();
+    assert!(text.contains("2 scheduled reservations:") && text.contains(&scheduled) && text.contains(&other), "{text}");
+    assert!(text.contains("opens in 1 h 5") || text.contains("opens in 2 h"), "{text}");
+    assert!(list["formatted_body"].as_str().unwrap().contains(&format!("<li><code>{scheduled}</code>")), "{list}");
+    assert!(
+        ask(&admin, &bot, &dm, "!foyer list live").await["body"].as_str().unwrap().contains("No live reservations.")
+    );
+
+    let show = ask(&admin, &bot, &dm, &format!("!foyer show {scheduled}")).await;
+    let text = show["body"].as_str().unwrap();
+    assert!(text.contains("Phase: scheduled") && text.contains("Last error: none"), "{text}");
+    assert!(show["formatted_body"].as_str().unwrap().contains("<tr><th>Phase</th><td>scheduled</td></tr>"), "{show}");
+
+    // Open now: the room exists long before its time.
+    let opened = ask(&admin, &bot, &dm, &format!("!foyer open {scheduled}")).await;
+    assert!(opened["body"].as_str().unwrap().contains(&format!("Opening the room of `{scheduled}` now.")), "{opened}");
+    let room = room_of(&foyer, &scheduled).await;
+    assert_eq!(foyer.reservation(&scheduled).await.1["phase"], "open");
+    let again = ask(&admin, &bot, &dm, &format!("!foyer open {scheduled}")).await;
+    assert!(again["body"].as_str().unwrap().contains("` is already open; nothing to do."), "{again}");
+
+    let retried = ask(&admin, &bot, &dm, &format!("!foyer retry {scheduled}")).await;
+    assert!(retried["body"].as_str().unwrap().contains(&format!("Retrying `{scheduled}` now.")), "{retried}");
+
+    // Archive now: the room is archived (read-only) and the phase says so.
+    let archived = ask(&admin, &bot, &dm, &format!("!foyer archive {scheduled}")).await;
+    assert!(archived["body"].as_str().unwrap().contains(&format!("Archiving the room of `{scheduled}` now.")));
+    eventually(Duration::from_secs(30), "the archive", || async {
+        (foyer.reservation(&scheduled).await.1["phase"] == "archived").then_some(())
+    })
+    .await;
+    let bodies = admin.bodies(&dm).await;
+    assert!(!bodies.iter().any(|b| b.contains(&foyer.slot.api_token)));
+    let (_, state) = bot_user.get(&format!("/_matrix/client/v3/rooms/{}/state/m.room.power_levels/", enc(&room))).await;
+    assert_eq!(state["events_default"], 100, "read-only after the archive: {state}");
+
+    let missing = ask(&admin, &bot, &dm, "!foyer show no-such-thing").await;
+    assert!(missing["body"].as_str().unwrap().contains("There is no reservation `no-such-thing`."), "{missing}");
+    let unknown = ask(&admin, &bot, &dm, "!foyer dance").await;
+    assert!(unknown["body"].as_str().unwrap().contains("I don't know `dance`. Try `!foyer help`."), "{unknown}");
+
+    // A stranger in the same room gets a polite refusal for every command, and nothing moves.
+    let path = format!("/_matrix/client/v3/rooms/{}/invite", enc(&dm));
+    assert_eq!(admin.request(reqwest::Method::POST, &path, Some(json!({"user_id": stranger.user_id}))).await.0, 200);
+    assert_eq!(stranger.join(&dm).await.0, 200);
+    for command in [
+        "help",
+        "list",
+        &format!("show {other}"),
+        &format!("open {other}"),
+        &format!("archive {other}"),
+        &format!("retry {other}"),
+    ] {
+        let answer = ask(&stranger, &bot, &dm, &format!("!foyer {command}")).await;
+        let text = answer["body"].as_str().unwrap();
+        assert!(text.starts_with("Sorry, only Foyer's admins can use its commands."), "{command}: {text}");
+        assert!(!text.contains(&other), "{command}: nothing about the reservation: {text}");
+    }
+    assert_eq!(foyer.reservation(&other).await.1["phase"], "scheduled");
+    assert_eq!(foyer.reservation(&other).await.1["room_id"], Value::Null);
+
+    // A stranger's own invite is left alone: the bot never joins their room.
+    let theirs = stranger.create_room(&[&bot]).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, joined) = bot_user.get("/_matrix/client/v3/joined_rooms").await;
+    assert!(!joined["joined_rooms"].as_array().unwrap().contains(&json!(theirs)), "{joined}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_in_chromium_shows_a_reservation_open() {
+    let foyer = TestFoyer::start().await;
+    let hs = Synapse::shared();
+    let holder = hs.create_user("viewer").await;
+    let id = unique("onstage");
+    // Opens 12 s from now: seen first as scheduled, then as open after a refresh.
+    foyer.accept("reservation.created", reservation(&id, 14, 2)).await;
+    grant(&foyer, &id, &holder).await;
+
+    let browser = crate::browser::Browser::start().await;
+    browser.goto(&format!("{}/status", foyer.base_url)).await;
+    assert!(browser.find("input[name=token]").await.is_some(), "{}", browser.source().await);
+    assert!(!browser.source().await.contains(&id), "nothing listed before login");
+    browser.type_into("input[name=token]", &foyer.slot.api_token).await;
+    browser.click("button[type=submit]").await;
+    let row = |phase: &str| format!("id=\"r-{id}\" data-phase=\"{phase}\"");
+    eventually(Duration::from_secs(10), "the page after login, with the reservation scheduled", || async {
+        browser.source().await.contains(&row("scheduled")).then_some(())
+    })
+    .await;
+    assert!(browser.current_url().await.ends_with("/status"), "{}", browser.current_url().await);
+    // No script drives this: the page reloads itself every few seconds.
+    let page = eventually(Duration::from_secs(40), "the reservation to show as open, its holder invited", || async {
+        let page = browser.source().await;
+        (page.contains(&row("open")) && page.contains("0 joined, 1 invited")).then_some(page)
+    })
+    .await;
+    assert!(page.contains("https://matrix.to/#/"), "a room link");
+    let shot = crate::harness::repo_root().join("target/test-artifacts/status-page.png");
+    browser.screenshot(&shot).await;
+    let png = std::fs::read(&shot).expect("screenshot");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000, "{} bytes", png.len());
+    eprintln!("[status] screenshot saved to {}", shot.display());
+}
