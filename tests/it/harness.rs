@@ -21,7 +21,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 
 /// Registrations loaded by the shared Synapse; each test that runs Foyer uses one.
-const SLOTS: usize = 64;
+const SLOTS: usize = 96;
 pub const SERVER_NAME: &str = "localhost";
 /// The Standard Webhooks secret every test Foyer accepts.
 pub const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
