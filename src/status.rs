@@ -102,7 +102,7 @@ const STYLE: &str = "body{font:15px/1.4 system-ui,sans-serif;margin:1.5rem;color
 h1{font-size:1.4rem;margin:0 0 .3rem}h2{font-size:1.1rem;margin:1.4rem 0 .4rem}\
 table{border-collapse:collapse;width:100%;background:#fff}th,td{text-align:left;padding:.3rem .6rem;border-bottom:1px solid #e3e3e3;vertical-align:top}\
 th{font-weight:600;background:#f0f0f0}code{font-size:.9em}.error{color:#a40000}.muted{color:#666}\
-.failing td{background:#fff1f0}form.inline{display:inline}.summary span{margin-right:1rem}";
+.failing td{background:#fff1f0}form{margin:.3rem 0}.summary span{margin-right:1rem}";
 
 struct Row<'a> {
     record: &'a ReservationRecord,
@@ -151,8 +151,8 @@ fn render(state: &AppState, rows: &[Row], counts: &[(Phase, usize)], now: DateTi
         .collect();
     let mut body = format!(
         "<h1>Foyer status</h1>\
-         <p class=muted>{bot} on {hs} · {state} · as of <time datetime={now_iso}>{now_h}</time> · refreshes every {REFRESH} s \
-         <form class=inline method=post action=/status/logout><button type=submit>Log out</button></form></p>\
+         <p class=muted>{bot} on {hs} · {state} · as of <time datetime={now_iso}>{now_h}</time> · refreshes every {REFRESH} s</p>\
+         <form method=post action=/status/logout><button type=submit>Log out</button></form>\
          <p class=summary>{summary}<span>failing: <b id=count-failing>{failing}</b></span></p>",
         bot = escape(config.bot_user_id().as_str()),
         hs = escape(config.homeserver.url.as_str()),

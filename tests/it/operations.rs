@@ -218,6 +218,7 @@ async fn json_logs_carry_the_reservation_room_and_request_ids() {
         assert!(line["fields"]["message"].is_string(), "{line}");
     }
     let stored = lines.iter().find(|l| l["fields"]["message"] == "webhook stored").expect("webhook stored line");
+    eprintln!("[logs] {}", foyer.log().lines().find(|l| l.contains("webhook stored")).unwrap_or(""));
     assert_eq!(stored["fields"]["reservation_id"], json!(id), "{stored}");
     assert_eq!(stored["fields"]["webhook_id"], json!(webhook_id), "{stored}");
     let spans = stored["spans"].as_array().expect("spans");
