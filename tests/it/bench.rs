@@ -31,6 +31,95 @@ pub(crate) fn machine() -> String {
     )
 }
 
+/// The machine's cores, as a float for CPU shares.
+pub(crate) fn cores() -> f64 {
+    std::thread::available_parallelism().map(|n| n.get() as f64).unwrap_or(1.0)
+}
+
+/// CPU time a process has used so far (user + system), from `/proc/<pid>/stat`.
+pub(crate) fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at the last ')'.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0 // utime, stime; USER_HZ is 100 on Linux
+}
+
+/// This test process's own CPU time (the load generator's share of the machine).
+pub(crate) fn own_cpu_seconds() -> f64 {
+    cpu_seconds(std::process::id())
+}
+
+/// A `perf` profile of one process while a benchmark runs: on when
+/// `FOYER_BENCH_PROFILE=1` and `perf` is installed, otherwise it does nothing.
+pub(crate) struct Profile {
+    perf: Option<std::process::Child>,
+    data: std::path::PathBuf,
+}
+
+impl Profile {
+    pub(crate) fn start(pid: u32, name: &str) -> Profile {
+        let data = repo_root().join(format!("target/bench-profiles/{name}.data"));
+        let wanted = std::env::var("FOYER_BENCH_PROFILE").is_ok_and(|v| v == "1");
+        let perf = wanted.then(|| {
+            std::fs::create_dir_all(data.parent().expect("a folder")).expect("profile folder");
+            std::process::Command::new("perf")
+                .args(["record", "-e", "cpu-clock", "-F", "499", "-g", "-o"])
+                .arg(&data)
+                .args(["-p", &pid.to_string()])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .ok()
+        });
+        Profile { perf: perf.flatten(), data }
+    }
+
+    /// Stops recording; returns the hottest symbols (self time) as Markdown lines.
+    pub(crate) fn stop(self) -> Option<String> {
+        let mut perf = self.perf?;
+        let _ = std::process::Command::new("kill").args(["-INT", &perf.id().to_string()]).status();
+        let _ = perf.wait();
+        let report = std::process::Command::new("perf")
+            .args([
+                "report",
+                "--stdio",
+                "--no-children",
+                "--sort",
+                "dso,symbol",
+                "--percent-limit",
+                "2",
+                "-g",
+                "none",
+                "-i",
+            ])
+            .arg(&self.data)
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&report.stdout);
+        let lines: Vec<String> = text
+            .lines()
+            .filter(|l| l.trim_start().chars().next().is_some_and(|c| c.is_ascii_digit()))
+            .take(15)
+            .map(|l| {
+                let cells: Vec<&str> = l.split_whitespace().collect();
+                // "12.34%  foyer  [.] symbol name"
+                let symbol =
+                    cells.iter().skip_while(|c| !c.starts_with('[')).skip(1).copied().collect::<Vec<_>>().join(" ");
+                let symbol: String = symbol.chars().take(90).collect();
+                format!(
+                    "| {} | {} | `{}` |",
+                    cells.first().unwrap_or(&""),
+                    cells.get(1).unwrap_or(&""),
+                    symbol.replace('`', "'")
+                )
+            })
+            .collect();
+        Some(format!("| self | where | symbol |\n|---|---|---|\n{}", lines.join("\n")))
+    }
+}
+
 #[tokio::test]
 #[ignore = "benchmark: run with scripts/bench"]
 async fn bench_revoke_to_kick() {

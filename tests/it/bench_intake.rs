@@ -15,7 +15,7 @@ use serde_json::json;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 
 use crate::{
-    bench::{machine, write_section},
+    bench::{Profile, cores, cpu_seconds, machine, own_cpu_seconds, write_section},
     harness::{Sender, TestFoyer, percentile, random_token},
 };
 
@@ -101,7 +101,13 @@ async fn bench_intake_throughput() {
     let raw = raw_sqlite_commits(foyer.dir(), 5).await;
     let _warm = run(&sender, &format!("{run_id}w"), 8, 2_000).await;
     let (rate1, lat1) = run(&sender, &run_id, 1, 2_000).await;
+    let pid = foyer.child.id();
+    let (foyer_cpu, own_cpu, started) = (cpu_seconds(pid), own_cpu_seconds(), Instant::now());
+    let profile = Profile::start(pid, "intake-c64");
     let (rate64, lat64) = run(&sender, &run_id, 64, 30_000).await;
+    let profile = profile.stop();
+    let wall = started.elapsed().as_secs_f64();
+    let (foyer_cpu, own_cpu) = (cpu_seconds(pid) - foyer_cpu, own_cpu_seconds() - own_cpu);
     let batches =
         foyer.metric("foyer_intake_batch_size_sum").await / foyer.metric("foyer_intake_batch_size_count").await;
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -125,9 +131,17 @@ async fn bench_intake_throughput() {
          | concurrency | webhooks | rate | p50 | p99 | max | rate / raw SQLite commits |\n|---|---|---|---|---|---|---|\n\
          {}\n{}\n\n\
          Raw single-row durable commits: {raw:.0}/s. Webhooks per group commit, on average over the run: {batches:.1}.\n\n\
+         Where the CPU went during the concurrency-64 run ({wall:.1} s of wall time, so {:.1} CPU-seconds on\n\
+         this machine): Foyer {foyer_cpu:.1} s, the load generator (signing, HTTP client) {own_cpu:.1} s, together\n\
+         {:.0}% of the machine.\n\n{}\
          Measured {}.",
         row(1, rate1, &lat1),
         row(64, rate64, &lat64),
+        wall * cores(),
+        100.0 * (foyer_cpu + own_cpu) / (wall * cores()),
+        profile
+            .map(|p| format!("Foyer's hottest functions in that run (`perf`, self time):\n\n{p}\n\n"))
+            .unwrap_or_default(),
         machine()
     );
     println!("{body}");

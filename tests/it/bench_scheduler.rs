@@ -14,7 +14,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 
 use crate::{
-    bench::{machine, write_section},
+    bench::{Profile, cores, cpu_seconds, machine, own_cpu_seconds, write_section},
     harness::{Sender, TestFoyer, percentile, random_token, sqlite_query},
     standin::StandIn,
 };
@@ -116,6 +116,9 @@ async fn bench_scheduler_precision() {
         sending.as_secs_f64()
     );
 
+    let pid = foyer.child.id();
+    let (foyer_cpu, own_cpu, window_started) = (cpu_seconds(pid), own_cpu_seconds(), Instant::now());
+    let profile = Profile::start(pid, "scheduler-window");
     let prefix = format!("{}sched-{run}-", slot.alias_prefix);
     let give_up = first + chrono::Duration::milliseconds(WINDOW_MS) + chrono::Duration::seconds(180);
     let created = loop {
@@ -130,6 +133,9 @@ async fn bench_scheduler_precision() {
         assert!(Utc::now() < give_up, "only {} of {N} rooms created; log tail:\n{}", created.len(), tail(&foyer.log()));
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
+    let profile = profile.stop();
+    let wall = window_started.elapsed().as_secs_f64();
+    let (foyer_cpu, own_cpu) = (cpu_seconds(pid) - foyer_cpu, own_cpu_seconds() - own_cpu);
     let calls = hs.calls();
     assert!(hs.unknown().is_empty(), "routes the stand-in does not know: {:?}", hs.unknown());
 
@@ -185,6 +191,8 @@ async fn bench_scheduler_precision() {
          Webhooks went in at {rate:.0}/s ({:.1} s for {N}; the pilot, sent and planned, {pilot_rate:.0}/s) and were all\n\
          planned {drained_ahead:.1} s before the first opening; rooms opened early: {early}.\n\
          Homeserver calls per opening: {:.1} state PUTs, {:.1} sends, {:.1} invites.\n\n\
+         CPU from the first opening to the last ({wall:.1} s of wall time): Foyer {foyer_cpu:.1} s, the test\n\
+         process with the stand-in {own_cpu:.1} s, of {:.1} CPU-seconds on this machine.\n\n{}\
          Measured {}.",
         WINDOW_MS / 1000,
         all.len(),
@@ -200,6 +208,10 @@ async fn bench_scheduler_precision() {
         per_open("PUT state"),
         per_open("PUT send"),
         per_open("POST invite"),
+        wall * cores(),
+        profile
+            .map(|p| format!("Foyer's hottest functions in the window (`perf`, self time):\n\n{p}\n\n"))
+            .unwrap_or_default(),
         machine()
     );
     println!("{body}");

@@ -15,7 +15,7 @@ use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 
 use crate::{
-    bench::{machine, write_section},
+    bench::{cpu_seconds, machine, own_cpu_seconds, write_section},
     harness::{Synapse, TestFoyer, TestUser, enc, fresh_postgres_database, random_token, sqlite_query},
 };
 
@@ -192,13 +192,19 @@ async fn bench_opening_wave() {
     // Baselines between and around the Foyer waves: each Foyer wave is compared with
     // the mean of the two baselines next to it, so a homeserver that drifts (its database
     // grows with every wave) weighs on both sides alike.
+    let synapse_pid = synapse.python_pid().expect("the Synapse process");
+    let synapse_cpu = || cpu_seconds(synapse_pid);
     let baseline1 = baseline_wave(&bot, &sqlite_slot.alias_prefix, &holders).await;
     eprintln!("[wave] baseline {baseline1:.1}s");
+    let (hs_before, foyer_before) = (synapse_cpu(), cpu_seconds(sqlite.child.id()));
     let on_sqlite = foyer_wave(&sqlite, &Db::Sqlite(sqlite.dir().join("foyer.db")), &holders).await;
+    let (hs_sqlite, foyer_sqlite) = (synapse_cpu() - hs_before, cpu_seconds(sqlite.child.id()) - foyer_before);
     let sqlite_calls = calls_per_room(&sqlite).await;
     eprintln!("[wave] foyer on sqlite {on_sqlite:.1}s ({sqlite_calls})");
     drop(sqlite);
+    let (hs_before, own_before) = (synapse_cpu(), own_cpu_seconds());
     let baseline2 = baseline_wave(&bot, &sqlite_slot.alias_prefix, &holders).await;
+    let (hs_baseline, own_baseline) = (synapse_cpu() - hs_before, own_cpu_seconds() - own_before);
     eprintln!("[wave] baseline {baseline2:.1}s");
     let url = fresh_postgres_database().await;
     let postgres = TestFoyer::spawn(
@@ -206,7 +212,9 @@ async fn bench_opening_wave() {
         &pg_slot.config_yaml().replace("url: sqlite://foyer.db", &format!("url: {url}")),
     );
     postgres.wait_ready().await;
+    let (hs_before, foyer_before) = (synapse_cpu(), cpu_seconds(postgres.child.id()));
     let on_postgres = foyer_wave(&postgres, &Db::Postgres(url), &holders).await;
+    let (hs_postgres, foyer_postgres) = (synapse_cpu() - hs_before, cpu_seconds(postgres.child.id()) - foyer_before);
     eprintln!("[wave] foyer on postgres {on_postgres:.1}s");
     let baseline3 = baseline_wave(&bot, &sqlite_slot.alias_prefix, &holders).await;
     eprintln!("[wave] baseline {baseline3:.1}s");
@@ -225,10 +233,19 @@ async fn bench_opening_wave() {
          | Foyer on SQLite | {on_sqlite:.1} | {around_sqlite:.1} | {:.2} |\n\
          | Foyer on PostgreSQL | {on_postgres:.1} | {around_postgres:.1} | {:.2} |\n\n\
          Foyer's homeserver calls per room in its SQLite wave (`foyer_homeserver_request_duration_seconds_count`): {sqlite_calls}.\n\n\
+         CPU time during the waves (from `/proc`): Synapse is one Python process and spends about one\n\
+         core for the whole wave, whoever drives it.\n\n\
+         | run | wall | Synapse CPU | Synapse CPU / wall | driver CPU |\n|---|---|---|---|---|\n\
+         | baseline 2 (the test process drives) | {baseline2:.1} s | {hs_baseline:.1} s | {:.2} | {own_baseline:.1} s |\n\
+         | Foyer on SQLite | {on_sqlite:.1} s | {hs_sqlite:.1} s | {:.2} | Foyer {foyer_sqlite:.1} s |\n\
+         | Foyer on PostgreSQL | {on_postgres:.1} s | {hs_postgres:.1} s | {:.2} | Foyer {foyer_postgres:.1} s |\n\n\
          Measured {}.",
         ROOMS * HOLDERS,
         on_sqlite / around_sqlite,
         on_postgres / around_postgres,
+        hs_baseline / baseline2,
+        hs_sqlite / on_sqlite,
+        hs_postgres / on_postgres,
         machine()
     );
     println!("{body}");

@@ -284,6 +284,22 @@ impl Synapse {
         self.dir.path().join("synapse.log")
     }
 
+    /// The Synapse Python process (a child of the `sh` that the harness starts), for
+    /// benchmarks that read its CPU time.
+    pub fn python_pid(&self) -> Option<u32> {
+        let config = self.dir.path().join("homeserver.yaml");
+        let config = config.to_string_lossy();
+        std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            (cmdline.contains("synapse.app.homeserver")
+                && cmdline.contains(config.as_ref())
+                && !cmdline.starts_with("sh "))
+            .then_some(pid)
+        })
+    }
+
     /// Registers a fresh user through the shared-secret admin API.
     pub async fn create_user(&self, name: &str) -> TestUser {
         self.register(name, false).await
