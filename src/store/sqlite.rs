@@ -78,9 +78,32 @@ async fn group_commit(pool: SqlitePool, mut jobs: mpsc::Receiver<Job>) {
     }
 }
 
+/// Records every job of the batch in one transaction and commits once. Each statement
+/// is a round trip to sqlx's SQLite thread, and those hand-offs, not SQLite, are what
+/// bounds intake (BENCHMARKS.md, "Webhook intake"), so the usual path takes no
+/// savepoints. Should any job fail (input is validated before, so this is rare), the
+/// whole transaction is rolled back and the batch redone with a savepoint per job, so
+/// that only the failing one fails.
+async fn commit_batch(pool: &SqlitePool, batch: &[Job]) -> Result<Vec<Result<Outcome, StoreError>>, sqlx::Error> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for job in batch {
+        match record(&mut tx, &job.webhook_id, job.received_at, &job.event).await {
+            Ok(outcome) => outcomes.push(Ok(outcome)),
+            Err(e) => {
+                tracing::warn!(webhook_id = %job.webhook_id, error = %e, "a webhook failed in a batch; redoing the batch one savepoint per webhook");
+                tx.rollback().await?;
+                return commit_isolated(pool, batch).await;
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
 /// Records each job under its own savepoint (a failing one is rolled back alone), then
 /// commits once.
-async fn commit_batch(pool: &SqlitePool, batch: &[Job]) -> Result<Vec<Result<Outcome, StoreError>>, sqlx::Error> {
+async fn commit_isolated(pool: &SqlitePool, batch: &[Job]) -> Result<Vec<Result<Outcome, StoreError>>, sqlx::Error> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let mut outcomes = Vec::with_capacity(batch.len());
     for job in batch {
@@ -827,3 +850,77 @@ const SELECT_RECORDS_AFTER: &str =
     super::select_records!("WHERE r.reservation_id > ? ORDER BY r.reservation_id LIMIT ?");
 
 super::record_from_row!(record_from_row, SqliteRow);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        config::{DatabaseConfig, DatabaseKind},
+        reservation::{Ticket, TicketId},
+        secret::Secret,
+        test_support::{t, user},
+    };
+
+    async fn store(dir: &tempfile::TempDir) -> SqliteStore {
+        let url = format!("sqlite://{}", dir.path().join("foyer.db").display());
+        let config = DatabaseConfig {
+            url: Secret::new(url),
+            kind: DatabaseKind::Sqlite,
+            max_connections: None,
+            acquire_timeout: Duration::from_secs(5),
+        };
+        SqliteStore::open(&config).await.expect("open")
+    }
+
+    fn job(webhook_id: &str, ticket: &str) -> (Job, oneshot::Receiver<Result<Outcome, StoreError>>) {
+        let (done, answer) = oneshot::channel();
+        let event = WebhookEvent::TicketsGranted {
+            id: ReservationId::parse("jazz").unwrap(),
+            tickets: vec![Ticket { id: TicketId::parse(ticket).unwrap(), user_id: user("fan") }],
+        };
+        (Job { webhook_id: webhook_id.into(), received_at: t(12, 0), event, done }, answer)
+    }
+
+    #[tokio::test]
+    async fn a_webhook_failing_in_a_batch_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        // A fault SQLite raises for one webhook only, as a full disk or a bug might.
+        sqlx::query(
+            "CREATE TRIGGER refuse_one BEFORE INSERT ON webhook_receipts WHEN NEW.webhook_id = 'bad'
+             BEGIN SELECT RAISE(ABORT, 'refused for the test'); END",
+        )
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        let (jobs, answers): (Vec<_>, Vec<_>) = [job("a", "t1"), job("bad", "t2"), job("c", "t3")].into_iter().unzip();
+        let outcomes = commit_batch(&store.pool, &jobs).await.expect("the batch commits");
+        assert!(matches!(outcomes[0], Ok(Outcome::Accepted)), "{:?}", outcomes[0]);
+        assert!(matches!(outcomes[1], Err(StoreError::Unavailable(_))), "{:?}", outcomes[1]);
+        assert!(matches!(outcomes[2], Ok(Outcome::Accepted)), "{:?}", outcomes[2]);
+        drop(answers);
+        let stored: Vec<String> = sqlx::query_scalar("SELECT webhook_id FROM webhook_receipts ORDER BY webhook_id")
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(stored, ["a", "c"]);
+        let tickets: Vec<String> = sqlx::query_scalar("SELECT ticket_id FROM tickets ORDER BY ticket_id")
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(tickets, ["t1", "t3"], "the failing webhook's ticket is not stored");
+    }
+
+    #[tokio::test]
+    async fn a_batch_without_failures_commits_every_webhook_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let (jobs, _answers): (Vec<_>, Vec<_>) = [job("a", "t1"), job("a", "t1"), job("b", "t2")].into_iter().unzip();
+        let outcomes = commit_batch(&store.pool, &jobs).await.expect("the batch commits");
+        let outcomes: Vec<_> = outcomes.into_iter().map(|o| o.expect("stored")).collect();
+        assert_eq!(outcomes, [Outcome::Accepted, Outcome::Duplicate, Outcome::Accepted]);
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM webhook_receipts").fetch_one(&store.pool).await.unwrap();
+        assert_eq!(count, 2);
+    }
+}
