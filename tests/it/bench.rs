@@ -38,12 +38,7 @@ pub(crate) fn cores() -> f64 {
 
 /// CPU time a process has used so far (user + system), from `/proc/<pid>/stat`.
 pub(crate) fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start at the last ')'.
-    let fields: Vec<&str> =
-        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0 // utime, stime; USER_HZ is 100 on Linux
+    cpu_seconds_of(std::path::Path::new(&format!("/proc/{pid}/stat")))
 }
 
 /// This test process's own CPU time (the load generator's share of the machine).
@@ -76,48 +71,76 @@ impl Profile {
         Profile { perf: perf.flatten(), data }
     }
 
-    /// Stops recording; returns the hottest symbols (self time) as Markdown lines.
+    /// Stops recording; returns where the samples fell (by binary or library, then
+    /// Foyer's and the libraries' hottest functions, by self time) as Markdown tables.
     pub(crate) fn stop(self) -> Option<String> {
         let mut perf = self.perf?;
         let _ = std::process::Command::new("kill").args(["-INT", &perf.id().to_string()]).status();
         let _ = perf.wait();
-        let report = std::process::Command::new("perf")
-            .args([
-                "report",
-                "--stdio",
-                "--no-children",
-                "--sort",
-                "dso,symbol",
-                "--percent-limit",
-                "2",
-                "-g",
-                "none",
-                "-i",
-            ])
-            .arg(&self.data)
-            .output()
-            .ok()?;
-        let text = String::from_utf8_lossy(&report.stdout);
-        let lines: Vec<String> = text
-            .lines()
-            .filter(|l| l.trim_start().chars().next().is_some_and(|c| c.is_ascii_digit()))
+        let report = |args: &[&str]| -> Vec<Vec<String>> {
+            let out = std::process::Command::new("perf")
+                .args(["report", "--stdio", "--no-children", "-g", "none", "--percent-limit", "1.5", "-i"])
+                .arg(&self.data)
+                .args(args)
+                .output();
+            let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+            text.lines()
+                .filter(|l| l.trim_start().chars().next().is_some_and(|c| c.is_ascii_digit()))
+                .map(|l| l.split_whitespace().map(str::to_owned).collect())
+                .collect()
+        };
+        let by_dso: Vec<String> = report(&["--sort", "dso"])
+            .iter()
+            .take(8)
+            .map(|c| format!("| {} | {} |", c[0], c.get(1).map_or("", |s| s)))
+            .collect();
+        let by_symbol: Vec<String> = report(&["--sort", "dso,symbol", "--dsos", "foyer,libc.so.6,[kernel.kallsyms]"])
+            .iter()
             .take(15)
-            .map(|l| {
-                let cells: Vec<&str> = l.split_whitespace().collect();
+            .map(|c| {
                 // "12.34%  foyer  [.] symbol name"
-                let symbol =
-                    cells.iter().skip_while(|c| !c.starts_with('[')).skip(1).copied().collect::<Vec<_>>().join(" ");
-                let symbol: String = symbol.chars().take(90).collect();
-                format!(
-                    "| {} | {} | `{}` |",
-                    cells.first().unwrap_or(&""),
-                    cells.get(1).unwrap_or(&""),
-                    symbol.replace('`', "'")
-                )
+                let symbol: String = c.iter().skip(3).cloned().collect::<Vec<_>>().join(" ").chars().take(90).collect();
+                format!("| {} | {} | `{}` |", c[0], c.get(1).map_or("", |s| s), symbol.replace('`', "'"))
             })
             .collect();
-        Some(format!("| self | where | symbol |\n|---|---|---|\n{}", lines.join("\n")))
+        Some(format!(
+            "| samples | in |\n|---|---|\n{}\n\n| self | in | function |\n|---|---|---|\n{}",
+            by_dso.join("\n"),
+            by_symbol.join("\n")
+        ))
     }
+}
+
+/// The busiest threads of a process since `before` (from [`thread_cpu`]), as text.
+pub(crate) fn busiest_threads(pid: u32, before: &std::collections::HashMap<String, f64>) -> String {
+    let mut used: Vec<(String, f64)> = thread_cpu(pid)
+        .into_iter()
+        .map(|(name, cpu)| (name.clone(), cpu - before.get(&name).copied().unwrap_or(0.0)))
+        .collect();
+    used.sort_by(|a, b| b.1.total_cmp(&a.1));
+    used.iter().take(4).map(|(name, cpu)| format!("{name} {cpu:.1} s")).collect::<Vec<_>>().join(", ")
+}
+
+/// CPU seconds per thread of a process, by thread name and id (`/proc/<pid>/task`).
+pub(crate) fn thread_cpu(pid: u32) -> std::collections::HashMap<String, f64> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Default::default() };
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let tid: u32 = task.file_name().to_str()?.parse().ok()?;
+            let name = std::fs::read_to_string(task.path().join("comm")).ok()?;
+            Some((format!("{} ({tid})", name.trim()), cpu_seconds_of(&task.path().join("stat"))))
+        })
+        .collect()
+}
+
+fn cpu_seconds_of(stat: &std::path::Path) -> f64 {
+    let stat = std::fs::read_to_string(stat).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at the last ')'.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0 // utime, stime; USER_HZ is 100 on Linux
 }
 
 #[tokio::test]

@@ -15,7 +15,7 @@ use serde_json::json;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 
 use crate::{
-    bench::{Profile, cores, cpu_seconds, machine, own_cpu_seconds, write_section},
+    bench::{Profile, busiest_threads, cores, cpu_seconds, machine, own_cpu_seconds, thread_cpu, write_section},
     harness::{Sender, TestFoyer, percentile, random_token},
 };
 
@@ -103,9 +103,11 @@ async fn bench_intake_throughput() {
     let (rate1, lat1) = run(&sender, &run_id, 1, 2_000).await;
     let pid = foyer.child.id();
     let (foyer_cpu, own_cpu, started) = (cpu_seconds(pid), own_cpu_seconds(), Instant::now());
+    let threads_before = thread_cpu(pid);
     let profile = Profile::start(pid, "intake-c64");
     let (rate64, lat64) = run(&sender, &run_id, 64, 30_000).await;
     let profile = profile.stop();
+    let threads = busiest_threads(pid, &threads_before);
     let wall = started.elapsed().as_secs_f64();
     let (foyer_cpu, own_cpu) = (cpu_seconds(pid) - foyer_cpu, own_cpu_seconds() - own_cpu);
     let batches =
@@ -133,7 +135,7 @@ async fn bench_intake_throughput() {
          Raw single-row durable commits: {raw:.0}/s. Webhooks per group commit, on average over the run: {batches:.1}.\n\n\
          Where the CPU went during the concurrency-64 run ({wall:.1} s of wall time, so {:.1} CPU-seconds on\n\
          this machine): Foyer {foyer_cpu:.1} s, the load generator (signing, HTTP client) {own_cpu:.1} s, together\n\
-         {:.0}% of the machine.\n\n{}\
+         {:.0}% of the machine. Foyer's busiest threads: {threads}.\n\n{}\
          Measured {}.",
         row(1, rate1, &lat1),
         row(64, rate64, &lat64),

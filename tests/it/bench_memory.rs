@@ -480,19 +480,7 @@ async fn bench_memory_and_due_query() {
     );
     let file_mib = |p: &Path| std::fs::metadata(p).map(|m| m.len() as f64 / 1048576.0).unwrap_or(0.0);
     let (db_mib, wal_mib) = (file_mib(&db), file_mib(&foyer.dir().join("foyer.db-wal")));
-    let metrics_lines = {
-        let text = foyer
-            .http
-            .get(format!("{}/metrics", foyer.base_url))
-            .bearer_auth(&foyer.slot.api_token)
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics text");
-        text.lines().filter(|l| !l.starts_with('#')).count()
-    };
+    let metrics_lines = foyer.metrics_text().await.lines().filter(|l| !l.starts_with('#')).count();
     let after_scrape = mem(pid);
     let glibc = malloc_stats_and_trim(pid, &foyer.log_path);
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -14,7 +14,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 
 use crate::{
-    bench::{Profile, cores, cpu_seconds, machine, own_cpu_seconds, write_section},
+    bench::{Profile, busiest_threads, cores, cpu_seconds, machine, own_cpu_seconds, thread_cpu, write_section},
     harness::{Sender, TestFoyer, percentile, random_token, sqlite_query},
     standin::StandIn,
 };
@@ -118,6 +118,7 @@ async fn bench_scheduler_precision() {
 
     let pid = foyer.child.id();
     let (foyer_cpu, own_cpu, window_started) = (cpu_seconds(pid), own_cpu_seconds(), Instant::now());
+    let threads_before = thread_cpu(pid);
     let profile = Profile::start(pid, "scheduler-window");
     let prefix = format!("{}sched-{run}-", slot.alias_prefix);
     let give_up = first + chrono::Duration::milliseconds(WINDOW_MS) + chrono::Duration::seconds(180);
@@ -134,6 +135,7 @@ async fn bench_scheduler_precision() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     let profile = profile.stop();
+    let threads = busiest_threads(pid, &threads_before);
     let wall = window_started.elapsed().as_secs_f64();
     let (foyer_cpu, own_cpu) = (cpu_seconds(pid) - foyer_cpu, own_cpu_seconds() - own_cpu);
     let calls = hs.calls();
@@ -192,7 +194,8 @@ async fn bench_scheduler_precision() {
          planned {drained_ahead:.1} s before the first opening; rooms opened early: {early}.\n\
          Homeserver calls per opening: {:.1} state PUTs, {:.1} sends, {:.1} invites.\n\n\
          CPU from the first opening to the last ({wall:.1} s of wall time): Foyer {foyer_cpu:.1} s, the test\n\
-         process with the stand-in {own_cpu:.1} s, of {:.1} CPU-seconds on this machine.\n\n{}\
+         process with the stand-in {own_cpu:.1} s, of {:.1} CPU-seconds on this machine. Foyer's busiest\n\
+         threads: {threads}.\n\n{}\
          Measured {}.",
         WINDOW_MS / 1000,
         all.len(),

@@ -87,16 +87,7 @@ async fn foyer_wave(foyer: &TestFoyer, db: &Db, holders: &[TestUser]) -> f64 {
 
 /// Foyer's homeserver requests so far per room of the wave, by endpoint.
 async fn calls_per_room(foyer: &TestFoyer) -> String {
-    let text = foyer
-        .http
-        .get(format!("{}/metrics", foyer.base_url))
-        .bearer_auth(&foyer.slot.api_token)
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let text = foyer.metrics_text().await;
     let calls: Vec<String> = text
         .lines()
         .filter_map(|l| l.strip_prefix("foyer_homeserver_request_duration_seconds_count{endpoint=\""))

@@ -735,19 +735,24 @@ impl TestFoyer {
         self.request(reqwest::Method::GET, &path, Some(&self.slot.api_token), None).await
     }
 
-    /// The value of one Prometheus sample (`name{labels}`), 0 when absent.
-    pub async fn metric(&self, sample: &str) -> f64 {
-        let text = self
+    /// `GET /metrics` with the API token: the Prometheus text.
+    pub async fn metrics_text(&self) -> String {
+        let resp = self
             .http
             .get(format!("{}/metrics", self.base_url))
             .bearer_auth(&self.slot.api_token)
             .send()
             .await
-            .expect("metrics")
-            .text()
+            .expect("metrics");
+        assert_eq!(resp.status(), 200, "GET /metrics");
+        resp.text().await.expect("metrics text")
+    }
+
+    /// The value of one Prometheus sample (`name{labels}`), 0 when absent.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        self.metrics_text()
             .await
-            .expect("metrics text");
-        text.lines()
+            .lines()
             .find_map(|line| line.strip_prefix(sample).and_then(|rest| rest.strip_prefix(' ')))
             .map(|v| v.trim().parse().expect("metric value"))
             .unwrap_or(0.0)

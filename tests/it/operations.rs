@@ -34,18 +34,6 @@ async fn room_of(foyer: &TestFoyer, id: &str) -> String {
     .await
 }
 
-async fn metrics_text(foyer: &TestFoyer) -> String {
-    let resp = foyer
-        .http
-        .get(format!("{}/metrics", foyer.base_url))
-        .bearer_auth(&foyer.slot.api_token)
-        .send()
-        .await
-        .expect("metrics");
-    assert_eq!(resp.status(), 200);
-    resp.text().await.expect("metrics text")
-}
-
 /// `# TYPE name type` lines of the exposition.
 fn families(text: &str) -> BTreeMap<String, String> {
     text.lines()
@@ -86,7 +74,7 @@ async fn every_metric_family_is_documented_present_and_moves() {
     // A Synapse of its own: the test stops it to make Foyer retry.
     let synapse = Synapse::dedicated(1);
     let foyer = TestFoyer::start_on(&synapse).await;
-    let before = metrics_text(&foyer).await;
+    let before = foyer.metrics_text().await;
     let alice = synapse.create_user("alice").await;
     let bob = synapse.create_user("bob").await;
 
@@ -121,7 +109,7 @@ async fn every_metric_family_is_documented_present_and_moves() {
     tokio::task::block_in_place(|| synapse.stop());
     grant(&foyer, &id, &bob).await;
     eventually(Duration::from_secs(30), "a retried homeserver request", || async {
-        (total(&metrics_text(&foyer).await, "foyer_homeserver_retries_total") > 0.0).then_some(())
+        (total(&foyer.metrics_text().await, "foyer_homeserver_retries_total") > 0.0).then_some(())
     })
     .await;
     tokio::task::block_in_place(|| synapse.start_again());
@@ -131,7 +119,7 @@ async fn every_metric_family_is_documented_present_and_moves() {
     .await;
 
     let after = eventually(Duration::from_secs(40), "every documented family in /metrics", || async {
-        let text = metrics_text(&foyer).await;
+        let text = foyer.metrics_text().await;
         let phases = sample(&text, "foyer_reservations{phase=\"open\"}").unwrap_or(0.0);
         let missing: Vec<String> =
             documented().into_keys().filter(|name| !families(&text).contains_key(name)).collect();

@@ -84,24 +84,13 @@ async fn members(viewer: &TestUser, room_id: &str) -> Vec<(String, String)> {
     members
 }
 
-async fn metrics_text(foyer: &TestFoyer) -> String {
-    let resp = foyer
-        .http
-        .get(format!("{}/metrics", foyer.base_url))
-        .bearer_auth(&foyer.slot.api_token)
-        .send()
-        .await
-        .expect("metrics");
-    assert_eq!(resp.status(), 200);
-    resp.text().await.expect("metrics text")
-}
-
-/// Every sample of Foyer's own work on the homeserver: lifecycle steps and failures.
+/// Every sample of Foyer's own work on the homeserver: lifecycle steps, done or failed.
 async fn work_done(foyer: &TestFoyer) -> Vec<String> {
-    metrics_text(foyer)
+    foyer
+        .metrics_text()
         .await
         .lines()
-        .filter(|l| l.starts_with("foyer_lifecycle_steps_total") || l.starts_with("foyer_lifecycle_failures_total"))
+        .filter(|l| l.starts_with("foyer_lifecycle_steps_total"))
         .map(str::to_owned)
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
@@ -334,7 +323,7 @@ async fn secrets_never_reach_the_log_even_at_trace() {
     let api = Some(foyer.slot.api_token.as_str());
     assert_eq!(foyer.request(Method::GET, "/api/v1/reservations?phase=open", api, None).await.0, 200);
     assert_eq!(foyer.reservation(&id).await.0, 200);
-    assert!(metrics_text(&foyer).await.contains("foyer_webhooks_total"));
+    assert!(foyer.metrics_text().await.contains("foyer_webhooks_total"));
 
     let other_key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 24]>());
     let body = serde_json::to_vec(
