@@ -71,6 +71,10 @@ impl Profile {
         Profile { perf: perf.flatten(), data }
     }
 
+    pub(crate) fn is_on(&self) -> bool {
+        self.perf.is_some()
+    }
+
     /// Stops recording; returns where the samples fell (by binary or library, then
     /// Foyer's and the libraries' hottest functions, by self time) as Markdown tables.
     pub(crate) fn stop(self) -> Option<String> {

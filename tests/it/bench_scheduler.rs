@@ -14,7 +14,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 
 use crate::{
-    bench::{Profile, busiest_threads, cores, cpu_seconds, machine, own_cpu_seconds, thread_cpu, write_section},
+    bench::{busiest_threads, cores, cpu_seconds, machine, own_cpu_seconds, thread_cpu, write_section},
     harness::{Sender, TestFoyer, percentile, random_token, sqlite_query},
     standin::StandIn,
 };
@@ -119,7 +119,6 @@ async fn bench_scheduler_precision() {
     let pid = foyer.child.id();
     let (foyer_cpu, own_cpu, window_started) = (cpu_seconds(pid), own_cpu_seconds(), Instant::now());
     let threads_before = thread_cpu(pid);
-    let profile = Profile::start(pid, "scheduler-window");
     let prefix = format!("{}sched-{run}-", slot.alias_prefix);
     let give_up = first + chrono::Duration::milliseconds(WINDOW_MS) + chrono::Duration::seconds(180);
     let created = loop {
@@ -134,7 +133,6 @@ async fn bench_scheduler_precision() {
         assert!(Utc::now() < give_up, "only {} of {N} rooms created; log tail:\n{}", created.len(), tail(&foyer.log()));
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    let profile = profile.stop();
     let threads = busiest_threads(pid, &threads_before);
     let wall = window_started.elapsed().as_secs_f64();
     let (foyer_cpu, own_cpu) = (cpu_seconds(pid) - foyer_cpu, own_cpu_seconds() - own_cpu);
@@ -195,7 +193,7 @@ async fn bench_scheduler_precision() {
          Homeserver calls per opening: {:.1} state PUTs, {:.1} sends, {:.1} invites.\n\n\
          CPU from the first opening to the last ({wall:.1} s of wall time): Foyer {foyer_cpu:.1} s, the test\n\
          process with the stand-in {own_cpu:.1} s, of {:.1} CPU-seconds on this machine. Foyer's busiest\n\
-         threads: {threads}.\n\n{}\
+         threads: {threads}.\n\n\
          Measured {}.",
         WINDOW_MS / 1000,
         all.len(),
@@ -212,9 +210,6 @@ async fn bench_scheduler_precision() {
         per_open("PUT send"),
         per_open("POST invite"),
         wall * cores(),
-        profile
-            .map(|p| format!("Foyer's hottest functions in the window (`perf`, self time):\n\n{p}\n\n"))
-            .unwrap_or_default(),
         machine()
     );
     println!("{body}");
