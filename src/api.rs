@@ -74,7 +74,9 @@ async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Response
     }
 }
 
-/// Every reservation, a page at a time, with its phase at `now`.
+/// Every reservation, a page at a time, with its phase at `now`. The records carry no
+/// ticket or member counts (zeros): reading those for every reservation would cost a
+/// scan of the tickets; fetch one reservation for its counts.
 pub async fn each_reservation(
     state: &AppState,
     now: DateTime<Utc>,
@@ -82,7 +84,7 @@ pub async fn each_reservation(
 ) -> Result<(), crate::store::StoreError> {
     let mut after: Option<ReservationId> = None;
     loop {
-        let batch = state.store.reservations_after(after.as_ref(), MAX_PAGE).await?;
+        let batch = state.store.schedules_after(after.as_ref(), MAX_PAGE).await?;
         for record in &batch {
             let times = schedule::schedule(record, &state.config.rooms);
             visit(schedule::phase(record, &times, now, record.archived), record);

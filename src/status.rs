@@ -133,6 +133,14 @@ async fn page(State(state): State<AppState>, headers: HeaderMap) -> Response {
         let head = format!("<meta http-equiv=refresh content={REFRESH}>");
         return (StatusCode::SERVICE_UNAVAILABLE, Html(document("Foyer status", &head, body))).into_response();
     }
+    // The walk leaves counts out; the rows shown get theirs.
+    for (_, record) in &mut records {
+        match state.store.reservation(&record.reservation.id).await {
+            Ok(Some(full)) => *record = full,
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "status page: cannot read a reservation's counts"),
+        }
+    }
     let rows: Vec<Row> = records.iter().map(|(phase, record)| Row { record, phase: *phase }).collect();
     Html(render(&state, &rows, &counts, now)).into_response()
 }

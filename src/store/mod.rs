@@ -170,6 +170,14 @@ pub trait Store: Send + Sync {
         limit: u32,
     ) -> Result<Vec<ReservationRecord>, StoreError>;
 
+    /// Like [`Store::reservations_after`] without the ticket and member counts (zeros),
+    /// for walks over every reservation (phase counts).
+    async fn schedules_after(
+        &self,
+        after: Option<&ReservationId>,
+        limit: u32,
+    ) -> Result<Vec<ReservationRecord>, StoreError>;
+
     /// Records membership events for rooms Foyer manages, once per event id, and makes
     /// their reservations due. Other rooms' events are ignored. Returns how many applied.
     async fn record_memberships(&self, facts: &[MembershipFact], now: DateTime<Utc>) -> Result<usize, StoreError>;
@@ -344,23 +352,46 @@ pub(crate) use record_from_row;
 /// A reservation with its signals and ticket counts, filtered by `$where`.
 macro_rules! select_records {
     ($where:literal) => {
-        concat!(
-            "SELECT r.*, s.cancelled_at, s.cancel_reason, s.stream_started_at, s.stream_ended_at,
-                s.admin_opened_at, s.admin_archived_at, l.last_error, l.attempts,
-                (SELECT COUNT(*) FROM tickets t WHERE t.reservation_id = r.reservation_id
+        super::select_with!(
+            "(SELECT COUNT(*) FROM tickets t WHERE t.reservation_id = r.reservation_id
                     AND t.user_id IS NOT NULL AND t.revoked_at IS NULL) AS tickets_active,
                 (SELECT COUNT(*) FROM tickets t WHERE t.reservation_id = r.reservation_id
                     AND t.revoked_at IS NOT NULL) AS tickets_revoked,
-                l.room_id AS room_id, l.archived_at AS archived_at,
                 (SELECT COUNT(*) FROM room_members m WHERE m.room_id = l.room_id
                     AND m.membership = 'invite') AS members_invited,
                 (SELECT COUNT(*) FROM room_members m WHERE m.room_id = l.room_id
-                    AND m.membership = 'join') AS members_joined
-            FROM reservations r
+                    AND m.membership = 'join') AS members_joined",
+            $where
+        )
+    };
+}
+pub(crate) use select_records;
+
+/// A reservation with what its phase needs, its counts left at zero: the counts read
+/// the tickets and members tables, which a walk over every reservation must not.
+macro_rules! select_schedules {
+    ($where:literal) => {
+        super::select_with!(
+            "CAST(0 AS BIGINT) AS tickets_active, CAST(0 AS BIGINT) AS tickets_revoked,
+                CAST(0 AS BIGINT) AS members_invited, CAST(0 AS BIGINT) AS members_joined",
+            $where
+        )
+    };
+}
+pub(crate) use select_schedules;
+
+macro_rules! select_with {
+    ($counts:literal, $where:literal) => {
+        concat!(
+            "SELECT r.*, s.cancelled_at, s.cancel_reason, s.stream_started_at, s.stream_ended_at,
+                s.admin_opened_at, s.admin_archived_at, l.last_error, l.attempts,
+                l.room_id AS room_id, l.archived_at AS archived_at, ",
+            $counts,
+            " FROM reservations r
             LEFT JOIN reservation_signals s ON s.reservation_id = r.reservation_id
             LEFT JOIN lifecycle l ON l.reservation_id = r.reservation_id ",
             $where
         )
     };
 }
-pub(crate) use select_records;
+pub(crate) use select_with;

@@ -275,6 +275,20 @@ impl Store for SqliteStore {
         rows.iter().map(record_from_row).collect()
     }
 
+    async fn schedules_after(
+        &self,
+        after: Option<&ReservationId>,
+        limit: u32,
+    ) -> Result<Vec<ReservationRecord>, StoreError> {
+        let rows = sqlx::query(SELECT_SCHEDULES_AFTER)
+            .bind(after.map_or("", |id| id.as_str()))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(record_from_row).collect()
+    }
+
     async fn record_memberships(&self, facts: &[MembershipFact], now: DateTime<Utc>) -> Result<usize, StoreError> {
         if facts.is_empty() {
             return Ok(0);
@@ -848,6 +862,9 @@ fn json_users(users: &std::collections::BTreeSet<OwnedUserId>) -> String {
 const SELECT_RECORD_BY_ID: &str = super::select_records!("WHERE r.reservation_id = ?");
 const SELECT_RECORDS_AFTER: &str =
     super::select_records!("WHERE r.reservation_id > ? ORDER BY r.reservation_id LIMIT ?");
+
+const SELECT_SCHEDULES_AFTER: &str =
+    super::select_schedules!("WHERE r.reservation_id > ? ORDER BY r.reservation_id LIMIT ?");
 
 super::record_from_row!(record_from_row, SqliteRow);
 

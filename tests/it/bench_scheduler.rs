@@ -89,7 +89,9 @@ async fn bench_scheduler_precision() {
     let pilot_rate = PILOT as f64 / started.elapsed().as_secs_f64();
     // Twice the expected time to send and plan, plus a margin.
     let lead_ms = ((2.0 * N as f64 / pilot_rate) * 1000.0) as i64 + 10_000;
-    let first = Utc::now() + chrono::Duration::milliseconds(lead_ms);
+    // Whole milliseconds, as the webhooks carry them: a finer `first` would make rooms
+    // that open on time look up to 1 ms early.
+    let first = chrono::SubsecRound::trunc_subsecs(Utc::now() + chrono::Duration::milliseconds(lead_ms), 3);
     eprintln!(
         "[sched] foyer pid {}, pilot {pilot_rate:.0}/s sent and planned, window opens in {:.1}s at {first}",
         foyer.child.id(),

@@ -85,6 +85,14 @@ async fn webhook_ids_and_revisions_decide_what_is_applied() {
         assert!(state.audience.holders.is_empty() && state.audience.revoked.contains(&alice()), "{backend}");
         let page = store.reservations_after(None, 10).await.unwrap();
         assert_eq!(page.len(), 1, "{backend}");
+        assert_eq!(page[0].tickets.revoked, 1, "{backend}");
+        // The walk for phases carries the same facts without the counts.
+        let light = store.schedules_after(None, 10).await.unwrap();
+        assert_eq!(light.len(), 1, "{backend}");
+        assert_eq!((light[0].tickets.revoked, light[0].members.invited), (0, 0), "{backend}");
+        assert_eq!(light[0].reservation, page[0].reservation, "{backend}");
+        assert_eq!(light[0].signals, page[0].signals, "{backend}");
+        assert_eq!((&light[0].room_id, light[0].archived), (&page[0].room_id, page[0].archived), "{backend}");
     })
     .await;
 }
