@@ -193,7 +193,7 @@ async fn bench_scheduler_precision() {
          Webhooks went in at {rate:.0}/s ({:.1} s for {N}; the pilot, sent and planned, {pilot_rate:.0}/s) and were all\n\
          planned {drained_ahead:.1} s before the first opening; rooms opened early: {early}.\n\
          Homeserver calls per opening: {:.1} state PUTs, {:.1} sends, {:.1} invites.\n\n\
-         CPU from the first opening to the last ({wall:.1} s of wall time): Foyer {foyer_cpu:.1} s, the test\n\
+         CPU from the end of planning (before the first opening) to the last opening ({wall:.1} s): Foyer {foyer_cpu:.1} s, the test\n\
          process with the stand-in {own_cpu:.1} s, of {:.1} CPU-seconds on this machine. Foyer's busiest\n\
          threads: {threads}.\n\n\
          Measured {}.",
