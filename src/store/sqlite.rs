@@ -170,6 +170,22 @@ fn unavailable(e: sqlx::Error) -> StoreError {
 }
 
 impl SqliteStore {
+    /// A page of reservations after `after`, read with `sql` (with or without counts).
+    async fn records_after(
+        &self,
+        sql: &'static str,
+        after: Option<&ReservationId>,
+        limit: u32,
+    ) -> Result<Vec<ReservationRecord>, StoreError> {
+        let rows = sqlx::query(sql)
+            .bind(after.map_or("", |id| id.as_str()))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(record_from_row).collect()
+    }
+
     pub async fn open(config: &crate::config::DatabaseConfig) -> Result<Self, StoreError> {
         let url = config.url.expose();
         let options = SqliteConnectOptions::from_str(url)
@@ -266,13 +282,7 @@ impl Store for SqliteStore {
         after: Option<&ReservationId>,
         limit: u32,
     ) -> Result<Vec<ReservationRecord>, StoreError> {
-        let rows = sqlx::query(SELECT_RECORDS_AFTER)
-            .bind(after.map_or("", |id| id.as_str()))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        rows.iter().map(record_from_row).collect()
+        self.records_after(SELECT_RECORDS_AFTER, after, limit).await
     }
 
     async fn schedules_after(
@@ -280,13 +290,7 @@ impl Store for SqliteStore {
         after: Option<&ReservationId>,
         limit: u32,
     ) -> Result<Vec<ReservationRecord>, StoreError> {
-        let rows = sqlx::query(SELECT_SCHEDULES_AFTER)
-            .bind(after.map_or("", |id| id.as_str()))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        rows.iter().map(record_from_row).collect()
+        self.records_after(SELECT_SCHEDULES_AFTER, after, limit).await
     }
 
     async fn record_memberships(&self, facts: &[MembershipFact], now: DateTime<Utc>) -> Result<usize, StoreError> {

@@ -759,6 +759,26 @@ impl TestFoyer {
     }
 }
 
+impl TestFoyer {
+    /// Points the reservation `id`'s alias at a fresh public room of `owner` that the
+    /// bot has joined and that lacks Foyer's marker, as a `createRoom` cut short (or
+    /// still running) leaves it. Returns the room.
+    pub async fn squat_alias(&self, owner: &TestUser, id: &str) -> String {
+        let (status, made) = owner
+            .request(reqwest::Method::POST, "/_matrix/client/v3/createRoom", Some(json!({"preset": "public_chat"})))
+            .await;
+        assert_eq!(status, 200, "{made}");
+        let room = made["room_id"].as_str().expect("room_id").to_owned();
+        let bot = TestUser::bot(&self.slot);
+        assert_eq!(bot.join(&room).await.0, 200);
+        let alias = format!("#{}{id}:{SERVER_NAME}", self.slot.alias_prefix);
+        let path = format!("/_matrix/client/v3/directory/room/{}", enc(&alias));
+        let (status, body) = bot.request(reqwest::Method::PUT, &path, Some(json!({"room_id": room}))).await;
+        assert_eq!(status, 200, "{body}");
+        room
+    }
+}
+
 impl Drop for TestFoyer {
     fn drop(&mut self) {
         let _ = self.child.kill();

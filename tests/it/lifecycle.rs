@@ -354,16 +354,8 @@ async fn an_alias_left_on_a_half_created_room_moves_to_a_new_room() {
     let hs = Synapse::shared();
     let (owner, holder) = (hs.create_user("owner").await, hs.create_user("holder").await);
     let id = unique("halfmade");
-    let (status, made) = owner
-        .request(reqwest::Method::POST, "/_matrix/client/v3/createRoom", Some(json!({"preset": "public_chat"})))
-        .await;
-    assert_eq!(status, 200, "{made}");
-    let broken = made["room_id"].as_str().expect("room_id").to_owned();
+    let broken = foyer.squat_alias(&owner, &id).await;
     let bot = TestUser::bot(&foyer.slot);
-    assert_eq!(bot.join(&broken).await.0, 200);
-    let path = format!("/_matrix/client/v3/directory/room/{}", enc(&alias(&foyer, &id)));
-    let (status, body) = bot.request(reqwest::Method::PUT, &path, Some(json!({"room_id": broken}))).await;
-    assert_eq!(status, 200, "{body}");
     let path = format!("/_matrix/client/v3/rooms/{}/leave", enc(&broken));
     assert_eq!(bot.request(reqwest::Method::POST, &path, Some(json!({}))).await.0, 200);
 
@@ -393,16 +385,7 @@ async fn a_room_whose_creation_finishes_late_is_adopted_not_replaced() {
     let hs = Synapse::shared();
     let owner = hs.create_user("owner").await;
     let id = unique("latemade");
-    let (status, made) = owner
-        .request(reqwest::Method::POST, "/_matrix/client/v3/createRoom", Some(json!({"preset": "public_chat"})))
-        .await;
-    assert_eq!(status, 200, "{made}");
-    let late = made["room_id"].as_str().expect("room_id").to_owned();
-    let bot = TestUser::bot(&foyer.slot);
-    assert_eq!(bot.join(&late).await.0, 200);
-    let path = format!("/_matrix/client/v3/directory/room/{}", enc(&alias(&foyer, &id)));
-    let (status, body) = bot.request(reqwest::Method::PUT, &path, Some(json!({"room_id": late}))).await;
-    assert_eq!(status, 200, "{body}");
+    let late = foyer.squat_alias(&owner, &id).await;
 
     foyer.accept("reservation.created", reservation(&id, 60.0, 60.0, 3600, 60, &[])).await;
     eventually(Duration::from_secs(20), "Foyer waiting on the unmarked room", || async {

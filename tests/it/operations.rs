@@ -81,18 +81,7 @@ async fn every_metric_family_is_documented_present_and_moves() {
     // A reservation whose alias a room without Foyer's marker holds: its opening fails
     // (and is retried) until that room counts as abandoned, a minute later.
     let blocked = unique("blocked");
-    let (status, made) = alice
-        .request(reqwest::Method::POST, "/_matrix/client/v3/createRoom", Some(json!({"preset": "public_chat"})))
-        .await;
-    assert_eq!(status, 200, "{made}");
-    let squatted = made["room_id"].as_str().expect("room_id").to_owned();
-    let bot = TestUser::bot(&foyer.slot);
-    assert_eq!(bot.join(&squatted).await.0, 200);
-    let path = format!(
-        "/_matrix/client/v3/directory/room/{}",
-        enc(&format!("#{}{blocked}:localhost", foyer.slot.alias_prefix))
-    );
-    assert_eq!(bot.request(reqwest::Method::PUT, &path, Some(json!({"room_id": squatted}))).await.0, 200);
+    foyer.squat_alias(&alice, &blocked).await;
     foyer.accept("reservation.created", reservation(&blocked, 3, 2)).await;
 
     let id = unique("metrics");
