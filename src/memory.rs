@@ -1,6 +1,7 @@
 //! Hands freed heap back to the system. A burst of large webhooks (a thousand tickets
-//! each, many at once) leaves glibc holding tens of MiB it no longer uses: after 1M
-//! tickets, 49 MiB held with 2.3 MiB in use (BENCHMARKS.md, "Memory and scale").
+//! each, many at once) leaves glibc holding tens of MiB it no longer uses: in a run of
+//! the memory benchmark without this, 49 MiB held with 2.3 MiB in use after 1M tickets
+//! (BENCHMARKS.md, "Changes these benchmarks led to").
 //! `malloc_trim` returns the free pages; it costs little when there is nothing to give.
 
 use std::time::Duration;

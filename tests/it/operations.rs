@@ -239,7 +239,7 @@ async fn the_status_page_needs_the_token_and_lists_reservations_by_phase() {
     let (soon, later) = (unique("soon"), unique("later"));
     foyer.accept("reservation.created", reservation(&soon, 3, 2)).await;
     foyer.accept("reservation.created", reservation(&later, 7200, 60)).await;
-    let room = room_of(&foyer, &soon).await;
+    room_of(&foyer, &soon).await;
     let client = browser_like();
     let url = format!("{}/status", foyer.base_url);
 
@@ -266,7 +266,6 @@ async fn the_status_page_needs_the_token_and_lists_reservations_by_phase() {
     assert!(page.contains(&format!("https://matrix.to/#/{}", alias.replace('#', "%23").replace(':', "%3A"))), "{page}");
     assert!(page.contains("0 joined, 0 invited"), "{page}");
     assert!(!page.contains(&foyer.slot.api_token), "the token never appears in the page");
-    assert!(!room.is_empty());
 
     // A bearer token works too (for curl); logging out ends the cookie.
     let curl = foyer.http.get(&url).bearer_auth(&foyer.slot.api_token).send().await.expect("bearer");
