@@ -274,6 +274,72 @@ pub(crate) fn from_millis(ms: i64) -> Result<DateTime<Utc>, StoreError> {
     Utc.timestamp_millis_opt(ms).single().ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms} out of range")))
 }
 
+/// `Store::admin_action` in one body for every backend: `$begin(...)`, a method of the
+/// pool, opens the write transaction; `$p1` and `$p2` are the dialect's first two placeholders.
+macro_rules! record_admin_action {
+    ($name:ident, $pool:ty, $begin:ident($($arg:expr)?), $p1:literal, $p2:literal) => {
+        async fn $name(
+            pool: &$pool,
+            id: &ReservationId,
+            action: AdminAction,
+            now: DateTime<Utc>,
+        ) -> Result<bool, StoreError> {
+            let now_ms = to_millis(now);
+            let mut tx = pool.$begin($($arg)?).await.map_err(unavailable)?;
+            let exists: Option<i32> =
+                sqlx::query_scalar(concat!("SELECT 1 FROM reservations WHERE reservation_id = ", $p1))
+                    .bind(id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+            if exists.is_none() {
+                return Ok(false);
+            }
+            let column = match action {
+                AdminAction::OpenNow => Some("admin_opened_at"),
+                AdminAction::ArchiveNow => Some("admin_archived_at"),
+                AdminAction::Retry => None,
+            };
+            if let Some(column) = column {
+                // The first request counts; asking again changes nothing.
+                let sql = format!(
+                    concat!(
+                        "INSERT INTO reservation_signals (reservation_id, {column}) VALUES (",
+                        $p1,
+                        ", ",
+                        $p2,
+                        ") ON CONFLICT (reservation_id) DO UPDATE SET
+                            {column} = COALESCE(reservation_signals.{column}, excluded.{column})"
+                    ),
+                    column = column
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(id.as_str())
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+            }
+            sqlx::query(concat!(
+                "INSERT INTO lifecycle (reservation_id, next_due_at, facts_version) VALUES (",
+                $p1,
+                ", ",
+                $p2,
+                ", 1) ON CONFLICT (reservation_id) DO UPDATE SET
+                    next_due_at = excluded.next_due_at, attempts = 0, facts_version = lifecycle.facts_version + 1"
+            ))
+            .bind(id.as_str())
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            tx.commit().await.map_err(unavailable)?;
+            Ok(true)
+        }
+    };
+}
+pub(crate) use record_admin_action;
+
 /// Reads a reservation record from a row of the `select_records!` shape; one body for
 /// every backend's row type.
 macro_rules! record_from_row {

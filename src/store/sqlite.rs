@@ -561,47 +561,7 @@ impl Store for SqliteStore {
         action: AdminAction,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let now_ms = to_millis(now);
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
-        let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM reservations WHERE reservation_id = ?")
-            .bind(id.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        if exists.is_none() {
-            return Ok(false);
-        }
-        let column = match action {
-            AdminAction::OpenNow => Some("admin_opened_at"),
-            AdminAction::ArchiveNow => Some("admin_archived_at"),
-            AdminAction::Retry => None,
-        };
-        if let Some(column) = column {
-            // The first request counts; asking again changes nothing.
-            let sql = format!(
-                "INSERT INTO reservation_signals (reservation_id, {column}) VALUES (?, ?)
-                 ON CONFLICT (reservation_id) DO UPDATE SET
-                    {column} = COALESCE(reservation_signals.{column}, excluded.{column})"
-            );
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(id.as_str())
-                .bind(now_ms)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-        }
-        sqlx::query(
-            "INSERT INTO lifecycle (reservation_id, next_due_at, facts_version) VALUES (?, ?, 1)
-             ON CONFLICT (reservation_id) DO UPDATE SET
-                next_due_at = excluded.next_due_at, attempts = 0, facts_version = lifecycle.facts_version + 1",
-        )
-        .bind(id.as_str())
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok(true)
+        record_admin_action(&self.pool, id, action, now).await
     }
 
     async fn record_step(&self, id: &ReservationId, step: &StepRecord, now: DateTime<Utc>) -> Result<(), StoreError> {
@@ -871,6 +831,7 @@ const SELECT_SCHEDULES_AFTER: &str =
     super::select_schedules!("WHERE r.reservation_id > ? ORDER BY r.reservation_id LIMIT ?");
 
 super::record_from_row!(record_from_row, SqliteRow);
+super::record_admin_action!(record_admin_action, SqlitePool, begin_with("BEGIN IMMEDIATE"), "?", "?");
 
 #[cfg(test)]
 mod tests {

@@ -9,7 +9,7 @@ use foyer::{
     lifecycle::Membership,
     reservation::{ExternalId, Reservation, ReservationId, Revision, Ticket, Title, WebhookEvent},
     secret::Secret,
-    store::{self, MembershipFact, Outcome, Receipt, StepRecord, Store},
+    store::{self, AdminAction, MembershipFact, Outcome, Receipt, StepRecord, Store},
 };
 use ruma::{OwnedRoomId, OwnedUserId};
 
@@ -171,6 +171,33 @@ async fn steps_and_membership_facts_are_recorded_once() {
         let record = store.reservation(&jazz()).await.unwrap().unwrap();
         assert_eq!((record.members.joined, record.members.invited), (1, 0), "{backend}");
         assert_eq!(store.prune_seen_events(now + Span::seconds(1)).await.unwrap(), 1, "{backend}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn admin_actions_are_kept_as_facts_and_make_the_reservation_due() {
+    each_backend(|store, backend| async move {
+        assert!(!store.admin_action(&jazz(), AdminAction::OpenNow, Utc::now()).await.unwrap(), "{backend}: unknown");
+        store.record_webhook(&receipt("a"), &upsert(1)).await.unwrap();
+        let (first, later) = (Utc::now(), Utc::now() + Span::minutes(5));
+        let claims = store.claim_due(first, Duration::from_secs(60), 10, "one").await.unwrap();
+        store.release(&claims[0], None, Some("boom"), first).await.unwrap();
+        assert_eq!(store.lifecycle_state(&jazz()).await.unwrap().attempts, 1, "{backend}");
+
+        assert!(store.admin_action(&jazz(), AdminAction::OpenNow, first).await.unwrap(), "{backend}");
+        assert!(store.admin_action(&jazz(), AdminAction::OpenNow, later).await.unwrap(), "{backend}");
+        assert!(store.admin_action(&jazz(), AdminAction::ArchiveNow, later).await.unwrap(), "{backend}");
+        let signals = store.reservation(&jazz()).await.unwrap().unwrap().signals;
+        let ms = |t: chrono::DateTime<Utc>| t.timestamp_millis();
+        assert_eq!(signals.admin_opened_at.map(ms), Some(ms(first)), "{backend}: the first request counts");
+        assert_eq!(signals.admin_archived_at.map(ms), Some(ms(later)), "{backend}");
+        assert_eq!(store.lifecycle_state(&jazz()).await.unwrap().attempts, 0, "{backend}: failures forgotten");
+        assert_eq!(
+            store.claim_due(later, Duration::from_secs(60), 10, "two").await.unwrap().len(),
+            1,
+            "{backend}: due"
+        );
     })
     .await;
 }
