@@ -3,8 +3,8 @@
 //! so two writers never deadlock upgrading a read lock.
 //!
 //! Webhooks are written by group commit: one writer task takes every webhook waiting
-//! in its queue, records each under a savepoint of one transaction, commits (one
-//! fsync) and only then answers each. A webhook's 2xx still means committed, and a
+//! in its queue, records them all in one transaction (each under a savepoint of its
+//! own only if one of them fails), commits (one fsync) and only then answers each. A webhook's 2xx still means committed, and a
 //! burst costs one fsync per batch instead of one per webhook.
 
 use std::{str::FromStr as _, time::Duration};
@@ -78,47 +78,51 @@ async fn group_commit(pool: SqlitePool, mut jobs: mpsc::Receiver<Job>) {
     }
 }
 
-/// Records every job of the batch in one transaction and commits once. Each statement
-/// is a round trip to sqlx's SQLite thread, and those hand-offs, not SQLite, are what
-/// bounds intake (BENCHMARKS.md, "Webhook intake"), so the usual path takes no
-/// savepoints. Should any job fail (input is validated before, so this is rare), the
-/// whole transaction is rolled back and the batch redone with a savepoint per job, so
-/// that only the failing one fails.
+/// Records every job of the batch in one transaction and commits once.
+///
+/// Each statement is a round trip to sqlx's SQLite thread, and those hand-offs, not
+/// SQLite, are what bounds intake (BENCHMARKS.md, "Webhook intake"), so the first pass
+/// takes no savepoints. Should a job fail (input is validated before, so this is rare),
+/// that transaction is rolled back and the batch redone with a savepoint per job
+/// (`isolated`), so that only the failing one fails.
 async fn commit_batch(pool: &SqlitePool, batch: &[Job]) -> Result<Vec<Result<Outcome, StoreError>>, sqlx::Error> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for job in batch {
-        match record(&mut tx, &job.webhook_id, job.received_at, &job.event).await {
-            Ok(outcome) => outcomes.push(Ok(outcome)),
-            Err(e) => {
-                tracing::warn!(webhook_id = %job.webhook_id, error = %e, "a webhook failed in a batch; redoing the batch one savepoint per webhook");
-                tx.rollback().await?;
-                return commit_isolated(pool, batch).await;
-            }
-        }
+    match commit(pool, batch, false).await? {
+        Some(outcomes) => Ok(outcomes),
+        None => Ok(commit(pool, batch, true).await?.unwrap_or_default()),
     }
-    tx.commit().await?;
-    Ok(outcomes)
 }
 
-/// Records each job under its own savepoint (a failing one is rolled back alone), then
-/// commits once.
-async fn commit_isolated(pool: &SqlitePool, batch: &[Job]) -> Result<Vec<Result<Outcome, StoreError>>, sqlx::Error> {
+/// One pass over the batch; `None` when a job failed outside a savepoint (the
+/// transaction is then rolled back), which only happens when not `isolated`.
+async fn commit(
+    pool: &SqlitePool,
+    batch: &[Job],
+    isolated: bool,
+) -> Result<Option<Vec<Result<Outcome, StoreError>>>, sqlx::Error> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let mut outcomes = Vec::with_capacity(batch.len());
     for job in batch {
-        sqlx::query("SAVEPOINT webhook").execute(&mut *tx).await?;
+        if isolated {
+            sqlx::query("SAVEPOINT webhook").execute(&mut *tx).await?;
+        }
         match record(&mut tx, &job.webhook_id, job.received_at, &job.event).await {
             Ok(outcome) => outcomes.push(Ok(outcome)),
-            Err(e) => {
+            Err(e) if isolated => {
                 sqlx::query("ROLLBACK TO webhook").execute(&mut *tx).await?;
                 outcomes.push(Err(unavailable(e)));
             }
+            Err(e) => {
+                tracing::warn!(webhook_id = %job.webhook_id, error = %e, "a webhook failed in a batch; redoing the batch one savepoint per webhook");
+                tx.rollback().await?;
+                return Ok(None);
+            }
         }
-        sqlx::query("RELEASE webhook").execute(&mut *tx).await?;
+        if isolated {
+            sqlx::query("RELEASE webhook").execute(&mut *tx).await?;
+        }
     }
     tx.commit().await?;
-    Ok(outcomes)
+    Ok(Some(outcomes))
 }
 
 /// One webhook inside the writer's transaction.
