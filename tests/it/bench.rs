@@ -31,6 +31,46 @@ pub(crate) fn machine() -> String {
     )
 }
 
+/// Delivers `total` webhooks made by `make`, `in_flight` at a time, each retried on 503
+/// like a platform's sender; returns webhooks per second and the 503 answers seen.
+pub(crate) async fn deliver_all(
+    sender: &crate::harness::Sender,
+    in_flight: usize,
+    total: usize,
+    make: impl Fn(usize) -> (String, Vec<u8>) + Send + Sync + 'static,
+) -> (f64, u32) {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+    let make = Arc::new(make);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..in_flight)
+        .map(|_| {
+            let (sender, next, make) = (sender.clone(), next.clone(), make.clone());
+            tokio::spawn(async move {
+                let mut unavailable = 0;
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= total {
+                        return unavailable;
+                    }
+                    let (id, body) = make(i);
+                    let delivery = sender.deliver(&id, &body, Duration::from_secs(120)).await;
+                    assert_eq!(delivery.status, 202, "webhook {id}");
+                    unavailable += delivery.unavailable;
+                }
+            })
+        })
+        .collect();
+    let mut unavailable = 0;
+    for worker in workers {
+        unavailable += worker.await.expect("sender task");
+    }
+    (total as f64 / started.elapsed().as_secs_f64(), unavailable)
+}
+
 /// The machine's cores, as a float for CPU shares.
 pub(crate) fn cores() -> f64 {
     std::thread::available_parallelism().map(|n| n.get() as f64).unwrap_or(1.0)

@@ -7,10 +7,6 @@
 use std::{
     path::{Path, PathBuf},
     str::FromStr as _,
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
     time::{Duration, Instant},
 };
 
@@ -26,7 +22,7 @@ use sqlx::{
 };
 
 use crate::{
-    bench::{machine, write_section},
+    bench::{deliver_all, machine, write_section},
     harness::{Sender, TestFoyer, random_token, repo_root, sqlite_query},
 };
 
@@ -161,41 +157,6 @@ fn malloc_stats_and_trim(pid: u32, log: &Path) -> Option<(u64, u64)> {
         total.lines().find(|l| l.trim_start().starts_with(key))?.split('=').nth(1)?.trim().parse().ok()
     };
     Some((bytes("system bytes")?, bytes("in use bytes")?))
-}
-
-/// Sends `total` webhooks with `IN_FLIGHT` deliveries at a time (retrying 503s like a
-/// platform); returns webhooks per second and the 503 answers seen.
-async fn send_all(
-    sender: &Sender,
-    total: usize,
-    make: impl Fn(usize) -> (String, Vec<u8>) + Send + Sync + 'static,
-) -> (f64, u32) {
-    let make = Arc::new(make);
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let workers: Vec<_> = (0..IN_FLIGHT)
-        .map(|_| {
-            let (sender, next, make) = (sender.clone(), next.clone(), make.clone());
-            tokio::spawn(async move {
-                let mut unavailable = 0;
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= total {
-                        return unavailable;
-                    }
-                    let (id, body) = make(i);
-                    let delivery = sender.deliver(&id, &body, Duration::from_secs(120)).await;
-                    assert_eq!(delivery.status, 202, "webhook {id}");
-                    unavailable += delivery.unavailable;
-                }
-            })
-        })
-        .collect();
-    let mut unavailable = 0;
-    for worker in workers {
-        unavailable += worker.await.expect("sender task");
-    }
-    (total as f64 / started.elapsed().as_secs_f64(), unavailable)
 }
 
 /// A pool of one connection on a SQLite file (the bundled SQLite Foyer itself links).
@@ -414,7 +375,7 @@ async fn bench_memory_and_due_query() {
         chrono::DateTime::from_timestamp_millis(ms).expect("time").to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     };
     let (res_run, load_started) = (run.clone(), Instant::now());
-    let (reservation_rate, res_503) = send_all(&sender, RESERVATIONS, move |i| {
+    let (reservation_rate, res_503) = deliver_all(&sender, IN_FLIGHT, RESERVATIONS, move |i| {
         let starts = year + i as i64 * step_ms;
         let body = Sender::body(
             "reservation.created",
@@ -431,7 +392,7 @@ async fn bench_memory_and_due_query() {
     println!("reservations: {reservation_rate:.0}/s, {res_503} × 503; {after_reservations:?}");
 
     let ticket_run = run.clone();
-    let (ticket_rate, ticket_503) = send_all(&sender, TICKET_WEBHOOKS, move |w| {
+    let (ticket_rate, ticket_503) = deliver_all(&sender, IN_FLIGHT, TICKET_WEBHOOKS, move |w| {
         // Every 100th reservation gets 1000 tickets, each a holder of its own.
         let tickets: Vec<Value> = (0..TICKETS_PER_WEBHOOK)
             .map(|t| {

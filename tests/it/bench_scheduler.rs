@@ -3,10 +3,7 @@
 //! lateness is the `createRoom` arrival at the stand-in minus its `opens_at`.
 
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -14,7 +11,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 
 use crate::{
-    bench::{busiest_threads, cores, cpu_seconds, machine, own_cpu_seconds, thread_cpu, write_section},
+    bench::{busiest_threads, cores, cpu_seconds, deliver_all, machine, own_cpu_seconds, thread_cpu, write_section},
     harness::{Sender, TestFoyer, percentile, random_token, sqlite_query},
     standin::StandIn,
 };
@@ -29,25 +26,9 @@ const PILOT: usize = 500;
 
 /// Delivers every (webhook id, body) with `IN_FLIGHT` at a time; returns the time taken.
 async fn send_all(sender: &Sender, webhooks: Vec<(String, Vec<u8>)>) -> Duration {
-    let webhooks = Arc::new(webhooks);
-    let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
-    let workers: Vec<_> = (0..IN_FLIGHT)
-        .map(|_| {
-            let (sender, next, webhooks) = (sender.clone(), next.clone(), webhooks.clone());
-            tokio::spawn(async move {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some((id, body)) = webhooks.get(i) else { return };
-                    let delivery = sender.deliver(id, body, Duration::from_secs(60)).await;
-                    assert_eq!(delivery.status, 202, "{id}");
-                }
-            })
-        })
-        .collect();
-    for worker in workers {
-        worker.await.expect("sender");
-    }
+    let webhooks = Arc::new(webhooks);
+    deliver_all(sender, IN_FLIGHT, webhooks.len(), move |i| webhooks[i].clone()).await;
     started.elapsed()
 }
 
