@@ -6,7 +6,6 @@
 
 use chrono::{DateTime, Utc};
 use ruma::{OwnedRoomId, RoomId};
-use sha2::{Digest, Sha256};
 
 use crate::{
     api,
@@ -321,14 +320,10 @@ pub async fn handle(state: AppState, events: Vec<HomeserverEvent>) {
 
 async fn reply(client: &crate::matrix::MatrixClient, room_id: &OwnedRoomId, event_id: &str, answer: &Answer) {
     // The transaction id follows the command, so a redelivered command is answered once.
-    let txn = format!("foyer-admin-{}", hex(&Sha256::digest(event_id.as_bytes())[..12]));
+    let txn = format!("foyer-admin-{event_id}");
     if let Err(e) = room::notice(client, room_id, &txn, &answer.text, &answer.html).await {
         tracing::warn!(room_id = %room_id, error = %e, "cannot answer an admin command");
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

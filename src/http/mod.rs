@@ -50,7 +50,7 @@ pub fn router(state: AppState) -> Router {
 /// Gives every request an id: the caller's `X-Request-Id` when it is a sane token,
 /// otherwise a new one. Every log line of the request carries it (in the `request`
 /// span), and the answer echoes it, so a platform can quote it in a support ticket.
-async fn request_id(mut request: Request, next: Next) -> Response {
+async fn request_id(request: Request, next: Next) -> Response {
     let given = request
         .headers()
         .get("x-request-id")
@@ -62,9 +62,6 @@ async fn request_id(mut request: Request, next: Next) -> Response {
     let id = given.unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
     let span =
         tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
-    if let Ok(value) = header::HeaderValue::from_str(&id) {
-        request.headers_mut().insert("x-request-id", value);
-    }
     let mut response = tracing::Instrument::instrument(next.run(request), span).await;
     if let Ok(value) = header::HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);

@@ -87,10 +87,15 @@ impl Lifecycle {
                 }
             }
             let free = CONCURRENCY.saturating_sub(tasks.len());
-            let wait = match self.store.next_due_at().await {
-                Ok(Some(due)) => (due - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(MAX_IDLE),
-                Ok(None) => MAX_IDLE,
-                Err(_) => Duration::from_secs(1),
+            // With every slot taken only a finished task (or a stop) matters: no query.
+            let wait = if free == 0 {
+                MAX_IDLE
+            } else {
+                match self.store.next_due_at().await {
+                    Ok(Some(due)) => (due - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(MAX_IDLE),
+                    Ok(None) => MAX_IDLE,
+                    Err(_) => Duration::from_secs(1),
+                }
             };
             if free > 0 && wait.is_zero() {
                 match self.store.claim_due(Utc::now(), LEASE, free as u32, &self.instance).await {
