@@ -135,6 +135,7 @@ async fn steps_and_membership_facts_are_recorded_once() {
         store.record_webhook(&receipt("a"), &upsert(1)).await.unwrap();
         let room = OwnedRoomId::try_from("!room:example.org").unwrap();
         let now = Utc::now();
+        assert!(!store.manages_room(room.as_str()).await.unwrap(), "{backend}: not yet");
         let created = StepRecord::RoomCreated { room_id: room.clone(), hosts: [alice()].into(), topic: "t".into() };
         for step in [
             created,
@@ -151,6 +152,8 @@ async fn steps_and_membership_facts_are_recorded_once() {
         }
         let state = store.lifecycle_state(&jazz()).await.unwrap().room;
         assert_eq!(state.room_id.as_ref(), Some(&room), "{backend}");
+        assert!(store.manages_room(room.as_str()).await.unwrap(), "{backend}: its room");
+        assert!(!store.manages_room("!other:example.org").await.unwrap(), "{backend}: a foreign room");
         assert!(state.invited.contains(&alice()) && state.opening_notice_sent, "{backend}");
         assert_eq!(state.reminders_sent, [60, 600].into(), "{backend}");
         assert_eq!(state.live_notice_for.map(|t| t.timestamp_millis()), Some(now.timestamp_millis()), "{backend}");
