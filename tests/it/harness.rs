@@ -34,8 +34,31 @@ pub fn foyer_bin() -> &'static str {
     env!("CARGO_BIN_EXE_foyer")
 }
 
+/// A free loopback port for a server a test starts later, taken from below the kernel's
+/// ephemeral range. A port the kernel hands out for `:0` can be handed out again as the
+/// local end of any outgoing connection (Synapse's to an appservice, a test's to Synapse)
+/// before the server binds it; a port below that range never is. No port is given twice.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    use rand::Rng as _;
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    const LOWEST: u16 = 10_000;
+    let first_ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let mut given = GIVEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    for _ in 0..1_000 {
+        let port = if first_ephemeral > LOWEST + 1_000 {
+            rand::rng().random_range(LOWEST..first_ephemeral)
+        } else {
+            TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+        };
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no free loopback port below {first_ephemeral} in 1,000 tries")
 }
 
 pub fn random_token() -> String {
