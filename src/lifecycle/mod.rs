@@ -211,7 +211,7 @@ impl Lifecycle {
             Ok(next) => self.store.release(&claim, next, None, now).await,
             Err(e) => {
                 let attempts = self.store.lifecycle_state(id).await.map(|s| s.attempts).unwrap_or(0);
-                let retry = backoff(attempts);
+                let retry = e.retry_in(attempts);
                 let step = step.unwrap_or("plan");
                 tracing::warn!(reservation_id = %id, step, error = %e, retry_in_s = retry.num_seconds(), "lifecycle step failed");
                 metrics::counter!("foyer_lifecycle_steps_total", "step" => step, "result" => "failed").increment(1);
@@ -435,4 +435,48 @@ fn step_kind(step: &Step) -> &'static str {
 /// 1 s, 2 s, 4 s … up to 5 minutes between attempts of a failing reservation.
 fn backoff(attempts: u32) -> chrono::Duration {
     chrono::Duration::seconds(1i64 << attempts.min(8)).min(chrono::Duration::minutes(5))
+}
+
+impl StepError {
+    /// When to try again. A room still waiting out `ABANDONED_AFTER` is looked at again
+    /// no later than the end of that wait: backing off past it would hold the
+    /// reservation's opening for minutes after the failures that came before (a
+    /// homeserver restart fails a few attempts in a row).
+    fn retry_in(&self, attempts: u32) -> chrono::Duration {
+        match self {
+            StepError::Open(room::OpenError::Unfinished { wait_s, .. }) => {
+                let wait = chrono::Duration::from_std(std::time::Duration::from_secs(*wait_s));
+                backoff(attempts).min(wait.unwrap_or(chrono::Duration::MAX))
+            }
+            _ => backoff(attempts),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_back_off_but_an_unfinished_room_is_looked_at_when_its_wait_ends() {
+        let secs = chrono::Duration::seconds;
+        assert_eq!([0, 1, 5, 8, 30].map(backoff), [secs(1), secs(2), secs(32), secs(256), secs(256)]);
+        let unfinished = |wait_s| {
+            StepError::Open(room::OpenError::Unfinished {
+                alias: ruma::OwnedRoomAliasId::try_from("#live_jazz:example.org").unwrap(),
+                room_id: ruma::OwnedRoomId::try_from("!half:example.org").unwrap(),
+                wait_s,
+            })
+        };
+        // Early on the backoff is shorter than the wait: the marker may still come.
+        assert_eq!(unfinished(59).retry_in(2), secs(4));
+        // After a few failures (a homeserver restart) the wait's end comes first.
+        assert_eq!(unfinished(50).retry_in(7), secs(50));
+        assert_eq!(unfinished(u64::MAX).retry_in(7), secs(128));
+        let other = StepError::Matrix(MatrixError::Network {
+            endpoint: "create_room".into(),
+            message: "connection refused".into(),
+        });
+        assert_eq!(other.retry_in(7), secs(128));
+    }
 }

@@ -149,6 +149,13 @@ async fn a_thousand_webhooks_a_second_while_rooms_open_and_synapse_restarts() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let rooms_done = started.elapsed();
+    // Why any room was slow: the steps that failed (during the restart) and when they were retried.
+    let log = foyer.log();
+    let failed: Vec<&str> = log.lines().filter(|l| l.contains("lifecycle step failed")).collect();
+    println!("load: {} lifecycle steps failed and were retried", failed.len());
+    for line in failed.iter().take(12) {
+        println!("load:   {line}");
+    }
 
     let mut latencies: Vec<Duration> = deliveries.iter().map(|d| d.latency).collect();
     latencies.sort();
