@@ -3,15 +3,22 @@
 //! `open <id>`, `archive <id>` or `retry <id>`; the bot answers with a notice (HTML and
 //! plain text). Anyone else who tries gets a polite refusal; invites from people who
 //! are not admins are left unanswered. Reservation rooms are never used for this.
+//!
+//! The appservice transaction keeps the events that concern this module in the store's
+//! admin inbox before it is answered; [`serve`] handles them and drops each once done.
+
+use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
-use ruma::{OwnedRoomId, RoomId};
+use ruma::{OwnedUserId, RoomId, UserId};
+use tokio::sync::{Notify, watch};
 
 use crate::{
     api,
     events::HomeserverEvent,
     http::AppState,
     lifecycle::room::{self, escape},
+    matrix::{MatrixClient, MatrixError},
     reservation::ReservationId,
     schedule::{self, Phase},
     store::{AdminAction, ReservationRecord, StoreError},
@@ -259,79 +266,155 @@ pub async fn run(state: &AppState, command: Command, now: DateTime<Utc>) -> Resu
     }
 }
 
-/// Whether an event may be an admin's: an invite (of anyone; the bot's is picked out
-/// later) or a message that starts with `!foyer`.
-pub fn concerns(event: &HomeserverEvent) -> bool {
-    event.membership() == Some("invite")
-        || (event.kind == "m.room.message"
-            && event.content.get("body").and_then(|b| b.as_str()).is_some_and(|b| parse(b).is_some()))
+/// Whether an event goes to the admin inbox: an admin's invite of the bot, or a
+/// `!foyer` message from anyone but the bot (a stranger is answered with a refusal).
+/// Other invites never do, since the bot does not act in rooms it has no business in.
+pub fn concerns(event: &HomeserverEvent, bot: &UserId, admins: &[OwnedUserId]) -> bool {
+    if event.sender == bot.as_str() {
+        return false;
+    }
+    if event.membership() == Some("invite") {
+        return event.state_key.as_deref() == Some(bot.as_str()) && is_admin(admins, &event.sender);
+    }
+    event.kind == "m.room.message"
+        && event.content.get("body").and_then(|b| b.as_str()).is_some_and(|b| parse(b).is_some())
 }
 
-/// Handles the events of one transaction that concern admin commands: invites of the
-/// bot, and `!foyer` messages in rooms that are not reservation rooms. Runs after the
-/// transaction was answered; a crash meanwhile loses a command, which the admin repeats.
-pub async fn handle(state: AppState, events: Vec<HomeserverEvent>) {
-    let Some(lifecycle) = state.lifecycle.get().cloned() else { return };
-    let client = &lifecycle.client;
-    let bot = state.config.bot_user_id();
-    for event in events {
-        if event.sender == bot.as_str() {
-            continue;
-        }
-        let Ok(room_id) = RoomId::parse(&event.room_id) else { continue };
-        let is_admin = state.config.admins.iter().any(|a| a.as_str() == event.sender);
-        if event.membership() == Some("invite") && event.state_key.as_deref() == Some(bot.as_str()) {
-            // Only an admin's invite is taken; others are left alone, since the bot never
-            // acts in a room it has no business in.
-            if is_admin {
-                match room::join(client, &room_id.to_owned()).await {
-                    Ok(()) => tracing::info!(room_id = %room_id, sender = %event.sender, "joined an admin's room"),
-                    Err(e) => tracing::warn!(room_id = %room_id, error = %e, "cannot join an admin's room"),
-                }
-            }
-            continue;
-        }
-        if event.kind != "m.room.message" {
-            continue;
-        }
-        let Some(parsed) = event.content.get("body").and_then(|b| b.as_str()).and_then(parse) else { continue };
-        match state.store.manages_room(room_id.as_str()).await {
-            Ok(false) => {}
-            Ok(true) => continue, // never in a reservation's room
+fn is_admin(admins: &[OwnedUserId], user: &str) -> bool {
+    admins.iter().any(|a| a.as_str() == user)
+}
+
+/// How long the inbox waits before trying an event again that failed for a reason
+/// that passes (the homeserver or the database is down).
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// Why the inbox stopped short; the event stays and is tried again.
+#[derive(Debug, thiserror::Error)]
+enum Unfinished {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Matrix(#[from] MatrixError),
+}
+
+/// Works through the admin inbox until `stop`: at once (what a crash left behind) and
+/// whenever a transaction queues events (`wake`). The appservice transaction stores
+/// the events before it is answered and each is dropped only once handled, so a
+/// crash loses no command; one handled twice is answered once, since the answer's
+/// transaction id is the command's event id.
+pub async fn serve(state: AppState, client: MatrixClient, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let retry = match drain(&state, &client).await {
+            Ok(()) => None,
             Err(e) => {
-                tracing::warn!(room_id = %room_id, error = %e, "cannot tell whether a room is Foyer's; command ignored");
-                continue;
-            }
-        }
-        let answer = match (is_admin, parsed) {
-            (false, _) => Answer::plain(REFUSAL),
-            (true, Err(help)) => Answer::plain(help),
-            (true, Ok(command)) => {
-                tracing::info!(room_id = %room_id, sender = %event.sender, command = ?command, "admin command");
-                match run(&state, command, Utc::now()).await {
-                    Ok(answer) => answer,
-                    Err(e) => Answer::plain(format!("The database cannot answer now ({e}); try again in a moment.")),
-                }
+                tracing::warn!(error = %e, retry_in_s = RETRY_AFTER.as_secs(), "cannot finish an admin command now");
+                Some(RETRY_AFTER)
             }
         };
-        reply(client, &room_id, &event.event_id, &answer).await;
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = async {
+                match retry {
+                    Some(wait) => tokio::time::sleep(wait).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
     }
 }
 
-async fn reply(client: &crate::matrix::MatrixClient, room_id: &OwnedRoomId, event_id: &str, answer: &Answer) {
-    // The transaction id follows the command, so a redelivered command is answered once.
-    let txn = format!("foyer-admin-{event_id}");
-    if let Err(e) = room::notice(client, room_id, &txn, &answer.text, &answer.html).await {
-        tracing::warn!(room_id = %room_id, error = %e, "cannot answer an admin command");
+async fn drain(state: &AppState, client: &MatrixClient) -> Result<(), Unfinished> {
+    loop {
+        let events = state.store.admin_inbox(32).await?;
+        if events.is_empty() {
+            return Ok(());
+        }
+        for event in events {
+            handle(state, client, &event).await?;
+            state.store.forget_admin_event(&event.event_id).await?;
+        }
     }
+}
+
+/// Handles one inbox event: joins an admin's room, or answers a command. Fails only
+/// for what may pass; an answer the homeserver refuses for good is logged and dropped.
+async fn handle(state: &AppState, client: &MatrixClient, event: &HomeserverEvent) -> Result<(), Unfinished> {
+    let Ok(room_id) = RoomId::parse(&event.room_id) else { return Ok(()) };
+    let permanent = |e: MatrixError, what: &str| {
+        if e.is_transient() {
+            return Err(Unfinished::Matrix(e));
+        }
+        tracing::warn!(room_id = %room_id, error = %e, "cannot {what}; dropped");
+        Ok(())
+    };
+    if event.membership() == Some("invite") {
+        return match room::join(client, &room_id).await {
+            Ok(()) => {
+                tracing::info!(room_id = %room_id, sender = %event.sender, "joined an admin's room");
+                Ok(())
+            }
+            Err(e) => permanent(e, "join an admin's room"),
+        };
+    }
+    let Some(parsed) = event.content.get("body").and_then(|b| b.as_str()).and_then(parse) else { return Ok(()) };
+    if state.store.manages_room(room_id.as_str()).await? {
+        return Ok(()); // never in a reservation's room
+    }
+    let answer = match (is_admin(&state.config.admins, &event.sender), parsed) {
+        (false, _) => Answer::plain(REFUSAL),
+        (true, Err(help)) => Answer::plain(help),
+        (true, Ok(command)) => {
+            tracing::info!(room_id = %room_id, sender = %event.sender, command = ?command, "admin command");
+            run(state, command, Utc::now()).await?
+        }
+    };
+    crate::failpoint::hit("admin_before_answer");
+    // The transaction id follows the command, so a command handled again is answered once.
+    let txn = format!("foyer-admin-{}", event.event_id);
+    match room::notice(client, &room_id, &txn, &answer.text, &answer.html).await {
+        Ok(()) => {}
+        Err(e) => return permanent(e, "answer an admin command"),
+    }
+    crate::failpoint::hit("admin_after_answer");
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+    use crate::test_support::user;
 
     fn id(s: &str) -> ReservationId {
         ReservationId::parse(s).unwrap()
+    }
+
+    #[test]
+    fn the_inbox_takes_admins_invites_of_the_bot_and_commands_from_anyone_but_the_bot() {
+        let (bot, admin, stranger) = (user("foyer"), user("admin"), user("stranger"));
+        let admins = [admin.clone()];
+        let event = |sender: &OwnedUserId, kind: &str, state_key: Option<&OwnedUserId>, content| HomeserverEvent {
+            event_id: "$e".into(),
+            room_id: "!dm:example.org".into(),
+            kind: kind.into(),
+            sender: sender.to_string(),
+            state_key: state_key.map(|u| u.to_string()),
+            content,
+        };
+        let invite = |sender, invitee| event(sender, "m.room.member", Some(invitee), json!({"membership": "invite"}));
+        let says =
+            |sender, body: &str| event(sender, "m.room.message", None, json!({"msgtype": "m.text", "body": body}));
+        let taken = |e: HomeserverEvent| concerns(&e, &bot, &admins);
+        assert!(taken(invite(&admin, &bot)));
+        assert!(!taken(invite(&stranger, &bot)), "a stranger's invite is left alone");
+        assert!(!taken(invite(&admin, &stranger)), "only invites of the bot");
+        assert!(taken(says(&admin, "!foyer list")));
+        assert!(taken(says(&stranger, "!foyer open jazz")), "a stranger is refused, so it is taken");
+        assert!(taken(says(&admin, "!foyer dance")), "answered with help");
+        assert!(!taken(says(&admin, "hello")));
+        assert!(!taken(says(&bot, "!foyer help")), "never the bot's own messages");
     }
 
     #[test]

@@ -96,9 +96,16 @@ async fn transaction(State(state): State<AppState>, Path(txn_id): Path<String>, 
             return error(StatusCode::SERVICE_UNAVAILABLE, "M_UNKNOWN", "Foyer cannot store this now");
         }
     }
-    let commands: Vec<HomeserverEvent> = events.iter().filter(|e| crate::admin::concerns(e)).cloned().collect();
+    // Admin commands too: the inbox keeps them until they are handled.
+    let admins = &state.config.admins;
+    let commands: Vec<HomeserverEvent> =
+        events.iter().filter(|e| crate::admin::concerns(e, &bot, admins)).cloned().collect();
     if !commands.is_empty() {
-        tokio::spawn(crate::admin::handle(state.clone(), commands));
+        if let Err(e) = state.store.queue_admin_events(&commands, chrono::Utc::now()).await {
+            tracing::error!(txn_id, error = %e, "cannot store admin commands; the homeserver will retry");
+            return error(StatusCode::SERVICE_UNAVAILABLE, "M_UNKNOWN", "Foyer cannot store this now");
+        }
+        state.admin_wake.notify_one();
     }
     let count = events.len();
     for event in &events {

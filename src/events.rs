@@ -1,16 +1,22 @@
 //! Events pushed by the homeserver, as Foyer reads them.
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The parts of a homeserver event Foyer reads. Events are kept loosely typed here:
-/// a malformed event must never make the homeserver's transaction fail.
-#[derive(Debug, Clone, PartialEq)]
+/// a malformed event must never make the homeserver's transaction fail. Serialized in
+/// the event's own shape (for the admin inbox).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HomeserverEvent {
     pub event_id: String,
     pub room_id: String,
+    #[serde(rename = "type")]
     pub kind: String,
+    #[serde(default)]
     pub sender: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_key: Option<String>,
+    #[serde(default)]
     pub content: Value,
 }
 

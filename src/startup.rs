@@ -60,6 +60,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         metrics: metrics_handle(),
         store,
         wake: Arc::new(tokio::sync::Notify::new()),
+        admin_wake: Arc::new(tokio::sync::Notify::new()),
         lifecycle: Default::default(),
         phases_counted_at: Default::default(),
     };
@@ -107,7 +108,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
                 instance: format!("foyer-{}-{:08x}", std::process::id(), rand::random::<u32>()),
             });
             let _ = state.lifecycle.set(lifecycle.clone());
+            let admin_client = lifecycle.client.clone();
             tokio::spawn(lifecycle.run(stop_rx.clone()));
+            tokio::spawn(crate::admin::serve(state.clone(), admin_client, state.admin_wake.clone(), stop_rx.clone()));
             tracing::info!(bot = %report.bot, "ready");
             metrics::gauge!("foyer_ready").set(1.0);
             if let Ok(mut ready) = state.ready.write() {

@@ -26,6 +26,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Wakes the lifecycle worker after a webhook's facts are committed.
     pub wake: Arc<tokio::sync::Notify>,
+    /// Wakes the admin inbox after a transaction queued commands.
+    pub admin_wake: Arc<tokio::sync::Notify>,
     /// Set once the homeserver handshake has passed.
     pub lifecycle: Arc<std::sync::OnceLock<Arc<crate::lifecycle::Lifecycle>>>,
     /// When `/metrics` last counted reservations by phase (a scan, so at most every 15 s).

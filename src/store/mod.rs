@@ -14,6 +14,7 @@ use ruma::{OwnedRoomId, OwnedUserId};
 pub use self::{postgres::PostgresStore, sqlite::SqliteStore};
 use crate::{
     config::{DatabaseConfig, DatabaseKind},
+    events::HomeserverEvent,
     lifecycle::{Audience, Membership, RoomState},
     reservation::{Reservation, ReservationId, WebhookEvent},
 };
@@ -223,6 +224,16 @@ pub trait Store: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
 
+    /// Keeps events for the admin commands (see `admin.rs`) until they are handled; an
+    /// event already kept is kept once.
+    async fn queue_admin_events(&self, events: &[HomeserverEvent], now: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// The oldest kept admin events, in the order they came, at most `limit`.
+    async fn admin_inbox(&self, limit: u32) -> Result<Vec<HomeserverEvent>, StoreError>;
+
+    /// Drops a handled admin event.
+    async fn forget_admin_event(&self, event_id: &str) -> Result<(), StoreError>;
+
     /// Records one step's outcome at once, so a crash right after it repeats nothing.
     async fn record_step(&self, id: &ReservationId, step: &StepRecord, now: DateTime<Utc>) -> Result<(), StoreError>;
 
@@ -339,6 +350,68 @@ macro_rules! record_admin_action {
     };
 }
 pub(crate) use record_admin_action;
+
+/// `Store::queue_admin_events`, `Store::admin_inbox` and `Store::forget_admin_event` in
+/// one body for every backend, as functions of the pool; `$begin(...)` opens the write
+/// transaction and `$p1`…`$p3` are the dialect's placeholders.
+macro_rules! admin_inbox_fns {
+    ($pool:ty, $begin:ident($($arg:expr)?), $p1:literal, $p2:literal, $p3:literal) => {
+        async fn queue_admin_events(
+            pool: &$pool,
+            events: &[$crate::events::HomeserverEvent],
+            now: DateTime<Utc>,
+        ) -> Result<(), StoreError> {
+            if events.is_empty() {
+                return Ok(());
+            }
+            let mut tx = pool.$begin($($arg)?).await.map_err(unavailable)?;
+            for event in events {
+                let text = serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                sqlx::query(concat!(
+                    "INSERT INTO admin_inbox (event_id, event, received_at) VALUES (",
+                    $p1,
+                    ", ",
+                    $p2,
+                    ", ",
+                    $p3,
+                    ") ON CONFLICT (event_id) DO NOTHING"
+                ))
+                .bind(&event.event_id)
+                .bind(text)
+                .bind(to_millis(now))
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            }
+            tx.commit().await.map_err(unavailable)
+        }
+
+        async fn admin_inbox(pool: &$pool, limit: u32) -> Result<Vec<$crate::events::HomeserverEvent>, StoreError> {
+            let rows: Vec<(String, String)> =
+                sqlx::query_as(concat!("SELECT event_id, event FROM admin_inbox ORDER BY seq LIMIT ", $p1))
+                    .bind(i64::from(limit))
+                    .fetch_all(pool)
+                    .await
+                    .map_err(unavailable)?;
+            rows.into_iter()
+                .map(|(id, text)| {
+                    serde_json::from_str(&text)
+                        .map_err(|e| StoreError::Corrupt(format!("admin_inbox event {id} cannot be read: {e}")))
+                })
+                .collect()
+        }
+
+        async fn forget_admin_event(pool: &$pool, event_id: &str) -> Result<(), StoreError> {
+            sqlx::query(concat!("DELETE FROM admin_inbox WHERE event_id = ", $p1))
+                .bind(event_id)
+                .execute(pool)
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        }
+    };
+}
+pub(crate) use admin_inbox_fns;
 
 /// Reads a reservation record from a row of the `select_records!` shape; one body for
 /// every backend's row type.

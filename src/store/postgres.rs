@@ -17,6 +17,7 @@ use super::{
     AdminAction, Claim, LifecycleState, MemberCounts, MembershipFact, Outcome, Receipt, ReservationRecord, Signals,
     StepRecord, Store, StoreError, TicketCounts, from_millis, to_millis,
 };
+use crate::events::HomeserverEvent;
 use crate::lifecycle::{Member, Membership};
 use crate::reservation::{
     Channel, Description, ExternalId, Reservation, ReservationId, Revision, StreamUrl, Title, WebhookEvent,
@@ -27,6 +28,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
     (2, include_str!("../../migrations/postgres/0002_next_wake_index.sql")),
     (3, include_str!("../../migrations/postgres/0003_admin_actions.sql")),
+    (4, include_str!("../../migrations/postgres/0004_admin_inbox.sql")),
 ];
 
 pub struct PostgresStore {
@@ -441,6 +443,18 @@ impl Store for PostgresStore {
         record_admin_action(&self.pool, id, action, now).await
     }
 
+    async fn queue_admin_events(&self, events: &[HomeserverEvent], now: DateTime<Utc>) -> Result<(), StoreError> {
+        queue_admin_events(&self.pool, events, now).await
+    }
+
+    async fn admin_inbox(&self, limit: u32) -> Result<Vec<HomeserverEvent>, StoreError> {
+        admin_inbox(&self.pool, limit).await
+    }
+
+    async fn forget_admin_event(&self, event_id: &str) -> Result<(), StoreError> {
+        forget_admin_event(&self.pool, event_id).await
+    }
+
     async fn record_step(&self, id: &ReservationId, step: &StepRecord, now: DateTime<Utc>) -> Result<(), StoreError> {
         let rid = id.as_str();
         let query = match step {
@@ -707,3 +721,4 @@ const SELECT_SCHEDULES_AFTER: &str =
 
 super::record_from_row!(record_from_row, PgRow);
 super::record_admin_action!(record_admin_action, PgPool, begin(), "$1", "$2");
+super::admin_inbox_fns!(PgPool, begin(), "$1", "$2", "$3");

@@ -22,6 +22,7 @@ use super::{
     AdminAction, Claim, LifecycleState, MemberCounts, MembershipFact, Outcome, Receipt, ReservationRecord, Signals,
     StepRecord, Store, StoreError, TicketCounts, from_millis, to_millis,
 };
+use crate::events::HomeserverEvent;
 use crate::lifecycle::{Member, Membership};
 use crate::reservation::{
     Channel, Description, ExternalId, Reservation, ReservationId, Revision, StreamUrl, Title, WebhookEvent,
@@ -37,6 +38,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../../migrations/sqlite/0006_lease_owner.sql")),
     (7, include_str!("../../migrations/sqlite/0007_next_wake_index.sql")),
     (8, include_str!("../../migrations/sqlite/0008_admin_actions.sql")),
+    (9, include_str!("../../migrations/sqlite/0009_admin_inbox.sql")),
 ];
 
 pub struct SqliteStore {
@@ -568,6 +570,18 @@ impl Store for SqliteStore {
         record_admin_action(&self.pool, id, action, now).await
     }
 
+    async fn queue_admin_events(&self, events: &[HomeserverEvent], now: DateTime<Utc>) -> Result<(), StoreError> {
+        queue_admin_events(&self.pool, events, now).await
+    }
+
+    async fn admin_inbox(&self, limit: u32) -> Result<Vec<HomeserverEvent>, StoreError> {
+        admin_inbox(&self.pool, limit).await
+    }
+
+    async fn forget_admin_event(&self, event_id: &str) -> Result<(), StoreError> {
+        forget_admin_event(&self.pool, event_id).await
+    }
+
     async fn record_step(&self, id: &ReservationId, step: &StepRecord, now: DateTime<Utc>) -> Result<(), StoreError> {
         let rid = id.as_str();
         let query = match step {
@@ -836,6 +850,7 @@ const SELECT_SCHEDULES_AFTER: &str =
 
 super::record_from_row!(record_from_row, SqliteRow);
 super::record_admin_action!(record_admin_action, SqlitePool, begin_with("BEGIN IMMEDIATE"), "?", "?");
+super::admin_inbox_fns!(SqlitePool, begin_with("BEGIN IMMEDIATE"), "?", "?", "?");
 
 #[cfg(test)]
 mod tests {

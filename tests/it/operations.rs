@@ -291,18 +291,9 @@ async fn ask(user: &TestUser, bot: &str, room: &str, text: &str) -> Value {
     answer
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn admins_command_the_bot_in_a_direct_room_and_strangers_are_refused() {
-    let hs = Synapse::shared();
-    let (admin, stranger) = (hs.create_user("opsadmin").await, hs.create_user("stranger").await);
-    let admin_id = admin.user_id.clone();
-    let foyer = TestFoyer::start_with(move |yaml| yaml + &format!("admins: [\"{admin_id}\"]\n"), &[]).await;
+/// The admin opens a direct chat with the bot; returns it once the bot has joined.
+async fn direct_chat(foyer: &TestFoyer, admin: &TestUser) -> String {
     let bot = foyer.slot.bot_user_id();
-    let (scheduled, other) = (unique("cmd"), unique("cmdother"));
-    foyer.accept("reservation.created", reservation(&scheduled, 7200, 60)).await;
-    foyer.accept("reservation.created", reservation(&other, 7200, 60)).await;
-
-    // The admin opens a direct chat with the bot; the bot joins.
     let (status, dm) = admin
         .request(
             reqwest::Method::POST,
@@ -318,6 +309,63 @@ async fn admins_command_the_bot_in_a_direct_room_and_strangers_are_refused() {
         joined["joined_rooms"].as_array()?.contains(&json!(dm)).then_some(())
     })
     .await;
+    dm
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_command_is_kept_through_crashes_and_answered_once() {
+    let admin = Synapse::shared().create_user("opsadmin").await;
+    let admin_id = admin.user_id.clone();
+    let mut foyer = TestFoyer::start_with(move |yaml| yaml + &format!("admins: [\"{admin_id}\"]\n"), &[]).await;
+    let bot = foyer.slot.bot_user_id();
+    let id = unique("crashcmd");
+    foyer.accept("reservation.created", reservation(&id, 7200, 60)).await;
+    let dm = direct_chat(&foyer, &admin).await;
+
+    // Foyer dies after taking the command and before answering it ...
+    foyer.kill_and_restart_with(&[("FOYER_FAILPOINTS", "admin_before_answer")], true).await;
+    let command = format!("!foyer open {id}");
+    let (status, sent) = admin.send_text(&dm, &command).await;
+    assert_eq!(status, 200, "{sent}");
+    assert_ne!(foyer.wait_exit(Duration::from_secs(20)).await, 0, "the failpoint aborts");
+    // ... then again after answering it and before dropping it from the inbox ...
+    foyer.restart(&[("FOYER_FAILPOINTS", "admin_after_answer")]);
+    assert_ne!(foyer.wait_exit(Duration::from_secs(60)).await, 0, "the failpoint aborts");
+    // ... and the third start finds the command once more.
+    foyer.restart(&[]);
+    foyer.wait_ready().await;
+    eventually(Duration::from_secs(30), "the room to open", || async {
+        (foyer.reservation(&id).await.1["phase"] == "open").then_some(())
+    })
+    .await;
+    eventually(Duration::from_secs(20), "the third start to handle the command", || async {
+        (foyer.log().matches("admin command room_id=").count() == 3).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await; // only to prove no second answer follows
+    let answers: Vec<String> = admin
+        .messages(&dm)
+        .await
+        .iter()
+        .filter(|e| e["sender"] == bot && e["content"]["msgtype"] == "m.notice")
+        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(answers, [format!("Opening the room of `{id}` now.")], "one answer, the first one");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_command_the_bot_in_a_direct_room_and_strangers_are_refused() {
+    let hs = Synapse::shared();
+    let (admin, stranger) = (hs.create_user("opsadmin").await, hs.create_user("stranger").await);
+    let admin_id = admin.user_id.clone();
+    let foyer = TestFoyer::start_with(move |yaml| yaml + &format!("admins: [\"{admin_id}\"]\n"), &[]).await;
+    let bot = foyer.slot.bot_user_id();
+    let (scheduled, other) = (unique("cmd"), unique("cmdother"));
+    foyer.accept("reservation.created", reservation(&scheduled, 7200, 60)).await;
+    foyer.accept("reservation.created", reservation(&other, 7200, 60)).await;
+
+    let dm = direct_chat(&foyer, &admin).await;
+    let bot_user = TestUser::bot(&foyer.slot);
 
     let help = ask(&admin, &bot, &dm, "!foyer help").await;
     assert_eq!(help["format"], "org.matrix.custom.html");

@@ -6,6 +6,7 @@ use std::time::Duration;
 use chrono::{Duration as Span, TimeZone as _, Utc};
 use foyer::{
     config::{DatabaseConfig, DatabaseKind},
+    events::HomeserverEvent,
     lifecycle::Membership,
     reservation::{ExternalId, Reservation, ReservationId, Revision, Ticket, Title, WebhookEvent},
     secret::Secret,
@@ -201,6 +202,36 @@ async fn admin_actions_are_kept_as_facts_and_make_the_reservation_due() {
             1,
             "{backend}: due"
         );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_admin_inbox_keeps_events_once_in_order_until_forgotten() {
+    each_backend(|store, backend| async move {
+        let event = |id: &str, body: &str| HomeserverEvent {
+            event_id: id.into(),
+            room_id: "!dm:example.org".into(),
+            kind: "m.room.message".into(),
+            sender: alice().to_string(),
+            state_key: None,
+            content: serde_json::json!({"msgtype": "m.text", "body": body}),
+        };
+        let invite = HomeserverEvent {
+            kind: "m.room.member".into(),
+            state_key: Some("@foyer:example.org".into()),
+            content: serde_json::json!({"membership": "invite"}),
+            ..event("$invite", "")
+        };
+        assert!(store.admin_inbox(10).await.unwrap().is_empty(), "{backend}");
+        let (list, show) = (event("$list", "!foyer list"), event("$show", "!foyer show jazz"));
+        store.queue_admin_events(&[invite.clone(), list.clone()], Utc::now()).await.unwrap();
+        store.queue_admin_events(&[list.clone(), show.clone()], Utc::now()).await.unwrap();
+        assert_eq!(store.admin_inbox(10).await.unwrap(), [invite.clone(), list.clone(), show.clone()], "{backend}");
+        assert_eq!(store.admin_inbox(2).await.unwrap(), [invite.clone(), list.clone()], "{backend}: at most 2");
+        store.forget_admin_event("$list").await.unwrap();
+        store.forget_admin_event("$unknown").await.unwrap();
+        assert_eq!(store.admin_inbox(10).await.unwrap(), [invite, show], "{backend}: the rest, in order");
     })
     .await;
 }
