@@ -100,11 +100,11 @@ async fn receive_inner(
         tracing::warn!(error = %e, "webhook refused: bad signature");
         ("bad_signature", error(StatusCode::UNAUTHORIZED, "FOYER_BAD_SIGNATURE", e.to_string()))
     })?;
-    let event = payload::parse(&bytes, now).map_err(|e| {
+    let (sent, event) = payload::parse_typed(&bytes, now).map_err(|e| {
         tracing::info!(webhook_id, error = %e, "webhook refused: bad payload");
         ("bad_payload", error(StatusCode::BAD_REQUEST, "FOYER_BAD_PAYLOAD", e.to_string()))
     })?;
-    *kind = event.kind();
+    *kind = sent;
 
     let receipt = Receipt { webhook_id, received_at: now };
     let outcome = state.store.record_webhook(&receipt, &event).await.map_err(|e| {
@@ -127,6 +127,6 @@ async fn receive_inner(
         Outcome::Duplicate => ("duplicate", Json(json!({"status": "duplicate"})).into_response()),
         Outcome::Stale => ("stale", Json(json!({"status": "stale"})).into_response()),
     };
-    tracing::info!(webhook_id, kind = event.kind(), reservation_id, outcome = answer.0, "webhook stored");
+    tracing::info!(webhook_id, kind = sent, reservation_id, outcome = answer.0, "webhook stored");
     Ok(answer)
 }

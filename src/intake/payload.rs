@@ -183,13 +183,19 @@ fn user_id(value: &str) -> Result<OwnedUserId, String> {
 
 /// Parses a verified body. `now` fills the default of `stream.*`'s `at`.
 pub fn parse(body: &[u8], now: DateTime<Utc>) -> Result<WebhookEvent, PayloadError> {
+    parse_typed(body, now).map(|(_, event)| event)
+}
+
+/// Like [`parse`], with the event type as sent: `reservation.created` and
+/// `reservation.updated` are one [`WebhookEvent::Upsert`], told apart only here.
+pub fn parse_typed(body: &[u8], now: DateTime<Utc>) -> Result<(&'static str, WebhookEvent), PayloadError> {
     let Strict(value) = serde_json::from_slice(body).map_err(|e| err("body", format!("is not valid JSON ({e})")))?;
     let envelope = Object::new("body", &value)?;
     let kind = envelope.string("type").map_err(|e| err("type", e.message))?;
     envelope.get("timestamp").map(|_| ()).ok_or_else(|| err("timestamp", "is missing"))?;
     envelope.parse("timestamp", |v| time(v, now)).map_err(|e| err("timestamp", e.message))?;
     let data = Object::new("data", envelope.get("data").ok_or_else(|| err("data", "is missing"))?)?;
-    match kind {
+    let event = match kind {
         "reservation.created" | "reservation.updated" => {
             reservation(&data, now).map(|r| WebhookEvent::Upsert(Box::new(r)))
         }
@@ -249,7 +255,13 @@ pub fn parse(body: &[u8], now: DateTime<Utc>) -> Result<WebhookEvent, PayloadErr
                 "{other:?} is not a known event type (reservation.created, reservation.updated, reservation.cancelled, ticket.granted, ticket.revoked, stream.started, stream.ended)"
             ),
         )),
-    }
+    }?;
+    let sent = match (&event, kind) {
+        (WebhookEvent::Upsert(_), "reservation.created") => "reservation.created",
+        (WebhookEvent::Upsert(_), _) => "reservation.updated",
+        (other, _) => other.kind(),
+    };
+    Ok((sent, event))
 }
 
 fn reservation(data: &Object<'_>, now: DateTime<Utc>) -> Result<Reservation, PayloadError> {
@@ -338,6 +350,16 @@ mod tests {
             "hosts": ["@dj:example.org"],
             "chat": {"open_before_seconds": 900, "close_after_seconds": 1800}
         })
+    }
+
+    #[test]
+    fn the_type_as_sent_tells_created_from_updated() {
+        let sent = |kind: &str, data| parse_typed(&envelope(kind, data), Utc::now()).unwrap().0;
+        assert_eq!(sent("reservation.created", jazz()), "reservation.created");
+        assert_eq!(sent("reservation.updated", jazz()), "reservation.updated");
+        let id = json!({"reservation_id": "jazz"});
+        assert_eq!(sent("reservation.cancelled", id.clone()), "reservation.cancelled");
+        assert_eq!(sent("stream.started", id), "stream.started");
     }
 
     #[test]

@@ -55,7 +55,7 @@ async fn a_signed_reservation_is_stored_and_read_back() {
     assert_eq!(r["room_alias"], format!("#{}{id}:localhost", foyer.slot.alias_prefix));
     assert_eq!(r["tickets"], json!({"active": 0, "revoked": 0}));
     assert_eq!(r["members"], json!({"invited": 0, "joined": 0}));
-    assert!(foyer.metric(r#"foyer_webhooks_total{type="reservation.upsert",result="accepted"}"#).await >= 1.0);
+    assert!(foyer.metric(r#"foyer_webhooks_total{type="reservation.created",result="accepted"}"#).await >= 1.0);
 }
 
 #[tokio::test]
