@@ -268,8 +268,15 @@ impl Lifecycle {
                         StepRecord::RoomCreated {
                             room_id: created,
                             hosts: hosts.clone(),
+                            name: record.reservation.title.as_str().to_owned(),
                             topic: plan::topic(&record, &times),
                         }
+                    }
+                    Step::SetName(name) => {
+                        let room = room_id.as_ref().expect("the name is set in an existing room");
+                        room::set_name(&self.client, room, name).await?;
+                        tracing::info!(reservation_id = %id, room_id = %room, name, "room renamed");
+                        StepRecord::NameSet(name.clone())
                     }
                     Step::SetTopic(topic) => {
                         let room = room_id.as_ref().expect("the topic is set in an existing room");
@@ -420,6 +427,7 @@ fn step_kind(step: &Step) -> &'static str {
         Step::SetHosts => "set_hosts",
         Step::AcceptKnock(_) => "accept_knock",
         Step::Kick(..) => "kick",
+        Step::SetName(_) => "set_name",
         Step::SetTopic(_) => "set_topic",
         Step::SetStreamLink => "set_stream_link",
         Step::PostLiveNotice(_) => "live_notice",

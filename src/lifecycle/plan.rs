@@ -23,6 +23,8 @@ pub struct RoomState {
     pub members: BTreeMap<OwnedUserId, Member>,
     /// The hosts at power 50 in the room.
     pub hosts_applied: BTreeSet<OwnedUserId>,
+    /// The room name last set (the reservation's title then).
+    pub name_applied: Option<String>,
     pub topic_applied: Option<String>,
     /// The stream URL the widget and the pinned link show.
     pub stream_url_applied: Option<String>,
@@ -124,6 +126,8 @@ pub enum Step {
     AcceptKnock(OwnedUserId),
     /// Remove someone who may not be there, or refuse a knock.
     Kick(OwnedUserId, KickReason),
+    /// Name the room after the reservation's title, which changed.
+    SetName(String),
     SetTopic(String),
     /// Make the player widget, its layout and the pinned link match `stream_url`.
     SetStreamLink,
@@ -216,6 +220,10 @@ pub fn plan(
         if room.hosts_applied != hosts {
             steps.push(Step::SetHosts);
         }
+        let title = record.reservation.title.as_str();
+        if room.name_applied.as_deref() != Some(title) {
+            steps.push(Step::SetName(title.to_owned()));
+        }
         if room.topic_applied.as_deref() != Some(desired_topic.as_str()) {
             steps.push(Step::SetTopic(desired_topic));
         }
@@ -300,7 +308,8 @@ pub struct Applied<'a> {
     pub room_id: &'a OwnedRoomId,
     pub hosts: &'a BTreeSet<OwnedUserId>,
     pub bot: &'a OwnedUserId,
-    /// The topic the room was created with.
+    /// The name and topic the room was created with.
+    pub name: &'a str,
     pub topic: &'a str,
     pub stream_url: Option<&'a str>,
     /// The space `EnsureSpace` created or adopted.
@@ -315,9 +324,11 @@ impl RoomState {
             Step::CreateRoom => {
                 self.room_id = Some(done.room_id.clone());
                 self.hosts_applied = hosts.clone();
+                self.name_applied = Some(done.name.to_owned());
                 self.topic_applied = Some(done.topic.to_owned());
             }
             Step::SetHosts => self.hosts_applied = hosts.clone(),
+            Step::SetName(name) => self.name_applied = Some(name.clone()),
             Step::SetTopic(topic) => self.topic_applied = Some(topic.clone()),
             Step::SetStreamLink => self.stream_url_applied = done.stream_url.map(str::to_owned),
             Step::PostLiveNotice(at) => self.live_notice_for = Some(*at),
@@ -386,6 +397,7 @@ mod tests {
             invited: invited.iter().map(|n| user(n)).collect(),
             opening_notice_sent: true,
             hosts_applied: [user("dj")].into(),
+            name_applied: Some("Jazz".into()),
             topic_applied: Some("Starts Fri 27 Nov 2026, 19:00 UTC".into()),
             ..Default::default()
         }
@@ -597,11 +609,44 @@ mod tests {
         let p = plan(Some(&rec), &holders(&[]), &room, &rooms(), t(18, 40));
         assert!(p.steps.contains(&Step::Kick(alice.clone(), KickReason::NoTicket)), "{p:?}");
         let (hosts, space) = (BTreeSet::new(), OwnedRoomId::try_from("!space:example.org").unwrap());
-        let done =
-            Applied { room_id: &room_id(), hosts: &hosts, bot: &bot(), topic: "", stream_url: None, space: &space };
+        let done = Applied {
+            room_id: &room_id(),
+            hosts: &hosts,
+            bot: &bot(),
+            name: "",
+            topic: "",
+            stream_url: None,
+            space: &space,
+        };
         room.apply(&Step::Kick(alice.clone(), KickReason::NoTicket), &done);
         let p = plan(Some(&rec), &holders(&["alice"]), &room, &rooms(), t(18, 41));
         assert!(p.steps.contains(&Step::Invite(alice)), "{p:?}");
+    }
+
+    #[test]
+    fn a_new_title_renames_the_open_room_once() {
+        let mut rec = record(Signals::default());
+        let mut room = opened(&["dj"]);
+        assert_eq!(plan(Some(&rec), &holders(&[]), &room, &rooms(), t(18, 40)).steps, vec![]);
+        rec.reservation.title = crate::reservation::Title::parse("Jazz at Midnight").unwrap();
+        let p = plan(Some(&rec), &holders(&[]), &room, &rooms(), t(18, 40));
+        assert_eq!(p.steps, vec![Step::SetName("Jazz at Midnight".into())]);
+        let (hosts, space) = (BTreeSet::new(), OwnedRoomId::try_from("!space:example.org").unwrap());
+        let done = Applied {
+            room_id: &room_id(),
+            hosts: &hosts,
+            bot: &bot(),
+            name: "",
+            topic: "",
+            stream_url: None,
+            space: &space,
+        };
+        room.apply(&p.steps[0], &done);
+        assert_eq!(plan(Some(&rec), &holders(&[]), &room, &rooms(), t(18, 41)).steps, vec![]);
+        // Not after the archive: the archived room keeps the name it had.
+        room.archived = true;
+        rec.reservation.title = crate::reservation::Title::parse("Jazz, again").unwrap();
+        assert_eq!(plan(Some(&rec), &holders(&[]), &room, &rooms(), t(22, 30)).steps, vec![]);
     }
 
     #[test]
@@ -682,6 +727,7 @@ mod tests {
                 room_id: &room_id(),
                 hosts: &hosts,
                 bot: &bot(),
+                name: rec.reservation.title.as_str(),
                 topic: &created_topic,
                 stream_url: rec.reservation.stream_url.as_ref().map(|u| u.as_str()),
                 space: &OwnedRoomId::try_from("!space:example.org").unwrap(),

@@ -241,6 +241,10 @@ async fn message(
     client.send(req, None, deadline()).await.map(|r| r.event_id)
 }
 
+pub async fn set_name(client: &MatrixClient, room_id: &OwnedRoomId, name: &str) -> Result<(), MatrixError> {
+    put_state(client, room_id, "m.room.name", json!({"name": name})).await
+}
+
 pub async fn set_topic(client: &MatrixClient, room_id: &OwnedRoomId, topic: &str) -> Result<(), MatrixError> {
     put_state(client, room_id, "m.room.topic", json!({"topic": topic})).await
 }

@@ -17,6 +17,7 @@ const TABLES: &[&str] = &[
     "room_members",
     "seen_events",
     "spaces",
+    "admin_inbox",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +80,13 @@ pub async fn sqlite_to_postgres(
         .execute(&mut *tx)
         .await
         .map_err(|e| MigrateError::Copy { table: "lifecycle", message: e.to_string() })?;
+    // The inbox's order was copied with its rows; new rows come after them.
+    sqlx::query(
+        "SELECT setval(pg_get_serial_sequence('admin_inbox', 'seq'), COALESCE(MAX(seq), 0) + 1, false) FROM admin_inbox",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| MigrateError::Copy { table: "admin_inbox", message: e.to_string() })?;
     tx.commit().await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
     Ok(copied)
 }

@@ -119,8 +119,10 @@ pub enum StepRecord {
     RoomCreated {
         room_id: OwnedRoomId,
         hosts: BTreeSet<OwnedUserId>,
+        name: String,
         topic: String,
     },
+    NameSet(String),
     TopicSet(String),
     StreamLinkSet(Option<String>),
     LiveNoticeSent(DateTime<Utc>),

@@ -29,6 +29,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../../migrations/postgres/0002_next_wake_index.sql")),
     (3, include_str!("../../migrations/postgres/0003_admin_actions.sql")),
     (4, include_str!("../../migrations/postgres/0004_admin_inbox.sql")),
+    (5, include_str!("../../migrations/postgres/0005_room_name.sql")),
 ];
 
 pub struct PostgresStore {
@@ -335,7 +336,7 @@ impl Store for PostgresStore {
         let corrupt = |e: String| StoreError::Corrupt(format!("lifecycle {id}: {e}"));
         let row = sqlx::query(
             "SELECT room_id, opening_notice_sent, closing_notice_sent, archived_at, attempts, hosts_applied,
-                topic_applied, stream_url_applied, live_notice_for, ended_notice_for, reminders_sent,
+                name_applied, topic_applied, stream_url_applied, live_notice_for, ended_notice_for, reminders_sent,
                 closing_warning_sent, space_linked,
                 (SELECT sp.room_id FROM spaces sp JOIN reservations r ON r.channel_id = sp.channel_id
                  WHERE r.reservation_id = lifecycle.reservation_id) AS space
@@ -358,6 +359,7 @@ impl Store for PostgresStore {
                 Some(json) => serde_json::from_str(&json).map_err(|e| corrupt(e.to_string()))?,
                 None => Default::default(),
             };
+            state.room.name_applied = row.try_get("name_applied").map_err(unavailable)?;
             state.room.topic_applied = row.try_get("topic_applied").map_err(unavailable)?;
             state.room.stream_url_applied = row.try_get("stream_url_applied").map_err(unavailable)?;
             let time = |col: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -458,13 +460,19 @@ impl Store for PostgresStore {
     async fn record_step(&self, id: &ReservationId, step: &StepRecord, now: DateTime<Utc>) -> Result<(), StoreError> {
         let rid = id.as_str();
         let query = match step {
-            StepRecord::RoomCreated { room_id, hosts, topic } => sqlx::query(
-                "UPDATE lifecycle SET room_id = $1, hosts_applied = $2, topic_applied = $3 WHERE reservation_id = $4",
+            StepRecord::RoomCreated { room_id, hosts, name, topic } => sqlx::query(
+                "UPDATE lifecycle SET room_id = $1, hosts_applied = $2, name_applied = $3, topic_applied = $4 WHERE reservation_id = $5",
             )
             .bind(room_id.as_str())
             .bind(json_users(hosts))
+            .bind(name.as_str())
             .bind(topic.as_str())
             .bind(rid),
+            StepRecord::NameSet(name) => {
+                sqlx::query("UPDATE lifecycle SET name_applied = $1 WHERE reservation_id = $2")
+                    .bind(name.as_str())
+                    .bind(rid)
+            }
             StepRecord::TopicSet(topic) => {
                 sqlx::query("UPDATE lifecycle SET topic_applied = $1 WHERE reservation_id = $2")
                     .bind(topic.as_str())

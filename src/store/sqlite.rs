@@ -39,6 +39,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../../migrations/sqlite/0007_next_wake_index.sql")),
     (8, include_str!("../../migrations/sqlite/0008_admin_actions.sql")),
     (9, include_str!("../../migrations/sqlite/0009_admin_inbox.sql")),
+    (10, include_str!("../../migrations/sqlite/0010_room_name.sql")),
 ];
 
 pub struct SqliteStore {
@@ -462,7 +463,7 @@ impl Store for SqliteStore {
         let corrupt = |e: String| StoreError::Corrupt(format!("lifecycle {id}: {e}"));
         let row = sqlx::query(
             "SELECT room_id, opening_notice_sent, closing_notice_sent, archived_at, attempts, hosts_applied,
-                topic_applied, stream_url_applied, live_notice_for, ended_notice_for, reminders_sent,
+                name_applied, topic_applied, stream_url_applied, live_notice_for, ended_notice_for, reminders_sent,
                 closing_warning_sent, space_linked,
                 (SELECT sp.room_id FROM spaces sp JOIN reservations r ON r.channel_id = sp.channel_id
                  WHERE r.reservation_id = lifecycle.reservation_id) AS space
@@ -485,6 +486,7 @@ impl Store for SqliteStore {
                 Some(json) => serde_json::from_str(&json).map_err(|e| corrupt(e.to_string()))?,
                 None => Default::default(),
             };
+            state.room.name_applied = row.try_get("name_applied").map_err(unavailable)?;
             state.room.topic_applied = row.try_get("topic_applied").map_err(unavailable)?;
             state.room.stream_url_applied = row.try_get("stream_url_applied").map_err(unavailable)?;
             let time = |col: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -585,13 +587,19 @@ impl Store for SqliteStore {
     async fn record_step(&self, id: &ReservationId, step: &StepRecord, now: DateTime<Utc>) -> Result<(), StoreError> {
         let rid = id.as_str();
         let query = match step {
-            StepRecord::RoomCreated { room_id, hosts, topic } => sqlx::query(
-                "UPDATE lifecycle SET room_id = ?, hosts_applied = ?, topic_applied = ? WHERE reservation_id = ?",
+            StepRecord::RoomCreated { room_id, hosts, name, topic } => sqlx::query(
+                "UPDATE lifecycle SET room_id = ?, hosts_applied = ?, name_applied = ?, topic_applied = ? WHERE reservation_id = ?",
             )
             .bind(room_id.as_str())
             .bind(json_users(hosts))
+            .bind(name.as_str())
             .bind(topic.as_str())
             .bind(rid),
+            StepRecord::NameSet(name) => {
+                sqlx::query("UPDATE lifecycle SET name_applied = ? WHERE reservation_id = ?")
+                    .bind(name.as_str())
+                    .bind(rid)
+            }
             StepRecord::TopicSet(topic) => {
                 sqlx::query("UPDATE lifecycle SET topic_applied = ? WHERE reservation_id = ?")
                     .bind(topic.as_str())

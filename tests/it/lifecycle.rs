@@ -234,6 +234,44 @@ async fn cancelling_an_open_room_posts_a_notice_and_archives_at_once() {
     assert_eq!(foyer.reservation(&id).await.1["phase"], "cancelled");
 }
 
+#[tokio::test]
+async fn a_new_title_and_start_rename_the_open_room_and_move_its_topic() {
+    let foyer = TestFoyer::start().await;
+    let alice = Synapse::shared().create_user("alice").await;
+    let id = unique("retitle");
+    let first = reservation(&id, 600.0, 60.0, 3600, 60, &[]);
+    foyer.accept("reservation.created", first.clone()).await;
+    grant(&foyer, &id, &[&alice]).await;
+    let room_id = room_of(&foyer, &alice, &id, Duration::from_secs(10)).await;
+    join(&alice, &room_id).await;
+    let topic = |state: Option<Value>| state.and_then(|t| t["topic"].as_str().map(str::to_owned)).unwrap_or_default();
+    let old_topic = topic(alice.state(&room_id, "m.room.topic").await);
+
+    let mut second = reservation(&id, 1200.0, 60.0, 3600, 60, &[]);
+    second["revision"] = json!(2);
+    second["title"] = json!(format!("Late Show {id}"));
+    foyer.accept("reservation.updated", second).await;
+    eventually(Duration::from_secs(10), "the new name", || async {
+        (alice.state(&room_id, "m.room.name").await?["name"] == format!("Late Show {id}")).then_some(())
+    })
+    .await;
+    eventually(Duration::from_secs(10), "the new topic", || async {
+        let now = topic(alice.state(&room_id, "m.room.topic").await);
+        (now != old_topic && now.starts_with("Starts ")).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await; // only to prove no further renames follow
+    let names: Vec<Value> = alice
+        .messages(&room_id)
+        .await
+        .into_iter()
+        .filter(|e| e["type"] == "m.room.name")
+        .map(|e| e["content"]["name"].clone())
+        .collect();
+    assert_eq!(names, [json!(format!("Late Show {id}")), json!(format!("Show {id}"))], "newest first");
+    assert_eq!(foyer.reservation(&id).await.1["title"], format!("Late Show {id}"));
+}
+
 /// Counts, as Synapse sees it, the bot's rooms named `name` and each user's invites.
 async fn count_in_synapse(foyer: &TestFoyer, name: &str, users: &[&TestUser]) -> (usize, Vec<usize>) {
     let bot = TestUser::bot(&foyer.slot);

@@ -6,6 +6,7 @@ use std::time::Duration;
 use chrono::{TimeZone as _, Utc};
 use foyer::{
     config::{DatabaseConfig, DatabaseKind},
+    events::HomeserverEvent,
     lifecycle::Membership,
     reservation::{ExternalId, Reservation, ReservationId, Ticket, Title, WebhookEvent},
     secret::Secret,
@@ -48,7 +49,12 @@ async fn a_sqlite_deployment_moves_to_postgres_intact() {
         .await
         .unwrap();
     let room = OwnedRoomId::try_from("!room:example.org").unwrap();
-    let created = StepRecord::RoomCreated { room_id: room.clone(), hosts: [alice.clone()].into(), topic: "t".into() };
+    let created = StepRecord::RoomCreated {
+        room_id: room.clone(),
+        hosts: [alice.clone()].into(),
+        name: "Jazz".into(),
+        topic: "t".into(),
+    };
     sqlite.record_step(&id, &created, Utc::now()).await.unwrap();
     sqlite.record_step(&id, &StepRecord::ReminderSent(600), Utc::now()).await.unwrap();
     let fact = MembershipFact {
@@ -59,6 +65,16 @@ async fn a_sqlite_deployment_moves_to_postgres_intact() {
         sender: alice.to_string(),
     };
     sqlite.record_memberships(&[fact], Utc::now()).await.unwrap();
+    let command = |event_id: &str| HomeserverEvent {
+        event_id: event_id.into(),
+        room_id: "!dm:example.org".into(),
+        kind: "m.room.message".into(),
+        sender: alice.to_string(),
+        state_key: None,
+        content: serde_json::json!({"msgtype": "m.text", "body": "!foyer list"}),
+    };
+    sqlite.queue_admin_events(&[command("$first"), command("$second")], Utc::now()).await.unwrap();
+    sqlite.forget_admin_event("$first").await.unwrap();
     let before = (sqlite.reservation(&id).await.unwrap(), sqlite.lifecycle_state(&id).await.unwrap());
     drop(sqlite);
 
@@ -75,6 +91,9 @@ async fn a_sqlite_deployment_moves_to_postgres_intact() {
     let postgres = store::open(&database(&postgres_url, DatabaseKind::Postgres)).await.unwrap();
     let after = (postgres.reservation(&id).await.unwrap(), postgres.lifecycle_state(&id).await.unwrap());
     assert_eq!(after, before);
+    // A command still waiting in the inbox moves too, and later ones queue after it.
+    postgres.queue_admin_events(&[command("$third")], Utc::now()).await.unwrap();
+    assert_eq!(postgres.admin_inbox(10).await.unwrap(), [command("$second"), command("$third")]);
 
     let again = run(&sqlite_url, &postgres_url);
     assert_eq!(again.status.code(), Some(1));

@@ -137,7 +137,12 @@ async fn steps_and_membership_facts_are_recorded_once() {
         let room = OwnedRoomId::try_from("!room:example.org").unwrap();
         let now = Utc::now();
         assert!(!store.manages_room(room.as_str()).await.unwrap(), "{backend}: not yet");
-        let created = StepRecord::RoomCreated { room_id: room.clone(), hosts: [alice()].into(), topic: "t".into() };
+        let created = StepRecord::RoomCreated {
+            room_id: room.clone(),
+            hosts: [alice()].into(),
+            name: "Jazz 1".into(),
+            topic: "t".into(),
+        };
         for step in [
             created,
             StepRecord::Invited { user_id: alice(), failure: None },
@@ -159,6 +164,10 @@ async fn steps_and_membership_facts_are_recorded_once() {
         assert_eq!(state.reminders_sent, [60, 600].into(), "{backend}");
         assert_eq!(state.live_notice_for.map(|t| t.timestamp_millis()), Some(now.timestamp_millis()), "{backend}");
         assert_eq!(state.topic_applied.as_deref(), Some("t"), "{backend}");
+        assert_eq!(state.name_applied.as_deref(), Some("Jazz 1"), "{backend}");
+        store.record_step(&jazz(), &StepRecord::NameSet("Jazz 2".into()), now).await.unwrap();
+        let renamed = store.lifecycle_state(&jazz()).await.unwrap().room.name_applied;
+        assert_eq!(renamed.as_deref(), Some("Jazz 2"), "{backend}");
         assert_eq!(state.space_linked.as_ref(), Some(&room), "{backend}");
 
         let fact = |event: &str, room: &str| MembershipFact {
