@@ -474,5 +474,12 @@ async fn a_seeded_history_with_crashes_and_outages_ends_in_the_expected_state() 
         settled.as_secs_f64(),
         differences.len(),
     );
+    // What made settling slow, if it was: the steps that failed and when they were retried.
+    let log = foyer.log();
+    let failed: Vec<&str> = log.lines().filter(|l| l.contains("lifecycle step failed")).collect();
+    println!("chaos: {} lifecycle steps failed and were retried; the last:", failed.len());
+    for line in failed.iter().rev().take(8).rev() {
+        println!("chaos:   {line}");
+    }
     assert!(differences.is_empty(), "seed {seed}: Synapse differs from the history:\n{}", differences.join("\n"));
 }
