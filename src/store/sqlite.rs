@@ -7,7 +7,7 @@
 //! own only if one of them fails), commits (one fsync) and only then answers each. A webhook's 2xx still means committed, and a
 //! burst costs one fsync per batch instead of one per webhook.
 
-use std::{str::FromStr as _, time::Duration};
+use std::{collections::BTreeMap, str::FromStr as _, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -104,12 +104,20 @@ async fn commit(
 ) -> Result<Option<Vec<Result<Outcome, StoreError>>>, sqlx::Error> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let mut outcomes = Vec::with_capacity(batch.len());
+    // Reservations with new facts, each due at its earliest webhook's arrival.
+    let mut due: BTreeMap<&str, DateTime<Utc>> = BTreeMap::new();
     for job in batch {
         if isolated {
             sqlx::query("SAVEPOINT webhook").execute(&mut *tx).await?;
         }
         match record(&mut tx, &job.webhook_id, job.received_at, &job.event).await {
-            Ok(outcome) => outcomes.push(Ok(outcome)),
+            Ok(outcome) => {
+                if outcome == Outcome::Accepted {
+                    let at = due.entry(job.event.reservation_id().as_str()).or_insert(job.received_at);
+                    *at = (*at).min(job.received_at);
+                }
+                outcomes.push(Ok(outcome));
+            }
             Err(e) if isolated => {
                 sqlx::query("ROLLBACK TO webhook").execute(&mut *tx).await?;
                 outcomes.push(Err(unavailable(e)));
@@ -124,11 +132,25 @@ async fn commit(
             sqlx::query("RELEASE webhook").execute(&mut *tx).await?;
         }
     }
+    // New facts: plan these reservations again now, once each however many webhooks
+    // of the batch concern them. The version bump tells a worker holding a lease that
+    // what it planned from is already outdated.
+    for (reservation_id, at) in due {
+        sqlx::query(
+            "INSERT INTO lifecycle (reservation_id, next_due_at, facts_version) VALUES (?, ?, 1)
+             ON CONFLICT (reservation_id) DO UPDATE SET
+                next_due_at = excluded.next_due_at, facts_version = lifecycle.facts_version + 1",
+        )
+        .bind(reservation_id)
+        .bind(to_millis(at))
+        .execute(&mut *tx)
+        .await?;
+    }
     tx.commit().await?;
     Ok(Some(outcomes))
 }
 
-/// One webhook inside the writer's transaction.
+/// One webhook inside the writer's transaction; the batch makes its reservation due.
 async fn record(
     conn: &mut SqliteConnection,
     webhook_id: &str,
@@ -150,19 +172,6 @@ async fn record(
         return Ok(Outcome::Duplicate);
     }
     let outcome = apply(&mut *conn, event, received_at).await?;
-    if outcome == Outcome::Accepted {
-        // New facts: plan this reservation again now. The version bump tells a worker
-        // holding a lease that what it planned from is already outdated.
-        sqlx::query(
-            "INSERT INTO lifecycle (reservation_id, next_due_at, facts_version) VALUES (?, ?, 1)
-             ON CONFLICT (reservation_id) DO UPDATE SET
-                next_due_at = excluded.next_due_at, facts_version = lifecycle.facts_version + 1",
-        )
-        .bind(event.reservation_id().as_str())
-        .bind(to_millis(received_at))
-        .execute(&mut *conn)
-        .await?;
-    }
     if outcome == Outcome::Stale {
         sqlx::query("UPDATE webhook_receipts SET outcome = 'stale' WHERE webhook_id = ?")
             .bind(webhook_id)
@@ -918,6 +927,43 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(tickets, ["t1", "t3"], "the failing webhook's ticket is not stored");
+    }
+
+    #[tokio::test]
+    async fn a_batch_makes_each_reservation_due_once_at_its_first_webhook() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        sqlx::query(
+            "CREATE TRIGGER refuse_one BEFORE INSERT ON webhook_receipts WHEN NEW.webhook_id = 'bad'
+             BEGIN SELECT RAISE(ABORT, 'refused for the test'); END",
+        )
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        let on = |webhook_id: &str, reservation: &str, ticket: &str, at| {
+            let (mut job, answer) = job(webhook_id, ticket);
+            let WebhookEvent::TicketsGranted { id, .. } = &mut job.event else { unreachable!() };
+            *id = ReservationId::parse(reservation).unwrap();
+            job.received_at = at;
+            (job, answer)
+        };
+        let batch = [
+            on("a", "jazz", "t1", t(12, 2)),
+            on("b", "jazz", "t2", t(12, 1)),
+            on("c", "jazz", "t3", t(12, 3)),
+            on("d", "blues", "t4", t(12, 5)),
+            on("bad", "folk", "t5", t(12, 0)),
+        ];
+        let (jobs, _answers): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let outcomes = commit_batch(&store.pool, &jobs).await.expect("the batch commits");
+        assert!(outcomes[4].is_err() && outcomes[..4].iter().all(Result::is_ok), "{outcomes:?}");
+        let due: Vec<(String, i64, i64)> =
+            sqlx::query_as("SELECT reservation_id, next_due_at, facts_version FROM lifecycle ORDER BY reservation_id")
+                .fetch_all(&store.pool)
+                .await
+                .unwrap();
+        let ms = |t: DateTime<Utc>| t.timestamp_millis();
+        assert_eq!(due, [("blues".into(), ms(t(12, 5)), 1), ("jazz".into(), ms(t(12, 1)), 1)], "folk's failed");
     }
 
     #[tokio::test]
