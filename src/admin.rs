@@ -366,7 +366,13 @@ async fn handle(state: &AppState, client: &MatrixClient, event: &HomeserverEvent
         (true, Err(help)) => Answer::plain(help),
         (true, Ok(command)) => {
             tracing::info!(room_id = %room_id, sender = %event.sender, command = ?command, "admin command");
-            run(state, command, Utc::now()).await?
+            match run(state, command, Utc::now()).await {
+                Ok(answer) => answer,
+                // The database is back soon: the command waits for it.
+                Err(e @ StoreError::Unavailable(_)) => return Err(e.into()),
+                // Data that does not read back stays so; waiting would block the commands after it.
+                Err(e) => Answer::plain(format!("Foyer cannot answer that: {e}")),
+            }
         }
     };
     crate::failpoint::hit("admin_before_answer");
