@@ -7,11 +7,11 @@
 //! The appservice transaction keeps the events that concern this module in the store's
 //! admin inbox before it is answered; [`serve`] handles them and drops each once done.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use ruma::{OwnedUserId, RoomId, UserId};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 use crate::{
     api,
@@ -298,11 +298,11 @@ enum Unfinished {
 }
 
 /// Works through the admin inbox until `stop`: at once (what a crash left behind) and
-/// whenever a transaction queues events (`wake`). The appservice transaction stores
-/// the events before it is answered and each is dropped only once handled, so a
-/// crash loses no command; one handled twice is answered once, since the answer's
-/// transaction id is the command's event id.
-pub async fn serve(state: AppState, client: MatrixClient, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+/// whenever a transaction queues events (`AppState::admin_wake`). The appservice
+/// transaction stores the events before it is answered and each is dropped only once
+/// handled, so a crash loses no command; one handled twice is answered once, since the
+/// answer's transaction id is the command's event id.
+pub async fn serve(state: AppState, client: MatrixClient, mut stop: watch::Receiver<bool>) {
     loop {
         let retry = match drain(&state, &client).await {
             Ok(()) => None,
@@ -312,7 +312,7 @@ pub async fn serve(state: AppState, client: MatrixClient, wake: Arc<Notify>, mut
             }
         };
         tokio::select! {
-            _ = wake.notified() => {}
+            _ = state.admin_wake.notified() => {}
             _ = async {
                 match retry {
                     Some(wait) => tokio::time::sleep(wait).await,

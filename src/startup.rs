@@ -110,7 +110,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             let _ = state.lifecycle.set(lifecycle.clone());
             let admin_client = lifecycle.client.clone();
             tokio::spawn(lifecycle.run(stop_rx.clone()));
-            tokio::spawn(crate::admin::serve(state.clone(), admin_client, state.admin_wake.clone(), stop_rx.clone()));
+            tokio::spawn(crate::admin::serve(state.clone(), admin_client, stop_rx.clone()));
             tracing::info!(bot = %report.bot, "ready");
             metrics::gauge!("foyer_ready").set(1.0);
             if let Ok(mut ready) = state.ready.write() {
