@@ -287,6 +287,14 @@ fn is_admin(admins: &[OwnedUserId], user: &str) -> bool {
 /// How long the inbox waits before trying an event again that failed for a reason
 /// that passes (the homeserver or the database is down).
 const RETRY_AFTER: Duration = Duration::from_secs(5);
+/// An event still failing this long after it came is given up (logged and dropped),
+/// so that, say, an invite to a room whose server is gone does not wait for ever.
+const GIVE_UP_AFTER: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+/// How often the inbox looks without being woken: another instance, or one that died,
+/// may have queued what nobody woke this one for.
+const POLL_EVERY: Duration = Duration::from_secs(30);
+/// Events read from the inbox at a time.
+const PAGE: u32 = 32;
 
 /// Why the inbox stopped short; the event stays and is tried again.
 #[derive(Debug, thiserror::Error)]
@@ -300,8 +308,9 @@ enum Unfinished {
 /// Works through the admin inbox until `stop`: at once (what a crash left behind) and
 /// whenever a transaction queues events (`AppState::admin_wake`). The appservice
 /// transaction stores the events before it is answered and each is dropped only once
-/// handled, so a crash loses no command; one handled twice is answered once, since the
-/// answer's transaction id is the command's event id.
+/// handled, so a crash loses no command. One handled twice is answered once: the
+/// answer's transaction id is the command's event id, and Synapse keeps transaction
+/// ids for about 30 minutes (not across its own restarts).
 pub async fn serve(state: AppState, client: MatrixClient, mut stop: watch::Receiver<bool>) {
     loop {
         let retry = match drain(&state, &client).await {
@@ -313,26 +322,43 @@ pub async fn serve(state: AppState, client: MatrixClient, mut stop: watch::Recei
         };
         tokio::select! {
             _ = state.admin_wake.notified() => {}
-            _ = async {
-                match retry {
-                    Some(wait) => tokio::time::sleep(wait).await,
-                    None => std::future::pending().await,
-                }
-            } => {}
+            _ = tokio::time::sleep(retry.unwrap_or(POLL_EVERY)) => {}
             _ = stop.wait_for(|stop| *stop) => return,
         }
     }
 }
 
+/// Handles every event in the inbox once; the first failure that may pass is returned
+/// after the rest were tried, and its event stays for the next round.
 async fn drain(state: &AppState, client: &MatrixClient) -> Result<(), Unfinished> {
     loop {
-        let events = state.store.admin_inbox(32).await?;
-        if events.is_empty() {
-            return Ok(());
+        let page = state.store.admin_inbox(PAGE).await?;
+        let full = page.len() == PAGE as usize;
+        let mut waiting = None;
+        for queued in page {
+            let outcome = match &queued.event {
+                Ok(event) => handle(state, client, event).await,
+                Err(e) => {
+                    tracing::error!(event_id = %queued.event_id, error = %e, "an admin inbox event is unreadable; dropped");
+                    Ok(())
+                }
+            };
+            match outcome {
+                Ok(()) => {}
+                Err(e) if Utc::now() - queued.received_at < GIVE_UP_AFTER => {
+                    waiting.get_or_insert(e);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(event_id = %queued.event_id, error = %e, "an admin event still fails after 10 minutes; dropped");
+                }
+            }
+            state.store.forget_admin_event(&queued.event_id).await?;
         }
-        for event in events {
-            handle(state, client, &event).await?;
-            state.store.forget_admin_event(&event.event_id).await?;
+        match waiting {
+            Some(e) => return Err(e),
+            None if !full => return Ok(()),
+            None => {}
         }
     }
 }

@@ -1,6 +1,5 @@
--- The room name Foyer last set, so a new title renames the room. Rooms that exist
--- already were named after their reservation's current title.
+-- The room name Foyer last set, so a new title renames the room. Left empty for rooms
+-- that exist already: each gets its name set once, which renames the rooms whose title
+-- changed while they were open and is no event at all in the others (Synapse does not
+-- persist a state event equal to the current one from the same sender).
 ALTER TABLE lifecycle ADD COLUMN name_applied TEXT;
-UPDATE lifecycle SET name_applied = (
-    SELECT r.title FROM reservations r WHERE r.reservation_id = lifecycle.reservation_id
-) WHERE room_id IS NOT NULL;

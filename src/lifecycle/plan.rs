@@ -628,6 +628,10 @@ mod tests {
         let mut rec = record(Signals::default());
         let mut room = opened(&["dj"]);
         assert_eq!(plan(Some(&rec), &holders(&[]), &room, &rooms(), t(18, 40)).steps, vec![]);
+        // A room opened before names were recorded (an upgrade) is named once.
+        let upgraded = RoomState { name_applied: None, ..room.clone() };
+        let p = plan(Some(&rec), &holders(&[]), &upgraded, &rooms(), t(18, 40));
+        assert_eq!(p.steps, vec![Step::SetName("Jazz".into())]);
         rec.reservation.title = crate::reservation::Title::parse("Jazz at Midnight").unwrap();
         let p = plan(Some(&rec), &holders(&[]), &room, &rooms(), t(18, 40));
         assert_eq!(p.steps, vec![Step::SetName("Jazz at Midnight".into())]);
@@ -643,7 +647,7 @@ mod tests {
         };
         room.apply(&p.steps[0], &done);
         assert_eq!(plan(Some(&rec), &holders(&[]), &room, &rooms(), t(18, 41)).steps, vec![]);
-        // Not after the archive: the archived room keeps the name it had.
+        // Not after the archive (the planner stops at an archived room): it keeps its name.
         room.archived = true;
         rec.reservation.title = crate::reservation::Title::parse("Jazz, again").unwrap();
         assert_eq!(plan(Some(&rec), &holders(&[]), &room, &rooms(), t(22, 30)).steps, vec![]);

@@ -231,7 +231,7 @@ pub trait Store: Send + Sync {
     async fn queue_admin_events(&self, events: &[HomeserverEvent], now: DateTime<Utc>) -> Result<(), StoreError>;
 
     /// The oldest kept admin events, in the order they came, at most `limit`.
-    async fn admin_inbox(&self, limit: u32) -> Result<Vec<HomeserverEvent>, StoreError>;
+    async fn admin_inbox(&self, limit: u32) -> Result<Vec<QueuedAdminEvent>, StoreError>;
 
     /// Drops a handled admin event.
     async fn forget_admin_event(&self, event_id: &str) -> Result<(), StoreError>;
@@ -248,6 +248,15 @@ pub trait Store: Send + Sync {
         error: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+}
+
+/// An event kept in the admin inbox. `event` is an error when the stored text does not
+/// read back (a hand edit), so that one row cannot stop the others.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedAdminEvent {
+    pub event_id: String,
+    pub received_at: DateTime<Utc>,
+    pub event: Result<HomeserverEvent, String>,
 }
 
 /// What an admin can ask of a reservation from Matrix.
@@ -388,17 +397,19 @@ macro_rules! admin_inbox_fns {
             tx.commit().await.map_err(unavailable)
         }
 
-        async fn admin_inbox(pool: &$pool, limit: u32) -> Result<Vec<$crate::events::HomeserverEvent>, StoreError> {
-            let rows: Vec<(String, String)> =
-                sqlx::query_as(concat!("SELECT event_id, event FROM admin_inbox ORDER BY seq LIMIT ", $p1))
-                    .bind(i64::from(limit))
-                    .fetch_all(pool)
-                    .await
-                    .map_err(unavailable)?;
+        async fn admin_inbox(pool: &$pool, limit: u32) -> Result<Vec<$crate::store::QueuedAdminEvent>, StoreError> {
+            let rows: Vec<(String, String, i64)> = sqlx::query_as(concat!(
+                "SELECT event_id, event, received_at FROM admin_inbox ORDER BY seq LIMIT ",
+                $p1
+            ))
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await
+            .map_err(unavailable)?;
             rows.into_iter()
-                .map(|(id, text)| {
-                    serde_json::from_str(&text)
-                        .map_err(|e| StoreError::Corrupt(format!("admin_inbox event {id} cannot be read: {e}")))
+                .map(|(event_id, text, received_at)| {
+                    let event = serde_json::from_str(&text).map_err(|e| format!("cannot be read: {e}"));
+                    Ok($crate::store::QueuedAdminEvent { event_id, received_at: from_millis(received_at)?, event })
                 })
                 .collect()
         }

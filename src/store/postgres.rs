@@ -449,7 +449,7 @@ impl Store for PostgresStore {
         queue_admin_events(&self.pool, events, now).await
     }
 
-    async fn admin_inbox(&self, limit: u32) -> Result<Vec<HomeserverEvent>, StoreError> {
+    async fn admin_inbox(&self, limit: u32) -> Result<Vec<super::QueuedAdminEvent>, StoreError> {
         admin_inbox(&self.pool, limit).await
     }
 

@@ -585,7 +585,7 @@ impl Store for SqliteStore {
         queue_admin_events(&self.pool, events, now).await
     }
 
-    async fn admin_inbox(&self, limit: u32) -> Result<Vec<HomeserverEvent>, StoreError> {
+    async fn admin_inbox(&self, limit: u32) -> Result<Vec<super::QueuedAdminEvent>, StoreError> {
         admin_inbox(&self.pool, limit).await
     }
 
@@ -964,6 +964,29 @@ mod tests {
                 .unwrap();
         let ms = |t: DateTime<Utc>| t.timestamp_millis();
         assert_eq!(due, [("blues".into(), ms(t(12, 5)), 1), ("jazz".into(), ms(t(12, 1)), 1)], "folk's failed");
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_admin_inbox_row_is_reported_beside_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let event = HomeserverEvent {
+            event_id: "$good".into(),
+            room_id: "!dm:example.org".into(),
+            kind: "m.room.message".into(),
+            sender: "@admin:example.org".into(),
+            state_key: None,
+            content: serde_json::json!({"body": "!foyer help"}),
+        };
+        sqlx::query("INSERT INTO admin_inbox (event_id, event, received_at) VALUES ('$bad', '{\"type\":', 0)")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        store.queue_admin_events(std::slice::from_ref(&event), t(12, 0)).await.unwrap();
+        let inbox = store.admin_inbox(10).await.expect("the inbox reads");
+        assert_eq!(inbox.len(), 2);
+        assert!(inbox[0].event.as_ref().is_err_and(|e| e.starts_with("cannot be read")), "{inbox:?}");
+        assert_eq!((inbox[1].event.as_ref(), inbox[1].received_at), (Ok(&event), t(12, 0)));
     }
 
     #[tokio::test]

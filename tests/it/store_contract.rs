@@ -232,15 +232,27 @@ async fn the_admin_inbox_keeps_events_once_in_order_until_forgotten() {
             content: serde_json::json!({"membership": "invite"}),
             ..event("$invite", "")
         };
-        assert!(store.admin_inbox(10).await.unwrap().is_empty(), "{backend}");
+        let inbox = |limit| {
+            let store = store.clone();
+            async move {
+                let queued = store.admin_inbox(limit).await.unwrap();
+                queued.into_iter().map(|q| q.event.expect("readable")).collect::<Vec<_>>()
+            }
+        };
+        assert!(inbox(10).await.is_empty(), "{backend}");
         let (list, show) = (event("$list", "!foyer list"), event("$show", "!foyer show jazz"));
-        store.queue_admin_events(&[invite.clone(), list.clone()], Utc::now()).await.unwrap();
-        store.queue_admin_events(&[list.clone(), show.clone()], Utc::now()).await.unwrap();
-        assert_eq!(store.admin_inbox(10).await.unwrap(), [invite.clone(), list.clone(), show.clone()], "{backend}");
-        assert_eq!(store.admin_inbox(2).await.unwrap(), [invite.clone(), list.clone()], "{backend}: at most 2");
+        let (first, later) = (Utc::now() - Span::minutes(1), Utc::now());
+        store.queue_admin_events(&[invite.clone(), list.clone()], first).await.unwrap();
+        store.queue_admin_events(&[list.clone(), show.clone()], later).await.unwrap();
+        assert_eq!(inbox(10).await, [invite.clone(), list.clone(), show.clone()], "{backend}");
+        assert_eq!(inbox(2).await, [invite.clone(), list.clone()], "{backend}: at most 2");
+        let arrived: Vec<i64> =
+            store.admin_inbox(10).await.unwrap().iter().map(|q| q.received_at.timestamp_millis()).collect();
+        let ms = |t: chrono::DateTime<Utc>| t.timestamp_millis();
+        assert_eq!(arrived, [ms(first), ms(first), ms(later)], "{backend}: kept once, with its first arrival");
         store.forget_admin_event("$list").await.unwrap();
         store.forget_admin_event("$unknown").await.unwrap();
-        assert_eq!(store.admin_inbox(10).await.unwrap(), [invite, show], "{backend}: the rest, in order");
+        assert_eq!(inbox(10).await, [invite, show], "{backend}: the rest, in order");
     })
     .await;
 }
