@@ -391,6 +391,21 @@ mod tests {
         Member { membership, invited_by: invited_by.map(user) }
     }
 
+    /// Records a step whose effect needs nothing besides the step itself.
+    fn apply_alone(room: &mut RoomState, step: &Step) {
+        let (hosts, space) = (BTreeSet::new(), OwnedRoomId::try_from("!space:example.org").unwrap());
+        let done = Applied {
+            room_id: &room_id(),
+            hosts: &hosts,
+            bot: &bot(),
+            name: "",
+            topic: "",
+            stream_url: None,
+            space: &space,
+        };
+        room.apply(step, &done);
+    }
+
     fn opened(invited: &[&str]) -> RoomState {
         RoomState {
             room_id: Some(room_id()),
@@ -608,17 +623,7 @@ mod tests {
         room.members.insert(alice.clone(), member(Membership::Join, None));
         let p = plan(Some(&rec), &holders(&[]), &room, &rooms(), t(18, 40));
         assert!(p.steps.contains(&Step::Kick(alice.clone(), KickReason::NoTicket)), "{p:?}");
-        let (hosts, space) = (BTreeSet::new(), OwnedRoomId::try_from("!space:example.org").unwrap());
-        let done = Applied {
-            room_id: &room_id(),
-            hosts: &hosts,
-            bot: &bot(),
-            name: "",
-            topic: "",
-            stream_url: None,
-            space: &space,
-        };
-        room.apply(&Step::Kick(alice.clone(), KickReason::NoTicket), &done);
+        apply_alone(&mut room, &Step::Kick(alice.clone(), KickReason::NoTicket));
         let p = plan(Some(&rec), &holders(&["alice"]), &room, &rooms(), t(18, 41));
         assert!(p.steps.contains(&Step::Invite(alice)), "{p:?}");
     }
@@ -635,17 +640,7 @@ mod tests {
         rec.reservation.title = crate::reservation::Title::parse("Jazz at Midnight").unwrap();
         let p = plan(Some(&rec), &holders(&[]), &room, &rooms(), t(18, 40));
         assert_eq!(p.steps, vec![Step::SetName("Jazz at Midnight".into())]);
-        let (hosts, space) = (BTreeSet::new(), OwnedRoomId::try_from("!space:example.org").unwrap());
-        let done = Applied {
-            room_id: &room_id(),
-            hosts: &hosts,
-            bot: &bot(),
-            name: "",
-            topic: "",
-            stream_url: None,
-            space: &space,
-        };
-        room.apply(&p.steps[0], &done);
+        apply_alone(&mut room, &p.steps[0]);
         assert_eq!(plan(Some(&rec), &holders(&[]), &room, &rooms(), t(18, 41)).steps, vec![]);
         // Not after the archive (the planner stops at an archived room): it keeps its name.
         room.archived = true;

@@ -899,11 +899,8 @@ mod tests {
         (Job { webhook_id: webhook_id.into(), received_at: t(12, 0), event, done }, answer)
     }
 
-    #[tokio::test]
-    async fn a_webhook_failing_in_a_batch_fails_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = store(&dir).await;
-        // A fault SQLite raises for one webhook only, as a full disk or a bug might.
+    /// A fault SQLite raises for the webhook `bad` only, as a full disk or a bug might.
+    async fn refuse_webhook_bad(store: &SqliteStore) {
         sqlx::query(
             "CREATE TRIGGER refuse_one BEFORE INSERT ON webhook_receipts WHEN NEW.webhook_id = 'bad'
              BEGIN SELECT RAISE(ABORT, 'refused for the test'); END",
@@ -911,6 +908,13 @@ mod tests {
         .execute(&store.pool)
         .await
         .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_webhook_failing_in_a_batch_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        refuse_webhook_bad(&store).await;
         let (jobs, answers): (Vec<_>, Vec<_>) = [job("a", "t1"), job("bad", "t2"), job("c", "t3")].into_iter().unzip();
         let outcomes = commit_batch(&store.pool, &jobs).await.expect("the batch commits");
         assert!(matches!(outcomes[0], Ok(Outcome::Accepted)), "{:?}", outcomes[0]);
@@ -933,13 +937,7 @@ mod tests {
     async fn a_batch_makes_each_reservation_due_once_at_its_first_webhook() {
         let dir = tempfile::tempdir().unwrap();
         let store = store(&dir).await;
-        sqlx::query(
-            "CREATE TRIGGER refuse_one BEFORE INSERT ON webhook_receipts WHEN NEW.webhook_id = 'bad'
-             BEGIN SELECT RAISE(ABORT, 'refused for the test'); END",
-        )
-        .execute(&store.pool)
-        .await
-        .unwrap();
+        refuse_webhook_bad(&store).await;
         let on = |webhook_id: &str, reservation: &str, ticket: &str, at| {
             let (mut job, answer) = job(webhook_id, ticket);
             let WebhookEvent::TicketsGranted { id, .. } = &mut job.event else { unreachable!() };
