@@ -101,9 +101,10 @@ async fn webhook_ids_and_revisions_decide_what_is_applied() {
 #[tokio::test]
 async fn leases_exclude_others_and_new_facts_keep_a_reservation_due() {
     each_backend(|store, backend| async move {
-        let now = Utc::now();
         let lease = Duration::from_secs(60);
         store.record_webhook(&receipt("a"), &upsert(1)).await.unwrap();
+        // After the webhook: it is due from its arrival, which a `now` read before it may precede.
+        let now = Utc::now();
         let claims = store.claim_due(now, lease, 10, "one").await.unwrap();
         assert_eq!(claims.len(), 1, "{backend}");
         assert!(store.claim_due(now, lease, 10, "two").await.unwrap().is_empty(), "{backend}: leased");
