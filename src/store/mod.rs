@@ -296,11 +296,13 @@ pub(crate) fn from_millis(ms: i64) -> Result<DateTime<Utc>, StoreError> {
     Utc.timestamp_millis_opt(ms).single().ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms} out of range")))
 }
 
-/// `Store::admin_action` in one body for every backend: `$begin(...)`, a method of the
-/// pool, opens the write transaction; `$p1` and `$p2` are the dialect's first two placeholders.
-macro_rules! record_admin_action {
-    ($name:ident, $pool:ty, $begin:ident($($arg:expr)?), $p1:literal, $p2:literal) => {
-        async fn $name(
+/// The store methods whose SQL is the same on every backend, as functions of the pool:
+/// `Store::admin_action`, `manages_room`, the reservation pages, and the admin inbox.
+/// `$begin(...)`, a method of the pool, opens a write transaction; `$p1`…`$p3` are the
+/// dialect's placeholders (numbered, since `manages_room` uses its first twice).
+macro_rules! shared_fns {
+    ($pool:ty, $begin:ident($($arg:expr)?), $p1:literal, $p2:literal, $p3:literal) => {
+        async fn record_admin_action(
             pool: &$pool,
             id: &ReservationId,
             action: AdminAction,
@@ -317,30 +319,28 @@ macro_rules! record_admin_action {
             if exists.is_none() {
                 return Ok(false);
             }
-            let column = match action {
-                AdminAction::OpenNow => Some("admin_opened_at"),
-                AdminAction::ArchiveNow => Some("admin_archived_at"),
+            // The first request counts; asking again changes nothing.
+            let signal = match action {
+                AdminAction::OpenNow => Some(concat!(
+                    "INSERT INTO reservation_signals (reservation_id, admin_opened_at) VALUES (",
+                    $p1,
+                    ", ",
+                    $p2,
+                    ") ON CONFLICT (reservation_id) DO UPDATE SET
+                        admin_opened_at = COALESCE(reservation_signals.admin_opened_at, excluded.admin_opened_at)"
+                )),
+                AdminAction::ArchiveNow => Some(concat!(
+                    "INSERT INTO reservation_signals (reservation_id, admin_archived_at) VALUES (",
+                    $p1,
+                    ", ",
+                    $p2,
+                    ") ON CONFLICT (reservation_id) DO UPDATE SET
+                        admin_archived_at = COALESCE(reservation_signals.admin_archived_at, excluded.admin_archived_at)"
+                )),
                 AdminAction::Retry => None,
             };
-            if let Some(column) = column {
-                // The first request counts; asking again changes nothing.
-                let sql = format!(
-                    concat!(
-                        "INSERT INTO reservation_signals (reservation_id, {column}) VALUES (",
-                        $p1,
-                        ", ",
-                        $p2,
-                        ") ON CONFLICT (reservation_id) DO UPDATE SET
-                            {column} = COALESCE(reservation_signals.{column}, excluded.{column})"
-                    ),
-                    column = column
-                );
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(id.as_str())
-                    .bind(now_ms)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
+            if let Some(sql) = signal {
+                sqlx::query(sql).bind(id.as_str()).bind(now_ms).execute(&mut *tx).await.map_err(unavailable)?;
             }
             sqlx::query(concat!(
                 "INSERT INTO lifecycle (reservation_id, next_due_at, facts_version) VALUES (",
@@ -358,15 +358,38 @@ macro_rules! record_admin_action {
             tx.commit().await.map_err(unavailable)?;
             Ok(true)
         }
-    };
-}
-pub(crate) use record_admin_action;
 
-/// `Store::queue_admin_events`, `Store::admin_inbox` and `Store::forget_admin_event` in
-/// one body for every backend, as functions of the pool; `$begin(...)` opens the write
-/// transaction and `$p1`…`$p3` are the dialect's placeholders.
-macro_rules! admin_inbox_fns {
-    ($pool:ty, $begin:ident($($arg:expr)?), $p1:literal, $p2:literal, $p3:literal) => {
+        async fn manages_room(pool: &$pool, room_id: &str) -> Result<bool, StoreError> {
+            let found: Option<i32> = sqlx::query_scalar(concat!(
+                "SELECT 1 FROM lifecycle WHERE room_id = ",
+                $p1,
+                " UNION ALL SELECT 1 FROM spaces WHERE room_id = ",
+                $p1,
+                " LIMIT 1"
+            ))
+            .bind(room_id)
+            .fetch_optional(pool)
+            .await
+            .map_err(unavailable)?;
+            Ok(found.is_some())
+        }
+
+        /// A page of reservations after `after`, read with `sql` (with or without counts).
+        async fn records_after(
+            pool: &$pool,
+            sql: &'static str,
+            after: Option<&ReservationId>,
+            limit: u32,
+        ) -> Result<Vec<ReservationRecord>, StoreError> {
+            let rows = sqlx::query(sql)
+                .bind(after.map_or("", |id| id.as_str()))
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await
+                .map_err(unavailable)?;
+            rows.iter().map(record_from_row).collect()
+        }
+
         async fn queue_admin_events(
             pool: &$pool,
             events: &[$crate::events::HomeserverEvent],
@@ -424,7 +447,7 @@ macro_rules! admin_inbox_fns {
         }
     };
 }
-pub(crate) use admin_inbox_fns;
+pub(crate) use shared_fns;
 
 /// Reads a reservation record from a row of the `select_records!` shape; one body for
 /// every backend's row type.

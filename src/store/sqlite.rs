@@ -186,22 +186,6 @@ fn unavailable(e: sqlx::Error) -> StoreError {
 }
 
 impl SqliteStore {
-    /// A page of reservations after `after`, read with `sql` (with or without counts).
-    async fn records_after(
-        &self,
-        sql: &'static str,
-        after: Option<&ReservationId>,
-        limit: u32,
-    ) -> Result<Vec<ReservationRecord>, StoreError> {
-        let rows = sqlx::query(sql)
-            .bind(after.map_or("", |id| id.as_str()))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        rows.iter().map(record_from_row).collect()
-    }
-
     pub async fn open(config: &crate::config::DatabaseConfig) -> Result<Self, StoreError> {
         let url = config.url.expose();
         let options = SqliteConnectOptions::from_str(url)
@@ -298,7 +282,7 @@ impl Store for SqliteStore {
         after: Option<&ReservationId>,
         limit: u32,
     ) -> Result<Vec<ReservationRecord>, StoreError> {
-        self.records_after(SELECT_RECORDS_AFTER, after, limit).await
+        records_after(&self.pool, SELECT_RECORDS_AFTER, after, limit).await
     }
 
     async fn schedules_after(
@@ -306,7 +290,7 @@ impl Store for SqliteStore {
         after: Option<&ReservationId>,
         limit: u32,
     ) -> Result<Vec<ReservationRecord>, StoreError> {
-        self.records_after(SELECT_SCHEDULES_AFTER, after, limit).await
+        records_after(&self.pool, SELECT_SCHEDULES_AFTER, after, limit).await
     }
 
     async fn record_memberships(&self, facts: &[MembershipFact], now: DateTime<Utc>) -> Result<usize, StoreError> {
@@ -562,14 +546,7 @@ impl Store for SqliteStore {
     }
 
     async fn manages_room(&self, room_id: &str) -> Result<bool, StoreError> {
-        let found: Option<i32> = sqlx::query_scalar(
-            "SELECT 1 FROM lifecycle WHERE room_id = ?1 UNION ALL SELECT 1 FROM spaces WHERE room_id = ?1 LIMIT 1",
-        )
-        .bind(room_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        Ok(found.is_some())
+        manages_room(&self.pool, room_id).await
     }
 
     async fn admin_action(
@@ -866,8 +843,7 @@ const SELECT_SCHEDULES_AFTER: &str =
     super::select_schedules!("WHERE r.reservation_id > ? ORDER BY r.reservation_id LIMIT ?");
 
 super::record_from_row!(record_from_row, SqliteRow);
-super::record_admin_action!(record_admin_action, SqlitePool, begin_with("BEGIN IMMEDIATE"), "?", "?");
-super::admin_inbox_fns!(SqlitePool, begin_with("BEGIN IMMEDIATE"), "?", "?", "?");
+super::shared_fns!(SqlitePool, begin_with("BEGIN IMMEDIATE"), "?1", "?2", "?3");
 
 #[cfg(test)]
 mod tests {

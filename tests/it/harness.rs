@@ -519,6 +519,12 @@ impl TestUser {
         self.messages(room_id).await.iter().filter_map(|e| e["content"]["body"].as_str().map(str::to_owned)).collect()
     }
 
+    /// The bodies of the room's notices (the bot's `m.notice` messages), newest first.
+    pub async fn notices(&self, room_id: &str) -> Vec<String> {
+        let notices = self.messages(room_id).await.into_iter().filter(|e| e["content"]["msgtype"] == "m.notice");
+        notices.filter_map(|e| e["content"]["body"].as_str().map(str::to_owned)).collect()
+    }
+
     /// Rooms this user is invited to, from an initial sync. Synapse caches identical
     /// sync requests for minutes, so each asks with a filter of its own.
     pub async fn invited_rooms(&self) -> Vec<String> {

@@ -111,13 +111,7 @@ async fn a_room_opens_at_opens_at_with_everything_in_place() {
     let state = alice.state(&room_id, "org.foyer.reservation").await.unwrap();
     assert_eq!(state["reservation_id"], id.as_str());
     assert_eq!(state["stream_url"], "https://stream.example.org/watch/jazz");
-    let notices: Vec<String> = alice
-        .messages(&room_id)
-        .await
-        .iter()
-        .filter(|e| e["content"]["msgtype"] == "m.notice")
-        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
-        .collect();
+    let notices = alice.notices(&room_id).await;
     assert!(notices.iter().any(|n| n.contains("is open")), "{notices:?}");
 
     let (_, r) = foyer.reservation(&id).await;

@@ -44,13 +44,7 @@ async fn open_room(foyer: &TestFoyer, id: &str, fan: &TestUser) -> String {
 
 /// Notice bodies in the room, oldest first.
 async fn notices(user: &TestUser, room: &str) -> Vec<String> {
-    let mut bodies: Vec<String> = user
-        .messages(room)
-        .await
-        .iter()
-        .filter(|e| e["content"]["msgtype"] == "m.notice")
-        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
-        .collect();
+    let mut bodies = user.notices(room).await;
     bodies.reverse();
     bodies
 }
