@@ -57,7 +57,7 @@ pub fn parse(body: &str) -> Option<Result<Command, String>> {
         ("list", None) => Ok(Command::List(None)),
         ("list", Some(p)) => match Phase::parse(p) {
             Some(phase) => Ok(Command::List(Some(phase))),
-            None => Err(format!("{p:?} is not a phase; use one of {}.", phase_names())),
+            None => Err(format!("{p:?} is not a phase; use one of {}.", Phase::names())),
         },
         ("show", _) => id(arg).map(Command::Show),
         ("open", _) => id(arg).map(|id| Command::Act(AdminAction::OpenNow, id)),
@@ -66,10 +66,6 @@ pub fn parse(body: &str) -> Option<Result<Command, String>> {
         ("help", Some(_)) => Err("`!foyer help` takes no argument.".to_owned()),
         _ => Err(format!("I don't know `{verb}`. Try `!foyer help`.")),
     })
-}
-
-fn phase_names() -> String {
-    Phase::ALL.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 /// An answer: plain text and its HTML.
@@ -113,12 +109,12 @@ pub fn help() -> Answer {
     ];
     let text = std::iter::once("Foyer admin commands:".to_owned())
         .chain(commands.iter().map(|(c, what)| format!("• {c} — {what}")))
-        .chain(std::iter::once(format!("Phases: {}.", phase_names())))
+        .chain(std::iter::once(format!("Phases: {}.", Phase::names())))
         .collect::<Vec<_>>()
         .join("\n");
     let items: String =
         commands.iter().map(|(c, what)| format!("<li><code>{}</code> — {}</li>", escape(c), escape(what))).collect();
-    let html = format!("<p>Foyer admin commands:</p><ul>{items}</ul><p>Phases: {}.</p>", escape(&phase_names()));
+    let html = format!("<p>Foyer admin commands:</p><ul>{items}</ul><p>Phases: {}.</p>", escape(&Phase::names()));
     Answer { text, html }
 }
 
@@ -187,7 +183,7 @@ fn show(state: &AppState, record: &ReservationRecord, now: DateTime<Utc>) -> Ans
     let phase = schedule::phase(record, &times, now, record.archived);
     let alias = room::alias(config, record);
     let room = match &record.room_id {
-        Some(room_id) => format!("{room_id} ({alias}) https://matrix.to/#/{alias}"),
+        Some(room_id) => format!("{room_id} ({alias}) {}", room::matrix_to(&alias)),
         None => format!("not created yet; will be {alias}"),
     };
     let rows = [

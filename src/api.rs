@@ -123,11 +123,10 @@ async fn list(State(state): State<AppState>, Query(query): Query<ListQuery>) -> 
         None => None,
         Some((_, Some(phase))) => Some(phase),
         Some((p, None)) => {
-            let names: Vec<_> = Phase::ALL.iter().map(|p| p.as_str()).collect();
             return error(
                 StatusCode::BAD_REQUEST,
                 "FOYER_BAD_QUERY",
-                format!("phase: {p:?} is not one of {}", names.join(", ")),
+                format!("phase: {p:?} is not one of {}", Phase::names()),
             );
         }
     };

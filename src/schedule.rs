@@ -24,6 +24,11 @@ pub enum Phase {
 impl Phase {
     pub const ALL: [Phase; 6] = [Self::Scheduled, Self::Open, Self::Live, Self::Ended, Self::Archived, Self::Cancelled];
 
+    /// Every phase's name, comma-separated, for messages that list them.
+    pub fn names() -> String {
+        Self::ALL.map(Self::as_str).join(", ")
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Scheduled => "scheduled",

@@ -36,7 +36,7 @@ pub fn metrics_handle() -> PrometheusHandle {
             const BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
             let builder = PrometheusBuilder::new();
             let matcher = Matcher::Full("foyer_homeserver_request_duration_seconds".into());
-            let builder = builder.set_buckets_for_metric(matcher, BUCKETS).unwrap_or_else(|_| PrometheusBuilder::new());
+            let builder = builder.set_buckets_for_metric(matcher, BUCKETS).expect("the buckets are not empty");
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
             // Fails only if another recorder is installed, in which case ours stays empty.

@@ -21,7 +21,7 @@ use sha2::Sha256;
 use crate::{
     api,
     http::{AppState, has_token},
-    lifecycle::room::{alias, escape},
+    lifecycle::room::{self, alias, escape},
     schedule::{self, Phase},
     secret::Secret,
     store::ReservationRecord,
@@ -229,11 +229,7 @@ fn table_row(state: &AppState, row: &Row, now: DateTime<Utc>) -> String {
     };
     let room_alias = alias(&state.config, record);
     let room = match &record.room_id {
-        Some(_) => format!(
-            "<a href=\"https://matrix.to/#/{}\">{}</a>",
-            escape(&matrix_to_fragment(room_alias.as_str())),
-            escape(room_alias.as_str())
-        ),
+        Some(_) => format!("<a href=\"{}\">{}</a>", escape(&room::matrix_to(&room_alias)), escape(room_alias.as_str())),
         None => "<span class=muted>not yet</span>".to_owned(),
     };
     let error = record.last_error.as_deref().map(escape).unwrap_or_default();
@@ -250,12 +246,6 @@ fn table_row(state: &AppState, row: &Row, now: DateTime<Utc>) -> String {
         invited = record.members.invited,
         active = record.tickets.active,
     )
-}
-
-/// A matrix.to link names the room by its alias, with `#` and `:` percent-encoded as
-/// matrix.to expects in the fragment's identifier.
-fn matrix_to_fragment(alias: &str) -> String {
-    alias.replace('#', "%23").replace(':', "%3A")
 }
 
 #[cfg(test)]
@@ -275,10 +265,5 @@ mod tests {
         assert!(!has_session(&headers, &Secret::new("b".repeat(40))));
         headers.insert(header::COOKIE, format!("{COOKIE}={}", "a".repeat(40)).parse().unwrap());
         assert!(!has_session(&headers, &token), "the token itself is not a session");
-    }
-
-    #[test]
-    fn room_links_encode_the_alias() {
-        assert_eq!(matrix_to_fragment("#live_jazz:example.org"), "%23live_jazz%3Aexample.org");
     }
 }

@@ -38,6 +38,12 @@ fn raw<T>(value: Value) -> Raw<T> {
     Raw::from_json(serde_json::value::to_raw_value(&value).expect("a JSON value always serializes"))
 }
 
+/// A matrix.to link to the room by its alias, `#` and `:` percent-encoded as matrix.to
+/// expects in the fragment's identifier.
+pub fn matrix_to(alias: &RoomAliasId) -> String {
+    format!("https://matrix.to/#/{}", alias.as_str().replace('#', "%23").replace(':', "%3A"))
+}
+
 pub fn alias(config: &Config, record: &ReservationRecord) -> OwnedRoomAliasId {
     RoomAliasId::parse(format!(
         "#{}{}:{}",
@@ -614,4 +620,15 @@ impl SynapseAdmin {
 
 fn urlencode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_links_encode_the_alias() {
+        let alias = RoomAliasId::parse("#live_jazz:example.org").unwrap();
+        assert_eq!(matrix_to(&alias), "https://matrix.to/#/%23live_jazz%3Aexample.org");
+    }
 }

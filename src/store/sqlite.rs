@@ -975,10 +975,8 @@ mod tests {
             sqlx::query_scalar("SELECT COUNT(*) FROM webhook_receipts").fetch_one(&store.pool).await.unwrap();
         assert_eq!(count, 2);
         // Without a failure (no savepoints) the reservation is made due once, too.
-        let due: Vec<(i64, i64)> = sqlx::query_as("SELECT next_due_at, facts_version FROM lifecycle")
-            .fetch_all(&store.pool)
-            .await
-            .unwrap();
+        let due: Vec<(i64, i64)> =
+            sqlx::query_as("SELECT next_due_at, facts_version FROM lifecycle").fetch_all(&store.pool).await.unwrap();
         assert_eq!(due, [(t(12, 0).timestamp_millis(), 1)]);
     }
 }
