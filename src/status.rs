@@ -6,6 +6,8 @@
 //! (never the token itself), so changing the token logs everyone out. A bearer token
 //! works too, for `curl`.
 
+use std::collections::HashMap;
+
 use axum::{
     Form, Router,
     extract::State,
@@ -22,6 +24,7 @@ use crate::{
     api,
     http::{AppState, has_token},
     lifecycle::room::{self, alias, escape},
+    reservation::ReservationId,
     schedule::{self, Phase},
     secret::Secret,
     store::ReservationRecord,
@@ -115,44 +118,61 @@ async fn page(State(state): State<AppState>, headers: HeaderMap) -> Response {
         return login_page(None);
     }
     let now = Utc::now();
-    let mut records: Vec<(Phase, ReservationRecord)> = Vec::new();
+    // The walk reads light rows (no counts); the rows shown are then read in full, at once.
     let mut counts: Vec<(Phase, usize)> = Phase::ALL.iter().map(|p| (*p, 0)).collect();
+    let (mut shown, mut failing, mut failing_total) = (Vec::new(), Vec::new(), 0);
     let listed = api::each_reservation(&state, now, |phase, record| {
+        let id = &record.reservation.id;
         if let Some(c) = counts.iter_mut().find(|(p, _)| *p == phase) {
             c.1 += 1;
             if c.1 <= ROWS {
-                records.push((phase, record.clone()));
+                shown.push((phase, id.clone()));
+            }
+        }
+        if record.last_error.is_some() {
+            failing_total += 1;
+            if failing.len() < ROWS {
+                failing.push((phase, id.clone()));
             }
         }
     })
     .await;
-    if let Err(e) = listed {
-        tracing::error!(error = %e, "status page: store unavailable");
-        let body =
-            "<h1>Foyer status</h1><p class=error>The database cannot be read now; this page tries again by itself.</p>";
-        let head = format!("<meta http-equiv=refresh content={REFRESH}>");
-        return (StatusCode::SERVICE_UNAVAILABLE, Html(document("Foyer status", &head, body))).into_response();
-    }
-    // The walk leaves counts out; the rows shown get theirs.
-    for (_, record) in &mut records {
-        match state.store.reservation(&record.reservation.id).await {
-            Ok(Some(full)) => *record = full,
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "status page: cannot read a reservation's counts"),
+    let read = match listed {
+        Ok(()) => {
+            let ids: Vec<ReservationId> = shown.iter().chain(&failing).map(|(_, id)| id.clone()).collect();
+            state.store.reservations_by_id(&ids).await
         }
-    }
-    let rows: Vec<Row> = records.iter().map(|(phase, record)| Row { record, phase: *phase }).collect();
-    Html(render(&state, &rows, &counts, now)).into_response()
+        Err(e) => Err(e),
+    };
+    let full: HashMap<ReservationId, ReservationRecord> = match read {
+        Ok(records) => records.into_iter().map(|r| (r.reservation.id.clone(), r)).collect(),
+        Err(e) => {
+            tracing::error!(error = %e, "status page: store unavailable");
+            let body = "<h1>Foyer status</h1><p class=error>The database cannot be read now; this page tries again by itself.</p>";
+            let head = format!("<meta http-equiv=refresh content={REFRESH}>");
+            return (StatusCode::SERVICE_UNAVAILABLE, Html(document("Foyer status", &head, body))).into_response();
+        }
+    };
+    let rows = |list: &[(Phase, ReservationId)]| -> Vec<Row> {
+        list.iter().filter_map(|(phase, id)| Some(Row { record: full.get(id)?, phase: *phase })).collect()
+    };
+    let failing = Failing { rows: rows(&failing), total: failing_total };
+    Html(render(&state, &rows(&shown), &failing, &counts, now)).into_response()
+}
+
+/// Failing reservations: how many there are, and the first of them in full.
+struct Failing<'a> {
+    rows: Vec<Row<'a>>,
+    total: usize,
 }
 
 fn time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-fn render(state: &AppState, rows: &[Row], counts: &[(Phase, usize)], now: DateTime<Utc>) -> String {
+fn render(state: &AppState, rows: &[Row], failing: &Failing, counts: &[(Phase, usize)], now: DateTime<Utc>) -> String {
     let config = &state.config;
     let ready = state.ready.read().map(|r| r.is_some()).unwrap_or(false);
-    let failing: Vec<&Row> = rows.iter().filter(|r| r.record.last_error.is_some()).collect();
     let summary: String = counts
         .iter()
         .map(|(p, n)| format!("<span><a href=#{p}>{p}</a>: <b id=count-{p}>{n}</b></span>", p = p.as_str()))
@@ -167,11 +187,11 @@ fn render(state: &AppState, rows: &[Row], counts: &[(Phase, usize)], now: DateTi
         state = if ready { "ready" } else { "<b class=error>waiting for the homeserver</b>" },
         now_iso = time(now),
         now_h = schedule::human_time(now),
-        failing = failing.len(),
+        failing = failing.total,
     );
-    if !failing.is_empty() {
+    if !failing.rows.is_empty() {
         body.push_str("<h2 id=failing class=error>Failing</h2><table><tr><th>Reservation</th><th>Phase</th><th>Attempts</th><th>Last error</th></tr>");
-        for row in &failing {
+        for row in &failing.rows {
             let r = &row.record.reservation;
             body.push_str(&format!(
                 "<tr class=failing><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",

@@ -166,6 +166,10 @@ pub trait Store: Send + Sync {
 
     async fn reservation(&self, id: &ReservationId) -> Result<Option<ReservationRecord>, StoreError>;
 
+    /// The reservations among `ids` that exist, with their counts, in one query; in no
+    /// particular order.
+    async fn reservations_by_id(&self, ids: &[ReservationId]) -> Result<Vec<ReservationRecord>, StoreError>;
+
     /// Reservations ordered by id, after `after`, at most `limit`.
     async fn reservations_after(
         &self,

@@ -144,6 +144,12 @@ impl Store for PostgresStore {
         row.map(|r| record_from_row(&r)).transpose()
     }
 
+    async fn reservations_by_id(&self, ids: &[ReservationId]) -> Result<Vec<ReservationRecord>, StoreError> {
+        let ids: Vec<&str> = ids.iter().map(ReservationId::as_str).collect();
+        let rows = sqlx::query(SELECT_RECORDS_BY_IDS).bind(ids).fetch_all(&self.pool).await.map_err(unavailable)?;
+        rows.iter().map(record_from_row).collect()
+    }
+
     async fn reservations_after(
         &self,
         after: Option<&ReservationId>,
@@ -698,6 +704,7 @@ fn json_users(users: &std::collections::BTreeSet<OwnedUserId>) -> String {
 }
 
 const SELECT_RECORD_BY_ID: &str = super::select_records!("WHERE r.reservation_id = $1");
+const SELECT_RECORDS_BY_IDS: &str = super::select_records!("WHERE r.reservation_id = ANY($1)");
 const SELECT_RECORDS_AFTER: &str =
     super::select_records!("WHERE r.reservation_id > $1 ORDER BY r.reservation_id LIMIT $2");
 

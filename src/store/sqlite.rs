@@ -277,6 +277,13 @@ impl Store for SqliteStore {
         row.map(|r| record_from_row(&r)).transpose()
     }
 
+    async fn reservations_by_id(&self, ids: &[ReservationId]) -> Result<Vec<ReservationRecord>, StoreError> {
+        let ids = serde_json::to_string(&ids.iter().map(ReservationId::as_str).collect::<Vec<_>>())
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let rows = sqlx::query(SELECT_RECORDS_BY_IDS).bind(ids).fetch_all(&self.pool).await.map_err(unavailable)?;
+        rows.iter().map(record_from_row).collect()
+    }
+
     async fn reservations_after(
         &self,
         after: Option<&ReservationId>,
@@ -836,6 +843,9 @@ fn json_users(users: &std::collections::BTreeSet<OwnedUserId>) -> String {
 }
 
 const SELECT_RECORD_BY_ID: &str = super::select_records!("WHERE r.reservation_id = ?");
+/// The ids come as one JSON array, so the statement stays the same for any number.
+const SELECT_RECORDS_BY_IDS: &str =
+    super::select_records!("WHERE r.reservation_id IN (SELECT value FROM json_each(?))");
 const SELECT_RECORDS_AFTER: &str =
     super::select_records!("WHERE r.reservation_id > ? ORDER BY r.reservation_id LIMIT ?");
 

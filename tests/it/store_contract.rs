@@ -94,6 +94,12 @@ async fn webhook_ids_and_revisions_decide_what_is_applied() {
         assert_eq!(light[0].reservation, page[0].reservation, "{backend}");
         assert_eq!(light[0].signals, page[0].signals, "{backend}");
         assert_eq!((&light[0].room_id, light[0].archived), (&page[0].room_id, page[0].archived), "{backend}");
+        // Several by id at once, with their counts; unknown ids are left out.
+        let missing = ReservationId::parse("no-such").unwrap();
+        let by_id = store.reservations_by_id(&[missing.clone(), jazz()]).await.unwrap();
+        assert_eq!(by_id, page, "{backend}");
+        assert!(store.reservations_by_id(&[missing]).await.unwrap().is_empty(), "{backend}");
+        assert!(store.reservations_by_id(&[]).await.unwrap().is_empty(), "{backend}");
     })
     .await;
 }
