@@ -210,8 +210,7 @@ impl Lifecycle {
         let released = match result {
             Ok(next) => self.store.release(&claim, next, None, now).await,
             Err(e) => {
-                let attempts = self.store.lifecycle_state(id).await.map(|s| s.attempts).unwrap_or(0);
-                let retry = e.retry_in(attempts);
+                let retry = e.retry_in(claim.attempts);
                 let step = step.unwrap_or("plan");
                 tracing::warn!(reservation_id = %id, step, error = %e, retry_in_s = retry.num_seconds(), "lifecycle step failed");
                 metrics::counter!("foyer_lifecycle_steps_total", "step" => step, "result" => "failed").increment(1);

@@ -102,6 +102,13 @@ pub struct Claim {
     pub owner: String,
     /// When the reservation fell due, for a claim of due work (not for one on demand).
     pub due_at: Option<DateTime<Utc>>,
+    /// Consecutive failed attempts before this one, for the backoff should it fail too.
+    pub attempts: u32,
+}
+
+/// An `attempts` column as the count it is.
+pub(crate) fn attempts(stored: i64) -> u32 {
+    stored.clamp(0, i64::from(u32::MAX)) as u32
 }
 
 /// What the lifecycle needs to plan one reservation, besides its record.

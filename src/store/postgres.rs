@@ -241,10 +241,10 @@ impl Store for PostgresStore {
         owner: &str,
     ) -> Result<Option<Claim>, StoreError> {
         let now_ms = to_millis(now);
-        let version: Option<i64> = sqlx::query_scalar(
+        let claimed: Option<(i64, i64)> = sqlx::query_as(
             "UPDATE lifecycle SET locked_until = $1, locked_by = $2
              WHERE reservation_id = $3 AND (locked_until IS NULL OR locked_until <= $4)
-             RETURNING facts_version",
+             RETURNING facts_version, attempts",
         )
         .bind(now_ms + lease.as_millis() as i64)
         .bind(owner)
@@ -253,11 +253,12 @@ impl Store for PostgresStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(unavailable)?;
-        Ok(version.map(|facts_version| Claim {
+        Ok(claimed.map(|(facts_version, attempts)| Claim {
             reservation_id: id.clone(),
             facts_version,
             owner: owner.to_owned(),
             due_at: None,
+            attempts: super::attempts(attempts),
         }))
     }
 
@@ -287,7 +288,7 @@ impl Store for PostgresStore {
                 WHERE next_due_at <= $2 AND (locked_until IS NULL OR locked_until <= $2)
                 ORDER BY next_due_at LIMIT $3
                 FOR UPDATE SKIP LOCKED)
-             RETURNING reservation_id, facts_version, next_due_at",
+             RETURNING reservation_id, facts_version, next_due_at, attempts",
         )
         .bind(now_ms + lease.as_millis() as i64)
         .bind(now_ms)
@@ -305,6 +306,7 @@ impl Store for PostgresStore {
                     facts_version: row.try_get("facts_version").map_err(unavailable)?,
                     owner: owner.to_owned(),
                     due_at: Some(from_millis(row.try_get("next_due_at").map_err(unavailable)?)?),
+                    attempts: super::attempts(row.try_get("attempts").map_err(unavailable)?),
                 })
             })
             .collect()
@@ -369,8 +371,7 @@ impl Store for PostgresStore {
             };
             state.room.space = room_of("space")?;
             state.room.space_linked = room_of("space_linked")?;
-            state.attempts =
-                row.try_get::<i64, _>("attempts").map_err(unavailable)?.clamp(0, i64::from(u32::MAX)) as u32;
+            state.attempts = super::attempts(row.try_get("attempts").map_err(unavailable)?);
         }
         let invited: Vec<String> = sqlx::query_scalar("SELECT user_id FROM room_invites WHERE reservation_id = $1")
             .bind(id.as_str())

@@ -374,10 +374,10 @@ impl Store for SqliteStore {
         owner: &str,
     ) -> Result<Option<Claim>, StoreError> {
         let now_ms = to_millis(now);
-        let version: Option<i64> = sqlx::query_scalar(
+        let claimed: Option<(i64, i64)> = sqlx::query_as(
             "UPDATE lifecycle SET locked_until = ?, locked_by = ?
              WHERE reservation_id = ? AND (locked_until IS NULL OR locked_until <= ?)
-             RETURNING facts_version",
+             RETURNING facts_version, attempts",
         )
         .bind(now_ms + lease.as_millis() as i64)
         .bind(owner)
@@ -386,11 +386,12 @@ impl Store for SqliteStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(unavailable)?;
-        Ok(version.map(|facts_version| Claim {
+        Ok(claimed.map(|(facts_version, attempts)| Claim {
             reservation_id: id.clone(),
             facts_version,
             owner: owner.to_owned(),
             due_at: None,
+            attempts: super::attempts(attempts),
         }))
     }
 
@@ -415,7 +416,7 @@ impl Store for SqliteStore {
         let now_ms = to_millis(now);
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
         let rows = sqlx::query(
-            "SELECT reservation_id, facts_version, next_due_at FROM lifecycle
+            "SELECT reservation_id, facts_version, next_due_at, attempts FROM lifecycle
              WHERE next_due_at <= ? AND (locked_until IS NULL OR locked_until <= ?)
              ORDER BY next_due_at LIMIT ?",
         )
@@ -441,6 +442,7 @@ impl Store for SqliteStore {
                 facts_version: row.try_get("facts_version").map_err(unavailable)?,
                 owner: owner.to_owned(),
                 due_at: Some(from_millis(row.try_get("next_due_at").map_err(unavailable)?)?),
+                attempts: super::attempts(row.try_get("attempts").map_err(unavailable)?),
             });
         }
         tx.commit().await.map_err(unavailable)?;
@@ -506,8 +508,7 @@ impl Store for SqliteStore {
             };
             state.room.space = room_of("space")?;
             state.room.space_linked = room_of("space_linked")?;
-            state.attempts =
-                row.try_get::<i64, _>("attempts").map_err(unavailable)?.clamp(0, i64::from(u32::MAX)) as u32;
+            state.attempts = super::attempts(row.try_get("attempts").map_err(unavailable)?);
         }
         let invited: Vec<String> = sqlx::query_scalar("SELECT user_id FROM room_invites WHERE reservation_id = ?")
             .bind(id.as_str())

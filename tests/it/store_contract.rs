@@ -133,6 +133,12 @@ async fn leases_exclude_others_and_new_facts_keep_a_reservation_due() {
         store.release(&second, Some(now + Span::hours(5)), Some("boom"), later).await.unwrap();
         assert!(store.next_due_at().await.unwrap().unwrap() > now + Span::hours(4), "{backend}");
         assert_eq!(store.lifecycle_state(&jazz()).await.unwrap().attempts, 1, "{backend}");
+        // A claim carries the failures so far, for the backoff of the next one.
+        let again = store.claim(&jazz(), later, lease, "four").await.unwrap().expect("released");
+        assert_eq!((again.attempts, again.due_at), (1, None), "{backend}");
+        store.release(&again, Some(later), None, later).await.unwrap();
+        let due = store.claim_due(later, lease, 10, "five").await.unwrap();
+        assert_eq!(due.iter().map(|c| c.attempts).collect::<Vec<_>>(), [0], "{backend}: a success resets them");
     })
     .await;
 }
