@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use crate::harness::{Synapse, TestFoyer, TestUser, enc, eventually, percentile, random_token, repo_root};
+use crate::harness::{Synapse, TestFoyer, TestUser, enc, eventually, metric_in, percentile, random_token, repo_root};
 
 /// Replaces (or appends) the section between `<!-- name -->` markers in BENCHMARKS.md.
 pub(crate) fn write_section(name: &str, body: &str) {
@@ -221,8 +221,8 @@ async fn bench_revoke_to_kick() {
 
     let bot = TestUser::bot(&foyer.slot);
     let kicks = |text: &str, part: &str| {
-        let sample = format!("foyer_homeserver_request_duration_seconds_{part}{{endpoint=\"kick_user\"}} ");
-        text.lines().find_map(|l| l.strip_prefix(&sample)?.trim().parse::<f64>().ok()).unwrap_or(0.0)
+        metric_in(text, &format!("foyer_homeserver_request_duration_seconds_{part}{{endpoint=\"kick_user\"}}"))
+            .unwrap_or(0.0)
     };
     let before = foyer.metrics_text().await;
     let mut latencies = Vec::with_capacity(N);
@@ -240,7 +240,14 @@ async fn bench_revoke_to_kick() {
         latencies.push(started.elapsed());
     }
     latencies.sort();
-    let after = foyer.metrics_text().await;
+    // Foyer records a kick's duration once Synapse has answered it, which can be just
+    // after the bot's membership shows `leave`: wait for all N.
+    let calls_before = kicks(&before, "count");
+    let after = eventually(Duration::from_secs(10), "every kick in the metrics", || async {
+        let text = foyer.metrics_text().await;
+        (kicks(&text, "count") - calls_before >= N as f64).then_some(text)
+    })
+    .await;
     let kick_calls = kicks(&after, "count") - kicks(&before, "count");
     let kick_ms = 1000.0 * (kicks(&after, "sum") - kicks(&before, "sum")) / kick_calls.max(1.0);
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::{
     bench::{busiest_threads, cores, cpu_seconds, deliver_all, machine, own_cpu_seconds, thread_cpu, write_section},
-    harness::{Sender, TestFoyer, percentile, random_token, sqlite_query},
+    harness::{Sender, TestFoyer, percentile, random_token, read_tail, sqlite_query},
     standin::StandIn,
 };
 
@@ -113,7 +113,12 @@ async fn bench_scheduler_precision() {
         if created.len() >= N {
             break created;
         }
-        assert!(Utc::now() < give_up, "only {} of {N} rooms created; log tail:\n{}", created.len(), tail(&foyer.log()));
+        assert!(
+            Utc::now() < give_up,
+            "only {} of {N} rooms created; log tail:\n{}",
+            created.len(),
+            read_tail(&foyer.log_path)
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     let threads = busiest_threads(pid, &threads_before);
@@ -197,9 +202,4 @@ async fn bench_scheduler_precision() {
     );
     println!("{body}");
     write_section("scheduler-precision", &body);
-}
-
-fn tail(log: &str) -> String {
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
 }

@@ -15,7 +15,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use tempfile::{NamedTempFile, TempDir};
 
-use crate::harness::{free_port, read_tail, repo_root};
+use crate::harness::{eventually, free_port, read_tail, repo_root};
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -319,15 +319,10 @@ async fn the_browser_logs_in_through_a_form() {
     browser.type_into("input[name=token]", "s3cret").await;
     browser.click("button[type=submit]").await;
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let source = browser.source().await;
-        if source.contains("Hello, s3cret") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the page never said Hello, s3cret; it holds:\n{source}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(Duration::from_secs(10), "the page to say Hello, s3cret", || async {
+        browser.source().await.contains("Hello, s3cret").then_some(())
+    })
+    .await;
     assert!(browser.find("#hello").await.is_some(), "the greeting is an element");
     assert_eq!(browser.title().await, "Welcome");
     assert_eq!(browser.current_url().await, format!("{base}/login"));

@@ -441,6 +441,13 @@ pub fn http_status(port: u16, path: &str) -> Option<u16> {
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
+/// The value of one Prometheus sample (`name{labels}`, exactly) in a `/metrics` text.
+pub fn metric_in(text: &str, sample: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' '))
+        .map(|v| v.trim().parse().expect("metric value"))
+}
+
 pub fn read_tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
@@ -779,12 +786,7 @@ impl TestFoyer {
 
     /// The value of one Prometheus sample (`name{labels}`), 0 when absent.
     pub async fn metric(&self, sample: &str) -> f64 {
-        self.metrics_text()
-            .await
-            .lines()
-            .find_map(|line| line.strip_prefix(sample).and_then(|rest| rest.strip_prefix(' ')))
-            .map(|v| v.trim().parse().expect("metric value"))
-            .unwrap_or(0.0)
+        metric_in(&self.metrics_text().await, sample).unwrap_or(0.0)
     }
 }
 

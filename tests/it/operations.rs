@@ -7,7 +7,8 @@ use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 
 use crate::harness::{
-    Synapse, TestFoyer, TestUser, WEBHOOK_SECRET, chrono_now, enc, eventually, random_token, repo_root, sign_webhook,
+    Synapse, TestFoyer, TestUser, WEBHOOK_SECRET, chrono_now, enc, eventually, metric_in, random_token, repo_root,
+    sign_webhook,
 };
 
 fn unique(name: &str) -> String {
@@ -65,10 +66,6 @@ fn total(text: &str, sample: &str) -> f64 {
         .sum()
 }
 
-fn sample(text: &str, line_prefix: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(line_prefix)?.trim().parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_metric_family_is_documented_present_and_moves() {
     // A Synapse of its own: the test stops it to make Foyer retry.
@@ -109,7 +106,7 @@ async fn every_metric_family_is_documented_present_and_moves() {
 
     let after = eventually(Duration::from_secs(40), "every documented family in /metrics", || async {
         let text = foyer.metrics_text().await;
-        let phases = sample(&text, "foyer_reservations{phase=\"open\"}").unwrap_or(0.0);
+        let phases = metric_in(&text, "foyer_reservations{phase=\"open\"}").unwrap_or(0.0);
         let missing: Vec<String> =
             documented().into_keys().filter(|name| !families(&text).contains_key(name)).collect();
         if !missing.is_empty() || phases != 2.0 {
@@ -139,16 +136,16 @@ async fn every_metric_family_is_documented_present_and_moves() {
         assert!(moved(counter), "{counter} did not move:\n{after}");
     }
     let accepted = "foyer_webhooks_total{type=\"ticket.granted\",result=\"accepted\"}";
-    assert_eq!(sample(&after, accepted), Some(2.0), "{after}");
-    assert_eq!(sample(&after, "foyer_lifecycle_steps_total{step=\"create_room\",result=\"ok\"}"), Some(1.0));
+    assert_eq!(metric_in(&after, accepted), Some(2.0), "{after}");
+    assert_eq!(metric_in(&after, "foyer_lifecycle_steps_total{step=\"create_room\",result=\"ok\"}"), Some(1.0));
     assert!(after.contains("foyer_lifecycle_steps_total{step=\"create_room\",result=\"failed\"}"), "{after}");
     assert!(after.contains("foyer_homeserver_request_duration_seconds_bucket{endpoint=\"create_room\",le=\"0.005\"}"));
     assert!(after.contains("foyer_homeserver_retries_total{endpoint=\""), "{after}");
-    assert_eq!(sample(&after, "foyer_reservations{phase=\"open\"}"), Some(2.0), "opened, and due but blocked");
-    assert_eq!(sample(&after, "foyer_reservations{phase=\"scheduled\"}"), Some(0.0));
-    assert_eq!(sample(&after, "foyer_ready"), Some(1.0));
-    assert_eq!(sample(&after, "foyer_appservice_pings_total"), Some(1.0));
-    let age = sample(&after, "foyer_homeserver_last_transaction_age_seconds").expect("transaction age");
+    assert_eq!(metric_in(&after, "foyer_reservations{phase=\"open\"}"), Some(2.0), "opened, and due but blocked");
+    assert_eq!(metric_in(&after, "foyer_reservations{phase=\"scheduled\"}"), Some(0.0));
+    assert_eq!(metric_in(&after, "foyer_ready"), Some(1.0));
+    assert_eq!(metric_in(&after, "foyer_appservice_pings_total"), Some(1.0));
+    let age = metric_in(&after, "foyer_homeserver_last_transaction_age_seconds").expect("transaction age");
     assert!((0.0..60.0).contains(&age), "age {age}");
 }
 
