@@ -65,6 +65,7 @@ async fn bench_scheduler_precision() {
     send_all(&sender, pilot).await;
     let due_now = || format!("SELECT COUNT(*) FROM lifecycle WHERE next_due_at < {}", Utc::now().timestamp_millis());
     while sqlite_query(&db, &due_now()).trim() != "0" {
+        assert!(started.elapsed() < Duration::from_secs(600), "the pilot is still due after 10 min");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let pilot_rate = PILOT as f64 / started.elapsed().as_secs_f64();

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::{
     bench::{cpu_seconds, machine, own_cpu_seconds, write_section},
-    harness::{Synapse, TestFoyer, TestUser, enc, fresh_postgres_database, random_token, sqlite_query},
+    harness::{Synapse, TestFoyer, TestUser, enc, fresh_postgres_database, random_token, read_tail, sqlite_query},
 };
 
 const ROOMS: usize = 200;
@@ -76,11 +76,18 @@ async fn foyer_wave(foyer: &TestFoyer, db: &Db, holders: &[TestUser]) -> f64 {
         foyer.accept("ticket.granted", json!({"reservation_id": id, "tickets": tickets})).await;
     }
     assert!(Utc::now() < opens, "the wave was sent before it opens");
+    // Invites refused for good are not counted, so a wave with one never ends: give up.
+    let give_up = opens + chrono::Duration::minutes(15);
     loop {
         let (rooms, invites, last) = progress(db, &run).await;
         if rooms == ROOMS as u64 && invites == (ROOMS * HOLDERS) as u64 {
             return (last - opens.timestamp_millis()) as f64 / 1000.0;
         }
+        assert!(
+            Utc::now() < give_up,
+            "{rooms} rooms, {invites} invites after 15 min; log:\n{}",
+            read_tail(&foyer.log_path)
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::harness::{
     Synapse, TestFoyer, TestUser, WEBHOOK_SECRET, chrono_now, enc, eventually, metric_in, random_token, repo_root,
-    sign_webhook,
+    sign_webhook, sqlite_query,
 };
 
 fn unique(name: &str) -> String {
@@ -342,7 +342,12 @@ async fn an_admin_command_is_kept_through_crashes_and_answered_once() {
         (foyer.log().matches("admin command room_id=").count() == 3).then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await; // only to prove no second answer follows
+    // Dropped from the inbox only once its (repeated) answer was sent.
+    eventually(Duration::from_secs(20), "the inbox to be empty", || async {
+        let left = sqlite_query(&foyer.dir().join("foyer.db"), "SELECT COUNT(*) FROM admin_inbox");
+        (left.trim() == "0").then_some(())
+    })
+    .await;
     // Only the bot posts notices here; the admin writes text.
     let answers = admin.notices(&dm).await;
     assert_eq!(answers, [format!("Opening the room of `{id}` now.")], "one answer, the first one");
@@ -430,8 +435,14 @@ async fn admins_command_the_bot_in_a_direct_room_and_strangers_are_refused() {
     assert_eq!(foyer.reservation(&other).await.1["room_id"], Value::Null);
 
     // A stranger's own invite is left alone: the bot never joins their room.
+    let member_events = r#"foyer_homeserver_events_total{type="m.room.member"}"#;
+    let before = foyer.metric(member_events).await;
     let theirs = stranger.create_room(&[&bot]).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    eventually(Duration::from_secs(15), "the invite to reach Foyer", || async {
+        (foyer.metric(member_events).await > before).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await; // time a join would take, had Foyer taken the invite
     let (_, joined) = bot_user.get("/_matrix/client/v3/joined_rooms").await;
     assert!(!joined["joined_rooms"].as_array().unwrap().contains(&json!(theirs)), "{joined}");
 }
