@@ -179,8 +179,7 @@ async fn list(state: &AppState, only: Option<Phase>, now: DateTime<Utc>) -> Resu
 fn show(state: &AppState, record: &ReservationRecord, now: DateTime<Utc>) -> Answer {
     let config = &state.config;
     let r = &record.reservation;
-    let times = schedule::schedule(record, &config.rooms);
-    let phase = schedule::phase(record, &times, now, record.archived);
+    let (times, phase) = schedule::at(record, &config.rooms, now);
     let alias = room::alias(config, record);
     let room = match &record.room_id {
         Some(room_id) => format!("{room_id} ({alias}) {}", room::matrix_to(&alias)),
@@ -233,8 +232,7 @@ pub async fn run(state: &AppState, command: Command, now: DateTime<Utc>) -> Resu
         }),
         Command::Act(action, id) => {
             let Some(record) = state.store.reservation(&id).await? else { return Ok(not_found(&id)) };
-            let times = schedule::schedule(&record, &state.config.rooms);
-            let phase = schedule::phase(&record, &times, now, record.archived);
+            let phase = schedule::at(&record, &state.config.rooms, now).1;
             let refused = match (action, phase) {
                 (_, Phase::Cancelled) => Some("is cancelled"),
                 (AdminAction::OpenNow | AdminAction::ArchiveNow, Phase::Archived) => Some("is already archived"),

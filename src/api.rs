@@ -37,8 +37,7 @@ fn time(t: DateTime<Utc>) -> String {
 fn view(state: &AppState, record: &ReservationRecord, now: DateTime<Utc>) -> (Phase, Value) {
     let config = &state.config;
     let r = &record.reservation;
-    let times = schedule::schedule(record, &config.rooms);
-    let phase = schedule::phase(record, &times, now, record.archived);
+    let (times, phase) = schedule::at(record, &config.rooms, now);
     let alias = crate::lifecycle::room::alias(config, record);
     let body = json!({
         "reservation_id": r.id.as_str(),
@@ -86,8 +85,7 @@ pub async fn each_reservation(
     loop {
         let batch = state.store.schedules_after(after.as_ref(), MAX_PAGE).await?;
         for record in &batch {
-            let times = schedule::schedule(record, &state.config.rooms);
-            visit(schedule::phase(record, &times, now, record.archived), record);
+            visit(schedule::at(record, &state.config.rooms, now).1, record);
         }
         match batch.last() {
             Some(last) if batch.len() == MAX_PAGE as usize => after = Some(last.reservation.id.clone()),

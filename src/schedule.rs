@@ -85,6 +85,13 @@ pub fn schedule(record: &ReservationRecord, rooms: &RoomsConfig) -> Schedule {
     Schedule { opens_at, end, archives_at, live }
 }
 
+/// A reservation's times, and its phase at `now` as its record tells it.
+pub fn at(record: &ReservationRecord, rooms: &RoomsConfig, now: DateTime<Utc>) -> (Schedule, Phase) {
+    let times = schedule(record, rooms);
+    let phase = phase(record, &times, now, record.archived);
+    (times, phase)
+}
+
 /// The phase at `now`. `archived` says the room was actually archived.
 pub fn phase(record: &ReservationRecord, schedule: &Schedule, now: DateTime<Utc>, archived: bool) -> Phase {
     let ended_observed = record.signals.stream_ended_at.is_some();
