@@ -34,7 +34,7 @@ const IN_FLIGHT: usize = 64;
 const TARGET_MIB: f64 = 64.0;
 
 /// `claim_due`'s selection, exactly as `src/store/sqlite.rs` runs it (binds: now, now, limit).
-const CLAIM_DUE_SQL: &str = "SELECT reservation_id, facts_version FROM lifecycle
+const CLAIM_DUE_SQL: &str = "SELECT reservation_id, facts_version, next_due_at, attempts FROM lifecycle
              WHERE next_due_at <= ? AND (locked_until IS NULL OR locked_until <= ?)
              ORDER BY next_due_at LIMIT ?";
 /// `next_due_at`, which the worker runs after every round that was not full, to know how
@@ -494,7 +494,10 @@ async fn bench_memory_and_due_query() {
     let drift = [CLAIM_DUE_SQL, NEXT_DUE_SQL]
         .iter()
         .filter(|sql| !still_in_source(sql))
-        .map(|sql| format!("\n\n**Warning:** this query is no longer in `src/store/sqlite.rs`: `{sql}`"))
+        .map(|sql| {
+            let sql = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+            format!("\n\n**Warning:** this query is no longer in `src/store/sqlite.rs`: `{sql}`")
+        })
         .collect::<String>();
     let child_env = if env.is_empty() {
         "none".to_owned()
