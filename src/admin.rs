@@ -121,6 +121,23 @@ pub fn help() -> Answer {
 pub const REFUSAL: &str = "Sorry, only Foyer's admins can use its commands. \
     If you need one, ask your homeserver admin to add you to `admins` in Foyer's config.";
 
+/// `3 active, 1 revoked`, and how many holders cannot be invited.
+fn tickets_words(record: &ReservationRecord) -> String {
+    let t = &record.tickets;
+    let uninvitable = if t.uninvitable > 0 { format!(", {} cannot be invited", t.uninvitable) } else { String::new() };
+    format!("{} active, {} revoked{uninvitable}", t.active, t.revoked)
+}
+
+/// A phase as `!foyer show` says it: `scheduled (opening)`, `ended (archiving)`.
+fn phase_words(status: schedule::Status) -> String {
+    let coming = match (status.opening, status.archiving) {
+        (true, _) => " (opening)",
+        (_, true) => " (archiving)",
+        _ => "",
+    };
+    format!("{}{coming}", status.phase.as_str())
+}
+
 /// One reservation's line in `list`.
 fn line(
     record: &ReservationRecord,
@@ -176,10 +193,13 @@ async fn list(state: &AppState, only: Option<Phase>, now: DateTime<Utc>) -> Resu
     Ok(Answer { text, html: format!("<p>{}</p><ul>{items}</ul>", escape(&head)) })
 }
 
-fn show(state: &AppState, record: &ReservationRecord, now: DateTime<Utc>) -> Answer {
+/// How many holders who cannot be invited `show` names.
+const SHOWN_FAILURES: u32 = 20;
+
+fn show(state: &AppState, record: &ReservationRecord, failures: &[(String, String)], now: DateTime<Utc>) -> Answer {
     let config = &state.config;
     let r = &record.reservation;
-    let (times, phase) = schedule::at(record, &config.rooms, now);
+    let (times, status) = schedule::at(record, &config.rooms, now);
     let alias = room::alias(config, record);
     let room = match &record.room_id {
         Some(room_id) => format!("{room_id} ({alias}) {}", room::matrix_to(&alias)),
@@ -187,7 +207,7 @@ fn show(state: &AppState, record: &ReservationRecord, now: DateTime<Utc>) -> Ans
     };
     let rows = [
         ("Title", r.title.as_str().to_owned()),
-        ("Phase", phase.as_str().to_owned()),
+        ("Phase", phase_words(status)),
         ("Starts", format!("{} ({})", schedule::human_time(r.starts_at), schedule::relative(now, r.starts_at))),
         ("Ends", schedule::human_time(r.ends_at)),
         ("Opens", format!("{} ({})", schedule::human_time(times.opens_at), schedule::relative(now, times.opens_at))),
@@ -196,8 +216,16 @@ fn show(state: &AppState, record: &ReservationRecord, now: DateTime<Utc>) -> Ans
             format!("{} ({})", schedule::human_time(times.archives_at), schedule::relative(now, times.archives_at)),
         ),
         ("Room", room),
-        ("Tickets", format!("{} active, {} revoked", record.tickets.active, record.tickets.revoked)),
+        ("Tickets", tickets_words(record)),
         ("Members", format!("{} joined, {} invited", record.members.joined, record.members.invited)),
+        (
+            "Cannot invite",
+            if failures.is_empty() {
+                "nobody".to_owned()
+            } else {
+                failures.iter().map(|(user, error)| format!("{user} ({error})")).collect::<Vec<_>>().join("; ")
+            },
+        ),
         (
             "Last error",
             match &record.last_error {
@@ -227,19 +255,22 @@ pub async fn run(state: &AppState, command: Command, now: DateTime<Utc>) -> Resu
         Command::Help => Ok(help()),
         Command::List(only) => list(state, only, now).await,
         Command::Show(id) => Ok(match state.store.reservation(&id).await? {
-            Some(record) => show(state, &record, now),
+            Some(record) => show(state, &record, &state.store.invite_failures(&id, SHOWN_FAILURES).await?, now),
             None => not_found(&id),
         }),
         Command::Act(action, id) => {
             let Some(record) = state.store.reservation(&id).await? else { return Ok(not_found(&id)) };
-            let phase = schedule::at(&record, &state.config.rooms, now).1;
-            let refused = match (action, phase) {
+            let (times, status) = schedule::at(&record, &state.config.rooms, now);
+            let due = schedule::due_phase(&record, &times, now);
+            let refused = match (action, status.phase) {
                 (_, Phase::Cancelled) => Some("is cancelled"),
                 (AdminAction::OpenNow | AdminAction::ArchiveNow, Phase::Archived) => Some("is already archived"),
                 (AdminAction::OpenNow, Phase::Open | Phase::Live | Phase::Ended) if record.room_id.is_some() => {
                     Some("is already open")
                 }
-                (AdminAction::OpenNow, Phase::Ended) => Some("has ended without a room; its room never opens"),
+                (AdminAction::OpenNow, _) if due == Phase::Ended && record.room_id.is_none() => {
+                    Some("has ended without a room; its room never opens")
+                }
                 _ => None,
             };
             if let Some(why) = refused {

@@ -27,6 +27,7 @@ pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/reservations", get(list))
         .route("/reservations/{reservation_id}", get(show))
+        .route("/reservations/{reservation_id}/tickets", get(tickets))
         .layer(middleware::from_fn_with_state(state, require_api_token))
 }
 
@@ -37,9 +38,10 @@ fn time(t: DateTime<Utc>) -> String {
 fn view(state: &AppState, record: &ReservationRecord, now: DateTime<Utc>) -> (Phase, Value) {
     let config = &state.config;
     let r = &record.reservation;
-    let (times, phase) = schedule::at(record, &config.rooms, now);
+    let (times, status) = schedule::at(record, &config.rooms, now);
+    let phase = status.phase;
     let alias = crate::lifecycle::room::alias(config, record);
-    let body = json!({
+    let mut body = json!({
         "reservation_id": r.id.as_str(),
         "revision": r.revision.map(|v| v.0),
         "title": r.title.as_str(),
@@ -50,9 +52,20 @@ fn view(state: &AppState, record: &ReservationRecord, now: DateTime<Utc>) -> (Ph
         "phase": phase,
         "room_id": record.room_id,
         "room_alias": alias,
-        "tickets": {"active": record.tickets.active, "revoked": record.tickets.revoked},
+        "tickets": {
+            "active": record.tickets.active,
+            "revoked": record.tickets.revoked,
+            "uninvitable": record.tickets.uninvitable,
+        },
         "members": {"invited": record.members.invited, "joined": record.members.joined},
     });
+    // Only while an effect is due and not done yet, as the contract's §4 says.
+    if status.opening {
+        body["opening"] = json!(true);
+    }
+    if status.archiving {
+        body["archiving"] = json!(true);
+    }
     (phase, body)
 }
 
@@ -73,6 +86,51 @@ async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Response
     }
 }
 
+#[derive(Debug, Deserialize)]
+struct TicketsQuery {
+    limit: Option<u32>,
+    /// The `next` value of the previous page.
+    after: Option<String>,
+}
+
+/// `GET /api/v1/reservations/{id}/tickets?limit=100&after=<ticket_id>`: each ticket with
+/// its holder, its state and the holder's last invite error, ordered by ticket id.
+async fn tickets(State(state): State<AppState>, Path(id): Path<String>, Query(query): Query<TicketsQuery>) -> Response {
+    let not_found = || error(StatusCode::NOT_FOUND, "FOYER_NOT_FOUND", format!("no reservation {id:?}"));
+    let Ok(rid) = ReservationId::parse(&id) else {
+        return not_found();
+    };
+    match state.store.reservation(&rid).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return not_found(),
+        Err(e) => return unavailable(e),
+    }
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let rows = match state.store.tickets(&rid, query.after.as_deref().unwrap_or(""), limit).await {
+        Ok(rows) => rows,
+        Err(e) => return unavailable(e),
+    };
+    let next = (rows.len() == limit as usize).then(|| rows.last().map(|t| t.ticket_id.clone())).flatten();
+    let tickets: Vec<Value> = rows
+        .iter()
+        .map(|t| {
+            let state = match (t.revoked || t.user_id.is_none(), &t.invite_error) {
+                (true, _) => "revoked",
+                (false, Some(_)) => "uninvitable",
+                (false, None) => "bound",
+            };
+            json!({
+                "ticket_id": t.ticket_id,
+                "state": state,
+                "user_id": t.user_id,
+                "email_masked": Value::Null,
+                "last_invite_error": t.invite_error,
+            })
+        })
+        .collect();
+    Json(json!({"tickets": tickets, "next": next})).into_response()
+}
+
 /// Every reservation, a page at a time, with its phase at `now`. The records carry no
 /// ticket or member counts (zeros): reading those for every reservation would cost a
 /// scan of the tickets; fetch one reservation for its counts.
@@ -85,7 +143,7 @@ pub async fn each_reservation(
     loop {
         let batch = state.store.schedules_after(after.as_ref(), MAX_PAGE).await?;
         for record in &batch {
-            visit(schedule::at(record, &state.config.rooms, now).1, record);
+            visit(schedule::at(record, &state.config.rooms, now).1.phase, record);
         }
         match batch.last() {
             Some(last) if batch.len() == MAX_PAGE as usize => after = Some(last.reservation.id.clone()),

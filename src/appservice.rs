@@ -19,7 +19,7 @@ use axum::{
     routing::{get, post, put},
 };
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{json, value::RawValue};
 
 use crate::{
     config::Config,
@@ -56,20 +56,29 @@ async fn require_hs_token(State(state): State<AppState>, request: Request, next:
     error(StatusCode::FORBIDDEN, "M_FORBIDDEN", "Bad or missing hs_token")
 }
 
+/// A transaction's envelope, each event kept as its own JSON text: one event that cannot
+/// be read (a member can post content nested past serde_json's depth limit) must not
+/// make the whole transaction unreadable. Skipping a value never recurses, so the
+/// envelope always reads.
 #[derive(Debug, Deserialize)]
-struct TransactionBody {
-    #[serde(default)]
-    events: Vec<Value>,
+struct TransactionBody<'a> {
+    #[serde(default, borrow)]
+    events: Vec<&'a RawValue>,
 }
 
 async fn transaction(State(state): State<AppState>, Path(txn_id): Path<String>, body: Bytes) -> Response {
-    let parsed: TransactionBody = match serde_json::from_slice(&body) {
-        Ok(parsed) => parsed,
+    // Never 4xx for what the homeserver sent: Synapse retries a refused transaction for
+    // ever, holding back every transaction behind it. A body that is not a transaction
+    // at all holds no events to record.
+    let raw_events = match serde_json::from_slice::<TransactionBody<'_>>(&body) {
+        Ok(parsed) => parsed.events,
         Err(e) => {
-            return error(StatusCode::BAD_REQUEST, "M_NOT_JSON", format!("transaction body: {e}"));
+            tracing::warn!(txn_id, error = %e, "a transaction body that cannot be read; answered 200 with nothing recorded");
+            metrics::counter!("foyer_appservice_transactions_total", "result" => "unreadable").increment(1);
+            return Json(json!({})).into_response();
         }
     };
-    let events: Vec<HomeserverEvent> = parsed.events.into_iter().filter_map(HomeserverEvent::from_json).collect();
+    let events: Vec<HomeserverEvent> = raw_events.into_iter().filter_map(HomeserverEvent::from_raw).collect();
     let key = transaction_key(&txn_id, &events);
     let seen = state
         .transactions

@@ -1,7 +1,9 @@
 //! Events pushed by the homeserver, as Foyer reads them.
 
+use std::{borrow::Cow, collections::BTreeMap};
+
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, value::RawValue};
 
 /// The parts of a homeserver event Foyer reads. Events are kept loosely typed here:
 /// a malformed event must never make the homeserver's transaction fail. Serialized in
@@ -21,18 +23,54 @@ pub struct HomeserverEvent {
 }
 
 impl HomeserverEvent {
-    /// Reads an event from a transaction; events without an id, room or type are skipped.
-    pub fn from_json(value: Value) -> Option<Self> {
-        let text = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_owned);
-        let event = Self {
-            event_id: text("event_id")?,
-            room_id: text("room_id")?,
-            kind: text("type")?,
-            sender: text("sender").unwrap_or_default(),
-            state_key: text("state_key"),
-            content: value.get("content").cloned().unwrap_or(Value::Null),
+    /// Reads one event of a transaction from its own JSON text; `None` (after a log line)
+    /// for an event that is not an object with an id, a room and a type.
+    ///
+    /// A member can post content nested deeper than serde_json reads into a `Value`
+    /// (128 levels; Synapse accepts about 124 inside `content`). Such content is read
+    /// shallowly: its top-level fields that can be read are kept, the rest dropped, so a
+    /// membership or a command beside a hostile field is still seen.
+    pub fn from_raw(raw: &RawValue) -> Option<Self> {
+        #[derive(Deserialize)]
+        struct Envelope<'a> {
+            #[serde(borrow)]
+            event_id: Option<Cow<'a, str>>,
+            #[serde(borrow)]
+            room_id: Option<Cow<'a, str>>,
+            #[serde(rename = "type", borrow)]
+            kind: Option<Cow<'a, str>>,
+            #[serde(borrow)]
+            sender: Option<Cow<'a, str>>,
+            #[serde(borrow)]
+            state_key: Option<Cow<'a, str>>,
+            #[serde(borrow)]
+            content: Option<&'a RawValue>,
+        }
+        let envelope: Envelope<'_> = match serde_json::from_str(raw.get()) {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                tracing::warn!(error = %e, "skipped a homeserver event that cannot be read");
+                return None;
+            }
         };
-        Some(event)
+        let (Some(event_id), Some(room_id), Some(kind)) = (envelope.event_id, envelope.room_id, envelope.kind) else {
+            tracing::warn!("skipped a homeserver event without an event_id, room_id or type");
+            return None;
+        };
+        Some(Self {
+            event_id: event_id.into_owned(),
+            room_id: room_id.into_owned(),
+            kind: kind.into_owned(),
+            sender: envelope.sender.map(Cow::into_owned).unwrap_or_default(),
+            state_key: envelope.state_key.map(Cow::into_owned),
+            content: envelope.content.map(content).unwrap_or(Value::Null),
+        })
+    }
+
+    /// Reads an event from a JSON value (tests and tools).
+    pub fn from_json(value: Value) -> Option<Self> {
+        let raw = serde_json::value::to_raw_value(&value).ok()?;
+        Self::from_raw(&raw)
     }
 
     /// A bounded label for metrics: spec event types as they are, custom ones as `other`.
@@ -57,5 +95,51 @@ impl HomeserverEvent {
             membership = self.membership().unwrap_or(""),
             "homeserver event"
         );
+    }
+}
+
+/// An event's content as a `Value`; content too deep to read whole keeps the top-level
+/// fields that can be read (skipping a value never recurses, so the map always reads).
+fn content(raw: &RawValue) -> Value {
+    if let Ok(value) = serde_json::from_str(raw.get()) {
+        return value;
+    }
+    let Ok(fields) = serde_json::from_str::<BTreeMap<String, &RawValue>>(raw.get()) else {
+        return Value::Null;
+    };
+    let kept: serde_json::Map<String, Value> =
+        fields.into_iter().filter_map(|(key, value)| Some((key, serde_json::from_str(value.get()).ok()?))).collect();
+    Value::Object(kept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `{"a":{"a":…{"a":1}…}}`, `depth` objects deep.
+    fn nested(depth: usize) -> String {
+        format!("{}1{}", r#"{"a":"#.repeat(depth), "}".repeat(depth))
+    }
+
+    #[test]
+    fn content_too_deep_for_a_value_keeps_its_readable_fields() {
+        let text = format!(
+            r#"{{"event_id":"$m","room_id":"!r:x","type":"m.room.member","state_key":"@a:x","sender":"@a:x",
+               "content":{{"membership":"join","displayname":"A","deep":{}}}}}"#,
+            nested(200)
+        );
+        let raw: Box<RawValue> = serde_json::from_str(&text).unwrap();
+        let event = HomeserverEvent::from_raw(&raw).expect("the event reads");
+        assert_eq!(event.membership(), Some("join"));
+        assert_eq!(event.content["displayname"], "A");
+        assert!(event.content.get("deep").is_none(), "the part too deep to read is dropped");
+    }
+
+    #[test]
+    fn events_without_id_room_or_type_are_skipped() {
+        for text in [r#"{"room_id":"!r:x","type":"m.room.message"}"#, r#"[1,2]"#, r#"{"event_id":5}"#] {
+            let raw: Box<RawValue> = serde_json::from_str(text).unwrap();
+            assert!(HomeserverEvent::from_raw(&raw).is_none(), "{text}");
+        }
     }
 }

@@ -105,6 +105,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
                 wake: state.wake.clone(),
                 creators_privileged: Default::default(),
                 unmarked: Default::default(),
+                knocks: Default::default(),
                 instance: format!("foyer-{}-{:08x}", std::process::id(), rand::random::<u32>()),
             });
             let _ = state.lifecycle.set(lifecycle.clone());

@@ -35,6 +35,9 @@ const COOKIE: &str = "foyer_status";
 const REFRESH: u32 = 5;
 /// Rows shown per phase; the read API lists the rest.
 const ROWS: usize = 100;
+/// Holders who cannot be invited named per reservation; `!foyer show` and the tickets
+/// listing name the rest.
+const NAMED_FAILURES: u32 = 5;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/status", get(page)).route("/status/login", post(login)).route("/status/logout", post(logout))
@@ -110,6 +113,8 @@ th{font-weight:600;background:#f0f0f0}code{font-size:.9em}.error{color:#a40000}.
 struct Row<'a> {
     record: &'a ReservationRecord,
     phase: Phase,
+    /// Holders whose invite keeps failing, with the last error.
+    cannot_invite: &'a [(String, String)],
 }
 
 async fn page(State(state): State<AppState>, headers: HeaderMap) -> Response {
@@ -153,8 +158,24 @@ async fn page(State(state): State<AppState>, headers: HeaderMap) -> Response {
             return (StatusCode::SERVICE_UNAVAILABLE, Html(document("Foyer status", &head, body))).into_response();
         }
     };
+    // Holders who cannot be invited are named, for the few reservations that have any.
+    let mut cannot_invite: HashMap<ReservationId, Vec<(String, String)>> = HashMap::new();
+    for record in full.values().filter(|r| r.tickets.uninvitable > 0).take(ROWS) {
+        let id = &record.reservation.id;
+        match state.store.invite_failures(id, NAMED_FAILURES).await {
+            Ok(failures) => {
+                cannot_invite.insert(id.clone(), failures);
+            }
+            Err(e) => tracing::warn!(reservation_id = %id, error = %e, "status page: cannot read the invite failures"),
+        }
+    }
     let rows = |list: &[(Phase, ReservationId)]| -> Vec<Row> {
-        list.iter().filter_map(|(phase, id)| Some(Row { record: full.get(id)?, phase: *phase })).collect()
+        list.iter()
+            .filter_map(|(phase, id)| {
+                let cannot_invite = cannot_invite.get(id).map_or(&[][..], Vec::as_slice);
+                Some(Row { record: full.get(id)?, phase: *phase, cannot_invite })
+            })
+            .collect()
     };
     let failing = Failing { rows: rows(&failing), total: failing_total };
     Html(render(&state, &rows(&shown), &failing, &counts, now)).into_response()
@@ -253,6 +274,19 @@ fn table_row(state: &AppState, row: &Row, now: DateTime<Utc>) -> String {
         None => "<span class=muted>not yet</span>".to_owned(),
     };
     let error = record.last_error.as_deref().map(escape).unwrap_or_default();
+    let mut tickets = record.tickets.active.to_string();
+    if record.tickets.uninvitable > 0 {
+        let names: Vec<String> = row
+            .cannot_invite
+            .iter()
+            .map(|(user, why)| format!("<code>{}</code> ({})", escape(user), escape(why)))
+            .collect();
+        tickets.push_str(&format!(
+            "<br><span class=error>{} cannot be invited: {}</span>",
+            record.tickets.uninvitable,
+            names.join(", ")
+        ));
+    }
     format!(
         "<tr id=\"r-{id}\" data-phase={phase}{class}><td><code>{id}</code></td><td>{title}</td><td>{opens}</td><td>{archives}</td>\
          <td>{joined} joined, {invited} invited</td><td>{active}</td><td>{room}</td><td class=error>{error}</td></tr>",
@@ -264,7 +298,7 @@ fn table_row(state: &AppState, row: &Row, now: DateTime<Utc>) -> String {
         archives = when(times.archives_at),
         joined = record.members.joined,
         invited = record.members.invited,
-        active = record.tickets.active,
+        active = tickets,
     )
 }
 

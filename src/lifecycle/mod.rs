@@ -11,20 +11,26 @@ pub mod room;
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt as _;
 use ruma::OwnedUserId;
 use ruma::api::client::discovery::get_capabilities;
 use tokio::{sync::Notify, task::JoinSet, time::Instant};
 
-pub use self::plan::{Audience, CloseReason, KickReason, Member, Membership, Plan, RoomState, Step, plan};
-use self::room::{InviteOutcome, SynapseAdmin};
+pub use self::plan::{
+    Audience, CloseReason, InviteFailure, KickReason, Member, Membership, Plan, RoomState, Step, plan,
+};
+use self::room::SynapseAdmin;
 use crate::{
     config::Config,
     failpoint,
     matrix::{MatrixClient, MatrixError},
     reservation::ReservationId,
     schedule,
-    store::{Claim, StepRecord, Store, StoreError},
+    store::{Claim, CreateBegan, StepRecord, Store, StoreError},
 };
+
+/// Remote invites sent at the same time; each may wait seconds on a slow server.
+const REMOTE_INVITES_AT_ONCE: usize = 8;
 
 /// How long a claim is held without renewal: a worker that dies loses its claims after
 /// this, and another instance takes over. Renewed every [`RENEW_EVERY`] while working.
@@ -58,6 +64,47 @@ pub struct Lifecycle {
     pub creators_privileged: tokio::sync::OnceCell<bool>,
     /// Rooms found holding an alias without Foyer's marker (see `room::create_or_adopt`).
     pub unmarked: room::UnmarkedRooms,
+    /// Refused knocks of late, per room and per knocker's server.
+    pub knocks: KnockBudget,
+}
+
+/// How many knocks Foyer refuses (with a kick) per reservation and per knocking server in
+/// each [`KnockBudget::WINDOW`]; knocks past that are left unanswered.
+#[derive(Default)]
+pub struct KnockBudget(std::sync::Mutex<std::collections::HashMap<String, (Instant, u32)>>);
+
+impl KnockBudget {
+    const WINDOW: Duration = Duration::from_secs(60);
+    const PER_ROOM: u32 = 20;
+    const PER_SERVER: u32 = 10;
+
+    /// Whether a refusal of `user`'s knock at reservation `id` fits the budget; counts it
+    /// if so.
+    pub fn allow(&self, id: &ReservationId, user: &ruma::UserId) -> bool {
+        let mut windows = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let now = Instant::now();
+        if windows.len() > 10_000 {
+            windows.retain(|_, (start, _)| now.duration_since(*start) < Self::WINDOW);
+        }
+        let keys =
+            [(format!("room {id}"), Self::PER_ROOM), (format!("server {}", user.server_name()), Self::PER_SERVER)];
+        let used = |windows: &mut std::collections::HashMap<String, (Instant, u32)>, key: &str| {
+            let entry = windows.entry(key.to_owned()).or_insert((now, 0));
+            if now.duration_since(entry.0) >= Self::WINDOW {
+                *entry = (now, 0);
+            }
+            entry.1
+        };
+        if keys.iter().any(|(key, limit)| used(&mut windows, key) >= *limit) {
+            return false;
+        }
+        for (key, _) in &keys {
+            if let Some(entry) = windows.get_mut(key) {
+                entry.1 += 1;
+            }
+        }
+        true
+    }
 }
 
 impl Lifecycle {
@@ -244,12 +291,20 @@ impl Lifecycle {
             let hosts: BTreeSet<OwnedUserId> = record.reservation.hosts.iter().cloned().collect();
             let mut room_id = state.room.room_id.clone();
             let mut space = state.room.space.clone();
+            // Invites to other servers go last, side by side: an unreachable server takes
+            // seconds per try and must not keep local holders, notices or kicks waiting.
+            let local = &self.config.homeserver.server_name;
+            let (remote_invites, steps): (Vec<Step>, Vec<Step>) =
+                steps.into_iter().partition(|step| matches!(step, Step::Invite(user) if user.server_name() != local));
             for step in &steps {
                 let kind = step_kind(step);
                 *step_now = Some(kind);
                 let done = match step {
                     Step::CreateRoom => {
                         let privileged = self.creators_privileged().await;
+                        let patience = self.patience(state.create_began.as_ref()).await;
+                        let began = StepRecord::CreateBegan { by: self.instance.clone() };
+                        self.store.record_step(id, &began, Utc::now()).await?;
                         let created = room::create_or_adopt(
                             &self.client,
                             &self.config,
@@ -257,6 +312,7 @@ impl Lifecycle {
                             &times,
                             privileged,
                             &self.unmarked,
+                            patience,
                         )
                         .await?;
                         failpoint::hit("after_create_room");
@@ -357,6 +413,13 @@ impl Lifecycle {
                         let bot = Some(self.config.bot_user_id());
                         StepRecord::Member { user_id: user.clone(), membership: Membership::Invite, invited_by: bot }
                     }
+                    Step::Kick(user, KickReason::KnockRefused) if !self.knocks.allow(id, user) => {
+                        // A flood of strangers' knocks: each refusal is a kick that
+                        // Synapse does not rate-limit for the bot. Past the budget the knock
+                        // is left unanswered (it grants nothing) and recorded as handled.
+                        tracing::info!(reservation_id = %id, user_id = %user, "knock left unanswered: too many refusals of late");
+                        StepRecord::Member { user_id: user.clone(), membership: Membership::Leave, invited_by: None }
+                    }
                     Step::Kick(user, reason) => {
                         let room = room_id.as_ref().expect("only members of an existing room are kicked");
                         room::kick(&self.client, room, user, reason.text()).await?;
@@ -365,23 +428,7 @@ impl Lifecycle {
                     }
                     Step::Invite(user) => {
                         let room = room_id.as_ref().expect("the room is created before invites");
-                        let outcome = room::invite(&self.client, room, user).await?;
-                        if let (InviteOutcome::Invited, Some(space)) = (&outcome, &space) {
-                            // Everyone invited to a room is invited to its channel's space.
-                            room::invite(&self.client, space, user).await?;
-                        }
-                        failpoint::hit("after_invite");
-                        let failure = match outcome {
-                            InviteOutcome::Invited => {
-                                tracing::info!(reservation_id = %id, room_id = %room, user_id = %user, "invited");
-                                None
-                            }
-                            InviteOutcome::Refused(why) => {
-                                tracing::warn!(reservation_id = %id, room_id = %room, user_id = %user, error = %why, "invite refused for good");
-                                Some(why)
-                            }
-                        };
-                        StepRecord::Invited { user_id: user.clone(), failure }
+                        self.invite_holder(id, room, space.as_ref(), user, state.room.invite_failures.get(user)).await
                     }
                     Step::PostOpeningNotice => {
                         let room = room_id.as_ref().expect("the room is created before the notice");
@@ -409,10 +456,87 @@ impl Lifecycle {
                     let forgotten = StepRecord::InviteForgotten { user_id: user.clone() };
                     self.store.record_step(id, &forgotten, Utc::now()).await?;
                 }
-                metrics::counter!("foyer_lifecycle_steps_total", "step" => kind, "result" => "ok").increment(1);
+                if !matches!(done, StepRecord::InviteFailed { .. }) {
+                    metrics::counter!("foyer_lifecycle_steps_total", "step" => kind, "result" => "ok").increment(1);
+                }
+                *step_now = None;
+            }
+            if let (Some(room), false) = (&room_id, remote_invites.is_empty()) {
+                *step_now = Some("invite");
+                let mut waiting = remote_invites.iter().filter_map(|step| match step {
+                    Step::Invite(user) => Some(user),
+                    _ => None,
+                });
+                let mut running = futures_util::stream::FuturesUnordered::new();
+                loop {
+                    while running.len() < REMOTE_INVITES_AT_ONCE
+                        && let Some(user) = waiting.next()
+                    {
+                        let previous = state.room.invite_failures.get(user);
+                        running.push(self.invite_holder(id, room, space.as_ref(), user, previous));
+                    }
+                    let Some(done) = running.next().await else { break };
+                    self.store.record_step(id, &done, Utc::now()).await?;
+                    if let StepRecord::Invited { .. } = done {
+                        metrics::counter!("foyer_lifecycle_steps_total", "step" => "invite", "result" => "ok")
+                            .increment(1);
+                    }
+                }
                 *step_now = None;
             }
         }
+    }
+
+    /// Invites one holder (or host) and says how it went, for that user alone: a
+    /// failure is theirs, with its own backoff, and never fails the reservation.
+    async fn invite_holder(
+        &self,
+        id: &ReservationId,
+        room: &ruma::OwnedRoomId,
+        space: Option<&ruma::OwnedRoomId>,
+        user: &OwnedUserId,
+        previous: Option<&InviteFailure>,
+    ) -> StepRecord {
+        match room::invite(&self.client, room, user).await {
+            Ok(()) => {
+                // Everyone invited to a room is invited to its channel's space; the space
+                // is a convenience, so its failure is only logged.
+                if let Some(space) = space
+                    && let Err(e) = room::invite(&self.client, space, user).await
+                {
+                    tracing::warn!(reservation_id = %id, space = %space, user_id = %user, error = %e, "cannot invite to the channel's space");
+                }
+                failpoint::hit("after_invite");
+                tracing::info!(reservation_id = %id, room_id = %room, user_id = %user, "invited");
+                StepRecord::Invited { user_id: user.clone() }
+            }
+            Err(e) => {
+                let failure = InviteFailure::after(previous, e.to_string(), Utc::now());
+                let retry_in_s = (failure.retry_at - Utc::now()).num_seconds();
+                tracing::warn!(reservation_id = %id, room_id = %room, user_id = %user, error = %e, attempts = failure.attempts, retry_in_s, "cannot invite; trying this holder again later");
+                metrics::counter!("foyer_lifecycle_steps_total", "step" => "invite", "result" => "failed").increment(1);
+                StepRecord::InviteFailed { user_id: user.clone(), failure }
+            }
+        }
+    }
+
+    /// How long to wait for a room found holding our alias without our marker before
+    /// giving it up (see `room::ABANDONED_AFTER`), from who began creating it and when.
+    async fn patience(&self, began: Option<&CreateBegan>) -> Duration {
+        let Some(began) = began else { return room::ABANDONED_AFTER };
+        if self.client.seen_down_since(began.at) {
+            // The homeserver went down after the create began: the create died with it.
+            return Duration::ZERO;
+        }
+        if began.by != self.instance {
+            // We hold the lease now; an instance that holds none is gone (or idle).
+            match self.store.holds_live_lease(&began.by, Utc::now()).await {
+                Ok(false) => return room::CREATOR_GONE_GRACE,
+                Ok(true) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot tell whether the room's creator is alive"),
+            }
+        }
+        room::ABANDONED_AFTER
     }
 }
 
@@ -463,6 +587,28 @@ impl StepError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn knock_refusals_are_budgeted_per_room_and_per_server() {
+        let budget = KnockBudget::default();
+        let (jazz, folk) = (ReservationId::parse("jazz").unwrap(), ReservationId::parse("folk").unwrap());
+        let user = |name: &str, server: &str| ruma::OwnedUserId::try_from(format!("@{name}:{server}")).unwrap();
+        // One server's knockers: ten refusals across rooms, then nothing.
+        for i in 0..KnockBudget::PER_SERVER {
+            let room = if i % 2 == 0 { &jazz } else { &folk };
+            assert!(budget.allow(room, &user(&format!("s{i}"), "spam.example")), "refusal {i}");
+        }
+        assert!(!budget.allow(&jazz, &user("s-next", "spam.example")));
+        // Other servers still get answers, until the room's own budget is used.
+        let mut allowed = 0;
+        for i in 0..(KnockBudget::PER_ROOM * 2) {
+            if budget.allow(&jazz, &user("k", &format!("host{i}.example"))) {
+                allowed += 1;
+            }
+        }
+        assert_eq!(allowed, KnockBudget::PER_ROOM - KnockBudget::PER_SERVER / 2);
+        assert!(budget.allow(&folk, &user("k", "other.example")), "another room has its own budget");
+    }
 
     #[test]
     fn failures_back_off_but_an_unfinished_room_is_looked_at_when_its_wait_ends() {

@@ -13,9 +13,12 @@ use crate::{config::RoomsConfig, schedule, store::ReservationRecord};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RoomState {
     pub room_id: Option<OwnedRoomId>,
-    /// Everyone invited (or refused for good); nobody is invited twice, except someone
-    /// Foyer removed who holds a ticket again.
+    /// Everyone invited; nobody is invited twice, except someone Foyer removed who holds
+    /// a ticket again.
     pub invited: BTreeSet<OwnedUserId>,
+    /// Holders and hosts whose invite failed, each with its own backoff: one who cannot
+    /// be invited never holds back the others.
+    pub invite_failures: BTreeMap<OwnedUserId, InviteFailure>,
     pub opening_notice_sent: bool,
     pub closing_notice_sent: bool,
     pub archived: bool,
@@ -38,6 +41,26 @@ pub struct RoomState {
     pub space: Option<OwnedRoomId>,
     /// The space this room is listed in.
     pub space_linked: Option<OwnedRoomId>,
+}
+
+/// The last failed invite of one holder (or host).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InviteFailure {
+    pub error: String,
+    /// Failures in a row.
+    pub attempts: u32,
+    pub retry_at: DateTime<Utc>,
+}
+
+impl InviteFailure {
+    /// The failure after `previous` (if any): tried again after 30 s, doubling up to an
+    /// hour. A federated server that is down may come back, a missing user may register;
+    /// neither is worth a tight loop.
+    pub fn after(previous: Option<&InviteFailure>, error: String, now: DateTime<Utc>) -> Self {
+        let attempts = previous.map_or(0, |f| f.attempts).saturating_add(1);
+        let wait = (30i64 << (attempts - 1).min(7)).min(3600);
+        Self { error, attempts, retry_at: now + chrono::Duration::seconds(wait) }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,11 +224,7 @@ pub fn plan(
         return if room.room_id.is_some() { close(CloseReason::Ended) } else { idle };
     }
 
-    // Judged by the signal's own time, not by when it arrived: a reschedule that comes
-    // after the stream's end must lead to the same room as one that came before it.
-    let ended_before_opening = !times.live && record.signals.stream_ended_at.is_some_and(|e| e < times.opens_at);
-    let should_open = times.live || (now >= times.opens_at && now < times.end && !ended_before_opening);
-    if room.room_id.is_none() && !should_open {
+    if room.room_id.is_none() && !schedule::should_be_open(record, &times, now) {
         // Not yet (or never: the stream ended before the room was due to open).
         let next_due_at = (now < times.opens_at).then_some(times.opens_at);
         return Plan { steps: vec![], next_due_at };
@@ -242,8 +261,16 @@ pub fn plan(
     }
     let holders = &audience.holders;
     let mut queued = BTreeSet::new();
+    let mut invite_retry: Option<DateTime<Utc>> = None;
     for user in record.reservation.hosts.iter().chain(holders.iter()) {
-        if !room.invited.contains(user) && queued.insert(user.clone()) {
+        if room.invited.contains(user) {
+            continue;
+        }
+        if let Some(failure) = room.invite_failures.get(user).filter(|f| f.retry_at > now) {
+            invite_retry = Some(invite_retry.map_or(failure.retry_at, |t| t.min(failure.retry_at)));
+            continue;
+        }
+        if queued.insert(user.clone()) {
             steps.push(Step::Invite(user.clone()));
         }
     }
@@ -256,7 +283,7 @@ pub fn plan(
         (false, _, Some(ended)) if room.ended_notice_for != Some(ended) => steps.push(Step::PostEndedNotice(ended)),
         _ => {}
     }
-    let mut next_due_at = times.archives_at;
+    let mut next_due_at = invite_retry.map_or(times.archives_at, |t| t.min(times.archives_at));
     let starts_at = record.reservation.starts_at;
     if !times.live && signals.stream_ended_at.is_none() {
         for reminder in &rooms.reminders {
@@ -342,6 +369,7 @@ impl RoomState {
             Step::UnlinkSpace => self.space_linked = None,
             Step::Invite(user) => {
                 self.invited.insert(user.clone());
+                self.invite_failures.remove(user);
             }
             Step::AcceptKnock(user) => {
                 let member = Member { membership: Membership::Invite, invited_by: Some(bot.clone()) };
@@ -351,6 +379,7 @@ impl RoomState {
                 let member = Member { membership: Membership::Leave, invited_by: None };
                 self.members.insert(user.clone(), member);
                 self.invited.remove(user);
+                self.invite_failures.remove(user);
             }
             Step::PostOpeningNotice => self.opening_notice_sent = true,
             Step::PostClosingNotice(_) => self.closing_notice_sent = true,
@@ -506,6 +535,29 @@ mod tests {
         let audience = Audience { holders: [user("bob")].into(), revoked: [user("alice")].into() };
         let p = plan(Some(&rec), &audience, &room, &rooms(), t(19, 30));
         assert_eq!(p.steps, vec![Step::Kick(user("alice"), KickReason::TicketRevoked)]);
+    }
+
+    #[test]
+    fn a_holder_who_cannot_be_invited_waits_alone_for_their_retry() {
+        let rec = record(Signals::default());
+        let mut room = opened(&["dj"]);
+        let failure = InviteFailure::after(None, "502 unreachable".into(), t(19, 0));
+        assert_eq!(failure.retry_at, t(19, 0) + Duration::seconds(30));
+        room.invite_failures.insert(user("bob"), failure.clone());
+        // Before bob's retry: alice is invited, bob waits, and the plan looks again then.
+        let p = plan(Some(&rec), &holders(&["alice", "bob"]), &room, &rooms(), t(19, 0));
+        assert_eq!(p.steps, vec![Step::Invite(user("alice"))]);
+        assert_eq!(p.next_due_at, Some(failure.retry_at));
+        // At the retry time bob's invite is planned again.
+        let p = plan(Some(&rec), &holders(&["alice", "bob"]), &room, &rooms(), failure.retry_at);
+        assert_eq!(p.steps, vec![Step::Invite(user("alice")), Step::Invite(user("bob"))]);
+        // Each failure waits longer, up to an hour.
+        let waits: Vec<i64> =
+            std::iter::successors(Some(failure), |f| Some(InviteFailure::after(Some(f), "again".into(), t(19, 0))))
+                .take(10)
+                .map(|f| (f.retry_at - t(19, 0)).num_seconds())
+                .collect();
+        assert_eq!(waits, [30, 60, 120, 240, 480, 960, 1920, 3600, 3600, 3600]);
     }
 
     #[test]

@@ -98,21 +98,27 @@ fn power_levels(config: &Config, record: &ReservationRecord, creators_privileged
 }
 
 /// How long a room holding a reservation's alias may lack Foyer's marker before Foyer
-/// takes it for abandoned. Synapse sets the alias before the room's first events, so a
-/// createRoom still running (sent by an instance that died) looks just like one a
-/// homeserver restart stopped half-way; only time tells them apart.
+/// takes it for abandoned, when a `createRoom` for it may still be running. Synapse sets
+/// the alias before the room's first events, so a createRoom still running looks just
+/// like one a homeserver restart stopped half-way. Where Foyer can tell (see
+/// `Lifecycle::patience`), it waits far less.
 pub const ABANDONED_AFTER: Duration = Duration::from_secs(60);
+/// The wait when the instance that began the room is gone: only a request the
+/// homeserver was still finishing for it can complete the room, within seconds.
+pub const CREATOR_GONE_GRACE: Duration = Duration::from_secs(5);
 
 /// Rooms seen holding an alias without Foyer's marker, with when this process first
-/// saw each. Forgetting them (a restart) only makes Foyer wait longer.
+/// saw each and how long it decided then to wait. Forgetting them (a restart) only makes
+/// Foyer wait longer.
 #[derive(Default)]
-pub struct UnmarkedRooms(std::sync::Mutex<std::collections::HashMap<OwnedRoomId, Instant>>);
+pub struct UnmarkedRooms(std::sync::Mutex<std::collections::HashMap<OwnedRoomId, (Instant, Duration)>>);
 
 impl UnmarkedRooms {
-    /// How long `room` has been seen unmarked, counting from the first call.
-    fn seen_for(&self, room: &OwnedRoomId) -> Duration {
+    /// How long `room` has been seen unmarked, and the patience decided at first sight.
+    fn seen_for(&self, room: &OwnedRoomId, patience: Duration) -> (Duration, Duration) {
         let mut seen = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        seen.entry(room.clone()).or_insert_with(Instant::now).elapsed()
+        let (first, patience) = *seen.entry(room.clone()).or_insert_with(|| (Instant::now(), patience));
+        (first.elapsed(), patience)
     }
 
     fn forget(&self, room: &OwnedRoomId) {
@@ -131,7 +137,8 @@ pub enum OpenError {
 }
 
 /// Creates the room with its fixed alias, or adopts the room that already holds the
-/// alias (Foyer created it and crashed before recording its id).
+/// alias (Foyer created it and crashed before recording its id). A room holding the
+/// alias without Foyer's marker is given up after `patience`.
 pub async fn create_or_adopt(
     client: &MatrixClient,
     config: &Config,
@@ -139,6 +146,7 @@ pub async fn create_or_adopt(
     times: &Schedule,
     creators_privileged: bool,
     unmarked: &UnmarkedRooms,
+    patience: Duration,
 ) -> Result<OwnedRoomId, OpenError> {
     let mut req = create_room::v3::Request::new();
     req.room_alias_name = Some(format!("{}{}", config.appservice.alias_prefix, record.reservation.id));
@@ -164,7 +172,7 @@ pub async fn create_or_adopt(
     // Foyer's marker is among the room's first state. A room without it (or that the
     // bot is not in) is still being created, or its creation stopped half-way, as when
     // the homeserver is stopped during createRoom. Such a room never works (invites
-    // fail), so once it has stayed unmarked past ABANDONED_AFTER the alias moves on.
+    // fail), so once it has stayed unmarked past its patience the alias moves on.
     match state(client, &holder, "org.foyer.reservation").await {
         Ok(_) => {
             unmarked.forget(&holder);
@@ -172,9 +180,9 @@ pub async fn create_or_adopt(
             Ok(holder)
         }
         Err(MatrixError::Api { status: 403 | 404, .. }) => {
-            let seen_for = unmarked.seen_for(&holder);
-            if seen_for < ABANDONED_AFTER {
-                let wait_s = (ABANDONED_AFTER - seen_for).as_secs().max(1);
+            let (seen_for, patience) = unmarked.seen_for(&holder, patience);
+            if seen_for < patience {
+                let wait_s = (patience - seen_for).as_secs().max(1);
                 return Err(OpenError::Unfinished { alias, room_id: holder, wait_s });
             }
             tracing::warn!(reservation_id = %record.reservation.id, room_id = %holder, %alias, "the room holding the alias was left half-created; creating a new one");
@@ -190,28 +198,20 @@ pub async fn create_or_adopt(
     }
 }
 
-/// The outcome of an invite: done, or refused for good (never retried).
-pub enum InviteOutcome {
-    Invited,
-    Refused(String),
-}
+/// Deadline for one invite's retries. Shorter than a step's: an invite to a server that
+/// is down takes seconds per try, and its holder is tried again later on their own.
+const INVITE_DEADLINE: Duration = Duration::from_secs(10);
 
-pub async fn invite(
-    client: &MatrixClient,
-    room_id: &OwnedRoomId,
-    user: &OwnedUserId,
-) -> Result<InviteOutcome, MatrixError> {
+/// Invites a user; someone already in the room is done.
+pub async fn invite(client: &MatrixClient, room_id: &OwnedRoomId, user: &OwnedUserId) -> Result<(), MatrixError> {
     let req = invite_user::v3::Request::new(
         room_id.clone(),
         invite_user::v3::InvitationRecipient::UserId(invite_user::v3::InviteUserId::new(user.clone())),
     );
-    match client.send(req, None, deadline()).await {
-        Ok(_) => Ok(InviteOutcome::Invited),
+    match client.send(req, None, Instant::now() + INVITE_DEADLINE).await {
+        Ok(_) => Ok(()),
         // Already a member: what we wanted.
-        Err(MatrixError::Api { status: 403, message, .. }) if message.contains("already in the room") => {
-            Ok(InviteOutcome::Invited)
-        }
-        Err(e @ MatrixError::Api { .. }) if !e.is_transient() => Ok(InviteOutcome::Refused(e.to_string())),
+        Err(MatrixError::Api { status: 403, message, .. }) if message.contains("already in the room") => Ok(()),
         Err(e) => Err(e),
     }
 }

@@ -2,7 +2,14 @@
 
 mod handshake;
 
-use std::{borrow::Cow, time::Duration};
+use std::{
+    borrow::Cow,
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::Duration,
+};
 
 use ruma::api::{
     IncomingResponseExt as _, OutgoingRequest, OutgoingRequestAppserviceExt as _, SupportedVersions,
@@ -74,11 +81,21 @@ pub struct MatrixClient {
     base_url: String,
     as_token: Secret,
     versions: SupportedVersions,
+    /// When a request last failed for a network reason other than a timeout (refused,
+    /// reset): the homeserver was down then. Unix milliseconds, 0 for never.
+    outage_at: Arc<AtomicI64>,
 }
 
 impl MatrixClient {
     pub fn new(http: reqwest::Client, base_url: &url::Url, as_token: Secret, versions: SupportedVersions) -> Self {
-        Self { http, base_url: base_url.as_str().trim_end_matches('/').to_owned(), as_token, versions }
+        let base_url = base_url.as_str().trim_end_matches('/').to_owned();
+        Self { http, base_url, as_token, versions, outage_at: Arc::default() }
+    }
+
+    /// Whether the homeserver was seen down (a connection refused or dropped) after `t`:
+    /// then any request it was working on at `t` died with it.
+    pub fn seen_down_since(&self, t: chrono::DateTime<chrono::Utc>) -> bool {
+        self.outage_at.load(Ordering::Relaxed) > t.timestamp_millis()
     }
 
     /// The HTTP client, for calls outside the client-server API (the Synapse admin API).
@@ -106,7 +123,7 @@ impl MatrixClient {
         let request = reqwest::Request::try_from(http_request)
             .map_err(|e| MatrixError::Request { endpoint: endpoint.clone(), message: e.to_string() })?;
         let started = std::time::Instant::now();
-        let answer = execute(&self.http, request, &endpoint).await;
+        let answer = execute(&self.http, request, &endpoint, &self.outage_at).await;
         metrics::histogram!("foyer_homeserver_request_duration_seconds", "endpoint" => endpoint_name::<R>())
             .record(started.elapsed().as_secs_f64());
         let (status, body) = answer?;
@@ -169,8 +186,14 @@ async fn execute(
     http: &reqwest::Client,
     request: reqwest::Request,
     endpoint: &str,
+    outage_at: &AtomicI64,
 ) -> Result<(u16, Vec<u8>), MatrixError> {
-    let network = |e: reqwest::Error| MatrixError::Network { endpoint: endpoint.to_owned(), message: error_chain(&e) };
+    let network = |e: reqwest::Error| {
+        if !e.is_timeout() {
+            outage_at.fetch_max(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+        }
+        MatrixError::Network { endpoint: endpoint.to_owned(), message: error_chain(&e) }
+    };
     let response = http.execute(request).await.map_err(network)?;
     let status = response.status().as_u16();
     let retry_after_header = response
@@ -239,10 +262,7 @@ impl Backoff {
 mod tests {
     //! Failures a real homeserver cannot produce on demand (429, 5xx), from a stand-in.
 
-    use std::sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    };
+    use std::sync::atomic::AtomicUsize;
 
     use axum::{Json, Router, http::StatusCode, routing::get};
     use ruma::api::{MatrixVersion, client::account::whoami};

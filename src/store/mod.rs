@@ -67,6 +67,8 @@ pub struct Signals {
 pub struct TicketCounts {
     pub active: u64,
     pub revoked: u64,
+    /// Active tickets whose holder's invite failed (and is tried again later).
+    pub uninvitable: u64,
 }
 
 /// Members of the room by membership, from the homeserver's events (the bot excluded).
@@ -118,7 +120,48 @@ pub struct LifecycleState {
     pub audience: Audience,
     /// Consecutive failed attempts, for backoff.
     pub attempts: u32,
+    /// Who began creating the room, and when, until it is recorded.
+    pub create_began: Option<CreateBegan>,
 }
+
+/// An instance began `createRoom` for a reservation (see `room::create_or_adopt`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateBegan {
+    pub by: String,
+    pub at: DateTime<Utc>,
+}
+
+/// One ticket as the read API lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketRow {
+    pub ticket_id: String,
+    /// `None` when the revocation came before the grant.
+    pub user_id: Option<String>,
+    pub revoked: bool,
+    /// The holder's last invite error, while their invite keeps failing.
+    pub invite_error: Option<String>,
+}
+
+/// A ticket page: `(reservation_id, after ticket_id, limit)`. The same text on both
+/// backends (SQLite binds `$N` too).
+pub(crate) const TICKETS_PAGE: &str = "SELECT t.ticket_id, t.user_id, t.revoked_at IS NOT NULL AS revoked, i.failure
+    FROM tickets t
+    LEFT JOIN room_invites i ON i.reservation_id = t.reservation_id AND i.user_id = t.user_id
+    WHERE t.reservation_id = $1 AND t.ticket_id > $2
+    ORDER BY t.ticket_id LIMIT $3";
+
+/// Holders and hosts whose invite keeps failing: `(reservation_id, limit)`.
+pub(crate) const INVITE_FAILURES: &str = "SELECT user_id, failure FROM room_invites
+    WHERE reservation_id = $1 AND failure IS NOT NULL ORDER BY user_id LIMIT $2";
+
+/// What [`Store::prune_seen_events`] deletes, each statement bound to `before`.
+pub(crate) const PRUNE: [&str; 2] = [
+    "DELETE FROM seen_events WHERE seen_at < $1",
+    "DELETE FROM room_members WHERE membership = 'leave' AND updated_at < $1",
+];
+
+/// Whether an instance holds any lease that has not run out: `(owner, now)`.
+pub(crate) const HOLDS_LIVE_LEASE: &str = "SELECT 1 FROM lifecycle WHERE locked_by = $1 AND locked_until > $2 LIMIT 1";
 
 /// The recorded outcome of one step on the homeserver.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,10 +194,18 @@ pub enum StepRecord {
         membership: Membership,
         invited_by: Option<OwnedUserId>,
     },
-    /// Invited, or refused for good (`failure`): either way never tried again...
+    /// Invited: never invited again...
     Invited {
         user_id: OwnedUserId,
-        failure: Option<String>,
+    },
+    /// The invite failed; tried again at `failure.retry_at`.
+    InviteFailed {
+        user_id: OwnedUserId,
+        failure: crate::lifecycle::InviteFailure,
+    },
+    /// `createRoom` is about to be sent by this instance.
+    CreateBegan {
+        by: String,
     },
     /// ...unless Foyer removed them: a ticket they get later invites them again.
     InviteForgotten {
@@ -196,7 +247,8 @@ pub trait Store: Send + Sync {
     /// their reservations due. Other rooms' events are ignored. Returns how many applied.
     async fn record_memberships(&self, facts: &[MembershipFact], now: DateTime<Utc>) -> Result<usize, StoreError>;
 
-    /// Forgets homeserver event ids seen before `before` (retries come within minutes).
+    /// Forgets homeserver event ids seen before `before` (retries come within minutes),
+    /// and members who left before then (a knock flood's refusals, among others).
     async fn prune_seen_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 
     /// Leases one reservation now if nobody holds it (for work on demand).
@@ -249,6 +301,15 @@ pub trait Store: Send + Sync {
 
     /// Records one step's outcome at once, so a crash right after it repeats nothing.
     async fn record_step(&self, id: &ReservationId, step: &StepRecord, now: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// A reservation's tickets ordered by id, after `after`, at most `limit`.
+    async fn tickets(&self, id: &ReservationId, after: &str, limit: u32) -> Result<Vec<TicketRow>, StoreError>;
+
+    /// Users whose invite to the reservation's room keeps failing, with the last error.
+    async fn invite_failures(&self, id: &ReservationId, limit: u32) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// Whether `owner` holds a lease that has not run out at `now` (it is alive and working).
+    async fn holds_live_lease(&self, owner: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
 
     /// Ends a lease: due again at `next_due_at` (or at once if facts changed meanwhile).
     /// `error` counts a failed attempt; `None` resets the count.
@@ -516,6 +577,7 @@ macro_rules! record_from_row {
             let tickets = TicketCounts {
                 active: row.try_get::<i64, _>("tickets_active").map_err(get_err)? as u64,
                 revoked: row.try_get::<i64, _>("tickets_revoked").map_err(get_err)? as u64,
+                uninvitable: row.try_get::<i64, _>("tickets_uninvitable").map_err(get_err)? as u64,
             };
             Ok(ReservationRecord {
                 reservation,
@@ -543,6 +605,10 @@ macro_rules! select_records {
                     AND t.user_id IS NOT NULL AND t.revoked_at IS NULL) AS tickets_active,
                 (SELECT COUNT(*) FROM tickets t WHERE t.reservation_id = r.reservation_id
                     AND t.revoked_at IS NOT NULL) AS tickets_revoked,
+                (SELECT COUNT(*) FROM tickets t JOIN room_invites i
+                    ON i.reservation_id = t.reservation_id AND i.user_id = t.user_id
+                    WHERE t.reservation_id = r.reservation_id AND t.revoked_at IS NULL
+                    AND i.failure IS NOT NULL) AS tickets_uninvitable,
                 (SELECT COUNT(*) FROM room_members m WHERE m.room_id = l.room_id
                     AND m.membership = 'invite') AS members_invited,
                 (SELECT COUNT(*) FROM room_members m WHERE m.room_id = l.room_id
@@ -559,6 +625,7 @@ macro_rules! select_schedules {
     ($where:literal) => {
         super::select_with!(
             "CAST(0 AS BIGINT) AS tickets_active, CAST(0 AS BIGINT) AS tickets_revoked,
+                CAST(0 AS BIGINT) AS tickets_uninvitable,
                 CAST(0 AS BIGINT) AS members_invited, CAST(0 AS BIGINT) AS members_joined",
             $where
         )

@@ -19,11 +19,11 @@ use sqlx::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    AdminAction, Claim, LifecycleState, MemberCounts, MembershipFact, Outcome, Receipt, ReservationRecord, Signals,
-    StepRecord, Store, StoreError, TicketCounts, from_millis, to_millis,
+    AdminAction, Claim, CreateBegan, LifecycleState, MemberCounts, MembershipFact, Outcome, Receipt, ReservationRecord,
+    Signals, StepRecord, Store, StoreError, TicketCounts, TicketRow, from_millis, to_millis,
 };
 use crate::events::HomeserverEvent;
-use crate::lifecycle::{Member, Membership};
+use crate::lifecycle::{InviteFailure, Member, Membership};
 use crate::reservation::{
     Channel, Description, ExternalId, Reservation, ReservationId, Revision, StreamUrl, Title, WebhookEvent,
 };
@@ -40,6 +40,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("../../migrations/sqlite/0008_admin_actions.sql")),
     (9, include_str!("../../migrations/sqlite/0009_admin_inbox.sql")),
     (10, include_str!("../../migrations/sqlite/0010_room_name.sql")),
+    (11, include_str!("../../migrations/sqlite/0011_holder_invites.sql")),
 ];
 
 pub struct SqliteStore {
@@ -358,12 +359,12 @@ impl Store for SqliteStore {
     }
 
     async fn prune_seen_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM seen_events WHERE seen_at < ?")
-            .bind(to_millis(before))
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        Ok(done.rows_affected())
+        let mut pruned = 0;
+        for sql in super::PRUNE {
+            let done = sqlx::query(sql).bind(to_millis(before)).execute(&self.pool).await.map_err(unavailable)?;
+            pruned += done.rows_affected();
+        }
+        Ok(pruned)
     }
 
     async fn claim(
@@ -466,7 +467,7 @@ impl Store for SqliteStore {
         let row = sqlx::query(
             "SELECT room_id, opening_notice_sent, closing_notice_sent, archived_at, attempts, hosts_applied,
                 name_applied, topic_applied, stream_url_applied, live_notice_for, ended_notice_for, reminders_sent,
-                closing_warning_sent, space_linked,
+                closing_warning_sent, space_linked, create_began_by, create_began_at,
                 (SELECT sp.room_id FROM spaces sp JOIN reservations r ON r.channel_id = sp.channel_id
                  WHERE r.reservation_id = lifecycle.reservation_id) AS space
              FROM lifecycle WHERE reservation_id = ?",
@@ -509,12 +510,17 @@ impl Store for SqliteStore {
             state.room.space = room_of("space")?;
             state.room.space_linked = room_of("space_linked")?;
             state.attempts = super::attempts(row.try_get("attempts").map_err(unavailable)?);
+            let began_by: Option<String> = row.try_get("create_began_by").map_err(unavailable)?;
+            if let (Some(by), Some(at)) = (began_by, time("create_began_at")?) {
+                state.create_began = Some(CreateBegan { by, at });
+            }
         }
-        let invited: Vec<String> = sqlx::query_scalar("SELECT user_id FROM room_invites WHERE reservation_id = ?")
-            .bind(id.as_str())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
+        let invites =
+            sqlx::query("SELECT user_id, failure, attempts, retry_at FROM room_invites WHERE reservation_id = ?")
+                .bind(id.as_str())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?;
         let holders: Vec<String> = sqlx::query_scalar(
             "SELECT DISTINCT user_id FROM tickets
              WHERE reservation_id = ? AND user_id IS NOT NULL AND revoked_at IS NULL",
@@ -532,7 +538,21 @@ impl Store for SqliteStore {
         .await
         .map_err(unavailable)?;
         let parse_user = |u: String| OwnedUserId::try_from(u).map_err(|e| corrupt(e.to_string()));
-        state.room.invited = invited.into_iter().map(parse_user).collect::<Result<_, _>>()?;
+        for row in invites {
+            let user = parse_user(row.try_get("user_id").map_err(unavailable)?)?;
+            match row.try_get::<Option<String>, _>("failure").map_err(unavailable)? {
+                None => {
+                    state.room.invited.insert(user);
+                }
+                Some(error) => {
+                    let attempts = super::attempts(row.try_get("attempts").map_err(unavailable)?);
+                    // Rows from before per-holder backoff have no retry time: due now.
+                    let retry_at = row.try_get::<Option<i64>, _>("retry_at").map_err(unavailable)?.unwrap_or(0);
+                    let failure = InviteFailure { error, attempts, retry_at: from_millis(retry_at)? };
+                    state.room.invite_failures.insert(user, failure);
+                }
+            }
+        }
         state.audience.holders = holders.into_iter().map(parse_user).collect::<Result<_, _>>()?;
         state.audience.revoked = revoked.into_iter().map(parse_user).collect::<Result<_, _>>()?;
         if let Some(room_id) = &state.room.room_id {
@@ -653,33 +673,51 @@ impl Store for SqliteStore {
             .bind(invited_by.as_ref().map(|u| u.as_str()))
             .bind(to_millis(now))
             .bind(rid),
-            StepRecord::Invited { user_id, failure } => {
-                if failure.is_none() {
-                    // The invite is a membership fact at once: the homeserver's event about
-                    // it may never come (Synapse drops queued appservice events when it
-                    // stops). A later event from the homeserver still wins.
-                    sqlx::query(
-                        "INSERT INTO room_members (room_id, user_id, membership, invited_by, event_id, updated_at)
-                         SELECT room_id, ?, 'invite', NULL, NULL, ? FROM lifecycle WHERE reservation_id = ? AND room_id IS NOT NULL
-                         ON CONFLICT (room_id, user_id) DO UPDATE SET membership = 'invite', updated_at = excluded.updated_at
-                         WHERE room_members.membership = 'leave'",
-                    )
-                    .bind(user_id.as_str())
-                    .bind(to_millis(now))
-                    .bind(rid)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(unavailable)?;
-                }
+            StepRecord::Invited { user_id } => {
+                // The invite is a membership fact at once: the homeserver's event about
+                // it may never come (Synapse drops queued appservice events when it
+                // stops). A later event from the homeserver still wins.
                 sqlx::query(
-                    "INSERT INTO room_invites (reservation_id, user_id, invited_at, failure) VALUES (?, ?, ?, ?)
-                     ON CONFLICT (reservation_id, user_id) DO NOTHING",
+                    "INSERT INTO room_members (room_id, user_id, membership, invited_by, event_id, updated_at)
+                     SELECT room_id, ?, 'invite', NULL, NULL, ? FROM lifecycle WHERE reservation_id = ? AND room_id IS NOT NULL
+                     ON CONFLICT (room_id, user_id) DO UPDATE SET membership = 'invite', updated_at = excluded.updated_at
+                     WHERE room_members.membership = 'leave'",
                 )
+                .bind(user_id.as_str())
+                .bind(to_millis(now))
+                .bind(rid)
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable)?;
+                sqlx::query(
+                    "INSERT INTO room_invites (reservation_id, user_id, invited_at, failure, attempts, retry_at)
+                     VALUES ($1, $2, $3, NULL, 0, NULL)
+                     ON CONFLICT (reservation_id, user_id) DO UPDATE SET
+                        invited_at = excluded.invited_at, failure = NULL, attempts = 0, retry_at = NULL",
+                )
+                .bind(rid)
+                .bind(user_id.as_str())
+                .bind(to_millis(now))
             }
+            StepRecord::InviteFailed { user_id, failure } => sqlx::query(
+                "INSERT INTO room_invites (reservation_id, user_id, invited_at, failure, attempts, retry_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (reservation_id, user_id) DO UPDATE SET
+                    invited_at = excluded.invited_at, failure = excluded.failure,
+                    attempts = excluded.attempts, retry_at = excluded.retry_at",
+            )
             .bind(rid)
             .bind(user_id.as_str())
             .bind(to_millis(now))
-            .bind(failure.as_deref()),
+            .bind(failure.error.as_str())
+            .bind(i64::from(failure.attempts))
+            .bind(to_millis(failure.retry_at)),
+            StepRecord::CreateBegan { by } => {
+                sqlx::query("UPDATE lifecycle SET create_began_by = $1, create_began_at = $2 WHERE reservation_id = $3")
+                    .bind(by.as_str())
+                    .bind(to_millis(now))
+                    .bind(rid)
+            }
             StepRecord::InviteForgotten { user_id } => {
                 sqlx::query("DELETE FROM room_invites WHERE reservation_id = ? AND user_id = ?")
                     .bind(rid)
@@ -697,6 +735,45 @@ impl Store for SqliteStore {
         };
         query.execute(&self.pool).await.map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn tickets(&self, id: &ReservationId, after: &str, limit: u32) -> Result<Vec<TicketRow>, StoreError> {
+        let rows = sqlx::query(super::TICKETS_PAGE)
+            .bind(id.as_str())
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                Ok(TicketRow {
+                    ticket_id: row.try_get("ticket_id").map_err(unavailable)?,
+                    user_id: row.try_get("user_id").map_err(unavailable)?,
+                    revoked: row.try_get("revoked").map_err(unavailable)?,
+                    invite_error: row.try_get("failure").map_err(unavailable)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn invite_failures(&self, id: &ReservationId, limit: u32) -> Result<Vec<(String, String)>, StoreError> {
+        sqlx::query_as(super::INVITE_FAILURES)
+            .bind(id.as_str())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn holds_live_lease(&self, owner: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let found: Option<i32> = sqlx::query_scalar(super::HOLDS_LIVE_LEASE)
+            .bind(owner)
+            .bind(to_millis(now))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(found.is_some())
     }
 
     async fn release(

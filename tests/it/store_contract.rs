@@ -7,7 +7,7 @@ use chrono::{Duration as Span, TimeZone as _, Utc};
 use foyer::{
     config::{DatabaseConfig, DatabaseKind},
     events::HomeserverEvent,
-    lifecycle::Membership,
+    lifecycle::{InviteFailure, Membership},
     reservation::{ExternalId, Reservation, ReservationId, Revision, Ticket, Title, WebhookEvent},
     secret::Secret,
     store::{self, AdminAction, MembershipFact, Outcome, Receipt, StepRecord, Store},
@@ -158,7 +158,7 @@ async fn steps_and_membership_facts_are_recorded_once() {
         };
         for step in [
             created,
-            StepRecord::Invited { user_id: alice(), failure: None },
+            StepRecord::Invited { user_id: alice() },
             StepRecord::OpeningNoticeSent,
             StepRecord::ReminderSent(600),
             StepRecord::ReminderSent(60),
@@ -197,6 +197,74 @@ async fn steps_and_membership_facts_are_recorded_once() {
         let record = store.reservation(&jazz()).await.unwrap().unwrap();
         assert_eq!((record.members.joined, record.members.invited), (1, 0), "{backend}");
         assert_eq!(store.prune_seen_events(now + Span::seconds(1)).await.unwrap(), 1, "{backend}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn each_holder_has_their_own_invite_outcome_and_backoff() {
+    each_backend(|store, backend| async move {
+        store.record_webhook(&receipt("a"), &upsert(1)).await.unwrap();
+        let bob = OwnedUserId::try_from("@bob:unreachable.invalid").unwrap();
+        let tickets = ["t-1", "t-2", "t-3"]
+            .iter()
+            .zip([alice(), bob.clone(), alice()])
+            .map(|(id, user_id)| Ticket { id: ExternalId::parse(id).unwrap(), user_id })
+            .collect();
+        store.record_webhook(&receipt("b"), &WebhookEvent::TicketsGranted { id: jazz(), tickets }).await.unwrap();
+        let room = OwnedRoomId::try_from("!room:example.org").unwrap();
+        let created = StepRecord::RoomCreated { room_id: room, hosts: [].into(), name: "J".into(), topic: "t".into() };
+        let now = Utc.timestamp_millis_opt(Utc::now().timestamp_millis()).unwrap();
+        store.record_step(&jazz(), &created, now).await.unwrap();
+        store.record_step(&jazz(), &StepRecord::Invited { user_id: alice() }, now).await.unwrap();
+        let first = InviteFailure::after(None, "502 M_UNKNOWN: unreachable".into(), now);
+        let failed = StepRecord::InviteFailed { user_id: bob.clone(), failure: first.clone() };
+        store.record_step(&jazz(), &failed, now).await.unwrap();
+
+        let state = store.lifecycle_state(&jazz()).await.unwrap().room;
+        assert!(state.invited.contains(&alice()) && !state.invited.contains(&bob), "{backend}");
+        assert_eq!(state.invite_failures.get(&bob), Some(&first), "{backend}");
+        let record = store.reservation(&jazz()).await.unwrap().unwrap();
+        assert_eq!((record.tickets.active, record.tickets.uninvitable), (3, 1), "{backend}");
+        let listed = store.tickets(&jazz(), "", 10).await.unwrap();
+        let view: Vec<_> = listed.iter().map(|t| (t.ticket_id.as_str(), t.invite_error.is_some())).collect();
+        assert_eq!(view, [("t-1", false), ("t-2", true), ("t-3", false)], "{backend}");
+        assert_eq!(store.tickets(&jazz(), "t-1", 1).await.unwrap()[0].ticket_id, "t-2", "{backend}: paged");
+        let failures = store.invite_failures(&jazz(), 10).await.unwrap();
+        assert_eq!(failures, [(bob.to_string(), first.error.clone())], "{backend}");
+
+        // Failing again backs off further; a success clears the failure.
+        let second = InviteFailure::after(Some(&first), "502 again".into(), now);
+        assert!(second.retry_at > first.retry_at && second.attempts == 2, "{backend}");
+        store
+            .record_step(&jazz(), &StepRecord::InviteFailed { user_id: bob.clone(), failure: second.clone() }, now)
+            .await
+            .unwrap();
+        assert_eq!(store.lifecycle_state(&jazz()).await.unwrap().room.invite_failures.get(&bob), Some(&second));
+        store.record_step(&jazz(), &StepRecord::Invited { user_id: bob.clone() }, now).await.unwrap();
+        let state = store.lifecycle_state(&jazz()).await.unwrap().room;
+        assert!(state.invited.contains(&bob) && state.invite_failures.is_empty(), "{backend}");
+        assert_eq!(store.reservation(&jazz()).await.unwrap().unwrap().tickets.uninvitable, 0, "{backend}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn who_began_a_room_and_whether_they_hold_a_lease_are_known() {
+    each_backend(|store, backend| async move {
+        store.record_webhook(&receipt("a"), &upsert(1)).await.unwrap();
+        let now = Utc::now();
+        assert_eq!(store.lifecycle_state(&jazz()).await.unwrap().create_began, None, "{backend}");
+        let claims = store.claim_due(now, Duration::from_secs(60), 10, "one").await.unwrap();
+        assert_eq!(claims.len(), 1, "{backend}");
+        store.record_step(&jazz(), &StepRecord::CreateBegan { by: "one".into() }, now).await.unwrap();
+        let began = store.lifecycle_state(&jazz()).await.unwrap().create_began.expect("recorded");
+        assert_eq!((began.by.as_str(), began.at.timestamp_millis()), ("one", now.timestamp_millis()), "{backend}");
+        assert!(store.holds_live_lease("one", now).await.unwrap(), "{backend}: working");
+        assert!(!store.holds_live_lease("two", now).await.unwrap(), "{backend}: another holds none");
+        assert!(!store.holds_live_lease("one", now + Span::minutes(2)).await.unwrap(), "{backend}: ran out");
+        store.release(&claims[0], None, None, now).await.unwrap();
+        assert!(!store.holds_live_lease("one", now).await.unwrap(), "{backend}: released");
     })
     .await;
 }
