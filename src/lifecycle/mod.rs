@@ -497,7 +497,14 @@ impl Lifecycle {
         user: &OwnedUserId,
         previous: Option<&InviteFailure>,
     ) -> StepRecord {
-        match room::invite(&self.client, room, user).await {
+        let invited = if user.server_name() == self.config.homeserver.server_name
+            && let Ok(false) = room::local_user_exists(&self.client, user).await
+        {
+            Err(format!("there is no user {user} on this homeserver"))
+        } else {
+            room::invite(&self.client, room, user).await.map_err(|e| e.to_string())
+        };
+        match invited {
             Ok(()) => {
                 // Everyone invited to a room is invited to its channel's space; the space
                 // is a convenience, so its failure is only logged.
@@ -511,7 +518,7 @@ impl Lifecycle {
                 StepRecord::Invited { user_id: user.clone() }
             }
             Err(e) => {
-                let failure = InviteFailure::after(previous, e.to_string(), Utc::now());
+                let failure = InviteFailure::after(previous, e.clone(), Utc::now());
                 let retry_in_s = (failure.retry_at - Utc::now()).num_seconds();
                 tracing::warn!(reservation_id = %id, room_id = %room, user_id = %user, error = %e, attempts = failure.attempts, retry_in_s, "cannot invite; trying this holder again later");
                 metrics::counter!("foyer_lifecycle_steps_total", "step" => "invite", "result" => "failed").increment(1);

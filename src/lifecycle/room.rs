@@ -10,6 +10,7 @@ use ruma::{
         alias::{delete_alias, get_alias},
         membership::{get_member_events, invite_user, join_room_by_id, kick_user, leave_room},
         message::send_message_event,
+        profile::get_profile,
         room::create_room,
         state::{get_state_event_for_key, send_state_event},
     },
@@ -201,6 +202,18 @@ pub async fn create_or_adopt(
 /// Deadline for one invite's retries. Shorter than a step's: an invite to a server that
 /// is down takes seconds per try, and its holder is tried again later on their own.
 const INVITE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Whether a user of this homeserver exists. Synapse accepts an invite for a local user
+/// who does not exist (a typo in a ticket) and nobody ever sees it; their profile, made
+/// at registration, tells. `Ok(true)` when the homeserver does not say "no such user".
+pub async fn local_user_exists(client: &MatrixClient, user: &OwnedUserId) -> Result<bool, MatrixError> {
+    let req = get_profile::v3::Request::new(user.clone());
+    match client.send(req, None, Instant::now() + INVITE_DEADLINE).await {
+        Ok(_) => Ok(true),
+        Err(MatrixError::Api { status: 404, .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
 
 /// Invites a user; someone already in the room is done.
 pub async fn invite(client: &MatrixClient, room_id: &OwnedRoomId, user: &OwnedUserId) -> Result<(), MatrixError> {

@@ -8,6 +8,7 @@ mod bench_scheduler;
 mod bench_wave;
 mod browser;
 mod config_cli;
+mod door;
 mod handshake;
 mod harness;
 mod hostile;
