@@ -114,6 +114,8 @@ pub struct RoomsConfig {
     pub reminders: Vec<Duration>,
     /// A warning this long before `archives_at`; zero for none.
     pub closing_warning: Duration,
+    /// Whether a reservation's `stream_url` may be plain `http` (default: `https` only).
+    pub allow_http_stream_urls: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
