@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use base64::Engine as _;
 
-use crate::harness::{TestFoyer, WEBHOOK_SECRET, chrono_now, random_token, sqlite_query};
+use crate::harness::{TestFoyer, WEBHOOK_SECRET, chrono_now, eventually, metric_in, random_token, sqlite_query};
 
 /// One hostile request and the answer it must get.
 struct Case {
@@ -384,4 +384,39 @@ async fn the_hostile_corpus_gets_exact_4xx_and_changes_nothing() {
     assert_eq!(crate::harness::http_status(foyer.slot.port, "/health/live"), Some(200));
     foyer.accept("stream.started", json!({"reservation_id": id})).await;
     println!("hostile corpus: {} inputs, each refused with its exact answer; store unchanged", corpus.len());
+}
+
+/// What the homeserver pushes is outside input too: a sender with a newline and an ESC
+/// sequence stays on its one log line, and made-up `m.` event types share the `other`
+/// label instead of adding a metric series each.
+#[tokio::test]
+async fn homeserver_events_forge_no_log_lines_and_no_metric_series() {
+    let foyer = TestFoyer::start().await;
+    let forged = "2026-01-01T00:00:00.000000Z ERROR forged: the database is gone";
+    let sender = format!("@mallory:localhost\n{forged}\x1b[2J");
+    let events: Vec<Value> = (0..3)
+        .map(|i| {
+            json!({"event_id": format!("$hostile{i}-{}", random_token()), "room_id": "!elsewhere:localhost",
+                   "type": format!("m.x{i}"), "sender": sender, "content": {}})
+        })
+        .collect();
+    let path = format!("/_matrix/app/v1/transactions/hostile-{}", random_token());
+    let (status, answer) =
+        foyer.request(reqwest::Method::PUT, &path, Some(&foyer.slot.hs_token), Some(json!({"events": events}))).await;
+    assert_eq!(status, 200, "{answer}");
+
+    let log = eventually(std::time::Duration::from_secs(10), "the three events in the log", || async {
+        let log = foyer.log();
+        (log.lines().filter(|l| l.contains("homeserver event") && l.contains("@mallory")).count() == 3).then_some(log)
+    })
+    .await;
+    assert!(!log.lines().any(|l| l.starts_with(forged)), "a forged line:\n{log}");
+    assert!(!log.contains('\x1b'), "a raw ESC in the log:\n{log}");
+    let line = log.lines().find(|l| l.contains("homeserver event") && l.contains("@mallory")).unwrap_or_default();
+    assert!(line.contains(&format!("@mallory:localhost\\n{forged}\\x1b[2J")), "{line}");
+
+    let metrics = foyer.metrics_text().await;
+    let other = metric_in(&metrics, r#"foyer_homeserver_events_total{type="other"}"#).unwrap_or(0.0);
+    assert!(other >= 3.0, "{metrics}");
+    assert!(!metrics.contains(r#"type="m.x0""#), "{metrics}");
 }
