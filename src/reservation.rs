@@ -104,18 +104,57 @@ pub fn parse_reason(value: &str) -> Result<String, String> {
     bounded_text(value, 0, 1000)
 }
 
-/// An `http` or `https` URL with a host.
+/// Longest stream URL, counted on its normalised (stored) form.
+pub const MAX_STREAM_URL_CHARS: usize = 2048;
+
+/// An `http` or `https` URL with a host, in its normalised form (the `url` crate's
+/// serialization: percent-encoded, so always ASCII).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamUrl(Url);
 
 impl StreamUrl {
+    /// A URL as stored: checked by [`StreamUrl::parse_incoming`] when it came in, perhaps
+    /// under other rules (an `http` URL stored while `rooms.allow_http_stream_urls` was
+    /// on, a longer one stored by an older Foyer), so only its shape is checked here:
+    /// reading back must not fail on a row that was valid when written.
     pub fn parse(value: &str) -> Result<Self, String> {
         let url = Url::parse(value).map_err(|e| format!("is not a URL ({e})"))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
             return Err("must be an http:// or https:// URL".into());
         }
-        if value.len() > 2048 {
-            return Err("must be at most 2048 characters".into());
+        Ok(Self(url))
+    }
+
+    /// A URL from a webhook. Element shows it as a room widget, which every member's
+    /// client loads, so it must not leak who watches: no `$` (Element fills in template
+    /// variables such as `$matrix_user_id`, also when written `%24`), no user-info
+    /// (`https://legit@evil/` reads as `legit` but goes to `evil`), `https` unless
+    /// `allow_http`. The length counts the form that is stored and read back.
+    pub fn parse_incoming(value: &str, allow_http: bool) -> Result<Self, String> {
+        let url = Url::parse(value).map_err(|e| format!("is not a URL ({e})"))?;
+        let scheme_ok = url.scheme() == "https" || (allow_http && url.scheme() == "http");
+        if !scheme_ok || url.host_str().is_none() {
+            return Err(if allow_http {
+                "must be an http:// or https:// URL".into()
+            } else {
+                "must be an https:// URL (plain http:// only with rooms.allow_http_stream_urls: true)".into()
+            });
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("must not carry user-info (a user name or password before the host)".into());
+        }
+        let normalised = url.as_str();
+        if normalised.contains('$') || normalised.contains("%24") {
+            return Err(
+                "must not contain '$' or '%24': Element fills in template variables like $matrix_user_id, which tell the stream host who watches"
+                    .into(),
+            );
+        }
+        if normalised.len() > MAX_STREAM_URL_CHARS {
+            return Err(format!(
+                "must be at most {MAX_STREAM_URL_CHARS} characters once normalised (percent-encoded); it has {}",
+                normalised.len()
+            ));
         }
         Ok(Self(url))
     }
@@ -234,6 +273,60 @@ mod tests {
         assert!(StreamUrl::parse("https://stream.example.org/watch/jazz").is_ok());
         for bad in ["ftp://x.org/a", "javascript:alert(1)", "not a url", "https://"] {
             assert!(StreamUrl::parse(bad).is_err(), "{bad}");
+            assert!(StreamUrl::parse_incoming(bad, true).is_err(), "{bad}");
+            assert!(StreamUrl::parse_incoming(bad, false).is_err(), "{bad}");
         }
+        let e = StreamUrl::parse_incoming("javascript:alert(1)", false).unwrap_err();
+        assert!(e.starts_with("must be an https:// URL"), "{e}");
+    }
+
+    #[test]
+    fn incoming_stream_urls_are_https_unless_http_is_allowed() {
+        let url = "http://stream.example.org/watch/jazz";
+        let refused = StreamUrl::parse_incoming(url, false).unwrap_err();
+        assert!(refused.contains("rooms.allow_http_stream_urls"), "{refused}");
+        assert_eq!(StreamUrl::parse_incoming(url, true).unwrap().as_str(), url);
+        assert!(StreamUrl::parse_incoming("https://stream.example.org/watch/jazz", false).is_ok());
+        // Stored while allowed: it still reads back.
+        assert_eq!(StreamUrl::parse(url).unwrap().as_str(), url);
+    }
+
+    #[test]
+    fn incoming_stream_urls_carry_no_user_info() {
+        for bad in ["https://legit@evil.example/", "https://user:pass@evil.example/", "https://:pass@evil.example/"] {
+            let e = StreamUrl::parse_incoming(bad, false).unwrap_err();
+            assert!(e.contains("user-info"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn incoming_stream_urls_carry_no_template_variables() {
+        for bad in [
+            "https://s.example.org/w?u=$matrix_user_id",
+            "https://s.example.org/$matrix_display_name",
+            "https://s.example.org/w#$matrix_room_id",
+            "https://s.example.org/w?u=%24matrix_user_id",
+        ] {
+            let e = StreamUrl::parse_incoming(bad, false).unwrap_err();
+            assert!(e.contains("'$'"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_length_limit_counts_the_normalised_form() {
+        // 1000 `é` are 1000 characters as sent, 6000 once percent-encoded: stored and
+        // read back as 6000, so refused on the way in.
+        let long = format!("https://s.example.org/{}", "é".repeat(1000));
+        assert!(long.chars().count() < MAX_STREAM_URL_CHARS);
+        let e = StreamUrl::parse_incoming(&long, false).unwrap_err();
+        assert!(e.contains("once normalised") && e.contains("it has 6022"), "{e}");
+        // Exactly at the limit once normalised: accepted, and what is stored reads back.
+        let prefix = "https://s.example.org/";
+        let fits = format!("{prefix}{}", "%C3%A9".repeat((MAX_STREAM_URL_CHARS - prefix.len()) / 6));
+        let fits = format!("{fits}{}", "a".repeat(MAX_STREAM_URL_CHARS - fits.len()));
+        let url = StreamUrl::parse_incoming(&fits, false).unwrap();
+        assert_eq!(url.as_str().len(), MAX_STREAM_URL_CHARS);
+        assert_eq!(StreamUrl::parse(url.as_str()).unwrap(), url);
+        assert!(StreamUrl::parse_incoming(&format!("{fits}a"), false).is_err());
     }
 }

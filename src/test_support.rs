@@ -24,6 +24,7 @@ pub fn rooms() -> RoomsConfig {
         join_rule: JoinRule::Invite,
         reminders: vec![std::time::Duration::from_secs(600)],
         closing_warning: std::time::Duration::from_secs(300),
+        allow_http_stream_urls: false,
     }
 }
 

@@ -360,6 +360,7 @@ impl Walker<'_> {
             self.choice(s, "join_rule", JoinRule::Invite, &[("invite", JoinRule::Invite), ("knock", JoinRule::Knock)]);
         let reminders = self.durations(s, "reminders", vec![Duration::from_secs(600)], Duration::from_secs(1)..=WEEK);
         let closing_warning = self.duration(s, "closing_warning", Duration::from_secs(300), Duration::ZERO..=WEEK);
+        let allow_http_stream_urls = self.flag(s, "allow_http_stream_urls", false);
         Some(RoomsConfig {
             reminders: reminders?,
             closing_warning: closing_warning?,
@@ -368,6 +369,7 @@ impl Walker<'_> {
             max_overrun: max_overrun?,
             archive_mode: archive_mode?,
             join_rule: join_rule?,
+            allow_http_stream_urls: allow_http_stream_urls?,
         })
     }
 
@@ -528,6 +530,18 @@ impl Walker<'_> {
             }
         }
         (out.len() == items.len()).then_some(out)
+    }
+
+    /// `true` or `false` (YAML booleans, not `yes`/`no` strings), with a default.
+    fn flag(&mut self, s: &mut Section<'_>, key: &'static str, default: bool) -> Option<bool> {
+        match s.get(key) {
+            None => Some(default),
+            Some(Value::Bool(b)) => Some(*b),
+            Some(_) => {
+                self.problem(s.key_path(key), "must be true or false");
+                None
+            }
+        }
     }
 
     fn choice<T: Copy>(

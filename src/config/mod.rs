@@ -114,6 +114,8 @@ pub struct RoomsConfig {
     pub reminders: Vec<Duration>,
     /// A warning this long before `archives_at`; zero for none.
     pub closing_warning: Duration,
+    /// Whether a reservation's `stream_url` may be plain `http` (default: `https` only).
+    pub allow_http_stream_urls: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,15 +223,73 @@ impl Config {
         format!("#{}<reservation_id>:{}", self.appservice.alias_prefix, self.homeserver.server_name)
     }
 
-    /// The database URL with any password masked, for logs and summaries.
+    /// The database URL with any password masked, for logs and summaries: the one in
+    /// the user-info and the one a PostgreSQL URL may carry as a query parameter
+    /// (`?password=`, also `sslpassword`).
     pub fn database_display(&self) -> String {
         let raw = self.database.url.expose();
-        match Url::parse(raw) {
-            Ok(mut url) if url.password().is_some() => {
-                let _ = url.set_password(Some("***"));
-                url.to_string()
-            }
-            _ => raw.to_owned(),
+        let Ok(mut url) = Url::parse(raw) else {
+            // Where a password would be is unknown: show none of it rather than all.
+            return match self.database.kind {
+                DatabaseKind::Sqlite => raw.to_owned(),
+                DatabaseKind::Postgres => "postgres://… (not shown: it does not parse as a URL)".to_owned(),
+            };
+        };
+        let secret = |key: &str| key.to_ascii_lowercase().contains("password");
+        let in_query = url.query_pairs().any(|(key, _)| secret(&key));
+        if url.password().is_none() && !in_query {
+            return raw.to_owned();
         }
+        if url.password().is_some() {
+            let _ = url.set_password(Some("***"));
+        }
+        if in_query {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(key, value)| {
+                    let value = if secret(&key) { "***".to_owned() } else { value.into_owned() };
+                    (key.into_owned(), value)
+                })
+                .collect();
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        url.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_database(database_url: &str) -> Config {
+        let yaml = format!(
+            "homeserver: {{url: 'http://127.0.0.1:8008', server_name: example.org}}
+appservice: {{url: 'http://127.0.0.1:29330', as_token: CHANGE_ME_a, hs_token: CHANGE_ME_b, sender_localpart: foyer, alias_prefix: live_}}
+database: {{url: '{database_url}'}}
+webhooks: {{secrets: [whsec_CHANGE_ME]}}
+api: {{token: CHANGE_ME_c}}
+"
+        );
+        from_yaml_str(&yaml, "test", Path::new(""), &|_| None, Placeholders::Allow).unwrap()
+    }
+
+    #[test]
+    fn database_passwords_are_masked_in_the_user_info_and_the_query() {
+        let shown = |url: &str| with_database(url).database_display();
+        assert_eq!(shown("postgres://foyer:hunter2@db.example.org/foyer"), "postgres://foyer:***@db.example.org/foyer");
+        assert_eq!(
+            shown("postgres://db.example.org/foyer?user=foyer&password=hunter2&sslmode=require"),
+            "postgres://db.example.org/foyer?user=foyer&password=***&sslmode=require"
+        );
+        assert_eq!(
+            shown("postgresql://foyer:hunter1@db/foyer?Password=hunter2&sslpassword=hunter3"),
+            "postgresql://foyer:***@db/foyer?Password=***&sslpassword=***"
+        );
+        // Nothing to mask: shown exactly as written.
+        assert_eq!(shown("postgres://foyer@db/foyer?sslmode=require"), "postgres://foyer@db/foyer?sslmode=require");
+        assert_eq!(shown("sqlite:///var/lib/foyer/foyer.db"), "sqlite:///var/lib/foyer/foyer.db");
+        // Not a URL at all: not shown, since the password's place is unknown.
+        let broken = shown("postgres://foyer:hunter2@db:port/foyer");
+        assert!(!broken.contains("hunter2"), "{broken}");
     }
 }

@@ -100,7 +100,8 @@ async fn receive_inner(
         tracing::warn!(error = %e, "webhook refused: bad signature");
         ("bad_signature", error(StatusCode::UNAUTHORIZED, "FOYER_BAD_SIGNATURE", e.to_string()))
     })?;
-    let (sent, event) = payload::parse_typed(&bytes, now).map_err(|e| {
+    let rules = payload::Rules::from_config(&state.config);
+    let (sent, event) = payload::parse_typed(&bytes, now, &rules).map_err(|e| {
         tracing::info!(webhook_id, error = %e, "webhook refused: bad payload");
         ("bad_payload", error(StatusCode::BAD_REQUEST, "FOYER_BAD_PAYLOAD", e.to_string()))
     })?;

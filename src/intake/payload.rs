@@ -6,6 +6,7 @@ use ruma::{OwnedUserId, UserId};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
+use crate::config::Config;
 use crate::reservation::{
     Channel, Description, ExternalId, MAX_SPAN_SECONDS, Reservation, ReservationId, Revision, StreamUrl, Ticket, Title,
     WebhookEvent, parse_reason,
@@ -27,6 +28,38 @@ pub struct PayloadError {
 
 fn err(path: impl Into<String>, message: impl Into<String>) -> PayloadError {
     PayloadError { path: path.into(), message: message.into() }
+}
+
+/// The rules of a payload that come from the config.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rules {
+    /// `rooms.allow_http_stream_urls`: plain `http` stream URLs are accepted.
+    pub allow_http_stream_urls: bool,
+    /// The appservice's bot, which is never a host or a ticket holder.
+    pub bot: Option<OwnedUserId>,
+}
+
+impl Rules {
+    pub fn from_config(config: &Config) -> Self {
+        Self { allow_http_stream_urls: config.rooms.allow_http_stream_urls, bot: Some(config.bot_user_id()) }
+    }
+
+    /// Why `user` can be neither a host nor a ticket holder: it is one of the
+    /// appservice's own users, which Foyer acts as and never invites. The registration
+    /// has no user namespace (`registration.rs`), so that is the bot alone; a namespace
+    /// added there is checked here too.
+    fn appservice_user(&self, user: &UserId) -> Option<String> {
+        (self.bot.as_deref() == Some(user)).then(|| format!("{user} is Foyer's own bot, never a host or ticket holder"))
+    }
+
+    /// A user ID that is not one of the appservice's users.
+    fn outside_user(&self, value: &str) -> Result<OwnedUserId, String> {
+        let user = user_id(value)?;
+        match self.appservice_user(&user) {
+            Some(why) => Err(why),
+            None => Ok(user),
+        }
+    }
 }
 
 /// A JSON object being read, with its path for messages.
@@ -181,14 +214,19 @@ fn user_id(value: &str) -> Result<OwnedUserId, String> {
     UserId::parse(value).map_err(|e| format!("{value:?} is not a valid Matrix user ID ({e})"))
 }
 
-/// Parses a verified body. `now` fills the default of `stream.*`'s `at`.
+/// Parses a verified body under the default [`Rules`] (https stream URLs only, no bot
+/// known). `now` fills the default of `stream.*`'s `at`.
 pub fn parse(body: &[u8], now: DateTime<Utc>) -> Result<WebhookEvent, PayloadError> {
-    parse_typed(body, now).map(|(_, event)| event)
+    parse_typed(body, now, &Rules::default()).map(|(_, event)| event)
 }
 
-/// Like [`parse`], with the event type as sent: `reservation.created` and
+/// Like [`parse`] under `rules`, with the event type as sent: `reservation.created` and
 /// `reservation.updated` are one [`WebhookEvent::Upsert`], told apart only here.
-pub fn parse_typed(body: &[u8], now: DateTime<Utc>) -> Result<(&'static str, WebhookEvent), PayloadError> {
+pub fn parse_typed(
+    body: &[u8],
+    now: DateTime<Utc>,
+    rules: &Rules,
+) -> Result<(&'static str, WebhookEvent), PayloadError> {
     let Strict(value) = serde_json::from_slice(body).map_err(|e| err("body", format!("is not valid JSON ({e})")))?;
     let envelope = Object::new("body", &value)?;
     let kind = envelope.string("type").map_err(|e| err("type", e.message))?;
@@ -197,7 +235,7 @@ pub fn parse_typed(body: &[u8], now: DateTime<Utc>) -> Result<(&'static str, Web
     let data = Object::new("data", envelope.get("data").ok_or_else(|| err("data", "is missing"))?)?;
     let event = match kind {
         "reservation.created" | "reservation.updated" => {
-            reservation(&data, now).map(|r| WebhookEvent::Upsert(Box::new(r)))
+            reservation(&data, now, rules).map(|r| WebhookEvent::Upsert(Box::new(r)))
         }
         "reservation.cancelled" => {
             Ok(WebhookEvent::Cancelled { id: data.reservation_id()?, reason: data.opt_parse("reason", parse_reason)? })
@@ -212,7 +250,7 @@ pub fn parse_typed(body: &[u8], now: DateTime<Utc>) -> Result<(&'static str, Web
                     let ticket = Object::new(format!("data.tickets[{i}]"), item)?;
                     Ok(Ticket {
                         id: ticket.parse("ticket_id", ExternalId::parse)?,
-                        user_id: ticket.parse("user_id", user_id)?,
+                        user_id: ticket.parse("user_id", |v| rules.outside_user(v))?,
                     })
                 })
                 .collect::<Result<_, PayloadError>>()?;
@@ -264,7 +302,7 @@ pub fn parse_typed(body: &[u8], now: DateTime<Utc>) -> Result<(&'static str, Web
     Ok((sent, event))
 }
 
-fn reservation(data: &Object<'_>, now: DateTime<Utc>) -> Result<Reservation, PayloadError> {
+fn reservation(data: &Object<'_>, now: DateTime<Utc>, rules: &Rules) -> Result<Reservation, PayloadError> {
     let id = data.reservation_id()?;
     let revision = data.unsigned("revision", i64::MAX as u64)?.map(Revision);
     let title = data.parse("title", Title::parse)?;
@@ -277,7 +315,7 @@ fn reservation(data: &Object<'_>, now: DateTime<Utc>) -> Result<Reservation, Pay
     if (ends_at - starts_at).num_seconds() > MAX_SPAN_SECONDS {
         return Err(err("data.ends_at", "must be at most 7 days after data.starts_at"));
     }
-    let stream_url = data.opt_parse("stream_url", StreamUrl::parse)?;
+    let stream_url = data.opt_parse("stream_url", |v| StreamUrl::parse_incoming(v, rules.allow_http_stream_urls))?;
     let channel = data
         .get("channel")
         .map(|v| {
@@ -297,8 +335,9 @@ fn reservation(data: &Object<'_>, now: DateTime<Utc>) -> Result<Reservation, Pay
             let mut hosts: Vec<OwnedUserId> = Vec::new();
             for (i, item) in items.iter().enumerate() {
                 let path = format!("data.hosts[{i}]");
-                let host =
-                    user_id(item.as_str().ok_or_else(|| err(&path, "must be a string"))?).map_err(|m| err(&path, m))?;
+                let host = rules
+                    .outside_user(item.as_str().ok_or_else(|| err(&path, "must be a string"))?)
+                    .map_err(|m| err(&path, m))?;
                 if !hosts.contains(&host) {
                     hosts.push(host);
                 }
@@ -354,7 +393,7 @@ mod tests {
 
     #[test]
     fn the_type_as_sent_tells_created_from_updated() {
-        let sent = |kind: &str, data| parse_typed(&envelope(kind, data), Utc::now()).unwrap().0;
+        let sent = |kind: &str, data| parse_typed(&envelope(kind, data), Utc::now(), &Rules::default()).unwrap().0;
         assert_eq!(sent("reservation.created", jazz()), "reservation.created");
         assert_eq!(sent("reservation.updated", jazz()), "reservation.updated");
         let id = json!({"reservation_id": "jazz"});
@@ -441,6 +480,66 @@ mod tests {
                 assert_eq!(path_of(body.as_bytes()), "data.revision");
             }
         }
+    }
+
+    fn rules(allow_http_stream_urls: bool) -> Rules {
+        Rules { allow_http_stream_urls, bot: Some(OwnedUserId::try_from("@foyer:example.org").unwrap()) }
+    }
+
+    /// The error of `data` with `field` set to `value`, as a reservation.
+    fn refused(field: &str, value: Value, rules: &Rules) -> PayloadError {
+        let mut data = jazz();
+        data[field] = value;
+        parse_typed(&envelope("reservation.created", data), Utc::now(), rules).unwrap_err()
+    }
+
+    #[test]
+    fn stream_urls_are_checked_by_the_rules_and_named() {
+        let strict = rules(false);
+        for (url, rule) in [
+            ("http://stream.example.org/watch", "must be an https:// URL"),
+            ("https://legit@evil.example/watch", "must not carry user-info"),
+            ("https://stream.example.org/watch?u=$matrix_user_id", "must not contain '$'"),
+            ("https://stream.example.org/watch?u=%24matrix_user_id", "must not contain '$'"),
+        ] {
+            let e = refused("stream_url", json!(url), &strict);
+            assert_eq!(e.path, "data.stream_url", "{url}");
+            assert!(e.message.contains(rule), "{url}: {e}");
+        }
+        let long = format!("https://stream.example.org/{}", "é".repeat(1000));
+        let e = refused("stream_url", json!(long), &strict);
+        assert_eq!(
+            e.to_string(),
+            "data.stream_url: must be at most 2048 characters once normalised (percent-encoded); it has 6027"
+        );
+
+        let mut data = jazz();
+        data["stream_url"] = json!("http://stream.example.org/watch");
+        let body = envelope("reservation.created", data);
+        let (_, WebhookEvent::Upsert(r)) = parse_typed(&body, Utc::now(), &rules(true)).unwrap() else {
+            panic!("not an upsert")
+        };
+        assert_eq!(r.stream_url.unwrap().as_str(), "http://stream.example.org/watch");
+    }
+
+    #[test]
+    fn the_bot_is_never_a_host_or_a_ticket_holder() {
+        let rules = rules(false);
+        let e = refused("hosts", json!(["@dj:example.org", "@foyer:example.org"]), &rules);
+        assert_eq!(e.path, "data.hosts[1]");
+        assert!(e.message.contains("@foyer:example.org is Foyer's own bot"), "{e}");
+
+        let tickets = json!({"reservation_id": "jazz", "tickets": [
+            {"ticket_id": "t-1", "user_id": "@alice:example.org"},
+            {"ticket_id": "t-2", "user_id": "@foyer:example.org"},
+        ]});
+        let e = parse_typed(&envelope("ticket.granted", tickets), Utc::now(), &rules).unwrap_err();
+        assert_eq!(e.path, "data.tickets[1].user_id");
+        assert!(e.message.contains("never a host or ticket holder"), "{e}");
+
+        // Another server's `foyer` is someone else.
+        let ok = json!({"reservation_id": "jazz", "tickets": [{"ticket_id": "t", "user_id": "@foyer:elsewhere.org"}]});
+        assert!(parse_typed(&envelope("ticket.granted", ok), Utc::now(), &rules).is_ok());
     }
 
     #[test]

@@ -368,6 +368,32 @@ pub(crate) fn from_millis(ms: i64) -> Result<DateTime<Utc>, StoreError> {
     Utc.timestamp_millis_opt(ms).single().ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms} out of range")))
 }
 
+/// The records that read back, from rows read as (raw reservation id, record). A row that
+/// does not (a hand edit, a bug) is left out with one error line naming its reservation
+/// (nothing else: the row may hold anything) and counted in
+/// `foyer_store_unreadable_rows_total`, so that it cannot fail every list, page and
+/// count it is part of. The counter moves by zero too, so it shows from the first read.
+pub(crate) fn readable_records(
+    rows: impl IntoIterator<Item = (String, Result<ReservationRecord, StoreError>)>,
+) -> Vec<ReservationRecord> {
+    let mut unreadable = 0;
+    let records = rows
+        .into_iter()
+        .filter_map(|(id, record)| {
+            if record.is_err() {
+                unreadable += 1;
+                tracing::error!(
+                    reservation_id = id.as_str(),
+                    "a stored reservation does not read back: left out of lists and counts until it is repaired"
+                );
+            }
+            record.ok()
+        })
+        .collect();
+    metrics::counter!("foyer_store_unreadable_rows_total").increment(unreadable);
+    records
+}
+
 /// The store methods whose SQL is the same on every backend, as functions of the pool:
 /// `Store::admin_action`, `manages_room`, the reservation pages, and the admin inbox.
 /// `$begin(...)`, a method of the pool, opens a write transaction; `$p1`…`$p3` are the
@@ -447,19 +473,39 @@ macro_rules! shared_fns {
         }
 
         /// A page of reservations after `after`, read with `sql` (with or without counts).
+        /// Rows that do not read back are left out (`readable_records`) and the page is
+        /// filled up from the rows after them: a short page still means the last one.
         async fn records_after(
             pool: &$pool,
             sql: &'static str,
             after: Option<&ReservationId>,
             limit: u32,
         ) -> Result<Vec<ReservationRecord>, StoreError> {
-            let rows = sqlx::query(sql)
-                .bind(after.map_or("", |id| id.as_str()))
-                .bind(i64::from(limit))
-                .fetch_all(pool)
-                .await
-                .map_err(unavailable)?;
-            rows.iter().map(record_from_row).collect()
+            // The raw id, not a parsed one: an unreadable row's id may not parse either.
+            let mut cursor = after.map_or_else(String::new, |id| id.as_str().to_owned());
+            let mut records = Vec::new();
+            loop {
+                let want = limit as usize - records.len();
+                let rows = sqlx::query(sql)
+                    .bind(cursor.as_str())
+                    .bind(want as i64)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(unavailable)?;
+                let mut read = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    let id: String =
+                        row.try_get("reservation_id").map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    read.push((id, record_from_row(row)));
+                }
+                let Some((last, _)) = read.last() else { break };
+                cursor = last.clone();
+                records.extend($crate::store::readable_records(read));
+                if rows.len() < want || records.len() == limit as usize {
+                    break;
+                }
+            }
+            Ok(records)
         }
 
         async fn queue_admin_events(

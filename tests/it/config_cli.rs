@@ -261,3 +261,31 @@ fn logging_and_admins_are_checked() {
     assert_problem(&run, "admins[1]", "must be a Matrix user ID in quotes");
     assert_problem(&check(&(valid_config_yaml() + "admins: \"@alice:example.org\"\n")), "admins", "must be a list");
 }
+
+#[test]
+fn allow_http_stream_urls_is_a_boolean() {
+    let with = |value: &str| {
+        check(
+            &valid_config_yaml()
+                .replace("  join_rule: invite\n", &format!("  join_rule: invite\n  allow_http_stream_urls: {value}\n")),
+        )
+    };
+    let run = with("true");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for bad in ["yes", "\"true\"", "1"] {
+        assert_problem(&with(bad), "rooms.allow_http_stream_urls", "must be true or false");
+    }
+}
+
+#[test]
+fn check_config_masks_database_passwords_in_the_user_info_and_the_query() {
+    let url = "postgres://foyer:hunter2-info@db.example.org/foyer?sslmode=require&password=hunter2-query";
+    let run = check(&valid_config_yaml().replace("url: sqlite://foyer.db", &format!("url: \"{url}\"")));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("database    postgres://foyer:***@db.example.org/foyer?sslmode=require&password=***"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("hunter2") && !run.stderr.contains("hunter2"), "a password printed:\n{}", run.stdout);
+}

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use base64::Engine as _;
 
-use crate::harness::{TestFoyer, WEBHOOK_SECRET, chrono_now, random_token, sqlite_query};
+use crate::harness::{TestFoyer, WEBHOOK_SECRET, chrono_now, eventually, metric_in, random_token, sqlite_query};
 
 /// One hostile request and the answer it must get.
 struct Case {
@@ -89,7 +89,8 @@ fn signed_at(timestamp: i64, body: &[u8], edit: impl FnOnce(String) -> String) -
     headers(&id, &timestamp.to_string(), &signature)
 }
 
-fn corpus(id: &str) -> Vec<Case> {
+/// `bot` is the user ID of the Foyer under test.
+fn corpus(id: &str, bot: &str) -> Vec<Case> {
     let deep_arrays = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
     let deep_objects = format!("{}1{}", r#"{"a":"#.repeat(10_000), "}".repeat(10_000));
     let tickets = |n: usize| {
@@ -176,11 +177,32 @@ fn corpus(id: &str) -> Vec<Case> {
             envelope("stream.started", json!({"reservation_id": "../../etc/passwd"})),
             "data.reservation_id: must be 1 to 128 characters of A-Z",
         ),
-        Case::signed("a javascript: stream URL", with(id, "stream_url", json!("javascript:alert(1)")), "data.stream_url: must be an http:// or https:// URL"),
+        Case::signed("a javascript: stream URL", with(id, "stream_url", json!("javascript:alert(1)")), "data.stream_url: must be an https:// URL"),
+        Case::signed("a plain http stream URL", with(id, "stream_url", json!("http://stream.example.org/w")), "data.stream_url: must be an https:// URL"),
         Case::signed(
             "a 3,000-character stream URL",
             with(id, "stream_url", json!(format!("https://example.org/{}", "a".repeat(3000)))),
             "data.stream_url: must be at most 2048 characters",
+        ),
+        Case::signed(
+            "a stream URL of 1,020 characters, 6,020 once percent-encoded",
+            with(id, "stream_url", json!(format!("https://example.org/{}", "é".repeat(1000)))),
+            "data.stream_url: must be at most 2048 characters once normalised (percent-encoded); it has 6020",
+        ),
+        Case::signed(
+            "a stream URL with a template variable",
+            with(id, "stream_url", json!("https://stream.example.org/w?viewer=$matrix_user_id")),
+            "data.stream_url: must not contain '$' or '%24'",
+        ),
+        Case::signed(
+            "a stream URL with a percent-encoded template variable",
+            with(id, "stream_url", json!("https://stream.example.org/w?viewer=%24matrix_user_id")),
+            "data.stream_url: must not contain '$' or '%24'",
+        ),
+        Case::signed(
+            "a stream URL with user-info",
+            with(id, "stream_url", json!("https://stream.example.org@evil.example.net/w")),
+            "data.stream_url: must not carry user-info",
         ),
         // Numbers.
         Case::signed("revision 2^64 - 1", with(id, "revision", json!(u64::MAX)), "data.revision: must be at most 9223372036854775807"),
@@ -237,6 +259,8 @@ fn corpus(id: &str) -> Vec<Case> {
         Case::signed("a user id with an unclosed IPv6 server", ticket_for("@alice:[::1"), "data.tickets[0].user_id:"),
         Case::signed("a user id without its sigil", ticket_for("alice:localhost"), "data.tickets[0].user_id:"),
         Case::signed("a host without a server name", with(id, "hosts", json!(["@dj"])), "data.hosts[0]:"),
+        Case::signed("the bot as a host", with(id, "hosts", json!([bot])), format!("data.hosts[0]: {bot} is Foyer's own bot")),
+        Case::signed("the bot as a ticket holder", ticket_for(bot), format!("data.tickets[0].user_id: {bot} is Foyer's own bot")),
         Case::signed("1,001 tickets", tickets(1001), "data.tickets: must hold 1 to 1000 items (it has 1001)"),
         Case::signed(
             "1,001 revoked ticket ids",
@@ -329,7 +353,7 @@ async fn the_hostile_corpus_gets_exact_4xx_and_changes_nothing() {
     let before = dump(&foyer);
     assert!(before.contains(&id), "the dump sees the stored reservation");
 
-    let corpus = corpus(&id);
+    let corpus = corpus(&id, &foyer.slot.bot_user_id());
     assert!(corpus.len() >= 40, "the corpus holds {} inputs", corpus.len());
     let mut wrong = Vec::new();
     for case in &corpus {
@@ -360,4 +384,39 @@ async fn the_hostile_corpus_gets_exact_4xx_and_changes_nothing() {
     assert_eq!(crate::harness::http_status(foyer.slot.port, "/health/live"), Some(200));
     foyer.accept("stream.started", json!({"reservation_id": id})).await;
     println!("hostile corpus: {} inputs, each refused with its exact answer; store unchanged", corpus.len());
+}
+
+/// What the homeserver pushes is outside input too: a sender with a newline and an ESC
+/// sequence stays on its one log line, and made-up `m.` event types share the `other`
+/// label instead of adding a metric series each.
+#[tokio::test]
+async fn homeserver_events_forge_no_log_lines_and_no_metric_series() {
+    let foyer = TestFoyer::start().await;
+    let forged = "2026-01-01T00:00:00.000000Z ERROR forged: the database is gone";
+    let sender = format!("@mallory:localhost\n{forged}\x1b[2J");
+    let events: Vec<Value> = (0..3)
+        .map(|i| {
+            json!({"event_id": format!("$hostile{i}-{}", random_token()), "room_id": "!elsewhere:localhost",
+                   "type": format!("m.x{i}"), "sender": sender, "content": {}})
+        })
+        .collect();
+    let path = format!("/_matrix/app/v1/transactions/hostile-{}", random_token());
+    let (status, answer) =
+        foyer.request(reqwest::Method::PUT, &path, Some(&foyer.slot.hs_token), Some(json!({"events": events}))).await;
+    assert_eq!(status, 200, "{answer}");
+
+    let log = eventually(std::time::Duration::from_secs(10), "the three events in the log", || async {
+        let log = foyer.log();
+        (log.lines().filter(|l| l.contains("homeserver event") && l.contains("@mallory")).count() == 3).then_some(log)
+    })
+    .await;
+    assert!(!log.lines().any(|l| l.starts_with(forged)), "a forged line:\n{log}");
+    assert!(!log.contains('\x1b'), "a raw ESC in the log:\n{log}");
+    let line = log.lines().find(|l| l.contains("homeserver event") && l.contains("@mallory")).unwrap_or_default();
+    assert!(line.contains(&format!("@mallory:localhost\\n{forged}\\x1b[2J")), "{line}");
+
+    let metrics = foyer.metrics_text().await;
+    let other = metric_in(&metrics, r#"foyer_homeserver_events_total{type="other"}"#).unwrap_or(0.0);
+    assert!(other >= 3.0, "{metrics}");
+    assert!(!metrics.contains(r#"type="m.x0""#), "{metrics}");
 }

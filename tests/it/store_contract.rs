@@ -337,3 +337,65 @@ async fn the_admin_inbox_keeps_events_once_in_order_until_forgotten() {
     })
     .await;
 }
+
+/// Runs one raw statement on the store's database, as a hand edit would.
+async fn hand_edit(url: &str, kind: DatabaseKind, sql: &'static str) {
+    use sqlx::Connection as _;
+    match kind {
+        DatabaseKind::Sqlite => {
+            let mut db = sqlx::SqliteConnection::connect(url).await.expect("open the SQLite file");
+            sqlx::query(sql).execute(&mut db).await.expect(sql);
+        }
+        DatabaseKind::Postgres => {
+            let mut db = sqlx::PgConnection::connect(url).await.expect("connect to PostgreSQL");
+            sqlx::query(sql).execute(&mut db).await.expect(sql);
+        }
+    }
+}
+
+/// A row that does not read back (a hand edit, a bug) is left out of every page and list
+/// instead of failing it, and a page is filled up with the rows after it.
+#[tokio::test]
+async fn an_unreadable_row_is_left_out_of_pages_and_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let backends = [
+        ("sqlite", format!("sqlite://{}", dir.path().join("foyer.db").display()), DatabaseKind::Sqlite),
+        ("postgres", fresh_postgres_database().await, DatabaseKind::Postgres),
+    ];
+    let id = |s: &str| ReservationId::parse(s).unwrap();
+    let ids = |records: Vec<store::ReservationRecord>| {
+        let mut ids: Vec<String> = records.iter().map(|r| r.reservation.id.as_str().to_owned()).collect();
+        ids.sort();
+        ids
+    };
+    for (backend, url, kind) in backends {
+        let config = DatabaseConfig {
+            url: Secret::new(url.clone()),
+            kind,
+            max_connections: Some(4),
+            acquire_timeout: Duration::from_secs(10),
+        };
+        let store = store::open(&config).await.expect(backend);
+        for name in ["a", "b", "c", "d"] {
+            let WebhookEvent::Upsert(mut reservation) = upsert(1) else { unreachable!("upsert is an upsert") };
+            reservation.id = id(name);
+            let webhook_id = format!("w-{name}");
+            store.record_webhook(&receipt(&webhook_id), &WebhookEvent::Upsert(reservation)).await.unwrap();
+        }
+        hand_edit(&url, kind, "UPDATE reservations SET stream_url = 'not a url' WHERE reservation_id = 'b'").await;
+        hand_edit(&url, kind, "UPDATE reservations SET title = '' WHERE reservation_id = 'c'").await;
+
+        assert_eq!(ids(store.reservations_after(None, 10).await.unwrap()), ["a", "d"], "{backend}");
+        // Pages of 2 and 1 are filled past the two unreadable rows, so a short page is
+        // still the last one.
+        assert_eq!(ids(store.reservations_after(None, 2).await.unwrap()), ["a", "d"], "{backend}");
+        assert_eq!(ids(store.schedules_after(None, 2).await.unwrap()), ["a", "d"], "{backend}");
+        assert_eq!(ids(store.reservations_after(Some(&id("a")), 1).await.unwrap()), ["d"], "{backend}");
+        assert!(store.schedules_after(Some(&id("d")), 2).await.unwrap().is_empty(), "{backend}");
+        let all = [id("a"), id("b"), id("c"), id("d")];
+        assert_eq!(ids(store.reservations_by_id(&all).await.unwrap()), ["a", "d"], "{backend}");
+        // Read alone, the reservation still says what is wrong with it.
+        let alone = store.reservation(&id("b")).await;
+        assert!(matches!(alone, Err(store::StoreError::Corrupt(_))), "{backend}: {alone:?}");
+    }
+}

@@ -407,3 +407,57 @@ async fn the_readme_sender_script_is_accepted() {
     assert!(out.status.success() && stdout.starts_with("202 "), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(foyer.reservation(&id).await.0, 200);
 }
+
+#[tokio::test]
+async fn the_bot_is_never_a_host_or_a_ticket_holder() {
+    let foyer = TestFoyer::start().await;
+    let bot = foyer.slot.bot_user_id();
+
+    let id = unique("bothost");
+    let mut data = jazz(&id);
+    data["hosts"] = json!(["@dj:localhost", bot]);
+    let wid = format!("msg_{}", random_token());
+    let (status, answer) = foyer.send_webhook_as(&wid, "reservation.created", data).await;
+    assert_eq!((status, answer["errcode"].as_str()), (400, Some("FOYER_BAD_PAYLOAD")), "{answer}");
+    let message = answer["error"].as_str().unwrap_or_default();
+    assert_eq!(message, format!("data.hosts[1]: {bot} is Foyer's own bot, never a host or ticket holder"));
+    assert_nothing_stored(&foyer, &wid, &id).await;
+
+    // A batch with the bot in it is refused whole: alice's ticket is not kept either.
+    let id = unique("botticket");
+    let tickets = json!([{"ticket_id": "t-1", "user_id": "@alice:localhost"}, {"ticket_id": "t-2", "user_id": bot}]);
+    let wid = format!("msg_{}", random_token());
+    let (status, answer) =
+        foyer.send_webhook_as(&wid, "ticket.granted", json!({"reservation_id": id, "tickets": tickets})).await;
+    assert_eq!((status, answer["errcode"].as_str()), (400, Some("FOYER_BAD_PAYLOAD")), "{answer}");
+    let message = answer["error"].as_str().unwrap_or_default();
+    assert!(message.starts_with(&format!("data.tickets[1].user_id: {bot} is Foyer's own bot")), "{message}");
+    assert_nothing_stored(&foyer, &wid, &id).await;
+    let (_, r) = foyer.reservation(&id).await;
+    assert_eq!(r["tickets"], json!({"active": 0, "revoked": 0}), "a ticket of the refused batch was kept");
+}
+
+#[tokio::test]
+async fn plain_http_stream_urls_need_rooms_allow_http_stream_urls() {
+    let http = |id: &str| {
+        let mut data = jazz(id);
+        data["stream_url"] = json!("http://stream.example.org/watch/jazz");
+        data
+    };
+    let strict = TestFoyer::start().await;
+    let id = unique("http");
+    let wid = format!("msg_{}", random_token());
+    let (status, answer) = strict.send_webhook_as(&wid, "reservation.created", http(&id)).await;
+    assert_eq!((status, answer["errcode"].as_str()), (400, Some("FOYER_BAD_PAYLOAD")), "{answer}");
+    let message = answer["error"].as_str().unwrap_or_default();
+    assert!(message.starts_with("data.stream_url: must be an https:// URL"), "{message}");
+    assert!(message.contains("rooms.allow_http_stream_urls"), "{message}");
+    assert_nothing_stored(&strict, &wid, &id).await;
+
+    let lenient = TestFoyer::start_with(|yaml| yaml + "rooms:\n  allow_http_stream_urls: true\n", &[]).await;
+    let id = unique("http");
+    lenient.accept("reservation.created", http(&id)).await;
+    // Stored as sent, and read back (a stricter reading would make the row unreadable).
+    let (status, r) = lenient.reservation(&id).await;
+    assert_eq!((status, r["title"].as_str()), (200, Some("Friday Night Jazz")), "{r}");
+}
