@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use axum::{
     Form, Router,
-    extract::State,
+    extract::{DefaultBodyLimit, State},
     http::{HeaderMap, StatusCode, header},
     response::{Html, IntoResponse, Response},
     routing::{get, post},
@@ -31,13 +31,18 @@ use crate::{
 };
 
 const COOKIE: &str = "foyer_status";
+/// The login form's largest body: a token of a few hundred bytes fits many times over.
+pub const MAX_LOGIN_BYTES: usize = 4096;
 /// Seconds between the page's own refreshes.
 const REFRESH: u32 = 5;
 /// Rows shown per phase; the read API lists the rest.
 const ROWS: usize = 100;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/status", get(page)).route("/status/login", post(login)).route("/status/logout", post(logout))
+    Router::new()
+        .route("/status", get(page))
+        .route("/status/login", post(login).layer(DefaultBodyLimit::max(MAX_LOGIN_BYTES)))
+        .route("/status/logout", post(logout))
 }
 
 /// The cookie's value: HMAC-SHA256 of a fixed label under the API token.

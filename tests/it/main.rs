@@ -9,6 +9,7 @@ mod bench_wave;
 mod browser;
 mod config_cli;
 mod handshake;
+mod hardening;
 mod harness;
 mod hostile;
 mod lifecycle;

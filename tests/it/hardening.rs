@@ -1,0 +1,250 @@
+//! Nothing from outside can jam Foyer: slow and many clients are cut off in bounded
+//! time while webhooks and the homeserver still get through, and oversized bodies are
+//! refused before they are read.
+
+use std::time::{Duration, Instant};
+
+use chrono::{SecondsFormat, Utc};
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::TcpStream,
+};
+
+use crate::harness::{TestFoyer, foyer_bin, random_token, valid_config_yaml};
+
+/// A reservation a month away: accepting it makes Foyer do nothing on the homeserver.
+fn far_reservation() -> Value {
+    let at = |days: i64| (Utc::now() + chrono::Duration::days(days)).to_rfc3339_opts(SecondsFormat::Secs, true);
+    let id = format!("far-{}", &random_token()[..8]);
+    json!({"reservation_id": id, "title": format!("Show {id}"), "starts_at": at(30), "ends_at": at(31)})
+}
+
+async fn connect(foyer: &TestFoyer) -> TcpStream {
+    TcpStream::connect(("127.0.0.1", foyer.slot.port)).await.expect("connect to foyer")
+}
+
+/// The start of a webhook whose body (`length` bytes announced) never arrives in full.
+fn stalled_webhook(length: usize) -> String {
+    format!(
+        "POST /webhooks/v1/events HTTP/1.1\r\nHost: foyer\r\nContent-Type: application/json\r\n\
+         Content-Length: {length}\r\n\r\n{{\"type\": \"reservation.created\", "
+    )
+}
+
+/// Reads until Foyer closes the connection, for at most `limit`: what it sent before,
+/// or `None` if the connection was still open at the end.
+async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> Option<String> {
+    let mut received = Vec::new();
+    match tokio::time::timeout(limit, stream.read_to_end(&mut received)).await {
+        Ok(Ok(_)) => Some(String::from_utf8_lossy(&received).into_owned()),
+        // Closed while our bytes were unread on its side: a reset, still a close.
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+            Some(String::from_utf8_lossy(&received).into_owned())
+        }
+        Ok(Err(e)) => panic!("reading from foyer: {e}"),
+        Err(_) => None,
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_stalls_in_its_headers_is_disconnected() {
+    let foyer = TestFoyer::start_with(|yaml| yaml, &[("FOYER_HTTP_HEADER_TIMEOUT_MS", "1000")]).await;
+    let mut half = connect(&foyer).await;
+    let mut silent = connect(&foyer).await;
+    let started = Instant::now();
+    half.write_all(b"POST /webhooks/v1/events HTTP/1.1\r\nHost: foyer\r\nContent-Ty").await.expect("write");
+
+    let answer = read_until_closed(&mut half, Duration::from_secs(15)).await;
+    assert!(answer.is_some(), "still connected 15 s after half its headers (header timeout: 1 s)");
+    assert!(started.elapsed() >= Duration::from_millis(900), "closed by the timeout, not at once: {answer:?}");
+    let answer = read_until_closed(&mut silent, Duration::from_secs(15)).await;
+    assert!(answer.is_some(), "a connection that never sent a byte is still open after 15 s");
+
+    // And Foyer still serves.
+    assert_eq!(foyer.send_webhook("reservation.created", far_reservation()).await.0, 202);
+}
+
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_is_cut_off_while_webhooks_go_on() {
+    let foyer = TestFoyer::start_with(|yaml| yaml, &[("FOYER_HTTP_BODY_TIMEOUT_MS", "2000")]).await;
+    let mut slow = connect(&foyer).await;
+    slow.write_all(stalled_webhook(1_048_000).as_bytes()).await.expect("write");
+
+    // Meanwhile a normal signed webhook is stored.
+    let (status, answer) = foyer.send_webhook("reservation.created", far_reservation()).await;
+    assert_eq!(status, 202, "{answer}");
+
+    let answer = read_until_closed(&mut slow, Duration::from_secs(15))
+        .await
+        .expect("still connected 15 s after a body that stalled (body timeout: 2 s)");
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    assert!(answer.contains("FOYER_TIMEOUT"), "{answer}");
+}
+
+#[tokio::test]
+async fn many_slow_clients_neither_stop_webhooks_nor_stay_connected() {
+    let env = [("FOYER_HTTP_HEADER_TIMEOUT_MS", "2000"), ("FOYER_HTTP_BODY_TIMEOUT_MS", "3000")];
+    let foyer = TestFoyer::start_with(|yaml| yaml, &env).await;
+    // 300 clients: silent, stalled in their headers, stalled in a body they announced.
+    let mut slow = Vec::new();
+    for i in 0..300 {
+        let mut stream = connect(&foyer).await;
+        match i % 3 {
+            0 => {}
+            1 => stream.write_all(b"GET /health/live HTTP/1.1\r\nHost: fo").await.expect("write"),
+            _ => stream.write_all(stalled_webhook(1_000_000).as_bytes()).await.expect("write"),
+        }
+        slow.push(stream);
+    }
+
+    let (status, answer) = foyer.send_webhook("reservation.created", far_reservation()).await;
+    assert_eq!(status, 202, "a webhook among 300 slow clients: {answer}");
+    let txn = format!("/_matrix/app/v1/transactions/hardening-{}", random_token());
+    let (status, answer) =
+        foyer.request(Method::PUT, &txn, Some(&foyer.slot.hs_token), Some(json!({"events": []}))).await;
+    assert_eq!((status, answer), (200, json!({})), "a homeserver transaction among them");
+
+    // Every one of them is cut off within its timeout, all at once.
+    let mut reads = tokio::task::JoinSet::new();
+    for (i, mut stream) in slow.into_iter().enumerate() {
+        reads.spawn(async move { (i, read_until_closed(&mut stream, Duration::from_secs(30)).await) });
+    }
+    let mut open = Vec::new();
+    while let Some(read) = reads.join_next().await {
+        let (i, answer) = read.expect("a read task");
+        if answer.is_none() {
+            open.push(i);
+        }
+    }
+    assert!(open.is_empty(), "{} of 300 slow clients still connected after 30 s: {open:?}", open.len());
+}
+
+#[tokio::test]
+async fn over_the_in_flight_limit_requests_get_503_at_once_but_the_homeserver_gets_through() {
+    let env = [("FOYER_HTTP_MAX_IN_FLIGHT", "4"), ("FOYER_HTTP_BODY_TIMEOUT_MS", "10000")];
+    let foyer = TestFoyer::start_with(|yaml| yaml, &env).await;
+    // Stalled webhooks, one after the other, until one is refused: then the ones before
+    // hold every place (nothing else is sent meanwhile).
+    let mut holding = Vec::new();
+    let refused = loop {
+        assert!(holding.len() < 20, "20 stalled webhooks in flight, none refused (limit: 4)");
+        let mut stream = connect(&foyer).await;
+        stream.write_all(stalled_webhook(1000).as_bytes()).await.expect("write");
+        match read_until_closed(&mut stream, Duration::from_millis(300)).await {
+            Some(answer) => break answer,
+            None => holding.push(stream),
+        }
+    };
+    assert!(refused.starts_with("HTTP/1.1 503 ") && refused.contains("FOYER_UNAVAILABLE"), "{refused}");
+    // A webhook now is refused at once, not queued (it would wait 10 s for a place).
+    let started = Instant::now();
+    let (status, answer) = foyer.send_webhook("reservation.created", far_reservation()).await;
+    assert_eq!((status, answer["errcode"].as_str()), (503, Some("FOYER_UNAVAILABLE")), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(3), "refused after {:?}", started.elapsed());
+
+    // The homeserver, health checks and metrics have a reserve.
+    let txn = format!("/_matrix/app/v1/transactions/busy-{}", random_token());
+    let (status, answer) =
+        foyer.request(Method::PUT, &txn, Some(&foyer.slot.hs_token), Some(json!({"events": []}))).await;
+    assert_eq!((status, answer), (200, json!({})));
+    assert_eq!(foyer.request(Method::GET, "/health/live", None, None).await.0, 200);
+    assert!(foyer.metric(r#"foyer_http_refused_total{reason="busy"}"#).await >= 2.0);
+
+    // Exactly four were in flight; once their bodies time out, webhooks are stored again.
+    let mut timed_out = 0;
+    for mut stream in holding {
+        let answer = read_until_closed(&mut stream, Duration::from_secs(20)).await.expect("cut off");
+        timed_out += usize::from(answer.starts_with("HTTP/1.1 408 "));
+    }
+    assert_eq!(timed_out, 4, "stalled webhooks in flight until their body timeout");
+    let (status, answer) = foyer.send_webhook("reservation.created", far_reservation()).await;
+    assert_eq!(status, 202, "{answer}");
+}
+
+#[tokio::test]
+async fn a_declared_body_over_the_limit_gets_413_before_it_is_sent() {
+    let foyer = TestFoyer::start().await;
+    let hs = format!("Authorization: Bearer {}\r\n", foyer.slot.hs_token);
+    let cases = [
+        ("POST /webhooks/v1/events", String::new(), 1024 * 1024 + 1, "FOYER_TOO_LARGE"),
+        ("POST /webhooks/v1/events", String::new(), 50 * 1024 * 1024, "FOYER_TOO_LARGE"),
+        ("PUT /_matrix/app/v1/transactions/huge", hs, 32 * 1024 * 1024 + 1, "M_TOO_LARGE"),
+        ("POST /status/login", String::new(), 4097, "FOYER_TOO_LARGE"),
+    ];
+    for (request, auth, length, errcode) in cases {
+        let mut stream = connect(&foyer).await;
+        let head = format!(
+            "{request} HTTP/1.1\r\nHost: foyer\r\n{auth}Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.expect("write");
+        let answer = read_until_closed(&mut stream, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("{request} announcing {length} bytes: no answer in 10 s without its body"));
+        assert!(answer.starts_with("HTTP/1.1 413 "), "{request} announcing {length} bytes: {answer}");
+        assert!(answer.contains(errcode), "{answer}");
+    }
+
+    // Exactly 1 MiB is read (and refused for its signature, not its size).
+    let body = vec![b' '; 1024 * 1024];
+    let headers = [("webhook-id", "msg_big"), ("webhook-timestamp", "1"), ("webhook-signature", "v1,AAAA")];
+    let (status, answer) = foyer.post_webhook(&headers, "application/json", body).await;
+    assert_eq!((status, answer["errcode"].as_str()), (401, Some("FOYER_BAD_SIGNATURE")), "{answer}");
+}
+
+/// A client that keeps no cookies and follows no redirects: each test says what it sends.
+fn plain_client() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
+}
+
+/// Logs in to the status page; returns the `Set-Cookie` line.
+async fn log_in(foyer: &TestFoyer) -> String {
+    let resp = plain_client()
+        .post(format!("{}/status/login", foyer.base_url))
+        .form(&[("token", foyer.slot.api_token.as_str())])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(resp.status(), 303, "a login with the right token");
+    resp.headers().get("set-cookie").and_then(|v| v.to_str().ok()).expect("a Set-Cookie after login").to_owned()
+}
+
+#[tokio::test]
+async fn a_large_login_body_is_refused() {
+    let foyer = TestFoyer::start().await;
+    let long = "x".repeat(8 * 1024);
+    let resp = plain_client()
+        .post(format!("{}/status/login", foyer.base_url))
+        .form(&[("token", long.as_str())])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(resp.status(), 413, "an 8 KiB login form");
+    // Sent in chunks (no Content-Length to refuse it by), it is refused as it is read.
+    let mut stream = connect(&foyer).await;
+    let mut request = "POST /status/login HTTP/1.1\r\nHost: foyer\r\nConnection: close\r\n\
+                       Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n"
+        .to_owned();
+    request.push_str(&format!("6\r\ntoken=\r\n{:x}\r\n{long}\r\n0\r\n\r\n", long.len()));
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let answer = read_until_closed(&mut stream, Duration::from_secs(10)).await.expect("an answer");
+    assert!(answer.starts_with("HTTP/1.1 413 "), "an 8 KiB login form, chunked: {answer}");
+    log_in(&foyer).await; // a normal login still works
+}
+
+#[test]
+fn a_limit_that_is_not_a_number_stops_serve_with_exit_1() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("config.yaml"), valid_config_yaml()).expect("write config");
+    let out = std::process::Command::new(foyer_bin())
+        .args(["serve", "-c", "config.yaml"])
+        .current_dir(dir.path())
+        .env("FOYER_HTTP_MAX_IN_FLIGHT", "many")
+        .output()
+        .expect("run foyer serve");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("FOYER_HTTP_MAX_IN_FLIGHT must be a whole number above 0, not \"many\""), "{stderr}");
+    assert!(!dir.path().join("foyer.db").exists(), "nothing was opened");
+}
