@@ -118,7 +118,8 @@ async fn many_slow_clients_neither_stop_webhooks_nor_stay_connected() {
             open.push(i);
         }
     }
-    assert!(open.is_empty(), "{} of 300 slow clients still connected after 30 s: {open:?}", open.len());
+    let first: Vec<usize> = open.iter().copied().take(10).collect();
+    assert!(open.is_empty(), "{} of 300 slow clients still connected after 30 s, first {first:?}", open.len());
 }
 
 #[tokio::test]
