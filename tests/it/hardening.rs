@@ -1,10 +1,15 @@
 //! Nothing from outside can jam Foyer: slow and many clients are cut off in bounded
-//! time while webhooks and the homeserver still get through, and oversized bodies are
-//! refused before they are read.
+//! time while webhooks and the homeserver still get through, oversized bodies are
+//! refused before they are read, and the status page's session ends when the admin
+//! logs out, expires, and cannot be ended from another site.
 
 use std::time::{Duration, Instant};
 
 use chrono::{SecondsFormat, Utc};
+use foyer::{
+    secret::Secret,
+    status::{SessionId, cookie_value},
+};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::{
@@ -209,6 +214,131 @@ async fn log_in(foyer: &TestFoyer) -> String {
         .expect("login");
     assert_eq!(resp.status(), 303, "a login with the right token");
     resp.headers().get("set-cookie").and_then(|v| v.to_str().ok()).expect("a Set-Cookie after login").to_owned()
+}
+
+/// `name=value` of a `Set-Cookie` line.
+fn cookie_pair(set_cookie: &str) -> &str {
+    set_cookie.split(';').next().expect("a cookie").trim()
+}
+
+/// The status of `GET /status` with this `Cookie` header.
+async fn page_with(foyer: &TestFoyer, cookie: &str) -> u16 {
+    let resp = plain_client().get(format!("{}/status", foyer.base_url)).header("cookie", cookie).send().await;
+    resp.expect("GET /status").status().as_u16()
+}
+
+/// `POST /status/logout` with this `Cookie` header and these extra headers.
+async fn log_out(foyer: &TestFoyer, cookie: &str, headers: &[(&str, &str)]) -> (u16, Option<String>) {
+    let mut req = plain_client().post(format!("{}/status/logout", foyer.base_url)).header("cookie", cookie);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let resp = req.send().await.expect("logout");
+    let set_cookie = resp.headers().get("set-cookie").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    (resp.status().as_u16(), set_cookie)
+}
+
+#[tokio::test]
+async fn a_logged_out_cookie_replayed_is_refused_even_after_a_restart() {
+    let mut foyer = TestFoyer::start().await;
+    let kept = log_in(&foyer).await;
+    let ended = log_in(&foyer).await;
+    // Over http (a local install): a plain name, no Secure (a browser would drop it).
+    assert!(ended.starts_with("foyer_status="), "{ended}");
+    assert!(ended.contains("; Path=/;") && ended.contains("HttpOnly") && ended.contains("SameSite=Strict"), "{ended}");
+    assert!(ended.contains("Max-Age=43200") && !ended.contains("Secure"), "{ended}");
+    let (kept, ended) = (cookie_pair(&kept).to_owned(), cookie_pair(&ended).to_owned());
+    assert_ne!(kept, ended, "each login is a session of its own");
+    assert_eq!(page_with(&foyer, &ended).await, 200);
+
+    let (status, cleared) = log_out(&foyer, &ended, &[("origin", &foyer.base_url)]).await;
+    assert_eq!(status, 303);
+    assert!(
+        cleared.as_deref().is_some_and(|c| c.starts_with("foyer_status=;") && c.contains("Max-Age=0")),
+        "{cleared:?}"
+    );
+    assert_eq!(page_with(&foyer, &ended).await, 401, "the logged-out cookie, replayed");
+    assert_eq!(page_with(&foyer, &kept).await, 200, "another session goes on");
+
+    foyer.kill_and_restart().await;
+    assert_eq!(page_with(&foyer, &ended).await, 401, "the logged-out cookie, replayed after a restart");
+    assert_eq!(page_with(&foyer, &kept).await, 200, "a live session outlives the restart");
+}
+
+#[tokio::test]
+async fn an_expired_or_forged_cookie_is_refused() {
+    let foyer = TestFoyer::start().await;
+    let cookie = log_in(&foyer).await;
+    let value = cookie_pair(&cookie).strip_prefix("foyer_status=").expect("the cookie's value").to_owned();
+    let id = SessionId::parse(value.split('.').next().unwrap_or_default()).expect("a session id");
+    let token = Secret::new(foyer.slot.api_token.clone());
+    // The same live session, in cookies made with the right key: taken while the issue
+    // time is recent, refused once it is over 12 h old.
+    let fresh = cookie_value(&token, &id, Utc::now() - chrono::Duration::hours(11));
+    assert_eq!(page_with(&foyer, &format!("foyer_status={fresh}")).await, 200);
+    let expired = cookie_value(&token, &id, Utc::now() - chrono::Duration::hours(12) - chrono::Duration::minutes(1));
+    assert_eq!(page_with(&foyer, &format!("foyer_status={expired}")).await, 401, "a cookie over 12 h old");
+    // A session Foyer never started, under the right key; and the right session under another key.
+    let unknown = cookie_value(&token, &SessionId::random(), Utc::now());
+    assert_eq!(page_with(&foyer, &format!("foyer_status={unknown}")).await, 401, "a session never started");
+    let other_key = cookie_value(&Secret::new(random_token()), &id, Utc::now());
+    assert_eq!(page_with(&foyer, &format!("foyer_status={other_key}")).await, 401, "another key");
+    assert_eq!(page_with(&foyer, cookie_pair(&cookie)).await, 200, "the cookie as issued still works");
+}
+
+#[tokio::test]
+async fn a_logout_from_another_site_is_refused() {
+    let foyer = TestFoyer::start().await;
+    let cookie = cookie_pair(&log_in(&foyer).await).to_owned();
+    for headers in [
+        vec![("sec-fetch-site", "cross-site")],
+        vec![("sec-fetch-site", "same-site")],
+        vec![("sec-fetch-site", "cross-site"), ("origin", foyer.base_url.as_str())],
+        vec![("origin", "https://evil.example")],
+        vec![("origin", "null")],
+        vec![],
+    ] {
+        let (status, set_cookie) = log_out(&foyer, &cookie, &headers).await;
+        assert_eq!((status, set_cookie), (403, None), "a logout with {headers:?}");
+        assert_eq!(page_with(&foyer, &cookie).await, 200, "still logged in after a logout with {headers:?}");
+    }
+    let get = plain_client().get(format!("{}/status/logout", foyer.base_url)).header("cookie", &cookie).send().await;
+    assert_eq!(get.expect("GET logout").status(), 405, "a link cannot log out");
+    assert_eq!(page_with(&foyer, &cookie).await, 200);
+
+    // What the page's own form sends.
+    assert_eq!(log_out(&foyer, &cookie, &[("sec-fetch-site", "same-origin")]).await.0, 303);
+    assert_eq!(page_with(&foyer, &cookie).await, 401);
+}
+
+#[tokio::test]
+async fn over_https_the_session_cookie_is_secure_and_host_only() {
+    let foyer = TestFoyer::start_with(
+        |yaml| {
+            let port = yaml.split("listen: 127.0.0.1:").nth(1).and_then(|r| r.lines().next()).expect("the listen port");
+            yaml.replace(&format!("url: http://127.0.0.1:{port}"), &format!("url: https://127.0.0.1:{port}"))
+        },
+        &[],
+    )
+    .await;
+    let set_cookie = log_in(&foyer).await;
+    assert!(set_cookie.starts_with("__Host-foyer_status="), "{set_cookie}");
+    for flag in ["; Path=/;", "; Secure", "; HttpOnly", "; SameSite=Strict", "; Max-Age=43200"] {
+        assert!(set_cookie.contains(flag), "{flag} missing: {set_cookie}");
+    }
+    assert!(!set_cookie.to_ascii_lowercase().contains("domain="), "{set_cookie}");
+    let pair = cookie_pair(&set_cookie);
+    assert_eq!(page_with(&foyer, pair).await, 200);
+    // The same value under the plain name (which an http page of the domain could set) is not taken.
+    let plain = pair.replacen("__Host-", "", 1);
+    assert_eq!(page_with(&foyer, &plain).await, 401);
+    // The page's own form over https: an https Origin of this host.
+    let origin = foyer.base_url.replace("http://", "https://");
+    assert_eq!(log_out(&foyer, pair, &[("origin", &foyer.base_url)]).await.0, 403, "an http origin");
+    let (status, cleared) = log_out(&foyer, pair, &[("origin", &origin)]).await;
+    assert_eq!(status, 303);
+    assert!(cleared.as_deref().is_some_and(|c| c.starts_with("__Host-foyer_status=;") && c.contains("; Secure")));
+    assert_eq!(page_with(&foyer, pair).await, 401);
 }
 
 #[tokio::test]
