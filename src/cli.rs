@@ -216,6 +216,7 @@ fn serve(config_path: &Path) -> ExitCode {
     match runtime.block_on(startup::serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ ServeError::Handshake(_)) => fail(EXIT_HOMESERVER, e),
+        Err(e @ ServeError::Limits(_)) => fail(EXIT_CONFIG, e),
         Err(e) => fail(EXIT_OTHER, e),
     }
 }

@@ -24,6 +24,8 @@ pub enum ServeError {
     Client(String),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Limits(#[from] http::server::LimitsError),
 }
 
 /// The process-wide Prometheus recorder, installed once.
@@ -49,6 +51,7 @@ pub fn metrics_handle() -> PrometheusHandle {
 /// Runs Foyer until SIGTERM or SIGINT.
 pub async fn serve(config: Config) -> Result<(), ServeError> {
     let config = Arc::new(config);
+    let limits = http::server::Limits::from_env(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))?;
     let store = crate::store::open(&config.database).await?;
     tracing::info!(database = %config.database_display(), "store opened");
     let addr = config.appservice.listen;
@@ -71,16 +74,20 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     });
 
     tokio::spawn(crate::memory::trim_periodically(stop_rx.clone()));
-    let app = http::router(state.clone());
-    let mut server_stop = stop_rx.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = server_stop.wait_for(|stop| *stop).await;
-            })
-            .await
+    let app = http::router(state.clone(), &limits);
+    let server = tokio::spawn({
+        let (limits, stop_rx) = (limits.clone(), stop_rx.clone());
+        async move { http::server::serve(listener, app, &limits, stop_rx).await }
     });
-    tracing::info!(%addr, homeserver = %config.homeserver.url, "listening");
+    tracing::info!(
+        %addr,
+        homeserver = %config.homeserver.url,
+        header_timeout = ?limits.header_timeout,
+        body_timeout = ?limits.body_timeout,
+        max_in_flight = limits.max_in_flight,
+        max_connections = limits.max_connections,
+        "listening"
+    );
 
     let http_client = reqwest::Client::builder()
         .timeout(matrix::REQUEST_TIMEOUT)
@@ -126,10 +133,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let served = server.await;
     drop(state);
     tracing::info!("shut down");
-    match served {
-        Ok(result) => result.map_err(ServeError::Server),
-        Err(join) => Err(ServeError::Server(std::io::Error::other(join.to_string()))),
-    }
+    served.map_err(|join| ServeError::Server(std::io::Error::other(join.to_string())))
 }
 
 async fn shutdown_signal() {

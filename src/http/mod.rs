@@ -1,5 +1,7 @@
 //! The one listener: homeserver API, webhooks, read API, health and metrics.
 
+pub mod server;
+
 use std::sync::{Arc, RwLock};
 
 use axum::{
@@ -34,7 +36,7 @@ pub struct AppState {
     pub phases_counted_at: Arc<tokio::sync::Mutex<Option<std::time::Instant>>>,
 }
 
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState, limits: &server::Limits) -> Router {
     Router::new()
         .nest("/_matrix/app/v1", appservice::router(state.clone()))
         .nest("/api/v1", api::router(state.clone()))
@@ -45,6 +47,9 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics).layer(middleware::from_fn_with_state(state.clone(), require_api_token)))
         .fallback(unrecognized)
         .method_not_allowed_fallback(method_not_allowed)
+        // Outside the routes, so that it also guards the fallbacks; inside the request
+        // id, so that its refusals carry one.
+        .layer(middleware::from_fn_with_state(server::Guard::new(limits), server::guard))
         .layer(middleware::from_fn(request_id))
         .with_state(state)
 }

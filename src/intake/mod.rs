@@ -37,15 +37,26 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bo
 
 type Answer = (&'static str, Response);
 
-/// Reads at most [`MAX_BODY_BYTES`]; `None` when the body is larger. The rest of an
-/// oversized body is read and dropped (up to [`DRAIN_BYTES`], for a few seconds), so
-/// the sender, still writing, gets the 413 instead of a reset connection.
-async fn read_capped(body: Body) -> Option<bytes::Bytes> {
+/// Why a body was not read.
+#[derive(Debug, thiserror::Error)]
+enum BodyError {
+    #[error("the body is over {MAX_BODY_BYTES} bytes")]
+    TooLarge,
+    /// The sender went away, or its body missed its deadline (`http/server.rs`).
+    #[error("the body could not be read in full: {0}")]
+    Incomplete(axum::Error),
+}
+
+/// Reads at most [`MAX_BODY_BYTES`]. The rest of an oversized body is read and dropped
+/// (up to [`DRAIN_BYTES`], for a few seconds), so the sender, still writing, gets the
+/// 413 instead of a reset connection. (A body that declares its size is refused before
+/// it is read, in `http/server.rs`; this catches chunked ones.)
+async fn read_capped(body: Body) -> Result<bytes::Bytes, BodyError> {
     use futures_util::StreamExt as _;
     let mut stream = body.into_data_stream();
     let mut kept = bytes::BytesMut::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.ok()?;
+        let chunk = chunk.map_err(BodyError::Incomplete)?;
         if kept.len() + chunk.len() > MAX_BODY_BYTES {
             let drain = async {
                 let mut drained = 0usize;
@@ -57,11 +68,11 @@ async fn read_capped(body: Body) -> Option<bytes::Bytes> {
                 }
             };
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), drain).await;
-            return None;
+            return Err(BodyError::TooLarge);
         }
         kept.extend_from_slice(&chunk);
     }
-    Some(kept.freeze())
+    Ok(kept.freeze())
 }
 
 /// Answers one webhook; `kind` becomes its event type once the payload is read.
@@ -86,13 +97,12 @@ async fn receive_inner(
             ),
         ));
     }
-    let too_large = || {
-        (
-            "too_large",
-            error(StatusCode::PAYLOAD_TOO_LARGE, "FOYER_TOO_LARGE", format!("the body is over {MAX_BODY_BYTES} bytes")),
-        )
-    };
-    let bytes = read_capped(body).await.ok_or_else(too_large)?;
+    let bytes = read_capped(body).await.map_err(|e| match e {
+        BodyError::TooLarge => ("too_large", error(StatusCode::PAYLOAD_TOO_LARGE, "FOYER_TOO_LARGE", e.to_string())),
+        // A broken chunked body; a sender that went away reads no answer, and one whose
+        // body missed its deadline gets the 408 that replaces this one.
+        BodyError::Incomplete(_) => ("incomplete", error(StatusCode::BAD_REQUEST, "FOYER_BAD_PAYLOAD", e.to_string())),
+    })?;
 
     let now = Utc::now();
     let webhooks = &state.config.webhooks;

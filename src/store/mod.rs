@@ -17,6 +17,7 @@ use crate::{
     events::HomeserverEvent,
     lifecycle::{Audience, Membership, RoomState},
     reservation::{Reservation, ReservationId, WebhookEvent},
+    status::SessionId,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -320,6 +321,21 @@ pub trait Store: Send + Sync {
         error: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+
+    /// Records a status-page login, live until `expires_at`, and forgets the sessions
+    /// expired by `now` (logins need the API token, so the table stays small).
+    async fn start_status_session(
+        &self,
+        id: &SessionId,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Whether a status-page session is live at `now`: started, not ended, not expired.
+    async fn status_session_live(&self, id: &SessionId, now: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Ends a status-page session (a logout); ending one that is not live changes nothing.
+    async fn end_status_session(&self, id: &SessionId) -> Result<(), StoreError>;
 }
 
 /// An event kept in the admin inbox. `event` is an error when the stored text does not

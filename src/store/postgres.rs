@@ -22,6 +22,7 @@ use crate::lifecycle::{InviteFailure, Member, Membership};
 use crate::reservation::{
     Channel, Description, ExternalId, Reservation, ReservationId, Revision, StreamUrl, Title, WebhookEvent,
 };
+use crate::status::SessionId;
 
 /// Numbered migrations, applied in order once each; never edit a released one.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -31,6 +32,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../../migrations/postgres/0004_admin_inbox.sql")),
     (5, include_str!("../../migrations/postgres/0005_room_name.sql")),
     (6, include_str!("../../migrations/postgres/0006_holder_invites.sql")),
+    (7, include_str!("../../migrations/postgres/0007_status_sessions.sql")),
 ];
 
 pub struct PostgresStore {
@@ -665,6 +667,48 @@ impl Store for PostgresStore {
         .execute(&self.pool)
         .await
         .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn start_status_session(
+        &self,
+        id: &SessionId,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        sqlx::query("DELETE FROM status_sessions WHERE expires_at <= $1")
+            .bind(to_millis(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        sqlx::query("INSERT INTO status_sessions (session_id, created_at, expires_at) VALUES ($1, $2, $3)")
+            .bind(id.as_str())
+            .bind(to_millis(now))
+            .bind(to_millis(expires_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn status_session_live(&self, id: &SessionId, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let found: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM status_sessions WHERE session_id = $1 AND expires_at > $2")
+                .bind(id.as_str())
+                .bind(to_millis(now))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?;
+        Ok(found.is_some())
+    }
+
+    async fn end_status_session(&self, id: &SessionId) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM status_sessions WHERE session_id = $1")
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 }

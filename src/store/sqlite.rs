@@ -27,6 +27,7 @@ use crate::lifecycle::{InviteFailure, Member, Membership};
 use crate::reservation::{
     Channel, Description, ExternalId, Reservation, ReservationId, Revision, StreamUrl, Title, WebhookEvent,
 };
+use crate::status::SessionId;
 
 /// Numbered migrations, applied in order once each; never edit a released one.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -41,6 +42,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("../../migrations/sqlite/0009_admin_inbox.sql")),
     (10, include_str!("../../migrations/sqlite/0010_room_name.sql")),
     (11, include_str!("../../migrations/sqlite/0011_holder_invites.sql")),
+    (12, include_str!("../../migrations/sqlite/0012_status_sessions.sql")),
 ];
 
 pub struct SqliteStore {
@@ -802,6 +804,48 @@ impl Store for SqliteStore {
         .execute(&self.pool)
         .await
         .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn start_status_session(
+        &self,
+        id: &SessionId,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
+        sqlx::query("DELETE FROM status_sessions WHERE expires_at <= ?")
+            .bind(to_millis(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        sqlx::query("INSERT INTO status_sessions (session_id, created_at, expires_at) VALUES (?, ?, ?)")
+            .bind(id.as_str())
+            .bind(to_millis(now))
+            .bind(to_millis(expires_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn status_session_live(&self, id: &SessionId, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let found: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM status_sessions WHERE session_id = ? AND expires_at > ?")
+                .bind(id.as_str())
+                .bind(to_millis(now))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?;
+        Ok(found.is_some())
+    }
+
+    async fn end_status_session(&self, id: &SessionId) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM status_sessions WHERE session_id = ?")
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 }

@@ -10,6 +10,7 @@ mod browser;
 mod config_cli;
 mod door;
 mod handshake;
+mod hardening;
 mod harness;
 mod hostile;
 mod lifecycle;

@@ -10,6 +10,7 @@ use foyer::{
     lifecycle::{InviteFailure, Membership},
     reservation::{ExternalId, Reservation, ReservationId, Revision, Ticket, Title, WebhookEvent},
     secret::Secret,
+    status::SessionId,
     store::{self, AdminAction, MembershipFact, Outcome, Receipt, StepRecord, Store},
 };
 use ruma::{OwnedRoomId, OwnedUserId};
@@ -398,4 +399,29 @@ async fn an_unreadable_row_is_left_out_of_pages_and_lists() {
         let alone = store.reservation(&id("b")).await;
         assert!(matches!(alone, Err(store::StoreError::Corrupt(_))), "{backend}: {alone:?}");
     }
+}
+
+#[tokio::test]
+async fn status_sessions_live_until_ended_or_expired() {
+    each_backend(|store, backend| async move {
+        let now = Utc::now();
+        let (long, short, later) = (SessionId::random(), SessionId::random(), SessionId::random());
+        assert!(!store.status_session_live(&long, now).await.unwrap(), "{backend}: never started");
+        store.start_status_session(&long, now, now + Span::hours(12)).await.unwrap();
+        store.start_status_session(&short, now, now + Span::hours(1)).await.unwrap();
+        assert!(store.status_session_live(&long, now).await.unwrap(), "{backend}");
+        assert!(store.status_session_live(&short, now + Span::minutes(59)).await.unwrap(), "{backend}");
+        assert!(!store.status_session_live(&short, now + Span::hours(1)).await.unwrap(), "{backend}: expired");
+
+        store.end_status_session(&long).await.unwrap();
+        assert!(!store.status_session_live(&long, now).await.unwrap(), "{backend}: ended");
+        store.end_status_session(&long).await.unwrap();
+        store.end_status_session(&SessionId::random()).await.unwrap();
+
+        // A login two hours on forgets the expired session: gone even for an earlier `now`.
+        store.start_status_session(&later, now + Span::hours(2), now + Span::hours(14)).await.unwrap();
+        assert!(!store.status_session_live(&short, now).await.unwrap(), "{backend}: pruned");
+        assert!(store.status_session_live(&later, now + Span::hours(2)).await.unwrap(), "{backend}");
+    })
+    .await;
 }

@@ -1,0 +1,397 @@
+//! The listener, served by hand rather than with `axum::serve`, so that no client can
+//! jam Foyer by being slow or by being many:
+//!
+//! - hyper gets a timer, so a client has [`Limits::header_timeout`] to send a request's
+//!   headers (hyper starts that timer whenever it waits for a request, so it also closes
+//!   an idle keep-alive connection);
+//! - a request's body must arrive in full within [`Limits::body_timeout`] of its headers,
+//!   or the answer is 408 and the connection is closed;
+//! - a body whose declared `Content-Length` is over its route's limit gets 413 before any
+//!   of it is read;
+//! - at most [`Limits::max_in_flight`] requests are handled at once; beyond that a request
+//!   gets 503 at once (not queued), except the homeserver's, health checks and metrics,
+//!   which have a small reserve of their own;
+//! - at most [`Limits::max_connections`] connections are open; beyond that new ones wait
+//!   in the kernel's backlog until one closes, so sockets never use up the file
+//!   descriptors the database and the homeserver client need.
+
+use std::{
+    pin::Pin,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use axum::{
+    Router,
+    body::{Body, Bytes},
+    extract::{Request, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    middleware::Next,
+    response::Response,
+};
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    server::graceful::GracefulShutdown,
+    service::TowerToHyperService,
+};
+use tokio::{
+    net::TcpListener,
+    sync::{Semaphore, watch},
+};
+
+use super::error;
+
+/// Default [`Limits::header_timeout`].
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default [`Limits::body_timeout`]: 1 MiB of webhook in 30 s is 35 KB/s, and the
+/// homeserver's transactions come over a fast link.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default [`Limits::max_in_flight`]: far above the intake benchmark's 64 concurrent
+/// senders and the load test's 256, far below what exhausts memory.
+const MAX_IN_FLIGHT: usize = 1024;
+/// Requests the homeserver, health checks and metrics may still make when the others are
+/// over [`Limits::max_in_flight`]. Synapse sends one transaction at a time.
+const RESERVE: usize = 32;
+/// Open connections at most (fewer if the process may not open that many files).
+const MAX_CONNECTIONS: usize = 4096;
+/// File descriptors kept for everything but client connections: the database, the
+/// homeserver client, logs.
+const FDS_KEPT: u64 = 256;
+/// After SIGTERM, how long requests under way may take to finish before their
+/// connections are dropped.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Homeserver transactions: the same limit as `appservice.rs` applies while reading.
+const MAX_TRANSACTION_BYTES: u64 = 32 * 1024 * 1024;
+/// Routes that read no body (everything but those below) still refuse a large one.
+const MAX_OTHER_BODY_BYTES: u64 = 64 * 1024;
+
+/// The listener's limits. The defaults suit production; the environment variables
+/// `FOYER_HTTP_HEADER_TIMEOUT_MS`, `FOYER_HTTP_BODY_TIMEOUT_MS` and
+/// `FOYER_HTTP_MAX_IN_FLIGHT`, read once at start, exist so that tests can make them
+/// small (a test must not wait 30 s for a timeout); operators have no need to set them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// How long a client may take to send a request's headers.
+    pub header_timeout: Duration,
+    /// How long a request's body may take to arrive in full, counted from its headers.
+    pub body_timeout: Duration,
+    /// Requests handled at once; beyond it, 503 at once.
+    pub max_in_flight: usize,
+    /// Connections open at once; beyond it, new ones wait to be accepted.
+    pub max_connections: usize,
+}
+
+/// An environment variable that is not a limit.
+#[derive(Debug, thiserror::Error)]
+#[error("{name} must be a whole number above 0, not {value:?}")]
+pub struct LimitsError {
+    name: &'static str,
+    value: String,
+}
+
+impl Limits {
+    /// The defaults, with what the environment (`env`) overrides.
+    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Limits, LimitsError> {
+        let number = |name: &'static str| -> Result<Option<u64>, LimitsError> {
+            let Some(value) = env(name) else { return Ok(None) };
+            match value.trim().parse::<u64>() {
+                Ok(n) if n > 0 => Ok(Some(n)),
+                _ => Err(LimitsError { name, value }),
+            }
+        };
+        let millis = |name| number(name).map(|n| n.map(Duration::from_millis));
+        Ok(Limits {
+            header_timeout: millis("FOYER_HTTP_HEADER_TIMEOUT_MS")?.unwrap_or(HEADER_TIMEOUT),
+            body_timeout: millis("FOYER_HTTP_BODY_TIMEOUT_MS")?.unwrap_or(BODY_TIMEOUT),
+            max_in_flight: number("FOYER_HTTP_MAX_IN_FLIGHT")?.map_or(MAX_IN_FLIGHT, |n| n as usize),
+            max_connections: connection_cap(open_files_limit()),
+        })
+    }
+}
+
+/// The process's limit on open files (`RLIMIT_NOFILE`), if it has one.
+fn open_files_limit() -> Option<u64> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit(2) only writes the struct it is given, which lives on this stack.
+    let read = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    // `rlim_t` is u64 on Linux, not on every platform.
+    #[allow(clippy::unnecessary_cast)]
+    (read == 0 && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur as u64)
+}
+
+/// [`MAX_CONNECTIONS`], or fewer so that [`FDS_KEPT`] descriptors stay free.
+fn connection_cap(open_files: Option<u64>) -> usize {
+    let fit = open_files.map_or(MAX_CONNECTIONS as u64, |n| n.saturating_sub(FDS_KEPT));
+    fit.clamp(16, MAX_CONNECTIONS as u64) as usize
+}
+
+/// The largest body `path` takes; a declared `Content-Length` over it gets 413 at once.
+fn body_limit(path: &str) -> u64 {
+    if path == "/webhooks/v1/events" {
+        crate::intake::MAX_BODY_BYTES as u64
+    } else if path.starts_with("/_matrix/app/") {
+        MAX_TRANSACTION_BYTES
+    } else if path == "/status/login" {
+        crate::status::MAX_LOGIN_BYTES as u64
+    } else {
+        MAX_OTHER_BODY_BYTES
+    }
+}
+
+/// Whether `path` may use the [`RESERVE`]: the homeserver's API, health checks and
+/// metrics, so a flood of other requests neither marks Foyer down in Synapse nor gets it
+/// restarted, and can be watched. (All of them answer a caller without the right token
+/// before reading its body, so nobody else holds these places long.)
+fn uses_reserve(path: &str) -> bool {
+    path.starts_with("/_matrix/app/") || path.starts_with("/health/") || path == "/metrics"
+}
+
+/// What the requests share: the in-flight permits and the body deadline.
+#[derive(Clone)]
+pub struct Guard {
+    in_flight: Arc<Semaphore>,
+    reserve: Arc<Semaphore>,
+    body_timeout: Duration,
+    /// When a shed request was last logged: a flood logs one line per 10 s, not one per request.
+    shed_logged_at: Arc<Mutex<Option<Instant>>>,
+}
+
+impl Guard {
+    pub fn new(limits: &Limits) -> Guard {
+        // Every reason from the start, so that a dashboard sees 0 rather than nothing.
+        for reason in ["too_large", "busy", "body_timeout"] {
+            metrics::counter!("foyer_http_refused_total", "reason" => reason).increment(0);
+        }
+        Guard {
+            in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
+            reserve: Arc::new(Semaphore::new(RESERVE)),
+            body_timeout: limits.body_timeout,
+            shed_logged_at: Default::default(),
+        }
+    }
+
+    fn log_shed(&self, path: &str) {
+        let Ok(mut at) = self.shed_logged_at.lock() else { return };
+        if at.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            *at = Some(Instant::now());
+            tracing::warn!(path, "too many requests in flight: answering 503 (logged at most every 10 s)");
+        }
+    }
+}
+
+/// The middleware in front of every route: the declared length, a permit, the deadline.
+pub async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    let matrix = path.starts_with("/_matrix/");
+    let limit = body_limit(&path);
+    if let Some(declared) = declared_length(request.headers())
+        && declared > limit
+    {
+        metrics::counter!("foyer_http_refused_total", "reason" => "too_large").increment(1);
+        tracing::info!(path, declared, limit, "request refused: its declared body is too large");
+        let errcode = if matrix { "M_TOO_LARGE" } else { "FOYER_TOO_LARGE" };
+        return closing(error(StatusCode::PAYLOAD_TOO_LARGE, errcode, format!("the body is over {limit} bytes")));
+    }
+    let permit = match guard.in_flight.clone().try_acquire_owned() {
+        Ok(permit) => Some(permit),
+        Err(_) if uses_reserve(&path) => guard.reserve.clone().try_acquire_owned().ok(),
+        Err(_) => None,
+    };
+    let Some(permit) = permit else {
+        metrics::counter!("foyer_http_refused_total", "reason" => "busy").increment(1);
+        guard.log_shed(&path);
+        let errcode = if matrix { "M_UNKNOWN" } else { "FOYER_UNAVAILABLE" };
+        let mut response = error(StatusCode::SERVICE_UNAVAILABLE, errcode, "Foyer is busy; retry in a moment");
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return closing(response);
+    };
+    let expired = Arc::new(AtomicBool::new(false));
+    let deadline = guard.body_timeout;
+    let request = request.map(|body| Body::new(Deadline::new(body, deadline, expired.clone())));
+    let response = next.run(request).await;
+    drop(permit);
+    if expired.load(Ordering::Relaxed) {
+        metrics::counter!("foyer_http_refused_total", "reason" => "body_timeout").increment(1);
+        tracing::info!(path, "request refused: its body did not arrive in time");
+        let errcode = if matrix { "M_UNKNOWN" } else { "FOYER_TIMEOUT" };
+        let message = format!("the body did not arrive within {} s", deadline.as_secs_f64());
+        return closing(error(StatusCode::REQUEST_TIMEOUT, errcode, message));
+    }
+    response
+}
+
+/// The `Content-Length` a request declares, if any (hyper has refused malformed ones).
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// Asks hyper to close the connection after this answer: the client may still be
+/// sending a body nobody will read.
+fn closing(mut response: Response) -> Response {
+    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// A request body that fails once its deadline has passed, and says so in `expired`.
+struct Deadline {
+    body: Body,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    limit: Duration,
+    expired: Arc<AtomicBool>,
+}
+
+impl Deadline {
+    fn new(body: Body, limit: Duration, expired: Arc<AtomicBool>) -> Deadline {
+        Deadline { body, sleep: Box::pin(tokio::time::sleep(limit)), limit, expired }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within {0:?}")]
+struct BodyTimedOut(Duration);
+
+impl http_body::Body for Deadline {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        if let Poll::Ready(frame) = Pin::new(&mut this.body).poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        if this.sleep.as_mut().poll(cx).is_ready() {
+            this.expired.store(true, Ordering::Relaxed);
+            return Poll::Ready(Some(Err(axum::Error::new(BodyTimedOut(this.limit)))));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Serves `app` on `listener` until `stop` turns true, then lets the requests under way
+/// finish (for at most [`SHUTDOWN_GRACE`]).
+pub async fn serve(listener: TcpListener, app: Router, limits: &Limits, mut stop: watch::Receiver<bool>) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    let graceful = GracefulShutdown::new();
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    metrics::gauge!("foyer_http_connections").set(0.0);
+    loop {
+        let permit = match connections.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                tracing::debug!(max = limits.max_connections, "all connections in use: waiting for one to close");
+                tokio::select! {
+                    permit = connections.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break, // never closed
+                    },
+                    _ = stopped(&mut stop) => break,
+                }
+            }
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    accept_failed(e).await;
+                    continue;
+                }
+            },
+            _ = stopped(&mut stop) => break,
+        };
+        let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let connection = graceful.watch(connection);
+        metrics::gauge!("foyer_http_connections").increment(1.0);
+        tokio::spawn(async move {
+            // A header timeout here may also be an idle keep-alive connection closed.
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection closed on an error");
+            }
+            metrics::gauge!("foyer_http_connections").decrement(1.0);
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+        tracing::warn!(grace = ?SHUTDOWN_GRACE, "requests still under way after the grace period: dropped");
+    }
+}
+
+/// Returns once `stop` is true (the guard `wait_for` gives is not `Send`, so it is dropped here).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// A failed `accept`: a connection that went away before it was accepted is nothing;
+/// anything else (no file descriptor left) is logged and waited out.
+async fn accept_failed(e: std::io::Error) {
+    use std::io::ErrorKind::*;
+    if matches!(e.kind(), ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted) {
+        return;
+    }
+    tracing::warn!(error = %e, "cannot accept a connection; retrying in 1 s");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_default_and_read_the_environment() {
+        let defaults = Limits::from_env(|_| None).unwrap();
+        assert_eq!(
+            (defaults.header_timeout, defaults.body_timeout, defaults.max_in_flight),
+            (HEADER_TIMEOUT, BODY_TIMEOUT, MAX_IN_FLIGHT)
+        );
+        let set = |name: &str| match name {
+            "FOYER_HTTP_HEADER_TIMEOUT_MS" => Some("1500".to_owned()),
+            "FOYER_HTTP_BODY_TIMEOUT_MS" => Some("2000".to_owned()),
+            "FOYER_HTTP_MAX_IN_FLIGHT" => Some("8".to_owned()),
+            _ => None,
+        };
+        let limits = Limits::from_env(set).unwrap();
+        assert_eq!(limits.header_timeout, Duration::from_millis(1500));
+        assert_eq!(limits.body_timeout, Duration::from_secs(2));
+        assert_eq!(limits.max_in_flight, 8);
+        for bad in ["0", "-1", "ten", "1.5"] {
+            let error = Limits::from_env(|name| (name == "FOYER_HTTP_BODY_TIMEOUT_MS").then(|| bad.to_owned()));
+            let message = error.expect_err(bad).to_string();
+            assert!(message.starts_with("FOYER_HTTP_BODY_TIMEOUT_MS must be a whole number above 0"), "{message}");
+        }
+    }
+
+    #[test]
+    fn connections_leave_file_descriptors_for_the_rest() {
+        assert_eq!(connection_cap(None), MAX_CONNECTIONS);
+        assert_eq!(connection_cap(Some(1_048_576)), MAX_CONNECTIONS);
+        assert_eq!(connection_cap(Some(1024)), 768);
+        assert_eq!(connection_cap(Some(100)), 16);
+    }
+
+    #[test]
+    fn each_route_has_its_body_limit() {
+        assert_eq!(body_limit("/webhooks/v1/events"), 1024 * 1024);
+        assert_eq!(body_limit("/_matrix/app/v1/transactions/1"), 32 * 1024 * 1024);
+        assert_eq!(body_limit("/status/login"), 4096);
+        assert_eq!(body_limit("/api/v1/reservations"), 64 * 1024);
+        assert!(uses_reserve("/_matrix/app/v1/transactions/1") && uses_reserve("/health/ready"));
+        assert!(uses_reserve("/metrics"));
+        assert!(!uses_reserve("/webhooks/v1/events") && !uses_reserve("/status"));
+    }
+}

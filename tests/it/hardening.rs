@@ -1,0 +1,381 @@
+//! Nothing from outside can jam Foyer: slow and many clients are cut off in bounded
+//! time while webhooks and the homeserver still get through, oversized bodies are
+//! refused before they are read, and the status page's session ends when the admin
+//! logs out, expires, and cannot be ended from another site.
+
+use std::time::{Duration, Instant};
+
+use chrono::{SecondsFormat, Utc};
+use foyer::{
+    secret::Secret,
+    status::{SessionId, cookie_value},
+};
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::TcpStream,
+};
+
+use crate::harness::{TestFoyer, foyer_bin, random_token, valid_config_yaml};
+
+/// A reservation a month away: accepting it makes Foyer do nothing on the homeserver.
+fn far_reservation() -> Value {
+    let at = |days: i64| (Utc::now() + chrono::Duration::days(days)).to_rfc3339_opts(SecondsFormat::Secs, true);
+    let id = format!("far-{}", &random_token()[..8]);
+    json!({"reservation_id": id, "title": format!("Show {id}"), "starts_at": at(30), "ends_at": at(31)})
+}
+
+async fn connect(foyer: &TestFoyer) -> TcpStream {
+    TcpStream::connect(("127.0.0.1", foyer.slot.port)).await.expect("connect to foyer")
+}
+
+/// The start of a webhook whose body (`length` bytes announced) never arrives in full.
+fn stalled_webhook(length: usize) -> String {
+    format!(
+        "POST /webhooks/v1/events HTTP/1.1\r\nHost: foyer\r\nContent-Type: application/json\r\n\
+         Content-Length: {length}\r\n\r\n{{\"type\": \"reservation.created\", "
+    )
+}
+
+/// Reads until Foyer closes the connection, for at most `limit`: what it sent before,
+/// or `None` if the connection was still open at the end.
+async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> Option<String> {
+    let mut received = Vec::new();
+    match tokio::time::timeout(limit, stream.read_to_end(&mut received)).await {
+        Ok(Ok(_)) => Some(String::from_utf8_lossy(&received).into_owned()),
+        // Closed while our bytes were unread on its side: a reset, still a close.
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+            Some(String::from_utf8_lossy(&received).into_owned())
+        }
+        Ok(Err(e)) => panic!("reading from foyer: {e}"),
+        Err(_) => None,
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_stalls_in_its_headers_is_disconnected() {
+    let foyer = TestFoyer::start_with(|yaml| yaml, &[("FOYER_HTTP_HEADER_TIMEOUT_MS", "1000")]).await;
+    let mut half = connect(&foyer).await;
+    let mut silent = connect(&foyer).await;
+    let started = Instant::now();
+    half.write_all(b"POST /webhooks/v1/events HTTP/1.1\r\nHost: foyer\r\nContent-Ty").await.expect("write");
+
+    let answer = read_until_closed(&mut half, Duration::from_secs(15)).await;
+    assert!(answer.is_some(), "still connected 15 s after half its headers (header timeout: 1 s)");
+    assert!(started.elapsed() >= Duration::from_millis(900), "closed by the timeout, not at once: {answer:?}");
+    let answer = read_until_closed(&mut silent, Duration::from_secs(15)).await;
+    assert!(answer.is_some(), "a connection that never sent a byte is still open after 15 s");
+
+    // And Foyer still serves.
+    assert_eq!(foyer.send_webhook("reservation.created", far_reservation()).await.0, 202);
+}
+
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_is_cut_off_while_webhooks_go_on() {
+    let foyer = TestFoyer::start_with(|yaml| yaml, &[("FOYER_HTTP_BODY_TIMEOUT_MS", "2000")]).await;
+    let mut slow = connect(&foyer).await;
+    slow.write_all(stalled_webhook(1_048_000).as_bytes()).await.expect("write");
+
+    // Meanwhile a normal signed webhook is stored.
+    let (status, answer) = foyer.send_webhook("reservation.created", far_reservation()).await;
+    assert_eq!(status, 202, "{answer}");
+
+    let answer = read_until_closed(&mut slow, Duration::from_secs(15))
+        .await
+        .expect("still connected 15 s after a body that stalled (body timeout: 2 s)");
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    assert!(answer.contains("FOYER_TIMEOUT"), "{answer}");
+}
+
+#[tokio::test]
+async fn many_slow_clients_neither_stop_webhooks_nor_stay_connected() {
+    let env = [("FOYER_HTTP_HEADER_TIMEOUT_MS", "2000"), ("FOYER_HTTP_BODY_TIMEOUT_MS", "3000")];
+    let foyer = TestFoyer::start_with(|yaml| yaml, &env).await;
+    // 300 clients: silent, stalled in their headers, stalled in a body they announced.
+    let mut slow = Vec::new();
+    for i in 0..300 {
+        let mut stream = connect(&foyer).await;
+        match i % 3 {
+            0 => {}
+            1 => stream.write_all(b"GET /health/live HTTP/1.1\r\nHost: fo").await.expect("write"),
+            _ => stream.write_all(stalled_webhook(1_000_000).as_bytes()).await.expect("write"),
+        }
+        slow.push(stream);
+    }
+
+    let (status, answer) = foyer.send_webhook("reservation.created", far_reservation()).await;
+    assert_eq!(status, 202, "a webhook among 300 slow clients: {answer}");
+    let txn = format!("/_matrix/app/v1/transactions/hardening-{}", random_token());
+    let (status, answer) =
+        foyer.request(Method::PUT, &txn, Some(&foyer.slot.hs_token), Some(json!({"events": []}))).await;
+    assert_eq!((status, answer), (200, json!({})), "a homeserver transaction among them");
+
+    // Every one of them is cut off within its timeout, all at once.
+    let mut reads = tokio::task::JoinSet::new();
+    for (i, mut stream) in slow.into_iter().enumerate() {
+        reads.spawn(async move { (i, read_until_closed(&mut stream, Duration::from_secs(30)).await) });
+    }
+    let mut open = Vec::new();
+    while let Some(read) = reads.join_next().await {
+        let (i, answer) = read.expect("a read task");
+        if answer.is_none() {
+            open.push(i);
+        }
+    }
+    let first: Vec<usize> = open.iter().copied().take(10).collect();
+    assert!(open.is_empty(), "{} of 300 slow clients still connected after 30 s, first {first:?}", open.len());
+}
+
+#[tokio::test]
+async fn over_the_in_flight_limit_requests_get_503_at_once_but_the_homeserver_gets_through() {
+    let env = [("FOYER_HTTP_MAX_IN_FLIGHT", "4"), ("FOYER_HTTP_BODY_TIMEOUT_MS", "10000")];
+    let foyer = TestFoyer::start_with(|yaml| yaml, &env).await;
+    // Stalled webhooks, one after the other, until one is refused: then the ones before
+    // hold every place (nothing else is sent meanwhile).
+    let mut holding = Vec::new();
+    let refused = loop {
+        assert!(holding.len() < 20, "20 stalled webhooks in flight, none refused (limit: 4)");
+        let mut stream = connect(&foyer).await;
+        stream.write_all(stalled_webhook(1000).as_bytes()).await.expect("write");
+        match read_until_closed(&mut stream, Duration::from_millis(300)).await {
+            Some(answer) => break answer,
+            None => holding.push(stream),
+        }
+    };
+    assert!(refused.starts_with("HTTP/1.1 503 ") && refused.contains("FOYER_UNAVAILABLE"), "{refused}");
+    // A webhook now is refused at once, not queued (it would wait 10 s for a place).
+    let started = Instant::now();
+    let (status, answer) = foyer.send_webhook("reservation.created", far_reservation()).await;
+    assert_eq!((status, answer["errcode"].as_str()), (503, Some("FOYER_UNAVAILABLE")), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(3), "refused after {:?}", started.elapsed());
+
+    // The homeserver, health checks and metrics have a reserve.
+    let txn = format!("/_matrix/app/v1/transactions/busy-{}", random_token());
+    let (status, answer) =
+        foyer.request(Method::PUT, &txn, Some(&foyer.slot.hs_token), Some(json!({"events": []}))).await;
+    assert_eq!((status, answer), (200, json!({})));
+    assert_eq!(foyer.request(Method::GET, "/health/live", None, None).await.0, 200);
+    assert!(foyer.metric(r#"foyer_http_refused_total{reason="busy"}"#).await >= 2.0);
+
+    // Exactly four were in flight; once their bodies time out, webhooks are stored again.
+    let mut timed_out = 0;
+    for mut stream in holding {
+        let answer = read_until_closed(&mut stream, Duration::from_secs(20)).await.expect("cut off");
+        timed_out += usize::from(answer.starts_with("HTTP/1.1 408 "));
+    }
+    assert_eq!(timed_out, 4, "stalled webhooks in flight until their body timeout");
+    let (status, answer) = foyer.send_webhook("reservation.created", far_reservation()).await;
+    assert_eq!(status, 202, "{answer}");
+}
+
+#[tokio::test]
+async fn a_declared_body_over_the_limit_gets_413_before_it_is_sent() {
+    let foyer = TestFoyer::start().await;
+    let hs = format!("Authorization: Bearer {}\r\n", foyer.slot.hs_token);
+    let cases = [
+        ("POST /webhooks/v1/events", String::new(), 1024 * 1024 + 1, "FOYER_TOO_LARGE"),
+        ("POST /webhooks/v1/events", String::new(), 50 * 1024 * 1024, "FOYER_TOO_LARGE"),
+        ("PUT /_matrix/app/v1/transactions/huge", hs, 32 * 1024 * 1024 + 1, "M_TOO_LARGE"),
+        ("POST /status/login", String::new(), 4097, "FOYER_TOO_LARGE"),
+    ];
+    for (request, auth, length, errcode) in cases {
+        let mut stream = connect(&foyer).await;
+        let head = format!(
+            "{request} HTTP/1.1\r\nHost: foyer\r\n{auth}Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.expect("write");
+        let answer = read_until_closed(&mut stream, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("{request} announcing {length} bytes: no answer in 10 s without its body"));
+        assert!(answer.starts_with("HTTP/1.1 413 "), "{request} announcing {length} bytes: {answer}");
+        assert!(answer.contains(errcode), "{answer}");
+    }
+
+    // Exactly 1 MiB is read (and refused for its signature, not its size).
+    let body = vec![b' '; 1024 * 1024];
+    let headers = [("webhook-id", "msg_big"), ("webhook-timestamp", "1"), ("webhook-signature", "v1,AAAA")];
+    let (status, answer) = foyer.post_webhook(&headers, "application/json", body).await;
+    assert_eq!((status, answer["errcode"].as_str()), (401, Some("FOYER_BAD_SIGNATURE")), "{answer}");
+}
+
+/// A client that keeps no cookies and follows no redirects: each test says what it sends.
+fn plain_client() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
+}
+
+/// Logs in to the status page; returns the `Set-Cookie` line.
+async fn log_in(foyer: &TestFoyer) -> String {
+    let resp = plain_client()
+        .post(format!("{}/status/login", foyer.base_url))
+        .form(&[("token", foyer.slot.api_token.as_str())])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(resp.status(), 303, "a login with the right token");
+    resp.headers().get("set-cookie").and_then(|v| v.to_str().ok()).expect("a Set-Cookie after login").to_owned()
+}
+
+/// `name=value` of a `Set-Cookie` line.
+fn cookie_pair(set_cookie: &str) -> &str {
+    set_cookie.split(';').next().expect("a cookie").trim()
+}
+
+/// The status of `GET /status` with this `Cookie` header.
+async fn page_with(foyer: &TestFoyer, cookie: &str) -> u16 {
+    let resp = plain_client().get(format!("{}/status", foyer.base_url)).header("cookie", cookie).send().await;
+    resp.expect("GET /status").status().as_u16()
+}
+
+/// `POST /status/logout` with this `Cookie` header and these extra headers.
+async fn log_out(foyer: &TestFoyer, cookie: &str, headers: &[(&str, &str)]) -> (u16, Option<String>) {
+    let mut req = plain_client().post(format!("{}/status/logout", foyer.base_url)).header("cookie", cookie);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let resp = req.send().await.expect("logout");
+    let set_cookie = resp.headers().get("set-cookie").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    (resp.status().as_u16(), set_cookie)
+}
+
+#[tokio::test]
+async fn a_logged_out_cookie_replayed_is_refused_even_after_a_restart() {
+    let mut foyer = TestFoyer::start().await;
+    let kept = log_in(&foyer).await;
+    let ended = log_in(&foyer).await;
+    // Over http (a local install): a plain name, no Secure (a browser would drop it).
+    assert!(ended.starts_with("foyer_status="), "{ended}");
+    assert!(ended.contains("; Path=/;") && ended.contains("HttpOnly") && ended.contains("SameSite=Strict"), "{ended}");
+    assert!(ended.contains("Max-Age=43200") && !ended.contains("Secure"), "{ended}");
+    let (kept, ended) = (cookie_pair(&kept).to_owned(), cookie_pair(&ended).to_owned());
+    assert_ne!(kept, ended, "each login is a session of its own");
+    assert_eq!(page_with(&foyer, &ended).await, 200);
+
+    let (status, cleared) = log_out(&foyer, &ended, &[("origin", &foyer.base_url)]).await;
+    assert_eq!(status, 303);
+    assert!(
+        cleared.as_deref().is_some_and(|c| c.starts_with("foyer_status=;") && c.contains("Max-Age=0")),
+        "{cleared:?}"
+    );
+    assert_eq!(page_with(&foyer, &ended).await, 401, "the logged-out cookie, replayed");
+    assert_eq!(page_with(&foyer, &kept).await, 200, "another session goes on");
+
+    foyer.kill_and_restart().await;
+    assert_eq!(page_with(&foyer, &ended).await, 401, "the logged-out cookie, replayed after a restart");
+    assert_eq!(page_with(&foyer, &kept).await, 200, "a live session outlives the restart");
+}
+
+#[tokio::test]
+async fn an_expired_or_forged_cookie_is_refused() {
+    let foyer = TestFoyer::start().await;
+    let cookie = log_in(&foyer).await;
+    let value = cookie_pair(&cookie).strip_prefix("foyer_status=").expect("the cookie's value").to_owned();
+    let id = SessionId::parse(value.split('.').next().unwrap_or_default()).expect("a session id");
+    let token = Secret::new(foyer.slot.api_token.clone());
+    // The same live session, in cookies made with the right key: taken while the issue
+    // time is recent, refused once it is over 12 h old.
+    let fresh = cookie_value(&token, &id, Utc::now() - chrono::Duration::hours(11));
+    assert_eq!(page_with(&foyer, &format!("foyer_status={fresh}")).await, 200);
+    let expired = cookie_value(&token, &id, Utc::now() - chrono::Duration::hours(12) - chrono::Duration::minutes(1));
+    assert_eq!(page_with(&foyer, &format!("foyer_status={expired}")).await, 401, "a cookie over 12 h old");
+    // A session Foyer never started, under the right key; and the right session under another key.
+    let unknown = cookie_value(&token, &SessionId::random(), Utc::now());
+    assert_eq!(page_with(&foyer, &format!("foyer_status={unknown}")).await, 401, "a session never started");
+    let other_key = cookie_value(&Secret::new(random_token()), &id, Utc::now());
+    assert_eq!(page_with(&foyer, &format!("foyer_status={other_key}")).await, 401, "another key");
+    assert_eq!(page_with(&foyer, cookie_pair(&cookie)).await, 200, "the cookie as issued still works");
+}
+
+#[tokio::test]
+async fn a_logout_from_another_site_is_refused() {
+    let foyer = TestFoyer::start().await;
+    let cookie = cookie_pair(&log_in(&foyer).await).to_owned();
+    for headers in [
+        vec![("sec-fetch-site", "cross-site")],
+        vec![("sec-fetch-site", "same-site")],
+        vec![("sec-fetch-site", "cross-site"), ("origin", foyer.base_url.as_str())],
+        vec![("origin", "https://evil.example")],
+        vec![("origin", "null")],
+        vec![],
+    ] {
+        let (status, set_cookie) = log_out(&foyer, &cookie, &headers).await;
+        assert_eq!((status, set_cookie), (403, None), "a logout with {headers:?}");
+        assert_eq!(page_with(&foyer, &cookie).await, 200, "still logged in after a logout with {headers:?}");
+    }
+    let get = plain_client().get(format!("{}/status/logout", foyer.base_url)).header("cookie", &cookie).send().await;
+    assert_eq!(get.expect("GET logout").status(), 405, "a link cannot log out");
+    assert_eq!(page_with(&foyer, &cookie).await, 200);
+
+    // What the page's own form sends.
+    assert_eq!(log_out(&foyer, &cookie, &[("sec-fetch-site", "same-origin")]).await.0, 303);
+    assert_eq!(page_with(&foyer, &cookie).await, 401);
+}
+
+#[tokio::test]
+async fn over_https_the_session_cookie_is_secure_and_host_only() {
+    let foyer = TestFoyer::start_with(
+        |yaml| {
+            let port = yaml.split("listen: 127.0.0.1:").nth(1).and_then(|r| r.lines().next()).expect("the listen port");
+            yaml.replace(&format!("url: http://127.0.0.1:{port}"), &format!("url: https://127.0.0.1:{port}"))
+        },
+        &[],
+    )
+    .await;
+    let set_cookie = log_in(&foyer).await;
+    assert!(set_cookie.starts_with("__Host-foyer_status="), "{set_cookie}");
+    for flag in ["; Path=/;", "; Secure", "; HttpOnly", "; SameSite=Strict", "; Max-Age=43200"] {
+        assert!(set_cookie.contains(flag), "{flag} missing: {set_cookie}");
+    }
+    assert!(!set_cookie.to_ascii_lowercase().contains("domain="), "{set_cookie}");
+    let pair = cookie_pair(&set_cookie);
+    assert_eq!(page_with(&foyer, pair).await, 200);
+    // The same value under the plain name (which an http page of the domain could set) is not taken.
+    let plain = pair.replacen("__Host-", "", 1);
+    assert_eq!(page_with(&foyer, &plain).await, 401);
+    // The page's own form over https: an https Origin of this host.
+    let origin = foyer.base_url.replace("http://", "https://");
+    assert_eq!(log_out(&foyer, pair, &[("origin", &foyer.base_url)]).await.0, 403, "an http origin");
+    let (status, cleared) = log_out(&foyer, pair, &[("origin", &origin)]).await;
+    assert_eq!(status, 303);
+    assert!(cleared.as_deref().is_some_and(|c| c.starts_with("__Host-foyer_status=;") && c.contains("; Secure")));
+    assert_eq!(page_with(&foyer, pair).await, 401);
+}
+
+#[tokio::test]
+async fn a_large_login_body_is_refused() {
+    let foyer = TestFoyer::start().await;
+    let long = "x".repeat(8 * 1024);
+    let resp = plain_client()
+        .post(format!("{}/status/login", foyer.base_url))
+        .form(&[("token", long.as_str())])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(resp.status(), 413, "an 8 KiB login form");
+    // Sent in chunks (no Content-Length to refuse it by), it is refused as it is read.
+    let mut stream = connect(&foyer).await;
+    let mut request = "POST /status/login HTTP/1.1\r\nHost: foyer\r\nConnection: close\r\n\
+                       Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n"
+        .to_owned();
+    request.push_str(&format!("6\r\ntoken=\r\n{:x}\r\n{long}\r\n0\r\n\r\n", long.len()));
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let answer = read_until_closed(&mut stream, Duration::from_secs(10)).await.expect("an answer");
+    assert!(answer.starts_with("HTTP/1.1 413 "), "an 8 KiB login form, chunked: {answer}");
+    log_in(&foyer).await; // a normal login still works
+}
+
+#[test]
+fn a_limit_that_is_not_a_number_stops_serve_with_exit_1() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("config.yaml"), valid_config_yaml()).expect("write config");
+    let out = std::process::Command::new(foyer_bin())
+        .args(["serve", "-c", "config.yaml"])
+        .current_dir(dir.path())
+        .env("FOYER_HTTP_MAX_IN_FLIGHT", "many")
+        .output()
+        .expect("run foyer serve");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("FOYER_HTTP_MAX_IN_FLIGHT must be a whole number above 0, not \"many\""), "{stderr}");
+    assert!(!dir.path().join("foyer.db").exists(), "nothing was opened");
+}
