@@ -157,6 +157,19 @@ async fn a_holder_who_cannot_be_invited_holds_back_nobody() {
         assert!(by_id(ticket)["last_invite_error"].as_str().is_some_and(|e| !e.is_empty()), "{listed}");
     }
 
+    // The status page names them for the operator.
+    let page = foyer
+        .http
+        .get(format!("{}/status", foyer.base_url))
+        .bearer_auth(&foyer.slot.api_token)
+        .send()
+        .await
+        .expect("status page")
+        .text()
+        .await
+        .expect("status page text");
+    assert!(page.contains("2 cannot be invited") && page.contains(remote) && page.contains(&ghost), "{page}");
+
     // A ticket granted now is invited at once: the failing holders wait for their retry.
     grant(&foyer, &id, &[("t-carol", &carol.user_id)]).await;
     join(&carol, &room).await;
