@@ -19,9 +19,9 @@ use crate::{
     http::AppState,
     lifecycle::room::{self, escape},
     matrix::{MatrixClient, MatrixError},
-    reservation::ReservationId,
+    model::{ReservationId, ReservationRecord, naming},
     schedule::{self, Phase},
-    store::{AdminAction, ReservationRecord, StoreError},
+    store::{AdminAction, StoreError},
 };
 
 /// Lines of `!foyer list` at most; the read API pages through the rest.
@@ -200,9 +200,9 @@ fn show(state: &AppState, record: &ReservationRecord, failures: &[(String, Strin
     let config = &state.config;
     let r = &record.reservation;
     let (times, status) = schedule::at(record, &config.rooms, now);
-    let alias = room::alias(config, record);
+    let alias = config.room_alias(&r.id);
     let room = match &record.room_id {
-        Some(room_id) => format!("{room_id} ({alias}) {}", room::matrix_to(&alias)),
+        Some(room_id) => format!("{room_id} ({alias}) {}", naming::matrix_to(&alias)),
         None => format!("not created yet; will be {alias}"),
     };
     let rows = [

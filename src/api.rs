@@ -15,9 +15,8 @@ use serde_json::{Value, json};
 
 use crate::{
     http::{AppState, error, require_api_token},
-    reservation::ReservationId,
+    model::{ReservationId, ReservationRecord},
     schedule::{self, Phase},
-    store::ReservationRecord,
 };
 
 const DEFAULT_PAGE: u32 = 100;
@@ -40,7 +39,7 @@ fn view(state: &AppState, record: &ReservationRecord, now: DateTime<Utc>) -> (Ph
     let r = &record.reservation;
     let (times, status) = schedule::at(record, &config.rooms, now);
     let phase = status.phase;
-    let alias = crate::lifecycle::room::alias(config, record);
+    let alias = config.room_alias(&r.id);
     let mut body = json!({
         "reservation_id": r.id.as_str(),
         "revision": r.revision.map(|v| v.0),

@@ -22,11 +22,9 @@ use serde::Deserialize;
 use serde_json::{json, value::RawValue};
 
 use crate::{
-    config::Config,
     events::HomeserverEvent,
     http::{AppState, error, has_token, method_not_allowed, unrecognized},
     lifecycle::Membership,
-    reservation::ReservationId,
     store::MembershipFact,
 };
 
@@ -158,21 +156,12 @@ fn membership_fact(event: &HomeserverEvent, bot: &ruma::UserId) -> Option<Member
     })
 }
 
-/// The reservation an alias of ours names: `#<alias_prefix><reservation_id>:<server_name>`.
-fn reservation_of_alias(config: &Config, alias: &str) -> Option<ReservationId> {
-    let (localpart, server) = alias.strip_prefix('#')?.split_once(':')?;
-    if server != config.homeserver.server_name.as_str() {
-        return None;
-    }
-    ReservationId::parse(localpart.strip_prefix(&config.appservice.alias_prefix)?).ok()
-}
-
 /// A client resolved one of our aliases that does not exist (yet). If the reservation's
 /// room should be open, open it now and answer 200 so the homeserver retries the lookup:
 /// a holder who types the alias can knock at once. Answer fast: the client waits.
 async fn query_room_alias(State(state): State<AppState>, Path(alias): Path<String>) -> Response {
     let not_found = || error(StatusCode::NOT_FOUND, "M_NOT_FOUND", "No such room");
-    let (Some(id), Some(lifecycle)) = (reservation_of_alias(&state.config, &alias), state.lifecycle.get()) else {
+    let (Some(id), Some(lifecycle)) = (state.config.reservation_of_alias(&alias), state.lifecycle.get()) else {
         return not_found();
     };
     match tokio::time::timeout(std::time::Duration::from_secs(10), lifecycle.open_now(&id)).await {

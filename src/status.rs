@@ -31,11 +31,11 @@ use crate::{
     api,
     config::Config,
     http::{AppState, has_token},
-    lifecycle::room::{self, alias, escape},
-    reservation::ReservationId,
+    lifecycle::room::escape,
+    model::{ReservationId, ReservationRecord, SessionId, naming},
     schedule::{self, Phase},
     secret::Secret,
-    store::{ReservationRecord, StoreError},
+    store::StoreError,
 };
 
 /// The cookie's name over http (a local install).
@@ -64,25 +64,6 @@ pub fn router() -> Router<AppState> {
         .route("/status", get(page))
         .route("/status/login", post(login).layer(DefaultBodyLimit::max(MAX_LOGIN_BYTES)))
         .route("/status/logout", post(logout))
-}
-
-/// One status-page login: 128 random bits as 32 lowercase hex digits.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionId(String);
-
-impl SessionId {
-    pub fn random() -> SessionId {
-        SessionId(rand::random::<[u8; 16]>().iter().map(|b| format!("{b:02x}")).collect())
-    }
-
-    pub fn parse(text: &str) -> Option<SessionId> {
-        let hex = text.len() == 32 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        hex.then(|| SessionId(text.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
 /// The MAC of a cookie's `<session id>.<issue time>`, as hex, under a key derived from
@@ -450,9 +431,11 @@ fn table_row(state: &AppState, row: &Row, now: DateTime<Utc>) -> String {
             schedule::human_time(t)
         )
     };
-    let room_alias = alias(&state.config, record);
+    let room_alias = state.config.room_alias(&record.reservation.id);
     let room = match &record.room_id {
-        Some(_) => format!("<a href=\"{}\">{}</a>", escape(&room::matrix_to(&room_alias)), escape(room_alias.as_str())),
+        Some(_) => {
+            format!("<a href=\"{}\">{}</a>", escape(&naming::matrix_to(&room_alias)), escape(room_alias.as_str()))
+        }
         None => "<span class=muted>not yet</span>".to_owned(),
     };
     let error = record.last_error.as_deref().map(escape).unwrap_or_default();

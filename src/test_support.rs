@@ -6,7 +6,7 @@ use ruma::OwnedUserId;
 
 use crate::{
     config::{ArchiveMode, JoinRule, RoomsConfig},
-    reservation::{Reservation, ReservationId, Title},
+    model::{Reservation, ReservationId, Title},
     store::{ReservationRecord, Signals, TicketCounts},
 };
 

@@ -9,12 +9,15 @@ mod load;
 
 use std::{fmt, net::SocketAddr, path::Path, time::Duration};
 
-use ruma::{OwnedServerName, OwnedUserId, UserId};
+use ruma::{OwnedRoomAliasId, OwnedServerName, OwnedUserId, UserId};
 use url::Url;
 
 pub use self::duration::{format_duration, parse_duration};
 pub use self::load::from_yaml_str;
-use crate::secret::Secret;
+use crate::{
+    model::{ReservationId, naming},
+    secret::Secret,
+};
 
 /// Marks the values in `config.example.yaml` that must be replaced before serving.
 pub const PLACEHOLDER_MARK: &str = "CHANGE_ME";
@@ -216,6 +219,21 @@ impl Config {
     pub fn bot_user_id(&self) -> OwnedUserId {
         UserId::parse(format!("@{}:{}", self.appservice.sender_localpart, self.homeserver.server_name))
             .expect("sender_localpart and server_name are validated at load")
+    }
+
+    /// A reservation's room alias (see [`naming::room_alias`]).
+    pub fn room_alias(&self, id: &ReservationId) -> OwnedRoomAliasId {
+        naming::room_alias(&self.appservice.alias_prefix, id, &self.homeserver.server_name)
+    }
+
+    /// The reservation an alias of ours names, if it is one.
+    pub fn reservation_of_alias(&self, alias: &str) -> Option<ReservationId> {
+        naming::reservation_of_alias(&self.appservice.alias_prefix, &self.homeserver.server_name, alias)
+    }
+
+    /// The localpart of a channel space's alias (see [`naming::space_alias_localpart`]).
+    pub fn space_alias_localpart(&self, channel_id: &str) -> String {
+        naming::space_alias_localpart(&self.appservice.alias_prefix, channel_id)
     }
 
     /// The room alias pattern for `check-config`'s summary.

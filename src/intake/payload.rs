@@ -7,7 +7,7 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::config::Config;
-use crate::reservation::{
+use crate::model::{
     Channel, Description, ExternalId, MAX_SPAN_SECONDS, Reservation, ReservationId, Revision, StreamUrl, Ticket, Title,
     WebhookEvent, parse_reason,
 };

@@ -16,17 +16,16 @@ use ruma::OwnedUserId;
 use ruma::api::client::discovery::get_capabilities;
 use tokio::{sync::Notify, task::JoinSet, time::Instant};
 
-pub use self::plan::{
-    Audience, CloseReason, InviteFailure, KickReason, Member, Membership, Plan, RoomState, Step, plan,
-};
+pub use self::plan::{Plan, plan};
 use self::room::SynapseAdmin;
+pub use crate::model::{Audience, CloseReason, InviteFailure, KickReason, Member, Membership, RoomState, Step};
 use crate::{
     config::Config,
     failpoint,
     matrix::{MatrixClient, MatrixError},
-    reservation::ReservationId,
+    model::{CreateBegan, ReservationId, StepRecord},
     schedule,
-    store::{Claim, CreateBegan, StepRecord, Store, StoreError},
+    store::{Claim, Store, StoreError},
 };
 
 /// Remote invites sent at the same time; each may wait seconds on a slow server.

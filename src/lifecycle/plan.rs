@@ -1,173 +1,16 @@
 //! The planner: what should be true on the homeserver now, and when to look again.
 //! Pure: facts, recorded room state, config and `now` in; steps and a due time out.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
-use ruma::{OwnedRoomId, OwnedUserId};
+use ruma::OwnedUserId;
 
-use crate::{config::RoomsConfig, schedule, store::ReservationRecord};
-
-/// What Foyer has done on the homeserver for one reservation, and what the homeserver
-/// told it about the room's members, as recorded in the store.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RoomState {
-    pub room_id: Option<OwnedRoomId>,
-    /// Everyone invited; nobody is invited twice, except someone Foyer removed who holds
-    /// a ticket again.
-    pub invited: BTreeSet<OwnedUserId>,
-    /// Holders and hosts whose invite failed, each with its own backoff: one who cannot
-    /// be invited never holds back the others.
-    pub invite_failures: BTreeMap<OwnedUserId, InviteFailure>,
-    pub opening_notice_sent: bool,
-    pub closing_notice_sent: bool,
-    pub archived: bool,
-    /// The room's members as the homeserver last told us (the bot excluded).
-    pub members: BTreeMap<OwnedUserId, Member>,
-    /// The hosts at power 50 in the room.
-    pub hosts_applied: BTreeSet<OwnedUserId>,
-    /// The room name last set (the reservation's title then).
-    pub name_applied: Option<String>,
-    pub topic_applied: Option<String>,
-    /// The stream URL the widget and the pinned link show.
-    pub stream_url_applied: Option<String>,
-    /// The `stream.started` / `stream.ended` times whose notices were posted.
-    pub live_notice_for: Option<DateTime<Utc>>,
-    pub ended_notice_for: Option<DateTime<Utc>>,
-    /// Countdown notices posted, by seconds before the start.
-    pub reminders_sent: BTreeSet<u64>,
-    pub closing_warning_sent: bool,
-    /// The space of the reservation's channel, once it exists.
-    pub space: Option<OwnedRoomId>,
-    /// The space this room is listed in.
-    pub space_linked: Option<OwnedRoomId>,
-}
-
-/// The last failed invite of one holder (or host).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InviteFailure {
-    pub error: String,
-    /// Failures in a row.
-    pub attempts: u32,
-    pub retry_at: DateTime<Utc>,
-}
-
-impl InviteFailure {
-    /// The failure after `previous` (if any): tried again after 30 s, doubling up to an
-    /// hour. A federated server that is down may come back, a missing user may register;
-    /// neither is worth a tight loop.
-    pub fn after(previous: Option<&InviteFailure>, error: String, now: DateTime<Utc>) -> Self {
-        let attempts = previous.map_or(0, |f| f.attempts).saturating_add(1);
-        let wait = (30i64 << (attempts - 1).min(7)).min(3600);
-        Self { error, attempts, retry_at: now + chrono::Duration::seconds(wait) }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Membership {
-    Invite,
-    Join,
-    Knock,
-    Leave,
-    Ban,
-}
-
-impl Membership {
-    pub fn parse(value: &str) -> Option<Self> {
-        Some(match value {
-            "invite" => Self::Invite,
-            "join" => Self::Join,
-            "knock" => Self::Knock,
-            "leave" => Self::Leave,
-            "ban" => Self::Ban,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Invite => "invite",
-            Self::Join => "join",
-            Self::Knock => "knock",
-            Self::Leave => "leave",
-            Self::Ban => "ban",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Member {
-    pub membership: Membership,
-    /// Who sent this user's latest invite.
-    pub invited_by: Option<OwnedUserId>,
-}
-
-/// Who may be in a reservation's room, besides the bot and the hosts.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Audience {
-    /// Users with at least one active ticket.
-    pub holders: BTreeSet<OwnedUserId>,
-    /// Users whose tickets were all revoked.
-    pub revoked: BTreeSet<OwnedUserId>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KickReason {
-    TicketRevoked,
-    NoTicket,
-    KnockRefused,
-}
-
-impl KickReason {
-    pub fn text(self) -> &'static str {
-        match self {
-            Self::TicketRevoked => "Your ticket was revoked",
-            Self::NoTicket => "This chat is for ticket holders",
-            Self::KnockRefused => "This chat is for ticket holders; get a ticket to join",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
-    Ended,
-    Cancelled,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
-    /// Create the room with its fixed alias, or adopt the room that holds it.
-    CreateRoom,
-    Invite(OwnedUserId),
-    PostOpeningNotice,
-    PostClosingNotice(CloseReason),
-    /// Archive per `rooms.archive_mode`.
-    Archive,
-    /// Make the room's moderators match the reservation's hosts (power levels RMW).
-    SetHosts,
-    /// Invite a ticket holder who knocked.
-    AcceptKnock(OwnedUserId),
-    /// Remove someone who may not be there, or refuse a knock.
-    Kick(OwnedUserId, KickReason),
-    /// Name the room after the reservation's title, which changed.
-    SetName(String),
-    SetTopic(String),
-    /// Make the player widget, its layout and the pinned link match `stream_url`.
-    SetStreamLink,
-    /// "Live now", for the stream start at this time.
-    PostLiveNotice(DateTime<Utc>),
-    /// "The stream has ended", for the stream end at this time.
-    PostEndedNotice(DateTime<Utc>),
-    /// A countdown notice, this many seconds before the start.
-    PostReminder(u64),
-    PostClosingWarning,
-    /// Create (or adopt) the channel's space.
-    EnsureSpace,
-    /// List the room in the channel's space (`m.space.child` / `m.space.parent`).
-    LinkSpace,
-    /// Take the room out of the space.
-    UnlinkSpace,
-}
+use crate::{
+    config::RoomsConfig,
+    model::{Audience, CloseReason, KickReason, Membership, ReservationRecord, RoomState, Step},
+    schedule,
+};
 
 /// The room topic: the start time and where to watch; then live; then when it closes.
 pub fn topic(record: &ReservationRecord, times: &schedule::Schedule) -> String {
@@ -329,73 +172,16 @@ pub fn plan(
     Plan { steps, next_due_at: Some(next_due_at) }
 }
 
-/// What a step's success is recorded with, besides the step itself.
-pub struct Applied<'a> {
-    /// The room `CreateRoom` created or adopted.
-    pub room_id: &'a OwnedRoomId,
-    pub hosts: &'a BTreeSet<OwnedUserId>,
-    pub bot: &'a OwnedUserId,
-    /// The name and topic the room was created with.
-    pub name: &'a str,
-    pub topic: &'a str,
-    pub stream_url: Option<&'a str>,
-    /// The space `EnsureSpace` created or adopted.
-    pub space: &'a OwnedRoomId,
-}
-
-impl RoomState {
-    /// The recorded effect of a step that succeeded.
-    pub fn apply(&mut self, step: &Step, done: &Applied<'_>) {
-        let (hosts, bot) = (done.hosts, done.bot);
-        match step {
-            Step::CreateRoom => {
-                self.room_id = Some(done.room_id.clone());
-                self.hosts_applied = hosts.clone();
-                self.name_applied = Some(done.name.to_owned());
-                self.topic_applied = Some(done.topic.to_owned());
-            }
-            Step::SetHosts => self.hosts_applied = hosts.clone(),
-            Step::SetName(name) => self.name_applied = Some(name.clone()),
-            Step::SetTopic(topic) => self.topic_applied = Some(topic.clone()),
-            Step::SetStreamLink => self.stream_url_applied = done.stream_url.map(str::to_owned),
-            Step::PostLiveNotice(at) => self.live_notice_for = Some(*at),
-            Step::PostEndedNotice(at) => self.ended_notice_for = Some(*at),
-            Step::PostReminder(secs) => {
-                self.reminders_sent.insert(*secs);
-            }
-            Step::PostClosingWarning => self.closing_warning_sent = true,
-            Step::EnsureSpace => self.space = Some(done.space.clone()),
-            Step::LinkSpace => self.space_linked = self.space.clone(),
-            Step::UnlinkSpace => self.space_linked = None,
-            Step::Invite(user) => {
-                self.invited.insert(user.clone());
-                self.invite_failures.remove(user);
-            }
-            Step::AcceptKnock(user) => {
-                let member = Member { membership: Membership::Invite, invited_by: Some(bot.clone()) };
-                self.members.insert(user.clone(), member);
-            }
-            Step::Kick(user, _) => {
-                let member = Member { membership: Membership::Leave, invited_by: None };
-                self.members.insert(user.clone(), member);
-                self.invited.remove(user);
-                self.invite_failures.remove(user);
-            }
-            Step::PostOpeningNotice => self.opening_notice_sent = true,
-            Step::PostClosingNotice(_) => self.closing_notice_sent = true,
-            Step::Archive => self.archived = true,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use chrono::Duration;
     use proptest::prelude::*;
 
+    use ruma::OwnedRoomId;
+
     use super::*;
     use crate::{
-        store::Signals,
+        model::{Applied, InviteFailure, Member, Signals},
         test_support::{self, rooms, t, user},
     };
 
@@ -689,21 +475,21 @@ mod tests {
         let upgraded = RoomState { name_applied: None, ..room.clone() };
         let p = plan(Some(&rec), &holders(&[]), &upgraded, &rooms(), t(18, 40));
         assert_eq!(p.steps, vec![Step::SetName("Jazz".into())]);
-        rec.reservation.title = crate::reservation::Title::parse("Jazz at Midnight").unwrap();
+        rec.reservation.title = crate::model::Title::parse("Jazz at Midnight").unwrap();
         let p = plan(Some(&rec), &holders(&[]), &room, &rooms(), t(18, 40));
         assert_eq!(p.steps, vec![Step::SetName("Jazz at Midnight".into())]);
         apply_alone(&mut room, &p.steps[0]);
         assert_eq!(plan(Some(&rec), &holders(&[]), &room, &rooms(), t(18, 41)).steps, vec![]);
         // Not after the archive (the planner stops at an archived room): it keeps its name.
         room.archived = true;
-        rec.reservation.title = crate::reservation::Title::parse("Jazz, again").unwrap();
+        rec.reservation.title = crate::model::Title::parse("Jazz, again").unwrap();
         assert_eq!(plan(Some(&rec), &holders(&[]), &room, &rooms(), t(22, 30)).steps, vec![]);
     }
 
     #[test]
     fn a_stream_url_brings_the_widget_and_link() {
         let mut rec = record(Signals::default());
-        rec.reservation.stream_url = Some(crate::reservation::StreamUrl::parse("https://s.example.org/w").unwrap());
+        rec.reservation.stream_url = Some(crate::model::StreamUrl::parse("https://s.example.org/w").unwrap());
         let p = plan(Some(&rec), &holders(&[]), &RoomState::default(), &rooms(), t(18, 30));
         assert_eq!(p.steps[..2], [Step::CreateRoom, Step::SetStreamLink]);
     }
@@ -711,9 +497,9 @@ mod tests {
     #[test]
     fn a_channel_room_is_listed_in_its_space_until_archived() {
         let mut rec = record(Signals::default());
-        rec.reservation.channel = Some(crate::reservation::Channel {
-            id: crate::reservation::ExternalId::parse("blue-room").unwrap(),
-            name: crate::reservation::Title::parse("The Blue Room").unwrap(),
+        rec.reservation.channel = Some(crate::model::Channel {
+            id: crate::model::ExternalId::parse("blue-room").unwrap(),
+            name: crate::model::Title::parse("The Blue Room").unwrap(),
         });
         let p = plan(Some(&rec), &holders(&[]), &RoomState::default(), &rooms(), t(18, 30));
         assert_eq!(p.steps[..3], [Step::CreateRoom, Step::EnsureSpace, Step::LinkSpace]);
@@ -755,9 +541,9 @@ mod tests {
                 rec.reservation.hosts = vec![user("mc")];
             }
             if channel {
-                rec.reservation.channel = Some(crate::reservation::Channel {
-                    id: crate::reservation::ExternalId::parse("blue-room").unwrap(),
-                    name: crate::reservation::Title::parse("The Blue Room").unwrap(),
+                rec.reservation.channel = Some(crate::model::Channel {
+                    id: crate::model::ExternalId::parse("blue-room").unwrap(),
+                    name: crate::model::Title::parse("The Blue Room").unwrap(),
                 });
             }
             let hosts: BTreeSet<_> = rec.reservation.hosts.iter().cloned().collect();

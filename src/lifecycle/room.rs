@@ -23,9 +23,9 @@ use tokio::time::Instant;
 use crate::{
     config::{ArchiveMode, Config},
     matrix::{MatrixClient, MatrixError},
+    model::{ReservationRecord, naming},
     schedule::Schedule,
     schedule::human_time,
-    store::ReservationRecord,
 };
 
 /// Deadline for one step's retries before the reservation is retried later as a whole.
@@ -37,20 +37,6 @@ fn deadline() -> Instant {
 
 fn raw<T>(value: Value) -> Raw<T> {
     Raw::from_json(serde_json::value::to_raw_value(&value).expect("a JSON value always serializes"))
-}
-
-/// A matrix.to link to the room by its alias, `#` and `:` percent-encoded as matrix.to
-/// expects in the fragment's identifier.
-pub fn matrix_to(alias: &RoomAliasId) -> String {
-    format!("https://matrix.to/#/{}", alias.as_str().replace('#', "%23").replace(':', "%3A"))
-}
-
-pub fn alias(config: &Config, record: &ReservationRecord) -> OwnedRoomAliasId {
-    RoomAliasId::parse(format!(
-        "#{}{}:{}",
-        config.appservice.alias_prefix, record.reservation.id, config.homeserver.server_name
-    ))
-    .expect("prefix, reservation id and server name are validated")
 }
 
 /// The `org.foyer.reservation` state: the reservation's facts for clients and widgets.
@@ -168,7 +154,7 @@ pub async fn create_or_adopt(
         Err(e) if e.errcode() == Some("M_ROOM_IN_USE") => {}
         Err(e) => return Err(e.into()),
     }
-    let alias = alias(config, record);
+    let alias = config.room_alias(&record.reservation.id);
     let holder = client.send(get_alias::v3::Request::new(alias.clone()), None, deadline()).await?.room_id;
     // Foyer's marker is among the room's first state. A room without it (or that the
     // bot is not in) is still being created, or its creation stopped half-way, as when
@@ -300,7 +286,7 @@ pub async fn set_stream_link(
     put_state(client, room_id, "io.element.widgets.layout", layout).await?;
     let text = format!("📺 Watch the stream: {url}");
     let html = format!("📺 Watch the stream: <a href=\"{0}\">{0}</a>", escape(url));
-    let txn = format!("foyer-link-{}-{:016x}", r.id, fingerprint(url));
+    let txn = format!("foyer-link-{}-{:016x}", r.id, naming::fingerprint(url));
     let event_id = message(client, room_id, &txn, "m.text", &text, &html).await?;
     put_state(client, room_id, "m.room.pinned_events", json!({"pinned": [event_id]})).await
 }
@@ -308,12 +294,6 @@ pub async fn set_stream_link(
 /// The first 64 bits of `text`'s SHA-256: the same in every Foyer, before and after a
 /// restart or an upgrade (`DefaultHasher` may change with the Rust release), because a
 /// space's alias and a transaction id must be found again by the next process.
-fn fingerprint(text: &str) -> u64 {
-    use sha2::Digest as _;
-    let digest = sha2::Sha256::digest(text.as_bytes());
-    u64::from_be_bytes(digest[..8].try_into().expect("a SHA-256 digest has 32 bytes"))
-}
-
 pub fn live_notice(record: &ReservationRecord) -> (String, String) {
     let title = record.reservation.title.as_str();
     (format!("🔴 “{title}” is live now!"), format!("🔴 <b>{}</b> is live now!", escape(title)))
@@ -441,25 +421,13 @@ pub async fn kick(
     }
 }
 
-/// The alias of a channel's space: `#<alias_prefix>+<channel_id>:<server_name>`. `+`
-/// never occurs in reservation ids, so it cannot collide with a room's alias; characters
-/// unfit for an alias are replaced, with a hash of the id to keep channels apart: the
-/// first 12 hex digits of its SHA-256. 48 bits: two such channels clash with even odds
-/// only among some 20 million of them (with 32 bits, among 77,000).
-pub fn space_alias_localpart(config: &Config, channel_id: &str) -> String {
-    let safe: String =
-        channel_id.chars().map(|c| if c.is_ascii_alphanumeric() || "._=-".contains(c) { c } else { '_' }).collect();
-    let suffix = if safe == channel_id { String::new() } else { format!("-{:012x}", fingerprint(channel_id) >> 16) };
-    format!("{}+{safe}{suffix}", config.appservice.alias_prefix)
-}
-
 /// Creates the channel's space (or adopts the one holding its alias).
 pub async fn ensure_space(
     client: &MatrixClient,
     config: &Config,
-    channel: &crate::reservation::Channel,
+    channel: &crate::model::Channel,
 ) -> Result<OwnedRoomId, MatrixError> {
-    let localpart = space_alias_localpart(config, channel.id.as_str());
+    let localpart = config.space_alias_localpart(channel.id.as_str());
     let mut req = create_room::v3::Request::new();
     req.room_alias_name = Some(localpart.clone());
     req.name = Some(channel.name.as_str().to_owned());
@@ -532,7 +500,8 @@ pub async fn archive(
     }
     put_state(client, room_id, "m.room.power_levels", levels).await?;
     put_state(client, room_id, "m.room.join_rules", json!({"join_rule": "invite"})).await?;
-    match client.send(delete_alias::v3::Request::new(alias(config, record)), None, deadline()).await {
+    match client.send(delete_alias::v3::Request::new(config.room_alias(&record.reservation.id)), None, deadline()).await
+    {
         Ok(_) => {}
         Err(e) if e.errcode() == Some("M_NOT_FOUND") => {}
         Err(e) => return Err(e),
@@ -637,39 +606,4 @@ impl SynapseAdmin {
 
 fn urlencode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn room_links_encode_the_alias() {
-        let alias = RoomAliasId::parse("#live_jazz:example.org").unwrap();
-        assert_eq!(matrix_to(&alias), "https://matrix.to/#/%23live_jazz%3Aexample.org");
-    }
-
-    /// Pinned values: a change here renames every such space and resends pinned links.
-    /// They are SHA-256 prefixes (`printf %s 'Blue Room!' | sha256sum`).
-    #[test]
-    fn space_aliases_and_link_transactions_use_a_stable_hash() {
-        let yaml = "homeserver: {url: 'http://127.0.0.1:8008', server_name: example.org}
-appservice: {url: 'http://127.0.0.1:29330', as_token: CHANGE_ME_a, hs_token: CHANGE_ME_b, sender_localpart: foyer, alias_prefix: live_}
-webhooks: {secrets: [whsec_CHANGE_ME]}
-api: {token: CHANGE_ME_c}
-";
-        let no_env = |_: &str| None;
-        let config = crate::config::from_yaml_str(
-            yaml,
-            "test",
-            std::path::Path::new(""),
-            &no_env,
-            crate::config::Placeholders::Allow,
-        )
-        .unwrap();
-        assert_eq!(space_alias_localpart(&config, "blue-room"), "live_+blue-room");
-        assert_eq!(space_alias_localpart(&config, "Blue Room!"), "live_+Blue_Room_-ef6ef59ae345");
-        assert_ne!(space_alias_localpart(&config, "Blue Room?"), space_alias_localpart(&config, "Blue Room!"));
-        assert_eq!(fingerprint("https://stream.example.org/watch/jazz"), 0x67f3b1b68826dfb1);
-    }
 }

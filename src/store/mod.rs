@@ -5,19 +5,21 @@ pub mod migrate;
 mod postgres;
 mod sqlite;
 
-use std::{collections::BTreeSet, sync::Arc};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone as _, Utc};
-use ruma::{OwnedRoomId, OwnedUserId};
+use ruma::OwnedUserId;
 
 pub use self::{postgres::PostgresStore, sqlite::SqliteStore};
+/// What the store reads back, defined with the domain.
+pub use crate::model::{
+    CreateBegan, LifecycleState, MemberCounts, ReservationRecord, Signals, StepRecord, TicketCounts, TicketRow,
+};
 use crate::{
     config::{DatabaseConfig, DatabaseKind},
     events::HomeserverEvent,
-    lifecycle::{Audience, Membership, RoomState},
-    reservation::{Reservation, ReservationId, WebhookEvent},
-    status::SessionId,
+    model::{Membership, ReservationId, SessionId, WebhookEvent},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -51,50 +53,6 @@ pub struct Receipt<'a> {
     pub received_at: DateTime<Utc>,
 }
 
-/// Facts about a reservation that are not part of its description.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Signals {
-    pub cancelled_at: Option<DateTime<Utc>>,
-    pub cancel_reason: Option<String>,
-    pub stream_started_at: Option<DateTime<Utc>>,
-    pub stream_ended_at: Option<DateTime<Utc>>,
-    /// An admin asked to open the room now (`!foyer open`).
-    pub admin_opened_at: Option<DateTime<Utc>>,
-    /// An admin asked to archive the room now (`!foyer archive`).
-    pub admin_archived_at: Option<DateTime<Utc>>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TicketCounts {
-    pub active: u64,
-    pub revoked: u64,
-    /// Active tickets whose holder's invite failed (and is tried again later).
-    pub uninvitable: u64,
-}
-
-/// Members of the room by membership, from the homeserver's events (the bot excluded).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct MemberCounts {
-    pub invited: u64,
-    pub joined: u64,
-}
-
-/// A reservation with everything recorded about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReservationRecord {
-    pub reservation: Reservation,
-    pub signals: Signals,
-    pub tickets: TicketCounts,
-    /// The room, once created (or adopted).
-    pub room_id: Option<String>,
-    pub members: MemberCounts,
-    pub archived: bool,
-    /// The last failed attempt's error, while the reservation keeps failing.
-    pub last_error: Option<String>,
-    /// Consecutive failed attempts.
-    pub attempts: u32,
-}
-
 /// A reservation a worker holds a lease on. `facts_version` tells, at release, whether
 /// new facts arrived while it worked (then it is due again at once).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,35 +70,6 @@ pub struct Claim {
 /// An `attempts` column as the count it is.
 pub(crate) fn attempts(stored: i64) -> u32 {
     stored.clamp(0, i64::from(u32::MAX)) as u32
-}
-
-/// What the lifecycle needs to plan one reservation, besides its record.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LifecycleState {
-    pub room: RoomState,
-    pub audience: Audience,
-    /// Consecutive failed attempts, for backoff.
-    pub attempts: u32,
-    /// Who began creating the room, and when, until it is recorded.
-    pub create_began: Option<CreateBegan>,
-}
-
-/// An instance began `createRoom` for a reservation (see `room::create_or_adopt`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CreateBegan {
-    pub by: String,
-    pub at: DateTime<Utc>,
-}
-
-/// One ticket as the read API lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TicketRow {
-    pub ticket_id: String,
-    /// `None` when the revocation came before the grant.
-    pub user_id: Option<String>,
-    pub revoked: bool,
-    /// The holder's last invite error, while their invite keeps failing.
-    pub invite_error: Option<String>,
 }
 
 /// A ticket page: `(reservation_id, after ticket_id, limit)`. The same text on both
@@ -163,59 +92,6 @@ pub(crate) const PRUNE: [&str; 2] = [
 
 /// Whether an instance holds any lease that has not run out: `(owner, now)`.
 pub(crate) const HOLDS_LIVE_LEASE: &str = "SELECT 1 FROM lifecycle WHERE locked_by = $1 AND locked_until > $2 LIMIT 1";
-
-/// The recorded outcome of one step on the homeserver.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StepRecord {
-    RoomCreated {
-        room_id: OwnedRoomId,
-        hosts: BTreeSet<OwnedUserId>,
-        name: String,
-        topic: String,
-    },
-    NameSet(String),
-    TopicSet(String),
-    StreamLinkSet(Option<String>),
-    LiveNoticeSent(DateTime<Utc>),
-    EndedNoticeSent(DateTime<Utc>),
-    ReminderSent(u64),
-    ClosingWarningSent,
-    /// The channel's space exists (created or adopted).
-    SpaceEnsured {
-        channel_id: String,
-        space: OwnedRoomId,
-        name: String,
-    },
-    SpaceLinked(Option<OwnedRoomId>),
-    HostsApplied(BTreeSet<OwnedUserId>),
-    /// Foyer's own membership change (a kick, an invite after a knock), recorded before
-    /// the homeserver's event about it arrives.
-    Member {
-        user_id: OwnedUserId,
-        membership: Membership,
-        invited_by: Option<OwnedUserId>,
-    },
-    /// Invited: never invited again...
-    Invited {
-        user_id: OwnedUserId,
-    },
-    /// The invite failed; tried again at `failure.retry_at`.
-    InviteFailed {
-        user_id: OwnedUserId,
-        failure: crate::lifecycle::InviteFailure,
-    },
-    /// `createRoom` is about to be sent by this instance.
-    CreateBegan {
-        by: String,
-    },
-    /// ...unless Foyer removed them: a ticket they get later invites them again.
-    InviteForgotten {
-        user_id: OwnedUserId,
-    },
-    OpeningNoticeSent,
-    ClosingNoticeSent,
-    Archived,
-}
 
 #[async_trait]
 pub trait Store: Send + Sync {

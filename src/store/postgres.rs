@@ -19,10 +19,10 @@ use super::{
 };
 use crate::events::HomeserverEvent;
 use crate::lifecycle::{InviteFailure, Member, Membership};
-use crate::reservation::{
+use crate::model::SessionId;
+use crate::model::{
     Channel, Description, ExternalId, Reservation, ReservationId, Revision, StreamUrl, Title, WebhookEvent,
 };
-use crate::status::SessionId;
 
 /// Numbered migrations, applied in order once each; never edit a released one.
 const MIGRATIONS: &[(i64, &str)] = &[

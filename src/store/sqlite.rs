@@ -24,10 +24,10 @@ use super::{
 };
 use crate::events::HomeserverEvent;
 use crate::lifecycle::{InviteFailure, Member, Membership};
-use crate::reservation::{
+use crate::model::SessionId;
+use crate::model::{
     Channel, Description, ExternalId, Reservation, ReservationId, Revision, StreamUrl, Title, WebhookEvent,
 };
-use crate::status::SessionId;
 
 /// Numbered migrations, applied in order once each; never edit a released one.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -984,7 +984,7 @@ mod tests {
     use super::*;
     use crate::{
         config::{DatabaseConfig, DatabaseKind},
-        reservation::{Ticket, TicketId},
+        model::{Ticket, TicketId},
         secret::Secret,
         test_support::{t, user},
     };

@@ -6,10 +6,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::{SecondsFormat, Utc};
-use foyer::{
-    secret::Secret,
-    status::{SessionId, cookie_value},
-};
+use foyer::{model::SessionId, secret::Secret, status::cookie_value};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::{

@@ -8,7 +8,7 @@ use foyer::{
     config::{DatabaseConfig, DatabaseKind},
     events::HomeserverEvent,
     lifecycle::Membership,
-    reservation::{ExternalId, Reservation, ReservationId, Ticket, Title, WebhookEvent},
+    model::{ExternalId, Reservation, ReservationId, Ticket, Title, WebhookEvent},
     secret::Secret,
     store::{self, MembershipFact, Receipt, StepRecord},
 };

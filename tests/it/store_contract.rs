@@ -8,9 +8,9 @@ use foyer::{
     config::{DatabaseConfig, DatabaseKind},
     events::HomeserverEvent,
     lifecycle::{InviteFailure, Membership},
-    reservation::{ExternalId, Reservation, ReservationId, Revision, Ticket, Title, WebhookEvent},
+    model::SessionId,
+    model::{ExternalId, Reservation, ReservationId, Revision, Ticket, Title, WebhookEvent},
     secret::Secret,
-    status::SessionId,
     store::{self, AdminAction, MembershipFact, Outcome, Receipt, StepRecord, Store},
 };
 use ruma::{OwnedRoomId, OwnedUserId};

@@ -1,0 +1,14 @@
+//! Foyer's domain, with no I/O: what a reservation is ([`reservation`]), what is recorded
+//! about it ([`record`]), its room as Foyer knows it ([`room`]), the steps that change the
+//! room and how their outcomes are recorded ([`step`]), and the names Foyer gives things
+//! on the homeserver ([`naming`]). Every other module may import it; it imports none of
+//! them.
+
+pub mod naming;
+pub mod record;
+pub mod reservation;
+pub mod room;
+pub mod session;
+pub mod step;
+
+pub use self::{record::*, reservation::*, room::*, session::*, step::*};

@@ -1,0 +1,79 @@
+//! What is recorded about a reservation besides its description: the facts that came
+//! with it, its counts, its room and its failures, as the store reads them back.
+
+use chrono::{DateTime, Utc};
+
+use super::{Audience, Reservation, RoomState};
+
+/// Facts about a reservation that are not part of its description.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Signals {
+    pub cancelled_at: Option<DateTime<Utc>>,
+    pub cancel_reason: Option<String>,
+    pub stream_started_at: Option<DateTime<Utc>>,
+    pub stream_ended_at: Option<DateTime<Utc>>,
+    /// An admin asked to open the room now (`!foyer open`).
+    pub admin_opened_at: Option<DateTime<Utc>>,
+    /// An admin asked to archive the room now (`!foyer archive`).
+    pub admin_archived_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TicketCounts {
+    pub active: u64,
+    pub revoked: u64,
+    /// Active tickets whose holder's invite failed (and is tried again later).
+    pub uninvitable: u64,
+}
+
+/// Members of the room by membership, from the homeserver's events (the bot excluded).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemberCounts {
+    pub invited: u64,
+    pub joined: u64,
+}
+
+/// A reservation with everything recorded about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReservationRecord {
+    pub reservation: Reservation,
+    pub signals: Signals,
+    pub tickets: TicketCounts,
+    /// The room, once created (or adopted).
+    pub room_id: Option<String>,
+    pub members: MemberCounts,
+    pub archived: bool,
+    /// The last failed attempt's error, while the reservation keeps failing.
+    pub last_error: Option<String>,
+    /// Consecutive failed attempts.
+    pub attempts: u32,
+}
+
+/// One ticket as the read API lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketRow {
+    pub ticket_id: String,
+    /// `None` when the revocation came before the grant.
+    pub user_id: Option<String>,
+    pub revoked: bool,
+    /// The holder's last invite error, while their invite keeps failing.
+    pub invite_error: Option<String>,
+}
+
+/// What the lifecycle needs to plan one reservation, besides its record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LifecycleState {
+    pub room: RoomState,
+    pub audience: Audience,
+    /// Consecutive failed attempts, for backoff.
+    pub attempts: u32,
+    /// Who began creating the room, and when, until it is recorded.
+    pub create_began: Option<CreateBegan>,
+}
+
+/// An instance began `createRoom` for a reservation (see `room::create_or_adopt`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateBegan {
+    pub by: String,
+    pub at: DateTime<Utc>,
+}
