@@ -56,6 +56,41 @@ async fn join(user: &TestUser, room_id: &str) {
     .await;
 }
 
+/// Whether `user` may post a message in the room, by its power levels as `user` reads them.
+async fn can_post(user: &TestUser, room_id: &str) -> bool {
+    let levels = user.state(room_id, "m.room.power_levels").await.expect("the room's power levels");
+    let own = levels["users"][&user.user_id].as_i64().or(levels["users_default"].as_i64()).unwrap_or(0);
+    let needed = levels["events"]["m.room.message"].as_i64().or(levels["events_default"].as_i64()).unwrap_or(0);
+    own >= needed
+}
+
+/// Watches the archive of the reservation `id`, whose room `member` has joined: reads the
+/// read API, then the room's power levels, over and over until the API says `archived`,
+/// and fails the first time the API says `archived` while `member` may still post. The
+/// read API is read first: a room that still lets the member post after that answer was
+/// not archived when the API claimed it. Then the member tries to post and must be
+/// refused. Returns how many polls it took.
+pub async fn watch_the_archive(foyer: &TestFoyer, id: &str, member: &TestUser, room_id: &str) -> u32 {
+    let limit = Duration::from_secs(60);
+    let started = std::time::Instant::now();
+    let mut polls = 0;
+    loop {
+        polls += 1;
+        let (status, record) = foyer.reservation(id).await;
+        assert_eq!(status, 200, "{record}");
+        let may_post = can_post(member, room_id).await;
+        if record["phase"] == "archived" {
+            assert!(!may_post, "poll {polls}: the read API said archived while a member could still post: {record}");
+            let (status, body) = member.send_text(room_id, "after the archive").await;
+            assert_eq!(status, 403, "a member posts after the read API said archived: {body}");
+            return polls;
+        }
+        assert!(started.elapsed() < limit, "the read API did not say archived within {limit:?}: {record}");
+        // Closely enough to catch a moment between the API's answer and the room's change.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_room_opens_at_opens_at_with_everything_in_place() {
     let foyer = TestFoyer::start().await;
@@ -149,6 +184,20 @@ async fn read_only_archive_silences_members_and_keeps_history() {
     assert!(bodies.iter().any(|b| b == "before the end"), "history is readable: {bodies:?}");
     assert!(bodies.iter().any(|b| b.contains("has ended")), "closing notice: {bodies:?}");
     assert_eq!(alice.state(&room_id, "m.room.join_rules").await.unwrap()["join_rule"], "invite");
+}
+
+#[tokio::test]
+async fn at_archives_at_the_api_says_archived_only_once_members_can_no_longer_post() {
+    let foyer = TestFoyer::start().await;
+    let alice = Synapse::shared().create_user("alice").await;
+    let id = unique("honest");
+    // Open at once; it ends 10 s from now and closes 1 s after that.
+    foyer.accept("reservation.created", reservation(&id, -60.0, 70.0, 3600, 1, &[])).await;
+    grant(&foyer, &id, &[&alice]).await;
+    let room_id = room_of(&foyer, &alice, &id, Duration::from_secs(10)).await;
+    join(&alice, &room_id).await;
+    let polls = watch_the_archive(&foyer, &id, &alice, &room_id).await;
+    eprintln!("the read API said archived after {polls} polls, with the room read-only");
 }
 
 #[tokio::test]

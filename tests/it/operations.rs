@@ -397,17 +397,19 @@ async fn admins_command_the_bot_in_a_direct_room_and_strangers_are_refused() {
     let retried = ask(&admin, &bot, &dm, &format!("!foyer retry {scheduled}")).await;
     assert!(retried["body"].as_str().unwrap().contains(&format!("Retrying `{scheduled}` now.")), "{retried}");
 
-    // Archive now: the room is archived (read-only) and the phase says so.
+    // Archive now: the room is archived (read-only) and the phase says so, in that order.
     let archived = ask(&admin, &bot, &dm, &format!("!foyer archive {scheduled}")).await;
     assert!(archived["body"].as_str().unwrap().contains(&format!("Archiving the room of `{scheduled}` now.")));
-    eventually(Duration::from_secs(30), "the archive", || async {
+    eventually(Duration::from_secs(30), "the read API to say archived", || async {
         (foyer.reservation(&scheduled).await.1["phase"] == "archived").then_some(())
     })
     .await;
+    // `archived` is reported only once the archive step is recorded: the room is already
+    // read-only when the API says so (contract §4).
+    let levels = bot_user.state(&room, "m.room.power_levels").await.expect("the room's power levels");
+    assert_eq!(levels["events_default"], 100, "read-only once the API says archived: {levels}");
     let bodies = admin.bodies(&dm).await;
     assert!(!bodies.iter().any(|b| b.contains(&foyer.slot.api_token)));
-    let (_, state) = bot_user.get(&format!("/_matrix/client/v3/rooms/{}/state/m.room.power_levels/", enc(&room))).await;
-    assert_eq!(state["events_default"], 100, "read-only after the archive: {state}");
 
     let missing = ask(&admin, &bot, &dm, "!foyer show no-such-thing").await;
     assert!(missing["body"].as_str().unwrap().contains("There is no reservation `no-such-thing`."), "{missing}");
@@ -431,8 +433,11 @@ async fn admins_command_the_bot_in_a_direct_room_and_strangers_are_refused() {
         assert!(text.starts_with("Sorry, only Foyer's admins can use its commands."), "{command}: {text}");
         assert!(!text.contains(&other), "{command}: nothing about the reservation: {text}");
     }
-    assert_eq!(foyer.reservation(&other).await.1["phase"], "scheduled");
-    assert_eq!(foyer.reservation(&other).await.1["room_id"], Value::Null);
+    // Nothing moved, and nothing is on its way: a refused `open` or `archive` would show as
+    // `"opening": true` or `"archiving": true` before any room changes (contract §4).
+    let (_, untouched) = foyer.reservation(&other).await;
+    assert_eq!((&untouched["phase"], &untouched["room_id"]), (&json!("scheduled"), &Value::Null), "{untouched}");
+    assert!(untouched["opening"] != true && untouched["archiving"] != true, "{untouched}");
 
     // A stranger's own invite is left alone: the bot never joins their room.
     let member_events = r#"foyer_homeserver_events_total{type="m.room.member"}"#;
@@ -445,6 +450,32 @@ async fn admins_command_the_bot_in_a_direct_room_and_strangers_are_refused() {
     tokio::time::sleep(Duration::from_secs(2)).await; // time a join would take, had Foyer taken the invite
     let (_, joined) = bot_user.get("/_matrix/client/v3/joined_rooms").await;
     assert!(!joined["joined_rooms"].as_array().unwrap().contains(&json!(theirs)), "{joined}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_foyer_archive_the_api_says_archived_only_once_members_can_no_longer_post() {
+    let hs = Synapse::shared();
+    let (admin, fan) = (hs.create_user("opsadmin").await, hs.create_user("fan").await);
+    let admin_id = admin.user_id.clone();
+    let foyer = TestFoyer::start_with(move |yaml| yaml + &format!("admins: [\"{admin_id}\"]\n"), &[]).await;
+    let bot = foyer.slot.bot_user_id();
+    let id = unique("archnow");
+    // Opens at once (it starts in two hours, the chat opens three hours before).
+    foyer.accept("reservation.created", reservation(&id, 7200, 3 * 3600)).await;
+    grant(&foyer, &id, &fan).await;
+    let room = room_of(&foyer, &id).await;
+    eventually(Duration::from_secs(20), "the fan's invite, then a join", || async {
+        (fan.join(&room).await.0 == 200).then_some(())
+    })
+    .await;
+    let dm = direct_chat(&foyer, &admin).await;
+
+    // The watch starts before the command, so it sees every phase the API gives from then on.
+    let command = format!("!foyer archive {id}");
+    let (polls, answer) =
+        tokio::join!(crate::lifecycle::watch_the_archive(&foyer, &id, &fan, &room), ask(&admin, &bot, &dm, &command));
+    assert!(answer["body"].as_str().unwrap_or("").contains(&format!("Archiving the room of `{id}` now.")), "{answer}");
+    eprintln!("[admin] the read API said archived after {polls} polls, with the room read-only");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
