@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use chrono::{SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
 use crate::harness::{
@@ -75,12 +75,6 @@ async fn every_metric_family_is_documented_present_and_moves() {
     let alice = synapse.create_user("alice").await;
     let bob = synapse.create_user("bob").await;
 
-    // A reservation whose alias a room without Foyer's marker holds: its opening fails
-    // (and is retried) until that room counts as abandoned, a minute later.
-    let blocked = unique("blocked");
-    foyer.squat_alias(&alice, &blocked).await;
-    foyer.accept("reservation.created", reservation(&blocked, 3, 2)).await;
-
     let id = unique("metrics");
     foyer.accept("reservation.created", reservation(&id, 3, 2)).await;
     grant(&foyer, &id, &alice).await;
@@ -104,18 +98,44 @@ async fn every_metric_family_is_documented_present_and_moves() {
     })
     .await;
 
-    let after = eventually(Duration::from_secs(40), "every documented family in /metrics", || async {
-        let text = foyer.metrics_text().await;
-        let phases = metric_in(&text, "foyer_reservations{phase=\"open\"}").unwrap_or(0.0);
-        let missing: Vec<String> =
-            documented().into_keys().filter(|name| !families(&text).contains_key(name)).collect();
-        if !missing.is_empty() || phases != 2.0 {
-            eprintln!("[metrics] still missing {missing:?}; open reservations {phases}");
-            return None;
-        }
-        Some(text)
-    })
-    .await;
+    // A reservation whose alias a room without Foyer's marker holds: its opening fails
+    // (and is retried) until that room counts as abandoned, a minute after Foyer first
+    // sees it. It comes last, so that the minute covers only the reading below, not the
+    // outage above (which can take longer than that on a busy machine).
+    let blocked = unique("blocked");
+    foyer.squat_alias(&alice, &blocked).await;
+    foyer.accept("reservation.created", reservation(&blocked, 3, 2)).await;
+
+    // /metrics between two reads of both reservations (equal reads: nothing moved while
+    // /metrics was read). It recounts phases at most every 15 s, so its phase gauge is
+    // awaited until it counts what the read API says of the two.
+    let failed_opening = "foyer_lifecycle_steps_total{step=\"create_room\",result=\"failed\"}";
+    let phases = ["scheduled", "open", "live", "ended", "archived", "cancelled"];
+    let (after, (record, blocked_record)) =
+        eventually(Duration::from_secs(40), "every documented family in /metrics, phases as read", || async {
+            let view = || async { (foyer.reservation(&id).await.1, foyer.reservation(&blocked).await.1) };
+            let before = view().await;
+            let text = foyer.metrics_text().await;
+            let view_after = view().await;
+            let missing: Vec<String> =
+                documented().into_keys().filter(|name| !families(&text).contains_key(name)).collect();
+            let blocked_tried = text.contains(failed_opening);
+            let counted: Vec<Option<f64>> =
+                phases.iter().map(|p| metric_in(&text, &format!("foyer_reservations{{phase=\"{p}\"}}"))).collect();
+            let read: Vec<Option<f64>> = phases
+                .iter()
+                .map(|p| Some([&view_after.0, &view_after.1].iter().filter(|r| r["phase"] == *p).count() as f64))
+                .collect();
+            if !missing.is_empty() || !blocked_tried || before != view_after || counted != read {
+                eprintln!(
+                    "[metrics] still missing {missing:?}; blocked opening tried: {blocked_tried}; \
+                     phases counted {counted:?}, read {read:?}"
+                );
+                return None;
+            }
+            Some((text, view_after))
+        })
+        .await;
 
     // The doc and the code agree, both ways, with the same types.
     assert_eq!(families(&after), documented(), "docs/metrics.md and /metrics differ");
@@ -141,8 +161,12 @@ async fn every_metric_family_is_documented_present_and_moves() {
     assert!(after.contains("foyer_lifecycle_steps_total{step=\"create_room\",result=\"failed\"}"), "{after}");
     assert!(after.contains("foyer_homeserver_request_duration_seconds_bucket{endpoint=\"create_room\",le=\"0.005\"}"));
     assert!(after.contains("foyer_homeserver_retries_total{endpoint=\""), "{after}");
-    assert_eq!(metric_in(&after, "foyer_reservations{phase=\"open\"}"), Some(2.0), "opened, and due but blocked");
-    assert_eq!(metric_in(&after, "foyer_reservations{phase=\"scheduled\"}"), Some(0.0));
+    // One room: the blocked reservation had none yet when /metrics was read (its read came after).
+    assert_eq!(
+        (record["phase"].as_str(), &blocked_record["room_id"]),
+        (Some("open"), &Value::Null),
+        "{blocked_record}"
+    );
     assert_eq!(metric_in(&after, "foyer_ready"), Some(1.0));
     assert_eq!(metric_in(&after, "foyer_appservice_pings_total"), Some(1.0));
     let age = metric_in(&after, "foyer_homeserver_last_transaction_age_seconds").expect("transaction age");
@@ -251,18 +275,31 @@ async fn the_status_page_needs_the_token_and_lists_reservations_by_phase() {
     assert_eq!(wrong.status(), 401);
     assert!(wrong.text().await.expect("html").contains("That is not the API token"));
 
+    let asked = Utc::now();
     let resp = client.post(format!("{url}/login")).form(&[("token", foyer.slot.api_token.as_str())]).send().await;
     let resp = resp.expect("login");
     assert_eq!(resp.status(), 200, "redirected to the page");
     let page = resp.text().await.expect("html");
+    let answered = Utc::now();
     assert!(page.contains("<meta http-equiv=refresh content=5>"), "refreshes itself");
     assert!(!page.contains("<script"), "works without JavaScript");
     assert!(page.contains(&format!("<tr id=\"r-{soon}\" data-phase=open>")), "{page}");
     assert!(page.contains(&format!("<tr id=\"r-{later}\" data-phase=scheduled>")), "{page}");
-    // `later` opens 7,140 s from its webhook: its own row counts down about 1 h 59 min.
+    // `later` opens about 2 h from its webhook: its own row counts down to its opens_at, in
+    // whole minutes as of the moment the page was made (between the login and its answer).
     let row = page.split(&format!("<tr id=\"r-{later}\"")).nth(1).and_then(|r| r.split("</tr>").next()).unwrap_or("");
     let opens = row.split("<td>").nth(3).unwrap_or("");
-    assert!(opens.contains("in 1 h 59 min") || opens.contains("in 1 h 58 min"), "a countdown to opening: {row}");
+    let opens_at = foyer.reservation(&later).await.1["opens_at"].as_str().map(str::to_owned).unwrap_or_default();
+    let opens_at = DateTime::parse_from_rfc3339(&opens_at).expect("opens_at").with_timezone(&Utc);
+    let countdown = |now: DateTime<Utc>| {
+        let minutes = (opens_at - now).num_seconds() / 60;
+        format!("in {} h {} min", minutes / 60, minutes % 60)
+    };
+    let (earliest, latest) = (countdown(answered), countdown(asked));
+    assert!(
+        opens.contains(&earliest) || opens.contains(&latest),
+        "a countdown to opening ({earliest}–{latest}): {row}"
+    );
     let alias = format!("#{}{soon}:localhost", foyer.slot.alias_prefix);
     assert!(page.contains(&format!("https://matrix.to/#/{}", alias.replace('#', "%23").replace(':', "%3A"))), "{page}");
     assert!(page.contains("0 joined, 0 invited"), "{page}");
@@ -484,8 +521,8 @@ async fn the_status_page_in_chromium_shows_a_reservation_open() {
     let hs = Synapse::shared();
     let holder = hs.create_user("viewer").await;
     let id = unique("onstage");
-    // Opens 12 s from now: seen first as scheduled, then as open after a refresh.
-    foyer.accept("reservation.created", reservation(&id, 14, 2)).await;
+    // Scheduled two hours ahead until the page has shown it so; then an update opens it.
+    foyer.accept("reservation.created", reservation(&id, 7200, 60)).await;
     grant(&foyer, &id, &holder).await;
 
     let browser = crate::browser::Browser::start().await;
@@ -500,6 +537,7 @@ async fn the_status_page_in_chromium_shows_a_reservation_open() {
     })
     .await;
     assert!(browser.current_url().await.ends_with("/status"), "{}", browser.current_url().await);
+    foyer.accept("reservation.updated", reservation(&id, 7200, 3 * 3600)).await;
     // No script drives this: the page reloads itself every few seconds.
     let page = eventually(Duration::from_secs(40), "the reservation to show as open, its holder invited", || async {
         let page = browser.source().await;
