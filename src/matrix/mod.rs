@@ -323,8 +323,9 @@ mod tests {
     #[tokio::test]
     async fn gives_up_at_the_deadline() {
         let (client, calls) = stand_in(vec![(503, json!({"errcode": "M_UNKNOWN"}))]).await;
+        // Room for a few waits (250 ms, 500 ms, 1 s …) even when the first call is slow.
         let err =
-            client.send(whoami::v3::Request::new(), None, Instant::now() + Duration::from_secs(1)).await.unwrap_err();
+            client.send(whoami::v3::Request::new(), None, Instant::now() + Duration::from_secs(3)).await.unwrap_err();
         assert!(err.is_transient());
         assert!(calls.load(Ordering::SeqCst) >= 2, "retried before the deadline");
     }

@@ -13,12 +13,13 @@ async fn synapse_pushes_a_transaction_when_a_user_invites_the_bot() {
     let alice = Synapse::shared().create_user("alice").await;
     let bot = foyer.slot.bot_user_id();
     let _room = alice.create_room(&[bot.as_str()]).await;
-    let sample = r#"foyer_homeserver_events_total{type="m.room.member"}"#;
-    eventually(Duration::from_secs(15), "the invite to reach Foyer", || async {
-        (foyer.metric(sample).await >= 1.0).then_some(())
+    // Foyer counts the event, logs it, then counts the transaction: wait for the last.
+    let accepted = r#"foyer_appservice_transactions_total{result="accepted"}"#;
+    eventually(Duration::from_secs(15), "the transaction with the invite to be accepted", || async {
+        (foyer.metric(accepted).await >= 1.0).then_some(())
     })
     .await;
-    assert!(foyer.metric(r#"foyer_appservice_transactions_total{result="accepted"}"#).await >= 1.0);
+    assert!(foyer.metric(r#"foyer_homeserver_events_total{type="m.room.member"}"#).await >= 1.0);
     let log = foyer.log();
     let line = log
         .lines()

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use crate::harness::{Synapse, TestFoyer, TestUser, enc, eventually, random_token};
+use crate::harness::{Synapse, TestFoyer, TestUser, enc, eventually, metric_in, random_token};
 
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -56,6 +56,56 @@ async fn join(user: &TestUser, room_id: &str) {
     .await;
 }
 
+/// When the homeserver created the room: its `m.room.create` event's timestamp, read by
+/// the bot (the homeserver's clock is this machine's). Synapse sets the alias before the
+/// room's first events, so a room found by its alias may not be readable for a moment.
+async fn created_at(foyer: &TestFoyer, room_id: &str) -> DateTime<Utc> {
+    let bot = TestUser::bot(&foyer.slot);
+    let path = format!("/_matrix/client/v3/rooms/{}/state", enc(room_id));
+    let ts = eventually(Duration::from_secs(10), "the room's first events", || async {
+        let (status, state) = bot.get(&path).await;
+        let create = state.as_array().into_iter().flatten().find(|e| e["type"] == "m.room.create");
+        create.and_then(|e| e["origin_server_ts"].as_i64()).filter(|_| status == 200)
+    })
+    .await;
+    DateTime::from_timestamp_millis(ts).expect("a timestamp")
+}
+
+/// Whether `user` may post a message in the room, by its power levels as `user` reads them.
+async fn can_post(user: &TestUser, room_id: &str) -> bool {
+    let levels = user.state(room_id, "m.room.power_levels").await.expect("the room's power levels");
+    let own = levels["users"][&user.user_id].as_i64().or(levels["users_default"].as_i64()).unwrap_or(0);
+    let needed = levels["events"]["m.room.message"].as_i64().or(levels["events_default"].as_i64()).unwrap_or(0);
+    own >= needed
+}
+
+/// Watches the archive of the reservation `id`, whose room `member` has joined: reads the
+/// read API, then the room's power levels, over and over until the API says `archived`,
+/// and fails the first time the API says `archived` while `member` may still post. The
+/// read API is read first: a room that still lets the member post after that answer was
+/// not archived when the API claimed it. Then the member tries to post and must be
+/// refused. Returns how many polls it took.
+pub async fn watch_the_archive(foyer: &TestFoyer, id: &str, member: &TestUser, room_id: &str) -> u32 {
+    let limit = Duration::from_secs(60);
+    let started = std::time::Instant::now();
+    let mut polls = 0;
+    loop {
+        polls += 1;
+        let (status, record) = foyer.reservation(id).await;
+        assert_eq!(status, 200, "{record}");
+        let may_post = can_post(member, room_id).await;
+        if record["phase"] == "archived" {
+            assert!(!may_post, "poll {polls}: the read API said archived while a member could still post: {record}");
+            let (status, body) = member.send_text(room_id, "after the archive").await;
+            assert_eq!(status, 403, "a member posts after the read API said archived: {body}");
+            return polls;
+        }
+        assert!(started.elapsed() < limit, "the read API did not say archived within {limit:?}: {record}");
+        // Closely enough to catch a moment between the API's answer and the room's change.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_room_opens_at_opens_at_with_everything_in_place() {
     let foyer = TestFoyer::start().await;
@@ -69,17 +119,24 @@ async fn a_room_opens_at_opens_at_with_everything_in_place() {
     grant(&foyer, &id, &[&alice, &bob]).await;
 
     let alias = alias(&foyer, &id);
-    while Utc::now() < opens_at - chrono::Duration::milliseconds(300) {
-        assert_eq!(alice.resolve_alias(&alias).await, None, "no room before opens_at");
+    loop {
+        let resolved = alice.resolve_alias(&alias).await;
+        // An answer that came after opens_at may show the room; one that came before may not.
+        if Utc::now() >= opens_at {
+            break;
+        }
+        assert_eq!(resolved, None, "no room before opens_at");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let room_id = room_of(&foyer, &alice, &id, Duration::from_secs(10)).await;
-    let lateness = Utc::now() - opens_at;
-    eprintln!("room visible {} ms after opens_at", lateness.num_milliseconds());
-
+    // The room's own creation time, not the moment this test's polling saw it: on a busy
+    // machine the polling lags behind by itself.
+    let lateness = created_at(&foyer, &room_id).await - opens_at;
+    eprintln!("room created {} ms after opens_at", lateness.num_milliseconds());
+    assert!(lateness >= chrono::Duration::zero(), "the room was created before opens_at");
     assert!(
         lateness < chrono::Duration::seconds(1),
-        "the room opened {} ms after opens_at",
+        "the room was created {} ms after opens_at",
         lateness.num_milliseconds()
     );
 
@@ -111,21 +168,28 @@ async fn a_room_opens_at_opens_at_with_everything_in_place() {
     let state = alice.state(&room_id, "org.foyer.reservation").await.unwrap();
     assert_eq!(state["reservation_id"], id.as_str());
     assert_eq!(state["stream_url"], "https://stream.example.org/watch/jazz");
-    let notices = alice.notices(&room_id).await;
-    assert!(notices.iter().any(|n| n.contains("is open")), "{notices:?}");
+    // The opening notice follows the invites; the last one seen is no promise it is there yet.
+    eventually(Duration::from_secs(10), "the opening notice", || async {
+        alice.notices(&room_id).await.iter().any(|n| n.contains("is open")).then_some(())
+    })
+    .await;
 
     let (_, r) = foyer.reservation(&id).await;
     assert_eq!((r["phase"].as_str(), r["room_id"].as_str()), (Some("open"), Some(room_id.as_str())), "{r}");
 }
 
-/// Opens at once, archives ~4 s from now; alice joins and posts before that.
+/// Opens at once; alice joins and posts; then an update ends the show at once, so that
+/// the room is archived a second later (at its new `archives_at`), not before alice posted.
 async fn open_then_archive(foyer: &TestFoyer, alice: &TestUser) -> (String, String) {
     let id = unique("arch");
-    foyer.accept("reservation.created", reservation(&id, 1.0, 1.0, 60, 2, &[])).await;
+    foyer.accept("reservation.created", reservation(&id, 1.0, 3600.0, 60, 1, &[])).await;
     grant(foyer, &id, &[alice]).await;
     let room_id = room_of(foyer, alice, &id, Duration::from_secs(10)).await;
     join(alice, &room_id).await;
     assert_eq!(alice.send_text(&room_id, "before the end").await.0, 200);
+    let mut ended = reservation(&id, -1.0, 1.0, 60, 1, &[]);
+    ended["revision"] = json!(2);
+    foyer.accept("reservation.updated", ended).await;
     let alias = alias(foyer, &id);
     eventually(Duration::from_secs(20), "the alias to be removed", || async {
         alice.resolve_alias(&alias).await.is_none().then_some(())
@@ -149,6 +213,20 @@ async fn read_only_archive_silences_members_and_keeps_history() {
     assert!(bodies.iter().any(|b| b == "before the end"), "history is readable: {bodies:?}");
     assert!(bodies.iter().any(|b| b.contains("has ended")), "closing notice: {bodies:?}");
     assert_eq!(alice.state(&room_id, "m.room.join_rules").await.unwrap()["join_rule"], "invite");
+}
+
+#[tokio::test]
+async fn at_archives_at_the_api_says_archived_only_once_members_can_no_longer_post() {
+    let foyer = TestFoyer::start().await;
+    let alice = Synapse::shared().create_user("alice").await;
+    let id = unique("honest");
+    // Open at once; it ends 10 s from now and closes 1 s after that.
+    foyer.accept("reservation.created", reservation(&id, -60.0, 70.0, 3600, 1, &[])).await;
+    grant(&foyer, &id, &[&alice]).await;
+    let room_id = room_of(&foyer, &alice, &id, Duration::from_secs(10)).await;
+    join(&alice, &room_id).await;
+    let polls = watch_the_archive(&foyer, &id, &alice, &room_id).await;
+    eprintln!("the read API said archived after {polls} polls, with the room read-only");
 }
 
 #[tokio::test]
@@ -179,8 +257,11 @@ async fn delete_archive_removes_the_room_from_the_homeserver() {
     .await;
     let alice = Synapse::shared().create_user("alice").await;
     let (_, room_id) = open_then_archive(&foyer, &alice).await;
-    let (status, body) = admin.get(&format!("/_synapse/admin/v1/rooms/{}", enc(&room_id))).await;
-    assert_eq!(status, 404, "the admin API no longer knows the room: {body}");
+    // The alias goes when the deletion starts; the room is gone once it is purged.
+    eventually(Duration::from_secs(30), "the admin API to no longer know the room", || async {
+        (admin.get(&format!("/_synapse/admin/v1/rooms/{}", enc(&room_id))).await.0 == 404).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -189,13 +270,19 @@ async fn rescheduling_and_cancelling_before_opening() {
     let alice = Synapse::shared().create_user("alice").await;
     let later = unique("later");
     let cancelled = unique("never");
-    foyer.accept("reservation.created", reservation(&later, 3.0, 60.0, 1, 60, &[])).await;
-    foyer.accept("reservation.created", reservation(&cancelled, 3.0, 60.0, 1, 60, &[])).await;
+    // Both would open 9 s from now: time enough for the four webhooks on a busy machine.
+    let first = reservation(&later, 10.0, 60.0, 1, 60, &[]);
+    let would_open = DateTime::parse_from_rfc3339(first["starts_at"].as_str().unwrap()).unwrap().with_timezone(&Utc)
+        - chrono::Duration::seconds(1);
+    foyer.accept("reservation.created", first).await;
+    foyer.accept("reservation.created", reservation(&cancelled, 10.0, 60.0, 1, 60, &[])).await;
     let mut moved = reservation(&later, 3600.0, 60.0, 1, 60, &[]);
     moved["revision"] = json!(2);
     foyer.accept("reservation.updated", moved.clone()).await;
     foyer.accept("reservation.cancelled", json!({"reservation_id": cancelled})).await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Nothing must happen at the old opening: look once it is 2 s past.
+    let look_at = would_open + chrono::Duration::seconds(2);
+    tokio::time::sleep((look_at - Utc::now()).to_std().unwrap_or_default()).await;
     assert_eq!(alice.resolve_alias(&alias(&foyer, &later)).await, None, "the opening moved");
     assert_eq!(alice.resolve_alias(&alias(&foyer, &cancelled)).await, None, "a cancelled reservation never opens");
     let (_, r) = foyer.reservation(&later).await;
@@ -224,7 +311,12 @@ async fn cancelling_an_open_room_posts_a_notice_and_archives_at_once() {
     .await;
     let bodies = alice.bodies(&room_id).await;
     assert!(bodies.iter().any(|b| b.contains("was cancelled (the band is ill)")), "{bodies:?}");
-    assert_eq!(alice.resolve_alias(&alias(&foyer, &id)).await, None);
+    // The alias goes after the power levels, in the same archive.
+    let alias = alias(&foyer, &id);
+    eventually(Duration::from_secs(10), "the alias to be removed", || async {
+        alice.resolve_alias(&alias).await.is_none().then_some(())
+    })
+    .await;
     assert_eq!(foyer.reservation(&id).await.1["phase"], "cancelled");
 }
 
@@ -307,11 +399,12 @@ async fn crashes_in_the_middle_of_an_opening_make_one_room_and_one_invite_each()
     grant(&foyer, &id, &holder_refs).await;
 
     // First crash: the room exists on the homeserver, its id is not recorded yet.
-    let code = foyer.wait_exit(Duration::from_secs(20)).await;
+    let code = foyer.wait_exit(Duration::from_secs(60)).await;
     assert_ne!(code, 0, "the failpoint aborted Foyer:\n{}", foyer.log());
-    // Second crash: two invites sent, the rest not.
+    // Second crash: two invites sent, the rest not. On PostgreSQL this start first waits
+    // for the dead process's lease to expire (15 s), then starts up and invites.
     foyer.kill_and_restart_with(&[("FOYER_FAILPOINTS", "after_invite=2")], false).await;
-    let code = foyer.wait_exit(Duration::from_secs(20)).await;
+    let code = foyer.wait_exit(Duration::from_secs(60)).await;
     assert_ne!(code, 0, "the second failpoint aborted Foyer:\n{}", foyer.log());
     foyer.kill_and_restart().await;
 
@@ -336,17 +429,29 @@ async fn a_room_due_while_the_homeserver_is_down_opens_soon_after_it_returns() {
     let foyer = TestFoyer::start_on(&synapse).await;
     let alice = synapse.create_user("alice").await;
     let id = unique("outage");
-    foyer.accept("reservation.created", reservation(&id, 4.0, 600.0, 2, 60, &[])).await;
-    grant(&foyer, &id, &[&alice]).await;
 
+    // The homeserver goes away first; then the room falls due (it opens at once).
     tokio::task::block_in_place(|| synapse.stop());
-    tokio::time::sleep(Duration::from_secs(6)).await; // opens_at passes while it is down
+    foyer.accept("reservation.created", reservation(&id, 4.0, 600.0, 60, 60, &[])).await;
+    grant(&foyer, &id, &[&alice]).await;
+    // Its first opening asks the homeserver's capabilities (the room version), then creates.
+    let retried = [
+        r#"foyer_homeserver_retries_total{endpoint="get_capabilities"}"#,
+        r#"foyer_homeserver_retries_total{endpoint="create_room"}"#,
+    ];
+    eventually(Duration::from_secs(30), "Foyer to try to open the room while the homeserver is down", || async {
+        let text = foyer.metrics_text().await;
+        retried.iter().any(|sample| metric_in(&text, sample).is_some_and(|n| n > 0.0)).then_some(())
+    })
+    .await;
     assert_eq!(foyer.reservation(&id).await.1["room_id"], Value::Null);
     tokio::task::block_in_place(|| synapse.start_again());
-    let back = std::time::Instant::now();
+    let back = Utc::now();
     let room_id = room_of(&foyer, &alice, &id, Duration::from_secs(30)).await;
-    eprintln!("room opened {} ms after the homeserver came back", back.elapsed().as_millis());
-    assert!(back.elapsed() < Duration::from_secs(10), "took {:?}", back.elapsed());
+    // From the moment the homeserver answers again to the room's creation on it.
+    let took = created_at(&foyer, &room_id).await - back;
+    eprintln!("room created {} ms after the homeserver came back", took.num_milliseconds());
+    assert!(took < chrono::Duration::seconds(10), "took {} ms", took.num_milliseconds());
     join(&alice, &room_id).await;
 }
 

@@ -49,6 +49,16 @@ async fn join(user: &TestUser, room_id: &str) {
     .await;
 }
 
+/// Waits until the room's opening is done: its notice, the last of its steps (see
+/// `lifecycle::plan`), is in the room as `member` sees it. Foyer does no more work on the
+/// homeserver for this reservation until something changes.
+async fn wait_opened(member: &TestUser, room_id: &str) {
+    eventually(Duration::from_secs(15), "the opening notice, the last step of the opening", || async {
+        member.notices(room_id).await.iter().any(|n| n.contains("is open")).then_some(())
+    })
+    .await;
+}
+
 /// The read API's view once it reports `joined` members.
 async fn wait_joined(foyer: &TestFoyer, id: &str, joined: u64) -> Value {
     eventually(Duration::from_secs(15), &format!("{joined} joined member(s) of {id}"), || async {
@@ -359,7 +369,11 @@ async fn secrets_never_reach_the_log_even_at_trace() {
     })
     .await;
     assert_eq!(foyer.reservation(&id).await.1["phase"], "cancelled");
-    tokio::time::sleep(Duration::from_millis(500)).await; // the last lines of the archive
+    // The archive's last line: logged once the deletion is done, maybe after we saw it.
+    eventually(Duration::from_secs(15), "the archive's last line in the log", || async {
+        foyer.log().contains("room archived").then_some(())
+    })
+    .await;
 
     let log = foyer.log();
     let trace_lines = log.lines().filter(|l| l.contains(" TRACE ")).count();
@@ -391,6 +405,7 @@ async fn the_bot_ignores_rooms_it_does_not_manage() {
     let real_room = room_id(&foyer, &id).await;
     join(&bob, &real_room).await;
     let before = wait_joined(&foyer, &id, 1).await;
+    wait_opened(&bob, &real_room).await;
     let real_members_before = members(&bot, &real_room).await;
     let work_before = work_done(&foyer).await;
     let member_events_before = foyer.metric(MEMBER_EVENTS).await;
@@ -465,6 +480,7 @@ async fn appservice_events_for_foreign_rooms_change_nothing() {
     let real_room = room_id(&foyer, &id).await;
     join(&bob, &real_room).await;
     let before = wait_joined(&foyer, &id, 1).await;
+    wait_opened(&bob, &real_room).await;
     let real_members_before = members(&bot, &real_room).await;
     let work_before = work_done(&foyer).await;
 

@@ -107,19 +107,25 @@ async fn a_restart_after_the_end_goes_live_again_and_postpones_the_archive() {
 
 #[tokio::test]
 async fn an_overrunning_stream_keeps_the_room_up_to_max_overrun() {
-    let foyer = TestFoyer::start_with(|y| y + "rooms:\n  max_overrun: 8s\n  closing_warning: 0s\n", &[]).await;
+    let foyer = TestFoyer::start_with(|y| y + "rooms:\n  max_overrun: 15s\n  closing_warning: 0s\n", &[]).await;
     let fan = Synapse::shared().create_user("fan").await;
     let id = unique("overrun");
-    // Ends in 2 s, closes 1 s after the end: without the overrun it would close at +3 s.
-    foyer.accept("reservation.created", reservation(&id, -60.0, 2.0, 60, 1)).await;
-    let room = open_room(&foyer, &id, &fan).await;
+    // Ends in 4 s, closes 1 s after the end: without the overrun it would close at +5 s;
+    // with it, at +20 s. The stream starts at once, long before the end.
+    let body = reservation(&id, -60.0, 4.0, 60, 1);
+    let ends_at = DateTime::parse_from_rfc3339(body["ends_at"].as_str().unwrap()).unwrap().with_timezone(&Utc);
+    foyer.accept("reservation.created", body).await;
     foyer.accept("stream.started", json!({"reservation_id": id})).await;
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    let room = open_room(&foyer, &id, &fan).await;
+    // Look once the room would have closed without the overrun (+5 s), well before it
+    // closes with it (+20 s).
+    let look_at = ends_at + chrono::Duration::seconds(2);
+    tokio::time::sleep((look_at - Utc::now()).to_std().unwrap_or_default()).await;
     assert_eq!(fan.send_text(&room, "still live past ends_at").await.0, 200, "within max_overrun the room stays");
     assert_eq!(foyer.reservation(&id).await.1["phase"], "live");
-    // Beyond max_overrun (+2 s + 8 s + 1 s) it closes although the stream never ended.
+    // Beyond max_overrun (ends_at + 15 s + 1 s) it closes although the stream never ended.
     // `archived` is said only once the archive is done: nobody else can post by then.
-    eventually(Duration::from_secs(15), "the archive beyond max_overrun", || async {
+    eventually(Duration::from_secs(40), "the archive beyond max_overrun", || async {
         (foyer.reservation(&id).await.1["phase"] == "archived").then_some(())
     })
     .await;
@@ -136,13 +142,22 @@ async fn reminders_are_posted_once_across_a_crash() {
     let fan = Synapse::shared().create_user("fan").await;
     let id = unique("remind");
     // Opens at +1 s; the reminder is due at +3 s, 3 s before the start.
-    foyer.accept("reservation.created", reservation(&id, 6.0, 600.0, 5, 60)).await;
-    let room = open_room(&foyer, &id, &fan).await;
-    // The reminder is posted, then Foyer dies before recording it.
-    let code = foyer.wait_exit(Duration::from_secs(20)).await;
+    let body = reservation(&id, 6.0, 600.0, 5, 60);
+    let starts_at = DateTime::parse_from_rfc3339(body["starts_at"].as_str().unwrap()).unwrap().with_timezone(&Utc);
+    foyer.accept("reservation.created", body).await;
+    let ticket = json!({"reservation_id": id, "tickets": [{"ticket_id": "t", "user_id": fan.user_id}]});
+    foyer.accept("ticket.granted", ticket).await;
+    // The room opens, the reminder is posted, then Foyer dies before recording it. The
+    // room is read after the restart: the read API is gone with the process.
+    let code = foyer.wait_exit(Duration::from_secs(60)).await;
     assert_ne!(code, 0, "the failpoint aborted Foyer:\n{}", foyer.log());
     foyer.kill_and_restart().await;
-    tokio::time::sleep(Duration::from_secs(5)).await; // past the start
+    let room = foyer.reservation(&id).await.1["room_id"].as_str().expect("the room, recorded before").to_owned();
+    eventually(Duration::from_secs(10), "a join", || async { (fan.join(&room).await.0 == 200).then_some(()) }).await;
+    // A reminder is due only before the start: look once the start has passed, when a
+    // second one could no longer come.
+    let look_at = starts_at + chrono::Duration::seconds(2);
+    tokio::time::sleep((look_at - Utc::now()).to_std().unwrap_or_default()).await;
     let all = notices(&fan, &room).await;
     let reminders = all.iter().filter(|n| n.contains("starts in")).count();
     assert_eq!(reminders, 1, "{all:?}");
