@@ -429,7 +429,7 @@ async fn handle(state: &AppState, client: &MatrixClient, event: &HomeserverEvent
     crate::failpoint::hit("admin_before_answer");
     // The transaction id follows the command, so a command handled again is answered once.
     let txn = format!("foyer-admin-{}", event.event_id);
-    match room::notice(client, &room_id, &txn, &answer.text, &answer.html).await {
+    match room::notice(client, &state.config.bot_user_id(), &room_id, &txn, &answer.text, &answer.html).await {
         Ok(()) => {}
         Err(e) => return permanent(e, "answer an admin command"),
     }

@@ -290,6 +290,7 @@ impl Lifecycle {
             let hosts: BTreeSet<OwnedUserId> = record.reservation.hosts.iter().cloned().collect();
             let mut room_id = state.room.room_id.clone();
             let mut space = state.room.space.clone();
+            let bot = self.config.bot_user_id();
             // Invites to other servers go last, side by side: an unreachable server takes
             // seconds per try and must not keep local holders, notices or kicks waiting.
             let local = &self.config.homeserver.server_name;
@@ -348,7 +349,7 @@ impl Lifecycle {
                         let room = room_id.as_ref().expect("notices go to an existing room");
                         let (text, html) = room::live_notice(&record);
                         let txn = format!("foyer-live-{id}-{}", at.timestamp_millis());
-                        room::notice(&self.client, room, &txn, &text, &html).await?;
+                        room::notice(&self.client, &bot, room, &txn, &text, &html).await?;
                         failpoint::hit("after_notice");
                         StepRecord::LiveNoticeSent(*at)
                     }
@@ -356,7 +357,7 @@ impl Lifecycle {
                         let room = room_id.as_ref().expect("notices go to an existing room");
                         let (text, html) = room::ended_notice(&times);
                         let txn = format!("foyer-ended-{id}-{}", at.timestamp_millis());
-                        room::notice(&self.client, room, &txn, &text, &html).await?;
+                        room::notice(&self.client, &bot, room, &txn, &text, &html).await?;
                         failpoint::hit("after_notice");
                         StepRecord::EndedNoticeSent(*at)
                     }
@@ -365,14 +366,15 @@ impl Lifecycle {
                         let left =
                             ((record.reservation.starts_at - now).num_milliseconds().max(0) as u64).div_ceil(1000);
                         let (text, html) = room::reminder_notice(&record, left);
-                        room::notice(&self.client, room, &format!("foyer-remind-{id}-{secs}"), &text, &html).await?;
+                        room::notice(&self.client, &bot, room, &format!("foyer-remind-{id}-{secs}"), &text, &html)
+                            .await?;
                         failpoint::hit("after_notice");
                         StepRecord::ReminderSent(*secs)
                     }
                     Step::PostClosingWarning => {
                         let room = room_id.as_ref().expect("notices go to an existing room");
                         let (text, html) = room::closing_warning(&times, now);
-                        room::notice(&self.client, room, &format!("foyer-warn-{id}"), &text, &html).await?;
+                        room::notice(&self.client, &bot, room, &format!("foyer-warn-{id}"), &text, &html).await?;
                         StepRecord::ClosingWarningSent
                     }
                     Step::EnsureSpace => {
@@ -432,13 +434,13 @@ impl Lifecycle {
                     Step::PostOpeningNotice => {
                         let room = room_id.as_ref().expect("the room is created before the notice");
                         let (text, html) = room::opening_notice(&record);
-                        room::notice(&self.client, room, &format!("foyer-open-{id}"), &text, &html).await?;
+                        room::notice(&self.client, &bot, room, &format!("foyer-open-{id}"), &text, &html).await?;
                         StepRecord::OpeningNoticeSent
                     }
                     Step::PostClosingNotice(reason) => {
                         let room = room_id.as_ref().expect("only an existing room is closed");
                         let (text, html) = room::closing_notice(&record, *reason == CloseReason::Cancelled);
-                        room::notice(&self.client, room, &format!("foyer-close-{id}"), &text, &html).await?;
+                        room::notice(&self.client, &bot, room, &format!("foyer-close-{id}"), &text, &html).await?;
                         StepRecord::ClosingNoticeSent
                     }
                     Step::Archive => {

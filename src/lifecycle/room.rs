@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use ruma::{
-    OwnedRoomAliasId, OwnedRoomId, OwnedTransactionId, OwnedUserId, RoomAliasId,
+    OwnedRoomAliasId, OwnedRoomId, OwnedTransactionId, OwnedUserId, RoomAliasId, UserId,
     api::client::{
         alias::{delete_alias, get_alias},
         membership::{get_member_events, invite_user, join_room_by_id, kick_user, leave_room},
-        message::send_message_event,
+        message::{get_message_events, send_message_event},
         profile::get_profile,
         room::create_room,
         state::{get_state_event_for_key, send_state_event},
@@ -215,27 +215,48 @@ pub async fn invite(client: &MatrixClient, room_id: &OwnedRoomId, user: &OwnedUs
     }
 }
 
-/// Posts an `m.notice` (plain text and HTML). The transaction id is derived from the
-/// notice's purpose, so a repeat after a crash is deduplicated by the homeserver.
+/// Posts an `m.notice` (plain text and HTML) as `bot`, once per transaction id (derived
+/// from the notice's purpose): see [`message`].
 pub async fn notice(
     client: &MatrixClient,
+    bot: &UserId,
     room_id: &OwnedRoomId,
     txn: &str,
     text: &str,
     html: &str,
 ) -> Result<(), MatrixError> {
-    message(client, room_id, txn, "m.notice", text, html).await.map(|_| ())
+    message(client, bot, room_id, txn, "m.notice", text, html).await.map(|_| ())
 }
 
+/// The content key that carries a message's transaction id, so that it can be found.
+const TXN_KEY: &str = "org.foyer.txn";
+
+/// Posts a message once per transaction id. The homeserver deduplicates a repeated
+/// transaction id only while it remembers it (Synapse: in memory, for about 30 minutes),
+/// so a crash between posting and recording followed by a homeserver restart would post
+/// it twice; the bot's latest messages are looked through first for one carrying it.
 async fn message(
     client: &MatrixClient,
+    bot: &UserId,
     room_id: &OwnedRoomId,
     txn: &str,
     msgtype: &str,
     text: &str,
     html: &str,
 ) -> Result<ruma::OwnedEventId, MatrixError> {
-    let content = json!({"msgtype": msgtype, "body": text, "format": "org.matrix.custom.html", "formatted_body": html});
+    match already_sent(client, bot, room_id, txn).await {
+        Ok(Some(sent)) => {
+            tracing::info!(room_id = %room_id, event_id = %sent, "message already posted before a restart; not posted again");
+            return Ok(sent);
+        }
+        Ok(None) => {}
+        Err(e) if e.is_transient() => return Err(e),
+        // Reading the room is refused (a room the bot cannot read back): post as before.
+        Err(e) => tracing::warn!(room_id = %room_id, error = %e, "cannot look for an earlier copy of a message"),
+    }
+    let content = json!({
+        "msgtype": msgtype, "body": text, "format": "org.matrix.custom.html", "formatted_body": html, TXN_KEY: txn,
+    });
     let txn_id: OwnedTransactionId = txn.into();
     let req = send_message_event::v3::Request::new_raw(
         room_id.clone(),
@@ -244,6 +265,27 @@ async fn message(
         raw(content),
     );
     client.send(req, None, deadline()).await.map(|r| r.event_id)
+}
+
+/// The bot's message carrying transaction id `txn` among its latest in the room.
+async fn already_sent(
+    client: &MatrixClient,
+    bot: &UserId,
+    room_id: &OwnedRoomId,
+    txn: &str,
+) -> Result<Option<ruma::OwnedEventId>, MatrixError> {
+    let mut req = get_message_events::v3::Request::new(room_id.clone(), ruma::api::Direction::Backward);
+    req.limit = ruma::UInt::from(20u32);
+    req.filter.senders = Some(vec![bot.to_owned()]);
+    req.filter.types = Some(vec!["m.room.message".to_owned()]);
+    let resp = client.send(req, None, deadline()).await?;
+    Ok(resp.chunk.iter().find_map(|event| {
+        let event = event.deserialize_as::<Value>().ok()?;
+        if event["content"][TXN_KEY].as_str() != Some(txn) {
+            return None;
+        }
+        ruma::OwnedEventId::try_from(event["event_id"].as_str()?).ok()
+    }))
 }
 
 pub async fn set_name(client: &MatrixClient, room_id: &OwnedRoomId, name: &str) -> Result<(), MatrixError> {
@@ -287,7 +329,7 @@ pub async fn set_stream_link(
     let text = format!("📺 Watch the stream: {url}");
     let html = format!("📺 Watch the stream: <a href=\"{0}\">{0}</a>", escape(url));
     let txn = format!("foyer-link-{}-{:016x}", r.id, naming::fingerprint(url));
-    let event_id = message(client, room_id, &txn, "m.text", &text, &html).await?;
+    let event_id = message(client, &config.bot_user_id(), room_id, &txn, "m.text", &text, &html).await?;
     put_state(client, room_id, "m.room.pinned_events", json!({"pinned": [event_id]})).await
 }
 

@@ -268,3 +268,39 @@ async fn a_flood_of_knocks_is_refused_within_a_budget_and_the_rest_left_waiting(
         assert_ne!(s.join(&room).await.0, 200, "a knock grants nothing");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_posted_just_before_a_crash_is_posted_once_across_a_homeserver_restart() {
+    // Synapse deduplicates a repeated transaction id only while it remembers it, in
+    // memory: Foyer dying between posting and recording, then a Synapse restart, used to
+    // post the notice twice (seen in the chaos test).
+    let synapse = Synapse::dedicated(1);
+    let mut foyer = TestFoyer::start_on(&synapse).await;
+    let fan = synapse.create_user("fan").await;
+    let id = unique("once");
+    foyer.accept("reservation.created", open_reservation(&id)).await;
+    grant(&foyer, &id, &[("t1", &fan.user_id)]).await;
+    let room = room_id(&foyer, &id).await;
+    join(&fan, &room).await;
+    let live_notices = || async { fan.notices(&room).await.iter().filter(|n| n.contains("is live now")).count() };
+
+    // Foyer posts the live notice and dies before recording it; Synapse forgets.
+    foyer.kill_and_restart_with(&[("FOYER_FAILPOINTS", "after_notice")], true).await;
+    foyer.accept("stream.started", json!({"reservation_id": id})).await;
+    let code = foyer.wait_exit(Duration::from_secs(30)).await;
+    assert_ne!(code, 0, "the failpoint aborted Foyer:\n{}", foyer.log());
+    assert_eq!(live_notices().await, 1, "posted before the crash");
+    tokio::task::block_in_place(|| {
+        synapse.stop();
+        synapse.start_again();
+    });
+    foyer.restart(&[]);
+    foyer.wait_ready().await;
+
+    eventually(Duration::from_secs(30), "the live notice step done again", || async {
+        let again = foyer.log().contains("not posted again") || live_notices().await > 1;
+        again.then_some(())
+    })
+    .await;
+    assert_eq!(live_notices().await, 1, "{:?}", fan.notices(&room).await);
+}
