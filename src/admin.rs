@@ -7,22 +7,34 @@
 //! The appservice transaction keeps the events that concern this module in the store's
 //! admin inbox before it is answered; [`serve`] handles them and drops each once done.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use ruma::{OwnedUserId, RoomId, UserId};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::{
-    api,
+    config::Config,
     events::HomeserverEvent,
-    http::AppState,
     lifecycle::room::{self, escape},
     matrix::{MatrixClient, MatrixError},
     model::{ReservationId, ReservationRecord, naming},
+    query,
     schedule::{self, Phase},
-    store::{AdminAction, StoreError},
+    store::{AdminAction, Store, StoreError},
 };
+
+/// What the admin commands need, handed in by `startup` (not the HTTP state: commands
+/// arrive through the appservice API but are worked off on their own).
+#[derive(Clone)]
+pub struct Services {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    /// Wakes the lifecycle after an admin's action is stored.
+    pub wake: Arc<Notify>,
+    /// Woken when a homeserver transaction queued admin events.
+    pub inbox: Arc<Notify>,
+}
 
 /// Lines of `!foyer list` at most; the read API pages through the rest.
 const LIST_LIMIT: usize = 25;
@@ -165,10 +177,10 @@ fn line(
     (text, html)
 }
 
-async fn list(state: &AppState, only: Option<Phase>, now: DateTime<Utc>) -> Result<Answer, StoreError> {
+async fn list(state: &Services, only: Option<Phase>, now: DateTime<Utc>) -> Result<Answer, StoreError> {
     let mut lines = Vec::new();
     let mut total = 0usize;
-    api::each_reservation(state, now, |phase, record| {
+    query::each_reservation(state.store.as_ref(), &state.config.rooms, now, |phase, record| {
         if only.is_none_or(|want| want == phase) {
             total += 1;
             if lines.len() < LIST_LIMIT {
@@ -196,7 +208,7 @@ async fn list(state: &AppState, only: Option<Phase>, now: DateTime<Utc>) -> Resu
 /// How many holders who cannot be invited `show` names.
 const SHOWN_FAILURES: u32 = 20;
 
-fn show(state: &AppState, record: &ReservationRecord, failures: &[(String, String)], now: DateTime<Utc>) -> Answer {
+fn show(state: &Services, record: &ReservationRecord, failures: &[(String, String)], now: DateTime<Utc>) -> Answer {
     let config = &state.config;
     let r = &record.reservation;
     let (times, status) = schedule::at(record, &config.rooms, now);
@@ -249,7 +261,7 @@ fn show(state: &AppState, record: &ReservationRecord, failures: &[(String, Strin
 }
 
 /// Runs a command for an admin.
-pub async fn run(state: &AppState, command: Command, now: DateTime<Utc>) -> Result<Answer, StoreError> {
+pub async fn run(state: &Services, command: Command, now: DateTime<Utc>) -> Result<Answer, StoreError> {
     let not_found = |id: &ReservationId| Answer::plain(format!("There is no reservation `{}`.", id.as_str()));
     match command {
         Command::Help => Ok(help()),
@@ -331,12 +343,12 @@ enum Unfinished {
 }
 
 /// Works through the admin inbox until `stop`: at once (what a crash left behind) and
-/// whenever a transaction queues events (`AppState::admin_wake`). The appservice
+/// whenever a transaction queues events (`Services::admin_wake`). The appservice
 /// transaction stores the events before it is answered and each is dropped only once
 /// handled, so a crash loses no command. One handled twice is answered once: the
 /// answer's transaction id is the command's event id, and Synapse keeps transaction
 /// ids for about 30 minutes (not across its own restarts).
-pub async fn serve(state: AppState, client: MatrixClient, mut stop: watch::Receiver<bool>) {
+pub async fn serve(state: Services, client: MatrixClient, mut stop: watch::Receiver<bool>) {
     loop {
         let retry = match drain(&state, &client).await {
             Ok(()) => None,
@@ -346,7 +358,7 @@ pub async fn serve(state: AppState, client: MatrixClient, mut stop: watch::Recei
             }
         };
         tokio::select! {
-            _ = state.admin_wake.notified() => {}
+            _ = state.inbox.notified() => {}
             _ = tokio::time::sleep(retry.unwrap_or(POLL_EVERY)) => {}
             _ = stop.wait_for(|stop| *stop) => return,
         }
@@ -355,7 +367,7 @@ pub async fn serve(state: AppState, client: MatrixClient, mut stop: watch::Recei
 
 /// Handles every event in the inbox once; the first failure that may pass is returned
 /// after the rest were tried, and its event stays for the next round.
-async fn drain(state: &AppState, client: &MatrixClient) -> Result<(), Unfinished> {
+async fn drain(state: &Services, client: &MatrixClient) -> Result<(), Unfinished> {
     loop {
         let page = state.store.admin_inbox(PAGE).await?;
         let full = page.len() == PAGE as usize;
@@ -390,7 +402,7 @@ async fn drain(state: &AppState, client: &MatrixClient) -> Result<(), Unfinished
 
 /// Handles one inbox event: joins an admin's room, or answers a command. Fails only
 /// for what may pass; an answer the homeserver refuses for good is logged and dropped.
-async fn handle(state: &AppState, client: &MatrixClient, event: &HomeserverEvent) -> Result<(), Unfinished> {
+async fn handle(state: &Services, client: &MatrixClient, event: &HomeserverEvent) -> Result<(), Unfinished> {
     let Ok(room_id) = RoomId::parse(&event.room_id) else { return Ok(()) };
     let permanent = |e: MatrixError, what: &str| {
         if e.is_transient() {

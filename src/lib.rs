@@ -2,24 +2,21 @@
 //! chat room. See `docs/architecture.md` for the map.
 
 pub mod admin;
-pub mod api;
-pub mod appservice;
 pub mod cli;
 pub mod config;
 pub mod events;
 pub mod failpoint;
 pub mod http;
-pub mod intake;
 pub mod lifecycle;
 pub mod logging;
 pub mod matrix;
 pub mod memory;
 pub mod model;
+pub mod query;
 pub mod registration;
 pub mod schedule;
 pub mod secret;
 pub mod startup;
-pub mod status;
 pub mod store;
 #[cfg(test)]
 mod test_support;

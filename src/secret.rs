@@ -77,7 +77,7 @@ mod tests {
             ("src/store/sqlite.rs", 1, "opens the database"),
             ("src/store/postgres.rs", 1, "opens the database"),
             ("src/lifecycle/room.rs", 1, "sends the Synapse admin token to the admin API"),
-            ("src/status.rs", 1, "derives the status page cookie's MAC key from api.token (never in the cookie)"),
+            ("src/http/status.rs", 1, "derives the status page cookie's MAC key from api.token (never in the cookie)"),
         ];
         let mut found = Vec::new();
         let mut dirs = vec![std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/src"))];

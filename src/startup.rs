@@ -118,7 +118,13 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             let _ = state.lifecycle.set(lifecycle.clone());
             let admin_client = lifecycle.client.clone();
             tokio::spawn(lifecycle.run(stop_rx.clone()));
-            tokio::spawn(crate::admin::serve(state.clone(), admin_client, stop_rx.clone()));
+            let admin = crate::admin::Services {
+                config: config.clone(),
+                store: state.store.clone(),
+                wake: state.wake.clone(),
+                inbox: state.admin_wake.clone(),
+            };
+            tokio::spawn(crate::admin::serve(admin, admin_client, stop_rx.clone()));
             tracing::info!(bot = %report.bot, "ready");
             metrics::gauge!("foyer_ready").set(1.0);
             if let Ok(mut ready) = state.ready.write() {

@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = foyer::intake::payload::parse(data, chrono::Utc::now());
+    let _ = foyer::http::webhooks::payload::parse(data, chrono::Utc::now());
 });

@@ -14,7 +14,7 @@
 use axum::http::{HeaderMap, HeaderValue};
 use chrono::{DateTime, Utc};
 use foyer::config::WebhookKey;
-use foyer::intake::signature::{sign, verify};
+use foyer::http::webhooks::signature::{sign, verify};
 use libfuzzer_sys::fuzz_target;
 
 const TOLERANCE: std::time::Duration = std::time::Duration::from_secs(300);

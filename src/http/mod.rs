@@ -1,6 +1,10 @@
 //! The one listener: homeserver API, webhooks, read API, health and metrics.
 
+pub mod api;
+pub mod appservice;
 pub mod server;
+pub mod status;
+pub mod webhooks;
 
 use std::sync::{Arc, RwLock};
 
@@ -15,7 +19,7 @@ use axum::{
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 
-use crate::{api, appservice, config::Config, intake, matrix::HandshakeReport, secret::Secret, store::Store};
+use crate::{config::Config, matrix::HandshakeReport, secret::Secret, store::Store};
 
 /// Everything the handlers share.
 #[derive(Clone)]
@@ -40,8 +44,8 @@ pub fn router(state: AppState, limits: &server::Limits) -> Router {
     Router::new()
         .nest("/_matrix/app/v1", appservice::router(state.clone()))
         .nest("/api/v1", api::router(state.clone()))
-        .route("/webhooks/v1/events", axum::routing::post(intake::receive))
-        .merge(crate::status::router())
+        .route("/webhooks/v1/events", axum::routing::post(webhooks::receive))
+        .merge(status::router())
         .route("/health/live", get(|| async { Json(json!({"status": "live"})) }))
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics).layer(middleware::from_fn_with_state(state.clone(), require_api_token)))
@@ -139,7 +143,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     {
         let mut counted_at = state.phases_counted_at.lock().await;
         if counted_at.is_none_or(|t| t.elapsed() >= PHASE_COUNT_EVERY) {
-            match api::phase_counts(&state, chrono::Utc::now()).await {
+            match crate::query::phase_counts(state.store.as_ref(), &state.config.rooms, chrono::Utc::now()).await {
                 Ok(counts) => {
                     for (phase, n) in counts {
                         metrics::gauge!("foyer_reservations", "phase" => phase.as_str()).set(n as f64);

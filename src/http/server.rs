@@ -132,11 +132,11 @@ fn connection_cap(open_files: Option<u64>) -> usize {
 /// The largest body `path` takes; a declared `Content-Length` over it gets 413 at once.
 fn body_limit(path: &str) -> u64 {
     if path == "/webhooks/v1/events" {
-        crate::intake::MAX_BODY_BYTES as u64
+        super::webhooks::MAX_BODY_BYTES as u64
     } else if path.starts_with("/_matrix/app/") {
         MAX_TRANSACTION_BYTES
     } else if path == "/status/login" {
-        crate::status::MAX_LOGIN_BYTES as u64
+        super::status::MAX_LOGIN_BYTES as u64
     } else {
         MAX_OTHER_BODY_BYTES
     }

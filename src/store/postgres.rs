@@ -18,11 +18,11 @@ use super::{
     Signals, StepRecord, Store, StoreError, TicketCounts, TicketRow, from_millis, to_millis,
 };
 use crate::events::HomeserverEvent;
-use crate::lifecycle::{InviteFailure, Member, Membership};
 use crate::model::SessionId;
 use crate::model::{
     Channel, Description, ExternalId, Reservation, ReservationId, Revision, StreamUrl, Title, WebhookEvent,
 };
+use crate::model::{InviteFailure, Member, Membership};
 
 /// Numbered migrations, applied in order once each; never edit a released one.
 const MIGRATIONS: &[(i64, &str)] = &[

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::{SecondsFormat, Utc};
-use foyer::{model::SessionId, secret::Secret, status::cookie_value};
+use foyer::{http::status::cookie_value, model::SessionId, secret::Secret};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::{

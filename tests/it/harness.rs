@@ -935,7 +935,7 @@ impl Sender {
     /// One attempt, signed now.
     pub async fn attempt(&self, id: &str, body: &[u8]) -> Result<(u16, Value), reqwest::Error> {
         let now = chrono_now();
-        let signature = foyer::intake::signature::sign(&self.key, id, now, body);
+        let signature = foyer::http::webhooks::signature::sign(&self.key, id, now, body);
         let resp = self
             .http
             .post(&self.url)

@@ -85,7 +85,8 @@ fn signed_at(timestamp: i64, body: &[u8], edit: impl FnOnce(String) -> String) -
     let id = format!("msg_{}", random_token());
     // Foyer's own signer: the `standardwebhooks` crate refuses to sign bodies that are not UTF-8.
     let key = base64::engine::general_purpose::STANDARD.decode(&WEBHOOK_SECRET["whsec_".len()..]).expect("secret");
-    let signature = edit(foyer::intake::signature::sign(&foyer::config::WebhookKey::new(key), &id, timestamp, body));
+    let signature =
+        edit(foyer::http::webhooks::signature::sign(&foyer::config::WebhookKey::new(key), &id, timestamp, body));
     headers(&id, &timestamp.to_string(), &signature)
 }
 

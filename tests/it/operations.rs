@@ -308,7 +308,8 @@ async fn the_status_page_needs_the_token_and_lists_reservations_by_phase() {
     // A bearer token works too (for curl); logging out ends the cookie.
     let curl = foyer.http.get(&url).bearer_auth(&foyer.slot.api_token).send().await.expect("bearer");
     assert_eq!(curl.status(), 200);
-    let out = client.post(format!("{url}/logout")).send().await.expect("logout");
+    // The page's form is same-origin; a browser says so in Origin (and Sec-Fetch-Site).
+    let out = client.post(format!("{url}/logout")).header("origin", &foyer.base_url).send().await.expect("logout");
     assert_eq!(out.status(), 401, "back at the login form");
     assert_eq!(client.get(&url).send().await.expect("status").status(), 401);
 }
@@ -550,4 +551,13 @@ async fn the_status_page_in_chromium_shows_a_reservation_open() {
     let png = std::fs::read(&shot).expect("screenshot");
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000, "{} bytes", png.len());
     eprintln!("[status] screenshot saved to {}", shot.display());
+
+    // The page's own Log out button works (the browser marks its POST same-origin) and
+    // leaves the login form.
+    browser.click("form[action='/status/logout'] button").await;
+    eventually(Duration::from_secs(10), "the login form after logging out", || async {
+        let page = browser.source().await;
+        (page.contains("name=\"token\"") && !page.contains(&id)).then_some(())
+    })
+    .await;
 }

@@ -130,39 +130,6 @@ async fn tickets(State(state): State<AppState>, Path(id): Path<String>, Query(qu
     Json(json!({"tickets": tickets, "next": next})).into_response()
 }
 
-/// Every reservation, a page at a time, with its phase at `now`. The records carry no
-/// ticket or member counts (zeros): reading those for every reservation would cost a
-/// scan of the tickets; fetch one reservation for its counts.
-pub async fn each_reservation(
-    state: &AppState,
-    now: DateTime<Utc>,
-    mut visit: impl FnMut(Phase, &ReservationRecord),
-) -> Result<(), crate::store::StoreError> {
-    let mut after: Option<ReservationId> = None;
-    loop {
-        let batch = state.store.schedules_after(after.as_ref(), MAX_PAGE).await?;
-        for record in &batch {
-            visit(schedule::at(record, &state.config.rooms, now).1.phase, record);
-        }
-        match batch.last() {
-            Some(last) if batch.len() == MAX_PAGE as usize => after = Some(last.reservation.id.clone()),
-            _ => return Ok(()),
-        }
-    }
-}
-
-/// How many reservations are in each phase at `now` (every phase listed, zeros too).
-pub async fn phase_counts(state: &AppState, now: DateTime<Utc>) -> Result<Vec<(Phase, u64)>, crate::store::StoreError> {
-    let mut counts: Vec<(Phase, u64)> = Phase::ALL.iter().map(|p| (*p, 0)).collect();
-    each_reservation(state, now, |phase, _| {
-        if let Some(entry) = counts.iter_mut().find(|(p, _)| *p == phase) {
-            entry.1 += 1;
-        }
-    })
-    .await?;
-    Ok(counts)
-}
-
 #[derive(Debug, Deserialize)]
 struct ListQuery {
     phase: Option<String>,

@@ -28,11 +28,11 @@ use sha2::Sha256;
 use url::Url;
 
 use crate::{
-    api,
     config::Config,
     http::{AppState, has_token},
     lifecycle::room::escape,
     model::{ReservationId, ReservationRecord, SessionId, naming},
+    query,
     schedule::{self, Phase},
     secret::Secret,
     store::StoreError,
@@ -294,7 +294,7 @@ async fn page(State(state): State<AppState>, headers: HeaderMap) -> Response {
     // The walk reads light rows (no counts); the rows shown are then read in full, at once.
     let mut counts: Vec<(Phase, usize)> = Phase::ALL.iter().map(|p| (*p, 0)).collect();
     let (mut shown, mut failing, mut failing_total) = (Vec::new(), Vec::new(), 0);
-    let listed = api::each_reservation(&state, now, |phase, record| {
+    let listed = query::each_reservation(state.store.as_ref(), &state.config.rooms, now, |phase, record| {
         let id = &record.reservation.id;
         if let Some(c) = counts.iter_mut().find(|(p, _)| *p == phase) {
             c.1 += 1;
@@ -477,7 +477,7 @@ mod tests {
 
     fn config(url: &str) -> Config {
         let yaml =
-            include_str!("../config.example.yaml").replace("url: http://127.0.0.1:29330", &format!("url: {url}"));
+            include_str!("../../config.example.yaml").replace("url: http://127.0.0.1:29330", &format!("url: {url}"));
         let (dir, env) = (std::path::Path::new("."), |_: &str| None);
         crate::config::from_yaml_str(&yaml, "example", dir, &env, crate::config::Placeholders::Allow).expect("valid")
     }
