@@ -429,7 +429,7 @@ impl Lifecycle {
                     }
                     Step::Invite(user) => {
                         let room = room_id.as_ref().expect("the room is created before invites");
-                        self.invite_holder(id, room, space.as_ref(), user, state.room.invite_failures.get(user)).await
+                        self.invite_holder(id, room, space.as_ref(), user, state.room.invite_failures.get(user)).await?
                     }
                     Step::PostOpeningNotice => {
                         let room = room_id.as_ref().expect("the room is created before the notice");
@@ -477,6 +477,7 @@ impl Lifecycle {
                         running.push(self.invite_holder(id, room, space.as_ref(), user, previous));
                     }
                     let Some(done) = running.next().await else { break };
+                    let done = done?;
                     self.store.record_step(id, &done, Utc::now()).await?;
                     if let StepRecord::Invited { .. } = done {
                         metrics::counter!("foyer_lifecycle_steps_total", "step" => "invite", "result" => "ok")
@@ -488,8 +489,11 @@ impl Lifecycle {
         }
     }
 
-    /// Invites one holder (or host) and says how it went, for that user alone: a
-    /// failure is theirs, with its own backoff, and never fails the reservation.
+    /// Invites one holder (or host) and says how it went, for that user alone: a failure
+    /// that is theirs (a server that is down or misspelt, a user who does not exist or may
+    /// not join) has its own backoff and never fails the reservation. Only the homeserver
+    /// itself failing (unreachable, or a server error for one of its own users) is the
+    /// reservation's error, retried soon like any step.
     async fn invite_holder(
         &self,
         id: &ReservationId,
@@ -497,35 +501,40 @@ impl Lifecycle {
         space: Option<&ruma::OwnedRoomId>,
         user: &OwnedUserId,
         previous: Option<&InviteFailure>,
-    ) -> StepRecord {
-        let invited = if user.server_name() == self.config.homeserver.server_name
-            && let Ok(false) = room::local_user_exists(&self.client, user).await
-        {
+    ) -> Result<StepRecord, MatrixError> {
+        let local = user.server_name() == self.config.homeserver.server_name;
+        // Only with the admin API (synapse_admin.token) can a missing local user be told.
+        let missing = match (&self.admin, local) {
+            (Some(admin), true) => matches!(admin.user_exists(user).await, Ok(false)),
+            _ => false,
+        };
+        let invited = if missing {
             Err(format!("there is no user {user} on this homeserver"))
         } else {
-            room::invite(&self.client, room, user).await.map_err(|e| e.to_string())
+            match room::invite(&self.client, room, user).await {
+                Ok(()) => Ok(()),
+                Err(e @ MatrixError::Network { .. }) => return Err(e),
+                Err(e) if local && e.is_transient() => return Err(e),
+                Err(e) => Err(e.to_string()),
+            }
         };
-        match invited {
-            Ok(()) => {
-                // Everyone invited to a room is invited to its channel's space; the space
-                // is a convenience, so its failure is only logged.
-                if let Some(space) = space
-                    && let Err(e) = room::invite(&self.client, space, user).await
-                {
-                    tracing::warn!(reservation_id = %id, space = %space, user_id = %user, error = %e, "cannot invite to the channel's space");
-                }
-                failpoint::hit("after_invite");
-                tracing::info!(reservation_id = %id, room_id = %room, user_id = %user, "invited");
-                StepRecord::Invited { user_id: user.clone() }
+        let Err(e) = invited else {
+            // Everyone invited to a room is invited to its channel's space; the space is a
+            // convenience, so its failure is only logged.
+            if let Some(space) = space
+                && let Err(e) = room::invite(&self.client, space, user).await
+            {
+                tracing::warn!(reservation_id = %id, space = %space, user_id = %user, error = %e, "cannot invite to the channel's space");
             }
-            Err(e) => {
-                let failure = InviteFailure::after(previous, e.clone(), Utc::now());
-                let retry_in_s = (failure.retry_at - Utc::now()).num_seconds();
-                tracing::warn!(reservation_id = %id, room_id = %room, user_id = %user, error = %e, attempts = failure.attempts, retry_in_s, "cannot invite; trying this holder again later");
-                metrics::counter!("foyer_lifecycle_steps_total", "step" => "invite", "result" => "failed").increment(1);
-                StepRecord::InviteFailed { user_id: user.clone(), failure }
-            }
-        }
+            failpoint::hit("after_invite");
+            tracing::info!(reservation_id = %id, room_id = %room, user_id = %user, "invited");
+            return Ok(StepRecord::Invited { user_id: user.clone() });
+        };
+        let failure = InviteFailure::after(previous, e.clone(), Utc::now());
+        let retry_in_s = (failure.retry_at - Utc::now()).num_seconds();
+        tracing::warn!(reservation_id = %id, room_id = %room, user_id = %user, error = %e, attempts = failure.attempts, retry_in_s, "cannot invite; trying this holder again later");
+        metrics::counter!("foyer_lifecycle_steps_total", "step" => "invite", "result" => "failed").increment(1);
+        Ok(StepRecord::InviteFailed { user_id: user.clone(), failure })
     }
 
     /// How long to wait for a room found holding our alias without our marker before

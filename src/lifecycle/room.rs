@@ -10,7 +10,6 @@ use ruma::{
         alias::{delete_alias, get_alias},
         membership::{get_member_events, invite_user, join_room_by_id, kick_user, leave_room},
         message::{get_message_events, send_message_event},
-        profile::get_profile,
         room::create_room,
         state::{get_state_event_for_key, send_state_event},
     },
@@ -188,18 +187,6 @@ pub async fn create_or_adopt(
 /// Deadline for one invite's retries. Shorter than a step's: an invite to a server that
 /// is down takes seconds per try, and its holder is tried again later on their own.
 const INVITE_DEADLINE: Duration = Duration::from_secs(10);
-
-/// Whether a user of this homeserver exists. Synapse accepts an invite for a local user
-/// who does not exist (a typo in a ticket) and nobody ever sees it; their profile, made
-/// at registration, tells. `Ok(true)` when the homeserver does not say "no such user".
-pub async fn local_user_exists(client: &MatrixClient, user: &OwnedUserId) -> Result<bool, MatrixError> {
-    let req = get_profile::v3::Request::new(user.clone());
-    match client.send(req, None, Instant::now() + INVITE_DEADLINE).await {
-        Ok(_) => Ok(true),
-        Err(MatrixError::Api { status: 404, .. }) => Ok(false),
-        Err(e) => Err(e),
-    }
-}
 
 /// Invites a user; someone already in the room is done.
 pub async fn invite(client: &MatrixClient, room_id: &OwnedRoomId, user: &OwnedUserId) -> Result<(), MatrixError> {
@@ -611,6 +598,19 @@ impl SynapseAdmin {
             });
         }
         Ok(body)
+    }
+
+    /// Whether a user of this homeserver exists. Synapse accepts an invite for a local
+    /// user who does not exist (a typo in a ticket), and nobody ever sees it. The admin
+    /// API tells, unlike a profile lookup, without a rate limit (`rc_profile` throttles
+    /// even an appservice, which an opening wave of thousands of holders would hit).
+    pub async fn user_exists(&self, user: &OwnedUserId) -> Result<bool, MatrixError> {
+        let path = format!("/_synapse/admin/v2/users/{}", urlencode(user.as_str()));
+        match self.call(reqwest::Method::GET, &path, None).await {
+            Ok(_) => Ok(true),
+            Err(MatrixError::Api { status: 404, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Deletes and purges the room, then polls the asynchronous delete until it is done.
