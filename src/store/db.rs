@@ -27,8 +27,9 @@ pub trait Dialect: Database<Row: Read, Arguments: IntoArguments<Self>> {
     type Writer: Send + Sync;
     /// Opens a write transaction.
     const BEGIN_WRITE: &'static str;
-    /// Numbered migrations, applied in order once each; never edit a released one.
-    const MIGRATIONS: &'static [(i64, &'static str)];
+    /// Migrations as (file, SQL), version 1 first, applied in order once each; never edit
+    /// a released one.
+    const MIGRATIONS: &'static [(&'static str, &'static str)];
     /// Creates the table of applied migrations if there is none.
     const MIGRATIONS_TABLE: &'static str;
     /// Runs first in the migrating transaction, if anything must.
@@ -47,13 +48,24 @@ pub trait Dialect: Database<Row: Read, Arguments: IntoArguments<Self>> {
         event: &WebhookEvent,
     ) -> Result<Outcome, StoreError>;
 
-    async fn claim_due(
-        store: &SqlStore<Self>,
-        now: DateTime<Utc>,
-        lease: Duration,
-        limit: u32,
-        owner: &str,
-    ) -> Result<Vec<Claim>, StoreError>;
+    async fn claim_due(store: &SqlStore<Self>, due: Due<'_>) -> Result<Vec<Claim>, StoreError>;
+}
+
+/// The files `migrations/$dialect/$file.sql` as [`Dialect::MIGRATIONS`].
+macro_rules! migrations {
+    ($dialect:literal: $($file:literal)+) => {
+        &[$(($file, include_str!(concat!("../../migrations/", $dialect, "/", $file, ".sql")))),+]
+    };
+}
+pub(super) use migrations;
+
+/// What [`Store::claim_due`] leases: up to `limit` reservations due at `now`, to `owner`
+/// until `until` (both unix milliseconds).
+pub struct Due<'a> {
+    pub now: i64,
+    pub until: i64,
+    pub limit: i64,
+    pub owner: &'a str,
 }
 
 /// A store on database `D` (see `SqliteStore` and `PostgresStore`).
@@ -62,9 +74,9 @@ pub struct SqlStore<D: Dialect> {
     pub(super) writer: D::Writer,
 }
 
-impl<D> SqlStore<D>
+// The bounds say what the code binds: the few types the schema uses.
+impl<D: Dialect> SqlStore<D>
 where
-    D: Dialect,
     for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
     for<'q> i64: Encode<'q, D> + Type<D>,
     for<'q> Option<i64>: Encode<'q, D>,
@@ -85,16 +97,16 @@ where
         sqlx::raw_sql(D::MIGRATIONS_TABLE).execute(&mut *tx).await.map_err(open_err)?;
         let row = sqlx::query(sql::SCHEMA_VERSION).fetch_one(&mut *tx).await.map_err(open_err)?;
         let current = row.int("version").map_err(|e| StoreError::Open(format!("migrating: {e}")))?;
-        let latest = D::MIGRATIONS.last().map_or(0, |(v, _)| *v);
+        let latest = D::MIGRATIONS.len() as i64;
         if current > latest {
             return Err(StoreError::Open(format!(
                 "the database has schema version {current}, newer than this Foyer knows ({latest}); run a newer Foyer"
             )));
         }
-        for (version, migration) in D::MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        for (version, (_, migration)) in (1i64..).zip(D::MIGRATIONS).filter(|(v, _)| *v > current) {
             sqlx::raw_sql(*migration).execute(&mut *tx).await.map_err(open_err)?;
             sqlx::query(sql::MIGRATED)
-                .bind(*version)
+                .bind(version)
                 .bind(to_millis(Utc::now()))
                 .execute(&mut *tx)
                 .await
@@ -231,9 +243,8 @@ where
 }
 
 #[async_trait]
-impl<D> Store for SqlStore<D>
+impl<D: Dialect> Store for SqlStore<D>
 where
-    D: Dialect,
     for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
     for<'q> i64: Encode<'q, D> + Type<D>,
     for<'q> Option<i64>: Encode<'q, D>,
@@ -347,7 +358,9 @@ where
         limit: u32,
         owner: &str,
     ) -> Result<Vec<Claim>, StoreError> {
-        D::claim_due(self, now, lease, limit, owner).await
+        let now = to_millis(now);
+        let due = Due { now, until: now + lease.as_millis() as i64, limit: i64::from(limit), owner };
+        D::claim_due(self, due).await
     }
 
     async fn renew(&self, claim: &Claim, until: DateTime<Utc>) -> Result<bool, StoreError> {
@@ -544,5 +557,24 @@ where
     async fn end_status_session(&self, id: &SessionId) -> Result<(), StoreError> {
         sqlx::query(sql::END_SESSION).bind(id.as_str()).execute(&self.pool).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::{Postgres, Sqlite};
+
+    use super::Dialect;
+
+    #[test]
+    fn each_migration_file_is_numbered_as_its_version() {
+        for (dialect, migrations) in [("sqlite", Sqlite::MIGRATIONS), ("postgres", Postgres::MIGRATIONS)] {
+            for (version, (file, _)) in (1..).zip(migrations) {
+                assert!(
+                    file.starts_with(&format!("{version:04}_")),
+                    "{dialect}: {file} is applied as version {version}"
+                );
+            }
+        }
     }
 }

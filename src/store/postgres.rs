@@ -3,10 +3,7 @@
 //! LOCKED`, so instances never work on the same reservation at once; a dead instance's
 //! leases simply expire.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use sqlx::{
     Postgres,
     postgres::{PgArguments, PgPoolOptions, PgQueryResult},
@@ -15,7 +12,7 @@ use sqlx::{
 
 use super::{
     Claim, Outcome, Receipt, StoreError,
-    db::{Dialect, SqlStore},
+    db::{Dialect, Due, SqlStore, migrations},
     rows, sql, to_millis,
 };
 use crate::reservation::{ReservationId, WebhookEvent};
@@ -26,15 +23,9 @@ pub type PostgresStore = SqlStore<Postgres>;
 impl Dialect for Postgres {
     type Writer = ();
     const BEGIN_WRITE: &'static str = "BEGIN";
-    const MIGRATIONS: &'static [(i64, &'static str)] = &[
-        (1, include_str!("../../migrations/postgres/0001_init.sql")),
-        (2, include_str!("../../migrations/postgres/0002_next_wake_index.sql")),
-        (3, include_str!("../../migrations/postgres/0003_admin_actions.sql")),
-        (4, include_str!("../../migrations/postgres/0004_admin_inbox.sql")),
-        (5, include_str!("../../migrations/postgres/0005_room_name.sql")),
-        (6, include_str!("../../migrations/postgres/0006_holder_invites.sql")),
-        (7, include_str!("../../migrations/postgres/0007_status_sessions.sql")),
-    ];
+    const MIGRATIONS: &'static [(&'static str, &'static str)] = migrations!("postgres":
+        "0001_init" "0002_next_wake_index" "0003_admin_actions" "0004_admin_inbox" "0005_room_name"
+        "0006_holder_invites" "0007_status_sessions");
     const MIGRATIONS_TABLE: &'static str =
         "CREATE TABLE IF NOT EXISTS foyer_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
     /// Several instances may start at once: one migrates, the others wait.
@@ -71,14 +62,7 @@ impl Dialect for Postgres {
     }
 
     /// Instances claim at once: each skips the rows another is taking.
-    async fn claim_due(
-        store: &PostgresStore,
-        now: DateTime<Utc>,
-        lease: Duration,
-        limit: u32,
-        owner: &str,
-    ) -> Result<Vec<Claim>, StoreError> {
-        let now = to_millis(now);
+    async fn claim_due(store: &PostgresStore, due: Due<'_>) -> Result<Vec<Claim>, StoreError> {
         let claimed = sqlx::query(
             "UPDATE lifecycle SET locked_until = $1, locked_by = $4
              WHERE reservation_id IN (
@@ -88,13 +72,13 @@ impl Dialect for Postgres {
                 FOR UPDATE SKIP LOCKED)
              RETURNING reservation_id, facts_version, next_due_at, attempts",
         )
-        .bind(now + lease.as_millis() as i64)
-        .bind(now)
-        .bind(i64::from(limit))
-        .bind(owner)
+        .bind(due.until)
+        .bind(due.now)
+        .bind(due.limit)
+        .bind(due.owner)
         .fetch_all(&store.pool)
         .await?;
-        claimed.iter().map(|row| rows::due_claim(row, owner)).collect()
+        claimed.iter().map(|row| rows::due_claim(row, due.owner)).collect()
     }
 }
 

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     Claim, Outcome, Receipt, StoreError,
-    db::{Dialect, SqlStore},
+    db::{Dialect, Due, SqlStore, migrations},
     rows, sql, to_millis,
 };
 use crate::reservation::{ReservationId, WebhookEvent};
@@ -48,20 +48,10 @@ impl Dialect for Sqlite {
     /// The group-commit writer's queue.
     type Writer = mpsc::Sender<Job>;
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
-    const MIGRATIONS: &'static [(i64, &'static str)] = &[
-        (1, include_str!("../../migrations/sqlite/0001_init.sql")),
-        (2, include_str!("../../migrations/sqlite/0002_lifecycle.sql")),
-        (3, include_str!("../../migrations/sqlite/0003_members.sql")),
-        (4, include_str!("../../migrations/sqlite/0004_stream.sql")),
-        (5, include_str!("../../migrations/sqlite/0005_spaces.sql")),
-        (6, include_str!("../../migrations/sqlite/0006_lease_owner.sql")),
-        (7, include_str!("../../migrations/sqlite/0007_next_wake_index.sql")),
-        (8, include_str!("../../migrations/sqlite/0008_admin_actions.sql")),
-        (9, include_str!("../../migrations/sqlite/0009_admin_inbox.sql")),
-        (10, include_str!("../../migrations/sqlite/0010_room_name.sql")),
-        (11, include_str!("../../migrations/sqlite/0011_holder_invites.sql")),
-        (12, include_str!("../../migrations/sqlite/0012_status_sessions.sql")),
-    ];
+    const MIGRATIONS: &'static [(&'static str, &'static str)] = migrations!("sqlite":
+        "0001_init" "0002_lifecycle" "0003_members" "0004_stream" "0005_spaces" "0006_lease_owner"
+        "0007_next_wake_index" "0008_admin_actions" "0009_admin_inbox" "0010_room_name" "0011_holder_invites"
+        "0012_status_sessions");
     const MIGRATIONS_TABLE: &'static str =
         "CREATE TABLE IF NOT EXISTS foyer_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)";
     const BEFORE_MIGRATING: Option<&'static str> = None;
@@ -103,30 +93,23 @@ impl Dialect for Sqlite {
     }
 
     /// One writer at a time (`BEGIN IMMEDIATE`): the due rows it reads are its own to lease.
-    async fn claim_due(
-        store: &SqliteStore,
-        now: DateTime<Utc>,
-        lease: Duration,
-        limit: u32,
-        owner: &str,
-    ) -> Result<Vec<Claim>, StoreError> {
-        let now = to_millis(now);
+    async fn claim_due(store: &SqliteStore, due: Due<'_>) -> Result<Vec<Claim>, StoreError> {
         let mut tx = store.pool.begin_with(Self::BEGIN_WRITE).await?;
-        let due = sqlx::query(
+        let rows = sqlx::query(
             "SELECT reservation_id, facts_version, next_due_at, attempts FROM lifecycle
              WHERE next_due_at <= $1 AND (locked_until IS NULL OR locked_until <= $1)
              ORDER BY next_due_at LIMIT $2",
         )
-        .bind(now)
-        .bind(i64::from(limit))
+        .bind(due.now)
+        .bind(due.limit)
         .fetch_all(&mut *tx)
         .await?;
-        let mut claims = Vec::with_capacity(due.len());
-        for row in &due {
-            let claim = rows::due_claim(row, owner)?;
+        let mut claims = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let claim = rows::due_claim(row, due.owner)?;
             sqlx::query("UPDATE lifecycle SET locked_until = $1, locked_by = $2 WHERE reservation_id = $3")
-                .bind(now + lease.as_millis() as i64)
-                .bind(owner)
+                .bind(due.until)
+                .bind(due.owner)
                 .bind(claim.reservation_id.as_str())
                 .execute(&mut *tx)
                 .await?;
