@@ -1,8 +1,11 @@
 //! The store: every fact Foyer keeps, behind one trait with one implementation per
 //! database. Each write is one transaction; a `2xx` is only sent after it commits.
 
+mod db;
 pub mod migrate;
 mod postgres;
+mod rows;
+mod sql;
 mod sqlite;
 
 use std::sync::Arc;
@@ -34,6 +37,20 @@ pub enum StoreError {
     /// Stored data that does not parse back: a bug or a hand edit.
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+}
+
+/// A value that does not read back is corrupt (retrying reads it the same); anything
+/// else the database says is taken as passing.
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::ColumnDecode { .. }
+            | sqlx::Error::Decode(_)
+            | sqlx::Error::ColumnNotFound(_)
+            | sqlx::Error::ColumnIndexOutOfBounds { .. } => Self::Corrupt(e.to_string()),
+            _ => Self::Unavailable(e.to_string()),
+        }
+    }
 }
 
 /// How a webhook was recorded.
@@ -71,27 +88,6 @@ pub struct Claim {
 pub(crate) fn attempts(stored: i64) -> u32 {
     stored.clamp(0, i64::from(u32::MAX)) as u32
 }
-
-/// A ticket page: `(reservation_id, after ticket_id, limit)`. The same text on both
-/// backends (SQLite binds `$N` too).
-pub(crate) const TICKETS_PAGE: &str = "SELECT t.ticket_id, t.user_id, t.revoked_at IS NOT NULL AS revoked, i.failure
-    FROM tickets t
-    LEFT JOIN room_invites i ON i.reservation_id = t.reservation_id AND i.user_id = t.user_id
-    WHERE t.reservation_id = $1 AND t.ticket_id > $2
-    ORDER BY t.ticket_id LIMIT $3";
-
-/// Holders and hosts whose invite keeps failing: `(reservation_id, limit)`.
-pub(crate) const INVITE_FAILURES: &str = "SELECT user_id, failure FROM room_invites
-    WHERE reservation_id = $1 AND failure IS NOT NULL ORDER BY user_id LIMIT $2";
-
-/// What [`Store::prune_seen_events`] deletes, each statement bound to `before`.
-pub(crate) const PRUNE: [&str; 2] = [
-    "DELETE FROM seen_events WHERE seen_at < $1",
-    "DELETE FROM room_members WHERE membership = 'leave' AND updated_at < $1",
-];
-
-/// Whether an instance holds any lease that has not run out: `(owner, now)`.
-pub(crate) const HOLDS_LIVE_LEASE: &str = "SELECT 1 FROM lifecycle WHERE locked_by = $1 AND locked_until > $2 LIMIT 1";
 
 #[async_trait]
 pub trait Store: Send + Sync {
@@ -285,304 +281,3 @@ pub(crate) fn readable_records(
     metrics::counter!("foyer_store_unreadable_rows_total").increment(unreadable);
     records
 }
-
-/// The store methods whose SQL is the same on every backend, as functions of the pool:
-/// `Store::admin_action`, `manages_room`, the reservation pages, and the admin inbox.
-/// `$begin(...)`, a method of the pool, opens a write transaction; `$p1`…`$p3` are the
-/// dialect's placeholders (numbered, since `manages_room` uses its first twice).
-macro_rules! shared_fns {
-    ($pool:ty, $begin:ident($($arg:expr)?), $p1:literal, $p2:literal, $p3:literal) => {
-        async fn record_admin_action(
-            pool: &$pool,
-            id: &ReservationId,
-            action: AdminAction,
-            now: DateTime<Utc>,
-        ) -> Result<bool, StoreError> {
-            let now_ms = to_millis(now);
-            let mut tx = pool.$begin($($arg)?).await.map_err(unavailable)?;
-            let exists: Option<i32> =
-                sqlx::query_scalar(concat!("SELECT 1 FROM reservations WHERE reservation_id = ", $p1))
-                    .bind(id.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
-            if exists.is_none() {
-                return Ok(false);
-            }
-            // The first request counts; asking again changes nothing.
-            let signal = match action {
-                AdminAction::OpenNow => Some(concat!(
-                    "INSERT INTO reservation_signals (reservation_id, admin_opened_at) VALUES (",
-                    $p1,
-                    ", ",
-                    $p2,
-                    ") ON CONFLICT (reservation_id) DO UPDATE SET
-                        admin_opened_at = COALESCE(reservation_signals.admin_opened_at, excluded.admin_opened_at)"
-                )),
-                AdminAction::ArchiveNow => Some(concat!(
-                    "INSERT INTO reservation_signals (reservation_id, admin_archived_at) VALUES (",
-                    $p1,
-                    ", ",
-                    $p2,
-                    ") ON CONFLICT (reservation_id) DO UPDATE SET
-                        admin_archived_at = COALESCE(reservation_signals.admin_archived_at, excluded.admin_archived_at)"
-                )),
-                AdminAction::Retry => None,
-            };
-            if let Some(sql) = signal {
-                sqlx::query(sql).bind(id.as_str()).bind(now_ms).execute(&mut *tx).await.map_err(unavailable)?;
-            }
-            sqlx::query(concat!(
-                "INSERT INTO lifecycle (reservation_id, next_due_at, facts_version) VALUES (",
-                $p1,
-                ", ",
-                $p2,
-                ", 1) ON CONFLICT (reservation_id) DO UPDATE SET
-                    next_due_at = excluded.next_due_at, attempts = 0, facts_version = lifecycle.facts_version + 1"
-            ))
-            .bind(id.as_str())
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-            tx.commit().await.map_err(unavailable)?;
-            Ok(true)
-        }
-
-        async fn manages_room(pool: &$pool, room_id: &str) -> Result<bool, StoreError> {
-            let found: Option<i32> = sqlx::query_scalar(concat!(
-                "SELECT 1 FROM lifecycle WHERE room_id = ",
-                $p1,
-                " UNION ALL SELECT 1 FROM spaces WHERE room_id = ",
-                $p1,
-                " LIMIT 1"
-            ))
-            .bind(room_id)
-            .fetch_optional(pool)
-            .await
-            .map_err(unavailable)?;
-            Ok(found.is_some())
-        }
-
-        /// A page of reservations after `after`, read with `sql` (with or without counts).
-        /// Rows that do not read back are left out (`readable_records`) and the page is
-        /// filled up from the rows after them: a short page still means the last one.
-        async fn records_after(
-            pool: &$pool,
-            sql: &'static str,
-            after: Option<&ReservationId>,
-            limit: u32,
-        ) -> Result<Vec<ReservationRecord>, StoreError> {
-            // The raw id, not a parsed one: an unreadable row's id may not parse either.
-            let mut cursor = after.map_or_else(String::new, |id| id.as_str().to_owned());
-            let mut records = Vec::new();
-            loop {
-                let want = limit as usize - records.len();
-                let rows = sqlx::query(sql)
-                    .bind(cursor.as_str())
-                    .bind(want as i64)
-                    .fetch_all(pool)
-                    .await
-                    .map_err(unavailable)?;
-                let mut read = Vec::with_capacity(rows.len());
-                for row in &rows {
-                    let id: String =
-                        row.try_get("reservation_id").map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                    read.push((id, record_from_row(row)));
-                }
-                let Some((last, _)) = read.last() else { break };
-                cursor = last.clone();
-                records.extend($crate::store::readable_records(read));
-                if rows.len() < want || records.len() == limit as usize {
-                    break;
-                }
-            }
-            Ok(records)
-        }
-
-        async fn queue_admin_events(
-            pool: &$pool,
-            events: &[$crate::events::HomeserverEvent],
-            now: DateTime<Utc>,
-        ) -> Result<(), StoreError> {
-            if events.is_empty() {
-                return Ok(());
-            }
-            let mut tx = pool.$begin($($arg)?).await.map_err(unavailable)?;
-            for event in events {
-                let text = serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                sqlx::query(concat!(
-                    "INSERT INTO admin_inbox (event_id, event, received_at) VALUES (",
-                    $p1,
-                    ", ",
-                    $p2,
-                    ", ",
-                    $p3,
-                    ") ON CONFLICT (event_id) DO NOTHING"
-                ))
-                .bind(&event.event_id)
-                .bind(text)
-                .bind(to_millis(now))
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-            }
-            tx.commit().await.map_err(unavailable)
-        }
-
-        async fn admin_inbox(pool: &$pool, limit: u32) -> Result<Vec<$crate::store::QueuedAdminEvent>, StoreError> {
-            let rows: Vec<(String, String, i64)> = sqlx::query_as(concat!(
-                "SELECT event_id, event, received_at FROM admin_inbox ORDER BY seq LIMIT ",
-                $p1
-            ))
-            .bind(i64::from(limit))
-            .fetch_all(pool)
-            .await
-            .map_err(unavailable)?;
-            rows.into_iter()
-                .map(|(event_id, text, received_at)| {
-                    let event = serde_json::from_str(&text).map_err(|e| format!("cannot be read: {e}"));
-                    Ok($crate::store::QueuedAdminEvent { event_id, received_at: from_millis(received_at)?, event })
-                })
-                .collect()
-        }
-
-        async fn forget_admin_event(pool: &$pool, event_id: &str) -> Result<(), StoreError> {
-            sqlx::query(concat!("DELETE FROM admin_inbox WHERE event_id = ", $p1))
-                .bind(event_id)
-                .execute(pool)
-                .await
-                .map_err(unavailable)?;
-            Ok(())
-        }
-    };
-}
-pub(crate) use shared_fns;
-
-/// Reads a reservation record from a row of the `select_records!` shape; one body for
-/// every backend's row type.
-macro_rules! record_from_row {
-    ($name:ident, $row:ty) => {
-        fn $name(row: &$row) -> Result<ReservationRecord, StoreError> {
-            let corrupt = |what: &str, e: String| StoreError::Corrupt(format!("{what}: {e}"));
-            let get_err = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
-            let text = |col: &str| row.try_get::<String, _>(col).map_err(get_err);
-            let opt_text = |col: &str| row.try_get::<Option<String>, _>(col).map_err(get_err);
-            let opt_time = |col: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
-                row.try_get::<Option<i64>, _>(col).map_err(get_err)?.map(from_millis).transpose()
-            };
-            let id = ReservationId::parse(&text("reservation_id")?).map_err(|e| corrupt("reservation_id", e))?;
-            let hosts: Vec<OwnedUserId> =
-                serde_json::from_str(&text("hosts")?).map_err(|e| corrupt("hosts", e.to_string()))?;
-            let channel = match (opt_text("channel_id")?, opt_text("channel_name")?) {
-                (Some(cid), Some(name)) => Some(Channel {
-                    id: ExternalId::parse(&cid).map_err(|e| corrupt("channel_id", e))?,
-                    name: Title::parse(&name).map_err(|e| corrupt("channel_name", e))?,
-                }),
-                _ => None,
-            };
-            let reservation = Reservation {
-                id,
-                revision: row.try_get::<Option<i64>, _>("revision").map_err(get_err)?.map(|v| Revision(v as u64)),
-                title: Title::parse(&text("title")?).map_err(|e| corrupt("title", e))?,
-                description: opt_text("description")?
-                    .map(|d| Description::parse(&d).map_err(|e| corrupt("description", e)))
-                    .transpose()?,
-                starts_at: from_millis(row.try_get("starts_at").map_err(get_err)?)?,
-                ends_at: from_millis(row.try_get("ends_at").map_err(get_err)?)?,
-                stream_url: opt_text("stream_url")?
-                    .map(|u| StreamUrl::parse(&u).map_err(|e| corrupt("stream_url", e)))
-                    .transpose()?,
-                channel,
-                hosts,
-                open_before_seconds: row
-                    .try_get::<Option<i64>, _>("open_before_seconds")
-                    .map_err(get_err)?
-                    .map(|s| s as u32),
-                close_after_seconds: row
-                    .try_get::<Option<i64>, _>("close_after_seconds")
-                    .map_err(get_err)?
-                    .map(|s| s as u32),
-            };
-            let signals = Signals {
-                cancelled_at: opt_time("cancelled_at")?,
-                cancel_reason: opt_text("cancel_reason")?,
-                stream_started_at: opt_time("stream_started_at")?,
-                stream_ended_at: opt_time("stream_ended_at")?,
-                admin_opened_at: opt_time("admin_opened_at")?,
-                admin_archived_at: opt_time("admin_archived_at")?,
-            };
-            let tickets = TicketCounts {
-                active: row.try_get::<i64, _>("tickets_active").map_err(get_err)? as u64,
-                revoked: row.try_get::<i64, _>("tickets_revoked").map_err(get_err)? as u64,
-                uninvitable: row.try_get::<i64, _>("tickets_uninvitable").map_err(get_err)? as u64,
-            };
-            Ok(ReservationRecord {
-                reservation,
-                signals,
-                tickets,
-                room_id: opt_text("room_id")?,
-                members: MemberCounts {
-                    invited: row.try_get::<i64, _>("members_invited").map_err(get_err)? as u64,
-                    joined: row.try_get::<i64, _>("members_joined").map_err(get_err)? as u64,
-                },
-                archived: opt_time("archived_at")?.is_some(),
-                last_error: opt_text("last_error")?,
-                attempts: row.try_get::<Option<i64>, _>("attempts").map_err(get_err)?.unwrap_or(0) as u32,
-            })
-        }
-    };
-}
-pub(crate) use record_from_row;
-
-/// A reservation with its signals and ticket counts, filtered by `$where`.
-macro_rules! select_records {
-    ($where:literal) => {
-        super::select_with!(
-            "(SELECT COUNT(*) FROM tickets t WHERE t.reservation_id = r.reservation_id
-                    AND t.user_id IS NOT NULL AND t.revoked_at IS NULL) AS tickets_active,
-                (SELECT COUNT(*) FROM tickets t WHERE t.reservation_id = r.reservation_id
-                    AND t.revoked_at IS NOT NULL) AS tickets_revoked,
-                (SELECT COUNT(*) FROM tickets t JOIN room_invites i
-                    ON i.reservation_id = t.reservation_id AND i.user_id = t.user_id
-                    WHERE t.reservation_id = r.reservation_id AND t.revoked_at IS NULL
-                    AND i.failure IS NOT NULL) AS tickets_uninvitable,
-                (SELECT COUNT(*) FROM room_members m WHERE m.room_id = l.room_id
-                    AND m.membership = 'invite') AS members_invited,
-                (SELECT COUNT(*) FROM room_members m WHERE m.room_id = l.room_id
-                    AND m.membership = 'join') AS members_joined",
-            $where
-        )
-    };
-}
-pub(crate) use select_records;
-
-/// A reservation with what its phase needs, its counts left at zero: the counts read
-/// the tickets and members tables, which a walk over every reservation must not.
-macro_rules! select_schedules {
-    ($where:literal) => {
-        super::select_with!(
-            "CAST(0 AS BIGINT) AS tickets_active, CAST(0 AS BIGINT) AS tickets_revoked,
-                CAST(0 AS BIGINT) AS tickets_uninvitable,
-                CAST(0 AS BIGINT) AS members_invited, CAST(0 AS BIGINT) AS members_joined",
-            $where
-        )
-    };
-}
-pub(crate) use select_schedules;
-
-macro_rules! select_with {
-    ($counts:literal, $where:literal) => {
-        concat!(
-            "SELECT r.*, s.cancelled_at, s.cancel_reason, s.stream_started_at, s.stream_ended_at,
-                s.admin_opened_at, s.admin_archived_at, l.last_error, l.attempts,
-                l.room_id AS room_id, l.archived_at AS archived_at, ",
-            $counts,
-            " FROM reservations r
-            LEFT JOIN reservation_signals s ON s.reservation_id = r.reservation_id
-            LEFT JOIN lifecycle l ON l.reservation_id = r.reservation_id ",
-            $where
-        )
-    };
-}
-pub(crate) use select_with;

@@ -1,0 +1,580 @@
+//! The one implementation of [`Store`], generic over the database. What differs between
+//! SQLite and PostgreSQL is behind [`Dialect`] (in `sqlite.rs` and `postgres.rs`); the
+//! statements are in `sql.rs` and reading rows back in `rows.rs`.
+
+use std::{collections::BTreeSet, time::Duration};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use ruma::OwnedUserId;
+use sqlx::{Database, Encode, Executor, IntoArguments, Pool, Type, query::Query};
+
+use super::{
+    AdminAction, Claim, LifecycleState, MembershipFact, Outcome, QueuedAdminEvent, Receipt, ReservationRecord,
+    StepRecord, Store, StoreError, TicketRow,
+    rows::{self, Read},
+    sql, to_millis,
+};
+use crate::events::HomeserverEvent;
+use crate::model::Membership;
+use crate::model::SessionId;
+use crate::model::{Description, ReservationId, StreamUrl, WebhookEvent};
+
+/// What one database does its own way.
+#[async_trait]
+pub trait Dialect: Database<Row: Read, Arguments: IntoArguments<Self>> {
+    /// What the store holds besides its pool (SQLite: the group-commit writer's queue).
+    type Writer: Send + Sync;
+    /// Opens a write transaction.
+    const BEGIN_WRITE: &'static str;
+    /// Migrations as (file, SQL), version 1 first, applied in order once each; never edit
+    /// a released one.
+    const MIGRATIONS: &'static [(&'static str, &'static str)];
+    /// Creates the table of applied migrations if there is none.
+    const MIGRATIONS_TABLE: &'static str;
+    /// Runs first in the migrating transaction, if anything must.
+    const BEFORE_MIGRATING: Option<&'static str>;
+    /// Appends to `reminders_sent`'s JSON array: `(seconds, reservation_id)`.
+    const REMINDER_SENT: &'static str;
+
+    fn rows_affected(done: &Self::QueryResult) -> u64;
+
+    /// The records among `ids`, in one statement however many there are.
+    fn records_by_id(ids: &[ReservationId]) -> Result<Query<'static, Self, Self::Arguments>, StoreError>;
+
+    async fn record_webhook(
+        store: &SqlStore<Self>,
+        receipt: &Receipt<'_>,
+        event: &WebhookEvent,
+    ) -> Result<Outcome, StoreError>;
+
+    async fn claim_due(store: &SqlStore<Self>, due: Due<'_>) -> Result<Vec<Claim>, StoreError>;
+}
+
+/// The files `migrations/$dialect/$file.sql` as [`Dialect::MIGRATIONS`].
+macro_rules! migrations {
+    ($dialect:literal: $($file:literal)+) => {
+        &[$(($file, include_str!(concat!("../../migrations/", $dialect, "/", $file, ".sql")))),+]
+    };
+}
+pub(super) use migrations;
+
+/// What [`Store::claim_due`] leases: up to `limit` reservations due at `now`, to `owner`
+/// until `until` (both unix milliseconds).
+pub struct Due<'a> {
+    pub now: i64,
+    pub until: i64,
+    pub limit: i64,
+    pub owner: &'a str,
+}
+
+/// A store on database `D` (see `SqliteStore` and `PostgresStore`).
+pub struct SqlStore<D: Dialect> {
+    pub(super) pool: Pool<D>,
+    pub(super) writer: D::Writer,
+}
+
+// The bounds say what the code binds: the few types the schema uses.
+impl<D: Dialect> SqlStore<D>
+where
+    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
+    for<'q> i64: Encode<'q, D> + Type<D>,
+    for<'q> Option<i64>: Encode<'q, D>,
+    for<'s> &'s str: Encode<'s, D> + Type<D>,
+    for<'s> Option<&'s str>: Encode<'s, D>,
+{
+    pub(crate) fn pool(&self) -> &Pool<D> {
+        &self.pool
+    }
+
+    /// Applies the migrations this database lacks, in one transaction.
+    pub(super) async fn migrate(pool: &Pool<D>) -> Result<(), StoreError> {
+        let open_err = |e: sqlx::Error| StoreError::Open(format!("migrating: {e}"));
+        let mut tx = pool.begin_with(D::BEGIN_WRITE).await.map_err(open_err)?;
+        if let Some(first) = D::BEFORE_MIGRATING {
+            sqlx::raw_sql(first).execute(&mut *tx).await.map_err(open_err)?;
+        }
+        sqlx::raw_sql(D::MIGRATIONS_TABLE).execute(&mut *tx).await.map_err(open_err)?;
+        let row = sqlx::query(sql::SCHEMA_VERSION).fetch_one(&mut *tx).await.map_err(open_err)?;
+        let current = row.int("version").map_err(|e| StoreError::Open(format!("migrating: {e}")))?;
+        let latest = D::MIGRATIONS.len() as i64;
+        if current > latest {
+            return Err(StoreError::Open(format!(
+                "the database has schema version {current}, newer than this Foyer knows ({latest}); run a newer Foyer"
+            )));
+        }
+        for (version, (_, migration)) in (1i64..).zip(D::MIGRATIONS).filter(|(v, _)| *v > current) {
+            sqlx::raw_sql(*migration).execute(&mut *tx).await.map_err(open_err)?;
+            sqlx::query(sql::MIGRATED)
+                .bind(version)
+                .bind(to_millis(Utc::now()))
+                .execute(&mut *tx)
+                .await
+                .map_err(open_err)?;
+            tracing::info!(version, "applied database migration");
+        }
+        tx.commit().await.map_err(open_err)
+    }
+
+    /// One webhook inside the caller's transaction: its receipt (`Duplicate` when there
+    /// is one) and its effect. The caller makes the reservation due (`sql::FACTS_ARRIVED`).
+    pub(super) async fn record(
+        conn: &mut D::Connection,
+        webhook_id: &str,
+        received_at: DateTime<Utc>,
+        event: &WebhookEvent,
+    ) -> Result<Outcome, StoreError> {
+        let inserted = sqlx::query(sql::RECEIPT)
+            .bind(webhook_id)
+            .bind(event.kind())
+            .bind(event.reservation_id().as_str())
+            .bind(to_millis(received_at))
+            .execute(&mut *conn)
+            .await?;
+        if D::rows_affected(&inserted) == 0 {
+            return Ok(Outcome::Duplicate);
+        }
+        let outcome = Self::apply(&mut *conn, event, received_at).await?;
+        if outcome == Outcome::Stale {
+            sqlx::query(sql::RECEIPT_STALE).bind(webhook_id).execute(&mut *conn).await?;
+        }
+        Ok(outcome)
+    }
+
+    /// Applies one event's effect inside the caller's transaction.
+    async fn apply(conn: &mut D::Connection, event: &WebhookEvent, now: DateTime<Utc>) -> Result<Outcome, StoreError> {
+        let now = to_millis(now);
+        match event {
+            WebhookEvent::Upsert(r) => {
+                let stored = sqlx::query(sql::REVISION).bind(r.id.as_str()).fetch_optional(&mut *conn).await?;
+                let stored = stored.map(|row| row.opt_int("revision")).transpose()?.flatten();
+                if let (Some(stored), Some(incoming)) = (stored, r.revision)
+                    && (incoming.0 as i64) < stored
+                {
+                    return Ok(Outcome::Stale);
+                }
+                let hosts = serde_json::to_string(&r.hosts).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+                sqlx::query(sql::UPSERT_RESERVATION)
+                    .bind(r.id.as_str())
+                    .bind(r.revision.map(|v| v.0 as i64))
+                    .bind(r.title.as_str())
+                    .bind(r.description.as_ref().map(Description::as_str))
+                    .bind(to_millis(r.starts_at))
+                    .bind(to_millis(r.ends_at))
+                    .bind(r.stream_url.as_ref().map(StreamUrl::as_str))
+                    .bind(r.channel.as_ref().map(|c| c.id.as_str()))
+                    .bind(r.channel.as_ref().map(|c| c.name.as_str()))
+                    .bind(hosts.as_str())
+                    .bind(r.open_before_seconds.map(i64::from))
+                    .bind(r.close_after_seconds.map(i64::from))
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            WebhookEvent::Cancelled { id, reason } => {
+                let query = sqlx::query(sql::CANCEL).bind(id.as_str()).bind(now).bind(reason.as_deref());
+                query.execute(&mut *conn).await?;
+            }
+            WebhookEvent::TicketsGranted { id, tickets } => {
+                for ticket in tickets {
+                    sqlx::query(sql::GRANT_TICKET)
+                        .bind(id.as_str())
+                        .bind(ticket.id.as_str())
+                        .bind(ticket.user_id.as_str())
+                        .bind(now)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+            }
+            WebhookEvent::TicketsRevoked { id, ticket_ids } => {
+                for ticket_id in ticket_ids {
+                    let query = sqlx::query(sql::REVOKE_TICKET).bind(id.as_str()).bind(ticket_id.as_str()).bind(now);
+                    query.execute(&mut *conn).await?;
+                }
+            }
+            WebhookEvent::StreamStarted { id, at } => {
+                sqlx::query(sql::STREAM_STARTED).bind(id.as_str()).bind(to_millis(*at)).execute(&mut *conn).await?;
+            }
+            WebhookEvent::StreamEnded { id, at } => {
+                sqlx::query(sql::STREAM_ENDED).bind(id.as_str()).bind(to_millis(*at)).execute(&mut *conn).await?;
+            }
+        }
+        Ok(Outcome::Accepted)
+    }
+
+    /// A page of reservations after `after`, read with `query` (with or without counts).
+    /// Rows that do not read back are left out (`readable_records`) and the page is
+    /// filled up from the rows after them: a short page still means the last one.
+    async fn records_after(
+        &self,
+        query: &'static str,
+        after: Option<&ReservationId>,
+        limit: u32,
+    ) -> Result<Vec<ReservationRecord>, StoreError> {
+        // The raw id, not a parsed one: an unreadable row's id may not parse either.
+        let mut cursor = after.map_or_else(String::new, |id| id.as_str().to_owned());
+        let mut records = Vec::new();
+        loop {
+            let want = limit as usize - records.len();
+            let page = sqlx::query(query).bind(cursor.as_str()).bind(want as i64).fetch_all(&self.pool).await?;
+            let mut read = Vec::with_capacity(page.len());
+            for row in &page {
+                read.push((row.text("reservation_id")?, rows::record(row)));
+            }
+            let Some((last, _)) = read.last() else { break };
+            cursor = last.clone();
+            records.extend(super::readable_records(read));
+            if page.len() < want || records.len() == limit as usize {
+                break;
+            }
+        }
+        Ok(records)
+    }
+
+    /// Whether `query` bound to `(text, time)` finds a row.
+    async fn exists(&self, query: &'static str, text: &str, at: Option<DateTime<Utc>>) -> Result<bool, StoreError> {
+        let query = sqlx::query(query).bind(text);
+        let query = match at {
+            Some(at) => query.bind(to_millis(at)),
+            None => query,
+        };
+        Ok(query.fetch_optional(&self.pool).await?.is_some())
+    }
+}
+
+#[async_trait]
+impl<D: Dialect> Store for SqlStore<D>
+where
+    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
+    for<'q> i64: Encode<'q, D> + Type<D>,
+    for<'q> Option<i64>: Encode<'q, D>,
+    for<'s> &'s str: Encode<'s, D> + Type<D>,
+    for<'s> Option<&'s str>: Encode<'s, D>,
+{
+    async fn record_webhook(&self, receipt: &Receipt<'_>, event: &WebhookEvent) -> Result<Outcome, StoreError> {
+        D::record_webhook(self, receipt, event).await
+    }
+
+    async fn reservation(&self, id: &ReservationId) -> Result<Option<ReservationRecord>, StoreError> {
+        let row = sqlx::query(sql::RECORD_BY_ID).bind(id.as_str()).fetch_optional(&self.pool).await?;
+        row.as_ref().map(rows::record).transpose()
+    }
+
+    async fn reservations_by_id(&self, ids: &[ReservationId]) -> Result<Vec<ReservationRecord>, StoreError> {
+        let found = D::records_by_id(ids)?.fetch_all(&self.pool).await?;
+        // One unreadable row is left out rather than failing the others (the status page).
+        let read = found.iter().map(|row| (row.text("reservation_id").unwrap_or_default(), rows::record(row)));
+        Ok(super::readable_records(read))
+    }
+
+    async fn reservations_after(
+        &self,
+        after: Option<&ReservationId>,
+        limit: u32,
+    ) -> Result<Vec<ReservationRecord>, StoreError> {
+        self.records_after(sql::RECORDS_AFTER, after, limit).await
+    }
+
+    async fn schedules_after(
+        &self,
+        after: Option<&ReservationId>,
+        limit: u32,
+    ) -> Result<Vec<ReservationRecord>, StoreError> {
+        self.records_after(sql::SCHEDULES_AFTER, after, limit).await
+    }
+
+    async fn record_memberships(&self, facts: &[MembershipFact], now: DateTime<Utc>) -> Result<usize, StoreError> {
+        if facts.is_empty() {
+            return Ok(0);
+        }
+        let now = to_millis(now);
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        let mut applied = 0;
+        for fact in facts {
+            let found =
+                sqlx::query(sql::RESERVATION_OF_ROOM).bind(fact.room_id.as_str()).fetch_optional(&mut *tx).await?;
+            let Some(reservation) = found.map(|row| row.text("reservation_id")).transpose()? else {
+                continue; // not a room of ours
+            };
+            let fresh = sqlx::query(sql::SEEN_EVENT).bind(fact.event_id.as_str()).bind(now).execute(&mut *tx).await?;
+            if D::rows_affected(&fresh) == 0 {
+                continue;
+            }
+            let invited_by = (fact.membership == Membership::Invite).then_some(fact.sender.as_str());
+            sqlx::query(sql::MEMBER_EVENT)
+                .bind(fact.room_id.as_str())
+                .bind(fact.user_id.as_str())
+                .bind(fact.membership.as_str())
+                .bind(invited_by)
+                .bind(fact.event_id.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(sql::FACTS_CHANGED).bind(now).bind(reservation.as_str()).execute(&mut *tx).await?;
+            applied += 1;
+        }
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    async fn prune_seen_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut pruned = 0;
+        for statement in sql::PRUNE {
+            let done = sqlx::query(statement).bind(to_millis(before)).execute(&self.pool).await?;
+            pruned += D::rows_affected(&done);
+        }
+        Ok(pruned)
+    }
+
+    async fn claim(
+        &self,
+        id: &ReservationId,
+        now: DateTime<Utc>,
+        lease: Duration,
+        owner: &str,
+    ) -> Result<Option<Claim>, StoreError> {
+        let now = to_millis(now);
+        let claimed = sqlx::query(sql::CLAIM)
+            .bind(now + lease.as_millis() as i64)
+            .bind(owner)
+            .bind(id.as_str())
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = claimed else { return Ok(None) };
+        Ok(Some(Claim {
+            reservation_id: id.clone(),
+            facts_version: row.int("facts_version")?,
+            owner: owner.to_owned(),
+            due_at: None,
+            attempts: super::attempts(row.int("attempts")?),
+        }))
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: u32,
+        owner: &str,
+    ) -> Result<Vec<Claim>, StoreError> {
+        let now = to_millis(now);
+        let due = Due { now, until: now + lease.as_millis() as i64, limit: i64::from(limit), owner };
+        D::claim_due(self, due).await
+    }
+
+    async fn renew(&self, claim: &Claim, until: DateTime<Utc>) -> Result<bool, StoreError> {
+        let done = sqlx::query(sql::RENEW)
+            .bind(to_millis(until))
+            .bind(claim.reservation_id.as_str())
+            .bind(claim.owner.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(D::rows_affected(&done) == 1)
+    }
+
+    async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        sqlx::query(sql::NEXT_DUE).fetch_one(&self.pool).await?.opt_time("due")
+    }
+
+    async fn lifecycle_state(&self, id: &ReservationId) -> Result<LifecycleState, StoreError> {
+        let row = sqlx::query(sql::LIFECYCLE).bind(id.as_str()).fetch_optional(&self.pool).await?;
+        let invites = sqlx::query(sql::ROOM_INVITES).bind(id.as_str()).fetch_all(&self.pool).await?;
+        let users = async |query: &'static str| -> Result<Vec<String>, StoreError> {
+            let found = sqlx::query(query).bind(id.as_str()).fetch_all(&self.pool).await?;
+            found.iter().map(|row| row.text("user_id")).collect()
+        };
+        let (holders, revoked) = (users(sql::HOLDERS).await?, users(sql::REVOKED).await?);
+        let mut state = rows::lifecycle(id, row.as_ref(), &invites, holders, revoked)?;
+        if let Some(room_id) = &state.room.room_id {
+            let members = sqlx::query(sql::ROOM_MEMBERS).bind(room_id.as_str()).fetch_all(&self.pool).await?;
+            rows::members(&mut state, &members)?;
+        }
+        Ok(state)
+    }
+
+    async fn manages_room(&self, room_id: &str) -> Result<bool, StoreError> {
+        self.exists(sql::MANAGED_ROOM, room_id, None).await
+    }
+
+    async fn admin_action(
+        &self,
+        id: &ReservationId,
+        action: AdminAction,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (id, now) = (id.as_str(), to_millis(now));
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        if sqlx::query(sql::RESERVATION_EXISTS).bind(id).fetch_optional(&mut *tx).await?.is_none() {
+            return Ok(false);
+        }
+        let signal = match action {
+            AdminAction::OpenNow => Some(sql::ADMIN_OPEN),
+            AdminAction::ArchiveNow => Some(sql::ADMIN_ARCHIVE),
+            AdminAction::Retry => None,
+        };
+        if let Some(signal) = signal {
+            sqlx::query(signal).bind(id).bind(now).execute(&mut *tx).await?;
+        }
+        sqlx::query(sql::ADMIN_DUE).bind(id).bind(now).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn queue_admin_events(&self, events: &[HomeserverEvent], now: DateTime<Utc>) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        for event in events {
+            let text = serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let query = sqlx::query(sql::QUEUE_ADMIN_EVENT).bind(event.event_id.as_str()).bind(text.as_str());
+            query.bind(to_millis(now)).execute(&mut *tx).await?;
+        }
+        Ok(tx.commit().await?)
+    }
+
+    async fn admin_inbox(&self, limit: u32) -> Result<Vec<QueuedAdminEvent>, StoreError> {
+        let found = sqlx::query(sql::ADMIN_INBOX).bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        found.iter().map(rows::admin_event).collect()
+    }
+
+    async fn forget_admin_event(&self, event_id: &str) -> Result<(), StoreError> {
+        sqlx::query(sql::FORGET_ADMIN_EVENT).bind(event_id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn record_step(&self, id: &ReservationId, step: &StepRecord, now: DateTime<Utc>) -> Result<(), StoreError> {
+        use sql::step;
+        let (rid, now) = (id.as_str(), to_millis(now));
+        let json = |users: &BTreeSet<OwnedUserId>| serde_json::to_string(users).expect("user IDs always serialize");
+        let query = match step {
+            StepRecord::RoomCreated { room_id, hosts, name, topic } => sqlx::query(step::ROOM_CREATED)
+                .bind(room_id.as_str())
+                .bind(json(hosts).as_str())
+                .bind(name.as_str())
+                .bind(topic.as_str())
+                .bind(rid),
+            StepRecord::NameSet(name) => sqlx::query(step::NAME_SET).bind(name.as_str()).bind(rid),
+            StepRecord::TopicSet(topic) => sqlx::query(step::TOPIC_SET).bind(topic.as_str()).bind(rid),
+            StepRecord::StreamLinkSet(url) => sqlx::query(step::STREAM_LINK_SET).bind(url.as_deref()).bind(rid),
+            StepRecord::LiveNoticeSent(at) => sqlx::query(step::LIVE_NOTICE_SENT).bind(to_millis(*at)).bind(rid),
+            StepRecord::EndedNoticeSent(at) => sqlx::query(step::ENDED_NOTICE_SENT).bind(to_millis(*at)).bind(rid),
+            StepRecord::ReminderSent(secs) => sqlx::query(D::REMINDER_SENT).bind(*secs as i64).bind(rid),
+            StepRecord::SpaceEnsured { channel_id, space, name } => {
+                sqlx::query(step::SPACE_ENSURED).bind(channel_id.as_str()).bind(space.as_str()).bind(name.as_str())
+            }
+            StepRecord::SpaceLinked(space) => {
+                sqlx::query(step::SPACE_LINKED).bind(space.as_ref().map(|s| s.as_str())).bind(rid)
+            }
+            StepRecord::ClosingWarningSent => sqlx::query(step::CLOSING_WARNING_SENT).bind(rid),
+            StepRecord::HostsApplied(hosts) => sqlx::query(step::HOSTS_APPLIED).bind(json(hosts).as_str()).bind(rid),
+            StepRecord::Member { user_id, membership, invited_by } => sqlx::query(step::MEMBER)
+                .bind(user_id.as_str())
+                .bind(membership.as_str())
+                .bind(invited_by.as_ref().map(|u| u.as_str()))
+                .bind(now)
+                .bind(rid),
+            StepRecord::Invited { user_id } => {
+                let member = sqlx::query(step::INVITED_MEMBER).bind(user_id.as_str()).bind(now).bind(rid);
+                member.execute(&self.pool).await?;
+                sqlx::query(step::INVITED).bind(rid).bind(user_id.as_str()).bind(now)
+            }
+            StepRecord::InviteFailed { user_id, failure } => sqlx::query(step::INVITE_FAILED)
+                .bind(rid)
+                .bind(user_id.as_str())
+                .bind(now)
+                .bind(failure.error.as_str())
+                .bind(i64::from(failure.attempts))
+                .bind(to_millis(failure.retry_at)),
+            StepRecord::CreateBegan { by } => sqlx::query(step::CREATE_BEGAN).bind(by.as_str()).bind(now).bind(rid),
+            StepRecord::InviteForgotten { user_id } => {
+                sqlx::query(step::INVITE_FORGOTTEN).bind(rid).bind(user_id.as_str())
+            }
+            StepRecord::OpeningNoticeSent => sqlx::query(step::OPENING_NOTICE_SENT).bind(rid),
+            StepRecord::ClosingNoticeSent => sqlx::query(step::CLOSING_NOTICE_SENT).bind(rid),
+            StepRecord::Archived => sqlx::query(step::ARCHIVED).bind(now).bind(rid),
+        };
+        query.execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn tickets(&self, id: &ReservationId, after: &str, limit: u32) -> Result<Vec<TicketRow>, StoreError> {
+        let query = sqlx::query(sql::TICKETS_PAGE).bind(id.as_str()).bind(after).bind(i64::from(limit));
+        query.fetch_all(&self.pool).await?.iter().map(rows::ticket).collect()
+    }
+
+    async fn invite_failures(&self, id: &ReservationId, limit: u32) -> Result<Vec<(String, String)>, StoreError> {
+        let query = sqlx::query(sql::INVITE_FAILURES).bind(id.as_str()).bind(i64::from(limit));
+        let found = query.fetch_all(&self.pool).await?;
+        found.iter().map(|row| Ok((row.text("user_id")?, row.text("failure")?))).collect()
+    }
+
+    async fn holds_live_lease(&self, owner: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.exists(sql::HOLDS_LIVE_LEASE, owner, Some(now)).await
+    }
+
+    async fn release(
+        &self,
+        claim: &Claim,
+        next_due_at: Option<DateTime<Utc>>,
+        error: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(sql::RELEASE)
+            .bind(claim.facts_version)
+            .bind(next_due_at.map(to_millis))
+            .bind(to_millis(now))
+            .bind(error)
+            .bind(claim.reservation_id.as_str())
+            .bind(claim.owner.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn start_status_session(
+        &self,
+        id: &SessionId,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        sqlx::query(sql::DROP_EXPIRED_SESSIONS).bind(to_millis(now)).execute(&mut *tx).await?;
+        sqlx::query(sql::START_SESSION)
+            .bind(id.as_str())
+            .bind(to_millis(now))
+            .bind(to_millis(expires_at))
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx.commit().await?)
+    }
+
+    async fn status_session_live(&self, id: &SessionId, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.exists(sql::SESSION_LIVE, id.as_str(), Some(now)).await
+    }
+
+    async fn end_status_session(&self, id: &SessionId) -> Result<(), StoreError> {
+        sqlx::query(sql::END_SESSION).bind(id.as_str()).execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::{Postgres, Sqlite};
+
+    use super::Dialect;
+
+    #[test]
+    fn each_migration_file_is_numbered_as_its_version() {
+        for (dialect, migrations) in [("sqlite", Sqlite::MIGRATIONS), ("postgres", Postgres::MIGRATIONS)] {
+            for (version, (file, _)) in (1..).zip(migrations) {
+                assert!(
+                    file.starts_with(&format!("{version:04}_")),
+                    "{dialect}: {file} is applied as version {version}"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! Reading rows back into Foyer's types, once for both databases: through [`Read`],
+//! which either backend's row implements. A value that does not read back (a hand
+//! edit, a bug) is `StoreError::Corrupt`.
+
+use chrono::{DateTime, Utc};
+use ruma::{OwnedRoomId, OwnedUserId};
+use sqlx::{ColumnIndex, Decode, Row, Type};
+
+use super::{
+    Claim, CreateBegan, LifecycleState, MemberCounts, QueuedAdminEvent, ReservationRecord, Signals, StoreError,
+    TicketCounts, TicketRow, attempts, from_millis,
+};
+use crate::model::{Channel, Description, ExternalId, Reservation, ReservationId, Revision, StreamUrl, Title};
+use crate::model::{InviteFailure, Member, Membership};
+
+/// A row's columns, by name, as the few types the schema uses on both databases.
+pub trait Read {
+    fn text(&self, col: &str) -> Result<String, StoreError>;
+    fn opt_text(&self, col: &str) -> Result<Option<String>, StoreError>;
+    fn int(&self, col: &str) -> Result<i64, StoreError>;
+    fn opt_int(&self, col: &str) -> Result<Option<i64>, StoreError>;
+    fn flag(&self, col: &str) -> Result<bool, StoreError>;
+
+    fn opt_time(&self, col: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.opt_int(col)?.map(from_millis).transpose()
+    }
+}
+
+impl<R> Read for R
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn text(&self, col: &str) -> Result<String, StoreError> {
+        Ok(self.try_get(col)?)
+    }
+    fn opt_text(&self, col: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get(col)?)
+    }
+    fn int(&self, col: &str) -> Result<i64, StoreError> {
+        Ok(self.try_get(col)?)
+    }
+    fn opt_int(&self, col: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.try_get(col)?)
+    }
+    fn flag(&self, col: &str) -> Result<bool, StoreError> {
+        Ok(self.try_get(col)?)
+    }
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+/// A reservation record from a row of `sql::records!`'s shape.
+pub(super) fn record(row: &impl Read) -> Result<ReservationRecord, StoreError> {
+    let id = ReservationId::parse(&row.text("reservation_id")?).map_err(|e| corrupt("reservation_id", e))?;
+    let hosts: Vec<OwnedUserId> = serde_json::from_str(&row.text("hosts")?).map_err(|e| corrupt("hosts", e))?;
+    let channel = match (row.opt_text("channel_id")?, row.opt_text("channel_name")?) {
+        (Some(cid), Some(name)) => Some(Channel {
+            id: ExternalId::parse(&cid).map_err(|e| corrupt("channel_id", e))?,
+            name: Title::parse(&name).map_err(|e| corrupt("channel_name", e))?,
+        }),
+        _ => None,
+    };
+    let reservation = Reservation {
+        id,
+        revision: row.opt_int("revision")?.map(|v| Revision(v as u64)),
+        title: Title::parse(&row.text("title")?).map_err(|e| corrupt("title", e))?,
+        description: row
+            .opt_text("description")?
+            .map(|d| Description::parse(&d).map_err(|e| corrupt("description", e)))
+            .transpose()?,
+        starts_at: from_millis(row.int("starts_at")?)?,
+        ends_at: from_millis(row.int("ends_at")?)?,
+        stream_url: row
+            .opt_text("stream_url")?
+            .map(|u| StreamUrl::parse(&u).map_err(|e| corrupt("stream_url", e)))
+            .transpose()?,
+        channel,
+        hosts,
+        open_before_seconds: row.opt_int("open_before_seconds")?.map(|s| s as u32),
+        close_after_seconds: row.opt_int("close_after_seconds")?.map(|s| s as u32),
+    };
+    let signals = Signals {
+        cancelled_at: row.opt_time("cancelled_at")?,
+        cancel_reason: row.opt_text("cancel_reason")?,
+        stream_started_at: row.opt_time("stream_started_at")?,
+        stream_ended_at: row.opt_time("stream_ended_at")?,
+        admin_opened_at: row.opt_time("admin_opened_at")?,
+        admin_archived_at: row.opt_time("admin_archived_at")?,
+    };
+    let tickets = TicketCounts {
+        active: row.int("tickets_active")? as u64,
+        revoked: row.int("tickets_revoked")? as u64,
+        uninvitable: row.int("tickets_uninvitable")? as u64,
+    };
+    Ok(ReservationRecord {
+        reservation,
+        signals,
+        tickets,
+        room_id: row.opt_text("room_id")?,
+        members: MemberCounts {
+            invited: row.int("members_invited")? as u64,
+            joined: row.int("members_joined")? as u64,
+        },
+        archived: row.opt_time("archived_at")?.is_some(),
+        last_error: row.opt_text("last_error")?,
+        attempts: row.opt_int("attempts")?.unwrap_or(0) as u32,
+    })
+}
+
+/// A claim of due work from a row of `(reservation_id, facts_version, next_due_at, attempts)`.
+pub(super) fn due_claim(row: &impl Read, owner: &str) -> Result<Claim, StoreError> {
+    let id = row.text("reservation_id")?;
+    Ok(Claim {
+        reservation_id: ReservationId::parse(&id).map_err(|e| corrupt(&format!("lifecycle {id}"), e))?,
+        facts_version: row.int("facts_version")?,
+        owner: owner.to_owned(),
+        due_at: Some(from_millis(row.int("next_due_at")?)?),
+        attempts: attempts(row.int("attempts")?),
+    })
+}
+
+/// One reservation's lifecycle, from a row of `sql::LIFECYCLE`, its `sql::ROOM_INVITES`,
+/// and the users of `sql::HOLDERS` and `sql::REVOKED`; the room's members come after
+/// ([`members`]), once its room id is known.
+pub(super) fn lifecycle(
+    id: &ReservationId,
+    row: Option<&impl Read>,
+    invites: &[impl Read],
+    holders: Vec<String>,
+    revoked: Vec<String>,
+) -> Result<LifecycleState, StoreError> {
+    let what = format!("lifecycle {id}");
+    let corrupt = |e: &dyn std::fmt::Display| corrupt(&what, e);
+    let room_of = |id: Option<String>| id.map(|r| OwnedRoomId::try_from(r).map_err(|e| corrupt(&e))).transpose();
+    let user = |u: String| OwnedUserId::try_from(u).map_err(|e| corrupt(&e));
+    let mut state = LifecycleState::default();
+    if let Some(row) = row {
+        let room = &mut state.room;
+        room.room_id = room_of(row.opt_text("room_id")?)?;
+        room.opening_notice_sent = row.int("opening_notice_sent")? != 0;
+        room.closing_notice_sent = row.int("closing_notice_sent")? != 0;
+        room.archived = row.opt_int("archived_at")?.is_some();
+        room.hosts_applied = json(row.opt_text("hosts_applied")?).map_err(|e| corrupt(&e))?;
+        room.name_applied = row.opt_text("name_applied")?;
+        room.topic_applied = row.opt_text("topic_applied")?;
+        room.stream_url_applied = row.opt_text("stream_url_applied")?;
+        room.live_notice_for = row.opt_time("live_notice_for")?;
+        room.ended_notice_for = row.opt_time("ended_notice_for")?;
+        room.reminders_sent = json(row.opt_text("reminders_sent")?).map_err(|e| corrupt(&e))?;
+        room.closing_warning_sent = row.int("closing_warning_sent")? != 0;
+        room.space = room_of(row.opt_text("space")?)?;
+        room.space_linked = room_of(row.opt_text("space_linked")?)?;
+        state.attempts = attempts(row.int("attempts")?);
+        if let (Some(by), Some(at)) = (row.opt_text("create_began_by")?, row.opt_time("create_began_at")?) {
+            state.create_began = Some(CreateBegan { by, at });
+        }
+    }
+    for row in invites {
+        let invited = user(row.text("user_id")?)?;
+        match row.opt_text("failure")? {
+            None => {
+                state.room.invited.insert(invited);
+            }
+            Some(error) => {
+                let attempts = attempts(row.int("attempts")?);
+                // Rows from before per-holder backoff have no retry time: due now.
+                let retry_at = from_millis(row.opt_int("retry_at")?.unwrap_or(0))?;
+                state.room.invite_failures.insert(invited, InviteFailure { error, attempts, retry_at });
+            }
+        }
+    }
+    state.audience.holders = holders.into_iter().map(user).collect::<Result<_, _>>()?;
+    state.audience.revoked = revoked.into_iter().map(user).collect::<Result<_, _>>()?;
+    Ok(state)
+}
+
+/// A JSON column; empty (`NULL`) is the empty set.
+fn json<T: serde::de::DeserializeOwned + Default>(text: Option<String>) -> Result<T, serde_json::Error> {
+    text.map_or_else(|| Ok(T::default()), |t| serde_json::from_str(&t))
+}
+
+/// The room's members from rows of `sql::ROOM_MEMBERS` into `state`; a membership Foyer
+/// does not know is passed over.
+pub(super) fn members(state: &mut LifecycleState, rows: &[impl Read]) -> Result<(), StoreError> {
+    for row in rows {
+        let id = row.text("user_id")?;
+        let user = OwnedUserId::try_from(id).map_err(|e| corrupt("room member", e))?;
+        let Some(membership) = Membership::parse(&row.text("membership")?) else { continue };
+        let invited_by = row.opt_text("invited_by")?.and_then(|u| OwnedUserId::try_from(u).ok());
+        state.room.members.insert(user, Member { membership, invited_by });
+    }
+    Ok(())
+}
+
+/// A row of `sql::TICKETS_PAGE`.
+pub(super) fn ticket(row: &impl Read) -> Result<TicketRow, StoreError> {
+    Ok(TicketRow {
+        ticket_id: row.text("ticket_id")?,
+        user_id: row.opt_text("user_id")?,
+        revoked: row.flag("revoked")?,
+        invite_error: row.opt_text("failure")?,
+    })
+}
+
+/// A row of `sql::ADMIN_INBOX`; an event whose text does not read back is kept as an
+/// error, so that one row cannot stop the others.
+pub(super) fn admin_event(row: &impl Read) -> Result<QueuedAdminEvent, StoreError> {
+    let event = serde_json::from_str(&row.text("event")?).map_err(|e| format!("cannot be read: {e}"));
+    Ok(QueuedAdminEvent { event_id: row.text("event_id")?, received_at: from_millis(row.int("received_at")?)?, event })
+}

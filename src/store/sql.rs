@@ -1,0 +1,290 @@
+//! Every statement SQLite and PostgreSQL share, written once with `$N` placeholders
+//! (sqlx's SQLite driver binds `$N` too, reordered and repeated). What differs per
+//! dialect is in `sqlite.rs` and `postgres.rs`. Times are unix milliseconds.
+
+// Webhooks.
+
+/// A webhook's receipt, once per `webhook-id`: `(webhook_id, event_type, reservation_id, received_at)`.
+pub(super) const RECEIPT: &str =
+    "INSERT INTO webhook_receipts (webhook_id, event_type, reservation_id, outcome, received_at)
+    VALUES ($1, $2, $3, 'accepted', $4) ON CONFLICT (webhook_id) DO NOTHING";
+pub(super) const RECEIPT_STALE: &str = "UPDATE webhook_receipts SET outcome = 'stale' WHERE webhook_id = $1";
+/// New facts: due at `$2`, and the version bump tells a worker holding a lease that what
+/// it planned from is outdated: `(reservation_id, at)`.
+pub(super) const FACTS_ARRIVED: &str =
+    "INSERT INTO lifecycle (reservation_id, next_due_at, facts_version) VALUES ($1, $2, 1)
+    ON CONFLICT (reservation_id) DO UPDATE SET
+        next_due_at = excluded.next_due_at, facts_version = lifecycle.facts_version + 1";
+pub(super) const REVISION: &str = "SELECT revision FROM reservations WHERE reservation_id = $1";
+/// A reservation's description, kept at its stored revision when the new one has none.
+pub(super) const UPSERT_RESERVATION: &str = "INSERT INTO reservations (reservation_id, revision, title, description,
+        starts_at, ends_at, stream_url, channel_id, channel_name, hosts, open_before_seconds, close_after_seconds,
+        updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+    ON CONFLICT (reservation_id) DO UPDATE SET
+        revision = COALESCE(excluded.revision, reservations.revision),
+        title = excluded.title, description = excluded.description,
+        starts_at = excluded.starts_at, ends_at = excluded.ends_at, stream_url = excluded.stream_url,
+        channel_id = excluded.channel_id, channel_name = excluded.channel_name, hosts = excluded.hosts,
+        open_before_seconds = excluded.open_before_seconds,
+        close_after_seconds = excluded.close_after_seconds, updated_at = excluded.updated_at";
+/// The first cancellation counts: `(reservation_id, at, reason)`.
+pub(super) const CANCEL: &str = "INSERT INTO reservation_signals (reservation_id, cancelled_at, cancel_reason)
+    VALUES ($1, $2, $3)
+    ON CONFLICT (reservation_id) DO UPDATE SET
+        cancelled_at = COALESCE(reservation_signals.cancelled_at, excluded.cancelled_at),
+        cancel_reason = COALESCE(reservation_signals.cancel_reason, excluded.cancel_reason)";
+/// `(reservation_id, ticket_id, user_id, at)`; a grant after a revocation keeps it revoked.
+pub(super) const GRANT_TICKET: &str = "INSERT INTO tickets (reservation_id, ticket_id, user_id, granted_at)
+    VALUES ($1, $2, $3, $4)
+    ON CONFLICT (reservation_id, ticket_id) DO UPDATE SET
+        user_id = excluded.user_id, granted_at = COALESCE(tickets.granted_at, excluded.granted_at)";
+/// `(reservation_id, ticket_id, at)`; the first revocation counts.
+pub(super) const REVOKE_TICKET: &str = "INSERT INTO tickets (reservation_id, ticket_id, revoked_at) VALUES ($1, $2, $3)
+    ON CONFLICT (reservation_id, ticket_id) DO UPDATE SET revoked_at = COALESCE(tickets.revoked_at, excluded.revoked_at)";
+/// `(reservation_id, at)`; the latest start counts (`CASE`, since SQLite has no `GREATEST`).
+pub(super) const STREAM_STARTED: &str = "INSERT INTO reservation_signals (reservation_id, stream_started_at)
+    VALUES ($1, $2)
+    ON CONFLICT (reservation_id) DO UPDATE SET stream_started_at =
+        CASE WHEN COALESCE(reservation_signals.stream_started_at, 0) > excluded.stream_started_at
+        THEN COALESCE(reservation_signals.stream_started_at, 0) ELSE excluded.stream_started_at END";
+/// `(reservation_id, at)`; the latest end counts.
+pub(super) const STREAM_ENDED: &str = "INSERT INTO reservation_signals (reservation_id, stream_ended_at)
+    VALUES ($1, $2)
+    ON CONFLICT (reservation_id) DO UPDATE SET stream_ended_at =
+        CASE WHEN COALESCE(reservation_signals.stream_ended_at, 0) > excluded.stream_ended_at
+        THEN COALESCE(reservation_signals.stream_ended_at, 0) ELSE excluded.stream_ended_at END";
+
+// Reading reservations.
+
+/// A reservation with its signals, lifecycle and the counts named by `$counts`, filtered
+/// by `$where`; read back by `rows::record`.
+macro_rules! select_with {
+    ($counts:literal, $where:literal) => {
+        concat!(
+            "SELECT r.*, s.cancelled_at, s.cancel_reason, s.stream_started_at, s.stream_ended_at,
+                s.admin_opened_at, s.admin_archived_at, l.last_error, l.attempts,
+                l.room_id AS room_id, l.archived_at AS archived_at, ",
+            $counts,
+            " FROM reservations r
+            LEFT JOIN reservation_signals s ON s.reservation_id = r.reservation_id
+            LEFT JOIN lifecycle l ON l.reservation_id = r.reservation_id ",
+            $where
+        )
+    };
+}
+pub(super) use select_with;
+
+/// Reservations with their ticket and member counts, filtered by `$where`.
+macro_rules! records {
+    ($where:literal) => {
+        $crate::store::sql::select_with!(
+            "(SELECT COUNT(*) FROM tickets t WHERE t.reservation_id = r.reservation_id
+                    AND t.user_id IS NOT NULL AND t.revoked_at IS NULL) AS tickets_active,
+                (SELECT COUNT(*) FROM tickets t WHERE t.reservation_id = r.reservation_id
+                    AND t.revoked_at IS NOT NULL) AS tickets_revoked,
+                (SELECT COUNT(*) FROM tickets t JOIN room_invites i
+                    ON i.reservation_id = t.reservation_id AND i.user_id = t.user_id
+                    WHERE t.reservation_id = r.reservation_id AND t.revoked_at IS NULL
+                    AND i.failure IS NOT NULL) AS tickets_uninvitable,
+                (SELECT COUNT(*) FROM room_members m WHERE m.room_id = l.room_id
+                    AND m.membership = 'invite') AS members_invited,
+                (SELECT COUNT(*) FROM room_members m WHERE m.room_id = l.room_id
+                    AND m.membership = 'join') AS members_joined",
+            $where
+        )
+    };
+}
+pub(super) use records;
+
+pub(super) const RECORD_BY_ID: &str = records!("WHERE r.reservation_id = $1");
+/// A page: `(after reservation_id, limit)`.
+pub(super) const RECORDS_AFTER: &str = records!("WHERE r.reservation_id > $1 ORDER BY r.reservation_id LIMIT $2");
+/// A page with what a phase needs and the counts left at zero: the counts read the
+/// tickets and members tables, which a walk over every reservation must not.
+pub(super) const SCHEDULES_AFTER: &str = select_with!(
+    "CAST(0 AS BIGINT) AS tickets_active, CAST(0 AS BIGINT) AS tickets_revoked,
+        CAST(0 AS BIGINT) AS tickets_uninvitable,
+        CAST(0 AS BIGINT) AS members_invited, CAST(0 AS BIGINT) AS members_joined",
+    "WHERE r.reservation_id > $1 ORDER BY r.reservation_id LIMIT $2"
+);
+
+/// A ticket page: `(reservation_id, after ticket_id, limit)`.
+pub(super) const TICKETS_PAGE: &str = "SELECT t.ticket_id, t.user_id, t.revoked_at IS NOT NULL AS revoked, i.failure
+    FROM tickets t
+    LEFT JOIN room_invites i ON i.reservation_id = t.reservation_id AND i.user_id = t.user_id
+    WHERE t.reservation_id = $1 AND t.ticket_id > $2
+    ORDER BY t.ticket_id LIMIT $3";
+/// Holders and hosts whose invite keeps failing: `(reservation_id, limit)`.
+pub(super) const INVITE_FAILURES: &str = "SELECT user_id, failure FROM room_invites
+    WHERE reservation_id = $1 AND failure IS NOT NULL ORDER BY user_id LIMIT $2";
+
+// Homeserver events.
+
+pub(super) const RESERVATION_OF_ROOM: &str = "SELECT reservation_id FROM lifecycle WHERE room_id = $1";
+/// Whether `$1` is a reservation's room or a channel space.
+pub(super) const MANAGED_ROOM: &str =
+    "SELECT 1 FROM lifecycle WHERE room_id = $1 UNION ALL SELECT 1 FROM spaces WHERE room_id = $1 LIMIT 1";
+/// An event id, once: `(event_id, at)`.
+pub(super) const SEEN_EVENT: &str =
+    "INSERT INTO seen_events (event_id, seen_at) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+/// A membership event: `(room_id, user_id, membership, invited_by, event_id, at)`.
+pub(super) const MEMBER_EVENT: &str =
+    "INSERT INTO room_members (room_id, user_id, membership, invited_by, event_id, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6)
+    ON CONFLICT (room_id, user_id) DO UPDATE SET
+        membership = excluded.membership,
+        invited_by = COALESCE(excluded.invited_by, room_members.invited_by),
+        event_id = excluded.event_id, updated_at = excluded.updated_at";
+/// A known reservation has new facts: `(at, reservation_id)`.
+pub(super) const FACTS_CHANGED: &str =
+    "UPDATE lifecycle SET next_due_at = $1, facts_version = facts_version + 1 WHERE reservation_id = $2";
+/// What [`super::Store::prune_seen_events`] deletes, each statement bound to `before`.
+pub(super) const PRUNE: [&str; 2] = [
+    "DELETE FROM seen_events WHERE seen_at < $1",
+    "DELETE FROM room_members WHERE membership = 'leave' AND updated_at < $1",
+];
+
+// Leases.
+
+/// Leases one reservation nobody holds: `(until, owner, reservation_id, now)`.
+pub(super) const CLAIM: &str = "UPDATE lifecycle SET locked_until = $1, locked_by = $2
+    WHERE reservation_id = $3 AND (locked_until IS NULL OR locked_until <= $4)
+    RETURNING facts_version, attempts";
+/// `(until, reservation_id, owner)`.
+pub(super) const RENEW: &str = "UPDATE lifecycle SET locked_until = $1 WHERE reservation_id = $2 AND locked_by = $3";
+/// A leased row is due again when its lease runs out, not before.
+pub(super) const NEXT_DUE: &str =
+    "SELECT MIN(CASE WHEN locked_until > next_due_at THEN locked_until ELSE next_due_at END)
+    AS due FROM lifecycle WHERE next_due_at IS NOT NULL";
+/// Ends a lease: due at `$2`, or at once (`$3`) when the facts changed meanwhile; an
+/// error (`$4`) counts an attempt: `(facts_version, next_due_at, now, error, reservation_id, owner)`.
+pub(super) const RELEASE: &str = "UPDATE lifecycle SET locked_until = NULL,
+        next_due_at = CASE WHEN facts_version = $1 THEN $2 ELSE $3 END,
+        attempts = CASE WHEN CAST($4 AS TEXT) IS NULL THEN 0 ELSE attempts + 1 END,
+        last_error = $4
+    WHERE reservation_id = $5 AND locked_by = $6";
+/// Whether an instance holds any lease that has not run out: `(owner, now)`.
+pub(super) const HOLDS_LIVE_LEASE: &str = "SELECT 1 FROM lifecycle WHERE locked_by = $1 AND locked_until > $2 LIMIT 1";
+
+// What the lifecycle plans from; read back by `rows::room`.
+
+pub(super) const LIFECYCLE: &str = "SELECT room_id, opening_notice_sent, closing_notice_sent, archived_at, attempts,
+        hosts_applied, name_applied, topic_applied, stream_url_applied, live_notice_for, ended_notice_for,
+        reminders_sent, closing_warning_sent, space_linked, create_began_by, create_began_at,
+        (SELECT sp.room_id FROM spaces sp JOIN reservations r ON r.channel_id = sp.channel_id
+         WHERE r.reservation_id = lifecycle.reservation_id) AS space
+    FROM lifecycle WHERE reservation_id = $1";
+pub(super) const ROOM_INVITES: &str =
+    "SELECT user_id, failure, attempts, retry_at FROM room_invites WHERE reservation_id = $1";
+/// Users with at least one live ticket.
+pub(super) const HOLDERS: &str = "SELECT DISTINCT user_id FROM tickets
+    WHERE reservation_id = $1 AND user_id IS NOT NULL AND revoked_at IS NULL";
+/// Users all of whose tickets are revoked.
+pub(super) const REVOKED: &str = "SELECT user_id FROM tickets WHERE reservation_id = $1 AND user_id IS NOT NULL
+    GROUP BY user_id HAVING COUNT(revoked_at) = COUNT(*)";
+pub(super) const ROOM_MEMBERS: &str = "SELECT user_id, membership, invited_by FROM room_members WHERE room_id = $1";
+
+// Admin commands.
+
+pub(super) const RESERVATION_EXISTS: &str = "SELECT 1 FROM reservations WHERE reservation_id = $1";
+/// `(reservation_id, at)`; the first request counts, asking again changes nothing.
+pub(super) const ADMIN_OPEN: &str = "INSERT INTO reservation_signals (reservation_id, admin_opened_at) VALUES ($1, $2)
+    ON CONFLICT (reservation_id) DO UPDATE SET
+        admin_opened_at = COALESCE(reservation_signals.admin_opened_at, excluded.admin_opened_at)";
+/// `(reservation_id, at)`; as [`ADMIN_OPEN`].
+pub(super) const ADMIN_ARCHIVE: &str = "INSERT INTO reservation_signals (reservation_id, admin_archived_at)
+    VALUES ($1, $2)
+    ON CONFLICT (reservation_id) DO UPDATE SET
+        admin_archived_at = COALESCE(reservation_signals.admin_archived_at, excluded.admin_archived_at)";
+/// Due now with failures forgotten: `(reservation_id, now)`.
+pub(super) const ADMIN_DUE: &str =
+    "INSERT INTO lifecycle (reservation_id, next_due_at, facts_version) VALUES ($1, $2, 1)
+    ON CONFLICT (reservation_id) DO UPDATE SET
+        next_due_at = excluded.next_due_at, attempts = 0, facts_version = lifecycle.facts_version + 1";
+/// `(event_id, event JSON, received_at)`; an event already kept is kept once.
+pub(super) const QUEUE_ADMIN_EVENT: &str =
+    "INSERT INTO admin_inbox (event_id, event, received_at) VALUES ($1, $2, $3) ON CONFLICT (event_id) DO NOTHING";
+pub(super) const ADMIN_INBOX: &str = "SELECT event_id, event, received_at FROM admin_inbox ORDER BY seq LIMIT $1";
+pub(super) const FORGET_ADMIN_EVENT: &str = "DELETE FROM admin_inbox WHERE event_id = $1";
+
+// Status-page sessions.
+
+pub(super) const DROP_EXPIRED_SESSIONS: &str = "DELETE FROM status_sessions WHERE expires_at <= $1";
+pub(super) const START_SESSION: &str =
+    "INSERT INTO status_sessions (session_id, created_at, expires_at) VALUES ($1, $2, $3)";
+pub(super) const SESSION_LIVE: &str = "SELECT 1 FROM status_sessions WHERE session_id = $1 AND expires_at > $2";
+pub(super) const END_SESSION: &str = "DELETE FROM status_sessions WHERE session_id = $1";
+
+// Migrations.
+
+pub(super) const SCHEMA_VERSION: &str = "SELECT COALESCE(MAX(version), 0) AS version FROM foyer_migrations";
+pub(super) const MIGRATED: &str = "INSERT INTO foyer_migrations (version, applied_at) VALUES ($1, $2)";
+
+/// What [`super::Store::record_step`] writes, one statement per step (the reservation id
+/// is the last parameter where there is one). `Invited` writes two; `ReminderSent`'s
+/// JSON append is the dialect's own.
+pub(super) mod step {
+    pub(in super::super) const ROOM_CREATED: &str = "UPDATE lifecycle
+        SET room_id = $1, hosts_applied = $2, name_applied = $3, topic_applied = $4 WHERE reservation_id = $5";
+    pub(in super::super) const NAME_SET: &str = "UPDATE lifecycle SET name_applied = $1 WHERE reservation_id = $2";
+    pub(in super::super) const TOPIC_SET: &str = "UPDATE lifecycle SET topic_applied = $1 WHERE reservation_id = $2";
+    pub(in super::super) const STREAM_LINK_SET: &str =
+        "UPDATE lifecycle SET stream_url_applied = $1 WHERE reservation_id = $2";
+    pub(in super::super) const LIVE_NOTICE_SENT: &str =
+        "UPDATE lifecycle SET live_notice_for = $1 WHERE reservation_id = $2";
+    pub(in super::super) const ENDED_NOTICE_SENT: &str =
+        "UPDATE lifecycle SET ended_notice_for = $1 WHERE reservation_id = $2";
+    /// `(channel_id, space room_id, name)`.
+    pub(in super::super) const SPACE_ENSURED: &str =
+        "INSERT INTO spaces (channel_id, room_id, name) VALUES ($1, $2, $3)
+        ON CONFLICT (channel_id) DO UPDATE SET room_id = excluded.room_id, name = excluded.name";
+    pub(in super::super) const SPACE_LINKED: &str = "UPDATE lifecycle SET space_linked = $1 WHERE reservation_id = $2";
+    pub(in super::super) const CLOSING_WARNING_SENT: &str =
+        "UPDATE lifecycle SET closing_warning_sent = 1 WHERE reservation_id = $1";
+    pub(in super::super) const HOSTS_APPLIED: &str =
+        "UPDATE lifecycle SET hosts_applied = $1 WHERE reservation_id = $2";
+    /// Foyer's own membership change in the reservation's room, if it has one:
+    /// `(user_id, membership, invited_by, at, reservation_id)`. The casts give PostgreSQL
+    /// the parameters' types, which it cannot infer in a `SELECT` list.
+    pub(in super::super) const MEMBER: &str = "INSERT INTO room_members
+            (room_id, user_id, membership, invited_by, event_id, updated_at)
+        SELECT room_id, CAST($1 AS TEXT), CAST($2 AS TEXT), CAST($3 AS TEXT), NULL, CAST($4 AS BIGINT)
+        FROM lifecycle WHERE reservation_id = $5 AND room_id IS NOT NULL
+        ON CONFLICT (room_id, user_id) DO UPDATE SET
+            membership = excluded.membership,
+            invited_by = COALESCE(excluded.invited_by, room_members.invited_by),
+            updated_at = excluded.updated_at";
+    /// The invite is a membership fact at once: the homeserver's event about it may never
+    /// come (Synapse drops queued appservice events when it stops). A later event from the
+    /// homeserver still wins: `(user_id, at, reservation_id)`.
+    pub(in super::super) const INVITED_MEMBER: &str = "INSERT INTO room_members
+            (room_id, user_id, membership, invited_by, event_id, updated_at)
+        SELECT room_id, CAST($1 AS TEXT), 'invite', NULL, NULL, CAST($2 AS BIGINT)
+        FROM lifecycle WHERE reservation_id = $3 AND room_id IS NOT NULL
+        ON CONFLICT (room_id, user_id) DO UPDATE SET membership = 'invite', updated_at = excluded.updated_at
+        WHERE room_members.membership = 'leave'";
+    /// Invited, never again: `(reservation_id, user_id, at)`.
+    pub(in super::super) const INVITED: &str = "INSERT INTO room_invites
+            (reservation_id, user_id, invited_at, failure, attempts, retry_at)
+        VALUES ($1, $2, $3, NULL, 0, NULL)
+        ON CONFLICT (reservation_id, user_id) DO UPDATE SET
+            invited_at = excluded.invited_at, failure = NULL, attempts = 0, retry_at = NULL";
+    /// `(reservation_id, user_id, at, error, attempts, retry_at)`.
+    pub(in super::super) const INVITE_FAILED: &str = "INSERT INTO room_invites
+            (reservation_id, user_id, invited_at, failure, attempts, retry_at)
+        VALUES ($1, $2, $3, $4, $5, $6)
+        ON CONFLICT (reservation_id, user_id) DO UPDATE SET
+            invited_at = excluded.invited_at, failure = excluded.failure,
+            attempts = excluded.attempts, retry_at = excluded.retry_at";
+    pub(in super::super) const CREATE_BEGAN: &str =
+        "UPDATE lifecycle SET create_began_by = $1, create_began_at = $2 WHERE reservation_id = $3";
+    /// `(reservation_id, user_id)`.
+    pub(in super::super) const INVITE_FORGOTTEN: &str =
+        "DELETE FROM room_invites WHERE reservation_id = $1 AND user_id = $2";
+    pub(in super::super) const OPENING_NOTICE_SENT: &str =
+        "UPDATE lifecycle SET opening_notice_sent = 1 WHERE reservation_id = $1";
+    pub(in super::super) const CLOSING_NOTICE_SENT: &str =
+        "UPDATE lifecycle SET closing_notice_sent = 1 WHERE reservation_id = $1";
+    pub(in super::super) const ARCHIVED: &str = "UPDATE lifecycle SET archived_at = $1 WHERE reservation_id = $2";
+}
