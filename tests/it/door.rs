@@ -108,9 +108,12 @@ async fn a_members_deeply_nested_event_never_stops_the_transactions_behind_it() 
 #[tokio::test]
 async fn a_holder_who_cannot_be_invited_holds_back_nobody() {
     // One ticket for a server that does not exist (a typo: every invite takes seconds and
-    // ends in 502), one for a local user who does not exist, one for alice.
-    let foyer = TestFoyer::start().await;
+    // ends in 502), one for a local user who does not exist, one for alice. Synapse takes
+    // an invite for a user who does not exist; its admin API (synapse_admin.token) tells.
     let hs = Synapse::shared();
+    let admin = hs.create_admin().await;
+    let token = admin.access_token.clone();
+    let foyer = TestFoyer::start_with(move |yaml| yaml + &format!("synapse_admin:\n  token: {token}\n"), &[]).await;
     let (alice, carol) = (hs.create_user("alice").await, hs.create_user("carol").await);
     let ghost = format!("@ghost-{}:localhost", random_token()[..8].to_lowercase());
     let remote = "@bob:unreachable.invalid";
