@@ -304,7 +304,8 @@ impl Lifecycle {
                         let privileged = self.creators_privileged().await;
                         let patience = self.patience(state.create_began.as_ref()).await;
                         let began = StepRecord::CreateBegan { by: self.instance.clone() };
-                        self.store.record_step(id, &began, Utc::now()).await?;
+                        let began_at = Utc::now();
+                        self.store.record_step(id, &began, began_at).await?;
                         let created = room::create_or_adopt(
                             &self.client,
                             &self.config,
@@ -312,7 +313,7 @@ impl Lifecycle {
                             &times,
                             privileged,
                             &self.unmarked,
-                            patience,
+                            room::Patience { wait: patience, began_at },
                         )
                         .await?;
                         failpoint::hit("after_create_room");

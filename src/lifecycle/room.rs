@@ -100,16 +100,26 @@ pub const CREATOR_GONE_GRACE: Duration = Duration::from_secs(5);
 pub struct UnmarkedRooms(std::sync::Mutex<std::collections::HashMap<OwnedRoomId, (Instant, Duration)>>);
 
 impl UnmarkedRooms {
-    /// How long `room` has been seen unmarked, and the patience decided at first sight.
+    /// How long `room` has been seen unmarked, and the patience: decided at first sight,
+    /// shortened (never lengthened) by what later looks learn, such as an outage.
     fn seen_for(&self, room: &OwnedRoomId, patience: Duration) -> (Duration, Duration) {
         let mut seen = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (first, patience) = *seen.entry(room.clone()).or_insert_with(|| (Instant::now(), patience));
-        (first.elapsed(), patience)
+        let entry = seen.entry(room.clone()).or_insert_with(|| (Instant::now(), patience));
+        entry.1 = entry.1.min(patience);
+        (entry.0.elapsed(), entry.1)
     }
 
     fn forget(&self, room: &OwnedRoomId) {
         self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(room);
     }
+}
+
+/// How long this attempt waits for a room found holding the alias without Foyer's
+/// marker, and when the attempt began.
+#[derive(Debug, Clone, Copy)]
+pub struct Patience {
+    pub wait: Duration,
+    pub began_at: DateTime<Utc>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,7 +134,9 @@ pub enum OpenError {
 
 /// Creates the room with its fixed alias, or adopts the room that already holds the
 /// alias (Foyer created it and crashed before recording its id). A room holding the
-/// alias without Foyer's marker is given up after `patience`.
+/// alias without Foyer's marker is given up after `patience`, or at once if the
+/// homeserver was seen down since this attempt `began_at`: whatever was creating that room
+/// died with it (only this attempt could have been, as the lease is ours).
 pub async fn create_or_adopt(
     client: &MatrixClient,
     config: &Config,
@@ -132,7 +144,7 @@ pub async fn create_or_adopt(
     times: &Schedule,
     creators_privileged: bool,
     unmarked: &UnmarkedRooms,
-    patience: Duration,
+    patience: Patience,
 ) -> Result<OwnedRoomId, OpenError> {
     let mut req = create_room::v3::Request::new();
     req.room_alias_name = Some(format!("{}{}", config.appservice.alias_prefix, record.reservation.id));
@@ -166,6 +178,7 @@ pub async fn create_or_adopt(
             Ok(holder)
         }
         Err(MatrixError::Api { status: 403 | 404, .. }) => {
+            let patience = if client.seen_down_since(patience.began_at) { Duration::ZERO } else { patience.wait };
             let (seen_for, patience) = unmarked.seen_for(&holder, patience);
             if seen_for < patience {
                 let wait_s = (patience - seen_for).as_secs().max(1);
@@ -648,4 +661,21 @@ impl SynapseAdmin {
 
 fn urlencode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unmarked_rooms_patience_only_shrinks() {
+        // Learning of an outage later shortens the wait; a later, longer guess never
+        // lengthens it.
+        let rooms = UnmarkedRooms::default();
+        let room = OwnedRoomId::try_from("!half:example.org").unwrap();
+        assert_eq!(rooms.seen_for(&room, ABANDONED_AFTER).1, ABANDONED_AFTER);
+        assert_eq!(rooms.seen_for(&room, CREATOR_GONE_GRACE).1, CREATOR_GONE_GRACE);
+        assert_eq!(rooms.seen_for(&room, Duration::ZERO).1, Duration::ZERO);
+        assert_eq!(rooms.seen_for(&room, ABANDONED_AFTER).1, Duration::ZERO);
+    }
 }
