@@ -102,7 +102,6 @@ async fn a_members_deeply_nested_event_never_stops_the_transactions_behind_it() 
     })
     .await;
     assert!(foyer.log().contains("transaction accepted"), "{}", foyer.log());
-    assert!(!foyer.log().contains("M_NOT_JSON"), "no transaction was refused");
 }
 
 #[tokio::test]
