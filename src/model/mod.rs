@@ -4,6 +4,7 @@
 //! on the homeserver ([`naming`]). Every other module may import it; it imports none of
 //! them.
 
+pub mod claim;
 pub mod naming;
 pub mod record;
 pub mod reservation;

@@ -1,0 +1,348 @@
+//! Tickets that arrive with an email address instead of a Matrix ID, and the claim codes
+//! that let their holders bind them to a Matrix ID from any client (contract §7).
+//!
+//! A code is derived, not drawn: an HMAC of the reservation and ticket ids under a key
+//! only Foyer holds. So the store keeps nothing but the code's hash (to find the ticket a
+//! code names), yet the platform can read the code again at any time.
+
+use std::fmt;
+
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+use super::{ReservationId, TicketId};
+
+/// Crockford's base 32: no I, L, O or U, so nothing reads as another symbol; reading is
+/// forgiving (lower case, `O` for `0`, `I`/`L` for `1`, hyphens and spaces ignored).
+const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+/// 14 symbols of 5 bits: 70 bits no one can guess. A 15th symbol is the check.
+const DATA_SYMBOLS: usize = 14;
+const SYMBOLS: usize = DATA_SYMBOLS + 1;
+
+/// A ticket's claim code, in its canonical form (15 symbols, no hyphens).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClaimCode(String);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ClaimCodeError {
+    #[error("this is not a claim code: a code has 15 letters and digits, like ABCDE-FGHJK-MNPQR")]
+    Malformed,
+    /// Well formed, but the check symbol does not match: almost surely a typo, never a
+    /// code Foyer made.
+    #[error("this code has a typo: one of its letters or digits is wrong or two are swapped")]
+    Typo,
+}
+
+/// The key codes are derived with; see [`ClaimCode::derive`].
+pub struct ClaimKey([u8; 32]);
+
+impl ClaimKey {
+    /// A key for claim codes from a secret of the deployment. The label keeps it apart
+    /// from every other use of that secret.
+    pub fn from_secret(secret: &[u8]) -> Self {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes keys of any length");
+        mac.update(b"foyer claim codes v1");
+        Self(mac.finalize().into_bytes().into())
+    }
+}
+
+impl ClaimCode {
+    /// The one code of this ticket of this reservation.
+    pub fn derive(key: &ClaimKey, reservation: &ReservationId, ticket: &TicketId) -> Self {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key.0).expect("HMAC takes keys of any length");
+        // Lengths first, so no two (reservation, ticket) pairs feed the same bytes.
+        for part in [reservation.as_str(), ticket.as_str()] {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part.as_bytes());
+        }
+        let bytes = mac.finalize().into_bytes();
+        let mut bits = u128::from_be_bytes(bytes[..16].try_into().expect("a SHA-256 MAC has 32 bytes"));
+        let mut values = [0u8; SYMBOLS];
+        for value in values.iter_mut().take(DATA_SYMBOLS) {
+            *value = (bits >> 123) as u8;
+            bits <<= 5;
+        }
+        values[DATA_SYMBOLS] = check_value(&values[..DATA_SYMBOLS]);
+        Self(values.iter().map(|&v| ALPHABET[v as usize] as char).collect())
+    }
+
+    /// Reads a code as a person may have typed it. A code of the right shape whose check
+    /// fails is a [`ClaimCodeError::Typo`], so the answer can say so.
+    pub fn parse(input: &str) -> Result<Self, ClaimCodeError> {
+        let mut values = Vec::with_capacity(SYMBOLS);
+        for c in input.trim().chars() {
+            if c == '-' || c.is_whitespace() {
+                continue;
+            }
+            let value = symbol_value(c).ok_or(ClaimCodeError::Malformed)?;
+            values.push(value);
+            if values.len() > SYMBOLS {
+                return Err(ClaimCodeError::Malformed);
+            }
+        }
+        if values.len() != SYMBOLS {
+            return Err(ClaimCodeError::Malformed);
+        }
+        if check_value(&values[..DATA_SYMBOLS]) != values[DATA_SYMBOLS] {
+            return Err(ClaimCodeError::Typo);
+        }
+        Ok(Self(values.iter().map(|&v| ALPHABET[v as usize] as char).collect()))
+    }
+
+    /// The code somewhere in a line of text, such as a knock's reason ("my code is
+    /// ABCDE-FGHJK-MNPQR") or a message (`!claim abcde fghjk mnpqr`). `None` when nothing
+    /// in it looks like a code; a typo in something that does is reported.
+    pub fn find_in(text: &str) -> Option<Result<Self, ClaimCodeError>> {
+        let text = text.trim();
+        let text = text.strip_prefix("!claim").unwrap_or(text);
+        if let Ok(code) = Self::parse(text) {
+            return Some(Ok(code));
+        }
+        // A code alone in a word, or typed in its three groups of five with spaces
+        // between. Only text in a code's shape counts, so a typo is told only where a
+        // code was meant, not in any 15 letters of a sentence.
+        let words: Vec<&str> =
+            text.split(|c: char| c.is_whitespace() || ",.;:!?()[]\"'".contains(c)).filter(|w| !w.is_empty()).collect();
+        let groups = words.windows(3).filter(|w| w.iter().all(|g| g.chars().count() == 5)).map(|w| w.concat());
+        let mut typo = None;
+        for candidate in words.iter().map(|w| w.to_string()).chain(groups) {
+            match Self::parse(&candidate) {
+                Ok(code) => return Some(Ok(code)),
+                Err(ClaimCodeError::Typo) => typo = Some(Err(ClaimCodeError::Typo)),
+                Err(ClaimCodeError::Malformed) => {}
+            }
+        }
+        typo
+    }
+
+    /// How the store finds the ticket a code names, without keeping the code.
+    pub fn hash(&self) -> String {
+        hex(&Sha256::digest(self.0.as_bytes()))
+    }
+
+    /// The canonical form, without hyphens; for URLs and comparisons.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Grouped in fives, as people read and type it: `ABCDE-FGHJK-MNPQR`.
+impl fmt::Display for ClaimCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0.as_str();
+        write!(f, "{}-{}-{}", &s[..5], &s[5..10], &s[10..])
+    }
+}
+
+/// Never printed by accident: a code is as good as the ticket.
+impl fmt::Debug for ClaimCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClaimCode([redacted])")
+    }
+}
+
+fn symbol_value(c: char) -> Option<u8> {
+    let c = match c.to_ascii_uppercase() {
+        'O' => '0',
+        'I' | 'L' => '1',
+        c => c,
+    };
+    ALPHABET.iter().position(|&a| a as char == c).map(|p| p as u8)
+}
+
+/// Luhn mod 32: catches every single wrong symbol and every swap of two neighbours
+/// except the one pair Luhn cannot tell apart.
+fn check_value(data: &[u8]) -> u8 {
+    const N: u32 = 32;
+    let mut sum = 0u32;
+    for (i, &value) in data.iter().rev().enumerate() {
+        let factor = if i % 2 == 0 { 2 } else { 1 };
+        let addend = factor * u32::from(value);
+        sum += addend / N + addend % N;
+    }
+    ((N - sum % N) % N) as u8
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A ticket holder's email address, as the platform sent it. Personal data: it is never
+/// logged and shown only [`masked`](Email::masked).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    /// A plausible address (Foyer sends no mail; it only looks the address up on the
+    /// homeserver). Lower-cased as Synapse stores addresses, so lookups match.
+    pub fn parse(input: &str) -> Result<Self, String> {
+        let address = input.trim();
+        if address.is_empty() || address.len() > 254 {
+            return Err("must be an email address of 3 to 254 characters".into());
+        }
+        if address.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err("must not contain spaces or control characters".into());
+        }
+        let Some((local, domain)) = address.rsplit_once('@') else {
+            return Err("must be an email address (name@domain)".into());
+        };
+        if local.is_empty() || local.len() > 64 || local.contains('@') || domain.is_empty() {
+            return Err("must be an email address (name@domain)".into());
+        }
+        if domain.starts_with('.') || domain.ends_with('.') || domain.contains("..") {
+            return Err("must have a valid domain after the @".into());
+        }
+        Ok(Self(address.to_lowercase()))
+    }
+
+    /// `f***@example.org`: enough to tell tickets apart on the status page, not to
+    /// contact anyone.
+    pub fn masked(&self) -> String {
+        mask(&self.0)
+    }
+
+    /// The address itself, for the homeserver lookup and the store only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Masks an address read back from the store.
+pub fn mask(address: &str) -> String {
+    match address.rsplit_once('@') {
+        Some((local, domain)) => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}***@{domain}")
+        }
+        None => "***".into(),
+    }
+}
+
+impl fmt::Debug for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Email({})", self.masked())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(reservation: &str, ticket: &str) -> ClaimCode {
+        let key = ClaimKey::from_secret(b"a deployment secret of some length");
+        ClaimCode::derive(&key, &ReservationId::parse(reservation).unwrap(), &TicketId::parse(ticket).unwrap())
+    }
+
+    #[test]
+    fn a_code_is_stable_per_ticket_and_differs_between_tickets() {
+        assert_eq!(code("jazz", "t-1"), code("jazz", "t-1"));
+        assert_ne!(code("jazz", "t-1"), code("jazz", "t-2"));
+        assert_ne!(code("jazz", "t-1"), code("rock", "t-1"));
+        // The length prefix keeps ("ab", "c") and ("a", "bc") apart.
+        assert_ne!(code("ab", "c"), code("a", "bc"));
+        let other = ClaimKey::from_secret(b"another deployment");
+        let r = ReservationId::parse("jazz").unwrap();
+        let t = TicketId::parse("t-1").unwrap();
+        assert_ne!(ClaimCode::derive(&other, &r, &t), code("jazz", "t-1"));
+    }
+
+    #[test]
+    fn a_code_reads_back_however_it_is_typed() {
+        let c = code("jazz", "t-1");
+        let shown = c.to_string();
+        assert_eq!(shown.len(), 17, "{shown}");
+        assert_eq!(ClaimCode::parse(&shown), Ok(c.clone()));
+        assert_eq!(ClaimCode::parse(&shown.to_lowercase()), Ok(c.clone()));
+        assert_eq!(ClaimCode::parse(&shown.replace('-', " ")), Ok(c.clone()));
+        assert_eq!(ClaimCode::parse(&format!("  {}  ", c.as_str())), Ok(c.clone()));
+        let confusable = c.as_str().replace('0', "O").replace('1', "l");
+        assert_eq!(ClaimCode::parse(&confusable), Ok(c));
+    }
+
+    #[test]
+    fn every_single_wrong_symbol_is_a_typo() {
+        for ticket in ["t-1", "t-2", "t-3", "vip"] {
+            let c = code("jazz", ticket);
+            for i in 0..SYMBOLS {
+                for &replacement in ALPHABET {
+                    let mut typed: Vec<u8> = c.as_str().bytes().collect();
+                    if typed[i] == replacement {
+                        continue;
+                    }
+                    typed[i] = replacement;
+                    let typed = String::from_utf8(typed).unwrap();
+                    assert_eq!(ClaimCode::parse(&typed), Err(ClaimCodeError::Typo), "{typed}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn most_swapped_neighbours_are_typos() {
+        let (mut caught, mut swaps) = (0, 0);
+        for ticket in 0..50 {
+            let c = code("jazz", &format!("t-{ticket}"));
+            let bytes: Vec<u8> = c.as_str().bytes().collect();
+            for i in 0..SYMBOLS - 1 {
+                if bytes[i] == bytes[i + 1] {
+                    continue;
+                }
+                let mut typed = bytes.clone();
+                typed.swap(i, i + 1);
+                swaps += 1;
+                if ClaimCode::parse(std::str::from_utf8(&typed).unwrap()) == Err(ClaimCodeError::Typo) {
+                    caught += 1;
+                }
+            }
+        }
+        assert!(caught * 100 >= swaps * 95, "{caught} of {swaps} swaps caught");
+    }
+
+    #[test]
+    fn what_is_not_a_code_is_malformed() {
+        for bad in ["", "ABCDE", "ABCDE-FGHJK-MNPQR-STVWX", "ABCDE-FGHJK-MNPQU", "ÄBCDE-FGHJK-MNPQR", "!claim"] {
+            assert_eq!(ClaimCode::parse(bad), Err(ClaimCodeError::Malformed), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_code_is_found_in_a_message_or_a_knock_reason() {
+        let c = code("jazz", "t-9");
+        let shown = c.to_string();
+        for text in [
+            format!("!claim {shown}"),
+            format!("!claim {}", shown.to_lowercase().replace('-', " ")),
+            format!("Hi! my code is {shown}, thanks"),
+            format!("code: ({})", c.as_str()),
+        ] {
+            assert_eq!(ClaimCode::find_in(&text), Some(Ok(c.clone())), "{text}");
+        }
+        let mut typo: Vec<u8> = shown.bytes().collect();
+        typo[0] = if typo[0] == b'A' { b'B' } else { b'A' };
+        let typo = String::from_utf8(typo).unwrap();
+        assert_eq!(ClaimCode::find_in(&format!("!claim {typo}")), Some(Err(ClaimCodeError::Typo)));
+        assert_eq!(ClaimCode::find_in("please let me in"), None);
+        assert_eq!(ClaimCode::find_in("!claim"), None);
+    }
+
+    #[test]
+    fn the_hash_names_the_code_and_the_debug_form_hides_it() {
+        let c = code("jazz", "t-1");
+        assert_eq!(c.hash(), ClaimCode::parse(&c.to_string().to_lowercase()).unwrap().hash());
+        assert_ne!(c.hash(), code("jazz", "t-2").hash());
+        assert_eq!(c.hash().len(), 64);
+        assert!(!format!("{c:?}").contains(c.as_str()));
+    }
+
+    #[test]
+    fn emails_are_checked_lowered_and_masked() {
+        let e = Email::parse(" Fan.Person@Example.ORG ").unwrap();
+        assert_eq!(e.expose(), "fan.person@example.org");
+        assert_eq!(e.masked(), "f***@example.org");
+        assert!(!format!("{e:?}").contains("fan.person"));
+        for bad in ["", "fan", "@example.org", "fan@", "fan@@example.org", "fan @x.org", "fan@.org", "fan@x..org"] {
+            assert!(Email::parse(bad).is_err(), "{bad}");
+        }
+        assert!(Email::parse(&format!("{}@x.org", "a".repeat(65))).is_err());
+    }
+}
