@@ -71,7 +71,11 @@ mod tests {
     fn every_read_of_a_secret_is_reviewed() {
         let reviewed: &[(&str, usize, &str)] = &[
             ("src/registration.rs", 2, "writes as_token and hs_token into the registration file"),
-            ("src/config/mod.rs", 1, "parses the database URL to show it without its password"),
+            (
+                "src/config/mod.rs",
+                2,
+                "parses the database URL to show it without its password; derives the claim-code key from as_token",
+            ),
             ("src/config/load.rs", 2, "checks the database URL's scheme and a secret's length and placeholder"),
             ("src/matrix/mod.rs", 1, "sends as_token to the homeserver"),
             ("src/store/sqlite.rs", 1, "opens the database"),

@@ -185,7 +185,13 @@ impl Walker<'_> {
             Duration::from_secs(60),
             Duration::from_secs(1)..=Duration::from_secs(3600),
         );
-        Some(HomeserverConfig { url: url?, server_name: server_name?, startup_timeout: startup_timeout? })
+        let signup_url = self.opt_url(s, "signup_url");
+        Some(HomeserverConfig {
+            url: url?,
+            server_name: server_name?,
+            startup_timeout: startup_timeout?,
+            signup_url: signup_url?,
+        })
     }
 
     fn appservice(&mut self, s: &mut Section<'_>, server_name: Option<&ServerName>) -> Option<AppserviceConfig> {
@@ -209,6 +215,7 @@ impl Walker<'_> {
             }
         };
         let url = self.url(s, "url");
+        let public_url = self.opt_url(s, "public_url");
         let as_token = self.secret(s, "as_token", "FOYER_AS_TOKEN", true);
         let hs_token = self.secret(s, "hs_token", "FOYER_HS_TOKEN", true);
         let sender = self.name(
@@ -238,6 +245,7 @@ impl Walker<'_> {
         Some(AppserviceConfig {
             id: id?,
             listen: listen?,
+            public_url: public_url?.or_else(|| url.clone()),
             url: url?,
             as_token: as_token?,
             hs_token: hs_token?,
@@ -441,6 +449,14 @@ impl Walker<'_> {
             return None;
         }
         Some(value)
+    }
+
+    /// An optional base URL: `Some(None)` when absent, `None` when given but wrong.
+    fn opt_url(&mut self, s: &mut Section<'_>, key: &'static str) -> Option<Option<Url>> {
+        if s.get(key).is_none() {
+            return Some(None);
+        }
+        self.url(s, key).map(Some)
     }
 
     fn url(&mut self, s: &mut Section<'_>, key: &'static str) -> Option<Url> {

@@ -45,6 +45,8 @@ pub struct HomeserverConfig {
     pub server_name: OwnedServerName,
     /// How long `serve` waits for the homeserver at start-up before giving up (exit 2).
     pub startup_timeout: Duration,
+    /// Where people without an account sign up; the claim page links to it.
+    pub signup_url: Option<Url>,
 }
 
 #[derive(Debug, Clone)]
@@ -52,6 +54,8 @@ pub struct AppserviceConfig {
     pub id: String,
     pub listen: SocketAddr,
     pub url: Url,
+    /// Where people reach Foyer's public pages (the claim page); `url` when not set.
+    pub public_url: Option<Url>,
     pub as_token: Secret,
     pub hs_token: Secret,
     pub sender_localpart: String,
@@ -219,6 +223,18 @@ impl Config {
     pub fn bot_user_id(&self) -> OwnedUserId {
         UserId::parse(format!("@{}:{}", self.appservice.sender_localpart, self.homeserver.server_name))
             .expect("sender_localpart and server_name are validated at load")
+    }
+
+    /// The key claim codes are derived with. It comes from `as_token`, which every
+    /// deployment has and keeps secret: no new secret to manage. Rotating `as_token`
+    /// changes every code not yet claimed (the store's hashes are renewed at start).
+    pub fn claim_key(&self) -> crate::model::ClaimKey {
+        crate::model::ClaimKey::from_secret(self.appservice.as_token.expose().as_bytes())
+    }
+
+    /// Where Foyer's public pages are: `appservice.public_url`, else `appservice.url`.
+    pub fn public_url(&self) -> &Url {
+        self.appservice.public_url.as_ref().unwrap_or(&self.appservice.url)
     }
 
     /// A reservation's room alias (see [`naming::room_alias`]).

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::{
     http::{AppState, error, require_api_token},
-    model::{ReservationId, ReservationRecord},
+    model::{ClaimCode, ExternalId, ReservationId, ReservationRecord, naming},
     schedule::{self, Phase},
 };
 
@@ -55,6 +55,8 @@ fn view(state: &AppState, record: &ReservationRecord, now: DateTime<Utc>) -> (Ph
             "active": record.tickets.active,
             "revoked": record.tickets.revoked,
             "uninvitable": record.tickets.uninvitable,
+            "unclaimed": record.tickets.unclaimed,
+            "claimed": record.tickets.claimed,
         },
         "members": {"invited": record.members.invited, "joined": record.members.joined},
     });
@@ -110,19 +112,27 @@ async fn tickets(State(state): State<AppState>, Path(id): Path<String>, Query(qu
         Err(e) => return unavailable(e),
     };
     let next = (rows.len() == limit as usize).then(|| rows.last().map(|t| t.ticket_id.clone())).flatten();
+    let key = state.config.claim_key();
+    let public_url = state.config.public_url();
     let tickets: Vec<Value> = rows
         .iter()
         .map(|t| {
-            let state = match (t.revoked || t.user_id.is_none(), &t.invite_error) {
-                (true, _) => "revoked",
-                (false, Some(_)) => "uninvitable",
-                (false, None) => "bound",
-            };
+            let state = t.state();
+            // The code is derived again here, never stored: only while it can be used.
+            let claim = (state == "unclaimed").then(|| ExternalId::parse(&t.ticket_id).ok()).flatten().map(|ticket| {
+                let code = ClaimCode::derive(&key, &rid, &ticket);
+                json!({
+                    "code": code.to_string(),
+                    "url": naming::claim_url(public_url, &code),
+                    "command": naming::claim_command(&code),
+                })
+            });
             json!({
                 "ticket_id": t.ticket_id,
                 "state": state,
                 "user_id": t.user_id,
-                "email_masked": Value::Null,
+                "email_masked": t.email_masked,
+                "claim": claim,
                 "last_invite_error": t.invite_error,
             })
         })

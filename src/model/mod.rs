@@ -4,12 +4,12 @@
 //! on the homeserver ([`naming`]). Every other module may import it; it imports none of
 //! them.
 
-pub mod claim;
 pub mod naming;
 pub mod record;
 pub mod reservation;
 pub mod room;
 pub mod session;
 pub mod step;
+pub mod ticket;
 
-pub use self::{record::*, reservation::*, room::*, session::*, step::*};
+pub use self::{record::*, reservation::*, room::*, session::*, step::*, ticket::*};

@@ -3,7 +3,9 @@
 
 use ruma::{OwnedRoomAliasId, RoomAliasId, ServerName};
 
-use super::ReservationId;
+use url::Url;
+
+use super::{ClaimCode, ReservationId};
 
 /// A reservation's room alias: `#<alias_prefix><reservation_id>:<server_name>`.
 pub fn room_alias(prefix: &str, id: &ReservationId, server: &ServerName) -> OwnedRoomAliasId {
@@ -41,6 +43,16 @@ pub fn fingerprint(text: &str) -> u64 {
     use sha2::Digest as _;
     let digest = sha2::Sha256::digest(text.as_bytes());
     u64::from_be_bytes(digest[..8].try_into().expect("a SHA-256 digest has 32 bytes"))
+}
+
+/// A claim code's page, `GET /claim/{code}` under Foyer's public URL.
+pub fn claim_url(public_url: &Url, code: &ClaimCode) -> String {
+    format!("{}/claim/{}", public_url.as_str().trim_end_matches('/'), code.as_str())
+}
+
+/// The exact line a holder sends the bot to claim a ticket.
+pub fn claim_command(code: &ClaimCode) -> String {
+    format!("!claim {code}")
 }
 
 #[cfg(test)]

@@ -24,6 +24,10 @@ pub struct TicketCounts {
     pub revoked: u64,
     /// Active tickets whose holder's invite failed (and is tried again later).
     pub uninvitable: u64,
+    /// Active email tickets not bound to a Matrix ID yet.
+    pub unclaimed: u64,
+    /// Active email tickets bound to a Matrix ID (by lookup, claim or correction).
+    pub claimed: u64,
 }
 
 /// Members of the room by membership, from the homeserver's events (the bot excluded).
@@ -58,6 +62,26 @@ pub struct TicketRow {
     pub revoked: bool,
     /// The holder's last invite error, while their invite keeps failing.
     pub invite_error: Option<String>,
+    /// An email ticket's address, masked (`f***@example.org`), until it is bound.
+    pub email_masked: Option<String>,
+    /// An email ticket: it has a claim code.
+    pub has_claim: bool,
+    /// How an email ticket got its holder: `lookup`, `direct_message`, `knock` or
+    /// `correction`.
+    pub bound_how: Option<String>,
+}
+
+impl TicketRow {
+    /// `bound`, `unclaimed`, `uninvitable` or `revoked` (contract §4).
+    pub fn state(&self) -> &'static str {
+        match (self.revoked, &self.user_id, &self.invite_error) {
+            (true, _, _) => "revoked",
+            (false, None, _) if self.has_claim => "unclaimed",
+            (false, None, _) => "revoked",
+            (false, Some(_), Some(_)) => "uninvitable",
+            (false, Some(_), None) => "bound",
+        }
+    }
 }
 
 /// What the lifecycle needs to plan one reservation, besides its record.

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use super::Ticket;
+
 use chrono::{DateTime, Utc};
 use ruma::OwnedUserId;
 use url::Url;
@@ -186,12 +188,6 @@ pub struct Reservation {
     pub open_before_seconds: Option<u32>,
     /// Per-reservation `chat.close_after_seconds`, overriding `rooms.close_after`.
     pub close_after_seconds: Option<u32>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ticket {
-    pub id: TicketId,
-    pub user_id: OwnedUserId,
 }
 
 /// One verified, validated webhook.

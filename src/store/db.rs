@@ -18,7 +18,7 @@ use super::{
 use crate::events::HomeserverEvent;
 use crate::model::Membership;
 use crate::model::SessionId;
-use crate::model::{Description, ReservationId, StreamUrl, WebhookEvent};
+use crate::model::{Description, Holder, ReservationId, StreamUrl, WebhookEvent};
 
 /// What one database does its own way.
 #[async_trait]
@@ -177,10 +177,19 @@ where
             }
             WebhookEvent::TicketsGranted { id, tickets } => {
                 for ticket in tickets {
+                    let (user, email, display_name, claim_hash) = match &ticket.holder {
+                        Holder::User(user) => (Some(user.as_str()), None, None, None),
+                        Holder::Email { email, display_name, claim_hash } => {
+                            (None, Some(email.address()), display_name.as_ref().map(|n| n.as_str()), Some(claim_hash))
+                        }
+                    };
                     sqlx::query(sql::GRANT_TICKET)
                         .bind(id.as_str())
                         .bind(ticket.id.as_str())
-                        .bind(ticket.user_id.as_str())
+                        .bind(user)
+                        .bind(email)
+                        .bind(display_name)
+                        .bind(claim_hash.map(String::as_str))
                         .bind(now)
                         .execute(&mut *conn)
                         .await?;

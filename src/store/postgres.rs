@@ -25,7 +25,7 @@ impl Dialect for Postgres {
     const BEGIN_WRITE: &'static str = "BEGIN";
     const MIGRATIONS: &'static [(&'static str, &'static str)] = migrations!("postgres":
         "0001_init" "0002_next_wake_index" "0003_admin_actions" "0004_admin_inbox" "0005_room_name"
-        "0006_holder_invites" "0007_status_sessions");
+        "0006_holder_invites" "0007_status_sessions" "0008_email_tickets");
     const MIGRATIONS_TABLE: &'static str =
         "CREATE TABLE IF NOT EXISTS foyer_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
     /// Several instances may start at once: one migrates, the others wait.

@@ -97,6 +97,8 @@ pub(super) fn record(row: &impl Read) -> Result<ReservationRecord, StoreError> {
         active: row.int("tickets_active")? as u64,
         revoked: row.int("tickets_revoked")? as u64,
         uninvitable: row.int("tickets_uninvitable")? as u64,
+        unclaimed: row.int("tickets_unclaimed")? as u64,
+        claimed: row.int("tickets_claimed")? as u64,
     };
     Ok(ReservationRecord {
         reservation,
@@ -205,6 +207,10 @@ pub(super) fn ticket(row: &impl Read) -> Result<TicketRow, StoreError> {
         user_id: row.opt_text("user_id")?,
         revoked: row.flag("revoked")?,
         invite_error: row.opt_text("failure")?,
+        // The address itself never leaves the store this way.
+        email_masked: row.opt_text("email")?.as_deref().map(crate::model::mask),
+        has_claim: row.flag("has_claim")?,
+        bound_how: row.opt_text("bound_how")?,
     })
 }
 

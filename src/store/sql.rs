@@ -34,11 +34,27 @@ pub(super) const CANCEL: &str = "INSERT INTO reservation_signals (reservation_id
     ON CONFLICT (reservation_id) DO UPDATE SET
         cancelled_at = COALESCE(reservation_signals.cancelled_at, excluded.cancelled_at),
         cancel_reason = COALESCE(reservation_signals.cancel_reason, excluded.cancel_reason)";
-/// `(reservation_id, ticket_id, user_id, at)`; a grant after a revocation keeps it revoked.
-pub(super) const GRANT_TICKET: &str = "INSERT INTO tickets (reservation_id, ticket_id, user_id, granted_at)
-    VALUES ($1, $2, $3, $4)
+/// `(reservation_id, ticket_id, user_id, email, display_name, claim_hash, at)`. A grant
+/// after a revocation keeps it revoked. A user ID moves the ticket to that user (an email
+/// ticket so bound is a correction); an email alone never unbinds a bound ticket. The
+/// email is kept only while the ticket has no user.
+pub(super) const GRANT_TICKET: &str = "INSERT INTO tickets
+        (reservation_id, ticket_id, user_id, email, display_name, claim_hash, granted_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)
     ON CONFLICT (reservation_id, ticket_id) DO UPDATE SET
-        user_id = excluded.user_id, granted_at = COALESCE(tickets.granted_at, excluded.granted_at)";
+        user_id = COALESCE(excluded.user_id, tickets.user_id),
+        bound_how = CASE
+            WHEN excluded.user_id IS NULL OR excluded.user_id = tickets.user_id THEN tickets.bound_how
+            WHEN tickets.user_id IS NULL AND tickets.email IS NOT NULL THEN 'correction'
+            END,
+        bound_at = CASE
+            WHEN excluded.user_id IS NULL OR excluded.user_id = tickets.user_id THEN tickets.bound_at
+            WHEN tickets.user_id IS NULL AND tickets.email IS NOT NULL THEN excluded.granted_at
+            END,
+        email = CASE WHEN excluded.user_id IS NULL AND tickets.user_id IS NULL THEN excluded.email END,
+        display_name = CASE WHEN excluded.user_id IS NULL AND tickets.user_id IS NULL THEN excluded.display_name END,
+        claim_hash = COALESCE(tickets.claim_hash, excluded.claim_hash),
+        granted_at = COALESCE(tickets.granted_at, excluded.granted_at)";
 /// `(reservation_id, ticket_id, at)`; the first revocation counts.
 pub(super) const REVOKE_TICKET: &str = "INSERT INTO tickets (reservation_id, ticket_id, revoked_at) VALUES ($1, $2, $3)
     ON CONFLICT (reservation_id, ticket_id) DO UPDATE SET revoked_at = COALESCE(tickets.revoked_at, excluded.revoked_at)";
@@ -80,7 +96,13 @@ macro_rules! records {
     ($where:literal) => {
         $crate::store::sql::select_with!(
             "(SELECT COUNT(*) FROM tickets t WHERE t.reservation_id = r.reservation_id
-                    AND t.user_id IS NOT NULL AND t.revoked_at IS NULL) AS tickets_active,
+                    AND (t.user_id IS NOT NULL OR t.claim_hash IS NOT NULL)
+                    AND t.revoked_at IS NULL) AS tickets_active,
+                (SELECT COUNT(*) FROM tickets t WHERE t.reservation_id = r.reservation_id
+                    AND t.user_id IS NULL AND t.claim_hash IS NOT NULL
+                    AND t.revoked_at IS NULL) AS tickets_unclaimed,
+                (SELECT COUNT(*) FROM tickets t WHERE t.reservation_id = r.reservation_id
+                    AND t.bound_how IS NOT NULL AND t.revoked_at IS NULL) AS tickets_claimed,
                 (SELECT COUNT(*) FROM tickets t WHERE t.reservation_id = r.reservation_id
                     AND t.revoked_at IS NOT NULL) AS tickets_revoked,
                 (SELECT COUNT(*) FROM tickets t JOIN room_invites i
@@ -104,13 +126,15 @@ pub(super) const RECORDS_AFTER: &str = records!("WHERE r.reservation_id > $1 ORD
 /// tickets and members tables, which a walk over every reservation must not.
 pub(super) const SCHEDULES_AFTER: &str = select_with!(
     "CAST(0 AS BIGINT) AS tickets_active, CAST(0 AS BIGINT) AS tickets_revoked,
-        CAST(0 AS BIGINT) AS tickets_uninvitable,
+        CAST(0 AS BIGINT) AS tickets_uninvitable, CAST(0 AS BIGINT) AS tickets_unclaimed,
+        CAST(0 AS BIGINT) AS tickets_claimed,
         CAST(0 AS BIGINT) AS members_invited, CAST(0 AS BIGINT) AS members_joined",
     "WHERE r.reservation_id > $1 ORDER BY r.reservation_id LIMIT $2"
 );
 
 /// A ticket page: `(reservation_id, after ticket_id, limit)`.
-pub(super) const TICKETS_PAGE: &str = "SELECT t.ticket_id, t.user_id, t.revoked_at IS NOT NULL AS revoked, i.failure
+pub(super) const TICKETS_PAGE: &str = "SELECT t.ticket_id, t.user_id, t.revoked_at IS NOT NULL AS revoked, i.failure,
+        t.email, t.claim_hash IS NOT NULL AS has_claim, t.bound_how
     FROM tickets t
     LEFT JOIN room_invites i ON i.reservation_id = t.reservation_id AND i.user_id = t.user_id
     WHERE t.reservation_id = $1 AND t.ticket_id > $2

@@ -51,7 +51,7 @@ impl Dialect for Sqlite {
     const MIGRATIONS: &'static [(&'static str, &'static str)] = migrations!("sqlite":
         "0001_init" "0002_lifecycle" "0003_members" "0004_stream" "0005_spaces" "0006_lease_owner"
         "0007_next_wake_index" "0008_admin_actions" "0009_admin_inbox" "0010_room_name" "0011_holder_invites"
-        "0012_status_sessions");
+        "0012_status_sessions" "0013_email_tickets");
     const MIGRATIONS_TABLE: &'static str =
         "CREATE TABLE IF NOT EXISTS foyer_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)";
     const BEFORE_MIGRATING: Option<&'static str> = None;
@@ -237,7 +237,7 @@ mod tests {
     use crate::{
         config::{DatabaseConfig, DatabaseKind},
         events::HomeserverEvent,
-        model::{Ticket, TicketId},
+        model::{Holder, Ticket, TicketId},
         secret::Secret,
         store::Store as _,
         test_support::{t, user},
@@ -258,7 +258,7 @@ mod tests {
         let (done, answer) = oneshot::channel();
         let event = WebhookEvent::TicketsGranted {
             id: ReservationId::parse("jazz").unwrap(),
-            tickets: vec![Ticket { id: TicketId::parse(ticket).unwrap(), user_id: user("fan") }],
+            tickets: vec![Ticket { id: TicketId::parse(ticket).unwrap(), holder: Holder::User(user("fan")) }],
         };
         (Job { webhook_id: webhook_id.into(), received_at: t(12, 0), event, done }, answer)
     }

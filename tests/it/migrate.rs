@@ -8,7 +8,7 @@ use foyer::{
     config::{DatabaseConfig, DatabaseKind},
     events::HomeserverEvent,
     lifecycle::Membership,
-    model::{ExternalId, Reservation, ReservationId, Ticket, Title, WebhookEvent},
+    model::{ExternalId, Holder, Reservation, ReservationId, Ticket, Title, WebhookEvent},
     secret::Secret,
     store::{self, MembershipFact, Receipt, StepRecord},
 };
@@ -43,7 +43,7 @@ async fn a_sqlite_deployment_moves_to_postgres_intact() {
     }));
     let receipt = |id| Receipt { webhook_id: id, received_at: Utc::now() };
     sqlite.record_webhook(&receipt("a"), &upsert).await.unwrap();
-    let ticket = Ticket { id: ExternalId::parse("t-1").unwrap(), user_id: alice.clone() };
+    let ticket = Ticket { id: ExternalId::parse("t-1").unwrap(), holder: Holder::User(alice.clone()) };
     sqlite
         .record_webhook(&receipt("b"), &WebhookEvent::TicketsGranted { id: id.clone(), tickets: vec![ticket] })
         .await

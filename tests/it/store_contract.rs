@@ -9,7 +9,7 @@ use foyer::{
     events::HomeserverEvent,
     lifecycle::{InviteFailure, Membership},
     model::SessionId,
-    model::{ExternalId, Reservation, ReservationId, Revision, Ticket, Title, WebhookEvent},
+    model::{ExternalId, Holder, Reservation, ReservationId, Revision, Ticket, Title, WebhookEvent},
     secret::Secret,
     store::{self, AdminAction, MembershipFact, Outcome, Receipt, StepRecord, Store},
 };
@@ -78,7 +78,7 @@ async fn webhook_ids_and_revisions_decide_what_is_applied() {
         let record = store.reservation(&jazz()).await.unwrap().unwrap();
         assert_eq!(record.reservation.title.as_str(), "Jazz 3", "{backend}");
         assert_eq!(record.reservation.open_before_seconds, Some(900), "{backend}");
-        let ticket = Ticket { id: ExternalId::parse("t").unwrap(), user_id: alice() };
+        let ticket = Ticket { id: ExternalId::parse("t").unwrap(), holder: Holder::User(alice()) };
         let grant = WebhookEvent::TicketsGranted { id: jazz(), tickets: vec![ticket] };
         store.record_webhook(&receipt("c"), &grant).await.unwrap();
         let revoke = WebhookEvent::TicketsRevoked { id: jazz(), ticket_ids: vec![ExternalId::parse("t").unwrap()] };
@@ -220,7 +220,7 @@ async fn each_holder_has_their_own_invite_outcome_and_backoff() {
         let tickets = ["t-1", "t-2", "t-3"]
             .iter()
             .zip([alice(), bob.clone(), alice()])
-            .map(|(id, user_id)| Ticket { id: ExternalId::parse(id).unwrap(), user_id })
+            .map(|(id, user_id)| Ticket { id: ExternalId::parse(id).unwrap(), holder: Holder::User(user_id) })
             .collect();
         store.record_webhook(&receipt("b"), &WebhookEvent::TicketsGranted { id: jazz(), tickets }).await.unwrap();
         let room = OwnedRoomId::try_from("!room:example.org").unwrap();

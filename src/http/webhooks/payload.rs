@@ -8,8 +8,8 @@ use serde_json::{Map, Value};
 
 use crate::config::Config;
 use crate::model::{
-    Channel, Description, ExternalId, MAX_SPAN_SECONDS, Reservation, ReservationId, Revision, StreamUrl, Ticket, Title,
-    WebhookEvent, parse_reason,
+    Channel, ClaimCode, ClaimKey, Description, DisplayName, Email, ExternalId, Holder, MAX_SPAN_SECONDS, Reservation,
+    ReservationId, Revision, StreamUrl, Ticket, Title, WebhookEvent, parse_reason,
 };
 
 const MAX_BATCH: usize = 1000;
@@ -31,17 +31,30 @@ fn err(path: impl Into<String>, message: impl Into<String>) -> PayloadError {
 }
 
 /// The rules of a payload that come from the config.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Rules {
     /// `rooms.allow_http_stream_urls`: plain `http` stream URLs are accepted.
     pub allow_http_stream_urls: bool,
     /// The appservice's bot, which is never a host or a ticket holder.
     pub bot: Option<OwnedUserId>,
+    /// What an email ticket's claim code is derived with; the store keeps its hash.
+    pub claim_key: ClaimKey,
+}
+
+/// No bot known, https stream URLs only, and a claim key no deployment has.
+impl Default for Rules {
+    fn default() -> Self {
+        Self { allow_http_stream_urls: false, bot: None, claim_key: ClaimKey::from_secret(b"") }
+    }
 }
 
 impl Rules {
     pub fn from_config(config: &Config) -> Self {
-        Self { allow_http_stream_urls: config.rooms.allow_http_stream_urls, bot: Some(config.bot_user_id()) }
+        Self {
+            allow_http_stream_urls: config.rooms.allow_http_stream_urls,
+            bot: Some(config.bot_user_id()),
+            claim_key: config.claim_key(),
+        }
     }
 
     /// Why `user` can be neither a host nor a ticket holder: it is one of the
@@ -248,10 +261,24 @@ pub fn parse_typed(
                 .enumerate()
                 .map(|(i, item)| {
                     let ticket = Object::new(format!("data.tickets[{i}]"), item)?;
-                    Ok(Ticket {
-                        id: ticket.parse("ticket_id", ExternalId::parse)?,
-                        user_id: ticket.parse("user_id", |v| rules.outside_user(v))?,
-                    })
+                    let ticket_id = ticket.parse("ticket_id", ExternalId::parse)?;
+                    // `user_id` wins over `email`; an email is checked even then, so a
+                    // platform's mistake is told, but not kept.
+                    let user = ticket.opt_parse("user_id", |v| rules.outside_user(v))?;
+                    let email = ticket.opt_parse("email", Email::parse)?;
+                    let display_name = ticket.opt_parse("display_name", DisplayName::parse)?;
+                    let holder = match (user, email) {
+                        (Some(user), _) => Holder::User(user),
+                        (None, Some(email)) => Holder::Email {
+                            email,
+                            display_name,
+                            claim_hash: ClaimCode::derive(&rules.claim_key, &id, &ticket_id).hash(),
+                        },
+                        (None, None) => {
+                            return Err(err(ticket.at("user_id"), "is missing (a ticket needs a user_id or an email)"));
+                        }
+                    };
+                    Ok(Ticket { id: ticket_id, holder })
                 })
                 .collect::<Result<_, PayloadError>>()?;
             Ok(WebhookEvent::TicketsGranted { id, tickets })
@@ -483,7 +510,11 @@ mod tests {
     }
 
     fn rules(allow_http_stream_urls: bool) -> Rules {
-        Rules { allow_http_stream_urls, bot: Some(OwnedUserId::try_from("@foyer:example.org").unwrap()) }
+        Rules {
+            allow_http_stream_urls,
+            bot: Some(OwnedUserId::try_from("@foyer:example.org").unwrap()),
+            ..Rules::default()
+        }
     }
 
     /// The error of `data` with `field` set to `value`, as a reservation.
@@ -520,6 +551,53 @@ mod tests {
             panic!("not an upsert")
         };
         assert_eq!(r.stream_url.unwrap().as_str(), "http://stream.example.org/watch");
+    }
+
+    #[test]
+    fn a_ticket_has_a_user_id_or_an_email_and_each_is_checked() {
+        let rules = rules(false);
+        let granted = |tickets: Value| {
+            let data = json!({"reservation_id": "jazz", "tickets": tickets});
+            parse_typed(&envelope("ticket.granted", data), Utc::now(), &rules)
+        };
+        let (_, WebhookEvent::TicketsGranted { tickets, .. }) = granted(json!([
+            {"ticket_id": "t-1", "email": "Fan@Example.org", "display_name": "Fan"},
+            {"ticket_id": "t-2", "user_id": "@alice:example.org", "email": "alice@example.org"},
+        ]))
+        .unwrap() else {
+            panic!("not a grant")
+        };
+        let Holder::Email { email, display_name, claim_hash } = &tickets[0].holder else { panic!("{tickets:?}") };
+        assert_eq!(email.address(), "fan@example.org");
+        assert_eq!(display_name.as_ref().map(|n| n.as_str()), Some("Fan"));
+        let code = ClaimCode::derive(&rules.claim_key, &ReservationId::parse("jazz").unwrap(), &tickets[0].id);
+        assert_eq!(claim_hash, &code.hash());
+        // Both given: the user ID wins and the email is not kept.
+        assert_eq!(tickets[1].holder, Holder::User(OwnedUserId::try_from("@alice:example.org").unwrap()));
+
+        for (ticket, path, rule) in [
+            (json!({"ticket_id": "t"}), "data.tickets[0].user_id", "a ticket needs a user_id or an email"),
+            (json!({"ticket_id": "t", "email": "not an address"}), "data.tickets[0].email", "must not contain spaces"),
+            (json!({"ticket_id": "t", "email": "fan@"}), "data.tickets[0].email", "name@domain"),
+            (json!({"ticket_id": "t", "email": 7}), "data.tickets[0].email", "must be a string"),
+            (
+                json!({"ticket_id": "t", "email": "a@b.org", "display_name": ""}),
+                "data.tickets[0].display_name",
+                "1 to 255",
+            ),
+            (
+                json!({"ticket_id": "t", "user_id": "alice", "email": "a@b.org"}),
+                "data.tickets[0].user_id",
+                "not a valid",
+            ),
+        ] {
+            let e = granted(json!([ticket])).unwrap_err();
+            assert_eq!(e.path, path, "{ticket}");
+            assert!(e.message.contains(rule), "{ticket}: {e}");
+        }
+        // The address is personal data: an error names the field, never the value.
+        let e = granted(json!([{"ticket_id": "t", "email": "secret person@example.org"}])).unwrap_err();
+        assert!(!e.to_string().contains("secret"), "{e}");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Tickets that arrive with an email address instead of a Matrix ID, and the claim codes
-//! that let their holders bind them to a Matrix ID from any client (contract §7).
+//! Tickets and their holders: a Matrix user, or someone the platform knows only by email,
+//! whose claim code lets them bind the ticket to a Matrix ID from any client (contract §7).
 //!
 //! A code is derived, not drawn: an HMAC of the reservation and ticket ids under a key
 //! only Foyer holds. So the store keeps nothing but the code's hash (to find the ticket a
@@ -10,7 +10,65 @@ use std::fmt;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
+use ruma::OwnedUserId;
+
 use super::{ReservationId, TicketId};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ticket {
+    pub id: TicketId,
+    pub holder: Holder,
+}
+
+/// Who holds a ticket, as the platform said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holder {
+    User(OwnedUserId),
+    /// Someone without a Matrix ID (yet): found by the homeserver's email binding or by
+    /// their claim code, whose hash is kept so the code finds the ticket.
+    Email {
+        email: Email,
+        display_name: Option<DisplayName>,
+        claim_hash: String,
+    },
+}
+
+impl Holder {
+    pub fn user_id(&self) -> Option<&OwnedUserId> {
+        match self {
+            Self::User(user) => Some(user),
+            Self::Email { .. } => None,
+        }
+    }
+}
+
+/// How a holder's name is shown to them (the claim page greets them by it): 1–255
+/// characters, no control characters. Personal data, like the email beside it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DisplayName(String);
+
+impl DisplayName {
+    pub fn parse(input: &str) -> Result<Self, String> {
+        let name = input.trim();
+        if name.is_empty() || name.chars().count() > 255 {
+            return Err("must be 1 to 255 characters".into());
+        }
+        if name.chars().any(char::is_control) {
+            return Err("must not contain control characters".into());
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for DisplayName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DisplayName([redacted])")
+    }
+}
 
 /// Crockford's base 32: no I, L, O or U, so nothing reads as another symbol; reading is
 /// forgiving (lower case, `O` for `0`, `I`/`L` for `1`, hyphens and spaces ignored).
@@ -34,6 +92,7 @@ pub enum ClaimCodeError {
 }
 
 /// The key codes are derived with; see [`ClaimCode::derive`].
+#[derive(Clone)]
 pub struct ClaimKey([u8; 32]);
 
 impl ClaimKey {
@@ -202,7 +261,7 @@ impl Email {
     }
 
     /// The address itself, for the homeserver lookup and the store only.
-    pub fn expose(&self) -> &str {
+    pub fn address(&self) -> &str {
         &self.0
     }
 }
@@ -337,7 +396,7 @@ mod tests {
     #[test]
     fn emails_are_checked_lowered_and_masked() {
         let e = Email::parse(" Fan.Person@Example.ORG ").unwrap();
-        assert_eq!(e.expose(), "fan.person@example.org");
+        assert_eq!(e.address(), "fan.person@example.org");
         assert_eq!(e.masked(), "f***@example.org");
         assert!(!format!("{e:?}").contains("fan.person"));
         for bad in ["", "fan", "@example.org", "fan@", "fan@@example.org", "fan @x.org", "fan@.org", "fan@x..org"] {
