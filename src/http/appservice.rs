@@ -25,6 +25,7 @@ use crate::{
     events::HomeserverEvent,
     http::{AppState, error, has_token, method_not_allowed, unrecognized},
     lifecycle::Membership,
+    model::ClaimCode,
     store::MembershipFact,
 };
 
@@ -147,12 +148,20 @@ async fn query_user(Path(_user_id): Path<String>) -> Response {
 fn membership_fact(event: &HomeserverEvent, bot: &ruma::UserId) -> Option<MembershipFact> {
     let membership = Membership::parse(event.membership()?)?;
     let user_id = ruma::OwnedUserId::try_from(event.state_key.as_deref()?).ok()?;
+    // A knock may carry a claim code in its reason (contract §7); a typo or no code
+    // leaves it an ordinary knock, answered by who holds a ticket.
+    let knock_claim = (membership == Membership::Knock)
+        .then(|| event.content.get("reason").and_then(|r| r.as_str()).and_then(ClaimCode::find_in))
+        .flatten()
+        .and_then(Result::ok)
+        .map(|code| code.hash());
     (user_id != bot).then(|| MembershipFact {
         event_id: event.event_id.clone(),
         room_id: event.room_id.clone(),
         user_id,
         membership,
         sender: event.sender.clone(),
+        knock_claim,
     })
 }
 

@@ -42,6 +42,44 @@ impl Holder {
     }
 }
 
+/// How an email ticket came to have its Matrix ID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BoundHow {
+    /// The homeserver has the email bound to one of its users.
+    Lookup,
+    /// `!claim CODE` in a direct chat with the bot.
+    DirectMessage,
+    /// A knock whose reason held the code.
+    Knock,
+    /// The platform sent the ticket again with a `user_id`.
+    Correction,
+}
+
+impl BoundHow {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Lookup => "lookup",
+            Self::DirectMessage => "direct_message",
+            Self::Knock => "knock",
+            Self::Correction => "correction",
+        }
+    }
+}
+
+/// What a claim did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// The ticket is now the claimer's.
+    Claimed { reservation_id: String, ticket_id: String },
+    /// The claimer had claimed it before: nothing changed.
+    AlreadyYours { reservation_id: String, ticket_id: String },
+    /// Someone else holds it; they keep it.
+    TakenByOther,
+    /// No ticket has this code, or its ticket was revoked or its reservation archived.
+    /// One answer for all, so a code's answer tells nothing about which codes exist.
+    Unusable,
+}
+
 /// How a holder's name is shown to them (the claim page greets them by it): 1–255
 /// characters, no control characters. Personal data, like the email beside it.
 #[derive(Clone, PartialEq, Eq)]

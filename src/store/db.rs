@@ -6,7 +6,7 @@ use std::{collections::BTreeSet, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use ruma::OwnedUserId;
+use ruma::{OwnedUserId, UserId};
 use sqlx::{Database, Encode, Executor, IntoArguments, Pool, Type, query::Query};
 
 use super::{
@@ -18,7 +18,7 @@ use super::{
 use crate::events::HomeserverEvent;
 use crate::model::Membership;
 use crate::model::SessionId;
-use crate::model::{Description, Holder, ReservationId, StreamUrl, WebhookEvent};
+use crate::model::{BoundHow, ClaimOutcome, Description, Holder, ReservationId, StreamUrl, WebhookEvent};
 
 /// What one database does its own way.
 #[async_trait]
@@ -309,6 +309,11 @@ where
             if D::rows_affected(&fresh) == 0 {
                 continue;
             }
+            if let (Membership::Knock, Some(hash)) = (fact.membership, &fact.knock_claim) {
+                let only_in = ReservationId::parse(&reservation).ok();
+                let outcome = claim(&mut tx, hash, &fact.user_id, BoundHow::Knock, only_in.as_ref(), now).await?;
+                tracing::info!(room_id = %fact.room_id, user_id = %fact.user_id, outcome = outcome_label(&outcome), "claim code in a knock");
+            }
             let invited_by = (fact.membership == Membership::Invite).then_some(fact.sender.as_str());
             sqlx::query(sql::MEMBER_EVENT)
                 .bind(fact.room_id.as_str())
@@ -508,6 +513,20 @@ where
         Ok(())
     }
 
+    async fn claim_ticket(
+        &self,
+        claim_hash: &str,
+        user: &UserId,
+        how: BoundHow,
+        only_in: Option<&ReservationId>,
+        now: DateTime<Utc>,
+    ) -> Result<ClaimOutcome, StoreError> {
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        let outcome = claim(&mut tx, claim_hash, user, how, only_in, to_millis(now)).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
     async fn tickets(&self, id: &ReservationId, after: &str, limit: u32) -> Result<Vec<TicketRow>, StoreError> {
         let query = sqlx::query(sql::TICKETS_PAGE).bind(id.as_str()).bind(after).bind(i64::from(limit));
         query.fetch_all(&self.pool).await?.iter().map(rows::ticket).collect()
@@ -566,6 +585,59 @@ where
     async fn end_status_session(&self, id: &SessionId) -> Result<(), StoreError> {
         sqlx::query(sql::END_SESSION).bind(id.as_str()).execute(&self.pool).await?;
         Ok(())
+    }
+}
+
+/// A claim inside a write transaction: the ticket a code names is bound to `user` if it
+/// may be, and its reservation made due.
+async fn claim<D: Dialect>(
+    tx: &mut sqlx::Transaction<'_, D>,
+    claim_hash: &str,
+    user: &UserId,
+    how: BoundHow,
+    only_in: Option<&ReservationId>,
+    now: i64,
+) -> Result<ClaimOutcome, StoreError>
+where
+    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
+    for<'q> i64: Encode<'q, D> + Type<D>,
+    for<'s> &'s str: Encode<'s, D> + Type<D>,
+{
+    let Some(row) = sqlx::query(sql::CLAIMABLE).bind(claim_hash).fetch_optional(&mut **tx).await? else {
+        return Ok(ClaimOutcome::Unusable);
+    };
+    let (reservation_id, ticket_id) = (row.text("reservation_id")?, row.text("ticket_id")?);
+    if row.flag("revoked")? || row.flag("archived")? || only_in.is_some_and(|id| id.as_str() != reservation_id) {
+        return Ok(ClaimOutcome::Unusable);
+    }
+    match row.opt_text("user_id")? {
+        Some(holder) if holder == user.as_str() => return Ok(ClaimOutcome::AlreadyYours { reservation_id, ticket_id }),
+        Some(_) => return Ok(ClaimOutcome::TakenByOther),
+        None => {}
+    }
+    let bound = sqlx::query(sql::BIND_TICKET)
+        .bind(user.as_str())
+        .bind(how.as_str())
+        .bind(now)
+        .bind(reservation_id.as_str())
+        .bind(ticket_id.as_str())
+        .execute(&mut **tx)
+        .await?;
+    if D::rows_affected(&bound) == 0 {
+        // Bound by someone else between the read and the write (PostgreSQL).
+        return Ok(ClaimOutcome::TakenByOther);
+    }
+    sqlx::query(sql::FACTS_ARRIVED).bind(reservation_id.as_str()).bind(now).execute(&mut **tx).await?;
+    Ok(ClaimOutcome::Claimed { reservation_id, ticket_id })
+}
+
+/// A bounded label for logs and metrics.
+pub fn outcome_label(outcome: &ClaimOutcome) -> &'static str {
+    match outcome {
+        ClaimOutcome::Claimed { .. } => "claimed",
+        ClaimOutcome::AlreadyYours { .. } => "already_yours",
+        ClaimOutcome::TakenByOther => "taken",
+        ClaimOutcome::Unusable => "unusable",
     }
 }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone as _, Utc};
-use ruma::OwnedUserId;
+use ruma::{OwnedUserId, UserId};
 
 pub use self::{postgres::PostgresStore, sqlite::SqliteStore};
 /// What the store reads back, defined with the domain.
@@ -22,7 +22,7 @@ pub use crate::model::{
 use crate::{
     config::{DatabaseConfig, DatabaseKind},
     events::HomeserverEvent,
-    model::{Membership, ReservationId, SessionId, WebhookEvent},
+    model::{BoundHow, ClaimOutcome, Membership, ReservationId, SessionId, WebhookEvent},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -175,6 +175,19 @@ pub trait Store: Send + Sync {
     /// Records one step's outcome at once, so a crash right after it repeats nothing.
     async fn record_step(&self, id: &ReservationId, step: &StepRecord, now: DateTime<Utc>) -> Result<(), StoreError>;
 
+    /// Binds the ticket whose claim code hashes to `claim_hash` to `user`, unless it is
+    /// revoked, its reservation archived, or someone else holds it; makes its reservation
+    /// due, so the holder is invited as soon as the room is open. `only_in` limits the
+    /// claim to one reservation (a knock claims a seat in the room knocked on).
+    async fn claim_ticket(
+        &self,
+        claim_hash: &str,
+        user: &UserId,
+        how: BoundHow,
+        only_in: Option<&ReservationId>,
+        now: DateTime<Utc>,
+    ) -> Result<ClaimOutcome, StoreError>;
+
     /// A reservation's tickets ordered by id, after `after`, at most `limit`.
     async fn tickets(&self, id: &ReservationId, after: &str, limit: u32) -> Result<Vec<TicketRow>, StoreError>;
 
@@ -238,6 +251,10 @@ pub struct MembershipFact {
     pub user_id: OwnedUserId,
     pub membership: Membership,
     pub sender: String,
+    /// A knock whose reason held a well-formed claim code: the hash of that code. The
+    /// ticket is bound in the same transaction as the knock, so the knock is answered
+    /// as a holder's.
+    pub knock_claim: Option<String>,
 }
 
 /// Opens the store named by `database.url`, applying migrations.

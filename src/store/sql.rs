@@ -139,6 +139,16 @@ pub(super) const TICKETS_PAGE: &str = "SELECT t.ticket_id, t.user_id, t.revoked_
     LEFT JOIN room_invites i ON i.reservation_id = t.reservation_id AND i.user_id = t.user_id
     WHERE t.reservation_id = $1 AND t.ticket_id > $2
     ORDER BY t.ticket_id LIMIT $3";
+/// The ticket a claim code names, and whether it can still be claimed: `(claim_hash)`.
+pub(super) const CLAIMABLE: &str = "SELECT t.reservation_id, t.ticket_id, t.user_id,
+        t.revoked_at IS NOT NULL AS revoked, l.archived_at IS NOT NULL AS archived
+    FROM tickets t LEFT JOIN lifecycle l ON l.reservation_id = t.reservation_id
+    WHERE t.claim_hash = $1";
+/// Binds an unbound, unrevoked ticket and forgets its email:
+/// `(user_id, how, at, reservation_id, ticket_id)`.
+pub(super) const BIND_TICKET: &str = "UPDATE tickets
+    SET user_id = $1, bound_how = $2, bound_at = $3, email = NULL, display_name = NULL
+    WHERE reservation_id = $4 AND ticket_id = $5 AND user_id IS NULL AND revoked_at IS NULL";
 /// Holders and hosts whose invite keeps failing: `(reservation_id, limit)`.
 pub(super) const INVITE_FAILURES: &str = "SELECT user_id, failure FROM room_invites
     WHERE reservation_id = $1 AND failure IS NOT NULL ORDER BY user_id LIMIT $2";

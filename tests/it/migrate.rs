@@ -63,6 +63,7 @@ async fn a_sqlite_deployment_moves_to_postgres_intact() {
         user_id: alice.clone(),
         membership: Membership::Join,
         sender: alice.to_string(),
+        knock_claim: None,
     };
     sqlite.record_memberships(&[fact], Utc::now()).await.unwrap();
     let command = |event_id: &str| HomeserverEvent {

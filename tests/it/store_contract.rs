@@ -190,6 +190,7 @@ async fn steps_and_membership_facts_are_recorded_once() {
             user_id: alice(),
             membership: Membership::Join,
             sender: alice().to_string(),
+            knock_claim: None,
         };
         let join = fact("$1", "!room:example.org");
         assert_eq!(store.record_memberships(std::slice::from_ref(&join), now).await.unwrap(), 1, "{backend}");
@@ -432,6 +433,89 @@ async fn status_sessions_live_until_ended_or_expired() {
         store.start_status_session(&later, now + Span::hours(2), now + Span::hours(14)).await.unwrap();
         assert!(!store.status_session_live(&short, now).await.unwrap(), "{backend}: pruned");
         assert!(store.status_session_live(&later, now + Span::hours(2)).await.unwrap(), "{backend}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn email_tickets_are_bound_by_a_claim_once_and_forget_their_address() {
+    use foyer::model::{BoundHow, ClaimCode, ClaimKey, ClaimOutcome, DisplayName, Email};
+    let key = ClaimKey::from_secret(b"contract");
+    let code = |ticket: &str| ClaimCode::derive(&key, &jazz(), &ExternalId::parse(ticket).unwrap());
+    let email_ticket = |ticket: &str, address: &str| Ticket {
+        id: ExternalId::parse(ticket).unwrap(),
+        holder: Holder::Email {
+            email: Email::parse(address).unwrap(),
+            display_name: Some(DisplayName::parse("Fan").unwrap()),
+            claim_hash: code(ticket).hash(),
+        },
+    };
+    let user = |name: &str| OwnedUserId::try_from(format!("@{name}:example.org")).unwrap();
+    each_backend(|store, backend| {
+        let (email_ticket, code, user) = (&email_ticket, &code, &user);
+        async move {
+            let now = Utc::now();
+            let grant = |tickets| WebhookEvent::TicketsGranted { id: jazz(), tickets };
+            store.record_webhook(&receipt("r"), &upsert(1)).await.unwrap();
+            let first = vec![
+                email_ticket("t-1", "fan@example.org"),
+                email_ticket("t-2", "other@example.org"),
+                Ticket { id: ExternalId::parse("t-3").unwrap(), holder: Holder::User(user("bob")) },
+            ];
+            store.record_webhook(&receipt("g1"), &grant(first)).await.unwrap();
+            let counts = store.reservation(&jazz()).await.unwrap().unwrap().tickets;
+            assert_eq!((counts.active, counts.unclaimed, counts.claimed), (3, 2, 0), "{backend}");
+            let listed = store.tickets(&jazz(), "", 10).await.unwrap();
+            assert_eq!(listed[0].state(), "unclaimed", "{backend}");
+            assert_eq!(listed[0].email_masked.as_deref(), Some("f***@example.org"), "{backend}");
+            let holders = store.lifecycle_state(&jazz()).await.unwrap().audience.holders;
+            assert_eq!(holders, [user("bob")].into(), "{backend}");
+
+            let claim = |hash: String, who: &str| {
+                let store = store.clone();
+                let who = user(who);
+                async move { store.claim_ticket(&hash, &who, BoundHow::DirectMessage, None, now).await.unwrap() }
+            };
+            let t1 = || ClaimOutcome::Claimed { reservation_id: "jazz".into(), ticket_id: "t-1".into() };
+            assert_eq!(claim(code("t-1").hash(), "alice").await, t1(), "{backend}");
+            let again = ClaimOutcome::AlreadyYours { reservation_id: "jazz".into(), ticket_id: "t-1".into() };
+            assert_eq!(claim(code("t-1").hash(), "alice").await, again, "{backend}");
+            assert_eq!(claim(code("t-1").hash(), "mallory").await, ClaimOutcome::TakenByOther, "{backend}");
+            assert_eq!(claim(code("nope").hash(), "mallory").await, ClaimOutcome::Unusable, "{backend}");
+            let elsewhere = ReservationId::parse("rock").unwrap();
+            let (hash, eve) = (code("t-2").hash(), user("eve"));
+            let knock = store.claim_ticket(&hash, &eve, BoundHow::Knock, Some(&elsewhere), now).await.unwrap();
+            assert_eq!(knock, ClaimOutcome::Unusable, "{backend}: another room's knock");
+
+            let listed = store.tickets(&jazz(), "", 10).await.unwrap();
+            assert_eq!(listed[0].state(), "bound", "{backend}");
+            assert_eq!(listed[0].user_id.as_deref(), Some("@alice:example.org"), "{backend}");
+            assert_eq!(listed[0].email_masked, None, "{backend}: the address is forgotten once bound");
+            assert_eq!(listed[0].bound_how.as_deref(), Some("direct_message"), "{backend}");
+            let holders = store.lifecycle_state(&jazz()).await.unwrap().audience.holders;
+            assert_eq!(holders, [user("alice"), user("bob")].into(), "{backend}");
+
+            // The platform sending the email ticket again does not unbind it; a user ID
+            // corrects an unbound one.
+            let again = vec![
+                email_ticket("t-1", "fan@example.org"),
+                Ticket { id: ExternalId::parse("t-2").unwrap(), holder: Holder::User(user("carol")) },
+            ];
+            store.record_webhook(&receipt("g2"), &grant(again)).await.unwrap();
+            let listed = store.tickets(&jazz(), "", 10).await.unwrap();
+            assert_eq!(listed[0].user_id.as_deref(), Some("@alice:example.org"), "{backend}");
+            assert_eq!(listed[0].email_masked, None, "{backend}");
+            assert_eq!(listed[1].user_id.as_deref(), Some("@carol:example.org"), "{backend}");
+            assert_eq!(listed[1].bound_how.as_deref(), Some("correction"), "{backend}");
+            let counts = store.reservation(&jazz()).await.unwrap().unwrap().tickets;
+            assert_eq!((counts.active, counts.unclaimed, counts.claimed), (3, 0, 2), "{backend}");
+
+            // A revoked ticket's code no longer works, even for its holder.
+            let revoke =
+                WebhookEvent::TicketsRevoked { id: jazz(), ticket_ids: vec![ExternalId::parse("t-2").unwrap()] };
+            store.record_webhook(&receipt("v"), &revoke).await.unwrap();
+            assert_eq!(claim(code("t-2").hash(), "carol").await, ClaimOutcome::Unusable, "{backend}");
+        }
     })
     .await;
 }
