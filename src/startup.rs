@@ -123,6 +123,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
                 store: state.store.clone(),
                 wake: state.wake.clone(),
                 inbox: state.admin_wake.clone(),
+                claims: Default::default(),
             };
             tokio::spawn(crate::admin::serve(admin, admin_client, stop_rx.clone()));
             tracing::info!(bot = %report.bot, "ready");

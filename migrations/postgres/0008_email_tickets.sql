@@ -10,3 +10,10 @@ ALTER TABLE tickets ADD COLUMN bound_at BIGINT;
 -- When the homeserver was last asked which user has the email bound.
 ALTER TABLE tickets ADD COLUMN looked_up_at BIGINT;
 CREATE INDEX tickets_by_claim ON tickets (claim_hash) WHERE claim_hash IS NOT NULL;
+-- Direct chats strangers opened with the bot to claim a ticket, left once idle.
+CREATE TABLE direct_chats (
+    room_id        TEXT PRIMARY KEY,
+    user_id        TEXT NOT NULL,
+    last_active_at BIGINT NOT NULL
+);
+CREATE INDEX direct_chats_by_activity ON direct_chats (last_active_at);

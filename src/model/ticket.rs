@@ -80,6 +80,18 @@ pub enum ClaimOutcome {
     Unusable,
 }
 
+impl ClaimOutcome {
+    /// A bounded label for logs and metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Claimed { .. } => "claimed",
+            Self::AlreadyYours { .. } => "already_yours",
+            Self::TakenByOther => "taken",
+            Self::Unusable => "unusable",
+        }
+    }
+}
+
 /// How a holder's name is shown to them (the claim page greets them by it): 1–255
 /// characters, no control characters. Personal data, like the email beside it.
 #[derive(Clone, PartialEq, Eq)]

@@ -312,7 +312,8 @@ where
             if let (Membership::Knock, Some(hash)) = (fact.membership, &fact.knock_claim) {
                 let only_in = ReservationId::parse(&reservation).ok();
                 let outcome = claim(&mut tx, hash, &fact.user_id, BoundHow::Knock, only_in.as_ref(), now).await?;
-                tracing::info!(room_id = %fact.room_id, user_id = %fact.user_id, outcome = outcome_label(&outcome), "claim code in a knock");
+                tracing::info!(room_id = %fact.room_id, user_id = %fact.user_id, outcome = outcome.label(), "claim code in a knock");
+                metrics::counter!("foyer_claims_total", "how" => "knock", "result" => outcome.label()).increment(1);
             }
             let invited_by = (fact.membership == Membership::Invite).then_some(fact.sender.as_str());
             sqlx::query(sql::MEMBER_EVENT)
@@ -451,6 +452,22 @@ where
     async fn admin_inbox(&self, limit: u32) -> Result<Vec<QueuedAdminEvent>, StoreError> {
         let found = sqlx::query(sql::ADMIN_INBOX).bind(i64::from(limit)).fetch_all(&self.pool).await?;
         found.iter().map(rows::admin_event).collect()
+    }
+
+    async fn direct_chat_active(&self, room_id: &str, user: &UserId, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let query = sqlx::query(sql::DIRECT_CHAT_ACTIVE).bind(room_id).bind(user.as_str()).bind(to_millis(now));
+        query.execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn idle_direct_chats(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<String>, StoreError> {
+        let query = sqlx::query(sql::IDLE_DIRECT_CHATS).bind(to_millis(before)).bind(i64::from(limit));
+        query.fetch_all(&self.pool).await?.iter().map(|row| row.text("room_id")).collect()
+    }
+
+    async fn forget_direct_chat(&self, room_id: &str) -> Result<(), StoreError> {
+        sqlx::query(sql::FORGET_DIRECT_CHAT).bind(room_id).execute(&self.pool).await?;
+        Ok(())
     }
 
     async fn forget_admin_event(&self, event_id: &str) -> Result<(), StoreError> {
@@ -629,16 +646,6 @@ where
     }
     sqlx::query(sql::FACTS_ARRIVED).bind(reservation_id.as_str()).bind(now).execute(&mut **tx).await?;
     Ok(ClaimOutcome::Claimed { reservation_id, ticket_id })
-}
-
-/// A bounded label for logs and metrics.
-pub fn outcome_label(outcome: &ClaimOutcome) -> &'static str {
-    match outcome {
-        ClaimOutcome::Claimed { .. } => "claimed",
-        ClaimOutcome::AlreadyYours { .. } => "already_yours",
-        ClaimOutcome::TakenByOther => "taken",
-        ClaimOutcome::Unusable => "unusable",
-    }
 }
 
 #[cfg(test)]

@@ -188,6 +188,15 @@ pub trait Store: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<ClaimOutcome, StoreError>;
 
+    /// A direct chat a stranger opened with the bot (to claim a ticket) was used now.
+    async fn direct_chat_active(&self, room_id: &str, user: &UserId, now: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// Direct chats unused since `before`, the longest idle first, at most `limit`.
+    async fn idle_direct_chats(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<String>, StoreError>;
+
+    /// The bot left the direct chat.
+    async fn forget_direct_chat(&self, room_id: &str) -> Result<(), StoreError>;
+
     /// A reservation's tickets ordered by id, after `after`, at most `limit`.
     async fn tickets(&self, id: &ReservationId, after: &str, limit: u32) -> Result<Vec<TicketRow>, StoreError>;
 

@@ -242,6 +242,16 @@ pub(super) const QUEUE_ADMIN_EVENT: &str =
 pub(super) const ADMIN_INBOX: &str = "SELECT event_id, event, received_at FROM admin_inbox ORDER BY seq LIMIT $1";
 pub(super) const FORGET_ADMIN_EVENT: &str = "DELETE FROM admin_inbox WHERE event_id = $1";
 
+// Direct chats opened by strangers to claim tickets.
+
+/// `(room_id, user_id, at)`.
+pub(super) const DIRECT_CHAT_ACTIVE: &str = "INSERT INTO direct_chats (room_id, user_id, last_active_at)
+    VALUES ($1, $2, $3) ON CONFLICT (room_id) DO UPDATE SET last_active_at = excluded.last_active_at";
+/// `(before, limit)`.
+pub(super) const IDLE_DIRECT_CHATS: &str =
+    "SELECT room_id FROM direct_chats WHERE last_active_at < $1 ORDER BY last_active_at LIMIT $2";
+pub(super) const FORGET_DIRECT_CHAT: &str = "DELETE FROM direct_chats WHERE room_id = $1";
+
 // Status-page sessions.
 
 pub(super) const DROP_EXPIRED_SESSIONS: &str = "DELETE FROM status_sessions WHERE expires_at <= $1";

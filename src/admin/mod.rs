@@ -1,11 +1,15 @@
 //! Admin commands in Matrix. Users listed in `admins` invite the bot to a room (a
 //! direct chat, usually) and write `!foyer help`, `list [phase]`, `show <id>`,
 //! `open <id>`, `archive <id>` or `retry <id>`; the bot answers with a notice (HTML and
-//! plain text). Anyone else who tries gets a polite refusal; invites from people who
-//! are not admins are left unanswered. Reservation rooms are never used for this.
+//! plain text). Anyone else who tries gets a polite refusal. Anyone may also open a
+//! direct chat with the bot to claim a ticket with `!claim CODE` ([`claim`]); the bot
+//! leaves such a chat once it is idle. Other invites from people who are not admins are
+//! left unanswered. Reservation rooms are never used for this.
 //!
 //! The appservice transaction keeps the events that concern this module in the store's
 //! admin inbox before it is answered; [`serve`] handles them and drops each once done.
+
+pub mod claim;
 
 use std::{sync::Arc, time::Duration};
 
@@ -34,6 +38,8 @@ pub struct Services {
     pub wake: Arc<Notify>,
     /// Woken when a homeserver transaction queued admin events.
     pub inbox: Arc<Notify>,
+    /// Wrong claim codes of late, by user and by server.
+    pub claims: Arc<claim::Throttle>,
 }
 
 /// Lines of `!foyer list` at most; the read API pages through the rest.
@@ -303,18 +309,24 @@ pub async fn run(state: &Services, command: Command, now: DateTime<Utc>) -> Resu
     }
 }
 
-/// Whether an event goes to the admin inbox: an admin's invite of the bot, or a
-/// `!foyer` message from anyone but the bot (a stranger is answered with a refusal).
+/// Whether an event goes to the admin inbox: an admin's invite of the bot, anyone's
+/// invite of the bot to a direct chat (to claim a ticket), or a `!foyer` or `!claim`
+/// message from anyone but the bot (a stranger's `!foyer` is answered with a refusal).
 /// Other invites never do, since the bot does not act in rooms it has no business in.
 pub fn concerns(event: &HomeserverEvent, bot: &UserId, admins: &[OwnedUserId]) -> bool {
     if event.sender == bot.as_str() {
         return false;
     }
     if event.membership() == Some("invite") {
-        return event.state_key.as_deref() == Some(bot.as_str()) && is_admin(admins, &event.sender);
+        let direct = event.content.get("is_direct").and_then(|d| d.as_bool()) == Some(true);
+        return event.state_key.as_deref() == Some(bot.as_str()) && (direct || is_admin(admins, &event.sender));
     }
     event.kind == "m.room.message"
-        && event.content.get("body").and_then(|b| b.as_str()).is_some_and(|b| parse(b).is_some())
+        && event
+            .content
+            .get("body")
+            .and_then(|b| b.as_str())
+            .is_some_and(|b| parse(b).is_some() || claim::parse(b).is_some())
 }
 
 fn is_admin(admins: &[OwnedUserId], user: &str) -> bool {
@@ -350,6 +362,9 @@ enum Unfinished {
 /// ids for about 30 minutes (not across its own restarts).
 pub async fn serve(state: Services, client: MatrixClient, mut stop: watch::Receiver<bool>) {
     loop {
+        if let Err(e) = claim::leave_idle(&state, &client).await {
+            tracing::warn!(error = %e, "cannot look for idle direct chats now");
+        }
         let retry = match drain(&state, &client).await {
             Ok(()) => None,
             Err(e) => {
@@ -411,23 +426,42 @@ async fn handle(state: &Services, client: &MatrixClient, event: &HomeserverEvent
         tracing::warn!(room_id = %room_id, error = %e, "cannot {what}; dropped");
         Ok(())
     };
+    let admin = is_admin(&state.config.admins, &event.sender);
+    let sender = UserId::parse(&event.sender).ok();
     if event.membership() == Some("invite") {
         return match room::join(client, &room_id).await {
             Ok(()) => {
-                tracing::info!(room_id = %room_id, sender = %event.sender, "joined an admin's room");
+                tracing::info!(room_id = %room_id, sender = %event.sender, admin, "joined a direct chat");
+                if let (false, Some(sender)) = (admin, &sender) {
+                    // A stranger's chat is left once idle; an admin's stays.
+                    state.store.direct_chat_active(room_id.as_str(), sender, Utc::now()).await?;
+                }
                 Ok(())
             }
-            Err(e) => permanent(e, "join an admin's room"),
+            Err(e) => permanent(e, "join a direct chat"),
         };
     }
-    let Some(parsed) = event.content.get("body").and_then(|b| b.as_str()).and_then(parse) else { return Ok(()) };
-    if state.store.manages_room(room_id.as_str()).await? {
+    let Some(body) = event.content.get("body").and_then(|b| b.as_str()) else { return Ok(()) };
+    let (parsed, claimed) = (parse(body), claim::parse(body));
+    if (parsed.is_none() && claimed.is_none()) || state.store.manages_room(room_id.as_str()).await? {
         return Ok(()); // never in a reservation's room
     }
-    let answer = match (is_admin(&state.config.admins, &event.sender), parsed) {
-        (false, _) => Answer::plain(REFUSAL),
-        (true, Err(help)) => Answer::plain(help),
-        (true, Ok(command)) => {
+    let answer = match (admin, parsed, claimed, &sender) {
+        (_, _, Some(code), Some(sender)) => {
+            if !admin {
+                state.store.direct_chat_active(room_id.as_str(), sender, Utc::now()).await?;
+            }
+            match claim::claim(state, sender, code, Utc::now()).await {
+                Ok(answer) => answer,
+                Err(e @ StoreError::Unavailable(_)) => return Err(e.into()),
+                Err(e) => Answer::plain(format!("Foyer cannot answer that: {e}")),
+            }
+        }
+        (_, None, _, _) => return Ok(()),
+        (false, Some(Ok(Command::Help)), _, _) => claim::help(),
+        (false, Some(_), _, _) => Answer::plain(REFUSAL),
+        (true, Some(Err(help)), _, _) => Answer::plain(help),
+        (true, Some(Ok(command)), _, _) => {
             tracing::info!(room_id = %room_id, sender = %event.sender, command = ?command, "admin command");
             match run(state, command, Utc::now()).await {
                 Ok(answer) => answer,
@@ -478,6 +512,10 @@ mod tests {
         let taken = |e: HomeserverEvent| concerns(&e, &bot, &admins);
         assert!(taken(invite(&admin, &bot)));
         assert!(!taken(invite(&stranger, &bot)), "a stranger's invite is left alone");
+        let direct = event(&stranger, "m.room.member", Some(&bot), json!({"membership": "invite", "is_direct": true}));
+        assert!(taken(direct), "but not a direct chat: anyone may claim a ticket");
+        assert!(taken(says(&stranger, "!claim ABCDE-FGHJK-MNPQR")));
+        assert!(taken(says(&stranger, "!claim")), "answered with how to claim");
         assert!(!taken(invite(&admin, &stranger)), "only invites of the bot");
         assert!(taken(says(&admin, "!foyer list")));
         assert!(taken(says(&stranger, "!foyer open jazz")), "a stranger is refused, so it is taken");
