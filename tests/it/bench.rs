@@ -6,7 +6,13 @@ use std::time::{Duration, Instant};
 use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use crate::harness::{Synapse, TestFoyer, TestUser, enc, eventually, metric_in, percentile, random_token, repo_root};
+use crate::common::{
+    enc, eventually,
+    foyer::{TestFoyer, metric_in},
+    percentile, random_token, repo_root,
+    synapse::Synapse,
+    users::TestUser,
+};
 
 /// Replaces (or appends) the section between `<!-- name -->` markers in BENCHMARKS.md.
 pub(crate) fn write_section(name: &str, body: &str) {
@@ -34,7 +40,7 @@ pub(crate) fn machine() -> String {
 /// Delivers `total` webhooks made by `make`, `in_flight` at a time, each retried on 503
 /// like a platform's sender; returns webhooks per second and the 503 answers seen.
 pub(crate) async fn deliver_all(
-    sender: &crate::harness::Sender,
+    sender: &crate::common::foyer::Sender,
     in_flight: usize,
     total: usize,
     make: impl Fn(usize) -> (String, Vec<u8>) + Send + Sync + 'static,

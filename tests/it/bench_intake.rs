@@ -16,7 +16,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 
 use crate::{
     bench::{Profile, busiest_threads, cores, cpu_seconds, machine, own_cpu_seconds, thread_cpu, write_section},
-    harness::{Sender, TestFoyer, percentile, random_token},
+    common::{
+        foyer::{Sender, TestFoyer},
+        percentile, random_token,
+    },
 };
 
 /// One run at a concurrency: `total` webhooks, each a new ticket of one of 100

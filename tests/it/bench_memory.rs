@@ -23,7 +23,10 @@ use sqlx::{
 
 use crate::{
     bench::{deliver_all, machine, write_section},
-    harness::{Sender, TestFoyer, random_token, repo_root, sqlite_query},
+    common::{
+        foyer::{Sender, TestFoyer, sqlite_query},
+        random_token, repo_root,
+    },
 };
 
 const RESERVATIONS: usize = 100_000;

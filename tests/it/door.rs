@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use crate::harness::{Synapse, TestFoyer, TestUser, enc, eventually, random_token};
+use crate::common::{enc, eventually, foyer::TestFoyer, random_token, synapse::Synapse, users::TestUser};
 
 fn unique(name: &str) -> String {
     format!("{name}-{}", &random_token()[..8])

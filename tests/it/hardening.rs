@@ -14,7 +14,10 @@ use tokio::{
     net::TcpStream,
 };
 
-use crate::harness::{TestFoyer, foyer_bin, random_token, valid_config_yaml};
+use crate::common::{
+    foyer::{TestFoyer, valid_config_yaml},
+    foyer_bin, random_token,
+};
 
 /// A reservation a month away: accepting it makes Foyer do nothing on the homeserver.
 fn far_reservation() -> Value {

@@ -7,7 +7,11 @@ use serde_json::{Value, json};
 
 use base64::Engine as _;
 
-use crate::harness::{TestFoyer, WEBHOOK_SECRET, chrono_now, eventually, metric_in, random_token, sqlite_query};
+use crate::common::{
+    eventually,
+    foyer::{TestFoyer, WEBHOOK_SECRET, chrono_now, metric_in, sqlite_query},
+    random_token,
+};
 
 /// One hostile request and the answer it must get.
 struct Case {
@@ -382,7 +386,7 @@ async fn the_hostile_corpus_gets_exact_4xx_and_changes_nothing() {
     assert_eq!(dump(&foyer), before, "a rejected webhook changed the store");
     let (status, r) = foyer.reservation(&id).await;
     assert_eq!((status, &r["title"]), (200, &json!("Hostile Night")));
-    assert_eq!(crate::harness::http_status(foyer.slot.port, "/health/live"), Some(200));
+    assert_eq!(crate::common::http_status(foyer.slot.port, "/health/live"), Some(200));
     foyer.accept("stream.started", json!({"reservation_id": id})).await;
     println!("hostile corpus: {} inputs, each refused with its exact answer; store unchanged", corpus.len());
 }

@@ -6,7 +6,13 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use crate::harness::{Synapse, TestFoyer, TestUser, enc, eventually, metric_in, random_token};
+use crate::common::{
+    enc, eventually,
+    foyer::{TestFoyer, metric_in},
+    random_token,
+    synapse::Synapse,
+    users::TestUser,
+};
 
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -457,7 +463,7 @@ async fn a_room_due_while_the_homeserver_is_down_opens_soon_after_it_returns() {
 
 #[tokio::test]
 async fn the_lifecycle_runs_on_postgres_too() {
-    let database = crate::harness::fresh_postgres_database().await;
+    let database = crate::common::postgres::fresh_postgres_database().await;
     let mut foyer =
         TestFoyer::start_with(move |yaml| yaml.replace("url: sqlite://foyer.db", &format!("url: {database}")), &[])
             .await;

@@ -7,11 +7,12 @@ mod bench_memory;
 mod bench_scheduler;
 mod bench_wave;
 mod browser;
+#[path = "../common/mod.rs"]
+mod common;
 mod config_cli;
 mod door;
 mod handshake;
 mod hardening;
-mod harness;
 mod hostile;
 mod lifecycle;
 mod membership;

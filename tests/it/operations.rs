@@ -6,9 +6,12 @@ use std::{collections::BTreeMap, time::Duration};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use crate::harness::{
-    Synapse, TestFoyer, TestUser, WEBHOOK_SECRET, chrono_now, enc, eventually, metric_in, random_token, repo_root,
-    sign_webhook, sqlite_query,
+use crate::common::{
+    enc, eventually,
+    foyer::{TestFoyer, WEBHOOK_SECRET, chrono_now, metric_in, sign_webhook, sqlite_query},
+    random_token, repo_root,
+    synapse::Synapse,
+    users::TestUser,
 };
 
 fn unique(name: &str) -> String {
@@ -546,7 +549,7 @@ async fn the_status_page_in_chromium_shows_a_reservation_open() {
     })
     .await;
     assert!(page.contains("https://matrix.to/#/"), "a room link");
-    let shot = crate::harness::repo_root().join("target/test-artifacts/status-page.png");
+    let shot = crate::common::repo_root().join("target/test-artifacts/status-page.png");
     browser.screenshot(&shot).await;
     let png = std::fs::read(&shot).expect("screenshot");
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000, "{} bytes", png.len());

@@ -7,8 +7,12 @@ use chrono::{SecondsFormat, Utc};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::harness::{
-    Synapse, TestFoyer, TestUser, WEBHOOK_SECRET, chrono_now, enc, eventually, random_token, sign_webhook,
+use crate::common::{
+    enc, eventually,
+    foyer::{TestFoyer, WEBHOOK_SECRET, chrono_now, sign_webhook},
+    random_token,
+    synapse::Synapse,
+    users::TestUser,
 };
 
 fn unique(name: &str) -> String {

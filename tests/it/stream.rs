@@ -5,7 +5,13 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use crate::harness::{Synapse, TestFoyer, TestUser, enc, eventually, nio_client, random_token};
+use crate::common::{
+    enc, eventually,
+    foyer::TestFoyer,
+    random_token,
+    synapse::Synapse,
+    users::{TestUser, nio_client},
+};
 
 fn unique(name: &str) -> String {
     format!("{name}-{}", &random_token()[..8])
@@ -341,5 +347,5 @@ async fn transcript_of_what_a_ticket_holder_sees() {
         lines.join("\n")
     );
     println!("{text}");
-    std::fs::write(crate::harness::repo_root().join("docs/ticket-holder-view.md"), text).expect("write transcript");
+    std::fs::write(crate::common::repo_root().join("docs/ticket-holder-view.md"), text).expect("write transcript");
 }

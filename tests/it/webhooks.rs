@@ -7,7 +7,11 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::harness::{Sender, TestFoyer, WEBHOOK_SECRET, chrono_now, eventually, random_token, sign_webhook};
+use crate::common::{
+    eventually,
+    foyer::{Sender, TestFoyer, WEBHOOK_SECRET, chrono_now, sign_webhook},
+    random_token,
+};
 
 /// Webhook headers as (name, value) pairs.
 type Headers<'a> = Vec<(&'a str, &'a str)>;
@@ -411,7 +415,7 @@ async fn the_readme_sender_script_is_accepted() {
     let foyer = TestFoyer::start().await;
     let id = unique("script");
     let out = std::process::Command::new("python3")
-        .arg(crate::harness::repo_root().join("scripts/send-webhook"))
+        .arg(crate::common::repo_root().join("scripts/send-webhook"))
         .args(["--url", &foyer.base_url, "--secret", WEBHOOK_SECRET, "reservation.created", &jazz(&id).to_string()])
         .output()
         .expect("run scripts/send-webhook");

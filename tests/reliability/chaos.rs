@@ -17,7 +17,13 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::SliceRandom};
 use serde_json::{Value, json};
 
-use crate::harness::{Delivery, SERVER_NAME, Sender, Slot, Synapse, TestFoyer, TestUser, enc, random_token};
+use crate::common::{
+    enc,
+    foyer::{Delivery, Sender, TestFoyer},
+    random_token,
+    synapse::{SERVER_NAME, Slot, Synapse},
+    users::TestUser,
+};
 
 const RESERVATIONS: usize = 18;
 const USERS: usize = 7;

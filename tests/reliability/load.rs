@@ -9,7 +9,12 @@ use std::{
 use chrono::{SecondsFormat, Utc};
 use serde_json::json;
 
-use crate::harness::{Delivery, Sender, Synapse, TestFoyer, TestUser, percentile, random_token, sqlite_query};
+use crate::common::{
+    foyer::{Delivery, Sender, TestFoyer, sqlite_query},
+    percentile, random_token,
+    synapse::Synapse,
+    users::TestUser,
+};
 
 const RATE: u64 = 1000;
 const SECONDS: u64 = 30;
