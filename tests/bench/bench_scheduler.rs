@@ -11,12 +11,12 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 
 use crate::{
-    bench::{busiest_threads, cores, cpu_seconds, deliver_all, machine, own_cpu_seconds, thread_cpu, write_section},
     common::{
         foyer::{Sender, TestFoyer, sqlite_query},
         percentile, random_token, read_tail,
         standin::StandIn,
     },
+    measure::{busiest_threads, cores, cpu_seconds, deliver_all, machine, own_cpu_seconds, thread_cpu, write_section},
 };
 
 const N: usize = 10_000;

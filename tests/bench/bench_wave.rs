@@ -15,7 +15,6 @@ use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 
 use crate::{
-    bench::{cpu_seconds, machine, own_cpu_seconds, write_section},
     common::{
         enc,
         foyer::{TestFoyer, sqlite_query},
@@ -24,6 +23,7 @@ use crate::{
         synapse::Synapse,
         users::TestUser,
     },
+    measure::{cpu_seconds, machine, own_cpu_seconds, write_section},
 };
 
 const ROOMS: usize = 200;

@@ -15,11 +15,11 @@ use serde_json::json;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 
 use crate::{
-    bench::{Profile, busiest_threads, cores, cpu_seconds, machine, own_cpu_seconds, thread_cpu, write_section},
     common::{
         foyer::{Sender, TestFoyer},
         percentile, random_token,
     },
+    measure::{Profile, busiest_threads, cores, cpu_seconds, machine, own_cpu_seconds, thread_cpu, write_section},
 };
 
 /// One run at a concurrency: `total` webhooks, each a new ticket of one of 100

@@ -22,11 +22,11 @@ use sqlx::{
 };
 
 use crate::{
-    bench::{deliver_all, machine, write_section},
     common::{
         foyer::{Sender, TestFoyer, sqlite_query},
         random_token, repo_root,
     },
+    measure::{deliver_all, machine, write_section},
 };
 
 const RESERVATIONS: usize = 100_000;
