@@ -16,7 +16,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 
 use crate::{
     common::{
-        foyer::{Sender, TestFoyer},
+        foyer::{Sender, TestFoyer, envelope},
         percentile, random_token,
     },
     measure::{Profile, busiest_threads, cores, cpu_seconds, machine, own_cpu_seconds, thread_cpu, write_section},
@@ -37,7 +37,7 @@ async fn run(sender: &Sender, run: &str, pass: usize, concurrency: usize, total:
                     if i >= total {
                         return latencies;
                     }
-                    let body = Sender::body(
+                    let body = envelope(
                         "ticket.granted",
                         json!({"reservation_id": format!("intake-{run}-{}", i % 100),
                                "tickets": [{"ticket_id": format!("t{pass}-{i}"), "user_id": format!("@fan{i}:localhost")}]}),

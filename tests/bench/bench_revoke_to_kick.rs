@@ -9,8 +9,9 @@ use crate::{
     common::{
         enc, eventually,
         foyer::{TestFoyer, metric_in},
-        percentile, random_token,
+        percentile,
         synapse::Synapse,
+        unique,
         users::TestUser,
     },
     measure::{machine, write_section},
@@ -26,7 +27,7 @@ async fn bench_revoke_to_kick() {
     for _ in 0..N {
         users.push(hs.create_user("fan").await);
     }
-    let id = format!("bench-{}", &random_token()[..8]);
+    let id = unique("bench");
     let now = Utc::now();
     let at = |d: chrono::Duration| (now + d).to_rfc3339_opts(SecondsFormat::Secs, true);
     foyer
@@ -39,13 +40,9 @@ async fn bench_revoke_to_kick() {
     let tickets: Vec<Value> =
         users.iter().enumerate().map(|(i, u)| json!({"ticket_id": format!("t{i}"), "user_id": u.user_id})).collect();
     foyer.accept("ticket.granted", json!({"reservation_id": id, "tickets": tickets})).await;
-    let room = eventually(Duration::from_secs(30), "the room", || async {
-        foyer.reservation(&id).await.1["room_id"].as_str().map(str::to_owned)
-    })
-    .await;
+    let room = foyer.room_id(&id, Duration::from_secs(30)).await;
     for user in &users {
-        eventually(Duration::from_secs(30), "a join", || async { (user.join(&room).await.0 == 200).then_some(()) })
-            .await;
+        user.join_once_invited(&room, Duration::from_secs(30)).await;
     }
 
     let bot = TestUser::bot(&foyer.slot);

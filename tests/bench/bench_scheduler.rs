@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::{
     common::{
-        foyer::{Sender, TestFoyer, sqlite_query},
+        foyer::{Sender, TestFoyer, envelope, sqlite_query},
         percentile, random_token, read_tail,
         standin::StandIn,
     },
@@ -38,7 +38,7 @@ async fn send_all(sender: &Sender, webhooks: Vec<(String, Vec<u8>)>) -> Duration
 fn reservation(run: &str, name: &str, opens_at: DateTime<Utc>) -> (String, Vec<u8>) {
     let starts_at = opens_at + chrono::Duration::seconds(OPEN_BEFORE);
     let at = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
-    let body = Sender::body(
+    let body = envelope(
         "reservation.created",
         json!({"reservation_id": format!("sched-{run}-{name}"), "title": format!("Show {name}"),
                "starts_at": at(starts_at), "ends_at": at(starts_at + chrono::Duration::hours(1)),

@@ -11,10 +11,10 @@ use std::{
 use serde_json::{Value, json};
 
 use super::{
-    enc, foyer_bin,
+    enc, eventually, foyer_bin,
     postgres::fresh_postgres_database,
     random_token,
-    synapse::{SERVER_NAME, Slot, Synapse},
+    synapse::{Slot, Synapse},
     users::TestUser,
 };
 
@@ -228,8 +228,7 @@ impl TestFoyer {
 
     /// Sends a signed webhook with the given `webhook-id`.
     pub async fn send_webhook_as(&self, id: &str, kind: &str, data: Value) -> (u16, Value) {
-        let body = serde_json::to_vec(&json!({"type": kind, "timestamp": "2026-11-24T10:00:00Z", "data": data}))
-            .expect("serialize webhook");
+        let body = envelope(kind, data);
         let now = chrono_now();
         let signature = sign_webhook(WEBHOOK_SECRET, id, now, &body);
         self.post_webhook(
@@ -277,7 +276,32 @@ impl TestFoyer {
     }
 }
 
+/// A reservation as tests drive it through Foyer: its alias, its room, its tickets.
 impl TestFoyer {
+    /// The alias of the room of reservation `id` ([`Slot::alias`]).
+    pub fn alias(&self, id: &str) -> String {
+        self.slot.alias(id)
+    }
+
+    /// The room of reservation `id`, from the read API, once Foyer has recorded one.
+    pub async fn room_id(&self, id: &str, limit: Duration) -> String {
+        eventually(limit, &format!("the room of {id}"), || async {
+            self.reservation(id).await.1["room_id"].as_str().map(str::to_owned)
+        })
+        .await
+    }
+
+    /// Grants tickets of reservation `id`, as (ticket id, user id); asserts the 202.
+    pub async fn grant(&self, id: &str, tickets: &[(&str, &str)]) {
+        let tickets: Vec<Value> = tickets.iter().map(|(t, u)| json!({"ticket_id": t, "user_id": u})).collect();
+        self.accept("ticket.granted", json!({"reservation_id": id, "tickets": tickets})).await;
+    }
+
+    /// Revokes tickets of reservation `id`; asserts the 202.
+    pub async fn revoke(&self, id: &str, ticket_ids: &[&str]) {
+        self.accept("ticket.revoked", json!({"reservation_id": id, "ticket_ids": ticket_ids})).await;
+    }
+
     /// Points the reservation `id`'s alias at a fresh public room of `owner` that the
     /// bot has joined and that lacks Foyer's marker, as a `createRoom` cut short (or
     /// still running) leaves it. Returns the room.
@@ -289,8 +313,7 @@ impl TestFoyer {
         let room = made["room_id"].as_str().expect("room_id").to_owned();
         let bot = TestUser::bot(&self.slot);
         assert_eq!(bot.join(&room).await.0, 200);
-        let alias = format!("#{}{id}:{SERVER_NAME}", self.slot.alias_prefix);
-        let path = format!("/_matrix/client/v3/directory/room/{}", enc(&alias));
+        let path = format!("/_matrix/client/v3/directory/room/{}", enc(&self.alias(id)));
         let (status, body) = bot.request(reqwest::Method::PUT, &path, Some(json!({"room_id": room}))).await;
         assert_eq!(status, 200, "{body}");
         room
@@ -306,6 +329,11 @@ impl Drop for TestFoyer {
 
 pub fn chrono_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64
+}
+
+/// A webhook's body: one event of `kind` in the envelope every platform event comes in.
+pub fn envelope(kind: &str, data: Value) -> Vec<u8> {
+    serde_json::to_vec(&json!({"type": kind, "timestamp": "2026-11-24T10:00:00Z", "data": data})).expect("json")
 }
 
 /// A Standard Webhooks signature made by the reference crate, not by Foyer's code.
@@ -353,10 +381,6 @@ impl Sender {
             url: format!("{base_url}/webhooks/v1/events"),
             key: foyer::config::WebhookKey::new(key),
         }
-    }
-
-    pub fn body(kind: &str, data: Value) -> Vec<u8> {
-        serde_json::to_vec(&json!({"type": kind, "timestamp": "2026-11-24T10:00:00Z", "data": data})).expect("json")
     }
 
     /// One attempt, signed now.
@@ -424,4 +448,17 @@ pub fn sqlite_query(db: &Path, sql: &str) -> String {
         .expect("python3");
     assert!(out.status.success(), "sqlite query {sql}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("utf8")
+}
+
+/// Runs one SQL statement on a Foyer's SQLite database (read-write), through Python's
+/// sqlite3 like [`sqlite_query`]: to put the database in a state Foyer's own code would
+/// not write.
+pub fn sqlite_exec(db: &Path, sql: &str) {
+    let out = Command::new("python3")
+        .args(["-c", "import sqlite3, sys\ncon = sqlite3.connect(sys.argv[1], timeout=10)\ncon.execute(sys.argv[2])\ncon.commit()"])
+        .arg(db)
+        .arg(sql)
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "sqlite {sql}: {}", String::from_utf8_lossy(&out.stderr));
 }

@@ -72,6 +72,11 @@ pub fn random_token() -> String {
     Alphanumeric.sample_string(&mut rand::rng(), 40)
 }
 
+/// `name` with a random suffix: an id (reservation, user, room) no other test uses.
+pub fn unique(name: &str) -> String {
+    format!("{name}-{}", &random_token()[..8])
+}
+
 /// Polls `check` until it returns `Some`, or fails after `limit` with `what`.
 pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
 where

@@ -36,6 +36,11 @@ impl Slot {
         format!("@{}:{SERVER_NAME}", self.sender_localpart)
     }
 
+    /// The alias of the room of reservation `id`: `#<alias_prefix><id>:<server>`.
+    pub fn alias(&self, id: &str) -> String {
+        format!("#{}{id}:{SERVER_NAME}", self.alias_prefix)
+    }
+
     /// The Foyer config for this slot, as YAML.
     pub fn config_yaml(&self) -> String {
         format!(

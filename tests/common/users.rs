@@ -4,13 +4,14 @@
 use std::{
     process::Command,
     sync::atomic::{AtomicUsize, Ordering},
+    time::Duration,
 };
 
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 
 use super::{
-    enc, random_token, repo_root,
+    enc, eventually, random_token, repo_root,
     synapse::{Slot, Synapse},
 };
 
@@ -102,15 +103,49 @@ impl TestUser {
         self.request(reqwest::Method::POST, &format!("/_matrix/client/v3/join/{}", enc(room_id)), Some(json!({}))).await
     }
 
+    /// Joins the room once the invite has arrived (a join before it is refused).
+    pub async fn join_once_invited(&self, room_id: &str, limit: Duration) {
+        eventually(limit, &format!("an invite for {} to join {room_id} with", self.user_id), || async {
+            (self.join(room_id).await.0 == 200).then_some(())
+        })
+        .await;
+    }
+
     pub async fn send_text(&self, room_id: &str, text: &str) -> (u16, Value) {
         let path = format!("/_matrix/client/v3/rooms/{}/send/m.room.message/{}", enc(room_id), random_token());
         self.request(reqwest::Method::PUT, &path, Some(json!({"msgtype": "m.text", "body": text}))).await
     }
 
-    /// A state event's content, or `None` when the user cannot see it or it is unset.
+    /// A state event's content (empty state key), or `None` when the user cannot see it or
+    /// it is unset.
     pub async fn state(&self, room_id: &str, kind: &str) -> Option<Value> {
-        let (status, body) = self.get(&format!("/_matrix/client/v3/rooms/{}/state/{kind}/", enc(room_id))).await;
+        self.state_event(room_id, kind, "").await
+    }
+
+    /// The content of the state event `kind` with `state_key`, or `None` as for [`Self::state`].
+    pub async fn state_event(&self, room_id: &str, kind: &str, state_key: &str) -> Option<Value> {
+        let path = format!("/_matrix/client/v3/rooms/{}/state/{kind}/{}", enc(room_id), enc(state_key));
+        let (status, body) = self.get(&path).await;
         (status == 200).then_some(body)
+    }
+
+    /// The room's state events, or `None` when the user cannot see them.
+    pub async fn room_state(&self, room_id: &str) -> Option<Vec<Value>> {
+        let (status, body) = self.get(&format!("/_matrix/client/v3/rooms/{}/state", enc(room_id))).await;
+        (status == 200).then(|| body.as_array().cloned().unwrap_or_default())
+    }
+
+    /// `user_id`'s `m.room.member` event content in the room as this user sees it
+    /// (`membership`, `reason`), or `None` when unknown.
+    pub async fn member_event(&self, room_id: &str, user_id: &str) -> Option<Value> {
+        self.state_event(room_id, "m.room.member", user_id).await
+    }
+
+    /// `user_id`'s membership in the room (`invite`, `join`, `leave`…) as this user sees
+    /// it, or `None` when unknown.
+    pub async fn membership_of(&self, room_id: &str, user_id: &str) -> Option<String> {
+        let event = self.member_event(room_id, user_id).await?;
+        Some(event["membership"].as_str().unwrap_or_default().to_owned())
     }
 
     /// The room's timeline, newest first (up to 1000 events).

@@ -9,8 +9,8 @@ use base64::Engine as _;
 
 use crate::common::{
     eventually,
-    foyer::{TestFoyer, WEBHOOK_SECRET, chrono_now, metric_in, sqlite_query},
-    random_token,
+    foyer::{TestFoyer, WEBHOOK_SECRET, chrono_now, envelope, metric_in, sqlite_query},
+    random_token, unique,
 };
 
 /// One hostile request and the answer it must get.
@@ -52,11 +52,8 @@ impl Case {
     }
 }
 
-fn envelope(kind: &str, data: Value) -> Vec<u8> {
-    serde_json::to_vec(&json!({"type": kind, "timestamp": "2026-11-24T10:00:00Z", "data": data})).expect("json")
-}
-
-/// Text with the envelope around a raw `data` object, for what `json!` cannot write.
+/// Text with the envelope ([`envelope`]) around a raw `data` object, for what `json!`
+/// cannot write.
 fn raw_envelope(kind: &str, data: &str) -> Vec<u8> {
     format!(r#"{{"type": "{kind}", "timestamp": "2026-11-24T10:00:00Z", "data": {data}}}"#).into_bytes()
 }
@@ -353,7 +350,7 @@ async fn the_hostile_corpus_gets_exact_4xx_and_changes_nothing() {
         return; // The dump reads the SQLite file; the corpus never reaches the store anyway.
     }
     let foyer = TestFoyer::start().await;
-    let id = format!("hostile-{}", &random_token()[..8]);
+    let id = unique("hostile");
     foyer.accept("reservation.created", reservation(&id)).await;
     let before = dump(&foyer);
     assert!(before.contains(&id), "the dump sees the stored reservation");
