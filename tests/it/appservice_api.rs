@@ -5,7 +5,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::harness::{Synapse, TestFoyer, eventually};
+use crate::common::{eventually, foyer::TestFoyer, synapse::Synapse};
 
 #[tokio::test]
 async fn synapse_pushes_a_transaction_when_a_user_invites_the_bot() {

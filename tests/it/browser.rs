@@ -15,7 +15,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use tempfile::{NamedTempFile, TempDir};
 
-use crate::harness::{eventually, free_port, read_tail, repo_root};
+use crate::common::{eventually, free_port, read_tail, repo_root};
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use crate::harness::{foyer_bin, valid_config_yaml};
+use crate::common::{foyer::valid_config_yaml, foyer_bin};
 
 struct Run {
     code: i32,
@@ -118,14 +118,14 @@ fn short_tokens_are_named() {
 
 #[test]
 fn placeholders_are_refused_by_check_config_but_allowed_by_generate_registration() {
-    let example = std::fs::read_to_string(crate::harness::repo_root().join("config.example.yaml")).unwrap();
+    let example = std::fs::read_to_string(crate::common::repo_root().join("config.example.yaml")).unwrap();
     let run = check(&example);
     for path in ["appservice.as_token", "appservice.hs_token", "api.token", "webhooks.secrets[0]"] {
         assert_problem(&run, path, "placeholder");
     }
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("registration.yaml");
-    let example_path = crate::harness::repo_root().join("config.example.yaml");
+    let example_path = crate::common::repo_root().join("config.example.yaml");
     let run = foyer(&["generate-registration", "-c", example_path.to_str().unwrap(), "-o", out.to_str().unwrap()], &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
 }
@@ -205,7 +205,7 @@ fn bad_arguments_exit_1() {
 
 #[test]
 fn the_committed_registration_matches_the_example_config() {
-    let root = crate::harness::repo_root();
+    let root = crate::common::repo_root();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("registration.yaml");
     let example = root.join("config.example.yaml");

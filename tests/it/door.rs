@@ -7,11 +7,14 @@ use std::time::Duration;
 use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use crate::harness::{Synapse, TestFoyer, TestUser, enc, eventually, random_token};
-
-fn unique(name: &str) -> String {
-    format!("{name}-{}", &random_token()[..8])
-}
+use crate::common::{
+    enc, eventually,
+    foyer::{TestFoyer, sqlite_exec},
+    random_token,
+    synapse::Synapse,
+    unique,
+    users::TestUser,
+};
 
 /// A reservation whose room is open now (it started a minute ago, lasts an hour), with no
 /// stream link, so that the room's first steps after its creation are the invites.
@@ -22,37 +25,6 @@ fn open_reservation(id: &str) -> Value {
         "reservation_id": id, "revision": 1, "title": format!("Show {id}"),
         "starts_at": at(chrono::Duration::minutes(-1)), "ends_at": at(chrono::Duration::hours(1)),
     })
-}
-
-async fn grant(foyer: &TestFoyer, id: &str, tickets: &[(&str, &str)]) {
-    let tickets: Vec<Value> = tickets.iter().map(|(t, u)| json!({"ticket_id": t, "user_id": u})).collect();
-    foyer.accept("ticket.granted", json!({"reservation_id": id, "tickets": tickets})).await;
-}
-
-fn alias(foyer: &TestFoyer, id: &str) -> String {
-    format!("#{}{id}:localhost", foyer.slot.alias_prefix)
-}
-
-async fn room_id(foyer: &TestFoyer, id: &str) -> String {
-    eventually(Duration::from_secs(20), "the room", || async {
-        foyer.reservation(id).await.1["room_id"].as_str().map(str::to_owned)
-    })
-    .await
-}
-
-async fn join(user: &TestUser, room_id: &str) {
-    eventually(Duration::from_secs(10), "an invite to join with", || async {
-        (user.join(room_id).await.0 == 200).then_some(())
-    })
-    .await;
-}
-
-/// The room's state events as the bot sees them.
-async fn room_state(foyer: &TestFoyer, room: &str) -> Vec<Value> {
-    let bot = TestUser::bot(&foyer.slot);
-    let (status, body) = bot.get(&format!("/_matrix/client/v3/rooms/{}/state", enc(room))).await;
-    assert_eq!(status, 200, "{body}");
-    body.as_array().cloned().unwrap_or_default()
 }
 
 /// `{"n":{"n":…{"n":"deep"}…}}`, `depth` objects deep.
@@ -70,9 +42,9 @@ async fn a_members_deeply_nested_event_never_stops_the_transactions_behind_it() 
     let (alice, bob) = (hs.create_user("alice").await, hs.create_user("bob").await);
     let id = unique("deep");
     foyer.accept("reservation.created", open_reservation(&id)).await;
-    grant(&foyer, &id, &[("t1", &alice.user_id), ("t2", &bob.user_id)]).await;
-    let room = room_id(&foyer, &id).await;
-    join(&alice, &room).await;
+    foyer.grant(&id, &[("t1", &alice.user_id), ("t2", &bob.user_id)]).await;
+    let room = foyer.room_id(&id, Duration::from_secs(20)).await;
+    alice.join_once_invited(&room, Duration::from_secs(10)).await;
 
     // The deepest content Synapse accepts, at least 124 deep (below `content`).
     let send = |depth: usize| {
@@ -96,7 +68,7 @@ async fn a_members_deeply_nested_event_never_stops_the_transactions_behind_it() 
     eprintln!("Synapse accepted content {sent} objects deep");
     assert!(sent + 1 + 4 > 128, "the transaction holding it is past serde_json's depth limit");
 
-    join(&bob, &room).await;
+    bob.join_once_invited(&room, Duration::from_secs(10)).await;
     eventually(Duration::from_secs(30), "bob's join recorded after the deep event", || async {
         (foyer.reservation(&id).await.1["members"]["joined"] == 2).then_some(())
     })
@@ -117,13 +89,14 @@ async fn a_holder_who_cannot_be_invited_holds_back_nobody() {
     let ghost = format!("@ghost-{}:localhost", random_token()[..8].to_lowercase());
     let remote = "@bob:unreachable.invalid";
     let id = unique("door");
-    grant(&foyer, &id, &[("t-remote", remote), ("t-ghost", &ghost), ("t-alice", &alice.user_id)]).await;
+    foyer.grant(&id, &[("t-remote", remote), ("t-ghost", &ghost), ("t-alice", &alice.user_id)]).await;
     foyer.accept("reservation.created", open_reservation(&id)).await;
-    let room = room_id(&foyer, &id).await;
+    let room = foyer.room_id(&id, Duration::from_secs(20)).await;
+    let bot = TestUser::bot(&foyer.slot);
 
     // Alice's invite follows the room's creation at once (Synapse's own clock for both).
     let state = eventually(Duration::from_secs(10), "alice's invite", || async {
-        let state = room_state(&foyer, &room).await;
+        let state = bot.room_state(&room).await.expect("the room's state, as the bot sees it");
         let invited = state.iter().any(|e| e["type"] == "m.room.member" && e["state_key"] == alice.user_id.as_str());
         invited.then_some(state)
     })
@@ -135,7 +108,7 @@ async fn a_holder_who_cannot_be_invited_holds_back_nobody() {
     let gap = ts("m.room.member", &alice.user_id) - ts("m.room.create", "");
     eprintln!("alice invited {gap} ms after the room's creation");
     assert!(gap < 2_000, "alice waited {gap} ms behind holders who cannot be invited");
-    join(&alice, &room).await;
+    alice.join_once_invited(&room, Duration::from_secs(10)).await;
     eventually(Duration::from_secs(10), "the opening notice", || async {
         alice.notices(&room).await.iter().any(|n| n.contains("is open")).then_some(())
     })
@@ -173,21 +146,10 @@ async fn a_holder_who_cannot_be_invited_holds_back_nobody() {
     assert!(page.contains("2 cannot be invited") && page.contains(remote) && page.contains(&ghost), "{page}");
 
     // A ticket granted now is invited at once: the failing holders wait for their retry.
-    grant(&foyer, &id, &[("t-carol", &carol.user_id)]).await;
-    join(&carol, &room).await;
+    foyer.grant(&id, &[("t-carol", &carol.user_id)]).await;
+    carol.join_once_invited(&room, Duration::from_secs(10)).await;
     let log = foyer.log();
     assert!(!log.contains("lifecycle step failed"), "no holder failed the reservation:\n{log}");
-}
-
-/// Runs one SQL statement on a Foyer's SQLite database (read-write).
-fn sqlite_exec(db: &std::path::Path, sql: &str) {
-    let out = std::process::Command::new("python3")
-        .args(["-c", "import sqlite3, sys\ncon = sqlite3.connect(sys.argv[1], timeout=10)\ncon.execute(sys.argv[2])\ncon.commit()"])
-        .arg(db)
-        .arg(sql)
-        .output()
-        .expect("python3");
-    assert!(out.status.success(), "sqlite {sql}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[tokio::test]
@@ -204,7 +166,7 @@ async fn a_half_created_room_whose_creator_is_gone_is_replaced_in_seconds() {
     let path = format!("/_matrix/client/v3/rooms/{}/leave", enc(&broken));
     assert_eq!(bot.request(reqwest::Method::POST, &path, Some(json!({}))).await.0, 200);
     foyer.accept("reservation.created", open_reservation(&id)).await;
-    grant(&foyer, &id, &[("t1", &holder.user_id)]).await;
+    foyer.grant(&id, &[("t1", &holder.user_id)]).await;
     let began = Utc::now().timestamp_millis();
     sqlite_exec(
         &foyer.dir().join("foyer.db"),
@@ -219,7 +181,7 @@ async fn a_half_created_room_whose_creator_is_gone_is_replaced_in_seconds() {
         (room != broken).then_some(room)
     })
     .await;
-    join(&holder, &room).await;
+    holder.join_once_invited(&room, Duration::from_secs(10)).await;
     let log = foyer.log();
     let waits: Vec<u64> =
         log.lines().filter_map(|l| l.split("waiting up to ").nth(1)?.split(' ').next()?.parse().ok()).collect();
@@ -234,8 +196,8 @@ async fn a_flood_of_knocks_is_refused_within_a_budget_and_the_rest_left_waiting(
     let hs = Synapse::shared();
     let id = unique("flood");
     foyer.accept("reservation.created", open_reservation(&id)).await;
-    let room = room_id(&foyer, &id).await;
-    let knock = format!("/_matrix/client/v3/knock/{}", enc(&alias(&foyer, &id)));
+    let room = foyer.room_id(&id, Duration::from_secs(20)).await;
+    let knock = format!("/_matrix/client/v3/knock/{}", enc(&foyer.alias(&id)));
     let mut strangers = Vec::new();
     for _ in 0..13 {
         strangers.push(hs.create_user("stranger").await);
@@ -281,9 +243,9 @@ async fn a_notice_posted_just_before_a_crash_is_posted_once_across_a_homeserver_
     let fan = synapse.create_user("fan").await;
     let id = unique("once");
     foyer.accept("reservation.created", open_reservation(&id)).await;
-    grant(&foyer, &id, &[("t1", &fan.user_id)]).await;
-    let room = room_id(&foyer, &id).await;
-    join(&fan, &room).await;
+    foyer.grant(&id, &[("t1", &fan.user_id)]).await;
+    let room = foyer.room_id(&id, Duration::from_secs(20)).await;
+    fan.join_once_invited(&room, Duration::from_secs(10)).await;
     let live_notices = || async { fan.notices(&room).await.iter().filter(|n| n.contains("is live now")).count() };
 
     // Foyer posts the live notice and dies before recording it; Synapse forgets.

@@ -4,7 +4,11 @@ use std::time::Duration;
 
 use reqwest::Method;
 
-use crate::harness::{Slot, Synapse, TestFoyer, random_token};
+use crate::common::{
+    foyer::TestFoyer,
+    random_token,
+    synapse::{Slot, Synapse},
+};
 
 #[tokio::test]
 async fn serve_completes_the_handshake_and_synapse_pings_foyer() {

@@ -14,12 +14,15 @@ use tokio::{
     net::TcpStream,
 };
 
-use crate::harness::{TestFoyer, foyer_bin, random_token, valid_config_yaml};
+use crate::common::{
+    foyer::{TestFoyer, valid_config_yaml},
+    foyer_bin, random_token, unique,
+};
 
 /// A reservation a month away: accepting it makes Foyer do nothing on the homeserver.
 fn far_reservation() -> Value {
     let at = |days: i64| (Utc::now() + chrono::Duration::days(days)).to_rfc3339_opts(SecondsFormat::Secs, true);
-    let id = format!("far-{}", &random_token()[..8]);
+    let id = unique("far");
     json!({"reservation_id": id, "title": format!("Show {id}"), "starts_at": at(30), "ends_at": at(31)})
 }
 

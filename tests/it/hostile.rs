@@ -7,7 +7,11 @@ use serde_json::{Value, json};
 
 use base64::Engine as _;
 
-use crate::harness::{TestFoyer, WEBHOOK_SECRET, chrono_now, eventually, metric_in, random_token, sqlite_query};
+use crate::common::{
+    eventually,
+    foyer::{TestFoyer, WEBHOOK_SECRET, chrono_now, envelope, metric_in, sqlite_query},
+    random_token, unique,
+};
 
 /// One hostile request and the answer it must get.
 struct Case {
@@ -48,11 +52,8 @@ impl Case {
     }
 }
 
-fn envelope(kind: &str, data: Value) -> Vec<u8> {
-    serde_json::to_vec(&json!({"type": kind, "timestamp": "2026-11-24T10:00:00Z", "data": data})).expect("json")
-}
-
-/// Text with the envelope around a raw `data` object, for what `json!` cannot write.
+/// Text with the envelope ([`envelope`]) around a raw `data` object, for what `json!`
+/// cannot write.
 fn raw_envelope(kind: &str, data: &str) -> Vec<u8> {
     format!(r#"{{"type": "{kind}", "timestamp": "2026-11-24T10:00:00Z", "data": {data}}}"#).into_bytes()
 }
@@ -349,7 +350,7 @@ async fn the_hostile_corpus_gets_exact_4xx_and_changes_nothing() {
         return; // The dump reads the SQLite file; the corpus never reaches the store anyway.
     }
     let foyer = TestFoyer::start().await;
-    let id = format!("hostile-{}", &random_token()[..8]);
+    let id = unique("hostile");
     foyer.accept("reservation.created", reservation(&id)).await;
     let before = dump(&foyer);
     assert!(before.contains(&id), "the dump sees the stored reservation");
@@ -382,7 +383,7 @@ async fn the_hostile_corpus_gets_exact_4xx_and_changes_nothing() {
     assert_eq!(dump(&foyer), before, "a rejected webhook changed the store");
     let (status, r) = foyer.reservation(&id).await;
     assert_eq!((status, &r["title"]), (200, &json!("Hostile Night")));
-    assert_eq!(crate::harness::http_status(foyer.slot.port, "/health/live"), Some(200));
+    assert_eq!(crate::common::http_status(foyer.slot.port, "/health/live"), Some(200));
     foyer.accept("stream.started", json!({"reservation_id": id})).await;
     println!("hostile corpus: {} inputs, each refused with its exact answer; store unchanged", corpus.len());
 }

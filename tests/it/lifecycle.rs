@@ -6,14 +6,16 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use crate::harness::{Synapse, TestFoyer, TestUser, enc, eventually, metric_in, random_token};
+use crate::common::{
+    enc, eventually,
+    foyer::{TestFoyer, metric_in},
+    synapse::Synapse,
+    unique,
+    users::TestUser,
+};
 
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-fn unique(name: &str) -> String {
-    format!("{name}-{}", &random_token()[..8])
 }
 
 /// A reservation starting `starts_in` from now, lasting `lasts`, with chat margins.
@@ -29,31 +31,17 @@ fn reservation(id: &str, starts_in: f64, lasts: f64, open_before: u64, close_aft
     })
 }
 
+/// Grants each user a ticket: `<id>-t0`, `<id>-t1`, …
 async fn grant(foyer: &TestFoyer, id: &str, users: &[&TestUser]) {
-    let tickets: Vec<Value> = users
-        .iter()
-        .enumerate()
-        .map(|(i, u)| json!({"ticket_id": format!("{id}-t{i}"), "user_id": u.user_id}))
-        .collect();
-    let (status, body) = foyer.send_webhook("ticket.granted", json!({"reservation_id": id, "tickets": tickets})).await;
-    assert_eq!(status, 202, "{body}");
-}
-
-fn alias(foyer: &TestFoyer, id: &str) -> String {
-    format!("#{}{id}:localhost", foyer.slot.alias_prefix)
+    let ticket_ids: Vec<String> = (0..users.len()).map(|i| format!("{id}-t{i}")).collect();
+    let tickets: Vec<(&str, &str)> =
+        ticket_ids.iter().zip(users).map(|(t, u)| (t.as_str(), u.user_id.as_str())).collect();
+    foyer.grant(id, &tickets).await;
 }
 
 async fn room_of(foyer: &TestFoyer, user: &TestUser, id: &str, limit: Duration) -> String {
-    let alias = alias(foyer, id);
+    let alias = foyer.alias(id);
     eventually(limit, "the room's alias to resolve", || user.resolve_alias(&alias)).await
-}
-
-/// Joins once the invite has arrived.
-async fn join(user: &TestUser, room_id: &str) {
-    eventually(Duration::from_secs(10), "the invite, then a join", || async {
-        (user.join(room_id).await.0 == 200).then_some(())
-    })
-    .await;
 }
 
 /// When the homeserver created the room: its `m.room.create` event's timestamp, read by
@@ -61,11 +49,10 @@ async fn join(user: &TestUser, room_id: &str) {
 /// room's first events, so a room found by its alias may not be readable for a moment.
 async fn created_at(foyer: &TestFoyer, room_id: &str) -> DateTime<Utc> {
     let bot = TestUser::bot(&foyer.slot);
-    let path = format!("/_matrix/client/v3/rooms/{}/state", enc(room_id));
     let ts = eventually(Duration::from_secs(10), "the room's first events", || async {
-        let (status, state) = bot.get(&path).await;
-        let create = state.as_array().into_iter().flatten().find(|e| e["type"] == "m.room.create");
-        create.and_then(|e| e["origin_server_ts"].as_i64()).filter(|_| status == 200)
+        let state = bot.room_state(room_id).await?;
+        let create = state.iter().find(|e| e["type"] == "m.room.create");
+        create.and_then(|e| e["origin_server_ts"].as_i64())
     })
     .await;
     DateTime::from_timestamp_millis(ts).expect("a timestamp")
@@ -118,7 +105,7 @@ async fn a_room_opens_at_opens_at_with_everything_in_place() {
     foyer.accept("reservation.created", body).await;
     grant(&foyer, &id, &[&alice, &bob]).await;
 
-    let alias = alias(&foyer, &id);
+    let alias = foyer.alias(&id);
     loop {
         let resolved = alice.resolve_alias(&alias).await;
         // An answer that came after opens_at may show the room; one that came before may not.
@@ -145,7 +132,7 @@ async fn a_room_opens_at_opens_at_with_everything_in_place() {
             user.invited_rooms().await.contains(&room_id).then_some(())
         })
         .await;
-        join(user, &room_id).await;
+        user.join_once_invited(&room_id, Duration::from_secs(10)).await;
         let (status, body) = user.send_text(&room_id, "hello from the audience").await;
         assert_eq!(status, 200, "{} posts: {body}", user.user_id);
     }
@@ -185,12 +172,12 @@ async fn open_then_archive(foyer: &TestFoyer, alice: &TestUser) -> (String, Stri
     foyer.accept("reservation.created", reservation(&id, 1.0, 3600.0, 60, 1, &[])).await;
     grant(foyer, &id, &[alice]).await;
     let room_id = room_of(foyer, alice, &id, Duration::from_secs(10)).await;
-    join(alice, &room_id).await;
+    alice.join_once_invited(&room_id, Duration::from_secs(10)).await;
     assert_eq!(alice.send_text(&room_id, "before the end").await.0, 200);
     let mut ended = reservation(&id, -1.0, 1.0, 60, 1, &[]);
     ended["revision"] = json!(2);
     foyer.accept("reservation.updated", ended).await;
-    let alias = alias(foyer, &id);
+    let alias = foyer.alias(&id);
     eventually(Duration::from_secs(20), "the alias to be removed", || async {
         alice.resolve_alias(&alias).await.is_none().then_some(())
     })
@@ -224,7 +211,7 @@ async fn at_archives_at_the_api_says_archived_only_once_members_can_no_longer_po
     foyer.accept("reservation.created", reservation(&id, -60.0, 70.0, 3600, 1, &[])).await;
     grant(&foyer, &id, &[&alice]).await;
     let room_id = room_of(&foyer, &alice, &id, Duration::from_secs(10)).await;
-    join(&alice, &room_id).await;
+    alice.join_once_invited(&room_id, Duration::from_secs(10)).await;
     let polls = watch_the_archive(&foyer, &id, &alice, &room_id).await;
     eprintln!("the read API said archived after {polls} polls, with the room read-only");
 }
@@ -283,8 +270,8 @@ async fn rescheduling_and_cancelling_before_opening() {
     // Nothing must happen at the old opening: look once it is 2 s past.
     let look_at = would_open + chrono::Duration::seconds(2);
     tokio::time::sleep((look_at - Utc::now()).to_std().unwrap_or_default()).await;
-    assert_eq!(alice.resolve_alias(&alias(&foyer, &later)).await, None, "the opening moved");
-    assert_eq!(alice.resolve_alias(&alias(&foyer, &cancelled)).await, None, "a cancelled reservation never opens");
+    assert_eq!(alice.resolve_alias(&foyer.alias(&later)).await, None, "the opening moved");
+    assert_eq!(alice.resolve_alias(&foyer.alias(&cancelled)).await, None, "a cancelled reservation never opens");
     let (_, r) = foyer.reservation(&later).await;
     assert_eq!(r["phase"], "scheduled");
     let starts = DateTime::parse_from_rfc3339(moved["starts_at"].as_str().unwrap()).unwrap();
@@ -301,7 +288,7 @@ async fn cancelling_an_open_room_posts_a_notice_and_archives_at_once() {
     foyer.accept("reservation.created", reservation(&id, 600.0, 60.0, 3600, 60, &[])).await;
     grant(&foyer, &id, &[&alice]).await;
     let room_id = room_of(&foyer, &alice, &id, Duration::from_secs(10)).await;
-    join(&alice, &room_id).await;
+    alice.join_once_invited(&room_id, Duration::from_secs(10)).await;
     let (status, _) =
         foyer.send_webhook("reservation.cancelled", json!({"reservation_id": id, "reason": "the band is ill"})).await;
     assert_eq!(status, 202);
@@ -312,7 +299,7 @@ async fn cancelling_an_open_room_posts_a_notice_and_archives_at_once() {
     let bodies = alice.bodies(&room_id).await;
     assert!(bodies.iter().any(|b| b.contains("was cancelled (the band is ill)")), "{bodies:?}");
     // The alias goes after the power levels, in the same archive.
-    let alias = alias(&foyer, &id);
+    let alias = foyer.alias(&id);
     eventually(Duration::from_secs(10), "the alias to be removed", || async {
         alice.resolve_alias(&alias).await.is_none().then_some(())
     })
@@ -329,7 +316,7 @@ async fn a_new_title_and_start_rename_the_open_room_and_move_its_topic() {
     foyer.accept("reservation.created", first.clone()).await;
     grant(&foyer, &id, &[&alice]).await;
     let room_id = room_of(&foyer, &alice, &id, Duration::from_secs(10)).await;
-    join(&alice, &room_id).await;
+    alice.join_once_invited(&room_id, Duration::from_secs(10)).await;
     let topic = |state: Option<Value>| state.and_then(|t| t["topic"].as_str().map(str::to_owned)).unwrap_or_default();
     let old_topic = topic(alice.state(&room_id, "m.room.topic").await);
 
@@ -452,12 +439,12 @@ async fn a_room_due_while_the_homeserver_is_down_opens_soon_after_it_returns() {
     let took = created_at(&foyer, &room_id).await - back;
     eprintln!("room created {} ms after the homeserver came back", took.num_milliseconds());
     assert!(took < chrono::Duration::seconds(10), "took {} ms", took.num_milliseconds());
-    join(&alice, &room_id).await;
+    alice.join_once_invited(&room_id, Duration::from_secs(10)).await;
 }
 
 #[tokio::test]
 async fn the_lifecycle_runs_on_postgres_too() {
-    let database = crate::harness::fresh_postgres_database().await;
+    let database = crate::common::postgres::fresh_postgres_database().await;
     let mut foyer =
         TestFoyer::start_with(move |yaml| yaml.replace("url: sqlite://foyer.db", &format!("url: {database}")), &[])
             .await;
@@ -472,10 +459,7 @@ async fn the_lifecycle_runs_on_postgres_too() {
     assert_eq!(foyer.reservation(&id).await.1["room_id"], room_id.as_str());
     // The killed instance may have held the lease mid-opening: on PostgreSQL (several
     // instances) a lease is only taken over once it expires, within 15 s.
-    eventually(Duration::from_secs(30), "the takeover's invite, then a join", || async {
-        (alice.join(&room_id).await.0 == 200).then_some(())
-    })
-    .await;
+    alice.join_once_invited(&room_id, Duration::from_secs(30)).await;
     let (_, archived_room) = open_then_archive(&foyer, &alice).await;
     assert_eq!(alice.send_text(&archived_room, "after the end").await.0, 403);
     let (rooms, invites) = count_in_synapse(&foyer, &format!("Show {id}"), &[&alice]).await;
@@ -508,8 +492,8 @@ async fn an_alias_left_on_a_half_created_room_moves_to_a_new_room() {
         (room != broken).then_some(room)
     })
     .await;
-    assert_eq!(holder.resolve_alias(&alias(&foyer, &id)).await.as_deref(), Some(room.as_str()));
-    join(&holder, &room).await;
+    assert_eq!(holder.resolve_alias(&foyer.alias(&id)).await.as_deref(), Some(room.as_str()));
+    holder.join_once_invited(&room, Duration::from_secs(10)).await;
     assert!(foyer.log().contains("left half-created"), "{}", foyer.log());
 }
 

@@ -1,17 +1,13 @@
 //! Foyer's integration tests: one binary, one shared Synapse, tests in parallel.
 
 mod appservice_api;
-mod bench;
-mod bench_intake;
-mod bench_memory;
-mod bench_scheduler;
-mod bench_wave;
 mod browser;
+#[path = "../common/mod.rs"]
+mod common;
 mod config_cli;
 mod door;
 mod handshake;
 mod hardening;
-mod harness;
 mod hostile;
 mod lifecycle;
 mod membership;

@@ -6,11 +6,7 @@ use std::time::Duration;
 use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use crate::harness::{Synapse, TestFoyer, TestUser, enc, eventually, random_token};
-
-fn unique(name: &str) -> String {
-    format!("{name}-{}", &random_token()[..8])
-}
+use crate::common::{enc, eventually, foyer::TestFoyer, synapse::Synapse, unique, users::TestUser};
 
 /// A reservation whose room is open now (it started a minute ago, lasts an hour).
 fn open_reservation(id: &str, hosts: &[&str], revision: u64) -> Value {
@@ -23,53 +19,17 @@ fn open_reservation(id: &str, hosts: &[&str], revision: u64) -> Value {
     })
 }
 
-async fn grant(foyer: &TestFoyer, id: &str, tickets: &[(&str, &TestUser)]) {
-    let tickets: Vec<Value> = tickets.iter().map(|(t, u)| json!({"ticket_id": t, "user_id": u.user_id})).collect();
-    foyer.accept("ticket.granted", json!({"reservation_id": id, "tickets": tickets})).await;
-}
-
-async fn revoke(foyer: &TestFoyer, id: &str, ticket_ids: &[&str]) {
-    foyer.accept("ticket.revoked", json!({"reservation_id": id, "ticket_ids": ticket_ids})).await;
-}
-
-fn alias(foyer: &TestFoyer, id: &str) -> String {
-    format!("#{}{id}:localhost", foyer.slot.alias_prefix)
-}
-
-/// The room id, as the bot knows it (read API), once the room exists.
-async fn room_id(foyer: &TestFoyer, id: &str) -> String {
-    eventually(Duration::from_secs(15), "the room", || async {
-        foyer.reservation(id).await.1["room_id"].as_str().map(str::to_owned)
-    })
-    .await
-}
-
-async fn join(user: &TestUser, room_id: &str) {
-    eventually(Duration::from_secs(10), "an invite to join with", || async {
-        (user.join(room_id).await.0 == 200).then_some(())
-    })
-    .await;
-}
-
-/// `user`'s membership event in the room, as the bot sees it.
+/// `user`'s membership event in the room, as the bot sees it (`null` when there is none).
 async fn membership(foyer: &TestFoyer, room_id: &str, user: &TestUser) -> Value {
-    let bot = TestUser::bot(&foyer.slot);
-    let path = format!("/_matrix/client/v3/rooms/{}/state/m.room.member/{}", enc(room_id), enc(&user.user_id));
-    bot.get(&path).await.1
+    TestUser::bot(&foyer.slot).member_event(room_id, &user.user_id).await.unwrap_or_default()
 }
 
 /// When `user`'s current membership event in the room was made (its timestamp on the
 /// homeserver, whose clock is this machine's).
 async fn membership_time(foyer: &TestFoyer, room_id: &str, user: &TestUser) -> chrono::DateTime<Utc> {
-    let bot = TestUser::bot(&foyer.slot);
-    let (status, state) = bot.get(&format!("/_matrix/client/v3/rooms/{}/state", enc(room_id))).await;
-    assert_eq!(status, 200, "{state}");
-    let event = state
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|e| e["type"] == "m.room.member" && e["state_key"] == user.user_id.as_str());
-    let ts = event.and_then(|e| e["origin_server_ts"].as_i64()).unwrap_or_else(|| panic!("no membership: {state}"));
+    let state = TestUser::bot(&foyer.slot).room_state(room_id).await.expect("the room's state, as the bot sees it");
+    let event = state.iter().find(|e| e["type"] == "m.room.member" && e["state_key"] == user.user_id.as_str());
+    let ts = event.and_then(|e| e["origin_server_ts"].as_i64()).unwrap_or_else(|| panic!("no membership: {state:?}"));
     chrono::DateTime::from_timestamp_millis(ts).expect("a timestamp")
 }
 
@@ -89,21 +49,21 @@ async fn late_tickets_are_invited_and_revocations_kick_unless_another_ticket_rem
         (hs.create_user("alice").await, hs.create_user("bob").await, hs.create_user("carol").await);
     let id = unique("door");
     foyer.accept("reservation.created", open_reservation(&id, &[], 1)).await;
-    grant(&foyer, &id, &[("a1", &alice), ("b1", &bob), ("b2", &bob)]).await;
-    let room = room_id(&foyer, &id).await;
-    join(&alice, &room).await;
-    join(&bob, &room).await;
+    foyer.grant(&id, &[("a1", &alice.user_id), ("b1", &bob.user_id), ("b2", &bob.user_id)]).await;
+    let room = foyer.room_id(&id, Duration::from_secs(15)).await;
+    alice.join_once_invited(&room, Duration::from_secs(10)).await;
+    bob.join_once_invited(&room, Duration::from_secs(10)).await;
 
     // From the moment the ticket is sent to the invite on the homeserver (its event's
     // time), not to the moment this test's polling sees it.
     let granted = Utc::now();
-    grant(&foyer, &id, &[("c1", &carol)]).await;
+    foyer.grant(&id, &[("c1", &carol.user_id)]).await;
     wait_membership(&foyer, &room, &carol, "invite").await;
     let took = membership_time(&foyer, &room, &carol).await - granted;
     eprintln!("late ticket invited in {} ms", took.num_milliseconds());
     assert!(took < chrono::Duration::seconds(2), "invited within 2 s, took {} ms", took.num_milliseconds());
 
-    revoke(&foyer, &id, &["a1", "b1"]).await;
+    foyer.revoke(&id, &["a1", "b1"]).await;
     let kicked = wait_membership(&foyer, &room, &alice, "leave").await;
     assert_eq!(kicked["reason"], "Your ticket was revoked", "{kicked}");
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -111,9 +71,9 @@ async fn late_tickets_are_invited_and_revocations_kick_unless_another_ticket_rem
     assert_eq!(bob.send_text(&room, "still here").await.0, 200);
 
     // Alice buys a new ticket: removed by Foyer, she is invited again (found by the chaos test).
-    grant(&foyer, &id, &[("a2", &alice)]).await;
+    foyer.grant(&id, &[("a2", &alice.user_id)]).await;
     wait_membership(&foyer, &room, &alice, "invite").await;
-    join(&alice, &room).await;
+    alice.join_once_invited(&room, Duration::from_secs(10)).await;
 }
 
 #[tokio::test]
@@ -123,13 +83,13 @@ async fn host_changes_raise_and_lower_power() {
     let (dj, mc) = (hs.create_user("dj").await, hs.create_user("mc").await);
     let id = unique("hosts");
     foyer.accept("reservation.created", open_reservation(&id, &[&dj.user_id], 1)).await;
-    let room = room_id(&foyer, &id).await;
-    join(&dj, &room).await;
+    let room = foyer.room_id(&id, Duration::from_secs(15)).await;
+    dj.join_once_invited(&room, Duration::from_secs(10)).await;
     let bot = TestUser::bot(&foyer.slot);
     assert_eq!(bot.state(&room, "m.room.power_levels").await.unwrap()["users"][&dj.user_id], 50);
 
     foyer.accept("reservation.updated", open_reservation(&id, &[&mc.user_id], 2)).await;
-    join(&mc, &room).await; // the new host is invited
+    mc.join_once_invited(&room, Duration::from_secs(10)).await; // the new host is invited
     let levels = eventually(Duration::from_secs(10), "the new power levels", || async {
         let levels = bot.state(&room, "m.room.power_levels").await?;
         (levels["users"][&mc.user_id] == 50).then_some(levels)
@@ -145,17 +105,17 @@ async fn knocks_from_holders_get_in_and_others_are_refused() {
     let (alice, eve) = (hs.create_user("alice").await, hs.create_user("eve").await);
     let id = unique("knock");
     foyer.accept("reservation.created", open_reservation(&id, &[], 1)).await;
-    grant(&foyer, &id, &[("a1", &alice)]).await;
-    let room = room_id(&foyer, &id).await;
+    foyer.grant(&id, &[("a1", &alice.user_id)]).await;
+    let room = foyer.room_id(&id, Duration::from_secs(15)).await;
     // Alice declines the automatic invite, then changes her mind and knocks.
     wait_membership(&foyer, &room, &alice, "invite").await;
     let leave = format!("/_matrix/client/v3/rooms/{}/leave", enc(&room));
     assert_eq!(alice.request(reqwest::Method::POST, &leave, Some(json!({}))).await.0, 200);
     wait_membership(&foyer, &room, &alice, "leave").await;
-    let knock = format!("/_matrix/client/v3/knock/{}", enc(&alias(&foyer, &id)));
+    let knock = format!("/_matrix/client/v3/knock/{}", enc(&foyer.alias(&id)));
     let (status, body) = alice.request(reqwest::Method::POST, &knock, Some(json!({"reason": "let me in"}))).await;
     assert_eq!(status, 200, "{body}");
-    join(&alice, &room).await;
+    alice.join_once_invited(&room, Duration::from_secs(10)).await;
     assert_eq!(alice.send_text(&room, "in through the knock").await.0, 200);
 
     let (status, body) = eve.request(reqwest::Method::POST, &knock, Some(json!({}))).await;
@@ -174,10 +134,10 @@ async fn the_alias_query_opens_a_room_that_should_exist() {
     foyer.accept("reservation.created", open_reservation(&id, &[], 1)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(foyer.reservation(&id).await.1["room_id"], Value::Null, "not opened by the worker");
-    let room = alice.resolve_alias(&alias(&foyer, &id)).await.expect("the alias resolves on first try");
+    let room = alice.resolve_alias(&foyer.alias(&id)).await.expect("the alias resolves on first try");
     assert_eq!(foyer.reservation(&id).await.1["room_id"], room.as_str());
     assert!(foyer.log().contains("opening on demand"), "{}", foyer.log());
-    assert_eq!(alice.resolve_alias(&alias(&foyer, "not-a-reservation")).await, None);
+    assert_eq!(alice.resolve_alias(&foyer.alias("not-a-reservation")).await, None);
 }
 
 #[tokio::test]
@@ -188,12 +148,12 @@ async fn guests_of_hosts_stay_and_gatecrashers_are_removed() {
         (hs.create_user("host").await, hs.create_user("guest").await, hs.create_user("mallory").await);
     let id = unique("guest");
     foyer.accept("reservation.created", open_reservation(&id, &[&host.user_id], 1)).await;
-    let room = room_id(&foyer, &id).await;
-    join(&host, &room).await;
+    let room = foyer.room_id(&id, Duration::from_secs(15)).await;
+    host.join_once_invited(&room, Duration::from_secs(10)).await;
     let invite = format!("/_matrix/client/v3/rooms/{}/invite", enc(&room));
     let (status, body) = host.request(reqwest::Method::POST, &invite, Some(json!({"user_id": guest.user_id}))).await;
     assert_eq!(status, 200, "a host may invite: {body}");
-    join(&guest, &room).await;
+    guest.join_once_invited(&room, Duration::from_secs(10)).await;
 
     // Someone opens the door by hand; a stranger walks in and is shown out.
     let rules = format!("/_matrix/client/v3/rooms/{}/state/m.room.join_rules/", enc(&room));
@@ -221,15 +181,15 @@ async fn member_counts_match_synapse_after_joins_leaves_and_kicks() {
     let id = unique("counts");
     foyer.accept("reservation.created", open_reservation(&id, &[], 1)).await;
     let tickets: Vec<(String, &TestUser)> = users.iter().enumerate().map(|(i, u)| (format!("t{i}"), u)).collect();
-    let refs: Vec<(&str, &TestUser)> = tickets.iter().map(|(t, u)| (t.as_str(), *u)).collect();
-    grant(&foyer, &id, &refs).await;
-    let room = room_id(&foyer, &id).await;
+    let refs: Vec<(&str, &str)> = tickets.iter().map(|(t, u)| (t.as_str(), u.user_id.as_str())).collect();
+    foyer.grant(&id, &refs).await;
+    let room = foyer.room_id(&id, Duration::from_secs(15)).await;
     for user in &users[..4] {
-        join(user, &room).await;
+        user.join_once_invited(&room, Duration::from_secs(10)).await;
     }
     let leave = format!("/_matrix/client/v3/rooms/{}/leave", enc(&room));
     assert_eq!(users[1].request(reqwest::Method::POST, &leave, Some(json!({}))).await.0, 200);
-    revoke(&foyer, &id, &["t2"]).await;
+    foyer.revoke(&id, &["t2"]).await;
     wait_membership(&foyer, &room, &users[2], "leave").await;
     // User 4 only ever gets the invite; it may come after the others' joins.
     wait_membership(&foyer, &room, &users[4], "invite").await;

@@ -14,7 +14,7 @@ use foyer::{
 };
 use ruma::{OwnedRoomId, OwnedUserId};
 
-use crate::harness::{foyer_bin, fresh_postgres_database};
+use crate::common::{foyer_bin, postgres::fresh_postgres_database};
 
 fn database(url: &str, kind: DatabaseKind) -> DatabaseConfig {
     DatabaseConfig { url: Secret::new(url), kind, max_connections: None, acquire_timeout: Duration::from_secs(10) }

@@ -6,14 +6,14 @@ use std::{collections::BTreeMap, time::Duration};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use crate::harness::{
-    Synapse, TestFoyer, TestUser, WEBHOOK_SECRET, chrono_now, enc, eventually, metric_in, random_token, repo_root,
-    sign_webhook, sqlite_query,
+use crate::common::{
+    enc, eventually,
+    foyer::{TestFoyer, WEBHOOK_SECRET, chrono_now, envelope, metric_in, sign_webhook, sqlite_query},
+    random_token, repo_root,
+    synapse::Synapse,
+    unique,
+    users::TestUser,
 };
-
-fn unique(name: &str) -> String {
-    format!("{name}-{}", &random_token()[..8])
-}
 
 /// A reservation starting `starts_in` seconds from now, its room opening `open_before`
 /// seconds before that.
@@ -21,18 +21,6 @@ fn reservation(id: &str, starts_in: i64, open_before: u64) -> Value {
     let at = |s: i64| (Utc::now() + chrono::Duration::seconds(s)).to_rfc3339_opts(SecondsFormat::Secs, true);
     json!({"reservation_id": id, "title": format!("Show {id}"), "starts_at": at(starts_in),
            "ends_at": at(starts_in + 3600), "chat": {"open_before_seconds": open_before}})
-}
-
-async fn grant(foyer: &TestFoyer, id: &str, user: &TestUser) {
-    let tickets = json!([{"ticket_id": format!("{id}-{}", &random_token()[..6]), "user_id": user.user_id}]);
-    foyer.accept("ticket.granted", json!({"reservation_id": id, "tickets": tickets})).await;
-}
-
-async fn room_of(foyer: &TestFoyer, id: &str) -> String {
-    eventually(Duration::from_secs(30), &format!("the room of {id}"), || async {
-        foyer.reservation(id).await.1["room_id"].as_str().map(str::to_owned)
-    })
-    .await
 }
 
 /// `# TYPE name type` lines of the exposition.
@@ -77,8 +65,8 @@ async fn every_metric_family_is_documented_present_and_moves() {
 
     let id = unique("metrics");
     foyer.accept("reservation.created", reservation(&id, 3, 2)).await;
-    grant(&foyer, &id, &alice).await;
-    let room = room_of(&foyer, &id).await;
+    foyer.grant(&id, &[("t-alice", &alice.user_id)]).await;
+    let room = foyer.room_id(&id, Duration::from_secs(30)).await;
     eventually(Duration::from_secs(20), "alice's invite", || async {
         alice.invited_rooms().await.contains(&room).then_some(())
     })
@@ -87,7 +75,7 @@ async fn every_metric_family_is_documented_present_and_moves() {
 
     // The homeserver goes away while a new ticket must be invited: steps fail, retry.
     tokio::task::block_in_place(|| synapse.stop());
-    grant(&foyer, &id, &bob).await;
+    foyer.grant(&id, &[("t-bob", &bob.user_id)]).await;
     eventually(Duration::from_secs(30), "a retried homeserver request", || async {
         (total(&foyer.metrics_text().await, "foyer_homeserver_retries_total") > 0.0).then_some(())
     })
@@ -181,9 +169,7 @@ fn json_lines(log: &str) -> Vec<Value> {
 async fn json_logs_carry_the_reservation_room_and_request_ids() {
     let foyer = TestFoyer::start_with(|yaml| yaml + "logging:\n  format: json\n", &[]).await;
     let id = unique("logs");
-    let body = serde_json::to_vec(&json!({"type": "reservation.created", "timestamp": "2026-11-24T10:00:00Z",
-                                          "data": reservation(&id, 3, 2)}))
-    .expect("json");
+    let body = envelope("reservation.created", reservation(&id, 3, 2));
     let (webhook_id, now) = (format!("msg_{}", random_token()), chrono_now());
     let signature = sign_webhook(WEBHOOK_SECRET, &webhook_id, now, &body);
     let resp = foyer
@@ -206,7 +192,7 @@ async fn json_logs_carry_the_reservation_room_and_request_ids() {
     assert_eq!(made.len(), 16, "{made}");
     assert!(made.bytes().all(|b| b.is_ascii_hexdigit()), "{made}");
 
-    let room = room_of(&foyer, &id).await;
+    let room = foyer.room_id(&id, Duration::from_secs(30)).await;
     let lines = eventually(Duration::from_secs(10), "the opening in the log", || async {
         let lines = json_lines(&foyer.log());
         lines.iter().any(|l| l["fields"]["message"] == "room opened").then_some(lines)
@@ -261,7 +247,7 @@ async fn the_status_page_needs_the_token_and_lists_reservations_by_phase() {
     let (soon, later) = (unique("soon"), unique("later"));
     foyer.accept("reservation.created", reservation(&soon, 3, 2)).await;
     foyer.accept("reservation.created", reservation(&later, 7200, 60)).await;
-    room_of(&foyer, &soon).await;
+    foyer.room_id(&soon, Duration::from_secs(30)).await;
     let client = browser_like();
     let url = format!("{}/status", foyer.base_url);
 
@@ -300,7 +286,7 @@ async fn the_status_page_needs_the_token_and_lists_reservations_by_phase() {
         opens.contains(&earliest) || opens.contains(&latest),
         "a countdown to opening ({earliest}–{latest}): {row}"
     );
-    let alias = format!("#{}{soon}:localhost", foyer.slot.alias_prefix);
+    let alias = foyer.alias(&soon);
     assert!(page.contains(&format!("https://matrix.to/#/{}", alias.replace('#', "%23").replace(':', "%3A"))), "{page}");
     assert!(page.contains("0 joined, 0 invited"), "{page}");
     assert!(!page.contains(&foyer.slot.api_token), "the token never appears in the page");
@@ -427,7 +413,7 @@ async fn admins_command_the_bot_in_a_direct_room_and_strangers_are_refused() {
     // Open now: the room exists long before its time.
     let opened = ask(&admin, &bot, &dm, &format!("!foyer open {scheduled}")).await;
     assert!(opened["body"].as_str().unwrap().contains(&format!("Opening the room of `{scheduled}` now.")), "{opened}");
-    let room = room_of(&foyer, &scheduled).await;
+    let room = foyer.room_id(&scheduled, Duration::from_secs(30)).await;
     assert_eq!(foyer.reservation(&scheduled).await.1["phase"], "open");
     let again = ask(&admin, &bot, &dm, &format!("!foyer open {scheduled}")).await;
     assert!(again["body"].as_str().unwrap().contains("` is already open; nothing to do."), "{again}");
@@ -500,12 +486,9 @@ async fn after_foyer_archive_the_api_says_archived_only_once_members_can_no_long
     let id = unique("archnow");
     // Opens at once (it starts in two hours, the chat opens three hours before).
     foyer.accept("reservation.created", reservation(&id, 7200, 3 * 3600)).await;
-    grant(&foyer, &id, &fan).await;
-    let room = room_of(&foyer, &id).await;
-    eventually(Duration::from_secs(20), "the fan's invite, then a join", || async {
-        (fan.join(&room).await.0 == 200).then_some(())
-    })
-    .await;
+    foyer.grant(&id, &[("t-fan", &fan.user_id)]).await;
+    let room = foyer.room_id(&id, Duration::from_secs(30)).await;
+    fan.join_once_invited(&room, Duration::from_secs(20)).await;
     let dm = direct_chat(&foyer, &admin).await;
 
     // The watch starts before the command, so it sees every phase the API gives from then on.
@@ -524,7 +507,7 @@ async fn the_status_page_in_chromium_shows_a_reservation_open() {
     let id = unique("onstage");
     // Scheduled two hours ahead until the page has shown it so; then an update opens it.
     foyer.accept("reservation.created", reservation(&id, 7200, 60)).await;
-    grant(&foyer, &id, &holder).await;
+    foyer.grant(&id, &[("t-holder", &holder.user_id)]).await;
 
     let browser = crate::browser::Browser::start().await;
     browser.goto(&format!("{}/status", foyer.base_url)).await;
@@ -546,7 +529,7 @@ async fn the_status_page_in_chromium_shows_a_reservation_open() {
     })
     .await;
     assert!(page.contains("https://matrix.to/#/"), "a room link");
-    let shot = crate::harness::repo_root().join("target/test-artifacts/status-page.png");
+    let shot = crate::common::repo_root().join("target/test-artifacts/status-page.png");
     browser.screenshot(&shot).await;
     let png = std::fs::read(&shot).expect("screenshot");
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000, "{} bytes", png.len());

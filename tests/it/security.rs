@@ -7,13 +7,14 @@ use chrono::{SecondsFormat, Utc};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::harness::{
-    Synapse, TestFoyer, TestUser, WEBHOOK_SECRET, chrono_now, enc, eventually, random_token, sign_webhook,
+use crate::common::{
+    enc, eventually,
+    foyer::{TestFoyer, WEBHOOK_SECRET, chrono_now, envelope, sign_webhook},
+    random_token,
+    synapse::Synapse,
+    unique,
+    users::TestUser,
 };
-
-fn unique(name: &str) -> String {
-    format!("{name}-{}", &random_token()[..8])
-}
 
 /// A reservation whose room opens at once (it starts in two hours, the chat opens three
 /// hours before), so no reminder or start falls inside a test.
@@ -26,27 +27,6 @@ fn opening_now(id: &str) -> Value {
         "stream_url": "https://stream.example.org/watch/security",
         "chat": {"open_before_seconds": 3 * 3600, "close_after_seconds": 600},
     })
-}
-
-async fn grant(foyer: &TestFoyer, id: &str, ticket_id: &str, user: &TestUser) {
-    let tickets = json!([{"ticket_id": ticket_id, "user_id": user.user_id}]);
-    foyer.accept("ticket.granted", json!({"reservation_id": id, "tickets": tickets})).await;
-}
-
-/// The room id from the read API, once the room exists.
-async fn room_id(foyer: &TestFoyer, id: &str) -> String {
-    eventually(Duration::from_secs(20), "the reservation's room", || async {
-        foyer.reservation(id).await.1["room_id"].as_str().map(str::to_owned)
-    })
-    .await
-}
-
-/// Joins once the invite has arrived.
-async fn join(user: &TestUser, room_id: &str) {
-    eventually(Duration::from_secs(15), "an invite to join with", || async {
-        (user.join(room_id).await.0 == 200).then_some(())
-    })
-    .await;
 }
 
 /// Waits until the room's opening is done: its notice, the last of its steps (see
@@ -66,13 +46,6 @@ async fn wait_joined(foyer: &TestFoyer, id: &str, joined: u64) -> Value {
         (status == 200 && r["members"]["joined"] == joined).then_some(r)
     })
     .await
-}
-
-/// `user_id`'s membership in a room, as `viewer` sees it (`None` if unknown).
-async fn membership_of(viewer: &TestUser, room_id: &str, user_id: &str) -> Option<String> {
-    let path = format!("/_matrix/client/v3/rooms/{}/state/m.room.member/{}", enc(room_id), enc(user_id));
-    let (status, body) = viewer.get(&path).await;
-    (status == 200).then(|| body["membership"].as_str().unwrap_or_default().to_owned())
 }
 
 /// The room's current members (`user_id` → membership), as `viewer` sees them.
@@ -105,6 +78,32 @@ async fn work_done(foyer: &TestFoyer) -> Vec<String> {
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect()
+}
+
+/// A real reservation whose room is open and settled, and what the tests that end by
+/// showing nothing changed compare against.
+struct Settled {
+    id: String,
+    room: String,
+    /// The read API's record, once `bob` has joined.
+    record: Value,
+    members: Vec<(String, String)>,
+    work: Vec<String>,
+}
+
+/// Opens a real reservation with `bob` holding a ticket, joined, and waits until Foyer
+/// has nothing left to do for it.
+async fn settled_room(foyer: &TestFoyer, bob: &TestUser) -> Settled {
+    let id = unique("real");
+    foyer.accept("reservation.created", opening_now(&id)).await;
+    foyer.grant(&id, &[("t-bob", &bob.user_id)]).await;
+    let room = foyer.room_id(&id, Duration::from_secs(20)).await;
+    bob.join_once_invited(&room, Duration::from_secs(15)).await;
+    let record = wait_joined(foyer, &id, 1).await;
+    wait_opened(bob, &room).await;
+    let members = members(&TestUser::bot(&foyer.slot), &room).await;
+    let work = work_done(foyer).await;
+    Settled { id, room, record, members, work }
 }
 
 const MEMBER_EVENTS: &str = r#"foyer_homeserver_events_total{type="m.room.member"}"#;
@@ -328,18 +327,15 @@ async fn secrets_never_reach_the_log_even_at_trace() {
     // The whole scenario: open, tickets, reads, refusals, a join, live, cancel (delete).
     let id = unique("trace");
     foyer.accept("reservation.created", opening_now(&id)).await;
-    grant(&foyer, &id, "t-alice", &alice).await;
-    let room = room_id(&foyer, &id).await;
+    foyer.grant(&id, &[("t-alice", &alice.user_id)]).await;
+    let room = foyer.room_id(&id, Duration::from_secs(20)).await;
     let api = Some(foyer.slot.api_token.as_str());
     assert_eq!(foyer.request(Method::GET, "/api/v1/reservations?phase=open", api, None).await.0, 200);
     assert_eq!(foyer.reservation(&id).await.0, 200);
     assert!(foyer.metrics_text().await.contains("foyer_webhooks_total"));
 
     let other_key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 24]>());
-    let body = serde_json::to_vec(
-        &json!({"type": "stream.started", "timestamp": "2026-11-24T10:00:00Z", "data": {"reservation_id": id}}),
-    )
-    .unwrap();
+    let body = envelope("stream.started", json!({"reservation_id": id}));
     let now = chrono_now();
     let bad = sign_webhook(&format!("whsec_{other_key}"), "msg_bad", now, &body);
     let (status, answer) = foyer
@@ -355,7 +351,7 @@ async fn secrets_never_reach_the_log_even_at_trace() {
     let (status, _) = foyer.request(Method::PUT, "/_matrix/app/v1/transactions/x", Some(&wrong), Some(json!({}))).await;
     assert_eq!(status, 403);
 
-    join(&alice, &room).await;
+    alice.join_once_invited(&room, Duration::from_secs(15)).await;
     wait_joined(&foyer, &id, 1).await; // Synapse pushed the join in a transaction
     foyer.accept("stream.started", json!({"reservation_id": id})).await;
     eventually(Duration::from_secs(15), "phase live", || async {
@@ -399,15 +395,8 @@ async fn the_bot_ignores_rooms_it_does_not_manage() {
     let bot_id = foyer.slot.bot_user_id();
 
     // A real reservation with bob holding a ticket, joined.
-    let id = unique("real");
-    foyer.accept("reservation.created", opening_now(&id)).await;
-    grant(&foyer, &id, "t-bob", &bob).await;
-    let real_room = room_id(&foyer, &id).await;
-    join(&bob, &real_room).await;
-    let before = wait_joined(&foyer, &id, 1).await;
-    wait_opened(&bob, &real_room).await;
-    let real_members_before = members(&bot, &real_room).await;
-    let work_before = work_done(&foyer).await;
+    let Settled { id, room: real_room, record: before, members: real_members_before, work: work_before } =
+        settled_room(&foyer, &bob).await;
     let member_events_before = foyer.metric(MEMBER_EVENTS).await;
 
     // Alice's own room, dressed up as the reservation's.
@@ -447,7 +436,7 @@ async fn the_bot_ignores_rooms_it_does_not_manage() {
     assert_eq!((status, answer), (200, json!({})));
     tokio::time::sleep(Duration::from_secs(4)).await; // only to prove nothing follows
 
-    assert_eq!(membership_of(&alice, &foreign, &bot_id).await.as_deref(), Some("invite"), "the bot never joined");
+    assert_eq!(alice.membership_of(&foreign, &bot_id).await.as_deref(), Some("invite"), "the bot never joined");
     let (status, joined) = bot.get("/_matrix/client/v3/joined_rooms").await;
     assert_eq!(status, 200);
     assert!(!joined["joined_rooms"].as_array().unwrap().contains(&json!(foreign)), "{joined}");
@@ -455,7 +444,7 @@ async fn the_bot_ignores_rooms_it_does_not_manage() {
     let by_bot: Vec<&Value> = timeline.iter().filter(|e| e["sender"] == json!(bot_id)).collect();
     assert!(by_bot.is_empty(), "the bot sent events in a foreign room: {by_bot:?}");
     for (user, want) in [(&bob.user_id, "invite"), (&carol.user_id, "invite"), (&alice.user_id, "join")] {
-        assert_eq!(membership_of(&alice, &foreign, user).await.as_deref(), Some(want), "{user} in the foreign room");
+        assert_eq!(alice.membership_of(&foreign, user).await.as_deref(), Some(want), "{user} in the foreign room");
     }
 
     let (status, after) = foyer.reservation(&id).await;
@@ -474,15 +463,8 @@ async fn appservice_events_for_foreign_rooms_change_nothing() {
     let (alice, bob) = (hs.create_user("alice").await, hs.create_user("bob").await);
     let bot = TestUser::bot(&foyer.slot);
 
-    let id = unique("real");
-    foyer.accept("reservation.created", opening_now(&id)).await;
-    grant(&foyer, &id, "t-bob", &bob).await;
-    let real_room = room_id(&foyer, &id).await;
-    join(&bob, &real_room).await;
-    let before = wait_joined(&foyer, &id, 1).await;
-    wait_opened(&bob, &real_room).await;
-    let real_members_before = members(&bot, &real_room).await;
-    let work_before = work_done(&foyer).await;
+    let Settled { id, room: real_room, record: before, members: real_members_before, work: work_before } =
+        settled_room(&foyer, &bob).await;
 
     // Bob joins and leaves an unrelated room; in one the bot sits (joined by the test with
     // the as_token, not by Foyer), so Synapse pushes his membership to Foyer.
@@ -542,7 +524,7 @@ async fn appservice_events_for_foreign_rooms_change_nothing() {
     assert_eq!(after, before, "the real reservation is unchanged");
     assert_eq!(after["members"], json!({"invited": 0, "joined": 1}));
     assert_eq!(members(&bot, &real_room).await, real_members_before, "nobody was kicked or invited");
-    assert_eq!(membership_of(&bot, &real_room, &bob.user_id).await.as_deref(), Some("join"));
+    assert_eq!(bot.membership_of(&real_room, &bob.user_id).await.as_deref(), Some("join"));
     assert_eq!(work_done(&foyer).await, work_before, "Foyer did no work on the homeserver");
     let by_bot = alice.messages(&watched).await.into_iter().filter(|e| e["sender"] == json!(bot.user_id)).count();
     assert_eq!(by_bot, 1, "the bot's only event in the watched room is the test's join");

@@ -15,7 +15,7 @@ use foyer::{
 };
 use ruma::{OwnedRoomId, OwnedUserId};
 
-use crate::harness::fresh_postgres_database;
+use crate::common::postgres::fresh_postgres_database;
 
 /// Runs `check` against a fresh store of each backend.
 async fn each_backend<F, Fut>(check: F)

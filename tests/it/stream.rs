@@ -5,11 +5,13 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use crate::harness::{Synapse, TestFoyer, TestUser, enc, eventually, nio_client, random_token};
-
-fn unique(name: &str) -> String {
-    format!("{name}-{}", &random_token()[..8])
-}
+use crate::common::{
+    enc, eventually,
+    foyer::TestFoyer,
+    synapse::Synapse,
+    unique,
+    users::{TestUser, nio_client},
+};
 
 fn at(seconds: f64) -> String {
     (Utc::now() + chrono::Duration::milliseconds((seconds * 1000.0) as i64))
@@ -27,18 +29,14 @@ fn reservation(id: &str, starts_in: f64, ends_in: f64, open_before: u64, close_a
 
 /// Grants `fan` a ticket and waits for the room; returns its id.
 async fn ticketed_room(foyer: &TestFoyer, id: &str, fan: &TestUser) -> String {
-    let ticket = json!({"reservation_id": id, "tickets": [{"ticket_id": "t", "user_id": fan.user_id}]});
-    foyer.accept("ticket.granted", ticket).await;
-    eventually(Duration::from_secs(15), "the room", || async {
-        foyer.reservation(id).await.1["room_id"].as_str().map(str::to_owned)
-    })
-    .await
+    foyer.grant(id, &[("t", &fan.user_id)]).await;
+    foyer.room_id(id, Duration::from_secs(15)).await
 }
 
 /// Like [`ticketed_room`], and `fan` joins it.
 async fn open_room(foyer: &TestFoyer, id: &str, fan: &TestUser) -> String {
     let room = ticketed_room(foyer, id, fan).await;
-    eventually(Duration::from_secs(10), "a join", || async { (fan.join(&room).await.0 == 200).then_some(()) }).await;
+    fan.join_once_invited(&room, Duration::from_secs(10)).await;
     room
 }
 
@@ -145,15 +143,14 @@ async fn reminders_are_posted_once_across_a_crash() {
     let body = reservation(&id, 6.0, 600.0, 5, 60);
     let starts_at = DateTime::parse_from_rfc3339(body["starts_at"].as_str().unwrap()).unwrap().with_timezone(&Utc);
     foyer.accept("reservation.created", body).await;
-    let ticket = json!({"reservation_id": id, "tickets": [{"ticket_id": "t", "user_id": fan.user_id}]});
-    foyer.accept("ticket.granted", ticket).await;
+    foyer.grant(&id, &[("t", &fan.user_id)]).await;
     // The room opens, the reminder is posted, then Foyer dies before recording it. The
     // room is read after the restart: the read API is gone with the process.
     let code = foyer.wait_exit(Duration::from_secs(60)).await;
     assert_ne!(code, 0, "the failpoint aborted Foyer:\n{}", foyer.log());
     foyer.kill_and_restart().await;
     let room = foyer.reservation(&id).await.1["room_id"].as_str().expect("the room, recorded before").to_owned();
-    eventually(Duration::from_secs(10), "a join", || async { (fan.join(&room).await.0 == 200).then_some(()) }).await;
+    fan.join_once_invited(&room, Duration::from_secs(10)).await;
     // A reminder is due only before the start: look once the start has passed, when a
     // second one could no longer come.
     let look_at = starts_at + chrono::Duration::seconds(2);
@@ -229,10 +226,7 @@ async fn channel_rooms_are_listed_in_the_channel_space_until_archived() {
     }
     let space_alias = format!("#{}+{channel}:localhost", foyer.slot.alias_prefix);
     let space = fan.resolve_alias(&space_alias).await.expect("the channel's space has its own alias");
-    eventually(Duration::from_secs(10), "the space invite", || async {
-        (fan.join(&space).await.0 == 200).then_some(())
-    })
-    .await;
+    fan.join_once_invited(&space, Duration::from_secs(10)).await;
     let create = fan.state(&space, "m.room.create").await.unwrap();
     assert_eq!(create["type"], "m.space");
     assert_eq!(fan.state(&space, "m.room.name").await.unwrap()["name"], "The Blue Room");
@@ -341,5 +335,5 @@ async fn transcript_of_what_a_ticket_holder_sees() {
         lines.join("\n")
     );
     println!("{text}");
-    std::fs::write(crate::harness::repo_root().join("docs/ticket-holder-view.md"), text).expect("write transcript");
+    std::fs::write(crate::common::repo_root().join("docs/ticket-holder-view.md"), text).expect("write transcript");
 }

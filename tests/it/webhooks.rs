@@ -7,7 +7,11 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::harness::{Sender, TestFoyer, WEBHOOK_SECRET, chrono_now, eventually, random_token, sign_webhook};
+use crate::common::{
+    eventually,
+    foyer::{Sender, TestFoyer, WEBHOOK_SECRET, chrono_now, envelope, sign_webhook},
+    random_token, unique,
+};
 
 /// Webhook headers as (name, value) pairs.
 type Headers<'a> = Vec<(&'a str, &'a str)>;
@@ -22,10 +26,6 @@ fn jazz(id: &str) -> Value {
         "hosts": ["@dj:localhost"],
         "chat": {"open_before_seconds": 900, "close_after_seconds": 1800}
     })
-}
-
-fn unique(name: &str) -> String {
-    format!("{name}-{}", &random_token()[..8])
 }
 
 /// Asserts that the reservation is unknown and that `webhook_id` was not consumed.
@@ -52,7 +52,7 @@ async fn a_signed_reservation_is_stored_and_read_back() {
     assert_eq!(r["archives_at"], "2029-11-27T21:30:00Z", "chat.close_after_seconds: 1800");
     assert_eq!(r["phase"], "scheduled");
     assert_eq!(r["room_id"], Value::Null);
-    assert_eq!(r["room_alias"], format!("#{}{id}:localhost", foyer.slot.alias_prefix));
+    assert_eq!(r["room_alias"], foyer.alias(&id));
     assert_eq!(r["tickets"], json!({"active": 0, "revoked": 0, "uninvitable": 0}));
     assert_eq!(r["members"], json!({"invited": 0, "joined": 0}));
     assert!(foyer.metric(r#"foyer_webhooks_total{type="reservation.created",result="accepted"}"#).await >= 1.0);
@@ -62,10 +62,7 @@ async fn a_signed_reservation_is_stored_and_read_back() {
 async fn bad_signatures_get_401_and_store_nothing() {
     let foyer = TestFoyer::start().await;
     let id = unique("sig");
-    let body = serde_json::to_vec(
-        &json!({"type": "reservation.created", "timestamp": "2026-11-24T10:00:00Z", "data": jazz(&id)}),
-    )
-    .unwrap();
+    let body = envelope("reservation.created", jazz(&id));
     let now = chrono_now();
     let wid = format!("msg_{}", random_token());
     let good = sign_webhook(WEBHOOK_SECRET, &wid, now, &body);
@@ -378,7 +375,7 @@ async fn a_locked_database_gets_503_and_the_retry_succeeds() {
     assert!(foyer.child_is_running(), "no crash:\n{}", foyer.log());
     // A platform's sender retries the same webhook-id until it gets a 2xx.
     let sender = Sender::new(&foyer.base_url);
-    let body = Sender::body("reservation.created", jazz(&id));
+    let body = envelope("reservation.created", jazz(&id));
     let retrying = tokio::spawn(async move { sender.deliver(&wid, &body, Duration::from_secs(60)).await });
     tokio::time::sleep(Duration::from_secs(1)).await;
     drop(locker.stdin.take());
@@ -411,7 +408,7 @@ async fn the_readme_sender_script_is_accepted() {
     let foyer = TestFoyer::start().await;
     let id = unique("script");
     let out = std::process::Command::new("python3")
-        .arg(crate::harness::repo_root().join("scripts/send-webhook"))
+        .arg(crate::common::repo_root().join("scripts/send-webhook"))
         .args(["--url", &foyer.base_url, "--secret", WEBHOOK_SECRET, "reservation.created", &jazz(&id).to_string()])
         .output()
         .expect("run scripts/send-webhook");

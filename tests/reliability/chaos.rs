@@ -17,7 +17,13 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::SliceRandom};
 use serde_json::{Value, json};
 
-use crate::harness::{Delivery, SERVER_NAME, Sender, Slot, Synapse, TestFoyer, TestUser, enc, random_token};
+use crate::common::{
+    enc,
+    foyer::{Delivery, Sender, TestFoyer, envelope},
+    random_token,
+    synapse::{Slot, Synapse},
+    users::TestUser,
+};
 
 const RESERVATIONS: usize = 18;
 const USERS: usize = 7;
@@ -91,11 +97,7 @@ fn history(
     let window = WINDOW.as_secs_f64();
     let at = |rng: &mut StdRng, from: f64, to: f64| Duration::from_secs_f64(rng.random_range(from..to));
     let push = |events: &mut Vec<Event>, when: Duration, kind: &str, data: Value| {
-        events.push(Event {
-            at: when,
-            webhook_id: format!("chaos-{}", random_token()),
-            body: Sender::body(kind, data),
-        });
+        events.push(Event { at: when, webhook_id: format!("chaos-{}", random_token()), body: envelope(kind, data) });
     };
     for n in 0..RESERVATIONS {
         let id = format!("chaos-{run}-{n:02}");
@@ -244,7 +246,7 @@ async fn compare_with_synapse(
     let mut checked_rooms = 0;
     for m in models {
         let rooms = rooms_of.get(&m.id).cloned().unwrap_or_default();
-        let alias = format!("#{}{}:{SERVER_NAME}", slot.alias_prefix, m.id);
+        let alias = slot.alias(&m.id);
         let resolved = bot.resolve_alias(&alias).await;
         let mut diff =
             |what: String| differences.push(format!("{} ({:?}, cancelled {}): {what}", m.id, m.fate, m.cancelled));

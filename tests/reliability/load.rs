@@ -9,7 +9,12 @@ use std::{
 use chrono::{SecondsFormat, Utc};
 use serde_json::json;
 
-use crate::harness::{Delivery, Sender, Synapse, TestFoyer, TestUser, percentile, random_token, sqlite_query};
+use crate::common::{
+    foyer::{Delivery, Sender, TestFoyer, envelope, sqlite_query},
+    percentile, random_token,
+    synapse::Synapse,
+    users::TestUser,
+};
 
 const RATE: u64 = 1000;
 const SECONDS: u64 = 30;
@@ -72,7 +77,7 @@ async fn a_thousand_webhooks_a_second_while_rooms_open_and_synapse_restarts() {
         let permit = permits.clone().acquire_owned().await.expect("permits");
         let sender = sender.clone();
         let id = format!("load-{run}-{i}");
-        let body = Sender::body(
+        let body = envelope(
             "ticket.granted",
             json!({"reservation_id": format!("load-{run}-{}", i as usize % RESERVATIONS),
                    "tickets": [{"ticket_id": format!("t{i}"), "user_id": holders[(i as usize / RESERVATIONS) % HOLDERS].user_id}]}),

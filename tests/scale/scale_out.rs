@@ -11,7 +11,10 @@ use std::{
 use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use crate::harness::{Synapse, TestFoyer, TestUser, eventually, free_port, fresh_postgres_database, random_token};
+use crate::common::{
+    eventually, foyer::TestFoyer, free_port, postgres::fresh_postgres_database, random_token, synapse::Synapse,
+    users::TestUser,
+};
 
 const RESERVATIONS: usize = 200;
 const HOLDERS: usize = 10;

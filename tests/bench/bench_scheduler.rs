@@ -11,9 +11,12 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 
 use crate::{
-    bench::{busiest_threads, cores, cpu_seconds, deliver_all, machine, own_cpu_seconds, thread_cpu, write_section},
-    harness::{Sender, TestFoyer, percentile, random_token, read_tail, sqlite_query},
-    standin::StandIn,
+    common::{
+        foyer::{Sender, TestFoyer, envelope, sqlite_query},
+        percentile, random_token, read_tail,
+        standin::StandIn,
+    },
+    measure::{busiest_threads, cores, cpu_seconds, deliver_all, machine, own_cpu_seconds, thread_cpu, write_section},
 };
 
 const N: usize = 10_000;
@@ -35,7 +38,7 @@ async fn send_all(sender: &Sender, webhooks: Vec<(String, Vec<u8>)>) -> Duration
 fn reservation(run: &str, name: &str, opens_at: DateTime<Utc>) -> (String, Vec<u8>) {
     let starts_at = opens_at + chrono::Duration::seconds(OPEN_BEFORE);
     let at = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
-    let body = Sender::body(
+    let body = envelope(
         "reservation.created",
         json!({"reservation_id": format!("sched-{run}-{name}"), "title": format!("Show {name}"),
                "starts_at": at(starts_at), "ends_at": at(starts_at + chrono::Duration::hours(1)),
@@ -158,7 +161,7 @@ async fn bench_scheduler_precision() {
     let m_mean = foyer.metric("foyer_lifecycle_open_lateness_seconds_sum").await / m_count.max(1.0);
     let mean = all.iter().sum::<Duration>() / N as u32;
     // The log is the first thing to read when the figures look wrong.
-    let kept = crate::harness::repo_root().join("target/bench-scheduler-foyer.log");
+    let kept = crate::common::repo_root().join("target/bench-scheduler-foyer.log");
     let _ = std::fs::write(&kept, foyer.log());
     eprintln!("[sched] Foyer's log: {}", kept.display());
     let per_open = |route: &str| calls.get(route).copied().unwrap_or(0) as f64 / N as f64;

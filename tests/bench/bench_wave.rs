@@ -15,8 +15,15 @@ use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 
 use crate::{
-    bench::{cpu_seconds, machine, own_cpu_seconds, write_section},
-    harness::{Synapse, TestFoyer, TestUser, enc, fresh_postgres_database, random_token, read_tail, sqlite_query},
+    common::{
+        enc,
+        foyer::{TestFoyer, sqlite_query},
+        postgres::fresh_postgres_database,
+        random_token, read_tail,
+        synapse::Synapse,
+        users::TestUser,
+    },
+    measure::{cpu_seconds, machine, own_cpu_seconds, write_section},
 };
 
 const ROOMS: usize = 200;

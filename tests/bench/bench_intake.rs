@@ -15,8 +15,11 @@ use serde_json::json;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 
 use crate::{
-    bench::{Profile, busiest_threads, cores, cpu_seconds, machine, own_cpu_seconds, thread_cpu, write_section},
-    harness::{Sender, TestFoyer, percentile, random_token},
+    common::{
+        foyer::{Sender, TestFoyer, envelope},
+        percentile, random_token,
+    },
+    measure::{Profile, busiest_threads, cores, cpu_seconds, machine, own_cpu_seconds, thread_cpu, write_section},
 };
 
 /// One run at a concurrency: `total` webhooks, each a new ticket of one of 100
@@ -34,7 +37,7 @@ async fn run(sender: &Sender, run: &str, pass: usize, concurrency: usize, total:
                     if i >= total {
                         return latencies;
                     }
-                    let body = Sender::body(
+                    let body = envelope(
                         "ticket.granted",
                         json!({"reservation_id": format!("intake-{run}-{}", i % 100),
                                "tickets": [{"ticket_id": format!("t{pass}-{i}"), "user_id": format!("@fan{i}:localhost")}]}),

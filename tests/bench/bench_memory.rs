@@ -22,8 +22,11 @@ use sqlx::{
 };
 
 use crate::{
-    bench::{deliver_all, machine, write_section},
-    harness::{Sender, TestFoyer, random_token, repo_root, sqlite_query},
+    common::{
+        foyer::{Sender, TestFoyer, envelope, sqlite_query},
+        random_token, repo_root,
+    },
+    measure::{deliver_all, machine, write_section},
 };
 
 const RESERVATIONS: usize = 100_000;
@@ -377,7 +380,7 @@ async fn bench_memory_and_due_query() {
     let (res_run, load_started) = (run.clone(), Instant::now());
     let (reservation_rate, res_503) = deliver_all(&sender, IN_FLIGHT, RESERVATIONS, move |i| {
         let starts = year + i as i64 * step_ms;
-        let body = Sender::body(
+        let body = envelope(
             "reservation.created",
             json!({"reservation_id": format!("mem-{res_run}-{i}"), "revision": 1, "title": format!("Memory {i}"),
                    "description": "A scheduled live stream", "starts_at": at(starts), "ends_at": at(starts + 7_200_000),
@@ -400,7 +403,7 @@ async fn bench_memory_and_due_query() {
                 json!({"ticket_id": format!("t{t}"), "user_id": format!("@fan{n}:localhost")})
             })
             .collect();
-        let body = Sender::body(
+        let body = envelope(
             "ticket.granted",
             json!({"reservation_id": format!("mem-{ticket_run}-{}", w * (RESERVATIONS / TICKET_WEBHOOKS)),
                    "tickets": tickets}),

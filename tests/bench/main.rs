@@ -1,0 +1,13 @@
+//! Benchmarks against a real Synapse (or the stand-in homeserver), in a binary of their
+//! own. They print figures and write them to `BENCHMARKS.md`; they assert nothing about
+//! speed. Every one is `#[ignore]`d, so `cargo test` passes over them: run them with
+//! `scripts/bench [name]` (a release build, one at a time, on quiet cores).
+
+mod bench_intake;
+mod bench_memory;
+mod bench_revoke_to_kick;
+mod bench_scheduler;
+mod bench_wave;
+#[path = "../common/mod.rs"]
+mod common;
+mod measure;
