@@ -16,8 +16,8 @@ use tokio::sync::{Notify, watch};
 use crate::{
     config::Config,
     events::HomeserverEvent,
-    lifecycle::room::{self, escape},
-    matrix::{MatrixClient, MatrixError},
+    html::escape,
+    matrix::{MatrixClient, MatrixError, rooms},
     model::{ReservationId, ReservationRecord, naming},
     query,
     schedule::{self, Phase},
@@ -412,7 +412,7 @@ async fn handle(state: &Services, client: &MatrixClient, event: &HomeserverEvent
         Ok(())
     };
     if event.membership() == Some("invite") {
-        return match room::join(client, &room_id).await {
+        return match rooms::join(client, &room_id).await {
             Ok(()) => {
                 tracing::info!(room_id = %room_id, sender = %event.sender, "joined an admin's room");
                 Ok(())
@@ -441,7 +441,7 @@ async fn handle(state: &Services, client: &MatrixClient, event: &HomeserverEvent
     crate::failpoint::hit("admin_before_answer");
     // The transaction id follows the command, so a command handled again is answered once.
     let txn = format!("foyer-admin-{}", event.event_id);
-    match room::notice(client, &state.config.bot_user_id(), &room_id, &txn, &answer.text, &answer.html).await {
+    match rooms::notice(client, &state.config.bot_user_id(), &room_id, &txn, &answer.text, &answer.html).await {
         Ok(()) => {}
         Err(e) => return permanent(e, "answer an admin command"),
     }

@@ -1,5 +1,7 @@
-//! The room's effects on the homeserver, one function per step. Each is idempotent:
-//! repeating it after a crash changes nothing that the first run already did.
+//! The Matrix calls on rooms, one function per lifecycle step (create or adopt, invite,
+//! kick, state, power levels, spaces, the stream link, archive) and the messages the bot
+//! posts. Each is idempotent: repeating it after a crash changes nothing that the first
+//! run already did. What the notices say is decided in `lifecycle::notices`.
 
 use std::time::Duration;
 
@@ -19,12 +21,12 @@ use ruma::{
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use super::{MatrixClient, MatrixError, synapse_admin::SynapseAdmin};
 use crate::{
     config::{ArchiveMode, Config},
-    matrix::{MatrixClient, MatrixError},
+    html::escape,
     model::{ReservationRecord, naming},
-    schedule::Schedule,
-    schedule::human_time,
+    schedule::{self, Schedule},
 };
 
 /// Deadline for one step's retries before the reservation is retried later as a whole.
@@ -149,7 +151,7 @@ pub async fn create_or_adopt(
     let mut req = create_room::v3::Request::new();
     req.room_alias_name = Some(format!("{}{}", config.appservice.alias_prefix, record.reservation.id));
     req.name = Some(record.reservation.title.as_str().to_owned());
-    req.topic = Some(super::plan::topic(record, times));
+    req.topic = Some(schedule::topic(record, times));
     req.preset = Some(create_room::v3::RoomPreset::PrivateChat);
     req.power_level_content_override = Some(raw(power_levels(config, record, creators_privileged)));
     req.initial_state = vec![
@@ -331,64 +333,6 @@ pub async fn set_stream_link(
     let txn = format!("foyer-link-{}-{:016x}", r.id, naming::fingerprint(url));
     let event_id = message(client, &config.bot_user_id(), room_id, &txn, "m.text", &text, &html).await?;
     put_state(client, room_id, "m.room.pinned_events", json!({"pinned": [event_id]})).await
-}
-
-/// The first 64 bits of `text`'s SHA-256: the same in every Foyer, before and after a
-/// restart or an upgrade (`DefaultHasher` may change with the Rust release), because a
-/// space's alias and a transaction id must be found again by the next process.
-pub fn live_notice(record: &ReservationRecord) -> (String, String) {
-    let title = record.reservation.title.as_str();
-    (format!("🔴 “{title}” is live now!"), format!("🔴 <b>{}</b> is live now!", escape(title)))
-}
-
-pub fn ended_notice(times: &Schedule) -> (String, String) {
-    let text = format!("The stream has ended. This chat closes {}.", human_time(times.archives_at));
-    (text.clone(), escape(&text))
-}
-
-/// "in 10 minutes", "in 1 minute", "in 30 seconds".
-fn in_words(secs: u64) -> String {
-    let (n, unit) = if secs < 60 { (secs, "second") } else { (secs.div_ceil(60), "minute") };
-    format!("in {n} {unit}{}", if n == 1 { "" } else { "s" })
-}
-
-pub fn reminder_notice(record: &ReservationRecord, secs: u64) -> (String, String) {
-    let when = human_time(record.reservation.starts_at);
-    let text = format!("⏰ The stream starts {} ({when}).", in_words(secs));
-    (text.clone(), escape(&text))
-}
-
-pub fn closing_warning(times: &Schedule, now: DateTime<Utc>) -> (String, String) {
-    let left = ((times.archives_at - now).num_milliseconds().max(0) as u64).div_ceil(1000);
-    let text = format!("This chat closes {} ({}).", in_words(left), human_time(times.archives_at));
-    (text.clone(), escape(&text))
-}
-
-pub(crate) fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
-pub fn opening_notice(record: &ReservationRecord) -> (String, String) {
-    let r = &record.reservation;
-    let when = human_time(r.starts_at);
-    let text = format!("The chat for “{}” is open. The stream starts {when}.", r.title.as_str());
-    let html = format!("The chat for <b>{}</b> is open. The stream starts {when}.", escape(r.title.as_str()));
-    (text, html)
-}
-
-pub fn closing_notice(record: &ReservationRecord, cancelled: bool) -> (String, String) {
-    let r = &record.reservation;
-    let title = r.title.as_str();
-    if cancelled {
-        let reason = record.signals.cancel_reason.as_deref().map(|why| format!(" ({why})")).unwrap_or_default();
-        let text = format!("“{title}” was cancelled{reason}. This chat is now closed.");
-        let html = format!("<b>{}</b> was cancelled{}. This chat is now closed.", escape(title), escape(&reason));
-        (text, html)
-    } else {
-        let text = format!("“{title}” has ended and this chat is now closed. Thanks for watching!");
-        let html = format!("<b>{}</b> has ended and this chat is now closed. Thanks for watching!", escape(title));
-        (text, html)
-    }
 }
 
 async fn state(client: &MatrixClient, room_id: &OwnedRoomId, kind: &str) -> Result<Value, MatrixError> {
@@ -579,88 +523,6 @@ pub async fn archive(
 /// The bot joins a room it was invited to (by an admin, for commands).
 pub async fn join(client: &MatrixClient, room_id: &OwnedRoomId) -> Result<(), MatrixError> {
     client.send(join_room_by_id::v3::Request::new(room_id.clone()), None, deadline()).await.map(|_| ())
-}
-
-/// The Synapse admin API, with a server admin's token (not the as_token).
-pub struct SynapseAdmin {
-    pub http: reqwest::Client,
-    pub base_url: String,
-    pub token: crate::secret::Secret,
-}
-
-impl SynapseAdmin {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, MatrixError> {
-        let endpoint = format!("{method} {path}");
-        let mut req = self.http.request(method, format!("{}{path}", self.base_url)).bearer_auth(self.token.expose());
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| MatrixError::Network { endpoint: endpoint.clone(), message: e.to_string() })?;
-        let status = resp.status().as_u16();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
-        if status >= 400 {
-            return Err(MatrixError::Api {
-                endpoint,
-                status,
-                errcode: body["errcode"].as_str().unwrap_or("(no errcode)").to_owned(),
-                message: body["error"].as_str().unwrap_or_default().to_owned(),
-                retry_after: None,
-            });
-        }
-        Ok(body)
-    }
-
-    /// Whether a user of this homeserver exists. Synapse accepts an invite for a local
-    /// user who does not exist (a typo in a ticket), and nobody ever sees it. The admin
-    /// API tells, unlike a profile lookup, without a rate limit (`rc_profile` throttles
-    /// even an appservice, which an opening wave of thousands of holders would hit).
-    pub async fn user_exists(&self, user: &OwnedUserId) -> Result<bool, MatrixError> {
-        let path = format!("/_synapse/admin/v2/users/{}", urlencode(user.as_str()));
-        match self.call(reqwest::Method::GET, &path, None).await {
-            Ok(_) => Ok(true),
-            Err(MatrixError::Api { status: 404, .. }) => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Deletes and purges the room, then polls the asynchronous delete until it is done.
-    pub async fn delete_room(&self, room_id: &OwnedRoomId) -> Result<(), MatrixError> {
-        let path = format!("/_synapse/admin/v2/rooms/{}", urlencode(room_id.as_str()));
-        let started = self
-            .call(reqwest::Method::DELETE, &path, Some(json!({"purge": true, "message": "This chat has closed."})))
-            .await?;
-        let Some(delete_id) = started["delete_id"].as_str() else {
-            return Err(MatrixError::BadResponse { endpoint: path, message: "no delete_id".into() });
-        };
-        let status_path = format!("/_synapse/admin/v2/rooms/delete_status/{}", urlencode(delete_id));
-        let give_up = Instant::now() + Duration::from_secs(300);
-        loop {
-            let status = self.call(reqwest::Method::GET, &status_path, None).await?;
-            match status["status"].as_str() {
-                Some("complete") => return Ok(()),
-                Some("failed") => {
-                    return Err(MatrixError::BadResponse {
-                        endpoint: status_path,
-                        message: format!("the delete failed: {}", status["error"]),
-                    });
-                }
-                _ if Instant::now() > give_up => {
-                    return Err(MatrixError::Network {
-                        endpoint: status_path,
-                        message: "the delete did not finish in 5 minutes".into(),
-                    });
-                }
-                _ => tokio::time::sleep(Duration::from_millis(250)).await,
-            }
-        }
-    }
-}
-
-fn urlencode(text: &str) -> String {
-    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
 #[cfg(test)]
