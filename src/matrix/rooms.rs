@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use ruma::{
-    OwnedRoomAliasId, OwnedRoomId, OwnedTransactionId, OwnedUserId, RoomAliasId, UserId,
+    OwnedRoomAliasId, OwnedRoomId, OwnedTransactionId, OwnedUserId, UserId,
     api::client::{
         alias::{delete_alias, get_alias},
         membership::{get_member_events, invite_user, join_room_by_id, kick_user, leave_room},
@@ -148,8 +148,9 @@ pub async fn create_or_adopt(
     unmarked: &UnmarkedRooms,
     patience: Patience,
 ) -> Result<OwnedRoomId, OpenError> {
+    let alias = config.room_alias(&record.reservation.id);
     let mut req = create_room::v3::Request::new();
-    req.room_alias_name = Some(format!("{}{}", config.appservice.alias_prefix, record.reservation.id));
+    req.room_alias_name = Some(alias.alias().to_owned());
     req.name = Some(record.reservation.title.as_str().to_owned());
     req.topic = Some(schedule::topic(record, times));
     req.preset = Some(create_room::v3::RoomPreset::PrivateChat);
@@ -167,7 +168,6 @@ pub async fn create_or_adopt(
         Err(e) if e.errcode() == Some("M_ROOM_IN_USE") => {}
         Err(e) => return Err(e.into()),
     }
-    let alias = config.room_alias(&record.reservation.id);
     let holder = client.send(get_alias::v3::Request::new(alias.clone()), None, deadline()).await?.room_id;
     // Foyer's marker is among the room's first state. A room without it (or that the
     // bot is not in) is still being created, or its creation stopped half-way, as when
@@ -298,9 +298,6 @@ pub async fn set_topic(client: &MatrixClient, room_id: &OwnedRoomId, topic: &str
     put_state(client, room_id, "m.room.topic", json!({"topic": topic})).await
 }
 
-/// The widget id of the stream player.
-pub const WIDGET_ID: &str = "foyer_stream";
-
 /// The stream beside the chat: a room widget for the player, pinned to the top in
 /// Element, and a pinned message with the link for clients without widgets. With no
 /// `stream_url`, all three are cleared.
@@ -312,7 +309,7 @@ pub async fn set_stream_link(
 ) -> Result<(), MatrixError> {
     let r = &record.reservation;
     let Some(url) = r.stream_url.as_ref().map(|u| u.as_str()) else {
-        put_state_key(client, room_id, "im.vector.modular.widgets", WIDGET_ID, json!({})).await?;
+        put_state_key(client, room_id, "im.vector.modular.widgets", naming::WIDGET_ID, json!({})).await?;
         put_state(client, room_id, "io.element.widgets.layout", json!({"widgets": {}})).await?;
         return put_state(client, room_id, "m.room.pinned_events", json!({"pinned": []})).await;
     };
@@ -320,17 +317,17 @@ pub async fn set_stream_link(
         "type": "m.custom",
         "url": url,
         "name": "Live stream",
-        "id": WIDGET_ID,
+        "id": naming::WIDGET_ID,
         "creatorUserId": config.bot_user_id(),
         "waitForIframeLoad": true,
         "data": {"title": r.title.as_str()},
     });
-    put_state_key(client, room_id, "im.vector.modular.widgets", WIDGET_ID, widget).await?;
-    let layout = json!({"widgets": {WIDGET_ID: {"container": "top", "index": 0, "width": 100, "height": 50}}});
+    put_state_key(client, room_id, "im.vector.modular.widgets", naming::WIDGET_ID, widget).await?;
+    let layout = json!({"widgets": {naming::WIDGET_ID: {"container": "top", "index": 0, "width": 100, "height": 50}}});
     put_state(client, room_id, "io.element.widgets.layout", layout).await?;
     let text = format!("📺 Watch the stream: {url}");
     let html = format!("📺 Watch the stream: <a href=\"{0}\">{0}</a>", escape(url));
-    let txn = format!("foyer-link-{}-{:016x}", r.id, naming::fingerprint(url));
+    let txn = naming::stream_link_txn(&r.id, url);
     let event_id = message(client, &config.bot_user_id(), room_id, &txn, "m.text", &text, &html).await?;
     put_state(client, room_id, "m.room.pinned_events", json!({"pinned": [event_id]})).await
 }
@@ -415,7 +412,7 @@ pub async fn ensure_space(
 ) -> Result<OwnedRoomId, MatrixError> {
     let localpart = config.space_alias_localpart(channel.id.as_str());
     let mut req = create_room::v3::Request::new();
-    req.room_alias_name = Some(localpart.clone());
+    req.room_alias_name = Some(localpart);
     req.name = Some(channel.name.as_str().to_owned());
     req.topic = Some(format!("Live chats of {}", channel.name.as_str()));
     req.preset = Some(create_room::v3::RoomPreset::PrivateChat);
@@ -427,7 +424,8 @@ pub async fn ensure_space(
     match client.send(req, None, deadline()).await {
         Ok(resp) => Ok(resp.room_id),
         Err(e) if e.errcode() == Some("M_ROOM_IN_USE") => {
-            let alias = RoomAliasId::parse(format!("#{localpart}:{}", config.homeserver.server_name))
+            let alias = config
+                .space_alias(channel.id.as_str())
                 .map_err(|e| MatrixError::Request { endpoint: "space alias".into(), message: e.to_string() })?;
             Ok(client.send(get_alias::v3::Request::new(alias), None, deadline()).await?.room_id)
         }
