@@ -7,23 +7,37 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use ruma::{
-    OwnedRoomAliasId, OwnedRoomId, OwnedTransactionId, OwnedUserId, UserId,
+    OwnedRoomAliasId, OwnedRoomId, OwnedServerName, OwnedTransactionId, OwnedUserId, UserId,
     api::client::{
         alias::{delete_alias, get_alias},
         membership::{get_member_events, invite_user, join_room_by_id, kick_user, leave_room},
         message::{get_message_events, send_message_event},
-        room::create_room,
-        state::{get_state_event_for_key, send_state_event},
+        room::create_room::{self, RoomPowerLevelsContentOverride},
+        state::get_state_event_for_key,
     },
-    events::{MessageLikeEventType, StateEventType},
+    events::{
+        EmptyStateKey, InitialStateEvent, MessageLikeEventType, StateEventContent, StateEventType, TimelineEventType,
+        room::{
+            guest_access::{GuestAccess, RoomGuestAccessEventContent},
+            history_visibility::{HistoryVisibility, RoomHistoryVisibilityEventContent},
+            join_rules::{JoinRule, RoomJoinRulesEventContent},
+            message::RoomMessageEventContent,
+            name::RoomNameEventContent,
+            pinned_events::RoomPinnedEventsEventContent,
+            topic::{RoomTopicEventContent, TopicContentBlock},
+        },
+        space::{child::SpaceChildEventContent, parent::SpaceParentEventContent},
+    },
+    room::RoomType,
     serde::Raw,
 };
+use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::{MatrixClient, MatrixError, synapse_admin::SynapseAdmin};
 use crate::{
-    config::{ArchiveMode, Config},
+    config::{self, ArchiveMode, Config},
     html::escape,
     model::{ReservationRecord, naming},
     schedule::{self, Schedule},
@@ -40,6 +54,69 @@ fn raw<T>(value: Value) -> Raw<T> {
     Raw::from_json(serde_json::value::to_raw_value(&value).expect("a JSON value always serializes"))
 }
 
+// The power levels Foyer gives and requires, named once.
+
+/// Everyone's level, and what posting takes while the room is open.
+pub const MEMBER: i32 = 0;
+/// The hosts' level, and what inviting, kicking, banning, redacting and changing the
+/// room's state take.
+pub const MODERATOR: i32 = 50;
+/// The bot's level (implicit for the creator in room versions that privilege creators),
+/// what the room's sensitive state takes, and what everything takes once archived.
+pub const ADMIN: i32 = 100;
+
+/// The event type of Foyer's marker, the reservation's facts as room state.
+const MARKER: &str = "org.foyer.reservation";
+
+/// State content ruma has no type for (Element's widget and its layout, Foyer's marker,
+/// a space child's removal) is JSON, each made in one place in this file; this carries
+/// its event type to [`MatrixClient::put_state`].
+#[derive(Serialize)]
+#[serde(transparent)]
+struct CustomState {
+    #[serde(skip)]
+    event_type: &'static str,
+    content: Value,
+}
+
+impl StateEventContent for CustomState {
+    type StateKey = String;
+
+    fn event_type(&self) -> StateEventType {
+        self.event_type.into()
+    }
+}
+
+/// Puts one state event with an empty state key.
+async fn put<C: StateEventContent<StateKey = EmptyStateKey>>(
+    client: &MatrixClient,
+    room_id: &OwnedRoomId,
+    content: &C,
+) -> Result<(), MatrixError> {
+    client.put_state(room_id, &EmptyStateKey, content, deadline()).await
+}
+
+/// Puts custom state (see [`CustomState`]).
+async fn put_custom(
+    client: &MatrixClient,
+    room_id: &OwnedRoomId,
+    event_type: &'static str,
+    state_key: &str,
+    content: Value,
+) -> Result<(), MatrixError> {
+    client.put_state(room_id, &state_key.to_owned(), &CustomState { event_type, content }, deadline()).await
+}
+
+/// The room's history is visible to members from before they joined; no guests. Rooms
+/// and spaces are created with both.
+fn history_and_guests() -> [Raw<ruma::events::AnyInitialStateEvent>; 2] {
+    [
+        InitialStateEvent::with_empty_state_key(RoomHistoryVisibilityEventContent::new(HistoryVisibility::Shared))
+            .to_raw_any(),
+        InitialStateEvent::with_empty_state_key(RoomGuestAccessEventContent::new(GuestAccess::Forbidden)).to_raw_any(),
+    ]
+}
+
 /// The `org.foyer.reservation` state: the reservation's facts for clients and widgets.
 fn reservation_state(record: &ReservationRecord, times: &Schedule) -> Value {
     let r = &record.reservation;
@@ -54,35 +131,42 @@ fn reservation_state(record: &ReservationRecord, times: &Schedule) -> Value {
     })
 }
 
-/// Power levels: bot 100 (implicit for the creator in room versions that privilege
-/// creators, where it must not be listed), hosts 50, everyone else 0; inviting, kicking
-/// and state changes need 50.
-fn power_levels(config: &Config, record: &ReservationRecord, creators_privileged: bool) -> Value {
-    let mut users = serde_json::Map::new();
-    for host in &record.reservation.hosts {
-        users.insert(host.to_string(), json!(50));
-    }
+/// The room's power levels at creation: the bot [`ADMIN`] (unlisted where the room
+/// version makes the creator top already, as it must be), hosts [`MODERATOR`], everyone
+/// else [`MEMBER`]. Every level is set, none left to the homeserver's defaults (which its
+/// config may change).
+fn power_levels(
+    config: &Config,
+    record: &ReservationRecord,
+    creators_privileged: bool,
+) -> Raw<RoomPowerLevelsContentOverride> {
+    let mut levels = RoomPowerLevelsContentOverride::new();
+    levels.users = record.reservation.hosts.iter().map(|host| (host.clone(), MODERATOR.into())).collect();
     if !creators_privileged {
-        users.insert(config.bot_user_id().to_string(), json!(100));
+        levels.users.insert(config.bot_user_id(), ADMIN.into());
     }
-    json!({
-        "users": users,
-        "users_default": 0,
-        "events_default": 0,
-        "state_default": 50,
-        "invite": 50,
-        "kick": 50,
-        "ban": 50,
-        "redact": 50,
-        "events": {
-            "m.room.power_levels": 100,
-            "m.room.history_visibility": 100,
-            "m.room.tombstone": 100,
-            "m.room.server_acl": 100,
-            "m.room.encryption": 100,
-            "org.foyer.reservation": 100,
-        },
-    })
+    levels.users_default = Some(MEMBER.into());
+    levels.events_default = Some(MEMBER.into());
+    for level in [&mut levels.state_default, &mut levels.invite, &mut levels.kick, &mut levels.ban, &mut levels.redact]
+    {
+        *level = Some(MODERATOR.into());
+    }
+    levels.events = [
+        TimelineEventType::RoomPowerLevels,
+        TimelineEventType::RoomHistoryVisibility,
+        TimelineEventType::RoomTombstone,
+        TimelineEventType::RoomServerAcl,
+        TimelineEventType::RoomEncryption,
+        MARKER.into(),
+    ]
+    .into_iter()
+    .map(|kind| (kind, ADMIN.into()))
+    .collect();
+    let mut levels = serde_json::to_value(levels).expect("power levels always serialize");
+    // ruma leaves an empty users map out; sent empty, it replaces the users the
+    // homeserver's defaults (or its `default_power_level_content_override`) would list.
+    levels.as_object_mut().expect("power levels are an object").entry("users").or_insert_with(|| json!({}));
+    raw(levels)
 }
 
 /// How long a room holding a reservation's alias may lack Foyer's marker before Foyer
@@ -154,14 +238,17 @@ pub async fn create_or_adopt(
     req.name = Some(record.reservation.title.as_str().to_owned());
     req.topic = Some(schedule::topic(record, times));
     req.preset = Some(create_room::v3::RoomPreset::PrivateChat);
-    req.power_level_content_override = Some(raw(power_levels(config, record, creators_privileged)));
+    req.power_level_content_override = Some(power_levels(config, record, creators_privileged));
+    let join_rule = match config.rooms.join_rule {
+        config::JoinRule::Invite => JoinRule::Invite,
+        config::JoinRule::Knock => JoinRule::Knock,
+    };
+    let [history, guests] = history_and_guests();
     req.initial_state = vec![
-        raw(
-            json!({"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": config.rooms.join_rule.as_str()}}),
-        ),
-        raw(json!({"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "shared"}})),
-        raw(json!({"type": "m.room.guest_access", "state_key": "", "content": {"guest_access": "forbidden"}})),
-        raw(json!({"type": "org.foyer.reservation", "state_key": "", "content": reservation_state(record, times)})),
+        InitialStateEvent::with_empty_state_key(RoomJoinRulesEventContent::new(join_rule)).to_raw_any(),
+        history,
+        guests,
+        raw(json!({"type": MARKER, "state_key": "", "content": reservation_state(record, times)})),
     ];
     match client.send(req.clone(), None, deadline()).await {
         Ok(resp) => return Ok(resp.room_id),
@@ -173,7 +260,7 @@ pub async fn create_or_adopt(
     // bot is not in) is still being created, or its creation stopped half-way, as when
     // the homeserver is stopped during createRoom. Such a room never works (invites
     // fail), so once it has stayed unmarked past its patience the alias moves on.
-    match state(client, &holder, "org.foyer.reservation").await {
+    match state(client, &holder, MARKER).await {
         Ok(_) => {
             unmarked.forget(&holder);
             tracing::info!(reservation_id = %record.reservation.id, room_id = %holder, %alias, "adopted the room that holds the alias");
@@ -227,7 +314,7 @@ pub async fn notice(
     text: &str,
     html: &str,
 ) -> Result<(), MatrixError> {
-    message(client, bot, room_id, txn, "m.notice", text, html).await.map(|_| ())
+    message(client, bot, room_id, txn, RoomMessageEventContent::notice_html(text, html)).await.map(|_| ())
 }
 
 /// The content key that carries a message's transaction id, so that it can be found.
@@ -242,9 +329,7 @@ async fn message(
     bot: &UserId,
     room_id: &OwnedRoomId,
     txn: &str,
-    msgtype: &str,
-    text: &str,
-    html: &str,
+    content: RoomMessageEventContent,
 ) -> Result<ruma::OwnedEventId, MatrixError> {
     match already_sent(client, bot, room_id, txn).await {
         Ok(Some(sent)) => {
@@ -256,9 +341,10 @@ async fn message(
         // Reading the room is refused (a room the bot cannot read back): post as before.
         Err(e) => tracing::warn!(room_id = %room_id, error = %e, "cannot look for an earlier copy of a message"),
     }
-    let content = json!({
-        "msgtype": msgtype, "body": text, "format": "org.matrix.custom.html", "formatted_body": html, TXN_KEY: txn,
-    });
+    // The transaction id rides in the content under a key of Foyer's, which ruma's type
+    // has no field for.
+    let mut content = serde_json::to_value(content).expect("a message always serializes");
+    content[TXN_KEY] = json!(txn);
     let txn_id: OwnedTransactionId = txn.into();
     let req = send_message_event::v3::Request::new_raw(
         room_id.clone(),
@@ -291,12 +377,23 @@ async fn already_sent(
 }
 
 pub async fn set_name(client: &MatrixClient, room_id: &OwnedRoomId, name: &str) -> Result<(), MatrixError> {
-    put_state(client, room_id, "m.room.name", json!({"name": name})).await
+    put(client, room_id, &RoomNameEventContent::new(name.to_owned())).await
 }
 
 pub async fn set_topic(client: &MatrixClient, room_id: &OwnedRoomId, topic: &str) -> Result<(), MatrixError> {
-    put_state(client, room_id, "m.room.topic", json!({"topic": topic})).await
+    let mut content = RoomTopicEventContent::new(topic.to_owned());
+    // The plain `topic` only, as Foyer has always sent it: ruma's constructor would add
+    // the same text again as an `m.topic` block.
+    content.topic_block = TopicContentBlock::default();
+    put(client, room_id, &content).await
 }
+
+/// Power levels as the room holds them, read and written whole (see `set_hosts`).
+const POWER_LEVELS: &str = "m.room.power_levels";
+
+/// Element's room widgets, keyed by widget id, and their layout: no ruma types.
+const WIDGETS: &str = "im.vector.modular.widgets";
+const WIDGET_LAYOUT: &str = "io.element.widgets.layout";
 
 /// The stream beside the chat: a room widget for the player, pinned to the top in
 /// Element, and a pinned message with the link for clients without widgets. With no
@@ -309,9 +406,9 @@ pub async fn set_stream_link(
 ) -> Result<(), MatrixError> {
     let r = &record.reservation;
     let Some(url) = r.stream_url.as_ref().map(|u| u.as_str()) else {
-        put_state_key(client, room_id, "im.vector.modular.widgets", naming::WIDGET_ID, json!({})).await?;
-        put_state(client, room_id, "io.element.widgets.layout", json!({"widgets": {}})).await?;
-        return put_state(client, room_id, "m.room.pinned_events", json!({"pinned": []})).await;
+        put_custom(client, room_id, WIDGETS, naming::WIDGET_ID, json!({})).await?;
+        put_custom(client, room_id, WIDGET_LAYOUT, "", json!({"widgets": {}})).await?;
+        return put(client, room_id, &RoomPinnedEventsEventContent::new(vec![])).await;
     };
     let widget = json!({
         "type": "m.custom",
@@ -322,16 +419,19 @@ pub async fn set_stream_link(
         "waitForIframeLoad": true,
         "data": {"title": r.title.as_str()},
     });
-    put_state_key(client, room_id, "im.vector.modular.widgets", naming::WIDGET_ID, widget).await?;
+    put_custom(client, room_id, WIDGETS, naming::WIDGET_ID, widget).await?;
+    // The player fills the top of the room in Element, in percent of the room's view.
     let layout = json!({"widgets": {naming::WIDGET_ID: {"container": "top", "index": 0, "width": 100, "height": 50}}});
-    put_state(client, room_id, "io.element.widgets.layout", layout).await?;
+    put_custom(client, room_id, WIDGET_LAYOUT, "", layout).await?;
     let text = format!("📺 Watch the stream: {url}");
     let html = format!("📺 Watch the stream: <a href=\"{0}\">{0}</a>", escape(url));
     let txn = naming::stream_link_txn(&r.id, url);
-    let event_id = message(client, &config.bot_user_id(), room_id, &txn, "m.text", &text, &html).await?;
-    put_state(client, room_id, "m.room.pinned_events", json!({"pinned": [event_id]})).await
+    let link = RoomMessageEventContent::text_html(text, html);
+    let event_id = message(client, &config.bot_user_id(), room_id, &txn, link).await?;
+    put(client, room_id, &RoomPinnedEventsEventContent::new(vec![event_id])).await
 }
 
+/// The content of the room's state event `kind` (with an empty state key), as JSON.
 async fn state(client: &MatrixClient, room_id: &OwnedRoomId, kind: &str) -> Result<Value, MatrixError> {
     let req = get_state_event_for_key::v3::Request::new(room_id.clone(), StateEventType::from(kind), String::new());
     let resp = client.send(req, None, deadline()).await?;
@@ -339,53 +439,34 @@ async fn state(client: &MatrixClient, room_id: &OwnedRoomId, kind: &str) -> Resu
         .map_err(|e| MatrixError::BadResponse { endpoint: format!("{kind} state"), message: e.to_string() })
 }
 
-async fn put_state(
-    client: &MatrixClient,
-    room_id: &OwnedRoomId,
-    kind: &str,
-    content: Value,
-) -> Result<(), MatrixError> {
-    put_state_key(client, room_id, kind, "", content).await
-}
-
-async fn put_state_key(
-    client: &MatrixClient,
-    room_id: &OwnedRoomId,
-    kind: &str,
-    state_key: &str,
-    content: Value,
-) -> Result<(), MatrixError> {
-    let req = send_state_event::v3::Request::new_raw(
-        room_id.clone(),
-        StateEventType::from(kind),
-        state_key.to_owned(),
-        raw(content),
-    );
-    client.send(req, None, deadline()).await.map(|_| ())
-}
-
-/// Makes the room's moderators (power 50) the reservation's hosts: new hosts up, removed
-/// ones back to 0. Read-modify-write, as a state PUT replaces the whole event.
+/// Makes the room's moderators the reservation's hosts: new hosts up to [`MODERATOR`],
+/// removed ones back to the default. Read-modify-write, as a state PUT replaces the whole
+/// event.
+///
+/// On the raw JSON, not ruma's `RoomPowerLevelsEventContent`: reading into that type
+/// drops keys it does not know (Synapse's `historical`, future ones) and writing it back
+/// leaves out every level equal to the spec's default, so the event would change in
+/// ways this step never meant.
 pub async fn set_hosts(
     client: &MatrixClient,
     room_id: &OwnedRoomId,
     before: &std::collections::BTreeSet<OwnedUserId>,
     hosts: &std::collections::BTreeSet<OwnedUserId>,
 ) -> Result<(), MatrixError> {
-    let mut levels = state(client, room_id, "m.room.power_levels").await?;
+    let mut levels = state(client, room_id, POWER_LEVELS).await?;
     let users = levels["users"].as_object_mut().ok_or_else(|| MatrixError::BadResponse {
         endpoint: "m.room.power_levels state".into(),
         message: "no users map".into(),
     })?;
     for gone in before.difference(hosts) {
-        if users.get(gone.as_str()).and_then(Value::as_i64) == Some(50) {
+        if users.get(gone.as_str()).and_then(Value::as_i64) == Some(MODERATOR.into()) {
             users.remove(gone.as_str());
         }
     }
     for host in hosts {
-        users.insert(host.to_string(), json!(50));
+        users.insert(host.to_string(), json!(MODERATOR));
     }
-    put_state(client, room_id, "m.room.power_levels", levels).await
+    put_custom(client, room_id, POWER_LEVELS, "", levels).await
 }
 
 /// Kicks a member (or refuses a knock) with a reason; someone already gone is done.
@@ -416,11 +497,10 @@ pub async fn ensure_space(
     req.name = Some(channel.name.as_str().to_owned());
     req.topic = Some(format!("Live chats of {}", channel.name.as_str()));
     req.preset = Some(create_room::v3::RoomPreset::PrivateChat);
-    req.creation_content = Some(raw(json!({"type": "m.space"})));
-    req.initial_state = vec![
-        raw(json!({"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "shared"}})),
-        raw(json!({"type": "m.room.guest_access", "state_key": "", "content": {"guest_access": "forbidden"}})),
-    ];
+    let mut creation = create_room::v3::CreationContent::new();
+    creation.room_type = Some(RoomType::Space);
+    req.creation_content = Some(Raw::new(&creation).expect("creation content always serializes"));
+    req.initial_state = history_and_guests().into();
     match client.send(req, None, deadline()).await {
         Ok(resp) => Ok(resp.room_id),
         Err(e) if e.errcode() == Some("M_ROOM_IN_USE") => {
@@ -440,9 +520,12 @@ pub async fn link_space(
     space: &OwnedRoomId,
     room_id: &OwnedRoomId,
 ) -> Result<(), MatrixError> {
-    let via = json!([config.homeserver.server_name.as_str()]);
-    put_state_key(client, space, "m.space.child", room_id.as_str(), json!({"via": via})).await?;
-    put_state_key(client, room_id, "m.space.parent", space.as_str(), json!({"via": via, "canonical": true})).await
+    let via: Vec<OwnedServerName> = vec![config.homeserver.server_name.clone()];
+    let child = SpaceChildEventContent::new(via.clone());
+    client.put_state(space, room_id, &child, deadline()).await?;
+    let mut parent = SpaceParentEventContent::new(via);
+    parent.canonical = true;
+    client.put_state(room_id, space, &parent, deadline()).await
 }
 
 /// Takes the room out of the space (an `m.space.child` without `via`).
@@ -451,7 +534,9 @@ pub async fn unlink_space(
     space: &OwnedRoomId,
     room_id: &OwnedRoomId,
 ) -> Result<(), MatrixError> {
-    put_state_key(client, space, "m.space.child", room_id.as_str(), json!({})).await
+    // Empty content, as the spec removes a child: ruma's type always writes a `via` key
+    // (an empty list), and readers check for the key.
+    put_custom(client, space, "m.space.child", room_id.as_str(), json!({})).await
 }
 
 /// Archives the room per `rooms.archive_mode`.
@@ -470,20 +555,21 @@ pub async fn archive(
         return admin.delete_room(room_id).await;
     }
     // Read-modify-write: a state PUT replaces the whole event, so keep what is there
-    // and raise every threshold below 100 to 100; only the bot may post or change state.
-    let mut levels = state(client, room_id, "m.room.power_levels").await?;
+    // and raise every threshold below ADMIN to ADMIN; only the bot may post or change
+    // state. On the raw JSON, for the reasons given at `set_hosts`.
+    let mut levels = state(client, room_id, POWER_LEVELS).await?;
     for key in ["events_default", "state_default", "invite"] {
-        levels[key] = json!(100);
+        levels[key] = json!(ADMIN);
     }
     if let Some(events) = levels.get_mut("events").and_then(Value::as_object_mut) {
         for level in events.values_mut() {
-            if level.as_i64().is_none_or(|l| l < 100) {
-                *level = json!(100);
+            if level.as_i64().is_none_or(|l| l < ADMIN.into()) {
+                *level = json!(ADMIN);
             }
         }
     }
-    put_state(client, room_id, "m.room.power_levels", levels).await?;
-    put_state(client, room_id, "m.room.join_rules", json!({"join_rule": "invite"})).await?;
+    put_custom(client, room_id, POWER_LEVELS, "", levels).await?;
+    put(client, room_id, &RoomJoinRulesEventContent::new(JoinRule::Invite)).await?;
     match client.send(delete_alias::v3::Request::new(config.room_alias(&record.reservation.id)), None, deadline()).await
     {
         Ok(_) => {}
@@ -544,8 +630,9 @@ mod tests {
     }
 
     /// A homeserver stand-in that records every request and answers what the room
-    /// steps need: a created room, state writes, power levels like Synapse's (with a key
-    /// ruma does not know, `historical`), no earlier messages.
+    /// steps need: a created room, state writes, no earlier messages, and power levels
+    /// like Synapse's (with a key ruma does not know, `historical`, a tombstone above the
+    /// admin level, and a former host): its own numbers are written out, Foyer's named.
     async fn stand_in() -> (MatrixClient, Arc<Mutex<Vec<Call>>>) {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let seen = calls.clone();
@@ -556,7 +643,7 @@ mod tests {
             let answer = match (method.as_str(), path.as_str()) {
                 ("POST", p) if p.ends_with("/createRoom") => json!({"room_id": "!room:example.org"}),
                 ("GET", p) if p.ends_with("/state/m.room.power_levels/") => json!({
-                    "users": {"@old:example.org": 50, "@admin:example.org": 100},
+                    "users": {"@old:example.org": MODERATOR, "@admin:example.org": 100},
                     "users_default": 0, "events_default": 0, "state_default": 50, "invite": 50,
                     "kick": 50, "ban": 50, "redact": 50, "historical": 100,
                     "events": {"m.room.name": 50, "m.room.power_levels": 100, "m.room.tombstone": 150},
@@ -610,12 +697,12 @@ mod tests {
         let (method, path, body) = &created[0];
         assert_eq!((method.as_str(), path.as_str()), ("POST", "/_matrix/client/v3/createRoom"));
         let levels = json!({
-            "users": {"@host:example.org": 50, "@foyer:example.org": 100},
-            "users_default": 0, "events_default": 0, "state_default": 50,
-            "invite": 50, "kick": 50, "ban": 50, "redact": 50,
+            "users": {"@host:example.org": MODERATOR, "@foyer:example.org": ADMIN},
+            "users_default": MEMBER, "events_default": MEMBER, "state_default": MODERATOR,
+            "invite": MODERATOR, "kick": MODERATOR, "ban": MODERATOR, "redact": MODERATOR,
             "events": {
-                "m.room.power_levels": 100, "m.room.history_visibility": 100, "m.room.tombstone": 100,
-                "m.room.server_acl": 100, "m.room.encryption": 100, "org.foyer.reservation": 100,
+                "m.room.power_levels": ADMIN, "m.room.history_visibility": ADMIN, "m.room.tombstone": ADMIN,
+                "m.room.server_acl": ADMIN, "m.room.encryption": ADMIN, "org.foyer.reservation": ADMIN,
             },
         });
         let marker = json!({
@@ -754,7 +841,7 @@ mod tests {
             put(
                 format!("{state}/!room:example.org/state/m.room.power_levels/"),
                 json!({
-                    "users": {"@admin:example.org": 100, "@host:example.org": 50},
+                    "users": {"@admin:example.org": 100, "@host:example.org": MODERATOR},
                     "users_default": 0, "events_default": 0, "state_default": 50, "invite": 50,
                     "kick": 50, "ban": 50, "redact": 50, "historical": 100,
                     "events": {"m.room.name": 50, "m.room.power_levels": 100, "m.room.tombstone": 150},
@@ -772,10 +859,10 @@ mod tests {
                 put(
                     format!("{state}/!room:example.org/state/m.room.power_levels/"),
                     json!({
-                        "users": {"@old:example.org": 50, "@admin:example.org": 100},
-                        "users_default": 0, "events_default": 100, "state_default": 100, "invite": 100,
+                        "users": {"@old:example.org": MODERATOR, "@admin:example.org": 100},
+                        "users_default": 0, "events_default": ADMIN, "state_default": ADMIN, "invite": ADMIN,
                         "kick": 50, "ban": 50, "redact": 50, "historical": 100,
-                        "events": {"m.room.name": 100, "m.room.power_levels": 100, "m.room.tombstone": 150},
+                        "events": {"m.room.name": ADMIN, "m.room.power_levels": 100, "m.room.tombstone": 150},
                     })
                 ),
                 put(format!("{state}/!room:example.org/state/m.room.join_rules/"), json!({"join_rule": "invite"})),
