@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod events;
 pub mod failpoint;
+pub mod html;
 pub mod http;
 pub mod lifecycle;
 pub mod logging;

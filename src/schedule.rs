@@ -185,6 +185,22 @@ pub fn human_time(t: DateTime<Utc>) -> String {
     t.format("%a %-d %b %Y, %H:%M UTC").to_string()
 }
 
+/// The room topic: the start time and where to watch; then live; then when it closes.
+/// The room is created with it and the planner keeps it so; it is here, not with the
+/// notices in `lifecycle`, because `matrix::rooms` sets it at creation and may not
+/// import `lifecycle`.
+pub fn topic(record: &ReservationRecord, times: &Schedule) -> String {
+    let r = &record.reservation;
+    let watch = r.stream_url.as_ref().map(|u| format!(" · Watch: {}", u.as_str())).unwrap_or_default();
+    if times.live {
+        format!("🔴 Live now{watch}")
+    } else if record.signals.stream_ended_at.is_some() {
+        format!("The stream has ended · This chat closes {}", human_time(times.archives_at))
+    } else {
+        format!("Starts {}{watch}", human_time(r.starts_at))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

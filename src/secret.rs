@@ -80,7 +80,7 @@ mod tests {
             ("src/matrix/mod.rs", 1, "sends as_token to the homeserver"),
             ("src/store/sqlite.rs", 1, "opens the database"),
             ("src/store/postgres.rs", 1, "opens the database"),
-            ("src/lifecycle/room.rs", 1, "sends the Synapse admin token to the admin API"),
+            ("src/matrix/synapse_admin.rs", 1, "sends the Synapse admin token to the admin API"),
             ("src/http/status.rs", 1, "derives the status page cookie's MAC key from api.token (never in the cookie)"),
         ];
         let mut found = Vec::new();

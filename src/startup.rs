@@ -99,7 +99,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     tokio::select! {
         result = matrix::handshake(&config, http_client, ping_txn) => {
             let (client, report) = result?;
-            let admin = config.synapse_admin.as_ref().map(|a| crate::lifecycle::room::SynapseAdmin {
+            let admin = config.synapse_admin.as_ref().map(|a| crate::matrix::synapse_admin::SynapseAdmin {
                 http: client.http().clone(),
                 base_url: config.homeserver.url.as_str().trim_end_matches('/').to_owned(),
                 token: a.token.clone(),

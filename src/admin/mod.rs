@@ -20,8 +20,8 @@ use tokio::sync::{Notify, watch};
 use crate::{
     config::Config,
     events::HomeserverEvent,
-    lifecycle::room::{self, escape},
-    matrix::{MatrixClient, MatrixError},
+    html::escape,
+    matrix::{MatrixClient, MatrixError, rooms},
     model::{ReservationId, ReservationRecord, naming},
     query,
     schedule::{self, Phase},
@@ -429,7 +429,7 @@ async fn handle(state: &Services, client: &MatrixClient, event: &HomeserverEvent
     let admin = is_admin(&state.config.admins, &event.sender);
     let sender = UserId::parse(&event.sender).ok();
     if event.membership() == Some("invite") {
-        return match room::join(client, &room_id).await {
+        return match rooms::join(client, &room_id).await {
             Ok(()) => {
                 tracing::info!(room_id = %room_id, sender = %event.sender, admin, "joined a direct chat");
                 if let (false, Some(sender)) = (admin, &sender) {
@@ -475,7 +475,7 @@ async fn handle(state: &Services, client: &MatrixClient, event: &HomeserverEvent
     crate::failpoint::hit("admin_before_answer");
     // The transaction id follows the command, so a command handled again is answered once.
     let txn = format!("foyer-admin-{}", event.event_id);
-    match room::notice(client, &state.config.bot_user_id(), &room_id, &txn, &answer.text, &answer.html).await {
+    match rooms::notice(client, &state.config.bot_user_id(), &room_id, &txn, &answer.text, &answer.html).await {
         Ok(()) => {}
         Err(e) => return permanent(e, "answer an admin command"),
     }

@@ -252,6 +252,11 @@ impl Config {
         naming::space_alias_localpart(&self.appservice.alias_prefix, channel_id)
     }
 
+    /// A channel space's alias (see [`naming::space_alias`]).
+    pub fn space_alias(&self, channel_id: &str) -> Result<OwnedRoomAliasId, ruma::IdParseError> {
+        naming::space_alias(&self.appservice.alias_prefix, channel_id, &self.homeserver.server_name)
+    }
+
     /// The room alias pattern for `check-config`'s summary.
     pub fn alias_pattern(&self) -> String {
         format!("#{}<reservation_id>:{}", self.appservice.alias_prefix, self.homeserver.server_name)

@@ -29,8 +29,8 @@ use url::Url;
 
 use crate::{
     config::Config,
+    html::escape,
     http::{AppState, has_token},
-    lifecycle::room::escape,
     model::{ReservationId, ReservationRecord, SessionId, naming},
     query,
     schedule::{self, Phase},

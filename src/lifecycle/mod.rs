@@ -5,8 +5,8 @@
 //! to look again. New facts make a reservation due at once; a restart resumes from the
 //! store; duplicates do nothing because plans are computed from recorded state.
 
+pub mod notices;
 pub mod plan;
-pub mod room;
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
@@ -17,12 +17,11 @@ use ruma::api::client::discovery::get_capabilities;
 use tokio::{sync::Notify, task::JoinSet, time::Instant};
 
 pub use self::plan::{Plan, plan};
-use self::room::SynapseAdmin;
 pub use crate::model::{Audience, CloseReason, InviteFailure, KickReason, Member, Membership, RoomState, Step};
 use crate::{
     config::Config,
     failpoint,
-    matrix::{MatrixClient, MatrixError},
+    matrix::{MatrixClient, MatrixError, rooms, synapse_admin::SynapseAdmin},
     model::{CreateBegan, ReservationId, StepRecord},
     schedule,
     store::{Claim, Store, StoreError},
@@ -48,7 +47,7 @@ enum StepError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Open(#[from] room::OpenError),
+    Open(#[from] rooms::OpenError),
 }
 
 pub struct Lifecycle {
@@ -61,8 +60,8 @@ pub struct Lifecycle {
     pub instance: String,
     /// Asked once: whether the homeserver's default room version privileges creators.
     pub creators_privileged: tokio::sync::OnceCell<bool>,
-    /// Rooms found holding an alias without Foyer's marker (see `room::create_or_adopt`).
-    pub unmarked: room::UnmarkedRooms,
+    /// Rooms found holding an alias without Foyer's marker (see `rooms::create_or_adopt`).
+    pub unmarked: rooms::UnmarkedRooms,
     /// Refused knocks of late, per room and per knocker's server.
     pub knocks: KnockBudget,
 }
@@ -306,14 +305,14 @@ impl Lifecycle {
                         let began = StepRecord::CreateBegan { by: self.instance.clone() };
                         let began_at = Utc::now();
                         self.store.record_step(id, &began, began_at).await?;
-                        let created = room::create_or_adopt(
+                        let created = rooms::create_or_adopt(
                             &self.client,
                             &self.config,
                             &record,
                             &times,
                             privileged,
                             &self.unmarked,
-                            room::Patience { wait: patience, began_at },
+                            rooms::Patience { wait: patience, began_at },
                         )
                         .await?;
                         failpoint::hit("after_create_room");
@@ -330,35 +329,35 @@ impl Lifecycle {
                     }
                     Step::SetName(name) => {
                         let room = room_id.as_ref().expect("the name is set in an existing room");
-                        room::set_name(&self.client, room, name).await?;
+                        rooms::set_name(&self.client, room, name).await?;
                         tracing::info!(reservation_id = %id, room_id = %room, name, "room renamed");
                         StepRecord::NameSet(name.clone())
                     }
                     Step::SetTopic(topic) => {
                         let room = room_id.as_ref().expect("the topic is set in an existing room");
-                        room::set_topic(&self.client, room, topic).await?;
+                        rooms::set_topic(&self.client, room, topic).await?;
                         StepRecord::TopicSet(topic.clone())
                     }
                     Step::SetStreamLink => {
                         let room = room_id.as_ref().expect("the stream link is set in an existing room");
-                        room::set_stream_link(&self.client, &self.config, &record, room).await?;
+                        rooms::set_stream_link(&self.client, &self.config, &record, room).await?;
                         let url = record.reservation.stream_url.as_ref().map(|u| u.as_str().to_owned());
                         tracing::info!(reservation_id = %id, room_id = %room, stream_url = url.as_deref().unwrap_or(""), "stream widget and link set");
                         StepRecord::StreamLinkSet(url)
                     }
                     Step::PostLiveNotice(at) => {
                         let room = room_id.as_ref().expect("notices go to an existing room");
-                        let (text, html) = room::live_notice(&record);
+                        let (text, html) = notices::live_notice(&record);
                         let txn = format!("foyer-live-{id}-{}", at.timestamp_millis());
-                        room::notice(&self.client, &bot, room, &txn, &text, &html).await?;
+                        rooms::notice(&self.client, &bot, room, &txn, &text, &html).await?;
                         failpoint::hit("after_notice");
                         StepRecord::LiveNoticeSent(*at)
                     }
                     Step::PostEndedNotice(at) => {
                         let room = room_id.as_ref().expect("notices go to an existing room");
-                        let (text, html) = room::ended_notice(&times);
+                        let (text, html) = notices::ended_notice(&times);
                         let txn = format!("foyer-ended-{id}-{}", at.timestamp_millis());
-                        room::notice(&self.client, &bot, room, &txn, &text, &html).await?;
+                        rooms::notice(&self.client, &bot, room, &txn, &text, &html).await?;
                         failpoint::hit("after_notice");
                         StepRecord::EndedNoticeSent(*at)
                     }
@@ -366,21 +365,21 @@ impl Lifecycle {
                         let room = room_id.as_ref().expect("notices go to an existing room");
                         let left =
                             ((record.reservation.starts_at - now).num_milliseconds().max(0) as u64).div_ceil(1000);
-                        let (text, html) = room::reminder_notice(&record, left);
-                        room::notice(&self.client, &bot, room, &format!("foyer-remind-{id}-{secs}"), &text, &html)
+                        let (text, html) = notices::reminder_notice(&record, left);
+                        rooms::notice(&self.client, &bot, room, &format!("foyer-remind-{id}-{secs}"), &text, &html)
                             .await?;
                         failpoint::hit("after_notice");
                         StepRecord::ReminderSent(*secs)
                     }
                     Step::PostClosingWarning => {
                         let room = room_id.as_ref().expect("notices go to an existing room");
-                        let (text, html) = room::closing_warning(&times, now);
-                        room::notice(&self.client, &bot, room, &format!("foyer-warn-{id}"), &text, &html).await?;
+                        let (text, html) = notices::closing_warning(&times, now);
+                        rooms::notice(&self.client, &bot, room, &format!("foyer-warn-{id}"), &text, &html).await?;
                         StepRecord::ClosingWarningSent
                     }
                     Step::EnsureSpace => {
                         let channel = record.reservation.channel.as_ref().expect("only a channel has a space");
-                        let created = room::ensure_space(&self.client, &self.config, channel).await?;
+                        let created = rooms::ensure_space(&self.client, &self.config, channel).await?;
                         tracing::info!(reservation_id = %id, channel = channel.id.as_str(), space = %created, "channel space ready");
                         space = Some(created.clone());
                         StepRecord::SpaceEnsured {
@@ -392,25 +391,25 @@ impl Lifecycle {
                     Step::LinkSpace => {
                         let room = room_id.as_ref().expect("a space lists an existing room");
                         let space = space.as_ref().expect("the space is ensured before linking");
-                        room::link_space(&self.client, &self.config, space, room).await?;
+                        rooms::link_space(&self.client, &self.config, space, room).await?;
                         StepRecord::SpaceLinked(Some(space.clone()))
                     }
                     Step::UnlinkSpace => {
                         let room = room_id.as_ref().expect("only an existing room is unlinked");
                         if let Some(linked) = &state.room.space_linked {
-                            room::unlink_space(&self.client, linked, room).await?;
+                            rooms::unlink_space(&self.client, linked, room).await?;
                         }
                         StepRecord::SpaceLinked(None)
                     }
                     Step::SetHosts => {
                         let room = room_id.as_ref().expect("hosts are set in an existing room");
-                        room::set_hosts(&self.client, room, &state.room.hosts_applied, &hosts).await?;
+                        rooms::set_hosts(&self.client, room, &state.room.hosts_applied, &hosts).await?;
                         tracing::info!(reservation_id = %id, room_id = %room, hosts = ?hosts, "moderators updated");
                         StepRecord::HostsApplied(hosts.clone())
                     }
                     Step::AcceptKnock(user) => {
                         let room = room_id.as_ref().expect("knocks come to an existing room");
-                        room::invite(&self.client, room, user).await?;
+                        rooms::invite(&self.client, room, user).await?;
                         tracing::info!(reservation_id = %id, room_id = %room, user_id = %user, "knock accepted");
                         let bot = Some(self.config.bot_user_id());
                         StepRecord::Member { user_id: user.clone(), membership: Membership::Invite, invited_by: bot }
@@ -424,7 +423,7 @@ impl Lifecycle {
                     }
                     Step::Kick(user, reason) => {
                         let room = room_id.as_ref().expect("only members of an existing room are kicked");
-                        room::kick(&self.client, room, user, reason.text()).await?;
+                        rooms::kick(&self.client, room, user, reason.text()).await?;
                         tracing::info!(reservation_id = %id, room_id = %room, user_id = %user, reason = reason.text(), "removed from the room");
                         StepRecord::Member { user_id: user.clone(), membership: Membership::Leave, invited_by: None }
                     }
@@ -434,19 +433,19 @@ impl Lifecycle {
                     }
                     Step::PostOpeningNotice => {
                         let room = room_id.as_ref().expect("the room is created before the notice");
-                        let (text, html) = room::opening_notice(&record);
-                        room::notice(&self.client, &bot, room, &format!("foyer-open-{id}"), &text, &html).await?;
+                        let (text, html) = notices::opening_notice(&record);
+                        rooms::notice(&self.client, &bot, room, &format!("foyer-open-{id}"), &text, &html).await?;
                         StepRecord::OpeningNoticeSent
                     }
                     Step::PostClosingNotice(reason) => {
                         let room = room_id.as_ref().expect("only an existing room is closed");
-                        let (text, html) = room::closing_notice(&record, *reason == CloseReason::Cancelled);
-                        room::notice(&self.client, &bot, room, &format!("foyer-close-{id}"), &text, &html).await?;
+                        let (text, html) = notices::closing_notice(&record, *reason == CloseReason::Cancelled);
+                        rooms::notice(&self.client, &bot, room, &format!("foyer-close-{id}"), &text, &html).await?;
                         StepRecord::ClosingNoticeSent
                     }
                     Step::Archive => {
                         let room = room_id.as_ref().expect("only an existing room is archived");
-                        room::archive(&self.client, self.admin.as_ref(), &self.config, &record, room).await?;
+                        rooms::archive(&self.client, self.admin.as_ref(), &self.config, &record, room).await?;
                         tracing::info!(reservation_id = %id, room_id = %room, mode = self.config.rooms.archive_mode.as_str(), "room archived");
                         StepRecord::Archived
                     }
@@ -512,7 +511,7 @@ impl Lifecycle {
         let invited = if missing {
             Err(format!("there is no user {user} on this homeserver"))
         } else {
-            match room::invite(&self.client, room, user).await {
+            match rooms::invite(&self.client, room, user).await {
                 Ok(()) => Ok(()),
                 Err(e @ MatrixError::Network { .. }) => return Err(e),
                 Err(e) if local && e.is_transient() => return Err(e),
@@ -523,7 +522,7 @@ impl Lifecycle {
             // Everyone invited to a room is invited to its channel's space; the space is a
             // convenience, so its failure is only logged.
             if let Some(space) = space
-                && let Err(e) = room::invite(&self.client, space, user).await
+                && let Err(e) = rooms::invite(&self.client, space, user).await
             {
                 tracing::warn!(reservation_id = %id, space = %space, user_id = %user, error = %e, "cannot invite to the channel's space");
             }
@@ -539,9 +538,9 @@ impl Lifecycle {
     }
 
     /// How long to wait for a room found holding our alias without our marker before
-    /// giving it up (see `room::ABANDONED_AFTER`), from who began creating it and when.
+    /// giving it up (see `rooms::ABANDONED_AFTER`), from who began creating it and when.
     async fn patience(&self, began: Option<&CreateBegan>) -> Duration {
-        let Some(began) = began else { return room::ABANDONED_AFTER };
+        let Some(began) = began else { return rooms::ABANDONED_AFTER };
         if self.client.seen_down_since(began.at) {
             // The homeserver went down after the create began: the create died with it.
             return Duration::ZERO;
@@ -549,12 +548,12 @@ impl Lifecycle {
         if began.by != self.instance {
             // We hold the lease now; an instance that holds none is gone (or idle).
             match self.store.holds_live_lease(&began.by, Utc::now()).await {
-                Ok(false) => return room::CREATOR_GONE_GRACE,
+                Ok(false) => return rooms::CREATOR_GONE_GRACE,
                 Ok(true) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot tell whether the room's creator is alive"),
             }
         }
-        room::ABANDONED_AFTER
+        rooms::ABANDONED_AFTER
     }
 }
 
@@ -593,7 +592,7 @@ impl StepError {
     /// homeserver restart fails a few attempts in a row).
     fn retry_in(&self, attempts: u32) -> chrono::Duration {
         match self {
-            StepError::Open(room::OpenError::Unfinished { wait_s, .. }) => {
+            StepError::Open(rooms::OpenError::Unfinished { wait_s, .. }) => {
                 let wait = chrono::Duration::from_std(std::time::Duration::from_secs(*wait_s));
                 backoff(attempts).min(wait.unwrap_or(chrono::Duration::MAX))
             }
@@ -633,7 +632,7 @@ mod tests {
         let secs = chrono::Duration::seconds;
         assert_eq!([0, 1, 5, 8, 30].map(backoff), [secs(1), secs(2), secs(32), secs(256), secs(256)]);
         let unfinished = |wait_s| {
-            StepError::Open(room::OpenError::Unfinished {
+            StepError::Open(rooms::OpenError::Unfinished {
                 alias: ruma::OwnedRoomAliasId::try_from("#live_jazz:example.org").unwrap(),
                 room_id: ruma::OwnedRoomId::try_from("!half:example.org").unwrap(),
                 wait_s,

@@ -12,18 +12,9 @@ use crate::{
     schedule,
 };
 
-/// The room topic: the start time and where to watch; then live; then when it closes.
-pub fn topic(record: &ReservationRecord, times: &schedule::Schedule) -> String {
-    let r = &record.reservation;
-    let watch = r.stream_url.as_ref().map(|u| format!(" · Watch: {}", u.as_str())).unwrap_or_default();
-    if times.live {
-        format!("🔴 Live now{watch}")
-    } else if record.signals.stream_ended_at.is_some() {
-        format!("The stream has ended · This chat closes {}", schedule::human_time(times.archives_at))
-    } else {
-        format!("Starts {}{watch}", schedule::human_time(r.starts_at))
-    }
-}
+// The room topic lives with the schedule it describes, where `matrix::rooms` (which sets
+// it at creation) can reach it too; the planner compares it with the applied one.
+pub use crate::schedule::topic;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {

@@ -1,6 +1,8 @@
 //! The one Matrix client: ruma request types sent with reqwest, as the appservice.
 
 mod handshake;
+pub mod rooms;
+pub mod synapse_admin;
 
 use std::{
     borrow::Cow,
@@ -16,7 +18,12 @@ use ruma::api::{
     auth_scheme::{AuthScheme, SendAccessToken},
     path_builder::PathBuilder,
 };
-use ruma::{UserId, api::AppserviceUserIdentity};
+use ruma::{
+    RoomId, UserId,
+    api::{AppserviceUserIdentity, client::state::send_state_event},
+    events::StateEventContent,
+    serde::Raw,
+};
 use serde::Deserialize;
 use tokio::time::Instant;
 
@@ -164,6 +171,25 @@ impl MatrixClient {
                 other => return other,
             }
         }
+    }
+
+    /// Puts one state event into a room, as the bot: the one way Foyer writes room state.
+    /// `content` is ruma's type for the event where it has one; its event type and state
+    /// key come with it. A PUT replaces the whole event.
+    pub async fn put_state<C: StateEventContent>(
+        &self,
+        room_id: &RoomId,
+        state_key: &C::StateKey,
+        content: &C,
+        deadline: Instant,
+    ) -> Result<(), MatrixError> {
+        let event_type = content.event_type();
+        let body = serde_json::value::to_raw_value(content)
+            .map_err(|e| MatrixError::Request { endpoint: format!("{event_type} state"), message: e.to_string() })?;
+        let state_key = state_key.as_ref().to_owned();
+        let request =
+            send_state_event::v3::Request::new_raw(room_id.to_owned(), event_type, state_key, Raw::from_json(body));
+        self.send(request, None, deadline).await.map(|_| ())
     }
 }
 

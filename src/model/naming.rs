@@ -1,7 +1,7 @@
 //! The names Foyer gives things on the homeserver, and links to them. Every alias Foyer
 //! uses is made (or read back) here.
 
-use ruma::{OwnedRoomAliasId, RoomAliasId, ServerName};
+use ruma::{IdParseError, OwnedRoomAliasId, RoomAliasId, ServerName};
 
 use url::Url;
 
@@ -29,6 +29,21 @@ pub fn space_alias_localpart(prefix: &str, channel_id: &str) -> String {
         channel_id.chars().map(|c| if c.is_ascii_alphanumeric() || "._=-".contains(c) { c } else { '_' }).collect();
     let suffix = if safe == channel_id { String::new() } else { format!("-{:012x}", fingerprint(channel_id) >> 16) };
     format!("{prefix}+{safe}{suffix}")
+}
+
+/// A channel space's alias: `#<space_alias_localpart>:<server_name>`. Channel ids come
+/// from webhooks, so one long enough makes an alias Matrix refuses (over 255 bytes).
+pub fn space_alias(prefix: &str, channel_id: &str, server: &ServerName) -> Result<OwnedRoomAliasId, IdParseError> {
+    RoomAliasId::parse(format!("#{}:{server}", space_alias_localpart(prefix, channel_id)))
+}
+
+/// The state key of the stream player's widget (`im.vector.modular.widgets`).
+pub const WIDGET_ID: &str = "foyer_stream";
+
+/// The transaction id of the pinned stream link message: one per reservation and stream
+/// URL, so a new URL posts a new link and a repeated step finds the one it posted.
+pub fn stream_link_txn(id: &ReservationId, url: &str) -> String {
+    format!("foyer-link-{id}-{:016x}", fingerprint(url))
 }
 
 /// A matrix.to link to a room by its alias, `#` and `:` percent-encoded as matrix.to
@@ -82,5 +97,9 @@ mod tests {
         assert_eq!(space_alias_localpart("live_", "Blue Room!"), "live_+Blue_Room_-ef6ef59ae345");
         assert_ne!(space_alias_localpart("live_", "Blue Room?"), space_alias_localpart("live_", "Blue Room!"));
         assert_eq!(fingerprint("https://stream.example.org/watch/jazz"), 0x67f3b1b68826dfb1);
+        let server = <&ServerName>::try_from("example.org").unwrap();
+        assert_eq!(space_alias("live_", "blue-room", server).unwrap().as_str(), "#live_+blue-room:example.org");
+        let id = ReservationId::parse("jazz").unwrap();
+        assert_eq!(stream_link_txn(&id, "https://stream.example.org/watch/jazz"), "foyer-link-jazz-67f3b1b68826dfb1");
     }
 }

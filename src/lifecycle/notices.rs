@@ -1,0 +1,67 @@
+//! What Foyer says in a room: each notice's wording, as plain text and as HTML (escaped
+//! with [`crate::html::escape`]). The steps that post them are in `matrix::rooms`.
+
+use chrono::{DateTime, Utc};
+
+use crate::{
+    html::escape,
+    model::ReservationRecord,
+    schedule::{Schedule, human_time},
+};
+
+/// The notice that the room is open, with the start time.
+pub fn opening_notice(record: &ReservationRecord) -> (String, String) {
+    let r = &record.reservation;
+    let when = human_time(r.starts_at);
+    let text = format!("The chat for “{}” is open. The stream starts {when}.", r.title.as_str());
+    let html = format!("The chat for <b>{}</b> is open. The stream starts {when}.", escape(r.title.as_str()));
+    (text, html)
+}
+
+/// The notice that the stream went live.
+pub fn live_notice(record: &ReservationRecord) -> (String, String) {
+    let title = record.reservation.title.as_str();
+    (format!("🔴 “{title}” is live now!"), format!("🔴 <b>{}</b> is live now!", escape(title)))
+}
+
+/// The notice that the stream ended, with when the chat closes.
+pub fn ended_notice(times: &Schedule) -> (String, String) {
+    let text = format!("The stream has ended. This chat closes {}.", human_time(times.archives_at));
+    (text.clone(), escape(&text))
+}
+
+/// "in 10 minutes", "in 1 minute", "in 30 seconds".
+fn in_words(secs: u64) -> String {
+    let (n, unit) = if secs < 60 { (secs, "second") } else { (secs.div_ceil(60), "minute") };
+    format!("in {n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
+/// The countdown before the start, `secs` before it.
+pub fn reminder_notice(record: &ReservationRecord, secs: u64) -> (String, String) {
+    let when = human_time(record.reservation.starts_at);
+    let text = format!("⏰ The stream starts {} ({when}).", in_words(secs));
+    (text.clone(), escape(&text))
+}
+
+/// The warning before the chat closes.
+pub fn closing_warning(times: &Schedule, now: DateTime<Utc>) -> (String, String) {
+    let left = ((times.archives_at - now).num_milliseconds().max(0) as u64).div_ceil(1000);
+    let text = format!("This chat closes {} ({}).", in_words(left), human_time(times.archives_at));
+    (text.clone(), escape(&text))
+}
+
+/// The last notice: the reservation was cancelled (with its reason) or has ended.
+pub fn closing_notice(record: &ReservationRecord, cancelled: bool) -> (String, String) {
+    let r = &record.reservation;
+    let title = r.title.as_str();
+    if cancelled {
+        let reason = record.signals.cancel_reason.as_deref().map(|why| format!(" ({why})")).unwrap_or_default();
+        let text = format!("“{title}” was cancelled{reason}. This chat is now closed.");
+        let html = format!("<b>{}</b> was cancelled{}. This chat is now closed.", escape(title), escape(&reason));
+        (text, html)
+    } else {
+        let text = format!("“{title}” has ended and this chat is now closed. Thanks for watching!");
+        let html = format!("<b>{}</b> has ended and this chat is now closed. Thanks for watching!", escape(title));
+        (text, html)
+    }
+}
