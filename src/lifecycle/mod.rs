@@ -1,28 +1,30 @@
 //! The lifecycle: a reconciler that makes each reservation's room match its facts.
 //!
 //! The worker claims due reservations (a lease in the store), plans each with the pure
-//! [`plan::plan`], performs the steps, records every outcome at once, and stores when
-//! to look again. New facts make a reservation due at once; a restart resumes from the
+//! [`plan::plan`], performs the work (`perform.rs`: one function per step, each returning
+//! what the store records), records every outcome at once, and stores when to look
+//! again. New facts make a reservation due at once; a restart resumes from the
 //! store; duplicates do nothing because plans are computed from recorded state.
 
-pub mod notices;
+mod perform;
 pub mod plan;
+pub mod notices;
 
-use std::{collections::BTreeSet, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt as _;
-use ruma::OwnedUserId;
 use ruma::api::client::discovery::get_capabilities;
 use tokio::{sync::Notify, task::JoinSet, time::Instant};
 
-pub use self::plan::{Plan, plan};
+pub use self::plan::{Plan, Work, plan};
+use crate::matrix::synapse_admin::SynapseAdmin;
 pub use crate::model::{Audience, CloseReason, InviteFailure, KickReason, Member, Membership, RoomState, Step};
 use crate::{
     config::Config,
     failpoint,
-    matrix::{MatrixClient, MatrixError, rooms, synapse_admin::SynapseAdmin},
-    model::{CreateBegan, ReservationId, StepRecord},
+    matrix::{MatrixClient, MatrixError, rooms},
+    model::{ReservationId, StepRecord},
     schedule,
     store::{Claim, Store, StoreError},
 };
@@ -207,7 +209,7 @@ impl Lifecycle {
             return Ok(true);
         }
         let due = plan(record.as_ref(), &state.audience, &state.room, &self.config.rooms, Utc::now());
-        if !due.steps.contains(&Step::CreateRoom) {
+        if due.work != Work::Open {
             return Ok(false);
         }
         if let Some(claim) = self.store.claim(id, Utc::now(), LEASE, &self.instance).await? {
@@ -268,8 +270,8 @@ impl Lifecycle {
         }
     }
 
-    /// Plans and performs steps until the plan is empty; returns when to look again.
-    /// `step` names the step being performed, so a failure can be counted by kind.
+    /// Plans, performs and records until there is nothing to do; returns when to look
+    /// again. `step_now` names the step being performed, so a failure can be counted by kind.
     async fn reconcile(
         &self,
         claim: &Claim,
@@ -280,303 +282,75 @@ impl Lifecycle {
             let record = self.store.reservation(id).await?;
             let state = self.store.lifecycle_state(id).await?;
             let now = Utc::now();
-            let Plan { steps, next_due_at } =
+            let Plan { work, next_due_at } =
                 plan(record.as_ref(), &state.audience, &state.room, &self.config.rooms, now);
-            let (Some(record), false) = (record, steps.is_empty()) else {
-                return Ok(next_due_at);
-            };
+            // Facts without their reservation are never work.
+            let Some(record) = record else { return Ok(next_due_at) };
             let times = schedule::schedule(&record, &self.config.rooms);
-            let hosts: BTreeSet<OwnedUserId> = record.reservation.hosts.iter().cloned().collect();
-            let mut room_id = state.room.room_id.clone();
-            let mut space = state.room.space.clone();
-            let bot = self.config.bot_user_id();
-            // Invites to other servers go last, side by side: an unreachable server takes
-            // seconds per try and must not keep local holders, notices or kicks waiting.
-            let local = &self.config.homeserver.server_name;
-            let (remote_invites, steps): (Vec<Step>, Vec<Step>) =
-                steps.into_iter().partition(|step| matches!(step, Step::Invite(user) if user.server_name() != local));
-            for step in &steps {
-                let kind = step_kind(step);
-                *step_now = Some(kind);
-                let done = match step {
-                    Step::CreateRoom => {
-                        let privileged = self.creators_privileged().await;
-                        let patience = self.patience(state.create_began.as_ref()).await;
-                        let began = StepRecord::CreateBegan { by: self.instance.clone() };
-                        let began_at = Utc::now();
-                        self.store.record_step(id, &began, began_at).await?;
-                        let created = rooms::create_or_adopt(
-                            &self.client,
-                            &self.config,
-                            &record,
-                            &times,
-                            privileged,
-                            &self.unmarked,
-                            rooms::Patience { wait: patience, began_at },
-                        )
-                        .await?;
-                        failpoint::hit("after_create_room");
-                        tracing::info!(reservation_id = %id, room_id = %created, "room opened");
-                        room_id = Some(created.clone());
-                        let lateness = (now - times.opens_at).num_milliseconds().max(0) as f64 / 1000.0;
-                        metrics::histogram!("foyer_lifecycle_open_lateness_seconds").record(lateness);
-                        StepRecord::RoomCreated {
-                            room_id: created,
-                            hosts: hosts.clone(),
-                            name: record.reservation.title.as_str().to_owned(),
-                            topic: plan::topic(&record, &times),
-                        }
-                    }
-                    Step::SetName(name) => {
-                        let room = room_id.as_ref().expect("the name is set in an existing room");
-                        rooms::set_name(&self.client, room, name).await?;
-                        tracing::info!(reservation_id = %id, room_id = %room, name, "room renamed");
-                        StepRecord::NameSet(name.clone())
-                    }
-                    Step::SetTopic(topic) => {
-                        let room = room_id.as_ref().expect("the topic is set in an existing room");
-                        rooms::set_topic(&self.client, room, topic).await?;
-                        StepRecord::TopicSet(topic.clone())
-                    }
-                    Step::SetStreamLink => {
-                        let room = room_id.as_ref().expect("the stream link is set in an existing room");
-                        rooms::set_stream_link(&self.client, &self.config, &record, room).await?;
-                        let url = record.reservation.stream_url.as_ref().map(|u| u.as_str().to_owned());
-                        tracing::info!(reservation_id = %id, room_id = %room, stream_url = url.as_deref().unwrap_or(""), "stream widget and link set");
-                        StepRecord::StreamLinkSet(url)
-                    }
-                    Step::PostLiveNotice(at) => {
-                        let room = room_id.as_ref().expect("notices go to an existing room");
-                        let (text, html) = notices::live_notice(&record);
-                        let txn = format!("foyer-live-{id}-{}", at.timestamp_millis());
-                        rooms::notice(&self.client, &bot, room, &txn, &text, &html).await?;
-                        failpoint::hit("after_notice");
-                        StepRecord::LiveNoticeSent(*at)
-                    }
-                    Step::PostEndedNotice(at) => {
-                        let room = room_id.as_ref().expect("notices go to an existing room");
-                        let (text, html) = notices::ended_notice(&times);
-                        let txn = format!("foyer-ended-{id}-{}", at.timestamp_millis());
-                        rooms::notice(&self.client, &bot, room, &txn, &text, &html).await?;
-                        failpoint::hit("after_notice");
-                        StepRecord::EndedNoticeSent(*at)
-                    }
-                    Step::PostReminder(secs) => {
-                        let room = room_id.as_ref().expect("notices go to an existing room");
-                        let left =
-                            ((record.reservation.starts_at - now).num_milliseconds().max(0) as u64).div_ceil(1000);
-                        let (text, html) = notices::reminder_notice(&record, left);
-                        rooms::notice(&self.client, &bot, room, &format!("foyer-remind-{id}-{secs}"), &text, &html)
-                            .await?;
-                        failpoint::hit("after_notice");
-                        StepRecord::ReminderSent(*secs)
-                    }
-                    Step::PostClosingWarning => {
-                        let room = room_id.as_ref().expect("notices go to an existing room");
-                        let (text, html) = notices::closing_warning(&times, now);
-                        rooms::notice(&self.client, &bot, room, &format!("foyer-warn-{id}"), &text, &html).await?;
-                        StepRecord::ClosingWarningSent
-                    }
-                    Step::EnsureSpace => {
-                        let channel = record.reservation.channel.as_ref().expect("only a channel has a space");
-                        let created = rooms::ensure_space(&self.client, &self.config, channel).await?;
-                        tracing::info!(reservation_id = %id, channel = channel.id.as_str(), space = %created, "channel space ready");
-                        space = Some(created.clone());
-                        StepRecord::SpaceEnsured {
-                            channel_id: channel.id.as_str().to_owned(),
-                            space: created,
-                            name: channel.name.as_str().to_owned(),
-                        }
-                    }
-                    Step::LinkSpace => {
-                        let room = room_id.as_ref().expect("a space lists an existing room");
-                        let space = space.as_ref().expect("the space is ensured before linking");
-                        rooms::link_space(&self.client, &self.config, space, room).await?;
-                        StepRecord::SpaceLinked(Some(space.clone()))
-                    }
-                    Step::UnlinkSpace => {
-                        let room = room_id.as_ref().expect("only an existing room is unlinked");
-                        if let Some(linked) = &state.room.space_linked {
-                            rooms::unlink_space(&self.client, linked, room).await?;
-                        }
-                        StepRecord::SpaceLinked(None)
-                    }
-                    Step::SetHosts => {
-                        let room = room_id.as_ref().expect("hosts are set in an existing room");
-                        rooms::set_hosts(&self.client, room, &state.room.hosts_applied, &hosts).await?;
-                        tracing::info!(reservation_id = %id, room_id = %room, hosts = ?hosts, "moderators updated");
-                        StepRecord::HostsApplied(hosts.clone())
-                    }
-                    Step::AcceptKnock(user) => {
-                        let room = room_id.as_ref().expect("knocks come to an existing room");
-                        rooms::invite(&self.client, room, user).await?;
-                        tracing::info!(reservation_id = %id, room_id = %room, user_id = %user, "knock accepted");
-                        let bot = Some(self.config.bot_user_id());
-                        StepRecord::Member { user_id: user.clone(), membership: Membership::Invite, invited_by: bot }
-                    }
-                    Step::Kick(user, KickReason::KnockRefused) if !self.knocks.allow(id, user) => {
-                        // A flood of strangers' knocks: each refusal is a kick that
-                        // Synapse does not rate-limit for the bot. Past the budget the knock
-                        // is left unanswered (it grants nothing) and recorded as handled.
-                        tracing::info!(reservation_id = %id, user_id = %user, "knock left unanswered: too many refusals of late");
-                        StepRecord::Member { user_id: user.clone(), membership: Membership::Leave, invited_by: None }
-                    }
-                    Step::Kick(user, reason) => {
-                        let room = room_id.as_ref().expect("only members of an existing room are kicked");
-                        rooms::kick(&self.client, room, user, reason.text()).await?;
-                        tracing::info!(reservation_id = %id, room_id = %room, user_id = %user, reason = reason.text(), "removed from the room");
-                        StepRecord::Member { user_id: user.clone(), membership: Membership::Leave, invited_by: None }
-                    }
-                    Step::Invite(user) => {
-                        let room = room_id.as_ref().expect("the room is created before invites");
-                        self.invite_holder(id, room, space.as_ref(), user, state.room.invite_failures.get(user)).await?
-                    }
-                    Step::PostOpeningNotice => {
-                        let room = room_id.as_ref().expect("the room is created before the notice");
-                        let (text, html) = notices::opening_notice(&record);
-                        rooms::notice(&self.client, &bot, room, &format!("foyer-open-{id}"), &text, &html).await?;
-                        StepRecord::OpeningNoticeSent
-                    }
-                    Step::PostClosingNotice(reason) => {
-                        let room = room_id.as_ref().expect("only an existing room is closed");
-                        let (text, html) = notices::closing_notice(&record, *reason == CloseReason::Cancelled);
-                        rooms::notice(&self.client, &bot, room, &format!("foyer-close-{id}"), &text, &html).await?;
-                        StepRecord::ClosingNoticeSent
-                    }
-                    Step::Archive => {
-                        let room = room_id.as_ref().expect("only an existing room is archived");
-                        rooms::archive(&self.client, self.admin.as_ref(), &self.config, &record, room).await?;
-                        tracing::info!(reservation_id = %id, room_id = %room, mode = self.config.rooms.archive_mode.as_str(), "room archived");
-                        StepRecord::Archived
-                    }
-                };
-                self.store.record_step(id, &done, Utc::now()).await?;
-                if let Step::Kick(user, _) = step {
-                    // After the removal is recorded: a crash in between leaves the old
-                    // rule (never invited again), never a second invite.
-                    let forgotten = StepRecord::InviteForgotten { user_id: user.clone() };
-                    self.store.record_step(id, &forgotten, Utc::now()).await?;
+            match work {
+                Work::Nothing => return Ok(next_due_at),
+                Work::Open => {
+                    *step_now = Some(perform::OPEN);
+                    let created = self.open(id, &record, &times, state.create_began.as_ref(), now).await?;
+                    self.record(id, perform::OPEN, &[created]).await?;
                 }
-                if !matches!(done, StepRecord::InviteFailed { .. }) {
-                    metrics::counter!("foyer_lifecycle_steps_total", "step" => kind, "result" => "ok").increment(1);
+                Work::InRoom { room, steps } => {
+                    let at =
+                        perform::InRoom { id, record: &record, times: &times, room: &room, state: &state.room, now };
+                    self.perform_in_room(&at, steps, step_now).await?;
                 }
-                *step_now = None;
             }
-            if let (Some(room), false) = (&room_id, remote_invites.is_empty()) {
-                *step_now = Some("invite");
-                let mut waiting = remote_invites.iter().filter_map(|step| match step {
-                    Step::Invite(user) => Some(user),
-                    _ => None,
-                });
-                let mut running = futures_util::stream::FuturesUnordered::new();
-                loop {
-                    while running.len() < REMOTE_INVITES_AT_ONCE
-                        && let Some(user) = waiting.next()
-                    {
-                        let previous = state.room.invite_failures.get(user);
-                        running.push(self.invite_holder(id, room, space.as_ref(), user, previous));
-                    }
-                    let Some(done) = running.next().await else { break };
-                    let done = done?;
-                    self.store.record_step(id, &done, Utc::now()).await?;
-                    if let StepRecord::Invited { .. } = done {
-                        metrics::counter!("foyer_lifecycle_steps_total", "step" => "invite", "result" => "ok")
-                            .increment(1);
-                    }
-                }
-                *step_now = None;
-            }
+            *step_now = None;
         }
     }
 
-    /// Invites one holder (or host) and says how it went, for that user alone: a failure
-    /// that is theirs (a server that is down or misspelt, a user who does not exist or may
-    /// not join) has its own backoff and never fails the reservation. Only the homeserver
-    /// itself failing (unreachable, or a server error for one of its own users) is the
-    /// reservation's error, retried soon like any step.
-    async fn invite_holder(
+    /// Performs one round's steps in the room, recording each at once. Invites to other
+    /// servers go last, side by side: an unreachable server takes seconds per try and must
+    /// not keep local holders, notices or kicks waiting.
+    async fn perform_in_room(
         &self,
-        id: &ReservationId,
-        room: &ruma::OwnedRoomId,
-        space: Option<&ruma::OwnedRoomId>,
-        user: &OwnedUserId,
-        previous: Option<&InviteFailure>,
-    ) -> Result<StepRecord, MatrixError> {
-        let local = user.server_name() == self.config.homeserver.server_name;
-        // Only with the admin API (synapse_admin.token) can a missing local user be told.
-        let missing = match (&self.admin, local) {
-            (Some(admin), true) => matches!(admin.user_exists(user).await, Ok(false)),
-            _ => false,
-        };
-        let invited = if missing {
-            Err(format!("there is no user {user} on this homeserver"))
-        } else {
-            match rooms::invite(&self.client, room, user).await {
-                Ok(()) => Ok(()),
-                Err(e @ MatrixError::Network { .. }) => return Err(e),
-                Err(e) if local && e.is_transient() => return Err(e),
-                Err(e) => Err(e.to_string()),
-            }
-        };
-        let Err(e) = invited else {
-            // Everyone invited to a room is invited to its channel's space; the space is a
-            // convenience, so its failure is only logged.
-            if let Some(space) = space
-                && let Err(e) = rooms::invite(&self.client, space, user).await
+        at: &perform::InRoom<'_>,
+        steps: Vec<Step>,
+        step_now: &mut Option<&'static str>,
+    ) -> Result<(), StepError> {
+        let local = &self.config.homeserver.server_name;
+        let (remote_invites, steps): (Vec<Step>, Vec<Step>) =
+            steps.into_iter().partition(|step| matches!(step, Step::Invite(user) if user.server_name() != local));
+        for step in &steps {
+            *step_now = Some(step.kind());
+            let done = self.perform(at, step).await?;
+            self.record(at.id, step.kind(), &done).await?;
+        }
+        if remote_invites.is_empty() {
+            return Ok(());
+        }
+        *step_now = Some("invite");
+        let mut waiting = remote_invites.iter().filter_map(|step| match step {
+            Step::Invite(user) => Some(user),
+            _ => None,
+        });
+        let mut running = futures_util::stream::FuturesUnordered::new();
+        loop {
+            while running.len() < REMOTE_INVITES_AT_ONCE
+                && let Some(user) = waiting.next()
             {
-                tracing::warn!(reservation_id = %id, space = %space, user_id = %user, error = %e, "cannot invite to the channel's space");
+                running.push(self.invite_holder(at, user));
             }
-            failpoint::hit("after_invite");
-            tracing::info!(reservation_id = %id, room_id = %room, user_id = %user, "invited");
-            return Ok(StepRecord::Invited { user_id: user.clone() });
-        };
-        let failure = InviteFailure::after(previous, e.clone(), Utc::now());
-        let retry_in_s = (failure.retry_at - Utc::now()).num_seconds();
-        tracing::warn!(reservation_id = %id, room_id = %room, user_id = %user, error = %e, attempts = failure.attempts, retry_in_s, "cannot invite; trying this holder again later");
-        metrics::counter!("foyer_lifecycle_steps_total", "step" => "invite", "result" => "failed").increment(1);
-        Ok(StepRecord::InviteFailed { user_id: user.clone(), failure })
+            let Some(done) = running.next().await else { return Ok(()) };
+            self.record(at.id, "invite", &[done?]).await?;
+        }
     }
 
-    /// How long to wait for a room found holding our alias without our marker before
-    /// giving it up (see `rooms::ABANDONED_AFTER`), from who began creating it and when.
-    async fn patience(&self, began: Option<&CreateBegan>) -> Duration {
-        let Some(began) = began else { return rooms::ABANDONED_AFTER };
-        if self.client.seen_down_since(began.at) {
-            // The homeserver went down after the create began: the create died with it.
-            return Duration::ZERO;
+    /// Records what a step's success is kept with, each record at once, and counts the
+    /// step; a holder's failed invite was counted where it failed.
+    async fn record(&self, id: &ReservationId, kind: &'static str, done: &[StepRecord]) -> Result<(), StoreError> {
+        for record in done {
+            self.store.record_step(id, record, Utc::now()).await?;
         }
-        if began.by != self.instance {
-            // We hold the lease now; an instance that holds none is gone (or idle).
-            match self.store.holds_live_lease(&began.by, Utc::now()).await {
-                Ok(false) => return rooms::CREATOR_GONE_GRACE,
-                Ok(true) => {}
-                Err(e) => tracing::warn!(error = %e, "cannot tell whether the room's creator is alive"),
-            }
+        if !done.iter().any(|record| matches!(record, StepRecord::InviteFailed { .. })) {
+            metrics::counter!("foyer_lifecycle_steps_total", "step" => kind, "result" => "ok").increment(1);
         }
-        rooms::ABANDONED_AFTER
-    }
-}
-
-fn step_kind(step: &Step) -> &'static str {
-    match step {
-        Step::CreateRoom => "create_room",
-        Step::Invite(_) => "invite",
-        Step::PostOpeningNotice => "opening_notice",
-        Step::PostClosingNotice(_) => "closing_notice",
-        Step::Archive => "archive",
-        Step::SetHosts => "set_hosts",
-        Step::AcceptKnock(_) => "accept_knock",
-        Step::Kick(..) => "kick",
-        Step::SetName(_) => "set_name",
-        Step::SetTopic(_) => "set_topic",
-        Step::SetStreamLink => "set_stream_link",
-        Step::PostLiveNotice(_) => "live_notice",
-        Step::PostEndedNotice(_) => "ended_notice",
-        Step::PostReminder(_) => "reminder",
-        Step::PostClosingWarning => "closing_warning",
-        Step::EnsureSpace => "ensure_space",
-        Step::LinkSpace => "link_space",
-        Step::UnlinkSpace => "unlink_space",
+        Ok(())
     }
 }
 

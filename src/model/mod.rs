@@ -1,6 +1,6 @@
 //! Foyer's domain, with no I/O: what a reservation is ([`reservation`]), what is recorded
-//! about it ([`record`]), its room as Foyer knows it ([`room`]), the steps that change the
-//! room and how their outcomes are recorded ([`step`]), and the names Foyer gives things
+//! about it ([`record`]), its room as Foyer knows it, the steps that change the room and
+//! how their outcomes are recorded ([`room`]), and the names Foyer gives things
 //! on the homeserver ([`naming`]). Every other module may import it; it imports none of
 //! them.
 
@@ -9,7 +9,6 @@ pub mod record;
 pub mod reservation;
 pub mod room;
 pub mod session;
-pub mod step;
 pub mod ticket;
 
-pub use self::{record::*, reservation::*, room::*, session::*, step::*, ticket::*};
+pub use self::{record::*, reservation::*, room::*, session::*, ticket::*};

@@ -1,12 +1,14 @@
 //! A reservation's room as Foyer knows it: what it did there and who the homeserver
-//! says is in it, and who may be.
+//! says is in it, and who may be; the steps that bring it in line with its reservation,
+//! and how each one's outcome is recorded and changes what Foyer knows
+//! ([`RoomState::apply`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use ruma::{OwnedRoomId, OwnedUserId};
 
-use super::Step;
+use super::Channel;
 
 /// What Foyer has done on the homeserver for one reservation, and what the homeserver
 /// told it about the room's members, as recorded in the store.
@@ -111,61 +113,201 @@ pub struct Audience {
     pub revoked: BTreeSet<OwnedUserId>,
 }
 
-/// What a step's success is recorded with, besides the step itself.
-pub struct Applied<'a> {
-    /// The room `CreateRoom` created or adopted.
-    pub room_id: &'a OwnedRoomId,
-    pub hosts: &'a BTreeSet<OwnedUserId>,
-    pub bot: &'a OwnedUserId,
-    /// The name and topic the room was created with.
-    pub name: &'a str,
-    pub topic: &'a str,
-    pub stream_url: Option<&'a str>,
-    /// The space `EnsureSpace` created or adopted.
-    pub space: &'a OwnedRoomId,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KickReason {
+    TicketRevoked,
+    NoTicket,
+    KnockRefused,
+}
+
+impl KickReason {
+    pub fn text(self) -> &'static str {
+        match self {
+            Self::TicketRevoked => "Your ticket was revoked",
+            Self::NoTicket => "This chat is for ticket holders",
+            Self::KnockRefused => "This chat is for ticket holders; get a ticket to join",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    Ended,
+    Cancelled,
+}
+
+/// One step in a reservation's room, which exists (opening it is the planner's
+/// `Work::Open`, not a step).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Invite(OwnedUserId),
+    PostOpeningNotice,
+    PostClosingNotice(CloseReason),
+    /// Archive per `rooms.archive_mode`.
+    Archive,
+    /// Make the room's moderators match the reservation's hosts (power levels RMW).
+    SetHosts,
+    /// Invite a ticket holder who knocked.
+    AcceptKnock(OwnedUserId),
+    /// Remove someone who may not be there, or refuse a knock.
+    Kick(OwnedUserId, KickReason),
+    /// Name the room after the reservation's title, which changed.
+    SetName(String),
+    SetTopic(String),
+    /// Make the player widget, its layout and the pinned link match `stream_url`.
+    SetStreamLink,
+    /// "Live now", for the stream start at this time.
+    PostLiveNotice(DateTime<Utc>),
+    /// "The stream has ended", for the stream end at this time.
+    PostEndedNotice(DateTime<Utc>),
+    /// A countdown notice, this many seconds before the start.
+    PostReminder(u64),
+    PostClosingWarning,
+    /// Create (or adopt) the reservation's channel's space.
+    EnsureSpace(Channel),
+    /// List the room in this space, the channel's (`m.space.child` / `m.space.parent`).
+    LinkSpace(OwnedRoomId),
+    /// Take the room out of the space it is listed in.
+    UnlinkSpace(OwnedRoomId),
+}
+
+impl Step {
+    /// The step's name in logs and in `foyer_lifecycle_steps_total{step}`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Invite(_) => "invite",
+            Self::PostOpeningNotice => "opening_notice",
+            Self::PostClosingNotice(_) => "closing_notice",
+            Self::Archive => "archive",
+            Self::SetHosts => "set_hosts",
+            Self::AcceptKnock(_) => "accept_knock",
+            Self::Kick(..) => "kick",
+            Self::SetName(_) => "set_name",
+            Self::SetTopic(_) => "set_topic",
+            Self::SetStreamLink => "set_stream_link",
+            Self::PostLiveNotice(_) => "live_notice",
+            Self::PostEndedNotice(_) => "ended_notice",
+            Self::PostReminder(_) => "reminder",
+            Self::PostClosingWarning => "closing_warning",
+            Self::EnsureSpace(_) => "ensure_space",
+            Self::LinkSpace(_) => "link_space",
+            Self::UnlinkSpace(_) => "unlink_space",
+        }
+    }
+}
+
+/// The recorded outcome of one step on the homeserver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepRecord {
+    RoomCreated {
+        room_id: OwnedRoomId,
+        hosts: BTreeSet<OwnedUserId>,
+        name: String,
+        topic: String,
+    },
+    NameSet(String),
+    TopicSet(String),
+    StreamLinkSet(Option<String>),
+    LiveNoticeSent(DateTime<Utc>),
+    EndedNoticeSent(DateTime<Utc>),
+    ReminderSent(u64),
+    ClosingWarningSent,
+    /// The channel's space exists (created or adopted).
+    SpaceEnsured {
+        channel_id: String,
+        space: OwnedRoomId,
+        name: String,
+    },
+    SpaceLinked(Option<OwnedRoomId>),
+    HostsApplied(BTreeSet<OwnedUserId>),
+    /// Foyer's own membership change (a kick, an invite after a knock), recorded before
+    /// the homeserver's event about it arrives.
+    Member {
+        user_id: OwnedUserId,
+        membership: Membership,
+        invited_by: Option<OwnedUserId>,
+    },
+    /// Invited: never invited again...
+    Invited {
+        user_id: OwnedUserId,
+    },
+    /// The invite failed; tried again at `failure.retry_at`.
+    InviteFailed {
+        user_id: OwnedUserId,
+        failure: InviteFailure,
+    },
+    /// `createRoom` is about to be sent by this instance.
+    CreateBegan {
+        by: String,
+    },
+    /// ...unless Foyer removed them: a ticket they get later invites them again.
+    InviteForgotten {
+        user_id: OwnedUserId,
+    },
+    OpeningNoticeSent,
+    ClosingNoticeSent,
+    Archived,
 }
 
 impl RoomState {
-    /// The recorded effect of a step that succeeded.
-    pub fn apply(&mut self, step: &Step, done: &Applied<'_>) {
-        let (hosts, bot) = (done.hosts, done.bot);
-        match step {
-            Step::CreateRoom => {
-                self.room_id = Some(done.room_id.clone());
+    /// What Foyer knows once `done` is recorded: the rule the store follows when it
+    /// records it (`store/room.rs`), kept equal by the store contract test on both
+    /// databases. As the lifecycle records them, `SpaceEnsured` is for the reservation's
+    /// own channel and `RoomCreated` names the one room a reservation ever has.
+    pub fn apply(&mut self, done: &StepRecord) {
+        match done {
+            StepRecord::RoomCreated { room_id, hosts, name, topic } => {
+                self.room_id = Some(room_id.clone());
                 self.hosts_applied = hosts.clone();
-                self.name_applied = Some(done.name.to_owned());
-                self.topic_applied = Some(done.topic.to_owned());
+                self.name_applied = Some(name.clone());
+                self.topic_applied = Some(topic.clone());
             }
-            Step::SetHosts => self.hosts_applied = hosts.clone(),
-            Step::SetName(name) => self.name_applied = Some(name.clone()),
-            Step::SetTopic(topic) => self.topic_applied = Some(topic.clone()),
-            Step::SetStreamLink => self.stream_url_applied = done.stream_url.map(str::to_owned),
-            Step::PostLiveNotice(at) => self.live_notice_for = Some(*at),
-            Step::PostEndedNotice(at) => self.ended_notice_for = Some(*at),
-            Step::PostReminder(secs) => {
+            StepRecord::NameSet(name) => self.name_applied = Some(name.clone()),
+            StepRecord::TopicSet(topic) => self.topic_applied = Some(topic.clone()),
+            StepRecord::StreamLinkSet(url) => self.stream_url_applied = url.clone(),
+            StepRecord::LiveNoticeSent(at) => self.live_notice_for = Some(*at),
+            StepRecord::EndedNoticeSent(at) => self.ended_notice_for = Some(*at),
+            StepRecord::ReminderSent(secs) => {
                 self.reminders_sent.insert(*secs);
             }
-            Step::PostClosingWarning => self.closing_warning_sent = true,
-            Step::EnsureSpace => self.space = Some(done.space.clone()),
-            Step::LinkSpace => self.space_linked = self.space.clone(),
-            Step::UnlinkSpace => self.space_linked = None,
-            Step::Invite(user) => {
-                self.invited.insert(user.clone());
-                self.invite_failures.remove(user);
+            StepRecord::ClosingWarningSent => self.closing_warning_sent = true,
+            StepRecord::SpaceEnsured { space, .. } => self.space = Some(space.clone()),
+            StepRecord::SpaceLinked(space) => self.space_linked = space.clone(),
+            StepRecord::HostsApplied(hosts) => self.hosts_applied = hosts.clone(),
+            StepRecord::Member { user_id, membership, invited_by } => {
+                // Members are the room's: none before it exists. Who invited them is kept
+                // unless the record says.
+                if self.room_id.is_some() {
+                    let before = self.members.get(user_id).and_then(|m| m.invited_by.clone());
+                    let member = Member { membership: *membership, invited_by: invited_by.clone().or(before) };
+                    self.members.insert(user_id.clone(), member);
+                }
             }
-            Step::AcceptKnock(user) => {
-                let member = Member { membership: Membership::Invite, invited_by: Some(bot.clone()) };
-                self.members.insert(user.clone(), member);
+            StepRecord::Invited { user_id } => {
+                self.invited.insert(user_id.clone());
+                self.invite_failures.remove(user_id);
+                // Invited at once, unless the homeserver has told more than that they left.
+                if self.room_id.is_some() {
+                    let invite = Member { membership: Membership::Invite, invited_by: None };
+                    let member = self.members.entry(user_id.clone()).or_insert(invite);
+                    if member.membership == Membership::Leave {
+                        member.membership = Membership::Invite;
+                    }
+                }
             }
-            Step::Kick(user, _) => {
-                let member = Member { membership: Membership::Leave, invited_by: None };
-                self.members.insert(user.clone(), member);
-                self.invited.remove(user);
-                self.invite_failures.remove(user);
+            StepRecord::InviteFailed { user_id, failure } => {
+                self.invited.remove(user_id);
+                self.invite_failures.insert(user_id.clone(), failure.clone());
             }
-            Step::PostOpeningNotice => self.opening_notice_sent = true,
-            Step::PostClosingNotice(_) => self.closing_notice_sent = true,
-            Step::Archive => self.archived = true,
+            // Kept beside the room state (`LifecycleState::create_began`), not in it.
+            StepRecord::CreateBegan { .. } => {}
+            StepRecord::InviteForgotten { user_id } => {
+                self.invited.remove(user_id);
+                self.invite_failures.remove(user_id);
+            }
+            StepRecord::OpeningNoticeSent => self.opening_notice_sent = true,
+            StepRecord::ClosingNoticeSent => self.closing_notice_sent = true,
+            StepRecord::Archived => self.archived = true,
         }
     }
 }

@@ -1,12 +1,13 @@
 //! The one implementation of [`Store`], generic over the database. What differs between
 //! SQLite and PostgreSQL is behind [`Dialect`] (in `sqlite.rs` and `postgres.rs`); the
-//! statements are in `sql.rs` and reading rows back in `rows.rs`.
+//! statements are in `sql.rs` and reading rows back in `rows.rs`, but for recording
+//! steps and reading the room back, which are in `room.rs`.
 
-use std::{collections::BTreeSet, time::Duration};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use ruma::{OwnedUserId, UserId};
+use ruma::UserId;
 use sqlx::{Database, Encode, Executor, IntoArguments, Pool, Type, query::Query};
 
 use super::{
@@ -393,19 +394,7 @@ where
     }
 
     async fn lifecycle_state(&self, id: &ReservationId) -> Result<LifecycleState, StoreError> {
-        let row = sqlx::query(sql::LIFECYCLE).bind(id.as_str()).fetch_optional(&self.pool).await?;
-        let invites = sqlx::query(sql::ROOM_INVITES).bind(id.as_str()).fetch_all(&self.pool).await?;
-        let users = async |query: &'static str| -> Result<Vec<String>, StoreError> {
-            let found = sqlx::query(query).bind(id.as_str()).fetch_all(&self.pool).await?;
-            found.iter().map(|row| row.text("user_id")).collect()
-        };
-        let (holders, revoked) = (users(sql::HOLDERS).await?, users(sql::REVOKED).await?);
-        let mut state = rows::lifecycle(id, row.as_ref(), &invites, holders, revoked)?;
-        if let Some(room_id) = &state.room.room_id {
-            let members = sqlx::query(sql::ROOM_MEMBERS).bind(room_id.as_str()).fetch_all(&self.pool).await?;
-            rows::members(&mut state, &members)?;
-        }
-        Ok(state)
+        self.read_lifecycle(id).await
     }
 
     async fn manages_room(&self, room_id: &str) -> Result<bool, StoreError> {
@@ -476,58 +465,7 @@ where
     }
 
     async fn record_step(&self, id: &ReservationId, step: &StepRecord, now: DateTime<Utc>) -> Result<(), StoreError> {
-        use sql::step;
-        let (rid, now) = (id.as_str(), to_millis(now));
-        let json = |users: &BTreeSet<OwnedUserId>| serde_json::to_string(users).expect("user IDs always serialize");
-        let query = match step {
-            StepRecord::RoomCreated { room_id, hosts, name, topic } => sqlx::query(step::ROOM_CREATED)
-                .bind(room_id.as_str())
-                .bind(json(hosts).as_str())
-                .bind(name.as_str())
-                .bind(topic.as_str())
-                .bind(rid),
-            StepRecord::NameSet(name) => sqlx::query(step::NAME_SET).bind(name.as_str()).bind(rid),
-            StepRecord::TopicSet(topic) => sqlx::query(step::TOPIC_SET).bind(topic.as_str()).bind(rid),
-            StepRecord::StreamLinkSet(url) => sqlx::query(step::STREAM_LINK_SET).bind(url.as_deref()).bind(rid),
-            StepRecord::LiveNoticeSent(at) => sqlx::query(step::LIVE_NOTICE_SENT).bind(to_millis(*at)).bind(rid),
-            StepRecord::EndedNoticeSent(at) => sqlx::query(step::ENDED_NOTICE_SENT).bind(to_millis(*at)).bind(rid),
-            StepRecord::ReminderSent(secs) => sqlx::query(D::REMINDER_SENT).bind(*secs as i64).bind(rid),
-            StepRecord::SpaceEnsured { channel_id, space, name } => {
-                sqlx::query(step::SPACE_ENSURED).bind(channel_id.as_str()).bind(space.as_str()).bind(name.as_str())
-            }
-            StepRecord::SpaceLinked(space) => {
-                sqlx::query(step::SPACE_LINKED).bind(space.as_ref().map(|s| s.as_str())).bind(rid)
-            }
-            StepRecord::ClosingWarningSent => sqlx::query(step::CLOSING_WARNING_SENT).bind(rid),
-            StepRecord::HostsApplied(hosts) => sqlx::query(step::HOSTS_APPLIED).bind(json(hosts).as_str()).bind(rid),
-            StepRecord::Member { user_id, membership, invited_by } => sqlx::query(step::MEMBER)
-                .bind(user_id.as_str())
-                .bind(membership.as_str())
-                .bind(invited_by.as_ref().map(|u| u.as_str()))
-                .bind(now)
-                .bind(rid),
-            StepRecord::Invited { user_id } => {
-                let member = sqlx::query(step::INVITED_MEMBER).bind(user_id.as_str()).bind(now).bind(rid);
-                member.execute(&self.pool).await?;
-                sqlx::query(step::INVITED).bind(rid).bind(user_id.as_str()).bind(now)
-            }
-            StepRecord::InviteFailed { user_id, failure } => sqlx::query(step::INVITE_FAILED)
-                .bind(rid)
-                .bind(user_id.as_str())
-                .bind(now)
-                .bind(failure.error.as_str())
-                .bind(i64::from(failure.attempts))
-                .bind(to_millis(failure.retry_at)),
-            StepRecord::CreateBegan { by } => sqlx::query(step::CREATE_BEGAN).bind(by.as_str()).bind(now).bind(rid),
-            StepRecord::InviteForgotten { user_id } => {
-                sqlx::query(step::INVITE_FORGOTTEN).bind(rid).bind(user_id.as_str())
-            }
-            StepRecord::OpeningNoticeSent => sqlx::query(step::OPENING_NOTICE_SENT).bind(rid),
-            StepRecord::ClosingNoticeSent => sqlx::query(step::CLOSING_NOTICE_SENT).bind(rid),
-            StepRecord::Archived => sqlx::query(step::ARCHIVED).bind(now).bind(rid),
-        };
-        query.execute(&self.pool).await?;
-        Ok(())
+        self.write_step(id, step, now).await
     }
 
     async fn claim_ticket(

@@ -4,6 +4,7 @@
 mod db;
 pub mod migrate;
 mod postgres;
+mod room;
 mod rows;
 mod sql;
 mod sqlite;

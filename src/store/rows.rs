@@ -1,17 +1,17 @@
 //! Reading rows back into Foyer's types, once for both databases: through [`Read`],
-//! which either backend's row implements. A value that does not read back (a hand
+//! which either backend's row implements (the lifecycle row's own decoding is in
+//! `room.rs`). A value that does not read back (a hand
 //! edit, a bug) is `StoreError::Corrupt`.
 
 use chrono::{DateTime, Utc};
-use ruma::{OwnedRoomId, OwnedUserId};
+use ruma::OwnedUserId;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::{
-    Claim, CreateBegan, LifecycleState, MemberCounts, QueuedAdminEvent, ReservationRecord, Signals, StoreError,
-    TicketCounts, TicketRow, attempts, from_millis,
+    Claim, MemberCounts, QueuedAdminEvent, ReservationRecord, Signals, StoreError, TicketCounts, TicketRow, attempts,
+    from_millis,
 };
 use crate::model::{Channel, Description, ExternalId, Reservation, ReservationId, Revision, StreamUrl, Title};
-use crate::model::{InviteFailure, Member, Membership};
 
 /// A row's columns, by name, as the few types the schema uses on both databases.
 pub trait Read {
@@ -51,7 +51,7 @@ where
     }
 }
 
-fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+pub(super) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
 }
 
@@ -125,79 +125,6 @@ pub(super) fn due_claim(row: &impl Read, owner: &str) -> Result<Claim, StoreErro
         due_at: Some(from_millis(row.int("next_due_at")?)?),
         attempts: attempts(row.int("attempts")?),
     })
-}
-
-/// One reservation's lifecycle, from a row of `sql::LIFECYCLE`, its `sql::ROOM_INVITES`,
-/// and the users of `sql::HOLDERS` and `sql::REVOKED`; the room's members come after
-/// ([`members`]), once its room id is known.
-pub(super) fn lifecycle(
-    id: &ReservationId,
-    row: Option<&impl Read>,
-    invites: &[impl Read],
-    holders: Vec<String>,
-    revoked: Vec<String>,
-) -> Result<LifecycleState, StoreError> {
-    let what = format!("lifecycle {id}");
-    let corrupt = |e: &dyn std::fmt::Display| corrupt(&what, e);
-    let room_of = |id: Option<String>| id.map(|r| OwnedRoomId::try_from(r).map_err(|e| corrupt(&e))).transpose();
-    let user = |u: String| OwnedUserId::try_from(u).map_err(|e| corrupt(&e));
-    let mut state = LifecycleState::default();
-    if let Some(row) = row {
-        let room = &mut state.room;
-        room.room_id = room_of(row.opt_text("room_id")?)?;
-        room.opening_notice_sent = row.int("opening_notice_sent")? != 0;
-        room.closing_notice_sent = row.int("closing_notice_sent")? != 0;
-        room.archived = row.opt_int("archived_at")?.is_some();
-        room.hosts_applied = json(row.opt_text("hosts_applied")?).map_err(|e| corrupt(&e))?;
-        room.name_applied = row.opt_text("name_applied")?;
-        room.topic_applied = row.opt_text("topic_applied")?;
-        room.stream_url_applied = row.opt_text("stream_url_applied")?;
-        room.live_notice_for = row.opt_time("live_notice_for")?;
-        room.ended_notice_for = row.opt_time("ended_notice_for")?;
-        room.reminders_sent = json(row.opt_text("reminders_sent")?).map_err(|e| corrupt(&e))?;
-        room.closing_warning_sent = row.int("closing_warning_sent")? != 0;
-        room.space = room_of(row.opt_text("space")?)?;
-        room.space_linked = room_of(row.opt_text("space_linked")?)?;
-        state.attempts = attempts(row.int("attempts")?);
-        if let (Some(by), Some(at)) = (row.opt_text("create_began_by")?, row.opt_time("create_began_at")?) {
-            state.create_began = Some(CreateBegan { by, at });
-        }
-    }
-    for row in invites {
-        let invited = user(row.text("user_id")?)?;
-        match row.opt_text("failure")? {
-            None => {
-                state.room.invited.insert(invited);
-            }
-            Some(error) => {
-                let attempts = attempts(row.int("attempts")?);
-                // Rows from before per-holder backoff have no retry time: due now.
-                let retry_at = from_millis(row.opt_int("retry_at")?.unwrap_or(0))?;
-                state.room.invite_failures.insert(invited, InviteFailure { error, attempts, retry_at });
-            }
-        }
-    }
-    state.audience.holders = holders.into_iter().map(user).collect::<Result<_, _>>()?;
-    state.audience.revoked = revoked.into_iter().map(user).collect::<Result<_, _>>()?;
-    Ok(state)
-}
-
-/// A JSON column; empty (`NULL`) is the empty set.
-fn json<T: serde::de::DeserializeOwned + Default>(text: Option<String>) -> Result<T, serde_json::Error> {
-    text.map_or_else(|| Ok(T::default()), |t| serde_json::from_str(&t))
-}
-
-/// The room's members from rows of `sql::ROOM_MEMBERS` into `state`; a membership Foyer
-/// does not know is passed over.
-pub(super) fn members(state: &mut LifecycleState, rows: &[impl Read]) -> Result<(), StoreError> {
-    for row in rows {
-        let id = row.text("user_id")?;
-        let user = OwnedUserId::try_from(id).map_err(|e| corrupt("room member", e))?;
-        let Some(membership) = Membership::parse(&row.text("membership")?) else { continue };
-        let invited_by = row.opt_text("invited_by")?.and_then(|u| OwnedUserId::try_from(u).ok());
-        state.room.members.insert(user, Member { membership, invited_by });
-    }
-    Ok(())
 }
 
 /// A row of `sql::TICKETS_PAGE`.

@@ -1,6 +1,7 @@
 //! Every statement SQLite and PostgreSQL share, written once with `$N` placeholders
 //! (sqlx's SQLite driver binds `$N` too, reordered and repeated). What differs per
-//! dialect is in `sqlite.rs` and `postgres.rs`. Times are unix milliseconds.
+//! dialect is in `sqlite.rs` and `postgres.rs`; what records a step and reads the room
+//! back is in `room.rs`. Times are unix milliseconds.
 
 // Webhooks.
 
@@ -201,24 +202,6 @@ pub(super) const RELEASE: &str = "UPDATE lifecycle SET locked_until = NULL,
 /// Whether an instance holds any lease that has not run out: `(owner, now)`.
 pub(super) const HOLDS_LIVE_LEASE: &str = "SELECT 1 FROM lifecycle WHERE locked_by = $1 AND locked_until > $2 LIMIT 1";
 
-// What the lifecycle plans from; read back by `rows::room`.
-
-pub(super) const LIFECYCLE: &str = "SELECT room_id, opening_notice_sent, closing_notice_sent, archived_at, attempts,
-        hosts_applied, name_applied, topic_applied, stream_url_applied, live_notice_for, ended_notice_for,
-        reminders_sent, closing_warning_sent, space_linked, create_began_by, create_began_at,
-        (SELECT sp.room_id FROM spaces sp JOIN reservations r ON r.channel_id = sp.channel_id
-         WHERE r.reservation_id = lifecycle.reservation_id) AS space
-    FROM lifecycle WHERE reservation_id = $1";
-pub(super) const ROOM_INVITES: &str =
-    "SELECT user_id, failure, attempts, retry_at FROM room_invites WHERE reservation_id = $1";
-/// Users with at least one live ticket.
-pub(super) const HOLDERS: &str = "SELECT DISTINCT user_id FROM tickets
-    WHERE reservation_id = $1 AND user_id IS NOT NULL AND revoked_at IS NULL";
-/// Users all of whose tickets are revoked.
-pub(super) const REVOKED: &str = "SELECT user_id FROM tickets WHERE reservation_id = $1 AND user_id IS NOT NULL
-    GROUP BY user_id HAVING COUNT(revoked_at) = COUNT(*)";
-pub(super) const ROOM_MEMBERS: &str = "SELECT user_id, membership, invited_by FROM room_members WHERE room_id = $1";
-
 // Admin commands.
 
 pub(super) const RESERVATION_EXISTS: &str = "SELECT 1 FROM reservations WHERE reservation_id = $1";
@@ -264,71 +247,3 @@ pub(super) const END_SESSION: &str = "DELETE FROM status_sessions WHERE session_
 
 pub(super) const SCHEMA_VERSION: &str = "SELECT COALESCE(MAX(version), 0) AS version FROM foyer_migrations";
 pub(super) const MIGRATED: &str = "INSERT INTO foyer_migrations (version, applied_at) VALUES ($1, $2)";
-
-/// What [`super::Store::record_step`] writes, one statement per step (the reservation id
-/// is the last parameter where there is one). `Invited` writes two; `ReminderSent`'s
-/// JSON append is the dialect's own.
-pub(super) mod step {
-    pub(in super::super) const ROOM_CREATED: &str = "UPDATE lifecycle
-        SET room_id = $1, hosts_applied = $2, name_applied = $3, topic_applied = $4 WHERE reservation_id = $5";
-    pub(in super::super) const NAME_SET: &str = "UPDATE lifecycle SET name_applied = $1 WHERE reservation_id = $2";
-    pub(in super::super) const TOPIC_SET: &str = "UPDATE lifecycle SET topic_applied = $1 WHERE reservation_id = $2";
-    pub(in super::super) const STREAM_LINK_SET: &str =
-        "UPDATE lifecycle SET stream_url_applied = $1 WHERE reservation_id = $2";
-    pub(in super::super) const LIVE_NOTICE_SENT: &str =
-        "UPDATE lifecycle SET live_notice_for = $1 WHERE reservation_id = $2";
-    pub(in super::super) const ENDED_NOTICE_SENT: &str =
-        "UPDATE lifecycle SET ended_notice_for = $1 WHERE reservation_id = $2";
-    /// `(channel_id, space room_id, name)`.
-    pub(in super::super) const SPACE_ENSURED: &str =
-        "INSERT INTO spaces (channel_id, room_id, name) VALUES ($1, $2, $3)
-        ON CONFLICT (channel_id) DO UPDATE SET room_id = excluded.room_id, name = excluded.name";
-    pub(in super::super) const SPACE_LINKED: &str = "UPDATE lifecycle SET space_linked = $1 WHERE reservation_id = $2";
-    pub(in super::super) const CLOSING_WARNING_SENT: &str =
-        "UPDATE lifecycle SET closing_warning_sent = 1 WHERE reservation_id = $1";
-    pub(in super::super) const HOSTS_APPLIED: &str =
-        "UPDATE lifecycle SET hosts_applied = $1 WHERE reservation_id = $2";
-    /// Foyer's own membership change in the reservation's room, if it has one:
-    /// `(user_id, membership, invited_by, at, reservation_id)`. The casts give PostgreSQL
-    /// the parameters' types, which it cannot infer in a `SELECT` list.
-    pub(in super::super) const MEMBER: &str = "INSERT INTO room_members
-            (room_id, user_id, membership, invited_by, event_id, updated_at)
-        SELECT room_id, CAST($1 AS TEXT), CAST($2 AS TEXT), CAST($3 AS TEXT), NULL, CAST($4 AS BIGINT)
-        FROM lifecycle WHERE reservation_id = $5 AND room_id IS NOT NULL
-        ON CONFLICT (room_id, user_id) DO UPDATE SET
-            membership = excluded.membership,
-            invited_by = COALESCE(excluded.invited_by, room_members.invited_by),
-            updated_at = excluded.updated_at";
-    /// The invite is a membership fact at once: the homeserver's event about it may never
-    /// come (Synapse drops queued appservice events when it stops). A later event from the
-    /// homeserver still wins: `(user_id, at, reservation_id)`.
-    pub(in super::super) const INVITED_MEMBER: &str = "INSERT INTO room_members
-            (room_id, user_id, membership, invited_by, event_id, updated_at)
-        SELECT room_id, CAST($1 AS TEXT), 'invite', NULL, NULL, CAST($2 AS BIGINT)
-        FROM lifecycle WHERE reservation_id = $3 AND room_id IS NOT NULL
-        ON CONFLICT (room_id, user_id) DO UPDATE SET membership = 'invite', updated_at = excluded.updated_at
-        WHERE room_members.membership = 'leave'";
-    /// Invited, never again: `(reservation_id, user_id, at)`.
-    pub(in super::super) const INVITED: &str = "INSERT INTO room_invites
-            (reservation_id, user_id, invited_at, failure, attempts, retry_at)
-        VALUES ($1, $2, $3, NULL, 0, NULL)
-        ON CONFLICT (reservation_id, user_id) DO UPDATE SET
-            invited_at = excluded.invited_at, failure = NULL, attempts = 0, retry_at = NULL";
-    /// `(reservation_id, user_id, at, error, attempts, retry_at)`.
-    pub(in super::super) const INVITE_FAILED: &str = "INSERT INTO room_invites
-            (reservation_id, user_id, invited_at, failure, attempts, retry_at)
-        VALUES ($1, $2, $3, $4, $5, $6)
-        ON CONFLICT (reservation_id, user_id) DO UPDATE SET
-            invited_at = excluded.invited_at, failure = excluded.failure,
-            attempts = excluded.attempts, retry_at = excluded.retry_at";
-    pub(in super::super) const CREATE_BEGAN: &str =
-        "UPDATE lifecycle SET create_began_by = $1, create_began_at = $2 WHERE reservation_id = $3";
-    /// `(reservation_id, user_id)`.
-    pub(in super::super) const INVITE_FORGOTTEN: &str =
-        "DELETE FROM room_invites WHERE reservation_id = $1 AND user_id = $2";
-    pub(in super::super) const OPENING_NOTICE_SENT: &str =
-        "UPDATE lifecycle SET opening_notice_sent = 1 WHERE reservation_id = $1";
-    pub(in super::super) const CLOSING_NOTICE_SENT: &str =
-        "UPDATE lifecycle SET closing_notice_sent = 1 WHERE reservation_id = $1";
-    pub(in super::super) const ARCHIVED: &str = "UPDATE lifecycle SET archived_at = $1 WHERE reservation_id = $2";
-}

@@ -1,0 +1,278 @@
+//! Each step's effect on the homeserver and the records its success is kept with: one
+//! function per [`Step`]. `reconcile` (in `mod.rs`) plans, performs and records; what
+//! a record changes is `RoomState::apply`, the rule the store follows.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ruma::{OwnedRoomId, OwnedUserId};
+
+use super::{Lifecycle, StepError, notices, plan};
+use crate::{
+    failpoint,
+    matrix::{MatrixError, rooms},
+    model::{
+        Channel, CloseReason, CreateBegan, InviteFailure, KickReason, Membership, ReservationId, ReservationRecord,
+        RoomState, Step, StepRecord,
+    },
+    schedule::Schedule,
+};
+
+/// Opening the room (`Work::Open`) in logs and metrics, beside each step's [`Step::kind`].
+pub(super) const OPEN: &str = "create_room";
+
+/// What the steps of one round in the room work from: what they were planned from.
+pub(super) struct InRoom<'a> {
+    pub id: &'a ReservationId,
+    pub record: &'a ReservationRecord,
+    pub times: &'a Schedule,
+    pub room: &'a OwnedRoomId,
+    pub state: &'a RoomState,
+    /// When the round was planned.
+    pub now: DateTime<Utc>,
+}
+
+impl Lifecycle {
+    /// Creates the room with its fixed alias, or adopts the room that holds it. Who
+    /// began the create is recorded before `createRoom` is sent, so that whoever finds a
+    /// half-created room can tell how long to wait for it (see [`Lifecycle::patience`]).
+    pub(super) async fn open(
+        &self,
+        id: &ReservationId,
+        record: &ReservationRecord,
+        times: &Schedule,
+        began_before: Option<&CreateBegan>,
+        now: DateTime<Utc>,
+    ) -> Result<StepRecord, StepError> {
+        let privileged = self.creators_privileged().await;
+        let patience = self.patience(began_before).await;
+        let began_at = Utc::now();
+        self.store.record_step(id, &StepRecord::CreateBegan { by: self.instance.clone() }, began_at).await?;
+        let created = rooms::create_or_adopt(
+            &self.client,
+            &self.config,
+            record,
+            times,
+            privileged,
+            &self.unmarked,
+            rooms::Patience { wait: patience, began_at },
+        )
+        .await?;
+        failpoint::hit("after_create_room");
+        tracing::info!(reservation_id = %id, room_id = %created, "room opened");
+        let lateness = (now - times.opens_at).num_milliseconds().max(0) as f64 / 1000.0;
+        metrics::histogram!("foyer_lifecycle_open_lateness_seconds").record(lateness);
+        Ok(StepRecord::RoomCreated {
+            room_id: created,
+            hosts: record.reservation.hosts.iter().cloned().collect(),
+            name: record.reservation.title.as_str().to_owned(),
+            topic: plan::topic(record, times),
+        })
+    }
+
+    /// Performs one step in the room; returns the records its success is kept with, to
+    /// be recorded in this order, each at once.
+    pub(super) async fn perform(&self, at: &InRoom<'_>, step: &Step) -> Result<Vec<StepRecord>, StepError> {
+        let done = match step {
+            Step::SetHosts => self.set_hosts(at).await?,
+            Step::SetName(name) => self.set_name(at, name).await?,
+            Step::SetTopic(topic) => self.set_topic(at, topic).await?,
+            Step::EnsureSpace(channel) => self.ensure_space(at, channel).await?,
+            Step::LinkSpace(space) => self.link_space(at, space).await?,
+            Step::UnlinkSpace(space) => self.unlink_space(at, space).await?,
+            Step::SetStreamLink => self.set_stream_link(at).await?,
+            Step::Invite(user) => self.invite_holder(at, user).await?,
+            Step::PostOpeningNotice => self.opening_notice(at).await?,
+            Step::PostLiveNotice(started) => self.live_notice(at, *started).await?,
+            Step::PostEndedNotice(ended) => self.ended_notice(at, *ended).await?,
+            Step::PostReminder(secs) => self.reminder(at, *secs).await?,
+            Step::PostClosingWarning => self.closing_warning(at).await?,
+            Step::AcceptKnock(user) => self.accept_knock(at, user).await?,
+            Step::Kick(user, reason) => {
+                let removed = self.kick(at, user, *reason).await?;
+                // Forgotten after the removal is recorded: a crash in between leaves the
+                // old rule (never invited again), never a second invite.
+                return Ok(vec![removed, StepRecord::InviteForgotten { user_id: user.clone() }]);
+            }
+            Step::PostClosingNotice(reason) => self.closing_notice(at, *reason).await?,
+            Step::Archive => self.archive(at).await?,
+        };
+        Ok(vec![done])
+    }
+
+    async fn set_hosts(&self, at: &InRoom<'_>) -> Result<StepRecord, StepError> {
+        let hosts = at.record.reservation.hosts.iter().cloned().collect();
+        rooms::set_hosts(&self.client, at.room, &at.state.hosts_applied, &hosts).await?;
+        tracing::info!(reservation_id = %at.id, room_id = %at.room, hosts = ?hosts, "moderators updated");
+        Ok(StepRecord::HostsApplied(hosts))
+    }
+
+    async fn set_name(&self, at: &InRoom<'_>, name: &str) -> Result<StepRecord, StepError> {
+        rooms::set_name(&self.client, at.room, name).await?;
+        tracing::info!(reservation_id = %at.id, room_id = %at.room, name, "room renamed");
+        Ok(StepRecord::NameSet(name.to_owned()))
+    }
+
+    async fn set_topic(&self, at: &InRoom<'_>, topic: &str) -> Result<StepRecord, StepError> {
+        rooms::set_topic(&self.client, at.room, topic).await?;
+        Ok(StepRecord::TopicSet(topic.to_owned()))
+    }
+
+    async fn ensure_space(&self, at: &InRoom<'_>, channel: &Channel) -> Result<StepRecord, StepError> {
+        let space = rooms::ensure_space(&self.client, &self.config, channel).await?;
+        tracing::info!(reservation_id = %at.id, channel = channel.id.as_str(), space = %space, "channel space ready");
+        Ok(StepRecord::SpaceEnsured {
+            channel_id: channel.id.as_str().to_owned(),
+            space,
+            name: channel.name.as_str().to_owned(),
+        })
+    }
+
+    async fn link_space(&self, at: &InRoom<'_>, space: &OwnedRoomId) -> Result<StepRecord, StepError> {
+        rooms::link_space(&self.client, &self.config, space, at.room).await?;
+        Ok(StepRecord::SpaceLinked(Some(space.clone())))
+    }
+
+    async fn unlink_space(&self, at: &InRoom<'_>, space: &OwnedRoomId) -> Result<StepRecord, StepError> {
+        rooms::unlink_space(&self.client, space, at.room).await?;
+        Ok(StepRecord::SpaceLinked(None))
+    }
+
+    async fn set_stream_link(&self, at: &InRoom<'_>) -> Result<StepRecord, StepError> {
+        rooms::set_stream_link(&self.client, &self.config, at.record, at.room).await?;
+        let url = at.record.reservation.stream_url.as_ref().map(|u| u.as_str().to_owned());
+        tracing::info!(reservation_id = %at.id, room_id = %at.room, stream_url = url.as_deref().unwrap_or(""), "stream widget and link set");
+        Ok(StepRecord::StreamLinkSet(url))
+    }
+
+    /// Posts a notice as the bot, with a transaction id derived from its purpose, so a
+    /// repeat after a crash posts nothing new.
+    async fn notice(&self, at: &InRoom<'_>, txn: &str, (text, html): (String, String)) -> Result<(), MatrixError> {
+        rooms::notice(&self.client, &self.config.bot_user_id(), at.room, txn, &text, &html).await
+    }
+
+    async fn opening_notice(&self, at: &InRoom<'_>) -> Result<StepRecord, StepError> {
+        self.notice(at, &format!("foyer-open-{}", at.id), notices::opening_notice(at.record)).await?;
+        Ok(StepRecord::OpeningNoticeSent)
+    }
+
+    async fn live_notice(&self, at: &InRoom<'_>, started: DateTime<Utc>) -> Result<StepRecord, StepError> {
+        let txn = format!("foyer-live-{}-{}", at.id, started.timestamp_millis());
+        self.notice(at, &txn, notices::live_notice(at.record)).await?;
+        failpoint::hit("after_notice");
+        Ok(StepRecord::LiveNoticeSent(started))
+    }
+
+    async fn ended_notice(&self, at: &InRoom<'_>, ended: DateTime<Utc>) -> Result<StepRecord, StepError> {
+        let txn = format!("foyer-ended-{}-{}", at.id, ended.timestamp_millis());
+        self.notice(at, &txn, notices::ended_notice(at.times)).await?;
+        failpoint::hit("after_notice");
+        Ok(StepRecord::EndedNoticeSent(ended))
+    }
+
+    async fn reminder(&self, at: &InRoom<'_>, secs: u64) -> Result<StepRecord, StepError> {
+        let left = ((at.record.reservation.starts_at - at.now).num_milliseconds().max(0) as u64).div_ceil(1000);
+        self.notice(at, &format!("foyer-remind-{}-{secs}", at.id), notices::reminder_notice(at.record, left)).await?;
+        failpoint::hit("after_notice");
+        Ok(StepRecord::ReminderSent(secs))
+    }
+
+    async fn closing_warning(&self, at: &InRoom<'_>) -> Result<StepRecord, StepError> {
+        self.notice(at, &format!("foyer-warn-{}", at.id), notices::closing_warning(at.times, at.now)).await?;
+        Ok(StepRecord::ClosingWarningSent)
+    }
+
+    async fn closing_notice(&self, at: &InRoom<'_>, reason: CloseReason) -> Result<StepRecord, StepError> {
+        let text = notices::closing_notice(at.record, reason == CloseReason::Cancelled);
+        self.notice(at, &format!("foyer-close-{}", at.id), text).await?;
+        Ok(StepRecord::ClosingNoticeSent)
+    }
+
+    async fn accept_knock(&self, at: &InRoom<'_>, user: &OwnedUserId) -> Result<StepRecord, StepError> {
+        rooms::invite(&self.client, at.room, user).await?;
+        tracing::info!(reservation_id = %at.id, room_id = %at.room, user_id = %user, "knock accepted");
+        let bot = Some(self.config.bot_user_id());
+        Ok(StepRecord::Member { user_id: user.clone(), membership: Membership::Invite, invited_by: bot })
+    }
+
+    async fn kick(&self, at: &InRoom<'_>, user: &OwnedUserId, reason: KickReason) -> Result<StepRecord, StepError> {
+        let removed = StepRecord::Member { user_id: user.clone(), membership: Membership::Leave, invited_by: None };
+        if reason == KickReason::KnockRefused && !self.knocks.allow(at.id, user) {
+            // A flood of strangers' knocks: each refusal is a kick that Synapse does not
+            // rate-limit for the bot. Past the budget the knock is left unanswered (it
+            // grants nothing) and recorded as handled.
+            tracing::info!(reservation_id = %at.id, user_id = %user, "knock left unanswered: too many refusals of late");
+            return Ok(removed);
+        }
+        rooms::kick(&self.client, at.room, user, reason.text()).await?;
+        tracing::info!(reservation_id = %at.id, room_id = %at.room, user_id = %user, reason = reason.text(), "removed from the room");
+        Ok(removed)
+    }
+
+    async fn archive(&self, at: &InRoom<'_>) -> Result<StepRecord, StepError> {
+        rooms::archive(&self.client, self.admin.as_ref(), &self.config, at.record, at.room).await?;
+        tracing::info!(reservation_id = %at.id, room_id = %at.room, mode = self.config.rooms.archive_mode.as_str(), "room archived");
+        Ok(StepRecord::Archived)
+    }
+
+    /// Invites one holder (or host) and says how it went, for that user alone: a failure
+    /// that is theirs (a server that is down or misspelt, a user who does not exist or may
+    /// not join) has its own backoff and never fails the reservation. Only the homeserver
+    /// itself failing (unreachable, or a server error for one of its own users) is the
+    /// reservation's error, retried soon like any step.
+    pub(super) async fn invite_holder(&self, at: &InRoom<'_>, user: &OwnedUserId) -> Result<StepRecord, MatrixError> {
+        let (id, room) = (at.id, at.room);
+        let local = user.server_name() == self.config.homeserver.server_name;
+        // Only with the admin API (synapse_admin.token) can a missing local user be told.
+        let missing = match (&self.admin, local) {
+            (Some(admin), true) => matches!(admin.user_exists(user).await, Ok(false)),
+            _ => false,
+        };
+        let invited = if missing {
+            Err(format!("there is no user {user} on this homeserver"))
+        } else {
+            match rooms::invite(&self.client, room, user).await {
+                Ok(()) => Ok(()),
+                Err(e @ MatrixError::Network { .. }) => return Err(e),
+                Err(e) if local && e.is_transient() => return Err(e),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        let Err(e) = invited else {
+            // Everyone invited to a room is invited to its channel's space; the space is a
+            // convenience, so its failure is only logged.
+            if let Some(space) = &at.state.space
+                && let Err(e) = rooms::invite(&self.client, space, user).await
+            {
+                tracing::warn!(reservation_id = %id, space = %space, user_id = %user, error = %e, "cannot invite to the channel's space");
+            }
+            failpoint::hit("after_invite");
+            tracing::info!(reservation_id = %id, room_id = %room, user_id = %user, "invited");
+            return Ok(StepRecord::Invited { user_id: user.clone() });
+        };
+        let failure = InviteFailure::after(at.state.invite_failures.get(user), e.clone(), Utc::now());
+        let retry_in_s = (failure.retry_at - Utc::now()).num_seconds();
+        tracing::warn!(reservation_id = %id, room_id = %room, user_id = %user, error = %e, attempts = failure.attempts, retry_in_s, "cannot invite; trying this holder again later");
+        metrics::counter!("foyer_lifecycle_steps_total", "step" => "invite", "result" => "failed").increment(1);
+        Ok(StepRecord::InviteFailed { user_id: user.clone(), failure })
+    }
+
+    /// How long to wait for a room found holding our alias without our marker before
+    /// giving it up (see `rooms::ABANDONED_AFTER`), from who began creating it and when.
+    async fn patience(&self, began: Option<&CreateBegan>) -> Duration {
+        let Some(began) = began else { return rooms::ABANDONED_AFTER };
+        if self.client.seen_down_since(began.at) {
+            // The homeserver went down after the create began: the create died with it.
+            return Duration::ZERO;
+        }
+        if began.by != self.instance {
+            // We hold the lease now; an instance that holds none is gone (or idle).
+            match self.store.holds_live_lease(&began.by, Utc::now()).await {
+                Ok(false) => return rooms::CREATOR_GONE_GRACE,
+                Ok(true) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot tell whether the room's creator is alive"),
+            }
+        }
+        rooms::ABANDONED_AFTER
+    }
+}

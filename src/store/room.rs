@@ -1,0 +1,253 @@
+//! A reservation's room in the store: what [`super::Store::record_step`] writes for each
+//! [`StepRecord`], and how the lifecycle row and the room's invites and members read back
+//! ([`super::Store::lifecycle_state`]). A step that records something new has its statement and
+//! its column's decoding here, and nowhere else in the store. `RoomState::apply` (in
+//! `model/room.rs`) is the same rule; the store contract test holds both databases to it.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use ruma::{OwnedRoomId, OwnedUserId};
+use sqlx::{Encode, Executor, Type};
+
+use super::{
+    CreateBegan, LifecycleState, StepRecord, StoreError, attempts,
+    db::{Dialect, SqlStore},
+    from_millis,
+    rows::{Read, corrupt},
+    to_millis,
+};
+use crate::model::{InviteFailure, Member, Membership, ReservationId};
+
+// What `record_step` writes, one statement per record (the reservation id is the last
+// parameter where there is one). `Invited` writes two; `ReminderSent`'s JSON append is
+// the dialect's own (`Dialect::REMINDER_SENT`).
+
+const ROOM_CREATED: &str = "UPDATE lifecycle
+    SET room_id = $1, hosts_applied = $2, name_applied = $3, topic_applied = $4 WHERE reservation_id = $5";
+const NAME_SET: &str = "UPDATE lifecycle SET name_applied = $1 WHERE reservation_id = $2";
+const TOPIC_SET: &str = "UPDATE lifecycle SET topic_applied = $1 WHERE reservation_id = $2";
+const STREAM_LINK_SET: &str = "UPDATE lifecycle SET stream_url_applied = $1 WHERE reservation_id = $2";
+const LIVE_NOTICE_SENT: &str = "UPDATE lifecycle SET live_notice_for = $1 WHERE reservation_id = $2";
+const ENDED_NOTICE_SENT: &str = "UPDATE lifecycle SET ended_notice_for = $1 WHERE reservation_id = $2";
+/// `(channel_id, space room_id, name)`.
+const SPACE_ENSURED: &str = "INSERT INTO spaces (channel_id, room_id, name) VALUES ($1, $2, $3)
+    ON CONFLICT (channel_id) DO UPDATE SET room_id = excluded.room_id, name = excluded.name";
+const SPACE_LINKED: &str = "UPDATE lifecycle SET space_linked = $1 WHERE reservation_id = $2";
+const CLOSING_WARNING_SENT: &str = "UPDATE lifecycle SET closing_warning_sent = 1 WHERE reservation_id = $1";
+const HOSTS_APPLIED: &str = "UPDATE lifecycle SET hosts_applied = $1 WHERE reservation_id = $2";
+/// Foyer's own membership change in the reservation's room, if it has one:
+/// `(user_id, membership, invited_by, at, reservation_id)`. The casts give PostgreSQL
+/// the parameters' types, which it cannot infer in a `SELECT` list.
+const MEMBER: &str = "INSERT INTO room_members
+        (room_id, user_id, membership, invited_by, event_id, updated_at)
+    SELECT room_id, CAST($1 AS TEXT), CAST($2 AS TEXT), CAST($3 AS TEXT), NULL, CAST($4 AS BIGINT)
+    FROM lifecycle WHERE reservation_id = $5 AND room_id IS NOT NULL
+    ON CONFLICT (room_id, user_id) DO UPDATE SET
+        membership = excluded.membership,
+        invited_by = COALESCE(excluded.invited_by, room_members.invited_by),
+        updated_at = excluded.updated_at";
+/// The invite is a membership fact at once: the homeserver's event about it may never
+/// come (Synapse drops queued appservice events when it stops). A later event from the
+/// homeserver still wins: `(user_id, at, reservation_id)`.
+const INVITED_MEMBER: &str = "INSERT INTO room_members
+        (room_id, user_id, membership, invited_by, event_id, updated_at)
+    SELECT room_id, CAST($1 AS TEXT), 'invite', NULL, NULL, CAST($2 AS BIGINT)
+    FROM lifecycle WHERE reservation_id = $3 AND room_id IS NOT NULL
+    ON CONFLICT (room_id, user_id) DO UPDATE SET membership = 'invite', updated_at = excluded.updated_at
+    WHERE room_members.membership = 'leave'";
+/// Invited, never again: `(reservation_id, user_id, at)`.
+const INVITED: &str = "INSERT INTO room_invites
+        (reservation_id, user_id, invited_at, failure, attempts, retry_at)
+    VALUES ($1, $2, $3, NULL, 0, NULL)
+    ON CONFLICT (reservation_id, user_id) DO UPDATE SET
+        invited_at = excluded.invited_at, failure = NULL, attempts = 0, retry_at = NULL";
+/// `(reservation_id, user_id, at, error, attempts, retry_at)`.
+const INVITE_FAILED: &str = "INSERT INTO room_invites
+        (reservation_id, user_id, invited_at, failure, attempts, retry_at)
+    VALUES ($1, $2, $3, $4, $5, $6)
+    ON CONFLICT (reservation_id, user_id) DO UPDATE SET
+        invited_at = excluded.invited_at, failure = excluded.failure,
+        attempts = excluded.attempts, retry_at = excluded.retry_at";
+const CREATE_BEGAN: &str = "UPDATE lifecycle SET create_began_by = $1, create_began_at = $2 WHERE reservation_id = $3";
+/// `(reservation_id, user_id)`.
+const INVITE_FORGOTTEN: &str = "DELETE FROM room_invites WHERE reservation_id = $1 AND user_id = $2";
+const OPENING_NOTICE_SENT: &str = "UPDATE lifecycle SET opening_notice_sent = 1 WHERE reservation_id = $1";
+const CLOSING_NOTICE_SENT: &str = "UPDATE lifecycle SET closing_notice_sent = 1 WHERE reservation_id = $1";
+const ARCHIVED: &str = "UPDATE lifecycle SET archived_at = $1 WHERE reservation_id = $2";
+
+// What `lifecycle_state` reads.
+
+const LIFECYCLE: &str = "SELECT room_id, opening_notice_sent, closing_notice_sent, archived_at, attempts,
+        hosts_applied, name_applied, topic_applied, stream_url_applied, live_notice_for, ended_notice_for,
+        reminders_sent, closing_warning_sent, space_linked, create_began_by, create_began_at,
+        (SELECT sp.room_id FROM spaces sp JOIN reservations r ON r.channel_id = sp.channel_id
+         WHERE r.reservation_id = lifecycle.reservation_id) AS space
+    FROM lifecycle WHERE reservation_id = $1";
+const ROOM_INVITES: &str = "SELECT user_id, failure, attempts, retry_at FROM room_invites WHERE reservation_id = $1";
+/// Users with at least one live ticket.
+const HOLDERS: &str = "SELECT DISTINCT user_id FROM tickets
+    WHERE reservation_id = $1 AND user_id IS NOT NULL AND revoked_at IS NULL";
+/// Users all of whose tickets are revoked.
+const REVOKED: &str = "SELECT user_id FROM tickets WHERE reservation_id = $1 AND user_id IS NOT NULL
+    GROUP BY user_id HAVING COUNT(revoked_at) = COUNT(*)";
+const ROOM_MEMBERS: &str = "SELECT user_id, membership, invited_by FROM room_members WHERE room_id = $1";
+
+// The bounds say what the code binds: the few types the schema uses (as in `db.rs`).
+impl<D: Dialect> SqlStore<D>
+where
+    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
+    for<'q> i64: Encode<'q, D> + Type<D>,
+    for<'q> Option<i64>: Encode<'q, D>,
+    for<'s> &'s str: Encode<'s, D> + Type<D>,
+    for<'s> Option<&'s str>: Encode<'s, D>,
+{
+    /// [`super::Store::record_step`].
+    pub(super) async fn write_step(
+        &self,
+        id: &ReservationId,
+        step: &StepRecord,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (rid, now) = (id.as_str(), to_millis(now));
+        let users_json =
+            |users: &BTreeSet<OwnedUserId>| serde_json::to_string(users).expect("user IDs always serialize");
+        let query = match step {
+            StepRecord::RoomCreated { room_id, hosts, name, topic } => sqlx::query(ROOM_CREATED)
+                .bind(room_id.as_str())
+                .bind(users_json(hosts).as_str())
+                .bind(name.as_str())
+                .bind(topic.as_str())
+                .bind(rid),
+            StepRecord::NameSet(name) => sqlx::query(NAME_SET).bind(name.as_str()).bind(rid),
+            StepRecord::TopicSet(topic) => sqlx::query(TOPIC_SET).bind(topic.as_str()).bind(rid),
+            StepRecord::StreamLinkSet(url) => sqlx::query(STREAM_LINK_SET).bind(url.as_deref()).bind(rid),
+            StepRecord::LiveNoticeSent(at) => sqlx::query(LIVE_NOTICE_SENT).bind(to_millis(*at)).bind(rid),
+            StepRecord::EndedNoticeSent(at) => sqlx::query(ENDED_NOTICE_SENT).bind(to_millis(*at)).bind(rid),
+            StepRecord::ReminderSent(secs) => sqlx::query(D::REMINDER_SENT).bind(*secs as i64).bind(rid),
+            StepRecord::SpaceEnsured { channel_id, space, name } => {
+                sqlx::query(SPACE_ENSURED).bind(channel_id.as_str()).bind(space.as_str()).bind(name.as_str())
+            }
+            StepRecord::SpaceLinked(space) => {
+                sqlx::query(SPACE_LINKED).bind(space.as_ref().map(|s| s.as_str())).bind(rid)
+            }
+            StepRecord::ClosingWarningSent => sqlx::query(CLOSING_WARNING_SENT).bind(rid),
+            StepRecord::HostsApplied(hosts) => sqlx::query(HOSTS_APPLIED).bind(users_json(hosts).as_str()).bind(rid),
+            StepRecord::Member { user_id, membership, invited_by } => sqlx::query(MEMBER)
+                .bind(user_id.as_str())
+                .bind(membership.as_str())
+                .bind(invited_by.as_ref().map(|u| u.as_str()))
+                .bind(now)
+                .bind(rid),
+            StepRecord::Invited { user_id } => {
+                let member = sqlx::query(INVITED_MEMBER).bind(user_id.as_str()).bind(now).bind(rid);
+                member.execute(&self.pool).await?;
+                sqlx::query(INVITED).bind(rid).bind(user_id.as_str()).bind(now)
+            }
+            StepRecord::InviteFailed { user_id, failure } => sqlx::query(INVITE_FAILED)
+                .bind(rid)
+                .bind(user_id.as_str())
+                .bind(now)
+                .bind(failure.error.as_str())
+                .bind(i64::from(failure.attempts))
+                .bind(to_millis(failure.retry_at)),
+            StepRecord::CreateBegan { by } => sqlx::query(CREATE_BEGAN).bind(by.as_str()).bind(now).bind(rid),
+            StepRecord::InviteForgotten { user_id } => sqlx::query(INVITE_FORGOTTEN).bind(rid).bind(user_id.as_str()),
+            StepRecord::OpeningNoticeSent => sqlx::query(OPENING_NOTICE_SENT).bind(rid),
+            StepRecord::ClosingNoticeSent => sqlx::query(CLOSING_NOTICE_SENT).bind(rid),
+            StepRecord::Archived => sqlx::query(ARCHIVED).bind(now).bind(rid),
+        };
+        query.execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// [`super::Store::lifecycle_state`].
+    pub(super) async fn read_lifecycle(&self, id: &ReservationId) -> Result<LifecycleState, StoreError> {
+        let row = sqlx::query(LIFECYCLE).bind(id.as_str()).fetch_optional(&self.pool).await?;
+        let invites = sqlx::query(ROOM_INVITES).bind(id.as_str()).fetch_all(&self.pool).await?;
+        let users = async |query: &'static str| -> Result<Vec<String>, StoreError> {
+            let found = sqlx::query(query).bind(id.as_str()).fetch_all(&self.pool).await?;
+            found.iter().map(|row| row.text("user_id")).collect()
+        };
+        let (holders, revoked) = (users(HOLDERS).await?, users(REVOKED).await?);
+        let mut state = lifecycle(id, row.as_ref(), &invites, holders, revoked)?;
+        if let Some(room_id) = &state.room.room_id {
+            let rows = sqlx::query(ROOM_MEMBERS).bind(room_id.as_str()).fetch_all(&self.pool).await?;
+            members(&mut state, &rows)?;
+        }
+        Ok(state)
+    }
+}
+
+/// One reservation's lifecycle, from a row of [`LIFECYCLE`], its [`ROOM_INVITES`], and the
+/// users of [`HOLDERS`] and [`REVOKED`]; the room's members come after
+/// ([`members`]), once its room id is known.
+fn lifecycle(
+    id: &ReservationId,
+    row: Option<&impl Read>,
+    invites: &[impl Read],
+    holders: Vec<String>,
+    revoked: Vec<String>,
+) -> Result<LifecycleState, StoreError> {
+    let what = format!("lifecycle {id}");
+    let corrupt = |e: &dyn std::fmt::Display| corrupt(&what, e);
+    let room_of = |id: Option<String>| id.map(|r| OwnedRoomId::try_from(r).map_err(|e| corrupt(&e))).transpose();
+    let user = |u: String| OwnedUserId::try_from(u).map_err(|e| corrupt(&e));
+    let mut state = LifecycleState::default();
+    if let Some(row) = row {
+        let room = &mut state.room;
+        room.room_id = room_of(row.opt_text("room_id")?)?;
+        room.opening_notice_sent = row.int("opening_notice_sent")? != 0;
+        room.closing_notice_sent = row.int("closing_notice_sent")? != 0;
+        room.archived = row.opt_int("archived_at")?.is_some();
+        room.hosts_applied = json(row.opt_text("hosts_applied")?).map_err(|e| corrupt(&e))?;
+        room.name_applied = row.opt_text("name_applied")?;
+        room.topic_applied = row.opt_text("topic_applied")?;
+        room.stream_url_applied = row.opt_text("stream_url_applied")?;
+        room.live_notice_for = row.opt_time("live_notice_for")?;
+        room.ended_notice_for = row.opt_time("ended_notice_for")?;
+        room.reminders_sent = json(row.opt_text("reminders_sent")?).map_err(|e| corrupt(&e))?;
+        room.closing_warning_sent = row.int("closing_warning_sent")? != 0;
+        room.space = room_of(row.opt_text("space")?)?;
+        room.space_linked = room_of(row.opt_text("space_linked")?)?;
+        state.attempts = attempts(row.int("attempts")?);
+        if let (Some(by), Some(at)) = (row.opt_text("create_began_by")?, row.opt_time("create_began_at")?) {
+            state.create_began = Some(CreateBegan { by, at });
+        }
+    }
+    for row in invites {
+        let invited = user(row.text("user_id")?)?;
+        match row.opt_text("failure")? {
+            None => {
+                state.room.invited.insert(invited);
+            }
+            Some(error) => {
+                let attempts = attempts(row.int("attempts")?);
+                // Rows from before per-holder backoff have no retry time: due now.
+                let retry_at = from_millis(row.opt_int("retry_at")?.unwrap_or(0))?;
+                state.room.invite_failures.insert(invited, InviteFailure { error, attempts, retry_at });
+            }
+        }
+    }
+    state.audience.holders = holders.into_iter().map(user).collect::<Result<_, _>>()?;
+    state.audience.revoked = revoked.into_iter().map(user).collect::<Result<_, _>>()?;
+    Ok(state)
+}
+
+/// A JSON column; empty (`NULL`) is the empty set.
+fn json<T: serde::de::DeserializeOwned + Default>(text: Option<String>) -> Result<T, serde_json::Error> {
+    text.map_or_else(|| Ok(T::default()), |t| serde_json::from_str(&t))
+}
+
+/// The room's members from rows of [`ROOM_MEMBERS`] into `state`; a membership Foyer
+/// does not know is passed over.
+fn members(state: &mut LifecycleState, rows: &[impl Read]) -> Result<(), StoreError> {
+    for row in rows {
+        let id = row.text("user_id")?;
+        let user = OwnedUserId::try_from(id).map_err(|e| corrupt("room member", e))?;
+        let Some(membership) = Membership::parse(&row.text("membership")?) else { continue };
+        let invited_by = row.opt_text("invited_by")?.and_then(|u| OwnedUserId::try_from(u).ok());
+        state.room.members.insert(user, Member { membership, invited_by });
+    }
+    Ok(())
+}
