@@ -5,6 +5,7 @@ mod db;
 pub mod migrate;
 mod postgres;
 mod rows;
+mod schema;
 mod sql;
 mod sqlite;
 

@@ -216,11 +216,6 @@ pub(super) const START_SESSION: &str =
 pub(super) const SESSION_LIVE: &str = "SELECT 1 FROM status_sessions WHERE session_id = $1 AND expires_at > $2";
 pub(super) const END_SESSION: &str = "DELETE FROM status_sessions WHERE session_id = $1";
 
-// Migrations.
-
-pub(super) const SCHEMA_VERSION: &str = "SELECT COALESCE(MAX(version), 0) AS version FROM foyer_migrations";
-pub(super) const MIGRATED: &str = "INSERT INTO foyer_migrations (version, applied_at) VALUES ($1, $2)";
-
 /// What [`super::Store::record_step`] writes, one statement per step (the reservation id
 /// is the last parameter where there is one). `Invited` writes two; `ReminderSent`'s
 /// JSON append is the dialect's own.
