@@ -21,4 +21,5 @@ mod security;
 mod standin;
 mod store_contract;
 mod stream;
+mod upgrade;
 mod webhooks;
