@@ -6,9 +6,9 @@
 //! again. New facts make a reservation due at once; a restart resumes from the
 //! store; duplicates do nothing because plans are computed from recorded state.
 
+pub mod notices;
 mod perform;
 pub mod plan;
-pub mod notices;
 
 use std::{sync::Arc, time::Duration};
 

@@ -16,6 +16,7 @@ use super::{
     rows::{self, Read},
     sql, to_millis,
 };
+use crate::config::DatabaseKind;
 use crate::events::HomeserverEvent;
 use crate::model::Membership;
 use crate::model::SessionId;
@@ -28,9 +29,8 @@ pub trait Dialect: Database<Row: Read, Arguments: IntoArguments<Self>> {
     type Writer: Send + Sync;
     /// Opens a write transaction.
     const BEGIN_WRITE: &'static str;
-    /// Migrations as (file, SQL), version 1 first, applied in order once each; never edit
-    /// a released one.
-    const MIGRATIONS: &'static [(&'static str, &'static str)];
+    /// Which files of `schema::MIGRATIONS` it applies.
+    const KIND: DatabaseKind;
     /// Creates the table of applied migrations if there is none.
     const MIGRATIONS_TABLE: &'static str;
     /// Runs first in the migrating transaction, if anything must.
@@ -51,14 +51,6 @@ pub trait Dialect: Database<Row: Read, Arguments: IntoArguments<Self>> {
 
     async fn claim_due(store: &SqlStore<Self>, due: Due<'_>) -> Result<Vec<Claim>, StoreError>;
 }
-
-/// The files `migrations/$dialect/$file.sql` as [`Dialect::MIGRATIONS`].
-macro_rules! migrations {
-    ($dialect:literal: $($file:literal)+) => {
-        &[$(($file, include_str!(concat!("../../migrations/", $dialect, "/", $file, ".sql")))),+]
-    };
-}
-pub(super) use migrations;
 
 /// What [`Store::claim_due`] leases: up to `limit` reservations due at `now`, to `owner`
 /// until `until` (both unix milliseconds).
@@ -86,35 +78,6 @@ where
 {
     pub(crate) fn pool(&self) -> &Pool<D> {
         &self.pool
-    }
-
-    /// Applies the migrations this database lacks, in one transaction.
-    pub(super) async fn migrate(pool: &Pool<D>) -> Result<(), StoreError> {
-        let open_err = |e: sqlx::Error| StoreError::Open(format!("migrating: {e}"));
-        let mut tx = pool.begin_with(D::BEGIN_WRITE).await.map_err(open_err)?;
-        if let Some(first) = D::BEFORE_MIGRATING {
-            sqlx::raw_sql(first).execute(&mut *tx).await.map_err(open_err)?;
-        }
-        sqlx::raw_sql(D::MIGRATIONS_TABLE).execute(&mut *tx).await.map_err(open_err)?;
-        let row = sqlx::query(sql::SCHEMA_VERSION).fetch_one(&mut *tx).await.map_err(open_err)?;
-        let current = row.int("version").map_err(|e| StoreError::Open(format!("migrating: {e}")))?;
-        let latest = D::MIGRATIONS.len() as i64;
-        if current > latest {
-            return Err(StoreError::Open(format!(
-                "the database has schema version {current}, newer than this Foyer knows ({latest}); run a newer Foyer"
-            )));
-        }
-        for (version, (_, migration)) in (1i64..).zip(D::MIGRATIONS).filter(|(v, _)| *v > current) {
-            sqlx::raw_sql(*migration).execute(&mut *tx).await.map_err(open_err)?;
-            sqlx::query(sql::MIGRATED)
-                .bind(version)
-                .bind(to_millis(Utc::now()))
-                .execute(&mut *tx)
-                .await
-                .map_err(open_err)?;
-            tracing::info!(version, "applied database migration");
-        }
-        tx.commit().await.map_err(open_err)
     }
 
     /// One webhook inside the caller's transaction: its receipt (`Duplicate` when there
@@ -584,23 +547,4 @@ where
     }
     sqlx::query(sql::FACTS_ARRIVED).bind(reservation_id.as_str()).bind(now).execute(&mut **tx).await?;
     Ok(ClaimOutcome::Claimed { reservation_id, ticket_id })
-}
-
-#[cfg(test)]
-mod tests {
-    use sqlx::{Postgres, Sqlite};
-
-    use super::Dialect;
-
-    #[test]
-    fn each_migration_file_is_numbered_as_its_version() {
-        for (dialect, migrations) in [("sqlite", Sqlite::MIGRATIONS), ("postgres", Postgres::MIGRATIONS)] {
-            for (version, (file, _)) in (1..).zip(migrations) {
-                assert!(
-                    file.starts_with(&format!("{version:04}_")),
-                    "{dialect}: {file} is applied as version {version}"
-                );
-            }
-        }
-    }
 }

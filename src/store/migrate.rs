@@ -21,6 +21,7 @@ const TABLES: &[&str] = &[
     "seen_events",
     "spaces",
     "admin_inbox",
+    "direct_chats",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -6,6 +6,7 @@ pub mod migrate;
 mod postgres;
 mod room;
 mod rows;
+mod schema;
 mod sql;
 mod sqlite;
 

@@ -12,9 +12,10 @@ use sqlx::{
 
 use super::{
     Claim, Outcome, Receipt, StoreError,
-    db::{Dialect, Due, SqlStore, migrations},
-    rows, sql, to_millis,
+    db::{Dialect, Due, SqlStore},
+    rows, schema, sql, to_millis,
 };
+use crate::config::DatabaseKind;
 use crate::model::{ReservationId, WebhookEvent};
 
 pub type PostgresStore = SqlStore<Postgres>;
@@ -23,9 +24,7 @@ pub type PostgresStore = SqlStore<Postgres>;
 impl Dialect for Postgres {
     type Writer = ();
     const BEGIN_WRITE: &'static str = "BEGIN";
-    const MIGRATIONS: &'static [(&'static str, &'static str)] = migrations!("postgres":
-        "0001_init" "0002_next_wake_index" "0003_admin_actions" "0004_admin_inbox" "0005_room_name"
-        "0006_holder_invites" "0007_status_sessions" "0008_email_tickets");
+    const KIND: DatabaseKind = DatabaseKind::Postgres;
     const MIGRATIONS_TABLE: &'static str =
         "CREATE TABLE IF NOT EXISTS foyer_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
     /// Several instances may start at once: one migrates, the others wait.
@@ -90,7 +89,7 @@ impl PostgresStore {
             .connect(config.url.expose())
             .await
             .map_err(|e| StoreError::Open(format!("PostgreSQL: {e}")))?;
-        Self::migrate(&pool).await?;
+        schema::migrate(&pool).await?;
         Ok(Self { pool, writer: () })
     }
 }

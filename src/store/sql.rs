@@ -242,8 +242,3 @@ pub(super) const START_SESSION: &str =
     "INSERT INTO status_sessions (session_id, created_at, expires_at) VALUES ($1, $2, $3)";
 pub(super) const SESSION_LIVE: &str = "SELECT 1 FROM status_sessions WHERE session_id = $1 AND expires_at > $2";
 pub(super) const END_SESSION: &str = "DELETE FROM status_sessions WHERE session_id = $1";
-
-// Migrations.
-
-pub(super) const SCHEMA_VERSION: &str = "SELECT COALESCE(MAX(version), 0) AS version FROM foyer_migrations";
-pub(super) const MIGRATED: &str = "INSERT INTO foyer_migrations (version, applied_at) VALUES ($1, $2)";

@@ -23,9 +23,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     Claim, Outcome, Receipt, StoreError,
-    db::{Dialect, Due, SqlStore, migrations},
-    rows, sql, to_millis,
+    db::{Dialect, Due, SqlStore},
+    rows, schema, sql, to_millis,
 };
+use crate::config::DatabaseKind;
 use crate::model::{ReservationId, WebhookEvent};
 
 pub type SqliteStore = SqlStore<Sqlite>;
@@ -48,10 +49,7 @@ impl Dialect for Sqlite {
     /// The group-commit writer's queue.
     type Writer = mpsc::Sender<Job>;
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
-    const MIGRATIONS: &'static [(&'static str, &'static str)] = migrations!("sqlite":
-        "0001_init" "0002_lifecycle" "0003_members" "0004_stream" "0005_spaces" "0006_lease_owner"
-        "0007_next_wake_index" "0008_admin_actions" "0009_admin_inbox" "0010_room_name" "0011_holder_invites"
-        "0012_status_sessions" "0013_email_tickets");
+    const KIND: DatabaseKind = DatabaseKind::Sqlite;
     const MIGRATIONS_TABLE: &'static str =
         "CREATE TABLE IF NOT EXISTS foyer_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)";
     const BEFORE_MIGRATING: Option<&'static str> = None;
@@ -219,7 +217,7 @@ impl SqliteStore {
             .map_err(|e| StoreError::Open(format!("{url}: {e}")))?;
         let (writer, jobs) = mpsc::channel(INTAKE_QUEUE);
         tokio::spawn(group_commit(pool.clone(), jobs));
-        Self::migrate(&pool).await?;
+        schema::migrate(&pool).await?;
         // One Foyer per SQLite database: leases left by a previous run of this process
         // (a crash) are ours, and nothing else holds any. Release them now, so steps due
         // while Foyer was down run at once instead of after the lease expires.

@@ -17,4 +17,5 @@ mod security;
 mod standin;
 mod store_contract;
 mod stream;
+mod upgrade;
 mod webhooks;

@@ -9,7 +9,9 @@ use foyer::{
     events::HomeserverEvent,
     lifecycle::{InviteFailure, Membership},
     model::SessionId,
-    model::{Channel, ExternalId, Holder, Reservation, ReservationId, Revision, RoomState, Ticket, Title, WebhookEvent},
+    model::{
+        Channel, ExternalId, Holder, Reservation, ReservationId, Revision, RoomState, Ticket, Title, WebhookEvent,
+    },
     secret::Secret,
     store::{self, AdminAction, MembershipFact, Outcome, Receipt, StepRecord, Store},
 };
