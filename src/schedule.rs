@@ -205,7 +205,7 @@ pub fn topic(record: &ReservationRecord, times: &Schedule) -> String {
 mod tests {
     use super::*;
     use crate::{
-        store::Signals,
+        model::Signals,
         test_support::{self, rooms, t},
     };
 

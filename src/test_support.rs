@@ -6,8 +6,7 @@ use ruma::OwnedUserId;
 
 use crate::{
     config::{ArchiveMode, JoinRule, RoomsConfig},
-    model::{Reservation, ReservationId, Title},
-    store::{ReservationRecord, Signals, TicketCounts},
+    model::{Reservation, ReservationId, ReservationRecord, Signals, TicketCounts, Title},
 };
 
 /// 27 Nov 2026 at `h:m` UTC.

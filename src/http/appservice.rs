@@ -24,8 +24,7 @@ use serde_json::{json, value::RawValue};
 use crate::{
     events::HomeserverEvent,
     http::{AppState, error, has_token, method_not_allowed, unrecognized},
-    lifecycle::Membership,
-    model::ClaimCode,
+    model::{ClaimCode, Membership},
     store::MembershipFact,
 };
 

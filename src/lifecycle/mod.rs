@@ -19,7 +19,7 @@ use tokio::{sync::Notify, task::JoinSet, time::Instant};
 
 pub use self::plan::{Plan, Work, plan};
 use crate::matrix::synapse_admin::SynapseAdmin;
-pub use crate::model::{Audience, CloseReason, InviteFailure, KickReason, Member, Membership, RoomState, Step};
+use crate::model::Step;
 use crate::{
     config::Config,
     failpoint,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use ruma::{OwnedRoomId, OwnedUserId};
 
-use super::{Lifecycle, StepError, notices, plan};
+use super::{Lifecycle, StepError, notices};
 use crate::{
     failpoint,
     matrix::{MatrixError, rooms},
@@ -15,7 +15,7 @@ use crate::{
         Channel, CloseReason, CreateBegan, InviteFailure, KickReason, Membership, ReservationId, ReservationRecord,
         RoomState, Step, StepRecord,
     },
-    schedule::Schedule,
+    schedule::{self, Schedule},
 };
 
 /// Opening the room (`Work::Open`) in logs and metrics, beside each step's [`Step::kind`].
@@ -66,7 +66,7 @@ impl Lifecycle {
             room_id: created,
             hosts: record.reservation.hosts.iter().cloned().collect(),
             name: record.reservation.title.as_str().to_owned(),
-            topic: plan::topic(record, times),
+            topic: schedule::topic(record, times),
         })
     }
 

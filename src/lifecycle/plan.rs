@@ -15,7 +15,7 @@ use crate::{
 
 // The room topic lives with the schedule it describes, where `matrix::rooms` (which sets
 // it at creation) can reach it too; the planner compares it with the applied one.
-pub use crate::schedule::topic;
+use crate::schedule::topic;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {

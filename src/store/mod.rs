@@ -17,8 +17,7 @@ use chrono::{DateTime, TimeZone as _, Utc};
 use ruma::{OwnedUserId, UserId};
 
 pub use self::{postgres::PostgresStore, sqlite::SqliteStore};
-/// What the store reads back, defined with the domain.
-pub use crate::model::{
+use crate::model::{
     CreateBegan, LifecycleState, MemberCounts, ReservationRecord, Signals, StepRecord, TicketCounts, TicketRow,
 };
 use crate::{

@@ -7,10 +7,9 @@ use chrono::{TimeZone as _, Utc};
 use foyer::{
     config::{DatabaseConfig, DatabaseKind},
     events::HomeserverEvent,
-    lifecycle::Membership,
-    model::{ExternalId, Holder, Reservation, ReservationId, Ticket, Title, WebhookEvent},
+    model::{ExternalId, Holder, Membership, Reservation, ReservationId, StepRecord, Ticket, Title, WebhookEvent},
     secret::Secret,
-    store::{self, MembershipFact, Receipt, StepRecord},
+    store::{self, MembershipFact, Receipt},
 };
 use ruma::{OwnedRoomId, OwnedUserId};
 

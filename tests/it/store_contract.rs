@@ -7,13 +7,12 @@ use chrono::{DateTime, Duration as Span, TimeZone as _, Utc};
 use foyer::{
     config::{DatabaseConfig, DatabaseKind},
     events::HomeserverEvent,
-    lifecycle::{InviteFailure, Membership},
-    model::SessionId,
     model::{
-        Channel, ExternalId, Holder, Reservation, ReservationId, Revision, RoomState, Ticket, Title, WebhookEvent,
+        Channel, ExternalId, Holder, InviteFailure, Membership, Reservation, ReservationId, ReservationRecord,
+        Revision, RoomState, SessionId, StepRecord, Ticket, Title, WebhookEvent,
     },
     secret::Secret,
-    store::{self, AdminAction, MembershipFact, Outcome, Receipt, StepRecord, Store},
+    store::{self, AdminAction, MembershipFact, Outcome, Receipt, Store},
 };
 use proptest::{prelude::*, strategy::ValueTree as _, test_runner::TestRunner};
 use ruma::{OwnedRoomId, OwnedUserId};
@@ -581,7 +580,7 @@ async fn an_unreadable_row_is_left_out_of_pages_and_lists() {
         ("postgres", fresh_postgres_database().await, DatabaseKind::Postgres),
     ];
     let id = |s: &str| ReservationId::parse(s).unwrap();
-    let ids = |records: Vec<store::ReservationRecord>| {
+    let ids = |records: Vec<ReservationRecord>| {
         let mut ids: Vec<String> = records.iter().map(|r| r.reservation.id.as_str().to_owned()).collect();
         ids.sort();
         ids

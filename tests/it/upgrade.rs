@@ -14,9 +14,9 @@ use chrono::{DateTime, TimeZone as _, Utc};
 use foyer::{
     config::{DatabaseConfig, DatabaseKind},
     events::HomeserverEvent,
-    model::{Holder, Membership, ReservationId, Revision, Ticket, TicketId, Title, WebhookEvent},
+    model::{Holder, Membership, ReservationId, Revision, StepRecord, Ticket, TicketId, Title, WebhookEvent},
     secret::Secret,
-    store::{self, Outcome, Receipt, StepRecord, Store, StoreError},
+    store::{self, Outcome, Receipt, Store, StoreError},
 };
 use ruma::OwnedUserId;
 use serde_json::Value;
