@@ -17,3 +17,9 @@ CREATE TABLE direct_chats (
     last_active_at BIGINT NOT NULL
 );
 CREATE INDEX direct_chats_by_activity ON direct_chats (last_active_at);
+-- Small facts about the deployment, such as which key the stored claim hashes were made
+-- with (so that a new as_token renews them at start).
+CREATE TABLE foyer_settings (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);

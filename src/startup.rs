@@ -10,6 +10,7 @@ use crate::{
     config::Config,
     http::{self, AppState},
     matrix::{self, HandshakeError},
+    model::{ClaimCode, ExternalId, ReservationId},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +55,16 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let limits = http::server::Limits::from_env(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))?;
     let store = crate::store::open(&config.database).await?;
     tracing::info!(database = %config.database_display(), "store opened");
+    let key = config.claim_key();
+    let fingerprint = key.fingerprint();
+    let hash = move |reservation: &str, ticket: &str| {
+        let (reservation, ticket) = (ReservationId::parse(reservation).ok()?, ExternalId::parse(ticket).ok()?);
+        Some(ClaimCode::derive(&key, &reservation, &ticket).hash())
+    };
+    let renewed = store.renew_claim_hashes(&fingerprint, &hash).await?;
+    if renewed > 0 {
+        tracing::info!(renewed, "claim codes renewed for a new as_token (codes handed out before no longer work)");
+    }
     let addr = config.appservice.listen;
     let listener = TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?;
     let state = AppState {

@@ -227,7 +227,7 @@ impl Config {
 
     /// The key claim codes are derived with. It comes from `as_token`, which every
     /// deployment has and keeps secret: no new secret to manage. Rotating `as_token`
-    /// changes every code not yet claimed (the store's hashes are renewed at start).
+    /// changes every code: codes handed out before no longer work.
     pub fn claim_key(&self) -> crate::model::ClaimKey {
         crate::model::ClaimKey::from_secret(self.appservice.as_token.expose().as_bytes())
     }

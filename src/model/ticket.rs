@@ -155,6 +155,16 @@ impl ClaimKey {
     }
 }
 
+impl ClaimKey {
+    /// Names the key without giving it away: the store keeps it beside the hashes the
+    /// key made, and renews them when the key changes.
+    pub fn fingerprint(&self) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
+        mac.update(b"fingerprint");
+        hex(&mac.finalize().into_bytes()[..8])
+    }
+}
+
 impl ClaimCode {
     /// The one code of this ticket of this reservation.
     pub fn derive(key: &ClaimKey, reservation: &ReservationId, ticket: &TicketId) -> Self {

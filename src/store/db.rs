@@ -11,8 +11,8 @@ use ruma::UserId;
 use sqlx::{Database, Encode, Executor, IntoArguments, Pool, Type, query::Query};
 
 use super::{
-    AdminAction, Claim, LifecycleState, MembershipFact, Outcome, QueuedAdminEvent, Receipt, ReservationRecord,
-    StepRecord, Store, StoreError, TicketRow,
+    AdminAction, Claim, ClaimHasher, LifecycleState, MembershipFact, Outcome, QueuedAdminEvent, Receipt,
+    ReservationRecord, StepRecord, Store, StoreError, TicketRow,
     rows::{self, Read},
     sql, to_millis,
 };
@@ -404,6 +404,40 @@ where
     async fn admin_inbox(&self, limit: u32) -> Result<Vec<QueuedAdminEvent>, StoreError> {
         let found = sqlx::query(sql::ADMIN_INBOX).bind(i64::from(limit)).fetch_all(&self.pool).await?;
         found.iter().map(rows::admin_event).collect()
+    }
+
+    async fn renew_claim_hashes(&self, fingerprint: &str, hash: &ClaimHasher) -> Result<u64, StoreError> {
+        const NAME: &str = "claim_key";
+        let made_with = sqlx::query(sql::SETTING).bind(NAME).fetch_optional(&self.pool).await?;
+        if made_with.map(|row| row.text("value")).transpose()?.as_deref() == Some(fingerprint) {
+            return Ok(0);
+        }
+        // Page by page, each its own write: a crash part way leaves the fingerprint
+        // unwritten, so the next start goes through them again.
+        let (mut after, mut renewed) = ((String::new(), String::new()), 0);
+        loop {
+            let page = sqlx::query(sql::CLAIM_HASHES)
+                .bind(after.0.as_str())
+                .bind(after.1.as_str())
+                .bind(1000i64)
+                .fetch_all(&self.pool)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = (last.text("reservation_id")?, last.text("ticket_id")?);
+            let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+            for row in &page {
+                let (reservation, ticket) = (row.text("reservation_id")?, row.text("ticket_id")?);
+                let Some(new) = hash(&reservation, &ticket) else { continue };
+                if new != row.text("claim_hash")? {
+                    let query = sqlx::query(sql::SET_CLAIM_HASH).bind(new.as_str()).bind(reservation.as_str());
+                    query.bind(ticket.as_str()).execute(&mut *tx).await?;
+                    renewed += 1;
+                }
+            }
+            tx.commit().await?;
+        }
+        sqlx::query(sql::SET_SETTING).bind(NAME).bind(fingerprint).execute(&self.pool).await?;
+        Ok(renewed)
     }
 
     async fn direct_chat_active(&self, room_id: &str, user: &UserId, now: DateTime<Utc>) -> Result<(), StoreError> {

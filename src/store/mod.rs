@@ -189,6 +189,11 @@ pub trait Store: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<ClaimOutcome, StoreError>;
 
+    /// Makes every stored claim hash the one `key` gives (`hash(reservation, ticket)`),
+    /// unless the hashes were made with the key `fingerprint` names already; returns how
+    /// many changed. Run at start: a new `as_token` is a new key.
+    async fn renew_claim_hashes(&self, fingerprint: &str, hash: &ClaimHasher) -> Result<u64, StoreError>;
+
     /// A direct chat a stranger opened with the bot (to claim a ticket) was used now.
     async fn direct_chat_active(&self, room_id: &str, user: &UserId, now: DateTime<Utc>) -> Result<(), StoreError>;
 
@@ -254,6 +259,10 @@ pub enum AdminAction {
 }
 
 /// A membership event pushed by the homeserver.
+/// A ticket's claim hash from its reservation and ticket ids, under the current key;
+/// `None` for ids that do not parse (left as they are).
+pub type ClaimHasher = dyn Fn(&str, &str) -> Option<String> + Send + Sync;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MembershipFact {
     pub event_id: String,

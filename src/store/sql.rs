@@ -150,6 +150,18 @@ pub(super) const CLAIMABLE: &str = "SELECT t.reservation_id, t.ticket_id, t.user
 pub(super) const BIND_TICKET: &str = "UPDATE tickets
     SET user_id = $1, bound_how = $2, bound_at = $3, email = NULL, display_name = NULL
     WHERE reservation_id = $4 AND ticket_id = $5 AND user_id IS NULL AND revoked_at IS NULL";
+/// Tickets with a claim hash, a page after `(reservation_id, ticket_id)`:
+/// `(after reservation, after ticket, limit)`.
+pub(super) const CLAIM_HASHES: &str = "SELECT reservation_id, ticket_id, claim_hash FROM tickets
+    WHERE claim_hash IS NOT NULL AND (reservation_id > $1 OR (reservation_id = $1 AND ticket_id > $2))
+    ORDER BY reservation_id, ticket_id LIMIT $3";
+/// `(hash, reservation_id, ticket_id)`.
+pub(super) const SET_CLAIM_HASH: &str =
+    "UPDATE tickets SET claim_hash = $1 WHERE reservation_id = $2 AND ticket_id = $3";
+pub(super) const SETTING: &str = "SELECT value FROM foyer_settings WHERE name = $1";
+/// `(name, value)`.
+pub(super) const SET_SETTING: &str = "INSERT INTO foyer_settings (name, value) VALUES ($1, $2)
+    ON CONFLICT (name) DO UPDATE SET value = excluded.value";
 /// Holders and hosts whose invite keeps failing: `(reservation_id, limit)`.
 pub(super) const INVITE_FAILURES: &str = "SELECT user_id, failure FROM room_invites
     WHERE reservation_id = $1 AND failure IS NOT NULL ORDER BY user_id LIMIT $2";

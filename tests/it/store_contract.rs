@@ -724,3 +724,45 @@ async fn email_tickets_are_bound_by_a_claim_once_and_forget_their_address() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn claim_hashes_follow_a_new_key_once() {
+    use foyer::model::{BoundHow, ClaimCode, ClaimKey, ClaimOutcome, Email};
+    let (old, new) = (ClaimKey::from_secret(b"old as_token"), ClaimKey::from_secret(b"new as_token"));
+    let ticket = ExternalId::parse("t-1").unwrap();
+    let old_code = ClaimCode::derive(&old, &jazz(), &ticket);
+    let new_code = ClaimCode::derive(&new, &jazz(), &ticket);
+    each_backend(|store, backend| {
+        let (old, new, ticket, old_code, new_code) = (&old, &new, &ticket, &old_code, &new_code);
+        async move {
+            let hasher = |key: &ClaimKey| {
+                let key = key.clone();
+                move |reservation: &str, ticket: &str| {
+                    let (r, t) = (ReservationId::parse(reservation).ok()?, ExternalId::parse(ticket).ok()?);
+                    Some(ClaimCode::derive(&key, &r, &t).hash())
+                }
+            };
+            assert_eq!(store.renew_claim_hashes(&old.fingerprint(), &hasher(old)).await.unwrap(), 0, "{backend}");
+            let holder = Holder::Email {
+                email: Email::parse("fan@example.org").unwrap(),
+                display_name: None,
+                claim_hash: old_code.hash(),
+            };
+            let grant =
+                WebhookEvent::TicketsGranted { id: jazz(), tickets: vec![Ticket { id: ticket.clone(), holder }] };
+            store.record_webhook(&receipt("g"), &grant).await.unwrap();
+            // The same key: nothing to do, and nothing read.
+            assert_eq!(store.renew_claim_hashes(&old.fingerprint(), &hasher(old)).await.unwrap(), 0, "{backend}");
+            assert_eq!(store.renew_claim_hashes(&new.fingerprint(), &hasher(new)).await.unwrap(), 1, "{backend}");
+            assert_eq!(store.renew_claim_hashes(&new.fingerprint(), &hasher(new)).await.unwrap(), 0, "{backend}");
+            let claim = |code: &ClaimCode| {
+                let (store, hash) = (store.clone(), code.hash());
+                async move { store.claim_ticket(&hash, &alice(), BoundHow::DirectMessage, None, Utc::now()).await }
+            };
+            assert_eq!(claim(old_code).await.unwrap(), ClaimOutcome::Unusable, "{backend}");
+            let claimed = ClaimOutcome::Claimed { reservation_id: "jazz".into(), ticket_id: "t-1".into() };
+            assert_eq!(claim(new_code).await.unwrap(), claimed, "{backend}");
+        }
+    })
+    .await;
+}
