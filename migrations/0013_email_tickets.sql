@@ -23,3 +23,5 @@ CREATE TABLE foyer_settings (
     name  TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+-- The email tickets to look up on the homeserver, found without reading the others.
+CREATE INDEX tickets_to_look_up ON tickets (looked_up_at) WHERE user_id IS NULL AND email IS NOT NULL;

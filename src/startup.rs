@@ -110,11 +110,22 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     tokio::select! {
         result = matrix::handshake(&config, http_client, ping_txn) => {
             let (client, report) = result?;
-            let admin = config.synapse_admin.as_ref().map(|a| crate::matrix::synapse_admin::SynapseAdmin {
-                http: client.http().clone(),
-                base_url: config.homeserver.url.as_str().trim_end_matches('/').to_owned(),
-                token: a.token.clone(),
+            let admin = config.synapse_admin.as_ref().map(|a| {
+                Arc::new(crate::matrix::synapse_admin::SynapseAdmin {
+                    http: client.http().clone(),
+                    base_url: config.homeserver.url.as_str().trim_end_matches('/').to_owned(),
+                    token: a.token.clone(),
+                })
             });
+            if let Some(admin) = &admin {
+                let lookups = crate::lifecycle::lookups::serve(
+                    state.store.clone(),
+                    admin.clone(),
+                    state.wake.clone(),
+                    stop_rx.clone(),
+                );
+                tokio::spawn(lookups);
+            }
             let lifecycle = Arc::new(crate::lifecycle::Lifecycle {
                 store: state.store.clone(),
                 client,

@@ -143,7 +143,8 @@ pub const REFUSAL: &str = "Sorry, only Foyer's admins can use its commands. \
 fn tickets_words(record: &ReservationRecord) -> String {
     let t = &record.tickets;
     let uninvitable = if t.uninvitable > 0 { format!(", {} cannot be invited", t.uninvitable) } else { String::new() };
-    format!("{} active, {} revoked{uninvitable}", t.active, t.revoked)
+    let unclaimed = if t.unclaimed > 0 { format!(", {} unclaimed", t.unclaimed) } else { String::new() };
+    format!("{} active, {} revoked{unclaimed}{uninvitable}", t.active, t.revoked)
 }
 
 /// A phase as `!foyer show` says it: `scheduled (opening)`, `ended (archiving)`.

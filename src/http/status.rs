@@ -440,6 +440,10 @@ fn table_row(state: &AppState, row: &Row, now: DateTime<Utc>) -> String {
     };
     let error = record.last_error.as_deref().map(escape).unwrap_or_default();
     let mut tickets = record.tickets.active.to_string();
+    if record.tickets.unclaimed > 0 {
+        // Counted, never listed: an unclaimed ticket is known by an email address.
+        tickets.push_str(&format!("<br><span class=muted>{} unclaimed</span>", record.tickets.unclaimed));
+    }
     if record.tickets.uninvitable > 0 {
         let names: Vec<String> = row
             .cannot_invite

@@ -6,6 +6,7 @@
 //! again. New facts make a reservation due at once; a restart resumes from the
 //! store; duplicates do nothing because plans are computed from recorded state.
 
+pub mod lookups;
 pub mod notices;
 mod perform;
 pub mod plan;
@@ -56,7 +57,7 @@ pub struct Lifecycle {
     pub store: Arc<dyn Store>,
     pub client: MatrixClient,
     pub config: Arc<Config>,
-    pub admin: Option<SynapseAdmin>,
+    pub admin: Option<Arc<SynapseAdmin>>,
     pub wake: Arc<Notify>,
     /// This process's name on leases, unique per start.
     pub instance: String,

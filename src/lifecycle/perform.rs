@@ -210,7 +210,7 @@ impl Lifecycle {
     }
 
     async fn archive(&self, at: &InRoom<'_>) -> Result<StepRecord, StepError> {
-        rooms::archive(&self.client, self.admin.as_ref(), &self.config, at.record, at.room).await?;
+        rooms::archive(&self.client, self.admin.as_deref(), &self.config, at.record, at.room).await?;
         tracing::info!(reservation_id = %at.id, room_id = %at.room, mode = self.config.rooms.archive_mode.as_str(), "room archived");
         Ok(StepRecord::Archived)
     }

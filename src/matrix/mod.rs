@@ -47,6 +47,19 @@ pub enum MatrixError {
 }
 
 impl MatrixError {
+    /// The same error, naming the endpoint as `endpoint` (a path that held personal
+    /// data, named without it).
+    pub fn at(self, endpoint: String) -> Self {
+        match self {
+            Self::Network { message, .. } => Self::Network { endpoint, message },
+            Self::Api { status, errcode, message, retry_after, .. } => {
+                Self::Api { endpoint, status, errcode, message, retry_after }
+            }
+            Self::BadResponse { message, .. } => Self::BadResponse { endpoint, message },
+            Self::Request { message, .. } => Self::Request { endpoint, message },
+        }
+    }
+
     /// Network errors, 429 and 5xx may succeed later; other answers will not.
     pub fn is_transient(&self) -> bool {
         match self {

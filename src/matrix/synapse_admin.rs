@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::MatrixError;
+use crate::model::Email;
 
 /// The Synapse admin API, with a server admin's token (not the as_token).
 pub struct SynapseAdmin {
@@ -27,7 +28,8 @@ impl SynapseAdmin {
         let resp = req
             .send()
             .await
-            .map_err(|e| MatrixError::Network { endpoint: endpoint.clone(), message: e.to_string() })?;
+            // Without the URL, which may hold what the path names (an email address).
+            .map_err(|e| MatrixError::Network { endpoint: endpoint.clone(), message: e.without_url().to_string() })?;
         let status = resp.status().as_u16();
         let body: Value = resp.json().await.unwrap_or(Value::Null);
         if status >= 400 {
@@ -52,6 +54,23 @@ impl SynapseAdmin {
             Ok(_) => Ok(true),
             Err(MatrixError::Api { status: 404, .. }) => Ok(false),
             Err(e) => Err(e),
+        }
+    }
+
+    /// The local user who has `email` bound, if any. The address never appears in an
+    /// error (errors are logged): the endpoint is named without it.
+    pub async fn user_by_email(&self, email: &Email) -> Result<Option<OwnedUserId>, MatrixError> {
+        let path = format!("/_synapse/admin/v1/threepid/email/users/{}", urlencode(email.address()));
+        let hidden = "GET /_synapse/admin/v1/threepid/email/users/<email>".to_owned();
+        let found = match self.call(reqwest::Method::GET, &path, None).await {
+            Ok(found) => found,
+            Err(MatrixError::Api { status: 404, .. }) => return Ok(None),
+            Err(e) => return Err(e.at(hidden)),
+        };
+        let user = found["user_id"].as_str().and_then(|u| OwnedUserId::try_from(u).ok());
+        match user {
+            Some(user) => Ok(Some(user)),
+            None => Err(MatrixError::BadResponse { endpoint: hidden, message: "no valid user_id".into() }),
         }
     }
 

@@ -20,7 +20,7 @@ use crate::config::DatabaseKind;
 use crate::events::HomeserverEvent;
 use crate::model::Membership;
 use crate::model::SessionId;
-use crate::model::{BoundHow, ClaimOutcome, Description, Holder, ReservationId, StreamUrl, WebhookEvent};
+use crate::model::{BoundHow, ClaimOutcome, Description, Email, Holder, ReservationId, StreamUrl, WebhookEvent};
 
 /// What one database does its own way.
 #[async_trait]
@@ -438,6 +438,49 @@ where
         }
         sqlx::query(sql::SET_SETTING).bind(NAME).bind(fingerprint).execute(&self.pool).await?;
         Ok(renewed)
+    }
+
+    async fn lookups_due(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(ReservationId, String, Email)>, StoreError> {
+        let query = sqlx::query(sql::LOOKUPS_DUE).bind(to_millis(before)).bind(i64::from(limit));
+        let rows = query.fetch_all(&self.pool).await?;
+        let mut due = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let reservation = row.text("reservation_id")?;
+            // What was checked on the way in reads back; a row that does not is skipped
+            // (and never named: it holds an address).
+            let (Ok(id), Ok(email)) = (ReservationId::parse(&reservation), Email::parse(&row.text("email")?)) else {
+                tracing::warn!(reservation_id = %reservation, "an email ticket does not read back; not looked up");
+                continue;
+            };
+            due.push((id, row.text("ticket_id")?, email));
+        }
+        Ok(due)
+    }
+
+    async fn looked_up(
+        &self,
+        reservation: &ReservationId,
+        ticket: &str,
+        found: Option<&UserId>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (rid, now) = (reservation.as_str(), to_millis(now));
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        sqlx::query(sql::LOOKED_UP).bind(now).bind(rid).bind(ticket).execute(&mut *tx).await?;
+        let mut bound = false;
+        if let Some(user) = found {
+            let query = sqlx::query(sql::BIND_TICKET).bind(user.as_str()).bind(BoundHow::Lookup.as_str()).bind(now);
+            bound = D::rows_affected(&query.bind(rid).bind(ticket).execute(&mut *tx).await?) > 0;
+            if bound {
+                sqlx::query(sql::FACTS_ARRIVED).bind(rid).bind(now).execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(bound)
     }
 
     async fn direct_chat_active(&self, room_id: &str, user: &UserId, now: DateTime<Utc>) -> Result<(), StoreError> {

@@ -23,7 +23,7 @@ use crate::model::{
 use crate::{
     config::{DatabaseConfig, DatabaseKind},
     events::HomeserverEvent,
-    model::{BoundHow, ClaimOutcome, Membership, ReservationId, SessionId, WebhookEvent},
+    model::{BoundHow, ClaimOutcome, Email, Membership, ReservationId, SessionId, WebhookEvent},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -193,6 +193,26 @@ pub trait Store: Send + Sync {
     /// unless the hashes were made with the key `fingerprint` names already; returns how
     /// many changed. Run at start: a new `as_token` is a new key.
     async fn renew_claim_hashes(&self, fingerprint: &str, hash: &ClaimHasher) -> Result<u64, StoreError>;
+
+    /// Email tickets due a lookup on the homeserver (see `lifecycle::lookups`): never
+    /// looked up, or not since `before` while their room is open. `(reservation, ticket,
+    /// email)`, at most `limit`.
+    async fn lookups_due(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(ReservationId, String, Email)>, StoreError>;
+
+    /// The homeserver was asked about this ticket's email now; `found` is the user who
+    /// has it bound, whom the ticket is then bound to (its email forgotten, its
+    /// reservation due). `true` when it was bound.
+    async fn looked_up(
+        &self,
+        reservation: &ReservationId,
+        ticket: &str,
+        found: Option<&UserId>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 
     /// A direct chat a stranger opened with the bot (to claim a ticket) was used now.
     async fn direct_chat_active(&self, room_id: &str, user: &UserId, now: DateTime<Utc>) -> Result<(), StoreError>;

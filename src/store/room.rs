@@ -75,6 +75,8 @@ const INVITE_FORGOTTEN: &str = "DELETE FROM room_invites WHERE reservation_id = 
 const OPENING_NOTICE_SENT: &str = "UPDATE lifecycle SET opening_notice_sent = 1 WHERE reservation_id = $1";
 const CLOSING_NOTICE_SENT: &str = "UPDATE lifecycle SET closing_notice_sent = 1 WHERE reservation_id = $1";
 const ARCHIVED: &str = "UPDATE lifecycle SET archived_at = $1 WHERE reservation_id = $2";
+const FORGET_EMAILS: &str = "UPDATE tickets SET email = NULL, display_name = NULL
+    WHERE reservation_id = $1 AND (email IS NOT NULL OR display_name IS NOT NULL)";
 
 // What `lifecycle_state` reads.
 
@@ -155,7 +157,11 @@ where
             StepRecord::InviteForgotten { user_id } => sqlx::query(INVITE_FORGOTTEN).bind(rid).bind(user_id.as_str()),
             StepRecord::OpeningNoticeSent => sqlx::query(OPENING_NOTICE_SENT).bind(rid),
             StepRecord::ClosingNoticeSent => sqlx::query(CLOSING_NOTICE_SENT).bind(rid),
-            StepRecord::Archived => sqlx::query(ARCHIVED).bind(now).bind(rid),
+            StepRecord::Archived => {
+                // The show is over: its holders' emails are no longer needed.
+                sqlx::query(FORGET_EMAILS).bind(rid).execute(&self.pool).await?;
+                sqlx::query(ARCHIVED).bind(now).bind(rid)
+            }
         };
         query.execute(&self.pool).await?;
         Ok(())
