@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod appservice;
+pub mod claim;
 pub mod server;
 pub mod status;
 pub mod webhooks;
@@ -46,6 +47,7 @@ pub fn router(state: AppState, limits: &server::Limits) -> Router {
         .nest("/api/v1", api::router(state.clone()))
         .route("/webhooks/v1/events", axum::routing::post(webhooks::receive))
         .merge(status::router())
+        .merge(claim::router())
         .route("/health/live", get(|| async { Json(json!({"status": "live"})) }))
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics).layer(middleware::from_fn_with_state(state.clone(), require_api_token)))
@@ -71,13 +73,18 @@ async fn request_id(request: Request, next: Next) -> Response {
         })
         .map(str::to_owned);
     let id = given.unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
-    let span =
-        tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %logged_path(request.uri().path()));
     let mut response = tracing::Instrument::instrument(next.run(request), span).await;
     if let Ok(value) = header::HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);
     }
     response
+}
+
+/// A request's path as logs show it: a claim code is as good as the ticket, so the
+/// claim page's path is logged without it.
+pub fn logged_path(path: &str) -> &str {
+    if path.starts_with("/claim/") { "/claim/[code]" } else { path }
 }
 
 /// A JSON error in the Matrix shape, `{"errcode": ..., "error": ...}`.

@@ -185,7 +185,7 @@ impl Guard {
 
 /// The middleware in front of every route: the declared length, a permit, the deadline.
 pub async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> Response {
-    let path = request.uri().path().to_owned();
+    let path = super::logged_path(request.uri().path()).to_owned();
     let matrix = path.starts_with("/_matrix/");
     let limit = body_limit(&path);
     if let Some(declared) = declared_length(request.headers())

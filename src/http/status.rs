@@ -29,7 +29,7 @@ use url::Url;
 
 use crate::{
     config::Config,
-    html::escape,
+    html::{document, escape},
     http::{AppState, has_token},
     model::{ReservationId, ReservationRecord, SessionId, naming},
     query,
@@ -259,21 +259,6 @@ fn unavailable(e: StoreError) -> Response {
     let head = format!("<meta http-equiv=refresh content={REFRESH}>");
     (StatusCode::SERVICE_UNAVAILABLE, Html(document("Foyer status", &head, body))).into_response()
 }
-
-fn document(title: &str, head: &str, body: &str) -> String {
-    format!(
-        "<!doctype html><html lang=en><head><meta charset=utf-8>\
-         <meta name=viewport content=\"width=device-width, initial-scale=1\">{head}<title>{}</title><style>{STYLE}</style></head>\
-         <body>{body}</body></html>",
-        escape(title)
-    )
-}
-
-const STYLE: &str = "body{font:15px/1.4 system-ui,sans-serif;margin:1.5rem;color:#1b1b1b;background:#fafafa}\
-h1{font-size:1.4rem;margin:0 0 .3rem}h2{font-size:1.1rem;margin:1.4rem 0 .4rem}\
-table{border-collapse:collapse;width:100%;background:#fff}th,td{text-align:left;padding:.3rem .6rem;border-bottom:1px solid #e3e3e3;vertical-align:top}\
-th{font-weight:600;background:#f0f0f0}code{font-size:.9em}.error{color:#a40000}.muted{color:#666}\
-.failing td{background:#fff1f0}form{margin:.3rem 0}.summary span{margin-right:1rem}";
 
 struct Row<'a> {
     record: &'a ReservationRecord,

@@ -80,6 +80,16 @@ pub enum ClaimOutcome {
     Unusable,
 }
 
+/// What a claim code's page shows: the ticket it names, if it can still be claimed or
+/// was claimed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimStatus {
+    pub reservation_id: String,
+    pub ticket_id: String,
+    /// Who holds the ticket, once bound.
+    pub holder: Option<String>,
+}
+
 impl ClaimOutcome {
     /// A bounded label for logs and metrics.
     pub fn label(&self) -> &'static str {

@@ -20,7 +20,9 @@ use crate::config::DatabaseKind;
 use crate::events::HomeserverEvent;
 use crate::model::Membership;
 use crate::model::SessionId;
-use crate::model::{BoundHow, ClaimOutcome, Description, Email, Holder, ReservationId, StreamUrl, WebhookEvent};
+use crate::model::{
+    BoundHow, ClaimOutcome, ClaimStatus, Description, Email, Holder, ReservationId, StreamUrl, WebhookEvent,
+};
 
 /// What one database does its own way.
 #[async_trait]
@@ -520,6 +522,20 @@ where
         let outcome = claim(&mut tx, claim_hash, user, how, only_in, to_millis(now)).await?;
         tx.commit().await?;
         Ok(outcome)
+    }
+
+    async fn claim_status(&self, claim_hash: &str) -> Result<Option<ClaimStatus>, StoreError> {
+        let Some(row) = sqlx::query(sql::CLAIMABLE).bind(claim_hash).fetch_optional(&self.pool).await? else {
+            return Ok(None);
+        };
+        if row.flag("revoked")? || row.flag("archived")? {
+            return Ok(None);
+        }
+        Ok(Some(ClaimStatus {
+            reservation_id: row.text("reservation_id")?,
+            ticket_id: row.text("ticket_id")?,
+            holder: row.opt_text("user_id")?,
+        }))
     }
 
     async fn tickets(&self, id: &ReservationId, after: &str, limit: u32) -> Result<Vec<TicketRow>, StoreError> {

@@ -23,7 +23,7 @@ use crate::model::{
 use crate::{
     config::{DatabaseConfig, DatabaseKind},
     events::HomeserverEvent,
-    model::{BoundHow, ClaimOutcome, Email, Membership, ReservationId, SessionId, WebhookEvent},
+    model::{BoundHow, ClaimOutcome, ClaimStatus, Email, Membership, ReservationId, SessionId, WebhookEvent},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -222,6 +222,10 @@ pub trait Store: Send + Sync {
 
     /// The bot left the direct chat.
     async fn forget_direct_chat(&self, room_id: &str) -> Result<(), StoreError>;
+
+    /// The ticket a claim code's hash names, unless it was revoked or its reservation
+    /// archived (a code that no longer works reads like one that never did).
+    async fn claim_status(&self, claim_hash: &str) -> Result<Option<ClaimStatus>, StoreError>;
 
     /// A reservation's tickets ordered by id, after `after`, at most `limit`.
     async fn tickets(&self, id: &ReservationId, after: &str, limit: u32) -> Result<Vec<TicketRow>, StoreError>;

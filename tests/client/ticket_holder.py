@@ -1,16 +1,19 @@
 """A ticket holder acting through matrix-nio, a real Matrix client library.
 
     ticket_holder.py HOMESERVER USER_ID PASSWORD ROOM_ID join|post
+    ticket_holder.py HOMESERVER USER_ID PASSWORD BOT_ID claim TEXT...
 
 `join`: waits for the invite, accepts it, reads the room (notices, widget) and posts.
 `post`: tries to post once more (after the archive this must be refused).
+`claim`: opens a direct chat with the bot, as Element does (an invite marked is_direct),
+waits for the bot to join, then sends each TEXT in turn and waits for each answer.
 Prints one JSON object with what it saw; exits 1 on anything unexpected.
 """
 import asyncio
 import json
 import sys
 
-from nio import AsyncClient, JoinError, LoginError, RoomGetStateError, RoomSendError
+from nio import AsyncClient, JoinError, LoginError, RoomCreateResponse, RoomGetStateError, RoomSendError
 
 
 async def main() -> int:
@@ -21,6 +24,8 @@ async def main() -> int:
         if isinstance(login, LoginError):
             print(json.dumps({"error": f"login: {login.message}"}))
             return 1
+        if mode == "claim":
+            return await claim(client, room_id, sys.argv[6:])
         if mode == "post":
             sent = await client.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "after the end"})
             refused = isinstance(sent, RoomSendError)
@@ -64,6 +69,49 @@ async def main() -> int:
         return 0
     finally:
         await client.close()
+
+
+async def claim(client: AsyncClient, bot: str, texts: list) -> int:
+    created = await client.room_create(is_direct=True, invite=[bot])
+    if not isinstance(created, RoomCreateResponse):
+        print(json.dumps({"error": f"createRoom: {created}"}))
+        return 1
+    dm = created.room_id
+    answers = []
+    seen = set()
+
+    async def next_answer() -> str | None:
+        for _ in range(60):
+            sync = await client.sync(timeout=500)
+            room = sync.rooms.join.get(dm)
+            for event in room.timeline.events if room else []:
+                source = event.source
+                if source.get("sender") == bot and source.get("content", {}).get("msgtype") == "m.notice":
+                    if source["event_id"] not in seen:
+                        seen.add(source["event_id"])
+                        return source["content"].get("body")
+        return None
+
+    for _ in range(60):
+        await client.sync(timeout=500)
+        members = client.rooms[dm].users if dm in client.rooms else {}
+        if bot in members:
+            break
+    else:
+        print(json.dumps({"error": "the bot never joined the direct chat", "dm": dm}))
+        return 1
+    for text in texts:
+        sent = await client.room_send(dm, "m.room.message", {"msgtype": "m.text", "body": text})
+        if isinstance(sent, RoomSendError):
+            print(json.dumps({"error": f"send: {sent.message}", "dm": dm}))
+            return 1
+        answer = await next_answer()
+        if answer is None:
+            print(json.dumps({"error": f"no answer to {text!r}", "dm": dm, "answers": answers}))
+            return 1
+        answers.append(answer)
+    print(json.dumps({"dm": dm, "answers": answers}))
+    return 0
 
 
 if __name__ == "__main__":

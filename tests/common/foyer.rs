@@ -462,3 +462,15 @@ pub fn sqlite_exec(db: &Path, sql: &str) {
         .expect("python3");
     assert!(out.status.success(), "sqlite {sql}: {}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// A reservation whose room should be open now: it started a minute ago and ends in an
+/// hour, titled `Show <id>`.
+pub fn open_reservation(id: &str, hosts: &[&str], revision: u64) -> Value {
+    let now = chrono::Utc::now();
+    let at = |d: chrono::Duration| (now + d).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    serde_json::json!({
+        "reservation_id": id, "revision": revision, "title": format!("Show {id}"),
+        "starts_at": at(chrono::Duration::minutes(-1)), "ends_at": at(chrono::Duration::hours(1)),
+        "hosts": hosts,
+    })
+}

@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
-use chrono::{SecondsFormat, Utc};
+use chrono::Utc;
 use serde_json::{Value, json};
 
 use crate::common::{
     enc, eventually,
-    foyer::{TestFoyer, sqlite_exec},
+    foyer::{TestFoyer, open_reservation, sqlite_exec},
     random_token,
     synapse::Synapse,
     unique,
@@ -18,15 +18,6 @@ use crate::common::{
 
 /// A reservation whose room is open now (it started a minute ago, lasts an hour), with no
 /// stream link, so that the room's first steps after its creation are the invites.
-fn open_reservation(id: &str) -> Value {
-    let now = Utc::now();
-    let at = |d: chrono::Duration| (now + d).to_rfc3339_opts(SecondsFormat::Secs, true);
-    json!({
-        "reservation_id": id, "revision": 1, "title": format!("Show {id}"),
-        "starts_at": at(chrono::Duration::minutes(-1)), "ends_at": at(chrono::Duration::hours(1)),
-    })
-}
-
 /// `{"n":{"n":…{"n":"deep"}…}}`, `depth` objects deep.
 fn nested(depth: usize) -> Value {
     (0..depth).fold(json!("deep"), |inner, _| json!({ "n": inner }))
@@ -41,7 +32,7 @@ async fn a_members_deeply_nested_event_never_stops_the_transactions_behind_it() 
     let hs = Synapse::shared();
     let (alice, bob) = (hs.create_user("alice").await, hs.create_user("bob").await);
     let id = unique("deep");
-    foyer.accept("reservation.created", open_reservation(&id)).await;
+    foyer.accept("reservation.created", open_reservation(&id, &[], 1)).await;
     foyer.grant(&id, &[("t1", &alice.user_id), ("t2", &bob.user_id)]).await;
     let room = foyer.room_id(&id, Duration::from_secs(20)).await;
     alice.join_once_invited(&room, Duration::from_secs(10)).await;
@@ -90,7 +81,7 @@ async fn a_holder_who_cannot_be_invited_holds_back_nobody() {
     let remote = "@bob:unreachable.invalid";
     let id = unique("door");
     foyer.grant(&id, &[("t-remote", remote), ("t-ghost", &ghost), ("t-alice", &alice.user_id)]).await;
-    foyer.accept("reservation.created", open_reservation(&id)).await;
+    foyer.accept("reservation.created", open_reservation(&id, &[], 1)).await;
     let room = foyer.room_id(&id, Duration::from_secs(20)).await;
     let bot = TestUser::bot(&foyer.slot);
 
@@ -165,7 +156,7 @@ async fn a_half_created_room_whose_creator_is_gone_is_replaced_in_seconds() {
     let bot = TestUser::bot(&foyer.slot);
     let path = format!("/_matrix/client/v3/rooms/{}/leave", enc(&broken));
     assert_eq!(bot.request(reqwest::Method::POST, &path, Some(json!({}))).await.0, 200);
-    foyer.accept("reservation.created", open_reservation(&id)).await;
+    foyer.accept("reservation.created", open_reservation(&id, &[], 1)).await;
     foyer.grant(&id, &[("t1", &holder.user_id)]).await;
     let began = Utc::now().timestamp_millis();
     sqlite_exec(
@@ -195,7 +186,7 @@ async fn a_flood_of_knocks_is_refused_within_a_budget_and_the_rest_left_waiting(
     let foyer = TestFoyer::start_with(|yaml| yaml + "rooms:\n  join_rule: knock\n", &[]).await;
     let hs = Synapse::shared();
     let id = unique("flood");
-    foyer.accept("reservation.created", open_reservation(&id)).await;
+    foyer.accept("reservation.created", open_reservation(&id, &[], 1)).await;
     let room = foyer.room_id(&id, Duration::from_secs(20)).await;
     let knock = format!("/_matrix/client/v3/knock/{}", enc(&foyer.alias(&id)));
     let mut strangers = Vec::new();
@@ -242,7 +233,7 @@ async fn a_notice_posted_just_before_a_crash_is_posted_once_across_a_homeserver_
     let mut foyer = TestFoyer::start_on(&synapse).await;
     let fan = synapse.create_user("fan").await;
     let id = unique("once");
-    foyer.accept("reservation.created", open_reservation(&id)).await;
+    foyer.accept("reservation.created", open_reservation(&id, &[], 1)).await;
     foyer.grant(&id, &[("t1", &fan.user_id)]).await;
     let room = foyer.room_id(&id, Duration::from_secs(20)).await;
     fan.join_once_invited(&room, Duration::from_secs(10)).await;

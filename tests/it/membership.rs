@@ -3,21 +3,16 @@
 
 use std::time::Duration;
 
-use chrono::{SecondsFormat, Utc};
+use chrono::Utc;
 use serde_json::{Value, json};
 
-use crate::common::{enc, eventually, foyer::TestFoyer, synapse::Synapse, unique, users::TestUser};
-
-/// A reservation whose room is open now (it started a minute ago, lasts an hour).
-fn open_reservation(id: &str, hosts: &[&str], revision: u64) -> Value {
-    let now = Utc::now();
-    let at = |d: chrono::Duration| (now + d).to_rfc3339_opts(SecondsFormat::Secs, true);
-    json!({
-        "reservation_id": id, "revision": revision, "title": format!("Show {id}"),
-        "starts_at": at(chrono::Duration::minutes(-1)), "ends_at": at(chrono::Duration::hours(1)),
-        "hosts": hosts,
-    })
-}
+use crate::common::{
+    enc, eventually,
+    foyer::{TestFoyer, open_reservation},
+    synapse::Synapse,
+    unique,
+    users::TestUser,
+};
 
 /// `user`'s membership event in the room, as the bot sees it (`null` when there is none).
 async fn membership(foyer: &TestFoyer, room_id: &str, user: &TestUser) -> Value {

@@ -440,12 +440,16 @@ async fn admins_command_the_bot_in_a_direct_room_and_strangers_are_refused() {
     let unknown = ask(&admin, &bot, &dm, "!foyer dance").await;
     assert!(unknown["body"].as_str().unwrap().contains("I don't know `dance`. Try `!foyer help`."), "{unknown}");
 
-    // A stranger in the same room gets a polite refusal for every command, and nothing moves.
+    // A stranger in the same room gets a polite refusal for every command but help (which
+    // tells how to claim a ticket, the one thing anyone may do), and nothing moves.
     let path = format!("/_matrix/client/v3/rooms/{}/invite", enc(&dm));
     assert_eq!(admin.request(reqwest::Method::POST, &path, Some(json!({"user_id": stranger.user_id}))).await.0, 200);
     assert_eq!(stranger.join(&dm).await.0, 200);
+    let help = ask(&stranger, &bot, &dm, "!foyer help").await;
+    let text = help["body"].as_str().unwrap();
+    assert!(text.contains("send `!claim` followed by your claim code"), "{text}");
+    assert!(!text.contains("!foyer open"), "no admin command is offered: {text}");
     for command in [
-        "help",
         "list",
         &format!("show {other}"),
         &format!("open {other}"),
