@@ -38,6 +38,8 @@ fn answer(status: StatusCode, body: String) -> Response {
 }
 
 fn not_found(config: &Config) -> Response {
+    tracing::info!(result = "not_found", "claim page");
+    metrics::counter!("foyer_claim_pages_total", "result" => "not_found").increment(1);
     let body = format!(
         "<h1>This claim link does not work</h1>\
          <p>There is no ticket to claim with this code: it may have been mistyped, the ticket \
@@ -75,6 +77,9 @@ async fn page(State(state): State<AppState>, Path(code): Path<String>) -> Respon
         Ok(id) => state.store.reservation(&id).await.ok().flatten(),
         Err(_) => None,
     };
+    let result = if status.holder.is_some() { "claimed" } else { "unclaimed" };
+    tracing::info!(reservation_id = %status.reservation_id, result, "claim page");
+    metrics::counter!("foyer_claim_pages_total", "result" => result).increment(1);
     let body = render(config, &code, record.as_ref(), status.holder.as_deref());
     answer(StatusCode::OK, document("Claim your ticket", "", &body))
 }

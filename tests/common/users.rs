@@ -197,3 +197,19 @@ pub fn nio_client(user: &TestUser, homeserver: &str, room_id: &str, mode: &str) 
     assert!(out.status.success(), "nio client failed: {stdout}{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
+
+/// Opens a direct chat with the bot as `user` through matrix-nio (as Element does: an
+/// invite marked `is_direct`) and sends each of `texts`, waiting for each answer;
+/// returns `{"dm": room_id, "answers": [...]}`.
+pub fn nio_claim(user: &TestUser, homeserver: &str, bot: &str, texts: &[&str]) -> Value {
+    let python = repo_root().join("target/synapse-venv/bin/python");
+    let out = Command::new(python)
+        .arg(repo_root().join("tests/client/ticket_holder.py"))
+        .args([homeserver, &user.user_id, &user.password, bot, "claim"])
+        .args(texts)
+        .output()
+        .expect("run the matrix-nio client");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "nio client failed: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}

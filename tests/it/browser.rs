@@ -178,6 +178,14 @@ impl Browser {
         }
     }
 
+    /// The rendered text of the first element matching the CSS selector, as a reader sees
+    /// it (markup in the page's data shows as text only if it was escaped).
+    pub async fn text(&self, css: &str) -> Option<String> {
+        let id = self.find(css).await?;
+        let value = self.command("Get Element Text", reqwest::Method::GET, &format!("/element/{id}/text"), None).await;
+        Some(value.as_str().unwrap_or_default().to_owned())
+    }
+
     /// Types `text` into the first element matching the CSS selector.
     pub async fn type_into(&self, css: &str, text: &str) {
         let id = self.expect(css).await;

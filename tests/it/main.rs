@@ -2,6 +2,7 @@
 
 mod appservice_api;
 mod browser;
+mod claims;
 #[path = "../common/mod.rs"]
 mod common;
 mod config_cli;

@@ -1,0 +1,260 @@
+//! Fans without a Matrix ID (contract §7), against a real Synapse and as each user would:
+//! an email the homeserver has bound, a claim code sent in a direct chat by a matrix-nio
+//! client, a code in a knock, wrong codes, a claimed code claimed again, a ticket moved to
+//! another holder, and the claim page in Chromium.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::{
+    browser::Browser,
+    common::{
+        enc, eventually,
+        foyer::{TestFoyer, open_reservation},
+        synapse::Synapse,
+        unique,
+        users::{TestUser, nio_claim},
+    },
+};
+
+/// A Foyer that may ask Synapse's admin API, as the lookups need, and logs everything.
+async fn foyer_with_admin(extra: &'static str) -> TestFoyer {
+    let admin = Synapse::shared().create_admin().await;
+    let token = admin.access_token.clone();
+    TestFoyer::start_with(
+        move |yaml| yaml + &format!("synapse_admin:\n  token: {token}\n") + extra,
+        &[("RUST_LOG", "trace")],
+    )
+    .await
+}
+
+fn email_ticket(ticket: &str, email: &str) -> Value {
+    json!({"ticket_id": ticket, "email": email, "display_name": "A Fan"})
+}
+
+/// The tickets endpoint's view of one ticket.
+async fn ticket(foyer: &TestFoyer, id: &str, ticket: &str) -> Value {
+    let path = format!("/api/v1/reservations/{id}/tickets");
+    let (status, listed) = foyer.request(reqwest::Method::GET, &path, Some(&foyer.slot.api_token), None).await;
+    assert_eq!(status, 200, "{listed}");
+    listed["tickets"].as_array().and_then(|t| t.iter().find(|t| t["ticket_id"] == ticket)).cloned().expect(ticket)
+}
+
+/// `user`'s membership in the room, as the bot sees it (`None` when there is none yet).
+async fn membership(foyer: &TestFoyer, room: &str, user: &TestUser) -> Option<String> {
+    let event = TestUser::bot(&foyer.slot).member_event(room, &user.user_id).await?;
+    event["membership"].as_str().map(str::to_owned)
+}
+
+async fn wait_membership(foyer: &TestFoyer, room: &str, user: &TestUser, want: &str) {
+    eventually(Duration::from_secs(30), &format!("{} to be {want}", user.user_id), || async {
+        (membership(foyer, room, user).await.as_deref() == Some(want)).then_some(())
+    })
+    .await;
+}
+
+fn address(name: &str) -> String {
+    format!("{}@fans.example.org", unique(name).to_lowercase())
+}
+
+#[tokio::test]
+async fn an_email_the_homeserver_has_bound_is_invited_with_no_claim() {
+    let hs = Synapse::shared();
+    let foyer = foyer_with_admin("").await;
+    let (admin, fan) = (hs.create_admin().await, hs.create_user("bound").await);
+    let email = address("bound");
+    // The fan added the address to their account (here through the admin API).
+    let path = format!("/_synapse/admin/v2/users/{}", enc(&fan.user_id));
+    let threepids = json!({"threepids": [{"medium": "email", "address": email}]});
+    let (status, body) = admin.request(reqwest::Method::PUT, &path, Some(threepids)).await;
+    assert_eq!(status, 200, "{body}");
+
+    let id = unique("lookup");
+    foyer.accept("ticket.granted", json!({"reservation_id": id, "tickets": [email_ticket("t-1", &email)]})).await;
+    foyer.accept("reservation.created", open_reservation(&id, &[], 1)).await;
+    let room = foyer.room_id(&id, Duration::from_secs(20)).await;
+    fan.join_once_invited(&room, Duration::from_secs(30)).await;
+
+    let seen = ticket(&foyer, &id, "t-1").await;
+    assert_eq!(seen["state"], "bound", "{seen}");
+    assert_eq!(seen["user_id"], fan.user_id.as_str(), "{seen}");
+    assert_eq!(seen["email_masked"], Value::Null, "the address is forgotten once bound: {seen}");
+    assert_eq!(seen["claim"], Value::Null, "{seen}");
+    assert_eq!(foyer.reservation(&id).await.1["tickets"]["claimed"], 1);
+    let log = foyer.log();
+    assert!(log.contains("email ticket bound"), "{log}");
+    assert!(!log.contains(&email), "the address appears in the trace-level log");
+    assert!(!log.contains(&email.replace('@', "%40")), "the address appears, encoded, in the log");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fan_claims_by_direct_message_is_invited_and_loses_the_seat_with_the_ticket() {
+    let hs = Synapse::shared();
+    let foyer = foyer_with_admin("").await;
+    let (fan, other) = (hs.create_user("claimer").await, hs.create_user("latecomer").await);
+    let email = address("claimer");
+    let id = unique("claim");
+    foyer.accept("reservation.created", open_reservation(&id, &[], 1)).await;
+    foyer.accept("ticket.granted", json!({"reservation_id": id, "tickets": [email_ticket("t-1", &email)]})).await;
+    let room = foyer.room_id(&id, Duration::from_secs(20)).await;
+
+    let unclaimed = ticket(&foyer, &id, "t-1").await;
+    assert_eq!(unclaimed["state"], "unclaimed", "{unclaimed}");
+    assert_eq!(unclaimed["email_masked"], format!("{}***@fans.example.org", &email[..1]), "{unclaimed}");
+    let command = unclaimed["claim"]["command"].as_str().expect("a claim command").to_owned();
+    let code = unclaimed["claim"]["code"].as_str().expect("a claim code").to_owned();
+    assert_eq!(command, format!("!claim {code}"));
+    assert!(unclaimed["claim"]["url"].as_str().unwrap().ends_with(&format!("/claim/{}", code.replace('-', ""))));
+
+    let bot = foyer.slot.bot_user_id();
+    let said = tokio::task::block_in_place(|| nio_claim(&fan, &hs.url, &bot, &[&command]));
+    let answered = Instant::now();
+    let reply = said["answers"][0].as_str().unwrap_or_default();
+    assert!(reply.contains(&format!("“Show {id}”")) && reply.contains("is claimed"), "{said}");
+    fan.join_once_invited(&room, Duration::from_secs(30)).await;
+    eprintln!("invited {} ms after the bot's answer", answered.elapsed().as_millis());
+    assert_eq!(ticket(&foyer, &id, "t-1").await["state"], "bound");
+
+    // Someone else with the same code is refused; the first holder keeps the seat.
+    let said = tokio::task::block_in_place(|| nio_claim(&other, &hs.url, &bot, &[&command]));
+    let reply = said["answers"][0].as_str().unwrap_or_default();
+    assert!(reply.contains("already been claimed by someone else"), "{said}");
+    assert_eq!(ticket(&foyer, &id, "t-1").await["user_id"], fan.user_id.as_str());
+    assert_eq!(membership(&foyer, &room, &fan).await.as_deref(), Some("join"));
+
+    // The ticket revoked: the seat goes with it.
+    foyer.revoke(&id, &["t-1"]).await;
+    wait_membership(&foyer, &room, &fan, "leave").await;
+    assert!(!foyer.log().contains(&email), "the address appears in the trace-level log");
+    assert!(!foyer.log().contains(code.replace('-', "").as_str()), "the claim code appears in the log");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_codes_are_answered_politely_then_throttled_and_a_typo_is_told_apart() {
+    let hs = Synapse::shared();
+    let foyer = TestFoyer::start().await;
+    let guesser = hs.create_user("guesser").await;
+    let id = unique("guess");
+    foyer.accept("reservation.created", open_reservation(&id, &[], 1)).await;
+    foyer
+        .accept("ticket.granted", json!({"reservation_id": id, "tickets": [email_ticket("t-1", &address("g"))]}))
+        .await;
+    let code = ticket(&foyer, &id, "t-1").await["claim"]["code"].as_str().expect("a code").to_owned();
+    // A typo: one symbol changed, which the check symbol catches.
+    let mut typo: Vec<char> = code.chars().collect();
+    typo[0] = if typo[0] == 'A' { 'B' } else { 'A' };
+    let typo: String = typo.into_iter().collect();
+    // Well-formed codes of no ticket: another deployment's (the check symbol holds).
+    let strangers: Vec<String> = (0..6).map(|i| foreign_code(i)).collect();
+    let mut texts = vec![format!("!claim {typo}")];
+    texts.extend(strangers.iter().map(|c| format!("!claim {c}")));
+    texts.push(format!("!claim {code}"));
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let bot = foyer.slot.bot_user_id();
+    let said = tokio::task::block_in_place(|| nio_claim(&guesser, &hs.url, &bot, &texts));
+    let answers: Vec<&str> = said["answers"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert!(answers[0].contains("has a typo"), "{said}");
+    for (i, answer) in answers[1..6].iter().enumerate() {
+        assert!(answer.contains("that code doesn't work"), "wrong code {i}: {said}");
+    }
+    assert!(answers[6].contains("Please wait") && answers[6].contains("minutes"), "the sixth: {said}");
+    // Throttled, even the right code waits: nothing is looked at.
+    assert!(answers[7].contains("Please wait"), "{said}");
+    assert_eq!(ticket(&foyer, &id, "t-1").await["state"], "unclaimed");
+}
+
+/// A well-formed code Foyer never made for this deployment: derived under another key.
+fn foreign_code(i: u32) -> String {
+    let key = foyer::model::ClaimKey::from_secret(format!("not this deployment {i}").as_bytes());
+    let reservation = foyer::model::ReservationId::parse("elsewhere").unwrap();
+    let ticket = foyer::model::ExternalId::parse("t").unwrap();
+    foyer::model::ClaimCode::derive(&key, &reservation, &ticket).to_string()
+}
+
+#[tokio::test]
+async fn a_knock_with_the_code_gets_in_and_a_knock_with_a_wrong_one_is_refused() {
+    let hs = Synapse::shared();
+    let foyer = TestFoyer::start_with(|yaml| yaml + "rooms:\n  join_rule: knock\n", &[]).await;
+    let (fan, eve) = (hs.create_user("knocker").await, hs.create_user("eve").await);
+    let id = unique("knockclaim");
+    foyer.accept("reservation.created", open_reservation(&id, &[], 1)).await;
+    foyer
+        .accept("ticket.granted", json!({"reservation_id": id, "tickets": [email_ticket("t-1", &address("k"))]}))
+        .await;
+    let room = foyer.room_id(&id, Duration::from_secs(20)).await;
+    let code = ticket(&foyer, &id, "t-1").await["claim"]["code"].as_str().expect("a code").to_owned();
+
+    let knock = format!("/_matrix/client/v3/knock/{}", enc(&foyer.alias(&id)));
+    let reason = json!({"reason": format!("Hi! My ticket code is {code}")});
+    let (status, body) = fan.request(reqwest::Method::POST, &knock, Some(reason)).await;
+    assert_eq!(status, 200, "{body}");
+    fan.join_once_invited(&room, Duration::from_secs(30)).await;
+    let bound = ticket(&foyer, &id, "t-1").await;
+    assert_eq!((&bound["state"], &bound["user_id"]), (&json!("bound"), &json!(fan.user_id)), "{bound}");
+
+    let wrong = json!({"reason": format!("my code is {}", foreign_code(9))});
+    let (status, body) = eve.request(reqwest::Method::POST, &knock, Some(wrong)).await;
+    assert_eq!(status, 200, "{body}");
+    wait_membership(&foyer, &room, &eve, "leave").await;
+    assert_ne!(eve.join(&room).await.0, 200, "eve cannot join");
+}
+
+#[tokio::test]
+async fn a_ticket_moved_to_another_holder_invites_them_and_removes_the_first() {
+    let hs = Synapse::shared();
+    let foyer = TestFoyer::start().await;
+    let (alice, bob) = (hs.create_user("first").await, hs.create_user("second").await);
+    let id = unique("move");
+    foyer.accept("reservation.created", open_reservation(&id, &[], 1)).await;
+    foyer.grant(&id, &[("t-1", &alice.user_id)]).await;
+    let room = foyer.room_id(&id, Duration::from_secs(20)).await;
+    alice.join_once_invited(&room, Duration::from_secs(30)).await;
+
+    foyer.grant(&id, &[("t-1", &bob.user_id)]).await;
+    bob.join_once_invited(&room, Duration::from_secs(30)).await;
+    wait_membership(&foyer, &room, &alice, "leave").await;
+    assert_eq!(ticket(&foyer, &id, "t-1").await["user_id"], bob.user_id.as_str());
+}
+
+#[tokio::test]
+async fn the_claim_page_shows_the_show_and_the_line_to_send() {
+    let foyer = TestFoyer::start_with(
+        |yaml| yaml.replace("homeserver:\n", "homeserver:\n  signup_url: https://signup.example.org/register\n"),
+        &[],
+    )
+    .await;
+    let id = unique("page");
+    let mut reservation = open_reservation(&id, &[], 1);
+    reservation["title"] = json!("Jazz <b>Night</b> & Friends");
+    foyer.accept("reservation.created", reservation).await;
+    foyer
+        .accept("ticket.granted", json!({"reservation_id": id, "tickets": [email_ticket("t-1", &address("p"))]}))
+        .await;
+    let claim = ticket(&foyer, &id, "t-1").await["claim"].clone();
+    let (url, command) = (claim["url"].as_str().unwrap(), claim["command"].as_str().unwrap());
+
+    let browser = Browser::start().await;
+    browser.goto(url).await;
+    let heading = eventually(Duration::from_secs(10), "the claim page", || async { browser.text("h1").await }).await;
+    assert_eq!(heading, "Jazz <b>Night</b> & Friends", "the title shows as text");
+    let line = browser.text("code.command").await.expect("the line to send");
+    assert_eq!(line, command);
+    let source = browser.source().await;
+    assert!(source.contains("https://signup.example.org/register"), "{source}");
+    assert!(source.contains(&format!("https://matrix.to/#/{}", foyer.slot.bot_user_id())), "{source}");
+    let shot = crate::common::repo_root().join("target/test-artifacts/claim-page.png");
+    browser.screenshot(&shot).await;
+    eprintln!("[claim] screenshot saved to {}", shot.display());
+
+    // A code that does not work: one page, 404, nothing about which codes exist.
+    let unknown = url.replace(&url[url.len() - 15..], &foreign_code(1).replace('-', ""));
+    let resp = reqwest::get(&unknown).await.unwrap();
+    assert_eq!(resp.status(), 404);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("This claim link does not work"), "{text}");
+    let mistyped = reqwest::get(format!("{}/claim/not-a-code", foyer.base_url)).await.unwrap();
+    assert_eq!(mistyped.status(), 404);
+    assert_eq!(mistyped.text().await.unwrap(), text, "every code that does not work gets the same page");
+    assert!(!foyer.log().contains(&url[url.len() - 15..]), "the code appears in the log");
+}
