@@ -146,7 +146,7 @@ async fn wrong_codes_are_answered_politely_then_throttled_and_a_typo_is_told_apa
     typo[0] = if typo[0] == 'A' { 'B' } else { 'A' };
     let typo: String = typo.into_iter().collect();
     // Well-formed codes of no ticket: another deployment's (the check symbol holds).
-    let strangers: Vec<String> = (0..6).map(|i| foreign_code(i)).collect();
+    let strangers: Vec<String> = (0..6).map(foreign_code).collect();
     let mut texts = vec![format!("!claim {typo}")];
     texts.extend(strangers.iter().map(|c| format!("!claim {c}")));
     texts.push(format!("!claim {code}"));
