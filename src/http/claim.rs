@@ -125,7 +125,7 @@ fn render(config: &Config, code: &ClaimCode, record: Option<&ReservationRecord>,
         "<h2>Claim it from your Matrix account</h2>\
          <ol><li>Open a direct chat with <a href=\"{}\"><code>{}</code></a> (in Element: “Start chat”).</li>\
          <li>Send exactly this message:<br><code class=command>{}</code></li>\
-         <li>I invite you to the show's chat room when it opens.</li></ol>",
+         <li>I invite you to the show's chat room: at once if it is open, otherwise when it opens.</li></ol>",
         escape(&bot_link),
         escape(bot.as_str()),
         escape(&command),
