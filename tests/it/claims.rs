@@ -258,3 +258,21 @@ async fn the_claim_page_shows_the_show_and_the_line_to_send() {
     assert_eq!(mistyped.text().await.unwrap(), text, "every code that does not work gets the same page");
     assert!(!foyer.log().contains(&url[url.len() - 15..]), "the code appears in the log");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_bot_leaves_a_strangers_direct_chat_once_idle() {
+    let hs = Synapse::shared();
+    let foyer = TestFoyer::start_with(|yaml| yaml, &[("FOYER_DIRECT_CHAT_IDLE_SECS", "2")]).await;
+    let fan = hs.create_user("idler").await;
+    let bot = foyer.slot.bot_user_id();
+    // The chat is opened and the bot joins; nothing is said after.
+    let opened = tokio::task::block_in_place(|| nio_claim(&fan, &hs.url, &bot, &[]));
+    let dm = opened["dm"].as_str().expect("the direct chat").to_owned();
+    // The inbox looks for idle chats at least every 30 s.
+    eventually(Duration::from_secs(90), "the bot to leave the idle direct chat", || async {
+        let event = fan.member_event(&dm, &bot).await?;
+        (event["membership"] == "leave").then_some(())
+    })
+    .await;
+    assert!(foyer.log().contains("left an idle direct chat"), "{}", foyer.log());
+}

@@ -720,6 +720,15 @@ async fn email_tickets_are_bound_by_a_claim_once_and_forget_their_address() {
                 WebhookEvent::TicketsRevoked { id: jazz(), ticket_ids: vec![ExternalId::parse("t-2").unwrap()] };
             store.record_webhook(&receipt("v"), &revoke).await.unwrap();
             assert_eq!(claim(code("t-2").hash(), "carol").await, ClaimOutcome::Unusable, "{backend}");
+
+            // Archived: the addresses are forgotten and the codes stop working.
+            store.record_webhook(&receipt("g3"), &grant(vec![email_ticket("t-4", "late@example.org")])).await.unwrap();
+            let listed = store.tickets(&jazz(), "", 10).await.unwrap();
+            assert_eq!(listed[3].email_masked.as_deref(), Some("l***@example.org"), "{backend}");
+            store.record_step(&jazz(), &StepRecord::Archived, now).await.unwrap();
+            let listed = store.tickets(&jazz(), "", 10).await.unwrap();
+            assert_eq!(listed[3].email_masked, None, "{backend}: the address is forgotten at the archive");
+            assert_eq!(claim(code("t-4").hash(), "alice").await, ClaimOutcome::Unusable, "{backend}");
         }
     })
     .await;
