@@ -107,6 +107,12 @@ async fn a_fan_claims_by_direct_message_is_invited_and_loses_the_seat_with_the_t
     assert_eq!(command, format!("!claim {code}"));
     assert!(unclaimed["claim"]["url"].as_str().unwrap().ends_with(&format!("/claim/{}", code.replace('-', ""))));
 
+    // The operator's status page counts the unclaimed ticket, and never shows its address.
+    let page = foyer.http.get(format!("{}/status", foyer.base_url)).bearer_auth(&foyer.slot.api_token).send();
+    let page = page.await.unwrap().text().await.unwrap();
+    assert!(page.contains("1 unclaimed"), "{page}");
+    assert!(!page.contains(&email) && !page.contains(&email[..email.find('@').unwrap()]), "{page}");
+
     let bot = foyer.slot.bot_user_id();
     let said = tokio::task::block_in_place(|| nio_claim(&fan, &hs.url, &bot, &[&command]));
     let answered = Instant::now();
