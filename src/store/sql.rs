@@ -150,13 +150,15 @@ pub(super) const CLAIMABLE: &str = "SELECT t.reservation_id, t.ticket_id, t.user
 pub(super) const BIND_TICKET: &str = "UPDATE tickets
     SET user_id = $1, bound_how = $2, bound_at = $3, email = NULL, display_name = NULL
     WHERE reservation_id = $4 AND ticket_id = $5 AND user_id IS NULL AND revoked_at IS NULL";
-/// Email tickets to look up on the homeserver: never looked up (just arrived), or not
-/// since `$1` while their room is open; the longest waiting first: `(before, limit)`.
+/// Email tickets to look up on the homeserver: never looked up (just arrived), not since
+/// their room was opened, or not since `$1` while it is open; the longest waiting first:
+/// `(before, limit)`.
 pub(super) const LOOKUPS_DUE: &str = "SELECT t.reservation_id, t.ticket_id, t.email FROM tickets t
     LEFT JOIN lifecycle l ON l.reservation_id = t.reservation_id
     WHERE t.user_id IS NULL AND t.email IS NOT NULL AND t.revoked_at IS NULL
         AND (t.looked_up_at IS NULL
-            OR (l.room_id IS NOT NULL AND l.archived_at IS NULL AND t.looked_up_at < $1))
+            OR (l.room_id IS NOT NULL AND l.archived_at IS NULL
+                AND (t.looked_up_at < $1 OR t.looked_up_at < l.create_began_at)))
     ORDER BY COALESCE(t.looked_up_at, 0) LIMIT $2";
 /// `(at, reservation_id, ticket_id)`.
 pub(super) const LOOKED_UP: &str = "UPDATE tickets SET looked_up_at = $1 WHERE reservation_id = $2 AND ticket_id = $3";

@@ -775,3 +775,57 @@ async fn claim_hashes_follow_a_new_key_once() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn email_tickets_are_looked_up_on_arrival_at_the_opening_and_then_at_a_pace() {
+    use foyer::model::{ClaimCode, ClaimKey, Email};
+    let key = ClaimKey::from_secret(b"contract");
+    each_backend(|store, backend| {
+        let key = &key;
+        async move {
+            let t0 = Utc::now();
+            let ticket = ExternalId::parse("t-1").unwrap();
+            let holder = Holder::Email {
+                email: Email::parse("fan@example.org").unwrap(),
+                display_name: None,
+                claim_hash: ClaimCode::derive(key, &jazz(), &ticket).hash(),
+            };
+            store.record_webhook(&receipt("r"), &upsert(1)).await.unwrap();
+            let grant = WebhookEvent::TicketsGranted { id: jazz(), tickets: vec![Ticket { id: ticket, holder }] };
+            store.record_webhook(&receipt("g"), &grant).await.unwrap();
+            let due = |before| {
+                let store = store.clone();
+                async move {
+                    let found = store.lookups_due(before, 10).await.unwrap();
+                    found
+                        .into_iter()
+                        .map(|(r, t, e)| (r.as_str().to_owned(), t, e.address().to_owned()))
+                        .collect::<Vec<_>>()
+                }
+            };
+            let fan = vec![("jazz".to_owned(), "t-1".to_owned(), "fan@example.org".to_owned())];
+            assert_eq!(due(t0).await, fan, "{backend}: on arrival");
+            assert!(!store.looked_up(&jazz(), "t-1", None, t0).await.unwrap(), "{backend}");
+            assert_eq!(due(t0).await, vec![], "{backend}: not again before the room opens");
+            let opened = t0 + Span::seconds(60);
+            store.record_step(&jazz(), &StepRecord::CreateBegan { by: "me".into() }, opened).await.unwrap();
+            let room = StepRecord::RoomCreated {
+                room_id: OwnedRoomId::try_from("!room:example.org").unwrap(),
+                hosts: Default::default(),
+                name: "Jazz".into(),
+                topic: String::new(),
+            };
+            store.record_step(&jazz(), &room, opened).await.unwrap();
+            assert_eq!(due(t0).await, fan, "{backend}: when the room opens");
+            assert!(!store.looked_up(&jazz(), "t-1", None, opened).await.unwrap(), "{backend}");
+            assert_eq!(due(opened - Span::seconds(1)).await, vec![], "{backend}");
+            assert_eq!(due(opened + Span::seconds(1)).await, fan, "{backend}: again at the pace's interval");
+            assert!(store.looked_up(&jazz(), "t-1", Some(&alice()), opened).await.unwrap(), "{backend}: bound");
+            assert_eq!(due(opened + Span::seconds(600)).await, vec![], "{backend}: a bound ticket is never looked up");
+            let listed = store.tickets(&jazz(), "", 10).await.unwrap();
+            assert_eq!(listed[0].bound_how.as_deref(), Some("lookup"), "{backend}");
+            assert_eq!(listed[0].email_masked, None, "{backend}");
+        }
+    })
+    .await;
+}
