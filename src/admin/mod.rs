@@ -449,9 +449,7 @@ async fn handle(state: &Services, client: &MatrixClient, event: &HomeserverEvent
     }
     let answer = match (admin, parsed, claimed, &sender) {
         (_, _, Some(code), Some(sender)) => {
-            if !admin {
-                state.store.direct_chat_active(room_id.as_str(), sender, Utc::now()).await?;
-            }
+            state.store.direct_chat_used(room_id.as_str(), Utc::now()).await?;
             match claim::claim(state, sender, code, Utc::now()).await {
                 Ok(answer) => answer,
                 Err(e @ StoreError::Unavailable(_)) => return Err(e.into()),

@@ -491,6 +491,11 @@ where
         Ok(())
     }
 
+    async fn direct_chat_used(&self, room_id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query(sql::DIRECT_CHAT_USED).bind(room_id).bind(to_millis(now)).execute(&self.pool).await?;
+        Ok(())
+    }
+
     async fn idle_direct_chats(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<String>, StoreError> {
         let query = sqlx::query(sql::IDLE_DIRECT_CHATS).bind(to_millis(before)).bind(i64::from(limit));
         query.fetch_all(&self.pool).await?.iter().map(|row| row.text("room_id")).collect()

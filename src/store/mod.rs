@@ -214,8 +214,11 @@ pub trait Store: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
 
-    /// A direct chat a stranger opened with the bot (to claim a ticket) was used now.
+    /// The bot joined a direct chat a stranger opened (to claim a ticket).
     async fn direct_chat_active(&self, room_id: &str, user: &UserId, now: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// A claim was sent in the room: if it is a stranger's direct chat, it is not idle.
+    async fn direct_chat_used(&self, room_id: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
 
     /// Direct chats unused since `before`, the longest idle first, at most `limit`.
     async fn idle_direct_chats(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<String>, StoreError>;

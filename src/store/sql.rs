@@ -255,6 +255,8 @@ pub(super) const FORGET_ADMIN_EVENT: &str = "DELETE FROM admin_inbox WHERE event
 pub(super) const DIRECT_CHAT_ACTIVE: &str = "INSERT INTO direct_chats (room_id, user_id, last_active_at)
     VALUES ($1, $2, $3) ON CONFLICT (room_id) DO UPDATE SET last_active_at = excluded.last_active_at";
 /// `(before, limit)`.
+/// `(room_id, at)`: only a chat a stranger opened is kept (an admin's room never is).
+pub(super) const DIRECT_CHAT_USED: &str = "UPDATE direct_chats SET last_active_at = $2 WHERE room_id = $1";
 pub(super) const IDLE_DIRECT_CHATS: &str =
     "SELECT room_id FROM direct_chats WHERE last_active_at < $1 ORDER BY last_active_at LIMIT $2";
 pub(super) const FORGET_DIRECT_CHAT: &str = "DELETE FROM direct_chats WHERE room_id = $1";
