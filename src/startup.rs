@@ -78,6 +78,13 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         lifecycle: Default::default(),
         phases_counted_at: Default::default(),
     };
+    // Families that move only on a fan's rare act are shown at zero from the start, so
+    // that a dashboard (and an operator's first look at /metrics) finds every one.
+    for how in ["direct_message", "knock"] {
+        metrics::counter!("foyer_claims_total", "how" => how, "result" => "claimed").increment(0);
+    }
+    metrics::counter!("foyer_email_lookups_total", "result" => "bound").increment(0);
+    metrics::counter!("foyer_claim_pages_total", "result" => "unclaimed").increment(0);
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
