@@ -81,6 +81,7 @@ mod tests {
             ("src/store/sqlite.rs", 1, "opens the database"),
             ("src/store/postgres.rs", 1, "opens the database"),
             ("src/matrix/synapse_admin.rs", 1, "sends the Synapse admin token to the admin API"),
+            ("src/http/ingest/owncast.rs", 1, "keys the HMAC of an Owncast webhook with its channel's secret"),
             ("src/http/status.rs", 1, "derives the status page cookie's MAC key from api.token (never in the cookie)"),
         ];
         let mut found = Vec::new();

@@ -1,7 +1,7 @@
 //! The YAML walker behind [`Config::load`]: collects every problem with its key path.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     net::SocketAddr,
     path::{Path, PathBuf},
     time::Duration,
@@ -14,8 +14,8 @@ use url::Url;
 
 use super::{
     ApiConfig, AppserviceConfig, ArchiveMode, Config, ConfigError, DatabaseConfig, DatabaseKind, HomeserverConfig,
-    JoinRule, LogFormat, LoggingConfig, PLACEHOLDER_MARK, Placeholders, Problem, RoomsConfig, SynapseAdminConfig,
-    WebhookKey, WebhooksConfig, parse_duration,
+    IngestConfig, JoinRule, LogFormat, LoggingConfig, PLACEHOLDER_MARK, Placeholders, Problem, RoomsConfig,
+    SynapseAdminConfig, WebhookKey, WebhooksConfig, parse_duration,
 };
 use crate::secret::Secret;
 
@@ -132,6 +132,14 @@ impl Walker<'_> {
             self.finish(s);
             r.map(|token| SynapseAdminConfig { token })
         });
+        let ingest = match self.section(&mut top, "ingest", false) {
+            Some(mut s) => {
+                let owncast = self.owncast(&mut s);
+                self.finish(s);
+                owncast.map(|owncast| IngestConfig { owncast })
+            }
+            None => Some(IngestConfig::default()),
+        };
         let mut logging_section =
             self.section(&mut top, "logging", false).unwrap_or_else(|| Section::new("logging", &empty));
         let format = self.choice(
@@ -164,6 +172,7 @@ impl Walker<'_> {
             api: api??,
             rooms,
             synapse_admin,
+            ingest: ingest?,
             logging: LoggingConfig { format: format? },
             admins: admins?,
             secret_sources: std::mem::take(&mut self.secret_sources),
@@ -322,6 +331,80 @@ impl Walker<'_> {
         }
         (keys.len() == values.len()).then_some(())?;
         Some(WebhooksConfig { secrets: keys, tolerance: tolerance? })
+    }
+
+    /// `ingest.owncast`: a mapping of channel id to that channel's Owncast webhook secret
+    /// (the one Owncast's admin shows for the webhook), each a string or
+    /// `{secret_file: /path}`. `FOYER_OWNCAST_SECRETS` (`channel=secret` pairs separated
+    /// by commas or whitespace) replaces the whole mapping, like `FOYER_WEBHOOK_SECRETS`.
+    fn owncast(&mut self, s: &mut Section<'_>) -> Option<BTreeMap<String, Secret>> {
+        let path = s.key_path("owncast");
+        let value = s.get("owncast");
+        // (channel, key path, secret), checked together below.
+        let mut entries: Vec<(String, String, String)> = Vec::new();
+        if let Some(text) = (self.env)("FOYER_OWNCAST_SECRETS") {
+            for pair in text.split(|c: char| c == ',' || c.is_whitespace()).filter(|p| !p.is_empty()) {
+                let Some((channel, secret)) = pair.split_once('=') else {
+                    // The pair is not shown: it may be a secret without its channel.
+                    self.problem(&path, "FOYER_OWNCAST_SECRETS must hold channel=secret pairs");
+                    return None;
+                };
+                let at = format!("{path}.{channel}");
+                self.secret_sources.push((at.clone(), "environment variable FOYER_OWNCAST_SECRETS".into()));
+                entries.push((channel.to_owned(), at, secret.to_owned()));
+            }
+        } else {
+            match value {
+                None => {}
+                Some(Value::Mapping(map)) => {
+                    for (key, item) in map {
+                        let Some(channel) = key.as_str() else {
+                            self.problem(format!("{path}.{key:?}"), "channel ids must be strings");
+                            continue;
+                        };
+                        let at = format!("{path}.{channel}");
+                        match item {
+                            Value::String(secret) => {
+                                self.secret_sources.push((at.clone(), "config file".into()));
+                                entries.push((channel.to_owned(), at, secret.trim().to_owned()));
+                            }
+                            Value::Mapping(m) if m.len() == 1 && m.get("secret_file").is_some_and(Value::is_string) => {
+                                let file = m.get("secret_file").and_then(Value::as_str).unwrap_or_default();
+                                let full = self.base_dir.join(file);
+                                match std::fs::read_to_string(&full) {
+                                    Ok(text) => {
+                                        self.secret_sources.push((at.clone(), format!("file {}", full.display())));
+                                        entries.push((channel.to_owned(), at, text.trim().to_owned()));
+                                    }
+                                    Err(e) => self.problem(
+                                        format!("{at}.secret_file"),
+                                        format!("cannot read {}: {e}", full.display()),
+                                    ),
+                                }
+                            }
+                            _ => {
+                                self.problem(at, "must be the channel's Owncast webhook secret or {secret_file: /path}")
+                            }
+                        }
+                    }
+                }
+                Some(_) => self.problem(&path, "must map channel ids to Owncast webhook secrets"),
+            }
+        }
+        let before = self.problems.len();
+        let mut secrets = BTreeMap::new();
+        for (channel, at, secret) in entries {
+            if let Err(e) = crate::model::ExternalId::parse(&channel) {
+                self.problem(&at, format!("channel id {e}"));
+            } else if secret.is_empty() {
+                self.problem(&at, "is empty");
+            } else if secret.contains(PLACEHOLDER_MARK) && self.placeholders == Placeholders::Refuse {
+                self.placeholder_problem(&at, "Owncast's admin, Integrations → Webhooks");
+            } else if secrets.insert(channel, Secret::new(secret)).is_some() {
+                self.problem(&at, "is given twice");
+            }
+        }
+        (self.problems.len() == before).then_some(secrets)
     }
 
     /// `admins`: Matrix user IDs, any server (an admin may live on another homeserver).

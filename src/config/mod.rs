@@ -31,6 +31,7 @@ pub struct Config {
     pub api: ApiConfig,
     pub rooms: RoomsConfig,
     pub synapse_admin: Option<SynapseAdminConfig>,
+    pub ingest: IngestConfig,
     pub logging: LoggingConfig,
     /// Users who may give the bot `!foyer` commands in a direct room.
     pub admins: Vec<ruma::OwnedUserId>,
@@ -168,6 +169,14 @@ impl JoinRule {
             Self::Knock => "knock",
         }
     }
+}
+
+/// `ingest`: how streaming servers reach Foyer (contract §8).
+#[derive(Debug, Clone, Default)]
+pub struct IngestConfig {
+    /// `ingest.owncast`: each Owncast channel's webhook secret, by channel id (the
+    /// reservation's `channel.id`). A channel not listed cannot send Owncast webhooks.
+    pub owncast: std::collections::BTreeMap<String, Secret>,
 }
 
 #[derive(Debug, Clone)]

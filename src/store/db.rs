@@ -258,6 +258,24 @@ where
         self.records_after(sql::SCHEDULES_AFTER, after, limit).await
     }
 
+    async fn channel_reservations(
+        &self,
+        channel_id: &str,
+        starts_by: DateTime<Utc>,
+        ends_from: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ReservationRecord>, StoreError> {
+        let found = sqlx::query(sql::CHANNEL_AROUND)
+            .bind(channel_id)
+            .bind(to_millis(starts_by))
+            .bind(to_millis(ends_from))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let read = found.iter().map(|row| (row.text("reservation_id").unwrap_or_default(), rows::record(row)));
+        Ok(super::readable_records(read))
+    }
+
     async fn record_memberships(&self, facts: &[MembershipFact], now: DateTime<Utc>) -> Result<usize, StoreError> {
         if facts.is_empty() {
             return Ok(0);

@@ -117,6 +117,17 @@ pub trait Store: Send + Sync {
         limit: u32,
     ) -> Result<Vec<ReservationRecord>, StoreError>;
 
+    /// A channel's reservations with `starts_at <= starts_by` and `ends_at >= ends_from`,
+    /// without the counts (zeros), earliest start first, at most `limit`: the candidates
+    /// for "the channel's reservation whose window holds now" (Owncast's webhooks).
+    async fn channel_reservations(
+        &self,
+        channel_id: &str,
+        starts_by: DateTime<Utc>,
+        ends_from: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ReservationRecord>, StoreError>;
+
     /// Records membership events for rooms Foyer manages, once per event id, and makes
     /// their reservations due. Other rooms' events are ignored. Returns how many applied.
     async fn record_memberships(&self, facts: &[MembershipFact], now: DateTime<Utc>) -> Result<usize, StoreError>;

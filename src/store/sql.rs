@@ -133,6 +133,19 @@ pub(super) const SCHEDULES_AFTER: &str = select_with!(
     "WHERE r.reservation_id > $1 ORDER BY r.reservation_id LIMIT $2"
 );
 
+/// One channel's reservations that may be in their window around now, without the
+/// counts: `(channel_id, starts_at at most, ends_at at least, limit)`. The caller gives
+/// bounds wide enough for any `open_before`, `close_after` and overrun and keeps the ones
+/// whose window holds now (`schedule`). No index on `channel_id` yet (see
+/// docs/architecture.md): the database filters the table, Foyer reads only the matches.
+pub(super) const CHANNEL_AROUND: &str = select_with!(
+    "CAST(0 AS BIGINT) AS tickets_active, CAST(0 AS BIGINT) AS tickets_revoked,
+        CAST(0 AS BIGINT) AS tickets_uninvitable, CAST(0 AS BIGINT) AS tickets_unclaimed,
+        CAST(0 AS BIGINT) AS tickets_claimed,
+        CAST(0 AS BIGINT) AS members_invited, CAST(0 AS BIGINT) AS members_joined",
+    "WHERE r.channel_id = $1 AND r.starts_at <= $2 AND r.ends_at >= $3 ORDER BY r.starts_at, r.reservation_id LIMIT $4"
+);
+
 /// A ticket page: `(reservation_id, after ticket_id, limit)`.
 pub(super) const TICKETS_PAGE: &str = "SELECT t.ticket_id, t.user_id, t.revoked_at IS NOT NULL AS revoked, i.failure,
         t.email, t.claim_hash IS NOT NULL AS has_claim, t.bound_how

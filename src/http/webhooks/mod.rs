@@ -39,7 +39,7 @@ type Answer = (&'static str, Response);
 
 /// Why a body was not read.
 #[derive(Debug, thiserror::Error)]
-enum BodyError {
+pub(crate) enum BodyError {
     #[error("the body is over {MAX_BODY_BYTES} bytes")]
     TooLarge,
     /// The sender went away, or its body missed its deadline (`http/server.rs`).
@@ -51,7 +51,7 @@ enum BodyError {
 /// (up to [`DRAIN_BYTES`], for a few seconds), so the sender, still writing, gets the
 /// 413 instead of a reset connection. (A body that declares its size is refused before
 /// it is read, in `http/server.rs`; this catches chunked ones.)
-async fn read_capped(body: Body) -> Result<bytes::Bytes, BodyError> {
+pub(crate) async fn read_capped(body: Body) -> Result<bytes::Bytes, BodyError> {
     use futures_util::StreamExt as _;
     let mut stream = body.into_data_stream();
     let mut kept = bytes::BytesMut::new();
