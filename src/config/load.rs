@@ -14,8 +14,8 @@ use url::Url;
 
 use super::{
     ApiConfig, AppserviceConfig, ArchiveMode, Config, ConfigError, DatabaseConfig, DatabaseKind, HomeserverConfig,
-    JoinRule, LogFormat, LoggingConfig, PLACEHOLDER_MARK, Placeholders, Problem, RoomsConfig, SynapseAdminConfig,
-    WebhookKey, WebhooksConfig, parse_duration,
+    IngestConfig, JoinRule, LogFormat, LoggingConfig, PLACEHOLDER_MARK, Placeholders, Problem, RoomsConfig,
+    SynapseAdminConfig, WebhookKey, WebhooksConfig, parse_duration,
 };
 use crate::secret::Secret;
 
@@ -124,6 +124,11 @@ impl Walker<'_> {
             r
         });
         let empty = Mapping::new();
+        // Read without the section too: the token may come from FOYER_INGEST_TOKEN alone.
+        let mut ingest_section =
+            self.section(&mut top, "ingest", false).unwrap_or_else(|| Section::new("ingest", &empty));
+        let ingest = IngestConfig { token: self.secret(&mut ingest_section, "token", "FOYER_INGEST_TOKEN", false) };
+        self.finish(ingest_section);
         let mut rooms_section = self.section(&mut top, "rooms", false).unwrap_or_else(|| Section::new("rooms", &empty));
         let rooms = self.rooms(&mut rooms_section);
         self.finish(rooms_section);
@@ -162,6 +167,7 @@ impl Walker<'_> {
             database: database?,
             webhooks: webhooks??,
             api: api??,
+            ingest,
             rooms,
             synapse_admin,
             logging: LoggingConfig { format: format? },

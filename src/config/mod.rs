@@ -29,6 +29,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub webhooks: WebhooksConfig,
     pub api: ApiConfig,
+    pub ingest: IngestConfig,
     pub rooms: RoomsConfig,
     pub synapse_admin: Option<SynapseAdminConfig>,
     pub logging: LoggingConfig,
@@ -108,6 +109,13 @@ impl fmt::Debug for WebhookKey {
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     pub token: Secret,
+}
+
+/// Streaming servers' hooks (`/ingest/v1/...`, contract §8).
+#[derive(Debug, Clone, Default)]
+pub struct IngestConfig {
+    /// When set, a hook URL must carry it as `?token=`.
+    pub token: Option<Secret>,
 }
 
 #[derive(Debug, Clone)]

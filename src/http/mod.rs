@@ -3,6 +3,7 @@
 pub mod api;
 pub mod appservice;
 pub mod claim;
+pub mod ingest;
 pub mod server;
 pub mod status;
 pub mod webhooks;
@@ -46,6 +47,7 @@ pub fn router(state: AppState, limits: &server::Limits) -> Router {
         .nest("/_matrix/app/v1", appservice::router(state.clone()))
         .nest("/api/v1", api::router(state.clone()))
         .route("/webhooks/v1/events", axum::routing::post(webhooks::receive))
+        .nest("/ingest/v1", ingest::router())
         .merge(status::router())
         .merge(claim::router())
         .route("/health/live", get(|| async { Json(json!({"status": "live"})) }))

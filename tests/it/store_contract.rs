@@ -64,6 +64,7 @@ fn upsert(revision: u64) -> WebhookEvent {
         hosts: vec![],
         open_before_seconds: Some(900),
         close_after_seconds: None,
+        stream_key: None,
     }))
 }
 

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use crate::config::Config;
 use crate::model::{
     Channel, ClaimCode, ClaimKey, Description, DisplayName, Email, ExternalId, Holder, MAX_SPAN_SECONDS, Reservation,
-    ReservationId, Revision, StreamUrl, Ticket, Title, WebhookEvent, parse_reason,
+    ReservationId, Revision, StreamKey, StreamUrl, Ticket, Title, WebhookEvent, parse_reason,
 };
 
 const MAX_BATCH: usize = 1000;
@@ -381,6 +381,13 @@ fn reservation(data: &Object<'_>, now: DateTime<Utc>, rules: &Rules) -> Result<R
             (chat.unsigned("open_before_seconds", max)?, chat.unsigned("close_after_seconds", max)?)
         }
     };
+    // Absent means no key: an upsert describes the whole reservation, so a platform
+    // that drops the key from an update withdraws it (as it would a stream_url).
+    let stream_key = data
+        .get("ingest")
+        .map(|v| Object::new("data.ingest", v)?.opt_parse("stream_key", StreamKey::parse))
+        .transpose()?
+        .flatten();
     Ok(Reservation {
         id,
         revision,
@@ -393,6 +400,7 @@ fn reservation(data: &Object<'_>, now: DateTime<Utc>, rules: &Rules) -> Result<R
         hosts,
         open_before_seconds: open_before_seconds.map(|s| s as u32),
         close_after_seconds: close_after_seconds.map(|s| s as u32),
+        stream_key: stream_key.as_ref().map(StreamKey::hash),
     })
 }
 
