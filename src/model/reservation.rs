@@ -319,6 +319,28 @@ mod tests {
     }
 
     #[test]
+    fn stream_keys_follow_the_contract_and_never_print() {
+        for ok in ["abcdefghijklmnop", "A-Z_a-z_0-9-key-", &"k".repeat(128)] {
+            assert!(StreamKey::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in
+            ["abcdefghijklmno", "has space in it!!", "dots.are.not.allowed", "é-is-not-ascii-key", &"k".repeat(129)]
+        {
+            let e = StreamKey::parse(bad).unwrap_err();
+            assert!(!e.contains(bad), "the message quotes the key: {e}");
+        }
+        let key = StreamKey::parse("live_secret_key_0123").unwrap();
+        let shown = format!("{key} {key:?}");
+        assert!(!shown.contains("live_secret_key_0123"), "{shown}");
+        // SHA-256 of the key, hex: `printf %s live_secret_key_0123 | sha256sum`.
+        let hash = key.hash();
+        assert_eq!(hash.as_str(), "d16c019a9a4df2a0f13f362f4b8f5bb4d9d8a645bee9e31e23d3b319b820b049");
+        assert_eq!(StreamKeyHash::parse(hash.as_str()), Ok(hash.clone()));
+        assert_eq!(hash, StreamKey::parse("live_secret_key_0123").unwrap().hash());
+        assert_ne!(hash, StreamKey::parse("live_secret_key_0124").unwrap().hash());
+    }
+
+    #[test]
     fn titles_count_characters_not_bytes() {
         assert!(Title::parse(&"é".repeat(255)).is_ok());
         assert!(Title::parse(&"é".repeat(256)).is_err());
