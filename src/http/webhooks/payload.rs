@@ -562,6 +562,35 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_key_is_kept_as_its_hash_and_named_when_wrong() {
+        let strict = rules(false);
+        for (ingest, message) in [
+            (json!("key"), "data.ingest: must be a JSON object"),
+            (json!({"stream_key": 7}), "data.ingest.stream_key: must be a string"),
+            (json!({"stream_key": "short"}), "data.ingest.stream_key: must be 16 to 128 characters of A-Z a-z 0-9 _ -"),
+        ] {
+            assert_eq!(refused("ingest", ingest.clone(), &strict).to_string(), message, "{ingest}");
+        }
+        let upsert = |ingest: Option<Value>| {
+            let mut data = jazz();
+            if let Some(ingest) = ingest {
+                data["ingest"] = ingest;
+            }
+            let body = envelope("reservation.updated", data);
+            let (_, WebhookEvent::Upsert(r)) = parse_typed(&body, Utc::now(), &strict).unwrap() else {
+                panic!("not an upsert")
+            };
+            r.stream_key
+        };
+        let key = "live_secret_key_0123";
+        let hash = upsert(Some(json!({"stream_key": key}))).expect("a key");
+        assert_eq!(hash, StreamKey::parse(key).unwrap().hash());
+        // Absent, or an ingest without a key: the reservation has none.
+        assert_eq!(upsert(None), None);
+        assert_eq!(upsert(Some(json!({}))), None);
+    }
+
+    #[test]
     fn a_ticket_has_a_user_id_or_an_email_and_each_is_checked() {
         let rules = rules(false);
         let granted = |tickets: Value| {
