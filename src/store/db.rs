@@ -40,6 +40,9 @@ pub trait Dialect: Database<Row: Read, Arguments: IntoArguments<Self>> {
     const BEFORE_MIGRATING: Option<&'static str>;
     /// Appends to `reminders_sent`'s JSON array: `(seconds, reservation_id)`.
     const REMINDER_SENT: &'static str;
+    /// Held until the transaction ends, so that two writes of one stream key cannot both
+    /// find it free (`$1`, its hash); `None` where writes are one at a time already.
+    const LOCK_STREAM_KEY: Option<&'static str>;
 
     fn rows_affected(done: &Self::QueryResult) -> u64;
 
@@ -121,6 +124,9 @@ where
                     return Ok(Outcome::Stale);
                 }
                 if let Some(key) = &r.stream_key {
+                    if let Some(lock) = D::LOCK_STREAM_KEY {
+                        sqlx::query(lock).bind(key.as_str()).execute(&mut *conn).await?;
+                    }
                     let query = sqlx::query(sql::STREAM_KEY_TAKEN).bind(key.as_str()).bind(r.id.as_str());
                     if query.fetch_optional(&mut *conn).await?.is_some() {
                         // Rolls the receipt back too: a refused event changes nothing.
