@@ -318,6 +318,9 @@ async fn srs_hooks_are_answered_as_srs_expects_and_duplicates_are_absorbed() {
     let page = foyer.http.get(format!("{}/status", foyer.base_url)).bearer_auth(&foyer.slot.api_token).send();
     let page = page.await.unwrap().text().await.unwrap();
     assert!(page.contains(&id), "the status page lists the reservation");
+    // The request span logs the path, never the query that carries ingest.token.
+    assert!(foyer.log().contains("/ingest/v1/rtmp"), "the hook's requests are logged");
+    assert!(!foyer.log().contains(&token), "ingest.token in Foyer's trace log");
     for secret in [&key, &early_key, &gone_key] {
         assert!(!shown.to_string().contains(secret.as_str()), "a stream key in the read API: {shown}");
         assert!(!page.contains(secret.as_str()), "a stream key on the status page");
