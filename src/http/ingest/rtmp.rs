@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use crate::{
-    http::AppState,
+    http::{AppState, error},
     model::{ReservationRecord, StreamKey, WebhookEvent},
     schedule,
     store::{Outcome, Receipt},
@@ -83,7 +83,7 @@ pub async fn hook(
         metrics::counter!("foyer_ingest_publishes_total", "server" => "unknown", "result" => "bad_request")
             .increment(1);
         let e = HookError::ContentType;
-        return super::super::error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "FOYER_BAD_CONTENT_TYPE", e.to_string());
+        return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "FOYER_BAD_CONTENT_TYPE", e.to_string());
     };
     let (result, response) = answer(&state, server, query.as_deref(), &body).await;
     metrics::counter!("foyer_ingest_publishes_total", "server" => server.as_str(), "result" => result).increment(1);
@@ -311,7 +311,7 @@ fn allow(server: Server) -> Response {
 fn refuse(server: Server, status: StatusCode, errcode: &str, message: impl Into<String>) -> Response {
     let message = message.into();
     match server {
-        Server::Nginx => super::super::error(status, errcode, message),
+        Server::Nginx => error(status, errcode, message),
         Server::Srs => {
             (status, Json(json!({"code": status.as_u16(), "errcode": errcode, "error": message}))).into_response()
         }
