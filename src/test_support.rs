@@ -46,6 +46,7 @@ pub fn record(signals: Signals, hosts: Vec<OwnedUserId>) -> ReservationRecord {
             hosts,
             open_before_seconds: None,
             close_after_seconds: None,
+            stream_key: None,
         },
         signals,
         tickets: TicketCounts::default(),

@@ -124,6 +124,13 @@ impl Walker<'_> {
             r
         });
         let empty = Mapping::new();
+        // Read without the section too: the token may come from FOYER_INGEST_TOKEN alone.
+        let mut ingest_section =
+            self.section(&mut top, "ingest", false).unwrap_or_else(|| Section::new("ingest", &empty));
+        let token = self.secret(&mut ingest_section, "token", "FOYER_INGEST_TOKEN", false);
+        let owncast = self.owncast(&mut ingest_section);
+        self.finish(ingest_section);
+        let ingest = owncast.map(|owncast| IngestConfig { token, owncast });
         let mut rooms_section = self.section(&mut top, "rooms", false).unwrap_or_else(|| Section::new("rooms", &empty));
         let rooms = self.rooms(&mut rooms_section);
         self.finish(rooms_section);
@@ -132,14 +139,6 @@ impl Walker<'_> {
             self.finish(s);
             r.map(|token| SynapseAdminConfig { token })
         });
-        let ingest = match self.section(&mut top, "ingest", false) {
-            Some(mut s) => {
-                let owncast = self.owncast(&mut s);
-                self.finish(s);
-                owncast.map(|owncast| IngestConfig { owncast })
-            }
-            None => Some(IngestConfig::default()),
-        };
         let mut logging_section =
             self.section(&mut top, "logging", false).unwrap_or_else(|| Section::new("logging", &empty));
         let format = self.choice(

@@ -29,9 +29,9 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub webhooks: WebhooksConfig,
     pub api: ApiConfig,
+    pub ingest: IngestConfig,
     pub rooms: RoomsConfig,
     pub synapse_admin: Option<SynapseAdminConfig>,
-    pub ingest: IngestConfig,
     pub logging: LoggingConfig,
     /// Users who may give the bot `!foyer` commands in a direct room.
     pub admins: Vec<ruma::OwnedUserId>,
@@ -111,6 +111,16 @@ pub struct ApiConfig {
     pub token: Secret,
 }
 
+/// Streaming servers' hooks (`/ingest/v1/...`, contract §8).
+#[derive(Debug, Clone, Default)]
+pub struct IngestConfig {
+    /// When set, a publish hook's URL must carry it as `?token=`.
+    pub token: Option<Secret>,
+    /// `ingest.owncast`: each Owncast channel's webhook secret, by channel id (the
+    /// reservation's `channel.id`). A channel not listed cannot send Owncast webhooks.
+    pub owncast: std::collections::BTreeMap<String, Secret>,
+}
+
 #[derive(Debug, Clone)]
 pub struct RoomsConfig {
     pub open_before: Duration,
@@ -169,14 +179,6 @@ impl JoinRule {
             Self::Knock => "knock",
         }
     }
-}
-
-/// `ingest`: how streaming servers reach Foyer (contract §8).
-#[derive(Debug, Clone, Default)]
-pub struct IngestConfig {
-    /// `ingest.owncast`: each Owncast channel's webhook secret, by channel id (the
-    /// reservation's `channel.id`). A channel not listed cannot send Owncast webhooks.
-    pub owncast: std::collections::BTreeMap<String, Secret>,
 }
 
 #[derive(Debug, Clone)]

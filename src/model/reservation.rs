@@ -166,6 +166,66 @@ impl StreamUrl {
     }
 }
 
+/// A streaming server's stream key (`ingest.stream_key`): 16–128 characters of
+/// `A-Z a-z 0-9 _ -`. It is as good as the right to publish, so `Debug` and `Display`
+/// never print it and only its [`StreamKeyHash`] is kept.
+#[derive(Clone)]
+pub struct StreamKey(String);
+
+impl StreamKey {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-');
+        // The message never quotes the value: a near-miss key is still a secret.
+        if value.len() < 16 || value.len() > 128 || !value.chars().all(ok_char) {
+            return Err("must be 16 to 128 characters of A-Z a-z 0-9 _ -".into());
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    /// SHA-256, unsalted: keys are long random strings chosen by the platform, so a
+    /// fast hash is enough, and it must find the reservation from the key alone.
+    pub fn hash(&self) -> StreamKeyHash {
+        use fmt::Write as _;
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(self.0.as_bytes());
+        let mut hex = String::with_capacity(64);
+        for byte in digest {
+            let _ = write!(hex, "{byte:02x}");
+        }
+        StreamKeyHash(hex)
+    }
+}
+
+impl fmt::Debug for StreamKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StreamKey([redacted])")
+    }
+}
+
+impl fmt::Display for StreamKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// The stored form of a [`StreamKey`]: its SHA-256, hex.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamKeyHash(String);
+
+impl StreamKeyHash {
+    /// A hash as stored: 64 lowercase hex digits.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        if value.len() != 64 || !value.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err("must be 64 lowercase hex digits (a SHA-256)".into());
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Channel {
     pub id: ExternalId,
@@ -188,6 +248,8 @@ pub struct Reservation {
     pub open_before_seconds: Option<u32>,
     /// Per-reservation `chat.close_after_seconds`, overriding `rooms.close_after`.
     pub close_after_seconds: Option<u32>,
+    /// The hash of `ingest.stream_key`, which a streaming server's publish hook names.
+    pub stream_key: Option<StreamKeyHash>,
 }
 
 /// One verified, validated webhook.
@@ -254,6 +316,28 @@ mod tests {
         for bad in ["", "has space", "slash/", "colon:", "é", &"x".repeat(129)] {
             assert!(ReservationId::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn stream_keys_follow_the_contract_and_never_print() {
+        for ok in ["abcdefghijklmnop", "A-Z_a-z_0-9-key-", &"k".repeat(128)] {
+            assert!(StreamKey::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in
+            ["abcdefghijklmno", "has space in it!!", "dots.are.not.allowed", "é-is-not-ascii-key", &"k".repeat(129)]
+        {
+            let e = StreamKey::parse(bad).unwrap_err();
+            assert!(!e.contains(bad), "the message quotes the key: {e}");
+        }
+        let key = StreamKey::parse("live_secret_key_0123").unwrap();
+        let shown = format!("{key} {key:?}");
+        assert!(!shown.contains("live_secret_key_0123"), "{shown}");
+        // SHA-256 of the key, hex: `printf %s live_secret_key_0123 | sha256sum`.
+        let hash = key.hash();
+        assert_eq!(hash.as_str(), "d16c019a9a4df2a0f13f362f4b8f5bb4d9d8a645bee9e31e23d3b319b820b049");
+        assert_eq!(StreamKeyHash::parse(hash.as_str()), Ok(hash.clone()));
+        assert_eq!(hash, StreamKey::parse("live_secret_key_0123").unwrap().hash());
+        assert_ne!(hash, StreamKey::parse("live_secret_key_0124").unwrap().hash());
     }
 
     #[test]

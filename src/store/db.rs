@@ -21,7 +21,8 @@ use crate::events::HomeserverEvent;
 use crate::model::Membership;
 use crate::model::SessionId;
 use crate::model::{
-    BoundHow, ClaimOutcome, ClaimStatus, Description, Email, Holder, ReservationId, StreamUrl, WebhookEvent,
+    BoundHow, ClaimOutcome, ClaimStatus, Description, Email, Holder, ReservationId, StreamKeyHash, StreamUrl,
+    WebhookEvent,
 };
 
 /// What one database does its own way.
@@ -39,6 +40,9 @@ pub trait Dialect: Database<Row: Read, Arguments: IntoArguments<Self>> {
     const BEFORE_MIGRATING: Option<&'static str>;
     /// Appends to `reminders_sent`'s JSON array: `(seconds, reservation_id)`.
     const REMINDER_SENT: &'static str;
+    /// Held until the transaction ends, so that two writes of one stream key cannot both
+    /// find it free (`$1`, its hash); `None` where writes are one at a time already.
+    const LOCK_STREAM_KEY: Option<&'static str>;
 
     fn rows_affected(done: &Self::QueryResult) -> u64;
 
@@ -119,6 +123,19 @@ where
                 {
                     return Ok(Outcome::Stale);
                 }
+                if let Some(key) = &r.stream_key {
+                    if let Some(lock) = D::LOCK_STREAM_KEY {
+                        sqlx::query(lock).bind(key.as_str()).execute(&mut *conn).await?;
+                    }
+                    let query = sqlx::query(sql::STREAM_KEY_TAKEN).bind(key.as_str()).bind(r.id.as_str());
+                    if query.fetch_optional(&mut *conn).await?.is_some() {
+                        // Rolls the receipt back too: a refused event changes nothing.
+                        return Err(StoreError::Refused {
+                            path: "data.ingest.stream_key",
+                            message: "is already the stream key of another active reservation".into(),
+                        });
+                    }
+                }
                 let hosts = serde_json::to_string(&r.hosts).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
                 sqlx::query(sql::UPSERT_RESERVATION)
                     .bind(r.id.as_str())
@@ -134,6 +151,7 @@ where
                     .bind(r.open_before_seconds.map(i64::from))
                     .bind(r.close_after_seconds.map(i64::from))
                     .bind(now)
+                    .bind(r.stream_key.as_ref().map(StreamKeyHash::as_str))
                     .execute(&mut *conn)
                     .await?;
             }
@@ -233,6 +251,11 @@ where
     async fn reservation(&self, id: &ReservationId) -> Result<Option<ReservationRecord>, StoreError> {
         let row = sqlx::query(sql::RECORD_BY_ID).bind(id.as_str()).fetch_optional(&self.pool).await?;
         row.as_ref().map(rows::record).transpose()
+    }
+
+    async fn reservations_by_stream_key(&self, key: &StreamKeyHash) -> Result<Vec<ReservationRecord>, StoreError> {
+        let found = sqlx::query(sql::RECORDS_BY_STREAM_KEY).bind(key.as_str()).fetch_all(&self.pool).await?;
+        found.iter().map(rows::record).collect()
     }
 
     async fn reservations_by_id(&self, ids: &[ReservationId]) -> Result<Vec<ReservationRecord>, StoreError> {

@@ -23,7 +23,9 @@ use crate::model::{
 use crate::{
     config::{DatabaseConfig, DatabaseKind},
     events::HomeserverEvent,
-    model::{BoundHow, ClaimOutcome, ClaimStatus, Email, Membership, ReservationId, SessionId, WebhookEvent},
+    model::{
+        BoundHow, ClaimOutcome, ClaimStatus, Email, Membership, ReservationId, SessionId, StreamKeyHash, WebhookEvent,
+    },
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +40,10 @@ pub enum StoreError {
     /// Stored data that does not parse back: a bug or a hand edit.
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+    /// The event breaks a rule only the stored facts can tell (a stream key in use):
+    /// nothing was written, and the sender gets a 400 naming `path`.
+    #[error("{path}: {message}")]
+    Refused { path: &'static str, message: String },
 }
 
 /// A value that does not read back is corrupt (retrying reads it the same); anything
@@ -97,6 +103,10 @@ pub trait Store: Send + Sync {
     async fn record_webhook(&self, receipt: &Receipt<'_>, event: &WebhookEvent) -> Result<Outcome, StoreError>;
 
     async fn reservation(&self, id: &ReservationId) -> Result<Option<ReservationRecord>, StoreError>;
+
+    /// The reservations whose stream key hashes to `key`, without their counts: at most
+    /// one active, and any number cancelled or archived.
+    async fn reservations_by_stream_key(&self, key: &StreamKeyHash) -> Result<Vec<ReservationRecord>, StoreError>;
 
     /// The reservations among `ids` that exist, with their counts, in one query; in no
     /// particular order.

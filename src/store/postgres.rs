@@ -29,6 +29,8 @@ impl Dialect for Postgres {
         "CREATE TABLE IF NOT EXISTS foyer_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
     /// Several instances may start at once: one migrates, the others wait.
     const BEFORE_MIGRATING: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(7417011)");
+    /// Two keys may share a lock (a 32-bit hash of the hash): they then wait, no more.
+    const LOCK_STREAM_KEY: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(7417012, hashtext($1))");
     const REMINDER_SENT: &'static str = "UPDATE lifecycle
         SET reminders_sent = (COALESCE(reminders_sent, '[]')::jsonb || to_jsonb($1::bigint))::text
         WHERE reservation_id = $2";

@@ -11,7 +11,9 @@ use super::{
     Claim, MemberCounts, QueuedAdminEvent, ReservationRecord, Signals, StoreError, TicketCounts, TicketRow, attempts,
     from_millis,
 };
-use crate::model::{Channel, Description, ExternalId, Reservation, ReservationId, Revision, StreamUrl, Title};
+use crate::model::{
+    Channel, Description, ExternalId, Reservation, ReservationId, Revision, StreamKeyHash, StreamUrl, Title,
+};
 
 /// A row's columns, by name, as the few types the schema uses on both databases.
 pub trait Read {
@@ -84,6 +86,10 @@ pub(super) fn record(row: &impl Read) -> Result<ReservationRecord, StoreError> {
         hosts,
         open_before_seconds: row.opt_int("open_before_seconds")?.map(|s| s as u32),
         close_after_seconds: row.opt_int("close_after_seconds")?.map(|s| s as u32),
+        stream_key: row
+            .opt_text("stream_key_hash")?
+            .map(|h| StreamKeyHash::parse(&h).map_err(|e| corrupt("stream_key_hash", e)))
+            .transpose()?,
     };
     let signals = Signals {
         cancelled_at: row.opt_time("cancelled_at")?,

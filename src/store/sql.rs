@@ -20,15 +20,24 @@ pub(super) const REVISION: &str = "SELECT revision FROM reservations WHERE reser
 /// A reservation's description, kept at its stored revision when the new one has none.
 pub(super) const UPSERT_RESERVATION: &str = "INSERT INTO reservations (reservation_id, revision, title, description,
         starts_at, ends_at, stream_url, channel_id, channel_name, hosts, open_before_seconds, close_after_seconds,
-        updated_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+        updated_at, stream_key_hash)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
     ON CONFLICT (reservation_id) DO UPDATE SET
         revision = COALESCE(excluded.revision, reservations.revision),
         title = excluded.title, description = excluded.description,
         starts_at = excluded.starts_at, ends_at = excluded.ends_at, stream_url = excluded.stream_url,
         channel_id = excluded.channel_id, channel_name = excluded.channel_name, hosts = excluded.hosts,
         open_before_seconds = excluded.open_before_seconds,
-        close_after_seconds = excluded.close_after_seconds, updated_at = excluded.updated_at";
+        close_after_seconds = excluded.close_after_seconds, updated_at = excluded.updated_at,
+        stream_key_hash = excluded.stream_key_hash";
+/// Another active reservation (neither cancelled nor archived) with this stream key:
+/// `(stream_key_hash, reservation_id)`.
+pub(super) const STREAM_KEY_TAKEN: &str = "SELECT r.reservation_id FROM reservations r
+    LEFT JOIN reservation_signals s ON s.reservation_id = r.reservation_id
+    LEFT JOIN lifecycle l ON l.reservation_id = r.reservation_id
+    WHERE r.stream_key_hash = $1 AND r.reservation_id <> $2
+        AND s.cancelled_at IS NULL AND l.archived_at IS NULL
+    LIMIT 1";
 /// The first cancellation counts: `(reservation_id, at, reason)`.
 pub(super) const CANCEL: &str = "INSERT INTO reservation_signals (reservation_id, cancelled_at, cancel_reason)
     VALUES ($1, $2, $3)
@@ -121,6 +130,15 @@ macro_rules! records {
 pub(super) use records;
 
 pub(super) const RECORD_BY_ID: &str = records!("WHERE r.reservation_id = $1");
+/// The reservations with a stream key (`$1`, its hash): at most one active, and any
+/// number cancelled or archived.
+pub(super) const RECORDS_BY_STREAM_KEY: &str = select_with!(
+    "CAST(0 AS BIGINT) AS tickets_active, CAST(0 AS BIGINT) AS tickets_revoked,
+        CAST(0 AS BIGINT) AS tickets_uninvitable, CAST(0 AS BIGINT) AS tickets_unclaimed,
+        CAST(0 AS BIGINT) AS tickets_claimed,
+        CAST(0 AS BIGINT) AS members_invited, CAST(0 AS BIGINT) AS members_joined",
+    "WHERE r.stream_key_hash = $1 ORDER BY r.reservation_id LIMIT 16"
+);
 /// A page: `(after reservation_id, limit)`.
 pub(super) const RECORDS_AFTER: &str = records!("WHERE r.reservation_id > $1 ORDER BY r.reservation_id LIMIT $2");
 /// A page with what a phase needs and the counts left at zero: the counts read the
@@ -136,8 +154,7 @@ pub(super) const SCHEDULES_AFTER: &str = select_with!(
 /// One channel's reservations that may be in their window around now, without the
 /// counts: `(channel_id, starts_at at most, ends_at at least, limit)`. The caller gives
 /// bounds wide enough for any `open_before`, `close_after` and overrun and keeps the ones
-/// whose window holds now (`schedule`). No index on `channel_id` yet (see
-/// docs/architecture.md): the database filters the table, Foyer reads only the matches.
+/// whose window holds now (`schedule`); `reservations_by_channel` finds them.
 pub(super) const CHANNEL_AROUND: &str = select_with!(
     "CAST(0 AS BIGINT) AS tickets_active, CAST(0 AS BIGINT) AS tickets_revoked,
         CAST(0 AS BIGINT) AS tickets_uninvitable, CAST(0 AS BIGINT) AS tickets_unclaimed,

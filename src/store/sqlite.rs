@@ -53,6 +53,8 @@ impl Dialect for Sqlite {
     const MIGRATIONS_TABLE: &'static str =
         "CREATE TABLE IF NOT EXISTS foyer_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)";
     const BEFORE_MIGRATING: Option<&'static str> = None;
+    /// One writer (`BEGIN IMMEDIATE`, group commit) writes every reservation.
+    const LOCK_STREAM_KEY: Option<&'static str> = None;
     const REMINDER_SENT: &'static str =
         "UPDATE lifecycle SET reminders_sent = json_insert(COALESCE(reminders_sent, '[]'), '$[#]', $1)
          WHERE reservation_id = $2";

@@ -14,7 +14,7 @@ struct Run {
 fn foyer(args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut cmd = Command::new(foyer_bin());
     cmd.args(args).env_remove("FOYER_AS_TOKEN").env_remove("FOYER_HS_TOKEN").env_remove("FOYER_API_TOKEN");
-    cmd.env_remove("FOYER_WEBHOOK_SECRETS").env_remove("FOYER_DATABASE_URL");
+    cmd.env_remove("FOYER_WEBHOOK_SECRETS").env_remove("FOYER_DATABASE_URL").env_remove("FOYER_INGEST_TOKEN");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -288,4 +288,21 @@ fn check_config_masks_database_passwords_in_the_user_info_and_the_query() {
         run.stdout
     );
     assert!(!run.stdout.contains("hunter2") && !run.stderr.contains("hunter2"), "a password printed:\n{}", run.stdout);
+}
+
+#[test]
+fn the_ingest_section_is_checked_like_the_others() {
+    let with = |ingest: &str| format!("{}ingest:\n{ingest}", valid_config_yaml());
+    assert_problem(&check(&with("  tokn: x\n")), "ingest.tokn", "unknown key (did you mean token?)");
+    assert_problem(&check(&with("  token: short\n")), "ingest.token", "at least 32 characters (it has 5)");
+    assert_problem(&check(&with("  token: CHANGE_ME_ingest\n")), "ingest.token", "placeholder");
+    assert_problem(&check(&with("  token: x\n  token_file: y\n")), "ingest.token", "not both");
+    let run = check(&with(&format!("  token: {}\n", "i".repeat(40))));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("ingest.token from config file"), "{}", run.stdout);
+    // The environment alone is enough: no ingest section needed.
+    let run = check_with(&valid_config_yaml(), &[("FOYER_INGEST_TOKEN", &"e".repeat(40))]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("ingest.token from environment variable FOYER_INGEST_TOKEN"), "{}", run.stdout);
+    assert!(!run.stdout.contains(&"e".repeat(40)), "{}", run.stdout);
 }

@@ -10,6 +10,7 @@ mod door;
 mod handshake;
 mod hardening;
 mod hostile;
+mod ingest;
 mod ingest_owncast;
 mod lifecycle;
 mod membership;

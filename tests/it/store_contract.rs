@@ -9,10 +9,10 @@ use foyer::{
     events::HomeserverEvent,
     model::{
         Channel, ExternalId, Holder, InviteFailure, Membership, Reservation, ReservationId, ReservationRecord,
-        Revision, RoomState, SessionId, StepRecord, Ticket, Title, WebhookEvent,
+        Revision, RoomState, SessionId, StepRecord, StreamKey, Ticket, Title, WebhookEvent,
     },
     secret::Secret,
-    store::{self, AdminAction, MembershipFact, Outcome, Receipt, Store},
+    store::{self, AdminAction, MembershipFact, Outcome, Receipt, Store, StoreError},
 };
 use proptest::{prelude::*, strategy::ValueTree as _, test_runner::TestRunner};
 use ruma::{OwnedRoomId, OwnedUserId};
@@ -64,6 +64,7 @@ fn upsert(revision: u64) -> WebhookEvent {
         hosts: vec![],
         open_before_seconds: Some(900),
         close_after_seconds: None,
+        stream_key: None,
     }))
 }
 
@@ -103,6 +104,63 @@ async fn webhook_ids_and_revisions_decide_what_is_applied() {
         assert_eq!(by_id, page, "{backend}");
         assert!(store.reservations_by_id(&[missing]).await.unwrap().is_empty(), "{backend}");
         assert!(store.reservations_by_id(&[]).await.unwrap().is_empty(), "{backend}");
+    })
+    .await;
+}
+
+/// A stream key is held by one active reservation at most, also when several writes of
+/// it race (PostgreSQL writes them in transactions of their own, at once); a refused write
+/// keeps nothing, not even its receipt; a cancelled reservation lets its key go.
+#[tokio::test]
+async fn a_stream_key_is_held_by_one_active_reservation() {
+    each_backend(|store, backend| async move {
+        let key = StreamKey::parse("live_secret_key_0123").unwrap().hash();
+        let with_key = |name: &str| {
+            let WebhookEvent::Upsert(mut r) = upsert(1) else { unreachable!("upsert is an upsert") };
+            r.id = ReservationId::parse(name).unwrap();
+            r.stream_key = Some(key.clone());
+            WebhookEvent::Upsert(r)
+        };
+        // Connections opened first, so that the racers' transactions overlap rather than
+        // queue for a connection each.
+        let warm = (0..4).map(|_| {
+            let store = store.clone();
+            let key = key.clone();
+            tokio::spawn(async move { store.reservations_by_stream_key(&key).await })
+        });
+        for warm in warm.collect::<Vec<_>>() {
+            warm.await.unwrap().unwrap();
+        }
+        let racers = (0..8).map(|i| {
+            let store = store.clone();
+            let event = with_key(&format!("racer-{i}"));
+            tokio::spawn(async move { store.record_webhook(&receipt(&format!("race-{i}")), &event).await })
+        });
+        let mut accepted = Vec::new();
+        for (i, racer) in racers.collect::<Vec<_>>().into_iter().enumerate() {
+            match racer.await.unwrap() {
+                Ok(outcome) => accepted.push((i, outcome)),
+                Err(StoreError::Refused { path, .. }) => assert_eq!(path, "data.ingest.stream_key", "{backend}"),
+                Err(e) => panic!("{backend}: {e}"),
+            }
+        }
+        assert_eq!(accepted.len(), 1, "{backend}: one racer holds the key: {accepted:?}");
+        let (winner, _) = accepted[0];
+        let holders = store.reservations_by_stream_key(&key).await.unwrap();
+        assert_eq!(holders.len(), 1, "{backend}");
+        assert_eq!(holders[0].reservation.id.as_str(), format!("racer-{winner}"), "{backend}");
+        // The same reservation may write its key again.
+        let again = store.record_webhook(&receipt("again"), &with_key(&format!("racer-{winner}"))).await;
+        assert_eq!(again.unwrap(), Outcome::Accepted, "{backend}");
+        // Once the holder is cancelled, a refused delivery goes through, the same id.
+        let loser = (0..8).find(|i| *i != winner).unwrap();
+        let cancel =
+            WebhookEvent::Cancelled { id: ReservationId::parse(&format!("racer-{winner}")).unwrap(), reason: None };
+        store.record_webhook(&receipt("cancel"), &cancel).await.unwrap();
+        let retried =
+            store.record_webhook(&receipt(&format!("race-{loser}")), &with_key(&format!("racer-{loser}"))).await;
+        assert_eq!(retried.unwrap(), Outcome::Accepted, "{backend}: the refused receipt was not kept");
+        assert_eq!(store.reservations_by_stream_key(&key).await.unwrap().len(), 2, "{backend}: one of them cancelled");
     })
     .await;
 }

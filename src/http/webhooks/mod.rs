@@ -16,7 +16,7 @@ use serde_json::json;
 
 use crate::{
     http::{AppState, error},
-    store::{Outcome, Receipt},
+    store::{Outcome, Receipt, StoreError},
 };
 
 /// Bodies over this size are refused before they are read in full.
@@ -118,16 +118,12 @@ async fn receive_inner(
     *kind = sent;
 
     let receipt = Receipt { webhook_id, received_at: now };
-    let outcome = state.store.record_webhook(&receipt, &event).await.map_err(|e| {
-        tracing::error!(webhook_id, error = %e, "webhook not stored");
-        (
-            "unavailable",
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "FOYER_UNAVAILABLE",
-                "the database cannot store the event now; retry later",
-            ),
-        )
+    let outcome = state.store.record_webhook(&receipt, &event).await.map_err(|e| match e {
+        StoreError::Refused { .. } => {
+            tracing::info!(webhook_id, error = %e, "webhook refused: bad payload");
+            ("bad_payload", error(StatusCode::BAD_REQUEST, "FOYER_BAD_PAYLOAD", e.to_string()))
+        }
+        e => unavailable(webhook_id, &e),
     })?;
     let reservation_id = event.reservation_id().as_str();
     let answer = match outcome {
@@ -140,4 +136,17 @@ async fn receive_inner(
     };
     tracing::info!(webhook_id, kind = sent, reservation_id, outcome = answer.0, "webhook stored");
     Ok(answer)
+}
+
+/// The answer when the database cannot store an event now: the sender retries.
+fn unavailable(webhook_id: &str, e: &StoreError) -> Answer {
+    tracing::error!(webhook_id, error = %e, "webhook not stored");
+    (
+        "unavailable",
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "FOYER_UNAVAILABLE",
+            "the database cannot store the event now; retry later",
+        ),
+    )
 }

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use crate::config::Config;
 use crate::model::{
     Channel, ClaimCode, ClaimKey, Description, DisplayName, Email, ExternalId, Holder, MAX_SPAN_SECONDS, Reservation,
-    ReservationId, Revision, StreamUrl, Ticket, Title, WebhookEvent, parse_reason,
+    ReservationId, Revision, StreamKey, StreamUrl, Ticket, Title, WebhookEvent, parse_reason,
 };
 
 const MAX_BATCH: usize = 1000;
@@ -381,6 +381,13 @@ fn reservation(data: &Object<'_>, now: DateTime<Utc>, rules: &Rules) -> Result<R
             (chat.unsigned("open_before_seconds", max)?, chat.unsigned("close_after_seconds", max)?)
         }
     };
+    // Absent means no key: an upsert describes the whole reservation, so a platform
+    // that drops the key from an update withdraws it (as it would a stream_url).
+    let stream_key = data
+        .get("ingest")
+        .map(|v| Object::new("data.ingest", v)?.opt_parse("stream_key", StreamKey::parse))
+        .transpose()?
+        .flatten();
     Ok(Reservation {
         id,
         revision,
@@ -393,6 +400,7 @@ fn reservation(data: &Object<'_>, now: DateTime<Utc>, rules: &Rules) -> Result<R
         hosts,
         open_before_seconds: open_before_seconds.map(|s| s as u32),
         close_after_seconds: close_after_seconds.map(|s| s as u32),
+        stream_key: stream_key.as_ref().map(StreamKey::hash),
     })
 }
 
@@ -551,6 +559,35 @@ mod tests {
             panic!("not an upsert")
         };
         assert_eq!(r.stream_url.unwrap().as_str(), "http://stream.example.org/watch");
+    }
+
+    #[test]
+    fn a_stream_key_is_kept_as_its_hash_and_named_when_wrong() {
+        let strict = rules(false);
+        for (ingest, message) in [
+            (json!("key"), "data.ingest: must be a JSON object"),
+            (json!({"stream_key": 7}), "data.ingest.stream_key: must be a string"),
+            (json!({"stream_key": "short"}), "data.ingest.stream_key: must be 16 to 128 characters of A-Z a-z 0-9 _ -"),
+        ] {
+            assert_eq!(refused("ingest", ingest.clone(), &strict).to_string(), message, "{ingest}");
+        }
+        let upsert = |ingest: Option<Value>| {
+            let mut data = jazz();
+            if let Some(ingest) = ingest {
+                data["ingest"] = ingest;
+            }
+            let body = envelope("reservation.updated", data);
+            let (_, WebhookEvent::Upsert(r)) = parse_typed(&body, Utc::now(), &strict).unwrap() else {
+                panic!("not an upsert")
+            };
+            r.stream_key
+        };
+        let key = "live_secret_key_0123";
+        let hash = upsert(Some(json!({"stream_key": key}))).expect("a key");
+        assert_eq!(hash, StreamKey::parse(key).unwrap().hash());
+        // Absent, or an ingest without a key: the reservation has none.
+        assert_eq!(upsert(None), None);
+        assert_eq!(upsert(Some(json!({}))), None);
     }
 
     #[test]

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Install Debian's nginx with the RTMP module (libnginx-mod-rtmp) and ffmpeg, which the
+# streaming-server integration test (tests/it/ingest.rs) drives: /usr/sbin/nginx,
+# /usr/lib/nginx/modules/ngx_rtmp_module.so and /usr/bin/ffmpeg (idempotent).
+set -euo pipefail
+
+NGINX=/usr/sbin/nginx
+RTMP_MODULE=/usr/lib/nginx/modules/ngx_rtmp_module.so
+FFMPEG=/usr/bin/ffmpeg
+
+if [ -x "$NGINX" ] && [ -f "$RTMP_MODULE" ] && [ -x "$FFMPEG" ]; then
+    echo "nginx-rtmp and ffmpeg already installed ($("$NGINX" -v 2>&1 | head -n1))"
+    exit 0
+fi
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        SUDO=(sudo)
+    else
+        echo "error: installing nginx-rtmp needs root, and sudo is not available" >&2
+        exit 1
+    fi
+fi
+
+start=$(date +%s)
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+if ! { "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q \
+        && "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -q --no-install-recommends nginx libnginx-mod-rtmp ffmpeg; } >"$log" 2>&1; then
+    tail -n 20 "$log" >&2
+    echo "error: could not install nginx, libnginx-mod-rtmp and ffmpeg with apt-get (see above)" >&2
+    exit 1
+fi
+
+if [ ! -x "$NGINX" ] || [ ! -f "$RTMP_MODULE" ] || [ ! -x "$FFMPEG" ]; then
+    echo "error: apt-get succeeded but $NGINX, $RTMP_MODULE or $FFMPEG is missing" >&2
+    exit 1
+fi
+echo "installed $("$NGINX" -v 2>&1 | head -n1) with the RTMP module and ffmpeg in $(( $(date +%s) - start ))s"

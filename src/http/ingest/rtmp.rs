@@ -1,0 +1,343 @@
+//! `POST /ingest/v1/rtmp`: the publish hooks of nginx-rtmp (`on_publish` /
+//! `on_publish_done`, a form with `call` and the stream key in `name`) and SRS
+//! (`http_hooks` `on_publish` / `on_unpublish`, JSON with `action` and the key in
+//! `stream`). Both map the key to its reservation: a publish inside the reservation's
+//! window records `stream.started` and is allowed; anything else is refused and records
+//! nothing. Each server is answered the way it reads answers: nginx-rtmp allows on any
+//! 2xx; SRS on HTTP 200 with the body `0`.
+//!
+//! A stream key is a secret: it is hashed at once and never logged; refusals name the
+//! reservation when there is one.
+
+use axum::{
+    Json,
+    extract::{RawQuery, State},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use crate::{
+    http::{AppState, error},
+    model::{ReservationRecord, StreamKey, WebhookEvent},
+    schedule,
+    store::{Outcome, Receipt},
+};
+
+/// Which server sent a hook, told by its body's media type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Server {
+    /// nginx-rtmp: `application/x-www-form-urlencoded`.
+    Nginx,
+    /// SRS: `application/json`.
+    Srs,
+}
+
+impl Server {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Nginx => "nginx",
+            Self::Srs => "srs",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call {
+    Publish,
+    PublishDone,
+}
+
+/// A hook as read: what happened, and the stream name, which should be a stream key.
+struct Hook {
+    call: Call,
+    name: String,
+}
+
+/// Why a hook was not read.
+#[derive(Debug, thiserror::Error)]
+enum HookError {
+    #[error("Content-Type must be application/x-www-form-urlencoded (nginx-rtmp) or application/json (SRS)")]
+    ContentType,
+    #[error("{0}")]
+    Payload(String),
+}
+
+/// Serializes the hooks this instance answers, so two copies of one `on_publish`
+/// cannot both find the stream not live and both record a start (two live notices).
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+pub async fn hook(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Response {
+    let server = match media_type(&headers).as_deref() {
+        Some("application/json") => Some(Server::Srs),
+        Some("application/x-www-form-urlencoded") => Some(Server::Nginx),
+        _ => None,
+    };
+    let Some(server) = server else {
+        metrics::counter!("foyer_ingest_publishes_total", "server" => "unknown", "result" => "bad_request")
+            .increment(1);
+        let e = HookError::ContentType;
+        return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "FOYER_BAD_CONTENT_TYPE", e.to_string());
+    };
+    let (result, response) = answer(&state, server, query.as_deref(), &body).await;
+    metrics::counter!("foyer_ingest_publishes_total", "server" => server.as_str(), "result" => result).increment(1);
+    response
+}
+
+/// The hook's result label (for the metric) and the answer.
+async fn answer(state: &AppState, server: Server, query: Option<&str>, body: &[u8]) -> (&'static str, Response) {
+    if !super::token_ok(&state.config.ingest, query) {
+        tracing::warn!(
+            server = server.as_str(),
+            "publish hook refused: the URL lacks the right ?token= (ingest.token)"
+        );
+        return (
+            "bad_token",
+            refuse(server, StatusCode::FORBIDDEN, "FOYER_BAD_TOKEN", "the hook URL must carry ?token=<ingest.token>"),
+        );
+    }
+    let hook = match read(server, body) {
+        Ok(hook) => hook,
+        Err(e) => {
+            tracing::info!(server = server.as_str(), error = %e, "publish hook refused: bad payload");
+            return ("bad_request", refuse(server, StatusCode::BAD_REQUEST, "FOYER_BAD_PAYLOAD", e.to_string()));
+        }
+    };
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let now = Utc::now();
+    // A name that is not a key at all is refused like an unknown key, and not quoted.
+    let records = match StreamKey::parse(&hook.name) {
+        Ok(key) => match state.store.reservations_by_stream_key(&key.hash()).await {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::error!(server = server.as_str(), error = %e, "publish hook not answered: the database cannot read now");
+                let message = "the database cannot be read now; retry later";
+                return ("unavailable", refuse(server, StatusCode::SERVICE_UNAVAILABLE, "FOYER_UNAVAILABLE", message));
+            }
+        },
+        Err(_) => Vec::new(),
+    };
+    match hook.call {
+        Call::Publish => publish(state, server, &records, now).await,
+        Call::PublishDone => publish_done(state, server, &records, now).await,
+    }
+}
+
+async fn publish(
+    state: &AppState,
+    server: Server,
+    records: &[ReservationRecord],
+    now: DateTime<Utc>,
+) -> (&'static str, Response) {
+    let rooms = &state.config.rooms;
+    let verdicts: Vec<_> = records.iter().map(|r| (r, window(r, rooms, now))).collect();
+    let Some((record, times)) = verdicts.iter().find_map(|(r, v)| v.as_ref().ok().map(|t| (*r, *t))) else {
+        // The reservation a refusal is about: the active one if any, else the first.
+        let (id, why) = match verdicts.iter().find(|(r, _)| active(r)).or(verdicts.first()) {
+            Some((r, Err(why))) => (Some(r.reservation.id.as_str()), *why),
+            _ => (None, "no reservation has this stream key"),
+        };
+        tracing::info!(server = server.as_str(), reservation_id = id, why, "publish refused");
+        let message = format!("publishing is not allowed: {why}");
+        return ("refused", refuse(server, StatusCode::FORBIDDEN, "FOYER_PUBLISH_REFUSED", message));
+    };
+    let id = &record.reservation.id;
+    if times.live {
+        tracing::info!(
+            server = server.as_str(),
+            reservation_id = id.as_str(),
+            "publish allowed: already live, nothing recorded"
+        );
+        return ("duplicate", allow(server));
+    }
+    let event = WebhookEvent::StreamStarted { id: id.clone(), at: now };
+    match record_event(state, server, "publish", &event, now).await {
+        Ok(()) => {
+            tracing::info!(
+                server = server.as_str(),
+                reservation_id = id.as_str(),
+                "publish allowed: stream.started recorded"
+            );
+            ("allowed", allow(server))
+        }
+        Err(response) => ("unavailable", response),
+    }
+}
+
+async fn publish_done(
+    state: &AppState,
+    server: Server,
+    records: &[ReservationRecord],
+    now: DateTime<Utc>,
+) -> (&'static str, Response) {
+    let rooms = &state.config.rooms;
+    // Ending is never refused: the server stops the stream whatever the answer.
+    let Some(record) = records.iter().find(|r| schedule::schedule(r, rooms).live) else {
+        let id = records.first().map(|r| r.reservation.id.as_str());
+        tracing::info!(
+            server = server.as_str(),
+            reservation_id = id,
+            "publish end: no live reservation has this stream key, nothing recorded"
+        );
+        return ("ended_duplicate", allow(server));
+    };
+    let id = &record.reservation.id;
+    let event = WebhookEvent::StreamEnded { id: id.clone(), at: now };
+    match record_event(state, server, "publish_done", &event, now).await {
+        Ok(()) => {
+            tracing::info!(
+                server = server.as_str(),
+                reservation_id = id.as_str(),
+                "publish ended: stream.ended recorded"
+            );
+            ("ended", allow(server))
+        }
+        Err(response) => ("unavailable", response),
+    }
+}
+
+/// Records a stream signal as a webhook would be, and wakes the lifecycle (which opens
+/// the room if it is not open yet and posts the notice).
+async fn record_event(
+    state: &AppState,
+    server: Server,
+    call: &str,
+    event: &WebhookEvent,
+    now: DateTime<Utc>,
+) -> Result<(), Response> {
+    // Each recorded hook is a delivery of its own; copies of one are absorbed before
+    // this by the stream's state (already live, not live).
+    let webhook_id = format!("ingest-{}-{call}-{}-{}", server.as_str(), event.reservation_id(), now.timestamp_micros());
+    let receipt = Receipt { webhook_id: &webhook_id, received_at: now };
+    match state.store.record_webhook(&receipt, event).await {
+        Ok(outcome) => {
+            if outcome == Outcome::Accepted {
+                state.wake.notify_one();
+            }
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(server = server.as_str(), webhook_id, error = %e, "publish hook not stored");
+            let message = "the database cannot store the event now; retry later";
+            Err(refuse(server, StatusCode::SERVICE_UNAVAILABLE, "FOYER_UNAVAILABLE", message))
+        }
+    }
+}
+
+/// Neither cancelled nor archived.
+fn active(record: &ReservationRecord) -> bool {
+    record.signals.cancelled_at.is_none() && !record.archived
+}
+
+/// The reservation's times when `now` is in its publishing window, `[opens_at,
+/// archives_at)` and not cancelled; otherwise why not.
+fn window(
+    record: &ReservationRecord,
+    rooms: &crate::config::RoomsConfig,
+    now: DateTime<Utc>,
+) -> Result<schedule::Schedule, &'static str> {
+    let times = schedule::schedule(record, rooms);
+    if record.signals.cancelled_at.is_some() {
+        Err("the reservation is cancelled")
+    } else if record.archived || now >= times.archives_at {
+        Err("the reservation's room is archived (after archives_at)")
+    } else if now < times.opens_at {
+        Err("the reservation's room does not open until opens_at")
+    } else {
+        Ok(times)
+    }
+}
+
+fn media_type(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    Some(value.split(';').next()?.trim().to_ascii_lowercase())
+}
+
+fn read(server: Server, body: &[u8]) -> Result<Hook, HookError> {
+    match server {
+        Server::Nginx => {
+            let form: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
+            let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+            let call = match field("call") {
+                Some("publish") => Call::Publish,
+                Some("publish_done") => Call::PublishDone,
+                Some(other) => {
+                    return Err(HookError::Payload(format!(
+                        "call: {other:?} is not a publish hook (publish, publish_done); point only on_publish and on_publish_done here"
+                    )));
+                }
+                None => return Err(HookError::Payload("call: is missing".into())),
+            };
+            let name = field("name").ok_or_else(|| HookError::Payload("name: is missing".into()))?;
+            Ok(Hook { call, name: name.to_owned() })
+        }
+        Server::Srs => {
+            let value: Value = serde_json::from_slice(body)
+                .map_err(|e| HookError::Payload(format!("body: is not valid JSON ({e})")))?;
+            let field = |name: &str| value.get(name).and_then(Value::as_str);
+            let call = match field("action") {
+                Some("on_publish") => Call::Publish,
+                Some("on_unpublish") => Call::PublishDone,
+                Some(other) => {
+                    return Err(HookError::Payload(format!(
+                        "action: {other:?} is not a publish hook (on_publish, on_unpublish); point only those here"
+                    )));
+                }
+                None => return Err(HookError::Payload("action: is missing or not a string".into())),
+            };
+            let name =
+                field("stream").ok_or_else(|| HookError::Payload("stream: is missing or not a string".into()))?;
+            Ok(Hook { call, name: name.to_owned() })
+        }
+    }
+}
+
+/// Allowed: nginx-rtmp reads any 2xx; SRS wants HTTP 200 with the body `0`.
+fn allow(server: Server) -> Response {
+    match server {
+        Server::Nginx => Json(json!({"status": "allowed"})).into_response(),
+        Server::Srs => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "0").into_response(),
+    }
+}
+
+/// Refused: a non-2xx for nginx-rtmp; for SRS also a non-zero `code` in the body, which
+/// SRS reads as an error whatever the status.
+fn refuse(server: Server, status: StatusCode, errcode: &str, message: impl Into<String>) -> Response {
+    let message = message.into();
+    match server {
+        Server::Nginx => error(status, errcode, message),
+        Server::Srs => {
+            (status, Json(json!({"code": status.as_u16(), "errcode": errcode, "error": message}))).into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_both_servers_forms() {
+        let hook = read(Server::Nginx, b"app=live&name=abcdefghijklmnop&call=publish&clientid=3").unwrap();
+        assert_eq!((hook.call, hook.name.as_str()), (Call::Publish, "abcdefghijklmnop"));
+        let hook = read(Server::Nginx, b"call=publish_done&name=k").unwrap();
+        assert_eq!(hook.call, Call::PublishDone);
+        let e = read(Server::Nginx, b"call=play&name=k").err().unwrap();
+        assert!(e.to_string().starts_with("call: \"play\""), "{e}");
+        let e = read(Server::Nginx, b"call=publish").err().unwrap();
+        assert_eq!(e.to_string(), "name: is missing");
+
+        let srs = br#"{"action":"on_unpublish","client_id":"x1","ip":"127.0.0.1","vhost":"__defaultVhost__","app":"live","stream":"k","param":""}"#;
+        let hook = read(Server::Srs, srs).unwrap();
+        assert_eq!((hook.call, hook.name.as_str()), (Call::PublishDone, "k"));
+        let e = read(Server::Srs, br#"{"action":"on_play","stream":"k"}"#).err().unwrap();
+        assert!(e.to_string().starts_with("action: \"on_play\""), "{e}");
+        assert!(read(Server::Srs, b"0").is_err());
+    }
+}

@@ -1,0 +1,371 @@
+//! Streaming servers' publish hooks (`POST /ingest/v1/rtmp`, contract §8): real nginx-rtmp
+//! and ffmpeg against a real Foyer and Synapse, and SRS-shaped requests built from SRS's
+//! documented format. Needs `scripts/install-nginx-rtmp.sh`.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use chrono::{SecondsFormat, Utc};
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+use crate::common::{
+    eventually,
+    foyer::{TestFoyer, sqlite_query},
+    free_port, random_token,
+    synapse::Synapse,
+    unique,
+    users::TestUser,
+};
+
+const RTMP_MODULE: &str = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
+
+fn at(seconds: i64) -> String {
+    (Utc::now() + chrono::Duration::seconds(seconds)).to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// A reservation from `starts_in` to `starts_in + 3600` s, its room opening 60 s before.
+fn reservation(id: &str, starts_in: i64, key: Option<&str>) -> Value {
+    let mut body = json!({
+        "reservation_id": id, "revision": 1, "title": format!("Show {id}"),
+        "starts_at": at(starts_in), "ends_at": at(starts_in + 3600),
+        "chat": {"open_before_seconds": 60, "close_after_seconds": 60}
+    });
+    if let Some(key) = key {
+        body["ingest"] = json!({"stream_key": key});
+    }
+    body
+}
+
+/// A stream key: 40 random letters and digits.
+fn stream_key() -> String {
+    format!("key_{}", random_token())
+}
+
+/// Foyer with an `ingest.token`, logging at trace level; returns it with the token.
+async fn foyer_with_token() -> (TestFoyer, String) {
+    let token = random_token();
+    let yaml_token = token.clone();
+    let foyer =
+        TestFoyer::start_with(move |y| y + &format!("ingest:\n  token: {yaml_token}\n"), &[("RUST_LOG", "trace")])
+            .await;
+    (foyer, token)
+}
+
+/// Notice bodies in the room, oldest first.
+async fn notices(user: &TestUser, room: &str) -> Vec<String> {
+    let mut bodies = user.notices(room).await;
+    bodies.reverse();
+    bodies
+}
+
+fn count(notices: &[String], needle: &str) -> usize {
+    notices.iter().filter(|n| n.contains(needle)).count()
+}
+
+/// Waits until the room shows `n` notices containing `needle`; returns them all.
+async fn wait_notices(user: &TestUser, room: &str, needle: &str, n: usize) -> Vec<String> {
+    eventually(Duration::from_secs(20), needle, || async {
+        let all = notices(user, room).await;
+        (count(&all, needle) >= n).then_some(all)
+    })
+    .await
+}
+
+/// A reservation that is open now, with `fan` in its room; returns the room.
+async fn open_room(foyer: &TestFoyer, id: &str, key: &str, fan: &TestUser) -> String {
+    foyer.accept("reservation.created", reservation(id, 30, Some(key))).await;
+    foyer.grant(id, &[("t", &fan.user_id)]).await;
+    let room = foyer.room_id(id, Duration::from_secs(20)).await;
+    fan.join_once_invited(&room, Duration::from_secs(20)).await;
+    room
+}
+
+/// What the database holds of a reservation's stream, and the ingest receipts: what a
+/// refused publish must leave as it was.
+fn stream_facts(foyer: &TestFoyer, id: &str) -> String {
+    let db = foyer.dir().join("foyer.db");
+    let signals = sqlite_query(
+        &db,
+        &format!("SELECT stream_started_at, stream_ended_at FROM reservation_signals WHERE reservation_id = '{id}'"),
+    );
+    let receipts = sqlite_query(&db, "SELECT COUNT(*) FROM webhook_receipts WHERE webhook_id LIKE 'ingest-%'");
+    format!("signals [{signals}] receipts [{receipts}]")
+}
+
+/// The README's nginx `rtmp {}` block, between its markers.
+fn readme_nginx_block() -> String {
+    let readme = std::fs::read_to_string(crate::common::repo_root().join("README.md")).expect("README.md");
+    let (_, rest) = readme.split_once("<!-- nginx-rtmp:begin -->").expect("the README marks its nginx block");
+    let (block, _) = rest.split_once("<!-- nginx-rtmp:end -->").expect("the README ends its nginx block");
+    let block = block.trim().strip_prefix("```nginx").and_then(|b| b.strip_suffix("```")).expect("a fenced block");
+    block.trim().to_owned()
+}
+
+/// The README's block with this test's ports and token: the README's own addresses
+/// must be there to be replaced, so the two cannot drift apart.
+fn nginx_conf(prefix: &Path, rtmp_port: u16, foyer_url: &str, token: &str) -> String {
+    let block = readme_nginx_block();
+    for needle in ["listen 1935;", "http://127.0.0.1:29330/ingest/v1/rtmp", "?token=CHANGE_ME_ingest_token"] {
+        assert!(block.contains(needle), "the README's nginx block should contain {needle:?}:\n{block}");
+    }
+    let block = block
+        .replace("listen 1935;", &format!("listen 127.0.0.1:{rtmp_port};"))
+        .replace("http://127.0.0.1:29330/ingest/v1/rtmp", &format!("{foyer_url}/ingest/v1/rtmp"))
+        .replace("CHANGE_ME_ingest_token", token);
+    format!(
+        "load_module {RTMP_MODULE};\ndaemon off;\nmaster_process off;\npid {pid};\nerror_log {log} info;\n\
+         events {{ worker_connections 64; }}\n{block}\n",
+        pid = prefix.join("nginx.pid").display(),
+        log = prefix.join("error.log").display(),
+    )
+}
+
+/// nginx-rtmp on its own prefix directory, killed when dropped.
+struct Nginx {
+    /// Held for `kill_on_drop`: nginx stops with the test.
+    _child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    async fn start(foyer_url: &str, token: &str) -> Nginx {
+        assert!(
+            Path::new(RTMP_MODULE).exists() && Path::new("/usr/sbin/nginx").exists(),
+            "nginx-rtmp is not installed: run scripts/install-nginx-rtmp.sh"
+        );
+        let dir = tempfile::Builder::new().prefix("foyer-nginx-").tempdir().expect("tempdir");
+        let port = free_port();
+        std::fs::write(dir.path().join("nginx.conf"), nginx_conf(dir.path(), port, foyer_url, token)).unwrap();
+        let child = Command::new("/usr/sbin/nginx")
+            .arg("-p")
+            .arg(dir.path())
+            .args(["-c", "nginx.conf", "-e", "stderr"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start nginx");
+        let nginx = Nginx { _child: child, port, dir };
+        eventually(Duration::from_secs(10), "nginx to listen", || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(|_| ())
+        })
+        .await;
+        nginx
+    }
+
+    fn log(&self) -> String {
+        let read = |name: &str| std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+        format!("{}{}", read("stderr.log"), read("error.log"))
+    }
+
+    fn url(&self, key: &str) -> String {
+        format!("rtmp://127.0.0.1:{}/live/{key}", self.port)
+    }
+}
+
+/// `ffmpeg` publishing a generated test stream (no audio, the cheap FLV codec).
+fn ffmpeg(url: &str, log: PathBuf) -> Child {
+    Command::new("ffmpeg")
+        .args(["-nostdin", "-hide_banner", "-loglevel", "warning", "-re", "-f", "lavfi", "-i"])
+        .args(["testsrc=size=320x240:rate=25", "-c:v", "flv", "-b:v", "300k", "-f", "flv", url])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start ffmpeg (run scripts/install-nginx-rtmp.sh)")
+}
+
+/// Publishes with a key nginx must refuse: ffmpeg exits with an error.
+async fn refused_publish(nginx: &Nginx, key: &str, log: PathBuf) {
+    let mut child = ffmpeg(&nginx.url(key), log.clone());
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("ffmpeg should give up once nginx refuses the publish")
+        .unwrap();
+    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!status.success(), "ffmpeg should fail on a refused publish; it said:\n{said}\nnginx:\n{}", nginx.log());
+}
+
+#[tokio::test]
+async fn nginx_rtmp_publishes_go_live_in_the_room_and_refusals_record_nothing() {
+    let (foyer, token) = foyer_with_token().await;
+    let nginx = Nginx::start(&foyer.base_url, &token).await;
+    let fan = Synapse::shared().create_user("fan").await;
+    let logs = tempfile::tempdir().unwrap();
+
+    // Before opens_at: refused by nginx, nothing recorded, no room.
+    let early_key = stream_key();
+    let early = unique("early");
+    foyer.accept("reservation.created", reservation(&early, 3600, Some(&early_key))).await;
+    let before = stream_facts(&foyer, &early);
+    refused_publish(&nginx, &early_key, logs.path().join("early.log")).await;
+    assert_eq!(stream_facts(&foyer, &early), before, "a publish before opens_at records nothing");
+    let (_, r) = foyer.reservation(&early).await;
+    assert_eq!((r["phase"].as_str(), &r["room_id"]), (Some("scheduled"), &Value::Null), "{r}");
+
+    // An open reservation; a wrong key is refused and leaves it as it was.
+    let key = stream_key();
+    let id = unique("live");
+    let room = open_room(&foyer, &id, &key, &fan).await;
+    let before = stream_facts(&foyer, &id);
+    refused_publish(&nginx, &stream_key(), logs.path().join("wrong.log")).await;
+    assert_eq!(stream_facts(&foyer, &id), before, "a wrong key records nothing");
+    assert_eq!(foyer.reservation(&id).await.1["phase"], "open");
+
+    // The right key: live in the room while ffmpeg plays, ended once it stops.
+    let started = Instant::now();
+    let mut publisher = ffmpeg(&nginx.url(&key), logs.path().join("live.log"));
+    wait_notices(&fan, &room, "is live now", 1).await;
+    let live_after = started.elapsed();
+    println!("live notice {} ms after ffmpeg started publishing", live_after.as_millis());
+    assert_eq!(foyer.reservation(&id).await.1["phase"], "live");
+    assert!(publisher.try_wait().unwrap().is_none(), "ffmpeg still publishes:\n{}", nginx.log());
+
+    publisher.start_kill().unwrap();
+    publisher.wait().await.unwrap();
+    let stopped = Instant::now();
+    let all = wait_notices(&fan, &room, "The stream has ended", 1).await;
+    let ended_after = stopped.elapsed();
+    println!("ended notice {} ms after ffmpeg stopped", ended_after.as_millis());
+    assert_eq!(count(&all, "is live now"), 1, "one live notice, none for the refused publishes: {all:?}");
+    // Issue 17 asks for 2 s. The delays are printed, not asserted: speed is measured, and a
+    // busy CI machine must not turn a slow start into a failure (the waits above bound it).
+    let metrics = foyer.metrics_text().await;
+    for sample in [
+        "foyer_ingest_publishes_total{server=\"nginx\",result=\"allowed\"} 1",
+        "foyer_ingest_publishes_total{server=\"nginx\",result=\"refused\"} 2",
+        "foyer_ingest_publishes_total{server=\"nginx\",result=\"ended\"} 1",
+    ] {
+        assert!(metrics.contains(sample), "{sample} in:\n{metrics}");
+    }
+    for secret in [&key, &early_key] {
+        assert!(!foyer.log().contains(secret.as_str()), "a stream key in Foyer's trace log");
+    }
+}
+
+/// Posts an SRS `http_hooks` request (the JSON SRS documents) to the hook.
+async fn srs(foyer: &TestFoyer, token: &str, action: &str, stream: &str) -> (u16, String) {
+    let body = json!({
+        "server_id": "vid-0xk989d", "service_id": "z0v8v3g2", "action": action,
+        "client_id": random_token()[..8].to_owned(), "ip": "127.0.0.1", "vhost": "__defaultVhost__",
+        "app": "live", "tcUrl": "rtmp://127.0.0.1/live", "stream": stream, "param": "",
+        "stream_url": format!("/live/{stream}"), "stream_id": "vid-124q9y3"
+    });
+    let url = format!("{}/ingest/v1/rtmp?token={token}", foyer.base_url);
+    let resp = foyer.http.post(url).json(&body).send().await.expect("post hook");
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+/// SRS reads a refusal from a non-200 status or a non-zero `code`: both, here.
+fn assert_srs_refused((status, body): &(u16, String), why: &str) {
+    assert_eq!(*status, 403, "{why}: {body}");
+    let code = serde_json::from_str::<Value>(body).ok().and_then(|v| v["code"].as_i64());
+    assert!(code.is_some_and(|c| c != 0), "{why}: a non-zero code in {body}");
+}
+
+#[tokio::test]
+async fn srs_hooks_are_answered_as_srs_expects_and_duplicates_are_absorbed() {
+    let (foyer, token) = foyer_with_token().await;
+    let fan = Synapse::shared().create_user("fan").await;
+    let key = stream_key();
+    let id = unique("srs");
+    let room = open_room(&foyer, &id, &key, &fan).await;
+
+    // Refusals: unknown key, wrong or missing token, before opens_at, cancelled.
+    let before = stream_facts(&foyer, &id);
+    assert_srs_refused(&srs(&foyer, &token, "on_publish", &stream_key()).await, "an unknown key");
+    assert_srs_refused(&srs(&foyer, &token, "on_publish", "short").await, "not a key at all");
+    assert_srs_refused(&srs(&foyer, &random_token(), "on_publish", &key).await, "a wrong token");
+    assert_srs_refused(&srs(&foyer, "", "on_publish", &key).await, "no token");
+    let early_key = stream_key();
+    let early = unique("srs-early");
+    foyer.accept("reservation.created", reservation(&early, 3600, Some(&early_key))).await;
+    assert_srs_refused(&srs(&foyer, &token, "on_publish", &early_key).await, "before opens_at");
+    let gone_key = stream_key();
+    let gone = unique("srs-cancelled");
+    foyer.accept("reservation.created", reservation(&gone, 30, Some(&gone_key))).await;
+    foyer.accept("reservation.cancelled", json!({"reservation_id": gone})).await;
+    assert_srs_refused(&srs(&foyer, &token, "on_publish", &gone_key).await, "cancelled");
+    assert_eq!(stream_facts(&foyer, &id), before, "refusals record nothing");
+
+    // Allowed: HTTP 200 with the body 0. A copy while live records nothing new.
+    assert_eq!(srs(&foyer, &token, "on_publish", &key).await, (200, "0".to_owned()));
+    wait_notices(&fan, &room, "is live now", 1).await;
+    let live = stream_facts(&foyer, &id);
+    assert_eq!(srs(&foyer, &token, "on_publish", &key).await, (200, "0".to_owned()), "a duplicate");
+    assert_eq!(stream_facts(&foyer, &id), live, "a duplicate on_publish records nothing");
+
+    assert_eq!(srs(&foyer, &token, "on_unpublish", &key).await, (200, "0".to_owned()));
+    let all = wait_notices(&fan, &room, "The stream has ended", 1).await;
+    assert_eq!(count(&all, "is live now"), 1, "no second live notice: {all:?}");
+    let ended = stream_facts(&foyer, &id);
+    assert_eq!(srs(&foyer, &token, "on_unpublish", &key).await, (200, "0".to_owned()), "a duplicate");
+    assert_eq!(stream_facts(&foyer, &id), ended, "a duplicate on_unpublish records nothing");
+
+    // Not a publish hook, and not JSON: 400, which SRS reads as a refusal too.
+    let (status, body) = srs(&foyer, &token, "on_play", &key).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("action: \\\"on_play\\\""), "{body}");
+
+    // The key appears nowhere: trace log, read API, status page.
+    let (_, shown) = foyer.reservation(&id).await;
+    let page = foyer.http.get(format!("{}/status", foyer.base_url)).bearer_auth(&foyer.slot.api_token).send();
+    let page = page.await.unwrap().text().await.unwrap();
+    assert!(page.contains(&id), "the status page lists the reservation");
+    // The request span logs the path, never the query that carries ingest.token.
+    assert!(foyer.log().contains("/ingest/v1/rtmp"), "the hook's requests are logged");
+    assert!(!foyer.log().contains(&token), "ingest.token in Foyer's trace log");
+    for secret in [&key, &early_key, &gone_key] {
+        assert!(!shown.to_string().contains(secret.as_str()), "a stream key in the read API: {shown}");
+        assert!(!page.contains(secret.as_str()), "a stream key on the status page");
+        assert!(!foyer.log().contains(secret.as_str()), "a stream key in Foyer's trace log");
+    }
+}
+
+#[tokio::test]
+async fn stream_keys_are_checked_unique_among_active_reservations_and_hashed() {
+    let foyer = TestFoyer::start().await;
+    let key = stream_key();
+    let first = unique("first");
+    foyer.accept("reservation.created", reservation(&first, 30, Some(&key))).await;
+
+    // The same key on another active reservation: 400 naming the field, nothing stored.
+    let second = unique("second");
+    let delivery = format!("msg_{}", random_token());
+    let (status, body) =
+        foyer.send_webhook_as(&delivery, "reservation.created", reservation(&second, 30, Some(&key))).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "data.ingest.stream_key: is already the stream key of another active reservation");
+    assert_eq!(foyer.reservation(&second).await.0, 404, "a refused event changes nothing");
+    // Its webhook-id was not kept either: once the first lets the key go, the same
+    // delivery goes through.
+    foyer.accept("reservation.cancelled", json!({"reservation_id": first})).await;
+    let (status, body) =
+        foyer.send_webhook_as(&delivery, "reservation.created", reservation(&second, 30, Some(&key))).await;
+    assert_eq!(status, 202, "the key is free once its reservation is cancelled: {body}");
+
+    // Malformed keys are named, never quoted.
+    for bad in ["too-short", "has a space in it....", &"x".repeat(129)] {
+        let (status, body) =
+            foyer.send_webhook("reservation.created", reservation(&unique("bad"), 30, Some(bad))).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["error"], "data.ingest.stream_key: must be 16 to 128 characters of A-Z a-z 0-9 _ -");
+    }
+
+    // Only the hash is stored; an update without `ingest` withdraws the key.
+    let db = foyer.dir().join("foyer.db");
+    let stored =
+        sqlite_query(&db, &format!("SELECT stream_key_hash FROM reservations WHERE reservation_id = '{second}'"));
+    assert_eq!(stored.trim().len(), 64, "{stored}");
+    let dump = sqlite_query(&db, "SELECT * FROM reservations");
+    assert!(!dump.contains(&key), "the key itself is stored");
+    foyer.accept("reservation.updated", reservation(&second, 30, None)).await;
+    let stored =
+        sqlite_query(&db, &format!("SELECT stream_key_hash FROM reservations WHERE reservation_id = '{second}'"));
+    assert_eq!(stored.trim(), "None", "absent ingest: no key");
+}
