@@ -12,8 +12,9 @@ use super::AppState;
 use crate::config::IngestConfig;
 
 pub fn router() -> Router<AppState> {
-    // Shown from the start (at zero), so /metrics lists the family before Owncast calls.
+    // Shown from the start (at zero), so /metrics lists the families before any server calls.
     metrics::counter!("foyer_ingest_owncast_total", "event" => "unknown", "result" => "unknown_channel").increment(0);
+    metrics::counter!("foyer_ingest_publishes_total", "server" => "nginx", "result" => "allowed").increment(0);
     Router::new().route("/rtmp", post(rtmp::hook)).route("/owncast/{channel_id}", post(owncast::receive))
 }
 
