@@ -157,17 +157,7 @@ async fn publish(
         return ("duplicate", allow(server));
     }
     let event = WebhookEvent::StreamStarted { id: id.clone(), at: now };
-    match record_event(state, server, "publish", &event, now).await {
-        Ok(()) => {
-            tracing::info!(
-                server = server.as_str(),
-                reservation_id = id.as_str(),
-                "publish allowed: stream.started recorded"
-            );
-            ("allowed", allow(server))
-        }
-        Err(response) => ("unavailable", response),
-    }
+    record_event(state, server, "publish", &event, now, ("allowed", "publish allowed: stream.started recorded")).await
 }
 
 async fn publish_done(
@@ -189,28 +179,20 @@ async fn publish_done(
     };
     let id = &record.reservation.id;
     let event = WebhookEvent::StreamEnded { id: id.clone(), at: now };
-    match record_event(state, server, "publish_done", &event, now).await {
-        Ok(()) => {
-            tracing::info!(
-                server = server.as_str(),
-                reservation_id = id.as_str(),
-                "publish ended: stream.ended recorded"
-            );
-            ("ended", allow(server))
-        }
-        Err(response) => ("unavailable", response),
-    }
+    record_event(state, server, "publish_done", &event, now, ("ended", "publish ended: stream.ended recorded")).await
 }
 
-/// Records a stream signal as a webhook would be, and wakes the lifecycle (which opens
-/// the room if it is not open yet and posts the notice).
+/// Records a stream signal as a webhook would be, wakes the lifecycle (which opens the
+/// room if it is not open yet and posts the notice), and answers the server: allowed,
+/// counted and logged as `done` (a result label and a log message), or unavailable.
 async fn record_event(
     state: &AppState,
     server: Server,
     call: &str,
     event: &WebhookEvent,
     now: DateTime<Utc>,
-) -> Result<(), Response> {
+    done: (&'static str, &'static str),
+) -> (&'static str, Response) {
     // Each recorded hook is a delivery of its own; copies of one are absorbed before
     // this by the stream's state (already live, not live).
     let webhook_id = format!("ingest-{}-{call}-{}-{}", server.as_str(), event.reservation_id(), now.timestamp_micros());
@@ -220,12 +202,14 @@ async fn record_event(
             if outcome == Outcome::Accepted {
                 state.wake.notify_one();
             }
-            Ok(())
+            let (result, message) = done;
+            tracing::info!(server = server.as_str(), reservation_id = %event.reservation_id(), "{message}");
+            (result, allow(server))
         }
         Err(e) => {
             tracing::error!(server = server.as_str(), webhook_id, error = %e, "publish hook not stored");
             let message = "the database cannot store the event now; retry later";
-            Err(refuse(server, StatusCode::SERVICE_UNAVAILABLE, "FOYER_UNAVAILABLE", message))
+            ("unavailable", refuse(server, StatusCode::SERVICE_UNAVAILABLE, "FOYER_UNAVAILABLE", message))
         }
     }
 }
