@@ -13,26 +13,8 @@ if [ -x "$NGINX" ] && [ -f "$RTMP_MODULE" ] && [ -x "$FFMPEG" ]; then
     exit 0
 fi
 
-SUDO=()
-if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null 2>&1; then
-        SUDO=(sudo)
-    else
-        echo "error: installing nginx-rtmp needs root, and sudo is not available" >&2
-        exit 1
-    fi
-fi
-
 start=$(date +%s)
-log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
-if ! { "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q \
-        && "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
-            apt-get install -y -q --no-install-recommends nginx libnginx-mod-rtmp ffmpeg; } >"$log" 2>&1; then
-    tail -n 20 "$log" >&2
-    echo "error: could not install nginx, libnginx-mod-rtmp and ffmpeg with apt-get (see above)" >&2
-    exit 1
-fi
+bash "$(dirname "$0")/apt-install.sh" nginx libnginx-mod-rtmp ffmpeg
 
 if [ ! -x "$NGINX" ] || [ ! -f "$RTMP_MODULE" ] || [ ! -x "$FFMPEG" ]; then
     echo "error: apt-get succeeded but $NGINX, $RTMP_MODULE or $FFMPEG is missing" >&2
