@@ -164,6 +164,11 @@ fn check_config(config_path: &Path) -> ExitCode {
         config.webhooks.secrets.len(),
         format_duration(config.webhooks.tolerance)
     );
+    if let Some(platform) = &config.platform {
+        // The URL may carry a receiver's token in its query: only where it goes is shown.
+        let url = &platform.webhook_url;
+        println!("  platform    events to {}{}", url.origin().ascii_serialization(), url.path());
+    }
     for (key, source) in &config.secret_sources {
         println!("  {key} from {source}");
     }

@@ -13,6 +13,7 @@ pub mod logging;
 pub mod matrix;
 pub mod memory;
 pub mod model;
+pub mod outbox;
 pub mod query;
 pub mod registration;
 pub mod schedule;

@@ -14,8 +14,8 @@ use url::Url;
 
 use super::{
     ApiConfig, AppserviceConfig, ArchiveMode, Config, ConfigError, DatabaseConfig, DatabaseKind, HomeserverConfig,
-    IngestConfig, JoinRule, LogFormat, LoggingConfig, PLACEHOLDER_MARK, Placeholders, Problem, RoomsConfig,
-    SynapseAdminConfig, WebhookKey, WebhooksConfig, parse_duration,
+    IngestConfig, JoinRule, LogFormat, LoggingConfig, PLACEHOLDER_MARK, Placeholders, PlatformConfig, Problem,
+    RoomsConfig, SynapseAdminConfig, WebhookKey, WebhooksConfig, parse_duration,
 };
 use crate::secret::Secret;
 
@@ -131,6 +131,14 @@ impl Walker<'_> {
         let owncast = self.owncast(&mut ingest_section);
         self.finish(ingest_section);
         let ingest = owncast.map(|owncast| IngestConfig { token, owncast });
+        let platform = match self.section(&mut top, "platform", false) {
+            Some(mut s) => {
+                let r = self.platform(&mut s);
+                self.finish(s);
+                r
+            }
+            None => Some(None),
+        };
         let mut rooms_section = self.section(&mut top, "rooms", false).unwrap_or_else(|| Section::new("rooms", &empty));
         let rooms = self.rooms(&mut rooms_section);
         self.finish(rooms_section);
@@ -172,6 +180,7 @@ impl Walker<'_> {
             rooms,
             synapse_admin,
             ingest: ingest?,
+            platform: platform?,
             logging: LoggingConfig { format: format? },
             admins: admins?,
             secret_sources: std::mem::take(&mut self.secret_sources),
@@ -316,20 +325,73 @@ impl Walker<'_> {
                 keys.push(WebhookKey::new(value.as_bytes().to_vec()));
                 continue;
             }
-            let Some(b64) = value.strip_prefix("whsec_") else {
-                self.problem(at, "must start with whsec_ (a Standard Webhooks secret)");
-                continue;
-            };
-            match base64::engine::general_purpose::STANDARD.decode(b64) {
-                Ok(bytes) if bytes.len() >= 16 => keys.push(WebhookKey::new(bytes)),
-                Ok(bytes) => {
-                    self.problem(at, format!("key is {} bytes; use at least 16 (24 or 32 is usual)", bytes.len()))
-                }
-                Err(_) => self.problem(at, "the part after whsec_ is not valid base64"),
+            if let Some(key) = self.webhook_key(&at, value) {
+                keys.push(key);
             }
         }
         (keys.len() == values.len()).then_some(())?;
         Some(WebhooksConfig { secrets: keys, tolerance: tolerance? })
+    }
+
+    /// A Standard Webhooks secret (`whsec_` and base64 of at least 16 bytes) as its key.
+    fn webhook_key(&mut self, at: &str, value: &str) -> Option<WebhookKey> {
+        let Some(b64) = value.strip_prefix("whsec_") else {
+            self.problem(at, "must start with whsec_ (a Standard Webhooks secret)");
+            return None;
+        };
+        match base64::engine::general_purpose::STANDARD.decode(b64) {
+            Ok(bytes) if bytes.len() >= 16 => Some(WebhookKey::new(bytes)),
+            Ok(bytes) => {
+                self.problem(at, format!("key is {} bytes; use at least 16 (24 or 32 is usual)", bytes.len()));
+                None
+            }
+            Err(_) => {
+                self.problem(at, "the part after whsec_ is not valid base64");
+                None
+            }
+        }
+    }
+
+    /// `platform`: `webhook_url` and `webhook_secret` (or `webhook_secret_file`, or
+    /// `FOYER_PLATFORM_WEBHOOK_SECRET`), both required once the section is there.
+    fn platform(&mut self, s: &mut Section<'_>) -> Option<Option<PlatformConfig>> {
+        let url = self.webhook_url(s);
+        let secret = self.secret_value(s, "webhook_secret", "FOYER_PLATFORM_WEBHOOK_SECRET", true);
+        let path = s.key_path("webhook_secret");
+        let key = secret.and_then(|secret| {
+            let value = secret.expose();
+            if value.contains(PLACEHOLDER_MARK) {
+                if self.placeholders == Placeholders::Refuse {
+                    self.placeholder_problem(&path, "echo whsec_$(openssl rand -base64 32)");
+                    return None;
+                }
+                return Some(WebhookKey::new(value.as_bytes().to_vec()));
+            }
+            self.webhook_key(&path, value)
+        });
+        Some(Some(PlatformConfig { webhook_url: url?, webhook_secret: key? }))
+    }
+
+    /// `platform.webhook_url`: an http(s) URL with a host. Unlike a base URL it may carry
+    /// a query (some receivers route by it); a fragment is never sent, so it is refused.
+    fn webhook_url(&mut self, s: &mut Section<'_>) -> Option<Url> {
+        let text = self.string(s, "webhook_url", true)?;
+        let path = s.key_path("webhook_url");
+        match Url::parse(&text) {
+            Ok(url) if !matches!(url.scheme(), "http" | "https") => {
+                self.problem(path, format!("{text:?} must be an http:// or https:// URL"));
+                None
+            }
+            Ok(url) if url.host_str().is_none() || url.fragment().is_some() => {
+                self.problem(path, format!("{text:?} must have a host and no fragment"));
+                None
+            }
+            Ok(url) => Some(url),
+            Err(e) => {
+                self.problem(path, format!("{text:?} is not a URL ({e})"));
+                None
+            }
+        }
     }
 
     /// `ingest.owncast`: a mapping of channel id to that channel's Owncast webhook secret
@@ -703,6 +765,7 @@ impl Walker<'_> {
             "hs_token" => "hs_token_file",
             "token" => "token_file",
             "url" => "url_file",
+            "webhook_secret" => "webhook_secret_file",
             _ => unreachable!("every secret key has a _file twin"),
         };
         let path = s.key_path(key);

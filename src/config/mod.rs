@@ -30,6 +30,8 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     pub api: ApiConfig,
     pub ingest: IngestConfig,
+    /// Where Foyer sends its own events (contract §9); `None` sends none.
+    pub platform: Option<PlatformConfig>,
     pub rooms: RoomsConfig,
     pub synapse_admin: Option<SynapseAdminConfig>,
     pub logging: LoggingConfig,
@@ -104,6 +106,14 @@ impl fmt::Debug for WebhookKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("WebhookKey([redacted])")
     }
+}
+
+/// `platform`: the endpoint Foyer's outbound events go to, and the Standard Webhooks
+/// secret they are signed with. Both or neither: an unsigned event could be forged.
+#[derive(Debug, Clone)]
+pub struct PlatformConfig {
+    pub webhook_url: Url,
+    pub webhook_secret: WebhookKey,
 }
 
 #[derive(Debug, Clone)]

@@ -15,7 +15,7 @@ use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt as _;
-use ruma::api::client::discovery::get_capabilities;
+use ruma::{RoomId, api::client::discovery::get_capabilities};
 use tokio::{sync::Notify, task::JoinSet, time::Instant};
 
 pub use self::plan::{Plan, Work, plan};
@@ -26,6 +26,7 @@ use crate::{
     failpoint,
     matrix::{MatrixClient, MatrixError, rooms},
     model::{ReservationId, StepRecord},
+    outbox::OutboundEvent,
     schedule,
     store::{Claim, Store, StoreError},
 };
@@ -293,7 +294,7 @@ impl Lifecycle {
                 Work::Open => {
                     *step_now = Some(perform::OPEN);
                     let created = self.open(id, &record, &times, state.create_began.as_ref(), now).await?;
-                    self.record(id, perform::OPEN, &[created]).await?;
+                    self.record(id, None, perform::OPEN, &[created]).await?;
                 }
                 Work::InRoom { room, steps } => {
                     let at =
@@ -320,7 +321,7 @@ impl Lifecycle {
         for step in &steps {
             *step_now = Some(step.kind());
             let done = self.perform(at, step).await?;
-            self.record(at.id, step.kind(), &done).await?;
+            self.record(at.id, Some(at.room), step.kind(), &done).await?;
         }
         if remote_invites.is_empty() {
             return Ok(());
@@ -338,20 +339,50 @@ impl Lifecycle {
                 running.push(self.invite_holder(at, user));
             }
             let Some(done) = running.next().await else { return Ok(()) };
-            self.record(at.id, "invite", &[done?]).await?;
+            self.record(at.id, Some(at.room), "invite", &[done?]).await?;
         }
     }
 
     /// Records what a step's success is kept with, each record at once, and counts the
-    /// step; a holder's failed invite was counted where it failed.
-    async fn record(&self, id: &ReservationId, kind: &'static str, done: &[StepRecord]) -> Result<(), StoreError> {
+    /// step; a holder's failed invite was counted where it failed. `room` is the room the
+    /// step was performed in, if it was.
+    async fn record(
+        &self,
+        id: &ReservationId,
+        room: Option<&RoomId>,
+        kind: &'static str,
+        done: &[StepRecord],
+    ) -> Result<(), StoreError> {
         for record in done {
-            self.store.record_step(id, record, Utc::now()).await?;
+            let now = Utc::now();
+            let event = self.outbound_event(id, room, record, now);
+            self.store.record_step_with_event(id, record, event.as_ref(), now).await?;
         }
         if !done.iter().any(|record| matches!(record, StepRecord::InviteFailed { .. })) {
             metrics::counter!("foyer_lifecycle_steps_total", "step" => kind, "result" => "ok").increment(1);
         }
         Ok(())
+    }
+}
+
+impl Lifecycle {
+    /// The event the platform hears of `record` by, if it hears of it and
+    /// `platform.webhook_url` is set.
+    fn outbound_event(
+        &self,
+        id: &ReservationId,
+        room: Option<&RoomId>,
+        record: &StepRecord,
+        now: DateTime<Utc>,
+    ) -> Option<OutboundEvent> {
+        self.config.platform.as_ref()?;
+        match record {
+            StepRecord::RoomCreated { room_id, .. } => {
+                Some(OutboundEvent::room_opened(id, room_id, &self.config.room_alias(id), now))
+            }
+            StepRecord::Archived => Some(OutboundEvent::room_archived(id, room, self.config.rooms.archive_mode, now)),
+            _ => None,
+        }
     }
 }
 

@@ -24,6 +24,7 @@ use crate::model::{
     BoundHow, ClaimOutcome, ClaimStatus, Description, Email, Holder, ReservationId, StreamKeyHash, StreamUrl,
     WebhookEvent,
 };
+use crate::outbox::OutboundEvent;
 
 /// What one database does its own way.
 #[async_trait]
@@ -552,8 +553,24 @@ where
         Ok(())
     }
 
-    async fn record_step(&self, id: &ReservationId, step: &StepRecord, now: DateTime<Utc>) -> Result<(), StoreError> {
-        self.write_step(id, step, now).await
+    async fn record_step_with_event(
+        &self,
+        id: &ReservationId,
+        step: &StepRecord,
+        event: Option<&OutboundEvent>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.write_step(id, step, event, now).await
+    }
+
+    async fn outbox_events(&self) -> Result<Vec<(String, String, String, String)>, StoreError> {
+        let found = sqlx::query(sql::OUTBOX_EVENTS).fetch_all(&self.pool).await?;
+        found
+            .iter()
+            .map(|row| {
+                Ok((row.text("reservation_id")?, row.text("type")?, row.text("event_id")?, row.text("payload")?))
+            })
+            .collect()
     }
 
     async fn claim_ticket(

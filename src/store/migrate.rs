@@ -22,6 +22,7 @@ const TABLES: &[&str] = &[
     "spaces",
     "admin_inbox",
     "direct_chats",
+    "outbox",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +92,16 @@ pub async fn sqlite_to_postgres(
     .execute(&mut *tx)
     .await
     .map_err(|e| MigrateError::Copy { table: "admin_inbox", message: e.to_string() })?;
+    // The same for the outbox, whose order is the order events are sent in; a sender's
+    // lease is the old instance's, like the lifecycle's.
+    sqlx::query("UPDATE outbox SET locked_until = NULL, locked_by = NULL")
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| MigrateError::Copy { table: "outbox", message: e.to_string() })?;
+    sqlx::query("SELECT setval(pg_get_serial_sequence('outbox', 'seq'), COALESCE(MAX(seq), 0) + 1, false) FROM outbox")
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| MigrateError::Copy { table: "outbox", message: e.to_string() })?;
     tx.commit().await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
     Ok(copied)
 }

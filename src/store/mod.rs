@@ -26,6 +26,7 @@ use crate::{
     model::{
         BoundHow, ClaimOutcome, ClaimStatus, Email, Membership, ReservationId, SessionId, StreamKeyHash, WebhookEvent,
     },
+    outbox::OutboundEvent,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -195,7 +196,24 @@ pub trait Store: Send + Sync {
     async fn forget_admin_event(&self, event_id: &str) -> Result<(), StoreError>;
 
     /// Records one step's outcome at once, so a crash right after it repeats nothing.
-    async fn record_step(&self, id: &ReservationId, step: &StepRecord, now: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn record_step(&self, id: &ReservationId, step: &StepRecord, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.record_step_with_event(id, step, None, now).await
+    }
+
+    /// [`Store::record_step`], and `event` into the outbox in the same transaction: the
+    /// platform hears of the fact if and only if it is recorded. An event whose
+    /// `once_key` is in the outbox already is not written again.
+    async fn record_step_with_event(
+        &self,
+        id: &ReservationId,
+        step: &StepRecord,
+        event: Option<&OutboundEvent>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Every outbox row's `(reservation_id, type, webhook-id, body)`, in send order: for
+    /// tests and, later, the status page.
+    async fn outbox_events(&self) -> Result<Vec<(String, String, String, String)>, StoreError>;
 
     /// Binds the ticket whose claim code hashes to `claim_hash` to `user`, unless it is
     /// revoked, its reservation archived, or someone else holds it; makes its reservation

@@ -18,6 +18,7 @@ use super::{
     to_millis,
 };
 use crate::model::{InviteFailure, Member, Membership, ReservationId};
+use crate::outbox::OutboundEvent;
 
 // What `record_step` writes, one statement per record (the reservation id is the last
 // parameter where there is one). `Invited` writes two; `ReminderSent`'s JSON append is
@@ -109,9 +110,13 @@ where
         &self,
         id: &ReservationId,
         step: &StepRecord,
+        event: Option<&OutboundEvent>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let (rid, now) = (id.as_str(), to_millis(now));
+        // One transaction: a record of two statements, and its outbound event, are
+        // written whole or not at all.
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
         let users_json =
             |users: &BTreeSet<OwnedUserId>| serde_json::to_string(users).expect("user IDs always serialize");
         let query = match step {
@@ -143,7 +148,7 @@ where
                 .bind(rid),
             StepRecord::Invited { user_id } => {
                 let member = sqlx::query(INVITED_MEMBER).bind(user_id.as_str()).bind(now).bind(rid);
-                member.execute(&self.pool).await?;
+                member.execute(&mut *tx).await?;
                 sqlx::query(INVITED).bind(rid).bind(user_id.as_str()).bind(now)
             }
             StepRecord::InviteFailed { user_id, failure } => sqlx::query(INVITE_FAILED)
@@ -159,12 +164,23 @@ where
             StepRecord::ClosingNoticeSent => sqlx::query(CLOSING_NOTICE_SENT).bind(rid),
             StepRecord::Archived => {
                 // The show is over: its holders' emails are no longer needed.
-                sqlx::query(FORGET_EMAILS).bind(rid).execute(&self.pool).await?;
+                sqlx::query(FORGET_EMAILS).bind(rid).execute(&mut *tx).await?;
                 sqlx::query(ARCHIVED).bind(now).bind(rid)
             }
         };
-        query.execute(&self.pool).await?;
-        Ok(())
+        query.execute(&mut *tx).await?;
+        if let Some(event) = event {
+            sqlx::query(super::sql::OUTBOX_INSERT)
+                .bind(event.id.as_str())
+                .bind(event.reservation_id.as_str())
+                .bind(event.kind.as_str())
+                .bind(event.body.as_str())
+                .bind(event.once_key.as_deref())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(tx.commit().await?)
     }
 
     /// [`super::Store::lifecycle_state`].

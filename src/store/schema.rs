@@ -68,6 +68,7 @@ pub(super) const MIGRATIONS: &[Migration] = &[
     per_dialect!("0012_status_sessions"),
     shared!("0013_email_tickets"),
     shared!("0014_stream_keys"),
+    per_dialect!("0015_outbox"),
 ];
 
 /// PostgreSQL's own numbering ended here, at what is now version 12.

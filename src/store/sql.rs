@@ -298,3 +298,11 @@ pub(super) const START_SESSION: &str =
     "INSERT INTO status_sessions (session_id, created_at, expires_at) VALUES ($1, $2, $3)";
 pub(super) const SESSION_LIVE: &str = "SELECT 1 FROM status_sessions WHERE session_id = $1 AND expires_at > $2";
 pub(super) const END_SESSION: &str = "DELETE FROM status_sessions WHERE session_id = $1";
+
+/// One outbound event into the outbox, once per `once_key` (NULL never conflicts):
+/// `(event_id, reservation_id, type, payload, once_key, created_at)`, due at once.
+pub(super) const OUTBOX_INSERT: &str = "INSERT INTO outbox
+        (event_id, reservation_id, type, payload, once_key, created_at, next_attempt_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $6)
+    ON CONFLICT DO NOTHING";
+pub(super) const OUTBOX_EVENTS: &str = "SELECT reservation_id, type, event_id, payload FROM outbox ORDER BY seq";

@@ -15,6 +15,7 @@ fn foyer(args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut cmd = Command::new(foyer_bin());
     cmd.args(args).env_remove("FOYER_AS_TOKEN").env_remove("FOYER_HS_TOKEN").env_remove("FOYER_API_TOKEN");
     cmd.env_remove("FOYER_WEBHOOK_SECRETS").env_remove("FOYER_DATABASE_URL").env_remove("FOYER_INGEST_TOKEN");
+    cmd.env_remove("FOYER_PLATFORM_WEBHOOK_SECRET");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -305,4 +306,41 @@ fn the_ingest_section_is_checked_like_the_others() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stdout.contains("ingest.token from environment variable FOYER_INGEST_TOKEN"), "{}", run.stdout);
     assert!(!run.stdout.contains(&"e".repeat(40)), "{}", run.stdout);
+}
+
+#[test]
+fn the_platform_section_needs_a_url_and_a_standard_webhooks_secret() {
+    let with = |platform: &str| format!("{}platform:\n{platform}", valid_config_yaml());
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let url = "  webhook_url: https://platform.example.org/foyer/events?route=foyer\n";
+    assert_problem(&check(&with(&format!("  webhook_secret: {secret}\n"))), "platform.webhook_url", "is missing");
+    assert_problem(&check(&with(url)), "platform.webhook_secret", "is missing");
+    let bad_url = format!("  webhook_url: ftp://platform.example.org/\n  webhook_secret: {secret}\n");
+    assert_problem(&check(&with(&bad_url)), "platform.webhook_url", "http:// or https://");
+    let fragment = format!("  webhook_url: https://platform.example.org/#x\n  webhook_secret: {secret}\n");
+    assert_problem(&check(&with(&fragment)), "platform.webhook_url", "no fragment");
+    let not_whsec = format!("{url}  webhook_secret: MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n");
+    assert_problem(&check(&with(&not_whsec)), "platform.webhook_secret", "must start with whsec_");
+    let short = format!("{url}  webhook_secret: whsec_c2hvcnQ=\n");
+    assert_problem(&check(&with(&short)), "platform.webhook_secret", "at least 16");
+    let placeholder = format!("{url}  webhook_secret: whsec_CHANGE_ME\n");
+    assert_problem(&check(&with(&placeholder)), "platform.webhook_secret", "placeholder");
+    assert_problem(
+        &check(&with(&format!("{url}  webhook_secrt: {secret}\n"))),
+        "platform.webhook_secrt",
+        "unknown key",
+    );
+
+    let run = check(&with(&format!("{url}  webhook_secret: {secret}\n")));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("platform    events to https://platform.example.org/foyer/events"), "{}", run.stdout);
+    assert!(run.stdout.contains("platform.webhook_secret from config file"), "{}", run.stdout);
+    // The query may hold the receiver's token, and the secret is never shown.
+    assert!(!run.stdout.contains("route=foyer") && !run.stdout.contains(secret), "{}", run.stdout);
+    // From the environment, and without a platform section no events are configured.
+    let run = check_with(&with(url), &[("FOYER_PLATFORM_WEBHOOK_SECRET", secret)]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("platform.webhook_secret from environment variable FOYER_PLATFORM_WEBHOOK_SECRET"));
+    let run = check(&valid_config_yaml());
+    assert!(!run.stdout.contains("platform"), "{}", run.stdout);
 }

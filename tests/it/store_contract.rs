@@ -887,3 +887,43 @@ async fn email_tickets_are_looked_up_on_arrival_at_the_opening_and_then_at_a_pac
     })
     .await;
 }
+
+/// An outbound event is written with its fact, in its transaction, and once per fact:
+/// a step recorded again (a retry after a crash) adds no second event.
+#[tokio::test]
+async fn each_fact_writes_its_outbound_event_once() {
+    use foyer::{config::ArchiveMode, outbox::OutboundEvent};
+    each_backend(|store, backend| async move {
+        store.record_webhook(&receipt("a"), &upsert(1)).await.unwrap();
+        let room = OwnedRoomId::try_from("!room:example.org").unwrap();
+        let alias = ruma::OwnedRoomAliasId::try_from("#live_jazz:example.org").unwrap();
+        let created =
+            StepRecord::RoomCreated { room_id: room.clone(), hosts: [].into(), name: "J".into(), topic: "t".into() };
+        let now = Utc::now();
+        let opened = OutboundEvent::room_opened(&jazz(), &room, &alias, now);
+        store.record_step_with_event(&jazz(), &created, Some(&opened), now).await.unwrap();
+        // Recorded again, with an event made again (a new webhook-id): still one.
+        let again = OutboundEvent::room_opened(&jazz(), &room, &alias, now);
+        assert_ne!(again.id, opened.id);
+        store.record_step_with_event(&jazz(), &created, Some(&again), now).await.unwrap();
+        // A step without an event writes none.
+        store.record_step(&jazz(), &StepRecord::OpeningNoticeSent, now).await.unwrap();
+        let archived = |at| OutboundEvent::room_archived(&jazz(), Some(&room), ArchiveMode::Kick, at);
+        store.record_step_with_event(&jazz(), &StepRecord::Archived, Some(&archived(now)), now).await.unwrap();
+        store.record_step_with_event(&jazz(), &StepRecord::Archived, Some(&archived(now)), now).await.unwrap();
+
+        let events = store.outbox_events().await.unwrap();
+        let kinds: Vec<_> = events.iter().map(|(r, t, _, _)| (r.as_str(), t.as_str())).collect();
+        assert_eq!(kinds, [("jazz", "room.opened"), ("jazz", "room.archived")], "{backend}");
+        assert_eq!(events[0].2, opened.id, "{backend}: the first write's webhook-id is kept");
+        let body: serde_json::Value = serde_json::from_str(&events[0].3).unwrap();
+        assert_eq!(body["type"], "room.opened", "{backend}");
+        assert_eq!(body["data"]["room_id"], "!room:example.org", "{backend}");
+        assert_eq!(body["data"]["room_alias"], "#live_jazz:example.org", "{backend}");
+        assert_eq!(body["data"]["matrix_to"], "https://matrix.to/#/%23live_jazz:example.org", "{backend}");
+        let body: serde_json::Value = serde_json::from_str(&events[1].3).unwrap();
+        assert_eq!(body["data"]["mode"], "kick", "{backend}");
+        assert!(store.lifecycle_state(&jazz()).await.unwrap().room.archived, "{backend}: the fact is there too");
+    })
+    .await;
+}
