@@ -76,7 +76,11 @@ mod tests {
                 2,
                 "parses the database URL to show it without its password; derives the claim-code key from as_token",
             ),
-            ("src/config/load.rs", 2, "checks the database URL's scheme and a secret's length and placeholder"),
+            (
+                "src/config/load.rs",
+                3,
+                "checks the database URL's scheme and a secret's length and placeholder; decodes platform.webhook_secret into its signing key",
+            ),
             ("src/matrix/mod.rs", 1, "sends as_token to the homeserver"),
             ("src/store/sqlite.rs", 1, "opens the database"),
             ("src/store/postgres.rs", 1, "opens the database"),
