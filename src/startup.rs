@@ -11,6 +11,7 @@ use crate::{
     http::{self, AppState},
     matrix::{self, HandshakeError},
     model::{ClaimCode, ExternalId, ReservationId},
+    store::Outbox,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +54,7 @@ pub fn metrics_handle() -> PrometheusHandle {
 pub async fn serve(config: Config) -> Result<(), ServeError> {
     let config = Arc::new(config);
     let limits = http::server::Limits::from_env(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))?;
-    let store = crate::store::open(&config.database).await?;
+    let store = crate::store::open(&config.database, Outbox::when(config.platform.is_some())).await?;
     tracing::info!(database = %config.database_display(), "store opened");
     let key = config.claim_key();
     let fingerprint = key.fingerprint();

@@ -257,13 +257,23 @@ impl Lifecycle {
         };
         let now = Utc::now();
         let released = match result {
-            Ok(next) => self.store.release(&claim, next, None, now).await,
+            Ok(next) => {
+                let recovered = (claim.attempts >= FAILING_AFTER)
+                    .then(|| OutboundEvent::reservation_recovered(id, claim.attempts, now));
+                if recovered.is_some() {
+                    tracing::info!(reservation_id = %id, attempts = claim.attempts, "reservation recovered");
+                }
+                self.store.release_with_event(&claim, next, None, recovered.as_ref(), now).await
+            }
             Err(e) => {
                 let retry = e.retry_in(claim.attempts);
                 let step = step.unwrap_or("plan");
-                tracing::warn!(reservation_id = %id, step, error = %e, retry_in_s = retry.num_seconds(), "lifecycle step failed");
+                let (error, attempts) = (e.to_string(), claim.attempts + 1);
+                tracing::warn!(reservation_id = %id, step, error, attempts, retry_in_s = retry.num_seconds(), "lifecycle step failed");
                 metrics::counter!("foyer_lifecycle_steps_total", "step" => step, "result" => "failed").increment(1);
-                self.store.release(&claim, Some(now + retry), Some(&e.to_string()), now).await
+                let failing = (attempts == FAILING_AFTER)
+                    .then(|| OutboundEvent::reservation_failing(id, step, &error, attempts, now));
+                self.store.release_with_event(&claim, Some(now + retry), Some(&error), failing.as_ref(), now).await
             }
         };
         if let Err(e) = released {
@@ -366,8 +376,8 @@ impl Lifecycle {
 }
 
 impl Lifecycle {
-    /// The event the platform hears of `record` by, if it hears of it and
-    /// `platform.webhook_url` is set.
+    /// The event the platform hears of `record` by, if it hears of it (the store writes
+    /// it only when `platform.webhook_url` is set).
     fn outbound_event(
         &self,
         id: &ReservationId,
@@ -375,7 +385,6 @@ impl Lifecycle {
         record: &StepRecord,
         now: DateTime<Utc>,
     ) -> Option<OutboundEvent> {
-        self.config.platform.as_ref()?;
         match record {
             StepRecord::RoomCreated { room_id, .. } => {
                 Some(OutboundEvent::room_opened(id, room_id, &self.config.room_alias(id), now))
@@ -385,6 +394,12 @@ impl Lifecycle {
         }
     }
 }
+
+/// Failed attempts in a row after which the platform hears `reservation.failing` (and,
+/// once it succeeds, `reservation.recovered`). Not the first: a homeserver's restart
+/// fails one attempt and is over a second later (the next tries come after 1 s and 2 s),
+/// which is no news to a platform.
+const FAILING_AFTER: u32 = 3;
 
 /// 1 s, 2 s, 4 s … up to 5 minutes between attempts of a failing reservation.
 fn backoff(attempts: u32) -> chrono::Duration {

@@ -1,18 +1,26 @@
 //! Foyer's own events to the platform (contract §9): what each event says, built where
-//! its fact is recorded and written to the outbox in the fact's transaction. Sending
-//! them is not done yet (issue 18, item 4).
+//! its fact is recorded and written to the outbox in the fact's transaction.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use ruma::{RoomAliasId, RoomId};
+use ruma::{RoomAliasId, RoomId, UserId};
 use serde_json::{Value, json};
 
-use crate::{config::ArchiveMode, model::ReservationId};
+use sha2::{Digest, Sha256};
+
+use crate::{
+    config::ArchiveMode,
+    model::{BoundHow, ReservationId},
+};
 
 /// The event types of contract §9.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventType {
     RoomOpened,
     RoomArchived,
+    TicketClaimed,
+    TicketUninvitable,
+    ReservationFailing,
+    ReservationRecovered,
 }
 
 impl EventType {
@@ -20,6 +28,10 @@ impl EventType {
         match self {
             Self::RoomOpened => "room.opened",
             Self::RoomArchived => "room.archived",
+            Self::TicketClaimed => "ticket.claimed",
+            Self::TicketUninvitable => "ticket.uninvitable",
+            Self::ReservationFailing => "reservation.failing",
+            Self::ReservationRecovered => "reservation.recovered",
         }
     }
 }
@@ -90,6 +102,60 @@ impl OutboundEvent {
         });
         let once = format!("room.archived:{reservation_id}");
         Self::new(EventType::RoomArchived, reservation_id, data, Some(once), at)
+    }
+}
+
+impl OutboundEvent {
+    /// `ticket.claimed`: an email ticket is bound to `user`, once per ticket and user.
+    pub fn ticket_claimed(
+        reservation_id: &ReservationId,
+        ticket_id: &str,
+        user: &UserId,
+        how: BoundHow,
+        at: DateTime<Utc>,
+    ) -> Self {
+        let data = json!({
+            "reservation_id": reservation_id.as_str(),
+            "ticket_id": ticket_id,
+            "user_id": user.as_str(),
+            "how": how.as_str(),
+        });
+        let once = format!("ticket.claimed:{reservation_id}:{ticket_id}:{user}");
+        Self::new(EventType::TicketClaimed, reservation_id, data, Some(once), at)
+    }
+
+    /// `ticket.uninvitable`: the holder of `ticket_id` cannot be invited, once per ticket
+    /// and error (an invite retried with the same error says nothing new).
+    pub fn ticket_uninvitable(reservation_id: &ReservationId, ticket_id: &str, error: &str, at: DateTime<Utc>) -> Self {
+        let data = json!({ "reservation_id": reservation_id.as_str(), "ticket_id": ticket_id, "error": error });
+        // The error's digest, not its text: the key stays short whatever the homeserver said.
+        let digest = Sha256::digest(error.as_bytes());
+        let short: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let once = format!("ticket.uninvitable:{reservation_id}:{ticket_id}:{short}");
+        Self::new(EventType::TicketUninvitable, reservation_id, data, Some(once), at)
+    }
+
+    /// `reservation.failing`: `step` failed `attempts` times in a row.
+    pub fn reservation_failing(
+        reservation_id: &ReservationId,
+        step: &str,
+        error: &str,
+        attempts: u32,
+        at: DateTime<Utc>,
+    ) -> Self {
+        let data = json!({
+            "reservation_id": reservation_id.as_str(),
+            "step": step,
+            "error": error,
+            "attempts": attempts,
+        });
+        Self::new(EventType::ReservationFailing, reservation_id, data, None, at)
+    }
+
+    /// `reservation.recovered`: the work succeeded after `attempts` failed attempts.
+    pub fn reservation_recovered(reservation_id: &ReservationId, attempts: u32, at: DateTime<Utc>) -> Self {
+        let data = json!({ "reservation_id": reservation_id.as_str(), "attempts": attempts });
+        Self::new(EventType::ReservationRecovered, reservation_id, data, None, at)
     }
 }
 

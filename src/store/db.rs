@@ -11,7 +11,7 @@ use ruma::UserId;
 use sqlx::{Database, Encode, Executor, IntoArguments, Pool, Type, query::Query};
 
 use super::{
-    AdminAction, Claim, ClaimHasher, LifecycleState, MembershipFact, Outcome, QueuedAdminEvent, Receipt,
+    AdminAction, Claim, ClaimHasher, LifecycleState, MembershipFact, Outbox, Outcome, QueuedAdminEvent, Receipt,
     ReservationRecord, StepRecord, Store, StoreError, TicketRow,
     rows::{self, Read},
     sql, to_millis,
@@ -72,6 +72,7 @@ pub struct Due<'a> {
 pub struct SqlStore<D: Dialect> {
     pub(super) pool: Pool<D>,
     pub(super) writer: D::Writer,
+    pub(super) outbox: Outbox,
 }
 
 // The bounds say what the code binds: the few types the schema uses.
@@ -94,6 +95,7 @@ where
         webhook_id: &str,
         received_at: DateTime<Utc>,
         event: &WebhookEvent,
+        outbox: Outbox,
     ) -> Result<Outcome, StoreError> {
         let inserted = sqlx::query(sql::RECEIPT)
             .bind(webhook_id)
@@ -105,7 +107,7 @@ where
         if D::rows_affected(&inserted) == 0 {
             return Ok(Outcome::Duplicate);
         }
-        let outcome = Self::apply(&mut *conn, event, received_at).await?;
+        let outcome = Self::apply(&mut *conn, event, received_at, outbox).await?;
         if outcome == Outcome::Stale {
             sqlx::query(sql::RECEIPT_STALE).bind(webhook_id).execute(&mut *conn).await?;
         }
@@ -113,8 +115,13 @@ where
     }
 
     /// Applies one event's effect inside the caller's transaction.
-    async fn apply(conn: &mut D::Connection, event: &WebhookEvent, now: DateTime<Utc>) -> Result<Outcome, StoreError> {
-        let now = to_millis(now);
+    async fn apply(
+        conn: &mut D::Connection,
+        event: &WebhookEvent,
+        at: DateTime<Utc>,
+        outbox: Outbox,
+    ) -> Result<Outcome, StoreError> {
+        let now = to_millis(at);
         match event {
             WebhookEvent::Upsert(r) => {
                 let stored = sqlx::query(sql::REVISION).bind(r.id.as_str()).fetch_optional(&mut *conn).await?;
@@ -168,7 +175,7 @@ where
                             (None, Some(email.address()), display_name.as_ref().map(|n| n.as_str()), Some(claim_hash))
                         }
                     };
-                    sqlx::query(sql::GRANT_TICKET)
+                    let granted = sqlx::query(sql::GRANT_TICKET)
                         .bind(id.as_str())
                         .bind(ticket.id.as_str())
                         .bind(user)
@@ -176,8 +183,18 @@ where
                         .bind(display_name)
                         .bind(claim_hash.map(String::as_str))
                         .bind(now)
-                        .execute(&mut *conn)
+                        .fetch_one(&mut *conn)
                         .await?;
+                    // An email ticket sent again with its holder's user ID was bound just
+                    // now: the platform hears of it like of any other claim.
+                    if let Holder::User(user) = &ticket.holder
+                        && granted.opt_text("bound_how")?.as_deref() == Some(BoundHow::Correction.as_str())
+                        && granted.opt_int("bound_at")? == Some(now)
+                    {
+                        let event =
+                            OutboundEvent::ticket_claimed(id, ticket.id.as_str(), user, BoundHow::Correction, at);
+                        write_event::<D>(&mut *conn, outbox, &event, now).await?;
+                    }
                 }
             }
             WebhookEvent::TicketsRevoked { id, ticket_ids } => {
@@ -319,7 +336,8 @@ where
             }
             if let (Membership::Knock, Some(hash)) = (fact.membership, &fact.knock_claim) {
                 let only_in = ReservationId::parse(&reservation).ok();
-                let outcome = claim(&mut tx, hash, &fact.user_id, BoundHow::Knock, only_in.as_ref(), now).await?;
+                let outcome =
+                    claim(&mut tx, self.outbox, hash, &fact.user_id, BoundHow::Knock, only_in.as_ref(), now).await?;
                 tracing::info!(room_id = %fact.room_id, user_id = %fact.user_id, outcome = outcome.label(), "claim code in a knock");
                 metrics::counter!("foyer_claims_total", "how" => "knock", "result" => outcome.label()).increment(1);
             }
@@ -510,9 +528,9 @@ where
         reservation: &ReservationId,
         ticket: &str,
         found: Option<&UserId>,
-        now: DateTime<Utc>,
+        at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let (rid, now) = (reservation.as_str(), to_millis(now));
+        let (rid, now) = (reservation.as_str(), to_millis(at));
         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
         sqlx::query(sql::LOOKED_UP).bind(now).bind(rid).bind(ticket).execute(&mut *tx).await?;
         let mut bound = false;
@@ -521,6 +539,8 @@ where
             bound = D::rows_affected(&query.bind(rid).bind(ticket).execute(&mut *tx).await?) > 0;
             if bound {
                 sqlx::query(sql::FACTS_ARRIVED).bind(rid).bind(now).execute(&mut *tx).await?;
+                let event = OutboundEvent::ticket_claimed(reservation, ticket, user, BoundHow::Lookup, at);
+                write_event::<D>(&mut *tx, self.outbox, &event, now).await?;
             }
         }
         tx.commit().await?;
@@ -582,7 +602,7 @@ where
         now: DateTime<Utc>,
     ) -> Result<ClaimOutcome, StoreError> {
         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
-        let outcome = claim(&mut tx, claim_hash, user, how, only_in, to_millis(now)).await?;
+        let outcome = claim(&mut tx, self.outbox, claim_hash, user, how, only_in, to_millis(now)).await?;
         tx.commit().await?;
         Ok(outcome)
     }
@@ -616,23 +636,32 @@ where
         self.exists(sql::HOLDS_LIVE_LEASE, owner, Some(now)).await
     }
 
-    async fn release(
+    async fn release_with_event(
         &self,
         claim: &Claim,
         next_due_at: Option<DateTime<Utc>>,
         error: Option<&str>,
+        event: Option<&OutboundEvent>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query(sql::RELEASE)
+        let now = to_millis(now);
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        let released = sqlx::query(sql::RELEASE)
             .bind(claim.facts_version)
             .bind(next_due_at.map(to_millis))
-            .bind(to_millis(now))
+            .bind(now)
             .bind(error)
             .bind(claim.reservation_id.as_str())
             .bind(claim.owner.as_str())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(())
+        // A lease lost to another instance: its holder tells of what it finds.
+        if let Some(event) = event
+            && D::rows_affected(&released) > 0
+        {
+            write_event::<D>(&mut *tx, self.outbox, event, now).await?;
+        }
+        Ok(tx.commit().await?)
     }
 
     async fn start_status_session(
@@ -666,6 +695,7 @@ where
 /// may be, and its reservation made due.
 async fn claim<D: Dialect>(
     tx: &mut sqlx::Transaction<'_, D>,
+    outbox: Outbox,
     claim_hash: &str,
     user: &UserId,
     how: BoundHow,
@@ -676,6 +706,7 @@ where
     for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
     for<'q> i64: Encode<'q, D> + Type<D>,
     for<'s> &'s str: Encode<'s, D> + Type<D>,
+    for<'s> Option<&'s str>: Encode<'s, D>,
 {
     let Some(row) = sqlx::query(sql::CLAIMABLE).bind(claim_hash).fetch_optional(&mut **tx).await? else {
         return Ok(ClaimOutcome::Unusable);
@@ -702,5 +733,38 @@ where
         return Ok(ClaimOutcome::TakenByOther);
     }
     sqlx::query(sql::FACTS_ARRIVED).bind(reservation_id.as_str()).bind(now).execute(&mut **tx).await?;
+    if let (Outbox::Write, Ok(id)) = (outbox, ReservationId::parse(&reservation_id)) {
+        let event = OutboundEvent::ticket_claimed(&id, &ticket_id, user, how, super::from_millis(now)?);
+        write_event::<D>(&mut **tx, outbox, &event, now).await?;
+    }
     Ok(ClaimOutcome::Claimed { reservation_id, ticket_id })
+}
+
+/// Writes `event` to the outbox in the caller's transaction, if events are written at
+/// all (`now` is when it was made, and due). One whose `once_key` is there adds nothing.
+pub(super) async fn write_event<D: Dialect>(
+    conn: &mut D::Connection,
+    outbox: Outbox,
+    event: &OutboundEvent,
+    now: i64,
+) -> Result<(), StoreError>
+where
+    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
+    for<'q> i64: Encode<'q, D> + Type<D>,
+    for<'s> &'s str: Encode<'s, D> + Type<D>,
+    for<'s> Option<&'s str>: Encode<'s, D>,
+{
+    if outbox == Outbox::Skip {
+        return Ok(());
+    }
+    sqlx::query(sql::OUTBOX_INSERT)
+        .bind(event.id.as_str())
+        .bind(event.reservation_id.as_str())
+        .bind(event.kind.as_str())
+        .bind(event.body.as_str())
+        .bind(event.once_key.as_deref())
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
 }

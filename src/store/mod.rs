@@ -286,6 +286,19 @@ pub trait Store: Send + Sync {
         next_due_at: Option<DateTime<Utc>>,
         error: Option<&str>,
         now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.release_with_event(claim, next_due_at, error, None, now).await
+    }
+
+    /// [`Store::release`], and `event` into the outbox in the same transaction, unless
+    /// the lease was lost (its new holder tells what it finds).
+    async fn release_with_event(
+        &self,
+        claim: &Claim,
+        next_due_at: Option<DateTime<Utc>>,
+        error: Option<&str>,
+        event: Option<&OutboundEvent>,
+        now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 
     /// Records a status-page login, live until `expires_at`, and forgets the sessions
@@ -342,11 +355,25 @@ pub struct MembershipFact {
     pub knock_claim: Option<String>,
 }
 
+/// Whether facts write their outbound events to the outbox (contract §9). Only with
+/// `platform.webhook_url`: an outbox nobody sends from would only grow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outbox {
+    Write,
+    Skip,
+}
+
+impl Outbox {
+    pub fn when(platform_configured: bool) -> Self {
+        if platform_configured { Self::Write } else { Self::Skip }
+    }
+}
+
 /// Opens the store named by `database.url`, applying migrations.
-pub async fn open(config: &DatabaseConfig) -> Result<Arc<dyn Store>, StoreError> {
+pub async fn open(config: &DatabaseConfig, outbox: Outbox) -> Result<Arc<dyn Store>, StoreError> {
     match config.kind {
-        DatabaseKind::Sqlite => Ok(Arc::new(SqliteStore::open(config).await?)),
-        DatabaseKind::Postgres => Ok(Arc::new(PostgresStore::open(config).await?)),
+        DatabaseKind::Sqlite => Ok(Arc::new(SqliteStore::open(config, outbox).await?)),
+        DatabaseKind::Postgres => Ok(Arc::new(PostgresStore::open(config, outbox).await?)),
     }
 }
 

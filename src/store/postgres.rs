@@ -11,7 +11,7 @@ use sqlx::{
 };
 
 use super::{
-    Claim, Outcome, Receipt, StoreError,
+    Claim, Outbox, Outcome, Receipt, StoreError,
     db::{Dialect, Due, SqlStore},
     rows, schema, sql, to_millis,
 };
@@ -50,7 +50,8 @@ impl Dialect for Postgres {
         event: &WebhookEvent,
     ) -> Result<Outcome, StoreError> {
         let mut tx = store.pool.begin().await?;
-        let outcome = PostgresStore::record(&mut *tx, receipt.webhook_id, receipt.received_at, event).await?;
+        let outcome =
+            PostgresStore::record(&mut *tx, receipt.webhook_id, receipt.received_at, event, store.outbox).await?;
         if outcome == Outcome::Accepted {
             sqlx::query(sql::FACTS_ARRIVED)
                 .bind(event.reservation_id().as_str())
@@ -84,7 +85,7 @@ impl Dialect for Postgres {
 }
 
 impl PostgresStore {
-    pub async fn open(config: &crate::config::DatabaseConfig) -> Result<Self, StoreError> {
+    pub async fn open(config: &crate::config::DatabaseConfig, outbox: Outbox) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections.unwrap_or(16))
             .acquire_timeout(config.acquire_timeout)
@@ -92,6 +93,6 @@ impl PostgresStore {
             .await
             .map_err(|e| StoreError::Open(format!("PostgreSQL: {e}")))?;
         schema::migrate(&pool).await?;
-        Ok(Self { pool, writer: () })
+        Ok(Self { pool, writer: (), outbox })
     }
 }

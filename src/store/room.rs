@@ -11,8 +11,8 @@ use ruma::{OwnedRoomId, OwnedUserId};
 use sqlx::{Encode, Executor, Type};
 
 use super::{
-    CreateBegan, LifecycleState, StepRecord, StoreError, attempts,
-    db::{Dialect, SqlStore},
+    CreateBegan, LifecycleState, Outbox, StepRecord, StoreError, attempts,
+    db::{Dialect, SqlStore, write_event},
     from_millis,
     rows::{Read, corrupt},
     to_millis,
@@ -71,6 +71,9 @@ const INVITE_FAILED: &str = "INSERT INTO room_invites
         invited_at = excluded.invited_at, failure = excluded.failure,
         attempts = excluded.attempts, retry_at = excluded.retry_at";
 const CREATE_BEGAN: &str = "UPDATE lifecycle SET create_began_by = $1, create_began_at = $2 WHERE reservation_id = $3";
+/// The tickets a holder's failed invite leaves unusable: `(reservation_id, user_id)`.
+const TICKETS_OF_USER: &str =
+    "SELECT ticket_id FROM tickets WHERE reservation_id = $1 AND user_id = $2 AND revoked_at IS NULL";
 /// `(reservation_id, user_id)`.
 const INVITE_FORGOTTEN: &str = "DELETE FROM room_invites WHERE reservation_id = $1 AND user_id = $2";
 const OPENING_NOTICE_SENT: &str = "UPDATE lifecycle SET opening_notice_sent = 1 WHERE reservation_id = $1";
@@ -111,9 +114,9 @@ where
         id: &ReservationId,
         step: &StepRecord,
         event: Option<&OutboundEvent>,
-        now: DateTime<Utc>,
+        at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let (rid, now) = (id.as_str(), to_millis(now));
+        let (rid, now) = (id.as_str(), to_millis(at));
         // One transaction: a record of two statements, and its outbound event, are
         // written whole or not at all.
         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
@@ -170,15 +173,16 @@ where
         };
         query.execute(&mut *tx).await?;
         if let Some(event) = event {
-            sqlx::query(super::sql::OUTBOX_INSERT)
-                .bind(event.id.as_str())
-                .bind(event.reservation_id.as_str())
-                .bind(event.kind.as_str())
-                .bind(event.body.as_str())
-                .bind(event.once_key.as_deref())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+            write_event::<D>(&mut *tx, self.outbox, event, now).await?;
+        }
+        // The platform hears, once per ticket and error, which tickets cannot be used.
+        if let (StepRecord::InviteFailed { user_id, failure }, Outbox::Write) = (step, self.outbox) {
+            let tickets = sqlx::query(TICKETS_OF_USER).bind(rid).bind(user_id.as_str()).fetch_all(&mut *tx).await?;
+            for row in &tickets {
+                let ticket = row.text("ticket_id")?;
+                let event = OutboundEvent::ticket_uninvitable(id, &ticket, &failure.error, at);
+                write_event::<D>(&mut *tx, self.outbox, &event, now).await?;
+            }
         }
         Ok(tx.commit().await?)
     }

@@ -47,7 +47,8 @@ pub(super) const CANCEL: &str = "INSERT INTO reservation_signals (reservation_id
 /// `(reservation_id, ticket_id, user_id, email, display_name, claim_hash, at)`. A grant
 /// after a revocation keeps it revoked. A user ID moves the ticket to that user (an email
 /// ticket so bound is a correction); an email alone never unbinds a bound ticket. The
-/// email is kept only while the ticket has no user.
+/// email is kept only while the ticket has no user. Returns the binding, so that a
+/// correction made just now is told to the platform.
 pub(super) const GRANT_TICKET: &str = "INSERT INTO tickets
         (reservation_id, ticket_id, user_id, email, display_name, claim_hash, granted_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -64,7 +65,8 @@ pub(super) const GRANT_TICKET: &str = "INSERT INTO tickets
         email = CASE WHEN excluded.user_id IS NULL AND tickets.user_id IS NULL THEN excluded.email END,
         display_name = CASE WHEN excluded.user_id IS NULL AND tickets.user_id IS NULL THEN excluded.display_name END,
         claim_hash = COALESCE(tickets.claim_hash, excluded.claim_hash),
-        granted_at = COALESCE(tickets.granted_at, excluded.granted_at)";
+        granted_at = COALESCE(tickets.granted_at, excluded.granted_at)
+    RETURNING bound_how, bound_at";
 /// `(reservation_id, ticket_id, at)`; the first revocation counts.
 pub(super) const REVOKE_TICKET: &str = "INSERT INTO tickets (reservation_id, ticket_id, revoked_at) VALUES ($1, $2, $3)
     ON CONFLICT (reservation_id, ticket_id) DO UPDATE SET revoked_at = COALESCE(tickets.revoked_at, excluded.revoked_at)";

@@ -22,7 +22,7 @@ use sqlx::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Claim, Outcome, Receipt, StoreError,
+    Claim, Outbox, Outcome, Receipt, StoreError,
     db::{Dialect, Due, SqlStore},
     rows, schema, sql, to_millis,
 };
@@ -41,6 +41,7 @@ pub struct Job {
     webhook_id: String,
     received_at: DateTime<Utc>,
     event: WebhookEvent,
+    outbox: Outbox,
     done: oneshot::Sender<Result<Outcome, StoreError>>,
 }
 
@@ -81,6 +82,7 @@ impl Dialect for Sqlite {
             webhook_id: receipt.webhook_id.to_owned(),
             received_at: receipt.received_at,
             event: event.clone(),
+            outbox: store.outbox,
             done,
         };
         store.writer.try_send(job).map_err(|e| {
@@ -170,7 +172,7 @@ async fn commit(
         if isolated {
             sqlx::query("SAVEPOINT webhook").execute(&mut *tx).await?;
         }
-        match SqliteStore::record(&mut *tx, &job.webhook_id, job.received_at, &job.event).await {
+        match SqliteStore::record(&mut *tx, &job.webhook_id, job.received_at, &job.event, job.outbox).await {
             Ok(outcome) => {
                 if outcome == Outcome::Accepted {
                     let at = due.entry(job.event.reservation_id().as_str()).or_insert(job.received_at);
@@ -202,7 +204,7 @@ async fn commit(
 }
 
 impl SqliteStore {
-    pub async fn open(config: &crate::config::DatabaseConfig) -> Result<Self, StoreError> {
+    pub async fn open(config: &crate::config::DatabaseConfig, outbox: Outbox) -> Result<Self, StoreError> {
         let url = config.url.expose();
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Open(format!("{url}: {e}")))?
@@ -227,7 +229,7 @@ impl SqliteStore {
             .execute(&pool)
             .await
             .map_err(|e| StoreError::Open(format!("releasing old leases: {e}")))?;
-        Ok(Self { pool, writer })
+        Ok(Self { pool, writer, outbox })
     }
 }
 
@@ -251,7 +253,7 @@ mod tests {
             max_connections: None,
             acquire_timeout: Duration::from_secs(5),
         };
-        SqliteStore::open(&config).await.expect("open")
+        SqliteStore::open(&config, Outbox::Skip).await.expect("open")
     }
 
     fn job(webhook_id: &str, ticket: &str) -> (Job, oneshot::Receiver<Result<Outcome, StoreError>>) {
@@ -260,7 +262,7 @@ mod tests {
             id: ReservationId::parse("jazz").unwrap(),
             tickets: vec![Ticket { id: TicketId::parse(ticket).unwrap(), holder: Holder::User(user("fan")) }],
         };
-        (Job { webhook_id: webhook_id.into(), received_at: t(12, 0), event, done }, answer)
+        (Job { webhook_id: webhook_id.into(), received_at: t(12, 0), event, outbox: Outbox::Skip, done }, answer)
     }
 
     /// A fault SQLite raises for the webhook `bad` only, as a full disk or a bug might.

@@ -12,15 +12,23 @@ use foyer::{
         Revision, RoomState, SessionId, StepRecord, StreamKey, Ticket, Title, WebhookEvent,
     },
     secret::Secret,
-    store::{self, AdminAction, MembershipFact, Outcome, Receipt, Store, StoreError},
+    store::{self, AdminAction, MembershipFact, Outbox, Outcome, Receipt, Store, StoreError},
 };
 use proptest::{prelude::*, strategy::ValueTree as _, test_runner::TestRunner};
 use ruma::{OwnedRoomId, OwnedUserId};
 
 use crate::common::postgres::fresh_postgres_database;
 
-/// Runs `check` against a fresh store of each backend.
+/// Runs `check` against a fresh store of each backend, writing outbound events.
 async fn each_backend<F, Fut>(check: F)
+where
+    F: Fn(std::sync::Arc<dyn Store>, &'static str) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    each_backend_with(Outbox::Write, check).await
+}
+
+async fn each_backend_with<F, Fut>(outbox: Outbox, check: F)
 where
     F: Fn(std::sync::Arc<dyn Store>, &'static str) -> Fut,
     Fut: std::future::Future<Output = ()>,
@@ -32,14 +40,14 @@ where
         max_connections: None,
         acquire_timeout: Duration::from_secs(10),
     };
-    check(store::open(&sqlite).await.expect("sqlite store"), "sqlite").await;
+    check(store::open(&sqlite, outbox).await.expect("sqlite store"), "sqlite").await;
     let postgres = DatabaseConfig {
         url: Secret::new(fresh_postgres_database().await),
         kind: DatabaseKind::Postgres,
         max_connections: Some(4),
         acquire_timeout: Duration::from_secs(10),
     };
-    check(store::open(&postgres).await.expect("postgres store"), "postgres").await;
+    check(store::open(&postgres, outbox).await.expect("postgres store"), "postgres").await;
 }
 
 fn jazz() -> ReservationId {
@@ -650,7 +658,7 @@ async fn an_unreadable_row_is_left_out_of_pages_and_lists() {
             max_connections: Some(4),
             acquire_timeout: Duration::from_secs(10),
         };
-        let store = store::open(&config).await.expect(backend);
+        let store = store::open(&config, Outbox::Write).await.expect(backend);
         for name in ["a", "b", "c", "d"] {
             let WebhookEvent::Upsert(mut reservation) = upsert(1) else { unreachable!("upsert is an upsert") };
             reservation.id = id(name);
@@ -924,6 +932,107 @@ async fn each_fact_writes_its_outbound_event_once() {
         let body: serde_json::Value = serde_json::from_str(&events[1].3).unwrap();
         assert_eq!(body["data"]["mode"], "kick", "{backend}");
         assert!(store.lifecycle_state(&jazz()).await.unwrap().room.archived, "{backend}: the fact is there too");
+    })
+    .await;
+}
+
+/// Claims of every kind, a holder who cannot be invited, and a reservation failing and
+/// recovering each write their event with the fact, once; without a platform, none.
+#[tokio::test]
+async fn claims_failed_invites_and_failures_write_their_events_once() {
+    use foyer::model::{BoundHow, ClaimCode, ClaimKey, Email};
+    use foyer::outbox::OutboundEvent;
+    let key = ClaimKey::from_secret(b"contract");
+    let code = |ticket: &str| ClaimCode::derive(&key, &jazz(), &ExternalId::parse(ticket).unwrap());
+    let email_ticket = |ticket: &str| Ticket {
+        id: ExternalId::parse(ticket).unwrap(),
+        holder: Holder::Email {
+            email: Email::parse(&format!("{ticket}@example.org")).unwrap(),
+            display_name: None,
+            claim_hash: code(ticket).hash(),
+        },
+    };
+    let user = |name: &str| OwnedUserId::try_from(format!("@{name}:example.org")).unwrap();
+    let user_ticket =
+        |ticket: &str, name: &str| Ticket { id: ExternalId::parse(ticket).unwrap(), holder: Holder::User(user(name)) };
+    let scenario = |store: std::sync::Arc<dyn Store>| {
+        let (email_ticket, code, user, user_ticket) = (&email_ticket, &code, &user, &user_ticket);
+        async move {
+            let now = Utc::now();
+            let grant = |tickets| WebhookEvent::TicketsGranted { id: jazz(), tickets };
+            store.record_webhook(&receipt("r"), &upsert(1)).await.unwrap();
+            let tickets =
+                vec![email_ticket("dm"), email_ticket("lookup"), email_ticket("fix"), user_ticket("u", "bob")];
+            store.record_webhook(&receipt("g1"), &grant(tickets)).await.unwrap();
+            // A direct message's claim, twice (the second finds it already yours).
+            for _ in 0..2 {
+                store.claim_ticket(&code("dm").hash(), &user("ann"), BoundHow::DirectMessage, None, now).await.unwrap();
+            }
+            store.looked_up(&jazz(), "lookup", Some(&user("lou")), now).await.unwrap();
+            // The platform corrects an email ticket with a user ID, and sends it again.
+            for receipt_id in ["g2", "g3"] {
+                store.record_webhook(&receipt(receipt_id), &grant(vec![user_ticket("fix", "fay")])).await.unwrap();
+            }
+            // Bob cannot be invited: twice with one error, then with another.
+            for error in ["M_FORBIDDEN: no", "M_FORBIDDEN: no", "M_UNKNOWN: down"] {
+                let failure = InviteFailure::after(None, error.into(), now);
+                let failed = StepRecord::InviteFailed { user_id: user("bob"), failure };
+                store.record_step(&jazz(), &failed, now).await.unwrap();
+            }
+            // Failing, then recovered; a release by an owner who lost the lease writes nothing.
+            let lease = Duration::from_secs(60);
+            let claim = store.claim(&jazz(), now, lease, "one").await.unwrap().expect("free");
+            let failing = OutboundEvent::reservation_failing(&jazz(), "invite", "boom", 3, now);
+            store.release_with_event(&claim, Some(now), Some("boom"), Some(&failing), now).await.unwrap();
+            let recovered = OutboundEvent::reservation_recovered(&jazz(), 3, now);
+            store.release_with_event(&claim, None, None, Some(&recovered), now).await.unwrap();
+            let claim = store.claim(&jazz(), now, lease, "two").await.unwrap().expect("released");
+            store.release_with_event(&claim, None, None, Some(&recovered), now).await.unwrap();
+            store.outbox_events().await.unwrap()
+        }
+    };
+    each_backend(|store, backend| async move {
+        let events = scenario(store).await;
+        let data = |i: usize| serde_json::from_str::<serde_json::Value>(&events[i].3).unwrap()["data"].clone();
+        let kinds: Vec<&str> = events.iter().map(|(_, kind, _, _)| kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "ticket.claimed",
+                "ticket.claimed",
+                "ticket.claimed",
+                "ticket.uninvitable",
+                "ticket.uninvitable",
+                "reservation.failing",
+                "reservation.recovered"
+            ],
+            "{backend}: {events:?}"
+        );
+        let claimed: Vec<_> = (0..3)
+            .map(|i| (data(i)["ticket_id"].clone(), data(i)["user_id"].clone(), data(i)["how"].clone()))
+            .collect();
+        let expected = [
+            ("dm", "@ann:example.org", "direct_message"),
+            ("lookup", "@lou:example.org", "lookup"),
+            ("fix", "@fay:example.org", "correction"),
+        ];
+        let expected: Vec<_> = expected
+            .iter()
+            .map(|(t, u, h)| (serde_json::json!(t), serde_json::json!(u), serde_json::json!(h)))
+            .collect();
+        assert_eq!(claimed, expected, "{backend}");
+        assert_eq!(
+            (data(3)["ticket_id"].as_str(), data(3)["error"].as_str()),
+            (Some("u"), Some("M_FORBIDDEN: no")),
+            "{backend}"
+        );
+        assert_eq!(data(4)["error"], "M_UNKNOWN: down", "{backend}");
+        assert_eq!((data(5)["step"].as_str(), data(5)["attempts"].as_u64()), (Some("invite"), Some(3)), "{backend}");
+        assert!(events.iter().all(|(r, ..)| r == "jazz"), "{backend}");
+    })
+    .await;
+    each_backend_with(Outbox::Skip, |store, backend| async move {
+        assert_eq!(scenario(store).await, [], "{backend}: no platform, no events");
     })
     .await;
 }
