@@ -45,9 +45,31 @@ pub fn metrics_handle() -> PrometheusHandle {
             let handle = recorder.handle();
             // Fails only if another recorder is installed, in which case ours stays empty.
             let _ = metrics::set_global_recorder(recorder);
+            describe_metrics();
             handle
         })
         .clone()
+}
+
+/// Gives each family its `# HELP` line, from the "what it counts" column of
+/// `docs/metrics.md`: the operator's reference and the scrape say the same, and a family
+/// missing from the table (which `tests/it/operations.rs` catches) has none.
+fn describe_metrics() {
+    for row in include_str!("../docs/metrics.md").lines() {
+        // | `name` | type | labels | what it counts |
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let [_, name, kind, _, help, _] = cells[..] else { continue };
+        let Some(name) = name.strip_prefix('`').and_then(|n| n.strip_suffix('`')) else { continue };
+        if !name.starts_with("foyer_") {
+            continue;
+        }
+        let (name, help) = (name.to_owned(), help.replace('`', ""));
+        match kind {
+            "counter" => metrics::describe_counter!(name, help),
+            "gauge" => metrics::describe_gauge!(name, help),
+            _ => metrics::describe_histogram!(name, help),
+        }
+    }
 }
 
 /// Runs Foyer until SIGTERM or SIGINT.
