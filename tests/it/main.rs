@@ -6,6 +6,7 @@ mod claims;
 #[path = "../common/mod.rs"]
 mod common;
 mod config_cli;
+mod demo;
 mod door;
 mod handshake;
 mod hardening;
