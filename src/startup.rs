@@ -144,6 +144,15 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
                 knocks: Default::default(),
                 instance: format!("foyer-{}-{:08x}", std::process::id(), rand::random::<u32>()),
             });
+            if let Some(platform) = &config.platform {
+                let sender = crate::outbox::send::run(
+                    state.store.clone(),
+                    platform.clone(),
+                    lifecycle.instance.clone(),
+                    stop_rx.clone(),
+                );
+                tokio::spawn(sender);
+            }
             let _ = state.lifecycle.set(lifecycle.clone());
             let admin_client = lifecycle.client.clone();
             tokio::spawn(lifecycle.run(stop_rx.clone()));

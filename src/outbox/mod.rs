@@ -2,6 +2,8 @@
 //! its fact is recorded and written to the outbox in the fact's transaction. Sending
 //! them is not done yet (issue 18, item 4).
 
+pub mod send;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use ruma::{RoomAliasId, RoomId};
 use serde_json::{Value, json};

@@ -11,8 +11,8 @@ use ruma::UserId;
 use sqlx::{Database, Encode, Executor, IntoArguments, Pool, Type, query::Query};
 
 use super::{
-    AdminAction, Claim, ClaimHasher, LifecycleState, MembershipFact, Outcome, QueuedAdminEvent, Receipt,
-    ReservationRecord, StepRecord, Store, StoreError, TicketRow,
+    AdminAction, Claim, ClaimHasher, LifecycleState, MembershipFact, OutboxClaim, OutboxResult, OutboxStatus, Outcome,
+    QueuedAdminEvent, Receipt, ReservationRecord, StepRecord, Store, StoreError, TicketRow,
     rows::{self, Read},
     sql, to_millis,
 };
@@ -44,6 +44,8 @@ pub trait Dialect: Database<Row: Read, Arguments: IntoArguments<Self>> {
     /// Held until the transaction ends, so that two writes of one stream key cannot both
     /// find it free (`$1`, its hash); `None` where writes are one at a time already.
     const LOCK_STREAM_KEY: Option<&'static str>;
+    /// [`sql::outbox_claim`] with the dialect's row locking.
+    const OUTBOX_CLAIM: &'static str;
 
     fn rows_affected(done: &Self::QueryResult) -> u64;
 
@@ -571,6 +573,92 @@ where
                 Ok((row.text("reservation_id")?, row.text("type")?, row.text("event_id")?, row.text("payload")?))
             })
             .collect()
+    }
+
+    async fn claim_outbox(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: u32,
+        owner: &str,
+    ) -> Result<Vec<OutboxClaim>, StoreError> {
+        let now = to_millis(now);
+        let claimed = sqlx::query(D::OUTBOX_CLAIM)
+            .bind(owner)
+            .bind(now + lease.as_millis() as i64)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut claims = claimed
+            .iter()
+            .map(|row| {
+                Ok(OutboxClaim {
+                    seq: row.int("seq")?,
+                    event_id: row.text("event_id")?,
+                    reservation_id: row.text("reservation_id")?,
+                    kind: row.text("type")?,
+                    payload: row.text("payload")?,
+                    attempts: super::attempts(row.int("attempts")?),
+                    owner: owner.to_owned(),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        // RETURNING gives no order: oldest first, as claimed.
+        claims.sort_by_key(|c| c.seq);
+        Ok(claims)
+    }
+
+    async fn finish_outbox(
+        &self,
+        claim: &OutboxClaim,
+        result: &OutboxResult,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let now = to_millis(now);
+        let (state, next, error, finished) = match result {
+            OutboxResult::Delivered => ("delivered", now, None, Some(now)),
+            OutboxResult::Retry { at, error } => ("pending", to_millis(*at), Some(error), None),
+            OutboxResult::Failed { error } => ("failed", now, Some(error), Some(now)),
+            OutboxResult::Dropped { error } => ("dropped", now, Some(error), Some(now)),
+            OutboxResult::Paused { error } => ("paused", now, Some(error), None),
+        };
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        let done = sqlx::query(sql::OUTBOX_FINISH)
+            .bind(state)
+            .bind(next)
+            .bind(error.map(String::as_str))
+            .bind(finished)
+            .bind(claim.seq)
+            .bind(claim.owner.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let held = D::rows_affected(&done) == 1;
+        if held && matches!(result, OutboxResult::Paused { .. }) {
+            sqlx::query(sql::SET_SETTING).bind(sql::OUTBOX_PAUSED).bind("1").execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(held)
+    }
+
+    async fn outbox_status(&self) -> Result<OutboxStatus, StoreError> {
+        let row = sqlx::query(sql::OUTBOX_DEPTH).fetch_one(&self.pool).await?;
+        let flag = sqlx::query(sql::SETTING).bind(sql::OUTBOX_PAUSED).fetch_optional(&self.pool).await?;
+        Ok(OutboxStatus {
+            depth: u64::try_from(row.int("depth")?).unwrap_or(0),
+            oldest: row.opt_time("oldest")?,
+            paused: flag.map(|row| row.text("value")).transpose()?.as_deref() == Some("1"),
+        })
+    }
+
+    async fn resume_outbox(&self, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        let flag = sqlx::query(sql::SETTING).bind(sql::OUTBOX_PAUSED).fetch_optional(&mut *tx).await?;
+        let was_paused = flag.map(|row| row.text("value")).transpose()?.as_deref() == Some("1");
+        sqlx::query(sql::SET_SETTING).bind(sql::OUTBOX_PAUSED).bind("0").execute(&mut *tx).await?;
+        sqlx::query(sql::OUTBOX_UNPAUSE).bind(to_millis(now)).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(was_paused)
     }
 
     async fn claim_ticket(

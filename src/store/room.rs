@@ -180,7 +180,12 @@ where
                 .execute(&mut *tx)
                 .await?;
         }
-        Ok(tx.commit().await?)
+        tx.commit().await?;
+        if event.is_some() {
+            // The sender need not wait for its next look to send it.
+            crate::outbox::send::wake();
+        }
+        Ok(())
     }
 
     /// [`super::Store::lifecycle_state`].

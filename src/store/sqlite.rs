@@ -55,6 +55,7 @@ impl Dialect for Sqlite {
     const BEFORE_MIGRATING: Option<&'static str> = None;
     /// One writer (`BEGIN IMMEDIATE`, group commit) writes every reservation.
     const LOCK_STREAM_KEY: Option<&'static str> = None;
+    const OUTBOX_CLAIM: &'static str = sql::outbox_claim!("");
     const REMINDER_SENT: &'static str =
         "UPDATE lifecycle SET reminders_sent = json_insert(COALESCE(reminders_sent, '[]'), '$[#]', $1)
          WHERE reservation_id = $2";
