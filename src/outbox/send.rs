@@ -104,13 +104,20 @@ const RESULTS: [&str; 5] = ["delivered", "retried", "dropped", "failed", "paused
 /// The event types written so far; a type added later shows from its first event.
 const TYPES: [&str; 2] = ["room.opened", "room.archived"];
 
-/// Sends until `stop`. `instance` names this process's leases.
-pub async fn run(store: Arc<dyn Store>, platform: PlatformConfig, instance: String, mut stop: watch::Receiver<bool>) {
+/// Shows the outbox's families from the start (at zero), sender or not, so that a
+/// dashboard finds them before the first event.
+pub fn register_metrics() {
     for kind in TYPES {
         for result in RESULTS {
             metrics::counter!("foyer_outbox_events_total", "type" => kind, "result" => result).increment(0);
         }
     }
+    metrics::gauge!("foyer_outbox_depth").set(0.0);
+    metrics::gauge!("foyer_outbox_oldest_age_seconds").set(0.0);
+}
+
+/// Sends until `stop`. `instance` names this process's leases.
+pub async fn run(store: Arc<dyn Store>, platform: PlatformConfig, instance: String, mut stop: watch::Receiver<bool>) {
     let client = match reqwest::Client::builder()
         .timeout(TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
