@@ -23,9 +23,10 @@ use crate::{
     html::escape,
     matrix::{MatrixClient, MatrixError, rooms},
     model::{ReservationId, ReservationRecord, naming},
+    outbox::send::OutboxStatus,
     query,
     schedule::{self, Phase},
-    store::{AdminAction, OutboxStatus, Store, StoreError},
+    store::{AdminAction, Store, StoreError},
 };
 
 /// What the admin commands need, handed in by `startup` (not the HTTP state: commands

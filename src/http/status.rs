@@ -32,10 +32,11 @@ use crate::{
     html::{document, escape},
     http::{AppState, has_token},
     model::{ReservationId, ReservationRecord, SessionId, naming},
+    outbox::send::OutboxStatus,
     query,
     schedule::{self, Phase},
     secret::Secret,
-    store::{OutboxStatus, StoreError},
+    store::StoreError,
 };
 
 /// The cookie's name over http (a local install).

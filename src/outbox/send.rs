@@ -9,15 +9,92 @@
 
 use std::{sync::Arc, time::Duration};
 
+use async_trait::async_trait;
+use base64::Engine as _;
 use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac as _};
 use reqwest::StatusCode;
+use sha2::Sha256;
 use tokio::sync::{Notify, watch};
 
-use crate::{
-    config::PlatformConfig,
-    http::webhooks::signature,
-    store::{OutboxClaim, OutboxResult, Store, StoreError},
-};
+use crate::config::{PlatformConfig, WebhookKey};
+
+/// What the sender needs of a store. Declared here and implemented by the store (whose
+/// `Store` has it as a supertrait), so that the store, which writes outbound events,
+/// and the outbox, which reads them back, do not import each other.
+#[async_trait]
+pub trait Outbox: Send + Sync {
+    type Error: std::fmt::Display + Send;
+
+    /// Leases up to `limit` rows due at `now` to `owner` for `lease`: the oldest
+    /// undelivered row of each reservation (a later one waits for it), none while
+    /// delivery is paused. Several instances never hold one row at once.
+    async fn claim_outbox(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: u32,
+        owner: &str,
+    ) -> Result<Vec<OutboxClaim>, Self::Error>;
+
+    /// Records how a leased row's attempt went and ends the lease; a `410` also pauses
+    /// every delivery. `false` when the lease was lost (ran out, another instance took
+    /// the row): nothing is written.
+    async fn finish_outbox(
+        &self,
+        claim: &OutboxClaim,
+        result: &OutboxResult,
+        now: DateTime<Utc>,
+    ) -> Result<bool, Self::Error>;
+
+    /// What the outbox holds undelivered, and whether delivery is paused.
+    async fn outbox_status(&self) -> Result<OutboxStatus, Self::Error>;
+
+    /// Ends a pause (`!foyer outbox resume`): the rows a `410` stopped are due at `now`.
+    /// Returns whether delivery was paused.
+    async fn resume_outbox(&self, now: DateTime<Utc>) -> Result<bool, Self::Error>;
+}
+
+/// An outbox row a sender holds a lease on, with what it sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxClaim {
+    pub seq: i64,
+    /// The `webhook-id`, the same on every attempt.
+    pub event_id: String,
+    pub reservation_id: String,
+    pub kind: String,
+    /// The body, sent byte for byte as stored.
+    pub payload: String,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    pub owner: String,
+}
+
+/// How one attempt at an outbox row went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutboxResult {
+    /// A `2xx`.
+    Delivered,
+    /// A network error, `429` or `5xx`: tried again at `at`.
+    Retry { at: DateTime<Utc>, error: String },
+    /// Retries spent: given up.
+    Failed { error: String },
+    /// Another `4xx`: the platform will never take it.
+    Dropped { error: String },
+    /// `410 Gone`: kept, and every delivery paused until an admin resumes it.
+    Paused { error: String },
+}
+
+/// The outbox at a glance, for the status page, `!foyer outbox` and the gauges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OutboxStatus {
+    /// Rows not delivered, dropped or failed yet (pending or paused).
+    pub depth: u64,
+    /// When the oldest of them was written.
+    pub oldest: Option<DateTime<Utc>>,
+    /// A `410` paused delivery and no admin has resumed it yet.
+    pub paused: bool,
+}
 
 /// Woken when an event is written to the outbox, or delivery resumed; the sender also
 /// looks every [`POLL_EVERY`], for writes from other instances and retries falling due.
@@ -117,7 +194,12 @@ pub fn register_metrics() {
 }
 
 /// Sends until `stop`. `instance` names this process's leases.
-pub async fn run(store: Arc<dyn Store>, platform: PlatformConfig, instance: String, mut stop: watch::Receiver<bool>) {
+pub async fn run<O: Outbox + ?Sized>(
+    store: Arc<O>,
+    platform: PlatformConfig,
+    instance: String,
+    mut stop: watch::Receiver<bool>,
+) {
     let client = match reqwest::Client::builder()
         .timeout(TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
@@ -152,17 +234,17 @@ pub async fn run(store: Arc<dyn Store>, platform: PlatformConfig, instance: Stri
     }
 }
 
-struct Sender {
-    store: Arc<dyn Store>,
+struct Sender<O: ?Sized> {
+    store: Arc<O>,
     platform: PlatformConfig,
     client: reqwest::Client,
     owner: String,
     scale: f64,
 }
 
-impl Sender {
+impl<O: Outbox + ?Sized> Sender<O> {
     /// Leases what is due and sends it, each reservation's row at once; returns how many.
-    async fn round(&self) -> Result<usize, StoreError> {
+    async fn round(&self) -> Result<usize, O::Error> {
         let claims = self.store.claim_outbox(Utc::now(), LEASE, BATCH, &self.owner).await?;
         let sent = futures_util::future::join_all(claims.iter().map(|claim| self.deliver(claim))).await;
         for result in sent {
@@ -172,7 +254,7 @@ impl Sender {
     }
 
     /// One attempt at one row, and its outcome recorded.
-    async fn deliver(&self, claim: &OutboxClaim) -> Result<(), StoreError> {
+    async fn deliver(&self, claim: &OutboxClaim) -> Result<(), O::Error> {
         let status = self.post(claim).await;
         let now = Utc::now();
         let failed = claim.attempts + 1;
@@ -225,7 +307,7 @@ impl Sender {
     async fn post(&self, claim: &OutboxClaim) -> Result<StatusCode, String> {
         let timestamp = Utc::now().timestamp();
         let body = claim.payload.as_bytes();
-        let signed = signature::sign(&self.platform.webhook_secret, &claim.event_id, timestamp, body);
+        let signed = sign(&self.platform.webhook_secret, &claim.event_id, timestamp, body);
         let sent = self
             .client
             .post(self.platform.webhook_url.clone())
@@ -253,6 +335,15 @@ impl Sender {
             Err(e) => tracing::debug!(error = %e, "outbox gauges not updated"),
         }
     }
+}
+
+/// `v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`, as `http/webhooks/signature.rs`
+/// checks the platform's events (mirrored, not imported: the outbox stays below `http`).
+pub fn sign(key: &WebhookKey, id: &str, timestamp: i64, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key.bytes()).expect("HMAC takes keys of any length");
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body);
+    format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()))
 }
 
 fn label(result: &OutboxResult) -> &'static str {
@@ -305,6 +396,19 @@ mod tests {
             assert!((270.0..=330.0).contains(&wait.as_secs_f64()), "{wait:?}");
         }
         assert_eq!(retry_delay(2, 0.0, 0.001), Some(Duration::from_millis(300)));
+    }
+
+    #[test]
+    fn events_are_signed_as_foyer_checks_the_platforms() {
+        use axum::http::{HeaderMap, HeaderValue};
+        let key = WebhookKey::new(vec![7; 32]);
+        let (id, body, now) = ("msg_1", br#"{"type":"room.opened"}"#, Utc::now());
+        let mut headers = HeaderMap::new();
+        headers.insert("webhook-id", HeaderValue::from_static("msg_1"));
+        headers.insert("webhook-timestamp", HeaderValue::from_str(&now.timestamp().to_string()).unwrap());
+        headers.insert("webhook-signature", HeaderValue::from_str(&sign(&key, id, now.timestamp(), body)).unwrap());
+        let checked = crate::http::webhooks::signature::verify(&headers, body, &[key], Duration::from_secs(60), now);
+        assert_eq!(checked, Ok("msg_1"));
     }
 
     #[test]

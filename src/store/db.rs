@@ -11,8 +11,8 @@ use ruma::UserId;
 use sqlx::{Database, Encode, Executor, IntoArguments, Pool, Type, query::Query};
 
 use super::{
-    AdminAction, Claim, ClaimHasher, LifecycleState, MembershipFact, OutboxClaim, OutboxResult, OutboxStatus, Outcome,
-    QueuedAdminEvent, Receipt, ReservationRecord, StepRecord, Store, StoreError, TicketRow,
+    AdminAction, Claim, ClaimHasher, LifecycleState, MembershipFact, Outcome, QueuedAdminEvent, Receipt,
+    ReservationRecord, StepRecord, Store, StoreError, TicketRow,
     rows::{self, Read},
     sql, to_millis,
 };
@@ -24,7 +24,10 @@ use crate::model::{
     BoundHow, ClaimOutcome, ClaimStatus, Description, Email, Holder, ReservationId, StreamKeyHash, StreamUrl,
     WebhookEvent,
 };
-use crate::outbox::OutboundEvent;
+use crate::outbox::{
+    OutboundEvent,
+    send::{Outbox, OutboxClaim, OutboxResult, OutboxStatus},
+};
 
 /// What one database does its own way.
 #[async_trait]
@@ -575,92 +578,6 @@ where
             .collect()
     }
 
-    async fn claim_outbox(
-        &self,
-        now: DateTime<Utc>,
-        lease: Duration,
-        limit: u32,
-        owner: &str,
-    ) -> Result<Vec<OutboxClaim>, StoreError> {
-        let now = to_millis(now);
-        let claimed = sqlx::query(D::OUTBOX_CLAIM)
-            .bind(owner)
-            .bind(now + lease.as_millis() as i64)
-            .bind(now)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        let mut claims = claimed
-            .iter()
-            .map(|row| {
-                Ok(OutboxClaim {
-                    seq: row.int("seq")?,
-                    event_id: row.text("event_id")?,
-                    reservation_id: row.text("reservation_id")?,
-                    kind: row.text("type")?,
-                    payload: row.text("payload")?,
-                    attempts: super::attempts(row.int("attempts")?),
-                    owner: owner.to_owned(),
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        // RETURNING gives no order: oldest first, as claimed.
-        claims.sort_by_key(|c| c.seq);
-        Ok(claims)
-    }
-
-    async fn finish_outbox(
-        &self,
-        claim: &OutboxClaim,
-        result: &OutboxResult,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let now = to_millis(now);
-        let (state, next, error, finished) = match result {
-            OutboxResult::Delivered => ("delivered", now, None, Some(now)),
-            OutboxResult::Retry { at, error } => ("pending", to_millis(*at), Some(error), None),
-            OutboxResult::Failed { error } => ("failed", now, Some(error), Some(now)),
-            OutboxResult::Dropped { error } => ("dropped", now, Some(error), Some(now)),
-            OutboxResult::Paused { error } => ("paused", now, Some(error), None),
-        };
-        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
-        let done = sqlx::query(sql::OUTBOX_FINISH)
-            .bind(state)
-            .bind(next)
-            .bind(error.map(String::as_str))
-            .bind(finished)
-            .bind(claim.seq)
-            .bind(claim.owner.as_str())
-            .execute(&mut *tx)
-            .await?;
-        let held = D::rows_affected(&done) == 1;
-        if held && matches!(result, OutboxResult::Paused { .. }) {
-            sqlx::query(sql::SET_SETTING).bind(sql::OUTBOX_PAUSED).bind("1").execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(held)
-    }
-
-    async fn outbox_status(&self) -> Result<OutboxStatus, StoreError> {
-        let row = sqlx::query(sql::OUTBOX_DEPTH).fetch_one(&self.pool).await?;
-        let flag = sqlx::query(sql::SETTING).bind(sql::OUTBOX_PAUSED).fetch_optional(&self.pool).await?;
-        Ok(OutboxStatus {
-            depth: u64::try_from(row.int("depth")?).unwrap_or(0),
-            oldest: row.opt_time("oldest")?,
-            paused: flag.map(|row| row.text("value")).transpose()?.as_deref() == Some("1"),
-        })
-    }
-
-    async fn resume_outbox(&self, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
-        let flag = sqlx::query(sql::SETTING).bind(sql::OUTBOX_PAUSED).fetch_optional(&mut *tx).await?;
-        let was_paused = flag.map(|row| row.text("value")).transpose()?.as_deref() == Some("1");
-        sqlx::query(sql::SET_SETTING).bind(sql::OUTBOX_PAUSED).bind("0").execute(&mut *tx).await?;
-        sqlx::query(sql::OUTBOX_UNPAUSE).bind(to_millis(now)).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(was_paused)
-    }
-
     async fn claim_ticket(
         &self,
         claim_hash: &str,
@@ -747,6 +664,105 @@ where
     async fn end_status_session(&self, id: &SessionId) -> Result<(), StoreError> {
         sqlx::query(sql::END_SESSION).bind(id.as_str()).execute(&self.pool).await?;
         Ok(())
+    }
+}
+
+/// The sender's side of the store ([`Outbox`], declared with the sender).
+#[async_trait]
+impl<D: Dialect> Outbox for SqlStore<D>
+where
+    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
+    for<'q> i64: Encode<'q, D> + Type<D>,
+    for<'q> Option<i64>: Encode<'q, D>,
+    for<'s> &'s str: Encode<'s, D> + Type<D>,
+    for<'s> Option<&'s str>: Encode<'s, D>,
+{
+    type Error = StoreError;
+
+    async fn claim_outbox(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: u32,
+        owner: &str,
+    ) -> Result<Vec<OutboxClaim>, StoreError> {
+        let now = to_millis(now);
+        let claimed = sqlx::query(D::OUTBOX_CLAIM)
+            .bind(owner)
+            .bind(now + lease.as_millis() as i64)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut claims = claimed
+            .iter()
+            .map(|row| {
+                Ok(OutboxClaim {
+                    seq: row.int("seq")?,
+                    event_id: row.text("event_id")?,
+                    reservation_id: row.text("reservation_id")?,
+                    kind: row.text("type")?,
+                    payload: row.text("payload")?,
+                    attempts: super::attempts(row.int("attempts")?),
+                    owner: owner.to_owned(),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        // RETURNING gives no order: oldest first, as claimed.
+        claims.sort_by_key(|c| c.seq);
+        Ok(claims)
+    }
+
+    async fn finish_outbox(
+        &self,
+        claim: &OutboxClaim,
+        result: &OutboxResult,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let now = to_millis(now);
+        let (state, next, error, finished) = match result {
+            OutboxResult::Delivered => ("delivered", now, None, Some(now)),
+            OutboxResult::Retry { at, error } => ("pending", to_millis(*at), Some(error), None),
+            OutboxResult::Failed { error } => ("failed", now, Some(error), Some(now)),
+            OutboxResult::Dropped { error } => ("dropped", now, Some(error), Some(now)),
+            OutboxResult::Paused { error } => ("paused", now, Some(error), None),
+        };
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        let done = sqlx::query(sql::OUTBOX_FINISH)
+            .bind(state)
+            .bind(next)
+            .bind(error.map(String::as_str))
+            .bind(finished)
+            .bind(claim.seq)
+            .bind(claim.owner.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let held = D::rows_affected(&done) == 1;
+        if held && matches!(result, OutboxResult::Paused { .. }) {
+            sqlx::query(sql::SET_SETTING).bind(sql::OUTBOX_PAUSED).bind("1").execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(held)
+    }
+
+    async fn outbox_status(&self) -> Result<OutboxStatus, StoreError> {
+        let row = sqlx::query(sql::OUTBOX_DEPTH).fetch_one(&self.pool).await?;
+        let flag = sqlx::query(sql::SETTING).bind(sql::OUTBOX_PAUSED).fetch_optional(&self.pool).await?;
+        Ok(OutboxStatus {
+            depth: u64::try_from(row.int("depth")?).unwrap_or(0),
+            oldest: row.opt_time("oldest")?,
+            paused: flag.map(|row| row.text("value")).transpose()?.as_deref() == Some("1"),
+        })
+    }
+
+    async fn resume_outbox(&self, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        let flag = sqlx::query(sql::SETTING).bind(sql::OUTBOX_PAUSED).fetch_optional(&mut *tx).await?;
+        let was_paused = flag.map(|row| row.text("value")).transpose()?.as_deref() == Some("1");
+        sqlx::query(sql::SET_SETTING).bind(sql::OUTBOX_PAUSED).bind("0").execute(&mut *tx).await?;
+        sqlx::query(sql::OUTBOX_UNPAUSE).bind(to_millis(now)).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(was_paused)
     }
 }
 

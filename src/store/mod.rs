@@ -26,7 +26,7 @@ use crate::{
     model::{
         BoundHow, ClaimOutcome, ClaimStatus, Email, Membership, ReservationId, SessionId, StreamKeyHash, WebhookEvent,
     },
-    outbox::OutboundEvent,
+    outbox::{OutboundEvent, send::Outbox},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -98,7 +98,9 @@ pub(crate) fn attempts(stored: i64) -> u32 {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync {
+/// The store is also the outbox's ([`Outbox`]): its methods are declared where the
+/// sender is, so that the outbox needs nothing of the store's.
+pub trait Store: Outbox<Error = StoreError> + Send + Sync {
     /// Records one webhook in one transaction: its receipt (for deduplication) and its
     /// effect. Returns only after the commit.
     async fn record_webhook(&self, receipt: &Receipt<'_>, event: &WebhookEvent) -> Result<Outcome, StoreError>;
@@ -215,34 +217,6 @@ pub trait Store: Send + Sync {
     /// tests and, later, the status page.
     async fn outbox_events(&self) -> Result<Vec<(String, String, String, String)>, StoreError>;
 
-    /// Leases up to `limit` outbox rows due at `now` to `owner` for `lease`: the oldest
-    /// undelivered row of each reservation (a later one waits for it), none while
-    /// delivery is paused. Several instances never hold one row at once.
-    async fn claim_outbox(
-        &self,
-        now: DateTime<Utc>,
-        lease: std::time::Duration,
-        limit: u32,
-        owner: &str,
-    ) -> Result<Vec<OutboxClaim>, StoreError>;
-
-    /// Records how a leased row's attempt went and ends the lease; a `410` also pauses
-    /// every delivery. `false` when the lease was lost (ran out, another instance took
-    /// the row): nothing is written.
-    async fn finish_outbox(
-        &self,
-        claim: &OutboxClaim,
-        result: &OutboxResult,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError>;
-
-    /// What the outbox holds undelivered, and whether delivery is paused.
-    async fn outbox_status(&self) -> Result<OutboxStatus, StoreError>;
-
-    /// Ends a pause (`!foyer outbox resume`): the rows a `410` stopped are due at `now`.
-    /// Returns whether delivery was paused.
-    async fn resume_outbox(&self, now: DateTime<Utc>) -> Result<bool, StoreError>;
-
     /// Binds the ticket whose claim code hashes to `claim_hash` to `user`, unless it is
     /// revoked, its reservation archived, or someone else holds it; makes its reservation
     /// due, so the holder is invited as soon as the room is open. `only_in` limits the
@@ -330,47 +304,6 @@ pub trait Store: Send + Sync {
 
     /// Ends a status-page session (a logout); ending one that is not live changes nothing.
     async fn end_status_session(&self, id: &SessionId) -> Result<(), StoreError>;
-}
-
-/// An outbox row a sender holds a lease on, with what it sends.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutboxClaim {
-    pub seq: i64,
-    /// The `webhook-id`, the same on every attempt.
-    pub event_id: String,
-    pub reservation_id: String,
-    pub kind: String,
-    /// The body, sent byte for byte as stored.
-    pub payload: String,
-    /// Attempts made before this one.
-    pub attempts: u32,
-    pub owner: String,
-}
-
-/// How one attempt at an outbox row went.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OutboxResult {
-    /// A `2xx`.
-    Delivered,
-    /// A network error, `429` or `5xx`: tried again at `at`.
-    Retry { at: DateTime<Utc>, error: String },
-    /// Retries spent: given up.
-    Failed { error: String },
-    /// Another `4xx`: the platform will never take it.
-    Dropped { error: String },
-    /// `410 Gone`: kept, and every delivery paused until an admin resumes it.
-    Paused { error: String },
-}
-
-/// The outbox at a glance, for the status page, `!foyer outbox` and the gauges.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct OutboxStatus {
-    /// Rows not delivered, dropped or failed yet (pending or paused).
-    pub depth: u64,
-    /// When the oldest of them was written.
-    pub oldest: Option<DateTime<Utc>>,
-    /// A `410` paused delivery and no admin has resumed it yet.
-    pub paused: bool,
 }
 
 /// An event kept in the admin inbox. `event` is an error when the stored text does not

@@ -933,7 +933,13 @@ async fn each_fact_writes_its_outbound_event_once() {
 /// while a `410` has paused delivery.
 #[tokio::test]
 async fn the_outbox_is_leased_oldest_first_per_reservation() {
-    use foyer::{config::ArchiveMode, outbox::OutboundEvent, store::OutboxResult};
+    use foyer::{
+        config::ArchiveMode,
+        outbox::{
+            OutboundEvent,
+            send::{OutboxClaim, OutboxResult},
+        },
+    };
     each_backend(|store, backend| async move {
         let t0 = Utc::now();
         let lease = Duration::from_secs(30);
@@ -951,7 +957,7 @@ async fn the_outbox_is_leased_oldest_first_per_reservation() {
             let store = store.clone();
             async move { store.claim_outbox(at, lease, 10, owner).await.unwrap() }
         };
-        let what = |claims: &[store::OutboxClaim]| {
+        let what = |claims: &[OutboxClaim]| {
             claims.iter().map(|c| format!("{} {} {}", c.reservation_id, c.kind, c.attempts)).collect::<Vec<_>>()
         };
 
