@@ -16,6 +16,7 @@ mod lifecycle;
 mod membership;
 mod migrate;
 mod operations;
+mod outbox;
 mod security;
 mod standin;
 mod store_contract;
