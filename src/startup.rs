@@ -11,7 +11,7 @@ use crate::{
     http::{self, AppState},
     matrix::{self, HandshakeError},
     model::{ClaimCode, ExternalId, ReservationId},
-    store::Outbox,
+    store::Outbound,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +76,7 @@ fn describe_metrics() {
 pub async fn serve(config: Config) -> Result<(), ServeError> {
     let config = Arc::new(config);
     let limits = http::server::Limits::from_env(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))?;
-    let store = crate::store::open(&config.database, Outbox::when(config.platform.is_some())).await?;
+    let store = crate::store::open(&config.database, Outbound::when(config.platform.is_some())).await?;
     tracing::info!(database = %config.database_display(), "store opened");
     let key = config.claim_key();
     let fingerprint = key.fingerprint();
@@ -108,6 +108,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     }
     metrics::counter!("foyer_email_lookups_total", "result" => "bound").increment(0);
     metrics::counter!("foyer_claim_pages_total", "result" => "unclaimed").increment(0);
+    crate::outbox::send::register_metrics();
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -167,6 +168,15 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
                 knocks: Default::default(),
                 instance: format!("foyer-{}-{:08x}", std::process::id(), rand::random::<u32>()),
             });
+            if let Some(platform) = &config.platform {
+                let sender = crate::outbox::send::run(
+                    state.store.clone(),
+                    platform.clone(),
+                    lifecycle.instance.clone(),
+                    stop_rx.clone(),
+                );
+                tokio::spawn(sender);
+            }
             let _ = state.lifecycle.set(lifecycle.clone());
             let admin_client = lifecycle.client.clone();
             tokio::spawn(lifecycle.run(stop_rx.clone()));

@@ -23,6 +23,7 @@ use crate::{
     html::escape,
     matrix::{MatrixClient, MatrixError, rooms},
     model::{ReservationId, ReservationRecord, naming},
+    outbox::send::OutboxStatus,
     query,
     schedule::{self, Phase},
     store::{AdminAction, Store, StoreError},
@@ -52,6 +53,10 @@ pub enum Command {
     List(Option<Phase>),
     Show(ReservationId),
     Act(AdminAction, ReservationId),
+    /// `!foyer outbox`: the outbound events' state.
+    Outbox,
+    /// `!foyer outbox resume`: ends a pause a `410` began.
+    OutboxResume,
 }
 
 /// Reads a message body: `None` when it is not meant for Foyer, `Err` with a helpful
@@ -81,6 +86,11 @@ pub fn parse(body: &str) -> Option<Result<Command, String>> {
         ("open", _) => id(arg).map(|id| Command::Act(AdminAction::OpenNow, id)),
         ("archive", _) => id(arg).map(|id| Command::Act(AdminAction::ArchiveNow, id)),
         ("retry", _) => id(arg).map(|id| Command::Act(AdminAction::Retry, id)),
+        ("outbox", None) => Ok(Command::Outbox),
+        ("outbox", Some(w)) if w.eq_ignore_ascii_case("resume") => Ok(Command::OutboxResume),
+        ("outbox", Some(w)) => {
+            Err(format!("{w:?} is not an outbox command; use `!foyer outbox` or `!foyer outbox resume`."))
+        }
         ("help", Some(_)) => Err("`!foyer help` takes no argument.".to_owned()),
         _ => Err(format!("I don't know `{verb}`. Try `!foyer help`.")),
     })
@@ -124,6 +134,8 @@ pub fn help() -> Answer {
         ("!foyer open <reservation_id>", "open its room now"),
         ("!foyer archive <reservation_id>", "archive its room now"),
         ("!foyer retry <reservation_id>", "try its failing step again now"),
+        ("!foyer outbox", "the events to the platform: waiting, oldest, paused or not"),
+        ("!foyer outbox resume", "send again after the platform answered 410 Gone"),
     ];
     let text = std::iter::once("Foyer admin commands:".to_owned())
         .chain(commands.iter().map(|(c, what)| format!("• {c} — {what}")))
@@ -267,6 +279,23 @@ fn show(state: &Services, record: &ReservationRecord, failures: &[(String, Strin
     Answer { text, html }
 }
 
+/// `!foyer outbox`'s answer.
+fn outbox(status: &OutboxStatus, configured: bool, now: DateTime<Utc>) -> Answer {
+    if !configured {
+        return Answer::plain("No `platform.webhook_url` is configured: Foyer sends no events.");
+    }
+    let state = if status.paused {
+        "paused (the platform answered 410 Gone); `!foyer outbox resume` sends again"
+    } else {
+        "sending"
+    };
+    let oldest = match status.oldest {
+        Some(at) => format!(", the oldest written {}", schedule::relative(now, at)),
+        None => String::new(),
+    };
+    Answer::plain(format!("Outbox: {state}; {} event(s) waiting{oldest}.", status.depth))
+}
+
 /// Runs a command for an admin.
 pub async fn run(state: &Services, command: Command, now: DateTime<Utc>) -> Result<Answer, StoreError> {
     let not_found = |id: &ReservationId| Answer::plain(format!("There is no reservation `{}`.", id.as_str()));
@@ -277,6 +306,17 @@ pub async fn run(state: &Services, command: Command, now: DateTime<Utc>) -> Resu
             Some(record) => show(state, &record, &state.store.invite_failures(&id, SHOWN_FAILURES).await?, now),
             None => not_found(&id),
         }),
+        Command::Outbox => Ok(outbox(&state.store.outbox_status().await?, state.config.platform.is_some(), now)),
+        Command::OutboxResume => {
+            let was_paused = state.store.resume_outbox(now).await?;
+            crate::outbox::send::wake();
+            tracing::info!(was_paused, "admin resumed the outbox");
+            Ok(Answer::plain(if was_paused {
+                "Delivery to the platform resumed: the paused events are sent now."
+            } else {
+                "Delivery to the platform was not paused; nothing to resume."
+            }))
+        }
         Command::Act(action, id) => {
             let Some(record) = state.store.reservation(&id).await? else { return Ok(not_found(&id)) };
             let (times, status) = schedule::at(&record, &state.config.rooms, now);
@@ -535,6 +575,8 @@ mod tests {
         assert_eq!(parse("  !foyer   open  jazz "), Some(Ok(Command::Act(AdminAction::OpenNow, id("jazz")))));
         assert_eq!(parse("!foyer archive jazz"), Some(Ok(Command::Act(AdminAction::ArchiveNow, id("jazz")))));
         assert_eq!(parse("!foyer retry jazz"), Some(Ok(Command::Act(AdminAction::Retry, id("jazz")))));
+        assert_eq!(parse("!foyer outbox"), Some(Ok(Command::Outbox)));
+        assert_eq!(parse("!foyer outbox Resume"), Some(Ok(Command::OutboxResume)));
     }
 
     #[test]
@@ -549,6 +591,19 @@ mod tests {
         assert!(err("!foyer open a/b").contains("is not a reservation id"));
         assert!(err("!foyer dance").contains("I don't know `dance`"));
         assert!(err("!foyer show a b").contains("takes one word at most"));
+        assert!(err("!foyer outbox flush").contains("\"flush\" is not an outbox command"));
+    }
+
+    #[test]
+    fn the_outbox_answer_says_paused_and_how_many_wait() {
+        let now = Utc::now();
+        let status = OutboxStatus { depth: 3, oldest: Some(now - chrono::Duration::minutes(5)), paused: true };
+        let text = outbox(&status, true, now).text;
+        assert!(text.contains("paused") && text.contains("`!foyer outbox resume`"), "{text}");
+        assert!(text.contains("3 event(s) waiting, the oldest written 5 min ago"), "{text}");
+        let idle = outbox(&OutboxStatus::default(), true, now).text;
+        assert_eq!(idle, "Outbox: sending; 0 event(s) waiting.");
+        assert!(outbox(&status, false, now).text.contains("No `platform.webhook_url`"));
     }
 
     #[test]

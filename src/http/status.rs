@@ -32,6 +32,7 @@ use crate::{
     html::{document, escape},
     http::{AppState, has_token},
     model::{ReservationId, ReservationRecord, SessionId, naming},
+    outbox::send::OutboxStatus,
     query,
     schedule::{self, Phase},
     secret::Secret,
@@ -326,7 +327,11 @@ async fn page(State(state): State<AppState>, headers: HeaderMap) -> Response {
             .collect()
     };
     let failing = Failing { rows: rows(&failing), total: failing_total };
-    Html(render(&state, &rows(&shown), &failing, &counts, now)).into_response()
+    let outbox = match state.store.outbox_status().await {
+        Ok(outbox) => outbox_line(&outbox, state.config.platform.is_some(), now),
+        Err(e) => return unavailable(e),
+    };
+    Html(render(&state, &rows(&shown), &failing, &counts, &outbox, now)).into_response()
 }
 
 /// Failing reservations: how many there are, and the first of them in full.
@@ -339,7 +344,33 @@ fn time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-fn render(state: &AppState, rows: &[Row], failing: &Failing, counts: &[(Phase, usize)], now: DateTime<Utc>) -> String {
+/// The outbox's paragraph: whether events reach the platform, how many wait and since when.
+fn outbox_line(status: &OutboxStatus, configured: bool, now: DateTime<Utc>) -> String {
+    if !configured {
+        return "<p class=muted id=outbox>Outbox: no <code>platform.webhook_url</code>; no events are sent.</p>"
+            .to_owned();
+    }
+    let state = if status.paused {
+        "<b class=error id=outbox-state>paused</b> (the platform answered 410 Gone; \
+         <code>!foyer outbox resume</code> sends again)"
+    } else {
+        "<span id=outbox-state>sending</span>"
+    };
+    let oldest = match status.oldest {
+        Some(at) => format!(", the oldest written {}", schedule::relative(now, at)),
+        None => String::new(),
+    };
+    format!("<p id=outbox>Outbox: {state} · <b id=outbox-depth>{}</b> waiting{oldest}</p>", status.depth)
+}
+
+fn render(
+    state: &AppState,
+    rows: &[Row],
+    failing: &Failing,
+    counts: &[(Phase, usize)],
+    outbox: &str,
+    now: DateTime<Utc>,
+) -> String {
     let config = &state.config;
     let ready = state.ready.read().map(|r| r.is_some()).unwrap_or(false);
     let summary: String = counts
@@ -358,6 +389,7 @@ fn render(state: &AppState, rows: &[Row], failing: &Failing, counts: &[(Phase, u
         now_h = schedule::human_time(now),
         failing = failing.total,
     );
+    body.push_str(outbox);
     if !failing.rows.is_empty() {
         body.push_str("<h2 id=failing class=error>Failing</h2><table><tr><th>Reservation</th><th>Phase</th><th>Attempts</th><th>Last error</th></tr>");
         for row in &failing.rows {
@@ -475,6 +507,18 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::COOKIE, value.parse().unwrap());
         headers
+    }
+
+    #[test]
+    fn the_outbox_line_says_paused_and_how_many_wait() {
+        let now = Utc::now();
+        let status = OutboxStatus { depth: 2, oldest: Some(now - TimeDelta::seconds(90)), paused: true };
+        let line = outbox_line(&status, true, now);
+        assert!(line.contains("id=outbox-state>paused</b>"), "{line}");
+        assert!(line.contains("<b id=outbox-depth>2</b> waiting, the oldest written 1 min ago"), "{line}");
+        let idle = outbox_line(&OutboxStatus::default(), true, now);
+        assert!(idle.contains(">sending<") && idle.contains("<b id=outbox-depth>0</b> waiting</p>"), "{idle}");
+        assert!(outbox_line(&status, false, now).contains("no events are sent"));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Foyer's own events to the platform (contract §9): what each event says, built where
 //! its fact is recorded and written to the outbox in the fact's transaction.
 
+pub mod send;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use ruma::{RoomAliasId, RoomId, UserId};
 use serde_json::{Value, json};
@@ -24,6 +26,15 @@ pub enum EventType {
 }
 
 impl EventType {
+    pub const ALL: [EventType; 6] = [
+        Self::RoomOpened,
+        Self::RoomArchived,
+        Self::TicketClaimed,
+        Self::TicketUninvitable,
+        Self::ReservationFailing,
+        Self::ReservationRecovered,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::RoomOpened => "room.opened",

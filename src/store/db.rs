@@ -11,7 +11,7 @@ use ruma::UserId;
 use sqlx::{Database, Encode, Executor, IntoArguments, Pool, Type, query::Query};
 
 use super::{
-    AdminAction, Claim, ClaimHasher, LifecycleState, MembershipFact, Outbox, Outcome, QueuedAdminEvent, Receipt,
+    AdminAction, Claim, ClaimHasher, LifecycleState, MembershipFact, Outbound, Outcome, QueuedAdminEvent, Receipt,
     ReservationRecord, StepRecord, Store, StoreError, TicketRow,
     rows::{self, Read},
     sql, to_millis,
@@ -24,7 +24,10 @@ use crate::model::{
     BoundHow, ClaimOutcome, ClaimStatus, Description, Email, Holder, ReservationId, StreamKeyHash, StreamUrl,
     WebhookEvent,
 };
-use crate::outbox::OutboundEvent;
+use crate::outbox::{
+    OutboundEvent,
+    send::{Outbox, OutboxClaim, OutboxResult, OutboxStatus},
+};
 
 /// What one database does its own way.
 #[async_trait]
@@ -44,6 +47,8 @@ pub trait Dialect: Database<Row: Read, Arguments: IntoArguments<Self>> {
     /// Held until the transaction ends, so that two writes of one stream key cannot both
     /// find it free (`$1`, its hash); `None` where writes are one at a time already.
     const LOCK_STREAM_KEY: Option<&'static str>;
+    /// [`sql::outbox_claim`] with the dialect's row locking.
+    const OUTBOX_CLAIM: &'static str;
 
     fn rows_affected(done: &Self::QueryResult) -> u64;
 
@@ -72,7 +77,7 @@ pub struct Due<'a> {
 pub struct SqlStore<D: Dialect> {
     pub(super) pool: Pool<D>,
     pub(super) writer: D::Writer,
-    pub(super) outbox: Outbox,
+    pub(super) outbox: Outbound,
 }
 
 // The bounds say what the code binds: the few types the schema uses.
@@ -84,6 +89,14 @@ where
     for<'s> &'s str: Encode<'s, D> + Type<D>,
     for<'s> Option<&'s str>: Encode<'s, D>,
 {
+    /// After a commit that may have written an event (`wrote`): the sender sends it now
+    /// rather than at its next look, a second later.
+    fn wake_sender(&self, wrote: bool) {
+        if wrote && self.outbox == Outbound::Write {
+            crate::outbox::send::wake();
+        }
+    }
+
     pub(crate) fn pool(&self) -> &Pool<D> {
         &self.pool
     }
@@ -95,7 +108,7 @@ where
         webhook_id: &str,
         received_at: DateTime<Utc>,
         event: &WebhookEvent,
-        outbox: Outbox,
+        outbox: Outbound,
     ) -> Result<Outcome, StoreError> {
         let inserted = sqlx::query(sql::RECEIPT)
             .bind(webhook_id)
@@ -119,7 +132,7 @@ where
         conn: &mut D::Connection,
         event: &WebhookEvent,
         at: DateTime<Utc>,
-        outbox: Outbox,
+        outbox: Outbound,
     ) -> Result<Outcome, StoreError> {
         let now = to_millis(at);
         match event {
@@ -544,6 +557,7 @@ where
             }
         }
         tx.commit().await?;
+        self.wake_sender(bound);
         Ok(bound)
     }
 
@@ -604,6 +618,7 @@ where
         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
         let outcome = claim(&mut tx, self.outbox, claim_hash, user, how, only_in, to_millis(now)).await?;
         tx.commit().await?;
+        self.wake_sender(matches!(outcome, ClaimOutcome::Claimed { .. }));
         Ok(outcome)
     }
 
@@ -661,7 +676,9 @@ where
         {
             write_event::<D>(&mut *tx, self.outbox, event, now).await?;
         }
-        Ok(tx.commit().await?)
+        tx.commit().await?;
+        self.wake_sender(event.is_some());
+        Ok(())
     }
 
     async fn start_status_session(
@@ -691,11 +708,110 @@ where
     }
 }
 
+/// The sender's side of the store ([`Outbox`], declared with the sender).
+#[async_trait]
+impl<D: Dialect> Outbox for SqlStore<D>
+where
+    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
+    for<'q> i64: Encode<'q, D> + Type<D>,
+    for<'q> Option<i64>: Encode<'q, D>,
+    for<'s> &'s str: Encode<'s, D> + Type<D>,
+    for<'s> Option<&'s str>: Encode<'s, D>,
+{
+    type Error = StoreError;
+
+    async fn claim_outbox(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: u32,
+        owner: &str,
+    ) -> Result<Vec<OutboxClaim>, StoreError> {
+        let now = to_millis(now);
+        let claimed = sqlx::query(D::OUTBOX_CLAIM)
+            .bind(owner)
+            .bind(now + lease.as_millis() as i64)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut claims = claimed
+            .iter()
+            .map(|row| {
+                Ok(OutboxClaim {
+                    seq: row.int("seq")?,
+                    event_id: row.text("event_id")?,
+                    reservation_id: row.text("reservation_id")?,
+                    kind: row.text("type")?,
+                    payload: row.text("payload")?,
+                    attempts: super::attempts(row.int("attempts")?),
+                    owner: owner.to_owned(),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        // RETURNING gives no order: oldest first, as claimed.
+        claims.sort_by_key(|c| c.seq);
+        Ok(claims)
+    }
+
+    async fn finish_outbox(
+        &self,
+        claim: &OutboxClaim,
+        result: &OutboxResult,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let now = to_millis(now);
+        let (state, next, error, finished) = match result {
+            OutboxResult::Delivered => ("delivered", now, None, Some(now)),
+            OutboxResult::Retry { at, error } => ("pending", to_millis(*at), Some(error), None),
+            OutboxResult::Failed { error } => ("failed", now, Some(error), Some(now)),
+            OutboxResult::Dropped { error } => ("dropped", now, Some(error), Some(now)),
+            OutboxResult::Paused { error } => ("paused", now, Some(error), None),
+        };
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        let done = sqlx::query(sql::OUTBOX_FINISH)
+            .bind(state)
+            .bind(next)
+            .bind(error.map(String::as_str))
+            .bind(finished)
+            .bind(claim.seq)
+            .bind(claim.owner.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let held = D::rows_affected(&done) == 1;
+        if held && matches!(result, OutboxResult::Paused { .. }) {
+            sqlx::query(sql::SET_SETTING).bind(sql::OUTBOX_PAUSED).bind("1").execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(held)
+    }
+
+    async fn outbox_status(&self) -> Result<OutboxStatus, StoreError> {
+        let row = sqlx::query(sql::OUTBOX_DEPTH).fetch_one(&self.pool).await?;
+        let flag = sqlx::query(sql::SETTING).bind(sql::OUTBOX_PAUSED).fetch_optional(&self.pool).await?;
+        Ok(OutboxStatus {
+            depth: u64::try_from(row.int("depth")?).unwrap_or(0),
+            oldest: row.opt_time("oldest")?,
+            paused: flag.map(|row| row.text("value")).transpose()?.as_deref() == Some("1"),
+        })
+    }
+
+    async fn resume_outbox(&self, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        let flag = sqlx::query(sql::SETTING).bind(sql::OUTBOX_PAUSED).fetch_optional(&mut *tx).await?;
+        let was_paused = flag.map(|row| row.text("value")).transpose()?.as_deref() == Some("1");
+        sqlx::query(sql::SET_SETTING).bind(sql::OUTBOX_PAUSED).bind("0").execute(&mut *tx).await?;
+        sqlx::query(sql::OUTBOX_UNPAUSE).bind(to_millis(now)).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(was_paused)
+    }
+}
+
 /// A claim inside a write transaction: the ticket a code names is bound to `user` if it
 /// may be, and its reservation made due.
 async fn claim<D: Dialect>(
     tx: &mut sqlx::Transaction<'_, D>,
-    outbox: Outbox,
+    outbox: Outbound,
     claim_hash: &str,
     user: &UserId,
     how: BoundHow,
@@ -733,7 +849,7 @@ where
         return Ok(ClaimOutcome::TakenByOther);
     }
     sqlx::query(sql::FACTS_ARRIVED).bind(reservation_id.as_str()).bind(now).execute(&mut **tx).await?;
-    if let (Outbox::Write, Ok(id)) = (outbox, ReservationId::parse(&reservation_id)) {
+    if let (Outbound::Write, Ok(id)) = (outbox, ReservationId::parse(&reservation_id)) {
         let event = OutboundEvent::ticket_claimed(&id, &ticket_id, user, how, super::from_millis(now)?);
         write_event::<D>(&mut **tx, outbox, &event, now).await?;
     }
@@ -744,7 +860,7 @@ where
 /// all (`now` is when it was made, and due). One whose `once_key` is there adds nothing.
 pub(super) async fn write_event<D: Dialect>(
     conn: &mut D::Connection,
-    outbox: Outbox,
+    outbox: Outbound,
     event: &OutboundEvent,
     now: i64,
 ) -> Result<(), StoreError>
@@ -754,7 +870,7 @@ where
     for<'s> &'s str: Encode<'s, D> + Type<D>,
     for<'s> Option<&'s str>: Encode<'s, D>,
 {
-    if outbox == Outbox::Skip {
+    if outbox == Outbound::Skip {
         return Ok(());
     }
     sqlx::query(sql::OUTBOX_INSERT)

@@ -3,7 +3,7 @@
 
 use sqlx::{Column as _, Row as _};
 
-use super::{Outbox, PostgresStore, SqliteStore, StoreError};
+use super::{Outbound, PostgresStore, SqliteStore, StoreError};
 use crate::config::DatabaseConfig;
 
 /// Tables in an order that respects how rows refer to each other. `status_sessions` is
@@ -40,8 +40,8 @@ pub async fn sqlite_to_postgres(
     from: &DatabaseConfig,
     to: &DatabaseConfig,
 ) -> Result<Vec<(&'static str, u64)>, MigrateError> {
-    let source = SqliteStore::open(from, Outbox::Skip).await?;
-    let target = PostgresStore::open(to, Outbox::Skip).await?;
+    let source = SqliteStore::open(from, Outbound::Skip).await?;
+    let target = PostgresStore::open(to, Outbound::Skip).await?;
     let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM reservations")
         .fetch_one(target.pool())
         .await

@@ -26,7 +26,7 @@ use crate::{
     model::{
         BoundHow, ClaimOutcome, ClaimStatus, Email, Membership, ReservationId, SessionId, StreamKeyHash, WebhookEvent,
     },
-    outbox::OutboundEvent,
+    outbox::{OutboundEvent, send::Outbox},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -98,7 +98,9 @@ pub(crate) fn attempts(stored: i64) -> u32 {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync {
+/// The store is also the outbox's ([`Outbox`]): its methods are declared where the
+/// sender is, so that the outbox needs nothing of the store's.
+pub trait Store: Outbox<Error = StoreError> + Send + Sync {
     /// Records one webhook in one transaction: its receipt (for deduplication) and its
     /// effect. Returns only after the commit.
     async fn record_webhook(&self, receipt: &Receipt<'_>, event: &WebhookEvent) -> Result<Outcome, StoreError>;
@@ -358,19 +360,19 @@ pub struct MembershipFact {
 /// Whether facts write their outbound events to the outbox (contract §9). Only with
 /// `platform.webhook_url`: an outbox nobody sends from would only grow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outbox {
+pub enum Outbound {
     Write,
     Skip,
 }
 
-impl Outbox {
+impl Outbound {
     pub fn when(platform_configured: bool) -> Self {
         if platform_configured { Self::Write } else { Self::Skip }
     }
 }
 
 /// Opens the store named by `database.url`, applying migrations.
-pub async fn open(config: &DatabaseConfig, outbox: Outbox) -> Result<Arc<dyn Store>, StoreError> {
+pub async fn open(config: &DatabaseConfig, outbox: Outbound) -> Result<Arc<dyn Store>, StoreError> {
     match config.kind {
         DatabaseKind::Sqlite => Ok(Arc::new(SqliteStore::open(config, outbox).await?)),
         DatabaseKind::Postgres => Ok(Arc::new(PostgresStore::open(config, outbox).await?)),

@@ -11,7 +11,7 @@ use sqlx::{
 };
 
 use super::{
-    Claim, Outbox, Outcome, Receipt, StoreError,
+    Claim, Outbound, Outcome, Receipt, StoreError,
     db::{Dialect, Due, SqlStore},
     rows, schema, sql, to_millis,
 };
@@ -31,6 +31,7 @@ impl Dialect for Postgres {
     const BEFORE_MIGRATING: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(7417011)");
     /// Two keys may share a lock (a 32-bit hash of the hash): they then wait, no more.
     const LOCK_STREAM_KEY: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(7417012, hashtext($1))");
+    const OUTBOX_CLAIM: &'static str = sql::outbox_claim!("FOR UPDATE SKIP LOCKED");
     const REMINDER_SENT: &'static str = "UPDATE lifecycle
         SET reminders_sent = (COALESCE(reminders_sent, '[]')::jsonb || to_jsonb($1::bigint))::text
         WHERE reservation_id = $2";
@@ -85,7 +86,7 @@ impl Dialect for Postgres {
 }
 
 impl PostgresStore {
-    pub async fn open(config: &crate::config::DatabaseConfig, outbox: Outbox) -> Result<Self, StoreError> {
+    pub async fn open(config: &crate::config::DatabaseConfig, outbox: Outbound) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections.unwrap_or(16))
             .acquire_timeout(config.acquire_timeout)

@@ -11,7 +11,7 @@ use ruma::{OwnedRoomId, OwnedUserId};
 use sqlx::{Encode, Executor, Type};
 
 use super::{
-    CreateBegan, LifecycleState, Outbox, StepRecord, StoreError, attempts,
+    CreateBegan, LifecycleState, Outbound, StepRecord, StoreError, attempts,
     db::{Dialect, SqlStore, write_event},
     from_millis,
     rows::{Read, corrupt},
@@ -172,19 +172,27 @@ where
             }
         };
         query.execute(&mut *tx).await?;
+        let mut wrote = false;
         if let Some(event) = event {
             write_event::<D>(&mut *tx, self.outbox, event, now).await?;
+            wrote = self.outbox == Outbound::Write;
         }
         // The platform hears, once per ticket and error, which tickets cannot be used.
-        if let (StepRecord::InviteFailed { user_id, failure }, Outbox::Write) = (step, self.outbox) {
+        if let (StepRecord::InviteFailed { user_id, failure }, Outbound::Write) = (step, self.outbox) {
             let tickets = sqlx::query(TICKETS_OF_USER).bind(rid).bind(user_id.as_str()).fetch_all(&mut *tx).await?;
             for row in &tickets {
                 let ticket = row.text("ticket_id")?;
                 let event = OutboundEvent::ticket_uninvitable(id, &ticket, &failure.error, at);
                 write_event::<D>(&mut *tx, self.outbox, &event, now).await?;
+                wrote = true;
             }
         }
-        Ok(tx.commit().await?)
+        tx.commit().await?;
+        if wrote {
+            // The sender need not wait for its next look to send it.
+            crate::outbox::send::wake();
+        }
+        Ok(())
     }
 
     /// [`super::Store::lifecycle_state`].

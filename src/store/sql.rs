@@ -308,3 +308,47 @@ pub(super) const OUTBOX_INSERT: &str = "INSERT INTO outbox
     VALUES ($1, $2, $3, $4, $5, $6, $6)
     ON CONFLICT DO NOTHING";
 pub(super) const OUTBOX_EVENTS: &str = "SELECT reservation_id, type, event_id, payload FROM outbox ORDER BY seq";
+
+// The outbox's sender.
+
+/// The name of the flag (in `foyer_settings`) a `410 Gone` raises: `1` while every
+/// delivery waits for `!foyer outbox resume`.
+pub(super) const OUTBOX_PAUSED: &str = "outbox_paused";
+/// Leases the oldest undelivered row of each reservation that is due and not leased,
+/// unless delivery is paused: `(owner, until, now, limit)`. A row waits while an earlier
+/// one of its reservation is pending or paused (order per reservation); dropped and
+/// failed rows no longer count. `$lock` is PostgreSQL's `FOR UPDATE SKIP LOCKED`, so
+/// that instances claiming at once each skip what another is taking; the outer
+/// conditions are checked again on the row as it is when the lock is taken.
+macro_rules! outbox_claim {
+    ($lock:literal) => {
+        concat!(
+            "UPDATE outbox SET locked_by = $1, locked_until = $2
+            WHERE seq IN (
+                SELECT o.seq FROM outbox o
+                WHERE o.state = 'pending' AND o.next_attempt_at <= $3
+                    AND (o.locked_until IS NULL OR o.locked_until <= $3)
+                    AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.reservation_id = o.reservation_id
+                        AND e.seq < o.seq AND e.state IN ('pending', 'paused'))
+                    AND NOT EXISTS (SELECT 1 FROM foyer_settings s
+                        WHERE s.name = 'outbox_paused' AND s.value = '1')
+                ORDER BY o.seq LIMIT $4 ",
+            $lock,
+            ")
+            AND state = 'pending' AND (locked_until IS NULL OR locked_until <= $3)
+            RETURNING seq, event_id, reservation_id, type, payload, attempts"
+        )
+    };
+}
+pub(super) use outbox_claim;
+/// Ends a lease with the attempt's outcome, if this owner still holds it:
+/// `(state, next_attempt_at, error, finished_at, seq, owner)`.
+pub(super) const OUTBOX_FINISH: &str = "UPDATE outbox SET state = $1, attempts = attempts + 1,
+        next_attempt_at = $2, last_error = $3, finished_at = $4, locked_by = NULL, locked_until = NULL
+    WHERE seq = $5 AND locked_by = $6 AND state = 'pending'";
+/// After a resume, the rows a `410` stopped are due again: `(now)`.
+pub(super) const OUTBOX_UNPAUSE: &str =
+    "UPDATE outbox SET state = 'pending', next_attempt_at = $1 WHERE state = 'paused'";
+/// The undelivered rows: how many and since when.
+pub(super) const OUTBOX_DEPTH: &str =
+    "SELECT COUNT(*) AS depth, MIN(created_at) AS oldest FROM outbox WHERE state IN ('pending', 'paused')";

@@ -22,7 +22,7 @@ use sqlx::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Claim, Outbox, Outcome, Receipt, StoreError,
+    Claim, Outbound, Outcome, Receipt, StoreError,
     db::{Dialect, Due, SqlStore},
     rows, schema, sql, to_millis,
 };
@@ -41,7 +41,7 @@ pub struct Job {
     webhook_id: String,
     received_at: DateTime<Utc>,
     event: WebhookEvent,
-    outbox: Outbox,
+    outbox: Outbound,
     done: oneshot::Sender<Result<Outcome, StoreError>>,
 }
 
@@ -56,6 +56,7 @@ impl Dialect for Sqlite {
     const BEFORE_MIGRATING: Option<&'static str> = None;
     /// One writer (`BEGIN IMMEDIATE`, group commit) writes every reservation.
     const LOCK_STREAM_KEY: Option<&'static str> = None;
+    const OUTBOX_CLAIM: &'static str = sql::outbox_claim!("");
     const REMINDER_SENT: &'static str =
         "UPDATE lifecycle SET reminders_sent = json_insert(COALESCE(reminders_sent, '[]'), '$[#]', $1)
          WHERE reservation_id = $2";
@@ -204,7 +205,7 @@ async fn commit(
 }
 
 impl SqliteStore {
-    pub async fn open(config: &crate::config::DatabaseConfig, outbox: Outbox) -> Result<Self, StoreError> {
+    pub async fn open(config: &crate::config::DatabaseConfig, outbox: Outbound) -> Result<Self, StoreError> {
         let url = config.url.expose();
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Open(format!("{url}: {e}")))?
@@ -253,7 +254,7 @@ mod tests {
             max_connections: None,
             acquire_timeout: Duration::from_secs(5),
         };
-        SqliteStore::open(&config, Outbox::Skip).await.expect("open")
+        SqliteStore::open(&config, Outbound::Skip).await.expect("open")
     }
 
     fn job(webhook_id: &str, ticket: &str) -> (Job, oneshot::Receiver<Result<Outcome, StoreError>>) {
@@ -262,7 +263,7 @@ mod tests {
             id: ReservationId::parse("jazz").unwrap(),
             tickets: vec![Ticket { id: TicketId::parse(ticket).unwrap(), holder: Holder::User(user("fan")) }],
         };
-        (Job { webhook_id: webhook_id.into(), received_at: t(12, 0), event, outbox: Outbox::Skip, done }, answer)
+        (Job { webhook_id: webhook_id.into(), received_at: t(12, 0), event, outbox: Outbound::Skip, done }, answer)
     }
 
     /// A fault SQLite raises for the webhook `bad` only, as a full disk or a bug might.

@@ -183,7 +183,7 @@ async fn synthetic(dir: &Path, n: usize) -> PathBuf {
         max_connections: Some(1),
         acquire_timeout: Duration::from_secs(30),
     };
-    drop(foyer::store::open(&config, foyer::store::Outbox::Skip).await.expect("foyer's migrations"));
+    drop(foyer::store::open(&config, foyer::store::Outbound::Skip).await.expect("foyer's migrations"));
     let pool = connect(&path).await;
     let start = next_year_ms();
     let step = 365 * 24 * 3600 * 1000 / n as i64;

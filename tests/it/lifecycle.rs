@@ -19,7 +19,14 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 }
 
 /// A reservation starting `starts_in` from now, lasting `lasts`, with chat margins.
-fn reservation(id: &str, starts_in: f64, lasts: f64, open_before: u64, close_after: u64, hosts: &[&str]) -> Value {
+pub(crate) fn reservation(
+    id: &str,
+    starts_in: f64,
+    lasts: f64,
+    open_before: u64,
+    close_after: u64,
+    hosts: &[&str],
+) -> Value {
     let now = Utc::now();
     let ms = |s: f64| chrono::Duration::milliseconds((s * 1000.0) as i64);
     json!({
@@ -47,7 +54,7 @@ async fn room_of(foyer: &TestFoyer, user: &TestUser, id: &str, limit: Duration) 
 /// When the homeserver created the room: its `m.room.create` event's timestamp, read by
 /// the bot (the homeserver's clock is this machine's). Synapse sets the alias before the
 /// room's first events, so a room found by its alias may not be readable for a moment.
-async fn created_at(foyer: &TestFoyer, room_id: &str) -> DateTime<Utc> {
+pub(crate) async fn created_at(foyer: &TestFoyer, room_id: &str) -> DateTime<Utc> {
     let bot = TestUser::bot(&foyer.slot);
     let ts = eventually(Duration::from_secs(10), "the room's first events", || async {
         let state = bot.room_state(room_id).await?;

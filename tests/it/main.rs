@@ -17,6 +17,7 @@ mod lifecycle;
 mod membership;
 mod migrate;
 mod operations;
+mod outbox;
 mod prometheus;
 mod security;
 mod standin;

@@ -23,7 +23,7 @@ fn database(url: &str, kind: DatabaseKind) -> DatabaseConfig {
 async fn a_sqlite_deployment_moves_to_postgres_intact() {
     let dir = tempfile::tempdir().unwrap();
     let sqlite_url = format!("sqlite://{}", dir.path().join("foyer.db").display());
-    let sqlite = store::open(&database(&sqlite_url, DatabaseKind::Sqlite), store::Outbox::Skip).await.unwrap();
+    let sqlite = store::open(&database(&sqlite_url, DatabaseKind::Sqlite), store::Outbound::Skip).await.unwrap();
     let id = ReservationId::parse("jazz").unwrap();
     let alice = OwnedUserId::try_from("@alice:example.org").unwrap();
     let at = |h| Utc.with_ymd_and_hms(2099, 11, 27, h, 0, 0).unwrap();
@@ -89,7 +89,7 @@ async fn a_sqlite_deployment_moves_to_postgres_intact() {
     assert!(stdout.contains("reservations: 1 rows") && stdout.contains("room_members: 1 rows"), "{stdout}");
     assert!(!stdout.contains(&postgres_url), "the target URL is not echoed");
 
-    let postgres = store::open(&database(&postgres_url, DatabaseKind::Postgres), store::Outbox::Skip).await.unwrap();
+    let postgres = store::open(&database(&postgres_url, DatabaseKind::Postgres), store::Outbound::Skip).await.unwrap();
     let after = (postgres.reservation(&id).await.unwrap(), postgres.lifecycle_state(&id).await.unwrap());
     assert_eq!(after, before);
     // A command still waiting in the inbox moves too, and later ones queue after it.

@@ -301,7 +301,7 @@ async fn the_status_page_needs_the_token_and_lists_reservations_by_phase() {
 }
 
 /// Sends `text` to the room and returns the bot's next notice there.
-async fn ask(user: &TestUser, bot: &str, room: &str, text: &str) -> Value {
+pub(crate) async fn ask(user: &TestUser, bot: &str, room: &str, text: &str) -> Value {
     let notices = |events: Vec<Value>| {
         events.into_iter().filter(|e| e["sender"] == bot && e["content"]["msgtype"] == "m.notice").collect::<Vec<_>>()
     };
@@ -317,7 +317,7 @@ async fn ask(user: &TestUser, bot: &str, room: &str, text: &str) -> Value {
 }
 
 /// The admin opens a direct chat with the bot; returns it once the bot has joined.
-async fn direct_chat(foyer: &TestFoyer, admin: &TestUser) -> String {
+pub(crate) async fn direct_chat(foyer: &TestFoyer, admin: &TestUser) -> String {
     let bot = foyer.slot.bot_user_id();
     let (status, dm) = admin
         .request(

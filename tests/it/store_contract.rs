@@ -12,7 +12,7 @@ use foyer::{
         Revision, RoomState, SessionId, StepRecord, StreamKey, Ticket, Title, WebhookEvent,
     },
     secret::Secret,
-    store::{self, AdminAction, MembershipFact, Outbox, Outcome, Receipt, Store, StoreError},
+    store::{self, AdminAction, MembershipFact, Outbound, Outcome, Receipt, Store, StoreError},
 };
 use proptest::{prelude::*, strategy::ValueTree as _, test_runner::TestRunner};
 use ruma::{OwnedRoomId, OwnedUserId};
@@ -25,10 +25,10 @@ where
     F: Fn(std::sync::Arc<dyn Store>, &'static str) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    each_backend_with(Outbox::Write, check).await
+    each_backend_with(Outbound::Write, check).await
 }
 
-async fn each_backend_with<F, Fut>(outbox: Outbox, check: F)
+async fn each_backend_with<F, Fut>(outbox: Outbound, check: F)
 where
     F: Fn(std::sync::Arc<dyn Store>, &'static str) -> Fut,
     Fut: std::future::Future<Output = ()>,
@@ -658,7 +658,7 @@ async fn an_unreadable_row_is_left_out_of_pages_and_lists() {
             max_connections: Some(4),
             acquire_timeout: Duration::from_secs(10),
         };
-        let store = store::open(&config, Outbox::Write).await.expect(backend);
+        let store = store::open(&config, Outbound::Write).await.expect(backend);
         for name in ["a", "b", "c", "d"] {
             let WebhookEvent::Upsert(mut reservation) = upsert(1) else { unreachable!("upsert is an upsert") };
             reservation.id = id(name);
@@ -1031,8 +1031,112 @@ async fn claims_failed_invites_and_failures_write_their_events_once() {
         assert!(events.iter().all(|(r, ..)| r == "jazz"), "{backend}");
     })
     .await;
-    each_backend_with(Outbox::Skip, |store, backend| async move {
+    each_backend_with(Outbound::Skip, |store, backend| async move {
         assert_eq!(scenario(store).await, [], "{backend}: no platform, no events");
+    })
+    .await;
+}
+
+/// The sender's leases: the oldest undelivered row of each reservation only, one holder
+/// at a time, retried when due, a dropped row no longer in the way, and nothing at all
+/// while a `410` has paused delivery.
+#[tokio::test]
+async fn the_outbox_is_leased_oldest_first_per_reservation() {
+    use foyer::{
+        config::ArchiveMode,
+        outbox::{
+            OutboundEvent,
+            send::{OutboxClaim, OutboxResult},
+        },
+    };
+    each_backend(|store, backend| async move {
+        let t0 = Utc::now();
+        let lease = Duration::from_secs(30);
+        let blues = ReservationId::parse("blues").unwrap();
+        let room = OwnedRoomId::try_from("!room:example.org").unwrap();
+        let alias = ruma::OwnedRoomAliasId::try_from("#live_x:example.org").unwrap();
+        let write = |id: ReservationId, event: OutboundEvent| {
+            let store = store.clone();
+            async move { store.record_step_with_event(&id, &StepRecord::OpeningNoticeSent, Some(&event), t0).await }
+        };
+        write(jazz(), OutboundEvent::room_opened(&jazz(), &room, &alias, t0)).await.unwrap();
+        write(blues.clone(), OutboundEvent::room_opened(&blues, &room, &alias, t0)).await.unwrap();
+        write(jazz(), OutboundEvent::room_archived(&jazz(), Some(&room), ArchiveMode::Kick, t0)).await.unwrap();
+        let claim = |at, owner: &'static str| {
+            let store = store.clone();
+            async move { store.claim_outbox(at, lease, 10, owner).await.unwrap() }
+        };
+        let what = |claims: &[OutboxClaim]| {
+            claims.iter().map(|c| format!("{} {} {}", c.reservation_id, c.kind, c.attempts)).collect::<Vec<_>>()
+        };
+
+        let first = claim(t0, "a").await;
+        assert_eq!(what(&first), ["jazz room.opened 0", "blues room.opened 0"], "{backend}: oldest of each");
+        assert!(claim(t0, "b").await.is_empty(), "{backend}: leased rows, and a row behind one, are not claimed");
+        let retry = OutboxResult::Retry { at: t0 + Span::seconds(60), error: "HTTP 503".into() };
+        let mut stolen = first[0].clone();
+        stolen.owner = "b".into();
+        assert!(!store.finish_outbox(&stolen, &retry, t0).await.unwrap(), "{backend}: only the holder finishes");
+        assert!(store.finish_outbox(&first[0], &retry, t0).await.unwrap(), "{backend}");
+        assert!(claim(t0 + Span::seconds(31), "b").await.iter().all(|c| c.reservation_id == "blues"), "{backend}");
+
+        // At t0 + 61 s: jazz's retry is due, and blues's lease (taken again by b) ran out at + 61.
+        let second = claim(t0 + Span::seconds(62), "c").await;
+        assert_eq!(what(&second), ["jazz room.opened 1", "blues room.opened 0"], "{backend}: same rows again");
+        assert_eq!(second[0].event_id, first[0].event_id, "{backend}: the webhook-id is kept");
+        let now = t0 + Span::seconds(62);
+        let dropped = OutboxResult::Dropped { error: "HTTP 400".into() };
+        assert!(store.finish_outbox(&second[0], &dropped, now).await.unwrap(), "{backend}");
+        let gone = OutboxResult::Paused { error: "HTTP 410".into() };
+        assert!(store.finish_outbox(&second[1], &gone, now).await.unwrap(), "{backend}");
+        let status = store.outbox_status().await.unwrap();
+        assert!(status.paused, "{backend}");
+        assert_eq!(status.depth, 2, "{backend}: jazz's room.archived and blues's paused row");
+        assert_eq!(status.oldest.map(|t| t.timestamp_millis()), Some(t0.timestamp_millis()), "{backend}");
+        assert!(claim(now + Span::days(2), "c").await.is_empty(), "{backend}: nothing while paused");
+
+        assert!(store.resume_outbox(now).await.unwrap(), "{backend}: it was paused");
+        let third = claim(now, "c").await;
+        assert_eq!(
+            what(&third),
+            ["blues room.opened 1", "jazz room.archived 0"],
+            "{backend}: a dropped row no longer blocks"
+        );
+        for c in &third {
+            assert!(store.finish_outbox(c, &OutboxResult::Delivered, now).await.unwrap(), "{backend}");
+        }
+        let status = store.outbox_status().await.unwrap();
+        assert_eq!((status.depth, status.oldest, status.paused), (0, None, false), "{backend}");
+        assert!(!store.resume_outbox(now).await.unwrap(), "{backend}: resuming what runs changes nothing");
+        assert!(claim(now + Span::days(2), "c").await.is_empty(), "{backend}: delivered rows are done");
+    })
+    .await;
+}
+
+/// Instances claiming at once never both hold one row (PostgreSQL's `SKIP LOCKED`;
+/// SQLite writes one at a time).
+#[tokio::test]
+async fn concurrent_outbox_claims_never_share_a_row() {
+    use foyer::outbox::OutboundEvent;
+    each_backend(|store, backend| async move {
+        let now = Utc::now();
+        let room = OwnedRoomId::try_from("!room:example.org").unwrap();
+        let alias = ruma::OwnedRoomAliasId::try_from("#live_x:example.org").unwrap();
+        for i in 0..40 {
+            let id = ReservationId::parse(&format!("r{i}")).unwrap();
+            let event = OutboundEvent::room_opened(&id, &room, &alias, now);
+            store.record_step_with_event(&id, &StepRecord::OpeningNoticeSent, Some(&event), now).await.unwrap();
+        }
+        let lease = Duration::from_secs(30);
+        let claims =
+            futures_util::future::join_all(["a", "b", "c", "d"].map(|owner| store.claim_outbox(now, lease, 40, owner)))
+                .await;
+        let mut seqs: Vec<i64> = claims.into_iter().flat_map(|c| c.unwrap()).map(|c| c.seq).collect();
+        let claimed = seqs.len();
+        seqs.sort();
+        seqs.dedup();
+        assert_eq!(seqs.len(), claimed, "{backend}: a row claimed twice");
+        assert_eq!(claimed, 40, "{backend}: every row claimed by someone");
     })
     .await;
 }

@@ -80,11 +80,11 @@ async fn fresh(kind: DatabaseKind, dir: &Path) -> DatabaseConfig {
 }
 
 async fn open(config: &DatabaseConfig) -> Arc<dyn Store> {
-    store::open(config, store::Outbox::Skip).await.expect("the store opens")
+    store::open(config, store::Outbound::Skip).await.expect("the store opens")
 }
 
 async fn refused(config: &DatabaseConfig) -> String {
-    match store::open(config, store::Outbox::Skip).await {
+    match store::open(config, store::Outbound::Skip).await {
         Ok(_) => panic!("{:?}: the store opened", config.kind),
         Err(StoreError::Open(message)) => message,
         Err(e) => panic!("{:?}: {e}", config.kind),
