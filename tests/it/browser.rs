@@ -152,6 +152,12 @@ impl Browser {
     }
 
     /// Navigates to `url` and waits for the page to load.
+    /// Resizes the window (the viewport a screenshot shows).
+    pub async fn resize(&self, width: u32, height: u32) {
+        let rect = json!({ "width": width, "height": height });
+        self.command("Set Window Rect", reqwest::Method::POST, "/window/rect", Some(rect)).await;
+    }
+
     pub async fn goto(&self, url: &str) {
         self.command("Navigate To", reqwest::Method::POST, "/url", Some(json!({ "url": url }))).await;
     }

@@ -193,4 +193,27 @@ async fn every_dashboard_query_runs_and_names_documented_metrics() {
         prometheus.wait_for_data(promql).await;
         eprintln!("[dashboard] {title}: {promql} has data");
     }
+
+    // The panels in Prometheus's own graph page, for the README (docs/dashboard.png).
+    let mut graph = url::Url::parse(&format!("{}/graph", prometheus.base_url)).expect("a URL");
+    for (i, (_, promql)) in queries.iter().enumerate() {
+        graph
+            .query_pairs_mut()
+            .append_pair(&format!("g{i}.expr"), promql)
+            .append_pair(&format!("g{i}.tab"), "0")
+            .append_pair(&format!("g{i}.range_input"), "5m");
+    }
+    let browser = crate::browser::Browser::start().await;
+    browser.resize(1280, 4600).await;
+    browser.goto(graph.as_str()).await;
+    eventually(Duration::from_secs(30), "every graph drawn", || async {
+        // Prometheus 2.42's classic graph page: a rickshaw graph per query, a path once drawn.
+        let source = browser.source().await;
+        let graphs = source.matches("class=\"graph rickshaw_graph\"").count();
+        (graphs == queries.len() && source.matches("<path").count() >= queries.len()).then_some(())
+    })
+    .await;
+    let shot = repo_root().join("target/test-artifacts/dashboard.png");
+    browser.screenshot(&shot).await;
+    eprintln!("[dashboard] screenshot saved to {}", shot.display());
 }
