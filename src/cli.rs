@@ -20,7 +20,7 @@ pub const EXIT_HOMESERVER: u8 = 2;
 pub const EXIT_OTHER: u8 = 3;
 
 #[derive(Debug, Parser)]
-#[command(name = "foyer", version, about = "A Matrix chat room for every scheduled live stream")]
+#[command(name = "foyer", version = crate::build_info::LONG_VERSION, about = "A Matrix chat room for every scheduled live stream")]
 struct Cli {
     #[command(subcommand)]
     command: Command,

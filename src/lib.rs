@@ -2,6 +2,7 @@
 //! chat room. See `docs/architecture.md` for the map.
 
 pub mod admin;
+pub mod build_info;
 pub mod cli;
 pub mod config;
 pub mod events;

@@ -78,6 +78,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         lifecycle: Default::default(),
         phases_counted_at: Default::default(),
     };
+    // Which build answers, for a dashboard to show and an alert to join on.
+    let build = [("version", crate::build_info::VERSION), ("commit", crate::build_info::COMMIT)];
+    metrics::gauge!("foyer_build_info", &build).set(1.0);
     // Families that move only on a fan's rare act are shown at zero from the start, so
     // that a dashboard (and an operator's first look at /metrics) finds every one.
     for how in ["direct_message", "knock"] {
