@@ -1,4 +1,5 @@
-//! The command line: `generate-registration`, `check-config`, `serve`.
+//! The command line: `generate-registration`, `example-config`, `check-config`, `serve`,
+//! `migrate-store`.
 
 use std::{
     io::Write as _,
@@ -38,6 +39,8 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Print the documented example config (config.example.yaml) to start from.
+    ExampleConfig,
     /// Validate the config and print every problem with its key path.
     CheckConfig {
         #[arg(short, long, value_name = "CONFIG")]
@@ -70,6 +73,7 @@ pub fn run() -> ExitCode {
     };
     match cli.command {
         Command::GenerateRegistration { config, output, force } => generate_registration(&config, &output, force),
+        Command::ExampleConfig => example_config(),
         Command::CheckConfig { config } => check_config(&config),
         Command::Serve { config } => serve(&config),
         Command::MigrateStore { from, to } => migrate_store(&from, &to),
@@ -132,6 +136,15 @@ fn generate_registration(config_path: &Path, output: &Path, force: bool) -> Exit
         config.bot_user_id(),
         registration::alias_regex(&config),
     );
+    ExitCode::SUCCESS
+}
+
+/// config.example.yaml as it was when the binary was built: an installed binary has
+/// no repository beside it to copy the file from.
+pub const EXAMPLE_CONFIG: &str = include_str!("../config.example.yaml");
+
+fn example_config() -> ExitCode {
+    print!("{EXAMPLE_CONFIG}");
     ExitCode::SUCCESS
 }
 

@@ -353,3 +353,11 @@ fn version_names_the_release_and_the_commit() {
         assert_eq!(run.stdout, format!("foyer {} ({})\n", env!("CARGO_PKG_VERSION"), git_commit()), "{flag}");
     }
 }
+
+#[test]
+fn example_config_prints_config_example_yaml() {
+    let run = foyer(&["example-config"], &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let file = std::fs::read_to_string(crate::common::repo_root().join("config.example.yaml")).unwrap();
+    assert!(run.stdout == file, "foyer example-config differs from config.example.yaml; rebuild");
+}
