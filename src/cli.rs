@@ -13,6 +13,7 @@ use crate::{
     config::{Config, ConfigError, Placeholders, format_duration},
     registration,
     startup::{self, ServeError},
+    store::StoreError,
 };
 
 /// Exit codes users can script against (contract §1).
@@ -235,6 +236,9 @@ fn serve(config_path: &Path) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ ServeError::Handshake(_)) => fail(EXIT_HOMESERVER, e),
         Err(e @ ServeError::Limits(_)) => fail(EXIT_CONFIG, e),
+        // A database this binary must not run on (say, after a downgrade): the admin
+        // picks the right binary or database; retrying cannot help.
+        Err(e @ ServeError::Store(StoreError::Schema(_))) => fail(EXIT_CONFIG, e),
         Err(e) => fail(EXIT_OTHER, e),
     }
 }

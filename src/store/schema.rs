@@ -97,12 +97,6 @@ pub enum SchemaError {
     Unrecognised { applied: Vec<i64>, known: i64 },
 }
 
-impl From<SchemaError> for StoreError {
-    fn from(e: SchemaError) -> Self {
-        Self::Open(e.to_string())
-    }
-}
-
 /// Where a database stands, by the versions it has applied (ascending).
 #[derive(Debug, PartialEq, Eq)]
 enum Standing {
