@@ -46,6 +46,10 @@ enum Command {
     CheckConfig {
         #[arg(short, long, value_name = "CONFIG")]
         config: PathBuf,
+        /// Also check the live deployment: the homeserver, the tokens, the ping, the
+        /// database and the listen address, one line each with what to fix.
+        #[arg(long)]
+        online: bool,
     },
     /// Run the service until SIGTERM or SIGINT.
     Serve {
@@ -75,7 +79,7 @@ pub fn run() -> ExitCode {
     match cli.command {
         Command::GenerateRegistration { config, output, force } => generate_registration(&config, &output, force),
         Command::ExampleConfig => example_config(),
-        Command::CheckConfig { config } => check_config(&config),
+        Command::CheckConfig { config, online } => check_config(&config, online),
         Command::Serve { config } => serve(&config),
         Command::MigrateStore { from, to } => migrate_store(&from, &to),
     }
@@ -149,7 +153,7 @@ fn example_config() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn check_config(config_path: &Path) -> ExitCode {
+fn check_config(config_path: &Path, online: bool) -> ExitCode {
     let config = match Config::load(config_path, Placeholders::Refuse) {
         Ok(c) => c,
         Err(e) => return config_failure(&e),
@@ -186,7 +190,27 @@ fn check_config(config_path: &Path) -> ExitCode {
     for (key, source) in &config.secret_sources {
         println!("  {key} from {source}");
     }
-    ExitCode::SUCCESS
+    if online { check_online(&config) } else { ExitCode::SUCCESS }
+}
+
+/// The online checks: exit 0 only when every one passed.
+fn check_online(config: &Config) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(EXIT_OTHER, format!("cannot start the async runtime: {e}")),
+    };
+    let checks = runtime.block_on(crate::online::check(config));
+    println!("online checks:");
+    for check in &checks {
+        println!("{check}");
+    }
+    let failed = checks.iter().filter(|c| !matches!(c.verdict, crate::online::Verdict::Pass(_))).count();
+    if failed == 0 {
+        println!("all {} online checks passed", checks.len());
+        ExitCode::SUCCESS
+    } else {
+        fail(EXIT_CONFIG, format!("{failed} of {} online checks did not pass; see above", checks.len()))
+    }
 }
 
 fn migrate_store(from: &str, to: &str) -> ExitCode {

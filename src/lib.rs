@@ -14,6 +14,7 @@ pub mod logging;
 pub mod matrix;
 pub mod memory;
 pub mod model;
+pub mod online;
 pub mod outbox;
 pub mod query;
 pub mod registration;

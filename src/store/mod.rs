@@ -16,7 +16,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeZone as _, Utc};
 use ruma::{OwnedUserId, UserId};
 
-pub use self::{postgres::PostgresStore, schema::SchemaError, sqlite::SqliteStore};
+pub use self::{
+    postgres::PostgresStore,
+    schema::{SchemaError, SchemaState, inspect as inspect_schema, latest_version},
+    sqlite::SqliteStore,
+};
 use crate::model::{
     CreateBegan, LifecycleState, MemberCounts, ReservationRecord, Signals, StepRecord, TicketCounts, TicketRow,
 };
