@@ -13,6 +13,7 @@ pub mod lifecycle;
 pub mod logging;
 pub mod matrix;
 pub mod memory;
+pub mod metrics_help;
 pub mod model;
 pub mod online;
 pub mod outbox;

@@ -43,7 +43,9 @@ pub fn metrics_handle() -> PrometheusHandle {
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
             // Fails only if another recorder is installed, in which case ours stays empty.
-            let _ = metrics::set_global_recorder(recorder);
+            if metrics::set_global_recorder(recorder).is_ok() {
+                crate::metrics_help::describe_all();
+            }
             handle
         })
         .clone()

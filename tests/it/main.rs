@@ -17,6 +17,7 @@ mod lifecycle;
 mod membership;
 mod migrate;
 mod operations;
+mod prometheus;
 mod security;
 mod standin;
 mod store_contract;
