@@ -106,7 +106,7 @@ pub async fn check(config: &Config) -> Vec<Check> {
     };
     let ping = match (&client, listen) {
         (None, _) => Verdict::Skipped("the homeserver does not answer".into()),
-        (Some(_), _) if !token_ok => Verdict::Skipped("the homeserver does not accept the as_token".into()),
+        (Some(_), _) if !token_ok => Verdict::Skipped("the as_token check did not pass".into()),
         (Some(_), Listen::Unusable(_)) => Verdict::Skipped("appservice.listen is not usable (see listen)".into()),
         (Some(client), Listen::Foyer) => ping_verdict(config, client, "Foyer").await,
         (Some(client), Listen::Free(listener)) => {
@@ -118,7 +118,11 @@ pub async fn check(config: &Config) -> Vec<Check> {
     };
     checks.push(Check { name: "ping", verdict: ping });
     checks.push(Check { name: "database", verdict: database(config).await });
-    checks.push(Check { name: "synapse_admin", verdict: synapse_admin(config, &http).await });
+    let admin = match &client {
+        None if config.synapse_admin.is_some() => Verdict::Skipped("the homeserver does not answer".into()),
+        _ => synapse_admin(config, &http).await,
+    };
+    checks.push(Check { name: "synapse_admin", verdict: admin });
     checks.push(Check { name: "listen", verdict: listen_verdict });
     checks
 }

@@ -101,9 +101,11 @@ async fn a_homeserver_that_does_not_answer_is_named_and_the_checks_that_need_it_
     let slot = Synapse::shared().take_slot();
     let dir = tempfile::tempdir().unwrap();
     // Nothing listens on port 1.
-    let run = online_yaml(dir.path(), &slot.config_yaml().replace(&slot.homeserver_url, "http://127.0.0.1:1")).await;
+    let yaml = format!("{}synapse_admin:\n  token: {}\n", slot.config_yaml(), random_token());
+    let run = online_yaml(dir.path(), &yaml.replace(&slot.homeserver_url, "http://127.0.0.1:1")).await;
     assert_eq!(run.code, 1, "{}", run.stdout);
     run.assert("homeserver", "FAIL", "does not answer");
+    run.assert("synapse_admin", "skip", "the homeserver does not answer");
     run.assert("homeserver", "FAIL", "check that it is running and that homeserver.url is right");
     run.assert("as_token", "skip", "the homeserver does not answer");
     run.assert("ping", "skip", "the homeserver does not answer");
@@ -118,7 +120,7 @@ async fn an_as_token_the_homeserver_does_not_know_names_the_registration() {
     assert_eq!(run.code, 1, "{}", run.stdout);
     run.assert("homeserver", "ok", "answers");
     run.assert("as_token", "FAIL", "list it in app_service_config_files and restart the homeserver");
-    run.assert("ping", "skip", "does not accept the as_token");
+    run.assert("ping", "skip", "the as_token check did not pass");
 }
 
 #[tokio::test]
