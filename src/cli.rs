@@ -1,4 +1,5 @@
-//! The command line: `generate-registration`, `check-config`, `serve`.
+//! The command line: `generate-registration`, `example-config`, `check-config`, `serve`,
+//! `migrate-store`.
 
 use std::{
     io::Write as _,
@@ -12,6 +13,7 @@ use crate::{
     config::{Config, ConfigError, Placeholders, format_duration},
     registration,
     startup::{self, ServeError},
+    store::StoreError,
 };
 
 /// Exit codes users can script against (contract §1).
@@ -20,7 +22,7 @@ pub const EXIT_HOMESERVER: u8 = 2;
 pub const EXIT_OTHER: u8 = 3;
 
 #[derive(Debug, Parser)]
-#[command(name = "foyer", version, about = "A Matrix chat room for every scheduled live stream")]
+#[command(name = "foyer", version = crate::build_info::LONG_VERSION, about = "A Matrix chat room for every scheduled live stream")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,10 +40,16 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Print the documented example config (config.example.yaml) to start from.
+    ExampleConfig,
     /// Validate the config and print every problem with its key path.
     CheckConfig {
         #[arg(short, long, value_name = "CONFIG")]
         config: PathBuf,
+        /// Also check the live deployment: the homeserver, the tokens, the ping, the
+        /// database and the listen address, one line each with what to fix.
+        #[arg(long)]
+        online: bool,
     },
     /// Run the service until SIGTERM or SIGINT.
     Serve {
@@ -70,7 +78,8 @@ pub fn run() -> ExitCode {
     };
     match cli.command {
         Command::GenerateRegistration { config, output, force } => generate_registration(&config, &output, force),
-        Command::CheckConfig { config } => check_config(&config),
+        Command::ExampleConfig => example_config(),
+        Command::CheckConfig { config, online } => check_config(&config, online),
         Command::Serve { config } => serve(&config),
         Command::MigrateStore { from, to } => migrate_store(&from, &to),
     }
@@ -135,7 +144,16 @@ fn generate_registration(config_path: &Path, output: &Path, force: bool) -> Exit
     ExitCode::SUCCESS
 }
 
-fn check_config(config_path: &Path) -> ExitCode {
+/// config.example.yaml as it was when the binary was built: an installed binary has
+/// no repository beside it to copy the file from.
+pub const EXAMPLE_CONFIG: &str = include_str!("../config.example.yaml");
+
+fn example_config() -> ExitCode {
+    print!("{EXAMPLE_CONFIG}");
+    ExitCode::SUCCESS
+}
+
+fn check_config(config_path: &Path, online: bool) -> ExitCode {
     let config = match Config::load(config_path, Placeholders::Refuse) {
         Ok(c) => c,
         Err(e) => return config_failure(&e),
@@ -172,7 +190,27 @@ fn check_config(config_path: &Path) -> ExitCode {
     for (key, source) in &config.secret_sources {
         println!("  {key} from {source}");
     }
-    ExitCode::SUCCESS
+    if online { check_online(&config) } else { ExitCode::SUCCESS }
+}
+
+/// The online checks: exit 0 only when every one passed.
+fn check_online(config: &Config) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(EXIT_OTHER, format!("cannot start the async runtime: {e}")),
+    };
+    let checks = runtime.block_on(crate::online::check(config));
+    println!("online checks:");
+    for check in &checks {
+        println!("{check}");
+    }
+    let failed = checks.iter().filter(|c| !matches!(c.verdict, crate::online::Verdict::Pass(_))).count();
+    if failed == 0 {
+        println!("all {} online checks passed", checks.len());
+        ExitCode::SUCCESS
+    } else {
+        fail(EXIT_CONFIG, format!("{failed} of {} online checks did not pass; see above", checks.len()))
+    }
 }
 
 fn migrate_store(from: &str, to: &str) -> ExitCode {
@@ -222,6 +260,9 @@ fn serve(config_path: &Path) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ ServeError::Handshake(_)) => fail(EXIT_HOMESERVER, e),
         Err(e @ ServeError::Limits(_)) => fail(EXIT_CONFIG, e),
+        // A database this binary must not run on (say, after a downgrade): the admin
+        // picks the right binary or database; retrying cannot help.
+        Err(e @ ServeError::Store(StoreError::Schema(_))) => fail(EXIT_CONFIG, e),
         Err(e) => fail(EXIT_OTHER, e),
     }
 }

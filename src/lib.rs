@@ -2,6 +2,7 @@
 //! chat room. See `docs/architecture.md` for the map.
 
 pub mod admin;
+pub mod build_info;
 pub mod cli;
 pub mod config;
 pub mod events;
@@ -12,7 +13,9 @@ pub mod lifecycle;
 pub mod logging;
 pub mod matrix;
 pub mod memory;
+pub mod metrics_help;
 pub mod model;
+pub mod online;
 pub mod outbox;
 pub mod query;
 pub mod registration;

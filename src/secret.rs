@@ -84,6 +84,11 @@ mod tests {
             ("src/matrix/mod.rs", 1, "sends as_token to the homeserver"),
             ("src/store/sqlite.rs", 1, "opens the database"),
             ("src/store/postgres.rs", 1, "opens the database"),
+            (
+                "src/store/schema.rs",
+                2,
+                "opens the database to read its schema version, touching nothing (check-config --online)",
+            ),
             ("src/matrix/synapse_admin.rs", 1, "sends the Synapse admin token to the admin API"),
             ("src/http/ingest/owncast.rs", 1, "keys the HMAC of an Owncast webhook with its channel's secret"),
             ("src/http/status.rs", 1, "derives the status page cookie's MAC key from api.token (never in the cookie)"),

@@ -44,32 +44,12 @@ pub fn metrics_handle() -> PrometheusHandle {
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
             // Fails only if another recorder is installed, in which case ours stays empty.
-            let _ = metrics::set_global_recorder(recorder);
-            describe_metrics();
+            if metrics::set_global_recorder(recorder).is_ok() {
+                crate::metrics_help::describe_all();
+            }
             handle
         })
         .clone()
-}
-
-/// Gives each family its `# HELP` line, from the "what it counts" column of
-/// `docs/metrics.md`: the operator's reference and the scrape say the same, and a family
-/// missing from the table (which `tests/it/operations.rs` catches) has none.
-fn describe_metrics() {
-    for row in include_str!("../docs/metrics.md").lines() {
-        // | `name` | type | labels | what it counts |
-        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
-        let [_, name, kind, _, help, _] = cells[..] else { continue };
-        let Some(name) = name.strip_prefix('`').and_then(|n| n.strip_suffix('`')) else { continue };
-        if !name.starts_with("foyer_") {
-            continue;
-        }
-        let (name, help) = (name.to_owned(), help.replace('`', ""));
-        match kind {
-            "counter" => metrics::describe_counter!(name, help),
-            "gauge" => metrics::describe_gauge!(name, help),
-            _ => metrics::describe_histogram!(name, help),
-        }
-    }
 }
 
 /// Runs Foyer until SIGTERM or SIGINT.
@@ -101,6 +81,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         lifecycle: Default::default(),
         phases_counted_at: Default::default(),
     };
+    // Which build answers, for a dashboard to show and an alert to join on.
+    let build = [("version", crate::build_info::VERSION), ("commit", crate::build_info::COMMIT)];
+    metrics::gauge!("foyer_build_info", &build).set(1.0);
     // Families that move only on a fan's rare act are shown at zero from the start, so
     // that a dashboard (and an operator's first look at /metrics) finds every one.
     for how in ["direct_message", "knock"] {

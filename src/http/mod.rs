@@ -21,7 +21,7 @@ use axum::{
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 
-use crate::{config::Config, matrix::HandshakeReport, secret::Secret, store::Store};
+use crate::{build_info, config::Config, matrix::HandshakeReport, secret::Secret, store::Store};
 
 /// Everything the handlers share.
 #[derive(Clone)]
@@ -129,6 +129,8 @@ async fn ready(State(state): State<AppState>) -> Response {
     match report {
         Some(report) => Json(json!({
             "status": "ready",
+            "version": build_info::VERSION,
+            "commit": build_info::COMMIT,
             "bot": report.bot,
             "homeserver_versions": report.versions,
             "ping_ms": report.ping.map(|d| d.as_millis() as u64),
@@ -136,7 +138,12 @@ async fn ready(State(state): State<AppState>) -> Response {
         .into_response(),
         None => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "starting", "error": "the homeserver handshake has not completed yet"})),
+            Json(json!({
+                "status": "starting",
+                "version": build_info::VERSION,
+                "commit": build_info::COMMIT,
+                "error": "the homeserver handshake has not completed yet",
+            })),
         )
             .into_response(),
     }

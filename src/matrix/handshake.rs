@@ -153,17 +153,8 @@ async fn wait_for_versions(
 /// (`m.login.application_service`) unless it exists: Synapse answers `whoami` for the
 /// sender even before the user exists, so only registration tells.
 async fn ensure_bot(config: &Config, client: &MatrixClient, deadline: Instant) -> Result<OwnedUserId, HandshakeError> {
+    let user_id = whoami(config, client, deadline).await?;
     let expected = config.bot_user_id();
-    let user_id = match client.send(whoami::v3::Request::new(), None, deadline).await {
-        Ok(resp) => resp.user_id,
-        Err(MatrixError::Api { status: 401, errcode, .. }) => return Err(HandshakeError::AsTokenRejected { errcode }),
-        Err(source) => {
-            return Err(HandshakeError::Failed { step: "whoami", source });
-        }
-    };
-    if user_id != expected {
-        return Err(HandshakeError::WrongBot { expected: expected.to_string(), actual: user_id.to_string() });
-    }
     let mut req = register::v3::Request::new();
     req.username = Some(config.appservice.sender_localpart.clone());
     req.login_type = Some(register::LoginType::ApplicationService);
@@ -178,7 +169,29 @@ async fn ensure_bot(config: &Config, client: &MatrixClient, deadline: Instant) -
     Ok(user_id)
 }
 
-async fn ping(
+/// `whoami` with the as_token: the homeserver knows the token, and takes us for our bot.
+pub(crate) async fn whoami(
+    config: &Config,
+    client: &MatrixClient,
+    deadline: Instant,
+) -> Result<OwnedUserId, HandshakeError> {
+    let expected = config.bot_user_id();
+    let user_id = match client.send(whoami::v3::Request::new(), None, deadline).await {
+        Ok(resp) => resp.user_id,
+        Err(MatrixError::Api { status: 401, errcode, .. }) => return Err(HandshakeError::AsTokenRejected { errcode }),
+        Err(source) => {
+            return Err(HandshakeError::Failed { step: "whoami", source });
+        }
+    };
+    if user_id != expected {
+        return Err(HandshakeError::WrongBot { expected: expected.to_string(), actual: user_id.to_string() });
+    }
+    Ok(user_id)
+}
+
+/// Asks the homeserver to ping our `/_matrix/app/v1/ping`: its round trip, or `None`
+/// when it does not implement the ping.
+pub(crate) async fn ping(
     config: &Config,
     client: &MatrixClient,
     txn: OwnedTransactionId,

@@ -1,6 +1,6 @@
 //! The one Matrix client: ruma request types sent with reqwest, as the appservice.
 
-mod handshake;
+pub(crate) mod handshake;
 pub mod rooms;
 pub mod synapse_admin;
 

@@ -44,6 +44,13 @@ impl SynapseAdmin {
         Ok(body)
     }
 
+    /// Whether the token is a server admin's: an admin may look up any user (the bot,
+    /// which need not exist yet); anyone else is refused (403, or 401 for a token the
+    /// homeserver does not know).
+    pub async fn check_admin(&self, bot: &OwnedUserId) -> Result<(), MatrixError> {
+        self.user_exists(bot).await.map(|_| ())
+    }
+
     /// Whether a user of this homeserver exists. Synapse accepts an invite for a local
     /// user who does not exist (a typo in a ticket), and nobody ever sees it. The admin
     /// API tells, unlike a profile lookup, without a rate limit (`rc_profile` throttles

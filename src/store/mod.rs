@@ -16,7 +16,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeZone as _, Utc};
 use ruma::{OwnedUserId, UserId};
 
-pub use self::{postgres::PostgresStore, sqlite::SqliteStore};
+pub use self::{
+    postgres::PostgresStore,
+    schema::{SchemaError, SchemaState, inspect as inspect_schema, latest_version},
+    sqlite::SqliteStore,
+};
 use crate::model::{
     CreateBegan, LifecycleState, MemberCounts, ReservationRecord, Signals, StepRecord, TicketCounts, TicketRow,
 };
@@ -38,6 +42,10 @@ pub enum StoreError {
     /// The database cannot be opened or migrated at start-up.
     #[error("cannot open the database: {0}")]
     Open(String),
+    /// The database's schema is not one this binary runs on (a newer Foyer's, or not
+    /// Foyer's): nothing was changed. `serve` exits 1 on it.
+    #[error("cannot open the database: {0}")]
+    Schema(#[from] SchemaError),
     /// Stored data that does not parse back: a bug or a hand edit.
     #[error("stored data is invalid: {0}")]
     Corrupt(String),

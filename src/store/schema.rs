@@ -97,12 +97,6 @@ pub enum SchemaError {
     Unrecognised { applied: Vec<i64>, known: i64 },
 }
 
-impl From<SchemaError> for StoreError {
-    fn from(e: SchemaError) -> Self {
-        Self::Open(e.to_string())
-    }
-}
-
 /// Where a database stands, by the versions it has applied (ascending).
 #[derive(Debug, PartialEq, Eq)]
 enum Standing {
@@ -188,6 +182,73 @@ where
     }
     tx.commit().await.map_err(open_err)
 }
+
+/// Where a database's schema stands against this binary, read without changing it (for
+/// `foyer check-config --online`).
+#[derive(Debug, PartialEq, Eq)]
+pub enum SchemaState {
+    /// No Foyer schema yet (a new database, or a SQLite file not created yet).
+    Empty,
+    /// At an older version: `foyer serve` migrates it.
+    Behind { at: i64 },
+    /// At this binary's version.
+    Current,
+}
+
+/// The newest version this binary knows.
+pub fn latest_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+/// Reads which versions the database has applied, in a read-only connection (SQLite: a
+/// file that does not exist is not created), and says where it stands.
+pub async fn inspect(config: &crate::config::DatabaseConfig) -> Result<SchemaState, StoreError> {
+    use sqlx::Connection as _;
+    // The URL may hold a password: errors name the database's kind, not its URL.
+    let open_err = |e: sqlx::Error| StoreError::Open(e.to_string());
+    let versions: Vec<i64> = match config.kind {
+        DatabaseKind::Sqlite => {
+            use std::str::FromStr as _;
+            let options = sqlx::sqlite::SqliteConnectOptions::from_str(config.url.expose())
+                .map_err(open_err)?
+                .read_only(true)
+                .create_if_missing(false);
+            if !options.get_filename().exists() {
+                return Ok(SchemaState::Empty);
+            }
+            let mut db = sqlx::SqliteConnection::connect_with(&options).await.map_err(open_err)?;
+            let table: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'foyer_migrations'",
+            )
+            .fetch_one(&mut db)
+            .await
+            .map_err(open_err)?;
+            if table == 0 {
+                return Ok(SchemaState::Empty);
+            }
+            sqlx::query_scalar(APPLIED_VERSIONS).fetch_all(&mut db).await.map_err(open_err)?
+        }
+        DatabaseKind::Postgres => {
+            let mut db = sqlx::PgConnection::connect(config.url.expose()).await.map_err(open_err)?;
+            let table: bool = sqlx::query_scalar("SELECT to_regclass('foyer_migrations') IS NOT NULL")
+                .fetch_one(&mut db)
+                .await
+                .map_err(open_err)?;
+            if !table {
+                return Ok(SchemaState::Empty);
+            }
+            sqlx::query_scalar(APPLIED_VERSIONS).fetch_all(&mut db).await.map_err(open_err)?
+        }
+    };
+    Ok(match standing(config.kind, &versions)? {
+        Standing::At(0) => SchemaState::Empty,
+        Standing::At(at) if at == latest_version() => SchemaState::Current,
+        Standing::At(at) => SchemaState::Behind { at },
+        Standing::FormerPostgres(former) => SchemaState::Behind { at: former + FORMER_POSTGRES_SHIFT },
+    })
+}
+
+const APPLIED_VERSIONS: &str = "SELECT version FROM foyer_migrations ORDER BY version";
 
 #[cfg(test)]
 mod tests {

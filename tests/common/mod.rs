@@ -40,6 +40,14 @@ pub fn foyer_bin() -> &'static str {
     env!("CARGO_BIN_EXE_foyer")
 }
 
+/// The short git commit of the checkout, as `build.rs` embeds it ("unknown" outside git).
+pub fn git_commit() -> String {
+    let out =
+        std::process::Command::new("git").args(["rev-parse", "--short", "HEAD"]).current_dir(repo_root()).output();
+    let commit = out.ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    commit.filter(|c| !c.is_empty()).unwrap_or_else(|| "unknown".to_owned())
+}
+
 /// A free loopback port for a server a test starts later, taken from below the kernel's
 /// ephemeral range. A port the kernel hands out for `:0` can be handed out again as the
 /// local end of any outgoing connection (Synapse's to an appservice, a test's to Synapse)

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use crate::common::{foyer::valid_config_yaml, foyer_bin};
+use crate::common::{foyer::valid_config_yaml, foyer_bin, git_commit};
 
 struct Run {
     code: i32,
@@ -343,4 +343,21 @@ fn the_platform_section_needs_a_url_and_a_standard_webhooks_secret() {
     assert!(run.stdout.contains("platform.webhook_secret from environment variable FOYER_PLATFORM_WEBHOOK_SECRET"));
     let run = check(&valid_config_yaml());
     assert!(!run.stdout.contains("platform"), "{}", run.stdout);
+}
+
+#[test]
+fn version_names_the_release_and_the_commit() {
+    for flag in ["--version", "-V"] {
+        let run = foyer(&[flag], &[]);
+        assert_eq!(run.code, 0, "{flag}: {}", run.stderr);
+        assert_eq!(run.stdout, format!("foyer {} ({})\n", env!("CARGO_PKG_VERSION"), git_commit()), "{flag}");
+    }
+}
+
+#[test]
+fn example_config_prints_config_example_yaml() {
+    let run = foyer(&["example-config"], &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let file = std::fs::read_to_string(crate::common::repo_root().join("config.example.yaml")).unwrap();
+    assert!(run.stdout == file, "foyer example-config differs from config.example.yaml; rebuild");
 }

@@ -4,9 +4,12 @@ use std::time::Duration;
 
 use reqwest::Method;
 
+/// The version Cargo.toml gives, which Foyer reports.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 use crate::common::{
     foyer::TestFoyer,
-    random_token,
+    git_commit, random_token,
     synapse::{Slot, Synapse},
 };
 
@@ -16,6 +19,7 @@ async fn serve_completes_the_handshake_and_synapse_pings_foyer() {
     let (status, ready) = foyer.request(Method::GET, "/health/ready", None, None).await;
     assert_eq!(status, 200, "{ready}");
     assert_eq!(ready["status"], "ready");
+    assert_eq!((ready["version"].as_str(), ready["commit"].as_str()), (Some(VERSION), Some(&*git_commit())), "{ready}");
     assert_eq!(ready["bot"], foyer.slot.bot_user_id().as_str());
     assert!(ready["ping_ms"].is_u64(), "Synapse answered the ping with duration_ms: {ready}");
     let log = foyer.log();
@@ -23,6 +27,8 @@ async fn serve_completes_the_handshake_and_synapse_pings_foyer() {
     assert!(log.contains("homeserver pinged Foyer") && log.contains("duration_ms"), "{log}");
     assert_eq!(foyer.metric("foyer_appservice_pings_total").await, 1.0);
     assert_eq!(foyer.metric("foyer_ready").await, 1.0);
+    let build_info = format!("foyer_build_info{{version=\"{VERSION}\",commit=\"{}\"}}", git_commit());
+    assert_eq!(foyer.metric(&build_info).await, 1.0, "{}", foyer.metrics_text().await);
 }
 
 /// Runs `foyer serve` with `yaml`, expects exit 2 with no panic, and returns the last

@@ -21,7 +21,12 @@ use foyer::{
 use ruma::OwnedUserId;
 use serde_json::Value;
 
-use crate::common::{foyer::valid_config_yaml, foyer_bin, postgres::fresh_postgres_database, random_token, repo_root};
+use crate::common::{
+    foyer::{sqlite_exec, sqlite_query, valid_config_yaml},
+    foyer_bin,
+    postgres::fresh_postgres_database,
+    random_token, repo_root,
+};
 
 /// Foyer's versions: the number of files in its one migration sequence.
 const LATEST: i64 = 15;
@@ -86,7 +91,7 @@ async fn open(config: &DatabaseConfig) -> Arc<dyn Store> {
 async fn refused(config: &DatabaseConfig) -> String {
     match store::open(config, store::Outbound::Skip).await {
         Ok(_) => panic!("{:?}: the store opened", config.kind),
-        Err(StoreError::Open(message)) => message,
+        Err(StoreError::Schema(refusal)) => refusal.to_string(),
         Err(e) => panic!("{:?}: {e}", config.kind),
     }
 }
@@ -416,6 +421,43 @@ async fn a_database_a_newer_foyer_migrated_is_refused_untouched() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let said = format!("version {}, newer than this Foyer knows ({LATEST})", LATEST + 1);
     assert!(!out.status.success() && stderr.contains(&said), "{stderr}");
+}
+
+/// `foyer serve` on a database a newer Foyer migrated (a downgrade): the fixture of main at
+/// 9d5910a, marked as migrated past this binary. It exits 1 with one sentence naming both
+/// versions, and the file is as it was, byte for byte: the versions it lacked were not
+/// applied either.
+#[test]
+fn serve_refuses_a_database_from_a_newer_foyer_with_exit_1_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("foyer.db");
+    std::fs::copy(repo_root().join("tests/fixtures/main-9d5910a.sqlite"), &db).expect("copy the fixture");
+    let future = LATEST + 1;
+    sqlite_exec(&db, &format!("INSERT INTO foyer_migrations (version, applied_at) VALUES ({future}, 0)"));
+    let versions = || sqlite_query(&db, "SELECT version FROM foyer_migrations ORDER BY version");
+    let (bytes, applied) = (std::fs::read(&db).unwrap(), versions());
+    let expected: Vec<String> = (1..=AT_9D5910A).chain([future]).map(|v| v.to_string()).collect();
+    assert_eq!(applied.lines().collect::<Vec<_>>(), expected);
+    // The example's `sqlite://foyer.db`, relative to the config's folder: this copy.
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, valid_config_yaml()).unwrap();
+
+    let out = std::process::Command::new(foyer_bin())
+        .arg("serve")
+        .arg("-c")
+        .arg(&config)
+        .env_remove("FOYER_DATABASE_URL")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let sentence = format!(
+        "foyer: cannot open the database: its schema is at version {future}, newer than this Foyer knows \
+         ({LATEST}): a newer Foyer migrated it; run that one or a later one"
+    );
+    assert_eq!(stderr.lines().collect::<Vec<_>>(), [sentence.as_str()], "one sentence and nothing else");
+    assert_eq!(versions(), applied);
+    assert!(std::fs::read(&db).unwrap() == bytes, "foyer serve changed the database file");
 }
 
 #[tokio::test]
