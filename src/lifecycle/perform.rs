@@ -152,7 +152,8 @@ impl Lifecycle {
     }
 
     async fn opening_notice(&self, at: &InRoom<'_>) -> Result<StepRecord, StepError> {
-        self.notice(at, &format!("foyer-open-{}", at.id), notices::opening_notice(at.record)).await?;
+        let transcript = at.record.reservation.wants_transcript(self.config.rooms.transcript);
+        self.notice(at, &format!("foyer-open-{}", at.id), notices::opening_notice(at.record, transcript)).await?;
         Ok(StepRecord::OpeningNoticeSent)
     }
 

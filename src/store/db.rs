@@ -153,6 +153,7 @@ where
                     .bind(r.close_after_seconds.map(i64::from))
                     .bind(now)
                     .bind(r.stream_key.as_ref().map(StreamKeyHash::as_str))
+                    .bind(r.transcript.map(i64::from))
                     .execute(&mut *conn)
                     .await?;
             }

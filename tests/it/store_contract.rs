@@ -64,6 +64,7 @@ fn upsert(revision: u64) -> WebhookEvent {
         hosts: vec![],
         open_before_seconds: Some(900),
         close_after_seconds: None,
+        transcript: Some(true),
         stream_key: None,
     }))
 }
@@ -81,6 +82,7 @@ async fn webhook_ids_and_revisions_decide_what_is_applied() {
         let record = store.reservation(&jazz()).await.unwrap().unwrap();
         assert_eq!(record.reservation.title.as_str(), "Jazz 3", "{backend}");
         assert_eq!(record.reservation.open_before_seconds, Some(900), "{backend}");
+        assert_eq!(record.reservation.transcript, Some(true), "chat.transcript: {backend}");
         let ticket = Ticket { id: ExternalId::parse("t").unwrap(), holder: Holder::User(alice()) };
         let grant = WebhookEvent::TicketsGranted { id: jazz(), tickets: vec![ticket] };
         store.record_webhook(&receipt("c"), &grant).await.unwrap();
