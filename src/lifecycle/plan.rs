@@ -68,6 +68,18 @@ pub fn plan(
         if let Some(linked) = &room.space_linked {
             steps.push(Step::UnlinkSpace(linked.clone()));
         }
+        // The transcript comes before the archive, which may kick everyone or delete the
+        // room, and after the closing notice, which it holds. A transcript the homeserver
+        // cannot give fails its step, retried as any; once `transcript_wait` has passed
+        // since the archive was due, the room is archived without it.
+        let archive_due = record.signals.cancelled_at.map_or(times.archives_at, |at| at.min(times.archives_at));
+        let waited = chrono::Duration::from_std(rooms.transcript_wait).unwrap_or(chrono::Duration::MAX);
+        if record.reservation.wants_transcript(rooms.transcript)
+            && !room.transcript_made
+            && now < archive_due.checked_add_signed(waited).unwrap_or(DateTime::<Utc>::MAX_UTC)
+        {
+            steps.push(Step::Transcribe);
+        }
         steps.push(Step::Archive);
         in_room(room_id, steps, None)
     };
@@ -279,6 +291,7 @@ mod tests {
             Step::PostReminder(secs) => StepRecord::ReminderSent(*secs),
             Step::PostClosingWarning => StepRecord::ClosingWarningSent,
             Step::PostClosingNotice(_) => StepRecord::ClosingNoticeSent,
+            Step::Transcribe => StepRecord::TranscriptMade { messages: 3 },
             Step::Archive => StepRecord::Archived,
         };
         let forgotten = |step: &Step| match step {
@@ -601,6 +614,43 @@ mod tests {
             steps(&close),
             vec![Step::PostClosingNotice(CloseReason::Ended), Step::UnlinkSpace(space()), Step::Archive]
         );
+    }
+
+    #[test]
+    fn a_transcript_is_made_before_the_archive_and_waited_for_at_most_transcript_wait() {
+        let mut rec = record(Signals::default());
+        let mut config = rooms();
+        let archive = |rec: &ReservationRecord, room: &RoomState, config: &RoomsConfig, now| {
+            steps(&plan(Some(rec), &holders(&[]), room, config, now))
+        };
+        let closing = vec![Step::PostClosingNotice(CloseReason::Ended), Step::Archive];
+        // Off by default: no transcript.
+        assert_eq!(archive(&rec, &opened(&["dj"]), &config, t(22, 0)), closing);
+        // On: after the closing notice (which it holds), before the archive.
+        config.transcript = true;
+        let with_transcript = vec![Step::PostClosingNotice(CloseReason::Ended), Step::Transcribe, Step::Archive];
+        assert_eq!(archive(&rec, &opened(&["dj"]), &config, t(22, 0)), with_transcript);
+        // Still planned (its failures retried) until transcript_wait (10 minutes) has passed
+        // since the archive was due; then the room is archived without it.
+        let mut room = opened(&["dj"]);
+        room.closing_notice_sent = true;
+        assert_eq!(archive(&rec, &room, &config, t(22, 9)), vec![Step::Transcribe, Step::Archive]);
+        assert_eq!(archive(&rec, &room, &config, t(22, 10)), vec![Step::Archive]);
+        // Made: never again.
+        let mut made = room.clone();
+        apply(&mut made, &in_room(vec![Step::Transcribe]), &rec);
+        assert!(made.transcript_made);
+        assert_eq!(archive(&rec, &made, &config, t(22, 0)), vec![Step::Archive]);
+        // A cancellation: the wait counts from it.
+        let cancelled = record(Signals { cancelled_at: Some(t(19, 0)), ..Default::default() });
+        assert_eq!(archive(&cancelled, &room, &config, t(19, 9)), vec![Step::Transcribe, Step::Archive]);
+        assert_eq!(archive(&cancelled, &room, &config, t(19, 10)), vec![Step::Archive]);
+        // The reservation's own choice wins either way.
+        rec.reservation.transcript = Some(false);
+        assert_eq!(archive(&rec, &room, &config, t(22, 0)), vec![Step::Archive]);
+        config.transcript = false;
+        rec.reservation.transcript = Some(true);
+        assert_eq!(archive(&rec, &room, &config, t(22, 0)), vec![Step::Transcribe, Step::Archive]);
     }
 
     proptest! {
