@@ -56,6 +56,17 @@ pub struct Transcript {
     pub made_at: DateTime<Utc>,
 }
 
+/// What `room.archived` says of the room's transcript.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArchivedTranscript {
+    /// None was wanted (`rooms.transcript`, `chat.transcript`).
+    NotWanted,
+    /// Made: where the platform reads it, and how many messages it holds.
+    Made { url: String, messages: u64 },
+    /// Wanted, but the room was archived without it, and why.
+    Missing { error: String },
+}
+
 /// Reads a room's events oldest first. Display names are tracked from the members'
 /// joins as they come, so each line carries the name its sender had at the time.
 pub struct Reader {

@@ -900,7 +900,7 @@ async fn email_tickets_are_looked_up_on_arrival_at_the_opening_and_then_at_a_pac
 /// a step recorded again (a retry after a crash) adds no second event.
 #[tokio::test]
 async fn each_fact_writes_its_outbound_event_once() {
-    use foyer::{config::ArchiveMode, outbox::OutboundEvent};
+    use foyer::{config::ArchiveMode, model::ArchivedTranscript, outbox::OutboundEvent};
     each_backend(|store, backend| async move {
         store.record_webhook(&receipt("a"), &upsert(1)).await.unwrap();
         let room = OwnedRoomId::try_from("!room:example.org").unwrap();
@@ -916,7 +916,8 @@ async fn each_fact_writes_its_outbound_event_once() {
         store.record_step_with_event(&jazz(), &created, Some(&again), now).await.unwrap();
         // A step without an event writes none.
         store.record_step(&jazz(), &StepRecord::OpeningNoticeSent, now).await.unwrap();
-        let archived = |at| OutboundEvent::room_archived(&jazz(), Some(&room), ArchiveMode::Kick, at);
+        let made = ArchivedTranscript::Made { url: "https://foyer.example.org/t".into(), messages: 7 };
+        let archived = |at| OutboundEvent::room_archived(&jazz(), Some(&room), ArchiveMode::Kick, &made, at);
         store.record_step_with_event(&jazz(), &StepRecord::Archived, Some(&archived(now)), now).await.unwrap();
         store.record_step_with_event(&jazz(), &StepRecord::Archived, Some(&archived(now)), now).await.unwrap();
 
@@ -931,6 +932,10 @@ async fn each_fact_writes_its_outbound_event_once() {
         assert_eq!(body["data"]["matrix_to"], "https://matrix.to/#/%23live_jazz:example.org", "{backend}");
         let body: serde_json::Value = serde_json::from_str(&events[1].3).unwrap();
         assert_eq!(body["data"]["mode"], "kick", "{backend}");
+        assert_eq!(
+            body["data"]["transcript"],
+            serde_json::json!({"url": "https://foyer.example.org/t", "messages": 7})
+        );
         assert!(store.lifecycle_state(&jazz()).await.unwrap().room.archived, "{backend}: the fact is there too");
     })
     .await;
