@@ -670,7 +670,9 @@ mod tests {
             revoked in proptest::collection::btree_set("[a-g]", 0..3),
             hosts_changed in any::<bool>(),
             channel in any::<bool>(),
+            transcript in any::<bool>(),
         ) {
+            let config = RoomsConfig { transcript, ..rooms() };
             let now = t(19, 0) + Duration::minutes(minutes);
             let signals = Signals {
                 cancelled_at: cancelled.then_some(t(12, 0)),
@@ -702,7 +704,7 @@ mod tests {
             // nothing within three rounds (opening the room, ensuring its space, the rest).
             let (mut rounds, mut opened) = (0, 0);
             loop {
-                let p = plan(Some(&rec), &audience, &room, &rooms(), now);
+                let p = plan(Some(&rec), &audience, &room, &config, now);
                 if p.work == Work::Nothing {
                     break;
                 }
