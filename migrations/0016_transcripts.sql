@@ -1,6 +1,10 @@
 -- Transcripts (contract §9). A reservation's own choice, chat.transcript: 1, 0, or NULL
 -- for rooms.transcript to decide.
 ALTER TABLE reservations ADD COLUMN transcript BIGINT;
+-- The room's transcript failing: since when (its first failure), and its last error. The
+-- archive waits rooms.transcript_wait from the first failure, then goes on without it.
+ALTER TABLE lifecycle ADD COLUMN transcript_failed_at BIGINT;
+ALTER TABLE lifecycle ADD COLUMN transcript_error TEXT;
 -- A transcript made: its lines are served only once this row exists (a transcript cut
 -- short by a failure is made again from the start), and both go after
 -- rooms.transcript_retention, counted from made_at.

@@ -405,8 +405,7 @@ impl Lifecycle {
     }
 
     /// The room's transcript as `room.archived` tells it: made, not wanted, or wanted and
-    /// missing (the archive waited `rooms.transcript_wait` for it), with the last error
-    /// the reservation's steps met, which is the transcript's own.
+    /// missing (the archive waited `rooms.transcript_wait` for it), with its last error.
     async fn archived_transcript(&self, id: &ReservationId) -> Result<ArchivedTranscript, StoreError> {
         if let Some(made) = self.store.transcript(id).await? {
             let url = naming::transcript_url(self.config.public_url(), id);
@@ -417,7 +416,8 @@ impl Lifecycle {
             return Ok(ArchivedTranscript::NotWanted);
         }
         let wait = crate::config::format_duration(self.config.rooms.transcript_wait);
-        let why = record.last_error.as_deref().unwrap_or("the room's history could not be read");
+        let error = self.store.lifecycle_state(id).await?.room.transcript_error;
+        let why = error.as_deref().unwrap_or("the room's history could not be read");
         Ok(ArchivedTranscript::Missing { error: format!("not made within rooms.transcript_wait ({wait}): {why}") })
     }
 }

@@ -25,7 +25,7 @@ pub(super) const OPEN: &str = "create_room";
 /// page holds in memory.
 const TRANSCRIPT_PAGE: u32 = 200;
 /// How long one page may take, retries of a flaky homeserver included.
-const TRANSCRIPT_PAGE_DEADLINE: Duration = Duration::from_secs(60);
+const TRANSCRIPT_PAGE_DEADLINE: Duration = Duration::from_secs(30);
 
 /// What the steps of one round in the room work from: what they were planned from.
 pub(super) struct InRoom<'a> {
@@ -219,9 +219,21 @@ impl Lifecycle {
 
     /// Reads the room's whole history, oldest first, a page at a time, each page's lines
     /// written before the next is asked for: memory holds one page and the members'
-    /// names, however long the chat. A failure (the homeserver down) fails the step,
-    /// which is retried from the start; the lines written so far are never served.
+    /// names, however long the chat. A failure of the homeserver (down, or refusing) is
+    /// recorded (the archive waits `rooms.transcript_wait` from the first) and fails the
+    /// step, which is retried from the start; the lines written so far are never served.
     async fn transcribe(&self, at: &InRoom<'_>) -> Result<StepRecord, StepError> {
+        match self.read_history(at).await {
+            Err(StepError::Matrix(e)) => {
+                let failed = StepRecord::TranscriptFailed { at: Utc::now(), error: e.to_string() };
+                self.store.record_step(at.id, &failed, Utc::now()).await?;
+                Err(e.into())
+            }
+            other => other,
+        }
+    }
+
+    async fn read_history(&self, at: &InRoom<'_>) -> Result<StepRecord, StepError> {
         let started = std::time::Instant::now();
         self.store.clear_transcript(at.id).await?;
         let mut reader = Reader::new(self.config.bot_user_id());

@@ -71,13 +71,14 @@ pub fn plan(
         // The transcript comes before the archive, which may kick everyone or delete the
         // room, and after the closing notice, which it holds. A transcript the homeserver
         // cannot give fails its step, retried as any; once `transcript_wait` has passed
-        // since the archive was due, the room is archived without it.
-        let archive_due = record.signals.cancelled_at.map_or(times.archives_at, |at| at.min(times.archives_at));
+        // since it first failed, the room is archived without it. (Counted from the first
+        // failure, not from when the archive was due: a Foyer that was down at that time
+        // still tries.)
         let waited = chrono::Duration::from_std(rooms.transcript_wait).unwrap_or(chrono::Duration::MAX);
-        if record.reservation.wants_transcript(rooms.transcript)
-            && !room.transcript_made
-            && now < archive_due.checked_add_signed(waited).unwrap_or(DateTime::<Utc>::MAX_UTC)
-        {
+        let given_up = room
+            .transcript_failed_at
+            .is_some_and(|first| now >= first.checked_add_signed(waited).unwrap_or(DateTime::<Utc>::MAX_UTC));
+        if record.reservation.wants_transcript(rooms.transcript) && !room.transcript_made && !given_up {
             steps.push(Step::Transcribe);
         }
         steps.push(Step::Archive);
@@ -630,21 +631,27 @@ mod tests {
         config.transcript = true;
         let with_transcript = vec![Step::PostClosingNotice(CloseReason::Ended), Step::Transcribe, Step::Archive];
         assert_eq!(archive(&rec, &opened(&["dj"]), &config, t(22, 0)), with_transcript);
-        // Still planned (its failures retried) until transcript_wait (10 minutes) has passed
-        // since the archive was due; then the room is archived without it.
+        // Tried however late the round comes (a Foyer that was down when it was due)...
         let mut room = opened(&["dj"]);
         room.closing_notice_sent = true;
-        assert_eq!(archive(&rec, &room, &config, t(22, 9)), vec![Step::Transcribe, Step::Archive]);
-        assert_eq!(archive(&rec, &room, &config, t(22, 10)), vec![Step::Archive]);
+        assert_eq!(archive(&rec, &room, &config, t(23, 30)), vec![Step::Transcribe, Step::Archive]);
+        // ...and still planned (its failures retried) until transcript_wait (10 minutes)
+        // has passed since the first failure; then the room is archived without it.
+        let failed = StepRecord::TranscriptFailed { at: t(22, 1), error: "502 Bad Gateway".into() };
+        room.apply(&failed);
+        room.apply(&StepRecord::TranscriptFailed { at: t(22, 5), error: "502 again".into() });
+        assert_eq!((room.transcript_failed_at, room.transcript_error.as_deref()), (Some(t(22, 1)), Some("502 again")));
+        assert_eq!(archive(&rec, &room, &config, t(22, 10)), vec![Step::Transcribe, Step::Archive]);
+        assert_eq!(archive(&rec, &room, &config, t(22, 11)), vec![Step::Archive]);
+        // With no wait at all, the first failure gives up.
+        let no_wait = RoomsConfig { transcript_wait: std::time::Duration::ZERO, ..config.clone() };
+        assert_eq!(archive(&rec, &room, &no_wait, t(22, 1)), vec![Step::Archive]);
         // Made: never again.
-        let mut made = room.clone();
+        let mut made = opened(&["dj"]);
         apply(&mut made, &in_room(vec![Step::Transcribe]), &rec);
         assert!(made.transcript_made);
-        assert_eq!(archive(&rec, &made, &config, t(22, 0)), vec![Step::Archive]);
-        // A cancellation: the wait counts from it.
-        let cancelled = record(Signals { cancelled_at: Some(t(19, 0)), ..Default::default() });
-        assert_eq!(archive(&cancelled, &room, &config, t(19, 9)), vec![Step::Transcribe, Step::Archive]);
-        assert_eq!(archive(&cancelled, &room, &config, t(19, 10)), vec![Step::Archive]);
+        assert_eq!(archive(&rec, &made, &config, t(22, 0)), closing);
+        let room = RoomState { transcript_failed_at: None, transcript_error: None, ..room };
         // The reservation's own choice wins either way.
         rec.reservation.transcript = Some(false);
         assert_eq!(archive(&rec, &room, &config, t(22, 0)), vec![Step::Archive]);

@@ -45,6 +45,10 @@ pub struct RoomState {
     pub space_linked: Option<OwnedRoomId>,
     /// The room's transcript is stored (`rooms.transcript`, `chat.transcript`).
     pub transcript_made: bool,
+    /// Making the transcript failed first then (the archive waits
+    /// `rooms.transcript_wait` from it), and last with this error.
+    pub transcript_failed_at: Option<DateTime<Utc>>,
+    pub transcript_error: Option<String>,
 }
 
 /// The last failed invite of one holder (or host).
@@ -257,6 +261,11 @@ pub enum StepRecord {
     TranscriptMade {
         messages: u64,
     },
+    /// Making the transcript failed at `at` (the step is retried as any).
+    TranscriptFailed {
+        at: DateTime<Utc>,
+        error: String,
+    },
 }
 
 impl RoomState {
@@ -320,6 +329,11 @@ impl RoomState {
             StepRecord::Archived => self.archived = true,
             // A transcript is the room's: none before it exists.
             StepRecord::TranscriptMade { .. } => self.transcript_made |= self.room_id.is_some(),
+            // The first failure is kept: the wait counts from it.
+            StepRecord::TranscriptFailed { at, error } => {
+                self.transcript_failed_at.get_or_insert(*at);
+                self.transcript_error = Some(error.clone());
+            }
         }
     }
 }

@@ -83,6 +83,9 @@ const TRANSCRIPT_MADE: &str = "INSERT INTO transcripts (reservation_id, room_id,
     FROM lifecycle WHERE reservation_id = $3 AND room_id IS NOT NULL
     ON CONFLICT (reservation_id) DO UPDATE SET
         room_id = excluded.room_id, messages = excluded.messages, made_at = excluded.made_at";
+/// `(at, error, reservation_id)`: the first failure's time is kept.
+const TRANSCRIPT_FAILED: &str = "UPDATE lifecycle
+    SET transcript_failed_at = COALESCE(transcript_failed_at, $1), transcript_error = $2 WHERE reservation_id = $3";
 const FORGET_EMAILS: &str = "UPDATE tickets SET email = NULL, display_name = NULL
     WHERE reservation_id = $1 AND (email IS NOT NULL OR display_name IS NOT NULL)";
 
@@ -91,6 +94,7 @@ const FORGET_EMAILS: &str = "UPDATE tickets SET email = NULL, display_name = NUL
 const LIFECYCLE: &str = "SELECT room_id, opening_notice_sent, closing_notice_sent, archived_at, attempts,
         hosts_applied, name_applied, topic_applied, stream_url_applied, live_notice_for, ended_notice_for,
         reminders_sent, closing_warning_sent, space_linked, create_began_by, create_began_at,
+        transcript_failed_at, transcript_error,
         (SELECT t.made_at FROM transcripts t WHERE t.reservation_id = lifecycle.reservation_id) AS transcript_made_at,
         (SELECT sp.room_id FROM spaces sp JOIN reservations r ON r.channel_id = sp.channel_id
          WHERE r.reservation_id = lifecycle.reservation_id) AS space
@@ -178,6 +182,9 @@ where
             StepRecord::TranscriptMade { messages } => {
                 sqlx::query(TRANSCRIPT_MADE).bind(*messages as i64).bind(now).bind(rid)
             }
+            StepRecord::TranscriptFailed { at, error } => {
+                sqlx::query(TRANSCRIPT_FAILED).bind(to_millis(*at)).bind(error.as_str()).bind(rid)
+            }
         };
         query.execute(&mut *tx).await?;
         if let Some(event) = event {
@@ -244,6 +251,8 @@ fn lifecycle(
         room.space = room_of(row.opt_text("space")?)?;
         room.space_linked = room_of(row.opt_text("space_linked")?)?;
         room.transcript_made = row.opt_int("transcript_made_at")?.is_some();
+        room.transcript_failed_at = row.opt_time("transcript_failed_at")?;
+        room.transcript_error = row.opt_text("transcript_error")?;
         state.attempts = attempts(row.int("attempts")?);
         if let (Some(by), Some(at)) = (row.opt_text("create_began_by")?, row.opt_time("create_began_at")?) {
             state.create_began = Some(CreateBegan { by, at });

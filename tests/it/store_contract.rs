@@ -351,6 +351,8 @@ fn every_record(room: &OwnedRoomId, space: &OwnedRoomId, channel: &str) -> Vec<S
         StepRecord::StreamLinkSet(None),
         StepRecord::ClosingNoticeSent,
         StepRecord::SpaceLinked(None),
+        StepRecord::TranscriptFailed { at: ms(4_000_000_100_000), error: "502 Bad Gateway".into() },
+        StepRecord::TranscriptFailed { at: ms(4_000_000_200_000), error: "refused".into() },
         StepRecord::TranscriptMade { messages: 12 },
         StepRecord::TranscriptMade { messages: 13 },
         StepRecord::Archived,
@@ -358,7 +360,7 @@ fn every_record(room: &OwnedRoomId, space: &OwnedRoomId, channel: &str) -> Vec<S
 }
 
 /// Kinds of [`StepRecord`].
-const RECORD_KINDS: usize = 20;
+const RECORD_KINDS: usize = 21;
 
 /// A record's kind, numbered: a new kind does not compile here until it has the next
 /// number (and [`RECORD_KINDS`] counts it), and then fails the test until
@@ -385,6 +387,7 @@ fn record_kind(record: &StepRecord) -> usize {
         StepRecord::ClosingNoticeSent => 17,
         StepRecord::Archived => 18,
         StepRecord::TranscriptMade { .. } => 19,
+        StepRecord::TranscriptFailed { .. } => 20,
     }
 }
 
@@ -432,6 +435,7 @@ fn any_record(room: OwnedRoomId, channel: String) -> impl Strategy<Value = StepR
         Just(StepRecord::ClosingNoticeSent),
         Just(StepRecord::Archived),
         (0u64..100_000).prop_map(|messages| StepRecord::TranscriptMade { messages }),
+        (time(), text()).prop_map(|(at, error)| StepRecord::TranscriptFailed { at, error }),
     ]
 }
 
