@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use crate::common::{
     enc, eventually,
     foyer::TestFoyer,
+    standin::StandIn,
     synapse::Synapse,
     unique,
     users::{TestUser, nio_client},
@@ -230,4 +231,77 @@ async fn with_archive_mode_delete_the_transcript_is_made_before_the_purge() {
         .map(|l| l["body"].as_str().unwrap())
         .collect();
     assert_eq!(from_bob, ["one", "two", "three"], "{json}");
+}
+
+/// The `room.archived` bodies in a Foyer's outbox (its SQLite database), as they will be
+/// sent.
+async fn archived_events(foyer: &TestFoyer) -> Vec<Value> {
+    let url = format!("sqlite://{}", foyer.dir().join("foyer.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.expect("the test Foyer's database");
+    let rows: Vec<(String,)> = sqlx::query_as("SELECT payload FROM outbox WHERE type = 'room.archived' ORDER BY seq")
+        .fetch_all(&pool)
+        .await
+        .expect("the outbox");
+    pool.close().await;
+    rows.iter().map(|(payload,)| serde_json::from_str(payload).expect("a JSON payload")).collect()
+}
+
+/// A homeserver that cannot give the room's history (502): the transcript is retried,
+/// made when the homeserver comes back within `rooms.transcript_wait`; when it does not,
+/// the room is archived without it after the wait, and `room.archived` says why.
+#[tokio::test]
+async fn a_transcript_the_homeserver_cannot_give_is_retried_then_given_up_after_the_wait() {
+    let hs = StandIn::start().await;
+    let slot = hs.slot();
+    let yaml = slot.config_yaml()
+        + "rooms:\n  transcript: on\n  transcript_wait: 4s\n"
+        + "platform:\n  webhook_url: http://127.0.0.1:9/events\n  webhook_secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n";
+    let foyer = TestFoyer::spawn(slot, &yaml);
+    foyer.wait_ready().await;
+    let (back, gone) = (unique("back"), unique("gone"));
+    for id in [&back, &gone] {
+        foyer.accept("reservation.created", reservation(id)).await;
+    }
+    eventually(Duration::from_secs(30), "both rooms", || async {
+        let mut open = true;
+        for id in [&back, &gone] {
+            open &= foyer.reservation(id).await.1["room_id"].is_string();
+        }
+        open.then_some(())
+    })
+    .await;
+    let failures = || hs.calls().get("GET messages forward (502)").copied().unwrap_or(0);
+
+    // Down, then back within the wait: retried, and made.
+    hs.history_down(true);
+    cancel(&foyer, &back).await;
+    eventually(Duration::from_secs(60), "a failed attempt", || async { (failures() > 0).then_some(()) }).await;
+    assert_eq!(transcript(&foyer, &back, None, Some(&foyer.slot.api_token)).await.0, 404, "not made while down");
+    hs.history_down(false);
+    let made = made(&foyer, &back).await;
+    assert_eq!(made["messages"], json!([]), "the stand-in's room has no messages: {made}");
+
+    // Down for longer than the wait: archived without it, and room.archived says so.
+    hs.history_down(true);
+    let before = failures();
+    cancel(&foyer, &gone).await;
+    eventually(Duration::from_secs(90), "the archive without a transcript", || async {
+        (foyer.reservation(&gone).await.1["phase"] == "cancelled"
+            && archived_events(&foyer).await.iter().any(|e| e["data"]["reservation_id"] == gone.as_str()))
+        .then_some(())
+    })
+    .await;
+    assert!(failures() > before, "the transcript was tried");
+    assert_eq!(transcript(&foyer, &gone, None, Some(&foyer.slot.api_token)).await.0, 404);
+    let events = archived_events(&foyer).await;
+    let data =
+        |id: &str| events.iter().find(|e| e["data"]["reservation_id"] == id).expect("room.archived")["data"].clone();
+    let without = data(&gone);
+    assert!(without["transcript"].is_null(), "{without}");
+    let error = without["transcript_error"].as_str().expect("a transcript_error");
+    assert!(error.contains("rooms.transcript_wait (4s)") && error.contains("502"), "{error}");
+    let with = data(&back);
+    assert_eq!(with["transcript"]["messages"], 0, "{with}");
+    let url = format!("http://127.0.0.1:{}/api/v1/reservations/{back}/transcript", foyer.slot.port);
+    assert_eq!(with["transcript"]["url"], url.as_str(), "{with}");
 }
