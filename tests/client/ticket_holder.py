@@ -96,7 +96,20 @@ async def converse(client: AsyncClient, room_id: str) -> int:
         sent[key] = answer.event_id
         return True
 
-    await client.set_displayname("Early Name")
+    async def rename(name: str) -> bool:
+        # Synapse tells the room of a new name in the background: the next message is
+        # sent once the room shows it, so that it comes after the rename.
+        await client.set_displayname(name)
+        for _ in range(60):
+            await client.sync(timeout=500)
+            me = client.rooms[room_id].users.get(client.user_id) if room_id in client.rooms else None
+            if me is not None and me.display_name == name:
+                return True
+        print(json.dumps({"error": f"the room never showed the name {name!r}"}))
+        return False
+
+    if not await rename("Early Name"):
+        return 1
     html = "<b>bold</b> <script>alert(1)</script>"
     steps = [
         ("draft", {"msgtype": "m.text", "body": "first draft"}),
@@ -115,16 +128,7 @@ async def converse(client: AsyncClient, room_id: str) -> int:
     if isinstance(redacted, RoomRedactError):
         print(json.dumps({"error": f"redact: {redacted.message}"}))
         return 1
-    await client.set_displayname("Later Name")
-    # Synapse tells the room of a new name in the background: the next message is sent
-    # once the room shows it, so that it comes after the rename.
-    for _ in range(60):
-        await client.sync(timeout=500)
-        me = client.rooms[room_id].users.get(client.user_id) if room_id in client.rooms else None
-        if me is not None and me.display_name == "Later Name":
-            break
-    else:
-        print(json.dumps({"error": "the room never showed the new name"}))
+    if not await rename("Later Name"):
         return 1
     if not await send("renamed", {"msgtype": "m.emote", "body": "waves"}):
         return 1
