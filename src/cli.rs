@@ -176,6 +176,15 @@ fn check_config(config_path: &Path, online: bool) -> ExitCode {
         rooms.archive_mode.as_str(),
         rooms.join_rule.as_str()
     );
+    if rooms.transcript {
+        println!(
+            "  transcripts on: kept {}, the archive waits at most {} for one",
+            format_duration(rooms.transcript_retention),
+            format_duration(rooms.transcript_wait)
+        );
+    } else {
+        println!("  transcripts off (a reservation's chat.transcript: true saves its chat)");
+    }
     println!("  database    {}", config.database_display());
     println!(
         "  webhooks    {} secret(s), tolerance {}",

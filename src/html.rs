@@ -9,13 +9,21 @@ pub fn escape(text: &str) -> String {
 
 /// A page of Foyer's own (the status page, the claim page): no script, one small style.
 pub fn document(title: &str, head: &str, body: &str) -> String {
+    format!("{}{body}{DOCUMENT_END}", document_start(title, head))
+}
+
+/// [`document`] up to its body, for a page sent in parts (a transcript); the page ends
+/// with [`DOCUMENT_END`].
+pub fn document_start(title: &str, head: &str) -> String {
     format!(
         "<!doctype html><html lang=en><head><meta charset=utf-8>\
          <meta name=viewport content=\"width=device-width, initial-scale=1\">{head}<title>{}</title><style>{STYLE}</style></head>\
-         <body>{body}</body></html>",
+         <body>",
         escape(title)
     )
 }
+
+pub const DOCUMENT_END: &str = "</body></html>";
 
 const STYLE: &str = "body{font:15px/1.4 system-ui,sans-serif;margin:1.5rem;color:#1b1b1b;background:#fafafa}\
 h1{font-size:1.4rem;margin:0 0 .3rem}h2{font-size:1.1rem;margin:1.4rem 0 .4rem}\

@@ -24,6 +24,9 @@ pub fn rooms() -> RoomsConfig {
         reminders: vec![std::time::Duration::from_secs(600)],
         closing_warning: std::time::Duration::from_secs(300),
         allow_http_stream_urls: false,
+        transcript: false,
+        transcript_retention: std::time::Duration::from_secs(30 * 86400),
+        transcript_wait: std::time::Duration::from_secs(600),
     }
 }
 
@@ -46,6 +49,7 @@ pub fn record(signals: Signals, hosts: Vec<OwnedUserId>) -> ReservationRecord {
             hosts,
             open_before_seconds: None,
             close_after_seconds: None,
+            transcript: None,
             stream_key: None,
         },
         signals,

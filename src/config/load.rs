@@ -20,6 +20,7 @@ use super::{
 use crate::secret::Secret;
 
 const WEEK: Duration = Duration::from_secs(7 * 24 * 3600);
+const YEAR: Duration = Duration::from_secs(366 * 24 * 3600);
 const MIN_TOKEN_LEN: usize = 32;
 
 /// Parses and validates config text. `env` looks up environment variables (injected so
@@ -513,7 +514,14 @@ impl Walker<'_> {
         let reminders = self.durations(s, "reminders", vec![Duration::from_secs(600)], Duration::from_secs(1)..=WEEK);
         let closing_warning = self.duration(s, "closing_warning", Duration::from_secs(300), Duration::ZERO..=WEEK);
         let allow_http_stream_urls = self.flag(s, "allow_http_stream_urls", false);
+        let transcript = self.on_off(s, "transcript", false);
+        let transcript_retention =
+            self.duration(s, "transcript_retention", Duration::from_secs(30 * 86400), Duration::from_secs(60)..=YEAR);
+        let transcript_wait = self.duration(s, "transcript_wait", Duration::from_secs(600), Duration::ZERO..=WEEK);
         Some(RoomsConfig {
+            transcript: transcript?,
+            transcript_retention: transcript_retention?,
+            transcript_wait: transcript_wait?,
             reminders: reminders?,
             closing_warning: closing_warning?,
             open_before: open_before?,
@@ -701,6 +709,14 @@ impl Walker<'_> {
                 self.problem(s.key_path(key), "must be true or false");
                 None
             }
+        }
+    }
+
+    /// `on` or `off` (YAML 1.1's booleans, which admins write, are taken too).
+    fn on_off(&mut self, s: &mut Section<'_>, key: &'static str, default: bool) -> Option<bool> {
+        match s.get(key) {
+            Some(Value::Bool(b)) => Some(*b),
+            _ => self.choice(s, key, default, &[("on", true), ("off", false)]),
         }
     }
 

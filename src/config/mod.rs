@@ -144,6 +144,14 @@ pub struct RoomsConfig {
     pub closing_warning: Duration,
     /// Whether a reservation's `stream_url` may be plain `http` (default: `https` only).
     pub allow_http_stream_urls: bool,
+    /// Whether rooms' chats are saved at archive (`rooms.transcript: on`) unless a
+    /// reservation's `chat.transcript` says otherwise.
+    pub transcript: bool,
+    /// How long a transcript is kept after it was made.
+    pub transcript_retention: Duration,
+    /// How long the archive waits for a transcript that cannot be made, after the
+    /// archive was due; then the room is archived without one.
+    pub transcript_wait: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

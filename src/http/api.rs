@@ -27,6 +27,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/reservations", get(list))
         .route("/reservations/{reservation_id}", get(show))
         .route("/reservations/{reservation_id}/tickets", get(tickets))
+        .route("/reservations/{reservation_id}/transcript", get(super::transcript::transcript))
         .layer(middleware::from_fn_with_state(state, require_api_token))
 }
 

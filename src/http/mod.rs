@@ -6,6 +6,7 @@ pub mod claim;
 pub mod ingest;
 pub mod server;
 pub mod status;
+pub mod transcript;
 pub mod webhooks;
 
 use std::sync::{Arc, RwLock};

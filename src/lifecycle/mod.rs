@@ -25,7 +25,7 @@ use crate::{
     config::Config,
     failpoint,
     matrix::{MatrixClient, MatrixError, rooms},
-    model::{ReservationId, StepRecord},
+    model::{ArchivedTranscript, ReservationId, StepRecord, naming},
     outbox::OutboundEvent,
     schedule,
     store::{Claim, Store, StoreError},
@@ -126,6 +126,16 @@ impl Lifecycle {
                     Ok(n) if n > 0 => tracing::info!(events = n, "forgot old homeserver event ids"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "cannot prune old event ids"),
+                }
+                // Transcripts are members' words, kept rooms.transcript_retention and no
+                // longer; checked hourly, so one goes within the hour after it is due.
+                let retention =
+                    chrono::Duration::from_std(self.config.rooms.transcript_retention).unwrap_or(chrono::Duration::MAX);
+                let before = Utc::now().checked_sub_signed(retention).unwrap_or(DateTime::<Utc>::MIN_UTC);
+                match self.store.prune_transcripts(before).await {
+                    Ok(n) if n > 0 => tracing::info!(transcripts = n, "deleted transcripts past their retention"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot delete old transcripts"),
                 }
                 pruned_at = Some(Instant::now());
             }
@@ -363,9 +373,15 @@ impl Lifecycle {
         kind: &'static str,
         done: &[StepRecord],
     ) -> Result<(), StoreError> {
+        // What room.archived says of the transcript, read before the archive is recorded.
+        let archived = done.iter().any(|record| matches!(record, StepRecord::Archived));
+        let transcript = match archived && self.config.platform.is_some() {
+            true => self.archived_transcript(id).await?,
+            false => ArchivedTranscript::NotWanted,
+        };
         for record in done {
             let now = Utc::now();
-            let event = self.outbound_event(id, room, record, now);
+            let event = self.outbound_event(id, room, record, &transcript, now);
             self.store.record_step_with_event(id, record, event.as_ref(), now).await?;
         }
         if !done.iter().any(|record| matches!(record, StepRecord::InviteFailed { .. })) {
@@ -383,15 +399,35 @@ impl Lifecycle {
         id: &ReservationId,
         room: Option<&RoomId>,
         record: &StepRecord,
+        transcript: &ArchivedTranscript,
         now: DateTime<Utc>,
     ) -> Option<OutboundEvent> {
         match record {
             StepRecord::RoomCreated { room_id, .. } => {
                 Some(OutboundEvent::room_opened(id, room_id, &self.config.room_alias(id), now))
             }
-            StepRecord::Archived => Some(OutboundEvent::room_archived(id, room, self.config.rooms.archive_mode, now)),
+            StepRecord::Archived => {
+                Some(OutboundEvent::room_archived(id, room, self.config.rooms.archive_mode, transcript, now))
+            }
             _ => None,
         }
+    }
+
+    /// The room's transcript as `room.archived` tells it: made, not wanted, or wanted and
+    /// missing (the archive waited `rooms.transcript_wait` for it), with its last error.
+    async fn archived_transcript(&self, id: &ReservationId) -> Result<ArchivedTranscript, StoreError> {
+        if let Some(made) = self.store.transcript(id).await? {
+            let url = naming::transcript_url(self.config.public_url(), id);
+            return Ok(ArchivedTranscript::Made { url, messages: made.messages });
+        }
+        let Some(record) = self.store.reservation(id).await? else { return Ok(ArchivedTranscript::NotWanted) };
+        if !record.reservation.wants_transcript(self.config.rooms.transcript) {
+            return Ok(ArchivedTranscript::NotWanted);
+        }
+        let wait = crate::config::format_duration(self.config.rooms.transcript_wait);
+        let error = self.store.lifecycle_state(id).await?.room.transcript_error;
+        let why = error.as_deref().unwrap_or("the room's history could not be read");
+        Ok(ArchivedTranscript::Missing { error: format!("not made within rooms.transcript_wait ({wait}): {why}") })
     }
 }
 
@@ -446,6 +482,30 @@ mod tests {
         }
         assert_eq!(allowed, KnockBudget::PER_ROOM - KnockBudget::PER_SERVER / 2);
         assert!(budget.allow(&folk, &user("k", "other.example")), "another room has its own budget");
+    }
+
+    #[test]
+    fn room_archived_tells_of_the_transcript_made_missing_or_not_wanted() {
+        let id = ReservationId::parse("jazz").unwrap();
+        let room = ruma::OwnedRoomId::try_from("!room:example.org").unwrap();
+        let data = |transcript: ArchivedTranscript| {
+            let event = OutboundEvent::room_archived(
+                &id,
+                Some(&room),
+                crate::config::ArchiveMode::Delete,
+                &transcript,
+                Utc::now(),
+            );
+            serde_json::from_str::<serde_json::Value>(&event.body).unwrap()["data"].clone()
+        };
+        let made = data(ArchivedTranscript::Made { url: "https://f.example.org/t".into(), messages: 42 });
+        assert_eq!(made["transcript"], serde_json::json!({"url": "https://f.example.org/t", "messages": 42}));
+        assert!(made.get("transcript_error").is_none(), "{made}");
+        let missing = data(ArchivedTranscript::Missing { error: "homeserver down".into() });
+        assert!(missing["transcript"].is_null(), "{missing}");
+        assert_eq!(missing["transcript_error"], "homeserver down");
+        let unwanted = data(ArchivedTranscript::NotWanted);
+        assert!(unwanted["transcript"].is_null() && unwanted.get("transcript_error").is_none(), "{unwanted}");
     }
 
     #[test]

@@ -9,12 +9,17 @@ use crate::{
     schedule::{Schedule, human_time},
 };
 
-/// The notice that the room is open, with the start time.
-pub fn opening_notice(record: &ReservationRecord) -> (String, String) {
+/// What members are told when their chat is saved (`rooms.transcript`, `chat.transcript`).
+pub const TRANSCRIPT_SAVED: &str = "This chat will be saved when the room closes.";
+
+/// The notice that the room is open, with the start time, and whether the chat will be
+/// saved (`transcript`): members are told before they write.
+pub fn opening_notice(record: &ReservationRecord, transcript: bool) -> (String, String) {
     let r = &record.reservation;
     let when = human_time(r.starts_at);
-    let text = format!("The chat for “{}” is open. The stream starts {when}.", r.title.as_str());
-    let html = format!("The chat for <b>{}</b> is open. The stream starts {when}.", escape(r.title.as_str()));
+    let saved = if transcript { format!(" {TRANSCRIPT_SAVED}") } else { String::new() };
+    let text = format!("The chat for “{}” is open. The stream starts {when}.{saved}", r.title.as_str());
+    let html = format!("The chat for <b>{}</b> is open. The stream starts {when}.{saved}", escape(r.title.as_str()));
     (text, html)
 }
 
@@ -63,5 +68,21 @@ pub fn closing_notice(record: &ReservationRecord, cancelled: bool) -> (String, S
         let text = format!("“{title}” has ended and this chat is now closed. Thanks for watching!");
         let html = format!("<b>{}</b> has ended and this chat is now closed. Thanks for watching!", escape(title));
         (text, html)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{model::Signals, test_support};
+
+    #[test]
+    fn the_opening_notice_says_the_chat_is_saved_only_when_it_is() {
+        let record = test_support::record(Signals::default(), vec![]);
+        let (text, html) = opening_notice(&record, true);
+        assert!(text.ends_with(TRANSCRIPT_SAVED), "{text}");
+        assert!(html.ends_with(TRANSCRIPT_SAVED), "{html}");
+        let (text, html) = opening_notice(&record, false);
+        assert!(!text.contains("saved") && !html.contains("saved"), "{text}");
     }
 }

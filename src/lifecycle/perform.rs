@@ -12,14 +12,20 @@ use crate::{
     failpoint,
     matrix::{MatrixError, rooms},
     model::{
-        Channel, CloseReason, CreateBegan, InviteFailure, KickReason, Membership, ReservationId, ReservationRecord,
-        RoomState, Step, StepRecord,
+        Channel, CloseReason, CreateBegan, InviteFailure, KickReason, Membership, Reader, ReservationId,
+        ReservationRecord, RoomState, Step, StepRecord, TranscriptEntry,
     },
     schedule::{self, Schedule},
 };
 
 /// Opening the room (`Work::Open`) in logs and metrics, beside each step's [`Step::kind`].
 pub(super) const OPEN: &str = "create_room";
+
+/// Events asked for per page of a room's history when making its transcript: what one
+/// page holds in memory.
+const TRANSCRIPT_PAGE: u32 = 200;
+/// How long one page may take, retries of a flaky homeserver included.
+const TRANSCRIPT_PAGE_DEADLINE: Duration = Duration::from_secs(30);
 
 /// What the steps of one round in the room work from: what they were planned from.
 pub(super) struct InRoom<'a> {
@@ -95,6 +101,7 @@ impl Lifecycle {
                 return Ok(vec![removed, StepRecord::InviteForgotten { user_id: user.clone() }]);
             }
             Step::PostClosingNotice(reason) => self.closing_notice(at, *reason).await?,
+            Step::Transcribe => self.transcribe(at).await?,
             Step::Archive => self.archive(at).await?,
         };
         Ok(vec![done])
@@ -152,7 +159,8 @@ impl Lifecycle {
     }
 
     async fn opening_notice(&self, at: &InRoom<'_>) -> Result<StepRecord, StepError> {
-        self.notice(at, &format!("foyer-open-{}", at.id), notices::opening_notice(at.record)).await?;
+        let transcript = at.record.reservation.wants_transcript(self.config.rooms.transcript);
+        self.notice(at, &format!("foyer-open-{}", at.id), notices::opening_notice(at.record, transcript)).await?;
         Ok(StepRecord::OpeningNoticeSent)
     }
 
@@ -207,6 +215,44 @@ impl Lifecycle {
         rooms::kick(&self.client, at.room, user, reason.text()).await?;
         tracing::info!(reservation_id = %at.id, room_id = %at.room, user_id = %user, reason = reason.text(), "removed from the room");
         Ok(removed)
+    }
+
+    /// Reads the room's whole history, oldest first, a page at a time, each page's lines
+    /// written before the next is asked for: memory holds one page and the members'
+    /// names, however long the chat. A failure of the homeserver (down, or refusing) is
+    /// recorded (the archive waits `rooms.transcript_wait` from the first) and fails the
+    /// step, which is retried from the start; the lines written so far are never served.
+    async fn transcribe(&self, at: &InRoom<'_>) -> Result<StepRecord, StepError> {
+        match self.read_history(at).await {
+            Err(StepError::Matrix(e)) => {
+                let failed = StepRecord::TranscriptFailed { at: Utc::now(), error: e.to_string() };
+                self.store.record_step(at.id, &failed, Utc::now()).await?;
+                Err(e.into())
+            }
+            other => other,
+        }
+    }
+
+    async fn read_history(&self, at: &InRoom<'_>) -> Result<StepRecord, StepError> {
+        let started = std::time::Instant::now();
+        self.store.clear_transcript(at.id).await?;
+        let mut reader = Reader::new(self.config.bot_user_id());
+        let mut from: Option<String> = None;
+        let mut pages = 0u64;
+        loop {
+            let deadline = tokio::time::Instant::now() + TRANSCRIPT_PAGE_DEADLINE;
+            let page = self.client.messages(at.room, from.as_deref(), TRANSCRIPT_PAGE, deadline).await?;
+            let entries: Vec<TranscriptEntry> = page.events.iter().filter_map(|event| reader.read(event)).collect();
+            self.store.write_transcript(at.id, &entries).await?;
+            pages += 1;
+            match page.next {
+                Some(next) => from = Some(next),
+                None => break,
+            }
+        }
+        let messages = reader.lines();
+        tracing::info!(reservation_id = %at.id, room_id = %at.room, messages, pages, elapsed_ms = started.elapsed().as_millis() as u64, "transcript made");
+        Ok(StepRecord::TranscriptMade { messages })
     }
 
     async fn archive(&self, at: &InRoom<'_>) -> Result<StepRecord, StepError> {

@@ -68,6 +68,19 @@ pub fn plan(
         if let Some(linked) = &room.space_linked {
             steps.push(Step::UnlinkSpace(linked.clone()));
         }
+        // The transcript comes before the archive, which may kick everyone or delete the
+        // room, and after the closing notice, which it holds. A transcript the homeserver
+        // cannot give fails its step, retried as any; once `transcript_wait` has passed
+        // since it first failed, the room is archived without it. (Counted from the first
+        // failure, not from when the archive was due: a Foyer that was down at that time
+        // still tries.)
+        let waited = chrono::Duration::from_std(rooms.transcript_wait).unwrap_or(chrono::Duration::MAX);
+        let given_up = room
+            .transcript_failed_at
+            .is_some_and(|first| now >= first.checked_add_signed(waited).unwrap_or(DateTime::<Utc>::MAX_UTC));
+        if record.reservation.wants_transcript(rooms.transcript) && !room.transcript_made && !given_up {
+            steps.push(Step::Transcribe);
+        }
         steps.push(Step::Archive);
         in_room(room_id, steps, None)
     };
@@ -279,6 +292,7 @@ mod tests {
             Step::PostReminder(secs) => StepRecord::ReminderSent(*secs),
             Step::PostClosingWarning => StepRecord::ClosingWarningSent,
             Step::PostClosingNotice(_) => StepRecord::ClosingNoticeSent,
+            Step::Transcribe => StepRecord::TranscriptMade { messages: 3 },
             Step::Archive => StepRecord::Archived,
         };
         let forgotten = |step: &Step| match step {
@@ -603,6 +617,49 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_transcript_is_made_before_the_archive_and_waited_for_at_most_transcript_wait() {
+        let mut rec = record(Signals::default());
+        let mut config = rooms();
+        let archive = |rec: &ReservationRecord, room: &RoomState, config: &RoomsConfig, now| {
+            steps(&plan(Some(rec), &holders(&[]), room, config, now))
+        };
+        let closing = vec![Step::PostClosingNotice(CloseReason::Ended), Step::Archive];
+        // Off by default: no transcript.
+        assert_eq!(archive(&rec, &opened(&["dj"]), &config, t(22, 0)), closing);
+        // On: after the closing notice (which it holds), before the archive.
+        config.transcript = true;
+        let with_transcript = vec![Step::PostClosingNotice(CloseReason::Ended), Step::Transcribe, Step::Archive];
+        assert_eq!(archive(&rec, &opened(&["dj"]), &config, t(22, 0)), with_transcript);
+        // Tried however late the round comes (a Foyer that was down when it was due)...
+        let mut room = opened(&["dj"]);
+        room.closing_notice_sent = true;
+        assert_eq!(archive(&rec, &room, &config, t(23, 30)), vec![Step::Transcribe, Step::Archive]);
+        // ...and still planned (its failures retried) until transcript_wait (10 minutes)
+        // has passed since the first failure; then the room is archived without it.
+        let failed = StepRecord::TranscriptFailed { at: t(22, 1), error: "502 Bad Gateway".into() };
+        room.apply(&failed);
+        room.apply(&StepRecord::TranscriptFailed { at: t(22, 5), error: "502 again".into() });
+        assert_eq!((room.transcript_failed_at, room.transcript_error.as_deref()), (Some(t(22, 1)), Some("502 again")));
+        assert_eq!(archive(&rec, &room, &config, t(22, 10)), vec![Step::Transcribe, Step::Archive]);
+        assert_eq!(archive(&rec, &room, &config, t(22, 11)), vec![Step::Archive]);
+        // With no wait at all, the first failure gives up.
+        let no_wait = RoomsConfig { transcript_wait: std::time::Duration::ZERO, ..config.clone() };
+        assert_eq!(archive(&rec, &room, &no_wait, t(22, 1)), vec![Step::Archive]);
+        // Made: never again.
+        let mut made = opened(&["dj"]);
+        apply(&mut made, &in_room(vec![Step::Transcribe]), &rec);
+        assert!(made.transcript_made);
+        assert_eq!(archive(&rec, &made, &config, t(22, 0)), closing);
+        let room = RoomState { transcript_failed_at: None, transcript_error: None, ..room };
+        // The reservation's own choice wins either way.
+        rec.reservation.transcript = Some(false);
+        assert_eq!(archive(&rec, &room, &config, t(22, 0)), vec![Step::Archive]);
+        config.transcript = false;
+        rec.reservation.transcript = Some(true);
+        assert_eq!(archive(&rec, &room, &config, t(22, 0)), vec![Step::Transcribe, Step::Archive]);
+    }
+
     proptest! {
         /// Once a plan's work is recorded done, planning again at the same moment soon
         /// yields none.
@@ -620,7 +677,9 @@ mod tests {
             revoked in proptest::collection::btree_set("[a-g]", 0..3),
             hosts_changed in any::<bool>(),
             channel in any::<bool>(),
+            transcript in any::<bool>(),
         ) {
+            let config = RoomsConfig { transcript, ..rooms() };
             let now = t(19, 0) + Duration::minutes(minutes);
             let signals = Signals {
                 cancelled_at: cancelled.then_some(t(12, 0)),
@@ -652,7 +711,7 @@ mod tests {
             // nothing within three rounds (opening the room, ensuring its space, the rest).
             let (mut rounds, mut opened) = (0, 0);
             loop {
-                let p = plan(Some(&rec), &audience, &room, &rooms(), now);
+                let p = plan(Some(&rec), &audience, &room, &config, now);
                 if p.work == Work::Nothing {
                     break;
                 }

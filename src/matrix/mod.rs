@@ -20,8 +20,11 @@ use ruma::api::{
 };
 use ruma::{
     RoomId, UserId,
-    api::{AppserviceUserIdentity, client::state::send_state_event},
-    events::StateEventContent,
+    api::{
+        AppserviceUserIdentity,
+        client::{message::get_message_events, state::send_state_event},
+    },
+    events::{AnyTimelineEvent, StateEventContent},
     serde::Raw,
 };
 use serde::Deserialize;
@@ -204,6 +207,33 @@ impl MatrixClient {
             send_state_event::v3::Request::new_raw(room_id.to_owned(), event_type, state_key, Raw::from_json(body));
         self.send(request, None, deadline).await.map(|_| ())
     }
+
+    /// One page of a room's history as the bot, oldest first: up to `limit` messages and
+    /// membership events after `from` (from the room's creation with `None`). Only these
+    /// two types are asked for: a transcript needs nothing else (see `model::transcript`).
+    pub async fn messages(
+        &self,
+        room_id: &RoomId,
+        from: Option<&str>,
+        limit: u32,
+        deadline: Instant,
+    ) -> Result<MessagesPage, MatrixError> {
+        let mut request = get_message_events::v3::Request::new(room_id.to_owned(), ruma::api::Direction::Forward);
+        request.from = from.map(str::to_owned);
+        request.limit = ruma::UInt::from(limit);
+        request.filter.types = Some(vec!["m.room.message".to_owned(), "m.room.member".to_owned()]);
+        let response = self.send(request, None, deadline).await?;
+        // No `end` (or one that does not move on) once the newest event was given.
+        let next = response.end.filter(|end| Some(end.as_str()) != from && !response.chunk.is_empty());
+        Ok(MessagesPage { events: response.chunk, next })
+    }
+}
+
+/// A page of [`MatrixClient::messages`]: its events, and where the next page starts
+/// (`None` when this was the last).
+pub struct MessagesPage {
+    pub events: Vec<Raw<AnyTimelineEvent>>,
+    pub next: Option<String>,
 }
 
 /// A metric label for a ruma request type: its module, such as `invite_user` for

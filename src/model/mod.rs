@@ -10,5 +10,6 @@ pub mod reservation;
 pub mod room;
 pub mod session;
 pub mod ticket;
+pub mod transcript;
 
-pub use self::{record::*, reservation::*, room::*, session::*, ticket::*};
+pub use self::{record::*, reservation::*, room::*, session::*, ticket::*, transcript::*};

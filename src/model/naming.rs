@@ -65,6 +65,12 @@ pub fn claim_url(public_url: &Url, code: &ClaimCode) -> String {
     format!("{}/claim/{}", public_url.as_str().trim_end_matches('/'), code.as_str())
 }
 
+/// A reservation's transcript in the read API, under Foyer's public URL (the API token
+/// is needed to read it).
+pub fn transcript_url(public_url: &Url, id: &ReservationId) -> String {
+    format!("{}/api/v1/reservations/{}/transcript", public_url.as_str().trim_end_matches('/'), id.as_str())
+}
+
 /// The exact line a holder sends the bot to claim a ticket.
 pub fn claim_command(code: &ClaimCode) -> String {
     format!("!claim {code}")

@@ -248,8 +248,18 @@ pub struct Reservation {
     pub open_before_seconds: Option<u32>,
     /// Per-reservation `chat.close_after_seconds`, overriding `rooms.close_after`.
     pub close_after_seconds: Option<u32>,
+    /// Per-reservation `chat.transcript`, overriding `rooms.transcript`.
+    pub transcript: Option<bool>,
     /// The hash of `ingest.stream_key`, which a streaming server's publish hook names.
     pub stream_key: Option<StreamKeyHash>,
+}
+
+impl Reservation {
+    /// Whether its chat is saved at archive: its own `chat.transcript`, else
+    /// `rooms.transcript` (`default`).
+    pub fn wants_transcript(&self, default: bool) -> bool {
+        self.transcript.unwrap_or(default)
+    }
 }
 
 /// One verified, validated webhook.

@@ -43,6 +43,12 @@ pub struct RoomState {
     pub space: Option<OwnedRoomId>,
     /// The space this room is listed in.
     pub space_linked: Option<OwnedRoomId>,
+    /// The room's transcript is stored (`rooms.transcript`, `chat.transcript`).
+    pub transcript_made: bool,
+    /// Making the transcript failed first then (the archive waits
+    /// `rooms.transcript_wait` from it), and last with this error.
+    pub transcript_failed_at: Option<DateTime<Utc>>,
+    pub transcript_error: Option<String>,
 }
 
 /// The last failed invite of one holder (or host).
@@ -169,6 +175,8 @@ pub enum Step {
     LinkSpace(OwnedRoomId),
     /// Take the room out of the space it is listed in.
     UnlinkSpace(OwnedRoomId),
+    /// Read the room's whole history into its transcript, before the archive.
+    Transcribe,
 }
 
 impl Step {
@@ -192,6 +200,7 @@ impl Step {
             Self::EnsureSpace(_) => "ensure_space",
             Self::LinkSpace(_) => "link_space",
             Self::UnlinkSpace(_) => "unlink_space",
+            Self::Transcribe => "transcribe",
         }
     }
 }
@@ -247,6 +256,16 @@ pub enum StepRecord {
     OpeningNoticeSent,
     ClosingNoticeSent,
     Archived,
+    /// The room's transcript is stored, this many messages; its lines were written
+    /// before (`Store::write_transcript`).
+    TranscriptMade {
+        messages: u64,
+    },
+    /// Making the transcript failed at `at` (the step is retried as any).
+    TranscriptFailed {
+        at: DateTime<Utc>,
+        error: String,
+    },
 }
 
 impl RoomState {
@@ -308,6 +327,13 @@ impl RoomState {
             StepRecord::OpeningNoticeSent => self.opening_notice_sent = true,
             StepRecord::ClosingNoticeSent => self.closing_notice_sent = true,
             StepRecord::Archived => self.archived = true,
+            // A transcript is the room's: none before it exists.
+            StepRecord::TranscriptMade { .. } => self.transcript_made |= self.room_id.is_some(),
+            // The first failure is kept: the wait counts from it.
+            StepRecord::TranscriptFailed { at, error } => {
+                self.transcript_failed_at.get_or_insert(*at);
+                self.transcript_error = Some(error.clone());
+            }
         }
     }
 }

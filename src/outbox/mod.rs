@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     config::ArchiveMode,
-    model::{BoundHow, ReservationId},
+    model::{ArchivedTranscript, BoundHow, ReservationId},
 };
 
 /// The event types of contract §9.
@@ -98,19 +98,29 @@ impl OutboundEvent {
         Self::new(EventType::RoomOpened, reservation_id, data, Some(once), at)
     }
 
-    /// `room.archived`, once per reservation. The transcript's fields come with transcripts.
+    /// `room.archived`, once per reservation, with its transcript: `{"url", "messages"}`
+    /// when one was made, else `null`, and `transcript_error` when one was wanted.
     pub fn room_archived(
         reservation_id: &ReservationId,
         room_id: Option<&RoomId>,
         mode: ArchiveMode,
+        transcript: &ArchivedTranscript,
         at: DateTime<Utc>,
     ) -> Self {
-        let data = json!({
+        let mut data = json!({
             "reservation_id": reservation_id.as_str(),
             "room_id": room_id.map(RoomId::as_str),
             "archived_at": rfc3339(at),
             "mode": mode.as_str(),
+            "transcript": null,
         });
+        match transcript {
+            ArchivedTranscript::NotWanted => {}
+            ArchivedTranscript::Made { url, messages } => {
+                data["transcript"] = json!({"url": url, "messages": messages});
+            }
+            ArchivedTranscript::Missing { error } => data["transcript_error"] = json!(error),
+        }
         let once = format!("room.archived:{reservation_id}");
         Self::new(EventType::RoomArchived, reservation_id, data, Some(once), at)
     }

@@ -22,7 +22,7 @@ use crate::model::Membership;
 use crate::model::SessionId;
 use crate::model::{
     BoundHow, ClaimOutcome, ClaimStatus, Description, Email, Holder, ReservationId, StreamKeyHash, StreamUrl,
-    WebhookEvent,
+    Transcript, TranscriptEntry, TranscriptLine, WebhookEvent,
 };
 use crate::outbox::{
     OutboundEvent,
@@ -173,6 +173,7 @@ where
                     .bind(r.close_after_seconds.map(i64::from))
                     .bind(now)
                     .bind(r.stream_key.as_ref().map(StreamKeyHash::as_str))
+                    .bind(r.transcript.map(i64::from))
                     .execute(&mut *conn)
                     .await?;
             }
@@ -595,6 +596,31 @@ where
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.write_step(id, step, event, now).await
+    }
+
+    async fn clear_transcript(&self, id: &ReservationId) -> Result<(), StoreError> {
+        self.clear_transcript_lines(id).await
+    }
+
+    async fn write_transcript(&self, id: &ReservationId, entries: &[TranscriptEntry]) -> Result<(), StoreError> {
+        self.write_transcript_page(id, entries).await
+    }
+
+    async fn transcript(&self, id: &ReservationId) -> Result<Option<Transcript>, StoreError> {
+        self.read_transcript(id).await
+    }
+
+    async fn transcript_lines(
+        &self,
+        id: &ReservationId,
+        after: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<TranscriptLine>, StoreError> {
+        self.read_transcript_lines(id, after, limit).await
+    }
+
+    async fn prune_transcripts(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.delete_transcripts(before).await
     }
 
     async fn outbox_events(&self) -> Result<Vec<(String, String, String, String)>, StoreError> {

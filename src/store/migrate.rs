@@ -23,6 +23,8 @@ const TABLES: &[&str] = &[
     "admin_inbox",
     "direct_chats",
     "outbox",
+    "transcripts",
+    "transcript_lines",
 ];
 
 #[derive(Debug, thiserror::Error)]

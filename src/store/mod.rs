@@ -9,6 +9,7 @@ mod rows;
 mod schema;
 mod sql;
 mod sqlite;
+mod transcript;
 
 use std::sync::Arc;
 
@@ -23,6 +24,7 @@ pub use self::{
 };
 use crate::model::{
     CreateBegan, LifecycleState, MemberCounts, ReservationRecord, Signals, StepRecord, TicketCounts, TicketRow,
+    Transcript, TranscriptEntry, TranscriptLine,
 };
 use crate::{
     config::{DatabaseConfig, DatabaseKind},
@@ -220,6 +222,30 @@ pub trait Store: Outbox<Error = StoreError> + Send + Sync {
         event: Option<&OutboundEvent>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+
+    /// Forgets the lines of a transcript not made yet (one cut short): it is written
+    /// again from the start.
+    async fn clear_transcript(&self, id: &ReservationId) -> Result<(), StoreError>;
+
+    /// Writes one page of a transcript being made, in order, in one transaction. It is
+    /// served once [`StepRecord::TranscriptMade`] is recorded.
+    async fn write_transcript(&self, id: &ReservationId, entries: &[TranscriptEntry]) -> Result<(), StoreError>;
+
+    /// The reservation's transcript, if one was made (and not yet deleted).
+    async fn transcript(&self, id: &ReservationId) -> Result<Option<Transcript>, StoreError>;
+
+    /// Up to `limit` lines of the reservation's transcript after line `after` (from the
+    /// first with `None`), in the room's order.
+    async fn transcript_lines(
+        &self,
+        id: &ReservationId,
+        after: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<TranscriptLine>, StoreError>;
+
+    /// Deletes the transcripts made before `before`, with their lines, and the lines of
+    /// rooms archived before it without one; returns how many transcripts went.
+    async fn prune_transcripts(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 
     /// Every outbox row's `(reservation_id, type, webhook-id, body)`, in send order: for
     /// tests and, later, the status page.

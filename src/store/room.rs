@@ -79,6 +79,16 @@ const INVITE_FORGOTTEN: &str = "DELETE FROM room_invites WHERE reservation_id = 
 const OPENING_NOTICE_SENT: &str = "UPDATE lifecycle SET opening_notice_sent = 1 WHERE reservation_id = $1";
 const CLOSING_NOTICE_SENT: &str = "UPDATE lifecycle SET closing_notice_sent = 1 WHERE reservation_id = $1";
 const ARCHIVED: &str = "UPDATE lifecycle SET archived_at = $1 WHERE reservation_id = $2";
+/// The transcript's mark, for the room the reservation has: `(messages, at, reservation_id)`.
+/// Its lines were written before (`transcript.rs`).
+const TRANSCRIPT_MADE: &str = "INSERT INTO transcripts (reservation_id, room_id, messages, made_at)
+    SELECT reservation_id, room_id, CAST($1 AS BIGINT), CAST($2 AS BIGINT)
+    FROM lifecycle WHERE reservation_id = $3 AND room_id IS NOT NULL
+    ON CONFLICT (reservation_id) DO UPDATE SET
+        room_id = excluded.room_id, messages = excluded.messages, made_at = excluded.made_at";
+/// `(at, error, reservation_id)`: the first failure's time is kept.
+const TRANSCRIPT_FAILED: &str = "UPDATE lifecycle
+    SET transcript_failed_at = COALESCE(transcript_failed_at, $1), transcript_error = $2 WHERE reservation_id = $3";
 const FORGET_EMAILS: &str = "UPDATE tickets SET email = NULL, display_name = NULL
     WHERE reservation_id = $1 AND (email IS NOT NULL OR display_name IS NOT NULL)";
 
@@ -87,6 +97,8 @@ const FORGET_EMAILS: &str = "UPDATE tickets SET email = NULL, display_name = NUL
 const LIFECYCLE: &str = "SELECT room_id, opening_notice_sent, closing_notice_sent, archived_at, attempts,
         hosts_applied, name_applied, topic_applied, stream_url_applied, live_notice_for, ended_notice_for,
         reminders_sent, closing_warning_sent, space_linked, create_began_by, create_began_at,
+        transcript_failed_at, transcript_error,
+        (SELECT t.made_at FROM transcripts t WHERE t.reservation_id = lifecycle.reservation_id) AS transcript_made_at,
         (SELECT sp.room_id FROM spaces sp JOIN reservations r ON r.channel_id = sp.channel_id
          WHERE r.reservation_id = lifecycle.reservation_id) AS space
     FROM lifecycle WHERE reservation_id = $1";
@@ -170,6 +182,12 @@ where
                 sqlx::query(FORGET_EMAILS).bind(rid).execute(&mut *tx).await?;
                 sqlx::query(ARCHIVED).bind(now).bind(rid)
             }
+            StepRecord::TranscriptMade { messages } => {
+                sqlx::query(TRANSCRIPT_MADE).bind(*messages as i64).bind(now).bind(rid)
+            }
+            StepRecord::TranscriptFailed { at, error } => {
+                sqlx::query(TRANSCRIPT_FAILED).bind(to_millis(*at)).bind(error.as_str()).bind(rid)
+            }
         };
         query.execute(&mut *tx).await?;
         let mut wrote = false;
@@ -244,6 +262,9 @@ fn lifecycle(
         room.closing_warning_sent = row.int("closing_warning_sent")? != 0;
         room.space = room_of(row.opt_text("space")?)?;
         room.space_linked = room_of(row.opt_text("space_linked")?)?;
+        room.transcript_made = row.opt_int("transcript_made_at")?.is_some();
+        room.transcript_failed_at = row.opt_time("transcript_failed_at")?;
+        room.transcript_error = row.opt_text("transcript_error")?;
         state.attempts = attempts(row.int("attempts")?);
         if let (Some(by), Some(at)) = (row.opt_text("create_began_by")?, row.opt_time("create_began_at")?) {
             state.create_began = Some(CreateBegan { by, at });

@@ -86,6 +86,7 @@ pub(super) fn record(row: &impl Read) -> Result<ReservationRecord, StoreError> {
         hosts,
         open_before_seconds: row.opt_int("open_before_seconds")?.map(|s| s as u32),
         close_after_seconds: row.opt_int("close_after_seconds")?.map(|s| s as u32),
+        transcript: row.opt_int("transcript")?.map(|t| t != 0),
         stream_key: row
             .opt_text("stream_key_hash")?
             .map(|h| StreamKeyHash::parse(&h).map_err(|e| corrupt("stream_key_hash", e)))

@@ -69,6 +69,7 @@ pub(super) const MIGRATIONS: &[Migration] = &[
     shared!("0013_email_tickets"),
     shared!("0014_stream_keys"),
     per_dialect!("0015_outbox"),
+    shared!("0016_transcripts"),
 ];
 
 /// PostgreSQL's own numbering ended here, at what is now version 12.

@@ -20,8 +20,8 @@ pub(super) const REVISION: &str = "SELECT revision FROM reservations WHERE reser
 /// A reservation's description, kept at its stored revision when the new one has none.
 pub(super) const UPSERT_RESERVATION: &str = "INSERT INTO reservations (reservation_id, revision, title, description,
         starts_at, ends_at, stream_url, channel_id, channel_name, hosts, open_before_seconds, close_after_seconds,
-        updated_at, stream_key_hash)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+        updated_at, stream_key_hash, transcript)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
     ON CONFLICT (reservation_id) DO UPDATE SET
         revision = COALESCE(excluded.revision, reservations.revision),
         title = excluded.title, description = excluded.description,
@@ -29,7 +29,7 @@ pub(super) const UPSERT_RESERVATION: &str = "INSERT INTO reservations (reservati
         channel_id = excluded.channel_id, channel_name = excluded.channel_name, hosts = excluded.hosts,
         open_before_seconds = excluded.open_before_seconds,
         close_after_seconds = excluded.close_after_seconds, updated_at = excluded.updated_at,
-        stream_key_hash = excluded.stream_key_hash";
+        stream_key_hash = excluded.stream_key_hash, transcript = excluded.transcript";
 /// Another active reservation (neither cancelled nor archived) with this stream key:
 /// `(stream_key_hash, reservation_id)`.
 pub(super) const STREAM_KEY_TAKEN: &str = "SELECT r.reservation_id FROM reservations r

@@ -7,6 +7,7 @@ mod bench_intake;
 mod bench_memory;
 mod bench_revoke_to_kick;
 mod bench_scheduler;
+mod bench_transcript;
 mod bench_wave;
 #[path = "../common/mod.rs"]
 mod common;

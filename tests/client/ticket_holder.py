@@ -2,9 +2,13 @@
 
     ticket_holder.py HOMESERVER USER_ID PASSWORD ROOM_ID join|post
     ticket_holder.py HOMESERVER USER_ID PASSWORD BOT_ID claim TEXT...
+    ticket_holder.py HOMESERVER USER_ID PASSWORD ROOM_ID converse
 
 `join`: waits for the invite, accepts it, reads the room (notices, widget) and posts.
 `post`: tries to post once more (after the archive this must be refused).
+`converse` (in a room already joined): takes the display name "Early Name", posts a
+draft and edits it, posts HTML with a script, posts a message and redacts it, then
+takes the name "Later Name" and posts once more; prints the event ids.
 `claim`: opens a direct chat with the bot, as Element does (an invite marked is_direct),
 waits for the bot to join, then sends each TEXT in turn and waits for each answer.
 Prints one JSON object with what it saw; exits 1 on anything unexpected.
@@ -13,7 +17,15 @@ import asyncio
 import json
 import sys
 
-from nio import AsyncClient, JoinError, LoginError, RoomCreateResponse, RoomGetStateError, RoomSendError
+from nio import (
+    AsyncClient,
+    JoinError,
+    LoginError,
+    RoomCreateResponse,
+    RoomGetStateError,
+    RoomRedactError,
+    RoomSendError,
+)
 
 
 async def main() -> int:
@@ -26,6 +38,8 @@ async def main() -> int:
             return 1
         if mode == "claim":
             return await claim(client, room_id, sys.argv[6:])
+        if mode == "converse":
+            return await converse(client, room_id)
         if mode == "post":
             sent = await client.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "after the end"})
             refused = isinstance(sent, RoomSendError)
@@ -69,6 +83,57 @@ async def main() -> int:
         return 0
     finally:
         await client.close()
+
+
+async def converse(client: AsyncClient, room_id: str) -> int:
+    sent = {}
+
+    async def send(key: str, content: dict) -> bool:
+        answer = await client.room_send(room_id, "m.room.message", content)
+        if isinstance(answer, RoomSendError):
+            print(json.dumps({"error": f"send {key}: {answer.message}"}))
+            return False
+        sent[key] = answer.event_id
+        return True
+
+    async def rename(name: str) -> bool:
+        # Synapse tells the room of a new name in the background: the next message is
+        # sent once the room shows it, so that it comes after the rename.
+        await client.set_displayname(name)
+        for _ in range(60):
+            await client.sync(timeout=500)
+            me = client.rooms[room_id].users.get(client.user_id) if room_id in client.rooms else None
+            if me is not None and me.display_name == name:
+                return True
+        print(json.dumps({"error": f"the room never showed the name {name!r}"}))
+        return False
+
+    if not await rename("Early Name"):
+        return 1
+    html = "<b>bold</b> <script>alert(1)</script>"
+    steps = [
+        ("draft", {"msgtype": "m.text", "body": "first draft"}),
+        ("edit", {"msgtype": "m.text", "body": "* final words",
+                  "m.new_content": {"msgtype": "m.text", "body": "final words"},
+                  "m.relates_to": {"rel_type": "m.replace", "event_id": None}}),
+        ("html", {"msgtype": "m.text", "body": html, "format": "org.matrix.custom.html", "formatted_body": html}),
+        ("secret", {"msgtype": "m.text", "body": "oops, a secret"}),
+    ]
+    for key, content in steps:
+        if key == "edit":
+            content["m.relates_to"]["event_id"] = sent["draft"]
+        if not await send(key, content):
+            return 1
+    redacted = await client.room_redact(room_id, sent["secret"], reason="posted by mistake")
+    if isinstance(redacted, RoomRedactError):
+        print(json.dumps({"error": f"redact: {redacted.message}"}))
+        return 1
+    if not await rename("Later Name"):
+        return 1
+    if not await send("renamed", {"msgtype": "m.emote", "body": "waves"}):
+        return 1
+    print(json.dumps(sent))
+    return 0
 
 
 async def claim(client: AsyncClient, bot: str, texts: list) -> int:

@@ -44,6 +44,9 @@ struct Inner {
     unknown: Mutex<Vec<String>>,
     /// Requests answered, by route name.
     calls: Mutex<BTreeMap<&'static str, u64>>,
+    /// While set, reading a room's history forward (`/messages?dir=f`, a transcript)
+    /// answers 502, as a homeserver behind a proxy does when it is down.
+    history_down: std::sync::atomic::AtomicBool,
     next_id: AtomicU64,
 }
 
@@ -80,6 +83,11 @@ impl StandIn {
     /// Routes the stand-in did not know (`METHOD path`), in arrival order.
     pub fn unknown(&self) -> Vec<String> {
         self.inner.unknown.lock().expect("lock").clone()
+    }
+
+    /// Makes reading a room's history forward fail (502) or work again (no events).
+    pub fn history_down(&self, down: bool) {
+        self.inner.history_down.store(down, Ordering::SeqCst);
     }
 
     /// Requests answered so far, by route.
@@ -244,6 +252,14 @@ async fn answer(
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     if path != "/_matrix/client/versions" && !headers.contains_key("authorization") {
         return error(StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN", "Missing access token");
+    }
+    let forward = uri.query().is_some_and(|q| q.split('&').any(|p| p == "dir=f"));
+    if method == Method::GET && path.ends_with("/messages") && forward {
+        if inner.history_down.load(Ordering::SeqCst) {
+            inner.count("GET messages forward (502)");
+            return error(StatusCode::BAD_GATEWAY, "M_UNKNOWN", "Bad Gateway");
+        }
+        inner.count("GET messages forward");
     }
     let answered = match (&method, segments.as_slice()) {
         (&Method::GET, ["_matrix", "client", "versions"]) => {

@@ -361,3 +361,19 @@ fn example_config_prints_config_example_yaml() {
     let file = std::fs::read_to_string(crate::common::repo_root().join("config.example.yaml")).unwrap();
     assert!(run.stdout == file, "foyer example-config differs from config.example.yaml; rebuild");
 }
+
+#[test]
+fn transcripts_are_on_or_off_with_a_retention_and_a_wait() {
+    let with = |extra: &str| {
+        check(&valid_config_yaml().replace("  join_rule: invite\n", &format!("  join_rule: invite\n{extra}")))
+    };
+    let run = check(&valid_config_yaml());
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("transcripts off"), "off by default: {}", run.stdout);
+    let run = with("  transcript: on\n  transcript_retention: 7d\n  transcript_wait: 2m\n");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("transcripts on: kept 7d, the archive waits at most 2m"), "{}", run.stdout);
+    assert_problem(&with("  transcript: maybe\n"), "rooms.transcript", "\"maybe\" is not one of: on, off");
+    assert_problem(&with("  transcript_retention: forever\n"), "rooms.transcript_retention", "is not a duration");
+    assert_problem(&with("  transcript_wait: 8d\n"), "rooms.transcript_wait", "8d is out of range; use 0s to 7d");
+}

@@ -24,5 +24,6 @@ mod security;
 mod standin;
 mod store_contract;
 mod stream;
+mod transcripts;
 mod upgrade;
 mod webhooks;

@@ -39,6 +39,7 @@ async fn a_sqlite_deployment_moves_to_postgres_intact() {
         hosts: vec![alice.clone()],
         open_before_seconds: Some(600),
         close_after_seconds: None,
+        transcript: None,
         stream_key: None,
     }));
     let receipt = |id| Receipt { webhook_id: id, received_at: Utc::now() };

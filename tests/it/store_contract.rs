@@ -72,6 +72,7 @@ fn upsert(revision: u64) -> WebhookEvent {
         hosts: vec![],
         open_before_seconds: Some(900),
         close_after_seconds: None,
+        transcript: Some(true),
         stream_key: None,
     }))
 }
@@ -89,6 +90,7 @@ async fn webhook_ids_and_revisions_decide_what_is_applied() {
         let record = store.reservation(&jazz()).await.unwrap().unwrap();
         assert_eq!(record.reservation.title.as_str(), "Jazz 3", "{backend}");
         assert_eq!(record.reservation.open_before_seconds, Some(900), "{backend}");
+        assert_eq!(record.reservation.transcript, Some(true), "chat.transcript: {backend}");
         let ticket = Ticket { id: ExternalId::parse("t").unwrap(), holder: Holder::User(alice()) };
         let grant = WebhookEvent::TicketsGranted { id: jazz(), tickets: vec![ticket] };
         store.record_webhook(&receipt("c"), &grant).await.unwrap();
@@ -314,6 +316,8 @@ fn every_record(room: &OwnedRoomId, space: &OwnedRoomId, channel: &str) -> Vec<S
     vec![
         // No room yet: a membership has nowhere to go; an invite is still remembered.
         member(&alice, Membership::Knock, None),
+        // Nor has a transcript.
+        StepRecord::TranscriptMade { messages: 0 },
         StepRecord::Invited { user_id: bob.clone() },
         StepRecord::CreateBegan { by: "one".into() },
         StepRecord::RoomCreated {
@@ -355,12 +359,16 @@ fn every_record(room: &OwnedRoomId, space: &OwnedRoomId, channel: &str) -> Vec<S
         StepRecord::StreamLinkSet(None),
         StepRecord::ClosingNoticeSent,
         StepRecord::SpaceLinked(None),
+        StepRecord::TranscriptFailed { at: ms(4_000_000_100_000), error: "502 Bad Gateway".into() },
+        StepRecord::TranscriptFailed { at: ms(4_000_000_200_000), error: "refused".into() },
+        StepRecord::TranscriptMade { messages: 12 },
+        StepRecord::TranscriptMade { messages: 13 },
         StepRecord::Archived,
     ]
 }
 
 /// Kinds of [`StepRecord`].
-const RECORD_KINDS: usize = 19;
+const RECORD_KINDS: usize = 21;
 
 /// A record's kind, numbered: a new kind does not compile here until it has the next
 /// number (and [`RECORD_KINDS`] counts it), and then fails the test until
@@ -386,6 +394,8 @@ fn record_kind(record: &StepRecord) -> usize {
         StepRecord::OpeningNoticeSent => 16,
         StepRecord::ClosingNoticeSent => 17,
         StepRecord::Archived => 18,
+        StepRecord::TranscriptMade { .. } => 19,
+        StepRecord::TranscriptFailed { .. } => 20,
     }
 }
 
@@ -432,6 +442,8 @@ fn any_record(room: OwnedRoomId, channel: String) -> impl Strategy<Value = StepR
         Just(StepRecord::OpeningNoticeSent),
         Just(StepRecord::ClosingNoticeSent),
         Just(StepRecord::Archived),
+        (0u64..100_000).prop_map(|messages| StepRecord::TranscriptMade { messages }),
+        (time(), text()).prop_map(|(at, error)| StepRecord::TranscriptFailed { at, error }),
     ]
 }
 
@@ -900,7 +912,7 @@ async fn email_tickets_are_looked_up_on_arrival_at_the_opening_and_then_at_a_pac
 /// a step recorded again (a retry after a crash) adds no second event.
 #[tokio::test]
 async fn each_fact_writes_its_outbound_event_once() {
-    use foyer::{config::ArchiveMode, outbox::OutboundEvent};
+    use foyer::{config::ArchiveMode, model::ArchivedTranscript, outbox::OutboundEvent};
     each_backend(|store, backend| async move {
         store.record_webhook(&receipt("a"), &upsert(1)).await.unwrap();
         let room = OwnedRoomId::try_from("!room:example.org").unwrap();
@@ -916,7 +928,8 @@ async fn each_fact_writes_its_outbound_event_once() {
         store.record_step_with_event(&jazz(), &created, Some(&again), now).await.unwrap();
         // A step without an event writes none.
         store.record_step(&jazz(), &StepRecord::OpeningNoticeSent, now).await.unwrap();
-        let archived = |at| OutboundEvent::room_archived(&jazz(), Some(&room), ArchiveMode::Kick, at);
+        let made = ArchivedTranscript::Made { url: "https://foyer.example.org/t".into(), messages: 7 };
+        let archived = |at| OutboundEvent::room_archived(&jazz(), Some(&room), ArchiveMode::Kick, &made, at);
         store.record_step_with_event(&jazz(), &StepRecord::Archived, Some(&archived(now)), now).await.unwrap();
         store.record_step_with_event(&jazz(), &StepRecord::Archived, Some(&archived(now)), now).await.unwrap();
 
@@ -931,6 +944,10 @@ async fn each_fact_writes_its_outbound_event_once() {
         assert_eq!(body["data"]["matrix_to"], "https://matrix.to/#/%23live_jazz:example.org", "{backend}");
         let body: serde_json::Value = serde_json::from_str(&events[1].3).unwrap();
         assert_eq!(body["data"]["mode"], "kick", "{backend}");
+        assert_eq!(
+            body["data"]["transcript"],
+            serde_json::json!({"url": "https://foyer.example.org/t", "messages": 7})
+        );
         assert!(store.lifecycle_state(&jazz()).await.unwrap().room.archived, "{backend}: the fact is there too");
     })
     .await;
@@ -1061,7 +1078,10 @@ async fn the_outbox_is_leased_oldest_first_per_reservation() {
         };
         write(jazz(), OutboundEvent::room_opened(&jazz(), &room, &alias, t0)).await.unwrap();
         write(blues.clone(), OutboundEvent::room_opened(&blues, &room, &alias, t0)).await.unwrap();
-        write(jazz(), OutboundEvent::room_archived(&jazz(), Some(&room), ArchiveMode::Kick, t0)).await.unwrap();
+        let unwanted = foyer::model::ArchivedTranscript::NotWanted;
+        write(jazz(), OutboundEvent::room_archived(&jazz(), Some(&room), ArchiveMode::Kick, &unwanted, t0))
+            .await
+            .unwrap();
         let claim = |at, owner: &'static str| {
             let store = store.clone();
             async move { store.claim_outbox(at, lease, 10, owner).await.unwrap() }
@@ -1137,6 +1157,84 @@ async fn concurrent_outbox_claims_never_share_a_row() {
         seqs.dedup();
         assert_eq!(seqs.len(), claimed, "{backend}: a row claimed twice");
         assert_eq!(claimed, 40, "{backend}: every row claimed by someone");
+    })
+    .await;
+}
+
+/// A transcript is written a page at a time (edits change their original's line, by its
+/// sender only), served only once made, a page at a time in the room's order; made again
+/// from the start after a failure; and deleted with its lines after the retention,
+/// measured from when it was made (an injected time), as are the lines of a room
+/// archived without one.
+#[tokio::test]
+async fn transcripts_are_written_by_page_served_once_made_and_deleted_after_retention() {
+    use foyer::model::{TranscriptEntry, TranscriptLine};
+    each_backend(|store, backend| async move {
+        let line = |seq: u64, sender: &OwnedUserId, body: &str| {
+            TranscriptEntry::Line(TranscriptLine {
+                seq,
+                event_id: format!("$e{seq}").try_into().unwrap(),
+                sender: sender.clone(),
+                display_name: seq.is_multiple_of(2).then(|| format!("Name {seq}")),
+                sent_at: ms(4_000_000_000_000 + seq as i64),
+                body: body.into(),
+                notice: sender.as_str() == "@foyer:example.org",
+            })
+        };
+        let edit = |seq: u64, sender: &OwnedUserId, body: &str| TranscriptEntry::Edit {
+            event_id: format!("$e{seq}").try_into().unwrap(),
+            sender: sender.clone(),
+            body: body.into(),
+        };
+        let (bot, bob) = (user("foyer"), user("bob"));
+        store.record_webhook(&receipt("a"), &upsert(1)).await.unwrap();
+        let room = OwnedRoomId::try_from("!room:example.org").unwrap();
+        let created =
+            StepRecord::RoomCreated { room_id: room.clone(), hosts: [].into(), name: "J".into(), topic: "t".into() };
+        let made_at = ms(4_100_000_000_000);
+        store.record_step(&jazz(), &created, made_at).await.unwrap();
+        // A first attempt, cut short: its lines are never served, and a new one starts over.
+        store.write_transcript(&jazz(), &[line(0, &alice(), "lost")]).await.unwrap();
+        assert_eq!(store.transcript(&jazz()).await.unwrap(), None, "{backend}: not made");
+        store.clear_transcript(&jazz()).await.unwrap();
+        store
+            .write_transcript(&jazz(), &[line(0, &bot, "open"), line(1, &alice(), "helo"), edit(1, &alice(), "hello")])
+            .await
+            .unwrap();
+        // A later page edits a line of an earlier one; an edit by someone else is no edit.
+        let page = [line(2, &bob, "hi"), edit(1, &alice(), "hello all"), edit(2, &alice(), "not bob's")];
+        store.write_transcript(&jazz(), &page).await.unwrap();
+        store.write_transcript(&jazz(), &[]).await.unwrap();
+        store.record_step(&jazz(), &StepRecord::TranscriptMade { messages: 3 }, made_at).await.unwrap();
+        let made = store.transcript(&jazz()).await.unwrap().expect("made");
+        assert_eq!((made.room_id, made.messages, made.made_at), (room, 3, made_at), "{backend}");
+        assert!(store.lifecycle_state(&jazz()).await.unwrap().room.transcript_made, "{backend}");
+        let first = store.transcript_lines(&jazz(), None, 2).await.unwrap();
+        let rest = store.transcript_lines(&jazz(), Some(first[1].seq), 2).await.unwrap();
+        let all: Vec<_> = first.iter().chain(&rest).map(|l| (l.seq, l.sender.as_str(), l.body.as_str())).collect();
+        assert_eq!(
+            all,
+            [(0, "@foyer:example.org", "open"), (1, "@alice:example.org", "hello all"), (2, "@bob:example.org", "hi")],
+            "{backend}"
+        );
+        assert!(first[0].notice && !first[1].notice, "{backend}: the bot's notice is marked");
+        assert_eq!(first[0].display_name.as_deref(), Some("Name 0"), "{backend}");
+        assert_eq!(first[1].display_name, None, "{backend}");
+        assert_eq!(first[1].sent_at, ms(4_000_000_000_001), "{backend}");
+        assert_eq!(first[1].event_id.as_str(), "$e1", "{backend}");
+        // Another reservation, archived without its transcript (cut short).
+        let folk = ReservationId::parse("folk").unwrap();
+        store.record_webhook(&receipt("f"), &upsert_in_channel("folk", "blue-room")).await.unwrap();
+        store.write_transcript(&folk, &[line(0, &alice(), "partial")]).await.unwrap();
+        store.record_step(&folk, &StepRecord::Archived, made_at).await.unwrap();
+        // Retention: kept until made_at, deleted after, lines and all.
+        assert_eq!(store.prune_transcripts(made_at).await.unwrap(), 0, "{backend}");
+        assert!(store.transcript(&jazz()).await.unwrap().is_some(), "{backend}");
+        assert_eq!(store.transcript_lines(&folk, None, 10).await.unwrap().len(), 1, "{backend}");
+        assert_eq!(store.prune_transcripts(made_at + Span::milliseconds(1)).await.unwrap(), 1, "{backend}");
+        assert_eq!(store.transcript(&jazz()).await.unwrap(), None, "{backend}");
+        assert!(store.transcript_lines(&jazz(), None, 10).await.unwrap().is_empty(), "{backend}");
+        assert!(store.transcript_lines(&folk, None, 10).await.unwrap().is_empty(), "{backend}");
     })
     .await;
 }

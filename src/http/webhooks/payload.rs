@@ -136,6 +136,10 @@ impl<'a> Object<'a> {
         Ok(items)
     }
 
+    fn opt_bool(&self, key: &str) -> Result<Option<bool>, PayloadError> {
+        self.get(key).map(|v| v.as_bool().ok_or_else(|| err(self.at(key), "must be true or false"))).transpose()
+    }
+
     fn unsigned(&self, key: &str, max: u64) -> Result<Option<u64>, PayloadError> {
         let Some(value) = self.get(key) else {
             return Ok(None);
@@ -373,12 +377,13 @@ fn reservation(data: &Object<'_>, now: DateTime<Utc>, rules: &Rules) -> Result<R
         }
         Some(_) => return Err(err("data.hosts", "must be an array of Matrix user IDs")),
     };
-    let (open_before_seconds, close_after_seconds) = match data.get("chat") {
-        None => (None, None),
+    let (open_before_seconds, close_after_seconds, transcript) = match data.get("chat") {
+        None => (None, None, None),
         Some(v) => {
             let chat = Object::new("data.chat", v)?;
             let max = MAX_SPAN_SECONDS as u64;
-            (chat.unsigned("open_before_seconds", max)?, chat.unsigned("close_after_seconds", max)?)
+            let transcript = chat.opt_bool("transcript")?;
+            (chat.unsigned("open_before_seconds", max)?, chat.unsigned("close_after_seconds", max)?, transcript)
         }
     };
     // Absent means no key: an upsert describes the whole reservation, so a platform
@@ -400,6 +405,7 @@ fn reservation(data: &Object<'_>, now: DateTime<Utc>, rules: &Rules) -> Result<R
         hosts,
         open_before_seconds: open_before_seconds.map(|s| s as u32),
         close_after_seconds: close_after_seconds.map(|s| s as u32),
+        transcript,
         stream_key: stream_key.as_ref().map(StreamKey::hash),
     })
 }
@@ -445,6 +451,7 @@ mod tests {
         assert_eq!(r.revision, Some(Revision(3)));
         assert_eq!(r.hosts.len(), 1);
         assert_eq!((r.open_before_seconds, r.close_after_seconds), (Some(900), Some(1800)));
+        assert_eq!(r.transcript, None, "rooms.transcript decides");
         assert_eq!(r.channel.unwrap().name.as_str(), "The Blue Room");
     }
 
@@ -588,6 +595,28 @@ mod tests {
         // Absent, or an ingest without a key: the reservation has none.
         assert_eq!(upsert(None), None);
         assert_eq!(upsert(Some(json!({}))), None);
+    }
+
+    #[test]
+    fn chat_transcript_is_true_false_or_left_to_the_config() {
+        let strict = rules(false);
+        for bad in [json!("yes"), json!(1), json!({})] {
+            let chat = json!({"transcript": bad});
+            let message = refused("chat", chat.clone(), &strict).to_string();
+            assert_eq!(message, "data.chat.transcript: must be true or false", "{chat}");
+        }
+        let transcript = |chat: Value| {
+            let mut data = jazz();
+            data["chat"] = chat;
+            let body = envelope("reservation.updated", data);
+            let (_, WebhookEvent::Upsert(r)) = parse_typed(&body, Utc::now(), &strict).unwrap() else {
+                panic!("not an upsert")
+            };
+            r.transcript
+        };
+        assert_eq!(transcript(json!({"transcript": true})), Some(true));
+        assert_eq!(transcript(json!({"transcript": false})), Some(false));
+        assert_eq!(transcript(json!({"transcript": null})), None);
     }
 
     #[test]

@@ -1,0 +1,284 @@
+//! `GET /api/v1/reservations/{id}/transcript[?format=json|html|text]` (contract §9):
+//! a reservation's transcript, streamed: the body is written a page of lines at a time,
+//! read from the store as it goes, so a long chat never sits whole in memory.
+
+use axum::{
+    body::Body,
+    extract::{Path, Query, State},
+    http::{StatusCode, header},
+    response::Response,
+};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{
+    html,
+    http::{AppState, error},
+    model::{ReservationId, Transcript, TranscriptLine},
+};
+
+/// Lines read from the store per part of the body.
+const PAGE: u32 = 500;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Html,
+    Text,
+}
+
+impl Format {
+    fn parse(value: Option<&str>) -> Result<Self, String> {
+        match value {
+            None | Some("json") => Ok(Self::Json),
+            Some("html") => Ok(Self::Html),
+            Some("text") => Ok(Self::Text),
+            Some(other) => Err(format!("format: {other:?} is not one of json, html, text")),
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Self::Json => "application/json",
+            Self::Html => "text/html; charset=utf-8",
+            Self::Text => "text/plain; charset=utf-8",
+        }
+    }
+
+    /// What comes before the first line.
+    fn start(self, id: &ReservationId, transcript: &Transcript) -> String {
+        match self {
+            Self::Json => {
+                let head = json!({"reservation_id": id.as_str(), "room_id": transcript.room_id.as_str()}).to_string();
+                // The object without its closing brace, the lines' array opened after it.
+                format!("{},\"messages\":[", head.trim_end_matches('}'))
+            }
+            Self::Html => {
+                let title = format!("Transcript of {id}");
+                let made = utc(transcript.made_at);
+                format!(
+                    "{}<h1>{}</h1><p class=muted>Room <code>{}</code>, {} messages, saved {made}.</p><table>\
+                     <tr><th>Time (UTC)</th><th>Who</th><th>Message</th></tr>",
+                    html::document_start(&title, ""),
+                    html::escape(&title),
+                    html::escape(transcript.room_id.as_str()),
+                    transcript.messages,
+                )
+            }
+            Self::Text => String::new(),
+        }
+    }
+
+    /// One line; `first` is the transcript's first (JSON separates the others).
+    fn line(self, line: &TranscriptLine, first: bool) -> String {
+        match self {
+            Self::Json => {
+                let object = json!({
+                    "event_id": line.event_id.as_str(),
+                    "sender": line.sender.as_str(),
+                    "display_name": line.display_name,
+                    "ts": line.sent_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+                    "body": line.body,
+                    "notice": line.notice,
+                });
+                if first { object.to_string() } else { format!(",{object}") }
+            }
+            Self::Html => {
+                let who = match &line.display_name {
+                    Some(name) => format!(
+                        "{} <span class=muted>{}</span>",
+                        html::escape(name),
+                        html::escape(line.sender.as_str())
+                    ),
+                    None => html::escape(line.sender.as_str()),
+                };
+                let notice = if line.notice { " <span class=muted>(Foyer's notice)</span>" } else { "" };
+                format!(
+                    "<tr><td><time datetime=\"{}\">{}</time></td><td>{who}{notice}</td><td style=\"white-space:pre-wrap\">{}</td></tr>",
+                    line.sent_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+                    utc(line.sent_at),
+                    html::escape(&line.body),
+                )
+            }
+            Self::Text => {
+                let who = match &line.display_name {
+                    Some(name) => format!("{name} ({})", line.sender),
+                    None => line.sender.to_string(),
+                };
+                // A message of several lines keeps them, indented under its first.
+                format!("[{}] {who}: {}\n", utc(line.sent_at), line.body.replace('\n', "\n    "))
+            }
+        }
+    }
+
+    fn end(self) -> &'static str {
+        match self {
+            Self::Json => "]}",
+            // The table, then `html::DOCUMENT_END`.
+            Self::Html => "</table></body></html>",
+            Self::Text => "",
+        }
+    }
+}
+
+/// `2026-12-01 20:00:00 UTC`.
+fn utc(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TranscriptQuery {
+    format: Option<String>,
+}
+
+/// The handler: 400 for an unknown format, 404 without a transcript, else the stream.
+pub async fn transcript(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<TranscriptQuery>,
+) -> Response {
+    let format = match Format::parse(query.format.as_deref()) {
+        Ok(format) => format,
+        Err(message) => return error(StatusCode::BAD_REQUEST, "FOYER_BAD_QUERY", message),
+    };
+    let not_found = || error(StatusCode::NOT_FOUND, "FOYER_NOT_FOUND", format!("no transcript of reservation {id:?}"));
+    let Ok(rid) = ReservationId::parse(&id) else { return not_found() };
+    let made = match state.store.transcript(&rid).await {
+        Ok(Some(made)) => made,
+        Ok(None) => return not_found(),
+        Err(e) => {
+            tracing::error!(error = %e, "transcript: store unavailable");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "FOYER_UNAVAILABLE",
+                "the database cannot be read now; retry later",
+            );
+        }
+    };
+    let start = format.start(&rid, &made);
+    let pages = futures_util::stream::unfold(Some((None, true)), move |cursor| {
+        let (store, rid) = (state.store.clone(), rid.clone());
+        async move {
+            let (after, first) = cursor?;
+            let lines = match store.transcript_lines(&rid, after, PAGE).await {
+                Ok(lines) => lines,
+                Err(e) => {
+                    // The answer has begun: only cutting it short tells the client.
+                    tracing::warn!(reservation_id = %rid, error = %e, "transcript cut short: the store failed");
+                    return Some((Err(std::io::Error::other(e.to_string())), None));
+                }
+            };
+            let mut part = String::new();
+            for (n, line) in lines.iter().enumerate() {
+                part.push_str(&format.line(line, first && n == 0));
+            }
+            let next = match lines.last() {
+                Some(last) if lines.len() == PAGE as usize => Some((Some(last.seq), false)),
+                _ => {
+                    part.push_str(format.end());
+                    None
+                }
+            };
+            Some((Ok(part), next))
+        }
+    });
+    let body = futures_util::StreamExt::chain(futures_util::stream::once(async move { Ok(start) }), pages);
+    let mut response = Response::new(Body::from_stream(body));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(format.content_type()));
+    // Members' words: never kept by a cache on the way.
+    headers.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    if format == Format::Html {
+        // Escaped, and a page that could run nothing even if it were not.
+        let policy = header::HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'");
+        headers.insert(header::CONTENT_SECURITY_POLICY, policy);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone as _;
+
+    use super::*;
+
+    fn lines() -> Vec<TranscriptLine> {
+        let at = |s| Utc.with_ymd_and_hms(2026, 12, 1, 20, 0, s).unwrap();
+        let line = |seq: u64, sender: &str, name: Option<&str>, body: &str, notice| TranscriptLine {
+            seq,
+            event_id: format!("$e{seq}").try_into().unwrap(),
+            sender: sender.try_into().unwrap(),
+            display_name: name.map(str::to_owned),
+            sent_at: at(seq as u32),
+            body: body.into(),
+            notice,
+        };
+        vec![
+            line(0, "@foyer:example.org", Some("Foyer"), "The chat is open.", true),
+            line(1, "@alice:example.org", Some("Alice <3"), "<b>hi</b> <script>alert(1)</script>", false),
+            line(2, "@bob:example.org", None, "two\nlines", false),
+        ]
+    }
+
+    /// The whole body as the stream writes it, the lines in parts of `part` lines.
+    fn render(format: Format, part: usize) -> String {
+        let id = ReservationId::parse("jazz").unwrap();
+        let made = Transcript {
+            room_id: "!room:example.org".try_into().unwrap(),
+            messages: 3,
+            made_at: Utc.with_ymd_and_hms(2026, 12, 1, 21, 0, 0).unwrap(),
+        };
+        let mut out = format.start(&id, &made);
+        for (p, chunk) in lines().chunks(part).enumerate() {
+            for (n, line) in chunk.iter().enumerate() {
+                out.push_str(&format.line(line, p == 0 && n == 0));
+            }
+        }
+        out + format.end()
+    }
+
+    #[test]
+    fn json_is_one_document_whatever_the_parts() {
+        for part in [1, 2, 3] {
+            let body: serde_json::Value = serde_json::from_str(&render(Format::Json, part)).expect("valid JSON");
+            assert_eq!(body["reservation_id"], "jazz");
+            assert_eq!(body["room_id"], "!room:example.org");
+            let messages = body["messages"].as_array().unwrap();
+            assert_eq!(messages.len(), 3);
+            assert_eq!(
+                messages[1],
+                json!({"event_id": "$e1", "sender": "@alice:example.org", "display_name": "Alice <3",
+                       "ts": "2026-12-01T20:00:01.000Z", "body": "<b>hi</b> <script>alert(1)</script>", "notice": false})
+            );
+            assert_eq!((messages[0]["notice"].as_bool(), messages[2]["display_name"].is_null()), (Some(true), true));
+        }
+    }
+
+    #[test]
+    fn html_shows_members_markup_as_text_with_utc_times() {
+        let page = render(Format::Html, 2);
+        assert!(!page.contains("<script>") && !page.contains("<b>hi"), "{page}");
+        assert!(page.contains("&lt;b&gt;hi&lt;/b&gt; &lt;script&gt;alert(1)&lt;/script&gt;"), "{page}");
+        assert!(page.contains("Alice &lt;3"), "{page}");
+        assert!(page.contains(">2026-12-01 20:00:01 UTC</time>"), "{page}");
+        assert!(page.contains("(Foyer's notice)"), "{page}");
+        assert!(page.ends_with("</table></body></html>"), "{page}");
+    }
+
+    #[test]
+    fn text_is_one_line_per_message() {
+        assert_eq!(
+            render(Format::Text, 1),
+            "[2026-12-01 20:00:00 UTC] Foyer (@foyer:example.org): The chat is open.\n\
+             [2026-12-01 20:00:01 UTC] Alice <3 (@alice:example.org): <b>hi</b> <script>alert(1)</script>\n\
+             [2026-12-01 20:00:02 UTC] @bob:example.org: two\n    lines\n"
+        );
+    }
+
+    #[test]
+    fn an_unknown_format_is_named() {
+        assert_eq!(Format::parse(None), Ok(Format::Json));
+        assert_eq!(Format::parse(Some("pdf")), Err("format: \"pdf\" is not one of json, html, text".into()));
+    }
+}
