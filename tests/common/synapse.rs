@@ -14,7 +14,7 @@ use std::{
 use super::{foyer::WEBHOOK_SECRET, foyer_bin, free_port, http_status, random_token, read_tail, repo_root};
 
 /// Registrations loaded by the shared Synapse; each test that runs Foyer uses one.
-const SLOTS: usize = 96;
+const SLOTS: usize = 192;
 pub const SERVER_NAME: &str = "localhost";
 
 /// One appservice registration loaded by Synapse: everything a Foyer needs to be it.
