@@ -163,8 +163,8 @@ async fn bench_intake_throughput() {
          {:.0}% of the machine. Foyer's busiest threads: {threads}.\n\n{}\
          Measured {}.",
         row(1, rate1, &lat1),
-        foyer_cpu * 1e6 / accepted as f64,
         runs64.iter().map(|(rate, lat)| row(64, *rate, lat)).collect::<Vec<_>>().join("\n"),
+        foyer_cpu * 1e6 / accepted as f64,
         wall * cores(),
         100.0 * (foyer_cpu + own_cpu) / (wall * cores()),
         profile.unwrap_or_default(),
