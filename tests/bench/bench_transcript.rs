@@ -29,6 +29,21 @@ fn rss(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Foyer's resident memory once it holds steady: the same within 64 KiB over 2 s of
+/// samples (at most a minute; then the last sample).
+async fn settled_rss(pid: u32) -> u64 {
+    let (started, mut steady_since, mut last) = (Instant::now(), Instant::now(), rss(pid));
+    while steady_since.elapsed() < Duration::from_secs(2) && started.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = rss(pid);
+        if now.abs_diff(last) > 64 {
+            steady_since = Instant::now();
+        }
+        last = now;
+    }
+    last
+}
+
 /// Posts `n` messages as the members, `POSTING_AT_ONCE` at a time.
 async fn fill(members: &[TestUser], room_id: &str, n: usize) {
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -88,9 +103,9 @@ async fn bench_transcript() {
     eprintln!("posted {n} messages in {:.1} s", filling.elapsed().as_secs_f64());
 
     let pid = foyer.child.id();
-    // Settled first: what is resident before the transcript is what it grows from.
-    tokio::time::sleep(Duration::from_secs(12)).await;
-    let before = rss(pid);
+    // Settled first: what is resident before the transcript is what it grows from, read
+    // once Foyer's RSS has held within 64 KiB for two seconds (malloc_trim runs every 10 s).
+    let before = settled_rss(pid).await;
     let started = Instant::now();
     let (status, body) = foyer.send_webhook("reservation.cancelled", json!({"reservation_id": id})).await;
     assert_eq!(status, 202, "{body}");
