@@ -12,7 +12,7 @@ use sqlx::{Database, Encode, Executor, IntoArguments, Pool, Type, query::Query};
 
 use super::{
     AdminAction, Claim, ClaimHasher, LifecycleState, MembershipFact, Outbound, Outcome, QueuedAdminEvent, Receipt,
-    ReservationRecord, StepRecord, Store, StoreError, TicketRow,
+    ReservationRecord, StepRecord, Store, StoreError, TicketRow, intake,
     rows::{self, Read},
     sql, to_millis,
 };
@@ -21,8 +21,8 @@ use crate::events::HomeserverEvent;
 use crate::model::Membership;
 use crate::model::SessionId;
 use crate::model::{
-    BoundHow, ClaimOutcome, ClaimStatus, Description, Email, Holder, ReservationId, StreamKeyHash, StreamUrl,
-    Transcript, TranscriptEntry, TranscriptLine, WebhookEvent,
+    BoundHow, ClaimOutcome, ClaimStatus, Email, ReservationId, StreamKeyHash, Transcript, TranscriptEntry,
+    TranscriptLine, WebhookEvent,
 };
 use crate::outbox::{
     OutboundEvent,
@@ -99,132 +99,6 @@ where
 
     pub(crate) fn pool(&self) -> &Pool<D> {
         &self.pool
-    }
-
-    /// One webhook inside the caller's transaction: its receipt (`Duplicate` when there
-    /// is one) and its effect. The caller makes the reservation due (`sql::FACTS_ARRIVED`).
-    pub(super) async fn record(
-        conn: &mut D::Connection,
-        webhook_id: &str,
-        received_at: DateTime<Utc>,
-        event: &WebhookEvent,
-        outbox: Outbound,
-    ) -> Result<Outcome, StoreError> {
-        let inserted = sqlx::query(sql::RECEIPT)
-            .bind(webhook_id)
-            .bind(event.kind())
-            .bind(event.reservation_id().as_str())
-            .bind(to_millis(received_at))
-            .execute(&mut *conn)
-            .await?;
-        if D::rows_affected(&inserted) == 0 {
-            return Ok(Outcome::Duplicate);
-        }
-        let outcome = Self::apply(&mut *conn, event, received_at, outbox).await?;
-        if outcome == Outcome::Stale {
-            sqlx::query(sql::RECEIPT_STALE).bind(webhook_id).execute(&mut *conn).await?;
-        }
-        Ok(outcome)
-    }
-
-    /// Applies one event's effect inside the caller's transaction.
-    async fn apply(
-        conn: &mut D::Connection,
-        event: &WebhookEvent,
-        at: DateTime<Utc>,
-        outbox: Outbound,
-    ) -> Result<Outcome, StoreError> {
-        let now = to_millis(at);
-        match event {
-            WebhookEvent::Upsert(r) => {
-                let stored = sqlx::query(sql::REVISION).bind(r.id.as_str()).fetch_optional(&mut *conn).await?;
-                let stored = stored.map(|row| row.opt_int("revision")).transpose()?.flatten();
-                if let (Some(stored), Some(incoming)) = (stored, r.revision)
-                    && (incoming.0 as i64) < stored
-                {
-                    return Ok(Outcome::Stale);
-                }
-                if let Some(key) = &r.stream_key {
-                    if let Some(lock) = D::LOCK_STREAM_KEY {
-                        sqlx::query(lock).bind(key.as_str()).execute(&mut *conn).await?;
-                    }
-                    let query = sqlx::query(sql::STREAM_KEY_TAKEN).bind(key.as_str()).bind(r.id.as_str());
-                    if query.fetch_optional(&mut *conn).await?.is_some() {
-                        // Rolls the receipt back too: a refused event changes nothing.
-                        return Err(StoreError::Refused {
-                            path: "data.ingest.stream_key",
-                            message: "is already the stream key of another active reservation".into(),
-                        });
-                    }
-                }
-                let hosts = serde_json::to_string(&r.hosts).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-                sqlx::query(sql::UPSERT_RESERVATION)
-                    .bind(r.id.as_str())
-                    .bind(r.revision.map(|v| v.0 as i64))
-                    .bind(r.title.as_str())
-                    .bind(r.description.as_ref().map(Description::as_str))
-                    .bind(to_millis(r.starts_at))
-                    .bind(to_millis(r.ends_at))
-                    .bind(r.stream_url.as_ref().map(StreamUrl::as_str))
-                    .bind(r.channel.as_ref().map(|c| c.id.as_str()))
-                    .bind(r.channel.as_ref().map(|c| c.name.as_str()))
-                    .bind(hosts.as_str())
-                    .bind(r.open_before_seconds.map(i64::from))
-                    .bind(r.close_after_seconds.map(i64::from))
-                    .bind(now)
-                    .bind(r.stream_key.as_ref().map(StreamKeyHash::as_str))
-                    .bind(r.transcript.map(i64::from))
-                    .execute(&mut *conn)
-                    .await?;
-            }
-            WebhookEvent::Cancelled { id, reason } => {
-                let query = sqlx::query(sql::CANCEL).bind(id.as_str()).bind(now).bind(reason.as_deref());
-                query.execute(&mut *conn).await?;
-            }
-            WebhookEvent::TicketsGranted { id, tickets } => {
-                for ticket in tickets {
-                    let (user, email, display_name, claim_hash) = match &ticket.holder {
-                        Holder::User(user) => (Some(user.as_str()), None, None, None),
-                        Holder::Email { email, display_name, claim_hash } => {
-                            (None, Some(email.address()), display_name.as_ref().map(|n| n.as_str()), Some(claim_hash))
-                        }
-                    };
-                    let granted = sqlx::query(sql::GRANT_TICKET)
-                        .bind(id.as_str())
-                        .bind(ticket.id.as_str())
-                        .bind(user)
-                        .bind(email)
-                        .bind(display_name)
-                        .bind(claim_hash.map(String::as_str))
-                        .bind(now)
-                        .fetch_one(&mut *conn)
-                        .await?;
-                    // An email ticket sent again with its holder's user ID was bound just
-                    // now: the platform hears of it like of any other claim.
-                    if let Holder::User(user) = &ticket.holder
-                        && granted.opt_text("bound_how")?.as_deref() == Some(BoundHow::Correction.as_str())
-                        && granted.opt_int("bound_at")? == Some(now)
-                    {
-                        let event =
-                            OutboundEvent::ticket_claimed(id, ticket.id.as_str(), user, BoundHow::Correction, at);
-                        write_event::<D>(&mut *conn, outbox, &event, now).await?;
-                    }
-                }
-            }
-            WebhookEvent::TicketsRevoked { id, ticket_ids } => {
-                for ticket_id in ticket_ids {
-                    let query = sqlx::query(sql::REVOKE_TICKET).bind(id.as_str()).bind(ticket_id.as_str()).bind(now);
-                    query.execute(&mut *conn).await?;
-                }
-            }
-            WebhookEvent::StreamStarted { id, at } => {
-                sqlx::query(sql::STREAM_STARTED).bind(id.as_str()).bind(to_millis(*at)).execute(&mut *conn).await?;
-            }
-            WebhookEvent::StreamEnded { id, at } => {
-                sqlx::query(sql::STREAM_ENDED).bind(id.as_str()).bind(to_millis(*at)).execute(&mut *conn).await?;
-            }
-        }
-        Ok(Outcome::Accepted)
     }
 
     /// A page of reservations after `after`, read with `query` (with or without counts).
@@ -433,7 +307,11 @@ where
     }
 
     async fn lifecycle_state(&self, id: &ReservationId) -> Result<LifecycleState, StoreError> {
-        self.read_lifecycle(id).await
+        self.read_lifecycle(id, true).await
+    }
+
+    async fn planning_state(&self, id: &ReservationId) -> Result<LifecycleState, StoreError> {
+        self.read_lifecycle(id, false).await
     }
 
     async fn manages_room(&self, room_id: &str) -> Result<bool, StoreError> {
@@ -847,6 +725,7 @@ async fn claim<D: Dialect>(
 where
     for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
     for<'q> i64: Encode<'q, D> + Type<D>,
+    for<'q> Option<i64>: Encode<'q, D>,
     for<'s> &'s str: Encode<'s, D> + Type<D>,
     for<'s> Option<&'s str>: Encode<'s, D>,
 {
@@ -882,8 +761,7 @@ where
     Ok(ClaimOutcome::Claimed { reservation_id, ticket_id })
 }
 
-/// Writes `event` to the outbox in the caller's transaction, if events are written at
-/// all (`now` is when it was made, and due). One whose `once_key` is there adds nothing.
+/// [`intake::write_event`] on a sqlx connection.
 pub(super) async fn write_event<D: Dialect>(
     conn: &mut D::Connection,
     outbox: Outbound,
@@ -893,20 +771,9 @@ pub(super) async fn write_event<D: Dialect>(
 where
     for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
     for<'q> i64: Encode<'q, D> + Type<D>,
+    for<'q> Option<i64>: Encode<'q, D>,
     for<'s> &'s str: Encode<'s, D> + Type<D>,
     for<'s> Option<&'s str>: Encode<'s, D>,
 {
-    if outbox == Outbound::Skip {
-        return Ok(());
-    }
-    sqlx::query(sql::OUTBOX_INSERT)
-        .bind(event.id.as_str())
-        .bind(event.reservation_id.as_str())
-        .bind(event.kind.as_str())
-        .bind(event.body.as_str())
-        .bind(event.once_key.as_deref())
-        .bind(now)
-        .execute(conn)
-        .await?;
-    Ok(())
+    intake::write_event(&mut intake::Sqlx::<D>(conn), outbox, event, now).await
 }

@@ -2,6 +2,7 @@
 //! database. Each write is one transaction; a `2xx` is only sent after it commits.
 
 mod db;
+mod intake;
 pub mod migrate;
 mod postgres;
 mod room;
@@ -66,6 +67,20 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::Decode(_)
             | sqlx::Error::ColumnNotFound(_)
             | sqlx::Error::ColumnIndexOutOfBounds { .. } => Self::Corrupt(e.to_string()),
+            _ => Self::Unavailable(e.to_string()),
+        }
+    }
+}
+
+/// The same for the SQLite webhook writer's own connection.
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e {
+            rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::InvalidColumnName(_)
+            | rusqlite::Error::InvalidColumnIndex(_)
+            | rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::IntegralValueOutOfRange(..) => Self::Corrupt(e.to_string()),
             _ => Self::Unavailable(e.to_string()),
         }
     }
@@ -184,6 +199,11 @@ pub trait Store: Outbox<Error = StoreError> + Send + Sync {
     async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
 
     async fn lifecycle_state(&self, id: &ReservationId) -> Result<LifecycleState, StoreError>;
+
+    /// [`Self::lifecycle_state`] as planning needs it: the audience is read only once the
+    /// room exists. Before, no plan looks at it, and reading every holder at each new
+    /// ticket would make a reservation granted one ticket at a time cost tickets² reads.
+    async fn planning_state(&self, id: &ReservationId) -> Result<LifecycleState, StoreError>;
 
     /// Whether `room_id` is a reservation's room or a channel space.
     async fn manages_room(&self, room_id: &str) -> Result<bool, StoreError>;

@@ -13,7 +13,7 @@ use sqlx::{
 use super::{
     Claim, Outbound, Outcome, Receipt, StoreError,
     db::{Dialect, Due, SqlStore},
-    rows, schema, sql, to_millis,
+    intake, rows, schema, sql,
 };
 use crate::config::DatabaseKind;
 use crate::model::{ReservationId, WebhookEvent};
@@ -51,14 +51,10 @@ impl Dialect for Postgres {
         event: &WebhookEvent,
     ) -> Result<Outcome, StoreError> {
         let mut tx = store.pool.begin().await?;
-        let outcome =
-            PostgresStore::record(&mut *tx, receipt.webhook_id, receipt.received_at, event, store.outbox).await?;
+        let mut w = intake::Sqlx::<Postgres>(&mut tx);
+        let outcome = intake::record(&mut w, receipt.webhook_id, receipt.received_at, event, store.outbox).await?;
         if outcome == Outcome::Accepted {
-            sqlx::query(sql::FACTS_ARRIVED)
-                .bind(event.reservation_id().as_str())
-                .bind(to_millis(receipt.received_at))
-                .execute(&mut *tx)
-                .await?;
+            intake::facts_arrived(&mut w, event.reservation_id().as_str(), receipt.received_at).await?;
         }
         tx.commit().await?;
         Ok(outcome)

@@ -213,15 +213,22 @@ where
         Ok(())
     }
 
-    /// [`super::Store::lifecycle_state`].
-    pub(super) async fn read_lifecycle(&self, id: &ReservationId) -> Result<LifecycleState, StoreError> {
+    /// [`super::Store::lifecycle_state`]; without a room, the audience only if `audience`
+    /// ([`super::Store::planning_state`]).
+    pub(super) async fn read_lifecycle(
+        &self,
+        id: &ReservationId,
+        audience: bool,
+    ) -> Result<LifecycleState, StoreError> {
         let row = sqlx::query(LIFECYCLE).bind(id.as_str()).fetch_optional(&self.pool).await?;
         let invites = sqlx::query(ROOM_INVITES).bind(id.as_str()).fetch_all(&self.pool).await?;
         let users = async |query: &'static str| -> Result<Vec<String>, StoreError> {
             let found = sqlx::query(query).bind(id.as_str()).fetch_all(&self.pool).await?;
             found.iter().map(|row| row.text("user_id")).collect()
         };
-        let (holders, revoked) = (users(HOLDERS).await?, users(REVOKED).await?);
+        let has_room = row.as_ref().map(|row| row.opt_text("room_id")).transpose()?.flatten().is_some();
+        let (holders, revoked) =
+            if audience || has_room { (users(HOLDERS).await?, users(REVOKED).await?) } else { Default::default() };
         let mut state = lifecycle(id, row.as_ref(), &invites, holders, revoked)?;
         if let Some(room_id) = &state.room.room_id {
             let rows = sqlx::query(ROOM_MEMBERS).bind(room_id.as_str()).fetch_all(&self.pool).await?;

@@ -12,7 +12,7 @@ use std::{collections::BTreeMap, str::FromStr as _, time::Duration};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{
-    Sqlite, SqlitePool,
+    Sqlite,
     query::Query,
     sqlite::{
         SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult,
@@ -24,7 +24,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::{
     Claim, Outbound, Outcome, Receipt, StoreError,
     db::{Dialect, Due, SqlStore},
-    rows, schema, sql, to_millis,
+    intake::{self, Arg, Writes, now_or_never},
+    rows::{self, Read},
+    schema, sql,
 };
 use crate::config::DatabaseKind;
 use crate::model::{ReservationId, WebhookEvent};
@@ -123,12 +125,12 @@ impl Dialect for Sqlite {
     }
 }
 
-/// The writer: drains the queue into batches until every sender is gone.
-async fn group_commit(pool: SqlitePool, mut jobs: mpsc::Receiver<Job>) {
+/// The writer thread: drains the queue into batches until every sender is gone.
+fn write_batches(mut conn: rusqlite::Connection, mut jobs: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(INTAKE_BATCH);
-    while jobs.recv_many(&mut batch, INTAKE_BATCH).await > 0 {
+    while jobs.blocking_recv_many(&mut batch, INTAKE_BATCH) > 0 {
         metrics::histogram!("foyer_intake_batch_size").record(batch.len() as f64);
-        match commit_batch(&pool, &batch).await {
+        match commit_batch(&mut conn, &batch) {
             Ok(outcomes) => {
                 for (job, outcome) in batch.drain(..).zip(outcomes) {
                     let _ = job.done.send(outcome);
@@ -146,34 +148,37 @@ async fn group_commit(pool: SqlitePool, mut jobs: mpsc::Receiver<Job>) {
 
 /// Records every job of the batch in one transaction and commits once.
 ///
-/// Each statement is a round trip to sqlx's SQLite thread, and those hand-offs, not
-/// SQLite, are what bounds intake (BENCHMARKS.md, "Webhook intake"), so the first pass
-/// takes no savepoints. Should a job fail (input is validated before, so this is rare),
-/// that transaction is rolled back and the batch redone with a savepoint per job
-/// (`isolated`), so that only the failing one fails.
-async fn commit_batch(pool: &SqlitePool, batch: &[Job]) -> Result<Vec<Result<Outcome, StoreError>>, sqlx::Error> {
-    match commit(pool, batch, false).await? {
+/// The first pass takes no savepoints, which would cost three statements a webhook.
+/// Should a job fail (input is validated before, so this is rare), that transaction is
+/// rolled back and the batch redone with a savepoint per job (`isolated`), so that only
+/// the failing one fails.
+fn commit_batch(
+    conn: &mut rusqlite::Connection,
+    batch: &[Job],
+) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
+    match commit(conn, batch, false)? {
         Some(outcomes) => Ok(outcomes),
-        None => Ok(commit(pool, batch, true).await?.unwrap_or_default()),
+        None => Ok(commit(conn, batch, true)?.unwrap_or_default()),
     }
 }
 
 /// One pass over the batch; `None` when a job failed outside a savepoint (the
 /// transaction is then rolled back), which only happens when not `isolated`.
-async fn commit(
-    pool: &SqlitePool,
+fn commit(
+    conn: &mut rusqlite::Connection,
     batch: &[Job],
     isolated: bool,
-) -> Result<Option<Vec<Result<Outcome, StoreError>>>, sqlx::Error> {
-    let mut tx = pool.begin_with(Sqlite::BEGIN_WRITE).await?;
+) -> Result<Option<Vec<Result<Outcome, StoreError>>>, StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut w = Direct(&tx);
     let mut outcomes = Vec::with_capacity(batch.len());
     // Reservations with new facts, each due at its earliest webhook's arrival.
     let mut due: BTreeMap<&str, DateTime<Utc>> = BTreeMap::new();
     for job in batch {
         if isolated {
-            sqlx::query("SAVEPOINT webhook").execute(&mut *tx).await?;
+            tx.execute_batch("SAVEPOINT webhook")?;
         }
-        match SqliteStore::record(&mut *tx, &job.webhook_id, job.received_at, &job.event, job.outbox).await {
+        match now_or_never(intake::record(&mut w, &job.webhook_id, job.received_at, &job.event, job.outbox)) {
             Ok(outcome) => {
                 if outcome == Outcome::Accepted {
                     let at = due.entry(job.event.reservation_id().as_str()).or_insert(job.received_at);
@@ -182,26 +187,101 @@ async fn commit(
                 outcomes.push(Ok(outcome));
             }
             Err(e) if isolated => {
-                sqlx::query("ROLLBACK TO webhook").execute(&mut *tx).await?;
+                tx.execute_batch("ROLLBACK TO webhook")?;
                 outcomes.push(Err(e));
             }
             Err(e) => {
                 tracing::warn!(webhook_id = %job.webhook_id, error = %e, "a webhook failed in a batch; redoing the batch one savepoint per webhook");
-                tx.rollback().await?;
+                tx.rollback()?;
                 return Ok(None);
             }
         }
         if isolated {
-            sqlx::query("RELEASE webhook").execute(&mut *tx).await?;
+            tx.execute_batch("RELEASE webhook")?;
         }
     }
     // New facts: plan these reservations again now, once each however many webhooks
     // of the batch concern them.
     for (reservation_id, at) in due {
-        sqlx::query(sql::FACTS_ARRIVED).bind(reservation_id).bind(to_millis(at)).execute(&mut *tx).await?;
+        now_or_never(intake::facts_arrived(&mut w, reservation_id, at))?;
     }
-    tx.commit().await?;
+    tx.commit()?;
     Ok(Some(outcomes))
+}
+
+/// The writer's connection to the file the pool uses, with the same settings: WAL,
+/// `synchronous=FULL` (a commit survives power loss), foreign keys, a busy timeout.
+fn writer_connection(path: &std::path::Path) -> Result<rusqlite::Connection, rusqlite::Error> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Every statement intake runs stays prepared.
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
+/// The writer's connection inside its transaction: each statement runs in place, on
+/// this thread, prepared once.
+struct Direct<'c>(&'c rusqlite::Connection);
+
+/// `$1`…`$16`: the names SQLite gives the statements' arguments.
+const ARG_NAMES: [&str; 16] =
+    ["$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11", "$12", "$13", "$14", "$15", "$16"];
+
+impl Direct<'_> {
+    fn prepare(&self, sql: &'static str, args: &[Arg<'_>]) -> Result<rusqlite::CachedStatement<'_>, StoreError> {
+        let mut statement = self.0.prepare_cached(sql)?;
+        for (arg, name) in args.iter().zip(ARG_NAMES) {
+            match *arg {
+                Arg::Int(n) => statement.raw_bind_parameter(name, n)?,
+                Arg::Text(s) => statement.raw_bind_parameter(name, s)?,
+            }
+        }
+        Ok(statement)
+    }
+}
+
+impl Writes for Direct<'_> {
+    const LOCK_STREAM_KEY: Option<&'static str> = None;
+
+    async fn execute(&mut self, sql: &'static str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
+        Ok(self.prepare(sql, args)?.raw_execute()? as u64)
+    }
+
+    async fn fetch_optional<T>(
+        &mut self,
+        sql: &'static str,
+        args: &[Arg<'_>],
+        read: impl FnOnce(&dyn Read) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let mut statement = self.prepare(sql, args)?;
+        let mut rows = statement.raw_query();
+        let row = rows.next()?;
+        row.map(|row| read(&DirectRow(row))).transpose()
+    }
+}
+
+/// A row the writer read.
+struct DirectRow<'r, 's>(&'r rusqlite::Row<'s>);
+
+impl Read for DirectRow<'_, '_> {
+    fn text(&self, col: &str) -> Result<String, StoreError> {
+        Ok(self.0.get(col)?)
+    }
+    fn opt_text(&self, col: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.0.get(col)?)
+    }
+    fn int(&self, col: &str) -> Result<i64, StoreError> {
+        Ok(self.0.get(col)?)
+    }
+    fn opt_int(&self, col: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.0.get(col)?)
+    }
+    fn flag(&self, col: &str) -> Result<bool, StoreError> {
+        Ok(self.0.get(col)?)
+    }
 }
 
 impl SqliteStore {
@@ -214,15 +294,21 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
+        let options_path = options.get_filename().to_owned();
         let pool = SqlitePoolOptions::new()
             .max_connections(config.max_connections.unwrap_or(4))
             .acquire_timeout(config.acquire_timeout)
             .connect_with(options)
             .await
             .map_err(|e| StoreError::Open(format!("{url}: {e}")))?;
-        let (writer, jobs) = mpsc::channel(INTAKE_QUEUE);
-        tokio::spawn(group_commit(pool.clone(), jobs));
         schema::migrate(&pool).await?;
+        let path = options_path.as_path();
+        let conn = writer_connection(path).map_err(|e| StoreError::Open(format!("{}: {e}", path.display())))?;
+        let (writer, jobs) = mpsc::channel(INTAKE_QUEUE);
+        std::thread::Builder::new()
+            .name("foyer-intake".into())
+            .spawn(move || write_batches(conn, jobs))
+            .map_err(|e| StoreError::Open(format!("cannot start the webhook writer: {e}")))?;
         // One Foyer per SQLite database: leases left by a previous run of this process
         // (a crash) are ours, and nothing else holds any. Release them now, so steps due
         // while Foyer was down run at once instead of after the lease expires.
@@ -257,6 +343,11 @@ mod tests {
         SqliteStore::open(&config, Outbound::Skip).await.expect("open")
     }
 
+    /// A connection like the writer's, to run batches on in the test's thread.
+    fn writer(dir: &tempfile::TempDir) -> rusqlite::Connection {
+        writer_connection(&dir.path().join("foyer.db")).expect("writer connection")
+    }
+
     fn job(webhook_id: &str, ticket: &str) -> (Job, oneshot::Receiver<Result<Outcome, StoreError>>) {
         let (done, answer) = oneshot::channel();
         let event = WebhookEvent::TicketsGranted {
@@ -283,7 +374,7 @@ mod tests {
         let store = store(&dir).await;
         refuse_webhook_bad(&store).await;
         let (jobs, answers): (Vec<_>, Vec<_>) = [job("a", "t1"), job("bad", "t2"), job("c", "t3")].into_iter().unzip();
-        let outcomes = commit_batch(&store.pool, &jobs).await.expect("the batch commits");
+        let outcomes = commit_batch(&mut writer(&dir), &jobs).expect("the batch commits");
         assert!(matches!(outcomes[0], Ok(Outcome::Accepted)), "{:?}", outcomes[0]);
         assert!(matches!(outcomes[1], Err(StoreError::Unavailable(_))), "{:?}", outcomes[1]);
         assert!(matches!(outcomes[2], Ok(Outcome::Accepted)), "{:?}", outcomes[2]);
@@ -320,7 +411,7 @@ mod tests {
             on("bad", "folk", "t5", t(12, 0)),
         ];
         let (jobs, _answers): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-        let outcomes = commit_batch(&store.pool, &jobs).await.expect("the batch commits");
+        let outcomes = commit_batch(&mut writer(&dir), &jobs).expect("the batch commits");
         assert!(outcomes[4].is_err() && outcomes[..4].iter().all(Result::is_ok), "{outcomes:?}");
         let due: Vec<(String, i64, i64)> =
             sqlx::query_as("SELECT reservation_id, next_due_at, facts_version FROM lifecycle ORDER BY reservation_id")
@@ -359,7 +450,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store(&dir).await;
         let (jobs, _answers): (Vec<_>, Vec<_>) = [job("a", "t1"), job("a", "t1"), job("b", "t2")].into_iter().unzip();
-        let outcomes = commit_batch(&store.pool, &jobs).await.expect("the batch commits");
+        let outcomes = commit_batch(&mut writer(&dir), &jobs).expect("the batch commits");
         let outcomes: Vec<_> = outcomes.into_iter().map(|o| o.expect("stored")).collect();
         assert_eq!(outcomes, [Outcome::Accepted, Outcome::Duplicate, Outcome::Accepted]);
         let count: i64 =

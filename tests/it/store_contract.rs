@@ -215,6 +215,31 @@ async fn leases_exclude_others_and_new_facts_keep_a_reservation_due() {
 }
 
 #[tokio::test]
+async fn planning_reads_the_audience_once_the_room_exists() {
+    each_backend(|store, backend| async move {
+        store.record_webhook(&receipt("a"), &upsert(1)).await.unwrap();
+        let ticket = Ticket { id: ExternalId::parse("t").unwrap(), holder: Holder::User(alice()) };
+        store
+            .record_webhook(&receipt("b"), &WebhookEvent::TicketsGranted { id: jazz(), tickets: vec![ticket] })
+            .await
+            .unwrap();
+        let full = store.lifecycle_state(&jazz()).await.unwrap();
+        assert_eq!(full.audience.holders, [alice()].into(), "{backend}");
+        let before = store.planning_state(&jazz()).await.unwrap();
+        assert!(before.audience.holders.is_empty(), "{backend}: no room, no audience read");
+        assert_eq!(before.room, full.room, "{backend}: the rest is the same");
+        let room = OwnedRoomId::try_from("!planned:example.org").unwrap();
+        let created =
+            StepRecord::RoomCreated { room_id: room, hosts: [].into(), name: "Jazz 1".into(), topic: "t".into() };
+        store.record_step(&jazz(), &created, Utc::now()).await.unwrap();
+        let after = store.planning_state(&jazz()).await.unwrap();
+        assert_eq!(after, store.lifecycle_state(&jazz()).await.unwrap(), "{backend}: with a room, everything");
+        assert_eq!(after.audience.holders, [alice()].into(), "{backend}");
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn steps_and_membership_facts_are_recorded_once() {
     each_backend(|store, backend| async move {
         store.record_webhook(&receipt("a"), &upsert(1)).await.unwrap();

@@ -1,0 +1,284 @@
+//! Recording one webhook: its receipt and its effect, written once for both databases.
+//!
+//! PostgreSQL records a webhook through a sqlx connection ([`Sqlx`]); SQLite records whole
+//! batches on its writer thread, straight on a connection of its own (`sqlite_writer.rs`),
+//! because a round trip to sqlx's SQLite thread for each statement was most of what a
+//! webhook cost (BENCHMARKS.md, "Webhook intake"). [`Writes`] is what both give: the
+//! statements and rules below are the same for either.
+
+use chrono::{DateTime, Utc};
+use sqlx::{Encode, Executor, Type};
+
+use super::{Outbound, Outcome, StoreError, db::Dialect, rows::Read, sql, to_millis};
+use crate::model::{BoundHow, Description, Holder, StreamKeyHash, StreamUrl, WebhookEvent};
+use crate::outbox::OutboundEvent;
+
+/// A value bound to a statement: the two types the schema uses, either of them NULL.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Arg<'a> {
+    Int(Option<i64>),
+    Text(Option<&'a str>),
+}
+
+impl From<i64> for Arg<'_> {
+    fn from(n: i64) -> Self {
+        Arg::Int(Some(n))
+    }
+}
+
+impl From<Option<i64>> for Arg<'_> {
+    fn from(n: Option<i64>) -> Self {
+        Arg::Int(n)
+    }
+}
+
+impl<'a> From<&'a str> for Arg<'a> {
+    fn from(s: &'a str) -> Self {
+        Arg::Text(Some(s))
+    }
+}
+
+impl<'a> From<Option<&'a str>> for Arg<'a> {
+    fn from(s: Option<&'a str>) -> Self {
+        Arg::Text(s)
+    }
+}
+
+/// A connection inside a write transaction, as recording needs it. Statements use `$1`,
+/// `$2`… for their arguments, in the order given.
+pub(super) trait Writes {
+    /// Held until the transaction ends, so that two writes of one stream key cannot both
+    /// find it free (`$1`, its hash); `None` where writes are one at a time already.
+    const LOCK_STREAM_KEY: Option<&'static str>;
+
+    /// Runs `sql`; returns the rows it changed.
+    async fn execute(&mut self, sql: &'static str, args: &[Arg<'_>]) -> Result<u64, StoreError>;
+
+    /// Runs `sql` and reads its first row, if any, with `read`.
+    async fn fetch_optional<T>(
+        &mut self,
+        sql: &'static str,
+        args: &[Arg<'_>],
+        read: impl FnOnce(&dyn Read) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError>;
+}
+
+/// A sqlx connection of database `D`.
+pub(super) struct Sqlx<'c, D: Dialect>(pub &'c mut D::Connection);
+
+fn bind<'q, D>(
+    mut query: sqlx::query::Query<'q, D, <D as sqlx::Database>::Arguments>,
+    args: &[Arg<'q>],
+) -> sqlx::query::Query<'q, D, <D as sqlx::Database>::Arguments>
+where
+    D: Dialect,
+    i64: Encode<'q, D> + Type<D>,
+    Option<i64>: Encode<'q, D>,
+    &'q str: Encode<'q, D> + Type<D>,
+    Option<&'q str>: Encode<'q, D>,
+{
+    for arg in args {
+        query = match *arg {
+            Arg::Int(n) => query.bind(n),
+            Arg::Text(s) => query.bind(s),
+        };
+    }
+    query
+}
+
+impl<D: Dialect> Writes for Sqlx<'_, D>
+where
+    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
+    for<'q> i64: Encode<'q, D> + Type<D>,
+    for<'q> Option<i64>: Encode<'q, D>,
+    for<'s> &'s str: Encode<'s, D> + Type<D>,
+    for<'s> Option<&'s str>: Encode<'s, D>,
+{
+    const LOCK_STREAM_KEY: Option<&'static str> = D::LOCK_STREAM_KEY;
+
+    async fn execute(&mut self, sql: &'static str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
+        let done = bind(sqlx::query(sql), args).execute(&mut *self.0).await?;
+        Ok(D::rows_affected(&done))
+    }
+
+    async fn fetch_optional<T>(
+        &mut self,
+        sql: &'static str,
+        args: &[Arg<'_>],
+        read: impl FnOnce(&dyn Read) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let row = bind(sqlx::query(sql), args).fetch_optional(&mut *self.0).await?;
+        row.as_ref().map(|row| read(row)).transpose()
+    }
+}
+
+/// One webhook inside the caller's transaction: its receipt (`Duplicate` when there is
+/// one) and its effect. The caller makes the reservation due ([`facts_arrived`]).
+pub(super) async fn record(
+    w: &mut impl Writes,
+    webhook_id: &str,
+    received_at: DateTime<Utc>,
+    event: &WebhookEvent,
+    outbox: Outbound,
+) -> Result<Outcome, StoreError> {
+    let receipt =
+        [webhook_id.into(), event.kind().into(), event.reservation_id().as_str().into(), to_millis(received_at).into()];
+    if w.execute(sql::RECEIPT, &receipt).await? == 0 {
+        return Ok(Outcome::Duplicate);
+    }
+    let outcome = apply(w, event, received_at, outbox).await?;
+    if outcome == Outcome::Stale {
+        w.execute(sql::RECEIPT_STALE, &[webhook_id.into()]).await?;
+    }
+    Ok(outcome)
+}
+
+/// New facts about `reservation_id`: plan it again from `at`.
+pub(super) async fn facts_arrived(
+    w: &mut impl Writes,
+    reservation_id: &str,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    w.execute(sql::FACTS_ARRIVED, &[reservation_id.into(), to_millis(at).into()]).await?;
+    Ok(())
+}
+
+/// Applies one event's effect inside the caller's transaction.
+async fn apply(
+    w: &mut impl Writes,
+    event: &WebhookEvent,
+    at: DateTime<Utc>,
+    outbox: Outbound,
+) -> Result<Outcome, StoreError> {
+    let now = to_millis(at);
+    match event {
+        WebhookEvent::Upsert(r) => {
+            let stored =
+                w.fetch_optional(sql::REVISION, &[r.id.as_str().into()], |row| row.opt_int("revision")).await?;
+            if let (Some(stored), Some(incoming)) = (stored.flatten(), r.revision)
+                && (incoming.0 as i64) < stored
+            {
+                return Ok(Outcome::Stale);
+            }
+            if let Some(key) = &r.stream_key {
+                if let Some(lock) = lock_stream_key(w) {
+                    w.execute(lock, &[key.as_str().into()]).await?;
+                }
+                let args = [key.as_str().into(), r.id.as_str().into()];
+                if w.fetch_optional(sql::STREAM_KEY_TAKEN, &args, |_| Ok(())).await?.is_some() {
+                    // Rolls the receipt back too: a refused event changes nothing.
+                    return Err(StoreError::Refused {
+                        path: "data.ingest.stream_key",
+                        message: "is already the stream key of another active reservation".into(),
+                    });
+                }
+            }
+            let hosts = serde_json::to_string(&r.hosts).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let args = [
+                r.id.as_str().into(),
+                r.revision.map(|v| v.0 as i64).into(),
+                r.title.as_str().into(),
+                r.description.as_ref().map(Description::as_str).into(),
+                to_millis(r.starts_at).into(),
+                to_millis(r.ends_at).into(),
+                r.stream_url.as_ref().map(StreamUrl::as_str).into(),
+                r.channel.as_ref().map(|c| c.id.as_str()).into(),
+                r.channel.as_ref().map(|c| c.name.as_str()).into(),
+                hosts.as_str().into(),
+                r.open_before_seconds.map(i64::from).into(),
+                r.close_after_seconds.map(i64::from).into(),
+                now.into(),
+                r.stream_key.as_ref().map(StreamKeyHash::as_str).into(),
+                r.transcript.map(i64::from).into(),
+            ];
+            w.execute(sql::UPSERT_RESERVATION, &args).await?;
+        }
+        WebhookEvent::Cancelled { id, reason } => {
+            w.execute(sql::CANCEL, &[id.as_str().into(), now.into(), reason.as_deref().into()]).await?;
+        }
+        WebhookEvent::TicketsGranted { id, tickets } => {
+            for ticket in tickets {
+                let (user, email, display_name, claim_hash) = match &ticket.holder {
+                    Holder::User(user) => (Some(user.as_str()), None, None, None),
+                    Holder::Email { email, display_name, claim_hash } => {
+                        (None, Some(email.address()), display_name.as_ref().map(|n| n.as_str()), Some(claim_hash))
+                    }
+                };
+                let args = [
+                    id.as_str().into(),
+                    ticket.id.as_str().into(),
+                    user.into(),
+                    email.into(),
+                    display_name.into(),
+                    claim_hash.map(String::as_str).into(),
+                    now.into(),
+                ];
+                let bound = w
+                    .fetch_optional(sql::GRANT_TICKET, &args, |row| {
+                        Ok((row.opt_text("bound_how")?, row.opt_int("bound_at")?))
+                    })
+                    .await?;
+                // An email ticket sent again with its holder's user ID was bound just
+                // now: the platform hears of it like of any other claim.
+                if let Holder::User(user) = &ticket.holder
+                    && let Some((Some(how), Some(bound_at))) = bound
+                    && how == BoundHow::Correction.as_str()
+                    && bound_at == now
+                {
+                    let event = OutboundEvent::ticket_claimed(id, ticket.id.as_str(), user, BoundHow::Correction, at);
+                    write_event(w, outbox, &event, now).await?;
+                }
+            }
+        }
+        WebhookEvent::TicketsRevoked { id, ticket_ids } => {
+            for ticket_id in ticket_ids {
+                w.execute(sql::REVOKE_TICKET, &[id.as_str().into(), ticket_id.as_str().into(), now.into()]).await?;
+            }
+        }
+        WebhookEvent::StreamStarted { id, at } => {
+            w.execute(sql::STREAM_STARTED, &[id.as_str().into(), to_millis(*at).into()]).await?;
+        }
+        WebhookEvent::StreamEnded { id, at } => {
+            w.execute(sql::STREAM_ENDED, &[id.as_str().into(), to_millis(*at).into()]).await?;
+        }
+    }
+    Ok(Outcome::Accepted)
+}
+
+/// `W`'s stream-key lock, if it takes one.
+fn lock_stream_key<W: Writes>(_: &W) -> Option<&'static str> {
+    W::LOCK_STREAM_KEY
+}
+
+/// Writes `event` to the outbox in the caller's transaction, if events are written at
+/// all (`now` is when it was made, and due). One whose `once_key` is there adds nothing.
+pub(super) async fn write_event(
+    w: &mut impl Writes,
+    outbox: Outbound,
+    event: &OutboundEvent,
+    now: i64,
+) -> Result<(), StoreError> {
+    if outbox == Outbound::Skip {
+        return Ok(());
+    }
+    let args = [
+        event.id.as_str().into(),
+        event.reservation_id.as_str().into(),
+        event.kind.as_str().into(),
+        event.body.as_str().into(),
+        event.once_key.as_deref().into(),
+        now.into(),
+    ];
+    w.execute(sql::OUTBOX_INSERT, &args).await?;
+    Ok(())
+}
+
+/// Runs a future that never waits: recording on SQLite's writer thread, whose
+/// [`Writes`] does its work in place.
+pub(super) fn now_or_never<F: std::future::Future>(future: F) -> F::Output {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(future).poll(&mut cx) {
+        std::task::Poll::Ready(output) => output,
+        std::task::Poll::Pending => unreachable!("the SQLite writer's statements never wait"),
+    }
+}
