@@ -8,7 +8,7 @@ use tokio::{net::TcpListener, sync::watch};
 
 use crate::{
     config::Config,
-    http::{self, AppState},
+    http::{self, AppState, Shared},
     matrix::{self, HandshakeError},
     model::{ClaimCode, ExternalId, ReservationId},
     store::Outbound,
@@ -70,7 +70,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     }
     let addr = config.appservice.listen;
     let listener = TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?;
-    let state = AppState {
+    let state = AppState::new(Shared {
+        webhook_rules: crate::http::webhooks::payload::Rules::from_config(&config),
         config: config.clone(),
         ready: Arc::new(RwLock::new(None)),
         transactions: Arc::new(Mutex::new(Default::default())),
@@ -80,7 +81,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         admin_wake: Arc::new(tokio::sync::Notify::new()),
         lifecycle: Default::default(),
         phases_counted_at: Default::default(),
-    };
+    });
     // Which build answers, for a dashboard to show and an alert to join on.
     let build = [("version", crate::build_info::VERSION), ("commit", crate::build_info::COMMIT)];
     metrics::gauge!("foyer_build_info", &build).set(1.0);

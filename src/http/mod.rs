@@ -24,9 +24,27 @@ use serde_json::json;
 
 use crate::{build_info, config::Config, matrix::HandshakeReport, secret::Secret, store::Store};
 
-/// Everything the handlers share.
+/// Everything the handlers share, behind one `Arc`: every request clones it (the
+/// `State` extractor and each middleware), and one reference count is cheaper to move
+/// than ten.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct Shared {
     pub config: Arc<Config>,
     /// Set once the start-up handshake has passed; `/health/ready` answers 200 from then on.
     pub ready: Arc<RwLock<Option<HandshakeReport>>>,
@@ -41,6 +59,8 @@ pub struct AppState {
     pub lifecycle: Arc<std::sync::OnceLock<Arc<crate::lifecycle::Lifecycle>>>,
     /// When `/metrics` last counted reservations by phase (a scan, so at most every 15 s).
     pub phases_counted_at: Arc<tokio::sync::Mutex<Option<std::time::Instant>>>,
+    /// The webhook payload's rules from the config, made once (they derive a key).
+    pub webhook_rules: webhooks::payload::Rules,
 }
 
 pub fn router(state: AppState, limits: &server::Limits) -> Router {

@@ -212,8 +212,7 @@ impl Lifecycle {
     /// Opens a reservation's room now if it should exist but does not yet (the alias
     /// query: a holder typed the alias). Returns whether the room exists afterwards.
     pub async fn open_now(&self, id: &ReservationId) -> Result<bool, StoreError> {
-        let record = self.store.reservation(id).await?;
-        let state = self.store.planning_state(id).await?;
+        let (record, state) = self.store.planning(id).await?;
         if state.room.archived {
             return Ok(false);
         }
@@ -230,13 +229,13 @@ impl Lifecycle {
         } else {
             // Another worker is on it; wait for it briefly.
             for _ in 0..50 {
-                if self.store.planning_state(id).await?.room.room_id.is_some() {
+                if self.store.planning(id).await?.1.room.room_id.is_some() {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
-        Ok(self.store.planning_state(id).await?.room.room_id.is_some())
+        Ok(self.store.planning(id).await?.1.room.room_id.is_some())
     }
 
     async fn process(&self, claim: Claim) {
@@ -301,8 +300,7 @@ impl Lifecycle {
     ) -> Result<Option<DateTime<Utc>>, StepError> {
         let id = &claim.reservation_id;
         loop {
-            let record = self.store.reservation(id).await?;
-            let state = self.store.planning_state(id).await?;
+            let (record, state) = self.store.planning(id).await?;
             let now = Utc::now();
             let Plan { work, next_due_at } =
                 plan(record.as_ref(), &state.audience, &state.room, &self.config.rooms, now);
@@ -425,7 +423,7 @@ impl Lifecycle {
             return Ok(ArchivedTranscript::NotWanted);
         }
         let wait = crate::config::format_duration(self.config.rooms.transcript_wait);
-        let error = self.store.planning_state(id).await?.room.transcript_error;
+        let error = self.store.planning(id).await?.1.room.transcript_error;
         let why = error.as_deref().unwrap_or("the room's history could not be read");
         Ok(ArchivedTranscript::Missing { error: format!("not made within rooms.transcript_wait ({wait}): {why}") })
     }

@@ -310,8 +310,10 @@ where
         self.read_lifecycle(id, true).await
     }
 
-    async fn planning_state(&self, id: &ReservationId) -> Result<LifecycleState, StoreError> {
-        self.read_lifecycle(id, false).await
+    async fn planning(&self, id: &ReservationId) -> Result<(Option<ReservationRecord>, LifecycleState), StoreError> {
+        let row = sqlx::query(sql::RECORD_TO_PLAN).bind(id.as_str()).fetch_optional(&self.pool).await?;
+        let record = row.as_ref().map(rows::record).transpose()?;
+        Ok((record, self.read_lifecycle(id, false).await?))
     }
 
     async fn manages_room(&self, room_id: &str) -> Result<bool, StoreError> {

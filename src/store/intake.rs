@@ -133,14 +133,22 @@ pub(super) async fn record(
     Ok(outcome)
 }
 
-/// New facts about `reservation_id`: plan it again from `at`.
+/// New facts about `reservation_id`, from `at`: plan it again, or only once its room
+/// exists when they are all tickets (`sql::TICKETS_ARRIVED`, `tickets_only`).
 pub(super) async fn facts_arrived(
     w: &mut impl Writes,
     reservation_id: &str,
     at: DateTime<Utc>,
+    tickets_only: bool,
 ) -> Result<(), StoreError> {
-    w.execute(sql::FACTS_ARRIVED, &[reservation_id.into(), to_millis(at).into()]).await?;
+    let statement = if tickets_only { sql::TICKETS_ARRIVED } else { sql::FACTS_ARRIVED };
+    w.execute(statement, &[reservation_id.into(), to_millis(at).into()]).await?;
     Ok(())
+}
+
+/// Whether `event` only grants or revokes tickets (see [`facts_arrived`]).
+pub(super) fn tickets_only(event: &WebhookEvent) -> bool {
+    matches!(event, WebhookEvent::TicketsGranted { .. } | WebhookEvent::TicketsRevoked { .. })
 }
 
 /// Applies one event's effect inside the caller's transaction.

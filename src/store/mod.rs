@@ -200,10 +200,11 @@ pub trait Store: Outbox<Error = StoreError> + Send + Sync {
 
     async fn lifecycle_state(&self, id: &ReservationId) -> Result<LifecycleState, StoreError>;
 
-    /// [`Self::lifecycle_state`] as planning needs it: the audience is read only once the
-    /// room exists. Before, no plan looks at it, and reading every holder at each new
-    /// ticket would make a reservation granted one ticket at a time cost tickets² reads.
-    async fn planning_state(&self, id: &ReservationId) -> Result<LifecycleState, StoreError>;
+    /// What planning reads: [`Self::reservation`] with its counts left at zero, and
+    /// [`Self::lifecycle_state`] with the audience only once the room exists. No plan
+    /// looks at either before; counting and reading every holder at each new ticket
+    /// would make a reservation granted one ticket at a time cost tickets² reads.
+    async fn planning(&self, id: &ReservationId) -> Result<(Option<ReservationRecord>, LifecycleState), StoreError>;
 
     /// Whether `room_id` is a reservation's room or a channel space.
     async fn manages_room(&self, room_id: &str) -> Result<bool, StoreError>;

@@ -54,7 +54,8 @@ impl Dialect for Postgres {
         let mut w = intake::Sqlx::<Postgres>(&mut tx);
         let outcome = intake::record(&mut w, receipt.webhook_id, receipt.received_at, event, store.outbox).await?;
         if outcome == Outcome::Accepted {
-            intake::facts_arrived(&mut w, event.reservation_id().as_str(), receipt.received_at).await?;
+            let (id, tickets_only) = (event.reservation_id().as_str(), intake::tickets_only(event));
+            intake::facts_arrived(&mut w, id, receipt.received_at, tickets_only).await?;
         }
         tx.commit().await?;
         Ok(outcome)

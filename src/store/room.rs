@@ -214,7 +214,7 @@ where
     }
 
     /// [`super::Store::lifecycle_state`]; without a room, the audience only if `audience`
-    /// ([`super::Store::planning_state`]).
+    /// ([`super::Store::planning`]).
     pub(super) async fn read_lifecycle(
         &self,
         id: &ReservationId,

@@ -16,6 +16,14 @@ pub(super) const FACTS_ARRIVED: &str =
     "INSERT INTO lifecycle (reservation_id, next_due_at, facts_version) VALUES ($1, $2, 1)
     ON CONFLICT (reservation_id) DO UPDATE SET
         next_due_at = excluded.next_due_at, facts_version = lifecycle.facts_version + 1";
+/// New tickets or revocations: like [`FACTS_ARRIVED`] once the room exists. Before, they
+/// change no plan (`lifecycle/plan.rs` reads the audience only in a room), so nothing is
+/// made due: tickets sold ahead of a show cost no planning each. The version still moves,
+/// so a worker opening the room right now plans again before it lets go (its release
+/// sees the change), and the new holders are invited: `(reservation_id, at)`.
+pub(super) const TICKETS_ARRIVED: &str = "UPDATE lifecycle SET facts_version = facts_version + 1,
+        next_due_at = CASE WHEN room_id IS NOT NULL THEN $2 ELSE next_due_at END
+    WHERE reservation_id = $1";
 pub(super) const REVISION: &str = "SELECT revision FROM reservations WHERE reservation_id = $1";
 /// A reservation's description, kept at its stored revision when the new one has none.
 pub(super) const UPSERT_RESERVATION: &str = "INSERT INTO reservations (reservation_id, revision, title, description,
@@ -140,6 +148,14 @@ pub(super) const RECORDS_BY_STREAM_KEY: &str = select_with!(
         CAST(0 AS BIGINT) AS tickets_claimed,
         CAST(0 AS BIGINT) AS members_invited, CAST(0 AS BIGINT) AS members_joined",
     "WHERE r.stream_key_hash = $1 ORDER BY r.reservation_id LIMIT 16"
+);
+/// One reservation as planning reads it, the counts left at zero (`Store::planning`).
+pub(super) const RECORD_TO_PLAN: &str = select_with!(
+    "CAST(0 AS BIGINT) AS tickets_active, CAST(0 AS BIGINT) AS tickets_revoked,
+        CAST(0 AS BIGINT) AS tickets_uninvitable, CAST(0 AS BIGINT) AS tickets_unclaimed,
+        CAST(0 AS BIGINT) AS tickets_claimed,
+        CAST(0 AS BIGINT) AS members_invited, CAST(0 AS BIGINT) AS members_joined",
+    "WHERE r.reservation_id = $1"
 );
 /// A page: `(after reservation_id, limit)`.
 pub(super) const RECORDS_AFTER: &str = records!("WHERE r.reservation_id > $1 ORDER BY r.reservation_id LIMIT $2");

@@ -172,8 +172,9 @@ fn commit(
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut w = Direct(&tx);
     let mut outcomes = Vec::with_capacity(batch.len());
-    // Reservations with new facts, each due at its earliest webhook's arrival.
-    let mut due: BTreeMap<&str, DateTime<Utc>> = BTreeMap::new();
+    // Reservations with new facts, each due at its earliest webhook's arrival, and
+    // whether they were all tickets.
+    let mut due: BTreeMap<&str, (DateTime<Utc>, bool)> = BTreeMap::new();
     for job in batch {
         if isolated {
             tx.execute_batch("SAVEPOINT webhook")?;
@@ -181,8 +182,10 @@ fn commit(
         match now_or_never(intake::record(&mut w, &job.webhook_id, job.received_at, &job.event, job.outbox)) {
             Ok(outcome) => {
                 if outcome == Outcome::Accepted {
-                    let at = due.entry(job.event.reservation_id().as_str()).or_insert(job.received_at);
-                    *at = (*at).min(job.received_at);
+                    let tickets_only = intake::tickets_only(&job.event);
+                    let (at, all_tickets) =
+                        due.entry(job.event.reservation_id().as_str()).or_insert((job.received_at, true));
+                    (*at, *all_tickets) = ((*at).min(job.received_at), *all_tickets && tickets_only);
                 }
                 outcomes.push(Ok(outcome));
             }
@@ -202,8 +205,8 @@ fn commit(
     }
     // New facts: plan these reservations again now, once each however many webhooks
     // of the batch concern them.
-    for (reservation_id, at) in due {
-        now_or_never(intake::facts_arrived(&mut w, reservation_id, at))?;
+    for (reservation_id, (at, tickets_only)) in due {
+        now_or_never(intake::facts_arrived(&mut w, reservation_id, at, tickets_only))?;
     }
     tx.commit()?;
     Ok(Some(outcomes))
@@ -392,10 +395,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_batch_makes_each_reservation_due_once_at_its_first_webhook() {
+    async fn a_batch_makes_each_reservation_with_a_room_due_once_at_its_first_webhook() {
         let dir = tempfile::tempdir().unwrap();
         let store = store(&dir).await;
         refuse_webhook_bad(&store).await;
+        let ms = |t: DateTime<Utc>| t.timestamp_millis();
+        // jazz has its room; blues is planned to open at 13:00; soul was never planned.
+        sqlx::query(
+            "INSERT INTO lifecycle (reservation_id, room_id, next_due_at, facts_version)
+             VALUES ('jazz', '!jazz:example.org', NULL, 5), ('blues', NULL, $1, 7)",
+        )
+        .bind(ms(t(13, 0)))
+        .execute(&store.pool)
+        .await
+        .unwrap();
         let on = |webhook_id: &str, reservation: &str, ticket: &str, at| {
             let (mut job, answer) = job(webhook_id, ticket);
             let WebhookEvent::TicketsGranted { id, .. } = &mut job.event else { unreachable!() };
@@ -408,18 +421,23 @@ mod tests {
             on("b", "jazz", "t2", t(12, 1)),
             on("c", "jazz", "t3", t(12, 3)),
             on("d", "blues", "t4", t(12, 5)),
+            on("e", "soul", "t6", t(12, 4)),
             on("bad", "folk", "t5", t(12, 0)),
         ];
         let (jobs, _answers): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         let outcomes = commit_batch(&mut writer(&dir), &jobs).expect("the batch commits");
-        assert!(outcomes[4].is_err() && outcomes[..4].iter().all(Result::is_ok), "{outcomes:?}");
-        let due: Vec<(String, i64, i64)> =
+        assert!(outcomes[5].is_err() && outcomes[..5].iter().all(Result::is_ok), "{outcomes:?}");
+        let due: Vec<(String, Option<i64>, i64)> =
             sqlx::query_as("SELECT reservation_id, next_due_at, facts_version FROM lifecycle ORDER BY reservation_id")
                 .fetch_all(&store.pool)
                 .await
                 .unwrap();
-        let ms = |t: DateTime<Utc>| t.timestamp_millis();
-        assert_eq!(due, [("blues".into(), ms(t(12, 5)), 1), ("jazz".into(), ms(t(12, 1)), 1)], "folk's failed");
+        assert_eq!(
+            due,
+            [("blues".into(), Some(ms(t(13, 0))), 8), ("jazz".into(), Some(ms(t(12, 1))), 6)],
+            "jazz is due at its first ticket, once; blues's tickets change no plan before its room, \
+             but its version moves; soul has no plan to change; folk's webhook failed"
+        );
     }
 
     #[tokio::test]
@@ -449,6 +467,12 @@ mod tests {
     async fn a_batch_without_failures_commits_every_webhook_once() {
         let dir = tempfile::tempdir().unwrap();
         let store = store(&dir).await;
+        sqlx::query(
+            "INSERT INTO lifecycle (reservation_id, room_id, facts_version) VALUES ('jazz', '!r:example.org', 1)",
+        )
+        .execute(&store.pool)
+        .await
+        .unwrap();
         let (jobs, _answers): (Vec<_>, Vec<_>) = [job("a", "t1"), job("a", "t1"), job("b", "t2")].into_iter().unzip();
         let outcomes = commit_batch(&mut writer(&dir), &jobs).expect("the batch commits");
         let outcomes: Vec<_> = outcomes.into_iter().map(|o| o.expect("stored")).collect();
@@ -459,6 +483,6 @@ mod tests {
         // Without a failure (no savepoints) the reservation is made due once, too.
         let due: Vec<(i64, i64)> =
             sqlx::query_as("SELECT next_due_at, facts_version FROM lifecycle").fetch_all(&store.pool).await.unwrap();
-        assert_eq!(due, [(t(12, 0).timestamp_millis(), 1)]);
+        assert_eq!(due, [(t(12, 0).timestamp_millis(), 2)]);
     }
 }

@@ -215,7 +215,44 @@ async fn leases_exclude_others_and_new_facts_keep_a_reservation_due() {
 }
 
 #[tokio::test]
-async fn planning_reads_the_audience_once_the_room_exists() {
+async fn tickets_make_a_reservation_due_only_once_its_room_exists() {
+    each_backend(|store, backend| async move {
+        let lease = std::time::Duration::from_secs(60);
+        let grant = |n: &str| {
+            let ticket = Ticket { id: ExternalId::parse(n).unwrap(), holder: Holder::User(alice()) };
+            WebhookEvent::TicketsGranted { id: jazz(), tickets: vec![ticket] }
+        };
+        store.record_webhook(&receipt("a"), &upsert(1)).await.unwrap();
+        let now = Utc::now();
+        let claim = store.claim_due(now, lease, 10, "one").await.unwrap().remove(0);
+        let opens_at = now + chrono::Duration::hours(1);
+        store.release(&claim, Some(opens_at), None, now).await.unwrap();
+        // Before the room: a ticket changes no plan, so nothing is due before opens_at.
+        store.record_webhook(&receipt("b"), &grant("t1")).await.unwrap();
+        assert!(store.claim_due(Utc::now(), lease, 10, "one").await.unwrap().is_empty(), "{backend}: not due");
+        let due = store.next_due_at().await.unwrap().unwrap();
+        assert_eq!(due.timestamp_millis(), opens_at.timestamp_millis(), "{backend}");
+        // A worker opening the room right then: its release sees the ticket and plans again.
+        let claim = store.claim(&jazz(), Utc::now(), lease, "one").await.unwrap().expect("claimed");
+        store.record_webhook(&receipt("c"), &grant("t2")).await.unwrap();
+        let room = OwnedRoomId::try_from("!opened:example.org").unwrap();
+        let created =
+            StepRecord::RoomCreated { room_id: room, hosts: [].into(), name: "Jazz 1".into(), topic: "t".into() };
+        store.record_step(&jazz(), &created, Utc::now()).await.unwrap();
+        store.release(&claim, None, None, Utc::now()).await.unwrap();
+        let again = store.claim_due(Utc::now(), lease, 10, "one").await.unwrap();
+        assert_eq!(again.len(), 1, "{backend}: due again");
+        store.release(&again[0], None, None, Utc::now()).await.unwrap();
+        assert!(store.claim_due(Utc::now(), lease, 10, "one").await.unwrap().is_empty(), "{backend}: planned");
+        // With the room: a ticket makes it due at once.
+        store.record_webhook(&receipt("d"), &grant("t3")).await.unwrap();
+        assert_eq!(store.claim_due(Utc::now(), lease, 10, "one").await.unwrap().len(), 1, "{backend}: due now");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn planning_reads_neither_counts_nor_the_audience_before_the_room_exists() {
     each_backend(|store, backend| async move {
         store.record_webhook(&receipt("a"), &upsert(1)).await.unwrap();
         let ticket = Ticket { id: ExternalId::parse("t").unwrap(), holder: Holder::User(alice()) };
@@ -225,14 +262,18 @@ async fn planning_reads_the_audience_once_the_room_exists() {
             .unwrap();
         let full = store.lifecycle_state(&jazz()).await.unwrap();
         assert_eq!(full.audience.holders, [alice()].into(), "{backend}");
-        let before = store.planning_state(&jazz()).await.unwrap();
+        let (record, before) = store.planning(&jazz()).await.unwrap();
         assert!(before.audience.holders.is_empty(), "{backend}: no room, no audience read");
         assert_eq!(before.room, full.room, "{backend}: the rest is the same");
+        let mut counted = store.reservation(&jazz()).await.unwrap().unwrap();
+        assert_eq!(counted.tickets.active, 1, "{backend}");
+        counted.tickets = Default::default();
+        assert_eq!(record, Some(counted), "{backend}: the record, without its counts");
         let room = OwnedRoomId::try_from("!planned:example.org").unwrap();
         let created =
             StepRecord::RoomCreated { room_id: room, hosts: [].into(), name: "Jazz 1".into(), topic: "t".into() };
         store.record_step(&jazz(), &created, Utc::now()).await.unwrap();
-        let after = store.planning_state(&jazz()).await.unwrap();
+        let (_, after) = store.planning(&jazz()).await.unwrap();
         assert_eq!(after, store.lifecycle_state(&jazz()).await.unwrap(), "{backend}: with a room, everything");
         assert_eq!(after.audience.holders, [alice()].into(), "{backend}");
     })

@@ -5,14 +5,12 @@ pub mod payload;
 pub mod signature;
 
 use axum::{
-    Json,
     body::Body,
     extract::State,
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use chrono::Utc;
-use serde_json::json;
 
 use crate::{
     http::{AppState, error},
@@ -110,8 +108,7 @@ async fn receive_inner(
         tracing::warn!(error = %e, "webhook refused: bad signature");
         ("bad_signature", error(StatusCode::UNAUTHORIZED, "FOYER_BAD_SIGNATURE", e.to_string()))
     })?;
-    let rules = payload::Rules::from_config(&state.config);
-    let (sent, event) = payload::parse_typed(&bytes, now, &rules).map_err(|e| {
+    let (sent, event) = payload::parse_typed(&bytes, now, &state.webhook_rules).map_err(|e| {
         tracing::info!(webhook_id, error = %e, "webhook refused: bad payload");
         ("bad_payload", error(StatusCode::BAD_REQUEST, "FOYER_BAD_PAYLOAD", e.to_string()))
     })?;
@@ -129,13 +126,18 @@ async fn receive_inner(
     let answer = match outcome {
         Outcome::Accepted => {
             state.wake.notify_one();
-            ("accepted", (StatusCode::ACCEPTED, Json(json!({"status": "accepted"}))).into_response())
+            ("accepted", status(StatusCode::ACCEPTED, r#"{"status":"accepted"}"#))
         }
-        Outcome::Duplicate => ("duplicate", Json(json!({"status": "duplicate"})).into_response()),
-        Outcome::Stale => ("stale", Json(json!({"status": "stale"})).into_response()),
+        Outcome::Duplicate => ("duplicate", status(StatusCode::OK, r#"{"status":"duplicate"}"#)),
+        Outcome::Stale => ("stale", status(StatusCode::OK, r#"{"status":"stale"}"#)),
     };
     tracing::info!(webhook_id, kind = sent, reservation_id, outcome = answer.0, "webhook stored");
     Ok(answer)
+}
+
+/// A stored webhook's answer: its JSON is fixed, so it is written once, not built.
+fn status(code: StatusCode, json: &'static str) -> Response {
+    (code, [(header::CONTENT_TYPE, "application/json")], json).into_response()
 }
 
 /// The answer when the database cannot store an event now: the sender retries.
