@@ -5,6 +5,7 @@
 
 mod bench_intake;
 mod bench_memory;
+mod bench_read_api;
 mod bench_revoke_to_kick;
 mod bench_scheduler;
 mod bench_transcript;
