@@ -24,7 +24,13 @@ use crate::{
 
 /// One run at a concurrency: `total` webhooks, each a new ticket of one of 100
 /// reservations that open next year (so the worker plans them and nothing more).
-async fn run(sender: &Sender, run: &str, pass: usize, concurrency: usize, total: usize) -> (f64, Vec<Duration>) {
+pub(crate) async fn run(
+    sender: &Sender,
+    run: &str,
+    pass: usize,
+    concurrency: usize,
+    total: usize,
+) -> (f64, Vec<Duration>) {
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let workers: Vec<_> = (0..concurrency)

@@ -5,6 +5,10 @@
 
 mod bench_intake;
 mod bench_memory;
+// Named so that `scripts/bench bench_intake` (a substring filter) runs only the SQLite one.
+#[path = "bench_intake_postgres.rs"]
+mod bench_postgres_intake;
+mod bench_read_api;
 mod bench_revoke_to_kick;
 mod bench_scheduler;
 mod bench_transcript;
