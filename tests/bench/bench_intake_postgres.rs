@@ -108,9 +108,11 @@ async fn bench_postgres_intake() {
     let port = url.rsplit_once(':').and_then(|(_, rest)| rest.split_once('/')).map(|(p, _)| p.to_owned());
     let port = port.expect("a port in the PostgreSQL URL");
     let foyer_url = url.clone();
-    let foyer =
-        TestFoyer::start_with(move |yaml| yaml.replace("url: sqlite://foyer.db", &format!("url: {foyer_url}")), &[])
-            .await;
+    let foyer = TestFoyer::start_with(
+        move |yaml| yaml.replace("url: sqlite://foyer.db", &format!("url: {foyer_url}")),
+        &[("RUST_LOG", "info")],
+    )
+    .await;
     let config = std::fs::read_to_string(foyer.dir().join("config.yaml")).expect("config");
     assert!(config.contains("url: postgres://"), "Foyer runs on PostgreSQL");
     let pid = foyer.child.id();

@@ -108,7 +108,8 @@ async fn run(
 async fn bench_read_api() {
     let stored = env_count("FOYER_BENCH_READ_RESERVATIONS", 100_000);
     let total = env_count("FOYER_BENCH_READ_REQUESTS", 200_000);
-    let foyer = TestFoyer::start().await;
+    // Logging as in production (info), not the tests' debug.
+    let foyer = TestFoyer::start_with(|yaml| yaml, &[("RUST_LOG", "info")]).await;
     let pid = foyer.child.id();
     let run_id = random_token()[..6].to_owned();
     let ids: Arc<Vec<String>> = Arc::new((0..stored).map(|i| format!("read-{run_id}-{i}")).collect());
