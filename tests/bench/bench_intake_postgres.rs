@@ -43,19 +43,6 @@ async fn raw_postgres_commits(url: &str, seconds: u64) -> f64 {
     n as f64 / started.elapsed().as_secs_f64()
 }
 
-/// What the profile of the first full run (2026-12-02) showed. Written down here, not
-/// measured again: the figures above it are this run's.
-const FINDINGS: &str = "What bounds it, from the first full run (2026-12-02: 1,882-2,221/s at 64; per webhook\n\
-244 µs of Foyer's CPU, 396 µs of PostgreSQL's, 88 µs of the load generator's, so the machine\n\
-was about three quarters busy): CPU, and PostgreSQL's more than Foyer's. Each webhook is a\n\
-transaction of its own: the pool's ping, `BEGIN`, the receipt, the ticket, the facts bump and\n\
-`COMMIT`, each a round trip to a backend, and the lifecycle worker then plans the reservation\n\
-the webhook touched on the same server. In Foyer's profile the kernel held 33% of the samples\n\
-(socket sends and receives, wake-ups: `_raw_spin_unlock_irqrestore`, `tcp_sendmsg_locked`),\n\
-sqlx about 9%, libc 15% (`malloc`, `memmove`), `tracing` about 6%; HMAC and JSON parsing\n\
-barely show. Group commit (one transaction and fewer round trips per batch) is what the\n\
-profile points to; the PostgreSQL store was left unchanged here.";
-
 /// The server's settings that decide what a commit costs.
 async fn durability(url: &str) -> String {
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(url).await.expect("postgres");
@@ -196,7 +183,7 @@ async fn bench_postgres_intake() {
          Where the CPU went during the three concurrency-64 runs ({wall:.1} s of wall time, so {:.1} CPU-seconds on\n\
          this machine): Foyer {foyer_cpu:.1} s, PostgreSQL {}, the load generator {own_cpu:.1} s. Foyer's busiest\n\
          threads: {threads}. Together, Foyer, PostgreSQL and the load generator spent {:.0} µs of CPU per\n\
-         webhook, so {:.0} cores allow at most {:.0}/s at that cost.\n\n{}{FINDINGS}\n\n\
+         webhook, so {:.0} cores allow at most {:.0}/s at that cost.\n\n{}\
          Measured {}.",
         row(1, rate1, &lat1),
         runs64.iter().map(|(rate, lat)| row(64, *rate, lat)).collect::<Vec<_>>().join("\n"),

@@ -27,27 +27,6 @@ const CONCURRENCY: usize = 64;
 const TARGET_RATE: f64 = 15_000.0;
 const TARGET_P99_MS: f64 = 5.0;
 
-/// What the profile of the first full run (2026-12-02) showed, and what was tried on it.
-/// Written down here, not measured again: the figures above it are this run's.
-const FINDINGS: &str = "What bounds it, from the profile of the first full run (2026-12-02: 6,544/s, p99 30.7 ms,\n\
-177 µs of Foyer's CPU and 54 µs of the load generator's per request, so at most about 8,700/s\n\
-on 2 cores even with both fully busy): no single hot spot in the GET handler. The kernel held\n\
-31% of Foyer's samples, mostly the scheduler switching threads (`finish_task_switch`, wake-ups),\n\
-because each read crosses to one of sqlx's SQLite worker threads twice: the pool's check before\n\
-handing out a connection (`test_before_acquire`, a ping through the worker) and the query\n\
-itself; about 14 of Foyer's 35 CPU-seconds went to threads other than the two tokio\n\
-workers, chiefly those SQLite workers. SQLite copies pages in\n\
-through `read()` (`filemap_read`, `_copy_to_iter`, `pcache1Fetch`) that its connections' own\n\
-page caches do not hold. `malloc`/`free` took about 13%, axum\n\
-about 5%, `tracing` 2.5% (the request span). Building the JSON (serde_json, `api::view`, chrono)\n\
-was under 2%, and the token check did not show at all.\n\n\
-Tried and not kept: serializing the answer straight from a struct instead of a\n\
-`serde_json::Value` tree. Alternating A/B runs (20,000 stored, 60,000 GETs, four runs each)\n\
-gave Foyer 136 µs of CPU per request with it and 134 µs without: no gain beyond the run-to-run\n\
-spread (110-150 µs). What would pay off is outside the GET handler: no ping per read\n\
-(`test_before_acquire(false)`, or reads on a connection of Foyer's own, without the worker\n\
-hand-off), and a larger page cache or `mmap_size` in the SQLite store's settings.";
-
 fn env_count(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
@@ -191,7 +170,7 @@ async fn bench_read_api() {
          Where the CPU went ({wall:.1} s of wall time, so {:.1} CPU-seconds on this machine): Foyer\n\
          {foyer_cpu:.1} s, the load generator {own_cpu:.1} s, together {:.0}% of the machine. Foyer's busiest\n\
          threads: {threads}. Foyer and the load generator together spent {:.0} µs of CPU per request, so\n\
-         {:.0} cores allow at most {:.0}/s at that cost.\n\n{}{FINDINGS}\n\n\
+         {:.0} cores allow at most {:.0}/s at that cost.\n\n{}\
          Measured {}.",
         foyer_cpu * 1e6 / total as f64,
         own_cpu * 1e6 / total as f64,
