@@ -6,10 +6,13 @@
 //! webhook cost (BENCHMARKS.md, "Webhook intake"). [`Writes`] is what both give: the
 //! statements and rules below are the same for either.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use sqlx::{Encode, Executor, Type};
+use tokio::sync::{mpsc, oneshot};
 
-use super::{Outbound, Outcome, StoreError, db::Dialect, rows::Read, sql, to_millis};
+use super::{Outbound, Outcome, Receipt, StoreError, db::Dialect, rows::Read, sql, to_millis};
 use crate::model::{BoundHow, Description, Holder, StreamKeyHash, StreamUrl, WebhookEvent};
 use crate::outbox::OutboundEvent;
 
@@ -110,6 +113,116 @@ where
         let row = bind(sqlx::query(sql), args).fetch_optional(&mut *self.0).await?;
         row.as_ref().map(|row| read(row)).transpose()
     }
+}
+
+/// Webhooks waiting for the group-commit writer beyond this many get 503 at once; the
+/// sender retries.
+pub(super) const INTAKE_QUEUE: usize = 4096;
+/// At most this many webhooks share one commit.
+pub(super) const INTAKE_BATCH: usize = 512;
+
+/// One webhook waiting for the group-commit writer.
+pub struct Job {
+    pub webhook_id: String,
+    pub received_at: DateTime<Utc>,
+    pub event: WebhookEvent,
+    pub outbox: Outbound,
+    pub done: oneshot::Sender<Result<Outcome, StoreError>>,
+}
+
+/// Hands a webhook to the group-commit writer and waits for its commit.
+pub(super) async fn queue(
+    writer: &mpsc::Sender<Job>,
+    receipt: &Receipt<'_>,
+    event: &WebhookEvent,
+    outbox: Outbound,
+) -> Result<Outcome, StoreError> {
+    let (done, answer) = oneshot::channel();
+    let job = Job {
+        webhook_id: receipt.webhook_id.to_owned(),
+        received_at: receipt.received_at,
+        event: event.clone(),
+        outbox,
+        done,
+    };
+    writer.try_send(job).map_err(|e| {
+        StoreError::Unavailable(match e {
+            mpsc::error::TrySendError::Full(_) => format!("{INTAKE_QUEUE} webhooks are waiting to be written"),
+            mpsc::error::TrySendError::Closed(_) => "the webhook writer has stopped".to_owned(),
+        })
+    })?;
+    answer.await.map_err(|_| StoreError::Unavailable("the webhook writer has stopped".into()))?
+}
+
+/// Answers every job of a batch with its outcome, or all with the batch's error.
+pub(super) fn answer(batch: &mut Vec<Job>, outcomes: Result<Vec<Result<Outcome, StoreError>>, StoreError>) {
+    metrics::histogram!("foyer_intake_batch_size").record(batch.len() as f64);
+    match outcomes {
+        Ok(outcomes) => {
+            for (job, outcome) in batch.drain(..).zip(outcomes) {
+                let _ = job.done.send(outcome);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, webhooks = batch.len(), "webhook batch not committed");
+            for job in batch.drain(..) {
+                let _ = job.done.send(Err(StoreError::Unavailable(e.to_string())));
+            }
+        }
+    }
+}
+
+/// Records every job of a batch inside the caller's transaction, then makes each
+/// reservation with new facts due once, however many webhooks concern it. `None` when a
+/// job failed outside a savepoint: the caller rolls back and calls again `isolated`,
+/// with a savepoint per job, so that only the failing one fails. (The first pass takes
+/// none: input is validated before, so a failure is rare, and a savepoint costs two
+/// statements a webhook.)
+pub(super) async fn record_batch(
+    w: &mut impl Writes,
+    batch: &[Job],
+    isolated: bool,
+) -> Result<Option<Vec<Result<Outcome, StoreError>>>, StoreError> {
+    let mut outcomes: Vec<Option<Result<Outcome, StoreError>>> = batch.iter().map(|_| None).collect();
+    // Reservations with new facts, each due at its earliest webhook's arrival, and
+    // whether they were all tickets.
+    let mut due: BTreeMap<&str, (DateTime<Utc>, bool)> = BTreeMap::new();
+    // In the reservations' order (each one's webhooks in theirs): two batches on
+    // PostgreSQL then lock the rows they share in one order, and cannot deadlock.
+    let mut order: Vec<usize> = (0..batch.len()).collect();
+    order.sort_by_key(|&i| batch[i].event.reservation_id().as_str());
+    for i in order {
+        let job = &batch[i];
+        if isolated {
+            w.execute("SAVEPOINT webhook", &[]).await?;
+        }
+        match record(w, &job.webhook_id, job.received_at, &job.event, job.outbox).await {
+            Ok(outcome) => {
+                if outcome == Outcome::Accepted {
+                    let tickets_only = tickets_only(&job.event);
+                    let (at, all_tickets) =
+                        due.entry(job.event.reservation_id().as_str()).or_insert((job.received_at, true));
+                    (*at, *all_tickets) = ((*at).min(job.received_at), *all_tickets && tickets_only);
+                }
+                outcomes[i] = Some(Ok(outcome));
+            }
+            Err(e) if isolated => {
+                w.execute("ROLLBACK TO SAVEPOINT webhook", &[]).await?;
+                outcomes[i] = Some(Err(e));
+            }
+            Err(e) => {
+                tracing::warn!(webhook_id = %job.webhook_id, error = %e, "a webhook failed in a batch; redoing the batch one savepoint per webhook");
+                return Ok(None);
+            }
+        }
+        if isolated {
+            w.execute("RELEASE SAVEPOINT webhook", &[]).await?;
+        }
+    }
+    for (reservation_id, (at, tickets_only)) in due {
+        facts_arrived(w, reservation_id, at, tickets_only).await?;
+    }
+    Ok(Some(outcomes.into_iter().flatten().collect()))
 }
 
 /// One webhook inside the caller's transaction: its receipt (`Duplicate` when there is

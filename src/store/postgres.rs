@@ -3,17 +3,22 @@
 //! LOCKED`, so instances never work on the same reservation at once; a dead instance's
 //! leases simply expire.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use sqlx::{
-    Postgres,
+    PgPool, Postgres,
     postgres::{PgArguments, PgPoolOptions, PgQueryResult},
     query::Query,
 };
 
+use tokio::sync::{Mutex, mpsc};
+
 use super::{
     Claim, Outbound, Outcome, Receipt, StoreError,
     db::{Dialect, Due, SqlStore},
-    intake, rows, schema, sql,
+    intake::{self, INTAKE_BATCH, INTAKE_QUEUE, Job},
+    rows, schema, sql,
 };
 use crate::config::DatabaseKind;
 use crate::model::{ReservationId, WebhookEvent};
@@ -22,7 +27,8 @@ pub type PostgresStore = SqlStore<Postgres>;
 
 #[async_trait]
 impl Dialect for Postgres {
-    type Writer = ();
+    /// The group-commit writers' queue.
+    type Writer = mpsc::Sender<Job>;
     const BEGIN_WRITE: &'static str = "BEGIN";
     const KIND: DatabaseKind = DatabaseKind::Postgres;
     const MIGRATIONS_TABLE: &'static str =
@@ -50,15 +56,7 @@ impl Dialect for Postgres {
         receipt: &Receipt<'_>,
         event: &WebhookEvent,
     ) -> Result<Outcome, StoreError> {
-        let mut tx = store.pool.begin().await?;
-        let mut w = intake::Sqlx::<Postgres>(&mut tx);
-        let outcome = intake::record(&mut w, receipt.webhook_id, receipt.received_at, event, store.outbox).await?;
-        if outcome == Outcome::Accepted {
-            let (id, tickets_only) = (event.reservation_id().as_str(), intake::tickets_only(event));
-            intake::facts_arrived(&mut w, id, receipt.received_at, tickets_only).await?;
-        }
-        tx.commit().await?;
-        Ok(outcome)
+        intake::queue(&store.writer, receipt, event, store.outbox).await
     }
 
     /// Instances claim at once: each skips the rows another is taking.
@@ -91,6 +89,57 @@ impl PostgresStore {
             .await
             .map_err(|e| StoreError::Open(format!("PostgreSQL: {e}")))?;
         schema::migrate(&pool).await?;
-        Ok(Self { pool, writer: (), outbox })
+        let (writer, jobs) = mpsc::channel(INTAKE_QUEUE);
+        let jobs = Arc::new(Mutex::new(jobs));
+        for _ in 0..WRITERS {
+            tokio::spawn(write_batches(pool.clone(), jobs.clone()));
+        }
+        Ok(Self { pool, writer, outbox })
+    }
+}
+
+/// Group-commit writers: each takes the webhooks waiting, records them in one
+/// transaction and commits once, while the others gather the next batches. A commit is
+/// a round trip and a WAL flush on the server, so batches are what PostgreSQL's CPU per
+/// webhook comes down with (BENCHMARKS.md); several writers keep its connections busy.
+const WRITERS: usize = 4;
+
+/// One writer: takes a batch from the shared queue and commits it, until every sender is gone.
+async fn write_batches(pool: PgPool, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
+    let mut batch = Vec::with_capacity(INTAKE_BATCH);
+    loop {
+        if jobs.lock().await.recv_many(&mut batch, INTAKE_BATCH).await == 0 {
+            return;
+        }
+        let outcomes = commit_batch(&pool, &batch).await;
+        intake::answer(&mut batch, outcomes);
+    }
+}
+
+/// [`intake::record_batch`] in one transaction; redone with a savepoint per webhook if
+/// one failed (PostgreSQL then refuses anything more in that transaction).
+async fn commit_batch(pool: &PgPool, batch: &[Job]) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
+    match commit(pool, batch, false).await? {
+        Some(outcomes) => Ok(outcomes),
+        None => Ok(commit(pool, batch, true).await?.unwrap_or_default()),
+    }
+}
+
+async fn commit(
+    pool: &PgPool,
+    batch: &[Job],
+    isolated: bool,
+) -> Result<Option<Vec<Result<Outcome, StoreError>>>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let outcomes = intake::record_batch(&mut intake::Sqlx::<Postgres>(&mut tx), batch, isolated).await?;
+    match outcomes {
+        Some(outcomes) => {
+            tx.commit().await?;
+            Ok(Some(outcomes))
+        }
+        None => {
+            tx.rollback().await?;
+            Ok(None)
+        }
     }
 }

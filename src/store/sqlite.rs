@@ -7,10 +7,9 @@
 //! own only if one of them fails), commits (one fsync) and only then answers each. A webhook's 2xx still means committed, and a
 //! burst costs one fsync per batch instead of one per webhook.
 
-use std::{collections::BTreeMap, str::FromStr as _, time::Duration};
+use std::{str::FromStr as _, time::Duration};
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use sqlx::{
     Sqlite,
     query::Query,
@@ -19,12 +18,12 @@ use sqlx::{
         SqliteSynchronous,
     },
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::{
     Claim, Outbound, Outcome, Receipt, StoreError,
     db::{Dialect, Due, SqlStore},
-    intake::{self, Arg, Writes, now_or_never},
+    intake::{self, Arg, INTAKE_BATCH, INTAKE_QUEUE, Job, Writes, now_or_never},
     rows::{self, Read},
     schema, sql,
 };
@@ -33,23 +32,10 @@ use crate::model::{ReservationId, WebhookEvent};
 
 pub type SqliteStore = SqlStore<Sqlite>;
 
-/// Webhooks waiting for the writer beyond this many get 503 at once; the sender retries.
-const INTAKE_QUEUE: usize = 4096;
 /// The database file is read through a memory map of up to this size. Another
 /// connection's commit empties a connection's page cache (WAL), so each transaction
 /// reads its pages again: mapped, that is no copy and no system call.
 const MMAP_SIZE: i64 = 256 * 1024 * 1024;
-/// At most this many webhooks share one commit.
-const INTAKE_BATCH: usize = 512;
-
-/// One webhook waiting for the group-commit writer.
-pub struct Job {
-    webhook_id: String,
-    received_at: DateTime<Utc>,
-    event: WebhookEvent,
-    outbox: Outbound,
-    done: oneshot::Sender<Result<Outcome, StoreError>>,
-}
 
 #[async_trait]
 impl Dialect for Sqlite {
@@ -84,21 +70,7 @@ impl Dialect for Sqlite {
         receipt: &Receipt<'_>,
         event: &WebhookEvent,
     ) -> Result<Outcome, StoreError> {
-        let (done, answer) = oneshot::channel();
-        let job = Job {
-            webhook_id: receipt.webhook_id.to_owned(),
-            received_at: receipt.received_at,
-            event: event.clone(),
-            outbox: store.outbox,
-            done,
-        };
-        store.writer.try_send(job).map_err(|e| {
-            StoreError::Unavailable(match e {
-                mpsc::error::TrySendError::Full(_) => format!("{INTAKE_QUEUE} webhooks are waiting to be written"),
-                mpsc::error::TrySendError::Closed(_) => "the webhook writer has stopped".to_owned(),
-            })
-        })?;
-        answer.await.map_err(|_| StoreError::Unavailable("the webhook writer has stopped".into()))?
+        intake::queue(&store.writer, receipt, event, store.outbox).await
     }
 
     /// One writer at a time (`BEGIN IMMEDIATE`): the due rows it reads are its own to lease.
@@ -133,29 +105,13 @@ impl Dialect for Sqlite {
 fn write_batches(mut conn: rusqlite::Connection, mut jobs: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(INTAKE_BATCH);
     while jobs.blocking_recv_many(&mut batch, INTAKE_BATCH) > 0 {
-        metrics::histogram!("foyer_intake_batch_size").record(batch.len() as f64);
-        match commit_batch(&mut conn, &batch) {
-            Ok(outcomes) => {
-                for (job, outcome) in batch.drain(..).zip(outcomes) {
-                    let _ = job.done.send(outcome);
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, webhooks = batch.len(), "webhook batch not committed");
-                for job in batch.drain(..) {
-                    let _ = job.done.send(Err(StoreError::Unavailable(e.to_string())));
-                }
-            }
-        }
+        let outcomes = commit_batch(&mut conn, &batch);
+        intake::answer(&mut batch, outcomes);
     }
 }
 
-/// Records every job of the batch in one transaction and commits once.
-///
-/// The first pass takes no savepoints, which would cost three statements a webhook.
-/// Should a job fail (input is validated before, so this is rare), that transaction is
-/// rolled back and the batch redone with a savepoint per job (`isolated`), so that only
-/// the failing one fails.
+/// [`intake::record_batch`] in one transaction, committed once; redone with a savepoint
+/// per webhook if one failed.
 fn commit_batch(
     conn: &mut rusqlite::Connection,
     batch: &[Job],
@@ -166,54 +122,22 @@ fn commit_batch(
     }
 }
 
-/// One pass over the batch; `None` when a job failed outside a savepoint (the
-/// transaction is then rolled back), which only happens when not `isolated`.
 fn commit(
     conn: &mut rusqlite::Connection,
     batch: &[Job],
     isolated: bool,
 ) -> Result<Option<Vec<Result<Outcome, StoreError>>>, StoreError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let mut w = Direct(&tx);
-    let mut outcomes = Vec::with_capacity(batch.len());
-    // Reservations with new facts, each due at its earliest webhook's arrival, and
-    // whether they were all tickets.
-    let mut due: BTreeMap<&str, (DateTime<Utc>, bool)> = BTreeMap::new();
-    for job in batch {
-        if isolated {
-            tx.execute_batch("SAVEPOINT webhook")?;
+    match now_or_never(intake::record_batch(&mut Direct(&tx), batch, isolated))? {
+        Some(outcomes) => {
+            tx.commit()?;
+            Ok(Some(outcomes))
         }
-        match now_or_never(intake::record(&mut w, &job.webhook_id, job.received_at, &job.event, job.outbox)) {
-            Ok(outcome) => {
-                if outcome == Outcome::Accepted {
-                    let tickets_only = intake::tickets_only(&job.event);
-                    let (at, all_tickets) =
-                        due.entry(job.event.reservation_id().as_str()).or_insert((job.received_at, true));
-                    (*at, *all_tickets) = ((*at).min(job.received_at), *all_tickets && tickets_only);
-                }
-                outcomes.push(Ok(outcome));
-            }
-            Err(e) if isolated => {
-                tx.execute_batch("ROLLBACK TO webhook")?;
-                outcomes.push(Err(e));
-            }
-            Err(e) => {
-                tracing::warn!(webhook_id = %job.webhook_id, error = %e, "a webhook failed in a batch; redoing the batch one savepoint per webhook");
-                tx.rollback()?;
-                return Ok(None);
-            }
-        }
-        if isolated {
-            tx.execute_batch("RELEASE webhook")?;
+        None => {
+            tx.rollback()?;
+            Ok(None)
         }
     }
-    // New facts: plan these reservations again now, once each however many webhooks
-    // of the batch concern them.
-    for (reservation_id, (at, tickets_only)) in due {
-        now_or_never(intake::facts_arrived(&mut w, reservation_id, at, tickets_only))?;
-    }
-    tx.commit()?;
-    Ok(Some(outcomes))
 }
 
 /// The writer's connection to the file the pool uses, with the same settings: WAL,
@@ -343,6 +267,8 @@ mod tests {
         store::Store as _,
         test_support::{t, user},
     };
+    use chrono::{DateTime, Utc};
+    use tokio::sync::oneshot;
 
     async fn store(dir: &tempfile::TempDir) -> SqliteStore {
         let url = format!("sqlite://{}", dir.path().join("foyer.db").display());
