@@ -171,7 +171,8 @@ async fn bench_postgres_intake() {
         "## Webhook intake on PostgreSQL\n\n\
          The intake benchmark's load (signed `ticket.granted` webhooks, one new ticket each, 100\n\
          reservations opening next year, load generator in the test process) against Foyer on\n\
-         PostgreSQL: each webhook answered `202` after its own transaction commits. Beside it, the\n\
+         PostgreSQL: each webhook answered `202` once the transaction of its batch commits (group\n\
+         commit, four writers). Beside it, the\n\
          raw rate of single-row commits (one INSERT per transaction, one connection) on the same\n\
          server. The server is the test harness's (`scripts/postgres`): {settings}, so\n\
          commits are not flushed to disk and these figures compare CPU paths, not durable commits.\n\n\

@@ -80,6 +80,21 @@ pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     cpu_seconds_of(std::path::Path::new(&format!("/proc/{pid}/stat")))
 }
 
+/// Waits until process `pid` is idle: under 2% of a core over a second, three seconds
+/// in a row (at most five minutes). Returns how long that took. Work a benchmark set off
+/// (the lifecycle planning what it stored) must not be counted in what it measures next.
+pub(crate) async fn settled_cpu(pid: u32) -> Duration {
+    let (started, mut idle_for) = (Instant::now(), 0);
+    let mut last = cpu_seconds(pid);
+    while idle_for < 3 && started.elapsed() < Duration::from_secs(300) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = cpu_seconds(pid);
+        idle_for = if now - last < 0.02 { idle_for + 1 } else { 0 };
+        last = now;
+    }
+    started.elapsed()
+}
+
 /// This test process's own CPU time (the load generator's share of the machine).
 pub(crate) fn own_cpu_seconds() -> f64 {
     cpu_seconds(std::process::id())
