@@ -1,10 +1,12 @@
-//! Recording one webhook: its receipt and its effect, written once for both databases.
+//! Recording webhooks by group commit, written once for both databases: the queue, a
+//! batch's pass (receipt, effect, outbox event, one facts bump per reservation), and the
+//! answers.
 //!
-//! PostgreSQL records a webhook through a sqlx connection ([`Sqlx`]); SQLite records whole
-//! batches on its writer thread, straight on a connection of its own (`sqlite_writer.rs`),
-//! because a round trip to sqlx's SQLite thread for each statement was most of what a
-//! webhook cost (BENCHMARKS.md, "Webhook intake"). [`Writes`] is what both give: the
-//! statements and rules below are the same for either.
+//! PostgreSQL's writer tasks record a batch through a sqlx connection ([`Sqlx`]); SQLite's
+//! writer thread straight on a connection of its own (`sqlite.rs`), because a round trip
+//! to sqlx's SQLite thread for each statement was most of what a webhook cost
+//! (BENCHMARKS.md, "Intake, step by step"). [`Writes`] is what both give: the statements
+//! and rules below are the same for either.
 
 use std::collections::BTreeMap;
 
