@@ -139,45 +139,39 @@ macro_rules! records {
 }
 pub(super) use records;
 
+/// Reservations filtered by `$where` with their counts left at zero, for reads that
+/// must not count every ticket and member (`rows::record` reads the columns all the same).
+macro_rules! without_counts {
+    ($where:literal) => {
+        $crate::store::sql::select_with!(
+            "CAST(0 AS BIGINT) AS tickets_active, CAST(0 AS BIGINT) AS tickets_revoked,
+                CAST(0 AS BIGINT) AS tickets_uninvitable, CAST(0 AS BIGINT) AS tickets_unclaimed,
+                CAST(0 AS BIGINT) AS tickets_claimed,
+                CAST(0 AS BIGINT) AS members_invited, CAST(0 AS BIGINT) AS members_joined",
+            $where
+        )
+    };
+}
+
 pub(super) const RECORD_BY_ID: &str = records!("WHERE r.reservation_id = $1");
 /// The reservations with a stream key (`$1`, its hash): at most one active, and any
 /// number cancelled or archived.
-pub(super) const RECORDS_BY_STREAM_KEY: &str = select_with!(
-    "CAST(0 AS BIGINT) AS tickets_active, CAST(0 AS BIGINT) AS tickets_revoked,
-        CAST(0 AS BIGINT) AS tickets_uninvitable, CAST(0 AS BIGINT) AS tickets_unclaimed,
-        CAST(0 AS BIGINT) AS tickets_claimed,
-        CAST(0 AS BIGINT) AS members_invited, CAST(0 AS BIGINT) AS members_joined",
-    "WHERE r.stream_key_hash = $1 ORDER BY r.reservation_id LIMIT 16"
-);
+pub(super) const RECORDS_BY_STREAM_KEY: &str =
+    without_counts!("WHERE r.stream_key_hash = $1 ORDER BY r.reservation_id LIMIT 16");
 /// One reservation as planning reads it, the counts left at zero (`Store::planning`).
-pub(super) const RECORD_TO_PLAN: &str = select_with!(
-    "CAST(0 AS BIGINT) AS tickets_active, CAST(0 AS BIGINT) AS tickets_revoked,
-        CAST(0 AS BIGINT) AS tickets_uninvitable, CAST(0 AS BIGINT) AS tickets_unclaimed,
-        CAST(0 AS BIGINT) AS tickets_claimed,
-        CAST(0 AS BIGINT) AS members_invited, CAST(0 AS BIGINT) AS members_joined",
-    "WHERE r.reservation_id = $1"
-);
+pub(super) const RECORD_TO_PLAN: &str = without_counts!("WHERE r.reservation_id = $1");
 /// A page: `(after reservation_id, limit)`.
 pub(super) const RECORDS_AFTER: &str = records!("WHERE r.reservation_id > $1 ORDER BY r.reservation_id LIMIT $2");
 /// A page with what a phase needs and the counts left at zero: the counts read the
 /// tickets and members tables, which a walk over every reservation must not.
-pub(super) const SCHEDULES_AFTER: &str = select_with!(
-    "CAST(0 AS BIGINT) AS tickets_active, CAST(0 AS BIGINT) AS tickets_revoked,
-        CAST(0 AS BIGINT) AS tickets_uninvitable, CAST(0 AS BIGINT) AS tickets_unclaimed,
-        CAST(0 AS BIGINT) AS tickets_claimed,
-        CAST(0 AS BIGINT) AS members_invited, CAST(0 AS BIGINT) AS members_joined",
-    "WHERE r.reservation_id > $1 ORDER BY r.reservation_id LIMIT $2"
-);
+pub(super) const SCHEDULES_AFTER: &str =
+    without_counts!("WHERE r.reservation_id > $1 ORDER BY r.reservation_id LIMIT $2");
 
 /// One channel's reservations that may be in their window around now, without the
 /// counts: `(channel_id, starts_at at most, ends_at at least, limit)`. The caller gives
 /// bounds wide enough for any `open_before`, `close_after` and overrun and keeps the ones
 /// whose window holds now (`schedule`); `reservations_by_channel` finds them.
-pub(super) const CHANNEL_AROUND: &str = select_with!(
-    "CAST(0 AS BIGINT) AS tickets_active, CAST(0 AS BIGINT) AS tickets_revoked,
-        CAST(0 AS BIGINT) AS tickets_uninvitable, CAST(0 AS BIGINT) AS tickets_unclaimed,
-        CAST(0 AS BIGINT) AS tickets_claimed,
-        CAST(0 AS BIGINT) AS members_invited, CAST(0 AS BIGINT) AS members_joined",
+pub(super) const CHANNEL_AROUND: &str = without_counts!(
     "WHERE r.channel_id = $1 AND r.starts_at <= $2 AND r.ends_at >= $3 ORDER BY r.starts_at, r.reservation_id LIMIT $4"
 );
 
