@@ -423,7 +423,7 @@ impl Lifecycle {
             return Ok(ArchivedTranscript::NotWanted);
         }
         let wait = crate::config::format_duration(self.config.rooms.transcript_wait);
-        let error = self.store.planning(id).await?.1.room.transcript_error;
+        let error = self.store.lifecycle_state(id).await?.room.transcript_error;
         let why = error.as_deref().unwrap_or("the room's history could not be read");
         Ok(ArchivedTranscript::Missing { error: format!("not made within rooms.transcript_wait ({wait}): {why}") })
     }
