@@ -10,6 +10,7 @@ const EVERY: Duration = Duration::from_secs(10);
 
 /// Trims every [`EVERY`] until `stop` turns true.
 pub async fn trim_periodically(mut stop: tokio::sync::watch::Receiver<bool>) {
+    metrics::counter!("foyer_memory_trims_total").increment(0);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(EVERY) => trim(),
@@ -25,6 +26,7 @@ fn trim() {
     unsafe {
         libc::malloc_trim(0);
     }
+    metrics::counter!("foyer_memory_trims_total").increment(1);
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]

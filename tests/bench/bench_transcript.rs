@@ -9,7 +9,7 @@ use chrono::{SecondsFormat, Utc};
 use serde_json::json;
 
 use crate::{
-    common::{enc, foyer::TestFoyer, random_token, synapse::Synapse, unique, users::TestUser},
+    common::{enc, eventually, foyer::TestFoyer, random_token, synapse::Synapse, unique, users::TestUser},
     measure::{machine, write_section},
 };
 
@@ -27,21 +27,6 @@ fn rss(pid: u32) -> u64 {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
-}
-
-/// Foyer's resident memory once it holds steady: the same within 64 KiB over 2 s of
-/// samples (at most a minute; then the last sample).
-async fn settled_rss(pid: u32) -> u64 {
-    let (started, mut steady_since, mut last) = (Instant::now(), Instant::now(), rss(pid));
-    while steady_since.elapsed() < Duration::from_secs(2) && started.elapsed() < Duration::from_secs(60) {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let now = rss(pid);
-        if now.abs_diff(last) > 64 {
-            steady_since = Instant::now();
-        }
-        last = now;
-    }
-    last
 }
 
 /// Posts `n` messages as the members, `POSTING_AT_ONCE` at a time.
@@ -104,8 +89,18 @@ async fn bench_transcript() {
 
     let pid = foyer.child.id();
     // Settled first: what is resident before the transcript is what it grows from, read
-    // once Foyer's RSS has held within 64 KiB for two seconds (malloc_trim runs every 10 s).
-    let before = settled_rss(pid).await;
+    // once Foyer has taken in every message and handed freed heap back since (memory.rs).
+    eventually(Duration::from_secs(300), "Foyer to receive every message", || async {
+        let received = foyer.metric("foyer_homeserver_events_total{type=\"m.room.message\"}").await;
+        (received >= n as f64).then_some(())
+    })
+    .await;
+    let trims = foyer.metric("foyer_memory_trims_total").await;
+    eventually(Duration::from_secs(60), "a heap trim after the messages", || async {
+        (foyer.metric("foyer_memory_trims_total").await > trims).then_some(())
+    })
+    .await;
+    let before = rss(pid);
     let started = Instant::now();
     let (status, body) = foyer.send_webhook("reservation.cancelled", json!({"reservation_id": id})).await;
     assert_eq!(status, 202, "{body}");
