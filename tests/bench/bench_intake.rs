@@ -19,7 +19,10 @@ use crate::{
         foyer::{Sender, TestFoyer, envelope},
         percentile, random_token,
     },
-    measure::{Profile, busiest_threads, cores, cpu_seconds, machine, own_cpu_seconds, thread_cpu, write_section},
+    measure::{
+        Profile, busiest_threads, cores, cpu_seconds, machine, own_cpu_seconds, thread_cpu, write_section,
+        written_bytes,
+    },
 };
 
 /// One run at a concurrency: `total` webhooks, each a new ticket of one of 100
@@ -64,6 +67,20 @@ pub(crate) async fn run(
     let rate = total as f64 / started.elapsed().as_secs_f64();
     latencies.sort();
     (rate, latencies)
+}
+
+/// The 100 reservations a run's tickets go to, opening next year, so that the worker
+/// plans them and nothing more.
+pub(crate) async fn reservations(foyer: &TestFoyer, run_id: &str) {
+    for r in 0..100 {
+        foyer
+            .accept(
+                "reservation.created",
+                json!({"reservation_id": format!("intake-{run_id}-{r}"), "title": "Intake",
+                       "starts_at": "2027-11-27T19:00:00Z", "ends_at": "2027-11-27T21:00:00Z"}),
+            )
+            .await;
+    }
 }
 
 /// Single-row inserts, each its own durable transaction, for `seconds`, in a fresh
@@ -121,20 +138,13 @@ async fn bench_intake_throughput() {
     let foyer = TestFoyer::start_with(|yaml| yaml, &env).await;
     let sender = Sender::new(&foyer.base_url);
     let run_id = random_token()[..6].to_owned();
-    for r in 0..100 {
-        foyer
-            .accept(
-                "reservation.created",
-                json!({"reservation_id": format!("intake-{run_id}-{r}"), "title": "Intake",
-                       "starts_at": "2027-11-27T19:00:00Z", "ends_at": "2027-11-27T21:00:00Z"}),
-            )
-            .await;
-    }
+    reservations(&foyer, &run_id).await;
     let raw = raw_sqlite_commits(foyer.dir(), 5).await;
     let _warm = run(&sender, &format!("{run_id}w"), 0, 8, 2_000).await;
     let (rate1, lat1) = run(&sender, &run_id, 0, 1, 2_000).await;
     let pid = foyer.child.id();
     let (foyer_cpu, own_cpu, started) = (cpu_seconds(pid), own_cpu_seconds(), Instant::now());
+    let written = written_bytes(pid);
     let threads_before = thread_cpu(pid);
     // Batch sizes over the runs at 64 only: setup, warm-up and concurrency 1 make batches of one.
     let batch_totals = || async {
@@ -150,6 +160,7 @@ async fn bench_intake_throughput() {
     let threads = busiest_threads(pid, &threads_before);
     let wall = started.elapsed().as_secs_f64();
     let (foyer_cpu, own_cpu) = (cpu_seconds(pid) - foyer_cpu, own_cpu_seconds() - own_cpu);
+    let written = written_bytes(pid) - written;
     // The profile comes from a run of its own: perf's sampling in this VM about halves the rate.
     let profile = match Profile::start(pid, "intake-c64") {
         profile if profile.is_on() => {
@@ -188,6 +199,7 @@ async fn bench_intake_throughput() {
          {}\n{}\n\n\
          Raw single-row durable commits: {raw:.0}/s. Webhooks per group commit, on average over the three runs at 64: {batches:.1}.\n\n\
          **Foyer's CPU per accepted webhook** at concurrency 64: {per_webhook:.0} µs ({foyer_cpu:.1} CPU-seconds over {accepted} webhooks).\n\n\
+         Foyer's writes over the same runs: {:.1} KiB per webhook (`wchar`: SQLite's WAL frames and checkpoints, and the log lines).\n\n\
          {}\n\n\
          Where the CPU went during the three concurrency-64 runs ({wall:.1} s of wall time, so {:.1} CPU-seconds on\n\
          this machine): Foyer {foyer_cpu:.1} s, the load generator (signing, HTTP client) {own_cpu:.1} s, together\n\
@@ -195,6 +207,7 @@ async fn bench_intake_throughput() {
          Measured {}.",
         row(1, rate1, &lat1),
         runs64.iter().map(|(rate, lat)| row(64, *rate, lat)).collect::<Vec<_>>().join("\n"),
+        written / accepted as f64 / 1024.0,
         targets(per_webhook, raw, &runs64),
         wall * cores(),
         100.0 * (foyer_cpu + own_cpu) / (wall * cores()),

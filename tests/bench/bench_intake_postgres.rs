@@ -4,10 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
 use crate::{
-    bench_intake::run,
+    bench_intake::{reservations, run},
     common::{
         foyer::{Sender, TestFoyer},
         percentile,
@@ -105,15 +103,7 @@ async fn bench_postgres_intake() {
     let pid = foyer.child.id();
     let sender = Sender::new(&foyer.base_url);
     let run_id = random_token()[..6].to_owned();
-    for r in 0..100 {
-        foyer
-            .accept(
-                "reservation.created",
-                json!({"reservation_id": format!("intake-{run_id}-{r}"), "title": "Intake",
-                       "starts_at": "2027-11-27T19:00:00Z", "ends_at": "2027-11-27T21:00:00Z"}),
-            )
-            .await;
-    }
+    reservations(&foyer, &run_id).await;
     let settings = durability(&url).await;
     let raw_url = fresh_postgres_database().await;
     let raw = raw_postgres_commits(&raw_url, 5).await;

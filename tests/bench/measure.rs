@@ -80,19 +80,11 @@ pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     cpu_seconds_of(std::path::Path::new(&format!("/proc/{pid}/stat")))
 }
 
-/// Waits until process `pid` is idle: under 2% of a core over a second, three seconds
-/// in a row (at most five minutes). Returns how long that took. Work a benchmark set off
-/// (the lifecycle planning what it stored) must not be counted in what it measures next.
-pub(crate) async fn settled_cpu(pid: u32) -> Duration {
-    let (started, mut idle_for) = (Instant::now(), 0);
-    let mut last = cpu_seconds(pid);
-    while idle_for < 3 && started.elapsed() < Duration::from_secs(300) {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = cpu_seconds(pid);
-        idle_for = if now - last < 0.02 { idle_for + 1 } else { 0 };
-        last = now;
-    }
-    started.elapsed()
+/// Bytes a process has handed to `write()` and its kin so far (`wchar` of `/proc/<pid>/io`):
+/// for Foyer, SQLite's WAL frames and checkpoints, and its log lines.
+pub(crate) fn written_bytes(pid: u32) -> f64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+    io.lines().find_map(|l| l.strip_prefix("wchar:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0.0)
 }
 
 /// This test process's own CPU time (the load generator's share of the machine).
