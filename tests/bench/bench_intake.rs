@@ -4,10 +4,6 @@
 
 use std::{
     str::FromStr as _,
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
     time::{Duration, Instant},
 };
 
@@ -16,9 +12,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 
 use crate::{
     common::{
-        foyer::{Sender, TestFoyer, envelope},
+        foyer::{Sender, TestFoyer, chrono_now, envelope, metric_in},
         percentile, random_token,
     },
+    load,
     measure::{
         Profile, busiest_threads, cores, cpu_seconds, machine, own_cpu_seconds, thread_cpu, write_section,
         written_bytes,
@@ -26,7 +23,8 @@ use crate::{
 };
 
 /// One run at a concurrency: `total` webhooks, each a new ticket of one of 100
-/// reservations that open next year (so the worker plans them and nothing more).
+/// reservations that open next year (so the worker plans them and nothing more), made
+/// and signed before the clock starts and sent by the lean generator (`load.rs`).
 pub(crate) async fn run(
     sender: &Sender,
     run: &str,
@@ -34,38 +32,33 @@ pub(crate) async fn run(
     concurrency: usize,
     total: usize,
 ) -> (f64, Vec<Duration>) {
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let workers: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let (sender, next, run) = (sender.clone(), next.clone(), run.to_owned());
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= total {
-                        return latencies;
-                    }
-                    let body = envelope(
-                        "ticket.granted",
-                        json!({"reservation_id": format!("intake-{run}-{}", i % 100),
-                               "tickets": [{"ticket_id": format!("t{pass}-{i}"), "user_id": format!("@fan{i}:localhost")}]}),
-                    );
-                    let id = format!("intake-{run}-{concurrency}-{pass}-{i}");
-                    let sent = Instant::now();
-                    let (status, answer) = sender.attempt(&id, &body).await.expect("intake answers");
-                    assert_eq!(status, 202, "{answer}");
-                    latencies.push(sent.elapsed());
-                }
-            })
+    let now = chrono_now();
+    let timestamp = now.to_string();
+    let requests = (0..total)
+        .map(|i| {
+            let body = envelope(
+                "ticket.granted",
+                json!({"reservation_id": format!("intake-{run}-{}", i % 100),
+                       "tickets": [{"ticket_id": format!("t{pass}-{i}"), "user_id": format!("@fan{i}:localhost")}]}),
+            );
+            let id = format!("intake-{run}-{concurrency}-{pass}-{i}");
+            let signature = sender.signature(&id, now, &body);
+            let headers = [
+                ("content-type", "application/json"),
+                ("webhook-id", id.as_str()),
+                ("webhook-timestamp", timestamp.as_str()),
+                ("webhook-signature", signature.as_str()),
+            ];
+            load::Request::post("/webhooks/v1/events", &headers, &body)
         })
         .collect();
-    let mut latencies = Vec::with_capacity(total);
-    for worker in workers {
-        latencies.extend(worker.await.expect("worker"));
-    }
-    let rate = total as f64 / started.elapsed().as_secs_f64();
-    latencies.sort();
+    let (rate, latencies, refused) = load::send_all(sender.authority(), requests, concurrency, 202).await;
+    assert!(
+        refused.is_empty(),
+        "{} webhooks not accepted, the first: {:?}",
+        refused.len(),
+        refused.first().map(|r| format!("{} {}", r.status, r.body))
+    );
     (rate, latencies)
 }
 
@@ -151,12 +144,18 @@ async fn bench_intake_throughput() {
         (foyer.metric("foyer_intake_batch_size_sum").await, foyer.metric("foyer_intake_batch_size_count").await)
     };
     let batches_before = batch_totals().await;
+    // The group commits' durable writes (`COMMIT`: the WAL's write and fsync), over the same runs.
+    let commit_totals = || async {
+        (foyer.metric("foyer_intake_commit_seconds_sum").await, foyer.metric("foyer_intake_commit_seconds_count").await)
+    };
+    let commits_before = commit_totals().await;
     // Three runs at 64: the tail moves from run to run (fsync times, scheduling).
     let mut runs64 = Vec::new();
     for r in 0..3 {
         runs64.push(run(&sender, &run_id, r + 1, 64, 30_000).await);
     }
     let batches_after = batch_totals().await;
+    let commits_after = commit_totals().await;
     let threads = busiest_threads(pid, &threads_before);
     let wall = started.elapsed().as_secs_f64();
     let (foyer_cpu, own_cpu) = (cpu_seconds(pid) - foyer_cpu, own_cpu_seconds() - own_cpu);
@@ -164,10 +163,10 @@ async fn bench_intake_throughput() {
     // The profile comes from a run of its own: perf's sampling in this VM about halves the rate.
     let profile = match Profile::start(pid, "intake-c64") {
         profile if profile.is_on() => {
-            let (rate, _) = run(&sender, &run_id, 9, 64, 10_000).await;
+            let (rate, _) = run(&sender, &run_id, 9, 64, 30_000).await;
             profile.stop().map(|table| {
                 format!(
-                    "Where Foyer's time goes, from a separate run of 10,000 at concurrency 64 under `perf`\n\
+                    "Where Foyer's time goes, from a separate run of 30,000 at concurrency 64 under `perf`\n\
                      (sampling slows it to {rate:.0}/s; self time, by binary, then the hottest functions):\n\n{table}\n\n"
                 )
             })
@@ -177,6 +176,13 @@ async fn bench_intake_throughput() {
     let accepted: usize = runs64.iter().map(|(_, lat)| lat.len()).sum();
     let per_webhook = foyer_cpu * 1e6 / accepted as f64;
     let batches = (batches_after.0 - batches_before.0) / (batches_after.1 - batches_before.1);
+    let commit_ms = 1000.0 * (commits_after.0 - commits_before.0) / (commits_after.1 - commits_before.1);
+    // The summary's quantiles cover the last minute: the runs at 64, and the 2,000 lone
+    // commits at concurrency 1 just before them.
+    let text = foyer.metrics_text().await;
+    let commit_quantile =
+        |q: &str| 1000.0 * metric_in(&text, &format!("foyer_intake_commit_seconds{{quantile=\"{q}\"}}")).unwrap_or(0.0);
+    let (commit_p99, commit_max) = (commit_quantile("0.99"), commit_quantile("1"));
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let row = |c: usize, rate: f64, lat: &[Duration]| {
         format!(
@@ -191,18 +197,21 @@ async fn bench_intake_throughput() {
     let body = format!(
         "## Webhook intake\n\n\
          Signed `ticket.granted` webhooks (one new ticket each, 100 reservations opening next year)\n\
-         sent by a load generator in the same process as the test, on the same machine, each\n\
+         sent by a load generator in the same process as the test, on the same machine (raw HTTP/1.1\n\
+         on kept-alive connections, each request made and signed before the clock starts), each\n\
          answered `202` only after its durable commit to SQLite (WAL, `synchronous=FULL`).\n\
          Beside it, the raw rate of single-row durable commits (one transaction, one fsync each) in\n\
          a fresh SQLite file on the same disk.\n\n\
          | concurrency | webhooks | rate | p50 | p99 | max | rate / raw SQLite commits |\n|---|---|---|---|---|---|---|\n\
          {}\n{}\n\n\
-         Raw single-row durable commits: {raw:.0}/s. Webhooks per group commit, on average over the three runs at 64: {batches:.1}.\n\n\
+         Raw single-row durable commits: {raw:.0}/s. Webhooks per group commit, on average over the three runs at 64: {batches:.1}.\n\
+         Each group commit's `COMMIT` (the WAL's write and fsync, `foyer_intake_commit_seconds`) took {commit_ms:.2} ms on\n\
+         average over those runs; over the last minute, p99 {commit_p99:.2} ms and max {commit_max:.2} ms.\n\n\
          **Foyer's CPU per accepted webhook** at concurrency 64: {per_webhook:.0} µs ({foyer_cpu:.1} CPU-seconds over {accepted} webhooks).\n\n\
          Foyer's writes over the same runs: {:.1} KiB per webhook (`wchar`: SQLite's WAL frames and checkpoints, and the log lines).\n\n\
          {}\n\n\
          Where the CPU went during the three concurrency-64 runs ({wall:.1} s of wall time, so {:.1} CPU-seconds on\n\
-         this machine): Foyer {foyer_cpu:.1} s, the load generator (signing, HTTP client) {own_cpu:.1} s, together\n\
+         this machine): Foyer {foyer_cpu:.1} s, the load generator (making and signing the requests, its HTTP) {own_cpu:.1} s, together\n\
          {:.0}% of the machine. Foyer's busiest threads: {threads}.\n\n{}\
          Measured {}.",
         row(1, rate1, &lat1),

@@ -3,10 +3,7 @@
 //! webhooks, with Foyer's CPU per request and the load generator's beside it.
 
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -18,6 +15,7 @@ use crate::{
         foyer::{Sender, TestFoyer, envelope, sqlite_query},
         percentile, random_token,
     },
+    load,
     measure::{
         Profile, busiest_threads, cores, cpu_seconds, deliver_all, machine, own_cpu_seconds, thread_cpu, write_section,
     },
@@ -32,54 +30,29 @@ fn env_count(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// `total` GETs of random ids among `stored`, `CONCURRENCY` at a time, over one pooled
-/// keep-alive client; returns the rate and the sorted latencies.
-async fn run(
-    http: &reqwest::Client,
-    base: &str,
-    token: &str,
-    ids: &Arc<Vec<String>>,
-    total: usize,
-) -> (f64, Vec<Duration>) {
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let workers: Vec<_> = (0..CONCURRENCY)
-        .map(|w| {
-            let (http, next, ids) = (http.clone(), next.clone(), ids.clone());
-            let (url, auth) = (format!("{base}/api/v1/reservations/"), format!("Bearer {token}"));
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                // A xorshift per worker: random ids without a shared generator's lock.
-                let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ (w as u64 + 1);
-                loop {
-                    if next.fetch_add(1, Ordering::Relaxed) >= total {
-                        return latencies;
-                    }
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    let id = &ids[(x % ids.len() as u64) as usize];
-                    let sent = Instant::now();
-                    let resp = http
-                        .get(format!("{url}{id}"))
-                        .header("authorization", &auth)
-                        .send()
-                        .await
-                        .expect("the read API answers");
-                    let status = resp.status();
-                    let body = resp.bytes().await.expect("the answer's body");
-                    latencies.push(sent.elapsed());
-                    assert_eq!(status, 200, "GET {id}: {}", String::from_utf8_lossy(&body));
-                }
-            })
+/// `total` GETs of random ids among `ids`, `CONCURRENCY` at a time, from the lean
+/// generator (`load.rs`, requests made before the clock starts); returns the rate and the
+/// sorted latencies.
+async fn run(authority: &str, token: &str, ids: &[String], total: usize) -> (f64, Vec<Duration>) {
+    let auth = format!("Bearer {token}");
+    // A xorshift: random ids, the same on every run.
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let requests = (0..total)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let id = &ids[(x % ids.len() as u64) as usize];
+            load::Request::get(&format!("/api/v1/reservations/{id}"), &[("authorization", &auth)])
         })
         .collect();
-    let mut latencies = Vec::with_capacity(total);
-    for worker in workers {
-        latencies.extend(worker.await.expect("worker"));
-    }
-    let rate = total as f64 / started.elapsed().as_secs_f64();
-    latencies.sort();
+    let (rate, latencies, failed) = load::send_all(authority, requests, CONCURRENCY, 200).await;
+    assert!(
+        failed.is_empty(),
+        "{} GETs failed, the first: {:?}",
+        failed.len(),
+        failed.first().map(|r| format!("{} {}", r.status, r.body))
+    );
     (rate, latencies)
 }
 
@@ -122,18 +95,13 @@ async fn bench_read_api() {
     let (status, answer) = foyer.reservation(&ids[stored - 1]).await;
     assert_eq!(status, 200, "{answer}");
 
-    // Connections are opened by the warm-up and then kept: the pool holds one per worker.
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(CONCURRENCY)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client");
     let token = foyer.slot.api_token.clone();
-    let _warm = run(&http, &foyer.base_url, &token, &ids, 10_000.min(total)).await;
+    let authority = sender.authority();
+    let _warm = run(authority, &token, &ids, 10_000.min(total)).await;
 
     let (foyer_cpu, own_cpu, threads_before, started) =
         (cpu_seconds(pid), own_cpu_seconds(), thread_cpu(pid), Instant::now());
-    let (rate, lat) = run(&http, &foyer.base_url, &token, &ids, total).await;
+    let (rate, lat) = run(authority, &token, &ids, total).await;
     let wall = started.elapsed().as_secs_f64();
     let (foyer_cpu, own_cpu) = (cpu_seconds(pid) - foyer_cpu, own_cpu_seconds() - own_cpu);
     let threads = busiest_threads(pid, &threads_before);
@@ -142,7 +110,7 @@ async fn bench_read_api() {
     let profile = match Profile::start(pid, "read-api-c64") {
         profile if profile.is_on() => {
             let n = (total / 4).max(1);
-            let (rate, _) = run(&http, &foyer.base_url, &token, &ids, n).await;
+            let (rate, _) = run(authority, &token, &ids, n).await;
             profile.stop().map(|table| {
                 format!(
                     "Where Foyer's time goes, from a separate run of {n} GETs at concurrency 64 under `perf`\n\
@@ -174,8 +142,8 @@ async fn bench_read_api() {
          `GET /api/v1/reservations/{{id}}` with the API token, at concurrency {CONCURRENCY}, for {total} random ids among\n\
          {stored} reservations stored through Foyer (signed `reservation.created` webhooks, {stored_rate:.0}/s),\n\
          on SQLite, measured once Foyer had planned every one ({:.0} s after the last was stored: the\n\
-         lifecycle plans each new reservation). The load generator (reqwest, one pooled keep-alive client) runs\n\
-         in the test process on the same machine.\n\n\
+         lifecycle plans each new reservation). The load generator (raw HTTP/1.1 on 64 kept-alive connections, requests\n\
+         made before the clock starts) runs in the test process on the same machine.\n\n\
          | requests | rate | p50 | p99 | max | Foyer's CPU per request | load generator's CPU per request |\n\
          |---|---|---|---|---|---|---|\n\
          | {total} | {rate:.0}/s | {p50:.2} ms | {p99:.2} ms | {max:.2} ms | {:.1} µs | {:.1} µs |\n\n\

@@ -15,4 +15,5 @@ mod bench_transcript;
 mod bench_wave;
 #[path = "../common/mod.rs"]
 mod common;
+mod load;
 mod measure;

@@ -105,8 +105,11 @@ impl Profile {
         let wanted = std::env::var("FOYER_BENCH_PROFILE").is_ok_and(|v| v == "1");
         let perf = wanted.then(|| {
             std::fs::create_dir_all(data.parent().expect("a folder")).expect("profile folder");
+            // Frame pointers (`-g`, the default) lose the callers of libc and SQLite;
+            // FOYER_BENCH_CALL_GRAPH=dwarf keeps them, at a far larger file.
+            let graph = std::env::var("FOYER_BENCH_CALL_GRAPH").unwrap_or_else(|_| "fp".to_owned());
             std::process::Command::new("perf")
-                .args(["record", "-e", "cpu-clock", "-F", "499", "-g", "-o"])
+                .args(["record", "-e", "cpu-clock", "-F", "1999", "--call-graph", &graph, "-o"])
                 .arg(&data)
                 .args(["-p", &pid.to_string()])
                 .stdout(std::process::Stdio::null())

@@ -383,10 +383,21 @@ impl Sender {
         }
     }
 
+    /// Where it sends: `host:port`.
+    pub fn authority(&self) -> &str {
+        let rest = self.url.strip_prefix("http://").unwrap_or(&self.url);
+        rest.split('/').next().unwrap_or(rest)
+    }
+
+    /// The `webhook-signature` of `body` sent as `id` at `timestamp`.
+    pub fn signature(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
+        foyer::http::webhooks::signature::sign(&self.key, id, timestamp, body)
+    }
+
     /// One attempt, signed now.
     pub async fn attempt(&self, id: &str, body: &[u8]) -> Result<(u16, Value), reqwest::Error> {
         let now = chrono_now();
-        let signature = foyer::http::webhooks::signature::sign(&self.key, id, now, body);
+        let signature = self.signature(id, now, body);
         let resp = self
             .http
             .post(&self.url)
