@@ -156,6 +156,13 @@ pub(super) async fn queue(
     answer.await.map_err(|_| StoreError::Unavailable("the webhook writer has stopped".into()))?
 }
 
+/// Records how long a batch's `COMMIT` took, from `started`: its durable write (the WAL's
+/// `fsync` on SQLite, its flush on PostgreSQL). A webhook waits for the commit under way
+/// and then for its own, so this is most of intake's latency.
+pub(super) fn committed(started: std::time::Instant) {
+    metrics::histogram!("foyer_intake_commit_seconds").record(started.elapsed().as_secs_f64());
+}
+
 /// Answers every job of a batch with its outcome, or all with the batch's error.
 pub(super) fn answer(batch: &mut Vec<Job>, outcomes: Result<Vec<Result<Outcome, StoreError>>, StoreError>) {
     metrics::histogram!("foyer_intake_batch_size").record(batch.len() as f64);

@@ -134,7 +134,9 @@ async fn commit(
     let outcomes = intake::record_batch(&mut intake::Sqlx::<Postgres>(&mut tx), batch, isolated).await?;
     match outcomes {
         Some(outcomes) => {
+            let started = std::time::Instant::now();
             tx.commit().await?;
+            intake::committed(started);
             Ok(Some(outcomes))
         }
         None => {

@@ -132,7 +132,9 @@ fn commit(
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     match now_or_never(intake::record_batch(&mut Direct(&tx), batch, isolated))? {
         Some(outcomes) => {
+            let started = std::time::Instant::now();
             tx.commit()?;
+            intake::committed(started);
             Ok(Some(outcomes))
         }
         None => {
