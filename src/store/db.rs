@@ -32,8 +32,9 @@ use crate::outbox::{
 /// What one database does its own way.
 #[async_trait]
 pub trait Dialect: Database<Row: Read, Arguments: IntoArguments<Self>> {
-    /// What the store holds besides its pool (SQLite: the group-commit writer's queue).
-    type Writer: Send + Sync;
+    /// What the store holds besides its pool: the group-commit writers' queue, and on
+    /// SQLite the connections it reads on in place.
+    type Own: Send + Sync;
     /// Opens a write transaction.
     const BEGIN_WRITE: &'static str;
     /// Which files of `schema::MIGRATIONS` it applies.
@@ -62,6 +63,9 @@ pub trait Dialect: Database<Row: Read, Arguments: IntoArguments<Self>> {
     ) -> Result<Outcome, StoreError>;
 
     async fn claim_due(store: &SqlStore<Self>, due: Due<'_>) -> Result<Vec<Claim>, StoreError>;
+
+    /// One reservation's record (the read API's `GET`, the lifecycle's look at one).
+    async fn reservation(store: &SqlStore<Self>, id: &ReservationId) -> Result<Option<ReservationRecord>, StoreError>;
 }
 
 /// What [`Store::claim_due`] leases: up to `limit` reservations due at `now`, to `owner`
@@ -76,7 +80,7 @@ pub struct Due<'a> {
 /// A store on database `D` (see `SqliteStore` and `PostgresStore`).
 pub struct SqlStore<D: Dialect> {
     pub(super) pool: Pool<D>,
-    pub(super) writer: D::Writer,
+    pub(super) own: D::Own,
     pub(super) outbox: Outbound,
 }
 
@@ -95,6 +99,15 @@ where
         if wrote && self.outbox == Outbound::Write {
             crate::outbox::send::wake();
         }
+    }
+
+    /// [`Dialect::reservation`] through the pool.
+    pub(super) async fn reservation_from_pool(
+        &self,
+        id: &ReservationId,
+    ) -> Result<Option<ReservationRecord>, StoreError> {
+        let row = sqlx::query(sql::RECORD_BY_ID).bind(id.as_str()).fetch_optional(&self.pool).await?;
+        row.as_ref().map(rows::record).transpose()
     }
 
     pub(crate) fn pool(&self) -> &Pool<D> {
@@ -155,8 +168,7 @@ where
     }
 
     async fn reservation(&self, id: &ReservationId) -> Result<Option<ReservationRecord>, StoreError> {
-        let row = sqlx::query(sql::RECORD_BY_ID).bind(id.as_str()).fetch_optional(&self.pool).await?;
-        row.as_ref().map(rows::record).transpose()
+        D::reservation(self, id).await
     }
 
     async fn reservations_by_stream_key(&self, key: &StreamKeyHash) -> Result<Vec<ReservationRecord>, StoreError> {

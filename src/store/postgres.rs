@@ -21,14 +21,14 @@ use super::{
     rows, schema, sql,
 };
 use crate::config::DatabaseKind;
-use crate::model::{ReservationId, WebhookEvent};
+use crate::model::{ReservationId, ReservationRecord, WebhookEvent};
 
 pub type PostgresStore = SqlStore<Postgres>;
 
 #[async_trait]
 impl Dialect for Postgres {
     /// The group-commit writers' queue.
-    type Writer = mpsc::Sender<Job>;
+    type Own = mpsc::Sender<Job>;
     const BEGIN_WRITE: &'static str = "BEGIN";
     const KIND: DatabaseKind = DatabaseKind::Postgres;
     const MIGRATIONS_TABLE: &'static str =
@@ -56,7 +56,7 @@ impl Dialect for Postgres {
         receipt: &Receipt<'_>,
         event: &WebhookEvent,
     ) -> Result<Outcome, StoreError> {
-        intake::queue(&store.writer, receipt, event, store.outbox).await
+        intake::queue(&store.own, receipt, event, store.outbox).await
     }
 
     /// Instances claim at once: each skips the rows another is taking.
@@ -78,6 +78,10 @@ impl Dialect for Postgres {
         .await?;
         claimed.iter().map(|row| rows::due_claim(row, due.owner)).collect()
     }
+
+    async fn reservation(store: &PostgresStore, id: &ReservationId) -> Result<Option<ReservationRecord>, StoreError> {
+        store.reservation_from_pool(id).await
+    }
 }
 
 impl PostgresStore {
@@ -94,7 +98,7 @@ impl PostgresStore {
         for _ in 0..WRITERS {
             tokio::spawn(write_batches(pool.clone(), jobs.clone()));
         }
-        Ok(Self { pool, writer, outbox })
+        Ok(Self { pool, own: writer, outbox })
     }
 }
 

@@ -58,7 +58,7 @@ pub(super) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
 }
 
 /// A reservation record from a row of `sql::records!`'s shape.
-pub(super) fn record(row: &impl Read) -> Result<ReservationRecord, StoreError> {
+pub(super) fn record(row: &(impl Read + ?Sized)) -> Result<ReservationRecord, StoreError> {
     let id = ReservationId::parse(&row.text("reservation_id")?).map_err(|e| corrupt("reservation_id", e))?;
     let hosts: Vec<OwnedUserId> = serde_json::from_str(&row.text("hosts")?).map_err(|e| corrupt("hosts", e))?;
     let channel = match (row.opt_text("channel_id")?, row.opt_text("channel_name")?) {

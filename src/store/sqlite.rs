@@ -30,7 +30,7 @@ use super::{
     schema, sql,
 };
 use crate::config::DatabaseKind;
-use crate::model::{ReservationId, WebhookEvent};
+use crate::model::{ReservationId, ReservationRecord, WebhookEvent};
 
 pub type SqliteStore = SqlStore<Sqlite>;
 
@@ -41,8 +41,7 @@ const MMAP_SIZE: i64 = 256 * 1024 * 1024;
 
 #[async_trait]
 impl Dialect for Sqlite {
-    /// The group-commit writer's queue.
-    type Writer = mpsc::Sender<Job>;
+    type Own = Own;
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
     const KIND: DatabaseKind = DatabaseKind::Sqlite;
     const MIGRATIONS_TABLE: &'static str =
@@ -72,7 +71,7 @@ impl Dialect for Sqlite {
         receipt: &Receipt<'_>,
         event: &WebhookEvent,
     ) -> Result<Outcome, StoreError> {
-        intake::queue(&store.writer, receipt, event, store.outbox).await
+        intake::queue(&store.own.intake, receipt, event, store.outbox).await
     }
 
     /// One writer at a time (`BEGIN IMMEDIATE`): the due rows it reads are its own to lease.
@@ -101,6 +100,71 @@ impl Dialect for Sqlite {
         tx.commit().await?;
         Ok(claims)
     }
+
+    /// Read in place; through the pool when that fails (say, `SQLITE_BUSY`: an in-place
+    /// reader waits for nothing), where the busy timeout applies off this thread.
+    async fn reservation(store: &SqliteStore, id: &ReservationId) -> Result<Option<ReservationRecord>, StoreError> {
+        let read = store.own.readers.read(|conn| {
+            now_or_never(Direct(conn).fetch_optional(sql::RECORD_BY_ID, &[id.as_str().into()], |row| rows::record(row)))
+        });
+        match read {
+            Err(StoreError::Unavailable(why)) => {
+                tracing::debug!(%why, "cannot read a reservation in place; reading through the pool");
+                store.reservation_from_pool(id).await
+            }
+            read => read,
+        }
+    }
+}
+
+/// What SQLite's store holds besides its pool.
+pub struct Own {
+    /// The group-commit writer's queue.
+    intake: mpsc::Sender<Job>,
+    readers: Readers,
+}
+
+/// Connections that read on the caller's own thread. A read through sqlx's pool crosses
+/// to the connection's thread and back, two thread switches that cost more than the
+/// read itself (BENCHMARKS.md, "Read API"). Only short reads go here: one reservation by
+/// its key, with counts over its own index ranges. They wait for no lock: WAL readers
+/// do not wait for the writer, and the connections have no busy timeout.
+struct Readers {
+    path: std::path::PathBuf,
+    /// Connections not in use; a read takes one, or opens one if there is none.
+    idle: std::sync::Mutex<Vec<rusqlite::Connection>>,
+}
+
+/// Idle in-place readers kept: one per runtime thread reads at a time.
+const IDLE_READERS: usize = 8;
+
+impl Readers {
+    fn read<T>(&self, read: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let conn = match idle {
+            Some(conn) => conn,
+            None => reader_connection(&self.path)?,
+        };
+        let result = read(&conn);
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < IDLE_READERS
+        {
+            idle.push(conn);
+        }
+        result
+    }
+}
+
+/// A read-only connection to the store's file, its pages read through a memory map.
+fn reader_connection(path: &std::path::Path) -> Result<rusqlite::Connection, rusqlite::Error> {
+    use rusqlite::OpenFlags;
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    conn.pragma_update(None, "mmap_size", MMAP_SIZE)?;
+    conn.set_prepared_statement_cache_capacity(8);
+    Ok(conn)
 }
 
 /// The writer thread: drains the queue into batches until every sender is gone.
@@ -256,7 +320,8 @@ impl SqliteStore {
             .execute(&pool)
             .await
             .map_err(|e| StoreError::Open(format!("releasing old leases: {e}")))?;
-        Ok(Self { pool, writer, outbox })
+        let readers = Readers { path: options_path.clone(), idle: Default::default() };
+        Ok(Self { pool, own: Own { intake: writer, readers }, outbox })
     }
 }
 
@@ -308,6 +373,24 @@ mod tests {
         .execute(&store.pool)
         .await
         .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_reservation_is_read_in_place_or_else_through_the_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = store(&dir).await;
+        let jazz = crate::test_support::record(Default::default(), vec![]).reservation;
+        let receipt = Receipt { webhook_id: "w1", received_at: t(12, 0) };
+        store.record_webhook(&receipt, &WebhookEvent::Upsert(Box::new(jazz.clone()))).await.unwrap();
+        let read = store.reservation(&jazz.id).await.unwrap().expect("what the writer committed");
+        assert_eq!(read.reservation, jazz);
+        assert_eq!(store.own.readers.idle.lock().unwrap().len(), 1, "read in place, its connection kept");
+        // Readers that cannot open their file: the read goes through the pool.
+        store.own.readers = Readers { path: dir.path().join("missing.db"), idle: Default::default() };
+        let read = store.reservation(&jazz.id).await.unwrap().expect("read through the pool");
+        assert_eq!(read.reservation, jazz);
+        assert!(store.own.readers.idle.lock().unwrap().is_empty(), "no reader was opened");
+        assert!(store.reservation(&ReservationId::parse("blues").unwrap()).await.unwrap().is_none());
     }
 
     #[tokio::test]
