@@ -160,7 +160,7 @@ async fn bench_postgres_intake() {
     let body = format!(
         "## Webhook intake on PostgreSQL\n\n\
          The intake benchmark's load (signed `ticket.granted` webhooks, one new ticket each, 100\n\
-         reservations opening next year, load generator in the test process) against Foyer on\n\
+         reservations opening next year, the same lean load generator in the test process) against Foyer on\n\
          PostgreSQL: each webhook answered `202` once the transaction of its batch commits (group\n\
          commit, four writers). Beside it, the\n\
          raw rate of single-row commits (one INSERT per transaction, one connection) on the same\n\
