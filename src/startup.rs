@@ -10,7 +10,7 @@ use crate::{
     config::Config,
     http::{self, AppState, Shared},
     matrix::{self, HandshakeError},
-    model::{ClaimCode, ExternalId, ReservationId},
+    model::{ClaimCode, Email, ExternalId, ReservationId},
     store::Outbound,
 };
 
@@ -60,9 +60,11 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     tracing::info!(database = %config.database_display(), "store opened");
     let key = config.claim_key();
     let fingerprint = key.fingerprint();
-    let hash = move |reservation: &str, ticket: &str| {
+    let hash = move |reservation: &str, ticket: &str, generation: i64, email: Option<&str>| {
         let (reservation, ticket) = (ReservationId::parse(reservation).ok()?, ExternalId::parse(ticket).ok()?);
-        Some(ClaimCode::derive(&key, &reservation, &ticket).hash())
+        let digest = email.and_then(|e| Email::parse(e).ok()).map(|e| key.holder_digest(&e));
+        let code = ClaimCode::of_holder(&key, &reservation, &ticket, generation, digest.as_ref());
+        Some((code.map(|c| c.hash()), digest.map(|d| d.as_str().to_owned())))
     };
     let renewed = store.renew_claim_hashes(&fingerprint, &hash).await?;
     if renewed > 0 {

@@ -120,8 +120,11 @@ async fn tickets(State(state): State<AppState>, Path(id): Path<String>, Query(qu
         .map(|t| {
             let state = t.state();
             // The code is derived again here, never stored: only while it can be used.
-            let claim = (state == "unclaimed").then(|| ExternalId::parse(&t.ticket_id).ok()).flatten().map(|ticket| {
-                let code = ClaimCode::derive(&key, &rid, &ticket);
+            let ticket = (state == "unclaimed").then(|| ExternalId::parse(&t.ticket_id).ok()).flatten();
+            let code = ticket.and_then(|ticket| {
+                ClaimCode::of_holder(&key, &rid, &ticket, t.holder_generation, t.holder_digest.as_ref())
+            });
+            let claim = code.map(|code| {
                 json!({
                     "code": code.to_string(),
                     "url": naming::claim_url(public_url, &code),

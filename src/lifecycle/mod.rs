@@ -25,7 +25,7 @@ use crate::{
     config::Config,
     failpoint,
     matrix::{MatrixClient, MatrixError, rooms},
-    model::{ArchivedTranscript, ReservationId, StepRecord, naming},
+    model::{ArchivedTranscript, ORPHAN_EMAILS_KEPT, ReservationId, StepRecord, naming},
     outbox::OutboundEvent,
     schedule,
     store::{Claim, Store, StoreError},
@@ -136,6 +136,15 @@ impl Lifecycle {
                     Ok(n) if n > 0 => tracing::info!(transcripts = n, "deleted transcripts past their retention"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "cannot delete old transcripts"),
+                }
+                // An address is kept for its reservation's room; one that never came
+                // gives no reason to keep it (contract §7).
+                match self.store.forget_orphan_emails(Utc::now() - ORPHAN_EMAILS_KEPT).await {
+                    Ok(n) if n > 0 => {
+                        tracing::info!(tickets = n, "erased the addresses of tickets whose reservation never came")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot erase the addresses of orphan tickets"),
                 }
                 pruned_at = Some(Instant::now());
             }

@@ -69,6 +69,10 @@ pub struct TicketRow {
     /// How an email ticket got its holder: `lookup`, `direct_message`, `knock` or
     /// `correction`.
     pub bound_how: Option<String>,
+    /// How many times the ticket changed hands, and who holds it after a move: its code
+    /// is derived over them (`ClaimCode::of_holder`).
+    pub holder_generation: i64,
+    pub holder_digest: Option<super::HolderDigest>,
 }
 
 impl TicketRow {

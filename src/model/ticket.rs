@@ -4,6 +4,11 @@
 //! A code is derived, not drawn: an HMAC of the reservation and ticket ids under a key
 //! only Foyer holds. So the store keeps nothing but the code's hash (to find the ticket a
 //! code names), yet the platform can read the code again at any time.
+//!
+//! A ticket changes hands when the platform grants it to another holder ([`grant`]). A
+//! ticket's first email holder has the code of (reservation, ticket); every later one
+//! a code derived over their address too ([`HolderDigest`]), so the former holder's code
+//! stops working and the new one's differs.
 
 use std::fmt;
 
@@ -29,8 +34,123 @@ pub enum Holder {
     Email {
         email: Email,
         display_name: Option<DisplayName>,
-        claim_hash: String,
+        claim: EmailClaim,
     },
+}
+
+/// How long the address of an email ticket whose reservation has not come is kept
+/// (contract §7): tickets may come before their reservation, but not by a week. The
+/// ticket stays; only the address and its code go.
+pub const ORPHAN_EMAILS_KEPT: chrono::TimeDelta = chrono::TimeDelta::days(7);
+
+/// What the store keeps of an email holder besides the address: the digest that tells
+/// them apart once the address is erased, and the hash of the code they would have as
+/// the ticket's first holder or as a later one (the store knows which they are).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailClaim {
+    pub digest: HolderDigest,
+    pub first_hash: String,
+    pub moved_hash: String,
+}
+
+impl EmailClaim {
+    pub fn new(key: &ClaimKey, reservation: &ReservationId, ticket: &TicketId, email: &Email) -> Self {
+        let digest = key.holder_digest(email);
+        Self {
+            first_hash: ClaimCode::derive(key, reservation, ticket).hash(),
+            moved_hash: ClaimCode::derive_moved(key, reservation, ticket, &digest).hash(),
+            digest,
+        }
+    }
+
+    /// The hash of this holder's code, holding the ticket at `generation`.
+    pub fn hash(&self, generation: i64) -> &str {
+        if generation == 0 { &self.first_hash } else { &self.moved_hash }
+    }
+}
+
+/// An email holder named without their address: an HMAC of it under the claim key, kept
+/// after the address is erased so that a grant sent again to the same address is told
+/// from a move to another one. Not reversible without the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HolderDigest(String);
+
+impl HolderDigest {
+    /// A digest read back from the store.
+    pub fn stored(hex: String) -> Self {
+        Self(hex)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A ticket as the store holds it, as far as a grant decides on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldTicket {
+    pub user_id: Option<String>,
+    /// The unbound holder's address (erased once bound, cancelled or archived).
+    pub email: Option<String>,
+    /// Names the email holder, bound or not; `None` for a user's ticket, and for email
+    /// tickets bound before Foyer kept digests (or before the claim key changed).
+    pub digest: Option<String>,
+    /// The ticket was an email ticket, bound by a lookup, claim or correction.
+    pub bound: bool,
+    pub revoked: bool,
+    /// How many times the ticket has changed hands.
+    pub generation: i64,
+}
+
+/// What a `ticket.granted` does to one ticket (contract §3, §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// A new ticket.
+    New,
+    /// The same holder again, or a revoked ticket (which stays revoked): nothing
+    /// changes, and an email holder keeps their code.
+    Unchanged,
+    /// An unbound email ticket given its holder's user ID: bound as a correction. The
+    /// code stops working: the ticket needs no claim any more.
+    Correction { generation: i64 },
+    /// Another holder: the former one loses the seat (the planner kicks a member with no
+    /// ticket left) and their code stops working; a new email holder gets a new code.
+    Move { generation: i64 },
+    /// An email holder whose address was erased (their reservation never came, in time)
+    /// given again: the address and the code of this generation come back.
+    Restore { generation: i64 },
+}
+
+/// Decides what granting `ticket` to `to` does, given what the store holds of it.
+pub fn grant(held: Option<&HeldTicket>, to: &Holder) -> Grant {
+    let Some(held) = held else { return Grant::New };
+    if held.revoked {
+        return Grant::Unchanged;
+    }
+    let next = held.generation + 1;
+    match to {
+        Holder::User(user) => match &held.user_id {
+            Some(holder) if holder == user.as_str() => Grant::Unchanged,
+            Some(_) => Grant::Move { generation: next },
+            None if held.email.is_some() => Grant::Correction { generation: next },
+            // Neither user nor address: the address was erased before anyone bound it.
+            None => Grant::Move { generation: next },
+        },
+        Holder::Email { email, claim, .. } => {
+            let same =
+                held.digest.as_deref() == Some(claim.digest.as_str()) || held.email.as_deref() == Some(email.address());
+            match (&held.user_id, &held.email) {
+                (None, Some(_)) if same => Grant::Unchanged,
+                (None, None) if same => Grant::Restore { generation: held.generation },
+                (Some(_), _) if same => Grant::Unchanged,
+                // Bound before Foyer kept digests: who claimed it cannot be told from
+                // the address, and kicking a fan by mistake is worse than a platform's
+                // move left for it to send again with the new holder's user ID.
+                (Some(_), _) if held.digest.is_none() && held.bound => Grant::Unchanged,
+                _ => Grant::Move { generation: next },
+            }
+        }
+    }
 }
 
 impl Holder {
@@ -166,6 +286,14 @@ impl ClaimKey {
 }
 
 impl ClaimKey {
+    /// The digest naming an email holder ([`HolderDigest`]).
+    pub fn holder_digest(&self, email: &Email) -> HolderDigest {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
+        mac.update(b"holder email\0");
+        mac.update(email.address().as_bytes());
+        HolderDigest(hex(&mac.finalize().into_bytes()))
+    }
+
     /// Names the key without giving it away: the store keeps it beside the hashes the
     /// key made, and renews them when the key changes.
     pub fn fingerprint(&self) -> String {
@@ -176,11 +304,35 @@ impl ClaimKey {
 }
 
 impl ClaimCode {
-    /// The one code of this ticket of this reservation.
+    /// The code of this ticket of this reservation for its first email holder.
     pub fn derive(key: &ClaimKey, reservation: &ReservationId, ticket: &TicketId) -> Self {
+        Self::from_parts(key, &[reservation.as_str(), ticket.as_str()])
+    }
+
+    /// The code of a holder the ticket moved to, named by their digest.
+    pub fn derive_moved(key: &ClaimKey, reservation: &ReservationId, ticket: &TicketId, to: &HolderDigest) -> Self {
+        Self::from_parts(key, &[reservation.as_str(), ticket.as_str(), to.as_str()])
+    }
+
+    /// The code of the ticket's holder at `generation` (`digest` names them after a move).
+    pub fn of_holder(
+        key: &ClaimKey,
+        reservation: &ReservationId,
+        ticket: &TicketId,
+        generation: i64,
+        digest: Option<&HolderDigest>,
+    ) -> Option<Self> {
+        match (generation, digest) {
+            (0, _) => Some(Self::derive(key, reservation, ticket)),
+            (_, Some(digest)) => Some(Self::derive_moved(key, reservation, ticket, digest)),
+            (_, None) => None,
+        }
+    }
+
+    fn from_parts(key: &ClaimKey, parts: &[&str]) -> Self {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key.0).expect("HMAC takes keys of any length");
-        // Lengths first, so no two (reservation, ticket) pairs feed the same bytes.
-        for part in [reservation.as_str(), ticket.as_str()] {
+        // Lengths first, so no two lists of parts feed the same bytes.
+        for part in parts {
             mac.update(&(part.len() as u64).to_be_bytes());
             mac.update(part.as_bytes());
         }
@@ -461,6 +613,90 @@ mod tests {
         assert_ne!(c.hash(), code("jazz", "t-2").hash());
         assert_eq!(c.hash().len(), 64);
         assert!(!format!("{c:?}").contains(c.as_str()));
+    }
+
+    fn email_holder(address: &str) -> Holder {
+        let key = ClaimKey::from_secret(b"a deployment secret of some length");
+        let email = Email::parse(address).unwrap();
+        let (r, t) = (ReservationId::parse("jazz").unwrap(), TicketId::parse("t-1").unwrap());
+        Holder::Email { claim: EmailClaim::new(&key, &r, &t, &email), email, display_name: None }
+    }
+
+    fn digest(address: &str) -> String {
+        let Holder::Email { claim, .. } = email_holder(address) else { unreachable!() };
+        claim.digest.as_str().to_owned()
+    }
+
+    fn held(user: Option<&str>, email: Option<&str>, bound: bool, generation: i64) -> HeldTicket {
+        HeldTicket {
+            user_id: user.map(str::to_owned),
+            email: email.map(str::to_owned),
+            digest: email.map(digest),
+            bound,
+            revoked: false,
+            generation,
+        }
+    }
+
+    #[test]
+    fn a_grant_to_another_holder_moves_the_ticket_in_every_direction() {
+        let alice = Holder::User(OwnedUserId::try_from("@alice:x.org").unwrap());
+        let a = email_holder("a@x.org");
+        let user_ticket = held(Some("@bob:x.org"), None, false, 0);
+        let unclaimed = held(None, Some("b@y.org"), false, 0);
+        // b@y.org claimed by @carol: the address is gone, its digest stays.
+        let claimed =
+            HeldTicket { email: None, user_id: Some("@carol:x.org".into()), bound: true, ..unclaimed.clone() };
+        for (held, to, expected) in [
+            (None, &a, Grant::New),
+            (Some(&user_ticket), &alice, Grant::Move { generation: 1 }),
+            (Some(&user_ticket), &a, Grant::Move { generation: 1 }),
+            (Some(&unclaimed), &a, Grant::Move { generation: 1 }),
+            (Some(&claimed), &a, Grant::Move { generation: 1 }),
+            (Some(&unclaimed), &alice, Grant::Correction { generation: 1 }),
+            (Some(&claimed), &alice, Grant::Move { generation: 1 }),
+        ] {
+            assert_eq!(grant(held, to), expected, "{held:?} -> {to:?}");
+        }
+    }
+
+    #[test]
+    fn the_same_holder_again_changes_nothing() {
+        let bob = Holder::User(OwnedUserId::try_from("@bob:x.org").unwrap());
+        let b = email_holder("B@y.org");
+        let unclaimed = held(None, Some("b@y.org"), false, 3);
+        let claimed =
+            HeldTicket { email: None, user_id: Some("@carol:x.org".into()), bound: true, ..unclaimed.clone() };
+        assert_eq!(grant(Some(&held(Some("@bob:x.org"), None, false, 2)), &bob), Grant::Unchanged);
+        assert_eq!(grant(Some(&unclaimed), &b), Grant::Unchanged);
+        assert_eq!(grant(Some(&claimed), &b), Grant::Unchanged, "the claimer keeps it");
+        // Unclaimed tickets from before digests were kept are told by their address.
+        assert_eq!(grant(Some(&HeldTicket { digest: None, ..unclaimed.clone() }), &b), Grant::Unchanged);
+        // A revoked ticket stays revoked, whoever it is granted to.
+        assert_eq!(grant(Some(&HeldTicket { revoked: true, ..unclaimed.clone() }), &bob), Grant::Unchanged);
+        // Claimed before digests were kept: cannot be told, so left alone.
+        let legacy = HeldTicket { digest: None, ..claimed.clone() };
+        assert_eq!(grant(Some(&legacy), &email_holder("z@z.org")), Grant::Unchanged);
+        // An erased address given again comes back, in the same generation (same code).
+        let erased = HeldTicket { email: None, ..unclaimed.clone() };
+        assert_eq!(grant(Some(&erased), &b), Grant::Restore { generation: 3 });
+        assert_eq!(grant(Some(&erased), &email_holder("c@y.org")), Grant::Move { generation: 4 });
+    }
+
+    #[test]
+    fn a_moved_holder_has_a_code_of_their_own() {
+        let key = ClaimKey::from_secret(b"a deployment secret of some length");
+        let (r, t) = (ReservationId::parse("jazz").unwrap(), TicketId::parse("t-1").unwrap());
+        let (a, b) = (Email::parse("a@x.org").unwrap(), Email::parse("b@x.org").unwrap());
+        let (ca, cb) = (EmailClaim::new(&key, &r, &t, &a), EmailClaim::new(&key, &r, &t, &b));
+        assert_eq!(ca.hash(0), cb.hash(0), "the first holder's code is the ticket's, as before moves");
+        assert_eq!(ca.hash(0), code("jazz", "t-1").hash());
+        assert_ne!(ca.hash(1), cb.hash(1));
+        assert_ne!(ca.hash(1), ca.hash(0));
+        assert_eq!(ca.hash(1), ca.hash(2), "a holder's code depends on them, not on how many came between");
+        let shown = ClaimCode::of_holder(&key, &r, &t, 1, Some(&ca.digest)).unwrap();
+        assert_eq!(shown.hash(), ca.hash(1));
+        assert_eq!(ClaimCode::of_holder(&key, &r, &t, 1, None), None, "a bound holder's code is not shown");
     }
 
     #[test]

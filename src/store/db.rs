@@ -395,10 +395,11 @@ where
             let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
             for row in &page {
                 let (reservation, ticket) = (row.text("reservation_id")?, row.text("ticket_id")?);
-                let Some(new) = hash(&reservation, &ticket) else { continue };
-                if new != row.text("claim_hash")? {
-                    let query = sqlx::query(sql::SET_CLAIM_HASH).bind(new.as_str()).bind(reservation.as_str());
-                    query.bind(ticket.as_str()).execute(&mut *tx).await?;
+                let (generation, email) = (row.int("holder_generation")?, row.opt_text("email")?);
+                let Some(new) = hash(&reservation, &ticket, generation, email.as_deref()) else { continue };
+                if new != (row.opt_text("claim_hash")?, row.opt_text("holder_digest")?) {
+                    let query = sqlx::query(sql::SET_CLAIM_HASH).bind(new.0.as_deref()).bind(new.1.as_deref());
+                    query.bind(reservation.as_str()).bind(ticket.as_str()).execute(&mut *tx).await?;
                     renewed += 1;
                 }
             }
@@ -513,6 +514,11 @@ where
 
     async fn prune_transcripts(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         self.delete_transcripts(before).await
+    }
+
+    async fn forget_orphan_emails(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query(sql::FORGET_ORPHANS).bind(to_millis(before)).execute(&self.pool).await?;
+        Ok(D::rows_affected(&done))
     }
 
     async fn outbox_events(&self) -> Result<Vec<(String, String, String, String)>, StoreError> {

@@ -15,7 +15,10 @@ use sqlx::{Encode, Executor, Type};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Outbound, Outcome, Receipt, StoreError, db::Dialect, rows::Read, sql, to_millis};
-use crate::model::{BoundHow, Description, Holder, StreamKeyHash, StreamUrl, WebhookEvent};
+use crate::model::{
+    BoundHow, Description, Grant, HeldTicket, Holder, ReservationId, StreamKeyHash, StreamUrl, Ticket, WebhookEvent,
+    grant,
+};
 use crate::outbox::OutboundEvent;
 
 /// A value bound to a statement: the two types the schema uses, either of them NULL.
@@ -249,8 +252,11 @@ pub(super) async fn record(
         return Ok(Outcome::Duplicate);
     }
     let outcome = apply(w, event, received_at, outbox).await?;
-    if outcome == Outcome::Stale {
-        w.execute(sql::RECEIPT_STALE, &[webhook_id.into()]).await?;
+    match outcome {
+        Outcome::Stale => _ = w.execute(sql::RECEIPT_STALE, &[webhook_id.into()]).await?,
+        // Nothing is stored of a grant that came too late, not even its receipt.
+        Outcome::Closed => _ = w.execute(sql::RECEIPT_FORGET, &[webhook_id.into()]).await?,
+        Outcome::Accepted | Outcome::Duplicate => {}
     }
     Ok(outcome)
 }
@@ -325,39 +331,14 @@ async fn apply(
         }
         WebhookEvent::Cancelled { id, reason } => {
             w.execute(sql::CANCEL, &[id.as_str().into(), now.into(), reason.as_deref().into()]).await?;
+            w.execute(sql::FORGET_CANCELLED, &[id.as_str().into()]).await?;
         }
         WebhookEvent::TicketsGranted { id, tickets } => {
+            if w.fetch_optional(sql::RESERVATION_CLOSED, &[id.as_str().into()], |_| Ok(())).await?.is_some() {
+                return Ok(Outcome::Closed);
+            }
             for ticket in tickets {
-                let (user, email, display_name, claim_hash) = match &ticket.holder {
-                    Holder::User(user) => (Some(user.as_str()), None, None, None),
-                    Holder::Email { email, display_name, claim_hash } => {
-                        (None, Some(email.address()), display_name.as_ref().map(|n| n.as_str()), Some(claim_hash))
-                    }
-                };
-                let args = [
-                    id.as_str().into(),
-                    ticket.id.as_str().into(),
-                    user.into(),
-                    email.into(),
-                    display_name.into(),
-                    claim_hash.map(String::as_str).into(),
-                    now.into(),
-                ];
-                let bound = w
-                    .fetch_optional(sql::GRANT_TICKET, &args, |row| {
-                        Ok((row.opt_text("bound_how")?, row.opt_int("bound_at")?))
-                    })
-                    .await?;
-                // An email ticket sent again with its holder's user ID was bound just
-                // now: the platform hears of it like of any other claim.
-                if let Holder::User(user) = &ticket.holder
-                    && let Some((Some(how), Some(bound_at))) = bound
-                    && how == BoundHow::Correction.as_str()
-                    && bound_at == now
-                {
-                    let event = OutboundEvent::ticket_claimed(id, ticket.id.as_str(), user, BoundHow::Correction, at);
-                    write_event(w, outbox, &event, now).await?;
-                }
+                grant_ticket(w, id, ticket, now, at, outbox).await?;
             }
         }
         WebhookEvent::TicketsRevoked { id, ticket_ids } => {
@@ -373,6 +354,70 @@ async fn apply(
         }
     }
     Ok(Outcome::Accepted)
+}
+
+/// Grants one ticket as `model::grant` decides: a new ticket, the same holder again
+/// (nothing), a correction, a move to another holder, or an erased address restored.
+async fn grant_ticket(
+    w: &mut impl Writes,
+    id: &ReservationId,
+    ticket: &Ticket,
+    now: i64,
+    at: DateTime<Utc>,
+    outbox: Outbound,
+) -> Result<(), StoreError> {
+    let key = [id.as_str().into(), ticket.id.as_str().into()];
+    let held = w
+        .fetch_optional(sql::TICKET_HELD, &key, |row| {
+            Ok(HeldTicket {
+                user_id: row.opt_text("user_id")?,
+                email: row.opt_text("email")?,
+                digest: row.opt_text("holder_digest")?,
+                bound: row.flag("bound")?,
+                revoked: row.flag("revoked")?,
+                generation: row.int("holder_generation")?,
+            })
+        })
+        .await?;
+    let (generation, bound_how) = match grant(held.as_ref(), &ticket.holder) {
+        Grant::Unchanged => return Ok(()),
+        Grant::New => (0, None),
+        Grant::Move { generation } | Grant::Restore { generation } => (generation, None),
+        Grant::Correction { generation } => (generation, Some(BoundHow::Correction)),
+    };
+    let (user, email, display_name, claim_hash, digest) = match &ticket.holder {
+        Holder::User(user) => (Some(user.as_str()), None, None, None, None),
+        Holder::Email { email, display_name, claim } => (
+            None,
+            Some(email.address()),
+            display_name.as_ref().map(|n| n.as_str()),
+            Some(claim.hash(generation)),
+            Some(claim.digest.as_str()),
+        ),
+    };
+    let args = [
+        id.as_str().into(),
+        ticket.id.as_str().into(),
+        user.into(),
+        email.into(),
+        display_name.into(),
+        claim_hash.into(),
+        digest.into(),
+        generation.into(),
+        bound_how.map(BoundHow::as_str).into(),
+        now.into(),
+    ];
+    w.execute(sql::HOLD_TICKET, &args).await?;
+    // An email ticket sent again with its holder's user ID was bound just now: the
+    // platform hears of it like of any other claim.
+    if let (Some(how), Holder::User(user)) = (bound_how, &ticket.holder) {
+        let event = OutboundEvent::ticket_claimed(id, ticket.id.as_str(), user, how, at);
+        write_event(w, outbox, &event, now).await?;
+    }
+    if held.is_some() && bound_how.is_none() {
+        tracing::info!(reservation_id = %id, ticket_id = %ticket.id.as_str(), generation, "ticket moved to another holder");
+    }
+    Ok(())
 }
 
 /// `W`'s stream-key lock, if it takes one.

@@ -94,6 +94,8 @@ pub enum Outcome {
     Duplicate,
     /// The reservation's stored revision is newer; nothing changed but the receipt.
     Stale,
+    /// A `ticket.granted` for a reservation archived or cancelled: nothing was stored.
+    Closed,
 }
 
 /// The identity of one delivery, from the `webhook-id` header.
@@ -268,6 +270,10 @@ pub trait Store: Outbox<Error = StoreError> + Send + Sync {
     /// rooms archived before it without one; returns how many transcripts went.
     async fn prune_transcripts(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 
+    /// Erases the addresses (and codes) of email tickets granted before `before` whose
+    /// reservation never came; the tickets stay. Returns how many.
+    async fn forget_orphan_emails(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
     /// Every outbox row's `(reservation_id, type, webhook-id, body)`, in send order: for
     /// tests and, later, the status page.
     async fn outbox_events(&self) -> Result<Vec<(String, String, String, String)>, StoreError>;
@@ -395,9 +401,12 @@ pub enum AdminAction {
 }
 
 /// A membership event pushed by the homeserver.
-/// A ticket's claim hash from its reservation and ticket ids, under the current key;
-/// `None` for ids that do not parse (left as they are).
-pub type ClaimHasher = dyn Fn(&str, &str) -> Option<String> + Send + Sync;
+/// A ticket's claim under the current key, from its reservation and ticket ids, its
+/// holder generation and its unbound holder's address: the hash of its code and its
+/// holder's digest, each `None` where it cannot be made again (a moved holder's code,
+/// or a bound holder's digest, once the address is erased). `None` for ids that do not
+/// parse (left as they are).
+pub type ClaimHasher = dyn Fn(&str, &str, i64, Option<&str>) -> Option<(Option<String>, Option<String>)> + Send + Sync;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MembershipFact {

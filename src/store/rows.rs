@@ -145,6 +145,8 @@ pub(super) fn ticket(row: &impl Read) -> Result<TicketRow, StoreError> {
         email_masked: row.opt_text("email")?.as_deref().map(crate::model::mask),
         has_claim: row.flag("has_claim")?,
         bound_how: row.opt_text("bound_how")?,
+        holder_generation: row.int("holder_generation")?,
+        holder_digest: row.opt_text("holder_digest")?.map(crate::model::HolderDigest::stored),
     })
 }
 

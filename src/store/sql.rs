@@ -52,29 +52,39 @@ pub(super) const CANCEL: &str = "INSERT INTO reservation_signals (reservation_id
     ON CONFLICT (reservation_id) DO UPDATE SET
         cancelled_at = COALESCE(reservation_signals.cancelled_at, excluded.cancelled_at),
         cancel_reason = COALESCE(reservation_signals.cancel_reason, excluded.cancel_reason)";
-/// `(reservation_id, ticket_id, user_id, email, display_name, claim_hash, at)`. A grant
-/// after a revocation keeps it revoked. A user ID moves the ticket to that user (an email
-/// ticket so bound is a correction); an email alone never unbinds a bound ticket. The
-/// email is kept only while the ticket has no user. Returns the binding, so that a
-/// correction made just now is told to the platform.
-pub(super) const GRANT_TICKET: &str = "INSERT INTO tickets
-        (reservation_id, ticket_id, user_id, email, display_name, claim_hash, granted_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7)
+/// What a grant decides on (`model::grant`): `(reservation_id, ticket_id)`.
+pub(super) const TICKET_HELD: &str = "SELECT user_id, email, holder_digest, bound_how IS NOT NULL AS bound,
+        revoked_at IS NOT NULL AS revoked, holder_generation
+    FROM tickets WHERE reservation_id = $1 AND ticket_id = $2";
+/// A ticket's holder, as a grant decided: `(reservation_id, ticket_id, user_id, email,
+/// display_name, claim_hash, holder_digest, holder_generation, bound_how, at)`. Every
+/// column of the holder is written, so nothing of the former one stays; a new email
+/// holder is looked up on the homeserver afresh. The first grant's time is kept.
+pub(super) const HOLD_TICKET: &str = "INSERT INTO tickets
+        (reservation_id, ticket_id, user_id, email, display_name, claim_hash, holder_digest, holder_generation,
+         bound_how, bound_at, granted_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, CASE WHEN $9 IS NULL THEN NULL ELSE $10 END, $10)
     ON CONFLICT (reservation_id, ticket_id) DO UPDATE SET
-        user_id = COALESCE(excluded.user_id, tickets.user_id),
-        bound_how = CASE
-            WHEN excluded.user_id IS NULL OR excluded.user_id = tickets.user_id THEN tickets.bound_how
-            WHEN tickets.user_id IS NULL AND tickets.email IS NOT NULL THEN 'correction'
-            END,
-        bound_at = CASE
-            WHEN excluded.user_id IS NULL OR excluded.user_id = tickets.user_id THEN tickets.bound_at
-            WHEN tickets.user_id IS NULL AND tickets.email IS NOT NULL THEN excluded.granted_at
-            END,
-        email = CASE WHEN excluded.user_id IS NULL AND tickets.user_id IS NULL THEN excluded.email END,
-        display_name = CASE WHEN excluded.user_id IS NULL AND tickets.user_id IS NULL THEN excluded.display_name END,
-        claim_hash = COALESCE(tickets.claim_hash, excluded.claim_hash),
-        granted_at = COALESCE(tickets.granted_at, excluded.granted_at)
-    RETURNING bound_how, bound_at";
+        user_id = excluded.user_id, email = excluded.email, display_name = excluded.display_name,
+        claim_hash = excluded.claim_hash, holder_digest = excluded.holder_digest,
+        holder_generation = excluded.holder_generation, bound_how = excluded.bound_how,
+        bound_at = excluded.bound_at, looked_up_at = NULL,
+        granted_at = COALESCE(tickets.granted_at, excluded.granted_at)";
+/// Whether `ticket.granted` for `$1` comes too late: its reservation is cancelled or archived.
+pub(super) const RESERVATION_CLOSED: &str = "SELECT 1 FROM reservation_signals s WHERE s.reservation_id = $1
+        AND s.cancelled_at IS NOT NULL
+    UNION ALL SELECT 1 FROM lifecycle l WHERE l.reservation_id = $1 AND l.archived_at IS NOT NULL
+    LIMIT 1";
+/// A cancellation ends what the addresses and codes of its tickets were for: `(reservation_id)`.
+pub(super) const FORGET_CANCELLED: &str = "UPDATE tickets SET email = NULL, display_name = NULL, claim_hash = NULL
+    WHERE reservation_id = $1 AND (email IS NOT NULL OR display_name IS NOT NULL OR claim_hash IS NOT NULL)";
+/// The addresses of tickets whose reservation has not come since `$1`, erased with
+/// their codes; the tickets stay (contract §7): `(before)`.
+pub(super) const FORGET_ORPHANS: &str = "UPDATE tickets SET email = NULL, display_name = NULL, claim_hash = NULL
+    WHERE email IS NOT NULL AND granted_at < $1
+        AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.reservation_id = tickets.reservation_id)";
+/// Drops a receipt again: `(webhook_id)`, for a grant that came too late and stores nothing.
+pub(super) const RECEIPT_FORGET: &str = "DELETE FROM webhook_receipts WHERE webhook_id = $1";
 /// `(reservation_id, ticket_id, at)`; the first revocation counts.
 pub(super) const REVOKE_TICKET: &str = "INSERT INTO tickets (reservation_id, ticket_id, revoked_at) VALUES ($1, $2, $3)
     ON CONFLICT (reservation_id, ticket_id) DO UPDATE SET revoked_at = COALESCE(tickets.revoked_at, excluded.revoked_at)";
@@ -177,7 +187,7 @@ pub(super) const CHANNEL_AROUND: &str = without_counts!(
 
 /// A ticket page: `(reservation_id, after ticket_id, limit)`.
 pub(super) const TICKETS_PAGE: &str = "SELECT t.ticket_id, t.user_id, t.revoked_at IS NOT NULL AS revoked, i.failure,
-        t.email, t.claim_hash IS NOT NULL AS has_claim, t.bound_how
+        t.email, t.claim_hash IS NOT NULL AS has_claim, t.bound_how, t.holder_generation, t.holder_digest
     FROM tickets t
     LEFT JOIN room_invites i ON i.reservation_id = t.reservation_id AND i.user_id = t.user_id
     WHERE t.reservation_id = $1 AND t.ticket_id > $2
@@ -206,12 +216,14 @@ pub(super) const LOOKUPS_DUE: &str = "SELECT t.reservation_id, t.ticket_id, t.em
 pub(super) const LOOKED_UP: &str = "UPDATE tickets SET looked_up_at = $1 WHERE reservation_id = $2 AND ticket_id = $3";
 /// Tickets with a claim hash, a page after `(reservation_id, ticket_id)`:
 /// `(after reservation, after ticket, limit)`.
-pub(super) const CLAIM_HASHES: &str = "SELECT reservation_id, ticket_id, claim_hash FROM tickets
-    WHERE claim_hash IS NOT NULL AND (reservation_id > $1 OR (reservation_id = $1 AND ticket_id > $2))
+pub(super) const CLAIM_HASHES: &str = "SELECT reservation_id, ticket_id, claim_hash, holder_digest, holder_generation,
+        email FROM tickets
+    WHERE (claim_hash IS NOT NULL OR holder_digest IS NOT NULL)
+        AND (reservation_id > $1 OR (reservation_id = $1 AND ticket_id > $2))
     ORDER BY reservation_id, ticket_id LIMIT $3";
-/// `(hash, reservation_id, ticket_id)`.
+/// `(hash, digest, reservation_id, ticket_id)`.
 pub(super) const SET_CLAIM_HASH: &str =
-    "UPDATE tickets SET claim_hash = $1 WHERE reservation_id = $2 AND ticket_id = $3";
+    "UPDATE tickets SET claim_hash = $1, holder_digest = $2 WHERE reservation_id = $3 AND ticket_id = $4";
 pub(super) const SETTING: &str = "SELECT value FROM foyer_settings WHERE name = $1";
 /// `(name, value)`.
 pub(super) const SET_SETTING: &str = "INSERT INTO foyer_settings (name, value) VALUES ($1, $2)

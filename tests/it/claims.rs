@@ -19,7 +19,7 @@ use crate::{
 };
 
 /// A Foyer that may ask Synapse's admin API, as the lookups need, and logs everything.
-async fn foyer_with_admin(extra: &'static str) -> TestFoyer {
+pub(crate) async fn foyer_with_admin(extra: &'static str) -> TestFoyer {
     let admin = Synapse::shared().create_admin().await;
     let token = admin.access_token.clone();
     TestFoyer::start_with(
@@ -29,12 +29,12 @@ async fn foyer_with_admin(extra: &'static str) -> TestFoyer {
     .await
 }
 
-fn email_ticket(ticket: &str, email: &str) -> Value {
+pub(crate) fn email_ticket(ticket: &str, email: &str) -> Value {
     json!({"ticket_id": ticket, "email": email, "display_name": "A Fan"})
 }
 
 /// The tickets endpoint's view of one ticket.
-async fn ticket(foyer: &TestFoyer, id: &str, ticket: &str) -> Value {
+pub(crate) async fn ticket(foyer: &TestFoyer, id: &str, ticket: &str) -> Value {
     let path = format!("/api/v1/reservations/{id}/tickets");
     let (status, listed) = foyer.request(reqwest::Method::GET, &path, Some(&foyer.slot.api_token), None).await;
     assert_eq!(status, 200, "{listed}");
@@ -42,19 +42,19 @@ async fn ticket(foyer: &TestFoyer, id: &str, ticket: &str) -> Value {
 }
 
 /// `user`'s membership in the room, as the bot sees it (`None` when there is none yet).
-async fn membership(foyer: &TestFoyer, room: &str, user: &TestUser) -> Option<String> {
+pub(crate) async fn membership(foyer: &TestFoyer, room: &str, user: &TestUser) -> Option<String> {
     let event = TestUser::bot(&foyer.slot).member_event(room, &user.user_id).await?;
     event["membership"].as_str().map(str::to_owned)
 }
 
-async fn wait_membership(foyer: &TestFoyer, room: &str, user: &TestUser, want: &str) {
+pub(crate) async fn wait_membership(foyer: &TestFoyer, room: &str, user: &TestUser, want: &str) {
     eventually(Duration::from_secs(30), &format!("{} to be {want}", user.user_id), || async {
         (membership(foyer, room, user).await.as_deref() == Some(want)).then_some(())
     })
     .await;
 }
 
-fn address(name: &str) -> String {
+pub(crate) fn address(name: &str) -> String {
     format!("{}@fans.example.org", unique(name).to_lowercase())
 }
 

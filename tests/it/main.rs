@@ -17,6 +17,7 @@ mod ingest_owncast;
 mod lifecycle;
 mod membership;
 mod migrate;
+mod moves;
 mod operations;
 mod outbox;
 mod prometheus;

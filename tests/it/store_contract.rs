@@ -788,15 +788,15 @@ async fn status_sessions_live_until_ended_or_expired() {
 
 #[tokio::test]
 async fn email_tickets_are_bound_by_a_claim_once_and_forget_their_address() {
-    use foyer::model::{BoundHow, ClaimCode, ClaimKey, ClaimOutcome, DisplayName, Email};
+    use foyer::model::{BoundHow, ClaimCode, ClaimKey, ClaimOutcome, DisplayName, Email, EmailClaim};
     let key = ClaimKey::from_secret(b"contract");
     let code = |ticket: &str| ClaimCode::derive(&key, &jazz(), &ExternalId::parse(ticket).unwrap());
     let email_ticket = |ticket: &str, address: &str| Ticket {
         id: ExternalId::parse(ticket).unwrap(),
         holder: Holder::Email {
+            claim: EmailClaim::new(&key, &jazz(), &ExternalId::parse(ticket).unwrap(), &Email::parse(address).unwrap()),
             email: Email::parse(address).unwrap(),
             display_name: Some(DisplayName::parse("Fan").unwrap()),
-            claim_hash: code(ticket).hash(),
         },
     };
     let user = |name: &str| OwnedUserId::try_from(format!("@{name}:example.org")).unwrap();
@@ -878,9 +878,209 @@ async fn email_tickets_are_bound_by_a_claim_once_and_forget_their_address() {
     .await;
 }
 
+/// Contract §3 and §7: a grant to another holder moves the ticket, whoever held it and
+/// however it was bound; the former holder's code stops working and a new email holder
+/// has a new one; the same holder again changes nothing.
+#[tokio::test]
+async fn a_ticket_moves_to_another_holder_in_every_direction() {
+    use foyer::model::{BoundHow, ClaimCode, ClaimKey, ClaimOutcome, Email, EmailClaim};
+    let key = ClaimKey::from_secret(b"contract");
+    let t = |ticket: &str| ExternalId::parse(ticket).unwrap();
+    let to_email = |ticket: &str, address: &str| {
+        let email = Email::parse(address).unwrap();
+        Ticket {
+            id: t(ticket),
+            holder: Holder::Email {
+                claim: EmailClaim::new(&key, &jazz(), &t(ticket), &email),
+                email,
+                display_name: None,
+            },
+        }
+    };
+    let user = |name: &str| OwnedUserId::try_from(format!("@{name}:example.org")).unwrap();
+    let to_user = |ticket: &str, name: &str| Ticket { id: t(ticket), holder: Holder::User(user(name)) };
+    // The code the tickets endpoint shows for a ticket now, if any.
+    let shown = |store: std::sync::Arc<dyn Store>, ticket: &'static str| {
+        let key = key.clone();
+        async move {
+            let rows = store.tickets(&jazz(), "", 100).await.unwrap();
+            let row = rows.into_iter().find(|r| r.ticket_id == ticket).unwrap();
+            (row.state() == "unclaimed")
+                .then(|| {
+                    ClaimCode::of_holder(&key, &jazz(), &t(ticket), row.holder_generation, row.holder_digest.as_ref())
+                })
+                .flatten()
+        }
+    };
+    each_backend(|store, backend| {
+        let (to_email, to_user, user, shown) = (&to_email, &to_user, &user, &shown);
+        async move {
+            let now = Utc::now();
+            let n = std::sync::atomic::AtomicU32::new(0);
+            let grant = |tickets: Vec<Ticket>| {
+                let (store, id) = (store.clone(), format!("g{}", n.fetch_add(1, std::sync::atomic::Ordering::SeqCst)));
+                async move {
+                    let event = WebhookEvent::TicketsGranted { id: jazz(), tickets };
+                    store.record_webhook(&receipt(&id), &event).await.unwrap()
+                }
+            };
+            let claim = |code: &ClaimCode, who: &str| {
+                let (store, hash, who) = (store.clone(), code.hash(), user(who));
+                async move { store.claim_ticket(&hash, &who, BoundHow::DirectMessage, None, now).await.unwrap() }
+            };
+            let holders = || {
+                let store = store.clone();
+                async move { store.lifecycle_state(&jazz()).await.unwrap().audience.holders }
+            };
+            store.record_webhook(&receipt("r"), &upsert(1)).await.unwrap();
+            grant(vec![
+                to_user("uu", "ann"),
+                to_user("ue", "ben"),
+                to_email("ee", "a@x.org"),
+                to_email("ec", "c@x.org"),
+                to_email("eu", "e@x.org"),
+            ])
+            .await;
+            let (ee, ec, eu) = (
+                shown(store.clone(), "ee").await.unwrap(),
+                shown(store.clone(), "ec").await.unwrap(),
+                shown(store.clone(), "eu").await.unwrap(),
+            );
+            assert!(matches!(claim(&ec, "cid").await, ClaimOutcome::Claimed { .. }), "{backend}");
+            assert!(matches!(claim(&eu, "eve").await, ClaimOutcome::Claimed { .. }), "{backend}");
+            assert_eq!(holders().await, [user("ann"), user("ben"), user("cid"), user("eve")].into(), "{backend}");
+
+            // The same holders again: nothing changes, every code stays.
+            let same = vec![to_user("uu", "ann"), to_email("ee", "a@x.org"), to_email("ec", "c@x.org")];
+            assert_eq!(grant(same).await, Outcome::Accepted, "{backend}");
+            assert_eq!(shown(store.clone(), "ee").await, Some(ee.clone()), "{backend}: the same code");
+            assert_eq!(holders().await, [user("ann"), user("ben"), user("cid"), user("eve")].into(), "{backend}");
+
+            // user→user, user→email, email→email (unclaimed and claimed), email→user.
+            grant(vec![
+                to_user("uu", "uma"),
+                to_email("ue", "b@y.org"),
+                to_email("ee", "a2@y.org"),
+                to_email("ec", "c2@y.org"),
+                to_user("eu", "fay"),
+            ])
+            .await;
+            assert_eq!(
+                holders().await,
+                [user("uma"), user("fay")].into(),
+                "{backend}: the former holders lost their seats"
+            );
+            for (old, who) in [(&ee, "zed"), (&ec, "cid"), (&eu, "eve")] {
+                assert_eq!(claim(old, who).await, ClaimOutcome::Unusable, "{backend}: an old code stops working");
+            }
+            let (ue2, ee2, ec2) = (
+                shown(store.clone(), "ue").await.expect("a new email holder has a code"),
+                shown(store.clone(), "ee").await.expect("a new email holder has a code"),
+                shown(store.clone(), "ec").await.expect("a new email holder has a code"),
+            );
+            assert_ne!(ee2, ee, "{backend}");
+            assert_ne!(ec2, ec, "{backend}");
+            assert_eq!(shown(store.clone(), "eu").await, None, "{backend}: a user's ticket has no code");
+            assert!(matches!(claim(&ee2, "ada").await, ClaimOutcome::Claimed { .. }), "{backend}");
+            assert!(matches!(claim(&ue2, "bea").await, ClaimOutcome::Claimed { .. }), "{backend}");
+            let listed = store.tickets(&jazz(), "", 10).await.unwrap();
+            let eu_row = listed.iter().find(|r| r.ticket_id == "eu").unwrap();
+            assert_eq!(eu_row.bound_how, None, "{backend}: moved from a claimer, not a correction of them");
+            let ec_row = listed.iter().find(|r| r.ticket_id == "ec").unwrap();
+            assert_eq!((ec_row.user_id.as_deref(), ec_row.state()), (None, "unclaimed"), "{backend}");
+            assert_eq!(ec_row.email_masked.as_deref(), Some("c***@y.org"), "{backend}");
+            assert_eq!(holders().await, [user("uma"), user("fay"), user("ada"), user("bea")].into(), "{backend}");
+            // A moved ticket granted again to its new claimed holder stays theirs.
+            grant(vec![to_email("ee", "a2@y.org")]).await;
+            assert!(holders().await.contains(&user("ada")), "{backend}");
+            // An unbound email ticket given its holder's user ID is a correction; the
+            // code is not needed any more.
+            grant(vec![to_user("ec", "cy")]).await;
+            let listed = store.tickets(&jazz(), "", 10).await.unwrap();
+            let ec_row = listed.iter().find(|r| r.ticket_id == "ec").unwrap();
+            assert_eq!(ec_row.bound_how.as_deref(), Some("correction"), "{backend}");
+            assert_eq!(claim(&ec2, "cy").await, ClaimOutcome::Unusable, "{backend}");
+        }
+    })
+    .await;
+}
+
+/// Contract §3 and §7: a grant for a reservation archived or cancelled stores nothing
+/// and says so; a cancellation erases addresses and stops codes; an orphan ticket's
+/// address is erased after a while, the ticket kept.
+#[tokio::test]
+async fn addresses_and_codes_go_when_their_reservation_does() {
+    use foyer::model::{BoundHow, ClaimCode, ClaimKey, ClaimOutcome, Email, EmailClaim};
+    let key = ClaimKey::from_secret(b"contract");
+    let email_ticket = |reservation: &ReservationId, address: &str| {
+        let (email, id) = (Email::parse(address).unwrap(), ExternalId::parse("t-1").unwrap());
+        let claim = EmailClaim::new(&key, reservation, &id, &email);
+        Ticket { id, holder: Holder::Email { claim, email, display_name: None } }
+    };
+    let code = |reservation: &ReservationId| ClaimCode::derive(&key, reservation, &ExternalId::parse("t-1").unwrap());
+    each_backend(|store, backend| {
+        let (email_ticket, code) = (&email_ticket, &code);
+        async move {
+            let now = Utc::now();
+            let grant = |id: ReservationId, address: &str| WebhookEvent::TicketsGranted {
+                id: id.clone(),
+                tickets: vec![email_ticket(&id, address)],
+            };
+            let claim = |id: &ReservationId| {
+                let (store, hash) = (store.clone(), code(id).hash());
+                async move { store.claim_ticket(&hash, &alice(), BoundHow::DirectMessage, None, now).await.unwrap() }
+            };
+            // Cancelled: the address and the code go, and later grants are closed.
+            store.record_webhook(&receipt("r"), &upsert(1)).await.unwrap();
+            store.record_webhook(&receipt("g1"), &grant(jazz(), "fan@example.org")).await.unwrap();
+            let cancel = WebhookEvent::Cancelled { id: jazz(), reason: None };
+            store.record_webhook(&receipt("c"), &cancel).await.unwrap();
+            let listed = store.tickets(&jazz(), "", 10).await.unwrap();
+            assert_eq!(listed[0].email_masked, None, "{backend}: erased at the cancellation");
+            assert_eq!(claim(&jazz()).await, ClaimOutcome::Unusable, "{backend}");
+            let late = grant(jazz(), "late@example.org");
+            assert_eq!(store.record_webhook(&receipt("g2"), &late).await.unwrap(), Outcome::Closed, "{backend}");
+            let listed = store.tickets(&jazz(), "", 10).await.unwrap();
+            assert_eq!((listed.len(), listed[0].email_masked.as_deref()), (1, None), "{backend}: nothing stored");
+            assert_eq!(store.lookups_due(now + Span::days(1), 10).await.unwrap(), vec![], "{backend}: no lookup");
+            // Not even the receipt: sent again, it is closed again, not a duplicate.
+            assert_eq!(store.record_webhook(&receipt("g2"), &late).await.unwrap(), Outcome::Closed, "{backend}");
+
+            // Archived: the same answer.
+            let rock = ReservationId::parse("rock").unwrap();
+            let WebhookEvent::Upsert(mut r) = upsert(1) else { unreachable!() };
+            r.id = rock.clone();
+            store.record_webhook(&receipt("rock"), &WebhookEvent::Upsert(r)).await.unwrap();
+            store.record_step(&rock, &StepRecord::Archived, now).await.unwrap();
+            let late = grant(rock.clone(), "late@example.org");
+            assert_eq!(store.record_webhook(&receipt("g3"), &late).await.unwrap(), Outcome::Closed, "{backend}");
+            assert_eq!(store.tickets(&rock, "", 10).await.unwrap(), vec![], "{backend}");
+
+            // An orphan: kept until its time, then its address and code go, not the ticket.
+            let folk = ReservationId::parse("folk").unwrap();
+            let early = grant(folk.clone(), "early@example.org");
+            assert_eq!(store.record_webhook(&receipt("g4"), &early).await.unwrap(), Outcome::Accepted, "{backend}");
+            let granted = Utc::now();
+            assert_eq!(store.forget_orphan_emails(granted - Span::seconds(60)).await.unwrap(), 0, "{backend}");
+            assert_eq!(store.forget_orphan_emails(granted + Span::seconds(60)).await.unwrap(), 1, "{backend}");
+            let listed = store.tickets(&folk, "", 10).await.unwrap();
+            assert_eq!((listed.len(), listed[0].email_masked.as_deref()), (1, None), "{backend}: the ticket stays");
+            assert_eq!(claim(&folk).await, ClaimOutcome::Unusable, "{backend}");
+            // A reservation's own tickets are not orphans.
+            let pop = ReservationId::parse("pop").unwrap();
+            let WebhookEvent::Upsert(mut r) = upsert(1) else { unreachable!() };
+            r.id = pop.clone();
+            store.record_webhook(&receipt("pop"), &WebhookEvent::Upsert(r)).await.unwrap();
+            store.record_webhook(&receipt("g5"), &grant(pop, "x@example.org")).await.unwrap();
+            assert_eq!(store.forget_orphan_emails(granted + Span::days(30)).await.unwrap(), 0, "{backend}");
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn claim_hashes_follow_a_new_key_once() {
-    use foyer::model::{BoundHow, ClaimCode, ClaimKey, ClaimOutcome, Email};
+    use foyer::model::{BoundHow, ClaimCode, ClaimKey, ClaimOutcome, Email, EmailClaim};
     let (old, new) = (ClaimKey::from_secret(b"old as_token"), ClaimKey::from_secret(b"new as_token"));
     let ticket = ExternalId::parse("t-1").unwrap();
     let old_code = ClaimCode::derive(&old, &jazz(), &ticket);
@@ -890,17 +1090,17 @@ async fn claim_hashes_follow_a_new_key_once() {
         async move {
             let hasher = |key: &ClaimKey| {
                 let key = key.clone();
-                move |reservation: &str, ticket: &str| {
+                move |reservation: &str, ticket: &str, generation: i64, email: Option<&str>| {
                     let (r, t) = (ReservationId::parse(reservation).ok()?, ExternalId::parse(ticket).ok()?);
-                    Some(ClaimCode::derive(&key, &r, &t).hash())
+                    let digest = email.map(|e| key.holder_digest(&Email::parse(e).unwrap()));
+                    let code = ClaimCode::of_holder(&key, &r, &t, generation, digest.as_ref());
+                    Some((code.map(|c| c.hash()), digest.map(|d| d.as_str().to_owned())))
                 }
             };
             assert_eq!(store.renew_claim_hashes(&old.fingerprint(), &hasher(old)).await.unwrap(), 0, "{backend}");
-            let holder = Holder::Email {
-                email: Email::parse("fan@example.org").unwrap(),
-                display_name: None,
-                claim_hash: old_code.hash(),
-            };
+            let email = Email::parse("fan@example.org").unwrap();
+            let holder =
+                Holder::Email { claim: EmailClaim::new(old, &jazz(), ticket, &email), email, display_name: None };
             let grant =
                 WebhookEvent::TicketsGranted { id: jazz(), tickets: vec![Ticket { id: ticket.clone(), holder }] };
             store.record_webhook(&receipt("g"), &grant).await.unwrap();
@@ -922,18 +1122,16 @@ async fn claim_hashes_follow_a_new_key_once() {
 
 #[tokio::test]
 async fn email_tickets_are_looked_up_on_arrival_at_the_opening_and_then_at_a_pace() {
-    use foyer::model::{ClaimCode, ClaimKey, Email};
+    use foyer::model::{ClaimKey, Email, EmailClaim};
     let key = ClaimKey::from_secret(b"contract");
     each_backend(|store, backend| {
         let key = &key;
         async move {
             let t0 = Utc::now();
             let ticket = ExternalId::parse("t-1").unwrap();
-            let holder = Holder::Email {
-                email: Email::parse("fan@example.org").unwrap(),
-                display_name: None,
-                claim_hash: ClaimCode::derive(key, &jazz(), &ticket).hash(),
-            };
+            let email = Email::parse("fan@example.org").unwrap();
+            let holder =
+                Holder::Email { claim: EmailClaim::new(key, &jazz(), &ticket, &email), email, display_name: None };
             store.record_webhook(&receipt("r"), &upsert(1)).await.unwrap();
             let grant = WebhookEvent::TicketsGranted { id: jazz(), tickets: vec![Ticket { id: ticket, holder }] };
             store.record_webhook(&receipt("g"), &grant).await.unwrap();
@@ -1023,16 +1221,21 @@ async fn each_fact_writes_its_outbound_event_once() {
 /// recovering each write their event with the fact, once; without a platform, none.
 #[tokio::test]
 async fn claims_failed_invites_and_failures_write_their_events_once() {
-    use foyer::model::{BoundHow, ClaimCode, ClaimKey, Email};
+    use foyer::model::{BoundHow, ClaimCode, ClaimKey, Email, EmailClaim};
     use foyer::outbox::OutboundEvent;
     let key = ClaimKey::from_secret(b"contract");
     let code = |ticket: &str| ClaimCode::derive(&key, &jazz(), &ExternalId::parse(ticket).unwrap());
     let email_ticket = |ticket: &str| Ticket {
         id: ExternalId::parse(ticket).unwrap(),
         holder: Holder::Email {
+            claim: EmailClaim::new(
+                &key,
+                &jazz(),
+                &ExternalId::parse(ticket).unwrap(),
+                &Email::parse(&format!("{ticket}@example.org")).unwrap(),
+            ),
             email: Email::parse(&format!("{ticket}@example.org")).unwrap(),
             display_name: None,
-            claim_hash: code(ticket).hash(),
         },
     };
     let user = |name: &str| OwnedUserId::try_from(format!("@{name}:example.org")).unwrap();

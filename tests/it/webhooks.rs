@@ -251,6 +251,30 @@ async fn duplicates_and_stale_revisions_change_nothing() {
     assert_eq!(r["opens_at"], "2029-11-28T18:45:00Z", "a reschedule moves the opening");
 }
 
+/// Contract §3 and §7: a cancellation erases the tickets' addresses and stops their
+/// codes, and a grant after it is answered `closed` and stores nothing.
+#[tokio::test]
+async fn grants_after_a_cancellation_are_closed_and_its_addresses_are_erased() {
+    let foyer = TestFoyer::start().await;
+    let id = unique("closed");
+    foyer.accept("reservation.created", jazz(&id)).await;
+    let fan = json!({"ticket_id": "t-1", "email": "fan@example.org"});
+    foyer.accept("ticket.granted", json!({"reservation_id": id, "tickets": [fan]})).await;
+    let tickets = || async {
+        let path = format!("/api/v1/reservations/{id}/tickets");
+        foyer.request(reqwest::Method::GET, &path, Some(&foyer.slot.api_token), None).await.1["tickets"].clone()
+    };
+    assert_eq!(tickets().await[0]["email_masked"], "f***@example.org");
+    foyer.accept("reservation.cancelled", json!({"reservation_id": id})).await;
+    let erased = tickets().await;
+    assert_eq!((&erased[0]["email_masked"], &erased[0]["claim"]), (&json!(null), &json!(null)), "{erased}");
+
+    let late = json!({"reservation_id": id, "tickets": [{"ticket_id": "t-2", "email": "late@example.org"}]});
+    let (status, body) = foyer.send_webhook("ticket.granted", late).await;
+    assert_eq!((status, body), (200, json!({"status": "closed"})));
+    assert_eq!(tickets().await.as_array().map(Vec::len), Some(1), "nothing stored");
+}
+
 #[tokio::test]
 async fn tickets_sent_before_their_reservation_count_once_it_arrives() {
     let foyer = TestFoyer::start().await;

@@ -346,7 +346,7 @@ async fn record_event(
             state.wake.notify_one();
             ("accepted", status(StatusCode::ACCEPTED, "accepted"))
         }
-        Outcome::Duplicate | Outcome::Stale => ("duplicate", status(StatusCode::OK, "duplicate")),
+        Outcome::Duplicate | Outcome::Stale | Outcome::Closed => ("duplicate", status(StatusCode::OK, "duplicate")),
     };
     tracing::info!(channel_id, reservation_id, kind = event.kind(), outcome = answer.0, "Owncast webhook stored");
     Ok(answer)

@@ -130,6 +130,7 @@ async fn receive_inner(
         }
         Outcome::Duplicate => ("duplicate", status(StatusCode::OK, r#"{"status":"duplicate"}"#)),
         Outcome::Stale => ("stale", status(StatusCode::OK, r#"{"status":"stale"}"#)),
+        Outcome::Closed => ("closed", status(StatusCode::OK, r#"{"status":"closed"}"#)),
     };
     tracing::info!(webhook_id, kind = sent, reservation_id, outcome = answer.0, "webhook stored");
     Ok(answer)

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::config::Config;
 use crate::model::{
-    Channel, ClaimCode, ClaimKey, Description, DisplayName, Email, ExternalId, Holder, MAX_SPAN_SECONDS, Reservation,
+    Channel, ClaimKey, Description, DisplayName, Email, EmailClaim, ExternalId, Holder, MAX_SPAN_SECONDS, Reservation,
     ReservationId, Revision, StreamKey, StreamUrl, Ticket, Title, WebhookEvent, parse_reason,
 };
 
@@ -274,9 +274,9 @@ pub fn parse_typed(
                     let holder = match (user, email) {
                         (Some(user), _) => Holder::User(user),
                         (None, Some(email)) => Holder::Email {
+                            claim: EmailClaim::new(&rules.claim_key, &id, &ticket_id, &email),
                             email,
                             display_name,
-                            claim_hash: ClaimCode::derive(&rules.claim_key, &id, &ticket_id).hash(),
                         },
                         (None, None) => {
                             return Err(err(ticket.at("user_id"), "is missing (a ticket needs a user_id or an email)"));
@@ -633,11 +633,15 @@ mod tests {
         .unwrap() else {
             panic!("not a grant")
         };
-        let Holder::Email { email, display_name, claim_hash } = &tickets[0].holder else { panic!("{tickets:?}") };
+        let Holder::Email { email, display_name, claim } = &tickets[0].holder else { panic!("{tickets:?}") };
         assert_eq!(email.address(), "fan@example.org");
         assert_eq!(display_name.as_ref().map(|n| n.as_str()), Some("Fan"));
-        let code = ClaimCode::derive(&rules.claim_key, &ReservationId::parse("jazz").unwrap(), &tickets[0].id);
-        assert_eq!(claim_hash, &code.hash());
+        let (jazz, ticket) = (ReservationId::parse("jazz").unwrap(), &tickets[0].id);
+        let code = crate::model::ClaimCode::derive(&rules.claim_key, &jazz, ticket);
+        assert_eq!(claim.hash(0), code.hash());
+        let moved = crate::model::ClaimCode::derive_moved(&rules.claim_key, &jazz, ticket, &claim.digest);
+        assert_eq!(claim.hash(1), moved.hash());
+        assert_ne!(claim.hash(0), claim.hash(1));
         // Both given: the user ID wins and the email is not kept.
         assert_eq!(tickets[1].holder, Holder::User(OwnedUserId::try_from("@alice:example.org").unwrap()));
 
