@@ -54,35 +54,47 @@ fn deadline() -> tokio::time::Instant {
 
 /// A stranger invited the bot to a room marked as a direct chat: declined when they have
 /// [`PER_USER`] open already; else joined, and left at once unless it is a direct chat
-/// (see [`not_direct`]); else recorded, after the longest idle chats ended if all
-/// together would be more than allowed.
+/// (see [`not_direct`]); else kept, after the longest idle chats ended if all together
+/// are more than allowed. The chat is recorded as soon as the bot is in it, so a room it
+/// could not check yet is still left once idle.
 pub(super) async fn invited(
     state: &Services,
     client: &MatrixClient,
     room_id: &OwnedRoomId,
     opener: &UserId,
 ) -> Result<(), Unfinished> {
+    // A chat recorded already is this invite tried again, or the bot invited back.
+    let again = state.store.direct_chat_opener(room_id.as_str()).await?.is_some();
     let (mine, _) = state.store.direct_chat_counts(opener).await?;
-    if mine >= PER_USER {
+    if mine >= PER_USER && !again {
         leave(client, room_id).await?; // declines the invite
         metrics::counter!("foyer_direct_chats_total", "result" => "declined").increment(1);
         tracing::info!(room_id = %room_id, user_id = %opener, open = mine, "declined a direct chat: the user has as many open as allowed");
         return Ok(());
     }
     rooms::join(client, room_id).await?;
-    if let Some(why) = not_direct(client, room_id, &state.config.bot_user_id(), opener).await? {
+    state.store.direct_chat_active(room_id.as_str(), opener, Utc::now()).await?;
+    let why = match not_direct(client, room_id, &state.config.bot_user_id(), opener).await {
+        Ok(why) => why,
+        Err(e) if e.is_transient() => return Err(e.into()),
+        Err(e) => {
+            tracing::warn!(room_id = %room_id, error = %e, "cannot read a room marked direct");
+            Some("the bot cannot read it")
+        }
+    };
+    if let Some(why) = why {
         leave(client, room_id).await?;
+        state.store.forget_direct_chat(room_id.as_str()).await?;
         metrics::counter!("foyer_direct_chats_total", "result" => "not_direct").increment(1);
         tracing::info!(room_id = %room_id, user_id = %opener, why, "left a room marked direct that is not a direct chat");
         return Ok(());
     }
     let (_, open) = state.store.direct_chat_counts(opener).await?;
     let most = open_at_most();
-    if open >= most {
-        let ended = end_longest_idle(state, client, open + 1 - most).await?;
+    if open > most {
+        let ended = end_longest_idle(state, client, open - most).await?;
         tracing::info!(ended, open, "ended the longest idle direct chats: too many open");
     }
-    state.store.direct_chat_active(room_id.as_str(), opener, Utc::now()).await?;
     metrics::counter!("foyer_direct_chats_total", "result" => "joined").increment(1);
     tracing::info!(room_id = %room_id, user_id = %opener, "joined a direct chat");
     Ok(())
