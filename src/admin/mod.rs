@@ -378,7 +378,7 @@ pub fn concerns(event: &HomeserverEvent, bot: &UserId, admins: &[OwnedUserId]) -
 /// [`concerns`] takes, a claim line kept as its code's hash (no code rests in plain
 /// text, contract §7), and the membership changes that end a stranger's direct chat
 /// ([`direct::change_ends_chat`]; one look in the store per room with such changes).
-pub async fn inbox(
+pub async fn kept_in_inbox(
     events: &[HomeserverEvent],
     bot: &UserId,
     admins: &[OwnedUserId],

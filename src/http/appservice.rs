@@ -111,7 +111,7 @@ async fn transaction(State(state): State<AppState>, Path(txn_id): Path<String>, 
     }
     // Admin commands too: the inbox keeps them until they are handled.
     let admins = &state.config.admins;
-    let queued = match crate::admin::inbox(&events, &bot, admins, state.store.as_ref()).await {
+    let queued = match crate::admin::kept_in_inbox(&events, &bot, admins, state.store.as_ref()).await {
         Ok(commands) if commands.is_empty() => Ok(false),
         Ok(commands) => state.store.queue_admin_events(&commands, chrono::Utc::now()).await.map(|()| true),
         Err(e) => Err(e),
