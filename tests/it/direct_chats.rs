@@ -163,5 +163,7 @@ async fn each_room_is_answered_at_a_bounded_pace() {
     })
     .await;
     eprintln!("{answered} answered, {held} held back");
-    assert!((10..=12).contains(&answered), "a burst of 10 and about one every 6 s: {answered} answered");
+    // A burst of 10, then one every 6 s: however slow this machine, most of a quick 20
+    // go unanswered.
+    assert!(answered >= 10 && held >= 5, "{answered} answered, {held} held back");
 }
