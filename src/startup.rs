@@ -83,6 +83,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         admin_wake: Arc::new(tokio::sync::Notify::new()),
         lifecycle: Default::default(),
         phases_counted_at: Default::default(),
+        claims: Default::default(),
     });
     // Which build answers, for a dashboard to show and an alert to join on.
     let build = [("version", crate::build_info::VERSION), ("commit", crate::build_info::COMMIT)];
@@ -171,7 +172,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
                 store: state.store.clone(),
                 wake: state.wake.clone(),
                 inbox: state.admin_wake.clone(),
-                claims: Default::default(),
+                claims: state.claims.clone(),
+                pace: Default::default(),
             };
             tokio::spawn(crate::admin::serve(admin, admin_client, stop_rx.clone()));
             tracing::info!(bot = %report.bot, "ready");

@@ -3,15 +3,17 @@
 //! `open <id>`, `archive <id>` or `retry <id>`; the bot answers with a notice (HTML and
 //! plain text). Anyone else who tries gets a polite refusal. Anyone may also open a
 //! direct chat with the bot to claim a ticket with `!claim CODE` ([`claim`]); the bot
-//! leaves such a chat once it is idle. Other invites from people who are not admins are
-//! left unanswered. Reservation rooms are never used for this.
+//! checks that it is one, answers claims only there, and leaves it once it is idle, grows
+//! or is left ([`direct`]). Other invites from people who are not admins are left
+//! unanswered. Reservation rooms are never used for this. Answers are paced per room.
 //!
 //! The appservice transaction keeps the events that concern this module in the store's
 //! admin inbox before it is answered; [`serve`] handles them and drops each once done.
 
 pub mod claim;
+pub mod direct;
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use ruma::{OwnedUserId, RoomId, UserId};
@@ -39,8 +41,10 @@ pub struct Services {
     pub wake: Arc<Notify>,
     /// Woken when a homeserver transaction queued admin events.
     pub inbox: Arc<Notify>,
-    /// Wrong claim codes of late, by user and by server.
+    /// Wrong claim codes of late, by user; knocks count here too.
     pub claims: Arc<claim::Throttle>,
+    /// The pace of the bot's answers, per room.
+    pub pace: Arc<direct::Pace>,
 }
 
 /// Lines of `!foyer list` at most; the read API pages through the rest.
@@ -370,6 +374,48 @@ pub fn concerns(event: &HomeserverEvent, bot: &UserId, admins: &[OwnedUserId]) -
             .is_some_and(|b| parse(b).is_some() || claim::parse(b).is_some())
 }
 
+/// What of a transaction's `events` the admin inbox keeps, as it keeps it: the events
+/// [`concerns`] takes, a claim line kept as its code's hash (no code rests in plain
+/// text, contract §7), and the membership changes that end a stranger's direct chat
+/// ([`direct::change_ends_chat`]; one look in the store per room with such changes).
+pub async fn kept_in_inbox(
+    events: &[HomeserverEvent],
+    bot: &UserId,
+    admins: &[OwnedUserId],
+    store: &dyn Store,
+) -> Result<Vec<HomeserverEvent>, StoreError> {
+    let mut kept = Vec::new();
+    let mut openers: HashMap<&str, Option<String>> = HashMap::new();
+    for event in events {
+        if concerns(event, bot, admins) {
+            let mut event = event.clone();
+            if event.kind == "m.room.message"
+                && let Some(content) = claim::kept_content(&event.content)
+            {
+                event.content = content;
+            }
+            kept.push(event);
+            continue;
+        }
+        let member = event.kind == "m.room.member" && event.state_key.as_deref() != Some(bot.as_str());
+        if !member || !matches!(event.membership(), Some("join" | "invite" | "knock" | "leave" | "ban")) {
+            continue;
+        }
+        let opener = match openers.get(event.room_id.as_str()) {
+            Some(opener) => opener.clone(),
+            None => {
+                let opener = store.direct_chat_opener(&event.room_id).await?;
+                openers.insert(event.room_id.as_str(), opener.clone());
+                opener
+            }
+        };
+        if opener.is_some_and(|opener| direct::change_ends_chat(event, bot, &opener).is_some()) {
+            kept.push(event.clone());
+        }
+    }
+    Ok(kept)
+}
+
 fn is_admin(admins: &[OwnedUserId], user: &str) -> bool {
     admins.iter().any(|a| a.as_str() == user)
 }
@@ -456,36 +502,53 @@ async fn drain(state: &Services, client: &MatrixClient) -> Result<(), Unfinished
     }
 }
 
-/// Handles one inbox event: joins an admin's room, or answers a command. Fails only
-/// for what may pass; an answer the homeserver refuses for good is logged and dropped.
+/// Handles one inbox event: joins an admin's room or a stranger's direct chat, leaves a
+/// direct chat that ended, or answers a command. Fails only for what may pass; what the
+/// homeserver refuses for good is logged and dropped.
 async fn handle(state: &Services, client: &MatrixClient, event: &HomeserverEvent) -> Result<(), Unfinished> {
     let Ok(room_id) = RoomId::parse(&event.room_id) else { return Ok(()) };
-    let permanent = |e: MatrixError, what: &str| {
-        if e.is_transient() {
-            return Err(Unfinished::Matrix(e));
+    let settle = |outcome: Result<(), Unfinished>, what: &str| match outcome {
+        Err(Unfinished::Matrix(e)) if !e.is_transient() => {
+            tracing::warn!(room_id = %room_id, error = %e, "cannot {what}; dropped");
+            Ok(())
         }
-        tracing::warn!(room_id = %room_id, error = %e, "cannot {what}; dropped");
-        Ok(())
+        other => other,
     };
     let admin = is_admin(&state.config.admins, &event.sender);
     let sender = UserId::parse(&event.sender).ok();
-    if event.membership() == Some("invite") {
-        return match rooms::join(client, &room_id).await {
-            Ok(()) => {
-                tracing::info!(room_id = %room_id, sender = %event.sender, admin, "joined a direct chat");
-                if let (false, Some(sender)) = (admin, &sender) {
-                    // A stranger's chat is left once idle; an admin's stays.
-                    state.store.direct_chat_active(room_id.as_str(), sender, Utc::now()).await?;
-                }
-                Ok(())
-            }
-            Err(e) => permanent(e, "join a direct chat"),
+    if event.kind == "m.room.member" {
+        let bot = state.config.bot_user_id();
+        if event.state_key.as_deref() != Some(bot.as_str()) {
+            return settle(direct::member_changed(state, client, event).await, "leave a direct chat");
+        }
+        if event.membership() != Some("invite") {
+            return Ok(());
+        }
+        let joined = match (admin, &sender) {
+            (true, _) => rooms::join(client, &room_id).await.map_err(Unfinished::from).map(|()| {
+                // An admin's room stays: it is never counted or left.
+                tracing::info!(room_id = %room_id, sender = %event.sender, "joined an admin's room");
+            }),
+            (false, Some(sender)) => direct::invited(state, client, &room_id, sender).await,
+            (false, None) => Ok(()),
         };
+        return settle(joined, "join a direct chat");
     }
     let Some(body) = event.content.get("body").and_then(|b| b.as_str()) else { return Ok(()) };
-    let (parsed, claimed) = (parse(body), claim::parse(body));
+    let (parsed, claimed) = (parse(body), claim::from_inbox(&event.content));
     if (parsed.is_none() && claimed.is_none()) || state.store.manages_room(room_id.as_str()).await? {
         return Ok(()); // never in a reservation's room
+    }
+    // Claims are answered only in a stranger's direct chat that the bot checked was one.
+    if claimed.is_some() && state.store.direct_chat_opener(room_id.as_str()).await?.is_none() {
+        tracing::info!(room_id = %room_id, "a claim outside a direct chat; not answered");
+        return Ok(());
+    }
+    // Admins are trusted with the bot's voice; everyone else is answered at a pace.
+    if !admin && !state.pace.allow(&room_id, std::time::Instant::now()) {
+        metrics::counter!("foyer_admin_answers_held_back_total").increment(1);
+        tracing::info!(room_id = %room_id, "answer held back: each room is answered at a bounded pace");
+        return Ok(());
     }
     let answer = match (admin, parsed, claimed, &sender) {
         (_, _, Some(code), Some(sender)) => {
@@ -514,10 +577,8 @@ async fn handle(state: &Services, client: &MatrixClient, event: &HomeserverEvent
     crate::failpoint::hit("admin_before_answer");
     // The transaction id follows the command, so a command handled again is answered once.
     let txn = format!("foyer-admin-{}", event.event_id);
-    match rooms::notice(client, &state.config.bot_user_id(), &room_id, &txn, &answer.text, &answer.html).await {
-        Ok(()) => {}
-        Err(e) => return permanent(e, "answer an admin command"),
-    }
+    let sent = rooms::notice(client, &state.config.bot_user_id(), &room_id, &txn, &answer.text, &answer.html).await;
+    settle(sent.map_err(Unfinished::from), "answer an admin command")?;
     crate::failpoint::hit("admin_after_answer");
     Ok(())
 }

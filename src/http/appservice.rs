@@ -94,8 +94,14 @@ async fn transaction(State(state): State<AppState>, Path(txn_id): Path<String>, 
     // Membership facts are stored before the answer: Synapse does not send a
     // transaction twice once it got a 200.
     let bot = state.config.bot_user_id();
-    let facts: Vec<MembershipFact> = events.iter().filter_map(|e| membership_fact(e, &bot)).collect();
-    match state.store.record_memberships(&facts, chrono::Utc::now()).await {
+    let mut facts: Vec<MembershipFact> = events.iter().filter_map(|e| membership_fact(e, &bot)).collect();
+    // Codes in knocks are throttled as `!claim` is.
+    let screened = crate::admin::claim::screen_knocks(&state.claims, state.store.as_ref(), &mut facts).await;
+    let recorded = match screened {
+        Ok(()) => state.store.record_memberships(&facts, chrono::Utc::now()).await,
+        Err(e) => Err(e),
+    };
+    match recorded {
         Ok(0) => {}
         Ok(_) => state.wake.notify_one(),
         Err(e) => {
@@ -105,14 +111,18 @@ async fn transaction(State(state): State<AppState>, Path(txn_id): Path<String>, 
     }
     // Admin commands too: the inbox keeps them until they are handled.
     let admins = &state.config.admins;
-    let commands: Vec<HomeserverEvent> =
-        events.iter().filter(|e| crate::admin::concerns(e, &bot, admins)).cloned().collect();
-    if !commands.is_empty() {
-        if let Err(e) = state.store.queue_admin_events(&commands, chrono::Utc::now()).await {
+    let queued = match crate::admin::kept_in_inbox(&events, &bot, admins, state.store.as_ref()).await {
+        Ok(commands) if commands.is_empty() => Ok(false),
+        Ok(commands) => state.store.queue_admin_events(&commands, chrono::Utc::now()).await.map(|()| true),
+        Err(e) => Err(e),
+    };
+    match queued {
+        Ok(false) => {}
+        Ok(true) => state.admin_wake.notify_one(),
+        Err(e) => {
             tracing::error!(txn_id, error = %e, "cannot store admin commands; the homeserver will retry");
             return error(StatusCode::SERVICE_UNAVAILABLE, "M_UNKNOWN", "Foyer cannot store this now");
         }
-        state.admin_wake.notify_one();
     }
     let count = events.len();
     for event in &events {

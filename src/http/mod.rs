@@ -61,6 +61,8 @@ pub struct Shared {
     pub phases_counted_at: Arc<tokio::sync::Mutex<Option<std::time::Instant>>>,
     /// The webhook payload's rules from the config, made once (they derive a key).
     pub webhook_rules: webhooks::payload::Rules,
+    /// Wrong claim codes of late, shared by knocks (here) and `!claim` (the admin inbox).
+    pub claims: Arc<crate::admin::claim::Throttle>,
 }
 
 pub fn router(state: AppState, limits: &server::Limits) -> Router {

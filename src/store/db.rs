@@ -476,6 +476,17 @@ where
         Ok(())
     }
 
+    async fn direct_chat_opener(&self, room_id: &str) -> Result<Option<String>, StoreError> {
+        let found = sqlx::query(sql::DIRECT_CHAT_OPENER).bind(room_id).fetch_optional(&self.pool).await?;
+        found.map(|row| row.text("user_id")).transpose()
+    }
+
+    async fn direct_chat_counts(&self, user: &UserId) -> Result<(u64, u64), StoreError> {
+        let row = sqlx::query(sql::DIRECT_CHAT_COUNTS).bind(user.as_str()).fetch_one(&self.pool).await?;
+        let count = |col: &str| row.int(col).map(|n| u64::try_from(n).unwrap_or_default());
+        Ok((count("of_user")?, count("open")?))
+    }
+
     async fn forget_admin_event(&self, event_id: &str) -> Result<(), StoreError> {
         sqlx::query(sql::FORGET_ADMIN_EVENT).bind(event_id).execute(&self.pool).await?;
         Ok(())

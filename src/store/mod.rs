@@ -328,6 +328,13 @@ pub trait Store: Outbox<Error = StoreError> + Send + Sync {
     /// The bot left the direct chat.
     async fn forget_direct_chat(&self, room_id: &str) -> Result<(), StoreError>;
 
+    /// Who opened the direct chat `room_id`, when it is a stranger's direct chat the bot
+    /// is in (`None` for any other room).
+    async fn direct_chat_opener(&self, room_id: &str) -> Result<Option<String>, StoreError>;
+
+    /// How many direct chats `user` has open with the bot, and how many are open in all.
+    async fn direct_chat_counts(&self, user: &UserId) -> Result<(u64, u64), StoreError>;
+
     /// The ticket a claim code's hash names, unless it was revoked or its reservation
     /// archived (a code that no longer works reads like one that never did).
     async fn claim_status(&self, claim_hash: &str) -> Result<Option<ClaimStatus>, StoreError>;

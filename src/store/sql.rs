@@ -314,6 +314,12 @@ pub(super) const DIRECT_CHAT_USED: &str = "UPDATE direct_chats SET last_active_a
 pub(super) const IDLE_DIRECT_CHATS: &str =
     "SELECT room_id FROM direct_chats WHERE last_active_at < $1 ORDER BY last_active_at LIMIT $2";
 pub(super) const FORGET_DIRECT_CHAT: &str = "DELETE FROM direct_chats WHERE room_id = $1";
+/// `(room_id)`: who opened the chat, if it is a stranger's direct chat.
+pub(super) const DIRECT_CHAT_OPENER: &str = "SELECT user_id FROM direct_chats WHERE room_id = $1";
+/// `(user_id)`: the user's open direct chats, and everyone's.
+pub(super) const DIRECT_CHAT_COUNTS: &str = "SELECT
+    (SELECT COUNT(*) FROM direct_chats WHERE user_id = $1) AS of_user,
+    (SELECT COUNT(*) FROM direct_chats) AS open";
 
 // Status-page sessions.
 

@@ -177,6 +177,39 @@ impl TestUser {
         body["rooms"]["invite"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()
     }
 
+    /// Invites `bot` to a new room marked as a direct chat (the invite's `is_direct`), as
+    /// Element does with `trusted_private_chat`, or with another `preset`; returns the
+    /// room id without waiting for the bot.
+    pub async fn invite_to_direct_chat(&self, bot: &str, preset: &str) -> String {
+        let body = json!({"invite": [bot], "is_direct": true, "preset": preset});
+        let (status, body) = self.request(reqwest::Method::POST, "/_matrix/client/v3/createRoom", Some(body)).await;
+        assert_eq!(status, 200, "createRoom: {body}");
+        body["room_id"].as_str().expect("room_id").to_owned()
+    }
+
+    /// Opens a direct chat with `bot` as Element does and waits until the bot joined it.
+    pub async fn open_direct_chat(&self, bot: &str) -> String {
+        let dm = self.invite_to_direct_chat(bot, "trusted_private_chat").await;
+        eventually(Duration::from_secs(30), &format!("{bot} to join {dm}"), || async {
+            (self.membership_of(&dm, bot).await.as_deref() == Some("join")).then_some(())
+        })
+        .await;
+        dm
+    }
+
+    /// Sends `text` in the room and waits for one more notice there (the bot's answer);
+    /// returns the newest notice.
+    pub async fn ask(&self, room_id: &str, text: &str) -> String {
+        let before = self.notices(room_id).await.len();
+        let (status, sent) = self.send_text(room_id, text).await;
+        assert_eq!(status, 200, "{sent}");
+        eventually(Duration::from_secs(30), &format!("an answer to {text:?} in {room_id}"), || async {
+            let notices = self.notices(room_id).await;
+            (notices.len() > before).then(|| notices[0].clone())
+        })
+        .await
+    }
+
     pub async fn create_room(&self, invite: &[&str]) -> String {
         let (status, body) =
             self.request(reqwest::Method::POST, "/_matrix/client/v3/createRoom", Some(json!({"invite": invite}))).await;

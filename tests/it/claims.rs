@@ -1,7 +1,8 @@
 //! Fans without a Matrix ID (contract §7), against a real Synapse and as each user would:
 //! an email the homeserver has bound, a claim code sent in a direct chat by a matrix-nio
 //! client, a code in a knock, wrong codes, a claimed code claimed again, a ticket moved to
-//! another holder, and the claim page in Chromium.
+//! another holder, and the claim page in Chromium. Wrong codes are throttled per user, in
+//! messages and knocks alike, and no code rests in the database in plain text.
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +12,7 @@ use crate::{
     browser::Browser,
     common::{
         enc, eventually,
-        foyer::{TestFoyer, open_reservation},
+        foyer::{TestFoyer, open_reservation, sqlite_query},
         synapse::Synapse,
         unique,
         users::{TestUser, nio_claim},
@@ -286,4 +287,121 @@ async fn the_bot_leaves_a_strangers_direct_chat_once_idle() {
         foyer.log().contains("left an idle direct chat").then_some(())
     })
     .await;
+}
+
+/// An email ticket granted in an open reservation; returns its claim code.
+async fn email_ticket_code(foyer: &TestFoyer, id: &str) -> String {
+    foyer.accept("reservation.created", open_reservation(id, &[], 1)).await;
+    let tickets = json!({"reservation_id": id, "tickets": [email_ticket("t-1", &address("fan"))]});
+    foyer.accept("ticket.granted", tickets).await;
+    ticket(foyer, id, "t-1").await["claim"]["code"].as_str().expect("a code").to_owned()
+}
+
+/// Contract §7: other users' wrong codes never lock out a user who has not failed. Fans
+/// sign up on the homeserver Foyer serves, so ten throwaway accounts there sending five
+/// wrong codes each (50, what once held back the whole server for an hour) must not.
+#[tokio::test(flavor = "multi_thread")]
+async fn other_users_wrong_codes_never_lock_out_a_fan_who_has_not_failed() {
+    let hs = Synapse::shared();
+    let foyer = TestFoyer::start().await;
+    let id = unique("lockout");
+    let code = email_ticket_code(&foyer, &id).await;
+    let bot = foyer.slot.bot_user_id();
+    let mut guessers = tokio::task::JoinSet::new();
+    for g in 0..10u32 {
+        let (guesser, bot) = (hs.create_user(&format!("thrower{g}")).await, bot.clone());
+        guessers.spawn(async move {
+            let dm = guesser.open_direct_chat(&bot).await;
+            for i in 0..5 {
+                let answer = guesser.ask(&dm, &format!("!claim {}", foreign_code(100 + g * 5 + i))).await;
+                assert!(answer.contains("that code doesn't work"), "guesser {g}, code {i}: {answer}");
+            }
+        });
+    }
+    while let Some(done) = guessers.join_next().await {
+        done.expect("a guesser");
+    }
+    let fan = hs.create_user("innocent").await;
+    let dm = fan.open_direct_chat(&bot).await;
+    let answer = fan.ask(&dm, &format!("!claim {code}")).await;
+    assert!(answer.contains("is claimed"), "the fan is not held back by the others: {answer}");
+    assert_eq!(ticket(&foyer, &id, "t-1").await["user_id"], fan.user_id.as_str());
+}
+
+/// Knocks with a code count against the same throttle as `!claim`: after five wrong
+/// codes in knocks, even the right one is not looked at, while a fan who never failed
+/// still gets in with it.
+#[tokio::test]
+async fn knock_claims_are_throttled_as_claim_messages_are() {
+    let hs = Synapse::shared();
+    let foyer = TestFoyer::start_with(|yaml| yaml + "rooms:\n  join_rule: knock\n", &[]).await;
+    let (guesser, fan) = (hs.create_user("knockguess").await, hs.create_user("knockfan").await);
+    let id = unique("knockthrottle");
+    let code = email_ticket_code(&foyer, &id).await;
+    let room = foyer.room_id(&id, Duration::from_secs(20)).await;
+    let knock = format!("/_matrix/client/v3/knock/{}", enc(&foyer.alias(&id)));
+    let knock_with = |who: &TestUser, code: String| {
+        let (who, knock) = (who.clone(), knock.clone());
+        async move {
+            let (status, body) =
+                who.request(reqwest::Method::POST, &knock, Some(json!({"reason": format!("my code: {code}")}))).await;
+            assert_eq!(status, 200, "{body}");
+        }
+    };
+    for i in 0..5 {
+        knock_with(&guesser, foreign_code(200 + i)).await;
+        wait_membership(&foyer, &room, &guesser, "leave").await; // refused
+    }
+    // The sixth knock carries the right code: refused like the others, the ticket unclaimed.
+    knock_with(&guesser, code.clone()).await;
+    let answered = eventually(Duration::from_secs(30), "the sixth knock answered", || async {
+        membership(&foyer, &room, &guesser).await.filter(|m| m != "knock")
+    })
+    .await;
+    assert_eq!(answered, "leave", "the right code after five wrong ones is not looked at");
+    assert_eq!(ticket(&foyer, &id, "t-1").await["state"], "unclaimed");
+    eventually(Duration::from_secs(10), "the throttled knock logged", || async {
+        foyer.log().contains("claim code in a knock not looked at").then_some(())
+    })
+    .await;
+
+    knock_with(&fan, code).await;
+    fan.join_once_invited(&room, Duration::from_secs(30)).await;
+    assert_eq!(ticket(&foyer, &id, "t-1").await["user_id"], fan.user_id.as_str());
+}
+
+/// A `!claim` waits in the admin inbox (here: Foyer dies before answering it) as its
+/// code's hash: neither the database nor its write-ahead log holds the code, in any
+/// form. Started again, Foyer claims the ticket from what it kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_claim_waiting_in_the_inbox_keeps_no_code_in_plain_text() {
+    let hs = Synapse::shared();
+    let mut foyer = TestFoyer::start_with(|yaml| yaml, &[("FOYER_FAILPOINTS", "admin_before_answer")]).await;
+    let id = unique("atrest");
+    let code = email_ticket_code(&foyer, &id).await;
+    let fan = hs.create_user("atrest").await;
+    let dm = fan.open_direct_chat(&foyer.slot.bot_user_id()).await;
+    let (status, sent) = fan.send_text(&dm, &format!("!claim {code}")).await;
+    assert_eq!(status, 200, "{sent}");
+    assert_ne!(foyer.wait_exit(Duration::from_secs(30)).await, 0, "the failpoint aborts before the answer");
+
+    let db = foyer.dir().join("foyer.db");
+    assert_eq!(sqlite_query(&db, "SELECT COUNT(*) FROM admin_inbox").trim(), "1", "the claim waits in the inbox");
+    let plain = code.replace('-', "");
+    for file in ["foyer.db", "foyer.db-wal"] {
+        let bytes = std::fs::read(foyer.dir().join(file)).unwrap_or_default();
+        for form in [code.as_str(), plain.as_str(), &code.to_lowercase(), &plain.to_lowercase()] {
+            let found = bytes.windows(form.len()).any(|w| w == form.as_bytes());
+            assert!(!found, "{file} holds the claim code as {form}");
+        }
+    }
+
+    foyer.restart(&[]);
+    foyer.wait_ready().await;
+    // The first start made the claim before it died; the second answers it.
+    eventually(Duration::from_secs(30), "the claim answered after the restart", || async {
+        fan.notices(&dm).await.iter().any(|n| n.contains("is already yours") && n.contains(&id)).then_some(())
+    })
+    .await;
+    assert_eq!(ticket(&foyer, &id, "t-1").await["user_id"], fan.user_id.as_str());
 }

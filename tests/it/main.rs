@@ -8,6 +8,7 @@ mod claims;
 mod common;
 mod config_cli;
 mod demo;
+mod direct_chats;
 mod door;
 mod handshake;
 mod hardening;

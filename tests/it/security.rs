@@ -353,6 +353,22 @@ async fn secrets_never_reach_the_log_even_at_trace() {
 
     alice.join_once_invited(&room, Duration::from_secs(15)).await;
     wait_joined(&foyer, &id, 1).await; // Synapse pushed the join in a transaction
+    // A fan claims an email ticket with `!claim` as the code is printed, hyphenated: the
+    // code is a secret in that form and in the one without hyphens (URLs, the store).
+    let email = json!({"ticket_id": "t-email", "email": format!("{}@fans.example.org", unique("fan"))});
+    foyer.accept("ticket.granted", json!({"reservation_id": id, "tickets": [email]})).await;
+    let path = format!("/api/v1/reservations/{id}/tickets");
+    let (status, listed) = foyer.request(Method::GET, &path, api, None).await;
+    assert_eq!(status, 200, "{listed}");
+    let code = listed["tickets"].as_array().and_then(|t| t.iter().find_map(|t| t["claim"]["code"].as_str()));
+    let code = code.expect("the email ticket's claim code").to_owned();
+    assert_eq!(code.matches('-').count(), 2, "printed hyphenated: {code}");
+    let fan = hs.create_user("fan").await;
+    let dm = fan.open_direct_chat(&foyer.slot.bot_user_id()).await;
+    let answer = fan.ask(&dm, &format!("!claim {code}")).await;
+    assert!(answer.contains("is claimed"), "{answer}");
+    secrets.push(("a claim code, hyphenated".to_owned(), code.clone()));
+    secrets.push(("a claim code".to_owned(), code.replace('-', "")));
     foyer.accept("stream.started", json!({"reservation_id": id})).await;
     eventually(Duration::from_secs(15), "phase live", || async {
         (foyer.reservation(&id).await.1["phase"] == "live").then_some(())

@@ -699,6 +699,30 @@ async fn the_admin_inbox_keeps_events_once_in_order_until_forgotten() {
     .await;
 }
 
+#[tokio::test]
+async fn direct_chats_are_known_by_room_and_counted_per_user_and_in_all() {
+    each_backend(|store, backend| async move {
+        let bob = OwnedUserId::try_from("@bob:example.org").unwrap();
+        let now = Utc::now();
+        assert_eq!(store.direct_chat_counts(&alice()).await.unwrap(), (0, 0), "{backend}");
+        assert_eq!(store.direct_chat_opener("!a1:example.org").await.unwrap(), None, "{backend}");
+        store.direct_chat_active("!a1:example.org", &alice(), now - Span::minutes(2)).await.unwrap();
+        store.direct_chat_active("!a2:example.org", &alice(), now - Span::minutes(1)).await.unwrap();
+        store.direct_chat_active("!b1:example.org", &bob, now).await.unwrap();
+        assert_eq!(store.direct_chat_counts(&alice()).await.unwrap(), (2, 3), "{backend}");
+        assert_eq!(store.direct_chat_counts(&bob).await.unwrap(), (1, 3), "{backend}");
+        let opener = store.direct_chat_opener("!a2:example.org").await.unwrap();
+        assert_eq!(opener.as_deref(), Some(alice().as_str()), "{backend}");
+        // The longest idle first, whatever the bound.
+        let far = now + Span::days(36_500);
+        assert_eq!(store.idle_direct_chats(far, 1).await.unwrap(), ["!a1:example.org"], "{backend}");
+        store.forget_direct_chat("!a1:example.org").await.unwrap();
+        assert_eq!(store.direct_chat_counts(&alice()).await.unwrap(), (1, 2), "{backend}");
+        assert_eq!(store.direct_chat_opener("!a1:example.org").await.unwrap(), None, "{backend}");
+    })
+    .await;
+}
+
 /// Runs one raw statement on the store's database, as a hand edit would.
 async fn hand_edit(url: &str, kind: DatabaseKind, sql: &'static str) {
     use sqlx::Connection as _;
