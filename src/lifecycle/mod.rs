@@ -10,6 +10,7 @@ pub mod lookups;
 pub mod notices;
 mod perform;
 pub mod plan;
+pub mod servers;
 
 use std::{sync::Arc, time::Duration};
 
@@ -31,8 +32,13 @@ use crate::{
     store::{Claim, Store, StoreError},
 };
 
-/// Remote invites sent at the same time; each may wait seconds on a slow server.
-const REMOTE_INVITES_AT_ONCE: usize = 8;
+/// Remote invites one round has under way at once (each waits for a place among
+/// [`servers::REMOTE_INVITES_AT_ONCE`] across all rooms, or is recorded at once as not
+/// tried, its server failing).
+const REMOTE_INVITES_PER_ROUND: usize = 16;
+/// A round starts no remote invite after this long on them: the next round, planned
+/// afresh, invites first the local holders who came meanwhile.
+const REMOTE_INVITES_FOR: Duration = Duration::from_secs(5);
 
 /// How long a claim is held without renewal: a worker that dies loses its claims after
 /// this, and another instance takes over. Renewed every [`RENEW_EVERY`] while working.
@@ -68,6 +74,8 @@ pub struct Lifecycle {
     pub unmarked: rooms::UnmarkedRooms,
     /// Refused knocks of late, per room and per knocker's server.
     pub knocks: KnockBudget,
+    /// Other servers' backoff and the bound on invites to them, across all rooms.
+    pub remote: servers::RemoteInvites,
 }
 
 /// How many knocks Foyer refuses (with a kick) per reservation and per knocking server in
@@ -117,6 +125,8 @@ impl Lifecycle {
     /// back those that fall due meanwhile. Only what can be worked on now is claimed, so
     /// no lease waits in a queue (another instance may take that work).
     pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        // Shown from the start: "none yet" is an answer too.
+        metrics::counter!("foyer_remote_invites_total", "result" => "invited").increment(0);
         let mut pruned_at: Option<Instant> = None;
         let mut tasks = JoinSet::new();
         loop {
@@ -325,8 +335,10 @@ impl Lifecycle {
     }
 
     /// Performs one round's steps in the room, recording each at once. Invites to other
-    /// servers go last, side by side: an unreachable server takes seconds per try and must
-    /// not keep local holders, notices or kicks waiting.
+    /// servers go last, side by side: a server that hangs or is down takes seconds per try
+    /// (inside Synapse's lock on the room's memberships) and must not keep local holders,
+    /// notices or kicks waiting. A holder with another step this round (a kick) keeps
+    /// their invite in its place: one holder's steps keep their order.
     async fn perform_in_room(
         &self,
         at: &perform::InRoom<'_>,
@@ -334,8 +346,16 @@ impl Lifecycle {
         step_now: &mut Option<&'static str>,
     ) -> Result<(), StepError> {
         let local = &self.config.homeserver.server_name;
-        let (remote_invites, steps): (Vec<Step>, Vec<Step>) =
-            steps.into_iter().partition(|step| matches!(step, Step::Invite(user) if user.server_name() != local));
+        let others: std::collections::BTreeSet<ruma::OwnedUserId> = steps
+            .iter()
+            .filter_map(|step| match step {
+                Step::AcceptKnock(user) | Step::Kick(user, _) => Some(user.clone()),
+                _ => None,
+            })
+            .collect();
+        let (remote_invites, steps): (Vec<Step>, Vec<Step>) = steps.into_iter().partition(
+            |step| matches!(step, Step::Invite(user) if user.server_name() != local && !others.contains(user)),
+        );
         for step in &steps {
             *step_now = Some(step.kind());
             let done = self.perform(at, step).await?;
@@ -349,15 +369,21 @@ impl Lifecycle {
             Step::Invite(user) => Some(user),
             _ => None,
         });
+        let started = Instant::now();
         let mut running = futures_util::stream::FuturesUnordered::new();
         loop {
-            while running.len() < REMOTE_INVITES_AT_ONCE
+            // Those not started in time are planned again, after any local holders.
+            while running.len() < REMOTE_INVITES_PER_ROUND
+                && (running.is_empty() || started.elapsed() < REMOTE_INVITES_FOR)
                 && let Some(user) = waiting.next()
             {
                 running.push(self.invite_holder(at, user));
             }
             let Some(done) = running.next().await else { return Ok(()) };
             self.record(at.id, Some(at.room), "invite", &[done?]).await?;
+            if started.elapsed() >= REMOTE_INVITES_FOR && running.is_empty() {
+                return Ok(());
+            }
         }
     }
 

@@ -69,6 +69,12 @@ impl InviteFailure {
         let wait = (30i64 << (attempts - 1).min(7)).min(3600);
         Self { error, attempts, retry_at: now + chrono::Duration::seconds(wait) }
     }
+
+    /// Not tried: the holder's server failed another invite of late, and is left alone
+    /// until `retry_at`. The holder's own failures in a row stay as they were.
+    pub fn deferred(previous: Option<&InviteFailure>, error: String, retry_at: DateTime<Utc>) -> Self {
+        Self { error, attempts: previous.map_or(0, |f| f.attempts), retry_at }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

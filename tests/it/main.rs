@@ -9,6 +9,7 @@ mod common;
 mod config_cli;
 mod demo;
 mod door;
+mod federation;
 mod handshake;
 mod hardening;
 mod hostile;
