@@ -15,7 +15,6 @@ pub mod servers;
 use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt as _;
 use ruma::{RoomId, api::client::discovery::get_capabilities};
 use tokio::{sync::Notify, task::JoinSet, time::Instant};
 
@@ -32,10 +31,6 @@ use crate::{
     store::{Claim, Store, StoreError},
 };
 
-/// Remote invites one round has under way at once (each waits for a place among
-/// [`servers::REMOTE_INVITES_AT_ONCE`] across all rooms, or is recorded at once as not
-/// tried, its server failing).
-const REMOTE_INVITES_PER_ROUND: usize = 16;
 /// A round starts no remote invite after this long on them: the next round, planned
 /// afresh, invites first the local holders who came meanwhile.
 const REMOTE_INVITES_FOR: Duration = Duration::from_secs(5);
@@ -335,7 +330,7 @@ impl Lifecycle {
     }
 
     /// Performs one round's steps in the room, recording each at once. Invites to other
-    /// servers go last, side by side: a server that hangs or is down takes seconds per try
+    /// servers go last: a server that hangs or is down takes seconds per try
     /// (inside Synapse's lock on the room's memberships) and must not keep local holders,
     /// notices or kicks waiting. A holder with another step this round (a kick) keeps
     /// their invite in its place: one holder's steps keep their order.
@@ -365,26 +360,21 @@ impl Lifecycle {
             return Ok(());
         }
         *step_now = Some("invite");
-        let mut waiting = remote_invites.iter().filter_map(|step| match step {
-            Step::Invite(user) => Some(user),
-            _ => None,
-        });
+        // One at a time: Synapse changes one room's memberships one at a time anyway, so
+        // invites sent side by side would only queue there, ahead of local holders who
+        // come meanwhile. Other rooms' invites go on beside these.
         let started = Instant::now();
-        let mut running = futures_util::stream::FuturesUnordered::new();
-        loop {
+        for step in &remote_invites {
             // Those not started in time are planned again, after any local holders.
-            while running.len() < REMOTE_INVITES_PER_ROUND
-                && (running.is_empty() || started.elapsed() < REMOTE_INVITES_FOR)
-                && let Some(user) = waiting.next()
-            {
-                running.push(self.invite_holder(at, user));
+            if started.elapsed() >= REMOTE_INVITES_FOR {
+                break;
             }
-            let Some(done) = running.next().await else { return Ok(()) };
-            self.record(at.id, Some(at.room), "invite", &[done?]).await?;
-            if started.elapsed() >= REMOTE_INVITES_FOR && running.is_empty() {
-                return Ok(());
+            if let Step::Invite(user) = step {
+                let done = self.invite_holder(at, user).await?;
+                self.record(at.id, Some(at.room), "invite", &[done]).await?;
             }
         }
+        Ok(())
     }
 
     /// Records what a step's success is kept with, each record at once, and counts the
