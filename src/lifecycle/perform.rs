@@ -117,7 +117,8 @@ impl Lifecycle {
             Step::UnlinkSpace(space) => self.unlink_space(at, space).await?,
             Step::SetStreamLink => self.set_stream_link(at).await?,
             Step::Invite(user) => self.invite_holder(at, user).await?,
-            Step::PostOpeningNotice => self.opening_notice(at).await?,
+            Step::PostOpeningNotice => return self.opening_notice(at).await,
+            Step::PostTranscriptNotice => self.transcript_notice(at).await?,
             Step::PostLiveNotice(started) => self.live_notice(at, *started).await?,
             Step::PostEndedNotice(ended) => self.ended_notice(at, *ended).await?,
             Step::PostReminder(secs) => self.reminder(at, *secs).await?,
@@ -187,10 +188,22 @@ impl Lifecycle {
         rooms::notice(&self.client, &self.config.bot_user_id(), at.room, txn, &text, &html).await
     }
 
-    async fn opening_notice(&self, at: &InRoom<'_>) -> Result<StepRecord, StepError> {
+    /// The opening notice; when it says the chat will be saved, that is recorded too, so
+    /// the transcript notice is not posted after it.
+    async fn opening_notice(&self, at: &InRoom<'_>) -> Result<Vec<StepRecord>, StepError> {
         let transcript = at.record.reservation.wants_transcript(self.config.rooms.transcript);
         self.notice(at, &format!("foyer-open-{}", at.id), notices::opening_notice(at.record, transcript)).await?;
-        Ok(StepRecord::OpeningNoticeSent)
+        Ok(if transcript {
+            vec![StepRecord::OpeningNoticeSent, StepRecord::TranscriptNoticeSent]
+        } else {
+            vec![StepRecord::OpeningNoticeSent]
+        })
+    }
+
+    async fn transcript_notice(&self, at: &InRoom<'_>) -> Result<StepRecord, StepError> {
+        self.notice(at, &format!("foyer-transcript-{}", at.id), notices::transcript_notice()).await?;
+        tracing::info!(reservation_id = %at.id, room_id = %at.room, "members told the chat will be saved");
+        Ok(StepRecord::TranscriptNoticeSent)
     }
 
     async fn live_notice(&self, at: &InRoom<'_>, started: DateTime<Utc>) -> Result<StepRecord, StepError> {

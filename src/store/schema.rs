@@ -70,6 +70,7 @@ pub(super) const MIGRATIONS: &[Migration] = &[
     shared!("0014_stream_keys"),
     per_dialect!("0015_outbox"),
     shared!("0016_transcripts"),
+    shared!("0017_transcript_notice"),
 ];
 
 /// PostgreSQL's own numbering ended here, at what is now version 12.

@@ -18,6 +18,7 @@ mod ingest_owncast;
 mod lifecycle;
 mod membership;
 mod migrate;
+mod notices;
 mod operations;
 mod outbox;
 mod prometheus;
