@@ -340,17 +340,7 @@ impl Lifecycle {
         steps: Vec<Step>,
         step_now: &mut Option<&'static str>,
     ) -> Result<(), StepError> {
-        let local = &self.config.homeserver.server_name;
-        let others: std::collections::BTreeSet<ruma::OwnedUserId> = steps
-            .iter()
-            .filter_map(|step| match step {
-                Step::AcceptKnock(user) | Step::Kick(user, _) => Some(user.clone()),
-                _ => None,
-            })
-            .collect();
-        let (remote_invites, steps): (Vec<Step>, Vec<Step>) = steps.into_iter().partition(
-            |step| matches!(step, Step::Invite(user) if user.server_name() != local && !others.contains(user)),
-        );
+        let (remote_invites, steps) = remote_invites_last(steps, self.config.homeserver.server_name.as_str());
         for step in &steps {
             *step_now = Some(step.kind());
             let done = self.perform(at, step).await?;
@@ -364,15 +354,13 @@ impl Lifecycle {
         // invites sent side by side would only queue there, ahead of local holders who
         // come meanwhile. Other rooms' invites go on beside these.
         let started = Instant::now();
-        for step in &remote_invites {
+        for user in &remote_invites {
             // Those not started in time are planned again, after any local holders.
             if started.elapsed() >= REMOTE_INVITES_FOR {
                 break;
             }
-            if let Step::Invite(user) = step {
-                let done = self.invite_holder(at, user).await?;
-                self.record(at.id, Some(at.room), "invite", &[done]).await?;
-            }
+            let done = self.invite_holder(at, user).await?;
+            self.record(at.id, Some(at.room), "invite", &[done]).await?;
         }
         Ok(())
     }
@@ -445,6 +433,28 @@ impl Lifecycle {
     }
 }
 
+/// Splits a round's steps into the holders of other servers to invite last and the other
+/// steps, in their order. A holder with another step this round (a kick, a knock
+/// accepted) keeps their invite in its place: one holder's steps keep their order.
+fn remote_invites_last(steps: Vec<Step>, local: &str) -> (Vec<ruma::OwnedUserId>, Vec<Step>) {
+    let others: std::collections::BTreeSet<ruma::OwnedUserId> = steps
+        .iter()
+        .filter_map(|step| match step {
+            Step::AcceptKnock(user) | Step::Kick(user, _) => Some(user.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut remote = Vec::new();
+    let mut rest = Vec::new();
+    for step in steps {
+        match step {
+            Step::Invite(user) if user.server_name().as_str() != local && !others.contains(&user) => remote.push(user),
+            step => rest.push(step),
+        }
+    }
+    (remote, rest)
+}
+
 /// Failed attempts in a row after which the platform hears `reservation.failing` (and,
 /// once it succeeds, `reservation.recovered`). Not the first: a homeserver's restart
 /// fails one attempt and is over a second later (the next tries come after 1 s and 2 s),
@@ -475,6 +485,30 @@ impl StepError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remote_invites_go_last_unless_their_holder_has_another_step() {
+        let user = |id: &str| ruma::OwnedUserId::try_from(id).unwrap();
+        let (far, moved, near) = (user("@b:far.example"), user("@a:far.example"), user("@c:example.org"));
+        let steps = vec![
+            Step::Invite(far.clone()),
+            Step::Kick(moved.clone(), crate::model::KickReason::NoTicket),
+            Step::Invite(moved.clone()),
+            Step::Invite(near.clone()),
+            Step::PostOpeningNotice,
+        ];
+        let (remote, rest) = remote_invites_last(steps, "example.org");
+        assert_eq!(remote, vec![far]);
+        assert_eq!(
+            rest,
+            vec![
+                Step::Kick(moved.clone(), crate::model::KickReason::NoTicket),
+                Step::Invite(moved),
+                Step::Invite(near),
+                Step::PostOpeningNotice
+            ]
+        );
+    }
 
     #[test]
     fn knock_refusals_are_budgeted_per_room_and_per_server() {
