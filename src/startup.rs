@@ -153,6 +153,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
                 creators_privileged: Default::default(),
                 unmarked: Default::default(),
                 knocks: Default::default(),
+                remote: Default::default(),
                 instance: format!("foyer-{}-{:08x}", std::process::id(), rand::random::<u32>()),
             });
             if let Some(platform) = &config.platform {

@@ -10,11 +10,11 @@ pub mod lookups;
 pub mod notices;
 mod perform;
 pub mod plan;
+pub mod servers;
 
 use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt as _;
 use ruma::{RoomId, api::client::discovery::get_capabilities};
 use tokio::{sync::Notify, task::JoinSet, time::Instant};
 
@@ -31,8 +31,9 @@ use crate::{
     store::{Claim, Store, StoreError},
 };
 
-/// Remote invites sent at the same time; each may wait seconds on a slow server.
-const REMOTE_INVITES_AT_ONCE: usize = 8;
+/// A round starts no remote invite after this long on them: the next round, planned
+/// afresh, invites first the local holders who came meanwhile.
+const REMOTE_INVITES_FOR: Duration = Duration::from_secs(5);
 
 /// How long a claim is held without renewal: a worker that dies loses its claims after
 /// this, and another instance takes over. Renewed every [`RENEW_EVERY`] while working.
@@ -68,6 +69,8 @@ pub struct Lifecycle {
     pub unmarked: rooms::UnmarkedRooms,
     /// Refused knocks of late, per room and per knocker's server.
     pub knocks: KnockBudget,
+    /// Other servers' backoff and the bound on invites to them, across all rooms.
+    pub remote: servers::RemoteInvites,
 }
 
 /// How many knocks Foyer refuses (with a kick) per reservation and per knocking server in
@@ -117,6 +120,8 @@ impl Lifecycle {
     /// back those that fall due meanwhile. Only what can be worked on now is claimed, so
     /// no lease waits in a queue (another instance may take that work).
     pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        // Shown from the start: "none yet" is an answer too.
+        metrics::counter!("foyer_remote_invites_total", "result" => "invited").increment(0);
         let mut pruned_at: Option<Instant> = None;
         let mut tasks = JoinSet::new();
         loop {
@@ -334,17 +339,17 @@ impl Lifecycle {
     }
 
     /// Performs one round's steps in the room, recording each at once. Invites to other
-    /// servers go last, side by side: an unreachable server takes seconds per try and must
-    /// not keep local holders, notices or kicks waiting.
+    /// servers go last: a server that hangs or is down takes seconds per try
+    /// (inside Synapse's lock on the room's memberships) and must not keep local holders,
+    /// notices or kicks waiting. A holder with another step this round (a kick) keeps
+    /// their invite in its place: one holder's steps keep their order.
     async fn perform_in_room(
         &self,
         at: &perform::InRoom<'_>,
         steps: Vec<Step>,
         step_now: &mut Option<&'static str>,
     ) -> Result<(), StepError> {
-        let local = &self.config.homeserver.server_name;
-        let (remote_invites, steps): (Vec<Step>, Vec<Step>) =
-            steps.into_iter().partition(|step| matches!(step, Step::Invite(user) if user.server_name() != local));
+        let (remote_invites, steps) = remote_invites_last(steps, self.config.homeserver.server_name.as_str());
         for step in &steps {
             *step_now = Some(step.kind());
             let done = self.perform(at, step).await?;
@@ -354,20 +359,19 @@ impl Lifecycle {
             return Ok(());
         }
         *step_now = Some("invite");
-        let mut waiting = remote_invites.iter().filter_map(|step| match step {
-            Step::Invite(user) => Some(user),
-            _ => None,
-        });
-        let mut running = futures_util::stream::FuturesUnordered::new();
-        loop {
-            while running.len() < REMOTE_INVITES_AT_ONCE
-                && let Some(user) = waiting.next()
-            {
-                running.push(self.invite_holder(at, user));
+        // One at a time: Synapse changes one room's memberships one at a time anyway, so
+        // invites sent side by side would only queue there, ahead of local holders who
+        // come meanwhile. Other rooms' invites go on beside these.
+        let started = Instant::now();
+        for user in &remote_invites {
+            // Those not started in time are planned again, after any local holders.
+            if started.elapsed() >= REMOTE_INVITES_FOR {
+                break;
             }
-            let Some(done) = running.next().await else { return Ok(()) };
-            self.record(at.id, Some(at.room), "invite", &[done?]).await?;
+            let done = self.invite_holder(at, user).await?;
+            self.record(at.id, Some(at.room), "invite", &[done]).await?;
         }
+        Ok(())
     }
 
     /// Records what a step's success is kept with, each record at once, and counts the
@@ -438,6 +442,28 @@ impl Lifecycle {
     }
 }
 
+/// Splits a round's steps into the holders of other servers to invite last and the other
+/// steps, in their order. A holder with another step this round (a kick, a knock
+/// accepted) keeps their invite in its place: one holder's steps keep their order.
+fn remote_invites_last(steps: Vec<Step>, local: &str) -> (Vec<ruma::OwnedUserId>, Vec<Step>) {
+    let others: std::collections::BTreeSet<ruma::OwnedUserId> = steps
+        .iter()
+        .filter_map(|step| match step {
+            Step::AcceptKnock(user) | Step::Kick(user, _) => Some(user.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut remote = Vec::new();
+    let mut rest = Vec::new();
+    for step in steps {
+        match step {
+            Step::Invite(user) if user.server_name().as_str() != local && !others.contains(&user) => remote.push(user),
+            step => rest.push(step),
+        }
+    }
+    (remote, rest)
+}
+
 /// Failed attempts in a row after which the platform hears `reservation.failing` (and,
 /// once it succeeds, `reservation.recovered`). Not the first: a homeserver's restart
 /// fails one attempt and is over a second later (the next tries come after 1 s and 2 s),
@@ -468,6 +494,30 @@ impl StepError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remote_invites_go_last_unless_their_holder_has_another_step() {
+        let user = |id: &str| ruma::OwnedUserId::try_from(id).unwrap();
+        let (far, moved, near) = (user("@b:far.example"), user("@a:far.example"), user("@c:example.org"));
+        let steps = vec![
+            Step::Invite(far.clone()),
+            Step::Kick(moved.clone(), crate::model::KickReason::NoTicket),
+            Step::Invite(moved.clone()),
+            Step::Invite(near.clone()),
+            Step::PostOpeningNotice,
+        ];
+        let (remote, rest) = remote_invites_last(steps, "example.org");
+        assert_eq!(remote, vec![far]);
+        assert_eq!(
+            rest,
+            vec![
+                Step::Kick(moved.clone(), crate::model::KickReason::NoTicket),
+                Step::Invite(moved),
+                Step::Invite(near),
+                Step::PostOpeningNotice
+            ]
+        );
+    }
 
     #[test]
     fn knock_refusals_are_budgeted_per_room_and_per_server() {

@@ -23,6 +23,12 @@ pub fn opening_notice(record: &ReservationRecord, transcript: bool) -> (String, 
     (text, html)
 }
 
+/// The notice that the chat will be saved, when transcripts were switched on after the
+/// opening notice (which says so itself when they are on then).
+pub fn transcript_notice() -> (String, String) {
+    (format!("📝 {TRANSCRIPT_SAVED}"), format!("📝 {}", escape(TRANSCRIPT_SAVED)))
+}
+
 /// The notice that the stream went live.
 pub fn live_notice(record: &ReservationRecord) -> (String, String) {
     let title = record.reservation.title.as_str();

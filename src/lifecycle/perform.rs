@@ -7,7 +7,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use ruma::{OwnedRoomId, OwnedUserId};
 
-use super::{Lifecycle, StepError, notices};
+use super::{
+    Lifecycle, StepError, notices,
+    servers::{Admission, RemoteInvites},
+};
 use crate::{
     failpoint,
     matrix::{MatrixError, rooms},
@@ -26,6 +29,32 @@ pub(super) const OPEN: &str = "create_room";
 const TRANSCRIPT_PAGE: u32 = 200;
 /// How long one page may take, retries of a flaky homeserver included.
 const TRANSCRIPT_PAGE_DEADLINE: Duration = Duration::from_secs(30);
+
+/// How long Synapse may go on with a remote invite after Foyer stopped waiting
+/// ([`crate::matrix::REQUEST_TIMEOUT`]): with its defaults (`federation.client_timeout`
+/// 60 s, `max_short_retries` 3) it tries a server that hangs four times, about four
+/// minutes in all.
+const SYNAPSE_STILL_TRYING: Duration = Duration::from_secs(240);
+
+/// A failure of the federation behind a remote invite: Synapse could not reach the
+/// server (502), it did not answer Synapse in time (504, or a 500 from the call), or the
+/// homeserver took longer than Foyer waits. Not the homeserver's own failure (refused
+/// connection, 429, 503).
+fn federation_failure(e: &MatrixError) -> bool {
+    matches!(e, MatrixError::Timeout { .. } | MatrixError::Api { status: 500 | 502 | 504, .. })
+}
+
+/// What a server failed with, without the room it was for: the same words for each of
+/// its holders, whatever their room (the platform hears each ticket's error once).
+fn server_error(e: &MatrixError) -> String {
+    match e {
+        MatrixError::Api { status, errcode, message, .. } => format!("{status} {errcode}: {message}"),
+        MatrixError::Timeout { .. } => {
+            format!("no answer within {} s", crate::matrix::REQUEST_TIMEOUT.as_secs())
+        }
+        other => other.to_string(),
+    }
+}
 
 /// What the steps of one round in the room work from: what they were planned from.
 pub(super) struct InRoom<'a> {
@@ -88,7 +117,8 @@ impl Lifecycle {
             Step::UnlinkSpace(space) => self.unlink_space(at, space).await?,
             Step::SetStreamLink => self.set_stream_link(at).await?,
             Step::Invite(user) => self.invite_holder(at, user).await?,
-            Step::PostOpeningNotice => self.opening_notice(at).await?,
+            Step::PostOpeningNotice => return self.opening_notice(at).await,
+            Step::PostTranscriptNotice => self.transcript_notice(at).await?,
             Step::PostLiveNotice(started) => self.live_notice(at, *started).await?,
             Step::PostEndedNotice(ended) => self.ended_notice(at, *ended).await?,
             Step::PostReminder(secs) => self.reminder(at, *secs).await?,
@@ -158,10 +188,22 @@ impl Lifecycle {
         rooms::notice(&self.client, &self.config.bot_user_id(), at.room, txn, &text, &html).await
     }
 
-    async fn opening_notice(&self, at: &InRoom<'_>) -> Result<StepRecord, StepError> {
+    /// The opening notice; when it says the chat will be saved, that is recorded too, so
+    /// the transcript notice is not posted after it.
+    async fn opening_notice(&self, at: &InRoom<'_>) -> Result<Vec<StepRecord>, StepError> {
         let transcript = at.record.reservation.wants_transcript(self.config.rooms.transcript);
         self.notice(at, &format!("foyer-open-{}", at.id), notices::opening_notice(at.record, transcript)).await?;
-        Ok(StepRecord::OpeningNoticeSent)
+        Ok(if transcript {
+            vec![StepRecord::OpeningNoticeSent, StepRecord::TranscriptNoticeSent]
+        } else {
+            vec![StepRecord::OpeningNoticeSent]
+        })
+    }
+
+    async fn transcript_notice(&self, at: &InRoom<'_>) -> Result<StepRecord, StepError> {
+        self.notice(at, &format!("foyer-transcript-{}", at.id), notices::transcript_notice()).await?;
+        tracing::info!(reservation_id = %at.id, room_id = %at.room, "members told the chat will be saved");
+        Ok(StepRecord::TranscriptNoticeSent)
     }
 
     async fn live_notice(&self, at: &InRoom<'_>, started: DateTime<Utc>) -> Result<StepRecord, StepError> {
@@ -267,40 +309,92 @@ impl Lifecycle {
     /// itself failing (unreachable, or a server error for one of its own users) is the
     /// reservation's error, retried soon like any step.
     pub(super) async fn invite_holder(&self, at: &InRoom<'_>, user: &OwnedUserId) -> Result<StepRecord, MatrixError> {
-        let (id, room) = (at.id, at.room);
-        let local = user.server_name() == self.config.homeserver.server_name;
+        if user.server_name() != self.config.homeserver.server_name {
+            return self.invite_remote(at, user).await;
+        }
         // Only with the admin API (synapse_admin.token) can a missing local user be told.
-        let missing = match (&self.admin, local) {
-            (Some(admin), true) => matches!(admin.user_exists(user).await, Ok(false)),
-            _ => false,
+        let missing = match &self.admin {
+            Some(admin) => matches!(admin.user_exists(user).await, Ok(false)),
+            None => false,
         };
-        let invited = if missing {
-            Err(format!("there is no user {user} on this homeserver"))
-        } else {
-            match rooms::invite(&self.client, room, user).await {
-                Ok(()) => Ok(()),
-                Err(e @ MatrixError::Network { .. }) => return Err(e),
-                Err(e) if local && e.is_transient() => return Err(e),
-                Err(e) => Err(e.to_string()),
+        if missing {
+            return Ok(self.invite_failed(at, user, format!("there is no user {user} on this homeserver")));
+        }
+        match rooms::invite(&self.client, at.room, user).await {
+            Ok(()) => Ok(self.invited(at, user).await),
+            Err(e) if e.is_transient() => Err(e),
+            Err(e) => Ok(self.invite_failed(at, user, e.to_string())),
+        }
+    }
+
+    /// Invites a holder of another server, once, if their server's backoff allows
+    /// (`servers.rs`). A failure of the federation (Synapse's 502 or 504, or no answer in
+    /// time) is the holder's and their server's: recorded, never retried here, and that
+    /// server is left alone, for every room, until its backoff ends; the holders it then
+    /// has are recorded as not tried, with the server's retry time.
+    async fn invite_remote(&self, at: &InRoom<'_>, user: &OwnedUserId) -> Result<StepRecord, MatrixError> {
+        let server = user.server_name();
+        let (permit, _probe) = match self.remote.admit(server).await {
+            Admission::Send { permit, probe } => (permit, probe),
+            Admission::Wait { until, error } => {
+                metrics::counter!("foyer_remote_invites_total", "result" => "deferred").increment(1);
+                tracing::debug!(reservation_id = %at.id, user_id = %user, server = %server, "not invited yet: the holder's server failed of late");
+                let error = format!("not tried: {server} failed an invite of late ({error})");
+                let failure = InviteFailure::deferred(at.state.invite_failures.get(user), error, until);
+                return Ok(StepRecord::InviteFailed { user_id: user.clone(), failure });
             }
         };
-        let Err(e) = invited else {
-            // Everyone invited to a room is invited to its channel's space; the space is a
-            // convenience, so its failure is only logged.
-            if let Some(space) = &at.state.space
-                && let Err(e) = rooms::invite(&self.client, space, user).await
-            {
-                tracing::warn!(reservation_id = %id, space = %space, user_id = %user, error = %e, "cannot invite to the channel's space");
+        match rooms::invite_once(&self.client, at.room, user).await {
+            Ok(()) => {
+                self.remote.answered(server);
+                metrics::counter!("foyer_remote_invites_total", "result" => "invited").increment(1);
+                Ok(self.invited(at, user).await)
             }
-            failpoint::hit("after_invite");
-            tracing::info!(reservation_id = %id, room_id = %room, user_id = %user, "invited");
-            return Ok(StepRecord::Invited { user_id: user.clone() });
-        };
-        let failure = InviteFailure::after(at.state.invite_failures.get(user), e.clone(), Utc::now());
+            Err(e) if federation_failure(&e) => {
+                let retry_at = self.remote.failed(server, server_error(&e));
+                metrics::counter!("foyer_remote_invites_total", "result" => "server_failed").increment(1);
+                let retry_in_s = (retry_at - Utc::now()).num_seconds();
+                tracing::warn!(reservation_id = %at.id, server = %server, error = %e, retry_in_s, "a server failed an invite; none of its holders is invited before its backoff ends");
+                if matches!(e, MatrixError::Timeout { .. }) {
+                    // Synapse goes on trying that server after Foyer stopped waiting:
+                    // its place among the invites in flight stays taken meanwhile.
+                    RemoteInvites::hold(permit, SYNAPSE_STILL_TRYING);
+                }
+                Ok(self.invite_failed(at, user, e.to_string()))
+            }
+            // The homeserver's own failure (down, overloaded): the reservation's error.
+            Err(e) if e.is_transient() => Err(e),
+            // The server answered, and said no (or Synapse refused): the holder's alone.
+            Err(e) => {
+                self.remote.answered(server);
+                metrics::counter!("foyer_remote_invites_total", "result" => "refused").increment(1);
+                Ok(self.invite_failed(at, user, e.to_string()))
+            }
+        }
+    }
+
+    /// The invite went through: the holder is invited to the channel's space too.
+    async fn invited(&self, at: &InRoom<'_>, user: &OwnedUserId) -> StepRecord {
+        let (id, room) = (at.id, at.room);
+        // Everyone invited to a room is invited to its channel's space; the space is a
+        // convenience, so its failure is only logged.
+        if let Some(space) = &at.state.space
+            && let Err(e) = rooms::invite(&self.client, space, user).await
+        {
+            tracing::warn!(reservation_id = %id, space = %space, user_id = %user, error = %e, "cannot invite to the channel's space");
+        }
+        failpoint::hit("after_invite");
+        tracing::info!(reservation_id = %id, room_id = %room, user_id = %user, "invited");
+        StepRecord::Invited { user_id: user.clone() }
+    }
+
+    /// The holder's invite failed with `error`: tried again on their own backoff.
+    fn invite_failed(&self, at: &InRoom<'_>, user: &OwnedUserId, error: String) -> StepRecord {
+        let failure = InviteFailure::after(at.state.invite_failures.get(user), error, Utc::now());
         let retry_in_s = (failure.retry_at - Utc::now()).num_seconds();
-        tracing::warn!(reservation_id = %id, room_id = %room, user_id = %user, error = %e, attempts = failure.attempts, retry_in_s, "cannot invite; trying this holder again later");
+        tracing::warn!(reservation_id = %at.id, room_id = %at.room, user_id = %user, error = %failure.error, attempts = failure.attempts, retry_in_s, "cannot invite; trying this holder again later");
         metrics::counter!("foyer_lifecycle_steps_total", "step" => "invite", "result" => "failed").increment(1);
-        Ok(StepRecord::InviteFailed { user_id: user.clone(), failure })
+        StepRecord::InviteFailed { user_id: user.clone(), failure }
     }
 
     /// How long to wait for a room found holding our alias without our marker before

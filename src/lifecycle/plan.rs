@@ -147,6 +147,9 @@ pub fn plan(
     }
     if !room.opening_notice_sent {
         steps.push(Step::PostOpeningNotice);
+    } else if record.reservation.wants_transcript(rooms.transcript) && !room.transcript_notice_sent {
+        // Switched on while the room is open: members are told before more is said.
+        steps.push(Step::PostTranscriptNotice);
     }
     let signals = &record.signals;
     match (times.live, signals.stream_started_at, signals.stream_ended_at) {
@@ -253,7 +256,7 @@ mod tests {
 
     /// The records the success of `work` is recorded with, as `perform` makes them (the
     /// room and the space it creates being [`room_id`] and [`space`]).
-    fn records(work: &Work, rec: &ReservationRecord) -> Vec<StepRecord> {
+    fn records(work: &Work, rec: &ReservationRecord, config: &RoomsConfig) -> Vec<StepRecord> {
         let hosts: BTreeSet<_> = rec.reservation.hosts.iter().cloned().collect();
         let steps = match work {
             Work::Nothing => return vec![],
@@ -287,6 +290,7 @@ mod tests {
                 StepRecord::Member { user_id: user.clone(), membership: Membership::Leave, invited_by: None }
             }
             Step::PostOpeningNotice => StepRecord::OpeningNoticeSent,
+            Step::PostTranscriptNotice => StepRecord::TranscriptNoticeSent,
             Step::PostLiveNotice(at) => StepRecord::LiveNoticeSent(*at),
             Step::PostEndedNotice(at) => StepRecord::EndedNoticeSent(*at),
             Step::PostReminder(secs) => StepRecord::ReminderSent(*secs),
@@ -295,16 +299,25 @@ mod tests {
             Step::Transcribe => StepRecord::TranscriptMade { messages: 3 },
             Step::Archive => StepRecord::Archived,
         };
-        let forgotten = |step: &Step| match step {
+        // The second record some steps' success is kept with.
+        let also = |step: &Step| match step {
             Step::Kick(user, _) => Some(StepRecord::InviteForgotten { user_id: user.clone() }),
+            Step::PostOpeningNotice if rec.reservation.wants_transcript(config.transcript) => {
+                Some(StepRecord::TranscriptNoticeSent)
+            }
             _ => None,
         };
-        steps.iter().flat_map(|step| std::iter::once(one(step)).chain(forgotten(step))).collect()
+        steps.iter().flat_map(|step| std::iter::once(one(step)).chain(also(step))).collect()
     }
 
-    /// Records the success of `work` in `room`.
+    /// Records the success of `work` in `room`, planned with [`rooms`].
     fn apply(room: &mut RoomState, work: &Work, rec: &ReservationRecord) {
-        for done in records(work, rec) {
+        apply_with(room, work, rec, &rooms());
+    }
+
+    /// Records the success of `work` in `room`, planned with `config`.
+    fn apply_with(room: &mut RoomState, work: &Work, rec: &ReservationRecord, config: &RoomsConfig) {
+        for done in records(work, rec, config) {
             room.apply(&done);
         }
     }
@@ -660,6 +673,56 @@ mod tests {
         assert_eq!(archive(&rec, &room, &config, t(22, 0)), vec![Step::Transcribe, Step::Archive]);
     }
 
+    #[test]
+    fn a_transcript_switched_on_while_open_is_announced_once() {
+        let mut rec = record(Signals::default());
+        let mut config = rooms();
+        // Opened with transcripts off: the opening notice did not say the chat is saved.
+        let mut room = RoomState::default();
+        let p = plan(Some(&rec), &holders(&[]), &room, &config, t(18, 30));
+        apply_with(&mut room, &p.work, &rec, &config);
+        let p = plan(Some(&rec), &holders(&[]), &room, &config, t(18, 30));
+        assert!(steps(&p).contains(&Step::PostOpeningNotice), "{p:?}");
+        apply_with(&mut room, &p.work, &rec, &config);
+        assert!(!room.transcript_notice_sent);
+        assert_eq!(steps(&plan(Some(&rec), &holders(&[]), &room, &config, t(18, 40))), vec![]);
+        // chat.transcript switched on by a reservation.updated: the notice now, once.
+        rec.reservation.transcript = Some(true);
+        let p = plan(Some(&rec), &holders(&[]), &room, &config, t(18, 41));
+        assert_eq!(steps(&p), vec![Step::PostTranscriptNotice]);
+        apply_with(&mut room, &p.work, &rec, &config);
+        assert_eq!(steps(&plan(Some(&rec), &holders(&[]), &room, &config, t(18, 42))), vec![]);
+        // Off and on again: members were told already.
+        rec.reservation.transcript = Some(false);
+        assert_eq!(steps(&plan(Some(&rec), &holders(&[]), &room, &config, t(18, 43))), vec![]);
+        rec.reservation.transcript = Some(true);
+        assert_eq!(steps(&plan(Some(&rec), &holders(&[]), &room, &config, t(18, 44))), vec![]);
+        // On from the start (here by rooms.transcript): the opening notice says so, and no
+        // second notice follows.
+        rec.reservation.transcript = None;
+        config.transcript = true;
+        let mut room = RoomState::default();
+        for at in [t(18, 30), t(18, 30), t(18, 31)] {
+            let p = plan(Some(&rec), &holders(&[]), &room, &config, at);
+            assert!(!steps_or_open(&p).contains(&Step::PostTranscriptNotice), "{p:?}");
+            apply_with(&mut room, &p.work, &rec, &config);
+        }
+        assert!(room.opening_notice_sent && room.transcript_notice_sent);
+        // Not when the room closes: the closing steps are all that is left.
+        let mut closing = opened(&["dj"]);
+        closing.transcript_notice_sent = false;
+        let p = plan(Some(&rec), &holders(&[]), &closing, &config, t(22, 0));
+        assert!(!steps(&p).contains(&Step::PostTranscriptNotice), "{p:?}");
+    }
+
+    /// The steps planned in the room, none for opening it or for nothing.
+    fn steps_or_open(plan: &Plan) -> Vec<Step> {
+        match &plan.work {
+            Work::InRoom { steps, .. } => steps.clone(),
+            Work::Nothing | Work::Open => vec![],
+        }
+    }
+
     proptest! {
         /// Once a plan's work is recorded done, planning again at the same moment soon
         /// yields none.
@@ -717,7 +780,7 @@ mod tests {
                 }
                 prop_assert!(rounds < 3, "still {:?} after {} rounds", p.work, rounds);
                 opened += usize::from(p.work == Work::Open);
-                apply(&mut room, &p.work, &rec);
+                apply_with(&mut room, &p.work, &rec, &config);
                 rounds += 1;
             }
             // And the room is never created twice.

@@ -41,6 +41,10 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum MatrixError {
     #[error("cannot reach the homeserver for {endpoint}: {message}")]
     Network { endpoint: String, message: String },
+    /// The homeserver took longer than [`REQUEST_TIMEOUT`] to answer: it is up (it
+    /// accepted the request) but busy, or itself waiting on another server.
+    #[error("the homeserver did not answer {endpoint} in time: {message}")]
+    Timeout { endpoint: String, message: String },
     #[error("{endpoint} answered {status} {errcode}: {message}")]
     Api { endpoint: String, status: u16, errcode: String, message: String, retry_after: Option<Duration> },
     #[error("{endpoint} answered with a body Foyer cannot read: {message}")]
@@ -55,6 +59,7 @@ impl MatrixError {
     pub fn at(self, endpoint: String) -> Self {
         match self {
             Self::Network { message, .. } => Self::Network { endpoint, message },
+            Self::Timeout { message, .. } => Self::Timeout { endpoint, message },
             Self::Api { status, errcode, message, retry_after, .. } => {
                 Self::Api { endpoint, status, errcode, message, retry_after }
             }
@@ -66,7 +71,7 @@ impl MatrixError {
     /// Network errors, 429 and 5xx may succeed later; other answers will not.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Network { .. } => true,
+            Self::Network { .. } | Self::Timeout { .. } => true,
             Self::Api { status, .. } => *status == 429 || *status >= 500,
             Self::BadResponse { .. } | Self::Request { .. } => false,
         }
@@ -258,9 +263,10 @@ async fn execute(
     outage_at: &AtomicI64,
 ) -> Result<(u16, Vec<u8>), MatrixError> {
     let network = |e: reqwest::Error| {
-        if !e.is_timeout() {
-            outage_at.fetch_max(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+        if e.is_timeout() {
+            return MatrixError::Timeout { endpoint: endpoint.to_owned(), message: error_chain(&e) };
         }
+        outage_at.fetch_max(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
         MatrixError::Network { endpoint: endpoint.to_owned(), message: error_chain(&e) }
     };
     let response = http.execute(request).await.map_err(network)?;

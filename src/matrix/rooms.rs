@@ -286,22 +286,39 @@ pub async fn create_or_adopt(
     }
 }
 
-/// Deadline for one invite's retries. Shorter than a step's: an invite to a server that
-/// is down takes seconds per try, and its holder is tried again later on their own.
+/// Deadline for one invite's retries. Shorter than a step's: an invite is one membership
+/// change among many, and its holder is tried again later on their own.
 const INVITE_DEADLINE: Duration = Duration::from_secs(10);
 
-/// Invites a user; someone already in the room is done.
-pub async fn invite(client: &MatrixClient, room_id: &OwnedRoomId, user: &OwnedUserId) -> Result<(), MatrixError> {
-    let req = invite_user::v3::Request::new(
+fn invite_request(room_id: &OwnedRoomId, user: &OwnedUserId) -> invite_user::v3::Request {
+    invite_user::v3::Request::new(
         room_id.clone(),
         invite_user::v3::InvitationRecipient::UserId(invite_user::v3::InviteUserId::new(user.clone())),
-    );
-    match client.send(req, None, Instant::now() + INVITE_DEADLINE).await {
+    )
+}
+
+/// Someone already in the room is invited: what we wanted.
+fn already_in(result: Result<invite_user::v3::Response, MatrixError>) -> Result<(), MatrixError> {
+    match result {
         Ok(_) => Ok(()),
-        // Already a member: what we wanted.
         Err(MatrixError::Api { status: 403, message, .. }) if message.contains("already in the room") => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// Invites a user, retrying the homeserver's passing failures; someone already in the
+/// room is done.
+pub async fn invite(client: &MatrixClient, room_id: &OwnedRoomId, user: &OwnedUserId) -> Result<(), MatrixError> {
+    already_in(client.send(invite_request(room_id, user), None, Instant::now() + INVITE_DEADLINE).await)
+}
+
+/// Invites a user of another server with one request, never retried here. Synapse sends
+/// the invite to that server inside the room's membership lock (and inside its own
+/// limit of membership changes per appservice), for up to a minute per try when that
+/// server hangs; asking again at once would only keep the room's other invites waiting
+/// longer. The caller keeps the failure against the holder and their server.
+pub async fn invite_once(client: &MatrixClient, room_id: &OwnedRoomId, user: &OwnedUserId) -> Result<(), MatrixError> {
+    already_in(client.send_once(invite_request(room_id, user), None).await)
 }
 
 /// Posts an `m.notice` (plain text and HTML) as `bot`, once per transaction id (derived

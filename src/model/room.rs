@@ -22,6 +22,9 @@ pub struct RoomState {
     /// be invited never holds back the others.
     pub invite_failures: BTreeMap<OwnedUserId, InviteFailure>,
     pub opening_notice_sent: bool,
+    /// Members were told that the chat will be saved (in the opening notice, or later when
+    /// a transcript was switched on while the room was open).
+    pub transcript_notice_sent: bool,
     pub closing_notice_sent: bool,
     pub archived: bool,
     /// The room's members as the homeserver last told us (the bot excluded).
@@ -68,6 +71,12 @@ impl InviteFailure {
         let attempts = previous.map_or(0, |f| f.attempts).saturating_add(1);
         let wait = (30i64 << (attempts - 1).min(7)).min(3600);
         Self { error, attempts, retry_at: now + chrono::Duration::seconds(wait) }
+    }
+
+    /// Not tried: the holder's server failed another invite of late, and is left alone
+    /// until `retry_at`. The holder's own failures in a row stay as they were.
+    pub fn deferred(previous: Option<&InviteFailure>, error: String, retry_at: DateTime<Utc>) -> Self {
+        Self { error, attempts: previous.map_or(0, |f| f.attempts), retry_at }
     }
 }
 
@@ -148,6 +157,8 @@ pub enum CloseReason {
 pub enum Step {
     Invite(OwnedUserId),
     PostOpeningNotice,
+    /// "This chat will be saved": a transcript was switched on after the opening notice.
+    PostTranscriptNotice,
     PostClosingNotice(CloseReason),
     /// Archive per `rooms.archive_mode`.
     Archive,
@@ -185,6 +196,7 @@ impl Step {
         match self {
             Self::Invite(_) => "invite",
             Self::PostOpeningNotice => "opening_notice",
+            Self::PostTranscriptNotice => "transcript_notice",
             Self::PostClosingNotice(_) => "closing_notice",
             Self::Archive => "archive",
             Self::SetHosts => "set_hosts",
@@ -254,6 +266,8 @@ pub enum StepRecord {
         user_id: OwnedUserId,
     },
     OpeningNoticeSent,
+    /// Members were told that the chat will be saved.
+    TranscriptNoticeSent,
     ClosingNoticeSent,
     Archived,
     /// The room's transcript is stored, this many messages; its lines were written
@@ -325,6 +339,7 @@ impl RoomState {
                 self.invite_failures.remove(user_id);
             }
             StepRecord::OpeningNoticeSent => self.opening_notice_sent = true,
+            StepRecord::TranscriptNoticeSent => self.transcript_notice_sent = true,
             StepRecord::ClosingNoticeSent => self.closing_notice_sent = true,
             StepRecord::Archived => self.archived = true,
             // A transcript is the room's: none before it exists.

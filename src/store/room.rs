@@ -77,6 +77,7 @@ const TICKETS_OF_USER: &str =
 /// `(reservation_id, user_id)`.
 const INVITE_FORGOTTEN: &str = "DELETE FROM room_invites WHERE reservation_id = $1 AND user_id = $2";
 const OPENING_NOTICE_SENT: &str = "UPDATE lifecycle SET opening_notice_sent = 1 WHERE reservation_id = $1";
+const TRANSCRIPT_NOTICE_SENT: &str = "UPDATE lifecycle SET transcript_notice_sent = 1 WHERE reservation_id = $1";
 const CLOSING_NOTICE_SENT: &str = "UPDATE lifecycle SET closing_notice_sent = 1 WHERE reservation_id = $1";
 const ARCHIVED: &str = "UPDATE lifecycle SET archived_at = $1 WHERE reservation_id = $2";
 /// The transcript's mark, for the room the reservation has: `(messages, at, reservation_id)`.
@@ -94,7 +95,8 @@ const FORGET_EMAILS: &str = "UPDATE tickets SET email = NULL, display_name = NUL
 
 // What `lifecycle_state` reads.
 
-const LIFECYCLE: &str = "SELECT room_id, opening_notice_sent, closing_notice_sent, archived_at, attempts,
+const LIFECYCLE: &str =
+    "SELECT room_id, opening_notice_sent, transcript_notice_sent, closing_notice_sent, archived_at, attempts,
         hosts_applied, name_applied, topic_applied, stream_url_applied, live_notice_for, ended_notice_for,
         reminders_sent, closing_warning_sent, space_linked, create_began_by, create_began_at,
         transcript_failed_at, transcript_error,
@@ -176,6 +178,7 @@ where
             StepRecord::CreateBegan { by } => sqlx::query(CREATE_BEGAN).bind(by.as_str()).bind(now).bind(rid),
             StepRecord::InviteForgotten { user_id } => sqlx::query(INVITE_FORGOTTEN).bind(rid).bind(user_id.as_str()),
             StepRecord::OpeningNoticeSent => sqlx::query(OPENING_NOTICE_SENT).bind(rid),
+            StepRecord::TranscriptNoticeSent => sqlx::query(TRANSCRIPT_NOTICE_SENT).bind(rid),
             StepRecord::ClosingNoticeSent => sqlx::query(CLOSING_NOTICE_SENT).bind(rid),
             StepRecord::Archived => {
                 // The show is over: its holders' emails are no longer needed.
@@ -257,6 +260,7 @@ fn lifecycle(
         let room = &mut state.room;
         room.room_id = room_of(row.opt_text("room_id")?)?;
         room.opening_notice_sent = row.int("opening_notice_sent")? != 0;
+        room.transcript_notice_sent = row.int("transcript_notice_sent")? != 0;
         room.closing_notice_sent = row.int("closing_notice_sent")? != 0;
         room.archived = row.opt_int("archived_at")?.is_some();
         room.hosts_applied = json(row.opt_text("hosts_applied")?).map_err(|e| corrupt(&e))?;

@@ -71,6 +71,7 @@ pub(super) const MIGRATIONS: &[Migration] = &[
     per_dialect!("0015_outbox"),
     shared!("0016_transcripts"),
     shared!("0017_ticket_holders"),
+    shared!("0018_transcript_notice"),
 ];
 
 /// PostgreSQL's own numbering ended here, at what is now version 12.

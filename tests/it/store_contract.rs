@@ -422,6 +422,7 @@ fn every_record(room: &OwnedRoomId, space: &OwnedRoomId, channel: &str) -> Vec<S
         member(&carol, Membership::Leave, None),
         StepRecord::InviteForgotten { user_id: carol },
         StepRecord::OpeningNoticeSent,
+        StepRecord::TranscriptNoticeSent,
         StepRecord::StreamLinkSet(None),
         StepRecord::ClosingNoticeSent,
         StepRecord::SpaceLinked(None),
@@ -434,7 +435,7 @@ fn every_record(room: &OwnedRoomId, space: &OwnedRoomId, channel: &str) -> Vec<S
 }
 
 /// Kinds of [`StepRecord`].
-const RECORD_KINDS: usize = 21;
+const RECORD_KINDS: usize = 22;
 
 /// A record's kind, numbered: a new kind does not compile here until it has the next
 /// number (and [`RECORD_KINDS`] counts it), and then fails the test until
@@ -462,6 +463,7 @@ fn record_kind(record: &StepRecord) -> usize {
         StepRecord::Archived => 18,
         StepRecord::TranscriptMade { .. } => 19,
         StepRecord::TranscriptFailed { .. } => 20,
+        StepRecord::TranscriptNoticeSent => 21,
     }
 }
 
@@ -506,6 +508,7 @@ fn any_record(room: OwnedRoomId, channel: String) -> impl Strategy<Value = StepR
         text().prop_map(|by| StepRecord::CreateBegan { by }),
         any_user().prop_map(|user_id| StepRecord::InviteForgotten { user_id }),
         Just(StepRecord::OpeningNoticeSent),
+        Just(StepRecord::TranscriptNoticeSent),
         Just(StepRecord::ClosingNoticeSent),
         Just(StepRecord::Archived),
         (0u64..100_000).prop_map(|messages| StepRecord::TranscriptMade { messages }),
