@@ -35,10 +35,14 @@ async fn connect(foyer: &TestFoyer) -> TcpStream {
 }
 
 /// The start of a webhook whose body (`length` bytes announced) never arrives in full.
+/// Its signature headers are as good as headers alone can be (a current timestamp, a
+/// `v1` signature), so that Foyer starts reading its body.
 fn stalled_webhook(length: usize) -> String {
     format!(
         "POST /webhooks/v1/events HTTP/1.1\r\nHost: foyer\r\nContent-Type: application/json\r\n\
-         Content-Length: {length}\r\n\r\n{{\"type\": \"reservation.created\", "
+         webhook-id: msg_stalled\r\nwebhook-timestamp: {}\r\nwebhook-signature: v1,AAAA\r\n\
+         Content-Length: {length}\r\n\r\n{{\"type\": \"reservation.created\", ",
+        Utc::now().timestamp()
     )
 }
 
@@ -198,9 +202,11 @@ async fn a_declared_body_over_the_limit_gets_413_before_it_is_sent() {
 
     // Exactly 1 MiB is read (and refused for its signature, not its size).
     let body = vec![b' '; 1024 * 1024];
-    let headers = [("webhook-id", "msg_big"), ("webhook-timestamp", "1"), ("webhook-signature", "v1,AAAA")];
+    let now = Utc::now().timestamp().to_string();
+    let headers = [("webhook-id", "msg_big"), ("webhook-timestamp", now.as_str()), ("webhook-signature", "v1,AAAA")];
     let (status, answer) = foyer.post_webhook(&headers, "application/json", body).await;
     assert_eq!((status, answer["errcode"].as_str()), (401, Some("FOYER_BAD_SIGNATURE")), "{answer}");
+    assert!(answer["error"].as_str().is_some_and(|e| e.contains("no signature matches")), "{answer}");
 }
 
 /// A client that keeps no cookies and follows no redirects: each test says what it sends.
