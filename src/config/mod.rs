@@ -295,6 +295,14 @@ impl Config {
                 ),
             });
         }
+        if self.appservice.homeserver_listener.is_none() && !listen.ip().is_loopback() {
+            warnings.push(Problem {
+                path: "appservice.homeserver_listen".into(),
+                message: format!(
+                    "is not set, and appservice.listen ({listen}) is not a loopback address: whoever reaches it can hold every connection and keep the homeserver's transactions waiting; give the homeserver API a listener of its own (README, \"Behind a reverse proxy\")"
+                ),
+            });
+        }
         warnings
     }
 

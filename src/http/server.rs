@@ -476,6 +476,21 @@ mod tests {
     }
 
     #[test]
+    fn the_body_budget_is_shared_and_given_back() {
+        let budget = BodyBudget::new(100);
+        let first = budget.take(60).expect("60 of 100");
+        assert!(budget.take(41).is_none(), "over the budget: refused at once");
+        let mut second = budget.take(30).expect("30 of the 40 left");
+        second.merge(budget.take(10).expect("the last 10"));
+        assert!(budget.take(1).is_none());
+        drop(first);
+        assert!(budget.take(60).is_some(), "given back when dropped");
+        drop(second);
+        assert!(budget.take(100).is_some());
+        assert!(budget.take(usize::MAX).is_none(), "more than a permit count holds: refused, no panic");
+    }
+
+    #[test]
     fn each_route_has_its_body_limit() {
         assert_eq!(body_limit("/webhooks/v1/events"), 1024 * 1024);
         assert_eq!(body_limit("/_matrix/app/v1/transactions/1"), 32 * 1024 * 1024);

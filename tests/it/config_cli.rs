@@ -448,5 +448,20 @@ fn check_config_warns_when_the_publish_hooks_are_open_beyond_loopback() {
     // Loopback, or a token: nothing to warn about.
     assert!(!check(&valid_config_yaml()).stdout.contains("warning:"));
     let run = check_with(&public, &[("FOYER_INGEST_TOKEN", &"e".repeat(40))]);
-    assert!(!run.stdout.contains("warning:"), "{}", run.stdout);
+    assert!(!run.stdout.contains("warning: ingest.token"), "{}", run.stdout);
+}
+
+#[test]
+fn check_config_warns_when_strangers_share_the_homeservers_listener() {
+    let public = valid_config_yaml().replace("listen: 127.0.0.1:29330", "listen: 0.0.0.0:29330");
+    let run = check(&public);
+    assert_eq!(run.code, 0, "a warning does not fail the check: {}", run.stderr);
+    assert!(run.stdout.contains("warning: appservice.homeserver_listen: is not set"), "{}", run.stdout);
+    let own = public.replace(
+        "  url: http://127.0.0.1:29330\n",
+        "  url: http://127.0.0.1:29330\n  homeserver_listen: 127.0.0.1:29331\n",
+    );
+    let run = check(&own);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!run.stdout.contains("warning: appservice.homeserver_listen"), "{}", run.stdout);
 }

@@ -389,6 +389,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn each_stream_key_has_a_lock_of_its_own_while_it_is_used() {
+        let (a, b) =
+            (StreamKey::parse("key_aaaaaaaaaaaaaaaa").unwrap(), StreamKey::parse("key_bbbbbbbbbbbbbbbb").unwrap());
+        let first = key_lock(&a.hash());
+        assert!(Arc::ptr_eq(&first, &key_lock(&a.hash())), "one key, one lock");
+        assert!(!Arc::ptr_eq(&first, &key_lock(&b.hash())), "another key, another lock");
+        let _held = first.try_lock().expect("free");
+        assert!(key_lock(&b.hash()).try_lock().is_ok(), "a key's lock held holds back no other key");
+    }
+
+    #[test]
     fn reads_both_servers_forms() {
         let hook = read(Server::Nginx, b"app=live&name=abcdefghijklmnop&call=publish&clientid=3").unwrap();
         assert_eq!((hook.call, hook.name.as_str()), (Call::Publish, "abcdefghijklmnop"));
