@@ -209,7 +209,7 @@ pub struct Guard {
 impl Guard {
     pub fn new(limits: &Limits) -> Guard {
         // Every reason from the start, so that a dashboard sees 0 rather than nothing.
-        for reason in ["too_large", "busy", "body_timeout"] {
+        for reason in ["too_large", "busy", "body_timeout", "body_budget"] {
             metrics::counter!("foyer_http_refused_total", "reason" => reason).increment(0);
         }
         Guard {
