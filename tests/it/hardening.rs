@@ -441,6 +441,21 @@ async fn strangers_holding_every_connection_do_not_keep_the_homeserver_out() {
     let code =
         tickets["tickets"][0]["claim"]["code"].as_str().unwrap_or_else(|| panic!("no code in {code}")).to_owned();
 
+    // check-config --online checks both listeners, and the ping lands on the homeserver's.
+    let online = std::process::Command::new(foyer_bin())
+        .args(["check-config", "--online", "-c", "config.yaml"])
+        .current_dir(foyer.dir())
+        .output()
+        .expect("check-config --online");
+    let report = String::from_utf8_lossy(&online.stdout);
+    assert!(online.status.success(), "{report}{}", String::from_utf8_lossy(&online.stderr));
+    let own = foyer.homeserver_listener_url();
+    assert!(report.contains(&format!("reached {own}/ in ")), "the ping names the homeserver's listener:\n{report}");
+    assert!(
+        report.contains(&format!("homeserver API: {} is in use by a running Foyer", &own["http://".len()..])),
+        "{report}"
+    );
+
     // Twice the cap of strangers' keep-alive clients.
     let mut strangers = tokio::task::JoinSet::new();
     for _ in 0..2 * CAP {
