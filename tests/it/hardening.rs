@@ -650,3 +650,93 @@ async fn bodies_buffered_at_once_have_one_budget_and_over_it_the_answer_is_503_a
     let delivery = sender.deliver(&format!("msg_{}", random_token()), &body, Duration::from_secs(10)).await;
     assert_eq!(delivery.status, 202);
 }
+
+/// The README's reverse-proxy site for nginx, between its markers.
+fn readme_proxy_site() -> String {
+    let readme = std::fs::read_to_string(crate::common::repo_root().join("README.md")).expect("README.md");
+    let (_, rest) = readme.split_once("<!-- nginx-proxy:begin -->").expect("the README marks its proxy site");
+    let (block, _) = rest.split_once("<!-- nginx-proxy:end -->").expect("the README ends its proxy site");
+    let block = block.trim().strip_prefix("```nginx").and_then(|b| b.strip_suffix("```")).expect("a fenced block");
+    block.trim().to_owned()
+}
+
+#[tokio::test]
+async fn the_readmes_reverse_proxy_site_lets_through_only_what_each_caller_needs() {
+    assert!(
+        std::path::Path::new("/usr/sbin/nginx").exists(),
+        "nginx is not installed: run scripts/install-nginx-rtmp.sh"
+    );
+    let foyer = TestFoyer::start_with_homeserver_listener(|yaml| yaml, &[]).await;
+    let upstream = foyer.base_url.trim_start_matches("http://").to_owned();
+    let site = readme_proxy_site();
+    // The README's own addresses must be there to be replaced: the two cannot drift apart.
+    for needle in ["listen 443 ssl;", "server 127.0.0.1:29330;", "ssl_certificate "] {
+        assert!(site.contains(needle), "the README's proxy site should contain {needle:?}:\n{site}");
+    }
+    let port = crate::common::free_port();
+    let site: String = site
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("ssl_certificate"))
+        .map(|line| {
+            line.replace("listen 443 ssl;", &format!("listen 127.0.0.1:{port};"))
+                .replace("server 127.0.0.1:29330;", &format!("server {upstream};"))
+                + "\n"
+        })
+        .collect();
+    let dir = tempfile::Builder::new().prefix("foyer-proxy-").tempdir().expect("tempdir");
+    let at = |name: &str| dir.path().join(name).display().to_string();
+    let conf = format!(
+        "daemon off;\nmaster_process off;\npid {pid};\nerror_log {log} info;\nevents {{ worker_connections 64; }}\n\
+         http {{\naccess_log off;\nclient_body_temp_path {body};\nproxy_temp_path {proxy};\n{site}}}\n",
+        pid = at("nginx.pid"),
+        log = at("error.log"),
+        body = at("body"),
+        proxy = at("proxy"),
+    );
+    std::fs::write(dir.path().join("nginx.conf"), conf).expect("write nginx.conf");
+    let _nginx = tokio::process::Command::new("/usr/sbin/nginx")
+        .arg("-p")
+        .arg(dir.path())
+        .args(["-c", "nginx.conf", "-e", "stderr"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("stderr.log")).expect("log"))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start nginx");
+    let proxy = format!("http://127.0.0.1:{port}");
+    let nginx_log = || std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default();
+    eventually(Duration::from_secs(10), "nginx to listen", || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(|_| ())
+    })
+    .await;
+
+    // Public: the platform's webhooks, the fans' claim pages, answered by Foyer (which
+    // gives every answer an x-request-id).
+    let sender = crate::common::foyer::Sender::new(&proxy);
+    let body = crate::common::foyer::envelope("reservation.created", far_reservation());
+    let delivery = sender.deliver(&format!("msg_{}", random_token()), &body, Duration::from_secs(10)).await;
+    assert_eq!(delivery.status, 202, "a webhook through the proxy; nginx said:\n{}", nginx_log());
+    let http = reqwest::Client::new();
+    let claim = http.get(format!("{proxy}/claim/AAAA-BBBB-CCCC-DDDD")).send().await.expect("claim page");
+    assert!(claim.headers().contains_key("x-request-id"), "the claim page reached Foyer: {claim:?}");
+
+    // The rest, from an address the site does not allow (the test's), stops at nginx.
+    let hs = format!("Bearer {}", foyer.slot.hs_token);
+    let api = format!("Bearer {}", foyer.slot.api_token);
+    for (method, path, auth, status) in [
+        (Method::POST, "/ingest/v1/rtmp", "", 403),
+        (Method::GET, "/api/v1/reservations", api.as_str(), 403),
+        (Method::GET, "/status", api.as_str(), 403),
+        (Method::PUT, "/_matrix/app/v1/transactions/through-the-proxy", hs.as_str(), 404),
+        (Method::GET, "/metrics", api.as_str(), 404),
+        (Method::GET, "/health/ready", "", 404),
+    ] {
+        let mut request = http.request(method.clone(), format!("{proxy}{path}")).json(&json!({"events": []}));
+        if !auth.is_empty() {
+            request = request.header("authorization", auth);
+        }
+        let resp = request.send().await.expect("through the proxy");
+        assert_eq!(resp.status().as_u16(), status, "{method} {path}");
+        assert!(!resp.headers().contains_key("x-request-id"), "{method} {path} reached Foyer through the proxy");
+    }
+}
