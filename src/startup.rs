@@ -56,6 +56,10 @@ pub fn metrics_handle() -> PrometheusHandle {
 pub async fn serve(config: Config) -> Result<(), ServeError> {
     let config = Arc::new(config);
     let limits = http::server::Limits::from_env(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))?;
+    // What check-config warns about, in the log of every start too.
+    for warning in config.warnings() {
+        tracing::warn!(key = %warning.path, "{}", warning.message);
+    }
     let store = crate::store::open(&config.database, Outbound::when(config.platform.is_some())).await?;
     tracing::info!(database = %config.database_display(), "store opened");
     let key = config.claim_key();
