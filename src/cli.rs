@@ -168,6 +168,12 @@ fn check_config(config_path: &Path, online: bool) -> ExitCode {
         config.appservice.listen,
         config.appservice.url
     );
+    if let Some(own) = &config.appservice.homeserver_listener {
+        println!(
+            "  homeserver API on its own listener {}, reached at {} (the registration's url)",
+            own.listen, own.url
+        );
+    }
     println!(
         "  rooms       {}: open {} before the start, archive {} after the end ({}, join rule {})",
         config.alias_pattern(),
@@ -198,6 +204,10 @@ fn check_config(config_path: &Path, online: bool) -> ExitCode {
     }
     for (key, source) in &config.secret_sources {
         println!("  {key} from {source}");
+    }
+    // Warnings do not fail the check: the config works, but leaves a door open.
+    for warning in config.warnings() {
+        println!("warning: {warning}");
     }
     if online { check_online(&config) } else { ExitCode::SUCCESS }
 }

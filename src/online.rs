@@ -52,7 +52,7 @@ impl std::fmt::Display for Check {
     }
 }
 
-/// Who holds `appservice.listen`.
+/// Who holds a listen address (`appservice.listen`, `appservice.homeserver_listen`).
 enum Listen {
     /// Nobody: this check holds it now, to stand in for Foyer in the ping.
     Free(tokio::net::TcpListener),
@@ -60,6 +60,16 @@ enum Listen {
     Foyer,
     /// Another program, or the address cannot be bound (the message says why).
     Unusable(String),
+}
+
+impl Listen {
+    fn verdict(&self, addr: SocketAddr) -> Verdict {
+        match self {
+            Listen::Free(_) => Verdict::Pass(format!("{addr} is free: foyer serve can listen there")),
+            Listen::Foyer => Verdict::Pass(format!("{addr} is in use by a running Foyer")),
+            Listen::Unusable(why) => Verdict::Fail(why.clone()),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -80,7 +90,13 @@ pub async fn check(config: &Config) -> Vec<Check> {
             return vec![Check { name: "homeserver", verdict }];
         }
     };
-    let listen = listen(config, &http).await;
+    let main_listen = listen(config.appservice.listen, "appservice.listen", &http).await;
+    // The ping reaches whichever listener the registration names: the homeserver API's
+    // own when there is one.
+    let (listen, homeserver_listen) = match &config.appservice.homeserver_listener {
+        Some(own) => (listen(own.listen, "appservice.homeserver_listen", &http).await, Some(main_listen)),
+        None => (main_listen, None),
+    };
     let (homeserver, versions) = homeserver(config, &http).await;
     let mut checks = vec![Check { name: "homeserver", verdict: homeserver }];
 
@@ -99,15 +115,23 @@ pub async fn check(config: &Config) -> Vec<Check> {
     let token_ok = matches!(as_token, Verdict::Pass(_));
     checks.push(Check { name: "as_token", verdict: as_token });
 
-    let listen_verdict = match &listen {
-        Listen::Free(_) => Verdict::Pass(format!("{} is free: foyer serve can listen there", config.appservice.listen)),
-        Listen::Foyer => Verdict::Pass(format!("{} is in use by a running Foyer", config.appservice.listen)),
-        Listen::Unusable(why) => Verdict::Fail(why.clone()),
+    let listen_verdict = match (&config.appservice.homeserver_listener, &homeserver_listen) {
+        (Some(own), Some(main)) => match (main.verdict(config.appservice.listen), listen.verdict(own.listen)) {
+            (Verdict::Pass(main), Verdict::Pass(own)) => Verdict::Pass(format!("{main}; homeserver API: {own}")),
+            (Verdict::Fail(why), _) | (_, Verdict::Fail(why)) => Verdict::Fail(why),
+            (other, _) => other,
+        },
+        _ => listen.verdict(config.appservice.listen),
+    };
+    let listen_key = if config.appservice.homeserver_listener.is_some() {
+        "appservice.homeserver_listen"
+    } else {
+        "appservice.listen"
     };
     let ping = match (&client, listen) {
         (None, _) => Verdict::Skipped("the homeserver does not answer".into()),
         (Some(_), _) if !token_ok => Verdict::Skipped("the as_token check did not pass".into()),
-        (Some(_), Listen::Unusable(_)) => Verdict::Skipped("appservice.listen is not usable (see listen)".into()),
+        (Some(_), Listen::Unusable(_)) => Verdict::Skipped(format!("{listen_key} is not usable (see listen)")),
         (Some(client), Listen::Foyer) => ping_verdict(config, client, "Foyer").await,
         (Some(client), Listen::Free(listener)) => {
             let stand_in = tokio::spawn(stand_in(listener, config.appservice.hs_token.clone()));
@@ -157,7 +181,7 @@ async fn ping_verdict(config: &Config, client: &MatrixClient, answered_by: &str)
     match ping(config, client, txn, Instant::now()).await {
         Ok(Some(took)) => Verdict::Pass(format!(
             "the homeserver loaded the registration and reached {} in {} ms (answered by {answered_by})",
-            config.appservice.url,
+            config.registration_url(),
             took.as_millis()
         )),
         Ok(None) => Verdict::Pass("the homeserver does not implement the appservice ping; not checked".into()),
@@ -231,22 +255,22 @@ async fn synapse_admin(config: &Config, http: &reqwest::Client) -> Verdict {
     }
 }
 
-/// Who holds `appservice.listen` now.
-async fn listen(config: &Config, http: &reqwest::Client) -> Listen {
-    let addr = config.appservice.listen;
+/// Who holds `addr` (the config's `key`) now.
+async fn listen(addr: SocketAddr, key: &str, http: &reqwest::Client) -> Listen {
     match tokio::net::TcpListener::bind(addr).await {
         Ok(listener) => Listen::Free(listener),
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
             if is_foyer(http, addr).await {
                 Listen::Foyer
             } else {
+                let url = if key == "appservice.listen" { "appservice.url" } else { "appservice.homeserver_url" };
                 Listen::Unusable(format!(
-                    "{addr} is in use by another program, not Foyer; stop it, or pick another appservice.listen (and appservice.url, then regenerate the registration)"
+                    "{addr} is in use by another program, not Foyer; stop it, or pick another {key} (and {url}, then regenerate the registration)"
                 ))
             }
         }
         Err(e) => Listen::Unusable(format!(
-            "cannot listen on {addr} ({e}); pick an address of this machine and a port above 1023 for appservice.listen"
+            "cannot listen on {addr} ({e}); pick an address of this machine and a port above 1023 for {key}"
         )),
     }
 }

@@ -48,7 +48,8 @@ pub fn alias_regex(config: &Config) -> String {
 /// can be checked against `config.example.yaml`.
 pub fn render(config: &Config) -> String {
     let a = &config.appservice;
-    let url = a.url.as_str().trim_end_matches('/');
+    // The homeserver API's own listener when there is one (appservice.homeserver_listen).
+    let url = config.registration_url().as_str().trim_end_matches('/');
     let registration = Registration {
         id: &a.id,
         url,

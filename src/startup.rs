@@ -16,8 +16,8 @@ use crate::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot listen on {addr} (appservice.listen): {source}")]
-    Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("cannot listen on {addr} ({key}): {source}")]
+    Bind { addr: std::net::SocketAddr, key: &'static str, source: std::io::Error },
     #[error(transparent)]
     Handshake(#[from] HandshakeError),
     #[error("the HTTP server failed: {0}")]
@@ -56,6 +56,10 @@ pub fn metrics_handle() -> PrometheusHandle {
 pub async fn serve(config: Config) -> Result<(), ServeError> {
     let config = Arc::new(config);
     let limits = http::server::Limits::from_env(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))?;
+    // What check-config warns about, in the log of every start too.
+    for warning in config.warnings() {
+        tracing::warn!(key = %warning.path, "{}", warning.message);
+    }
     let store = crate::store::open(&config.database, Outbound::when(config.platform.is_some())).await?;
     tracing::info!(database = %config.database_display(), "store opened");
     let key = config.claim_key();
@@ -71,7 +75,16 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         tracing::info!(renewed, "claim codes renewed for a new as_token (codes handed out before no longer work)");
     }
     let addr = config.appservice.listen;
-    let listener = TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?;
+    let listener =
+        TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, key: "appservice.listen", source })?;
+    let homeserver_listener = match &config.appservice.homeserver_listener {
+        Some(own) => Some(TcpListener::bind(own.listen).await.map_err(|source| ServeError::Bind {
+            addr: own.listen,
+            key: "appservice.homeserver_listen",
+            source,
+        })?),
+        None => None,
+    };
     let state = AppState::new(Shared {
         webhook_rules: crate::http::webhooks::payload::Rules::from_config(&config),
         config: config.clone(),
@@ -106,7 +119,20 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let app = http::router(state.clone(), &limits);
     let server = tokio::spawn({
         let (limits, stop_rx) = (limits.clone(), stop_rx.clone());
-        async move { http::server::serve(listener, app, &limits, stop_rx).await }
+        async move { http::server::serve(listener, http::server::Listener::Main, app, &limits, stop_rx).await }
+    });
+    // The homeserver's own listener, if configured: its connections are its own, so a
+    // stranger holding every connection of the main one cannot delay a transaction.
+    let homeserver_server = homeserver_listener.map(|listener| {
+        let app = http::homeserver_router(state.clone(), &limits);
+        let (limits, stop_rx) = (limits.clone(), stop_rx.clone());
+        let which = http::server::Listener::Homeserver;
+        tracing::info!(
+            addr = %listener.local_addr().map_or_else(|_| "?".to_owned(), |a| a.to_string()),
+            max_connections = which.max_connections(&limits),
+            "listening for the homeserver"
+        );
+        tokio::spawn(async move { http::server::serve(listener, which, app, &limits, stop_rx).await })
     });
     tracing::info!(
         %addr,
@@ -189,6 +215,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     }
 
     let served = server.await;
+    if let Some(homeserver_server) = homeserver_server {
+        let _ = homeserver_server.await;
+    }
     drop(state);
     tracing::info!("shut down");
     served.map_err(|join| ServeError::Server(std::io::Error::other(join.to_string())))

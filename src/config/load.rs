@@ -14,8 +14,8 @@ use url::Url;
 
 use super::{
     ApiConfig, AppserviceConfig, ArchiveMode, Config, ConfigError, DatabaseConfig, DatabaseKind, HomeserverConfig,
-    IngestConfig, JoinRule, LogFormat, LoggingConfig, PLACEHOLDER_MARK, Placeholders, PlatformConfig, Problem,
-    RoomsConfig, SynapseAdminConfig, WebhookKey, WebhooksConfig, parse_duration,
+    HomeserverListener, IngestConfig, JoinRule, LogFormat, LoggingConfig, PLACEHOLDER_MARK, Placeholders,
+    PlatformConfig, Problem, RoomsConfig, SynapseAdminConfig, WebhookKey, WebhooksConfig, parse_duration,
 };
 use crate::secret::Secret;
 
@@ -233,6 +233,7 @@ impl Walker<'_> {
             }
         };
         let url = self.url(s, "url");
+        let homeserver_listener = self.homeserver_listener(s, listen);
         let public_url = self.opt_url(s, "public_url");
         let as_token = self.secret(s, "as_token", "FOYER_AS_TOKEN", true);
         let hs_token = self.secret(s, "hs_token", "FOYER_HS_TOKEN", true);
@@ -263,6 +264,7 @@ impl Walker<'_> {
         Some(AppserviceConfig {
             id: id?,
             listen: listen?,
+            homeserver_listener: homeserver_listener?,
             public_url: public_url?.or_else(|| url.clone()),
             url: url?,
             as_token: as_token?,
@@ -270,6 +272,59 @@ impl Walker<'_> {
             sender_localpart: sender?,
             alias_prefix: prefix?,
         })
+    }
+
+    /// `appservice.homeserver_listen` and `appservice.homeserver_url`: the homeserver
+    /// API's own listener, if any. `listen` is the main listener's address, when valid.
+    fn homeserver_listener(
+        &mut self,
+        s: &mut Section<'_>,
+        listen: Option<SocketAddr>,
+    ) -> Option<Option<HomeserverListener>> {
+        let url = self.opt_url(s, "homeserver_url");
+        let Some(text) = self.string(s, "homeserver_listen", false) else {
+            if matches!(url, Some(Some(_))) {
+                self.problem(
+                    s.key_path("homeserver_url"),
+                    "is set but appservice.homeserver_listen is not; set both, or neither (the homeserver then uses appservice.url)",
+                );
+                return None;
+            }
+            return url.map(|_| None);
+        };
+        let Ok(addr) = text.parse::<SocketAddr>() else {
+            self.problem(
+                s.key_path("homeserver_listen"),
+                format!("{text:?} is not an address; write IP:port, like 127.0.0.1:29331 or [::1]:29331"),
+            );
+            return None;
+        };
+        if let Some(main) = listen
+            && main.port() == addr.port()
+            && (main.ip() == addr.ip() || main.ip().is_unspecified() || addr.ip().is_unspecified())
+        {
+            self.problem(
+                s.key_path("homeserver_listen"),
+                format!("{addr} is appservice.listen's address too; give the homeserver API a port of its own"),
+            );
+            return None;
+        }
+        let url = match url? {
+            Some(url) => url,
+            None if addr.ip().is_unspecified() => {
+                self.problem(
+                    s.key_path("homeserver_url"),
+                    format!(
+                        "is required when appservice.homeserver_listen ({addr}) listens on every address: write the URL the homeserver reaches it at, like http://10.0.0.5:{}",
+                        addr.port()
+                    ),
+                );
+                return None;
+            }
+            // SocketAddr writes an IPv6 address in brackets, as a URL needs it.
+            None => Url::parse(&format!("http://{addr}")).ok()?,
+        };
+        Some(Some(HomeserverListener { listen: addr, url }))
     }
 
     fn database(&mut self, s: &mut Section<'_>) -> Option<DatabaseConfig> {

@@ -55,7 +55,14 @@ pub struct HomeserverConfig {
 #[derive(Debug, Clone)]
 pub struct AppserviceConfig {
     pub id: String,
+    /// The main listener: webhooks, ingest, read API, pages, health and metrics, and the
+    /// homeserver API unless it has a listener of its own.
     pub listen: SocketAddr,
+    /// `appservice.homeserver_listen`: the homeserver API's own listener, which no
+    /// stranger's connections can fill.
+    pub homeserver_listener: Option<HomeserverListener>,
+    /// How the homeserver reaches the main listener (the registration's `url` unless
+    /// the homeserver API has a listener of its own); the public pages' default URL.
     pub url: Url,
     /// Where people reach Foyer's public pages (the claim page); `url` when not set.
     pub public_url: Option<Url>,
@@ -63,6 +70,15 @@ pub struct AppserviceConfig {
     pub hs_token: Secret,
     pub sender_localpart: String,
     pub alias_prefix: String,
+}
+
+/// The homeserver API's own listener: where it listens, and the URL the homeserver
+/// reaches it at (the registration's `url`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HomeserverListener {
+    pub listen: SocketAddr,
+    /// `appservice.homeserver_url`, by default `http://<listen>`.
+    pub url: Url,
 }
 
 #[derive(Debug, Clone)]
@@ -259,6 +275,35 @@ impl Config {
     /// changes every code: codes handed out before no longer work.
     pub fn claim_key(&self) -> crate::model::ClaimKey {
         crate::model::ClaimKey::from_secret(self.appservice.as_token.expose().as_bytes())
+    }
+
+    /// Where the homeserver sends its transactions (the registration's `url`): the
+    /// homeserver API's own listener when there is one, else `appservice.url`.
+    pub fn registration_url(&self) -> &Url {
+        self.appservice.homeserver_listener.as_ref().map_or(&self.appservice.url, |l| &l.url)
+    }
+
+    /// What `check-config` warns about: settings that work but leave a door open.
+    pub fn warnings(&self) -> Vec<Problem> {
+        let mut warnings = Vec::new();
+        let listen = self.appservice.listen;
+        if self.ingest.token.is_none() && !listen.ip().is_loopback() {
+            warnings.push(Problem {
+                path: "ingest.token".into(),
+                message: format!(
+                    "is not set, and appservice.listen ({listen}) is not a loopback address: whoever reaches it can call the publish hooks (/ingest/v1/rtmp) and try stream keys; set ingest.token and add ?token=<it> to the hook URLs"
+                ),
+            });
+        }
+        if self.appservice.homeserver_listener.is_none() && !listen.ip().is_loopback() {
+            warnings.push(Problem {
+                path: "appservice.homeserver_listen".into(),
+                message: format!(
+                    "is not set, and appservice.listen ({listen}) is not a loopback address: whoever reaches it can hold every connection and keep the homeserver's transactions waiting; give the homeserver API a listener of its own (README, \"Behind a reverse proxy\")"
+                ),
+            });
+        }
+        warnings
     }
 
     /// Where Foyer's public pages are: `appservice.public_url`, else `appservice.url`.

@@ -1,4 +1,6 @@
-//! The one listener: homeserver API, webhooks, read API, health and metrics.
+//! The listeners: the main one (homeserver API, webhooks, read API, pages, health and
+//! metrics) and, with `appservice.homeserver_listen`, the homeserver's own (homeserver
+//! API, health and metrics).
 
 pub mod api;
 pub mod appservice;
@@ -80,6 +82,22 @@ pub fn router(state: AppState, limits: &server::Limits) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         // Outside the routes, so that it also guards the fallbacks; inside the request
         // id, so that its refusals carry one.
+        .layer(middleware::from_fn_with_state(server::Guard::new(limits), server::guard))
+        .layer(middleware::from_fn(request_id))
+        .with_state(state)
+}
+
+/// The homeserver's own listener (`appservice.homeserver_listen`): only what the
+/// homeserver and the operator's monitoring call, with its own in-flight permits, so
+/// nothing on the main listener can hold what the homeserver's transactions need.
+pub fn homeserver_router(state: AppState, limits: &server::Limits) -> Router {
+    Router::new()
+        .nest("/_matrix/app/v1", appservice::router(state.clone()))
+        .route("/health/live", get(|| async { Json(json!({"status": "live"})) }))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics).layer(middleware::from_fn_with_state(state.clone(), require_api_token)))
+        .fallback(unrecognized)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(server::Guard::new(limits), server::guard))
         .layer(middleware::from_fn(request_id))
         .with_state(state)

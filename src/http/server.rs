@@ -13,7 +13,14 @@
 //!   which have a small reserve of their own;
 //! - at most [`Limits::max_connections`] connections are open; beyond that new ones wait
 //!   in the kernel's backlog until one closes, so sockets never use up the file
-//!   descriptors the database and the homeserver client need.
+//!   descriptors the database and the homeserver client need;
+//! - the bodies read before their sender is proven (webhooks, ingest hooks) share one
+//!   budget of [`Limits::body_budget`] bytes; over it a request gets 503 at once;
+//! - with `appservice.homeserver_listen`, the homeserver API has a listener of its own
+//!   with [`HOMESERVER_CONNECTIONS`] connections nobody else can take: a stranger who
+//!   holds every connection of the main listener (a request every few seconds keeps one
+//!   open for ever) cannot make the homeserver's transactions wait. No per-address cap
+//!   and no connection age: the web chat's long-lived streams all come from one proxy.
 
 use std::{
     pin::Pin,
@@ -40,7 +47,7 @@ use hyper_util::{
 };
 use tokio::{
     net::TcpListener,
-    sync::{Semaphore, watch},
+    sync::{OwnedSemaphorePermit, Semaphore, watch},
 };
 
 use super::error;
@@ -61,6 +68,13 @@ const MAX_CONNECTIONS: usize = 4096;
 /// File descriptors kept for everything but client connections: the database, the
 /// homeserver client, logs.
 const FDS_KEPT: u64 = 256;
+/// Connections of the homeserver's own listener (`appservice.homeserver_listen`), kept
+/// out of [`MAX_CONNECTIONS`]'s file descriptors. Synapse keeps a handful to one
+/// appservice (it sends one transaction at a time, plus pings and queries).
+pub const HOMESERVER_CONNECTIONS: usize = 64;
+/// Default [`Limits::body_budget`]: 64 webhooks of the full 1 MiB at once, far more than
+/// a platform's small events need, and a bound on what strangers can make Foyer hold.
+const BODY_BUDGET: usize = 64 * 1024 * 1024;
 /// After SIGTERM, how long requests under way may take to finish before their
 /// connections are dropped.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -70,9 +84,11 @@ const MAX_TRANSACTION_BYTES: u64 = 32 * 1024 * 1024;
 const MAX_OTHER_BODY_BYTES: u64 = 64 * 1024;
 
 /// The listener's limits. The defaults suit production; the environment variables
-/// `FOYER_HTTP_HEADER_TIMEOUT_MS`, `FOYER_HTTP_BODY_TIMEOUT_MS` and
-/// `FOYER_HTTP_MAX_IN_FLIGHT`, read once at start, exist so that tests can make them
-/// small (a test must not wait 30 s for a timeout); operators have no need to set them.
+/// `FOYER_HTTP_HEADER_TIMEOUT_MS`, `FOYER_HTTP_BODY_TIMEOUT_MS`,
+/// `FOYER_HTTP_MAX_IN_FLIGHT`, `FOYER_HTTP_MAX_CONNECTIONS` and
+/// `FOYER_HTTP_BODY_BUDGET_BYTES`, read once at start, exist so that tests can make them
+/// small (a test must not wait 30 s for a timeout, nor open 4096 connections); operators
+/// have no need to set them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// How long a client may take to send a request's headers.
@@ -81,8 +97,12 @@ pub struct Limits {
     pub body_timeout: Duration,
     /// Requests handled at once; beyond it, 503 at once.
     pub max_in_flight: usize,
-    /// Connections open at once; beyond it, new ones wait to be accepted.
+    /// Connections open at once on the main listener; beyond it, new ones wait to be
+    /// accepted. (The homeserver's own listener has [`HOMESERVER_CONNECTIONS`].)
     pub max_connections: usize,
+    /// Bytes of request bodies buffered at once, across all requests, before their
+    /// sender is proven; beyond it, 503 at once.
+    pub body_budget: usize,
 }
 
 /// An environment variable that is not a limit.
@@ -108,7 +128,9 @@ impl Limits {
             header_timeout: millis("FOYER_HTTP_HEADER_TIMEOUT_MS")?.unwrap_or(HEADER_TIMEOUT),
             body_timeout: millis("FOYER_HTTP_BODY_TIMEOUT_MS")?.unwrap_or(BODY_TIMEOUT),
             max_in_flight: number("FOYER_HTTP_MAX_IN_FLIGHT")?.map_or(MAX_IN_FLIGHT, |n| n as usize),
-            max_connections: connection_cap(open_files_limit()),
+            max_connections: number("FOYER_HTTP_MAX_CONNECTIONS")?
+                .map_or_else(|| connection_cap(open_files_limit()), |n| n as usize),
+            body_budget: number("FOYER_HTTP_BODY_BUDGET_BYTES")?.map_or(BODY_BUDGET, |n| n as usize),
         })
     }
 }
@@ -123,9 +145,11 @@ fn open_files_limit() -> Option<u64> {
     (read == 0 && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur as u64)
 }
 
-/// [`MAX_CONNECTIONS`], or fewer so that [`FDS_KEPT`] descriptors stay free.
+/// [`MAX_CONNECTIONS`], or fewer so that [`FDS_KEPT`] descriptors stay free, and the
+/// homeserver listener's [`HOMESERVER_CONNECTIONS`].
 fn connection_cap(open_files: Option<u64>) -> usize {
-    let fit = open_files.map_or(MAX_CONNECTIONS as u64, |n| n.saturating_sub(FDS_KEPT));
+    let kept = FDS_KEPT + HOMESERVER_CONNECTIONS as u64;
+    let fit = open_files.map_or(MAX_CONNECTIONS as u64, |n| n.saturating_sub(kept));
     fit.clamp(16, MAX_CONNECTIONS as u64) as usize
 }
 
@@ -135,6 +159,8 @@ fn body_limit(path: &str) -> u64 {
         super::webhooks::MAX_BODY_BYTES as u64
     } else if path.starts_with("/_matrix/app/") {
         MAX_TRANSACTION_BYTES
+    } else if path.starts_with("/ingest/") {
+        super::ingest::MAX_BODY_BYTES as u64
     } else if path == "/status/login" {
         super::status::MAX_LOGIN_BYTES as u64
     } else {
@@ -150,12 +176,32 @@ fn uses_reserve(path: &str) -> bool {
     path.starts_with("/_matrix/app/") || path.starts_with("/health/") || path == "/metrics"
 }
 
-/// What the requests share: the in-flight permits and the body deadline.
+/// The bytes of request bodies buffered before their sender is proven, shared by every
+/// request of a listener: each handler that reads such a body takes its bytes from here
+/// as they arrive and gives them back when it is done, so many large bodies at once get
+/// 503 rather than memory. The guard puts it in every request's extensions.
+#[derive(Clone, Debug)]
+pub struct BodyBudget(Arc<Semaphore>);
+
+impl BodyBudget {
+    pub fn new(bytes: usize) -> BodyBudget {
+        BodyBudget(Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))))
+    }
+
+    /// Takes `bytes` of the budget, or `None` at once if that many are not free now.
+    pub fn take(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
+        let bytes = u32::try_from(bytes).ok()?;
+        self.0.clone().try_acquire_many_owned(bytes).ok()
+    }
+}
+
+/// What the requests share: the in-flight permits, the body deadline and budget.
 #[derive(Clone)]
 pub struct Guard {
     in_flight: Arc<Semaphore>,
     reserve: Arc<Semaphore>,
     body_timeout: Duration,
+    budget: BodyBudget,
     /// When a shed request was last logged: a flood logs one line per 10 s, not one per request.
     shed_logged_at: Arc<Mutex<Option<Instant>>>,
 }
@@ -163,13 +209,14 @@ pub struct Guard {
 impl Guard {
     pub fn new(limits: &Limits) -> Guard {
         // Every reason from the start, so that a dashboard sees 0 rather than nothing.
-        for reason in ["too_large", "busy", "body_timeout"] {
+        for reason in ["too_large", "busy", "body_timeout", "body_budget"] {
             metrics::counter!("foyer_http_refused_total", "reason" => reason).increment(0);
         }
         Guard {
             in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
             reserve: Arc::new(Semaphore::new(RESERVE)),
             body_timeout: limits.body_timeout,
+            budget: BodyBudget::new(limits.body_budget),
             shed_logged_at: Default::default(),
         }
     }
@@ -184,7 +231,8 @@ impl Guard {
 }
 
 /// The middleware in front of every route: the declared length, a permit, the deadline.
-pub async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> Response {
+pub async fn guard(State(guard): State<Guard>, mut request: Request, next: Next) -> Response {
+    request.extensions_mut().insert(guard.budget.clone());
     let path = super::logged_path(request.uri().path()).to_owned();
     let matrix = path.starts_with("/_matrix/");
     let limit = body_limit(&path);
@@ -282,19 +330,58 @@ impl http_body::Body for Deadline {
     }
 }
 
+/// Which listener: the main one, or the homeserver's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// `appservice.listen`: webhooks, ingest, read API, pages (and the homeserver API
+    /// when it has no listener of its own).
+    Main,
+    /// `appservice.homeserver_listen`: the homeserver API, health and metrics only.
+    Homeserver,
+}
+
+impl Listener {
+    fn as_str(self) -> &'static str {
+        match self {
+            Listener::Main => "main",
+            Listener::Homeserver => "homeserver",
+        }
+    }
+
+    /// How many connections it holds open at most.
+    pub fn max_connections(self, limits: &Limits) -> usize {
+        match self {
+            Listener::Main => limits.max_connections,
+            Listener::Homeserver => HOMESERVER_CONNECTIONS,
+        }
+    }
+}
+
 /// Serves `app` on `listener` until `stop` turns true, then lets the requests under way
 /// finish (for at most [`SHUTDOWN_GRACE`]).
-pub async fn serve(listener: TcpListener, app: Router, limits: &Limits, mut stop: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    which: Listener,
+    app: Router,
+    limits: &Limits,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
     let graceful = GracefulShutdown::new();
-    let connections = Arc::new(Semaphore::new(limits.max_connections));
-    metrics::gauge!("foyer_http_connections").set(0.0);
+    let max_connections = which.max_connections(limits);
+    let connections = Arc::new(Semaphore::new(max_connections));
+    let label = which.as_str();
+    metrics::gauge!("foyer_http_connections", "listener" => label).set(0.0);
     loop {
         let permit = match connections.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
-                tracing::debug!(max = limits.max_connections, "all connections in use: waiting for one to close");
+                tracing::debug!(
+                    listener = label,
+                    max = max_connections,
+                    "all connections in use: waiting for one to close"
+                );
                 tokio::select! {
                     permit = connections.clone().acquire_owned() => match permit {
                         Ok(permit) => permit,
@@ -316,13 +403,13 @@ pub async fn serve(listener: TcpListener, app: Router, limits: &Limits, mut stop
         };
         let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
         let connection = graceful.watch(connection);
-        metrics::gauge!("foyer_http_connections").increment(1.0);
+        metrics::gauge!("foyer_http_connections", "listener" => label).increment(1.0);
         tokio::spawn(async move {
             // A header timeout here may also be an idle keep-alive connection closed.
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "connection closed on an error");
             }
-            metrics::gauge!("foyer_http_connections").decrement(1.0);
+            metrics::gauge!("foyer_http_connections", "listener" => label).decrement(1.0);
             drop(permit);
         });
     }
@@ -359,13 +446,17 @@ mod tests {
             (defaults.header_timeout, defaults.body_timeout, defaults.max_in_flight),
             (HEADER_TIMEOUT, BODY_TIMEOUT, MAX_IN_FLIGHT)
         );
+        assert_eq!(defaults.body_budget, BODY_BUDGET);
         let set = |name: &str| match name {
             "FOYER_HTTP_HEADER_TIMEOUT_MS" => Some("1500".to_owned()),
             "FOYER_HTTP_BODY_TIMEOUT_MS" => Some("2000".to_owned()),
             "FOYER_HTTP_MAX_IN_FLIGHT" => Some("8".to_owned()),
+            "FOYER_HTTP_MAX_CONNECTIONS" => Some("16".to_owned()),
+            "FOYER_HTTP_BODY_BUDGET_BYTES" => Some("100000".to_owned()),
             _ => None,
         };
         let limits = Limits::from_env(set).unwrap();
+        assert_eq!((limits.max_connections, limits.body_budget), (16, 100_000));
         assert_eq!(limits.header_timeout, Duration::from_millis(1500));
         assert_eq!(limits.body_timeout, Duration::from_secs(2));
         assert_eq!(limits.max_in_flight, 8);
@@ -380,8 +471,23 @@ mod tests {
     fn connections_leave_file_descriptors_for_the_rest() {
         assert_eq!(connection_cap(None), MAX_CONNECTIONS);
         assert_eq!(connection_cap(Some(1_048_576)), MAX_CONNECTIONS);
-        assert_eq!(connection_cap(Some(1024)), 768);
+        assert_eq!(connection_cap(Some(1024)), 704);
         assert_eq!(connection_cap(Some(100)), 16);
+    }
+
+    #[test]
+    fn the_body_budget_is_shared_and_given_back() {
+        let budget = BodyBudget::new(100);
+        let first = budget.take(60).expect("60 of 100");
+        assert!(budget.take(41).is_none(), "over the budget: refused at once");
+        let mut second = budget.take(30).expect("30 of the 40 left");
+        second.merge(budget.take(10).expect("the last 10"));
+        assert!(budget.take(1).is_none());
+        drop(first);
+        assert!(budget.take(60).is_some(), "given back when dropped");
+        drop(second);
+        assert!(budget.take(100).is_some());
+        assert!(budget.take(usize::MAX).is_none(), "more than a permit count holds: refused, no panic");
     }
 
     #[test]
@@ -389,6 +495,7 @@ mod tests {
         assert_eq!(body_limit("/webhooks/v1/events"), 1024 * 1024);
         assert_eq!(body_limit("/_matrix/app/v1/transactions/1"), 32 * 1024 * 1024);
         assert_eq!(body_limit("/status/login"), 4096);
+        assert_eq!(body_limit("/ingest/v1/rtmp"), 64 * 1024);
         assert_eq!(body_limit("/api/v1/reservations"), 64 * 1024);
         assert!(uses_reserve("/_matrix/app/v1/transactions/1") && uses_reserve("/health/ready"));
         assert!(uses_reserve("/metrics"));

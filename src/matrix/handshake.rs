@@ -198,7 +198,7 @@ pub(crate) async fn ping(
     deadline: Instant,
 ) -> Result<Option<Duration>, HandshakeError> {
     let id = config.appservice.id.clone();
-    let url = config.appservice.url.to_string();
+    let url = config.registration_url().to_string();
     let mut req = request_ping::v1::Request::new(id.clone());
     req.transaction_id = Some(txn);
     match client.send(req, None, deadline).await {

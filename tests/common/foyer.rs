@@ -88,6 +88,36 @@ impl TestFoyer {
         foyer
     }
 
+    /// Starts Foyer for a fresh slot with the homeserver API on a listener of its own
+    /// (`appservice.homeserver_listen`) at the slot's port, where the shared Synapse's
+    /// registration points, and everything else on a fresh port, which
+    /// [`TestFoyer::base_url`] names; waits until it is ready.
+    pub async fn start_with_homeserver_listener(
+        edit: impl FnOnce(String) -> String,
+        env: &[(&str, &str)],
+    ) -> TestFoyer {
+        let slot = Synapse::shared().take_slot();
+        let (own, main) = (slot.port, super::free_port());
+        let split = slot.config_yaml().replace(
+            &format!("  listen: 127.0.0.1:{own}\n  url: http://127.0.0.1:{own}\n"),
+            &format!(
+                "  listen: 127.0.0.1:{main}\n  url: http://127.0.0.1:{main}\n  homeserver_listen: 127.0.0.1:{own}\n"
+            ),
+        );
+        assert!(split.contains("homeserver_listen"), "the slot's config changed shape:\n{split}");
+        let yaml = edit(store_config(split).await);
+        let mut foyer = Self::spawn_env(slot, &yaml, env);
+        foyer.base_url = format!("http://127.0.0.1:{main}");
+        foyer.wait_ready().await;
+        foyer
+    }
+
+    /// The homeserver API's own listener, as [`TestFoyer::start_with_homeserver_listener`]
+    /// puts it: the slot's port.
+    pub fn homeserver_listener_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.slot.port)
+    }
+
     /// Starts `foyer serve` with the given config text, without waiting.
     pub fn spawn(slot: Slot, config_yaml: &str) -> TestFoyer {
         Self::spawn_env(slot, config_yaml, &[])

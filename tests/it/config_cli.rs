@@ -377,3 +377,91 @@ fn transcripts_are_on_or_off_with_a_retention_and_a_wait() {
     assert_problem(&with("  transcript_retention: forever\n"), "rooms.transcript_retention", "is not a duration");
     assert_problem(&with("  transcript_wait: 8d\n"), "rooms.transcript_wait", "8d is out of range; use 0s to 7d");
 }
+
+#[test]
+fn the_homeserver_api_may_have_a_listener_of_its_own_and_the_registration_follows_it() {
+    let with = |keys: &str| {
+        valid_config_yaml()
+            .replace("  url: http://127.0.0.1:29330\n", &format!("  url: http://127.0.0.1:29330\n{keys}"))
+    };
+    assert_problem(
+        &check(&with("  homeserver_listen: localhost\n")),
+        "appservice.homeserver_listen",
+        "is not an address",
+    );
+    assert_problem(
+        &check(&with("  homeserver_listen: 127.0.0.1:29330\n")),
+        "appservice.homeserver_listen",
+        "appservice.listen's address too",
+    );
+    assert_problem(
+        &check(&with("  homeserver_url: http://127.0.0.1:29331\n")),
+        "appservice.homeserver_url",
+        "appservice.homeserver_listen is not",
+    );
+    assert_problem(
+        &check(&with("  homeserver_listen: 0.0.0.0:29331\n")),
+        "appservice.homeserver_url",
+        "is required when appservice.homeserver_listen (0.0.0.0:29331) listens on every address",
+    );
+    assert_problem(
+        &check(&with("  homeserver_listen: 127.0.0.1:29331\n  homeserver_url: ftp://x\n")),
+        "appservice.homeserver_url",
+        "http:// or https://",
+    );
+    let run = check(&with("  homeserver_listen: 127.0.0.1:29331\n"));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("homeserver API on its own listener 127.0.0.1:29331, reached at http://127.0.0.1:29331/"),
+        "{}",
+        run.stdout
+    );
+
+    // generate-registration gives the homeserver the URL of its own listener.
+    let registration_url = |keys: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.yaml");
+        std::fs::write(&config, with(keys)).unwrap();
+        let out = dir.path().join("registration.yaml");
+        let run = foyer(&["generate-registration", "-c", config.to_str().unwrap(), "-o", out.to_str().unwrap()], &[]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let parsed: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        parsed["url"].as_str().map(str::to_owned)
+    };
+    assert_eq!(registration_url("  homeserver_listen: '[::1]:29331'\n").as_deref(), Some("http://[::1]:29331"));
+    assert_eq!(
+        registration_url("  homeserver_listen: 0.0.0.0:29331\n  homeserver_url: http://10.0.0.5:29331/\n").as_deref(),
+        Some("http://10.0.0.5:29331")
+    );
+    assert_eq!(registration_url("").as_deref(), Some("http://127.0.0.1:29330"));
+}
+
+#[test]
+fn check_config_warns_when_the_publish_hooks_are_open_beyond_loopback() {
+    let public = valid_config_yaml().replace("listen: 127.0.0.1:29330", "listen: 0.0.0.0:29330");
+    let run = check(&public);
+    assert_eq!(run.code, 0, "a warning does not fail the check: {}", run.stderr);
+    let warning = run.stdout.lines().find(|l| l.starts_with("warning: ingest.token:")).unwrap_or_else(|| {
+        panic!("no warning about ingest.token in:\n{}", run.stdout);
+    });
+    assert!(warning.contains("0.0.0.0:29330") && warning.contains("set ingest.token"), "{warning}");
+    // Loopback, or a token: nothing to warn about.
+    assert!(!check(&valid_config_yaml()).stdout.contains("warning:"));
+    let run = check_with(&public, &[("FOYER_INGEST_TOKEN", &"e".repeat(40))]);
+    assert!(!run.stdout.contains("warning: ingest.token"), "{}", run.stdout);
+}
+
+#[test]
+fn check_config_warns_when_strangers_share_the_homeservers_listener() {
+    let public = valid_config_yaml().replace("listen: 127.0.0.1:29330", "listen: 0.0.0.0:29330");
+    let run = check(&public);
+    assert_eq!(run.code, 0, "a warning does not fail the check: {}", run.stderr);
+    assert!(run.stdout.contains("warning: appservice.homeserver_listen: is not set"), "{}", run.stdout);
+    let own = public.replace(
+        "  url: http://127.0.0.1:29330\n",
+        "  url: http://127.0.0.1:29330\n  homeserver_listen: 127.0.0.1:29331\n",
+    );
+    let run = check(&own);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!run.stdout.contains("warning: appservice.homeserver_listen"), "{}", run.stdout);
+}

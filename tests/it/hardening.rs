@@ -15,8 +15,12 @@ use tokio::{
 };
 
 use crate::common::{
-    foyer::{TestFoyer, valid_config_yaml},
-    foyer_bin, random_token, unique,
+    enc, eventually,
+    foyer::{TestFoyer, open_reservation, sqlite_query, valid_config_yaml},
+    foyer_bin, random_token,
+    synapse::Synapse,
+    unique,
+    users::TestUser,
 };
 
 /// A reservation a month away: accepting it makes Foyer do nothing on the homeserver.
@@ -31,10 +35,14 @@ async fn connect(foyer: &TestFoyer) -> TcpStream {
 }
 
 /// The start of a webhook whose body (`length` bytes announced) never arrives in full.
+/// Its signature headers are as good as headers alone can be (a current timestamp, a
+/// `v1` signature), so that Foyer starts reading its body.
 fn stalled_webhook(length: usize) -> String {
     format!(
         "POST /webhooks/v1/events HTTP/1.1\r\nHost: foyer\r\nContent-Type: application/json\r\n\
-         Content-Length: {length}\r\n\r\n{{\"type\": \"reservation.created\", "
+         webhook-id: msg_stalled\r\nwebhook-timestamp: {}\r\nwebhook-signature: v1,AAAA\r\n\
+         Content-Length: {length}\r\n\r\n{{\"type\": \"reservation.created\", ",
+        Utc::now().timestamp()
     )
 }
 
@@ -194,9 +202,11 @@ async fn a_declared_body_over_the_limit_gets_413_before_it_is_sent() {
 
     // Exactly 1 MiB is read (and refused for its signature, not its size).
     let body = vec![b' '; 1024 * 1024];
-    let headers = [("webhook-id", "msg_big"), ("webhook-timestamp", "1"), ("webhook-signature", "v1,AAAA")];
+    let now = Utc::now().timestamp().to_string();
+    let headers = [("webhook-id", "msg_big"), ("webhook-timestamp", now.as_str()), ("webhook-signature", "v1,AAAA")];
     let (status, answer) = foyer.post_webhook(&headers, "application/json", body).await;
     assert_eq!((status, answer["errcode"].as_str()), (401, Some("FOYER_BAD_SIGNATURE")), "{answer}");
+    assert!(answer["error"].as_str().is_some_and(|e| e.contains("no signature matches")), "{answer}");
 }
 
 /// A client that keeps no cookies and follows no redirects: each test says what it sends.
@@ -378,4 +388,355 @@ fn a_limit_that_is_not_a_number_stops_serve_with_exit_1() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("FOYER_HTTP_MAX_IN_FLIGHT must be a whole number above 0, not \"many\""), "{stderr}");
     assert!(!dir.path().join("foyer.db").exists(), "nothing was opened");
+}
+
+/// A stranger's keep-alive client from 127.0.0.2 (Synapse and the test are on 127.0.0.1):
+/// connects to `port` and asks for `/health/live` every 500 ms for as long as it runs,
+/// so its connection is never idle long enough to be closed. Beyond the connection cap
+/// it waits, connected, in the kernel's backlog, and takes the first slot that frees.
+async fn keep_alive_stranger(port: u16) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind("127.0.0.2:0".parse().expect("address")).expect("bind 127.0.0.2");
+    let Ok(mut stream) = socket.connect(([127, 0, 0, 1], port).into()).await else { return };
+    let mut buffer = vec![0u8; 4096];
+    loop {
+        if stream.write_all(b"GET /health/live HTTP/1.1\r\nHost: foyer\r\n\r\n").await.is_err() {
+            return;
+        }
+        // One answer (small, one read), or none while this client waits in the backlog.
+        match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Synapse's record of the appservice's state (`up`, `down`), if it has one.
+fn appservice_state(as_id: &str) -> String {
+    let db = Synapse::shared().log_path().with_file_name("homeserver.db");
+    sqlite_query(&db, &format!("SELECT state FROM application_services_state WHERE as_id = '{as_id}'"))
+        .trim()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn strangers_holding_every_connection_do_not_keep_the_homeserver_out() {
+    const CAP: usize = 16;
+    let hs = Synapse::shared();
+    let env = [("FOYER_HTTP_MAX_CONNECTIONS", "16"), ("FOYER_HTTP_HEADER_TIMEOUT_MS", "3000")];
+    let foyer = TestFoyer::start_with_homeserver_listener(|yaml| yaml + "rooms:\n  join_rule: knock\n", &env).await;
+    let main_port: u16 = foyer.base_url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("main port");
+    // Before the strangers come: an open room, and an email ticket's claim code.
+    let fan = hs.create_user("crowded").await;
+    let id = unique("crowded");
+    foyer.accept("reservation.created", open_reservation(&id, &[], 1)).await;
+    let ticket = json!({"ticket_id": "t-1", "email": "crowded@example.org"});
+    foyer.accept("ticket.granted", json!({"reservation_id": id, "tickets": [ticket]})).await;
+    let room = foyer.room_id(&id, Duration::from_secs(20)).await;
+    let path = format!("/api/v1/reservations/{id}/tickets");
+    let (status, tickets) = foyer.request(Method::GET, &path, Some(&foyer.slot.api_token), None).await;
+    assert_eq!(status, 200, "{tickets}");
+    let code = tickets.to_string();
+    let code =
+        tickets["tickets"][0]["claim"]["code"].as_str().unwrap_or_else(|| panic!("no code in {code}")).to_owned();
+
+    // check-config --online checks both listeners, and the ping lands on the homeserver's.
+    let online = std::process::Command::new(foyer_bin())
+        .args(["check-config", "--online", "-c", "config.yaml"])
+        .current_dir(foyer.dir())
+        .output()
+        .expect("check-config --online");
+    let report = String::from_utf8_lossy(&online.stdout);
+    assert!(online.status.success(), "{report}{}", String::from_utf8_lossy(&online.stderr));
+    let own = foyer.homeserver_listener_url();
+    assert!(report.contains(&format!("reached {own}/ in ")), "the ping names the homeserver's listener:\n{report}");
+    assert!(
+        report.contains(&format!("homeserver API: {} is in use by a running Foyer", &own["http://".len()..])),
+        "{report}"
+    );
+
+    // Twice the cap of strangers' keep-alive clients.
+    let mut strangers = tokio::task::JoinSet::new();
+    for _ in 0..2 * CAP {
+        strangers.spawn(keep_alive_stranger(main_port));
+    }
+    // The main listener is full: its own count says so, and a newcomer gets no answer.
+    let monitor = reqwest::Client::new();
+    let metrics_url = format!("{}/metrics", foyer.homeserver_listener_url());
+    let connections = r#"foyer_http_connections{listener="main"}"#;
+    eventually(Duration::from_secs(15), "the strangers hold every connection", || async {
+        let text = monitor.get(&metrics_url).bearer_auth(&foyer.slot.api_token).send().await.ok()?.text().await.ok()?;
+        let open = crate::common::foyer::metric_in(&text, connections)?;
+        (open >= CAP as f64).then_some(())
+    })
+    .await;
+    let newcomer = monitor.get(format!("{}/health/live", foyer.base_url)).timeout(Duration::from_secs(2)).send().await;
+    assert!(newcomer.is_err(), "the main listener answered a newcomer: the strangers do not hold it ({newcomer:?})");
+
+    // Synapse reaches Foyer all the same: the ping...
+    let bot = TestUser::bot(&foyer.slot);
+    let ping = format!("/_matrix/client/v1/appservice/{}/ping", foyer.slot.id);
+    let (status, answer) =
+        bot.request(Method::POST, &ping, Some(json!({"transaction_id": format!("crowd-{}", random_token())}))).await;
+    assert_eq!(status, 200, "the homeserver's ping among the strangers: {answer}");
+    // ...and a fan's knock reaches Foyer in a transaction, and Foyer acts on it.
+    let knock = format!("/_matrix/client/v3/knock/{}", enc(&foyer.alias(&id)));
+    let (status, body) = fan.request(Method::POST, &knock, Some(json!({"reason": format!("my code is {code}")}))).await;
+    assert_eq!(status, 200, "{body}");
+    fan.join_once_invited(&room, Duration::from_secs(30)).await;
+    assert_ne!(appservice_state(&foyer.slot.id), "down", "Synapse marked the appservice down");
+
+    // The strangers were there all along.
+    assert!(strangers.try_join_next().is_none(), "a stranger's client gave up");
+    let text = monitor.get(&metrics_url).bearer_auth(&foyer.slot.api_token).send().await.expect("metrics");
+    let open = crate::common::foyer::metric_in(&text.text().await.expect("text"), connections);
+    assert_eq!(open, Some(CAP as f64), "the strangers still hold the main listener");
+}
+
+/// The head of a chunked POST to `path` and its first chunk of `first` bytes; the rest
+/// never comes.
+fn stalled_chunked(path: &str, headers: &str, content_type: &str, first: usize) -> Vec<u8> {
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: foyer\r\n{headers}Content-Type: {content_type}\r\n\
+         Transfer-Encoding: chunked\r\n\r\n{first:x}\r\n"
+    )
+    .into_bytes();
+    request.extend(std::iter::repeat_n(b' ', first));
+    request.extend_from_slice(b"\r\n");
+    request
+}
+
+/// Sends `body` chunked (8 KiB a chunk, no length declared) and reads the answer until
+/// Foyer closes the connection.
+async fn send_chunked(foyer: &TestFoyer, path: &str, headers: &str, content_type: &str, body: &[u8]) -> String {
+    let mut stream = connect(foyer).await;
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: foyer\r\n{headers}Content-Type: {content_type}\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    for chunk in body.chunks(8192) {
+        let mut framed = format!("{:x}\r\n", chunk.len()).into_bytes();
+        framed.extend_from_slice(chunk);
+        framed.extend_from_slice(b"\r\n");
+        // Foyer may answer and close before the last chunk: what it said is read below.
+        if stream.write_all(&framed).await.is_err() {
+            break;
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n").await;
+    read_until_closed(&mut stream, Duration::from_secs(10)).await.expect("an answer in 10 s")
+}
+
+const OWNCAST_CHANNEL: &str = "hardening-channel";
+
+/// Foyer with an ingest token and an Owncast channel, and a body timeout of `body_ms`.
+async fn foyer_with_hooks(token: &str, env: &[(&str, &str)]) -> TestFoyer {
+    let ingest = format!("ingest:\n  token: {token}\n  owncast:\n    {OWNCAST_CHANNEL}: {}\n", random_token());
+    TestFoyer::start_with(move |yaml| yaml + &ingest, env).await
+}
+
+#[tokio::test]
+async fn a_sender_without_the_token_or_a_well_formed_signature_is_refused_before_its_body() {
+    let token = random_token();
+    let foyer = foyer_with_hooks(&token, &[("FOYER_HTTP_BODY_TIMEOUT_MS", "20000")]).await;
+    let now = Utc::now().timestamp();
+    let cases = [
+        ("/ingest/v1/rtmp?token=wrong", String::new(), "application/x-www-form-urlencoded", "403 ", "FOYER_BAD_TOKEN"),
+        ("/ingest/v1/rtmp", String::new(), "application/json", "403 ", "FOYER_BAD_TOKEN"),
+        ("/webhooks/v1/events", String::new(), "application/json", "401 ", "webhook-id header is missing"),
+        (
+            "/webhooks/v1/events",
+            "webhook-id: msg_1\r\nwebhook-timestamp: 1\r\nwebhook-signature: v1,AAAA\r\n".to_owned(),
+            "application/json",
+            "401 ",
+            "beyond the tolerance",
+        ),
+        (
+            &*format!("/ingest/v1/owncast/{OWNCAST_CHANNEL}"),
+            String::new(),
+            "application/json",
+            "401 ",
+            "owncast-signature header is missing",
+        ),
+        (
+            &*format!("/ingest/v1/owncast/{OWNCAST_CHANNEL}"),
+            format!("owncast-signature: t={}.s=00\r\n", now - 3600),
+            "application/json",
+            "401 ",
+            "beyond 300",
+        ),
+    ];
+    for (path, headers, content_type, status, says) in cases {
+        let mut stream = connect(&foyer).await;
+        stream.write_all(&stalled_chunked(path, &headers, content_type, 1000)).await.expect("write");
+        let asked = Instant::now();
+        let answer = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+        let answer = answer.unwrap_or_else(|| panic!("{path}: no answer in 5 s while its body stalls"));
+        assert!(answer.starts_with(&format!("HTTP/1.1 {status}")), "{path} {headers:?}: {answer}");
+        assert!(answer.contains(says), "{path} {headers:?}: {answer}");
+        assert!(asked.elapsed() < Duration::from_secs(3), "{path}: answered after {:?}", asked.elapsed());
+    }
+}
+
+#[tokio::test]
+async fn ingest_bodies_over_64_kib_are_refused_chunked_or_not() {
+    let token = random_token();
+    let foyer = foyer_with_hooks(&token, &[]).await;
+    // A chunked body (no length to refuse it by): the form with 100 KiB of padding.
+    let padded = format!("call=publish&name=key_{}&pad={}", random_token(), "x".repeat(100 * 1024));
+    let path = format!("/ingest/v1/rtmp?token={token}");
+    let answer = send_chunked(&foyer, &path, "", "application/x-www-form-urlencoded", padded.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 413 ") && answer.contains("FOYER_TOO_LARGE"), "{answer}");
+
+    // Owncast's, its header well formed and current, so that only its size is wrong.
+    let body = format!(r#"{{"type":"STREAM_STARTED","eventData":{{"id":"x"}},"pad":"{}"}}"#, " ".repeat(100 * 1024));
+    let signature = format!("owncast-signature: t={}.s=00\r\n", Utc::now().timestamp());
+    let path = format!("/ingest/v1/owncast/{OWNCAST_CHANNEL}");
+    let answer = send_chunked(&foyer, &path, &signature, "application/json", body.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 413 ") && answer.contains("FOYER_TOO_LARGE"), "{answer}");
+
+    // A declared length over it is refused before it is sent.
+    let mut stream = connect(&foyer).await;
+    let head = format!(
+        "POST /ingest/v1/rtmp?token={token} HTTP/1.1\r\nHost: foyer\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+        64 * 1024 + 1
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    let answer = read_until_closed(&mut stream, Duration::from_secs(10)).await.expect("an answer without the body");
+    assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
+}
+
+#[tokio::test]
+async fn bodies_buffered_at_once_have_one_budget_and_over_it_the_answer_is_503_at_once() {
+    let env = [("FOYER_HTTP_BODY_BUDGET_BYTES", "100000"), ("FOYER_HTTP_BODY_TIMEOUT_MS", "4000")];
+    let foyer = TestFoyer::start_with(|yaml| yaml, &env).await;
+    // Two webhooks whose headers pass what headers can prove, each 45,000 bytes into a
+    // body that stalls: 90,000 of the 100,000 bytes held.
+    let headers = format!(
+        "webhook-id: msg_held\r\nwebhook-timestamp: {}\r\nwebhook-signature: v1,AAAA\r\n",
+        Utc::now().timestamp()
+    );
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = connect(&foyer).await;
+        stream
+            .write_all(&stalled_chunked("/webhooks/v1/events", &headers, "application/json", 45_000))
+            .await
+            .expect("write");
+        held.push(stream);
+    }
+    // A signed webhook of 20,000 bytes does not fit: 503 at once, nothing stored.
+    let mut body = crate::common::foyer::envelope("reservation.created", far_reservation());
+    body.extend(std::iter::repeat_n(b' ', 20_000 - body.len()));
+    let sender = crate::common::foyer::Sender::new(&foyer.base_url);
+    let asked = Instant::now();
+    let (status, answer) = eventually(Duration::from_secs(10), "the budget full", || async {
+        let (status, answer) = sender.attempt(&format!("msg_{}", random_token()), &body).await.ok()?;
+        (status == 503).then_some((status, answer))
+    })
+    .await;
+    assert_eq!((status, answer["errcode"].as_str()), (503, Some("FOYER_UNAVAILABLE")), "{answer}");
+    assert!(asked.elapsed() < Duration::from_secs(3), "refused after {:?}", asked.elapsed());
+    assert!(foyer.metric(r#"foyer_http_refused_total{reason="body_budget"}"#).await >= 1.0);
+
+    // Once the stalled ones are cut off, their bytes are free again.
+    for mut stream in held {
+        let answer = read_until_closed(&mut stream, Duration::from_secs(15)).await.expect("cut off");
+        assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    }
+    let delivery = sender.deliver(&format!("msg_{}", random_token()), &body, Duration::from_secs(10)).await;
+    assert_eq!(delivery.status, 202);
+}
+
+/// The README's reverse-proxy site for nginx, between its markers.
+fn readme_proxy_site() -> String {
+    let readme = std::fs::read_to_string(crate::common::repo_root().join("README.md")).expect("README.md");
+    let (_, rest) = readme.split_once("<!-- nginx-proxy:begin -->").expect("the README marks its proxy site");
+    let (block, _) = rest.split_once("<!-- nginx-proxy:end -->").expect("the README ends its proxy site");
+    let block = block.trim().strip_prefix("```nginx").and_then(|b| b.strip_suffix("```")).expect("a fenced block");
+    block.trim().to_owned()
+}
+
+#[tokio::test]
+async fn the_readmes_reverse_proxy_site_lets_through_only_what_each_caller_needs() {
+    assert!(
+        std::path::Path::new("/usr/sbin/nginx").exists(),
+        "nginx is not installed: run scripts/install-nginx-rtmp.sh"
+    );
+    let foyer = TestFoyer::start_with_homeserver_listener(|yaml| yaml, &[]).await;
+    let upstream = foyer.base_url.trim_start_matches("http://").to_owned();
+    let site = readme_proxy_site();
+    // The README's own addresses must be there to be replaced: the two cannot drift apart.
+    for needle in ["listen 443 ssl;", "server 127.0.0.1:29330;", "ssl_certificate "] {
+        assert!(site.contains(needle), "the README's proxy site should contain {needle:?}:\n{site}");
+    }
+    let port = crate::common::free_port();
+    let site: String = site
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("ssl_certificate"))
+        .map(|line| {
+            line.replace("listen 443 ssl;", &format!("listen 127.0.0.1:{port};"))
+                .replace("server 127.0.0.1:29330;", &format!("server {upstream};"))
+                + "\n"
+        })
+        .collect();
+    let dir = tempfile::Builder::new().prefix("foyer-proxy-").tempdir().expect("tempdir");
+    let at = |name: &str| dir.path().join(name).display().to_string();
+    let conf = format!(
+        "daemon off;\nmaster_process off;\npid {pid};\nerror_log {log} info;\nevents {{ worker_connections 64; }}\n\
+         http {{\naccess_log off;\nclient_body_temp_path {body};\nproxy_temp_path {proxy};\n{site}}}\n",
+        pid = at("nginx.pid"),
+        log = at("error.log"),
+        body = at("body"),
+        proxy = at("proxy"),
+    );
+    std::fs::write(dir.path().join("nginx.conf"), conf).expect("write nginx.conf");
+    let _nginx = tokio::process::Command::new("/usr/sbin/nginx")
+        .arg("-p")
+        .arg(dir.path())
+        .args(["-c", "nginx.conf", "-e", "stderr"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("stderr.log")).expect("log"))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start nginx");
+    let proxy = format!("http://127.0.0.1:{port}");
+    let nginx_log = || std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default();
+    eventually(Duration::from_secs(10), "nginx to listen", || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(|_| ())
+    })
+    .await;
+
+    // Public: the platform's webhooks, the fans' claim pages, answered by Foyer (which
+    // gives every answer an x-request-id).
+    let sender = crate::common::foyer::Sender::new(&proxy);
+    let body = crate::common::foyer::envelope("reservation.created", far_reservation());
+    let delivery = sender.deliver(&format!("msg_{}", random_token()), &body, Duration::from_secs(10)).await;
+    assert_eq!(delivery.status, 202, "a webhook through the proxy; nginx said:\n{}", nginx_log());
+    let http = reqwest::Client::new();
+    let claim = http.get(format!("{proxy}/claim/AAAA-BBBB-CCCC-DDDD")).send().await.expect("claim page");
+    assert!(claim.headers().contains_key("x-request-id"), "the claim page reached Foyer: {claim:?}");
+
+    // The rest, from an address the site does not allow (the test's), stops at nginx.
+    let hs = format!("Bearer {}", foyer.slot.hs_token);
+    let api = format!("Bearer {}", foyer.slot.api_token);
+    for (method, path, auth, status) in [
+        (Method::POST, "/ingest/v1/rtmp", "", 403),
+        (Method::GET, "/api/v1/reservations", api.as_str(), 403),
+        (Method::GET, "/status", api.as_str(), 403),
+        (Method::PUT, "/_matrix/app/v1/transactions/through-the-proxy", hs.as_str(), 404),
+        (Method::GET, "/metrics", api.as_str(), 404),
+        (Method::GET, "/health/ready", "", 404),
+    ] {
+        let mut request = http.request(method.clone(), format!("{proxy}{path}")).json(&json!({"events": []}));
+        if !auth.is_empty() {
+            request = request.header("authorization", auth);
+        }
+        let resp = request.send().await.expect("through the proxy");
+        assert_eq!(resp.status().as_u16(), status, "{method} {path}");
+        assert!(!resp.headers().contains_key("x-request-id"), "{method} {path} reached Foyer through the proxy");
+    }
 }

@@ -369,3 +369,112 @@ async fn stream_keys_are_checked_unique_among_active_reservations_and_hashed() {
         sqlite_query(&db, &format!("SELECT stream_key_hash FROM reservations WHERE reservation_id = '{second}'"));
     assert_eq!(stored.trim(), "None", "absent ingest: no key");
 }
+
+#[tokio::test]
+async fn every_refused_publish_reads_the_same_whatever_the_reason() {
+    let (foyer, token) = foyer_with_token().await;
+    let early_key = stream_key();
+    let early = unique("same-early");
+    foyer.accept("reservation.created", reservation(&early, 3600, Some(&early_key))).await;
+    let gone_key = stream_key();
+    let gone = unique("same-cancelled");
+    foyer.accept("reservation.created", reservation(&gone, 30, Some(&gone_key))).await;
+    foyer.accept("reservation.cancelled", json!({"reservation_id": gone})).await;
+
+    // Unknown, not a key at all, before its window, cancelled: one answer, so trying
+    // keys tells a stored one from nothing.
+    let unknown = srs(&foyer, &token, "on_publish", &stream_key()).await;
+    assert_srs_refused(&unknown, "an unknown key");
+    for (key, why) in
+        [("short", "not a key"), (early_key.as_str(), "before opens_at"), (gone_key.as_str(), "cancelled")]
+    {
+        assert_eq!(
+            srs(&foyer, &token, "on_publish", key).await,
+            unknown,
+            "{why} answered otherwise than an unknown key"
+        );
+    }
+    // nginx-rtmp's form gets one answer too.
+    let form = |key: &str| {
+        let url = format!("{}/ingest/v1/rtmp?token={token}", foyer.base_url);
+        foyer.http.post(url).form(&[("call", "publish"), ("app", "live"), ("name", key)]).send()
+    };
+    let unknown = form(&stream_key()).await.expect("hook");
+    let unknown = (unknown.status().as_u16(), unknown.text().await.expect("text"));
+    assert_eq!(unknown.0, 403, "{}", unknown.1);
+    for key in [&early_key, &gone_key] {
+        let resp = form(key).await.expect("hook");
+        assert_eq!((resp.status().as_u16(), resp.text().await.expect("text")), unknown);
+    }
+}
+
+/// Holds SQLite's write lock on `db` from another process for `seconds`; returns once
+/// it is held.
+async fn hold_write_lock(db: &Path, seconds: f64) -> Child {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut holder = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys, time\n\
+             con = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)\n\
+             con.execute('BEGIN IMMEDIATE')\n\
+             print('locked', flush=True)\n\
+             time.sleep(float(sys.argv[2]))\n\
+             con.execute('ROLLBACK')",
+        ])
+        .arg(db)
+        .arg(seconds.to_string())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3");
+    let stdout = holder.stdout.take().expect("stdout");
+    let mut line = String::new();
+    tokio::io::BufReader::new(stdout).read_line(&mut line).await.expect("read");
+    assert_eq!(line.trim(), "locked", "the lock holder did not start");
+    holder
+}
+
+#[tokio::test]
+async fn a_publish_waiting_for_the_database_holds_back_no_refusal() {
+    // The publish below waits on SQLite's write lock, taken from outside.
+    if std::env::var("FOYER_TEST_STORE").as_deref() == Ok("postgres") {
+        return;
+    }
+    let (foyer, token) = foyer_with_token().await;
+    let key = stream_key();
+    let id = unique("held");
+    foyer.accept("reservation.created", reservation(&id, 30, Some(&key))).await;
+    let early_key = stream_key();
+    let early = unique("held-early");
+    foyer.accept("reservation.created", reservation(&early, 3600, Some(&early_key))).await;
+
+    let holder = hold_write_lock(&foyer.dir().join("foyer.db"), 4.0).await;
+    let started = Instant::now();
+    let url = format!("{}/ingest/v1/rtmp?token={token}", foyer.base_url);
+    let publish = tokio::spawn({
+        let (http, url, key) = (foyer.http.clone(), url.clone(), key.clone());
+        async move {
+            let resp = http.post(url).form(&[("call", "publish"), ("name", key.as_str())]).send().await;
+            (resp.expect("the held publish").status().as_u16(), started.elapsed())
+        }
+    });
+    // While it waits to record its start, refusals (an unknown key, a key before its
+    // window) are answered at once, each.
+    let mut probes = 0;
+    while !publish.is_finished() {
+        for probe in [stream_key(), early_key.clone()] {
+            let asked = Instant::now();
+            let resp = foyer.http.post(&url).form(&[("call", "publish"), ("name", probe.as_str())]).send().await;
+            assert_eq!(resp.expect("a refused hook").status(), 403);
+            let took = asked.elapsed();
+            assert!(took < Duration::from_secs(1), "a refusal waited {took:?} behind another key's publish");
+            probes += 1;
+        }
+    }
+    let (status, took) = publish.await.expect("the held publish");
+    assert_eq!(status, 200, "the held publish is allowed once the database is free");
+    assert!(took >= Duration::from_secs(2), "the publish was not held ({took:?}): the test proves nothing");
+    assert!(probes >= 4, "only {probes} refusals while the publish was held");
+    drop(holder);
+}

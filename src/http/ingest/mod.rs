@@ -11,6 +11,10 @@ use super::AppState;
 
 use crate::config::IngestConfig;
 
+/// The largest body a streaming server's hook may send, chunked or not: nginx-rtmp's
+/// form and SRS's JSON are a few hundred bytes, Owncast's events a few KB.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
 pub fn router() -> Router<AppState> {
     // Shown from the start (at zero), so /metrics lists the families before any server calls.
     metrics::counter!("foyer_ingest_owncast_total", "event" => "unknown", "result" => "unknown_channel").increment(0);

@@ -11,7 +11,7 @@
 //! `docs/api/webhooks.md`, "Verifying webhook requests", new in Owncast 0.3.0).
 
 use axum::{
-    Json,
+    Extension, Json,
     body::Body,
     extract::{Path, State},
     http::{HeaderMap, StatusCode},
@@ -23,10 +23,7 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
 use crate::{
-    http::{
-        AppState, error,
-        webhooks::{BodyError, read_capped},
-    },
+    http::{AppState, error, server::BodyBudget, webhooks::read_capped},
     model::{ReservationRecord, WebhookEvent},
     schedule,
     secret::Secret,
@@ -56,6 +53,28 @@ pub enum SignatureError {
 
 /// Checks Owncast's signature of `body` with the channel's secret.
 pub fn verify(headers: &HeaderMap, body: &[u8], secret: &Secret, now: DateTime<Utc>) -> Result<(), SignatureError> {
+    check_header(headers, now)?.verify(body, secret)
+}
+
+/// The `owncast-signature` header, read and checked as far as it can be without the body.
+#[derive(Debug)]
+pub struct SignatureHeader<'h> {
+    t: &'h str,
+    given: Vec<u8>,
+}
+
+impl SignatureHeader<'_> {
+    /// Whether the signature is the body's under the channel's secret.
+    pub fn verify(&self, body: &[u8], secret: &Secret) -> Result<(), SignatureError> {
+        // verify_slice compares in constant time.
+        mac(secret, self.t, body).verify_slice(&self.given).map_err(|_| SignatureError::NoMatch)
+    }
+}
+
+/// Checks what the header alone can tell: present, well formed, a timestamp within 300 s.
+/// Run before the body is read, so that a sender who cannot even get this right is
+/// refused before Foyer buffers its body.
+pub fn check_header(headers: &HeaderMap, now: DateTime<Utc>) -> Result<SignatureHeader<'_>, SignatureError> {
     let value = headers.get(SIGNATURE_HEADER).ok_or(SignatureError::Missing)?;
     let value = value.to_str().map_err(|_| SignatureError::Malformed)?;
     // As Owncast's `VerifySignature`: parts split on `.`, each `key=value`; `t` and `s`.
@@ -77,8 +96,7 @@ pub fn verify(headers: &HeaderMap, body: &[u8], secret: &Secret, now: DateTime<U
         return Err(SignatureError::OutsideTolerance(skew));
     }
     let Some(given) = from_hex(s) else { return Err(SignatureError::Malformed) };
-    // verify_slice compares in constant time.
-    mac(secret, t, body).verify_slice(&given).map_err(|_| SignatureError::NoMatch)
+    Ok(SignatureHeader { t, given })
 }
 
 /// The header value Owncast would send for `body` at `timestamp`; for tests and tools.
@@ -166,12 +184,13 @@ type Answer = (&'static str, Response);
 
 pub async fn receive(
     State(state): State<AppState>,
+    Extension(budget): Extension<BodyBudget>,
     Path(channel_id): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let mut kind = "unknown";
-    let (result, response) = match receive_inner(&state, &channel_id, &headers, body, &mut kind).await {
+    let (result, response) = match receive_inner(&state, &budget, &channel_id, &headers, body, &mut kind).await {
         Ok(answer) | Err(answer) => answer,
     };
     metrics::counter!("foyer_ingest_owncast_total", "event" => kind, "result" => result).increment(1);
@@ -180,6 +199,7 @@ pub async fn receive(
 
 async fn receive_inner(
     state: &AppState,
+    budget: &BodyBudget,
     channel_id: &str,
     headers: &HeaderMap,
     body: Body,
@@ -194,15 +214,15 @@ async fn receive_inner(
             "no Owncast secret is configured for this channel (ingest.owncast)".into(),
         ));
     };
-    let bytes = read_capped(body).await.map_err(|e| match e {
-        BodyError::TooLarge => ("too_large", error(StatusCode::PAYLOAD_TOO_LARGE, "FOYER_TOO_LARGE", e.to_string())),
-        BodyError::Incomplete(_) => ("incomplete", error(StatusCode::BAD_REQUEST, "FOYER_BAD_PAYLOAD", e.to_string())),
-    })?;
     let now = Utc::now();
-    verify(headers, &bytes, secret, now).map_err(|e| {
+    let bad_signature = |e: SignatureError| {
         tracing::warn!(channel_id, error = %e, "Owncast webhook refused: bad signature");
         refuse("bad_signature", e.to_string())
-    })?;
+    };
+    // What the header alone can prove, before a byte of the body is buffered.
+    let signature = check_header(headers, now).map_err(bad_signature)?;
+    let bytes = read_capped(body, super::MAX_BODY_BYTES, budget).await.map_err(|e| e.answer())?;
+    signature.verify(&bytes, secret).map_err(bad_signature)?;
     let event = parse(&bytes).map_err(|e| {
         tracing::info!(channel_id, error = %e, "Owncast webhook refused: bad payload");
         ("bad_payload", error(StatusCode::BAD_REQUEST, "FOYER_BAD_PAYLOAD", e))

@@ -6,11 +6,18 @@
 //! nothing. Each server is answered the way it reads answers: nginx-rtmp allows on any
 //! 2xx; SRS on HTTP 200 with the body `0`.
 //!
-//! A stream key is a secret: it is hashed at once and never logged; refusals name the
-//! reservation when there is one.
+//! A stream key is a secret: it is hashed at once and never logged. Every refusal of a
+//! publish reads the same, so that trying keys tells an unknown one from nothing; the
+//! log names the reservation and why.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, LazyLock, Mutex, PoisonError, Weak},
+};
 
 use axum::{
-    Json,
+    Extension, Json,
+    body::Body,
     extract::{RawQuery, State},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
@@ -19,8 +26,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use crate::{
-    http::{AppState, error},
-    model::{ReservationRecord, StreamKey, WebhookEvent},
+    http::{AppState, error, server::BodyBudget, webhooks::read_capped},
+    model::{ReservationRecord, StreamKey, StreamKeyHash, WebhookEvent},
     schedule,
     store::{Outcome, Receipt},
 };
@@ -64,15 +71,35 @@ enum HookError {
     Payload(String),
 }
 
-/// Serializes the hooks this instance answers, so two copies of one `on_publish`
-/// cannot both find the stream not live and both record a start (two live notices).
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// The one refusal of a publish, whatever the reason: an unknown key, a key whose
+/// reservation is not in its window, cancelled or archived. A caller trying keys learns
+/// nothing from it; the log says which it was.
+const REFUSAL: &str = "publishing is not allowed: the stream key is unknown or not in its reservation's window";
+
+/// The lock of one stream key (by its hash), held while a hook that may record
+/// something for it is answered, so that two copies of one `on_publish` cannot both find
+/// the stream not live and both record a start (two live notices). One lock per key:
+/// hooks for other keys, and refused hooks, which take none, never wait for it.
+fn key_lock(hash: &StreamKeyHash) -> Arc<tokio::sync::Mutex<()>> {
+    /// Only keys with a reservation get here, and an entry lives while its lock is held
+    /// or awaited: the map is as large as the keys being published at once.
+    static LOCKS: LazyLock<Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>> = LazyLock::new(Default::default);
+    let mut locks = LOCKS.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(lock) = locks.get(hash.as_str()).and_then(Weak::upgrade) {
+        return lock;
+    }
+    locks.retain(|_, lock| lock.strong_count() > 0);
+    let lock = Arc::new(tokio::sync::Mutex::new(()));
+    locks.insert(hash.as_str().to_owned(), Arc::downgrade(&lock));
+    lock
+}
 
 pub async fn hook(
     State(state): State<AppState>,
+    Extension(budget): Extension<BodyBudget>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: bytes::Bytes,
+    body: Body,
 ) -> Response {
     let server = match media_type(&headers).as_deref() {
         Some("application/json") => Some(Server::Srs),
@@ -85,13 +112,20 @@ pub async fn hook(
         let e = HookError::ContentType;
         return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "FOYER_BAD_CONTENT_TYPE", e.to_string());
     };
-    let (result, response) = answer(&state, server, query.as_deref(), &body).await;
+    let (result, response) = answer(&state, &budget, server, query.as_deref(), body).await;
     metrics::counter!("foyer_ingest_publishes_total", "server" => server.as_str(), "result" => result).increment(1);
     response
 }
 
 /// The hook's result label (for the metric) and the answer.
-async fn answer(state: &AppState, server: Server, query: Option<&str>, body: &[u8]) -> (&'static str, Response) {
+async fn answer(
+    state: &AppState,
+    budget: &BodyBudget,
+    server: Server,
+    query: Option<&str>,
+    body: Body,
+) -> (&'static str, Response) {
+    // The token first: a caller without it gets not a byte of its body read.
     if !super::token_ok(&state.config.ingest, query) {
         tracing::warn!(
             server = server.as_str(),
@@ -102,30 +136,79 @@ async fn answer(state: &AppState, server: Server, query: Option<&str>, body: &[u
             refuse(server, StatusCode::FORBIDDEN, "FOYER_BAD_TOKEN", "the hook URL must carry ?token=<ingest.token>"),
         );
     }
-    let hook = match read(server, body) {
+    let body = match read_capped(body, super::MAX_BODY_BYTES, budget).await {
+        Ok(body) => body,
+        Err(e) => {
+            let (result, response) = e.answer();
+            let (status, message) = (response.status(), e.to_string());
+            tracing::info!(server = server.as_str(), error = %e, "publish hook refused: its body was not read");
+            let errcode =
+                if status == StatusCode::SERVICE_UNAVAILABLE { "FOYER_UNAVAILABLE" } else { "FOYER_BAD_PAYLOAD" };
+            let errcode = if status == StatusCode::PAYLOAD_TOO_LARGE { "FOYER_TOO_LARGE" } else { errcode };
+            return (result, refuse(server, status, errcode, message));
+        }
+    };
+    let hook = match read(server, &body) {
         Ok(hook) => hook,
         Err(e) => {
             tracing::info!(server = server.as_str(), error = %e, "publish hook refused: bad payload");
             return ("bad_request", refuse(server, StatusCode::BAD_REQUEST, "FOYER_BAD_PAYLOAD", e.to_string()));
         }
     };
-    let _serial = ONE_AT_A_TIME.lock().await;
-    let now = Utc::now();
     // A name that is not a key at all is refused like an unknown key, and not quoted.
-    let records = match StreamKey::parse(&hook.name) {
-        Ok(key) => match state.store.reservations_by_stream_key(&key.hash()).await {
-            Ok(records) => records,
-            Err(e) => {
-                tracing::error!(server = server.as_str(), error = %e, "publish hook not answered: the database cannot read now");
-                let message = "the database cannot be read now; retry later";
-                return ("unavailable", refuse(server, StatusCode::SERVICE_UNAVAILABLE, "FOYER_UNAVAILABLE", message));
-            }
-        },
-        Err(_) => Vec::new(),
+    let Ok(key) = StreamKey::parse(&hook.name) else {
+        return decide(state, server, hook.call, &[], Utc::now()).await;
     };
-    match hook.call {
-        Call::Publish => publish(state, server, &records, now).await,
-        Call::PublishDone => publish_done(state, server, &records, now).await,
+    let hash = key.hash();
+    let records = match read_records(state, server, &hash).await {
+        Ok(records) => records,
+        Err(answer) => return answer,
+    };
+    let now = Utc::now();
+    // Only a hook that may record something takes its key's lock: a refusal, or an end
+    // with nothing live, is answered from this one read.
+    let rooms = &state.config.rooms;
+    let may_record = match hook.call {
+        Call::Publish => records.iter().any(|r| window(r, rooms, now).is_ok()),
+        Call::PublishDone => records.iter().any(|r| schedule::schedule(r, rooms).live),
+    };
+    if !may_record {
+        return decide(state, server, hook.call, &records, now).await;
+    }
+    let lock = key_lock(&hash);
+    let _held = lock.lock().await;
+    // Read again under the lock: a copy of this hook answered meanwhile is seen.
+    let records = match read_records(state, server, &hash).await {
+        Ok(records) => records,
+        Err(answer) => return answer,
+    };
+    decide(state, server, hook.call, &records, Utc::now()).await
+}
+
+/// The reservations whose stream key has `hash`, or the answer when the database cannot
+/// be read.
+async fn read_records(
+    state: &AppState,
+    server: Server,
+    hash: &StreamKeyHash,
+) -> Result<Vec<ReservationRecord>, (&'static str, Response)> {
+    state.store.reservations_by_stream_key(hash).await.map_err(|e| {
+        tracing::error!(server = server.as_str(), error = %e, "publish hook not answered: the database cannot read now");
+        let message = "the database cannot be read now; retry later";
+        ("unavailable", refuse(server, StatusCode::SERVICE_UNAVAILABLE, "FOYER_UNAVAILABLE", message))
+    })
+}
+
+async fn decide(
+    state: &AppState,
+    server: Server,
+    call: Call,
+    records: &[ReservationRecord],
+    now: DateTime<Utc>,
+) -> (&'static str, Response) {
+    match call {
+        Call::Publish => publish(state, server, records, now).await,
+        Call::PublishDone => publish_done(state, server, records, now).await,
     }
 }
 
@@ -144,8 +227,7 @@ async fn publish(
             _ => (None, "no reservation has this stream key"),
         };
         tracing::info!(server = server.as_str(), reservation_id = id, why, "publish refused");
-        let message = format!("publishing is not allowed: {why}");
-        return ("refused", refuse(server, StatusCode::FORBIDDEN, "FOYER_PUBLISH_REFUSED", message));
+        return ("refused", refuse(server, StatusCode::FORBIDDEN, "FOYER_PUBLISH_REFUSED", REFUSAL));
     };
     let id = &record.reservation.id;
     if times.live {
@@ -305,6 +387,17 @@ fn refuse(server: Server, status: StatusCode, errcode: &str, message: impl Into<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_stream_key_has_a_lock_of_its_own_while_it_is_used() {
+        let (a, b) =
+            (StreamKey::parse("key_aaaaaaaaaaaaaaaa").unwrap(), StreamKey::parse("key_bbbbbbbbbbbbbbbb").unwrap());
+        let first = key_lock(&a.hash());
+        assert!(Arc::ptr_eq(&first, &key_lock(&a.hash())), "one key, one lock");
+        assert!(!Arc::ptr_eq(&first, &key_lock(&b.hash())), "another key, another lock");
+        let _held = first.try_lock().expect("free");
+        assert!(key_lock(&b.hash()).try_lock().is_ok(), "a key's lock held holds back no other key");
+    }
 
     #[test]
     fn reads_both_servers_forms() {

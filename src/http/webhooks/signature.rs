@@ -23,14 +23,22 @@ pub enum SignatureError {
     NoMatch,
 }
 
-/// Verifies the headers against the raw body; returns the `webhook-id`.
-pub fn verify<'h>(
+/// The signature headers, read and checked as far as they can be without the body.
+#[derive(Debug)]
+pub struct SignedHeaders<'h> {
+    id: &'h str,
+    timestamp: &'h str,
+    candidates: Vec<Vec<u8>>,
+}
+
+/// Checks what the headers alone can tell: present, well formed, a timestamp within
+/// `tolerance` and at least one `v1` signature. Run before the body is read, so that a
+/// sender who cannot even get this right is refused before Foyer buffers its body.
+pub fn check_headers<'h>(
     headers: &'h HeaderMap,
-    body: &[u8],
-    keys: &[WebhookKey],
     tolerance: std::time::Duration,
     now: DateTime<Utc>,
-) -> Result<&'h str, SignatureError> {
+) -> Result<SignedHeaders<'h>, SignatureError> {
     let header = |name: &'static str| -> Result<&'h str, SignatureError> {
         let value = headers.get(name).ok_or(SignatureError::MissingHeader(name))?;
         let text = value.to_str().map_err(|_| SignatureError::BadHeader(name))?.trim();
@@ -62,21 +70,40 @@ pub fn verify<'h>(
     if candidates.is_empty() {
         return Err(SignatureError::NoSupportedSignature);
     }
-    for key in keys {
-        let mut mac = Hmac::<Sha256>::new_from_slice(key.bytes()).expect("HMAC takes keys of any length");
-        mac.update(id.as_bytes());
-        mac.update(b".");
-        mac.update(timestamp.as_bytes());
-        mac.update(b".");
-        mac.update(body);
-        for candidate in &candidates {
-            // verify_slice compares in constant time.
-            if mac.clone().verify_slice(candidate).is_ok() {
-                return Ok(id);
+    Ok(SignedHeaders { id, timestamp, candidates })
+}
+
+/// Verifies the headers against the raw body; returns the `webhook-id`.
+pub fn verify<'h>(
+    headers: &'h HeaderMap,
+    body: &[u8],
+    keys: &[WebhookKey],
+    tolerance: std::time::Duration,
+    now: DateTime<Utc>,
+) -> Result<&'h str, SignatureError> {
+    check_headers(headers, tolerance, now)?.verify(body, keys)
+}
+
+impl<'h> SignedHeaders<'h> {
+    /// Whether one of the signatures is the body's under one of `keys`; the `webhook-id`.
+    pub fn verify(&self, body: &[u8], keys: &[WebhookKey]) -> Result<&'h str, SignatureError> {
+        let SignedHeaders { id, timestamp, candidates } = self;
+        for key in keys {
+            let mut mac = Hmac::<Sha256>::new_from_slice(key.bytes()).expect("HMAC takes keys of any length");
+            mac.update(id.as_bytes());
+            mac.update(b".");
+            mac.update(timestamp.as_bytes());
+            mac.update(b".");
+            mac.update(body);
+            for candidate in candidates {
+                // verify_slice compares in constant time.
+                if mac.clone().verify_slice(candidate).is_ok() {
+                    return Ok(*id);
+                }
             }
         }
+        Err(SignatureError::NoMatch)
     }
-    Err(SignatureError::NoMatch)
 }
 
 /// Signs like a Standard Webhooks sender; for tools and tests.
