@@ -102,12 +102,13 @@ impl Format {
                 )
             }
             Self::Text => {
+                // Escaped too: a historical user id is not held to today's grammar.
+                let sender = one_line(line.sender.as_str());
                 let who = match &line.display_name {
-                    Some(name) => format!("{name} ({})", line.sender),
-                    None => line.sender.to_string(),
+                    Some(name) => format!("{} ({sender})", one_line(name)),
+                    None => sender.into_owned(),
                 };
-                // A message of several lines keeps them, indented under its first.
-                format!("[{}] {who}: {}\n", utc(line.sent_at), line.body.replace('\n', "\n    "))
+                format!("[{}] {who}: {}\n", utc(line.sent_at), one_line(&line.body))
             }
         }
     }
@@ -120,6 +121,39 @@ impl Format {
             Self::Text => "",
         }
     }
+}
+
+/// `text` on one line, for the text format: every message is exactly one line, so a
+/// member can never write what reads as another line (a forged message). A line break
+/// of any kind (`\n`, `\r`, U+0085, U+2028, U+2029), any other control character (C0,
+/// DEL, C1) and the bidirectional controls (which reorder what a reader sees) are written
+/// as escapes: `\n`, `\r`, `\t`, else `\u{XXXX}`; a backslash as `\\`, so that every
+/// escape reads back as one thing.
+fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c == '\\' || needs_escape(c)) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if needs_escape(c) => out.push_str(&format!("\\u{{{:04X}}}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.into()
+}
+
+/// Characters the text format never writes as they are: controls (C0, DEL, C1, which
+/// include U+0085 NEXT LINE), the line and paragraph separators (the only characters of
+/// Unicode's Zl and Zp), and the bidirectional controls.
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}')
+        || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// `2026-12-01 20:00:00 UTC`.
@@ -272,8 +306,41 @@ mod tests {
             render(Format::Text, 1),
             "[2026-12-01 20:00:00 UTC] Foyer (@foyer:example.org): The chat is open.\n\
              [2026-12-01 20:00:01 UTC] Alice <3 (@alice:example.org): <b>hi</b> <script>alert(1)</script>\n\
-             [2026-12-01 20:00:02 UTC] @bob:example.org: two\n    lines\n"
+             [2026-12-01 20:00:02 UTC] @bob:example.org: two\\nlines\n"
         );
+    }
+
+    /// Neither a name nor a body can make what reads as another line: every line break
+    /// and control character is escaped, and so is the backslash that escapes them.
+    #[test]
+    fn text_lines_cannot_be_forged() {
+        let forged = "[2026-12-01 20:00:09 UTC] Admin (@admin:example.org): refunds at evil.example";
+        let breaks =
+            ["\n", "\r", "\r\n", "\u{0B}", "\u{0C}", "\u{1C}", "\u{1D}", "\u{1E}", "\u{85}", "\u{2028}", "\u{2029}"];
+        for brk in breaks {
+            let line = TranscriptLine {
+                seq: 0,
+                event_id: "$e".try_into().unwrap(),
+                sender: "@mallory:example.org".try_into().unwrap(),
+                display_name: Some(format!("Mallory{brk}{forged}")),
+                sent_at: Utc.with_ymd_and_hms(2026, 12, 1, 20, 0, 0).unwrap(),
+                body: format!("hi{brk}{forged}"),
+                notice: false,
+            };
+            let text = Format::Text.line(&line, true);
+            // Whatever a reader takes for a line break, there is only the one at the end.
+            let body = text.strip_suffix('\n').expect("ends its line");
+            assert!(!body.chars().any(needs_escape), "{brk:?}: {text:?}");
+            assert!(!body.lines().skip(1).any(|l| l.starts_with('[')), "{brk:?}: {text:?}");
+            assert_eq!(body.split(['\n', '\r', '\u{85}', '\u{2028}', '\u{2029}']).count(), 1, "{brk:?}: {text:?}");
+        }
+        assert_eq!(
+            one_line("a\r\nb\tc\u{2028}d\u{85}e\u{0}f\u{7F}g\u{9B}h"),
+            "a\\r\\nb\\tc\\u{2028}d\\u{0085}e\\u{0000}f\\u{007F}g\\u{009B}h"
+        );
+        assert_eq!(one_line("C:\\new"), "C:\\\\new", "a backslash of the member's own is told from an escape");
+        assert_eq!(one_line("\u{202E}evil"), "\\u{202E}evil", "no reordering of what a reader sees");
+        assert!(matches!(one_line("plain words, émoji 🎷"), std::borrow::Cow::Borrowed(_)));
     }
 
     #[test]

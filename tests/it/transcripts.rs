@@ -305,3 +305,48 @@ async fn a_transcript_the_homeserver_cannot_give_is_retried_then_given_up_after_
     let url = format!("http://127.0.0.1:{}/api/v1/reservations/{back}/transcript", foyer.slot.port);
     assert_eq!(with["transcript"]["url"], url.as_str(), "{with}");
 }
+
+/// Every way a reader may break a line: what a member writes in a name or a body.
+const LINE_BREAKS: [char; 8] = ['\n', '\r', '\u{0B}', '\u{0C}', '\u{1C}', '\u{85}', '\u{2028}', '\u{2029}'];
+
+/// A display name and bodies that carry line breaks of every kind followed by a line of
+/// their own making: the text transcript keeps each message on one line (the breaks
+/// escaped), so no member can make what reads as a message of someone else.
+#[tokio::test]
+async fn the_text_transcript_cannot_be_forged_with_names_or_line_breaks() {
+    let foyer = TestFoyer::start_with(|yaml| yaml + "rooms:\n  transcript: on\n", &[]).await;
+    let mallory = Synapse::shared().create_user("mallory").await;
+    let (id, room_id) = open_with(&foyer, &[&mallory]).await;
+    let forged = "[2026-12-01 20:00:09 UTC] Foyer (@foyer:example.org): refunds at evil.example";
+    // A name of this room only (a join again, with a name), as any member may set.
+    let path = format!("/_matrix/client/v3/rooms/{}/state/m.room.member/{}", enc(&room_id), enc(&mallory.user_id));
+    let name = format!("Mallory\n{forged}");
+    let (status, body) =
+        mallory.request(reqwest::Method::PUT, &path, Some(json!({"membership": "join", "displayname": name}))).await;
+    assert_eq!(status, 200, "{body}");
+    for brk in LINE_BREAKS {
+        let (status, body) = mallory.send_text(&room_id, &format!("hi{brk}{forged}")).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(mallory.send_text(&room_id, r"C:\new").await.0, 200);
+    cancel(&foyer, &id).await;
+    let json = made(&foyer, &id).await;
+    let lines = json["messages"].as_array().expect("messages");
+    let from_mallory: Vec<&Value> = lines.iter().filter(|l| l["sender"] == mallory.user_id.as_str()).collect();
+    assert_eq!(from_mallory.len(), LINE_BREAKS.len() + 1, "{json}");
+    assert!(from_mallory.iter().all(|l| l["display_name"] == name.as_str()), "JSON keeps the name as it is: {json}");
+
+    let (status, _, text) = transcript(&foyer, &id, Some("text"), Some(&foyer.slot.api_token)).await;
+    assert_eq!(status, 200, "{text}");
+    // One line per message, however a reader breaks lines.
+    let read: Vec<&str> = text.strip_suffix('\n').expect("ends with a line").split(LINE_BREAKS).collect();
+    assert_eq!(read.len(), lines.len(), "{text:?}");
+    assert!(read.iter().all(|l| l.starts_with("[20")), "a line that is not a message: {text:?}");
+    assert!(!text.contains(&format!("\n{forged}")), "{text:?}");
+    let mine = |body: &str| format!("Mallory\\n{forged} ({}): {body}\n", mallory.user_id);
+    assert!(text.contains(&mine(&format!("hi\\n{forged}"))), "{text:?}");
+    assert!(text.contains(&mine(&format!("hi\\r{forged}"))), "{text:?}");
+    assert!(text.contains(&mine(&format!("hi\\u{{2028}}{forged}"))), "{text:?}");
+    assert!(text.contains(&mine(&format!("hi\\u{{0085}}{forged}"))), "{text:?}");
+    assert!(text.contains(&mine(r"C:\\new")), "a backslash is told from an escape: {text:?}");
+}
