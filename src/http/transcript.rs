@@ -224,9 +224,11 @@ pub async fn transcript(
     // Members' words: never kept by a cache on the way.
     headers.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
     if format == Format::Html {
-        // Escaped, and a page that could run nothing even if it were not.
-        let policy = header::HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'");
-        headers.insert(header::CONTENT_SECURITY_POLICY, policy);
+        // Escaped, and a page that could run nothing even if it were not; members'
+        // words framed in another site's page could be passed off as that site's.
+        let policy = "default-src 'none'; style-src 'unsafe-inline'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
+        headers.insert(header::CONTENT_SECURITY_POLICY, header::HeaderValue::from_static(policy));
+        headers.insert(header::X_FRAME_OPTIONS, header::HeaderValue::from_static("DENY"));
     }
     response
 }
