@@ -25,14 +25,21 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/claim/{code}", get(page))
 }
 
+/// The claim page's Content-Security-Policy: it runs nothing, loads nothing, has no
+/// form, and no other site may frame it (a framed page could be dressed up as another's
+/// and its code read off by a fan).
+pub const POLICY: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
+
 /// The code is in the URL: the page is neither cached, nor indexed, nor passed on as a
-/// referrer; it runs nothing and loads nothing.
+/// referrer; it runs nothing and loads nothing, and is never framed.
 fn answer(status: StatusCode, body: String) -> Response {
     let headers = [
         (header::CACHE_CONTROL, "no-store"),
         (header::REFERRER_POLICY, "no-referrer"),
         (header::HeaderName::from_static("x-robots-tag"), "noindex"),
-        (header::CONTENT_SECURITY_POLICY, "default-src 'none'; style-src 'unsafe-inline'"),
+        (header::CONTENT_SECURITY_POLICY, POLICY),
+        (header::X_FRAME_OPTIONS, "DENY"),
     ];
     (status, headers, Html(body)).into_response()
 }

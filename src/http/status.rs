@@ -8,16 +8,19 @@
 //! counts while its MAC holds (so a new `api.token` logs everyone out), for
 //! [`SESSION_TTL`] from its issue, and while its session is in the store: logging out
 //! deletes the session there, so a copy of the cookie is dead on every instance and
-//! after a restart. Over https the cookie is `Secure` and named with the `__Host-`
-//! prefix. Logging out takes a POST from Foyer's own page, so another site cannot log
-//! the admin out.
+//! after a restart. When admins reach Foyer over https (`appservice.public_url`, the
+//! address browsers use, whatever the homeserver uses) the cookie is `Secure` and named
+//! with the `__Host-` prefix. Logging out takes a POST from Foyer's own page, so another
+//! site cannot log the admin out. Every answer under `/status` carries [`POLICY`]: the
+//! pages run no script, load nothing, post only to Foyer, and no site may frame them
+//! (a framed login form or Log out button could be clicked through).
 
 use std::collections::HashMap;
 
 use axum::{
     Form, Router,
     extract::{DefaultBodyLimit, State},
-    http::{HeaderMap, StatusCode, header},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{Html, IntoResponse, Response},
     routing::{get, post},
 };
@@ -60,11 +63,26 @@ const ROWS: usize = 100;
 /// listing name the rest.
 const NAMED_FAILURES: u32 = 5;
 
+/// The Content-Security-Policy of every answer under `/status`: no script, nothing
+/// loaded, the inline style, forms posted to Foyer only, and never framed.
+pub const POLICY: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/status", get(page))
         .route("/status/login", post(login).layer(DefaultBodyLimit::max(MAX_LOGIN_BYTES)))
         .route("/status/logout", post(logout))
+        .layer(axum::middleware::map_response(with_policy))
+}
+
+/// [`POLICY`] on an answer, and `X-Frame-Options` for browsers that predate
+/// `frame-ancestors`.
+async fn with_policy(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(POLICY));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
 }
 
 /// The MAC of a cookie's `<session id>.<issue time>`, as hex, under a key derived from
@@ -121,10 +139,11 @@ fn verify(token: &Secret, value: &str, now: DateTime<Utc>) -> Result<SessionId, 
     Ok(id)
 }
 
-/// Whether admins reach Foyer over https, from `appservice.url`, the one URL of Foyer
-/// the config has (there is no separate public URL).
+/// Whether admins reach Foyer over https: the scheme of `appservice.public_url`, where
+/// browsers reach it (default `appservice.url`). `appservice.url` is how the homeserver
+/// reaches Foyer, often plain http on the host behind an https proxy.
 fn served_over_https(config: &Config) -> bool {
-    config.appservice.url.scheme() == "https"
+    config.public_url().scheme() == "https"
 }
 
 /// The `Set-Cookie` value for a session cookie (`max_age` 0 removes it). The `__Host-`
@@ -172,8 +191,8 @@ fn header_text<K: header::AsHeaderName>(headers: &HeaderMap, name: K) -> Option<
 /// Whether a request comes from Foyer's own page. Browsers say where a request comes
 /// from in `Sec-Fetch-Site`: `same-origin`, or `none` when the user made it (a
 /// bookmark). Older ones send only `Origin`, which must then be this host (the request's
-/// `Host`, or `appservice.url`). With neither, the request is not from a browser's form,
-/// and only a browser has a cookie to end: refused.
+/// `Host`, `appservice.public_url` or `appservice.url`). With neither, the request is not
+/// from a browser's form, and only a browser has a cookie to end: refused.
 fn same_origin(headers: &HeaderMap, config: &Config) -> bool {
     if let Some(site) = header_text(headers, "sec-fetch-site") {
         return matches!(site, "same-origin" | "none");
@@ -189,7 +208,9 @@ fn same_origin(headers: &HeaderMap, config: &Config) -> bool {
         Some(port) => format!("{host}:{port}"),
         None => host.to_owned(),
     };
-    origin.origin() == config.appservice.url.origin() || header_text(headers, header::HOST) == Some(&authority)
+    origin.origin() == config.public_url().origin()
+        || origin.origin() == config.appservice.url.origin()
+        || header_text(headers, header::HOST) == Some(&authority)
 }
 
 #[derive(Deserialize)]
@@ -503,6 +524,15 @@ mod tests {
         crate::config::from_yaml_str(&yaml, "example", dir, &env, crate::config::Placeholders::Allow).expect("valid")
     }
 
+    /// A config where browsers reach Foyer at `public` and the homeserver at `url`.
+    fn config_public(url: &str, public: &str) -> Config {
+        let yaml = include_str!("../../config.example.yaml")
+            .replace("url: http://127.0.0.1:29330", &format!("url: {url}"))
+            .replace("# public_url: https://foyer.example.org", &format!("public_url: {public}"));
+        let (dir, env) = (std::path::Path::new("."), |_: &str| None);
+        crate::config::from_yaml_str(&yaml, "example", dir, &env, crate::config::Placeholders::Allow).expect("valid")
+    }
+
     fn cookie_header(value: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
         headers.insert(header::COOKIE, value.parse().unwrap());
@@ -588,6 +618,10 @@ mod tests {
         );
         assert!(served_over_https(&config("https://foyer.example.org")));
         assert!(!served_over_https(&config("http://127.0.0.1:29330")));
+        // Browsers come through an https proxy, the homeserver over http on the host:
+        // the browsers' scheme decides.
+        assert!(served_over_https(&config_public("http://127.0.0.1:29330", "https://foyer.example.org")));
+        assert!(!served_over_https(&config_public("https://foyer.internal", "http://foyer.example.org")));
 
         // Each deployment reads its own name only: over https a plain cookie (which any
         // http page of the domain could have set) is not taken.
@@ -611,6 +645,7 @@ mod tests {
     fn only_the_page_itself_may_log_out() {
         let http = config("http://127.0.0.1:29330");
         let https = config("https://foyer.example.org");
+        let public = config_public("http://127.0.0.1:29330", "https://foyer.example.org");
         let request = |pairs: &[(&'static str, &str)]| {
             let mut headers = HeaderMap::new();
             for (name, value) in pairs {
@@ -636,6 +671,9 @@ mod tests {
             // Behind a proxy that rewrites Host, appservice.url names the origin.
             (request(&[("origin", "https://foyer.example.org"), ("host", "10.0.0.5:29330")]), &https, true),
             (request(&[("origin", "http://foyer.example.org"), ("host", "foyer.example.org")]), &https, false),
+            // With a public URL apart, it names the origin too.
+            (request(&[("origin", "https://foyer.example.org"), ("host", "127.0.0.1:29330")]), &public, true),
+            (request(&[("origin", "http://foyer.example.org"), ("host", "foyer.example.org")]), &public, false),
         ] {
             assert_eq!(same_origin(&headers, config), allowed, "{headers:?}");
         }

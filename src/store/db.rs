@@ -518,9 +518,10 @@ where
         &self,
         id: &ReservationId,
         after: Option<u64>,
-        limit: u32,
+        max_lines: u32,
+        max_bytes: u64,
     ) -> Result<Vec<TranscriptLine>, StoreError> {
-        self.read_transcript_lines(id, after, limit).await
+        self.read_transcript_lines(id, after, max_lines, max_bytes).await
     }
 
     async fn prune_transcripts(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {

@@ -257,13 +257,16 @@ pub trait Store: Outbox<Error = StoreError> + Send + Sync {
     /// The reservation's transcript, if one was made (and not yet deleted).
     async fn transcript(&self, id: &ReservationId) -> Result<Option<Transcript>, StoreError>;
 
-    /// Up to `limit` lines of the reservation's transcript after line `after` (from the
-    /// first with `None`), in the room's order.
+    /// A page of the reservation's transcript: the lines after line `after` (from the
+    /// first with `None`), in the room's order, at most `max_lines` of them and no more
+    /// than fit in `max_bytes` of display names and bodies, but always at least one
+    /// (so that a page of one very long line still moves on).
     async fn transcript_lines(
         &self,
         id: &ReservationId,
         after: Option<u64>,
-        limit: u32,
+        max_lines: u32,
+        max_bytes: u64,
     ) -> Result<Vec<TranscriptLine>, StoreError>;
 
     /// Deletes the transcripts made before `before`, with their lines, and the lines of

@@ -211,6 +211,19 @@ impl Browser {
         value.as_str().unwrap_or_default().to_owned()
     }
 
+    /// The HTML of the page's `index`th frame as the browser holds it (WebDriver enters
+    /// frames of any origin), or `None` while there is no such frame.
+    pub async fn frame_source(&self, index: u32) -> Option<String> {
+        let path = format!("/session/{}/frame", self.session_id);
+        let (status, _) = self.send(reqwest::Method::POST, &path, Some(json!({ "id": index }))).await;
+        if status == 404 {
+            return None;
+        }
+        let source = self.source().await;
+        self.command("Switch To Parent Frame", reqwest::Method::POST, "/frame/parent", Some(json!({}))).await;
+        Some(source)
+    }
+
     pub async fn title(&self) -> String {
         let value = self.command("Get Title", reqwest::Method::GET, "/title", None).await;
         value.as_str().unwrap_or_default().to_owned()
@@ -348,6 +361,46 @@ async fn the_browser_logs_in_through_a_form() {
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "{} is not a PNG", shot.display());
     println!("screenshot: {} ({} bytes)", shot.display(), png.len());
 
+    drop(browser);
+    server.abort();
+}
+
+/// Another site frames Foyer's status page and a claim page: Chromium shows neither
+/// (their `frame-ancestors 'none'`), while a page of that site that allows it is framed
+/// beside them, so the frames are seen to load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_site_cannot_frame_the_status_or_claim_page() {
+    use axum::{Router, response::Html, routing::get};
+
+    let foyer = crate::common::foyer::TestFoyer::start().await;
+    let (status, claim) = (format!("{}/status", foyer.base_url), format!("{}/claim/ABCD-EFGH-JKLM", foyer.base_url));
+    let page = format!(
+        "<!doctype html><title>Elsewhere</title><iframe src=/framable></iframe>\
+         <iframe src=\"{status}\"></iframe><iframe src=\"{claim}\"></iframe>"
+    );
+    let app = Router::new()
+        .route("/", get(move || async move { Html(page) }))
+        .route("/framable", get(|| async { Html("<!doctype html><title>Framable</title><p id=here>framed here</p>") }));
+    // Another origin: localhost, where Foyer is on 127.0.0.1.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+    let base = format!("http://localhost:{}", listener.local_addr().expect("its address").port());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let browser = Browser::start().await;
+    browser.goto(&format!("{base}/")).await;
+    eventually(Duration::from_secs(10), "the framable page to show in its frame", || async {
+        browser.frame_source(0).await.filter(|s| s.contains("framed here")).map(|_| ())
+    })
+    .await;
+    for (index, what, shown) in
+        [(1, "the status page", "API token"), (2, "the claim page", "This claim link does not work")]
+    {
+        let source = browser.frame_source(index).await.unwrap_or_else(|| panic!("no frame for {what}"));
+        assert!(!source.contains(shown), "{what} shows in another site's frame: {source}");
+    }
+    // Foyer's pages themselves show in a window of their own.
+    browser.goto(&status).await;
+    assert!(browser.source().await.contains("API token"), "{}", browser.source().await);
     drop(browser);
     server.abort();
 }

@@ -300,6 +300,49 @@ async fn the_status_page_needs_the_token_and_lists_reservations_by_phase() {
     assert_eq!(client.get(&url).send().await.expect("status").status(), 401);
 }
 
+/// Admins reach Foyer at `appservice.public_url` (https, behind a proxy) while the
+/// homeserver reaches it at `appservice.url` (plain http on the host): the status cookie
+/// follows the public URL, `Secure` and `__Host-`. The status page and the claim page
+/// carry a Content-Security-Policy that lets no other site frame them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_cookie_follows_the_public_url_and_no_page_can_be_framed() {
+    let foyer = TestFoyer::start_with(
+        |yaml| yaml.replacen("appservice:\n", "appservice:\n  public_url: https://foyer.example.org\n", 1),
+        &[],
+    )
+    .await;
+    let url = format!("{}/status", foyer.base_url);
+    let no_redirect = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let login = no_redirect.post(format!("{url}/login")).form(&[("token", foyer.slot.api_token.as_str())]).send();
+    let login = login.await.expect("login");
+    assert_eq!(login.status(), 303);
+    let cookie = login.headers().get("set-cookie").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert!(cookie.starts_with("__Host-foyer_status=") && cookie.contains("; Secure"), "{cookie}");
+    // The proxy speaks https to the browser and http to Foyer: the cookie it passes on
+    // is taken under its `__Host-` name.
+    let pair = cookie.split(';').next().expect("name=value");
+    let page = no_redirect.get(&url).header("cookie", pair).send().await.expect("status");
+    assert_eq!(page.status(), 200, "the session cookie is read under its https name");
+
+    let policy = |resp: &reqwest::Response| {
+        resp.headers().get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+    };
+    let claim = no_redirect.get(format!("{}/claim/ABCD-EFGH-JKLM", foyer.base_url)).send().await.expect("claim");
+    let login_form = no_redirect.get(&url).send().await.expect("status");
+    let refused = no_redirect.post(format!("{url}/logout")).send().await.expect("logout");
+    for (what, status, csp) in [
+        ("the status page", page.status(), policy(&page)),
+        ("the login form", login_form.status(), policy(&login_form)),
+        ("a refused logout", refused.status(), policy(&refused)),
+        ("the claim page", claim.status(), policy(&claim)),
+    ] {
+        eprintln!("{what} ({status}): {csp}");
+        assert!(csp.contains("default-src 'none'"), "{what} ({status}) runs and loads nothing: {csp:?}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{what} ({status}) is never framed: {csp:?}");
+    }
+    assert_eq!((login_form.status().as_u16(), refused.status().as_u16(), claim.status().as_u16()), (401, 403, 404));
+}
+
 /// Sends `text` to the room and returns the bot's next notice there.
 pub(crate) async fn ask(user: &TestUser, bot: &str, room: &str, text: &str) -> Value {
     let notices = |events: Vec<Value>| {

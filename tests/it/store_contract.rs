@@ -1505,8 +1505,8 @@ async fn transcripts_are_written_by_page_served_once_made_and_deleted_after_rete
         let made = store.transcript(&jazz()).await.unwrap().expect("made");
         assert_eq!((made.room_id, made.messages, made.made_at), (room, 3, made_at), "{backend}");
         assert!(store.lifecycle_state(&jazz()).await.unwrap().room.transcript_made, "{backend}");
-        let first = store.transcript_lines(&jazz(), None, 2).await.unwrap();
-        let rest = store.transcript_lines(&jazz(), Some(first[1].seq), 2).await.unwrap();
+        let first = store.transcript_lines(&jazz(), None, 2, u64::MAX).await.unwrap();
+        let rest = store.transcript_lines(&jazz(), Some(first[1].seq), 2, u64::MAX).await.unwrap();
         let all: Vec<_> = first.iter().chain(&rest).map(|l| (l.seq, l.sender.as_str(), l.body.as_str())).collect();
         assert_eq!(
             all,
@@ -1518,19 +1518,36 @@ async fn transcripts_are_written_by_page_served_once_made_and_deleted_after_rete
         assert_eq!(first[1].display_name, None, "{backend}");
         assert_eq!(first[1].sent_at, ms(4_000_000_000_001), "{backend}");
         assert_eq!(first[1].event_id.as_str(), "$e1", "{backend}");
+        // A page is bounded in bytes of names and bodies too, and holds at least one line:
+        // line 0 is 10 bytes ("Name 0", "open"), 1 is 9 ("hello all"), 2 is 8 ("Name 2", "hi").
+        let page = |after: Option<u64>, max_bytes: u64| {
+            let store = store.clone();
+            async move {
+                let lines = store.transcript_lines(&jazz(), after, 10, max_bytes).await.unwrap();
+                lines.iter().map(|l| l.seq).collect::<Vec<u64>>()
+            }
+        };
+        assert_eq!(page(None, 19).await, [0, 1], "{backend}");
+        assert_eq!(page(None, 18).await, [0], "{backend}");
+        assert_eq!(page(None, 1).await, [0], "{backend}: one line longer than a page is a page");
+        assert_eq!(page(Some(0), 17).await, [1, 2], "{backend}");
+        assert_eq!(page(Some(2), 17).await, Vec::<u64>::new(), "{backend}");
         // Another reservation, archived without its transcript (cut short).
         let folk = ReservationId::parse("folk").unwrap();
         store.record_webhook(&receipt("f"), &upsert_in_channel("folk", "blue-room")).await.unwrap();
-        store.write_transcript(&folk, &[line(0, &alice(), "partial")]).await.unwrap();
+        store.write_transcript(&folk, &[line(0, &alice(), "ééé"), line(1, &alice(), "x")]).await.unwrap();
+        // Bytes, not characters: line 0 is 12 bytes ("Name 0", "ééé"), 9 characters.
+        let folk_page = store.transcript_lines(&folk, None, 10, 12).await.unwrap();
+        assert_eq!(folk_page.iter().map(|l| l.seq).collect::<Vec<_>>(), [0], "{backend}");
         store.record_step(&folk, &StepRecord::Archived, made_at).await.unwrap();
         // Retention: kept until made_at, deleted after, lines and all.
         assert_eq!(store.prune_transcripts(made_at).await.unwrap(), 0, "{backend}");
         assert!(store.transcript(&jazz()).await.unwrap().is_some(), "{backend}");
-        assert_eq!(store.transcript_lines(&folk, None, 10).await.unwrap().len(), 1, "{backend}");
+        assert_eq!(store.transcript_lines(&folk, None, 10, u64::MAX).await.unwrap().len(), 2, "{backend}");
         assert_eq!(store.prune_transcripts(made_at + Span::milliseconds(1)).await.unwrap(), 1, "{backend}");
         assert_eq!(store.transcript(&jazz()).await.unwrap(), None, "{backend}");
-        assert!(store.transcript_lines(&jazz(), None, 10).await.unwrap().is_empty(), "{backend}");
-        assert!(store.transcript_lines(&folk, None, 10).await.unwrap().is_empty(), "{backend}");
+        assert!(store.transcript_lines(&jazz(), None, 10, u64::MAX).await.unwrap().is_empty(), "{backend}");
+        assert!(store.transcript_lines(&folk, None, 10, u64::MAX).await.unwrap().is_empty(), "{backend}");
     })
     .await;
 }

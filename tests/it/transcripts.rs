@@ -305,3 +305,154 @@ async fn a_transcript_the_homeserver_cannot_give_is_retried_then_given_up_after_
     let url = format!("http://127.0.0.1:{}/api/v1/reservations/{back}/transcript", foyer.slot.port);
     assert_eq!(with["transcript"]["url"], url.as_str(), "{with}");
 }
+
+/// Every way a reader may break a line: what a member writes in a name or a body.
+const LINE_BREAKS: [char; 8] = ['\n', '\r', '\u{0B}', '\u{0C}', '\u{1C}', '\u{85}', '\u{2028}', '\u{2029}'];
+
+/// A display name and bodies that carry line breaks of every kind followed by a line of
+/// their own making: the text transcript keeps each message on one line (the breaks
+/// escaped), so no member can make what reads as a message of someone else.
+#[tokio::test]
+async fn the_text_transcript_cannot_be_forged_with_names_or_line_breaks() {
+    let foyer = TestFoyer::start_with(|yaml| yaml + "rooms:\n  transcript: on\n", &[]).await;
+    let mallory = Synapse::shared().create_user("mallory").await;
+    let (id, room_id) = open_with(&foyer, &[&mallory]).await;
+    let forged = "[2026-12-01 20:00:09 UTC] Foyer (@foyer:example.org): refunds at evil.example";
+    // A name of this room only (a join again, with a name), as any member may set.
+    let path = format!("/_matrix/client/v3/rooms/{}/state/m.room.member/{}", enc(&room_id), enc(&mallory.user_id));
+    let name = format!("Mallory\n{forged}");
+    let (status, body) =
+        mallory.request(reqwest::Method::PUT, &path, Some(json!({"membership": "join", "displayname": name}))).await;
+    assert_eq!(status, 200, "{body}");
+    for brk in LINE_BREAKS {
+        let (status, body) = mallory.send_text(&room_id, &format!("hi{brk}{forged}")).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(mallory.send_text(&room_id, r"C:\new").await.0, 200);
+    cancel(&foyer, &id).await;
+    let json = made(&foyer, &id).await;
+    let lines = json["messages"].as_array().expect("messages");
+    let from_mallory: Vec<&Value> = lines.iter().filter(|l| l["sender"] == mallory.user_id.as_str()).collect();
+    assert_eq!(from_mallory.len(), LINE_BREAKS.len() + 1, "{json}");
+    assert!(from_mallory.iter().all(|l| l["display_name"] == name.as_str()), "JSON keeps the name as it is: {json}");
+
+    let (status, _, text) = transcript(&foyer, &id, Some("text"), Some(&foyer.slot.api_token)).await;
+    assert_eq!(status, 200, "{text}");
+    // One line per message, however a reader breaks lines.
+    let read: Vec<&str> = text.strip_suffix('\n').expect("ends with a line").split(LINE_BREAKS).collect();
+    assert_eq!(read.len(), lines.len(), "{text:?}");
+    assert!(read.iter().all(|l| l.starts_with("[20")), "a line that is not a message: {text:?}");
+    assert!(!text.contains(&format!("\n{forged}")), "{text:?}");
+    let mine = |body: &str| format!("Mallory\\n{forged} ({}): {body}\n", mallory.user_id);
+    assert!(text.contains(&mine(&format!("hi\\n{forged}"))), "{text:?}");
+    assert!(text.contains(&mine(&format!("hi\\r{forged}"))), "{text:?}");
+    assert!(text.contains(&mine(&format!("hi\\u{{2028}}{forged}"))), "{text:?}");
+    assert!(text.contains(&mine(&format!("hi\\u{{0085}}{forged}"))), "{text:?}");
+    assert!(text.contains(&mine(r"C:\\new")), "a backslash is told from an escape: {text:?}");
+}
+
+/// What a transcript keeps at most, in bytes of names and bodies (`TRANSCRIPT_MAX_BYTES`
+/// in `model/transcript.rs`, documented in the README).
+const TRANSCRIPT_MAX_BYTES: usize = 32 * 1024 * 1024;
+
+/// A process's peak resident memory (`VmHWM`), KiB, and for the log its resident memory
+/// now, of which anonymous (its heap) and mapped from files (its binary).
+fn peak_kib(pid: u32) -> (u64, String) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let now = format!("VmRSS {} KiB (RssAnon {}, RssFile {})", field("VmRSS:"), field("RssAnon:"), field("RssFile:"));
+    (field("VmHWM:"), now)
+}
+
+/// Reads the transcript in `format` as it streams, and Foyer's peak resident memory by
+/// then (its `VmHWM`, from a fresh process: all it has done is start and serve this).
+async fn served(foyer: &TestFoyer, id: &str, format: &str) -> (String, u64) {
+    let url = format!("{}/api/v1/reservations/{id}/transcript?format={format}", foyer.base_url);
+    let asked = std::time::Instant::now();
+    let resp = foyer.http.get(url).bearer_auth(&foyer.slot.api_token).send().await.expect("transcript request");
+    assert_eq!(resp.status(), 200);
+    let (mut resp, mut body) = (resp, Vec::new());
+    while let Some(chunk) = resp.chunk().await.expect("a part of the body") {
+        body.extend_from_slice(&chunk);
+    }
+    let (peak, now) = peak_kib(foyer.child.id());
+    eprintln!("{format}: {} bytes in {:?}; peak {peak} KiB, {now}", body.len(), asked.elapsed());
+    (String::from_utf8(body).expect("UTF-8"), peak)
+}
+
+/// 600 messages of 60 KB, 36 MB in all: the transcript keeps those within its cap of
+/// bytes and says it was cut there; a fresh Foyer serves it, in every format, reading
+/// and sending about 1 MiB at a time, with its resident memory under 64 MiB throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transcript_of_large_messages_is_capped_and_served_in_little_memory() {
+    const MESSAGES: usize = 600;
+    const SIZE: usize = 60_000;
+    const LIMIT_KIB: u64 = 64 * 1024;
+    let mut foyer = TestFoyer::start_with(|yaml| yaml + "rooms:\n  transcript: on\n", &[]).await;
+    let hs = Synapse::shared();
+    let fans = [hs.create_user("fan").await, hs.create_user("fan").await];
+    let (id, room_id) = open_with(&foyer, &[&fans[0], &fans[1]]).await;
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let posting: Vec<_> = (0..4)
+        .map(|w| {
+            let (fan, next, room_id) = (fans[w % 2].clone(), next.clone(), room_id.clone());
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if i >= MESSAGES {
+                        return;
+                    }
+                    let head = format!("message {i:04} ");
+                    let body = head.clone() + &"la ".repeat(SIZE / 3)[head.len()..];
+                    let (status, answer) = fan.send_text(&room_id, &body).await;
+                    assert_eq!(status, 200, "message {i}: {answer}");
+                }
+            })
+        })
+        .collect();
+    for task in posting {
+        task.await.expect("a posting task");
+    }
+    cancel(&foyer, &id).await;
+    made(&foyer, &id).await;
+
+    // A fresh process, so that its peak is what serving takes.
+    foyer.kill_and_restart().await;
+    let pid = foyer.child.id();
+    let (started, now) = peak_kib(pid);
+    eprintln!("Foyer {pid} ready: peak {started} KiB, {now}");
+    let mut bodies = Vec::new();
+    for format in ["json", "text", "html"] {
+        let (body, peak) = served(&foyer, &id, format).await;
+        assert!(peak < LIMIT_KIB, "serving {} bytes of {format} took {peak} KiB (from {started} KiB)", body.len());
+        bodies.push(body);
+    }
+    let [json, text, html] = <[String; 3]>::try_from(bodies).expect("three bodies");
+
+    // Cut at the cap: what is kept is the chat's beginning, within the cap, and says so.
+    let json: Value = serde_json::from_str(&json).expect("the transcript is one JSON document");
+    assert_eq!(json["cut"], true, "the transcript says it was cut");
+    let lines = json["messages"].as_array().expect("messages");
+    let large: Vec<&str> = lines.iter().filter(|l| l["notice"] == false).map(|l| l["body"].as_str().unwrap()).collect();
+    let kept: usize =
+        lines.iter().map(|l| l["body"].as_str().unwrap().len() + l["display_name"].as_str().map_or(0, str::len)).sum();
+    eprintln!("kept {} of {MESSAGES} messages, {kept} bytes", large.len());
+    assert!(kept <= TRANSCRIPT_MAX_BYTES && kept + SIZE + 64 > TRANSCRIPT_MAX_BYTES, "{kept} bytes kept");
+    assert!(large.len() > 500 && large.len() < MESSAGES, "{} kept", large.len());
+    assert!(large.iter().all(|b| b.len() == SIZE), "messages whole");
+    let seen: Vec<String> = as_seen_by(&fans[0], &room_id).await.into_iter().map(|(_, _, body)| body).collect();
+    let seen_large: Vec<&str> = seen.iter().map(String::as_str).filter(|b| b.len() == SIZE).collect();
+    assert_eq!(large, seen_large[..large.len()], "the chat's beginning, in order");
+    assert!(!lines.iter().any(|l| l["body"].as_str().unwrap().contains("was cancelled")), "nothing after the cut");
+    let last = text.lines().last().unwrap_or_default();
+    assert!(last.contains("The transcript stops here") && last.contains("32 MiB"), "{last}");
+    assert_eq!(text.lines().count(), lines.len() + 1, "one line per message, and the cut's");
+    assert!(html.contains("The transcript stops here") && html.ends_with("</table></body></html>"));
+}
