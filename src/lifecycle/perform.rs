@@ -287,6 +287,10 @@ impl Lifecycle {
             let entries: Vec<TranscriptEntry> = page.events.iter().filter_map(|event| reader.read(event)).collect();
             self.store.write_transcript(at.id, &entries).await?;
             pages += 1;
+            // Past a cap the reader keeps nothing more: the rest of the room is not read.
+            if reader.is_cut() {
+                break;
+            }
             match page.next {
                 Some(next) => from = Some(next),
                 None => break,
