@@ -108,6 +108,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     }
     metrics::counter!("foyer_email_lookups_total", "result" => "bound").increment(0);
     metrics::counter!("foyer_claim_pages_total", "result" => "unclaimed").increment(0);
+    metrics::counter!("foyer_direct_chats_total", "result" => "joined").increment(0);
+    metrics::counter!("foyer_admin_answers_held_back_total").increment(0);
     crate::outbox::send::register_metrics();
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
