@@ -299,7 +299,7 @@ impl Config {
             warnings.push(Problem {
                 path: "appservice.homeserver_listen".into(),
                 message: format!(
-                    "is not set, and appservice.listen ({listen}) is not a loopback address: whoever reaches it can hold every connection and keep the homeserver's transactions waiting; give the homeserver API a listener of its own (README, \"Behind a reverse proxy\")"
+                    "is not set, and appservice.listen ({listen}) is not a loopback address: whoever reaches it can hold every connection and keep the homeserver's transactions waiting; give the homeserver API a listener of its own (docs/security.md, \"Behind a reverse proxy\")"
                 ),
             });
         }

@@ -24,7 +24,7 @@ use ruma::{
     serde::Raw,
 };
 
-/// The most messages a transcript keeps (documented in the README, "Transcripts").
+/// The most messages a transcript keeps (documented in docs/transcripts.md).
 pub const TRANSCRIPT_MAX_LINES: u64 = 100_000;
 /// The most bytes of display names and bodies a transcript keeps, edits' bodies
 /// counted too (so the stored transcript is never larger, whatever is edited): 32 MiB.
@@ -356,11 +356,11 @@ mod tests {
     }
 
     #[test]
-    fn the_caps_are_what_the_readme_says() {
+    fn the_caps_are_what_the_transcripts_page_says() {
         assert_eq!((TRANSCRIPT_MAX_LINES, TRANSCRIPT_MAX_BYTES), (100_000, 33_554_432));
         let cut = TranscriptLine::cut(7, "@foyer:example.org".try_into().unwrap(), Utc::now());
         assert!(cut.body.contains("100,000 messages or 32 MiB"), "{}", cut.body);
-        let readme = include_str!("../../README.md");
-        assert!(readme.contains("100,000 messages") && readme.contains("32 MiB"), "the README names the caps");
+        let page = include_str!("../../docs/transcripts.md");
+        assert!(page.contains("100,000 messages") && page.contains("32 MiB"), "docs/transcripts.md names the caps");
     }
 }

@@ -651,11 +651,12 @@ async fn bodies_buffered_at_once_have_one_budget_and_over_it_the_answer_is_503_a
     assert_eq!(delivery.status, 202);
 }
 
-/// The README's reverse-proxy site for nginx, between its markers.
+/// `docs/security.md`'s reverse-proxy site for nginx, between its markers.
 fn readme_proxy_site() -> String {
-    let readme = std::fs::read_to_string(crate::common::repo_root().join("README.md")).expect("README.md");
-    let (_, rest) = readme.split_once("<!-- nginx-proxy:begin -->").expect("the README marks its proxy site");
-    let (block, _) = rest.split_once("<!-- nginx-proxy:end -->").expect("the README ends its proxy site");
+    let readme =
+        std::fs::read_to_string(crate::common::repo_root().join("docs/security.md")).expect("docs/security.md");
+    let (_, rest) = readme.split_once("<!-- nginx-proxy:begin -->").expect("docs/security.md marks its proxy site");
+    let (block, _) = rest.split_once("<!-- nginx-proxy:end -->").expect("docs/security.md ends its proxy site");
     let block = block.trim().strip_prefix("```nginx").and_then(|b| b.strip_suffix("```")).expect("a fenced block");
     block.trim().to_owned()
 }
@@ -669,9 +670,9 @@ async fn the_readmes_reverse_proxy_site_lets_through_only_what_each_caller_needs
     let foyer = TestFoyer::start_with_homeserver_listener(|yaml| yaml, &[]).await;
     let upstream = foyer.base_url.trim_start_matches("http://").to_owned();
     let site = readme_proxy_site();
-    // The README's own addresses must be there to be replaced: the two cannot drift apart.
+    // The page's own addresses must be there to be replaced: the two cannot drift apart.
     for needle in ["listen 443 ssl;", "server 127.0.0.1:29330;", "ssl_certificate "] {
-        assert!(site.contains(needle), "the README's proxy site should contain {needle:?}:\n{site}");
+        assert!(site.contains(needle), "docs/security.md's proxy site should contain {needle:?}:\n{site}");
     }
     let port = crate::common::free_port();
     let site: String = site

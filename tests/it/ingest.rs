@@ -96,21 +96,24 @@ fn stream_facts(foyer: &TestFoyer, id: &str) -> String {
     format!("signals [{signals}] receipts [{receipts}]")
 }
 
-/// The README's nginx `rtmp {}` block, between its markers.
+/// `docs/streaming-servers.md`'s nginx `rtmp {}` block, between its markers.
 fn readme_nginx_block() -> String {
-    let readme = std::fs::read_to_string(crate::common::repo_root().join("README.md")).expect("README.md");
-    let (_, rest) = readme.split_once("<!-- nginx-rtmp:begin -->").expect("the README marks its nginx block");
-    let (block, _) = rest.split_once("<!-- nginx-rtmp:end -->").expect("the README ends its nginx block");
+    let readme = std::fs::read_to_string(crate::common::repo_root().join("docs/streaming-servers.md"))
+        .expect("docs/streaming-servers.md");
+    let (_, rest) =
+        readme.split_once("<!-- nginx-rtmp:begin -->").expect("docs/streaming-servers.md marks its nginx block");
+    let (block, _) =
+        rest.split_once("<!-- nginx-rtmp:end -->").expect("docs/streaming-servers.md ends its nginx block");
     let block = block.trim().strip_prefix("```nginx").and_then(|b| b.strip_suffix("```")).expect("a fenced block");
     block.trim().to_owned()
 }
 
-/// The README's block with this test's ports and token: the README's own addresses
+/// The page's block with this test's ports and token: the page's own addresses
 /// must be there to be replaced, so the two cannot drift apart.
 fn nginx_conf(prefix: &Path, rtmp_port: u16, foyer_url: &str, token: &str) -> String {
     let block = readme_nginx_block();
     for needle in ["listen 1935;", "http://127.0.0.1:29330/ingest/v1/rtmp", "?token=CHANGE_ME_ingest_token"] {
-        assert!(block.contains(needle), "the README's nginx block should contain {needle:?}:\n{block}");
+        assert!(block.contains(needle), "docs/streaming-servers.md's nginx block should contain {needle:?}:\n{block}");
     }
     let block = block
         .replace("listen 1935;", &format!("listen 127.0.0.1:{rtmp_port};"))

@@ -194,7 +194,7 @@ async fn every_dashboard_query_runs_and_names_documented_metrics() {
         eprintln!("[dashboard] {title}: {promql} has data");
     }
 
-    // The panels in Prometheus's own graph page, for the README (docs/dashboard.png).
+    // The panels in Prometheus's own graph page, for docs/metrics.md (docs/dashboard.png).
     let mut graph = url::Url::parse(&format!("{}/graph", prometheus.base_url)).expect("a URL");
     for (i, (_, promql)) in queries.iter().enumerate() {
         graph

@@ -352,7 +352,7 @@ async fn the_text_transcript_cannot_be_forged_with_names_or_line_breaks() {
 }
 
 /// What a transcript keeps at most, in bytes of names and bodies (`TRANSCRIPT_MAX_BYTES`
-/// in `model/transcript.rs`, documented in the README).
+/// in `model/transcript.rs`, documented in docs/transcripts.md).
 const TRANSCRIPT_MAX_BYTES: usize = 32 * 1024 * 1024;
 
 /// A process's peak resident memory (`VmHWM`), KiB, and for the log its resident memory
