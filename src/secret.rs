@@ -91,7 +91,11 @@ mod tests {
             ),
             ("src/matrix/synapse_admin.rs", 1, "sends the Synapse admin token to the admin API"),
             ("src/http/ingest/owncast.rs", 1, "keys the HMAC of an Owncast webhook with its channel's secret"),
-            ("src/http/status.rs", 1, "derives the status page cookie's MAC key from api.token (never in the cookie)"),
+            (
+                "src/http/status/session.rs",
+                1,
+                "derives the status page cookie's MAC key from api.token (never in the cookie)",
+            ),
         ];
         let mut found = Vec::new();
         let mut dirs = vec![std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/src"))];
