@@ -77,10 +77,11 @@ mod tests {
                 "parses the database URL to show it without its password; derives the claim-code key from as_token",
             ),
             (
-                "src/config/load.rs",
-                3,
-                "checks the database URL's scheme and a secret's length and placeholder; decodes platform.webhook_secret into its signing key",
+                "src/config/load/sections.rs",
+                2,
+                "checks the database URL's scheme; decodes platform.webhook_secret into its signing key",
             ),
+            ("src/config/load/secrets.rs", 1, "checks a secret's length and placeholder"),
             ("src/matrix/mod.rs", 1, "sends as_token to the homeserver"),
             ("src/store/sqlite.rs", 1, "opens the database"),
             ("src/store/postgres.rs", 1, "opens the database"),
@@ -91,7 +92,11 @@ mod tests {
             ),
             ("src/matrix/synapse_admin.rs", 1, "sends the Synapse admin token to the admin API"),
             ("src/http/ingest/owncast.rs", 1, "keys the HMAC of an Owncast webhook with its channel's secret"),
-            ("src/http/status.rs", 1, "derives the status page cookie's MAC key from api.token (never in the cookie)"),
+            (
+                "src/http/status/session.rs",
+                1,
+                "derives the status page cookie's MAC key from api.token (never in the cookie)",
+            ),
         ];
         let mut found = Vec::new();
         let mut dirs = vec![std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/src"))];

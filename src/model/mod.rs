@@ -4,6 +4,7 @@
 //! on the homeserver ([`naming`]). Every other module may import it; it imports none of
 //! them.
 
+pub mod claim_code;
 pub mod naming;
 pub mod record;
 pub mod reservation;
@@ -12,4 +13,4 @@ pub mod session;
 pub mod ticket;
 pub mod transcript;
 
-pub use self::{record::*, reservation::*, room::*, session::*, ticket::*, transcript::*};
+pub use self::{claim_code::*, record::*, reservation::*, room::*, session::*, ticket::*, transcript::*};

@@ -1,30 +1,14 @@
-//! `GET /status`: a server-rendered page for the admin at 3 a.m. It lists reservations
-//! by phase with countdowns, member counts, room links and the last error of a failing
-//! reservation, refreshes itself, and needs no JavaScript.
-//!
-//! It is guarded by `api.token`. A bearer token works, for `curl`; a browser logs in with
-//! a form and gets a session cookie: a random session id and its issue time, with a MAC
-//! keyed by a key derived from the token (the cookie never holds the token). A cookie
-//! counts while its MAC holds (so a new `api.token` logs everyone out), for
-//! [`SESSION_TTL`] from its issue, and while its session is in the store: logging out
-//! deletes the session there, so a copy of the cookie is dead on every instance and
-//! after a restart. When admins reach Foyer over https (`appservice.public_url`, the
-//! address browsers use, whatever the homeserver uses) the cookie is `Secure` and named
-//! with the `__Host-` prefix. Logging out takes a POST from Foyer's own page, so another
-//! site cannot log the admin out. Every answer under `/status` carries [`POLICY`]: the
-//! pages run no script, load nothing, post only to Foyer, and no site may frame them
-//! (a framed login form or Log out button could be clicked through).
-
-use std::collections::HashMap;
+//! The status page's login: the token checked, a session stored and its cookie (session
+//! id, issue time, MAC) set; the cookie verified on each visit; and the logout, taken
+//! only from Foyer's own page.
 
 use axum::{
-    Form, Router,
-    extract::{DefaultBodyLimit, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    Form,
+    extract::State,
+    http::{HeaderMap, StatusCode, header},
     response::{Html, IntoResponse, Response},
-    routing::{get, post},
 };
-use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
@@ -33,11 +17,8 @@ use url::Url;
 use crate::{
     config::Config,
     html::{document, escape},
-    http::{AppState, has_token},
-    model::{ReservationId, ReservationRecord, SessionId, naming},
-    outbox::send::OutboxStatus,
-    query,
-    schedule::{self, Phase},
+    http::AppState,
+    model::SessionId,
     secret::Secret,
     store::StoreError,
 };
@@ -53,37 +34,6 @@ const SESSION_TTL: TimeDelta = TimeDelta::hours(12);
 /// A cookie issued this far ahead of this instance's clock is still taken: the clocks
 /// of instances sharing a database differ a little.
 const CLOCK_SKEW: TimeDelta = TimeDelta::seconds(60);
-/// The login form's largest body: a token of a few hundred bytes fits many times over.
-pub const MAX_LOGIN_BYTES: usize = 4096;
-/// Seconds between the page's own refreshes.
-const REFRESH: u32 = 5;
-/// Rows shown per phase; the read API lists the rest.
-const ROWS: usize = 100;
-/// Holders who cannot be invited named per reservation; `!foyer show` and the tickets
-/// listing name the rest.
-const NAMED_FAILURES: u32 = 5;
-
-/// The Content-Security-Policy of every answer under `/status`: no script, nothing
-/// loaded, the inline style, forms posted to Foyer only, and never framed.
-pub const POLICY: &str =
-    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
-
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/status", get(page))
-        .route("/status/login", post(login).layer(DefaultBodyLimit::max(MAX_LOGIN_BYTES)))
-        .route("/status/logout", post(logout))
-        .layer(axum::middleware::map_response(with_policy))
-}
-
-/// [`POLICY`] on an answer, and `X-Frame-Options` for browsers that predate
-/// `frame-ancestors`.
-async fn with_policy(mut response: Response) -> Response {
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(POLICY));
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    response
-}
 
 /// The MAC of a cookie's `<session id>.<issue time>`, as hex, under a key derived from
 /// the API token (a key of its own, so the MAC says nothing about the token).
@@ -175,7 +125,7 @@ fn sessions(headers: &HeaderMap, config: &Config, now: DateTime<Utc>) -> Vec<Ses
 }
 
 /// Whether the request carries the cookie of a live session.
-async fn has_session(state: &AppState, headers: &HeaderMap, now: DateTime<Utc>) -> Result<bool, StoreError> {
+pub(super) async fn has_session(state: &AppState, headers: &HeaderMap, now: DateTime<Utc>) -> Result<bool, StoreError> {
     for id in sessions(headers, &state.config, now) {
         if state.store.status_session_live(&id, now).await? {
             return Ok(true);
@@ -214,11 +164,11 @@ fn same_origin(headers: &HeaderMap, config: &Config) -> bool {
 }
 
 #[derive(Deserialize)]
-struct LoginForm {
+pub(super) struct LoginForm {
     token: String,
 }
 
-async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Response {
+pub(super) async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Response {
     let token = &state.config.api.token;
     if !token.matches(form.token.trim().as_bytes()) {
         tracing::warn!("status page: a login with a wrong token");
@@ -240,7 +190,7 @@ async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Re
     (StatusCode::SEE_OTHER, [(header::LOCATION, "/status".to_owned()), (header::SET_COOKIE, cookie)]).into_response()
 }
 
-async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub(super) async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if !same_origin(&headers, &state.config) {
         tracing::warn!("status page: a logout that did not come from the page refused");
         let body = "<h1>Foyer status</h1><p class=error role=alert>This logout did not come from Foyer's \
@@ -261,7 +211,7 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, "/status".to_owned()), (header::SET_COOKIE, cookie)]).into_response()
 }
 
-fn login_page(status: StatusCode, problem: Option<&str>) -> Response {
+pub(super) fn login_page(status: StatusCode, problem: Option<&str>) -> Response {
     let problem = problem.map(|p| format!("<p class=error role=alert>{}</p>", escape(p))).unwrap_or_default();
     let body = format!(
         "<h1>Foyer status</h1>{problem}\
@@ -271,242 +221,6 @@ fn login_page(status: StatusCode, problem: Option<&str>) -> Response {
          <p class=hint>The token is <code>api.token</code> in Foyer's config.</p>"
     );
     (status, Html(document("Foyer status — log in", "", &body))).into_response()
-}
-
-/// The page when the database cannot be read; it tries again by itself.
-fn unavailable(e: StoreError) -> Response {
-    tracing::error!(error = %e, "status page: store unavailable");
-    let body =
-        "<h1>Foyer status</h1><p class=error>The database cannot be read now; this page tries again by itself.</p>";
-    let head = format!("<meta http-equiv=refresh content={REFRESH}>");
-    (StatusCode::SERVICE_UNAVAILABLE, Html(document("Foyer status", &head, body))).into_response()
-}
-
-struct Row<'a> {
-    record: &'a ReservationRecord,
-    phase: Phase,
-    /// Holders whose invite keeps failing, with the last error.
-    cannot_invite: &'a [(String, String)],
-}
-
-async fn page(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let now = Utc::now();
-    if !has_token(&headers, &state.config.api.token) {
-        match has_session(&state, &headers, now).await {
-            Ok(true) => {}
-            Ok(false) => return login_page(StatusCode::UNAUTHORIZED, None),
-            Err(e) => return unavailable(e),
-        }
-    }
-    // The walk reads light rows (no counts); the rows shown are then read in full, at once.
-    let mut counts: Vec<(Phase, usize)> = Phase::ALL.iter().map(|p| (*p, 0)).collect();
-    let (mut shown, mut failing, mut failing_total) = (Vec::new(), Vec::new(), 0);
-    let listed = query::each_reservation(state.store.as_ref(), &state.config.rooms, now, |phase, record| {
-        let id = &record.reservation.id;
-        if let Some(c) = counts.iter_mut().find(|(p, _)| *p == phase) {
-            c.1 += 1;
-            if c.1 <= ROWS {
-                shown.push((phase, id.clone()));
-            }
-        }
-        if record.last_error.is_some() {
-            failing_total += 1;
-            if failing.len() < ROWS {
-                failing.push((phase, id.clone()));
-            }
-        }
-    })
-    .await;
-    let read = match listed {
-        Ok(()) => {
-            let ids: Vec<ReservationId> = shown.iter().chain(&failing).map(|(_, id)| id.clone()).collect();
-            state.store.reservations_by_id(&ids).await
-        }
-        Err(e) => Err(e),
-    };
-    let full: HashMap<ReservationId, ReservationRecord> = match read {
-        Ok(records) => records.into_iter().map(|r| (r.reservation.id.clone(), r)).collect(),
-        Err(e) => return unavailable(e),
-    };
-    // Holders who cannot be invited are named, for the few reservations that have any.
-    let mut cannot_invite: HashMap<ReservationId, Vec<(String, String)>> = HashMap::new();
-    for record in full.values().filter(|r| r.tickets.uninvitable > 0).take(ROWS) {
-        let id = &record.reservation.id;
-        match state.store.invite_failures(id, NAMED_FAILURES).await {
-            Ok(failures) => {
-                cannot_invite.insert(id.clone(), failures);
-            }
-            Err(e) => tracing::warn!(reservation_id = %id, error = %e, "status page: cannot read the invite failures"),
-        }
-    }
-    let rows = |list: &[(Phase, ReservationId)]| -> Vec<Row> {
-        list.iter()
-            .filter_map(|(phase, id)| {
-                let cannot_invite = cannot_invite.get(id).map_or(&[][..], Vec::as_slice);
-                Some(Row { record: full.get(id)?, phase: *phase, cannot_invite })
-            })
-            .collect()
-    };
-    let failing = Failing { rows: rows(&failing), total: failing_total };
-    let outbox = match state.store.outbox_status().await {
-        Ok(outbox) => outbox_line(&outbox, state.config.platform.is_some(), now),
-        Err(e) => return unavailable(e),
-    };
-    Html(render(&state, &rows(&shown), &failing, &counts, &outbox, now)).into_response()
-}
-
-/// Failing reservations: how many there are, and the first of them in full.
-struct Failing<'a> {
-    rows: Vec<Row<'a>>,
-    total: usize,
-}
-
-fn time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-/// The outbox's paragraph: whether events reach the platform, how many wait and since when.
-fn outbox_line(status: &OutboxStatus, configured: bool, now: DateTime<Utc>) -> String {
-    if !configured {
-        return "<p class=muted id=outbox>Outbox: no <code>platform.webhook_url</code>; no events are sent.</p>"
-            .to_owned();
-    }
-    let state = if status.paused {
-        "<b class=error id=outbox-state>paused</b> (the platform answered 410 Gone; \
-         <code>!foyer outbox resume</code> sends again)"
-    } else {
-        "<span id=outbox-state>sending</span>"
-    };
-    let oldest = match status.oldest {
-        Some(at) => format!(", the oldest written {}", schedule::relative(now, at)),
-        None => String::new(),
-    };
-    format!("<p id=outbox>Outbox: {state} · <b id=outbox-depth>{}</b> waiting{oldest}</p>", status.depth)
-}
-
-fn render(
-    state: &AppState,
-    rows: &[Row],
-    failing: &Failing,
-    counts: &[(Phase, usize)],
-    outbox: &str,
-    now: DateTime<Utc>,
-) -> String {
-    let config = &state.config;
-    let ready = state.ready.read().map(|r| r.is_some()).unwrap_or(false);
-    let summary: String = counts
-        .iter()
-        .map(|(p, n)| format!("<span><a href=#{p}>{p}</a>: <b id=count-{p}>{n}</b></span>", p = p.as_str()))
-        .collect();
-    let mut body = format!(
-        "<h1>Foyer status</h1>\
-         <p class=muted>{bot} on {hs} · {state} · as of <time datetime={now_iso}>{now_h}</time> · refreshes every {REFRESH} s</p>\
-         <form method=post action=/status/logout><button type=submit>Log out</button></form>\
-         <p class=summary>{summary}<span>failing: <b id=count-failing>{failing}</b></span></p>",
-        bot = escape(config.bot_user_id().as_str()),
-        hs = escape(config.homeserver.url.as_str()),
-        state = if ready { "ready" } else { "<b class=error>waiting for the homeserver</b>" },
-        now_iso = time(now),
-        now_h = schedule::human_time(now),
-        failing = failing.total,
-    );
-    body.push_str(outbox);
-    if !failing.rows.is_empty() {
-        body.push_str("<h2 id=failing class=error>Failing</h2><table><tr><th>Reservation</th><th>Phase</th><th>Attempts</th><th>Last error</th></tr>");
-        for row in &failing.rows {
-            let r = &row.record.reservation;
-            body.push_str(&format!(
-                "<tr class=failing><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                escape(r.id.as_str()),
-                row.phase.as_str(),
-                row.record.attempts,
-                escape(row.record.last_error.as_deref().unwrap_or(""))
-            ));
-        }
-        body.push_str("</table>");
-    }
-    for (phase, count) in counts {
-        let p = phase.as_str();
-        body.push_str(&format!("<h2 id={p}>{} ({count})</h2>", capitalized(p)));
-        let in_phase: Vec<&Row> = rows.iter().filter(|r| r.phase == *phase).collect();
-        if in_phase.is_empty() {
-            body.push_str("<p class=muted>None.</p>");
-            continue;
-        }
-        body.push_str(
-            "<table><tr><th>Reservation</th><th>Title</th><th>Opens</th><th>Archives</th>\
-             <th>Members</th><th>Tickets</th><th>Room</th><th>Last error</th></tr>",
-        );
-        for row in &in_phase {
-            body.push_str(&table_row(state, row, now));
-        }
-        body.push_str("</table>");
-        if *count > in_phase.len() {
-            body.push_str(&format!(
-                "<p class=muted>and {} more; <code>GET /api/v1/reservations?phase={p}</code> lists all.</p>",
-                count - in_phase.len()
-            ));
-        }
-    }
-    let head = format!("<meta http-equiv=refresh content={REFRESH}>");
-    document("Foyer status", &head, &body)
-}
-
-fn capitalized(s: &str) -> String {
-    let mut chars = s.chars();
-    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
-}
-
-fn table_row(state: &AppState, row: &Row, now: DateTime<Utc>) -> String {
-    let record = row.record;
-    let r = &record.reservation;
-    let times = schedule::schedule(record, &state.config.rooms);
-    let when = |t: DateTime<Utc>| {
-        format!(
-            "<time datetime={}>{}</time><br><span class=muted>{}</span>",
-            time(t),
-            schedule::relative(now, t),
-            schedule::human_time(t)
-        )
-    };
-    let room_alias = state.config.room_alias(&record.reservation.id);
-    let room = match &record.room_id {
-        Some(_) => {
-            format!("<a href=\"{}\">{}</a>", escape(&naming::matrix_to(&room_alias)), escape(room_alias.as_str()))
-        }
-        None => "<span class=muted>not yet</span>".to_owned(),
-    };
-    let error = record.last_error.as_deref().map(escape).unwrap_or_default();
-    let mut tickets = record.tickets.active.to_string();
-    if record.tickets.unclaimed > 0 {
-        // Counted, never listed: an unclaimed ticket is known by an email address.
-        tickets.push_str(&format!("<br><span class=muted>{} unclaimed</span>", record.tickets.unclaimed));
-    }
-    if record.tickets.uninvitable > 0 {
-        let names: Vec<String> = row
-            .cannot_invite
-            .iter()
-            .map(|(user, why)| format!("<code>{}</code> ({})", escape(user), escape(why)))
-            .collect();
-        tickets.push_str(&format!(
-            "<br><span class=error>{} cannot be invited: {}</span>",
-            record.tickets.uninvitable,
-            names.join(", ")
-        ));
-    }
-    format!(
-        "<tr id=\"r-{id}\" data-phase={phase}{class}><td><code>{id}</code></td><td>{title}</td><td>{opens}</td><td>{archives}</td>\
-         <td>{joined} joined, {invited} invited</td><td>{active}</td><td>{room}</td><td class=error>{error}</td></tr>",
-        id = escape(r.id.as_str()),
-        phase = row.phase.as_str(),
-        class = if record.last_error.is_some() { " class=failing" } else { "" },
-        title = escape(r.title.as_str()),
-        opens = when(times.opens_at),
-        archives = when(times.archives_at),
-        joined = record.members.joined,
-        invited = record.members.invited,
-        active = tickets,
-    )
 }
 
 #[cfg(test)]
@@ -519,14 +233,14 @@ mod tests {
 
     fn config(url: &str) -> Config {
         let yaml =
-            include_str!("../../config.example.yaml").replace("url: http://127.0.0.1:29330", &format!("url: {url}"));
+            include_str!("../../../config.example.yaml").replace("url: http://127.0.0.1:29330", &format!("url: {url}"));
         let (dir, env) = (std::path::Path::new("."), |_: &str| None);
         crate::config::from_yaml_str(&yaml, "example", dir, &env, crate::config::Placeholders::Allow).expect("valid")
     }
 
     /// A config where browsers reach Foyer at `public` and the homeserver at `url`.
     fn config_public(url: &str, public: &str) -> Config {
-        let yaml = include_str!("../../config.example.yaml")
+        let yaml = include_str!("../../../config.example.yaml")
             .replace("url: http://127.0.0.1:29330", &format!("url: {url}"))
             .replace("# public_url: https://foyer.example.org", &format!("public_url: {public}"));
         let (dir, env) = (std::path::Path::new("."), |_: &str| None);
@@ -537,18 +251,6 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::COOKIE, value.parse().unwrap());
         headers
-    }
-
-    #[test]
-    fn the_outbox_line_says_paused_and_how_many_wait() {
-        let now = Utc::now();
-        let status = OutboxStatus { depth: 2, oldest: Some(now - TimeDelta::seconds(90)), paused: true };
-        let line = outbox_line(&status, true, now);
-        assert!(line.contains("id=outbox-state>paused</b>"), "{line}");
-        assert!(line.contains("<b id=outbox-depth>2</b> waiting, the oldest written 1 min ago"), "{line}");
-        let idle = outbox_line(&OutboxStatus::default(), true, now);
-        assert!(idle.contains(">sending<") && idle.contains("<b id=outbox-depth>0</b> waiting</p>"), "{idle}");
-        assert!(outbox_line(&status, false, now).contains("no events are sent"));
     }
 
     #[test]

@@ -1,0 +1,158 @@
+//! Tokens and secrets: read from the key, a `<key>_file` or the environment (which
+//! wins), with where each came from recorded; tokens checked for length and for the
+//! example's placeholder.
+
+use serde_yaml::Value;
+
+use super::{Section, Walker};
+use crate::{
+    config::{PLACEHOLDER_MARK, Placeholders},
+    secret::Secret,
+};
+
+const MIN_TOKEN_LEN: usize = 32;
+
+impl Walker<'_> {
+    /// A token: from `<key>`, `<key>_file`, or the environment variable (which wins).
+    /// Tokens need at least 32 characters and must not be the example's placeholder.
+    pub(super) fn secret(
+        &mut self,
+        s: &mut Section<'_>,
+        key: &'static str,
+        env_var: &str,
+        required: bool,
+    ) -> Option<Secret> {
+        let secret = self.secret_value(s, key, env_var, required)?;
+        let path = s.key_path(key);
+        let value = secret.expose();
+        if value.contains(PLACEHOLDER_MARK) {
+            if self.placeholders == Placeholders::Refuse {
+                self.placeholder_problem(&path, "openssl rand -hex 32");
+                return None;
+            }
+        } else if value.chars().count() < MIN_TOKEN_LEN {
+            self.problem(
+                path,
+                format!("must be at least {MIN_TOKEN_LEN} characters (it has {})", value.chars().count()),
+            );
+            return None;
+        } else if value.chars().any(char::is_whitespace) {
+            self.problem(path, "must not contain whitespace");
+            return None;
+        }
+        Some(secret)
+    }
+
+    pub(super) fn placeholder_problem(&mut self, path: &str, generate: &str) {
+        self.problem(path, format!(
+            "still holds the placeholder from config.example.yaml ({PLACEHOLDER_MARK}…); put a random value there, for example from `{generate}`"
+        ));
+    }
+
+    /// Reads a secret's raw value from its three possible sources, records which one.
+    pub(super) fn secret_value(
+        &mut self,
+        s: &mut Section<'_>,
+        key: &'static str,
+        env_var: &str,
+        required: bool,
+    ) -> Option<Secret> {
+        let file_key: &'static str = match key {
+            "as_token" => "as_token_file",
+            "hs_token" => "hs_token_file",
+            "token" => "token_file",
+            "url" => "url_file",
+            "webhook_secret" => "webhook_secret_file",
+            _ => unreachable!("every secret key has a _file twin"),
+        };
+        let path = s.key_path(key);
+        let inline = s.get(key).is_some().then(|| self.string(s, key, true)).flatten();
+        let from_file = s.get(file_key).is_some().then(|| self.string(s, file_key, true)).flatten();
+        if s.get(key).is_some() && s.get(file_key).is_some() {
+            self.problem(&path, format!("give either {key} or {file_key}, not both"));
+            return None;
+        }
+        if let Some(value) = (self.env)(env_var) {
+            self.secret_sources.push((path, format!("environment variable {env_var}")));
+            return Some(Secret::new(value.trim()));
+        }
+        if let Some(file) = from_file {
+            let full = self.base_dir.join(&file);
+            return match std::fs::read_to_string(&full) {
+                Ok(text) if !text.trim().is_empty() => {
+                    self.secret_sources.push((path, format!("file {}", full.display())));
+                    Some(Secret::new(text.trim()))
+                }
+                Ok(_) => {
+                    self.problem(s.key_path(file_key), format!("file {} is empty", full.display()));
+                    None
+                }
+                Err(e) => {
+                    self.problem(s.key_path(file_key), format!("cannot read {}: {e}", full.display()));
+                    None
+                }
+            };
+        }
+        if let Some(value) = inline {
+            self.secret_sources.push((path, "config file".into()));
+            return Some(Secret::new(value));
+        }
+        if required && !self.problems.iter().any(|p| p.path.starts_with(&path)) {
+            self.problem(path, format!("is missing (give {key}, {file_key}, or the environment variable {env_var})"));
+        }
+        None
+    }
+
+    /// `webhooks.secrets` (a list), `secrets_file` (one per line) or
+    /// `FOYER_WEBHOOK_SECRETS` (separated by commas or whitespace).
+    pub(super) fn secret_list(&mut self, s: &mut Section<'_>) -> Option<(Vec<String>, String)> {
+        let path = s.key_path("secrets");
+        let inline = s.get("secrets");
+        let file = s.get("secrets_file");
+        if inline.is_some() && file.is_some() {
+            self.problem(&path, "give either secrets or secrets_file, not both");
+            return None;
+        }
+        if let Some(value) = (self.env)("FOYER_WEBHOOK_SECRETS") {
+            let list = value.split(|c: char| c == ',' || c.is_whitespace()).filter(|v| !v.is_empty());
+            return Some((list.map(str::to_owned).collect(), "environment variable FOYER_WEBHOOK_SECRETS".into()));
+        }
+        if file.is_some() {
+            let file = self.string(s, "secrets_file", true)?;
+            let full = self.base_dir.join(&file);
+            return match std::fs::read_to_string(&full) {
+                Ok(text) => Some((
+                    text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect(),
+                    format!("file {}", full.display()),
+                )),
+                Err(e) => {
+                    self.problem(s.key_path("secrets_file"), format!("cannot read {}: {e}", full.display()));
+                    None
+                }
+            };
+        }
+        match inline {
+            Some(Value::Sequence(items)) => {
+                let mut out = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    match item {
+                        Value::String(v) => out.push(v.clone()),
+                        _ => self.problem(format!("{path}[{i}]"), "must be a string"),
+                    }
+                }
+                (out.len() == items.len()).then_some((out, "config file".into()))
+            }
+            Some(_) => {
+                self.problem(path, "must be a list of secrets, like [\"whsec_...\"]");
+                None
+            }
+            None => {
+                self.problem(
+                    path,
+                    "is missing (give secrets, secrets_file, or the environment variable FOYER_WEBHOOK_SECRETS)",
+                );
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! Who is in the room: invites (to this server, retried; to another, sent once), kicks
+//! (and refused knocks), and the bot's own join.
+
+use std::time::Duration;
+
+use ruma::{
+    OwnedRoomId, OwnedUserId,
+    api::client::membership::{invite_user, join_room_by_id, kick_user},
+};
+use tokio::time::Instant;
+
+use super::deadline;
+use crate::matrix::{MatrixClient, MatrixError};
+
+/// Deadline for one invite's retries. Shorter than a step's: an invite is one membership
+/// change among many, and its holder is tried again later on their own.
+const INVITE_DEADLINE: Duration = Duration::from_secs(10);
+
+fn invite_request(room_id: &OwnedRoomId, user: &OwnedUserId) -> invite_user::v3::Request {
+    invite_user::v3::Request::new(
+        room_id.clone(),
+        invite_user::v3::InvitationRecipient::UserId(invite_user::v3::InviteUserId::new(user.clone())),
+    )
+}
+
+/// Someone already in the room is invited: what we wanted.
+fn already_in(result: Result<invite_user::v3::Response, MatrixError>) -> Result<(), MatrixError> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(MatrixError::Api { status: 403, message, .. }) if message.contains("already in the room") => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Invites a user, retrying the homeserver's passing failures; someone already in the
+/// room is done.
+pub async fn invite(client: &MatrixClient, room_id: &OwnedRoomId, user: &OwnedUserId) -> Result<(), MatrixError> {
+    already_in(client.send(invite_request(room_id, user), None, Instant::now() + INVITE_DEADLINE).await)
+}
+
+/// Invites a user of another server with one request, never retried here. Synapse sends
+/// the invite to that server inside the room's membership lock (and inside its own
+/// limit of membership changes per appservice), for up to a minute per try when that
+/// server hangs; asking again at once would only keep the room's other invites waiting
+/// longer. The caller keeps the failure against the holder and their server.
+pub async fn invite_once(client: &MatrixClient, room_id: &OwnedRoomId, user: &OwnedUserId) -> Result<(), MatrixError> {
+    already_in(client.send_once(invite_request(room_id, user), None).await)
+}
+
+/// Kicks a member (or refuses a knock) with a reason; someone already gone is done.
+pub async fn kick(
+    client: &MatrixClient,
+    room_id: &OwnedRoomId,
+    user: &OwnedUserId,
+    reason: &str,
+) -> Result<(), MatrixError> {
+    let mut req = kick_user::v3::Request::new(room_id.clone(), user.clone());
+    req.reason = Some(reason.to_owned());
+    match client.send(req, None, deadline()).await {
+        Ok(_) => Ok(()),
+        Err(MatrixError::Api { status: 403, message, .. }) if message.contains("not in the room") => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The bot joins a room it was invited to (by an admin, for commands).
+pub async fn join(client: &MatrixClient, room_id: &OwnedRoomId) -> Result<(), MatrixError> {
+    client.send(join_room_by_id::v3::Request::new(room_id.clone()), None, deadline()).await.map(|_| ())
+}
