@@ -7,7 +7,6 @@ use axum::{
     http::StatusCode,
     middleware,
     response::{IntoResponse, Response},
-    routing::get,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
@@ -23,12 +22,7 @@ const DEFAULT_PAGE: u32 = 100;
 const MAX_PAGE: u32 = 1000;
 
 pub fn router(state: AppState) -> Router<AppState> {
-    Router::new()
-        .route("/reservations", get(list))
-        .route("/reservations/{reservation_id}", get(show))
-        .route("/reservations/{reservation_id}/tickets", get(tickets))
-        .route("/reservations/{reservation_id}/transcript", get(super::transcript::transcript))
-        .layer(middleware::from_fn_with_state(state, require_api_token))
+    super::routes(super::Group::Api, &state).layer(middleware::from_fn_with_state(state, require_api_token))
 }
 
 fn time(t: DateTime<Utc>) -> String {
@@ -76,7 +70,7 @@ fn unavailable(e: impl std::fmt::Display) -> Response {
     error(StatusCode::SERVICE_UNAVAILABLE, "FOYER_UNAVAILABLE", "the database cannot be read now; retry later")
 }
 
-async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+pub(super) async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     let not_found = || error(StatusCode::NOT_FOUND, "FOYER_NOT_FOUND", format!("no reservation {id:?}"));
     let Ok(rid) = ReservationId::parse(&id) else {
         return not_found();
@@ -89,7 +83,7 @@ async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Response
 }
 
 #[derive(Debug, Deserialize)]
-struct TicketsQuery {
+pub(super) struct TicketsQuery {
     limit: Option<u32>,
     /// The `next` value of the previous page.
     after: Option<String>,
@@ -97,7 +91,11 @@ struct TicketsQuery {
 
 /// `GET /api/v1/reservations/{id}/tickets?limit=100&after=<ticket_id>`: each ticket with
 /// its holder, its state and the holder's last invite error, ordered by ticket id.
-async fn tickets(State(state): State<AppState>, Path(id): Path<String>, Query(query): Query<TicketsQuery>) -> Response {
+pub(super) async fn tickets(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<TicketsQuery>,
+) -> Response {
     let not_found = || error(StatusCode::NOT_FOUND, "FOYER_NOT_FOUND", format!("no reservation {id:?}"));
     let Ok(rid) = ReservationId::parse(&id) else {
         return not_found();
@@ -145,7 +143,7 @@ async fn tickets(State(state): State<AppState>, Path(id): Path<String>, Query(qu
 }
 
 #[derive(Debug, Deserialize)]
-struct ListQuery {
+pub(super) struct ListQuery {
     phase: Option<String>,
     limit: Option<u32>,
     /// The `next` value of the previous page.
@@ -154,7 +152,7 @@ struct ListQuery {
 
 /// `GET /api/v1/reservations?phase=open&limit=100&after=<id>`, ordered by id; `next`
 /// is the cursor of the following page, `null` on the last.
-async fn list(State(state): State<AppState>, Query(query): Query<ListQuery>) -> Response {
+pub(super) async fn list(State(state): State<AppState>, Query(query): Query<ListQuery>) -> Response {
     let phase = match query.phase.as_deref().map(|p| (p, Phase::parse(p))) {
         None => None,
         Some((_, Some(phase))) => Some(phase),

@@ -16,7 +16,6 @@ use axum::{
     http::StatusCode,
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::{get, post, put},
 };
 use serde::Deserialize;
 use serde_json::{json, value::RawValue};
@@ -34,11 +33,7 @@ const MAX_TRANSACTION_BYTES: usize = 32 * 1024 * 1024;
 const RECENT_TRANSACTIONS: usize = 4096;
 
 pub fn router(state: AppState) -> Router<AppState> {
-    Router::new()
-        .route("/transactions/{txn_id}", put(transaction))
-        .route("/users/{user_id}", get(query_user))
-        .route("/rooms/{room_alias}", get(query_room_alias))
-        .route("/ping", post(ping))
+    super::routes(super::Group::Appservice, &state)
         .fallback(unrecognized)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_TRANSACTION_BYTES))
@@ -64,7 +59,7 @@ struct TransactionBody<'a> {
     events: Vec<&'a RawValue>,
 }
 
-async fn transaction(State(state): State<AppState>, Path(txn_id): Path<String>, body: Bytes) -> Response {
+pub(super) async fn transaction(State(state): State<AppState>, Path(txn_id): Path<String>, body: Bytes) -> Response {
     // Never 4xx for what the homeserver sent: Synapse retries a refused transaction for
     // ever, holding back every transaction behind it. A body that is not a transaction
     // at all holds no events to record.
@@ -149,7 +144,7 @@ fn transaction_key(txn_id: &str, events: &[HomeserverEvent]) -> u64 {
 }
 
 /// Foyer claims no users besides its bot, which the homeserver already knows.
-async fn query_user(Path(_user_id): Path<String>) -> Response {
+pub(super) async fn query_user(Path(_user_id): Path<String>) -> Response {
     error(StatusCode::NOT_FOUND, "M_NOT_FOUND", "Foyer provides no users")
 }
 
@@ -177,7 +172,7 @@ fn membership_fact(event: &HomeserverEvent, bot: &ruma::UserId) -> Option<Member
 /// A client resolved one of our aliases that does not exist (yet). If the reservation's
 /// room should be open, open it now and answer 200 so the homeserver retries the lookup:
 /// a holder who types the alias can knock at once. Answer fast: the client waits.
-async fn query_room_alias(State(state): State<AppState>, Path(alias): Path<String>) -> Response {
+pub(super) async fn query_room_alias(State(state): State<AppState>, Path(alias): Path<String>) -> Response {
     let not_found = || error(StatusCode::NOT_FOUND, "M_NOT_FOUND", "No such room");
     let (Some(id), Some(lifecycle)) = (state.config.reservation_of_alias(&alias), state.lifecycle.get()) else {
         return not_found();
@@ -198,7 +193,7 @@ struct PingBody {
     transaction_id: Option<String>,
 }
 
-async fn ping(body: Bytes) -> Response {
+pub(super) async fn ping(body: Bytes) -> Response {
     let parsed: PingBody = serde_json::from_slice(&body).unwrap_or_default();
     metrics::counter!("foyer_appservice_pings_total").increment(1);
     tracing::info!(transaction_id = parsed.transaction_id.as_deref().unwrap_or(""), "homeserver ping received");

@@ -9,7 +9,6 @@ use axum::{
     extract::{Path, State},
     http::{StatusCode, header},
     response::{Html, IntoResponse, Response},
-    routing::get,
 };
 use chrono::Utc;
 
@@ -21,8 +20,8 @@ use crate::{
     schedule::{self, Phase},
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/claim/{code}", get(page))
+pub fn router(state: &AppState) -> Router<AppState> {
+    super::routes(super::Group::Claim, state)
 }
 
 /// The claim page's Content-Security-Policy: it runs nothing, loads nothing, has no
@@ -68,7 +67,7 @@ fn signup(config: &Config) -> String {
     }
 }
 
-async fn page(State(state): State<AppState>, Path(code): Path<String>) -> Response {
+pub(super) async fn page(State(state): State<AppState>, Path(code): Path<String>) -> Response {
     let config = &state.config;
     let Ok(code) = ClaimCode::parse(&code) else { return not_found(config) };
     let status = match state.store.claim_status(&code.hash()).await {

@@ -15,11 +15,11 @@ use std::sync::{Arc, RwLock};
 
 use axum::{
     Json, Router,
-    extract::{Request, State},
-    http::{HeaderMap, StatusCode, header},
+    extract::{DefaultBodyLimit, Request, State},
+    http::{HeaderMap, Method, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{MethodFilter, MethodRouter, on},
 };
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
@@ -67,17 +67,91 @@ pub struct Shared {
     pub claims: Arc<crate::admin::claim::Throttle>,
 }
 
+/// Which part of a listener a route belongs to. Each part is mounted under its prefix
+/// with its own layers (`appservice::router` adds the hs_token check, `api::router` the
+/// api.token check, `status::router` the page policy).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Group {
+    /// `/_matrix/app/v1`: the homeserver's API, on both listeners.
+    Appservice,
+    /// `/api/v1`: the read API.
+    Api,
+    /// The platform's webhooks.
+    Webhooks,
+    /// `/ingest/v1`: the streaming servers' hooks.
+    Ingest,
+    /// The admin's status page.
+    Status,
+    /// The claim page.
+    Claim,
+    /// Health and metrics, on both listeners.
+    Health,
+}
+
+impl Group {
+    /// Where the group is mounted: its routes' paths start with it.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Self::Appservice => "/_matrix/app/v1",
+            Self::Api => "/api/v1",
+            Self::Ingest => "/ingest/v1",
+            Self::Webhooks | Self::Status | Self::Claim | Self::Health => "",
+        }
+    }
+}
+
+/// One route Foyer serves: a method on a path (the full path, as `docs/openapi.yaml`
+/// writes it), and its handler with the layers of this route alone.
+pub struct Route {
+    pub group: Group,
+    pub method: Method,
+    pub path: &'static str,
+    handler: fn(MethodFilter, &AppState) -> MethodRouter<AppState>,
+}
+
+/// Every route of every listener. The routers are built from this table alone, and a
+/// test holds `docs/openapi.yaml` to it: a route added here and not documented there
+/// (or the other way round) fails the test.
+#[rustfmt::skip]
+pub const ROUTES: &[Route] = &[
+    Route { group: Group::Appservice, method: Method::PUT, path: "/_matrix/app/v1/transactions/{txn_id}", handler: |m, _| on(m, appservice::transaction) },
+    Route { group: Group::Appservice, method: Method::GET, path: "/_matrix/app/v1/users/{user_id}", handler: |m, _| on(m, appservice::query_user) },
+    Route { group: Group::Appservice, method: Method::GET, path: "/_matrix/app/v1/rooms/{room_alias}", handler: |m, _| on(m, appservice::query_room_alias) },
+    Route { group: Group::Appservice, method: Method::POST, path: "/_matrix/app/v1/ping", handler: |m, _| on(m, appservice::ping) },
+    Route { group: Group::Api, method: Method::GET, path: "/api/v1/reservations", handler: |m, _| on(m, api::list) },
+    Route { group: Group::Api, method: Method::GET, path: "/api/v1/reservations/{reservation_id}", handler: |m, _| on(m, api::show) },
+    Route { group: Group::Api, method: Method::GET, path: "/api/v1/reservations/{reservation_id}/tickets", handler: |m, _| on(m, api::tickets) },
+    Route { group: Group::Api, method: Method::GET, path: "/api/v1/reservations/{reservation_id}/transcript", handler: |m, _| on(m, transcript::transcript) },
+    Route { group: Group::Webhooks, method: Method::POST, path: "/webhooks/v1/events", handler: |m, _| on(m, webhooks::receive) },
+    Route { group: Group::Ingest, method: Method::POST, path: "/ingest/v1/rtmp", handler: |m, _| on(m, ingest::rtmp::hook) },
+    Route { group: Group::Ingest, method: Method::POST, path: "/ingest/v1/owncast/{channel_id}", handler: |m, _| on(m, ingest::owncast::receive) },
+    Route { group: Group::Status, method: Method::GET, path: "/status", handler: |m, _| on(m, status::page) },
+    Route { group: Group::Status, method: Method::POST, path: "/status/login", handler: |m, _| on(m, status::login).layer(DefaultBodyLimit::max(status::MAX_LOGIN_BYTES)) },
+    Route { group: Group::Status, method: Method::POST, path: "/status/logout", handler: |m, _| on(m, status::logout) },
+    Route { group: Group::Claim, method: Method::GET, path: "/claim/{code}", handler: |m, _| on(m, claim::page) },
+    Route { group: Group::Health, method: Method::GET, path: "/health/live", handler: |m, _| on(m, live) },
+    Route { group: Group::Health, method: Method::GET, path: "/health/ready", handler: |m, _| on(m, ready) },
+    Route { group: Group::Health, method: Method::GET, path: "/metrics", handler: |m, state| on(m, metrics).layer(middleware::from_fn_with_state(state.clone(), require_api_token)) },
+];
+
+/// The routes of `group` from [`ROUTES`], on paths relative to the group's prefix.
+pub fn routes(group: Group, state: &AppState) -> Router<AppState> {
+    ROUTES.iter().filter(|r| r.group == group).fold(Router::new(), |router, r| {
+        let path = r.path.strip_prefix(group.prefix()).expect("a route's path starts with its group's prefix");
+        let filter = MethodFilter::try_from(r.method.clone()).expect("a route's method is one axum routes");
+        router.route(path, (r.handler)(filter, state))
+    })
+}
+
 pub fn router(state: AppState, limits: &server::Limits) -> Router {
     Router::new()
-        .nest("/_matrix/app/v1", appservice::router(state.clone()))
-        .nest("/api/v1", api::router(state.clone()))
-        .route("/webhooks/v1/events", axum::routing::post(webhooks::receive))
-        .nest("/ingest/v1", ingest::router())
-        .merge(status::router())
-        .merge(claim::router())
-        .route("/health/live", get(|| async { Json(json!({"status": "live"})) }))
-        .route("/health/ready", get(ready))
-        .route("/metrics", get(metrics).layer(middleware::from_fn_with_state(state.clone(), require_api_token)))
+        .nest(Group::Appservice.prefix(), appservice::router(state.clone()))
+        .nest(Group::Api.prefix(), api::router(state.clone()))
+        .merge(routes(Group::Webhooks, &state))
+        .nest(Group::Ingest.prefix(), ingest::router(&state))
+        .merge(status::router(&state))
+        .merge(claim::router(&state))
+        .merge(routes(Group::Health, &state))
         .fallback(unrecognized)
         .method_not_allowed_fallback(method_not_allowed)
         // Outside the routes, so that it also guards the fallbacks; inside the request
@@ -92,10 +166,8 @@ pub fn router(state: AppState, limits: &server::Limits) -> Router {
 /// nothing on the main listener can hold what the homeserver's transactions need.
 pub fn homeserver_router(state: AppState, limits: &server::Limits) -> Router {
     Router::new()
-        .nest("/_matrix/app/v1", appservice::router(state.clone()))
-        .route("/health/live", get(|| async { Json(json!({"status": "live"})) }))
-        .route("/health/ready", get(ready))
-        .route("/metrics", get(metrics).layer(middleware::from_fn_with_state(state.clone(), require_api_token)))
+        .nest(Group::Appservice.prefix(), appservice::router(state.clone()))
+        .merge(routes(Group::Health, &state))
         .fallback(unrecognized)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(server::Guard::new(limits), server::guard))
@@ -163,6 +235,10 @@ pub async fn require_api_token(State(state): State<AppState>, request: Request, 
         error(StatusCode::UNAUTHORIZED, "FOYER_UNAUTHORIZED", "send the api.token as Authorization: Bearer <token>");
     response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
     response
+}
+
+async fn live() -> Json<serde_json::Value> {
+    Json(json!({"status": "live"}))
 }
 
 async fn ready(State(state): State<AppState>) -> Response {

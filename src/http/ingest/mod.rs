@@ -5,7 +5,7 @@
 pub mod owncast;
 pub mod rtmp;
 
-use axum::{Router, routing::post};
+use axum::Router;
 
 use super::AppState;
 
@@ -15,11 +15,11 @@ use crate::config::IngestConfig;
 /// form and SRS's JSON are a few hundred bytes, Owncast's events a few KB.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-pub fn router() -> Router<AppState> {
+pub fn router(state: &AppState) -> Router<AppState> {
     // Shown from the start (at zero), so /metrics lists the families before any server calls.
     metrics::counter!("foyer_ingest_owncast_total", "event" => "unknown", "result" => "unknown_channel").increment(0);
     metrics::counter!("foyer_ingest_publishes_total", "server" => "nginx", "result" => "allowed").increment(0);
-    Router::new().route("/rtmp", post(rtmp::hook)).route("/owncast/{channel_id}", post(owncast::receive))
+    super::routes(super::Group::Ingest, state)
 }
 
 /// Whether a hook's query string carries `ingest.token` as `token=` (compared in

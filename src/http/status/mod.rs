@@ -26,15 +26,13 @@ pub use session::cookie_value;
 
 use axum::{
     Router,
-    extract::DefaultBodyLimit,
     http::{HeaderValue, header},
     response::Response,
-    routing::{get, post},
 };
 
 use crate::http::AppState;
-use page::page;
-use session::{login, logout};
+pub(crate) use page::page;
+pub(crate) use session::{login, logout};
 
 /// The login form's largest body: a token of a few hundred bytes fits many times over.
 pub const MAX_LOGIN_BYTES: usize = 4096;
@@ -44,12 +42,8 @@ pub const MAX_LOGIN_BYTES: usize = 4096;
 pub const POLICY: &str =
     "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/status", get(page))
-        .route("/status/login", post(login).layer(DefaultBodyLimit::max(MAX_LOGIN_BYTES)))
-        .route("/status/logout", post(logout))
-        .layer(axum::middleware::map_response(with_policy))
+pub fn router(state: &AppState) -> Router<AppState> {
+    crate::http::routes(crate::http::Group::Status, state).layer(axum::middleware::map_response(with_policy))
 }
 
 /// [`POLICY`] on an answer, and `X-Frame-Options` for browsers that predate

@@ -45,7 +45,7 @@ struct Row<'a> {
     cannot_invite: &'a [(String, String)],
 }
 
-pub(super) async fn page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub(crate) async fn page(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let now = Utc::now();
     if !has_token(&headers, &state.config.api.token) {
         match has_session(&state, &headers, now).await {

@@ -164,11 +164,11 @@ fn same_origin(headers: &HeaderMap, config: &Config) -> bool {
 }
 
 #[derive(Deserialize)]
-pub(super) struct LoginForm {
+pub(crate) struct LoginForm {
     token: String,
 }
 
-pub(super) async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Response {
+pub(crate) async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Response {
     let token = &state.config.api.token;
     if !token.matches(form.token.trim().as_bytes()) {
         tracing::warn!("status page: a login with a wrong token");
@@ -190,7 +190,7 @@ pub(super) async fn login(State(state): State<AppState>, Form(form): Form<LoginF
     (StatusCode::SEE_OTHER, [(header::LOCATION, "/status".to_owned()), (header::SET_COOKIE, cookie)]).into_response()
 }
 
-pub(super) async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub(crate) async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if !same_origin(&headers, &state.config) {
         tracing::warn!("status page: a logout that did not come from the page refused");
         let body = "<h1>Foyer status</h1><p class=error role=alert>This logout did not come from Foyer's \
