@@ -11,6 +11,9 @@ pub mod status;
 pub mod transcript;
 pub mod webhooks;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::{Arc, RwLock};
 
 use axum::{
