@@ -1,5 +1,5 @@
 //! The one implementation of [`Store`], generic over the database. What differs between
-//! SQLite and PostgreSQL is behind [`Dialect`] (in `sqlite.rs` and `postgres.rs`); the
+//! SQLite and PostgreSQL is behind [`Dialect`] (`dialect.rs`); the
 //! statements are in `sql.rs` and reading rows back in `rows.rs`, but for recording
 //! steps and reading the room back, which are in `room.rs`.
 
@@ -8,15 +8,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ruma::UserId;
-use sqlx::{Database, Encode, Executor, IntoArguments, Pool, Type, query::Query};
+use sqlx::{Encode, Executor, Type};
 
 use super::{
     AdminAction, Claim, ClaimHasher, LifecycleState, MembershipFact, Outbound, Outcome, QueuedAdminEvent, Receipt,
-    ReservationRecord, StepRecord, Store, StoreError, TicketRow, intake,
+    ReservationRecord, StepRecord, Store, StoreError, TicketRow,
+    dialect::{Dialect, Due, SqlStore},
+    intake,
     rows::{self, Read},
     sql, to_millis,
 };
-use crate::config::DatabaseKind;
 use crate::events::HomeserverEvent;
 use crate::model::Membership;
 use crate::model::SessionId;
@@ -29,61 +30,6 @@ use crate::outbox::{
     send::{Outbox, OutboxClaim, OutboxResult, OutboxStatus},
 };
 
-/// What one database does its own way.
-#[async_trait]
-pub trait Dialect: Database<Row: Read, Arguments: IntoArguments<Self>> {
-    /// What the store holds besides its pool: the group-commit writers' queue, and on
-    /// SQLite the connections it reads on in place.
-    type Own: Send + Sync;
-    /// Opens a write transaction.
-    const BEGIN_WRITE: &'static str;
-    /// Which files of `schema::MIGRATIONS` it applies.
-    const KIND: DatabaseKind;
-    /// Creates the table of applied migrations if there is none.
-    const MIGRATIONS_TABLE: &'static str;
-    /// Runs first in the migrating transaction, if anything must.
-    const BEFORE_MIGRATING: Option<&'static str>;
-    /// Appends to `reminders_sent`'s JSON array: `(seconds, reservation_id)`.
-    const REMINDER_SENT: &'static str;
-    /// Held until the transaction ends, so that two writes of one stream key cannot both
-    /// find it free (`$1`, its hash); `None` where writes are one at a time already.
-    const LOCK_STREAM_KEY: Option<&'static str>;
-    /// [`sql::outbox_claim`] with the dialect's row locking.
-    const OUTBOX_CLAIM: &'static str;
-
-    fn rows_affected(done: &Self::QueryResult) -> u64;
-
-    /// The records among `ids`, in one statement however many there are.
-    fn records_by_id(ids: &[ReservationId]) -> Result<Query<'static, Self, Self::Arguments>, StoreError>;
-
-    async fn record_webhook(
-        store: &SqlStore<Self>,
-        receipt: &Receipt<'_>,
-        event: &WebhookEvent,
-    ) -> Result<Outcome, StoreError>;
-
-    async fn claim_due(store: &SqlStore<Self>, due: Due<'_>) -> Result<Vec<Claim>, StoreError>;
-
-    /// One reservation's record (the read API's `GET`, the lifecycle's look at one).
-    async fn reservation(store: &SqlStore<Self>, id: &ReservationId) -> Result<Option<ReservationRecord>, StoreError>;
-}
-
-/// What [`Store::claim_due`] leases: up to `limit` reservations due at `now`, to `owner`
-/// until `until` (both unix milliseconds).
-pub struct Due<'a> {
-    pub now: i64,
-    pub until: i64,
-    pub limit: i64,
-    pub owner: &'a str,
-}
-
-/// A store on database `D` (see `SqliteStore` and `PostgresStore`).
-pub struct SqlStore<D: Dialect> {
-    pub(super) pool: Pool<D>,
-    pub(super) own: D::Own,
-    pub(super) outbox: Outbound,
-}
-
 // The bounds say what the code binds: the few types the schema uses.
 impl<D: Dialect> SqlStore<D>
 where
@@ -93,14 +39,6 @@ where
     for<'s> &'s str: Encode<'s, D> + Type<D>,
     for<'s> Option<&'s str>: Encode<'s, D>,
 {
-    /// After a commit that may have written an event (`wrote`): the sender sends it now
-    /// rather than at its next look, a second later.
-    fn wake_sender(&self, wrote: bool) {
-        if wrote && self.outbox == Outbound::Write {
-            crate::outbox::send::wake();
-        }
-    }
-
     /// [`Dialect::reservation`] through the pool.
     pub(super) async fn reservation_from_pool(
         &self,
@@ -108,10 +46,6 @@ where
     ) -> Result<Option<ReservationRecord>, StoreError> {
         let row = sqlx::query(sql::RECORD_BY_ID).bind(id.as_str()).fetch_optional(&self.pool).await?;
         row.as_ref().map(rows::record).transpose()
-    }
-
-    pub(crate) fn pool(&self) -> &Pool<D> {
-        &self.pool
     }
 
     /// A page of reservations after `after`, read with `query` (with or without counts).
@@ -141,16 +75,6 @@ where
             }
         }
         Ok(records)
-    }
-
-    /// Whether `query` bound to `(text, time)` finds a row.
-    async fn exists(&self, query: &'static str, text: &str, at: Option<DateTime<Utc>>) -> Result<bool, StoreError> {
-        let query = sqlx::query(query).bind(text);
-        let query = match at {
-            Some(at) => query.bind(to_millis(at)),
-            None => query,
-        };
-        Ok(query.fetch_optional(&self.pool).await?.is_some())
     }
 }
 

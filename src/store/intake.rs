@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{Encode, Executor, Type};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Outbound, Outcome, Receipt, StoreError, db::Dialect, rows::Read, sql, to_millis};
+use super::{Outbound, Outcome, Receipt, StoreError, dialect::Dialect, rows::Read, sql, to_millis};
 use crate::model::{
     BoundHow, Description, Grant, HeldTicket, Holder, ReservationId, StreamKeyHash, StreamUrl, Ticket, WebhookEvent,
     grant,

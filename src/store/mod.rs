@@ -2,6 +2,7 @@
 //! database. Each write is one transaction; a `2xx` is only sent after it commits.
 
 mod db;
+mod dialect;
 mod intake;
 pub mod migrate;
 mod postgres;

@@ -16,7 +16,7 @@ use tokio::sync::{Mutex, mpsc};
 
 use super::{
     Claim, Outbound, Outcome, Receipt, StoreError,
-    db::{Dialect, Due, SqlStore},
+    dialect::{Dialect, Due, SqlStore},
     intake::{self, INTAKE_BATCH, INTAKE_QUEUE, Job},
     rows, schema, sql,
 };

@@ -12,7 +12,8 @@ use sqlx::{Encode, Executor, Type};
 
 use super::{
     CreateBegan, LifecycleState, Outbound, StepRecord, StoreError, attempts,
-    db::{Dialect, SqlStore, write_event},
+    db::write_event,
+    dialect::{Dialect, SqlStore},
     from_millis,
     rows::{Read, corrupt},
     to_millis,

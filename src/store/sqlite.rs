@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 
 use super::{
     Claim, Outbound, Outcome, Receipt, StoreError,
-    db::{Dialect, Due, SqlStore},
+    dialect::{Dialect, Due, SqlStore},
     intake::{self, Arg, INTAKE_BATCH, INTAKE_QUEUE, Job, Writes, now_or_never},
     rows::{self, Read},
     schema, sql,

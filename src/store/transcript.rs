@@ -12,7 +12,7 @@ use sqlx::{AssertSqlSafe, Encode, Executor, Type};
 
 use super::{
     StoreError,
-    db::{Dialect, SqlStore},
+    dialect::{Dialect, SqlStore},
     from_millis,
     rows::{Read, corrupt},
     to_millis,
