@@ -49,7 +49,7 @@ pub trait Dialect: Database<Row: Read, Arguments: IntoArguments<Self>> {
     async fn reservation(store: &SqlStore<Self>, id: &ReservationId) -> Result<Option<ReservationRecord>, StoreError>;
 }
 
-/// What [`Store::claim_due`] leases: up to `limit` reservations due at `now`, to `owner`
+/// What [`super::LeaseStore::claim_due`] leases: up to `limit` reservations due at `now`, to `owner`
 /// until `until` (both unix milliseconds).
 pub struct Due<'a> {
     pub now: i64,
