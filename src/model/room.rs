@@ -271,7 +271,7 @@ pub enum StepRecord {
     ClosingNoticeSent,
     Archived,
     /// The room's transcript is stored, this many messages; its lines were written
-    /// before (`Store::write_transcript`).
+    /// before (`TranscriptStore::write_transcript`).
     TranscriptMade {
         messages: u64,
     },

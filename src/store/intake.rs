@@ -14,12 +14,104 @@ use chrono::{DateTime, Utc};
 use sqlx::{Encode, Executor, Type};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Outbound, Outcome, Receipt, StoreError, db::Dialect, rows::Read, sql, to_millis};
+use super::{Outbound, Outcome, Receipt, StoreError, dialect::Dialect, rows::Read, sql, to_millis};
 use crate::model::{
     BoundHow, Description, Grant, HeldTicket, Holder, ReservationId, StreamKeyHash, StreamUrl, Ticket, WebhookEvent,
     grant,
 };
 use crate::outbox::OutboundEvent;
+
+// The statements of recording a webhook.
+
+/// A webhook's receipt, once per `webhook-id`: `(webhook_id, event_type, reservation_id, received_at)`.
+const RECEIPT: &str = "INSERT INTO webhook_receipts (webhook_id, event_type, reservation_id, outcome, received_at)
+    VALUES ($1, $2, $3, 'accepted', $4) ON CONFLICT (webhook_id) DO NOTHING";
+const RECEIPT_STALE: &str = "UPDATE webhook_receipts SET outcome = 'stale' WHERE webhook_id = $1";
+/// New tickets or revocations: like [`FACTS_ARRIVED`] once the room exists. Before, they
+/// change no plan (`lifecycle/plan.rs` reads the audience only in a room), so nothing is
+/// made due: tickets sold ahead of a show cost no planning each. The version still moves,
+/// so a worker opening the room right now plans again before it lets go (its release
+/// sees the change), and the new holders are invited: `(reservation_id, at)`.
+const TICKETS_ARRIVED: &str = "UPDATE lifecycle SET facts_version = facts_version + 1,
+        next_due_at = CASE WHEN room_id IS NOT NULL THEN $2 ELSE next_due_at END
+    WHERE reservation_id = $1";
+const REVISION: &str = "SELECT revision FROM reservations WHERE reservation_id = $1";
+/// A reservation's description, kept at its stored revision when the new one has none.
+const UPSERT_RESERVATION: &str = "INSERT INTO reservations (reservation_id, revision, title, description,
+        starts_at, ends_at, stream_url, channel_id, channel_name, hosts, open_before_seconds, close_after_seconds,
+        updated_at, stream_key_hash, transcript)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+    ON CONFLICT (reservation_id) DO UPDATE SET
+        revision = COALESCE(excluded.revision, reservations.revision),
+        title = excluded.title, description = excluded.description,
+        starts_at = excluded.starts_at, ends_at = excluded.ends_at, stream_url = excluded.stream_url,
+        channel_id = excluded.channel_id, channel_name = excluded.channel_name, hosts = excluded.hosts,
+        open_before_seconds = excluded.open_before_seconds,
+        close_after_seconds = excluded.close_after_seconds, updated_at = excluded.updated_at,
+        stream_key_hash = excluded.stream_key_hash, transcript = excluded.transcript";
+/// Another active reservation (neither cancelled nor archived) with this stream key:
+/// `(stream_key_hash, reservation_id)`.
+const STREAM_KEY_TAKEN: &str = "SELECT r.reservation_id FROM reservations r
+    LEFT JOIN reservation_signals s ON s.reservation_id = r.reservation_id
+    LEFT JOIN lifecycle l ON l.reservation_id = r.reservation_id
+    WHERE r.stream_key_hash = $1 AND r.reservation_id <> $2
+        AND s.cancelled_at IS NULL AND l.archived_at IS NULL
+    LIMIT 1";
+/// The first cancellation counts: `(reservation_id, at, reason)`.
+const CANCEL: &str = "INSERT INTO reservation_signals (reservation_id, cancelled_at, cancel_reason)
+    VALUES ($1, $2, $3)
+    ON CONFLICT (reservation_id) DO UPDATE SET
+        cancelled_at = COALESCE(reservation_signals.cancelled_at, excluded.cancelled_at),
+        cancel_reason = COALESCE(reservation_signals.cancel_reason, excluded.cancel_reason)";
+/// What a grant decides on (`model::grant`): `(reservation_id, ticket_id)`.
+const TICKET_HELD: &str = "SELECT user_id, email, holder_digest, bound_how IS NOT NULL AS bound,
+        revoked_at IS NOT NULL AS revoked, holder_generation
+    FROM tickets WHERE reservation_id = $1 AND ticket_id = $2";
+/// A ticket's holder, as a grant decided: `(reservation_id, ticket_id, user_id, email,
+/// display_name, claim_hash, holder_digest, holder_generation, bound_how, at)`. Every
+/// column of the holder is written, so nothing of the former one stays; a new email
+/// holder is looked up on the homeserver afresh. The first grant's time is kept.
+const HOLD_TICKET: &str = "INSERT INTO tickets
+        (reservation_id, ticket_id, user_id, email, display_name, claim_hash, holder_digest, holder_generation,
+         bound_how, bound_at, granted_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, CASE WHEN $9 IS NULL THEN NULL ELSE $10 END, $10)
+    ON CONFLICT (reservation_id, ticket_id) DO UPDATE SET
+        user_id = excluded.user_id, email = excluded.email, display_name = excluded.display_name,
+        claim_hash = excluded.claim_hash, holder_digest = excluded.holder_digest,
+        holder_generation = excluded.holder_generation, bound_how = excluded.bound_how,
+        bound_at = excluded.bound_at, looked_up_at = NULL,
+        granted_at = COALESCE(tickets.granted_at, excluded.granted_at)";
+/// Whether `ticket.granted` for `$1` comes too late: its reservation is cancelled or archived.
+const RESERVATION_CLOSED: &str = "SELECT 1 FROM reservation_signals s WHERE s.reservation_id = $1
+        AND s.cancelled_at IS NOT NULL
+    UNION ALL SELECT 1 FROM lifecycle l WHERE l.reservation_id = $1 AND l.archived_at IS NOT NULL
+    LIMIT 1";
+/// A cancellation ends what the addresses and codes of its tickets were for: `(reservation_id)`.
+const FORGET_CANCELLED: &str = "UPDATE tickets SET email = NULL, display_name = NULL, claim_hash = NULL
+    WHERE reservation_id = $1 AND (email IS NOT NULL OR display_name IS NOT NULL OR claim_hash IS NOT NULL)";
+/// Drops a receipt again: `(webhook_id)`, for a grant that came too late and stores nothing.
+const RECEIPT_FORGET: &str = "DELETE FROM webhook_receipts WHERE webhook_id = $1";
+/// `(reservation_id, ticket_id, at)`; the first revocation counts.
+const REVOKE_TICKET: &str = "INSERT INTO tickets (reservation_id, ticket_id, revoked_at) VALUES ($1, $2, $3)
+    ON CONFLICT (reservation_id, ticket_id) DO UPDATE SET revoked_at = COALESCE(tickets.revoked_at, excluded.revoked_at)";
+/// `(reservation_id, at)`; the latest start counts (`CASE`, since SQLite has no `GREATEST`).
+const STREAM_STARTED: &str = "INSERT INTO reservation_signals (reservation_id, stream_started_at)
+    VALUES ($1, $2)
+    ON CONFLICT (reservation_id) DO UPDATE SET stream_started_at =
+        CASE WHEN COALESCE(reservation_signals.stream_started_at, 0) > excluded.stream_started_at
+        THEN COALESCE(reservation_signals.stream_started_at, 0) ELSE excluded.stream_started_at END";
+/// `(reservation_id, at)`; the latest end counts.
+const STREAM_ENDED: &str = "INSERT INTO reservation_signals (reservation_id, stream_ended_at)
+    VALUES ($1, $2)
+    ON CONFLICT (reservation_id) DO UPDATE SET stream_ended_at =
+        CASE WHEN COALESCE(reservation_signals.stream_ended_at, 0) > excluded.stream_ended_at
+        THEN COALESCE(reservation_signals.stream_ended_at, 0) ELSE excluded.stream_ended_at END";
+/// One outbound event into the outbox, once per `once_key` (NULL never conflicts):
+/// `(event_id, reservation_id, type, payload, once_key, created_at)`, due at once.
+const OUTBOX_INSERT: &str = "INSERT INTO outbox
+        (event_id, reservation_id, type, payload, once_key, created_at, next_attempt_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $6)
+    ON CONFLICT DO NOTHING";
 
 /// A value bound to a statement: the two types the schema uses, either of them NULL.
 #[derive(Debug, Clone, Copy)]
@@ -248,28 +340,28 @@ pub(super) async fn record(
 ) -> Result<Outcome, StoreError> {
     let receipt =
         [webhook_id.into(), event.kind().into(), event.reservation_id().as_str().into(), to_millis(received_at).into()];
-    if w.execute(sql::RECEIPT, &receipt).await? == 0 {
+    if w.execute(RECEIPT, &receipt).await? == 0 {
         return Ok(Outcome::Duplicate);
     }
     let outcome = apply(w, event, received_at, outbox).await?;
     match outcome {
-        Outcome::Stale => _ = w.execute(sql::RECEIPT_STALE, &[webhook_id.into()]).await?,
+        Outcome::Stale => _ = w.execute(RECEIPT_STALE, &[webhook_id.into()]).await?,
         // Nothing is stored of a grant that came too late, not even its receipt.
-        Outcome::Closed => _ = w.execute(sql::RECEIPT_FORGET, &[webhook_id.into()]).await?,
+        Outcome::Closed => _ = w.execute(RECEIPT_FORGET, &[webhook_id.into()]).await?,
         Outcome::Accepted | Outcome::Duplicate => {}
     }
     Ok(outcome)
 }
 
 /// New facts about `reservation_id`, from `at`: plan it again, or only once its room
-/// exists when they are all tickets (`sql::TICKETS_ARRIVED`, `tickets_only`).
+/// exists when they are all tickets (`TICKETS_ARRIVED`, `tickets_only`).
 pub(super) async fn facts_arrived(
     w: &mut impl Writes,
     reservation_id: &str,
     at: DateTime<Utc>,
     tickets_only: bool,
 ) -> Result<(), StoreError> {
-    let statement = if tickets_only { sql::TICKETS_ARRIVED } else { sql::FACTS_ARRIVED };
+    let statement = if tickets_only { TICKETS_ARRIVED } else { sql::FACTS_ARRIVED };
     w.execute(statement, &[reservation_id.into(), to_millis(at).into()]).await?;
     Ok(())
 }
@@ -289,8 +381,7 @@ async fn apply(
     let now = to_millis(at);
     match event {
         WebhookEvent::Upsert(r) => {
-            let stored =
-                w.fetch_optional(sql::REVISION, &[r.id.as_str().into()], |row| row.opt_int("revision")).await?;
+            let stored = w.fetch_optional(REVISION, &[r.id.as_str().into()], |row| row.opt_int("revision")).await?;
             if let (Some(stored), Some(incoming)) = (stored.flatten(), r.revision)
                 && (incoming.0 as i64) < stored
             {
@@ -301,7 +392,7 @@ async fn apply(
                     w.execute(lock, &[key.as_str().into()]).await?;
                 }
                 let args = [key.as_str().into(), r.id.as_str().into()];
-                if w.fetch_optional(sql::STREAM_KEY_TAKEN, &args, |_| Ok(())).await?.is_some() {
+                if w.fetch_optional(STREAM_KEY_TAKEN, &args, |_| Ok(())).await?.is_some() {
                     // Rolls the receipt back too: a refused event changes nothing.
                     return Err(StoreError::Refused {
                         path: "data.ingest.stream_key",
@@ -327,14 +418,14 @@ async fn apply(
                 r.stream_key.as_ref().map(StreamKeyHash::as_str).into(),
                 r.transcript.map(i64::from).into(),
             ];
-            w.execute(sql::UPSERT_RESERVATION, &args).await?;
+            w.execute(UPSERT_RESERVATION, &args).await?;
         }
         WebhookEvent::Cancelled { id, reason } => {
-            w.execute(sql::CANCEL, &[id.as_str().into(), now.into(), reason.as_deref().into()]).await?;
-            w.execute(sql::FORGET_CANCELLED, &[id.as_str().into()]).await?;
+            w.execute(CANCEL, &[id.as_str().into(), now.into(), reason.as_deref().into()]).await?;
+            w.execute(FORGET_CANCELLED, &[id.as_str().into()]).await?;
         }
         WebhookEvent::TicketsGranted { id, tickets } => {
-            if w.fetch_optional(sql::RESERVATION_CLOSED, &[id.as_str().into()], |_| Ok(())).await?.is_some() {
+            if w.fetch_optional(RESERVATION_CLOSED, &[id.as_str().into()], |_| Ok(())).await?.is_some() {
                 return Ok(Outcome::Closed);
             }
             for ticket in tickets {
@@ -343,14 +434,14 @@ async fn apply(
         }
         WebhookEvent::TicketsRevoked { id, ticket_ids } => {
             for ticket_id in ticket_ids {
-                w.execute(sql::REVOKE_TICKET, &[id.as_str().into(), ticket_id.as_str().into(), now.into()]).await?;
+                w.execute(REVOKE_TICKET, &[id.as_str().into(), ticket_id.as_str().into(), now.into()]).await?;
             }
         }
         WebhookEvent::StreamStarted { id, at } => {
-            w.execute(sql::STREAM_STARTED, &[id.as_str().into(), to_millis(*at).into()]).await?;
+            w.execute(STREAM_STARTED, &[id.as_str().into(), to_millis(*at).into()]).await?;
         }
         WebhookEvent::StreamEnded { id, at } => {
-            w.execute(sql::STREAM_ENDED, &[id.as_str().into(), to_millis(*at).into()]).await?;
+            w.execute(STREAM_ENDED, &[id.as_str().into(), to_millis(*at).into()]).await?;
         }
     }
     Ok(Outcome::Accepted)
@@ -368,7 +459,7 @@ async fn grant_ticket(
 ) -> Result<(), StoreError> {
     let key = [id.as_str().into(), ticket.id.as_str().into()];
     let held = w
-        .fetch_optional(sql::TICKET_HELD, &key, |row| {
+        .fetch_optional(TICKET_HELD, &key, |row| {
             Ok(HeldTicket {
                 user_id: row.opt_text("user_id")?,
                 email: row.opt_text("email")?,
@@ -407,7 +498,7 @@ async fn grant_ticket(
         bound_how.map(BoundHow::as_str).into(),
         now.into(),
     ];
-    w.execute(sql::HOLD_TICKET, &args).await?;
+    w.execute(HOLD_TICKET, &args).await?;
     // An email ticket sent again with its holder's user ID was bound just now: the
     // platform hears of it like of any other claim.
     if let (Some(how), Holder::User(user)) = (bound_how, &ticket.holder) {
@@ -444,7 +535,7 @@ pub(super) async fn write_event(
         event.once_key.as_deref().into(),
         now.into(),
     ];
-    w.execute(sql::OUTBOX_INSERT, &args).await?;
+    w.execute(OUTBOX_INSERT, &args).await?;
     Ok(())
 }
 

@@ -16,9 +16,9 @@ use tokio::sync::{Mutex, mpsc};
 
 use super::{
     Claim, Outbound, Outcome, Receipt, StoreError,
-    db::{Dialect, Due, SqlStore},
+    dialect::{Dialect, Due, SqlStore},
     intake::{self, INTAKE_BATCH, INTAKE_QUEUE, Job},
-    rows, schema, sql,
+    leases, outbox, reservations, schema,
 };
 use crate::config::DatabaseKind;
 use crate::model::{ReservationId, ReservationRecord, WebhookEvent};
@@ -37,7 +37,7 @@ impl Dialect for Postgres {
     const BEFORE_MIGRATING: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(7417011)");
     /// Two keys may share a lock (a 32-bit hash of the hash): they then wait, no more.
     const LOCK_STREAM_KEY: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(7417012, hashtext($1))");
-    const OUTBOX_CLAIM: &'static str = sql::outbox_claim!("FOR UPDATE SKIP LOCKED");
+    const OUTBOX_CLAIM: &'static str = outbox::outbox_claim!("FOR UPDATE SKIP LOCKED");
     const REMINDER_SENT: &'static str = "UPDATE lifecycle
         SET reminders_sent = (COALESCE(reminders_sent, '[]')::jsonb || to_jsonb($1::bigint))::text
         WHERE reservation_id = $2";
@@ -47,7 +47,7 @@ impl Dialect for Postgres {
     }
 
     fn records_by_id(ids: &[ReservationId]) -> Result<Query<'static, Postgres, PgArguments>, StoreError> {
-        const BY_IDS: &str = sql::records!("WHERE r.reservation_id = ANY($1)");
+        const BY_IDS: &str = reservations::records!("WHERE r.reservation_id = ANY($1)");
         Ok(sqlx::query(BY_IDS).bind(ids.iter().map(ReservationId::as_str).collect::<Vec<_>>()))
     }
 
@@ -76,7 +76,7 @@ impl Dialect for Postgres {
         .bind(due.owner)
         .fetch_all(&store.pool)
         .await?;
-        claimed.iter().map(|row| rows::due_claim(row, due.owner)).collect()
+        claimed.iter().map(|row| leases::due_claim(row, due.owner)).collect()
     }
 
     async fn reservation(store: &PostgresStore, id: &ReservationId) -> Result<Option<ReservationRecord>, StoreError> {

@@ -1,23 +1,27 @@
-//! A reservation's room in the store: what [`super::Store::record_step`] writes for each
+//! A reservation's room in the store: what [`LifecycleStore::record_step`] writes for each
 //! [`StepRecord`], and how the lifecycle row and the room's invites and members read back
-//! ([`super::Store::lifecycle_state`]). A step that records something new has its statement and
+//! ([`LifecycleStore::lifecycle_state`]). A step that records something new has its statement and
 //! its column's decoding here, and nowhere else in the store. `RoomState::apply` (in
 //! `model/room.rs`) is the same rule; the store contract test holds both databases to it.
 
 use std::collections::BTreeSet;
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ruma::{OwnedRoomId, OwnedUserId};
 use sqlx::{Encode, Executor, Type};
 
 use super::{
-    CreateBegan, LifecycleState, Outbound, StepRecord, StoreError, attempts,
-    db::{Dialect, SqlStore, write_event},
+    CreateBegan, LifecycleState, MembershipFact, Outbound, ReservationRecord, StepRecord, StoreError, attempts,
+    dialect::{Dialect, SqlStore},
     from_millis,
+    outbox::write_event,
+    reservations,
     rows::{Read, corrupt},
+    tickets::claim,
     to_millis,
 };
-use crate::model::{InviteFailure, Member, Membership, ReservationId};
+use crate::model::{BoundHow, InviteFailure, Member, Membership, ReservationId};
 use crate::outbox::OutboundEvent;
 
 // What `record_step` writes, one statement per record (the reservation id is the last
@@ -113,7 +117,7 @@ const REVOKED: &str = "SELECT user_id FROM tickets WHERE reservation_id = $1 AND
     GROUP BY user_id HAVING COUNT(revoked_at) = COUNT(*)";
 const ROOM_MEMBERS: &str = "SELECT user_id, membership, invited_by FROM room_members WHERE room_id = $1";
 
-// The bounds say what the code binds: the few types the schema uses (as in `db.rs`).
+// The bounds say what the code binds: the few types the schema uses (as in `dialect.rs`).
 impl<D: Dialect> SqlStore<D>
 where
     for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
@@ -122,7 +126,7 @@ where
     for<'s> &'s str: Encode<'s, D> + Type<D>,
     for<'s> Option<&'s str>: Encode<'s, D>,
 {
-    /// [`super::Store::record_step`].
+    /// [`LifecycleStore::record_step`].
     pub(super) async fn write_step(
         &self,
         id: &ReservationId,
@@ -216,8 +220,8 @@ where
         Ok(())
     }
 
-    /// [`super::Store::lifecycle_state`]; without a room, the audience only if `audience`
-    /// ([`super::Store::planning`]).
+    /// [`LifecycleStore::lifecycle_state`]; without a room, the audience only if `audience`
+    /// ([`LifecycleStore::planning`]).
     pub(super) async fn read_lifecycle(
         &self,
         id: &ReservationId,
@@ -316,4 +320,163 @@ fn members(state: &mut LifecycleState, rows: &[impl Read]) -> Result<(), StoreEr
         state.room.members.insert(user, Member { membership, invited_by });
     }
     Ok(())
+}
+
+/// Holders and hosts whose invite keeps failing: `(reservation_id, limit)`.
+const INVITE_FAILURES: &str = "SELECT user_id, failure FROM room_invites
+    WHERE reservation_id = $1 AND failure IS NOT NULL ORDER BY user_id LIMIT $2";
+// Homeserver events.
+
+const RESERVATION_OF_ROOM: &str = "SELECT reservation_id FROM lifecycle WHERE room_id = $1";
+/// Whether `$1` is a reservation's room or a channel space.
+const MANAGED_ROOM: &str =
+    "SELECT 1 FROM lifecycle WHERE room_id = $1 UNION ALL SELECT 1 FROM spaces WHERE room_id = $1 LIMIT 1";
+/// An event id, once: `(event_id, at)`.
+const SEEN_EVENT: &str = "INSERT INTO seen_events (event_id, seen_at) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+/// A membership event: `(room_id, user_id, membership, invited_by, event_id, at)`.
+const MEMBER_EVENT: &str = "INSERT INTO room_members (room_id, user_id, membership, invited_by, event_id, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6)
+    ON CONFLICT (room_id, user_id) DO UPDATE SET
+        membership = excluded.membership,
+        invited_by = COALESCE(excluded.invited_by, room_members.invited_by),
+        event_id = excluded.event_id, updated_at = excluded.updated_at";
+/// A known reservation has new facts: `(at, reservation_id)`.
+const FACTS_CHANGED: &str =
+    "UPDATE lifecycle SET next_due_at = $1, facts_version = facts_version + 1 WHERE reservation_id = $2";
+/// What [`LifecycleStore::prune_seen_events`] deletes, each statement bound to `before`.
+const PRUNE: [&str; 2] = [
+    "DELETE FROM seen_events WHERE seen_at < $1",
+    "DELETE FROM room_members WHERE membership = 'leave' AND updated_at < $1",
+];
+
+/// A reservation's room: its lifecycle state, the steps recorded, and the homeserver's
+/// membership events.
+#[async_trait]
+pub trait LifecycleStore: Send + Sync {
+    /// Records membership events for rooms Foyer manages, once per event id, and makes
+    /// their reservations due. Other rooms' events are ignored. Returns how many applied.
+    async fn record_memberships(&self, facts: &[MembershipFact], now: DateTime<Utc>) -> Result<usize, StoreError>;
+
+    /// Forgets homeserver event ids seen before `before` (retries come within minutes),
+    /// and members who left before then (a knock flood's refusals, among others).
+    async fn prune_seen_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    async fn lifecycle_state(&self, id: &ReservationId) -> Result<LifecycleState, StoreError>;
+
+    /// What planning reads: [`super::ReservationStore::reservation`] with its counts left at zero, and
+    /// [`Self::lifecycle_state`] with the audience only once the room exists. No plan
+    /// looks at either before; counting and reading every holder at each new ticket
+    /// would make a reservation granted one ticket at a time cost tickets² reads.
+    async fn planning(&self, id: &ReservationId) -> Result<(Option<ReservationRecord>, LifecycleState), StoreError>;
+
+    /// Whether `room_id` is a reservation's room or a channel space.
+    async fn manages_room(&self, room_id: &str) -> Result<bool, StoreError>;
+
+    /// Records one step's outcome at once, so a crash right after it repeats nothing.
+    async fn record_step(&self, id: &ReservationId, step: &StepRecord, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.record_step_with_event(id, step, None, now).await
+    }
+
+    /// [`Self::record_step`], and `event` into the outbox in the same transaction: the
+    /// platform hears of the fact if and only if it is recorded. An event whose
+    /// `once_key` is in the outbox already is not written again.
+    async fn record_step_with_event(
+        &self,
+        id: &ReservationId,
+        step: &StepRecord,
+        event: Option<&OutboundEvent>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Users whose invite to the reservation's room keeps failing, with the last error.
+    async fn invite_failures(&self, id: &ReservationId, limit: u32) -> Result<Vec<(String, String)>, StoreError>;
+}
+
+#[async_trait]
+impl<D: Dialect> LifecycleStore for SqlStore<D>
+where
+    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
+    for<'q> i64: Encode<'q, D> + Type<D>,
+    for<'q> Option<i64>: Encode<'q, D>,
+    for<'s> &'s str: Encode<'s, D> + Type<D>,
+    for<'s> Option<&'s str>: Encode<'s, D>,
+{
+    async fn record_memberships(&self, facts: &[MembershipFact], now: DateTime<Utc>) -> Result<usize, StoreError> {
+        if facts.is_empty() {
+            return Ok(0);
+        }
+        let now = to_millis(now);
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        let mut applied = 0;
+        for fact in facts {
+            let found = sqlx::query(RESERVATION_OF_ROOM).bind(fact.room_id.as_str()).fetch_optional(&mut *tx).await?;
+            let Some(reservation) = found.map(|row| row.text("reservation_id")).transpose()? else {
+                continue; // not a room of ours
+            };
+            let fresh = sqlx::query(SEEN_EVENT).bind(fact.event_id.as_str()).bind(now).execute(&mut *tx).await?;
+            if D::rows_affected(&fresh) == 0 {
+                continue;
+            }
+            if let (Membership::Knock, Some(hash)) = (fact.membership, &fact.knock_claim) {
+                let only_in = ReservationId::parse(&reservation).ok();
+                let outcome =
+                    claim(&mut tx, self.outbox, hash, &fact.user_id, BoundHow::Knock, only_in.as_ref(), now).await?;
+                tracing::info!(room_id = %fact.room_id, user_id = %fact.user_id, outcome = outcome.label(), "claim code in a knock");
+                metrics::counter!("foyer_claims_total", "how" => "knock", "result" => outcome.label()).increment(1);
+            }
+            let invited_by = (fact.membership == Membership::Invite).then_some(fact.sender.as_str());
+            sqlx::query(MEMBER_EVENT)
+                .bind(fact.room_id.as_str())
+                .bind(fact.user_id.as_str())
+                .bind(fact.membership.as_str())
+                .bind(invited_by)
+                .bind(fact.event_id.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(FACTS_CHANGED).bind(now).bind(reservation.as_str()).execute(&mut *tx).await?;
+            applied += 1;
+        }
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    async fn prune_seen_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut pruned = 0;
+        for statement in PRUNE {
+            let done = sqlx::query(statement).bind(to_millis(before)).execute(&self.pool).await?;
+            pruned += D::rows_affected(&done);
+        }
+        Ok(pruned)
+    }
+
+    async fn lifecycle_state(&self, id: &ReservationId) -> Result<LifecycleState, StoreError> {
+        self.read_lifecycle(id, true).await
+    }
+
+    async fn planning(&self, id: &ReservationId) -> Result<(Option<ReservationRecord>, LifecycleState), StoreError> {
+        let row = sqlx::query(reservations::RECORD_TO_PLAN).bind(id.as_str()).fetch_optional(&self.pool).await?;
+        let record = row.as_ref().map(reservations::record).transpose()?;
+        Ok((record, self.read_lifecycle(id, false).await?))
+    }
+
+    async fn manages_room(&self, room_id: &str) -> Result<bool, StoreError> {
+        self.exists(MANAGED_ROOM, room_id, None).await
+    }
+
+    async fn record_step_with_event(
+        &self,
+        id: &ReservationId,
+        step: &StepRecord,
+        event: Option<&OutboundEvent>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.write_step(id, step, event, now).await
+    }
+
+    async fn invite_failures(&self, id: &ReservationId, limit: u32) -> Result<Vec<(String, String)>, StoreError> {
+        let query = sqlx::query(INVITE_FAILURES).bind(id.as_str()).bind(i64::from(limit));
+        let found = query.fetch_all(&self.pool).await?;
+        found.iter().map(|row| Ok((row.text("user_id")?, row.text("failure")?))).collect()
+    }
 }

@@ -12,7 +12,7 @@
 use chrono::Utc;
 use sqlx::{Encode, Executor, Pool, Type};
 
-use super::{StoreError, db::Dialect, rows::Read, to_millis};
+use super::{StoreError, dialect::Dialect, rows::Read, to_millis};
 use crate::config::DatabaseKind;
 
 /// One version: its file's name and its SQL on each database.

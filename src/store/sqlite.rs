@@ -24,10 +24,11 @@ use tokio::sync::mpsc;
 
 use super::{
     Claim, Outbound, Outcome, Receipt, StoreError,
-    db::{Dialect, Due, SqlStore},
+    dialect::{Dialect, Due, SqlStore},
     intake::{self, Arg, INTAKE_BATCH, INTAKE_QUEUE, Job, Writes, now_or_never},
-    rows::{self, Read},
-    schema, sql,
+    leases, outbox, reservations,
+    rows::Read,
+    schema,
 };
 use crate::config::DatabaseKind;
 use crate::model::{ReservationId, ReservationRecord, WebhookEvent};
@@ -49,7 +50,7 @@ impl Dialect for Sqlite {
     const BEFORE_MIGRATING: Option<&'static str> = None;
     /// One writer (`BEGIN IMMEDIATE`, group commit) writes every reservation.
     const LOCK_STREAM_KEY: Option<&'static str> = None;
-    const OUTBOX_CLAIM: &'static str = sql::outbox_claim!("");
+    const OUTBOX_CLAIM: &'static str = outbox::outbox_claim!("");
     const REMINDER_SENT: &'static str =
         "UPDATE lifecycle SET reminders_sent = json_insert(COALESCE(reminders_sent, '[]'), '$[#]', $1)
          WHERE reservation_id = $2";
@@ -60,7 +61,7 @@ impl Dialect for Sqlite {
 
     /// The ids come as one JSON array, so the statement stays the same for any number.
     fn records_by_id(ids: &[ReservationId]) -> Result<Query<'static, Sqlite, SqliteArguments>, StoreError> {
-        const BY_IDS: &str = sql::records!("WHERE r.reservation_id IN (SELECT value FROM json_each($1))");
+        const BY_IDS: &str = reservations::records!("WHERE r.reservation_id IN (SELECT value FROM json_each($1))");
         let ids = serde_json::to_string(&ids.iter().map(ReservationId::as_str).collect::<Vec<_>>())
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         Ok(sqlx::query(BY_IDS).bind(ids))
@@ -88,7 +89,7 @@ impl Dialect for Sqlite {
         .await?;
         let mut claims = Vec::with_capacity(rows.len());
         for row in &rows {
-            let claim = rows::due_claim(row, due.owner)?;
+            let claim = leases::due_claim(row, due.owner)?;
             sqlx::query("UPDATE lifecycle SET locked_until = $1, locked_by = $2 WHERE reservation_id = $3")
                 .bind(due.until)
                 .bind(due.owner)
@@ -105,7 +106,10 @@ impl Dialect for Sqlite {
     /// reader waits for nothing), where the busy timeout applies off this thread.
     async fn reservation(store: &SqliteStore, id: &ReservationId) -> Result<Option<ReservationRecord>, StoreError> {
         let read = store.own.readers.read(|conn| {
-            now_or_never(Direct(conn).fetch_optional(sql::RECORD_BY_ID, &[id.as_str().into()], |row| rows::record(row)))
+            now_or_never(
+                Direct(conn)
+                    .fetch_optional(reservations::RECORD_BY_ID, &[id.as_str().into()], |row| reservations::record(row)),
+            )
         });
         match read {
             Err(StoreError::Unavailable(why)) => {
@@ -358,7 +362,7 @@ mod tests {
         events::HomeserverEvent,
         model::{Holder, Ticket, TicketId},
         secret::Secret,
-        store::Store as _,
+        store::{AdminStore as _, ReservationStore as _},
         test_support::{t, user},
     };
     use chrono::{DateTime, Utc};

@@ -6,13 +6,14 @@
 //! step record (`StepRecord::TranscriptMade`, in `room.rs`): lines without it are a
 //! transcript cut short, never served, and made again from the start.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
 use sqlx::{AssertSqlSafe, Encode, Executor, Type};
 
 use super::{
     StoreError,
-    db::{Dialect, SqlStore},
+    dialect::{Dialect, SqlStore},
     from_millis,
     rows::{Read, corrupt},
     to_millis,
@@ -57,14 +58,14 @@ where
     for<'s> &'s str: Encode<'s, D> + Type<D>,
     for<'s> Option<&'s str>: Encode<'s, D>,
 {
-    /// [`super::Store::clear_transcript`].
+    /// [`TranscriptStore::clear_transcript`].
     pub(super) async fn clear_transcript_lines(&self, id: &ReservationId) -> Result<(), StoreError> {
         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
         sqlx::query(CLEAR).bind(id.as_str()).execute(&mut *tx).await?;
         Ok(tx.commit().await?)
     }
 
-    /// [`super::Store::write_transcript`]: one page, in order, in one transaction.
+    /// [`TranscriptStore::write_transcript`]: one page, in order, in one transaction.
     pub(super) async fn write_transcript_page(
         &self,
         id: &ReservationId,
@@ -96,7 +97,7 @@ where
         Ok(tx.commit().await?)
     }
 
-    /// [`super::Store::transcript`].
+    /// [`TranscriptStore::transcript`].
     pub(super) async fn read_transcript(&self, id: &ReservationId) -> Result<Option<Transcript>, StoreError> {
         let Some(row) = sqlx::query(MADE).bind(id.as_str()).fetch_optional(&self.pool).await? else {
             return Ok(None);
@@ -106,7 +107,7 @@ where
         Ok(Some(Transcript { room_id, messages, made_at: from_millis(row.int("made_at")?)? }))
     }
 
-    /// [`super::Store::transcript_lines`].
+    /// [`TranscriptStore::transcript_lines`].
     /// On SQLite, with the connection's memory map off: the database is read through a
     /// map (`store/sqlite.rs`), and every page a transcript's GET reads through it would
     /// stay in Foyer's resident memory, as much as the transcript (32 MiB at its cap).
@@ -140,7 +141,7 @@ where
         page
     }
 
-    /// [`super::Store::prune_transcripts`].
+    /// [`TranscriptStore::prune_transcripts`].
     pub(super) async fn delete_transcripts(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let before = to_millis(before);
         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
@@ -195,6 +196,73 @@ fn line(row: &impl Read) -> Result<TranscriptLine, StoreError> {
     })
 }
 
+/// Transcripts: written a page at a time, served a page at a time, pruned.
+#[async_trait]
+pub trait TranscriptStore: Send + Sync {
+    /// Forgets the lines of a transcript not made yet (one cut short): it is written
+    /// again from the start.
+    async fn clear_transcript(&self, id: &ReservationId) -> Result<(), StoreError>;
+
+    /// Writes one page of a transcript being made, in order, in one transaction. It is
+    /// served once [`StepRecord::TranscriptMade`] is recorded.
+    async fn write_transcript(&self, id: &ReservationId, entries: &[TranscriptEntry]) -> Result<(), StoreError>;
+
+    /// The reservation's transcript, if one was made (and not yet deleted).
+    async fn transcript(&self, id: &ReservationId) -> Result<Option<Transcript>, StoreError>;
+
+    /// A page of the reservation's transcript: the lines after line `after` (from the
+    /// first with `None`), in the room's order, at most `max_lines` of them and no more
+    /// than fit in `max_bytes` of display names and bodies, but always at least one
+    /// (so that a page of one very long line still moves on).
+    async fn transcript_lines(
+        &self,
+        id: &ReservationId,
+        after: Option<u64>,
+        max_lines: u32,
+        max_bytes: u64,
+    ) -> Result<Vec<TranscriptLine>, StoreError>;
+
+    /// Deletes the transcripts made before `before`, with their lines, and the lines of
+    /// rooms archived before it without one; returns how many transcripts went.
+    async fn prune_transcripts(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+}
+
+#[async_trait]
+impl<D: Dialect> TranscriptStore for SqlStore<D>
+where
+    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
+    for<'q> i64: Encode<'q, D> + Type<D>,
+    for<'q> Option<i64>: Encode<'q, D>,
+    for<'s> &'s str: Encode<'s, D> + Type<D>,
+    for<'s> Option<&'s str>: Encode<'s, D>,
+{
+    async fn clear_transcript(&self, id: &ReservationId) -> Result<(), StoreError> {
+        self.clear_transcript_lines(id).await
+    }
+
+    async fn write_transcript(&self, id: &ReservationId, entries: &[TranscriptEntry]) -> Result<(), StoreError> {
+        self.write_transcript_page(id, entries).await
+    }
+
+    async fn transcript(&self, id: &ReservationId) -> Result<Option<Transcript>, StoreError> {
+        self.read_transcript(id).await
+    }
+
+    async fn transcript_lines(
+        &self,
+        id: &ReservationId,
+        after: Option<u64>,
+        max_lines: u32,
+        max_bytes: u64,
+    ) -> Result<Vec<TranscriptLine>, StoreError> {
+        self.read_transcript_lines(id, after, max_lines, max_bytes).await
+    }
+
+    async fn prune_transcripts(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.delete_transcripts(before).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -204,7 +272,7 @@ mod tests {
         config::DatabaseConfig,
         model::TranscriptEntry,
         secret::Secret,
-        store::{Outbound, SqliteStore, Store as _},
+        store::{Outbound, SqliteStore},
     };
 
     /// A transcript's page is read with SQLite's memory map off, and the connection has

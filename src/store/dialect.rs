@@ -1,0 +1,103 @@
+//! What differs between SQLite and PostgreSQL ([`Dialect`], implemented in `sqlite.rs` and
+//! `postgres.rs`), and the one store generic over it ([`SqlStore`]), which the files by
+//! aggregate implement.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::{Database, Encode, Executor, IntoArguments, Pool, Type, query::Query};
+
+use super::{Claim, Outbound, Outcome, Receipt, ReservationRecord, StoreError, rows::Read, to_millis};
+use crate::config::DatabaseKind;
+use crate::model::{ReservationId, WebhookEvent};
+
+/// What one database does its own way.
+#[async_trait]
+pub trait Dialect: Database<Row: Read, Arguments: IntoArguments<Self>> {
+    /// What the store holds besides its pool: the group-commit writers' queue, and on
+    /// SQLite the connections it reads on in place.
+    type Own: Send + Sync;
+    /// Opens a write transaction.
+    const BEGIN_WRITE: &'static str;
+    /// Which files of `schema::MIGRATIONS` it applies.
+    const KIND: DatabaseKind;
+    /// Creates the table of applied migrations if there is none.
+    const MIGRATIONS_TABLE: &'static str;
+    /// Runs first in the migrating transaction, if anything must.
+    const BEFORE_MIGRATING: Option<&'static str>;
+    /// Appends to `reminders_sent`'s JSON array: `(seconds, reservation_id)`.
+    const REMINDER_SENT: &'static str;
+    /// Held until the transaction ends, so that two writes of one stream key cannot both
+    /// find it free (`$1`, its hash); `None` where writes are one at a time already.
+    const LOCK_STREAM_KEY: Option<&'static str>;
+    /// [`sql::outbox_claim`] with the dialect's row locking.
+    const OUTBOX_CLAIM: &'static str;
+
+    fn rows_affected(done: &Self::QueryResult) -> u64;
+
+    /// The records among `ids`, in one statement however many there are.
+    fn records_by_id(ids: &[ReservationId]) -> Result<Query<'static, Self, Self::Arguments>, StoreError>;
+
+    async fn record_webhook(
+        store: &SqlStore<Self>,
+        receipt: &Receipt<'_>,
+        event: &WebhookEvent,
+    ) -> Result<Outcome, StoreError>;
+
+    async fn claim_due(store: &SqlStore<Self>, due: Due<'_>) -> Result<Vec<Claim>, StoreError>;
+
+    /// One reservation's record (the read API's `GET`, the lifecycle's look at one).
+    async fn reservation(store: &SqlStore<Self>, id: &ReservationId) -> Result<Option<ReservationRecord>, StoreError>;
+}
+
+/// What [`super::LeaseStore::claim_due`] leases: up to `limit` reservations due at `now`, to `owner`
+/// until `until` (both unix milliseconds).
+pub struct Due<'a> {
+    pub now: i64,
+    pub until: i64,
+    pub limit: i64,
+    pub owner: &'a str,
+}
+
+/// A store on database `D` (see `SqliteStore` and `PostgresStore`).
+pub struct SqlStore<D: Dialect> {
+    pub(super) pool: Pool<D>,
+    pub(super) own: D::Own,
+    pub(super) outbox: Outbound,
+}
+
+// The bounds say what the code binds: the few types the schema uses.
+impl<D: Dialect> SqlStore<D>
+where
+    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
+    for<'q> i64: Encode<'q, D> + Type<D>,
+    for<'q> Option<i64>: Encode<'q, D>,
+    for<'s> &'s str: Encode<'s, D> + Type<D>,
+    for<'s> Option<&'s str>: Encode<'s, D>,
+{
+    /// After a commit that may have written an event (`wrote`): the sender sends it now
+    /// rather than at its next look, a second later.
+    pub(super) fn wake_sender(&self, wrote: bool) {
+        if wrote && self.outbox == Outbound::Write {
+            crate::outbox::send::wake();
+        }
+    }
+
+    pub(crate) fn pool(&self) -> &Pool<D> {
+        &self.pool
+    }
+
+    /// Whether `query` bound to `(text, time)` finds a row.
+    pub(super) async fn exists(
+        &self,
+        query: &'static str,
+        text: &str,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError> {
+        let query = sqlx::query(query).bind(text);
+        let query = match at {
+            Some(at) => query.bind(to_millis(at)),
+            None => query,
+        };
+        Ok(query.fetch_optional(&self.pool).await?.is_some())
+    }
+}
