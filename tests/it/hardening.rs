@@ -390,10 +390,17 @@ fn a_limit_that_is_not_a_number_stops_serve_with_exit_1() {
     assert!(!dir.path().join("foyer.db").exists(), "nothing was opened");
 }
 
+/// How often a stranger asks something to keep its connection. This is the attack being
+/// tested, not a wait: it is far below the 10 s after which Foyer closes an idle
+/// connection, so a busy machine that stretches it changes nothing; what the test checks
+/// it polls for.
+const STRANGER_PACE: Duration = Duration::from_millis(500);
+
 /// A stranger's keep-alive client from 127.0.0.2 (Synapse and the test are on 127.0.0.1):
-/// connects to `port` and asks for `/health/live` every 500 ms for as long as it runs,
-/// so its connection is never idle long enough to be closed. Beyond the connection cap
-/// it waits, connected, in the kernel's backlog, and takes the first slot that frees.
+/// connects to `port` and asks for `/health/live` every [`STRANGER_PACE`] for as long as
+/// it runs, so its connection is never idle long enough to be closed. Beyond the
+/// connection cap it waits, connected, in the kernel's backlog, and takes the first slot
+/// that frees.
 async fn keep_alive_stranger(port: u16) {
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
     socket.bind("127.0.0.2:0".parse().expect("address")).expect("bind 127.0.0.2");
@@ -408,7 +415,7 @@ async fn keep_alive_stranger(port: u16) {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(STRANGER_PACE).await;
     }
 }
 
