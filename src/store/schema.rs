@@ -31,48 +31,12 @@ impl Migration {
     }
 }
 
-/// `migrations/$file.sql`, the same on both databases.
-macro_rules! shared {
-    ($file:literal) => {{
-        const SQL: &str = include_str!(concat!("../../migrations/", $file, ".sql"));
-        Migration { file: $file, sqlite: SQL, postgres: SQL }
-    }};
-}
-
-/// `migrations/sqlite/$file.sql` and `migrations/postgres/$file.sql`.
-macro_rules! per_dialect {
-    ($file:literal) => {
-        Migration {
-            file: $file,
-            sqlite: include_str!(concat!("../../migrations/sqlite/", $file, ".sql")),
-            postgres: include_str!(concat!("../../migrations/postgres/", $file, ".sql")),
-        }
-    };
-}
-
-/// Every version, 1 first, each applied once in this order. Never edit a released one:
-/// databases have applied it, and a fresh database must end up like an upgraded one. A
-/// change is a new version at the end.
-pub(super) const MIGRATIONS: &[Migration] = &[
-    per_dialect!("0001_init"),
-    per_dialect!("0002_lifecycle"),
-    per_dialect!("0003_members"),
-    per_dialect!("0004_stream"),
-    shared!("0005_spaces"),
-    shared!("0006_lease_owner"),
-    per_dialect!("0007_next_wake_index"),
-    per_dialect!("0008_admin_actions"),
-    per_dialect!("0009_admin_inbox"),
-    shared!("0010_room_name"),
-    per_dialect!("0011_holder_invites"),
-    per_dialect!("0012_status_sessions"),
-    shared!("0013_email_tickets"),
-    shared!("0014_stream_keys"),
-    per_dialect!("0015_outbox"),
-    shared!("0016_transcripts"),
-    shared!("0017_ticket_holders"),
-    shared!("0018_transcript_notice"),
-];
+/// Every version, 1 first, each applied once in this order: `build.rs` lists
+/// `migrations/` (each `NNNN_name.sql`, or the same name in `sqlite/` and `postgres/`)
+/// and fails the build on a gap. Never edit a released one: databases have applied it,
+/// and a fresh database must end up like an upgraded one. A change is a new file with
+/// the next number.
+pub(super) const MIGRATIONS: &[Migration] = include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
 
 /// PostgreSQL's own numbering ended here, at what is now version 12.
 const FORMER_POSTGRES_LATEST: i64 = 7;
