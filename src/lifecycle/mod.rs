@@ -7,7 +7,6 @@
 //! store; duplicates do nothing because plans are computed from recorded state.
 
 pub mod lookups;
-pub mod notices;
 mod perform;
 pub mod plan;
 pub mod servers;

@@ -1,7 +1,10 @@
 //! Foyer's own events to the platform (contract §9): what each event says, built where
 //! its fact is recorded and written to the outbox in the fact's transaction.
 
+mod report;
 pub mod send;
+
+pub use report::OutboxReport;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use ruma::{RoomAliasId, RoomId, UserId};
