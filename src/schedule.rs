@@ -163,44 +163,6 @@ pub fn due_phase(record: &ReservationRecord, schedule: &Schedule, now: DateTime<
     }
 }
 
-/// How far `t` is from `now`, as people say it: `in 3 h 20 min`, `12 min ago`,
-/// `in 2 d 4 h`, `in 45 s`. Two units at most, rounded down.
-pub fn relative(now: DateTime<Utc>, t: DateTime<Utc>) -> String {
-    let secs = (t - now).num_seconds();
-    let n = secs.unsigned_abs();
-    let (d, h, m, s) = (n / 86_400, n % 86_400 / 3600, n % 3600 / 60, n % 60);
-    let amount = match (d, h, m) {
-        (0, 0, 0) => format!("{s} s"),
-        (0, 0, m) => format!("{m} min"),
-        (0, h, 0) => format!("{h} h"),
-        (0, h, m) => format!("{h} h {m} min"),
-        (d, 0, _) => format!("{d} d"),
-        (d, h, _) => format!("{d} d {h} h"),
-    };
-    if secs >= 0 { format!("in {amount}") } else { format!("{amount} ago") }
-}
-
-/// A time as people read it in a room: `Fri 27 Nov 2026, 19:00 UTC`.
-pub fn human_time(t: DateTime<Utc>) -> String {
-    t.format("%a %-d %b %Y, %H:%M UTC").to_string()
-}
-
-/// The room topic: the start time and where to watch; then live; then when it closes.
-/// The room is created with it and the planner keeps it so; it is here, not with the
-/// notices in `lifecycle`, because `matrix::rooms` sets it at creation and may not
-/// import `lifecycle`.
-pub fn topic(record: &ReservationRecord, times: &Schedule) -> String {
-    let r = &record.reservation;
-    let watch = r.stream_url.as_ref().map(|u| format!(" · Watch: {}", u.as_str())).unwrap_or_default();
-    if times.live {
-        format!("🔴 Live now{watch}")
-    } else if record.signals.stream_ended_at.is_some() {
-        format!("The stream has ended · This chat closes {}", human_time(times.archives_at))
-    } else {
-        format!("Starts {}{watch}", human_time(r.starts_at))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,24 +173,6 @@ mod tests {
 
     fn record(signals: Signals) -> ReservationRecord {
         test_support::record(signals, vec![])
-    }
-
-    #[test]
-    fn relative_times_read_as_people_say_them() {
-        let now = t(12, 0);
-        let cases = [
-            (now + Duration::seconds(45), "in 45 s"),
-            (now + Duration::seconds(59 * 60 + 59), "in 59 min"),
-            (now + Duration::minutes(200), "in 3 h 20 min"),
-            (now + Duration::hours(2), "in 2 h"),
-            (now + Duration::hours(52), "in 2 d 4 h"),
-            (now + Duration::days(3), "in 3 d"),
-            (now - Duration::minutes(12), "12 min ago"),
-            (now, "in 0 s"),
-        ];
-        for (at, want) in cases {
-            assert_eq!(relative(now, at), want);
-        }
     }
 
     #[test]

@@ -15,9 +15,9 @@ use serde_json::{Value, json};
 use super::{Answer, Services};
 use crate::{
     matrix::{MatrixClient, MatrixError},
-    model::{BoundHow, ClaimCode, ClaimCodeError, ClaimOutcome, ReservationId, naming},
-    schedule,
+    model::{BoundHow, ClaimCode, ClaimCodeError, ClaimOutcome, ReservationId},
     store::{MembershipFact, Store, StoreError},
+    words,
 };
 
 /// Wrong codes a user may send in an hour; the next is not even looked at.
@@ -254,13 +254,7 @@ pub async fn screen_knocks(
 }
 
 /// What `!foyer help` says to someone who is not an admin.
-pub fn help() -> Answer {
-    Answer::plain(
-        "Hello! I'm Foyer, the bot that opens the chat rooms of live shows. \
-        If you have a ticket, send `!claim` followed by your claim code \
-        (it looks like `ABCDE-FGHJK-MNPQR`) and I'll invite you to the show's room.",
-    )
-}
+pub use crate::words::claim::help;
 
 /// Claims the ticket `code` names for `sender` and says what happened, in words.
 pub async fn claim(
@@ -273,27 +267,17 @@ pub async fn claim(
     if let Err(throttled) = services.claims.check(sender, clock) {
         metrics::counter!("foyer_claims_total", "how" => "direct_message", "result" => "throttled").increment(1);
         let minutes = throttled.wait().as_secs().div_ceil(60).max(1);
-        let why = match throttled {
-            Throttled::Yours { .. } => "That's a lot of codes that didn't work.",
-            Throttled::Everyone { .. } => {
-                "Many codes that didn't work were sent lately, and one of yours didn't work either."
-            }
-        };
-        return Ok(Answer::plain(format!(
-            "{why} Please wait {minutes} minutes before trying again, and check the code in your ticket's email."
-        )));
+        let by_everyone = matches!(throttled, Throttled::Everyone { .. });
+        return Ok(words::claim::throttled(by_everyone, minutes));
     }
     let code = match code {
         Ok(code) => code,
         Err(ClaimCodeError::Typo) => {
             metrics::counter!("foyer_claims_total", "how" => "direct_message", "result" => "typo").increment(1);
-            return Ok(Answer::plain(
-                "That code has a typo: one of its letters or digits is wrong, or two are swapped. \
-                Please copy it again from your ticket.",
-            ));
+            return Ok(words::claim::typo());
         }
         Err(ClaimCodeError::Malformed) => {
-            return Ok(Answer::plain("Send `!claim` followed by your claim code, like `!claim ABCDE-FGHJK-MNPQR`."));
+            return Ok(words::claim::malformed());
         }
     };
     let outcome = services.store.claim_ticket(code.as_str(), sender, BoundHow::DirectMessage, None, now).await?;
@@ -304,17 +288,11 @@ pub async fn claim(
         ClaimOutcome::Claimed { reservation_id, .. } => (reservation_id, true),
         ClaimOutcome::AlreadyYours { reservation_id, .. } => (reservation_id, false),
         ClaimOutcome::TakenByOther => {
-            return Ok(Answer::plain(
-                "This ticket has already been claimed by someone else, who keeps it. \
-                If it is yours, please contact the organiser of the show.",
-            ));
+            return Ok(words::claim::taken_by_other());
         }
         ClaimOutcome::Unusable => {
             services.claims.wrong(sender, clock);
-            return Ok(Answer::plain(
-                "Sorry, that code doesn't work: no ticket that can still be claimed has it. \
-                Please check the code in your ticket's email.",
-            ));
+            return Ok(words::claim::unusable());
         }
     };
     if fresh {
@@ -323,47 +301,19 @@ pub async fn claim(
     claimed(services, &reservation_id, fresh, now).await
 }
 
-/// "Your ticket for Friday Night Jazz is yours", with when the room opens or its link.
+/// The answer to a claim that worked (`fresh`) or was already the sender's: the show and
+/// its room, read from the store.
 async fn claimed(
     services: &Services,
     reservation_id: &str,
     fresh: bool,
     now: DateTime<Utc>,
 ) -> Result<Answer, StoreError> {
-    let done = if fresh { "Done! Your ticket" } else { "Your ticket is already yours:" };
     let record = match ReservationId::parse(reservation_id) {
         Ok(id) => services.store.reservation(&id).await?,
         Err(_) => None,
     };
-    let Some(record) = record else {
-        // Tickets may come before their show's details.
-        return Ok(Answer::plain(format!("{done} is claimed. I'll invite you when the show's room opens.")));
-    };
-    let r = &record.reservation;
-    let (times, status) = schedule::at(&record, &services.config.rooms, now);
-    let alias = services.config.room_alias(&r.id);
-    let link = naming::matrix_to(&alias);
-    let when = match status.phase {
-        schedule::Phase::Scheduled => format!(
-            "The room opens {} ({}); I'll invite you then.",
-            schedule::relative(now, times.opens_at),
-            schedule::human_time(times.opens_at)
-        ),
-        schedule::Phase::Open | schedule::Phase::Live | schedule::Phase::Ended => {
-            format!("The room is open: look for my invite, or go to {link}")
-        }
-        schedule::Phase::Archived | schedule::Phase::Cancelled => "The room is closed now.".to_owned(),
-    };
-    let what = if fresh {
-        format!("{done} for “{}” is claimed.", r.title.as_str())
-    } else {
-        format!("{done} “{}”.", r.title.as_str())
-    };
-    Ok(Answer::plain(format!(
-        "{what} It starts {} ({}). {when}",
-        schedule::relative(now, r.starts_at),
-        schedule::human_time(r.starts_at)
-    )))
+    Ok(words::claim::claimed(&services.config, record.as_ref(), fresh, now))
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Reading an admin's message: a `!foyer` command, or an answer saying what is wrong
 //! with it.
 
-use crate::{model::ReservationId, schedule::Phase, store::AdminAction};
+use crate::{model::ReservationId, schedule::Phase, store::AdminAction, words::admin::mistake};
 
 /// A parsed `!foyer` command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,18 +26,18 @@ pub fn parse(body: &str) -> Option<Result<Command, String>> {
     let verb = words.next().unwrap_or("help").to_ascii_lowercase();
     let arg = words.next();
     if words.next().is_some() {
-        return Some(Err(format!("`!foyer {verb}` takes one word at most. Try `!foyer help`.")));
+        return Some(Err(mistake::one_word_at_most(&verb)));
     }
     let id = |arg: Option<&str>| match arg {
-        None => Err(format!("`!foyer {verb}` needs a reservation id, like `!foyer {verb} jazz-night`.")),
-        Some(id) => ReservationId::parse(id).map_err(|e| format!("{id:?} is not a reservation id: {e}.")),
+        None => Err(mistake::needs_id(&verb)),
+        Some(id) => ReservationId::parse(id).map_err(|e| mistake::not_an_id(id, &e.to_string())),
     };
     Some(match (verb.as_str(), arg) {
         ("help", None) => Ok(Command::Help),
         ("list", None) => Ok(Command::List(None)),
         ("list", Some(p)) => match Phase::parse(p) {
             Some(phase) => Ok(Command::List(Some(phase))),
-            None => Err(format!("{p:?} is not a phase; use one of {}.", Phase::names())),
+            None => Err(mistake::not_a_phase(p)),
         },
         ("show", _) => id(arg).map(Command::Show),
         ("open", _) => id(arg).map(|id| Command::Act(AdminAction::OpenNow, id)),
@@ -45,11 +45,9 @@ pub fn parse(body: &str) -> Option<Result<Command, String>> {
         ("retry", _) => id(arg).map(|id| Command::Act(AdminAction::Retry, id)),
         ("outbox", None) => Ok(Command::Outbox),
         ("outbox", Some(w)) if w.eq_ignore_ascii_case("resume") => Ok(Command::OutboxResume),
-        ("outbox", Some(w)) => {
-            Err(format!("{w:?} is not an outbox command; use `!foyer outbox` or `!foyer outbox resume`."))
-        }
-        ("help", Some(_)) => Err("`!foyer help` takes no argument.".to_owned()),
-        _ => Err(format!("I don't know `{verb}`. Try `!foyer help`.")),
+        ("outbox", Some(w)) => Err(mistake::not_an_outbox_command(w)),
+        ("help", Some(_)) => Err(mistake::help_takes_nothing()),
+        _ => Err(mistake::unknown(&verb)),
     })
 }
 

@@ -216,7 +216,7 @@ async fn handle(state: &Services, client: &MatrixClient, event: &HomeserverEvent
             match claim::claim(state, sender, code, Utc::now()).await {
                 Ok(answer) => answer,
                 Err(e @ StoreError::Unavailable(_)) => return Err(e.into()),
-                Err(e) => Answer::plain(format!("Foyer cannot answer that: {e}")),
+                Err(e) => crate::words::admin::cannot_answer(&e),
             }
         }
         (_, None, _, _) => return Ok(()),
@@ -230,7 +230,7 @@ async fn handle(state: &Services, client: &MatrixClient, event: &HomeserverEvent
                 // The database is back soon: the command waits for it.
                 Err(e @ StoreError::Unavailable(_)) => return Err(e.into()),
                 // Data that does not read back stays so; waiting would block the commands after it.
-                Err(e) => Answer::plain(format!("Foyer cannot answer that: {e}")),
+                Err(e) => crate::words::admin::cannot_answer(&e),
             }
         }
     };

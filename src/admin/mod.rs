@@ -11,18 +11,20 @@
 //! admin inbox before it is answered; [`serve`] handles them and drops each once done.
 //!
 //! One file a job: `inbox.rs` (what the inbox keeps, and the worker that answers it),
-//! `command.rs` (reading `!foyer` commands), `run.rs` (running them), `answer.rs` (the
-//! answers' words); `claim.rs` and `direct.rs` serve strangers. This file holds the
+//! `command.rs` (reading `!foyer` commands), `run.rs` (running them; the answers' words
+//! are in `words::admin`); `claim.rs` and `direct.rs` serve strangers. This file holds the
 //! services they share.
 
-mod answer;
 pub mod claim;
 mod command;
 pub mod direct;
 mod inbox;
 mod run;
 
-pub use answer::{Answer, REFUSAL, help};
+pub use crate::words::{
+    Answer,
+    admin::{REFUSAL, help},
+};
 pub use command::{Command, parse};
 use inbox::Unfinished;
 pub use inbox::{concerns, kept_in_inbox, serve};

@@ -20,6 +20,7 @@ use crate::{
     html,
     http::{AppState, error},
     model::{ReservationId, Transcript, TranscriptLine},
+    words,
 };
 
 /// The most lines read from the store at once.
@@ -65,18 +66,12 @@ impl Format {
                 // The object without its closing brace, the lines' array opened after it.
                 format!("{},\"messages\":[", head.trim_end_matches('}'))
             }
-            Self::Html => {
-                let title = format!("Transcript of {id}");
-                let made = utc(transcript.made_at);
-                format!(
-                    "{}<h1>{}</h1><p class=muted>Room <code>{}</code>, {} messages, saved {made}.</p><table>\
-                     <tr><th>Time (UTC)</th><th>Who</th><th>Message</th></tr>",
-                    html::document_start(&title, ""),
-                    html::escape(&title),
-                    html::escape(transcript.room_id.as_str()),
-                    transcript.messages,
-                )
-            }
+            Self::Html => words::pages::transcript_start(
+                id,
+                transcript.room_id.as_str(),
+                transcript.messages,
+                &utc(transcript.made_at),
+            ),
             Self::Text => String::new(),
         }
     }
@@ -106,7 +101,7 @@ impl Format {
                     ),
                     None => html::escape(line.sender.as_str()),
                 };
-                let notice = if line.notice { " <span class=muted>(Foyer's notice)</span>" } else { "" };
+                let notice = if line.notice { words::pages::TRANSCRIPT_NOTICE } else { "" };
                 format!(
                     "<tr><td><time datetime=\"{}\">{}</time></td><td>{who}{notice}</td><td style=\"white-space:pre-wrap\">{}</td></tr>",
                     line.sent_at.to_rfc3339_opts(SecondsFormat::Millis, true),

@@ -7,7 +7,6 @@
 //! store; duplicates do nothing because plans are computed from recorded state.
 
 pub mod lookups;
-pub mod notices;
 mod perform;
 pub mod plan;
 pub mod servers;
@@ -26,7 +25,7 @@ use crate::{
     failpoint,
     matrix::{MatrixClient, MatrixError, rooms},
     model::{ArchivedTranscript, ORPHAN_EMAILS_KEPT, ReservationId, StepRecord, naming},
-    outbox::OutboundEvent,
+    outbox::{OutboundEvent, Release, StepRoom},
     schedule,
     store::{Claim, Store, StoreError},
 };
@@ -281,8 +280,7 @@ impl Lifecycle {
         let now = Utc::now();
         let released = match result {
             Ok(next) => {
-                let recovered = (claim.attempts >= FAILING_AFTER)
-                    .then(|| OutboundEvent::reservation_recovered(id, claim.attempts, now));
+                let recovered = OutboundEvent::for_release(id, claim.attempts, Release::Done, now);
                 if recovered.is_some() {
                     tracing::info!(reservation_id = %id, attempts = claim.attempts, "reservation recovered");
                 }
@@ -294,8 +292,8 @@ impl Lifecycle {
                 let (error, attempts) = (e.to_string(), claim.attempts + 1);
                 tracing::warn!(reservation_id = %id, step, error, attempts, retry_in_s = retry.num_seconds(), "lifecycle step failed");
                 metrics::counter!("foyer_lifecycle_steps_total", "step" => step, "result" => "failed").increment(1);
-                let failing = (attempts == FAILING_AFTER)
-                    .then(|| OutboundEvent::reservation_failing(id, step, &error, attempts, now));
+                let failed = Release::Failed { step, error: &error };
+                let failing = OutboundEvent::for_release(id, claim.attempts, failed, now);
                 self.store.release_with_event(&claim, Some(now + retry), Some(&error), failing.as_ref(), now).await
             }
         };
@@ -385,14 +383,22 @@ impl Lifecycle {
         done: &[StepRecord],
     ) -> Result<(), StoreError> {
         // What room.archived says of the transcript, read before the archive is recorded.
-        let archived = done.iter().any(|record| matches!(record, StepRecord::Archived));
+        let archived = done.iter().any(OutboundEvent::tells_of_transcript);
         let transcript = match archived && self.config.platform.is_some() {
             true => self.archived_transcript(id).await?,
             false => ArchivedTranscript::NotWanted,
         };
+        let alias = self.config.room_alias(id);
+        let step_room = StepRoom {
+            room_id: room,
+            alias: &alias,
+            archive_mode: self.config.rooms.archive_mode,
+            transcript: &transcript,
+        };
         for record in done {
             let now = Utc::now();
-            let event = self.outbound_event(id, room, record, &transcript, now);
+            // Written by the store only when `platform.webhook_url` is set.
+            let event = OutboundEvent::for_step(id, record, &step_room, now);
             self.store.record_step_with_event(id, record, event.as_ref(), now).await?;
         }
         if !done.iter().any(|record| matches!(record, StepRecord::InviteFailed { .. })) {
@@ -403,27 +409,6 @@ impl Lifecycle {
 }
 
 impl Lifecycle {
-    /// The event the platform hears of `record` by, if it hears of it (the store writes
-    /// it only when `platform.webhook_url` is set).
-    fn outbound_event(
-        &self,
-        id: &ReservationId,
-        room: Option<&RoomId>,
-        record: &StepRecord,
-        transcript: &ArchivedTranscript,
-        now: DateTime<Utc>,
-    ) -> Option<OutboundEvent> {
-        match record {
-            StepRecord::RoomCreated { room_id, .. } => {
-                Some(OutboundEvent::room_opened(id, room_id, &self.config.room_alias(id), now))
-            }
-            StepRecord::Archived => {
-                Some(OutboundEvent::room_archived(id, room, self.config.rooms.archive_mode, transcript, now))
-            }
-            _ => None,
-        }
-    }
-
     /// The room's transcript as `room.archived` tells it: made, not wanted, or wanted and
     /// missing (the archive waited `rooms.transcript_wait` for it), with its last error.
     async fn archived_transcript(&self, id: &ReservationId) -> Result<ArchivedTranscript, StoreError> {
@@ -463,12 +448,6 @@ fn remote_invites_last(steps: Vec<Step>, local: &str) -> (Vec<ruma::OwnedUserId>
     }
     (remote, rest)
 }
-
-/// Failed attempts in a row after which the platform hears `reservation.failing` (and,
-/// once it succeeds, `reservation.recovered`). Not the first: a homeserver's restart
-/// fails one attempt and is over a second later (the next tries come after 1 s and 2 s),
-/// which is no news to a platform.
-const FAILING_AFTER: u32 = 3;
 
 /// 1 s, 2 s, 4 s … up to 5 minutes between attempts of a failing reservation.
 fn backoff(attempts: u32) -> chrono::Duration {
@@ -539,30 +518,6 @@ mod tests {
         }
         assert_eq!(allowed, KnockBudget::PER_ROOM - KnockBudget::PER_SERVER / 2);
         assert!(budget.allow(&folk, &user("k", "other.example")), "another room has its own budget");
-    }
-
-    #[test]
-    fn room_archived_tells_of_the_transcript_made_missing_or_not_wanted() {
-        let id = ReservationId::parse("jazz").unwrap();
-        let room = ruma::OwnedRoomId::try_from("!room:example.org").unwrap();
-        let data = |transcript: ArchivedTranscript| {
-            let event = OutboundEvent::room_archived(
-                &id,
-                Some(&room),
-                crate::config::ArchiveMode::Delete,
-                &transcript,
-                Utc::now(),
-            );
-            serde_json::from_str::<serde_json::Value>(&event.body).unwrap()["data"].clone()
-        };
-        let made = data(ArchivedTranscript::Made { url: "https://f.example.org/t".into(), messages: 42 });
-        assert_eq!(made["transcript"], serde_json::json!({"url": "https://f.example.org/t", "messages": 42}));
-        assert!(made.get("transcript_error").is_none(), "{made}");
-        let missing = data(ArchivedTranscript::Missing { error: "homeserver down".into() });
-        assert!(missing["transcript"].is_null(), "{missing}");
-        assert_eq!(missing["transcript_error"], "homeserver down");
-        let unwanted = data(ArchivedTranscript::NotWanted);
-        assert!(unwanted["transcript"].is_null() && unwanted.get("transcript_error").is_none(), "{unwanted}");
     }
 
     #[test]

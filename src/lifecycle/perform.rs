@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use ruma::{OwnedRoomId, OwnedUserId};
 
 use super::{
-    Lifecycle, StepError, notices,
+    Lifecycle, StepError,
     servers::{Admission, RemoteInvites},
 };
 use crate::{
@@ -18,7 +18,8 @@ use crate::{
         Channel, CloseReason, CreateBegan, InviteFailure, KickReason, Membership, Reader, ReservationId,
         ReservationRecord, RoomState, Step, StepRecord, TranscriptEntry,
     },
-    schedule::{self, Schedule},
+    schedule::Schedule,
+    words,
 };
 
 /// Opening the room (`Work::Open`) in logs and metrics, beside each step's [`Step::kind`].
@@ -101,7 +102,7 @@ impl Lifecycle {
             room_id: created,
             hosts: record.reservation.hosts.iter().cloned().collect(),
             name: record.reservation.title.as_str().to_owned(),
-            topic: schedule::topic(record, times),
+            topic: words::room::topic(record, times),
         })
     }
 
@@ -192,7 +193,7 @@ impl Lifecycle {
     /// the transcript notice is not posted after it.
     async fn opening_notice(&self, at: &InRoom<'_>) -> Result<Vec<StepRecord>, StepError> {
         let transcript = at.record.reservation.wants_transcript(self.config.rooms.transcript);
-        self.notice(at, &format!("foyer-open-{}", at.id), notices::opening_notice(at.record, transcript)).await?;
+        self.notice(at, &format!("foyer-open-{}", at.id), words::room::opening_notice(at.record, transcript)).await?;
         Ok(if transcript {
             vec![StepRecord::OpeningNoticeSent, StepRecord::TranscriptNoticeSent]
         } else {
@@ -201,39 +202,40 @@ impl Lifecycle {
     }
 
     async fn transcript_notice(&self, at: &InRoom<'_>) -> Result<StepRecord, StepError> {
-        self.notice(at, &format!("foyer-transcript-{}", at.id), notices::transcript_notice()).await?;
+        self.notice(at, &format!("foyer-transcript-{}", at.id), words::room::transcript_notice()).await?;
         tracing::info!(reservation_id = %at.id, room_id = %at.room, "members told the chat will be saved");
         Ok(StepRecord::TranscriptNoticeSent)
     }
 
     async fn live_notice(&self, at: &InRoom<'_>, started: DateTime<Utc>) -> Result<StepRecord, StepError> {
         let txn = format!("foyer-live-{}-{}", at.id, started.timestamp_millis());
-        self.notice(at, &txn, notices::live_notice(at.record)).await?;
+        self.notice(at, &txn, words::room::live_notice(at.record)).await?;
         failpoint::hit("after_notice");
         Ok(StepRecord::LiveNoticeSent(started))
     }
 
     async fn ended_notice(&self, at: &InRoom<'_>, ended: DateTime<Utc>) -> Result<StepRecord, StepError> {
         let txn = format!("foyer-ended-{}-{}", at.id, ended.timestamp_millis());
-        self.notice(at, &txn, notices::ended_notice(at.times)).await?;
+        self.notice(at, &txn, words::room::ended_notice(at.times)).await?;
         failpoint::hit("after_notice");
         Ok(StepRecord::EndedNoticeSent(ended))
     }
 
     async fn reminder(&self, at: &InRoom<'_>, secs: u64) -> Result<StepRecord, StepError> {
         let left = ((at.record.reservation.starts_at - at.now).num_milliseconds().max(0) as u64).div_ceil(1000);
-        self.notice(at, &format!("foyer-remind-{}-{secs}", at.id), notices::reminder_notice(at.record, left)).await?;
+        self.notice(at, &format!("foyer-remind-{}-{secs}", at.id), words::room::reminder_notice(at.record, left))
+            .await?;
         failpoint::hit("after_notice");
         Ok(StepRecord::ReminderSent(secs))
     }
 
     async fn closing_warning(&self, at: &InRoom<'_>) -> Result<StepRecord, StepError> {
-        self.notice(at, &format!("foyer-warn-{}", at.id), notices::closing_warning(at.times, at.now)).await?;
+        self.notice(at, &format!("foyer-warn-{}", at.id), words::room::closing_warning(at.times, at.now)).await?;
         Ok(StepRecord::ClosingWarningSent)
     }
 
     async fn closing_notice(&self, at: &InRoom<'_>, reason: CloseReason) -> Result<StepRecord, StepError> {
-        let text = notices::closing_notice(at.record, reason == CloseReason::Cancelled);
+        let text = words::room::closing_notice(at.record, reason == CloseReason::Cancelled);
         self.notice(at, &format!("foyer-close-{}", at.id), text).await?;
         Ok(StepRecord::ClosingNoticeSent)
     }
@@ -254,8 +256,9 @@ impl Lifecycle {
             tracing::info!(reservation_id = %at.id, user_id = %user, "knock left unanswered: too many refusals of late");
             return Ok(removed);
         }
-        rooms::kick(&self.client, at.room, user, reason.text()).await?;
-        tracing::info!(reservation_id = %at.id, room_id = %at.room, user_id = %user, reason = reason.text(), "removed from the room");
+        let why = words::room::kick_reason(reason);
+        rooms::kick(&self.client, at.room, user, why).await?;
+        tracing::info!(reservation_id = %at.id, room_id = %at.room, user_id = %user, reason = why, "removed from the room");
         Ok(removed)
     }
 

@@ -13,9 +13,8 @@ use crate::{
     schedule,
 };
 
-// The room topic lives with the schedule it describes, where `matrix::rooms` (which sets
-// it at creation) can reach it too; the planner compares it with the applied one.
-use crate::schedule::topic;
+// The planner compares the topic it words with the applied one.
+use crate::words::room::topic;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {

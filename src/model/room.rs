@@ -135,16 +135,6 @@ pub enum KickReason {
     KnockRefused,
 }
 
-impl KickReason {
-    pub fn text(self) -> &'static str {
-        match self {
-            Self::TicketRevoked => "Your ticket was revoked",
-            Self::NoTicket => "This chat is for ticket holders",
-            Self::KnockRefused => "This chat is for ticket holders; get a ticket to join",
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
     Ended,

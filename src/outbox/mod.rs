@@ -1,7 +1,11 @@
-//! Foyer's own events to the platform (contract §9): what each event says, built where
-//! its fact is recorded and written to the outbox in the fact's transaction.
+//! Foyer's own events to the platform (contract §9): what each event says, and which
+//! event goes with which fact (`for_step`, `for_ticket`, `for_release`); written to the
+//! outbox where its fact is recorded, in the fact's transaction.
 
+mod report;
 pub mod send;
+
+pub use report::OutboxReport;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use ruma::{RoomAliasId, RoomId, UserId};
@@ -11,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     config::ArchiveMode,
-    model::{ArchivedTranscript, BoundHow, ReservationId},
+    model::{ArchivedTranscript, BoundHow, ReservationId, StepRecord},
 };
 
 /// The event types of contract §9.
@@ -180,6 +184,139 @@ impl OutboundEvent {
     }
 }
 
+/// Failed attempts in a row after which the platform hears `reservation.failing` (and,
+/// once it succeeds, `reservation.recovered`). Not the first: a homeserver's restart
+/// fails one attempt and is over a second later (the next tries come after 1 s and 2 s),
+/// which is no news to a platform.
+pub const FAILING_AFTER: u32 = 3;
+
+/// How a lifecycle attempt ended, as the platform may hear of it when its lease is released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release<'a> {
+    /// The work succeeded.
+    Done,
+    /// `step` failed with `error`.
+    Failed { step: &'a str, error: &'a str },
+}
+
+/// The reservation's room, as the events of its steps name it.
+#[derive(Debug, Clone, Copy)]
+pub struct StepRoom<'a> {
+    /// The room the step was performed in, if it was.
+    pub room_id: Option<&'a RoomId>,
+    pub alias: &'a RoomAliasId,
+    pub archive_mode: ArchiveMode,
+    /// What `room.archived` says of the transcript (read only when the step archives).
+    pub transcript: &'a ArchivedTranscript,
+}
+
+/// Which event goes with which fact: the one place that decides it, beside the events'
+/// constructors. The fact's recorder writes what these return in the fact's transaction.
+impl OutboundEvent {
+    /// The event the platform hears of a step's record by, if it hears of it: the room's
+    /// creation is `room.opened`, its archive `room.archived`.
+    pub fn for_step(id: &ReservationId, step: &StepRecord, room: &StepRoom, at: DateTime<Utc>) -> Option<Self> {
+        match step {
+            StepRecord::RoomCreated { room_id, .. } => Some(Self::room_opened(id, room_id, room.alias, at)),
+            StepRecord::Archived => Some(Self::room_archived(id, room.room_id, room.archive_mode, room.transcript, at)),
+            _ => None,
+        }
+    }
+
+    /// Whether the event of `step` tells of the room's transcript (so that it must be read
+    /// before the step is recorded).
+    pub fn tells_of_transcript(step: &StepRecord) -> bool {
+        matches!(step, StepRecord::Archived)
+    }
+
+    /// The holder whose every ticket the platform hears of when `step` is recorded: a
+    /// failed invite makes each of their tickets `ticket.uninvitable` ([`Self::for_ticket`]).
+    pub fn holder_of_step(step: &StepRecord) -> Option<&UserId> {
+        match step {
+            StepRecord::InviteFailed { user_id, .. } => Some(user_id),
+            _ => None,
+        }
+    }
+
+    /// The event of one ticket of [`Self::holder_of_step`]'s holder.
+    pub fn for_ticket(id: &ReservationId, step: &StepRecord, ticket_id: &str, at: DateTime<Utc>) -> Option<Self> {
+        match step {
+            StepRecord::InviteFailed { failure, .. } => {
+                Some(Self::ticket_uninvitable(id, ticket_id, &failure.error, at))
+            }
+            _ => None,
+        }
+    }
+
+    /// The event a lifecycle attempt's end brings, after `attempts` failed attempts in a
+    /// row before it: `reservation.failing` when this failure is the [`FAILING_AFTER`]th,
+    /// `reservation.recovered` when the work succeeds after at least that many.
+    pub fn for_release(id: &ReservationId, attempts: u32, release: Release, at: DateTime<Utc>) -> Option<Self> {
+        match release {
+            Release::Done => (attempts >= FAILING_AFTER).then(|| Self::reservation_recovered(id, attempts, at)),
+            Release::Failed { step, error } => {
+                (attempts + 1 == FAILING_AFTER).then(|| Self::reservation_failing(id, step, error, attempts + 1, at))
+            }
+        }
+    }
+}
+
 fn rfc3339(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_archived_tells_of_the_transcript_made_missing_or_not_wanted() {
+        let id = ReservationId::parse("jazz").unwrap();
+        let room = ruma::OwnedRoomId::try_from("!room:example.org").unwrap();
+        let data = |transcript: ArchivedTranscript| {
+            let event = OutboundEvent::room_archived(&id, Some(&room), ArchiveMode::Delete, &transcript, Utc::now());
+            serde_json::from_str::<serde_json::Value>(&event.body).unwrap()["data"].clone()
+        };
+        let made = data(ArchivedTranscript::Made { url: "https://f.example.org/t".into(), messages: 42 });
+        assert_eq!(made["transcript"], serde_json::json!({"url": "https://f.example.org/t", "messages": 42}));
+        assert!(made.get("transcript_error").is_none(), "{made}");
+        let missing = data(ArchivedTranscript::Missing { error: "homeserver down".into() });
+        assert!(missing["transcript"].is_null(), "{missing}");
+        assert_eq!(missing["transcript_error"], "homeserver down");
+        let unwanted = data(ArchivedTranscript::NotWanted);
+        assert!(unwanted["transcript"].is_null() && unwanted.get("transcript_error").is_none(), "{unwanted}");
+    }
+
+    #[test]
+    fn failing_is_told_at_the_third_failure_and_recovered_after_it() {
+        let id = ReservationId::parse("jazz").unwrap();
+        let failed = Release::Failed { step: "invite", error: "boom" };
+        let kinds = |release| {
+            (0..6)
+                .map(|attempts| OutboundEvent::for_release(&id, attempts, release, Utc::now()).map(|e| e.kind))
+                .collect::<Vec<_>>()
+        };
+        let failing = Some(EventType::ReservationFailing);
+        assert_eq!(kinds(failed), vec![None, None, failing, None, None, None]);
+        let recovered = Some(EventType::ReservationRecovered);
+        assert_eq!(kinds(Release::Done), vec![None, None, None, recovered, recovered, recovered]);
+    }
+
+    #[test]
+    fn a_step_brings_its_event_only_when_the_platform_hears_of_it() {
+        let id = ReservationId::parse("jazz").unwrap();
+        let room_id = ruma::OwnedRoomId::try_from("!room:example.org").unwrap();
+        let alias = ruma::OwnedRoomAliasId::try_from("#live_jazz:example.org").unwrap();
+        let room = StepRoom {
+            room_id: Some(&room_id),
+            alias: &alias,
+            archive_mode: ArchiveMode::Kick,
+            transcript: &ArchivedTranscript::NotWanted,
+        };
+        let kind = |step: &StepRecord| OutboundEvent::for_step(&id, step, &room, Utc::now()).map(|e| e.kind);
+        assert_eq!(kind(&StepRecord::Archived), Some(EventType::RoomArchived));
+        assert!(OutboundEvent::tells_of_transcript(&StepRecord::Archived));
+        assert_eq!(kind(&StepRecord::TopicSet("t".into())), None);
+        assert_eq!(OutboundEvent::holder_of_step(&StepRecord::Archived), None);
+    }
 }

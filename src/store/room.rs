@@ -203,13 +203,14 @@ where
             wrote = self.outbox == Outbound::Write;
         }
         // The platform hears, once per ticket and error, which tickets cannot be used.
-        if let (StepRecord::InviteFailed { user_id, failure }, Outbound::Write) = (step, self.outbox) {
+        if let (Some(user_id), Outbound::Write) = (OutboundEvent::holder_of_step(step), self.outbox) {
             let tickets = sqlx::query(TICKETS_OF_USER).bind(rid).bind(user_id.as_str()).fetch_all(&mut *tx).await?;
             for row in &tickets {
                 let ticket = row.text("ticket_id")?;
-                let event = OutboundEvent::ticket_uninvitable(id, &ticket, &failure.error, at);
-                write_event::<D>(&mut *tx, self.outbox, &event, now).await?;
-                wrote = true;
+                if let Some(event) = OutboundEvent::for_ticket(id, step, &ticket, at) {
+                    write_event::<D>(&mut *tx, self.outbox, &event, now).await?;
+                    wrote = true;
+                }
             }
         }
         tx.commit().await?;

@@ -16,11 +16,11 @@ use url::Url;
 
 use crate::{
     config::Config,
-    html::{document, escape},
     http::AppState,
     model::SessionId,
     secret::Secret,
     store::StoreError,
+    words::pages::{self, LoginProblem},
 };
 
 /// The cookie's name over http (a local install).
@@ -172,18 +172,12 @@ pub(crate) async fn login(State(state): State<AppState>, Form(form): Form<LoginF
     let token = &state.config.api.token;
     if !token.matches(form.token.trim().as_bytes()) {
         tracing::warn!("status page: a login with a wrong token");
-        return login_page(
-            StatusCode::UNAUTHORIZED,
-            Some("That is not the API token (`api.token` in Foyer's config)."),
-        );
+        return login_page(StatusCode::UNAUTHORIZED, Some(LoginProblem::WrongToken));
     }
     let (id, now) = (SessionId::random(), Utc::now());
     if let Err(e) = state.store.start_status_session(&id, now, now + SESSION_TTL).await {
         tracing::error!(error = %e, "status page: cannot store a new session");
-        return login_page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            Some("The database cannot be written now, so no login can be recorded; try again in a moment."),
-        );
+        return login_page(StatusCode::SERVICE_UNAVAILABLE, Some(LoginProblem::CannotWrite));
     }
     tracing::info!("status page: logged in");
     let cookie = set_cookie(served_over_https(&state.config), &cookie_value(token, &id, now), SESSION_TTL);
@@ -193,17 +187,13 @@ pub(crate) async fn login(State(state): State<AppState>, Form(form): Form<LoginF
 pub(crate) async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if !same_origin(&headers, &state.config) {
         tracing::warn!("status page: a logout that did not come from the page refused");
-        let body = "<h1>Foyer status</h1><p class=error role=alert>This logout did not come from Foyer's \
-                    status page, so it was refused. Use the Log out button on the page.</p>";
-        return (StatusCode::FORBIDDEN, Html(document("Foyer status", "", body))).into_response();
+        return (StatusCode::FORBIDDEN, Html(pages::logout_refused())).into_response();
     }
     let now = Utc::now();
     for id in sessions(&headers, &state.config, now) {
         if let Err(e) = state.store.end_status_session(&id).await {
             tracing::error!(error = %e, "status page: cannot end a session");
-            let body = "<h1>Foyer status</h1><p class=error role=alert>The database cannot be written now, \
-                        so the session could not be ended. Try logging out again in a moment.</p>";
-            return (StatusCode::SERVICE_UNAVAILABLE, Html(document("Foyer status", "", body))).into_response();
+            return (StatusCode::SERVICE_UNAVAILABLE, Html(pages::logout_failed())).into_response();
         }
         tracing::info!("status page: logged out");
     }
@@ -211,16 +201,8 @@ pub(crate) async fn logout(State(state): State<AppState>, headers: HeaderMap) ->
     (StatusCode::SEE_OTHER, [(header::LOCATION, "/status".to_owned()), (header::SET_COOKIE, cookie)]).into_response()
 }
 
-pub(super) fn login_page(status: StatusCode, problem: Option<&str>) -> Response {
-    let problem = problem.map(|p| format!("<p class=error role=alert>{}</p>", escape(p))).unwrap_or_default();
-    let body = format!(
-        "<h1>Foyer status</h1>{problem}\
-         <form method=post action=/status/login>\
-         <label>API token <input name=token type=password autocomplete=current-password autofocus required></label> \
-         <button type=submit>Log in</button></form>\
-         <p class=hint>The token is <code>api.token</code> in Foyer's config.</p>"
-    );
-    (status, Html(document("Foyer status — log in", "", &body))).into_response()
+pub(super) fn login_page(status: StatusCode, problem: Option<LoginProblem>) -> Response {
+    (status, Html(pages::login(problem))).into_response()
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use crate::{
     config::{ArchiveMode, Config},
     matrix::{MatrixClient, MatrixError, synapse_admin::SynapseAdmin},
     model::ReservationRecord,
+    words,
 };
 
 /// Archives the room per `rooms.archive_mode`.
@@ -71,7 +72,7 @@ pub async fn archive(
                 continue;
             };
             let mut req = kick_user::v3::Request::new(room_id.clone(), user);
-            req.reason = Some("This chat has closed.".into());
+            req.reason = Some(words::room::CLOSED.into());
             client.send(req, None, deadline()).await?;
         }
         match client.send(leave_room::v3::Request::new(room_id.clone()), None, deadline()).await {

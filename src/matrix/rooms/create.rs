@@ -24,7 +24,8 @@ use crate::{
     config::{self, Config},
     matrix::{MatrixClient, MatrixError},
     model::ReservationRecord,
-    schedule::{self, Schedule},
+    schedule::Schedule,
+    words,
 };
 
 /// The `org.foyer.reservation` state: the reservation's facts for clients and widgets.
@@ -108,7 +109,7 @@ pub async fn create_or_adopt(
     let mut req = create_room::v3::Request::new();
     req.room_alias_name = Some(alias.alias().to_owned());
     req.name = Some(record.reservation.title.as_str().to_owned());
-    req.topic = Some(schedule::topic(record, times));
+    req.topic = Some(words::room::topic(record, times));
     req.preset = Some(create_room::v3::RoomPreset::PrivateChat);
     req.power_level_content_override = Some(power_levels(config, record, creators_privileged));
     let join_rule = match config.rooms.join_rule {

@@ -1,7 +1,7 @@
 //! The Matrix calls on rooms, one function per lifecycle step (create or adopt, invite,
 //! kick, state, power levels, spaces, the stream link, archive) and the messages the bot
 //! posts. Each is idempotent: repeating it after a crash changes nothing that the first
-//! run already did. What the notices say is decided in `lifecycle::notices`.
+//! run already did. What the notices say is worded in `words::room`.
 //!
 //! One file a job: `create.rs` (the room and its alias), `members.rs` (invite, kick,
 //! join), `messages.rs` (posting once), `details.rs` (name and topic), `power.rs` (the

@@ -13,6 +13,7 @@ use super::{deadline, history_and_guests, put_custom};
 use crate::{
     config::Config,
     matrix::{MatrixClient, MatrixError},
+    words,
 };
 
 /// Creates the channel's space (or adopts the one holding its alias).
@@ -25,7 +26,7 @@ pub async fn ensure_space(
     let mut req = create_room::v3::Request::new();
     req.room_alias_name = Some(localpart);
     req.name = Some(channel.name.as_str().to_owned());
-    req.topic = Some(format!("Live chats of {}", channel.name.as_str()));
+    req.topic = Some(words::room::space_topic(channel.name.as_str()));
     req.preset = Some(create_room::v3::RoomPreset::PrivateChat);
     let mut creation = create_room::v3::CreationContent::new();
     creation.room_type = Some(RoomType::Space);

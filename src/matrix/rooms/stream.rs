@@ -10,9 +10,9 @@ use serde_json::json;
 use super::{messages::message, put, put_custom};
 use crate::{
     config::Config,
-    html::escape,
     matrix::{MatrixClient, MatrixError},
     model::{ReservationRecord, naming},
+    words,
 };
 
 /// Element's room widgets, keyed by widget id, and their layout: no ruma types.
@@ -37,7 +37,7 @@ pub async fn set_stream_link(
     let widget = json!({
         "type": "m.custom",
         "url": url,
-        "name": "Live stream",
+        "name": words::room::STREAM_WIDGET,
         "id": naming::WIDGET_ID,
         "creatorUserId": config.bot_user_id(),
         "waitForIframeLoad": true,
@@ -47,8 +47,7 @@ pub async fn set_stream_link(
     // The player fills the top of the room in Element, in percent of the room's view.
     let layout = json!({"widgets": {naming::WIDGET_ID: {"container": "top", "index": 0, "width": 100, "height": 50}}});
     put_custom(client, room_id, WIDGET_LAYOUT, "", layout).await?;
-    let text = format!("📺 Watch the stream: {url}");
-    let html = format!("📺 Watch the stream: <a href=\"{0}\">{0}</a>", escape(url));
+    let (text, html) = words::room::stream_link(url);
     let txn = naming::stream_link_txn(&r.id, url);
     let link = RoomMessageEventContent::text_html(text, html);
     let event_id = message(client, &config.bot_user_id(), room_id, &txn, link).await?;

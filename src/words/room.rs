@@ -1,12 +1,14 @@
-//! What Foyer says in a room: each notice's wording, as plain text and as HTML (escaped
-//! with [`crate::html::escape`]). The steps that post them are in `matrix::rooms`.
+//! What Foyer says in a reservation's room and its channel's space: the notices, as plain
+//! text and HTML, the topic, the stream link, and the reasons members read when they
+//! are removed. The steps that post them are in `lifecycle::perform` and `matrix::rooms`.
 
 use chrono::{DateTime, Utc};
 
+use super::{human_time, in_words};
 use crate::{
     html::escape,
-    model::ReservationRecord,
-    schedule::{Schedule, human_time},
+    model::{KickReason, ReservationRecord},
+    schedule::Schedule,
 };
 
 /// What members are told when their chat is saved (`rooms.transcript`, `chat.transcript`).
@@ -41,12 +43,6 @@ pub fn ended_notice(times: &Schedule) -> (String, String) {
     (text.clone(), escape(&text))
 }
 
-/// "in 10 minutes", "in 1 minute", "in 30 seconds".
-fn in_words(secs: u64) -> String {
-    let (n, unit) = if secs < 60 { (secs, "second") } else { (secs.div_ceil(60), "minute") };
-    format!("in {n} {unit}{}", if n == 1 { "" } else { "s" })
-}
-
 /// The countdown before the start, `secs` before it.
 pub fn reminder_notice(record: &ReservationRecord, secs: u64) -> (String, String) {
     let when = human_time(record.reservation.starts_at);
@@ -74,6 +70,45 @@ pub fn closing_notice(record: &ReservationRecord, cancelled: bool) -> (String, S
         let text = format!("“{title}” has ended and this chat is now closed. Thanks for watching!");
         let html = format!("<b>{}</b> has ended and this chat is now closed. Thanks for watching!", escape(title));
         (text, html)
+    }
+}
+
+/// The room topic: the start time and where to watch; then live; then when it closes.
+/// The room is created with it and the planner keeps it so.
+pub fn topic(record: &ReservationRecord, times: &Schedule) -> String {
+    let r = &record.reservation;
+    let watch = r.stream_url.as_ref().map(|u| format!(" · Watch: {}", u.as_str())).unwrap_or_default();
+    if times.live {
+        format!("🔴 Live now{watch}")
+    } else if record.signals.stream_ended_at.is_some() {
+        format!("The stream has ended · This chat closes {}", human_time(times.archives_at))
+    } else {
+        format!("Starts {}{watch}", human_time(r.starts_at))
+    }
+}
+
+/// The pinned message with the stream's link, for clients without widgets.
+pub fn stream_link(url: &str) -> (String, String) {
+    (format!("📺 Watch the stream: {url}"), format!("📺 Watch the stream: <a href=\"{0}\">{0}</a>", escape(url)))
+}
+
+/// The name of the stream's widget beside the chat.
+pub const STREAM_WIDGET: &str = "Live stream";
+
+/// The topic of a channel's space.
+pub fn space_topic(channel_name: &str) -> String {
+    format!("Live chats of {channel_name}")
+}
+
+/// Why a member is removed from a room that has closed (a `kick` archive).
+pub const CLOSED: &str = "This chat has closed.";
+
+/// Why a member is removed from the room, or a knock refused.
+pub fn kick_reason(reason: KickReason) -> &'static str {
+    match reason {
+        KickReason::TicketRevoked => "Your ticket was revoked",
+        KickReason::NoTicket => "This chat is for ticket holders",
+        KickReason::KnockRefused => "This chat is for ticket holders; get a ticket to join",
     }
 }
 
