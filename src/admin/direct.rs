@@ -20,13 +20,13 @@ use ruma::{
         membership::{get_member_events, leave_room},
         state::get_state_event_for_key,
     },
-    events::StateEventType,
+    events::{StateEventType, room::member::MembershipState},
 };
 use serde_json::Value;
 
 use super::{Services, Unfinished};
 use crate::{
-    events::HomeserverEvent,
+    events::MemberEvent,
     matrix::{MatrixClient, MatrixError, rooms},
 };
 
@@ -146,14 +146,16 @@ async fn not_direct(
 
 /// Why a membership change in a stranger's direct chat that `opener` opened ends it:
 /// someone else is in it or on their way in, or `opener` left. `None` when it does not.
-pub(super) fn change_ends_chat(event: &HomeserverEvent, bot: &UserId, opener: &str) -> Option<&'static str> {
-    let member = event.state_key.as_deref()?;
-    if event.kind != "m.room.member" || member == bot.as_str() {
+pub(super) fn change_ends_chat(event: &MemberEvent, bot: &UserId, opener: &str) -> Option<&'static str> {
+    let member = &event.user_id;
+    if member == bot {
         return None;
     }
-    match event.membership()? {
-        "join" | "invite" | "knock" if member != opener => Some("it grew past two members"),
-        "leave" | "ban" if member == opener => Some("whoever opened it left"),
+    match event.content.membership {
+        MembershipState::Join | MembershipState::Invite | MembershipState::Knock if member != opener => {
+            Some("it grew past two members")
+        }
+        MembershipState::Leave | MembershipState::Ban if member == opener => Some("whoever opened it left"),
         _ => None,
     }
 }
@@ -163,12 +165,12 @@ pub(super) fn change_ends_chat(event: &HomeserverEvent, bot: &UserId, opener: &s
 pub(super) async fn member_changed(
     state: &Services,
     client: &MatrixClient,
-    event: &HomeserverEvent,
+    event: &MemberEvent,
 ) -> Result<(), Unfinished> {
-    let Some(opener) = state.store.direct_chat_opener(&event.room_id).await? else { return Ok(()) };
+    let room_id = &event.room_id;
+    let Some(opener) = state.store.direct_chat_opener(room_id.as_str()).await? else { return Ok(()) };
     let Some(why) = change_ends_chat(event, &state.config.bot_user_id(), &opener) else { return Ok(()) };
-    let Ok(room_id) = RoomId::parse(&event.room_id) else { return Ok(()) };
-    leave(client, &room_id).await?;
+    leave(client, room_id).await?;
     state.store.forget_direct_chat(room_id.as_str()).await?;
     metrics::counter!("foyer_direct_chats_total", "result" => "left").increment(1);
     tracing::info!(room_id = %room_id, why, "left a direct chat");
@@ -239,7 +241,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::test_support::user;
+    use crate::{events::InboundEvent, test_support::user};
 
     #[test]
     fn answers_come_in_a_burst_then_at_a_pace_per_room() {
@@ -257,15 +259,15 @@ mod tests {
     #[test]
     fn a_chat_ends_when_someone_else_comes_in_or_its_opener_leaves() {
         let (bot, opener, carol) = (user("foyer"), user("fan"), user("carol"));
-        let member = |who: &ruma::OwnedUserId, membership: &str| HomeserverEvent {
-            event_id: "$e".into(),
-            room_id: "!dm:example.org".into(),
-            kind: "m.room.member".into(),
-            sender: opener.to_string(),
-            state_key: Some(who.to_string()),
-            content: json!({"membership": membership}),
+        let member = |who: &ruma::OwnedUserId, membership: &str| {
+            let event = json!({"event_id": "$e", "room_id": "!dm:example.org", "type": "m.room.member",
+                "sender": opener, "state_key": who, "content": {"membership": membership}});
+            match InboundEvent::from_json(event) {
+                Some(InboundEvent::Member(member)) => member,
+                other => panic!("not a member event: {other:?}"),
+            }
         };
-        let ends = |e: HomeserverEvent| change_ends_chat(&e, &bot, opener.as_str());
+        let ends = |e: MemberEvent| change_ends_chat(&e, &bot, opener.as_str());
         assert_eq!(ends(member(&carol, "invite")), Some("it grew past two members"));
         assert_eq!(ends(member(&carol, "join")), Some("it grew past two members"));
         assert_eq!(ends(member(&opener, "leave")), Some("whoever opened it left"));

@@ -4,12 +4,12 @@
 use std::{collections::HashMap, time::Duration};
 
 use chrono::Utc;
-use ruma::{OwnedUserId, RoomId, UserId};
+use ruma::{OwnedUserId, UserId, events::room::member::MembershipState};
 use tokio::sync::watch;
 
 use super::{Answer, Command, REFUSAL, Services, claim, direct, parse, run};
 use crate::{
-    events::HomeserverEvent,
+    events::{HomeserverEvent, InboundEvent},
     matrix::{MatrixClient, MatrixError, rooms},
     store::{Store, StoreError},
 };
@@ -18,20 +18,21 @@ use crate::{
 /// invite of the bot to a direct chat (to claim a ticket), or a `!foyer` or `!claim`
 /// message from anyone but the bot (a stranger's `!foyer` is answered with a refusal).
 /// Other invites never do, since the bot does not act in rooms it has no business in.
-pub fn concerns(event: &HomeserverEvent, bot: &UserId, admins: &[OwnedUserId]) -> bool {
-    if event.sender == bot.as_str() {
-        return false;
+pub fn concerns(event: &InboundEvent, bot: &UserId, admins: &[OwnedUserId]) -> bool {
+    match event {
+        InboundEvent::Member(member) => {
+            let direct = member.content.is_direct == Some(true);
+            member.sender != bot
+                && member.content.membership == MembershipState::Invite
+                && member.user_id == bot
+                && (direct || is_admin(admins, &member.sender))
+        }
+        InboundEvent::Message(message) => {
+            let body = message.content.body();
+            message.sender != bot && (parse(body).is_some() || claim::parse(body).is_some())
+        }
+        InboundEvent::Other(_) => false,
     }
-    if event.membership() == Some("invite") {
-        let direct = event.content.get("is_direct").and_then(|d| d.as_bool()) == Some(true);
-        return event.state_key.as_deref() == Some(bot.as_str()) && (direct || is_admin(admins, &event.sender));
-    }
-    event.kind == "m.room.message"
-        && event
-            .content
-            .get("body")
-            .and_then(|b| b.as_str())
-            .is_some_and(|b| parse(b).is_some() || claim::parse(b).is_some())
 }
 
 /// What of a transaction's `events` the admin inbox keeps, as it keeps it: the events
@@ -39,7 +40,7 @@ pub fn concerns(event: &HomeserverEvent, bot: &UserId, admins: &[OwnedUserId]) -
 /// text, contract §7), and the membership changes that end a stranger's direct chat
 /// ([`direct::change_ends_chat`]; one look in the store per room with such changes).
 pub async fn kept_in_inbox(
-    events: &[HomeserverEvent],
+    events: &[InboundEvent],
     bot: &UserId,
     admins: &[OwnedUserId],
     store: &dyn Store,
@@ -48,36 +49,44 @@ pub async fn kept_in_inbox(
     let mut openers: HashMap<&str, Option<String>> = HashMap::new();
     for event in events {
         if concerns(event, bot, admins) {
-            let mut event = event.clone();
-            if event.kind == "m.room.message"
-                && let Some(content) = claim::kept_content(&event.content)
+            let mut stored = event.stored();
+            if let InboundEvent::Message(_) = event
+                && let Some(content) = claim::kept_content(&stored.content)
             {
-                event.content = content;
+                stored.content = content;
             }
-            kept.push(event);
+            kept.push(stored);
             continue;
         }
-        let member = event.kind == "m.room.member" && event.state_key.as_deref() != Some(bot.as_str());
-        if !member || !matches!(event.membership(), Some("join" | "invite" | "knock" | "leave" | "ban")) {
+        let InboundEvent::Member(member) = event else { continue };
+        let changed = matches!(
+            member.content.membership,
+            MembershipState::Join
+                | MembershipState::Invite
+                | MembershipState::Knock
+                | MembershipState::Leave
+                | MembershipState::Ban
+        );
+        if member.user_id == bot || !changed {
             continue;
         }
-        let opener = match openers.get(event.room_id.as_str()) {
+        let opener = match openers.get(member.room_id.as_str()) {
             Some(opener) => opener.clone(),
             None => {
-                let opener = store.direct_chat_opener(&event.room_id).await?;
-                openers.insert(event.room_id.as_str(), opener.clone());
+                let opener = store.direct_chat_opener(member.room_id.as_str()).await?;
+                openers.insert(member.room_id.as_str(), opener.clone());
                 opener
             }
         };
-        if opener.is_some_and(|opener| direct::change_ends_chat(event, bot, &opener).is_some()) {
-            kept.push(event.clone());
+        if opener.is_some_and(|opener| direct::change_ends_chat(member, bot, &opener).is_some()) {
+            kept.push(event.stored());
         }
     }
     Ok(kept)
 }
 
-fn is_admin(admins: &[OwnedUserId], user: &str) -> bool {
-    admins.iter().any(|a| a.as_str() == user)
+fn is_admin(admins: &[OwnedUserId], user: &UserId) -> bool {
+    admins.iter().any(|a| a == user)
 }
 
 /// How long the inbox waits before trying an event again that failed for a reason
@@ -164,9 +173,15 @@ async fn drain(state: &Services, client: &MatrixClient) -> Result<(), Unfinished
 
 /// Handles one inbox event: joins an admin's room or a stranger's direct chat, leaves a
 /// direct chat that ended, or answers a command. Fails only for what may pass; what the
-/// homeserver refuses for good is logged and dropped.
-async fn handle(state: &Services, client: &MatrixClient, event: &HomeserverEvent) -> Result<(), Unfinished> {
-    let Ok(room_id) = RoomId::parse(&event.room_id) else { return Ok(()) };
+/// homeserver refuses for good is logged and dropped, and so is an event that does not
+/// read as its type.
+async fn handle(state: &Services, client: &MatrixClient, queued: &HomeserverEvent) -> Result<(), Unfinished> {
+    let Some(event) = InboundEvent::read(queued.clone()) else { return Ok(()) };
+    let room_id = match &event {
+        InboundEvent::Member(member) => &member.room_id,
+        InboundEvent::Message(message) => &message.room_id,
+        InboundEvent::Other(_) => return Ok(()),
+    };
     let settle = |outcome: Result<(), Unfinished>, what: &str| match outcome {
         Err(Unfinished::Matrix(e)) if !e.is_transient() => {
             tracing::warn!(room_id = %room_id, error = %e, "cannot {what}; dropped");
@@ -174,28 +189,30 @@ async fn handle(state: &Services, client: &MatrixClient, event: &HomeserverEvent
         }
         other => other,
     };
-    let admin = is_admin(&state.config.admins, &event.sender);
-    let sender = UserId::parse(&event.sender).ok();
-    if event.kind == "m.room.member" {
-        let bot = state.config.bot_user_id();
-        if event.state_key.as_deref() != Some(bot.as_str()) {
-            return settle(direct::member_changed(state, client, event).await, "leave a direct chat");
+    let message = match &event {
+        InboundEvent::Member(member) => {
+            if member.user_id != state.config.bot_user_id() {
+                return settle(direct::member_changed(state, client, member).await, "leave a direct chat");
+            }
+            if member.content.membership != MembershipState::Invite {
+                return Ok(());
+            }
+            let joined = if is_admin(&state.config.admins, &member.sender) {
+                rooms::join(client, room_id).await.map_err(Unfinished::from).map(|()| {
+                    // An admin's room stays: it is never counted or left.
+                    tracing::info!(room_id = %room_id, sender = %member.sender, "joined an admin's room");
+                })
+            } else {
+                direct::invited(state, client, room_id, &member.sender).await
+            };
+            return settle(joined, "join a direct chat");
         }
-        if event.membership() != Some("invite") {
-            return Ok(());
-        }
-        let joined = match (admin, &sender) {
-            (true, _) => rooms::join(client, &room_id).await.map_err(Unfinished::from).map(|()| {
-                // An admin's room stays: it is never counted or left.
-                tracing::info!(room_id = %room_id, sender = %event.sender, "joined an admin's room");
-            }),
-            (false, Some(sender)) => direct::invited(state, client, &room_id, sender).await,
-            (false, None) => Ok(()),
-        };
-        return settle(joined, "join a direct chat");
-    }
-    let Some(body) = event.content.get("body").and_then(|b| b.as_str()) else { return Ok(()) };
-    let (parsed, claimed) = (parse(body), claim::from_inbox(&event.content));
+        InboundEvent::Message(message) => message,
+        InboundEvent::Other(_) => return Ok(()),
+    };
+    let (sender, admin) = (&message.sender, is_admin(&state.config.admins, &message.sender));
+    // The claim line as the inbox kept it: its code's hash, in a field of the content.
+    let (parsed, claimed) = (parse(message.content.body()), claim::from_inbox(&queued.content));
     if (parsed.is_none() && claimed.is_none()) || state.store.manages_room(room_id.as_str()).await? {
         return Ok(()); // never in a reservation's room
     }
@@ -205,13 +222,13 @@ async fn handle(state: &Services, client: &MatrixClient, event: &HomeserverEvent
         return Ok(());
     }
     // Admins are trusted with the bot's voice; everyone else is answered at a pace.
-    if !admin && !state.pace.allow(&room_id, std::time::Instant::now()) {
+    if !admin && !state.pace.allow(room_id, std::time::Instant::now()) {
         metrics::counter!("foyer_admin_answers_held_back_total").increment(1);
         tracing::info!(room_id = %room_id, "answer held back: each room is answered at a bounded pace");
         return Ok(());
     }
-    let answer = match (admin, parsed, claimed, &sender) {
-        (_, _, Some(code), Some(sender)) => {
+    let answer = match (admin, parsed, claimed) {
+        (_, _, Some(code)) => {
             state.store.direct_chat_used(room_id.as_str(), Utc::now()).await?;
             match claim::claim(state, sender, code, Utc::now()).await {
                 Ok(answer) => answer,
@@ -219,12 +236,12 @@ async fn handle(state: &Services, client: &MatrixClient, event: &HomeserverEvent
                 Err(e) => crate::words::admin::cannot_answer(&e),
             }
         }
-        (_, None, _, _) => return Ok(()),
-        (false, Some(Ok(Command::Help)), _, _) => claim::help(),
-        (false, Some(_), _, _) => Answer::plain(REFUSAL),
-        (true, Some(Err(help)), _, _) => Answer::plain(help),
-        (true, Some(Ok(command)), _, _) => {
-            tracing::info!(room_id = %room_id, sender = %event.sender, command = ?command, "admin command");
+        (_, None, _) => return Ok(()),
+        (false, Some(Ok(Command::Help)), _) => claim::help(),
+        (false, Some(_), _) => Answer::plain(REFUSAL),
+        (true, Some(Err(help)), _) => Answer::plain(help),
+        (true, Some(Ok(command)), _) => {
+            tracing::info!(room_id = %room_id, sender = %sender, command = ?command, "admin command");
             match run(state, command, Utc::now()).await {
                 Ok(answer) => answer,
                 // The database is back soon: the command waits for it.
@@ -236,8 +253,8 @@ async fn handle(state: &Services, client: &MatrixClient, event: &HomeserverEvent
     };
     crate::failpoint::hit("admin_before_answer");
     // The transaction id follows the command, so a command handled again is answered once.
-    let txn = format!("foyer-admin-{}", event.event_id);
-    let sent = rooms::notice(client, &state.config.bot_user_id(), &room_id, &txn, &answer.text, &answer.html).await;
+    let txn = format!("foyer-admin-{}", message.event_id);
+    let sent = rooms::notice(client, &state.config.bot_user_id(), room_id, &txn, &answer.text, &answer.html).await;
     settle(sent.map_err(Unfinished::from), "answer an admin command")?;
     crate::failpoint::hit("admin_after_answer");
     Ok(())
@@ -265,7 +282,7 @@ mod tests {
         let invite = |sender, invitee| event(sender, "m.room.member", Some(invitee), json!({"membership": "invite"}));
         let says =
             |sender, body: &str| event(sender, "m.room.message", None, json!({"msgtype": "m.text", "body": body}));
-        let taken = |e: HomeserverEvent| concerns(&e, &bot, &admins);
+        let taken = |e: HomeserverEvent| concerns(&InboundEvent::read(e).expect("reads"), &bot, &admins);
         assert!(taken(invite(&admin, &bot)));
         assert!(!taken(invite(&stranger, &bot)), "a stranger's invite is left alone");
         let direct = event(&stranger, "m.room.member", Some(&bot), json!({"membership": "invite", "is_direct": true}));

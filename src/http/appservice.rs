@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{json, value::RawValue};
 
 use crate::{
-    events::HomeserverEvent,
+    events::InboundEvent,
     http::{AppState, error, has_token, method_not_allowed, unrecognized},
     model::{ClaimCode, Membership},
     store::MembershipFact,
@@ -63,15 +63,14 @@ pub(super) async fn transaction(State(state): State<AppState>, Path(txn_id): Pat
     // Never 4xx for what the homeserver sent: Synapse retries a refused transaction for
     // ever, holding back every transaction behind it. A body that is not a transaction
     // at all holds no events to record.
-    let raw_events = match serde_json::from_slice::<TransactionBody<'_>>(&body) {
-        Ok(parsed) => parsed.events,
+    let events = match events_of(&body) {
+        Ok(events) => events,
         Err(e) => {
             tracing::warn!(txn_id, error = %e, "a transaction body that cannot be read; answered 200 with nothing recorded");
             metrics::counter!("foyer_appservice_transactions_total", "result" => "unreadable").increment(1);
             return Json(json!({})).into_response();
         }
     };
-    let events: Vec<HomeserverEvent> = raw_events.into_iter().filter_map(HomeserverEvent::from_raw).collect();
     let key = transaction_key(&txn_id, &events);
     let seen = state
         .transactions
@@ -132,13 +131,21 @@ pub(super) async fn transaction(State(state): State<AppState>, Path(txn_id): Pat
     Json(json!({})).into_response()
 }
 
+/// The events of a transaction body, each read on its own, and those of the types Foyer
+/// acts on into their types: an event that does not read is skipped (and logged), the
+/// others of the transaction kept.
+fn events_of(body: &[u8]) -> Result<Vec<InboundEvent>, serde_json::Error> {
+    let parsed = serde_json::from_slice::<TransactionBody<'_>>(body)?;
+    Ok(parsed.events.into_iter().filter_map(InboundEvent::from_raw).collect())
+}
+
 /// Synapse may number transactions from 1 again (for example after its appservice
 /// state is reset), so the id alone is not a safe key; the id with the event ids is.
-fn transaction_key(txn_id: &str, events: &[HomeserverEvent]) -> u64 {
+fn transaction_key(txn_id: &str, events: &[InboundEvent]) -> u64 {
     let mut hasher = DefaultHasher::new();
     txn_id.hash(&mut hasher);
     for event in events {
-        event.event_id.hash(&mut hasher);
+        event.event_id().hash(&mut hasher);
     }
     hasher.finish()
 }
@@ -149,22 +156,22 @@ pub(super) async fn query_user(Path(_user_id): Path<String>) -> Response {
 }
 
 /// Rooms exist once their reservation opens; until then the alias is unknown.
-fn membership_fact(event: &HomeserverEvent, bot: &ruma::UserId) -> Option<MembershipFact> {
-    let membership = Membership::parse(event.membership()?)?;
-    let user_id = ruma::OwnedUserId::try_from(event.state_key.as_deref()?).ok()?;
+fn membership_fact(event: &InboundEvent, bot: &ruma::UserId) -> Option<MembershipFact> {
+    let InboundEvent::Member(member) = event else { return None };
+    let membership = Membership::of(&member.content.membership)?;
     // A knock may carry a claim code in its reason (contract §7); a typo or no code
     // leaves it an ordinary knock, answered by who holds a ticket.
     let knock_claim = (membership == Membership::Knock)
-        .then(|| event.content.get("reason").and_then(|r| r.as_str()).and_then(ClaimCode::find_in))
+        .then(|| member.content.reason.as_deref().and_then(ClaimCode::find_in))
         .flatten()
         .and_then(Result::ok)
         .map(|code| code.hash());
-    (user_id != bot).then(|| MembershipFact {
-        event_id: event.event_id.clone(),
-        room_id: event.room_id.clone(),
-        user_id,
+    (member.user_id != bot).then(|| MembershipFact {
+        event_id: member.event_id.to_string(),
+        room_id: member.room_id.to_string(),
+        user_id: member.user_id.clone(),
         membership,
-        sender: event.sender.clone(),
+        sender: member.sender.to_string(),
         knock_claim,
     })
 }
@@ -246,9 +253,46 @@ mod tests {
     }
 
     #[test]
+    fn an_event_whose_content_does_not_read_as_its_type_is_skipped_and_the_others_kept() {
+        let event = |id: &str, kind: &str, content: serde_json::Value| {
+            json!({"event_id": id, "room_id": "!r:x", "type": kind, "sender": "@a:x", "state_key": "@a:x",
+                   "content": content})
+        };
+        let body = json!({"events": [
+            event("$join", "m.room.member", json!({"membership": "join"})),
+            event("$member-no-membership", "m.room.member", json!({"displayname": "A"})),
+            event("$member-bad-membership", "m.room.member", json!({"membership": 5})),
+            event("$member-no-content", "m.room.member", serde_json::Value::Null),
+            event("$command", "m.room.message", json!({"msgtype": "m.text", "body": "!foyer help"})),
+            event("$message-no-msgtype", "m.room.message", json!({"body": "!foyer help"})),
+            event("$message-bad-body", "m.room.message", json!({"msgtype": "m.text", "body": 5})),
+            json!({"event_id": "$bad-sender", "room_id": "!r:x", "type": "m.room.message", "sender": "a",
+                   "content": {"msgtype": "m.text", "body": "!foyer help"}}),
+            json!({"event_id": "$no-state-key", "room_id": "!r:x", "type": "m.room.member", "sender": "@a:x",
+                   "content": {"membership": "join"}}),
+            // A hostile field beside a well-formed membership: the membership is still seen.
+            event("$leave", "m.room.member", json!({"membership": "leave", "displayname": 5, "reason": "bye"})),
+            event("$topic", "m.room.topic", json!({"topic": 5})),
+        ]});
+        let events = events_of(body.to_string().as_bytes()).expect("a transaction");
+        let kept: Vec<&str> = events.iter().map(InboundEvent::event_id).collect();
+        assert_eq!(kept, ["$join", "$command", "$leave", "$topic"]);
+        let InboundEvent::Member(leave) = &events[2] else { panic!("{:?}", events[2]) };
+        assert_eq!(
+            membership_fact(&events[2], ruma::user_id!("@foyer:x")).map(|f| f.membership),
+            Some(Membership::Leave)
+        );
+        assert_eq!(leave.content.reason.as_deref(), Some("bye"));
+        assert!(matches!(&events[1], InboundEvent::Message(m) if m.content.body() == "!foyer help"));
+        assert!(matches!(&events[3], InboundEvent::Other(e) if e.type_label() == "m.room.topic"));
+    }
+
+    #[test]
     fn same_txn_id_with_other_events_is_a_new_transaction() {
         let ev = |id: &str| {
-            HomeserverEvent::from_json(json!({"event_id": id, "type": "m.room.message", "room_id": "!r:x"})).unwrap()
+            InboundEvent::from_json(json!({"event_id": id, "type": "m.room.message", "room_id": "!r:x",
+                "sender": "@a:x", "content": {"msgtype": "m.text", "body": "hi"}}))
+            .unwrap()
         };
         assert_eq!(transaction_key("1", &[ev("$a")]), transaction_key("1", &[ev("$a")]));
         assert_ne!(transaction_key("1", &[ev("$a")]), transaction_key("1", &[ev("$b")]));

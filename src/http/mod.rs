@@ -147,30 +147,32 @@ pub fn routes(group: Group, state: &AppState) -> Router<AppState> {
 }
 
 pub fn router(state: AppState, limits: &server::Limits) -> Router {
-    Router::new()
+    let router = Router::new()
         .nest(Group::Appservice.prefix(), appservice::router(state.clone()))
         .nest(Group::Api.prefix(), api::router(state.clone()))
         .merge(routes(Group::Webhooks, &state))
         .nest(Group::Ingest.prefix(), ingest::router(&state))
         .merge(status::router(&state))
         .merge(claim::router(&state))
-        .merge(routes(Group::Health, &state))
-        .fallback(unrecognized)
-        .method_not_allowed_fallback(method_not_allowed)
-        // Outside the routes, so that it also guards the fallbacks; inside the request
-        // id, so that its refusals carry one.
-        .layer(middleware::from_fn_with_state(server::Guard::new(limits), server::guard))
-        .layer(middleware::from_fn(request_id))
-        .with_state(state)
+        .merge(routes(Group::Health, &state));
+    served(router, state, limits)
 }
 
 /// The homeserver's own listener (`appservice.homeserver_listen`): only what the
 /// homeserver and the operator's monitoring call, with its own in-flight permits, so
 /// nothing on the main listener can hold what the homeserver's transactions need.
 pub fn homeserver_router(state: AppState, limits: &server::Limits) -> Router {
-    Router::new()
+    let router = Router::new()
         .nest(Group::Appservice.prefix(), appservice::router(state.clone()))
-        .merge(routes(Group::Health, &state))
+        .merge(routes(Group::Health, &state));
+    served(router, state, limits)
+}
+
+/// What every listener's routes share: the JSON fallbacks, the guard of requests in
+/// flight (outside the routes, so that it also guards the fallbacks; inside the request
+/// id, so that its refusals carry one), the request id.
+fn served(router: Router<AppState>, state: AppState, limits: &server::Limits) -> Router {
+    router
         .fallback(unrecognized)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(server::Guard::new(limits), server::guard))

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
-use ruma::{OwnedRoomId, OwnedUserId};
+use ruma::{OwnedRoomId, OwnedUserId, events::room::member::MembershipState};
 
 use super::Channel;
 
@@ -97,6 +97,18 @@ impl Membership {
             "knock" => Self::Knock,
             "leave" => Self::Leave,
             "ban" => Self::Ban,
+            _ => return None,
+        })
+    }
+
+    /// The membership of a member event's content; `None` for one the spec does not name.
+    pub fn of(state: &MembershipState) -> Option<Self> {
+        Some(match state {
+            MembershipState::Invite => Self::Invite,
+            MembershipState::Join => Self::Join,
+            MembershipState::Knock => Self::Knock,
+            MembershipState::Leave => Self::Leave,
+            MembershipState::Ban => Self::Ban,
             _ => return None,
         })
     }

@@ -53,7 +53,7 @@ async fn requests_without_the_hs_token_get_403_and_record_nothing() {
 async fn transactions_are_deduplicated_and_routes_answer_per_spec() {
     let foyer = TestFoyer::start().await;
     let hs = Some(foyer.slot.hs_token.as_str());
-    let body = json!({"events": [{"event_id": "$dup", "room_id": "!r:localhost", "type": "m.room.message", "sender": "@m:localhost", "content": {"body": "hi"}}]});
+    let body = json!({"events": [{"event_id": "$dup", "room_id": "!r:localhost", "type": "m.room.message", "sender": "@m:localhost", "content": {"msgtype": "m.text", "body": "hi"}}]});
     for _ in 0..2 {
         let (status, answer) =
             foyer.request(Method::PUT, "/_matrix/app/v1/transactions/t-dup", hs, Some(body.clone())).await;

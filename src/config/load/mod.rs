@@ -21,6 +21,8 @@ use super::{
     ArchiveMode, Config, ConfigError, DatabaseConfig, DatabaseKind, IngestConfig, LogFormat, LoggingConfig,
     Placeholders, Problem, SynapseAdminConfig,
 };
+use secrets::SecretKey;
+
 use crate::secret::Secret;
 
 /// Parses and validates config text. `env` looks up environment variables (injected so
@@ -128,7 +130,7 @@ impl Walker<'_> {
         // Read without the section too: the token may come from FOYER_INGEST_TOKEN alone.
         let mut ingest_section =
             self.section(&mut top, "ingest", false).unwrap_or_else(|| Section::new("ingest", &empty));
-        let token = self.secret(&mut ingest_section, "token", "FOYER_INGEST_TOKEN", false);
+        let token = self.secret(&mut ingest_section, SecretKey::INGEST_TOKEN, false);
         let owncast = self.owncast(&mut ingest_section);
         self.finish(ingest_section);
         let ingest = owncast.map(|owncast| IngestConfig { token, owncast });
@@ -144,7 +146,7 @@ impl Walker<'_> {
         let rooms = self.rooms(&mut rooms_section);
         self.finish(rooms_section);
         let synapse_admin = self.section(&mut top, "synapse_admin", false).map(|mut s| {
-            let r = self.secret(&mut s, "token", "FOYER_SYNAPSE_ADMIN_TOKEN", true);
+            let r = self.secret(&mut s, SecretKey::SYNAPSE_ADMIN_TOKEN, true);
             self.finish(s);
             r.map(|token| SynapseAdminConfig { token })
         });

@@ -12,18 +12,36 @@ use crate::{
 
 const MIN_TOKEN_LEN: usize = 32;
 
+/// A secret's key in its section, the `_file` key beside it that names a file holding it,
+/// and the environment variable that wins over both.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SecretKey {
+    key: &'static str,
+    file_key: &'static str,
+    env_var: &'static str,
+}
+
+impl SecretKey {
+    pub(super) const AS_TOKEN: Self = Self::new("as_token", "as_token_file", "FOYER_AS_TOKEN");
+    pub(super) const HS_TOKEN: Self = Self::new("hs_token", "hs_token_file", "FOYER_HS_TOKEN");
+    pub(super) const API_TOKEN: Self = Self::new("token", "token_file", "FOYER_API_TOKEN");
+    pub(super) const INGEST_TOKEN: Self = Self::new("token", "token_file", "FOYER_INGEST_TOKEN");
+    pub(super) const SYNAPSE_ADMIN_TOKEN: Self = Self::new("token", "token_file", "FOYER_SYNAPSE_ADMIN_TOKEN");
+    pub(super) const DATABASE_URL: Self = Self::new("url", "url_file", "FOYER_DATABASE_URL");
+    pub(super) const WEBHOOK_SECRET: Self =
+        Self::new("webhook_secret", "webhook_secret_file", "FOYER_PLATFORM_WEBHOOK_SECRET");
+
+    const fn new(key: &'static str, file_key: &'static str, env_var: &'static str) -> Self {
+        Self { key, file_key, env_var }
+    }
+}
+
 impl Walker<'_> {
     /// A token: from `<key>`, `<key>_file`, or the environment variable (which wins).
     /// Tokens need at least 32 characters and must not be the example's placeholder.
-    pub(super) fn secret(
-        &mut self,
-        s: &mut Section<'_>,
-        key: &'static str,
-        env_var: &str,
-        required: bool,
-    ) -> Option<Secret> {
-        let secret = self.secret_value(s, key, env_var, required)?;
-        let path = s.key_path(key);
+    pub(super) fn secret(&mut self, s: &mut Section<'_>, secret: SecretKey, required: bool) -> Option<Secret> {
+        let path = s.key_path(secret.key);
+        let secret = self.secret_value(s, secret, required)?;
         let value = secret.expose();
         if value.contains(PLACEHOLDER_MARK) {
             if self.placeholders == Placeholders::Refuse {
@@ -50,21 +68,8 @@ impl Walker<'_> {
     }
 
     /// Reads a secret's raw value from its three possible sources, records which one.
-    pub(super) fn secret_value(
-        &mut self,
-        s: &mut Section<'_>,
-        key: &'static str,
-        env_var: &str,
-        required: bool,
-    ) -> Option<Secret> {
-        let file_key: &'static str = match key {
-            "as_token" => "as_token_file",
-            "hs_token" => "hs_token_file",
-            "token" => "token_file",
-            "url" => "url_file",
-            "webhook_secret" => "webhook_secret_file",
-            _ => unreachable!("every secret key has a _file twin"),
-        };
+    pub(super) fn secret_value(&mut self, s: &mut Section<'_>, secret: SecretKey, required: bool) -> Option<Secret> {
+        let SecretKey { key, file_key, env_var } = secret;
         let path = s.key_path(key);
         let inline = s.get(key).is_some().then(|| self.string(s, key, true)).flatten();
         let from_file = s.get(file_key).is_some().then(|| self.string(s, file_key, true)).flatten();

@@ -8,7 +8,7 @@ use ruma::ServerName;
 use serde_yaml::Value;
 use url::Url;
 
-use super::{Section, Walker, sqlite_relative_to};
+use super::{Section, Walker, secrets::SecretKey, sqlite_relative_to};
 use crate::{
     config::{
         ApiConfig, AppserviceConfig, ArchiveMode, DatabaseConfig, DatabaseKind, HomeserverConfig, HomeserverListener,
@@ -72,8 +72,8 @@ impl Walker<'_> {
         let url = self.url(s, "url");
         let homeserver_listener = self.homeserver_listener(s, listen);
         let public_url = self.opt_url(s, "public_url");
-        let as_token = self.secret(s, "as_token", "FOYER_AS_TOKEN", true);
-        let hs_token = self.secret(s, "hs_token", "FOYER_HS_TOKEN", true);
+        let as_token = self.secret(s, SecretKey::AS_TOKEN, true);
+        let hs_token = self.secret(s, SecretKey::HS_TOKEN, true);
         let sender = self.name(
             s,
             "sender_localpart",
@@ -181,7 +181,7 @@ impl Walker<'_> {
             Duration::from_secs(10),
             Duration::from_millis(100)..=Duration::from_secs(300),
         );
-        let url = self.secret_value(s, "url", "FOYER_DATABASE_URL", false)?;
+        let url = self.secret_value(s, SecretKey::DATABASE_URL, false)?;
         let text = url.expose();
         let (url, kind) = if text.starts_with("sqlite:") {
             (Secret::new(sqlite_relative_to(text, &self.base_dir)), DatabaseKind::Sqlite)
@@ -249,7 +249,7 @@ impl Walker<'_> {
     /// `FOYER_PLATFORM_WEBHOOK_SECRET`), both required once the section is there.
     pub(super) fn platform(&mut self, s: &mut Section<'_>) -> Option<Option<PlatformConfig>> {
         let url = self.webhook_url(s);
-        let secret = self.secret_value(s, "webhook_secret", "FOYER_PLATFORM_WEBHOOK_SECRET", true);
+        let secret = self.secret_value(s, SecretKey::WEBHOOK_SECRET, true);
         let path = s.key_path("webhook_secret");
         let key = secret.and_then(|secret| {
             let value = secret.expose();
@@ -391,7 +391,7 @@ impl Walker<'_> {
     }
 
     pub(super) fn api(&mut self, s: &mut Section<'_>) -> Option<ApiConfig> {
-        self.secret(s, "token", "FOYER_API_TOKEN", true).map(|token| ApiConfig { token })
+        self.secret(s, SecretKey::API_TOKEN, true).map(|token| ApiConfig { token })
     }
 
     pub(super) fn rooms(&mut self, s: &mut Section<'_>) -> Option<RoomsConfig> {

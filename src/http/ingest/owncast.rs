@@ -229,8 +229,8 @@ async fn receive_inner(
     })?;
     *kind = event.kind.label();
     match event.kind {
-        Kind::Started => started(state, channel_id, &event, &bytes, now).await,
-        Kind::Stopped => stopped(state, channel_id, &event, &bytes, now).await,
+        Kind::Started => stream_changed(state, channel_id, &event, &bytes, now, on_air).await,
+        Kind::Stopped => stream_changed(state, channel_id, &event, &bytes, now, off_air).await,
         Kind::TitleUpdated => {
             tracing::info!(channel_id, "Owncast stream title updated: ignored, the platform owns the title");
             Ok(("ignored", status(StatusCode::OK, "ignored")))
@@ -293,14 +293,40 @@ fn receipt_id(channel_id: &str, event: &Event, body: &[u8], reservation: &str) -
     format!("owncast:{channel_id}:{}:{id}:{reservation}", event.kind.label())
 }
 
-async fn started(
+/// What a start or a stop records, read from the channel's reservations in their window
+/// now: the events to store, or (nothing to record) the status to answer with.
+type Changes =
+    fn(&str, Vec<(ReservationRecord, schedule::Schedule)>, DateTime<Utc>) -> Result<Vec<WebhookEvent>, &'static str>;
+
+/// A stream started or stopped: what `changes` says it changed recorded, each event under
+/// its own receipt.
+async fn stream_changed(
     state: &AppState,
     channel_id: &str,
     event: &Event,
     body: &[u8],
     now: DateTime<Utc>,
+    changes: Changes,
 ) -> Result<Answer, Answer> {
     let candidates = in_window(state, channel_id, now).await?;
+    let stored = match changes(channel_id, candidates, now) {
+        Ok(stored) => stored,
+        Err(nothing) => return Ok((nothing, status(StatusCode::OK, nothing))),
+    };
+    let mut answer = None;
+    for stored in stored {
+        let webhook_id = receipt_id(channel_id, event, body, stored.reservation_id().as_str());
+        answer = Some(record_event(state, channel_id, &webhook_id, &stored, now).await?);
+    }
+    Ok(answer.expect("at least one reservation"))
+}
+
+/// A start: the show going on air, unless it is live already.
+fn on_air(
+    channel_id: &str,
+    candidates: Vec<(ReservationRecord, schedule::Schedule)>,
+    now: DateTime<Utc>,
+) -> Result<Vec<WebhookEvent>, &'static str> {
     // Two windows may overlap (one show's room closing while the next opens): the one
     // whose start is nearest to now is the show going on air.
     let Some((record, times)) = candidates.into_iter().min_by_key(|(r, _)| (r.reservation.starts_at - now).abs())
@@ -309,46 +335,40 @@ async fn started(
             channel_id,
             "Owncast stream started, but no reservation of this channel is in its window now: nothing recorded"
         );
-        return Ok(("no_reservation", status(StatusCode::OK, "no_reservation")));
+        return Err("no_reservation");
     };
-    let reservation_id = record.reservation.id.as_str();
     if times.live {
         // Already live: a second start would post a second live notice.
         tracing::info!(
             channel_id,
-            reservation_id,
+            reservation_id = record.reservation.id.as_str(),
             "Owncast stream started: the reservation is live already, nothing recorded"
         );
-        return Ok(("duplicate", status(StatusCode::OK, "duplicate")));
+        return Err("duplicate");
     }
-    let webhook_id = receipt_id(channel_id, event, body, reservation_id);
-    let stored = WebhookEvent::StreamStarted { id: record.reservation.id.clone(), at: now };
-    record_event(state, channel_id, &webhook_id, &stored, now).await
+    Ok(vec![WebhookEvent::StreamStarted { id: record.reservation.id, at: now }])
 }
 
-async fn stopped(
-    state: &AppState,
+/// A stop: the end of whatever of the channel is live.
+fn off_air(
     channel_id: &str,
-    event: &Event,
-    body: &[u8],
+    candidates: Vec<(ReservationRecord, schedule::Schedule)>,
     now: DateTime<Utc>,
-) -> Result<Answer, Answer> {
-    let live: Vec<_> = in_window(state, channel_id, now).await?.into_iter().filter(|(_, t)| t.live).collect();
-    if live.is_empty() {
+) -> Result<Vec<WebhookEvent>, &'static str> {
+    // One Owncast server sends one stream: whatever of its channel is live has ended.
+    let ended: Vec<_> = candidates
+        .into_iter()
+        .filter(|(_, t)| t.live)
+        .map(|(r, _)| WebhookEvent::StreamEnded { id: r.reservation.id, at: now })
+        .collect();
+    if ended.is_empty() {
         tracing::info!(
             channel_id,
             "Owncast stream stopped, but no reservation of this channel is live: nothing recorded"
         );
-        return Ok(("not_live", status(StatusCode::OK, "not_live")));
+        return Err("not_live");
     }
-    // One Owncast server sends one stream: whatever of its channel is live has ended.
-    let mut answer = None;
-    for (record, _) in live {
-        let webhook_id = receipt_id(channel_id, event, body, record.reservation.id.as_str());
-        let stored = WebhookEvent::StreamEnded { id: record.reservation.id.clone(), at: now };
-        answer = Some(record_event(state, channel_id, &webhook_id, &stored, now).await?);
-    }
-    Ok(answer.expect("at least one live reservation"))
+    Ok(ended)
 }
 
 async fn record_event(

@@ -325,21 +325,27 @@ fn media_type(headers: &HeaderMap) -> Option<String> {
     Some(value.split(';').next()?.trim().to_ascii_lowercase())
 }
 
+/// The hook's call from its `key`, whose value names a publish or its end (`names`);
+/// else what is wrong, saying which hooks to `point` here.
+fn call(key: &str, value: Option<&str>, names: [&str; 2], point: &str, missing: &str) -> Result<Call, HookError> {
+    let [publish, done] = names;
+    match value {
+        Some(v) if v == publish => Ok(Call::Publish),
+        Some(v) if v == done => Ok(Call::PublishDone),
+        Some(other) => Err(HookError::Payload(format!(
+            "{key}: {other:?} is not a publish hook ({publish}, {done}); point only {point} here"
+        ))),
+        None => Err(HookError::Payload(format!("{key}: {missing}"))),
+    }
+}
+
 fn read(server: Server, body: &[u8]) -> Result<Hook, HookError> {
     match server {
         Server::Nginx => {
             let form: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
             let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-            let call = match field("call") {
-                Some("publish") => Call::Publish,
-                Some("publish_done") => Call::PublishDone,
-                Some(other) => {
-                    return Err(HookError::Payload(format!(
-                        "call: {other:?} is not a publish hook (publish, publish_done); point only on_publish and on_publish_done here"
-                    )));
-                }
-                None => return Err(HookError::Payload("call: is missing".into())),
-            };
+            let names = ["publish", "publish_done"];
+            let call = call("call", field("call"), names, "on_publish and on_publish_done", "is missing")?;
             let name = field("name").ok_or_else(|| HookError::Payload("name: is missing".into()))?;
             Ok(Hook { call, name: name.to_owned() })
         }
@@ -347,16 +353,8 @@ fn read(server: Server, body: &[u8]) -> Result<Hook, HookError> {
             let value: Value = serde_json::from_slice(body)
                 .map_err(|e| HookError::Payload(format!("body: is not valid JSON ({e})")))?;
             let field = |name: &str| value.get(name).and_then(Value::as_str);
-            let call = match field("action") {
-                Some("on_publish") => Call::Publish,
-                Some("on_unpublish") => Call::PublishDone,
-                Some(other) => {
-                    return Err(HookError::Payload(format!(
-                        "action: {other:?} is not a publish hook (on_publish, on_unpublish); point only those here"
-                    )));
-                }
-                None => return Err(HookError::Payload("action: is missing or not a string".into())),
-            };
+            let names = ["on_publish", "on_unpublish"];
+            let call = call("action", field("action"), names, "those", "is missing or not a string")?;
             let name =
                 field("stream").ok_or_else(|| HookError::Payload("stream: is missing or not a string".into()))?;
             Ok(Hook { call, name: name.to_owned() })
@@ -409,6 +407,12 @@ mod tests {
         assert!(e.to_string().starts_with("call: \"play\""), "{e}");
         let e = read(Server::Nginx, b"call=publish").err().unwrap();
         assert_eq!(e.to_string(), "name: is missing");
+        let (e, missing) = (read(Server::Nginx, b"call=play&name=k").err().unwrap(), read(Server::Nginx, b"name=k"));
+        assert_eq!(
+            e.to_string(),
+            "call: \"play\" is not a publish hook (publish, publish_done); point only on_publish and on_publish_done here"
+        );
+        assert_eq!(missing.err().unwrap().to_string(), "call: is missing");
 
         let srs = br#"{"action":"on_unpublish","client_id":"x1","ip":"127.0.0.1","vhost":"__defaultVhost__","app":"live","stream":"k","param":""}"#;
         let hook = read(Server::Srs, srs).unwrap();
@@ -416,5 +420,11 @@ mod tests {
         let e = read(Server::Srs, br#"{"action":"on_play","stream":"k"}"#).err().unwrap();
         assert!(e.to_string().starts_with("action: \"on_play\""), "{e}");
         assert!(read(Server::Srs, b"0").is_err());
+        assert_eq!(
+            e.to_string(),
+            "action: \"on_play\" is not a publish hook (on_publish, on_unpublish); point only those here"
+        );
+        let missing = read(Server::Srs, br#"{"action":5,"stream":"k"}"#).err().unwrap();
+        assert_eq!(missing.to_string(), "action: is missing or not a string");
     }
 }
