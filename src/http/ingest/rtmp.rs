@@ -199,6 +199,8 @@ async fn read_records(
     })
 }
 
+/// What a hook does to the reservations its key names, at `now`: a publish starts the
+/// stream of the one whose window holds now, an end stops the live one.
 async fn decide(
     state: &AppState,
     server: Server,
@@ -206,62 +208,49 @@ async fn decide(
     records: &[ReservationRecord],
     now: DateTime<Utc>,
 ) -> (&'static str, Response) {
+    let rooms = &state.config.rooms;
     match call {
-        Call::Publish => publish(state, server, records, now).await,
-        Call::PublishDone => publish_done(state, server, records, now).await,
+        Call::Publish => {
+            let verdicts: Vec<_> = records.iter().map(|r| (r, window(r, rooms, now))).collect();
+            let Some((record, times)) = verdicts.iter().find_map(|(r, v)| v.as_ref().ok().map(|t| (*r, *t))) else {
+                // The reservation a refusal is about: the active one if any, else the first.
+                let (id, why) = match verdicts.iter().find(|(r, _)| active(r)).or(verdicts.first()) {
+                    Some((r, Err(why))) => (Some(r.reservation.id.as_str()), *why),
+                    _ => (None, "no reservation has this stream key"),
+                };
+                tracing::info!(server = server.as_str(), reservation_id = id, why, "publish refused");
+                return ("refused", refuse(server, StatusCode::FORBIDDEN, "FOYER_PUBLISH_REFUSED", REFUSAL));
+            };
+            let id = &record.reservation.id;
+            if times.live {
+                tracing::info!(
+                    server = server.as_str(),
+                    reservation_id = id.as_str(),
+                    "publish allowed: already live, nothing recorded"
+                );
+                return ("duplicate", allow(server));
+            }
+            let event = WebhookEvent::StreamStarted { id: id.clone(), at: now };
+            record_event(state, server, "publish", &event, now, ("allowed", "publish allowed: stream.started recorded"))
+                .await
+        }
+        Call::PublishDone => {
+            // Ending is never refused: the server stops the stream whatever the answer.
+            let Some(record) = records.iter().find(|r| schedule::schedule(r, rooms).live) else {
+                let id = records.first().map(|r| r.reservation.id.as_str());
+                tracing::info!(
+                    server = server.as_str(),
+                    reservation_id = id,
+                    "publish end: no live reservation has this stream key, nothing recorded"
+                );
+                return ("ended_duplicate", allow(server));
+            };
+            let id = &record.reservation.id;
+            let event = WebhookEvent::StreamEnded { id: id.clone(), at: now };
+            record_event(state, server, "publish_done", &event, now, ("ended", "publish ended: stream.ended recorded"))
+                .await
+        }
     }
-}
-
-async fn publish(
-    state: &AppState,
-    server: Server,
-    records: &[ReservationRecord],
-    now: DateTime<Utc>,
-) -> (&'static str, Response) {
-    let rooms = &state.config.rooms;
-    let verdicts: Vec<_> = records.iter().map(|r| (r, window(r, rooms, now))).collect();
-    let Some((record, times)) = verdicts.iter().find_map(|(r, v)| v.as_ref().ok().map(|t| (*r, *t))) else {
-        // The reservation a refusal is about: the active one if any, else the first.
-        let (id, why) = match verdicts.iter().find(|(r, _)| active(r)).or(verdicts.first()) {
-            Some((r, Err(why))) => (Some(r.reservation.id.as_str()), *why),
-            _ => (None, "no reservation has this stream key"),
-        };
-        tracing::info!(server = server.as_str(), reservation_id = id, why, "publish refused");
-        return ("refused", refuse(server, StatusCode::FORBIDDEN, "FOYER_PUBLISH_REFUSED", REFUSAL));
-    };
-    let id = &record.reservation.id;
-    if times.live {
-        tracing::info!(
-            server = server.as_str(),
-            reservation_id = id.as_str(),
-            "publish allowed: already live, nothing recorded"
-        );
-        return ("duplicate", allow(server));
-    }
-    let event = WebhookEvent::StreamStarted { id: id.clone(), at: now };
-    record_event(state, server, "publish", &event, now, ("allowed", "publish allowed: stream.started recorded")).await
-}
-
-async fn publish_done(
-    state: &AppState,
-    server: Server,
-    records: &[ReservationRecord],
-    now: DateTime<Utc>,
-) -> (&'static str, Response) {
-    let rooms = &state.config.rooms;
-    // Ending is never refused: the server stops the stream whatever the answer.
-    let Some(record) = records.iter().find(|r| schedule::schedule(r, rooms).live) else {
-        let id = records.first().map(|r| r.reservation.id.as_str());
-        tracing::info!(
-            server = server.as_str(),
-            reservation_id = id,
-            "publish end: no live reservation has this stream key, nothing recorded"
-        );
-        return ("ended_duplicate", allow(server));
-    };
-    let id = &record.reservation.id;
-    let event = WebhookEvent::StreamEnded { id: id.clone(), at: now };
-    record_event(state, server, "publish_done", &event, now, ("ended", "publish ended: stream.ended recorded")).await
 }
 
 /// Records a stream signal as a webhook would be, wakes the lifecycle (which opens the
