@@ -6,6 +6,8 @@
 //! again. New facts make a reservation due at once; a restart resumes from the
 //! store; duplicates do nothing because plans are computed from recorded state.
 
+mod housekeeping;
+mod knocks;
 pub mod lookups;
 mod perform;
 pub mod plan;
@@ -17,6 +19,7 @@ use chrono::{DateTime, Utc};
 use ruma::{RoomId, api::client::discovery::get_capabilities};
 use tokio::{sync::Notify, task::JoinSet, time::Instant};
 
+pub use self::knocks::KnockBudget;
 pub use self::plan::{Plan, Work, plan};
 use crate::matrix::synapse_admin::SynapseAdmin;
 use crate::model::Step;
@@ -24,7 +27,7 @@ use crate::{
     config::Config,
     failpoint,
     matrix::{MatrixClient, MatrixError, rooms},
-    model::{ArchivedTranscript, ORPHAN_EMAILS_KEPT, ReservationId, StepRecord, naming},
+    model::{ArchivedTranscript, ReservationId, StepRecord, naming},
     outbox::{OutboundEvent, Release, StepRoom},
     schedule,
     store::{Claim, Store, StoreError},
@@ -43,6 +46,8 @@ const CONCURRENCY: usize = 16;
 /// Longest sleep between rounds, so an instance notices within seconds the facts that
 /// reached another instance.
 const MAX_IDLE: Duration = Duration::from_secs(5);
+/// How often [`housekeeping::sweep`] runs.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, thiserror::Error)]
 enum StepError {
@@ -72,45 +77,6 @@ pub struct Lifecycle {
     pub remote: servers::RemoteInvites,
 }
 
-/// How many knocks Foyer refuses (with a kick) per reservation and per knocking server in
-/// each [`KnockBudget::WINDOW`]; knocks past that are left unanswered.
-#[derive(Default)]
-pub struct KnockBudget(std::sync::Mutex<std::collections::HashMap<String, (Instant, u32)>>);
-
-impl KnockBudget {
-    const WINDOW: Duration = Duration::from_secs(60);
-    const PER_ROOM: u32 = 20;
-    const PER_SERVER: u32 = 10;
-
-    /// Whether a refusal of `user`'s knock at reservation `id` fits the budget; counts it
-    /// if so.
-    pub fn allow(&self, id: &ReservationId, user: &ruma::UserId) -> bool {
-        let mut windows = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let now = Instant::now();
-        if windows.len() > 10_000 {
-            windows.retain(|_, (start, _)| now.duration_since(*start) < Self::WINDOW);
-        }
-        let keys =
-            [(format!("room {id}"), Self::PER_ROOM), (format!("server {}", user.server_name()), Self::PER_SERVER)];
-        let used = |windows: &mut std::collections::HashMap<String, (Instant, u32)>, key: &str| {
-            let entry = windows.entry(key.to_owned()).or_insert((now, 0));
-            if now.duration_since(entry.0) >= Self::WINDOW {
-                *entry = (now, 0);
-            }
-            entry.1
-        };
-        if keys.iter().any(|(key, limit)| used(&mut windows, key) >= *limit) {
-            return false;
-        }
-        for (key, _) in &keys {
-            if let Some(entry) = windows.get_mut(key) {
-                entry.1 += 1;
-            }
-        }
-        true
-    }
-}
-
 impl Lifecycle {
     /// Runs until `stop` turns true.
     ///
@@ -124,32 +90,8 @@ impl Lifecycle {
         let mut pruned_at: Option<Instant> = None;
         let mut tasks = JoinSet::new();
         loop {
-            if pruned_at.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
-                // Homeserver retries come within minutes; a week of event ids is plenty.
-                match self.store.prune_seen_events(Utc::now() - chrono::Duration::days(7)).await {
-                    Ok(n) if n > 0 => tracing::info!(events = n, "forgot old homeserver event ids"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "cannot prune old event ids"),
-                }
-                // Transcripts are members' words, kept rooms.transcript_retention and no
-                // longer; checked hourly, so one goes within the hour after it is due.
-                let retention =
-                    chrono::Duration::from_std(self.config.rooms.transcript_retention).unwrap_or(chrono::Duration::MAX);
-                let before = Utc::now().checked_sub_signed(retention).unwrap_or(DateTime::<Utc>::MIN_UTC);
-                match self.store.prune_transcripts(before).await {
-                    Ok(n) if n > 0 => tracing::info!(transcripts = n, "deleted transcripts past their retention"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "cannot delete old transcripts"),
-                }
-                // An address is kept for its reservation's room; one that never came
-                // gives no reason to keep it (contract §7).
-                match self.store.forget_orphan_emails(Utc::now() - ORPHAN_EMAILS_KEPT).await {
-                    Ok(n) if n > 0 => {
-                        tracing::info!(tickets = n, "erased the addresses of tickets whose reservation never came")
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "cannot erase the addresses of orphan tickets"),
-                }
+            if pruned_at.is_none_or(|t| t.elapsed() > HOUSEKEEPING_EVERY) {
+                housekeeping::sweep(self.store.as_ref(), &self.config, Utc::now()).await;
                 pruned_at = Some(Instant::now());
             }
             if failpoint::armed("worker_paused") {
@@ -496,28 +438,6 @@ mod tests {
                 Step::PostOpeningNotice
             ]
         );
-    }
-
-    #[test]
-    fn knock_refusals_are_budgeted_per_room_and_per_server() {
-        let budget = KnockBudget::default();
-        let (jazz, folk) = (ReservationId::parse("jazz").unwrap(), ReservationId::parse("folk").unwrap());
-        let user = |name: &str, server: &str| ruma::OwnedUserId::try_from(format!("@{name}:{server}")).unwrap();
-        // One server's knockers: ten refusals across rooms, then nothing.
-        for i in 0..KnockBudget::PER_SERVER {
-            let room = if i % 2 == 0 { &jazz } else { &folk };
-            assert!(budget.allow(room, &user(&format!("s{i}"), "spam.example")), "refusal {i}");
-        }
-        assert!(!budget.allow(&jazz, &user("s-next", "spam.example")));
-        // Other servers still get answers, until the room's own budget is used.
-        let mut allowed = 0;
-        for i in 0..(KnockBudget::PER_ROOM * 2) {
-            if budget.allow(&jazz, &user("k", &format!("host{i}.example"))) {
-                allowed += 1;
-            }
-        }
-        assert_eq!(allowed, KnockBudget::PER_ROOM - KnockBudget::PER_SERVER / 2);
-        assert!(budget.allow(&folk, &user("k", "other.example")), "another room has its own budget");
     }
 
     #[test]
