@@ -5,11 +5,10 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ruma::UserId;
-use sqlx::{Encode, Executor, Type};
 
 use super::{
     AdminAction, QueuedAdminEvent, StoreError,
-    dialect::{Dialect, SqlStore},
+    dialect::{SqlStore, on_both_databases},
     from_millis,
     rows::Read,
     to_millis,
@@ -117,118 +116,113 @@ pub trait AdminStore: Send + Sync {
     async fn end_status_session(&self, id: &SessionId) -> Result<(), StoreError>;
 }
 
-#[async_trait]
-impl<D: Dialect> AdminStore for SqlStore<D>
-where
-    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
-    for<'q> i64: Encode<'q, D> + Type<D>,
-    for<'q> Option<i64>: Encode<'q, D>,
-    for<'s> &'s str: Encode<'s, D> + Type<D>,
-    for<'s> Option<&'s str>: Encode<'s, D>,
-{
-    async fn admin_action(
-        &self,
-        id: &ReservationId,
-        action: AdminAction,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let (id, now) = (id.as_str(), to_millis(now));
-        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
-        if sqlx::query(RESERVATION_EXISTS).bind(id).fetch_optional(&mut *tx).await?.is_none() {
-            return Ok(false);
+on_both_databases! {
+    #[async_trait]
+    impl AdminStore for SqlStore<D> {
+        async fn admin_action(
+            &self,
+            id: &ReservationId,
+            action: AdminAction,
+            now: DateTime<Utc>,
+        ) -> Result<bool, StoreError> {
+            let (id, now) = (id.as_str(), to_millis(now));
+            let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+            if sqlx::query(RESERVATION_EXISTS).bind(id).fetch_optional(&mut *tx).await?.is_none() {
+                return Ok(false);
+            }
+            let signal = match action {
+                AdminAction::OpenNow => Some(ADMIN_OPEN),
+                AdminAction::ArchiveNow => Some(ADMIN_ARCHIVE),
+                AdminAction::Retry => None,
+            };
+            if let Some(signal) = signal {
+                sqlx::query(signal).bind(id).bind(now).execute(&mut *tx).await?;
+            }
+            sqlx::query(ADMIN_DUE).bind(id).bind(now).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(true)
         }
-        let signal = match action {
-            AdminAction::OpenNow => Some(ADMIN_OPEN),
-            AdminAction::ArchiveNow => Some(ADMIN_ARCHIVE),
-            AdminAction::Retry => None,
-        };
-        if let Some(signal) = signal {
-            sqlx::query(signal).bind(id).bind(now).execute(&mut *tx).await?;
+
+        async fn queue_admin_events(&self, events: &[HomeserverEvent], now: DateTime<Utc>) -> Result<(), StoreError> {
+            if events.is_empty() {
+                return Ok(());
+            }
+            let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+            for event in events {
+                let text = serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let query = sqlx::query(QUEUE_ADMIN_EVENT).bind(event.event_id.as_str()).bind(text.as_str());
+                query.bind(to_millis(now)).execute(&mut *tx).await?;
+            }
+            Ok(tx.commit().await?)
         }
-        sqlx::query(ADMIN_DUE).bind(id).bind(now).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
 
-    async fn queue_admin_events(&self, events: &[HomeserverEvent], now: DateTime<Utc>) -> Result<(), StoreError> {
-        if events.is_empty() {
-            return Ok(());
+        async fn admin_inbox(&self, limit: u32) -> Result<Vec<QueuedAdminEvent>, StoreError> {
+            let found = sqlx::query(ADMIN_INBOX).bind(i64::from(limit)).fetch_all(&self.pool).await?;
+            found.iter().map(admin_event).collect()
         }
-        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
-        for event in events {
-            let text = serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let query = sqlx::query(QUEUE_ADMIN_EVENT).bind(event.event_id.as_str()).bind(text.as_str());
-            query.bind(to_millis(now)).execute(&mut *tx).await?;
+
+        async fn forget_admin_event(&self, event_id: &str) -> Result<(), StoreError> {
+            sqlx::query(FORGET_ADMIN_EVENT).bind(event_id).execute(&self.pool).await?;
+            Ok(())
         }
-        Ok(tx.commit().await?)
-    }
 
-    async fn admin_inbox(&self, limit: u32) -> Result<Vec<QueuedAdminEvent>, StoreError> {
-        let found = sqlx::query(ADMIN_INBOX).bind(i64::from(limit)).fetch_all(&self.pool).await?;
-        found.iter().map(admin_event).collect()
-    }
+        async fn direct_chat_active(&self, room_id: &str, user: &UserId, now: DateTime<Utc>) -> Result<(), StoreError> {
+            let query = sqlx::query(DIRECT_CHAT_ACTIVE).bind(room_id).bind(user.as_str()).bind(to_millis(now));
+            query.execute(&self.pool).await?;
+            Ok(())
+        }
 
-    async fn forget_admin_event(&self, event_id: &str) -> Result<(), StoreError> {
-        sqlx::query(FORGET_ADMIN_EVENT).bind(event_id).execute(&self.pool).await?;
-        Ok(())
-    }
+        async fn direct_chat_used(&self, room_id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+            sqlx::query(DIRECT_CHAT_USED).bind(room_id).bind(to_millis(now)).execute(&self.pool).await?;
+            Ok(())
+        }
 
-    async fn direct_chat_active(&self, room_id: &str, user: &UserId, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let query = sqlx::query(DIRECT_CHAT_ACTIVE).bind(room_id).bind(user.as_str()).bind(to_millis(now));
-        query.execute(&self.pool).await?;
-        Ok(())
-    }
+        async fn idle_direct_chats(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<String>, StoreError> {
+            let query = sqlx::query(IDLE_DIRECT_CHATS).bind(to_millis(before)).bind(i64::from(limit));
+            query.fetch_all(&self.pool).await?.iter().map(|row| row.text("room_id")).collect()
+        }
 
-    async fn direct_chat_used(&self, room_id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
-        sqlx::query(DIRECT_CHAT_USED).bind(room_id).bind(to_millis(now)).execute(&self.pool).await?;
-        Ok(())
-    }
+        async fn forget_direct_chat(&self, room_id: &str) -> Result<(), StoreError> {
+            sqlx::query(FORGET_DIRECT_CHAT).bind(room_id).execute(&self.pool).await?;
+            Ok(())
+        }
 
-    async fn idle_direct_chats(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<String>, StoreError> {
-        let query = sqlx::query(IDLE_DIRECT_CHATS).bind(to_millis(before)).bind(i64::from(limit));
-        query.fetch_all(&self.pool).await?.iter().map(|row| row.text("room_id")).collect()
-    }
+        async fn direct_chat_opener(&self, room_id: &str) -> Result<Option<String>, StoreError> {
+            let found = sqlx::query(DIRECT_CHAT_OPENER).bind(room_id).fetch_optional(&self.pool).await?;
+            found.map(|row| row.text("user_id")).transpose()
+        }
 
-    async fn forget_direct_chat(&self, room_id: &str) -> Result<(), StoreError> {
-        sqlx::query(FORGET_DIRECT_CHAT).bind(room_id).execute(&self.pool).await?;
-        Ok(())
-    }
+        async fn direct_chat_counts(&self, user: &UserId) -> Result<(u64, u64), StoreError> {
+            let row = sqlx::query(DIRECT_CHAT_COUNTS).bind(user.as_str()).fetch_one(&self.pool).await?;
+            let count = |col: &str| row.int(col).map(|n| u64::try_from(n).unwrap_or_default());
+            Ok((count("of_user")?, count("open")?))
+        }
 
-    async fn direct_chat_opener(&self, room_id: &str) -> Result<Option<String>, StoreError> {
-        let found = sqlx::query(DIRECT_CHAT_OPENER).bind(room_id).fetch_optional(&self.pool).await?;
-        found.map(|row| row.text("user_id")).transpose()
-    }
+        async fn start_status_session(
+            &self,
+            id: &SessionId,
+            now: DateTime<Utc>,
+            expires_at: DateTime<Utc>,
+        ) -> Result<(), StoreError> {
+            let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+            sqlx::query(DROP_EXPIRED_SESSIONS).bind(to_millis(now)).execute(&mut *tx).await?;
+            sqlx::query(START_SESSION)
+                .bind(id.as_str())
+                .bind(to_millis(now))
+                .bind(to_millis(expires_at))
+                .execute(&mut *tx)
+                .await?;
+            Ok(tx.commit().await?)
+        }
 
-    async fn direct_chat_counts(&self, user: &UserId) -> Result<(u64, u64), StoreError> {
-        let row = sqlx::query(DIRECT_CHAT_COUNTS).bind(user.as_str()).fetch_one(&self.pool).await?;
-        let count = |col: &str| row.int(col).map(|n| u64::try_from(n).unwrap_or_default());
-        Ok((count("of_user")?, count("open")?))
-    }
+        async fn status_session_live(&self, id: &SessionId, now: DateTime<Utc>) -> Result<bool, StoreError> {
+            self.exists(SESSION_LIVE, id.as_str(), Some(now)).await
+        }
 
-    async fn start_status_session(
-        &self,
-        id: &SessionId,
-        now: DateTime<Utc>,
-        expires_at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
-        sqlx::query(DROP_EXPIRED_SESSIONS).bind(to_millis(now)).execute(&mut *tx).await?;
-        sqlx::query(START_SESSION)
-            .bind(id.as_str())
-            .bind(to_millis(now))
-            .bind(to_millis(expires_at))
-            .execute(&mut *tx)
-            .await?;
-        Ok(tx.commit().await?)
-    }
-
-    async fn status_session_live(&self, id: &SessionId, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        self.exists(SESSION_LIVE, id.as_str(), Some(now)).await
-    }
-
-    async fn end_status_session(&self, id: &SessionId) -> Result<(), StoreError> {
-        sqlx::query(END_SESSION).bind(id.as_str()).execute(&self.pool).await?;
-        Ok(())
+        async fn end_status_session(&self, id: &SessionId) -> Result<(), StoreError> {
+            sqlx::query(END_SESSION).bind(id.as_str()).execute(&self.pool).await?;
+            Ok(())
+        }
     }
 }
 

@@ -11,10 +11,15 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use sqlx::{Encode, Executor, Type};
+use sqlx::{Encode, Type};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Outbound, Outcome, Receipt, StoreError, dialect::Dialect, rows::Read, sql, to_millis};
+use super::{
+    Outbound, Outcome, Receipt, StoreError,
+    dialect::{Dialect, on_both_databases},
+    rows::Read,
+    sql, to_millis,
+};
 use crate::model::{
     BoundHow, Description, Grant, HeldTicket, Holder, ReservationId, StreamKeyHash, StreamUrl, Ticket, WebhookEvent,
     grant,
@@ -186,29 +191,24 @@ where
     query
 }
 
-impl<D: Dialect> Writes for Sqlx<'_, D>
-where
-    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
-    for<'q> i64: Encode<'q, D> + Type<D>,
-    for<'q> Option<i64>: Encode<'q, D>,
-    for<'s> &'s str: Encode<'s, D> + Type<D>,
-    for<'s> Option<&'s str>: Encode<'s, D>,
-{
-    const LOCK_STREAM_KEY: Option<&'static str> = D::LOCK_STREAM_KEY;
+on_both_databases! {
+    impl Writes for Sqlx<'_, D> {
+        const LOCK_STREAM_KEY: Option<&'static str> = D::LOCK_STREAM_KEY;
 
-    async fn execute(&mut self, sql: &'static str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
-        let done = bind(sqlx::query(sql), args).execute(&mut *self.0).await?;
-        Ok(D::rows_affected(&done))
-    }
+        async fn execute(&mut self, sql: &'static str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
+            let done = bind(sqlx::query(sql), args).execute(&mut *self.0).await?;
+            Ok(D::rows_affected(&done))
+        }
 
-    async fn fetch_optional<T>(
-        &mut self,
-        sql: &'static str,
-        args: &[Arg<'_>],
-        read: impl FnOnce(&dyn Read) -> Result<T, StoreError>,
-    ) -> Result<Option<T>, StoreError> {
-        let row = bind(sqlx::query(sql), args).fetch_optional(&mut *self.0).await?;
-        row.as_ref().map(|row| read(row)).transpose()
+        async fn fetch_optional<T>(
+            &mut self,
+            sql: &'static str,
+            args: &[Arg<'_>],
+            read: impl FnOnce(&dyn Read) -> Result<T, StoreError>,
+        ) -> Result<Option<T>, StoreError> {
+            let row = bind(sqlx::query(sql), args).fetch_optional(&mut *self.0).await?;
+            row.as_ref().map(|row| read(row)).transpose()
+        }
     }
 }
 

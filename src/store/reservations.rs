@@ -5,11 +5,10 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ruma::OwnedUserId;
-use sqlx::{Encode, Executor, Type};
 
 use super::{
     MemberCounts, Outcome, Receipt, ReservationRecord, Signals, StoreError, TicketCounts,
-    dialect::{Dialect, SqlStore},
+    dialect::{SqlStore, on_both_databases},
     from_millis,
     rows::Read,
     rows::corrupt,
@@ -140,114 +139,104 @@ pub trait ReservationStore: Send + Sync {
     ) -> Result<Vec<ReservationRecord>, StoreError>;
 }
 
-#[async_trait]
-impl<D: Dialect> ReservationStore for SqlStore<D>
-where
-    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
-    for<'q> i64: Encode<'q, D> + Type<D>,
-    for<'q> Option<i64>: Encode<'q, D>,
-    for<'s> &'s str: Encode<'s, D> + Type<D>,
-    for<'s> Option<&'s str>: Encode<'s, D>,
-{
-    async fn record_webhook(&self, receipt: &Receipt<'_>, event: &WebhookEvent) -> Result<Outcome, StoreError> {
-        D::record_webhook(self, receipt, event).await
-    }
+on_both_databases! {
+    #[async_trait]
+    impl ReservationStore for SqlStore<D> {
+        async fn record_webhook(&self, receipt: &Receipt<'_>, event: &WebhookEvent) -> Result<Outcome, StoreError> {
+            D::record_webhook(self, receipt, event).await
+        }
 
-    async fn reservation(&self, id: &ReservationId) -> Result<Option<ReservationRecord>, StoreError> {
-        D::reservation(self, id).await
-    }
+        async fn reservation(&self, id: &ReservationId) -> Result<Option<ReservationRecord>, StoreError> {
+            D::reservation(self, id).await
+        }
 
-    async fn reservations_by_stream_key(&self, key: &StreamKeyHash) -> Result<Vec<ReservationRecord>, StoreError> {
-        let found = sqlx::query(RECORDS_BY_STREAM_KEY).bind(key.as_str()).fetch_all(&self.pool).await?;
-        found.iter().map(record).collect()
-    }
+        async fn reservations_by_stream_key(&self, key: &StreamKeyHash) -> Result<Vec<ReservationRecord>, StoreError> {
+            let found = sqlx::query(RECORDS_BY_STREAM_KEY).bind(key.as_str()).fetch_all(&self.pool).await?;
+            found.iter().map(record).collect()
+        }
 
-    async fn reservations_by_id(&self, ids: &[ReservationId]) -> Result<Vec<ReservationRecord>, StoreError> {
-        let found = D::records_by_id(ids)?.fetch_all(&self.pool).await?;
-        // One unreadable row is left out rather than failing the others (the status page).
-        let read = found.iter().map(|row| (row.text("reservation_id").unwrap_or_default(), record(row)));
-        Ok(super::readable_records(read))
-    }
+        async fn reservations_by_id(&self, ids: &[ReservationId]) -> Result<Vec<ReservationRecord>, StoreError> {
+            let found = D::records_by_id(ids)?.fetch_all(&self.pool).await?;
+            // One unreadable row is left out rather than failing the others (the status page).
+            let read = found.iter().map(|row| (row.text("reservation_id").unwrap_or_default(), record(row)));
+            Ok(super::readable_records(read))
+        }
 
-    async fn reservations_after(
-        &self,
-        after: Option<&ReservationId>,
-        limit: u32,
-    ) -> Result<Vec<ReservationRecord>, StoreError> {
-        self.records_after(RECORDS_AFTER, after, limit).await
-    }
+        async fn reservations_after(
+            &self,
+            after: Option<&ReservationId>,
+            limit: u32,
+        ) -> Result<Vec<ReservationRecord>, StoreError> {
+            self.records_after(RECORDS_AFTER, after, limit).await
+        }
 
-    async fn schedules_after(
-        &self,
-        after: Option<&ReservationId>,
-        limit: u32,
-    ) -> Result<Vec<ReservationRecord>, StoreError> {
-        self.records_after(SCHEDULES_AFTER, after, limit).await
-    }
+        async fn schedules_after(
+            &self,
+            after: Option<&ReservationId>,
+            limit: u32,
+        ) -> Result<Vec<ReservationRecord>, StoreError> {
+            self.records_after(SCHEDULES_AFTER, after, limit).await
+        }
 
-    async fn channel_reservations(
-        &self,
-        channel_id: &str,
-        starts_by: DateTime<Utc>,
-        ends_from: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<ReservationRecord>, StoreError> {
-        let found = sqlx::query(CHANNEL_AROUND)
-            .bind(channel_id)
-            .bind(to_millis(starts_by))
-            .bind(to_millis(ends_from))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        let read = found.iter().map(|row| (row.text("reservation_id").unwrap_or_default(), record(row)));
-        Ok(super::readable_records(read))
+        async fn channel_reservations(
+            &self,
+            channel_id: &str,
+            starts_by: DateTime<Utc>,
+            ends_from: DateTime<Utc>,
+            limit: u32,
+        ) -> Result<Vec<ReservationRecord>, StoreError> {
+            let found = sqlx::query(CHANNEL_AROUND)
+                .bind(channel_id)
+                .bind(to_millis(starts_by))
+                .bind(to_millis(ends_from))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+            let read = found.iter().map(|row| (row.text("reservation_id").unwrap_or_default(), record(row)));
+            Ok(super::readable_records(read))
+        }
     }
 }
 
-impl<D: Dialect> SqlStore<D>
-where
-    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
-    for<'q> i64: Encode<'q, D> + Type<D>,
-    for<'q> Option<i64>: Encode<'q, D>,
-    for<'s> &'s str: Encode<'s, D> + Type<D>,
-    for<'s> Option<&'s str>: Encode<'s, D>,
-{
-    /// [`Dialect::reservation`] through the pool.
-    pub(super) async fn reservation_from_pool(
-        &self,
-        id: &ReservationId,
-    ) -> Result<Option<ReservationRecord>, StoreError> {
-        let row = sqlx::query(RECORD_BY_ID).bind(id.as_str()).fetch_optional(&self.pool).await?;
-        row.as_ref().map(record).transpose()
-    }
-
-    /// A page of reservations after `after`, read with `query` (with or without counts).
-    /// Rows that do not read back are left out (`readable_records`) and the page is
-    /// filled up from the rows after them: a short page still means the last one.
-    async fn records_after(
-        &self,
-        query: &'static str,
-        after: Option<&ReservationId>,
-        limit: u32,
-    ) -> Result<Vec<ReservationRecord>, StoreError> {
-        // The raw id, not a parsed one: an unreadable row's id may not parse either.
-        let mut cursor = after.map_or_else(String::new, |id| id.as_str().to_owned());
-        let mut records = Vec::new();
-        loop {
-            let want = limit as usize - records.len();
-            let page = sqlx::query(query).bind(cursor.as_str()).bind(want as i64).fetch_all(&self.pool).await?;
-            let mut read = Vec::with_capacity(page.len());
-            for row in &page {
-                read.push((row.text("reservation_id")?, record(row)));
-            }
-            let Some((last, _)) = read.last() else { break };
-            cursor = last.clone();
-            records.extend(super::readable_records(read));
-            if page.len() < want || records.len() == limit as usize {
-                break;
-            }
+on_both_databases! {
+    impl SqlStore<D> {
+        /// [`Dialect::reservation`] through the pool.
+        pub(super) async fn reservation_from_pool(
+            &self,
+            id: &ReservationId,
+        ) -> Result<Option<ReservationRecord>, StoreError> {
+            let row = sqlx::query(RECORD_BY_ID).bind(id.as_str()).fetch_optional(&self.pool).await?;
+            row.as_ref().map(record).transpose()
         }
-        Ok(records)
+
+        /// A page of reservations after `after`, read with `query` (with or without counts).
+        /// Rows that do not read back are left out (`readable_records`) and the page is
+        /// filled up from the rows after them: a short page still means the last one.
+        async fn records_after(
+            &self,
+            query: &'static str,
+            after: Option<&ReservationId>,
+            limit: u32,
+        ) -> Result<Vec<ReservationRecord>, StoreError> {
+            // The raw id, not a parsed one: an unreadable row's id may not parse either.
+            let mut cursor = after.map_or_else(String::new, |id| id.as_str().to_owned());
+            let mut records = Vec::new();
+            loop {
+                let want = limit as usize - records.len();
+                let page = sqlx::query(query).bind(cursor.as_str()).bind(want as i64).fetch_all(&self.pool).await?;
+                let mut read = Vec::with_capacity(page.len());
+                for row in &page {
+                    read.push((row.text("reservation_id")?, record(row)));
+                }
+                let Some((last, _)) = read.last() else { break };
+                cursor = last.clone();
+                records.extend(super::readable_records(read));
+                if page.len() < want || records.len() == limit as usize {
+                    break;
+                }
+            }
+            Ok(records)
+        }
     }
 }
 
