@@ -60,7 +60,10 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     for warning in config.warnings() {
         tracing::warn!(key = %warning.path, "{}", warning.message);
     }
-    let store = crate::store::open(&config.database, Outbound::when(config.platform.is_some())).await?;
+    // Woken by the store when a commit writes an event, and by `!foyer outbox resume`.
+    let outbox_wake = Arc::new(tokio::sync::Notify::new());
+    let outbound = Outbound::when(config.platform.is_some(), &outbox_wake);
+    let store = crate::store::open(&config.database, outbound).await?;
     tracing::info!(database = %config.database_display(), "store opened");
     let key = config.claim_key();
     let fingerprint = key.fingerprint();
@@ -189,6 +192,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
                     state.store.clone(),
                     platform.clone(),
                     lifecycle.instance.clone(),
+                    outbox_wake.clone(),
                     stop_rx.clone(),
                 );
                 tokio::spawn(sender);
@@ -201,6 +205,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
                 store: state.store.clone(),
                 wake: state.wake.clone(),
                 inbox: state.admin_wake.clone(),
+                outbox: outbox_wake.clone(),
                 claims: state.claims.clone(),
                 pace: Default::default(),
             };

@@ -62,7 +62,7 @@ pub async fn run(state: &Services, command: Command, now: DateTime<Utc>) -> Resu
         Command::Outbox => Ok(outbox(&state.store.outbox_status().await?, state.config.platform.is_some(), now)),
         Command::OutboxResume => {
             let was_paused = state.store.resume_outbox(now).await?;
-            crate::outbox::send::wake();
+            state.outbox.notify_one();
             tracing::info!(was_paused, "admin resumed the outbox");
             Ok(Answer::plain(if was_paused {
                 "Delivery to the platform resumed: the paused events are sent now."

@@ -102,14 +102,6 @@ pub(super) use on_both_databases;
 
 on_both_databases! {
     impl SqlStore<D> {
-        /// After a commit that may have written an event (`wrote`): the sender sends it now
-        /// rather than at its next look, a second later.
-        pub(super) fn wake_sender(&self, wrote: bool) {
-            if wrote && self.outbox == Outbound::Write {
-                crate::outbox::send::wake();
-            }
-        }
-
         pub(crate) fn pool(&self) -> &Pool<D> {
             &self.pool
         }

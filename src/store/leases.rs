@@ -173,10 +173,10 @@ on_both_databases! {
             if let Some(event) = event
                 && D::rows_affected(&released) > 0
             {
-                write_event::<D>(&mut *tx, self.outbox, event, now).await?;
+                write_event::<D>(&mut *tx, &self.outbox, event, now).await?;
             }
             tx.commit().await?;
-            self.wake_sender(event.is_some());
+            self.outbox.wake_sender(event.is_some());
             Ok(())
         }
     }

@@ -19,6 +19,8 @@ mod transcript;
 
 use std::sync::Arc;
 
+use tokio::sync::Notify;
+
 use chrono::{DateTime, TimeZone as _, Utc};
 use ruma::OwnedUserId;
 
@@ -206,15 +208,35 @@ pub struct MembershipFact {
 
 /// Whether facts write their outbound events to the outbox (contract §9). Only with
 /// `platform.webhook_url`: an outbox nobody sends from would only grow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Outbound {
-    Write,
+    /// Written, and the sender woken by the commit that wrote them (`Notify`, shared
+    /// with the sender by `startup.rs`), so that it sends them now rather than at its
+    /// next look, a second later.
+    Write(Arc<Notify>),
     Skip,
 }
 
 impl Outbound {
-    pub fn when(platform_configured: bool) -> Self {
-        if platform_configured { Self::Write } else { Self::Skip }
+    /// Written when the platform is configured, waking `sender`.
+    pub fn when(platform_configured: bool, sender: &Arc<Notify>) -> Self {
+        if platform_configured { Self::Write(sender.clone()) } else { Self::Skip }
+    }
+
+    /// Written, waking a `Notify` of its own that nobody waits on (tests, tools).
+    pub fn write() -> Self {
+        Self::Write(Arc::default())
+    }
+
+    pub(crate) fn writes(&self) -> bool {
+        matches!(self, Self::Write(_))
+    }
+
+    /// After a commit that may have written an event (`wrote`): the sender sends it now.
+    pub(crate) fn wake_sender(&self, wrote: bool) {
+        if let (true, Self::Write(sender)) = (wrote, self) {
+            sender.notify_one();
+        }
     }
 }
 

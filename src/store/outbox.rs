@@ -184,7 +184,7 @@ on_both_databases! {
     /// [`intake::write_event`] on a sqlx connection.
     pub(super) async fn write_event(
         conn: &mut D::Connection,
-        outbox: Outbound,
+        outbox: &Outbound,
         event: &OutboundEvent,
         now: i64,
     ) -> Result<(), StoreError> {

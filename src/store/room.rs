@@ -195,24 +195,21 @@ on_both_databases! {
             query.execute(&mut *tx).await?;
             let mut wrote = false;
             if let Some(event) = event {
-                write_event::<D>(&mut *tx, self.outbox, event, now).await?;
-                wrote = self.outbox == Outbound::Write;
+                write_event::<D>(&mut *tx, &self.outbox, event, now).await?;
+                wrote = self.outbox.writes();
             }
             // The platform hears, once per ticket and error, which tickets cannot be used.
-            if let (StepRecord::InviteFailed { user_id, failure }, Outbound::Write) = (step, self.outbox) {
+            if let (StepRecord::InviteFailed { user_id, failure }, Outbound::Write(_)) = (step, &self.outbox) {
                 let tickets = sqlx::query(TICKETS_OF_USER).bind(rid).bind(user_id.as_str()).fetch_all(&mut *tx).await?;
                 for row in &tickets {
                     let ticket = row.text("ticket_id")?;
                     let event = OutboundEvent::ticket_uninvitable(id, &ticket, &failure.error, at);
-                    write_event::<D>(&mut *tx, self.outbox, &event, now).await?;
+                    write_event::<D>(&mut *tx, &self.outbox, &event, now).await?;
                     wrote = true;
                 }
             }
             tx.commit().await?;
-            if wrote {
-                // The sender need not wait for its next look to send it.
-                crate::outbox::send::wake();
-            }
+            self.outbox.wake_sender(wrote);
             Ok(())
         }
 
@@ -412,7 +409,7 @@ on_both_databases! {
                 if let (Membership::Knock, Some(hash)) = (fact.membership, &fact.knock_claim) {
                     let only_in = ReservationId::parse(&reservation).ok();
                     let outcome =
-                        claim(&mut tx, self.outbox, hash, &fact.user_id, BoundHow::Knock, only_in.as_ref(), now)
+                        claim(&mut tx, &self.outbox, hash, &fact.user_id, BoundHow::Knock, only_in.as_ref(), now)
                             .await?;
                     let (room_id, user_id) = (&fact.room_id, &fact.user_id);
                     tracing::info!(%room_id, %user_id, outcome = outcome.label(), "claim code in a knock");

@@ -131,9 +131,9 @@ on_both_databases! {
             now: DateTime<Utc>,
         ) -> Result<ClaimOutcome, StoreError> {
             let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
-            let outcome = claim(&mut tx, self.outbox, claim_hash, user, how, only_in, to_millis(now)).await?;
+            let outcome = claim(&mut tx, &self.outbox, claim_hash, user, how, only_in, to_millis(now)).await?;
             tx.commit().await?;
-            self.wake_sender(matches!(outcome, ClaimOutcome::Claimed { .. }));
+            self.outbox.wake_sender(matches!(outcome, ClaimOutcome::Claimed { .. }));
             Ok(outcome)
         }
 
@@ -211,11 +211,11 @@ on_both_databases! {
                 if bound {
                     sqlx::query(sql::FACTS_ARRIVED).bind(rid).bind(now).execute(&mut *tx).await?;
                     let event = OutboundEvent::ticket_claimed(reservation, ticket, user, BoundHow::Lookup, at);
-                    write_event::<D>(&mut *tx, self.outbox, &event, now).await?;
+                    write_event::<D>(&mut *tx, &self.outbox, &event, now).await?;
                 }
             }
             tx.commit().await?;
-            self.wake_sender(bound);
+            self.outbox.wake_sender(bound);
             Ok(bound)
         }
 
@@ -245,7 +245,7 @@ on_both_databases! {
     /// may be, and its reservation made due.
     pub(super) async fn claim(
         tx: &mut sqlx::Transaction<'_, D>,
-        outbox: Outbound,
+        outbox: &Outbound,
         claim_hash: &str,
         user: &UserId,
         how: BoundHow,
@@ -279,7 +279,7 @@ on_both_databases! {
             return Ok(ClaimOutcome::TakenByOther);
         }
         sqlx::query(sql::FACTS_ARRIVED).bind(reservation_id.as_str()).bind(now).execute(&mut **tx).await?;
-        if let (Outbound::Write, Ok(id)) = (outbox, ReservationId::parse(&reservation_id)) {
+        if let (Outbound::Write(_), Ok(id)) = (outbox, ReservationId::parse(&reservation_id)) {
             let event = OutboundEvent::ticket_claimed(&id, &ticket_id, user, how, super::from_millis(now)?);
             write_event::<D>(&mut **tx, outbox, &event, now).await?;
         }

@@ -25,7 +25,7 @@ where
     F: Fn(std::sync::Arc<dyn Store>, &'static str) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    each_backend_with(Outbound::Write, check).await
+    each_backend_with(Outbound::write(), check).await
 }
 
 async fn each_backend_with<F, Fut>(outbox: Outbound, check: F)
@@ -40,7 +40,7 @@ where
         max_connections: None,
         acquire_timeout: Duration::from_secs(10),
     };
-    check(store::open(&sqlite, outbox).await.expect("sqlite store"), "sqlite").await;
+    check(store::open(&sqlite, outbox.clone()).await.expect("sqlite store"), "sqlite").await;
     let postgres = DatabaseConfig {
         url: Secret::new(fresh_postgres_database().await),
         kind: DatabaseKind::Postgres,
@@ -763,7 +763,7 @@ async fn an_unreadable_row_is_left_out_of_pages_and_lists() {
             max_connections: Some(4),
             acquire_timeout: Duration::from_secs(10),
         };
-        let store = store::open(&config, Outbound::Write).await.expect(backend);
+        let store = store::open(&config, Outbound::write()).await.expect(backend);
         for name in ["a", "b", "c", "d"] {
             let WebhookEvent::Upsert(mut reservation) = upsert(1) else { unreachable!("upsert is an upsert") };
             reservation.id = id(name);
