@@ -10,8 +10,8 @@ use crate::{
     config::Config,
     http::{self, AppState, Shared},
     matrix::{self, HandshakeError},
-    model::{ClaimCode, Email, ExternalId, ReservationId},
-    store::Outbound,
+    model::{ClaimCode, Email, ReservationId, TicketId},
+    store::{Outbound, RenewedClaim},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -67,11 +67,10 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     tracing::info!(database = %config.database_display(), "store opened");
     let key = config.claim_key();
     let fingerprint = key.fingerprint();
-    let hash = move |reservation: &str, ticket: &str, generation: i64, email: Option<&str>| {
-        let (reservation, ticket) = (ReservationId::parse(reservation).ok()?, ExternalId::parse(ticket).ok()?);
-        let digest = email.and_then(|e| Email::parse(e).ok()).map(|e| key.holder_digest(&e));
-        let code = ClaimCode::of_holder(&key, &reservation, &ticket, generation, digest.as_ref());
-        Some((code.map(|c| c.hash()), digest.map(|d| d.as_str().to_owned())))
+    let hash = move |reservation: &ReservationId, ticket: &TicketId, generation: i64, email: Option<&Email>| {
+        let digest = email.map(|e| key.holder_digest(e));
+        let code = ClaimCode::of_holder(&key, reservation, ticket, generation, digest.as_ref());
+        RenewedClaim { hash: code.map(|c| c.hash()), digest: digest.map(|d| d.as_str().to_owned()) }
     };
     let renewed = store.renew_claim_hashes(&fingerprint, &hash).await?;
     if renewed > 0 {

@@ -8,6 +8,7 @@ use crate::{
     model::{ReservationRecord, naming},
     outbox::send::OutboxStatus,
     schedule::{self, Phase},
+    store::FailingInvite,
 };
 
 use super::Services;
@@ -115,7 +116,7 @@ pub(super) fn line(
 pub(super) fn show(
     state: &Services,
     record: &ReservationRecord,
-    failures: &[(String, String)],
+    failures: &[FailingInvite],
     now: DateTime<Utc>,
 ) -> Answer {
     let config = &state.config;
@@ -144,7 +145,7 @@ pub(super) fn show(
             if failures.is_empty() {
                 "nobody".to_owned()
             } else {
-                failures.iter().map(|(user, error)| format!("{user} ({error})")).collect::<Vec<_>>().join("; ")
+                failures.iter().map(|f| format!("{} ({})", f.user_id, f.error)).collect::<Vec<_>>().join("; ")
             },
         ),
         (

@@ -326,16 +326,12 @@ pub async fn claim(
 /// "Your ticket for Friday Night Jazz is yours", with when the room opens or its link.
 async fn claimed(
     services: &Services,
-    reservation_id: &str,
+    reservation_id: &ReservationId,
     fresh: bool,
     now: DateTime<Utc>,
 ) -> Result<Answer, StoreError> {
     let done = if fresh { "Done! Your ticket" } else { "Your ticket is already yours:" };
-    let record = match ReservationId::parse(reservation_id) {
-        Ok(id) => services.store.reservation(&id).await?,
-        Err(_) => None,
-    };
-    let Some(record) = record else {
+    let Some(record) = services.store.reservation(reservation_id).await? else {
         // Tickets may come before their show's details.
         return Ok(Answer::plain(format!("{done} is claimed. I'll invite you when the show's room opens.")));
     };

@@ -65,7 +65,7 @@ pub(super) async fn invited(
 ) -> Result<(), Unfinished> {
     // A chat recorded already is this invite tried again, or the bot invited back.
     let again = state.store.direct_chat_opener(room_id.as_str()).await?.is_some();
-    let (mine, _) = state.store.direct_chat_counts(opener).await?;
+    let mine = state.store.direct_chat_counts(opener).await?.of_user;
     if mine >= PER_USER && !again {
         leave(client, room_id).await?; // declines the invite
         metrics::counter!("foyer_direct_chats_total", "result" => "declined").increment(1);
@@ -89,7 +89,7 @@ pub(super) async fn invited(
         tracing::info!(room_id = %room_id, user_id = %opener, why, "left a room marked direct that is not a direct chat");
         return Ok(());
     }
-    let (_, open) = state.store.direct_chat_counts(opener).await?;
+    let open = state.store.direct_chat_counts(opener).await?.open;
     let most = open_at_most();
     if open > most {
         let ended = end_longest_idle(state, client, open - most).await?;

@@ -196,7 +196,7 @@ async fn handle(state: &Services, client: &MatrixClient, event: &HomeserverEvent
     }
     let Some(body) = event.content.get("body").and_then(|b| b.as_str()) else { return Ok(()) };
     let (parsed, claimed) = (parse(body), claim::from_inbox(&event.content));
-    if (parsed.is_none() && claimed.is_none()) || state.store.manages_room(room_id.as_str()).await? {
+    if (parsed.is_none() && claimed.is_none()) || state.store.manages_room(&room_id).await? {
         return Ok(()); // never in a reservation's room
     }
     // Claims are answered only in a stranger's direct chat that the bot checked was one.

@@ -16,7 +16,7 @@ use crate::{
     config::Config,
     html::{document, escape},
     http::AppState,
-    model::{ClaimCode, ReservationId, ReservationRecord, naming},
+    model::{ClaimCode, ReservationRecord, naming},
     schedule::{self, Phase},
 };
 
@@ -79,14 +79,11 @@ pub(super) async fn page(State(state): State<AppState>, Path(code): Path<String>
             return answer(StatusCode::SERVICE_UNAVAILABLE, document("Claim a ticket", "", body));
         }
     };
-    let record = match ReservationId::parse(&status.reservation_id) {
-        Ok(id) => state.store.reservation(&id).await.ok().flatten(),
-        Err(_) => None,
-    };
+    let record = state.store.reservation(&status.reservation_id).await.ok().flatten();
     let result = if status.holder.is_some() { "claimed" } else { "unclaimed" };
     tracing::info!(reservation_id = %status.reservation_id, result, "claim page");
     metrics::counter!("foyer_claim_pages_total", "result" => result).increment(1);
-    let body = render(config, &code, record.as_ref(), status.holder.as_deref());
+    let body = render(config, &code, record.as_ref(), status.holder.as_ref().map(|h| h.as_str()));
     answer(StatusCode::OK, document("Claim your ticket", "", &body))
 }
 

@@ -59,6 +59,15 @@ const START_SESSION: &str = "INSERT INTO status_sessions (session_id, created_at
 const SESSION_LIVE: &str = "SELECT 1 FROM status_sessions WHERE session_id = $1 AND expires_at > $2";
 const END_SESSION: &str = "DELETE FROM status_sessions WHERE session_id = $1";
 
+/// How many direct chats strangers have open with the bot ([`AdminStore::direct_chat_counts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirectChatCounts {
+    /// The user's.
+    pub of_user: u64,
+    /// Everyone's.
+    pub open: u64,
+}
+
 /// The admin commands' inbox, strangers' direct chats, and status-page sessions.
 #[async_trait]
 pub trait AdminStore: Send + Sync {
@@ -98,7 +107,7 @@ pub trait AdminStore: Send + Sync {
     async fn direct_chat_opener(&self, room_id: &str) -> Result<Option<String>, StoreError>;
 
     /// How many direct chats `user` has open with the bot, and how many are open in all.
-    async fn direct_chat_counts(&self, user: &UserId) -> Result<(u64, u64), StoreError>;
+    async fn direct_chat_counts(&self, user: &UserId) -> Result<DirectChatCounts, StoreError>;
 
     /// Records a status-page login, live until `expires_at`, and forgets the sessions
     /// expired by `now` (logins need the API token, so the table stays small).
@@ -192,10 +201,10 @@ on_both_databases! {
             found.map(|row| row.text("user_id")).transpose()
         }
 
-        async fn direct_chat_counts(&self, user: &UserId) -> Result<(u64, u64), StoreError> {
+        async fn direct_chat_counts(&self, user: &UserId) -> Result<DirectChatCounts, StoreError> {
             let row = sqlx::query(DIRECT_CHAT_COUNTS).bind(user.as_str()).fetch_one(&self.pool).await?;
             let count = |col: &str| row.int(col).map(|n| u64::try_from(n).unwrap_or_default());
-            Ok((count("of_user")?, count("open")?))
+            Ok(DirectChatCounts { of_user: count("of_user")?, open: count("open")? })
         }
 
         async fn start_status_session(

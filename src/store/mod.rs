@@ -25,15 +25,15 @@ use chrono::{DateTime, TimeZone as _, Utc};
 use ruma::OwnedUserId;
 
 pub use self::{
-    admin::AdminStore,
+    admin::{AdminStore, DirectChatCounts},
     leases::LeaseStore,
-    outbox::OutboxStore,
+    outbox::{OutboxRow, OutboxStore},
     postgres::PostgresStore,
     reservations::ReservationStore,
-    room::LifecycleStore,
+    room::{FailingInvite, LifecycleStore, Planning},
     schema::{SchemaError, SchemaState, inspect as inspect_schema, latest_version},
     sqlite::SqliteStore,
-    tickets::TicketStore,
+    tickets::{LookupDue, TicketStore},
     transcript::TranscriptStore,
 };
 use crate::model::{
@@ -42,7 +42,7 @@ use crate::model::{
 use crate::{
     config::{DatabaseConfig, DatabaseKind},
     events::HomeserverEvent,
-    model::{Membership, ReservationId},
+    model::{Email, Membership, ReservationId, TicketId},
     outbox::send::Outbox,
 };
 
@@ -185,13 +185,20 @@ pub enum AdminAction {
     Retry,
 }
 
-/// A membership event pushed by the homeserver.
 /// A ticket's claim under the current key, from its reservation and ticket ids, its
-/// holder generation and its unbound holder's address: the hash of its code and its
-/// holder's digest, each `None` where it cannot be made again (a moved holder's code,
-/// or a bound holder's digest, once the address is erased). `None` for ids that do not
-/// parse (left as they are).
-pub type ClaimHasher = dyn Fn(&str, &str, i64, Option<&str>) -> Option<(Option<String>, Option<String>)> + Send + Sync;
+/// holder generation and its unbound holder's address (`renew_claim_hashes`).
+pub type ClaimHasher = dyn Fn(&ReservationId, &TicketId, i64, Option<&Email>) -> RenewedClaim + Send + Sync;
+
+/// What [`ClaimHasher`] makes: the hash of the ticket's claim code and its holder's
+/// digest, each `None` where it cannot be made again (a moved holder's code, or a bound
+/// holder's digest, once the address is erased).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenewedClaim {
+    pub hash: Option<String>,
+    pub digest: Option<String>,
+}
+
+/// A membership event pushed by the homeserver.
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MembershipFact {

@@ -11,9 +11,10 @@ use super::{
     Outbound, StoreError,
     dialect::{SqlStore, on_both_databases},
     intake,
-    rows::Read,
+    rows::{Read, parsed},
     sql, to_millis,
 };
+use crate::model::ReservationId;
 use crate::outbox::{
     OutboundEvent,
     send::{Outbox, OutboxClaim, OutboxResult, OutboxStatus},
@@ -63,23 +64,39 @@ const OUTBOX_UNPAUSE: &str = "UPDATE outbox SET state = 'pending', next_attempt_
 const OUTBOX_DEPTH: &str =
     "SELECT COUNT(*) AS depth, MIN(created_at) AS oldest FROM outbox WHERE state IN ('pending', 'paused')";
 
+/// One outbox row as written ([`OutboxStore::outbox_events`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    pub reservation_id: ReservationId,
+    /// The event's type (`room.opened`…).
+    pub kind: String,
+    /// The `webhook-id`, the same on every attempt.
+    pub webhook_id: String,
+    /// The body, byte for byte as it is sent.
+    pub payload: String,
+}
+
 /// The outbox as rows (the sender's side is [`Outbox`]).
 #[async_trait]
 pub trait OutboxStore: Send + Sync {
-    /// Every outbox row's `(reservation_id, type, webhook-id, body)`, in send order: for
-    /// tests and, later, the status page.
-    async fn outbox_events(&self) -> Result<Vec<(String, String, String, String)>, StoreError>;
+    /// Every outbox row, in send order: for tests and, later, the status page.
+    async fn outbox_events(&self) -> Result<Vec<OutboxRow>, StoreError>;
 }
 
 on_both_databases! {
     #[async_trait]
     impl OutboxStore for SqlStore<D> {
-        async fn outbox_events(&self) -> Result<Vec<(String, String, String, String)>, StoreError> {
+        async fn outbox_events(&self) -> Result<Vec<OutboxRow>, StoreError> {
             let found = sqlx::query(OUTBOX_EVENTS).fetch_all(&self.pool).await?;
             found
                 .iter()
                 .map(|row| {
-                    Ok((row.text("reservation_id")?, row.text("type")?, row.text("event_id")?, row.text("payload")?))
+                    Ok(OutboxRow {
+                        reservation_id: parsed(row, "reservation_id", ReservationId::parse)?,
+                        kind: row.text("type")?,
+                        webhook_id: row.text("event_id")?,
+                        payload: row.text("payload")?,
+                    })
                 })
                 .collect()
         }

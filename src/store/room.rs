@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use ruma::{OwnedRoomId, OwnedUserId};
+use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
 
 use super::{
     CreateBegan, LifecycleState, MembershipFact, Outbound, ReservationRecord, StepRecord, StoreError, attempts,
@@ -16,7 +16,7 @@ use super::{
     from_millis,
     outbox::write_event,
     reservations,
-    rows::{Read, corrupt},
+    rows::{Read, corrupt, parsed},
     tickets::claim,
     to_millis,
 };
@@ -343,6 +343,23 @@ const PRUNE: [&str; 2] = [
     "DELETE FROM room_members WHERE membership = 'leave' AND updated_at < $1",
 ];
 
+/// What planning reads of a reservation ([`LifecycleStore::planning`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planning {
+    /// The reservation, its counts left at zero; `None` before its details came.
+    pub record: Option<ReservationRecord>,
+    /// Its lifecycle, the audience only once the room exists.
+    pub state: LifecycleState,
+}
+
+/// A holder or host whose invite keeps failing ([`LifecycleStore::invite_failures`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailingInvite {
+    pub user_id: OwnedUserId,
+    /// The last error.
+    pub error: String,
+}
+
 /// A reservation's room: its lifecycle state, the steps recorded, and the homeserver's
 /// membership events.
 #[async_trait]
@@ -361,10 +378,10 @@ pub trait LifecycleStore: Send + Sync {
     /// [`Self::lifecycle_state`] with the audience only once the room exists. No plan
     /// looks at either before; counting and reading every holder at each new ticket
     /// would make a reservation granted one ticket at a time cost tickets² reads.
-    async fn planning(&self, id: &ReservationId) -> Result<(Option<ReservationRecord>, LifecycleState), StoreError>;
+    async fn planning(&self, id: &ReservationId) -> Result<Planning, StoreError>;
 
     /// Whether `room_id` is a reservation's room or a channel space.
-    async fn manages_room(&self, room_id: &str) -> Result<bool, StoreError>;
+    async fn manages_room(&self, room_id: &RoomId) -> Result<bool, StoreError>;
 
     /// Records one step's outcome at once, so a crash right after it repeats nothing.
     async fn record_step(&self, id: &ReservationId, step: &StepRecord, now: DateTime<Utc>) -> Result<(), StoreError> {
@@ -383,7 +400,7 @@ pub trait LifecycleStore: Send + Sync {
     ) -> Result<(), StoreError>;
 
     /// Users whose invite to the reservation's room keeps failing, with the last error.
-    async fn invite_failures(&self, id: &ReservationId, limit: u32) -> Result<Vec<(String, String)>, StoreError>;
+    async fn invite_failures(&self, id: &ReservationId, limit: u32) -> Result<Vec<FailingInvite>, StoreError>;
 }
 
 on_both_databases! {
@@ -445,17 +462,14 @@ on_both_databases! {
             self.read_lifecycle(id, true).await
         }
 
-        async fn planning(
-            &self,
-            id: &ReservationId,
-        ) -> Result<(Option<ReservationRecord>, LifecycleState), StoreError> {
+        async fn planning(&self, id: &ReservationId) -> Result<Planning, StoreError> {
             let row = sqlx::query(reservations::RECORD_TO_PLAN).bind(id.as_str()).fetch_optional(&self.pool).await?;
             let record = row.as_ref().map(reservations::record).transpose()?;
-            Ok((record, self.read_lifecycle(id, false).await?))
+            Ok(Planning { record, state: self.read_lifecycle(id, false).await? })
         }
 
-        async fn manages_room(&self, room_id: &str) -> Result<bool, StoreError> {
-            self.exists(MANAGED_ROOM, room_id, None).await
+        async fn manages_room(&self, room_id: &RoomId) -> Result<bool, StoreError> {
+            self.exists(MANAGED_ROOM, room_id.as_str(), None).await
         }
 
         async fn record_step_with_event(
@@ -468,10 +482,14 @@ on_both_databases! {
             self.write_step(id, step, event, now).await
         }
 
-        async fn invite_failures(&self, id: &ReservationId, limit: u32) -> Result<Vec<(String, String)>, StoreError> {
+        async fn invite_failures(&self, id: &ReservationId, limit: u32) -> Result<Vec<FailingInvite>, StoreError> {
             let query = sqlx::query(INVITE_FAILURES).bind(id.as_str()).bind(i64::from(limit));
             let found = query.fetch_all(&self.pool).await?;
-            found.iter().map(|row| Ok((row.text("user_id")?, row.text("failure")?))).collect()
+            let failing = |row: &<D as sqlx::Database>::Row| {
+                let user_id = parsed(row, "user_id", |u: &str| UserId::parse(u))?;
+                Ok(FailingInvite { user_id, error: row.text("failure")? })
+            };
+            found.iter().map(failing).collect()
         }
     }
 }

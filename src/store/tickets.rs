@@ -7,13 +7,13 @@ use chrono::{DateTime, Utc};
 use ruma::UserId;
 
 use super::{
-    ClaimHasher, Outbound, StoreError, TicketRow,
+    ClaimHasher, Outbound, RenewedClaim, StoreError, TicketRow,
     dialect::{SqlStore, on_both_databases},
     outbox::write_event,
-    rows::Read,
+    rows::{Read, opt_parsed, parsed},
     sql, to_millis,
 };
-use crate::model::{BoundHow, ClaimOutcome, ClaimStatus, Email, ReservationId};
+use crate::model::{BoundHow, ClaimOutcome, ClaimStatus, Email, ReservationId, TicketId};
 use crate::outbox::OutboundEvent;
 
 /// The addresses of tickets whose reservation has not come since `$1`, erased with
@@ -61,6 +61,14 @@ const CLAIM_HASHES: &str = "SELECT reservation_id, ticket_id, claim_hash, holder
 const SET_CLAIM_HASH: &str =
     "UPDATE tickets SET claim_hash = $1, holder_digest = $2 WHERE reservation_id = $3 AND ticket_id = $4";
 
+/// An email ticket due a lookup on the homeserver ([`TicketStore::lookups_due`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupDue {
+    pub reservation_id: ReservationId,
+    pub ticket_id: TicketId,
+    pub email: Email,
+}
+
 /// Tickets and their claims: claim codes, lookups of email holders, pages of tickets.
 #[async_trait]
 pub trait TicketStore: Send + Sync {
@@ -87,13 +95,8 @@ pub trait TicketStore: Send + Sync {
     async fn renew_claim_hashes(&self, fingerprint: &str, hash: &ClaimHasher) -> Result<u64, StoreError>;
 
     /// Email tickets due a lookup on the homeserver (see `lifecycle::lookups`): never
-    /// looked up, or not since `before` while their room is open. `(reservation, ticket,
-    /// email)`, at most `limit`.
-    async fn lookups_due(
-        &self,
-        before: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<(ReservationId, String, Email)>, StoreError>;
+    /// looked up, or not since `before` while their room is open, at most `limit`.
+    async fn lookups_due(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<LookupDue>, StoreError>;
 
     /// The homeserver was asked about this ticket's email now; `found` is the user who
     /// has it bound, whom the ticket is then bound to (its email forgotten, its
@@ -101,7 +104,7 @@ pub trait TicketStore: Send + Sync {
     async fn looked_up(
         &self,
         reservation: &ReservationId,
-        ticket: &str,
+        ticket: &TicketId,
         found: Option<&UserId>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
@@ -158,10 +161,19 @@ on_both_databases! {
                 let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
                 for row in &page {
                     let (reservation, ticket) = (row.text("reservation_id")?, row.text("ticket_id")?);
-                    let (generation, email) = (row.int("holder_generation")?, row.opt_text("email")?);
-                    let Some(new) = hash(&reservation, &ticket, generation, email.as_deref()) else { continue };
-                    if new != (row.opt_text("claim_hash")?, row.opt_text("holder_digest")?) {
-                        let query = sqlx::query(SET_CLAIM_HASH).bind(new.0.as_deref()).bind(new.1.as_deref());
+                    // Ids that do not parse are left as they are; an address that does not
+                    // has no digest.
+                    let (Ok(reservation_id), Ok(ticket_id)) =
+                        (ReservationId::parse(&reservation), TicketId::parse(&ticket))
+                    else {
+                        continue;
+                    };
+                    let email = row.opt_text("email")?.and_then(|e| Email::parse(&e).ok());
+                    let new = hash(&reservation_id, &ticket_id, row.int("holder_generation")?, email.as_ref());
+                    let stored =
+                        RenewedClaim { hash: row.opt_text("claim_hash")?, digest: row.opt_text("holder_digest")? };
+                    if new != stored {
+                        let query = sqlx::query(SET_CLAIM_HASH).bind(new.hash.as_deref()).bind(new.digest.as_deref());
                         query.bind(reservation.as_str()).bind(ticket.as_str()).execute(&mut *tx).await?;
                         renewed += 1;
                     }
@@ -172,11 +184,7 @@ on_both_databases! {
             Ok(renewed)
         }
 
-        async fn lookups_due(
-            &self,
-            before: DateTime<Utc>,
-            limit: u32,
-        ) -> Result<Vec<(ReservationId, String, Email)>, StoreError> {
+        async fn lookups_due(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<LookupDue>, StoreError> {
             let query = sqlx::query(LOOKUPS_DUE).bind(to_millis(before)).bind(i64::from(limit));
             let rows = query.fetch_all(&self.pool).await?;
             let mut due = Vec::with_capacity(rows.len());
@@ -184,12 +192,15 @@ on_both_databases! {
                 let reservation = row.text("reservation_id")?;
                 // What was checked on the way in reads back; a row that does not is skipped
                 // (and never named: it holds an address).
-                let (Ok(id), Ok(email)) = (ReservationId::parse(&reservation), Email::parse(&row.text("email")?))
-                else {
+                let (Ok(reservation_id), Ok(ticket_id), Ok(email)) = (
+                    ReservationId::parse(&reservation),
+                    TicketId::parse(&row.text("ticket_id")?),
+                    Email::parse(&row.text("email")?),
+                ) else {
                     tracing::warn!(reservation_id = %reservation, "an email ticket does not read back; not looked up");
                     continue;
                 };
-                due.push((id, row.text("ticket_id")?, email));
+                due.push(LookupDue { reservation_id, ticket_id, email });
             }
             Ok(due)
         }
@@ -197,20 +208,20 @@ on_both_databases! {
         async fn looked_up(
             &self,
             reservation: &ReservationId,
-            ticket: &str,
+            ticket: &TicketId,
             found: Option<&UserId>,
             at: DateTime<Utc>,
         ) -> Result<bool, StoreError> {
             let (rid, now) = (reservation.as_str(), to_millis(at));
             let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
-            sqlx::query(LOOKED_UP).bind(now).bind(rid).bind(ticket).execute(&mut *tx).await?;
+            sqlx::query(LOOKED_UP).bind(now).bind(rid).bind(ticket.as_str()).execute(&mut *tx).await?;
             let mut bound = false;
             if let Some(user) = found {
                 let query = sqlx::query(BIND_TICKET).bind(user.as_str()).bind(BoundHow::Lookup.as_str()).bind(now);
-                bound = D::rows_affected(&query.bind(rid).bind(ticket).execute(&mut *tx).await?) > 0;
+                bound = D::rows_affected(&query.bind(rid).bind(ticket.as_str()).execute(&mut *tx).await?) > 0;
                 if bound {
                     sqlx::query(sql::FACTS_ARRIVED).bind(rid).bind(now).execute(&mut *tx).await?;
-                    let event = OutboundEvent::ticket_claimed(reservation, ticket, user, BoundHow::Lookup, at);
+                    let event = OutboundEvent::ticket_claimed(reservation, ticket.as_str(), user, BoundHow::Lookup, at);
                     write_event::<D>(&mut *tx, &self.outbox, &event, now).await?;
                 }
             }
@@ -227,9 +238,9 @@ on_both_databases! {
                 return Ok(None);
             }
             Ok(Some(ClaimStatus {
-                reservation_id: row.text("reservation_id")?,
-                ticket_id: row.text("ticket_id")?,
-                holder: row.opt_text("user_id")?,
+                reservation_id: parsed(&row, "reservation_id", ReservationId::parse)?,
+                ticket_id: parsed(&row, "ticket_id", TicketId::parse)?,
+                holder: opt_parsed(&row, "user_id", |s: &str| UserId::parse(s))?,
             }))
         }
 
@@ -255,8 +266,9 @@ on_both_databases! {
         let Some(row) = sqlx::query(CLAIMABLE).bind(claim_hash).fetch_optional(&mut **tx).await? else {
             return Ok(ClaimOutcome::Unusable);
         };
-        let (reservation_id, ticket_id) = (row.text("reservation_id")?, row.text("ticket_id")?);
-        if row.flag("revoked")? || row.flag("archived")? || only_in.is_some_and(|id| id.as_str() != reservation_id) {
+        let reservation_id = parsed(&row, "reservation_id", ReservationId::parse)?;
+        let ticket_id = parsed(&row, "ticket_id", TicketId::parse)?;
+        if row.flag("revoked")? || row.flag("archived")? || only_in.is_some_and(|id| *id != reservation_id) {
             return Ok(ClaimOutcome::Unusable);
         }
         match row.opt_text("user_id")? {
@@ -279,8 +291,9 @@ on_both_databases! {
             return Ok(ClaimOutcome::TakenByOther);
         }
         sqlx::query(sql::FACTS_ARRIVED).bind(reservation_id.as_str()).bind(now).execute(&mut **tx).await?;
-        if let (Outbound::Write(_), Ok(id)) = (outbox, ReservationId::parse(&reservation_id)) {
-            let event = OutboundEvent::ticket_claimed(&id, &ticket_id, user, how, super::from_millis(now)?);
+        if outbox.writes() {
+            let event =
+                OutboundEvent::ticket_claimed(&reservation_id, ticket_id.as_str(), user, how, super::from_millis(now)?);
             write_event::<D>(&mut **tx, outbox, &event, now).await?;
         }
         Ok(ClaimOutcome::Claimed { reservation_id, ticket_id })

@@ -18,7 +18,7 @@ use crate::{
     outbox::send::OutboxStatus,
     query,
     schedule::{self, Phase},
-    store::StoreError,
+    store::{FailingInvite, StoreError},
 };
 
 /// Seconds between the page's own refreshes.
@@ -42,7 +42,7 @@ struct Row<'a> {
     record: &'a ReservationRecord,
     phase: Phase,
     /// Holders whose invite keeps failing, with the last error.
-    cannot_invite: &'a [(String, String)],
+    cannot_invite: &'a [FailingInvite],
 }
 
 pub(crate) async fn page(State(state): State<AppState>, headers: HeaderMap) -> Response {
@@ -85,7 +85,7 @@ pub(crate) async fn page(State(state): State<AppState>, headers: HeaderMap) -> R
         Err(e) => return unavailable(e),
     };
     // Holders who cannot be invited are named, for the few reservations that have any.
-    let mut cannot_invite: HashMap<ReservationId, Vec<(String, String)>> = HashMap::new();
+    let mut cannot_invite: HashMap<ReservationId, Vec<FailingInvite>> = HashMap::new();
     for record in full.values().filter(|r| r.tickets.uninvitable > 0).take(ROWS) {
         let id = &record.reservation.id;
         match state.store.invite_failures(id, NAMED_FAILURES).await {
@@ -242,7 +242,7 @@ fn table_row(state: &AppState, row: &Row, now: DateTime<Utc>) -> String {
         let names: Vec<String> = row
             .cannot_invite
             .iter()
-            .map(|(user, why)| format!("<code>{}</code> ({})", escape(user), escape(why)))
+            .map(|f| format!("<code>{}</code> ({})", escape(f.user_id.as_str()), escape(&f.error)))
             .collect();
         tickets.push_str(&format!(
             "<br><span class=error>{} cannot be invited: {}</span>",
