@@ -134,35 +134,29 @@ pub(crate) fn attempts(stored: i64) -> u32 {
     stored.clamp(0, i64::from(u32::MAX)) as u32
 }
 
-/// The store: every role below, on one database, each declared and implemented in its
-/// aggregate's file. The store is also the outbox's ([`Outbox`]): its methods are
-/// declared where the sender is, so that the outbox needs nothing of the store's.
-pub trait Store:
-    Outbox<Error = StoreError>
-    + ReservationStore
-    + TicketStore
-    + LeaseStore
-    + LifecycleStore
-    + AdminStore
-    + TranscriptStore
-    + OutboxStore
-    + Send
-    + Sync
-{
+/// `Store` with its roles listed once, for the trait and for the impl that gives it to
+/// whatever has them all.
+macro_rules! store_of_roles {
+    ($(#[$attr:meta])* $($role:path),+) => {
+        $(#[$attr])*
+        pub trait Store: $($role +)+ Send + Sync {}
+
+        impl<T: $($role +)+ Send + Sync> Store for T {}
+    };
 }
 
-impl<T> Store for T where
-    T: Outbox<Error = StoreError>
-        + ReservationStore
-        + TicketStore
-        + LeaseStore
-        + LifecycleStore
-        + AdminStore
-        + TranscriptStore
-        + OutboxStore
-        + Send
-        + Sync
-{
+store_of_roles! {
+    /// The store: every role below, on one database, each declared and implemented in its
+    /// aggregate's file. The store is also the outbox's ([`Outbox`]): its methods are
+    /// declared where the sender is, so that the outbox needs nothing of the store's.
+    Outbox<Error = StoreError>,
+    ReservationStore,
+    TicketStore,
+    LeaseStore,
+    LifecycleStore,
+    AdminStore,
+    TranscriptStore,
+    OutboxStore
 }
 
 /// An event kept in the admin inbox. `event` is an error when the stored text does not

@@ -118,101 +118,6 @@ const ROOM_MEMBERS: &str = "SELECT user_id, membership, invited_by FROM room_mem
 
 on_both_databases! {
     impl SqlStore<D> {
-        /// [`LifecycleStore::record_step`].
-        pub(super) async fn write_step(
-            &self,
-            id: &ReservationId,
-            step: &StepRecord,
-            event: Option<&OutboundEvent>,
-            at: DateTime<Utc>,
-        ) -> Result<(), StoreError> {
-            let (rid, now) = (id.as_str(), to_millis(at));
-            // One transaction: a record of two statements, and its outbound event, are
-            // written whole or not at all.
-            let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
-            let users_json =
-                |users: &BTreeSet<OwnedUserId>| serde_json::to_string(users).expect("user IDs always serialize");
-            let query = match step {
-                StepRecord::RoomCreated { room_id, hosts, name, topic } => sqlx::query(ROOM_CREATED)
-                    .bind(room_id.as_str())
-                    .bind(users_json(hosts).as_str())
-                    .bind(name.as_str())
-                    .bind(topic.as_str())
-                    .bind(rid),
-                StepRecord::NameSet(name) => sqlx::query(NAME_SET).bind(name.as_str()).bind(rid),
-                StepRecord::TopicSet(topic) => sqlx::query(TOPIC_SET).bind(topic.as_str()).bind(rid),
-                StepRecord::StreamLinkSet(url) => sqlx::query(STREAM_LINK_SET).bind(url.as_deref()).bind(rid),
-                StepRecord::LiveNoticeSent(at) => sqlx::query(LIVE_NOTICE_SENT).bind(to_millis(*at)).bind(rid),
-                StepRecord::EndedNoticeSent(at) => sqlx::query(ENDED_NOTICE_SENT).bind(to_millis(*at)).bind(rid),
-                StepRecord::ReminderSent(secs) => sqlx::query(D::REMINDER_SENT).bind(*secs as i64).bind(rid),
-                StepRecord::SpaceEnsured { channel_id, space, name } => {
-                    sqlx::query(SPACE_ENSURED).bind(channel_id.as_str()).bind(space.as_str()).bind(name.as_str())
-                }
-                StepRecord::SpaceLinked(space) => {
-                    sqlx::query(SPACE_LINKED).bind(space.as_ref().map(|s| s.as_str())).bind(rid)
-                }
-                StepRecord::ClosingWarningSent => sqlx::query(CLOSING_WARNING_SENT).bind(rid),
-                StepRecord::HostsApplied(hosts) => {
-                    sqlx::query(HOSTS_APPLIED).bind(users_json(hosts).as_str()).bind(rid)
-                }
-                StepRecord::Member { user_id, membership, invited_by } => sqlx::query(MEMBER)
-                    .bind(user_id.as_str())
-                    .bind(membership.as_str())
-                    .bind(invited_by.as_ref().map(|u| u.as_str()))
-                    .bind(now)
-                    .bind(rid),
-                StepRecord::Invited { user_id } => {
-                    let member = sqlx::query(INVITED_MEMBER).bind(user_id.as_str()).bind(now).bind(rid);
-                    member.execute(&mut *tx).await?;
-                    sqlx::query(INVITED).bind(rid).bind(user_id.as_str()).bind(now)
-                }
-                StepRecord::InviteFailed { user_id, failure } => sqlx::query(INVITE_FAILED)
-                    .bind(rid)
-                    .bind(user_id.as_str())
-                    .bind(now)
-                    .bind(failure.error.as_str())
-                    .bind(i64::from(failure.attempts))
-                    .bind(to_millis(failure.retry_at)),
-                StepRecord::CreateBegan { by } => sqlx::query(CREATE_BEGAN).bind(by.as_str()).bind(now).bind(rid),
-                StepRecord::InviteForgotten { user_id } => {
-                    sqlx::query(INVITE_FORGOTTEN).bind(rid).bind(user_id.as_str())
-                }
-                StepRecord::OpeningNoticeSent => sqlx::query(OPENING_NOTICE_SENT).bind(rid),
-                StepRecord::TranscriptNoticeSent => sqlx::query(TRANSCRIPT_NOTICE_SENT).bind(rid),
-                StepRecord::ClosingNoticeSent => sqlx::query(CLOSING_NOTICE_SENT).bind(rid),
-                StepRecord::Archived => {
-                    // The show is over: its holders' emails are no longer needed.
-                    sqlx::query(FORGET_EMAILS).bind(rid).execute(&mut *tx).await?;
-                    sqlx::query(ARCHIVED).bind(now).bind(rid)
-                }
-                StepRecord::TranscriptMade { messages } => {
-                    sqlx::query(TRANSCRIPT_MADE).bind(*messages as i64).bind(now).bind(rid)
-                }
-                StepRecord::TranscriptFailed { at, error } => {
-                    sqlx::query(TRANSCRIPT_FAILED).bind(to_millis(*at)).bind(error.as_str()).bind(rid)
-                }
-            };
-            query.execute(&mut *tx).await?;
-            let mut wrote = false;
-            if let Some(event) = event {
-                write_event::<D>(&mut *tx, &self.outbox, event, now).await?;
-                wrote = self.outbox.writes();
-            }
-            // The platform hears, once per ticket and error, which tickets cannot be used.
-            if let (StepRecord::InviteFailed { user_id, failure }, Outbound::Write(_)) = (step, &self.outbox) {
-                let tickets = sqlx::query(TICKETS_OF_USER).bind(rid).bind(user_id.as_str()).fetch_all(&mut *tx).await?;
-                for row in &tickets {
-                    let ticket = row.text("ticket_id")?;
-                    let event = OutboundEvent::ticket_uninvitable(id, &ticket, &failure.error, at);
-                    write_event::<D>(&mut *tx, &self.outbox, &event, now).await?;
-                    wrote = true;
-                }
-            }
-            tx.commit().await?;
-            self.outbox.wake_sender(wrote);
-            Ok(())
-        }
-
         /// [`LifecycleStore::lifecycle_state`]; without a room, the audience only if `audience`
         /// ([`LifecycleStore::planning`]).
         pub(super) async fn read_lifecycle(
@@ -479,7 +384,91 @@ on_both_databases! {
             event: Option<&OutboundEvent>,
             now: DateTime<Utc>,
         ) -> Result<(), StoreError> {
-            self.write_step(id, step, event, now).await
+            let (rid, at, now) = (id.as_str(), now, to_millis(now));
+            // One transaction: a record of two statements, and its outbound event, are
+            // written whole or not at all.
+            let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+            let users_json =
+                |users: &BTreeSet<OwnedUserId>| serde_json::to_string(users).expect("user IDs always serialize");
+            let query = match step {
+                StepRecord::RoomCreated { room_id, hosts, name, topic } => sqlx::query(ROOM_CREATED)
+                    .bind(room_id.as_str())
+                    .bind(users_json(hosts).as_str())
+                    .bind(name.as_str())
+                    .bind(topic.as_str())
+                    .bind(rid),
+                StepRecord::NameSet(name) => sqlx::query(NAME_SET).bind(name.as_str()).bind(rid),
+                StepRecord::TopicSet(topic) => sqlx::query(TOPIC_SET).bind(topic.as_str()).bind(rid),
+                StepRecord::StreamLinkSet(url) => sqlx::query(STREAM_LINK_SET).bind(url.as_deref()).bind(rid),
+                StepRecord::LiveNoticeSent(at) => sqlx::query(LIVE_NOTICE_SENT).bind(to_millis(*at)).bind(rid),
+                StepRecord::EndedNoticeSent(at) => sqlx::query(ENDED_NOTICE_SENT).bind(to_millis(*at)).bind(rid),
+                StepRecord::ReminderSent(secs) => sqlx::query(D::REMINDER_SENT).bind(*secs as i64).bind(rid),
+                StepRecord::SpaceEnsured { channel_id, space, name } => {
+                    sqlx::query(SPACE_ENSURED).bind(channel_id.as_str()).bind(space.as_str()).bind(name.as_str())
+                }
+                StepRecord::SpaceLinked(space) => {
+                    sqlx::query(SPACE_LINKED).bind(space.as_ref().map(|s| s.as_str())).bind(rid)
+                }
+                StepRecord::ClosingWarningSent => sqlx::query(CLOSING_WARNING_SENT).bind(rid),
+                StepRecord::HostsApplied(hosts) => {
+                    sqlx::query(HOSTS_APPLIED).bind(users_json(hosts).as_str()).bind(rid)
+                }
+                StepRecord::Member { user_id, membership, invited_by } => sqlx::query(MEMBER)
+                    .bind(user_id.as_str())
+                    .bind(membership.as_str())
+                    .bind(invited_by.as_ref().map(|u| u.as_str()))
+                    .bind(now)
+                    .bind(rid),
+                StepRecord::Invited { user_id } => {
+                    let member = sqlx::query(INVITED_MEMBER).bind(user_id.as_str()).bind(now).bind(rid);
+                    member.execute(&mut *tx).await?;
+                    sqlx::query(INVITED).bind(rid).bind(user_id.as_str()).bind(now)
+                }
+                StepRecord::InviteFailed { user_id, failure } => sqlx::query(INVITE_FAILED)
+                    .bind(rid)
+                    .bind(user_id.as_str())
+                    .bind(now)
+                    .bind(failure.error.as_str())
+                    .bind(i64::from(failure.attempts))
+                    .bind(to_millis(failure.retry_at)),
+                StepRecord::CreateBegan { by } => sqlx::query(CREATE_BEGAN).bind(by.as_str()).bind(now).bind(rid),
+                StepRecord::InviteForgotten { user_id } => {
+                    sqlx::query(INVITE_FORGOTTEN).bind(rid).bind(user_id.as_str())
+                }
+                StepRecord::OpeningNoticeSent => sqlx::query(OPENING_NOTICE_SENT).bind(rid),
+                StepRecord::TranscriptNoticeSent => sqlx::query(TRANSCRIPT_NOTICE_SENT).bind(rid),
+                StepRecord::ClosingNoticeSent => sqlx::query(CLOSING_NOTICE_SENT).bind(rid),
+                StepRecord::Archived => {
+                    // The show is over: its holders' emails are no longer needed.
+                    sqlx::query(FORGET_EMAILS).bind(rid).execute(&mut *tx).await?;
+                    sqlx::query(ARCHIVED).bind(now).bind(rid)
+                }
+                StepRecord::TranscriptMade { messages } => {
+                    sqlx::query(TRANSCRIPT_MADE).bind(*messages as i64).bind(now).bind(rid)
+                }
+                StepRecord::TranscriptFailed { at, error } => {
+                    sqlx::query(TRANSCRIPT_FAILED).bind(to_millis(*at)).bind(error.as_str()).bind(rid)
+                }
+            };
+            query.execute(&mut *tx).await?;
+            let mut wrote = false;
+            if let Some(event) = event {
+                write_event::<D>(&mut *tx, &self.outbox, event, now).await?;
+                wrote = self.outbox.writes();
+            }
+            // The platform hears, once per ticket and error, which tickets cannot be used.
+            if let (StepRecord::InviteFailed { user_id, failure }, Outbound::Write(_)) = (step, &self.outbox) {
+                let tickets = sqlx::query(TICKETS_OF_USER).bind(rid).bind(user_id.as_str()).fetch_all(&mut *tx).await?;
+                for row in &tickets {
+                    let ticket = row.text("ticket_id")?;
+                    let event = OutboundEvent::ticket_uninvitable(id, &ticket, &failure.error, at);
+                    write_event::<D>(&mut *tx, &self.outbox, &event, now).await?;
+                    wrote = true;
+                }
+            }
+            tx.commit().await?;
+            self.outbox.wake_sender(wrote);
+            Ok(())
         }
 
         async fn invite_failures(&self, id: &ReservationId, limit: u32) -> Result<Vec<FailingInvite>, StoreError> {
