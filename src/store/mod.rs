@@ -29,7 +29,7 @@ pub use self::{
     leases::LeaseStore,
     outbox::{OutboxRow, OutboxStore},
     postgres::PostgresStore,
-    reservations::ReservationStore,
+    reservations::{Counts, ReservationStore},
     room::{FailingInvite, LifecycleStore, Planning},
     schema::{SchemaError, SchemaState, inspect as inspect_schema, latest_version},
     sqlite::SqliteStore,

@@ -205,7 +205,13 @@ async fn reads_back_main_9d5910a(store: &dyn Store, expected: &Value, backend: &
     let (alice, bob) = (user("@alice:localhost"), user("@bob:localhost"));
     let (carol, dave) = (user("@carol:unreachable.invalid"), user("@dave:localhost"));
 
-    let ids: Vec<_> = store.reservations_after(None, 10).await.unwrap().into_iter().map(|r| r.reservation.id).collect();
+    let ids: Vec<_> = store
+        .reservations_after(None, 10, store::Counts::Counted)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.reservation.id)
+        .collect();
     assert_eq!(ids, [id("gone"), id("jazz"), id("later")], "{backend}");
 
     let jazz = store.reservation(&id("jazz")).await.unwrap().expect("jazz");
