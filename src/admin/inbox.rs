@@ -45,7 +45,7 @@ pub async fn kept_in_inbox(
     store: &dyn Store,
 ) -> Result<Vec<HomeserverEvent>, StoreError> {
     let mut kept = Vec::new();
-    let mut openers: HashMap<&str, Option<String>> = HashMap::new();
+    let mut openers: HashMap<&str, Option<OwnedUserId>> = HashMap::new();
     for event in events {
         if concerns(event, bot, admins) {
             let mut event = event.clone();
@@ -64,12 +64,15 @@ pub async fn kept_in_inbox(
         let opener = match openers.get(event.room_id.as_str()) {
             Some(opener) => opener.clone(),
             None => {
-                let opener = store.direct_chat_opener(&event.room_id).await?;
+                let opener = match RoomId::parse(&event.room_id) {
+                    Ok(room_id) => store.direct_chat_opener(&room_id).await?,
+                    Err(_) => None,
+                };
                 openers.insert(event.room_id.as_str(), opener.clone());
                 opener
             }
         };
-        if opener.is_some_and(|opener| direct::change_ends_chat(event, bot, &opener).is_some()) {
+        if opener.is_some_and(|opener| direct::change_ends_chat(event, bot, opener.as_str()).is_some()) {
             kept.push(event.clone());
         }
     }
@@ -200,7 +203,7 @@ async fn handle(state: &Services, client: &MatrixClient, event: &HomeserverEvent
         return Ok(()); // never in a reservation's room
     }
     // Claims are answered only in a stranger's direct chat that the bot checked was one.
-    if claimed.is_some() && state.store.direct_chat_opener(room_id.as_str()).await?.is_none() {
+    if claimed.is_some() && state.store.direct_chat_opener(&room_id).await?.is_none() {
         tracing::info!(room_id = %room_id, "a claim outside a direct chat; not answered");
         return Ok(());
     }
@@ -212,7 +215,7 @@ async fn handle(state: &Services, client: &MatrixClient, event: &HomeserverEvent
     }
     let answer = match (admin, parsed, claimed, &sender) {
         (_, _, Some(code), Some(sender)) => {
-            state.store.direct_chat_used(room_id.as_str(), Utc::now()).await?;
+            state.store.direct_chat_used(&room_id, Utc::now()).await?;
             match claim::claim(state, sender, code, Utc::now()).await {
                 Ok(answer) => answer,
                 Err(e @ StoreError::Unavailable(_)) => return Err(e.into()),

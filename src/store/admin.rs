@@ -4,13 +4,13 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use ruma::UserId;
+use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
 
 use super::{
     AdminAction, QueuedAdminEvent, StoreError,
     dialect::{SqlStore, on_both_databases},
     from_millis,
-    rows::Read,
+    rows::{Read, parsed},
     to_millis,
 };
 use crate::events::HomeserverEvent;
@@ -91,20 +91,20 @@ pub trait AdminStore: Send + Sync {
     async fn forget_admin_event(&self, event_id: &str) -> Result<(), StoreError>;
 
     /// The bot joined a direct chat a stranger opened (to claim a ticket).
-    async fn direct_chat_active(&self, room_id: &str, user: &UserId, now: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn direct_chat_active(&self, room_id: &RoomId, user: &UserId, now: DateTime<Utc>) -> Result<(), StoreError>;
 
     /// A claim was sent in the room: if it is a stranger's direct chat, it is not idle.
-    async fn direct_chat_used(&self, room_id: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn direct_chat_used(&self, room_id: &RoomId, now: DateTime<Utc>) -> Result<(), StoreError>;
 
     /// Direct chats unused since `before`, the longest idle first, at most `limit`.
-    async fn idle_direct_chats(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<String>, StoreError>;
+    async fn idle_direct_chats(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<OwnedRoomId>, StoreError>;
 
     /// The bot left the direct chat.
-    async fn forget_direct_chat(&self, room_id: &str) -> Result<(), StoreError>;
+    async fn forget_direct_chat(&self, room_id: &RoomId) -> Result<(), StoreError>;
 
     /// Who opened the direct chat `room_id`, when it is a stranger's direct chat the bot
     /// is in (`None` for any other room).
-    async fn direct_chat_opener(&self, room_id: &str) -> Result<Option<String>, StoreError>;
+    async fn direct_chat_opener(&self, room_id: &RoomId) -> Result<Option<OwnedUserId>, StoreError>;
 
     /// How many direct chats `user` has open with the bot, and how many are open in all.
     async fn direct_chat_counts(&self, user: &UserId) -> Result<DirectChatCounts, StoreError>;
@@ -175,30 +175,40 @@ on_both_databases! {
             Ok(())
         }
 
-        async fn direct_chat_active(&self, room_id: &str, user: &UserId, now: DateTime<Utc>) -> Result<(), StoreError> {
-            let query = sqlx::query(DIRECT_CHAT_ACTIVE).bind(room_id).bind(user.as_str()).bind(to_millis(now));
+        async fn direct_chat_active(
+            &self,
+            room_id: &RoomId,
+            user: &UserId,
+            now: DateTime<Utc>,
+        ) -> Result<(), StoreError> {
+            let query = sqlx::query(DIRECT_CHAT_ACTIVE).bind(room_id.as_str()).bind(user.as_str()).bind(to_millis(now));
             query.execute(&self.pool).await?;
             Ok(())
         }
 
-        async fn direct_chat_used(&self, room_id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
-            sqlx::query(DIRECT_CHAT_USED).bind(room_id).bind(to_millis(now)).execute(&self.pool).await?;
+        async fn direct_chat_used(&self, room_id: &RoomId, now: DateTime<Utc>) -> Result<(), StoreError> {
+            sqlx::query(DIRECT_CHAT_USED).bind(room_id.as_str()).bind(to_millis(now)).execute(&self.pool).await?;
             Ok(())
         }
 
-        async fn idle_direct_chats(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<String>, StoreError> {
+        async fn idle_direct_chats(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<OwnedRoomId>, StoreError> {
             let query = sqlx::query(IDLE_DIRECT_CHATS).bind(to_millis(before)).bind(i64::from(limit));
-            query.fetch_all(&self.pool).await?.iter().map(|row| row.text("room_id")).collect()
+            query
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|row| parsed(row, "room_id", |r: &str| RoomId::parse(r)))
+                .collect()
         }
 
-        async fn forget_direct_chat(&self, room_id: &str) -> Result<(), StoreError> {
-            sqlx::query(FORGET_DIRECT_CHAT).bind(room_id).execute(&self.pool).await?;
+        async fn forget_direct_chat(&self, room_id: &RoomId) -> Result<(), StoreError> {
+            sqlx::query(FORGET_DIRECT_CHAT).bind(room_id.as_str()).execute(&self.pool).await?;
             Ok(())
         }
 
-        async fn direct_chat_opener(&self, room_id: &str) -> Result<Option<String>, StoreError> {
-            let found = sqlx::query(DIRECT_CHAT_OPENER).bind(room_id).fetch_optional(&self.pool).await?;
-            found.map(|row| row.text("user_id")).transpose()
+        async fn direct_chat_opener(&self, room_id: &RoomId) -> Result<Option<OwnedUserId>, StoreError> {
+            let found = sqlx::query(DIRECT_CHAT_OPENER).bind(room_id.as_str()).fetch_optional(&self.pool).await?;
+            found.map(|row| parsed(&row, "user_id", |u: &str| UserId::parse(u))).transpose()
         }
 
         async fn direct_chat_counts(&self, user: &UserId) -> Result<DirectChatCounts, StoreError> {

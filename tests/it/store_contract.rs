@@ -714,15 +714,16 @@ async fn direct_chats_are_known_by_room_and_counted_per_user_and_in_all() {
     each_backend(|store, backend| async move {
         let bob = OwnedUserId::try_from("@bob:example.org").unwrap();
         let now = Utc::now();
+        let room = |id: &str| OwnedRoomId::try_from(id).unwrap();
         assert_eq!(
             store.direct_chat_counts(&alice()).await.unwrap(),
             store::DirectChatCounts { of_user: 0, open: 0 },
             "{backend}"
         );
-        assert_eq!(store.direct_chat_opener("!a1:example.org").await.unwrap(), None, "{backend}");
-        store.direct_chat_active("!a1:example.org", &alice(), now - Span::minutes(2)).await.unwrap();
-        store.direct_chat_active("!a2:example.org", &alice(), now - Span::minutes(1)).await.unwrap();
-        store.direct_chat_active("!b1:example.org", &bob, now).await.unwrap();
+        assert_eq!(store.direct_chat_opener(&room("!a1:example.org")).await.unwrap(), None, "{backend}");
+        store.direct_chat_active(&room("!a1:example.org"), &alice(), now - Span::minutes(2)).await.unwrap();
+        store.direct_chat_active(&room("!a2:example.org"), &alice(), now - Span::minutes(1)).await.unwrap();
+        store.direct_chat_active(&room("!b1:example.org"), &bob, now).await.unwrap();
         assert_eq!(
             store.direct_chat_counts(&alice()).await.unwrap(),
             store::DirectChatCounts { of_user: 2, open: 3 },
@@ -733,18 +734,18 @@ async fn direct_chats_are_known_by_room_and_counted_per_user_and_in_all() {
             store::DirectChatCounts { of_user: 1, open: 3 },
             "{backend}"
         );
-        let opener = store.direct_chat_opener("!a2:example.org").await.unwrap();
-        assert_eq!(opener.as_deref(), Some(alice().as_str()), "{backend}");
+        let opener = store.direct_chat_opener(&room("!a2:example.org")).await.unwrap();
+        assert_eq!(opener, Some(alice()), "{backend}");
         // The longest idle first, whatever the bound.
         let far = now + Span::days(36_500);
-        assert_eq!(store.idle_direct_chats(far, 1).await.unwrap(), ["!a1:example.org"], "{backend}");
-        store.forget_direct_chat("!a1:example.org").await.unwrap();
+        assert_eq!(store.idle_direct_chats(far, 1).await.unwrap(), [room("!a1:example.org")], "{backend}");
+        store.forget_direct_chat(&room("!a1:example.org")).await.unwrap();
         assert_eq!(
             store.direct_chat_counts(&alice()).await.unwrap(),
             store::DirectChatCounts { of_user: 1, open: 2 },
             "{backend}"
         );
-        assert_eq!(store.direct_chat_opener("!a1:example.org").await.unwrap(), None, "{backend}");
+        assert_eq!(store.direct_chat_opener(&room("!a1:example.org")).await.unwrap(), None, "{backend}");
     })
     .await;
 }
