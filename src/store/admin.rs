@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use macro_rules_attribute::apply;
 use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
 
 use super::{
@@ -125,123 +126,117 @@ pub trait AdminStore: Send + Sync {
     async fn end_status_session(&self, id: &SessionId) -> Result<(), StoreError>;
 }
 
-on_both_databases! {
-    #[async_trait]
-    impl AdminStore for SqlStore<D> {
-        async fn admin_action(
-            &self,
-            id: &ReservationId,
-            action: AdminAction,
-            now: DateTime<Utc>,
-        ) -> Result<bool, StoreError> {
-            let (id, now) = (id.as_str(), to_millis(now));
-            let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
-            if sqlx::query(RESERVATION_EXISTS).bind(id).fetch_optional(&mut *tx).await?.is_none() {
-                return Ok(false);
-            }
-            let signal = match action {
-                AdminAction::OpenNow => Some(ADMIN_OPEN),
-                AdminAction::ArchiveNow => Some(ADMIN_ARCHIVE),
-                AdminAction::Retry => None,
-            };
-            if let Some(signal) = signal {
-                sqlx::query(signal).bind(id).bind(now).execute(&mut *tx).await?;
-            }
-            sqlx::query(ADMIN_DUE).bind(id).bind(now).execute(&mut *tx).await?;
-            tx.commit().await?;
-            Ok(true)
+#[apply(on_both_databases!)]
+#[async_trait]
+impl AdminStore for SqlStore<D> {
+    async fn admin_action(
+        &self,
+        id: &ReservationId,
+        action: AdminAction,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (id, now) = (id.as_str(), to_millis(now));
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        if sqlx::query(RESERVATION_EXISTS).bind(id).fetch_optional(&mut *tx).await?.is_none() {
+            return Ok(false);
         }
+        let signal = match action {
+            AdminAction::OpenNow => Some(ADMIN_OPEN),
+            AdminAction::ArchiveNow => Some(ADMIN_ARCHIVE),
+            AdminAction::Retry => None,
+        };
+        if let Some(signal) = signal {
+            sqlx::query(signal).bind(id).bind(now).execute(&mut *tx).await?;
+        }
+        sqlx::query(ADMIN_DUE).bind(id).bind(now).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
 
-        async fn queue_admin_events(&self, events: &[HomeserverEvent], now: DateTime<Utc>) -> Result<(), StoreError> {
-            if events.is_empty() {
-                return Ok(());
-            }
-            let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
-            for event in events {
-                let text = serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                let query = sqlx::query(QUEUE_ADMIN_EVENT).bind(event.event_id.as_str()).bind(text.as_str());
-                query.bind(to_millis(now)).execute(&mut *tx).await?;
-            }
-            Ok(tx.commit().await?)
+    async fn queue_admin_events(&self, events: &[HomeserverEvent], now: DateTime<Utc>) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
         }
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        for event in events {
+            let text = serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let query = sqlx::query(QUEUE_ADMIN_EVENT).bind(event.event_id.as_str()).bind(text.as_str());
+            query.bind(to_millis(now)).execute(&mut *tx).await?;
+        }
+        Ok(tx.commit().await?)
+    }
 
-        async fn admin_inbox(&self, limit: u32) -> Result<Vec<QueuedAdminEvent>, StoreError> {
-            let found = sqlx::query(ADMIN_INBOX).bind(i64::from(limit)).fetch_all(&self.pool).await?;
-            found.iter().map(admin_event).collect()
-        }
+    async fn admin_inbox(&self, limit: u32) -> Result<Vec<QueuedAdminEvent>, StoreError> {
+        let found = sqlx::query(ADMIN_INBOX).bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        found.iter().map(admin_event).collect()
+    }
 
-        async fn forget_admin_event(&self, event_id: &str) -> Result<(), StoreError> {
-            sqlx::query(FORGET_ADMIN_EVENT).bind(event_id).execute(&self.pool).await?;
-            Ok(())
-        }
+    async fn forget_admin_event(&self, event_id: &str) -> Result<(), StoreError> {
+        sqlx::query(FORGET_ADMIN_EVENT).bind(event_id).execute(&self.pool).await?;
+        Ok(())
+    }
 
-        async fn direct_chat_active(
-            &self,
-            room_id: &RoomId,
-            user: &UserId,
-            now: DateTime<Utc>,
-        ) -> Result<(), StoreError> {
-            let query = sqlx::query(DIRECT_CHAT_ACTIVE).bind(room_id.as_str()).bind(user.as_str()).bind(to_millis(now));
-            query.execute(&self.pool).await?;
-            Ok(())
-        }
+    async fn direct_chat_active(&self, room_id: &RoomId, user: &UserId, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let query = sqlx::query(DIRECT_CHAT_ACTIVE).bind(room_id.as_str()).bind(user.as_str()).bind(to_millis(now));
+        query.execute(&self.pool).await?;
+        Ok(())
+    }
 
-        async fn direct_chat_used(&self, room_id: &RoomId, now: DateTime<Utc>) -> Result<(), StoreError> {
-            sqlx::query(DIRECT_CHAT_USED).bind(room_id.as_str()).bind(to_millis(now)).execute(&self.pool).await?;
-            Ok(())
-        }
+    async fn direct_chat_used(&self, room_id: &RoomId, now: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query(DIRECT_CHAT_USED).bind(room_id.as_str()).bind(to_millis(now)).execute(&self.pool).await?;
+        Ok(())
+    }
 
-        async fn idle_direct_chats(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<OwnedRoomId>, StoreError> {
-            let query = sqlx::query(IDLE_DIRECT_CHATS).bind(to_millis(before)).bind(i64::from(limit));
-            query
-                .fetch_all(&self.pool)
-                .await?
-                .iter()
-                .map(|row| parsed(row, "room_id", |r: &str| RoomId::parse(r)))
-                .collect()
-        }
+    async fn idle_direct_chats(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<OwnedRoomId>, StoreError> {
+        let query = sqlx::query(IDLE_DIRECT_CHATS).bind(to_millis(before)).bind(i64::from(limit));
+        query
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| parsed(row, "room_id", |r: &str| RoomId::parse(r)))
+            .collect()
+    }
 
-        async fn forget_direct_chat(&self, room_id: &RoomId) -> Result<(), StoreError> {
-            sqlx::query(FORGET_DIRECT_CHAT).bind(room_id.as_str()).execute(&self.pool).await?;
-            Ok(())
-        }
+    async fn forget_direct_chat(&self, room_id: &RoomId) -> Result<(), StoreError> {
+        sqlx::query(FORGET_DIRECT_CHAT).bind(room_id.as_str()).execute(&self.pool).await?;
+        Ok(())
+    }
 
-        async fn direct_chat_opener(&self, room_id: &RoomId) -> Result<Option<OwnedUserId>, StoreError> {
-            let found = sqlx::query(DIRECT_CHAT_OPENER).bind(room_id.as_str()).fetch_optional(&self.pool).await?;
-            found.map(|row| parsed(&row, "user_id", |u: &str| UserId::parse(u))).transpose()
-        }
+    async fn direct_chat_opener(&self, room_id: &RoomId) -> Result<Option<OwnedUserId>, StoreError> {
+        let found = sqlx::query(DIRECT_CHAT_OPENER).bind(room_id.as_str()).fetch_optional(&self.pool).await?;
+        found.map(|row| parsed(&row, "user_id", |u: &str| UserId::parse(u))).transpose()
+    }
 
-        async fn direct_chat_counts(&self, user: &UserId) -> Result<DirectChatCounts, StoreError> {
-            let row = sqlx::query(DIRECT_CHAT_COUNTS).bind(user.as_str()).fetch_one(&self.pool).await?;
-            let count = |col: &str| row.int(col).map(|n| u64::try_from(n).unwrap_or_default());
-            Ok(DirectChatCounts { of_user: count("of_user")?, open: count("open")? })
-        }
+    async fn direct_chat_counts(&self, user: &UserId) -> Result<DirectChatCounts, StoreError> {
+        let row = sqlx::query(DIRECT_CHAT_COUNTS).bind(user.as_str()).fetch_one(&self.pool).await?;
+        let count = |col: &str| row.int(col).map(|n| u64::try_from(n).unwrap_or_default());
+        Ok(DirectChatCounts { of_user: count("of_user")?, open: count("open")? })
+    }
 
-        async fn start_status_session(
-            &self,
-            id: &SessionId,
-            now: DateTime<Utc>,
-            expires_at: DateTime<Utc>,
-        ) -> Result<(), StoreError> {
-            let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
-            sqlx::query(DROP_EXPIRED_SESSIONS).bind(to_millis(now)).execute(&mut *tx).await?;
-            sqlx::query(START_SESSION)
-                .bind(id.as_str())
-                .bind(to_millis(now))
-                .bind(to_millis(expires_at))
-                .execute(&mut *tx)
-                .await?;
-            Ok(tx.commit().await?)
-        }
+    async fn start_status_session(
+        &self,
+        id: &SessionId,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        sqlx::query(DROP_EXPIRED_SESSIONS).bind(to_millis(now)).execute(&mut *tx).await?;
+        sqlx::query(START_SESSION)
+            .bind(id.as_str())
+            .bind(to_millis(now))
+            .bind(to_millis(expires_at))
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx.commit().await?)
+    }
 
-        async fn status_session_live(&self, id: &SessionId, now: DateTime<Utc>) -> Result<bool, StoreError> {
-            self.exists(SESSION_LIVE, id.as_str(), Some(now)).await
-        }
+    async fn status_session_live(&self, id: &SessionId, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.exists(SESSION_LIVE, id.as_str(), Some(now)).await
+    }
 
-        async fn end_status_session(&self, id: &SessionId) -> Result<(), StoreError> {
-            sqlx::query(END_SESSION).bind(id.as_str()).execute(&self.pool).await?;
-            Ok(())
-        }
+    async fn end_status_session(&self, id: &SessionId) -> Result<(), StoreError> {
+        sqlx::query(END_SESSION).bind(id.as_str()).execute(&self.pool).await?;
+        Ok(())
     }
 }
 

@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use macro_rules_attribute::apply;
 use sqlx::{Database, IntoArguments, Pool, query::Query};
 
 use super::{Claim, Outbound, Outcome, Receipt, ReservationRecord, StoreError, rows::Read, to_millis};
@@ -66,8 +67,10 @@ pub struct SqlStore<D: Dialect> {
 }
 
 /// Writes an impl block (`impl Trait for SqlStore<D> { .. }`, `impl SqlStore<D> { .. }`)
-/// or an `async fn` once for both databases: generic over the dialect `D`, under the
-/// bounds that say what the code binds (the few types the schema uses). It is a macro
+/// or an `async fn` once for both databases, put on it as `#[apply(on_both_databases!)]`
+/// (`macro_rules_attribute`, so that rustfmt still formats the item): generic over the
+/// dialect `D`, under the bounds that say what the code binds (the few types the schema
+/// uses). It is a macro
 /// because Rust implies only supertrait bounds: these have other subjects (`i64`,
 /// `&mut D::Connection`), so a trait or alias holding them would not carry them, and
 /// every generic impl would have to write them out again.
@@ -100,25 +103,24 @@ macro_rules! on_both_databases {
 }
 pub(super) use on_both_databases;
 
-on_both_databases! {
-    impl SqlStore<D> {
-        pub(crate) fn pool(&self) -> &Pool<D> {
-            &self.pool
-        }
+#[apply(on_both_databases!)]
+impl SqlStore<D> {
+    pub(crate) fn pool(&self) -> &Pool<D> {
+        &self.pool
+    }
 
-        /// Whether `query` bound to `(text, time)` finds a row.
-        pub(super) async fn exists(
-            &self,
-            query: &'static str,
-            text: &str,
-            at: Option<DateTime<Utc>>,
-        ) -> Result<bool, StoreError> {
-            let query = sqlx::query(query).bind(text);
-            let query = match at {
-                Some(at) => query.bind(to_millis(at)),
-                None => query,
-            };
-            Ok(query.fetch_optional(&self.pool).await?.is_some())
-        }
+    /// Whether `query` bound to `(text, time)` finds a row.
+    pub(super) async fn exists(
+        &self,
+        query: &'static str,
+        text: &str,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError> {
+        let query = sqlx::query(query).bind(text);
+        let query = match at {
+            Some(at) => query.bind(to_millis(at)),
+            None => query,
+        };
+        Ok(query.fetch_optional(&self.pool).await?.is_some())
     }
 }

@@ -8,6 +8,7 @@
 //! (BENCHMARKS.md, "Intake, step by step"). [`Writes`] is what both give: the statements
 //! and rules below are the same for either.
 
+use macro_rules_attribute::apply;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -191,24 +192,23 @@ where
     query
 }
 
-on_both_databases! {
-    impl Writes for Sqlx<'_, D> {
-        const LOCK_STREAM_KEY: Option<&'static str> = D::LOCK_STREAM_KEY;
+#[apply(on_both_databases!)]
+impl Writes for Sqlx<'_, D> {
+    const LOCK_STREAM_KEY: Option<&'static str> = D::LOCK_STREAM_KEY;
 
-        async fn execute(&mut self, sql: &'static str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
-            let done = bind(sqlx::query(sql), args).execute(&mut *self.0).await?;
-            Ok(D::rows_affected(&done))
-        }
+    async fn execute(&mut self, sql: &'static str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
+        let done = bind(sqlx::query(sql), args).execute(&mut *self.0).await?;
+        Ok(D::rows_affected(&done))
+    }
 
-        async fn fetch_optional<T>(
-            &mut self,
-            sql: &'static str,
-            args: &[Arg<'_>],
-            read: impl FnOnce(&dyn Read) -> Result<T, StoreError>,
-        ) -> Result<Option<T>, StoreError> {
-            let row = bind(sqlx::query(sql), args).fetch_optional(&mut *self.0).await?;
-            row.as_ref().map(|row| read(row)).transpose()
-        }
+    async fn fetch_optional<T>(
+        &mut self,
+        sql: &'static str,
+        args: &[Arg<'_>],
+        read: impl FnOnce(&dyn Read) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let row = bind(sqlx::query(sql), args).fetch_optional(&mut *self.0).await?;
+        row.as_ref().map(|row| read(row)).transpose()
     }
 }
 

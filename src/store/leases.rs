@@ -2,6 +2,7 @@
 //! works, and releases it with its next due time ([`LeaseStore`]). The dialects claim
 //! due work their own way (`Dialect::claim_due`), and read it back with [`due_claim`].
 
+use macro_rules_attribute::apply;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -92,93 +93,92 @@ pub trait LeaseStore: Send + Sync {
     ) -> Result<(), StoreError>;
 }
 
-on_both_databases! {
-    #[async_trait]
-    impl LeaseStore for SqlStore<D> {
-        async fn claim(
-            &self,
-            id: &ReservationId,
-            now: DateTime<Utc>,
-            lease: Duration,
-            owner: &str,
-        ) -> Result<Option<Claim>, StoreError> {
-            let now = to_millis(now);
-            let claimed = sqlx::query(CLAIM)
-                .bind(now + lease.as_millis() as i64)
-                .bind(owner)
-                .bind(id.as_str())
-                .bind(now)
-                .fetch_optional(&self.pool)
-                .await?;
-            let Some(row) = claimed else { return Ok(None) };
-            Ok(Some(Claim {
-                reservation_id: id.clone(),
-                facts_version: row.int("facts_version")?,
-                owner: owner.to_owned(),
-                due_at: None,
-                attempts: super::attempts(row.int("attempts")?),
-            }))
-        }
+#[apply(on_both_databases!)]
+#[async_trait]
+impl LeaseStore for SqlStore<D> {
+    async fn claim(
+        &self,
+        id: &ReservationId,
+        now: DateTime<Utc>,
+        lease: Duration,
+        owner: &str,
+    ) -> Result<Option<Claim>, StoreError> {
+        let now = to_millis(now);
+        let claimed = sqlx::query(CLAIM)
+            .bind(now + lease.as_millis() as i64)
+            .bind(owner)
+            .bind(id.as_str())
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = claimed else { return Ok(None) };
+        Ok(Some(Claim {
+            reservation_id: id.clone(),
+            facts_version: row.int("facts_version")?,
+            owner: owner.to_owned(),
+            due_at: None,
+            attempts: super::attempts(row.int("attempts")?),
+        }))
+    }
 
-        async fn claim_due(
-            &self,
-            now: DateTime<Utc>,
-            lease: Duration,
-            limit: u32,
-            owner: &str,
-        ) -> Result<Vec<Claim>, StoreError> {
-            let now = to_millis(now);
-            let due = Due { now, until: now + lease.as_millis() as i64, limit: i64::from(limit), owner };
-            D::claim_due(self, due).await
-        }
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: u32,
+        owner: &str,
+    ) -> Result<Vec<Claim>, StoreError> {
+        let now = to_millis(now);
+        let due = Due { now, until: now + lease.as_millis() as i64, limit: i64::from(limit), owner };
+        D::claim_due(self, due).await
+    }
 
-        async fn renew(&self, claim: &Claim, until: DateTime<Utc>) -> Result<bool, StoreError> {
-            let done = sqlx::query(RENEW)
-                .bind(to_millis(until))
-                .bind(claim.reservation_id.as_str())
-                .bind(claim.owner.as_str())
-                .execute(&self.pool)
-                .await?;
-            Ok(D::rows_affected(&done) == 1)
-        }
+    async fn renew(&self, claim: &Claim, until: DateTime<Utc>) -> Result<bool, StoreError> {
+        let done = sqlx::query(RENEW)
+            .bind(to_millis(until))
+            .bind(claim.reservation_id.as_str())
+            .bind(claim.owner.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(D::rows_affected(&done) == 1)
+    }
 
-        async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-            sqlx::query(NEXT_DUE).fetch_one(&self.pool).await?.opt_time("due")
-        }
+    async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        sqlx::query(NEXT_DUE).fetch_one(&self.pool).await?.opt_time("due")
+    }
 
-        async fn holds_live_lease(&self, owner: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-            self.exists(HOLDS_LIVE_LEASE, owner, Some(now)).await
-        }
+    async fn holds_live_lease(&self, owner: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.exists(HOLDS_LIVE_LEASE, owner, Some(now)).await
+    }
 
-        async fn release_with_event(
-            &self,
-            claim: &Claim,
-            next_due_at: Option<DateTime<Utc>>,
-            error: Option<&str>,
-            event: Option<&OutboundEvent>,
-            now: DateTime<Utc>,
-        ) -> Result<(), StoreError> {
-            let now = to_millis(now);
-            let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
-            let released = sqlx::query(RELEASE)
-                .bind(claim.facts_version)
-                .bind(next_due_at.map(to_millis))
-                .bind(now)
-                .bind(error)
-                .bind(claim.reservation_id.as_str())
-                .bind(claim.owner.as_str())
-                .execute(&mut *tx)
-                .await?;
-            // A lease lost to another instance: its holder tells of what it finds.
-            if let Some(event) = event
-                && D::rows_affected(&released) > 0
-            {
-                write_event::<D>(&mut *tx, &self.outbox, event, now).await?;
-            }
-            tx.commit().await?;
-            self.outbox.wake_sender(event.is_some());
-            Ok(())
+    async fn release_with_event(
+        &self,
+        claim: &Claim,
+        next_due_at: Option<DateTime<Utc>>,
+        error: Option<&str>,
+        event: Option<&OutboundEvent>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let now = to_millis(now);
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        let released = sqlx::query(RELEASE)
+            .bind(claim.facts_version)
+            .bind(next_due_at.map(to_millis))
+            .bind(now)
+            .bind(error)
+            .bind(claim.reservation_id.as_str())
+            .bind(claim.owner.as_str())
+            .execute(&mut *tx)
+            .await?;
+        // A lease lost to another instance: its holder tells of what it finds.
+        if let Some(event) = event
+            && D::rows_affected(&released) > 0
+        {
+            write_event::<D>(&mut *tx, &self.outbox, event, now).await?;
         }
+        tx.commit().await?;
+        self.outbox.wake_sender(event.is_some());
+        Ok(())
     }
 }
 

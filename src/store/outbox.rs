@@ -2,6 +2,7 @@
 //! ([`Outbox`], declared with the sender). Events are written into it in the
 //! transaction of the fact they tell of ([`write_event`], over `intake::write_event`).
 
+use macro_rules_attribute::apply;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -83,128 +84,125 @@ pub trait OutboxStore: Send + Sync {
     async fn outbox_events(&self) -> Result<Vec<OutboxRow>, StoreError>;
 }
 
-on_both_databases! {
-    #[async_trait]
-    impl OutboxStore for SqlStore<D> {
-        async fn outbox_events(&self) -> Result<Vec<OutboxRow>, StoreError> {
-            let found = sqlx::query(OUTBOX_EVENTS).fetch_all(&self.pool).await?;
-            found
-                .iter()
-                .map(|row| {
-                    Ok(OutboxRow {
-                        reservation_id: parsed(row, "reservation_id", ReservationId::parse)?,
-                        kind: row.text("type")?,
-                        webhook_id: row.text("event_id")?,
-                        payload: row.text("payload")?,
-                    })
+#[apply(on_both_databases!)]
+#[async_trait]
+impl OutboxStore for SqlStore<D> {
+    async fn outbox_events(&self) -> Result<Vec<OutboxRow>, StoreError> {
+        let found = sqlx::query(OUTBOX_EVENTS).fetch_all(&self.pool).await?;
+        found
+            .iter()
+            .map(|row| {
+                Ok(OutboxRow {
+                    reservation_id: parsed(row, "reservation_id", ReservationId::parse)?,
+                    kind: row.text("type")?,
+                    webhook_id: row.text("event_id")?,
+                    payload: row.text("payload")?,
                 })
-                .collect()
-        }
-    }
-}
-
-on_both_databases! {
-    /// The sender's side of the store ([`Outbox`], declared with the sender).
-    #[async_trait]
-    impl Outbox for SqlStore<D> {
-        type Error = StoreError;
-
-        async fn claim_outbox(
-            &self,
-            now: DateTime<Utc>,
-            lease: Duration,
-            limit: u32,
-            owner: &str,
-        ) -> Result<Vec<OutboxClaim>, StoreError> {
-            let now = to_millis(now);
-            let claimed = sqlx::query(D::OUTBOX_CLAIM)
-                .bind(owner)
-                .bind(now + lease.as_millis() as i64)
-                .bind(now)
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?;
-            let mut claims = claimed
-                .iter()
-                .map(|row| {
-                    Ok(OutboxClaim {
-                        seq: row.int("seq")?,
-                        event_id: row.text("event_id")?,
-                        reservation_id: row.text("reservation_id")?,
-                        kind: row.text("type")?,
-                        payload: row.text("payload")?,
-                        attempts: super::attempts(row.int("attempts")?),
-                        owner: owner.to_owned(),
-                    })
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            // RETURNING gives no order: oldest first, as claimed.
-            claims.sort_by_key(|c| c.seq);
-            Ok(claims)
-        }
-
-        async fn finish_outbox(
-            &self,
-            claim: &OutboxClaim,
-            result: &OutboxResult,
-            now: DateTime<Utc>,
-        ) -> Result<bool, StoreError> {
-            let now = to_millis(now);
-            let (state, next, error, finished) = match result {
-                OutboxResult::Delivered => ("delivered", now, None, Some(now)),
-                OutboxResult::Retry { at, error } => ("pending", to_millis(*at), Some(error), None),
-                OutboxResult::Failed { error } => ("failed", now, Some(error), Some(now)),
-                OutboxResult::Dropped { error } => ("dropped", now, Some(error), Some(now)),
-                OutboxResult::Paused { error } => ("paused", now, Some(error), None),
-            };
-            let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
-            let done = sqlx::query(OUTBOX_FINISH)
-                .bind(state)
-                .bind(next)
-                .bind(error.map(String::as_str))
-                .bind(finished)
-                .bind(claim.seq)
-                .bind(claim.owner.as_str())
-                .execute(&mut *tx)
-                .await?;
-            let held = D::rows_affected(&done) == 1;
-            if held && matches!(result, OutboxResult::Paused { .. }) {
-                sqlx::query(sql::SET_SETTING).bind(OUTBOX_PAUSED).bind("1").execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
-            Ok(held)
-        }
-
-        async fn outbox_status(&self) -> Result<OutboxStatus, StoreError> {
-            let row = sqlx::query(OUTBOX_DEPTH).fetch_one(&self.pool).await?;
-            let flag = sqlx::query(sql::SETTING).bind(OUTBOX_PAUSED).fetch_optional(&self.pool).await?;
-            Ok(OutboxStatus {
-                depth: u64::try_from(row.int("depth")?).unwrap_or(0),
-                oldest: row.opt_time("oldest")?,
-                paused: flag.map(|row| row.text("value")).transpose()?.as_deref() == Some("1"),
             })
-        }
-
-        async fn resume_outbox(&self, now: DateTime<Utc>) -> Result<bool, StoreError> {
-            let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
-            let flag = sqlx::query(sql::SETTING).bind(OUTBOX_PAUSED).fetch_optional(&mut *tx).await?;
-            let was_paused = flag.map(|row| row.text("value")).transpose()?.as_deref() == Some("1");
-            sqlx::query(sql::SET_SETTING).bind(OUTBOX_PAUSED).bind("0").execute(&mut *tx).await?;
-            sqlx::query(OUTBOX_UNPAUSE).bind(to_millis(now)).execute(&mut *tx).await?;
-            tx.commit().await?;
-            Ok(was_paused)
-        }
+            .collect()
     }
 }
 
-on_both_databases! {
-    /// [`intake::write_event`] on a sqlx connection.
-    pub(super) async fn write_event(
-        conn: &mut D::Connection,
-        outbox: &Outbound,
-        event: &OutboundEvent,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        intake::write_event(&mut intake::Sqlx::<D>(conn), outbox, event, now).await
+/// The sender's side of the store ([`Outbox`], declared with the sender).
+#[apply(on_both_databases!)]
+#[async_trait]
+impl Outbox for SqlStore<D> {
+    type Error = StoreError;
+
+    async fn claim_outbox(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: u32,
+        owner: &str,
+    ) -> Result<Vec<OutboxClaim>, StoreError> {
+        let now = to_millis(now);
+        let claimed = sqlx::query(D::OUTBOX_CLAIM)
+            .bind(owner)
+            .bind(now + lease.as_millis() as i64)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut claims = claimed
+            .iter()
+            .map(|row| {
+                Ok(OutboxClaim {
+                    seq: row.int("seq")?,
+                    event_id: row.text("event_id")?,
+                    reservation_id: row.text("reservation_id")?,
+                    kind: row.text("type")?,
+                    payload: row.text("payload")?,
+                    attempts: super::attempts(row.int("attempts")?),
+                    owner: owner.to_owned(),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        // RETURNING gives no order: oldest first, as claimed.
+        claims.sort_by_key(|c| c.seq);
+        Ok(claims)
     }
+
+    async fn finish_outbox(
+        &self,
+        claim: &OutboxClaim,
+        result: &OutboxResult,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let now = to_millis(now);
+        let (state, next, error, finished) = match result {
+            OutboxResult::Delivered => ("delivered", now, None, Some(now)),
+            OutboxResult::Retry { at, error } => ("pending", to_millis(*at), Some(error), None),
+            OutboxResult::Failed { error } => ("failed", now, Some(error), Some(now)),
+            OutboxResult::Dropped { error } => ("dropped", now, Some(error), Some(now)),
+            OutboxResult::Paused { error } => ("paused", now, Some(error), None),
+        };
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        let done = sqlx::query(OUTBOX_FINISH)
+            .bind(state)
+            .bind(next)
+            .bind(error.map(String::as_str))
+            .bind(finished)
+            .bind(claim.seq)
+            .bind(claim.owner.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let held = D::rows_affected(&done) == 1;
+        if held && matches!(result, OutboxResult::Paused { .. }) {
+            sqlx::query(sql::SET_SETTING).bind(OUTBOX_PAUSED).bind("1").execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(held)
+    }
+
+    async fn outbox_status(&self) -> Result<OutboxStatus, StoreError> {
+        let row = sqlx::query(OUTBOX_DEPTH).fetch_one(&self.pool).await?;
+        let flag = sqlx::query(sql::SETTING).bind(OUTBOX_PAUSED).fetch_optional(&self.pool).await?;
+        Ok(OutboxStatus {
+            depth: u64::try_from(row.int("depth")?).unwrap_or(0),
+            oldest: row.opt_time("oldest")?,
+            paused: flag.map(|row| row.text("value")).transpose()?.as_deref() == Some("1"),
+        })
+    }
+
+    async fn resume_outbox(&self, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        let flag = sqlx::query(sql::SETTING).bind(OUTBOX_PAUSED).fetch_optional(&mut *tx).await?;
+        let was_paused = flag.map(|row| row.text("value")).transpose()?.as_deref() == Some("1");
+        sqlx::query(sql::SET_SETTING).bind(OUTBOX_PAUSED).bind("0").execute(&mut *tx).await?;
+        sqlx::query(OUTBOX_UNPAUSE).bind(to_millis(now)).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(was_paused)
+    }
+}
+
+/// [`intake::write_event`] on a sqlx connection.
+#[apply(on_both_databases!)]
+pub(super) async fn write_event(
+    conn: &mut D::Connection,
+    outbox: &Outbound,
+    event: &OutboundEvent,
+    now: i64,
+) -> Result<(), StoreError> {
+    intake::write_event(&mut intake::Sqlx::<D>(conn), outbox, event, now).await
 }

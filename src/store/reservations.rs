@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use macro_rules_attribute::apply;
 use ruma::OwnedUserId;
 
 use super::{
@@ -144,89 +145,87 @@ pub trait ReservationStore: Send + Sync {
     ) -> Result<Vec<ReservationRecord>, StoreError>;
 }
 
-on_both_databases! {
-    #[async_trait]
-    impl ReservationStore for SqlStore<D> {
-        async fn record_webhook(&self, receipt: &Receipt<'_>, event: &WebhookEvent) -> Result<Outcome, StoreError> {
-            D::record_webhook(self, receipt, event).await
-        }
+#[apply(on_both_databases!)]
+#[async_trait]
+impl ReservationStore for SqlStore<D> {
+    async fn record_webhook(&self, receipt: &Receipt<'_>, event: &WebhookEvent) -> Result<Outcome, StoreError> {
+        D::record_webhook(self, receipt, event).await
+    }
 
-        async fn reservation(&self, id: &ReservationId) -> Result<Option<ReservationRecord>, StoreError> {
-            D::reservation(self, id).await
-        }
+    async fn reservation(&self, id: &ReservationId) -> Result<Option<ReservationRecord>, StoreError> {
+        D::reservation(self, id).await
+    }
 
-        async fn reservations_by_stream_key(&self, key: &StreamKeyHash) -> Result<Vec<ReservationRecord>, StoreError> {
-            let found = sqlx::query(RECORDS_BY_STREAM_KEY).bind(key.as_str()).fetch_all(&self.pool).await?;
-            found.iter().map(record).collect()
-        }
+    async fn reservations_by_stream_key(&self, key: &StreamKeyHash) -> Result<Vec<ReservationRecord>, StoreError> {
+        let found = sqlx::query(RECORDS_BY_STREAM_KEY).bind(key.as_str()).fetch_all(&self.pool).await?;
+        found.iter().map(record).collect()
+    }
 
-        async fn reservations_by_id(&self, ids: &[ReservationId]) -> Result<Vec<ReservationRecord>, StoreError> {
-            let found = D::records_by_id(ids)?.fetch_all(&self.pool).await?;
-            // One unreadable row is left out rather than failing the others (the status page).
-            let read = found.iter().map(|row| (row.text("reservation_id").unwrap_or_default(), record(row)));
-            Ok(super::readable_records(read))
-        }
+    async fn reservations_by_id(&self, ids: &[ReservationId]) -> Result<Vec<ReservationRecord>, StoreError> {
+        let found = D::records_by_id(ids)?.fetch_all(&self.pool).await?;
+        // One unreadable row is left out rather than failing the others (the status page).
+        let read = found.iter().map(|row| (row.text("reservation_id").unwrap_or_default(), record(row)));
+        Ok(super::readable_records(read))
+    }
 
-        async fn reservations_after(
-            &self,
-            after: Option<&ReservationId>,
-            limit: u32,
-            counts: Counts,
-        ) -> Result<Vec<ReservationRecord>, StoreError> {
-            let query = match counts {
-                Counts::Counted => RECORDS_AFTER,
-                Counts::Zero => SCHEDULES_AFTER,
-            };
-            // The raw id, not a parsed one: an unreadable row's id may not parse either.
-            let mut cursor = after.map_or_else(String::new, |id| id.as_str().to_owned());
-            let mut records = Vec::new();
-            loop {
-                let want = limit as usize - records.len();
-                let page = sqlx::query(query).bind(cursor.as_str()).bind(want as i64).fetch_all(&self.pool).await?;
-                let mut read = Vec::with_capacity(page.len());
-                for row in &page {
-                    read.push((row.text("reservation_id")?, record(row)));
-                }
-                let Some((last, _)) = read.last() else { break };
-                cursor = last.clone();
-                records.extend(super::readable_records(read));
-                if page.len() < want || records.len() == limit as usize {
-                    break;
-                }
+    async fn reservations_after(
+        &self,
+        after: Option<&ReservationId>,
+        limit: u32,
+        counts: Counts,
+    ) -> Result<Vec<ReservationRecord>, StoreError> {
+        let query = match counts {
+            Counts::Counted => RECORDS_AFTER,
+            Counts::Zero => SCHEDULES_AFTER,
+        };
+        // The raw id, not a parsed one: an unreadable row's id may not parse either.
+        let mut cursor = after.map_or_else(String::new, |id| id.as_str().to_owned());
+        let mut records = Vec::new();
+        loop {
+            let want = limit as usize - records.len();
+            let page = sqlx::query(query).bind(cursor.as_str()).bind(want as i64).fetch_all(&self.pool).await?;
+            let mut read = Vec::with_capacity(page.len());
+            for row in &page {
+                read.push((row.text("reservation_id")?, record(row)));
             }
-            Ok(records)
+            let Some((last, _)) = read.last() else { break };
+            cursor = last.clone();
+            records.extend(super::readable_records(read));
+            if page.len() < want || records.len() == limit as usize {
+                break;
+            }
         }
+        Ok(records)
+    }
 
-        async fn channel_reservations(
-            &self,
-            channel_id: &str,
-            starts_by: DateTime<Utc>,
-            ends_from: DateTime<Utc>,
-            limit: u32,
-        ) -> Result<Vec<ReservationRecord>, StoreError> {
-            let found = sqlx::query(CHANNEL_AROUND)
-                .bind(channel_id)
-                .bind(to_millis(starts_by))
-                .bind(to_millis(ends_from))
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?;
-            let read = found.iter().map(|row| (row.text("reservation_id").unwrap_or_default(), record(row)));
-            Ok(super::readable_records(read))
-        }
+    async fn channel_reservations(
+        &self,
+        channel_id: &str,
+        starts_by: DateTime<Utc>,
+        ends_from: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ReservationRecord>, StoreError> {
+        let found = sqlx::query(CHANNEL_AROUND)
+            .bind(channel_id)
+            .bind(to_millis(starts_by))
+            .bind(to_millis(ends_from))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let read = found.iter().map(|row| (row.text("reservation_id").unwrap_or_default(), record(row)));
+        Ok(super::readable_records(read))
     }
 }
 
-on_both_databases! {
-    impl SqlStore<D> {
-        /// [`Dialect::reservation`] through the pool.
-        pub(super) async fn reservation_from_pool(
-            &self,
-            id: &ReservationId,
-        ) -> Result<Option<ReservationRecord>, StoreError> {
-            let row = sqlx::query(RECORD_BY_ID).bind(id.as_str()).fetch_optional(&self.pool).await?;
-            row.as_ref().map(record).transpose()
-        }
+#[apply(on_both_databases!)]
+impl SqlStore<D> {
+    /// [`Dialect::reservation`] through the pool.
+    pub(super) async fn reservation_from_pool(
+        &self,
+        id: &ReservationId,
+    ) -> Result<Option<ReservationRecord>, StoreError> {
+        let row = sqlx::query(RECORD_BY_ID).bind(id.as_str()).fetch_optional(&self.pool).await?;
+        row.as_ref().map(record).transpose()
     }
 }
 

@@ -4,6 +4,7 @@
 //! its column's decoding here, and nowhere else in the store. `RoomState::apply` (in
 //! `model/room.rs`) is the same rule; the store contract test holds both databases to it.
 
+use macro_rules_attribute::apply;
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
@@ -116,31 +117,30 @@ const REVOKED: &str = "SELECT user_id FROM tickets WHERE reservation_id = $1 AND
     GROUP BY user_id HAVING COUNT(revoked_at) = COUNT(*)";
 const ROOM_MEMBERS: &str = "SELECT user_id, membership, invited_by FROM room_members WHERE room_id = $1";
 
-on_both_databases! {
-    impl SqlStore<D> {
-        /// [`LifecycleStore::lifecycle_state`]; without a room, the audience only if `audience`
-        /// ([`LifecycleStore::planning`]).
-        pub(super) async fn read_lifecycle(
-            &self,
-            id: &ReservationId,
-            audience: bool,
-        ) -> Result<LifecycleState, StoreError> {
-            let row = sqlx::query(LIFECYCLE).bind(id.as_str()).fetch_optional(&self.pool).await?;
-            let invites = sqlx::query(ROOM_INVITES).bind(id.as_str()).fetch_all(&self.pool).await?;
-            let users = async |query: &'static str| -> Result<Vec<String>, StoreError> {
-                let found = sqlx::query(query).bind(id.as_str()).fetch_all(&self.pool).await?;
-                found.iter().map(|row| row.text("user_id")).collect()
-            };
-            let has_room = row.as_ref().map(|row| row.opt_text("room_id")).transpose()?.flatten().is_some();
-            let (holders, revoked) =
-                if audience || has_room { (users(HOLDERS).await?, users(REVOKED).await?) } else { Default::default() };
-            let mut state = lifecycle(id, row.as_ref(), &invites, holders, revoked)?;
-            if let Some(room_id) = &state.room.room_id {
-                let rows = sqlx::query(ROOM_MEMBERS).bind(room_id.as_str()).fetch_all(&self.pool).await?;
-                members(&mut state, &rows)?;
-            }
-            Ok(state)
+#[apply(on_both_databases!)]
+impl SqlStore<D> {
+    /// [`LifecycleStore::lifecycle_state`]; without a room, the audience only if `audience`
+    /// ([`LifecycleStore::planning`]).
+    pub(super) async fn read_lifecycle(
+        &self,
+        id: &ReservationId,
+        audience: bool,
+    ) -> Result<LifecycleState, StoreError> {
+        let row = sqlx::query(LIFECYCLE).bind(id.as_str()).fetch_optional(&self.pool).await?;
+        let invites = sqlx::query(ROOM_INVITES).bind(id.as_str()).fetch_all(&self.pool).await?;
+        let users = async |query: &'static str| -> Result<Vec<String>, StoreError> {
+            let found = sqlx::query(query).bind(id.as_str()).fetch_all(&self.pool).await?;
+            found.iter().map(|row| row.text("user_id")).collect()
+        };
+        let has_room = row.as_ref().map(|row| row.opt_text("room_id")).transpose()?.flatten().is_some();
+        let (holders, revoked) =
+            if audience || has_room { (users(HOLDERS).await?, users(REVOKED).await?) } else { Default::default() };
+        let mut state = lifecycle(id, row.as_ref(), &invites, holders, revoked)?;
+        if let Some(room_id) = &state.room.room_id {
+            let rows = sqlx::query(ROOM_MEMBERS).bind(room_id.as_str()).fetch_all(&self.pool).await?;
+            members(&mut state, &rows)?;
         }
+        Ok(state)
     }
 }
 
@@ -308,177 +308,170 @@ pub trait LifecycleStore: Send + Sync {
     async fn invite_failures(&self, id: &ReservationId, limit: u32) -> Result<Vec<FailingInvite>, StoreError>;
 }
 
-on_both_databases! {
-    #[async_trait]
-    impl LifecycleStore for SqlStore<D> {
-        async fn record_memberships(&self, facts: &[MembershipFact], now: DateTime<Utc>) -> Result<usize, StoreError> {
-            if facts.is_empty() {
-                return Ok(0);
-            }
-            let now = to_millis(now);
-            let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
-            let mut applied = 0;
-            for fact in facts {
-                let found =
-                    sqlx::query(RESERVATION_OF_ROOM).bind(fact.room_id.as_str()).fetch_optional(&mut *tx).await?;
-                let Some(reservation) = found.map(|row| row.text("reservation_id")).transpose()? else {
-                    continue; // not a room of ours
-                };
-                let fresh = sqlx::query(SEEN_EVENT).bind(fact.event_id.as_str()).bind(now).execute(&mut *tx).await?;
-                if D::rows_affected(&fresh) == 0 {
-                    continue;
-                }
-                if let (Membership::Knock, Some(hash)) = (fact.membership, &fact.knock_claim) {
-                    let only_in = ReservationId::parse(&reservation).ok();
-                    let outcome =
-                        claim(&mut tx, &self.outbox, hash, &fact.user_id, BoundHow::Knock, only_in.as_ref(), now)
-                            .await?;
-                    let (room_id, user_id) = (&fact.room_id, &fact.user_id);
-                    tracing::info!(%room_id, %user_id, outcome = outcome.label(), "claim code in a knock");
-                    metrics::counter!("foyer_claims_total", "how" => "knock", "result" => outcome.label()).increment(1);
-                }
-                let invited_by = (fact.membership == Membership::Invite).then_some(fact.sender.as_str());
-                sqlx::query(MEMBER_EVENT)
-                    .bind(fact.room_id.as_str())
-                    .bind(fact.user_id.as_str())
-                    .bind(fact.membership.as_str())
-                    .bind(invited_by)
-                    .bind(fact.event_id.as_str())
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(FACTS_CHANGED).bind(now).bind(reservation.as_str()).execute(&mut *tx).await?;
-                applied += 1;
-            }
-            tx.commit().await?;
-            Ok(applied)
+#[apply(on_both_databases!)]
+#[async_trait]
+impl LifecycleStore for SqlStore<D> {
+    async fn record_memberships(&self, facts: &[MembershipFact], now: DateTime<Utc>) -> Result<usize, StoreError> {
+        if facts.is_empty() {
+            return Ok(0);
         }
-
-        async fn prune_seen_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-            let mut pruned = 0;
-            for statement in PRUNE {
-                let done = sqlx::query(statement).bind(to_millis(before)).execute(&self.pool).await?;
-                pruned += D::rows_affected(&done);
-            }
-            Ok(pruned)
-        }
-
-        async fn lifecycle_state(&self, id: &ReservationId) -> Result<LifecycleState, StoreError> {
-            self.read_lifecycle(id, true).await
-        }
-
-        async fn planning(&self, id: &ReservationId) -> Result<Planning, StoreError> {
-            let row = sqlx::query(reservations::RECORD_TO_PLAN).bind(id.as_str()).fetch_optional(&self.pool).await?;
-            let record = row.as_ref().map(reservations::record).transpose()?;
-            Ok(Planning { record, state: self.read_lifecycle(id, false).await? })
-        }
-
-        async fn manages_room(&self, room_id: &RoomId) -> Result<bool, StoreError> {
-            self.exists(MANAGED_ROOM, room_id.as_str(), None).await
-        }
-
-        async fn record_step_with_event(
-            &self,
-            id: &ReservationId,
-            step: &StepRecord,
-            event: Option<&OutboundEvent>,
-            now: DateTime<Utc>,
-        ) -> Result<(), StoreError> {
-            let (rid, at, now) = (id.as_str(), now, to_millis(now));
-            // One transaction: a record of two statements, and its outbound event, are
-            // written whole or not at all.
-            let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
-            let users_json =
-                |users: &BTreeSet<OwnedUserId>| serde_json::to_string(users).expect("user IDs always serialize");
-            let query = match step {
-                StepRecord::RoomCreated { room_id, hosts, name, topic } => sqlx::query(ROOM_CREATED)
-                    .bind(room_id.as_str())
-                    .bind(users_json(hosts).as_str())
-                    .bind(name.as_str())
-                    .bind(topic.as_str())
-                    .bind(rid),
-                StepRecord::NameSet(name) => sqlx::query(NAME_SET).bind(name.as_str()).bind(rid),
-                StepRecord::TopicSet(topic) => sqlx::query(TOPIC_SET).bind(topic.as_str()).bind(rid),
-                StepRecord::StreamLinkSet(url) => sqlx::query(STREAM_LINK_SET).bind(url.as_deref()).bind(rid),
-                StepRecord::LiveNoticeSent(at) => sqlx::query(LIVE_NOTICE_SENT).bind(to_millis(*at)).bind(rid),
-                StepRecord::EndedNoticeSent(at) => sqlx::query(ENDED_NOTICE_SENT).bind(to_millis(*at)).bind(rid),
-                StepRecord::ReminderSent(secs) => sqlx::query(D::REMINDER_SENT).bind(*secs as i64).bind(rid),
-                StepRecord::SpaceEnsured { channel_id, space, name } => {
-                    sqlx::query(SPACE_ENSURED).bind(channel_id.as_str()).bind(space.as_str()).bind(name.as_str())
-                }
-                StepRecord::SpaceLinked(space) => {
-                    sqlx::query(SPACE_LINKED).bind(space.as_ref().map(|s| s.as_str())).bind(rid)
-                }
-                StepRecord::ClosingWarningSent => sqlx::query(CLOSING_WARNING_SENT).bind(rid),
-                StepRecord::HostsApplied(hosts) => {
-                    sqlx::query(HOSTS_APPLIED).bind(users_json(hosts).as_str()).bind(rid)
-                }
-                StepRecord::Member { user_id, membership, invited_by } => sqlx::query(MEMBER)
-                    .bind(user_id.as_str())
-                    .bind(membership.as_str())
-                    .bind(invited_by.as_ref().map(|u| u.as_str()))
-                    .bind(now)
-                    .bind(rid),
-                StepRecord::Invited { user_id } => {
-                    let member = sqlx::query(INVITED_MEMBER).bind(user_id.as_str()).bind(now).bind(rid);
-                    member.execute(&mut *tx).await?;
-                    sqlx::query(INVITED).bind(rid).bind(user_id.as_str()).bind(now)
-                }
-                StepRecord::InviteFailed { user_id, failure } => sqlx::query(INVITE_FAILED)
-                    .bind(rid)
-                    .bind(user_id.as_str())
-                    .bind(now)
-                    .bind(failure.error.as_str())
-                    .bind(i64::from(failure.attempts))
-                    .bind(to_millis(failure.retry_at)),
-                StepRecord::CreateBegan { by } => sqlx::query(CREATE_BEGAN).bind(by.as_str()).bind(now).bind(rid),
-                StepRecord::InviteForgotten { user_id } => {
-                    sqlx::query(INVITE_FORGOTTEN).bind(rid).bind(user_id.as_str())
-                }
-                StepRecord::OpeningNoticeSent => sqlx::query(OPENING_NOTICE_SENT).bind(rid),
-                StepRecord::TranscriptNoticeSent => sqlx::query(TRANSCRIPT_NOTICE_SENT).bind(rid),
-                StepRecord::ClosingNoticeSent => sqlx::query(CLOSING_NOTICE_SENT).bind(rid),
-                StepRecord::Archived => {
-                    // The show is over: its holders' emails are no longer needed.
-                    sqlx::query(FORGET_EMAILS).bind(rid).execute(&mut *tx).await?;
-                    sqlx::query(ARCHIVED).bind(now).bind(rid)
-                }
-                StepRecord::TranscriptMade { messages } => {
-                    sqlx::query(TRANSCRIPT_MADE).bind(*messages as i64).bind(now).bind(rid)
-                }
-                StepRecord::TranscriptFailed { at, error } => {
-                    sqlx::query(TRANSCRIPT_FAILED).bind(to_millis(*at)).bind(error.as_str()).bind(rid)
-                }
+        let now = to_millis(now);
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        let mut applied = 0;
+        for fact in facts {
+            let found = sqlx::query(RESERVATION_OF_ROOM).bind(fact.room_id.as_str()).fetch_optional(&mut *tx).await?;
+            let Some(reservation) = found.map(|row| row.text("reservation_id")).transpose()? else {
+                continue; // not a room of ours
             };
-            query.execute(&mut *tx).await?;
-            let mut wrote = false;
-            if let Some(event) = event {
-                write_event::<D>(&mut *tx, &self.outbox, event, now).await?;
-                wrote = self.outbox.writes();
+            let fresh = sqlx::query(SEEN_EVENT).bind(fact.event_id.as_str()).bind(now).execute(&mut *tx).await?;
+            if D::rows_affected(&fresh) == 0 {
+                continue;
             }
-            // The platform hears, once per ticket and error, which tickets cannot be used.
-            if let (StepRecord::InviteFailed { user_id, failure }, Outbound::Write(_)) = (step, &self.outbox) {
-                let tickets = sqlx::query(TICKETS_OF_USER).bind(rid).bind(user_id.as_str()).fetch_all(&mut *tx).await?;
-                for row in &tickets {
-                    let ticket = row.text("ticket_id")?;
-                    let event = OutboundEvent::ticket_uninvitable(id, &ticket, &failure.error, at);
-                    write_event::<D>(&mut *tx, &self.outbox, &event, now).await?;
-                    wrote = true;
-                }
+            if let (Membership::Knock, Some(hash)) = (fact.membership, &fact.knock_claim) {
+                let only_in = ReservationId::parse(&reservation).ok();
+                let outcome =
+                    claim(&mut tx, &self.outbox, hash, &fact.user_id, BoundHow::Knock, only_in.as_ref(), now).await?;
+                let (room_id, user_id) = (&fact.room_id, &fact.user_id);
+                tracing::info!(%room_id, %user_id, outcome = outcome.label(), "claim code in a knock");
+                metrics::counter!("foyer_claims_total", "how" => "knock", "result" => outcome.label()).increment(1);
             }
-            tx.commit().await?;
-            self.outbox.wake_sender(wrote);
-            Ok(())
+            let invited_by = (fact.membership == Membership::Invite).then_some(fact.sender.as_str());
+            sqlx::query(MEMBER_EVENT)
+                .bind(fact.room_id.as_str())
+                .bind(fact.user_id.as_str())
+                .bind(fact.membership.as_str())
+                .bind(invited_by)
+                .bind(fact.event_id.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(FACTS_CHANGED).bind(now).bind(reservation.as_str()).execute(&mut *tx).await?;
+            applied += 1;
         }
+        tx.commit().await?;
+        Ok(applied)
+    }
 
-        async fn invite_failures(&self, id: &ReservationId, limit: u32) -> Result<Vec<FailingInvite>, StoreError> {
-            let query = sqlx::query(INVITE_FAILURES).bind(id.as_str()).bind(i64::from(limit));
-            let found = query.fetch_all(&self.pool).await?;
-            let failing = |row: &<D as sqlx::Database>::Row| {
-                let user_id = parsed(row, "user_id", |u: &str| UserId::parse(u))?;
-                Ok(FailingInvite { user_id, error: row.text("failure")? })
-            };
-            found.iter().map(failing).collect()
+    async fn prune_seen_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut pruned = 0;
+        for statement in PRUNE {
+            let done = sqlx::query(statement).bind(to_millis(before)).execute(&self.pool).await?;
+            pruned += D::rows_affected(&done);
         }
+        Ok(pruned)
+    }
+
+    async fn lifecycle_state(&self, id: &ReservationId) -> Result<LifecycleState, StoreError> {
+        self.read_lifecycle(id, true).await
+    }
+
+    async fn planning(&self, id: &ReservationId) -> Result<Planning, StoreError> {
+        let row = sqlx::query(reservations::RECORD_TO_PLAN).bind(id.as_str()).fetch_optional(&self.pool).await?;
+        let record = row.as_ref().map(reservations::record).transpose()?;
+        Ok(Planning { record, state: self.read_lifecycle(id, false).await? })
+    }
+
+    async fn manages_room(&self, room_id: &RoomId) -> Result<bool, StoreError> {
+        self.exists(MANAGED_ROOM, room_id.as_str(), None).await
+    }
+
+    async fn record_step_with_event(
+        &self,
+        id: &ReservationId,
+        step: &StepRecord,
+        event: Option<&OutboundEvent>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (rid, at, now) = (id.as_str(), now, to_millis(now));
+        // One transaction: a record of two statements, and its outbound event, are
+        // written whole or not at all.
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        let users_json =
+            |users: &BTreeSet<OwnedUserId>| serde_json::to_string(users).expect("user IDs always serialize");
+        let query = match step {
+            StepRecord::RoomCreated { room_id, hosts, name, topic } => sqlx::query(ROOM_CREATED)
+                .bind(room_id.as_str())
+                .bind(users_json(hosts).as_str())
+                .bind(name.as_str())
+                .bind(topic.as_str())
+                .bind(rid),
+            StepRecord::NameSet(name) => sqlx::query(NAME_SET).bind(name.as_str()).bind(rid),
+            StepRecord::TopicSet(topic) => sqlx::query(TOPIC_SET).bind(topic.as_str()).bind(rid),
+            StepRecord::StreamLinkSet(url) => sqlx::query(STREAM_LINK_SET).bind(url.as_deref()).bind(rid),
+            StepRecord::LiveNoticeSent(at) => sqlx::query(LIVE_NOTICE_SENT).bind(to_millis(*at)).bind(rid),
+            StepRecord::EndedNoticeSent(at) => sqlx::query(ENDED_NOTICE_SENT).bind(to_millis(*at)).bind(rid),
+            StepRecord::ReminderSent(secs) => sqlx::query(D::REMINDER_SENT).bind(*secs as i64).bind(rid),
+            StepRecord::SpaceEnsured { channel_id, space, name } => {
+                sqlx::query(SPACE_ENSURED).bind(channel_id.as_str()).bind(space.as_str()).bind(name.as_str())
+            }
+            StepRecord::SpaceLinked(space) => {
+                sqlx::query(SPACE_LINKED).bind(space.as_ref().map(|s| s.as_str())).bind(rid)
+            }
+            StepRecord::ClosingWarningSent => sqlx::query(CLOSING_WARNING_SENT).bind(rid),
+            StepRecord::HostsApplied(hosts) => sqlx::query(HOSTS_APPLIED).bind(users_json(hosts).as_str()).bind(rid),
+            StepRecord::Member { user_id, membership, invited_by } => sqlx::query(MEMBER)
+                .bind(user_id.as_str())
+                .bind(membership.as_str())
+                .bind(invited_by.as_ref().map(|u| u.as_str()))
+                .bind(now)
+                .bind(rid),
+            StepRecord::Invited { user_id } => {
+                let member = sqlx::query(INVITED_MEMBER).bind(user_id.as_str()).bind(now).bind(rid);
+                member.execute(&mut *tx).await?;
+                sqlx::query(INVITED).bind(rid).bind(user_id.as_str()).bind(now)
+            }
+            StepRecord::InviteFailed { user_id, failure } => sqlx::query(INVITE_FAILED)
+                .bind(rid)
+                .bind(user_id.as_str())
+                .bind(now)
+                .bind(failure.error.as_str())
+                .bind(i64::from(failure.attempts))
+                .bind(to_millis(failure.retry_at)),
+            StepRecord::CreateBegan { by } => sqlx::query(CREATE_BEGAN).bind(by.as_str()).bind(now).bind(rid),
+            StepRecord::InviteForgotten { user_id } => sqlx::query(INVITE_FORGOTTEN).bind(rid).bind(user_id.as_str()),
+            StepRecord::OpeningNoticeSent => sqlx::query(OPENING_NOTICE_SENT).bind(rid),
+            StepRecord::TranscriptNoticeSent => sqlx::query(TRANSCRIPT_NOTICE_SENT).bind(rid),
+            StepRecord::ClosingNoticeSent => sqlx::query(CLOSING_NOTICE_SENT).bind(rid),
+            StepRecord::Archived => {
+                // The show is over: its holders' emails are no longer needed.
+                sqlx::query(FORGET_EMAILS).bind(rid).execute(&mut *tx).await?;
+                sqlx::query(ARCHIVED).bind(now).bind(rid)
+            }
+            StepRecord::TranscriptMade { messages } => {
+                sqlx::query(TRANSCRIPT_MADE).bind(*messages as i64).bind(now).bind(rid)
+            }
+            StepRecord::TranscriptFailed { at, error } => {
+                sqlx::query(TRANSCRIPT_FAILED).bind(to_millis(*at)).bind(error.as_str()).bind(rid)
+            }
+        };
+        query.execute(&mut *tx).await?;
+        let mut wrote = false;
+        if let Some(event) = event {
+            write_event::<D>(&mut *tx, &self.outbox, event, now).await?;
+            wrote = self.outbox.writes();
+        }
+        // The platform hears, once per ticket and error, which tickets cannot be used.
+        if let (StepRecord::InviteFailed { user_id, failure }, Outbound::Write(_)) = (step, &self.outbox) {
+            let tickets = sqlx::query(TICKETS_OF_USER).bind(rid).bind(user_id.as_str()).fetch_all(&mut *tx).await?;
+            for row in &tickets {
+                let ticket = row.text("ticket_id")?;
+                let event = OutboundEvent::ticket_uninvitable(id, &ticket, &failure.error, at);
+                write_event::<D>(&mut *tx, &self.outbox, &event, now).await?;
+                wrote = true;
+            }
+        }
+        tx.commit().await?;
+        self.outbox.wake_sender(wrote);
+        Ok(())
+    }
+
+    async fn invite_failures(&self, id: &ReservationId, limit: u32) -> Result<Vec<FailingInvite>, StoreError> {
+        let query = sqlx::query(INVITE_FAILURES).bind(id.as_str()).bind(i64::from(limit));
+        let found = query.fetch_all(&self.pool).await?;
+        let failing = |row: &<D as sqlx::Database>::Row| {
+            let user_id = parsed(row, "user_id", |u: &str| UserId::parse(u))?;
+            Ok(FailingInvite { user_id, error: row.text("failure")? })
+        };
+        found.iter().map(failing).collect()
     }
 }

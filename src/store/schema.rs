@@ -10,6 +10,7 @@
 //! only, in the migrating transaction before anything is applied.
 
 use chrono::Utc;
+use macro_rules_attribute::apply;
 use sqlx::Pool;
 
 use super::{StoreError, dialect::on_both_databases, rows::Read, to_millis};
@@ -140,53 +141,47 @@ fn renumbered(former: &[(i64, i64)]) -> Vec<(i64, i64)> {
         .collect()
 }
 
-on_both_databases! {
-    /// Applies the migrations this database lacks, in one transaction (on PostgreSQL under an
-    /// advisory lock: instances starting together migrate one after the other), renumbering a
-    /// PostgreSQL database on the former numbering first. Refuses, changing nothing, a
-    /// database that a newer Foyer migrated or whose versions match neither numbering.
-    pub(super) async fn migrate(pool: &Pool<D>) -> Result<(), StoreError> {
-        let open_err = |e: sqlx::Error| StoreError::Open(format!("migrating: {e}"));
-        let mut tx = pool.begin_with(D::BEGIN_WRITE).await.map_err(open_err)?;
-        if let Some(first) = D::BEFORE_MIGRATING {
-            sqlx::raw_sql(first).execute(&mut *tx).await.map_err(open_err)?;
-        }
-        sqlx::raw_sql(D::MIGRATIONS_TABLE).execute(&mut *tx).await.map_err(open_err)?;
-        let rows = sqlx::query(APPLIED).fetch_all(&mut *tx).await.map_err(open_err)?;
-        let applied = rows
-            .iter()
-            .map(|row| Ok((row.int("version")?, row.int("applied_at")?)))
-            .collect::<Result<Vec<_>, StoreError>>()
-            .map_err(|e| StoreError::Open(format!("migrating: reading foyer_migrations: {e}")))?;
-        let versions: Vec<i64> = applied.iter().map(|&(version, _)| version).collect();
-        let current = match standing(D::KIND, &versions)? {
-            Standing::At(version) => version,
-            Standing::FormerPostgres(former) => {
-                sqlx::query(FORGET_NUMBERING).execute(&mut *tx).await.map_err(open_err)?;
-                for (version, at) in renumbered(&applied) {
-                    sqlx::query(MIGRATED).bind(version).bind(at).execute(&mut *tx).await.map_err(open_err)?;
-                }
-                let version = former + FORMER_POSTGRES_SHIFT;
-                tracing::info!(
-                    former,
-                    version,
-                    "renumbered PostgreSQL's applied migrations to the sequence both databases share"
-                );
-                version
-            }
-        };
-        for (version, migration) in (1i64..).zip(MIGRATIONS).filter(|(v, _)| *v > current) {
-            sqlx::raw_sql(migration.sql(D::KIND)).execute(&mut *tx).await.map_err(open_err)?;
-            sqlx::query(MIGRATED)
-                .bind(version)
-                .bind(to_millis(Utc::now()))
-                .execute(&mut *tx)
-                .await
-                .map_err(open_err)?;
-            tracing::info!(version, file = migration.file, "applied database migration");
-        }
-        tx.commit().await.map_err(open_err)
+/// Applies the migrations this database lacks, in one transaction (on PostgreSQL under an
+/// advisory lock: instances starting together migrate one after the other), renumbering a
+/// PostgreSQL database on the former numbering first. Refuses, changing nothing, a
+/// database that a newer Foyer migrated or whose versions match neither numbering.
+#[apply(on_both_databases!)]
+pub(super) async fn migrate(pool: &Pool<D>) -> Result<(), StoreError> {
+    let open_err = |e: sqlx::Error| StoreError::Open(format!("migrating: {e}"));
+    let mut tx = pool.begin_with(D::BEGIN_WRITE).await.map_err(open_err)?;
+    if let Some(first) = D::BEFORE_MIGRATING {
+        sqlx::raw_sql(first).execute(&mut *tx).await.map_err(open_err)?;
     }
+    sqlx::raw_sql(D::MIGRATIONS_TABLE).execute(&mut *tx).await.map_err(open_err)?;
+    let rows = sqlx::query(APPLIED).fetch_all(&mut *tx).await.map_err(open_err)?;
+    let applied = rows
+        .iter()
+        .map(|row| Ok((row.int("version")?, row.int("applied_at")?)))
+        .collect::<Result<Vec<_>, StoreError>>()
+        .map_err(|e| StoreError::Open(format!("migrating: reading foyer_migrations: {e}")))?;
+    let versions: Vec<i64> = applied.iter().map(|&(version, _)| version).collect();
+    let current = match standing(D::KIND, &versions)? {
+        Standing::At(version) => version,
+        Standing::FormerPostgres(former) => {
+            sqlx::query(FORGET_NUMBERING).execute(&mut *tx).await.map_err(open_err)?;
+            for (version, at) in renumbered(&applied) {
+                sqlx::query(MIGRATED).bind(version).bind(at).execute(&mut *tx).await.map_err(open_err)?;
+            }
+            let version = former + FORMER_POSTGRES_SHIFT;
+            tracing::info!(
+                former,
+                version,
+                "renumbered PostgreSQL's applied migrations to the sequence both databases share"
+            );
+            version
+        }
+    };
+    for (version, migration) in (1i64..).zip(MIGRATIONS).filter(|(v, _)| *v > current) {
+        sqlx::raw_sql(migration.sql(D::KIND)).execute(&mut *tx).await.map_err(open_err)?;
+        sqlx::query(MIGRATED).bind(version).bind(to_millis(Utc::now())).execute(&mut *tx).await.map_err(open_err)?;
+        tracing::info!(version, file = migration.file, "applied database migration");
+    }
+    tx.commit().await.map_err(open_err)
 }
 
 /// Where a database's schema stands against this binary, read without changing it (for

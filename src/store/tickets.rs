@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use macro_rules_attribute::apply;
 use ruma::UserId;
 
 use super::{
@@ -117,187 +118,184 @@ pub trait TicketStore: Send + Sync {
     async fn tickets(&self, id: &ReservationId, after: &str, limit: u32) -> Result<Vec<TicketRow>, StoreError>;
 }
 
-on_both_databases! {
-    #[async_trait]
-    impl TicketStore for SqlStore<D> {
-        async fn forget_orphan_emails(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-            let done = sqlx::query(FORGET_ORPHANS).bind(to_millis(before)).execute(&self.pool).await?;
-            Ok(D::rows_affected(&done))
-        }
-
-        async fn claim_ticket(
-            &self,
-            claim_hash: &str,
-            user: &UserId,
-            how: BoundHow,
-            only_in: Option<&ReservationId>,
-            now: DateTime<Utc>,
-        ) -> Result<ClaimOutcome, StoreError> {
-            let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
-            let outcome = claim(&mut tx, &self.outbox, claim_hash, user, how, only_in, to_millis(now)).await?;
-            tx.commit().await?;
-            self.outbox.wake_sender(matches!(outcome, ClaimOutcome::Claimed { .. }));
-            Ok(outcome)
-        }
-
-        async fn renew_claim_hashes(&self, fingerprint: &str, hash: &ClaimHasher) -> Result<u64, StoreError> {
-            const NAME: &str = "claim_key";
-            let made_with = sqlx::query(sql::SETTING).bind(NAME).fetch_optional(&self.pool).await?;
-            if made_with.map(|row| row.text("value")).transpose()?.as_deref() == Some(fingerprint) {
-                return Ok(0);
-            }
-            // Page by page, each its own write: a crash part way leaves the fingerprint
-            // unwritten, so the next start goes through them again.
-            let (mut after, mut renewed) = ((String::new(), String::new()), 0);
-            loop {
-                let page = sqlx::query(CLAIM_HASHES)
-                    .bind(after.0.as_str())
-                    .bind(after.1.as_str())
-                    .bind(1000i64)
-                    .fetch_all(&self.pool)
-                    .await?;
-                let Some(last) = page.last() else { break };
-                after = (last.text("reservation_id")?, last.text("ticket_id")?);
-                let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
-                for row in &page {
-                    let (reservation, ticket) = (row.text("reservation_id")?, row.text("ticket_id")?);
-                    // Ids that do not parse are left as they are; an address that does not
-                    // has no digest.
-                    let (Ok(reservation_id), Ok(ticket_id)) =
-                        (ReservationId::parse(&reservation), TicketId::parse(&ticket))
-                    else {
-                        continue;
-                    };
-                    let email = row.opt_text("email")?.and_then(|e| Email::parse(&e).ok());
-                    let new = hash(&reservation_id, &ticket_id, row.int("holder_generation")?, email.as_ref());
-                    let stored =
-                        RenewedClaim { hash: row.opt_text("claim_hash")?, digest: row.opt_text("holder_digest")? };
-                    if new != stored {
-                        let query = sqlx::query(SET_CLAIM_HASH).bind(new.hash.as_deref()).bind(new.digest.as_deref());
-                        query.bind(reservation.as_str()).bind(ticket.as_str()).execute(&mut *tx).await?;
-                        renewed += 1;
-                    }
-                }
-                tx.commit().await?;
-            }
-            sqlx::query(sql::SET_SETTING).bind(NAME).bind(fingerprint).execute(&self.pool).await?;
-            Ok(renewed)
-        }
-
-        async fn lookups_due(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<LookupDue>, StoreError> {
-            let query = sqlx::query(LOOKUPS_DUE).bind(to_millis(before)).bind(i64::from(limit));
-            let rows = query.fetch_all(&self.pool).await?;
-            let mut due = Vec::with_capacity(rows.len());
-            for row in &rows {
-                let reservation = row.text("reservation_id")?;
-                // What was checked on the way in reads back; a row that does not is skipped
-                // (and never named: it holds an address).
-                let (Ok(reservation_id), Ok(ticket_id), Ok(email)) = (
-                    ReservationId::parse(&reservation),
-                    TicketId::parse(&row.text("ticket_id")?),
-                    Email::parse(&row.text("email")?),
-                ) else {
-                    tracing::warn!(reservation_id = %reservation, "an email ticket does not read back; not looked up");
-                    continue;
-                };
-                due.push(LookupDue { reservation_id, ticket_id, email });
-            }
-            Ok(due)
-        }
-
-        async fn looked_up(
-            &self,
-            reservation: &ReservationId,
-            ticket: &TicketId,
-            found: Option<&UserId>,
-            at: DateTime<Utc>,
-        ) -> Result<bool, StoreError> {
-            let (rid, now) = (reservation.as_str(), to_millis(at));
-            let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
-            sqlx::query(LOOKED_UP).bind(now).bind(rid).bind(ticket.as_str()).execute(&mut *tx).await?;
-            let mut bound = false;
-            if let Some(user) = found {
-                let query = sqlx::query(BIND_TICKET).bind(user.as_str()).bind(BoundHow::Lookup.as_str()).bind(now);
-                bound = D::rows_affected(&query.bind(rid).bind(ticket.as_str()).execute(&mut *tx).await?) > 0;
-                if bound {
-                    sqlx::query(sql::FACTS_ARRIVED).bind(rid).bind(now).execute(&mut *tx).await?;
-                    let event = OutboundEvent::ticket_claimed(reservation, ticket.as_str(), user, BoundHow::Lookup, at);
-                    write_event::<D>(&mut *tx, &self.outbox, &event, now).await?;
-                }
-            }
-            tx.commit().await?;
-            self.outbox.wake_sender(bound);
-            Ok(bound)
-        }
-
-        async fn claim_status(&self, claim_hash: &str) -> Result<Option<ClaimStatus>, StoreError> {
-            let Some(row) = sqlx::query(CLAIMABLE).bind(claim_hash).fetch_optional(&self.pool).await? else {
-                return Ok(None);
-            };
-            if row.flag("revoked")? || row.flag("archived")? {
-                return Ok(None);
-            }
-            Ok(Some(ClaimStatus {
-                reservation_id: parsed(&row, "reservation_id", ReservationId::parse)?,
-                ticket_id: parsed(&row, "ticket_id", TicketId::parse)?,
-                holder: opt_parsed(&row, "user_id", |s: &str| UserId::parse(s))?,
-            }))
-        }
-
-        async fn tickets(&self, id: &ReservationId, after: &str, limit: u32) -> Result<Vec<TicketRow>, StoreError> {
-            let query = sqlx::query(TICKETS_PAGE).bind(id.as_str()).bind(after).bind(i64::from(limit));
-            query.fetch_all(&self.pool).await?.iter().map(ticket).collect()
-        }
+#[apply(on_both_databases!)]
+#[async_trait]
+impl TicketStore for SqlStore<D> {
+    async fn forget_orphan_emails(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query(FORGET_ORPHANS).bind(to_millis(before)).execute(&self.pool).await?;
+        Ok(D::rows_affected(&done))
     }
-}
 
-on_both_databases! {
-    /// A claim inside a write transaction: the ticket a code names is bound to `user` if it
-    /// may be, and its reservation made due.
-    pub(super) async fn claim(
-        tx: &mut sqlx::Transaction<'_, D>,
-        outbox: &Outbound,
+    async fn claim_ticket(
+        &self,
         claim_hash: &str,
         user: &UserId,
         how: BoundHow,
         only_in: Option<&ReservationId>,
-        now: i64,
+        now: DateTime<Utc>,
     ) -> Result<ClaimOutcome, StoreError> {
-        let Some(row) = sqlx::query(CLAIMABLE).bind(claim_hash).fetch_optional(&mut **tx).await? else {
-            return Ok(ClaimOutcome::Unusable);
-        };
-        let reservation_id = parsed(&row, "reservation_id", ReservationId::parse)?;
-        let ticket_id = parsed(&row, "ticket_id", TicketId::parse)?;
-        if row.flag("revoked")? || row.flag("archived")? || only_in.is_some_and(|id| *id != reservation_id) {
-            return Ok(ClaimOutcome::Unusable);
-        }
-        match row.opt_text("user_id")? {
-            Some(holder) if holder == user.as_str() => {
-                return Ok(ClaimOutcome::AlreadyYours { reservation_id, ticket_id });
-            }
-            Some(_) => return Ok(ClaimOutcome::TakenByOther),
-            None => {}
-        }
-        let bound = sqlx::query(BIND_TICKET)
-            .bind(user.as_str())
-            .bind(how.as_str())
-            .bind(now)
-            .bind(reservation_id.as_str())
-            .bind(ticket_id.as_str())
-            .execute(&mut **tx)
-            .await?;
-        if D::rows_affected(&bound) == 0 {
-            // Bound by someone else between the read and the write (PostgreSQL).
-            return Ok(ClaimOutcome::TakenByOther);
-        }
-        sqlx::query(sql::FACTS_ARRIVED).bind(reservation_id.as_str()).bind(now).execute(&mut **tx).await?;
-        if outbox.writes() {
-            let event =
-                OutboundEvent::ticket_claimed(&reservation_id, ticket_id.as_str(), user, how, super::from_millis(now)?);
-            write_event::<D>(&mut **tx, outbox, &event, now).await?;
-        }
-        Ok(ClaimOutcome::Claimed { reservation_id, ticket_id })
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        let outcome = claim(&mut tx, &self.outbox, claim_hash, user, how, only_in, to_millis(now)).await?;
+        tx.commit().await?;
+        self.outbox.wake_sender(matches!(outcome, ClaimOutcome::Claimed { .. }));
+        Ok(outcome)
     }
+
+    async fn renew_claim_hashes(&self, fingerprint: &str, hash: &ClaimHasher) -> Result<u64, StoreError> {
+        const NAME: &str = "claim_key";
+        let made_with = sqlx::query(sql::SETTING).bind(NAME).fetch_optional(&self.pool).await?;
+        if made_with.map(|row| row.text("value")).transpose()?.as_deref() == Some(fingerprint) {
+            return Ok(0);
+        }
+        // Page by page, each its own write: a crash part way leaves the fingerprint
+        // unwritten, so the next start goes through them again.
+        let (mut after, mut renewed) = ((String::new(), String::new()), 0);
+        loop {
+            let page = sqlx::query(CLAIM_HASHES)
+                .bind(after.0.as_str())
+                .bind(after.1.as_str())
+                .bind(1000i64)
+                .fetch_all(&self.pool)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = (last.text("reservation_id")?, last.text("ticket_id")?);
+            let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+            for row in &page {
+                let (reservation, ticket) = (row.text("reservation_id")?, row.text("ticket_id")?);
+                // Ids that do not parse are left as they are; an address that does not
+                // has no digest.
+                let (Ok(reservation_id), Ok(ticket_id)) =
+                    (ReservationId::parse(&reservation), TicketId::parse(&ticket))
+                else {
+                    continue;
+                };
+                let email = row.opt_text("email")?.and_then(|e| Email::parse(&e).ok());
+                let new = hash(&reservation_id, &ticket_id, row.int("holder_generation")?, email.as_ref());
+                let stored = RenewedClaim { hash: row.opt_text("claim_hash")?, digest: row.opt_text("holder_digest")? };
+                if new != stored {
+                    let query = sqlx::query(SET_CLAIM_HASH).bind(new.hash.as_deref()).bind(new.digest.as_deref());
+                    query.bind(reservation.as_str()).bind(ticket.as_str()).execute(&mut *tx).await?;
+                    renewed += 1;
+                }
+            }
+            tx.commit().await?;
+        }
+        sqlx::query(sql::SET_SETTING).bind(NAME).bind(fingerprint).execute(&self.pool).await?;
+        Ok(renewed)
+    }
+
+    async fn lookups_due(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<LookupDue>, StoreError> {
+        let query = sqlx::query(LOOKUPS_DUE).bind(to_millis(before)).bind(i64::from(limit));
+        let rows = query.fetch_all(&self.pool).await?;
+        let mut due = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let reservation = row.text("reservation_id")?;
+            // What was checked on the way in reads back; a row that does not is skipped
+            // (and never named: it holds an address).
+            let (Ok(reservation_id), Ok(ticket_id), Ok(email)) = (
+                ReservationId::parse(&reservation),
+                TicketId::parse(&row.text("ticket_id")?),
+                Email::parse(&row.text("email")?),
+            ) else {
+                tracing::warn!(reservation_id = %reservation, "an email ticket does not read back; not looked up");
+                continue;
+            };
+            due.push(LookupDue { reservation_id, ticket_id, email });
+        }
+        Ok(due)
+    }
+
+    async fn looked_up(
+        &self,
+        reservation: &ReservationId,
+        ticket: &TicketId,
+        found: Option<&UserId>,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (rid, now) = (reservation.as_str(), to_millis(at));
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        sqlx::query(LOOKED_UP).bind(now).bind(rid).bind(ticket.as_str()).execute(&mut *tx).await?;
+        let mut bound = false;
+        if let Some(user) = found {
+            let query = sqlx::query(BIND_TICKET).bind(user.as_str()).bind(BoundHow::Lookup.as_str()).bind(now);
+            bound = D::rows_affected(&query.bind(rid).bind(ticket.as_str()).execute(&mut *tx).await?) > 0;
+            if bound {
+                sqlx::query(sql::FACTS_ARRIVED).bind(rid).bind(now).execute(&mut *tx).await?;
+                let event = OutboundEvent::ticket_claimed(reservation, ticket.as_str(), user, BoundHow::Lookup, at);
+                write_event::<D>(&mut *tx, &self.outbox, &event, now).await?;
+            }
+        }
+        tx.commit().await?;
+        self.outbox.wake_sender(bound);
+        Ok(bound)
+    }
+
+    async fn claim_status(&self, claim_hash: &str) -> Result<Option<ClaimStatus>, StoreError> {
+        let Some(row) = sqlx::query(CLAIMABLE).bind(claim_hash).fetch_optional(&self.pool).await? else {
+            return Ok(None);
+        };
+        if row.flag("revoked")? || row.flag("archived")? {
+            return Ok(None);
+        }
+        Ok(Some(ClaimStatus {
+            reservation_id: parsed(&row, "reservation_id", ReservationId::parse)?,
+            ticket_id: parsed(&row, "ticket_id", TicketId::parse)?,
+            holder: opt_parsed(&row, "user_id", |s: &str| UserId::parse(s))?,
+        }))
+    }
+
+    async fn tickets(&self, id: &ReservationId, after: &str, limit: u32) -> Result<Vec<TicketRow>, StoreError> {
+        let query = sqlx::query(TICKETS_PAGE).bind(id.as_str()).bind(after).bind(i64::from(limit));
+        query.fetch_all(&self.pool).await?.iter().map(ticket).collect()
+    }
+}
+
+/// A claim inside a write transaction: the ticket a code names is bound to `user` if it
+/// may be, and its reservation made due.
+#[apply(on_both_databases!)]
+pub(super) async fn claim(
+    tx: &mut sqlx::Transaction<'_, D>,
+    outbox: &Outbound,
+    claim_hash: &str,
+    user: &UserId,
+    how: BoundHow,
+    only_in: Option<&ReservationId>,
+    now: i64,
+) -> Result<ClaimOutcome, StoreError> {
+    let Some(row) = sqlx::query(CLAIMABLE).bind(claim_hash).fetch_optional(&mut **tx).await? else {
+        return Ok(ClaimOutcome::Unusable);
+    };
+    let reservation_id = parsed(&row, "reservation_id", ReservationId::parse)?;
+    let ticket_id = parsed(&row, "ticket_id", TicketId::parse)?;
+    if row.flag("revoked")? || row.flag("archived")? || only_in.is_some_and(|id| *id != reservation_id) {
+        return Ok(ClaimOutcome::Unusable);
+    }
+    match row.opt_text("user_id")? {
+        Some(holder) if holder == user.as_str() => {
+            return Ok(ClaimOutcome::AlreadyYours { reservation_id, ticket_id });
+        }
+        Some(_) => return Ok(ClaimOutcome::TakenByOther),
+        None => {}
+    }
+    let bound = sqlx::query(BIND_TICKET)
+        .bind(user.as_str())
+        .bind(how.as_str())
+        .bind(now)
+        .bind(reservation_id.as_str())
+        .bind(ticket_id.as_str())
+        .execute(&mut **tx)
+        .await?;
+    if D::rows_affected(&bound) == 0 {
+        // Bound by someone else between the read and the write (PostgreSQL).
+        return Ok(ClaimOutcome::TakenByOther);
+    }
+    sqlx::query(sql::FACTS_ARRIVED).bind(reservation_id.as_str()).bind(now).execute(&mut **tx).await?;
+    if outbox.writes() {
+        let event =
+            OutboundEvent::ticket_claimed(&reservation_id, ticket_id.as_str(), user, how, super::from_millis(now)?);
+        write_event::<D>(&mut **tx, outbox, &event, now).await?;
+    }
+    Ok(ClaimOutcome::Claimed { reservation_id, ticket_id })
 }
 
 /// A row of `TICKETS_PAGE`.
