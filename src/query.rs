@@ -6,7 +6,7 @@ use crate::{
     config::RoomsConfig,
     model::{ReservationId, ReservationRecord},
     schedule::{self, Phase},
-    store::{Store, StoreError},
+    store::{Counts, Store, StoreError},
 };
 
 /// Reservations read per page of a walk.
@@ -23,7 +23,7 @@ pub async fn each_reservation(
 ) -> Result<(), StoreError> {
     let mut after: Option<ReservationId> = None;
     loop {
-        let batch = store.schedules_after(after.as_ref(), PAGE).await?;
+        let batch = store.reservations_after(after.as_ref(), PAGE, Counts::Zero).await?;
         for record in &batch {
             visit(schedule::at(record, rooms, now).1.phase, record);
         }

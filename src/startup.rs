@@ -10,8 +10,8 @@ use crate::{
     config::Config,
     http::{self, AppState, Shared},
     matrix::{self, HandshakeError},
-    model::{ClaimCode, Email, ExternalId, ReservationId},
-    store::Outbound,
+    model::{ClaimCode, Email, ReservationId, TicketId},
+    store::{Outbound, RenewedClaim},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -60,15 +60,17 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     for warning in config.warnings() {
         tracing::warn!(key = %warning.path, "{}", warning.message);
     }
-    let store = crate::store::open(&config.database, Outbound::when(config.platform.is_some())).await?;
+    // Woken by the store when a commit writes an event, and by `!foyer outbox resume`.
+    let outbox_wake = Arc::new(tokio::sync::Notify::new());
+    let outbound = Outbound::when(config.platform.is_some(), &outbox_wake);
+    let store = crate::store::open(&config.database, outbound).await?;
     tracing::info!(database = %config.database_display(), "store opened");
     let key = config.claim_key();
     let fingerprint = key.fingerprint();
-    let hash = move |reservation: &str, ticket: &str, generation: i64, email: Option<&str>| {
-        let (reservation, ticket) = (ReservationId::parse(reservation).ok()?, ExternalId::parse(ticket).ok()?);
-        let digest = email.and_then(|e| Email::parse(e).ok()).map(|e| key.holder_digest(&e));
-        let code = ClaimCode::of_holder(&key, &reservation, &ticket, generation, digest.as_ref());
-        Some((code.map(|c| c.hash()), digest.map(|d| d.as_str().to_owned())))
+    let hash = move |reservation: &ReservationId, ticket: &TicketId, generation: i64, email: Option<&Email>| {
+        let digest = email.map(|e| key.holder_digest(e));
+        let code = ClaimCode::of_holder(&key, reservation, ticket, generation, digest.as_ref());
+        RenewedClaim { hash: code.map(|c| c.hash()), digest: digest.map(|d| d.as_str().to_owned()) }
     };
     let renewed = store.renew_claim_hashes(&fingerprint, &hash).await?;
     if renewed > 0 {
@@ -189,6 +191,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
                     state.store.clone(),
                     platform.clone(),
                     lifecycle.instance.clone(),
+                    outbox_wake.clone(),
                     stop_rx.clone(),
                 );
                 tokio::spawn(sender);
@@ -201,6 +204,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
                 store: state.store.clone(),
                 wake: state.wake.clone(),
                 inbox: state.admin_wake.clone(),
+                outbox: outbox_wake.clone(),
                 claims: state.claims.clone(),
                 pace: Default::default(),
             };

@@ -9,7 +9,7 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use ruma::{OwnedRoomId, OwnedUserId, UserId, api::client::membership::leave_room};
+use ruma::{OwnedUserId, UserId, api::client::membership::leave_room};
 use serde_json::{Value, json};
 
 use super::{Answer, Services};
@@ -141,16 +141,12 @@ fn idle_after() -> Duration {
 /// homeserver cannot leave now stays for the next round.
 pub async fn leave_idle(services: &Services, client: &MatrixClient) -> Result<(), StoreError> {
     let before = Utc::now() - chrono::Duration::from_std(idle_after()).unwrap_or(chrono::Duration::days(1));
-    for room in services.store.idle_direct_chats(before, 32).await? {
-        let Ok(room_id) = OwnedRoomId::try_from(room.as_str()) else {
-            services.store.forget_direct_chat(&room).await?;
-            continue;
-        };
+    for room_id in services.store.idle_direct_chats(before, 32).await? {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         match client.send(leave_room::v3::Request::new(room_id.clone()), None, deadline).await {
             Ok(_) | Err(MatrixError::Api { status: 403 | 404, .. }) => {
                 tracing::info!(room_id = %room_id, "left an idle direct chat");
-                services.store.forget_direct_chat(&room).await?;
+                services.store.forget_direct_chat(&room_id).await?;
             }
             Err(e) => {
                 tracing::warn!(room_id = %room_id, error = %e, "cannot leave an idle direct chat now");
@@ -305,14 +301,11 @@ pub async fn claim(
 /// its room, read from the store.
 async fn claimed(
     services: &Services,
-    reservation_id: &str,
+    reservation_id: &ReservationId,
     fresh: bool,
     now: DateTime<Utc>,
 ) -> Result<Answer, StoreError> {
-    let record = match ReservationId::parse(reservation_id) {
-        Ok(id) => services.store.reservation(&id).await?,
-        Err(_) => None,
-    };
+    let record = services.store.reservation(reservation_id).await?;
     Ok(words::claim::claimed(&services.config, record.as_ref(), fresh, now))
 }
 

@@ -64,8 +64,8 @@ pub(super) async fn invited(
     opener: &UserId,
 ) -> Result<(), Unfinished> {
     // A chat recorded already is this invite tried again, or the bot invited back.
-    let again = state.store.direct_chat_opener(room_id.as_str()).await?.is_some();
-    let (mine, _) = state.store.direct_chat_counts(opener).await?;
+    let again = state.store.direct_chat_opener(room_id).await?.is_some();
+    let mine = state.store.direct_chat_counts(opener).await?.of_user;
     if mine >= PER_USER && !again {
         leave(client, room_id).await?; // declines the invite
         metrics::counter!("foyer_direct_chats_total", "result" => "declined").increment(1);
@@ -73,7 +73,7 @@ pub(super) async fn invited(
         return Ok(());
     }
     rooms::join(client, room_id).await?;
-    state.store.direct_chat_active(room_id.as_str(), opener, Utc::now()).await?;
+    state.store.direct_chat_active(room_id, opener, Utc::now()).await?;
     let why = match not_direct(client, room_id, &state.config.bot_user_id(), opener).await {
         Ok(why) => why,
         Err(e) if e.is_transient() => return Err(e.into()),
@@ -84,12 +84,12 @@ pub(super) async fn invited(
     };
     if let Some(why) = why {
         leave(client, room_id).await?;
-        state.store.forget_direct_chat(room_id.as_str()).await?;
+        state.store.forget_direct_chat(room_id).await?;
         metrics::counter!("foyer_direct_chats_total", "result" => "not_direct").increment(1);
         tracing::info!(room_id = %room_id, user_id = %opener, why, "left a room marked direct that is not a direct chat");
         return Ok(());
     }
-    let (_, open) = state.store.direct_chat_counts(opener).await?;
+    let open = state.store.direct_chat_counts(opener).await?.open;
     let most = open_at_most();
     if open > most {
         let ended = end_longest_idle(state, client, open - most).await?;
@@ -168,10 +168,10 @@ pub(super) async fn member_changed(
     event: &MemberEvent,
 ) -> Result<(), Unfinished> {
     let room_id = &event.room_id;
-    let Some(opener) = state.store.direct_chat_opener(room_id.as_str()).await? else { return Ok(()) };
-    let Some(why) = change_ends_chat(event, &state.config.bot_user_id(), &opener) else { return Ok(()) };
+    let Some(opener) = state.store.direct_chat_opener(room_id).await? else { return Ok(()) };
+    let Some(why) = change_ends_chat(event, &state.config.bot_user_id(), opener.as_str()) else { return Ok(()) };
     leave(client, room_id).await?;
-    state.store.forget_direct_chat(room_id.as_str()).await?;
+    state.store.forget_direct_chat(room_id).await?;
     metrics::counter!("foyer_direct_chats_total", "result" => "left").increment(1);
     tracing::info!(room_id = %room_id, why, "left a direct chat");
     Ok(())
@@ -182,12 +182,10 @@ async fn end_longest_idle(state: &Services, client: &MatrixClient, count: u64) -
     let limit = u32::try_from(count).unwrap_or(u32::MAX);
     let far = Utc::now() + chrono::Duration::days(36_500);
     let mut ended = 0;
-    for room in state.store.idle_direct_chats(far, limit).await? {
-        if let Ok(room_id) = OwnedRoomId::try_from(room.as_str()) {
-            leave(client, &room_id).await?;
-            tracing::info!(room_id = %room_id, "left the longest idle direct chat: too many open");
-        }
-        state.store.forget_direct_chat(&room).await?;
+    for room_id in state.store.idle_direct_chats(far, limit).await? {
+        leave(client, &room_id).await?;
+        tracing::info!(room_id = %room_id, "left the longest idle direct chat: too many open");
+        state.store.forget_direct_chat(&room_id).await?;
         ended += 1;
     }
     Ok(ended)

@@ -46,7 +46,7 @@ pub async fn kept_in_inbox(
     store: &dyn Store,
 ) -> Result<Vec<HomeserverEvent>, StoreError> {
     let mut kept = Vec::new();
-    let mut openers: HashMap<&str, Option<String>> = HashMap::new();
+    let mut openers: HashMap<&str, Option<OwnedUserId>> = HashMap::new();
     for event in events {
         if concerns(event, bot, admins) {
             let mut stored = event.stored();
@@ -73,12 +73,12 @@ pub async fn kept_in_inbox(
         let opener = match openers.get(member.room_id.as_str()) {
             Some(opener) => opener.clone(),
             None => {
-                let opener = store.direct_chat_opener(member.room_id.as_str()).await?;
+                let opener = store.direct_chat_opener(&member.room_id).await?;
                 openers.insert(member.room_id.as_str(), opener.clone());
                 opener
             }
         };
-        if opener.is_some_and(|opener| direct::change_ends_chat(member, bot, &opener).is_some()) {
+        if opener.is_some_and(|opener| direct::change_ends_chat(member, bot, opener.as_str()).is_some()) {
             kept.push(event.stored());
         }
     }
@@ -213,11 +213,11 @@ async fn handle(state: &Services, client: &MatrixClient, queued: &HomeserverEven
     let (sender, admin) = (&message.sender, is_admin(&state.config.admins, &message.sender));
     // The claim line as the inbox kept it: its code's hash, in a field of the content.
     let (parsed, claimed) = (parse(message.content.body()), claim::from_inbox(&queued.content));
-    if (parsed.is_none() && claimed.is_none()) || state.store.manages_room(room_id.as_str()).await? {
+    if (parsed.is_none() && claimed.is_none()) || state.store.manages_room(room_id).await? {
         return Ok(()); // never in a reservation's room
     }
     // Claims are answered only in a stranger's direct chat that the bot checked was one.
-    if claimed.is_some() && state.store.direct_chat_opener(room_id.as_str()).await?.is_none() {
+    if claimed.is_some() && state.store.direct_chat_opener(room_id).await?.is_none() {
         tracing::info!(room_id = %room_id, "a claim outside a direct chat; not answered");
         return Ok(());
     }
@@ -229,7 +229,7 @@ async fn handle(state: &Services, client: &MatrixClient, queued: &HomeserverEven
     }
     let answer = match (admin, parsed, claimed) {
         (_, _, Some(code)) => {
-            state.store.direct_chat_used(room_id.as_str(), Utc::now()).await?;
+            state.store.direct_chat_used(room_id, Utc::now()).await?;
             match claim::claim(state, sender, code, Utc::now()).await {
                 Ok(answer) => answer,
                 Err(e @ StoreError::Unavailable(_)) => return Err(e.into()),

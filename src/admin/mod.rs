@@ -46,6 +46,8 @@ pub struct Services {
     pub wake: Arc<Notify>,
     /// Woken when a homeserver transaction queued admin events.
     pub inbox: Arc<Notify>,
+    /// Wakes the outbox's sender after `!foyer outbox resume`.
+    pub outbox: Arc<Notify>,
     /// Wrong claim codes of late, by user; knocks count here too.
     pub claims: Arc<claim::Throttle>,
     /// The pace of the bot's answers, per room.

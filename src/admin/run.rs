@@ -53,7 +53,7 @@ pub async fn run(state: &Services, command: Command, now: DateTime<Utc>) -> Resu
         }
         Command::OutboxResume => {
             let was_paused = state.store.resume_outbox(now).await?;
-            crate::outbox::send::wake();
+            state.outbox.notify_one();
             tracing::info!(was_paused, "admin resumed the outbox");
             Ok(admin::outbox_resumed(was_paused))
         }

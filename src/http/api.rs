@@ -16,6 +16,7 @@ use crate::{
     http::{AppState, error, require_api_token},
     model::{ClaimCode, ExternalId, ReservationId, ReservationRecord, naming},
     schedule::{self, Phase},
+    store::Counts,
 };
 
 const DEFAULT_PAGE: u32 = 100;
@@ -175,7 +176,7 @@ pub(super) async fn list(State(state): State<AppState>, Query(query): Query<List
     let mut page = Vec::new();
     // Phases depend on `now`, so filtering happens here, a batch at a time.
     loop {
-        let batch = match state.store.reservations_after(after.as_ref(), MAX_PAGE).await {
+        let batch = match state.store.reservations_after(after.as_ref(), MAX_PAGE, Counts::Counted).await {
             Ok(batch) => batch,
             Err(e) => return unavailable(e),
         };

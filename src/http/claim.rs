@@ -12,12 +12,7 @@ use axum::{
 };
 use chrono::Utc;
 
-use crate::{
-    config::Config,
-    http::AppState,
-    model::{ClaimCode, ReservationId},
-    words,
-};
+use crate::{config::Config, http::AppState, model::ClaimCode, words};
 
 pub fn router(state: &AppState) -> Router<AppState> {
     super::routes(super::Group::Claim, state)
@@ -59,13 +54,11 @@ pub(super) async fn page(State(state): State<AppState>, Path(code): Path<String>
             return answer(StatusCode::SERVICE_UNAVAILABLE, words::claim::page_unavailable());
         }
     };
-    let record = match ReservationId::parse(&status.reservation_id) {
-        Ok(id) => state.store.reservation(&id).await.ok().flatten(),
-        Err(_) => None,
-    };
+    let record = state.store.reservation(&status.reservation_id).await.ok().flatten();
     let result = if status.holder.is_some() { "claimed" } else { "unclaimed" };
     tracing::info!(reservation_id = %status.reservation_id, result, "claim page");
     metrics::counter!("foyer_claim_pages_total", "result" => result).increment(1);
-    let page = words::claim::page(config, &code, record.as_ref(), status.holder.as_deref(), Utc::now());
+    let page =
+        words::claim::page(config, &code, record.as_ref(), status.holder.as_ref().map(|h| h.as_str()), Utc::now());
     answer(StatusCode::OK, page)
 }

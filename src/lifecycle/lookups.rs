@@ -11,7 +11,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::{
     matrix::{MatrixError, synapse_admin::SynapseAdmin},
-    store::{Store, StoreError},
+    store::{LookupDue, Store, StoreError},
 };
 
 /// How often an open room's unbound email tickets are looked up again.
@@ -60,7 +60,7 @@ pub async fn serve(
 async fn round(store: &dyn Store, admin: &SynapseAdmin, wake: &Notify) -> Result<bool, RoundError> {
     let before = Utc::now() - chrono::Duration::from_std(AGAIN_AFTER).unwrap_or_default();
     let due = store.lookups_due(before, PER_ROUND).await?;
-    for (reservation, ticket, email) in &due {
+    for LookupDue { reservation_id: reservation, ticket_id: ticket, email } in &due {
         let found = match admin.user_by_email(email).await {
             Ok(found) => found,
             Err(e) if e.is_transient() => {
@@ -71,7 +71,7 @@ async fn round(store: &dyn Store, admin: &SynapseAdmin, wake: &Notify) -> Result
             // waits its turn again, the others are not held back.
             Err(e) => {
                 metrics::counter!("foyer_email_lookups_total", "result" => "failed").increment(1);
-                tracing::warn!(reservation_id = %reservation, ticket_id = %ticket, error = %e, "cannot look up a ticket's email");
+                tracing::warn!(reservation_id = %reservation, ticket_id = %ticket.as_str(), error = %e, "cannot look up a ticket's email");
                 store.looked_up(reservation, ticket, None, Utc::now()).await?;
                 continue;
             }
@@ -84,7 +84,7 @@ async fn round(store: &dyn Store, admin: &SynapseAdmin, wake: &Notify) -> Result
         };
         metrics::counter!("foyer_email_lookups_total", "result" => result).increment(1);
         if bound {
-            tracing::info!(reservation_id = %reservation, ticket_id = %ticket, user_id = ?found, "email ticket bound to the homeserver's user with that email");
+            tracing::info!(reservation_id = %reservation, ticket_id = %ticket.as_str(), user_id = ?found, "email ticket bound to the homeserver's user with that email");
             wake.notify_one();
         }
     }

@@ -30,7 +30,7 @@ use crate::{
     model::{ArchivedTranscript, ReservationId, StepRecord, naming},
     outbox::{OutboundEvent, Release, StepRoom},
     schedule,
-    store::{Claim, Store, StoreError},
+    store::{Claim, Planning, Store, StoreError},
 };
 
 /// A round starts no remote invite after this long on them: the next round, planned
@@ -167,7 +167,7 @@ impl Lifecycle {
     /// Opens a reservation's room now if it should exist but does not yet (the alias
     /// query: a holder typed the alias). Returns whether the room exists afterwards.
     pub async fn open_now(&self, id: &ReservationId) -> Result<bool, StoreError> {
-        let (record, state) = self.store.planning(id).await?;
+        let Planning { record, state } = self.store.planning(id).await?;
         if state.room.archived {
             return Ok(false);
         }
@@ -184,13 +184,13 @@ impl Lifecycle {
         } else {
             // Another worker is on it; wait for it briefly.
             for _ in 0..50 {
-                if self.store.planning(id).await?.1.room.room_id.is_some() {
+                if self.store.planning(id).await?.state.room.room_id.is_some() {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
-        Ok(self.store.planning(id).await?.1.room.room_id.is_some())
+        Ok(self.store.planning(id).await?.state.room.room_id.is_some())
     }
 
     async fn process(&self, claim: Claim) {
@@ -254,7 +254,7 @@ impl Lifecycle {
     ) -> Result<Option<DateTime<Utc>>, StepError> {
         let id = &claim.reservation_id;
         loop {
-            let (record, state) = self.store.planning(id).await?;
+            let Planning { record, state } = self.store.planning(id).await?;
             let now = Utc::now();
             let Plan { work, next_due_at } =
                 plan(record.as_ref(), &state.audience, &state.room, &self.config.rooms, now);

@@ -354,3 +354,12 @@ impl RoomState {
         }
     }
 }
+
+/// A holder or host whose invite keeps failing (what the store reads of `room_invites`, for the admin
+/// command and the status page).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailingInvite {
+    pub user_id: OwnedUserId,
+    /// The last error.
+    pub error: String,
+}

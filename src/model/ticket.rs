@@ -172,9 +172,9 @@ impl BoundHow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClaimOutcome {
     /// The ticket is now the claimer's.
-    Claimed { reservation_id: String, ticket_id: String },
+    Claimed { reservation_id: ReservationId, ticket_id: TicketId },
     /// The claimer had claimed it before: nothing changed.
-    AlreadyYours { reservation_id: String, ticket_id: String },
+    AlreadyYours { reservation_id: ReservationId, ticket_id: TicketId },
     /// Someone else holds it; they keep it.
     TakenByOther,
     /// No ticket has this code, or its ticket was revoked or its reservation archived.
@@ -186,10 +186,10 @@ pub enum ClaimOutcome {
 /// was claimed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimStatus {
-    pub reservation_id: String,
-    pub ticket_id: String,
+    pub reservation_id: ReservationId,
+    pub ticket_id: TicketId,
     /// Who holds the ticket, once bound.
-    pub holder: Option<String>,
+    pub holder: Option<OwnedUserId>,
 }
 
 impl ClaimOutcome {

@@ -96,15 +96,6 @@ pub struct OutboxStatus {
     pub paused: bool,
 }
 
-/// Woken when an event is written to the outbox, or delivery resumed; the sender also
-/// looks every [`POLL_EVERY`], for writes from other instances and retries falling due.
-static WAKE: Notify = Notify::const_new();
-
-/// Tells the sender there may be something to send now.
-pub fn wake() {
-    WAKE.notify_one();
-}
-
 /// The platform gets this long to answer one event.
 pub const TIMEOUT: Duration = Duration::from_secs(15);
 /// Covers one round of sends with their timeout, with room to spare: a lease that runs
@@ -191,11 +182,14 @@ pub fn register_metrics() {
     metrics::gauge!("foyer_outbox_oldest_age_seconds").set(0.0);
 }
 
-/// Sends until `stop`. `instance` names this process's leases.
+/// Sends until `stop`. `instance` names this process's leases. `wake` is notified when
+/// an event is written to the outbox, or delivery resumed; the sender also looks every
+/// [`POLL_EVERY`], for writes from other instances and retries falling due.
 pub async fn run<O: Outbox + ?Sized>(
     store: Arc<O>,
     platform: PlatformConfig,
     instance: String,
+    wake: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
 ) {
     let client = match reqwest::Client::builder()
@@ -225,7 +219,7 @@ pub async fn run<O: Outbox + ?Sized>(
             continue; // more may be due now
         }
         tokio::select! {
-            _ = WAKE.notified() => {}
+            _ = wake.notified() => {}
             _ = tokio::time::sleep(POLL_EVERY) => {}
             _ = stop.wait_for(|stop| *stop) => return,
         }

@@ -4,14 +4,14 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use ruma::UserId;
-use sqlx::{Encode, Executor, Type};
+use macro_rules_attribute::apply;
+use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
 
 use super::{
     AdminAction, QueuedAdminEvent, StoreError,
-    dialect::{Dialect, SqlStore},
+    dialect::{SqlStore, on_both_databases},
     from_millis,
-    rows::Read,
+    rows::{Read, parsed},
     to_millis,
 };
 use crate::events::HomeserverEvent;
@@ -60,6 +60,15 @@ const START_SESSION: &str = "INSERT INTO status_sessions (session_id, created_at
 const SESSION_LIVE: &str = "SELECT 1 FROM status_sessions WHERE session_id = $1 AND expires_at > $2";
 const END_SESSION: &str = "DELETE FROM status_sessions WHERE session_id = $1";
 
+/// How many direct chats strangers have open with the bot ([`AdminStore::direct_chat_counts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirectChatCounts {
+    /// The user's.
+    pub of_user: u64,
+    /// Everyone's.
+    pub open: u64,
+}
+
 /// The admin commands' inbox, strangers' direct chats, and status-page sessions.
 #[async_trait]
 pub trait AdminStore: Send + Sync {
@@ -83,23 +92,23 @@ pub trait AdminStore: Send + Sync {
     async fn forget_admin_event(&self, event_id: &str) -> Result<(), StoreError>;
 
     /// The bot joined a direct chat a stranger opened (to claim a ticket).
-    async fn direct_chat_active(&self, room_id: &str, user: &UserId, now: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn direct_chat_active(&self, room_id: &RoomId, user: &UserId, now: DateTime<Utc>) -> Result<(), StoreError>;
 
     /// A claim was sent in the room: if it is a stranger's direct chat, it is not idle.
-    async fn direct_chat_used(&self, room_id: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn direct_chat_used(&self, room_id: &RoomId, now: DateTime<Utc>) -> Result<(), StoreError>;
 
     /// Direct chats unused since `before`, the longest idle first, at most `limit`.
-    async fn idle_direct_chats(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<String>, StoreError>;
+    async fn idle_direct_chats(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<OwnedRoomId>, StoreError>;
 
     /// The bot left the direct chat.
-    async fn forget_direct_chat(&self, room_id: &str) -> Result<(), StoreError>;
+    async fn forget_direct_chat(&self, room_id: &RoomId) -> Result<(), StoreError>;
 
     /// Who opened the direct chat `room_id`, when it is a stranger's direct chat the bot
     /// is in (`None` for any other room).
-    async fn direct_chat_opener(&self, room_id: &str) -> Result<Option<String>, StoreError>;
+    async fn direct_chat_opener(&self, room_id: &RoomId) -> Result<Option<OwnedUserId>, StoreError>;
 
     /// How many direct chats `user` has open with the bot, and how many are open in all.
-    async fn direct_chat_counts(&self, user: &UserId) -> Result<(u64, u64), StoreError>;
+    async fn direct_chat_counts(&self, user: &UserId) -> Result<DirectChatCounts, StoreError>;
 
     /// Records a status-page login, live until `expires_at`, and forgets the sessions
     /// expired by `now` (logins need the API token, so the table stays small).
@@ -117,15 +126,9 @@ pub trait AdminStore: Send + Sync {
     async fn end_status_session(&self, id: &SessionId) -> Result<(), StoreError>;
 }
 
+#[apply(on_both_databases!)]
 #[async_trait]
-impl<D: Dialect> AdminStore for SqlStore<D>
-where
-    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
-    for<'q> i64: Encode<'q, D> + Type<D>,
-    for<'q> Option<i64>: Encode<'q, D>,
-    for<'s> &'s str: Encode<'s, D> + Type<D>,
-    for<'s> Option<&'s str>: Encode<'s, D>,
-{
+impl AdminStore for SqlStore<D> {
     async fn admin_action(
         &self,
         id: &ReservationId,
@@ -173,36 +176,41 @@ where
         Ok(())
     }
 
-    async fn direct_chat_active(&self, room_id: &str, user: &UserId, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let query = sqlx::query(DIRECT_CHAT_ACTIVE).bind(room_id).bind(user.as_str()).bind(to_millis(now));
+    async fn direct_chat_active(&self, room_id: &RoomId, user: &UserId, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let query = sqlx::query(DIRECT_CHAT_ACTIVE).bind(room_id.as_str()).bind(user.as_str()).bind(to_millis(now));
         query.execute(&self.pool).await?;
         Ok(())
     }
 
-    async fn direct_chat_used(&self, room_id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
-        sqlx::query(DIRECT_CHAT_USED).bind(room_id).bind(to_millis(now)).execute(&self.pool).await?;
+    async fn direct_chat_used(&self, room_id: &RoomId, now: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query(DIRECT_CHAT_USED).bind(room_id.as_str()).bind(to_millis(now)).execute(&self.pool).await?;
         Ok(())
     }
 
-    async fn idle_direct_chats(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<String>, StoreError> {
+    async fn idle_direct_chats(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<OwnedRoomId>, StoreError> {
         let query = sqlx::query(IDLE_DIRECT_CHATS).bind(to_millis(before)).bind(i64::from(limit));
-        query.fetch_all(&self.pool).await?.iter().map(|row| row.text("room_id")).collect()
+        query
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| parsed(row, "room_id", |r: &str| RoomId::parse(r)))
+            .collect()
     }
 
-    async fn forget_direct_chat(&self, room_id: &str) -> Result<(), StoreError> {
-        sqlx::query(FORGET_DIRECT_CHAT).bind(room_id).execute(&self.pool).await?;
+    async fn forget_direct_chat(&self, room_id: &RoomId) -> Result<(), StoreError> {
+        sqlx::query(FORGET_DIRECT_CHAT).bind(room_id.as_str()).execute(&self.pool).await?;
         Ok(())
     }
 
-    async fn direct_chat_opener(&self, room_id: &str) -> Result<Option<String>, StoreError> {
-        let found = sqlx::query(DIRECT_CHAT_OPENER).bind(room_id).fetch_optional(&self.pool).await?;
-        found.map(|row| row.text("user_id")).transpose()
+    async fn direct_chat_opener(&self, room_id: &RoomId) -> Result<Option<OwnedUserId>, StoreError> {
+        let found = sqlx::query(DIRECT_CHAT_OPENER).bind(room_id.as_str()).fetch_optional(&self.pool).await?;
+        found.map(|row| parsed(&row, "user_id", |u: &str| UserId::parse(u))).transpose()
     }
 
-    async fn direct_chat_counts(&self, user: &UserId) -> Result<(u64, u64), StoreError> {
+    async fn direct_chat_counts(&self, user: &UserId) -> Result<DirectChatCounts, StoreError> {
         let row = sqlx::query(DIRECT_CHAT_COUNTS).bind(user.as_str()).fetch_one(&self.pool).await?;
         let count = |col: &str| row.int(col).map(|n| u64::try_from(n).unwrap_or_default());
-        Ok((count("of_user")?, count("open")?))
+        Ok(DirectChatCounts { of_user: count("of_user")?, open: count("open")? })
     }
 
     async fn start_status_session(

@@ -4,7 +4,8 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{Database, Encode, Executor, IntoArguments, Pool, Type, query::Query};
+use macro_rules_attribute::apply;
+use sqlx::{Database, IntoArguments, Pool, query::Query};
 
 use super::{Claim, Outbound, Outcome, Receipt, ReservationRecord, StoreError, rows::Read, to_millis};
 use crate::config::DatabaseKind;
@@ -65,23 +66,45 @@ pub struct SqlStore<D: Dialect> {
     pub(super) outbox: Outbound,
 }
 
-// The bounds say what the code binds: the few types the schema uses.
-impl<D: Dialect> SqlStore<D>
-where
-    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
-    for<'q> i64: Encode<'q, D> + Type<D>,
-    for<'q> Option<i64>: Encode<'q, D>,
-    for<'s> &'s str: Encode<'s, D> + Type<D>,
-    for<'s> Option<&'s str>: Encode<'s, D>,
-{
-    /// After a commit that may have written an event (`wrote`): the sender sends it now
-    /// rather than at its next look, a second later.
-    pub(super) fn wake_sender(&self, wrote: bool) {
-        if wrote && self.outbox == Outbound::Write {
-            crate::outbox::send::wake();
+/// Writes an impl block (`impl Trait for SqlStore<D> { .. }`, `impl SqlStore<D> { .. }`)
+/// or an `async fn` once for both databases, put on it as `#[apply(on_both_databases!)]`
+/// (`macro_rules_attribute`, so that rustfmt still formats the item): generic over the
+/// dialect `D`, under the bounds that say what the code binds (the few types the schema
+/// uses). It is a macro
+/// because Rust implies only supertrait bounds: these have other subjects (`i64`,
+/// `&mut D::Connection`), so a trait or alias holding them would not carry them, and
+/// every generic impl would have to write them out again.
+macro_rules! on_both_databases {
+    ($(#[$attr:meta])* impl $role:ident for $ty:ty { $($body:tt)* }) => {
+        $crate::store::dialect::on_both_databases!(@bounded
+            [$(#[$attr])* impl<D: $crate::store::dialect::Dialect> $role for $ty] { $($body)* });
+    };
+    ($(#[$attr:meta])* impl $ty:ty { $($body:tt)* }) => {
+        $crate::store::dialect::on_both_databases!(@bounded
+            [$(#[$attr])* impl<D: $crate::store::dialect::Dialect> $ty] { $($body)* });
+    };
+    ($(#[$attr:meta])* $vis:vis async fn $name:ident ($($args:tt)*) -> $ret:ty { $($body:tt)* }) => {
+        $crate::store::dialect::on_both_databases!(@bounded
+            [$(#[$attr])* $vis async fn $name<D: $crate::store::dialect::Dialect>($($args)*) -> $ret]
+            { $($body)* });
+    };
+    (@bounded [$($head:tt)*] { $($body:tt)* }) => {
+        $($head)*
+        where
+            for<'c> &'c mut D::Connection: ::sqlx::Executor<'c, Database = D>,
+            for<'q> i64: ::sqlx::Encode<'q, D> + ::sqlx::Type<D>,
+            for<'q> Option<i64>: ::sqlx::Encode<'q, D>,
+            for<'s> &'s str: ::sqlx::Encode<'s, D> + ::sqlx::Type<D>,
+            for<'s> Option<&'s str>: ::sqlx::Encode<'s, D>,
+        {
+            $($body)*
         }
-    }
+    };
+}
+pub(super) use on_both_databases;
 
+#[apply(on_both_databases!)]
+impl SqlStore<D> {
     pub(crate) fn pool(&self) -> &Pool<D> {
         &self.pool
     }

@@ -8,13 +8,19 @@
 //! (BENCHMARKS.md, "Intake, step by step"). [`Writes`] is what both give: the statements
 //! and rules below are the same for either.
 
+use macro_rules_attribute::apply;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use sqlx::{Encode, Executor, Type};
+use sqlx::{Encode, Type};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Outbound, Outcome, Receipt, StoreError, dialect::Dialect, rows::Read, sql, to_millis};
+use super::{
+    Outbound, Outcome, Receipt, StoreError,
+    dialect::{Dialect, on_both_databases},
+    rows::Read,
+    sql, to_millis,
+};
 use crate::model::{
     BoundHow, Description, Grant, HeldTicket, Holder, ReservationId, StreamKeyHash, StreamUrl, Ticket, WebhookEvent,
     grant,
@@ -186,14 +192,8 @@ where
     query
 }
 
-impl<D: Dialect> Writes for Sqlx<'_, D>
-where
-    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
-    for<'q> i64: Encode<'q, D> + Type<D>,
-    for<'q> Option<i64>: Encode<'q, D>,
-    for<'s> &'s str: Encode<'s, D> + Type<D>,
-    for<'s> Option<&'s str>: Encode<'s, D>,
-{
+#[apply(on_both_databases!)]
+impl Writes for Sqlx<'_, D> {
     const LOCK_STREAM_KEY: Option<&'static str> = D::LOCK_STREAM_KEY;
 
     async fn execute(&mut self, sql: &'static str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
@@ -300,7 +300,7 @@ pub(super) async fn record_batch(
         if isolated {
             w.execute("SAVEPOINT webhook", &[]).await?;
         }
-        match record(w, &job.webhook_id, job.received_at, &job.event, job.outbox).await {
+        match record(w, &job.webhook_id, job.received_at, &job.event, &job.outbox).await {
             Ok(outcome) => {
                 if outcome == Outcome::Accepted {
                     let tickets_only = tickets_only(&job.event);
@@ -336,7 +336,7 @@ pub(super) async fn record(
     webhook_id: &str,
     received_at: DateTime<Utc>,
     event: &WebhookEvent,
-    outbox: Outbound,
+    outbox: &Outbound,
 ) -> Result<Outcome, StoreError> {
     let receipt =
         [webhook_id.into(), event.kind().into(), event.reservation_id().as_str().into(), to_millis(received_at).into()];
@@ -376,7 +376,7 @@ async fn apply(
     w: &mut impl Writes,
     event: &WebhookEvent,
     at: DateTime<Utc>,
-    outbox: Outbound,
+    outbox: &Outbound,
 ) -> Result<Outcome, StoreError> {
     let now = to_millis(at);
     match event {
@@ -455,7 +455,7 @@ async fn grant_ticket(
     ticket: &Ticket,
     now: i64,
     at: DateTime<Utc>,
-    outbox: Outbound,
+    outbox: &Outbound,
 ) -> Result<(), StoreError> {
     let key = [id.as_str().into(), ticket.id.as_str().into()];
     let held = w
@@ -520,11 +520,11 @@ fn lock_stream_key<W: Writes>(_: &W) -> Option<&'static str> {
 /// all (`now` is when it was made, and due). One whose `once_key` is there adds nothing.
 pub(super) async fn write_event(
     w: &mut impl Writes,
-    outbox: Outbound,
+    outbox: &Outbound,
     event: &OutboundEvent,
     now: i64,
 ) -> Result<(), StoreError> {
-    if outbox == Outbound::Skip {
+    if !outbox.writes() {
         return Ok(());
     }
     let args = [

@@ -2,15 +2,15 @@
 //! works, and releases it with its next due time ([`LeaseStore`]). The dialects claim
 //! due work their own way (`Dialect::claim_due`), and read it back with [`due_claim`].
 
+use macro_rules_attribute::apply;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{Encode, Executor, Type};
 
 use super::{
     Claim, StoreError, attempts,
-    dialect::{Dialect, Due, SqlStore},
+    dialect::{Due, SqlStore, on_both_databases},
     from_millis,
     outbox::write_event,
     rows::Read,
@@ -93,15 +93,9 @@ pub trait LeaseStore: Send + Sync {
     ) -> Result<(), StoreError>;
 }
 
+#[apply(on_both_databases!)]
 #[async_trait]
-impl<D: Dialect> LeaseStore for SqlStore<D>
-where
-    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
-    for<'q> i64: Encode<'q, D> + Type<D>,
-    for<'q> Option<i64>: Encode<'q, D>,
-    for<'s> &'s str: Encode<'s, D> + Type<D>,
-    for<'s> Option<&'s str>: Encode<'s, D>,
-{
+impl LeaseStore for SqlStore<D> {
     async fn claim(
         &self,
         id: &ReservationId,
@@ -180,10 +174,10 @@ where
         if let Some(event) = event
             && D::rows_affected(&released) > 0
         {
-            write_event::<D>(&mut *tx, self.outbox, event, now).await?;
+            write_event::<D>(&mut *tx, &self.outbox, event, now).await?;
         }
         tx.commit().await?;
-        self.wake_sender(event.is_some());
+        self.outbox.wake_sender(event.is_some());
         Ok(())
     }
 }

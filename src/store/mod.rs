@@ -19,19 +19,21 @@ mod transcript;
 
 use std::sync::Arc;
 
+use tokio::sync::Notify;
+
 use chrono::{DateTime, TimeZone as _, Utc};
 use ruma::OwnedUserId;
 
 pub use self::{
-    admin::AdminStore,
+    admin::{AdminStore, DirectChatCounts},
     leases::LeaseStore,
-    outbox::OutboxStore,
+    outbox::{OutboxRow, OutboxStore},
     postgres::PostgresStore,
-    reservations::ReservationStore,
-    room::LifecycleStore,
+    reservations::{Counts, ReservationStore},
+    room::{LifecycleStore, Planning},
     schema::{SchemaError, SchemaState, inspect as inspect_schema, latest_version},
     sqlite::SqliteStore,
-    tickets::TicketStore,
+    tickets::{LookupDue, TicketStore},
     transcript::TranscriptStore,
 };
 use crate::model::{
@@ -40,7 +42,7 @@ use crate::model::{
 use crate::{
     config::{DatabaseConfig, DatabaseKind},
     events::HomeserverEvent,
-    model::{Membership, ReservationId},
+    model::{Email, Membership, ReservationId, TicketId},
     outbox::send::Outbox,
 };
 
@@ -132,35 +134,29 @@ pub(crate) fn attempts(stored: i64) -> u32 {
     stored.clamp(0, i64::from(u32::MAX)) as u32
 }
 
-/// The store: every role below, on one database, each declared and implemented in its
-/// aggregate's file. The store is also the outbox's ([`Outbox`]): its methods are
-/// declared where the sender is, so that the outbox needs nothing of the store's.
-pub trait Store:
-    Outbox<Error = StoreError>
-    + ReservationStore
-    + TicketStore
-    + LeaseStore
-    + LifecycleStore
-    + AdminStore
-    + TranscriptStore
-    + OutboxStore
-    + Send
-    + Sync
-{
+/// `Store` with its roles listed once, for the trait and for the impl that gives it to
+/// whatever has them all.
+macro_rules! store_of_roles {
+    ($(#[$attr:meta])* $($role:path),+) => {
+        $(#[$attr])*
+        pub trait Store: $($role +)+ Send + Sync {}
+
+        impl<T: $($role +)+ Send + Sync> Store for T {}
+    };
 }
 
-impl<T> Store for T where
-    T: Outbox<Error = StoreError>
-        + ReservationStore
-        + TicketStore
-        + LeaseStore
-        + LifecycleStore
-        + AdminStore
-        + TranscriptStore
-        + OutboxStore
-        + Send
-        + Sync
-{
+store_of_roles! {
+    /// The store: every role below, on one database, each declared and implemented in its
+    /// aggregate's file. The store is also the outbox's ([`Outbox`]): its methods are
+    /// declared where the sender is, so that the outbox needs nothing of the store's.
+    Outbox<Error = StoreError>,
+    ReservationStore,
+    TicketStore,
+    LeaseStore,
+    LifecycleStore,
+    AdminStore,
+    TranscriptStore,
+    OutboxStore
 }
 
 /// An event kept in the admin inbox. `event` is an error when the stored text does not
@@ -183,13 +179,20 @@ pub enum AdminAction {
     Retry,
 }
 
-/// A membership event pushed by the homeserver.
 /// A ticket's claim under the current key, from its reservation and ticket ids, its
-/// holder generation and its unbound holder's address: the hash of its code and its
-/// holder's digest, each `None` where it cannot be made again (a moved holder's code,
-/// or a bound holder's digest, once the address is erased). `None` for ids that do not
-/// parse (left as they are).
-pub type ClaimHasher = dyn Fn(&str, &str, i64, Option<&str>) -> Option<(Option<String>, Option<String>)> + Send + Sync;
+/// holder generation and its unbound holder's address (`renew_claim_hashes`).
+pub type ClaimHasher = dyn Fn(&ReservationId, &TicketId, i64, Option<&Email>) -> RenewedClaim + Send + Sync;
+
+/// What [`ClaimHasher`] makes: the hash of the ticket's claim code and its holder's
+/// digest, each `None` where it cannot be made again (a moved holder's code, or a bound
+/// holder's digest, once the address is erased).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenewedClaim {
+    pub hash: Option<String>,
+    pub digest: Option<String>,
+}
+
+/// A membership event pushed by the homeserver.
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MembershipFact {
@@ -206,15 +209,35 @@ pub struct MembershipFact {
 
 /// Whether facts write their outbound events to the outbox (contract §9). Only with
 /// `platform.webhook_url`: an outbox nobody sends from would only grow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Outbound {
-    Write,
+    /// Written, and the sender woken by the commit that wrote them (`Notify`, shared
+    /// with the sender by `startup.rs`), so that it sends them now rather than at its
+    /// next look, a second later.
+    Write(Arc<Notify>),
     Skip,
 }
 
 impl Outbound {
-    pub fn when(platform_configured: bool) -> Self {
-        if platform_configured { Self::Write } else { Self::Skip }
+    /// Written when the platform is configured, waking `sender`.
+    pub fn when(platform_configured: bool, sender: &Arc<Notify>) -> Self {
+        if platform_configured { Self::Write(sender.clone()) } else { Self::Skip }
+    }
+
+    /// Written, waking a `Notify` of its own that nobody waits on (tests, tools).
+    pub fn write() -> Self {
+        Self::Write(Arc::default())
+    }
+
+    pub(crate) fn writes(&self) -> bool {
+        matches!(self, Self::Write(_))
+    }
+
+    /// After a commit that may have written an event (`wrote`): the sender sends it now.
+    pub(crate) fn wake_sender(&self, wrote: bool) {
+        if let (true, Self::Write(sender)) = (wrote, self) {
+            sender.notify_one();
+        }
     }
 }
 

@@ -2,19 +2,20 @@
 //! ([`Outbox`], declared with the sender). Events are written into it in the
 //! transaction of the fact they tell of ([`write_event`], over `intake::write_event`).
 
+use macro_rules_attribute::apply;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{Encode, Executor, Type};
 
 use super::{
     Outbound, StoreError,
-    dialect::{Dialect, SqlStore},
+    dialect::{SqlStore, on_both_databases},
     intake,
-    rows::Read,
+    rows::{Read, parsed},
     sql, to_millis,
 };
+use crate::model::ReservationId;
 use crate::outbox::{
     OutboundEvent,
     send::{Outbox, OutboxClaim, OutboxResult, OutboxStatus},
@@ -64,44 +65,48 @@ const OUTBOX_UNPAUSE: &str = "UPDATE outbox SET state = 'pending', next_attempt_
 const OUTBOX_DEPTH: &str =
     "SELECT COUNT(*) AS depth, MIN(created_at) AS oldest FROM outbox WHERE state IN ('pending', 'paused')";
 
+/// One outbox row as written ([`OutboxStore::outbox_events`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    pub reservation_id: ReservationId,
+    /// The event's type (`room.opened`…).
+    pub kind: String,
+    /// The `webhook-id`, the same on every attempt.
+    pub webhook_id: String,
+    /// The body, byte for byte as it is sent.
+    pub payload: String,
+}
+
 /// The outbox as rows (the sender's side is [`Outbox`]).
 #[async_trait]
 pub trait OutboxStore: Send + Sync {
-    /// Every outbox row's `(reservation_id, type, webhook-id, body)`, in send order: for
-    /// tests and, later, the status page.
-    async fn outbox_events(&self) -> Result<Vec<(String, String, String, String)>, StoreError>;
+    /// Every outbox row, in send order: for tests and, later, the status page.
+    async fn outbox_events(&self) -> Result<Vec<OutboxRow>, StoreError>;
 }
 
+#[apply(on_both_databases!)]
 #[async_trait]
-impl<D: Dialect> OutboxStore for SqlStore<D>
-where
-    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
-    for<'q> i64: Encode<'q, D> + Type<D>,
-    for<'q> Option<i64>: Encode<'q, D>,
-    for<'s> &'s str: Encode<'s, D> + Type<D>,
-    for<'s> Option<&'s str>: Encode<'s, D>,
-{
-    async fn outbox_events(&self) -> Result<Vec<(String, String, String, String)>, StoreError> {
+impl OutboxStore for SqlStore<D> {
+    async fn outbox_events(&self) -> Result<Vec<OutboxRow>, StoreError> {
         let found = sqlx::query(OUTBOX_EVENTS).fetch_all(&self.pool).await?;
         found
             .iter()
             .map(|row| {
-                Ok((row.text("reservation_id")?, row.text("type")?, row.text("event_id")?, row.text("payload")?))
+                Ok(OutboxRow {
+                    reservation_id: parsed(row, "reservation_id", ReservationId::parse)?,
+                    kind: row.text("type")?,
+                    webhook_id: row.text("event_id")?,
+                    payload: row.text("payload")?,
+                })
             })
             .collect()
     }
 }
 
 /// The sender's side of the store ([`Outbox`], declared with the sender).
+#[apply(on_both_databases!)]
 #[async_trait]
-impl<D: Dialect> Outbox for SqlStore<D>
-where
-    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
-    for<'q> i64: Encode<'q, D> + Type<D>,
-    for<'q> Option<i64>: Encode<'q, D>,
-    for<'s> &'s str: Encode<'s, D> + Type<D>,
-    for<'s> Option<&'s str>: Encode<'s, D>,
-{
+impl Outbox for SqlStore<D> {
     type Error = StoreError;
 
     async fn claim_outbox(
@@ -192,18 +197,12 @@ where
 }
 
 /// [`intake::write_event`] on a sqlx connection.
-pub(super) async fn write_event<D: Dialect>(
+#[apply(on_both_databases!)]
+pub(super) async fn write_event(
     conn: &mut D::Connection,
-    outbox: Outbound,
+    outbox: &Outbound,
     event: &OutboundEvent,
     now: i64,
-) -> Result<(), StoreError>
-where
-    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
-    for<'q> i64: Encode<'q, D> + Type<D>,
-    for<'q> Option<i64>: Encode<'q, D>,
-    for<'s> &'s str: Encode<'s, D> + Type<D>,
-    for<'s> Option<&'s str>: Encode<'s, D>,
-{
+) -> Result<(), StoreError> {
     intake::write_event(&mut intake::Sqlx::<D>(conn), outbox, event, now).await
 }

@@ -56,7 +56,7 @@ impl Dialect for Postgres {
         receipt: &Receipt<'_>,
         event: &WebhookEvent,
     ) -> Result<Outcome, StoreError> {
-        intake::queue(&store.own, receipt, event, store.outbox).await
+        intake::queue(&store.own, receipt, event, store.outbox.clone()).await
     }
 
     /// Instances claim at once: each skips the rows another is taking.

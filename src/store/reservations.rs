@@ -4,12 +4,12 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use macro_rules_attribute::apply;
 use ruma::OwnedUserId;
-use sqlx::{Encode, Executor, Type};
 
 use super::{
     MemberCounts, Outcome, Receipt, ReservationRecord, Signals, StoreError, TicketCounts,
-    dialect::{Dialect, SqlStore},
+    dialect::{SqlStore, on_both_databases},
     from_millis,
     rows::Read,
     rows::corrupt,
@@ -96,6 +96,15 @@ const CHANNEL_AROUND: &str = without_counts!(
     "WHERE r.channel_id = $1 AND r.starts_at <= $2 AND r.ends_at >= $3 ORDER BY r.starts_at, r.reservation_id LIMIT $4"
 );
 
+/// Whether reservations are read with their ticket and member counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counts {
+    Counted,
+    /// Left at zero, for walks over every reservation (phase counts): the counts read
+    /// the tickets and members tables, which such a walk must not.
+    Zero,
+}
+
 /// Reservations: recording webhooks, and reading reservations back.
 #[async_trait]
 pub trait ReservationStore: Send + Sync {
@@ -113,19 +122,15 @@ pub trait ReservationStore: Send + Sync {
     /// particular order.
     async fn reservations_by_id(&self, ids: &[ReservationId]) -> Result<Vec<ReservationRecord>, StoreError>;
 
-    /// Reservations ordered by id, after `after`, at most `limit`.
+    /// Reservations ordered by id, after `after`, at most `limit`, with their ticket and
+    /// member counts or without them ([`Counts`]). Rows that do not read back are left
+    /// out (`readable_records`) and the page is filled up from the rows after them: a
+    /// short page still means the last one.
     async fn reservations_after(
         &self,
         after: Option<&ReservationId>,
         limit: u32,
-    ) -> Result<Vec<ReservationRecord>, StoreError>;
-
-    /// Like [`Self::reservations_after`] without the ticket and member counts (zeros),
-    /// for walks over every reservation (phase counts).
-    async fn schedules_after(
-        &self,
-        after: Option<&ReservationId>,
-        limit: u32,
+        counts: Counts,
     ) -> Result<Vec<ReservationRecord>, StoreError>;
 
     /// A channel's reservations with `starts_at <= starts_by` and `ends_at >= ends_from`,
@@ -140,15 +145,9 @@ pub trait ReservationStore: Send + Sync {
     ) -> Result<Vec<ReservationRecord>, StoreError>;
 }
 
+#[apply(on_both_databases!)]
 #[async_trait]
-impl<D: Dialect> ReservationStore for SqlStore<D>
-where
-    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
-    for<'q> i64: Encode<'q, D> + Type<D>,
-    for<'q> Option<i64>: Encode<'q, D>,
-    for<'s> &'s str: Encode<'s, D> + Type<D>,
-    for<'s> Option<&'s str>: Encode<'s, D>,
-{
+impl ReservationStore for SqlStore<D> {
     async fn record_webhook(&self, receipt: &Receipt<'_>, event: &WebhookEvent) -> Result<Outcome, StoreError> {
         D::record_webhook(self, receipt, event).await
     }
@@ -173,16 +172,30 @@ where
         &self,
         after: Option<&ReservationId>,
         limit: u32,
+        counts: Counts,
     ) -> Result<Vec<ReservationRecord>, StoreError> {
-        self.records_after(RECORDS_AFTER, after, limit).await
-    }
-
-    async fn schedules_after(
-        &self,
-        after: Option<&ReservationId>,
-        limit: u32,
-    ) -> Result<Vec<ReservationRecord>, StoreError> {
-        self.records_after(SCHEDULES_AFTER, after, limit).await
+        let query = match counts {
+            Counts::Counted => RECORDS_AFTER,
+            Counts::Zero => SCHEDULES_AFTER,
+        };
+        // The raw id, not a parsed one: an unreadable row's id may not parse either.
+        let mut cursor = after.map_or_else(String::new, |id| id.as_str().to_owned());
+        let mut records = Vec::new();
+        loop {
+            let want = limit as usize - records.len();
+            let page = sqlx::query(query).bind(cursor.as_str()).bind(want as i64).fetch_all(&self.pool).await?;
+            let mut read = Vec::with_capacity(page.len());
+            for row in &page {
+                read.push((row.text("reservation_id")?, record(row)));
+            }
+            let Some((last, _)) = read.last() else { break };
+            cursor = last.clone();
+            records.extend(super::readable_records(read));
+            if page.len() < want || records.len() == limit as usize {
+                break;
+            }
+        }
+        Ok(records)
     }
 
     async fn channel_reservations(
@@ -204,14 +217,8 @@ where
     }
 }
 
-impl<D: Dialect> SqlStore<D>
-where
-    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
-    for<'q> i64: Encode<'q, D> + Type<D>,
-    for<'q> Option<i64>: Encode<'q, D>,
-    for<'s> &'s str: Encode<'s, D> + Type<D>,
-    for<'s> Option<&'s str>: Encode<'s, D>,
-{
+#[apply(on_both_databases!)]
+impl SqlStore<D> {
     /// [`Dialect::reservation`] through the pool.
     pub(super) async fn reservation_from_pool(
         &self,
@@ -219,35 +226,6 @@ where
     ) -> Result<Option<ReservationRecord>, StoreError> {
         let row = sqlx::query(RECORD_BY_ID).bind(id.as_str()).fetch_optional(&self.pool).await?;
         row.as_ref().map(record).transpose()
-    }
-
-    /// A page of reservations after `after`, read with `query` (with or without counts).
-    /// Rows that do not read back are left out (`readable_records`) and the page is
-    /// filled up from the rows after them: a short page still means the last one.
-    async fn records_after(
-        &self,
-        query: &'static str,
-        after: Option<&ReservationId>,
-        limit: u32,
-    ) -> Result<Vec<ReservationRecord>, StoreError> {
-        // The raw id, not a parsed one: an unreadable row's id may not parse either.
-        let mut cursor = after.map_or_else(String::new, |id| id.as_str().to_owned());
-        let mut records = Vec::new();
-        loop {
-            let want = limit as usize - records.len();
-            let page = sqlx::query(query).bind(cursor.as_str()).bind(want as i64).fetch_all(&self.pool).await?;
-            let mut read = Vec::with_capacity(page.len());
-            for row in &page {
-                read.push((row.text("reservation_id")?, record(row)));
-            }
-            let Some((last, _)) = read.last() else { break };
-            cursor = last.clone();
-            records.extend(super::readable_records(read));
-            if page.len() < want || records.len() == limit as usize {
-                break;
-            }
-        }
-        Ok(records)
     }
 }
 

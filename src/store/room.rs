@@ -4,24 +4,24 @@
 //! its column's decoding here, and nowhere else in the store. `RoomState::apply` (in
 //! `model/room.rs`) is the same rule; the store contract test holds both databases to it.
 
+use macro_rules_attribute::apply;
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use ruma::{OwnedRoomId, OwnedUserId};
-use sqlx::{Encode, Executor, Type};
+use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
 
 use super::{
     CreateBegan, LifecycleState, MembershipFact, Outbound, ReservationRecord, StepRecord, StoreError, attempts,
-    dialect::{Dialect, SqlStore},
+    dialect::{SqlStore, on_both_databases},
     from_millis,
     outbox::write_event,
     reservations,
-    rows::{Read, corrupt},
+    rows::{Read, corrupt, parsed},
     tickets::claim,
     to_millis,
 };
-use crate::model::{BoundHow, InviteFailure, Member, Membership, ReservationId};
+use crate::model::{BoundHow, FailingInvite, InviteFailure, Member, Membership, ReservationId};
 use crate::outbox::OutboundEvent;
 
 // What `record_step` writes, one statement per record (the reservation id is the last
@@ -117,110 +117,8 @@ const REVOKED: &str = "SELECT user_id FROM tickets WHERE reservation_id = $1 AND
     GROUP BY user_id HAVING COUNT(revoked_at) = COUNT(*)";
 const ROOM_MEMBERS: &str = "SELECT user_id, membership, invited_by FROM room_members WHERE room_id = $1";
 
-// The bounds say what the code binds: the few types the schema uses (as in `dialect.rs`).
-impl<D: Dialect> SqlStore<D>
-where
-    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
-    for<'q> i64: Encode<'q, D> + Type<D>,
-    for<'q> Option<i64>: Encode<'q, D>,
-    for<'s> &'s str: Encode<'s, D> + Type<D>,
-    for<'s> Option<&'s str>: Encode<'s, D>,
-{
-    /// [`LifecycleStore::record_step`].
-    pub(super) async fn write_step(
-        &self,
-        id: &ReservationId,
-        step: &StepRecord,
-        event: Option<&OutboundEvent>,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let (rid, now) = (id.as_str(), to_millis(at));
-        // One transaction: a record of two statements, and its outbound event, are
-        // written whole or not at all.
-        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
-        let users_json =
-            |users: &BTreeSet<OwnedUserId>| serde_json::to_string(users).expect("user IDs always serialize");
-        let query = match step {
-            StepRecord::RoomCreated { room_id, hosts, name, topic } => sqlx::query(ROOM_CREATED)
-                .bind(room_id.as_str())
-                .bind(users_json(hosts).as_str())
-                .bind(name.as_str())
-                .bind(topic.as_str())
-                .bind(rid),
-            StepRecord::NameSet(name) => sqlx::query(NAME_SET).bind(name.as_str()).bind(rid),
-            StepRecord::TopicSet(topic) => sqlx::query(TOPIC_SET).bind(topic.as_str()).bind(rid),
-            StepRecord::StreamLinkSet(url) => sqlx::query(STREAM_LINK_SET).bind(url.as_deref()).bind(rid),
-            StepRecord::LiveNoticeSent(at) => sqlx::query(LIVE_NOTICE_SENT).bind(to_millis(*at)).bind(rid),
-            StepRecord::EndedNoticeSent(at) => sqlx::query(ENDED_NOTICE_SENT).bind(to_millis(*at)).bind(rid),
-            StepRecord::ReminderSent(secs) => sqlx::query(D::REMINDER_SENT).bind(*secs as i64).bind(rid),
-            StepRecord::SpaceEnsured { channel_id, space, name } => {
-                sqlx::query(SPACE_ENSURED).bind(channel_id.as_str()).bind(space.as_str()).bind(name.as_str())
-            }
-            StepRecord::SpaceLinked(space) => {
-                sqlx::query(SPACE_LINKED).bind(space.as_ref().map(|s| s.as_str())).bind(rid)
-            }
-            StepRecord::ClosingWarningSent => sqlx::query(CLOSING_WARNING_SENT).bind(rid),
-            StepRecord::HostsApplied(hosts) => sqlx::query(HOSTS_APPLIED).bind(users_json(hosts).as_str()).bind(rid),
-            StepRecord::Member { user_id, membership, invited_by } => sqlx::query(MEMBER)
-                .bind(user_id.as_str())
-                .bind(membership.as_str())
-                .bind(invited_by.as_ref().map(|u| u.as_str()))
-                .bind(now)
-                .bind(rid),
-            StepRecord::Invited { user_id } => {
-                let member = sqlx::query(INVITED_MEMBER).bind(user_id.as_str()).bind(now).bind(rid);
-                member.execute(&mut *tx).await?;
-                sqlx::query(INVITED).bind(rid).bind(user_id.as_str()).bind(now)
-            }
-            StepRecord::InviteFailed { user_id, failure } => sqlx::query(INVITE_FAILED)
-                .bind(rid)
-                .bind(user_id.as_str())
-                .bind(now)
-                .bind(failure.error.as_str())
-                .bind(i64::from(failure.attempts))
-                .bind(to_millis(failure.retry_at)),
-            StepRecord::CreateBegan { by } => sqlx::query(CREATE_BEGAN).bind(by.as_str()).bind(now).bind(rid),
-            StepRecord::InviteForgotten { user_id } => sqlx::query(INVITE_FORGOTTEN).bind(rid).bind(user_id.as_str()),
-            StepRecord::OpeningNoticeSent => sqlx::query(OPENING_NOTICE_SENT).bind(rid),
-            StepRecord::TranscriptNoticeSent => sqlx::query(TRANSCRIPT_NOTICE_SENT).bind(rid),
-            StepRecord::ClosingNoticeSent => sqlx::query(CLOSING_NOTICE_SENT).bind(rid),
-            StepRecord::Archived => {
-                // The show is over: its holders' emails are no longer needed.
-                sqlx::query(FORGET_EMAILS).bind(rid).execute(&mut *tx).await?;
-                sqlx::query(ARCHIVED).bind(now).bind(rid)
-            }
-            StepRecord::TranscriptMade { messages } => {
-                sqlx::query(TRANSCRIPT_MADE).bind(*messages as i64).bind(now).bind(rid)
-            }
-            StepRecord::TranscriptFailed { at, error } => {
-                sqlx::query(TRANSCRIPT_FAILED).bind(to_millis(*at)).bind(error.as_str()).bind(rid)
-            }
-        };
-        query.execute(&mut *tx).await?;
-        let mut wrote = false;
-        if let Some(event) = event {
-            write_event::<D>(&mut *tx, self.outbox, event, now).await?;
-            wrote = self.outbox == Outbound::Write;
-        }
-        // The platform hears, once per ticket and error, which tickets cannot be used.
-        if let (Some(user_id), Outbound::Write) = (OutboundEvent::holder_of_step(step), self.outbox) {
-            let tickets = sqlx::query(TICKETS_OF_USER).bind(rid).bind(user_id.as_str()).fetch_all(&mut *tx).await?;
-            for row in &tickets {
-                let ticket = row.text("ticket_id")?;
-                if let Some(event) = OutboundEvent::for_ticket(id, step, &ticket, at) {
-                    write_event::<D>(&mut *tx, self.outbox, &event, now).await?;
-                    wrote = true;
-                }
-            }
-        }
-        tx.commit().await?;
-        if wrote {
-            // The sender need not wait for its next look to send it.
-            crate::outbox::send::wake();
-        }
-        Ok(())
-    }
-
+#[apply(on_both_databases!)]
+impl SqlStore<D> {
     /// [`LifecycleStore::lifecycle_state`]; without a room, the audience only if `audience`
     /// ([`LifecycleStore::planning`]).
     pub(super) async fn read_lifecycle(
@@ -350,6 +248,15 @@ const PRUNE: [&str; 2] = [
     "DELETE FROM room_members WHERE membership = 'leave' AND updated_at < $1",
 ];
 
+/// What planning reads of a reservation ([`LifecycleStore::planning`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planning {
+    /// The reservation, its counts left at zero; `None` before its details came.
+    pub record: Option<ReservationRecord>,
+    /// Its lifecycle, the audience only once the room exists.
+    pub state: LifecycleState,
+}
+
 /// A reservation's room: its lifecycle state, the steps recorded, and the homeserver's
 /// membership events.
 #[async_trait]
@@ -368,10 +275,10 @@ pub trait LifecycleStore: Send + Sync {
     /// [`Self::lifecycle_state`] with the audience only once the room exists. No plan
     /// looks at either before; counting and reading every holder at each new ticket
     /// would make a reservation granted one ticket at a time cost tickets² reads.
-    async fn planning(&self, id: &ReservationId) -> Result<(Option<ReservationRecord>, LifecycleState), StoreError>;
+    async fn planning(&self, id: &ReservationId) -> Result<Planning, StoreError>;
 
     /// Whether `room_id` is a reservation's room or a channel space.
-    async fn manages_room(&self, room_id: &str) -> Result<bool, StoreError>;
+    async fn manages_room(&self, room_id: &RoomId) -> Result<bool, StoreError>;
 
     /// Records one step's outcome at once, so a crash right after it repeats nothing.
     async fn record_step(&self, id: &ReservationId, step: &StepRecord, now: DateTime<Utc>) -> Result<(), StoreError> {
@@ -390,18 +297,12 @@ pub trait LifecycleStore: Send + Sync {
     ) -> Result<(), StoreError>;
 
     /// Users whose invite to the reservation's room keeps failing, with the last error.
-    async fn invite_failures(&self, id: &ReservationId, limit: u32) -> Result<Vec<(String, String)>, StoreError>;
+    async fn invite_failures(&self, id: &ReservationId, limit: u32) -> Result<Vec<FailingInvite>, StoreError>;
 }
 
+#[apply(on_both_databases!)]
 #[async_trait]
-impl<D: Dialect> LifecycleStore for SqlStore<D>
-where
-    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
-    for<'q> i64: Encode<'q, D> + Type<D>,
-    for<'q> Option<i64>: Encode<'q, D>,
-    for<'s> &'s str: Encode<'s, D> + Type<D>,
-    for<'s> Option<&'s str>: Encode<'s, D>,
-{
+impl LifecycleStore for SqlStore<D> {
     async fn record_memberships(&self, facts: &[MembershipFact], now: DateTime<Utc>) -> Result<usize, StoreError> {
         if facts.is_empty() {
             return Ok(0);
@@ -421,8 +322,9 @@ where
             if let (Membership::Knock, Some(hash)) = (fact.membership, &fact.knock_claim) {
                 let only_in = ReservationId::parse(&reservation).ok();
                 let outcome =
-                    claim(&mut tx, self.outbox, hash, &fact.user_id, BoundHow::Knock, only_in.as_ref(), now).await?;
-                tracing::info!(room_id = %fact.room_id, user_id = %fact.user_id, outcome = outcome.label(), "claim code in a knock");
+                    claim(&mut tx, &self.outbox, hash, &fact.user_id, BoundHow::Knock, only_in.as_ref(), now).await?;
+                let (room_id, user_id) = (&fact.room_id, &fact.user_id);
+                tracing::info!(%room_id, %user_id, outcome = outcome.label(), "claim code in a knock");
                 metrics::counter!("foyer_claims_total", "how" => "knock", "result" => outcome.label()).increment(1);
             }
             let invited_by = (fact.membership == Membership::Invite).then_some(fact.sender.as_str());
@@ -455,14 +357,14 @@ where
         self.read_lifecycle(id, true).await
     }
 
-    async fn planning(&self, id: &ReservationId) -> Result<(Option<ReservationRecord>, LifecycleState), StoreError> {
+    async fn planning(&self, id: &ReservationId) -> Result<Planning, StoreError> {
         let row = sqlx::query(reservations::RECORD_TO_PLAN).bind(id.as_str()).fetch_optional(&self.pool).await?;
         let record = row.as_ref().map(reservations::record).transpose()?;
-        Ok((record, self.read_lifecycle(id, false).await?))
+        Ok(Planning { record, state: self.read_lifecycle(id, false).await? })
     }
 
-    async fn manages_room(&self, room_id: &str) -> Result<bool, StoreError> {
-        self.exists(MANAGED_ROOM, room_id, None).await
+    async fn manages_room(&self, room_id: &RoomId) -> Result<bool, StoreError> {
+        self.exists(MANAGED_ROOM, room_id.as_str(), None).await
     }
 
     async fn record_step_with_event(
@@ -472,12 +374,97 @@ where
         event: Option<&OutboundEvent>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.write_step(id, step, event, now).await
+        let (rid, at, now) = (id.as_str(), now, to_millis(now));
+        // One transaction: a record of two statements, and its outbound event, are
+        // written whole or not at all.
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        let users_json =
+            |users: &BTreeSet<OwnedUserId>| serde_json::to_string(users).expect("user IDs always serialize");
+        let query = match step {
+            StepRecord::RoomCreated { room_id, hosts, name, topic } => sqlx::query(ROOM_CREATED)
+                .bind(room_id.as_str())
+                .bind(users_json(hosts).as_str())
+                .bind(name.as_str())
+                .bind(topic.as_str())
+                .bind(rid),
+            StepRecord::NameSet(name) => sqlx::query(NAME_SET).bind(name.as_str()).bind(rid),
+            StepRecord::TopicSet(topic) => sqlx::query(TOPIC_SET).bind(topic.as_str()).bind(rid),
+            StepRecord::StreamLinkSet(url) => sqlx::query(STREAM_LINK_SET).bind(url.as_deref()).bind(rid),
+            StepRecord::LiveNoticeSent(at) => sqlx::query(LIVE_NOTICE_SENT).bind(to_millis(*at)).bind(rid),
+            StepRecord::EndedNoticeSent(at) => sqlx::query(ENDED_NOTICE_SENT).bind(to_millis(*at)).bind(rid),
+            StepRecord::ReminderSent(secs) => sqlx::query(D::REMINDER_SENT).bind(*secs as i64).bind(rid),
+            StepRecord::SpaceEnsured { channel_id, space, name } => {
+                sqlx::query(SPACE_ENSURED).bind(channel_id.as_str()).bind(space.as_str()).bind(name.as_str())
+            }
+            StepRecord::SpaceLinked(space) => {
+                sqlx::query(SPACE_LINKED).bind(space.as_ref().map(|s| s.as_str())).bind(rid)
+            }
+            StepRecord::ClosingWarningSent => sqlx::query(CLOSING_WARNING_SENT).bind(rid),
+            StepRecord::HostsApplied(hosts) => sqlx::query(HOSTS_APPLIED).bind(users_json(hosts).as_str()).bind(rid),
+            StepRecord::Member { user_id, membership, invited_by } => sqlx::query(MEMBER)
+                .bind(user_id.as_str())
+                .bind(membership.as_str())
+                .bind(invited_by.as_ref().map(|u| u.as_str()))
+                .bind(now)
+                .bind(rid),
+            StepRecord::Invited { user_id } => {
+                let member = sqlx::query(INVITED_MEMBER).bind(user_id.as_str()).bind(now).bind(rid);
+                member.execute(&mut *tx).await?;
+                sqlx::query(INVITED).bind(rid).bind(user_id.as_str()).bind(now)
+            }
+            StepRecord::InviteFailed { user_id, failure } => sqlx::query(INVITE_FAILED)
+                .bind(rid)
+                .bind(user_id.as_str())
+                .bind(now)
+                .bind(failure.error.as_str())
+                .bind(i64::from(failure.attempts))
+                .bind(to_millis(failure.retry_at)),
+            StepRecord::CreateBegan { by } => sqlx::query(CREATE_BEGAN).bind(by.as_str()).bind(now).bind(rid),
+            StepRecord::InviteForgotten { user_id } => sqlx::query(INVITE_FORGOTTEN).bind(rid).bind(user_id.as_str()),
+            StepRecord::OpeningNoticeSent => sqlx::query(OPENING_NOTICE_SENT).bind(rid),
+            StepRecord::TranscriptNoticeSent => sqlx::query(TRANSCRIPT_NOTICE_SENT).bind(rid),
+            StepRecord::ClosingNoticeSent => sqlx::query(CLOSING_NOTICE_SENT).bind(rid),
+            StepRecord::Archived => {
+                // The show is over: its holders' emails are no longer needed.
+                sqlx::query(FORGET_EMAILS).bind(rid).execute(&mut *tx).await?;
+                sqlx::query(ARCHIVED).bind(now).bind(rid)
+            }
+            StepRecord::TranscriptMade { messages } => {
+                sqlx::query(TRANSCRIPT_MADE).bind(*messages as i64).bind(now).bind(rid)
+            }
+            StepRecord::TranscriptFailed { at, error } => {
+                sqlx::query(TRANSCRIPT_FAILED).bind(to_millis(*at)).bind(error.as_str()).bind(rid)
+            }
+        };
+        query.execute(&mut *tx).await?;
+        let mut wrote = false;
+        if let Some(event) = event {
+            write_event::<D>(&mut *tx, &self.outbox, event, now).await?;
+            wrote = self.outbox.writes();
+        }
+        // The platform hears, once per ticket and error, which tickets cannot be used.
+        if let (Some(user_id), Outbound::Write(_)) = (OutboundEvent::holder_of_step(step), &self.outbox) {
+            let tickets = sqlx::query(TICKETS_OF_USER).bind(rid).bind(user_id.as_str()).fetch_all(&mut *tx).await?;
+            for row in &tickets {
+                let ticket = row.text("ticket_id")?;
+                if let Some(event) = OutboundEvent::for_ticket(id, step, &ticket, at) {
+                    write_event::<D>(&mut *tx, &self.outbox, &event, now).await?;
+                    wrote = true;
+                }
+            }
+        }
+        tx.commit().await?;
+        self.outbox.wake_sender(wrote);
+        Ok(())
     }
 
-    async fn invite_failures(&self, id: &ReservationId, limit: u32) -> Result<Vec<(String, String)>, StoreError> {
+    async fn invite_failures(&self, id: &ReservationId, limit: u32) -> Result<Vec<FailingInvite>, StoreError> {
         let query = sqlx::query(INVITE_FAILURES).bind(id.as_str()).bind(i64::from(limit));
         let found = query.fetch_all(&self.pool).await?;
-        found.iter().map(|row| Ok((row.text("user_id")?, row.text("failure")?))).collect()
+        let failing = |row: &<D as sqlx::Database>::Row| {
+            let user_id = parsed(row, "user_id", |u: &str| UserId::parse(u))?;
+            Ok(FailingInvite { user_id, error: row.text("failure")? })
+        };
+        found.iter().map(failing).collect()
     }
 }

@@ -10,9 +10,10 @@
 //! only, in the migrating transaction before anything is applied.
 
 use chrono::Utc;
-use sqlx::{Encode, Executor, Pool, Type};
+use macro_rules_attribute::apply;
+use sqlx::Pool;
 
-use super::{StoreError, dialect::Dialect, rows::Read, to_millis};
+use super::{StoreError, dialect::on_both_databases, rows::Read, to_millis};
 use crate::config::DatabaseKind;
 
 /// One version: its file's name and its SQL on each database.
@@ -108,11 +109,8 @@ fn renumbered(former: &[(i64, i64)]) -> Vec<(i64, i64)> {
 /// advisory lock: instances starting together migrate one after the other), renumbering a
 /// PostgreSQL database on the former numbering first. Refuses, changing nothing, a
 /// database that a newer Foyer migrated or whose versions match neither numbering.
-pub(super) async fn migrate<D: Dialect>(pool: &Pool<D>) -> Result<(), StoreError>
-where
-    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
-    for<'q> i64: Encode<'q, D> + Type<D>,
-{
+#[apply(on_both_databases!)]
+pub(super) async fn migrate(pool: &Pool<D>) -> Result<(), StoreError> {
     let open_err = |e: sqlx::Error| StoreError::Open(format!("migrating: {e}"));
     let mut tx = pool.begin_with(D::BEGIN_WRITE).await.map_err(open_err)?;
     if let Some(first) = D::BEFORE_MIGRATING {

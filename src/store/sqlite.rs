@@ -72,7 +72,7 @@ impl Dialect for Sqlite {
         receipt: &Receipt<'_>,
         event: &WebhookEvent,
     ) -> Result<Outcome, StoreError> {
-        intake::queue(&store.own.intake, receipt, event, store.outbox).await
+        intake::queue(&store.own.intake, receipt, event, store.outbox.clone()).await
     }
 
     /// One writer at a time (`BEGIN IMMEDIATE`): the due rows it reads are its own to lease.

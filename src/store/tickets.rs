@@ -4,17 +4,17 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use macro_rules_attribute::apply;
 use ruma::UserId;
-use sqlx::{Encode, Executor, Type};
 
 use super::{
-    ClaimHasher, Outbound, StoreError, TicketRow,
-    dialect::{Dialect, SqlStore},
+    ClaimHasher, Outbound, RenewedClaim, StoreError, TicketRow,
+    dialect::{SqlStore, on_both_databases},
     outbox::write_event,
-    rows::Read,
+    rows::{Read, opt_parsed, parsed},
     sql, to_millis,
 };
-use crate::model::{BoundHow, ClaimOutcome, ClaimStatus, Email, ReservationId};
+use crate::model::{BoundHow, ClaimOutcome, ClaimStatus, Email, ReservationId, TicketId};
 use crate::outbox::OutboundEvent;
 
 /// The addresses of tickets whose reservation has not come since `$1`, erased with
@@ -62,6 +62,14 @@ const CLAIM_HASHES: &str = "SELECT reservation_id, ticket_id, claim_hash, holder
 const SET_CLAIM_HASH: &str =
     "UPDATE tickets SET claim_hash = $1, holder_digest = $2 WHERE reservation_id = $3 AND ticket_id = $4";
 
+/// An email ticket due a lookup on the homeserver ([`TicketStore::lookups_due`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupDue {
+    pub reservation_id: ReservationId,
+    pub ticket_id: TicketId,
+    pub email: Email,
+}
+
 /// Tickets and their claims: claim codes, lookups of email holders, pages of tickets.
 #[async_trait]
 pub trait TicketStore: Send + Sync {
@@ -88,13 +96,8 @@ pub trait TicketStore: Send + Sync {
     async fn renew_claim_hashes(&self, fingerprint: &str, hash: &ClaimHasher) -> Result<u64, StoreError>;
 
     /// Email tickets due a lookup on the homeserver (see `lifecycle::lookups`): never
-    /// looked up, or not since `before` while their room is open. `(reservation, ticket,
-    /// email)`, at most `limit`.
-    async fn lookups_due(
-        &self,
-        before: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<(ReservationId, String, Email)>, StoreError>;
+    /// looked up, or not since `before` while their room is open, at most `limit`.
+    async fn lookups_due(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<LookupDue>, StoreError>;
 
     /// The homeserver was asked about this ticket's email now; `found` is the user who
     /// has it bound, whom the ticket is then bound to (its email forgotten, its
@@ -102,7 +105,7 @@ pub trait TicketStore: Send + Sync {
     async fn looked_up(
         &self,
         reservation: &ReservationId,
-        ticket: &str,
+        ticket: &TicketId,
         found: Option<&UserId>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
@@ -115,15 +118,9 @@ pub trait TicketStore: Send + Sync {
     async fn tickets(&self, id: &ReservationId, after: &str, limit: u32) -> Result<Vec<TicketRow>, StoreError>;
 }
 
+#[apply(on_both_databases!)]
 #[async_trait]
-impl<D: Dialect> TicketStore for SqlStore<D>
-where
-    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
-    for<'q> i64: Encode<'q, D> + Type<D>,
-    for<'q> Option<i64>: Encode<'q, D>,
-    for<'s> &'s str: Encode<'s, D> + Type<D>,
-    for<'s> Option<&'s str>: Encode<'s, D>,
-{
+impl TicketStore for SqlStore<D> {
     async fn forget_orphan_emails(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let done = sqlx::query(FORGET_ORPHANS).bind(to_millis(before)).execute(&self.pool).await?;
         Ok(D::rows_affected(&done))
@@ -138,9 +135,9 @@ where
         now: DateTime<Utc>,
     ) -> Result<ClaimOutcome, StoreError> {
         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
-        let outcome = claim(&mut tx, self.outbox, claim_hash, user, how, only_in, to_millis(now)).await?;
+        let outcome = claim(&mut tx, &self.outbox, claim_hash, user, how, only_in, to_millis(now)).await?;
         tx.commit().await?;
-        self.wake_sender(matches!(outcome, ClaimOutcome::Claimed { .. }));
+        self.outbox.wake_sender(matches!(outcome, ClaimOutcome::Claimed { .. }));
         Ok(outcome)
     }
 
@@ -165,10 +162,18 @@ where
             let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
             for row in &page {
                 let (reservation, ticket) = (row.text("reservation_id")?, row.text("ticket_id")?);
-                let (generation, email) = (row.int("holder_generation")?, row.opt_text("email")?);
-                let Some(new) = hash(&reservation, &ticket, generation, email.as_deref()) else { continue };
-                if new != (row.opt_text("claim_hash")?, row.opt_text("holder_digest")?) {
-                    let query = sqlx::query(SET_CLAIM_HASH).bind(new.0.as_deref()).bind(new.1.as_deref());
+                // Ids that do not parse are left as they are; an address that does not
+                // has no digest.
+                let (Ok(reservation_id), Ok(ticket_id)) =
+                    (ReservationId::parse(&reservation), TicketId::parse(&ticket))
+                else {
+                    continue;
+                };
+                let email = row.opt_text("email")?.and_then(|e| Email::parse(&e).ok());
+                let new = hash(&reservation_id, &ticket_id, row.int("holder_generation")?, email.as_ref());
+                let stored = RenewedClaim { hash: row.opt_text("claim_hash")?, digest: row.opt_text("holder_digest")? };
+                if new != stored {
+                    let query = sqlx::query(SET_CLAIM_HASH).bind(new.hash.as_deref()).bind(new.digest.as_deref());
                     query.bind(reservation.as_str()).bind(ticket.as_str()).execute(&mut *tx).await?;
                     renewed += 1;
                 }
@@ -179,11 +184,7 @@ where
         Ok(renewed)
     }
 
-    async fn lookups_due(
-        &self,
-        before: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<(ReservationId, String, Email)>, StoreError> {
+    async fn lookups_due(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<LookupDue>, StoreError> {
         let query = sqlx::query(LOOKUPS_DUE).bind(to_millis(before)).bind(i64::from(limit));
         let rows = query.fetch_all(&self.pool).await?;
         let mut due = Vec::with_capacity(rows.len());
@@ -191,11 +192,15 @@ where
             let reservation = row.text("reservation_id")?;
             // What was checked on the way in reads back; a row that does not is skipped
             // (and never named: it holds an address).
-            let (Ok(id), Ok(email)) = (ReservationId::parse(&reservation), Email::parse(&row.text("email")?)) else {
+            let (Ok(reservation_id), Ok(ticket_id), Ok(email)) = (
+                ReservationId::parse(&reservation),
+                TicketId::parse(&row.text("ticket_id")?),
+                Email::parse(&row.text("email")?),
+            ) else {
                 tracing::warn!(reservation_id = %reservation, "an email ticket does not read back; not looked up");
                 continue;
             };
-            due.push((id, row.text("ticket_id")?, email));
+            due.push(LookupDue { reservation_id, ticket_id, email });
         }
         Ok(due)
     }
@@ -203,25 +208,25 @@ where
     async fn looked_up(
         &self,
         reservation: &ReservationId,
-        ticket: &str,
+        ticket: &TicketId,
         found: Option<&UserId>,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let (rid, now) = (reservation.as_str(), to_millis(at));
         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
-        sqlx::query(LOOKED_UP).bind(now).bind(rid).bind(ticket).execute(&mut *tx).await?;
+        sqlx::query(LOOKED_UP).bind(now).bind(rid).bind(ticket.as_str()).execute(&mut *tx).await?;
         let mut bound = false;
         if let Some(user) = found {
             let query = sqlx::query(BIND_TICKET).bind(user.as_str()).bind(BoundHow::Lookup.as_str()).bind(now);
-            bound = D::rows_affected(&query.bind(rid).bind(ticket).execute(&mut *tx).await?) > 0;
+            bound = D::rows_affected(&query.bind(rid).bind(ticket.as_str()).execute(&mut *tx).await?) > 0;
             if bound {
                 sqlx::query(sql::FACTS_ARRIVED).bind(rid).bind(now).execute(&mut *tx).await?;
-                let event = OutboundEvent::ticket_claimed(reservation, ticket, user, BoundHow::Lookup, at);
-                write_event::<D>(&mut *tx, self.outbox, &event, now).await?;
+                let event = OutboundEvent::ticket_claimed(reservation, ticket.as_str(), user, BoundHow::Lookup, at);
+                write_event::<D>(&mut *tx, &self.outbox, &event, now).await?;
             }
         }
         tx.commit().await?;
-        self.wake_sender(bound);
+        self.outbox.wake_sender(bound);
         Ok(bound)
     }
 
@@ -233,9 +238,9 @@ where
             return Ok(None);
         }
         Ok(Some(ClaimStatus {
-            reservation_id: row.text("reservation_id")?,
-            ticket_id: row.text("ticket_id")?,
-            holder: row.opt_text("user_id")?,
+            reservation_id: parsed(&row, "reservation_id", ReservationId::parse)?,
+            ticket_id: parsed(&row, "ticket_id", TicketId::parse)?,
+            holder: opt_parsed(&row, "user_id", |s: &str| UserId::parse(s))?,
         }))
     }
 
@@ -247,31 +252,28 @@ where
 
 /// A claim inside a write transaction: the ticket a code names is bound to `user` if it
 /// may be, and its reservation made due.
-pub(super) async fn claim<D: Dialect>(
+#[apply(on_both_databases!)]
+pub(super) async fn claim(
     tx: &mut sqlx::Transaction<'_, D>,
-    outbox: Outbound,
+    outbox: &Outbound,
     claim_hash: &str,
     user: &UserId,
     how: BoundHow,
     only_in: Option<&ReservationId>,
     now: i64,
-) -> Result<ClaimOutcome, StoreError>
-where
-    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
-    for<'q> i64: Encode<'q, D> + Type<D>,
-    for<'q> Option<i64>: Encode<'q, D>,
-    for<'s> &'s str: Encode<'s, D> + Type<D>,
-    for<'s> Option<&'s str>: Encode<'s, D>,
-{
+) -> Result<ClaimOutcome, StoreError> {
     let Some(row) = sqlx::query(CLAIMABLE).bind(claim_hash).fetch_optional(&mut **tx).await? else {
         return Ok(ClaimOutcome::Unusable);
     };
-    let (reservation_id, ticket_id) = (row.text("reservation_id")?, row.text("ticket_id")?);
-    if row.flag("revoked")? || row.flag("archived")? || only_in.is_some_and(|id| id.as_str() != reservation_id) {
+    let reservation_id = parsed(&row, "reservation_id", ReservationId::parse)?;
+    let ticket_id = parsed(&row, "ticket_id", TicketId::parse)?;
+    if row.flag("revoked")? || row.flag("archived")? || only_in.is_some_and(|id| *id != reservation_id) {
         return Ok(ClaimOutcome::Unusable);
     }
     match row.opt_text("user_id")? {
-        Some(holder) if holder == user.as_str() => return Ok(ClaimOutcome::AlreadyYours { reservation_id, ticket_id }),
+        Some(holder) if holder == user.as_str() => {
+            return Ok(ClaimOutcome::AlreadyYours { reservation_id, ticket_id });
+        }
         Some(_) => return Ok(ClaimOutcome::TakenByOther),
         None => {}
     }
@@ -288,8 +290,9 @@ where
         return Ok(ClaimOutcome::TakenByOther);
     }
     sqlx::query(sql::FACTS_ARRIVED).bind(reservation_id.as_str()).bind(now).execute(&mut **tx).await?;
-    if let (Outbound::Write, Ok(id)) = (outbox, ReservationId::parse(&reservation_id)) {
-        let event = OutboundEvent::ticket_claimed(&id, &ticket_id, user, how, super::from_millis(now)?);
+    if outbox.writes() {
+        let event =
+            OutboundEvent::ticket_claimed(&reservation_id, ticket_id.as_str(), user, how, super::from_millis(now)?);
         write_event::<D>(&mut **tx, outbox, &event, now).await?;
     }
     Ok(ClaimOutcome::Claimed { reservation_id, ticket_id })

@@ -8,12 +8,13 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use macro_rules_attribute::apply;
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
-use sqlx::{AssertSqlSafe, Encode, Executor, Type};
+use sqlx::AssertSqlSafe;
 
 use super::{
     StoreError,
-    dialect::{Dialect, SqlStore},
+    dialect::{SqlStore, on_both_databases},
     from_millis,
     rows::{Read, corrupt},
     to_millis,
@@ -46,125 +47,19 @@ const PRUNE_LINES: &str = "DELETE FROM transcript_lines WHERE reservation_id IN 
         SELECT reservation_id FROM transcripts WHERE made_at < $1
         UNION SELECT reservation_id FROM lifecycle WHERE archived_at < $1)";
 const PRUNE: &str = "DELETE FROM transcripts WHERE made_at < $1";
-/// SQLite: the connection's memory map, its size and off (see `read_transcript_lines`).
+/// SQLite: the connection's memory map, its size and off (see `transcript_lines`).
 const MAP_SIZE: &str = "PRAGMA mmap_size";
 const MAP_OFF: &str = "PRAGMA mmap_size = 0";
 
-impl<D: Dialect> SqlStore<D>
-where
-    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
-    for<'q> i64: Encode<'q, D> + Type<D>,
-    for<'q> Option<i64>: Encode<'q, D>,
-    for<'s> &'s str: Encode<'s, D> + Type<D>,
-    for<'s> Option<&'s str>: Encode<'s, D>,
-{
-    /// [`TranscriptStore::clear_transcript`].
-    pub(super) async fn clear_transcript_lines(&self, id: &ReservationId) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
-        sqlx::query(CLEAR).bind(id.as_str()).execute(&mut *tx).await?;
-        Ok(tx.commit().await?)
-    }
-
-    /// [`TranscriptStore::write_transcript`]: one page, in order, in one transaction.
-    pub(super) async fn write_transcript_page(
-        &self,
-        id: &ReservationId,
-        entries: &[TranscriptEntry],
-    ) -> Result<(), StoreError> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
-        for entry in entries {
-            let query = match entry {
-                TranscriptEntry::Line(line) => sqlx::query(LINE)
-                    .bind(id.as_str())
-                    .bind(line.seq as i64)
-                    .bind(line.event_id.as_str())
-                    .bind(line.sender.as_str())
-                    .bind(line.display_name.as_deref())
-                    .bind(to_millis(line.sent_at))
-                    .bind(line.body.as_str())
-                    .bind(i64::from(line.notice)),
-                TranscriptEntry::Edit { event_id, sender, body } => sqlx::query(EDIT)
-                    .bind(body.as_str())
-                    .bind(id.as_str())
-                    .bind(event_id.as_str())
-                    .bind(sender.as_str()),
-            };
-            query.execute(&mut *tx).await?;
-        }
-        Ok(tx.commit().await?)
-    }
-
-    /// [`TranscriptStore::transcript`].
-    pub(super) async fn read_transcript(&self, id: &ReservationId) -> Result<Option<Transcript>, StoreError> {
-        let Some(row) = sqlx::query(MADE).bind(id.as_str()).fetch_optional(&self.pool).await? else {
-            return Ok(None);
-        };
-        let room_id = OwnedRoomId::try_from(row.text("room_id")?).map_err(|e| corrupt("transcript room_id", e))?;
-        let messages = u64::try_from(row.int("messages")?).map_err(|e| corrupt("transcript messages", e))?;
-        Ok(Some(Transcript { room_id, messages, made_at: from_millis(row.int("made_at")?)? }))
-    }
-
-    /// [`TranscriptStore::transcript_lines`].
-    /// On SQLite, with the connection's memory map off: the database is read through a
-    /// map (`store/sqlite.rs`), and every page a transcript's GET reads through it would
-    /// stay in Foyer's resident memory, as much as the transcript (32 MiB at its cap).
-    /// Read through SQLite's page cache instead, a GET's resident memory is what it
-    /// holds: a page of lines and a part of the body. The connection's map is put back
-    /// for its next user (or, if that fails, the connection is closed).
-    pub(super) async fn read_transcript_lines(
-        &self,
-        id: &ReservationId,
-        after: Option<u64>,
-        max_lines: u32,
-        max_bytes: u64,
-    ) -> Result<Vec<TranscriptLine>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        let mapped = match D::KIND {
-            DatabaseKind::Sqlite => {
-                let size = sqlx::query(MAP_SIZE).fetch_one(&mut *conn).await?.int("mmap_size")?;
-                sqlx::query(MAP_OFF).execute(&mut *conn).await?;
-                Some(size)
-            }
-            DatabaseKind::Postgres => None,
-        };
-        let page = read_page::<D>(&mut conn, id, after, max_lines, max_bytes).await;
-        if let Some(size) = mapped {
-            let restore = sqlx::query(AssertSqlSafe(format!("PRAGMA mmap_size = {size}")));
-            if let Err(e) = restore.execute(&mut *conn).await {
-                tracing::warn!(error = %e, "a connection whose memory map could not be restored is closed");
-                conn.close_on_drop();
-            }
-        }
-        page
-    }
-
-    /// [`TranscriptStore::prune_transcripts`].
-    pub(super) async fn delete_transcripts(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let before = to_millis(before);
-        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
-        sqlx::query(PRUNE_LINES).bind(before).execute(&mut *tx).await?;
-        let done = sqlx::query(PRUNE).bind(before).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(D::rows_affected(&done))
-    }
-}
-
 /// A page of lines on `conn`: their sizes first, then the lines that fit.
-async fn read_page<D: Dialect>(
+#[apply(on_both_databases!)]
+async fn read_page(
     conn: &mut D::Connection,
     id: &ReservationId,
     after: Option<u64>,
     max_lines: u32,
     max_bytes: u64,
-) -> Result<Vec<TranscriptLine>, StoreError>
-where
-    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
-    for<'q> i64: Encode<'q, D> + Type<D>,
-    for<'s> &'s str: Encode<'s, D> + Type<D>,
-{
+) -> Result<Vec<TranscriptLine>, StoreError> {
     let after = after.map_or(-1, |seq| seq as i64);
     let sizes = sqlx::query(SIZES).bind(id.as_str()).bind(after).bind(i64::from(max_lines));
     let (mut through, mut bytes) = (None, 0u64);
@@ -227,27 +122,57 @@ pub trait TranscriptStore: Send + Sync {
     async fn prune_transcripts(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
+#[apply(on_both_databases!)]
 #[async_trait]
-impl<D: Dialect> TranscriptStore for SqlStore<D>
-where
-    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
-    for<'q> i64: Encode<'q, D> + Type<D>,
-    for<'q> Option<i64>: Encode<'q, D>,
-    for<'s> &'s str: Encode<'s, D> + Type<D>,
-    for<'s> Option<&'s str>: Encode<'s, D>,
-{
+impl TranscriptStore for SqlStore<D> {
     async fn clear_transcript(&self, id: &ReservationId) -> Result<(), StoreError> {
-        self.clear_transcript_lines(id).await
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        sqlx::query(CLEAR).bind(id.as_str()).execute(&mut *tx).await?;
+        Ok(tx.commit().await?)
     }
 
     async fn write_transcript(&self, id: &ReservationId, entries: &[TranscriptEntry]) -> Result<(), StoreError> {
-        self.write_transcript_page(id, entries).await
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        for entry in entries {
+            let query = match entry {
+                TranscriptEntry::Line(line) => sqlx::query(LINE)
+                    .bind(id.as_str())
+                    .bind(line.seq as i64)
+                    .bind(line.event_id.as_str())
+                    .bind(line.sender.as_str())
+                    .bind(line.display_name.as_deref())
+                    .bind(to_millis(line.sent_at))
+                    .bind(line.body.as_str())
+                    .bind(i64::from(line.notice)),
+                TranscriptEntry::Edit { event_id, sender, body } => sqlx::query(EDIT)
+                    .bind(body.as_str())
+                    .bind(id.as_str())
+                    .bind(event_id.as_str())
+                    .bind(sender.as_str()),
+            };
+            query.execute(&mut *tx).await?;
+        }
+        Ok(tx.commit().await?)
     }
 
     async fn transcript(&self, id: &ReservationId) -> Result<Option<Transcript>, StoreError> {
-        self.read_transcript(id).await
+        let Some(row) = sqlx::query(MADE).bind(id.as_str()).fetch_optional(&self.pool).await? else {
+            return Ok(None);
+        };
+        let room_id = OwnedRoomId::try_from(row.text("room_id")?).map_err(|e| corrupt("transcript room_id", e))?;
+        let messages = u64::try_from(row.int("messages")?).map_err(|e| corrupt("transcript messages", e))?;
+        Ok(Some(Transcript { room_id, messages, made_at: from_millis(row.int("made_at")?)? }))
     }
 
+    /// On SQLite, with the connection's memory map off: the database is read through a
+    /// map (`store/sqlite.rs`), and every page a transcript's GET reads through it would
+    /// stay in Foyer's resident memory, as much as the transcript (32 MiB at its cap).
+    /// Read through SQLite's page cache instead, a GET's resident memory is what it
+    /// holds: a page of lines and a part of the body. The connection's map is put back
+    /// for its next user (or, if that fails, the connection is closed).
     async fn transcript_lines(
         &self,
         id: &ReservationId,
@@ -255,11 +180,33 @@ where
         max_lines: u32,
         max_bytes: u64,
     ) -> Result<Vec<TranscriptLine>, StoreError> {
-        self.read_transcript_lines(id, after, max_lines, max_bytes).await
+        let mut conn = self.pool.acquire().await?;
+        let mapped = match D::KIND {
+            DatabaseKind::Sqlite => {
+                let size = sqlx::query(MAP_SIZE).fetch_one(&mut *conn).await?.int("mmap_size")?;
+                sqlx::query(MAP_OFF).execute(&mut *conn).await?;
+                Some(size)
+            }
+            DatabaseKind::Postgres => None,
+        };
+        let page = read_page::<D>(&mut conn, id, after, max_lines, max_bytes).await;
+        if let Some(size) = mapped {
+            let restore = sqlx::query(AssertSqlSafe(format!("PRAGMA mmap_size = {size}")));
+            if let Err(e) = restore.execute(&mut *conn).await {
+                tracing::warn!(error = %e, "a connection whose memory map could not be restored is closed");
+                conn.close_on_drop();
+            }
+        }
+        page
     }
 
     async fn prune_transcripts(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        self.delete_transcripts(before).await
+        let before = to_millis(before);
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        sqlx::query(PRUNE_LINES).bind(before).execute(&mut *tx).await?;
+        let done = sqlx::query(PRUNE).bind(before).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(D::rows_affected(&done))
     }
 }
 

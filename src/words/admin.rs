@@ -7,7 +7,7 @@ use super::{Answer, code_spans, human_time, relative};
 use crate::{
     config::Config,
     html::escape,
-    model::{ReservationId, ReservationRecord, naming},
+    model::{FailingInvite, ReservationId, ReservationRecord, naming},
     outbox::OutboxReport,
     schedule::{self, Phase},
 };
@@ -136,7 +136,7 @@ pub fn list(only: Option<Phase>, total: usize, lines: &[(String, String)]) -> An
 
 /// `show`'s answer: one reservation in full, with the holders who cannot be invited
 /// (`failures`: user and error).
-pub fn show(config: &Config, record: &ReservationRecord, failures: &[(String, String)], now: DateTime<Utc>) -> Answer {
+pub fn show(config: &Config, record: &ReservationRecord, failures: &[FailingInvite], now: DateTime<Utc>) -> Answer {
     let r = &record.reservation;
     let (times, status) = schedule::at(record, &config.rooms, now);
     let alias = config.room_alias(&r.id);
@@ -159,7 +159,7 @@ pub fn show(config: &Config, record: &ReservationRecord, failures: &[(String, St
             if failures.is_empty() {
                 "nobody".to_owned()
             } else {
-                failures.iter().map(|(user, error)| format!("{user} ({error})")).collect::<Vec<_>>().join("; ")
+                failures.iter().map(|f| format!("{} ({})", f.user_id, f.error)).collect::<Vec<_>>().join("; ")
             },
         ),
         (

@@ -8,7 +8,7 @@ use super::{human_time, relative};
 use crate::{
     config::Config,
     html::{document, document_start, escape},
-    model::{ReservationId, ReservationRecord, naming},
+    model::{FailingInvite, ReservationId, ReservationRecord, naming},
     outbox::OutboxReport,
     schedule::{self, Phase},
 };
@@ -18,7 +18,7 @@ pub struct Row<'a> {
     pub record: &'a ReservationRecord,
     pub phase: Phase,
     /// Holders whose invite keeps failing, with the last error.
-    pub cannot_invite: &'a [(String, String)],
+    pub cannot_invite: &'a [FailingInvite],
 }
 
 /// Failing reservations: how many there are, and the first of them in full.
@@ -219,7 +219,7 @@ fn table_row(config: &Config, row: &Row, now: DateTime<Utc>) -> String {
         let names: Vec<String> = row
             .cannot_invite
             .iter()
-            .map(|(user, why)| format!("<code>{}</code> ({})", escape(user), escape(why)))
+            .map(|f| format!("<code>{}</code> ({})", escape(f.user_id.as_str()), escape(&f.error)))
             .collect();
         tickets.push_str(&format!(
             "<br><span class=error>{} cannot be invited: {}</span>",

@@ -12,7 +12,7 @@ use foyer::{
         Revision, RoomState, SessionId, StepRecord, StreamKey, Ticket, Title, WebhookEvent,
     },
     secret::Secret,
-    store::{self, AdminAction, MembershipFact, Outbound, Outcome, Receipt, Store, StoreError},
+    store::{self, AdminAction, Counts, MembershipFact, Outbound, Outcome, Receipt, Store, StoreError},
 };
 use proptest::{prelude::*, strategy::ValueTree as _, test_runner::TestRunner};
 use ruma::{OwnedRoomId, OwnedUserId};
@@ -25,7 +25,7 @@ where
     F: Fn(std::sync::Arc<dyn Store>, &'static str) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    each_backend_with(Outbound::Write, check).await
+    each_backend_with(Outbound::write(), check).await
 }
 
 async fn each_backend_with<F, Fut>(outbox: Outbound, check: F)
@@ -40,7 +40,7 @@ where
         max_connections: None,
         acquire_timeout: Duration::from_secs(10),
     };
-    check(store::open(&sqlite, outbox).await.expect("sqlite store"), "sqlite").await;
+    check(store::open(&sqlite, outbox.clone()).await.expect("sqlite store"), "sqlite").await;
     let postgres = DatabaseConfig {
         url: Secret::new(fresh_postgres_database().await),
         kind: DatabaseKind::Postgres,
@@ -52,6 +52,10 @@ where
 
 fn jazz() -> ReservationId {
     ReservationId::parse("jazz").unwrap()
+}
+
+fn ticket_id(id: &str) -> ExternalId {
+    ExternalId::parse(id).unwrap()
 }
 
 fn alice() -> OwnedUserId {
@@ -98,11 +102,11 @@ async fn webhook_ids_and_revisions_decide_what_is_applied() {
         store.record_webhook(&receipt("d"), &revoke).await.unwrap();
         let state = store.lifecycle_state(&jazz()).await.unwrap();
         assert!(state.audience.holders.is_empty() && state.audience.revoked.contains(&alice()), "{backend}");
-        let page = store.reservations_after(None, 10).await.unwrap();
+        let page = store.reservations_after(None, 10, Counts::Counted).await.unwrap();
         assert_eq!(page.len(), 1, "{backend}");
         assert_eq!(page[0].tickets.revoked, 1, "{backend}");
         // The walk for phases carries the same facts without the counts.
-        let light = store.schedules_after(None, 10).await.unwrap();
+        let light = store.reservations_after(None, 10, Counts::Zero).await.unwrap();
         assert_eq!(light.len(), 1, "{backend}");
         assert_eq!((light[0].tickets.revoked, light[0].members.invited), (0, 0), "{backend}");
         assert_eq!(light[0].reservation, page[0].reservation, "{backend}");
@@ -262,7 +266,7 @@ async fn planning_reads_neither_counts_nor_the_audience_before_the_room_exists()
             .unwrap();
         let full = store.lifecycle_state(&jazz()).await.unwrap();
         assert_eq!(full.audience.holders, [alice()].into(), "{backend}");
-        let (record, before) = store.planning(&jazz()).await.unwrap();
+        let store::Planning { record, state: before } = store.planning(&jazz()).await.unwrap();
         assert!(before.audience.holders.is_empty(), "{backend}: no room, no audience read");
         assert_eq!(before.room, full.room, "{backend}: the rest is the same");
         let mut counted = store.reservation(&jazz()).await.unwrap().unwrap();
@@ -273,7 +277,7 @@ async fn planning_reads_neither_counts_nor_the_audience_before_the_room_exists()
         let created =
             StepRecord::RoomCreated { room_id: room, hosts: [].into(), name: "Jazz 1".into(), topic: "t".into() };
         store.record_step(&jazz(), &created, Utc::now()).await.unwrap();
-        let (_, after) = store.planning(&jazz()).await.unwrap();
+        let after = store.planning(&jazz()).await.unwrap().state;
         assert_eq!(after, store.lifecycle_state(&jazz()).await.unwrap(), "{backend}: with a room, everything");
         assert_eq!(after.audience.holders, [alice()].into(), "{backend}");
     })
@@ -286,7 +290,7 @@ async fn steps_and_membership_facts_are_recorded_once() {
         store.record_webhook(&receipt("a"), &upsert(1)).await.unwrap();
         let room = OwnedRoomId::try_from("!room:example.org").unwrap();
         let now = Utc::now();
-        assert!(!store.manages_room(room.as_str()).await.unwrap(), "{backend}: not yet");
+        assert!(!store.manages_room(&room).await.unwrap(), "{backend}: not yet");
         let created = StepRecord::RoomCreated {
             room_id: room.clone(),
             hosts: [alice()].into(),
@@ -308,8 +312,11 @@ async fn steps_and_membership_facts_are_recorded_once() {
         }
         let state = store.lifecycle_state(&jazz()).await.unwrap().room;
         assert_eq!(state.room_id.as_ref(), Some(&room), "{backend}");
-        assert!(store.manages_room(room.as_str()).await.unwrap(), "{backend}: its room");
-        assert!(!store.manages_room("!other:example.org").await.unwrap(), "{backend}: a foreign room");
+        assert!(store.manages_room(&room).await.unwrap(), "{backend}: its room");
+        assert!(
+            !store.manages_room(&OwnedRoomId::try_from("!other:example.org").unwrap()).await.unwrap(),
+            "{backend}: a foreign room"
+        );
         assert!(state.invited.contains(&alice()) && state.opening_notice_sent, "{backend}");
         assert_eq!(state.reminders_sent, [60, 600].into(), "{backend}");
         assert_eq!(state.live_notice_for.map(|t| t.timestamp_millis()), Some(now.timestamp_millis()), "{backend}");
@@ -595,7 +602,11 @@ async fn each_holder_has_their_own_invite_outcome_and_backoff() {
         assert_eq!(view, [("t-1", false), ("t-2", true), ("t-3", false)], "{backend}");
         assert_eq!(store.tickets(&jazz(), "t-1", 1).await.unwrap()[0].ticket_id, "t-2", "{backend}: paged");
         let failures = store.invite_failures(&jazz(), 10).await.unwrap();
-        assert_eq!(failures, [(bob.to_string(), first.error.clone())], "{backend}");
+        assert_eq!(
+            failures,
+            [foyer::model::FailingInvite { user_id: bob.clone(), error: first.error.clone() }],
+            "{backend}"
+        );
 
         // Failing again backs off further; a success clears the failure.
         let second = InviteFailure::after(Some(&first), "502 again".into(), now);
@@ -707,21 +718,38 @@ async fn direct_chats_are_known_by_room_and_counted_per_user_and_in_all() {
     each_backend(|store, backend| async move {
         let bob = OwnedUserId::try_from("@bob:example.org").unwrap();
         let now = Utc::now();
-        assert_eq!(store.direct_chat_counts(&alice()).await.unwrap(), (0, 0), "{backend}");
-        assert_eq!(store.direct_chat_opener("!a1:example.org").await.unwrap(), None, "{backend}");
-        store.direct_chat_active("!a1:example.org", &alice(), now - Span::minutes(2)).await.unwrap();
-        store.direct_chat_active("!a2:example.org", &alice(), now - Span::minutes(1)).await.unwrap();
-        store.direct_chat_active("!b1:example.org", &bob, now).await.unwrap();
-        assert_eq!(store.direct_chat_counts(&alice()).await.unwrap(), (2, 3), "{backend}");
-        assert_eq!(store.direct_chat_counts(&bob).await.unwrap(), (1, 3), "{backend}");
-        let opener = store.direct_chat_opener("!a2:example.org").await.unwrap();
-        assert_eq!(opener.as_deref(), Some(alice().as_str()), "{backend}");
+        let room = |id: &str| OwnedRoomId::try_from(id).unwrap();
+        assert_eq!(
+            store.direct_chat_counts(&alice()).await.unwrap(),
+            store::DirectChatCounts { of_user: 0, open: 0 },
+            "{backend}"
+        );
+        assert_eq!(store.direct_chat_opener(&room("!a1:example.org")).await.unwrap(), None, "{backend}");
+        store.direct_chat_active(&room("!a1:example.org"), &alice(), now - Span::minutes(2)).await.unwrap();
+        store.direct_chat_active(&room("!a2:example.org"), &alice(), now - Span::minutes(1)).await.unwrap();
+        store.direct_chat_active(&room("!b1:example.org"), &bob, now).await.unwrap();
+        assert_eq!(
+            store.direct_chat_counts(&alice()).await.unwrap(),
+            store::DirectChatCounts { of_user: 2, open: 3 },
+            "{backend}"
+        );
+        assert_eq!(
+            store.direct_chat_counts(&bob).await.unwrap(),
+            store::DirectChatCounts { of_user: 1, open: 3 },
+            "{backend}"
+        );
+        let opener = store.direct_chat_opener(&room("!a2:example.org")).await.unwrap();
+        assert_eq!(opener, Some(alice()), "{backend}");
         // The longest idle first, whatever the bound.
         let far = now + Span::days(36_500);
-        assert_eq!(store.idle_direct_chats(far, 1).await.unwrap(), ["!a1:example.org"], "{backend}");
-        store.forget_direct_chat("!a1:example.org").await.unwrap();
-        assert_eq!(store.direct_chat_counts(&alice()).await.unwrap(), (1, 2), "{backend}");
-        assert_eq!(store.direct_chat_opener("!a1:example.org").await.unwrap(), None, "{backend}");
+        assert_eq!(store.idle_direct_chats(far, 1).await.unwrap(), [room("!a1:example.org")], "{backend}");
+        store.forget_direct_chat(&room("!a1:example.org")).await.unwrap();
+        assert_eq!(
+            store.direct_chat_counts(&alice()).await.unwrap(),
+            store::DirectChatCounts { of_user: 1, open: 2 },
+            "{backend}"
+        );
+        assert_eq!(store.direct_chat_opener(&room("!a1:example.org")).await.unwrap(), None, "{backend}");
     })
     .await;
 }
@@ -763,7 +791,7 @@ async fn an_unreadable_row_is_left_out_of_pages_and_lists() {
             max_connections: Some(4),
             acquire_timeout: Duration::from_secs(10),
         };
-        let store = store::open(&config, Outbound::Write).await.expect(backend);
+        let store = store::open(&config, Outbound::write()).await.expect(backend);
         for name in ["a", "b", "c", "d"] {
             let WebhookEvent::Upsert(mut reservation) = upsert(1) else { unreachable!("upsert is an upsert") };
             reservation.id = id(name);
@@ -773,13 +801,17 @@ async fn an_unreadable_row_is_left_out_of_pages_and_lists() {
         hand_edit(&url, kind, "UPDATE reservations SET stream_url = 'not a url' WHERE reservation_id = 'b'").await;
         hand_edit(&url, kind, "UPDATE reservations SET title = '' WHERE reservation_id = 'c'").await;
 
-        assert_eq!(ids(store.reservations_after(None, 10).await.unwrap()), ["a", "d"], "{backend}");
+        assert_eq!(ids(store.reservations_after(None, 10, Counts::Counted).await.unwrap()), ["a", "d"], "{backend}");
         // Pages of 2 and 1 are filled past the two unreadable rows, so a short page is
         // still the last one.
-        assert_eq!(ids(store.reservations_after(None, 2).await.unwrap()), ["a", "d"], "{backend}");
-        assert_eq!(ids(store.schedules_after(None, 2).await.unwrap()), ["a", "d"], "{backend}");
-        assert_eq!(ids(store.reservations_after(Some(&id("a")), 1).await.unwrap()), ["d"], "{backend}");
-        assert!(store.schedules_after(Some(&id("d")), 2).await.unwrap().is_empty(), "{backend}");
+        assert_eq!(ids(store.reservations_after(None, 2, Counts::Counted).await.unwrap()), ["a", "d"], "{backend}");
+        assert_eq!(ids(store.reservations_after(None, 2, Counts::Zero).await.unwrap()), ["a", "d"], "{backend}");
+        assert_eq!(
+            ids(store.reservations_after(Some(&id("a")), 1, Counts::Counted).await.unwrap()),
+            ["d"],
+            "{backend}"
+        );
+        assert!(store.reservations_after(Some(&id("d")), 2, Counts::Zero).await.unwrap().is_empty(), "{backend}");
         let all = [id("a"), id("b"), id("c"), id("d")];
         assert_eq!(ids(store.reservations_by_id(&all).await.unwrap()), ["a", "d"], "{backend}");
         // Read alone, the reservation still says what is wrong with it.
@@ -852,9 +884,9 @@ async fn email_tickets_are_bound_by_a_claim_once_and_forget_their_address() {
                 let who = user(who);
                 async move { store.claim_ticket(&hash, &who, BoundHow::DirectMessage, None, now).await.unwrap() }
             };
-            let t1 = || ClaimOutcome::Claimed { reservation_id: "jazz".into(), ticket_id: "t-1".into() };
+            let t1 = || ClaimOutcome::Claimed { reservation_id: jazz(), ticket_id: ticket_id("t-1") };
             assert_eq!(claim(code("t-1").hash(), "alice").await, t1(), "{backend}");
-            let again = ClaimOutcome::AlreadyYours { reservation_id: "jazz".into(), ticket_id: "t-1".into() };
+            let again = ClaimOutcome::AlreadyYours { reservation_id: jazz(), ticket_id: ticket_id("t-1") };
             assert_eq!(claim(code("t-1").hash(), "alice").await, again, "{backend}");
             assert_eq!(claim(code("t-1").hash(), "mallory").await, ClaimOutcome::TakenByOther, "{backend}");
             assert_eq!(claim(code("nope").hash(), "mallory").await, ClaimOutcome::Unusable, "{backend}");
@@ -1117,11 +1149,10 @@ async fn claim_hashes_follow_a_new_key_once() {
         async move {
             let hasher = |key: &ClaimKey| {
                 let key = key.clone();
-                move |reservation: &str, ticket: &str, generation: i64, email: Option<&str>| {
-                    let (r, t) = (ReservationId::parse(reservation).ok()?, ExternalId::parse(ticket).ok()?);
-                    let digest = email.map(|e| key.holder_digest(&Email::parse(e).unwrap()));
-                    let code = ClaimCode::of_holder(&key, &r, &t, generation, digest.as_ref());
-                    Some((code.map(|c| c.hash()), digest.map(|d| d.as_str().to_owned())))
+                move |r: &ReservationId, t: &ExternalId, generation: i64, email: Option<&Email>| {
+                    let digest = email.map(|e| key.holder_digest(e));
+                    let code = ClaimCode::of_holder(&key, r, t, generation, digest.as_ref());
+                    store::RenewedClaim { hash: code.map(|c| c.hash()), digest: digest.map(|d| d.as_str().to_owned()) }
                 }
             };
             assert_eq!(store.renew_claim_hashes(&old.fingerprint(), &hasher(old)).await.unwrap(), 0, "{backend}");
@@ -1140,7 +1171,7 @@ async fn claim_hashes_follow_a_new_key_once() {
                 async move { store.claim_ticket(&hash, &alice(), BoundHow::DirectMessage, None, Utc::now()).await }
             };
             assert_eq!(claim(old_code).await.unwrap(), ClaimOutcome::Unusable, "{backend}");
-            let claimed = ClaimOutcome::Claimed { reservation_id: "jazz".into(), ticket_id: "t-1".into() };
+            let claimed = ClaimOutcome::Claimed { reservation_id: jazz(), ticket_id: ticket_id("t-1") };
             assert_eq!(claim(new_code).await.unwrap(), claimed, "{backend}");
         }
     })
@@ -1168,13 +1199,19 @@ async fn email_tickets_are_looked_up_on_arrival_at_the_opening_and_then_at_a_pac
                     let found = store.lookups_due(before, 10).await.unwrap();
                     found
                         .into_iter()
-                        .map(|(r, t, e)| (r.as_str().to_owned(), t, e.address().to_owned()))
+                        .map(|d| {
+                            (
+                                d.reservation_id.as_str().to_owned(),
+                                d.ticket_id.as_str().to_owned(),
+                                d.email.address().to_owned(),
+                            )
+                        })
                         .collect::<Vec<_>>()
                 }
             };
             let fan = vec![("jazz".to_owned(), "t-1".to_owned(), "fan@example.org".to_owned())];
             assert_eq!(due(t0).await, fan, "{backend}: on arrival");
-            assert!(!store.looked_up(&jazz(), "t-1", None, t0).await.unwrap(), "{backend}");
+            assert!(!store.looked_up(&jazz(), &ticket_id("t-1"), None, t0).await.unwrap(), "{backend}");
             assert_eq!(due(t0).await, vec![], "{backend}: not again before the room opens");
             let opened = t0 + Span::seconds(60);
             store.record_step(&jazz(), &StepRecord::CreateBegan { by: "me".into() }, opened).await.unwrap();
@@ -1186,10 +1223,13 @@ async fn email_tickets_are_looked_up_on_arrival_at_the_opening_and_then_at_a_pac
             };
             store.record_step(&jazz(), &room, opened).await.unwrap();
             assert_eq!(due(t0).await, fan, "{backend}: when the room opens");
-            assert!(!store.looked_up(&jazz(), "t-1", None, opened).await.unwrap(), "{backend}");
+            assert!(!store.looked_up(&jazz(), &ticket_id("t-1"), None, opened).await.unwrap(), "{backend}");
             assert_eq!(due(opened - Span::seconds(1)).await, vec![], "{backend}");
             assert_eq!(due(opened + Span::seconds(1)).await, fan, "{backend}: again at the pace's interval");
-            assert!(store.looked_up(&jazz(), "t-1", Some(&alice()), opened).await.unwrap(), "{backend}: bound");
+            assert!(
+                store.looked_up(&jazz(), &ticket_id("t-1"), Some(&alice()), opened).await.unwrap(),
+                "{backend}: bound"
+            );
             assert_eq!(due(opened + Span::seconds(600)).await, vec![], "{backend}: a bound ticket is never looked up");
             let listed = store.tickets(&jazz(), "", 10).await.unwrap();
             assert_eq!(listed[0].bound_how.as_deref(), Some("lookup"), "{backend}");
@@ -1225,15 +1265,15 @@ async fn each_fact_writes_its_outbound_event_once() {
         store.record_step_with_event(&jazz(), &StepRecord::Archived, Some(&archived(now)), now).await.unwrap();
 
         let events = store.outbox_events().await.unwrap();
-        let kinds: Vec<_> = events.iter().map(|(r, t, _, _)| (r.as_str(), t.as_str())).collect();
+        let kinds: Vec<_> = events.iter().map(|e| (e.reservation_id.as_str(), e.kind.as_str())).collect();
         assert_eq!(kinds, [("jazz", "room.opened"), ("jazz", "room.archived")], "{backend}");
-        assert_eq!(events[0].2, opened.id, "{backend}: the first write's webhook-id is kept");
-        let body: serde_json::Value = serde_json::from_str(&events[0].3).unwrap();
+        assert_eq!(events[0].webhook_id, opened.id, "{backend}: the first write's webhook-id is kept");
+        let body: serde_json::Value = serde_json::from_str(&events[0].payload).unwrap();
         assert_eq!(body["type"], "room.opened", "{backend}");
         assert_eq!(body["data"]["room_id"], "!room:example.org", "{backend}");
         assert_eq!(body["data"]["room_alias"], "#live_jazz:example.org", "{backend}");
         assert_eq!(body["data"]["matrix_to"], "https://matrix.to/#/%23live_jazz:example.org", "{backend}");
-        let body: serde_json::Value = serde_json::from_str(&events[1].3).unwrap();
+        let body: serde_json::Value = serde_json::from_str(&events[1].payload).unwrap();
         assert_eq!(body["data"]["mode"], "kick", "{backend}");
         assert_eq!(
             body["data"]["transcript"],
@@ -1281,7 +1321,7 @@ async fn claims_failed_invites_and_failures_write_their_events_once() {
             for _ in 0..2 {
                 store.claim_ticket(&code("dm").hash(), &user("ann"), BoundHow::DirectMessage, None, now).await.unwrap();
             }
-            store.looked_up(&jazz(), "lookup", Some(&user("lou")), now).await.unwrap();
+            store.looked_up(&jazz(), &ticket_id("lookup"), Some(&user("lou")), now).await.unwrap();
             // The platform corrects an email ticket with a user ID, and sends it again.
             for receipt_id in ["g2", "g3"] {
                 store.record_webhook(&receipt(receipt_id), &grant(vec![user_ticket("fix", "fay")])).await.unwrap();
@@ -1306,8 +1346,8 @@ async fn claims_failed_invites_and_failures_write_their_events_once() {
     };
     each_backend(|store, backend| async move {
         let events = scenario(store).await;
-        let data = |i: usize| serde_json::from_str::<serde_json::Value>(&events[i].3).unwrap()["data"].clone();
-        let kinds: Vec<&str> = events.iter().map(|(_, kind, _, _)| kind.as_str()).collect();
+        let data = |i: usize| serde_json::from_str::<serde_json::Value>(&events[i].payload).unwrap()["data"].clone();
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
         assert_eq!(
             kinds,
             [
@@ -1341,7 +1381,7 @@ async fn claims_failed_invites_and_failures_write_their_events_once() {
         );
         assert_eq!(data(4)["error"], "M_UNKNOWN: down", "{backend}");
         assert_eq!((data(5)["step"].as_str(), data(5)["attempts"].as_u64()), (Some("invite"), Some(3)), "{backend}");
-        assert!(events.iter().all(|(r, ..)| r == "jazz"), "{backend}");
+        assert!(events.iter().all(|e| e.reservation_id == jazz()), "{backend}");
     })
     .await;
     each_backend_with(Outbound::Skip, |store, backend| async move {

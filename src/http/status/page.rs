@@ -13,7 +13,7 @@ use chrono::Utc;
 use super::session::{has_session, login_page};
 use crate::{
     http::{AppState, has_token},
-    model::{ReservationId, ReservationRecord},
+    model::{FailingInvite, ReservationId, ReservationRecord},
     outbox::OutboxReport,
     query,
     schedule::Phase,
@@ -75,7 +75,7 @@ pub(crate) async fn page(State(state): State<AppState>, headers: HeaderMap) -> R
         Err(e) => return unavailable(e),
     };
     // Holders who cannot be invited are named, for the few reservations that have any.
-    let mut cannot_invite: HashMap<ReservationId, Vec<(String, String)>> = HashMap::new();
+    let mut cannot_invite: HashMap<ReservationId, Vec<FailingInvite>> = HashMap::new();
     for record in full.values().filter(|r| r.tickets.uninvitable > 0).take(ROWS) {
         let id = &record.reservation.id;
         match state.store.invite_failures(id, NAMED_FAILURES).await {
