@@ -16,7 +16,7 @@ use crate::{
     store::StoreError,
 };
 
-/// Exit codes users can script against (contract §1).
+/// Exit codes users can script against (docs/operating.md, "Exit codes").
 pub const EXIT_CONFIG: u8 = 1;
 pub const EXIT_HOMESERVER: u8 = 2;
 pub const EXIT_OTHER: u8 = 3;

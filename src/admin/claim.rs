@@ -1,4 +1,4 @@
-//! `!claim CODE` in a direct chat with the bot (contract §7). Anyone may open one: a fan
+//! `!claim CODE` in a direct chat with the bot (docs/fans-without-matrix-id.md). Anyone may open one: a fan
 //! with only an email address and a fresh Matrix account is who this is for. So the bot
 //! answers strangers here, and nothing else but `!foyer help`.
 
@@ -24,7 +24,7 @@ use crate::{
 const WRONG_PER_USER: usize = 5;
 /// Wrong codes from everyone in an hour beyond which a user who has sent a wrong code
 /// of late waits too: many accounts guessing a few codes each are slowed down, while a
-/// user who has not failed is never held back by anyone else's failures (contract §7).
+/// user who has not failed is never held back by anyone else's failures (docs/fans-without-matrix-id.md).
 /// Fans usually share the homeserver Foyer serves, so nothing is counted per server.
 const WRONG_FROM_ALL: usize = 1_000;
 /// Users whose wrong codes are remembered at most (a few hundred bytes each): the
@@ -195,7 +195,7 @@ const KEPT_BODY: &str = "!claim [kept as its hash]";
 
 /// A message's content as the admin inbox keeps it: a claim line's code replaced by its
 /// hash, or by what is wrong with it, so no code rests in the database in plain text
-/// (contract §7). Other content is kept as it came. `None` when it is no claim line.
+/// (docs/fans-without-matrix-id.md). Other content is kept as it came. `None` when it is no claim line.
 pub fn kept_content(content: &Value) -> Option<Value> {
     let parsed = parse(content.get("body")?.as_str()?)?;
     let kept = match parsed {
@@ -221,7 +221,7 @@ pub fn from_inbox(content: &Value) -> Option<Result<CodeHash, ClaimCodeError>> {
     parse(body).map(|parsed| parsed.map(|code| CodeHash::of(&code)))
 }
 
-/// Knock claims go through the same throttle as `!claim` (contract §7). A throttled
+/// Knock claims go through the same throttle as `!claim` (docs/fans-without-matrix-id.md). A throttled
 /// user's code is not looked at, so the knock stays an ordinary one (refused unless they
 /// hold a ticket); a code that names no ticket that can be claimed counts as a wrong one.
 /// Run on the transaction's facts before they are stored.

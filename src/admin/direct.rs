@@ -1,5 +1,5 @@
 //! Strangers' direct chats with the bot, kept to what they are for: claiming a ticket
-//! (contract §7). An invite's stripped state cannot be trusted (the inviter's server
+//! (docs/fans-without-matrix-id.md). An invite's stripped state cannot be trusted (the inviter's server
 //! writes what it likes there, and it holds no member count), so the bot joins, reads
 //! the room itself, and leaves at once unless it is a chat of two that nobody can walk
 //! into. A user has a few such chats open at most, and all together are bounded: the

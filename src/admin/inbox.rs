@@ -37,7 +37,7 @@ pub fn concerns(event: &InboundEvent, bot: &UserId, admins: &[OwnedUserId]) -> b
 
 /// What of a transaction's `events` the admin inbox keeps, as it keeps it: the events
 /// [`concerns`] takes, a claim line kept as its code's hash (no code rests in plain
-/// text, contract §7), and the membership changes that end a stranger's direct chat
+/// text, docs/fans-without-matrix-id.md), and the membership changes that end a stranger's direct chat
 /// ([`direct::change_ends_chat`]; one look in the store per room with such changes).
 pub async fn kept_in_inbox(
     events: &[InboundEvent],

@@ -30,7 +30,7 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     pub api: ApiConfig,
     pub ingest: IngestConfig,
-    /// Where Foyer sends its own events (contract §9); `None` sends none.
+    /// Where Foyer sends its own events (docs/hearing-back.md); `None` sends none.
     pub platform: Option<PlatformConfig>,
     pub rooms: RoomsConfig,
     pub synapse_admin: Option<SynapseAdminConfig>,
@@ -137,7 +137,7 @@ pub struct ApiConfig {
     pub token: Secret,
 }
 
-/// Streaming servers' hooks (`/ingest/v1/...`, contract §8).
+/// Streaming servers' hooks (`/ingest/v1/...`, docs/streaming-servers.md).
 #[derive(Debug, Clone, Default)]
 pub struct IngestConfig {
     /// When set, a publish hook's URL must carry it as `?token=`.

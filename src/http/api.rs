@@ -56,7 +56,7 @@ fn view(state: &AppState, record: &ReservationRecord, now: DateTime<Utc>) -> (Ph
         },
         "members": {"invited": record.members.invited, "joined": record.members.joined},
     });
-    // Only while an effect is due and not done yet, as the contract's §4 says.
+    // Only while an effect is due and not done yet, as docs/openapi.yaml says.
     if status.opening {
         body["opening"] = json!(true);
     }

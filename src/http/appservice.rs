@@ -159,7 +159,7 @@ pub(super) async fn query_user(Path(_user_id): Path<String>) -> Response {
 fn membership_fact(event: &InboundEvent, bot: &ruma::UserId) -> Option<MembershipFact> {
     let InboundEvent::Member(member) = event else { return None };
     let membership = Membership::of(&member.content.membership)?;
-    // A knock may carry a claim code in its reason (contract §7); a typo or no code
+    // A knock may carry a claim code in its reason (docs/fans-without-matrix-id.md); a typo or no code
     // leaves it an ordinary knock, answered by who holds a ticket.
     let knock_claim = (membership == Membership::Knock)
         .then(|| member.content.reason.as_deref().and_then(ClaimCode::find_in))

@@ -1,5 +1,5 @@
 //! `GET /claim/{code}`: the page a fan reaches from the link in their ticket's email
-//! (contract §7). Server-rendered, no script: it says which show the ticket is for, the
+//! (docs/fans-without-matrix-id.md). Server-rendered, no script: it says which show the ticket is for, the
 //! exact line to send the bot and where, and what to do without a Matrix account. A code
 //! that does not work (unknown, revoked, archived, mistyped) gets one 404 page that
 //! tells nothing about which codes exist.

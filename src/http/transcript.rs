@@ -1,4 +1,4 @@
-//! `GET /api/v1/reservations/{id}/transcript[?format=json|html|text]` (contract §9):
+//! `GET /api/v1/reservations/{id}/transcript[?format=json|html|text]` (docs/transcripts.md):
 //! a reservation's transcript, streamed: the body is written a page of lines at a time,
 //! read from the store as it goes, so a long chat never sits whole in memory. A page is
 //! bounded in bytes as well as in lines ([`PAGE_BYTES`]), and the body is sent in parts

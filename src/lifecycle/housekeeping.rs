@@ -24,7 +24,7 @@ pub(super) async fn sweep(store: &dyn Store, config: &Config, now: DateTime<Utc>
         Err(e) => tracing::warn!(error = %e, "cannot delete old transcripts"),
     }
     // An address is kept for its reservation's room; one that never came
-    // gives no reason to keep it (contract §7).
+    // gives no reason to keep it (docs/fans-without-matrix-id.md).
     match store.forget_orphan_emails(now - ORPHAN_EMAILS_KEPT).await {
         Ok(n) if n > 0 => {
             tracing::info!(tickets = n, "erased the addresses of tickets whose reservation never came")

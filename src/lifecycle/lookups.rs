@@ -1,4 +1,4 @@
-//! Email tickets found on the homeserver (contract §7). With `synapse_admin.token`,
+//! Email tickets found on the homeserver (docs/fans-without-matrix-id.md). With `synapse_admin.token`,
 //! Foyer asks Synapse which of its users has a ticket's email bound: when the ticket
 //! arrives, and again every few minutes while the room is open (people add an email to
 //! their account later, or register only when the show nears). A user found is the

@@ -76,7 +76,7 @@ pub struct TicketRow {
 }
 
 impl TicketRow {
-    /// `bound`, `unclaimed`, `uninvitable` or `revoked` (contract §4).
+    /// `bound`, `unclaimed`, `uninvitable` or `revoked` (docs/openapi.yaml).
     pub fn state(&self) -> &'static str {
         match (self.revoked, &self.user_id, &self.invite_error) {
             (true, _, _) => "revoked",

@@ -1,5 +1,5 @@
 //! Tickets and their holders: a Matrix user, or someone the platform knows only by email,
-//! whose claim code lets them bind the ticket to a Matrix ID from any client (contract §7).
+//! whose claim code lets them bind the ticket to a Matrix ID from any client (docs/fans-without-matrix-id.md).
 //!
 //! A code is derived, not drawn: an HMAC of the reservation and ticket ids under a key
 //! only Foyer holds. So the store keeps nothing but the code's hash (to find the ticket a
@@ -38,7 +38,7 @@ pub enum Holder {
 }
 
 /// How long the address of an email ticket whose reservation has not come is kept
-/// (contract §7): tickets may come before their reservation, but not by a week. The
+/// (docs/fans-without-matrix-id.md): tickets may come before their reservation, but not by a week. The
 /// ticket stays; only the address and its code go.
 pub const ORPHAN_EMAILS_KEPT: chrono::TimeDelta = chrono::TimeDelta::days(7);
 
@@ -84,7 +84,7 @@ pub struct HeldTicket {
     pub generation: i64,
 }
 
-/// What a `ticket.granted` does to one ticket (contract §3, §7).
+/// What a `ticket.granted` does to one ticket (docs/webhooks.md, docs/fans-without-matrix-id.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Grant {
     /// A new ticket.

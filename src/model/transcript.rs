@@ -1,4 +1,4 @@
-//! A room's transcript (contract §9): the messages members saw, read from the room's
+//! A room's transcript (docs/transcripts.md): the messages members saw, read from the room's
 //! history at archive and kept in the store a page at a time. [`Reader`] turns the
 //! room's events, oldest first, into what the store writes; it holds the members'
 //! display names, never the messages.

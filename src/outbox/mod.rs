@@ -1,4 +1,4 @@
-//! Foyer's own events to the platform (contract §9): what each event says, and which
+//! Foyer's own events to the platform (docs/hearing-back.md): what each event says, and which
 //! event goes with which fact (`for_step`, `for_ticket`, `for_release`); written to the
 //! outbox where its fact is recorded, in the fact's transaction.
 
@@ -18,7 +18,7 @@ use crate::{
     model::{ArchivedTranscript, BoundHow, ReservationId, StepRecord},
 };
 
-/// The event types of contract §9.
+/// The event types `docs/hearing-back.md` lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventType {
     RoomOpened,

@@ -207,7 +207,7 @@ pub struct MembershipFact {
     pub knock_claim: Option<String>,
 }
 
-/// Whether facts write their outbound events to the outbox (contract §9). Only with
+/// Whether facts write their outbound events to the outbox (docs/hearing-back.md). Only with
 /// `platform.webhook_url`: an outbox nobody sends from would only grow.
 #[derive(Debug, Clone)]
 pub enum Outbound {

@@ -18,7 +18,7 @@ use crate::model::{BoundHow, ClaimOutcome, ClaimStatus, Email, ReservationId, Ti
 use crate::outbox::OutboundEvent;
 
 /// The addresses of tickets whose reservation has not come since `$1`, erased with
-/// their codes; the tickets stay (contract §7): `(before)`.
+/// their codes; the tickets stay (docs/fans-without-matrix-id.md): `(before)`.
 const FORGET_ORPHANS: &str = "UPDATE tickets SET email = NULL, display_name = NULL, claim_hash = NULL
     WHERE email IS NOT NULL AND granted_at < $1
         AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.reservation_id = tickets.reservation_id)";

@@ -1,5 +1,5 @@
 //! What a fan reads when claiming a ticket: the bot's answers to `!claim` and `!foyer
-//! help` in a direct chat (contract §7), and the claim page (`GET /claim/{code}`).
+//! help` in a direct chat (docs/fans-without-matrix-id.md), and the claim page (`GET /claim/{code}`).
 
 use chrono::{DateTime, Utc};
 

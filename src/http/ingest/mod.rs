@@ -1,4 +1,4 @@
-//! `/ingest/v1/...`: streaming servers speak to Foyer over their own hooks (contract §8),
+//! `/ingest/v1/...`: streaming servers speak to Foyer over their own hooks (docs/streaming-servers.md),
 //! none of which is Standard Webhooks. What they report is recorded like the platform's
 //! `stream.*` webhooks, through the same store path.
 

@@ -36,7 +36,7 @@ pub const SIGNATURE_HEADER: &str = "owncast-signature";
 pub const TOLERANCE_SECONDS: i64 = 300;
 /// The most reservations of one channel read around now; a channel has a handful.
 const CANDIDATES: u32 = 50;
-/// The longest a reservation may override `open_before` or `close_after` (contract §3).
+/// The longest a reservation may override `open_before` or `close_after` (docs/openapi.yaml).
 const WEEK: Duration = Duration::days(7);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
