@@ -46,9 +46,7 @@ pub fn init(format: LogFormat) {
 
 /// The pretty format writing to `writer`, colours (ANSI) on or off.
 fn pretty<M>(
-    filter: EnvFilter,
-    writer: M,
-    ansi: bool,
+    filter: EnvFilter, writer: M, ansi: bool,
 ) -> SubscriberBuilder<DefaultFields, Format, EnvFilter, Escaped<M>>
 where
     M: for<'w> MakeWriter<'w> + Send + Sync + 'static,

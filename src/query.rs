@@ -16,10 +16,7 @@ const PAGE: u32 = 1000;
 /// ticket or member counts (zeros): reading those for every reservation would cost a
 /// scan of the tickets; fetch one reservation for its counts.
 pub async fn each_reservation(
-    store: &dyn Store,
-    rooms: &RoomsConfig,
-    now: DateTime<Utc>,
-    mut visit: impl FnMut(Phase, &ReservationRecord),
+    store: &dyn Store, rooms: &RoomsConfig, now: DateTime<Utc>, mut visit: impl FnMut(Phase, &ReservationRecord),
 ) -> Result<(), StoreError> {
     let mut after: Option<ReservationId> = None;
     loop {
@@ -36,9 +33,7 @@ pub async fn each_reservation(
 
 /// How many reservations are in each phase at `now` (every phase listed, zeros too).
 pub async fn phase_counts(
-    store: &dyn Store,
-    rooms: &RoomsConfig,
-    now: DateTime<Utc>,
+    store: &dyn Store, rooms: &RoomsConfig, now: DateTime<Utc>,
 ) -> Result<Vec<(Phase, u64)>, StoreError> {
     let mut counts: Vec<(Phase, u64)> = Phase::ALL.iter().map(|p| (*p, 0)).collect();
     each_reservation(store, rooms, now, |phase, _| {

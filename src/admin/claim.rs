@@ -226,9 +226,7 @@ pub fn from_inbox(content: &Value) -> Option<Result<CodeHash, ClaimCodeError>> {
 /// hold a ticket); a code that names no ticket that can be claimed counts as a wrong one.
 /// Run on the transaction's facts before they are stored.
 pub async fn screen_knocks(
-    throttle: &Throttle,
-    store: &dyn Store,
-    facts: &mut [MembershipFact],
+    throttle: &Throttle, store: &dyn Store, facts: &mut [MembershipFact],
 ) -> Result<(), StoreError> {
     for fact in facts.iter_mut() {
         let Some(hash) = &fact.knock_claim else { continue };
@@ -254,10 +252,7 @@ pub use crate::words::claim::help;
 
 /// Claims the ticket `code` names for `sender` and says what happened, in words.
 pub async fn claim(
-    services: &Services,
-    sender: &UserId,
-    code: Result<CodeHash, ClaimCodeError>,
-    now: DateTime<Utc>,
+    services: &Services, sender: &UserId, code: Result<CodeHash, ClaimCodeError>, now: DateTime<Utc>,
 ) -> Result<Answer, StoreError> {
     let clock = Instant::now();
     if let Err(throttled) = services.claims.check(sender, clock) {
@@ -300,10 +295,7 @@ pub async fn claim(
 /// The answer to a claim that worked (`fresh`) or was already the sender's: the show and
 /// its room, read from the store.
 async fn claimed(
-    services: &Services,
-    reservation_id: &ReservationId,
-    fresh: bool,
-    now: DateTime<Utc>,
+    services: &Services, reservation_id: &ReservationId, fresh: bool, now: DateTime<Utc>,
 ) -> Result<Answer, StoreError> {
     let record = services.store.reservation(reservation_id).await?;
     Ok(words::claim::claimed(&services.config, record.as_ref(), fresh, now))

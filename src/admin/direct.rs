@@ -58,10 +58,7 @@ fn deadline() -> tokio::time::Instant {
 /// are more than allowed. The chat is recorded as soon as the bot is in it, so a room it
 /// could not check yet is still left once idle.
 pub(super) async fn invited(
-    state: &Services,
-    client: &MatrixClient,
-    room_id: &OwnedRoomId,
-    opener: &UserId,
+    state: &Services, client: &MatrixClient, room_id: &OwnedRoomId, opener: &UserId,
 ) -> Result<(), Unfinished> {
     // A chat recorded already is this invite tried again, or the bot invited back.
     let again = state.store.direct_chat_opener(room_id).await?.is_some();
@@ -104,10 +101,7 @@ pub(super) async fn invited(
 /// itself: someone else is in it or invited, `opener` is not in it, or anyone may join
 /// it without an invite. `None` when it is one.
 async fn not_direct(
-    client: &MatrixClient,
-    room_id: &OwnedRoomId,
-    bot: &UserId,
-    opener: &UserId,
+    client: &MatrixClient, room_id: &OwnedRoomId, bot: &UserId, opener: &UserId,
 ) -> Result<Option<&'static str>, MatrixError> {
     let members = client.send(get_member_events::v3::Request::new(room_id.clone()), None, deadline()).await?;
     let (mut others, mut opener_in) = (0, false);
@@ -163,9 +157,7 @@ pub(super) fn change_ends_chat(event: &MemberEvent, bot: &UserId, opener: &str) 
 /// A membership changed in a room with the bot in it: ends the chat when it is a
 /// stranger's direct chat and the change ends it ([`change_ends_chat`]).
 pub(super) async fn member_changed(
-    state: &Services,
-    client: &MatrixClient,
-    event: &MemberEvent,
+    state: &Services, client: &MatrixClient, event: &MemberEvent,
 ) -> Result<(), Unfinished> {
     let room_id = &event.room_id;
     let Some(opener) = state.store.direct_chat_opener(room_id).await? else { return Ok(()) };

@@ -40,10 +40,7 @@ pub fn concerns(event: &InboundEvent, bot: &UserId, admins: &[OwnedUserId]) -> b
 /// text, docs/fans-without-matrix-id.md), and the membership changes that end a stranger's direct chat
 /// ([`direct::change_ends_chat`]; one look in the store per room with such changes).
 pub async fn kept_in_inbox(
-    events: &[InboundEvent],
-    bot: &UserId,
-    admins: &[OwnedUserId],
-    store: &dyn Store,
+    events: &[InboundEvent], bot: &UserId, admins: &[OwnedUserId], store: &dyn Store,
 ) -> Result<Vec<HomeserverEvent>, StoreError> {
     let mut kept = Vec::new();
     let mut openers: HashMap<&str, Option<OwnedUserId>> = HashMap::new();

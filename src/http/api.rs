@@ -93,9 +93,7 @@ pub(super) struct TicketsQuery {
 /// `GET /api/v1/reservations/{id}/tickets?limit=100&after=<ticket_id>`: each ticket with
 /// its holder, its state and the holder's last invite error, ordered by ticket id.
 pub(super) async fn tickets(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    Query(query): Query<TicketsQuery>,
+    State(state): State<AppState>, Path(id): Path<String>, Query(query): Query<TicketsQuery>,
 ) -> Response {
     let not_found = || error(StatusCode::NOT_FOUND, "FOYER_NOT_FOUND", format!("no reservation {id:?}"));
     let Ok(rid) = ReservationId::parse(&id) else {

@@ -307,8 +307,7 @@ impl http_body::Body for Deadline {
     type Error = axum::Error;
 
     fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
+        mut self: Pin<&mut Self>, cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
         let this = &mut *self;
         if let Poll::Ready(frame) = Pin::new(&mut this.body).poll_frame(cx) {
@@ -360,11 +359,7 @@ impl Listener {
 /// Serves `app` on `listener` until `stop` turns true, then lets the requests under way
 /// finish (for at most [`SHUTDOWN_GRACE`]).
 pub async fn serve(
-    listener: TcpListener,
-    which: Listener,
-    app: Router,
-    limits: &Limits,
-    mut stop: watch::Receiver<bool>,
+    listener: TcpListener, which: Listener, app: Router, limits: &Limits, mut stop: watch::Receiver<bool>,
 ) {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);

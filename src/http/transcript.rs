@@ -215,9 +215,7 @@ pub struct TranscriptQuery {
 
 /// The handler: 400 for an unknown format, 404 without a transcript, else the stream.
 pub async fn transcript(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    Query(query): Query<TranscriptQuery>,
+    State(state): State<AppState>, Path(id): Path<String>, Query(query): Query<TranscriptQuery>,
 ) -> Response {
     let format = match Format::parse(query.format.as_deref()) {
         Ok(format) => format,

@@ -35,10 +35,7 @@ enum RoundError {
 /// Looks up email tickets until `stop`. `wake` is the lifecycle's: a bound ticket's
 /// holder is invited as soon as their room is open.
 pub async fn serve(
-    store: Arc<dyn Store>,
-    admin: Arc<SynapseAdmin>,
-    wake: Arc<Notify>,
-    mut stop: watch::Receiver<bool>,
+    store: Arc<dyn Store>, admin: Arc<SynapseAdmin>, wake: Arc<Notify>, mut stop: watch::Receiver<bool>,
 ) {
     loop {
         let pause = match round(store.as_ref(), &admin, &wake).await {

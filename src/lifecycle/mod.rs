@@ -248,9 +248,7 @@ impl Lifecycle {
     /// Plans, performs and records until there is nothing to do; returns when to look
     /// again. `step_now` names the step being performed, so a failure can be counted by kind.
     async fn reconcile(
-        &self,
-        claim: &Claim,
-        step_now: &mut Option<&'static str>,
+        &self, claim: &Claim, step_now: &mut Option<&'static str>,
     ) -> Result<Option<DateTime<Utc>>, StepError> {
         let id = &claim.reservation_id;
         loop {
@@ -284,10 +282,7 @@ impl Lifecycle {
     /// notices or kicks waiting. A holder with another step this round (a kick) keeps
     /// their invite in its place: one holder's steps keep their order.
     async fn perform_in_room(
-        &self,
-        at: &perform::InRoom<'_>,
-        steps: Vec<Step>,
-        step_now: &mut Option<&'static str>,
+        &self, at: &perform::InRoom<'_>, steps: Vec<Step>, step_now: &mut Option<&'static str>,
     ) -> Result<(), StepError> {
         let (remote_invites, steps) = remote_invites_last(steps, self.config.homeserver.server_name.as_str());
         for step in &steps {
@@ -318,11 +313,7 @@ impl Lifecycle {
     /// step; a holder's failed invite was counted where it failed. `room` is the room the
     /// step was performed in, if it was.
     async fn record(
-        &self,
-        id: &ReservationId,
-        room: Option<&RoomId>,
-        kind: &'static str,
-        done: &[StepRecord],
+        &self, id: &ReservationId, room: Option<&RoomId>, kind: &'static str, done: &[StepRecord],
     ) -> Result<(), StoreError> {
         // What room.archived says of the transcript, read before the archive is recorded.
         let archived = done.iter().any(OutboundEvent::tells_of_transcript);

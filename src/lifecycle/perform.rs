@@ -73,11 +73,7 @@ impl Lifecycle {
     /// began the create is recorded before `createRoom` is sent, so that whoever finds a
     /// half-created room can tell how long to wait for it (see [`Lifecycle::patience`]).
     pub(super) async fn open(
-        &self,
-        id: &ReservationId,
-        record: &ReservationRecord,
-        times: &Schedule,
-        began_before: Option<&CreateBegan>,
+        &self, id: &ReservationId, record: &ReservationRecord, times: &Schedule, began_before: Option<&CreateBegan>,
         now: DateTime<Utc>,
     ) -> Result<StepRecord, StepError> {
         let privileged = self.creators_privileged().await;

@@ -42,11 +42,7 @@ pub enum Work {
 
 /// Plans one reservation.
 pub fn plan(
-    record: Option<&ReservationRecord>,
-    audience: &Audience,
-    room: &RoomState,
-    rooms: &RoomsConfig,
-    now: DateTime<Utc>,
+    record: Option<&ReservationRecord>, audience: &Audience, room: &RoomState, rooms: &RoomsConfig, now: DateTime<Utc>,
 ) -> Plan {
     let idle = Plan { work: Work::Nothing, next_due_at: None };
     // Tickets or signals whose reservation has not arrived yet: nothing to do.

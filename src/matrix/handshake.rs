@@ -76,9 +76,7 @@ struct VersionsBody {
 /// Runs the three start-up checks. `ping_txn` is echoed by the homeserver to our
 /// `/_matrix/app/v1/ping`, which must already be listening.
 pub async fn handshake(
-    config: &Config,
-    http: reqwest::Client,
-    ping_txn: OwnedTransactionId,
+    config: &Config, http: reqwest::Client, ping_txn: OwnedTransactionId,
 ) -> Result<(MatrixClient, HandshakeReport), HandshakeError> {
     let deadline = Instant::now() + config.homeserver.startup_timeout;
     let versions = wait_for_versions(config, &http, deadline).await?;
@@ -98,9 +96,7 @@ pub async fn handshake(
 }
 
 async fn wait_for_versions(
-    config: &Config,
-    http: &reqwest::Client,
-    deadline: Instant,
+    config: &Config, http: &reqwest::Client, deadline: Instant,
 ) -> Result<VersionsBody, HandshakeError> {
     let base = config.homeserver.url.as_str().trim_end_matches('/');
     let url = format!("{base}/_matrix/client/versions");
@@ -171,9 +167,7 @@ async fn ensure_bot(config: &Config, client: &MatrixClient, deadline: Instant) -
 
 /// `whoami` with the as_token: the homeserver knows the token, and takes us for our bot.
 pub(crate) async fn whoami(
-    config: &Config,
-    client: &MatrixClient,
-    deadline: Instant,
+    config: &Config, client: &MatrixClient, deadline: Instant,
 ) -> Result<OwnedUserId, HandshakeError> {
     let expected = config.bot_user_id();
     let user_id = match client.send(whoami::v3::Request::new(), None, deadline).await {
@@ -192,10 +186,7 @@ pub(crate) async fn whoami(
 /// Asks the homeserver to ping our `/_matrix/app/v1/ping`: its round trip, or `None`
 /// when it does not implement the ping.
 pub(crate) async fn ping(
-    config: &Config,
-    client: &MatrixClient,
-    txn: OwnedTransactionId,
-    deadline: Instant,
+    config: &Config, client: &MatrixClient, txn: OwnedTransactionId, deadline: Instant,
 ) -> Result<Option<Duration>, HandshakeError> {
     let id = config.appservice.id.clone();
     let url = config.registration_url().to_string();

@@ -166,10 +166,7 @@ impl MatrixClient {
     /// Sends a request, retrying transient failures with backoff and jitter until
     /// `deadline`. `429` waits at least the homeserver's `retry_after_ms`.
     pub async fn send<R>(
-        &self,
-        request: R,
-        as_user: Option<&UserId>,
-        deadline: Instant,
+        &self, request: R, as_user: Option<&UserId>, deadline: Instant,
     ) -> Result<R::IncomingResponse, MatrixError>
     where
         R: OutgoingRequest,
@@ -198,11 +195,7 @@ impl MatrixClient {
     /// `content` is ruma's type for the event where it has one; its event type and state
     /// key come with it. A PUT replaces the whole event.
     pub async fn put_state<C: StateEventContent>(
-        &self,
-        room_id: &RoomId,
-        state_key: &C::StateKey,
-        content: &C,
-        deadline: Instant,
+        &self, room_id: &RoomId, state_key: &C::StateKey, content: &C, deadline: Instant,
     ) -> Result<(), MatrixError> {
         let event_type = content.event_type();
         let body = serde_json::value::to_raw_value(content)
@@ -217,11 +210,7 @@ impl MatrixClient {
     /// membership events after `from` (from the room's creation with `None`). Only these
     /// two types are asked for: a transcript needs nothing else (see `model::transcript`).
     pub async fn messages(
-        &self,
-        room_id: &RoomId,
-        from: Option<&str>,
-        limit: u32,
-        deadline: Instant,
+        &self, room_id: &RoomId, from: Option<&str>, limit: u32, deadline: Instant,
     ) -> Result<MessagesPage, MatrixError> {
         let mut request = get_message_events::v3::Request::new(room_id.to_owned(), ruma::api::Direction::Forward);
         request.from = from.map(str::to_owned);
@@ -257,10 +246,7 @@ fn endpoint_name<R>() -> &'static str {
 /// Sends a prepared request and returns the status and body, mapping error statuses to
 /// [`MatrixError::Api`].
 async fn execute(
-    http: &reqwest::Client,
-    request: reqwest::Request,
-    endpoint: &str,
-    outage_at: &AtomicI64,
+    http: &reqwest::Client, request: reqwest::Request, endpoint: &str, outage_at: &AtomicI64,
 ) -> Result<(u16, Vec<u8>), MatrixError> {
     let network = |e: reqwest::Error| {
         if e.is_timeout() {

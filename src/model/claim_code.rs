@@ -93,11 +93,7 @@ impl ClaimCode {
 
     /// The code of the ticket's holder at `generation` (`digest` names them after a move).
     pub fn of_holder(
-        key: &ClaimKey,
-        reservation: &ReservationId,
-        ticket: &TicketId,
-        generation: i64,
-        digest: Option<&HolderDigest>,
+        key: &ClaimKey, reservation: &ReservationId, ticket: &TicketId, generation: i64, digest: Option<&HolderDigest>,
     ) -> Option<Self> {
         match (generation, digest) {
             (0, _) => Some(Self::derive(key, reservation, ticket)),

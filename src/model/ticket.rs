@@ -71,7 +71,7 @@ impl EmailClaim {
 /// A ticket as the store holds it, as far as a grant decides on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeldTicket {
-    pub user_id: Option<String>,
+    pub user_id: Option<OwnedUserId>,
     /// The unbound holder's address (erased once bound, cancelled or archived).
     pub email: Option<String>,
     /// Names the email holder, bound or not; `None` for a user's ticket, and for email
@@ -112,7 +112,7 @@ pub fn grant(held: Option<&HeldTicket>, to: &Holder) -> Grant {
     let next = held.generation + 1;
     match to {
         Holder::User(user) => match &held.user_id {
-            Some(holder) if holder == user.as_str() => Grant::Unchanged,
+            Some(holder) if holder == user => Grant::Unchanged,
             Some(_) => Grant::Move { generation: next },
             None if held.email.is_some() => Grant::Correction { generation: next },
             // Neither user nor address: the address was erased before anyone bound it.
@@ -307,7 +307,7 @@ mod tests {
 
     fn held(user: Option<&str>, email: Option<&str>, bound: bool, generation: i64) -> HeldTicket {
         HeldTicket {
-            user_id: user.map(str::to_owned),
+            user_id: user.map(|u| OwnedUserId::try_from(u).unwrap()),
             email: email.map(str::to_owned),
             digest: email.map(digest),
             bound,
@@ -323,8 +323,12 @@ mod tests {
         let user_ticket = held(Some("@bob:x.org"), None, false, 0);
         let unclaimed = held(None, Some("b@y.org"), false, 0);
         // b@y.org claimed by @carol: the address is gone, its digest stays.
-        let claimed =
-            HeldTicket { email: None, user_id: Some("@carol:x.org".into()), bound: true, ..unclaimed.clone() };
+        let claimed = HeldTicket {
+            email: None,
+            user_id: Some(OwnedUserId::try_from("@carol:x.org").unwrap()),
+            bound: true,
+            ..unclaimed.clone()
+        };
         for (held, to, expected) in [
             (None, &a, Grant::New),
             (Some(&user_ticket), &alice, Grant::Move { generation: 1 }),
@@ -343,8 +347,12 @@ mod tests {
         let bob = Holder::User(OwnedUserId::try_from("@bob:x.org").unwrap());
         let b = email_holder("B@y.org");
         let unclaimed = held(None, Some("b@y.org"), false, 3);
-        let claimed =
-            HeldTicket { email: None, user_id: Some("@carol:x.org".into()), bound: true, ..unclaimed.clone() };
+        let claimed = HeldTicket {
+            email: None,
+            user_id: Some(OwnedUserId::try_from("@carol:x.org").unwrap()),
+            bound: true,
+            ..unclaimed.clone()
+        };
         assert_eq!(grant(Some(&held(Some("@bob:x.org"), None, false, 2)), &bob), Grant::Unchanged);
         assert_eq!(grant(Some(&unclaimed), &b), Grant::Unchanged);
         assert_eq!(grant(Some(&claimed), &b), Grant::Unchanged, "the claimer keeps it");

@@ -66,11 +66,7 @@ pub struct OutboundEvent {
 
 impl OutboundEvent {
     fn new(
-        kind: EventType,
-        reservation_id: &ReservationId,
-        data: Value,
-        once_key: Option<String>,
-        at: DateTime<Utc>,
+        kind: EventType, reservation_id: &ReservationId, data: Value, once_key: Option<String>, at: DateTime<Utc>,
     ) -> Self {
         let body = json!({ "type": kind.as_str(), "timestamp": rfc3339(at), "data": data });
         Self {
@@ -86,10 +82,7 @@ impl OutboundEvent {
 
     /// `room.opened`, once per reservation.
     pub fn room_opened(
-        reservation_id: &ReservationId,
-        room_id: &RoomId,
-        alias: &RoomAliasId,
-        at: DateTime<Utc>,
+        reservation_id: &ReservationId, room_id: &RoomId, alias: &RoomAliasId, at: DateTime<Utc>,
     ) -> Self {
         let data = json!({
             "reservation_id": reservation_id.as_str(),
@@ -105,10 +98,7 @@ impl OutboundEvent {
     /// `room.archived`, once per reservation, with its transcript: `{"url", "messages"}`
     /// when one was made, else `null`, and `transcript_error` when one was wanted.
     pub fn room_archived(
-        reservation_id: &ReservationId,
-        room_id: Option<&RoomId>,
-        mode: ArchiveMode,
-        transcript: &ArchivedTranscript,
+        reservation_id: &ReservationId, room_id: Option<&RoomId>, mode: ArchiveMode, transcript: &ArchivedTranscript,
         at: DateTime<Utc>,
     ) -> Self {
         let mut data = json!({
@@ -133,11 +123,7 @@ impl OutboundEvent {
 impl OutboundEvent {
     /// `ticket.claimed`: an email ticket is bound to `user`, once per ticket and user.
     pub fn ticket_claimed(
-        reservation_id: &ReservationId,
-        ticket_id: &str,
-        user: &UserId,
-        how: BoundHow,
-        at: DateTime<Utc>,
+        reservation_id: &ReservationId, ticket_id: &str, user: &UserId, how: BoundHow, at: DateTime<Utc>,
     ) -> Self {
         let data = json!({
             "reservation_id": reservation_id.as_str(),
@@ -162,11 +148,7 @@ impl OutboundEvent {
 
     /// `reservation.failing`: `step` failed `attempts` times in a row.
     pub fn reservation_failing(
-        reservation_id: &ReservationId,
-        step: &str,
-        error: &str,
-        attempts: u32,
-        at: DateTime<Utc>,
+        reservation_id: &ReservationId, step: &str, error: &str, attempts: u32, at: DateTime<Utc>,
     ) -> Self {
         let data = json!({
             "reservation_id": reservation_id.as_str(),

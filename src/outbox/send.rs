@@ -30,21 +30,14 @@ pub trait Outbox: Send + Sync {
     /// undelivered row of each reservation (a later one waits for it), none while
     /// delivery is paused. Several instances never hold one row at once.
     async fn claim_outbox(
-        &self,
-        now: DateTime<Utc>,
-        lease: Duration,
-        limit: u32,
-        owner: &str,
+        &self, now: DateTime<Utc>, lease: Duration, limit: u32, owner: &str,
     ) -> Result<Vec<OutboxClaim>, Self::Error>;
 
     /// Records how a leased row's attempt went and ends the lease; a `410` also pauses
     /// every delivery. `false` when the lease was lost (ran out, another instance took
     /// the row): nothing is written.
     async fn finish_outbox(
-        &self,
-        claim: &OutboxClaim,
-        result: &OutboxResult,
-        now: DateTime<Utc>,
+        &self, claim: &OutboxClaim, result: &OutboxResult, now: DateTime<Utc>,
     ) -> Result<bool, Self::Error>;
 
     /// What the outbox holds undelivered, and whether delivery is paused.
@@ -186,11 +179,7 @@ pub fn register_metrics() {
 /// an event is written to the outbox, or delivery resumed; the sender also looks every
 /// [`POLL_EVERY`], for writes from other instances and retries falling due.
 pub async fn run<O: Outbox + ?Sized>(
-    store: Arc<O>,
-    platform: PlatformConfig,
-    instance: String,
-    wake: Arc<Notify>,
-    mut stop: watch::Receiver<bool>,
+    store: Arc<O>, platform: PlatformConfig, instance: String, wake: Arc<Notify>, mut stop: watch::Receiver<bool>,
 ) {
     let client = match reqwest::Client::builder()
         .timeout(TIMEOUT)

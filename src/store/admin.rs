@@ -75,10 +75,7 @@ pub trait AdminStore: Send + Sync {
     /// Records an admin's command for a reservation and makes it due now (failures
     /// forgotten, so it is tried at once). `false` when there is no such reservation.
     async fn admin_action(
-        &self,
-        id: &ReservationId,
-        action: AdminAction,
-        now: DateTime<Utc>,
+        &self, id: &ReservationId, action: AdminAction, now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
 
     /// Keeps events for the admin commands (see `admin.rs`) until they are handled; an
@@ -113,10 +110,7 @@ pub trait AdminStore: Send + Sync {
     /// Records a status-page login, live until `expires_at`, and forgets the sessions
     /// expired by `now` (logins need the API token, so the table stays small).
     async fn start_status_session(
-        &self,
-        id: &SessionId,
-        now: DateTime<Utc>,
-        expires_at: DateTime<Utc>,
+        &self, id: &SessionId, now: DateTime<Utc>, expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 
     /// Whether a status-page session is live at `now`: started, not ended, not expired.
@@ -130,10 +124,7 @@ pub trait AdminStore: Send + Sync {
 #[async_trait]
 impl AdminStore for SqlStore<D> {
     async fn admin_action(
-        &self,
-        id: &ReservationId,
-        action: AdminAction,
-        now: DateTime<Utc>,
+        &self, id: &ReservationId, action: AdminAction, now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let (id, now) = (id.as_str(), to_millis(now));
         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
@@ -214,10 +205,7 @@ impl AdminStore for SqlStore<D> {
     }
 
     async fn start_status_session(
-        &self,
-        id: &SessionId,
-        now: DateTime<Utc>,
-        expires_at: DateTime<Utc>,
+        &self, id: &SessionId, now: DateTime<Utc>, expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
         sqlx::query(DROP_EXPIRED_SESSIONS).bind(to_millis(now)).execute(&mut *tx).await?;

@@ -39,9 +39,7 @@ pub trait Dialect: Database<Row: Read, Arguments: IntoArguments<Self>> {
     fn records_by_id(ids: &[ReservationId]) -> Result<Query<'static, Self, Self::Arguments>, StoreError>;
 
     async fn record_webhook(
-        store: &SqlStore<Self>,
-        receipt: &Receipt<'_>,
-        event: &WebhookEvent,
+        store: &SqlStore<Self>, receipt: &Receipt<'_>, event: &WebhookEvent,
     ) -> Result<Outcome, StoreError>;
 
     async fn claim_due(store: &SqlStore<Self>, due: Due<'_>) -> Result<Vec<Claim>, StoreError>;
@@ -111,10 +109,7 @@ impl SqlStore<D> {
 
     /// Whether `query` bound to `(text, time)` finds a row.
     pub(super) async fn exists(
-        &self,
-        query: &'static str,
-        text: &str,
-        at: Option<DateTime<Utc>>,
+        &self, query: &'static str, text: &str, at: Option<DateTime<Utc>>,
     ) -> Result<bool, StoreError> {
         let query = sqlx::query(query).bind(text);
         let query = match at {

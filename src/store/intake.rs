@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{
     Outbound, Outcome, Receipt, StoreError,
     dialect::{Dialect, on_both_databases},
-    rows::Read,
+    rows::{Read, opt_parsed},
     sql, to_millis,
 };
 use crate::model::{
@@ -162,10 +162,7 @@ pub(super) trait Writes {
 
     /// Runs `sql` and reads its first row, if any, with `read`.
     async fn fetch_optional<T>(
-        &mut self,
-        sql: &'static str,
-        args: &[Arg<'_>],
-        read: impl FnOnce(&dyn Read) -> Result<T, StoreError>,
+        &mut self, sql: &'static str, args: &[Arg<'_>], read: impl FnOnce(&dyn Read) -> Result<T, StoreError>,
     ) -> Result<Option<T>, StoreError>;
 }
 
@@ -173,8 +170,7 @@ pub(super) trait Writes {
 pub(super) struct Sqlx<'c, D: Dialect>(pub &'c mut D::Connection);
 
 fn bind<'q, D>(
-    mut query: sqlx::query::Query<'q, D, <D as sqlx::Database>::Arguments>,
-    args: &[Arg<'q>],
+    mut query: sqlx::query::Query<'q, D, <D as sqlx::Database>::Arguments>, args: &[Arg<'q>],
 ) -> sqlx::query::Query<'q, D, <D as sqlx::Database>::Arguments>
 where
     D: Dialect,
@@ -202,10 +198,7 @@ impl Writes for Sqlx<'_, D> {
     }
 
     async fn fetch_optional<T>(
-        &mut self,
-        sql: &'static str,
-        args: &[Arg<'_>],
-        read: impl FnOnce(&dyn Read) -> Result<T, StoreError>,
+        &mut self, sql: &'static str, args: &[Arg<'_>], read: impl FnOnce(&dyn Read) -> Result<T, StoreError>,
     ) -> Result<Option<T>, StoreError> {
         let row = bind(sqlx::query(sql), args).fetch_optional(&mut *self.0).await?;
         row.as_ref().map(|row| read(row)).transpose()
@@ -229,10 +222,7 @@ pub struct Job {
 
 /// Hands a webhook to the group-commit writer and waits for its commit.
 pub(super) async fn queue(
-    writer: &mpsc::Sender<Job>,
-    receipt: &Receipt<'_>,
-    event: &WebhookEvent,
-    outbox: Outbound,
+    writer: &mpsc::Sender<Job>, receipt: &Receipt<'_>, event: &WebhookEvent, outbox: Outbound,
 ) -> Result<Outcome, StoreError> {
     let (done, answer) = oneshot::channel();
     let job = Job {
@@ -283,9 +273,7 @@ pub(super) fn answer(batch: &mut Vec<Job>, outcomes: Result<Vec<Result<Outcome, 
 /// none: input is validated before, so a failure is rare, and a savepoint costs two
 /// statements a webhook.)
 pub(super) async fn record_batch(
-    w: &mut impl Writes,
-    batch: &[Job],
-    isolated: bool,
+    w: &mut impl Writes, batch: &[Job], isolated: bool,
 ) -> Result<Option<Vec<Result<Outcome, StoreError>>>, StoreError> {
     let mut outcomes: Vec<Option<Result<Outcome, StoreError>>> = batch.iter().map(|_| None).collect();
     // Reservations with new facts, each due at its earliest webhook's arrival, and
@@ -332,11 +320,7 @@ pub(super) async fn record_batch(
 /// One webhook inside the caller's transaction: its receipt (`Duplicate` when there is
 /// one) and its effect. The caller makes the reservation due ([`facts_arrived`]).
 pub(super) async fn record(
-    w: &mut impl Writes,
-    webhook_id: &str,
-    received_at: DateTime<Utc>,
-    event: &WebhookEvent,
-    outbox: &Outbound,
+    w: &mut impl Writes, webhook_id: &str, received_at: DateTime<Utc>, event: &WebhookEvent, outbox: &Outbound,
 ) -> Result<Outcome, StoreError> {
     let receipt =
         [webhook_id.into(), event.kind().into(), event.reservation_id().as_str().into(), to_millis(received_at).into()];
@@ -356,10 +340,7 @@ pub(super) async fn record(
 /// New facts about `reservation_id`, from `at`: plan it again, or only once its room
 /// exists when they are all tickets (`TICKETS_ARRIVED`, `tickets_only`).
 pub(super) async fn facts_arrived(
-    w: &mut impl Writes,
-    reservation_id: &str,
-    at: DateTime<Utc>,
-    tickets_only: bool,
+    w: &mut impl Writes, reservation_id: &str, at: DateTime<Utc>, tickets_only: bool,
 ) -> Result<(), StoreError> {
     let statement = if tickets_only { TICKETS_ARRIVED } else { sql::FACTS_ARRIVED };
     w.execute(statement, &[reservation_id.into(), to_millis(at).into()]).await?;
@@ -373,10 +354,7 @@ pub(super) fn tickets_only(event: &WebhookEvent) -> bool {
 
 /// Applies one event's effect inside the caller's transaction.
 async fn apply(
-    w: &mut impl Writes,
-    event: &WebhookEvent,
-    at: DateTime<Utc>,
-    outbox: &Outbound,
+    w: &mut impl Writes, event: &WebhookEvent, at: DateTime<Utc>, outbox: &Outbound,
 ) -> Result<Outcome, StoreError> {
     let now = to_millis(at);
     match event {
@@ -450,18 +428,13 @@ async fn apply(
 /// Grants one ticket as `model::grant` decides: a new ticket, the same holder again
 /// (nothing), a correction, a move to another holder, or an erased address restored.
 async fn grant_ticket(
-    w: &mut impl Writes,
-    id: &ReservationId,
-    ticket: &Ticket,
-    now: i64,
-    at: DateTime<Utc>,
-    outbox: &Outbound,
+    w: &mut impl Writes, id: &ReservationId, ticket: &Ticket, now: i64, at: DateTime<Utc>, outbox: &Outbound,
 ) -> Result<(), StoreError> {
     let key = [id.as_str().into(), ticket.id.as_str().into()];
     let held = w
         .fetch_optional(TICKET_HELD, &key, |row| {
             Ok(HeldTicket {
-                user_id: row.opt_text("user_id")?,
+                user_id: opt_parsed(row, "user_id", |s: &str| ruma::UserId::parse(s))?,
                 email: row.opt_text("email")?,
                 digest: row.opt_text("holder_digest")?,
                 bound: row.flag("bound")?,
@@ -519,10 +492,7 @@ fn lock_stream_key<W: Writes>(_: &W) -> Option<&'static str> {
 /// Writes `event` to the outbox in the caller's transaction, if events are written at
 /// all (`now` is when it was made, and due). One whose `once_key` is there adds nothing.
 pub(super) async fn write_event(
-    w: &mut impl Writes,
-    outbox: &Outbound,
-    event: &OutboundEvent,
-    now: i64,
+    w: &mut impl Writes, outbox: &Outbound, event: &OutboundEvent, now: i64,
 ) -> Result<(), StoreError> {
     if !outbox.writes() {
         return Ok(());

@@ -44,20 +44,12 @@ const HOLDS_LIVE_LEASE: &str = "SELECT 1 FROM lifecycle WHERE locked_by = $1 AND
 pub trait LeaseStore: Send + Sync {
     /// Leases one reservation now if nobody holds it (for work on demand).
     async fn claim(
-        &self,
-        id: &ReservationId,
-        now: DateTime<Utc>,
-        lease: std::time::Duration,
-        owner: &str,
+        &self, id: &ReservationId, now: DateTime<Utc>, lease: std::time::Duration, owner: &str,
     ) -> Result<Option<Claim>, StoreError>;
 
     /// Leases up to `limit` reservations that are due at `now` and not leased.
     async fn claim_due(
-        &self,
-        now: DateTime<Utc>,
-        lease: std::time::Duration,
-        limit: u32,
-        owner: &str,
+        &self, now: DateTime<Utc>, lease: std::time::Duration, limit: u32, owner: &str,
     ) -> Result<Vec<Claim>, StoreError>;
 
     /// Extends a lease this instance still holds; `false` when it lost it.
@@ -72,11 +64,7 @@ pub trait LeaseStore: Send + Sync {
     /// Ends a lease: due again at `next_due_at` (or at once if facts changed meanwhile).
     /// `error` counts a failed attempt; `None` resets the count.
     async fn release(
-        &self,
-        claim: &Claim,
-        next_due_at: Option<DateTime<Utc>>,
-        error: Option<&str>,
-        now: DateTime<Utc>,
+        &self, claim: &Claim, next_due_at: Option<DateTime<Utc>>, error: Option<&str>, now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.release_with_event(claim, next_due_at, error, None, now).await
     }
@@ -84,11 +72,7 @@ pub trait LeaseStore: Send + Sync {
     /// [`Self::release`], and `event` into the outbox in the same transaction, unless
     /// the lease was lost (its new holder tells what it finds).
     async fn release_with_event(
-        &self,
-        claim: &Claim,
-        next_due_at: Option<DateTime<Utc>>,
-        error: Option<&str>,
-        event: Option<&OutboundEvent>,
+        &self, claim: &Claim, next_due_at: Option<DateTime<Utc>>, error: Option<&str>, event: Option<&OutboundEvent>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 }
@@ -97,11 +81,7 @@ pub trait LeaseStore: Send + Sync {
 #[async_trait]
 impl LeaseStore for SqlStore<D> {
     async fn claim(
-        &self,
-        id: &ReservationId,
-        now: DateTime<Utc>,
-        lease: Duration,
-        owner: &str,
+        &self, id: &ReservationId, now: DateTime<Utc>, lease: Duration, owner: &str,
     ) -> Result<Option<Claim>, StoreError> {
         let now = to_millis(now);
         let claimed = sqlx::query(CLAIM)
@@ -122,11 +102,7 @@ impl LeaseStore for SqlStore<D> {
     }
 
     async fn claim_due(
-        &self,
-        now: DateTime<Utc>,
-        lease: Duration,
-        limit: u32,
-        owner: &str,
+        &self, now: DateTime<Utc>, lease: Duration, limit: u32, owner: &str,
     ) -> Result<Vec<Claim>, StoreError> {
         let now = to_millis(now);
         let due = Due { now, until: now + lease.as_millis() as i64, limit: i64::from(limit), owner };
@@ -152,11 +128,7 @@ impl LeaseStore for SqlStore<D> {
     }
 
     async fn release_with_event(
-        &self,
-        claim: &Claim,
-        next_due_at: Option<DateTime<Utc>>,
-        error: Option<&str>,
-        event: Option<&OutboundEvent>,
+        &self, claim: &Claim, next_due_at: Option<DateTime<Utc>>, error: Option<&str>, event: Option<&OutboundEvent>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let now = to_millis(now);

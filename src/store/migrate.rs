@@ -39,8 +39,7 @@ pub enum MigrateError {
 
 /// Copies every table; returns (table, rows) per table. Leases are not carried over.
 pub async fn sqlite_to_postgres(
-    from: &DatabaseConfig,
-    to: &DatabaseConfig,
+    from: &DatabaseConfig, to: &DatabaseConfig,
 ) -> Result<Vec<(&'static str, u64)>, MigrateError> {
     let source = SqliteStore::open(from, Outbound::Skip).await?;
     let target = PostgresStore::open(to, Outbound::Skip).await?;

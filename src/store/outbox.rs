@@ -110,11 +110,7 @@ impl Outbox for SqlStore<D> {
     type Error = StoreError;
 
     async fn claim_outbox(
-        &self,
-        now: DateTime<Utc>,
-        lease: Duration,
-        limit: u32,
-        owner: &str,
+        &self, now: DateTime<Utc>, lease: Duration, limit: u32, owner: &str,
     ) -> Result<Vec<OutboxClaim>, StoreError> {
         let now = to_millis(now);
         let claimed = sqlx::query(D::OUTBOX_CLAIM)
@@ -144,10 +140,7 @@ impl Outbox for SqlStore<D> {
     }
 
     async fn finish_outbox(
-        &self,
-        claim: &OutboxClaim,
-        result: &OutboxResult,
-        now: DateTime<Utc>,
+        &self, claim: &OutboxClaim, result: &OutboxResult, now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let now = to_millis(now);
         let (state, next, error, finished) = match result {
@@ -199,10 +192,7 @@ impl Outbox for SqlStore<D> {
 /// [`intake::write_event`] on a sqlx connection.
 #[apply(on_both_databases!)]
 pub(super) async fn write_event(
-    conn: &mut D::Connection,
-    outbox: &Outbound,
-    event: &OutboundEvent,
-    now: i64,
+    conn: &mut D::Connection, outbox: &Outbound, event: &OutboundEvent, now: i64,
 ) -> Result<(), StoreError> {
     intake::write_event(&mut intake::Sqlx::<D>(conn), outbox, event, now).await
 }

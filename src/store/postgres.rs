@@ -52,9 +52,7 @@ impl Dialect for Postgres {
     }
 
     async fn record_webhook(
-        store: &PostgresStore,
-        receipt: &Receipt<'_>,
-        event: &WebhookEvent,
+        store: &PostgresStore, receipt: &Receipt<'_>, event: &WebhookEvent,
     ) -> Result<Outcome, StoreError> {
         intake::queue(&store.own, receipt, event, store.outbox.clone()).await
     }
@@ -130,9 +128,7 @@ async fn commit_batch(pool: &PgPool, batch: &[Job]) -> Result<Vec<Result<Outcome
 }
 
 async fn commit(
-    pool: &PgPool,
-    batch: &[Job],
-    isolated: bool,
+    pool: &PgPool, batch: &[Job], isolated: bool,
 ) -> Result<Option<Vec<Result<Outcome, StoreError>>>, StoreError> {
     let mut tx = pool.begin().await?;
     let outcomes = intake::record_batch(&mut intake::Sqlx::<Postgres>(&mut tx), batch, isolated).await?;

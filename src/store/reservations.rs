@@ -127,21 +127,14 @@ pub trait ReservationStore: Send + Sync {
     /// out (`readable_records`) and the page is filled up from the rows after them: a
     /// short page still means the last one.
     async fn reservations_after(
-        &self,
-        after: Option<&ReservationId>,
-        limit: u32,
-        counts: Counts,
+        &self, after: Option<&ReservationId>, limit: u32, counts: Counts,
     ) -> Result<Vec<ReservationRecord>, StoreError>;
 
     /// A channel's reservations with `starts_at <= starts_by` and `ends_at >= ends_from`,
     /// without the counts (zeros), earliest start first, at most `limit`: the candidates
     /// for "the channel's reservation whose window holds now" (Owncast's webhooks).
     async fn channel_reservations(
-        &self,
-        channel_id: &str,
-        starts_by: DateTime<Utc>,
-        ends_from: DateTime<Utc>,
-        limit: u32,
+        &self, channel_id: &str, starts_by: DateTime<Utc>, ends_from: DateTime<Utc>, limit: u32,
     ) -> Result<Vec<ReservationRecord>, StoreError>;
 }
 
@@ -169,10 +162,7 @@ impl ReservationStore for SqlStore<D> {
     }
 
     async fn reservations_after(
-        &self,
-        after: Option<&ReservationId>,
-        limit: u32,
-        counts: Counts,
+        &self, after: Option<&ReservationId>, limit: u32, counts: Counts,
     ) -> Result<Vec<ReservationRecord>, StoreError> {
         let query = match counts {
             Counts::Counted => RECORDS_AFTER,
@@ -199,11 +189,7 @@ impl ReservationStore for SqlStore<D> {
     }
 
     async fn channel_reservations(
-        &self,
-        channel_id: &str,
-        starts_by: DateTime<Utc>,
-        ends_from: DateTime<Utc>,
-        limit: u32,
+        &self, channel_id: &str, starts_by: DateTime<Utc>, ends_from: DateTime<Utc>, limit: u32,
     ) -> Result<Vec<ReservationRecord>, StoreError> {
         let found = sqlx::query(CHANNEL_AROUND)
             .bind(channel_id)
@@ -221,8 +207,7 @@ impl ReservationStore for SqlStore<D> {
 impl SqlStore<D> {
     /// [`Dialect::reservation`] through the pool.
     pub(super) async fn reservation_from_pool(
-        &self,
-        id: &ReservationId,
+        &self, id: &ReservationId,
     ) -> Result<Option<ReservationRecord>, StoreError> {
         let row = sqlx::query(RECORD_BY_ID).bind(id.as_str()).fetch_optional(&self.pool).await?;
         row.as_ref().map(record).transpose()

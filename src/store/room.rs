@@ -122,9 +122,7 @@ impl SqlStore<D> {
     /// [`LifecycleStore::lifecycle_state`]; without a room, the audience only if `audience`
     /// ([`LifecycleStore::planning`]).
     pub(super) async fn read_lifecycle(
-        &self,
-        id: &ReservationId,
-        audience: bool,
+        &self, id: &ReservationId, audience: bool,
     ) -> Result<LifecycleState, StoreError> {
         let row = sqlx::query(LIFECYCLE).bind(id.as_str()).fetch_optional(&self.pool).await?;
         let invites = sqlx::query(ROOM_INVITES).bind(id.as_str()).fetch_all(&self.pool).await?;
@@ -148,11 +146,7 @@ impl SqlStore<D> {
 /// users of [`HOLDERS`] and [`REVOKED`]; the room's members come after
 /// ([`members`]), once its room id is known.
 fn lifecycle(
-    id: &ReservationId,
-    row: Option<&impl Read>,
-    invites: &[impl Read],
-    holders: Vec<String>,
-    revoked: Vec<String>,
+    id: &ReservationId, row: Option<&impl Read>, invites: &[impl Read], holders: Vec<String>, revoked: Vec<String>,
 ) -> Result<LifecycleState, StoreError> {
     let what = format!("lifecycle {id}");
     let corrupt = |e: &dyn std::fmt::Display| corrupt(&what, e);
@@ -289,11 +283,7 @@ pub trait LifecycleStore: Send + Sync {
     /// platform hears of the fact if and only if it is recorded. An event whose
     /// `once_key` is in the outbox already is not written again.
     async fn record_step_with_event(
-        &self,
-        id: &ReservationId,
-        step: &StepRecord,
-        event: Option<&OutboundEvent>,
-        now: DateTime<Utc>,
+        &self, id: &ReservationId, step: &StepRecord, event: Option<&OutboundEvent>, now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 
     /// Users whose invite to the reservation's room keeps failing, with the last error.
@@ -368,11 +358,7 @@ impl LifecycleStore for SqlStore<D> {
     }
 
     async fn record_step_with_event(
-        &self,
-        id: &ReservationId,
-        step: &StepRecord,
-        event: Option<&OutboundEvent>,
-        now: DateTime<Utc>,
+        &self, id: &ReservationId, step: &StepRecord, event: Option<&OutboundEvent>, now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let (rid, at, now) = (id.as_str(), now, to_millis(now));
         // One transaction: a record of two statements, and its outbound event, are

@@ -48,18 +48,14 @@ where
 
 /// A text column parsed by `parse`: a value that does not parse is corrupt.
 pub(super) fn parsed<T, E: std::fmt::Display>(
-    row: &(impl Read + ?Sized),
-    col: &str,
-    parse: impl FnOnce(&str) -> Result<T, E>,
+    row: &(impl Read + ?Sized), col: &str, parse: impl FnOnce(&str) -> Result<T, E>,
 ) -> Result<T, StoreError> {
     parse(&row.text(col)?).map_err(|e| corrupt(col, e))
 }
 
 /// [`parsed`] for a column that may be NULL.
 pub(super) fn opt_parsed<T, E: std::fmt::Display>(
-    row: &(impl Read + ?Sized),
-    col: &str,
-    parse: impl FnOnce(&str) -> Result<T, E>,
+    row: &(impl Read + ?Sized), col: &str, parse: impl FnOnce(&str) -> Result<T, E>,
 ) -> Result<Option<T>, StoreError> {
     row.opt_text(col)?.map(|text| parse(&text).map_err(|e| corrupt(col, e))).transpose()
 }

@@ -68,9 +68,7 @@ impl Dialect for Sqlite {
     }
 
     async fn record_webhook(
-        store: &SqliteStore,
-        receipt: &Receipt<'_>,
-        event: &WebhookEvent,
+        store: &SqliteStore, receipt: &Receipt<'_>, event: &WebhookEvent,
     ) -> Result<Outcome, StoreError> {
         intake::queue(&store.own.intake, receipt, event, store.outbox.clone()).await
     }
@@ -186,8 +184,7 @@ fn write_batches(mut conn: rusqlite::Connection, mut jobs: mpsc::Receiver<Job>) 
 /// [`intake::record_batch`] in one transaction, committed once; redone with a savepoint
 /// per webhook if one failed.
 fn commit_batch(
-    conn: &mut rusqlite::Connection,
-    batch: &[Job],
+    conn: &mut rusqlite::Connection, batch: &[Job],
 ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
     match commit(conn, batch, false)? {
         Some(outcomes) => Ok(outcomes),
@@ -196,9 +193,7 @@ fn commit_batch(
 }
 
 fn commit(
-    conn: &mut rusqlite::Connection,
-    batch: &[Job],
-    isolated: bool,
+    conn: &mut rusqlite::Connection, batch: &[Job], isolated: bool,
 ) -> Result<Option<Vec<Result<Outcome, StoreError>>>, StoreError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     match now_or_never(intake::record_batch(&mut Direct(&tx), batch, isolated))? {
@@ -258,10 +253,7 @@ impl Writes for Direct<'_> {
     }
 
     async fn fetch_optional<T>(
-        &mut self,
-        sql: &'static str,
-        args: &[Arg<'_>],
-        read: impl FnOnce(&dyn Read) -> Result<T, StoreError>,
+        &mut self, sql: &'static str, args: &[Arg<'_>], read: impl FnOnce(&dyn Read) -> Result<T, StoreError>,
     ) -> Result<Option<T>, StoreError> {
         let mut statement = self.prepare(sql, args)?;
         let names: Vec<String> = statement.column_names().into_iter().map(str::to_owned).collect();

@@ -82,12 +82,7 @@ pub trait TicketStore: Send + Sync {
     /// due, so the holder is invited as soon as the room is open. `only_in` limits the
     /// claim to one reservation (a knock claims a seat in the room knocked on).
     async fn claim_ticket(
-        &self,
-        claim_hash: &str,
-        user: &UserId,
-        how: BoundHow,
-        only_in: Option<&ReservationId>,
-        now: DateTime<Utc>,
+        &self, claim_hash: &str, user: &UserId, how: BoundHow, only_in: Option<&ReservationId>, now: DateTime<Utc>,
     ) -> Result<ClaimOutcome, StoreError>;
 
     /// Makes every stored claim hash the one `key` gives (`hash(reservation, ticket)`),
@@ -103,11 +98,7 @@ pub trait TicketStore: Send + Sync {
     /// has it bound, whom the ticket is then bound to (its email forgotten, its
     /// reservation due). `true` when it was bound.
     async fn looked_up(
-        &self,
-        reservation: &ReservationId,
-        ticket: &TicketId,
-        found: Option<&UserId>,
-        now: DateTime<Utc>,
+        &self, reservation: &ReservationId, ticket: &TicketId, found: Option<&UserId>, now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
 
     /// The ticket a claim code's hash names, unless it was revoked or its reservation
@@ -127,12 +118,7 @@ impl TicketStore for SqlStore<D> {
     }
 
     async fn claim_ticket(
-        &self,
-        claim_hash: &str,
-        user: &UserId,
-        how: BoundHow,
-        only_in: Option<&ReservationId>,
-        now: DateTime<Utc>,
+        &self, claim_hash: &str, user: &UserId, how: BoundHow, only_in: Option<&ReservationId>, now: DateTime<Utc>,
     ) -> Result<ClaimOutcome, StoreError> {
         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
         let outcome = claim(&mut tx, &self.outbox, claim_hash, user, how, only_in, to_millis(now)).await?;
@@ -206,11 +192,7 @@ impl TicketStore for SqlStore<D> {
     }
 
     async fn looked_up(
-        &self,
-        reservation: &ReservationId,
-        ticket: &TicketId,
-        found: Option<&UserId>,
-        at: DateTime<Utc>,
+        &self, reservation: &ReservationId, ticket: &TicketId, found: Option<&UserId>, at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let (rid, now) = (reservation.as_str(), to_millis(at));
         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
@@ -254,13 +236,8 @@ impl TicketStore for SqlStore<D> {
 /// may be, and its reservation made due.
 #[apply(on_both_databases!)]
 pub(super) async fn claim(
-    tx: &mut sqlx::Transaction<'_, D>,
-    outbox: &Outbound,
-    claim_hash: &str,
-    user: &UserId,
-    how: BoundHow,
-    only_in: Option<&ReservationId>,
-    now: i64,
+    tx: &mut sqlx::Transaction<'_, D>, outbox: &Outbound, claim_hash: &str, user: &UserId, how: BoundHow,
+    only_in: Option<&ReservationId>, now: i64,
 ) -> Result<ClaimOutcome, StoreError> {
     let Some(row) = sqlx::query(CLAIMABLE).bind(claim_hash).fetch_optional(&mut **tx).await? else {
         return Ok(ClaimOutcome::Unusable);

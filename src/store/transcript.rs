@@ -54,11 +54,7 @@ const MAP_OFF: &str = "PRAGMA mmap_size = 0";
 /// A page of lines on `conn`: their sizes first, then the lines that fit.
 #[apply(on_both_databases!)]
 async fn read_page(
-    conn: &mut D::Connection,
-    id: &ReservationId,
-    after: Option<u64>,
-    max_lines: u32,
-    max_bytes: u64,
+    conn: &mut D::Connection, id: &ReservationId, after: Option<u64>, max_lines: u32, max_bytes: u64,
 ) -> Result<Vec<TranscriptLine>, StoreError> {
     let after = after.map_or(-1, |seq| seq as i64);
     let sizes = sqlx::query(SIZES).bind(id.as_str()).bind(after).bind(i64::from(max_lines));
@@ -110,11 +106,7 @@ pub trait TranscriptStore: Send + Sync {
     /// than fit in `max_bytes` of display names and bodies, but always at least one
     /// (so that a page of one very long line still moves on).
     async fn transcript_lines(
-        &self,
-        id: &ReservationId,
-        after: Option<u64>,
-        max_lines: u32,
-        max_bytes: u64,
+        &self, id: &ReservationId, after: Option<u64>, max_lines: u32, max_bytes: u64,
     ) -> Result<Vec<TranscriptLine>, StoreError>;
 
     /// Deletes the transcripts made before `before`, with their lines, and the lines of
@@ -174,11 +166,7 @@ impl TranscriptStore for SqlStore<D> {
     /// holds: a page of lines and a part of the body. The connection's map is put back
     /// for its next user (or, if that fails, the connection is closed).
     async fn transcript_lines(
-        &self,
-        id: &ReservationId,
-        after: Option<u64>,
-        max_lines: u32,
-        max_bytes: u64,
+        &self, id: &ReservationId, after: Option<u64>, max_lines: u32, max_bytes: u64,
     ) -> Result<Vec<TranscriptLine>, StoreError> {
         let mut conn = self.pool.acquire().await?;
         let mapped = match D::KIND {

@@ -123,11 +123,7 @@ fn signup(config: &Config) -> String {
 /// The claim page of `code`: the show (`record`, when known), who holds the ticket
 /// (`holder`), and how to claim it.
 pub fn page(
-    config: &Config,
-    code: &ClaimCode,
-    record: Option<&ReservationRecord>,
-    holder: Option<&str>,
-    now: DateTime<Utc>,
+    config: &Config, code: &ClaimCode, record: Option<&ReservationRecord>, holder: Option<&str>, now: DateTime<Utc>,
 ) -> String {
     let bot = config.bot_user_id();
     let show = match record {

@@ -26,11 +26,7 @@ use crate::{
 /// reservations that open next year (so the worker plans them and nothing more), made
 /// and signed before the clock starts and sent by the lean generator (`load.rs`).
 pub(crate) async fn run(
-    sender: &Sender,
-    run: &str,
-    pass: usize,
-    concurrency: usize,
-    total: usize,
+    sender: &Sender, run: &str, pass: usize, concurrency: usize, total: usize,
 ) -> (f64, Vec<Duration>) {
     let now = chrono_now();
     let timestamp = now.to_string();

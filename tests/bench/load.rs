@@ -57,10 +57,7 @@ pub(crate) struct Response {
 /// (`host:port`), one at a time on each; returns the rate and each request's latency,
 /// sorted, and each response that was not `expected`.
 pub(crate) async fn send_all(
-    addr: &str,
-    requests: Vec<Request>,
-    concurrency: usize,
-    expected: u16,
+    addr: &str, requests: Vec<Request>, concurrency: usize, expected: u16,
 ) -> (f64, Vec<Duration>, Vec<Response>) {
     let total = requests.len();
     let requests = Arc::new(requests);

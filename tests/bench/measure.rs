@@ -33,10 +33,7 @@ pub(crate) fn machine() -> String {
 /// Delivers `total` webhooks made by `make`, `in_flight` at a time, each retried on 503
 /// like a platform's sender; returns webhooks per second and the 503 answers seen.
 pub(crate) async fn deliver_all(
-    sender: &Sender,
-    in_flight: usize,
-    total: usize,
-    make: impl Fn(usize) -> (String, Vec<u8>) + Send + Sync + 'static,
+    sender: &Sender, in_flight: usize, total: usize, make: impl Fn(usize) -> (String, Vec<u8>) + Send + Sync + 'static,
 ) -> (f64, u32) {
     use std::sync::{
         Arc,

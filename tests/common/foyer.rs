@@ -93,8 +93,7 @@ impl TestFoyer {
     /// registration points, and everything else on a fresh port, which
     /// [`TestFoyer::base_url`] names; waits until it is ready.
     pub async fn start_with_homeserver_listener(
-        edit: impl FnOnce(String) -> String,
-        env: &[(&str, &str)],
+        edit: impl FnOnce(String) -> String, env: &[(&str, &str)],
     ) -> TestFoyer {
         let slot = Synapse::shared().take_slot();
         let (own, main) = (slot.port, super::free_port());
@@ -226,11 +225,7 @@ impl TestFoyer {
 
     /// A request to Foyer's listener with an optional bearer token.
     pub async fn request(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
+        &self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>,
     ) -> (u16, Value) {
         let mut req = self.http.request(method, format!("{}{path}", self.base_url));
         if let Some(token) = token {

@@ -20,12 +20,7 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 
 /// A reservation starting `starts_in` from now, lasting `lasts`, with chat margins.
 pub(crate) fn reservation(
-    id: &str,
-    starts_in: f64,
-    lasts: f64,
-    open_before: u64,
-    close_after: u64,
-    hosts: &[&str],
+    id: &str, starts_in: f64, lasts: f64, open_before: u64, close_after: u64, hosts: &[&str],
 ) -> Value {
     let now = Utc::now();
     let ms = |s: f64| chrono::Duration::milliseconds((s * 1000.0) as i64);

@@ -111,11 +111,7 @@ const ACCEPTED_TXNS: &str = r#"foyer_appservice_transactions_total{result="accep
 
 /// One raw request: status, `WWW-Authenticate` and the body as JSON (or `Null`).
 async fn call(
-    foyer: &TestFoyer,
-    method: Method,
-    path: &str,
-    authorization: Option<&str>,
-    body: Option<&Value>,
+    foyer: &TestFoyer, method: Method, path: &str, authorization: Option<&str>, body: Option<&Value>,
 ) -> (u16, Option<String>, Value) {
     let mut req = foyer.http.request(method, format!("{}{path}", foyer.base_url));
     if let Some(value) = authorization {

@@ -86,10 +86,7 @@ fn secs(n: f64) -> chrono::Duration {
 
 /// Builds the history: the models (the expected outcome) and the events (what is sent).
 fn history(
-    rng: &mut StdRng,
-    run: &str,
-    t0: DateTime<Utc>,
-    users: &[TestUser],
+    rng: &mut StdRng, run: &str, t0: DateTime<Utc>, users: &[TestUser],
 ) -> (Vec<Model>, Vec<Event>, BTreeMap<String, BTreeSet<usize>>) {
     let mut models = Vec::new();
     let mut events = Vec::new();
@@ -225,10 +222,7 @@ async fn accept_invites(http: &reqwest::Client, homeserver: &str, user: &TestUse
 /// compared. The bot stays in every room it made (read_only archives keep it), so its
 /// joined rooms are all of Foyer's rooms.
 async fn compare_with_synapse(
-    foyer: &TestFoyer,
-    slot: &Slot,
-    models: &[Model],
-    users: &[TestUser],
+    foyer: &TestFoyer, slot: &Slot, models: &[Model], users: &[TestUser],
     hosts_ever: &BTreeMap<String, BTreeSet<usize>>,
 ) -> (Vec<String>, usize) {
     let bot = TestUser::bot(slot);

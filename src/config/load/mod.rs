@@ -28,11 +28,7 @@ use crate::secret::Secret;
 /// Parses and validates config text. `env` looks up environment variables (injected so
 /// tests need not touch the process environment).
 pub fn from_yaml_str(
-    text: &str,
-    display_path: &str,
-    base_dir: &Path,
-    env: &dyn Fn(&str) -> Option<String>,
-    placeholders: Placeholders,
+    text: &str, display_path: &str, base_dir: &Path, env: &dyn Fn(&str) -> Option<String>, placeholders: Placeholders,
 ) -> Result<Config, ConfigError> {
     let root: Value = serde_yaml::from_str(text)
         .map_err(|e| ConfigError::Yaml { path: display_path.to_owned(), message: e.to_string() })?;

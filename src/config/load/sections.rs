@@ -46,9 +46,7 @@ impl Walker<'_> {
     }
 
     pub(super) fn appservice(
-        &mut self,
-        s: &mut Section<'_>,
-        server_name: Option<&ServerName>,
+        &mut self, s: &mut Section<'_>, server_name: Option<&ServerName>,
     ) -> Option<AppserviceConfig> {
         let id = self.name(
             s,
@@ -114,9 +112,7 @@ impl Walker<'_> {
     /// `appservice.homeserver_listen` and `appservice.homeserver_url`: the homeserver
     /// API's own listener, if any. `listen` is the main listener's address, when valid.
     pub(super) fn homeserver_listener(
-        &mut self,
-        s: &mut Section<'_>,
-        listen: Option<SocketAddr>,
+        &mut self, s: &mut Section<'_>, listen: Option<SocketAddr>,
     ) -> Option<Option<HomeserverListener>> {
         let url = self.opt_url(s, "homeserver_url");
         let Some(text) = self.string(s, "homeserver_listen", false) else {
@@ -363,9 +359,7 @@ impl Walker<'_> {
 
     /// `admins`: Matrix user IDs, any server (an admin may live on another homeserver).
     pub(super) fn admins(
-        &mut self,
-        s: &mut Section<'_>,
-        server_name: Option<&ServerName>,
+        &mut self, s: &mut Section<'_>, server_name: Option<&ServerName>,
     ) -> Option<Vec<ruma::OwnedUserId>> {
         let Some(value) = s.get("admins") else { return Some(Vec::new()) };
         let Value::Sequence(items) = value else {

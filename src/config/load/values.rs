@@ -12,10 +12,7 @@ use crate::config::{format_duration, parse_duration};
 
 impl Walker<'_> {
     pub(super) fn section<'y>(
-        &mut self,
-        parent: &mut Section<'y>,
-        key: &'static str,
-        required: bool,
+        &mut self, parent: &mut Section<'y>, key: &'static str, required: bool,
     ) -> Option<Section<'y>> {
         let path = parent.key_path(key);
         match parent.get(key) {
@@ -68,13 +65,8 @@ impl Walker<'_> {
 
     /// An identifier-like string (with a default) made of the allowed characters.
     pub(super) fn name(
-        &mut self,
-        s: &mut Section<'_>,
-        key: &'static str,
-        default: &str,
-        max_len: usize,
-        allowed: impl Fn(char) -> bool,
-        described: &str,
+        &mut self, s: &mut Section<'_>, key: &'static str, default: &str, max_len: usize,
+        allowed: impl Fn(char) -> bool, described: &str,
     ) -> Option<String> {
         let value = self.string(s, key, false).unwrap_or_else(|| default.to_owned());
         if value.chars().count() > max_len || !value.chars().all(allowed) {
@@ -115,11 +107,7 @@ impl Walker<'_> {
     }
 
     pub(super) fn duration(
-        &mut self,
-        s: &mut Section<'_>,
-        key: &'static str,
-        default: Duration,
-        range: std::ops::RangeInclusive<Duration>,
+        &mut self, s: &mut Section<'_>, key: &'static str, default: Duration, range: std::ops::RangeInclusive<Duration>,
     ) -> Option<Duration> {
         let Some(value) = s.get(key) else {
             return Some(default);
@@ -150,10 +138,7 @@ impl Walker<'_> {
 
     /// A list of durations, like `[10m, 1h]`.
     pub(super) fn durations(
-        &mut self,
-        s: &mut Section<'_>,
-        key: &'static str,
-        default: Vec<Duration>,
+        &mut self, s: &mut Section<'_>, key: &'static str, default: Vec<Duration>,
         range: std::ops::RangeInclusive<Duration>,
     ) -> Option<Vec<Duration>> {
         let Some(value) = s.get(key) else { return Some(default) };
@@ -202,11 +187,7 @@ impl Walker<'_> {
     }
 
     pub(super) fn choice<T: Copy>(
-        &mut self,
-        s: &mut Section<'_>,
-        key: &'static str,
-        default: T,
-        options: &[(&str, T)],
+        &mut self, s: &mut Section<'_>, key: &'static str, default: T, options: &[(&str, T)],
     ) -> Option<T> {
         let Some(text) = self.string(s, key, false) else {
             return (!self.problems.iter().any(|p| p.path == s.key_path(key))).then_some(default);

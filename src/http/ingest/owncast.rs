@@ -183,11 +183,8 @@ fn parse(body: &[u8]) -> Result<Event, String> {
 type Answer = (&'static str, Response);
 
 pub async fn receive(
-    State(state): State<AppState>,
-    Extension(budget): Extension<BodyBudget>,
-    Path(channel_id): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    State(state): State<AppState>, Extension(budget): Extension<BodyBudget>, Path(channel_id): Path<String>,
+    headers: HeaderMap, body: Body,
 ) -> Response {
     let mut kind = "unknown";
     let (result, response) = match receive_inner(&state, &budget, &channel_id, &headers, body, &mut kind).await {
@@ -198,12 +195,7 @@ pub async fn receive(
 }
 
 async fn receive_inner(
-    state: &AppState,
-    budget: &BodyBudget,
-    channel_id: &str,
-    headers: &HeaderMap,
-    body: Body,
-    kind: &mut &'static str,
+    state: &AppState, budget: &BodyBudget, channel_id: &str, headers: &HeaderMap, body: Body, kind: &mut &'static str,
 ) -> Result<Answer, Answer> {
     let refuse = |result: &'static str, e: String| (result, error(StatusCode::UNAUTHORIZED, "FOYER_BAD_SIGNATURE", e));
     // The channel id is in the path; it is logged only once its secret proved the sender.
@@ -261,9 +253,7 @@ fn unavailable(e: crate::store::StoreError, channel_id: &str) -> Answer {
 /// The channel's reservations whose window `[opens_at, archives_at)` holds `now`, not
 /// cancelled and not archived, with their times.
 async fn in_window(
-    state: &AppState,
-    channel_id: &str,
-    now: DateTime<Utc>,
+    state: &AppState, channel_id: &str, now: DateTime<Utc>,
 ) -> Result<Vec<(ReservationRecord, schedule::Schedule)>, Answer> {
     let rooms = &state.config.rooms;
     let std = |d: std::time::Duration| Duration::from_std(d).unwrap_or(Duration::MAX);
@@ -301,12 +291,7 @@ type Changes =
 /// A stream started or stopped: what `changes` says it changed recorded, each event under
 /// its own receipt.
 async fn stream_changed(
-    state: &AppState,
-    channel_id: &str,
-    event: &Event,
-    body: &[u8],
-    now: DateTime<Utc>,
-    changes: Changes,
+    state: &AppState, channel_id: &str, event: &Event, body: &[u8], now: DateTime<Utc>, changes: Changes,
 ) -> Result<Answer, Answer> {
     let candidates = in_window(state, channel_id, now).await?;
     let stored = match changes(channel_id, candidates, now) {
@@ -323,9 +308,7 @@ async fn stream_changed(
 
 /// A start: the show going on air, unless it is live already.
 fn on_air(
-    channel_id: &str,
-    candidates: Vec<(ReservationRecord, schedule::Schedule)>,
-    now: DateTime<Utc>,
+    channel_id: &str, candidates: Vec<(ReservationRecord, schedule::Schedule)>, now: DateTime<Utc>,
 ) -> Result<Vec<WebhookEvent>, &'static str> {
     // Two windows may overlap (one show's room closing while the next opens): the one
     // whose start is nearest to now is the show going on air.
@@ -351,9 +334,7 @@ fn on_air(
 
 /// A stop: the end of whatever of the channel is live.
 fn off_air(
-    channel_id: &str,
-    candidates: Vec<(ReservationRecord, schedule::Schedule)>,
-    now: DateTime<Utc>,
+    channel_id: &str, candidates: Vec<(ReservationRecord, schedule::Schedule)>, now: DateTime<Utc>,
 ) -> Result<Vec<WebhookEvent>, &'static str> {
     // One Owncast server sends one stream: whatever of its channel is live has ended.
     let ended: Vec<_> = candidates
@@ -372,11 +353,7 @@ fn off_air(
 }
 
 async fn record_event(
-    state: &AppState,
-    channel_id: &str,
-    webhook_id: &str,
-    event: &WebhookEvent,
-    now: DateTime<Utc>,
+    state: &AppState, channel_id: &str, webhook_id: &str, event: &WebhookEvent, now: DateTime<Utc>,
 ) -> Result<Answer, Answer> {
     let receipt = Receipt { webhook_id, received_at: now };
     let outcome = state.store.record_webhook(&receipt, event).await.map_err(|e| unavailable(e, channel_id))?;

@@ -95,11 +95,8 @@ fn key_lock(hash: &StreamKeyHash) -> Arc<tokio::sync::Mutex<()>> {
 }
 
 pub async fn hook(
-    State(state): State<AppState>,
-    Extension(budget): Extension<BodyBudget>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
+    State(state): State<AppState>, Extension(budget): Extension<BodyBudget>, RawQuery(query): RawQuery,
+    headers: HeaderMap, body: Body,
 ) -> Response {
     let server = match media_type(&headers).as_deref() {
         Some("application/json") => Some(Server::Srs),
@@ -119,11 +116,7 @@ pub async fn hook(
 
 /// The hook's result label (for the metric) and the answer.
 async fn answer(
-    state: &AppState,
-    budget: &BodyBudget,
-    server: Server,
-    query: Option<&str>,
-    body: Body,
+    state: &AppState, budget: &BodyBudget, server: Server, query: Option<&str>, body: Body,
 ) -> (&'static str, Response) {
     // The token first: a caller without it gets not a byte of its body read.
     if !super::token_ok(&state.config.ingest, query) {
@@ -188,9 +181,7 @@ async fn answer(
 /// The reservations whose stream key has `hash`, or the answer when the database cannot
 /// be read.
 async fn read_records(
-    state: &AppState,
-    server: Server,
-    hash: &StreamKeyHash,
+    state: &AppState, server: Server, hash: &StreamKeyHash,
 ) -> Result<Vec<ReservationRecord>, (&'static str, Response)> {
     state.store.reservations_by_stream_key(hash).await.map_err(|e| {
         tracing::error!(server = server.as_str(), error = %e, "publish hook not answered: the database cannot read now");
@@ -202,11 +193,7 @@ async fn read_records(
 /// What a hook does to the reservations its key names, at `now`: a publish starts the
 /// stream of the one whose window holds now, an end stops the live one.
 async fn decide(
-    state: &AppState,
-    server: Server,
-    call: Call,
-    records: &[ReservationRecord],
-    now: DateTime<Utc>,
+    state: &AppState, server: Server, call: Call, records: &[ReservationRecord], now: DateTime<Utc>,
 ) -> (&'static str, Response) {
     let rooms = &state.config.rooms;
     match call {
@@ -257,11 +244,7 @@ async fn decide(
 /// room if it is not open yet and posts the notice), and answers the server: allowed,
 /// counted and logged as `done` (a result label and a log message), or unavailable.
 async fn record_event(
-    state: &AppState,
-    server: Server,
-    call: &str,
-    event: &WebhookEvent,
-    now: DateTime<Utc>,
+    state: &AppState, server: Server, call: &str, event: &WebhookEvent, now: DateTime<Utc>,
     done: (&'static str, &'static str),
 ) -> (&'static str, Response) {
     // Each recorded hook is a delivery of its own; copies of one are absorbed before
@@ -293,9 +276,7 @@ fn active(record: &ReservationRecord) -> bool {
 /// The reservation's times when `now` is in its publishing window, `[opens_at,
 /// archives_at)` and not cancelled; otherwise why not.
 fn window(
-    record: &ReservationRecord,
-    rooms: &crate::config::RoomsConfig,
-    now: DateTime<Utc>,
+    record: &ReservationRecord, rooms: &crate::config::RoomsConfig, now: DateTime<Utc>,
 ) -> Result<schedule::Schedule, &'static str> {
     let times = schedule::schedule(record, rooms);
     if record.signals.cancelled_at.is_some() {

@@ -24,10 +24,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 const DRAIN_BYTES: usize = 8 * 1024 * 1024;
 
 pub async fn receive(
-    State(state): State<AppState>,
-    Extension(budget): Extension<BodyBudget>,
-    headers: HeaderMap,
-    body: Body,
+    State(state): State<AppState>, Extension(budget): Extension<BodyBudget>, headers: HeaderMap, body: Body,
 ) -> Response {
     let mut kind = "unknown";
     let result = receive_inner(&state, &budget, &headers, body, &mut kind).await;
@@ -132,11 +129,7 @@ pub(crate) async fn read_capped(body: Body, limit: usize, budget: &BodyBudget) -
 
 /// Answers one webhook; `kind` becomes its event type once the payload is read.
 async fn receive_inner(
-    state: &AppState,
-    budget: &BodyBudget,
-    headers: &HeaderMap,
-    body: Body,
-    kind: &mut &'static str,
+    state: &AppState, budget: &BodyBudget, headers: &HeaderMap, body: Body, kind: &mut &'static str,
 ) -> Result<Answer, Answer> {
     let is_json = headers
         .get(header::CONTENT_TYPE)

@@ -116,9 +116,7 @@ impl<'a> Object<'a> {
     }
 
     fn opt_parse<T>(
-        &self,
-        key: &str,
-        parse: impl FnOnce(&str) -> Result<T, String>,
+        &self, key: &str, parse: impl FnOnce(&str) -> Result<T, String>,
     ) -> Result<Option<T>, PayloadError> {
         self.opt_string(key)?.map(|s| parse(s).map_err(|m| err(self.at(key), m))).transpose()
     }
@@ -240,9 +238,7 @@ pub fn parse(body: &[u8], now: DateTime<Utc>) -> Result<WebhookEvent, PayloadErr
 /// Like [`parse`] under `rules`, with the event type as sent: `reservation.created` and
 /// `reservation.updated` are one [`WebhookEvent::Upsert`], told apart only here.
 pub fn parse_typed(
-    body: &[u8],
-    now: DateTime<Utc>,
-    rules: &Rules,
+    body: &[u8], now: DateTime<Utc>, rules: &Rules,
 ) -> Result<(&'static str, WebhookEvent), PayloadError> {
     let Strict(value) = serde_json::from_slice(body).map_err(|e| err("body", format!("is not valid JSON ({e})")))?;
     let envelope = Object::new("body", &value)?;

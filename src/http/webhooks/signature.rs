@@ -35,9 +35,7 @@ pub struct SignedHeaders<'h> {
 /// `tolerance` and at least one `v1` signature. Run before the body is read, so that a
 /// sender who cannot even get this right is refused before Foyer buffers its body.
 pub fn check_headers<'h>(
-    headers: &'h HeaderMap,
-    tolerance: std::time::Duration,
-    now: DateTime<Utc>,
+    headers: &'h HeaderMap, tolerance: std::time::Duration, now: DateTime<Utc>,
 ) -> Result<SignedHeaders<'h>, SignatureError> {
     let header = |name: &'static str| -> Result<&'h str, SignatureError> {
         let value = headers.get(name).ok_or(SignatureError::MissingHeader(name))?;
@@ -75,11 +73,7 @@ pub fn check_headers<'h>(
 
 /// Verifies the headers against the raw body; returns the `webhook-id`.
 pub fn verify<'h>(
-    headers: &'h HeaderMap,
-    body: &[u8],
-    keys: &[WebhookKey],
-    tolerance: std::time::Duration,
-    now: DateTime<Utc>,
+    headers: &'h HeaderMap, body: &[u8], keys: &[WebhookKey], tolerance: std::time::Duration, now: DateTime<Utc>,
 ) -> Result<&'h str, SignatureError> {
     check_headers(headers, tolerance, now)?.verify(body, keys)
 }

@@ -21,10 +21,7 @@ use crate::{
 
 /// Archives the room per `rooms.archive_mode`.
 pub async fn archive(
-    client: &MatrixClient,
-    admin: Option<&SynapseAdmin>,
-    config: &Config,
-    record: &ReservationRecord,
+    client: &MatrixClient, admin: Option<&SynapseAdmin>, config: &Config, record: &ReservationRecord,
     room_id: &OwnedRoomId,
 ) -> Result<(), MatrixError> {
     if config.rooms.archive_mode == ArchiveMode::Delete {

@@ -97,13 +97,8 @@ pub enum OpenError {
 /// homeserver was seen down since this attempt `began_at`: whatever was creating that room
 /// died with it (only this attempt could have been, as the lease is ours).
 pub async fn create_or_adopt(
-    client: &MatrixClient,
-    config: &Config,
-    record: &ReservationRecord,
-    times: &Schedule,
-    creators_privileged: bool,
-    unmarked: &UnmarkedRooms,
-    patience: Patience,
+    client: &MatrixClient, config: &Config, record: &ReservationRecord, times: &Schedule, creators_privileged: bool,
+    unmarked: &UnmarkedRooms, patience: Patience,
 ) -> Result<OwnedRoomId, OpenError> {
     let alias = config.room_alias(&record.reservation.id);
     let mut req = create_room::v3::Request::new();

@@ -49,10 +49,7 @@ pub async fn invite_once(client: &MatrixClient, room_id: &OwnedRoomId, user: &Ow
 
 /// Kicks a member (or refuses a knock) with a reason; someone already gone is done.
 pub async fn kick(
-    client: &MatrixClient,
-    room_id: &OwnedRoomId,
-    user: &OwnedUserId,
-    reason: &str,
+    client: &MatrixClient, room_id: &OwnedRoomId, user: &OwnedUserId, reason: &str,
 ) -> Result<(), MatrixError> {
     let mut req = kick_user::v3::Request::new(room_id.clone(), user.clone());
     req.reason = Some(reason.to_owned());

@@ -14,12 +14,7 @@ use crate::matrix::{MatrixClient, MatrixError};
 /// Posts an `m.notice` (plain text and HTML) as `bot`, once per transaction id (derived
 /// from the notice's purpose): see [`message`].
 pub async fn notice(
-    client: &MatrixClient,
-    bot: &UserId,
-    room_id: &OwnedRoomId,
-    txn: &str,
-    text: &str,
-    html: &str,
+    client: &MatrixClient, bot: &UserId, room_id: &OwnedRoomId, txn: &str, text: &str, html: &str,
 ) -> Result<(), MatrixError> {
     message(client, bot, room_id, txn, RoomMessageEventContent::notice_html(text, html)).await.map(|_| ())
 }
@@ -32,11 +27,7 @@ const TXN_KEY: &str = "org.foyer.txn";
 /// so a crash between posting and recording followed by a homeserver restart would post
 /// it twice; the bot's latest messages are looked through first for one carrying it.
 pub(super) async fn message(
-    client: &MatrixClient,
-    bot: &UserId,
-    room_id: &OwnedRoomId,
-    txn: &str,
-    content: RoomMessageEventContent,
+    client: &MatrixClient, bot: &UserId, room_id: &OwnedRoomId, txn: &str, content: RoomMessageEventContent,
 ) -> Result<ruma::OwnedEventId, MatrixError> {
     match already_sent(client, bot, room_id, txn).await {
         Ok(Some(sent)) => {
@@ -64,10 +55,7 @@ pub(super) async fn message(
 
 /// The bot's message carrying transaction id `txn` among its latest in the room.
 async fn already_sent(
-    client: &MatrixClient,
-    bot: &UserId,
-    room_id: &OwnedRoomId,
-    txn: &str,
+    client: &MatrixClient, bot: &UserId, room_id: &OwnedRoomId, txn: &str,
 ) -> Result<Option<ruma::OwnedEventId>, MatrixError> {
     let mut req = get_message_events::v3::Request::new(room_id.clone(), ruma::api::Direction::Backward);
     req.limit = ruma::UInt::from(20u32);

@@ -85,20 +85,14 @@ impl StateEventContent for CustomState {
 
 /// Puts one state event with an empty state key.
 async fn put<C: StateEventContent<StateKey = EmptyStateKey>>(
-    client: &MatrixClient,
-    room_id: &OwnedRoomId,
-    content: &C,
+    client: &MatrixClient, room_id: &OwnedRoomId, content: &C,
 ) -> Result<(), MatrixError> {
     client.put_state(room_id, &EmptyStateKey, content, deadline()).await
 }
 
 /// Puts custom state (see [`CustomState`]).
 async fn put_custom(
-    client: &MatrixClient,
-    room_id: &OwnedRoomId,
-    event_type: &'static str,
-    state_key: &str,
-    content: Value,
+    client: &MatrixClient, room_id: &OwnedRoomId, event_type: &'static str, state_key: &str, content: Value,
 ) -> Result<(), MatrixError> {
     client.put_state(room_id, &state_key.to_owned(), &CustomState { event_type, content }, deadline()).await
 }

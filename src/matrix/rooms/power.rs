@@ -30,9 +30,7 @@ pub const ADMIN: i32 = 100;
 /// else [`MEMBER`]. Every level is set, none left to the homeserver's defaults (which its
 /// config may change).
 pub(super) fn power_levels(
-    config: &Config,
-    record: &ReservationRecord,
-    creators_privileged: bool,
+    config: &Config, record: &ReservationRecord, creators_privileged: bool,
 ) -> Raw<RoomPowerLevelsContentOverride> {
     let mut levels = RoomPowerLevelsContentOverride::new();
     levels.users = record.reservation.hosts.iter().map(|host| (host.clone(), MODERATOR.into())).collect();
@@ -72,9 +70,7 @@ pub(super) fn power_levels(
 /// leaves out every level equal to the spec's default, so the event would change in
 /// ways this step never meant.
 pub async fn set_hosts(
-    client: &MatrixClient,
-    room_id: &OwnedRoomId,
-    before: &std::collections::BTreeSet<OwnedUserId>,
+    client: &MatrixClient, room_id: &OwnedRoomId, before: &std::collections::BTreeSet<OwnedUserId>,
     hosts: &std::collections::BTreeSet<OwnedUserId>,
 ) -> Result<(), MatrixError> {
     let mut levels = state(client, room_id, POWER_LEVELS).await?;

@@ -18,9 +18,7 @@ use crate::{
 
 /// Creates the channel's space (or adopts the one holding its alias).
 pub async fn ensure_space(
-    client: &MatrixClient,
-    config: &Config,
-    channel: &crate::model::Channel,
+    client: &MatrixClient, config: &Config, channel: &crate::model::Channel,
 ) -> Result<OwnedRoomId, MatrixError> {
     let localpart = config.space_alias_localpart(channel.id.as_str());
     let mut req = create_room::v3::Request::new();
@@ -46,10 +44,7 @@ pub async fn ensure_space(
 
 /// Lists the room in the space: `m.space.child` in the space, `m.space.parent` in the room.
 pub async fn link_space(
-    client: &MatrixClient,
-    config: &Config,
-    space: &OwnedRoomId,
-    room_id: &OwnedRoomId,
+    client: &MatrixClient, config: &Config, space: &OwnedRoomId, room_id: &OwnedRoomId,
 ) -> Result<(), MatrixError> {
     let via: Vec<OwnedServerName> = vec![config.homeserver.server_name.clone()];
     let child = SpaceChildEventContent::new(via.clone());
@@ -61,9 +56,7 @@ pub async fn link_space(
 
 /// Takes the room out of the space (an `m.space.child` without `via`).
 pub async fn unlink_space(
-    client: &MatrixClient,
-    space: &OwnedRoomId,
-    room_id: &OwnedRoomId,
+    client: &MatrixClient, space: &OwnedRoomId, room_id: &OwnedRoomId,
 ) -> Result<(), MatrixError> {
     // Empty content, as the spec removes a child: ruma's type always writes a `via` key
     // (an empty list), and readers check for the key.

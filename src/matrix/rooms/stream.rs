@@ -23,10 +23,7 @@ const WIDGET_LAYOUT: &str = "io.element.widgets.layout";
 /// Element, and a pinned message with the link for clients without widgets. With no
 /// `stream_url`, all three are cleared.
 pub async fn set_stream_link(
-    client: &MatrixClient,
-    config: &Config,
-    record: &ReservationRecord,
-    room_id: &OwnedRoomId,
+    client: &MatrixClient, config: &Config, record: &ReservationRecord, room_id: &OwnedRoomId,
 ) -> Result<(), MatrixError> {
     let r = &record.reservation;
     let Some(url) = r.stream_url.as_ref().map(|u| u.as_str()) else {
