@@ -1,22 +1,9 @@
-//! What is recorded about a reservation besides its description: the facts that came
-//! with it, its counts, its room and its failures, as the store reads them back.
+//! What is recorded about a reservation besides its description and its facts
+//! ([`Signals`]): its counts, its room and its failures, as the store reads them back.
 
 use chrono::{DateTime, Utc};
 
-use super::{Audience, Reservation, RoomState};
-
-/// Facts about a reservation that are not part of its description.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Signals {
-    pub cancelled_at: Option<DateTime<Utc>>,
-    pub cancel_reason: Option<String>,
-    pub stream_started_at: Option<DateTime<Utc>>,
-    pub stream_ended_at: Option<DateTime<Utc>>,
-    /// An admin asked to open the room now (`!foyer open`).
-    pub admin_opened_at: Option<DateTime<Utc>>,
-    /// An admin asked to archive the room now (`!foyer archive`).
-    pub admin_archived_at: Option<DateTime<Utc>>,
-}
+use super::{Audience, Reservation, RoomState, Signals};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TicketCounts {

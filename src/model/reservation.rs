@@ -314,6 +314,21 @@ impl WebhookEvent {
     }
 }
 
+/// Facts about a reservation that are not part of its description: what its events
+/// (cancellation, the stream's start and end) and admins' commands recorded, as the
+/// store reads them back. A new kind of fact is a field here beside its event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Signals {
+    pub cancelled_at: Option<DateTime<Utc>>,
+    pub cancel_reason: Option<String>,
+    pub stream_started_at: Option<DateTime<Utc>>,
+    pub stream_ended_at: Option<DateTime<Utc>>,
+    /// An admin asked to open the room now (`!foyer open`).
+    pub admin_opened_at: Option<DateTime<Utc>>,
+    /// An admin asked to archive the room now (`!foyer archive`).
+    pub admin_archived_at: Option<DateTime<Utc>>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
