@@ -25,3 +25,4 @@ pub mod startup;
 pub mod store;
 #[cfg(test)]
 mod test_support;
+pub mod webchat;
