@@ -519,7 +519,7 @@ mod tests {
 
         let e = refused(with(json!({"nbf": T0 + 600})), T0);
         assert_eq!(e, TokenError::NotYetValid { claim: "nbf", at: at(T0 + 600) });
-        assert!(check(&mint(&with(json!({"nbf": T0})),), T0).is_ok());
+        assert!(check(&mint(&with(json!({"nbf": T0}))), T0).is_ok());
     }
 
     #[test]
