@@ -25,4 +25,5 @@ pub mod startup;
 pub mod store;
 #[cfg(test)]
 mod test_support;
+pub mod webchat;
 pub mod words;

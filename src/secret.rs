@@ -92,6 +92,7 @@ mod tests {
             ),
             ("src/matrix/synapse_admin.rs", 1, "sends the Synapse admin token to the admin API"),
             ("src/http/ingest/owncast.rs", 1, "keys the HMAC of an Owncast webhook with its channel's secret"),
+            ("src/webchat/token.rs", 1, "keys the HMAC of a viewer token with each of webchat.token_secrets"),
             (
                 "src/http/status/session.rs",
                 1,

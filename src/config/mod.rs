@@ -6,6 +6,7 @@
 
 mod duration;
 mod load;
+mod webchat;
 
 use std::{fmt, net::SocketAddr, path::Path, time::Duration};
 
@@ -14,6 +15,7 @@ use url::Url;
 
 pub use self::duration::{format_duration, parse_duration};
 pub use self::load::from_yaml_str;
+pub use self::webchat::{DEFAULT_PUPPET_PREFIX, Origin, TrustedProxy, WebchatConfig};
 use crate::{
     model::{ReservationId, naming},
     secret::Secret,
@@ -32,6 +34,8 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// Where Foyer sends its own events (docs/hearing-back.md); `None` sends none.
     pub platform: Option<PlatformConfig>,
+    /// The chat beside the player (docs/web-chat.md); `None` is web chat off.
+    pub webchat: Option<WebchatConfig>,
     pub rooms: RoomsConfig,
     pub synapse_admin: Option<SynapseAdminConfig>,
     pub logging: LoggingConfig,

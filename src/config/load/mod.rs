@@ -3,11 +3,13 @@
 //! This file holds the walker and the top level, section by section; `values.rs` the
 //! building blocks that read one key of a mapping with its key path (strings, URLs,
 //! durations, flags, choices, unknown keys); `sections.rs` each section's keys;
-//! `secrets.rs` tokens and secrets from the file, a `_file` or the environment.
+//! `secrets.rs` tokens and secrets from the file, a `_file` or the environment;
+//! `webchat.rs` the `webchat` section.
 
 mod secrets;
 mod sections;
 mod values;
+mod webchat;
 
 use std::{
     collections::BTreeSet,
@@ -138,6 +140,14 @@ impl Walker<'_> {
             }
             None => Some(None),
         };
+        let webchat = match self.section(&mut top, "webchat", false) {
+            Some(mut s) => {
+                let r = self.webchat(&mut s, appservice.as_ref().and_then(Option::as_ref));
+                self.finish(s);
+                r.map(Some)
+            }
+            None => Some(None),
+        };
         let mut rooms_section = self.section(&mut top, "rooms", false).unwrap_or_else(|| Section::new("rooms", &empty));
         let rooms = self.rooms(&mut rooms_section);
         self.finish(rooms_section);
@@ -180,6 +190,7 @@ impl Walker<'_> {
             synapse_admin,
             ingest: ingest?,
             platform: platform?,
+            webchat: webchat?,
             logging: LoggingConfig { format: format? },
             admins: admins?,
             secret_sources: std::mem::take(&mut self.secret_sources),

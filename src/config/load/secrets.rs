@@ -42,10 +42,16 @@ impl Walker<'_> {
     pub(super) fn secret(&mut self, s: &mut Section<'_>, secret: SecretKey, required: bool) -> Option<Secret> {
         let path = s.key_path(secret.key);
         let secret = self.secret_value(s, secret, required)?;
+        self.checked_token(&path, secret)
+    }
+
+    /// A token's checks: at least 32 characters, no whitespace, not the example's
+    /// placeholder (unless placeholders are allowed). `path` names it in a problem.
+    pub(super) fn checked_token(&mut self, path: &str, secret: Secret) -> Option<Secret> {
         let value = secret.expose();
         if value.contains(PLACEHOLDER_MARK) {
             if self.placeholders == Placeholders::Refuse {
-                self.placeholder_problem(&path, "openssl rand -hex 32");
+                self.placeholder_problem(path, "openssl rand -hex 32");
                 return None;
             }
         } else if value.chars().count() < MIN_TOKEN_LEN {
@@ -108,22 +114,30 @@ impl Walker<'_> {
         None
     }
 
-    /// `webhooks.secrets` (a list), `secrets_file` (one per line) or
-    /// `FOYER_WEBHOOK_SECRETS` (separated by commas or whitespace).
-    pub(super) fn secret_list(&mut self, s: &mut Section<'_>) -> Option<(Vec<String>, String)> {
-        let path = s.key_path("secrets");
-        let inline = s.get("secrets");
-        let file = s.get("secrets_file");
+    /// A list of secrets: `<key>` (a list), `<key>_file` (one per line) or the
+    /// environment variable (separated by commas or whitespace, and winning), like
+    /// `webhooks.secrets` and `FOYER_WEBHOOK_SECRETS`. With where they came from.
+    pub(super) fn secret_list(
+        &mut self, s: &mut Section<'_>, key: &'static str, env_var: &str,
+    ) -> Option<(Vec<String>, String)> {
+        let (file_key, example) = match key {
+            "secrets" => ("secrets_file", "[\"whsec_...\"]"),
+            "token_secrets" => ("token_secrets_file", "[\"<at least 32 characters>\"]"),
+            _ => unreachable!("every list of secrets has a _file twin"),
+        };
+        let path = s.key_path(key);
+        let inline = s.get(key);
+        let file = s.get(file_key);
         if inline.is_some() && file.is_some() {
-            self.problem(&path, "give either secrets or secrets_file, not both");
+            self.problem(&path, format!("give either {key} or {file_key}, not both"));
             return None;
         }
-        if let Some(value) = (self.env)("FOYER_WEBHOOK_SECRETS") {
+        if let Some(value) = (self.env)(env_var) {
             let list = value.split(|c: char| c == ',' || c.is_whitespace()).filter(|v| !v.is_empty());
-            return Some((list.map(str::to_owned).collect(), "environment variable FOYER_WEBHOOK_SECRETS".into()));
+            return Some((list.map(str::to_owned).collect(), format!("environment variable {env_var}")));
         }
         if file.is_some() {
-            let file = self.string(s, "secrets_file", true)?;
+            let file = self.string(s, file_key, true)?;
             let full = self.base_dir.join(&file);
             return match std::fs::read_to_string(&full) {
                 Ok(text) => Some((
@@ -131,7 +145,7 @@ impl Walker<'_> {
                     format!("file {}", full.display()),
                 )),
                 Err(e) => {
-                    self.problem(s.key_path("secrets_file"), format!("cannot read {}: {e}", full.display()));
+                    self.problem(s.key_path(file_key), format!("cannot read {}: {e}", full.display()));
                     None
                 }
             };
@@ -148,13 +162,13 @@ impl Walker<'_> {
                 (out.len() == items.len()).then_some((out, "config file".into()))
             }
             Some(_) => {
-                self.problem(path, "must be a list of secrets, like [\"whsec_...\"]");
+                self.problem(path, format!("must be a list of secrets, like {example}"));
                 None
             }
             None => {
                 self.problem(
                     path,
-                    "is missing (give secrets, secrets_file, or the environment variable FOYER_WEBHOOK_SECRETS)",
+                    format!("is missing (give {key}, {file_key}, or the environment variable {env_var})"),
                 );
                 None
             }

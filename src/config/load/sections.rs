@@ -198,7 +198,7 @@ impl Walker<'_> {
             Duration::from_secs(1)..=Duration::from_secs(24 * 3600),
         );
         let path = s.key_path("secrets");
-        let (values, source) = self.secret_list(s)?;
+        let (values, source) = self.secret_list(s, "secrets", "FOYER_WEBHOOK_SECRETS")?;
         self.secret_sources.push((path.clone(), source));
         if values.is_empty() {
             self.problem(&path, "must list at least one secret");

@@ -1,0 +1,11 @@
+//! The chat beside the player (docs/web-chat.md), its pure pieces: the platform's viewer
+//! token ([`token`]) and the names a web fan may not take ([`names`]). No store, no
+//! routes, no Matrix: those build on these. Imports only `model`, `config` and `secret`.
+
+pub mod names;
+pub mod token;
+
+pub use self::{
+    names::{Protected, imitates},
+    token::{TokenError, Viewer, ViewerToken},
+};
