@@ -1,8 +1,8 @@
 //! Foyer's domain, with no I/O: what a reservation is ([`reservation`]), what is recorded
 //! about it ([`record`]), its room as Foyer knows it, the steps that change the room and
-//! how their outcomes are recorded ([`room`]), and the names Foyer gives things
-//! on the homeserver ([`naming`]). Every other module may import it; it imports none of
-//! them.
+//! how their outcomes are recorded ([`room`]), the chat beside the player as the store
+//! keeps it ([`webchat`]), and the names Foyer gives things on the homeserver
+//! ([`naming`]). Every other module may import it; it imports none of them.
 
 pub mod claim_code;
 pub mod naming;
@@ -12,5 +12,6 @@ pub mod room;
 pub mod session;
 pub mod ticket;
 pub mod transcript;
+pub mod webchat;
 
-pub use self::{claim_code::*, record::*, reservation::*, room::*, session::*, ticket::*, transcript::*};
+pub use self::{claim_code::*, record::*, reservation::*, room::*, session::*, ticket::*, transcript::*, webchat::*};
