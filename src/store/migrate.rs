@@ -6,10 +6,12 @@ use sqlx::{Column as _, Row as _};
 use super::{Outbound, PostgresStore, SqliteStore, StoreError};
 use crate::config::DatabaseConfig;
 
-/// Tables in an order that respects how rows refer to each other. `status_sessions` is
-/// left out on purpose: it holds the live logins, so leaving it out logs everyone out of
-/// the status page with the move (a new login is all it costs), which is the safe side;
-/// copying it would gain nothing worth a table of credentials in transit.
+/// Tables in an order that respects how rows refer to each other. `status_sessions` and
+/// `webchat_sessions` are left out on purpose: they hold the live logins, so leaving them
+/// out logs everyone out of the status page and the web chat with the move (a new login
+/// is all it costs), which is the safe side; copying them would gain nothing worth a
+/// table of bearers in transit. The web chat's log goes with its heads, so that no seq
+/// is handed out twice.
 const TABLES: &[&str] = &[
     "webhook_receipts",
     "reservations",
@@ -25,6 +27,10 @@ const TABLES: &[&str] = &[
     "outbox",
     "transcripts",
     "transcript_lines",
+    "webchat_log_heads",
+    "webchat_log",
+    "webchat_users",
+    "webchat_bans",
 ];
 
 #[derive(Debug, thiserror::Error)]

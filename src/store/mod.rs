@@ -16,6 +16,7 @@ mod sql;
 mod sqlite;
 mod tickets;
 mod transcript;
+mod webchat;
 
 use std::sync::Arc;
 
@@ -35,6 +36,7 @@ pub use self::{
     sqlite::SqliteStore,
     tickets::{LookupDue, TicketStore},
     transcript::TranscriptStore,
+    webchat::{MAX_WEB_LOG_PAGE, WebchatStore},
 };
 use crate::model::{
     CreateBegan, LifecycleState, MemberCounts, ReservationRecord, Signals, StepRecord, TicketCounts, TicketRow,
@@ -156,6 +158,7 @@ store_of_roles! {
     LifecycleStore,
     AdminStore,
     TranscriptStore,
+    WebchatStore,
     OutboxStore
 }
 

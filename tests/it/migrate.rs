@@ -7,16 +7,23 @@ use chrono::{TimeZone as _, Utc};
 use foyer::{
     config::{DatabaseConfig, DatabaseKind},
     events::HomeserverEvent,
-    model::{ExternalId, Holder, Membership, Reservation, ReservationId, StepRecord, Ticket, Title, WebhookEvent},
+    model::{
+        DisplayName, ExternalId, Holder, LogKind, LogPayload, LoggedEntry, Membership, NewLogEntry, NewWebUser,
+        Reservation, ReservationId, StepRecord, Ticket, TicketId, Title, ViewerKey, WebhookEvent,
+    },
     secret::Secret,
     store::{self, MembershipFact, Receipt},
 };
-use ruma::{OwnedRoomId, OwnedUserId};
+use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
 
 use crate::common::{foyer_bin, postgres::fresh_postgres_database};
 
 fn database(url: &str, kind: DatabaseKind) -> DatabaseConfig {
     DatabaseConfig { url: Secret::new(url), kind, max_connections: None, acquire_timeout: Duration::from_secs(10) }
+}
+
+fn seqs(entries: &[LoggedEntry]) -> Vec<u64> {
+    entries.iter().map(|e| e.seq).collect()
 }
 
 #[tokio::test]
@@ -78,6 +85,24 @@ async fn a_sqlite_deployment_moves_to_postgres_intact() {
     sqlite.queue_admin_events(&[command("$first"), command("$second")], Utc::now()).await.unwrap();
     sqlite.forget_admin_event("$first").await.unwrap();
     let before = (sqlite.reservation(&id).await.unwrap(), sqlite.lifecycle_state(&id).await.unwrap());
+    // The web chat's log (with its head), users and bans move; its sessions do not.
+    let fan = ViewerKey::Ticket(TicketId::parse("t-1").unwrap());
+    let phase = NewLogEntry {
+        event_id: None,
+        kind: LogKind::Phase,
+        payload: LogPayload::parse(r#"{"phase":"live"}"#).unwrap(),
+        origin_ts: at(19),
+    };
+    let log = sqlite.append_web_log(&id, std::slice::from_ref(&phase), at(19)).await.unwrap();
+    let web_user = NewWebUser {
+        reservation: id.clone(),
+        viewer: fan.clone(),
+        user_id: OwnedUserId::try_from("@_foyer_web_x:example.org").unwrap(),
+        display_name: DisplayName::parse("Fan").unwrap(),
+        registered_at: at(19),
+    };
+    let web_user = sqlite.put_web_user(&web_user).await.unwrap();
+    sqlite.ban_viewer(&id, &fan, &OwnedEventId::try_from("$ban").unwrap(), at(19)).await.unwrap();
     drop(sqlite);
 
     let postgres_url = fresh_postgres_database().await;
@@ -93,6 +118,10 @@ async fn a_sqlite_deployment_moves_to_postgres_intact() {
     let postgres = store::open(&database(&postgres_url, DatabaseKind::Postgres), store::Outbound::Skip).await.unwrap();
     let after = (postgres.reservation(&id).await.unwrap(), postgres.lifecycle_state(&id).await.unwrap());
     assert_eq!(after, before);
+    assert_eq!(postgres.web_log_after(&id, 0, 10).await.unwrap(), log);
+    assert_eq!(seqs(&postgres.append_web_log(&id, &[phase], at(20)).await.unwrap()), [2], "seqs go on");
+    assert_eq!(postgres.web_user(&id, &fan).await.unwrap(), Some(web_user));
+    assert!(postgres.viewer_banned(&id, &fan).await.unwrap());
     // A command still waiting in the inbox moves too, and later ones queue after it.
     postgres.queue_admin_events(&[command("$third")], Utc::now()).await.unwrap();
     let inbox: Vec<_> =

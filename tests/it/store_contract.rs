@@ -19,6 +19,8 @@ use ruma::{OwnedRoomId, OwnedUserId};
 
 use crate::common::postgres::fresh_postgres_database;
 
+mod webchat;
+
 /// Runs `check` against a fresh store of each backend, writing outbound events.
 async fn each_backend<F, Fut>(check: F)
 where
