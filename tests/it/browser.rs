@@ -38,6 +38,17 @@ pub struct Browser {
 impl Browser {
     /// Starts chromedriver, waits until it is ready, and opens a browser session.
     pub async fn start() -> Browser {
+        Self::launch(json!({})).await
+    }
+
+    /// [`Browser::start`], with third-party cookies blocked, as more and more browsers
+    /// do by default: a cross-site frame gets no cookies and no storage access.
+    pub async fn start_blocking_third_party_cookies() -> Browser {
+        Self::launch(json!({ "profile.cookie_controls_mode": 1, "profile.block_third_party_cookies": true })).await
+    }
+
+    /// Starts chromedriver and a browser session with the given Chromium preferences.
+    async fn launch(prefs: Value) -> Browser {
         for (binary, package) in [(CHROMEDRIVER, "chromium-driver"), (CHROMIUM, "chromium")] {
             assert!(
                 Path::new(binary).exists(),
@@ -83,6 +94,7 @@ impl Browser {
                             "--window-size=1280,900",
                             user_data_dir,
                         ],
+                        "prefs": prefs,
                     },
                 },
             },
@@ -222,6 +234,38 @@ impl Browser {
         let source = self.source().await;
         self.command("Switch To Parent Frame", reqwest::Method::POST, "/frame/parent", Some(json!({}))).await;
         Some(source)
+    }
+
+    /// Makes the current page's `index`th frame the one later commands act in; `false`
+    /// while there is no such frame.
+    pub async fn enter_frame(&self, index: u32) -> bool {
+        let path = format!("/session/{}/frame", self.session_id);
+        let (status, response) = self.send(reqwest::Method::POST, &path, Some(json!({ "id": index }))).await;
+        assert!(status == 404 || (200..300).contains(&status), "WebDriver Switch To Frame failed: {response}");
+        status != 404
+    }
+
+    /// Makes the top-level page the one later commands act in again.
+    pub async fn leave_frames(&self) {
+        self.command("Switch To Frame", reqwest::Method::POST, "/frame", Some(json!({ "id": null }))).await;
+    }
+
+    /// Runs `script`, a function body, in the current frame and returns what it returns
+    /// (a promise's value once it settles).
+    pub async fn execute(&self, script: &str) -> Value {
+        let body = json!({ "script": script, "args": [] });
+        self.command("Execute Script", reqwest::Method::POST, "/execute/sync", Some(body)).await
+    }
+
+    /// [`Browser::execute`] in the top-level page's `index`th frame, or `None` while
+    /// there is no such frame.
+    pub async fn execute_in_frame(&self, index: u32, script: &str) -> Option<Value> {
+        if !self.enter_frame(index).await {
+            return None;
+        }
+        let value = self.execute(script).await;
+        self.leave_frames().await;
+        Some(value)
     }
 
     pub async fn title(&self) -> String {
@@ -403,4 +447,114 @@ async fn another_site_cannot_frame_the_status_or_claim_page() {
     assert!(browser.source().await.contains("API token"), "{}", browser.source().await);
     drop(browser);
     server.abort();
+}
+
+/// The web chat page (docs/web-chat.md) as the platform's watch page shows it: in a
+/// 320 px iframe of another site, with third-party cookies blocked. The chat API does not
+/// exist yet, so what can be seen is the page itself: the viewer token leaves the
+/// frame's address at once, a page without a token asks for a claim code, and the API's
+/// refusal (today a 404) is said in words, not a crash. A site that is not among
+/// `webchat.allowed_origins` cannot frame it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chat_page_works_in_another_sites_frame_with_third_party_cookies_blocked() {
+    use axum::{Router, response::Html, routing::get};
+
+    // Two other sites, on localhost where Foyer is on 127.0.0.1: one allowed to frame
+    // the chat, one not (another port is another origin).
+    let allowed = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+    let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+    let allowed_base = format!("http://localhost:{}", allowed.local_addr().expect("its address").port());
+    let elsewhere_base = format!("http://localhost:{}", elsewhere.local_addr().expect("its address").port());
+    let foyer = crate::common::foyer::TestFoyer::start_with(
+        |yaml| {
+            format!(
+                "{yaml}webchat:\n  token_secrets: [\"0123456789abcdef0123456789abcdef\"]\n  allowed_origins: [\"{allowed_base}\"]\n"
+            )
+        },
+        &[],
+    )
+    .await;
+    let chat = format!("{}/chat/show-1", foyer.base_url);
+    let watch_page = format!(
+        "<!doctype html><title>Watch</title><div id=player>player</div>\
+         <iframe src=\"{chat}#token=not.a.token\" width=320 height=480></iframe>\
+         <iframe src=\"{chat}\" width=320 height=480></iframe>"
+    );
+    let app = Router::new().route("/", get(move || async move { Html(watch_page) }));
+    let servers = [
+        tokio::spawn(axum::serve(allowed, app.clone()).into_future()),
+        tokio::spawn(axum::serve(elsewhere, app).into_future()),
+    ];
+
+    let browser = Browser::start_blocking_third_party_cookies().await;
+    browser.goto(&format!("{allowed_base}/")).await;
+
+    // The frame with a token: the token is gone from its address, and the refusal is said.
+    let error = eventually(Duration::from_secs(15), "the framed chat to say why it could not start", || async {
+        let value = browser
+            .execute_in_frame(
+                0,
+                "const e = document.getElementById('error'); return e && !e.hidden ? e.textContent : null;",
+            )
+            .await?;
+        value.as_str().map(str::to_owned)
+    })
+    .await;
+    assert!(error.starts_with("Could not start the chat"), "{error}");
+    let address = browser.execute_in_frame(0, "return location.href;").await.expect("the first frame");
+    assert_eq!(address, Value::String(chat.clone()), "the token left the frame's address");
+    let shown = browser.execute_in_frame(0, "return document.body.innerText;").await.expect("the first frame");
+    assert!(!shown.as_str().unwrap_or_default().contains("not.a.token"), "{shown}");
+
+    // Third-party cookies are indeed blocked for the framed page.
+    let access = browser.execute_in_frame(0, "return document.hasStorageAccess();").await.expect("the first frame");
+    assert_eq!(access, Value::Bool(false), "the framed chat has no cookies or storage of its own");
+
+    // The frame without a token asks for a claim code, and says the refusal of one.
+    let claim_shown = "const f = document.getElementById('claim'); return Boolean(f && !f.hidden);";
+    eventually(Duration::from_secs(15), "the claim-code form in the second frame", || async {
+        (browser.execute_in_frame(1, claim_shown).await? == Value::Bool(true)).then_some(())
+    })
+    .await;
+    assert!(browser.enter_frame(1).await, "the second frame");
+    let label = browser.text("label[for=claim-code]").await;
+    assert_eq!(label.as_deref(), Some("Claim code"));
+    browser.type_into("#claim-code", "abcd-efgh-jklm").await;
+    browser.click("#claim-join").await;
+    let error = eventually(Duration::from_secs(15), "the claim form to say why it could not start", || async {
+        let value = browser
+            .execute("const e = document.getElementById('error'); return e && !e.hidden ? e.textContent : null;")
+            .await;
+        value.as_str().map(str::to_owned)
+    })
+    .await;
+    assert!(error.starts_with("Could not start the chat"), "{error}");
+    // From 320 px: nothing sticks out sideways.
+    let overflow = browser.execute("const d = document.documentElement; return [d.clientWidth, d.scrollWidth];").await;
+    assert!(
+        overflow[0].as_u64() <= Some(320) && overflow[1] == overflow[0],
+        "the page is wider than its frame: {overflow}"
+    );
+    browser.leave_frames().await;
+
+    let shot = repo_root().join("target/test-artifacts/webchat-framed.png");
+    browser.screenshot(&shot).await;
+    println!("screenshot: {}", shot.display());
+
+    // A site not in webchat.allowed_origins frames nothing: once every frame has loaded,
+    // neither shows the chat.
+    browser.goto(&format!("{elsewhere_base}/")).await;
+    eventually(Duration::from_secs(15), "the other site's page and its frames to load", || async {
+        (browser.execute("return document.readyState;").await == "complete").then_some(())
+    })
+    .await;
+    for index in [0, 1] {
+        let source = browser.frame_source(index).await.unwrap_or_default();
+        assert!(!source.contains("claim-code"), "the chat shows in a frame of a site it does not allow: {source}");
+    }
+
+    drop(browser);
+    for server in servers {
+        server.abort();
+    }
 }
