@@ -211,6 +211,12 @@ impl Browser {
         self.command("Element Send Keys", reqwest::Method::POST, &path, Some(json!({ "text": text }))).await;
     }
 
+    /// Empties the first input or text area matching the CSS selector.
+    pub async fn clear(&self, css: &str) {
+        let id = self.expect(css).await;
+        self.command("Element Clear", reqwest::Method::POST, &format!("/element/{id}/clear"), Some(json!({}))).await;
+    }
+
     /// Clicks the first element matching the CSS selector.
     pub async fn click(&self, css: &str) {
         let id = self.expect(css).await;
@@ -553,6 +559,251 @@ async fn the_chat_page_works_in_another_sites_frame_with_third_party_cookies_blo
         assert!(!source.contains("claim-code"), "the chat shows in a frame of a site it does not allow: {source}");
     }
 
+    drop(browser);
+    for server in servers {
+        server.abort();
+    }
+}
+
+/// What the mock chat API of [`the_chat_page_reads_and_writes_as_docs_web_chat_says`] saw.
+#[derive(Default)]
+struct MockChat {
+    sessions: Vec<Value>,
+    last_event_ids: Vec<Option<String>>,
+    txn_ids: Vec<String>,
+}
+
+/// The page's own script against a mock of the chat API as `docs/web-chat.md` describes it
+/// (Foyer's API is not built yet): the page's files, read from the repository, served with
+/// Foyer's policy by a mock on 127.0.0.1, framed by a page on localhost with third-party
+/// cookies blocked. The stream's events arrive split across chunks and lines; the page
+/// shows them as text, reconnects with `Last-Event-ID`, obeys `reset`, edits and removes,
+/// badges roles, announces only what follows `ready`; a slow-mode refusal counts down and
+/// the retry reuses its `txn_id`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chat_page_reads_and_writes_as_docs_web_chat_says() {
+    use std::sync::{Arc, Mutex};
+
+    use axum::{
+        Json, Router,
+        body::Body,
+        extract::State,
+        http::{HeaderMap, StatusCode, header},
+        response::IntoResponse,
+        routing::{get, post},
+    };
+    use futures_util::stream::{self, StreamExt as _};
+
+    let assets = repo_root().join("src/http/webchat/assets");
+    let read = |name: &str| std::fs::read_to_string(assets.join(name)).expect("a file of the page");
+    let html = read("chat.html").replace("{js}", "chat.js").replace("{css}", "chat.css");
+    let (script, style) = (read("chat.js"), read("chat.css"));
+
+    let host = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+    let host_base = format!("http://localhost:{}", host.local_addr().expect("its address").port());
+    let mock = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+    let mock_base = format!("http://127.0.0.1:{}", mock.local_addr().expect("its address").port());
+    let policy = format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'none'; \
+         base-uri 'none'; form-action 'none'; frame-ancestors {host_base}"
+    );
+
+    let message = |id: u32, key: &str, name: &str, role: &str, body: &str| {
+        let data = json!({"event_id": format!("${id}"), "sender": {"key": key, "name": name, "role": role}, "body": body, "ts": 1_700_000_000_000u64 + u64::from(id)});
+        format!("event: message\nid: {id}\ndata: {data}\n\n")
+    };
+    let evil_name = "<img src=x onerror=\"window.pwned=1\">Mo";
+    // The first connection: a keep-alive, the phase, two messages (one split inside its
+    // CRLF), ready, and the end of the connection.
+    let first: Vec<String> = vec![
+        ": hello\r\n\r\n".into(),
+        "event: phase\r\ndata: {\"phase\":\"live\"}\r\n\r\n".into(),
+        message(1, "k-host", "Host", "host", "before the reset").replace('\n', "\r\n").trim_end().to_owned() + "\r",
+        "\n\r\n".into(),
+        message(2, "k-me", "Fan", "web", "line one"),
+        "event: ready\ndata: {}\n\n".into(),
+    ];
+    // The reconnection: the last id is too old, so a reset and the backlog, ready, then
+    // live events; the connection stays open.
+    let second: Vec<String> = vec![
+        "event: phase\ndata: {\"phase\":\"live\"}\n\n".into(),
+        "event: reset\ndata: {}\n\n".into(),
+        message(3, "k-mod", evil_name, "moderator", "first"),
+        "event: ready\ndata: {}\n\n".into(),
+        format!(
+            "event: edit\nid: 4\ndata: {}\n\n",
+            json!({"event_id": "$3", "body": "<script>window.pwned=2</script>"})
+        ),
+        message(5, "k-me", "Fan", "web", "mine"),
+        message(6, "k-fan", "Someone", "fan", "gone soon"),
+        "event: redaction\nid: 7\ndata: {\"event_id\":\"$6\"}\n\n".into(),
+        message(8, "k-host", "Hostess", "host", "live one"),
+    ];
+
+    let seen = Arc::new(Mutex::new(MockChat::default()));
+    let api = Router::new()
+        .route(
+            "/chat/{id}",
+            get(move || async move {
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                        (header::CONTENT_SECURITY_POLICY, policy.as_str()),
+                    ],
+                    html.clone(),
+                )
+                    .into_response()
+            }),
+        )
+        .route(
+            "/chat/assets/chat.js",
+            get(move || async move { ([(header::CONTENT_TYPE, "text/javascript")], script) }),
+        )
+        .route("/chat/assets/chat.css", get(move || async move { ([(header::CONTENT_TYPE, "text/css")], style) }))
+        .route(
+            "/chat/v1/session",
+            post(|State(seen): State<Arc<Mutex<MockChat>>>, Json(request): Json<Value>| async move {
+                seen.lock().unwrap().sessions.push(request);
+                Json(json!({"session": "s-1", "expires_at": "2099-01-01T00:00:00Z",
+                    "me": {"name": "Fan", "role": "web", "key": "k-me", "max_length": 20}}))
+            }),
+        )
+        .route(
+            "/chat/v1/stream",
+            get(move |State(seen): State<Arc<Mutex<MockChat>>>, headers: HeaderMap| async move {
+                if headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) != Some("Bearer s-1") {
+                    return (
+                        StatusCode::UNAUTHORIZED,
+                        Json(json!({"errcode": "M_UNKNOWN_TOKEN", "error": "no session"})),
+                    )
+                        .into_response();
+                }
+                let last = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+                let connection = {
+                    let mut seen = seen.lock().unwrap();
+                    seen.last_event_ids.push(last);
+                    seen.last_event_ids.len()
+                };
+                let chunks = if connection == 1 { first.clone() } else { second.clone() };
+                let events = stream::iter(chunks.into_iter().map(Ok::<_, std::io::Error>));
+                let body = if connection == 1 {
+                    Body::from_stream(events)
+                } else {
+                    Body::from_stream(events.chain(stream::pending()))
+                };
+                ([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-store")], body)
+                    .into_response()
+            }),
+        )
+        .route(
+            "/chat/v1/messages",
+            post(|State(seen): State<Arc<Mutex<MockChat>>>, Json(request): Json<Value>| async move {
+                let mut seen = seen.lock().unwrap();
+                seen.txn_ids.push(request["txn_id"].as_str().unwrap_or_default().to_owned());
+                if seen.txn_ids.len() == 1 {
+                    (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        Json(json!({"errcode": "M_LIMIT_EXCEEDED", "error": "slow mode", "retry_after_ms": 2000})),
+                    )
+                } else {
+                    (StatusCode::OK, Json(json!({"event_id": "$9"})))
+                }
+            }),
+        )
+        .with_state(seen.clone());
+    let watch = format!(
+        "<!doctype html><title>Watch</title><iframe src=\"{mock_base}/chat/show-1#token=good-token\" width=320 height=560></iframe>"
+    );
+    let host_app = Router::new().route("/", get(move || async move { axum::response::Html(watch) }));
+    let servers =
+        [tokio::spawn(axum::serve(mock, api).into_future()), tokio::spawn(axum::serve(host, host_app).into_future())];
+
+    let browser = Browser::start_blocking_third_party_cookies().await;
+    browser.goto(&format!("{host_base}/")).await;
+    assert!(browser.enter_frame(0).await, "the chat's frame");
+
+    // Reading: the second connection's events, all shown.
+    eventually(Duration::from_secs(20), "the live message after the reconnection", || async {
+        (browser.execute("return Boolean(document.querySelector('[data-event-id=\"$8\"]'));").await == true)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(browser.execute("return location.href;").await, format!("{mock_base}/chat/show-1"));
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.sessions, vec![json!({"token": "good-token"})]);
+        assert_eq!(
+            seen.last_event_ids,
+            vec![None, Some("2".to_owned())],
+            "the reconnection names the last complete event"
+        );
+    }
+    let shown = browser
+        .execute(
+            "return Array.from(document.querySelectorAll('#messages > li'), (li) => ({
+                id: li.dataset.eventId,
+                name: li.querySelector('.name').textContent,
+                badge: li.querySelector('.badge') ? li.querySelector('.badge').textContent : null,
+                body: li.querySelector('.body').textContent,
+                edited: Boolean(li.querySelector('.edited')),
+                deleted: li.classList.contains('deleted'),
+                actions: Array.from(li.querySelectorAll('.actions button'), (b) => b.textContent),
+            }));",
+        )
+        .await;
+    let expected = json!([
+        {"id": "$3", "name": evil_name, "badge": "Moderator", "body": "<script>window.pwned=2</script>", "edited": true, "deleted": false, "actions": ["Report"]},
+        {"id": "$5", "name": "Fan", "badge": "Web", "body": "mine", "edited": false, "deleted": false, "actions": ["Delete"]},
+        {"id": "$6", "name": "Someone", "badge": null, "body": "Message deleted.", "edited": false, "deleted": true, "actions": []},
+        {"id": "$8", "name": "Hostess", "badge": "Host", "body": "live one", "edited": false, "deleted": false, "actions": ["Report"]},
+    ]);
+    assert_eq!(shown, expected, "the reset dropped what came before it; the rest shows as text");
+    let inert = browser
+        .execute("return [typeof window.pwned, document.querySelectorAll('#messages img, #messages script').length];")
+        .await;
+    assert_eq!(inert, json!(["undefined", 0]), "markup in names and bodies stays text");
+    assert_eq!(browser.text("#phase").await.as_deref(), Some("Live"));
+    assert_eq!(browser.text("#me").await.as_deref(), Some("You are writing as Fan."));
+    let announced = eventually(Duration::from_secs(10), "the live region to announce the live message", || async {
+        let text = browser.execute("return document.getElementById('announcer').textContent;").await;
+        text.as_str().filter(|t| t.contains("Hostess: live one")).map(str::to_owned)
+    })
+    .await;
+    assert!(!announced.contains("first"), "the backlog is not announced: {announced}");
+
+    // Writing: the length limit of the session answer, then a slow-mode refusal with its
+    // countdown, and the retry with the same txn_id.
+    browser.type_into("#body", &"x".repeat(25)).await;
+    assert_eq!(browser.text("#counter").await.as_deref(), Some("5 characters over the limit of 20."));
+    assert_eq!(browser.execute("return document.getElementById('send').disabled;").await, true);
+    browser.clear("#body").await;
+    browser.type_into("#body", "hello").await;
+    assert_eq!(browser.text("#counter").await.as_deref(), Some("5 / 20"));
+    browser.click("#send").await;
+    let refusal = eventually(Duration::from_secs(10), "the slow-mode countdown", || async {
+        browser.text("#refusal").await.filter(|t| t.starts_with("Slow mode: you can send again in"))
+    })
+    .await;
+    assert!(refusal.ends_with(" s."), "{refusal}");
+    assert_eq!(browser.execute("return document.getElementById('send').disabled;").await, true);
+    eventually(Duration::from_secs(10), "the countdown to end", || async {
+        (browser.text("#refusal").await.as_deref() == Some("You can send again.")).then_some(())
+    })
+    .await;
+    browser.click("#send").await;
+    eventually(Duration::from_secs(10), "the box to empty once the message is accepted", || async {
+        (browser.execute("return document.getElementById('body').value;").await == "").then_some(())
+    })
+    .await;
+    let txn_ids = std::mem::take(&mut seen.lock().unwrap().txn_ids);
+    assert_eq!(txn_ids.len(), 2, "{txn_ids:?}");
+    assert_eq!(txn_ids[0], txn_ids[1], "the retry reuses the message's txn_id");
+    assert_eq!(txn_ids[0].len(), 32, "{txn_ids:?}");
+
+    browser.leave_frames().await;
+    let shot = repo_root().join("target/test-artifacts/webchat-mock.png");
+    browser.screenshot(&shot).await;
+    println!("screenshot: {}", shot.display());
     drop(browser);
     for server in servers {
         server.abort();

@@ -187,11 +187,17 @@ async function startSession(request) {
     state.maxLength = state.me.max_length;
   }
   const expires = Date.parse(answer.expires_at);
-  if (!Number.isNaN(expires)) {
-    setTimeout(() => endSession(WORDS.sessionEnded), Math.max(0, expires - Date.now()));
-  }
+  if (!Number.isNaN(expires)) endAt(expires);
   enterRoom();
   return true;
+}
+
+// Ends the session at `time`. A timer longer than 2^31 - 1 ms fires at once, so a far
+// expiry waits in steps.
+function endAt(time) {
+  const left = time - Date.now();
+  if (left <= 0) endSession(WORDS.sessionEnded);
+  else setTimeout(() => endAt(time), Math.min(left, 2 ** 31 - 1));
 }
 
 function claimRequest() {
