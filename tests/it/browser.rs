@@ -38,6 +38,17 @@ pub struct Browser {
 impl Browser {
     /// Starts chromedriver, waits until it is ready, and opens a browser session.
     pub async fn start() -> Browser {
+        Self::launch(json!({})).await
+    }
+
+    /// [`Browser::start`], with third-party cookies blocked, as more and more browsers
+    /// do by default: a cross-site frame gets no cookies and no storage access.
+    pub async fn start_blocking_third_party_cookies() -> Browser {
+        Self::launch(json!({ "profile.cookie_controls_mode": 1, "profile.block_third_party_cookies": true })).await
+    }
+
+    /// Starts chromedriver and a browser session with the given Chromium preferences.
+    async fn launch(prefs: Value) -> Browser {
         for (binary, package) in [(CHROMEDRIVER, "chromium-driver"), (CHROMIUM, "chromium")] {
             assert!(
                 Path::new(binary).exists(),
@@ -83,6 +94,7 @@ impl Browser {
                             "--window-size=1280,900",
                             user_data_dir,
                         ],
+                        "prefs": prefs,
                     },
                 },
             },
@@ -199,6 +211,12 @@ impl Browser {
         self.command("Element Send Keys", reqwest::Method::POST, &path, Some(json!({ "text": text }))).await;
     }
 
+    /// Empties the first input or text area matching the CSS selector.
+    pub async fn clear(&self, css: &str) {
+        let id = self.expect(css).await;
+        self.command("Element Clear", reqwest::Method::POST, &format!("/element/{id}/clear"), Some(json!({}))).await;
+    }
+
     /// Clicks the first element matching the CSS selector.
     pub async fn click(&self, css: &str) {
         let id = self.expect(css).await;
@@ -222,6 +240,38 @@ impl Browser {
         let source = self.source().await;
         self.command("Switch To Parent Frame", reqwest::Method::POST, "/frame/parent", Some(json!({}))).await;
         Some(source)
+    }
+
+    /// Makes the current page's `index`th frame the one later commands act in; `false`
+    /// while there is no such frame.
+    pub async fn enter_frame(&self, index: u32) -> bool {
+        let path = format!("/session/{}/frame", self.session_id);
+        let (status, response) = self.send(reqwest::Method::POST, &path, Some(json!({ "id": index }))).await;
+        assert!(status == 404 || (200..300).contains(&status), "WebDriver Switch To Frame failed: {response}");
+        status != 404
+    }
+
+    /// Makes the top-level page the one later commands act in again.
+    pub async fn leave_frames(&self) {
+        self.command("Switch To Frame", reqwest::Method::POST, "/frame", Some(json!({ "id": null }))).await;
+    }
+
+    /// Runs `script`, a function body, in the current frame and returns what it returns
+    /// (a promise's value once it settles).
+    pub async fn execute(&self, script: &str) -> Value {
+        let body = json!({ "script": script, "args": [] });
+        self.command("Execute Script", reqwest::Method::POST, "/execute/sync", Some(body)).await
+    }
+
+    /// [`Browser::execute`] in the top-level page's `index`th frame, or `None` while
+    /// there is no such frame.
+    pub async fn execute_in_frame(&self, index: u32, script: &str) -> Option<Value> {
+        if !self.enter_frame(index).await {
+            return None;
+        }
+        let value = self.execute(script).await;
+        self.leave_frames().await;
+        Some(value)
     }
 
     pub async fn title(&self) -> String {
@@ -403,4 +453,359 @@ async fn another_site_cannot_frame_the_status_or_claim_page() {
     assert!(browser.source().await.contains("API token"), "{}", browser.source().await);
     drop(browser);
     server.abort();
+}
+
+/// The web chat page (docs/web-chat.md) as the platform's watch page shows it: in a
+/// 320 px iframe of another site, with third-party cookies blocked. The chat API does not
+/// exist yet, so what can be seen is the page itself: the viewer token leaves the
+/// frame's address at once, a page without a token asks for a claim code, and the API's
+/// refusal (today a 404) is said in words, not a crash. A site that is not among
+/// `webchat.allowed_origins` cannot frame it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chat_page_works_in_another_sites_frame_with_third_party_cookies_blocked() {
+    use axum::{Router, response::Html, routing::get};
+
+    // Two other sites, on localhost where Foyer is on 127.0.0.1: one allowed to frame
+    // the chat, one not (another port is another origin).
+    let allowed = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+    let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+    let allowed_base = format!("http://localhost:{}", allowed.local_addr().expect("its address").port());
+    let elsewhere_base = format!("http://localhost:{}", elsewhere.local_addr().expect("its address").port());
+    let foyer = crate::common::foyer::TestFoyer::start_with(
+        |yaml| {
+            format!(
+                "{yaml}webchat:\n  token_secrets: [\"0123456789abcdef0123456789abcdef\"]\n  allowed_origins: [\"{allowed_base}\"]\n"
+            )
+        },
+        &[],
+    )
+    .await;
+    let chat = format!("{}/chat/show-1", foyer.base_url);
+    let watch_page = format!(
+        "<!doctype html><title>Watch</title><div id=player>player</div>\
+         <iframe src=\"{chat}#token=not.a.token\" width=320 height=480></iframe>\
+         <iframe src=\"{chat}\" width=320 height=480></iframe>"
+    );
+    let app = Router::new().route("/", get(move || async move { Html(watch_page) }));
+    let servers = [
+        tokio::spawn(axum::serve(allowed, app.clone()).into_future()),
+        tokio::spawn(axum::serve(elsewhere, app).into_future()),
+    ];
+
+    let browser = Browser::start_blocking_third_party_cookies().await;
+    browser.goto(&format!("{allowed_base}/")).await;
+
+    // The frame with a token: the token is gone from its address, and the refusal is said.
+    let error = eventually(Duration::from_secs(15), "the framed chat to say why it could not start", || async {
+        let value = browser
+            .execute_in_frame(
+                0,
+                "const e = document.getElementById('error'); return e && !e.hidden ? e.textContent : null;",
+            )
+            .await?;
+        value.as_str().map(str::to_owned)
+    })
+    .await;
+    assert!(error.starts_with("Could not start the chat"), "{error}");
+    let address = browser.execute_in_frame(0, "return location.href;").await.expect("the first frame");
+    assert_eq!(address, Value::String(chat.clone()), "the token left the frame's address");
+    let shown = browser.execute_in_frame(0, "return document.body.innerText;").await.expect("the first frame");
+    assert!(!shown.as_str().unwrap_or_default().contains("not.a.token"), "{shown}");
+
+    // Third-party cookies are indeed blocked for the framed page.
+    let access = browser.execute_in_frame(0, "return document.hasStorageAccess();").await.expect("the first frame");
+    assert_eq!(access, Value::Bool(false), "the framed chat has no cookies or storage of its own");
+
+    // The frame without a token asks for a claim code, and says the refusal of one.
+    let claim_shown = "const f = document.getElementById('claim'); return Boolean(f && !f.hidden);";
+    eventually(Duration::from_secs(15), "the claim-code form in the second frame", || async {
+        (browser.execute_in_frame(1, claim_shown).await? == Value::Bool(true)).then_some(())
+    })
+    .await;
+    assert!(browser.enter_frame(1).await, "the second frame");
+    let label = browser.text("label[for=claim-code]").await;
+    assert_eq!(label.as_deref(), Some("Claim code"));
+    browser.type_into("#claim-code", "abcd-efgh-jklm").await;
+    browser.click("#claim-join").await;
+    let error = eventually(Duration::from_secs(15), "the claim form to say why it could not start", || async {
+        let value = browser
+            .execute("const e = document.getElementById('error'); return e && !e.hidden ? e.textContent : null;")
+            .await;
+        value.as_str().map(str::to_owned)
+    })
+    .await;
+    assert!(error.starts_with("Could not start the chat"), "{error}");
+    // From 320 px: nothing sticks out sideways.
+    let overflow = browser.execute("const d = document.documentElement; return [d.clientWidth, d.scrollWidth];").await;
+    assert!(
+        overflow[0].as_u64() <= Some(320) && overflow[1] == overflow[0],
+        "the page is wider than its frame: {overflow}"
+    );
+    browser.leave_frames().await;
+
+    let shot = repo_root().join("target/test-artifacts/webchat-framed.png");
+    browser.screenshot(&shot).await;
+    println!("screenshot: {}", shot.display());
+
+    // A site not in webchat.allowed_origins frames nothing: once every frame has loaded,
+    // neither shows the chat.
+    browser.goto(&format!("{elsewhere_base}/")).await;
+    eventually(Duration::from_secs(15), "the other site's page and its frames to load", || async {
+        (browser.execute("return document.readyState;").await == "complete").then_some(())
+    })
+    .await;
+    for index in [0, 1] {
+        let source = browser.frame_source(index).await.unwrap_or_default();
+        assert!(!source.contains("claim-code"), "the chat shows in a frame of a site it does not allow: {source}");
+    }
+
+    drop(browser);
+    for server in servers {
+        server.abort();
+    }
+}
+
+/// What the mock chat API of [`the_chat_page_reads_and_writes_as_docs_web_chat_says`] saw.
+#[derive(Default)]
+struct MockChat {
+    sessions: Vec<Value>,
+    last_event_ids: Vec<Option<String>>,
+    txn_ids: Vec<String>,
+}
+
+/// The page's own script against a mock of the chat API as `docs/web-chat.md` describes it
+/// (Foyer's API is not built yet): the page's files, read from the repository, served with
+/// Foyer's policy by a mock on 127.0.0.1, framed by a page on localhost with third-party
+/// cookies blocked. The stream's events arrive split across chunks and lines; the page
+/// shows them as text, reconnects with `Last-Event-ID`, obeys `reset`, edits and removes,
+/// badges roles, announces only what follows `ready`; a slow-mode refusal counts down and
+/// the retry reuses its `txn_id`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chat_page_reads_and_writes_as_docs_web_chat_says() {
+    use std::sync::{Arc, Mutex};
+
+    use axum::{
+        Json, Router,
+        body::Body,
+        extract::State,
+        http::{HeaderMap, StatusCode, header},
+        response::IntoResponse,
+        routing::{get, post},
+    };
+    use futures_util::stream::{self, StreamExt as _};
+
+    let assets = repo_root().join("src/http/webchat/assets");
+    let read = |name: &str| std::fs::read_to_string(assets.join(name)).expect("a file of the page");
+    let html = read("chat.html").replace("{js}", "chat.js").replace("{css}", "chat.css");
+    let (script, style) = (read("chat.js"), read("chat.css"));
+
+    let host = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+    let host_base = format!("http://localhost:{}", host.local_addr().expect("its address").port());
+    let mock = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+    let mock_base = format!("http://127.0.0.1:{}", mock.local_addr().expect("its address").port());
+    let policy = format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'none'; \
+         base-uri 'none'; form-action 'none'; frame-ancestors {host_base}"
+    );
+
+    let message = |id: u32, key: &str, name: &str, role: &str, body: &str| {
+        let data = json!({"event_id": format!("${id}"), "sender": {"key": key, "name": name, "role": role}, "body": body, "ts": 1_700_000_000_000u64 + u64::from(id)});
+        format!("event: message\nid: {id}\ndata: {data}\n\n")
+    };
+    let evil_name = "<img src=x onerror=\"window.pwned=1\">Mo";
+    // The first connection: a keep-alive, the phase, two messages (one split inside its
+    // CRLF), ready, and the end of the connection.
+    let first: Vec<String> = vec![
+        ": hello\r\n\r\n".into(),
+        "event: phase\r\ndata: {\"phase\":\"live\"}\r\n\r\n".into(),
+        message(1, "k-host", "Host", "host", "before the reset").replace('\n', "\r\n").trim_end().to_owned() + "\r",
+        "\n\r\n".into(),
+        message(2, "k-me", "Fan", "web", "line one"),
+        "event: ready\ndata: {}\n\n".into(),
+    ];
+    // The reconnection: the last id is too old, so a reset and the backlog, ready, then
+    // live events; the connection stays open.
+    let second: Vec<String> = vec![
+        "event: phase\ndata: {\"phase\":\"live\"}\n\n".into(),
+        "event: reset\ndata: {}\n\n".into(),
+        message(3, "k-mod", evil_name, "moderator", "first"),
+        "event: ready\ndata: {}\n\n".into(),
+        format!(
+            "event: edit\nid: 4\ndata: {}\n\n",
+            json!({"event_id": "$3", "body": "<script>window.pwned=2</script>"})
+        ),
+        message(5, "k-me", "Fan", "web", "mine"),
+        message(6, "k-fan", "Someone", "fan", "gone soon"),
+        "event: redaction\nid: 7\ndata: {\"event_id\":\"$6\"}\n\n".into(),
+        message(8, "k-host", "Hostess", "host", "live one"),
+    ];
+
+    let seen = Arc::new(Mutex::new(MockChat::default()));
+    let api = Router::new()
+        .route(
+            "/chat/{id}",
+            get(move || async move {
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                        (header::CONTENT_SECURITY_POLICY, policy.as_str()),
+                    ],
+                    html.clone(),
+                )
+                    .into_response()
+            }),
+        )
+        .route(
+            "/chat/assets/chat.js",
+            get(move || async move { ([(header::CONTENT_TYPE, "text/javascript")], script) }),
+        )
+        .route("/chat/assets/chat.css", get(move || async move { ([(header::CONTENT_TYPE, "text/css")], style) }))
+        .route(
+            "/chat/v1/session",
+            post(|State(seen): State<Arc<Mutex<MockChat>>>, Json(request): Json<Value>| async move {
+                seen.lock().unwrap().sessions.push(request);
+                Json(json!({"session": "s-1", "expires_at": "2099-01-01T00:00:00Z",
+                    "me": {"name": "Fan", "role": "web", "key": "k-me", "max_length": 20}}))
+            }),
+        )
+        .route(
+            "/chat/v1/stream",
+            get(move |State(seen): State<Arc<Mutex<MockChat>>>, headers: HeaderMap| async move {
+                if headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) != Some("Bearer s-1") {
+                    return (
+                        StatusCode::UNAUTHORIZED,
+                        Json(json!({"errcode": "M_UNKNOWN_TOKEN", "error": "no session"})),
+                    )
+                        .into_response();
+                }
+                let last = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+                let connection = {
+                    let mut seen = seen.lock().unwrap();
+                    seen.last_event_ids.push(last);
+                    seen.last_event_ids.len()
+                };
+                let chunks = if connection == 1 { first.clone() } else { second.clone() };
+                let events = stream::iter(chunks.into_iter().map(Ok::<_, std::io::Error>));
+                let body = if connection == 1 {
+                    Body::from_stream(events)
+                } else {
+                    Body::from_stream(events.chain(stream::pending()))
+                };
+                ([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-store")], body)
+                    .into_response()
+            }),
+        )
+        .route(
+            "/chat/v1/messages",
+            post(|State(seen): State<Arc<Mutex<MockChat>>>, Json(request): Json<Value>| async move {
+                let mut seen = seen.lock().unwrap();
+                seen.txn_ids.push(request["txn_id"].as_str().unwrap_or_default().to_owned());
+                if seen.txn_ids.len() == 1 {
+                    (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        Json(json!({"errcode": "M_LIMIT_EXCEEDED", "error": "slow mode", "retry_after_ms": 2000})),
+                    )
+                } else {
+                    (StatusCode::OK, Json(json!({"event_id": "$9"})))
+                }
+            }),
+        )
+        .with_state(seen.clone());
+    let watch = format!(
+        "<!doctype html><title>Watch</title><iframe src=\"{mock_base}/chat/show-1#token=good-token\" width=320 height=560></iframe>"
+    );
+    let host_app = Router::new().route("/", get(move || async move { axum::response::Html(watch) }));
+    let servers =
+        [tokio::spawn(axum::serve(mock, api).into_future()), tokio::spawn(axum::serve(host, host_app).into_future())];
+
+    let browser = Browser::start_blocking_third_party_cookies().await;
+    browser.goto(&format!("{host_base}/")).await;
+    assert!(browser.enter_frame(0).await, "the chat's frame");
+
+    // Reading: the second connection's events, all shown.
+    eventually(Duration::from_secs(20), "the live message after the reconnection", || async {
+        (browser.execute("return Boolean(document.querySelector('[data-event-id=\"$8\"]'));").await == true)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(browser.execute("return location.href;").await, format!("{mock_base}/chat/show-1"));
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.sessions, vec![json!({"token": "good-token"})]);
+        assert_eq!(
+            seen.last_event_ids,
+            vec![None, Some("2".to_owned())],
+            "the reconnection names the last complete event"
+        );
+    }
+    let shown = browser
+        .execute(
+            "return Array.from(document.querySelectorAll('#messages > li'), (li) => ({
+                id: li.dataset.eventId,
+                name: li.querySelector('.name').textContent,
+                badge: li.querySelector('.badge') ? li.querySelector('.badge').textContent : null,
+                body: li.querySelector('.body').textContent,
+                edited: Boolean(li.querySelector('.edited')),
+                deleted: li.classList.contains('deleted'),
+                actions: Array.from(li.querySelectorAll('.actions button'), (b) => b.textContent),
+            }));",
+        )
+        .await;
+    let expected = json!([
+        {"id": "$3", "name": evil_name, "badge": "Moderator", "body": "<script>window.pwned=2</script>", "edited": true, "deleted": false, "actions": ["Report"]},
+        {"id": "$5", "name": "Fan", "badge": "Web", "body": "mine", "edited": false, "deleted": false, "actions": ["Delete"]},
+        {"id": "$6", "name": "Someone", "badge": null, "body": "Message deleted.", "edited": false, "deleted": true, "actions": []},
+        {"id": "$8", "name": "Hostess", "badge": "Host", "body": "live one", "edited": false, "deleted": false, "actions": ["Report"]},
+    ]);
+    assert_eq!(shown, expected, "the reset dropped what came before it; the rest shows as text");
+    let inert = browser
+        .execute("return [typeof window.pwned, document.querySelectorAll('#messages img, #messages script').length];")
+        .await;
+    assert_eq!(inert, json!(["undefined", 0]), "markup in names and bodies stays text");
+    assert_eq!(browser.text("#phase").await.as_deref(), Some("Live"));
+    assert_eq!(browser.text("#me").await.as_deref(), Some("You are writing as Fan."));
+    let announced = eventually(Duration::from_secs(10), "the live region to announce the live message", || async {
+        let text = browser.execute("return document.getElementById('announcer').textContent;").await;
+        text.as_str().filter(|t| t.contains("Hostess: live one")).map(str::to_owned)
+    })
+    .await;
+    assert!(!announced.contains("first"), "the backlog is not announced: {announced}");
+
+    // Writing: the length limit of the session answer, then a slow-mode refusal with its
+    // countdown, and the retry with the same txn_id.
+    browser.type_into("#body", &"x".repeat(25)).await;
+    assert_eq!(browser.text("#counter").await.as_deref(), Some("5 characters over the limit of 20."));
+    assert_eq!(browser.execute("return document.getElementById('send').disabled;").await, true);
+    browser.clear("#body").await;
+    browser.type_into("#body", "hello").await;
+    assert_eq!(browser.text("#counter").await.as_deref(), Some("5 / 20"));
+    browser.click("#send").await;
+    let refusal = eventually(Duration::from_secs(10), "the slow-mode countdown", || async {
+        browser.text("#refusal").await.filter(|t| t.starts_with("Slow mode: you can send again in"))
+    })
+    .await;
+    assert!(refusal.ends_with(" s."), "{refusal}");
+    assert_eq!(browser.execute("return document.getElementById('send').disabled;").await, true);
+    eventually(Duration::from_secs(10), "the countdown to end", || async {
+        (browser.text("#refusal").await.as_deref() == Some("You can send again.")).then_some(())
+    })
+    .await;
+    browser.click("#send").await;
+    eventually(Duration::from_secs(10), "the box to empty once the message is accepted", || async {
+        (browser.execute("return document.getElementById('body').value;").await == "").then_some(())
+    })
+    .await;
+    let txn_ids = std::mem::take(&mut seen.lock().unwrap().txn_ids);
+    assert_eq!(txn_ids.len(), 2, "{txn_ids:?}");
+    assert_eq!(txn_ids[0], txn_ids[1], "the retry reuses the message's txn_id");
+    assert_eq!(txn_ids[0].len(), 32, "{txn_ids:?}");
+
+    browser.leave_frames().await;
+    let shot = repo_root().join("target/test-artifacts/webchat-mock.png");
+    browser.screenshot(&shot).await;
+    println!("screenshot: {}", shot.display());
+    drop(browser);
+    for server in servers {
+        server.abort();
+    }
 }
