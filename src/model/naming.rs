@@ -6,7 +6,7 @@ use ruma::{IdParseError, OwnedRoomAliasId, OwnedUserId, RoomAliasId, ServerName,
 use sha2::Sha256;
 use url::Url;
 
-use super::{ClaimCode, ReservationId, TicketId};
+use super::{ClaimCode, ReservationId, ViewerKey};
 
 /// A reservation's room alias: `#<alias_prefix><reservation_id>:<server_name>`.
 pub fn room_alias(prefix: &str, id: &ReservationId, server: &ServerName) -> OwnedRoomAliasId {
@@ -113,13 +113,6 @@ impl std::fmt::Debug for WebKey {
     }
 }
 
-/// Whom a web user stands for: a ticket, or (a free show) the platform's viewer id, `sub`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WebViewer<'a> {
-    Ticket(&'a TicketId),
-    Platform(&'a str),
-}
-
 /// Symbols of the opaque part of a web user's localpart: 20 of 5 bits, 100 bits.
 const WEB_USER_SYMBOLS: usize = 20;
 /// Symbols of a sender key: 12 of 5 bits, 60 bits.
@@ -128,18 +121,14 @@ const SENDER_KEY_SYMBOLS: usize = 12;
 /// A web fan's localpart: `<puppet_prefix><opaque>`, the opaque part 20 symbols of
 /// lowercase base 32 from a keyed hash of the reservation and the viewer, so that it
 /// cannot be told from the ticket and is the same wherever and whenever it is made.
-pub fn web_user_localpart(key: &WebKey, prefix: &str, reservation: &ReservationId, viewer: WebViewer<'_>) -> String {
-    let (kind, id) = match viewer {
-        WebViewer::Ticket(ticket) => ("ticket", ticket.as_str()),
-        WebViewer::Platform(sub) => ("sub", sub),
-    };
-    let digest = key.mac("web user", &[reservation.as_str(), kind, id]);
+pub fn web_user_localpart(key: &WebKey, prefix: &str, reservation: &ReservationId, viewer: &ViewerKey) -> String {
+    let digest = key.mac("web user", &[reservation.as_str(), viewer.kind(), viewer.value()]);
     format!("{prefix}{}", base32(&digest, WEB_USER_SYMBOLS))
 }
 
 /// A web fan's user ID, `@<web_user_localpart>:<server_name>`.
 pub fn web_user_id(
-    key: &WebKey, prefix: &str, reservation: &ReservationId, viewer: WebViewer<'_>, server: &ServerName,
+    key: &WebKey, prefix: &str, reservation: &ReservationId, viewer: &ViewerKey, server: &ServerName,
 ) -> OwnedUserId {
     UserId::parse(format!("@{}:{server}", web_user_localpart(key, prefix, reservation, viewer)))
         .expect("the prefix is validated and the opaque part is base 32")
@@ -231,36 +220,35 @@ mod tests {
         assert_eq!(stream_link_txn(&id, "https://stream.example.org/watch/jazz"), "foyer-link-jazz-67f3b1b68826dfb1");
     }
 
-    fn web(key: &WebKey, reservation: &str, viewer: WebViewer<'_>) -> String {
+    fn web(key: &WebKey, reservation: &str, viewer: &ViewerKey) -> String {
         web_user_localpart(key, "_foyer_web_", &ReservationId::parse(reservation).unwrap(), viewer)
     }
 
     #[test]
     fn web_users_are_opaque_stable_and_apart() {
         let key = WebKey::from_secret(b"an as_token of some length");
-        let t1 = TicketId::parse("t-1").unwrap();
-        let t2 = TicketId::parse("t-2").unwrap();
-        let one = web(&key, "jazz", WebViewer::Ticket(&t1));
+        let t1 = ViewerKey::parse("ticket", "t-1").unwrap();
+        let t2 = ViewerKey::parse("ticket", "t-2").unwrap();
+        let one = web(&key, "jazz", &t1);
         // The same wherever and whenever it is made: pinned (checked against Python's hmac and base64).
         assert_eq!(one, "_foyer_web_lh42wstngb5ccltq6lx2");
-        assert_eq!(one, web(&WebKey::from_secret(b"an as_token of some length"), "jazz", WebViewer::Ticket(&t1)));
+        assert_eq!(one, web(&WebKey::from_secret(b"an as_token of some length"), "jazz", &t1));
         let opaque = one.strip_prefix("_foyer_web_").unwrap();
         assert_eq!(opaque.len(), 20);
         assert!(opaque.bytes().all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b)), "{opaque}");
         assert!(!opaque.contains("t-1") && !opaque.contains("jazz"));
         // Another ticket, reservation, kind of viewer or key: another user.
         let others = [
-            web(&key, "jazz", WebViewer::Ticket(&t2)),
-            web(&key, "blues", WebViewer::Ticket(&t1)),
-            web(&key, "jazz", WebViewer::Platform("t-1")),
-            web(&WebKey::from_secret(b"another as_token"), "jazz", WebViewer::Ticket(&t1)),
+            web(&key, "jazz", &t2),
+            web(&key, "blues", &t1),
+            web(&key, "jazz", &ViewerKey::parse("platform", "t-1").unwrap()),
+            web(&WebKey::from_secret(b"another as_token"), "jazz", &t1),
         ];
         for other in &others {
             assert_ne!(&one, other);
         }
         let server = <&ServerName>::try_from("example.org").unwrap();
-        let id =
-            web_user_id(&key, "_foyer_web_", &ReservationId::parse("jazz").unwrap(), WebViewer::Ticket(&t1), server);
+        let id = web_user_id(&key, "_foyer_web_", &ReservationId::parse("jazz").unwrap(), &t1, server);
         assert_eq!(id.as_str(), format!("@{one}:example.org"));
         assert!(is_web_user("_foyer_web_", server, &id));
         assert!(!is_web_user("_foyer_web_", server, &UserId::parse("@alice:example.org").unwrap()));

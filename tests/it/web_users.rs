@@ -8,10 +8,7 @@ use std::time::Duration;
 use foyer::{
     config::{Config, Placeholders},
     matrix::{MatrixClient, rooms},
-    model::{
-        ReservationId, TicketId,
-        naming::{WebViewer, web_user_id},
-    },
+    model::{ReservationId, ViewerKey, naming::web_user_id},
 };
 use ruma::{OwnedRoomId, OwnedUserId, api::SupportedVersions};
 use serde_json::Value;
@@ -37,8 +34,8 @@ async fn client_of(foyer: &TestFoyer) -> (MatrixClient, Config) {
 /// The web user of ticket `ticket` of reservation `id`.
 fn web_user(config: &Config, id: &str, ticket: &str) -> OwnedUserId {
     let prefix = &config.webchat.as_ref().expect("the harness turns web chat on").puppet_prefix;
-    let (id, ticket) = (ReservationId::parse(id).unwrap(), TicketId::parse(ticket).unwrap());
-    web_user_id(&config.web_key(), prefix, &id, WebViewer::Ticket(&ticket), &config.homeserver.server_name)
+    let (id, viewer) = (ReservationId::parse(id).unwrap(), ViewerKey::parse("ticket", ticket).unwrap());
+    web_user_id(&config.web_key(), prefix, &id, &viewer, &config.homeserver.server_name)
 }
 
 #[tokio::test]
