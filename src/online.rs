@@ -10,11 +10,13 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::time::Instant;
 
+use ruma::api::client::account::get_username_availability;
+
 use crate::{
     config::Config,
     http::has_token,
     matrix::{
-        HandshakeError, MatrixClient,
+        HandshakeError, MatrixClient, MatrixError,
         handshake::{ping, whoami},
         synapse_admin::SynapseAdmin,
     },
@@ -141,6 +143,13 @@ pub async fn check(config: &Config) -> Vec<Check> {
         }
     };
     checks.push(Check { name: "ping", verdict: ping });
+    let web_users = match &client {
+        _ if config.webchat.is_none() => Verdict::Pass("webchat is not set: no web fans' namespace needed".into()),
+        None => Verdict::Skipped("the homeserver does not answer".into()),
+        Some(_) if !token_ok => Verdict::Skipped("the as_token check did not pass".into()),
+        Some(client) => web_users(config, client).await,
+    };
+    checks.push(Check { name: "webchat", verdict: web_users });
     checks.push(Check { name: "database", verdict: database(config).await });
     let admin = match &client {
         None if config.synapse_admin.is_some() => Verdict::Skipped("the homeserver does not answer".into()),
@@ -203,6 +212,36 @@ async fn stand_in(listener: tokio::net::TcpListener, hs_token: crate::secret::Se
     );
     if let Err(e) = axum::serve(listener, app).await {
         tracing::debug!(error = %e, "the stand-in for the ping stopped");
+    }
+}
+
+/// Whether the loaded registration gives Foyer the web fans' users namespace, asked
+/// without changing anything: `whoami` acting as a user of the namespace that no fan
+/// has. Synapse refuses it either way, but says which: "cannot masquerade" (not ours)
+/// or "has not registered this user" (ours). Another homeserver's answer is read from
+/// `register/available`: `M_EXCLUSIVE` when an appservice holds the name.
+async fn web_users(config: &Config, client: &MatrixClient) -> Verdict {
+    let (Some(probe), Some(regex)) = (config.web_user_probe(), config.web_user_regex()) else {
+        return Verdict::Pass("webchat is not set: no web fans' namespace needed".into());
+    };
+    let ours = Verdict::Pass(format!("the homeserver gives Foyer the web fans' namespace {regex}"));
+    let lacks = Verdict::Fail(format!(
+        "the loaded registration lacks the web fans' namespace {regex} (webchat.puppet_prefix): regenerate it with `foyer generate-registration`, give it to the homeserver and restart the homeserver"
+    ));
+    let answer = match client.send_once(ruma::api::client::account::whoami::v3::Request::new(), Some(&probe)).await {
+        Ok(_) => return ours,
+        Err(MatrixError::Api { status: 403, message, .. }) if message.contains("masquerade") => return lacks,
+        Err(MatrixError::Api { status: 403, message, .. }) if message.contains("not registered") => return ours,
+        Err(e) => e,
+    };
+    match client.send_once(get_username_availability::v3::Request::new(probe.localpart().to_owned()), None).await {
+        Ok(resp) if resp.available => lacks,
+        Err(e) if e.errcode() == Some("M_EXCLUSIVE") => Verdict::Pass(format!(
+            "an appservice holds the web fans' namespace {regex} (the homeserver does not say which)"
+        )),
+        Ok(_) | Err(_) => Verdict::Fail(format!(
+            "cannot tell whether the homeserver gives Foyer the web fans' namespace {regex} ({answer}); check that the loaded registration has it"
+        )),
     }
 }
 

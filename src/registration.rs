@@ -60,7 +60,8 @@ pub fn render(config: &Config) -> String {
         // wave invites thousands of holders within seconds.
         rate_limited: false,
         namespaces: Namespaces {
-            users: vec![],
+            // Web fans (docs/web-chat.md), registered and acted as by Foyer alone.
+            users: config.web_user_regex().map(|regex| Namespace { exclusive: true, regex }).into_iter().collect(),
             aliases: vec![Namespace { exclusive: true, regex: alias_regex(config) }],
             rooms: vec![],
         },

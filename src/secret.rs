@@ -73,8 +73,8 @@ mod tests {
             ("src/registration.rs", 2, "writes as_token and hs_token into the registration file"),
             (
                 "src/config/mod.rs",
-                2,
-                "parses the database URL to show it without its password; derives the claim-code key from as_token",
+                3,
+                "parses the database URL to show it without its password; derives the claim-code key and the web users' key (model::naming::WebKey) from as_token",
             ),
             (
                 "src/config/load/sections.rs",

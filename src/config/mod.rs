@@ -281,6 +281,30 @@ impl Config {
         crate::model::ClaimKey::from_secret(self.appservice.as_token.expose().as_bytes())
     }
 
+    /// The key web fans' user IDs and the browser's sender keys are derived with, from
+    /// `as_token` as the claim key is (`model::naming::WebKey`).
+    pub fn web_key(&self) -> crate::model::naming::WebKey {
+        crate::model::naming::WebKey::from_secret(self.appservice.as_token.expose().as_bytes())
+    }
+
+    /// The exclusive users namespace of web fans (`webchat.puppet_prefix`), when web chat
+    /// is on.
+    pub fn web_user_regex(&self) -> Option<String> {
+        let webchat = self.webchat.as_ref()?;
+        Some(crate::model::naming::web_user_regex(&webchat.puppet_prefix, &self.homeserver.server_name))
+    }
+
+    /// A user of the web fans' namespace that no fan has (`model::naming::web_user_probe`),
+    /// for asking the homeserver about the namespace; `None` when web chat is off.
+    pub fn web_user_probe(&self) -> Option<OwnedUserId> {
+        let webchat = self.webchat.as_ref()?;
+        let localpart = crate::model::naming::web_user_probe(&webchat.puppet_prefix);
+        Some(
+            UserId::parse(format!("@{localpart}:{}", self.homeserver.server_name))
+                .expect("puppet_prefix and server_name are validated at load"),
+        )
+    }
+
     /// Where the homeserver sends its transactions (the registration's `url`): the
     /// homeserver API's own listener when there is one, else `appservice.url`.
     pub fn registration_url(&self) -> &Url {

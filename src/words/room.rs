@@ -100,6 +100,12 @@ pub fn space_topic(channel_name: &str) -> String {
     format!("Live chats of {channel_name}")
 }
 
+/// A web fan's display name in Matrix: their own, marked as written from the web chat
+/// beside the player, so that Matrix members tell them from accounts of their own.
+pub fn web_display_name(name: &str) -> String {
+    format!("{name} (web)")
+}
+
 /// Why a member is removed from a room that has closed (a `kick` archive).
 pub const CLOSED: &str = "This chat has closed.";
 

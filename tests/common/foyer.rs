@@ -21,6 +21,11 @@ use super::{
 /// The Standard Webhooks secret every test Foyer accepts.
 pub const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
+/// The key every test Foyer's viewer tokens are signed with (`webchat.token_secrets`).
+pub const WEBCHAT_SECRET: &str = "webchat-test-secret-of-at-least-32-characters";
+/// The page every test Foyer lets frame its chat (`webchat.allowed_origins`).
+pub const WEBCHAT_ORIGIN: &str = "http://platform.localhost:8080";
+
 /// A complete, valid config (tokens `a…`, `b…`, `c…`) for tests that only parse it.
 pub fn valid_config_yaml() -> String {
     format!(

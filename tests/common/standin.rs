@@ -107,6 +107,7 @@ impl StandIn {
             api_token: random_token(),
             sender_localpart: BOT_LOCALPART.into(),
             alias_prefix: "live_".into(),
+            puppet_prefix: "web_".into(),
             homeserver_url: self.url.clone(),
         }
     }

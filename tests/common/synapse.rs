@@ -11,7 +11,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{foyer::WEBHOOK_SECRET, foyer_bin, free_port, http_status, random_token, read_tail, repo_root};
+use super::{
+    foyer::{WEBCHAT_ORIGIN, WEBCHAT_SECRET, WEBHOOK_SECRET},
+    foyer_bin, free_port, http_status, random_token, read_tail, repo_root,
+};
 
 /// Registrations loaded by the shared Synapse; each test that runs Foyer uses one.
 const SLOTS: usize = 192;
@@ -28,6 +31,8 @@ pub struct Slot {
     pub api_token: String,
     pub sender_localpart: String,
     pub alias_prefix: String,
+    /// `webchat.puppet_prefix`: every slot's registration holds its web fans' namespace.
+    pub puppet_prefix: String,
     pub homeserver_url: String,
 }
 
@@ -62,6 +67,10 @@ webhooks:
   secrets: [\"{WEBHOOK_SECRET}\"]
 api:
   token: {api}
+webchat:
+  token_secrets: [\"{WEBCHAT_SECRET}\"]
+  allowed_origins: [\"{WEBCHAT_ORIGIN}\"]
+  puppet_prefix: {puppet}
 ",
             hs = self.homeserver_url,
             id = self.id,
@@ -71,6 +80,7 @@ api:
             sender = self.sender_localpart,
             prefix = self.alias_prefix,
             api = self.api_token,
+            puppet = self.puppet_prefix,
         )
     }
 }
@@ -161,6 +171,7 @@ impl Synapse {
                 api_token: random_token(),
                 sender_localpart: format!("foyer{index}"),
                 alias_prefix: format!("live{index}_"),
+                puppet_prefix: format!("web{index}_"),
                 homeserver_url: url.clone(),
             })
             .collect();

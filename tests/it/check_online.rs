@@ -64,7 +64,7 @@ async fn good_config(slot: &Slot) -> String {
     format!("{}synapse_admin:\n  token: {}\n", slot.config_yaml(), admin.access_token)
 }
 
-const CHECKS: [&str; 6] = ["homeserver", "as_token", "ping", "database", "synapse_admin", "listen"];
+const CHECKS: [&str; 7] = ["homeserver", "as_token", "ping", "webchat", "database", "synapse_admin", "listen"];
 
 #[tokio::test]
 async fn a_good_deployment_passes_every_check_before_foyer_runs() {
@@ -80,7 +80,8 @@ async fn a_good_deployment_passes_every_check_before_foyer_runs() {
     run.assert("database", "ok", "no Foyer schema yet: foyer serve creates it");
     run.assert("synapse_admin", "ok", "a server admin's token");
     run.assert("listen", "ok", "is free");
-    assert!(run.stdout.contains("all 6 online checks passed"), "{}", run.stdout);
+    run.assert("webchat", "ok", &format!("gives Foyer the web fans' namespace ^@{}.*:localhost$", slot.puppet_prefix));
+    assert!(run.stdout.contains("all 7 online checks passed"), "{}", run.stdout);
     assert!(!dir.path().join("foyer.db").exists(), "the check created the database");
 }
 
@@ -203,4 +204,25 @@ async fn a_listen_address_another_program_holds_is_named() {
     assert_eq!(run.code, 1, "{}", run.stdout);
     run.assert("listen", "FAIL", "is in use by another program, not Foyer; stop it, or pick another appservice.listen");
     run.assert("ping", "skip", "appservice.listen is not usable");
+}
+
+#[tokio::test]
+async fn a_registration_without_the_web_fans_namespace_fails_the_webchat_check() {
+    let slot = Synapse::shared().take_slot();
+    let dir = tempfile::tempdir().unwrap();
+    // The loaded registration gives this slot `web<n>_`; a prefix no registration holds
+    // is what a deployment that turned web chat on without regenerating it has.
+    let yaml = slot
+        .config_yaml()
+        .replace(&format!("puppet_prefix: {}", slot.puppet_prefix), &format!("puppet_prefix: nobody{}_", slot.index));
+    let run = online_yaml(dir.path(), &yaml).await;
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    run.assert("webchat", "FAIL", &format!("lacks the web fans' namespace ^@nobody{}_.*:localhost$", slot.index));
+    run.assert("webchat", "FAIL", "regenerate it with `foyer generate-registration`");
+    run.assert("as_token", "ok", "");
+
+    // Without webchat, no namespace is needed.
+    let (head, _) = slot.config_yaml().split_once("webchat:").map(|(h, t)| (h.to_owned(), t.to_owned())).unwrap();
+    let run = online_yaml(dir.path(), &head).await;
+    run.assert("webchat", "ok", "webchat is not set");
 }

@@ -218,6 +218,30 @@ fn the_committed_registration_matches_the_example_config() {
 }
 
 #[test]
+fn generate_registration_gives_web_fans_an_exclusive_namespace_when_web_chat_is_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let generate = |yaml: &str, name: &str| {
+        let config = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&config, yaml).unwrap();
+        let out = dir.path().join(format!("{name}-registration.yaml"));
+        let run = foyer(&["generate-registration", "-c", config.to_str().unwrap(), "-o", out.to_str().unwrap()], &[]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let text = std::fs::read_to_string(&out).unwrap();
+        serde_yaml::from_str::<serde_yaml::Value>(&text).unwrap()
+    };
+    let off = generate(&valid_config_yaml(), "off");
+    assert_eq!(off["namespaces"]["users"], serde_yaml::Value::Sequence(vec![]), "no web chat, no namespace");
+    let webchat = format!(
+        "webchat:\n  token_secrets: [\"{}\"]\n  allowed_origins: [\"https://p.example.org\"]\n  puppet_prefix: web.fan_\n",
+        "w".repeat(40)
+    );
+    let on = generate(&format!("{}{webchat}", valid_config_yaml()), "on");
+    assert_eq!(on["namespaces"]["users"][0]["regex"].as_str(), Some(r"^@web\.fan_.*:example\.org$"));
+    assert_eq!(on["namespaces"]["users"][0]["exclusive"], serde_yaml::Value::Bool(true));
+    assert_eq!(on["namespaces"]["aliases"], off["namespaces"]["aliases"]);
+}
+
+#[test]
 fn generate_registration_writes_0600_and_refuses_to_overwrite() {
     use std::os::unix::fs::PermissionsExt as _;
     let dir = tempfile::tempdir().unwrap();

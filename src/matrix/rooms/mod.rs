@@ -6,7 +6,8 @@
 //! One file a job: `create.rs` (the room and its alias), `members.rs` (invite, kick,
 //! join), `messages.rs` (posting once), `details.rs` (name and topic), `power.rs` (the
 //! levels), `stream.rs` (widget and pinned link), `spaces.rs` (the channel's space),
-//! `archive.rs`. This file holds what they share: the step deadline, raw JSON, Foyer's
+//! `archive.rs`, `web_users.rs` (web fans' users: register, name, join, send, redact).
+//! This file holds what they share: the step deadline, raw JSON, Foyer's
 //! marker, the initial state rooms and spaces share, and
 //! the state writes and reads.
 
@@ -20,6 +21,7 @@ mod spaces;
 mod stream;
 #[cfg(test)]
 mod tests;
+mod web_users;
 
 pub use archive::archive;
 pub use create::{ABANDONED_AFTER, CREATOR_GONE_GRACE, OpenError, Patience, UnmarkedRooms, create_or_adopt};
@@ -29,6 +31,9 @@ pub use messages::notice;
 pub use power::{ADMIN, MEMBER, MODERATOR, set_hosts};
 pub use spaces::{ensure_space, link_space, unlink_space};
 pub use stream::set_stream_link;
+pub use web_users::{
+    clear_web_name, join_web_user, redact_as_web_user, register_web_user, send_as_web_user, set_web_name,
+};
 
 use std::time::Duration;
 
