@@ -137,6 +137,8 @@ pub const ROUTES: &[Route] = &[
     Route { group: Group::Claim, method: Method::GET, path: "/claim/{code}", handler: |m, _| on(m, claim::page) },
     Route { group: Group::Webchat, method: Method::GET, path: "/chat/{reservation_id}", handler: |m, _| on(m, webchat::page) },
     Route { group: Group::Webchat, method: Method::GET, path: "/chat/assets/{file}", handler: |m, _| on(m, webchat::asset) },
+    Route { group: Group::Webchat, method: Method::POST, path: "/chat/v1/messages", handler: |m, _| on(m, webchat::send_message) },
+    Route { group: Group::Webchat, method: Method::DELETE, path: "/chat/v1/messages/{event_id}", handler: |m, _| on(m, webchat::remove_message) },
     Route { group: Group::Health, method: Method::GET, path: "/health/live", handler: |m, _| on(m, live) },
     Route { group: Group::Health, method: Method::GET, path: "/health/ready", handler: |m, _| on(m, ready) },
     Route { group: Group::Health, method: Method::GET, path: "/metrics", handler: |m, state| on(m, metrics).layer(middleware::from_fn_with_state(state.clone(), require_api_token)) },

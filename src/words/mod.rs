@@ -14,6 +14,7 @@ pub mod admin;
 pub mod claim;
 pub mod pages;
 pub mod room;
+pub mod web;
 
 use chrono::{DateTime, Utc};
 

@@ -15,6 +15,8 @@
 //! builds every state it shows, so its words stay beside it, one object to translate.
 //! Without a `webchat` section every route here answers the JSON 404.
 
+mod messages;
+
 use std::sync::LazyLock;
 
 use axum::{
@@ -24,6 +26,7 @@ use axum::{
 };
 use sha2::{Digest, Sha256};
 
+pub use self::messages::{remove as remove_message, send as send_message};
 use crate::{config::WebchatConfig, http::AppState, model::ReservationId};
 
 const HTML: &str = include_str!("assets/chat.html");

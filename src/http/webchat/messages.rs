@@ -1,0 +1,277 @@
+//! `POST /chat/v1/messages` and `DELETE /chat/v1/messages/{event_id}`: a web fan writes in
+//! the show's room (docs/web-chat.md, "Writing").
+//!
+//! The fan's first message makes their web user: registered in Foyer's namespace (no
+//! login), named with the web mark, invited by the bot and joined as itself. Each
+//! message is then sent as that user with a transaction id made from the page's
+//! `txn_id`, so a retry of the same message sends nothing new. The answer waits for the
+//! homeserver's event id: a 200 means the room has the message.
+
+use axum::{
+    Json,
+    body::Bytes,
+    extract::{Path, State},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use chrono::Utc;
+use ruma::{EventId, OwnedRoomId, OwnedUserId, RoomId};
+use serde_json::json;
+
+use crate::{
+    http::{AppState, error},
+    matrix::{MatrixClient, MatrixError, rooms},
+    model::{NewWebUser, SessionHash, SessionState, WebSession, naming},
+    schedule::{self, Phase},
+};
+
+/// How long a message may be, in Unicode characters, until moderation sets its own.
+pub const MAX_LENGTH: usize = 500;
+/// The page's transaction ids: 1 to 64 of `A-Z a-z 0-9 . _ ~ -`.
+const MAX_TXN_ID: usize = 64;
+
+/// The live session the request's bearer names, or the answer saying why there is none.
+pub(super) async fn live_session(state: &AppState, headers: &HeaderMap) -> Result<WebSession, Response> {
+    let refused = |message: &str| error(StatusCode::UNAUTHORIZED, "FOYER_SESSION", message);
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| refused("a session is needed: send it as Authorization: Bearer <session>"))?;
+    let now = Utc::now();
+    let session = match state.store.web_session(&SessionHash::of_secret(bearer.trim()), now).await {
+        Ok(Some(session)) => session,
+        Ok(None) => return Err(refused("this session is not known: start the chat again")),
+        Err(e) => {
+            tracing::error!(error = %e, "web chat: the store cannot read sessions");
+            return Err(error(StatusCode::SERVICE_UNAVAILABLE, "FOYER_UNAVAILABLE", "try again in a moment"));
+        }
+    };
+    match &session.state {
+        SessionState::Live => Ok(session),
+        SessionState::Expired => Err(refused("this session has expired: start the chat again")),
+        SessionState::Ended { reason, .. } => {
+            Err(error(StatusCode::FORBIDDEN, "FOYER_SESSION_ENDED", crate::words::web::session_ended(*reason)))
+        }
+    }
+}
+
+/// What the page sends.
+struct Message {
+    txn_id: String,
+    body: String,
+}
+
+/// Why a message is refused before it reaches the room.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+enum Refusal {
+    /// Not a message: the field that is wrong, named.
+    #[error("{0}")]
+    Malformed(String),
+    #[error("The message is {length} characters long; the limit is {MAX_LENGTH}.")]
+    TooLong { length: usize },
+}
+
+impl Refusal {
+    fn answer(&self) -> Response {
+        match self {
+            Self::Malformed(_) => error(StatusCode::BAD_REQUEST, "FOYER_BAD_MESSAGE", self.to_string()),
+            Self::TooLong { .. } => error(StatusCode::UNPROCESSABLE_ENTITY, "FOYER_RULE", self.to_string()),
+        }
+    }
+}
+
+/// Reads `{"txn_id", "body"}`, naming the field that is wrong.
+fn parse(raw: &[u8]) -> Result<Message, Refusal> {
+    let bad = |message: &str| Refusal::Malformed(message.to_owned());
+    let value: serde_json::Value =
+        serde_json::from_slice(raw).map_err(|e| Refusal::Malformed(format!("the body is not JSON: {e}")))?;
+    let text = |field: &str| {
+        let found = value.get(field).and_then(|v| v.as_str()).map(str::to_owned);
+        found.ok_or_else(|| Refusal::Malformed(format!("{field} must be a string")))
+    };
+    let (txn_id, body) = (text("txn_id")?, text("body")?);
+    let txn_ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '~' | '-');
+    if txn_id.is_empty() || txn_id.len() > MAX_TXN_ID || !txn_id.chars().all(txn_ok) {
+        return Err(Refusal::Malformed(format!("txn_id must be 1 to {MAX_TXN_ID} of A-Z a-z 0-9 . _ ~ -")));
+    }
+    if body.trim().is_empty() {
+        return Err(bad("body is empty"));
+    }
+    if body.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(bad("body holds control characters"));
+    }
+    let length = body.chars().count();
+    if length > MAX_LENGTH {
+        return Err(Refusal::TooLong { length });
+    }
+    Ok(Message { txn_id, body })
+}
+
+pub async fn send(State(state): State<AppState>, headers: HeaderMap, raw: Bytes) -> Response {
+    let session = match live_session(&state, &headers).await {
+        Ok(session) => session,
+        Err(answer) => return answer,
+    };
+    let message = match parse(&raw) {
+        Ok(message) => message,
+        Err(refusal) => return refusal.answer(),
+    };
+    let (room_id, client) = match writable_room(&state, &session).await {
+        Ok(found) => found,
+        Err(answer) => return answer,
+    };
+    let user = match web_user(&state, &client, &session, &room_id).await {
+        Ok(user) => user,
+        Err(answer) => return answer,
+    };
+    match rooms::send_as_web_user(&client, &room_id, &user, &message.txn_id, &message.body).await {
+        Ok(event_id) => {
+            metrics::counter!("foyer_web_messages_total", "result" => "sent").increment(1);
+            tracing::info!(reservation_id = %session.session.reservation, event_id = %event_id, "web fan's message sent");
+            Json(json!({ "event_id": event_id })).into_response()
+        }
+        Err(e) => homeserver_failed(e, "send a web fan's message"),
+    }
+}
+
+pub async fn remove(State(state): State<AppState>, Path(event_id): Path<String>, headers: HeaderMap) -> Response {
+    let session = match live_session(&state, &headers).await {
+        Ok(session) => session,
+        Err(answer) => return answer,
+    };
+    let Ok(event_id) = EventId::parse(&event_id) else {
+        return error(StatusCode::BAD_REQUEST, "FOYER_BAD_MESSAGE", "that is not an event id");
+    };
+    let (room_id, client) = match writable_room(&state, &session).await {
+        Ok(found) => found,
+        Err(answer) => return answer,
+    };
+    let s = &session.session;
+    let user = match state.store.web_user(&s.reservation, &s.viewer).await {
+        Ok(Some(user)) => user.user_id,
+        Ok(None) => return not_yours(),
+        Err(e) => return unavailable(e),
+    };
+    // The homeserver lets a member at the default power redact only their own events.
+    match rooms::redact_as_web_user(&client, &room_id, &user, &event_id).await {
+        Ok(()) => Json(json!({})).into_response(),
+        Err(e) if e.errcode() == Some("M_FORBIDDEN") => not_yours(),
+        Err(e) => homeserver_failed(e, "remove a web fan's message"),
+    }
+}
+
+fn not_yours() -> Response {
+    error(StatusCode::FORBIDDEN, "FOYER_NOT_YOURS", "you can remove only your own messages")
+}
+
+fn unavailable(e: crate::store::StoreError) -> Response {
+    tracing::error!(error = %e, "web chat: the store cannot be read");
+    error(StatusCode::SERVICE_UNAVAILABLE, "FOYER_UNAVAILABLE", "try again in a moment")
+}
+
+fn homeserver_failed(e: MatrixError, what: &str) -> Response {
+    tracing::warn!(error = %e, "web chat: cannot {what}");
+    error(StatusCode::BAD_GATEWAY, "FOYER_HOMESERVER", "the chat server did not take the message; try again")
+}
+
+/// The room the session's fan may write in now, and the Matrix client; or why not: the
+/// room is not open yet, or archived or cancelled, or the viewer is banned.
+async fn writable_room(state: &AppState, session: &WebSession) -> Result<(OwnedRoomId, MatrixClient), Response> {
+    let s = &session.session;
+    let Some(lifecycle) = state.lifecycle.get() else {
+        return Err(error(StatusCode::SERVICE_UNAVAILABLE, "FOYER_UNAVAILABLE", "Foyer is starting; try again"));
+    };
+    let record = match state.store.reservation(&s.reservation).await {
+        Ok(Some(record)) => record,
+        Ok(None) => return Err(closed("this show is not known")),
+        Err(e) => return Err(unavailable(e)),
+    };
+    match state.store.viewer_banned(&s.reservation, &s.viewer).await {
+        Ok(false) => {}
+        Ok(true) => return Err(closed("you are banned from this chat")),
+        Err(e) => return Err(unavailable(e)),
+    }
+    let (_, status) = schedule::at(&record, &state.config.rooms, Utc::now());
+    let room = record.room_id.as_deref().and_then(|r| RoomId::parse(r).ok());
+    match (status.phase, room) {
+        (Phase::Open | Phase::Live | Phase::Ended, Some(room)) => Ok((room, lifecycle.client.clone())),
+        (Phase::Archived, _) => Err(closed("the chat is archived: it is read only")),
+        (Phase::Cancelled, _) => Err(closed("the show is cancelled")),
+        _ => Err(closed("the chat is not open yet")),
+    }
+}
+
+fn closed(why: &str) -> Response {
+    error(StatusCode::FORBIDDEN, "FOYER_CLOSED", why)
+}
+
+/// The fan's web user, made and put in the room on their first message.
+async fn web_user(
+    state: &AppState, client: &MatrixClient, session: &WebSession, room_id: &OwnedRoomId,
+) -> Result<OwnedUserId, Response> {
+    let s = &session.session;
+    let known = state.store.web_user(&s.reservation, &s.viewer).await.map_err(unavailable)?;
+    if let Some(user) = known.as_ref().filter(|u| u.joined_at.is_some() && u.removed.is_none()) {
+        return Ok(user.user_id.clone());
+    }
+    let Some(webchat) = state.config.webchat.as_ref() else {
+        return Err(error(StatusCode::NOT_FOUND, "M_UNRECOGNIZED", "web chat is off"));
+    };
+    let server = &state.config.homeserver.server_name;
+    let user_id = known.map(|u| u.user_id).unwrap_or_else(|| {
+        naming::web_user_id(&state.config.web_key(), &webchat.puppet_prefix, &s.reservation, &s.viewer, server)
+    });
+    let made = async {
+        rooms::register_web_user(client, &user_id).await?;
+        rooms::set_web_name(client, &user_id, s.name.as_str()).await?;
+        Ok::<_, MatrixError>(())
+    };
+    made.await.map_err(|e| homeserver_failed(e, "make a web fan's user"))?;
+    let now = Utc::now();
+    let new = NewWebUser {
+        reservation: s.reservation.clone(),
+        viewer: s.viewer.clone(),
+        user_id: user_id.clone(),
+        display_name: s.name.clone(),
+        registered_at: now,
+    };
+    state.store.put_web_user(&new).await.map_err(unavailable)?;
+    rooms::join_web_user(client, room_id, &user_id).await.map_err(|e| homeserver_failed(e, "join a web fan"))?;
+    state.store.web_user_joined(&user_id, Utc::now()).await.map_err(unavailable)?;
+    tracing::info!(reservation_id = %s.reservation, "a web fan joined the room");
+    Ok(user_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_is_read_and_each_mistake_named() {
+        let ok = parse(br#"{"txn_id": "a1.b_c~d-e", "body": "hello\nthere"}"#).expect("read");
+        assert_eq!((ok.txn_id.as_str(), ok.body.as_str()), ("a1.b_c~d-e", "hello\nthere"));
+        for (raw, named) in [
+            (r#"{"body": "hi"}"#, "txn_id must be a string"),
+            (r#"{"txn_id": "", "body": "hi"}"#, "txn_id must be 1 to 64"),
+            (r#"{"txn_id": "a b", "body": "hi"}"#, "txn_id must be 1 to 64"),
+            (r#"{"txn_id": "t"}"#, "body must be a string"),
+            (r#"{"txn_id": "t", "body": "   "}"#, "body is empty"),
+            (r#"{"txn_id": "t", "body": "bell\u0007"}"#, "body holds control characters"),
+            ("not json", "the body is not JSON"),
+        ] {
+            let refusal = parse(raw.as_bytes()).err().unwrap_or_else(|| panic!("{raw} was read"));
+            assert!(matches!(&refusal, Refusal::Malformed(m) if m.starts_with(named)), "{raw}: {refusal}");
+            assert_eq!(refusal.answer().status(), StatusCode::BAD_REQUEST);
+        }
+    }
+
+    #[test]
+    fn the_length_limit_counts_characters_not_bytes() {
+        let body = |n: usize| json!({"txn_id": "t", "body": "é".repeat(n)}).to_string();
+        assert!(parse(body(MAX_LENGTH).as_bytes()).is_ok());
+        let refusal = parse(body(MAX_LENGTH + 1).as_bytes()).err().expect("refused");
+        assert_eq!(refusal, Refusal::TooLong { length: MAX_LENGTH + 1 });
+        assert_eq!(refusal.answer().status(), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+}
