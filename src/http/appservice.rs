@@ -172,8 +172,20 @@ fn membership_fact(event: &InboundEvent, bot: &ruma::UserId) -> Option<Membershi
         user_id: member.user_id.clone(),
         membership,
         sender: member.sender.to_string(),
+        display_name: member_name(member.content.displayname.as_deref()),
         knock_claim,
     })
+}
+
+/// The longest member name kept, in characters: Synapse allows 256 bytes of it.
+const MAX_MEMBER_NAME_CHARS: usize = 256;
+
+/// A member event's `displayname` as the store keeps it: control characters removed,
+/// trimmed, at most [`MAX_MEMBER_NAME_CHARS`]; `None` when nothing is left.
+fn member_name(raw: Option<&str>) -> Option<String> {
+    let cleaned: String = raw?.chars().filter(|c| !c.is_control()).take(MAX_MEMBER_NAME_CHARS).collect();
+    let name = cleaned.trim();
+    (!name.is_empty()).then(|| name.to_owned())
 }
 
 /// A client resolved one of our aliases that does not exist (yet). If the reservation's
@@ -285,6 +297,14 @@ mod tests {
         assert_eq!(leave.content.reason.as_deref(), Some("bye"));
         assert!(matches!(&events[1], InboundEvent::Message(m) if m.content.body() == "!foyer help"));
         assert!(matches!(&events[3], InboundEvent::Other(e) if e.type_label() == "m.room.topic"));
+    }
+
+    #[test]
+    fn member_names_are_kept_bounded_without_control_characters() {
+        assert_eq!(member_name(Some(" Alice\u{0}\n ")), Some("Alice".to_owned()));
+        assert_eq!(member_name(Some("\u{7}\t")), None);
+        assert_eq!(member_name(None), None);
+        assert_eq!(member_name(Some(&"é".repeat(300))).map(|n| n.chars().count()), Some(MAX_MEMBER_NAME_CHARS));
     }
 
     #[test]
