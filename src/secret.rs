@@ -94,6 +94,11 @@ mod tests {
             ("src/http/ingest/owncast.rs", 1, "keys the HMAC of an Owncast webhook with its channel's secret"),
             ("src/webchat/token.rs", 1, "keys the HMAC of a viewer token with each of webchat.token_secrets"),
             (
+                "src/http/webchat/hub.rs",
+                1,
+                "derives the web chat's sender-key key from as_token (never sent, never shown)",
+            ),
+            (
                 "src/http/status/session.rs",
                 1,
                 "derives the status page cookie's MAC key from api.token (never in the cookie)",

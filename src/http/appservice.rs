@@ -22,7 +22,7 @@ use serde_json::{json, value::RawValue};
 
 use crate::{
     events::InboundEvent,
-    http::{AppState, error, has_token, method_not_allowed, unrecognized},
+    http::{AppState, error, has_token, method_not_allowed, unrecognized, webchat},
     model::{ClaimCode, Membership},
     store::MembershipFact,
 };
@@ -103,6 +103,12 @@ pub(super) async fn transaction(State(state): State<AppState>, Path(txn_id): Pat
             return error(StatusCode::SERVICE_UNAVAILABLE, "M_UNKNOWN", "Foyer cannot store this now");
         }
     }
+    // The web chat's room log, after the names the member events gave: a retry appends
+    // nothing (an event is logged once).
+    if let Err(e) = log_for_web_chat(&state, &body).await {
+        tracing::error!(txn_id, error = %e, "cannot log room events for the web chat; the homeserver will retry");
+        return error(StatusCode::SERVICE_UNAVAILABLE, "M_UNKNOWN", "Foyer cannot store this now");
+    }
     // Admin commands too: the inbox keeps them until they are handled.
     let admins = &state.config.admins;
     let queued = match crate::admin::kept_in_inbox(&events, &bot, admins, state.store.as_ref()).await {
@@ -137,6 +143,17 @@ pub(super) async fn transaction(State(state): State<AppState>, Path(txn_id): Pat
 fn events_of(body: &[u8]) -> Result<Vec<InboundEvent>, serde_json::Error> {
     let parsed = serde_json::from_slice::<TransactionBody<'_>>(body)?;
     Ok(parsed.events.into_iter().filter_map(InboundEvent::from_raw).collect())
+}
+
+/// Logs the transaction's room messages, edits, redactions and the bot's notices for
+/// the web chat (docs/web-chat.md), when it is configured.
+async fn log_for_web_chat(state: &AppState, body: &[u8]) -> Result<usize, crate::store::StoreError> {
+    if state.config.webchat.is_none() {
+        return Ok(0);
+    }
+    let Ok(parsed) = serde_json::from_slice::<TransactionBody<'_>>(body) else { return Ok(0) };
+    let events = webchat::hub::loggable(&parsed.events);
+    webchat::hub::record(state.store.as_ref(), &state.chat, &state.config, &events, chrono::Utc::now()).await
 }
 
 /// Synapse may number transactions from 1 again (for example after its appservice

@@ -9,6 +9,7 @@ pub mod ingest;
 pub mod server;
 pub mod status;
 pub mod transcript;
+pub mod webchat;
 pub mod webhooks;
 
 #[cfg(test)]
@@ -68,6 +69,8 @@ pub struct Shared {
     pub webhook_rules: webhooks::payload::Rules,
     /// Wrong claim codes of late, shared by knocks (here) and `!claim` (the admin inbox).
     pub claims: Arc<crate::admin::claim::Throttle>,
+    /// The web chat's readers: one feed per reservation with streams on this instance.
+    pub chat: Arc<webchat::hub::Hub>,
 }
 
 /// Which part of a listener a route belongs to. Each part is mounted under its prefix
@@ -87,6 +90,8 @@ pub enum Group {
     Status,
     /// The claim page.
     Claim,
+    /// `/chat`: the web chat beside the player.
+    Webchat,
     /// Health and metrics, on both listeners.
     Health,
 }
@@ -98,7 +103,7 @@ impl Group {
             Self::Appservice => "/_matrix/app/v1",
             Self::Api => "/api/v1",
             Self::Ingest => "/ingest/v1",
-            Self::Webhooks | Self::Status | Self::Claim | Self::Health => "",
+            Self::Webhooks | Self::Status | Self::Claim | Self::Webchat | Self::Health => "",
         }
     }
 }
@@ -132,6 +137,8 @@ pub const ROUTES: &[Route] = &[
     Route { group: Group::Status, method: Method::POST, path: "/status/login", handler: |m, _| on(m, status::login).layer(DefaultBodyLimit::max(status::MAX_LOGIN_BYTES)) },
     Route { group: Group::Status, method: Method::POST, path: "/status/logout", handler: |m, _| on(m, status::logout) },
     Route { group: Group::Claim, method: Method::GET, path: "/claim/{code}", handler: |m, _| on(m, claim::page) },
+    Route { group: Group::Webchat, method: Method::POST, path: "/chat/v1/session", handler: |m, _| on(m, webchat::session::create).layer(DefaultBodyLimit::max(webchat::session::MAX_BODY_BYTES)) },
+    Route { group: Group::Webchat, method: Method::GET, path: "/chat/v1/stream", handler: |m, _| on(m, webchat::stream::stream) },
     Route { group: Group::Health, method: Method::GET, path: "/health/live", handler: |m, _| on(m, live) },
     Route { group: Group::Health, method: Method::GET, path: "/health/ready", handler: |m, _| on(m, ready) },
     Route { group: Group::Health, method: Method::GET, path: "/metrics", handler: |m, state| on(m, metrics).layer(middleware::from_fn_with_state(state.clone(), require_api_token)) },
@@ -154,6 +161,7 @@ pub fn router(state: AppState, limits: &server::Limits) -> Router {
         .nest(Group::Ingest.prefix(), ingest::router(&state))
         .merge(status::router(&state))
         .merge(claim::router(&state))
+        .merge(routes(Group::Webchat, &state))
         .merge(routes(Group::Health, &state));
     served(router, state, limits)
 }
