@@ -30,4 +30,5 @@ mod store_contract;
 mod stream;
 mod transcripts;
 mod upgrade;
+mod web_chat;
 mod webhooks;
