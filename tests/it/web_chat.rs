@@ -272,4 +272,15 @@ async fn viewer_tokens_open_sessions_whose_stream_shows_the_room_by_name_across_
     for body in &bodies {
         assert_clean(body, &secrets);
     }
+
+    // SIGTERM with a stream open: the stream ends and Foyer exits, without waiting out
+    // the 30 s grace for requests under way.
+    let (_, reader) = Reader::open(&foyer, &session, None).await;
+    let mut reader = reader.unwrap();
+    reader.until("the backlog", is_message("fourth")).await;
+    let asked = Instant::now();
+    foyer.signal("TERM");
+    assert_eq!(foyer.wait_exit(Duration::from_secs(20)).await, 0, "{}", foyer.log());
+    assert!(asked.elapsed() < Duration::from_secs(10), "shutdown took {:?}", asked.elapsed());
+    assert_eq!(reader.next(Duration::from_secs(5)).await, None, "the stream ended");
 }
