@@ -87,7 +87,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         })?),
         None => None,
     };
+    let (stop_tx, stop_rx) = watch::channel(false);
     let state = AppState::new(Shared {
+        chat: Arc::new(http::webchat::hub::Hub::new(store.clone(), config.clone(), stop_rx.clone())),
         webhook_rules: crate::http::webhooks::payload::Rules::from_config(&config),
         config: config.clone(),
         ready: Arc::new(RwLock::new(None)),
@@ -113,7 +115,6 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     metrics::counter!("foyer_direct_chats_total", "result" => "joined").increment(0);
     metrics::counter!("foyer_admin_answers_held_back_total").increment(0);
     crate::outbox::send::register_metrics();
-    let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);

@@ -22,7 +22,7 @@ use serde_json::{json, value::RawValue};
 
 use crate::{
     events::InboundEvent,
-    http::{AppState, error, has_token, method_not_allowed, unrecognized},
+    http::{AppState, error, has_token, method_not_allowed, unrecognized, webchat},
     model::{ClaimCode, Membership},
     store::MembershipFact,
 };
@@ -103,6 +103,12 @@ pub(super) async fn transaction(State(state): State<AppState>, Path(txn_id): Pat
             return error(StatusCode::SERVICE_UNAVAILABLE, "M_UNKNOWN", "Foyer cannot store this now");
         }
     }
+    // The web chat's room log, after the names the member events gave: a retry appends
+    // nothing (an event is logged once).
+    if let Err(e) = log_for_web_chat(&state, &body).await {
+        tracing::error!(txn_id, error = %e, "cannot log room events for the web chat; the homeserver will retry");
+        return error(StatusCode::SERVICE_UNAVAILABLE, "M_UNKNOWN", "Foyer cannot store this now");
+    }
     // Admin commands too: the inbox keeps them until they are handled.
     let admins = &state.config.admins;
     let queued = match crate::admin::kept_in_inbox(&events, &bot, admins, state.store.as_ref()).await {
@@ -139,6 +145,17 @@ fn events_of(body: &[u8]) -> Result<Vec<InboundEvent>, serde_json::Error> {
     Ok(parsed.events.into_iter().filter_map(InboundEvent::from_raw).collect())
 }
 
+/// Logs the transaction's room messages, edits, redactions and the bot's notices for
+/// the web chat (docs/web-chat.md), when it is configured.
+async fn log_for_web_chat(state: &AppState, body: &[u8]) -> Result<usize, crate::store::StoreError> {
+    if state.config.webchat.is_none() {
+        return Ok(0);
+    }
+    let Ok(parsed) = serde_json::from_slice::<TransactionBody<'_>>(body) else { return Ok(0) };
+    let events = webchat::hub::loggable(&parsed.events);
+    webchat::hub::record(state.store.as_ref(), &state.chat, &state.config, &events, chrono::Utc::now()).await
+}
+
 /// Synapse may number transactions from 1 again (for example after its appservice
 /// state is reset), so the id alone is not a safe key; the id with the event ids is.
 fn transaction_key(txn_id: &str, events: &[InboundEvent]) -> u64 {
@@ -172,8 +189,20 @@ fn membership_fact(event: &InboundEvent, bot: &ruma::UserId) -> Option<Membershi
         user_id: member.user_id.clone(),
         membership,
         sender: member.sender.to_string(),
+        display_name: member_name(member.content.displayname.as_deref()),
         knock_claim,
     })
+}
+
+/// The longest member name kept, in characters: Synapse allows 256 bytes of it.
+const MAX_MEMBER_NAME_CHARS: usize = 256;
+
+/// A member event's `displayname` as the store keeps it: control characters removed,
+/// trimmed, at most [`MAX_MEMBER_NAME_CHARS`]; `None` when nothing is left.
+fn member_name(raw: Option<&str>) -> Option<String> {
+    let cleaned: String = raw?.chars().filter(|c| !c.is_control()).take(MAX_MEMBER_NAME_CHARS).collect();
+    let name = cleaned.trim();
+    (!name.is_empty()).then(|| name.to_owned())
 }
 
 /// A client resolved one of our aliases that does not exist (yet). If the reservation's
@@ -285,6 +314,14 @@ mod tests {
         assert_eq!(leave.content.reason.as_deref(), Some("bye"));
         assert!(matches!(&events[1], InboundEvent::Message(m) if m.content.body() == "!foyer help"));
         assert!(matches!(&events[3], InboundEvent::Other(e) if e.type_label() == "m.room.topic"));
+    }
+
+    #[test]
+    fn member_names_are_kept_bounded_without_control_characters() {
+        assert_eq!(member_name(Some(" Alice\u{0}\n ")), Some("Alice".to_owned()));
+        assert_eq!(member_name(Some("\u{7}\t")), None);
+        assert_eq!(member_name(None), None);
+        assert_eq!(member_name(Some(&"é".repeat(300))).map(|n| n.chars().count()), Some(MAX_MEMBER_NAME_CHARS));
     }
 
     #[test]

@@ -69,6 +69,8 @@ pub struct Shared {
     pub webhook_rules: webhooks::payload::Rules,
     /// Wrong claim codes of late, shared by knocks (here) and `!claim` (the admin inbox).
     pub claims: Arc<crate::admin::claim::Throttle>,
+    /// The web chat's readers: one feed per reservation with streams on this instance.
+    pub chat: Arc<webchat::hub::Hub>,
 }
 
 /// Which part of a listener a route belongs to. Each part is mounted under its prefix
@@ -139,6 +141,8 @@ pub const ROUTES: &[Route] = &[
     Route { group: Group::Webchat, method: Method::GET, path: "/chat/assets/{file}", handler: |m, _| on(m, webchat::asset) },
     Route { group: Group::Webchat, method: Method::POST, path: "/chat/v1/messages", handler: |m, _| on(m, webchat::send_message) },
     Route { group: Group::Webchat, method: Method::DELETE, path: "/chat/v1/messages/{event_id}", handler: |m, _| on(m, webchat::remove_message) },
+    Route { group: Group::Webchat, method: Method::POST, path: "/chat/v1/session", handler: |m, _| on(m, webchat::session::create).layer(DefaultBodyLimit::max(webchat::session::MAX_BODY_BYTES)) },
+    Route { group: Group::Webchat, method: Method::GET, path: "/chat/v1/stream", handler: |m, _| on(m, webchat::stream::stream) },
     Route { group: Group::Health, method: Method::GET, path: "/health/live", handler: |m, _| on(m, live) },
     Route { group: Group::Health, method: Method::GET, path: "/health/ready", handler: |m, _| on(m, ready) },
     Route { group: Group::Health, method: Method::GET, path: "/metrics", handler: |m, state| on(m, metrics).layer(middleware::from_fn_with_state(state.clone(), require_api_token)) },

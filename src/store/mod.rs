@@ -204,6 +204,9 @@ pub struct MembershipFact {
     pub user_id: OwnedUserId,
     pub membership: Membership,
     pub sender: String,
+    /// The member's display name from the event (`displayname`), bounded and without
+    /// control characters; `None` when it carries none.
+    pub display_name: Option<String>,
     /// A knock whose reason held a well-formed claim code: the hash of that code. The
     /// ticket is bound in the same transaction as the knock, so the knock is answered
     /// as a holder's.

@@ -226,13 +226,17 @@ const MANAGED_ROOM: &str =
     "SELECT 1 FROM lifecycle WHERE room_id = $1 UNION ALL SELECT 1 FROM spaces WHERE room_id = $1 LIMIT 1";
 /// An event id, once: `(event_id, at)`.
 const SEEN_EVENT: &str = "INSERT INTO seen_events (event_id, seen_at) VALUES ($1, $2) ON CONFLICT DO NOTHING";
-/// A membership event: `(room_id, user_id, membership, invited_by, event_id, at)`.
-const MEMBER_EVENT: &str = "INSERT INTO room_members (room_id, user_id, membership, invited_by, event_id, updated_at)
-    VALUES ($1, $2, $3, $4, $5, $6)
+/// A membership event: `(room_id, user_id, membership, invited_by, event_id, at, display_name)`.
+const MEMBER_EVENT: &str = "INSERT INTO room_members
+        (room_id, user_id, membership, invited_by, event_id, updated_at, display_name)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)
     ON CONFLICT (room_id, user_id) DO UPDATE SET
         membership = excluded.membership,
         invited_by = COALESCE(excluded.invited_by, room_members.invited_by),
-        event_id = excluded.event_id, updated_at = excluded.updated_at";
+        event_id = excluded.event_id, updated_at = excluded.updated_at, display_name = excluded.display_name";
+/// The display name of one member of a room, if their last member event gave one:
+/// `(room_id, user_id)`.
+const MEMBER_NAME: &str = "SELECT display_name FROM room_members WHERE room_id = $1 AND user_id = $2";
 /// A known reservation has new facts: `(at, reservation_id)`.
 const FACTS_CHANGED: &str =
     "UPDATE lifecycle SET next_due_at = $1, facts_version = facts_version + 1 WHERE reservation_id = $2";
@@ -273,6 +277,15 @@ pub trait LifecycleStore: Send + Sync {
 
     /// Whether `room_id` is a reservation's room or a channel space.
     async fn manages_room(&self, room_id: &RoomId) -> Result<bool, StoreError>;
+
+    /// The reservation whose room `room_id` is, if it is one's.
+    async fn reservation_of_room(&self, room_id: &RoomId) -> Result<Option<ReservationId>, StoreError>;
+
+    /// The display names of those of `users` whose last member event in `room_id` gave
+    /// one; the others are left out.
+    async fn member_names(
+        &self, room_id: &RoomId, users: &[OwnedUserId],
+    ) -> Result<Vec<(OwnedUserId, String)>, StoreError>;
 
     /// Records one step's outcome at once, so a crash right after it repeats nothing.
     async fn record_step(&self, id: &ReservationId, step: &StepRecord, now: DateTime<Utc>) -> Result<(), StoreError> {
@@ -325,6 +338,7 @@ impl LifecycleStore for SqlStore<D> {
                 .bind(invited_by)
                 .bind(fact.event_id.as_str())
                 .bind(now)
+                .bind(fact.display_name.as_deref())
                 .execute(&mut *tx)
                 .await?;
             sqlx::query(FACTS_CHANGED).bind(now).bind(reservation.as_str()).execute(&mut *tx).await?;
@@ -355,6 +369,26 @@ impl LifecycleStore for SqlStore<D> {
 
     async fn manages_room(&self, room_id: &RoomId) -> Result<bool, StoreError> {
         self.exists(MANAGED_ROOM, room_id.as_str(), None).await
+    }
+
+    async fn reservation_of_room(&self, room_id: &RoomId) -> Result<Option<ReservationId>, StoreError> {
+        let found = sqlx::query(RESERVATION_OF_ROOM).bind(room_id.as_str()).fetch_optional(&self.pool).await?;
+        found.map(|row| parsed(&row, "reservation_id", ReservationId::parse)).transpose()
+    }
+
+    async fn member_names(
+        &self, room_id: &RoomId, users: &[OwnedUserId],
+    ) -> Result<Vec<(OwnedUserId, String)>, StoreError> {
+        let mut names = Vec::new();
+        for user in users {
+            let query = sqlx::query(MEMBER_NAME).bind(room_id.as_str()).bind(user.as_str());
+            if let Some(row) = query.fetch_optional(&self.pool).await?
+                && let Some(name) = row.opt_text("display_name")?
+            {
+                names.push((user.clone(), name));
+            }
+        }
+        Ok(names)
     }
 
     async fn record_step_with_event(

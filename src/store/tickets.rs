@@ -29,6 +29,9 @@ const TICKETS_PAGE: &str = "SELECT t.ticket_id, t.user_id, t.revoked_at IS NOT N
     LEFT JOIN room_invites i ON i.reservation_id = t.reservation_id AND i.user_id = t.user_id
     WHERE t.reservation_id = $1 AND t.ticket_id > $2
     ORDER BY t.ticket_id LIMIT $3";
+/// Whether a ticket is revoked: `(reservation_id, ticket_id)`.
+const TICKET_REVOKED: &str =
+    "SELECT revoked_at IS NOT NULL AS revoked FROM tickets WHERE reservation_id = $1 AND ticket_id = $2";
 /// The ticket a claim code names, and whether it can still be claimed: `(claim_hash)`.
 const CLAIMABLE: &str = "SELECT t.reservation_id, t.ticket_id, t.user_id,
         t.revoked_at IS NOT NULL AS revoked, l.archived_at IS NOT NULL AS archived
@@ -107,6 +110,10 @@ pub trait TicketStore: Send + Sync {
 
     /// A reservation's tickets ordered by id, after `after`, at most `limit`.
     async fn tickets(&self, id: &ReservationId, after: &str, limit: u32) -> Result<Vec<TicketRow>, StoreError>;
+
+    /// Whether the reservation's ticket is revoked; `None` if the platform never granted
+    /// (nor revoked) it.
+    async fn ticket_revoked(&self, id: &ReservationId, ticket: &TicketId) -> Result<Option<bool>, StoreError>;
 }
 
 #[apply(on_both_databases!)]
@@ -229,6 +236,11 @@ impl TicketStore for SqlStore<D> {
     async fn tickets(&self, id: &ReservationId, after: &str, limit: u32) -> Result<Vec<TicketRow>, StoreError> {
         let query = sqlx::query(TICKETS_PAGE).bind(id.as_str()).bind(after).bind(i64::from(limit));
         query.fetch_all(&self.pool).await?.iter().map(ticket).collect()
+    }
+
+    async fn ticket_revoked(&self, id: &ReservationId, ticket: &TicketId) -> Result<Option<bool>, StoreError> {
+        let query = sqlx::query(TICKET_REVOKED).bind(id.as_str()).bind(ticket.as_str());
+        query.fetch_optional(&self.pool).await?.map(|row| row.flag("revoked")).transpose()
     }
 }
 

@@ -42,6 +42,9 @@ const SESSION: &str = "SELECT session_hash, reservation_id, viewer_kind, viewer_
 /// `(reservation_id, viewer_kind, viewer_value, now, reason)`: the viewer's live sessions.
 const END_SESSIONS: &str = "UPDATE webchat_sessions SET ended_at = $4, ended_reason = $5
     WHERE reservation_id = $1 AND viewer_kind = $2 AND viewer_value = $3 AND ended_at IS NULL AND expires_at > $4";
+/// `(reservation_id, since)`: the sessions ended after `since`.
+const ENDED_SESSIONS: &str = "SELECT session_hash, ended_reason, ended_at FROM webchat_sessions
+    WHERE reservation_id = $1 AND ended_at > $2 ORDER BY ended_at";
 const PRUNE_SESSIONS: &str = "DELETE FROM webchat_sessions WHERE expires_at < $1 OR ended_at < $1";
 
 // The room log.
@@ -108,6 +111,12 @@ pub trait WebchatStore: Send + Sync {
     async fn end_web_sessions(
         &self, reservation: &ReservationId, viewer: &ViewerKey, reason: EndReason, now: DateTime<Utc>,
     ) -> Result<u64, StoreError>;
+
+    /// The reservation's sessions ended after `since` (their streams close), with why and
+    /// when, the earliest first.
+    async fn ended_web_sessions(
+        &self, reservation: &ReservationId, since: DateTime<Utc>,
+    ) -> Result<Vec<(SessionHash, EndReason, DateTime<Utc>)>, StoreError>;
 
     /// Forgets the sessions that expired or ended before `before`; returns how many.
     async fn prune_web_sessions(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
@@ -204,6 +213,20 @@ impl WebchatStore for SqlStore<D> {
         let query = sqlx::query(END_SESSIONS).bind(reservation.as_str()).bind(viewer.kind()).bind(viewer.value());
         let done = query.bind(to_millis(now)).bind(reason.as_str()).execute(&self.pool).await?;
         Ok(D::rows_affected(&done))
+    }
+
+    async fn ended_web_sessions(
+        &self, reservation: &ReservationId, since: DateTime<Utc>,
+    ) -> Result<Vec<(SessionHash, EndReason, DateTime<Utc>)>, StoreError> {
+        let query = sqlx::query(ENDED_SESSIONS).bind(reservation.as_str()).bind(to_millis(since));
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                let hash = parsed(row, "session_hash", SessionHash::parse)?;
+                let reason = parsed(row, "ended_reason", EndReason::parse)?;
+                Ok((hash, reason, from_millis(row.int("ended_at")?)?))
+            })
+            .collect()
     }
 
     async fn prune_web_sessions(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {

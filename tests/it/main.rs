@@ -30,5 +30,6 @@ mod store_contract;
 mod stream;
 mod transcripts;
 mod upgrade;
+mod web_chat;
 mod web_users;
 mod webhooks;

@@ -71,6 +71,7 @@ async fn a_sqlite_deployment_moves_to_postgres_intact() {
         user_id: alice.clone(),
         membership: Membership::Join,
         sender: alice.to_string(),
+        display_name: None,
         knock_claim: None,
     };
     sqlite.record_memberships(&[fact], Utc::now()).await.unwrap();

@@ -335,6 +335,7 @@ async fn steps_and_membership_facts_are_recorded_once() {
             user_id: alice(),
             membership: Membership::Join,
             sender: alice().to_string(),
+            display_name: None,
             knock_claim: None,
         };
         let join = fact("$1", "!room:example.org");
@@ -354,6 +355,58 @@ async fn steps_and_membership_facts_are_recorded_once() {
         );
         let record = store.reservation(&jazz()).await.unwrap().unwrap();
         assert_eq!((record.members.joined, record.members.invited), (1, 0), "{backend}: the members stay");
+    })
+    .await;
+}
+
+/// Members' names come with their member events and are read back by room; a room
+/// names its reservation; a ticket is known with whether it is revoked.
+#[tokio::test]
+async fn member_names_rooms_and_tickets_are_read_for_the_web_chat() {
+    each_backend(|store, backend| async move {
+        store.record_webhook(&receipt("a"), &upsert(1)).await.unwrap();
+        let room = OwnedRoomId::try_from("!named:example.org").unwrap();
+        assert_eq!(store.reservation_of_room(&room).await.unwrap(), None, "{backend}: no room yet");
+        let created =
+            StepRecord::RoomCreated { room_id: room.clone(), hosts: [].into(), name: "Jazz".into(), topic: "t".into() };
+        store.record_step(&jazz(), &created, Utc::now()).await.unwrap();
+        assert_eq!(store.reservation_of_room(&room).await.unwrap(), Some(jazz()), "{backend}");
+        let fact = |event: &str, user: &OwnedUserId, membership, name: Option<&str>| MembershipFact {
+            event_id: event.into(),
+            room_id: room.to_string(),
+            user_id: user.clone(),
+            membership,
+            sender: user.to_string(),
+            display_name: name.map(str::to_owned),
+            knock_claim: None,
+        };
+        let (bob, carol) = (user("bob"), user("carol"));
+        let facts = [
+            fact("$n1", &alice(), Membership::Join, Some("Alice")),
+            fact("$n2", &bob, Membership::Join, Some("Bob")),
+            fact("$n3", &alice(), Membership::Join, Some("Alice Renamed")),
+            fact("$n4", &carol, Membership::Join, None),
+        ];
+        assert_eq!(store.record_memberships(&facts, Utc::now()).await.unwrap(), 4, "{backend}");
+        let asked = [alice(), bob.clone(), carol.clone(), user("nobody")];
+        let mut names = store.member_names(&room, &asked).await.unwrap();
+        names.sort();
+        assert_eq!(names, [(alice(), "Alice Renamed".to_owned()), (bob.clone(), "Bob".to_owned())], "{backend}");
+        let other = OwnedRoomId::try_from("!other:example.org").unwrap();
+        assert!(store.member_names(&other, &asked).await.unwrap().is_empty(), "{backend}: another room");
+        // A leave without a name forgets it.
+        store.record_memberships(&[fact("$n5", &bob, Membership::Leave, None)], Utc::now()).await.unwrap();
+        assert!(store.member_names(&room, std::slice::from_ref(&bob)).await.unwrap().is_empty(), "{backend}");
+
+        let t1 = foyer::model::TicketId::parse("t1").unwrap();
+        assert_eq!(store.ticket_revoked(&jazz(), &t1).await.unwrap(), None, "{backend}: never granted");
+        let ticket = Ticket { id: ticket_id("t1"), holder: Holder::User(alice()) };
+        let granted = WebhookEvent::TicketsGranted { id: jazz(), tickets: vec![ticket] };
+        store.record_webhook(&receipt("b"), &granted).await.unwrap();
+        assert_eq!(store.ticket_revoked(&jazz(), &t1).await.unwrap(), Some(false), "{backend}");
+        let revoked = WebhookEvent::TicketsRevoked { id: jazz(), ticket_ids: vec![t1.clone()] };
+        store.record_webhook(&receipt("c"), &revoked).await.unwrap();
+        assert_eq!(store.ticket_revoked(&jazz(), &t1).await.unwrap(), Some(true), "{backend}");
     })
     .await;
 }

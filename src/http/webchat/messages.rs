@@ -25,7 +25,8 @@ use crate::{
     schedule::{self, Phase},
 };
 
-/// How long a message may be, in Unicode characters, until moderation sets its own.
+/// The longest message a web fan may write, in Unicode characters, until moderation's
+/// `max_length` is configurable (issue 30).
 pub const MAX_LENGTH: usize = 500;
 /// The page's transaction ids: 1 to 64 of `A-Z a-z 0-9 . _ ~ -`.
 const MAX_TXN_ID: usize = 64;

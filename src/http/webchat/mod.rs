@@ -15,7 +15,10 @@
 //! builds every state it shows, so its words stay beside it, one object to translate.
 //! Without a `webchat` section every route here answers the JSON 404.
 
+pub mod hub;
 mod messages;
+pub mod session;
+pub mod stream;
 
 use std::sync::LazyLock;
 

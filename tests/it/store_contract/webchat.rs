@@ -131,6 +131,12 @@ async fn web_sessions_are_found_by_hash_and_say_why_they_stopped() {
         assert_eq!(store.end_web_sessions(&jazz(), &ticket("t-1"), EndReason::Moved, now).await.unwrap(), 0);
         let ended = SessionState::Ended { at: now, reason: EndReason::Revoked };
         assert_eq!(store.web_session(&fan.hash, now).await.unwrap().unwrap().state, ended, "{backend}");
+        // Streams hear of it by reservation, after a time.
+        let since = now - Span::seconds(1);
+        let heard = store.ended_web_sessions(&jazz(), since).await.unwrap();
+        assert_eq!(heard, [(fan.hash.clone(), EndReason::Revoked, now)], "{backend}");
+        assert!(store.ended_web_sessions(&jazz(), now).await.unwrap().is_empty(), "{backend}: not after");
+        assert!(store.ended_web_sessions(&blues(), since).await.unwrap().is_empty(), "{backend}: another's");
         let later = t0() + Span::hours(30);
         assert_eq!(store.web_session(&fan.hash, later).await.unwrap().unwrap().state, ended, "{backend}");
         for live in [&other, &elsewhere] {
