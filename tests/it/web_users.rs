@@ -9,7 +9,10 @@ use std::{sync::Arc, time::Duration};
 use foyer::{
     config::{Config, DatabaseKind, Placeholders},
     matrix::{MatrixClient, rooms},
-    model::{DisplayName, NewWebUser, ReservationId, ViewerKey, naming::web_user_id},
+    model::{
+        DisplayName, EndReason, NewWebSession, NewWebUser, ReservationId, SessionHash, SessionSource, SessionState,
+        ViewerKey, WebRole, naming::web_user_id,
+    },
     secret::Secret,
     store::{self, Store},
 };
@@ -19,7 +22,7 @@ use serde_json::{Value, json};
 use crate::{
     claims::email_ticket,
     common::{
-        eventually,
+        enc, eventually,
         foyer::{TestFoyer, open_reservation},
         synapse::Synapse,
         unique,
@@ -115,6 +118,7 @@ struct Show {
     room_id: OwnedRoomId,
     client: MatrixClient,
     config: Config,
+    store: Arc<dyn Store>,
     dana: OwnedUserId,
     erin: OwnedUserId,
 }
@@ -136,7 +140,7 @@ async fn show_with_web_fans() -> Show {
     let with = (&client, &config, store.as_ref());
     let dana = web_fan(with, &id, "t-dana", "Dana", &room_id).await;
     let erin = web_fan(with, &id, "t-erin", "Erin", &room_id).await;
-    Show { foyer, alice, id, room, room_id, client, config, dana, erin }
+    Show { foyer, alice, id, room, room_id, client, config, store, dana, erin }
 }
 
 #[tokio::test]
@@ -194,8 +198,8 @@ async fn a_web_fan_joins_with_the_mark_and_posts_once_per_transaction() {
 }
 
 #[tokio::test]
-async fn a_web_fan_whose_ticket_is_revoked_is_removed_and_the_others_stay() {
-    let Show { foyer, alice, id, room, config, dana, erin, .. } = show_with_web_fans().await;
+async fn a_web_fan_whose_ticket_is_revoked_is_removed_and_one_banned_in_matrix_is_banned_from_the_chat() {
+    let Show { foyer, alice, id, room, config, store, dana, erin, .. } = show_with_web_fans().await;
     eventually(Duration::from_secs(20), "Foyer to hear of the joins", || async {
         (foyer.reservation(&id).await.1["members"]["joined"] == 3).then_some(())
     })
@@ -216,6 +220,41 @@ async fn a_web_fan_whose_ticket_is_revoked_is_removed_and_the_others_stay() {
     // Dana's ticket is still held: her web user stays.
     door_has_looked(&foyer, &alice, &room, &id, 2).await;
     assert_eq!(alice.membership_of(&room, dana.as_str()).await.as_deref(), Some("join"));
+
+    // The bot bans Dana's web user in Matrix: Dana is banned from the chat and her web
+    // session ends; an unban lifts it.
+    let (reservation, viewer) = (ReservationId::parse(&id).unwrap(), ViewerKey::parse("ticket", "t-dana").unwrap());
+    let now = chrono::Utc::now();
+    let session = NewWebSession {
+        hash: SessionHash::of_secret(&unique("secret")),
+        reservation: reservation.clone(),
+        viewer: viewer.clone(),
+        holder_generation: 0,
+        name: DisplayName::parse("Dana").unwrap(),
+        role: WebRole::Web,
+        source: SessionSource::Token,
+        created_at: now,
+        expires_at: now + chrono::Duration::hours(1),
+    };
+    store.create_web_session(&session).await.unwrap();
+    let bot = TestUser::bot(&foyer.slot);
+    let moderate = async |action: &str| {
+        let path = format!("/_matrix/client/v3/rooms/{}/{action}", enc(&room));
+        let (status, body) = bot.request(reqwest::Method::POST, &path, Some(json!({"user_id": dana.as_str()}))).await;
+        assert_eq!(status, 200, "{action}: {body}");
+    };
+    moderate("ban").await;
+    let ended = eventually(Duration::from_secs(20), "dana's session to end", || async {
+        let read = store.web_session(&session.hash, chrono::Utc::now()).await.unwrap()?;
+        matches!(read.state, SessionState::Ended { reason: EndReason::Banned, .. }).then_some(())
+    });
+    ended.await;
+    assert!(store.viewer_banned(&reservation, &viewer).await.unwrap());
+    moderate("unban").await;
+    eventually(Duration::from_secs(20), "dana's ban to be lifted", || async {
+        (!store.viewer_banned(&reservation, &viewer).await.unwrap()).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
