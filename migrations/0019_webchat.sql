@@ -5,12 +5,14 @@
 -- Web sessions, a bearer valid on every instance: found by the SHA-256 (hex) of the
 -- session's secret, which is never stored. An ended session is kept until it is pruned,
 -- so that its bearer is told why. role: host, moderator, fan, web or bot; source: token
--- or claim_code; ended_reason: revoked, moved or banned.
+-- or claim_code; ended_reason: revoked, moved or banned. holder_generation is the
+-- ticket's (tickets.holder_generation) when the session was made, 0 for a platform viewer.
 CREATE TABLE webchat_sessions (
     session_hash    TEXT PRIMARY KEY,
     reservation_id  TEXT NOT NULL,
     viewer_kind     TEXT NOT NULL,
     viewer_value    TEXT NOT NULL,
+    holder_generation BIGINT NOT NULL DEFAULT 0,
     display_name    TEXT NOT NULL,
     role            TEXT NOT NULL,
     source          TEXT NOT NULL,
@@ -45,19 +47,23 @@ CREATE TABLE webchat_log_heads (
     last_seq        BIGINT NOT NULL
 );
 
--- Web fans' Matrix users, one per viewer and reservation. display_name is cleared when
--- the room is archived; removed is 'left' or 'kicked', with removed_at, until it joins again.
+-- Web fans' Matrix users, one per viewer and reservation, and for a ticket per holder:
+-- holder_generation is the ticket's (tickets.holder_generation) when it was made, 0 for
+-- a platform viewer, so a ticket that moved gives its new holder a user of their own.
+-- display_name is cleared when the room is archived; removed is 'left' or 'kicked',
+-- with removed_at, until it joins again.
 CREATE TABLE webchat_users (
     reservation_id  TEXT NOT NULL,
     viewer_kind     TEXT NOT NULL,
     viewer_value    TEXT NOT NULL,
+    holder_generation BIGINT NOT NULL DEFAULT 0,
     user_id         TEXT NOT NULL UNIQUE,
     display_name    TEXT,
     registered_at   BIGINT NOT NULL,
     joined_at       BIGINT,
     removed         TEXT,
     removed_at      BIGINT,
-    PRIMARY KEY (reservation_id, viewer_kind, viewer_value)
+    PRIMARY KEY (reservation_id, viewer_kind, viewer_value, holder_generation)
 );
 
 -- Viewers banned from a reservation's chat (a ban of their web user in Matrix), by the

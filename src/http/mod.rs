@@ -9,6 +9,7 @@ pub mod ingest;
 pub mod server;
 pub mod status;
 pub mod transcript;
+mod web_bans;
 pub mod webchat;
 pub mod webhooks;
 

@@ -178,9 +178,9 @@ pub fn plan(
         }
     }
     // The door: knocks are answered; anyone present who may not be is removed. A guest
-    // invited by a host may stay.
+    // invited by a host may stay, and so may a web fan's user the web chat joined.
     for (user, member) in &room.members {
-        let entitled = holders.contains(user) || hosts.contains(user);
+        let entitled = holders.contains(user) || hosts.contains(user) || audience.web.contains(user);
         match member.membership {
             Membership::Knock if entitled => steps.push(Step::AcceptKnock(user.clone())),
             Membership::Knock => steps.push(Step::Kick(user.clone(), KickReason::KnockRefused)),

@@ -119,18 +119,23 @@ const WEB_USER_SYMBOLS: usize = 20;
 const SENDER_KEY_SYMBOLS: usize = 12;
 
 /// A web fan's localpart: `<puppet_prefix><opaque>`, the opaque part 20 symbols of
-/// lowercase base 32 from a keyed hash of the reservation and the viewer, so that it
-/// cannot be told from the ticket and is the same wherever and whenever it is made.
-pub fn web_user_localpart(key: &WebKey, prefix: &str, reservation: &ReservationId, viewer: &ViewerKey) -> String {
-    let digest = key.mac("web user", &[reservation.as_str(), viewer.kind(), viewer.value()]);
+/// lowercase base 32 from a keyed hash of the reservation, the viewer and the ticket's
+/// holder generation (`tickets.holder_generation`; 0 for a platform viewer), so that it
+/// cannot be told from the ticket, is the same wherever and whenever it is made, and
+/// each holder of a ticket that moved has their own.
+pub fn web_user_localpart(
+    key: &WebKey, prefix: &str, reservation: &ReservationId, viewer: &ViewerKey, generation: i64,
+) -> String {
+    let generation = generation.to_string();
+    let digest = key.mac("web user", &[reservation.as_str(), viewer.kind(), viewer.value(), &generation]);
     format!("{prefix}{}", base32(&digest, WEB_USER_SYMBOLS))
 }
 
 /// A web fan's user ID, `@<web_user_localpart>:<server_name>`.
 pub fn web_user_id(
-    key: &WebKey, prefix: &str, reservation: &ReservationId, viewer: &ViewerKey, server: &ServerName,
+    key: &WebKey, prefix: &str, reservation: &ReservationId, viewer: &ViewerKey, generation: i64, server: &ServerName,
 ) -> OwnedUserId {
-    UserId::parse(format!("@{}:{server}", web_user_localpart(key, prefix, reservation, viewer)))
+    UserId::parse(format!("@{}:{server}", web_user_localpart(key, prefix, reservation, viewer, generation)))
         .expect("the prefix is validated and the opaque part is base 32")
 }
 
@@ -221,7 +226,7 @@ mod tests {
     }
 
     fn web(key: &WebKey, reservation: &str, viewer: &ViewerKey) -> String {
-        web_user_localpart(key, "_foyer_web_", &ReservationId::parse(reservation).unwrap(), viewer)
+        web_user_localpart(key, "_foyer_web_", &ReservationId::parse(reservation).unwrap(), viewer, 0)
     }
 
     #[test]
@@ -231,7 +236,7 @@ mod tests {
         let t2 = ViewerKey::parse("ticket", "t-2").unwrap();
         let one = web(&key, "jazz", &t1);
         // The same wherever and whenever it is made: pinned (checked against Python's hmac and base64).
-        assert_eq!(one, "_foyer_web_lh42wstngb5ccltq6lx2");
+        assert_eq!(one, "_foyer_web_cujchb4owxe3dhkukxqq");
         assert_eq!(one, web(&WebKey::from_secret(b"an as_token of some length"), "jazz", &t1));
         let opaque = one.strip_prefix("_foyer_web_").unwrap();
         assert_eq!(opaque.len(), 20);
@@ -244,11 +249,14 @@ mod tests {
             web(&key, "jazz", &ViewerKey::parse("platform", "t-1").unwrap()),
             web(&WebKey::from_secret(b"another as_token"), "jazz", &t1),
         ];
+        // The ticket's next holder (it moved): another user, pinned too.
+        let moved = web_user_localpart(&key, "_foyer_web_", &ReservationId::parse("jazz").unwrap(), &t1, 1);
+        assert_eq!(moved, "_foyer_web_5hd2dd4kq5awi3uo4z5k");
         for other in &others {
             assert_ne!(&one, other);
         }
         let server = <&ServerName>::try_from("example.org").unwrap();
-        let id = web_user_id(&key, "_foyer_web_", &ReservationId::parse("jazz").unwrap(), &t1, server);
+        let id = web_user_id(&key, "_foyer_web_", &ReservationId::parse("jazz").unwrap(), &t1, 0, server);
         assert_eq!(id.as_str(), format!("@{one}:example.org"));
         assert!(is_web_user("_foyer_web_", server, &id));
         assert!(!is_web_user("_foyer_web_", server, &UserId::parse("@alice:example.org").unwrap()));

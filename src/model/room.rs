@@ -136,8 +136,13 @@ pub struct Member {
 pub struct Audience {
     /// Users with at least one active ticket.
     pub holders: BTreeSet<OwnedUserId>,
-    /// Users whose tickets were all revoked.
+    /// Users whose tickets were all revoked, and web users whose ticket was revoked or
+    /// whose viewer is banned.
     pub revoked: BTreeSet<OwnedUserId>,
+    /// Web fans' users that may be in the room (docs/web-chat.md): not banned, for a
+    /// platform viewer or for the current holder of an active ticket. The web chat joins
+    /// them itself; they are never invited.
+    pub web: BTreeSet<OwnedUserId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -170,6 +170,9 @@ pub struct NewWebSession {
     pub hash: SessionHash,
     pub reservation: ReservationId,
     pub viewer: ViewerKey,
+    /// The ticket's holder generation when the session was made (0 for a platform
+    /// viewer): a session of an earlier holder is not the current holder's.
+    pub holder_generation: i64,
     pub name: DisplayName,
     pub role: WebRole,
     pub source: SessionSource,
@@ -250,6 +253,9 @@ pub struct LoggedEntry {
 pub struct NewWebUser {
     pub reservation: ReservationId,
     pub viewer: ViewerKey,
+    /// The ticket's holder generation it is for (0 for a platform viewer): each holder of
+    /// a ticket that moved has their own web user.
+    pub holder_generation: i64,
     pub user_id: OwnedUserId,
     pub display_name: DisplayName,
     pub registered_at: DateTime<Utc>,
@@ -260,6 +266,7 @@ pub struct NewWebUser {
 pub struct WebUser {
     pub reservation: ReservationId,
     pub viewer: ViewerKey,
+    pub holder_generation: i64,
     pub user_id: OwnedUserId,
     /// `None` once cleared at the archive.
     pub display_name: Option<DisplayName>,

@@ -22,8 +22,8 @@ use super::{
     sql, to_millis,
 };
 use crate::model::{
-    BoundHow, Description, Grant, HeldTicket, Holder, ReservationId, StreamKeyHash, StreamUrl, Ticket, WebhookEvent,
-    grant,
+    BoundHow, Description, EndReason, Grant, HeldTicket, Holder, ReservationId, StreamKeyHash, StreamUrl, Ticket,
+    WebhookEvent, grant,
 };
 use crate::outbox::OutboundEvent;
 
@@ -100,6 +100,17 @@ const RECEIPT_FORGET: &str = "DELETE FROM webhook_receipts WHERE webhook_id = $1
 /// `(reservation_id, ticket_id, at)`; the first revocation counts.
 const REVOKE_TICKET: &str = "INSERT INTO tickets (reservation_id, ticket_id, revoked_at) VALUES ($1, $2, $3)
     ON CONFLICT (reservation_id, ticket_id) DO UPDATE SET revoked_at = COALESCE(tickets.revoked_at, excluded.revoked_at)";
+/// The web sessions of a ticket end with it (docs/web-chat.md): `(reservation_id,
+/// ticket_id, at, reason)`, `reason` `revoked` or `moved`.
+const END_TICKET_SESSIONS: &str = "UPDATE webchat_sessions SET ended_at = $3, ended_reason = $4
+    WHERE reservation_id = $1 AND viewer_kind = 'ticket' AND viewer_value = $2 AND ended_at IS NULL
+        AND expires_at > $3";
+/// A correction binds the same holder: their web user and sessions carry over to the
+/// ticket's new generation. `(reservation_id, ticket_id, from, to)`.
+const CARRY_WEB_USER: &str = "UPDATE webchat_users SET holder_generation = $4
+    WHERE reservation_id = $1 AND viewer_kind = 'ticket' AND viewer_value = $2 AND holder_generation = $3";
+const CARRY_WEB_SESSIONS: &str = "UPDATE webchat_sessions SET holder_generation = $4
+    WHERE reservation_id = $1 AND viewer_kind = 'ticket' AND viewer_value = $2 AND holder_generation = $3";
 /// `(reservation_id, at)`; the latest start counts (`CASE`, since SQLite has no `GREATEST`).
 const STREAM_STARTED: &str = "INSERT INTO reservation_signals (reservation_id, stream_started_at)
     VALUES ($1, $2)
@@ -412,7 +423,10 @@ async fn apply(
         }
         WebhookEvent::TicketsRevoked { id, ticket_ids } => {
             for ticket_id in ticket_ids {
-                w.execute(REVOKE_TICKET, &[id.as_str().into(), ticket_id.as_str().into(), now.into()]).await?;
+                let key = [id.as_str().into(), ticket_id.as_str().into(), now.into()];
+                w.execute(REVOKE_TICKET, &key).await?;
+                let revoked = [key[0], key[1], key[2], EndReason::Revoked.as_str().into()];
+                w.execute(END_TICKET_SESSIONS, &revoked).await?;
             }
         }
         WebhookEvent::StreamStarted { id, at } => {
@@ -443,7 +457,8 @@ async fn grant_ticket(
             })
         })
         .await?;
-    let (generation, bound_how) = match grant(held.as_ref(), &ticket.holder) {
+    let decision = grant(held.as_ref(), &ticket.holder);
+    let (generation, bound_how) = match decision {
         Grant::Unchanged => return Ok(()),
         Grant::New => (0, None),
         Grant::Move { generation } | Grant::Restore { generation } => (generation, None),
@@ -472,6 +487,19 @@ async fn grant_ticket(
         now.into(),
     ];
     w.execute(HOLD_TICKET, &args).await?;
+    // The web chat follows the holder: a move ends the former holder's sessions (their
+    // web user is planned out of the room); a correction keeps the same holder's.
+    match (decision, &held) {
+        (Grant::Move { .. }, _) => {
+            w.execute(END_TICKET_SESSIONS, &[key[0], key[1], now.into(), EndReason::Moved.as_str().into()]).await?;
+        }
+        (Grant::Correction { generation }, Some(held)) => {
+            let carry = [key[0], key[1], held.generation.into(), generation.into()];
+            w.execute(CARRY_WEB_USER, &carry).await?;
+            w.execute(CARRY_WEB_SESSIONS, &carry).await?;
+        }
+        _ => {}
+    }
     // An email ticket sent again with its holder's user ID was bound just now: the
     // platform hears of it like of any other claim.
     if let (Some(how), Holder::User(user)) = (bound_how, &ticket.holder) {

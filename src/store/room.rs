@@ -21,7 +21,7 @@ use super::{
     tickets::claim,
     to_millis,
 };
-use crate::model::{BoundHow, FailingInvite, InviteFailure, Member, Membership, ReservationId};
+use crate::model::{Audience, BoundHow, FailingInvite, InviteFailure, Member, Membership, ReservationId};
 use crate::outbox::OutboundEvent;
 
 // What `record_step` writes, one statement per record (the reservation id is the last
@@ -115,6 +115,22 @@ const HOLDERS: &str = "SELECT DISTINCT user_id FROM tickets
 /// Users all of whose tickets are revoked.
 const REVOKED: &str = "SELECT user_id FROM tickets WHERE reservation_id = $1 AND user_id IS NOT NULL
     GROUP BY user_id HAVING COUNT(revoked_at) = COUNT(*)";
+/// The reservation's web users, each with where it stands: `ok` (may be in the room),
+/// `banned`, `revoked` (its ticket), `moved` (its ticket has another holder now) or
+/// `no_ticket`.
+const WEB_USERS: &str = "SELECT w.user_id,
+        CASE WHEN b.reservation_id IS NOT NULL THEN 'banned'
+            WHEN w.viewer_kind = 'platform' THEN 'ok'
+            WHEN t.ticket_id IS NULL THEN 'no_ticket'
+            WHEN t.revoked_at IS NOT NULL THEN 'revoked'
+            WHEN t.holder_generation <> w.holder_generation THEN 'moved'
+            ELSE 'ok' END AS standing
+    FROM webchat_users w
+    LEFT JOIN webchat_bans b ON b.reservation_id = w.reservation_id AND b.viewer_kind = w.viewer_kind
+        AND b.viewer_value = w.viewer_value
+    LEFT JOIN tickets t ON w.viewer_kind = 'ticket' AND t.reservation_id = w.reservation_id
+        AND t.ticket_id = w.viewer_value
+    WHERE w.reservation_id = $1";
 const ROOM_MEMBERS: &str = "SELECT user_id, membership, invited_by FROM room_members WHERE room_id = $1";
 
 #[apply(on_both_databases!)]
@@ -131,9 +147,13 @@ impl SqlStore<D> {
             found.iter().map(|row| row.text("user_id")).collect()
         };
         let has_room = row.as_ref().map(|row| row.opt_text("room_id")).transpose()?.flatten().is_some();
-        let (holders, revoked) =
-            if audience || has_room { (users(HOLDERS).await?, users(REVOKED).await?) } else { Default::default() };
-        let mut state = lifecycle(id, row.as_ref(), &invites, holders, revoked)?;
+        let mut state = lifecycle(id, row.as_ref(), &invites)?;
+        if audience || has_room {
+            let web = sqlx::query(WEB_USERS).bind(id.as_str()).fetch_all(&self.pool).await?;
+            let web = web.iter().map(|row| Ok((row.text("user_id")?, row.text("standing")?)));
+            let web = web.collect::<Result<Vec<_>, StoreError>>()?;
+            state.audience = self::audience(id, users(HOLDERS).await?, users(REVOKED).await?, web)?;
+        }
         if let Some(room_id) = &state.room.room_id {
             let rows = sqlx::query(ROOM_MEMBERS).bind(room_id.as_str()).fetch_all(&self.pool).await?;
             members(&mut state, &rows)?;
@@ -142,12 +162,33 @@ impl SqlStore<D> {
     }
 }
 
-/// One reservation's lifecycle, from a row of [`LIFECYCLE`], its [`ROOM_INVITES`], and the
-/// users of [`HOLDERS`] and [`REVOKED`]; the room's members come after
-/// ([`members`]), once its room id is known.
-fn lifecycle(
-    id: &ReservationId, row: Option<&impl Read>, invites: &[impl Read], holders: Vec<String>, revoked: Vec<String>,
-) -> Result<LifecycleState, StoreError> {
+/// Who may be in the reservation's room, from the users of [`HOLDERS`] and [`REVOKED`] and
+/// the web users of [`WEB_USERS`] with their standing.
+fn audience(
+    id: &ReservationId, holders: Vec<String>, revoked: Vec<String>, web: Vec<(String, String)>,
+) -> Result<Audience, StoreError> {
+    let what = format!("lifecycle {id}");
+    let user = |u: String| OwnedUserId::try_from(u).map_err(|e| corrupt(&what, e));
+    let mut audience = Audience {
+        holders: holders.into_iter().map(user).collect::<Result<_, _>>()?,
+        revoked: revoked.into_iter().map(user).collect::<Result<_, _>>()?,
+        web: Default::default(),
+    };
+    for (web_user, standing) in web {
+        let web_user = user(web_user)?;
+        match standing.as_str() {
+            "ok" => audience.web.insert(web_user),
+            "banned" | "revoked" => audience.revoked.insert(web_user),
+            // A former holder's web user goes like a Matrix member whose ticket moved.
+            _ => false,
+        };
+    }
+    Ok(audience)
+}
+
+/// One reservation's lifecycle, from a row of [`LIFECYCLE`] and its [`ROOM_INVITES`]; the
+/// audience ([`audience`]) and the room's members ([`members`]) come after.
+fn lifecycle(id: &ReservationId, row: Option<&impl Read>, invites: &[impl Read]) -> Result<LifecycleState, StoreError> {
     let what = format!("lifecycle {id}");
     let corrupt = |e: &dyn std::fmt::Display| corrupt(&what, e);
     let room_of = |id: Option<String>| id.map(|r| OwnedRoomId::try_from(r).map_err(|e| corrupt(&e))).transpose();
@@ -192,8 +233,6 @@ fn lifecycle(
             }
         }
     }
-    state.audience.holders = holders.into_iter().map(user).collect::<Result<_, _>>()?;
-    state.audience.revoked = revoked.into_iter().map(user).collect::<Result<_, _>>()?;
     Ok(state)
 }
 

@@ -24,7 +24,7 @@ use super::{
 };
 use crate::model::{
     DisplayName, EndReason, LogKind, LogPayload, LoggedEntry, NewLogEntry, NewWebSession, NewWebUser, Removal,
-    ReservationId, SessionHash, SessionSource, SessionState, ViewerKey, WebRole, WebSession, WebUser,
+    ReservationId, SessionHash, SessionSource, SessionState, TicketId, ViewerKey, WebRole, WebSession, WebUser,
 };
 
 /// The most log entries one read returns ([`WebchatStore::web_log_after`],
@@ -34,10 +34,10 @@ pub const MAX_WEB_LOG_PAGE: u32 = 1000;
 // Sessions.
 
 const CREATE_SESSION: &str = "INSERT INTO webchat_sessions (session_hash, reservation_id, viewer_kind, viewer_value,
-        display_name, role, source, created_at, expires_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
-const SESSION: &str = "SELECT session_hash, reservation_id, viewer_kind, viewer_value, display_name, role, source,
-        created_at, expires_at, ended_at, ended_reason
+        display_name, role, source, created_at, expires_at, holder_generation)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+const SESSION: &str = "SELECT session_hash, reservation_id, viewer_kind, viewer_value, holder_generation,
+        display_name, role, source, created_at, expires_at, ended_at, ended_reason
     FROM webchat_sessions WHERE session_hash = $1";
 /// `(reservation_id, viewer_kind, viewer_value, now, reason)`: the viewer's live sessions.
 const END_SESSIONS: &str = "UPDATE webchat_sessions SET ended_at = $4, ended_reason = $5
@@ -71,17 +71,18 @@ const PRUNE_LOG: &str = "DELETE FROM webchat_log WHERE seq <= (
 
 // Web users.
 
-const USER: &str = "SELECT reservation_id, viewer_kind, viewer_value, user_id, display_name, registered_at,
-        joined_at, removed, removed_at
-    FROM webchat_users WHERE reservation_id = $1 AND viewer_kind = $2 AND viewer_value = $3";
-const USER_BY_ID: &str = "SELECT reservation_id, viewer_kind, viewer_value, user_id, display_name, registered_at,
-        joined_at, removed, removed_at
+const USER: &str = "SELECT reservation_id, viewer_kind, viewer_value, holder_generation, user_id, display_name,
+        registered_at, joined_at, removed, removed_at
+    FROM webchat_users
+    WHERE reservation_id = $1 AND viewer_kind = $2 AND viewer_value = $3 AND holder_generation = $4";
+const USER_BY_ID: &str = "SELECT reservation_id, viewer_kind, viewer_value, holder_generation, user_id, display_name,
+        registered_at, joined_at, removed, removed_at
     FROM webchat_users WHERE user_id = $1";
-/// `(reservation_id, viewer_kind, viewer_value, user_id, display_name, registered_at)`;
-/// the viewer's user already there is kept.
+/// `(reservation_id, viewer_kind, viewer_value, holder_generation, user_id, display_name,
+/// registered_at)`; the viewer's user already there is kept.
 const PUT_USER: &str = "INSERT INTO webchat_users
-        (reservation_id, viewer_kind, viewer_value, user_id, display_name, registered_at)
-    VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING";
+        (reservation_id, viewer_kind, viewer_value, holder_generation, user_id, display_name, registered_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING";
 const USER_JOINED: &str =
     "UPDATE webchat_users SET joined_at = $2, removed = NULL, removed_at = NULL WHERE user_id = $1";
 const USER_REMOVED: &str = "UPDATE webchat_users SET removed = $2, removed_at = $3 WHERE user_id = $1";
@@ -95,6 +96,12 @@ const BAN: &str = "INSERT INTO webchat_bans (reservation_id, viewer_kind, viewer
     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
 const UNBAN: &str = "DELETE FROM webchat_bans WHERE reservation_id = $1 AND viewer_kind = $2 AND viewer_value = $3";
 const BANNED: &str = "SELECT 1 FROM webchat_bans WHERE reservation_id = $1 AND viewer_kind = $2 AND viewer_value = $3";
+
+// Tickets.
+
+/// `(reservation_id, ticket_id)`: an active ticket's holder generation.
+const TICKET_GENERATION: &str = "SELECT holder_generation FROM tickets
+    WHERE reservation_id = $1 AND ticket_id = $2 AND revoked_at IS NULL";
 
 /// The web chat's sessions, room log, web users and bans.
 #[async_trait]
@@ -149,8 +156,11 @@ pub trait WebchatStore: Send + Sync {
     /// deletes the others; returns how many went.
     async fn prune_web_log(&self, keep_per_reservation: u32) -> Result<u64, StoreError>;
 
-    /// The viewer's web user in the reservation's room, if one was registered.
-    async fn web_user(&self, reservation: &ReservationId, viewer: &ViewerKey) -> Result<Option<WebUser>, StoreError>;
+    /// The viewer's web user in the reservation's room for this holder generation of
+    /// their ticket (0 for a platform viewer), if one was registered.
+    async fn web_user(
+        &self, reservation: &ReservationId, viewer: &ViewerKey, generation: i64,
+    ) -> Result<Option<WebUser>, StoreError>;
 
     /// The web user with this Matrix ID, whichever reservation and viewer it is for.
     async fn web_user_by_id(&self, user_id: &UserId) -> Result<Option<WebUser>, StoreError>;
@@ -181,6 +191,13 @@ pub trait WebchatStore: Send + Sync {
 
     /// Whether the viewer is banned from the reservation's chat.
     async fn viewer_banned(&self, reservation: &ReservationId, viewer: &ViewerKey) -> Result<bool, StoreError>;
+
+    /// The holder generation of the reservation's ticket (how many times it changed
+    /// hands), `None` if the ticket is unknown or revoked: a session or web user made for
+    /// another generation is a former holder's.
+    async fn ticket_generation(
+        &self, reservation: &ReservationId, ticket: &TicketId,
+    ) -> Result<Option<i64>, StoreError>;
 }
 
 #[apply(on_both_databases!)]
@@ -197,6 +214,7 @@ impl WebchatStore for SqlStore<D> {
             .bind(s.source.as_str())
             .bind(to_millis(s.created_at))
             .bind(to_millis(s.expires_at))
+            .bind(s.holder_generation)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -307,9 +325,11 @@ impl WebchatStore for SqlStore<D> {
         Ok(D::rows_affected(&done))
     }
 
-    async fn web_user(&self, reservation: &ReservationId, viewer: &ViewerKey) -> Result<Option<WebUser>, StoreError> {
-        let query = sqlx::query(USER).bind(reservation.as_str());
-        let found = query.bind(viewer.kind()).bind(viewer.value()).fetch_optional(&self.pool).await?;
+    async fn web_user(
+        &self, reservation: &ReservationId, viewer: &ViewerKey, generation: i64,
+    ) -> Result<Option<WebUser>, StoreError> {
+        let query = sqlx::query(USER).bind(reservation.as_str()).bind(viewer.kind()).bind(viewer.value());
+        let found = query.bind(generation).fetch_optional(&self.pool).await?;
         found.map(|row| web_user(&row)).transpose()
     }
 
@@ -323,14 +343,14 @@ impl WebchatStore for SqlStore<D> {
             .bind(user.reservation.as_str())
             .bind(user.viewer.kind())
             .bind(user.viewer.value())
+            .bind(user.holder_generation)
             .bind(user.user_id.as_str())
             .bind(user.display_name.as_str())
             .bind(to_millis(user.registered_at))
             .execute(&self.pool)
             .await?;
-        self.web_user(&user.reservation, &user.viewer).await?.ok_or_else(|| StoreError::Refused {
-            path: "user_id",
-            message: "this Matrix ID is another viewer's web user".into(),
+        self.web_user(&user.reservation, &user.viewer, user.holder_generation).await?.ok_or_else(|| {
+            StoreError::Refused { path: "user_id", message: "this Matrix ID is another viewer's web user".into() }
         })
     }
 
@@ -366,6 +386,13 @@ impl WebchatStore for SqlStore<D> {
         let query = sqlx::query(BANNED).bind(reservation.as_str()).bind(viewer.kind()).bind(viewer.value());
         Ok(query.fetch_optional(&self.pool).await?.is_some())
     }
+
+    async fn ticket_generation(
+        &self, reservation: &ReservationId, ticket: &TicketId,
+    ) -> Result<Option<i64>, StoreError> {
+        let query = sqlx::query(TICKET_GENERATION).bind(reservation.as_str()).bind(ticket.as_str());
+        query.fetch_optional(&self.pool).await?.map(|row| row.int("holder_generation")).transpose()
+    }
 }
 
 /// A read's limit, bounded by [`MAX_WEB_LOG_PAGE`].
@@ -397,6 +424,7 @@ fn session(row: &impl Read, now: DateTime<Utc>) -> Result<WebSession, StoreError
         hash: parsed(row, "session_hash", SessionHash::parse)?,
         reservation: parsed(row, "reservation_id", ReservationId::parse)?,
         viewer: viewer(row)?,
+        holder_generation: row.int("holder_generation")?,
         name: parsed(row, "display_name", DisplayName::parse)?,
         role: parsed(row, "role", WebRole::parse)?,
         source: parsed(row, "source", SessionSource::parse)?,
@@ -428,6 +456,7 @@ fn web_user(row: &impl Read) -> Result<WebUser, StoreError> {
     Ok(WebUser {
         reservation: parsed(row, "reservation_id", ReservationId::parse)?,
         viewer: viewer(row)?,
+        holder_generation: row.int("holder_generation")?,
         user_id: parsed(row, "user_id", |u: &str| UserId::parse(u))?,
         display_name: opt_parsed(row, "display_name", DisplayName::parse)?,
         registered_at: from_millis(row.int("registered_at")?)?,

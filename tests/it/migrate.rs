@@ -85,7 +85,6 @@ async fn a_sqlite_deployment_moves_to_postgres_intact() {
     };
     sqlite.queue_admin_events(&[command("$first"), command("$second")], Utc::now()).await.unwrap();
     sqlite.forget_admin_event("$first").await.unwrap();
-    let before = (sqlite.reservation(&id).await.unwrap(), sqlite.lifecycle_state(&id).await.unwrap());
     // The web chat's log (with its head), users and bans move; its sessions do not.
     let fan = ViewerKey::Ticket(TicketId::parse("t-1").unwrap());
     let phase = NewLogEntry {
@@ -98,12 +97,16 @@ async fn a_sqlite_deployment_moves_to_postgres_intact() {
     let web_user = NewWebUser {
         reservation: id.clone(),
         viewer: fan.clone(),
+        holder_generation: 2,
         user_id: OwnedUserId::try_from("@_foyer_web_x:example.org").unwrap(),
         display_name: DisplayName::parse("Fan").unwrap(),
         registered_at: at(19),
     };
     let web_user = sqlite.put_web_user(&web_user).await.unwrap();
     sqlite.ban_viewer(&id, &fan, &OwnedEventId::try_from("$ban").unwrap(), at(19)).await.unwrap();
+    // Read last: the banned fan's web user is part of what the door reads.
+    let before = (sqlite.reservation(&id).await.unwrap(), sqlite.lifecycle_state(&id).await.unwrap());
+    assert!(before.1.audience.revoked.contains(&web_user.user_id));
     drop(sqlite);
 
     let postgres_url = fresh_postgres_database().await;
@@ -121,7 +124,7 @@ async fn a_sqlite_deployment_moves_to_postgres_intact() {
     assert_eq!(after, before);
     assert_eq!(postgres.web_log_after(&id, 0, 10).await.unwrap(), log);
     assert_eq!(seqs(&postgres.append_web_log(&id, &[phase], at(20)).await.unwrap()), [2], "seqs go on");
-    assert_eq!(postgres.web_user(&id, &fan).await.unwrap(), Some(web_user));
+    assert_eq!(postgres.web_user(&id, &fan, 2).await.unwrap(), Some(web_user));
     assert!(postgres.viewer_banned(&id, &fan).await.unwrap());
     // A command still waiting in the inbox moves too, and later ones queue after it.
     postgres.queue_admin_events(&[command("$third")], Utc::now()).await.unwrap();

@@ -22,7 +22,7 @@ fn record(signals: Signals) -> ReservationRecord {
 }
 
 fn holders(names: &[&str]) -> Audience {
-    Audience { holders: names.iter().map(|n| user(n)).collect(), revoked: BTreeSet::new() }
+    Audience { holders: names.iter().map(|n| user(n)).collect(), ..Audience::default() }
 }
 
 fn bot() -> OwnedUserId {
@@ -216,9 +216,39 @@ fn a_revoked_holder_is_kicked_and_one_with_another_ticket_stays() {
     let mut room = opened(&["dj", "alice", "bob"]);
     room.members.insert(user("alice"), member(Membership::Join, Some("foyer")));
     room.members.insert(user("bob"), member(Membership::Invite, Some("foyer")));
-    let audience = Audience { holders: [user("bob")].into(), revoked: [user("alice")].into() };
+    let audience = Audience { holders: [user("bob")].into(), revoked: [user("alice")].into(), ..Audience::default() };
     let p = plan(Some(&rec), &audience, &room, &rooms(), t(19, 30));
     assert_eq!(steps(&p), vec![Step::Kick(user("alice"), KickReason::TicketRevoked)]);
+}
+
+#[test]
+fn a_web_fans_user_in_the_audience_stays_uninvited_and_one_out_of_it_is_kicked() {
+    let rec = record(Signals::default());
+    let mut room = opened(&["dj"]);
+    // The web chat joined them (the bot invited them on its way): none has a ticket of its own.
+    for name in ["_web_dana", "_web_erin", "_web_finn", "_web_gail"] {
+        room.members.insert(user(name), member(Membership::Join, Some("foyer")));
+    }
+    room.members.insert(user("_web_hope"), member(Membership::Invite, Some("foyer")));
+    let audience = Audience {
+        // Dana's and Hope's may be there; Erin's ticket was revoked or Erin banned; Finn's
+        // ticket moved to another holder; Gail's web user Foyer never made.
+        web: [user("_web_dana"), user("_web_hope")].into(),
+        revoked: [user("_web_erin")].into(),
+        ..Audience::default()
+    };
+    let p = plan(Some(&rec), &audience, &room, &rooms(), t(19, 30));
+    assert_eq!(
+        steps(&p),
+        vec![
+            Step::Kick(user("_web_erin"), KickReason::TicketRevoked),
+            Step::Kick(user("_web_finn"), KickReason::NoTicket),
+            Step::Kick(user("_web_gail"), KickReason::NoTicket),
+        ]
+    );
+    // Were the web chat's users counted out, the door would remove even Dana.
+    let p = plan(Some(&rec), &Audience::default(), &room, &rooms(), t(19, 30));
+    assert!(steps(&p).contains(&Step::Kick(user("_web_dana"), KickReason::NoTicket)));
 }
 
 #[test]
@@ -547,6 +577,7 @@ proptest! {
         let audience = Audience {
             holders: names.iter().map(|n| user(n)).collect(),
             revoked: revoked.iter().map(|n| user(n)).collect(),
+            ..Audience::default()
         };
         let mut room = if created { opened(&[]) } else { RoomState::default() };
         room.invited = invited.iter().map(|n| user(n)).collect();

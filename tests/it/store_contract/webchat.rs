@@ -7,11 +7,12 @@ use chrono::{DateTime, Duration as Span, TimeZone as _, Utc};
 use foyer::{
     config::{DatabaseConfig, DatabaseKind},
     model::{
-        DisplayName, EndReason, LogKind, LogPayload, LoggedEntry, NewLogEntry, NewWebSession, NewWebUser, Removal,
-        ReservationId, SessionHash, SessionSource, SessionState, TicketId, ViewerKey, ViewerSub, WebRole,
+        DisplayName, EndReason, ExternalId, Holder, LogKind, LogPayload, LoggedEntry, NewLogEntry, NewWebSession,
+        NewWebUser, Removal, ReservationId, SessionHash, SessionSource, SessionState, Ticket, TicketId, ViewerKey,
+        ViewerSub, WebRole, WebhookEvent,
     },
     secret::Secret,
-    store::{self, MAX_WEB_LOG_PAGE, Outbound, Store, StoreError},
+    store::{self, MAX_WEB_LOG_PAGE, Outbound, Outcome, Receipt, Store, StoreError},
 };
 use ruma::{OwnedEventId, OwnedUserId};
 
@@ -39,6 +40,7 @@ fn session(secret: &str, reservation: ReservationId, viewer: ViewerKey, hours: i
         hash: SessionHash::of_secret(secret),
         reservation,
         viewer,
+        holder_generation: 0,
         name: DisplayName::parse("Fan").unwrap(),
         role: WebRole::Web,
         source: SessionSource::Token,
@@ -72,6 +74,7 @@ fn web_user(reservation: ReservationId, viewer: ViewerKey, id: &str) -> NewWebUs
     NewWebUser {
         reservation,
         viewer,
+        holder_generation: 0,
         user_id: user(id),
         display_name: DisplayName::parse("Fan").unwrap(),
         registered_at: t0(),
@@ -271,7 +274,7 @@ async fn instances_appending_at_once_share_one_gap_free_sequence() {
 #[tokio::test]
 async fn a_viewer_has_one_web_user_whichever_instance_registers_it() {
     each_backend_twice(|a, b, backend| async move {
-        assert!(a.web_user(&jazz(), &ticket("t-1")).await.unwrap().is_none(), "{backend}");
+        assert!(a.web_user(&jazz(), &ticket("t-1"), 0).await.unwrap().is_none(), "{backend}");
         // Two instances race to register the same viewer, each with an id of its own.
         let (first, second) = futures_util::future::join(
             a.put_web_user(&web_user(jazz(), ticket("t-1"), "aaa")),
@@ -282,7 +285,7 @@ async fn a_viewer_has_one_web_user_whichever_instance_registers_it() {
         assert_eq!(first, second, "{backend}: both end with the one kept");
         let loser = if first.user_id == user("aaa") { user("bbb") } else { user("aaa") };
         assert!(a.web_user_by_id(&loser).await.unwrap().is_none(), "{backend}");
-        assert_eq!(a.web_user(&jazz(), &ticket("t-1")).await.unwrap().as_ref(), Some(&first), "{backend}");
+        assert_eq!(a.web_user(&jazz(), &ticket("t-1"), 0).await.unwrap().as_ref(), Some(&first), "{backend}");
         assert_eq!(b.web_user_by_id(&first.user_id).await.unwrap().as_ref(), Some(&first), "{backend}");
         assert_eq!((first.reservation.clone(), first.viewer.clone()), (jazz(), ticket("t-1")), "{backend}");
         assert_eq!(first.display_name.as_ref().map(DisplayName::as_str), Some("Fan"), "{backend}");
@@ -295,7 +298,7 @@ async fn a_viewer_has_one_web_user_whichever_instance_registers_it() {
         // A Matrix ID that is another viewer's is refused.
         let taken = a.put_web_user(&web_user(jazz(), ticket("t-9"), "ccc")).await;
         assert!(matches!(taken, Err(StoreError::Refused { .. })), "{backend}: {taken:?}");
-        assert!(a.web_user(&jazz(), &ticket("t-9")).await.unwrap().is_none(), "{backend}");
+        assert!(a.web_user(&jazz(), &ticket("t-9"), 0).await.unwrap().is_none(), "{backend}");
 
         let (joined, kicked) = (t0() + Span::minutes(1), t0() + Span::minutes(2));
         assert!(a.web_user_joined(&first.user_id, joined).await.unwrap(), "{backend}");
@@ -315,8 +318,8 @@ async fn a_viewer_has_one_web_user_whichever_instance_registers_it() {
         // The archive clears the names of this reservation's web users only.
         assert_eq!(a.clear_web_user_names(&jazz()).await.unwrap(), 2, "{backend}");
         assert_eq!(a.clear_web_user_names(&jazz()).await.unwrap(), 0, "{backend}");
-        assert_eq!(a.web_user(&jazz(), &ticket("t-1")).await.unwrap().unwrap().display_name, None, "{backend}");
-        assert!(a.web_user(&blues(), &ticket("t-1")).await.unwrap().unwrap().display_name.is_some(), "{backend}");
+        assert_eq!(a.web_user(&jazz(), &ticket("t-1"), 0).await.unwrap().unwrap().display_name, None, "{backend}");
+        assert!(a.web_user(&blues(), &ticket("t-1"), 0).await.unwrap().unwrap().display_name.is_some(), "{backend}");
         // Registering again after the archive returns the user kept, nameless.
         let again = a.put_web_user(&web_user(jazz(), ticket("t-1"), "eee")).await.unwrap();
         assert_eq!((again.user_id, again.display_name), (first.user_id, None), "{backend}");
@@ -365,4 +368,131 @@ async fn an_unreadable_webchat_row_is_corrupt() {
         let read = store.web_user_by_id(&user("aaa")).await;
         assert!(matches!(read, Err(StoreError::Corrupt(_))), "{backend}: {read:?}");
     }
+}
+
+/// A ticket of jazz held by `@<holder>:example.org`.
+fn held(ticket: &str, holder: &str) -> Ticket {
+    let holder = OwnedUserId::try_from(format!("@{holder}:example.org")).unwrap();
+    Ticket { id: ExternalId::parse(ticket).unwrap(), holder: Holder::User(holder) }
+}
+
+async fn webhook(store: &dyn Store, webhook_id: &str, event: WebhookEvent) {
+    let receipt = Receipt { webhook_id, received_at: t0() };
+    assert_eq!(store.record_webhook(&receipt, &event).await.unwrap(), Outcome::Accepted, "{webhook_id}");
+}
+
+fn grant(tickets: Vec<Ticket>) -> WebhookEvent {
+    WebhookEvent::TicketsGranted { id: jazz(), tickets }
+}
+
+fn revoke(ticket: &str) -> WebhookEvent {
+    WebhookEvent::TicketsRevoked { id: jazz(), ticket_ids: vec![ExternalId::parse(ticket).unwrap()] }
+}
+
+#[tokio::test]
+async fn the_audience_counts_the_web_users_of_current_holders_and_platform_viewers() {
+    each_backend(|store, backend| async move {
+        webhook(&*store, "g", grant(vec![held("t-dana", "dana"), held("t-erin", "erin"), held("t-finn", "finn")]))
+            .await;
+        webhook(&*store, "g2", grant(vec![held("t-gail", "gail")])).await;
+        let ban = OwnedEventId::try_from("$ban").unwrap();
+        for (viewer, id) in [
+            (ticket("t-dana"), "dana"),
+            (ticket("t-erin"), "erin"),
+            (ticket("t-finn"), "finn"),
+            (ticket("t-gail"), "gail"),
+            (ticket("t-none"), "none"),
+            (platform("v-1"), "v1"),
+        ] {
+            store.put_web_user(&web_user(jazz(), viewer, id)).await.unwrap();
+        }
+        // Another reservation's web user is not in this one's audience.
+        store.put_web_user(&web_user(blues(), ticket("t-dana"), "blues")).await.unwrap();
+        let state = store.lifecycle_state(&jazz()).await.unwrap();
+        let all: std::collections::BTreeSet<_> = ["dana", "erin", "finn", "gail", "v1"].map(user).into();
+        assert_eq!(state.audience.web, all, "{backend}: t-none has no ticket");
+
+        // Erin's ticket is revoked, Finn's moves to Hal, Gail is banned.
+        webhook(&*store, "r", revoke("t-erin")).await;
+        webhook(&*store, "m", grant(vec![held("t-finn", "hal")])).await;
+        store.ban_viewer(&jazz(), &ticket("t-gail"), &ban, t0()).await.unwrap();
+        let state = store.lifecycle_state(&jazz()).await.unwrap();
+        assert_eq!(state.audience.web, ["dana", "v1"].map(user).into(), "{backend}");
+        assert!(state.audience.revoked.contains(&user("erin")) && state.audience.revoked.contains(&user("gail")));
+        assert!(!state.audience.revoked.contains(&user("finn")), "{backend}: moved, not revoked");
+        assert!(!state.audience.holders.iter().any(|u| u.localpart().starts_with("_foyer_web_")), "{backend}");
+
+        // The ticket's generation: Hal's web user is another, and may be there.
+        let generation = |t: &str| {
+            let store = store.clone();
+            let t = TicketId::parse(t).unwrap();
+            async move { store.ticket_generation(&jazz(), &t).await.unwrap() }
+        };
+        assert_eq!(generation("t-dana").await, Some(0), "{backend}");
+        assert_eq!(generation("t-finn").await, Some(1), "{backend}");
+        assert_eq!((generation("t-erin").await, generation("t-none").await), (None, None), "{backend}");
+        let hal = NewWebUser { holder_generation: 1, ..web_user(jazz(), ticket("t-finn"), "hal") };
+        assert_eq!(store.put_web_user(&hal).await.unwrap().holder_generation, 1, "{backend}");
+        assert_eq!(store.web_user(&jazz(), &ticket("t-finn"), 0).await.unwrap().unwrap().user_id, user("finn"));
+        assert_eq!(store.web_user(&jazz(), &ticket("t-finn"), 1).await.unwrap().unwrap().user_id, user("hal"));
+        let state = store.lifecycle_state(&jazz()).await.unwrap();
+        assert_eq!(state.audience.web, ["dana", "hal", "v1"].map(user).into(), "{backend}");
+        // Lifting the ban lets Gail's stay again.
+        store.unban_viewer(&jazz(), &ticket("t-gail")).await.unwrap();
+        assert!(store.lifecycle_state(&jazz()).await.unwrap().audience.web.contains(&user("gail")), "{backend}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn revoking_or_moving_a_ticket_ends_its_web_sessions_with_the_fact() {
+    use foyer::model::{ClaimKey, Email, EmailClaim};
+    let key = ClaimKey::from_secret(b"contract");
+    each_backend(|store, backend| {
+        let key = &key;
+        async move {
+            let email = Email::parse("fan@example.org").unwrap();
+            let t4 = ExternalId::parse("t-4").unwrap();
+            let claim = EmailClaim::new(key, &jazz(), &t4, &email);
+            let by_email = Ticket { id: t4, holder: Holder::Email { claim, email, display_name: None } };
+            webhook(&*store, "g", grant(vec![held("t-1", "ann"), held("t-2", "bo"), held("t-3", "cy"), by_email]))
+                .await;
+            let sessions = [
+                session("s1", jazz(), ticket("t-1"), 24),
+                session("s2", jazz(), ticket("t-2"), 24),
+                session("s3", jazz(), ticket("t-3"), 24),
+                session("s4", jazz(), ticket("t-4"), 24),
+                session("s5", blues(), ticket("t-1"), 24),
+            ];
+            for s in &sessions {
+                store.create_web_session(s).await.unwrap();
+            }
+            store.put_web_user(&web_user(jazz(), ticket("t-4"), "dee")).await.unwrap();
+            webhook(&*store, "r", revoke("t-1")).await;
+            // t-2 moves; t-3 is granted to its holder again; t-4's email holder is given
+            // their user ID (a correction: the same holder, a new generation).
+            webhook(&*store, "m", grant(vec![held("t-2", "eve"), held("t-3", "cy"), held("t-4", "dee")])).await;
+            let state = |i: usize| {
+                let store = store.clone();
+                let hash = sessions[i].hash.clone();
+                async move { store.web_session(&hash, t0()).await.unwrap().unwrap() }
+            };
+            assert_eq!(state(0).await.state, SessionState::Ended { at: t0(), reason: EndReason::Revoked }, "{backend}");
+            assert_eq!(state(1).await.state, SessionState::Ended { at: t0(), reason: EndReason::Moved }, "{backend}");
+            assert_eq!(state(2).await.state, SessionState::Live, "{backend}: the same holder again");
+            let corrected = state(3).await;
+            assert_eq!((corrected.state, corrected.session.holder_generation), (SessionState::Live, 1), "{backend}");
+            assert_eq!(state(4).await.state, SessionState::Live, "{backend}: another reservation's");
+            // The corrected holder keeps their web user, now of the ticket's generation.
+            let t4 = TicketId::parse("t-4").unwrap();
+            assert_eq!(store.ticket_generation(&jazz(), &t4).await.unwrap(), Some(1), "{backend}");
+            assert!(store.web_user(&jazz(), &ticket("t-4"), 0).await.unwrap().is_none(), "{backend}");
+            assert_eq!(store.web_user(&jazz(), &ticket("t-4"), 1).await.unwrap().unwrap().user_id, user("dee"));
+            assert!(store.lifecycle_state(&jazz()).await.unwrap().audience.web.contains(&user("dee")), "{backend}");
+            // A revocation heard again ends nothing new.
+            webhook(&*store, "r2", revoke("t-1")).await;
+            assert_eq!(state(0).await.state, SessionState::Ended { at: t0(), reason: EndReason::Revoked }, "{backend}");
+        }
+    })
+    .await;
 }
