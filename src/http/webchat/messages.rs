@@ -21,8 +21,9 @@ use serde_json::json;
 use crate::{
     http::{AppState, error},
     matrix::{MatrixClient, MatrixError, rooms},
-    model::{NewWebUser, SessionHash, SessionState, WebSession, naming},
+    model::{EndReason, NewWebUser, SessionHash, SessionState, ViewerKey, WebSession, naming},
     schedule::{self, Phase},
+    words,
 };
 
 /// The longest message a web fan may write, in Unicode characters, until moderation's
@@ -52,7 +53,7 @@ pub(super) async fn live_session(state: &AppState, headers: &HeaderMap) -> Resul
         SessionState::Live => Ok(session),
         SessionState::Expired => Err(refused("this session has expired: start the chat again")),
         SessionState::Ended { reason, .. } => {
-            Err(error(StatusCode::FORBIDDEN, "FOYER_SESSION_ENDED", crate::words::web::session_ended(*reason)))
+            Err(error(StatusCode::FORBIDDEN, "FOYER_SESSION_ENDED", words::web::session_ended(*reason)))
         }
     }
 }
@@ -149,7 +150,11 @@ pub async fn remove(State(state): State<AppState>, Path(event_id): Path<String>,
         Err(answer) => return answer,
     };
     let s = &session.session;
-    let user = match state.store.web_user(&s.reservation, &s.viewer).await {
+    let generation = match holder_now(&state, &session).await {
+        Ok(generation) => generation,
+        Err(answer) => return answer,
+    };
+    let user = match state.store.web_user(&s.reservation, &s.viewer, generation).await {
         Ok(Some(user)) => user.user_id,
         Ok(None) => return not_yours(),
         Err(e) => return unavailable(e),
@@ -207,12 +212,29 @@ fn closed(why: &str) -> Response {
     error(StatusCode::FORBIDDEN, "FOYER_CLOSED", why)
 }
 
-/// The fan's web user, made and put in the room on their first message.
+/// The ticket's holder generation now (0 for a platform viewer), or the refusal: a
+/// revoked ticket. A moved one has ended its sessions already; a corrected one (the same
+/// holder) carries its web user to the new generation, so the current one is asked for.
+async fn holder_now(state: &AppState, session: &WebSession) -> Result<i64, Response> {
+    let s = &session.session;
+    let ViewerKey::Ticket(ticket) = &s.viewer else { return Ok(0) };
+    match state.store.ticket_generation(&s.reservation, ticket).await {
+        Ok(Some(generation)) => Ok(generation),
+        Ok(None) => {
+            Err(error(StatusCode::FORBIDDEN, "FOYER_SESSION_ENDED", words::web::session_ended(EndReason::Revoked)))
+        }
+        Err(e) => Err(unavailable(e)),
+    }
+}
+
+/// The fan's web user, made and put in the room on their first message. A known one's
+/// ID is taken from its row, never made again: a corrected ticket keeps its user.
 async fn web_user(
     state: &AppState, client: &MatrixClient, session: &WebSession, room_id: &OwnedRoomId,
 ) -> Result<OwnedUserId, Response> {
     let s = &session.session;
-    let known = state.store.web_user(&s.reservation, &s.viewer).await.map_err(unavailable)?;
+    let generation = holder_now(state, session).await?;
+    let known = state.store.web_user(&s.reservation, &s.viewer, generation).await.map_err(unavailable)?;
     if let Some(user) = known.as_ref().filter(|u| u.joined_at.is_some() && u.removed.is_none()) {
         return Ok(user.user_id.clone());
     }
@@ -221,7 +243,14 @@ async fn web_user(
     };
     let server = &state.config.homeserver.server_name;
     let user_id = known.map(|u| u.user_id).unwrap_or_else(|| {
-        naming::web_user_id(&state.config.web_key(), &webchat.puppet_prefix, &s.reservation, &s.viewer, server)
+        naming::web_user_id(
+            &state.config.web_key(),
+            &webchat.puppet_prefix,
+            &s.reservation,
+            &s.viewer,
+            generation,
+            server,
+        )
     });
     let made = async {
         rooms::register_web_user(client, &user_id).await?;
@@ -235,6 +264,7 @@ async fn web_user(
         viewer: s.viewer.clone(),
         user_id: user_id.clone(),
         display_name: s.name.clone(),
+        holder_generation: generation,
         registered_at: now,
     };
     state.store.put_web_user(&new).await.map_err(unavailable)?;

@@ -88,7 +88,7 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> Response {
         }
         Err(e) => return unavailable(&e),
     };
-    let key_of_viewer = match &viewer.who {
+    let (key_of_viewer, generation) = match &viewer.who {
         Viewer::Ticket(ticket) => {
             match state.store.ticket_revoked(&viewer.reservation, ticket).await {
                 Ok(Some(false)) => {}
@@ -101,10 +101,16 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> Response {
                 }
                 Err(e) => return unavailable(&e),
             }
-            ViewerKey::Ticket(ticket.clone())
+            // Which holder the ticket is with now: a move ends this session.
+            let generation = match state.store.ticket_generation(&viewer.reservation, ticket).await {
+                Ok(Some(generation)) => generation,
+                Ok(None) => return forbidden("FOYER_TICKET_REVOKED", "this ticket was revoked"),
+                Err(e) => return unavailable(&e),
+            };
+            (ViewerKey::Ticket(ticket.clone()), generation)
         }
         Viewer::Platform(sub) => match ViewerSub::parse(sub) {
-            Ok(sub) => ViewerKey::Platform(sub),
+            Ok(sub) => (ViewerKey::Platform(sub), 0),
             Err(_) => return forbidden("FOYER_TOKEN_VIEWER", "the viewer token's sub is not a viewer id"),
         },
     };
@@ -133,11 +139,13 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> Response {
     let me_key = state.config.webchat.as_ref().map(|webchat| {
         let server = &state.config.homeserver.server_name;
         let key = state.config.web_key();
-        let user = naming::web_user_id(&key, &webchat.puppet_prefix, &viewer.reservation, &key_of_viewer, server);
+        let user =
+            naming::web_user_id(&key, &webchat.puppet_prefix, &viewer.reservation, &key_of_viewer, generation, server);
         naming::sender_key(&key, &viewer.reservation, &user)
     });
     let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
     let session = NewWebSession {
+        holder_generation: generation,
         hash: SessionHash::of_secret(&secret),
         reservation: viewer.reservation.clone(),
         viewer: key_of_viewer,
