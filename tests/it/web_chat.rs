@@ -283,7 +283,8 @@ async fn viewer_tokens_open_sessions_whose_stream_shows_the_room_by_name_across_
     // the 30 s grace for requests under way.
     let (_, reader) = Reader::open(&foyer, &session, None).await;
     let mut reader = reader.unwrap();
-    reader.until("the backlog", is_message("fourth")).await;
+    let backlog = reader.until("the end of the backlog", |e: &Sse| e.event == "ready").await;
+    assert!(backlog.iter().any(|e| e.data["body"] == "fourth"), "{backlog:?}");
     let asked = Instant::now();
     foyer.signal("TERM");
     assert_eq!(foyer.wait_exit(Duration::from_secs(20)).await, 0, "{}", foyer.log());

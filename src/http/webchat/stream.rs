@@ -182,8 +182,17 @@ impl Reader {
     async fn next(&mut self) -> Option<Event> {
         loop {
             if !self.phase_sent {
-                self.phase_sent = true;
+                // The phase comes first, as the page expects: a feed just started has not
+                // worked it out yet, so its first value is waited for, a while (a feed that
+                // cannot read the reservation has none to give: the stream goes on without).
                 let now = *self.subscription.phase.borrow_and_update();
+                if now.is_none() {
+                    let first = tokio::time::timeout(FIRST_PHASE_WAIT, self.subscription.phase.changed()).await;
+                    if matches!(first, Ok(Ok(()))) {
+                        continue;
+                    }
+                }
+                self.phase_sent = true;
                 if let Some(phase) = now {
                     return Some(phase_event(phase));
                 }
@@ -256,6 +265,9 @@ impl Reader {
         self.done = true;
     }
 }
+
+/// How long a new stream waits for its feed's first phase before sending the backlog.
+const FIRST_PHASE_WAIT: Duration = Duration::from_secs(5);
 
 /// `ready`: the backlog is complete; what follows is new (the page announces only that).
 fn ready() -> Event {
