@@ -195,3 +195,13 @@ pub(super) async fn list(State(state): State<AppState>, Query(query): Query<List
         }
     }
 }
+
+/// This module's routes, one of the tables [`super::ROUTES`] lists: a route is added
+/// here, beside its handler, and in `docs/openapi.yaml`.
+#[rustfmt::skip]
+pub(super) const ROUTES: &[super::Route] = super::route_table![Api:
+    GET "/api/v1/reservations" => list,
+    GET "/api/v1/reservations/{reservation_id}" => show,
+    GET "/api/v1/reservations/{reservation_id}/tickets" => tickets,
+    GET "/api/v1/reservations/{reservation_id}/transcript" => super::transcript::transcript,
+];

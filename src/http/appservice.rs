@@ -271,6 +271,16 @@ impl RecentTransactions {
     }
 }
 
+/// This module's routes, one of the tables [`super::ROUTES`] lists: a route is added
+/// here, beside its handler, and in `docs/openapi.yaml`.
+#[rustfmt::skip]
+pub(super) const ROUTES: &[super::Route] = super::route_table![Appservice:
+    PUT "/_matrix/app/v1/transactions/{txn_id}" => transaction,
+    GET "/_matrix/app/v1/users/{user_id}" => query_user,
+    GET "/_matrix/app/v1/rooms/{room_alias}" => query_room_alias,
+    POST "/_matrix/app/v1/ping" => ping,
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -62,3 +62,10 @@ pub(super) async fn page(State(state): State<AppState>, Path(code): Path<String>
         words::claim::page(config, &code, record.as_ref(), status.holder.as_ref().map(|h| h.as_str()), Utc::now());
     answer(StatusCode::OK, page)
 }
+
+/// This module's routes, one of the tables [`super::ROUTES`] lists: a route is added
+/// here, beside its handler, and in `docs/openapi.yaml`.
+#[rustfmt::skip]
+pub(super) const ROUTES: &[super::Route] = super::route_table![Claim:
+    GET "/claim/{code}" => page,
+];

@@ -20,7 +20,7 @@ use std::sync::{Arc, RwLock};
 
 use axum::{
     Json, Router,
-    extract::{DefaultBodyLimit, Request, State},
+    extract::{Request, State},
     http::{HeaderMap, Method, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
@@ -118,40 +118,51 @@ pub struct Route {
     handler: fn(MethodFilter, &AppState) -> MethodRouter<AppState>,
 }
 
-/// Every route of every listener. The routers are built from this table alone, and a
-/// test holds `docs/openapi.yaml` to it: a route added here and not documented there
-/// (or the other way round) fails the test.
+/// A module's table of routes, one line a route: `METHOD "path" => handler`, and
+/// `[L]` after it for a layer of that route alone. The paths are whole, as
+/// `docs/openapi.yaml` writes them.
+macro_rules! route_table {
+    ($group:ident: $($method:ident $path:literal => $handler:path $([$layer:expr])?),* $(,)?) => {
+        &[$(crate::http::Route {
+            group: crate::http::Group::$group,
+            method: axum::http::Method::$method,
+            path: $path,
+            handler: |m, _| axum::routing::on(m, $handler) $(.layer($layer))?,
+        }),*]
+    };
+}
+pub(crate) use route_table;
+
+/// The health and metrics routes (both listeners).
 #[rustfmt::skip]
-pub const ROUTES: &[Route] = &[
-    Route { group: Group::Appservice, method: Method::PUT, path: "/_matrix/app/v1/transactions/{txn_id}", handler: |m, _| on(m, appservice::transaction) },
-    Route { group: Group::Appservice, method: Method::GET, path: "/_matrix/app/v1/users/{user_id}", handler: |m, _| on(m, appservice::query_user) },
-    Route { group: Group::Appservice, method: Method::GET, path: "/_matrix/app/v1/rooms/{room_alias}", handler: |m, _| on(m, appservice::query_room_alias) },
-    Route { group: Group::Appservice, method: Method::POST, path: "/_matrix/app/v1/ping", handler: |m, _| on(m, appservice::ping) },
-    Route { group: Group::Api, method: Method::GET, path: "/api/v1/reservations", handler: |m, _| on(m, api::list) },
-    Route { group: Group::Api, method: Method::GET, path: "/api/v1/reservations/{reservation_id}", handler: |m, _| on(m, api::show) },
-    Route { group: Group::Api, method: Method::GET, path: "/api/v1/reservations/{reservation_id}/tickets", handler: |m, _| on(m, api::tickets) },
-    Route { group: Group::Api, method: Method::GET, path: "/api/v1/reservations/{reservation_id}/transcript", handler: |m, _| on(m, transcript::transcript) },
-    Route { group: Group::Webhooks, method: Method::POST, path: "/webhooks/v1/events", handler: |m, _| on(m, webhooks::receive) },
-    Route { group: Group::Ingest, method: Method::POST, path: "/ingest/v1/rtmp", handler: |m, _| on(m, ingest::rtmp::hook) },
-    Route { group: Group::Ingest, method: Method::POST, path: "/ingest/v1/owncast/{channel_id}", handler: |m, _| on(m, ingest::owncast::receive) },
-    Route { group: Group::Status, method: Method::GET, path: "/status", handler: |m, _| on(m, status::page) },
-    Route { group: Group::Status, method: Method::POST, path: "/status/login", handler: |m, _| on(m, status::login).layer(DefaultBodyLimit::max(status::MAX_LOGIN_BYTES)) },
-    Route { group: Group::Status, method: Method::POST, path: "/status/logout", handler: |m, _| on(m, status::logout) },
-    Route { group: Group::Claim, method: Method::GET, path: "/claim/{code}", handler: |m, _| on(m, claim::page) },
-    Route { group: Group::Webchat, method: Method::GET, path: "/chat/{reservation_id}", handler: |m, _| on(m, webchat::page) },
-    Route { group: Group::Webchat, method: Method::GET, path: "/chat/assets/{file}", handler: |m, _| on(m, webchat::asset) },
-    Route { group: Group::Webchat, method: Method::POST, path: "/chat/v1/messages", handler: |m, _| on(m, webchat::send_message) },
-    Route { group: Group::Webchat, method: Method::DELETE, path: "/chat/v1/messages/{event_id}", handler: |m, _| on(m, webchat::remove_message) },
-    Route { group: Group::Webchat, method: Method::POST, path: "/chat/v1/session", handler: |m, _| on(m, webchat::session::create).layer(DefaultBodyLimit::max(webchat::session::MAX_BODY_BYTES)) },
-    Route { group: Group::Webchat, method: Method::GET, path: "/chat/v1/stream", handler: |m, _| on(m, webchat::stream::stream) },
+const HEALTH: &[Route] = &[
     Route { group: Group::Health, method: Method::GET, path: "/health/live", handler: |m, _| on(m, live) },
     Route { group: Group::Health, method: Method::GET, path: "/health/ready", handler: |m, _| on(m, ready) },
     Route { group: Group::Health, method: Method::GET, path: "/metrics", handler: |m, state| on(m, metrics).layer(middleware::from_fn_with_state(state.clone(), require_api_token)) },
 ];
 
+/// Every route of every listener: each module's own table, and health's. The routers are
+/// built from these tables alone, and a test holds `docs/openapi.yaml` to them: a route
+/// added and not documented there (or the other way round) fails the test.
+pub const ROUTES: &[&[Route]] = &[
+    appservice::ROUTES,
+    api::ROUTES,
+    webhooks::ROUTES,
+    ingest::ROUTES,
+    status::ROUTES,
+    claim::ROUTES,
+    webchat::ROUTES,
+    HEALTH,
+];
+
+/// Every route, table after table.
+pub fn all_routes() -> impl Iterator<Item = &'static Route> {
+    ROUTES.iter().flat_map(|table| table.iter())
+}
+
 /// The routes of `group` from [`ROUTES`], on paths relative to the group's prefix.
 pub fn routes(group: Group, state: &AppState) -> Router<AppState> {
-    ROUTES.iter().filter(|r| r.group == group).fold(Router::new(), |router, r| {
+    all_routes().filter(|r| r.group == group).fold(Router::new(), |router, r| {
         let path = r.path.strip_prefix(group.prefix()).expect("a route's path starts with its group's prefix");
         let filter = MethodFilter::try_from(r.method.clone()).expect("a route's method is one axum routes");
         router.route(path, (r.handler)(filter, state))

@@ -33,8 +33,8 @@ fn every_route_is_documented_and_every_documented_route_is_served() {
             OPERATIONS.iter().filter(|op| item.contains_key(**op)).map(|op| (op.to_uppercase(), path.clone()))
         })
         .collect();
-    let served: BTreeSet<(String, String)> = ROUTES.iter().map(|r| (r.method.to_string(), r.path.to_owned())).collect();
-    assert_eq!(served.len(), ROUTES.len(), "a route is in the table twice");
+    let served: BTreeSet<(String, String)> = all_routes().map(|r| (r.method.to_string(), r.path.to_owned())).collect();
+    assert_eq!(served.len(), all_routes().count(), "a route is in a table twice");
     let undocumented: Vec<_> = served.difference(&documented).collect();
     let unserved: Vec<_> = documented.difference(&served).collect();
     assert!(undocumented.is_empty(), "served but not in docs/openapi.yaml: {undocumented:?}");
@@ -43,7 +43,7 @@ fn every_route_is_documented_and_every_documented_route_is_served() {
 
 #[test]
 fn every_route_sits_under_its_groups_prefix() {
-    for route in ROUTES {
+    for route in all_routes() {
         let rest = route.path.strip_prefix(route.group.prefix());
         assert!(rest.is_some_and(|r| r.starts_with('/')), "{} is not under {:?}", route.path, route.group.prefix());
         assert!(MethodFilter::try_from(route.method.clone()).is_ok(), "{} {}", route.method, route.path);

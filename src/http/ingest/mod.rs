@@ -31,6 +31,14 @@ pub fn token_ok(config: &IngestConfig, query: Option<&str>) -> bool {
     given.is_some_and(|(_, token)| expected.matches(token.as_bytes()))
 }
 
+/// This module's routes, one of the tables [`super::ROUTES`] lists: a route is added
+/// here, beside its handler, and in `docs/openapi.yaml`.
+#[rustfmt::skip]
+pub(super) const ROUTES: &[super::Route] = super::route_table![Ingest:
+    POST "/ingest/v1/rtmp" => rtmp::hook,
+    POST "/ingest/v1/owncast/{channel_id}" => owncast::receive,
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -54,3 +54,12 @@ async fn with_policy(mut response: Response) -> Response {
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     response
 }
+
+/// This module's routes, one of the tables [`super::ROUTES`] lists: a route is added
+/// here, beside its handler, and in `docs/openapi.yaml`.
+#[rustfmt::skip]
+pub(super) const ROUTES: &[super::Route] = super::route_table![Status:
+    GET "/status" => page,
+    POST "/status/login" => login [axum::extract::DefaultBodyLimit::max(MAX_LOGIN_BYTES)],
+    POST "/status/logout" => logout,
+];

@@ -121,5 +121,17 @@ pub(crate) async fn asset(State(state): State<AppState>, Path(file): Path<String
     asset_answer(state.config.webchat.as_ref(), &file)
 }
 
+/// This module's routes, one of the tables [`super::ROUTES`] lists: a route is added
+/// here, beside its handler, and in `docs/openapi.yaml`.
+#[rustfmt::skip]
+pub(super) const ROUTES: &[super::Route] = super::route_table![Webchat:
+    GET "/chat/{reservation_id}" => page,
+    GET "/chat/assets/{file}" => asset,
+    POST "/chat/v1/messages" => send_message,
+    DELETE "/chat/v1/messages/{event_id}" => remove_message,
+    POST "/chat/v1/session" => session::create [axum::extract::DefaultBodyLimit::max(session::MAX_BODY_BYTES)],
+    GET "/chat/v1/stream" => stream::stream,
+];
+
 #[cfg(test)]
 mod tests;

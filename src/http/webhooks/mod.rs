@@ -201,3 +201,10 @@ fn unavailable(webhook_id: &str, e: &StoreError) -> Answer {
         ),
     )
 }
+
+/// This module's routes, one of the tables [`super::ROUTES`] lists: a route is added
+/// here, beside its handler, and in `docs/openapi.yaml`.
+#[rustfmt::skip]
+pub(super) const ROUTES: &[super::Route] = super::route_table![Webhooks:
+    POST "/webhooks/v1/events" => receive,
+];
