@@ -274,6 +274,18 @@ impl Browser {
         Some(value)
     }
 
+    /// The text of the alert, confirm or prompt dialog open in the browser, or `None`
+    /// while there is none.
+    pub async fn alert_text(&self) -> Option<String> {
+        let path = format!("/session/{}/alert/text", self.session_id);
+        let (status, response) = self.send(reqwest::Method::GET, &path, None).await;
+        if status == 404 && response["value"]["error"] == "no such alert" {
+            return None;
+        }
+        assert!((200..300).contains(&status), "WebDriver Get Alert Text failed: HTTP {status}: {response}");
+        Some(response["value"].as_str().unwrap_or_default().to_owned())
+    }
+
     pub async fn title(&self) -> String {
         let value = self.command("Get Title", reqwest::Method::GET, "/title", None).await;
         value.as_str().unwrap_or_default().to_owned()
@@ -455,11 +467,26 @@ async fn another_site_cannot_frame_the_status_or_claim_page() {
     server.abort();
 }
 
+/// A test Foyer whose chat page only `origin` may frame: every slot's config has a
+/// `webchat` section, whose `allowed_origins` this replaces.
+async fn foyer_framed_by(origin: &str) -> crate::common::foyer::TestFoyer {
+    crate::common::foyer::TestFoyer::start_with(
+        |yaml| {
+            let slot_origin = crate::common::foyer::WEBCHAT_ORIGIN;
+            let (old, new) =
+                (format!("allowed_origins: [\"{slot_origin}\"]"), format!("allowed_origins: [\"{origin}\"]"));
+            assert!(yaml.contains(&old), "the slot's webchat section changed shape:\n{yaml}");
+            yaml.replace(&old, &new)
+        },
+        &[],
+    )
+    .await
+}
+
 /// The web chat page (docs/web-chat.md) as the platform's watch page shows it: in a
-/// 320 px iframe of another site, with third-party cookies blocked. The chat API does not
-/// exist yet, so what can be seen is the page itself: the viewer token leaves the
-/// frame's address at once, a page without a token asks for a claim code, and the API's
-/// refusal (today a 404) is said in words, not a crash. A site that is not among
+/// 320 px iframe of another site, with third-party cookies blocked, given a token that is
+/// not one: the viewer token leaves the frame's address at once, a page without a token
+/// asks for a claim code, and the API's refusals are said in words, not a crash. A site that is not among
 /// `webchat.allowed_origins` cannot frame it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chat_page_works_in_another_sites_frame_with_third_party_cookies_blocked() {
@@ -471,15 +498,7 @@ async fn the_chat_page_works_in_another_sites_frame_with_third_party_cookies_blo
     let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
     let allowed_base = format!("http://localhost:{}", allowed.local_addr().expect("its address").port());
     let elsewhere_base = format!("http://localhost:{}", elsewhere.local_addr().expect("its address").port());
-    let foyer = crate::common::foyer::TestFoyer::start_with(
-        // Every slot's config has a webchat section; this test lets its own site frame.
-        |yaml| {
-            let origin = crate::common::foyer::WEBCHAT_ORIGIN;
-            yaml.replace(&format!("allowed_origins: [\"{origin}\"]"), &format!("allowed_origins: [\"{allowed_base}\"]"))
-        },
-        &[],
-    )
-    .await;
+    let foyer = foyer_framed_by(&allowed_base).await;
     let chat = format!("{}/chat/show-1", foyer.base_url);
     let watch_page = format!(
         "<!doctype html><title>Watch</title><div id=player>player</div>\
@@ -565,6 +584,167 @@ async fn the_chat_page_works_in_another_sites_frame_with_third_party_cookies_blo
     }
 }
 
+/// The chat beside the player as a fan uses it, nothing mocked: a real Synapse and a real
+/// Foyer, a watch page of another site (localhost, where Foyer is on 127.0.0.1) framing
+/// `/chat/{reservation}#token=…` beside its player, third-party cookies blocked. The token
+/// leaves the frame's address and the header says the room is open; a Matrix member's
+/// message shows by their name, no Matrix ID anywhere; markup in a member's body,
+/// `formatted_body` and display name shows as text and runs nothing; what the fan sends
+/// with Enter reaches the room from their web user, `<name> (web)`. The screenshot of the
+/// watch page is `docs/images/web-chat.png`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_chats_beside_the_player_with_a_matrix_member_through_a_real_foyer() {
+    use axum::{Router, response::Html, routing::get};
+
+    use crate::{
+        common::{foyer::open_reservation, synapse::Synapse, unique},
+        web_chat::{mint, now},
+    };
+
+    let host = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+    let host_base = format!("http://localhost:{}", host.local_addr().expect("its address").port());
+    let foyer = foyer_framed_by(&host_base).await;
+
+    // The room: a Matrix member with a display name, joined, and the web fan's email ticket.
+    let id = unique("webpage");
+    let suffix = &id[id.len() - 4..];
+    let member = Synapse::shared().create_user("member").await;
+    let set_name = |name: String| {
+        let member = member.clone();
+        async move {
+            let path = format!("/_matrix/client/v3/profile/{}/displayname", crate::common::enc(&member.user_id));
+            let (status, body) =
+                member.request(reqwest::Method::PUT, &path, Some(json!({ "displayname": name }))).await;
+            assert_eq!(status, 200, "{body}");
+        }
+    };
+    let ada = format!("Ada {suffix}");
+    set_name(ada.clone()).await;
+    foyer.accept("reservation.created", open_reservation(&id, &[], 1)).await;
+    foyer.grant(&id, &[(&format!("{id}-t0"), member.user_id.as_str())]).await;
+    let (ticket, email) = (format!("{id}-t1"), "dana@example.org");
+    let email_ticket = json!({ "ticket_id": ticket, "email": email });
+    foyer.accept("ticket.granted", json!({ "reservation_id": id, "tickets": [email_ticket] })).await;
+    let room_id = foyer.room_id(&id, Duration::from_secs(30)).await;
+    member.join_once_invited(&room_id, Duration::from_secs(30)).await;
+
+    // The platform's watch page: a player, and the chat framed beside it with a real token.
+    let dana = format!("Dana {suffix}");
+    let claims = json!({"aud": "foyer", "iat": now(), "exp": now() + 3600, "rid": id, "tid": ticket, "name": dana});
+    let token = mint(crate::common::foyer::WEBCHAT_SECRET, claims);
+    let chat = format!("{}/chat/{id}", foyer.base_url);
+    let watch_page = format!(
+        "<!doctype html><html lang=en><meta charset=utf-8><title>Show {id}: watch</title>\
+         <style>body{{margin:0;font:16px system-ui,sans-serif;background:#eceef2;color:#14161a}}\
+         header{{padding:12px 16px;font-weight:600}}main{{display:flex;gap:16px;padding:0 16px 16px}}\
+         #player{{flex:1;aspect-ratio:16/9;align-self:flex-start;background:#111;color:#ddd;border-radius:8px;\
+         display:flex;align-items:center;justify-content:center;font-size:20px}}\
+         iframe{{border:1px solid #c8ccd4;border-radius:8px;background:#fff}}</style>\
+         <header>Show {id}</header>\
+         <main><div id=player role=img aria-label=\"The player\">&#9654; The player</div>\
+         <iframe src=\"{chat}#token={token}\" title=Chat width=360 height=600></iframe></main>"
+    );
+    let app = Router::new().route("/", get(move || async move { Html(watch_page) }));
+    let server = tokio::spawn(axum::serve(host, app).into_future());
+
+    let browser = Browser::start_blocking_third_party_cookies().await;
+    browser.resize(1100, 820).await;
+    browser.goto(&format!("{host_base}/")).await;
+    assert!(browser.enter_frame(0).await, "the chat's frame");
+
+    // 1. In: the token is gone from the frame's address; the header says the room is open.
+    eventually(Duration::from_secs(30), "the frame's header to say the room is open", || async {
+        (browser.text("#phase").await.as_deref() == Some("Open")).then_some(())
+    })
+    .await;
+    assert_eq!(browser.execute("return location.href;").await, Value::String(chat.clone()), "the token left");
+    assert_eq!(browser.text("#me").await, Some(format!("You are writing as {dana}.")));
+    assert_eq!(browser.execute("return document.hasStorageAccess();").await, false, "third-party cookies blocked");
+
+    // 2. A Matrix member writes: the fan sees it by the member's name.
+    let hello = format!("Hello from the room, {suffix}!");
+    let (status, sent) = member.send_text(&room_id, &hello).await;
+    assert_eq!(status, 200, "{sent}");
+    wait_for_message(&browser, &ada, &hello).await;
+
+    // 3. Markup from the room, in a display name, a body and a formatted body, is text.
+    let bold = format!("<b>bold</b> Ada {suffix}");
+    set_name(bold.clone()).await;
+    let evil = "<script>alert(1)</script> <img src=x onerror=alert(2)>";
+    let path = format!(
+        "/_matrix/client/v3/rooms/{}/send/m.room.message/{}",
+        crate::common::enc(&room_id),
+        crate::common::random_token()
+    );
+    let content =
+        json!({"msgtype": "m.text", "body": evil, "format": "org.matrix.custom.html", "formatted_body": evil});
+    let (status, sent) = member.request(reqwest::Method::PUT, &path, Some(content)).await;
+    assert_eq!(status, 200, "{sent}");
+    wait_for_message(&browser, &bold, evil).await;
+    let elements = browser
+        .execute(
+            "return ['script', 'img', 'b'].map((tag) => document.querySelectorAll('#messages ' + tag).length)
+                .concat([document.querySelectorAll('img, b').length]);",
+        )
+        .await;
+    assert_eq!(elements, json!([0, 0, 0, 0]), "markup from the room made elements");
+    assert_eq!(browser.alert_text().await, None, "an alert fired");
+
+    // 4. The fan writes (Enter sends); the member sees it from the fan's marked web user.
+    let said = format!("Hi from the watch page, {suffix}");
+    browser.type_into("#body", &format!("{said}\u{E007}")).await;
+    let sender = eventually(Duration::from_secs(30), "the member to see the fan's message", || async {
+        let events = member.messages(&room_id).await;
+        let event = events.iter().find(|e| e["content"]["body"] == said.as_str())?;
+        Some(event["sender"].as_str().expect("a sender").to_owned())
+    })
+    .await;
+    let named = member.member_event(&room_id, &sender).await.expect("the web user's member event");
+    assert_eq!(named["displayname"], format!("{dana} (web)"), "{named}");
+    eventually(Duration::from_secs(30), "the fan's message back in the frame, with Delete", || async {
+        let script = "return Array.from(document.querySelectorAll('#messages > li'), (li) =>
+            [li.querySelector('.body').textContent, Array.from(li.querySelectorAll('.actions button'), (b) => b.textContent)]);";
+        let rows = browser.execute(script).await;
+        rows.as_array()?.contains(&json!([said, ["Delete"]])).then_some(())
+    })
+    .await;
+    assert_eq!(browser.execute("return document.getElementById('body').value;").await, "", "the box emptied");
+
+    // Nowhere in the frame a Matrix ID, the fan's email or the token: not in its text,
+    // not in its markup.
+    let text = browser.execute("return document.body.innerText;").await;
+    let text = text.as_str().expect("the frame's text");
+    let id_like = browser.execute("return document.body.innerText.match(/@[^\\s:@]+:[A-Za-z0-9.-]+/g);").await;
+    assert_eq!(id_like, Value::Null, "a Matrix ID in the frame: {text}");
+    let markup = browser.execute("return document.documentElement.outerHTML;").await;
+    let markup = markup.as_str().expect("the frame's markup");
+    for secret in [member.user_id.as_str(), sender.as_str(), &foyer.slot.bot_user_id(), email, &token] {
+        assert!(!markup.contains(secret), "{secret} in the frame: {markup}");
+    }
+    assert!(text.contains(&hello) && text.contains(evil) && text.contains(&said), "{text}");
+    browser.leave_frames().await;
+
+    let shot = repo_root().join("target/test-artifacts/web-chat.png");
+    browser.screenshot(&shot).await;
+    eprintln!("[web chat] screenshot saved to {}", shot.display());
+    drop(browser);
+    server.abort();
+}
+
+/// Waits until the chat's frame (the current one) shows a message with this sender's name
+/// and body, as text.
+async fn wait_for_message(browser: &Browser, name: &str, body: &str) {
+    let script = "return Array.from(document.querySelectorAll('#messages > li'),
+        (li) => [li.querySelector('.name').textContent, li.querySelector('.body').textContent]);";
+    let wanted = json!([name, body]);
+    let what = format!("{name}: {body} in the frame");
+    eventually(Duration::from_secs(30), &what, || async {
+        let shown = browser.execute(script).await;
+        shown.as_array()?.contains(&wanted).then_some(())
+    })
+    .await;
+}
+
 /// What the mock chat API of [`the_chat_page_reads_and_writes_as_docs_web_chat_says`] saw.
 #[derive(Default)]
 struct MockChat {
@@ -573,10 +753,13 @@ struct MockChat {
     txn_ids: Vec<String>,
 }
 
-/// The page's own script against a mock of the chat API as `docs/web-chat.md` describes it
-/// (Foyer's API is not built yet): the page's files, read from the repository, served with
-/// Foyer's policy by a mock on 127.0.0.1, framed by a page on localhost with third-party
-/// cookies blocked. The stream's events arrive split across chunks and lines; the page
+/// This mock stays beside [`a_fan_chats_beside_the_player_with_a_matrix_member_through_a_real_foyer`]
+/// for what a real Foyer cannot be made to answer on demand yet: a slow-mode 429 with its
+/// countdown, a `reset`, an edit, events split across chunks.
+///
+/// The page's own script against a mock of the chat API as `docs/web-chat.md` describes
+/// it: the page's files, read from the repository, served with Foyer's policy by a mock on
+/// 127.0.0.1, framed by a page on localhost with third-party cookies blocked. The stream's events arrive split across chunks and lines; the page
 /// shows them as text, reconnects with `Last-Event-ID`, obeys `reset`, edits and removes,
 /// badges roles, announces only what follows `ready`; a slow-mode refusal counts down and
 /// the retry reuses its `txn_id`.

@@ -18,11 +18,12 @@ use crate::common::{
 /// Every test Foyer's token secret (its slot's `webchat` section).
 const SECRET: &str = crate::common::foyer::WEBCHAT_SECRET;
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-fn mint(secret: &str, claims: Value) -> String {
+/// A viewer token: `claims` signed with HS256 and `secret`, as the platform mints one.
+pub(crate) fn mint(secret: &str, claims: Value) -> String {
     encode(&Header::default(), &claims, &EncodingKey::from_secret(secret.as_bytes()).unwrap()).unwrap()
 }
 
