@@ -1,35 +1,49 @@
 //! What Foyer forgets, hourly: the homeserver's event ids it has seen, transcripts past
-//! their retention, and the addresses of tickets whose reservation never came. Each is
-//! kept only as long as its purpose needs.
+//! their retention, the addresses of tickets whose reservation never came, web chat
+//! sessions that are over and the oldest of each room's web chat log. Each is kept only
+//! as long as its purpose needs.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 
-use crate::{config::Config, model::ORPHAN_EMAILS_KEPT, store::Store};
+use crate::{
+    config::Config,
+    model::ORPHAN_EMAILS_KEPT,
+    store::{Store, StoreError},
+};
+
+/// How many entries of each room's web chat log are kept: what a reader reconnecting
+/// with `Last-Event-ID` may ask for; one asking for older gets `reset` and the last 50.
+pub const WEB_LOG_KEPT: u32 = 1000;
 
 /// One sweep at `now`; a failure is logged and tried again at the next.
 pub(super) async fn sweep(store: &dyn Store, config: &Config, now: DateTime<Utc>) {
     // Homeserver retries come within minutes; a week of event ids is plenty.
-    match store.prune_seen_events(now - chrono::Duration::days(7)).await {
-        Ok(n) if n > 0 => tracing::info!(events = n, "forgot old homeserver event ids"),
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "cannot prune old event ids"),
-    }
+    let seen = store.prune_seen_events(now - Duration::days(7)).await;
+    logged(seen, "forgot old homeserver event ids", "cannot prune old event ids");
     // Transcripts are members' words, kept rooms.transcript_retention and no
     // longer; checked hourly, so one goes within the hour after it is due.
-    let retention = chrono::Duration::from_std(config.rooms.transcript_retention).unwrap_or(chrono::Duration::MAX);
+    let retention = Duration::from_std(config.rooms.transcript_retention).unwrap_or(Duration::MAX);
     let before = now.checked_sub_signed(retention).unwrap_or(DateTime::<Utc>::MIN_UTC);
-    match store.prune_transcripts(before).await {
-        Ok(n) if n > 0 => tracing::info!(transcripts = n, "deleted transcripts past their retention"),
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "cannot delete old transcripts"),
-    }
+    let transcripts = store.prune_transcripts(before).await;
+    logged(transcripts, "deleted transcripts past their retention", "cannot delete old transcripts");
     // An address is kept for its reservation's room; one that never came
     // gives no reason to keep it (docs/fans-without-matrix-id.md).
-    match store.forget_orphan_emails(now - ORPHAN_EMAILS_KEPT).await {
-        Ok(n) if n > 0 => {
-            tracing::info!(tickets = n, "erased the addresses of tickets whose reservation never came")
-        }
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "cannot erase the addresses of orphan tickets"),
+    let orphans = store.forget_orphan_emails(now - ORPHAN_EMAILS_KEPT).await;
+    let (done, failed) =
+        ("erased the addresses of tickets whose reservation never came", "cannot erase orphan addresses");
+    logged(orphans, done, failed);
+    // An ended web session is kept a day, so that its bearer is told why it ended.
+    let sessions = store.prune_web_sessions(now - Duration::days(1)).await;
+    logged(sessions, "forgot web chat sessions that are over", "cannot forget old web chat sessions");
+    let log = store.prune_web_log(WEB_LOG_KEPT).await;
+    logged(log, "trimmed the web chat logs", "cannot trim the web chat logs");
+}
+
+/// One line for what a sweep did (nothing to do says nothing), or why it could not.
+fn logged(result: Result<u64, StoreError>, done: &str, failed: &str) {
+    match result {
+        Ok(0) => {}
+        Ok(count) => tracing::info!(count, "{done}"),
+        Err(e) => tracing::warn!(error = %e, "{failed}"),
     }
 }
