@@ -301,6 +301,16 @@ impl Lifecycle {
     }
 
     async fn archive(&self, at: &InRoom<'_>) -> Result<StepRecord, StepError> {
+        // Web fans' names go with the show (docs/web-chat.md): their users keep no name of
+        // the fan once the room is archived. Done first, so that a failure is tried again
+        // with the archive.
+        let named = self.store.named_web_users(at.id).await?;
+        for user in &named {
+            rooms::clear_web_name(&self.client, user).await?;
+        }
+        if !named.is_empty() {
+            self.store.clear_web_user_names(at.id).await?;
+        }
         rooms::archive(&self.client, self.admin.as_deref(), &self.config, at.record, at.room).await?;
         tracing::info!(reservation_id = %at.id, room_id = %at.room, mode = self.config.rooms.archive_mode.as_str(), "room archived");
         Ok(StepRecord::Archived)

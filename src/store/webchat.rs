@@ -13,7 +13,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use macro_rules_attribute::apply;
-use ruma::{EventId, UserId};
+use ruma::{EventId, OwnedUserId, UserId};
 
 use super::{
     StoreError,
@@ -86,6 +86,8 @@ const PUT_USER: &str = "INSERT INTO webchat_users
 const USER_JOINED: &str =
     "UPDATE webchat_users SET joined_at = $2, removed = NULL, removed_at = NULL WHERE user_id = $1";
 const USER_REMOVED: &str = "UPDATE webchat_users SET removed = $2, removed_at = $3 WHERE user_id = $1";
+const NAMED_USERS: &str =
+    "SELECT user_id FROM webchat_users WHERE reservation_id = $1 AND display_name IS NOT NULL ORDER BY user_id";
 const CLEAR_NAMES: &str =
     "UPDATE webchat_users SET display_name = NULL WHERE reservation_id = $1 AND display_name IS NOT NULL";
 
@@ -179,6 +181,9 @@ pub trait WebchatStore: Send + Sync {
     /// Forgets the names of the reservation's web users (its room is archived); returns
     /// how many were cleared.
     async fn clear_web_user_names(&self, reservation: &ReservationId) -> Result<u64, StoreError>;
+
+    /// The reservation's web users whose names are not cleared yet.
+    async fn named_web_users(&self, reservation: &ReservationId) -> Result<Vec<OwnedUserId>, StoreError>;
 
     /// Bans the viewer from the reservation's chat, by the ban event `event_id`; `false`
     /// if they were banned already (the first ban is kept).
@@ -367,6 +372,11 @@ impl WebchatStore for SqlStore<D> {
     async fn clear_web_user_names(&self, reservation: &ReservationId) -> Result<u64, StoreError> {
         let done = sqlx::query(CLEAR_NAMES).bind(reservation.as_str()).execute(&self.pool).await?;
         Ok(D::rows_affected(&done))
+    }
+
+    async fn named_web_users(&self, reservation: &ReservationId) -> Result<Vec<OwnedUserId>, StoreError> {
+        let rows = sqlx::query(NAMED_USERS).bind(reservation.as_str()).fetch_all(&self.pool).await?;
+        rows.iter().map(|row| parsed(row, "user_id", |s: &str| UserId::parse(s))).collect()
     }
 
     async fn ban_viewer(

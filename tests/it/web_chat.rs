@@ -379,6 +379,14 @@ async fn a_web_fan_writes_in_the_room_as_a_marked_web_user_and_a_retry_sends_not
     reader.until("the redaction", |e: &Sse| e.event == "redaction" && e.data["event_id"] == event_id.as_str()).await;
     let raw = std::mem::take(&mut reader.raw);
     assert_clean(&raw, &[member.access_token.as_str(), foyer.slot.as_token.as_str(), SECRET]);
+
+    // The show is cancelled, so the room is archived: the web user keeps no name of the fan.
+    foyer.accept("reservation.cancelled", json!({"reservation_id": id, "reason": "called off"})).await;
+    crate::common::eventually(Duration::from_secs(30), "the web user's name cleared", || async {
+        let event = member.member_event(&room_id, &sender).await?;
+        event["displayname"].as_str().is_none_or(|n| !n.contains("Zoe")).then_some(())
+    })
+    .await;
 }
 
 fn copies_of(events: &[Value], body: &str) -> usize {

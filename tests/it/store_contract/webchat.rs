@@ -315,8 +315,14 @@ async fn a_viewer_has_one_web_user_whichever_instance_registers_it() {
         assert!(!a.web_user_joined(&user("nobody"), joined).await.unwrap(), "{backend}: no web user");
         assert!(!a.web_user_removed(&user("nobody"), Removal::Left, joined).await.unwrap(), "{backend}");
 
-        // The archive clears the names of this reservation's web users only.
+        // The archive clears the names of this reservation's web users only: first it
+        // asks which still have one.
+        let mut named = vec![first.user_id.clone(), free.user_id.clone()];
+        named.sort();
+        assert_eq!(a.named_web_users(&jazz()).await.unwrap(), named, "{backend}");
         assert_eq!(a.clear_web_user_names(&jazz()).await.unwrap(), 2, "{backend}");
+        assert_eq!(a.named_web_users(&jazz()).await.unwrap(), Vec::<ruma::OwnedUserId>::new(), "{backend}");
+        assert_eq!(a.named_web_users(&blues()).await.unwrap(), [user("ddd")], "{backend}");
         assert_eq!(a.clear_web_user_names(&jazz()).await.unwrap(), 0, "{backend}");
         assert_eq!(a.web_user(&jazz(), &ticket("t-1"), 0).await.unwrap().unwrap().display_name, None, "{backend}");
         assert!(a.web_user(&blues(), &ticket("t-1"), 0).await.unwrap().unwrap().display_name.is_some(), "{backend}");
