@@ -1,6 +1,7 @@
-//! A ban of a web fan's user in Matrix bans the viewer from the reservation's chat
-//! (docs/web-chat.md, "Web fans in Matrix"): their web sessions end, and the web chat
-//! refuses them a new one. An unban lifts it. Read from the membership facts of an
+//! Web fans' users as Matrix tells of them (docs/web-chat.md, "Web fans in Matrix"):
+//! their joins and leaves are recorded, and a ban of one bans the viewer from the
+//! reservation's chat: their web sessions end, and the web chat refuses them a new one.
+//! An unban lifts it. Read from the membership facts of an
 //! appservice transaction, before its 200, so a ban is never lost.
 
 use std::collections::BTreeMap;
@@ -10,14 +11,16 @@ use ruma::OwnedUserId;
 
 use crate::{
     http::AppState,
-    model::{EndReason, Membership, naming},
+    model::{EndReason, Membership, Removal, naming},
     store::{MembershipFact, StoreError},
 };
 
-/// Bans or unbans the viewers whose web users the facts ban or unban in their own
-/// reservation's room. A ban elsewhere (a room the web user was never meant to be in)
-/// changes nothing; nor does a kick, or a web user Foyer never made. To be called before
-/// the facts are stored: an unban is a leave after a ban.
+/// Follows web users' memberships in their own reservation's room: a join or a leave is
+/// recorded (the web chat joins the user again on the fan's next message after a kick
+/// or a leave), and a ban bans the viewer, an unban lifts it. A membership elsewhere (a
+/// room the web user was never meant to be in), or of a web user Foyer never made,
+/// changes nothing. To be called before the facts are stored: an unban is a leave after
+/// a ban.
 pub(super) async fn follow(state: &AppState, facts: &[MembershipFact], now: DateTime<Utc>) -> Result<(), StoreError> {
     let Some(webchat) = &state.config.webchat else { return Ok(()) };
     let (store, prefix, server) = (state.store.as_ref(), &webchat.puppet_prefix, &state.config.homeserver.server_name);
@@ -26,8 +29,8 @@ pub(super) async fn follow(state: &AppState, facts: &[MembershipFact], now: Date
     for fact in facts {
         let user = &fact.user_id;
         let was = latest.insert(user, fact.membership);
-        let unban = fact.membership == Membership::Leave && fact.sender != user.as_str();
-        if !naming::is_web_user(prefix, server, user) || !(fact.membership == Membership::Ban || unban) {
+        let followed = matches!(fact.membership, Membership::Join | Membership::Leave | Membership::Ban);
+        if !naming::is_web_user(prefix, server, user) || !followed {
             continue;
         }
         let Some(web_user) = store.web_user_by_id(user).await? else { continue };
@@ -36,17 +39,30 @@ pub(super) async fn follow(state: &AppState, facts: &[MembershipFact], now: Date
         if lifecycle.room.room_id.as_ref().is_none_or(|room| room.as_str() != fact.room_id) {
             continue;
         }
-        if fact.membership == Membership::Ban {
-            let event_id = ruma::EventId::parse(&fact.event_id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            store.ban_viewer(reservation, viewer, &event_id, now).await?;
-            store.end_web_sessions(reservation, viewer, EndReason::Banned, now).await?;
-            tracing::info!(reservation_id = %reservation, "a web fan was banned from the chat");
-        } else {
-            // A leave sent by another is an unban when the web user was banned, else a kick.
-            let banned =
-                was.or_else(|| lifecycle.room.members.get(user).map(|m| m.membership)) == Some(Membership::Ban);
-            if banned && store.unban_viewer(reservation, viewer).await? {
-                tracing::info!(reservation_id = %reservation, "a web fan's ban was lifted");
+        let by_another = fact.sender != user.as_str();
+        match fact.membership {
+            Membership::Join => {
+                store.web_user_joined(user, now).await?;
+            }
+            Membership::Ban => {
+                let event_id = ruma::EventId::parse(&fact.event_id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                store.web_user_removed(user, Removal::Kicked, now).await?;
+                store.ban_viewer(reservation, viewer, &event_id, now).await?;
+                store.end_web_sessions(reservation, viewer, EndReason::Banned, now).await?;
+                tracing::info!(reservation_id = %reservation, "a web fan was banned from the chat");
+            }
+            _ if by_another => {
+                // A leave sent by another is an unban when the web user was banned, else a kick.
+                let banned =
+                    was.or_else(|| lifecycle.room.members.get(user).map(|m| m.membership)) == Some(Membership::Ban);
+                if banned && store.unban_viewer(reservation, viewer).await? {
+                    tracing::info!(reservation_id = %reservation, "a web fan's ban was lifted");
+                } else if !banned {
+                    store.web_user_removed(user, Removal::Kicked, now).await?;
+                }
+            }
+            _ => {
+                store.web_user_removed(user, Removal::Left, now).await?;
             }
         }
     }

@@ -307,9 +307,9 @@ async fn a_web_fan_writes_in_the_room_as_a_marked_web_user_and_a_retry_sends_not
     let foyer = TestFoyer::start().await;
     let id = unique("webwrite");
     let member = hs.create_user("member").await;
-    foyer.accept("reservation.created", open_reservation(&id, &[], 1)).await;
+    // The member hosts the show: a host may kick.
+    foyer.accept("reservation.created", open_reservation(&id, &[member.user_id.as_str()], 1)).await;
     let ticket = format!("{id}-t1");
-    foyer.grant(&id, &[(&format!("{id}-t0"), member.user_id.as_str())]).await;
     let email_ticket = json!({"ticket_id": ticket, "email": "zoe@example.org"});
     foyer.accept("ticket.granted", json!({"reservation_id": id, "tickets": [email_ticket]})).await;
     let room_id = foyer.room_id(&id, Duration::from_secs(30)).await;
@@ -371,6 +371,28 @@ async fn a_web_fan_writes_in_the_room_as_a_marked_web_user_and_a_retry_sends_not
     assert_eq!(got, 200, "{text}");
     reader.until("the second message", is_message(&second)).await;
     assert_eq!(member.membership_of(&room_id, &sender).await.as_deref(), Some("join"));
+
+    // A host kicks the web user (a kick, not a ban): the fan's next message brings it back
+    // once Foyer has heard of the kick. The same txn_id is sent until then, so that the
+    // message goes out once.
+    let kick = json!({"user_id": sender, "reason": "cool down"});
+    let (status, body) = member
+        .request(
+            reqwest::Method::POST,
+            &format!("/_matrix/client/v3/rooms/{}/kick", crate::common::enc(&room_id)),
+            Some(kick),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let third = format!("back again {id}");
+    crate::common::eventually(Duration::from_secs(30), "the fan's message after the kick", || async {
+        let (got, _, _) = post_message(&foyer, &session, json!({"txn_id": "t3", "body": third})).await;
+        (got == 200).then_some(())
+    })
+    .await;
+    reader.until("the message after the kick", is_message(&third)).await;
+    assert_eq!(member.membership_of(&room_id, &sender).await.as_deref(), Some("join"));
+    assert_eq!(copies_of(&member.messages(&room_id).await, &third), 1);
 
     // The fan removes their own message; the stream says so.
     let url = format!("{}/chat/v1/messages/{}", foyer.base_url, crate::common::enc(&event_id));
