@@ -11,17 +11,18 @@ use axum::{
     Json,
     body::Bytes,
     extract::{Path, State},
-    http::{HeaderMap, StatusCode, header},
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
 use chrono::Utc;
 use ruma::{EventId, OwnedRoomId, OwnedUserId, RoomId};
 use serde_json::json;
 
+use super::bearer::{live_session, unavailable};
 use crate::{
     http::{AppState, error},
     matrix::{MatrixClient, MatrixError, rooms},
-    model::{EndReason, NewWebUser, SessionHash, SessionState, ViewerKey, WebSession, naming},
+    model::{EndReason, NewWebUser, ViewerKey, WebSession, naming},
     schedule::{self, Phase},
     words,
 };
@@ -31,32 +32,6 @@ use crate::{
 pub const MAX_LENGTH: usize = 500;
 /// The page's transaction ids: 1 to 64 of `A-Z a-z 0-9 . _ ~ -`.
 const MAX_TXN_ID: usize = 64;
-
-/// The live session the request's bearer names, or the answer saying why there is none.
-pub(super) async fn live_session(state: &AppState, headers: &HeaderMap) -> Result<WebSession, Response> {
-    let refused = |message: &str| error(StatusCode::UNAUTHORIZED, "FOYER_SESSION", message);
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| refused("a session is needed: send it as Authorization: Bearer <session>"))?;
-    let now = Utc::now();
-    let session = match state.store.web_session(&SessionHash::of_secret(bearer.trim()), now).await {
-        Ok(Some(session)) => session,
-        Ok(None) => return Err(refused("this session is not known: start the chat again")),
-        Err(e) => {
-            tracing::error!(error = %e, "web chat: the store cannot read sessions");
-            return Err(error(StatusCode::SERVICE_UNAVAILABLE, "FOYER_UNAVAILABLE", "try again in a moment"));
-        }
-    };
-    match &session.state {
-        SessionState::Live => Ok(session),
-        SessionState::Expired => Err(refused("this session has expired: start the chat again")),
-        SessionState::Ended { reason, .. } => {
-            Err(error(StatusCode::FORBIDDEN, "FOYER_SESSION_ENDED", words::web::session_ended(*reason)))
-        }
-    }
-}
 
 /// What the page sends.
 struct Message {
@@ -112,7 +87,7 @@ fn parse(raw: &[u8]) -> Result<Message, Refusal> {
 
 pub async fn send(State(state): State<AppState>, headers: HeaderMap, raw: Bytes) -> Response {
     let session = match live_session(&state, &headers).await {
-        Ok(session) => session,
+        Ok((_, session)) => session,
         Err(answer) => return answer,
     };
     let message = match parse(&raw) {
@@ -139,7 +114,7 @@ pub async fn send(State(state): State<AppState>, headers: HeaderMap, raw: Bytes)
 
 pub async fn remove(State(state): State<AppState>, Path(event_id): Path<String>, headers: HeaderMap) -> Response {
     let session = match live_session(&state, &headers).await {
-        Ok(session) => session,
+        Ok((_, session)) => session,
         Err(answer) => return answer,
     };
     let Ok(event_id) = EventId::parse(&event_id) else {
@@ -157,7 +132,7 @@ pub async fn remove(State(state): State<AppState>, Path(event_id): Path<String>,
     let user = match state.store.web_user(&s.reservation, &s.viewer, generation).await {
         Ok(Some(user)) => user.user_id,
         Ok(None) => return not_yours(),
-        Err(e) => return unavailable(e),
+        Err(e) => return unavailable(&e),
     };
     // The homeserver lets a member at the default power redact only their own events.
     match rooms::redact_as_web_user(&client, &room_id, &user, &event_id).await {
@@ -169,11 +144,6 @@ pub async fn remove(State(state): State<AppState>, Path(event_id): Path<String>,
 
 fn not_yours() -> Response {
     error(StatusCode::FORBIDDEN, "FOYER_NOT_YOURS", "you can remove only your own messages")
-}
-
-fn unavailable(e: crate::store::StoreError) -> Response {
-    tracing::error!(error = %e, "web chat: the store cannot be read");
-    error(StatusCode::SERVICE_UNAVAILABLE, "FOYER_UNAVAILABLE", "try again in a moment")
 }
 
 fn homeserver_failed(e: MatrixError, what: &str) -> Response {
@@ -191,12 +161,12 @@ async fn writable_room(state: &AppState, session: &WebSession) -> Result<(OwnedR
     let record = match state.store.reservation(&s.reservation).await {
         Ok(Some(record)) => record,
         Ok(None) => return Err(closed("this show is not known")),
-        Err(e) => return Err(unavailable(e)),
+        Err(e) => return Err(unavailable(&e)),
     };
     match state.store.viewer_banned(&s.reservation, &s.viewer).await {
         Ok(false) => {}
         Ok(true) => return Err(closed("you are banned from this chat")),
-        Err(e) => return Err(unavailable(e)),
+        Err(e) => return Err(unavailable(&e)),
     }
     let (_, status) = schedule::at(&record, &state.config.rooms, Utc::now());
     let room = record.room_id.as_deref().and_then(|r| RoomId::parse(r).ok());
@@ -223,7 +193,7 @@ async fn holder_now(state: &AppState, session: &WebSession) -> Result<i64, Respo
         Ok(None) => {
             Err(error(StatusCode::FORBIDDEN, "FOYER_SESSION_ENDED", words::web::session_ended(EndReason::Revoked)))
         }
-        Err(e) => Err(unavailable(e)),
+        Err(e) => Err(unavailable(&e)),
     }
 }
 
@@ -234,7 +204,7 @@ async fn web_user(
 ) -> Result<OwnedUserId, Response> {
     let s = &session.session;
     let generation = holder_now(state, session).await?;
-    let known = state.store.web_user(&s.reservation, &s.viewer, generation).await.map_err(unavailable)?;
+    let known = state.store.web_user(&s.reservation, &s.viewer, generation).await.map_err(|e| unavailable(&e))?;
     if let Some(user) = known.as_ref().filter(|u| u.joined_at.is_some() && u.removed.is_none()) {
         return Ok(user.user_id.clone());
     }
@@ -267,9 +237,9 @@ async fn web_user(
         holder_generation: generation,
         registered_at: now,
     };
-    state.store.put_web_user(&new).await.map_err(unavailable)?;
+    state.store.put_web_user(&new).await.map_err(|e| unavailable(&e))?;
     rooms::join_web_user(client, room_id, &user_id).await.map_err(|e| homeserver_failed(e, "join a web fan"))?;
-    state.store.web_user_joined(&user_id, Utc::now()).await.map_err(unavailable)?;
+    state.store.web_user_joined(&user_id, Utc::now()).await.map_err(|e| unavailable(&e))?;
     tracing::info!(reservation_id = %s.reservation, "a web fan joined the room");
     Ok(user_id)
 }

@@ -15,6 +15,7 @@
 //! builds every state it shows, so its words stay beside it, one object to translate.
 //! Without a `webchat` section every route here answers the JSON 404.
 
+mod bearer;
 pub mod hub;
 mod messages;
 pub mod session;

@@ -24,8 +24,8 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::bearer::unavailable;
 use super::messages::MAX_LENGTH;
-use super::stream::unavailable;
 use crate::{
     http::{AppState, error},
     model::{NewWebSession, ReservationId, SessionHash, SessionSource, ViewerKey, ViewerSub, WebRole, naming},

@@ -31,8 +31,8 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::hub::{Frame, PhaseNow, Subscription, stopped};
 use crate::{
-    http::{AppState, bearer_token, error},
-    model::{EndReason, LoggedEntry, ReservationId, SessionHash, SessionState},
+    http::{AppState, error},
+    model::{EndReason, LoggedEntry, ReservationId, SessionHash},
     store::Store,
 };
 
@@ -47,34 +47,16 @@ pub async fn stream(State(state): State<AppState>, headers: HeaderMap) -> Respon
     if state.config.webchat.is_none() {
         return error(StatusCode::NOT_FOUND, "FOYER_WEBCHAT_OFF", "web chat is not configured on this Foyer");
     }
-    let Some(secret) = bearer_token(&headers).and_then(|t| std::str::from_utf8(t).ok()) else {
-        return unauthorized("FOYER_SESSION_MISSING", "send the session as Authorization: Bearer <session>");
+    let (hash, session) = match super::bearer::live_session(&state, &headers).await {
+        Ok(found) => found,
+        Err(answer) => return answer,
     };
-    let hash = SessionHash::of_secret(secret);
-    let now = Utc::now();
-    let session = match state.store.web_session(&hash, now).await {
-        Ok(Some(session)) => session,
-        Ok(None) => {
-            return unauthorized("FOYER_SESSION_UNKNOWN", "this session is unknown or was forgotten; get a new one");
-        }
-        Err(e) => return unavailable(&e),
-    };
-    match session.state {
-        SessionState::Live => {}
-        SessionState::Expired => {
-            let at = session.session.expires_at.to_rfc3339();
-            return unauthorized("FOYER_SESSION_EXPIRED", format!("this session expired at {at}; get a new one"));
-        }
-        SessionState::Ended { reason, .. } => {
-            return unauthorized("FOYER_SESSION_ENDED", format!("this session ended: {}", ended(reason)));
-        }
-    }
     let reservation = session.session.reservation.clone();
     let last_seen = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
     // Subscribed before the backlog is read: nothing appended in between is lost.
     let subscription = match state.chat.subscribe(&reservation).await {
         Ok(subscription) => subscription,
-        Err(e) => return unavailable(&e),
+        Err(e) => return super::bearer::unavailable(&e),
     };
     metrics::gauge!("foyer_webchat_streams").increment(1.0);
     let mut reader = Reader {
@@ -89,7 +71,7 @@ pub async fn stream(State(state): State<AppState>, headers: HeaderMap) -> Respon
         phase_sent: false,
     };
     if let Err(e) = reader.start(last_seen).await {
-        return unavailable(&e);
+        return super::bearer::unavailable(&e);
     }
     let events = stream::unfold(reader, |mut reader| async move {
         let event = reader.next().await?;
@@ -297,29 +279,6 @@ fn phase_event(now: PhaseNow) -> Event {
         phase => json!({"phase": phase.as_str()}),
     };
     Event::default().event("phase").data(data.to_string())
-}
-
-/// Why a session ended, in words.
-pub fn ended(reason: EndReason) -> &'static str {
-    match reason {
-        EndReason::Revoked => "the ticket was revoked",
-        EndReason::Moved => "the ticket moved to another holder",
-        EndReason::Banned => "you were banned from this chat",
-    }
-}
-
-fn unauthorized(errcode: &str, message: impl Into<String>) -> Response {
-    let mut response = error(StatusCode::UNAUTHORIZED, errcode, message);
-    response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
-    response
-}
-
-pub(super) fn unavailable(e: &crate::store::StoreError) -> Response {
-    tracing::warn!(error = %e, "web chat: the store cannot answer");
-    let mut response =
-        error(StatusCode::SERVICE_UNAVAILABLE, "FOYER_UNAVAILABLE", "Foyer cannot answer now; retry in a moment");
-    response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-    response
 }
 
 #[cfg(test)]
