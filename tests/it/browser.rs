@@ -163,13 +163,13 @@ impl Browser {
         response["value"].take()
     }
 
-    /// Navigates to `url` and waits for the page to load.
     /// Resizes the window (the viewport a screenshot shows).
     pub async fn resize(&self, width: u32, height: u32) {
         let rect = json!({ "width": width, "height": height });
         self.command("Set Window Rect", reqwest::Method::POST, "/window/rect", Some(rect)).await;
     }
 
+    /// Navigates to `url` and waits for the page to load.
     pub async fn goto(&self, url: &str) {
         self.command("Navigate To", reqwest::Method::POST, "/url", Some(json!({ "url": url }))).await;
     }
@@ -209,6 +209,22 @@ impl Browser {
         let id = self.expect(css).await;
         let path = format!("/element/{id}/value");
         self.command("Element Send Keys", reqwest::Method::POST, &path, Some(json!({ "text": text }))).await;
+    }
+
+    /// Presses the keys of `text` one after another on whatever has the focus, as a
+    /// keyboard would (`\u{E004}` is Tab, `\u{E007}` Enter): no element is picked.
+    pub async fn press(&self, text: &str) {
+        let actions: Vec<Value> = text
+            .chars()
+            .flat_map(|key| {
+                [
+                    json!({"type": "keyDown", "value": key.to_string()}),
+                    json!({"type": "keyUp", "value": key.to_string()}),
+                ]
+            })
+            .collect();
+        let body = json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]});
+        self.command("Perform Actions", reqwest::Method::POST, "/actions", Some(body)).await;
     }
 
     /// Empties the first input or text area matching the CSS selector.
@@ -642,7 +658,7 @@ async fn a_fan_chats_beside_the_player_with_a_matrix_member_through_a_real_foyer
          iframe{{border:1px solid #c8ccd4;border-radius:8px;background:#fff}}</style>\
          <header>Show {id}</header>\
          <main><div id=player role=img aria-label=\"The player\">&#9654; The player</div>\
-         <iframe src=\"{chat}#token={token}\" title=Chat width=360 height=600></iframe></main>"
+         <iframe src=\"{chat}#token={token}\" title=Chat width=320 height=600></iframe></main>"
     );
     let app = Router::new().route("/", get(move || async move { Html(watch_page) }));
     let server = tokio::spawn(axum::serve(host, app).into_future());
@@ -690,9 +706,29 @@ async fn a_fan_chats_beside_the_player_with_a_matrix_member_through_a_real_foyer
     assert_eq!(elements, json!([0, 0, 0, 0]), "markup from the room made elements");
     assert_eq!(browser.alert_text().await, None, "an alert fired");
 
-    // 4. The fan writes (Enter sends); the member sees it from the fan's marked web user.
+    // The frame is 320 px wide, the narrowest the page is made for: nothing overflows it.
+    let overflow =
+        browser.execute("return document.documentElement.scrollWidth - document.documentElement.clientWidth;");
+    assert_eq!(overflow.await, json!(0), "the chat overflows a 320 px frame");
+
+    // 4. The fan writes with the keyboard alone: Tab from the watch page into the frame
+    // and on to the message box, type, Enter. The member sees it from the fan's marked
+    // web user.
+    browser.leave_frames().await;
+    browser.execute("document.activeElement.blur(); window.focus();").await;
+    let mut tabs = 0;
+    loop {
+        browser.press("\u{E004}").await;
+        tabs += 1;
+        let focused = browser.execute_in_frame(0, "return document.hasFocus() && document.activeElement.id;").await;
+        if focused == Some(json!("body")) {
+            break;
+        }
+        assert!(tabs < 40, "Tab never reached the message box (last focus: {focused:?})");
+    }
     let said = format!("Hi from the watch page, {suffix}");
-    browser.type_into("#body", &format!("{said}\u{E007}")).await;
+    browser.press(&format!("{said}\u{E007}")).await;
+    assert!(browser.enter_frame(0).await, "the chat's frame");
     let sender = eventually(Duration::from_secs(30), "the member to see the fan's message", || async {
         let events = member.messages(&room_id).await;
         let event = events.iter().find(|e| e["content"]["body"] == said.as_str())?;
