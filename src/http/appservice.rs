@@ -93,7 +93,7 @@ pub(super) async fn transaction(State(state): State<AppState>, Path(txn_id): Pat
     let screened = crate::admin::claim::screen_knocks(&state.claims, state.store.as_ref(), &mut facts).await;
     // A ban of a web fan's user bans the viewer; read before the facts are stored.
     let screened = match screened {
-        Ok(()) => super::web_bans::follow(&state, &facts, chrono::Utc::now()).await,
+        Ok(()) => super::webchat::members::follow(&state, &facts, chrono::Utc::now()).await,
         Err(e) => Err(e),
     };
     let recorded = match screened {

@@ -9,7 +9,6 @@ pub mod ingest;
 pub mod server;
 pub mod status;
 pub mod transcript;
-mod web_bans;
 pub mod webchat;
 pub mod webhooks;
 

@@ -17,6 +17,7 @@
 
 mod bearer;
 pub mod hub;
+pub(super) mod members;
 mod messages;
 pub mod session;
 pub mod stream;

@@ -21,7 +21,9 @@ use crate::{
 /// room the web user was never meant to be in), or of a web user Foyer never made,
 /// changes nothing. To be called before the facts are stored: an unban is a leave after
 /// a ban.
-pub(super) async fn follow(state: &AppState, facts: &[MembershipFact], now: DateTime<Utc>) -> Result<(), StoreError> {
+pub(in crate::http) async fn follow(
+    state: &AppState, facts: &[MembershipFact], now: DateTime<Utc>,
+) -> Result<(), StoreError> {
     let Some(webchat) = &state.config.webchat else { return Ok(()) };
     let (store, prefix, server) = (state.store.as_ref(), &webchat.puppet_prefix, &state.config.homeserver.server_name);
     // Each web user's membership as the facts before it in this transaction left it.
