@@ -63,14 +63,17 @@ pub(super) async fn transaction(State(state): State<AppState>, Path(txn_id): Pat
     // Never 4xx for what the homeserver sent: Synapse retries a refused transaction for
     // ever, holding back every transaction behind it. A body that is not a transaction
     // at all holds no events to record.
-    let events = match events_of(&body) {
-        Ok(events) => events,
+    // The envelope is read once; the events Foyer acts on and the web chat's log are
+    // both read from its events.
+    let envelope = match serde_json::from_slice::<TransactionBody<'_>>(&body) {
+        Ok(envelope) => envelope,
         Err(e) => {
             tracing::warn!(txn_id, error = %e, "a transaction body that cannot be read; answered 200 with nothing recorded");
             metrics::counter!("foyer_appservice_transactions_total", "result" => "unreadable").increment(1);
             return Json(json!({})).into_response();
         }
     };
+    let events = inbound(&envelope.events);
     let key = transaction_key(&txn_id, &events);
     let seen = state
         .transactions
@@ -110,7 +113,7 @@ pub(super) async fn transaction(State(state): State<AppState>, Path(txn_id): Pat
     }
     // The web chat's room log, after the names the member events gave: a retry appends
     // nothing (an event is logged once).
-    if let Err(e) = log_for_web_chat(&state, &body).await {
+    if let Err(e) = log_for_web_chat(&state, &envelope.events).await {
         tracing::error!(txn_id, error = %e, "cannot log room events for the web chat; the homeserver will retry");
         return error(StatusCode::SERVICE_UNAVAILABLE, "M_UNKNOWN", "Foyer cannot store this now");
     }
@@ -142,22 +145,20 @@ pub(super) async fn transaction(State(state): State<AppState>, Path(txn_id): Pat
     Json(json!({})).into_response()
 }
 
-/// The events of a transaction body, each read on its own, and those of the types Foyer
-/// acts on into their types: an event that does not read is skipped (and logged), the
-/// others of the transaction kept.
-fn events_of(body: &[u8]) -> Result<Vec<InboundEvent>, serde_json::Error> {
-    let parsed = serde_json::from_slice::<TransactionBody<'_>>(body)?;
-    Ok(parsed.events.into_iter().filter_map(InboundEvent::from_raw).collect())
+/// The events of a transaction, each read on its own, and those of the types Foyer acts
+/// on into their types: an event that does not read is skipped (and logged), the others
+/// of the transaction kept.
+fn inbound(raws: &[&RawValue]) -> Vec<InboundEvent> {
+    raws.iter().copied().filter_map(InboundEvent::from_raw).collect()
 }
 
 /// Logs the transaction's room messages, edits, redactions and the bot's notices for
 /// the web chat (docs/web-chat.md), when it is configured.
-async fn log_for_web_chat(state: &AppState, body: &[u8]) -> Result<usize, crate::store::StoreError> {
+async fn log_for_web_chat(state: &AppState, raws: &[&RawValue]) -> Result<usize, crate::store::StoreError> {
     if state.config.webchat.is_none() {
         return Ok(0);
     }
-    let Ok(parsed) = serde_json::from_slice::<TransactionBody<'_>>(body) else { return Ok(0) };
-    let events = webchat::hub::loggable(&parsed.events);
+    let events = webchat::hub::loggable(raws);
     webchat::hub::record(state.store.as_ref(), &state.chat, &state.config, &events, chrono::Utc::now()).await
 }
 
@@ -318,7 +319,9 @@ mod tests {
             event("$leave", "m.room.member", json!({"membership": "leave", "displayname": 5, "reason": "bye"})),
             event("$topic", "m.room.topic", json!({"topic": 5})),
         ]});
-        let events = events_of(body.to_string().as_bytes()).expect("a transaction");
+        let text = body.to_string();
+        let envelope = serde_json::from_slice::<TransactionBody<'_>>(text.as_bytes()).expect("a transaction");
+        let events = inbound(&envelope.events);
         let kept: Vec<&str> = events.iter().map(InboundEvent::event_id).collect();
         assert_eq!(kept, ["$join", "$command", "$leave", "$topic"]);
         let InboundEvent::Member(leave) = &events[2] else { panic!("{:?}", events[2]) };
