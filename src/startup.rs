@@ -101,6 +101,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         lifecycle: Default::default(),
         phases_counted_at: Default::default(),
         claims: Default::default(),
+        web_claims: Default::default(),
     });
     // Which build answers, for a dashboard to show and an alert to join on.
     let build = [("version", crate::build_info::VERSION), ("commit", crate::build_info::COMMIT)];

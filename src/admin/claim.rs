@@ -3,7 +3,9 @@
 //! answers strangers here, and nothing else but `!foyer help`.
 
 use std::{
+    borrow::Borrow,
     collections::{HashMap, VecDeque},
+    hash::Hash,
     sync::Mutex,
     time::{Duration, Instant},
 };
@@ -34,18 +36,23 @@ const TRACKED_USERS: usize = 10_000;
 const WINDOW: Duration = Duration::from_secs(3600);
 
 /// Wrong claim codes over the last hour, by user and from all users together; shared by
-/// `!claim` and knocks. In memory: with several instances each counts its own, which
-/// still bounds guessing (70-bit codes make it hopeless anyway); the throttle is for a
-/// clear answer and bounded work, not the codes' safety.
-#[derive(Default)]
-pub struct Throttle {
-    wrong: Mutex<Wrong>,
+/// `!claim` and knocks. The web chat's claim form keeps one of its own keyed by the
+/// client's address (`K`), with the same rules. In memory: with several instances each
+/// counts its own, which still bounds guessing (70-bit codes make it hopeless anyway);
+/// the throttle is for a clear answer and bounded work, not the codes' safety.
+pub struct Throttle<K = OwnedUserId> {
+    wrong: Mutex<Wrong<K>>,
 }
 
-#[derive(Default)]
-struct Wrong {
+impl<K> Default for Throttle<K> {
+    fn default() -> Self {
+        Self { wrong: Mutex::new(Wrong { by_user: HashMap::new(), all: VecDeque::new() }) }
+    }
+}
+
+struct Wrong<K> {
     /// Each user's wrong codes in the window, oldest first, at most [`WRONG_PER_USER`].
-    by_user: HashMap<OwnedUserId, VecDeque<Instant>>,
+    by_user: HashMap<K, VecDeque<Instant>>,
     /// The latest wrong codes from anyone, oldest first, at most [`WRONG_FROM_ALL`]:
     /// enough to tell whether that many came in the window.
     all: VecDeque<Instant>,
@@ -80,10 +87,14 @@ fn until_out(at: Instant, now: Instant) -> Duration {
     WINDOW.saturating_sub(now.duration_since(at))
 }
 
-impl Throttle {
+impl<K: Hash + Eq + Clone> Throttle<K> {
     /// `Err` when `user` sent too many wrong codes of late, or sent one while everyone
     /// together sent too many. A user with no wrong code in the window always passes.
-    pub fn check(&self, user: &UserId, now: Instant) -> Result<(), Throttled> {
+    pub fn check<Q>(&self, user: &Q, now: Instant) -> Result<(), Throttled>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let mut wrong = self.wrong.lock().unwrap_or_else(|e| e.into_inner());
         let Wrong { by_user, all } = &mut *wrong;
         let Some(mine) = by_user.get_mut(user) else { return Ok(()) };
@@ -101,7 +112,11 @@ impl Throttle {
     }
 
     /// Counts a code that named no ticket that can be claimed.
-    pub fn wrong(&self, user: &UserId, now: Instant) {
+    pub fn wrong<Q>(&self, user: &Q, now: Instant)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         let mut wrong = self.wrong.lock().unwrap_or_else(|e| e.into_inner());
         let Wrong { by_user, all } = &mut *wrong;
         all.push_back(now);
@@ -113,7 +128,7 @@ impl Throttle {
             if by_user.len() >= TRACKED_USERS {
                 let stalest = by_user.iter().min_by_key(|(_, times)| times.back().copied()).map(|(u, _)| u.clone());
                 if let Some(stalest) = stalest {
-                    by_user.remove(&stalest);
+                    by_user.remove::<K>(&stalest);
                 }
             }
         }

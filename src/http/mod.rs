@@ -69,6 +69,8 @@ pub struct Shared {
     pub webhook_rules: webhooks::payload::Rules,
     /// Wrong claim codes of late, shared by knocks (here) and `!claim` (the admin inbox).
     pub claims: Arc<crate::admin::claim::Throttle>,
+    /// Wrong claim codes typed into the web chat, by the client's address.
+    pub web_claims: Arc<crate::admin::claim::Throttle<std::net::IpAddr>>,
     /// The web chat's readers: one feed per reservation with streams on this instance.
     pub chat: Arc<webchat::hub::Hub>,
 }

@@ -190,6 +190,8 @@ pub struct ClaimStatus {
     pub ticket_id: TicketId,
     /// Who holds the ticket, once bound.
     pub holder: Option<OwnedUserId>,
+    /// The name the platform gave an email holder (gone once the ticket is bound).
+    pub display_name: Option<DisplayName>,
 }
 
 impl ClaimOutcome {

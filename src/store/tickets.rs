@@ -14,7 +14,7 @@ use super::{
     rows::{Read, opt_parsed, parsed},
     sql, to_millis,
 };
-use crate::model::{BoundHow, ClaimOutcome, ClaimStatus, Email, ReservationId, TicketId};
+use crate::model::{BoundHow, ClaimOutcome, ClaimStatus, DisplayName, Email, ReservationId, TicketId};
 use crate::outbox::OutboundEvent;
 
 /// The addresses of tickets whose reservation has not come since `$1`, erased with
@@ -33,7 +33,7 @@ const TICKETS_PAGE: &str = "SELECT t.ticket_id, t.user_id, t.revoked_at IS NOT N
 const TICKET_REVOKED: &str =
     "SELECT revoked_at IS NOT NULL AS revoked FROM tickets WHERE reservation_id = $1 AND ticket_id = $2";
 /// The ticket a claim code names, and whether it can still be claimed: `(claim_hash)`.
-const CLAIMABLE: &str = "SELECT t.reservation_id, t.ticket_id, t.user_id,
+const CLAIMABLE: &str = "SELECT t.reservation_id, t.ticket_id, t.user_id, t.display_name,
         t.revoked_at IS NOT NULL AS revoked, l.archived_at IS NOT NULL AS archived
     FROM tickets t LEFT JOIN lifecycle l ON l.reservation_id = t.reservation_id
     WHERE t.claim_hash = $1";
@@ -230,6 +230,7 @@ impl TicketStore for SqlStore<D> {
             reservation_id: parsed(&row, "reservation_id", ReservationId::parse)?,
             ticket_id: parsed(&row, "ticket_id", TicketId::parse)?,
             holder: opt_parsed(&row, "user_id", |s: &str| UserId::parse(s))?,
+            display_name: opt_parsed(&row, "display_name", DisplayName::parse)?,
         }))
     }
 

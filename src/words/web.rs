@@ -11,3 +11,21 @@ pub fn session_ended(reason: EndReason) -> &'static str {
         EndReason::Banned => "you are banned from this chat",
     }
 }
+
+/// A claim code that names no ticket Foyer can seat: it tells nothing about which exist.
+pub const CLAIM_CODE_UNKNOWN: &str = "this claim code does not open any show's chat: check it against your ticket's email (a cancelled ticket's or an ended show's code no longer works)";
+
+/// A good code typed into another show's page.
+pub const CLAIM_CODE_OTHER_SHOW: &str = "this claim code is for another show: open the chat beside that show";
+
+/// Too many wrong codes from one address of late.
+pub fn claim_throttled(wait: std::time::Duration) -> String {
+    let minutes = wait.as_secs().div_ceil(60).max(1);
+    let unit = if minutes == 1 { "minute" } else { "minutes" };
+    format!("too many wrong claim codes from your network; try again in {minutes} {unit}")
+}
+
+/// The name of a claim code's fan when the platform gave their ticket none.
+pub fn unnamed_fan() -> crate::model::DisplayName {
+    crate::model::DisplayName::parse("Ticket holder").expect("a display name")
+}

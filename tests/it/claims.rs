@@ -172,7 +172,7 @@ async fn wrong_codes_are_answered_politely_then_throttled_and_a_typo_is_told_apa
 }
 
 /// A well-formed code Foyer never made for this deployment: derived under another key.
-fn foreign_code(i: u32) -> String {
+pub(crate) fn foreign_code(i: u32) -> String {
     let key = foyer::model::ClaimKey::from_secret(format!("not this deployment {i}").as_bytes());
     let reservation = foyer::model::ReservationId::parse("elsewhere").unwrap();
     let ticket = foyer::model::ExternalId::parse("t").unwrap();
