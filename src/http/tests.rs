@@ -10,7 +10,9 @@ use serde_json::Value;
 use super::*;
 use crate::{
     config::ArchiveMode,
-    model::{ArchivedTranscript, BoundHow, ReservationId},
+    model::{
+        ArchivedTranscript, BoundHow, NewReport, ReportReason, ReportedMessage, ReservationId, TicketId, ViewerKey,
+    },
     outbox::{EventType, OutboundEvent},
 };
 
@@ -181,6 +183,22 @@ fn built(kind: &str, example: &Value) -> OutboundEvent {
             at,
         ),
         "reservation.recovered" => OutboundEvent::reservation_recovered(&id, count(&data["attempts"]), at),
+        "message.reported" => {
+            let message = &data["message"];
+            OutboundEvent::message_reported(&NewReport {
+                reservation: id,
+                event_id: ruma::OwnedEventId::try_from(text(&data["event_id"])).unwrap(),
+                reporter: ViewerKey::Ticket(TicketId::parse(text(&data["reporter"]["ticket_id"])).unwrap()),
+                reason: ReportReason::parse(text(&data["reason"])).unwrap(),
+                message: ReportedMessage {
+                    sender_name: text(&message["sender_name"]).to_owned(),
+                    sender_role: text(&message["sender_role"]).to_owned(),
+                    body: text(&message["body"]).to_owned(),
+                    origin_ts: time(&message["sent_at"]),
+                },
+                at: time(&data["reported_at"]),
+            })
+        }
         other => panic!("{other} is not an outbound event"),
     }
 }

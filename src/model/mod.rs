@@ -1,10 +1,11 @@
 //! Foyer's domain, with no I/O: what a reservation is ([`reservation`]), what is recorded
 //! about it ([`record`]), its room as Foyer knows it, the steps that change the room and
 //! how their outcomes are recorded ([`room`]), the chat beside the player as the store
-//! keeps it ([`webchat`]), and the names Foyer gives things on the homeserver
+//! keeps it ([`webchat`]), the moderation record ([`moderation`]), and the names Foyer gives things on the homeserver
 //! ([`naming`]). Every other module may import it; it imports none of them.
 
 pub mod claim_code;
+pub mod moderation;
 pub mod naming;
 pub mod record;
 pub mod reservation;
@@ -14,4 +15,6 @@ pub mod ticket;
 pub mod transcript;
 pub mod webchat;
 
-pub use self::{claim_code::*, record::*, reservation::*, room::*, session::*, ticket::*, transcript::*, webchat::*};
+pub use self::{
+    claim_code::*, moderation::*, record::*, reservation::*, room::*, session::*, ticket::*, transcript::*, webchat::*,
+};

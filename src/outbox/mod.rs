@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     config::ArchiveMode,
-    model::{ArchivedTranscript, BoundHow, ReservationId, StepRecord},
+    model::{ArchivedTranscript, BoundHow, NewReport, ReservationId, StepRecord, ViewerKey},
 };
 
 /// The event types `docs/hearing-back.md` lists.
@@ -27,16 +27,18 @@ pub enum EventType {
     TicketUninvitable,
     ReservationFailing,
     ReservationRecovered,
+    MessageReported,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 6] = [
+    pub const ALL: [EventType; 7] = [
         Self::RoomOpened,
         Self::RoomArchived,
         Self::TicketClaimed,
         Self::TicketUninvitable,
         Self::ReservationFailing,
         Self::ReservationRecovered,
+        Self::MessageReported,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +49,7 @@ impl EventType {
             Self::TicketUninvitable => "ticket.uninvitable",
             Self::ReservationFailing => "reservation.failing",
             Self::ReservationRecovered => "reservation.recovered",
+            Self::MessageReported => "message.reported",
         }
     }
 }
@@ -163,6 +166,35 @@ impl OutboundEvent {
     pub fn reservation_recovered(reservation_id: &ReservationId, attempts: u32, at: DateTime<Utc>) -> Self {
         let data = json!({ "reservation_id": reservation_id.as_str(), "attempts": attempts });
         Self::new(EventType::ReservationRecovered, reservation_id, data, None, at)
+    }
+}
+
+impl OutboundEvent {
+    /// `message.reported`: a web fan reported a message to the moderators, once per fan
+    /// and message. The reporter is named as the platform knows them (its ticket or
+    /// viewer id), the message as the chat showed it.
+    pub fn message_reported(report: &NewReport) -> Self {
+        let reporter = match &report.reporter {
+            ViewerKey::Ticket(ticket) => json!({"ticket_id": ticket.as_str()}),
+            ViewerKey::Platform(sub) => json!({"sub": sub.as_str()}),
+        };
+        let message = &report.message;
+        let data = json!({
+            "reservation_id": report.reservation.as_str(),
+            "event_id": report.event_id.as_str(),
+            "reason": report.reason.as_str(),
+            "reporter": reporter,
+            "message": {
+                "sender_name": message.sender_name,
+                "sender_role": message.sender_role,
+                "body": message.body,
+                "sent_at": rfc3339(message.origin_ts),
+            },
+            "reported_at": rfc3339(report.at),
+        });
+        let (kind, value) = (report.reporter.kind(), report.reporter.value());
+        let once = format!("message.reported:{}:{}:{kind}:{value}", report.reservation, report.event_id);
+        Self::new(EventType::MessageReported, &report.reservation, data, Some(once), report.at)
     }
 }
 

@@ -6,6 +6,7 @@ mod dialect;
 mod intake;
 mod leases;
 pub mod migrate;
+mod moderation;
 mod outbox;
 mod postgres;
 mod reservations;
@@ -28,6 +29,7 @@ use ruma::OwnedUserId;
 pub use self::{
     admin::{AdminStore, DirectChatCounts},
     leases::LeaseStore,
+    moderation::ModerationStore,
     outbox::{OutboxRow, OutboxStore},
     postgres::PostgresStore,
     reservations::{Counts, ReservationStore},
@@ -159,6 +161,7 @@ store_of_roles! {
     AdminStore,
     TranscriptStore,
     WebchatStore,
+    ModerationStore,
     OutboxStore
 }
 

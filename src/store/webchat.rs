@@ -445,7 +445,7 @@ fn session(row: &impl Read, now: DateTime<Utc>) -> Result<WebSession, StoreError
 }
 
 /// A row of [`LOG_AFTER`] or [`LOG_LAST`].
-fn logged(row: &impl Read) -> Result<LoggedEntry, StoreError> {
+pub(super) fn logged(row: &impl Read) -> Result<LoggedEntry, StoreError> {
     Ok(LoggedEntry {
         seq: u64::try_from(row.int("seq")?).map_err(|e| corrupt("webchat log seq", e))?,
         event_id: opt_parsed(row, "event_id", |e: &str| EventId::parse(e))?,

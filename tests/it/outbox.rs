@@ -281,3 +281,72 @@ async fn gone_pauses_until_resumed_and_other_refusals_drop_one_event() {
     assert_eq!(tries[0].status, 400);
     assert_eq!(foyer.metric("foyer_outbox_events_total{type=\"room.opened\",result=\"dropped\"}").await, 1.0);
 }
+
+/// A web fan reports a member's message from the chat beside the player
+/// (docs/web-chat.md, "Reports"): the platform hears `message.reported` once, with the
+/// message as the chat showed it and the reporter's ticket, however often the fan
+/// reports it; a message the chat never showed cannot be reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_web_fans_report_reaches_the_platform_once_with_the_message_as_shown() {
+    use crate::web_chat::{mint, now};
+    let receiver = Receiver::start(|_, _| 204).await;
+    let foyer = foyer_for(&receiver, None).await;
+    let hs = Synapse::shared();
+    let id = unique("reported");
+    let member = hs.create_user("member").await;
+    foyer.accept("reservation.created", crate::common::foyer::open_reservation(&id, &[], 1)).await;
+    foyer.grant(&id, &[("t-member", member.user_id.as_str())]).await;
+    let web_ticket = serde_json::json!({"ticket_id": "t-web", "email": "reporter@example.org"});
+    foyer.accept("ticket.granted", serde_json::json!({"reservation_id": id, "tickets": [web_ticket]})).await;
+    let room_id = foyer.room_id(&id, Duration::from_secs(30)).await;
+    member.join_once_invited(&room_id, Duration::from_secs(30)).await;
+    let claims = serde_json::json!({
+        "aud": "foyer", "iat": now(), "exp": now() + 3600, "rid": id, "tid": "t-web", "name": "Reporter",
+    });
+    let token = mint(crate::common::foyer::WEBCHAT_SECRET, claims);
+    let url = |path: &str| format!("{}/chat/v1/{path}", foyer.base_url);
+    let opened = foyer.http.post(url("session")).json(&serde_json::json!({"token": token})).send().await.unwrap();
+    let session = opened.json::<Value>().await.unwrap()["session"].as_str().expect("a session").to_owned();
+    let report = |event_id: String, reason: &'static str| {
+        let request = foyer.http.post(url("reports")).bearer_auth(&session);
+        async move {
+            let response = request.json(&serde_json::json!({"event_id": event_id, "reason": reason})).send().await;
+            let response = response.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+
+    let (status, _) = report(format!("$never-shown-{id}"), "spam").await;
+    assert_eq!(status, 404, "a message the chat never showed");
+    let mut reported = Vec::new();
+    for text in ["buy cheap followers", "and again"] {
+        let (status, sent) = member.send_text(&room_id, text).await;
+        assert_eq!(status, 200, "{sent}");
+        let event_id = sent["event_id"].as_str().unwrap().to_owned();
+        // The message is reportable once the homeserver's transaction logged it.
+        let (status, answer) = eventually(Duration::from_secs(30), "the message in the chat's log", || {
+            let report = report(event_id.clone(), "spam");
+            async move { Some(report.await).filter(|(status, _)| *status != 404) }
+        })
+        .await;
+        assert_eq!(status, 200, "{answer}");
+        // Again, as a fan who clicks twice: answered the same, heard once.
+        let (status, again) = report(event_id.clone(), "spam").await;
+        assert_eq!((status, again), (200, answer));
+        reported.push((event_id, text));
+    }
+
+    let heard =
+        receiver.wait_for(&id, &["room.opened", "message.reported", "message.reported"], Duration::from_secs(30));
+    let heard = heard.await;
+    for (attempt, (event_id, text)) in heard[1..].iter().zip(&reported) {
+        let data = &attempt.body["data"];
+        assert_eq!(data["event_id"], event_id.as_str(), "{data}");
+        assert_eq!(data["reason"], "spam", "{data}");
+        assert_eq!(data["reporter"], serde_json::json!({"ticket_id": "t-web"}), "{data}");
+        assert_eq!(data["message"]["body"], *text, "{data}");
+        assert_eq!(data["message"]["sender_role"], "fan", "{data}");
+        assert!(data["message"]["sender_name"].as_str().is_some_and(|n| !n.is_empty()), "{data}");
+        assert!(!data.to_string().contains("reporter@example.org"), "no email: {data}");
+    }
+}

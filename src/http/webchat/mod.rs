@@ -19,6 +19,7 @@ mod bearer;
 pub mod hub;
 pub(super) mod members;
 mod messages;
+mod reports;
 pub mod session;
 pub mod stream;
 
@@ -131,6 +132,7 @@ pub(super) const ROUTES: &[super::Route] = super::route_table![Webchat:
     GET "/chat/assets/{file}" => asset,
     POST "/chat/v1/messages" => send_message,
     DELETE "/chat/v1/messages/{event_id}" => remove_message,
+    POST "/chat/v1/reports" => reports::report [axum::extract::DefaultBodyLimit::max(reports::MAX_BODY_BYTES)],
     POST "/chat/v1/session" => session::create [axum::extract::DefaultBodyLimit::max(session::MAX_BODY_BYTES)],
     GET "/chat/v1/stream" => stream::stream,
 ];
