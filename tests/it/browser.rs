@@ -769,7 +769,7 @@ async fn a_fan_chats_beside_the_player_with_a_matrix_member_through_a_real_foyer
 
 /// Waits until the chat's frame (the current one) shows a message with this sender's name
 /// and body, as text.
-async fn wait_for_message(browser: &Browser, name: &str, body: &str) {
+pub(crate) async fn wait_for_message(browser: &Browser, name: &str, body: &str) {
     let script = "return Array.from(document.querySelectorAll('#messages > li'),
         (li) => [li.querySelector('.name').textContent, li.querySelector('.body').textContent]);";
     let wanted = json!([name, body]);
