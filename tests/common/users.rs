@@ -45,9 +45,12 @@ impl Synapse {
         let status = resp.status();
         let body: Value = resp.json().await.expect("register json");
         assert!(status.is_success(), "register {localpart}: {status} {body}");
+        let (user_id, access_token) = (body["user_id"].as_str().expect("user_id"), body["access_token"].as_str());
+        // Neither ever reaches a browser: every web chat answer a test reads is checked.
+        super::webchat::keep_private([user_id, access_token.expect("access_token")]);
         TestUser {
-            user_id: body["user_id"].as_str().expect("user_id").to_owned(),
-            access_token: body["access_token"].as_str().expect("access_token").to_owned(),
+            user_id: user_id.to_owned(),
+            access_token: access_token.expect("access_token").to_owned(),
             password,
             homeserver: self.url.clone(),
             http,

@@ -613,7 +613,7 @@ async fn a_fan_chats_beside_the_player_with_a_matrix_member_through_a_real_foyer
     use axum::{Router, response::Html, routing::get};
 
     use crate::{
-        common::{foyer::open_reservation, synapse::Synapse, unique},
+        common::{foyer::open_reservation, synapse::Synapse, unique, webchat::ChatClient},
         web_chat::{mint, now},
     };
 
@@ -760,6 +760,21 @@ async fn a_fan_chats_beside_the_player_with_a_matrix_member_through_a_real_foyer
     assert!(text.contains(&hello) && text.contains(evil) && text.contains(&said), "{text}");
     browser.leave_frames().await;
 
+    // What the frame received, read again through the tests' checked client: the page,
+    // its script and style, a session from the same token, and the stream up to the fan's
+    // message.
+    let checked = ChatClient::of(&foyer).keeping(&[email]);
+    let (status, page) = checked.get(&format!("/chat/{id}")).await;
+    assert_eq!(status, 200, "{page}");
+    for asset in page.split('"').filter(|part| part.starts_with("/chat/assets/")) {
+        assert_eq!(checked.get(asset).await.0, 200, "{asset}");
+    }
+    let (status, answer, text) = checked.session(&json!({"token": token, "reservation_id": id})).await;
+    assert_eq!(status, 200, "{text}");
+    let (_, stream) = checked.stream(answer["session"].as_str().expect("a session"), None).await;
+    let mut stream = stream.unwrap_or_else(|refused| panic!("the stream: {refused}"));
+    stream.until("the fan's message", |e| e.data["body"] == said.as_str()).await;
+
     let shot = repo_root().join("target/test-artifacts/web-chat.png");
     browser.screenshot(&shot).await;
     eprintln!("[web chat] screenshot saved to {}", shot.display());
@@ -769,7 +784,7 @@ async fn a_fan_chats_beside_the_player_with_a_matrix_member_through_a_real_foyer
 
 /// Waits until the chat's frame (the current one) shows a message with this sender's name
 /// and body, as text.
-async fn wait_for_message(browser: &Browser, name: &str, body: &str) {
+pub(crate) async fn wait_for_message(browser: &Browser, name: &str, body: &str) {
     let script = "return Array.from(document.querySelectorAll('#messages > li'),
         (li) => [li.querySelector('.name').textContent, li.querySelector('.body').textContent]);";
     let wanted = json!([name, body]);

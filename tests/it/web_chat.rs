@@ -2,7 +2,8 @@
 //! viewer tokens become sessions or are refused with their reason, and a session's
 //! Server-Sent Events stream shows what a Matrix member posts, by name and never by
 //! Matrix ID, and picks up after a Foyer restart with `Last-Event-ID`, missing and
-//! repeating nothing. Every body `/chat/` answers is checked for what it must not hold.
+//! repeating nothing. Every body `/chat/` answers is read through `ChatClient`, which checks
+//! it for what it must not hold.
 
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use crate::common::{
     foyer::{TestFoyer, open_reservation},
     synapse::Synapse,
     unique,
+    webchat::{ChatClient, Sse},
 };
 
 /// Every test Foyer's token secret (its slot's `webchat` section).
@@ -29,106 +31,6 @@ pub(crate) fn mint(secret: &str, claims: Value) -> String {
 
 fn claims(rid: &str, tid: &str) -> Value {
     json!({"aud": "foyer", "iat": now(), "exp": now() + 3600, "rid": rid, "tid": tid, "name": "Web Fan"})
-}
-
-/// What no answer of `/chat/` may hold: an access token, a Matrix user ID, an email.
-fn assert_clean(body: &str, secrets: &[&str]) {
-    for secret in secrets {
-        assert!(!body.contains(secret), "a secret in {body}");
-    }
-    let bytes = body.as_bytes();
-    for (at, _) in body.match_indices('@') {
-        let id_like = bytes.get(at + 1).is_some_and(|b| b.is_ascii_alphanumeric())
-            && body[at..].split(|c: char| c.is_whitespace() || c == '"').next().is_some_and(|w| w.contains(':'));
-        assert!(!id_like, "a Matrix ID in {body}");
-        let email_like = at > 0 && bytes[at - 1].is_ascii_alphanumeric();
-        assert!(!email_like, "an email in {body}");
-    }
-}
-
-async fn post_session(foyer: &TestFoyer, body: Value) -> (u16, Value, String) {
-    let resp = foyer.http.post(format!("{}/chat/v1/session", foyer.base_url)).json(&body).send().await.unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null), text)
-}
-
-/// One Server-Sent Event.
-#[derive(Debug, Clone, PartialEq)]
-struct Sse {
-    id: Option<u64>,
-    event: String,
-    data: Value,
-}
-
-/// A stream being read: its events so far, and the raw text (checked at the end).
-struct Reader {
-    response: reqwest::Response,
-    buffer: String,
-    raw: String,
-}
-
-impl Reader {
-    async fn open(foyer: &TestFoyer, session: &str, last_event_id: Option<u64>) -> (u16, Result<Reader, String>) {
-        let mut req = foyer.http.get(format!("{}/chat/v1/stream", foyer.base_url)).bearer_auth(session);
-        if let Some(id) = last_event_id {
-            req = req.header("Last-Event-ID", id.to_string());
-        }
-        let response = req.send().await.unwrap();
-        let status = response.status().as_u16();
-        if status != 200 {
-            return (status, Err(response.text().await.unwrap()));
-        }
-        (status, Ok(Reader { response, buffer: String::new(), raw: String::new() }))
-    }
-
-    /// The next event, or `None` when the stream ends or `limit` passes.
-    async fn next(&mut self, limit: Duration) -> Option<Sse> {
-        let deadline = Instant::now() + limit;
-        loop {
-            while let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let mut sse = Sse { id: None, event: "message".into(), data: Value::Null };
-                let mut data = None;
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("id:") {
-                        sse.id = v.trim().parse().ok();
-                    } else if let Some(v) = line.strip_prefix("event:") {
-                        sse.event = v.trim().to_owned();
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data = Some(v.trim().to_owned());
-                    }
-                }
-                if let Some(data) = data {
-                    sse.data = serde_json::from_str(&data).unwrap();
-                    return Some(sse);
-                }
-            }
-            let left = deadline.checked_duration_since(Instant::now())?;
-            match tokio::time::timeout(left, self.response.chunk()).await {
-                Ok(Ok(Some(chunk))) => {
-                    let text = String::from_utf8(chunk.to_vec()).unwrap();
-                    self.raw.push_str(&text);
-                    self.buffer.push_str(&text);
-                }
-                _ => return None,
-            }
-        }
-    }
-
-    /// Events until one matches `until`, which is returned last.
-    async fn until(&mut self, what: &str, until: impl Fn(&Sse) -> bool) -> Vec<Sse> {
-        let mut seen = Vec::new();
-        loop {
-            let event = self.next(Duration::from_secs(30)).await;
-            let event = event.unwrap_or_else(|| panic!("no {what} in the stream; saw {seen:?}"));
-            let done = until(&event);
-            seen.push(event);
-            if done {
-                return seen;
-            }
-        }
-    }
 }
 
 fn is_message(body: &str) -> impl Fn(&Sse) -> bool + '_ {
@@ -159,9 +61,9 @@ async fn viewer_tokens_open_sessions_whose_stream_shows_the_room_by_name_across_
     foyer.accept("ticket.granted", json!({"reservation_id": id, "tickets": [email_ticket]})).await;
     let room_id = foyer.room_id(&id, Duration::from_secs(30)).await;
     member.join_once_invited(&room_id, Duration::from_secs(30)).await;
-    let (as_token, hs_token) = (foyer.slot.as_token.clone(), foyer.slot.hs_token.clone());
-    let secrets = [member.access_token.as_str(), as_token.as_str(), hs_token.as_str(), SECRET];
-    let mut bodies = Vec::new();
+    // Every answer is checked for the slot's tokens, every test user's ID and token, and
+    // the fan's email (`ChatClient`).
+    let chat = ChatClient::of(&foyer).keeping(&["web.fan@example.org"]);
 
     // Refused tokens, each with its reason.
     let refusals = [
@@ -188,19 +90,16 @@ async fn viewer_tokens_open_sessions_whose_stream_shows_the_room_by_name_across_
         ),
     ];
     for (claims, secret, status, errcode) in refusals {
-        let (got, answer, text) = post_session(&foyer, json!({"token": mint(secret, claims)})).await;
+        let (got, answer, text) = chat.session(&json!({"token": mint(secret, claims)})).await;
         assert_eq!((got, answer["errcode"].as_str()), (status, Some(errcode)), "{text}");
         assert!(answer["error"].as_str().is_some_and(|e| !e.is_empty()), "{text}");
-        bodies.push(text);
     }
     let (got, answer, text) =
-        post_session(&foyer, json!({"token": mint(SECRET, claims(&id, &ticket)), "reservation_id": "another-show"}))
-            .await;
+        chat.session(&json!({"token": mint(SECRET, claims(&id, &ticket)), "reservation_id": "another-show"})).await;
     assert_eq!((got, answer["errcode"].as_str()), (403, Some("FOYER_TOKEN_RESERVATION")), "{text}");
-    bodies.push(text);
 
     // A valid one opens a session.
-    let (got, answer, text) = post_session(&foyer, json!({"token": mint(SECRET, claims(&id, &ticket))})).await;
+    let (got, answer, text) = chat.session(&json!({"token": mint(SECRET, claims(&id, &ticket))})).await;
     assert_eq!(got, 200, "{text}");
     let me = &answer["me"];
     assert_eq!(
@@ -211,14 +110,12 @@ async fn viewer_tokens_open_sessions_whose_stream_shows_the_room_by_name_across_
     assert_eq!(me["key"].as_str().map(str::len), Some(12), "{text}");
     let session = answer["session"].as_str().unwrap().to_owned();
     assert!(answer["expires_at"].is_string(), "{text}");
-    bodies.push(text);
 
-    let (status, refused) = Reader::open(&foyer, "not-a-session", None).await;
+    let (status, _) = chat.stream("not-a-session", None).await;
     assert_eq!(status, 401);
-    bodies.push(refused.err().unwrap());
 
     // The stream shows the phase, then what a member posts, by name.
-    let (status, reader) = Reader::open(&foyer, &session, None).await;
+    let (status, reader) = chat.stream(&session, None).await;
     assert_eq!(status, 200);
     let mut reader = reader.unwrap();
     let first = reader.next(Duration::from_secs(30)).await.expect("the phase");
@@ -237,8 +134,7 @@ async fn viewer_tokens_open_sessions_whose_stream_shows_the_room_by_name_across_
     assert_eq!(message.data["event_id"], sent["event_id"], "{message:?}");
     let first_seq = message.id.expect("an id");
     assert_eq!(message.data["seq"], first_seq, "{message:?}");
-    drop(reader.response);
-    bodies.push(reader.raw);
+    drop(reader);
 
     // Foyer restarts; meanwhile two more messages. A reconnect with the last id gets
     // exactly those, in order.
@@ -249,7 +145,7 @@ async fn viewer_tokens_open_sessions_whose_stream_shows_the_room_by_name_across_
     }
     foyer.restart(&[]);
     foyer.wait_ready().await;
-    let (status, reader) = Reader::open(&foyer, &session, Some(first_seq)).await;
+    let (status, reader) = chat.stream(&session, Some(first_seq)).await;
     assert_eq!(status, 200);
     let mut reader = reader.unwrap();
     let seen = reader.until("the third message", is_message("third")).await;
@@ -263,26 +159,20 @@ async fn viewer_tokens_open_sessions_whose_stream_shows_the_room_by_name_across_
     assert_eq!(status, 200, "{sent}");
     let seen = reader.until("the fourth message", is_message("fourth")).await;
     assert_eq!(seen.iter().filter(|e| e.id.is_some()).count(), 1, "{seen:?}");
-    drop(reader.response);
-    bodies.push(reader.raw);
+    drop(reader);
 
     // A reader from the start gets the backlog, oldest first.
-    let (_, reader) = Reader::open(&foyer, &session, None).await;
+    let (_, reader) = chat.stream(&session, None).await;
     let mut reader = reader.unwrap();
     let seen = reader.until("the backlog", is_message("fourth")).await;
     let texts: Vec<&str> =
         seen.iter().filter(|e| e.event == "message").map(|e| e.data["body"].as_str().unwrap()).collect();
     assert_eq!(texts, [expected.as_str(), "second", "third", "fourth"], "{seen:?}");
-    drop(reader.response);
-    bodies.push(reader.raw);
-
-    for body in &bodies {
-        assert_clean(body, &secrets);
-    }
+    drop(reader);
 
     // SIGTERM with a stream open: the stream ends and Foyer exits, without waiting out
     // the 30 s grace for requests under way.
-    let (_, reader) = Reader::open(&foyer, &session, None).await;
+    let (_, reader) = chat.stream(&session, None).await;
     let mut reader = reader.unwrap();
     let backlog = reader.until("the end of the backlog", |e: &Sse| e.event == "ready").await;
     assert!(backlog.iter().any(|e| e.data["body"] == "fourth"), "{backlog:?}");
@@ -291,14 +181,6 @@ async fn viewer_tokens_open_sessions_whose_stream_shows_the_room_by_name_across_
     assert_eq!(foyer.wait_exit(Duration::from_secs(20)).await, 0, "{}", foyer.log());
     assert!(asked.elapsed() < Duration::from_secs(10), "shutdown took {:?}", asked.elapsed());
     assert_eq!(reader.next(Duration::from_secs(5)).await, None, "the stream ended");
-}
-
-async fn post_message(foyer: &TestFoyer, session: &str, body: Value) -> (u16, Value, String) {
-    let url = format!("{}/chat/v1/messages", foyer.base_url);
-    let resp = foyer.http.post(url).bearer_auth(session).json(&body).send().await.unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null), text)
 }
 
 #[tokio::test]
@@ -314,28 +196,29 @@ async fn a_web_fan_writes_in_the_room_as_a_marked_web_user_and_a_retry_sends_not
     foyer.accept("ticket.granted", json!({"reservation_id": id, "tickets": [email_ticket]})).await;
     let room_id = foyer.room_id(&id, Duration::from_secs(30)).await;
     member.join_once_invited(&room_id, Duration::from_secs(30)).await;
+    let chat = ChatClient::of(&foyer).keeping(&["zoe@example.org"]);
     let zoe = format!("Zoe {}", &id[id.len() - 4..]);
     let token =
         mint(SECRET, json!({"aud": "foyer", "iat": now(), "exp": now() + 3600, "rid": id, "tid": ticket, "name": zoe}));
-    let (got, answer, text) = post_session(&foyer, json!({"token": token})).await;
+    let (got, answer, text) = chat.session(&json!({"token": token})).await;
     assert_eq!(got, 200, "{text}");
     let session = answer["session"].as_str().unwrap().to_owned();
     let my_key = answer["me"]["key"].as_str().unwrap().to_owned();
 
     // Refused before anything reaches the room, each named.
-    let (got, answer, text) = post_message(&foyer, &session, json!({"txn_id": "t 1", "body": "hi"})).await;
+    let (got, answer, text) = chat.post_message(&session, &json!({"txn_id": "t 1", "body": "hi"})).await;
     assert_eq!((got, answer["errcode"].as_str()), (400, Some("FOYER_BAD_MESSAGE")), "{text}");
     let long = "é".repeat(501);
-    let (got, answer, text) = post_message(&foyer, &session, json!({"txn_id": "t0", "body": long})).await;
+    let (got, answer, text) = chat.post_message(&session, &json!({"txn_id": "t0", "body": long})).await;
     assert_eq!((got, answer["errcode"].as_str()), (422, Some("FOYER_RULE")), "{text}");
-    let (got, _, text) = post_message(&foyer, "no-session", json!({"txn_id": "t0", "body": "hi"})).await;
+    let (got, _, text) = chat.post_message("no-session", &json!({"txn_id": "t0", "body": "hi"})).await;
     assert_eq!(got, 401, "{text}");
 
     // The first message makes the web user; the same txn_id again sends nothing new.
     let body = format!("hello from the watch page {id}");
-    let (got, first, text) = post_message(&foyer, &session, json!({"txn_id": "t1", "body": body})).await;
+    let (got, first, text) = chat.post_message(&session, &json!({"txn_id": "t1", "body": body})).await;
     assert_eq!(got, 200, "{text}");
-    let (got, again, text) = post_message(&foyer, &session, json!({"txn_id": "t1", "body": body})).await;
+    let (got, again, text) = chat.post_message(&session, &json!({"txn_id": "t1", "body": body})).await;
     assert_eq!((got, &again["event_id"]), (200, &first["event_id"]), "{text}");
     let event_id = first["event_id"].as_str().unwrap().to_owned();
 
@@ -356,7 +239,7 @@ async fn a_web_fan_writes_in_the_room_as_a_marked_web_user_and_a_retry_sends_not
 
     // The stream shows it as the fan's own (their key), and the web user stays in the
     // room while Foyer runs: a second message goes through.
-    let (status, reader) = Reader::open(&foyer, &session, None).await;
+    let (status, reader) = chat.stream(&session, None).await;
     assert_eq!(status, 200);
     let mut reader = reader.unwrap();
     let seen = reader.until("the fan's own message", is_message(&body)).await;
@@ -367,7 +250,7 @@ async fn a_web_fan_writes_in_the_room_as_a_marked_web_user_and_a_retry_sends_not
     );
     assert_eq!(mine.data["event_id"], event_id.as_str());
     let second = format!("still here {id}");
-    let (got, _, text) = post_message(&foyer, &session, json!({"txn_id": "t2", "body": second})).await;
+    let (got, _, text) = chat.post_message(&session, &json!({"txn_id": "t2", "body": second})).await;
     assert_eq!(got, 200, "{text}");
     reader.until("the second message", is_message(&second)).await;
     assert_eq!(member.membership_of(&room_id, &sender).await.as_deref(), Some("join"));
@@ -386,7 +269,7 @@ async fn a_web_fan_writes_in_the_room_as_a_marked_web_user_and_a_retry_sends_not
     assert_eq!(status, 200, "{body}");
     let third = format!("back again {id}");
     crate::common::eventually(Duration::from_secs(30), "the fan's message after the kick", || async {
-        let (got, _, _) = post_message(&foyer, &session, json!({"txn_id": "t3", "body": third})).await;
+        let (got, _, _) = chat.post_message(&session, &json!({"txn_id": "t3", "body": third})).await;
         (got == 200).then_some(())
     })
     .await;
@@ -395,12 +278,9 @@ async fn a_web_fan_writes_in_the_room_as_a_marked_web_user_and_a_retry_sends_not
     assert_eq!(copies_of(&member.messages(&room_id).await, &third), 1);
 
     // The fan removes their own message; the stream says so.
-    let url = format!("{}/chat/v1/messages/{}", foyer.base_url, crate::common::enc(&event_id));
-    let resp = foyer.http.delete(url).bearer_auth(&session).send().await.unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
+    let (got, _, text) = chat.delete_message(&session, &event_id).await;
+    assert_eq!(got, 200, "{text}");
     reader.until("the redaction", |e: &Sse| e.event == "redaction" && e.data["event_id"] == event_id.as_str()).await;
-    let raw = std::mem::take(&mut reader.raw);
-    assert_clean(&raw, &[member.access_token.as_str(), foyer.slot.as_token.as_str(), SECRET]);
 
     // The show is cancelled, so the room is archived: the web user keeps no name of the fan.
     foyer.accept("reservation.cancelled", json!({"reservation_id": id, "reason": "called off"})).await;
