@@ -74,6 +74,8 @@ pub struct ChatClient {
     base_url: String,
     /// What this Foyer's answers must not hold, beyond [`PRIVATE`]: its secrets.
     private: Vec<String>,
+    /// Sent as `X-Forwarded-For`, as a reverse proxy would.
+    forwarded_for: Option<String>,
 }
 
 impl ChatClient {
@@ -81,7 +83,8 @@ impl ChatClient {
     /// (its `as_token`, `hs_token`, API token, token secrets, the emails of its tickets).
     pub fn new(base_url: &str, private: &[&str]) -> ChatClient {
         let private = private.iter().filter(|v| !v.is_empty()).map(|v| (*v).to_owned()).collect();
-        ChatClient { http: reqwest::Client::new(), base_url: base_url.trim_end_matches('/').to_owned(), private }
+        let base_url = base_url.trim_end_matches('/').to_owned();
+        ChatClient { http: reqwest::Client::new(), base_url, private, forwarded_for: None }
     }
 
     /// A client of a test Foyer: its slot's tokens and the viewer-token secret are private.
@@ -97,6 +100,11 @@ impl ChatClient {
     pub fn keeping(mut self, values: &[&str]) -> ChatClient {
         self.private.extend(values.iter().filter(|v| !v.is_empty()).map(|v| (*v).to_owned()));
         self
+    }
+
+    /// This client, its requests said to come from `client` (`X-Forwarded-For`).
+    pub fn forwarded_for(&self, client: &str) -> ChatClient {
+        ChatClient { forwarded_for: Some(client.to_owned()), ..self.clone() }
     }
 
     /// Any request to `path` (under `/chat/`), with the session as a bearer when given:
@@ -115,6 +123,9 @@ impl ChatClient {
         let mut request = self.http.request(method.clone(), format!("{}{path}", self.base_url));
         if let Some(session) = session {
             request = request.bearer_auth(session);
+        }
+        if let Some(client) = &self.forwarded_for {
+            request = request.header("X-Forwarded-For", client);
         }
         if let Some(body) = body {
             request = request.json(body);
@@ -144,6 +155,11 @@ impl ChatClient {
     /// `POST /chat/v1/messages` as `session`.
     pub async fn post_message(&self, session: &str, body: &Value) -> (u16, Value, String) {
         self.request(reqwest::Method::POST, "/chat/v1/messages", Some(session), Some(body)).await
+    }
+
+    /// `POST /chat/v1/reports` as `session`.
+    pub async fn report(&self, session: &str, body: &Value) -> (u16, Value, String) {
+        self.request(reqwest::Method::POST, "/chat/v1/reports", Some(session), Some(body)).await
     }
 
     /// `DELETE /chat/v1/messages/{event_id}` as `session`.

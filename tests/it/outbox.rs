@@ -304,15 +304,16 @@ async fn a_web_fans_report_reaches_the_platform_once_with_the_message_as_shown()
         "aud": "foyer", "iat": now(), "exp": now() + 3600, "rid": id, "tid": "t-web", "name": "Reporter",
     });
     let token = mint(crate::common::foyer::WEBCHAT_SECRET, claims);
-    let url = |path: &str| format!("{}/chat/v1/{path}", foyer.base_url);
-    let opened = foyer.http.post(url("session")).json(&serde_json::json!({"token": token})).send().await.unwrap();
-    let session = opened.json::<Value>().await.unwrap()["session"].as_str().expect("a session").to_owned();
+    let chat = crate::common::webchat::ChatClient::of(&foyer).keeping(&["reporter@example.org"]);
+    let (status, opened, text) = chat.session(&serde_json::json!({"token": token})).await;
+    assert_eq!(status, 200, "{text}");
+    let session = opened["session"].as_str().expect("a session").to_owned();
     let report = |event_id: String, reason: &'static str| {
-        let request = foyer.http.post(url("reports")).bearer_auth(&session);
+        let (chat, session) = (chat.clone(), session.clone());
         async move {
-            let response = request.json(&serde_json::json!({"event_id": event_id, "reason": reason})).send().await;
-            let response = response.unwrap();
-            (response.status().as_u16(), response.text().await.unwrap())
+            let (status, _, text) =
+                chat.report(&session, &serde_json::json!({"event_id": event_id, "reason": reason})).await;
+            (status, text)
         }
     };
 
