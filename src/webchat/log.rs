@@ -135,7 +135,9 @@ pub fn entry(event: &AnyTimelineEvent, room: &Room<'_>) -> Option<NewLogEntry> {
         }
         AnyMessageLikeEvent::RoomRedaction(RoomRedactionEvent::Original(redaction)) => {
             let redacts = redaction.content.redacts.as_ref().or(redaction.redacts.as_ref())?;
-            (LogKind::Redaction, json!({"event_id": redacts}))
+            // Who redacted: the page removes a message only for its sender or a host (a
+            // redaction another member sends is allowed into the room, then not applied).
+            (LogKind::Redaction, json!({"event_id": redacts, "sender": room.sender(&redaction.sender)}))
         }
         _ => return None,
     };
@@ -152,7 +154,10 @@ fn message_entry(
 ) -> Option<(LogKind, serde_json::Value)> {
     if let Some(Relation::Replacement(replacement)) = &content.relates_to {
         let body = text_body(&replacement.new_content.msgtype, sender, room)?;
-        return Some((LogKind::Edit, json!({"event_id": replacement.event_id, "body": body})));
+        // Who edited: the page applies an edit only from the original's sender, as Matrix
+        // clients do (anyone may send an `m.replace`).
+        let edit = json!({"event_id": replacement.event_id, "body": body, "sender": room.sender(sender)});
+        return Some((LogKind::Edit, edit));
     }
     let replying = match &content.relates_to {
         Some(Relation::Reply(_)) => true,
@@ -389,7 +394,12 @@ mod tests {
             "m.new_content": {"msgtype": "m.text", "body": "hello @dj:example.org"},
             "m.relates_to": {"rel_type": "m.replace", "event_id": "$orig"}});
         let (kind, data) = f.data(&message("$e", content)).unwrap();
-        assert_eq!((kind, data), (LogKind::Edit, json!({"event_id": "$orig", "body": "hello DJ Kool"})));
+        assert_eq!(kind, LogKind::Edit);
+        assert_eq!((&data["event_id"], &data["body"]), (&json!("$orig"), &json!("hello DJ Kool")));
+        assert_eq!(
+            data["sender"],
+            f.data(&message("$m", json!({"msgtype": "m.text", "body": "x"}))).unwrap().1["sender"]
+        );
     }
 
     #[test]
@@ -398,7 +408,9 @@ mod tests {
         let old = event(json!({"event_id": "$x", "type": "m.room.redaction", "redacts": "$gone", "content": {}}));
         let v11 = event(json!({"event_id": "$y", "type": "m.room.redaction", "content": {"redacts": "$gone"}}));
         for redaction in [old, v11] {
-            assert_eq!(f.data(&redaction), Some((LogKind::Redaction, json!({"event_id": "$gone"}))));
+            let (kind, data) = f.data(&redaction).unwrap();
+            assert_eq!((kind, &data["event_id"]), (LogKind::Redaction, &json!("$gone")));
+            assert!(data["sender"]["key"].is_string(), "who redacted: {data}");
         }
     }
 

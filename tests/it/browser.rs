@@ -866,12 +866,25 @@ async fn the_chat_page_reads_and_writes_as_docs_web_chat_says() {
         "event: ready\ndata: {}\n\n".into(),
         format!(
             "event: edit\nid: 4\ndata: {}\n\n",
-            json!({"event_id": "$3", "body": "<script>window.pwned=2</script>"})
+            json!({"event_id": "$3", "body": "<script>window.pwned=2</script>", "sender": {"key": "k-mod", "role": "moderator"}})
         ),
         message(5, "k-me", "Fan", "web", "mine"),
         message(6, "k-fan", "Someone", "fan", "gone soon"),
-        "event: redaction\nid: 7\ndata: {\"event_id\":\"$6\"}\n\n".into(),
+        format!(
+            "event: redaction\nid: 7\ndata: {}\n\n",
+            json!({"event_id": "$6", "sender": {"key": "k-fan", "role": "fan"}})
+        ),
         message(8, "k-host", "Hostess", "host", "live one"),
+        // Another member's edit and redaction of messages not theirs: shown as nothing.
+        format!(
+            "event: edit\nid: 9\ndata: {}\n\n",
+            json!({"event_id": "$8", "body": "forged", "sender": {"key": "k-fan", "role": "fan"}})
+        ),
+        format!(
+            "event: redaction\nid: 10\ndata: {}\n\n",
+            json!({"event_id": "$5", "sender": {"key": "k-fan", "role": "fan"}})
+        ),
+        message(11, "k-fan", "Someone", "fan", "after the forgeries"),
     ];
 
     let seen = Arc::new(Mutex::new(MockChat::default()));
@@ -958,7 +971,7 @@ async fn the_chat_page_reads_and_writes_as_docs_web_chat_says() {
 
     // Reading: the second connection's events, all shown.
     eventually(Duration::from_secs(20), "the live message after the reconnection", || async {
-        (browser.execute("return Boolean(document.querySelector('[data-event-id=\"$8\"]'));").await == true)
+        (browser.execute("return Boolean(document.querySelector('[data-event-id=\"$11\"]'));").await == true)
             .then_some(())
     })
     .await;
@@ -990,6 +1003,7 @@ async fn the_chat_page_reads_and_writes_as_docs_web_chat_says() {
         {"id": "$5", "name": "Fan", "badge": "Web", "body": "mine", "edited": false, "deleted": false, "actions": ["Delete"]},
         {"id": "$6", "name": "Someone", "badge": null, "body": "Message deleted.", "edited": false, "deleted": true, "actions": []},
         {"id": "$8", "name": "Hostess", "badge": "Host", "body": "live one", "edited": false, "deleted": false, "actions": ["Report"]},
+        {"id": "$11", "name": "Someone", "badge": null, "body": "after the forgeries", "edited": false, "deleted": false, "actions": ["Report"]},
     ]);
     assert_eq!(shown, expected, "the reset dropped what came before it; the rest shows as text");
     let inert = browser

@@ -264,6 +264,7 @@ function addMessage(data, kind) {
   const sender = data.sender || {};
   const item = el("li", kind === "notice" ? "message notice" : "message");
   item.dataset.eventId = data.event_id;
+  item.dataset.key = String(sender.key || "");
   const meta = el("div", "meta");
   meta.append(el("span", "name", String(sender.name || "")));
   const mark = badge(sender.role);
@@ -291,16 +292,24 @@ function addMessage(data, kind) {
   if (state.caughtUp) announce(WORDS.announce(String(sender.name || ""), String(data.body || "")));
 }
 
+// Anyone may send an edit or a redaction naming any message; as Matrix clients do, an
+// edit counts only from the message's sender, a redaction from its sender or a host.
+function sentBy(item, data) {
+  return Boolean(data.sender && data.sender.key && data.sender.key === item.dataset.key);
+}
+
 function editMessage(data) {
   const item = data && findMessage(data.event_id);
-  if (!item || item.classList.contains("deleted")) return;
+  if (!item || item.classList.contains("deleted") || !sentBy(item, data)) return;
   item.querySelector(".body").textContent = String(data.body || "");
   if (!item.querySelector(".edited")) item.querySelector(".meta").append(el("span", "edited", WORDS.edited));
 }
 
-function redactMessage(data) {
+function redactMessage(data, mine) {
   const item = data && findMessage(data.event_id);
   if (!item) return;
+  const role = data.sender && data.sender.role;
+  if (!mine && !sentBy(item, data) && !["host", "moderator", "bot"].includes(role)) return;
   item.classList.add("deleted");
   item.querySelector(".body").textContent = WORDS.deleted;
   const edited = item.querySelector(".edited");
@@ -596,7 +605,7 @@ async function deleteMessage(eventId, item) {
       credentials: "omit",
     });
     if (response.ok) {
-      redactMessage({ event_id: eventId });
+      redactMessage({ event_id: eventId }, true);
       return;
     }
     const { error } = await refusal(response);
