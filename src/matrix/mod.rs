@@ -223,6 +223,21 @@ impl MatrixClient {
     }
 }
 
+impl MatrixClient {
+    /// The room's latest `limit` messages and redactions as the bot, oldest first: what
+    /// the web chat's log starts from when it has nothing of the room.
+    pub async fn latest_messages(
+        &self, room_id: &RoomId, limit: u32, deadline: Instant,
+    ) -> Result<Vec<Raw<AnyTimelineEvent>>, MatrixError> {
+        let mut request = get_message_events::v3::Request::new(room_id.to_owned(), ruma::api::Direction::Backward);
+        request.limit = ruma::UInt::from(limit);
+        request.filter.types = Some(vec!["m.room.message".to_owned(), "m.room.redaction".to_owned()]);
+        let mut events = self.send(request, None, deadline).await?.chunk;
+        events.reverse();
+        Ok(events)
+    }
+}
+
 /// A page of [`MatrixClient::messages`]: its events, and where the next page starts
 /// (`None` when this was the last).
 pub struct MessagesPage {

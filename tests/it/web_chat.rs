@@ -294,3 +294,56 @@ async fn a_web_fan_writes_in_the_room_as_a_marked_web_user_and_a_retry_sends_not
 fn copies_of(events: &[Value], body: &str) -> usize {
     events.iter().filter(|e| e["content"]["body"] == body).count()
 }
+
+/// A room whose log is empty (open before `webchat` was configured, or before Foyer kept
+/// the log) is refilled from the homeserver's latest messages for its first reader,
+/// shown by name, each once.
+#[tokio::test]
+async fn an_empty_log_is_refilled_from_the_homeserver_for_its_first_reader() {
+    let hs = Synapse::shared();
+    let mut foyer = TestFoyer::start().await;
+    let id = unique("webrefill");
+    let member = hs.create_user("member").await;
+    foyer.accept("reservation.created", open_reservation(&id, &[], 1)).await;
+    foyer.grant(&id, &[(&format!("{id}-t0"), member.user_id.as_str())]).await;
+    let ticket = format!("{id}-t1");
+    let email_ticket = json!({"ticket_id": ticket, "email": "refill@example.org"});
+    foyer.accept("ticket.granted", json!({"reservation_id": id, "tickets": [email_ticket]})).await;
+    let room_id = foyer.room_id(&id, Duration::from_secs(30)).await;
+    member.join_once_invited(&room_id, Duration::from_secs(30)).await;
+    let (status, sent) = member.send_text(&room_id, "said before the log").await;
+    assert_eq!(status, 200, "{sent}");
+    let event_id = sent["event_id"].as_str().unwrap().to_owned();
+    // Logged from the homeserver's transaction; then the log is emptied while Foyer is
+    // down, as a deployment that turns web chat on finds it.
+    let db = foyer.dir().join("foyer.db");
+    let logged = format!("SELECT COUNT(*) FROM webchat_log WHERE event_id = '{event_id}'");
+    crate::common::eventually(Duration::from_secs(30), "the message logged", || async {
+        (crate::common::foyer::sqlite_query(&db, &logged).trim() == "1").then_some(())
+    })
+    .await;
+    foyer.kill();
+    for table in ["webchat_log", "webchat_log_heads"] {
+        crate::common::foyer::sqlite_exec(&db, &format!("DELETE FROM {table} WHERE reservation_id = '{id}'"));
+    }
+    foyer.restart(&[]);
+    foyer.wait_ready().await;
+
+    let chat = ChatClient::of(&foyer).keeping(&["refill@example.org"]);
+    let (got, answer, text) = chat.session(&json!({"token": mint(SECRET, claims(&id, &ticket))})).await;
+    assert_eq!(got, 200, "{text}");
+    let session = answer["session"].as_str().unwrap().to_owned();
+    let (status, reader) = chat.stream(&session, None).await;
+    assert_eq!(status, 200);
+    let backlog = reader.unwrap().until("the end of the backlog", |e: &Sse| e.event == "ready").await;
+    let said: Vec<&Sse> = backlog.iter().filter(|e| e.data["event_id"] == event_id.as_str()).collect();
+    assert_eq!(said.len(), 1, "the member's message, once: {backlog:?}");
+    assert_eq!(said[0].data["body"], "said before the log", "{backlog:?}");
+    assert_eq!(said[0].data["sender"]["role"], "fan", "{backlog:?}");
+    assert!(backlog.iter().any(|e| e.event == "notice"), "the bot's notices too: {backlog:?}");
+    // A second reader finds the log filled: nothing is logged twice.
+    let (_, reader) = chat.stream(&session, None).await;
+    let again = reader.unwrap().until("the end of the backlog", |e: &Sse| e.event == "ready").await;
+    let ids = |events: &[Sse]| events.iter().filter_map(|e| e.id).collect::<Vec<u64>>();
+    assert_eq!(ids(&again), ids(&backlog), "the same entries");
+}

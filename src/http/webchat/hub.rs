@@ -13,7 +13,7 @@
 //! rooms become entries (`webchat::log`), appended before the transaction is answered.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -29,6 +29,7 @@ use tokio::sync::{Notify, broadcast, watch};
 
 use crate::{
     config::Config,
+    matrix::{MatrixClient, MatrixError},
     model::{EndReason, LoggedEntry, NewLogEntry, ReservationId, SessionHash},
     schedule::{self, Phase},
     store::{Store, StoreError},
@@ -37,6 +38,11 @@ use crate::{
 
 /// How often a feed looks for entries another instance appended, and for ended sessions.
 pub const POLL: Duration = Duration::from_secs(1);
+/// The messages an empty log is refilled with ([`Hub::refill`]): what a first reader
+/// is shown.
+const REFILL: u32 = 50;
+/// How long a refill may wait for the homeserver.
+const REFILL_TIME: Duration = Duration::from_secs(10);
 /// How often a feed reads its reservation's phase again.
 const PHASE_EVERY: Duration = Duration::from_secs(5);
 /// Entries a slow stream may fall behind before it is told to start again (`reset`).
@@ -66,6 +72,9 @@ pub struct Hub {
     config: Arc<Config>,
     feeds: Mutex<HashMap<ReservationId, Arc<Feed>>>,
     stop: watch::Receiver<bool>,
+    /// The reservations whose empty log this instance has refilled ([`Hub::refill`]), or
+    /// is refilling: once each.
+    refilled: Mutex<HashSet<ReservationId>>,
 }
 
 /// One reservation's feed, shared by its streams and its task.
@@ -85,7 +94,7 @@ pub struct Subscription {
 
 impl Hub {
     pub fn new(store: Arc<dyn Store>, config: Arc<Config>, stop: watch::Receiver<bool>) -> Hub {
-        Hub { store, config, feeds: Mutex::default(), stop }
+        Hub { store, config, feeds: Mutex::default(), stop, refilled: Mutex::default() }
     }
 
     /// Joins the reservation's feed, starting it if it has no reader yet. A stream
@@ -115,6 +124,41 @@ impl Hub {
 
     fn share(&self, feed: &Feed) -> Subscription {
         Subscription { frames: feed.frames.subscribe(), phase: feed.phase.clone(), stop: self.stop.clone() }
+    }
+
+    /// Fills the reservation's log from the room's latest messages on the homeserver
+    /// (`/messages`) when it has none, once per reservation and instance: a room that was
+    /// open before web chat was configured, or before Foyer kept the log (an upgrade),
+    /// has no entries, since the log is written from the transactions as they come. The
+    /// entries are logged as a transaction's would be, so a reader sees who said what,
+    /// by name. A log with entries is never refilled: the homeserver's transactions are
+    /// logged before they are answered, so a restart misses none of them. A failure is
+    /// logged, and the next reader tries again.
+    pub async fn refill(&self, reservation: &ReservationId, client: &MatrixClient) {
+        let first = self.refilled.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(reservation.clone());
+        if !first {
+            return;
+        }
+        if let Err(e) = self.refill_now(reservation, client).await {
+            tracing::warn!(%reservation, error = %e, "cannot refill the web chat's log from the homeserver");
+            self.refilled.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(reservation);
+        }
+    }
+
+    async fn refill_now(&self, reservation: &ReservationId, client: &MatrixClient) -> Result<(), RefillError> {
+        if self.store.web_log_head(reservation).await? > 0 {
+            return Ok(());
+        }
+        let Some(found) = self.store.reservation(reservation).await? else { return Ok(()) };
+        let Some(room_id) = found.room_id.as_deref().and_then(|r| ruma::RoomId::parse(r).ok()) else {
+            return Ok(());
+        };
+        let deadline = tokio::time::Instant::now() + REFILL_TIME;
+        let raws = client.latest_messages(&room_id, REFILL, deadline).await?;
+        let events: Vec<AnyTimelineEvent> = raws.iter().filter_map(|raw| raw.deserialize().ok()).collect();
+        let logged = record(self.store.as_ref(), self, &self.config, &events, Utc::now()).await?;
+        tracing::info!(%reservation, logged, "the web chat's empty log was refilled from the homeserver");
+        Ok(())
     }
 
     /// Wakes the reservation's feed, if it has readers: entries were appended.
@@ -199,6 +243,15 @@ impl Hub {
         let (times, status) = schedule::at(&record, &self.config.rooms, Utc::now());
         Ok(Some(PhaseNow { phase: status.phase, opens_at: times.opens_at }))
     }
+}
+
+/// Why a refill failed.
+#[derive(Debug, thiserror::Error)]
+enum RefillError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the homeserver did not give the room's messages: {0}")]
+    Homeserver(#[from] MatrixError),
 }
 
 /// Returns once `stop` is true (or its sender is gone).

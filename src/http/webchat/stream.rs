@@ -53,6 +53,9 @@ pub async fn stream(State(state): State<AppState>, headers: HeaderMap) -> Respon
     };
     let reservation = session.session.reservation.clone();
     let last_seen = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
+    if let Some(lifecycle) = state.lifecycle.get() {
+        state.chat.refill(&reservation, &lifecycle.client).await;
+    }
     // Subscribed before the backlog is read: nothing appended in between is lost.
     let subscription = match state.chat.subscribe(&reservation).await {
         Ok(subscription) => subscription,
