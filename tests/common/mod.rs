@@ -13,6 +13,7 @@
 //! - [`users`]: Matrix users (registered on Synapse, the bot, the matrix-nio client);
 //! - [`postgres`]: a PostgreSQL server and a fresh database per test;
 //! - [`standin`]: a homeserver stand-in in the test process, for benchmarks of Foyer alone;
+//! - [`webchat`]: viewer tokens, web chat sessions and their event streams;
 //! - here: what all of them need (free ports, tokens, waiting for a state).
 
 // Each binary uses part of the harness; what one leaves unused is not dead.
@@ -23,6 +24,7 @@ pub mod postgres;
 pub mod standin;
 pub mod synapse;
 pub mod users;
+pub mod webchat;
 
 use std::{
     io::{Read as _, Write as _},

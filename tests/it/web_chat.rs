@@ -6,26 +6,18 @@
 
 use std::time::{Duration, Instant};
 
-use jsonwebtoken::{EncodingKey, Header, encode};
 use serde_json::{Value, json};
 
+pub(crate) use crate::common::webchat::{mint, now};
 use crate::common::{
     foyer::{TestFoyer, open_reservation},
     synapse::Synapse,
     unique,
+    webchat::{Reader, Sse, is_message, post_session},
 };
 
 /// Every test Foyer's token secret (its slot's `webchat` section).
 const SECRET: &str = crate::common::foyer::WEBCHAT_SECRET;
-
-pub(crate) fn now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
-/// A viewer token: `claims` signed with HS256 and `secret`, as the platform mints one.
-pub(crate) fn mint(secret: &str, claims: Value) -> String {
-    encode(&Header::default(), &claims, &EncodingKey::from_secret(secret.as_bytes()).unwrap()).unwrap()
-}
 
 fn claims(rid: &str, tid: &str) -> Value {
     json!({"aud": "foyer", "iat": now(), "exp": now() + 3600, "rid": rid, "tid": tid, "name": "Web Fan"})
@@ -44,95 +36,6 @@ fn assert_clean(body: &str, secrets: &[&str]) {
         let email_like = at > 0 && bytes[at - 1].is_ascii_alphanumeric();
         assert!(!email_like, "an email in {body}");
     }
-}
-
-async fn post_session(foyer: &TestFoyer, body: Value) -> (u16, Value, String) {
-    let resp = foyer.http.post(format!("{}/chat/v1/session", foyer.base_url)).json(&body).send().await.unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null), text)
-}
-
-/// One Server-Sent Event.
-#[derive(Debug, Clone, PartialEq)]
-struct Sse {
-    id: Option<u64>,
-    event: String,
-    data: Value,
-}
-
-/// A stream being read: its events so far, and the raw text (checked at the end).
-struct Reader {
-    response: reqwest::Response,
-    buffer: String,
-    raw: String,
-}
-
-impl Reader {
-    async fn open(foyer: &TestFoyer, session: &str, last_event_id: Option<u64>) -> (u16, Result<Reader, String>) {
-        let mut req = foyer.http.get(format!("{}/chat/v1/stream", foyer.base_url)).bearer_auth(session);
-        if let Some(id) = last_event_id {
-            req = req.header("Last-Event-ID", id.to_string());
-        }
-        let response = req.send().await.unwrap();
-        let status = response.status().as_u16();
-        if status != 200 {
-            return (status, Err(response.text().await.unwrap()));
-        }
-        (status, Ok(Reader { response, buffer: String::new(), raw: String::new() }))
-    }
-
-    /// The next event, or `None` when the stream ends or `limit` passes.
-    async fn next(&mut self, limit: Duration) -> Option<Sse> {
-        let deadline = Instant::now() + limit;
-        loop {
-            while let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let mut sse = Sse { id: None, event: "message".into(), data: Value::Null };
-                let mut data = None;
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("id:") {
-                        sse.id = v.trim().parse().ok();
-                    } else if let Some(v) = line.strip_prefix("event:") {
-                        sse.event = v.trim().to_owned();
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data = Some(v.trim().to_owned());
-                    }
-                }
-                if let Some(data) = data {
-                    sse.data = serde_json::from_str(&data).unwrap();
-                    return Some(sse);
-                }
-            }
-            let left = deadline.checked_duration_since(Instant::now())?;
-            match tokio::time::timeout(left, self.response.chunk()).await {
-                Ok(Ok(Some(chunk))) => {
-                    let text = String::from_utf8(chunk.to_vec()).unwrap();
-                    self.raw.push_str(&text);
-                    self.buffer.push_str(&text);
-                }
-                _ => return None,
-            }
-        }
-    }
-
-    /// Events until one matches `until`, which is returned last.
-    async fn until(&mut self, what: &str, until: impl Fn(&Sse) -> bool) -> Vec<Sse> {
-        let mut seen = Vec::new();
-        loop {
-            let event = self.next(Duration::from_secs(30)).await;
-            let event = event.unwrap_or_else(|| panic!("no {what} in the stream; saw {seen:?}"));
-            let done = until(&event);
-            seen.push(event);
-            if done {
-                return seen;
-            }
-        }
-    }
-}
-
-fn is_message(body: &str) -> impl Fn(&Sse) -> bool + '_ {
-    move |e| e.event == "message" && e.data["body"] == body
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use foyer::{
         ViewerSub, WebRole, WebhookEvent,
     },
     secret::Secret,
-    store::{self, MAX_WEB_LOG_PAGE, Outbound, Outcome, Receipt, Store, StoreError},
+    store::{self, LogAppended, MAX_WEB_LOG_PAGE, Outbound, Outcome, Receipt, Store, StoreError},
 };
 use ruma::{OwnedEventId, OwnedUserId};
 
@@ -267,6 +267,55 @@ async fn instances_appending_at_once_share_one_gap_free_sequence() {
         assert_eq!(events.len(), 16, "{backend}: e0 to e15");
         assert_eq!(log.len(), 16 + 16, "{backend}: each event once, and each phase change");
         assert_eq!(b.web_log_head(&jazz()).await.unwrap(), 32, "{backend}");
+    })
+    .await;
+}
+
+/// On PostgreSQL an append that commits is told to every instance listening, with its
+/// reservation, in the order of the commits; one that appends nothing (a retry of an
+/// event logged already) tells nothing. SQLite has no other instance to tell.
+#[tokio::test]
+async fn an_append_is_told_to_the_instances_listening_when_it_commits() {
+    each_backend_twice(|a, b, backend| async move {
+        let Some(mut heard) = b.web_log_appends() else {
+            assert_eq!(backend, "sqlite", "only SQLite tells nothing");
+            return;
+        };
+        let next = async |heard: &mut tokio::sync::mpsc::Receiver<LogAppended>| {
+            tokio::time::timeout(Duration::from_secs(10), heard.recv()).await.ok().flatten()
+        };
+        // The listener connects on its own: A appends until B hears one.
+        let mut i = 0;
+        loop {
+            i += 1;
+            a.append_web_log(&jazz(), &[entry(event(&format!("j{i}")), LogKind::Message, "m")], t0()).await.unwrap();
+            match tokio::time::timeout(Duration::from_millis(200), heard.recv()).await {
+                Ok(told) => {
+                    assert_eq!(told, Some(LogAppended::To(jazz())), "{backend}");
+                    break;
+                }
+                Err(_) => assert!(i < 50, "{backend}: no append told in {i} tries"),
+            }
+        }
+        // A retry of an event logged already appends nothing and tells nothing: after
+        // it, the next told is blues's.
+        let retry = a.append_web_log(&jazz(), &[entry(event("j1"), LogKind::Message, "m")], t0()).await.unwrap();
+        assert!(retry.is_empty(), "{backend}");
+        a.append_web_log(&blues(), &[entry(event("b1"), LogKind::Message, "m")], t0()).await.unwrap();
+        loop {
+            match next(&mut heard).await {
+                // A try told later than the wait for it.
+                Some(LogAppended::To(r)) if r == jazz() => {}
+                told => {
+                    assert_eq!(told, Some(LogAppended::To(blues())), "{backend}");
+                    break;
+                }
+            }
+        }
+        let retry = a.append_web_log(&jazz(), &[entry(event("j1"), LogKind::Message, "m")], t0()).await.unwrap();
+        assert!(retry.is_empty(), "{backend}");
+        b.append_web_log(&blues(), &[entry(event("b2"), LogKind::Message, "m")], t0()).await.unwrap();
+        assert_eq!(next(&mut heard).await, Some(LogAppended::To(blues())), "{backend}: its own appends too");
     })
     .await;
 }
