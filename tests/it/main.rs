@@ -31,5 +31,6 @@ mod stream;
 mod transcripts;
 mod upgrade;
 mod web_chat;
+mod web_readers;
 mod web_users;
 mod webhooks;
