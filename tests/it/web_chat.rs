@@ -204,19 +204,34 @@ async fn post_message(foyer: &TestFoyer, session: &str, body: Value) -> (u16, Va
     (status, serde_json::from_str(&text).unwrap_or(Value::Null), text)
 }
 
-#[tokio::test]
-async fn a_web_fan_writes_in_the_room_as_a_marked_web_user_and_a_retry_sends_nothing_new() {
+/// An open show hosted by a Matrix member, who has joined its room, and one email ticket
+/// (`<id>-t1`, held by `email`): a web fan's.
+struct HostedShow {
+    foyer: TestFoyer,
+    host: crate::common::users::TestUser,
+    id: String,
+    ticket: String,
+    room_id: String,
+}
+
+async fn hosted_show(name: &str, email: &str) -> HostedShow {
     let hs = Synapse::shared();
     let foyer = TestFoyer::start().await;
-    let id = unique("webwrite");
-    let member = hs.create_user("member").await;
-    // The member hosts the show: a host may kick.
-    foyer.accept("reservation.created", open_reservation(&id, &[member.user_id.as_str()], 1)).await;
+    let id = unique(name);
+    let host = hs.create_user("host").await;
+    foyer.accept("reservation.created", open_reservation(&id, &[host.user_id.as_str()], 1)).await;
     let ticket = format!("{id}-t1");
-    let email_ticket = json!({"ticket_id": ticket, "email": "zoe@example.org"});
+    let email_ticket = json!({"ticket_id": ticket, "email": email});
     foyer.accept("ticket.granted", json!({"reservation_id": id, "tickets": [email_ticket]})).await;
     let room_id = foyer.room_id(&id, Duration::from_secs(30)).await;
-    member.join_once_invited(&room_id, Duration::from_secs(30)).await;
+    host.join_once_invited(&room_id, Duration::from_secs(30)).await;
+    HostedShow { foyer, host, id, ticket, room_id }
+}
+
+#[tokio::test]
+async fn a_web_fan_writes_in_the_room_as_a_marked_web_user_and_a_retry_sends_nothing_new() {
+    // The member hosts the show: a host may kick.
+    let HostedShow { foyer, host: member, id, ticket, room_id } = hosted_show("webwrite", "zoe@example.org").await;
     let zoe = format!("Zoe {}", &id[id.len() - 4..]);
     let token =
         mint(SECRET, json!({"aud": "foyer", "iat": now(), "exp": now() + 3600, "rid": id, "tid": ticket, "name": zoe}));
@@ -316,4 +331,45 @@ async fn a_web_fan_writes_in_the_room_as_a_marked_web_user_and_a_retry_sends_not
 
 fn copies_of(events: &[Value], body: &str) -> usize {
     events.iter().filter(|e| e["content"]["body"] == body).count()
+}
+
+/// Contract §10: a ban of a web user in Matrix bans its ticket in the reservation, not
+/// its holder: once the ticket moves to another holder, their tokens are refused too.
+#[tokio::test]
+async fn a_ban_follows_the_ticket_to_its_next_holder() {
+    let HostedShow { foyer, host, id, ticket, room_id } = hosted_show("webban", "ann@example.org").await;
+    let token = |name: &str| {
+        let claims = json!({"aud": "foyer", "iat": now(), "exp": now() + 3600, "rid": id, "tid": ticket, "name": name});
+        json!({"token": mint(SECRET, claims)})
+    };
+
+    // Ann writes, so her web user is in the room; the host bans it.
+    let (got, answer, text) = post_session(&foyer, token("Ann")).await;
+    assert_eq!(got, 200, "{text}");
+    let session = answer["session"].as_str().unwrap().to_owned();
+    let body = format!("hello from Ann {id}");
+    let (got, _, text) = post_message(&foyer, &session, json!({"txn_id": "a1", "body": body})).await;
+    assert_eq!(got, 200, "{text}");
+    let web_user = crate::common::eventually(Duration::from_secs(30), "the host sees Ann's message", || async {
+        let events = host.messages(&room_id).await;
+        events.iter().find(|e| e["content"]["body"] == body.as_str()).map(|e| e["sender"].as_str().unwrap().to_owned())
+    })
+    .await;
+    let path = format!("/_matrix/client/v3/rooms/{}/ban", crate::common::enc(&room_id));
+    let (status, banned) = host.request(reqwest::Method::POST, &path, Some(json!({"user_id": web_user}))).await;
+    assert_eq!(status, 200, "{banned}");
+    crate::common::eventually(Duration::from_secs(30), "Ann's ticket to be banned", || async {
+        let (got, answer, _) = post_session(&foyer, token("Ann")).await;
+        (got == 403 && answer["errcode"] == "FOYER_VIEWER_BANNED").then_some(())
+    })
+    .await;
+
+    // The ticket moves to Bea (committed before the 202): her tokens name the same
+    // ticket, and are refused as Ann's are.
+    let next_holder = json!({"ticket_id": ticket, "email": "bea@example.org"});
+    foyer.accept("ticket.granted", json!({"reservation_id": id, "tickets": [next_holder]})).await;
+    assert!(foyer.log().contains("ticket moved to another holder"), "the grant was not a move");
+    let (got, answer, text) = post_session(&foyer, token("Bea")).await;
+    assert_eq!((got, answer["errcode"].as_str()), (403, Some("FOYER_VIEWER_BANNED")), "{text}");
+    assert_clean(&text, &[foyer.slot.as_token.as_str(), SECRET]);
 }
