@@ -320,6 +320,48 @@ async fn an_append_is_told_to_the_instances_listening_when_it_commits() {
     .await;
 }
 
+/// A listener whose connection is lost (here ended by the server) says appends may have
+/// gone untold, listens again on a new one, and tells the appends after.
+#[tokio::test]
+async fn a_lost_listener_says_so_and_listens_again() {
+    let url = fresh_postgres_database().await;
+    let config = config(&url, DatabaseKind::Postgres);
+    let a = store::open(&config, Outbound::Skip).await.unwrap();
+    let b = store::open(&config, Outbound::Skip).await.unwrap();
+    let mut heard = b.web_log_appends().expect("PostgreSQL tells of appends");
+    // Appends until one is told (the listener connects on its own, and again after a
+    // loss); what was told before it, of earlier tries, is left out.
+    let appended_until_told = async |heard: &mut tokio::sync::mpsc::Receiver<LogAppended>, tag: &str| {
+        for i in 0..50 {
+            a.append_web_log(&jazz(), &[entry(event(&format!("{tag}{i}")), LogKind::Message, "m")], t0())
+                .await
+                .unwrap();
+            if let Ok(told) = tokio::time::timeout(Duration::from_millis(200), heard.recv()).await {
+                assert_eq!(told, Some(LogAppended::To(jazz())));
+                return;
+            }
+        }
+        panic!("no append told in 50 tries");
+    };
+    appended_until_told(&mut heard, "first").await;
+    hand_edit(
+        &url,
+        DatabaseKind::Postgres,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .await;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), heard.recv()).await {
+            Ok(Some(LogAppended::Untold)) => break,
+            // An earlier try's, told late.
+            Ok(Some(LogAppended::To(r))) if r == jazz() => {}
+            other => panic!("the loss was not told: {other:?}"),
+        }
+    }
+    appended_until_told(&mut heard, "again").await;
+}
+
 #[tokio::test]
 async fn a_viewer_has_one_web_user_whichever_instance_registers_it() {
     each_backend_twice(|a, b, backend| async move {
