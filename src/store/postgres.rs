@@ -200,6 +200,7 @@ async fn listen_for_web_log_appends(options: Arc<PgConnectOptions>, appends: mps
         let told = match heard {
             Ok(Some(notice)) => match ReservationId::parse(notice.payload()) {
                 Ok(reservation) => LogAppended::To(reservation),
+                // Not Foyer's notice (anyone connected may notify on the channel).
                 Err(_) => continue,
             },
             // Lost, and made again by the listener already.

@@ -4,9 +4,8 @@
 //! A feed is a task that reads the log's new entries from the store (woken by this
 //! instance's appservice handler after an append; on PostgreSQL by the database, when
 //! any instance's append commits; and every second, in case a wake went missing) and
-//! sends each once
-//! to a `tokio::sync::broadcast` that every stream listens to: a thousand readers cost
-//! one read per new entry, and the homeserver nothing. The same task tells the streams
+//! sends each once to a `tokio::sync::broadcast` that every stream listens to: a
+//! thousand readers cost one read per new entry, and the homeserver nothing. The same task tells the streams
 //! of sessions ended (their ticket revoked or moved, their viewer banned) and of the
 //! reservation's phase. It ends when its last reader leaves, or at shutdown.
 //!
