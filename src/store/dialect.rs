@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 use macro_rules_attribute::apply;
 use sqlx::{Database, IntoArguments, Pool, query::Query};
 
-use super::{Claim, Outbound, Outcome, Receipt, ReservationRecord, StoreError, rows::Read, to_millis};
+use super::{
+    Claim, Outbound, Outcome, Receipt, ReservationRecord, StoreError, rows::Read, to_millis, webchat::LogAppended,
+};
 use crate::config::DatabaseKind;
 use crate::model::{ReservationId, WebhookEvent};
 
@@ -32,6 +34,9 @@ pub trait Dialect: Database<Row: Read, Arguments: IntoArguments<Self>> {
     const LOCK_STREAM_KEY: Option<&'static str>;
     /// [`sql::outbox_claim`] with the dialect's row locking.
     const OUTBOX_CLAIM: &'static str;
+    /// Run in a room log append's transaction, bound to the reservation id, to tell the
+    /// other instances of it when it commits; `None` where there are no others to tell.
+    const TELL_WEB_LOG_APPEND: Option<&'static str>;
 
     fn rows_affected(done: &Self::QueryResult) -> u64;
 
@@ -43,6 +48,9 @@ pub trait Dialect: Database<Row: Read, Arguments: IntoArguments<Self>> {
     ) -> Result<Outcome, StoreError>;
 
     async fn claim_due(store: &SqlStore<Self>, due: Due<'_>) -> Result<Vec<Claim>, StoreError>;
+
+    /// The appends to the room log the database tells of ([`super::WebchatStore::web_log_appends`]).
+    fn web_log_appends(store: &SqlStore<Self>) -> Option<tokio::sync::mpsc::Receiver<LogAppended>>;
 
     /// One reservation's record (the read API's `GET`, the lifecycle's look at one).
     async fn reservation(store: &SqlStore<Self>, id: &ReservationId) -> Result<Option<ReservationRecord>, StoreError>;

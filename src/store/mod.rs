@@ -38,7 +38,7 @@ pub use self::{
     sqlite::SqliteStore,
     tickets::{LookupDue, TicketStore},
     transcript::TranscriptStore,
-    webchat::{MAX_WEB_LOG_PAGE, WebchatStore},
+    webchat::{LogAppended, MAX_WEB_LOG_PAGE, WebchatStore},
 };
 use crate::model::{
     CreateBegan, LifecycleState, MemberCounts, ReservationRecord, Signals, StepRecord, TicketCounts, TicketRow,

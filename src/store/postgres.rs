@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sqlx::{
     PgPool, Postgres,
-    postgres::{PgArguments, PgPoolOptions, PgQueryResult},
+    postgres::{PgArguments, PgConnectOptions, PgListener, PgPoolOptions, PgQueryResult},
     query::Query,
 };
 
@@ -19,6 +19,7 @@ use super::{
     dialect::{Dialect, Due, SqlStore},
     intake::{self, INTAKE_BATCH, INTAKE_QUEUE, Job},
     leases, outbox, reservations, schema,
+    webchat::LogAppended,
 };
 use crate::config::DatabaseKind;
 use crate::model::{ReservationId, ReservationRecord, WebhookEvent};
@@ -38,6 +39,8 @@ impl Dialect for Postgres {
     /// Two keys may share a lock (a 32-bit hash of the hash): they then wait, no more.
     const LOCK_STREAM_KEY: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(7417012, hashtext($1))");
     const OUTBOX_CLAIM: &'static str = outbox::outbox_claim!("FOR UPDATE SKIP LOCKED");
+    /// Sent when the transaction commits, to every session listening on the channel.
+    const TELL_WEB_LOG_APPEND: Option<&'static str> = Some("SELECT pg_notify('foyer_webchat_log', $1)");
     const REMINDER_SENT: &'static str = "UPDATE lifecycle
         SET reminders_sent = (COALESCE(reminders_sent, '[]')::jsonb || to_jsonb($1::bigint))::text
         WHERE reservation_id = $2";
@@ -75,6 +78,12 @@ impl Dialect for Postgres {
         .fetch_all(&store.pool)
         .await?;
         claimed.iter().map(|row| leases::due_claim(row, due.owner)).collect()
+    }
+
+    fn web_log_appends(store: &PostgresStore) -> Option<mpsc::Receiver<LogAppended>> {
+        let (appends, heard) = mpsc::channel(APPENDS_WAITING);
+        tokio::spawn(listen_for_web_log_appends(store.pool.connect_options(), appends));
+        Some(heard)
     }
 
     async fn reservation(store: &PostgresStore, id: &ReservationId) -> Result<Option<ReservationRecord>, StoreError> {
@@ -144,4 +153,73 @@ async fn commit(
             Ok(None)
         }
     }
+}
+
+/// The channel [`Dialect::TELL_WEB_LOG_APPEND`] notifies.
+const WEB_LOG_CHANNEL: &str = "foyer_webchat_log";
+/// Appends heard and not yet taken by the hub; more are dropped, as a late reader's
+/// look finds them anyway.
+const APPENDS_WAITING: usize = 1024;
+/// The waits before connecting again after a failure, doubling from the first.
+const LISTEN_RETRY_MIN: std::time::Duration = std::time::Duration::from_secs(1);
+const LISTEN_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Listens for appends to the room log on a connection of its own (its own pool of
+/// one, so that it takes none of the store's), until `appends`' receiver is dropped.
+/// A lost connection is made again, and the loss told as [`LogAppended::Untold`] once
+/// it listens again.
+async fn listen_for_web_log_appends(options: Arc<PgConnectOptions>, appends: mpsc::Sender<LogAppended>) {
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .connect_lazy_with((*options).clone());
+    let mut listener: Option<PgListener> = None;
+    let mut wait = LISTEN_RETRY_MIN;
+    // Whether appends may have gone untold since the connection was lost.
+    let mut lost = false;
+    loop {
+        let heard = async {
+            if listener.is_none() {
+                let mut made = PgListener::connect_with(&pool).await?;
+                made.listen(WEB_LOG_CHANNEL).await?;
+                listener = Some(made);
+                if std::mem::take(&mut lost) {
+                    let _ = appends.try_send(LogAppended::Untold);
+                }
+            }
+            match listener.as_mut() {
+                Some(listening) => listening.try_recv().await,
+                None => Ok(None),
+            }
+        };
+        let heard = tokio::select! {
+            heard = heard => heard,
+            () = appends.closed() => break,
+        };
+        let told = match heard {
+            Ok(Some(notice)) => match ReservationId::parse(notice.payload()) {
+                Ok(reservation) => LogAppended::To(reservation),
+                // Not Foyer's notice (anyone connected may notify on the channel).
+                Err(_) => continue,
+            },
+            // Lost, and made again by the listener already.
+            Ok(None) => LogAppended::Untold,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_s = wait.as_secs(), "cannot listen for the web chat's appends; trying again");
+                (listener, lost) = (None, true);
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = appends.closed() => break,
+                }
+                wait = (wait * 2).min(LISTEN_RETRY_MAX);
+                continue;
+            }
+        };
+        wait = LISTEN_RETRY_MIN;
+        // Full: the hub is behind, and its feeds will look on their own.
+        let _ = appends.try_send(told);
+    }
+    drop(listener);
+    pool.close().await;
 }

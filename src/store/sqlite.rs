@@ -29,6 +29,7 @@ use super::{
     leases, outbox, reservations,
     rows::Read,
     schema,
+    webchat::LogAppended,
 };
 use crate::config::DatabaseKind;
 use crate::model::{ReservationId, ReservationRecord, WebhookEvent};
@@ -51,6 +52,8 @@ impl Dialect for Sqlite {
     /// One writer (`BEGIN IMMEDIATE`, group commit) writes every reservation.
     const LOCK_STREAM_KEY: Option<&'static str> = None;
     const OUTBOX_CLAIM: &'static str = outbox::outbox_claim!("");
+    /// One instance: its hub hears of its own appends.
+    const TELL_WEB_LOG_APPEND: Option<&'static str> = None;
     const REMINDER_SENT: &'static str =
         "UPDATE lifecycle SET reminders_sent = json_insert(COALESCE(reminders_sent, '[]'), '$[#]', $1)
          WHERE reservation_id = $2";
@@ -98,6 +101,10 @@ impl Dialect for Sqlite {
         }
         tx.commit().await?;
         Ok(claims)
+    }
+
+    fn web_log_appends(_: &SqliteStore) -> Option<tokio::sync::mpsc::Receiver<LogAppended>> {
+        None
     }
 
     /// Read in place; through the pool when that fails (say, `SQLITE_BUSY`: an in-place

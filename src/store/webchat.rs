@@ -9,6 +9,11 @@
 //! reservation, from any number of instances, take turns, and each sees the events the
 //! one before it logged, so a seq is never skipped or given twice, and an event is
 //! logged once.
+//!
+//! On PostgreSQL an append also tells every instance of it when it commits (`NOTIFY`
+//! with its reservation id, in the append's transaction, so a rolled back append tells
+//! nothing): [`WebchatStore::web_log_appends`] hears it, so a reader on one instance
+//! gets what the homeserver sent another at once, rather than at the hub's next poll.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -26,6 +31,16 @@ use crate::model::{
     DisplayName, EndReason, LogKind, LogPayload, LoggedEntry, NewLogEntry, NewWebSession, NewWebUser, Removal,
     ReservationId, SessionHash, SessionSource, SessionState, TicketId, ViewerKey, WebRole, WebSession, WebUser,
 };
+
+/// What the database tells of appends to the room log ([`WebchatStore::web_log_appends`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogAppended {
+    /// Entries were appended to this reservation's log, by any instance (this one too).
+    To(ReservationId),
+    /// The connection that hears appends was lost and is made again: appends between the
+    /// two went untold, to any reservation.
+    Untold,
+}
 
 /// The most log entries one read returns ([`WebchatStore::web_log_after`],
 /// [`WebchatStore::web_log_last`]); a larger limit is taken as this.
@@ -136,6 +151,13 @@ pub trait WebchatStore: Send + Sync {
     async fn append_web_log(
         &self, reservation: &ReservationId, entries: &[NewLogEntry], now: DateTime<Utc>,
     ) -> Result<Vec<LoggedEntry>, StoreError>;
+
+    /// The appends to the room log that the database tells of, whichever instance made
+    /// them, as they commit: on PostgreSQL, from a connection of its own that listens
+    /// (`LISTEN`) until the receiver is dropped, and is made again when lost. `None` on
+    /// SQLite, which tells nothing (one instance, whose own appends its hub knows of).
+    /// A reader still looks on its own now and then: a notice may come late or never.
+    fn web_log_appends(&self) -> Option<tokio::sync::mpsc::Receiver<LogAppended>>;
 
     /// The entries after seq `after`, oldest first, at most `limit` (and
     /// [`MAX_WEB_LOG_PAGE`]).
@@ -293,9 +315,16 @@ impl WebchatStore for SqlStore<D> {
         }
         if !appended.is_empty() {
             sqlx::query(SET_HEAD).bind(id).bind(stored_seq(seq)?).execute(&mut *tx).await?;
+            if let Some(tell) = D::TELL_WEB_LOG_APPEND {
+                sqlx::query(tell).bind(id).execute(&mut *tx).await?;
+            }
         }
         tx.commit().await?;
         Ok(appended)
+    }
+
+    fn web_log_appends(&self) -> Option<tokio::sync::mpsc::Receiver<LogAppended>> {
+        D::web_log_appends(self)
     }
 
     async fn web_log_after(

@@ -13,7 +13,8 @@
 //! - [`users`]: Matrix users (registered on Synapse, the bot, the matrix-nio client);
 //! - [`postgres`]: a PostgreSQL server and a fresh database per test;
 //! - [`standin`]: a homeserver stand-in in the test process, for benchmarks of Foyer alone;
-//! - [`webchat`]: the one client of the web chat, which checks every answer it reads;
+//! - [`webchat`]: viewer tokens, and the one client of the web chat, which checks every
+//!   answer it reads and its event streams;
 //! - here: what all of them need (free ports, tokens, waiting for a state).
 
 // Each binary uses part of the harness; what one leaves unused is not dead.

@@ -257,6 +257,33 @@ impl ChatStream {
     }
 }
 
+/// Now, in seconds since the epoch, as a token's `iat` says it.
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// A viewer token: `claims` signed with HS256 and `secret`, as the platform mints one.
+pub fn mint(secret: &str, claims: Value) -> String {
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    encode(&Header::default(), &claims, &EncodingKey::from_secret(secret.as_bytes()).unwrap()).unwrap()
+}
+
+/// A session for ticket `tid` of reservation `rid`, from a token signed with the test
+/// Foyers' secret, for a viewer named `name`; panics if it is refused.
+pub async fn session_for(foyer: &TestFoyer, rid: &str, tid: &str, name: &str) -> String {
+    let claims =
+        serde_json::json!({"aud": "foyer", "iat": now(), "exp": now() + 3600, "rid": rid, "tid": tid, "name": name});
+    let (status, answer, text) =
+        ChatClient::of(foyer).session(&serde_json::json!({"token": mint(WEBCHAT_SECRET, claims)})).await;
+    assert_eq!(status, 200, "{text}");
+    answer["session"].as_str().expect("a session").to_owned()
+}
+
+/// Whether an event is the message with this body.
+pub fn is_message(body: &str) -> impl Fn(&Sse) -> bool + '_ {
+    move |e| e.event == "message" && e.data["body"] == body
+}
+
 #[cfg(test)]
 mod tests {
     use super::{assert_private, email_in, keep_private, matrix_id_in};

@@ -32,5 +32,6 @@ mod transcripts;
 mod upgrade;
 mod web_chat;
 mod web_claims;
+mod web_readers;
 mod web_users;
 mod webhooks;

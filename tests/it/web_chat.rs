@@ -7,7 +7,6 @@
 
 use std::time::{Duration, Instant};
 
-use jsonwebtoken::{EncodingKey, Header, encode};
 use serde_json::{Value, json};
 
 use crate::common::{
@@ -20,21 +19,10 @@ use crate::common::{
 /// Every test Foyer's token secret (its slot's `webchat` section).
 const SECRET: &str = crate::common::foyer::WEBCHAT_SECRET;
 
-pub(crate) fn now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
-/// A viewer token: `claims` signed with HS256 and `secret`, as the platform mints one.
-pub(crate) fn mint(secret: &str, claims: Value) -> String {
-    encode(&Header::default(), &claims, &EncodingKey::from_secret(secret.as_bytes()).unwrap()).unwrap()
-}
+pub(crate) use crate::common::webchat::{is_message, mint, now};
 
 fn claims(rid: &str, tid: &str) -> Value {
     json!({"aud": "foyer", "iat": now(), "exp": now() + 3600, "rid": rid, "tid": tid, "name": "Web Fan"})
-}
-
-fn is_message(body: &str) -> impl Fn(&Sse) -> bool + '_ {
-    move |e| e.event == "message" && e.data["body"] == body
 }
 
 #[tokio::test]
@@ -346,4 +334,54 @@ async fn an_empty_log_is_refilled_from_the_homeserver_for_its_first_reader() {
     let again = reader.unwrap().until("the end of the backlog", |e: &Sse| e.event == "ready").await;
     let ids = |events: &[Sse]| events.iter().filter_map(|e| e.id).collect::<Vec<u64>>();
     assert_eq!(ids(&again), ids(&backlog), "the same entries");
+}
+
+/// A ban of a web user in Matrix bans its ticket in the reservation, not its holder:
+/// once the ticket moves to another holder, their tokens are refused too.
+#[tokio::test]
+async fn a_ban_follows_the_ticket_to_its_next_holder() {
+    let hs = Synapse::shared();
+    let foyer = TestFoyer::start().await;
+    let id = unique("webban");
+    let host = hs.create_user("host").await;
+    foyer.accept("reservation.created", open_reservation(&id, &[host.user_id.as_str()], 1)).await;
+    let ticket = format!("{id}-t1");
+    let email_ticket = json!({"ticket_id": ticket, "email": "ann@example.org"});
+    foyer.accept("ticket.granted", json!({"reservation_id": id, "tickets": [email_ticket]})).await;
+    let room_id = foyer.room_id(&id, Duration::from_secs(30)).await;
+    host.join_once_invited(&room_id, Duration::from_secs(30)).await;
+    let chat = ChatClient::of(&foyer).keeping(&["ann@example.org", "bea@example.org"]);
+    let token = |name: &str| {
+        let claims = json!({"aud": "foyer", "iat": now(), "exp": now() + 3600, "rid": id, "tid": ticket, "name": name});
+        json!({"token": mint(SECRET, claims)})
+    };
+
+    // Ann writes, so her web user is in the room; the host bans it.
+    let (got, answer, text) = chat.session(&token("Ann")).await;
+    assert_eq!(got, 200, "{text}");
+    let session = answer["session"].as_str().unwrap().to_owned();
+    let body = format!("hello from Ann {id}");
+    let (got, _, text) = chat.post_message(&session, &json!({"txn_id": "a1", "body": body})).await;
+    assert_eq!(got, 200, "{text}");
+    let web_user = crate::common::eventually(Duration::from_secs(30), "the host sees Ann's message", || async {
+        let events = host.messages(&room_id).await;
+        events.iter().find(|e| e["content"]["body"] == body.as_str()).map(|e| e["sender"].as_str().unwrap().to_owned())
+    })
+    .await;
+    let path = format!("/_matrix/client/v3/rooms/{}/ban", crate::common::enc(&room_id));
+    let (status, banned) = host.request(reqwest::Method::POST, &path, Some(json!({"user_id": web_user}))).await;
+    assert_eq!(status, 200, "{banned}");
+    crate::common::eventually(Duration::from_secs(30), "Ann's ticket to be banned", || async {
+        let (got, answer, _) = chat.session(&token("Ann")).await;
+        (got == 403 && answer["errcode"] == "FOYER_VIEWER_BANNED").then_some(())
+    })
+    .await;
+
+    // The ticket moves to Bea (committed before the 202): her tokens name the same
+    // ticket, and are refused as Ann's are.
+    let next_holder = json!({"ticket_id": ticket, "email": "bea@example.org"});
+    foyer.accept("ticket.granted", json!({"reservation_id": id, "tickets": [next_holder]})).await;
+    assert!(foyer.log().contains("ticket moved to another holder"), "the grant was not a move");
+    let (got, answer, text) = chat.session(&token("Bea")).await;
+    assert_eq!((got, answer["errcode"].as_str()), (403, Some("FOYER_VIEWER_BANNED")), "{text}");
 }

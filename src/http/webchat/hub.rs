@@ -2,10 +2,10 @@
 //! readers, in memory, fanning the room log out to every stream of this instance.
 //!
 //! A feed is a task that reads the log's new entries from the store (woken by this
-//! instance's appservice handler after an append, and every second, so that entries
-//! another instance appended on the shared PostgreSQL are seen too) and sends each once
-//! to a `tokio::sync::broadcast` that every stream listens to: a thousand readers cost
-//! one read per new entry, and the homeserver nothing. The same task tells the streams
+//! instance's appservice handler after an append; on PostgreSQL by the database, when
+//! any instance's append commits; and every second, in case a wake went missing) and
+//! sends each once to a `tokio::sync::broadcast` that every stream listens to: a
+//! thousand readers cost one read per new entry, and the homeserver nothing. The same task tells the streams
 //! of sessions ended (their ticket revoked or moved, their viewer banned) and of the
 //! reservation's phase. It ends when its last reader leaves, or at shutdown.
 //!
@@ -14,7 +14,10 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -32,11 +35,12 @@ use crate::{
     matrix::{MatrixClient, MatrixError},
     model::{EndReason, LoggedEntry, NewLogEntry, ReservationId, SessionHash},
     schedule::{self, Phase},
-    store::{Store, StoreError},
+    store::{LogAppended, Store, StoreError},
     webchat::log,
 };
 
-/// How often a feed looks for entries another instance appended, and for ended sessions.
+/// How often a feed looks for entries it was not woken for (another instance's, on
+/// SQLite, or whose notice was lost), and for ended sessions.
 pub const POLL: Duration = Duration::from_secs(1);
 /// The messages an empty log is refilled with ([`Hub::refill`]): what a first reader
 /// is shown.
@@ -75,6 +79,8 @@ pub struct Hub {
     /// The reservations whose empty log this instance has refilled ([`Hub::refill`]), or
     /// is refilling: once each.
     refilled: Mutex<HashSet<ReservationId>>,
+    /// Whether the hub listens to the database for appends yet: from its first reader on.
+    listening: AtomicBool,
 }
 
 /// One reservation's feed, shared by its streams and its task.
@@ -94,12 +100,22 @@ pub struct Subscription {
 
 impl Hub {
     pub fn new(store: Arc<dyn Store>, config: Arc<Config>, stop: watch::Receiver<bool>) -> Hub {
-        Hub { store, config, feeds: Mutex::default(), stop, refilled: Mutex::default() }
+        Hub {
+            store,
+            config,
+            feeds: Mutex::default(),
+            stop,
+            refilled: Mutex::default(),
+            listening: AtomicBool::new(false),
+        }
     }
 
     /// Joins the reservation's feed, starting it if it has no reader yet. A stream
     /// subscribes before it reads its backlog, so that nothing falls between the two.
     pub async fn subscribe(self: &Arc<Self>, reservation: &ReservationId) -> Result<Subscription, StoreError> {
+        if !self.listening.swap(true, Ordering::Relaxed) {
+            tokio::spawn(self.clone().hear_appends());
+        }
         if let Some(subscription) = self.existing(reservation) {
             return Ok(subscription);
         }
@@ -166,6 +182,31 @@ impl Hub {
         let feeds = self.feeds.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(feed) = feeds.get(reservation) {
             feed.wake.notify_one();
+        }
+    }
+
+    /// Wakes every feed: appends may have gone untold.
+    fn wake_all(&self) {
+        let feeds = self.feeds.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for feed in feeds.values() {
+            feed.wake.notify_one();
+        }
+    }
+
+    /// Wakes the feeds of the appends the database tells of (any instance's: on
+    /// PostgreSQL), until shutdown. Nothing to hear on SQLite.
+    async fn hear_appends(self: Arc<Self>) {
+        let Some(mut appends) = self.store.web_log_appends() else { return };
+        let mut stop = self.stop.clone();
+        loop {
+            tokio::select! {
+                heard = appends.recv() => match heard {
+                    Some(LogAppended::To(reservation)) => self.wake(&reservation),
+                    Some(LogAppended::Untold) => self.wake_all(),
+                    None => break,
+                },
+                () = stopped(&mut stop) => break,
+            }
         }
     }
 

@@ -12,7 +12,7 @@ use foyer::{
         ViewerSub, WebRole, WebhookEvent,
     },
     secret::Secret,
-    store::{self, MAX_WEB_LOG_PAGE, Outbound, Outcome, Receipt, Store, StoreError},
+    store::{self, LogAppended, MAX_WEB_LOG_PAGE, Outbound, Outcome, Receipt, Store, StoreError},
 };
 use ruma::{OwnedEventId, OwnedUserId};
 
@@ -269,6 +269,97 @@ async fn instances_appending_at_once_share_one_gap_free_sequence() {
         assert_eq!(b.web_log_head(&jazz()).await.unwrap(), 32, "{backend}");
     })
     .await;
+}
+
+/// On PostgreSQL an append that commits is told to every instance listening, with its
+/// reservation, in the order of the commits; one that appends nothing (a retry of an
+/// event logged already) tells nothing. SQLite has no other instance to tell.
+#[tokio::test]
+async fn an_append_is_told_to_the_instances_listening_when_it_commits() {
+    each_backend_twice(|a, b, backend| async move {
+        let Some(mut heard) = b.web_log_appends() else {
+            assert_eq!(backend, "sqlite", "only SQLite tells nothing");
+            return;
+        };
+        let next = async |heard: &mut tokio::sync::mpsc::Receiver<LogAppended>| {
+            tokio::time::timeout(Duration::from_secs(10), heard.recv()).await.ok().flatten()
+        };
+        // The listener connects on its own: A appends until B hears one.
+        let mut i = 0;
+        loop {
+            i += 1;
+            a.append_web_log(&jazz(), &[entry(event(&format!("j{i}")), LogKind::Message, "m")], t0()).await.unwrap();
+            match tokio::time::timeout(Duration::from_millis(200), heard.recv()).await {
+                Ok(told) => {
+                    assert_eq!(told, Some(LogAppended::To(jazz())), "{backend}");
+                    break;
+                }
+                Err(_) => assert!(i < 50, "{backend}: no append told in {i} tries"),
+            }
+        }
+        // A retry of an event logged already appends nothing and tells nothing: after
+        // it, the next told is blues's.
+        let retry = a.append_web_log(&jazz(), &[entry(event("j1"), LogKind::Message, "m")], t0()).await.unwrap();
+        assert!(retry.is_empty(), "{backend}");
+        a.append_web_log(&blues(), &[entry(event("b1"), LogKind::Message, "m")], t0()).await.unwrap();
+        loop {
+            match next(&mut heard).await {
+                // A try told later than the wait for it.
+                Some(LogAppended::To(r)) if r == jazz() => {}
+                told => {
+                    assert_eq!(told, Some(LogAppended::To(blues())), "{backend}");
+                    break;
+                }
+            }
+        }
+        let retry = a.append_web_log(&jazz(), &[entry(event("j1"), LogKind::Message, "m")], t0()).await.unwrap();
+        assert!(retry.is_empty(), "{backend}");
+        b.append_web_log(&blues(), &[entry(event("b2"), LogKind::Message, "m")], t0()).await.unwrap();
+        assert_eq!(next(&mut heard).await, Some(LogAppended::To(blues())), "{backend}: its own appends too");
+    })
+    .await;
+}
+
+/// A listener whose connection is lost (here ended by the server) says appends may have
+/// gone untold, listens again on a new one, and tells the appends after.
+#[tokio::test]
+async fn a_lost_listener_says_so_and_listens_again() {
+    let url = fresh_postgres_database().await;
+    let config = config(&url, DatabaseKind::Postgres);
+    let a = store::open(&config, Outbound::Skip).await.unwrap();
+    let b = store::open(&config, Outbound::Skip).await.unwrap();
+    let mut heard = b.web_log_appends().expect("PostgreSQL tells of appends");
+    // Appends until one is told (the listener connects on its own, and again after a
+    // loss); what was told before it, of earlier tries, is left out.
+    let appended_until_told = async |heard: &mut tokio::sync::mpsc::Receiver<LogAppended>, tag: &str| {
+        for i in 0..50 {
+            a.append_web_log(&jazz(), &[entry(event(&format!("{tag}{i}")), LogKind::Message, "m")], t0())
+                .await
+                .unwrap();
+            if let Ok(told) = tokio::time::timeout(Duration::from_millis(200), heard.recv()).await {
+                assert_eq!(told, Some(LogAppended::To(jazz())));
+                return;
+            }
+        }
+        panic!("no append told in 50 tries");
+    };
+    appended_until_told(&mut heard, "first").await;
+    hand_edit(
+        &url,
+        DatabaseKind::Postgres,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .await;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), heard.recv()).await {
+            Ok(Some(LogAppended::Untold)) => break,
+            // An earlier try's, told late.
+            Ok(Some(LogAppended::To(r))) if r == jazz() => {}
+            other => panic!("the loss was not told: {other:?}"),
+        }
+    }
+    appended_until_told(&mut heard, "again").await;
 }
 
 #[tokio::test]
