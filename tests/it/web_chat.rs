@@ -385,3 +385,53 @@ async fn a_ban_follows_the_ticket_to_its_next_holder() {
     let (got, answer, text) = chat.session(&token("Bea")).await;
     assert_eq!((got, answer["errcode"].as_str()), (403, Some("FOYER_VIEWER_BANNED")), "{text}");
 }
+
+/// The other way round: a former holder's web user banned after the ticket moved on
+/// bans that user, not the ticket, whose new holder chats on.
+#[tokio::test]
+async fn a_former_holders_ban_leaves_the_ticket_with_its_new_holder() {
+    let hs = Synapse::shared();
+    let foyer = TestFoyer::start().await;
+    let id = unique("webexban");
+    let host = hs.create_user("host").await;
+    foyer.accept("reservation.created", open_reservation(&id, &[host.user_id.as_str()], 1)).await;
+    let ticket = format!("{id}-t1");
+    let email_ticket = json!({"ticket_id": ticket, "email": "cy@example.org"});
+    foyer.accept("ticket.granted", json!({"reservation_id": id, "tickets": [email_ticket]})).await;
+    let room_id = foyer.room_id(&id, Duration::from_secs(30)).await;
+    host.join_once_invited(&room_id, Duration::from_secs(30)).await;
+    let chat = ChatClient::of(&foyer).keeping(&["cy@example.org", "di@example.org"]);
+    let token = |name: &str| {
+        let claims = json!({"aud": "foyer", "iat": now(), "exp": now() + 3600, "rid": id, "tid": ticket, "name": name});
+        json!({"token": mint(SECRET, claims)})
+    };
+    let (got, answer, text) = chat.session(&token("Cy")).await;
+    assert_eq!(got, 200, "{text}");
+    let session = answer["session"].as_str().unwrap().to_owned();
+    let body = format!("hello from Cy {id}");
+    let (got, _, text) = chat.post_message(&session, &json!({"txn_id": "c1", "body": body})).await;
+    assert_eq!(got, 200, "{text}");
+    let cy_user = crate::common::eventually(Duration::from_secs(30), "the host sees Cy's message", || async {
+        let events = host.messages(&room_id).await;
+        events.iter().find(|e| e["content"]["body"] == body.as_str()).map(|e| e["sender"].as_str().unwrap().to_owned())
+    })
+    .await;
+
+    // The ticket moves to Di; then the host bans Cy's web user, and the homeserver tells
+    // Foyer (the ban is in Foyer's log once its transaction is handled).
+    let next_holder = json!({"ticket_id": ticket, "email": "di@example.org"});
+    foyer.accept("ticket.granted", json!({"reservation_id": id, "tickets": [next_holder]})).await;
+    let path = format!("/_matrix/client/v3/rooms/{}/ban", crate::common::enc(&room_id));
+    let (status, banned) = host.request(reqwest::Method::POST, &path, Some(json!({"user_id": cy_user}))).await;
+    assert_eq!(status, 200, "{banned}");
+    crate::common::eventually(Duration::from_secs(30), "the ban handled", || async {
+        let log = foyer.log();
+        (log.contains("a web fan was banned") || log.contains("a former holder's web user was banned")).then_some(())
+    })
+    .await;
+    let (got, answer, text) = chat.session(&token("Di")).await;
+    assert_eq!(got, 200, "{text}");
+    let di = answer["session"].as_str().unwrap().to_owned();
+    let (got, _, text) = chat.post_message(&di, &json!({"txn_id": "d1", "body": "Di here"})).await;
+    assert_eq!(got, 200, "the new holder writes: {text}");
+}

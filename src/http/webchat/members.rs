@@ -11,7 +11,7 @@ use ruma::OwnedUserId;
 
 use crate::{
     http::AppState,
-    model::{EndReason, Membership, Removal, naming},
+    model::{EndReason, Membership, Removal, ViewerKey, naming},
     store::{MembershipFact, StoreError},
 };
 
@@ -49,6 +49,14 @@ pub(in crate::http) async fn follow(
             Membership::Ban => {
                 let event_id = ruma::EventId::parse(&fact.event_id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 store.web_user_removed(user, Removal::Kicked, now).await?;
+                // The ban is the ticket's only while this web user is its holder's: a
+                // former holder banned after the ticket moved on leaves the new one be.
+                if let ViewerKey::Ticket(ticket) = viewer
+                    && store.ticket_generation(reservation, ticket).await? != Some(web_user.holder_generation)
+                {
+                    tracing::info!(reservation_id = %reservation, "a former holder's web user was banned; the ticket's holder now is not");
+                    continue;
+                }
                 store.ban_viewer(reservation, viewer, &event_id, now).await?;
                 store.end_web_sessions(reservation, viewer, EndReason::Banned, now).await?;
                 tracing::info!(reservation_id = %reservation, "a web fan was banned from the chat");
