@@ -782,6 +782,77 @@ async fn a_fan_chats_beside_the_player_with_a_matrix_member_through_a_real_foyer
     server.abort();
 }
 
+/// A fan with only an email ticket gets into the chat on the watch page by typing the
+/// claim code from their email, as they would: in lower case, with spaces. The frame is
+/// another site's, third-party cookies blocked; the page then shows the room, the fan
+/// writes, and the message reaches the room from their web user, named as the platform
+/// named the ticket's holder. The ticket stays claimable in a Matrix client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_with_only_an_email_types_their_claim_code_into_the_framed_chat() {
+    use axum::{Router, response::Html, routing::get};
+
+    use crate::common::{foyer::open_reservation, synapse::Synapse, unique};
+
+    let host = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+    let host_base = format!("http://localhost:{}", host.local_addr().expect("its address").port());
+    let foyer = foyer_framed_by(&host_base).await;
+    let id = unique("webcode");
+    let member = Synapse::shared().create_user("member").await;
+    foyer.accept("reservation.created", open_reservation(&id, &[], 1)).await;
+    foyer.grant(&id, &[(&format!("{id}-t0"), member.user_id.as_str())]).await;
+    let name = format!("Eve {}", &id[id.len() - 4..]);
+    let email = crate::claims::address("eve");
+    let ticket = json!({"ticket_id": "t-eve", "email": email, "display_name": name});
+    foyer.accept("ticket.granted", json!({"reservation_id": id, "tickets": [ticket]})).await;
+    let code = crate::claims::ticket(&foyer, &id, "t-eve").await["claim"]["code"].as_str().expect("a code").to_owned();
+    let room_id = foyer.room_id(&id, Duration::from_secs(30)).await;
+    member.join_once_invited(&room_id, Duration::from_secs(30)).await;
+
+    let chat = format!("{}/chat/{id}", foyer.base_url);
+    let watch_page = format!(
+        "<!doctype html><title>Watch</title><div id=player>player</div>\
+         <iframe src=\"{chat}\" width=320 height=560></iframe>"
+    );
+    let app = Router::new().route("/", get(move || async move { Html(watch_page) }));
+    let server = tokio::spawn(axum::serve(host, app).into_future());
+    let browser = Browser::start_blocking_third_party_cookies().await;
+    browser.goto(&format!("{host_base}/")).await;
+    let claim_shown = "const f = document.getElementById('claim'); return Boolean(f && !f.hidden);";
+    eventually(Duration::from_secs(15), "the claim-code form in the frame", || async {
+        (browser.execute_in_frame(0, claim_shown).await? == Value::Bool(true)).then_some(())
+    })
+    .await;
+    assert!(browser.enter_frame(0).await, "the chat's frame");
+    browser.type_into("#claim-code", &code.to_lowercase().replace('-', " ")).await;
+    browser.click("#claim-join").await;
+    eventually(Duration::from_secs(30), "the frame's header to say the room is open", || async {
+        (browser.text("#phase").await.as_deref() == Some("Open")).then_some(())
+    })
+    .await;
+    assert_eq!(browser.text("#me").await, Some(format!("You are writing as {name}.")));
+
+    let said = format!("typed my code, {id}");
+    browser.type_into("#body", &format!("{said}\u{E007}")).await;
+    let sender = eventually(Duration::from_secs(30), "the member to see the fan's message", || async {
+        let events = member.messages(&room_id).await;
+        let event = events.iter().find(|e| e["content"]["body"] == said.as_str())?;
+        Some(event["sender"].as_str().expect("a sender").to_owned())
+    })
+    .await;
+    let named = member.member_event(&room_id, &sender).await.expect("the web user's member event");
+    assert_eq!(named["displayname"], format!("{name} (web)"), "{named}");
+    wait_for_message(&browser, &format!("{name} (web)"), &said).await;
+    let markup = browser.execute("return document.documentElement.outerHTML;").await;
+    let markup = markup.as_str().expect("the frame's markup");
+    for secret in [code.as_str(), email.as_str(), member.user_id.as_str(), sender.as_str()] {
+        assert!(!markup.contains(secret), "{secret} in the frame: {markup}");
+    }
+    let held = crate::claims::ticket(&foyer, &id, "t-eve").await;
+    assert_eq!(held["state"], "unclaimed", "a claim-code session binds nothing in Matrix: {held}");
+    drop(browser);
+    server.abort();
+}
+
 /// Waits until the chat's frame (the current one) shows a message with this sender's name
 /// and body, as text.
 pub(crate) async fn wait_for_message(browser: &Browser, name: &str, body: &str) {
