@@ -58,6 +58,9 @@ pub struct Room<'a> {
     /// Members' display names, by user: the sender's and those named in bodies.
     pub names: &'a HashMap<OwnedUserId, String>,
     pub key: &'a WebKey,
+    /// What Foyer appends to a web fan's name in Matrix (`words::room::WEB_MARK`): the
+    /// page shows their name without it, beside its own badge for the role.
+    pub web_mark: &'a str,
 }
 
 impl Room<'_> {
@@ -76,6 +79,9 @@ impl Room<'_> {
     /// A member's name as shown: from their member event, else a word (never the ID).
     pub fn name(&self, user: &UserId) -> String {
         match self.names.get(user) {
+            Some(name) if self.role(user) == WebRole::Web && !self.web_mark.is_empty() => {
+                name.strip_suffix(self.web_mark).unwrap_or(name).to_owned()
+            }
             Some(name) => name.clone(),
             None if user == self.bot => BOT_NAME.to_owned(),
             None => UNNAMED.to_owned(),
@@ -285,11 +291,15 @@ mod tests {
 
     impl Fixture {
         fn new() -> Self {
-            let names =
-                [("@alice:example.org", "Alice"), ("@dj:example.org", "DJ Kool"), ("@_web_x1:example.org", "Zoe")]
-                    .into_iter()
-                    .map(|(id, name)| (OwnedUserId::try_from(id).unwrap(), name.to_owned()))
-                    .collect();
+            let names = [
+                ("@alice:example.org", "Alice"),
+                ("@dj:example.org", "DJ Kool"),
+                ("@_web_x1:example.org", "Zoe (web)"),
+                ("@carl:example.org", "Carl (web)"),
+            ]
+            .into_iter()
+            .map(|(id, name)| (OwnedUserId::try_from(id).unwrap(), name.to_owned()))
+            .collect();
             Fixture {
                 reservation: ReservationId::parse("jazz").unwrap(),
                 hosts: vec![OwnedUserId::try_from("@dj:example.org").unwrap()],
@@ -306,6 +316,7 @@ mod tests {
                 puppet_prefix: "_web_",
                 names: &self.names,
                 key: &self.key,
+                web_mark: " (web)",
             }
         }
 
@@ -351,6 +362,10 @@ mod tests {
             "content": {"msgtype": "m.text", "body": "hi"}}));
         let (_, data) = f.data(&sent).unwrap();
         assert_eq!(data["sender"]["name"], UNNAMED);
+        // A web fan's mark is the page's badge, not part of the name; a member who wrote
+        // it into their own name keeps it.
+        assert_eq!(room.name(user_id!("@_web_x1:example.org")), "Zoe");
+        assert_eq!(room.name(user_id!("@carl:example.org")), "Carl (web)");
     }
 
     #[test]

@@ -103,8 +103,11 @@ pub fn space_topic(channel_name: &str) -> String {
 /// A web fan's display name in Matrix: their own, marked as written from the web chat
 /// beside the player, so that Matrix members tell them from accounts of their own.
 pub fn web_display_name(name: &str) -> String {
-    format!("{name} (web)")
+    format!("{name}{WEB_MARK}")
 }
+
+/// The end of a web fan's display name in Matrix ([`web_display_name`]).
+pub const WEB_MARK: &str = " (web)";
 
 /// Why a member is removed from a room that has closed (a `kick` archive).
 pub const CLOSED: &str = "This chat has closed.";

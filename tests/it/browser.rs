@@ -841,7 +841,7 @@ async fn a_fan_with_only_an_email_types_their_claim_code_into_the_framed_chat() 
     .await;
     let named = member.member_event(&room_id, &sender).await.expect("the web user's member event");
     assert_eq!(named["displayname"], format!("{name} (web)"), "{named}");
-    wait_for_message(&browser, &format!("{name} (web)"), &said).await;
+    wait_for_message(&browser, &name, &said).await;
     let markup = browser.execute("return document.documentElement.outerHTML;").await;
     let markup = markup.as_str().expect("the frame's markup");
     for secret in [code.as_str(), email.as_str(), member.user_id.as_str(), sender.as_str()] {

@@ -37,6 +37,7 @@ use crate::{
     schedule::{self, Phase},
     store::{LogAppended, Store, StoreError},
     webchat::log,
+    words,
 };
 
 /// How often a feed looks for entries it was not woken for (another instance's, on
@@ -358,6 +359,7 @@ pub async fn record(
             puppet_prefix: &webchat.puppet_prefix,
             names: &names,
             key: &key,
+            web_mark: words::room::WEB_MARK,
         };
         let entries: Vec<NewLogEntry> = events.iter().filter_map(|event| log::entry(event, &room)).collect();
         let appended = store.append_web_log(&reservation, &entries, now).await?;
