@@ -27,6 +27,7 @@ pub fn rooms() -> RoomsConfig {
         transcript: false,
         transcript_retention: std::time::Duration::from_secs(30 * 86400),
         transcript_wait: std::time::Duration::from_secs(600),
+        rules: crate::model::ChatRules::default(),
     }
 }
 

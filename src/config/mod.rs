@@ -172,6 +172,8 @@ pub struct RoomsConfig {
     /// How long the archive waits for a transcript that cannot be made, after the
     /// archive was due; then the room is archived without one.
     pub transcript_wait: Duration,
+    /// The chat rules every show starts from; a reservation's `chat.rules` overrides them.
+    pub rules: crate::model::ChatRules,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,11 +10,13 @@ pub mod naming;
 pub mod record;
 pub mod reservation;
 pub mod room;
+pub mod rules;
 pub mod session;
 pub mod ticket;
 pub mod transcript;
 pub mod webchat;
 
 pub use self::{
-    claim_code::*, moderation::*, record::*, reservation::*, room::*, session::*, ticket::*, transcript::*, webchat::*,
+    claim_code::*, moderation::*, record::*, reservation::*, room::*, rules::*, session::*, ticket::*, transcript::*,
+    webchat::*,
 };

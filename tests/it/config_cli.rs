@@ -489,3 +489,19 @@ fn check_config_warns_when_strangers_share_the_homeservers_listener() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(!run.stdout.contains("warning: appservice.homeserver_listen"), "{}", run.stdout);
 }
+
+#[test]
+fn chat_rules_are_checked_and_each_bad_one_named() {
+    let good = valid_config_yaml().replace(
+        "rooms:\n",
+        "rooms:\n  rules:\n    slow_mode_seconds: 10\n    links: allow_list\n    link_allow_list: [platform.example.org]\n    blocked_words: ['bad\\w*']\n    strikes: {count: 2}\n",
+    );
+    let run = check(&good);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = check(&valid_config_yaml().replace("rooms:\n", "rooms:\n  rules:\n    mode: quiet\n"));
+    assert_problem(&run, "rooms.rules.mode", "open, reactions_only or hosts_only");
+    let run = check(&valid_config_yaml().replace("rooms:\n", "rooms:\n  rules:\n    blocked_words: ['ok', '(']\n"));
+    assert_problem(&run, "rooms.rules.blocked_words[1]", "is not a regular expression");
+    let run = check(&valid_config_yaml().replace("rooms:\n", "rooms:\n  rules:\n    strikes: {often: 1}\n"));
+    assert_problem(&run, "rooms.rules.strikes.often", "is not a strikes setting");
+}

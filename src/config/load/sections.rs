@@ -14,6 +14,7 @@ use crate::{
         ApiConfig, AppserviceConfig, ArchiveMode, DatabaseConfig, DatabaseKind, HomeserverConfig, HomeserverListener,
         JoinRule, PLACEHOLDER_MARK, Placeholders, PlatformConfig, RoomsConfig, WebhookKey, WebhooksConfig,
     },
+    model::{ChatRules, RulesOverride},
     secret::Secret,
 };
 
@@ -388,6 +389,27 @@ impl Walker<'_> {
         self.secret(s, SecretKey::API_TOKEN, true).map(|token| ApiConfig { token })
     }
 
+    /// `rooms.rules`: the chat rules every show starts from (`model::rules`), as a
+    /// reservation's `chat.rules` writes them, checked the same way.
+    fn rules(&mut self, s: &mut Section<'_>) -> Option<ChatRules> {
+        let Some(value) = s.get("rules") else { return Some(ChatRules::default()) };
+        let path = s.key_path("rules");
+        let json = match serde_json::to_value(value) {
+            Ok(json) => json,
+            Err(e) => {
+                self.problem(path, format!("must be a mapping of rules: {e}"));
+                return None;
+            }
+        };
+        match RulesOverride::parse(&json, &path).and_then(|over| ChatRules::default().with(&over)) {
+            Ok(rules) => Some(rules),
+            Err(e) => {
+                self.problem(e.path, e.message);
+                None
+            }
+        }
+    }
+
     pub(super) fn rooms(&mut self, s: &mut Section<'_>) -> Option<RoomsConfig> {
         let week = Duration::ZERO..=WEEK;
         let open_before = self.duration(s, "open_before", Duration::from_secs(30 * 60), week.clone());
@@ -408,7 +430,9 @@ impl Walker<'_> {
         let transcript_retention =
             self.duration(s, "transcript_retention", Duration::from_secs(30 * 86400), Duration::from_secs(60)..=YEAR);
         let transcript_wait = self.duration(s, "transcript_wait", Duration::from_secs(600), Duration::ZERO..=WEEK);
+        let rules = self.rules(s);
         Some(RoomsConfig {
+            rules: rules?,
             transcript: transcript?,
             transcript_retention: transcript_retention?,
             transcript_wait: transcript_wait?,
