@@ -264,7 +264,7 @@ fn blocked_words(value: &Value, path: &str) -> Result<Vec<String>, RulesError> {
             return Err(at(path, i, format!("must be at most {MAX_BLOCKED_WORD_CHARS} characters")));
         }
         if let Err(e) = Regex::new(word) {
-            return Err(at(path, i, format!("is not a regular expression: {}", first_line(&e.to_string()))));
+            return Err(at(path, i, format!("is not a regular expression: {}", last_line(&e.to_string()))));
         }
         words.push(word.to_owned());
     }
@@ -276,8 +276,8 @@ fn at(path: &str, i: usize, message: impl Into<String>) -> RulesError {
     RulesError { path: format!("{path}[{i}]"), message: message.into() }
 }
 
-fn first_line(text: &str) -> String {
-    text.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or(text).trim().to_owned()
+fn last_line(text: &str) -> String {
+    text.lines().rfind(|l| !l.trim().is_empty()).unwrap_or(text).trim().to_owned()
 }
 
 /// All blocked words as one case-insensitive pattern, within [`REGEX_SIZE_LIMIT`].
@@ -291,7 +291,7 @@ fn compile(words: &[String]) -> Result<Option<Regex>, String> {
         .size_limit(REGEX_SIZE_LIMIT)
         .build()
         .map(Some)
-        .map_err(|e| format!("are too large or complex together: {}", first_line(&e.to_string())))
+        .map_err(|e| format!("are too large or complex together: {}", last_line(&e.to_string())))
 }
 
 fn strikes_override(value: &Value, path: &str) -> Result<Value, RulesError> {
