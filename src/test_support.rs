@@ -52,6 +52,8 @@ pub fn record(signals: Signals, hosts: Vec<OwnedUserId>) -> ReservationRecord {
             close_after_seconds: None,
             transcript: None,
             stream_key: None,
+            rules: Default::default(),
+            moderators: Vec::new(),
         },
         signals,
         tickets: TicketCounts::default(),

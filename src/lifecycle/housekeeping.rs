@@ -37,6 +37,10 @@ pub(super) async fn sweep(store: &dyn Store, config: &Config, now: DateTime<Utc>
     logged(sessions, "forgot web chat sessions that are over", "cannot forget old web chat sessions");
     let log = store.prune_web_log(WEB_LOG_KEPT).await;
     logged(log, "trimmed the web chat logs", "cannot trim the web chat logs");
+    // Posts matter to slow mode and duplicates for at most a day (the longest window).
+    let max_window = Duration::seconds(crate::model::MAX_RULE_SECONDS as i64);
+    let posts = store.prune_posts(now - max_window).await;
+    logged(posts, "forgot chat posts older than any rule's window", "cannot forget old chat posts");
 }
 
 /// One line for what a sweep did (nothing to do says nothing), or why it could not.

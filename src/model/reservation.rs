@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::Ticket;
+use super::{ChatRules, RulesError, RulesOverride, Ticket};
 
 use chrono::{DateTime, Utc};
 use ruma::OwnedUserId;
@@ -252,9 +252,24 @@ pub struct Reservation {
     pub transcript: Option<bool>,
     /// The hash of `ingest.stream_key`, which a streaming server's publish hook names.
     pub stream_key: Option<StreamKeyHash>,
+    /// Per-reservation `chat.rules`, overriding `rooms.rules` field by field.
+    pub rules: RulesOverride,
+    /// `chat.moderators`: Matrix users who keep the chat civil for the platform.
+    pub moderators: Vec<OwnedUserId>,
 }
 
 impl Reservation {
+    /// The rules in force in its chat: `defaults` (`rooms.rules`) with its own
+    /// `chat.rules` applied. Only a corrupt stored copy can fail.
+    pub fn rules(&self, defaults: &ChatRules) -> Result<ChatRules, RulesError> {
+        defaults.with(&self.rules)
+    }
+
+    /// Whether `user` is exempt from the chat's rules: a host or a moderator.
+    pub fn keeps_order(&self, user: &ruma::UserId) -> bool {
+        self.hosts.iter().chain(&self.moderators).any(|u| u == user)
+    }
+
     /// Whether its chat is saved at archive: its own `chat.transcript`, else
     /// `rooms.transcript` (`default`).
     pub fn wants_transcript(&self, default: bool) -> bool {

@@ -97,13 +97,13 @@ pub struct Broken {
     pub reason: String,
 }
 
-/// A sender's recent posts, what slow mode and duplicates are judged by: when they last
-/// posted, and the bodies they posted within the duplicate window (newest last).
+/// A sender's recent posts, what slow mode and duplicates are judged by: how long ago
+/// they last posted, and the digests ([`post_digest`]) of what they posted within the
+/// duplicate window.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Recent {
     pub last_post_ago: Option<Duration>,
-    /// The bodies posted within the duplicate window, normalized ([`normalized`]).
-    pub bodies: Vec<String>,
+    pub digests: Vec<String>,
 }
 
 /// The rules in force for one show: the config's defaults with its overrides applied.
@@ -413,7 +413,7 @@ impl ChatRules {
             };
             return broken(Rule::Links, reason.into());
         }
-        if !self.duplicate_window.is_zero() && recent.bodies.contains(&normalized(body)) {
+        if !self.duplicate_window.is_zero() && recent.digests.contains(&post_digest(body)) {
             let reason = format!("the same message again within {} s", self.duplicate_window.as_secs());
             return broken(Rule::Duplicate, reason);
         }
@@ -421,9 +421,20 @@ impl ChatRules {
     }
 }
 
-/// A body as duplicates are compared: lowercase, whitespace collapsed.
-pub fn normalized(body: &str) -> String {
-    body.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+/// What duplicates are compared by: the SHA-256 (hex) of the body in lowercase with its
+/// whitespace collapsed, so that no body need be kept to compare.
+pub fn post_digest(body: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let normalized = body.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+    Sha256::digest(normalized.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl ChatRules {
+    /// How far back a sender's posts matter: the longer of slow mode and the duplicate
+    /// window.
+    pub fn memory(&self) -> Duration {
+        self.slow_mode.max(self.duplicate_window)
+    }
 }
 
 /// Top-level names a bare `name.tld` is taken as a link for (see [`link_hosts_in`]).
@@ -549,14 +560,14 @@ mod tests {
     #[test]
     fn slow_mode_says_how_long_to_wait_and_duplicates_are_judged_by_recent_posts() {
         let slow = rules(json!({"slow_mode_seconds": 10}));
-        let just = Recent { last_post_ago: Some(Duration::from_secs(4)), bodies: vec![] };
+        let just = Recent { last_post_ago: Some(Duration::from_secs(4)), digests: vec![] };
         let broken = slow.check(&["hi"], &just).unwrap_err();
         assert_eq!((broken.rule, broken.retry_after), (Rule::SlowMode, Some(Duration::from_secs(6))));
         assert!(broken.reason.contains("every 10 s"), "{}", broken.reason);
-        let later = Recent { last_post_ago: Some(Duration::from_secs(10)), bodies: vec![] };
+        let later = Recent { last_post_ago: Some(Duration::from_secs(10)), digests: vec![] };
         assert_eq!(slow.check(&["hi"], &later), Ok(()));
         let dupes = rules(json!({"duplicate_window_seconds": 30}));
-        let said = Recent { last_post_ago: None, bodies: vec![normalized("Hello  World")] };
+        let said = Recent { last_post_ago: None, digests: vec![post_digest("Hello  World")] };
         assert_eq!(dupes.check(&["hello world"], &said).map_err(|b| b.rule), Err(Rule::Duplicate));
         assert_eq!(dupes.check(&["hello there"], &said), Ok(()));
         assert_eq!(ChatRules::default().check(&["hello world"], &said), Ok(()), "no window, no rule");

@@ -45,8 +45,8 @@ const REVISION: &str = "SELECT revision FROM reservations WHERE reservation_id =
 /// A reservation's description, kept at its stored revision when the new one has none.
 const UPSERT_RESERVATION: &str = "INSERT INTO reservations (reservation_id, revision, title, description,
         starts_at, ends_at, stream_url, channel_id, channel_name, hosts, open_before_seconds, close_after_seconds,
-        updated_at, stream_key_hash, transcript)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+        updated_at, stream_key_hash, transcript, chat_rules, moderators)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
     ON CONFLICT (reservation_id) DO UPDATE SET
         revision = COALESCE(excluded.revision, reservations.revision),
         title = excluded.title, description = excluded.description,
@@ -54,7 +54,8 @@ const UPSERT_RESERVATION: &str = "INSERT INTO reservations (reservation_id, revi
         channel_id = excluded.channel_id, channel_name = excluded.channel_name, hosts = excluded.hosts,
         open_before_seconds = excluded.open_before_seconds,
         close_after_seconds = excluded.close_after_seconds, updated_at = excluded.updated_at,
-        stream_key_hash = excluded.stream_key_hash, transcript = excluded.transcript";
+        stream_key_hash = excluded.stream_key_hash, transcript = excluded.transcript,
+        chat_rules = excluded.chat_rules, moderators = excluded.moderators";
 /// Another active reservation (neither cancelled nor archived) with this stream key:
 /// `(stream_key_hash, reservation_id)`.
 const STREAM_KEY_TAKEN: &str = "SELECT r.reservation_id FROM reservations r
@@ -390,6 +391,8 @@ async fn apply(
                 }
             }
             let hosts = serde_json::to_string(&r.hosts).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let moderators = serde_json::to_string(&r.moderators).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let chat_rules = (!r.rules.is_empty()).then(|| r.rules.to_json().to_string());
             let args = [
                 r.id.as_str().into(),
                 r.revision.map(|v| v.0 as i64).into(),
@@ -406,6 +409,8 @@ async fn apply(
                 now.into(),
                 r.stream_key.as_ref().map(StreamKeyHash::as_str).into(),
                 r.transcript.map(i64::from).into(),
+                chat_rules.as_deref().into(),
+                moderators.as_str().into(),
             ];
             w.execute(UPSERT_RESERVATION, &args).await?;
         }

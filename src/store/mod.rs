@@ -9,6 +9,7 @@ pub mod migrate;
 mod moderation;
 mod outbox;
 mod postgres;
+mod posts;
 mod reservations;
 mod room;
 mod rows;
@@ -32,6 +33,7 @@ pub use self::{
     moderation::ModerationStore,
     outbox::{OutboxRow, OutboxStore},
     postgres::PostgresStore,
+    posts::PostStore,
     reservations::{Counts, ReservationStore},
     room::{LifecycleStore, Planning},
     schema::{SchemaError, SchemaState, inspect as inspect_schema, latest_version},
@@ -162,6 +164,7 @@ store_of_roles! {
     TranscriptStore,
     WebchatStore,
     ModerationStore,
+    PostStore,
     OutboxStore
 }
 

@@ -16,8 +16,8 @@ use super::{
     to_millis,
 };
 use crate::model::{
-    Channel, Description, ExternalId, Reservation, ReservationId, Revision, StreamKeyHash, StreamUrl, Title,
-    WebhookEvent,
+    Channel, Description, ExternalId, Reservation, ReservationId, Revision, RulesOverride, StreamKeyHash, StreamUrl,
+    Title, WebhookEvent,
 };
 
 /// A reservation with its signals, lifecycle and the counts named by `$counts`, filtered
@@ -248,6 +248,14 @@ pub(super) fn record(row: &(impl Read + ?Sized)) -> Result<ReservationRecord, St
             .opt_text("stream_key_hash")?
             .map(|h| StreamKeyHash::parse(&h).map_err(|e| corrupt("stream_key_hash", e)))
             .transpose()?,
+        rules: match row.opt_text("chat_rules")? {
+            None => RulesOverride::default(),
+            Some(text) => {
+                let json = serde_json::from_str(&text).map_err(|e| corrupt("chat_rules", e))?;
+                RulesOverride::parse(&json, "chat_rules").map_err(|e| corrupt("chat_rules", e))?
+            }
+        },
+        moderators: serde_json::from_str(&row.text("moderators")?).map_err(|e| corrupt("moderators", e))?,
     };
     let signals = Signals {
         cancelled_at: row.opt_time("cancelled_at")?,

@@ -235,12 +235,20 @@ fn writer_connection(path: &std::path::Path) -> Result<rusqlite::Connection, rus
 /// this thread, prepared once.
 struct Direct<'c>(&'c rusqlite::Connection);
 
-/// `$1`…`$16`: the names SQLite gives the statements' arguments.
-const ARG_NAMES: [&str; 16] =
-    ["$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11", "$12", "$13", "$14", "$15", "$16"];
+/// `$1`…`$32`: the names SQLite gives the statements' arguments.
+#[rustfmt::skip]
+const ARG_NAMES: [&str; 32] = ["$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11", "$12", "$13", "$14", "$15", "$16", "$17", "$18", "$19", "$20", "$21", "$22", "$23", "$24", "$25", "$26", "$27", "$28", "$29", "$30", "$31", "$32"];
 
 impl Direct<'_> {
     fn prepare(&self, sql: &'static str, args: &[Arg<'_>]) -> Result<rusqlite::CachedStatement<'_>, StoreError> {
+        // More arguments than names would leave the last ones unbound (NULL) in silence.
+        if args.len() > ARG_NAMES.len() {
+            return Err(StoreError::Corrupt(format!(
+                "a statement with {} arguments; at most {}",
+                args.len(),
+                ARG_NAMES.len()
+            )));
+        }
         let mut statement = self.0.prepare_cached(sql)?;
         for (arg, name) in args.iter().zip(ARG_NAMES) {
             match *arg {

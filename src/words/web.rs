@@ -29,3 +29,8 @@ pub fn claim_throttled(wait: std::time::Duration) -> String {
 pub fn unnamed_fan() -> crate::model::DisplayName {
     crate::model::DisplayName::parse("Ticket holder").expect("a display name")
 }
+
+/// A message refused by one of the show's rules (`reason` names it, with its limit).
+pub fn broke_rule(reason: &str) -> String {
+    format!("This chat's rules: {reason}.")
+}

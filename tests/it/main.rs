@@ -33,5 +33,6 @@ mod upgrade;
 mod web_chat;
 mod web_claims;
 mod web_readers;
+mod web_rules;
 mod web_users;
 mod webhooks;

@@ -48,6 +48,8 @@ async fn a_sqlite_deployment_moves_to_postgres_intact() {
         close_after_seconds: None,
         transcript: None,
         stream_key: None,
+        rules: Default::default(),
+        moderators: Vec::new(),
     }));
     let receipt = |id| Receipt { webhook_id: id, received_at: Utc::now() };
     sqlite.record_webhook(&receipt("a"), &upsert).await.unwrap();

@@ -80,6 +80,8 @@ fn upsert(revision: u64) -> WebhookEvent {
         close_after_seconds: None,
         transcript: Some(true),
         stream_key: None,
+        rules: Default::default(),
+        moderators: Vec::new(),
     }))
 }
 

@@ -11,10 +11,10 @@ use axum::{
     Json,
     body::Bytes,
     extract::{Path, State},
-    http::{HeaderMap, StatusCode},
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use ruma::{EventId, OwnedRoomId, OwnedUserId, RoomId};
 use serde_json::json;
 
@@ -22,14 +22,17 @@ use super::bearer::{live_session, unavailable};
 use crate::{
     http::{AppState, error},
     matrix::{MatrixClient, MatrixError, rooms},
-    model::{EndReason, NewWebUser, ViewerKey, WebSession, naming},
+    model::{
+        Broken, EndReason, MAX_MAX_LENGTH, NewWebUser, Recent, ReservationRecord, Rule, ViewerKey, WebSession, naming,
+        post_digest,
+    },
     schedule::{self, Phase},
     words,
 };
 
-/// The longest message a web fan may write, in Unicode characters, until moderation's
-/// `max_length` is configurable (issue 30).
-pub const MAX_LENGTH: usize = 500;
+/// The longest body read at all, in Unicode characters: the most any show's
+/// `max_length` can allow. A show's own limit is its rules' (`model::rules`).
+const MAX_LENGTH: usize = MAX_MAX_LENGTH as usize;
 /// The page's transaction ids: 1 to 64 of `A-Z a-z 0-9 . _ ~ -`.
 const MAX_TXN_ID: usize = 64;
 
@@ -47,13 +50,32 @@ enum Refusal {
     Malformed(String),
     #[error("The message is {length} characters long; the limit is {MAX_LENGTH}.")]
     TooLong { length: usize },
+    /// It breaks one of the show's rules.
+    #[error("{}", .0.reason)]
+    Rule(Broken),
 }
 
 impl Refusal {
     fn answer(&self) -> Response {
         match self {
             Self::Malformed(_) => error(StatusCode::BAD_REQUEST, "FOYER_BAD_MESSAGE", self.to_string()),
-            Self::TooLong { .. } => error(StatusCode::UNPROCESSABLE_ENTITY, "FOYER_RULE", self.to_string()),
+            Self::TooLong { .. } => {
+                let body =
+                    json!({"errcode": "FOYER_RULE", "error": self.to_string(), "rule": Rule::MaxLength.as_str()});
+                (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
+            }
+            Self::Rule(broken) => {
+                metrics::counter!("foyer_web_messages_total", "result" => "refused_by_rule").increment(1);
+                let mut body = json!({"errcode": "FOYER_RULE", "error": words::web::broke_rule(&broken.reason), "rule": broken.rule.as_str()});
+                match broken.retry_after {
+                    Some(wait) => {
+                        body["retry_after_ms"] = json!(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+                        let seconds = wait.as_secs_f64().ceil().max(1.0).to_string();
+                        (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, seconds)], Json(body)).into_response()
+                    }
+                    None => (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response(),
+                }
+            }
         }
     }
 }
@@ -94,10 +116,13 @@ pub async fn send(State(state): State<AppState>, headers: HeaderMap, raw: Bytes)
         Ok(message) => message,
         Err(refusal) => return refusal.answer(),
     };
-    let (room_id, client) = match writable_room(&state, &session).await {
+    let (room_id, client, record) = match writable_room(&state, &session).await {
         Ok(found) => found,
         Err(answer) => return answer,
     };
+    if let Err(answer) = follows_rules(&state, &session, &record, &message).await {
+        return answer;
+    }
     let user = match web_user(&state, &client, &session, &room_id).await {
         Ok(user) => user,
         Err(answer) => return answer,
@@ -120,7 +145,7 @@ pub async fn remove(State(state): State<AppState>, Path(event_id): Path<String>,
     let Ok(event_id) = EventId::parse(&event_id) else {
         return error(StatusCode::BAD_REQUEST, "FOYER_BAD_MESSAGE", "that is not an event id");
     };
-    let (room_id, client) = match writable_room(&state, &session).await {
+    let (room_id, client, _) = match writable_room(&state, &session).await {
         Ok(found) => found,
         Err(answer) => return answer,
     };
@@ -153,7 +178,47 @@ fn homeserver_failed(e: MatrixError, what: &str) -> Response {
 
 /// The room the session's fan may write in now, and the Matrix client; or why not: the
 /// room is not open yet, or archived or cancelled, or the viewer is banned.
-async fn writable_room(state: &AppState, session: &WebSession) -> Result<(OwnedRoomId, MatrixClient), Response> {
+/// Whether the message keeps the show's rules, given what this fan posted of late; a
+/// message that does is recorded as posted (before it is sent, so that a fan who sends
+/// two at once is judged by the first). A retry of a post (its `txn_id` again) is not
+/// judged again.
+async fn follows_rules(
+    state: &AppState, session: &WebSession, record: &ReservationRecord, message: &Message,
+) -> Result<(), Response> {
+    let s = &session.session;
+    let rules = record.reservation.rules(&state.config.rooms.rules).map_err(|e| {
+        tracing::error!(reservation_id = %s.reservation, error = %e, "a show's stored rules cannot be read");
+        error(StatusCode::INTERNAL_SERVER_ERROR, "FOYER_RULES_UNREADABLE", "this show's rules cannot be read")
+    })?;
+    let sender = format!("{}:{}", s.viewer.kind(), s.viewer.value());
+    match state.store.post_known(&s.reservation, &sender, &message.txn_id).await {
+        Ok(true) => return Ok(()),
+        Ok(false) => {}
+        Err(e) => return Err(unavailable(&e)),
+    }
+    let now = Utc::now();
+    let memory = chrono::Duration::from_std(rules.memory()).unwrap_or(chrono::Duration::zero());
+    let posts = if memory.is_zero() {
+        Vec::new()
+    } else {
+        state.store.posts_since(&s.reservation, &sender, now - memory).await.map_err(|e| unavailable(&e))?
+    };
+    let ago = |at: DateTime<Utc>| (now - at).to_std().unwrap_or_default();
+    let recent = Recent {
+        last_post_ago: posts.first().map(|(at, _)| ago(*at)),
+        digests: posts.iter().filter(|(at, _)| ago(*at) < rules.duplicate_window).map(|(_, d)| d.clone()).collect(),
+    };
+    if let Err(broken) = rules.check(&[&message.body], &recent) {
+        tracing::info!(reservation_id = %s.reservation, rule = broken.rule.as_str(), "a web fan's message broke a rule");
+        return Err(Refusal::Rule(broken).answer());
+    }
+    let digest = post_digest(&message.body);
+    state.store.record_post(&s.reservation, &sender, &message.txn_id, now, &digest).await.map_err(|e| unavailable(&e))
+}
+
+async fn writable_room(
+    state: &AppState, session: &WebSession,
+) -> Result<(OwnedRoomId, MatrixClient, ReservationRecord), Response> {
     let s = &session.session;
     let Some(lifecycle) = state.lifecycle.get() else {
         return Err(error(StatusCode::SERVICE_UNAVAILABLE, "FOYER_UNAVAILABLE", "Foyer is starting; try again"));
@@ -171,7 +236,7 @@ async fn writable_room(state: &AppState, session: &WebSession) -> Result<(OwnedR
     let (_, status) = schedule::at(&record, &state.config.rooms, Utc::now());
     let room = record.room_id.as_deref().and_then(|r| RoomId::parse(r).ok());
     match (status.phase, room) {
-        (Phase::Open | Phase::Live | Phase::Ended, Some(room)) => Ok((room, lifecycle.client.clone())),
+        (Phase::Open | Phase::Live | Phase::Ended, Some(room)) => Ok((room, lifecycle.client.clone(), record)),
         (Phase::Archived, _) => Err(closed("the chat is archived: it is read only")),
         (Phase::Cancelled, _) => Err(closed("the show is cancelled")),
         _ => Err(closed("the chat is not open yet")),
@@ -268,7 +333,7 @@ mod tests {
     }
 
     #[test]
-    fn the_length_limit_counts_characters_not_bytes() {
+    fn the_longest_body_read_counts_characters_not_bytes() {
         let body = |n: usize| json!({"txn_id": "t", "body": "é".repeat(n)}).to_string();
         assert!(parse(body(MAX_LENGTH).as_bytes()).is_ok());
         let refusal = parse(body(MAX_LENGTH + 1).as_bytes()).err().expect("refused");

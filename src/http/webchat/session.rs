@@ -31,7 +31,6 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::bearer::unavailable;
-use super::messages::MAX_LENGTH;
 use crate::{
     config::WebchatConfig,
     http::{AppState, error},
@@ -128,6 +127,9 @@ pub async fn create(
         let user = naming::web_user_id(&key, &webchat.puppet_prefix, reservation, viewer, *generation, server);
         naming::sender_key(&key, reservation, &user)
     };
+    // The show's longest message, which the page counts down to.
+    let defaults = &state.config.rooms.rules;
+    let max_length = admitted.record.reservation.rules(defaults).map_or(defaults.max_length, |r| r.max_length);
     let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
     let Admitted { reservation, viewer, generation, name, source, expires_at, .. } = admitted;
     let session = NewWebSession {
@@ -148,7 +150,7 @@ pub async fn create(
     Json(json!({
         "session": secret,
         "expires_at": expires_at.to_rfc3339(),
-        "me": {"name": name.as_str(), "role": WebRole::Web.as_str(), "max_length": MAX_LENGTH, "key": me_key},
+        "me": {"name": name.as_str(), "role": WebRole::Web.as_str(), "max_length": max_length, "key": me_key},
     }))
     .into_response()
 }

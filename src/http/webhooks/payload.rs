@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use crate::config::Config;
 use crate::model::{
     Channel, ClaimKey, Description, DisplayName, Email, EmailClaim, ExternalId, Holder, MAX_SPAN_SECONDS, Reservation,
-    ReservationId, Revision, StreamKey, StreamUrl, Ticket, Title, WebhookEvent, parse_reason,
+    ReservationId, Revision, RulesOverride, StreamKey, StreamUrl, Ticket, Title, WebhookEvent, parse_reason,
 };
 
 const MAX_BATCH: usize = 1000;
@@ -353,33 +353,21 @@ fn reservation(data: &Object<'_>, now: DateTime<Utc>, rules: &Rules) -> Result<R
             })
         })
         .transpose()?;
-    let hosts = match data.get("hosts") {
-        None => Vec::new(),
-        Some(Value::Array(items)) if items.len() > MAX_HOSTS => {
-            return Err(err("data.hosts", format!("must hold at most {MAX_HOSTS} user IDs")));
-        }
-        Some(Value::Array(items)) => {
-            let mut hosts: Vec<OwnedUserId> = Vec::new();
-            for (i, item) in items.iter().enumerate() {
-                let path = format!("data.hosts[{i}]");
-                let host = rules
-                    .outside_user(item.as_str().ok_or_else(|| err(&path, "must be a string"))?)
-                    .map_err(|m| err(&path, m))?;
-                if !hosts.contains(&host) {
-                    hosts.push(host);
-                }
-            }
-            hosts
-        }
-        Some(_) => return Err(err("data.hosts", "must be an array of Matrix user IDs")),
-    };
-    let (open_before_seconds, close_after_seconds, transcript) = match data.get("chat") {
-        None => (None, None, None),
+    let hosts = users(data.get("hosts"), "data.hosts", rules)?;
+    let (open_before_seconds, close_after_seconds, transcript, chat_rules, moderators) = match data.get("chat") {
+        None => (None, None, None, RulesOverride::default(), Vec::new()),
         Some(v) => {
             let chat = Object::new("data.chat", v)?;
             let max = MAX_SPAN_SECONDS as u64;
             let transcript = chat.opt_bool("transcript")?;
-            (chat.unsigned("open_before_seconds", max)?, chat.unsigned("close_after_seconds", max)?, transcript)
+            let chat_rules = match chat.get("rules") {
+                None => RulesOverride::default(),
+                Some(v) => RulesOverride::parse(v, "data.chat.rules").map_err(|e| err(e.path, e.message))?,
+            };
+            let moderators = users(chat.get("moderators"), "data.chat.moderators", rules)?;
+            let (open_before, close_after) =
+                (chat.unsigned("open_before_seconds", max)?, chat.unsigned("close_after_seconds", max)?);
+            (open_before, close_after, transcript, chat_rules, moderators)
         }
     };
     // Absent means no key: an upsert describes the whole reservation, so a platform
@@ -403,7 +391,33 @@ fn reservation(data: &Object<'_>, now: DateTime<Utc>, rules: &Rules) -> Result<R
         close_after_seconds: close_after_seconds.map(|s| s as u32),
         transcript,
         stream_key: stream_key.as_ref().map(StreamKey::hash),
+        rules: chat_rules,
+        moderators,
     })
+}
+
+/// A list of Matrix users from outside the appservice's namespace (`hosts`,
+/// `chat.moderators`), each once, at most [`MAX_HOSTS`].
+fn users(value: Option<&Value>, path: &str, rules: &Rules) -> Result<Vec<OwnedUserId>, PayloadError> {
+    match value {
+        None => Ok(Vec::new()),
+        Some(Value::Array(items)) if items.len() > MAX_HOSTS => {
+            Err(err(path, format!("must hold at most {MAX_HOSTS} user IDs")))
+        }
+        Some(Value::Array(items)) => {
+            let mut users: Vec<OwnedUserId> = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                let at = format!("{path}[{i}]");
+                let text = item.as_str().ok_or_else(|| err(&at, "must be a string"))?;
+                let user = rules.outside_user(text).map_err(|m| err(&at, m))?;
+                if !users.contains(&user) {
+                    users.push(user);
+                }
+            }
+            Ok(users)
+        }
+        Some(_) => Err(err(path, "must be an array of Matrix user IDs")),
+    }
 }
 
 #[cfg(test)]
