@@ -55,7 +55,22 @@ pub fn metrics_handle() -> PrometheusHandle {
 /// Runs Foyer until SIGTERM or SIGINT.
 pub async fn serve(config: Config) -> Result<(), ServeError> {
     let config = Arc::new(config);
+    // Before the limits are read: the connection cap follows the open-files limit.
+    let open_files = http::server::raise_open_files_limit();
     let limits = http::server::Limits::from_env(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))?;
+    let max_connections = limits.max_connections;
+    match open_files {
+        http::server::OpenFiles::Raised { from, to } => {
+            tracing::info!(open_files = to, raised_from = from, max_connections, "open files limit raised");
+        }
+        http::server::OpenFiles::Kept(limit) => {
+            tracing::info!(open_files = ?limit, max_connections, "open files limit at its hard limit");
+        }
+        http::server::OpenFiles::Refused { limit, wanted, error } => tracing::warn!(
+            open_files = limit, wanted, max_connections, %error,
+            "cannot raise the open files limit: fewer web chat viewers fit (raise LimitNOFILE)"
+        ),
+    }
     // What check-config warns about, in the log of every start too.
     for warning in config.warnings() {
         tracing::warn!(key = %warning.path, "{}", warning.message);

@@ -64,8 +64,15 @@ const MAX_IN_FLIGHT: usize = 1024;
 /// Requests the homeserver, health checks and metrics may still make when the others are
 /// over [`Limits::max_in_flight`]. Synapse sends one transaction at a time.
 const RESERVE: usize = 32;
-/// Open connections at most (fewer if the process may not open that many files).
-const MAX_CONNECTIONS: usize = 4096;
+/// Open connections at most; below it the cap follows the open-files limit, which Foyer
+/// raises to its hard limit at start ([`raise_open_files_limit`]). Each web chat viewer
+/// holds a connection for as long as they watch, and an instance is built for 10,000 of
+/// them; at the 16 KiB a viewer may cost (BENCHMARKS.md), 65,536 connections are 1 GiB,
+/// a bound on what strangers can make Foyer hold.
+const MAX_CONNECTIONS: usize = 65_536;
+/// The soft open-files limit asked for when the hard one is unlimited (Linux never
+/// allows more than `fs.nr_open`, 1,048,576 by default).
+const OPEN_FILES_WHEN_UNLIMITED: u64 = 1_048_576;
 /// File descriptors kept for everything but client connections: the database, the
 /// homeserver client, logs.
 const FDS_KEPT: u64 = 256;
@@ -138,12 +145,70 @@ impl Limits {
 
 /// The process's limit on open files (`RLIMIT_NOFILE`), if it has one.
 fn open_files_limit() -> Option<u64> {
+    let (soft, _) = open_files_limits()?;
+    (soft != u64::MAX).then_some(soft)
+}
+
+/// The soft and hard `RLIMIT_NOFILE`, unlimited as `u64::MAX`.
+fn open_files_limits() -> Option<(u64, u64)> {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit(2) only writes the struct it is given, which lives on this stack.
     let read = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
     // `rlim_t` is u64 on Linux, not on every platform.
     #[allow(clippy::unnecessary_cast)]
-    (read == 0 && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur as u64)
+    let value = |v: libc::rlim_t| if v == libc::RLIM_INFINITY { u64::MAX } else { v as u64 };
+    (read == 0).then(|| (value(limit.rlim_cur), value(limit.rlim_max)))
+}
+
+/// What [`raise_open_files_limit`] did, for the start's log line.
+#[derive(Debug)]
+pub enum OpenFiles {
+    /// The soft limit was at the hard one already (`None`: unlimited or unreadable).
+    Kept(Option<u64>),
+    Raised {
+        from: u64,
+        to: u64,
+    },
+    /// The kernel refused (a container's or a seccomp filter's rule): `limit` stays.
+    Refused {
+        limit: u64,
+        wanted: u64,
+        error: std::io::Error,
+    },
+}
+
+/// Raises the process's soft open-files limit to its hard limit. Every web chat stream
+/// holds a socket for as long as its viewer watches, and the usual soft limit (1024)
+/// would cap an instance far below its audience, while the hard limit (524,288 under
+/// systemd, `LimitNOFILE=` in the unit) allows them. Called at start, before the
+/// [`Limits`] are read, so that the connection cap follows the raised limit.
+pub fn raise_open_files_limit() -> OpenFiles {
+    let Some((soft, hard)) = open_files_limits() else { return OpenFiles::Kept(None) };
+    let Some(wanted) = raised_soft_limit(soft, hard) else {
+        return OpenFiles::Kept((soft != u64::MAX).then_some(soft));
+    };
+    // `wanted` fits `rlim_t`: it is at most the hard limit read as one.
+    #[allow(clippy::unnecessary_cast)]
+    let limit = libc::rlimit { rlim_cur: wanted as libc::rlim_t, rlim_max: hard_rlim(hard) };
+    // SAFETY: setrlimit(2) only reads the struct it is given, which lives on this stack.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } == 0 {
+        OpenFiles::Raised { from: soft, to: wanted }
+    } else {
+        OpenFiles::Refused { limit: soft, wanted, error: std::io::Error::last_os_error() }
+    }
+}
+
+/// The hard limit as `rlim_t`, unlimited as `RLIM_INFINITY`.
+#[allow(clippy::unnecessary_cast)]
+fn hard_rlim(hard: u64) -> libc::rlim_t {
+    if hard == u64::MAX { libc::RLIM_INFINITY } else { hard as libc::rlim_t }
+}
+
+/// The soft limit to ask for: the hard one (or [`OPEN_FILES_WHEN_UNLIMITED`]), when it is
+/// above the soft one.
+fn raised_soft_limit(soft: u64, hard: u64) -> Option<u64> {
+    let wanted = if hard == u64::MAX { OPEN_FILES_WHEN_UNLIMITED } else { hard };
+    (soft < wanted).then_some(wanted)
 }
 
 /// [`MAX_CONNECTIONS`], or fewer so that [`FDS_KEPT`] descriptors stay free, and the
@@ -475,8 +540,33 @@ mod tests {
     fn connections_leave_file_descriptors_for_the_rest() {
         assert_eq!(connection_cap(None), MAX_CONNECTIONS);
         assert_eq!(connection_cap(Some(1_048_576)), MAX_CONNECTIONS);
+        // systemd's default hard limit, which Foyer raises its soft limit to: far more
+        // than the 10,000 viewers of the web chat benchmark.
+        assert_eq!(connection_cap(Some(524_288)), MAX_CONNECTIONS);
+        assert_eq!(connection_cap(Some(20_000)), 19_680);
         assert_eq!(connection_cap(Some(1024)), 704);
         assert_eq!(connection_cap(Some(100)), 16);
+    }
+
+    #[test]
+    fn the_soft_open_files_limit_is_raised_to_the_hard_one() {
+        assert_eq!(raised_soft_limit(1024, 524_288), Some(524_288));
+        assert_eq!(raised_soft_limit(1024, u64::MAX), Some(OPEN_FILES_WHEN_UNLIMITED));
+        assert_eq!(raised_soft_limit(4096, 4096), None);
+        assert_eq!(raised_soft_limit(u64::MAX, u64::MAX), None);
+        // And in this process (run under `ulimit -S -n 1024` to see it raise): after it,
+        // the soft limit is the hard one, or was kept.
+        let done = raise_open_files_limit();
+        let (soft, hard) = open_files_limits().expect("getrlimit");
+        match done {
+            OpenFiles::Raised { to, .. } => {
+                assert_eq!(soft, to, "the limit in force is the one reported");
+                assert_eq!(soft, hard.min(OPEN_FILES_WHEN_UNLIMITED));
+            }
+            OpenFiles::Kept(limit) => assert_eq!(limit.unwrap_or(u64::MAX), soft),
+            OpenFiles::Refused { error, .. } => panic!("setrlimit refused here: {error}"),
+        }
+        assert!(raised_soft_limit(soft, hard).is_none(), "a second call has nothing to raise");
     }
 
     #[test]

@@ -10,24 +10,13 @@ use serde_json::json;
 
 use crate::{
     common::{enc, eventually, foyer::TestFoyer, random_token, synapse::Synapse, unique, users::TestUser},
-    measure::{machine, write_section},
+    measure::{machine, rss_kib, write_section},
 };
 
 /// Messages posted at once while filling the room.
 const POSTING_AT_ONCE: usize = 8;
 /// What the transcript may add to Foyer's resident memory.
 const TARGET_MIB: f64 = 20.0;
-
-/// Resident memory of a process, KiB.
-fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
 
 /// Posts `n` messages as the members, `POSTING_AT_ONCE` at a time.
 async fn fill(members: &[TestUser], room_id: &str, n: usize) {
@@ -100,14 +89,14 @@ async fn bench_transcript() {
         (foyer.metric("foyer_memory_trims_total").await > trims).then_some(())
     })
     .await;
-    let before = rss(pid);
+    let before = rss_kib(pid);
     let started = Instant::now();
     let (status, body) = foyer.send_webhook("reservation.cancelled", json!({"reservation_id": id})).await;
     assert_eq!(status, 202, "{body}");
     let path = format!("/api/v1/reservations/{id}/transcript");
     let mut peak = before;
     let messages = loop {
-        peak = peak.max(rss(pid));
+        peak = peak.max(rss_kib(pid));
         let (status, transcript) = foyer.request(reqwest::Method::GET, &path, Some(&foyer.slot.api_token), None).await;
         if status == 200 {
             break transcript["messages"].as_array().map_or(0, Vec::len);
@@ -117,7 +106,7 @@ async fn bench_transcript() {
     };
     let took = started.elapsed();
     // The last sample, after the transcript was served whole once.
-    peak = peak.max(rss(pid));
+    peak = peak.max(rss_kib(pid));
     let growth = (peak.saturating_sub(before)) as f64 / 1024.0;
     let log = foyer.log();
     let made = log.lines().rev().find(|l| l.contains("transcript made")).unwrap_or("(no log line)").to_owned();

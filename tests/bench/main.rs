@@ -13,6 +13,7 @@ mod bench_revoke_to_kick;
 mod bench_scheduler;
 mod bench_transcript;
 mod bench_wave;
+mod bench_webchat;
 #[path = "../common/mod.rs"]
 mod common;
 mod load;

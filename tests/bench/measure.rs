@@ -84,6 +84,18 @@ pub(crate) fn written_bytes(pid: u32) -> f64 {
     io.lines().find_map(|l| l.strip_prefix("wchar:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0.0)
 }
 
+/// The first word after `label` on its line of `/proc/<pid>/<file>`: `status`'s
+/// `VmRSS:`, `limits`' `Max open files`.
+pub(crate) fn proc_value(pid: u32, file: &str, label: &str) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
+    text.lines().find_map(|l| l.strip_prefix(label)).and_then(|v| v.split_whitespace().next()).map(str::to_owned)
+}
+
+/// Resident memory of a process, KiB.
+pub(crate) fn rss_kib(pid: u32) -> u64 {
+    proc_value(pid, "status", "VmRSS:").and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
 /// This test process's own CPU time (the load generator's share of the machine).
 pub(crate) fn own_cpu_seconds() -> f64 {
     cpu_seconds(std::process::id())
