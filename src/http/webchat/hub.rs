@@ -58,8 +58,9 @@ const PAGE: u32 = 500;
 /// What a feed sends its streams.
 #[derive(Debug, Clone)]
 pub enum Frame {
-    /// A new log entry, in seq order.
-    Entry(LoggedEntry),
+    /// A new log entry, in seq order, with its event's `data` made once for every
+    /// stream ([`entry_data`]): a thousand readers share one rendering.
+    Entry(LoggedEntry, String),
     /// A session of this reservation ended: its stream closes with the reason.
     Ended { session: SessionHash, reason: EndReason },
 }
@@ -266,7 +267,8 @@ impl Hub {
                 let full = entries.len() == PAGE as usize;
                 for entry in entries {
                     last = entry.seq;
-                    let _ = feed.frames.send(Arc::new(Frame::Entry(entry)));
+                    let data = entry_data(&entry);
+                    let _ = feed.frames.send(Arc::new(Frame::Entry(entry, data)));
                 }
                 if !full {
                     break;
@@ -294,6 +296,16 @@ enum RefillError {
     Store(#[from] StoreError),
     #[error("the homeserver did not give the room's messages: {0}")]
     Homeserver(#[from] MatrixError),
+}
+
+/// An entry's SSE `data`: its payload with its `seq`.
+pub fn entry_data(entry: &LoggedEntry) -> String {
+    let mut data: serde_json::Value =
+        serde_json::from_str(entry.payload.as_str()).unwrap_or_else(|_| serde_json::json!({}));
+    if let Some(fields) = data.as_object_mut() {
+        fields.insert("seq".into(), serde_json::json!(entry.seq));
+    }
+    data.to_string()
 }
 
 /// Returns once `stop` is true (or its sender is gone).

@@ -26,10 +26,10 @@ use axum::{
 };
 use chrono::Utc;
 use futures_util::stream;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::hub::{Frame, PhaseNow, Subscription, stopped};
+use super::hub::{Frame, PhaseNow, Subscription, entry_data, stopped};
 use crate::{
     http::{AppState, error},
     model::{EndReason, LoggedEntry, ReservationId, SessionHash},
@@ -159,7 +159,7 @@ impl Reader {
     fn queue_entries(&mut self, entries: Vec<LoggedEntry>) {
         for entry in entries {
             self.last = entry.seq;
-            self.queue.push_back(entry_event(&entry));
+            self.queue.push_back(entry_event(&entry, &entry_data(&entry)));
         }
     }
 
@@ -218,8 +218,8 @@ impl Reader {
 
     async fn take(&mut self, frame: &Frame) {
         match frame {
-            Frame::Entry(entry) if entry.seq <= self.last => {}
-            Frame::Entry(entry) => {
+            Frame::Entry(entry, _) if entry.seq <= self.last => {}
+            Frame::Entry(entry, data) => {
                 if entry.seq > self.last + 1 {
                     // Appended while this stream read its backlog: from the store.
                     if self.fill(Some(entry.seq - 1)).await.is_err() {
@@ -229,7 +229,7 @@ impl Reader {
                 }
                 if entry.seq > self.last {
                     self.last = entry.seq;
-                    self.queue.push_back(entry_event(entry));
+                    self.queue.push_back(entry_event(entry, data));
                 }
             }
             Frame::Ended { session, reason } if *session == self.session => self.close(Some(*reason)),
@@ -260,18 +260,9 @@ fn ready() -> Event {
 }
 
 /// An entry as its SSE event: `id:` its seq, `event:` its kind, `data:` its payload
-/// with `seq`.
-fn entry_event(entry: &LoggedEntry) -> Event {
-    Event::default().id(entry.seq.to_string()).event(entry.kind.as_str()).data(entry_data(entry))
-}
-
-/// An entry's payload with its `seq`.
-fn entry_data(entry: &LoggedEntry) -> String {
-    let mut data: Value = serde_json::from_str(entry.payload.as_str()).unwrap_or_else(|_| json!({}));
-    if let Some(fields) = data.as_object_mut() {
-        fields.insert("seq".into(), json!(entry.seq));
-    }
-    data.to_string()
+/// with `seq` ([`entry_data`], made once by the feed for a live entry).
+fn entry_event(entry: &LoggedEntry, data: &str) -> Event {
+    Event::default().id(entry.seq.to_string()).event(entry.kind.as_str()).data(data)
 }
 
 fn phase_event(now: PhaseNow) -> Event {
