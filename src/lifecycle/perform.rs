@@ -96,7 +96,7 @@ impl Lifecycle {
         metrics::histogram!("foyer_lifecycle_open_lateness_seconds").record(lateness);
         Ok(StepRecord::RoomCreated {
             room_id: created,
-            hosts: record.reservation.hosts.iter().cloned().collect(),
+            hosts: record.reservation.staff().into_iter().collect(),
             name: record.reservation.title.as_str().to_owned(),
             topic: words::room::topic(record, times),
         })
@@ -135,7 +135,7 @@ impl Lifecycle {
     }
 
     async fn set_hosts(&self, at: &InRoom<'_>) -> Result<StepRecord, StepError> {
-        let hosts = at.record.reservation.hosts.iter().cloned().collect();
+        let hosts = at.record.reservation.staff().into_iter().collect();
         rooms::set_hosts(&self.client, at.room, &at.state.hosts_applied, &hosts).await?;
         tracing::info!(reservation_id = %at.id, room_id = %at.room, hosts = ?hosts, "moderators updated");
         Ok(StepRecord::HostsApplied(hosts))

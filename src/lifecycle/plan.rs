@@ -98,7 +98,9 @@ pub fn plan(
     };
 
     let mut steps = Vec::new();
-    let hosts: BTreeSet<OwnedUserId> = record.reservation.hosts.iter().cloned().collect();
+    // Hosts and moderators alike: power 50, invited, their guests welcome.
+    let staff = record.reservation.staff();
+    let hosts: BTreeSet<OwnedUserId> = staff.iter().cloned().collect();
     if room.hosts_applied != hosts {
         steps.push(Step::SetHosts);
     }
@@ -128,7 +130,7 @@ pub fn plan(
     let holders = &audience.holders;
     let mut queued = BTreeSet::new();
     let mut invite_retry: Option<DateTime<Utc>> = None;
-    for user in record.reservation.hosts.iter().chain(holders.iter()) {
+    for user in staff.iter().chain(holders.iter()) {
         if room.invited.contains(user) {
             continue;
         }

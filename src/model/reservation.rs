@@ -265,6 +265,14 @@ impl Reservation {
         defaults.with(&self.rules)
     }
 
+    /// Its hosts and then its moderators, each once: those at power 50 in its room,
+    /// invited with the holders, exempt from the chat's rules, whose guests may stay.
+    pub fn staff(&self) -> Vec<OwnedUserId> {
+        let mut staff = self.hosts.clone();
+        staff.extend(self.moderators.iter().filter(|m| !self.hosts.contains(m)).cloned());
+        staff
+    }
+
     /// Whether `user` is exempt from the chat's rules: a host or a moderator.
     pub fn keeps_order(&self, user: &ruma::UserId) -> bool {
         self.hosts.iter().chain(&self.moderators).any(|u| u == user)

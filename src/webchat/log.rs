@@ -53,6 +53,8 @@ pub struct Room<'a> {
     pub bot: &'a UserId,
     /// The reservation's hosts: their role is `host`.
     pub hosts: &'a [OwnedUserId],
+    /// The reservation's moderators (`chat.moderators`): their role is `moderator`.
+    pub moderators: &'a [OwnedUserId],
     /// `webchat.puppet_prefix`: a sender whose localpart starts with it is a web fan.
     pub puppet_prefix: &'a str,
     /// Members' display names, by user: the sender's and those named in bodies.
@@ -69,6 +71,8 @@ impl Room<'_> {
             WebRole::Bot
         } else if self.hosts.iter().any(|h| h == user) {
             WebRole::Host
+        } else if self.moderators.iter().any(|m| m == user) {
+            WebRole::Moderator
         } else if !self.puppet_prefix.is_empty() && user.localpart().starts_with(self.puppet_prefix) {
             WebRole::Web
         } else {
@@ -285,6 +289,7 @@ mod tests {
     struct Fixture {
         reservation: ReservationId,
         hosts: Vec<OwnedUserId>,
+        moderators: Vec<OwnedUserId>,
         names: HashMap<OwnedUserId, String>,
         key: WebKey,
     }
@@ -303,6 +308,7 @@ mod tests {
             Fixture {
                 reservation: ReservationId::parse("jazz").unwrap(),
                 hosts: vec![OwnedUserId::try_from("@dj:example.org").unwrap()],
+                moderators: vec![OwnedUserId::try_from("@mod:example.org").unwrap()],
                 names,
                 key: WebKey::from_secret(b"as-token-0123456789"),
             }
@@ -313,6 +319,7 @@ mod tests {
                 reservation: &self.reservation,
                 bot: user_id!("@foyer:example.org"),
                 hosts: &self.hosts,
+                moderators: &self.moderators,
                 puppet_prefix: "_web_",
                 names: &self.names,
                 key: &self.key,
@@ -356,6 +363,7 @@ mod tests {
         assert_eq!(room.role(user_id!("@foyer:example.org")), WebRole::Bot);
         assert_eq!(room.role(user_id!("@dj:example.org")), WebRole::Host);
         assert_eq!(room.role(user_id!("@_web_x1:example.org")), WebRole::Web);
+        assert_eq!(room.role(user_id!("@mod:example.org")), WebRole::Moderator);
         assert_eq!(room.role(user_id!("@bob:example.org")), WebRole::Fan);
         // A sender without a name is a word, not their ID.
         let sent = event(json!({"event_id": "$m", "sender": "@bob:example.org",

@@ -208,3 +208,33 @@ async fn member_counts_match_synapse_after_joins_leaves_and_kicks() {
     })
     .await;
 }
+
+/// A reservation's `chat.moderators` are made moderators as hosts are (docs/moderation.md):
+/// invited and at power 50, and back to 0 when a `reservation.updated` drops them, at once
+/// in an open room.
+#[tokio::test]
+async fn moderators_are_raised_and_lowered_as_hosts_are() {
+    let foyer = TestFoyer::start().await;
+    let hs = Synapse::shared();
+    let (dj, modo) = (hs.create_user("dj").await, hs.create_user("modo").await);
+    let id = unique("mods");
+    let with_moderators = |revision: u64, moderators: &[&str]| {
+        let mut reservation = open_reservation(&id, &[&dj.user_id], revision);
+        reservation["chat"] = serde_json::json!({ "moderators": moderators });
+        reservation
+    };
+    foyer.accept("reservation.created", with_moderators(1, &[&modo.user_id])).await;
+    let room = foyer.room_id(&id, Duration::from_secs(15)).await;
+    modo.join_once_invited(&room, Duration::from_secs(10)).await; // invited as a host is
+    let bot = TestUser::bot(&foyer.slot);
+    let levels = bot.state(&room, "m.room.power_levels").await.unwrap();
+    assert_eq!((&levels["users"][&dj.user_id], &levels["users"][&modo.user_id]), (&50.into(), &50.into()), "{levels}");
+
+    foyer.accept("reservation.updated", with_moderators(2, &[])).await;
+    let levels = eventually(Duration::from_secs(10), "the moderator lowered", || async {
+        let levels = bot.state(&room, "m.room.power_levels").await?;
+        levels["users"].get(&modo.user_id).is_none().then_some(levels)
+    })
+    .await;
+    assert_eq!(levels["users"][&dj.user_id], 50, "the host stays: {levels}");
+}

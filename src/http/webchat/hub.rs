@@ -351,9 +351,9 @@ pub async fn record(
     let mut logged = 0;
     for (room_id, events) in rooms {
         let Some(reservation) = store.reservation_of_room(&room_id).await? else { continue };
-        let hosts = match store.reservation(&reservation).await? {
-            Some(record) => record.reservation.hosts,
-            None => Vec::new(),
+        let (hosts, moderators) = match store.reservation(&reservation).await? {
+            Some(record) => (record.reservation.hosts, record.reservation.moderators),
+            None => (Vec::new(), Vec::new()),
         };
         let mut users: Vec<OwnedUserId> = Vec::new();
         for event in &events {
@@ -368,6 +368,7 @@ pub async fn record(
             reservation: &reservation,
             bot: &bot,
             hosts: &hosts,
+            moderators: &moderators,
             puppet_prefix: &webchat.puppet_prefix,
             names: &names,
             key: &key,

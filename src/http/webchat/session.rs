@@ -103,10 +103,10 @@ pub async fn create(
         Ok(true) => return forbidden("FOYER_VIEWER_BANNED", "you are banned from this show's chat"),
         Err(e) => return unavailable(&e),
     }
-    // The hosts' names as the room knows them, and the bot's.
+    // The hosts' and moderators' names as the room knows them, and the bot's.
     let mut protected = vec![BOT_NAME.to_owned()];
     if let Some(room) = admitted.record.room_id.as_deref().and_then(|r| ruma::RoomId::parse(r).ok()) {
-        match state.store.member_names(&room, &admitted.record.reservation.hosts).await {
+        match state.store.member_names(&room, &admitted.record.reservation.staff()).await {
             Ok(names) => protected.extend(names.into_iter().map(|(_, name)| name)),
             Err(e) => return unavailable(&e),
         }
@@ -114,7 +114,7 @@ pub async fn create(
     let names: Vec<&str> = protected.iter().map(String::as_str).collect();
     if let Some(imitated) = imitates(admitted.name.as_str(), &names) {
         let why = match imitated {
-            Protected::Name(_) => "it looks like the name of a host or of Foyer's bot".to_owned(),
+            Protected::Name(_) => "it looks like the name of a host, a moderator or Foyer's bot".to_owned(),
             role @ Protected::Role(_) => role.to_string(),
         };
         return forbidden("FOYER_NAME_IMITATES", format!("the name cannot be used in this chat: {why}"));

@@ -222,6 +222,19 @@ fn host_changes_set_power_levels_and_invite_new_hosts() {
 }
 
 #[test]
+fn moderators_are_set_and_invited_as_hosts_are_and_keep_their_guests() {
+    let mut rec = record(Signals::default());
+    rec.reservation.moderators = vec![user("mod"), user("dj")];
+    let p = plan(Some(&rec), &holders(&[]), &opened(&["dj"]), &rooms(), t(19, 30));
+    assert_eq!(steps(&p), vec![Step::SetHosts, Step::Invite(user("mod"))], "dj is a host already: once");
+    assert_eq!(rec.reservation.staff(), vec![user("dj"), user("mod")]);
+    // Once applied and invited, nothing more to do.
+    let mut room = opened(&["dj", "mod"]);
+    room.hosts_applied = [user("dj"), user("mod")].into();
+    assert_eq!(steps(&plan(Some(&rec), &holders(&[]), &room, &rooms(), t(19, 31))), vec![]);
+}
+
+#[test]
 fn reminders_are_posted_once_when_due() {
     let rec = record(Signals::default());
     let mut room = opened(&["dj"]);

@@ -26,14 +26,14 @@ pub const MODERATOR: i32 = 50;
 pub const ADMIN: i32 = 100;
 
 /// The room's power levels at creation: the bot [`ADMIN`] (unlisted where the room
-/// version makes the creator top already, as it must be), hosts [`MODERATOR`], everyone
+/// version makes the creator top already, as it must be), hosts and moderators [`MODERATOR`], everyone
 /// else [`MEMBER`]. Every level is set, none left to the homeserver's defaults (which its
 /// config may change).
 pub(super) fn power_levels(
     config: &Config, record: &ReservationRecord, creators_privileged: bool,
 ) -> Raw<RoomPowerLevelsContentOverride> {
     let mut levels = RoomPowerLevelsContentOverride::new();
-    levels.users = record.reservation.hosts.iter().map(|host| (host.clone(), MODERATOR.into())).collect();
+    levels.users = record.reservation.staff().into_iter().map(|user| (user, MODERATOR.into())).collect();
     if !creators_privileged {
         levels.users.insert(config.bot_user_id(), ADMIN.into());
     }
