@@ -109,9 +109,12 @@ const LIFECYCLE: &str =
          WHERE r.reservation_id = lifecycle.reservation_id) AS space
     FROM lifecycle WHERE reservation_id = $1";
 const ROOM_INVITES: &str = "SELECT user_id, failure, attempts, retry_at FROM room_invites WHERE reservation_id = $1";
-/// Users with at least one live ticket.
-const HOLDERS: &str = "SELECT DISTINCT user_id FROM tickets
-    WHERE reservation_id = $1 AND user_id IS NOT NULL AND revoked_at IS NULL";
+/// Users with at least one live ticket that is not banned from the show (a ban of its web
+/// user bars the ticket, whoever holds it: docs/moderation.md).
+const HOLDERS: &str = "SELECT DISTINCT user_id FROM tickets t
+    WHERE reservation_id = $1 AND user_id IS NOT NULL AND revoked_at IS NULL
+        AND NOT EXISTS (SELECT 1 FROM webchat_bans b WHERE b.reservation_id = t.reservation_id
+            AND b.viewer_kind = 'ticket' AND b.viewer_value = t.ticket_id)";
 /// Users all of whose tickets are revoked.
 const REVOKED: &str = "SELECT user_id FROM tickets WHERE reservation_id = $1 AND user_id IS NOT NULL
     GROUP BY user_id HAVING COUNT(revoked_at) = COUNT(*)";

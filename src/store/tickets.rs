@@ -34,7 +34,9 @@ const TICKET_REVOKED: &str =
     "SELECT revoked_at IS NOT NULL AS revoked FROM tickets WHERE reservation_id = $1 AND ticket_id = $2";
 /// The ticket a claim code names, and whether it can still be claimed: `(claim_hash)`.
 const CLAIMABLE: &str = "SELECT t.reservation_id, t.ticket_id, t.user_id, t.display_name,
-        t.revoked_at IS NOT NULL AS revoked, l.archived_at IS NOT NULL AS archived
+        t.revoked_at IS NOT NULL AS revoked, l.archived_at IS NOT NULL AS archived,
+        EXISTS (SELECT 1 FROM webchat_bans b WHERE b.reservation_id = t.reservation_id
+            AND b.viewer_kind = 'ticket' AND b.viewer_value = t.ticket_id) AS banned
     FROM tickets t LEFT JOIN lifecycle l ON l.reservation_id = t.reservation_id
     WHERE t.claim_hash = $1";
 /// Binds an unbound, unrevoked ticket and forgets its email:
@@ -257,7 +259,9 @@ pub(super) async fn claim(
     };
     let reservation_id = parsed(&row, "reservation_id", ReservationId::parse)?;
     let ticket_id = parsed(&row, "ticket_id", TicketId::parse)?;
-    if row.flag("revoked")? || row.flag("archived")? || only_in.is_some_and(|id| *id != reservation_id) {
+    // A banned ticket stays out of its show, whoever claims it (docs/moderation.md).
+    let banned = row.flag("banned")?;
+    if banned || row.flag("revoked")? || row.flag("archived")? || only_in.is_some_and(|id| *id != reservation_id) {
         return Ok(ClaimOutcome::Unusable);
     }
     match row.opt_text("user_id")? {

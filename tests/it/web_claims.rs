@@ -129,3 +129,50 @@ async fn wrong_codes_are_throttled_by_address_read_from_trusted_proxies_only() {
     let (got, _, text) = post_session(&direct, right, Some("198.51.100.99")).await;
     assert_eq!(got, 429, "a forwarded address from no trusted proxy is ignored: {text}");
 }
+
+/// A ban the ticket carries: a fan in on a claim code is banned by a host in Element;
+/// then `!claim` with the same code from a Matrix account is refused, and so is a new web
+/// session with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_banned_web_fans_code_opens_nothing_more_in_matrix_or_on_the_web() {
+    let hs = crate::common::synapse::Synapse::shared();
+    let foyer = TestFoyer::start().await;
+    let id = unique("webbanclaim");
+    let host = hs.create_user("host").await;
+    foyer.accept("reservation.created", open_reservation(&id, &[host.user_id.as_str()], 1)).await;
+    let email = address("banned");
+    let granted = json!({"ticket_id": "t-1", "email": email, "display_name": "Mallory"});
+    foyer.accept("ticket.granted", json!({"reservation_id": id, "tickets": [granted]})).await;
+    let code = ticket(&foyer, &id, "t-1").await["claim"]["code"].as_str().expect("a code").to_owned();
+    let room_id = foyer.room_id(&id, Duration::from_secs(30)).await;
+    host.join_once_invited(&room_id, Duration::from_secs(30)).await;
+    let chat = ChatClient::of(&foyer).keeping(&[&email, &code]);
+    let (got, answer, text) = chat.session(&json!({"reservation_id": id, "claim_code": code})).await;
+    assert_eq!(got, 200, "{text}");
+    let session = answer["session"].as_str().unwrap().to_owned();
+    let body = format!("rude words {id}");
+    let (got, _, text) = chat.post_message(&session, &json!({"txn_id": "m1", "body": body})).await;
+    assert_eq!(got, 200, "{text}");
+    let web_user = crate::common::eventually(Duration::from_secs(30), "the host sees the message", || async {
+        let events = host.messages(&room_id).await;
+        events.iter().find(|e| e["content"]["body"] == body.as_str()).map(|e| e["sender"].as_str().unwrap().to_owned())
+    })
+    .await;
+    let path = format!("/_matrix/client/v3/rooms/{}/ban", crate::common::enc(&room_id));
+    let (status, banned) = host.request(reqwest::Method::POST, &path, Some(json!({"user_id": web_user}))).await;
+    assert_eq!(status, 200, "{banned}");
+    crate::common::eventually(Duration::from_secs(30), "the ticket banned", || async {
+        let (got, answer, _) = chat.session(&json!({"reservation_id": id, "claim_code": code})).await;
+        (got == 403 && answer["errcode"] == "FOYER_VIEWER_BANNED").then_some(())
+    })
+    .await;
+
+    // The same code from a Matrix account: refused; the ticket stays unbound.
+    let claimer = hs.create_user("claimer").await;
+    let bot = foyer.slot.bot_user_id();
+    let line = format!("!claim {code}");
+    let said = tokio::task::block_in_place(|| crate::common::users::nio_claim(&claimer, &hs.url, &bot, &[&line]));
+    let answer = said["answers"][0].as_str().unwrap_or_default();
+    assert!(answer.contains("that code doesn't work"), "{said}");
+    assert_eq!(ticket(&foyer, &id, "t-1").await["state"], "unclaimed");
+}
