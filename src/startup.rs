@@ -115,6 +115,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     metrics::counter!("foyer_claim_pages_total", "result" => "unclaimed").increment(0);
     metrics::counter!("foyer_direct_chats_total", "result" => "joined").increment(0);
     metrics::counter!("foyer_admin_answers_held_back_total").increment(0);
+    metrics::counter!("foyer_moderation_actions_total", "action" => "report", "rule" => "").increment(0);
     crate::outbox::send::register_metrics();
     tokio::spawn(async move {
         shutdown_signal().await;
