@@ -59,6 +59,16 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let open_files = http::server::raise_open_files_limit();
     let limits = http::server::Limits::from_env(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))?;
     let max_connections = limits.max_connections;
+    // What check-config warns about, in the log of every start too.
+    for warning in config.warnings() {
+        tracing::warn!(key = %warning.path, "{}", warning.message);
+    }
+    // Woken by the store when a commit writes an event, and by `!foyer outbox resume`.
+    let outbox_wake = Arc::new(tokio::sync::Notify::new());
+    let outbound = Outbound::when(config.platform.is_some(), &outbox_wake);
+    let store = crate::store::open(&config.database, outbound).await?;
+    tracing::info!(database = %config.database_display(), "store opened");
+    // Said once the store is open: a start refused before says its one reason alone.
     match open_files {
         http::server::OpenFiles::Raised { from, to } => {
             tracing::info!(open_files = to, raised_from = from, max_connections, "open files limit raised");
@@ -71,15 +81,6 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             "cannot raise the open files limit: fewer web chat viewers fit (raise LimitNOFILE)"
         ),
     }
-    // What check-config warns about, in the log of every start too.
-    for warning in config.warnings() {
-        tracing::warn!(key = %warning.path, "{}", warning.message);
-    }
-    // Woken by the store when a commit writes an event, and by `!foyer outbox resume`.
-    let outbox_wake = Arc::new(tokio::sync::Notify::new());
-    let outbound = Outbound::when(config.platform.is_some(), &outbox_wake);
-    let store = crate::store::open(&config.database, outbound).await?;
-    tracing::info!(database = %config.database_display(), "store opened");
     let key = config.claim_key();
     let fingerprint = key.fingerprint();
     let hash = move |reservation: &ReservationId, ticket: &TicketId, generation: i64, email: Option<&Email>| {
@@ -130,6 +131,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     metrics::counter!("foyer_claim_pages_total", "result" => "unclaimed").increment(0);
     metrics::counter!("foyer_direct_chats_total", "result" => "joined").increment(0);
     metrics::counter!("foyer_admin_answers_held_back_total").increment(0);
+    metrics::counter!("foyer_moderation_actions_total", "action" => "report", "rule" => "").increment(0);
     crate::outbox::send::register_metrics();
     tokio::spawn(async move {
         shutdown_signal().await;

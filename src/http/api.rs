@@ -1,5 +1,5 @@
 //! The read API (`/api/v1`), for operators and the platform: reservations with their
-//! computed phase and times, behind `api.token`.
+//! computed phase and times, their tickets and moderation record, behind `api.token`.
 
 use axum::{
     Json, Router,
@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::{
     http::{AppState, error, require_api_token},
-    model::{ClaimCode, ExternalId, ReservationId, ReservationRecord, naming},
+    model::{ClaimCode, ExternalId, RecordCursor, ReservationId, ReservationRecord, naming},
     schedule::{self, Phase},
     store::Counts,
 };
@@ -83,6 +83,17 @@ pub(super) async fn show(State(state): State<AppState>, Path(id): Path<String>) 
     }
 }
 
+/// The id of a reservation Foyer knows, or the answer: 404 for one it does not.
+async fn known(state: &AppState, id: &str) -> Result<ReservationId, Response> {
+    let not_found = || error(StatusCode::NOT_FOUND, "FOYER_NOT_FOUND", format!("no reservation {id:?}"));
+    let rid = ReservationId::parse(id).map_err(|_| not_found())?;
+    match state.store.reservation(&rid).await {
+        Ok(Some(_)) => Ok(rid),
+        Ok(None) => Err(not_found()),
+        Err(e) => Err(unavailable(e)),
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub(super) struct TicketsQuery {
     limit: Option<u32>,
@@ -95,15 +106,10 @@ pub(super) struct TicketsQuery {
 pub(super) async fn tickets(
     State(state): State<AppState>, Path(id): Path<String>, Query(query): Query<TicketsQuery>,
 ) -> Response {
-    let not_found = || error(StatusCode::NOT_FOUND, "FOYER_NOT_FOUND", format!("no reservation {id:?}"));
-    let Ok(rid) = ReservationId::parse(&id) else {
-        return not_found();
+    let rid = match known(&state, &id).await {
+        Ok(rid) => rid,
+        Err(answer) => return answer,
     };
-    match state.store.reservation(&rid).await {
-        Ok(Some(_)) => {}
-        Ok(None) => return not_found(),
-        Err(e) => return unavailable(e),
-    }
     let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     let rows = match state.store.tickets(&rid, query.after.as_deref().unwrap_or(""), limit).await {
         Ok(rows) => rows,
@@ -139,6 +145,37 @@ pub(super) async fn tickets(
         })
         .collect();
     Json(json!({"tickets": tickets, "next": next})).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RecordQuery {
+    limit: Option<u32>,
+    /// The `next` value of the previous page.
+    after: Option<String>,
+}
+
+/// `GET /api/v1/reservations/{id}/moderation?limit=100&after=<next>`: the moderation
+/// record (docs/moderation.md), oldest first; `next` is the cursor of the following page,
+/// `null` on the last.
+pub(super) async fn moderation(
+    State(state): State<AppState>, Path(id): Path<String>, Query(query): Query<RecordQuery>,
+) -> Response {
+    let after = match query.after.as_deref().map(RecordCursor::parse).transpose() {
+        Ok(after) => after,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "FOYER_BAD_QUERY", format!("after: {e}")),
+    };
+    let rid = match known(&state, &id).await {
+        Ok(rid) => rid,
+        Err(answer) => return answer,
+    };
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let rows = match state.store.moderation_record(&rid, after.as_ref(), limit).await {
+        Ok(rows) => rows,
+        Err(e) => return unavailable(e),
+    };
+    let next = (rows.len() == limit as usize).then(|| rows.last().map(|r| r.cursor.to_string())).flatten();
+    let entries: Vec<Value> = rows.iter().map(|r| r.entry.view()).collect();
+    Json(json!({"entries": entries, "next": next})).into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -203,5 +240,6 @@ pub(super) const ROUTES: &[super::Route] = super::route_table![Api:
     GET "/api/v1/reservations" => list,
     GET "/api/v1/reservations/{reservation_id}" => show,
     GET "/api/v1/reservations/{reservation_id}/tickets" => tickets,
+    GET "/api/v1/reservations/{reservation_id}/moderation" => moderation,
     GET "/api/v1/reservations/{reservation_id}/transcript" => super::transcript::transcript,
 ];

@@ -11,7 +11,8 @@ use super::*;
 use crate::{
     config::ArchiveMode,
     model::{
-        ArchivedTranscript, BoundHow, NewReport, ReportReason, ReportedMessage, ReservationId, TicketId, ViewerKey,
+        ActionReason, Actor, ArchivedTranscript, BoundHow, ChatMode, ModeratedMember, ModerationAction, NewAction,
+        NewReport, ReportReason, ReportedMessage, ReservationId, Rule, TicketId, TimeoutLength, ViewerKey,
     },
     outbox::{EventType, OutboundEvent},
 };
@@ -199,7 +200,66 @@ fn built(kind: &str, example: &Value) -> OutboundEvent {
                 at: time(&data["reported_at"]),
             })
         }
+        "member.moderated" => {
+            let action = moderation_action(text(&data["action"]), data);
+            let new = NewAction {
+                reservation: id,
+                action,
+                actor: viewed_actor(&data["actor"]),
+                reason: ActionReason::parse(text(&data["reason"])).unwrap(),
+                at: time(&data["at"]),
+            };
+            // The action id is the store's digest; any one makes the same body.
+            OutboundEvent::member_moderated(&new, "0")
+        }
         other => panic!("{other} is not an outbound event"),
+    }
+}
+
+/// A `member.moderated` example's actor, read back.
+fn viewed_actor(actor: &Value) -> Actor {
+    match text(&actor["kind"]) {
+        "bot" => Actor::Bot,
+        "member" => Actor::Member(ruma::OwnedUserId::try_from(text(&actor["user_id"])).unwrap()),
+        _ => Actor::Viewer(viewed_viewer(actor).expect("a viewer names a ticket or sub")),
+    }
+}
+
+fn viewed_viewer(view: &Value) -> Option<ViewerKey> {
+    match (view.get("ticket_id"), view.get("sub")) {
+        (Some(ticket), _) => Some(ViewerKey::Ticket(TicketId::parse(text(ticket)).unwrap())),
+        (_, Some(sub)) => Some(ViewerKey::Platform(crate::model::ViewerSub::parse(text(sub)).unwrap())),
+        _ => None,
+    }
+}
+
+/// A `member.moderated` example's action, from its `action`, `member`, `event_id` and `details`.
+fn moderation_action(kind: &str, data: &Value) -> ModerationAction {
+    let member = || {
+        let member = &data["member"];
+        let user = member.get("user_id").map(|u| ruma::OwnedUserId::try_from(text(u)).unwrap());
+        ModeratedMember::from_parts(user, viewed_viewer(member)).expect("the action names its member")
+    };
+    let event_id = data["event_id"].as_str().map(|e| ruma::OwnedEventId::try_from(e).unwrap());
+    let details = &data["details"];
+    let rule = || details.get("rule").map(|r| Rule::parse(text(r)).unwrap());
+    let until = || time(&details["until"]);
+    match kind {
+        "rule" => ModerationAction::Rule { rule: rule().unwrap(), member: member(), event_id },
+        "redaction" => ModerationAction::Redaction { member: member(), event_id: event_id.unwrap(), rule: rule() },
+        "timeout" => {
+            let seconds = u32::try_from(details["seconds"].as_u64().unwrap()).unwrap();
+            let duration = TimeoutLength::seconds(seconds).unwrap();
+            ModerationAction::Timeout { member: member(), duration, until: until(), event_id }
+        }
+        "untimeout" => ModerationAction::Untimeout { member: member(), until: until(), event_id },
+        "ban" => ModerationAction::Ban { member: member(), event_id },
+        "unban" => ModerationAction::Unban { member: member(), event_id },
+        "mode" => ModerationAction::Mode { mode: ChatMode::parse(text(&details["mode"])).unwrap(), event_id },
+        "slow" => {
+            ModerationAction::Slow { seconds: u32::try_from(details["seconds"].as_u64().unwrap()).unwrap(), event_id }
+        }
+        other => panic!("{other} is not an action member.moderated tells of"),
     }
 }
 

@@ -1,5 +1,5 @@
-//! What Foyer forgets, hourly: the homeserver's event ids it has seen, transcripts past
-//! their retention, the addresses of tickets whose reservation never came, web chat
+//! What Foyer forgets, hourly: the homeserver's event ids it has seen, transcripts and
+//! moderation records past their retention, the addresses of tickets whose reservation never came, web chat
 //! sessions that are over and the oldest of each room's web chat log. Each is kept only
 //! as long as its purpose needs.
 
@@ -26,6 +26,9 @@ pub(super) async fn sweep(store: &dyn Store, config: &Config, now: DateTime<Utc>
     let before = now.checked_sub_signed(retention).unwrap_or(DateTime::<Utc>::MIN_UTC);
     let transcripts = store.prune_transcripts(before).await;
     logged(transcripts, "deleted transcripts past their retention", "cannot delete old transcripts");
+    // The moderation record names members and what they wrote of; it goes with them.
+    let record = store.prune_moderation_record(before).await;
+    logged(record, "deleted moderation records past their retention", "cannot delete old moderation records");
     // An address is kept for its reservation's room; one that never came
     // gives no reason to keep it (docs/fans-without-matrix-id.md).
     let orphans = store.forget_orphan_emails(now - ORPHAN_EMAILS_KEPT).await;

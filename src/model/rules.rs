@@ -8,6 +8,8 @@
 use std::time::Duration;
 
 use regex::{Regex, RegexBuilder};
+
+use super::moderation::{ChatMode, Rule};
 use serde_json::{Map, Value, json};
 
 /// Blocked words at most, and the longest pattern, in characters.
@@ -22,28 +24,6 @@ pub const MAX_MAX_LENGTH: u64 = 4000;
 /// The compiled size of all blocked words together, bounded so that a platform cannot
 /// make Foyer spend memory or time on one show's patterns.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
-
-/// Who may post (the modes of docs/moderation.md, made of power levels).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Open,
-    ReactionsOnly,
-    HostsOnly,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Open => "open",
-            Self::ReactionsOnly => "reactions_only",
-            Self::HostsOnly => "hosts_only",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        [Self::Open, Self::ReactionsOnly, Self::HostsOnly].into_iter().find(|m| m.as_str() == text)
-    }
-}
 
 /// Which links a message may hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,30 +41,6 @@ pub struct Strikes {
     pub count: u32,
     pub within: Duration,
     pub timeout: Duration,
-}
-
-/// A rule a message can break: a bounded label for logs, metrics and the record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rule {
-    SlowMode,
-    MaxLength,
-    Links,
-    BlockedWords,
-    Duplicate,
-}
-
-impl Rule {
-    pub const ALL: [Rule; 5] = [Self::SlowMode, Self::MaxLength, Self::Links, Self::BlockedWords, Self::Duplicate];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::SlowMode => "slow_mode",
-            Self::MaxLength => "max_length",
-            Self::Links => "links",
-            Self::BlockedWords => "blocked_words",
-            Self::Duplicate => "duplicate",
-        }
-    }
 }
 
 /// Why a message is refused: the rule, and for slow mode how long until the sender may
@@ -109,7 +65,7 @@ pub struct Recent {
 /// The rules in force for one show: the config's defaults with its overrides applied.
 #[derive(Debug, Clone)]
 pub struct ChatRules {
-    pub mode: Mode,
+    pub mode: ChatMode,
     pub slow_mode: Duration,
     pub max_length: u32,
     pub links: Links,
@@ -146,7 +102,7 @@ impl Default for ChatRules {
     /// window, and three strikes in five minutes time a member out for ten.
     fn default() -> Self {
         ChatRules {
-            mode: Mode::Open,
+            mode: ChatMode::Open,
             slow_mode: Duration::ZERO,
             max_length: 500,
             links: Links::Allow,
@@ -190,7 +146,7 @@ impl RulesOverride {
                 _ => Err(bad(path, key, format!("must be a whole number of seconds from 0 to {MAX_RULE_SECONDS}"))),
             };
             let checked = match key.as_str() {
-                "mode" => match value.as_str().and_then(Mode::parse) {
+                "mode" => match value.as_str().and_then(|m| ChatMode::parse(m).ok()) {
                     Some(mode) => json!(mode.as_str()),
                     None => return Err(bad(path, key, "must be open, reactions_only or hosts_only")),
                 },
@@ -320,7 +276,7 @@ impl ChatRules {
         let mut rules = self.clone();
         let get = |key: &str| over.0.get(key);
         let secs = |v: &Value| Duration::from_secs(v.as_u64().unwrap_or(0));
-        if let Some(mode) = get("mode").and_then(Value::as_str).and_then(Mode::parse) {
+        if let Some(mode) = get("mode").and_then(Value::as_str).and_then(|m| ChatMode::parse(m).ok()) {
             rules.mode = mode;
         }
         if let Some(v) = get("slow_mode_seconds") {

@@ -71,16 +71,20 @@ impl ViewerKey {
     }
 }
 
-/// Defines a closed set of names, each stored as its text.
+/// Defines a closed set of names, each stored as its text (also the moderation record's).
 macro_rules! named {
-    ($(#[$attr:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+    ($(#[$attr:meta])* $name:ident { $($(#[$vattr:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$attr])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum $name {
-            $($variant),+
+            $($(#[$vattr])* $variant),+
         }
 
         impl $name {
+            /// Every name, in the order declared.
+            #[allow(dead_code)]
+            pub const ALL: &[$name] = &[$(Self::$variant),+];
+
             pub fn as_str(self) -> &'static str {
                 match self {
                     $(Self::$variant => $text),+
@@ -102,6 +106,7 @@ macro_rules! named {
         }
     };
 }
+pub(super) use named;
 
 named! {
     /// A sender's role as the page shows it beside their name; a web session's is

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     config::ArchiveMode,
-    model::{ArchivedTranscript, BoundHow, NewReport, ReservationId, StepRecord, ViewerKey},
+    model::{ArchivedTranscript, BoundHow, NewAction, NewReport, ReservationId, StepRecord, ViewerKey},
 };
 
 /// The event types `docs/hearing-back.md` lists.
@@ -28,10 +28,11 @@ pub enum EventType {
     ReservationFailing,
     ReservationRecovered,
     MessageReported,
+    MemberModerated,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 7] = [
+    pub const ALL: [EventType; 8] = [
         Self::RoomOpened,
         Self::RoomArchived,
         Self::TicketClaimed,
@@ -39,6 +40,7 @@ impl EventType {
         Self::ReservationFailing,
         Self::ReservationRecovered,
         Self::MessageReported,
+        Self::MemberModerated,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -50,6 +52,7 @@ impl EventType {
             Self::ReservationFailing => "reservation.failing",
             Self::ReservationRecovered => "reservation.recovered",
             Self::MessageReported => "message.reported",
+            Self::MemberModerated => "member.moderated",
         }
     }
 }
@@ -195,6 +198,17 @@ impl OutboundEvent {
         let (kind, value) = (report.reporter.kind(), report.reporter.value());
         let once = format!("message.reported:{}:{}:{kind}:{value}", report.reservation, report.event_id);
         Self::new(EventType::MessageReported, &report.reservation, data, Some(once), report.at)
+    }
+
+    /// `member.moderated`: moderation acted in a reservation's chat (a rule broken, a
+    /// redaction, a timeout and its end, a ban, an unban, a mode, slow mode), once per
+    /// action: `action_id` is the store's, the digest of [`NewAction::identity`]. The
+    /// `data` is the record's entry as the read API shows it, with the reservation's id.
+    pub fn member_moderated(action: &NewAction, action_id: &str) -> Self {
+        let mut data = action.entry().view();
+        data["reservation_id"] = json!(action.reservation.as_str());
+        let once = format!("member.moderated:{}:{action_id}", action.reservation);
+        Self::new(EventType::MemberModerated, &action.reservation, data, Some(once), action.at)
     }
 }
 

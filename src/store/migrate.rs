@@ -31,6 +31,7 @@ const TABLES: &[&str] = &[
     "webchat_log",
     "webchat_users",
     "webchat_bans",
+    "moderation_record",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -30,7 +30,7 @@ use ruma::OwnedUserId;
 pub use self::{
     admin::{AdminStore, DirectChatCounts},
     leases::LeaseStore,
-    moderation::ModerationStore,
+    moderation::{MAX_RECORD_PAGE, ModerationStore, RecordedEntry},
     outbox::{OutboxRow, OutboxStore},
     postgres::PostgresStore,
     posts::PostStore,

@@ -19,6 +19,7 @@ use ruma::{OwnedRoomId, OwnedUserId};
 
 use crate::common::postgres::fresh_postgres_database;
 
+mod moderation;
 mod webchat;
 
 /// Runs `check` against a fresh store of each backend, writing outbound events.

@@ -82,14 +82,14 @@ fn web_user(reservation: ReservationId, viewer: ViewerKey, id: &str) -> NewWebUs
 }
 
 /// A SQLite file in `dir` and a fresh PostgreSQL database: (backend, url, kind).
-async fn databases(dir: &tempfile::TempDir) -> [(&'static str, String, DatabaseKind); 2] {
+pub(super) async fn databases(dir: &tempfile::TempDir) -> [(&'static str, String, DatabaseKind); 2] {
     [
         ("sqlite", format!("sqlite://{}", dir.path().join("foyer.db").display()), DatabaseKind::Sqlite),
         ("postgres", fresh_postgres_database().await, DatabaseKind::Postgres),
     ]
 }
 
-fn config(url: &str, kind: DatabaseKind) -> DatabaseConfig {
+pub(super) fn config(url: &str, kind: DatabaseKind) -> DatabaseConfig {
     DatabaseConfig { url: Secret::new(url), kind, max_connections: Some(4), acquire_timeout: Duration::from_secs(30) }
 }
 
