@@ -132,6 +132,11 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     metrics::counter!("foyer_direct_chats_total", "result" => "joined").increment(0);
     metrics::counter!("foyer_admin_answers_held_back_total").increment(0);
     metrics::counter!("foyer_moderation_actions_total", "action" => "report", "rule" => "").increment(0);
+    metrics::counter!("foyer_webchat_sessions_total", "result" => "opened").increment(0);
+    metrics::gauge!("foyer_webchat_streams").increment(0.0);
+    metrics::counter!("foyer_webchat_resets_total").increment(0);
+    metrics::counter!("foyer_web_messages_total", "result" => "sent").increment(0);
+    metrics::counter!("foyer_web_reports_total", "result" => "recorded").increment(0);
     crate::outbox::send::register_metrics();
     tokio::spawn(async move {
         shutdown_signal().await;
