@@ -112,6 +112,14 @@ const CLEAR_NAMES: &str =
 const BAN: &str = "INSERT INTO webchat_bans (reservation_id, viewer_kind, viewer_value, event_id, banned_at)
     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
 const UNBAN: &str = "DELETE FROM webchat_bans WHERE reservation_id = $1 AND viewer_kind = $2 AND viewer_value = $3";
+/// `(reservation_id, user_id, event_id, banned_at)`: the holder's active tickets banned.
+const BAN_HOLDER: &str = "INSERT INTO webchat_bans (reservation_id, viewer_kind, viewer_value, event_id, banned_at)
+    SELECT reservation_id, 'ticket', ticket_id, $3, $4 FROM tickets
+    WHERE reservation_id = $1 AND user_id = $2 AND revoked_at IS NULL
+    ON CONFLICT DO NOTHING";
+/// `(reservation_id, user_id)`: the bans of the holder's tickets lifted.
+const UNBAN_HOLDER: &str = "DELETE FROM webchat_bans WHERE reservation_id = $1 AND viewer_kind = 'ticket'
+    AND viewer_value IN (SELECT ticket_id FROM tickets WHERE reservation_id = $1 AND user_id = $2)";
 const BANNED: &str = "SELECT 1 FROM webchat_bans WHERE reservation_id = $1 AND viewer_kind = $2 AND viewer_value = $3";
 
 // Tickets.
@@ -212,6 +220,15 @@ pub trait WebchatStore: Send + Sync {
     async fn ban_viewer(
         &self, reservation: &ReservationId, viewer: &ViewerKey, event_id: &EventId, now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+
+    /// Bans the active tickets `user` holds in the reservation, as a ban of their web
+    /// user would (a Matrix member banned in Element); returns how many.
+    async fn ban_holder(
+        &self, reservation: &ReservationId, user: &UserId, event_id: &EventId, now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+
+    /// Lifts the bans of the tickets `user` holds in the reservation; returns how many.
+    async fn unban_holder(&self, reservation: &ReservationId, user: &UserId) -> Result<u64, StoreError>;
 
     /// Lifts the viewer's ban; `false` if they were not banned.
     async fn unban_viewer(&self, reservation: &ReservationId, viewer: &ViewerKey) -> Result<bool, StoreError>;
@@ -406,6 +423,19 @@ impl WebchatStore for SqlStore<D> {
     async fn named_web_users(&self, reservation: &ReservationId) -> Result<Vec<OwnedUserId>, StoreError> {
         let rows = sqlx::query(NAMED_USERS).bind(reservation.as_str()).fetch_all(&self.pool).await?;
         rows.iter().map(|row| parsed(row, "user_id", |s: &str| UserId::parse(s))).collect()
+    }
+
+    async fn ban_holder(
+        &self, reservation: &ReservationId, user: &UserId, event_id: &EventId, now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let query = sqlx::query(BAN_HOLDER).bind(reservation.as_str()).bind(user.as_str());
+        let done = query.bind(event_id.as_str()).bind(to_millis(now)).execute(&self.pool).await?;
+        Ok(D::rows_affected(&done))
+    }
+
+    async fn unban_holder(&self, reservation: &ReservationId, user: &UserId) -> Result<u64, StoreError> {
+        let done = sqlx::query(UNBAN_HOLDER).bind(reservation.as_str()).bind(user.as_str()).execute(&self.pool).await?;
+        Ok(D::rows_affected(&done))
     }
 
     async fn ban_viewer(

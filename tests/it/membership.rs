@@ -238,3 +238,43 @@ async fn moderators_are_raised_and_lowered_as_hosts_are() {
     .await;
     assert_eq!(levels["users"][&dj.user_id], 50, "the host stays: {levels}");
 }
+
+/// A host's ban of a Matrix member in Element bars the ticket they hold, as a web user's
+/// ban does (docs/moderation.md): a web session for it is refused, and whoever holds it
+/// next is not invited.
+#[tokio::test]
+async fn a_members_ban_bars_their_ticket_from_the_show() {
+    use crate::common::webchat::{ChatClient, mint, now};
+    let foyer = TestFoyer::start().await;
+    let hs = Synapse::shared();
+    let (dj, troll) = (hs.create_user("dj").await, hs.create_user("troll").await);
+    let (next, witness) = (hs.create_user("next").await, hs.create_user("witness").await);
+    let id = unique("memberban");
+    foyer.accept("reservation.created", open_reservation(&id, &[&dj.user_id], 1)).await;
+    foyer.grant(&id, &[("t-troll", &troll.user_id)]).await;
+    let room = foyer.room_id(&id, Duration::from_secs(15)).await;
+    dj.join_once_invited(&room, Duration::from_secs(10)).await;
+    troll.join_once_invited(&room, Duration::from_secs(10)).await;
+    let path = format!("/_matrix/client/v3/rooms/{}/ban", crate::common::enc(&room));
+    let (status, banned) =
+        dj.request(reqwest::Method::POST, &path, Some(serde_json::json!({"user_id": troll.user_id}))).await;
+    assert_eq!(status, 200, "{banned}");
+
+    let chat = ChatClient::of(&foyer);
+    let claims = serde_json::json!({"aud": "foyer", "iat": now(), "exp": now() + 600, "rid": id, "tid": "t-troll", "name": "Troll"});
+    let token = serde_json::json!({"token": mint(crate::common::foyer::WEBCHAT_SECRET, claims)});
+    eventually(Duration::from_secs(30), "the troll's ticket barred from the web chat", || async {
+        let (status, answer, _) = chat.session(&token).await;
+        (status == 403 && answer["errcode"] == "FOYER_VIEWER_BANNED").then_some(())
+    })
+    .await;
+
+    // The ticket moves on, and a witness gets one at once: once the witness is invited,
+    // the barred ticket's new holder would have been too.
+    foyer.grant(&id, &[("t-troll", &next.user_id), ("t-witness", &witness.user_id)]).await;
+    eventually(Duration::from_secs(30), "the witness's invite", || async {
+        witness.invited_rooms().await.contains(&room).then_some(())
+    })
+    .await;
+    assert!(!next.invited_rooms().await.contains(&room), "the barred ticket's next holder was invited");
+}

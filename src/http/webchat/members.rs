@@ -32,7 +32,11 @@ pub(in crate::http) async fn follow(
         let user = &fact.user_id;
         let was = latest.insert(user, fact.membership);
         let followed = matches!(fact.membership, Membership::Join | Membership::Leave | Membership::Ban);
-        if !naming::is_web_user(prefix, server, user) || !followed {
+        if !followed {
+            continue;
+        }
+        if !naming::is_web_user(prefix, server, user) {
+            holder(state, fact, was, now).await?;
             continue;
         }
         let Some(web_user) = store.web_user_by_id(user).await? else { continue };
@@ -75,6 +79,35 @@ pub(in crate::http) async fn follow(
                 store.web_user_removed(user, Removal::Left, now).await?;
             }
         }
+    }
+    Ok(())
+}
+
+/// A Matrix member's ban in a reservation's room, by a host or a moderator (only they
+/// may ban), bars the tickets they hold there, as a web user's ban does; an unban (a
+/// leave by another after the ban) lifts it (docs/moderation.md).
+async fn holder(
+    state: &AppState, fact: &MembershipFact, was: Option<Membership>, now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let store = state.store.as_ref();
+    let unban = fact.membership == Membership::Leave && fact.sender != fact.user_id.as_str();
+    if fact.membership != Membership::Ban && !unban {
+        return Ok(());
+    }
+    let Ok(room) = ruma::RoomId::parse(&fact.room_id) else { return Ok(()) };
+    let Some(reservation) = store.reservation_of_room(&room).await? else { return Ok(()) };
+    if fact.membership == Membership::Ban {
+        let event_id = ruma::EventId::parse(&fact.event_id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let tickets = store.ban_holder(&reservation, &fact.user_id, &event_id, now).await?;
+        if tickets > 0 {
+            tracing::info!(reservation_id = %reservation, tickets, "a banned member's tickets are barred from the show");
+        }
+        return Ok(());
+    }
+    let lifecycle = store.lifecycle_state(&reservation).await?;
+    let banned = was.or_else(|| lifecycle.room.members.get(&fact.user_id).map(|m| m.membership));
+    if banned == Some(Membership::Ban) && store.unban_holder(&reservation, &fact.user_id).await? > 0 {
+        tracing::info!(reservation_id = %reservation, "a member's ban was lifted: their tickets are no longer barred");
     }
     Ok(())
 }
