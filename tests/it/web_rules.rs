@@ -96,4 +96,20 @@ async fn a_web_fans_message_that_breaks_a_rule_is_refused_by_name_and_never_reac
     })
     .await;
     assert_eq!(web_texts, ["hello there"]);
+
+    // Each refusal is in the moderation record, a strike by the fan's ticket.
+    let path = format!("/api/v1/reservations/{id}/moderation");
+    let (status, record) = foyer.request(reqwest::Method::GET, &path, Some(&foyer.slot.api_token), None).await;
+    assert_eq!(status, 200, "{record}");
+    let rules: Vec<&str> = record["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["action"] == "rule")
+        .map(|e| e["details"]["rule"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(rules, ["max_length", "blocked_words", "links", "duplicate", "slow_mode"], "{record}");
+    let first = &record["entries"][0];
+    assert_eq!(first["member"]["ticket_id"], "t-1", "{record}");
+    assert_eq!(first["actor"]["kind"], "bot", "{record}");
 }

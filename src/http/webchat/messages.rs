@@ -23,8 +23,8 @@ use crate::{
     http::{AppState, error},
     matrix::{MatrixClient, MatrixError, rooms},
     model::{
-        Broken, EndReason, MAX_MAX_LENGTH, NewWebUser, Recent, ReservationRecord, Rule, ViewerKey, WebSession, naming,
-        post_digest,
+        ActionReason, Actor, Broken, EndReason, MAX_MAX_LENGTH, ModeratedMember, ModerationAction, NewAction,
+        NewWebUser, Recent, ReservationRecord, Rule, ViewerKey, WebSession, naming, post_digest,
     },
     schedule::{self, Phase},
     words,
@@ -210,6 +210,23 @@ async fn follows_rules(
     };
     if let Err(broken) = rules.check(&[&message.body], &recent) {
         tracing::info!(reservation_id = %s.reservation, rule = broken.rule.as_str(), "a web fan's message broke a rule");
+        // In the moderation record (a strike), by the fan's ticket or viewer id: the post
+        // never became an event. A record that cannot be written now does not change the
+        // answer, which the fan needs either way.
+        let action = NewAction {
+            reservation: s.reservation.clone(),
+            action: ModerationAction::Rule {
+                rule: broken.rule,
+                member: ModeratedMember::web_viewer(s.viewer.clone()),
+                event_id: None,
+            },
+            actor: Actor::Bot,
+            reason: ActionReason::parse(&broken.reason).unwrap_or_else(|_| ActionReason::parse("").expect("empty")),
+            at: now,
+        };
+        if let Err(e) = state.store.record_action(&action).await {
+            tracing::warn!(reservation_id = %s.reservation, error = %e, "cannot record a broken rule");
+        }
         return Err(Refusal::Rule(broken).answer());
     }
     let digest = post_digest(&message.body);
