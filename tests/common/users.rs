@@ -159,6 +159,23 @@ impl TestUser {
         body["chunk"].as_array().cloned().unwrap_or_default()
     }
 
+    /// The sender of the room's message with this body, once this user sees it.
+    pub async fn sender_of(&self, room_id: &str, body: &str) -> String {
+        super::eventually(Duration::from_secs(30), &format!("the message {body:?} in the room"), || async {
+            let events = self.messages(room_id).await;
+            events.iter().find(|e| e["content"]["body"] == body).and_then(|e| e["sender"].as_str().map(str::to_owned))
+        })
+        .await
+    }
+
+    /// Bans `user_id` from the room, as a moderator does in Element.
+    pub async fn ban(&self, room_id: &str, user_id: &str) {
+        let path = format!("/_matrix/client/v3/rooms/{}/ban", enc(room_id));
+        let (status, answer) =
+            self.request(reqwest::Method::POST, &path, Some(serde_json::json!({"user_id": user_id}))).await;
+        assert_eq!(status, 200, "ban {user_id}: {answer}");
+    }
+
     /// The bodies of the room's messages, newest first.
     pub async fn bodies(&self, room_id: &str) -> Vec<String> {
         self.messages(room_id).await.iter().filter_map(|e| e["content"]["body"].as_str().map(str::to_owned)).collect()

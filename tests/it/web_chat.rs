@@ -363,14 +363,8 @@ async fn a_ban_follows_the_ticket_to_its_next_holder() {
     let body = format!("hello from Ann {id}");
     let (got, _, text) = chat.post_message(&session, &json!({"txn_id": "a1", "body": body})).await;
     assert_eq!(got, 200, "{text}");
-    let web_user = crate::common::eventually(Duration::from_secs(30), "the host sees Ann's message", || async {
-        let events = host.messages(&room_id).await;
-        events.iter().find(|e| e["content"]["body"] == body.as_str()).map(|e| e["sender"].as_str().unwrap().to_owned())
-    })
-    .await;
-    let path = format!("/_matrix/client/v3/rooms/{}/ban", crate::common::enc(&room_id));
-    let (status, banned) = host.request(reqwest::Method::POST, &path, Some(json!({"user_id": web_user}))).await;
-    assert_eq!(status, 200, "{banned}");
+    let web_user = host.sender_of(&room_id, &body).await;
+    host.ban(&room_id, &web_user).await;
     crate::common::eventually(Duration::from_secs(30), "Ann's ticket to be banned", || async {
         let (got, answer, _) = chat.session(&token("Ann")).await;
         (got == 403 && answer["errcode"] == "FOYER_VIEWER_BANNED").then_some(())
@@ -411,19 +405,13 @@ async fn a_former_holders_ban_leaves_the_ticket_with_its_new_holder() {
     let body = format!("hello from Cy {id}");
     let (got, _, text) = chat.post_message(&session, &json!({"txn_id": "c1", "body": body})).await;
     assert_eq!(got, 200, "{text}");
-    let cy_user = crate::common::eventually(Duration::from_secs(30), "the host sees Cy's message", || async {
-        let events = host.messages(&room_id).await;
-        events.iter().find(|e| e["content"]["body"] == body.as_str()).map(|e| e["sender"].as_str().unwrap().to_owned())
-    })
-    .await;
+    let cy_user = host.sender_of(&room_id, &body).await;
 
     // The ticket moves to Di; then the host bans Cy's web user, and the homeserver tells
     // Foyer (the ban is in Foyer's log once its transaction is handled).
     let next_holder = json!({"ticket_id": ticket, "email": "di@example.org"});
     foyer.accept("ticket.granted", json!({"reservation_id": id, "tickets": [next_holder]})).await;
-    let path = format!("/_matrix/client/v3/rooms/{}/ban", crate::common::enc(&room_id));
-    let (status, banned) = host.request(reqwest::Method::POST, &path, Some(json!({"user_id": cy_user}))).await;
-    assert_eq!(status, 200, "{banned}");
+    host.ban(&room_id, &cy_user).await;
     crate::common::eventually(Duration::from_secs(30), "the ban handled", || async {
         let log = foyer.log();
         (log.contains("a web fan was banned") || log.contains("a former holder's web user was banned")).then_some(())

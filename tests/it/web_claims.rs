@@ -153,14 +153,8 @@ async fn a_banned_web_fans_code_opens_nothing_more_in_matrix_or_on_the_web() {
     let body = format!("rude words {id}");
     let (got, _, text) = chat.post_message(&session, &json!({"txn_id": "m1", "body": body})).await;
     assert_eq!(got, 200, "{text}");
-    let web_user = crate::common::eventually(Duration::from_secs(30), "the host sees the message", || async {
-        let events = host.messages(&room_id).await;
-        events.iter().find(|e| e["content"]["body"] == body.as_str()).map(|e| e["sender"].as_str().unwrap().to_owned())
-    })
-    .await;
-    let path = format!("/_matrix/client/v3/rooms/{}/ban", crate::common::enc(&room_id));
-    let (status, banned) = host.request(reqwest::Method::POST, &path, Some(json!({"user_id": web_user}))).await;
-    assert_eq!(status, 200, "{banned}");
+    let web_user = host.sender_of(&room_id, &body).await;
+    host.ban(&room_id, &web_user).await;
     crate::common::eventually(Duration::from_secs(30), "the ticket banned", || async {
         let (got, answer, _) = chat.session(&json!({"reservation_id": id, "claim_code": code})).await;
         (got == 403 && answer["errcode"] == "FOYER_VIEWER_BANNED").then_some(())
