@@ -273,11 +273,6 @@ impl Reservation {
         staff
     }
 
-    /// Whether `user` is exempt from the chat's rules: a host or a moderator.
-    pub fn keeps_order(&self, user: &ruma::UserId) -> bool {
-        self.hosts.iter().chain(&self.moderators).any(|u| u == user)
-    }
-
     /// Whether its chat is saved at archive: its own `chat.transcript`, else
     /// `rooms.transcript` (`default`).
     pub fn wants_transcript(&self, default: bool) -> bool {

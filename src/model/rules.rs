@@ -325,11 +325,6 @@ impl ChatRules {
         Ok(rules)
     }
 
-    /// The blocked words as given.
-    pub fn blocked_words(&self) -> &[String] {
-        &self.blocked_words
-    }
-
     /// Whether a message with these bodies (its `body` and, if any, `formatted_body`, or
     /// an edit's new content, or a caption) breaks a rule, given the sender's `recent`
     /// posts. Checked in a fixed order, so the answer is one rule: slow mode, length,
