@@ -15,6 +15,7 @@ pub mod matrix;
 pub mod memory;
 pub mod metrics_help;
 pub mod model;
+pub mod moderation;
 pub mod online;
 pub mod outbox;
 pub mod query;

@@ -114,6 +114,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         store,
         wake: Arc::new(tokio::sync::Notify::new()),
         admin_wake: Arc::new(tokio::sync::Notify::new()),
+        redactions: Arc::new(tokio::sync::Notify::new()),
         lifecycle: Default::default(),
         phases_counted_at: Default::default(),
         claims: Default::default(),
@@ -222,6 +223,13 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             }
             let _ = state.lifecycle.set(lifecycle.clone());
             let admin_client = lifecycle.client.clone();
+            let redactor = crate::moderation::redactor::serve(
+                state.store.clone(),
+                lifecycle.client.clone(),
+                state.redactions.clone(),
+                stop_rx.clone(),
+            );
+            tokio::spawn(redactor);
             tokio::spawn(lifecycle.run(stop_rx.clone()));
             let admin = crate::admin::Services {
                 config: config.clone(),

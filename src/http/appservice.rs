@@ -117,6 +117,22 @@ pub(super) async fn transaction(State(state): State<AppState>, Path(txn_id): Pat
         tracing::error!(txn_id, error = %e, "cannot log room events for the web chat; the homeserver will retry");
         return error(StatusCode::SERVICE_UNAVAILABLE, "M_UNKNOWN", "Foyer cannot store this now");
     }
+    // Members' messages against their show's rules: a breach is recorded, its redaction
+    // queued, before the answer (docs/moderation.md).
+    match crate::moderation::screen(state.store.as_ref(), &state.config, &events, chrono::Utc::now()).await {
+        Ok(screened) => {
+            if screened.breaches > 0 {
+                state.redactions.notify_one();
+            }
+            if screened.timeouts > 0 {
+                state.wake.notify_one();
+            }
+        }
+        Err(e) => {
+            tracing::error!(txn_id, error = %e, "cannot screen messages against the rules; the homeserver will retry");
+            return error(StatusCode::SERVICE_UNAVAILABLE, "M_UNKNOWN", "Foyer cannot store this now");
+        }
+    }
     // Admin commands too: the inbox keeps them until they are handled.
     let admins = &state.config.admins;
     let queued = match crate::admin::kept_in_inbox(&events, &bot, admins, state.store.as_ref()).await {

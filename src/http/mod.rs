@@ -61,6 +61,8 @@ pub struct Shared {
     pub wake: Arc<tokio::sync::Notify>,
     /// Wakes the admin inbox after a transaction queued commands.
     pub admin_wake: Arc<tokio::sync::Notify>,
+    /// Wakes the redactor after a transaction queued messages that broke a rule.
+    pub redactions: Arc<tokio::sync::Notify>,
     /// Set once the homeserver handshake has passed.
     pub lifecycle: Arc<std::sync::OnceLock<Arc<crate::lifecycle::Lifecycle>>>,
     /// When `/metrics` last counted reservations by phase (a scan, so at most every 15 s).

@@ -2,7 +2,7 @@
 //! function per [`Step`]. `reconcile` (in `mod.rs`) plans, performs and records; what
 //! a record changes is `RoomState::apply`, the rule the store follows.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use chrono::{DateTime, Utc};
 use ruma::{OwnedRoomId, OwnedUserId};
@@ -15,8 +15,9 @@ use crate::{
     failpoint,
     matrix::{MatrixError, rooms},
     model::{
-        Channel, CloseReason, CreateBegan, InviteFailure, KickReason, Membership, Reader, ReservationId,
-        ReservationRecord, RoomState, Step, StepRecord, TranscriptEntry,
+        ActionReason, Actor, Channel, CloseReason, CreateBegan, InviteFailure, KickReason, Membership, ModeratedMember,
+        ModerationAction, NewAction, Reader, ReservationId, ReservationRecord, RoomState, Speech, Step, StepRecord,
+        TranscriptEntry,
     },
     schedule::Schedule,
     words,
@@ -107,6 +108,7 @@ impl Lifecycle {
     pub(super) async fn perform(&self, at: &InRoom<'_>, step: &Step) -> Result<Vec<StepRecord>, StepError> {
         let done = match step {
             Step::SetHosts => self.set_hosts(at).await?,
+            Step::SetSpeech { speech, lifted } => self.set_speech(at, speech, lifted).await?,
             Step::SetName(name) => self.set_name(at, name).await?,
             Step::SetTopic(topic) => self.set_topic(at, topic).await?,
             Step::EnsureSpace(channel) => self.ensure_space(at, channel).await?,
@@ -139,6 +141,30 @@ impl Lifecycle {
         rooms::set_hosts(&self.client, at.room, &at.state.hosts_applied, &hosts).await?;
         tracing::info!(reservation_id = %at.id, room_id = %at.room, hosts = ?hosts, "moderators updated");
         Ok(StepRecord::HostsApplied(hosts))
+    }
+
+    /// The mode and the timeouts in the power levels; each timeout that ended is then
+    /// recorded as lifted (once: a command that lifted it recorded the same).
+    async fn set_speech(
+        &self, at: &InRoom<'_>, speech: &Speech, lifted: &BTreeMap<OwnedUserId, DateTime<Utc>>,
+    ) -> Result<StepRecord, StepError> {
+        rooms::set_speech(&self.client, at.room, &at.state.speech_applied, speech).await?;
+        tracing::info!(reservation_id = %at.id, room_id = %at.room, mode = speech.mode.as_str(), timed_out = speech.silenced.len(), "who may speak updated");
+        for (user, until) in lifted {
+            let action = NewAction {
+                reservation: at.id.clone(),
+                action: ModerationAction::Untimeout {
+                    member: ModeratedMember::user(user.clone(), None),
+                    until: *until,
+                    event_id: None,
+                },
+                actor: Actor::Bot,
+                reason: ActionReason::default(),
+                at: *until,
+            };
+            self.store.record_action(&action).await?;
+        }
+        Ok(StepRecord::SpeechApplied(speech.clone()))
     }
 
     async fn set_name(&self, at: &InRoom<'_>, name: &str) -> Result<StepRecord, StepError> {

@@ -9,7 +9,7 @@ use ruma::{OwnedRoomId, OwnedUserId};
 
 use crate::{
     config::RoomsConfig,
-    model::{Audience, CloseReason, KickReason, Membership, ReservationRecord, RoomState, Step},
+    model::{Audience, CloseReason, KickReason, Membership, ReservationRecord, RoomState, Speech, Step},
     schedule,
 };
 
@@ -104,6 +104,17 @@ pub fn plan(
     if room.hosts_applied != hosts {
         steps.push(Step::SetHosts);
     }
+    // Who may speak: the mode in force and the timeouts running now (docs/moderation.md).
+    // Rules that do not read back leave the room as it is.
+    let speech = record.reservation.rules(&rooms.rules).ok();
+    let speech = speech.map(|rules| Speech::at(rules.mode, &audience.timeouts, &hosts, now));
+    if let Some(speech) = speech.filter(|speech| *speech != room.speech_applied) {
+        let ended = |user: &OwnedUserId| {
+            audience.timeouts.get(user).filter(|until| **until <= now).map(|until| (user.clone(), *until))
+        };
+        let lifted = room.speech_applied.silenced.difference(&speech.silenced).filter_map(ended).collect();
+        steps.push(Step::SetSpeech { speech, lifted });
+    }
     let title = record.reservation.title.as_str();
     if room.name_applied.as_deref() != Some(title) {
         steps.push(Step::SetName(title.to_owned()));
@@ -155,6 +166,10 @@ pub fn plan(
         _ => {}
     }
     let mut next_due_at = invite_retry.map_or(times.archives_at, |t| t.min(times.archives_at));
+    // A timeout is lifted when it ends.
+    if let Some(ends) = audience.timeouts.values().filter(|until| **until > now).min() {
+        next_due_at = next_due_at.min(*ends);
+    }
     let starts_at = record.reservation.starts_at;
     if !times.live && signals.stream_ended_at.is_none() {
         for reminder in &rooms.reminders {

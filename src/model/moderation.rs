@@ -16,7 +16,7 @@ pub const MAX_REPORT_REASON: usize = 500;
 
 /// Why a fan reports a message: at most [`MAX_REPORT_REASON`] characters of text with no
 /// control characters but line breaks; it may be empty (the report alone says enough).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ReportReason(String);
 
 impl ReportReason {
@@ -30,6 +30,14 @@ impl ReportReason {
             return Err("reason holds control characters".to_owned());
         }
         Ok(Self(text.to_owned()))
+    }
+
+    /// Whatever `text` is, made one: control characters but line breaks dropped, cut at
+    /// [`MAX_REPORT_REASON`] characters. For reasons Foyer words itself, or a moderator's
+    /// words that are recorded rather than refused.
+    pub fn lossy(text: &str) -> Self {
+        let kept = text.trim().chars().filter(|c| !c.is_control() || *c == '\n').take(MAX_REPORT_REASON);
+        Self(kept.collect::<String>().trim().to_owned())
     }
 
     pub fn as_str(&self) -> &str {
@@ -78,6 +86,14 @@ named! {
         Open = "open",
         ReactionsOnly = "reactions_only",
         HostsOnly = "hosts_only",
+    }
+}
+
+/// A room as created is open. (`named!` writes the enum, so the default is written here.)
+#[allow(clippy::derivable_impls)]
+impl Default for ChatMode {
+    fn default() -> Self {
+        Self::Open
     }
 }
 
@@ -187,6 +203,17 @@ impl ModeratedMember {
 
     pub fn user_id(&self) -> Option<&UserId> {
         self.user_id.as_deref()
+    }
+
+    /// Who posts, as the store keeps their posts and timeouts: `member:<user id>` for a
+    /// Matrix member, `<viewer kind>:<value>` for a web fan (who posts through the gateway
+    /// by their ticket or `sub`).
+    pub fn sender_key(&self) -> String {
+        match (&self.user_id, &self.viewer) {
+            (Some(user), _) => format!("member:{user}"),
+            (None, Some(viewer)) => format!("{}:{}", viewer.kind(), viewer.value()),
+            (None, None) => unreachable!("a moderated member is a user or a viewer"),
+        }
     }
 
     pub fn viewer(&self) -> Option<&ViewerKey> {

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use ruma::{OwnedRoomId, OwnedUserId, events::room::member::MembershipState};
 
-use super::Channel;
+use super::{Channel, ChatMode};
 
 /// What Foyer has done on the homeserver for one reservation, and what the homeserver
 /// told it about the room's members, as recorded in the store.
@@ -31,6 +31,8 @@ pub struct RoomState {
     pub members: BTreeMap<OwnedUserId, Member>,
     /// The hosts at power 50 in the room.
     pub hosts_applied: BTreeSet<OwnedUserId>,
+    /// Who may speak, as the room's power levels were last made to say.
+    pub speech_applied: Speech,
     /// The room name last set (the reservation's title then).
     pub name_applied: Option<String>,
     pub topic_applied: Option<String>,
@@ -143,6 +145,66 @@ pub struct Audience {
     /// platform viewer or for the current holder of an active ticket. The web chat joins
     /// them itself; they are never invited.
     pub web: BTreeSet<OwnedUserId>,
+    /// Matrix members timed out (docs/moderation.md), each with when their timeout ends;
+    /// ended ones too, until they are forgotten: the planner looks at `now`.
+    pub timeouts: BTreeMap<OwnedUserId, DateTime<Utc>>,
+}
+
+/// Who may speak in a room, by its power levels: its mode, and the members timed out
+/// (below what posting needs). Hosts and moderators are never silenced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Speech {
+    pub mode: ChatMode,
+    pub silenced: BTreeSet<OwnedUserId>,
+}
+
+/// How many bytes of the room's `m.room.power_levels` event the timed-out members may
+/// take: a homeserver refuses an event over 64 KiB, and the rest of it (the levels, the
+/// bot, hosts and moderators) must still fit. Each member takes their ID and about 8
+/// bytes (`"…": -1, `): about 1,300 members of 30-byte IDs, and 190 of the longest
+/// (255 bytes). Past it, the timeouts that end last wait for a place (their messages are
+/// still redacted); the README says so.
+pub const SILENCED_BYTES: usize = 48 * 1024;
+
+impl Speech {
+    /// As the store keeps it: `{"mode", "silenced": [user IDs]}`.
+    pub fn to_json(&self) -> String {
+        serde_json::json!({"mode": self.mode.as_str(), "silenced": self.silenced}).to_string()
+    }
+
+    pub fn from_json(text: &str) -> Result<Speech, String> {
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("speech_applied: {e}"))?;
+        let mode = value["mode"].as_str().ok_or("speech_applied: no mode")?;
+        let mode = ChatMode::parse(mode).map_err(|e| format!("speech_applied: {e}"))?;
+        let silenced = serde_json::from_value(value["silenced"].clone()).map_err(|e| format!("speech_applied: {e}"))?;
+        Ok(Speech { mode, silenced })
+    }
+
+    /// Who may speak at `now`: `mode`, and the members whose timeouts have not ended,
+    /// never `staff`, as many as [`SILENCED_BYTES`] holds (those whose timeouts end first
+    /// first).
+    pub fn at(
+        mode: ChatMode, timeouts: &BTreeMap<OwnedUserId, DateTime<Utc>>, staff: &BTreeSet<OwnedUserId>,
+        now: DateTime<Utc>,
+    ) -> Speech {
+        let mut running: Vec<(&DateTime<Utc>, &OwnedUserId)> = timeouts
+            .iter()
+            .filter(|(user, until)| **until > now && !staff.contains(*user))
+            .map(|(u, t)| (t, u))
+            .collect();
+        running.sort();
+        let mut budget = SILENCED_BYTES;
+        let mut silenced = BTreeSet::new();
+        for (_, user) in running {
+            let cost = user.as_str().len() + 8;
+            if cost > budget {
+                break;
+            }
+            budget -= cost;
+            silenced.insert(user.clone());
+        }
+        Speech { mode, silenced }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,6 +233,13 @@ pub enum Step {
     Archive,
     /// Make the room's moderators match the reservation's hosts (power levels RMW).
     SetHosts,
+    /// Make the room's mode and timed-out members what the rules and timeouts say now
+    /// (power levels RMW); `lifted` are the timeouts it ends, each with its end, recorded
+    /// as lifted.
+    SetSpeech {
+        speech: Speech,
+        lifted: BTreeMap<OwnedUserId, DateTime<Utc>>,
+    },
     /// Invite a ticket holder who knocked.
     AcceptKnock(OwnedUserId),
     /// Remove someone who may not be there, or refuse a knock.
@@ -207,6 +276,7 @@ impl Step {
             Self::PostClosingNotice(_) => "closing_notice",
             Self::Archive => "archive",
             Self::SetHosts => "set_hosts",
+            Self::SetSpeech { .. } => "set_speech",
             Self::AcceptKnock(_) => "accept_knock",
             Self::Kick(..) => "kick",
             Self::SetName(_) => "set_name",
@@ -248,6 +318,7 @@ pub enum StepRecord {
     },
     SpaceLinked(Option<OwnedRoomId>),
     HostsApplied(BTreeSet<OwnedUserId>),
+    SpeechApplied(Speech),
     /// Foyer's own membership change (a kick, an invite after a knock), recorded before
     /// the homeserver's event about it arrives.
     Member {
@@ -314,6 +385,7 @@ impl RoomState {
             StepRecord::SpaceEnsured { space, .. } => self.space = Some(space.clone()),
             StepRecord::SpaceLinked(space) => self.space_linked = space.clone(),
             StepRecord::HostsApplied(hosts) => self.hosts_applied = hosts.clone(),
+            StepRecord::SpeechApplied(speech) => self.speech_applied = speech.clone(),
             StepRecord::Member { user_id, membership, invited_by } => {
                 // Members are the room's: none before it exists. Who invited them is kept
                 // unless the record says.

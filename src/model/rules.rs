@@ -181,6 +181,14 @@ impl RulesOverride {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// This override with `later`'s fields in place of its own: the reservation's rules
+    /// with what its room's moderators set by command over them.
+    pub fn then(&self, later: &RulesOverride) -> RulesOverride {
+        let mut merged = self.0.clone();
+        merged.extend(later.0.iter().map(|(k, v)| (k.clone(), v.clone())));
+        RulesOverride(merged)
+    }
 }
 
 fn link_hosts(value: &Value, path: &str) -> Result<Vec<String>, RulesError> {
@@ -364,7 +372,7 @@ impl ChatRules {
             };
             return broken(Rule::Links, reason.into());
         }
-        if !self.duplicate_window.is_zero() && recent.digests.contains(&post_digest(body)) {
+        if !self.duplicate_window.is_zero() && !body.trim().is_empty() && recent.digests.contains(&post_digest(body)) {
             let reason = format!("the same message again within {} s", self.duplicate_window.as_secs());
             return broken(Rule::Duplicate, reason);
         }

@@ -3,6 +3,7 @@
 
 mod admin;
 mod dialect;
+mod enforcement;
 mod intake;
 mod leases;
 pub mod migrate;
@@ -29,6 +30,7 @@ use ruma::OwnedUserId;
 
 pub use self::{
     admin::{AdminStore, DirectChatCounts},
+    enforcement::{Breach, BreachOutcome, EnforcementStore, PendingRedaction, TimeoutOrder},
     leases::LeaseStore,
     moderation::{MAX_RECORD_PAGE, ModerationStore, RecordedEntry},
     outbox::{OutboxRow, OutboxStore},
@@ -164,6 +166,7 @@ store_of_roles! {
     TranscriptStore,
     WebchatStore,
     ModerationStore,
+    EnforcementStore,
     PostStore,
     OutboxStore
 }

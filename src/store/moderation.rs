@@ -10,7 +10,7 @@ use ruma::{EventId, OwnedEventId, OwnedUserId};
 use sha2::{Digest, Sha256};
 
 use super::{
-    StoreError,
+    Outbound, StoreError,
     dialect::{SqlStore, on_both_databases},
     from_millis,
     outbox::write_event,
@@ -96,40 +96,80 @@ struct Row<'a> {
 impl SqlStore<D> {
     /// Writes `row` once, and its event with it; counts it the first time.
     async fn record(&self, row: Row<'_>) -> Result<bool, StoreError> {
-        let entry = &row.entry;
-        let member = entry.member.as_ref();
-        let viewer = member.and_then(ModeratedMember::viewer);
-        let details = entry.details.to_string();
-        let now = to_millis(entry.at);
         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
-        let recorded = sqlx::query(RECORD)
-            .bind(row.reservation.as_str())
-            .bind(row.action_id.as_str())
-            .bind(now)
-            .bind(entry.kind.as_str())
-            .bind(entry.actor.kind())
-            .bind(entry.actor.value())
-            .bind(entry.event_id.as_ref().map(|e| e.as_str()))
-            .bind(entry.reason.as_str())
-            .bind(details.as_str())
-            .bind(member.and_then(ModeratedMember::user_id).map(|u| u.as_str()))
-            .bind(viewer.map(ViewerKey::kind))
-            .bind(viewer.map(ViewerKey::value))
-            .execute(&mut *tx)
-            .await?;
-        let new = D::rows_affected(&recorded) == 1;
-        let wrote = new && self.outbox.writes() && row.event.is_some();
-        if let Some(event) = row.event.as_ref().filter(|_| wrote) {
-            write_event::<D>(&mut *tx, &self.outbox, event, now).await?;
-        }
+        let new = write_row::<D>(&mut *tx, &self.outbox, &row).await?;
         tx.commit().await?;
-        self.outbox.wake_sender(wrote);
+        self.outbox.wake_sender(new && self.outbox.writes() && row.event.is_some());
         if new {
-            let rule = row.rule.map_or("", Rule::as_str);
-            metrics::counter!("foyer_moderation_actions_total", "action" => entry.kind.as_str(), "rule" => rule)
-                .increment(1);
+            counted(&row);
         }
         Ok(new)
+    }
+}
+
+/// Writes `row` in a transaction of the caller's, and its event with it, if it is new;
+/// whether it was. The caller counts it ([`counted`]) once the transaction commits.
+#[apply(on_both_databases!)]
+async fn write_row(conn: &mut D::Connection, outbox: &Outbound, row: &Row<'_>) -> Result<bool, StoreError> {
+    let entry = &row.entry;
+    let member = entry.member.as_ref();
+    let viewer = member.and_then(ModeratedMember::viewer);
+    let details = entry.details.to_string();
+    let now = to_millis(entry.at);
+    let recorded = sqlx::query(RECORD)
+        .bind(row.reservation.as_str())
+        .bind(row.action_id.as_str())
+        .bind(now)
+        .bind(entry.kind.as_str())
+        .bind(entry.actor.kind())
+        .bind(entry.actor.value())
+        .bind(entry.event_id.as_ref().map(|e| e.as_str()))
+        .bind(entry.reason.as_str())
+        .bind(details.as_str())
+        .bind(member.and_then(ModeratedMember::user_id).map(|u| u.as_str()))
+        .bind(viewer.map(ViewerKey::kind))
+        .bind(viewer.map(ViewerKey::value))
+        .execute(&mut *conn)
+        .await?;
+    let new = D::rows_affected(&recorded) == 1;
+    if let Some(event) = row.event.as_ref().filter(|_| new && outbox.writes()) {
+        write_event::<D>(conn, outbox, event, now).await?;
+    }
+    Ok(new)
+}
+
+/// `foyer_moderation_actions_total`, once a new row is committed.
+fn counted(row: &Row<'_>) {
+    let rule = row.rule.map_or("", Rule::as_str);
+    metrics::counter!("foyer_moderation_actions_total", "action" => row.entry.kind.as_str(), "rule" => rule)
+        .increment(1);
+}
+
+/// Records `action` in a transaction of the caller's, with `member.moderated`; whether it
+/// is new. The caller passes it to [`counted_action`] once committed.
+#[apply(on_both_databases!)]
+pub(super) async fn write_action(
+    conn: &mut D::Connection, outbox: &Outbound, action: &NewAction,
+) -> Result<bool, StoreError> {
+    write_row::<D>(conn, outbox, &action_row(action)).await
+}
+
+/// Counts an action [`write_action`] wrote, once its transaction committed.
+pub(super) fn counted_action(action: &NewAction) {
+    counted(&action_row(action));
+}
+
+/// The row that records `action`.
+fn action_row(action: &NewAction) -> Row<'_> {
+    let identity = action.identity();
+    let parts: Vec<&str> = identity.iter().map(String::as_str).collect();
+    let action_id = action_id(&parts);
+    Row {
+        reservation: &action.reservation,
+        event: Some(OutboundEvent::member_moderated(action, &action_id)),
+        action_id,
+        entry: action.entry(),
+        rule: action.action.rule(),
     }
 }
 
@@ -158,17 +198,7 @@ impl ModerationStore for SqlStore<D> {
     }
 
     async fn record_action(&self, action: &NewAction) -> Result<bool, StoreError> {
-        let identity = action.identity();
-        let parts: Vec<&str> = identity.iter().map(String::as_str).collect();
-        let action_id = action_id(&parts);
-        self.record(Row {
-            reservation: &action.reservation,
-            event: Some(OutboundEvent::member_moderated(action, &action_id)),
-            action_id,
-            entry: action.entry(),
-            rule: action.action.rule(),
-        })
-        .await
+        self.record(action_row(action)).await
     }
 
     async fn moderation_record(

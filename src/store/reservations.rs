@@ -27,7 +27,7 @@ macro_rules! select_with {
         concat!(
             "SELECT r.*, s.cancelled_at, s.cancel_reason, s.stream_started_at, s.stream_ended_at,
                 s.admin_opened_at, s.admin_archived_at, l.last_error, l.attempts,
-                l.room_id AS room_id, l.archived_at AS archived_at, ",
+                l.room_id AS room_id, l.archived_at AS archived_at, l.rules_set, l.rules_set_over, ",
             $counts,
             " FROM reservations r
             LEFT JOIN reservation_signals s ON s.reservation_id = r.reservation_id
@@ -248,13 +248,7 @@ pub(super) fn record(row: &(impl Read + ?Sized)) -> Result<ReservationRecord, St
             .opt_text("stream_key_hash")?
             .map(|h| StreamKeyHash::parse(&h).map_err(|e| corrupt("stream_key_hash", e)))
             .transpose()?,
-        rules: match row.opt_text("chat_rules")? {
-            None => RulesOverride::default(),
-            Some(text) => {
-                let json = serde_json::from_str(&text).map_err(|e| corrupt("chat_rules", e))?;
-                RulesOverride::parse(&json, "chat_rules").map_err(|e| corrupt("chat_rules", e))?
-            }
-        },
+        rules: rules_in_force(row)?,
         moderators: serde_json::from_str(&row.text("moderators")?).map_err(|e| corrupt("moderators", e))?,
     };
     let signals = Signals {
@@ -285,4 +279,25 @@ pub(super) fn record(row: &(impl Read + ?Sized)) -> Result<ReservationRecord, St
         last_error: row.opt_text("last_error")?,
         attempts: row.opt_int("attempts")?.unwrap_or(0) as u32,
     })
+}
+
+/// A rules object stored as JSON text (`chat_rules`, `rules_set`), read as it was checked.
+fn stored_rules(text: Option<&str>, column: &str) -> Result<RulesOverride, StoreError> {
+    let Some(text) = text else { return Ok(RulesOverride::default()) };
+    let json = serde_json::from_str(text).map_err(|e| corrupt(column, e))?;
+    RulesOverride::parse(&json, column).map_err(|e| corrupt(column, e))
+}
+
+/// The reservation's `chat.rules` with what its room's hosts and moderators set by
+/// command over them, while the platform has not changed `chat.rules` since (then its
+/// newer word is in force): the set rules were set over `rules_set_over`.
+fn rules_in_force(row: &(impl Read + ?Sized)) -> Result<RulesOverride, StoreError> {
+    let given = row.opt_text("chat_rules")?;
+    let rules = stored_rules(given.as_deref(), "chat_rules")?;
+    match row.opt_text("rules_set")? {
+        Some(set) if row.opt_text("rules_set_over")? == given => {
+            Ok(rules.then(&stored_rules(Some(&set), "rules_set")?))
+        }
+        _ => Ok(rules),
+    }
 }

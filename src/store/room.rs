@@ -21,7 +21,7 @@ use super::{
     tickets::claim,
     to_millis,
 };
-use crate::model::{Audience, BoundHow, FailingInvite, InviteFailure, Member, Membership, ReservationId};
+use crate::model::{Audience, BoundHow, FailingInvite, InviteFailure, Member, Membership, ReservationId, Speech};
 use crate::outbox::OutboundEvent;
 
 // What `record_step` writes, one statement per record (the reservation id is the last
@@ -41,6 +41,7 @@ const SPACE_ENSURED: &str = "INSERT INTO spaces (channel_id, room_id, name) VALU
 const SPACE_LINKED: &str = "UPDATE lifecycle SET space_linked = $1 WHERE reservation_id = $2";
 const CLOSING_WARNING_SENT: &str = "UPDATE lifecycle SET closing_warning_sent = 1 WHERE reservation_id = $1";
 const HOSTS_APPLIED: &str = "UPDATE lifecycle SET hosts_applied = $1 WHERE reservation_id = $2";
+const SPEECH_APPLIED: &str = "UPDATE lifecycle SET speech_applied = $1 WHERE reservation_id = $2";
 /// Foyer's own membership change in the reservation's room, if it has one:
 /// `(user_id, membership, invited_by, at, reservation_id)`. The casts give PostgreSQL
 /// the parameters' types, which it cannot infer in a `SELECT` list.
@@ -101,7 +102,7 @@ const FORGET_EMAILS: &str = "UPDATE tickets SET email = NULL, display_name = NUL
 
 const LIFECYCLE: &str =
     "SELECT room_id, opening_notice_sent, transcript_notice_sent, closing_notice_sent, archived_at, attempts,
-        hosts_applied, name_applied, topic_applied, stream_url_applied, live_notice_for, ended_notice_for,
+        hosts_applied, speech_applied, name_applied, topic_applied, stream_url_applied, live_notice_for, ended_notice_for,
         reminders_sent, closing_warning_sent, space_linked, create_began_by, create_began_at,
         transcript_failed_at, transcript_error,
         (SELECT t.made_at FROM transcripts t WHERE t.reservation_id = lifecycle.reservation_id) AS transcript_made_at,
@@ -134,6 +135,8 @@ const WEB_USERS: &str = "SELECT w.user_id,
     LEFT JOIN tickets t ON w.viewer_kind = 'ticket' AND t.reservation_id = w.reservation_id
         AND t.ticket_id = w.viewer_value
     WHERE w.reservation_id = $1";
+/// Matrix members' timeouts, running or ended, each with its end.
+const TIMEOUTS: &str = "SELECT user_id, until FROM chat_timeouts WHERE reservation_id = $1 AND user_id IS NOT NULL";
 const ROOM_MEMBERS: &str = "SELECT user_id, membership, invited_by FROM room_members WHERE room_id = $1";
 
 #[apply(on_both_databases!)]
@@ -156,6 +159,11 @@ impl SqlStore<D> {
             let web = web.iter().map(|row| Ok((row.text("user_id")?, row.text("standing")?)));
             let web = web.collect::<Result<Vec<_>, StoreError>>()?;
             state.audience = self::audience(id, users(HOLDERS).await?, users(REVOKED).await?, web)?;
+            let timeouts = sqlx::query(TIMEOUTS).bind(id.as_str()).fetch_all(&self.pool).await?;
+            for row in &timeouts {
+                let user = OwnedUserId::try_from(row.text("user_id")?).map_err(|e| corrupt("a timeout", e))?;
+                state.audience.timeouts.insert(user, from_millis(row.int("until")?)?);
+            }
         }
         if let Some(room_id) = &state.room.room_id {
             let rows = sqlx::query(ROOM_MEMBERS).bind(room_id.as_str()).fetch_all(&self.pool).await?;
@@ -176,6 +184,7 @@ fn audience(
         holders: holders.into_iter().map(user).collect::<Result<_, _>>()?,
         revoked: revoked.into_iter().map(user).collect::<Result<_, _>>()?,
         web: Default::default(),
+        timeouts: Default::default(),
     };
     for (web_user, standing) in web {
         let web_user = user(web_user)?;
@@ -205,6 +214,10 @@ fn lifecycle(id: &ReservationId, row: Option<&impl Read>, invites: &[impl Read])
         room.closing_notice_sent = row.int("closing_notice_sent")? != 0;
         room.archived = row.opt_int("archived_at")?.is_some();
         room.hosts_applied = json(row.opt_text("hosts_applied")?).map_err(|e| corrupt(&e))?;
+        room.speech_applied = match row.opt_text("speech_applied")? {
+            Some(text) => Speech::from_json(&text).map_err(|e| corrupt(&e))?,
+            None => Speech::default(),
+        };
         room.name_applied = row.opt_text("name_applied")?;
         room.topic_applied = row.opt_text("topic_applied")?;
         room.stream_url_applied = row.opt_text("stream_url_applied")?;
@@ -442,6 +455,7 @@ impl LifecycleStore for SqlStore<D> {
         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
         let users_json =
             |users: &BTreeSet<OwnedUserId>| serde_json::to_string(users).expect("user IDs always serialize");
+        let speech_json;
         let query = match step {
             StepRecord::RoomCreated { room_id, hosts, name, topic } => sqlx::query(ROOM_CREATED)
                 .bind(room_id.as_str())
@@ -463,6 +477,10 @@ impl LifecycleStore for SqlStore<D> {
             }
             StepRecord::ClosingWarningSent => sqlx::query(CLOSING_WARNING_SENT).bind(rid),
             StepRecord::HostsApplied(hosts) => sqlx::query(HOSTS_APPLIED).bind(users_json(hosts).as_str()).bind(rid),
+            StepRecord::SpeechApplied(speech) => {
+                speech_json = speech.to_json();
+                sqlx::query(SPEECH_APPLIED).bind(speech_json.as_str()).bind(rid)
+            }
             StepRecord::Member { user_id, membership, invited_by } => sqlx::query(MEMBER)
                 .bind(user_id.as_str())
                 .bind(membership.as_str())

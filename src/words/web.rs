@@ -34,3 +34,9 @@ pub fn unnamed_fan() -> crate::model::DisplayName {
 pub fn broke_rule(reason: &str) -> String {
     format!("This chat's rules: {reason}.")
 }
+
+/// A timed-out fan's message, refused: when they may write again.
+pub fn timed_out(wait: std::time::Duration) -> String {
+    let minutes = wait.as_secs().div_ceil(60).max(1);
+    format!("You are timed out in this chat; you can write again in {minutes} min.")
+}

@@ -8,8 +8,8 @@ use foyer::{
     config::{DatabaseConfig, DatabaseKind},
     events::HomeserverEvent,
     model::{
-        Channel, ExternalId, Holder, InviteFailure, Membership, Reservation, ReservationId, ReservationRecord,
-        Revision, RoomState, SessionId, StepRecord, StreamKey, Ticket, Title, WebhookEvent,
+        Channel, ChatMode, ExternalId, Holder, InviteFailure, Membership, Reservation, ReservationId,
+        ReservationRecord, Revision, RoomState, SessionId, Speech, StepRecord, StreamKey, Ticket, Title, WebhookEvent,
     },
     secret::Secret,
     store::{self, AdminAction, Counts, MembershipFact, Outbound, Outcome, Receipt, Store, StoreError},
@@ -469,6 +469,8 @@ fn every_record(room: &OwnedRoomId, space: &OwnedRoomId, channel: &str) -> Vec<S
         StepRecord::SpaceEnsured { channel_id: channel.into(), space: space.clone(), name: "The Blue Room".into() },
         StepRecord::SpaceLinked(Some(space.clone())),
         StepRecord::HostsApplied([user("dj"), user("mc")].into()),
+        StepRecord::SpeechApplied(Speech { mode: ChatMode::HostsOnly, silenced: [user("eve")].into() }),
+        StepRecord::SpeechApplied(Speech { mode: ChatMode::ReactionsOnly, silenced: Default::default() }),
         // Who invited a member is kept until a record says otherwise.
         member(&alice, Membership::Knock, None),
         member(&alice, Membership::Invite, Some(user("foyer"))),
@@ -500,7 +502,7 @@ fn every_record(room: &OwnedRoomId, space: &OwnedRoomId, channel: &str) -> Vec<S
 }
 
 /// Kinds of [`StepRecord`].
-const RECORD_KINDS: usize = 22;
+const RECORD_KINDS: usize = 23;
 
 /// A record's kind, numbered: a new kind does not compile here until it has the next
 /// number (and [`RECORD_KINDS`] counts it), and then fails the test until
@@ -529,6 +531,7 @@ fn record_kind(record: &StepRecord) -> usize {
         StepRecord::TranscriptMade { .. } => 19,
         StepRecord::TranscriptFailed { .. } => 20,
         StepRecord::TranscriptNoticeSent => 21,
+        StepRecord::SpeechApplied(_) => 22,
     }
 }
 
@@ -566,6 +569,10 @@ fn any_record(room: OwnedRoomId, channel: String) -> impl Strategy<Value = StepR
         }),
         proptest::option::of(space()).prop_map(StepRecord::SpaceLinked),
         proptest::collection::btree_set(any_user(), 0..3).prop_map(StepRecord::HostsApplied),
+        (0..3usize, proptest::collection::btree_set(any_user(), 0..3)).prop_map(|(mode, silenced)| {
+            let mode = [ChatMode::Open, ChatMode::ReactionsOnly, ChatMode::HostsOnly][mode];
+            StepRecord::SpeechApplied(Speech { mode, silenced })
+        }),
         (any_user(), membership, proptest::option::of(any_user()))
             .prop_map(|(user_id, membership, invited_by)| StepRecord::Member { user_id, membership, invited_by }),
         any_user().prop_map(|user_id| StepRecord::Invited { user_id }),

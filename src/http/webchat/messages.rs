@@ -23,10 +23,11 @@ use crate::{
     http::{AppState, error},
     matrix::{MatrixClient, MatrixError, rooms},
     model::{
-        ActionReason, Actor, Broken, EndReason, MAX_MAX_LENGTH, ModeratedMember, ModerationAction, NewAction,
-        NewWebUser, Recent, ReservationRecord, Rule, ViewerKey, WebSession, naming, post_digest,
+        ActionReason, Broken, EndReason, MAX_MAX_LENGTH, ModeratedMember, NewWebUser, Recent, ReservationRecord, Rule,
+        ViewerKey, WebSession, naming, post_digest,
     },
     schedule::{self, Phase},
+    store::Breach,
     words,
 };
 
@@ -190,13 +191,20 @@ async fn follows_rules(
         tracing::error!(reservation_id = %s.reservation, error = %e, "a show's stored rules cannot be read");
         error(StatusCode::INTERNAL_SERVER_ERROR, "FOYER_RULES_UNREADABLE", "this show's rules cannot be read")
     })?;
-    let sender = format!("{}:{}", s.viewer.kind(), s.viewer.value());
+    let sender = ModeratedMember::web_viewer(s.viewer.clone()).sender_key();
     match state.store.post_known(&s.reservation, &sender, &message.txn_id).await {
         Ok(true) => return Ok(()),
         Ok(false) => {}
         Err(e) => return Err(unavailable(&e)),
     }
     let now = Utc::now();
+    // A fan timed out after their strikes (or by a moderator) waits; nothing is judged.
+    let member = ModeratedMember::web_viewer(s.viewer.clone());
+    match state.store.timed_out_until(&s.reservation, &member, now).await {
+        Ok(None) => {}
+        Ok(Some(until)) => return Err(timed_out((until - now).to_std().unwrap_or_default())),
+        Err(e) => return Err(unavailable(&e)),
+    }
     let memory = chrono::Duration::from_std(rules.memory()).unwrap_or(chrono::Duration::zero());
     let posts = if memory.is_zero() {
         Vec::new()
@@ -213,24 +221,30 @@ async fn follows_rules(
         // In the moderation record (a strike), by the fan's ticket or viewer id: the post
         // never became an event. A record that cannot be written now does not change the
         // answer, which the fan needs either way.
-        let action = NewAction {
+        let breach = Breach {
             reservation: s.reservation.clone(),
-            action: ModerationAction::Rule {
-                rule: broken.rule,
-                member: ModeratedMember::web_viewer(s.viewer.clone()),
-                event_id: None,
-            },
-            actor: Actor::Bot,
-            reason: ActionReason::parse(&broken.reason).unwrap_or_else(|_| ActionReason::parse("").expect("empty")),
+            member: member.clone(),
+            rule: broken.rule,
+            reason: ActionReason::lossy(&broken.reason),
+            message: None,
+            strikes: rules.strikes,
             at: now,
         };
-        if let Err(e) = state.store.record_action(&action).await {
+        if let Err(e) = state.store.record_breach(&breach).await {
             tracing::warn!(reservation_id = %s.reservation, error = %e, "cannot record a broken rule");
         }
         return Err(Refusal::Rule(broken).answer());
     }
     let digest = post_digest(&message.body);
     state.store.record_post(&s.reservation, &sender, &message.txn_id, now, &digest).await.map_err(|e| unavailable(&e))
+}
+
+/// 429 `FOYER_TIMED_OUT`: the fan may post again in `wait`.
+fn timed_out(wait: std::time::Duration) -> Response {
+    let body = json!({"errcode": "FOYER_TIMED_OUT", "error": words::web::timed_out(wait),
+        "retry_after_ms": u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)});
+    let seconds = wait.as_secs_f64().ceil().max(1.0).to_string();
+    (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, seconds)], Json(body)).into_response()
 }
 
 async fn writable_room(

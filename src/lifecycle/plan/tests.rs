@@ -14,6 +14,8 @@ use crate::{
 
 /// The door: who is kicked, who is invited again, which knocks are answered.
 mod door;
+/// Who may speak: modes and timeouts.
+mod speech;
 
 fn room_id() -> OwnedRoomId {
     OwnedRoomId::try_from("!room:example.org").unwrap()
@@ -69,6 +71,7 @@ fn records(work: &Work, rec: &ReservationRecord, config: &RoomsConfig) -> Vec<St
     };
     let one = |step: &Step| match step {
         Step::SetHosts => StepRecord::HostsApplied(hosts.clone()),
+        Step::SetSpeech { speech, .. } => StepRecord::SpeechApplied(speech.clone()),
         Step::SetName(name) => StepRecord::NameSet(name.clone()),
         Step::SetTopic(topic) => StepRecord::TopicSet(topic.clone()),
         Step::SetStreamLink => {

@@ -4,8 +4,11 @@
 use std::time::Duration;
 
 use ruma::{
-    OwnedRoomId, OwnedUserId,
-    api::client::membership::{invite_user, join_room_by_id, kick_user},
+    OwnedEventId, OwnedRoomId, OwnedTransactionId, OwnedUserId,
+    api::client::{
+        membership::{ban_user, invite_user, join_room_by_id, kick_user, unban_user},
+        redact::redact_event,
+    },
 };
 use tokio::time::Instant;
 
@@ -63,4 +66,38 @@ pub async fn kick(
 /// The bot joins a room it was invited to (by an admin, for commands).
 pub async fn join(client: &MatrixClient, room_id: &OwnedRoomId) -> Result<(), MatrixError> {
     client.send(join_room_by_id::v3::Request::new(room_id.clone()), None, deadline()).await.map(|_| ())
+}
+
+/// Bans a member with a reason (a ban of someone banned already is done).
+pub async fn ban(
+    client: &MatrixClient, room_id: &OwnedRoomId, user: &OwnedUserId, reason: &str,
+) -> Result<(), MatrixError> {
+    let mut req = ban_user::v3::Request::new(room_id.clone(), user.clone());
+    req.reason = Some(reason.to_owned());
+    client.send(req, None, deadline()).await.map(|_| ())
+}
+
+/// Lifts a member's ban; someone not banned is done.
+pub async fn unban(client: &MatrixClient, room_id: &OwnedRoomId, user: &OwnedUserId) -> Result<(), MatrixError> {
+    match client.send(unban_user::v3::Request::new(room_id.clone(), user.clone()), None, deadline()).await {
+        Ok(_) => Ok(()),
+        Err(MatrixError::Api { status: 403, message, .. }) if message.contains("not banned") => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Redacts an event as the bot, with a reason. The transaction id is the event's, so
+/// that redacting it again (a retry, another instance) sends nothing new while the
+/// homeserver remembers it, and an event gone already is done.
+pub async fn redact(
+    client: &MatrixClient, room_id: &OwnedRoomId, event_id: &OwnedEventId, reason: &str,
+) -> Result<(), MatrixError> {
+    let txn: OwnedTransactionId = format!("foyer-redact-{}", event_id.as_str().trim_start_matches('$')).into();
+    let mut req = redact_event::v3::Request::new(room_id.clone(), event_id.clone(), txn);
+    req.reason = Some(reason.to_owned());
+    match client.send(req, None, deadline()).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.errcode() == Some("M_NOT_FOUND") => Ok(()),
+        Err(e) => Err(e),
+    }
 }

@@ -26,9 +26,9 @@ mod web_users;
 pub use archive::archive;
 pub use create::{ABANDONED_AFTER, CREATOR_GONE_GRACE, OpenError, Patience, UnmarkedRooms, create_or_adopt};
 pub use details::{set_name, set_topic};
-pub use members::{invite, invite_once, join, kick};
+pub use members::{ban, invite, invite_once, join, kick, redact, unban};
 pub use messages::notice;
-pub use power::{ADMIN, MEMBER, MODERATOR, set_hosts};
+pub use power::{ADMIN, MEMBER, MODERATOR, TIMED_OUT, set_hosts, set_speech};
 pub use spaces::{ensure_space, link_space, unlink_space};
 pub use stream::set_stream_link;
 pub use web_users::{

@@ -11,13 +11,20 @@ use super::{MARKER, POWER_LEVELS, put_custom, raw, state};
 use crate::{
     config::Config,
     matrix::{MatrixClient, MatrixError},
-    model::ReservationRecord,
+    model::{ChatMode, ReservationRecord, Speech},
 };
+
+/// What a reaction and a poll answer are sent as, in both the spec's form and the
+/// older one clients still send: what `reactions_only` leaves to everyone.
+const REACTIONS: &[&str] = &["m.reaction", "m.poll.response", "org.matrix.msc3381.poll.response", "m.room.redaction"];
 
 // The power levels Foyer gives and requires, named once.
 
 /// Everyone's level, and what posting takes while the room is open.
 pub const MEMBER: i32 = 0;
+/// A timed-out member's level: below what posting takes in every mode, reactions too
+/// (docs/moderation.md).
+pub const TIMED_OUT: i32 = -1;
 /// The hosts' level, and what inviting, kicking, banning, redacting and changing the
 /// room's state take.
 pub const MODERATOR: i32 = 50;
@@ -85,6 +92,52 @@ pub async fn set_hosts(
     }
     for host in hosts {
         users.insert(host.to_string(), json!(MODERATOR));
+    }
+    put_custom(client, room_id, POWER_LEVELS, "", levels).await
+}
+
+/// Makes the room's power levels say `speech`: the mode by what posting takes
+/// (`events_default`, and the reactions' own levels in `reactions_only`), and the members
+/// in `speech.silenced` at [`TIMED_OUT`]; a member `before` silenced who is no longer is
+/// taken back to the default, unless their level was changed meanwhile. Nothing else is
+/// touched: levels set meanwhile (a new moderator) stay, so a mode and back, or a timeout
+/// lifted during `hosts_only`, leaves what is true now. Read-modify-write on the raw JSON,
+/// as [`set_hosts`].
+pub async fn set_speech(
+    client: &MatrixClient, room_id: &OwnedRoomId, before: &Speech, speech: &Speech,
+) -> Result<(), MatrixError> {
+    let mut levels = state(client, room_id, POWER_LEVELS).await?;
+    let bad = |message: &str| MatrixError::BadResponse {
+        endpoint: "m.room.power_levels state".into(),
+        message: message.into(),
+    };
+    let object = levels.as_object_mut().ok_or_else(|| bad("not an object"))?;
+    let posting = match speech.mode {
+        ChatMode::Open => MEMBER,
+        ChatMode::ReactionsOnly | ChatMode::HostsOnly => MODERATOR,
+    };
+    object.insert("events_default".into(), json!(posting));
+    let events = object.entry("events").or_insert_with(|| json!({}));
+    let events = events.as_object_mut().ok_or_else(|| bad("events is not a map"))?;
+    for kind in REACTIONS {
+        match speech.mode {
+            ChatMode::ReactionsOnly => events.insert((*kind).to_owned(), json!(MEMBER)),
+            ChatMode::Open | ChatMode::HostsOnly => events.remove(*kind),
+        };
+    }
+    let users = object.entry("users").or_insert_with(|| json!({}));
+    let users = users.as_object_mut().ok_or_else(|| bad("no users map"))?;
+    for lifted in before.silenced.difference(&speech.silenced) {
+        if users.get(lifted.as_str()).and_then(Value::as_i64) == Some(TIMED_OUT.into()) {
+            users.remove(lifted.as_str());
+        }
+    }
+    for silenced in &speech.silenced {
+        // Never a moderator or the bot: who is staff is decided before, and a level above
+        // the default set by hand is theirs.
+        if users.get(silenced.as_str()).and_then(Value::as_i64).is_none_or(|level| level <= MEMBER.into()) {
+            users.insert(silenced.to_string(), json!(TIMED_OUT));
+        }
     }
     put_custom(client, room_id, POWER_LEVELS, "", levels).await
 }
