@@ -16,6 +16,7 @@ use crate::{
     events::{InboundEvent, MessageEvent},
     model::{ActionReason, ChatRules, ModeratedMember, Recent, ReservationId, naming, post_digest},
     store::{Breach, Store, StoreError},
+    words,
 };
 
 /// What screening a transaction did.
@@ -130,7 +131,7 @@ async fn judge(
             reservation: show.reservation.clone(),
             member,
             rule: broken.rule,
-            reason: ActionReason::lossy(&broken.reason),
+            reason: ActionReason::lossy(&words::room::broke_rule(broken.rule, &broken.reason)),
             message: Some((message.room_id.clone(), message.event_id.clone())),
             strikes: rules.strikes,
             at: now,

@@ -121,6 +121,12 @@ pub fn kick_reason(reason: KickReason) -> &'static str {
     }
 }
 
+/// The reason the bot gives when it redacts a member's message that broke one of the
+/// show's rules: the rule by its name (as the rules and the record call it), and why.
+pub fn broke_rule(rule: crate::model::Rule, why: &str) -> String {
+    format!("Broke this chat's rule {}: {why}", rule.as_str())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

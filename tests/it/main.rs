@@ -17,6 +17,7 @@ mod hostile;
 mod ingest;
 mod ingest_owncast;
 mod lifecycle;
+mod member_rules;
 mod membership;
 mod migrate;
 mod moderation_record;

@@ -19,6 +19,7 @@ use ruma::{OwnedRoomId, OwnedUserId};
 
 use crate::common::postgres::fresh_postgres_database;
 
+mod enforcement;
 mod moderation;
 mod webchat;
 
