@@ -44,6 +44,9 @@ pub(super) async fn sweep(store: &dyn Store, config: &Config, now: DateTime<Utc>
     let max_window = Duration::seconds(crate::model::MAX_RULE_SECONDS as i64);
     let posts = store.prune_posts(now - max_window).await;
     logged(posts, "forgot chat posts older than any rule's window", "cannot forget old chat posts");
+    // An ended timeout matters a day longer at most: strikes before it do not count again.
+    let timeouts = store.prune_timeouts(now - max_window).await;
+    logged(timeouts, "forgot timeouts that ended", "cannot forget ended timeouts");
 }
 
 /// One line for what a sweep did (nothing to do says nothing), or why it could not.

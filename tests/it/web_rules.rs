@@ -27,8 +27,10 @@ async fn a_web_fans_message_that_breaks_a_rule_is_refused_by_name_and_never_reac
     let foyer = TestFoyer::start().await;
     let id = unique("webrules");
     let host = hs.create_user("host").await;
-    let rules =
-        json!({"max_length": 20, "blocked_words": ["sp[a4]m"], "links": "hosts_only", "duplicate_window_seconds": 60});
+    // Strikes that never time the fan out here: timeouts have a test of their own.
+    let strikes = json!({"count": 100, "within_seconds": 60, "timeout_seconds": 60});
+    let rules = json!({"max_length": 20, "blocked_words": ["sp[a4]m"], "links": "hosts_only",
+        "duplicate_window_seconds": 60, "strikes": strikes});
     let (status, body) =
         foyer.send_webhook("reservation.created", with_rules(&id, &[host.user_id.as_str()], 1, rules.clone())).await;
     assert_eq!(status, 202, "{body}\n{}", foyer.log());
@@ -74,7 +76,7 @@ async fn a_web_fans_message_that_breaks_a_rule_is_refused_by_name_and_never_reac
     assert_eq!((status, &again["event_id"]), (200, &first["event_id"]), "{text}");
 
     // Slow mode, from a reservation.updated, applies at once.
-    let slow = json!({"slow_mode_seconds": 30, "max_length": 20});
+    let slow = json!({"slow_mode_seconds": 30, "max_length": 20, "strikes": strikes});
     foyer.accept("reservation.updated", with_rules(&id, &[host.user_id.as_str()], 3, slow)).await;
     let (status, answer, text) = post("t6", "one more".to_owned()).await;
     assert_eq!((status, answer["rule"].as_str()), (429, Some("slow_mode")), "{text}");
@@ -112,4 +114,38 @@ async fn a_web_fans_message_that_breaks_a_rule_is_refused_by_name_and_never_reac
     let first = &record["entries"][0];
     assert_eq!(first["member"]["ticket_id"], "t-1", "{record}");
     assert_eq!(first["actor"]["kind"], "bot", "{record}");
+}
+
+/// A web fan's strikes time them out: each later message is refused with
+/// `FOYER_TIMED_OUT` and how long to wait, and nothing reaches the room; the timeout is
+/// in the moderation record, by their ticket.
+#[tokio::test]
+async fn a_web_fan_timed_out_after_their_strikes_is_refused_until_it_ends() {
+    let foyer = TestFoyer::start().await;
+    let id = unique("webstrikes");
+    let rules =
+        json!({"blocked_words": ["spam"], "strikes": {"count": 2, "within_seconds": 60, "timeout_seconds": 600}});
+    foyer.accept("reservation.created", with_rules(&id, &[], 1, rules)).await;
+    let granted = json!({"ticket_id": "t-1", "email": "strikes@example.org"});
+    foyer.accept("ticket.granted", json!({"reservation_id": id, "tickets": [granted]})).await;
+    foyer.room_id(&id, Duration::from_secs(30)).await;
+    let chat = ChatClient::of(&foyer).keeping(&["strikes@example.org"]);
+    let session = session_for(&foyer, &id, "t-1", "Rita").await;
+    for txn in ["s1", "s2"] {
+        let (status, answer, text) = chat.post_message(&session, &json!({"txn_id": txn, "body": "spam"})).await;
+        assert_eq!((status, answer["rule"].as_str()), (422, Some("blocked_words")), "{text}");
+    }
+    let (status, answer, text) = chat.post_message(&session, &json!({"txn_id": "ok", "body": "sorry"})).await;
+    assert_eq!((status, answer["errcode"].as_str()), (429, Some("FOYER_TIMED_OUT")), "{text}");
+    let wait = answer["retry_after_ms"].as_u64().expect("retry_after_ms");
+    assert!(wait > 590_000 && wait <= 600_000, "{text}");
+
+    let path = format!("/api/v1/reservations/{id}/moderation");
+    let (status, record) = foyer.request(reqwest::Method::GET, &path, Some(&foyer.slot.api_token), None).await;
+    assert_eq!(status, 200, "{record}");
+    let timeouts: Vec<&Value> =
+        record["entries"].as_array().expect("entries").iter().filter(|e| e["action"] == "timeout").collect();
+    assert_eq!(timeouts.len(), 1, "{record}");
+    assert_eq!(timeouts[0]["member"]["ticket_id"], "t-1", "{record}");
+    assert_eq!(timeouts[0]["details"]["seconds"], 600, "{record}");
 }

@@ -31,6 +31,7 @@ const WORDS = {
   counter: (n, max) => `${n} / ${max}`,
   counterOver: (n, max) => `${n - max} characters over the limit of ${max}.`,
   slowMode: (s) => `Slow mode: you can send again in ${s} s.`,
+  timedOut: (s) => `You are timed out: you can send again in ${s} s.`,
   slowModeOver: "You can send again.",
   notSent: (why) => `Not sent: ${why}`,
   notSentNetwork: "Not sent: the connection failed. Press Send to try again.",
@@ -529,7 +530,8 @@ function updateCounter() {
 }
 
 let slowTimer = null;
-function slowDown(ms) {
+// Send waits `ms`, counting down in `words` (slow mode, or a timeout).
+function slowDown(ms, words = WORDS.slowMode) {
   state.slowUntil = Date.now() + ms;
   clearInterval(slowTimer);
   const tick = () => {
@@ -541,7 +543,7 @@ function slowDown(ms) {
       updateCounter();
       return;
     }
-    $("refusal").textContent = WORDS.slowMode(Math.ceil(left / 1000));
+    $("refusal").textContent = words(Math.ceil(left / 1000));
   };
   tick();
   slowTimer = setInterval(tick, 1000);
@@ -578,10 +580,11 @@ async function send() {
     updateCounter();
     return;
   }
-  const { error, retryAfterMs } = await refusal(response);
+  const { errcode, error, retryAfterMs } = await refusal(response);
   if (response.status === 429) {
     const header = Number(response.headers.get("Retry-After")) * 1000;
-    slowDown(retryAfterMs > 0 ? retryAfterMs : header > 0 ? header : 1000);
+    const words = errcode === "FOYER_TIMED_OUT" ? WORDS.timedOut : WORDS.slowMode;
+    slowDown(retryAfterMs > 0 ? retryAfterMs : header > 0 ? header : 1000, words);
     return;
   }
   if (response.status === 401) {
