@@ -6,4 +6,5 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod scale_out;
+mod timeouts;
 mod web_chat;
