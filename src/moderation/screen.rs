@@ -79,8 +79,10 @@ pub async fn screen(
 /// The show whose room this is, if it is one and is not archived; its rules as they
 /// stand (a show whose stored rules do not read is not screened, and says so).
 async fn show_of(store: &dyn Store, config: &Config, message: &MessageEvent) -> Result<Option<Show>, StoreError> {
-    let Some(reservation) = store.reservation_of_room(&message.room_id).await? else { return Ok(None) };
-    let Some(record) = store.reservation(&reservation).await?.filter(|r| !r.archived) else { return Ok(None) };
+    let Some(record) = store.reservation_in_room(&message.room_id).await?.filter(|r| !r.archived) else {
+        return Ok(None);
+    };
+    let reservation = record.reservation.id.clone();
     match record.reservation.rules(&config.rooms.rules) {
         Ok(rules) => Ok(Some(Show { reservation, rules, staff: record.reservation.staff() })),
         Err(e) => {

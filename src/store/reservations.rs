@@ -81,6 +81,9 @@ pub(super) const RECORD_BY_ID: &str = records!("WHERE r.reservation_id = $1");
 /// The reservations with a stream key (`$1`, its hash): at most one active, and any
 /// number cancelled or archived.
 const RECORDS_BY_STREAM_KEY: &str = without_counts!("WHERE r.stream_key_hash = $1 ORDER BY r.reservation_id LIMIT 16");
+/// The reservation whose room is `$1`, the counts left at zero (what screening its
+/// messages reads, on every transaction).
+const RECORD_IN_ROOM: &str = without_counts!("WHERE l.room_id = $1");
 /// One reservation as planning reads it, the counts left at zero (`LifecycleStore::planning`).
 pub(super) const RECORD_TO_PLAN: &str = without_counts!("WHERE r.reservation_id = $1");
 /// A page: `(after reservation_id, limit)`.
@@ -118,6 +121,9 @@ pub trait ReservationStore: Send + Sync {
     /// one active, and any number cancelled or archived.
     async fn reservations_by_stream_key(&self, key: &StreamKeyHash) -> Result<Vec<ReservationRecord>, StoreError>;
 
+    /// The reservation whose room this is, its counts left at zero.
+    async fn reservation_in_room(&self, room: &ruma::RoomId) -> Result<Option<ReservationRecord>, StoreError>;
+
     /// The reservations among `ids` that exist, with their counts, in one query; in no
     /// particular order.
     async fn reservations_by_id(&self, ids: &[ReservationId]) -> Result<Vec<ReservationRecord>, StoreError>;
@@ -152,6 +158,11 @@ impl ReservationStore for SqlStore<D> {
     async fn reservations_by_stream_key(&self, key: &StreamKeyHash) -> Result<Vec<ReservationRecord>, StoreError> {
         let found = sqlx::query(RECORDS_BY_STREAM_KEY).bind(key.as_str()).fetch_all(&self.pool).await?;
         found.iter().map(record).collect()
+    }
+
+    async fn reservation_in_room(&self, room: &ruma::RoomId) -> Result<Option<ReservationRecord>, StoreError> {
+        let found = sqlx::query(RECORD_IN_ROOM).bind(room.as_str()).fetch_optional(&self.pool).await?;
+        found.as_ref().map(record).transpose()
     }
 
     async fn reservations_by_id(&self, ids: &[ReservationId]) -> Result<Vec<ReservationRecord>, StoreError> {

@@ -204,6 +204,9 @@ async fn rules_set_in_the_room_hold_until_the_platform_changes_the_rules() {
         let created =
             StepRecord::RoomCreated { room_id: room(1), hosts: Default::default(), name: "J".into(), topic: "".into() };
         store.record_step(&jazz(), &created, t0()).await.unwrap();
+        let in_room = store.reservation_in_room(&room(1)).await.unwrap().expect("the room's reservation");
+        assert_eq!(in_room.reservation.id, jazz(), "{backend}");
+        assert!(store.reservation_in_room(&room(2)).await.unwrap().is_none(), "{backend}: not a room of ours");
         let set = |seconds: i64, rules: serde_json::Value, action: ModerationAction| {
             let store = store.clone();
             async move {
