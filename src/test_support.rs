@@ -28,6 +28,7 @@ pub fn rooms() -> RoomsConfig {
         transcript_retention: std::time::Duration::from_secs(30 * 86400),
         transcript_wait: std::time::Duration::from_secs(600),
         rules: crate::model::ChatRules::default(),
+        reconnect_grace: std::time::Duration::from_secs(10),
     }
 }
 

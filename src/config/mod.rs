@@ -164,6 +164,9 @@ pub struct RoomsConfig {
     pub closing_warning: Duration,
     /// Whether a reservation's `stream_url` may be plain `http` (default: `https` only).
     pub allow_http_stream_urls: bool,
+    /// `ingest.reconnect_grace` (default 10 s), which planning needs: a stream down for
+    /// less than it and up again posts no "ended" or "live" notice (docs/replay.md).
+    pub reconnect_grace: Duration,
     /// Whether rooms' chats are saved at archive (`rooms.transcript: on`) unless a
     /// reservation's `chat.transcript` says otherwise.
     pub transcript: bool,

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::{
     http::{AppState, error, require_api_token},
-    model::{ClaimCode, ExternalId, RecordCursor, ReservationId, ReservationRecord, naming},
+    model::{ClaimCode, ExternalId, RecordCursor, ReservationId, ReservationRecord, naming, replay::Segments},
     schedule::{self, Phase},
     store::Counts,
 };
@@ -77,7 +77,16 @@ pub(super) async fn show(State(state): State<AppState>, Path(id): Path<String>) 
         return not_found();
     };
     match state.store.reservation(&rid).await {
-        Ok(Some(record)) => Json(view(&state, &record, Utc::now()).1).into_response(),
+        Ok(Some(record)) => {
+            let mut body = view(&state, &record, Utc::now()).1;
+            // The recording's segments (docs/replay.md), on this view alone: a list would
+            // read every reservation's edges.
+            match state.store.stream_edges(&record.reservation.id).await {
+                Ok(edges) => body["segments"] = json!(super::replay::segments_view(&Segments::from_edges(&edges))),
+                Err(e) => return unavailable(e),
+            }
+            Json(body).into_response()
+        }
         Ok(None) => not_found(),
         Err(e) => unavailable(e),
     }
@@ -242,4 +251,5 @@ pub(super) const ROUTES: &[super::Route] = super::route_table![Api:
     GET "/api/v1/reservations/{reservation_id}/tickets" => tickets,
     GET "/api/v1/reservations/{reservation_id}/moderation" => moderation,
     GET "/api/v1/reservations/{reservation_id}/transcript" => super::transcript::transcript,
+    GET "/api/v1/reservations/{reservation_id}/replay" => super::replay::handler,
 ];

@@ -6,6 +6,7 @@ pub mod api;
 pub mod appservice;
 pub mod claim;
 pub mod ingest;
+pub mod replay;
 pub mod server;
 pub mod status;
 pub mod transcript;

@@ -5,7 +5,7 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use chrono::{DateTime, Utc};
-use ruma::{OwnedRoomId, OwnedUserId};
+use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
 
 use super::{
     Lifecycle, StepError,
@@ -17,7 +17,7 @@ use crate::{
     model::{
         ActionReason, Actor, Channel, CloseReason, CreateBegan, InviteFailure, KickReason, Membership, ModeratedMember,
         ModerationAction, NewAction, Reader, ReservationId, ReservationRecord, RoomState, Speech, Step, StepRecord,
-        TranscriptEntry,
+        TranscriptEntry, TranscriptLine,
     },
     schedule::Schedule,
     words,
@@ -324,6 +324,40 @@ impl Lifecycle {
         let messages = reader.lines();
         tracing::info!(reservation_id = %at.id, room_id = %at.room, messages, pages, elapsed_ms = started.elapsed().as_millis() as u64, "transcript made");
         Ok(StepRecord::TranscriptMade { messages })
+    }
+
+    /// A room's messages as a transcript would keep them (edits applied, redacted ones
+    /// left out), read from the homeserver now: the replay of a show whose room is open
+    /// (docs/replay.md). Bounded as a transcript is.
+    pub async fn room_lines(&self, room: &OwnedRoomId) -> Result<Vec<TranscriptLine>, MatrixError> {
+        let mut reader = Reader::new(self.config.bot_user_id());
+        let mut lines: Vec<TranscriptLine> = Vec::new();
+        let mut at: std::collections::HashMap<OwnedEventId, usize> = std::collections::HashMap::new();
+        let mut from: Option<String> = None;
+        loop {
+            let deadline = tokio::time::Instant::now() + TRANSCRIPT_PAGE_DEADLINE;
+            let page = self.client.messages(room, from.as_deref(), TRANSCRIPT_PAGE, deadline).await?;
+            for entry in page.events.iter().filter_map(|event| reader.read(event)) {
+                match entry {
+                    TranscriptEntry::Line(line) => {
+                        at.insert(line.event_id.clone(), lines.len());
+                        lines.push(line);
+                    }
+                    // An edit by anyone but the sender is no edit (the store's rule too).
+                    TranscriptEntry::Edit { event_id, sender, body } => {
+                        if let Some(line) =
+                            at.get(&event_id).and_then(|i| lines.get_mut(*i)).filter(|l| l.sender == sender)
+                        {
+                            line.body = body;
+                        }
+                    }
+                }
+            }
+            match page.next.filter(|_| !reader.is_cut()) {
+                Some(next) => from = Some(next),
+                None => return Ok(lines),
+            }
+        }
     }
 
     async fn archive(&self, at: &InRoom<'_>) -> Result<StepRecord, StepError> {

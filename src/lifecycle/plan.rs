@@ -160,12 +160,32 @@ pub fn plan(
         steps.push(Step::PostTranscriptNotice);
     }
     let signals = &record.signals;
+    // A stream down for less than `ingest.reconnect_grace` and up again is the same show
+    // going on (a publisher's reconnect): no "ended" notice, and no second "live".
+    let grace = chrono::Duration::from_std(rooms.reconnect_grace).unwrap_or_default();
+    let mut ended_due = None;
     match (times.live, signals.stream_started_at, signals.stream_ended_at) {
-        (true, Some(started), _) if room.live_notice_for != Some(started) => steps.push(Step::PostLiveNotice(started)),
-        (false, _, Some(ended)) if room.ended_notice_for != Some(ended) => steps.push(Step::PostEndedNotice(ended)),
+        (true, Some(started), ended) if room.live_notice_for != Some(started) => {
+            let resumed = room.live_notice_for.is_some_and(|before| {
+                ended.is_some_and(|e| e > before && started - e < grace && room.ended_notice_for != Some(e))
+            });
+            if !resumed {
+                steps.push(Step::PostLiveNotice(started));
+            }
+        }
+        (false, _, Some(ended)) if room.ended_notice_for != Some(ended) => {
+            if now >= ended + grace {
+                steps.push(Step::PostEndedNotice(ended));
+            } else {
+                ended_due = Some(ended + grace);
+            }
+        }
         _ => {}
     }
     let mut next_due_at = invite_retry.map_or(times.archives_at, |t| t.min(times.archives_at));
+    if let Some(due) = ended_due {
+        next_due_at = next_due_at.min(due);
+    }
     // A timeout is lifted when it ends.
     if let Some(ends) = audience.timeouts.values().filter(|until| **until > now).min() {
         next_due_at = next_due_at.min(*ends);

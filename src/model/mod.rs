@@ -8,6 +8,7 @@ pub mod claim_code;
 pub mod moderation;
 pub mod naming;
 pub mod record;
+pub mod replay;
 pub mod reservation;
 pub mod room;
 pub mod rules;

@@ -124,6 +124,9 @@ const STREAM_ENDED: &str = "INSERT INTO reservation_signals (reservation_id, str
     ON CONFLICT (reservation_id) DO UPDATE SET stream_ended_at =
         CASE WHEN COALESCE(reservation_signals.stream_ended_at, 0) > excluded.stream_ended_at
         THEN COALESCE(reservation_signals.stream_ended_at, 0) ELSE excluded.stream_ended_at END";
+/// `(reservation_id, edge, at)`: a start or end as reported, once (`model::replay`).
+const STREAM_EDGE: &str = "INSERT INTO stream_edges (reservation_id, edge, at) VALUES ($1, $2, $3)
+    ON CONFLICT (reservation_id, edge, at) DO NOTHING";
 /// One outbound event into the outbox, once per `once_key` (NULL never conflicts):
 /// `(event_id, reservation_id, type, payload, once_key, created_at)`, due at once.
 const OUTBOX_INSERT: &str = "INSERT INTO outbox
@@ -436,9 +439,11 @@ async fn apply(
         }
         WebhookEvent::StreamStarted { id, at } => {
             w.execute(STREAM_STARTED, &[id.as_str().into(), to_millis(*at).into()]).await?;
+            w.execute(STREAM_EDGE, &[id.as_str().into(), "start".into(), to_millis(*at).into()]).await?;
         }
         WebhookEvent::StreamEnded { id, at } => {
             w.execute(STREAM_ENDED, &[id.as_str().into(), to_millis(*at).into()]).await?;
+            w.execute(STREAM_EDGE, &[id.as_str().into(), "end".into(), to_millis(*at).into()]).await?;
         }
     }
     Ok(Outcome::Accepted)

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::model::{
     Channel, Description, ExternalId, Reservation, ReservationId, Revision, RulesOverride, StreamKeyHash, StreamUrl,
-    Title, WebhookEvent,
+    Title, WebhookEvent, replay::Edge,
 };
 
 /// A reservation with its signals, lifecycle and the counts named by `$counts`, filtered
@@ -81,6 +81,8 @@ pub(super) const RECORD_BY_ID: &str = records!("WHERE r.reservation_id = $1");
 /// The reservations with a stream key (`$1`, its hash): at most one active, and any
 /// number cancelled or archived.
 const RECORDS_BY_STREAM_KEY: &str = without_counts!("WHERE r.stream_key_hash = $1 ORDER BY r.reservation_id LIMIT 16");
+/// `(reservation_id)`: its reported stream edges, in time order.
+const STREAM_EDGES: &str = "SELECT edge, at FROM stream_edges WHERE reservation_id = $1 ORDER BY at, edge";
 /// The reservation whose room is `$1`, the counts left at zero (what screening its
 /// messages reads, on every transaction).
 const RECORD_IN_ROOM: &str = without_counts!("WHERE l.room_id = $1");
@@ -121,6 +123,10 @@ pub trait ReservationStore: Send + Sync {
     /// one active, and any number cancelled or archived.
     async fn reservations_by_stream_key(&self, key: &StreamKeyHash) -> Result<Vec<ReservationRecord>, StoreError>;
 
+    /// Every stream start and end reported for the reservation, as reported
+    /// (`model::replay` makes the recording's segments of them).
+    async fn stream_edges(&self, id: &ReservationId) -> Result<Vec<(Edge, DateTime<Utc>)>, StoreError>;
+
     /// The reservation whose room this is, its counts left at zero.
     async fn reservation_in_room(&self, room: &ruma::RoomId) -> Result<Option<ReservationRecord>, StoreError>;
 
@@ -158,6 +164,15 @@ impl ReservationStore for SqlStore<D> {
     async fn reservations_by_stream_key(&self, key: &StreamKeyHash) -> Result<Vec<ReservationRecord>, StoreError> {
         let found = sqlx::query(RECORDS_BY_STREAM_KEY).bind(key.as_str()).fetch_all(&self.pool).await?;
         found.iter().map(record).collect()
+    }
+
+    async fn stream_edges(&self, id: &ReservationId) -> Result<Vec<(Edge, DateTime<Utc>)>, StoreError> {
+        let rows = sqlx::query(STREAM_EDGES).bind(id.as_str()).fetch_all(&self.pool).await?;
+        let edge = |row: &D::Row| -> Result<(Edge, DateTime<Utc>), StoreError> {
+            let edge = Edge::parse(&row.text("edge")?).map_err(|e| corrupt("stream_edges", e))?;
+            Ok((edge, from_millis(row.int("at")?)?))
+        };
+        rows.iter().map(edge).collect()
     }
 
     async fn reservation_in_room(&self, room: &ruma::RoomId) -> Result<Option<ReservationRecord>, StoreError> {

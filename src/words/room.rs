@@ -109,6 +109,10 @@ pub fn web_display_name(name: &str) -> String {
 /// The end of a web fan's display name in Matrix ([`web_display_name`]).
 pub const WEB_MARK: &str = " (web)";
 
+/// The name a replay or public archive gives a member who has none, or who asked to be
+/// anonymous there (docs/replay.md).
+pub const ANONYMOUS_NAME: &str = "a fan";
+
 /// Why a member is removed from a room that has closed (a `kick` archive).
 pub const CLOSED: &str = "This chat has closed.";
 

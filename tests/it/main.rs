@@ -26,6 +26,7 @@ mod notices;
 mod operations;
 mod outbox;
 mod prometheus;
+mod replay;
 mod security;
 mod standin;
 mod store_contract;

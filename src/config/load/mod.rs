@@ -130,6 +130,9 @@ impl Walker<'_> {
             self.section(&mut top, "ingest", false).unwrap_or_else(|| Section::new("ingest", &empty));
         let token = self.secret(&mut ingest_section, SecretKey::INGEST_TOKEN, false);
         let owncast = self.owncast(&mut ingest_section);
+        let grace_range = Duration::ZERO..=Duration::from_secs(600);
+        let reconnect_grace =
+            self.duration(&mut ingest_section, "reconnect_grace", Duration::from_secs(10), grace_range);
         self.finish(ingest_section);
         let ingest = owncast.map(|owncast| IngestConfig { token, owncast });
         let platform = match self.section(&mut top, "platform", false) {
@@ -168,7 +171,8 @@ impl Walker<'_> {
         let admins = self.admins(&mut top, server_name.as_deref());
         self.finish(top);
 
-        let rooms = rooms?;
+        let mut rooms = rooms?;
+        rooms.reconnect_grace = reconnect_grace?;
         let synapse_admin = synapse_admin.flatten();
         if rooms.archive_mode == ArchiveMode::Delete && synapse_admin.is_none() {
             self.problem(

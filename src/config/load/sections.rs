@@ -444,6 +444,8 @@ impl Walker<'_> {
             archive_mode: archive_mode?,
             join_rule: join_rule?,
             allow_http_stream_urls: allow_http_stream_urls?,
+            // Read from the `ingest` section (config/load/mod.rs).
+            reconnect_grace: Duration::from_secs(10),
         })
     }
 }

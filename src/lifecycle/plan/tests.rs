@@ -274,6 +274,35 @@ fn stream_signals_bring_notices_and_topics() {
 }
 
 #[test]
+fn a_drop_shorter_than_the_reconnect_grace_posts_no_ended_and_no_second_live_notice() {
+    let secs = |s: i64| t(20, 0) + Duration::seconds(s);
+    let signals = |started: i64, ended: Option<i64>| Signals {
+        stream_started_at: Some(secs(started)),
+        stream_ended_at: ended.map(secs),
+        ..Default::default()
+    };
+    let mut room = opened(&["dj"]);
+    room.live_notice_for = Some(secs(0));
+    room.topic_applied = Some("🔴 Live now".into());
+    // Down at 60 s: the "ended" notice waits out the grace (10 s).
+    let down = record(signals(0, Some(60)));
+    let p = plan(Some(&down), &holders(&[]), &room, &rooms(), secs(61));
+    assert!(!steps(&p).iter().any(|s| matches!(s, Step::PostEndedNotice(_))), "{p:?}");
+    assert_eq!(p.next_due_at, Some(secs(70)), "looked at again when the grace is over");
+    // Up again at 65 s: the same show going on.
+    let back = record(signals(65, Some(60)));
+    let p = plan(Some(&back), &holders(&[]), &room, &rooms(), secs(66));
+    assert_eq!(steps(&p), vec![], "{p:?}");
+    // Down for longer than the grace: "ended", then a new "live" when it is back.
+    let p = plan(Some(&down), &holders(&[]), &room, &rooms(), secs(70));
+    assert!(steps(&p).contains(&Step::PostEndedNotice(secs(60))), "{p:?}");
+    room.ended_notice_for = Some(secs(60));
+    let later = record(signals(90, Some(60)));
+    let p = plan(Some(&later), &holders(&[]), &room, &rooms(), secs(91));
+    assert!(steps(&p).contains(&Step::PostLiveNotice(secs(90))), "{p:?}");
+}
+
+#[test]
 fn a_stream_end_keeps_the_room_shut_only_if_it_came_before_the_opening() {
     // Opens at 18:30. A short stream at 18:40–18:45 reported before a late reschedule
     // arrived: the room opens all the same, as if the reschedule had come first.
