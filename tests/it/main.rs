@@ -19,6 +19,7 @@ mod ingest_owncast;
 mod lifecycle;
 mod membership;
 mod migrate;
+mod moderation_commands;
 mod moderation_record;
 mod moves;
 mod notices;
