@@ -231,6 +231,11 @@ async fn handle(
         tracing::info!(room_id = %room_id, "answer held back: each room is answered at a bounded pace");
         return Ok(());
     }
+    // A host's or moderator's `!foyer` in the bot's direct chat with them: where their
+    // room commands are answered, so it tells them where and how to write those.
+    let in_staff_chat = !admin
+        && claimed.is_none()
+        && state.store.staff_chat(sender).await?.is_some_and(|chat| chat.as_str() == room_id.as_str());
     let answer = match (admin, parsed, claimed) {
         (_, _, Some(code)) => {
             state.store.direct_chat_used(room_id, Utc::now()).await?;
@@ -241,6 +246,7 @@ async fn handle(
             }
         }
         (_, None, _) => return Ok(()),
+        (false, Some(_), _) if in_staff_chat => crate::words::moderation::help(),
         (false, Some(Ok(Command::Help)), _) => claim::help(),
         (false, Some(_), _) => Answer::plain(REFUSAL),
         (true, Some(Err(help)), _) => Answer::plain(help),

@@ -142,6 +142,9 @@ async fn a_moderator_closes_and_opens_the_chat_and_a_fans_command_is_ignored() {
     assert_eq!(show.recorded("mode").await, Vec::<Value>::new(), "nothing recorded for the fan's line");
     let bot = TestUser::bot(&show.foyer.slot);
     assert_eq!(show.modo.membership_of(&dm, &bot.user_id).await.as_deref(), Some("join"), "the bot's own chat");
+    // In that chat, the moderator (no admin) is told how the room commands go.
+    let there = show.modo.ask(&dm, "!foyer help").await;
+    assert!(there.starts_with("Moderation commands, to write in the show's room"), "{there}");
 
     let hosts = show.says(&show.modo, "!foyer mode hosts").await;
     show.wait_posting(&show.fan, false).await;
