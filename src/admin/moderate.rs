@@ -73,6 +73,7 @@ pub(super) async fn handle(
     let chat = staff_chat(state, client, &message.sender).await?;
     let txn = format!("foyer-moderation-{}", message.event_id);
     rooms::notice(client, &state.config.bot_user_id(), &chat, &txn, &answer.text, &answer.html).await?;
+    crate::failpoint::hit("room_command_after_answer");
     Ok(())
 }
 

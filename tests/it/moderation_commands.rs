@@ -12,11 +12,11 @@ use serde_json::{Value, json};
 
 use crate::common::{
     enc, eventually,
-    foyer::{TestFoyer, WEBCHAT_SECRET, open_reservation},
+    foyer::{TestFoyer, WEBCHAT_SECRET, open_reservation, sqlite_query},
     synapse::Synapse,
     unique,
     users::TestUser,
-    webchat::{ChatClient, mint, now},
+    webchat::{ChatClient, mint, now, session_for},
 };
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -261,4 +261,69 @@ async fn a_moderators_ban_binds_the_ticket_and_is_recorded_once() {
     let unbans = show.recorded("unban").await;
     assert_eq!(unbans.len(), 1, "{unbans:?}");
     assert_eq!(unbans[0]["actor"], member_actor(&show.modo), "{unbans:?}");
+}
+
+/// Foyer dies after acting on `!foyer timeout` and before answering, then again after
+/// answering and before dropping the command from its inbox; the third start handles it
+/// once more: one timeout recorded (it ends when the first computed), one direct chat,
+/// one answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_handled_again_after_a_crash_acts_and_answers_once() {
+    let mut show = Show::open("modcrash").await;
+    show.foyer.kill_and_restart_with(&[("FOYER_FAILPOINTS", "room_command_before_answer")], true).await;
+    let fan = show.fan.user_id.clone();
+    show.says(&show.modo, &format!("!foyer timeout {fan} 10m")).await;
+    assert_ne!(show.foyer.wait_exit(Duration::from_secs(20)).await, 0, "the failpoint aborts");
+    show.foyer.restart(&[("FOYER_FAILPOINTS", "room_command_after_answer")]);
+    assert_ne!(show.foyer.wait_exit(Duration::from_secs(60)).await, 0, "the failpoint aborts");
+    show.foyer.restart(&[]);
+    show.foyer.wait_ready().await;
+    eventually(LIMIT, "the inbox to be empty", || async {
+        let left = sqlite_query(&show.foyer.dir().join("foyer.db"), "SELECT COUNT(*) FROM admin_inbox");
+        (left.trim() == "0").then_some(())
+    })
+    .await;
+    show.wait_posting(&show.fan, false).await;
+    let (dm, _) = show.answer(&show.modo, &format!("`{fan}` is timed out for 10m")).await;
+    assert_eq!(show.modo.notices(&dm).await.len(), 1, "one answer");
+    let (_, joined) = show.modo.get("/_matrix/client/v3/joined_rooms").await;
+    assert_eq!(
+        joined["joined_rooms"].as_array().map(Vec::len),
+        Some(2),
+        "the show's room and one direct chat: {joined}"
+    );
+    let timeouts = show.recorded("timeout").await;
+    assert_eq!(timeouts.len(), 1, "one timeout: {timeouts:?}");
+}
+
+/// `!foyer slow 30s` puts slow mode on at once: a web fan's second post within 30 s is
+/// refused 429 naming it. `!foyer slow off` ends it. Both are recorded with the
+/// moderator as actor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moderators_slow_mode_holds_back_a_fans_second_post() {
+    let show = Show::open("modslow").await;
+    let ticket = json!({"ticket_id": "t-web", "email": "slow@example.org"});
+    show.foyer.accept("ticket.granted", json!({"reservation_id": show.id, "tickets": [ticket]})).await;
+    let chat = ChatClient::of(&show.foyer).keeping(&["slow@example.org"]);
+    let session = session_for(&show.foyer, &show.id, "t-web", "Sam").await;
+    let post = |txn: &'static str| {
+        let (chat, session) = (chat.clone(), session.clone());
+        async move {
+            let (status, answer, _) = chat.post_message(&session, &json!({"txn_id": txn, "body": txn})).await;
+            (status, answer["rule"].clone())
+        }
+    };
+
+    show.says(&show.modo, "!foyer slow 30s").await;
+    show.answer(&show.modo, "Slow mode is on: members wait 30s").await;
+    assert_eq!(post("one").await.0, 200);
+    assert_eq!(post("two").await, (429, json!("slow_mode")));
+
+    show.says(&show.modo, "!foyer slow off").await;
+    show.answer(&show.modo, "Slow mode is off").await;
+    assert_eq!(post("three").await.0, 200);
+    let slow = show.recorded("slow").await;
+    let seen: Vec<_> = slow.iter().map(|e| (&e["details"]["seconds"], &e["actor"])).collect();
+    let actor = member_actor(&show.modo);
+    assert_eq!(seen, vec![(&json!(30), &actor), (&json!(0), &actor)], "{slow:?}");
 }
