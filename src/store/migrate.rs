@@ -24,6 +24,7 @@ const TABLES: &[&str] = &[
     "spaces",
     "admin_inbox",
     "direct_chats",
+    "staff_chats",
     "outbox",
     "transcripts",
     "transcript_lines",
