@@ -7,7 +7,7 @@ use chrono::Utc;
 use ruma::{OwnedUserId, UserId, events::room::member::MembershipState};
 use tokio::sync::watch;
 
-use super::{Answer, Command, REFUSAL, Services, claim, direct, parse, run};
+use super::{Answer, Command, REFUSAL, Services, claim, direct, moderate, parse, run};
 use crate::{
     events::{HomeserverEvent, InboundEvent},
     matrix::{MatrixClient, MatrixError, rooms},
@@ -142,7 +142,7 @@ async fn drain(state: &Services, client: &MatrixClient) -> Result<(), Unfinished
         let mut waiting = None;
         for queued in page {
             let outcome = match &queued.event {
-                Ok(event) => handle(state, client, event).await,
+                Ok(event) => handle(state, client, event, queued.received_at).await,
                 Err(e) => {
                     tracing::error!(event_id = %queued.event_id, error = %e, "an admin inbox event is unreadable; dropped");
                     Ok(())
@@ -168,11 +168,14 @@ async fn drain(state: &Services, client: &MatrixClient) -> Result<(), Unfinished
     }
 }
 
-/// Handles one inbox event: joins an admin's room or a stranger's direct chat, leaves a
-/// direct chat that ended, or answers a command. Fails only for what may pass; what the
+/// Handles one inbox event (kept at `received_at`): joins an admin's room or a
+/// stranger's direct chat, leaves a direct chat that ended, answers a command, or runs a
+/// host's or moderator's command in their show's room. Fails only for what may pass; what the
 /// homeserver refuses for good is logged and dropped, and so is an event that does not
 /// read as its type.
-async fn handle(state: &Services, client: &MatrixClient, queued: &HomeserverEvent) -> Result<(), Unfinished> {
+async fn handle(
+    state: &Services, client: &MatrixClient, queued: &HomeserverEvent, received_at: chrono::DateTime<Utc>,
+) -> Result<(), Unfinished> {
     let Some(event) = InboundEvent::read(queued.clone()) else { return Ok(()) };
     let room_id = match &event {
         InboundEvent::Member(member) => &member.room_id,
@@ -210,8 +213,12 @@ async fn handle(state: &Services, client: &MatrixClient, queued: &HomeserverEven
     let (sender, admin) = (&message.sender, is_admin(&state.config.admins, &message.sender));
     // The claim line as the inbox kept it: its code's hash, in a field of the content.
     let (parsed, claimed) = (parse(message.content.body()), claim::from_inbox(&queued.content));
-    if (parsed.is_none() && claimed.is_none()) || state.store.manages_room(room_id).await? {
-        return Ok(()); // never in a reservation's room
+    if parsed.is_none() && claimed.is_none() {
+        return Ok(());
+    }
+    // A reservation's room has its own commands, its hosts' and moderators' alone.
+    if state.store.manages_room(room_id).await? {
+        return settle(moderate::handle(state, client, message, received_at).await, "answer a room command");
     }
     // Claims are answered only in a stranger's direct chat that the bot checked was one.
     if claimed.is_some() && state.store.direct_chat_opener(room_id).await?.is_none() {
@@ -224,6 +231,11 @@ async fn handle(state: &Services, client: &MatrixClient, queued: &HomeserverEven
         tracing::info!(room_id = %room_id, "answer held back: each room is answered at a bounded pace");
         return Ok(());
     }
+    // A host's or moderator's `!foyer` in the bot's direct chat with them: where their
+    // room commands are answered, so it tells them where and how to write those.
+    let in_staff_chat = !admin
+        && claimed.is_none()
+        && state.store.staff_chat(sender).await?.is_some_and(|chat| chat.as_str() == room_id.as_str());
     let answer = match (admin, parsed, claimed) {
         (_, _, Some(code)) => {
             state.store.direct_chat_used(room_id, Utc::now()).await?;
@@ -234,6 +246,7 @@ async fn handle(state: &Services, client: &MatrixClient, queued: &HomeserverEven
             }
         }
         (_, None, _) => return Ok(()),
+        (false, Some(_), _) if in_staff_chat => crate::words::moderation::help(),
         (false, Some(Ok(Command::Help)), _) => claim::help(),
         (false, Some(_), _) => Answer::plain(REFUSAL),
         (true, Some(Err(help)), _) => Answer::plain(help),

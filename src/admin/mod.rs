@@ -5,27 +5,31 @@
 //! direct chat with the bot to claim a ticket with `!claim CODE` ([`claim`]); the bot
 //! checks that it is one, answers claims only there, and leaves it once it is idle, grows
 //! or is left ([`direct`]). Other invites from people who are not admins are left
-//! unanswered. Reservation rooms are never used for this. Answers are paced per room.
+//! unanswered. In a reservation's room, `!foyer` is its hosts' and moderators' room
+//! commands (`slow`, `mode`, `timeout`, `ban` …), answered in the bot's direct chat
+//! with them, and nobody else's. Answers are paced per room.
 //!
 //! The appservice transaction keeps the events that concern this module in the store's
 //! admin inbox before it is answered; [`serve`] handles them and drops each once done.
 //!
 //! One file a job: `inbox.rs` (what the inbox keeps, and the worker that answers it),
 //! `command.rs` (reading `!foyer` commands), `run.rs` (running them; the answers' words
-//! are in `words::admin`); `claim.rs` and `direct.rs` serve strangers. This file holds the
+//! are in `words::admin`), `moderate.rs` (the room commands, their words in
+//! `words::moderation`); `claim.rs` and `direct.rs` serve strangers. This file holds the
 //! services they share.
 
 pub mod claim;
 mod command;
 pub mod direct;
 mod inbox;
+mod moderate;
 mod run;
 
 pub use crate::words::{
     Answer,
     admin::{REFUSAL, help},
 };
-pub use command::{Command, parse};
+pub use command::{Command, RoomCommand, parse, parse_room};
 use inbox::Unfinished;
 pub use inbox::{concerns, kept_in_inbox, serve};
 pub use run::run;

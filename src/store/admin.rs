@@ -1,6 +1,6 @@
 //! The admin commands' side of the store: their signals, their inbox of homeserver
-//! events, the direct chats strangers open to claim a ticket, and the status page's
-//! sessions ([`AdminStore`]).
+//! events, the direct chats strangers open to claim a ticket, the bot's direct chats
+//! with hosts and moderators, and the status page's sessions ([`AdminStore`]).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -53,6 +53,13 @@ const DIRECT_CHAT_OPENER: &str = "SELECT user_id FROM direct_chats WHERE room_id
 const DIRECT_CHAT_COUNTS: &str = "SELECT
     (SELECT COUNT(*) FROM direct_chats WHERE user_id = $1) AS of_user,
     (SELECT COUNT(*) FROM direct_chats) AS open";
+// The bot's direct chats with hosts and moderators.
+
+/// `(user_id)`.
+const STAFF_CHAT: &str = "SELECT room_id FROM staff_chats WHERE user_id = $1";
+/// `(user_id, room_id, at)`: a new chat replaces the one the user left.
+const REMEMBER_STAFF_CHAT: &str = "INSERT INTO staff_chats (user_id, room_id, created_at) VALUES ($1, $2, $3)
+    ON CONFLICT (user_id) DO UPDATE SET room_id = excluded.room_id, created_at = excluded.created_at";
 // Status-page sessions.
 
 const DROP_EXPIRED_SESSIONS: &str = "DELETE FROM status_sessions WHERE expires_at <= $1";
@@ -106,6 +113,13 @@ pub trait AdminStore: Send + Sync {
 
     /// How many direct chats `user` has open with the bot, and how many are open in all.
     async fn direct_chat_counts(&self, user: &UserId) -> Result<DirectChatCounts, StoreError>;
+
+    /// The direct chat the bot opened with a host or moderator, if it did
+    /// (docs/moderation.md, "Commands in the room").
+    async fn staff_chat(&self, user: &UserId) -> Result<Option<OwnedRoomId>, StoreError>;
+
+    /// The bot opened `room_id` as its direct chat with `user`, in place of any before.
+    async fn remember_staff_chat(&self, user: &UserId, room_id: &RoomId, now: DateTime<Utc>) -> Result<(), StoreError>;
 
     /// Records a status-page login, live until `expires_at`, and forgets the sessions
     /// expired by `now` (logins need the API token, so the table stays small).
@@ -202,6 +216,17 @@ impl AdminStore for SqlStore<D> {
         let row = sqlx::query(DIRECT_CHAT_COUNTS).bind(user.as_str()).fetch_one(&self.pool).await?;
         let count = |col: &str| row.int(col).map(|n| u64::try_from(n).unwrap_or_default());
         Ok(DirectChatCounts { of_user: count("of_user")?, open: count("open")? })
+    }
+
+    async fn staff_chat(&self, user: &UserId) -> Result<Option<OwnedRoomId>, StoreError> {
+        let found = sqlx::query(STAFF_CHAT).bind(user.as_str()).fetch_optional(&self.pool).await?;
+        found.map(|row| parsed(&row, "room_id", |r: &str| RoomId::parse(r))).transpose()
+    }
+
+    async fn remember_staff_chat(&self, user: &UserId, room_id: &RoomId, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let query = sqlx::query(REMEMBER_STAFF_CHAT).bind(user.as_str()).bind(room_id.as_str());
+        query.bind(to_millis(now)).execute(&self.pool).await?;
+        Ok(())
     }
 
     async fn start_status_session(

@@ -240,14 +240,18 @@ impl EnforcementStore for SqlStore<D> {
         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
         let row = sqlx::query(TIMEOUT).bind(reservation).bind(sender.as_str()).fetch_optional(&mut *tx).await?;
         let until = row.as_ref().map(|row| row.int("until")).transpose()?;
-        let Some(until) = until.filter(|until| *until > to_millis(order.at)) else { return Ok(false) };
+        if until.is_none_or(|until| until <= to_millis(order.at)) {
+            return Ok(false);
+        }
         let at = to_millis(order.at);
         sqlx::query(END_TIMEOUT).bind(at).bind(reservation).bind(sender.as_str()).execute(&mut *tx).await?;
         let action = NewAction {
             reservation: order.reservation.clone(),
+            // It ends now: the lifecycle, lifting it in the room, records the same
+            // untimeout (by its end), which is this one.
             action: ModerationAction::Untimeout {
                 member: order.member.clone(),
-                until: from_millis(until)?,
+                until: order.at,
                 event_id: order.event_id.clone(),
             },
             actor: order.actor.clone(),

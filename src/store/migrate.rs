@@ -24,6 +24,7 @@ const TABLES: &[&str] = &[
     "spaces",
     "admin_inbox",
     "direct_chats",
+    "staff_chats",
     "outbox",
     "transcripts",
     "transcript_lines",
@@ -32,6 +33,10 @@ const TABLES: &[&str] = &[
     "webchat_users",
     "webchat_bans",
     "moderation_record",
+    "chat_posts",
+    "chat_timeouts",
+    "chat_redactions",
+    "stream_edges",
 ];
 
 #[derive(Debug, thiserror::Error)]

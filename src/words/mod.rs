@@ -1,6 +1,7 @@
 //! Every sentence a member, a fan, an admin in Matrix or a page's visitor reads: room
 //! notices and the room's own texts (`room.rs`), the answers to `!claim` and the claim
-//! page (`claim.rs`), the admin commands' answers (`admin.rs`), the status page and its
+//! page (`claim.rs`), the admin commands' answers (`admin.rs`), the room commands' answers
+//! to hosts and moderators (`moderation.rs`), the status page and its
 //! login (`pages.rs`), and the words for times (here). Each is a function of typed
 //! arguments returning text, HTML or both; callers build no sentence of their own, so
 //! another language is one module away. Errors for operators (logs, JSON errors of the
@@ -12,6 +13,7 @@
 
 pub mod admin;
 pub mod claim;
+pub mod moderation;
 pub mod pages;
 pub mod room;
 pub mod web;

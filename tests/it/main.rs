@@ -20,6 +20,7 @@ mod lifecycle;
 mod member_rules;
 mod membership;
 mod migrate;
+mod moderation_commands;
 mod moderation_record;
 mod moves;
 mod notices;

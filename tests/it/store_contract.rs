@@ -820,6 +820,24 @@ async fn direct_chats_are_known_by_room_and_counted_per_user_and_in_all() {
     .await;
 }
 
+/// The bot's direct chat with a host or moderator: none at first, one a user, a new one
+/// in place of the old.
+#[tokio::test]
+async fn a_staff_chat_is_one_a_user_and_a_new_one_replaces_it() {
+    each_backend(|store, backend| async move {
+        let room = |id: &str| OwnedRoomId::try_from(id).unwrap();
+        let bob = OwnedUserId::try_from("@bob:example.org").unwrap();
+        assert_eq!(store.staff_chat(&alice()).await.unwrap(), None, "{backend}");
+        store.remember_staff_chat(&alice(), &room("!s1:example.org"), Utc::now()).await.unwrap();
+        store.remember_staff_chat(&bob, &room("!s2:example.org"), Utc::now()).await.unwrap();
+        assert_eq!(store.staff_chat(&alice()).await.unwrap(), Some(room("!s1:example.org")), "{backend}");
+        store.remember_staff_chat(&alice(), &room("!s3:example.org"), Utc::now()).await.unwrap();
+        assert_eq!(store.staff_chat(&alice()).await.unwrap(), Some(room("!s3:example.org")), "{backend}");
+        assert_eq!(store.staff_chat(&bob).await.unwrap(), Some(room("!s2:example.org")), "{backend}");
+    })
+    .await;
+}
+
 /// Runs one raw statement on the store's database, as a hand edit would.
 async fn hand_edit(url: &str, kind: DatabaseKind, sql: &'static str) {
     use sqlx::Connection as _;

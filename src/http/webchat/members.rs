@@ -1,7 +1,8 @@
 //! Web fans' users as Matrix tells of them (docs/web-chat.md, "Web fans in Matrix"):
 //! their joins and leaves are recorded, and a ban of one bans the viewer from the
 //! reservation's chat: their web sessions end, and the web chat refuses them a new one.
-//! An unban lifts it. Read from the membership facts of an
+//! An unban lifts it. A ban or unban by a host or moderator (not the bot, whose follow
+//! a command) is written in the moderation record. Read from the membership facts of an
 //! appservice transaction, before its 200, so a ban is never lost.
 
 use std::collections::BTreeMap;
@@ -11,8 +12,11 @@ use ruma::OwnedUserId;
 
 use crate::{
     http::AppState,
-    model::{EndReason, Membership, Removal, ViewerKey, naming},
-    store::{MembershipFact, StoreError},
+    model::{
+        ActionReason, Actor, EndReason, Membership, ModeratedMember, ModerationAction, NewAction, Removal,
+        ReservationId, ViewerKey, naming,
+    },
+    store::{MembershipFact, Store, StoreError},
 };
 
 /// Follows web users' memberships in their own reservation's room: a join or a leave is
@@ -24,9 +28,8 @@ use crate::{
 pub(in crate::http) async fn follow(
     state: &AppState, facts: &[MembershipFact], now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let Some(webchat) = &state.config.webchat else { return Ok(()) };
-    let (store, prefix, server) = (state.store.as_ref(), &webchat.puppet_prefix, &state.config.homeserver.server_name);
-    // Each web user's membership as the facts before it in this transaction left it.
+    let store = state.store.as_ref();
+    // Each member's membership as the facts before it in this transaction left it.
     let mut latest: BTreeMap<&OwnedUserId, Membership> = BTreeMap::new();
     for fact in facts {
         let user = &fact.user_id;
@@ -35,6 +38,9 @@ pub(in crate::http) async fn follow(
         if !followed {
             continue;
         }
+        record_ban(state, fact, was, now).await?;
+        let Some(webchat) = &state.config.webchat else { continue };
+        let (prefix, server) = (&webchat.puppet_prefix, &state.config.homeserver.server_name);
         if !naming::is_web_user(prefix, server, user) {
             holder(state, fact, was, now).await?;
             continue;
@@ -104,10 +110,55 @@ async fn holder(
         }
         return Ok(());
     }
-    let lifecycle = store.lifecycle_state(&reservation).await?;
-    let banned = was.or_else(|| lifecycle.room.members.get(&fact.user_id).map(|m| m.membership));
-    if banned == Some(Membership::Ban) && store.unban_holder(&reservation, &fact.user_id).await? > 0 {
+    let banned = membership_before(store, &reservation, fact, was).await? == Some(Membership::Ban);
+    if banned && store.unban_holder(&reservation, &fact.user_id).await? > 0 {
         tracing::info!(reservation_id = %reservation, "a member's ban was lifted: their tickets are no longer barred");
+    }
+    Ok(())
+}
+
+/// The member's membership before `fact`: as the facts before it in the same
+/// transaction left it (`was`), else as stored.
+async fn membership_before(
+    store: &dyn Store, reservation: &ReservationId, fact: &MembershipFact, was: Option<Membership>,
+) -> Result<Option<Membership>, StoreError> {
+    if was.is_some() {
+        return Ok(was);
+    }
+    let lifecycle = store.lifecycle_state(reservation).await?;
+    Ok(lifecycle.room.members.get(&fact.user_id).map(|m| m.membership))
+}
+
+/// A ban or an unban in a reservation's room by a member, not the bot (a host or a
+/// moderator in Element: only they may ban there), goes into the moderation record with
+/// them as its actor, once by its membership event. The bot's own bans and unbans follow
+/// `!foyer ban` and `unban`, which record them by the command (`admin`'s room commands).
+async fn record_ban(
+    state: &AppState, fact: &MembershipFact, was: Option<Membership>, now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let store = state.store.as_ref();
+    let by_another = fact.sender != fact.user_id.as_str();
+    let (ban, leave) = (fact.membership == Membership::Ban, fact.membership == Membership::Leave && by_another);
+    if !(ban || leave) || fact.sender == state.config.bot_user_id().as_str() {
+        return Ok(());
+    }
+    let (Ok(room), Ok(sender)) = (ruma::RoomId::parse(&fact.room_id), ruma::UserId::parse(&fact.sender)) else {
+        return Ok(());
+    };
+    let Some(reservation) = store.reservation_of_room(&room).await? else { return Ok(()) };
+    // A leave by another is an unban only after a ban; else it is a kick.
+    if leave && membership_before(store, &reservation, fact, was).await? != Some(Membership::Ban) {
+        return Ok(());
+    }
+    let event_id = Some(ruma::EventId::parse(&fact.event_id).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+    let web = store.web_user_by_id(&fact.user_id).await?.filter(|web| web.reservation == reservation);
+    let member = ModeratedMember::user(fact.user_id.clone(), web.map(|web| web.viewer));
+    let action =
+        if ban { ModerationAction::Ban { member, event_id } } else { ModerationAction::Unban { member, event_id } };
+    let action =
+        NewAction { reservation, action, actor: Actor::Member(sender), reason: ActionReason::default(), at: now };
+    if store.record_action(&action).await? {
+        tracing::info!(reservation_id = %action.reservation, action = action.action.kind().as_str(), "a moderator's ban in Matrix recorded");
     }
     Ok(())
 }

@@ -6,7 +6,8 @@
 //! One file a job: `create.rs` (the room and its alias), `members.rs` (invite, kick,
 //! join), `messages.rs` (posting once), `details.rs` (name and topic), `power.rs` (the
 //! levels), `stream.rs` (widget and pinned link), `spaces.rs` (the channel's space),
-//! `archive.rs`, `web_users.rs` (web fans' users: register, name, join, send, redact).
+//! `archive.rs`, `web_users.rs` (web fans' users: register, name, join, send, redact),
+//! `direct.rs` (the bot's direct chats with hosts and moderators).
 //! This file holds what they share: the step deadline, raw JSON, Foyer's
 //! marker, the initial state rooms and spaces share, and
 //! the state writes and reads.
@@ -14,6 +15,7 @@
 mod archive;
 mod create;
 mod details;
+mod direct;
 mod members;
 mod messages;
 mod power;
@@ -26,6 +28,7 @@ mod web_users;
 pub use archive::archive;
 pub use create::{ABANDONED_AFTER, CREATOR_GONE_GRACE, OpenError, Patience, UnmarkedRooms, create_or_adopt};
 pub use details::{set_name, set_topic};
+pub use direct::{membership, open_direct_chat};
 pub use members::{ban, invite, invite_once, join, kick, redact, unban};
 pub use messages::notice;
 pub use power::{ADMIN, MEMBER, MODERATOR, TIMED_OUT, set_hosts, set_speech};
