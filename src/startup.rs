@@ -35,12 +35,15 @@ pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            // Homeserver latency as a histogram (aggregatable across instances); the
-            // other timings stay summaries with quantiles.
+            // Homeserver latency and the time to answer its transactions as histograms
+            // (aggregatable across instances, and a bucket bounds the slowest); the other
+            // timings stay summaries with quantiles.
             const BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
-            let builder = PrometheusBuilder::new();
-            let matcher = Matcher::Full("foyer_homeserver_request_duration_seconds".into());
-            let builder = builder.set_buckets_for_metric(matcher, BUCKETS).expect("the buckets are not empty");
+            let mut builder = PrometheusBuilder::new();
+            for name in ["foyer_homeserver_request_duration_seconds", "foyer_appservice_transaction_seconds"] {
+                let matcher = Matcher::Full(name.into());
+                builder = builder.set_buckets_for_metric(matcher, BUCKETS).expect("the buckets are not empty");
+            }
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
             // Fails only if another recorder is installed, in which case ours stays empty.

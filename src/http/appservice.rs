@@ -59,7 +59,16 @@ struct TransactionBody<'a> {
     events: Vec<&'a RawValue>,
 }
 
-pub(super) async fn transaction(State(state): State<AppState>, Path(txn_id): Path<String>, body: Bytes) -> Response {
+pub(super) async fn transaction(state: State<AppState>, txn_id: Path<String>, body: Bytes) -> Response {
+    // Timed from the body's receipt to the answer: the homeserver sends Foyer's next
+    // transaction only once this one is answered, so every room waits on this time.
+    let received = std::time::Instant::now();
+    let answer = answer_transaction(state, txn_id, body).await;
+    metrics::histogram!("foyer_appservice_transaction_seconds").record(received.elapsed().as_secs_f64());
+    answer
+}
+
+async fn answer_transaction(State(state): State<AppState>, Path(txn_id): Path<String>, body: Bytes) -> Response {
     // Never 4xx for what the homeserver sent: Synapse retries a refused transaction for
     // ever, holding back every transaction behind it. A body that is not a transaction
     // at all holds no events to record.
