@@ -1,10 +1,11 @@
 //! The bot's redactions of messages that broke a rule, from the queue the homeserver's
-//! transactions fill (`store::EnforcementStore`): each room's oldest first, one at a time
-//! per room and many rooms at once, so that a flood in one room is worked off at that
-//! room's pace and never keeps another's waiting. A redaction is dropped from the queue
-//! once done, and recorded then; one that fails for a reason that passes stays.
+//! transactions fill (`store::EnforcementStore`): each room's oldest first, a few at a
+//! time per room and many rooms at once, taken round-robin, so that a flood in one room
+//! is worked off at a bounded pace and never keeps another's waiting. A redaction is
+//! dropped from the queue once done, and recorded then; one that fails for a reason that
+//! passes stays.
 
-use std::{collections::BTreeSet, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
 use futures_util::future::join_all;
@@ -16,8 +17,12 @@ use crate::{
     store::{PendingRedaction, Store, StoreError},
 };
 
-/// Rooms redacted in at once.
-const ROOMS_AT_ONCE: u32 = 16;
+/// Redactions in flight at once, in all rooms.
+const AT_ONCE: u32 = 32;
+/// Redactions in flight at once in one room: the homeserver writes a room's events one
+/// after another, so more would only queue there, while a few hide each request's round
+/// trip.
+const PER_ROOM: u32 = 8;
 /// How long the queue waits after a failure that may pass (the homeserver or the
 /// database is down).
 const RETRY_AFTER: Duration = Duration::from_secs(5);
@@ -47,11 +52,10 @@ pub async fn serve(store: Arc<dyn Store>, client: MatrixClient, wake: Arc<Notify
     }
 }
 
-/// One redaction in each room that has some to do; whether any was done (more may wait).
+/// A few redactions in each room that has some to do; whether any was done (more may
+/// wait).
 async fn round(store: &dyn Store, client: &MatrixClient) -> Result<bool, StoreError> {
-    let pending = store.pending_redactions(ROOMS_AT_ONCE).await?;
-    let mut rooms_seen = BTreeSet::new();
-    let batch: Vec<PendingRedaction> = pending.into_iter().filter(|p| rooms_seen.insert(p.room_id.clone())).collect();
+    let batch = store.pending_redactions(AT_ONCE, PER_ROOM).await?;
     let done = join_all(batch.iter().map(|p| rooms::redact(client, &p.room_id, &p.event_id, &p.reason))).await;
     let mut progressed = false;
     for (pending, result) in batch.iter().zip(done) {

@@ -28,13 +28,13 @@ use crate::model::{
 const QUEUE_REDACTION: &str = "INSERT INTO chat_redactions
         (event_id, reservation_id, room_id, rule, reason, member, queued_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING";
-/// `(limit)`: each room's oldest, the oldest rooms first, so that a room flooded with
-/// redactions to do never keeps another's waiting (two queued in the same millisecond
-/// may both come).
-const PENDING_REDACTIONS: &str = "SELECT event_id, reservation_id, room_id, rule, reason, member, queued_at
-    FROM chat_redactions c
-    WHERE queued_at = (SELECT MIN(d.queued_at) FROM chat_redactions d WHERE d.room_id = c.room_id)
-    ORDER BY queued_at, event_id LIMIT $1";
+/// `(limit, per_room)`: each room's oldest `per_room`, taken round-robin (every room's
+/// first, then every room's second…), so that a room flooded with redactions to do never
+/// keeps another's waiting.
+const PENDING_REDACTIONS: &str = "SELECT event_id, reservation_id, room_id, rule, reason, member, queued_at FROM (
+        SELECT c.*, ROW_NUMBER() OVER (PARTITION BY room_id ORDER BY queued_at, event_id) AS place
+        FROM chat_redactions c) ranked
+    WHERE place <= $2 ORDER BY place, queued_at, event_id LIMIT $1";
 const REDACTION_DONE: &str = "DELETE FROM chat_redactions WHERE event_id = $1";
 /// `(reservation_id, member, since)`: a Matrix member's strikes since then.
 const MEMBER_STRIKES: &str = "SELECT COUNT(*) AS strikes FROM moderation_record
@@ -129,8 +129,9 @@ pub trait EnforcementStore: Send + Sync {
         &self, reservation: &ReservationId, member: &ModeratedMember, now: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>, StoreError>;
 
-    /// The oldest redaction to do in each room, at most `limit` rooms, the oldest first.
-    async fn pending_redactions(&self, limit: u32) -> Result<Vec<PendingRedaction>, StoreError>;
+    /// Redactions to do: each room's oldest `per_room`, round-robin across rooms, at
+    /// most `limit` in all.
+    async fn pending_redactions(&self, limit: u32, per_room: u32) -> Result<Vec<PendingRedaction>, StoreError>;
 
     /// The redaction is done (or cannot be: the event is gone); recorded with `action`
     /// when there is one, in the same transaction.
@@ -277,8 +278,9 @@ impl EnforcementStore for SqlStore<D> {
         }
     }
 
-    async fn pending_redactions(&self, limit: u32) -> Result<Vec<PendingRedaction>, StoreError> {
-        let rows = sqlx::query(PENDING_REDACTIONS).bind(i64::from(limit)).fetch_all(&self.pool).await?;
+    async fn pending_redactions(&self, limit: u32, per_room: u32) -> Result<Vec<PendingRedaction>, StoreError> {
+        let query = sqlx::query(PENDING_REDACTIONS).bind(i64::from(limit)).bind(i64::from(per_room));
+        let rows = query.fetch_all(&self.pool).await?;
         rows.iter().map(pending).collect()
     }
 

@@ -120,7 +120,7 @@ async fn a_web_fans_breach_counts_by_their_ticket_and_queues_no_redaction() {
         store.record_breach(&breach(None, 0)).await.unwrap();
         let second = store.record_breach(&breach(None, 1)).await.unwrap();
         assert!(second.timed_out_until.is_some(), "{backend}: two strikes by the ticket");
-        assert!(store.pending_redactions(10).await.unwrap().is_empty(), "{backend}");
+        assert!(store.pending_redactions(10, 10).await.unwrap().is_empty(), "{backend}");
         let viewer = ModeratedMember::web_viewer(ViewerKey::Ticket(TicketId::parse("t-1").unwrap()));
         assert!(store.timed_out_until(&jazz(), &viewer, t0() + Span::seconds(2)).await.unwrap().is_some(), "{backend}");
         let matrix = ModeratedMember::user(fan(), None);
@@ -139,12 +139,17 @@ async fn redactions_come_each_rooms_oldest_first_and_go_once_done() {
             b.strikes = lots;
             store.record_breach(&b).await.unwrap();
         }
-        let pending = store.pending_redactions(10).await.unwrap();
+        let pending = store.pending_redactions(10, 1).await.unwrap();
         let found: Vec<(String, String)> =
             pending.iter().map(|p| (p.room_id.to_string(), p.event_id.to_string())).collect();
         let want = [(room(1), event("e0")), (room(2), event("e3")), (room(3), event("e4"))]
             .map(|(r, e)| (r.to_string(), e.to_string()));
         assert_eq!(found, want, "{backend}: one per room, a flood in room 1 keeps no other waiting");
+        // Two a room: every room's first, then every room's second.
+        let two = store.pending_redactions(4, 2).await.unwrap();
+        let order: Vec<String> = two.iter().map(|p| p.event_id.to_string()).collect();
+        let want = ["e0", "e3", "e4", "e1"].map(|e| event(e).to_string());
+        assert_eq!(order, want, "{backend}: round-robin, at most the limit");
         assert_eq!(pending[0].member, fan(), "{backend}");
         assert_eq!(pending[0].rule, Rule::BlockedWords, "{backend}");
         let done = NewAction {
@@ -160,7 +165,7 @@ async fn redactions_come_each_rooms_oldest_first_and_go_once_done() {
         };
         store.redaction_done(&event("e0"), Some(&done)).await.unwrap();
         store.redaction_done(&event("e0"), Some(&done)).await.unwrap();
-        let next = store.pending_redactions(1).await.unwrap();
+        let next = store.pending_redactions(1, 1).await.unwrap();
         assert_eq!(next[0].event_id, event("e1"), "{backend}: room 1's next");
         let redactions = kinds(store.as_ref()).await.iter().filter(|k| *k == "redaction").count();
         assert_eq!(redactions, 1, "{backend}: recorded once");
