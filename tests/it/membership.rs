@@ -276,3 +276,35 @@ async fn a_members_ban_bars_their_ticket_from_the_show() {
     .await;
     assert!(!next.invited_rooms().await.contains(&room), "the barred ticket's next holder was invited");
 }
+
+/// Without the web chat configured, a member's ban by a host still bars the tickets they
+/// hold: the ticket's next holder is not invited.
+#[tokio::test]
+async fn a_members_ban_bars_their_ticket_without_the_web_chat_too() {
+    let without_webchat = |yaml: String| yaml[..yaml.find("webchat:").expect("a webchat section")].to_owned();
+    let foyer = TestFoyer::start_with(without_webchat, &[]).await;
+    let hs = Synapse::shared();
+    let (dj, troll) = (hs.create_user("dj").await, hs.create_user("troll").await);
+    let (next, witness) = (hs.create_user("next").await, hs.create_user("witness").await);
+    let id = unique("banplain");
+    foyer.accept("reservation.created", open_reservation(&id, &[&dj.user_id], 1)).await;
+    foyer.grant(&id, &[("t-troll", &troll.user_id)]).await;
+    let room = foyer.room_id(&id, Duration::from_secs(15)).await;
+    dj.join_once_invited(&room, Duration::from_secs(10)).await;
+    troll.join_once_invited(&room, Duration::from_secs(10)).await;
+    dj.ban(&room, &troll.user_id).await;
+    eventually(Duration::from_secs(30), "the ban in the moderation record", || async {
+        let path = format!("/api/v1/reservations/{id}/moderation");
+        let (_, record) = foyer.request(reqwest::Method::GET, &path, Some(&foyer.slot.api_token), None).await;
+        record["entries"].as_array()?.iter().any(|e| e["action"] == "ban").then_some(())
+    })
+    .await;
+    // As in the test above: holders are invited in user ID order in one round, and
+    // `@next…` sorts before `@witness…`.
+    foyer.grant(&id, &[("t-troll", &next.user_id), ("t-witness", &witness.user_id)]).await;
+    eventually(Duration::from_secs(30), "the witness's invite", || async {
+        witness.invited_rooms().await.contains(&room).then_some(())
+    })
+    .await;
+    assert!(!next.invited_rooms().await.contains(&room), "the barred ticket's next holder was invited");
+}

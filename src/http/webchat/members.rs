@@ -39,9 +39,10 @@ pub(in crate::http) async fn follow(
             continue;
         }
         record_ban(state, fact, was, now).await?;
-        let Some(webchat) = &state.config.webchat else { continue };
-        let (prefix, server) = (&webchat.puppet_prefix, &state.config.homeserver.server_name);
-        if !naming::is_web_user(prefix, server, user) {
+        // A Matrix member's ban bars their tickets whether or not the web chat is on.
+        let server = &state.config.homeserver.server_name;
+        let web = state.config.webchat.as_ref().is_some_and(|w| naming::is_web_user(&w.puppet_prefix, server, user));
+        if !web {
             holder(state, fact, was, now).await?;
             continue;
         }
