@@ -222,6 +222,9 @@ fn membership_fact(event: &InboundEvent, bot: &ruma::UserId) -> Option<Membershi
         sender: member.sender.to_string(),
         display_name: member_name(member.content.displayname.as_deref()),
         knock_claim,
+        reason: matches!(membership, Membership::Ban | Membership::Leave)
+            .then(|| member.content.reason.clone())
+            .flatten(),
     })
 }
 
@@ -355,6 +358,13 @@ mod tests {
             Some(Membership::Leave)
         );
         assert_eq!(leave.content.reason.as_deref(), Some("bye"));
+        let fact = membership_fact(&events[2], ruma::user_id!("@foyer:x")).expect("a fact");
+        assert_eq!(fact.reason.as_deref(), Some("bye"), "a leave's reason is kept: a kick's or an unban's");
+        let knock = InboundEvent::from_json(json!({"event_id": "$k", "room_id": "!r:x", "type": "m.room.member",
+            "sender": "@a:x", "state_key": "@a:x", "content": {"membership": "knock", "reason": "let me in"}}))
+        .expect("a knock");
+        let knock = membership_fact(&knock, ruma::user_id!("@foyer:x")).expect("a fact");
+        assert_eq!(knock.reason, None, "never a knock's: it may hold a claim code");
         assert!(matches!(&events[1], InboundEvent::Message(m) if m.content.body() == "!foyer help"));
         assert!(matches!(&events[3], InboundEvent::Other(e) if e.type_label() == "m.room.topic"));
     }

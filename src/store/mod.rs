@@ -220,6 +220,9 @@ pub struct MembershipFact {
     /// ticket is bound in the same transaction as the knock, so the knock is answered
     /// as a holder's.
     pub knock_claim: Option<String>,
+    /// A ban's or a kick's reason, as the moderator gave it (never a knock's, which may
+    /// hold a claim code).
+    pub reason: Option<String>,
 }
 
 /// Whether facts write their outbound events to the outbox (docs/hearing-back.md). Only with

@@ -75,6 +75,7 @@ async fn a_sqlite_deployment_moves_to_postgres_intact() {
         sender: alice.to_string(),
         display_name: None,
         knock_claim: None,
+        reason: None,
     };
     sqlite.record_memberships(&[fact], Utc::now()).await.unwrap();
     let command = |event_id: &str| HomeserverEvent {

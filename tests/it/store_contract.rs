@@ -341,6 +341,7 @@ async fn steps_and_membership_facts_are_recorded_once() {
             sender: alice().to_string(),
             display_name: None,
             knock_claim: None,
+            reason: None,
         };
         let join = fact("$1", "!room:example.org");
         assert_eq!(store.record_memberships(std::slice::from_ref(&join), now).await.unwrap(), 1, "{backend}");
@@ -383,6 +384,7 @@ async fn member_names_rooms_and_tickets_are_read_for_the_web_chat() {
             sender: user.to_string(),
             display_name: name.map(str::to_owned),
             knock_claim: None,
+            reason: None,
         };
         let (bob, carol) = (user("bob"), user("carol"));
         let facts = [

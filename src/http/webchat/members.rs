@@ -156,8 +156,13 @@ async fn record_ban(
     let member = ModeratedMember::user(fact.user_id.clone(), web.map(|web| web.viewer));
     let action =
         if ban { ModerationAction::Ban { member, event_id } } else { ModerationAction::Unban { member, event_id } };
-    let action =
-        NewAction { reservation, action, actor: Actor::Member(sender), reason: ActionReason::default(), at: now };
+    let action = NewAction {
+        reservation,
+        action,
+        actor: Actor::Member(sender),
+        reason: ActionReason::lossy(fact.reason.as_deref().unwrap_or_default()),
+        at: now,
+    };
     if store.record_action(&action).await? {
         tracing::info!(reservation_id = %action.reservation, action = action.action.kind().as_str(), "a moderator's ban in Matrix recorded");
     }
