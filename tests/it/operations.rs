@@ -72,6 +72,18 @@ async fn every_metric_family_is_documented_present_and_moves() {
     })
     .await;
     assert_eq!(alice.join(&room).await.0, 200);
+    // A message longer than the default rules allow (500 characters): the bot redacts it,
+    // which the redaction delay's family counts.
+    let (status, long) = alice.send_text(&room, &"x".repeat(501)).await;
+    assert_eq!(status, 200, "{long}");
+    let long = long["event_id"].as_str().expect("event_id").to_owned();
+    eventually(Duration::from_secs(30), "the long message redacted", || async {
+        let path =
+            format!("/_matrix/client/v3/rooms/{}/event/{}", crate::common::enc(&room), crate::common::enc(&long));
+        let (_, event) = alice.get(&path).await;
+        (!event["unsigned"]["redacted_because"].is_null()).then_some(())
+    })
+    .await;
 
     // The homeserver goes away while a new ticket must be invited: steps fail, retry.
     tokio::task::block_in_place(|| synapse.stop());
