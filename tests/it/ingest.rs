@@ -551,6 +551,8 @@ async fn real_publishes_make_the_replays_segments_and_a_quick_republish_posts_no
     let s1 = wait_segments(&foyer, &id, 1, false).await[0].start;
     assert!(spawned <= s1 && s1 <= now(), "the first segment starts with the publish:\n{}", nginx.log());
     wait_notices(&fan, &room, "is live now", 1).await;
+    // The platform reports the same start a moment after its streaming server: one start.
+    foyer.accept("stream.started", json!({"reservation_id": id})).await;
     let one = nio_say(&fan, &room, "one");
 
     // The publisher stops: the segment closes; the fan speaks in the gap.
@@ -583,8 +585,9 @@ async fn real_publishes_make_the_replays_segments_and_a_quick_republish_posts_no
         "messages where they were said"
     );
 
-    // The short drop posted nothing; the end after it, once: the one "ended" notice comes
-    // only after the grace from the last end, which is past the first end's grace too.
+    // Neither the platform's report of the start nor the short drop posted anything; the
+    // end after it, once: the one "ended" notice comes only after the grace from the last
+    // end, which is past the first end's grace too.
     let all = eventually(Duration::from_secs(TEST_GRACE_S as u64 + 30), "the ended notice", || async {
         let all = notices(&fan, &room).await;
         (count(&all, "The stream has ended") >= 1).then_some(all)
