@@ -161,19 +161,25 @@ pub fn plan(
     }
     let signals = &record.signals;
     // A stream down for less than `ingest.reconnect_grace` and up again is the same show
-    // going on (a publisher's reconnect): no "ended" notice, and no second "live".
+    // going on (a publisher's reconnect): no "ended" notice, and no second "live". A start
+    // with no end since the one told of is that start reported again (the platform and
+    // its streaming server both report it; the latest is kept), and so is an end with no
+    // start since the one told of.
     let grace = chrono::Duration::from_std(rooms.reconnect_grace).unwrap_or_default();
     let mut ended_due = None;
     match (times.live, signals.stream_started_at, signals.stream_ended_at) {
         (true, Some(started), ended) if room.live_notice_for != Some(started) => {
-            let resumed = room.live_notice_for.is_some_and(|before| {
-                ended.is_some_and(|e| e > before && started - e < grace && room.ended_notice_for != Some(e))
+            let resumed = room.live_notice_for.is_some_and(|before| match ended {
+                Some(e) if e > before => started - e < grace && room.ended_notice_for != Some(e),
+                _ => true,
             });
             if !resumed {
                 steps.push(Step::PostLiveNotice(started));
             }
         }
-        (false, _, Some(ended)) if room.ended_notice_for != Some(ended) => {
+        (false, started, Some(ended))
+            if room.ended_notice_for.is_none_or(|before| started.is_some_and(|s| s > before)) =>
+        {
             if now >= ended + grace {
                 steps.push(Step::PostEndedNotice(ended));
             } else {

@@ -3,12 +3,15 @@
     ticket_holder.py HOMESERVER USER_ID PASSWORD ROOM_ID join|post
     ticket_holder.py HOMESERVER USER_ID PASSWORD BOT_ID claim TEXT...
     ticket_holder.py HOMESERVER USER_ID PASSWORD ROOM_ID converse
+    ticket_holder.py HOMESERVER USER_ID PASSWORD ROOM_ID say TEXT
 
 `join`: waits for the invite, accepts it, reads the room (notices, widget) and posts.
 `post`: tries to post once more (after the archive this must be refused).
 `converse` (in a room already joined): takes the display name "Early Name", posts a
 draft and edits it, posts HTML with a script, posts a message and redacts it, then
 takes the name "Later Name" and posts once more; prints the event ids.
+`say` (in a room already joined): posts TEXT; prints its event id and the homeserver's
+time for it (`origin_server_ts`), which places it on a recording's clock.
 `claim`: opens a direct chat with the bot, as Element does (an invite marked is_direct),
 waits for the bot to join, then sends each TEXT in turn and waits for each answer.
 Prints one JSON object with what it saw; exits 1 on anything unexpected.
@@ -22,6 +25,7 @@ from nio import (
     JoinError,
     LoginError,
     RoomCreateResponse,
+    RoomGetEventError,
     RoomGetStateError,
     RoomRedactError,
     RoomSendError,
@@ -40,6 +44,8 @@ async def main() -> int:
             return await claim(client, room_id, sys.argv[6:])
         if mode == "converse":
             return await converse(client, room_id)
+        if mode == "say":
+            return await say(client, room_id, sys.argv[6])
         if mode == "post":
             sent = await client.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "after the end"})
             refused = isinstance(sent, RoomSendError)
@@ -83,6 +89,19 @@ async def main() -> int:
         return 0
     finally:
         await client.close()
+
+
+async def say(client: AsyncClient, room_id: str, text: str) -> int:
+    sent = await client.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": text})
+    if isinstance(sent, RoomSendError):
+        print(json.dumps({"error": f"send: {sent.message}"}))
+        return 1
+    got = await client.room_get_event(room_id, sent.event_id)
+    if isinstance(got, RoomGetEventError):
+        print(json.dumps({"error": f"event: {got.message}"}))
+        return 1
+    print(json.dumps({"event_id": sent.event_id, "origin_server_ts": got.event.server_timestamp}))
+    return 0
 
 
 async def converse(client: AsyncClient, room_id: str) -> int:

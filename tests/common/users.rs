@@ -240,26 +240,32 @@ impl TestUser {
 
 /// Runs `tests/client/ticket_holder.py` (matrix-nio) as `user`; returns its JSON report.
 pub fn nio_client(user: &TestUser, homeserver: &str, room_id: &str, mode: &str) -> Value {
-    let python = repo_root().join("target/synapse-venv/bin/python");
-    let out = Command::new(python)
-        .arg(repo_root().join("tests/client/ticket_holder.py"))
-        .args([homeserver, &user.user_id, &user.password, room_id, mode])
-        .output()
-        .expect("run the matrix-nio client");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "nio client failed: {stdout}{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    ticket_holder(user, homeserver, room_id, mode, &[])
 }
 
 /// Opens a direct chat with the bot as `user` through matrix-nio (as Element does: an
 /// invite marked `is_direct`) and sends each of `texts`, waiting for each answer;
 /// returns `{"dm": room_id, "answers": [...]}`.
 pub fn nio_claim(user: &TestUser, homeserver: &str, bot: &str, texts: &[&str]) -> Value {
+    ticket_holder(user, homeserver, bot, "claim", texts)
+}
+
+/// Posts `text` to a room `user` has joined, through matrix-nio; returns the event id and
+/// the homeserver's time for it (`origin_server_ts`, unix milliseconds).
+pub fn nio_say(user: &TestUser, homeserver: &str, room_id: &str, text: &str) -> (String, i64) {
+    let said = ticket_holder(user, homeserver, room_id, "say", &[text]);
+    let event_id = said["event_id"].as_str().unwrap_or_else(|| panic!("an event id: {said}"));
+    (event_id.to_owned(), said["origin_server_ts"].as_i64().unwrap_or_else(|| panic!("a time: {said}")))
+}
+
+/// `ticket_holder.py HOMESERVER USER_ID PASSWORD TARGET MODE ARGS...`: its last line,
+/// the JSON report.
+fn ticket_holder(user: &TestUser, homeserver: &str, target: &str, mode: &str, args: &[&str]) -> Value {
     let python = repo_root().join("target/synapse-venv/bin/python");
     let out = Command::new(python)
         .arg(repo_root().join("tests/client/ticket_holder.py"))
-        .args([homeserver, &user.user_id, &user.password, bot, "claim"])
-        .args(texts)
+        .args([homeserver, &user.user_id, &user.password, target, mode])
+        .args(args)
         .output()
         .expect("run the matrix-nio client");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -1,6 +1,7 @@
 //! Streaming servers' publish hooks (`POST /ingest/v1/rtmp`, contract §8): real nginx-rtmp
 //! and ffmpeg against a real Foyer and Synapse, and SRS-shaped requests built from SRS's
-//! documented format. Needs `scripts/install-nginx-rtmp.sh`.
+//! documented format; the replay's segments from real publishes and a drop between them
+//! (docs/replay.md). Needs `scripts/install-nginx-rtmp.sh`.
 
 use std::{
     path::{Path, PathBuf},
@@ -47,11 +48,15 @@ fn stream_key() -> String {
 
 /// Foyer with an `ingest.token`, logging at trace level; returns it with the token.
 async fn foyer_with_token() -> (TestFoyer, String) {
+    foyer_with_ingest("").await
+}
+
+/// Foyer with an `ingest.token` and the `ingest` settings in `more` (YAML lines, each
+/// indented two spaces), logging at trace level; returns it with the token.
+async fn foyer_with_ingest(more: &str) -> (TestFoyer, String) {
     let token = random_token();
-    let yaml_token = token.clone();
-    let foyer =
-        TestFoyer::start_with(move |y| y + &format!("ingest:\n  token: {yaml_token}\n"), &[("RUST_LOG", "trace")])
-            .await;
+    let yaml = format!("ingest:\n  token: {token}\n{more}");
+    let foyer = TestFoyer::start_with(move |y| y + &yaml, &[("RUST_LOG", "trace")]).await;
     (foyer, token)
 }
 
@@ -476,4 +481,159 @@ async fn a_publish_waiting_for_the_database_holds_back_no_refusal() {
     let status = publish.await.expect("the held publish");
     assert_eq!(status, 200, "the held publish is allowed once the database is free");
     let _ = holder.wait().await;
+}
+
+/// A segment as the reservation view lists it, in unix milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Seg {
+    start: i64,
+    end: Option<i64>,
+    offset_ms: i64,
+}
+
+fn millis(value: &Value) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(value.as_str()?).ok().map(|t| t.timestamp_millis())
+}
+
+/// The reservation view's `segments`.
+async fn segments(foyer: &TestFoyer, id: &str) -> Vec<Seg> {
+    let (status, view) = foyer.reservation(id).await;
+    assert_eq!(status, 200, "{view}");
+    let listed = view["segments"].as_array().unwrap_or_else(|| panic!("segments in the view: {view}"));
+    listed
+        .iter()
+        .map(|s| Seg {
+            start: millis(&s["start"]).unwrap_or_else(|| panic!("a start: {s}")),
+            end: (!s["end"].is_null()).then(|| millis(&s["end"]).unwrap_or_else(|| panic!("an end: {s}"))),
+            offset_ms: s["offset_ms"].as_i64().unwrap_or_else(|| panic!("an offset: {s}")),
+        })
+        .collect()
+}
+
+/// Waits until the view's segments are `n`, the last one open or closed as `closed` says.
+async fn wait_segments(foyer: &TestFoyer, id: &str, n: usize, closed: bool) -> Vec<Seg> {
+    let what = format!("{n} segments, the last {}", if closed { "closed" } else { "open" });
+    eventually(Duration::from_secs(30), &what, || async {
+        let all = segments(foyer, id).await;
+        (all.len() == n && all[n - 1].end.is_some() == closed).then_some(all)
+    })
+    .await
+}
+
+/// Posts `text` through matrix-nio; the homeserver's time for it.
+fn nio_say(fan: &TestUser, room: &str, text: &str) -> i64 {
+    let url = &Synapse::shared().url;
+    tokio::task::block_in_place(|| crate::common::users::nio_say(fan, url, room, text)).1
+}
+
+/// `ingest.reconnect_grace` for the replay test: the publisher comes back after a post
+/// through matrix-nio (a Python start and a login) and ffmpeg's start, a few seconds, and
+/// more on a busy machine (1.8 s on an idle one); 10 s (the default) would leave too
+/// little room. The test waits it out once, for the last "ended" notice.
+const TEST_GRACE_S: i64 = 20;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn real_publishes_make_the_replays_segments_and_a_quick_republish_posts_no_notices() {
+    let (foyer, token) = foyer_with_ingest(&format!("  reconnect_grace: {TEST_GRACE_S}s\n")).await;
+    let nginx = Nginx::start(&foyer.base_url, &token).await;
+    let fan = Synapse::shared().create_user("fan").await;
+    let logs = tempfile::tempdir().unwrap();
+    let key = stream_key();
+    let id = unique("replay-rtmp");
+    let room = open_room(&foyer, &id, &key, &fan).await;
+    let now = || Utc::now().timestamp_millis();
+
+    let pre = nio_say(&fan, &room, "before the show");
+
+    // The first publish: a segment opens, and the room is told it is live.
+    let spawned = now();
+    let mut publisher = ffmpeg(&nginx.url(&key), logs.path().join("first.log"));
+    let s1 = wait_segments(&foyer, &id, 1, false).await[0].start;
+    assert!(spawned <= s1 && s1 <= now(), "the first segment starts with the publish:\n{}", nginx.log());
+    wait_notices(&fan, &room, "is live now", 1).await;
+    // The platform reports the same start a moment after its streaming server: one start.
+    foyer.accept("stream.started", json!({"reservation_id": id})).await;
+    let one = nio_say(&fan, &room, "one");
+
+    // The publisher stops: the segment closes; the fan speaks in the gap.
+    let killed = now();
+    publisher.start_kill().unwrap();
+    publisher.wait().await.unwrap();
+    let e1 = wait_segments(&foyer, &id, 1, true).await[0].end.unwrap();
+    assert!(killed <= e1 && e1 <= now(), "the segment ends with the publish:\n{}", nginx.log());
+    let gap = nio_say(&fan, &room, "in the gap");
+
+    // It publishes again, well within the grace: a second segment.
+    let spawned = now();
+    let mut publisher = ffmpeg(&nginx.url(&key), logs.path().join("second.log"));
+    let listed = wait_segments(&foyer, &id, 2, false).await;
+    let (s2, second_offset) = (listed[1].start, listed[1].offset_ms);
+    assert!(spawned <= s2 && s2 <= now(), "the second segment starts with the publish:\n{}", nginx.log());
+    println!("the drop lasted {} ms on the recording's wall clock (grace {TEST_GRACE_S} s)", s2 - e1);
+    assert!(s2 - e1 < TEST_GRACE_S * 1000, "the republish came {} ms after the end: not a short drop", s2 - e1);
+    let two = nio_say(&fan, &room, "two");
+
+    // It stops for good: once the grace has passed the room is told the stream ended.
+    publisher.start_kill().unwrap();
+    publisher.wait().await.unwrap();
+    let listed = wait_segments(&foyer, &id, 2, true).await;
+    let e2 = listed[1].end.unwrap();
+    assert_eq!(listed[0], Seg { start: s1, end: Some(e1), offset_ms: 0 }, "the first segment stays: {listed:?}");
+    assert_eq!(second_offset, e1 - s1, "the second segment begins where the first one's length ends");
+    assert!(
+        pre < s1 && s1 < one && one < e1 && e1 < gap && gap < s2 && s2 < two && two < e2,
+        "messages where they were said"
+    );
+
+    // Neither the platform's report of the start nor the short drop posted anything; the
+    // end after it, once: the one "ended" notice comes only after the grace from the last
+    // end, which is past the first end's grace too.
+    let all = eventually(Duration::from_secs(TEST_GRACE_S as u64 + 30), "the ended notice", || async {
+        let all = notices(&fan, &room).await;
+        (count(&all, "The stream has ended") >= 1).then_some(all)
+    })
+    .await;
+    assert_eq!(
+        (count(&all, "is live now"), count(&all, "The stream has ended")),
+        (1, 1),
+        "one live and one ended notice: {all:?}"
+    );
+
+    // The replay: each message on the recording's clock, as the segments place it.
+    let body: Value = crate::replay::replay(&foyer, &id, "json").await.json().await.expect("the replay's JSON");
+    let want = [
+        ("before the show", 0, true),
+        ("one", one - s1, false),
+        ("in the gap", second_offset, false),
+        ("two", second_offset + (two - s2), false),
+    ];
+    let messages = body["messages"].as_array().unwrap_or_else(|| panic!("messages: {body}"));
+    let got: Vec<(&str, i64, bool)> = messages
+        .iter()
+        .map(|m| (m["body"].as_str().unwrap_or_default(), m["offset_ms"].as_i64().unwrap_or(-1), m["pre_show"] == true))
+        .collect();
+    println!("offsets {:?}, segments {listed:?}", got.iter().map(|g| g.1).collect::<Vec<_>>());
+    // The issue asks for the offsets within 1 s of the segments. Both are milliseconds of
+    // one clock (Foyer's hook time, the homeserver's origin_server_ts, on one machine), so
+    // they match exactly: a tolerance would hide a misplacement by a drop as short as this
+    // one.
+    assert_eq!(got, want, "each message where the segments place it: {body}");
+    assert_eq!(body["segments"], foyer.reservation(&id).await.1["segments"], "the replay's segments are the view's");
+
+    // The WebVTT, read back by ffmpeg: one cue per message, at each message's offset.
+    let vtt = crate::replay::replay(&foyer, &id, "vtt").await.text().await.expect("the WebVTT");
+    let (input, output) = (logs.path().join("replay.vtt"), logs.path().join("replay.srt"));
+    std::fs::write(&input, &vtt).unwrap();
+    let converted = Command::new("ffmpeg").args(["-loglevel", "error", "-y", "-i"]).arg(&input).arg(&output).output();
+    let converted = converted.await.expect("ffmpeg");
+    assert!(
+        converted.status.success(),
+        "ffmpeg read the WebVTT: {}\n{vtt}",
+        String::from_utf8_lossy(&converted.stderr)
+    );
+    let srt = std::fs::read_to_string(&output).unwrap();
+    let starts: Vec<&str> = srt.lines().filter_map(|l| l.split_once(" --> ").map(|(start, _)| start)).collect();
+    let cue = |ms: i64| format!("{:02}:{:02}:{:02},{:03}", ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
+    let offsets: Vec<i64> = messages.iter().filter_map(|m| m["offset_ms"].as_i64()).collect();
+    assert_eq!(starts, offsets.iter().map(|&ms| cue(ms)).collect::<Vec<_>>(), "a cue per message:\n{srt}\n{vtt}");
 }

@@ -32,7 +32,7 @@ fn at(ms: i64) -> String {
     Utc.timestamp_millis_opt(ms).unwrap().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-async fn replay(foyer: &TestFoyer, id: &str, format: &str) -> reqwest::Response {
+pub(crate) async fn replay(foyer: &TestFoyer, id: &str, format: &str) -> reqwest::Response {
     let url = format!("{}/api/v1/reservations/{id}/replay?format={format}", foyer.base_url);
     reqwest::Client::new().get(url).bearer_auth(&foyer.slot.api_token).send().await.expect("replay")
 }

@@ -273,14 +273,18 @@ fn stream_signals_bring_notices_and_topics() {
     assert!(steps(&p).contains(&Step::PostLiveNotice(t(21, 20))), "{p:?}");
 }
 
+/// `s` seconds into a show at 20:00.
+fn secs(s: i64) -> DateTime<Utc> {
+    t(20, 0) + Duration::seconds(s)
+}
+
+/// The stream's latest start and end, in [`secs`].
+fn signals(started: i64, ended: Option<i64>) -> Signals {
+    Signals { stream_started_at: Some(secs(started)), stream_ended_at: ended.map(secs), ..Default::default() }
+}
+
 #[test]
 fn a_drop_shorter_than_the_reconnect_grace_posts_no_ended_and_no_second_live_notice() {
-    let secs = |s: i64| t(20, 0) + Duration::seconds(s);
-    let signals = |started: i64, ended: Option<i64>| Signals {
-        stream_started_at: Some(secs(started)),
-        stream_ended_at: ended.map(secs),
-        ..Default::default()
-    };
     let mut room = opened(&["dj"]);
     room.live_notice_for = Some(secs(0));
     room.topic_applied = Some("🔴 Live now".into());
@@ -300,6 +304,32 @@ fn a_drop_shorter_than_the_reconnect_grace_posts_no_ended_and_no_second_live_not
     let later = record(signals(90, Some(60)));
     let p = plan(Some(&later), &holders(&[]), &room, &rooms(), secs(91));
     assert!(steps(&p).contains(&Step::PostLiveNotice(secs(90))), "{p:?}");
+}
+
+#[test]
+fn a_start_or_an_end_reported_again_posts_no_second_notice() {
+    let mut room = opened(&["dj"]);
+    room.topic_applied = Some("🔴 Live now".into());
+    // The streaming server told of the start at 0 s and "live" was posted; the platform
+    // tells of the same start at 2 s (the latest start is kept).
+    room.live_notice_for = Some(secs(0));
+    let again = record(signals(2, None));
+    assert_eq!(steps(&plan(Some(&again), &holders(&[]), &room, &rooms(), secs(3))), vec![]);
+    // An end before the noticed start (an earlier stream's) makes it no new start either.
+    let again = record(signals(2, Some(-600)));
+    assert_eq!(steps(&plan(Some(&again), &holders(&[]), &room, &rooms(), secs(3))), vec![]);
+
+    // The server's end at 60 s was told once the grace was over; the platform tells of the
+    // same end at 90 s, with no start in between.
+    room.topic_applied = None;
+    room.ended_notice_for = Some(secs(60));
+    let again = record(signals(2, Some(90)));
+    let p = plan(Some(&again), &holders(&[]), &room, &rooms(), secs(120));
+    assert!(!steps(&p).iter().any(|s| matches!(s, Step::PostEndedNotice(_))), "{p:?}");
+    // A start after the noticed end and a new end: a new "ended" notice.
+    let restarted = record(signals(70, Some(90)));
+    let p = plan(Some(&restarted), &holders(&[]), &room, &rooms(), secs(120));
+    assert!(steps(&p).contains(&Step::PostEndedNotice(secs(90))), "{p:?}");
 }
 
 #[test]
