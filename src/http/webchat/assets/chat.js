@@ -74,7 +74,7 @@ const MAX_SHOWN = 500; // messages kept in the page; older ones leave the list
 const BACKOFF_FIRST_MS = 1000;
 const BACKOFF_MAX_MS = 30000;
 const REPLAY_PHASES = ["ended", "archived"]; // the page follows the player's time then
-const REPLAY_REFRESH_MS = 5000; // a new message after the show reloads the replay after this
+const REPLAY_REFRESH_MS = 5000; // a new message after the show reloads the replay 5-10 s later
 
 const state = {
   reservationId: decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || ""),
@@ -467,13 +467,15 @@ function leaveReplay() {
 }
 
 let replayRefresh = null;
-// A message after the show (the room stays open until the archive) joins the replay.
+// A message after the show (the room stays open until the archive) joins the replay. A
+// while later, at a moment of its own, so that an audience's pages do not all ask at once.
 function refreshReplaySoon() {
   if (!state.replay || replayRefresh) return;
+  const wait = REPLAY_REFRESH_MS + Math.floor(Math.random() * REPLAY_REFRESH_MS);
   replayRefresh = setTimeout(() => {
     replayRefresh = null;
     if (state.replay) loadReplay();
-  }, REPLAY_REFRESH_MS);
+  }, wait);
 }
 
 // How many lines are said by `ms`: those before the show always.
