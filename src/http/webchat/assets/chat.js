@@ -374,6 +374,9 @@ function renderPhase() {
 function setPhase(data) {
   if (!data || typeof data.phase !== "string") return;
   const changed = state.phase !== null && state.phase !== data.phase;
+  // A time heard during the show was the live player's, not the recording's: the replay
+  // waits for the next one.
+  if (changed && !REPLAY_PHASES.includes(state.phase)) state.playerMs = null;
   state.phase = data.phase;
   state.opensAt = data.opens_at || null;
   renderPhase();
