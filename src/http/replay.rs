@@ -59,7 +59,7 @@ pub(super) enum ReplayError {
 }
 
 impl ReplayError {
-    fn answer(&self) -> Response {
+    pub(in crate::http) fn answer(&self) -> Response {
         tracing::warn!(error = %self, "replay: cannot be made now");
         error(StatusCode::SERVICE_UNAVAILABLE, "FOYER_UNAVAILABLE", "the replay cannot be made now; retry later")
     }

@@ -18,6 +18,17 @@ pub const CLAIM_CODE_UNKNOWN: &str = "this claim code does not open any show's c
 /// A good code typed into another show's page.
 pub const CLAIM_CODE_OTHER_SHOW: &str = "this claim code is for another show: open the chat beside that show";
 
+/// A claim code typed into an archived show's page: only the platform's watch page (its
+/// viewer token) opens the read-only replay after the archive.
+pub const CLAIM_CODE_ARCHIVED: &str = "this show's chat is archived, and a claim code no longer opens it: watch the recording on the platform's page to see the chat replayed beside it";
+
+/// A viewer token for an archived show whose transcript is no longer kept (or was never made).
+pub const ARCHIVED_WITHOUT_TRANSCRIPT: &str =
+    "this show's chat is archived and its transcript is not kept, so there is no chat to replay";
+
+/// The replay asked for before the show has ended.
+pub const REPLAY_NOT_YET: &str = "the chat's replay opens when the show has ended";
+
 /// Too many wrong codes from one address of late.
 pub fn claim_throttled(wait: std::time::Duration) -> String {
     let minutes = wait.as_secs().div_ceil(60).max(1);

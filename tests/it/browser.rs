@@ -485,7 +485,7 @@ async fn another_site_cannot_frame_the_status_or_claim_page() {
 
 /// A test Foyer whose chat page only `origin` may frame: every slot's config has a
 /// `webchat` section, whose `allowed_origins` this replaces.
-async fn foyer_framed_by(origin: &str) -> crate::common::foyer::TestFoyer {
+pub(crate) async fn foyer_framed_by(origin: &str) -> crate::common::foyer::TestFoyer {
     crate::common::foyer::TestFoyer::start_with(
         |yaml| {
             let slot_origin = crate::common::foyer::WEBCHAT_ORIGIN;

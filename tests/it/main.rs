@@ -2,6 +2,7 @@
 
 mod appservice_api;
 mod browser;
+mod browser_replay;
 mod check_online;
 mod claims;
 #[path = "../common/mod.rs"]

@@ -83,6 +83,8 @@ pub struct Hub {
     refilled: Mutex<HashSet<ReservationId>>,
     /// Whether the hub listens to the database for appends yet: from its first reader on.
     listening: AtomicBool,
+    /// The pages' replays, made once for all of an instance's readers (`replay.rs`).
+    pub(super) replays: super::replay::Replays,
 }
 
 /// One reservation's feed, shared by its streams and its task.
@@ -109,6 +111,7 @@ impl Hub {
             stop,
             refilled: Mutex::default(),
             listening: AtomicBool::new(false),
+            replays: super::replay::Replays::default(),
         }
     }
 

@@ -11,6 +11,10 @@
 //! style are served under names carrying a hash of their content, so they can be cached
 //! for good, while the document is never stored (a stale one would name old assets).
 //!
+//! The document names `webchat.allowed_origins` (`foyer-player-origins`): after the
+//! show the script follows the player's time (`foyer.time` messages) from those origins
+//! only, and shows the chat's replay (`replay.rs`) up to it.
+//!
 //! The sentences the page shows live in the script (`WORDS`, at its top): the client
 //! builds every state it shows, so its words stay beside it, one object to translate.
 //! Without a `webchat` section every route here answers the JSON 404.
@@ -19,6 +23,7 @@ mod bearer;
 pub mod hub;
 pub(super) mod members;
 mod messages;
+mod replay;
 mod reports;
 pub mod session;
 pub mod stream;
@@ -87,6 +92,9 @@ pub fn page_answer(webchat: Option<&WebchatConfig>, reservation_id: &str) -> Res
         return not_found();
     }
     let Ok(policy) = HeaderValue::from_str(&policy(webchat)) else { return not_found() };
+    // The origins the page takes the player's time from: those that may frame it.
+    let origins: Vec<&str> = webchat.allowed_origins.iter().map(|o| o.as_str()).collect();
+    let page = BUILT.page.replace("{origins}", &attribute(&origins.join(" ")));
     let headers = [
         (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
         (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
@@ -95,7 +103,13 @@ pub fn page_answer(webchat: Option<&WebchatConfig>, reservation_id: &str) -> Res
         (HeaderName::from_static("x-robots-tag"), HeaderValue::from_static("noindex")),
         (header::CONTENT_SECURITY_POLICY, policy),
     ];
-    (StatusCode::OK, headers, BUILT.page.as_str()).into_response()
+    (StatusCode::OK, headers, page).into_response()
+}
+
+/// Text made safe inside a double-quoted HTML attribute (an origin holds none of these
+/// characters, but the document does not rely on it).
+fn attribute(text: &str) -> String {
+    text.replace('&', "&amp;").replace('"', "&quot;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 /// The script or the style by its hashed name; cached for a year, since another content
@@ -133,6 +147,7 @@ pub(super) const ROUTES: &[super::Route] = super::route_table![Webchat:
     POST "/chat/v1/messages" => send_message,
     DELETE "/chat/v1/messages/{event_id}" => remove_message,
     POST "/chat/v1/reports" => reports::report [axum::extract::DefaultBodyLimit::max(reports::MAX_BODY_BYTES)],
+    GET "/chat/v1/replay" => replay::replay,
     POST "/chat/v1/session" => session::create [axum::extract::DefaultBodyLimit::max(session::MAX_BODY_BYTES)],
     GET "/chat/v1/stream" => stream::stream,
 ];

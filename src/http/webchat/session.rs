@@ -12,6 +12,9 @@
 //! Or a claim code typed into the page (`{"reservation_id", "claim_code"}`): a session of
 //! 24 hours for the code's ticket, named as the platform named the ticket's holder, with
 //! wrong codes throttled by the client's address (`webchat::address`).
+//!
+//! After the archive only a viewer token gets in, to a read-only session, while the
+//! transcript is kept; the store no longer knows an archived show's claim codes.
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -172,6 +175,9 @@ async fn by_token(
         }
     };
     let record = known_reservation(state, &viewer.reservation).await?;
+    if record.archived {
+        transcript_kept(state, &viewer.reservation).await?;
+    }
     let (key_of_viewer, generation) = match &viewer.who {
         Viewer::Ticket(ticket) => {
             match state.store.ticket_revoked(&viewer.reservation, ticket).await {
@@ -234,8 +240,18 @@ async fn by_claim_code(
     let status = match state.store.claim_status(&code.hash()).await {
         Ok(Some(status)) => status,
         Ok(None) => {
+            // Counted all the same: on an archived show's page, a guess still must not
+            // go unthrottled (a good code of another show answers otherwise).
             state.web_claims.wrong(&client, Instant::now());
-            return Err(refused(StatusCode::UNAUTHORIZED, "FOYER_CLAIM_CODE_UNKNOWN", words::web::CLAIM_CODE_UNKNOWN));
+            // The store forgets an archived show's codes; on its page the fan learns why
+            // theirs stopped working, whatever code they typed.
+            return Err(match state.store.reservation(&page).await {
+                Ok(Some(record)) if record.archived => {
+                    refused(StatusCode::FORBIDDEN, "FOYER_CHAT_ARCHIVED", words::web::CLAIM_CODE_ARCHIVED)
+                }
+                Ok(_) => refused(StatusCode::UNAUTHORIZED, "FOYER_CLAIM_CODE_UNKNOWN", words::web::CLAIM_CODE_UNKNOWN),
+                Err(e) => unavailable(&e),
+            });
         }
         Err(e) => return Err(unavailable(&e)),
     };
@@ -264,6 +280,16 @@ async fn known_reservation(state: &AppState, id: &ReservationId) -> Result<Reser
             "FOYER_RESERVATION_UNKNOWN",
             "the viewer token is for a reservation Foyer does not know (yet)",
         )),
+        Err(e) => Err(unavailable(&e)),
+    }
+}
+
+/// After the archive a viewer token opens a read-only session (the replay beside the
+/// recording, docs/replay.md) for as long as the transcript it replays is kept.
+async fn transcript_kept(state: &AppState, id: &ReservationId) -> Result<(), Response> {
+    match state.store.transcript(id).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(forbidden("FOYER_CHAT_ARCHIVED", words::web::ARCHIVED_WITHOUT_TRANSCRIPT)),
         Err(e) => Err(unavailable(&e)),
     }
 }

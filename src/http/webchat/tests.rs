@@ -73,6 +73,9 @@ async fn the_page_is_framed_by_exactly_the_allowed_origins_and_never_stored() {
         assert!(page.contains(&format!("\"assets/{}\"", asset.name)), "the page names {}: {page}", asset.name);
     }
     assert!(!page.contains("{js}") && !page.contains("{css}"), "{page}");
+    // The same origins are those the script takes the player's time from.
+    let origins = "<meta name=\"foyer-player-origins\" content=\"https://platform.example.org http://localhost:8080\">";
+    assert!(page.contains(origins), "{page}");
 }
 
 #[tokio::test]

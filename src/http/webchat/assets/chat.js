@@ -65,12 +65,16 @@ const WORDS = {
   inMinutes: (m) => `in ${m} min`,
   inDays: (d, h) => (h ? `in ${d} d ${h} h` : `in ${d} d`),
   soon: "in less than a minute",
+  replaying: "Replay: the chat as it was at this moment of the recording.",
+  replayFailed: (why) => `Could not load the chat's replay: ${why}`,
 };
 
 const DEFAULT_MAX_LENGTH = 500;
 const MAX_SHOWN = 500; // messages kept in the page; older ones leave the list
 const BACKOFF_FIRST_MS = 1000;
 const BACKOFF_MAX_MS = 30000;
+const REPLAY_PHASES = ["ended", "archived"]; // the page follows the player's time then
+const REPLAY_REFRESH_MS = 5000; // a new message after the show reloads the replay 5-10 s later
 
 const state = {
   reservationId: decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || ""),
@@ -85,6 +89,10 @@ const state = {
   pending: null, // {txn_id, body}: the message being sent, its txn_id kept for retries
   ownEvents: new Set(),
   slowUntil: 0,
+  playerMs: null, // the player's time, from an allowed page's `foyer.time`
+  replay: null, // {lines, from, to}: the replay, and which of its lines the list shows
+  replayLoading: false,
+  replayRetryAt: 0,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -366,14 +374,162 @@ function renderPhase() {
 function setPhase(data) {
   if (!data || typeof data.phase !== "string") return;
   const changed = state.phase !== null && state.phase !== data.phase;
+  // A time heard during the show was the live player's, not the recording's: the replay
+  // waits for the next one.
+  if (changed && !REPLAY_PHASES.includes(state.phase)) state.playerMs = null;
   state.phase = data.phase;
   state.opensAt = data.opens_at || null;
   renderPhase();
   if (changed && $("phase").textContent) announce($("phase").textContent);
+  if (!REPLAY_PHASES.includes(state.phase)) {
+    if (state.replay) leaveReplay(); // a stream started again: the chat is live
+  } else if (changed && state.replay) {
+    loadReplay(); // archived: the same chat, now from the transcript
+  } else {
+    followPlayer();
+  }
 }
 setInterval(() => {
   if (state.phase === "scheduled") renderPhase();
 }, 30000);
+
+// ---- Replay: after the show, the chat follows the player's time ---------------------------
+// The watch page sends {"type": "foyer.time", "seconds": <float>} (on `timeupdate` and
+// `seeked`); the list then shows the messages said up to that moment of the recording,
+// and fewer when the viewer seeks back. Only the pages allowed to frame the chat
+// (`webchat.allowed_origins`, named in the document) are heard.
+
+function playerOrigins() {
+  const meta = document.querySelector('meta[name="foyer-player-origins"]');
+  return meta ? meta.content.split(" ").filter(Boolean) : [];
+}
+
+window.addEventListener("message", (event) => {
+  if (!playerOrigins().includes(event.origin)) return;
+  const data = event.data;
+  if (!data || typeof data !== "object" || data.type !== "foyer.time") return;
+  if (typeof data.seconds !== "number" || !Number.isFinite(data.seconds) || data.seconds < 0) return;
+  state.playerMs = data.seconds * 1000;
+  followPlayer();
+});
+
+function followPlayer() {
+  if (state.playerMs === null || !state.session || !REPLAY_PHASES.includes(state.phase)) return;
+  if (state.replay) renderReplay();
+  else if (Date.now() >= state.replayRetryAt) loadReplay();
+}
+
+async function loadReplay() {
+  if (state.replayLoading || !state.session) return;
+  state.replayLoading = true;
+  try {
+    const response = await fetch(api("v1/replay"), {
+      headers: { Authorization: `Bearer ${state.session}` },
+      cache: "no-store",
+      credentials: "omit",
+    });
+    if (!response.ok) {
+      const { error } = await refusal(response);
+      throw new Error(error || WORDS.unavailable(response.status));
+    }
+    const answer = await response.json();
+    const lines = (Array.isArray(answer && answer.messages) ? answer.messages : []).filter(
+      (line) => line && Number.isFinite(line.offset_ms),
+    );
+    // As the recording plays them: before the show first, then by offset (a stable sort
+    // keeps the room's order among equal offsets). Shown up to the player's time, so the
+    // lines shown are always the first ones.
+    lines.sort((a, b) => Number(Boolean(b.pre_show)) - Number(Boolean(a.pre_show)) || a.offset_ms - b.offset_ms);
+    enterReplay(lines);
+  } catch (e) {
+    state.replayRetryAt = Date.now() + REPLAY_REFRESH_MS;
+    $("replay-note").textContent = WORDS.replayFailed(e instanceof Error && e.message ? e.message : WORDS.unreachable);
+    show("replay-note", true);
+  } finally {
+    state.replayLoading = false;
+  }
+}
+
+function enterReplay(lines) {
+  if (!REPLAY_PHASES.includes(state.phase)) return;
+  state.replay = { lines, from: 0, to: 0 };
+  $("replay").textContent = "";
+  $("replay-note").textContent = WORDS.replaying;
+  show("replay-note", true);
+  show("messages", false);
+  show("replay", true);
+  renderReplay();
+}
+
+function leaveReplay() {
+  state.replay = null;
+  $("replay").textContent = "";
+  show("replay", false);
+  show("replay-note", false);
+  show("messages", true);
+}
+
+let replayRefresh = null;
+// A message after the show (the room stays open until the archive) joins the replay. A
+// while later, at a moment of its own, so that an audience's pages do not all ask at once.
+function refreshReplaySoon() {
+  if (!state.replay || replayRefresh) return;
+  const wait = REPLAY_REFRESH_MS + Math.floor(Math.random() * REPLAY_REFRESH_MS);
+  replayRefresh = setTimeout(() => {
+    replayRefresh = null;
+    if (state.replay) loadReplay();
+  }, wait);
+}
+
+// How many lines are said by `ms`: those before the show always.
+function linesUpTo(lines, ms) {
+  let low = 0;
+  let high = lines.length;
+  while (low < high) {
+    const mid = (low + high) >> 1;
+    if (lines[mid].pre_show || lines[mid].offset_ms <= ms) low = mid + 1;
+    else high = mid;
+  }
+  return low;
+}
+
+function replayItem(line) {
+  const item = el("li", "message");
+  const meta = el("div", "meta");
+  meta.append(el("span", "name", String(line.name || "")));
+  meta.append(el("span", "offset", line.pre_show ? "" : clock(line.offset_ms)));
+  item.append(meta, el("p", "body", String(line.body || "")));
+  return item;
+}
+
+// An offset on the recording as a player shows it: 1:02:03, or 2:03.
+function clock(ms) {
+  const total = Math.floor(ms / 1000);
+  const [h, m, s] = [Math.floor(total / 3600), Math.floor(total / 60) % 60, total % 60];
+  const two = (n) => String(n).padStart(2, "0");
+  return h ? `${h}:${two(m)}:${two(s)}` : `${m}:${two(s)}`;
+}
+
+// Brings the list to the lines up to the player's time, the last MAX_SHOWN of them,
+// adding and removing only what changed.
+function renderReplay() {
+  const replay = state.replay;
+  const list = $("replay");
+  const to = linesUpTo(replay.lines, state.playerMs);
+  const from = Math.max(0, to - MAX_SHOWN);
+  if (from === replay.from && to === replay.to) return;
+  const follow = atBottom(list) || to < replay.to;
+  if (to <= replay.from || from >= replay.to) {
+    list.textContent = "";
+    replay.from = from;
+    replay.to = from;
+  }
+  for (; replay.to > to; replay.to--) list.lastElementChild.remove();
+  for (; replay.from > from; replay.from--) list.prepend(replayItem(replay.lines[replay.from - 1]));
+  for (; replay.to < to; replay.to++) list.append(replayItem(replay.lines[replay.to]));
+  for (; replay.from < from; replay.from++) list.firstElementChild.remove();
+  if (follow) list.scrollTop = list.scrollHeight;
+}
 
 // ---- Reading: Server-Sent Events over fetch (EventSource cannot send a bearer) --------------
 
@@ -484,15 +640,18 @@ function dispatch(event) {
       break;
     case "message":
       addMessage(data, "message");
+      refreshReplaySoon();
       break;
     case "notice":
       addMessage(data, "notice");
       break;
     case "edit":
       editMessage(data);
+      refreshReplaySoon();
       break;
     case "redaction":
       redactMessage(data);
+      refreshReplaySoon();
       break;
     case "phase":
       setPhase(data);
