@@ -84,6 +84,8 @@ fn upsert(revision: u64) -> WebhookEvent {
         stream_key: None,
         rules: Default::default(),
         moderators: Vec::new(),
+        archive: Default::default(),
+        replay_offset: None,
     }))
 }
 
