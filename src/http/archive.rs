@@ -28,7 +28,8 @@ use crate::{
 /// The reservation whose archive is public now, or the answer: the same 404 for any
 /// reservation whose archive is not.
 async fn published(state: &AppState, id: &str) -> Result<(ReservationId, ReservationRecord), Response> {
-    let not_found = || error(StatusCode::NOT_FOUND, "FOYER_NOT_FOUND", format!("no public archive {id:?}"));
+    // Word for word the same whatever the reason, and whatever the id.
+    let not_found = || error(StatusCode::NOT_FOUND, "FOYER_NOT_FOUND", "no public archive here");
     let rid = ReservationId::parse(id).map_err(|_| not_found())?;
     let found = async {
         let Some(record) = state.store.reservation(&rid).await? else { return Ok(None) };
