@@ -110,10 +110,11 @@ pub fn transcript_start(id: &ReservationId, room_id: &str, messages: impl std::f
 pub fn public_archive(title: &str, messages: usize, lines: &str) -> String {
     let heading = format!("Chat of “{title}”");
     let body = format!(
-        "<h1>{}</h1><p class=muted>The public archive of this show's chat: {messages} messages. \
+        "<h1>{}</h1><p class=muted>The public archive of this show's chat ({messages} {}). \
          Members were told before they wrote that it would be public.</p><table>\
          <tr><th>Time (UTC)</th><th>Who</th><th>Message</th></tr>{lines}</table>",
-        escape(&heading)
+        escape(&heading),
+        if messages == 1 { "message" } else { "messages" },
     );
     document(&heading, "", &body)
 }
