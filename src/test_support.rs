@@ -55,6 +55,8 @@ pub fn record(signals: Signals, hosts: Vec<OwnedUserId>) -> ReservationRecord {
             stream_key: None,
             rules: Default::default(),
             moderators: Vec::new(),
+            archive: Default::default(),
+            replay_offset: None,
         },
         signals,
         tickets: TicketCounts::default(),

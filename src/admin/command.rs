@@ -103,6 +103,15 @@ fn seconds(word: &str, what: &str, max: u64) -> Result<u32, String> {
     }
 }
 
+/// Whether a line in a show's room is `!foyer anonymous`: any member's, not a
+/// moderation command (docs/replay.md, "Public archive").
+pub fn is_anonymous(body: &str) -> bool {
+    let mut words = body.split_whitespace();
+    let first = words.next().is_some_and(|w| w.eq_ignore_ascii_case("!foyer"));
+    let verb = words.next().is_some_and(|w| w.eq_ignore_ascii_case("anonymous"));
+    first && verb && words.next().is_none()
+}
+
 /// Reads a line in a show's room: `None` when it is not a `!foyer` command, `Err` with
 /// what is wrong when it is one but cannot be done as written.
 pub fn parse_room(body: &str) -> Option<Result<RoomCommand, String>> {
@@ -162,6 +171,16 @@ mod tests {
 
     fn id(s: &str) -> ReservationId {
         ReservationId::parse(s).unwrap()
+    }
+
+    #[test]
+    fn anonymous_is_the_one_line_alone() {
+        for yes in ["!foyer anonymous", "  !FOYER   Anonymous ", "!foyer anonymous\n"] {
+            assert!(is_anonymous(yes), "{yes:?}");
+        }
+        for no in ["!foyer anonymous please", "!foyer anon", "anonymous", "!foyerx anonymous", "!foyer help"] {
+            assert!(!is_anonymous(no), "{no:?}");
+        }
     }
 
     #[test]

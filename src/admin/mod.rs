@@ -29,7 +29,7 @@ pub use crate::words::{
     Answer,
     admin::{REFUSAL, help},
 };
-pub use command::{Command, RoomCommand, parse, parse_room};
+pub use command::{Command, RoomCommand, is_anonymous, parse, parse_room};
 use inbox::Unfinished;
 pub use inbox::{concerns, kept_in_inbox, serve};
 pub use run::run;

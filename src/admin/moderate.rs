@@ -1,6 +1,7 @@
 //! Hosts' and moderators' commands in their show's room (docs/moderation.md, "Commands
 //! in the room"): `!foyer slow`, `mode`, `timeout`, `untimeout`, `ban`, `unban`, `help`.
-//! Anyone else's `!foyer` there is ignored, with no echo. The bot acts, removes the
+//! Anyone else's `!foyer` there is ignored, with no echo, but for `!foyer anonymous`,
+//! which any member may send ([`anonymous`]). The bot acts, removes the
 //! command from the room, and answers in its direct chat with the one who wrote it, so
 //! that the audience does not see moderation at work.
 //!
@@ -13,7 +14,7 @@ use chrono::{DateTime, Utc};
 use ruma::{OwnedRoomId, OwnedUserId, UserId, events::room::member::MembershipState};
 use serde_json::json;
 
-use super::{Services, Unfinished, command::RoomCommand, parse_room};
+use super::{Services, Unfinished, command::RoomCommand, is_anonymous, parse_room};
 use crate::{
     events::MessageEvent,
     matrix::{MatrixClient, MatrixError, rooms},
@@ -42,6 +43,9 @@ pub(super) async fn handle(
 ) -> Result<(), Unfinished> {
     let Some(parsed) = parse_room(message.content.body()) else { return Ok(()) };
     let Some(reservation) = state.store.reservation_of_room(&message.room_id).await? else { return Ok(()) };
+    if is_anonymous(message.content.body()) {
+        return anonymous(state, client, message, &reservation, received_at).await;
+    }
     let Some(record) = state.store.reservation(&reservation).await? else { return Ok(()) };
     let staff = record.reservation.staff();
     if !staff.contains(&message.sender) {
@@ -74,6 +78,22 @@ pub(super) async fn handle(
     let txn = format!("foyer-moderation-{}", message.event_id);
     rooms::notice(client, &state.config.bot_user_id(), &chat, &txn, &answer.text, &answer.html).await?;
     crate::failpoint::hit("room_command_after_answer");
+    Ok(())
+}
+
+/// `!foyer anonymous`, from any member: they appear as "a fan" in the show's public
+/// archive and its replay without auth. Recorded, then acknowledged in the member's own
+/// view alone: the command is redacted with the acknowledgement as the reason, which
+/// their client shows in its place; the room sees a removed message and nothing more,
+/// and the command is not in the transcript either.
+async fn anonymous(
+    state: &Services, client: &MatrixClient, message: &MessageEvent, reservation: &ReservationId,
+    received_at: DateTime<Utc>,
+) -> Result<(), Unfinished> {
+    state.store.make_anonymous(reservation, &message.sender, received_at).await?;
+    tracing::info!(room_id = %message.room_id, reservation_id = %reservation, "a member chose to be anonymous in the public archive");
+    let acknowledged = crate::words::room::ANONYMOUS_ACKNOWLEDGED;
+    rooms::redact(client, &message.room_id, &message.event_id, acknowledged).await?;
     Ok(())
 }
 

@@ -14,7 +14,9 @@ use serde_json::{Value, json};
 
 use crate::{
     http::{AppState, error, require_api_token},
-    model::{ClaimCode, ExternalId, RecordCursor, ReservationId, ReservationRecord, naming, replay::Segments},
+    model::{
+        ClaimCode, ExternalId, RecordCursor, ReplayOffset, ReservationId, ReservationRecord, naming, replay::Segments,
+    },
     schedule::{self, Phase},
     store::Counts,
 };
@@ -55,6 +57,9 @@ fn view(state: &AppState, record: &ReservationRecord, now: DateTime<Utc>) -> (Ph
             "claimed": record.tickets.claimed,
         },
         "members": {"invited": record.members.invited, "joined": record.members.joined},
+        "archive": r.archive.as_str(),
+        "archive_indexable": r.archive.indexable(),
+        "replay_offset_ms": r.replay_offset.map(ReplayOffset::ms),
     });
     // Only while an effect is due and not done yet, as docs/openapi.yaml says.
     if status.opening {
@@ -252,4 +257,5 @@ pub(super) const ROUTES: &[super::Route] = super::route_table![Api:
     GET "/api/v1/reservations/{reservation_id}/moderation" => moderation,
     GET "/api/v1/reservations/{reservation_id}/transcript" => super::transcript::transcript,
     GET "/api/v1/reservations/{reservation_id}/replay" => super::replay::handler,
+    DELETE "/api/v1/reservations/{reservation_id}/archive" => super::archive::take_down,
 ];

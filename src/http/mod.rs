@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod appservice;
+pub mod archive;
 pub mod claim;
 pub mod ingest;
 pub mod replay;
@@ -97,6 +98,8 @@ pub enum Group {
     Claim,
     /// The chat beside the player: its page and the page's files.
     Webchat,
+    /// The public archives, without auth.
+    Archive,
     /// Health and metrics, on both listeners.
     Health,
 }
@@ -108,7 +111,7 @@ impl Group {
             Self::Appservice => "/_matrix/app/v1",
             Self::Api => "/api/v1",
             Self::Ingest => "/ingest/v1",
-            Self::Webhooks | Self::Status | Self::Claim | Self::Webchat | Self::Health => "",
+            Self::Webhooks | Self::Status | Self::Claim | Self::Webchat | Self::Archive | Self::Health => "",
         }
     }
 }
@@ -156,6 +159,7 @@ pub const ROUTES: &[&[Route]] = &[
     status::ROUTES,
     claim::ROUTES,
     webchat::ROUTES,
+    archive::ROUTES,
     HEALTH,
 ];
 
@@ -182,6 +186,7 @@ pub fn router(state: AppState, limits: &server::Limits) -> Router {
         .merge(status::router(&state))
         .merge(claim::router(&state))
         .merge(routes(Group::Webchat, &state))
+        .merge(routes(Group::Archive, &state))
         .merge(routes(Group::Health, &state));
     served(router, state, limits)
 }

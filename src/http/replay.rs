@@ -10,14 +10,14 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use chrono::{DateTime, SecondsFormat, Utc};
-use ruma::RoomId;
+use ruma::{OwnedUserId, RoomId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::{
     http::{AppState, error},
     model::{
-        ReservationId, ReservationRecord, TranscriptLine,
+        ReplayOffset, ReservationId, ReservationRecord, TranscriptLine,
         replay::{Placement, ReplayLine, Segments, vtt},
     },
     store::StoreError,
@@ -74,6 +74,14 @@ pub(super) struct Replay {
 /// The reservation's messages on the recording's clock, members' messages only (the
 /// bot's notices are Foyer's, not the chat's), each shifted by `shift_ms`.
 pub(super) async fn replay(state: &AppState, record: &ReservationRecord, shift_ms: i64) -> Result<Replay, ReplayError> {
+    replay_naming(state, record, shift_ms, &[]).await
+}
+
+/// [`replay`], with the `anonymous` members named "a fan" (the public archive's, where
+/// `!foyer anonymous` is honoured).
+pub(super) async fn replay_naming(
+    state: &AppState, record: &ReservationRecord, shift_ms: i64, anonymous: &[OwnedUserId],
+) -> Result<Replay, ReplayError> {
     let id = &record.reservation.id;
     let edges = state.store.stream_edges(id).await?;
     let segments = Segments::from_edges(&edges);
@@ -83,16 +91,22 @@ pub(super) async fn replay(state: &AppState, record: &ReservationRecord, shift_m
         .filter(|line| !line.notice)
         .map(|line| {
             let placement = segments.place(line.sent_at);
+            let anonymous = anonymous.contains(&line.sender);
             ReplayLine {
                 offset_ms: placement.offset_ms().saturating_add(shift_ms).max(0),
                 pre_show: placement == Placement::PreShow,
                 sent_at: line.sent_at,
-                name: name(&line),
+                name: if anonymous { words::room::ANONYMOUS_NAME.to_owned() } else { name(&line) },
                 body: line.body,
             }
         })
         .collect();
     Ok(Replay { segments, lines })
+}
+
+/// The shift the reservation asks of its replay's offsets (`chat.replay_offset_ms`).
+pub(super) fn shift_ms(record: &ReservationRecord) -> i64 {
+    record.reservation.replay_offset.map_or(0, ReplayOffset::ms)
 }
 
 /// The name a replay shows: the sender's display name at the time, without the web
@@ -180,7 +194,7 @@ pub(super) async fn handler(
         Ok(None) => return not_found(),
         Err(e) => return ReplayError::from(e).answer(),
     };
-    match replay(&state, &record, 0).await {
+    match replay(&state, &record, shift_ms(&record)).await {
         Ok(replay) => answer(&rid, &replay, format),
         Err(e) => e.answer(),
     }

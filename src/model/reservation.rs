@@ -256,6 +256,11 @@ pub struct Reservation {
     pub rules: RulesOverride,
     /// `chat.moderators`: Matrix users who keep the chat civil for the platform.
     pub moderators: Vec<OwnedUserId>,
+    /// `chat.archive` and `chat.archive_indexable`: whether the chat is published after
+    /// the archive (docs/replay.md, "Public archive").
+    pub archive: Archive,
+    /// `chat.replay_offset_ms`: shifts every offset of the replay.
+    pub replay_offset: Option<ReplayOffset>,
 }
 
 impl Reservation {
@@ -276,7 +281,64 @@ impl Reservation {
     /// Whether its chat is saved at archive: its own `chat.transcript`, else
     /// `rooms.transcript` (`default`).
     pub fn wants_transcript(&self, default: bool) -> bool {
-        self.transcript.unwrap_or(default)
+        // A public archive is the transcript, published: members were told so.
+        self.archive.is_public() || self.transcript.unwrap_or(default)
+    }
+}
+
+/// `chat.archive`: whether the chat is published once the room is archived. Public is
+/// chosen before anyone speaks (the room opens): messages sent under a private chat's
+/// promise are never made public after the fact.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Archive {
+    #[default]
+    Private,
+    /// `indexable`: `chat.archive_indexable`, search engines may index it.
+    Public { indexable: bool },
+}
+
+impl Archive {
+    pub fn is_public(self) -> bool {
+        matches!(self, Self::Public { .. })
+    }
+
+    pub fn parse(value: &str, indexable: bool) -> Result<Self, String> {
+        match value {
+            "private" => Ok(Self::Private),
+            "public" => Ok(Self::Public { indexable }),
+            other => Err(format!("{other:?} is not one of public, private")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Private => "private",
+            Self::Public { .. } => "public",
+        }
+    }
+
+    pub fn indexable(self) -> bool {
+        matches!(self, Self::Public { indexable: true })
+    }
+}
+
+/// `chat.replay_offset_ms`: milliseconds added to every offset of the replay (the
+/// recording may begin before or after the stream's first start), within a day either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayOffset(i64);
+
+impl ReplayOffset {
+    pub const MAX_MS: i64 = 86_400_000;
+
+    pub fn parse(ms: i64) -> Result<Self, String> {
+        if !(-Self::MAX_MS..=Self::MAX_MS).contains(&ms) {
+            return Err(format!("must be within ±{} (a day, in milliseconds)", Self::MAX_MS));
+        }
+        Ok(Self(ms))
+    }
+
+    pub fn ms(self) -> i64 {
+        self.0
     }
 }
 
@@ -381,6 +443,20 @@ mod tests {
         assert_eq!(StreamKeyHash::parse(hash.as_str()), Ok(hash.clone()));
         assert_eq!(hash, StreamKey::parse("live_secret_key_0123").unwrap().hash());
         assert_ne!(hash, StreamKey::parse("live_secret_key_0124").unwrap().hash());
+    }
+
+    #[test]
+    fn archives_and_replay_offsets_follow_the_contract() {
+        assert_eq!(Archive::parse("public", true), Ok(Archive::Public { indexable: true }));
+        assert_eq!(Archive::parse("private", true), Ok(Archive::Private));
+        assert!(!Archive::Private.indexable() && Archive::default() == Archive::Private);
+        assert!(Archive::parse("Public", false).unwrap_err().contains("public, private"));
+        for ok in [0, -86_400_000, 86_400_000, 1500] {
+            assert_eq!(ReplayOffset::parse(ok).map(ReplayOffset::ms), Ok(ok));
+        }
+        for bad in [86_400_001, -86_400_001, i64::MIN] {
+            assert!(ReplayOffset::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

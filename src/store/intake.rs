@@ -22,8 +22,8 @@ use super::{
     sql, to_millis,
 };
 use crate::model::{
-    BoundHow, Description, EndReason, Grant, HeldTicket, Holder, ReservationId, StreamKeyHash, StreamUrl, Ticket,
-    WebhookEvent, grant,
+    BoundHow, Description, EndReason, Grant, HeldTicket, Holder, ReplayOffset, ReservationId, StreamKeyHash, StreamUrl,
+    Ticket, WebhookEvent, grant,
 };
 use crate::outbox::OutboundEvent;
 
@@ -45,8 +45,9 @@ const REVISION: &str = "SELECT revision FROM reservations WHERE reservation_id =
 /// A reservation's description, kept at its stored revision when the new one has none.
 const UPSERT_RESERVATION: &str = "INSERT INTO reservations (reservation_id, revision, title, description,
         starts_at, ends_at, stream_url, channel_id, channel_name, hosts, open_before_seconds, close_after_seconds,
-        updated_at, stream_key_hash, transcript, chat_rules, moderators)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+        updated_at, stream_key_hash, transcript, chat_rules, moderators, archive_public, archive_indexable,
+        replay_offset_ms)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
     ON CONFLICT (reservation_id) DO UPDATE SET
         revision = COALESCE(excluded.revision, reservations.revision),
         title = excluded.title, description = excluded.description,
@@ -55,7 +56,14 @@ const UPSERT_RESERVATION: &str = "INSERT INTO reservations (reservation_id, revi
         open_before_seconds = excluded.open_before_seconds,
         close_after_seconds = excluded.close_after_seconds, updated_at = excluded.updated_at,
         stream_key_hash = excluded.stream_key_hash, transcript = excluded.transcript,
-        chat_rules = excluded.chat_rules, moderators = excluded.moderators";
+        chat_rules = excluded.chat_rules, moderators = excluded.moderators,
+        archive_public = excluded.archive_public, archive_indexable = excluded.archive_indexable,
+        replay_offset_ms = excluded.replay_offset_ms";
+/// Whether the reservation's room is open (or was) while its chat is not public:
+/// then it may not become public (docs/replay.md). `(reservation_id)`.
+const OPENED_PRIVATE: &str = "SELECT 1 FROM lifecycle l
+    LEFT JOIN reservations r ON r.reservation_id = l.reservation_id
+    WHERE l.reservation_id = $1 AND l.room_id IS NOT NULL AND COALESCE(r.archive_public, 0) = 0";
 /// Another active reservation (neither cancelled nor archived) with this stream key:
 /// `(stream_key_hash, reservation_id)`.
 const STREAM_KEY_TAKEN: &str = "SELECT r.reservation_id FROM reservations r
@@ -393,6 +401,15 @@ async fn apply(
                     });
                 }
             }
+            if r.archive.is_public()
+                && w.fetch_optional(OPENED_PRIVATE, &[r.id.as_str().into()], |_| Ok(())).await?.is_some()
+            {
+                // Members spoke under the promise of a private chat: it stays so.
+                return Err(StoreError::Refused {
+                    path: "data.chat.archive",
+                    message: "can become \"public\" only before the room opens; this room opened as private".into(),
+                });
+            }
             let hosts = serde_json::to_string(&r.hosts).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let moderators = serde_json::to_string(&r.moderators).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let chat_rules = (!r.rules.is_empty()).then(|| r.rules.to_json().to_string());
@@ -414,6 +431,9 @@ async fn apply(
                 r.transcript.map(i64::from).into(),
                 chat_rules.as_deref().into(),
                 moderators.as_str().into(),
+                i64::from(r.archive.is_public()).into(),
+                i64::from(r.archive.indexable()).into(),
+                r.replay_offset.map(ReplayOffset::ms).into(),
             ];
             w.execute(UPSERT_RESERVATION, &args).await?;
         }

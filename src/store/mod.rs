@@ -2,6 +2,7 @@
 //! database. Each write is one transaction; a `2xx` is only sent after it commits.
 
 mod admin;
+mod archive;
 mod dialect;
 mod enforcement;
 mod intake;
@@ -30,6 +31,7 @@ use ruma::OwnedUserId;
 
 pub use self::{
     admin::{AdminStore, DirectChatCounts},
+    archive::ArchiveStore,
     enforcement::{Breach, BreachOutcome, EnforcementStore, PendingRedaction, TimeoutOrder},
     leases::LeaseStore,
     moderation::{MAX_RECORD_PAGE, ModerationStore, RecordedEntry},
@@ -168,6 +170,7 @@ store_of_roles! {
     ModerationStore,
     EnforcementStore,
     PostStore,
+    ArchiveStore,
     OutboxStore
 }
 

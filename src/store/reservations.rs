@@ -16,8 +16,8 @@ use super::{
     to_millis,
 };
 use crate::model::{
-    Channel, Description, ExternalId, Reservation, ReservationId, Revision, RulesOverride, StreamKeyHash, StreamUrl,
-    Title, WebhookEvent, replay::Edge,
+    Archive, Channel, Description, ExternalId, ReplayOffset, Reservation, ReservationId, Revision, RulesOverride,
+    StreamKeyHash, StreamUrl, Title, WebhookEvent, replay::Edge,
 };
 
 /// A reservation with its signals, lifecycle and the counts named by `$counts`, filtered
@@ -276,6 +276,14 @@ pub(super) fn record(row: &(impl Read + ?Sized)) -> Result<ReservationRecord, St
             .transpose()?,
         rules: rules_in_force(row)?,
         moderators: serde_json::from_str(&row.text("moderators")?).map_err(|e| corrupt("moderators", e))?,
+        archive: match row.int("archive_public")? {
+            0 => Archive::Private,
+            _ => Archive::Public { indexable: row.int("archive_indexable")? != 0 },
+        },
+        replay_offset: row
+            .opt_int("replay_offset_ms")?
+            .map(|ms| ReplayOffset::parse(ms).map_err(|e| corrupt("replay_offset_ms", e)))
+            .transpose()?,
     };
     let signals = Signals {
         cancelled_at: row.opt_time("cancelled_at")?,

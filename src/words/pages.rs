@@ -104,6 +104,21 @@ pub fn transcript_start(id: &ReservationId, room_id: &str, messages: impl std::f
     )
 }
 
+/// A show's public archive (docs/replay.md, "Public archive"): its title, how many
+/// messages, and the table of the messages, whose rows `lines` are (each escaped by the
+/// caller), names only.
+pub fn public_archive(title: &str, messages: usize, lines: &str) -> String {
+    let heading = format!("Chat of “{title}”");
+    let body = format!(
+        "<h1>{}</h1><p class=muted>The public archive of this show's chat ({messages} {}). \
+         Members were told before they wrote that it would be public.</p><table>\
+         <tr><th>Time (UTC)</th><th>Who</th><th>Message</th></tr>{lines}</table>",
+        escape(&heading),
+        if messages == 1 { "message" } else { "messages" },
+    );
+    document(&heading, "", &body)
+}
+
 /// What marks Foyer's own notices in the HTML transcript, after the sender.
 pub const TRANSCRIPT_NOTICE: &str = " <span class=muted>(Foyer's notice)</span>";
 

@@ -14,14 +14,24 @@ use crate::{
 /// What members are told when their chat is saved (`rooms.transcript`, `chat.transcript`).
 pub const TRANSCRIPT_SAVED: &str = "This chat will be saved when the room closes.";
 
+/// What members are told when their chat will be published after the show
+/// (`chat.archive: public`), before anyone speaks.
+pub const PUBLIC_ARCHIVE: &str = "This chat will be public: after the show, anyone can read it and replay it beside the recording, with your display name. Write \"!foyer anonymous\" to appear there as \"a fan\".";
+
 /// The notice that the room is open, with the start time, and whether the chat will be
-/// saved (`transcript`): members are told before they write.
+/// saved (`transcript`) or published (`chat.archive: public`): members are told before
+/// they write.
 pub fn opening_notice(record: &ReservationRecord, transcript: bool) -> (String, String) {
     let r = &record.reservation;
     let when = human_time(r.starts_at);
     let saved = if transcript { format!(" {TRANSCRIPT_SAVED}") } else { String::new() };
+    let saved = if r.archive.is_public() { format!("{saved} {PUBLIC_ARCHIVE}") } else { saved };
     let text = format!("The chat for “{}” is open. The stream starts {when}.{saved}", r.title.as_str());
-    let html = format!("The chat for <b>{}</b> is open. The stream starts {when}.{saved}", escape(r.title.as_str()));
+    let html = format!(
+        "The chat for <b>{}</b> is open. The stream starts {when}.{}",
+        escape(r.title.as_str()),
+        escape(&saved)
+    );
     (text, html)
 }
 
@@ -113,6 +123,10 @@ pub const WEB_MARK: &str = " (web)";
 /// anonymous there (docs/replay.md).
 pub const ANONYMOUS_NAME: &str = "a fan";
 
+/// The reason of the redaction of a member's `!foyer anonymous`: the acknowledgement
+/// they see, in place of their command.
+pub const ANONYMOUS_ACKNOWLEDGED: &str = "Done: you appear as \"a fan\" in this chat's public archive and replay.";
+
 /// Why a member is removed from a room that has closed (a `kick` archive).
 pub const CLOSED: &str = "This chat has closed.";
 
@@ -144,5 +158,15 @@ mod tests {
         assert!(html.ends_with(TRANSCRIPT_SAVED), "{html}");
         let (text, html) = opening_notice(&record, false);
         assert!(!text.contains("saved") && !html.contains("saved"), "{text}");
+        assert!(!text.contains("public"), "{text}");
+    }
+
+    #[test]
+    fn the_opening_notice_says_a_public_chat_is_public() {
+        let mut record = test_support::record(Signals::default(), vec![]);
+        record.reservation.archive = crate::model::Archive::Public { indexable: false };
+        let (text, html) = opening_notice(&record, true);
+        assert!(text.ends_with(PUBLIC_ARCHIVE) && text.contains(TRANSCRIPT_SAVED), "{text}");
+        assert!(html.contains("This chat will be public") && html.contains("&quot;a fan&quot;"), "{html}");
     }
 }

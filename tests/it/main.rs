@@ -1,6 +1,7 @@
 //! Foyer's integration tests: one binary, one shared Synapse, tests in parallel.
 
 mod appservice_api;
+mod archive;
 mod browser;
 mod browser_replay;
 mod check_online;

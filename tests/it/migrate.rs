@@ -50,6 +50,8 @@ async fn a_sqlite_deployment_moves_to_postgres_intact() {
         stream_key: None,
         rules: Default::default(),
         moderators: Vec::new(),
+        archive: Default::default(),
+        replay_offset: None,
     }));
     let receipt = |id| Receipt { webhook_id: id, received_at: Utc::now() };
     sqlite.record_webhook(&receipt("a"), &upsert).await.unwrap();

@@ -8,8 +8,9 @@ use foyer::{
     config::{DatabaseConfig, DatabaseKind},
     events::HomeserverEvent,
     model::{
-        Channel, ChatMode, ExternalId, Holder, InviteFailure, Membership, Reservation, ReservationId,
-        ReservationRecord, Revision, RoomState, SessionId, Speech, StepRecord, StreamKey, Ticket, Title, WebhookEvent,
+        Archive, Channel, ChatMode, ExternalId, Holder, InviteFailure, Membership, ReplayOffset, Reservation,
+        ReservationId, ReservationRecord, Revision, RoomState, SessionId, Speech, StepRecord, StreamKey, Ticket, Title,
+        WebhookEvent,
     },
     secret::Secret,
     store::{self, AdminAction, Counts, MembershipFact, Outbound, Outcome, Receipt, Store, StoreError},
@@ -84,6 +85,8 @@ fn upsert(revision: u64) -> WebhookEvent {
         stream_key: None,
         rules: Default::default(),
         moderators: Vec::new(),
+        archive: Default::default(),
+        replay_offset: None,
     }))
 }
 
@@ -181,6 +184,63 @@ async fn a_stream_key_is_held_by_one_active_reservation() {
             store.record_webhook(&receipt(&format!("race-{loser}")), &with_key(&format!("racer-{loser}"))).await;
         assert_eq!(retried.unwrap(), Outcome::Accepted, "{backend}: the refused receipt was not kept");
         assert_eq!(store.reservations_by_stream_key(&key).await.unwrap().len(), 2, "{backend}: one of them cancelled");
+    })
+    .await;
+}
+
+/// `chat.archive` (docs/replay.md, "Public archive"): public only while the room does
+/// not exist, private at any time; its choices, takedown and anonymous members read back.
+#[tokio::test]
+async fn a_chat_becomes_public_only_before_its_room_opens() {
+    each_backend(|store, backend| async move {
+        let with = |revision, archive, offset: Option<i64>| {
+            let WebhookEvent::Upsert(mut r) = upsert(revision) else { unreachable!("upsert is an upsert") };
+            r.archive = archive;
+            r.replay_offset = offset.map(|ms| ReplayOffset::parse(ms).unwrap());
+            WebhookEvent::Upsert(r)
+        };
+        let public = Archive::Public { indexable: true };
+        store.record_webhook(&receipt("a"), &with(1, Archive::Private, None)).await.unwrap();
+        store.record_webhook(&receipt("b"), &with(2, public, Some(-1500))).await.unwrap();
+        let read = store.reservation(&jazz()).await.unwrap().unwrap().reservation;
+        assert_eq!((read.archive, read.replay_offset.map(ReplayOffset::ms)), (public, Some(-1500)), "{backend}");
+        // Its room opens as public: it may stay public, or become private.
+        let claim = store.claim(&jazz(), Utc::now(), Duration::from_secs(60), "one").await.unwrap().expect("claimed");
+        let room = OwnedRoomId::try_from("!public:example.org").unwrap();
+        let created =
+            StepRecord::RoomCreated { room_id: room, hosts: [].into(), name: "Jazz".into(), topic: "t".into() };
+        store.record_step(&jazz(), &created, Utc::now()).await.unwrap();
+        store.release(&claim, None, None, Utc::now()).await.unwrap();
+        assert_eq!(store.record_webhook(&receipt("c"), &with(3, public, None)).await.unwrap(), Outcome::Accepted);
+        assert_eq!(
+            store.record_webhook(&receipt("d"), &with(4, Archive::Private, None)).await.unwrap(),
+            Outcome::Accepted
+        );
+        // Private once open: public no more, and the refusal changes nothing.
+        match store.record_webhook(&receipt("e"), &with(5, public, Some(10))).await {
+            Err(StoreError::Refused { path, .. }) => assert_eq!(path, "data.chat.archive", "{backend}"),
+            other => panic!("{backend}: {other:?}"),
+        }
+        let read = store.reservation(&jazz()).await.unwrap().unwrap();
+        assert_eq!(
+            (read.reservation.archive, read.reservation.revision),
+            (Archive::Private, Some(Revision(4))),
+            "{backend}"
+        );
+        assert_eq!(
+            store.record_webhook(&receipt("e"), &with(5, Archive::Private, None)).await.unwrap(),
+            Outcome::Accepted,
+            "{backend}: the refused receipt was not kept"
+        );
+
+        assert!(!store.archive_taken_down(&jazz()).await.unwrap(), "{backend}");
+        store.take_down_archive(&jazz(), Utc::now()).await.unwrap();
+        store.take_down_archive(&jazz(), Utc::now()).await.unwrap();
+        assert!(store.archive_taken_down(&jazz()).await.unwrap(), "{backend}");
+        assert!(store.anonymous_members(&jazz()).await.unwrap().is_empty(), "{backend}");
+        store.make_anonymous(&jazz(), &alice(), Utc::now()).await.unwrap();
+        store.make_anonymous(&jazz(), &alice(), Utc::now()).await.unwrap();
+        assert_eq!(store.anonymous_members(&jazz()).await.unwrap(), vec![alice()], "{backend}");
     })
     .await;
 }

@@ -92,8 +92,7 @@ pub(super) async fn replay(State(state): State<AppState>, headers: HeaderMap) ->
         return error(StatusCode::CONFLICT, "FOYER_REPLAY_NOT_YET", words::web::REPLAY_NOT_YET);
     }
     let make = || async {
-        // The shift is 0 until `chat.replay_offset_ms` exists: the lead passes it here at merge.
-        let replay = timeline::replay(&state, &record, 0).await.map_err(|e| e.answer())?;
+        let replay = timeline::replay(&state, &record, timeline::shift_ms(&record)).await.map_err(|e| e.answer())?;
         let line =
             |l: &ReplayLine| json!({"offset_ms": l.offset_ms, "pre_show": l.pre_show, "name": l.name, "body": l.body});
         Ok(replay.lines.iter().map(line).collect())

@@ -133,6 +133,8 @@ pub async fn create(
     // The show's longest message, which the page counts down to.
     let defaults = &state.config.rooms.rules;
     let max_length = admitted.record.reservation.rules(defaults).map_or(defaults.max_length, |r| r.max_length);
+    // The page says so throughout (docs/replay.md, "Public archive").
+    let public_archive = admitted.record.reservation.archive.is_public();
     let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
     let Admitted { reservation, viewer, generation, name, source, expires_at, .. } = admitted;
     let session = NewWebSession {
@@ -153,7 +155,8 @@ pub async fn create(
     Json(json!({
         "session": secret,
         "expires_at": expires_at.to_rfc3339(),
-        "me": {"name": name.as_str(), "role": WebRole::Web.as_str(), "max_length": max_length, "key": me_key},
+        "me": {"name": name.as_str(), "role": WebRole::Web.as_str(), "max_length": max_length, "key": me_key,
+               "public_archive": public_archive},
     }))
     .into_response()
 }

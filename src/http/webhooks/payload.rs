@@ -8,8 +8,9 @@ use serde_json::{Map, Value};
 
 use crate::config::Config;
 use crate::model::{
-    Channel, ClaimKey, Description, DisplayName, Email, EmailClaim, ExternalId, Holder, MAX_SPAN_SECONDS, Reservation,
-    ReservationId, Revision, RulesOverride, StreamKey, StreamUrl, Ticket, Title, WebhookEvent, parse_reason,
+    Archive, Channel, ClaimKey, Description, DisplayName, Email, EmailClaim, ExternalId, Holder, MAX_SPAN_SECONDS,
+    ReplayOffset, Reservation, ReservationId, Revision, RulesOverride, StreamKey, StreamUrl, Ticket, Title,
+    WebhookEvent, parse_reason,
 };
 
 const MAX_BATCH: usize = 1000;
@@ -136,6 +137,13 @@ impl<'a> Object<'a> {
 
     fn opt_bool(&self, key: &str) -> Result<Option<bool>, PayloadError> {
         self.get(key).map(|v| v.as_bool().ok_or_else(|| err(self.at(key), "must be true or false"))).transpose()
+    }
+
+    /// An optional integer, signed, checked by `parse`.
+    fn opt_int<T>(&self, key: &str, parse: impl FnOnce(i64) -> Result<T, String>) -> Result<Option<T>, PayloadError> {
+        let Some(value) = self.get(key) else { return Ok(None) };
+        let n = value.as_i64().ok_or_else(|| err(self.at(key), "must be an integer"))?;
+        parse(n).map(Some).map_err(|m| err(self.at(key), m))
     }
 
     fn unsigned(&self, key: &str, max: u64) -> Result<Option<u64>, PayloadError> {
@@ -354,22 +362,26 @@ fn reservation(data: &Object<'_>, now: DateTime<Utc>, rules: &Rules) -> Result<R
         })
         .transpose()?;
     let hosts = users(data.get("hosts"), "data.hosts", rules)?;
-    let (open_before_seconds, close_after_seconds, transcript, chat_rules, moderators) = match data.get("chat") {
-        None => (None, None, None, RulesOverride::default(), Vec::new()),
-        Some(v) => {
-            let chat = Object::new("data.chat", v)?;
-            let max = MAX_SPAN_SECONDS as u64;
-            let transcript = chat.opt_bool("transcript")?;
-            let chat_rules = match chat.get("rules") {
-                None => RulesOverride::default(),
-                Some(v) => RulesOverride::parse(v, "data.chat.rules").map_err(|e| err(e.path, e.message))?,
-            };
-            let moderators = users(chat.get("moderators"), "data.chat.moderators", rules)?;
-            let (open_before, close_after) =
-                (chat.unsigned("open_before_seconds", max)?, chat.unsigned("close_after_seconds", max)?);
-            (open_before, close_after, transcript, chat_rules, moderators)
-        }
-    };
+    let (open_before_seconds, close_after_seconds, transcript, chat_rules, moderators, archive, replay_offset) =
+        match data.get("chat") {
+            None => (None, None, None, RulesOverride::default(), Vec::new(), Archive::default(), None),
+            Some(v) => {
+                let chat = Object::new("data.chat", v)?;
+                let max = MAX_SPAN_SECONDS as u64;
+                let transcript = chat.opt_bool("transcript")?;
+                let chat_rules = match chat.get("rules") {
+                    None => RulesOverride::default(),
+                    Some(v) => RulesOverride::parse(v, "data.chat.rules").map_err(|e| err(e.path, e.message))?,
+                };
+                let moderators = users(chat.get("moderators"), "data.chat.moderators", rules)?;
+                let (open_before, close_after) =
+                    (chat.unsigned("open_before_seconds", max)?, chat.unsigned("close_after_seconds", max)?);
+                let indexable = chat.opt_bool("archive_indexable")?.unwrap_or(false);
+                let archive = chat.opt_parse("archive", |v| Archive::parse(v, indexable))?.unwrap_or_default();
+                let replay_offset = chat.opt_int("replay_offset_ms", ReplayOffset::parse)?;
+                (open_before, close_after, transcript, chat_rules, moderators, archive, replay_offset)
+            }
+        };
     // Absent means no key: an upsert describes the whole reservation, so a platform
     // that drops the key from an update withdraws it (as it would a stream_url).
     let stream_key = data
@@ -393,6 +405,8 @@ fn reservation(data: &Object<'_>, now: DateTime<Utc>, rules: &Rules) -> Result<R
         stream_key: stream_key.as_ref().map(StreamKey::hash),
         rules: chat_rules,
         moderators,
+        archive,
+        replay_offset,
     })
 }
 

@@ -28,6 +28,7 @@ const WORDS = {
   sessionEnded: "Your session has ended. Open the chat again from the watch page.",
   closed: (why) => `The chat has closed for you: ${why}`,
   signedInAs: (name) => `You are writing as ${name}.`,
+  publicArchive: 'This chat will be public: after the show, anyone can read it and replay it beside the recording. Write "!foyer anonymous" to appear there as "a fan".',
   counter: (n, max) => `${n} / ${max}`,
   counterOver: (n, max) => `${n - max} characters over the limit of ${max}.`,
   slowMode: (s) => `Slow mode: you can send again in ${s} s.`,
@@ -235,6 +236,10 @@ function enterRoom() {
   show("room", true);
   show("compose", true);
   $("me").textContent = WORDS.signedInAs(state.me.name || "");
+  if (state.me.public_archive === true) {
+    $("public-archive").textContent = WORDS.publicArchive;
+    show("public-archive", true);
+  }
   updateCounter();
   readStream();
 }

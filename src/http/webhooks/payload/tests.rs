@@ -209,6 +209,35 @@ fn chat_transcript_is_true_false_or_left_to_the_config() {
 }
 
 #[test]
+fn chat_archive_and_replay_offset_are_checked_by_name() {
+    let strict = rules(false);
+    let upsert = |chat: Value| {
+        let mut data = jazz();
+        data["chat"] = chat;
+        let (_, WebhookEvent::Upsert(r)) =
+            parse_typed(&envelope("reservation.updated", data), Utc::now(), &strict).unwrap_or_else(|e| panic!("{e}"))
+        else {
+            panic!("not an upsert")
+        };
+        (r.archive, r.replay_offset.map(ReplayOffset::ms))
+    };
+    assert_eq!(upsert(json!({})), (Archive::Private, None), "private unless chosen");
+    assert_eq!(upsert(json!({"archive": "public"})), (Archive::Public { indexable: false }, None));
+    let chosen = json!({"archive": "public", "archive_indexable": true, "replay_offset_ms": -2500});
+    assert_eq!(upsert(chosen), (Archive::Public { indexable: true }, Some(-2500)));
+    for (chat, path) in [
+        (json!({"archive": "open"}), "data.chat.archive"),
+        (json!({"archive": true}), "data.chat.archive"),
+        (json!({"archive_indexable": "yes"}), "data.chat.archive_indexable"),
+        (json!({"replay_offset_ms": 86_400_001}), "data.chat.replay_offset_ms"),
+        (json!({"replay_offset_ms": 1.5}), "data.chat.replay_offset_ms"),
+        (json!({"replay_offset_ms": "10"}), "data.chat.replay_offset_ms"),
+    ] {
+        assert_eq!(refused("chat", chat.clone(), &strict).path, path, "{chat}");
+    }
+}
+
+#[test]
 fn a_ticket_has_a_user_id_or_an_email_and_each_is_checked() {
     let rules = rules(false);
     let granted = |tickets: Value| {
