@@ -47,6 +47,9 @@ const PRUNE_LINES: &str = "DELETE FROM transcript_lines WHERE reservation_id IN 
         SELECT reservation_id FROM transcripts WHERE made_at < $1
         UNION SELECT reservation_id FROM lifecycle WHERE archived_at < $1)";
 const PRUNE: &str = "DELETE FROM transcripts WHERE made_at < $1";
+/// `(before)`: who asked to be anonymous in the public archive (Matrix IDs) goes with it.
+const PRUNE_ANONYMOUS: &str = "DELETE FROM archive_anonymous WHERE reservation_id IN (
+        SELECT reservation_id FROM lifecycle WHERE archived_at < $1)";
 /// SQLite: the connection's memory map, its size and off (see `transcript_lines`).
 const MAP_SIZE: &str = "PRAGMA mmap_size";
 const MAP_OFF: &str = "PRAGMA mmap_size = 0";
@@ -192,6 +195,7 @@ impl TranscriptStore for SqlStore<D> {
         let before = to_millis(before);
         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
         sqlx::query(PRUNE_LINES).bind(before).execute(&mut *tx).await?;
+        sqlx::query(PRUNE_ANONYMOUS).bind(before).execute(&mut *tx).await?;
         let done = sqlx::query(PRUNE).bind(before).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(D::rows_affected(&done))

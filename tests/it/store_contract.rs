@@ -241,6 +241,13 @@ async fn a_chat_becomes_public_only_before_its_room_opens() {
         store.make_anonymous(&jazz(), &alice(), Utc::now()).await.unwrap();
         store.make_anonymous(&jazz(), &alice(), Utc::now()).await.unwrap();
         assert_eq!(store.anonymous_members(&jazz()).await.unwrap(), vec![alice()], "{backend}");
+        // Who asked to be anonymous goes with the transcripts, past their retention after
+        // the archive.
+        store.record_step(&jazz(), &StepRecord::Archived, Utc::now()).await.unwrap();
+        store.prune_transcripts(Utc::now() - chrono::Duration::days(1)).await.unwrap();
+        assert_eq!(store.anonymous_members(&jazz()).await.unwrap(), vec![alice()], "{backend}: not yet");
+        store.prune_transcripts(Utc::now() + chrono::Duration::days(1)).await.unwrap();
+        assert!(store.anonymous_members(&jazz()).await.unwrap().is_empty(), "{backend}: pruned");
     })
     .await;
 }
