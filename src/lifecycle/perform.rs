@@ -303,25 +303,11 @@ impl Lifecycle {
     async fn read_history(&self, at: &InRoom<'_>) -> Result<StepRecord, StepError> {
         let started = std::time::Instant::now();
         self.store.clear_transcript(at.id).await?;
-        let mut reader = Reader::new(self.config.bot_user_id());
-        let mut from: Option<String> = None;
-        let mut pages = 0u64;
-        loop {
-            let deadline = tokio::time::Instant::now() + TRANSCRIPT_PAGE_DEADLINE;
-            let page = self.client.messages(at.room, from.as_deref(), TRANSCRIPT_PAGE, deadline).await?;
-            let entries: Vec<TranscriptEntry> = page.events.iter().filter_map(|event| reader.read(event)).collect();
+        let mut history = History::of(self, at.room);
+        while let Some(entries) = history.next_page().await? {
             self.store.write_transcript(at.id, &entries).await?;
-            pages += 1;
-            // Past a cap the reader keeps nothing more: the rest of the room is not read.
-            if reader.is_cut() {
-                break;
-            }
-            match page.next {
-                Some(next) => from = Some(next),
-                None => break,
-            }
         }
-        let messages = reader.lines();
+        let (messages, pages) = (history.reader.lines(), history.pages);
         tracing::info!(reservation_id = %at.id, room_id = %at.room, messages, pages, elapsed_ms = started.elapsed().as_millis() as u64, "transcript made");
         Ok(StepRecord::TranscriptMade { messages })
     }
@@ -330,14 +316,11 @@ impl Lifecycle {
     /// left out), read from the homeserver now: the replay of a show whose room is open
     /// (docs/replay.md). Bounded as a transcript is.
     pub async fn room_lines(&self, room: &OwnedRoomId) -> Result<Vec<TranscriptLine>, MatrixError> {
-        let mut reader = Reader::new(self.config.bot_user_id());
         let mut lines: Vec<TranscriptLine> = Vec::new();
         let mut at: std::collections::HashMap<OwnedEventId, usize> = std::collections::HashMap::new();
-        let mut from: Option<String> = None;
-        loop {
-            let deadline = tokio::time::Instant::now() + TRANSCRIPT_PAGE_DEADLINE;
-            let page = self.client.messages(room, from.as_deref(), TRANSCRIPT_PAGE, deadline).await?;
-            for entry in page.events.iter().filter_map(|event| reader.read(event)) {
+        let mut history = History::of(self, room);
+        while let Some(entries) = history.next_page().await? {
+            for entry in entries {
                 match entry {
                     TranscriptEntry::Line(line) => {
                         at.insert(line.event_id.clone(), lines.len());
@@ -353,11 +336,8 @@ impl Lifecycle {
                     }
                 }
             }
-            match page.next.filter(|_| !reader.is_cut()) {
-                Some(next) => from = Some(next),
-                None => return Ok(lines),
-            }
         }
+        Ok(lines)
     }
 
     async fn archive(&self, at: &InRoom<'_>) -> Result<StepRecord, StepError> {
@@ -487,5 +467,40 @@ impl Lifecycle {
             }
         }
         rooms::ABANDONED_AFTER
+    }
+}
+
+/// A room's history read oldest first, a page at a time, as a transcript keeps it
+/// ([`Reader`]): memory holds one page and the members' names. Past a cap the reader
+/// keeps nothing more, and the rest of the room is not read.
+struct History<'a> {
+    client: &'a crate::matrix::MatrixClient,
+    room: &'a OwnedRoomId,
+    reader: Reader,
+    from: Option<String>,
+    done: bool,
+    pages: u64,
+}
+
+impl<'a> History<'a> {
+    fn of(lifecycle: &'a Lifecycle, room: &'a OwnedRoomId) -> Self {
+        let reader = Reader::new(lifecycle.config.bot_user_id());
+        History { client: &lifecycle.client, room, reader, from: None, done: false, pages: 0 }
+    }
+
+    /// The next page's entries; `None` once the room (or a cap) is reached.
+    async fn next_page(&mut self) -> Result<Option<Vec<TranscriptEntry>>, MatrixError> {
+        if self.done {
+            return Ok(None);
+        }
+        let deadline = tokio::time::Instant::now() + TRANSCRIPT_PAGE_DEADLINE;
+        let page = self.client.messages(self.room, self.from.as_deref(), TRANSCRIPT_PAGE, deadline).await?;
+        let entries = page.events.iter().filter_map(|event| self.reader.read(event)).collect();
+        self.pages += 1;
+        match page.next.filter(|_| !self.reader.is_cut()) {
+            Some(next) => self.from = Some(next),
+            None => self.done = true,
+        }
+        Ok(Some(entries))
     }
 }

@@ -161,8 +161,8 @@ pub struct Speech {
 /// How many bytes of the room's `m.room.power_levels` event the timed-out members may
 /// take: a homeserver refuses an event over 64 KiB, and the rest of it (the levels, the
 /// bot, hosts and moderators) must still fit. Each member takes their ID and about 8
-/// bytes (`"…": -1, `): about 1,300 members of 30-byte IDs, and 190 of the longest
-/// (255 bytes). Past it, the timeouts that end last wait for a place (their messages are
+/// bytes (`"…": -1, `): about 1,290 members of 30-byte IDs (49,152 / 38), and 186 of
+/// the longest, 255 bytes (49,152 / 263). Past it, the timeouts that end last wait for a place (their messages are
 /// still redacted); the README says so.
 pub const SILENCED_BYTES: usize = 48 * 1024;
 

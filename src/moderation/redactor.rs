@@ -12,7 +12,7 @@ use futures_util::future::join_all;
 use tokio::sync::{Notify, watch};
 
 use crate::{
-    matrix::{MatrixClient, MatrixError, rooms},
+    matrix::{MatrixClient, rooms},
     model::{ActionReason, Actor, ModeratedMember, ModerationAction, NewAction},
     store::{PendingRedaction, Store, StoreError},
 };
@@ -67,7 +67,8 @@ async fn round(store: &dyn Store, client: &MatrixClient) -> Result<bool, StoreEr
                 tracing::info!(reservation_id = %pending.reservation, event_id = %pending.event_id, rule = pending.rule.as_str(), "redacted a message that broke a rule");
                 progressed = true;
             }
-            Err(e) if passes(&e) => {
+            // The homeserver unreachable, overloaded or failing: tried again.
+            Err(e) if e.is_transient() => {
                 tracing::warn!(reservation_id = %pending.reservation, error = %e, "cannot redact a message now; tried again");
             }
             Err(e) => {
@@ -80,11 +81,6 @@ async fn round(store: &dyn Store, client: &MatrixClient) -> Result<bool, StoreEr
         }
     }
     Ok(progressed)
-}
-
-/// A failure worth trying again: the homeserver unreachable, overloaded or failing.
-fn passes(e: &MatrixError) -> bool {
-    e.is_transient()
 }
 
 /// The record of a redaction done for a rule.

@@ -23,7 +23,7 @@ use super::{
 };
 use crate::model::{
     BoundHow, Description, EndReason, Grant, HeldTicket, Holder, ReplayOffset, ReservationId, StreamKeyHash, StreamUrl,
-    Ticket, WebhookEvent, grant,
+    Ticket, WebhookEvent, grant, replay::Edge,
 };
 use crate::outbox::OutboundEvent;
 
@@ -459,11 +459,11 @@ async fn apply(
         }
         WebhookEvent::StreamStarted { id, at } => {
             w.execute(STREAM_STARTED, &[id.as_str().into(), to_millis(*at).into()]).await?;
-            w.execute(STREAM_EDGE, &[id.as_str().into(), "start".into(), to_millis(*at).into()]).await?;
+            w.execute(STREAM_EDGE, &[id.as_str().into(), Edge::Start.as_str().into(), to_millis(*at).into()]).await?;
         }
         WebhookEvent::StreamEnded { id, at } => {
             w.execute(STREAM_ENDED, &[id.as_str().into(), to_millis(*at).into()]).await?;
-            w.execute(STREAM_EDGE, &[id.as_str().into(), "end".into(), to_millis(*at).into()]).await?;
+            w.execute(STREAM_EDGE, &[id.as_str().into(), Edge::End.as_str().into(), to_millis(*at).into()]).await?;
         }
     }
     Ok(Outcome::Accepted)
