@@ -149,15 +149,11 @@ async fn the_framed_chat_follows_the_players_time_and_only_from_an_allowed_page(
         let browser = &browser;
         async move {
             let want = Value::Array(want);
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
+            eventually(Duration::from_secs(30), what, || async {
                 let shown = browser.execute_in_frame(0, REPLAY_SHOWN).await.unwrap_or(Value::Null);
-                if shown == want {
-                    return;
-                }
-                assert!(Instant::now() < deadline, "{what}: the frame shows {shown}, not {want}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+                (shown == want).then_some(())
+            })
+            .await;
         }
     };
 
