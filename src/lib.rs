@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod events;
 pub mod failpoint;
+pub mod followers;
 pub mod html;
 pub mod http;
 pub mod lifecycle;

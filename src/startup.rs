@@ -234,6 +234,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
                 stop_rx.clone(),
             );
             tokio::spawn(redactor);
+            let followers =
+                crate::followers::Followers::new(state.store.clone(), lifecycle.client.clone(), config.clone());
+            tokio::spawn(followers.run(stop_rx.clone()));
             tokio::spawn(lifecycle.run(stop_rx.clone()));
             let admin = crate::admin::Services {
                 config: config.clone(),

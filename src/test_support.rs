@@ -62,6 +62,7 @@ pub fn record(signals: Signals, hosts: Vec<OwnedUserId>) -> ReservationRecord {
             archive: Default::default(),
             replay_offset: None,
             auto_join: None,
+            access: Default::default(),
         },
         signals,
         tickets: TicketCounts::default(),

@@ -402,6 +402,11 @@ impl Config {
         naming::space_alias_localpart(&self.appservice.alias_prefix, channel_id)
     }
 
+    /// The localpart of a channel's announcements room's alias.
+    pub fn announcements_alias_localpart(&self, channel_id: &str) -> String {
+        naming::announcements_alias_localpart(&self.appservice.alias_prefix, channel_id)
+    }
+
     /// A channel space's alias (see [`naming::space_alias`]).
     pub fn space_alias(&self, channel_id: &str) -> Result<OwnedRoomAliasId, ruma::IdParseError> {
         naming::space_alias(&self.appservice.alias_prefix, channel_id, &self.homeserver.server_name)

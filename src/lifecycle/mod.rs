@@ -266,7 +266,19 @@ impl Lifecycle {
             let Some(record) = record else { return Ok(next_due_at) };
             let times = schedule::schedule(&record, &self.config.rooms);
             match work {
-                Work::Nothing => return Ok(next_due_at),
+                Work::Nothing => {
+                    // With the room as it should be, what the channel's followers are told.
+                    let (due, next) = plan::announcements(&record, &state.room, &self.config.rooms, now);
+                    let Some(room) = state.room.announcements_room.as_ref().filter(|_| !due.is_empty()) else {
+                        let earliest = [next_due_at, next].into_iter().flatten().min();
+                        return Ok(earliest);
+                    };
+                    *step_now = Some("announce");
+                    for announcement in &due {
+                        let done = self.announce(id, &record, room, announcement).await?;
+                        self.record(id, None, "announce", &[done]).await?;
+                    }
+                }
                 Work::Open => {
                     *step_now = Some(perform::OPEN);
                     let created = self.open(id, &record, &times, state.create_began.as_ref(), now).await?;

@@ -15,9 +15,9 @@ use crate::{
     failpoint,
     matrix::{MatrixError, rooms},
     model::{
-        ActionReason, Actor, Channel, CloseReason, CreateBegan, InviteFailure, KickReason, Membership, ModeratedMember,
-        ModerationAction, NewAction, Reader, ReservationId, ReservationRecord, RoomState, Speech, Step, StepRecord,
-        TranscriptEntry, TranscriptLine,
+        ActionReason, Actor, Announcement, Channel, CloseReason, CreateBegan, InviteFailure, KickReason, Membership,
+        ModeratedMember, ModerationAction, NewAction, Reader, ReservationId, ReservationRecord, RoomState, Speech,
+        Step, StepRecord, TranscriptEntry, TranscriptLine, naming,
     },
     schedule::Schedule,
     words,
@@ -118,6 +118,12 @@ impl Lifecycle {
             Step::Invite(user) => self.invite_holder(at, user).await?,
             Step::Join(user) => return Ok(self.join_holder(at, user).await?),
             Step::AdmitDoorkeeper => self.admit_doorkeeper(at).await?,
+            Step::SetAccess(access) => {
+                let space = at.state.space.as_ref();
+                rooms::set_access(&self.client, at.room, *access, self.config.rooms.join_rule, space).await?;
+                tracing::info!(reservation_id = %at.id, room_id = %at.room, access = access.as_str(), "who may join set");
+                StepRecord::AccessApplied(*access)
+            }
             Step::PostOpeningNotice => return self.opening_notice(at).await,
             Step::PostTranscriptNotice => self.transcript_notice(at).await?,
             Step::PostLiveNotice(started) => self.live_notice(at, *started).await?,
@@ -456,6 +462,28 @@ impl Lifecycle {
                 Ok(vec![self.invite_failed(at, user, e.to_string())])
             }
         }
+    }
+
+    /// Posts an announcement in the channel's announcements room, once (its
+    /// transaction id names the reservation and the announcement).
+    pub(super) async fn announce(
+        &self, id: &ReservationId, record: &ReservationRecord, room: &OwnedRoomId, announcement: &Announcement,
+    ) -> Result<StepRecord, MatrixError> {
+        let chat = naming::matrix_to(&self.config.room_alias(id));
+        let (text, html) = match announcement {
+            Announcement::Reminder { before_secs, .. } => words::announce::reminder(record, *before_secs, &chat),
+            Announcement::Moved { to } => words::announce::moved(record, *to),
+            Announcement::Cancelled => words::announce::cancelled(record),
+            Announcement::Live => words::announce::live(record, &chat),
+            Announcement::Open => {
+                words::announce::open(record, &chat, record.reservation.access == crate::model::Access::Public)
+            }
+        };
+        let key = announcement.key();
+        let txn = format!("foyer-announce-{id}-{key}");
+        rooms::notice(&self.client, &self.config.bot_user_id(), room, &txn, &text, &html).await?;
+        tracing::info!(reservation_id = %id, room_id = %room, announcement = announcement.kind(), "announced to the channel's followers");
+        Ok(StepRecord::Announced(key))
     }
 
     /// Puts the doorkeeper (the user of `synapse_admin.token`) in the room with invite

@@ -9,7 +9,9 @@ use ruma::{OwnedRoomId, OwnedUserId};
 
 use crate::{
     config::RoomsConfig,
-    model::{Audience, AutoJoin, CloseReason, KickReason, Membership, ReservationRecord, RoomState, Speech, Step},
+    model::{
+        Access, Audience, AutoJoin, CloseReason, KickReason, Membership, ReservationRecord, RoomState, Speech, Step,
+    },
     schedule,
 };
 
@@ -134,6 +136,11 @@ pub fn plan(
             steps.push(Step::LinkSpace(space.clone()));
         }
     }
+    // Who may join: a channel's room needs its space, known by now (above).
+    let access = record.reservation.access;
+    if access != room.access_applied && (access != Access::Channel || room.space.is_some()) {
+        steps.push(Step::SetAccess(access));
+    }
     let stream_url = record.reservation.stream_url.as_ref().map(|u| u.as_str());
     if room.stream_url_applied.as_deref() != stream_url {
         steps.push(Step::SetStreamLink);
@@ -237,7 +244,9 @@ pub fn plan(
         }
     }
     // The door: knocks are answered; anyone present who may not be is removed. A guest
-    // invited by a host may stay, and so may a web fan's user the web chat joined.
+    // invited by a host may stay, and so may a web fan's user the web chat joined. In a
+    // room open to the channel or to anyone, whoever came in may stay.
+    let open_door = access != Access::Tickets;
     for (user, member) in &room.members {
         let entitled = holders.contains(user)
             || hosts.contains(user)
@@ -248,7 +257,7 @@ pub fn plan(
             Membership::Knock => steps.push(Step::Kick(user.clone(), KickReason::KnockRefused)),
             Membership::Join | Membership::Invite => {
                 let host_guest = member.invited_by.as_ref().is_some_and(|by| hosts.contains(by));
-                if !entitled && !host_guest {
+                if !entitled && !host_guest && !open_door {
                     let reason =
                         if audience.revoked.contains(user) { KickReason::TicketRevoked } else { KickReason::NoTicket };
                     steps.push(Step::Kick(user.clone(), reason));
@@ -259,6 +268,9 @@ pub fn plan(
     }
     in_room(room_id, steps, Some(next_due_at))
 }
+
+mod announce;
+pub use announce::announcements;
 
 #[cfg(test)]
 mod tests;

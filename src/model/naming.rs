@@ -32,6 +32,12 @@ pub fn space_alias_localpart(prefix: &str, channel_id: &str) -> String {
     format!("{prefix}+{safe}{suffix}")
 }
 
+/// The localpart of a channel's announcements room's alias: its space's and
+/// `+announcements` (a space's never holds a second `+`).
+pub fn announcements_alias_localpart(prefix: &str, channel_id: &str) -> String {
+    format!("{}+announcements", space_alias_localpart(prefix, channel_id))
+}
+
 /// A channel space's alias: `#<space_alias_localpart>:<server_name>`. Channel ids come
 /// from webhooks, so one long enough makes an alias Matrix refuses (over 255 bytes).
 pub fn space_alias(prefix: &str, channel_id: &str, server: &ServerName) -> Result<OwnedRoomAliasId, IdParseError> {

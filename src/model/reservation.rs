@@ -263,6 +263,8 @@ pub struct Reservation {
     pub replay_offset: Option<ReplayOffset>,
     /// Per-reservation `chat.auto_join`, overriding `rooms.auto_join`.
     pub auto_join: Option<AutoJoin>,
+    /// `chat.access`: who may join its room.
+    pub access: Access,
 }
 
 impl Reservation {
@@ -291,6 +293,38 @@ impl Reservation {
     pub fn wants_transcript(&self, default: bool) -> bool {
         // A public archive is the transcript, published: members were told so.
         self.archive.is_public() || self.transcript.unwrap_or(default)
+    }
+}
+
+/// `chat.access` (docs/followers.md): who may join a reservation's room.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Access {
+    /// Ticket holders (and hosts, and web fans for their tickets): the default.
+    #[default]
+    Tickets,
+    /// Members of the channel's space as well (a restricted join rule): its followers
+    /// and the holders of its shows' tickets.
+    Channel,
+    /// Anyone (a public join rule); still archived on time.
+    Public,
+}
+
+impl Access {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        match value {
+            "tickets" => Ok(Self::Tickets),
+            "channel" => Ok(Self::Channel),
+            "public" => Ok(Self::Public),
+            other => Err(format!("{other:?} is not one of tickets, channel, public")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tickets => "tickets",
+            Self::Channel => "channel",
+            Self::Public => "public",
+        }
     }
 }
 
@@ -402,17 +436,38 @@ pub enum WebhookEvent {
         id: ReservationId,
         at: DateTime<Utc>,
     },
+    /// `follower.added`: a Matrix user follows the channel (docs/followers.md).
+    FollowerAdded {
+        channel: ExternalId,
+        user: OwnedUserId,
+    },
+    /// `follower.removed`.
+    FollowerRemoved {
+        channel: ExternalId,
+        user: OwnedUserId,
+    },
 }
 
 impl WebhookEvent {
-    pub fn reservation_id(&self) -> &ReservationId {
+    /// The reservation whose facts it carries; `None` for a channel's followers.
+    pub fn reservation_id(&self) -> Option<&ReservationId> {
         match self {
-            Self::Upsert(r) => &r.id,
+            Self::Upsert(r) => Some(&r.id),
             Self::Cancelled { id, .. }
             | Self::TicketsGranted { id, .. }
             | Self::TicketsRevoked { id, .. }
             | Self::StreamStarted { id, .. }
-            | Self::StreamEnded { id, .. } => id,
+            | Self::StreamEnded { id, .. } => Some(id),
+            Self::FollowerAdded { .. } | Self::FollowerRemoved { .. } => None,
+        }
+    }
+
+    /// What it is about, in receipts and logs: the reservation's id, or the channel's.
+    /// Webhooks about one subject are recorded in their order.
+    pub fn subject(&self) -> &str {
+        match self {
+            Self::FollowerAdded { channel, .. } | Self::FollowerRemoved { channel, .. } => channel.as_str(),
+            other => other.reservation_id().map_or("", ReservationId::as_str),
         }
     }
 
@@ -425,6 +480,8 @@ impl WebhookEvent {
             Self::TicketsRevoked { .. } => "ticket.revoked",
             Self::StreamStarted { .. } => "stream.started",
             Self::StreamEnded { .. } => "stream.ended",
+            Self::FollowerAdded { .. } => "follower.added",
+            Self::FollowerRemoved { .. } => "follower.removed",
         }
     }
 }
@@ -438,6 +495,8 @@ pub struct Signals {
     pub cancel_reason: Option<String>,
     pub stream_started_at: Option<DateTime<Utc>>,
     pub stream_ended_at: Option<DateTime<Utc>>,
+    /// When the reservation first arrived; `None` for one stored before that was kept.
+    pub first_seen_at: Option<DateTime<Utc>>,
     /// An admin asked to open the room now (`!foyer open`).
     pub admin_opened_at: Option<DateTime<Utc>>,
     /// An admin asked to archive the room now (`!foyer archive`).

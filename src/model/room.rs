@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use ruma::{OwnedRoomId, OwnedUserId, events::room::member::MembershipState};
 
-use super::{Channel, ChatMode};
+use super::{Access, Channel, ChatMode};
 
 /// What Foyer has done on the homeserver for one reservation, and what the homeserver
 /// told it about the room's members, as recorded in the store.
@@ -58,6 +58,57 @@ pub struct RoomState {
     /// The user of `synapse_admin.token`, put in the room to join its local holders
     /// (`auto_join`): Synapse's admin join invites from that user first.
     pub doorkeeper: Option<OwnedUserId>,
+    /// Who may join, as the room's join rule was last made to say (`chat.access`); a
+    /// room is created for ticket holders.
+    pub access_applied: Access,
+    /// The announcements room of the reservation's channel, once it exists (its
+    /// followers are there: docs/followers.md).
+    pub announcements_room: Option<OwnedRoomId>,
+    /// What was announced there of this reservation, by [`Announcement::key`].
+    pub announced: BTreeSet<String>,
+}
+
+/// What is told of a reservation in its channel's announcements room, each once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Announcement {
+    /// A reminder this long before the start at `starts_at`.
+    Reminder { before_secs: u64, starts_at: DateTime<Utc> },
+    /// A reminded show moved to this start.
+    Moved { to: DateTime<Utc> },
+    /// A reminded show was cancelled.
+    Cancelled,
+    /// The stream is live.
+    Live,
+    /// The room is open to the channel or to anyone: its link.
+    Open,
+}
+
+impl Announcement {
+    /// What it is recorded as; the same announcement is never posted twice.
+    pub fn key(&self) -> String {
+        match self {
+            Self::Reminder { before_secs, starts_at } => format!("reminder:{before_secs}:{}", starts_at.timestamp()),
+            Self::Moved { to } => format!("moved:{}", to.timestamp()),
+            Self::Cancelled => "cancelled".into(),
+            Self::Live => "live".into(),
+            Self::Open => "open".into(),
+        }
+    }
+
+    /// The start a posted reminder's key was for.
+    pub fn reminded_start(key: &str) -> Option<i64> {
+        key.strip_prefix("reminder:")?.split_once(':')?.1.parse().ok()
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Reminder { .. } => "reminder",
+            Self::Moved { .. } => "moved",
+            Self::Cancelled => "cancelled",
+            Self::Live => "live",
+            Self::Open => "open",
+        }
+    }
 }
 
 /// The last failed invite of one holder (or host).
@@ -235,6 +286,8 @@ pub enum Step {
     /// Put the user of `synapse_admin.token` in the room with invite power, which the
     /// admin join needs.
     AdmitDoorkeeper,
+    /// Make the room's join rule say who may join (`chat.access`).
+    SetAccess(Access),
     PostOpeningNotice,
     /// "This chat will be saved": a transcript was switched on after the opening notice.
     PostTranscriptNotice,
@@ -283,6 +336,7 @@ impl Step {
             Self::Invite(_) => "invite",
             Self::Join(_) => "join",
             Self::AdmitDoorkeeper => "admit_doorkeeper",
+            Self::SetAccess(_) => "set_access",
             Self::PostOpeningNotice => "opening_notice",
             Self::PostTranscriptNotice => "transcript_notice",
             Self::PostClosingNotice(_) => "closing_notice",
@@ -346,6 +400,9 @@ pub enum StepRecord {
     DoorkeeperAdmitted {
         user_id: OwnedUserId,
     },
+    AccessApplied(Access),
+    /// Posted in the channel's announcements room (by [`Announcement::key`]).
+    Announced(String),
     /// The invite failed; tried again at `failure.retry_at`.
     InviteFailed {
         user_id: OwnedUserId,
@@ -422,6 +479,14 @@ impl RoomState {
                         member.membership = Membership::Invite;
                     }
                 }
+            }
+            StepRecord::AccessApplied(access) => {
+                if self.room_id.is_some() {
+                    self.access_applied = *access;
+                }
+            }
+            StepRecord::Announced(key) => {
+                self.announced.insert(key.clone());
             }
             StepRecord::DoorkeeperAdmitted { user_id } => {
                 if self.room_id.is_some() {

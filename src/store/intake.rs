@@ -46,8 +46,8 @@ const REVISION: &str = "SELECT revision FROM reservations WHERE reservation_id =
 const UPSERT_RESERVATION: &str = "INSERT INTO reservations (reservation_id, revision, title, description,
         starts_at, ends_at, stream_url, channel_id, channel_name, hosts, open_before_seconds, close_after_seconds,
         updated_at, stream_key_hash, transcript, chat_rules, moderators, archive_public, archive_indexable,
-        replay_offset_ms, auto_join)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
+        replay_offset_ms, auto_join, access, first_seen_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $13)
     ON CONFLICT (reservation_id) DO UPDATE SET
         revision = COALESCE(excluded.revision, reservations.revision),
         title = excluded.title, description = excluded.description,
@@ -58,7 +58,14 @@ const UPSERT_RESERVATION: &str = "INSERT INTO reservations (reservation_id, revi
         stream_key_hash = excluded.stream_key_hash, transcript = excluded.transcript,
         chat_rules = excluded.chat_rules, moderators = excluded.moderators,
         archive_public = excluded.archive_public, archive_indexable = excluded.archive_indexable,
-        replay_offset_ms = excluded.replay_offset_ms, auto_join = excluded.auto_join";
+        replay_offset_ms = excluded.replay_offset_ms, auto_join = excluded.auto_join,
+        access = excluded.access";
+/// `(channel_id, user_id, at)`: following again undoes a removal not yet carried out.
+const FOLLOWER_ADDED: &str = "INSERT INTO followers (channel_id, user_id, added_at) VALUES ($1, $2, $3)
+    ON CONFLICT (channel_id, user_id) DO UPDATE SET removed_at = NULL";
+/// `(channel_id, user_id, at)`: the first removal counts.
+const FOLLOWER_REMOVED: &str =
+    "UPDATE followers SET removed_at = $3 WHERE channel_id = $1 AND user_id = $2 AND removed_at IS NULL";
 /// Whether the reservation's room is open (or was) while its chat is not public:
 /// then it may not become public (docs/replay.md). `(reservation_id)`.
 const OPENED_PRIVATE: &str = "SELECT 1 FROM lifecycle l
@@ -305,7 +312,7 @@ pub(super) async fn record_batch(
     // In the reservations' order (each one's webhooks in theirs): two batches on
     // PostgreSQL then lock the rows they share in one order, and cannot deadlock.
     let mut order: Vec<usize> = (0..batch.len()).collect();
-    order.sort_by_key(|&i| batch[i].event.reservation_id().as_str());
+    order.sort_by_key(|&i| batch[i].event.subject());
     for i in order {
         let job = &batch[i];
         if isolated {
@@ -313,10 +320,11 @@ pub(super) async fn record_batch(
         }
         match record(w, &job.webhook_id, job.received_at, &job.event, &job.outbox).await {
             Ok(outcome) => {
-                if outcome == Outcome::Accepted {
+                // A channel's followers make no reservation due: the followers' worker
+                // looks at them (`followers/`).
+                if let (Outcome::Accepted, Some(id)) = (outcome, job.event.reservation_id()) {
                     let tickets_only = tickets_only(&job.event);
-                    let (at, all_tickets) =
-                        due.entry(job.event.reservation_id().as_str()).or_insert((job.received_at, true));
+                    let (at, all_tickets) = due.entry(id.as_str()).or_insert((job.received_at, true));
                     (*at, *all_tickets) = ((*at).min(job.received_at), *all_tickets && tickets_only);
                 }
                 outcomes[i] = Some(Ok(outcome));
@@ -345,8 +353,7 @@ pub(super) async fn record_batch(
 pub(super) async fn record(
     w: &mut impl Writes, webhook_id: &str, received_at: DateTime<Utc>, event: &WebhookEvent, outbox: &Outbound,
 ) -> Result<Outcome, StoreError> {
-    let receipt =
-        [webhook_id.into(), event.kind().into(), event.reservation_id().as_str().into(), to_millis(received_at).into()];
+    let receipt = [webhook_id.into(), event.kind().into(), event.subject().into(), to_millis(received_at).into()];
     if w.execute(RECEIPT, &receipt).await? == 0 {
         return Ok(Outcome::Duplicate);
     }
@@ -435,8 +442,15 @@ async fn apply(
                 i64::from(r.archive.indexable()).into(),
                 r.replay_offset.map(ReplayOffset::ms).into(),
                 r.auto_join.map(AutoJoin::as_str).into(),
+                r.access.as_str().into(),
             ];
             w.execute(UPSERT_RESERVATION, &args).await?;
+        }
+        WebhookEvent::FollowerAdded { channel, user } => {
+            w.execute(FOLLOWER_ADDED, &[channel.as_str().into(), user.as_str().into(), now.into()]).await?;
+        }
+        WebhookEvent::FollowerRemoved { channel, user } => {
+            w.execute(FOLLOWER_REMOVED, &[channel.as_str().into(), user.as_str().into(), now.into()]).await?;
         }
         WebhookEvent::Cancelled { id, reason } => {
             w.execute(CANCEL, &[id.as_str().into(), now.into(), reason.as_deref().into()]).await?;

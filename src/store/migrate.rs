@@ -37,6 +37,10 @@ const TABLES: &[&str] = &[
     "chat_timeouts",
     "chat_redactions",
     "stream_edges",
+    "followers",
+    "announcements",
+    "archive_takedowns",
+    "archive_anonymous",
 ];
 
 #[derive(Debug, thiserror::Error)]

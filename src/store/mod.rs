@@ -5,6 +5,7 @@ mod admin;
 mod archive;
 mod dialect;
 mod enforcement;
+mod followers;
 mod intake;
 mod leases;
 pub mod migrate;
@@ -33,6 +34,7 @@ pub use self::{
     admin::{AdminStore, DirectChatCounts},
     archive::ArchiveStore,
     enforcement::{Breach, BreachOutcome, EnforcementStore, PendingRedaction, TimeoutOrder},
+    followers::{ChannelRooms, FollowerChange, FollowerStore, PendingFollower},
     leases::LeaseStore,
     moderation::{MAX_RECORD_PAGE, ModerationStore, RecordedEntry},
     outbox::{OutboxRow, OutboxStore},
@@ -171,6 +173,7 @@ store_of_roles! {
     EnforcementStore,
     PostStore,
     ArchiveStore,
+    FollowerStore,
     OutboxStore
 }
 

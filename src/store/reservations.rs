@@ -16,7 +16,7 @@ use super::{
     to_millis,
 };
 use crate::model::{
-    Archive, AutoJoin, Channel, Description, ExternalId, ReplayOffset, Reservation, ReservationId, Revision,
+    Access, Archive, AutoJoin, Channel, Description, ExternalId, ReplayOffset, Reservation, ReservationId, Revision,
     RulesOverride, StreamKeyHash, StreamUrl, Title, WebhookEvent, replay::Edge,
 };
 
@@ -288,12 +288,14 @@ pub(super) fn record(row: &(impl Read + ?Sized)) -> Result<ReservationRecord, St
             .opt_text("auto_join")?
             .map(|text| AutoJoin::parse(&text).map_err(|e| corrupt("auto_join", e)))
             .transpose()?,
+        access: Access::parse(&row.text("access")?).map_err(|e| corrupt("access", e))?,
     };
     let signals = Signals {
         cancelled_at: row.opt_time("cancelled_at")?,
         cancel_reason: row.opt_text("cancel_reason")?,
         stream_started_at: row.opt_time("stream_started_at")?,
         stream_ended_at: row.opt_time("stream_ended_at")?,
+        first_seen_at: row.opt_time("first_seen_at")?,
         admin_opened_at: row.opt_time("admin_opened_at")?,
         admin_archived_at: row.opt_time("admin_archived_at")?,
     };

@@ -21,7 +21,9 @@ use super::{
     tickets::claim,
     to_millis,
 };
-use crate::model::{Audience, BoundHow, FailingInvite, InviteFailure, Member, Membership, ReservationId, Speech};
+use crate::model::{
+    Access, Audience, BoundHow, FailingInvite, InviteFailure, Member, Membership, ReservationId, Speech,
+};
 use crate::outbox::OutboundEvent;
 
 // What `record_step` writes, one statement per record (the reservation id is the last
@@ -43,6 +45,13 @@ const CLOSING_WARNING_SENT: &str = "UPDATE lifecycle SET closing_warning_sent = 
 const HOSTS_APPLIED: &str = "UPDATE lifecycle SET hosts_applied = $1 WHERE reservation_id = $2";
 const SPEECH_APPLIED: &str = "UPDATE lifecycle SET speech_applied = $1 WHERE reservation_id = $2";
 /// Only in a room that exists, as `RoomState::apply` says.
+/// Only in a room that exists, as `RoomState::apply` says.
+const ACCESS_APPLIED: &str =
+    "UPDATE lifecycle SET access_applied = $1 WHERE reservation_id = $2 AND room_id IS NOT NULL";
+/// `(reservation_id, announcement, at)`.
+const ANNOUNCED: &str = "INSERT INTO announcements (reservation_id, announcement, posted_at) VALUES ($1, $2, $3)
+    ON CONFLICT (reservation_id, announcement) DO NOTHING";
+const ANNOUNCEMENTS: &str = "SELECT announcement FROM announcements WHERE reservation_id = $1";
 const DOORKEEPER_ADMITTED: &str =
     "UPDATE lifecycle SET doorkeeper = $1 WHERE reservation_id = $2 AND room_id IS NOT NULL";
 /// Foyer's own membership change in the reservation's room, if it has one:
@@ -107,7 +116,9 @@ const LIFECYCLE: &str =
     "SELECT room_id, opening_notice_sent, transcript_notice_sent, closing_notice_sent, archived_at, attempts,
         hosts_applied, speech_applied, name_applied, topic_applied, stream_url_applied, live_notice_for, ended_notice_for,
         reminders_sent, closing_warning_sent, space_linked, create_began_by, create_began_at,
-        transcript_failed_at, transcript_error, doorkeeper,
+        transcript_failed_at, transcript_error, doorkeeper, access_applied,
+        (SELECT sp.announcements_room_id FROM spaces sp JOIN reservations r ON r.channel_id = sp.channel_id
+         WHERE r.reservation_id = lifecycle.reservation_id) AS announcements_room,
         (SELECT t.made_at FROM transcripts t WHERE t.reservation_id = lifecycle.reservation_id) AS transcript_made_at,
         (SELECT sp.room_id FROM spaces sp JOIN reservations r ON r.channel_id = sp.channel_id
          WHERE r.reservation_id = lifecycle.reservation_id) AS space
@@ -168,6 +179,8 @@ impl SqlStore<D> {
                 state.audience.timeouts.insert(user, from_millis(row.int("until")?)?);
             }
         }
+        let rows = sqlx::query(ANNOUNCEMENTS).bind(id.as_str()).fetch_all(&self.pool).await?;
+        state.room.announced = rows.iter().map(|row| row.text("announcement")).collect::<Result<_, _>>()?;
         if let Some(room_id) = &state.room.room_id {
             let rows = sqlx::query(ROOM_MEMBERS).bind(room_id.as_str()).fetch_all(&self.pool).await?;
             members(&mut state, &rows)?;
@@ -234,6 +247,11 @@ fn lifecycle(id: &ReservationId, row: Option<&impl Read>, invites: &[impl Read])
         room.transcript_failed_at = row.opt_time("transcript_failed_at")?;
         room.transcript_error = row.opt_text("transcript_error")?;
         room.doorkeeper = row.opt_text("doorkeeper")?.map(user).transpose()?;
+        room.access_applied = match row.opt_text("access_applied")? {
+            Some(text) => Access::parse(&text).map_err(|e| corrupt(&e))?,
+            None => Access::default(),
+        };
+        room.announcements_room = room_of(row.opt_text("announcements_room")?)?;
         state.attempts = attempts(row.int("attempts")?);
         if let (Some(by), Some(at)) = (row.opt_text("create_began_by")?, row.opt_time("create_began_at")?) {
             state.create_began = Some(CreateBegan { by, at });
@@ -481,6 +499,8 @@ impl LifecycleStore for SqlStore<D> {
             }
             StepRecord::ClosingWarningSent => sqlx::query(CLOSING_WARNING_SENT).bind(rid),
             StepRecord::HostsApplied(hosts) => sqlx::query(HOSTS_APPLIED).bind(users_json(hosts).as_str()).bind(rid),
+            StepRecord::AccessApplied(access) => sqlx::query(ACCESS_APPLIED).bind(access.as_str()).bind(rid),
+            StepRecord::Announced(key) => sqlx::query(ANNOUNCED).bind(rid).bind(key.as_str()).bind(now),
             StepRecord::DoorkeeperAdmitted { user_id } => {
                 sqlx::query(DOORKEEPER_ADMITTED).bind(user_id.as_str()).bind(rid)
             }

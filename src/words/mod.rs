@@ -12,6 +12,7 @@
 //! type (`outbox::OutboxReport`); nothing that does I/O, and nothing that imports it.
 
 pub mod admin;
+pub mod announce;
 pub mod claim;
 pub mod moderation;
 pub mod pages;

@@ -53,6 +53,7 @@ async fn a_sqlite_deployment_moves_to_postgres_intact() {
         archive: Default::default(),
         replay_offset: None,
         auto_join: None,
+        access: Default::default(),
     }));
     let receipt = |id| Receipt { webhook_id: id, received_at: Utc::now() };
     sqlite.record_webhook(&receipt("a"), &upsert).await.unwrap();

@@ -8,7 +8,7 @@ use foyer::{
     config::{DatabaseConfig, DatabaseKind},
     events::HomeserverEvent,
     model::{
-        Archive, Channel, ChatMode, ExternalId, Holder, InviteFailure, Membership, ReplayOffset, Reservation,
+        Access, Archive, Channel, ChatMode, ExternalId, Holder, InviteFailure, Membership, ReplayOffset, Reservation,
         ReservationId, ReservationRecord, Revision, RoomState, SessionId, Speech, StepRecord, StreamKey, Ticket, Title,
         WebhookEvent,
     },
@@ -88,6 +88,7 @@ fn upsert(revision: u64) -> WebhookEvent {
         archive: Default::default(),
         replay_offset: None,
         auto_join: None,
+        access: Default::default(),
     }))
 }
 
@@ -558,6 +559,9 @@ fn every_record(room: &OwnedRoomId, space: &OwnedRoomId, channel: &str) -> Vec<S
         StepRecord::InviteFailed { user_id: dave.clone(), failure: second },
         StepRecord::InviteForgotten { user_id: dave },
         StepRecord::DoorkeeperAdmitted { user_id: user("keeper") },
+        StepRecord::AccessApplied(Access::Channel),
+        StepRecord::Announced("reminder:900:1795460400".into()),
+        StepRecord::Announced("live".into()),
         member(&carol, Membership::Leave, None),
         StepRecord::InviteForgotten { user_id: carol },
         StepRecord::OpeningNoticeSent,
@@ -574,7 +578,7 @@ fn every_record(room: &OwnedRoomId, space: &OwnedRoomId, channel: &str) -> Vec<S
 }
 
 /// Kinds of [`StepRecord`].
-const RECORD_KINDS: usize = 24;
+const RECORD_KINDS: usize = 26;
 
 /// A record's kind, numbered: a new kind does not compile here until it has the next
 /// number (and [`RECORD_KINDS`] counts it), and then fails the test until
@@ -605,6 +609,8 @@ fn record_kind(record: &StepRecord) -> usize {
         StepRecord::TranscriptNoticeSent => 21,
         StepRecord::SpeechApplied(_) => 22,
         StepRecord::DoorkeeperAdmitted { .. } => 23,
+        StepRecord::AccessApplied(_) => 24,
+        StepRecord::Announced(_) => 25,
     }
 }
 
@@ -636,6 +642,8 @@ fn any_record(room: OwnedRoomId, channel: String) -> impl Strategy<Value = StepR
         (0u64..100_000).prop_map(StepRecord::ReminderSent),
         Just(StepRecord::ClosingWarningSent),
         any_user().prop_map(|user_id| StepRecord::DoorkeeperAdmitted { user_id }),
+        prop_oneof![Just(Access::Tickets), Just(Access::Channel), Just(Access::Public)]
+            .prop_map(StepRecord::AccessApplied),
         (space(), text()).prop_map(move |(space, name)| StepRecord::SpaceEnsured {
             channel_id: channel.clone(),
             space,

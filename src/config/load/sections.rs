@@ -441,7 +441,10 @@ impl Walker<'_> {
         );
         let join_rule =
             self.choice(s, "join_rule", JoinRule::Invite, &[("invite", JoinRule::Invite), ("knock", JoinRule::Knock)]);
-        let reminders = self.durations(s, "reminders", vec![Duration::from_secs(600)], Duration::from_secs(1)..=WEEK);
+        // 24 hours and 15 minutes before: the followers' reminders (docs/followers.md); the
+        // ones after the room opens are also its countdown notices.
+        let reminders = vec![Duration::from_secs(24 * 3600), Duration::from_secs(15 * 60)];
+        let reminders = self.durations(s, "reminders", reminders, Duration::from_secs(1)..=WEEK);
         let closing_warning = self.duration(s, "closing_warning", Duration::from_secs(300), Duration::ZERO..=WEEK);
         let allow_http_stream_urls = self.flag(s, "allow_http_stream_urls", false);
         let transcript = self.on_off(s, "transcript", false);

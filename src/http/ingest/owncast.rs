@@ -300,7 +300,7 @@ async fn stream_changed(
     };
     let mut answer = None;
     for stored in stored {
-        let webhook_id = receipt_id(channel_id, event, body, stored.reservation_id().as_str());
+        let webhook_id = receipt_id(channel_id, event, body, stored.subject());
         answer = Some(record_event(state, channel_id, &webhook_id, &stored, now).await?);
     }
     Ok(answer.expect("at least one reservation"))
@@ -357,7 +357,7 @@ async fn record_event(
 ) -> Result<Answer, Answer> {
     let receipt = Receipt { webhook_id, received_at: now };
     let outcome = state.store.record_webhook(&receipt, event).await.map_err(|e| unavailable(e, channel_id))?;
-    let reservation_id = event.reservation_id().as_str();
+    let reservation_id = event.subject();
     let answer = match outcome {
         Outcome::Accepted => {
             state.wake.notify_one();

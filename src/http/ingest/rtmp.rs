@@ -249,7 +249,7 @@ async fn record_event(
 ) -> (&'static str, Response) {
     // Each recorded hook is a delivery of its own; copies of one are absorbed before
     // this by the stream's state (already live, not live).
-    let webhook_id = format!("ingest-{}-{call}-{}-{}", server.as_str(), event.reservation_id(), now.timestamp_micros());
+    let webhook_id = format!("ingest-{}-{call}-{}-{}", server.as_str(), event.subject(), now.timestamp_micros());
     let receipt = Receipt { webhook_id: &webhook_id, received_at: now };
     match state.store.record_webhook(&receipt, event).await {
         Ok(outcome) => {
@@ -257,7 +257,7 @@ async fn record_event(
                 state.wake.notify_one();
             }
             let (result, message) = done;
-            tracing::info!(server = server.as_str(), reservation_id = %event.reservation_id(), "{message}");
+            tracing::info!(server = server.as_str(), reservation_id = event.subject(), "{message}");
             (result, allow(server))
         }
         Err(e) => {

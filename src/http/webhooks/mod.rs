@@ -170,7 +170,7 @@ async fn receive_inner(
         }
         e => unavailable(webhook_id, &e),
     })?;
-    let reservation_id = event.reservation_id().as_str();
+    let reservation_id = event.subject();
     let answer = match outcome {
         Outcome::Accepted => {
             state.wake.notify_one();

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::config::Config;
 use crate::model::{
-    Archive, AutoJoin, Channel, ClaimKey, Description, DisplayName, Email, EmailClaim, ExternalId, Holder,
+    Access, Archive, AutoJoin, Channel, ClaimKey, Description, DisplayName, Email, EmailClaim, ExternalId, Holder,
     MAX_SPAN_SECONDS, ReplayOffset, Reservation, ReservationId, Revision, RulesOverride, StreamKey, StreamUrl, Ticket,
     Title, WebhookEvent, parse_reason,
 };
@@ -325,10 +325,19 @@ pub fn parse_typed(
                 WebhookEvent::StreamEnded { id, at }
             })
         }
+        "follower.added" | "follower.removed" => {
+            let channel = data.parse("channel_id", ExternalId::parse)?;
+            let user = data.parse("user_id", |v| rules.outside_user(v))?;
+            Ok(if kind == "follower.added" {
+                WebhookEvent::FollowerAdded { channel, user }
+            } else {
+                WebhookEvent::FollowerRemoved { channel, user }
+            })
+        }
         other => Err(err(
             "type",
             format!(
-                "{other:?} is not a known event type (reservation.created, reservation.updated, reservation.cancelled, ticket.granted, ticket.revoked, stream.started, stream.ended)"
+                "{other:?} is not a known event type (reservation.created, reservation.updated, reservation.cancelled, ticket.granted, ticket.revoked, stream.started, stream.ended, follower.added, follower.removed)"
             ),
         )),
     }?;
@@ -365,39 +374,6 @@ fn reservation(data: &Object<'_>, now: DateTime<Utc>, rules: &Rules) -> Result<R
         })
         .transpose()?;
     let hosts = users(data.get("hosts"), "data.hosts", rules)?;
-    let (
-        open_before_seconds,
-        close_after_seconds,
-        transcript,
-        chat_rules,
-        moderators,
-        archive,
-        replay_offset,
-        auto_join,
-    ) = match data.get("chat") {
-        None => (None, None, None, RulesOverride::default(), Vec::new(), Archive::default(), None, None),
-        Some(v) => {
-            let chat = Object::new("data.chat", v)?;
-            let max = MAX_SPAN_SECONDS as u64;
-            let transcript = chat.opt_bool("transcript")?;
-            let chat_rules = match chat.get("rules") {
-                None => RulesOverride::default(),
-                Some(v) => RulesOverride::parse(v, "data.chat.rules").map_err(|e| err(e.path, e.message))?,
-            };
-            let moderators = users(chat.get("moderators"), "data.chat.moderators", rules)?;
-            let (open_before, close_after) =
-                (chat.unsigned("open_before_seconds", max)?, chat.unsigned("close_after_seconds", max)?);
-            let indexable = chat.opt_bool("archive_indexable")?.unwrap_or(false);
-            let archive = chat.opt_parse("archive", |v| Archive::parse(v, indexable))?.unwrap_or_default();
-            let replay_offset = chat.opt_int("replay_offset_ms", ReplayOffset::parse)?;
-            let auto_join = chat.opt_parse("auto_join", AutoJoin::parse)?;
-            if auto_join == Some(AutoJoin::Local) && !rules.admin_join {
-                let why = "local needs synapse_admin.token in Foyer's config (holders are joined through the Synapse admin API); ask the homeserver's admin, or send off";
-                return Err(err("data.chat.auto_join", why));
-            }
-            (open_before, close_after, transcript, chat_rules, moderators, archive, replay_offset, auto_join)
-        }
-    };
     // Absent means no key: an upsert describes the whole reservation, so a platform
     // that drops the key from an update withdraws it (as it would a stream_url).
     let stream_key = data
@@ -405,7 +381,7 @@ fn reservation(data: &Object<'_>, now: DateTime<Utc>, rules: &Rules) -> Result<R
         .map(|v| Object::new("data.ingest", v)?.opt_parse("stream_key", StreamKey::parse))
         .transpose()?
         .flatten();
-    Ok(Reservation {
+    let mut reservation = Reservation {
         id,
         revision,
         title,
@@ -415,16 +391,47 @@ fn reservation(data: &Object<'_>, now: DateTime<Utc>, rules: &Rules) -> Result<R
         stream_url,
         channel,
         hosts,
-        open_before_seconds: open_before_seconds.map(|s| s as u32),
-        close_after_seconds: close_after_seconds.map(|s| s as u32),
-        transcript,
+        open_before_seconds: None,
+        close_after_seconds: None,
+        transcript: None,
         stream_key: stream_key.as_ref().map(StreamKey::hash),
-        rules: chat_rules,
-        moderators,
-        archive,
-        replay_offset,
-        auto_join,
-    })
+        rules: RulesOverride::default(),
+        moderators: Vec::new(),
+        archive: Archive::default(),
+        replay_offset: None,
+        auto_join: None,
+        access: Access::default(),
+    };
+    if let Some(v) = data.get("chat") {
+        chat(&mut reservation, &Object::new("data.chat", v)?, rules)?;
+    }
+    Ok(reservation)
+}
+
+/// A reservation's `chat` settings into `r`.
+fn chat(r: &mut Reservation, chat: &Object<'_>, rules: &Rules) -> Result<(), PayloadError> {
+    let max = MAX_SPAN_SECONDS as u64;
+    r.transcript = chat.opt_bool("transcript")?;
+    if let Some(v) = chat.get("rules") {
+        r.rules = RulesOverride::parse(v, "data.chat.rules").map_err(|e| err(e.path, e.message))?;
+    }
+    r.moderators = users(chat.get("moderators"), "data.chat.moderators", rules)?;
+    r.open_before_seconds = chat.unsigned("open_before_seconds", max)?.map(|s| s as u32);
+    r.close_after_seconds = chat.unsigned("close_after_seconds", max)?.map(|s| s as u32);
+    let indexable = chat.opt_bool("archive_indexable")?.unwrap_or(false);
+    r.archive = chat.opt_parse("archive", |v| Archive::parse(v, indexable))?.unwrap_or_default();
+    r.replay_offset = chat.opt_int("replay_offset_ms", ReplayOffset::parse)?;
+    r.auto_join = chat.opt_parse("auto_join", AutoJoin::parse)?;
+    if r.auto_join == Some(AutoJoin::Local) && !rules.admin_join {
+        let why = "local needs synapse_admin.token in Foyer's config (holders are joined through the Synapse admin API); ask the homeserver's admin, or send off";
+        return Err(err("data.chat.auto_join", why));
+    }
+    r.access = chat.opt_parse("access", Access::parse)?.unwrap_or_default();
+    if r.access == Access::Channel && r.channel.is_none() {
+        let why = "channel needs the reservation's data.channel, whose space's members may join";
+        return Err(err("data.chat.access", why));
+    }
+    Ok(())
 }
 
 /// A list of Matrix users from outside the appservice's namespace (`hosts`,

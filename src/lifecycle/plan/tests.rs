@@ -93,6 +93,7 @@ fn records(work: &Work, rec: &ReservationRecord, config: &RoomsConfig) -> Vec<St
         Step::UnlinkSpace(_) => StepRecord::SpaceLinked(None),
         Step::Invite(user) | Step::Join(user) => StepRecord::Invited { user_id: user.clone() },
         Step::AdmitDoorkeeper => StepRecord::DoorkeeperAdmitted { user_id: doorkeeper() },
+        Step::SetAccess(access) => StepRecord::AccessApplied(*access),
         Step::AcceptKnock(user) => {
             StepRecord::Member { user_id: user.clone(), membership: Membership::Invite, invited_by: Some(bot()) }
         }

@@ -29,13 +29,13 @@ mod web_users;
 
 pub use archive::archive;
 pub use create::{ABANDONED_AFTER, CREATOR_GONE_GRACE, OpenError, Patience, UnmarkedRooms, create_or_adopt};
-pub use details::{set_name, set_topic};
+pub use details::{set_access, set_name, set_topic};
 pub use direct::{membership, open_direct_chat};
 pub use doors::{JoinPacer, admit_doorkeeper, join_holder};
 pub use members::{ban, invite, invite_once, join, kick, redact, unban};
 pub use messages::notice;
 pub use power::{ADMIN, MEMBER, MODERATOR, TIMED_OUT, set_hosts, set_speech};
-pub use spaces::{ensure_space, link_space, unlink_space};
+pub use spaces::{ensure_announcements, ensure_space, link_space, unlink_space};
 pub use stream::set_stream_link;
 pub use web_users::{
     clear_web_name, join_web_user, redact_as_web_user, register_web_user, send_as_web_user, set_web_name,

@@ -42,6 +42,33 @@ pub async fn ensure_space(
     }
 }
 
+/// Creates the channel's announcements room (or adopts the one holding its alias),
+/// where only Foyer posts: members need more than their level to post.
+pub async fn ensure_announcements(
+    client: &MatrixClient, config: &Config, channel: &crate::model::Channel,
+) -> Result<OwnedRoomId, MatrixError> {
+    let localpart = config.announcements_alias_localpart(channel.id.as_str());
+    let mut req = create_room::v3::Request::new();
+    req.room_alias_name = Some(localpart.clone());
+    req.name = Some(words::announce::room_name(channel.name.as_str()));
+    req.topic = Some(words::announce::room_topic(channel.name.as_str()));
+    req.preset = Some(create_room::v3::RoomPreset::PrivateChat);
+    // Merged into the homeserver's levels, which keep the bot (the creator) on top.
+    req.power_level_content_override = Some(Raw::from_json(
+        serde_json::value::to_raw_value(&json!({"events_default": 50})).expect("JSON always serializes"),
+    ));
+    req.initial_state = history_and_guests().into();
+    match client.send(req, None, deadline()).await {
+        Ok(resp) => Ok(resp.room_id),
+        Err(e) if e.errcode() == Some("M_ROOM_IN_USE") => {
+            let alias = ruma::RoomAliasId::parse(format!("#{localpart}:{}", config.homeserver.server_name))
+                .map_err(|e| MatrixError::Request { endpoint: "announcements alias".into(), message: e.to_string() })?;
+            Ok(client.send(get_alias::v3::Request::new(alias), None, deadline()).await?.room_id)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Lists the room in the space: `m.space.child` in the space, `m.space.parent` in the room.
 pub async fn link_space(
     client: &MatrixClient, config: &Config, space: &OwnedRoomId, room_id: &OwnedRoomId,
