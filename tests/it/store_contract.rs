@@ -431,6 +431,85 @@ async fn steps_and_membership_facts_are_recorded_once() {
     .await;
 }
 
+/// `members.holders_joined` counts the joined members who hold an active ticket, once
+/// each, against `tickets.holders`: not the hosts or anyone else without a ticket, not a
+/// holder whose ticket was revoked, not a holder who is only invited or has left; the
+/// reads for phases leave both at zero.
+#[tokio::test]
+async fn joined_holders_are_counted_once_against_the_holders() {
+    use foyer::model::{ClaimKey, Email, EmailClaim};
+    each_backend(|store, backend| async move {
+        let now = Utc::now();
+        store.record_webhook(&receipt("a"), &upsert(1)).await.unwrap();
+        let room = OwnedRoomId::try_from("!doors:example.org").unwrap();
+        let created = StepRecord::RoomCreated {
+            room_id: room.clone(),
+            hosts: [user("host")].into(),
+            name: "J".into(),
+            topic: "t".into(),
+        };
+        store.record_step(&jazz(), &created, now).await.unwrap();
+        let held = |id: &str, name: &str| Ticket { id: ticket_id(id), holder: Holder::User(user(name)) };
+        let (key, email) = (ClaimKey::from_secret(b"contract"), Email::parse("fan@example.org").unwrap());
+        let claim = EmailClaim::new(&key, &jazz(), &ticket_id("t-mail"), &email);
+        let unclaimed = Ticket { id: ticket_id("t-mail"), holder: Holder::Email { claim, email, display_name: None } };
+        // Bob holds two tickets; Carol's is revoked below; the email ticket has no holder yet.
+        let tickets = vec![
+            held("t-ann", "ann"),
+            held("t-bob-1", "bob"),
+            held("t-bob-2", "bob"),
+            held("t-carol", "carol"),
+            held("t-dan", "dan"),
+            held("t-eve", "eve"),
+            unclaimed,
+        ];
+        store.record_webhook(&receipt("g"), &WebhookEvent::TicketsGranted { id: jazz(), tickets }).await.unwrap();
+        let revoke = WebhookEvent::TicketsRevoked { id: jazz(), ticket_ids: vec![ticket_id("t-carol")] };
+        store.record_webhook(&receipt("r"), &revoke).await.unwrap();
+        let facts: Vec<MembershipFact> = [
+            ("ann", Membership::Join),
+            ("bob", Membership::Join),
+            ("carol", Membership::Join),
+            ("dan", Membership::Invite),
+            ("eve", Membership::Leave),
+            ("host", Membership::Join),
+            ("doorkeeper", Membership::Join),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(n, (name, membership))| MembershipFact {
+            event_id: format!("$doors{n}"),
+            room_id: room.to_string(),
+            user_id: user(name),
+            membership,
+            sender: user(name).to_string(),
+            display_name: None,
+            knock_claim: None,
+            reason: None,
+        })
+        .collect();
+        assert_eq!(store.record_memberships(&facts, now).await.unwrap(), facts.len(), "{backend}");
+        let record = store.reservation(&jazz()).await.unwrap().unwrap();
+        assert_eq!(
+            (record.tickets.active, record.tickets.holders),
+            (6, 4),
+            "{backend}: ann, bob twice, dan, eve, the email"
+        );
+        assert_eq!(
+            (record.members.joined, record.members.invited, record.members.holders_joined),
+            (5, 1, 2),
+            "{backend}: ann and bob of the five joined"
+        );
+        let listed = store.reservations_by_id(&[jazz()]).await.unwrap();
+        assert_eq!(listed[0].members.holders_joined, 2, "{backend}: the status page's read");
+        let page = store.reservations_after(None, 10, Counts::Counted).await.unwrap();
+        assert_eq!((page[0].members.holders_joined, page[0].tickets.holders), (2, 4), "{backend}: the list");
+        let light = store.reservations_after(None, 10, Counts::Zero).await.unwrap();
+        assert_eq!((light[0].members.holders_joined, light[0].tickets.holders), (0, 0), "{backend}: phases");
+    })
+    .await;
+}
+
 /// Members' names come with their member events and are read back by room; a room
 /// names its reservation; a ticket is known with whether it is revoked.
 #[tokio::test]
