@@ -27,7 +27,7 @@ pub struct MemberCounts {
     pub invited: u64,
     pub joined: u64,
     /// Joined members holding an active ticket of the reservation: not the hosts,
-    /// moderators, web fans without a ticket or Foyer's doorkeeper, who are in `joined`.
+    /// moderators, web fans or Foyer's doorkeeper (without a ticket), who are in `joined`.
     pub holders_joined: u64,
 }
 
