@@ -1003,13 +1003,58 @@ async fn hand_edit(url: &str, kind: DatabaseKind, sql: &'static str) {
 
 /// A row that does not read back (a hand edit, a bug) is left out of every page and list
 /// instead of failing it, and a page is filled up with the rows after it.
+/// A SQLite file in `dir` and a fresh PostgreSQL database: each backend's name, URL and kind.
+async fn databases(dir: &std::path::Path) -> [(&'static str, String, DatabaseKind); 2] {
+    [
+        ("sqlite", format!("sqlite://{}", dir.join("foyer.db").display()), DatabaseKind::Sqlite),
+        ("postgres", fresh_postgres_database().await, DatabaseKind::Postgres),
+    ]
+}
+
+/// What `check-config --online` reads in its own read-only connection: the show to
+/// come with the most active tickets; not one that has started, is cancelled, or whose
+/// tickets are revoked.
+#[tokio::test]
+async fn the_largest_show_to_come_is_read_by_its_active_tickets() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Utc::now();
+    for (backend, url, kind) in databases(dir.path()).await {
+        let config = DatabaseConfig {
+            url: Secret::new(url),
+            kind,
+            max_connections: Some(4),
+            acquire_timeout: Duration::from_secs(10),
+        };
+        let store = store::open(&config, Outbound::write()).await.expect(backend);
+        assert_eq!(store::largest_show_to_come(&config, now).await.unwrap(), None, "{backend}: no show");
+        // (id, tickets, starts in hours): "started" began an hour ago.
+        for (name, tickets, starts_in) in
+            [("small", 3, 2), ("big", 6, 2), ("started", 9, -1), ("gone", 9, 2), ("revoked", 9, 2)]
+        {
+            let WebhookEvent::Upsert(mut reservation) = upsert(1) else { unreachable!("upsert is an upsert") };
+            reservation.id = ReservationId::parse(name).unwrap();
+            reservation.starts_at = now + Span::hours(starts_in);
+            store.record_webhook(&receipt(&format!("u-{name}")), &WebhookEvent::Upsert(reservation)).await.unwrap();
+            let tickets = (0..tickets)
+                .map(|n| Ticket { id: ticket_id(&format!("t-{n}")), holder: Holder::User(user(&format!("fan{n}"))) })
+                .collect();
+            let grant = WebhookEvent::TicketsGranted { id: ReservationId::parse(name).unwrap(), tickets };
+            store.record_webhook(&receipt(&format!("g-{name}")), &grant).await.unwrap();
+        }
+        let cancel = WebhookEvent::Cancelled { id: ReservationId::parse("gone").unwrap(), reason: None };
+        store.record_webhook(&receipt("c"), &cancel).await.unwrap();
+        let ids = (0..5).map(|n| ticket_id(&format!("t-{n}"))).collect();
+        let revoke = WebhookEvent::TicketsRevoked { id: ReservationId::parse("revoked").unwrap(), ticket_ids: ids };
+        store.record_webhook(&receipt("r"), &revoke).await.unwrap();
+        let largest = store::largest_show_to_come(&config, now).await.unwrap();
+        assert_eq!(largest, Some((ReservationId::parse("big").unwrap(), 6)), "{backend}");
+    }
+}
+
 #[tokio::test]
 async fn an_unreadable_row_is_left_out_of_pages_and_lists() {
     let dir = tempfile::tempdir().unwrap();
-    let backends = [
-        ("sqlite", format!("sqlite://{}", dir.path().join("foyer.db").display()), DatabaseKind::Sqlite),
-        ("postgres", fresh_postgres_database().await, DatabaseKind::Postgres),
-    ];
+    let backends = databases(dir.path()).await;
     let id = |s: &str| ReservationId::parse(s).unwrap();
     let ids = |records: Vec<ReservationRecord>| {
         let mut ids: Vec<String> = records.iter().map(|r| r.reservation.id.as_str().to_owned()).collect();
