@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use ruma::api::client::account::get_username_availability;
 
 use crate::{
-    config::Config,
+    config::{AutoJoin, Config},
     http::has_token,
     matrix::{
         HandshakeError, MatrixClient, MatrixError,
@@ -121,7 +121,7 @@ struct Versions {
 pub async fn check(config: &Config) -> Report {
     let (checks, schema) = checks(config).await;
     let mut advice = Vec::new();
-    if auto_join_off(config) {
+    if config.rooms.auto_join == AutoJoin::Off {
         // Advice only: a database that cannot be read (its check says why) gives the
         // general line.
         let show = match schema {
@@ -140,11 +140,6 @@ pub async fn check(config: &Config) -> Report {
         advice.push(join_advice(show));
     }
     Report { checks, advice }
-}
-
-/// `rooms.auto_join` is off. A stand-in until the config has the key.
-fn auto_join_off(_config: &Config) -> bool {
-    true
 }
 
 /// Every check, and where the database's schema stands when it could be read.

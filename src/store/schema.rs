@@ -240,18 +240,21 @@ pub async fn inspect(config: &crate::config::DatabaseConfig) -> Result<SchemaSta
     })
 }
 
-/// `(now)`: the reservation to start after now, neither cancelled nor archived, with the
-/// most active tickets (counted as `tickets.active` is), and that count.
+/// `(now)`: the reservation to start after now, neither cancelled nor archived, whose own
+/// `chat.auto_join` is not `local` (read while `rooms.auto_join` is off), with the most
+/// active tickets (counted as `tickets.active` is), and that count.
 const LARGEST_SHOW_TO_COME: &str = "SELECT r.reservation_id, COUNT(*) AS active FROM reservations r
     JOIN tickets t ON t.reservation_id = r.reservation_id
     LEFT JOIN reservation_signals s ON s.reservation_id = r.reservation_id
     LEFT JOIN lifecycle l ON l.reservation_id = r.reservation_id
     WHERE r.starts_at > $1 AND s.cancelled_at IS NULL AND l.archived_at IS NULL
+        AND (r.auto_join IS NULL OR r.auto_join <> 'local')
         AND t.revoked_at IS NULL AND (t.user_id IS NOT NULL OR t.claim_hash IS NOT NULL)
     GROUP BY r.reservation_id ORDER BY active DESC, r.reservation_id LIMIT 1";
 
-/// The show to come with the most active tickets, and how many (what the homeserver's
-/// join limit means for it, `foyer check-config --online`), read in a read-only
+/// The show to come whose holders join by themselves (with `rooms.auto_join` off) with
+/// the most active tickets, and how many (what the homeserver's join limit means for
+/// it, `foyer check-config --online`), read in a read-only
 /// connection from a database at this binary's schema ([`SchemaState::Current`]).
 /// `None` when no show to come has a ticket.
 pub async fn largest_show_to_come(

@@ -89,6 +89,11 @@ async fn a_good_deployment_passes_every_check_before_foyer_runs() {
     run.assert("joins", "note", "rooms.auto_join is off: at Synapse's default join limit (rc_joins_per_room");
     run.assert("joins", "note", "(300 holders: about 290 s), refused (429) meanwhile");
     run.assert("joins", "note", "set rooms.auto_join: local (README, Big shows)");
+
+    // With auto_join on, nothing to advise.
+    let run = online_yaml(dir.path(), &format!("{}rooms:\n  auto_join: local\n", good_config(&slot).await)).await;
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert!(!run.stdout.contains("joins"), "{}", run.stdout);
 }
 
 #[tokio::test]

@@ -1016,8 +1016,8 @@ async fn databases(dir: &std::path::Path) -> [(&'static str, String, DatabaseKin
 }
 
 /// What `check-config --online` reads in its own read-only connection: the show to
-/// come with the most active tickets; not one that has started, is cancelled, or whose
-/// tickets are revoked.
+/// come with the most active tickets; not one that has started, is cancelled, whose
+/// tickets are revoked, or whose own `chat.auto_join` is local.
 #[tokio::test]
 async fn the_largest_show_to_come_is_read_by_its_active_tickets() {
     let dir = tempfile::tempdir().unwrap();
@@ -1032,12 +1032,15 @@ async fn the_largest_show_to_come_is_read_by_its_active_tickets() {
         let store = store::open(&config, Outbound::write()).await.expect(backend);
         assert_eq!(store::largest_show_to_come(&config, now).await.unwrap(), None, "{backend}: no show");
         // (id, tickets, starts in hours): "started" began an hour ago.
-        for (name, tickets, starts_in) in
-            [("small", 3, 2), ("big", 6, 2), ("started", 9, -1), ("gone", 9, 2), ("revoked", 9, 2)]
-        {
+        let shows =
+            [("small", 3, 2), ("big", 6, 2), ("started", 9, -1), ("gone", 9, 2), ("revoked", 9, 2), ("joined", 9, 2)];
+        for (name, tickets, starts_in) in shows {
             let WebhookEvent::Upsert(mut reservation) = upsert(1) else { unreachable!("upsert is an upsert") };
             reservation.id = ReservationId::parse(name).unwrap();
             reservation.starts_at = now + Span::hours(starts_in);
+            if name == "joined" {
+                reservation.auto_join = Some(foyer::model::AutoJoin::Local);
+            }
             store.record_webhook(&receipt(&format!("u-{name}")), &WebhookEvent::Upsert(reservation)).await.unwrap();
             let tickets = (0..tickets)
                 .map(|n| Ticket { id: ticket_id(&format!("t-{n}")), holder: Holder::User(user(&format!("fan{n}"))) })
