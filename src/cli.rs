@@ -218,10 +218,14 @@ fn check_online(config: &Config) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(EXIT_OTHER, format!("cannot start the async runtime: {e}")),
     };
-    let checks = runtime.block_on(crate::online::check(config));
+    let crate::online::Report { checks, advice } = runtime.block_on(crate::online::check(config));
     println!("online checks:");
     for check in &checks {
         println!("{check}");
+    }
+    // Advice fails nothing: it is not counted among the checks.
+    for note in &advice {
+        println!("{note}");
     }
     let failed = checks.iter().filter(|c| !matches!(c.verdict, crate::online::Verdict::Pass(_))).count();
     if failed == 0 {

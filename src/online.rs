@@ -5,6 +5,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use axum::{Json, Router, http::HeaderMap, response::IntoResponse, routing::post};
+use chrono::Utc;
 use ruma::api::SupportedVersions;
 use serde::Deserialize;
 use serde_json::json;
@@ -13,14 +14,14 @@ use tokio::time::Instant;
 use ruma::api::client::account::get_username_availability;
 
 use crate::{
-    config::Config,
+    config::{AutoJoin, Config},
     http::has_token,
     matrix::{
         HandshakeError, MatrixClient, MatrixError,
         handshake::{ping, whoami},
         synapse_admin::SynapseAdmin,
     },
-    store::{SchemaState, StoreError, inspect_schema, latest_version},
+    store::{SchemaState, StoreError, inspect_schema, largest_show_to_come, latest_version},
 };
 
 /// How long one check waits for the homeserver or the database.
@@ -34,6 +35,8 @@ pub enum Verdict {
     Fail(String),
     /// Not run, because an earlier check failed; why.
     Skipped(String),
+    /// Advice: what the deployment's settings mean, and what to set.
+    Note(String),
 }
 
 /// One line of the report.
@@ -49,9 +52,44 @@ impl std::fmt::Display for Check {
             Verdict::Pass(t) => ("ok  ", t),
             Verdict::Fail(t) => ("FAIL", t),
             Verdict::Skipped(t) => ("skip", t),
+            Verdict::Note(t) => ("note", t),
         };
         write!(f, "  {mark}  {:<14} {text}", self.name)
     }
+}
+
+/// What `check` found: a verdict per check, and advice (each a [`Verdict::Note`]),
+/// which fails nothing.
+#[derive(Debug)]
+pub struct Report {
+    pub checks: Vec<Check>,
+    pub advice: Vec<Check>,
+}
+
+/// Synapse's default `rc_joins_per_room`: joins a second into one room, after a burst.
+const SYNAPSE_JOINS_PER_SECOND: u64 = 1;
+const SYNAPSE_JOIN_BURST: u64 = 10;
+
+/// With `rooms.auto_join: off`, what Synapse's default join limit means for the largest
+/// show to come (`show`: its id and active tickets, when the database tells), else for
+/// a show of 300: holders who join by themselves get in one a second after the burst.
+/// The homeserver's own setting cannot be read from here, so the default is named.
+fn join_advice(show: Option<(impl std::fmt::Display, u64)>) -> Check {
+    let wait = |holders: u64| holders.saturating_sub(SYNAPSE_JOIN_BURST) / SYNAPSE_JOINS_PER_SECOND;
+    let limit = format!(
+        "at Synapse's default join limit (rc_joins_per_room: {SYNAPSE_JOINS_PER_SECOND} a second into a room, burst {SYNAPSE_JOIN_BURST})"
+    );
+    let text = match show {
+        Some((id, tickets)) => format!(
+            "rooms.auto_join is off: the largest show to come, {id}, has {tickets} active tickets; {limit} its holders need about {} s to join by themselves, refused (429) meanwhile; set rooms.auto_join: local (README, Big shows)",
+            wait(tickets)
+        ),
+        None => format!(
+            "rooms.auto_join is off: {limit} holders who join by themselves get in one a second after the first {SYNAPSE_JOIN_BURST} (300 holders: about {} s), refused (429) meanwhile; for big shows set rooms.auto_join: local (README, Big shows)",
+            wait(300)
+        ),
+    };
+    Check { name: "joins", verdict: Verdict::Note(text) }
 }
 
 /// Who holds a listen address (`appservice.listen`, `appservice.homeserver_listen`).
@@ -79,8 +117,33 @@ struct Versions {
     versions: Vec<String>,
 }
 
-/// Runs every check, in the order the report lists them.
-pub async fn check(config: &Config) -> Vec<Check> {
+/// Runs every check, in the order the report lists them, and gives the advice.
+pub async fn check(config: &Config) -> Report {
+    let (checks, schema) = checks(config).await;
+    let mut advice = Vec::new();
+    if config.rooms.auto_join == AutoJoin::Off {
+        // Advice only: a database that cannot be read (its check says why) gives the
+        // general line.
+        let show = match schema {
+            Some(SchemaState::Current) => {
+                match tokio::time::timeout(CHECK_TIMEOUT, largest_show_to_come(&config.database, Utc::now())).await {
+                    Ok(Ok(show)) => show,
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "check-config: cannot read the largest show to come");
+                        None
+                    }
+                    Err(_) => None,
+                }
+            }
+            _ => None,
+        };
+        advice.push(join_advice(show));
+    }
+    Report { checks, advice }
+}
+
+/// Every check, and where the database's schema stands when it could be read.
+async fn checks(config: &Config) -> (Vec<Check>, Option<SchemaState>) {
     let http = match reqwest::Client::builder()
         .timeout(CHECK_TIMEOUT)
         .user_agent(concat!("foyer/", env!("CARGO_PKG_VERSION")))
@@ -89,7 +152,7 @@ pub async fn check(config: &Config) -> Vec<Check> {
         Ok(http) => http,
         Err(e) => {
             let verdict = Verdict::Fail(format!("cannot build an HTTP client: {e}"));
-            return vec![Check { name: "homeserver", verdict }];
+            return (vec![Check { name: "homeserver", verdict }], None);
         }
     };
     let main_listen = listen(config.appservice.listen, "appservice.listen", &http).await;
@@ -150,14 +213,15 @@ pub async fn check(config: &Config) -> Vec<Check> {
         Some(client) => web_users(config, client).await,
     };
     checks.push(Check { name: "webchat", verdict: web_users });
-    checks.push(Check { name: "database", verdict: database(config).await });
+    let (database, schema) = database(config).await;
+    checks.push(Check { name: "database", verdict: database });
     let admin = match &client {
         None if config.synapse_admin.is_some() => Verdict::Skipped("the homeserver does not answer".into()),
         _ => synapse_admin(config, &http).await,
     };
     checks.push(Check { name: "synapse_admin", verdict: admin });
     checks.push(Check { name: "listen", verdict: listen_verdict });
-    checks
+    (checks, schema)
 }
 
 async fn homeserver(config: &Config, http: &reqwest::Client) -> (Verdict, Option<Vec<String>>) {
@@ -245,10 +309,12 @@ async fn web_users(config: &Config, client: &MatrixClient) -> Verdict {
     }
 }
 
-async fn database(config: &Config) -> Verdict {
+/// The database's verdict, and where its schema stands when it could be read.
+async fn database(config: &Config) -> (Verdict, Option<SchemaState>) {
     let shown = config.database_display();
     let latest = latest_version();
-    match tokio::time::timeout(CHECK_TIMEOUT, inspect_schema(&config.database)).await {
+    let inspected = tokio::time::timeout(CHECK_TIMEOUT, inspect_schema(&config.database)).await;
+    let verdict = match &inspected {
         Err(_) => Verdict::Fail(format!(
             "{shown} did not answer within {}s; check database.url and that the database server is running",
             CHECK_TIMEOUT.as_secs()
@@ -267,7 +333,8 @@ async fn database(config: &Config) -> Verdict {
             "cannot open {shown} ({detail}); check database.url, and that the database server is running and the file or database is readable"
         )),
         Ok(Err(e)) => Verdict::Fail(format!("{shown}: {e}; check database.url")),
-    }
+    };
+    (verdict, inspected.ok().and_then(Result::ok))
 }
 
 async fn synapse_admin(config: &Config, http: &reqwest::Client) -> Verdict {

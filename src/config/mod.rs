@@ -16,6 +16,9 @@ use url::Url;
 pub use self::duration::{format_duration, parse_duration};
 pub use self::load::from_yaml_str;
 pub use self::webchat::{DEFAULT_PUPPET_PREFIX, Origin, TrustedProxy, WebchatConfig};
+/// `rooms.auto_join`'s values, for the modules that read the config but not the model
+/// (`online`).
+pub use crate::model::AutoJoin;
 use crate::{
     model::{ReservationId, naming},
     secret::Secret,

@@ -15,6 +15,10 @@ pub struct TicketCounts {
     pub unclaimed: u64,
     /// Active email tickets bound to a Matrix ID (by lookup, claim or correction).
     pub claimed: u64,
+    /// Distinct Matrix IDs holding an active ticket: what `MemberCounts::holders_joined`
+    /// reaches when every holder is in (a holder may have several tickets, and an
+    /// unclaimed ticket has no one to join yet).
+    pub holders: u64,
 }
 
 /// Members of the room by membership, from the homeserver's events (the bot excluded).
@@ -22,6 +26,9 @@ pub struct TicketCounts {
 pub struct MemberCounts {
     pub invited: u64,
     pub joined: u64,
+    /// Joined members holding an active ticket of the reservation: not the hosts,
+    /// moderators, web fans or Foyer's doorkeeper (without a ticket), who are in `joined`.
+    pub holders_joined: u64,
 }
 
 /// A reservation with everything recorded about it.

@@ -42,7 +42,7 @@ pub use self::{
     posts::PostStore,
     reservations::{Counts, ReservationStore},
     room::{LifecycleStore, Planning},
-    schema::{SchemaError, SchemaState, inspect as inspect_schema, latest_version},
+    schema::{SchemaError, SchemaState, inspect as inspect_schema, largest_show_to_come, latest_version},
     sqlite::SqliteStore,
     tickets::{LookupDue, TicketStore},
     transcript::TranscriptStore,

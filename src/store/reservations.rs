@@ -55,10 +55,16 @@ macro_rules! records {
                     ON i.reservation_id = t.reservation_id AND i.user_id = t.user_id
                     WHERE t.reservation_id = r.reservation_id AND t.revoked_at IS NULL
                     AND i.failure IS NOT NULL) AS tickets_uninvitable,
+                (SELECT COUNT(DISTINCT t.user_id) FROM tickets t WHERE t.reservation_id = r.reservation_id
+                    AND t.user_id IS NOT NULL AND t.revoked_at IS NULL) AS tickets_holders,
                 (SELECT COUNT(*) FROM room_members m WHERE m.room_id = l.room_id
                     AND m.membership = 'invite') AS members_invited,
                 (SELECT COUNT(*) FROM room_members m WHERE m.room_id = l.room_id
-                    AND m.membership = 'join') AS members_joined",
+                    AND m.membership = 'join') AS members_joined,
+                (SELECT COUNT(*) FROM room_members m WHERE m.room_id = l.room_id
+                    AND m.membership = 'join' AND EXISTS (SELECT 1 FROM tickets t
+                        WHERE t.reservation_id = r.reservation_id AND t.user_id = m.user_id
+                        AND t.revoked_at IS NULL)) AS members_holders_joined",
             $where
         )
     };
@@ -72,7 +78,8 @@ macro_rules! without_counts {
             "CAST(0 AS BIGINT) AS tickets_active, CAST(0 AS BIGINT) AS tickets_revoked,
                 CAST(0 AS BIGINT) AS tickets_uninvitable, CAST(0 AS BIGINT) AS tickets_unclaimed,
                 CAST(0 AS BIGINT) AS tickets_claimed,
-                CAST(0 AS BIGINT) AS members_invited, CAST(0 AS BIGINT) AS members_joined",
+                CAST(0 AS BIGINT) AS tickets_holders, CAST(0 AS BIGINT) AS members_invited,
+                CAST(0 AS BIGINT) AS members_joined, CAST(0 AS BIGINT) AS members_holders_joined",
             $where
         )
     };
@@ -305,6 +312,7 @@ pub(super) fn record(row: &(impl Read + ?Sized)) -> Result<ReservationRecord, St
         uninvitable: row.int("tickets_uninvitable")? as u64,
         unclaimed: row.int("tickets_unclaimed")? as u64,
         claimed: row.int("tickets_claimed")? as u64,
+        holders: row.int("tickets_holders")? as u64,
     };
     Ok(ReservationRecord {
         reservation,
@@ -314,6 +322,7 @@ pub(super) fn record(row: &(impl Read + ?Sized)) -> Result<ReservationRecord, St
         members: MemberCounts {
             invited: row.int("members_invited")? as u64,
             joined: row.int("members_joined")? as u64,
+            holders_joined: row.int("members_holders_joined")? as u64,
         },
         archived: row.opt_time("archived_at")?.is_some(),
         last_error: row.opt_text("last_error")?,

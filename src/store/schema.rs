@@ -13,8 +13,13 @@ use chrono::Utc;
 use macro_rules_attribute::apply;
 use sqlx::Pool;
 
-use super::{StoreError, dialect::on_both_databases, rows::Read, to_millis};
-use crate::config::DatabaseKind;
+use super::{
+    StoreError,
+    dialect::on_both_databases,
+    rows::{Read, corrupt},
+    to_millis,
+};
+use crate::{config::DatabaseKind, model::ReservationId};
 
 /// One version: its file's name and its SQL on each database.
 pub(super) struct Migration {
@@ -165,23 +170,46 @@ pub fn latest_version() -> i64 {
     MIGRATIONS.len() as i64
 }
 
+/// A read-only connection to the configured database, for `foyer check-config --online`.
+enum ReadOnly {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+/// The URL may hold a password: errors name the database's kind, not its URL.
+fn open_err(e: sqlx::Error) -> StoreError {
+    StoreError::Open(e.to_string())
+}
+
+impl ReadOnly {
+    /// The connection; `None` for a SQLite file that does not exist (it is not created).
+    async fn open(config: &crate::config::DatabaseConfig) -> Result<Option<Self>, StoreError> {
+        use sqlx::Connection as _;
+        match config.kind {
+            DatabaseKind::Sqlite => {
+                use std::str::FromStr as _;
+                let options = sqlx::sqlite::SqliteConnectOptions::from_str(config.url.expose())
+                    .map_err(open_err)?
+                    .read_only(true)
+                    .create_if_missing(false);
+                if !options.get_filename().exists() {
+                    return Ok(None);
+                }
+                Ok(Some(Self::Sqlite(sqlx::SqliteConnection::connect_with(&options).await.map_err(open_err)?)))
+            }
+            DatabaseKind::Postgres => {
+                Ok(Some(Self::Postgres(sqlx::PgConnection::connect(config.url.expose()).await.map_err(open_err)?)))
+            }
+        }
+    }
+}
+
 /// Reads which versions the database has applied, in a read-only connection (SQLite: a
 /// file that does not exist is not created), and says where it stands.
 pub async fn inspect(config: &crate::config::DatabaseConfig) -> Result<SchemaState, StoreError> {
-    use sqlx::Connection as _;
-    // The URL may hold a password: errors name the database's kind, not its URL.
-    let open_err = |e: sqlx::Error| StoreError::Open(e.to_string());
-    let versions: Vec<i64> = match config.kind {
-        DatabaseKind::Sqlite => {
-            use std::str::FromStr as _;
-            let options = sqlx::sqlite::SqliteConnectOptions::from_str(config.url.expose())
-                .map_err(open_err)?
-                .read_only(true)
-                .create_if_missing(false);
-            if !options.get_filename().exists() {
-                return Ok(SchemaState::Empty);
-            }
-            let mut db = sqlx::SqliteConnection::connect_with(&options).await.map_err(open_err)?;
+    let versions: Vec<i64> = match ReadOnly::open(config).await? {
+        None => return Ok(SchemaState::Empty),
+        Some(ReadOnly::Sqlite(mut db)) => {
             let table: i64 = sqlx::query_scalar(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'foyer_migrations'",
             )
@@ -193,8 +221,7 @@ pub async fn inspect(config: &crate::config::DatabaseConfig) -> Result<SchemaSta
             }
             sqlx::query_scalar(APPLIED_VERSIONS).fetch_all(&mut db).await.map_err(open_err)?
         }
-        DatabaseKind::Postgres => {
-            let mut db = sqlx::PgConnection::connect(config.url.expose()).await.map_err(open_err)?;
+        Some(ReadOnly::Postgres(mut db)) => {
             let table: bool = sqlx::query_scalar("SELECT to_regclass('foyer_migrations') IS NOT NULL")
                 .fetch_one(&mut db)
                 .await
@@ -211,6 +238,45 @@ pub async fn inspect(config: &crate::config::DatabaseConfig) -> Result<SchemaSta
         Standing::At(at) => SchemaState::Behind { at },
         Standing::FormerPostgres(former) => SchemaState::Behind { at: former + FORMER_POSTGRES_SHIFT },
     })
+}
+
+/// `(now)`: the reservation to start after now, neither cancelled nor archived, whose own
+/// `chat.auto_join` is not `local` (read while `rooms.auto_join` is off), with the most
+/// active tickets (counted as `tickets.active` is), and that count.
+const LARGEST_SHOW_TO_COME: &str = "SELECT r.reservation_id, COUNT(*) AS active FROM reservations r
+    JOIN tickets t ON t.reservation_id = r.reservation_id
+    LEFT JOIN reservation_signals s ON s.reservation_id = r.reservation_id
+    LEFT JOIN lifecycle l ON l.reservation_id = r.reservation_id
+    WHERE r.starts_at > $1 AND s.cancelled_at IS NULL AND l.archived_at IS NULL
+        AND (r.auto_join IS NULL OR r.auto_join <> 'local')
+        AND t.revoked_at IS NULL AND (t.user_id IS NOT NULL OR t.claim_hash IS NOT NULL)
+    GROUP BY r.reservation_id ORDER BY active DESC, r.reservation_id LIMIT 1";
+
+/// The show to come whose holders join by themselves (with `rooms.auto_join` off) with
+/// the most active tickets, and how many (what the homeserver's join limit means for
+/// it, `foyer check-config --online`), read in a read-only
+/// connection from a database at this binary's schema ([`SchemaState::Current`]).
+/// `None` when no show to come has a ticket.
+pub async fn largest_show_to_come(
+    config: &crate::config::DatabaseConfig, now: chrono::DateTime<Utc>,
+) -> Result<Option<(ReservationId, u64)>, StoreError> {
+    fn read(row: &(impl Read + ?Sized)) -> Result<(ReservationId, u64), StoreError> {
+        let id = ReservationId::parse(&row.text("reservation_id")?).map_err(|e| corrupt("reservation_id", e))?;
+        Ok((id, row.int("active")? as u64))
+    }
+    let now = to_millis(now);
+    // The same statement on either connection (the query's type names its database).
+    match ReadOnly::open(config).await? {
+        None => Ok(None),
+        Some(ReadOnly::Sqlite(mut db)) => {
+            let row = sqlx::query(LARGEST_SHOW_TO_COME).bind(now).fetch_optional(&mut db).await?;
+            row.as_ref().map(read).transpose()
+        }
+        Some(ReadOnly::Postgres(mut db)) => {
+            let row = sqlx::query(LARGEST_SHOW_TO_COME).bind(now).fetch_optional(&mut db).await?;
+            row.as_ref().map(read).transpose()
+        }
+    }
 }
 
 const APPLIED_VERSIONS: &str = "SELECT version FROM foyer_migrations ORDER BY version";

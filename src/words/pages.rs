@@ -244,17 +244,32 @@ fn table_row(config: &Config, row: &Row, now: DateTime<Utc>) -> String {
     }
     format!(
         "<tr id=\"r-{id}\" data-phase={phase}{class}><td><code>{id}</code></td><td>{title}</td><td>{opens}</td><td>{archives}</td>\
-         <td>{joined} joined, {invited} invited</td><td>{active}</td><td>{room}</td><td class=error>{error}</td></tr>",
+         <td>{holders_in}{joined} joined, {invited} invited</td><td>{active}</td><td>{room}</td><td class=error>{error}</td></tr>",
         id = escape(r.id.as_str()),
         phase = row.phase.as_str(),
         class = if record.last_error.is_some() { " class=failing" } else { "" },
         title = escape(r.title.as_str()),
         opens = when(times.opens_at),
         archives = when(times.archives_at),
+        holders_in = holders_in(row),
         joined = record.members.joined,
         invited = record.members.invited,
         active = tickets,
     )
+}
+
+/// While the room is open (before and during the show): how many of the people holding
+/// a ticket are in, over how many there are. The holders are counted by Matrix ID, not
+/// by ticket: a fan with two tickets joins once, and an unclaimed email ticket has no
+/// one to join yet (the Tickets column counts it), so the figure reaches n/n once
+/// everyone who can be in is in. Hosts, moderators, web fans and the doorkeeper, without a
+/// ticket, are only in "joined".
+fn holders_in(row: &Row) -> String {
+    if !matches!(row.phase, Phase::Open | Phase::Live) {
+        return String::new();
+    }
+    let (members, tickets) = (&row.record.members, &row.record.tickets);
+    format!("<b class=holders-in>{}/{}</b> holders in<br>", members.holders_joined, tickets.holders)
 }
 
 #[cfg(test)]
@@ -274,5 +289,19 @@ mod tests {
         let idle = outbox(&OutboxReport::new(&OutboxStatus::default(), true, now));
         assert!(idle.contains(">sending<") && idle.contains("<b id=outbox-depth>0</b> waiting</p>"), "{idle}");
         assert!(outbox(&OutboxReport::new(&status, false, now)).contains("no events are sent"));
+    }
+
+    #[test]
+    fn an_open_room_shows_its_holders_in_over_its_holders() {
+        let mut record = crate::test_support::record(Default::default(), vec![]);
+        record.tickets.holders = 3;
+        record.members.holders_joined = 2;
+        let row = |phase| Row { record: &record, phase, cannot_invite: &[] };
+        for phase in [Phase::Open, Phase::Live] {
+            assert_eq!(holders_in(&row(phase)), "<b class=holders-in>2/3</b> holders in<br>");
+        }
+        for phase in [Phase::Scheduled, Phase::Ended, Phase::Archived, Phase::Cancelled] {
+            assert_eq!(holders_in(&row(phase)), "", "{phase:?}");
+        }
     }
 }

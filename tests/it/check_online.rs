@@ -8,7 +8,9 @@ use crate::common::{
     foyer::{TestFoyer, sqlite_exec},
     foyer_bin, free_port, random_token, repo_root,
     synapse::{Slot, Synapse},
+    unique,
 };
+use serde_json::json;
 
 struct Run {
     code: i32,
@@ -83,6 +85,15 @@ async fn a_good_deployment_passes_every_check_before_foyer_runs() {
     run.assert("webchat", "ok", &format!("gives Foyer the web fans' namespace ^@{}.*:localhost$", slot.puppet_prefix));
     assert!(run.stdout.contains("all 7 online checks passed"), "{}", run.stdout);
     assert!(!dir.path().join("foyer.db").exists(), "the check created the database");
+    // No database yet: what the join limit means in general, as advice that fails nothing.
+    run.assert("joins", "note", "rooms.auto_join is off: at Synapse's default join limit (rc_joins_per_room");
+    run.assert("joins", "note", "(300 holders: about 290 s), refused (429) meanwhile");
+    run.assert("joins", "note", "set rooms.auto_join: local (README, Big shows)");
+
+    // With auto_join on, nothing to advise.
+    let run = online_yaml(dir.path(), &format!("{}rooms:\n  auto_join: local\n", good_config(&slot).await)).await;
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert!(!run.stdout.contains("joins"), "{}", run.stdout);
 }
 
 #[tokio::test]
@@ -95,6 +106,33 @@ async fn a_good_deployment_passes_every_check_while_foyer_runs() {
     run.assert("database", "ok", &format!("opens at schema version {latest}, this Foyer's"));
     run.assert("synapse_admin", "ok", "not set");
     run.assert("listen", "ok", "is in use by a running Foyer");
+}
+
+/// With `rooms.auto_join` off, the advice names the largest show to come by its active
+/// tickets (a revoked one and a cancelled show's do not count) and what the join limit
+/// means for it; the check still passes.
+#[tokio::test]
+async fn the_join_advice_names_the_largest_show_to_come() {
+    let foyer = TestFoyer::start().await;
+    let at = |s: i64| (chrono::Utc::now() + chrono::Duration::seconds(s)).to_rfc3339();
+    let (small, big, gone) = (unique("small"), unique("big"), unique("gone"));
+    for (id, tickets) in [(&small, 3), (&big, 25), (&gone, 30)] {
+        // Two hours ahead, opening a minute before: no room, no invite yet.
+        let show = json!({"reservation_id": id, "title": "Show", "starts_at": at(7200), "ends_at": at(10800),
+                          "chat": {"open_before_seconds": 60}});
+        foyer.accept("reservation.created", show).await;
+        let fans: Vec<(String, String)> =
+            (0..tickets).map(|n| (format!("t-{n}"), format!("@fan{n}:localhost"))).collect();
+        let fans: Vec<(&str, &str)> = fans.iter().map(|(t, u)| (t.as_str(), u.as_str())).collect();
+        foyer.grant(id, &fans).await;
+    }
+    foyer.revoke(&big, &["t-0"]).await;
+    foyer.accept("reservation.cancelled", json!({"reservation_id": gone})).await;
+    let run = online(&foyer.dir().join("config.yaml")).await;
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let said = format!("the largest show to come, {big}, has 24 active tickets; at Synapse's default join limit");
+    run.assert("joins", "note", &said);
+    run.assert("joins", "note", "its holders need about 14 s to join by themselves, refused (429) meanwhile");
 }
 
 #[tokio::test]

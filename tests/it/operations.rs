@@ -558,6 +558,18 @@ async fn after_foyer_archive_the_api_says_archived_only_once_members_can_no_long
     eprintln!("[admin] the read API said archived after {polls} polls, with the room read-only");
 }
 
+/// A Chromium on Foyer's status page, logged in through its form with the API token;
+/// reservation `id` was not shown before.
+async fn status_in_chromium(foyer: &TestFoyer, id: &str) -> crate::browser::Browser {
+    let browser = crate::browser::Browser::start().await;
+    browser.goto(&format!("{}/status", foyer.base_url)).await;
+    assert!(browser.find("input[name=token]").await.is_some(), "{}", browser.source().await);
+    assert!(!browser.source().await.contains(id), "nothing listed before login");
+    browser.type_into("input[name=token]", &foyer.slot.api_token).await;
+    browser.click("button[type=submit]").await;
+    browser
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_page_in_chromium_shows_a_reservation_open() {
     let foyer = TestFoyer::start().await;
@@ -568,12 +580,7 @@ async fn the_status_page_in_chromium_shows_a_reservation_open() {
     foyer.accept("reservation.created", reservation(&id, 7200, 60)).await;
     foyer.grant(&id, &[("t-holder", &holder.user_id)]).await;
 
-    let browser = crate::browser::Browser::start().await;
-    browser.goto(&format!("{}/status", foyer.base_url)).await;
-    assert!(browser.find("input[name=token]").await.is_some(), "{}", browser.source().await);
-    assert!(!browser.source().await.contains(&id), "nothing listed before login");
-    browser.type_into("input[name=token]", &foyer.slot.api_token).await;
-    browser.click("button[type=submit]").await;
+    let browser = status_in_chromium(&foyer, &id).await;
     let row = |phase: &str| format!("id=\"r-{id}\" data-phase=\"{phase}\"");
     eventually(Duration::from_secs(10), "the page after login, with the reservation scheduled", || async {
         browser.source().await.contains(&row("scheduled")).then_some(())
@@ -602,4 +609,44 @@ async fn the_status_page_in_chromium_shows_a_reservation_open() {
         (page.contains("name=\"token\"") && !page.contains(&id)).then_some(())
     })
     .await;
+}
+
+/// An open room shows its holders in over its holders, counted by Matrix ID: Bob's two
+/// tickets make one holder, the host who joins is no holder, Cat is only invited.
+/// Everyone joins as themselves, through the client-server API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_in_chromium_shows_how_many_holders_are_in_an_open_room() {
+    let foyer = TestFoyer::start().await;
+    let hs = Synapse::shared();
+    let (ann, bob, cat, host) = (
+        hs.create_user("ann").await,
+        hs.create_user("bob").await,
+        hs.create_user("cat").await,
+        hs.create_user("host").await,
+    );
+    let id = unique("doors");
+    let mut show = reservation(&id, 7200, 3 * 3600);
+    show["hosts"] = json!([host.user_id]);
+    foyer.accept("reservation.created", show).await;
+    let tickets =
+        [("t-ann", &ann.user_id), ("t-bob-1", &bob.user_id), ("t-bob-2", &bob.user_id), ("t-cat", &cat.user_id)];
+    foyer.grant(&id, &tickets.map(|(t, u)| (t, u.as_str()))).await;
+    let room = foyer.room_id(&id, Duration::from_secs(30)).await;
+    for member in [&ann, &bob, &host] {
+        member.join_once_invited(&room, Duration::from_secs(30)).await;
+    }
+
+    let browser = status_in_chromium(&foyer, &id).await;
+    eventually(Duration::from_secs(40), "the open room with 2 of its 3 holders in", || async {
+        let page = browser.source().await;
+        (page.contains(&format!("id=\"r-{id}\" data-phase=\"open\""))
+            && page.contains("2/3</b> holders in")
+            && page.contains("3 joined, 1 invited"))
+        .then_some(())
+    })
+    .await;
+    // The read API gives the same figures, against the tickets.
+    let (_, view) = foyer.reservation(&id).await;
+    let figures = (&view["members"]["holders_joined"], &view["tickets"]["holders"], &view["tickets"]["active"]);
+    assert_eq!(figures, (&json!(2), &json!(3), &json!(4)), "{view}");
 }

@@ -433,6 +433,85 @@ async fn steps_and_membership_facts_are_recorded_once() {
     .await;
 }
 
+/// `members.holders_joined` counts the joined members who hold an active ticket, once
+/// each, against `tickets.holders`: not the hosts or anyone else without a ticket, not a
+/// holder whose ticket was revoked, not a holder who is only invited or has left; the
+/// reads for phases leave both at zero.
+#[tokio::test]
+async fn joined_holders_are_counted_once_against_the_holders() {
+    use foyer::model::{ClaimKey, Email, EmailClaim};
+    each_backend(|store, backend| async move {
+        let now = Utc::now();
+        store.record_webhook(&receipt("a"), &upsert(1)).await.unwrap();
+        let room = OwnedRoomId::try_from("!doors:example.org").unwrap();
+        let created = StepRecord::RoomCreated {
+            room_id: room.clone(),
+            hosts: [user("host")].into(),
+            name: "J".into(),
+            topic: "t".into(),
+        };
+        store.record_step(&jazz(), &created, now).await.unwrap();
+        let held = |id: &str, name: &str| Ticket { id: ticket_id(id), holder: Holder::User(user(name)) };
+        let (key, email) = (ClaimKey::from_secret(b"contract"), Email::parse("fan@example.org").unwrap());
+        let claim = EmailClaim::new(&key, &jazz(), &ticket_id("t-mail"), &email);
+        let unclaimed = Ticket { id: ticket_id("t-mail"), holder: Holder::Email { claim, email, display_name: None } };
+        // Bob holds two tickets; Carol's is revoked below; the email ticket has no holder yet.
+        let tickets = vec![
+            held("t-ann", "ann"),
+            held("t-bob-1", "bob"),
+            held("t-bob-2", "bob"),
+            held("t-carol", "carol"),
+            held("t-dan", "dan"),
+            held("t-eve", "eve"),
+            unclaimed,
+        ];
+        store.record_webhook(&receipt("g"), &WebhookEvent::TicketsGranted { id: jazz(), tickets }).await.unwrap();
+        let revoke = WebhookEvent::TicketsRevoked { id: jazz(), ticket_ids: vec![ticket_id("t-carol")] };
+        store.record_webhook(&receipt("r"), &revoke).await.unwrap();
+        let facts: Vec<MembershipFact> = [
+            ("ann", Membership::Join),
+            ("bob", Membership::Join),
+            ("carol", Membership::Join),
+            ("dan", Membership::Invite),
+            ("eve", Membership::Leave),
+            ("host", Membership::Join),
+            ("doorkeeper", Membership::Join),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(n, (name, membership))| MembershipFact {
+            event_id: format!("$doors{n}"),
+            room_id: room.to_string(),
+            user_id: user(name),
+            membership,
+            sender: user(name).to_string(),
+            display_name: None,
+            knock_claim: None,
+            reason: None,
+        })
+        .collect();
+        assert_eq!(store.record_memberships(&facts, now).await.unwrap(), facts.len(), "{backend}");
+        let record = store.reservation(&jazz()).await.unwrap().unwrap();
+        assert_eq!(
+            (record.tickets.active, record.tickets.holders),
+            (6, 4),
+            "{backend}: ann, bob twice, dan, eve, the email"
+        );
+        assert_eq!(
+            (record.members.joined, record.members.invited, record.members.holders_joined),
+            (5, 1, 2),
+            "{backend}: ann and bob of the five joined"
+        );
+        let listed = store.reservations_by_id(&[jazz()]).await.unwrap();
+        assert_eq!(listed[0].members.holders_joined, 2, "{backend}: the status page's read");
+        let page = store.reservations_after(None, 10, Counts::Counted).await.unwrap();
+        assert_eq!((page[0].members.holders_joined, page[0].tickets.holders), (2, 4), "{backend}: the list");
+        let light = store.reservations_after(None, 10, Counts::Zero).await.unwrap();
+        assert_eq!((light[0].members.holders_joined, light[0].tickets.holders), (0, 0), "{backend}: phases");
+    })
+    .await;
+}
+
 /// Members' names come with their member events and are read back by room; a room
 /// names its reservation; a ticket is known with whether it is revoked.
 #[tokio::test]
@@ -936,13 +1015,61 @@ async fn hand_edit(url: &str, kind: DatabaseKind, sql: &'static str) {
 
 /// A row that does not read back (a hand edit, a bug) is left out of every page and list
 /// instead of failing it, and a page is filled up with the rows after it.
+/// A SQLite file in `dir` and a fresh PostgreSQL database: each backend's name, URL and kind.
+async fn databases(dir: &std::path::Path) -> [(&'static str, String, DatabaseKind); 2] {
+    [
+        ("sqlite", format!("sqlite://{}", dir.join("foyer.db").display()), DatabaseKind::Sqlite),
+        ("postgres", fresh_postgres_database().await, DatabaseKind::Postgres),
+    ]
+}
+
+/// What `check-config --online` reads in its own read-only connection: the show to
+/// come with the most active tickets; not one that has started, is cancelled, whose
+/// tickets are revoked, or whose own `chat.auto_join` is local.
+#[tokio::test]
+async fn the_largest_show_to_come_is_read_by_its_active_tickets() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Utc::now();
+    for (backend, url, kind) in databases(dir.path()).await {
+        let config = DatabaseConfig {
+            url: Secret::new(url),
+            kind,
+            max_connections: Some(4),
+            acquire_timeout: Duration::from_secs(10),
+        };
+        let store = store::open(&config, Outbound::write()).await.expect(backend);
+        assert_eq!(store::largest_show_to_come(&config, now).await.unwrap(), None, "{backend}: no show");
+        // (id, tickets, starts in hours): "started" began an hour ago.
+        let shows =
+            [("small", 3, 2), ("big", 6, 2), ("started", 9, -1), ("gone", 9, 2), ("revoked", 9, 2), ("joined", 9, 2)];
+        for (name, tickets, starts_in) in shows {
+            let WebhookEvent::Upsert(mut reservation) = upsert(1) else { unreachable!("upsert is an upsert") };
+            reservation.id = ReservationId::parse(name).unwrap();
+            reservation.starts_at = now + Span::hours(starts_in);
+            if name == "joined" {
+                reservation.auto_join = Some(foyer::model::AutoJoin::Local);
+            }
+            store.record_webhook(&receipt(&format!("u-{name}")), &WebhookEvent::Upsert(reservation)).await.unwrap();
+            let tickets = (0..tickets)
+                .map(|n| Ticket { id: ticket_id(&format!("t-{n}")), holder: Holder::User(user(&format!("fan{n}"))) })
+                .collect();
+            let grant = WebhookEvent::TicketsGranted { id: ReservationId::parse(name).unwrap(), tickets };
+            store.record_webhook(&receipt(&format!("g-{name}")), &grant).await.unwrap();
+        }
+        let cancel = WebhookEvent::Cancelled { id: ReservationId::parse("gone").unwrap(), reason: None };
+        store.record_webhook(&receipt("c"), &cancel).await.unwrap();
+        let ids = (0..5).map(|n| ticket_id(&format!("t-{n}"))).collect();
+        let revoke = WebhookEvent::TicketsRevoked { id: ReservationId::parse("revoked").unwrap(), ticket_ids: ids };
+        store.record_webhook(&receipt("r"), &revoke).await.unwrap();
+        let largest = store::largest_show_to_come(&config, now).await.unwrap();
+        assert_eq!(largest, Some((ReservationId::parse("big").unwrap(), 6)), "{backend}");
+    }
+}
+
 #[tokio::test]
 async fn an_unreadable_row_is_left_out_of_pages_and_lists() {
     let dir = tempfile::tempdir().unwrap();
-    let backends = [
-        ("sqlite", format!("sqlite://{}", dir.path().join("foyer.db").display()), DatabaseKind::Sqlite),
-        ("postgres", fresh_postgres_database().await, DatabaseKind::Postgres),
-    ];
+    let backends = databases(dir.path()).await;
     let id = |s: &str| ReservationId::parse(s).unwrap();
     let ids = |records: Vec<ReservationRecord>| {
         let mut ids: Vec<String> = records.iter().map(|r| r.reservation.id.as_str().to_owned()).collect();
