@@ -14,6 +14,7 @@ mod demo;
 mod direct_chats;
 mod door;
 mod federation;
+mod followers;
 mod handshake;
 mod hardening;
 mod hostile;

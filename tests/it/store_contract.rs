@@ -21,6 +21,7 @@ use ruma::{OwnedRoomId, OwnedUserId};
 use crate::common::postgres::fresh_postgres_database;
 
 mod enforcement;
+mod followers;
 mod moderation;
 mod webchat;
 
