@@ -108,6 +108,8 @@ fn every_webhook_example_passes_foyers_own_validation() {
         "ticket.revoked",
         "stream.started",
         "stream.ended",
+        "follower.added",
+        "follower.removed",
     ];
     assert_eq!(kinds, BTreeSet::from(every), "one example of each event type");
 }

@@ -53,8 +53,11 @@ async fn a_signed_reservation_is_stored_and_read_back() {
     assert_eq!(r["phase"], "scheduled");
     assert_eq!(r["room_id"], Value::Null);
     assert_eq!(r["room_alias"], foyer.alias(&id));
-    assert_eq!(r["tickets"], json!({"active": 0, "revoked": 0, "uninvitable": 0, "unclaimed": 0, "claimed": 0}));
-    assert_eq!(r["members"], json!({"invited": 0, "joined": 0}));
+    assert_eq!(
+        r["tickets"],
+        json!({"active": 0, "revoked": 0, "uninvitable": 0, "unclaimed": 0, "claimed": 0, "holders": 0})
+    );
+    assert_eq!(r["members"], json!({"invited": 0, "joined": 0, "holders_joined": 0}));
     assert!(foyer.metric(r#"foyer_webhooks_total{type="reservation.created",result="accepted"}"#).await >= 1.0);
 }
 
@@ -297,12 +300,16 @@ async fn tickets_sent_before_their_reservation_count_once_it_arrives() {
     // An update before the create upserts.
     foyer.accept("reservation.updated", jazz(&id)).await;
     let (_, r) = foyer.reservation(&id).await;
-    assert_eq!(r["tickets"], json!({"active": 2, "revoked": 2, "uninvitable": 0, "unclaimed": 0, "claimed": 0}), "{r}");
+    assert_eq!(
+        r["tickets"],
+        json!({"active": 2, "revoked": 2, "uninvitable": 0, "unclaimed": 0, "claimed": 0, "holders": 2}),
+        "{r}"
+    );
     // The same grant again (a new delivery of old news) changes nothing.
     foyer.accept("ticket.granted", grant).await;
     assert_eq!(
         foyer.reservation(&id).await.1["tickets"],
-        json!({"active": 2, "revoked": 2, "uninvitable": 0, "unclaimed": 0, "claimed": 0})
+        json!({"active": 2, "revoked": 2, "uninvitable": 0, "unclaimed": 0, "claimed": 0, "holders": 2})
     );
 }
 
@@ -472,7 +479,7 @@ async fn the_bot_is_never_a_host_or_a_ticket_holder() {
     let (_, r) = foyer.reservation(&id).await;
     assert_eq!(
         r["tickets"],
-        json!({"active": 0, "revoked": 0, "uninvitable": 0, "unclaimed": 0, "claimed": 0}),
+        json!({"active": 0, "revoked": 0, "uninvitable": 0, "unclaimed": 0, "claimed": 0, "holders": 0}),
         "a ticket of the refused batch was kept"
     );
 }
