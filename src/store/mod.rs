@@ -3,6 +3,7 @@
 
 mod admin;
 mod archive;
+mod calendar;
 mod dialect;
 mod enforcement;
 mod intake;
@@ -32,6 +33,7 @@ use ruma::OwnedUserId;
 pub use self::{
     admin::{AdminStore, DirectChatCounts},
     archive::ArchiveStore,
+    calendar::{CalendarStore, ChannelCalendar},
     enforcement::{Breach, BreachOutcome, EnforcementStore, PendingRedaction, TimeoutOrder},
     leases::LeaseStore,
     moderation::{MAX_RECORD_PAGE, ModerationStore, RecordedEntry},
@@ -171,6 +173,7 @@ store_of_roles! {
     EnforcementStore,
     PostStore,
     ArchiveStore,
+    CalendarStore,
     OutboxStore
 }
 
