@@ -103,17 +103,31 @@ pub(super) async fn channel(State(state): State<AppState>, Path(file): Path<Stri
 /// under another key, altered, or not one), without `calendar.feed_key`, and once
 /// nothing of the holder's is active.
 pub(super) async fn holder(State(state): State<AppState>, Path(file): Path<String>) -> Response {
-    let Some(key) = state.config.feed_key() else { return not_found() };
-    let Some(user) = file.strip_suffix(".ics").and_then(|token| HolderFeedToken::verify(&key, token).ok()) else {
+    // Each line is logged in the request's span, whose path hides the token
+    // (`logged_path`); the user is not named either.
+    let Some(key) = state.config.feed_key() else {
+        tracing::debug!("holder feed refused: calendar.feed_key is not set");
         return not_found();
+    };
+    let Some(token) = file.strip_suffix(".ics") else { return not_found() };
+    let user = match HolderFeedToken::verify(&key, token) {
+        Ok(user) => user,
+        Err(e) => {
+            tracing::debug!(reason = %e, "holder feed refused");
+            return not_found();
+        }
     };
     let now = Utc::now();
     match state.store.holder_calendar(&user, FeedWindow::at(now), now).await {
         Ok(Some(entries)) => {
+            tracing::debug!(events = entries.len(), "holder feed served");
             let server = &state.config.homeserver.server_name;
             ics(feed(&words::calendar::holder_calendar_name(server.as_str()), server, &entries))
         }
-        Ok(None) => not_found(),
+        Ok(None) => {
+            tracing::debug!("holder feed refused: nothing of the holder's is active");
+            not_found()
+        }
         Err(e) => unavailable(e),
     }
 }
