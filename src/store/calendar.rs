@@ -39,10 +39,11 @@ const CHANNEL_ENTRIES: &str = entries!("WHERE r.channel_id = $1 AND r.ends_at >=
 /// `(channel_id)`.
 const CHANNEL_NAME: &str =
     "SELECT channel_name FROM reservations WHERE channel_id = $1 ORDER BY updated_at DESC, reservation_id LIMIT 1";
-/// `(user_id, ends_from, limit)`: where the user holds a ticket not revoked.
+/// `(user_id, ends_from, limit)`: where the user holds a ticket not revoked. Found from
+/// the holder's tickets (`tickets_of_holder`), not by a walk over every reservation.
 const HOLDER_ENTRIES: &str = entries!(
-    "WHERE r.ends_at >= $2 AND EXISTS (SELECT 1 FROM tickets t
-        WHERE t.reservation_id = r.reservation_id AND t.user_id = $1 AND t.revoked_at IS NULL)"
+    "WHERE r.ends_at >= $2 AND r.reservation_id IN (SELECT t.reservation_id FROM tickets t
+        WHERE t.user_id = $1 AND t.revoked_at IS NULL)"
 );
 /// Whether the user holds a ticket still worth a feed: `(user_id, ends_from, now)`. Not
 /// revoked, for a show not archived; a cancelled one only until its start, so that the
