@@ -1,4 +1,4 @@
--- An audience that comes back (contract §14, docs/followers.md): a channel's followers,
+-- An audience that comes back (docs/followers.md): a channel's followers,
 -- members of its space and of its announcements room; what was announced there, once
 -- each; who may join a reservation's room (`chat.access`); and when a reservation first
 -- arrived (a reminder whose time had passed by then is skipped).

@@ -73,8 +73,8 @@ mod tests {
             ("src/registration.rs", 2, "writes as_token and hs_token into the registration file"),
             (
                 "src/config/mod.rs",
-                3,
-                "parses the database URL to show it without its password; derives the claim-code key and the web users' key (model::naming::WebKey) from as_token",
+                4,
+                "parses the database URL to show it without its password; derives the claim-code key and the web users' key (model::naming::WebKey) from as_token, and the holders' feed key (model::calendar::FeedKey) from calendar.feed_key",
             ),
             (
                 "src/config/load/sections.rs",

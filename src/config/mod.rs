@@ -41,6 +41,7 @@ pub struct Config {
     pub webchat: Option<WebchatConfig>,
     pub rooms: RoomsConfig,
     pub synapse_admin: Option<SynapseAdminConfig>,
+    pub calendar: CalendarConfig,
     pub logging: LoggingConfig,
     /// Users who may give the bot `!foyer` commands in a direct room.
     pub admins: Vec<ruma::OwnedUserId>,
@@ -142,6 +143,16 @@ pub struct PlatformConfig {
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     pub token: Secret,
+}
+
+/// Calendar feeds (docs/calendar.md); the section is optional.
+#[derive(Debug, Clone, Default)]
+pub struct CalendarConfig {
+    /// `calendar.public`: channels' feeds are read without the API token (a ticketed
+    /// show's schedule may not be public, so this is off by default).
+    pub public: bool,
+    /// `calendar.feed_key`: signs holders' own feed URLs; without it holders have none.
+    pub feed_key: Option<Secret>,
 }
 
 /// Streaming servers' hooks (`/ingest/v1/...`, docs/streaming-servers.md).
@@ -336,6 +347,13 @@ impl Config {
     /// `as_token` as the claim key is (`model::naming::WebKey`).
     pub fn web_key(&self) -> crate::model::naming::WebKey {
         crate::model::naming::WebKey::from_secret(self.appservice.as_token.expose().as_bytes())
+    }
+
+    /// The key holders' feed URLs are signed with, when `calendar.feed_key` is set: a
+    /// secret of its own, so that rotating it revokes those URLs and nothing else.
+    pub fn feed_key(&self) -> Option<crate::model::calendar::FeedKey> {
+        let secret = self.calendar.feed_key.as_ref()?;
+        Some(crate::model::calendar::FeedKey::from_secret(secret.expose().as_bytes()))
     }
 
     /// The exclusive users namespace of web fans (`webchat.puppet_prefix`), when web chat

@@ -9,6 +9,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use chrono::{DateTime, SecondsFormat, Utc};
+use ruma::UserId;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -138,6 +139,7 @@ pub(super) async fn tickets(
     };
     let next = (rows.len() == limit as usize).then(|| rows.last().map(|t| t.ticket_id.clone())).flatten();
     let key = state.config.claim_key();
+    let feed_key = state.config.feed_key();
     let public_url = state.config.public_url();
     let tickets: Vec<Value> = rows
         .iter()
@@ -155,6 +157,12 @@ pub(super) async fn tickets(
                     "command": naming::claim_command(&code),
                 })
             });
+            // The holder's own calendar, while the ticket has a holder with a Matrix ID.
+            let holder = (state != "revoked").then(|| t.user_id.as_deref().and_then(|u| UserId::parse(u).ok()));
+            let calendar_url = feed_key
+                .as_ref()
+                .zip(holder.flatten())
+                .map(|(feed_key, user)| super::calendar::holder_feed_url(public_url, feed_key, &user));
             json!({
                 "ticket_id": t.ticket_id,
                 "state": state,
@@ -162,6 +170,7 @@ pub(super) async fn tickets(
                 "email_masked": t.email_masked,
                 "claim": claim,
                 "last_invite_error": t.invite_error,
+                "calendar_url": calendar_url,
             })
         })
         .collect();

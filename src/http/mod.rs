@@ -5,6 +5,7 @@
 pub mod api;
 pub mod appservice;
 pub mod archive;
+pub mod calendar;
 pub mod claim;
 pub mod ingest;
 pub mod replay;
@@ -100,6 +101,9 @@ pub enum Group {
     Webchat,
     /// The public archives, without auth.
     Archive,
+    /// Calendar feeds: a channel's (behind `api.token` unless `calendar.public`) and a
+    /// holder's own (its signed URL).
+    Calendar,
     /// Health and metrics, on both listeners.
     Health,
 }
@@ -111,7 +115,13 @@ impl Group {
             Self::Appservice => "/_matrix/app/v1",
             Self::Api => "/api/v1",
             Self::Ingest => "/ingest/v1",
-            Self::Webhooks | Self::Status | Self::Claim | Self::Webchat | Self::Archive | Self::Health => "",
+            Self::Webhooks
+            | Self::Status
+            | Self::Claim
+            | Self::Webchat
+            | Self::Archive
+            | Self::Calendar
+            | Self::Health => "",
         }
     }
 }
@@ -160,6 +170,7 @@ pub const ROUTES: &[&[Route]] = &[
     claim::ROUTES,
     webchat::ROUTES,
     archive::ROUTES,
+    calendar::ROUTES,
     HEALTH,
 ];
 
@@ -187,6 +198,7 @@ pub fn router(state: AppState, limits: &server::Limits) -> Router {
         .merge(claim::router(&state))
         .merge(routes(Group::Webchat, &state))
         .merge(routes(Group::Archive, &state))
+        .merge(routes(Group::Calendar, &state))
         .merge(routes(Group::Health, &state));
     served(router, state, limits)
 }
@@ -234,10 +246,17 @@ async fn request_id(request: Request, next: Next) -> Response {
     response
 }
 
-/// A request's path as logs show it: a claim code is as good as the ticket, so the
-/// claim page's path is logged without it.
+/// A request's path as logs show it: a claim code is as good as the ticket, and a
+/// holder's feed token as good as their calendar, so neither page's path is logged
+/// with it.
 pub fn logged_path(path: &str) -> &str {
-    if path.starts_with("/claim/") { "/claim/[code]" } else { path }
+    if path.starts_with("/claim/") {
+        "/claim/[code]"
+    } else if path.starts_with(calendar::HOLDER_FEEDS) {
+        "/calendar/holder/[token]"
+    } else {
+        path
+    }
 }
 
 /// A JSON error in the Matrix shape, `{"errcode": ..., "error": ...}`.
@@ -269,6 +288,11 @@ pub async fn require_api_token(State(state): State<AppState>, request: Request, 
     if has_token(request.headers(), &state.config.api.token) {
         return next.run(request).await;
     }
+    unauthorized()
+}
+
+/// The answer to a request without the `api.token`.
+pub fn unauthorized() -> Response {
     let mut response =
         error(StatusCode::UNAUTHORIZED, "FOYER_UNAUTHORIZED", "send the api.token as Authorization: Bearer <token>");
     response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));

@@ -43,6 +43,8 @@ const TICKETS_ARRIVED: &str = "UPDATE lifecycle SET facts_version = facts_versio
     WHERE reservation_id = $1";
 const REVISION: &str = "SELECT revision FROM reservations WHERE reservation_id = $1";
 /// A reservation's description, kept at its stored revision when the new one has none.
+/// A new start or end counts one more reschedule (a calendar's `SEQUENCE`), in this
+/// statement, so that no two upserts can count one move twice or miss one.
 const UPSERT_RESERVATION: &str = "INSERT INTO reservations (reservation_id, revision, title, description,
         starts_at, ends_at, stream_url, channel_id, channel_name, hosts, open_before_seconds, close_after_seconds,
         updated_at, stream_key_hash, transcript, chat_rules, moderators, archive_public, archive_indexable,
@@ -59,7 +61,10 @@ const UPSERT_RESERVATION: &str = "INSERT INTO reservations (reservation_id, revi
         chat_rules = excluded.chat_rules, moderators = excluded.moderators,
         archive_public = excluded.archive_public, archive_indexable = excluded.archive_indexable,
         replay_offset_ms = excluded.replay_offset_ms, auto_join = excluded.auto_join,
-        access = excluded.access";
+        access = excluded.access,
+        reschedules = reservations.reschedules + CASE
+            WHEN reservations.starts_at <> excluded.starts_at OR reservations.ends_at <> excluded.ends_at THEN 1
+            ELSE 0 END";
 /// `(channel_id, user_id, at)`: following again undoes a removal not yet carried out.
 const FOLLOWER_ADDED: &str = "INSERT INTO followers (channel_id, user_id, added_at) VALUES ($1, $2, $3)
     ON CONFLICT (channel_id, user_id) DO UPDATE SET removed_at = NULL";

@@ -3,6 +3,7 @@
 
 mod admin;
 mod archive;
+mod calendar;
 mod dialect;
 mod enforcement;
 mod followers;
@@ -33,6 +34,7 @@ use ruma::OwnedUserId;
 pub use self::{
     admin::{AdminStore, DirectChatCounts},
     archive::ArchiveStore,
+    calendar::{CalendarStore, ChannelCalendar},
     enforcement::{Breach, BreachOutcome, EnforcementStore, PendingRedaction, TimeoutOrder},
     followers::{ChannelRooms, FollowerChange, FollowerStore, PendingFollower},
     leases::LeaseStore,
@@ -173,6 +175,7 @@ store_of_roles! {
     EnforcementStore,
     PostStore,
     ArchiveStore,
+    CalendarStore,
     FollowerStore,
     OutboxStore
 }

@@ -1,7 +1,8 @@
 //! Every sentence a member, a fan, an admin in Matrix or a page's visitor reads: room
 //! notices and the room's own texts (`room.rs`), the answers to `!claim` and the claim
 //! page (`claim.rs`), the admin commands' answers (`admin.rs`), the room commands' answers
-//! to hosts and moderators (`moderation.rs`), the status page and its
+//! to hosts and moderators (`moderation.rs`), a holder's calendar feed's name
+//! (`calendar.rs`), the status page and its
 //! login (`pages.rs`), and the words for times (here). Each is a function of typed
 //! arguments returning text, HTML or both; callers build no sentence of their own, so
 //! another language is one module away. Errors for operators (logs, JSON errors of the
@@ -13,6 +14,7 @@
 
 pub mod admin;
 pub mod announce;
+pub mod calendar;
 pub mod claim;
 pub mod moderation;
 pub mod pages;

@@ -5,6 +5,7 @@ mod archive;
 mod big_shows;
 mod browser;
 mod browser_replay;
+mod calendar;
 mod check_online;
 mod claims;
 #[path = "../common/mod.rs"]

@@ -20,6 +20,7 @@ use ruma::{OwnedRoomId, OwnedUserId};
 
 use crate::common::postgres::fresh_postgres_database;
 
+mod calendar;
 mod enforcement;
 mod followers;
 mod moderation;

@@ -20,8 +20,8 @@ use std::{
 use serde_yaml::{Mapping, Value};
 
 use super::{
-    ArchiveMode, Config, ConfigError, DatabaseConfig, DatabaseKind, IngestConfig, LogFormat, LoggingConfig,
-    Placeholders, Problem, SynapseAdminConfig,
+    ArchiveMode, CalendarConfig, Config, ConfigError, DatabaseConfig, DatabaseKind, IngestConfig, LogFormat,
+    LoggingConfig, Placeholders, Problem, SynapseAdminConfig,
 };
 use secrets::SecretKey;
 
@@ -159,6 +159,12 @@ impl Walker<'_> {
             self.finish(s);
             r.map(|token| SynapseAdminConfig { token })
         });
+        // Read without the section too: the key may come from FOYER_CALENDAR_FEED_KEY alone.
+        let mut calendar_section =
+            self.section(&mut top, "calendar", false).unwrap_or_else(|| Section::new("calendar", &empty));
+        let calendar_public = self.flag(&mut calendar_section, "public", false);
+        let feed_key = self.secret(&mut calendar_section, SecretKey::CALENDAR_FEED_KEY, false);
+        self.finish(calendar_section);
         let mut logging_section =
             self.section(&mut top, "logging", false).unwrap_or_else(|| Section::new("logging", &empty));
         let format = self.choice(
@@ -199,6 +205,7 @@ impl Walker<'_> {
             api: api??,
             rooms,
             synapse_admin,
+            calendar: CalendarConfig { public: calendar_public?, feed_key },
             ingest: ingest?,
             platform: platform?,
             webchat: webchat?,

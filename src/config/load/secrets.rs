@@ -27,6 +27,7 @@ impl SecretKey {
     pub(super) const API_TOKEN: Self = Self::new("token", "token_file", "FOYER_API_TOKEN");
     pub(super) const INGEST_TOKEN: Self = Self::new("token", "token_file", "FOYER_INGEST_TOKEN");
     pub(super) const SYNAPSE_ADMIN_TOKEN: Self = Self::new("token", "token_file", "FOYER_SYNAPSE_ADMIN_TOKEN");
+    pub(super) const CALENDAR_FEED_KEY: Self = Self::new("feed_key", "feed_key_file", "FOYER_CALENDAR_FEED_KEY");
     pub(super) const DATABASE_URL: Self = Self::new("url", "url_file", "FOYER_DATABASE_URL");
     pub(super) const WEBHOOK_SECRET: Self =
         Self::new("webhook_secret", "webhook_secret_file", "FOYER_PLATFORM_WEBHOOK_SECRET");
