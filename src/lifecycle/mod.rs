@@ -93,6 +93,9 @@ impl Lifecycle {
     pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         // Shown from the start: "none yet" is an answer too.
         metrics::counter!("foyer_remote_invites_total", "result" => "invited").increment(0);
+        for kind in ["holder", "web_fan"] {
+            metrics::counter!("foyer_joins_total", "kind" => kind, "result" => "joined").increment(0);
+        }
         let mut pruned_at: Option<Instant> = None;
         let mut tasks = JoinSet::new();
         loop {

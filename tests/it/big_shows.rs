@@ -1,6 +1,6 @@
-//! Doors open at scale (contract §13, README "Big shows"): with `auto_join: local`, Foyer
-//! joins local ticket holders itself through Synapse's admin join, paced under the
-//! room's join limit. The shared Synapse keeps its default `rc_joins_per_room` (one a
+//! Doors open at scale (README "Big shows"): with `auto_join: local`, Foyer joins local
+//! ticket holders itself through Synapse's admin join, paced under the room's join
+//! limit, as are web fans' users. The shared Synapse keeps its default `rc_joins_per_room` (one a
 //! second, ten at once): only the per-user and other limits are raised
 //! (tests/common/synapse.rs).
 
@@ -9,7 +9,14 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use serde_json::json;
 
-use crate::common::{enc, eventually, foyer::TestFoyer, synapse::Synapse, unique, users::TestUser};
+use crate::common::{
+    enc, eventually,
+    foyer::TestFoyer,
+    synapse::{SERVER_NAME, Synapse},
+    unique,
+    users::TestUser,
+    webchat::{ChatClient, session_for},
+};
 
 /// A Foyer whose `synapse_admin.token` is a fresh server admin's (the doorkeeper), with
 /// `rooms.auto_join` as given.
@@ -159,4 +166,64 @@ async fn a_late_ticket_is_joined_on_arrival_and_a_holder_who_leaves_stays_out() 
     .await;
     assert!(!joined(&bot, &room).await.contains(&ann.user_id), "Ann was joined again after she left");
     assert_eq!(ann.membership_of(&room, &ann.user_id).await.as_deref(), Some("leave"));
+}
+
+#[tokio::test]
+async fn web_fans_joins_take_turns_and_a_first_message_past_ten_seconds_is_told_to_come_back() {
+    let foyer = TestFoyer::start().await;
+    let id = unique("webdoors");
+    foyer.accept("reservation.created", crate::common::foyer::open_reservation(&id, &[], 1)).await;
+    let tickets: Vec<(String, String)> =
+        (0..14).map(|i| (format!("t{i}"), format!("@webfan{i}:{SERVER_NAME}"))).collect();
+    let grants: Vec<(&str, &str)> = tickets.iter().map(|(t, u)| (t.as_str(), u.as_str())).collect();
+    foyer.grant(&id, &grants).await;
+    let room = foyer.room_id(&id, Duration::from_secs(30)).await;
+    let mut sessions = Vec::new();
+    for (ticket, _) in &tickets {
+        sessions.push(session_for(&foyer, &id, ticket, &format!("Fan {ticket}")).await);
+    }
+    // Every fan's first message at once: each makes a web user that joins the room.
+    let mut posts = tokio::task::JoinSet::new();
+    for (i, session) in sessions.iter().enumerate() {
+        let (chat, session) = (ChatClient::of(&foyer), session.clone());
+        posts.spawn(async move {
+            let (status, answer, _) =
+                chat.post_message(&session, &json!({"txn_id": "first", "body": format!("hi {i}")})).await;
+            (session, status, answer)
+        });
+    }
+    let answers = posts.join_all().await;
+    let busy: Vec<&(String, u16, serde_json::Value)> = answers.iter().filter(|(_, status, _)| *status == 429).collect();
+    let sent = answers.iter().filter(|(_, status, _)| *status == 200).count();
+    println!("{sent} first messages sent, {} told the room is busy", busy.len());
+    assert_eq!(sent + busy.len(), 14, "{answers:?}");
+    assert!(sent >= 2 && !busy.is_empty(), "turns of 1.25 s fit about 9 joins in 10 s: {answers:?}");
+    for (_, _, answer) in &busy {
+        assert_eq!(answer["errcode"], "FOYER_ROOM_BUSY", "{answer}");
+        assert!(answer["retry_after_ms"].as_u64().is_some_and(|ms| ms > 0 && ms <= 20_000), "{answer}");
+    }
+    // The joins came one turn apart, by the homeserver's clock.
+    let bot = TestUser::bot(&foyer.slot);
+    let state = bot.room_state(&room).await.expect("the room's state");
+    let mut joins: Vec<i64> = state
+        .iter()
+        .filter(|e| {
+            e["type"] == "m.room.member"
+                && e["content"]["membership"] == "join"
+                && e["state_key"].as_str().is_some_and(|u| u.starts_with(&format!("@{}", foyer.slot.puppet_prefix)))
+        })
+        .map(|e| e["origin_server_ts"].as_i64().expect("origin_server_ts"))
+        .collect();
+    joins.sort_unstable();
+    assert_eq!(joins.len(), sent);
+    let span = joins.last().unwrap() - joins.first().unwrap();
+    println!("{} web fans joined over {span} ms", joins.len());
+    assert!(span >= (sent as i64 - 1) * 1000, "{joins:?}");
+    // A fan told to come back is let in when they do: nothing is lost.
+    let (session, _, _) = busy[0];
+    let chat = ChatClient::of(&foyer);
+    eventually(Duration::from_secs(60), "the busy fan's message sent on a later try", || async {
+        (chat.post_message(session, &json!({"txn_id": "again", "body": "still here"})).await.0 == 200).then_some(())
+    })
+    .await;
 }
