@@ -100,3 +100,33 @@ fn a_guest_of_a_host_stays_and_a_stranger_is_removed() {
     let p = plan(Some(&rec), &holders(&[]), &room, &rooms(), t(19, 30));
     assert_eq!(steps(&p), vec![Step::Kick(user("mallory"), KickReason::NoTicket)]);
 }
+
+#[test]
+fn a_room_open_to_the_channel_or_anyone_gets_its_join_rule_and_keeps_whoever_came_in() {
+    let mut rec = record(Signals::default());
+    rec.reservation.channel = Some(crate::model::Channel {
+        id: crate::model::ExternalId::parse("blue-room").unwrap(),
+        name: crate::model::Title::parse("The Blue Room").unwrap(),
+    });
+    rec.reservation.access = crate::model::Access::Channel;
+    let mut room = opened(&["dj"]);
+    room.members.insert(user("walkin"), member(Membership::Join, None));
+    // The space comes first: the join rule names it.
+    assert_eq!(
+        steps(&plan(Some(&rec), &Audience::default(), &room, &rooms(), t(19, 30))),
+        vec![Step::EnsureSpace(rec.reservation.channel.clone().unwrap())]
+    );
+    room.space = Some(space());
+    room.space_linked = Some(space());
+    let p = plan(Some(&rec), &Audience::default(), &room, &rooms(), t(19, 30));
+    assert_eq!(steps(&p), vec![Step::SetAccess(crate::model::Access::Channel)], "nobody kicked");
+    apply(&mut room, &p.work, &rec);
+    assert_eq!(plan(Some(&rec), &Audience::default(), &room, &rooms(), t(19, 30)).work, Work::Nothing);
+    // Back to tickets: the rule again, and whoever has no ticket goes.
+    rec.reservation.access = crate::model::Access::Tickets;
+    let p = plan(Some(&rec), &Audience::default(), &room, &rooms(), t(19, 31));
+    assert_eq!(
+        steps(&p),
+        vec![Step::SetAccess(crate::model::Access::Tickets), Step::Kick(user("walkin"), KickReason::NoTicket)]
+    );
+}
