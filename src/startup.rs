@@ -212,6 +212,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
                 unmarked: Default::default(),
                 knocks: Default::default(),
                 remote: Default::default(),
+                joins: Arc::new(crate::matrix::rooms::JoinPacer::new(config.rooms.join_pace)),
                 instance: format!("foyer-{}-{:08x}", std::process::id(), rand::random::<u32>()),
             });
             if let Some(platform) = &config.platform {

@@ -29,6 +29,10 @@ pub fn rooms() -> RoomsConfig {
         transcript_wait: std::time::Duration::from_secs(600),
         rules: crate::model::ChatRules::default(),
         reconnect_grace: std::time::Duration::from_secs(10),
+        auto_join: crate::model::AutoJoin::Off,
+        join_pace: crate::config::JoinPace::default(),
+        server_name: ruma::OwnedServerName::try_from("example.org").unwrap(),
+        admin_join: true,
     }
 }
 
@@ -57,6 +61,7 @@ pub fn record(signals: Signals, hosts: Vec<OwnedUserId>) -> ReservationRecord {
             moderators: Vec::new(),
             archive: Default::default(),
             replay_offset: None,
+            auto_join: None,
         },
         signals,
         tickets: TicketCounts::default(),

@@ -177,6 +177,49 @@ pub struct RoomsConfig {
     pub transcript_wait: Duration,
     /// The chat rules every show starts from; a reservation's `chat.rules` overrides them.
     pub rules: crate::model::ChatRules,
+    /// Whether Foyer joins local ticket holders itself (through the Synapse admin join)
+    /// unless a reservation's `chat.auto_join` says otherwise.
+    pub auto_join: crate::model::AutoJoin,
+    /// How fast Foyer's own joins (auto-joins, web fans' users) go into one room.
+    pub join_pace: JoinPace,
+    /// `synapse_admin.token` is configured, which `auto_join` needs: without it holders
+    /// are invited whatever a reservation asks.
+    pub admin_join: bool,
+    /// `homeserver.server_name`, which planning needs: only this server's users can be
+    /// joined by its admin API (`auto_join`).
+    pub server_name: ruma::OwnedServerName,
+}
+
+/// `rooms.join_pace`: Foyer's own joins a second into one room. Synapse counts every join
+/// into a room against `rc_joins_per_room` (by default one a second, ten at once), those it
+/// does not check too; below that rate, a person's own join still gets through.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct JoinPace(f64);
+
+impl JoinPace {
+    pub const MAX: f64 = 1000.0;
+
+    pub fn new(per_second: f64) -> Result<Self, String> {
+        if !(per_second > 0.0 && per_second <= Self::MAX) {
+            return Err(format!("must be a number of joins a second above 0 and at most {}", Self::MAX));
+        }
+        Ok(Self(per_second))
+    }
+
+    pub fn per_second(self) -> f64 {
+        self.0
+    }
+
+    /// The time between two of Foyer's joins into one room.
+    pub fn interval(self) -> Duration {
+        Duration::from_secs_f64(1.0 / self.0)
+    }
+}
+
+impl Default for JoinPace {
+    fn default() -> Self {
+        Self(0.8)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

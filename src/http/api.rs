@@ -60,6 +60,7 @@ fn view(state: &AppState, record: &ReservationRecord, now: DateTime<Utc>) -> (Ph
         "archive": r.archive.as_str(),
         "archive_indexable": r.archive.indexable(),
         "replay_offset_ms": r.replay_offset.map(ReplayOffset::ms),
+        "auto_join": r.auto_join(config.rooms.auto_join).as_str(),
     });
     // Only while an effect is due and not done yet, as docs/openapi.yaml says.
     if status.opening {

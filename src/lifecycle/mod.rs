@@ -37,6 +37,9 @@ use crate::{
 /// afresh, invites first the local holders who came meanwhile.
 const REMOTE_INVITES_FOR: Duration = Duration::from_secs(5);
 
+/// A round starts no join of a holder after this long on them (see `perform_in_room`).
+const JOINS_FOR: Duration = Duration::from_secs(5);
+
 /// How long a claim is held without renewal: a worker that dies loses its claims after
 /// this, and another instance takes over. Renewed every [`RENEW_EVERY`] while working.
 const LEASE: Duration = Duration::from_secs(15);
@@ -75,6 +78,9 @@ pub struct Lifecycle {
     pub knocks: KnockBudget,
     /// Other servers' backoff and the bound on invites to them, across all rooms.
     pub remote: servers::RemoteInvites,
+    /// Turns for Foyer's own joins into each room (`rooms.join_pace`), shared with the
+    /// web chat's joins of web fans' users.
+    pub joins: Arc<rooms::JoinPacer>,
 }
 
 impl Lifecycle {
@@ -285,7 +291,21 @@ impl Lifecycle {
         &self, at: &perform::InRoom<'_>, steps: Vec<Step>, step_now: &mut Option<&'static str>,
     ) -> Result<(), StepError> {
         let (remote_invites, steps) = remote_invites_last(steps, self.config.homeserver.server_name.as_str());
+        // Holders joined by Foyer (`auto_join`) take the room's turns, one at
+        // `rooms.join_pace`: they come after the other steps (the welcome notice among
+        // them), and a round starts none after JOINS_FOR, so that what falls due
+        // meanwhile (a kick, a notice, a new holder) waits seconds, not the whole doors.
+        let (joins, steps): (Vec<Step>, Vec<Step>) = steps.into_iter().partition(|s| matches!(s, Step::Join(_)));
         for step in &steps {
+            *step_now = Some(step.kind());
+            let done = self.perform(at, step).await?;
+            self.record(at.id, Some(at.room), step.kind(), &done).await?;
+        }
+        let started = Instant::now();
+        for step in &joins {
+            if started.elapsed() >= JOINS_FOR {
+                break;
+            }
             *step_now = Some(step.kind());
             let done = self.perform(at, step).await?;
             self.record(at.id, Some(at.room), step.kind(), &done).await?;

@@ -116,6 +116,8 @@ impl Lifecycle {
             Step::UnlinkSpace(space) => self.unlink_space(at, space).await?,
             Step::SetStreamLink => self.set_stream_link(at).await?,
             Step::Invite(user) => self.invite_holder(at, user).await?,
+            Step::Join(user) => return Ok(self.join_holder(at, user).await?),
+            Step::AdmitDoorkeeper => self.admit_doorkeeper(at).await?,
             Step::PostOpeningNotice => return self.opening_notice(at).await,
             Step::PostTranscriptNotice => self.transcript_notice(at).await?,
             Step::PostLiveNotice(started) => self.live_notice(at, *started).await?,
@@ -424,6 +426,48 @@ impl Lifecycle {
                 Ok(self.invite_failed(at, user, e.to_string()))
             }
         }
+    }
+
+    /// Joins a local holder through the admin join, in the room's turn (`auto_join`);
+    /// recorded as let in, so that one who leaves is not joined again. A failure that is
+    /// the holder's (no such user, banned) is kept against them, as an invite's is.
+    pub(super) async fn join_holder(
+        &self, at: &InRoom<'_>, user: &OwnedUserId,
+    ) -> Result<Vec<StepRecord>, MatrixError> {
+        let Some(admin) = &self.admin else {
+            // The planner plans joins only with the admin API configured.
+            return Ok(vec![self.invite_holder(at, user).await?]);
+        };
+        match rooms::join_holder(admin, &self.joins, at.room, user).await {
+            Ok(()) => {
+                metrics::counter!("foyer_joins_total", "kind" => "holder", "result" => "joined").increment(1);
+                let let_in = self.invited(at, user).await;
+                let keeper = at.state.doorkeeper.clone();
+                let joined =
+                    StepRecord::Member { user_id: user.clone(), membership: Membership::Join, invited_by: keeper };
+                Ok(vec![let_in, joined])
+            }
+            Err(e) => {
+                let result = if matches!(e, MatrixError::Api { status: 429, .. }) { "refused" } else { "failed" };
+                metrics::counter!("foyer_joins_total", "kind" => "holder", "result" => result).increment(1);
+                if e.is_transient() {
+                    return Err(e);
+                }
+                Ok(vec![self.invite_failed(at, user, e.to_string())])
+            }
+        }
+    }
+
+    /// Puts the doorkeeper (the user of `synapse_admin.token`) in the room with invite
+    /// power: the admin join invites from it first.
+    async fn admit_doorkeeper(&self, at: &InRoom<'_>) -> Result<StepRecord, StepError> {
+        let admin = self.admin.as_ref().ok_or_else(|| MatrixError::Request {
+            endpoint: "POST /_synapse/admin/v1/join".into(),
+            message: "synapse_admin.token is not configured".into(),
+        })?;
+        let keeper = rooms::admit_doorkeeper(&self.client, admin, &self.joins, at.room).await?;
+        tracing::info!(reservation_id = %at.id, room_id = %at.room, doorkeeper = %keeper, "the doorkeeper is in the room");
+        Ok(StepRecord::DoorkeeperAdmitted { user_id: keeper })
     }
 
     /// The invite went through: the holder is invited to the channel's space too.

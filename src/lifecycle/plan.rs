@@ -9,7 +9,7 @@ use ruma::{OwnedRoomId, OwnedUserId};
 
 use crate::{
     config::RoomsConfig,
-    model::{Audience, CloseReason, KickReason, Membership, ReservationRecord, RoomState, Speech, Step},
+    model::{Audience, AutoJoin, CloseReason, KickReason, Membership, ReservationRecord, RoomState, Speech, Step},
     schedule,
 };
 
@@ -139,6 +139,14 @@ pub fn plan(
         steps.push(Step::SetStreamLink);
     }
     let holders = &audience.holders;
+    // With auto_join, local holders are joined by Foyer through the homeserver's admin
+    // join, which invites from the doorkeeper first: it is let in before them. Hosts and
+    // moderators are invited (they come when they choose), and so is anyone of another
+    // server (the admin join is for local users only).
+    let auto_join = rooms.admin_join && record.reservation.auto_join(rooms.auto_join) == AutoJoin::Local;
+    let doorkeeper_in = room.doorkeeper.as_ref().is_some_and(|keeper| {
+        room.members.get(keeper).is_none_or(|m| matches!(m.membership, Membership::Join | Membership::Invite))
+    });
     let mut queued = BTreeSet::new();
     let mut invite_retry: Option<DateTime<Utc>> = None;
     for user in staff.iter().chain(holders.iter()) {
@@ -149,8 +157,16 @@ pub fn plan(
             invite_retry = Some(invite_retry.map_or(failure.retry_at, |t| t.min(failure.retry_at)));
             continue;
         }
-        if queued.insert(user.clone()) {
-            steps.push(Step::Invite(user.clone()));
+        if !queued.insert(user.clone()) {
+            continue;
+        }
+        let joined_by_foyer = auto_join && user.server_name() == rooms.server_name && !hosts.contains(user);
+        match (joined_by_foyer, doorkeeper_in) {
+            (false, _) => steps.push(Step::Invite(user.clone())),
+            (true, true) => steps.push(Step::Join(user.clone())),
+            // The joins are the next round's, once the doorkeeper is in.
+            (true, false) if !steps.contains(&Step::AdmitDoorkeeper) => steps.push(Step::AdmitDoorkeeper),
+            (true, false) => {}
         }
     }
     if !room.opening_notice_sent {
@@ -223,7 +239,10 @@ pub fn plan(
     // The door: knocks are answered; anyone present who may not be is removed. A guest
     // invited by a host may stay, and so may a web fan's user the web chat joined.
     for (user, member) in &room.members {
-        let entitled = holders.contains(user) || hosts.contains(user) || audience.web.contains(user);
+        let entitled = holders.contains(user)
+            || hosts.contains(user)
+            || audience.web.contains(user)
+            || room.doorkeeper.as_ref() == Some(user);
         match member.membership {
             Membership::Knock if entitled => steps.push(Step::AcceptKnock(user.clone())),
             Membership::Knock => steps.push(Step::Kick(user.clone(), KickReason::KnockRefused)),

@@ -1,5 +1,5 @@
 //! The Synapse admin API, for what the client-server API cannot do: tell whether a local
-//! user exists, and delete a room. It needs a server admin's token
+//! user exists, join local users to a room past its join limit, and delete a room. It needs a server admin's token
 //! (`synapse_admin.token`), not the appservice's.
 
 use std::time::Duration;
@@ -79,6 +79,31 @@ impl SynapseAdmin {
             Some(user) => Ok(Some(user)),
             None => Err(MatrixError::BadResponse { endpoint: hidden, message: "no valid user_id".into() }),
         }
+    }
+
+    /// The token's own user: the doorkeeper of rooms with `auto_join`.
+    pub async fn whoami(&self) -> Result<OwnedUserId, MatrixError> {
+        let path = "/_matrix/client/v3/account/whoami";
+        let me = self.call(reqwest::Method::GET, path, None).await?;
+        me["user_id"].as_str().and_then(|u| OwnedUserId::try_from(u).ok()).ok_or_else(|| MatrixError::BadResponse {
+            endpoint: format!("GET {path}"),
+            message: "no valid user_id".into(),
+        })
+    }
+
+    /// The token's own user joins the room (it was invited); being in already is done.
+    pub async fn join_self(&self, room_id: &OwnedRoomId) -> Result<(), MatrixError> {
+        let path = format!("/_matrix/client/v3/rooms/{}/join", urlencode(room_id.as_str()));
+        self.call(reqwest::Method::POST, &path, Some(json!({}))).await.map(|_| ())
+    }
+
+    /// Joins a local user to the room (`POST /_synapse/admin/v1/join/{room}`). Synapse
+    /// does not check the room's join limit for it (it still counts the join), and in a
+    /// room that is not public it first invites the user from the token's user, who must
+    /// be in the room with invite power. A user in the room already is done.
+    pub async fn join_user(&self, room_id: &OwnedRoomId, user: &OwnedUserId) -> Result<(), MatrixError> {
+        let path = format!("/_synapse/admin/v1/join/{}", urlencode(room_id.as_str()));
+        self.call(reqwest::Method::POST, &path, Some(json!({"user_id": user}))).await.map(|_| ())
     }
 
     /// Deletes and purges the room, then polls the asynchronous delete until it is done.

@@ -261,6 +261,8 @@ pub struct Reservation {
     pub archive: Archive,
     /// `chat.replay_offset_ms`: shifts every offset of the replay.
     pub replay_offset: Option<ReplayOffset>,
+    /// Per-reservation `chat.auto_join`, overriding `rooms.auto_join`.
+    pub auto_join: Option<AutoJoin>,
 }
 
 impl Reservation {
@@ -278,11 +280,44 @@ impl Reservation {
         staff
     }
 
+    /// How its local holders get into the room: its own `chat.auto_join`, else
+    /// `rooms.auto_join` (`default`).
+    pub fn auto_join(&self, default: AutoJoin) -> AutoJoin {
+        self.auto_join.unwrap_or(default)
+    }
+
     /// Whether its chat is saved at archive: its own `chat.transcript`, else
     /// `rooms.transcript` (`default`).
     pub fn wants_transcript(&self, default: bool) -> bool {
         // A public archive is the transcript, published: members were told so.
         self.archive.is_public() || self.transcript.unwrap_or(default)
+    }
+}
+
+/// `rooms.auto_join` and `chat.auto_join` (README, "Big shows"): whether Foyer joins the
+/// local ticket holders itself, through the homeserver's admin join, instead of inviting
+/// them. An admin's join skips a user's own invite blocking, so it is the admin's choice.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AutoJoin {
+    #[default]
+    Off,
+    Local,
+}
+
+impl AutoJoin {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        match value {
+            "off" => Ok(Self::Off),
+            "local" => Ok(Self::Local),
+            other => Err(format!("{other:?} is not one of local, off")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Local => "local",
+        }
     }
 }
 

@@ -15,8 +15,9 @@ use super::{Channel, ChatMode};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RoomState {
     pub room_id: Option<OwnedRoomId>,
-    /// Everyone invited; nobody is invited twice, except someone Foyer removed who holds
-    /// a ticket again.
+    /// Everyone let in: invited, or joined by Foyer itself (`auto_join`). Nobody is let
+    /// in twice (a holder who leaves stays out), except someone Foyer removed who holds a
+    /// ticket again.
     pub invited: BTreeSet<OwnedUserId>,
     /// Holders and hosts whose invite failed, each with its own backoff: one who cannot
     /// be invited never holds back the others.
@@ -54,6 +55,9 @@ pub struct RoomState {
     /// `rooms.transcript_wait` from it), and last with this error.
     pub transcript_failed_at: Option<DateTime<Utc>>,
     pub transcript_error: Option<String>,
+    /// The user of `synapse_admin.token`, put in the room to join its local holders
+    /// (`auto_join`): Synapse's admin join invites from that user first.
+    pub doorkeeper: Option<OwnedUserId>,
 }
 
 /// The last failed invite of one holder (or host).
@@ -225,6 +229,12 @@ pub enum CloseReason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     Invite(OwnedUserId),
+    /// Join a local holder through the homeserver's admin join (`auto_join`), paced per
+    /// room with Foyer's other joins.
+    Join(OwnedUserId),
+    /// Put the user of `synapse_admin.token` in the room with invite power, which the
+    /// admin join needs.
+    AdmitDoorkeeper,
     PostOpeningNotice,
     /// "This chat will be saved": a transcript was switched on after the opening notice.
     PostTranscriptNotice,
@@ -271,6 +281,8 @@ impl Step {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Invite(_) => "invite",
+            Self::Join(_) => "join",
+            Self::AdmitDoorkeeper => "admit_doorkeeper",
             Self::PostOpeningNotice => "opening_notice",
             Self::PostTranscriptNotice => "transcript_notice",
             Self::PostClosingNotice(_) => "closing_notice",
@@ -328,6 +340,10 @@ pub enum StepRecord {
     },
     /// Invited: never invited again...
     Invited {
+        user_id: OwnedUserId,
+    },
+    /// The doorkeeper is in the room with invite power.
+    DoorkeeperAdmitted {
         user_id: OwnedUserId,
     },
     /// The invite failed; tried again at `failure.retry_at`.
@@ -405,6 +421,11 @@ impl RoomState {
                     if member.membership == Membership::Leave {
                         member.membership = Membership::Invite;
                     }
+                }
+            }
+            StepRecord::DoorkeeperAdmitted { user_id } => {
+                if self.room_id.is_some() {
+                    self.doorkeeper = Some(user_id.clone());
                 }
             }
             StepRecord::InviteFailed { user_id, failure } => {

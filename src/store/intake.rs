@@ -22,8 +22,8 @@ use super::{
     sql, to_millis,
 };
 use crate::model::{
-    BoundHow, Description, EndReason, Grant, HeldTicket, Holder, ReplayOffset, ReservationId, StreamKeyHash, StreamUrl,
-    Ticket, WebhookEvent, grant, replay::Edge,
+    AutoJoin, BoundHow, Description, EndReason, Grant, HeldTicket, Holder, ReplayOffset, ReservationId, StreamKeyHash,
+    StreamUrl, Ticket, WebhookEvent, grant, replay::Edge,
 };
 use crate::outbox::OutboundEvent;
 
@@ -46,8 +46,8 @@ const REVISION: &str = "SELECT revision FROM reservations WHERE reservation_id =
 const UPSERT_RESERVATION: &str = "INSERT INTO reservations (reservation_id, revision, title, description,
         starts_at, ends_at, stream_url, channel_id, channel_name, hosts, open_before_seconds, close_after_seconds,
         updated_at, stream_key_hash, transcript, chat_rules, moderators, archive_public, archive_indexable,
-        replay_offset_ms)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+        replay_offset_ms, auto_join)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
     ON CONFLICT (reservation_id) DO UPDATE SET
         revision = COALESCE(excluded.revision, reservations.revision),
         title = excluded.title, description = excluded.description,
@@ -58,7 +58,7 @@ const UPSERT_RESERVATION: &str = "INSERT INTO reservations (reservation_id, revi
         stream_key_hash = excluded.stream_key_hash, transcript = excluded.transcript,
         chat_rules = excluded.chat_rules, moderators = excluded.moderators,
         archive_public = excluded.archive_public, archive_indexable = excluded.archive_indexable,
-        replay_offset_ms = excluded.replay_offset_ms";
+        replay_offset_ms = excluded.replay_offset_ms, auto_join = excluded.auto_join";
 /// Whether the reservation's room is open (or was) while its chat is not public:
 /// then it may not become public (docs/replay.md). `(reservation_id)`.
 const OPENED_PRIVATE: &str = "SELECT 1 FROM lifecycle l
@@ -434,6 +434,7 @@ async fn apply(
                 i64::from(r.archive.is_public()).into(),
                 i64::from(r.archive.indexable()).into(),
                 r.replay_offset.map(ReplayOffset::ms).into(),
+                r.auto_join.map(AutoJoin::as_str).into(),
             ];
             w.execute(UPSERT_RESERVATION, &args).await?;
         }

@@ -16,8 +16,8 @@ use super::{
     to_millis,
 };
 use crate::model::{
-    Archive, Channel, Description, ExternalId, ReplayOffset, Reservation, ReservationId, Revision, RulesOverride,
-    StreamKeyHash, StreamUrl, Title, WebhookEvent, replay::Edge,
+    Archive, AutoJoin, Channel, Description, ExternalId, ReplayOffset, Reservation, ReservationId, Revision,
+    RulesOverride, StreamKeyHash, StreamUrl, Title, WebhookEvent, replay::Edge,
 };
 
 /// A reservation with its signals, lifecycle and the counts named by `$counts`, filtered
@@ -283,6 +283,10 @@ pub(super) fn record(row: &(impl Read + ?Sized)) -> Result<ReservationRecord, St
         replay_offset: row
             .opt_int("replay_offset_ms")?
             .map(|ms| ReplayOffset::parse(ms).map_err(|e| corrupt("replay_offset_ms", e)))
+            .transpose()?,
+        auto_join: row
+            .opt_text("auto_join")?
+            .map(|text| AutoJoin::parse(&text).map_err(|e| corrupt("auto_join", e)))
             .transpose()?,
     };
     let signals = Signals {

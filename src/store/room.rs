@@ -42,6 +42,9 @@ const SPACE_LINKED: &str = "UPDATE lifecycle SET space_linked = $1 WHERE reserva
 const CLOSING_WARNING_SENT: &str = "UPDATE lifecycle SET closing_warning_sent = 1 WHERE reservation_id = $1";
 const HOSTS_APPLIED: &str = "UPDATE lifecycle SET hosts_applied = $1 WHERE reservation_id = $2";
 const SPEECH_APPLIED: &str = "UPDATE lifecycle SET speech_applied = $1 WHERE reservation_id = $2";
+/// Only in a room that exists, as `RoomState::apply` says.
+const DOORKEEPER_ADMITTED: &str =
+    "UPDATE lifecycle SET doorkeeper = $1 WHERE reservation_id = $2 AND room_id IS NOT NULL";
 /// Foyer's own membership change in the reservation's room, if it has one:
 /// `(user_id, membership, invited_by, at, reservation_id)`. The casts give PostgreSQL
 /// the parameters' types, which it cannot infer in a `SELECT` list.
@@ -104,7 +107,7 @@ const LIFECYCLE: &str =
     "SELECT room_id, opening_notice_sent, transcript_notice_sent, closing_notice_sent, archived_at, attempts,
         hosts_applied, speech_applied, name_applied, topic_applied, stream_url_applied, live_notice_for, ended_notice_for,
         reminders_sent, closing_warning_sent, space_linked, create_began_by, create_began_at,
-        transcript_failed_at, transcript_error,
+        transcript_failed_at, transcript_error, doorkeeper,
         (SELECT t.made_at FROM transcripts t WHERE t.reservation_id = lifecycle.reservation_id) AS transcript_made_at,
         (SELECT sp.room_id FROM spaces sp JOIN reservations r ON r.channel_id = sp.channel_id
          WHERE r.reservation_id = lifecycle.reservation_id) AS space
@@ -230,6 +233,7 @@ fn lifecycle(id: &ReservationId, row: Option<&impl Read>, invites: &[impl Read])
         room.transcript_made = row.opt_int("transcript_made_at")?.is_some();
         room.transcript_failed_at = row.opt_time("transcript_failed_at")?;
         room.transcript_error = row.opt_text("transcript_error")?;
+        room.doorkeeper = row.opt_text("doorkeeper")?.map(user).transpose()?;
         state.attempts = attempts(row.int("attempts")?);
         if let (Some(by), Some(at)) = (row.opt_text("create_began_by")?, row.opt_time("create_began_at")?) {
             state.create_began = Some(CreateBegan { by, at });
@@ -477,6 +481,9 @@ impl LifecycleStore for SqlStore<D> {
             }
             StepRecord::ClosingWarningSent => sqlx::query(CLOSING_WARNING_SENT).bind(rid),
             StepRecord::HostsApplied(hosts) => sqlx::query(HOSTS_APPLIED).bind(users_json(hosts).as_str()).bind(rid),
+            StepRecord::DoorkeeperAdmitted { user_id } => {
+                sqlx::query(DOORKEEPER_ADMITTED).bind(user_id.as_str()).bind(rid)
+            }
             StepRecord::SpeechApplied(speech) => {
                 speech_json = speech.to_json();
                 sqlx::query(SPEECH_APPLIED).bind(speech_json.as_str()).bind(rid)

@@ -187,6 +187,21 @@ fn delete_mode_needs_a_synapse_admin_token() {
 }
 
 #[test]
+fn auto_join_needs_a_synapse_admin_token_and_the_pace_is_a_rate() {
+    let yaml = valid_config_yaml().replace("archive_mode: read_only", "archive_mode: read_only\n  auto_join: local");
+    assert_problem(&check(&yaml), "synapse_admin.token", "rooms.auto_join is local");
+    for (pace, says) in
+        [("0", "above 0"), ("fast", "a number of joins a second"), ("-1", "above 0"), ("5000", "at most 1000")]
+    {
+        let yaml = valid_config_yaml()
+            .replace("archive_mode: read_only", &format!("archive_mode: read_only\n  join_pace: {pace}"));
+        assert_problem(&check(&yaml), "rooms.join_pace", says);
+    }
+    let yaml = valid_config_yaml().replace("archive_mode: read_only", "archive_mode: read_only\n  auto_join: everyone");
+    assert_problem(&check(&yaml), "rooms.auto_join", "is not one of: off, local");
+}
+
+#[test]
 fn a_file_that_is_not_yaml_or_missing_is_one_clear_line() {
     let run = check("homeserver: [unclosed\n");
     assert_eq!(run.code, 1);

@@ -2,6 +2,7 @@
 
 mod appservice_api;
 mod archive;
+mod big_shows;
 mod browser;
 mod browser_replay;
 mod check_online;

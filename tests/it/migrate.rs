@@ -52,6 +52,7 @@ async fn a_sqlite_deployment_moves_to_postgres_intact() {
         moderators: Vec::new(),
         archive: Default::default(),
         replay_offset: None,
+        auto_join: None,
     }));
     let receipt = |id| Receipt { webhook_id: id, received_at: Utc::now() };
     sqlite.record_webhook(&receipt("a"), &upsert).await.unwrap();

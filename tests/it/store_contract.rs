@@ -87,6 +87,7 @@ fn upsert(revision: u64) -> WebhookEvent {
         moderators: Vec::new(),
         archive: Default::default(),
         replay_offset: None,
+        auto_join: None,
     }))
 }
 
@@ -556,6 +557,7 @@ fn every_record(room: &OwnedRoomId, space: &OwnedRoomId, channel: &str) -> Vec<S
         StepRecord::Invited { user_id: dave.clone() },
         StepRecord::InviteFailed { user_id: dave.clone(), failure: second },
         StepRecord::InviteForgotten { user_id: dave },
+        StepRecord::DoorkeeperAdmitted { user_id: user("keeper") },
         member(&carol, Membership::Leave, None),
         StepRecord::InviteForgotten { user_id: carol },
         StepRecord::OpeningNoticeSent,
@@ -572,7 +574,7 @@ fn every_record(room: &OwnedRoomId, space: &OwnedRoomId, channel: &str) -> Vec<S
 }
 
 /// Kinds of [`StepRecord`].
-const RECORD_KINDS: usize = 23;
+const RECORD_KINDS: usize = 24;
 
 /// A record's kind, numbered: a new kind does not compile here until it has the next
 /// number (and [`RECORD_KINDS`] counts it), and then fails the test until
@@ -602,6 +604,7 @@ fn record_kind(record: &StepRecord) -> usize {
         StepRecord::TranscriptFailed { .. } => 20,
         StepRecord::TranscriptNoticeSent => 21,
         StepRecord::SpeechApplied(_) => 22,
+        StepRecord::DoorkeeperAdmitted { .. } => 23,
     }
 }
 
@@ -632,6 +635,7 @@ fn any_record(room: OwnedRoomId, channel: String) -> impl Strategy<Value = StepR
         time().prop_map(StepRecord::EndedNoticeSent),
         (0u64..100_000).prop_map(StepRecord::ReminderSent),
         Just(StepRecord::ClosingWarningSent),
+        any_user().prop_map(|user_id| StepRecord::DoorkeeperAdmitted { user_id }),
         (space(), text()).prop_map(move |(space, name)| StepRecord::SpaceEnsured {
             channel_id: channel.clone(),
             space,

@@ -25,7 +25,7 @@ use super::{
 };
 use secrets::SecretKey;
 
-use crate::secret::Secret;
+use crate::{model::AutoJoin, secret::Secret};
 
 /// Parses and validates config text. `env` looks up environment variables (injected so
 /// tests need not touch the process environment).
@@ -152,7 +152,7 @@ impl Walker<'_> {
             None => Some(None),
         };
         let mut rooms_section = self.section(&mut top, "rooms", false).unwrap_or_else(|| Section::new("rooms", &empty));
-        let rooms = self.rooms(&mut rooms_section);
+        let rooms = self.rooms(&mut rooms_section, server_name.as_deref());
         self.finish(rooms_section);
         let synapse_admin = self.section(&mut top, "synapse_admin", false).map(|mut s| {
             let r = self.secret(&mut s, SecretKey::SYNAPSE_ADMIN_TOKEN, true);
@@ -178,6 +178,13 @@ impl Walker<'_> {
             self.problem(
                 "synapse_admin.token",
                 "is required when rooms.archive_mode is delete (rooms are deleted through the Synapse admin API)",
+            );
+        }
+        rooms.admin_join = synapse_admin.is_some();
+        if rooms.auto_join == AutoJoin::Local && synapse_admin.is_none() {
+            self.problem(
+                "synapse_admin.token",
+                "is required when rooms.auto_join is local (holders are joined through the Synapse admin API, by that token's user)",
             );
         }
         let appservice = appservice??;

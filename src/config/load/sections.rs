@@ -12,9 +12,9 @@ use super::{Section, Walker, secrets::SecretKey, sqlite_relative_to};
 use crate::{
     config::{
         ApiConfig, AppserviceConfig, ArchiveMode, DatabaseConfig, DatabaseKind, HomeserverConfig, HomeserverListener,
-        JoinRule, PLACEHOLDER_MARK, Placeholders, PlatformConfig, RoomsConfig, WebhookKey, WebhooksConfig,
+        JoinPace, JoinRule, PLACEHOLDER_MARK, Placeholders, PlatformConfig, RoomsConfig, WebhookKey, WebhooksConfig,
     },
-    model::{ChatRules, RulesOverride},
+    model::{AutoJoin, ChatRules, RulesOverride},
     secret::Secret,
 };
 
@@ -410,7 +410,25 @@ impl Walker<'_> {
         }
     }
 
-    pub(super) fn rooms(&mut self, s: &mut Section<'_>) -> Option<RoomsConfig> {
+    /// `rooms.join_pace`: joins a second, a number.
+    fn join_pace(&mut self, s: &mut Section<'_>) -> Option<JoinPace> {
+        let Some(value) = s.get("join_pace") else { return Some(JoinPace::default()) };
+        match value
+            .as_f64()
+            .ok_or_else(|| "must be a number of joins a second, like 0.8".to_owned())
+            .and_then(JoinPace::new)
+        {
+            Ok(pace) => Some(pace),
+            Err(message) => {
+                self.problem(s.key_path("join_pace"), message);
+                None
+            }
+        }
+    }
+
+    /// `server_name` is `homeserver.server_name`, `None` when that is wrong (and
+    /// reported).
+    pub(super) fn rooms(&mut self, s: &mut Section<'_>, server_name: Option<&ServerName>) -> Option<RoomsConfig> {
         let week = Duration::ZERO..=WEEK;
         let open_before = self.duration(s, "open_before", Duration::from_secs(30 * 60), week.clone());
         let close_after = self.duration(s, "close_after", Duration::from_secs(3600), week.clone());
@@ -431,7 +449,12 @@ impl Walker<'_> {
             self.duration(s, "transcript_retention", Duration::from_secs(30 * 86400), Duration::from_secs(60)..=YEAR);
         let transcript_wait = self.duration(s, "transcript_wait", Duration::from_secs(600), Duration::ZERO..=WEEK);
         let rules = self.rules(s);
+        let auto_join =
+            self.choice(s, "auto_join", AutoJoin::Off, &[("off", AutoJoin::Off), ("local", AutoJoin::Local)]);
+        let join_pace = self.join_pace(s);
         Some(RoomsConfig {
+            auto_join: auto_join?,
+            join_pace: join_pace?,
             rules: rules?,
             transcript: transcript?,
             transcript_retention: transcript_retention?,
@@ -446,6 +469,9 @@ impl Walker<'_> {
             allow_http_stream_urls: allow_http_stream_urls?,
             // Read from the `ingest` section (config/load/mod.rs).
             reconnect_grace: Duration::from_secs(10),
+            server_name: server_name?.to_owned(),
+            // Set from the `synapse_admin` section (config/load/mod.rs).
+            admin_join: false,
         })
     }
 }

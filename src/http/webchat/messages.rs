@@ -239,9 +239,23 @@ async fn follows_rules(
     state.store.record_post(&s.reservation, &sender, &message.txn_id, now, &digest).await.map_err(|e| unavailable(&e))
 }
 
+/// How long a web fan's first message may wait for its user's turn to join the room.
+const WEB_JOIN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// 429 `FOYER_ROOM_BUSY`: many are being let into the room; the fan's first message may
+/// be sent again in `wait`.
+fn room_busy(wait: std::time::Duration) -> Response {
+    too_many("FOYER_ROOM_BUSY", words::web::room_busy(wait), wait)
+}
+
 /// 429 `FOYER_TIMED_OUT`: the fan may post again in `wait`.
 fn timed_out(wait: std::time::Duration) -> Response {
-    let body = json!({"errcode": "FOYER_TIMED_OUT", "error": words::web::timed_out(wait),
+    too_many("FOYER_TIMED_OUT", words::web::timed_out(wait), wait)
+}
+
+/// A 429 with `retry_after_ms` and `Retry-After`.
+fn too_many(errcode: &str, error: String, wait: std::time::Duration) -> Response {
+    let body = json!({"errcode": errcode, "error": error,
         "retry_after_ms": u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)});
     let seconds = wait.as_secs_f64().ceil().max(1.0).to_string();
     (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, seconds)], Json(body)).into_response()
@@ -334,7 +348,19 @@ async fn web_user(
         registered_at: now,
     };
     state.store.put_web_user(&new).await.map_err(|e| unavailable(&e))?;
-    rooms::join_web_user(client, room_id, &user_id).await.map_err(|e| homeserver_failed(e, "join a web fan"))?;
+    // The join takes a turn among Foyer's joins into the room (`rooms.join_pace`): a
+    // fan waits for one that comes soon, and is told to try again when the room is busy
+    // letting others in. Their user is kept, made once.
+    if let Some(lifecycle) = state.lifecycle.get() {
+        match lifecycle.joins.take_turn(room_id, WEB_JOIN_PATIENCE) {
+            Ok(wait) => tokio::time::sleep(wait).await,
+            Err(wait) => return Err(room_busy(wait)),
+        }
+    }
+    let joined = rooms::join_web_user(client, room_id, &user_id).await;
+    let result = if joined.is_ok() { "joined" } else { "failed" };
+    metrics::counter!("foyer_joins_total", "kind" => "web_fan", "result" => result).increment(1);
+    joined.map_err(|e| homeserver_failed(e, "join a web fan"))?;
     state.store.web_user_joined(&user_id, Utc::now()).await.map_err(|e| unavailable(&e))?;
     tracing::info!(reservation_id = %s.reservation, "a web fan joined the room");
     Ok(user_id)

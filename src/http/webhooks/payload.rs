@@ -8,9 +8,9 @@ use serde_json::{Map, Value};
 
 use crate::config::Config;
 use crate::model::{
-    Archive, Channel, ClaimKey, Description, DisplayName, Email, EmailClaim, ExternalId, Holder, MAX_SPAN_SECONDS,
-    ReplayOffset, Reservation, ReservationId, Revision, RulesOverride, StreamKey, StreamUrl, Ticket, Title,
-    WebhookEvent, parse_reason,
+    Archive, AutoJoin, Channel, ClaimKey, Description, DisplayName, Email, EmailClaim, ExternalId, Holder,
+    MAX_SPAN_SECONDS, ReplayOffset, Reservation, ReservationId, Revision, RulesOverride, StreamKey, StreamUrl, Ticket,
+    Title, WebhookEvent, parse_reason,
 };
 
 const MAX_BATCH: usize = 1000;
@@ -40,12 +40,14 @@ pub struct Rules {
     pub bot: Option<OwnedUserId>,
     /// What an email ticket's claim code is derived with; the store keeps its hash.
     pub claim_key: ClaimKey,
+    /// `synapse_admin.token` is configured: `chat.auto_join: local` can be done.
+    pub admin_join: bool,
 }
 
 /// No bot known, https stream URLs only, and a claim key no deployment has.
 impl Default for Rules {
     fn default() -> Self {
-        Self { allow_http_stream_urls: false, bot: None, claim_key: ClaimKey::from_secret(b"") }
+        Self { allow_http_stream_urls: false, bot: None, claim_key: ClaimKey::from_secret(b""), admin_join: false }
     }
 }
 
@@ -55,6 +57,7 @@ impl Rules {
             allow_http_stream_urls: config.rooms.allow_http_stream_urls,
             bot: Some(config.bot_user_id()),
             claim_key: config.claim_key(),
+            admin_join: config.synapse_admin.is_some(),
         }
     }
 
@@ -362,26 +365,39 @@ fn reservation(data: &Object<'_>, now: DateTime<Utc>, rules: &Rules) -> Result<R
         })
         .transpose()?;
     let hosts = users(data.get("hosts"), "data.hosts", rules)?;
-    let (open_before_seconds, close_after_seconds, transcript, chat_rules, moderators, archive, replay_offset) =
-        match data.get("chat") {
-            None => (None, None, None, RulesOverride::default(), Vec::new(), Archive::default(), None),
-            Some(v) => {
-                let chat = Object::new("data.chat", v)?;
-                let max = MAX_SPAN_SECONDS as u64;
-                let transcript = chat.opt_bool("transcript")?;
-                let chat_rules = match chat.get("rules") {
-                    None => RulesOverride::default(),
-                    Some(v) => RulesOverride::parse(v, "data.chat.rules").map_err(|e| err(e.path, e.message))?,
-                };
-                let moderators = users(chat.get("moderators"), "data.chat.moderators", rules)?;
-                let (open_before, close_after) =
-                    (chat.unsigned("open_before_seconds", max)?, chat.unsigned("close_after_seconds", max)?);
-                let indexable = chat.opt_bool("archive_indexable")?.unwrap_or(false);
-                let archive = chat.opt_parse("archive", |v| Archive::parse(v, indexable))?.unwrap_or_default();
-                let replay_offset = chat.opt_int("replay_offset_ms", ReplayOffset::parse)?;
-                (open_before, close_after, transcript, chat_rules, moderators, archive, replay_offset)
+    let (
+        open_before_seconds,
+        close_after_seconds,
+        transcript,
+        chat_rules,
+        moderators,
+        archive,
+        replay_offset,
+        auto_join,
+    ) = match data.get("chat") {
+        None => (None, None, None, RulesOverride::default(), Vec::new(), Archive::default(), None, None),
+        Some(v) => {
+            let chat = Object::new("data.chat", v)?;
+            let max = MAX_SPAN_SECONDS as u64;
+            let transcript = chat.opt_bool("transcript")?;
+            let chat_rules = match chat.get("rules") {
+                None => RulesOverride::default(),
+                Some(v) => RulesOverride::parse(v, "data.chat.rules").map_err(|e| err(e.path, e.message))?,
+            };
+            let moderators = users(chat.get("moderators"), "data.chat.moderators", rules)?;
+            let (open_before, close_after) =
+                (chat.unsigned("open_before_seconds", max)?, chat.unsigned("close_after_seconds", max)?);
+            let indexable = chat.opt_bool("archive_indexable")?.unwrap_or(false);
+            let archive = chat.opt_parse("archive", |v| Archive::parse(v, indexable))?.unwrap_or_default();
+            let replay_offset = chat.opt_int("replay_offset_ms", ReplayOffset::parse)?;
+            let auto_join = chat.opt_parse("auto_join", AutoJoin::parse)?;
+            if auto_join == Some(AutoJoin::Local) && !rules.admin_join {
+                let why = "local needs synapse_admin.token in Foyer's config (holders are joined through the Synapse admin API); ask the homeserver's admin, or send off";
+                return Err(err("data.chat.auto_join", why));
             }
-        };
+            (open_before, close_after, transcript, chat_rules, moderators, archive, replay_offset, auto_join)
+        }
+    };
     // Absent means no key: an upsert describes the whole reservation, so a platform
     // that drops the key from an update withdraws it (as it would a stream_url).
     let stream_key = data
@@ -407,6 +423,7 @@ fn reservation(data: &Object<'_>, now: DateTime<Utc>, rules: &Rules) -> Result<R
         moderators,
         archive,
         replay_offset,
+        auto_join,
     })
 }
 

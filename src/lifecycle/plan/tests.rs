@@ -14,6 +14,8 @@ use crate::{
 
 /// The door: who is kicked, who is invited again, which knocks are answered.
 mod door;
+/// Doors open at scale: holders joined by Foyer, the doorkeeper.
+mod doors;
 /// Who may speak: modes and timeouts.
 mod speech;
 
@@ -32,6 +34,11 @@ fn holders(names: &[&str]) -> Audience {
 
 fn bot() -> OwnedUserId {
     user("foyer")
+}
+
+/// The user of `synapse_admin.token`.
+fn doorkeeper() -> OwnedUserId {
+    user("keeper")
 }
 
 fn member(membership: Membership, invited_by: Option<&str>) -> Member {
@@ -84,7 +91,8 @@ fn records(work: &Work, rec: &ReservationRecord, config: &RoomsConfig) -> Vec<St
         },
         Step::LinkSpace(space) => StepRecord::SpaceLinked(Some(space.clone())),
         Step::UnlinkSpace(_) => StepRecord::SpaceLinked(None),
-        Step::Invite(user) => StepRecord::Invited { user_id: user.clone() },
+        Step::Invite(user) | Step::Join(user) => StepRecord::Invited { user_id: user.clone() },
+        Step::AdmitDoorkeeper => StepRecord::DoorkeeperAdmitted { user_id: doorkeeper() },
         Step::AcceptKnock(user) => {
             StepRecord::Member { user_id: user.clone(), membership: Membership::Invite, invited_by: Some(bot()) }
         }
@@ -104,6 +112,11 @@ fn records(work: &Work, rec: &ReservationRecord, config: &RoomsConfig) -> Vec<St
     // The second record some steps' success is kept with.
     let also = |step: &Step| match step {
         Step::Kick(user, _) => Some(StepRecord::InviteForgotten { user_id: user.clone() }),
+        Step::Join(user) => Some(StepRecord::Member {
+            user_id: user.clone(),
+            membership: Membership::Join,
+            invited_by: Some(doorkeeper()),
+        }),
         Step::PostOpeningNotice if rec.reservation.wants_transcript(config.transcript) => {
             Some(StepRecord::TranscriptNoticeSent)
         }
@@ -534,8 +547,10 @@ proptest! {
         hosts_changed in any::<bool>(),
         channel in any::<bool>(),
         transcript in any::<bool>(),
+        auto_join in any::<bool>(),
     ) {
-        let config = RoomsConfig { transcript, ..rooms() };
+        let auto_join = if auto_join { crate::model::AutoJoin::Local } else { crate::model::AutoJoin::Off };
+        let config = RoomsConfig { transcript, auto_join, ..rooms() };
         let now = t(19, 0) + Duration::minutes(minutes);
         let signals = Signals {
             cancelled_at: cancelled.then_some(t(12, 0)),
@@ -565,14 +580,15 @@ proptest! {
             room.members.insert(user(name), member(kinds[*kind], by.as_deref()));
         }
         // Plan, record the work's success, plan again: at the same moment that comes to
-        // nothing within three rounds (opening the room, ensuring its space, the rest).
+        // nothing within four rounds (opening the room, ensuring its space, letting the
+        // doorkeeper in, the rest).
         let (mut rounds, mut opened) = (0, 0);
         loop {
             let p = plan(Some(&rec), &audience, &room, &config, now);
             if p.work == Work::Nothing {
                 break;
             }
-            prop_assert!(rounds < 3, "still {:?} after {} rounds", p.work, rounds);
+            prop_assert!(rounds < 4, "still {:?} after {} rounds", p.work, rounds);
             opened += usize::from(p.work == Work::Open);
             apply_with(&mut room, &p.work, &rec, &config);
             rounds += 1;

@@ -7,7 +7,8 @@
 //! join), `messages.rs` (posting once), `details.rs` (name and topic), `power.rs` (the
 //! levels), `stream.rs` (widget and pinned link), `spaces.rs` (the channel's space),
 //! `archive.rs`, `web_users.rs` (web fans' users: register, name, join, send, redact),
-//! `direct.rs` (the bot's direct chats with hosts and moderators).
+//! `direct.rs` (the bot's direct chats with hosts and moderators), `doors.rs` (holders
+//! joined by the admin join, and the pace of Foyer's joins).
 //! This file holds what they share: the step deadline, raw JSON, Foyer's
 //! marker, the initial state rooms and spaces share, and
 //! the state writes and reads.
@@ -16,6 +17,7 @@ mod archive;
 mod create;
 mod details;
 mod direct;
+mod doors;
 mod members;
 mod messages;
 mod power;
@@ -29,6 +31,7 @@ pub use archive::archive;
 pub use create::{ABANDONED_AFTER, CREATOR_GONE_GRACE, OpenError, Patience, UnmarkedRooms, create_or_adopt};
 pub use details::{set_name, set_topic};
 pub use direct::{membership, open_direct_chat};
+pub use doors::{JoinPacer, admit_doorkeeper, join_holder};
 pub use members::{ban, invite, invite_once, join, kick, redact, unban};
 pub use messages::notice;
 pub use power::{ADMIN, MEMBER, MODERATOR, TIMED_OUT, set_hosts, set_speech};

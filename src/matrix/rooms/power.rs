@@ -68,6 +68,14 @@ pub(super) fn power_levels(
     raw(levels)
 }
 
+/// The power levels' `users` map, to change in place.
+fn users_map(levels: &mut Value) -> Result<&mut serde_json::Map<String, Value>, MatrixError> {
+    levels["users"].as_object_mut().ok_or_else(|| MatrixError::BadResponse {
+        endpoint: "m.room.power_levels state".into(),
+        message: "no users map".into(),
+    })
+}
+
 /// Makes the room's moderators the reservation's hosts: new hosts up to [`MODERATOR`],
 /// removed ones back to the default. Read-modify-write, as a state PUT replaces the whole
 /// event.
@@ -81,10 +89,7 @@ pub async fn set_hosts(
     hosts: &std::collections::BTreeSet<OwnedUserId>,
 ) -> Result<(), MatrixError> {
     let mut levels = state(client, room_id, POWER_LEVELS).await?;
-    let users = levels["users"].as_object_mut().ok_or_else(|| MatrixError::BadResponse {
-        endpoint: "m.room.power_levels state".into(),
-        message: "no users map".into(),
-    })?;
+    let users = users_map(&mut levels)?;
     for gone in before.difference(hosts) {
         if users.get(gone.as_str()).and_then(Value::as_i64) == Some(MODERATOR.into()) {
             users.remove(gone.as_str());
@@ -139,5 +144,19 @@ pub async fn set_speech(
             users.insert(silenced.to_string(), json!(TIMED_OUT));
         }
     }
+    put_custom(client, room_id, POWER_LEVELS, "", levels).await
+}
+
+/// Gives `user` invite power ([`MODERATOR`]) in the room, unless they have as much already
+/// (the doorkeeper, `doors.rs`). Read-modify-write on the raw JSON, as [`set_hosts`].
+pub async fn give_invite_power(
+    client: &MatrixClient, room_id: &OwnedRoomId, user: &OwnedUserId,
+) -> Result<(), MatrixError> {
+    let mut levels = state(client, room_id, POWER_LEVELS).await?;
+    let users = users_map(&mut levels)?;
+    if users.get(user.as_str()).and_then(Value::as_i64).is_some_and(|level| level >= MODERATOR.into()) {
+        return Ok(());
+    }
+    users.insert(user.to_string(), json!(MODERATOR));
     put_custom(client, room_id, POWER_LEVELS, "", levels).await
 }

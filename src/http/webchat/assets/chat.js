@@ -33,6 +33,7 @@ const WORDS = {
   counterOver: (n, max) => `${n - max} characters over the limit of ${max}.`,
   slowMode: (s) => `Slow mode: you can send again in ${s} s.`,
   timedOut: (s) => `You are timed out: you can send again in ${s} s.`,
+  roomBusy: (s) => `Many fans are coming in: you can send again in ${s} s.`,
   slowModeOver: "You can send again.",
   notSent: (why) => `Not sent: ${why}`,
   notSentNetwork: "Not sent: the connection failed. Press Send to try again.",
@@ -747,7 +748,8 @@ async function send() {
   const { errcode, error, retryAfterMs } = await refusal(response);
   if (response.status === 429) {
     const header = Number(response.headers.get("Retry-After")) * 1000;
-    const words = errcode === "FOYER_TIMED_OUT" ? WORDS.timedOut : WORDS.slowMode;
+    const words =
+      errcode === "FOYER_TIMED_OUT" ? WORDS.timedOut : errcode === "FOYER_ROOM_BUSY" ? WORDS.roomBusy : WORDS.slowMode;
     slowDown(retryAfterMs > 0 ? retryAfterMs : header > 0 ? header : 1000, words);
     return;
   }

@@ -343,3 +343,25 @@ proptest::proptest! {
         let _ = parse(&body, Utc::now());
     }
 }
+
+#[test]
+fn chat_auto_join_is_taken_only_where_the_admin_join_can_do_it() {
+    let with_admin = Rules { admin_join: true, ..rules(false) };
+    let auto_join = |chat: Value, rules: &Rules| {
+        let mut data = jazz();
+        data["chat"] = chat;
+        match parse_typed(&envelope("reservation.created", data), Utc::now(), rules) {
+            Ok((_, WebhookEvent::Upsert(r))) => Ok(r.auto_join),
+            Ok(_) => panic!("not an upsert"),
+            Err(e) => Err((e.path, e.message)),
+        }
+    };
+    assert_eq!(auto_join(json!({}), &with_admin), Ok(None));
+    assert_eq!(auto_join(json!({"auto_join": "local"}), &with_admin), Ok(Some(AutoJoin::Local)));
+    assert_eq!(auto_join(json!({"auto_join": "off"}), &rules(false)), Ok(Some(AutoJoin::Off)));
+    let (path, message) = auto_join(json!({"auto_join": "local"}), &rules(false)).unwrap_err();
+    assert_eq!(path, "data.chat.auto_join");
+    assert!(message.contains("synapse_admin.token"), "{message}");
+    let (path, message) = auto_join(json!({"auto_join": "everyone"}), &with_admin).unwrap_err();
+    assert_eq!((path.as_str(), message.as_str()), ("data.chat.auto_join", "\"everyone\" is not one of local, off"));
+}
