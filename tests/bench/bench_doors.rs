@@ -1,8 +1,8 @@
 //! Doors open at scale: how long N local ticket holders take to be in their room after
 //! `opens_at`, on a Synapse with its default room limits (`rc_joins_per_room`: one join a
-//! second, burst 10). Three ways, one after the other, each in a room of its own:
-//! every holder accepting their invite at the same moment; every holder accepting at a
-//! random time across the open window; Foyer joining them itself (`rooms.auto_join:
+//! second, burst 10). Four ways, one after the other, each in a room of its own: every
+//! holder accepting their invite at the same moment; each as their invite arrives; each
+//! at a random time across the open window; Foyer joining them itself (`rooms.auto_join:
 //! local`), while a host joins by themselves in the middle of the window.
 
 use std::{
@@ -163,8 +163,14 @@ impl Run {
             format!("{:.1} s / {:.1} s / {:.1} s", p50.as_secs_f64(), p99.as_secs_f64(), max.as_secs_f64())
         });
         format!(
-            "| {} | {:.0} s | {:.0} s | {}/{n} | {} | {} | {waits} |",
-            self.way, self.first_in, self.all_in, self.by_start, self.refusals, self.synapse_refusals
+            "| {} | {:.0} s | {:.0} s | {:.2} | {}/{n} | {} | {} | {waits} |",
+            self.way,
+            self.first_in,
+            self.all_in,
+            (n as f64 - 1.0) / (self.all_in - self.first_in).max(0.001),
+            self.by_start,
+            self.refusals,
+            self.synapse_refusals
         )
     }
 }
@@ -204,26 +210,39 @@ enum Moment {
     Together,
     /// Each as soon as their own invite arrives, as a fan waiting in Element would.
     OnArrival,
+    /// Each at a random time across the open window.
+    Random,
 }
 
-/// Ways 1 and 2: every holder waits at the doors and accepts as `moment` says.
+/// The ways without `auto_join`: every holder accepts their invite as `moment` says.
 async fn at_the_doors(
     foyer: &TestFoyer, synapse: &Synapse, holders: &[TestUser], window: Duration, moment: Moment,
 ) -> Run {
+    use rand::Rng as _;
     let bot = TestUser::bot(&foyer.slot);
     let log_from = log_len(synapse);
     let (id, doors, starts) = book(foyer, holders, &[], window).await;
     let room = foyer.room_id(&id, Duration::from_secs(LEAD as u64 + 60)).await;
     let limit = window + Duration::from_secs(1800);
-    let mut waiting: Vec<TestUser> = holders.to_vec();
     let mut clients = Vec::with_capacity(holders.len());
+    let mut waiting: Vec<TestUser> = holders.to_vec();
+    if moment == Moment::Random {
+        for user in std::mem::take(&mut waiting) {
+            let room = room.clone();
+            let at = doors + chrono::Duration::milliseconds(rand::rng().random_range(0..window.as_millis() as i64));
+            clients.push(tokio::spawn(async move {
+                sleep_until(at).await;
+                accept_invite(&user, &room, limit).await
+            }));
+        }
+    }
     let started = Instant::now();
     while !waiting.is_empty() {
         assert!(started.elapsed() < Duration::from_secs(300), "{} holders still not invited", waiting.len());
         let invited = members(&bot, &room, "invite").await;
         let arrived = match moment {
             Moment::Together if waiting.iter().all(|u| invited.contains(&u.user_id)) => std::mem::take(&mut waiting),
-            Moment::Together => Vec::new(),
+            Moment::Together | Moment::Random => Vec::new(),
             Moment::OnArrival => {
                 let (arrived, rest) = waiting.into_iter().partition(|u| invited.contains(&u.user_id));
                 waiting = rest;
@@ -242,11 +261,18 @@ async fn at_the_doors(
         entries.push(client.await.expect("a holder's client"));
     }
     let (first_in, all_in, by_start) = settle(&bot, &room, holders, doors, starts, Duration::from_secs(60)).await;
+    let (way, note) = match moment {
+        Moment::Together => {
+            ("all accept at the same moment", format!("every invite was out by {invited_after:.0} s after the doors"))
+        }
+        Moment::OnArrival => (
+            "each accepts as their invite arrives",
+            format!("every invite was out by {invited_after:.0} s after the doors"),
+        ),
+        Moment::Random => ("each accepts at a random time in the window", String::new()),
+    };
     Run {
-        way: match moment {
-            Moment::Together => "all accept at the same moment",
-            Moment::OnArrival => "each accepts as their invite arrives",
-        },
+        way,
         all_in,
         by_start,
         first_in,
@@ -254,48 +280,11 @@ async fn at_the_doors(
         early: entries.iter().map(|e| e.early).sum(),
         waits: waits(&entries),
         synapse_refusals: refused_joins_in_log(synapse, log_from),
-        note: format!("every invite was out by {invited_after:.0} s after the doors"),
+        note,
     }
 }
 
-/// Way 2: every holder accepts at a random time across the open window.
-async fn spread(foyer: &TestFoyer, synapse: &Synapse, holders: &[TestUser], window: Duration) -> Run {
-    use rand::Rng as _;
-    let bot = TestUser::bot(&foyer.slot);
-    let log_from = log_len(synapse);
-    let (id, doors, starts) = book(foyer, holders, &[], window).await;
-    let room = foyer.room_id(&id, Duration::from_secs(LEAD as u64 + 60)).await;
-    let limit = window + Duration::from_secs(1800);
-    let clients: Vec<_> = holders
-        .iter()
-        .map(|u| {
-            let (u, room) = (u.clone(), room.clone());
-            let at = doors + chrono::Duration::milliseconds(rand::rng().random_range(0..window.as_millis() as i64));
-            tokio::spawn(async move {
-                sleep_until(at).await;
-                accept_invite(&u, &room, limit).await
-            })
-        })
-        .collect();
-    let mut entries = Vec::with_capacity(holders.len());
-    for client in clients {
-        entries.push(client.await.expect("a holder's client"));
-    }
-    let (first_in, all_in, by_start) = settle(&bot, &room, holders, doors, starts, Duration::from_secs(60)).await;
-    Run {
-        way: "each accepts at a random time in the window",
-        all_in,
-        by_start,
-        first_in,
-        refusals: entries.iter().map(|e| e.refusals).sum(),
-        early: entries.iter().map(|e| e.early).sum(),
-        waits: waits(&entries),
-        synapse_refusals: refused_joins_in_log(synapse, log_from),
-        note: String::new(),
-    }
-}
-
-/// Way 3: Foyer joins the holders itself; a host joins by themselves mid-window.
+/// `auto_join`: Foyer joins the holders itself; a host joins by themselves mid-window.
 /// Returns the run, the host's own join and Foyer's `foyer_joins_total` for holders.
 async fn auto_join(
     foyer: &TestFoyer, synapse: &Synapse, holders: &[TestUser], host: &TestUser, window: Duration,
@@ -373,7 +362,7 @@ async fn bench_doors() {
         runs.push(at_the_doors(&inviting, &synapse, &holders[n..2 * n], window, Moment::OnArrival).await);
     }
     if ways.contains("spread") {
-        runs.push(spread(&inviting, &synapse, &holders[2 * n..3 * n], window).await);
+        runs.push(at_the_doors(&inviting, &synapse, &holders[2 * n..3 * n], window, Moment::Random).await);
     }
     drop(inviting);
     let mut host_line = String::new();
@@ -394,8 +383,8 @@ async fn bench_doors() {
     let pace_bound = (n as f64 - 1.0) / JOIN_PACE;
     let budget_bound = (n as f64 - ROOM_JOIN_BURST).max(0.0) / ROOM_JOINS_PER_SECOND;
     let rows: Vec<String> = runs.iter().map(|r| r.row(n)).collect();
-    let notes: Vec<String> =
-        runs.iter().filter(|r| !r.note.is_empty()).map(|r| format!("{}: {}", r.way, r.note)).collect();
+    let notes: String =
+        runs.iter().filter(|r| !r.note.is_empty()).map(|r| format!("{}: {}.\n", r.way, r.note)).collect();
     let early: u32 = runs.iter().map(|r| r.early).sum();
     let body = format!(
         "## Doors open at scale\n\n\
@@ -403,8 +392,8 @@ async fn bench_doors() {
          (`open_before`) is {window_s} s. Times are from the doors (`opens_at`) by the homeserver's clock \
          (`origin_server_ts` of each holder's join event). The holders' clients retry a 429 after its \
          `retry_after_ms`, as Element does.\n\n\
-         | way | first in | all in | in by `starts_at` | 429s seen by clients | 429s on `/join` in Synapse's log | a holder's own wait p50 / p99 / max |\n\
-         |---|---|---|---|---|---|---|\n{rows}\n\n{notes}.{host_line}\n\n\
+         | way | first in | all in | joins a second, first to last | in by `starts_at` | 429s seen by clients | 429s on `/join` in Synapse's log | a holder's own wait p50 / p99 / max |\n\
+         |---|---|---|---|---|---|---|---|\n{rows}\n\n{notes}{host_line}\n\n\
          Joins tried before their invite had arrived (answered 403, tried again a second later): {early}.\n\n\
          **The homeserver.** Synapse {version} of its own (`Synapse::dedicated_with_default_limits`), with \
          Synapse's default limits except two: `rc_registration` and `rc_login` are raised, because the harness \
@@ -436,7 +425,6 @@ async fn bench_doors() {
         machine(),
         window_s = window.as_secs(),
         rows = rows.join("\n"),
-        notes = notes.join("; "),
         users = 4 * n + 2,
     );
     println!("{body}");
