@@ -91,6 +91,16 @@ impl SynapseAdmin {
         })
     }
 
+    /// Exempts `user` from every rate limit of Synapse's (`messages_per_second: 0`):
+    /// the doorkeeper's own join into each room would otherwise be held to a user's
+    /// join limit (`rc_joins.local`: ten at once, then one every ten seconds). Setting it
+    /// again changes nothing.
+    pub async fn exempt_from_rate_limits(&self, user: &OwnedUserId) -> Result<(), MatrixError> {
+        let path = format!("/_synapse/admin/v1/users/{}/override_ratelimit", urlencode(user.as_str()));
+        let body = json!({"messages_per_second": 0, "burst_count": 0});
+        self.call(reqwest::Method::POST, &path, Some(body)).await.map(|_| ())
+    }
+
     /// The token's own user joins the room (it was invited); being in already is done.
     pub async fn join_self(&self, room_id: &OwnedRoomId) -> Result<(), MatrixError> {
         let path = format!("/_matrix/client/v3/rooms/{}/join", urlencode(room_id.as_str()));

@@ -3,6 +3,7 @@
 //! speed. Every one is `#[ignore]`d, so `cargo test` passes over them: run them with
 //! `scripts/bench [name]` (a release build, one at a time, on quiet cores).
 
+mod bench_doors;
 mod bench_intake;
 mod bench_memory;
 // Named so that `scripts/bench bench_intake` (a substring filter) runs only the SQLite one.

@@ -152,10 +152,10 @@ impl Synapse {
     }
 
     fn start() -> Synapse {
-        Self::launch(SLOTS)
+        Self::launch(SLOTS, Limits::Raised)
     }
 
-    fn launch(slot_count: usize) -> Synapse {
+    fn launch(slot_count: usize, limits: Limits) -> Synapse {
         let python = ensure_synapse_installed();
         let dir = tempfile::Builder::new().prefix("foyer-synapse-").tempdir().expect("tempdir");
         let port = free_port();
@@ -191,7 +191,7 @@ impl Synapse {
             registration_files.push(registration);
         }
         let shared_secret = random_token();
-        let config = homeserver_yaml(dir.path(), port, &shared_secret, &registration_files);
+        let config = homeserver_yaml(dir.path(), port, &shared_secret, &registration_files, limits);
         let config_path = dir.path().join("homeserver.yaml");
         std::fs::write(&config_path, config).expect("write homeserver.yaml");
         write_signing_key(&dir.path().join("signing.key"));
@@ -211,7 +211,14 @@ impl Synapse {
 
     /// A Synapse of the test's own, for tests that stop and start it.
     pub fn dedicated(slots: usize) -> Synapse {
-        Self::launch(slots)
+        Self::launch(slots, Limits::Raised)
+    }
+
+    /// A Synapse of the test's own with Synapse's default rate limits, except on
+    /// registering and logging in (which only make the test's users): for measuring what
+    /// the default limits do to a room, as a stock homeserver has them.
+    pub fn dedicated_with_default_limits(slots: usize) -> Synapse {
+        Self::launch(slots, Limits::DefaultButLogins)
     }
 
     /// Stops Synapse (SIGTERM) and waits until it has exited.
@@ -257,10 +264,44 @@ impl Synapse {
     }
 }
 
-fn homeserver_yaml(dir: &Path, port: u16, shared_secret: &str, registrations: &[PathBuf]) -> String {
+/// Which of Synapse's rate limits a harness Synapse raises.
+#[derive(Clone, Copy, PartialEq)]
+enum Limits {
+    /// Tests act faster than people: messages, joins, invites, logins and registering.
+    Raised,
+    /// Only registering and logging in; every room and message limit is Synapse's default.
+    DefaultButLogins,
+}
+
+fn homeserver_yaml(dir: &Path, port: u16, shared_secret: &str, registrations: &[PathBuf], limits: Limits) -> String {
     let d = dir.display();
     let files: String = registrations.iter().map(|p| format!("  - {}\n", p.display())).collect();
     let fast = "{per_second: 1000, burst_count: 1000}";
+    let logins = format!(
+        "rc_registration: {fast}
+rc_login:
+  address: {fast}
+  account: {fast}
+  failed_attempts: {fast}
+"
+    );
+    let others = match limits {
+        Limits::Raised => format!(
+            "rc_message: {fast}
+rc_joins:
+  local: {fast}
+  remote: {fast}
+rc_invites:
+  per_room: {fast}
+  per_user: {fast}
+  per_issuer: {fast}
+rc_admin_redaction: {fast}
+rc_3pid_validation: {fast}
+rc_room_creation: {fast}
+"
+        ),
+        Limits::DefaultButLogins => String::new(),
+    };
     format!(
         "server_name: {SERVER_NAME}
 pid_file: {d}/homeserver.pid
@@ -288,23 +329,7 @@ registration_shared_secret: {shared_secret}
 # Test users need no strong password hashing; 4 rounds register hundreds per second.
 bcrypt_rounds: 4
 app_service_config_files:
-{files}rc_message: {fast}
-rc_registration: {fast}
-rc_login:
-  address: {fast}
-  account: {fast}
-  failed_attempts: {fast}
-rc_joins:
-  local: {fast}
-  remote: {fast}
-rc_invites:
-  per_room: {fast}
-  per_user: {fast}
-  per_issuer: {fast}
-rc_admin_redaction: {fast}
-rc_3pid_validation: {fast}
-rc_room_creation: {fast}
-"
+{files}{logins}{others}"
     )
 }
 

@@ -63,13 +63,18 @@ impl JoinPacer {
     }
 }
 
-/// Puts the doorkeeper in the room with invite power: raised first (a state event, no
-/// join), then invited by the bot and joined as itself (one join, its turn taken).
+/// Puts the doorkeeper in the room with invite power: exempted from Synapse's rate
+/// limits (its joins into many rooms at once), raised (a state event, no join), then
+/// invited by the bot and joined as itself (one join, its turn taken).
 /// Returns its user. Each part is idempotent.
 pub async fn admit_doorkeeper(
     client: &MatrixClient, admin: &SynapseAdmin, pacer: &JoinPacer, room_id: &OwnedRoomId,
 ) -> Result<OwnedUserId, MatrixError> {
     let keeper = admin.whoami().await?;
+    if let Err(e) = admin.exempt_from_rate_limits(&keeper).await {
+        // Only many rooms opening at once need it: their joins then wait out the limit.
+        tracing::warn!(error = %e, "cannot exempt the doorkeeper from Synapse's rate limits");
+    }
     give_invite_power(client, room_id, &keeper).await?;
     invite(client, room_id, &keeper).await?;
     pacer.wait_turn(room_id).await;
