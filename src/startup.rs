@@ -235,6 +235,14 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             );
             tokio::spawn(redactor);
             tokio::spawn(lifecycle.run(stop_rx.clone()));
+            tokio::spawn(http::webhooks::expand::serve(
+                state.store.clone(),
+                state.webhook_rules.clone(),
+                crate::store::Windows::of_config(&config.rooms),
+                config.series.horizon,
+                state.wake.clone(),
+                stop_rx.clone(),
+            ));
             let admin = crate::admin::Services {
                 config: config.clone(),
                 store: state.store.clone(),

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::{ChatRules, RulesError, RulesOverride, Ticket};
+use super::{ChatRules, RulesError, RulesOverride, SeriesId, SeriesUpsert, Ticket};
 
 use chrono::{DateTime, Utc};
 use ruma::OwnedUserId;
@@ -402,6 +402,13 @@ pub enum WebhookEvent {
         id: ReservationId,
         at: DateTime<Utc>,
     },
+    /// `series.upserted`: a series, and its occurrences as reservations (`model::series`).
+    SeriesUpserted(Box<SeriesUpsert>),
+    /// `series.cancelled`: every occurrence that has not ended is cancelled.
+    SeriesCancelled {
+        id: SeriesId,
+        reason: Option<String>,
+    },
 }
 
 impl WebhookEvent {
@@ -413,6 +420,9 @@ impl WebhookEvent {
             | Self::TicketsRevoked { id, .. }
             | Self::StreamStarted { id, .. }
             | Self::StreamEnded { id, .. } => id,
+            // A series' own id keys its receipts and its `series.expanded` events.
+            Self::SeriesUpserted(s) => s.series.id.as_reservation_id(),
+            Self::SeriesCancelled { id, .. } => id.as_reservation_id(),
         }
     }
 
@@ -425,6 +435,8 @@ impl WebhookEvent {
             Self::TicketsRevoked { .. } => "ticket.revoked",
             Self::StreamStarted { .. } => "stream.started",
             Self::StreamEnded { .. } => "stream.ended",
+            Self::SeriesUpserted(_) => "series.upserted",
+            Self::SeriesCancelled { .. } => "series.cancelled",
         }
     }
 }
