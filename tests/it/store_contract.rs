@@ -22,6 +22,7 @@ use crate::common::postgres::fresh_postgres_database;
 
 mod enforcement;
 mod moderation;
+mod series;
 mod webchat;
 
 /// Runs `check` against a fresh store of each backend, writing outbound events.
