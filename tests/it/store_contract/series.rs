@@ -139,7 +139,7 @@ async fn a_series_expands_changes_extends_and_cancels() {
     .await;
 }
 
-/// Contract §3: a stream key is refused only between active reservations whose windows
+/// docs/series.md, "One stream key": a stream key is refused only between active reservations whose windows
 /// `[opens_at, archives_at)` overlap; a series' occurrences share theirs.
 #[tokio::test]
 async fn a_stream_key_is_shared_only_across_windows_that_do_not_overlap() {
