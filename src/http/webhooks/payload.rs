@@ -424,6 +424,9 @@ fn series(data: &Object<'_>, now: DateTime<Utc>, rules: &Rules) -> Result<Series
     let recurrence = Recurrence::new(rrule, dtstart, tz, duration, exdates, overrides)
         .map_err(|e| err(data.at(e.field), e.message))?;
     let first = recurrence.place(dtstart);
+    if first - now > TimeDelta::days(365 * MAX_YEARS_FROM_NOW + 1) {
+        return Err(err(data.at("dtstart"), format!("must be within {MAX_YEARS_FROM_NOW} years of now")));
+    }
     let core = Core {
         id: id.as_reservation_id().clone(),
         revision: data.unsigned("revision", i64::MAX as u64)?.map(Revision),

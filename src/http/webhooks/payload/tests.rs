@@ -417,6 +417,7 @@ fn each_broken_series_field_is_named() {
     assert_eq!(path(&|d| d["rrule"] = json!("RRULE:FREQ=DAILY")), "data.rrule");
     assert_eq!(path(&|d| d["dtstart"] = json!("2026-12-04T20:00:00Z")), "data.dtstart");
     assert_eq!(path(&|d| d["tzid"] = json!("Europe/Atlantis")), "data.tzid");
+    assert_eq!(path(&|d| d["dtstart"] = json!("9999-12-04T20:00:00")), "data.dtstart");
     assert_eq!(path(&|d| d["duration_seconds"] = json!(0)), "data.duration_seconds");
     assert_eq!(
         path(&|d| d.as_object_mut().unwrap().remove("duration_seconds").map(drop).unwrap()),
