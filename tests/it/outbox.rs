@@ -25,7 +25,7 @@ const RETRY_SCALE: &str = "0.002";
 /// One request the receiver got, and what it answered.
 #[derive(Debug, Clone)]
 pub(crate) struct Attempt {
-    id: String,
+    pub(crate) id: String,
     kind: String,
     reservation: String,
     pub(crate) body: Value,
@@ -39,7 +39,7 @@ type Answer = Box<dyn FnMut(&Attempt, &[Attempt]) -> u16 + Send>;
 
 #[derive(Clone)]
 pub(crate) struct Receiver {
-    url: String,
+    pub(crate) url: String,
     seen: Arc<Mutex<Vec<Attempt>>>,
     answer: Arc<Mutex<Answer>>,
 }

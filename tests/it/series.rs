@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::claims::{membership, ticket};
 use crate::common::{eventually, foyer::TestFoyer, synapse::Synapse, unique};
 use crate::lifecycle::created_at;
-use crate::outbox::{Receiver, foyer_for};
+use crate::outbox::{PLATFORM_SECRET, Receiver, foyer_for};
 
 /// `at` as a wall-clock time in Berlin, as `dtstart` and `exdates` are written.
 fn berlin(at: DateTime<Utc>) -> String {
@@ -38,6 +38,22 @@ async fn series_view(foyer: &TestFoyer, series_id: &str) -> Value {
     let (status, body) = foyer.request(reqwest::Method::GET, &path, Some(&foyer.slot.api_token), None).await;
     assert_eq!(status, 200, "{body}");
     body
+}
+
+/// The occurrences told in `series_id`'s `series.expanded` events, each delivery once
+/// (a delivery retried after a crash has the same `webhook-id`).
+fn told(receiver: &Receiver, series_id: &str) -> Vec<Vec<String>> {
+    let mut seen = std::collections::BTreeSet::new();
+    receiver
+        .attempts()
+        .into_iter()
+        .filter(|a| a.body["type"] == "series.expanded" && a.body["data"]["series_id"] == series_id)
+        .filter(|a| seen.insert(a.id.clone()))
+        .map(|a| {
+            let occurrences = a.body["data"]["occurrences"].as_array().cloned().unwrap_or_default();
+            occurrences.iter().map(|o| o["reservation_id"].as_str().unwrap_or("").to_owned()).collect()
+        })
+        .collect()
 }
 
 fn time(value: &Value) -> DateTime<Utc> {
@@ -153,4 +169,57 @@ async fn an_override_keeps_its_occurrence_and_an_exdate_cancels_one() {
     .await;
     let (_, shown) = foyer.reservation(&ids[1]).await;
     assert_eq!(shown["room_id"], second_room.as_str(), "{shown}");
+}
+
+/// With a horizon of a minute, a series is made one occurrence at a time as each comes
+/// within it, by the task that looks again (every 6 s here), each told once, also by a
+/// Foyer killed and started again between two. A broken field is a 400 naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_series_keeps_expanding_as_time_passes_each_once_across_a_restart() {
+    let receiver = Receiver::start(|_, _| 204).await;
+    let platform = format!("platform:\n  webhook_url: {}\n  webhook_secret: \"{PLATFORM_SECRET}\"\n", receiver.url);
+    let mut foyer = TestFoyer::start_with(move |yaml| yaml + &platform + "series:\n  horizon: 1m\n", &[]).await;
+    let series_id = unique("later");
+    let mut broken = every_two_minutes(&series_id, 1, Utc::now(), 60, 30);
+    broken["tzid"] = json!("Mars/Olympus");
+    let (status, body) = foyer.send_webhook("series.upserted", broken).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().starts_with("data.tzid: "), "{body}");
+    assert_eq!(
+        foyer
+            .request(reqwest::Method::GET, &format!("/api/v1/series/{series_id}"), Some(&foyer.slot.api_token), None)
+            .await
+            .0,
+        404
+    );
+
+    // The first starts in 30 s, within the horizon; the second and third come within it
+    // 90 s and 210 s from now.
+    let first = Utc::now() + TimeDelta::seconds(30);
+    let ids = [0, 2, 4].map(|m| occurrence(&series_id, first + TimeDelta::minutes(m)));
+    foyer.accept("series.upserted", every_two_minutes(&series_id, 1, first, 60, 30)).await;
+    let listed = |view: Value| -> Vec<String> {
+        view["occurrences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["reservation_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(listed(series_view(&foyer, &series_id).await), ids[..1], "only the first is within a minute");
+    eventually(Duration::from_secs(150), "the second occurrence", || async {
+        (listed(series_view(&foyer, &series_id).await).len() == 2).then_some(())
+    })
+    .await;
+    foyer.kill_and_restart().await;
+    eventually(Duration::from_secs(180), "the third occurrence, from the restarted Foyer", || async {
+        (listed(series_view(&foyer, &series_id).await) == ids).then_some(())
+    })
+    .await;
+    let all = eventually(Duration::from_secs(60), "the three told", || async {
+        let told = told(&receiver, &series_id);
+        (told.iter().flatten().count() >= 3).then_some(told)
+    })
+    .await;
+    assert_eq!(all, ids.map(|id| vec![id]), "each told once, in its own series.expanded");
 }
