@@ -238,6 +238,14 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
                 crate::followers::Followers::new(state.store.clone(), lifecycle.client.clone(), config.clone());
             tokio::spawn(followers.run(stop_rx.clone()));
             tokio::spawn(lifecycle.run(stop_rx.clone()));
+            tokio::spawn(http::webhooks::expand::serve(
+                state.store.clone(),
+                state.webhook_rules.clone(),
+                crate::store::Windows::of_config(&config.rooms),
+                config.series.horizon,
+                state.wake.clone(),
+                stop_rx.clone(),
+            ));
             let admin = crate::admin::Services {
                 config: config.clone(),
                 store: state.store.clone(),

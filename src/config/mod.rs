@@ -40,6 +40,7 @@ pub struct Config {
     /// The chat beside the player (docs/web-chat.md); `None` is web chat off.
     pub webchat: Option<WebchatConfig>,
     pub rooms: RoomsConfig,
+    pub series: SeriesConfig,
     pub synapse_admin: Option<SynapseAdminConfig>,
     pub calendar: CalendarConfig,
     pub logging: LoggingConfig,
@@ -163,6 +164,19 @@ pub struct IngestConfig {
     /// `ingest.owncast`: each Owncast channel's webhook secret, by channel id (the
     /// reservation's `channel.id`). A channel not listed cannot send Owncast webhooks.
     pub owncast: std::collections::BTreeMap<String, Secret>,
+}
+
+/// `series`: recurring series (docs/series.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeriesConfig {
+    /// `series.horizon` (default 60 days): how far ahead a series' occurrences are made.
+    pub horizon: Duration,
+}
+
+impl Default for SeriesConfig {
+    fn default() -> Self {
+        Self { horizon: Duration::from_secs(60 * 24 * 3600) }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -16,7 +16,8 @@ use serde_json::{Value, json};
 use crate::{
     http::{AppState, error, require_api_token},
     model::{
-        ClaimCode, ExternalId, RecordCursor, ReplayOffset, ReservationId, ReservationRecord, naming, replay::Segments,
+        ClaimCode, ExternalId, RecordCursor, ReplayOffset, ReservationId, ReservationRecord, SeriesId, naming,
+        replay::Segments,
     },
     schedule::{self, Phase},
     store::Counts,
@@ -99,6 +100,41 @@ pub(super) async fn show(State(state): State<AppState>, Path(id): Path<String>) 
                 Err(e) => return unavailable(e),
             }
             Json(body).into_response()
+        }
+        Ok(None) => not_found(),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// `GET /api/v1/series/{series_id}`: a series' occurrences, the earliest first, with
+/// their reservation ids (what the platform grants tickets to), times and whether each
+/// is cancelled.
+pub(super) async fn series(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let not_found = || error(StatusCode::NOT_FOUND, "FOYER_NOT_FOUND", format!("no series {id:?}"));
+    let Ok(series_id) = SeriesId::parse(&id) else {
+        return not_found();
+    };
+    match state.store.series(&series_id).await {
+        Ok(Some(record)) => {
+            let occurrences: Vec<Value> = record
+                .occurrences
+                .iter()
+                .map(|o| {
+                    json!({
+                        "reservation_id": o.id.as_str(),
+                        "original_start": time(o.original_start),
+                        "starts_at": time(o.starts_at),
+                        "ends_at": time(o.ends_at),
+                        "cancelled": o.cancelled,
+                    })
+                })
+                .collect();
+            Json(json!({
+                "series_id": record.id.as_str(),
+                "cancelled": record.cancelled_at.is_some(),
+                "occurrences": occurrences,
+            }))
+            .into_response()
         }
         Ok(None) => not_found(),
         Err(e) => unavailable(e),
@@ -274,4 +310,5 @@ pub(super) const ROUTES: &[super::Route] = super::route_table![Api:
     GET "/api/v1/reservations/{reservation_id}/transcript" => super::transcript::transcript,
     GET "/api/v1/reservations/{reservation_id}/replay" => super::replay::handler,
     DELETE "/api/v1/reservations/{reservation_id}/archive" => super::archive::take_down,
+    GET "/api/v1/series/{series_id}" => series,
 ];

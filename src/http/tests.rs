@@ -110,6 +110,8 @@ fn every_webhook_example_passes_foyers_own_validation() {
         "stream.ended",
         "follower.added",
         "follower.removed",
+        "series.upserted",
+        "series.cancelled",
     ];
     assert_eq!(kinds, BTreeSet::from(every), "one example of each event type");
 }
@@ -137,6 +139,22 @@ fn text(value: &Value) -> &str {
 /// What Foyer itself builds from the example's own values.
 fn built(kind: &str, example: &Value) -> OutboundEvent {
     let data = &example["data"];
+    if kind == "series.expanded" {
+        let series = crate::model::SeriesId::parse(text(&data["series_id"])).unwrap();
+        let occurrences: Vec<_> = data["occurrences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| crate::model::Occurrence {
+                id: ReservationId::parse(text(&o["reservation_id"])).unwrap(),
+                original_start: time(&o["original_start"]),
+                starts_at: time(&o["starts_at"]),
+                ends_at: time(&o["ends_at"]),
+                moved: false,
+            })
+            .collect();
+        return OutboundEvent::series_expanded(&series, &occurrences, time(&example["timestamp"]));
+    }
     let id = ReservationId::parse(text(&data["reservation_id"])).unwrap();
     let at = time(&example["timestamp"]);
     let room = |v: &Value| ruma::OwnedRoomId::try_from(text(v)).unwrap();

@@ -14,12 +14,13 @@ pub mod replay;
 pub mod reservation;
 pub mod room;
 pub mod rules;
+pub mod series;
 pub mod session;
 pub mod ticket;
 pub mod transcript;
 pub mod webchat;
 
 pub use self::{
-    claim_code::*, moderation::*, record::*, reservation::*, room::*, rules::*, session::*, ticket::*, transcript::*,
-    webchat::*,
+    claim_code::*, moderation::*, record::*, reservation::*, room::*, rules::*, series::*, session::*, ticket::*,
+    transcript::*, webchat::*,
 };

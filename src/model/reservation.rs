@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::{ChatRules, RulesError, RulesOverride, Ticket};
+use super::{ChatRules, RulesError, RulesOverride, SeriesId, SeriesUpsert, Ticket};
 
 use chrono::{DateTime, Utc};
 use ruma::OwnedUserId;
@@ -446,6 +446,13 @@ pub enum WebhookEvent {
         channel: ExternalId,
         user: OwnedUserId,
     },
+    /// `series.upserted`: a series, and its occurrences as reservations (`model::series`).
+    SeriesUpserted(Box<SeriesUpsert>),
+    /// `series.cancelled`: every occurrence that has not ended is cancelled.
+    SeriesCancelled {
+        id: SeriesId,
+        reason: Option<String>,
+    },
 }
 
 impl WebhookEvent {
@@ -458,12 +465,15 @@ impl WebhookEvent {
             | Self::TicketsRevoked { id, .. }
             | Self::StreamStarted { id, .. }
             | Self::StreamEnded { id, .. } => Some(id),
+            // A series' own id keys its receipts and its `series.expanded` events.
+            Self::SeriesUpserted(s) => Some(s.series.id.as_reservation_id()),
+            Self::SeriesCancelled { id, .. } => Some(id.as_reservation_id()),
             Self::FollowerAdded { .. } | Self::FollowerRemoved { .. } => None,
         }
     }
 
-    /// What it is about, in receipts and logs: the reservation's id, or the channel's.
-    /// Webhooks about one subject are recorded in their order.
+    /// What it is about, in receipts and logs: the reservation's id, the series', or the
+    /// channel's. Webhooks about one subject are recorded in their order.
     pub fn subject(&self) -> &str {
         match self {
             Self::FollowerAdded { channel, .. } | Self::FollowerRemoved { channel, .. } => channel.as_str(),
@@ -482,6 +492,8 @@ impl WebhookEvent {
             Self::StreamEnded { .. } => "stream.ended",
             Self::FollowerAdded { .. } => "follower.added",
             Self::FollowerRemoved { .. } => "follower.removed",
+            Self::SeriesUpserted(_) => "series.upserted",
+            Self::SeriesCancelled { .. } => "series.cancelled",
         }
     }
 }

@@ -15,7 +15,9 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     config::ArchiveMode,
-    model::{ArchivedTranscript, BoundHow, NewAction, NewReport, ReservationId, StepRecord, ViewerKey},
+    model::{
+        ArchivedTranscript, BoundHow, NewAction, NewReport, Occurrence, ReservationId, SeriesId, StepRecord, ViewerKey,
+    },
 };
 
 /// The event types `docs/hearing-back.md` lists.
@@ -29,10 +31,11 @@ pub enum EventType {
     ReservationRecovered,
     MessageReported,
     MemberModerated,
+    SeriesExpanded,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 8] = [
+    pub const ALL: [EventType; 9] = [
         Self::RoomOpened,
         Self::RoomArchived,
         Self::TicketClaimed,
@@ -41,6 +44,7 @@ impl EventType {
         Self::ReservationRecovered,
         Self::MessageReported,
         Self::MemberModerated,
+        Self::SeriesExpanded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +57,7 @@ impl EventType {
             Self::ReservationRecovered => "reservation.recovered",
             Self::MessageReported => "message.reported",
             Self::MemberModerated => "member.moderated",
+            Self::SeriesExpanded => "series.expanded",
         }
     }
 }
@@ -127,6 +132,25 @@ impl OutboundEvent {
 }
 
 impl OutboundEvent {
+    /// `series.expanded`: occurrences a series gained, made by the expansion that added
+    /// them (each occurrence is added once, so each is told once); ordered with the
+    /// series' own events, keyed by its id.
+    pub fn series_expanded(series: &SeriesId, added: &[Occurrence], at: DateTime<Utc>) -> Self {
+        let occurrences: Vec<Value> = added
+            .iter()
+            .map(|o| {
+                json!({
+                    "reservation_id": o.id.as_str(),
+                    "original_start": rfc3339(o.original_start),
+                    "starts_at": rfc3339(o.starts_at),
+                    "ends_at": rfc3339(o.ends_at),
+                })
+            })
+            .collect();
+        let data = json!({ "series_id": series.as_str(), "occurrences": occurrences });
+        Self::new(EventType::SeriesExpanded, series.as_reservation_id(), data, None, at)
+    }
+
     /// `ticket.claimed`: an email ticket is bound to `user`, once per ticket and user.
     pub fn ticket_claimed(
         reservation_id: &ReservationId, ticket_id: &str, user: &UserId, how: BoundHow, at: DateTime<Utc>,

@@ -44,7 +44,7 @@ pub trait Dialect: Database<Row: Read, Arguments: IntoArguments<Self>> {
     fn records_by_id(ids: &[ReservationId]) -> Result<Query<'static, Self, Self::Arguments>, StoreError>;
 
     async fn record_webhook(
-        store: &SqlStore<Self>, receipt: &Receipt<'_>, event: &WebhookEvent,
+        store: &SqlStore<Self>, receipt: &Receipt<'_>, event: &WebhookEvent, windows: super::Windows,
     ) -> Result<Outcome, StoreError>;
 
     async fn claim_due(store: &SqlStore<Self>, due: Due<'_>) -> Result<Vec<Claim>, StoreError>;

@@ -16,14 +16,14 @@ use sqlx::{Encode, Type};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Outbound, Outcome, Receipt, StoreError,
+    Outbound, Outcome, Receipt, StoreError, Windows,
     dialect::{Dialect, on_both_databases},
     rows::{Read, opt_parsed},
     sql, to_millis,
 };
 use crate::model::{
-    AutoJoin, BoundHow, Description, EndReason, Grant, HeldTicket, Holder, ReplayOffset, ReservationId, StreamKeyHash,
-    StreamUrl, Ticket, WebhookEvent, grant, replay::Edge,
+    AutoJoin, BoundHow, Description, EndReason, Grant, HeldTicket, Holder, ReplayOffset, Reservation, ReservationId,
+    StreamKeyHash, StreamUrl, Ticket, WebhookEvent, grant, replay::Edge,
 };
 use crate::outbox::OutboundEvent;
 
@@ -76,13 +76,18 @@ const FOLLOWER_REMOVED: &str =
 const OPENED_PRIVATE: &str = "SELECT 1 FROM lifecycle l
     LEFT JOIN reservations r ON r.reservation_id = l.reservation_id
     WHERE l.reservation_id = $1 AND l.room_id IS NOT NULL AND COALESCE(r.archive_public, 0) = 0";
-/// Another active reservation (neither cancelled nor archived) with this stream key:
-/// `(stream_key_hash, reservation_id)`.
+/// Another active reservation (neither cancelled nor archived) with this stream key
+/// whose scheduled window `[opens_at, archives_at)` overlaps this one's (docs/series.md: a
+/// series reuses its key): `(stream_key_hash, reservation_id, opens_at, archives_at,
+/// open_before, close_after)`, the last two the config's seconds for a reservation
+/// without its own `chat.*`.
 const STREAM_KEY_TAKEN: &str = "SELECT r.reservation_id FROM reservations r
     LEFT JOIN reservation_signals s ON s.reservation_id = r.reservation_id
     LEFT JOIN lifecycle l ON l.reservation_id = r.reservation_id
     WHERE r.stream_key_hash = $1 AND r.reservation_id <> $2
         AND s.cancelled_at IS NULL AND l.archived_at IS NULL
+        AND r.starts_at - COALESCE(r.open_before_seconds, $5) * 1000 < $4
+        AND r.ends_at + COALESCE(r.close_after_seconds, $6) * 1000 > $3
     LIMIT 1";
 /// The first cancellation counts: `(reservation_id, at, reason)`.
 const CANCEL: &str = "INSERT INTO reservation_signals (reservation_id, cancelled_at, cancel_reason)
@@ -252,12 +257,14 @@ pub struct Job {
     pub received_at: DateTime<Utc>,
     pub event: WebhookEvent,
     pub outbox: Outbound,
+    /// The config's windows, for the stream-key rule.
+    pub windows: Windows,
     pub done: oneshot::Sender<Result<Outcome, StoreError>>,
 }
 
 /// Hands a webhook to the group-commit writer and waits for its commit.
 pub(super) async fn queue(
-    writer: &mpsc::Sender<Job>, receipt: &Receipt<'_>, event: &WebhookEvent, outbox: Outbound,
+    writer: &mpsc::Sender<Job>, receipt: &Receipt<'_>, event: &WebhookEvent, outbox: Outbound, windows: Windows,
 ) -> Result<Outcome, StoreError> {
     let (done, answer) = oneshot::channel();
     let job = Job {
@@ -265,6 +272,7 @@ pub(super) async fn queue(
         received_at: receipt.received_at,
         event: event.clone(),
         outbox,
+        windows,
         done,
     };
     writer.try_send(job).map_err(|e| {
@@ -323,11 +331,13 @@ pub(super) async fn record_batch(
         if isolated {
             w.execute("SAVEPOINT webhook", &[]).await?;
         }
-        match record(w, &job.webhook_id, job.received_at, &job.event, &job.outbox).await {
+        match record(w, job).await {
             Ok(outcome) => {
-                // A channel's followers make no reservation due: the followers' worker
-                // looks at them (`followers/`).
-                if let (Outcome::Accepted, Some(id)) = (outcome, job.event.reservation_id()) {
+                // A series' occurrences were made due as they were written; a channel's
+                // followers make no reservation due (the followers' worker looks at them).
+                if let (Outcome::Accepted, Some(id)) = (outcome, job.event.reservation_id())
+                    && !series_event(&job.event)
+                {
                     let tickets_only = tickets_only(&job.event);
                     let (at, all_tickets) = due.entry(id.as_str()).or_insert((job.received_at, true));
                     (*at, *all_tickets) = ((*at).min(job.received_at), *all_tickets && tickets_only);
@@ -355,14 +365,14 @@ pub(super) async fn record_batch(
 
 /// One webhook inside the caller's transaction: its receipt (`Duplicate` when there is
 /// one) and its effect. The caller makes the reservation due ([`facts_arrived`]).
-pub(super) async fn record(
-    w: &mut impl Writes, webhook_id: &str, received_at: DateTime<Utc>, event: &WebhookEvent, outbox: &Outbound,
-) -> Result<Outcome, StoreError> {
+pub(super) async fn record(w: &mut impl Writes, job: &Job) -> Result<Outcome, StoreError> {
+    let Job { webhook_id, received_at, event, outbox, windows, .. } = job;
+    let (webhook_id, received_at) = (webhook_id.as_str(), *received_at);
     let receipt = [webhook_id.into(), event.kind().into(), event.subject().into(), to_millis(received_at).into()];
     if w.execute(RECEIPT, &receipt).await? == 0 {
         return Ok(Outcome::Duplicate);
     }
-    let outcome = apply(w, event, received_at, outbox).await?;
+    let outcome = apply(w, event, received_at, outbox, *windows).await?;
     match outcome {
         Outcome::Stale => _ = w.execute(RECEIPT_STALE, &[webhook_id.into()]).await?,
         // Nothing is stored of a grant that came too late, not even its receipt.
@@ -382,6 +392,11 @@ pub(super) async fn facts_arrived(
     Ok(())
 }
 
+/// Whether `event` concerns a series, whose id is no reservation's (`store/series.rs`).
+fn series_event(event: &WebhookEvent) -> bool {
+    matches!(event, WebhookEvent::SeriesUpserted(_) | WebhookEvent::SeriesCancelled { .. })
+}
+
 /// Whether `event` only grants or revokes tickets (see [`facts_arrived`]).
 pub(super) fn tickets_only(event: &WebhookEvent) -> bool {
     matches!(event, WebhookEvent::TicketsGranted { .. } | WebhookEvent::TicketsRevoked { .. })
@@ -389,67 +404,16 @@ pub(super) fn tickets_only(event: &WebhookEvent) -> bool {
 
 /// Applies one event's effect inside the caller's transaction.
 async fn apply(
-    w: &mut impl Writes, event: &WebhookEvent, at: DateTime<Utc>, outbox: &Outbound,
+    w: &mut impl Writes, event: &WebhookEvent, at: DateTime<Utc>, outbox: &Outbound, windows: Windows,
 ) -> Result<Outcome, StoreError> {
     let now = to_millis(at);
     match event {
-        WebhookEvent::Upsert(r) => {
-            let stored = w.fetch_optional(REVISION, &[r.id.as_str().into()], |row| row.opt_int("revision")).await?;
-            if let (Some(stored), Some(incoming)) = (stored.flatten(), r.revision)
-                && (incoming.0 as i64) < stored
-            {
-                return Ok(Outcome::Stale);
-            }
-            if let Some(key) = &r.stream_key {
-                if let Some(lock) = lock_stream_key(w) {
-                    w.execute(lock, &[key.as_str().into()]).await?;
-                }
-                let args = [key.as_str().into(), r.id.as_str().into()];
-                if w.fetch_optional(STREAM_KEY_TAKEN, &args, |_| Ok(())).await?.is_some() {
-                    // Rolls the receipt back too: a refused event changes nothing.
-                    return Err(StoreError::Refused {
-                        path: "data.ingest.stream_key",
-                        message: "is already the stream key of another active reservation".into(),
-                    });
-                }
-            }
-            if r.archive.is_public()
-                && w.fetch_optional(OPENED_PRIVATE, &[r.id.as_str().into()], |_| Ok(())).await?.is_some()
-            {
-                // Members spoke under the promise of a private chat: it stays so.
-                return Err(StoreError::Refused {
-                    path: "data.chat.archive",
-                    message: "can become \"public\" only before the room opens; this room opened as private".into(),
-                });
-            }
-            let hosts = serde_json::to_string(&r.hosts).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let moderators = serde_json::to_string(&r.moderators).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let chat_rules = (!r.rules.is_empty()).then(|| r.rules.to_json().to_string());
-            let args = [
-                r.id.as_str().into(),
-                r.revision.map(|v| v.0 as i64).into(),
-                r.title.as_str().into(),
-                r.description.as_ref().map(Description::as_str).into(),
-                to_millis(r.starts_at).into(),
-                to_millis(r.ends_at).into(),
-                r.stream_url.as_ref().map(StreamUrl::as_str).into(),
-                r.channel.as_ref().map(|c| c.id.as_str()).into(),
-                r.channel.as_ref().map(|c| c.name.as_str()).into(),
-                hosts.as_str().into(),
-                r.open_before_seconds.map(i64::from).into(),
-                r.close_after_seconds.map(i64::from).into(),
-                now.into(),
-                r.stream_key.as_ref().map(StreamKeyHash::as_str).into(),
-                r.transcript.map(i64::from).into(),
-                chat_rules.as_deref().into(),
-                moderators.as_str().into(),
-                i64::from(r.archive.is_public()).into(),
-                i64::from(r.archive.indexable()).into(),
-                r.replay_offset.map(ReplayOffset::ms).into(),
-                r.auto_join.map(AutoJoin::as_str).into(),
-                r.access.as_str().into(),
-            ];
-            w.execute(UPSERT_RESERVATION, &args).await?;
+        WebhookEvent::Upsert(r) => return upsert(w, r, now, windows).await,
+        WebhookEvent::SeriesUpserted(upsert) => {
+            return super::series::record_upsert(w, upsert, at, outbox, windows).await;
+        }
+        WebhookEvent::SeriesCancelled { id, reason } => {
+            super::series::record_cancel(w, id, reason.as_deref(), now).await?;
         }
         WebhookEvent::FollowerAdded { channel, user } => {
             w.execute(FOLLOWER_ADDED, &[channel.as_str().into(), user.as_str().into(), now.into()]).await?;
@@ -486,6 +450,76 @@ async fn apply(
             w.execute(STREAM_EDGE, &[id.as_str().into(), Edge::End.as_str().into(), to_millis(*at).into()]).await?;
         }
     }
+    Ok(Outcome::Accepted)
+}
+
+/// A reservation's whole description, as `reservation.created` and each occurrence of a
+/// series write it (the caller makes it due): `Stale` when the stored revision is newer.
+pub(super) async fn upsert(
+    w: &mut impl Writes, r: &Reservation, now: i64, windows: Windows,
+) -> Result<Outcome, StoreError> {
+    let stored = w.fetch_optional(REVISION, &[r.id.as_str().into()], |row| row.opt_int("revision")).await?;
+    if let (Some(stored), Some(incoming)) = (stored.flatten(), r.revision)
+        && (incoming.0 as i64) < stored
+    {
+        return Ok(Outcome::Stale);
+    }
+    if let Some(key) = &r.stream_key {
+        if let Some(lock) = lock_stream_key(w) {
+            w.execute(lock, &[key.as_str().into()]).await?;
+        }
+        let (opens_at, archives_at) = windows.of(r);
+        let args = [
+            key.as_str().into(),
+            r.id.as_str().into(),
+            to_millis(opens_at).into(),
+            to_millis(archives_at).into(),
+            windows.open_before_seconds.into(),
+            windows.close_after_seconds.into(),
+        ];
+        if w.fetch_optional(STREAM_KEY_TAKEN, &args, |_| Ok(())).await?.is_some() {
+            // Rolls the receipt back too: a refused event changes nothing.
+            return Err(StoreError::Refused {
+                path: "data.ingest.stream_key",
+                message: "is already the stream key of another active reservation whose window (opens_at to archives_at) overlaps this one's".into(),
+            });
+        }
+    }
+    if r.archive.is_public() && w.fetch_optional(OPENED_PRIVATE, &[r.id.as_str().into()], |_| Ok(())).await?.is_some() {
+        // Members spoke under the promise of a private chat: it stays so.
+        return Err(StoreError::Refused {
+            path: "data.chat.archive",
+            message: "can become \"public\" only before the room opens; this room opened as private".into(),
+        });
+    }
+    let hosts = serde_json::to_string(&r.hosts).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let moderators = serde_json::to_string(&r.moderators).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let chat_rules = (!r.rules.is_empty()).then(|| r.rules.to_json().to_string());
+    let args = [
+        r.id.as_str().into(),
+        r.revision.map(|v| v.0 as i64).into(),
+        r.title.as_str().into(),
+        r.description.as_ref().map(Description::as_str).into(),
+        to_millis(r.starts_at).into(),
+        to_millis(r.ends_at).into(),
+        r.stream_url.as_ref().map(StreamUrl::as_str).into(),
+        r.channel.as_ref().map(|c| c.id.as_str()).into(),
+        r.channel.as_ref().map(|c| c.name.as_str()).into(),
+        hosts.as_str().into(),
+        r.open_before_seconds.map(i64::from).into(),
+        r.close_after_seconds.map(i64::from).into(),
+        now.into(),
+        r.stream_key.as_ref().map(StreamKeyHash::as_str).into(),
+        r.transcript.map(i64::from).into(),
+        chat_rules.as_deref().into(),
+        moderators.as_str().into(),
+        i64::from(r.archive.is_public()).into(),
+        i64::from(r.archive.indexable()).into(),
+        r.replay_offset.map(ReplayOffset::ms).into(),
+        r.auto_join.map(AutoJoin::as_str).into(),
+        r.access.as_str().into(),
+    ];
+    w.execute(UPSERT_RESERVATION, &args).await?;
     Ok(Outcome::Accepted)
 }
 

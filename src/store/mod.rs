@@ -18,6 +18,7 @@ mod reservations;
 mod room;
 mod rows;
 mod schema;
+mod series;
 mod sql;
 mod sqlite;
 mod tickets;
@@ -45,6 +46,7 @@ pub use self::{
     reservations::{Counts, ReservationStore},
     room::{LifecycleStore, Planning},
     schema::{SchemaError, SchemaState, inspect as inspect_schema, largest_show_to_come, latest_version},
+    series::SeriesStore,
     sqlite::SqliteStore,
     tickets::{LookupDue, TicketStore},
     transcript::TranscriptStore,
@@ -56,7 +58,7 @@ use crate::model::{
 use crate::{
     config::{DatabaseConfig, DatabaseKind},
     events::HomeserverEvent,
-    model::{Email, Membership, ReservationId, TicketId},
+    model::{Email, MAX_SPAN_SECONDS, Membership, Reservation, ReservationId, TicketId},
     outbox::send::Outbox,
 };
 
@@ -177,6 +179,7 @@ store_of_roles! {
     ArchiveStore,
     CalendarStore,
     FollowerStore,
+    SeriesStore,
     OutboxStore
 }
 
@@ -265,6 +268,33 @@ impl Outbound {
         if let (true, Self::Write(sender)) = (wrote, self) {
             sender.notify_one();
         }
+    }
+}
+
+/// `rooms.open_before` and `rooms.close_after` in seconds: the scheduled window
+/// `[opens_at, archives_at)` of a reservation without its own `chat.*`. Two active
+/// reservations whose windows overlap never share a stream key (docs/series.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Windows {
+    pub open_before_seconds: i64,
+    pub close_after_seconds: i64,
+}
+
+impl Windows {
+    /// The widest a config allows (7 days each way): without the config, the rule is
+    /// kept strictly.
+    pub const WIDEST: Self = Self { open_before_seconds: MAX_SPAN_SECONDS, close_after_seconds: MAX_SPAN_SECONDS };
+
+    pub fn of_config(rooms: &crate::config::RoomsConfig) -> Self {
+        let seconds = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        Self { open_before_seconds: seconds(rooms.open_before), close_after_seconds: seconds(rooms.close_after) }
+    }
+
+    /// `r`'s scheduled window, its own `chat.*` before these.
+    pub fn of(&self, r: &Reservation) -> (DateTime<Utc>, DateTime<Utc>) {
+        let open_before = r.open_before_seconds.map_or(self.open_before_seconds, i64::from);
+        let close_after = r.close_after_seconds.map_or(self.close_after_seconds, i64::from);
+        (r.starts_at - chrono::TimeDelta::seconds(open_before), r.ends_at + chrono::TimeDelta::seconds(close_after))
     }
 }
 

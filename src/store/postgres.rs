@@ -55,9 +55,9 @@ impl Dialect for Postgres {
     }
 
     async fn record_webhook(
-        store: &PostgresStore, receipt: &Receipt<'_>, event: &WebhookEvent,
+        store: &PostgresStore, receipt: &Receipt<'_>, event: &WebhookEvent, windows: super::Windows,
     ) -> Result<Outcome, StoreError> {
-        intake::queue(&store.own, receipt, event, store.outbox.clone()).await
+        intake::queue(&store.own, receipt, event, store.outbox.clone(), windows).await
     }
 
     /// Instances claim at once: each skips the rows another is taking.

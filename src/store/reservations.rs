@@ -8,7 +8,7 @@ use macro_rules_attribute::apply;
 use ruma::OwnedUserId;
 
 use super::{
-    MemberCounts, Outcome, Receipt, ReservationRecord, Signals, StoreError, TicketCounts,
+    MemberCounts, Outcome, Receipt, ReservationRecord, Signals, StoreError, TicketCounts, Windows,
     dialect::{SqlStore, on_both_databases},
     from_millis,
     rows::Read,
@@ -122,7 +122,14 @@ pub enum Counts {
 pub trait ReservationStore: Send + Sync {
     /// Records one webhook in one transaction: its receipt (for deduplication) and its
     /// effect. Returns only after the commit.
-    async fn record_webhook(&self, receipt: &Receipt<'_>, event: &WebhookEvent) -> Result<Outcome, StoreError>;
+    async fn record_webhook(&self, receipt: &Receipt<'_>, event: &WebhookEvent) -> Result<Outcome, StoreError> {
+        self.record_webhook_within(receipt, event, Windows::WIDEST).await
+    }
+
+    /// [`ReservationStore::record_webhook`] under the config's `windows` (the stream-key rule).
+    async fn record_webhook_within(
+        &self, receipt: &Receipt<'_>, event: &WebhookEvent, windows: Windows,
+    ) -> Result<Outcome, StoreError>;
 
     async fn reservation(&self, id: &ReservationId) -> Result<Option<ReservationRecord>, StoreError>;
 
@@ -160,8 +167,10 @@ pub trait ReservationStore: Send + Sync {
 #[apply(on_both_databases!)]
 #[async_trait]
 impl ReservationStore for SqlStore<D> {
-    async fn record_webhook(&self, receipt: &Receipt<'_>, event: &WebhookEvent) -> Result<Outcome, StoreError> {
-        D::record_webhook(self, receipt, event).await
+    async fn record_webhook_within(
+        &self, receipt: &Receipt<'_>, event: &WebhookEvent, windows: Windows,
+    ) -> Result<Outcome, StoreError> {
+        D::record_webhook(self, receipt, event, windows).await
     }
 
     async fn reservation(&self, id: &ReservationId) -> Result<Option<ReservationRecord>, StoreError> {

@@ -71,9 +71,9 @@ impl Dialect for Sqlite {
     }
 
     async fn record_webhook(
-        store: &SqliteStore, receipt: &Receipt<'_>, event: &WebhookEvent,
+        store: &SqliteStore, receipt: &Receipt<'_>, event: &WebhookEvent, windows: super::Windows,
     ) -> Result<Outcome, StoreError> {
-        intake::queue(&store.own.intake, receipt, event, store.outbox.clone()).await
+        intake::queue(&store.own.intake, receipt, event, store.outbox.clone(), windows).await
     }
 
     /// One writer at a time (`BEGIN IMMEDIATE`): the due rows it reads are its own to lease.
@@ -397,7 +397,17 @@ mod tests {
             id: ReservationId::parse("jazz").unwrap(),
             tickets: vec![Ticket { id: TicketId::parse(ticket).unwrap(), holder: Holder::User(user("fan")) }],
         };
-        (Job { webhook_id: webhook_id.into(), received_at: t(12, 0), event, outbox: Outbound::Skip, done }, answer)
+        (
+            Job {
+                webhook_id: webhook_id.into(),
+                received_at: t(12, 0),
+                event,
+                outbox: Outbound::Skip,
+                windows: super::super::Windows::WIDEST,
+                done,
+            },
+            answer,
+        )
     }
 
     /// A fault SQLite raises for the webhook `bad` only, as a full disk or a bug might.

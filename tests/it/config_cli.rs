@@ -202,6 +202,17 @@ fn auto_join_needs_a_synapse_admin_token_and_the_pace_is_a_rate() {
 }
 
 #[test]
+fn series_horizon_is_a_duration_within_bounds() {
+    for (horizon, says) in [("30s", "out of range"), ("2y", ""), ("400d", "out of range"), ("soon", "")] {
+        let yaml = valid_config_yaml() + &format!("series:\n  horizon: {horizon}\n");
+        assert_problem(&check(&yaml), "series.horizon", says);
+    }
+    let yaml = valid_config_yaml() + "series:\n  horizon: 14d\n  window: 3\n";
+    assert_problem(&check(&yaml), "series.window", "");
+    assert_eq!(check(&(valid_config_yaml() + "series:\n  horizon: 14d\n")).code, 0);
+}
+
+#[test]
 fn a_file_that_is_not_yaml_or_missing_is_one_clear_line() {
     let run = check("homeserver: [unclosed\n");
     assert_eq!(run.code, 1);

@@ -34,6 +34,7 @@ mod outbox;
 mod prometheus;
 mod replay;
 mod security;
+mod series;
 mod standin;
 mod store_contract;
 mod stream;

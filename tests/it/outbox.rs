@@ -17,29 +17,29 @@ use crate::lifecycle::{created_at, reservation};
 use crate::operations::{ask, direct_chat};
 
 /// The platform's Standard Webhooks secret in these tests.
-const PLATFORM_SECRET: &str = "whsec_Zm95ZXItb3V0Ym94LXRlc3Qtc2VjcmV0LTMyYnl0ZQ==";
+pub(crate) const PLATFORM_SECRET: &str = "whsec_Zm95ZXItb3V0Ym94LXRlc3Qtc2VjcmV0LTMyYnl0ZQ==";
 /// The retry schedule in milliseconds where it says seconds (5 s → 10 ms, 5 min → 0.6 s,
 /// 30 min → 3.6 s, 2 h → 14.4 s): the tests see a few retries in seconds.
 const RETRY_SCALE: &str = "0.002";
 
 /// One request the receiver got, and what it answered.
 #[derive(Debug, Clone)]
-struct Attempt {
-    id: String,
+pub(crate) struct Attempt {
+    pub(crate) id: String,
     kind: String,
     reservation: String,
-    body: Value,
+    pub(crate) body: Value,
     /// The signature checked out (`standardwebhooks::Webhook::verify`).
-    valid: bool,
-    status: u16,
+    pub(crate) valid: bool,
+    pub(crate) status: u16,
     at: DateTime<Utc>,
 }
 
 type Answer = Box<dyn FnMut(&Attempt, &[Attempt]) -> u16 + Send>;
 
 #[derive(Clone)]
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     seen: Arc<Mutex<Vec<Attempt>>>,
     answer: Arc<Mutex<Answer>>,
 }
@@ -47,7 +47,7 @@ struct Receiver {
 impl Receiver {
     /// Listens on a loopback port; `answer` picks each status, given the request and the
     /// ones before it. A request whose signature does not verify is answered 401.
-    async fn start(answer: impl FnMut(&Attempt, &[Attempt]) -> u16 + Send + 'static) -> Receiver {
+    pub(crate) async fn start(answer: impl FnMut(&Attempt, &[Attempt]) -> u16 + Send + 'static) -> Receiver {
         let receiver =
             Receiver { url: String::new(), seen: Arc::default(), answer: Arc::new(Mutex::new(Box::new(answer))) };
         let app = Router::new().route("/hooks/foyer", post(receive)).with_state(receiver.clone());
@@ -57,7 +57,7 @@ impl Receiver {
         Receiver { url, ..receiver }
     }
 
-    fn attempts(&self) -> Vec<Attempt> {
+    pub(crate) fn attempts(&self) -> Vec<Attempt> {
         self.seen.lock().unwrap().clone()
     }
 
@@ -107,7 +107,7 @@ async fn receive(State(receiver): State<Receiver>, headers: HeaderMap, body: Byt
 
 /// Foyer with `platform` pointing at the receiver, retries scaled down, and `admin` (if
 /// any) among its admins.
-async fn foyer_for(receiver: &Receiver, admin: Option<&str>) -> TestFoyer {
+pub(crate) async fn foyer_for(receiver: &Receiver, admin: Option<&str>) -> TestFoyer {
     let platform = format!("platform:\n  webhook_url: {}\n  webhook_secret: \"{PLATFORM_SECRET}\"\n", receiver.url);
     let admins = admin.map(|a| format!("admins: [\"{a}\"]\n")).unwrap_or_default();
     TestFoyer::start_with(move |yaml| yaml + &platform + &admins, &[("FOYER_OUTBOX_RETRY_SCALE", RETRY_SCALE)]).await

@@ -24,6 +24,7 @@ mod calendar;
 mod enforcement;
 mod followers;
 mod moderation;
+mod series;
 mod webchat;
 
 /// Runs `check` against a fresh store of each backend, writing outbound events.

@@ -154,6 +154,10 @@ impl Walker<'_> {
         let mut rooms_section = self.section(&mut top, "rooms", false).unwrap_or_else(|| Section::new("rooms", &empty));
         let rooms = self.rooms(&mut rooms_section, server_name.as_deref());
         self.finish(rooms_section);
+        let mut series_section =
+            self.section(&mut top, "series", false).unwrap_or_else(|| Section::new("series", &empty));
+        let series = self.series(&mut series_section);
+        self.finish(series_section);
         let synapse_admin = self.section(&mut top, "synapse_admin", false).map(|mut s| {
             let r = self.secret(&mut s, SecretKey::SYNAPSE_ADMIN_TOKEN, true);
             self.finish(s);
@@ -204,6 +208,7 @@ impl Walker<'_> {
             webhooks: webhooks??,
             api: api??,
             rooms,
+            series: series?,
             synapse_admin,
             calendar: CalendarConfig { public: calendar_public?, feed_key },
             ingest: ingest?,

@@ -12,7 +12,8 @@ use super::{Section, Walker, secrets::SecretKey, sqlite_relative_to};
 use crate::{
     config::{
         ApiConfig, AppserviceConfig, ArchiveMode, DatabaseConfig, DatabaseKind, HomeserverConfig, HomeserverListener,
-        JoinPace, JoinRule, PLACEHOLDER_MARK, Placeholders, PlatformConfig, RoomsConfig, WebhookKey, WebhooksConfig,
+        JoinPace, JoinRule, PLACEHOLDER_MARK, Placeholders, PlatformConfig, RoomsConfig, SeriesConfig, WebhookKey,
+        WebhooksConfig,
     },
     model::{AutoJoin, ChatRules, RulesOverride},
     secret::Secret,
@@ -22,6 +23,12 @@ const WEEK: Duration = Duration::from_secs(7 * 24 * 3600);
 const YEAR: Duration = Duration::from_secs(366 * 24 * 3600);
 
 impl Walker<'_> {
+    /// `series`: how far ahead occurrences are made, from a minute (tests) to a year.
+    pub(super) fn series(&mut self, s: &mut Section<'_>) -> Option<SeriesConfig> {
+        let horizon = self.duration(s, "horizon", SeriesConfig::default().horizon, Duration::from_secs(60)..=YEAR);
+        Some(SeriesConfig { horizon: horizon? })
+    }
+
     pub(super) fn homeserver(&mut self, s: &mut Section<'_>) -> Option<HomeserverConfig> {
         let url = self.url(s, "url");
         let server_name = self.string(s, "server_name", true).and_then(|name| match ServerName::parse(&name) {

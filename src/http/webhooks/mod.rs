@@ -1,6 +1,7 @@
 //! `POST /webhooks/v1/events`: verify, validate, commit, answer. In that order, so a
 //! rejected event changes nothing and a `2xx` means the event is durably stored.
 
+pub mod expand;
 pub mod payload;
 pub mod signature;
 
@@ -15,7 +16,7 @@ use chrono::Utc;
 
 use crate::{
     http::{AppState, error, server::BodyBudget},
-    store::{Outcome, Receipt, StoreError},
+    store::{Outcome, Receipt, StoreError, Windows},
 };
 
 /// Bodies over this size are refused before they are read in full.
@@ -163,7 +164,8 @@ async fn receive_inner(
     *kind = sent;
 
     let receipt = Receipt { webhook_id, received_at: now };
-    let outcome = state.store.record_webhook(&receipt, &event).await.map_err(|e| match e {
+    let windows = Windows::of_config(&state.config.rooms);
+    let outcome = state.store.record_webhook_within(&receipt, &event, windows).await.map_err(|e| match e {
         StoreError::Refused { .. } => {
             tracing::info!(webhook_id, error = %e, "webhook refused: bad payload");
             ("bad_payload", error(StatusCode::BAD_REQUEST, "FOYER_BAD_PAYLOAD", e.to_string()))

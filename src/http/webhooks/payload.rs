@@ -9,8 +9,9 @@ use serde_json::{Map, Value};
 use crate::config::Config;
 use crate::model::{
     Access, Archive, AutoJoin, Channel, ClaimKey, Description, DisplayName, Email, EmailClaim, ExternalId, Holder,
-    MAX_SPAN_SECONDS, ReplayOffset, Reservation, ReservationId, Revision, RulesOverride, StreamKey, StreamUrl, Ticket,
-    Title, WebhookEvent, parse_reason,
+    MAX_SPAN_SECONDS, MAX_STEPS, Override, Recurrence, ReplayOffset, Reservation, ReservationId, Revision,
+    RulesOverride, Series, SeriesId, SeriesUpsert, StreamKey, StreamUrl, Ticket, Title, WebhookEvent, parse_local,
+    parse_reason, parse_tzid,
 };
 
 const MAX_BATCH: usize = 1000;
@@ -42,12 +43,20 @@ pub struct Rules {
     pub claim_key: ClaimKey,
     /// `synapse_admin.token` is configured: `chat.auto_join: local` can be done.
     pub admin_join: bool,
+    /// `series.horizon`: how far ahead a series is expanded.
+    pub series_horizon: TimeDelta,
 }
 
 /// No bot known, https stream URLs only, and a claim key no deployment has.
 impl Default for Rules {
     fn default() -> Self {
-        Self { allow_http_stream_urls: false, bot: None, claim_key: ClaimKey::from_secret(b""), admin_join: false }
+        Self {
+            allow_http_stream_urls: false,
+            bot: None,
+            claim_key: ClaimKey::from_secret(b""),
+            admin_join: false,
+            series_horizon: horizon(crate::config::SeriesConfig::default().horizon),
+        }
     }
 }
 
@@ -58,6 +67,7 @@ impl Rules {
             bot: Some(config.bot_user_id()),
             claim_key: config.claim_key(),
             admin_join: config.synapse_admin.is_some(),
+            series_horizon: horizon(config.series.horizon),
         }
     }
 
@@ -77,6 +87,11 @@ impl Rules {
             None => Ok(user),
         }
     }
+}
+
+/// `series.horizon` as chrono reckons; the config bounds it to a year.
+fn horizon(configured: std::time::Duration) -> TimeDelta {
+    TimeDelta::from_std(configured).unwrap_or(TimeDelta::days(366))
 }
 
 /// A JSON object being read, with its path for messages.
@@ -308,6 +323,11 @@ pub fn parse_typed(
                 .collect::<Result<_, PayloadError>>()?;
             Ok(WebhookEvent::TicketsRevoked { id, ticket_ids })
         }
+        "series.upserted" => series(&data, now, rules).map(|s| WebhookEvent::SeriesUpserted(Box::new(s))),
+        "series.cancelled" => Ok(WebhookEvent::SeriesCancelled {
+            id: data.parse("series_id", SeriesId::parse)?,
+            reason: data.opt_parse("reason", parse_reason)?,
+        }),
         "stream.started" | "stream.ended" => {
             let id = data.reservation_id()?;
             let at = data.opt_parse("at", |v| time(v, now))?.unwrap_or(now);
@@ -337,7 +357,7 @@ pub fn parse_typed(
         other => Err(err(
             "type",
             format!(
-                "{other:?} is not a known event type (reservation.created, reservation.updated, reservation.cancelled, ticket.granted, ticket.revoked, stream.started, stream.ended, follower.added, follower.removed)"
+                "{other:?} is not a known event type (reservation.created, reservation.updated, reservation.cancelled, ticket.granted, ticket.revoked, stream.started, stream.ended, series.upserted, series.cancelled, follower.added, follower.removed)"
             ),
         )),
     }?;
@@ -362,6 +382,103 @@ fn reservation(data: &Object<'_>, now: DateTime<Utc>, rules: &Rules) -> Result<R
     if (ends_at - starts_at).num_seconds() > MAX_SPAN_SECONDS {
         return Err(err("data.ends_at", "must be at most 7 days after data.starts_at"));
     }
+    details(data, rules, Core { id, revision, title, description, starts_at, ends_at })
+}
+
+/// What an occurrence of a series does not share with the others, or a reservation
+/// is not told the same way: read before [`details`] adds the rest.
+struct Core {
+    id: ReservationId,
+    revision: Option<Revision>,
+    title: Title,
+    description: Option<Description>,
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+}
+
+/// The most `exdates` and `overrides` a series may carry.
+const MAX_SERIES_DATES: usize = 1000;
+
+/// `series.upserted`'s `data` at `now`: the series, its expansion within
+/// `rules.series_horizon`, and the `data` as sent (kept to expand it again later).
+fn series(data: &Object<'_>, now: DateTime<Utc>, rules: &Rules) -> Result<SeriesUpsert, PayloadError> {
+    let id = data.parse("series_id", SeriesId::parse)?;
+    let rrule = data.string("rrule")?;
+    let dtstart = data.parse("dtstart", parse_local)?;
+    let tz = data.parse("tzid", parse_tzid)?;
+    let duration = data
+        .unsigned("duration_seconds", MAX_SPAN_SECONDS as u64)?
+        .ok_or_else(|| err(data.at("duration_seconds"), "is missing"))?;
+    let exdates = optional_items(data, "exdates")?
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let path = format!("data.exdates[{i}]");
+            item.as_str()
+                .ok_or_else(|| err(&path, "must be a string"))
+                .and_then(|v| parse_local(v).map_err(|m| err(&path, m)))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let overrides = optional_items(data, "overrides")?
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let o = Object::new(format!("data.overrides[{i}]"), item)?;
+            let original_start = o.parse("original_start", parse_local)?;
+            let starts_at = o.parse("starts_at", |v| time(v, now))?;
+            let ends_at = o.parse("ends_at", |v| time(v, now))?;
+            Override::new(original_start, starts_at, ends_at).map_err(|m| err(o.at("ends_at"), m))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let recurrence = Recurrence::new(rrule, dtstart, tz, duration, exdates, overrides)
+        .map_err(|e| err(data.at(e.field), e.message))?;
+    let first = recurrence.place(dtstart);
+    if first - now > TimeDelta::days(365 * MAX_YEARS_FROM_NOW + 1) {
+        return Err(err(data.at("dtstart"), format!("must be within {MAX_YEARS_FROM_NOW} years of now")));
+    }
+    let core = Core {
+        id: id.as_reservation_id().clone(),
+        revision: data.unsigned("revision", i64::MAX as u64)?.map(Revision),
+        title: data.parse("title", Title::parse)?,
+        description: data.opt_parse("description", Description::parse)?,
+        starts_at: first,
+        ends_at: first + TimeDelta::seconds(duration as i64),
+    };
+    let template = details(data, rules, core)?;
+    let series = Series { revision: template.revision, id, recurrence, template };
+    let expansion = series.recurrence.expand(&series.id, now, rules.series_horizon);
+    if expansion.complete_until < now {
+        return Err(err(
+            data.at("dtstart"),
+            format!(
+                "is too far back: the rule's first {MAX_STEPS} occurrences are all before now; start the series later"
+            ),
+        ));
+    }
+    let definition = Value::Object(data.map.clone()).to_string();
+    Ok(SeriesUpsert { series, expansion, definition })
+}
+
+/// A series kept by the store (its `data` as sent), expanded again at `now`.
+pub fn stored_series(definition: &str, now: DateTime<Utc>, rules: &Rules) -> Result<SeriesUpsert, PayloadError> {
+    let value: Value = serde_json::from_str(definition).map_err(|e| err("data", format!("is not JSON ({e})")))?;
+    series(&Object::new("data", &value)?, now, rules)
+}
+
+/// An optional array of at most [`MAX_SERIES_DATES`] items (absent: none).
+fn optional_items<'a>(data: &Object<'a>, key: &str) -> Result<&'a [Value], PayloadError> {
+    match data.get(key) {
+        None => Ok(&[]),
+        Some(Value::Array(items)) if items.len() <= MAX_SERIES_DATES => Ok(items),
+        Some(Value::Array(_)) => Err(err(data.at(key), format!("must hold at most {MAX_SERIES_DATES} items"))),
+        Some(_) => Err(err(data.at(key), "must be an array")),
+    }
+}
+
+/// A reservation from its [`Core`] and the fields `reservation.created` and
+/// `series.upserted` read alike.
+fn details(data: &Object<'_>, rules: &Rules, core: Core) -> Result<Reservation, PayloadError> {
+    let Core { id, revision, title, description, starts_at, ends_at } = core;
     let stream_url = data.opt_parse("stream_url", |v| StreamUrl::parse_incoming(v, rules.allow_http_stream_urls))?;
     let channel = data
         .get("channel")

@@ -365,3 +365,79 @@ fn chat_auto_join_is_taken_only_where_the_admin_join_can_do_it() {
     let (path, message) = auto_join(json!({"auto_join": "everyone"}), &with_admin).unwrap_err();
     assert_eq!((path.as_str(), message.as_str()), ("data.chat.auto_join", "\"everyone\" is not one of local, off"));
 }
+
+fn fridays() -> Value {
+    json!({
+        "series_id": "jazz-fridays", "revision": 1, "rrule": "FREQ=WEEKLY;BYDAY=FR",
+        "dtstart": "2026-12-04T20:00:00", "tzid": "Europe/Berlin", "duration_seconds": 7200,
+        "exdates": ["2026-12-11T20:00:00"],
+        "overrides": [{"original_start": "2026-12-18T20:00:00",
+                       "starts_at": "2026-12-18T21:00:00Z", "ends_at": "2026-12-18T22:00:00Z"}],
+        "title": "Friday Night Jazz", "ingest": {"stream_key": "sk_9f2c4e7a1b3d5f60"},
+        "chat": {"open_before_seconds": 60}
+    })
+}
+
+#[test]
+fn a_series_is_expanded_when_it_arrives() {
+    let now: DateTime<Utc> = "2026-12-01T00:00:00Z".parse().unwrap();
+    let rules = Rules { series_horizon: TimeDelta::days(21), ..Rules::default() };
+    let (kind, event) = parse_typed(&envelope("series.upserted", fridays()), now, &rules).unwrap();
+    let WebhookEvent::SeriesUpserted(upsert) = event else { panic!("not a series") };
+    assert_eq!(kind, "series.upserted");
+    let ids: Vec<_> = upsert.expansion.occurrences.iter().map(|o| (o.id.as_str(), o.starts_at)).collect();
+    assert_eq!(
+        ids,
+        [
+            ("jazz-fridays.20261204T1900Z", "2026-12-04T19:00:00Z".parse().unwrap()),
+            ("jazz-fridays.20261218T1900Z", "2026-12-18T21:00:00Z".parse().unwrap()),
+        ]
+    );
+    let first = upsert.series.reservation(&upsert.expansion.occurrences[0]);
+    assert_eq!((first.title.as_str(), first.open_before_seconds), ("Friday Night Jazz", Some(60)));
+    assert!(first.stream_key.is_some());
+    let kept: Value = serde_json::from_str(&upsert.definition).unwrap();
+    assert_eq!(kept, fridays(), "the data is kept as sent");
+    assert_eq!(stored_series(&upsert.definition, now, &rules).unwrap(), *upsert);
+    let cancelled = parse(&envelope("series.cancelled", json!({"series_id": "jazz-fridays"})), now).unwrap();
+    assert_eq!(cancelled.kind(), "series.cancelled");
+    assert_eq!(cancelled.subject(), "jazz-fridays");
+}
+
+#[test]
+fn each_broken_series_field_is_named() {
+    let now: DateTime<Utc> = "2026-12-01T00:00:00Z".parse().unwrap();
+    let path = |change: &dyn Fn(&mut Value)| {
+        let mut data = fridays();
+        change(&mut data);
+        parse(&envelope("series.upserted", data), now).unwrap_err().path
+    };
+    assert_eq!(path(&|d| d["series_id"] = json!("x".repeat(114))), "data.series_id");
+    assert_eq!(path(&|d| d["rrule"] = json!("FREQ=FORTNIGHTLY")), "data.rrule");
+    assert_eq!(path(&|d| d["rrule"] = json!("RRULE:FREQ=DAILY")), "data.rrule");
+    assert_eq!(path(&|d| d["dtstart"] = json!("2026-12-04T20:00:00Z")), "data.dtstart");
+    assert_eq!(path(&|d| d["tzid"] = json!("Europe/Atlantis")), "data.tzid");
+    assert_eq!(path(&|d| d["dtstart"] = json!("9999-12-04T20:00:00")), "data.dtstart");
+    assert_eq!(path(&|d| d["duration_seconds"] = json!(0)), "data.duration_seconds");
+    assert_eq!(
+        path(&|d| d.as_object_mut().unwrap().remove("duration_seconds").map(drop).unwrap()),
+        "data.duration_seconds"
+    );
+    assert_eq!(path(&|d| d["exdates"] = json!(["2026-12-11T20:00:00", "x", "2026-12-25"])), "data.exdates[1]");
+    assert_eq!(path(&|d| d["overrides"][0]["ends_at"] = json!("2026-12-18T20:00:00Z")), "data.overrides[0].ends_at");
+    assert_eq!(path(&|d| d["overrides"][0]["original_start"] = json!(5)), "data.overrides[0].original_start");
+    assert_eq!(path(&|d| d["title"] = json!("")), "data.title");
+    assert_eq!(path(&|d| d["ingest"]["stream_key"] = json!("short")), "data.ingest.stream_key");
+    // Every minute since a month ago: the bound on steps is reached before now.
+    let far_back = |d: &mut Value| {
+        d["rrule"] = json!("FREQ=MINUTELY");
+        d["dtstart"] = json!("2026-11-01T00:00:00");
+    };
+    assert_eq!(path(&far_back), "data.dtstart");
+    let rrule_says = {
+        let mut data = fridays();
+        data["rrule"] = json!("FREQ=WEEKLY;BYDAY=XX");
+        parse(&envelope("series.upserted", data), now).unwrap_err().message
+    };
+    assert!(rrule_says.contains("BYDAY") || rrule_says.to_lowercase().contains("weekday"), "{rrule_says}");
+}
