@@ -342,13 +342,18 @@ async fn stream_keys_are_checked_unique_among_active_reservations_and_hashed() {
     let first = unique("first");
     foyer.accept("reservation.created", reservation(&first, 30, Some(&key))).await;
 
-    // The same key on another active reservation: 400 naming the field, nothing stored.
+    // The same key on another active reservation whose window overlaps: 400 naming the
+    // field, nothing stored (a series' shows, one after another, may share one).
     let second = unique("second");
     let delivery = format!("msg_{}", random_token());
     let (status, body) =
         foyer.send_webhook_as(&delivery, "reservation.created", reservation(&second, 30, Some(&key))).await;
     assert_eq!(status, 400, "{body}");
-    assert_eq!(body["error"], "data.ingest.stream_key: is already the stream key of another active reservation");
+    assert_eq!(
+        body["error"],
+        "data.ingest.stream_key: is already the stream key of another active reservation whose window \
+         (opens_at to archives_at) overlaps this one's"
+    );
     assert_eq!(foyer.reservation(&second).await.0, 404, "a refused event changes nothing");
     // Its webhook-id was not kept either: once the first lets the key go, the same
     // delivery goes through.
