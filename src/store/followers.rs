@@ -29,6 +29,12 @@ const TO_FURNISH: &str = "SELECT f.channel_id,
 /// `(channel_id, space, name, announcements)`.
 const ROOMS_MADE: &str = "INSERT INTO spaces (channel_id, room_id, name, announcements_room_id) VALUES ($1, $2, $3, $4)
     ON CONFLICT (channel_id) DO UPDATE SET room_id = excluded.room_id, announcements_room_id = excluded.announcements_room_id";
+/// The channel's reservations still to come are planned again, so that what waited for an
+/// announcements room (a reminder, "live now", the link of a room open to the channel) goes
+/// out now rather than never: `(at, channel_id)`. Those with nothing left to do have no wake.
+const CHANNEL_DUE: &str = "UPDATE lifecycle SET next_due_at = $1, facts_version = facts_version + 1
+    WHERE next_due_at IS NOT NULL
+        AND reservation_id IN (SELECT reservation_id FROM reservations WHERE channel_id = $2)";
 /// Followers to let in or take out, in channels whose rooms exist, oldest first. `(limit)`.
 const PENDING: &str = "SELECT f.channel_id, f.user_id, f.invited_at, f.removed_at,
         s.room_id AS space, s.announcements_room_id AS announcements
@@ -74,7 +80,8 @@ pub trait FollowerStore: Send + Sync {
     /// Channels with followers whose rooms are not all made yet.
     async fn channels_to_furnish(&self, limit: u32) -> Result<Vec<ChannelRooms>, StoreError>;
 
-    /// The channel's space and announcements room exist.
+    /// The channel's space and announcements room exist; its reservations still to come
+    /// are planned again.
     async fn channel_rooms_made(
         &self, channel: &Channel, space: &OwnedRoomId, announcements: &OwnedRoomId,
     ) -> Result<(), StoreError>;
@@ -130,7 +137,10 @@ impl FollowerStore for SqlStore<D> {
             .bind(space.as_str())
             .bind(channel.name.as_str())
             .bind(announcements.as_str());
-        query.execute(&self.pool).await?;
+        let mut tx = self.pool.begin().await?;
+        query.execute(&mut *tx).await?;
+        sqlx::query(CHANNEL_DUE).bind(to_millis(Utc::now())).bind(channel.id.as_str()).execute(&mut *tx).await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! A channel's followers in the store (docs/followers.md), on both backends: a channel
 //! with followers is to be furnished with its rooms; followers are let in once and taken
-//! out once; following again undoes a removal not yet carried out; a reservation's
+//! out once; following again undoes a removal not yet carried out; the channel's shows are
+//! planned again once its rooms are made; a reservation's
 //! arrival time and what was announced of it read back.
 
 use chrono::Utc;
@@ -40,12 +41,21 @@ async fn followers_are_let_in_once_and_taken_out_once() {
         assert!(store.pending_followers(10).await.unwrap().is_empty(), "{backend}: nowhere to invite them yet");
         store.record_webhook(&receipt("r1"), &upsert_in_channel("show-1", "blue-room")).await.unwrap();
         assert_eq!(store.channels_to_furnish(10).await.unwrap()[0].channel.name.as_str(), "The Blue Room");
+        // The show is planned and sleeps until its doors.
+        let (now, lease) = (Utc::now(), std::time::Duration::from_secs(60));
+        let claims = store.claim_due(now, lease, 10, "worker").await.unwrap();
+        assert_eq!(claims.len(), 1, "{backend}");
+        store.release(&claims[0], Some(now + chrono::Duration::hours(5)), None, now).await.unwrap();
+        assert!(store.next_due_at().await.unwrap().unwrap() > now + chrono::Duration::hours(4), "{backend}");
 
         let (space, news) =
             (OwnedRoomId::try_from("!space:example.org").unwrap(), OwnedRoomId::try_from("!news:example.org").unwrap());
         let blue = Channel { id: channel(), name: Title::parse("The Blue Room").unwrap() };
         store.channel_rooms_made(&blue, &space, &news).await.unwrap();
         assert!(store.channels_to_furnish(10).await.unwrap().is_empty(), "{backend}");
+        // What waited for the announcements room is planned again at once.
+        let due = store.next_due_at().await.unwrap().unwrap();
+        assert!(due <= Utc::now(), "{backend}: the channel's show is due now, not at its doors: {due}");
         let pending = store.pending_followers(10).await.unwrap();
         assert_eq!(pending.len(), 2, "{backend}");
         assert!(pending.iter().all(|p| p.change == FollowerChange::LetIn && p.announcements == news), "{backend}");
