@@ -1,7 +1,8 @@
 //! A channel's followers (docs/followers.md): let into the channel's space and
 //! announcements room, reminded once each across a restart, told when a show goes live,
 //! taken out; and `chat.access: channel`, where the space's members join without a
-//! ticket. Against a real Synapse, users acting through the client-server API.
+//! ticket, and `chat.access: public`, which anyone joins and which is archived on time.
+//! Against a real Synapse, users acting through the client-server API.
 
 use std::time::Duration;
 
@@ -149,4 +150,42 @@ async fn in_a_channel_room_a_member_of_the_channels_space_joins_without_a_ticket
     let news = announcements_room(&foyer, &fan, &channel).await;
     fan.join_once_invited(&news, Duration::from_secs(30)).await;
     wait_notices(&fan, &news, "is open to the channel's followers", 1).await;
+}
+
+#[tokio::test]
+async fn a_public_room_lets_anyone_in_without_a_ticket_and_is_still_archived_on_time() {
+    let foyer = TestFoyer::start().await;
+    let hs = Synapse::shared();
+    let (fan, passer_by, latecomer) =
+        (hs.create_user("follower").await, hs.create_user("passerby").await, hs.create_user("latecomer").await);
+    let channel = unique("free");
+    foyer.accept("follower.added", json!({"channel_id": channel, "user_id": fan.user_id})).await;
+
+    // Open already; it ends 25 s from now and is archived a second after that.
+    let id = unique("pshow");
+    let mut reservation = show(&id, &channel, -60);
+    reservation["ends_at"] = json!(at(Utc::now() + chrono::Duration::seconds(25)));
+    reservation["chat"] = json!({"access": "public", "close_after_seconds": 1});
+    foyer.accept("reservation.created", reservation).await;
+    let room = foyer.room_id(&id, Duration::from_secs(30)).await;
+    let bot = TestUser::bot(&foyer.slot);
+    eventually(Duration::from_secs(20), "the room's join rule public", || async {
+        (bot.state(&room, "m.room.join_rules").await?["join_rule"] == "public").then_some(())
+    })
+    .await;
+    let (status, body) = passer_by.join(&room).await;
+    assert_eq!(status, 200, "anyone joins a public room without a ticket: {body}");
+    let (status, body) = passer_by.send_text(&room, "hello from nowhere").await;
+    assert_eq!(status, 200, "{body}");
+    // The channel's followers were told where it is.
+    let news = announcements_room(&foyer, &fan, &channel).await;
+    fan.join_once_invited(&news, Duration::from_secs(30)).await;
+    wait_notices(&fan, &news, "is open to everyone", 1).await;
+
+    // At archives_at the door closes like any other room's: who came in can no longer
+    // post, and nobody new gets in.
+    crate::lifecycle::watch_the_archive(&foyer, &id, &passer_by, &room).await;
+    assert_eq!(bot.state(&room, "m.room.join_rules").await.expect("the join rule")["join_rule"], "invite");
+    let (status, body) = latecomer.join(&room).await;
+    assert_eq!(status, 403, "nobody joins an archived room: {body}");
 }
