@@ -6,8 +6,9 @@
 //! local`), while a host joins by themselves in the middle of the window.
 
 use std::{
+    cell::RefCell,
     collections::{BTreeMap, BTreeSet},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -20,7 +21,7 @@ use crate::{
         percentile,
         synapse::Synapse,
         unique,
-        users::TestUser,
+        users::{Accepted, TestUser},
     },
     measure::{machine, write_section},
 };
@@ -35,44 +36,6 @@ const LEAD: i64 = 15;
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().map_or(default, |v| v.parse().unwrap_or_else(|_| panic!("{name}={v} is not a number")))
-}
-
-/// What one holder's client saw on its way in.
-#[derive(Default, Clone, Copy)]
-struct Entry {
-    /// From its first join request until the one answered 200.
-    took: Duration,
-    /// Answers 429 (the client waited `retry_after_ms` and asked again).
-    refusals: u32,
-    /// Answers 403 because the invite had not arrived yet (asked again a second later).
-    early: u32,
-}
-
-/// Joins as Element does when its user accepts an invite: a 429 is retried after its
-/// `retry_after_ms`; a join before the invite arrived is refused and tried again.
-async fn accept_invite(user: &TestUser, room: &str, limit: Duration) -> Entry {
-    let started = Instant::now();
-    let mut entry = Entry::default();
-    loop {
-        let (status, body) = user.join(room).await;
-        let wait = match status {
-            200 => {
-                entry.took = started.elapsed();
-                return entry;
-            }
-            429 => {
-                entry.refusals += 1;
-                Duration::from_millis(body["retry_after_ms"].as_u64().unwrap_or(1000))
-            }
-            403 => {
-                entry.early += 1;
-                Duration::from_secs(1)
-            }
-            _ => panic!("{} joining {room}: {status} {body}", user.user_id),
-        };
-        assert!(started.elapsed() < limit, "{} not in {room} after {limit:?}", user.user_id);
-        tokio::time::sleep(wait).await;
-    }
 }
 
 /// Members of the room with this membership, as the bot sees them.
@@ -150,7 +113,6 @@ struct Run {
     /// Seconds from the doors until the first holder joined.
     first_in: f64,
     refusals: u32,
-    early: u32,
     /// p50, p99 and max of a holder's own time from first request to being in.
     waits: Option<(Duration, Duration, Duration)>,
     synapse_refusals: usize,
@@ -183,7 +145,6 @@ async fn settle(
     let times = eventually(limit, &format!("all {} holders joined in {room}", ids.len()), || async {
         let joined = members(bot, room, "join").await;
         if !ids.is_subset(&joined) {
-            tokio::time::sleep(Duration::from_secs(1)).await;
             return None;
         }
         Some(join_times(bot, room, &ids).await)
@@ -197,7 +158,7 @@ async fn settle(
     (seconds(first), seconds(last), by_start)
 }
 
-fn waits(entries: &[Entry]) -> Option<(Duration, Duration, Duration)> {
+fn waits(entries: &[Accepted]) -> Option<(Duration, Duration, Duration)> {
     let mut took: Vec<Duration> = entries.iter().map(|e| e.took).collect();
     took.sort();
     Some((percentile(&took, 50.0), percentile(&took, 99.0), *took.last()?))
@@ -225,35 +186,44 @@ async fn at_the_doors(
     let room = foyer.room_id(&id, Duration::from_secs(LEAD as u64 + 60)).await;
     let limit = window + Duration::from_secs(1800);
     let mut clients = Vec::with_capacity(holders.len());
-    let mut waiting: Vec<TestUser> = holders.to_vec();
+    let accept = |user: TestUser| {
+        let (room, bot) = (room.clone(), bot.clone());
+        async move { user.accept_invite(&room, &bot, limit).await }
+    };
     if moment == Moment::Random {
-        for user in std::mem::take(&mut waiting) {
-            let room = room.clone();
+        for user in holders.iter().cloned() {
             let at = doors + chrono::Duration::milliseconds(rand::rng().random_range(0..window.as_millis() as i64));
+            let accepting = accept(user);
             clients.push(tokio::spawn(async move {
                 sleep_until(at).await;
-                accept_invite(&user, &room, limit).await
+                accepting.await
             }));
         }
-    }
-    let started = Instant::now();
-    while !waiting.is_empty() {
-        assert!(started.elapsed() < Duration::from_secs(300), "{} holders still not invited", waiting.len());
-        let invited = members(&bot, &room, "invite").await;
-        let arrived = match moment {
-            Moment::Together if waiting.iter().all(|u| invited.contains(&u.user_id)) => std::mem::take(&mut waiting),
-            Moment::Together | Moment::Random => Vec::new(),
-            Moment::OnArrival => {
-                let (arrived, rest) = waiting.into_iter().partition(|u| invited.contains(&u.user_id));
-                waiting = rest;
-                arrived
-            }
-        };
-        for user in arrived {
-            let room = room.clone();
-            clients.push(tokio::spawn(async move { accept_invite(&user, &room, limit).await }));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    } else {
+        // One reader of the room's invites for all, rather than one per holder: each
+        // accepts once the invites their `moment` waits for are there.
+        let (waiting, spawned) = (RefCell::new(holders.to_vec()), RefCell::new(Vec::new()));
+        let (waiting, spawned, accept, bot, room) = (&waiting, &spawned, &accept, &bot, &room);
+        eventually(Duration::from_secs(300), "every holder's invite", || async move {
+            let invited = members(bot, room, "invite").await;
+            let mut waiting = waiting.borrow_mut();
+            let arrived = match moment {
+                Moment::Together if waiting.iter().all(|u| invited.contains(&u.user_id)) => {
+                    std::mem::take(&mut *waiting)
+                }
+                Moment::Together | Moment::Random => Vec::new(),
+                Moment::OnArrival => {
+                    let (arrived, rest) =
+                        std::mem::take(&mut *waiting).into_iter().partition(|u| invited.contains(&u.user_id));
+                    *waiting = rest;
+                    arrived
+                }
+            };
+            spawned.borrow_mut().extend(arrived.into_iter().map(|user| tokio::spawn(accept(user))));
+            waiting.is_empty().then_some(())
+        })
+        .await;
+        clients = spawned.take();
     }
     let invited_after = (Utc::now() - doors).num_milliseconds() as f64 / 1000.0;
     let mut entries = Vec::with_capacity(holders.len());
@@ -277,7 +247,6 @@ async fn at_the_doors(
         by_start,
         first_in,
         refusals: entries.iter().map(|e| e.refusals).sum(),
-        early: entries.iter().map(|e| e.early).sum(),
         waits: waits(&entries),
         synapse_refusals: refused_joins_in_log(synapse, log_from),
         note,
@@ -288,17 +257,13 @@ async fn at_the_doors(
 /// Returns the run, the host's own join and Foyer's `foyer_joins_total` for holders.
 async fn auto_join(
     foyer: &TestFoyer, synapse: &Synapse, holders: &[TestUser], host: &TestUser, window: Duration,
-) -> (Run, Entry, usize, String) {
+) -> (Run, Accepted, usize, String) {
     let bot = TestUser::bot(&foyer.slot);
     let log_from = log_len(synapse);
     let (id, doors, starts) = book(foyer, holders, &[&host.user_id], window).await;
     let room = foyer.room_id(&id, Duration::from_secs(LEAD as u64 + 60)).await;
     sleep_until(doors + chrono::Duration::from_std(window / 2).expect("half the window")).await;
-    eventually(Duration::from_secs(60), "the host's invite", || async {
-        (members(&bot, &room, "invite").await.contains(&host.user_id)).then_some(())
-    })
-    .await;
-    let host_entry = accept_invite(host, &room, Duration::from_secs(600)).await;
+    let host_entry = host.accept_invite(&room, &bot, Duration::from_secs(600)).await;
     let joined_at_host = members(&bot, &room, "join").await.len();
     let limit = (starts - Utc::now()).to_std().unwrap_or_default() + Duration::from_secs(600);
     let (first_in, all_in, by_start) = settle(&bot, &room, holders, doors, starts, limit).await;
@@ -317,7 +282,6 @@ async fn auto_join(
         by_start,
         first_in,
         refusals: host_entry.refusals,
-        early: host_entry.early,
         waits: None,
         synapse_refusals: refused_joins_in_log(synapse, log_from),
         note: String::new(),
@@ -385,16 +349,14 @@ async fn bench_doors() {
     let rows: Vec<String> = runs.iter().map(|r| r.row(n)).collect();
     let notes: String =
         runs.iter().filter(|r| !r.note.is_empty()).map(|r| format!("{}: {}.\n", r.way, r.note)).collect();
-    let early: u32 = runs.iter().map(|r| r.early).sum();
     let body = format!(
         "## Doors open at scale\n\n\
          {n} local ticket holders per way, each way in a room of its own, one after the other; the open window \
          (`open_before`) is {window_s} s. Times are from the doors (`opens_at`) by the homeserver's clock \
          (`origin_server_ts` of each holder's join event). The holders' clients retry a 429 after its \
-         `retry_after_ms`, as Element does.\n\n\
+         `retry_after_ms`, as Element does, each once their invite is there (as the bot sees it).\n\n\
          | way | first in | all in | joins a second, first to last | in by `starts_at` | 429s seen by clients | 429s on `/join` in Synapse's log | a holder's own wait p50 / p99 / max |\n\
          |---|---|---|---|---|---|---|---|\n{rows}\n\n{notes}{host_line}\n\n\
-         Joins tried before their invite had arrived (answered 403, tried again a second later): {early}.\n\n\
          **The homeserver.** Synapse {version} of its own (`Synapse::dedicated_with_default_limits`), with \
          Synapse's default limits except two: `rc_registration` and `rc_login` are raised, because the harness \
          registers {users} users through the shared-secret admin API (the holders' tokens come from that \

@@ -15,6 +15,15 @@ use super::{
     synapse::{Slot, Synapse},
 };
 
+/// What a user's client saw accepting an invite ([`TestUser::accept_invite`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Accepted {
+    /// From the first join request until the one answered 200.
+    pub took: Duration,
+    /// Answers 429 before it.
+    pub refusals: u32,
+}
+
 static USER_COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 impl Synapse {
@@ -112,6 +121,30 @@ impl TestUser {
             (self.join(room_id).await.0 == 200).then_some(())
         })
         .await;
+    }
+
+    /// Accepts the invite as Element does, once `viewer` (a member) sees it: a 429 is asked
+    /// again when its `retry_after_ms` has passed. That is the homeserver saying when its
+    /// budget has room; asking sooner is only refused again, and counted against the user.
+    /// Fails on any other answer, or after `limit`.
+    pub async fn accept_invite(&self, room_id: &str, viewer: &TestUser, limit: Duration) -> Accepted {
+        let invited = format!("{}'s invite to {room_id}", self.user_id);
+        eventually(limit, &invited, || async {
+            (viewer.membership_of(room_id, &self.user_id).await.as_deref() == Some("invite")).then_some(())
+        })
+        .await;
+        let started = std::time::Instant::now();
+        let mut refusals = 0;
+        loop {
+            let (status, body) = self.join(room_id).await;
+            match status {
+                200 => return Accepted { took: started.elapsed(), refusals },
+                429 => refusals += 1,
+                _ => panic!("{} joining {room_id}: {status} {body}", self.user_id),
+            }
+            assert!(started.elapsed() < limit, "{} not in {room_id} after {limit:?}", self.user_id);
+            tokio::time::sleep(Duration::from_millis(body["retry_after_ms"].as_u64().unwrap_or(1000))).await;
+        }
     }
 
     pub async fn send_text(&self, room_id: &str, text: &str) -> (u16, Value) {
