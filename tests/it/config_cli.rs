@@ -15,7 +15,7 @@ fn foyer(args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut cmd = Command::new(foyer_bin());
     cmd.args(args).env_remove("FOYER_AS_TOKEN").env_remove("FOYER_HS_TOKEN").env_remove("FOYER_API_TOKEN");
     cmd.env_remove("FOYER_WEBHOOK_SECRETS").env_remove("FOYER_DATABASE_URL").env_remove("FOYER_INGEST_TOKEN");
-    cmd.env_remove("FOYER_PLATFORM_WEBHOOK_SECRET");
+    cmd.env_remove("FOYER_PLATFORM_WEBHOOK_SECRET").env_remove("FOYER_CALENDAR_FEED_KEY");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -530,4 +530,31 @@ fn chat_rules_are_checked_and_each_bad_one_named() {
     assert_problem(&run, "rooms.rules.blocked_words[1]", "is not a regular expression");
     let run = check(&valid_config_yaml().replace("rooms:\n", "rooms:\n  rules:\n    strikes: {often: 1}\n"));
     assert_problem(&run, "rooms.rules.strikes.often", "is not a strikes setting");
+}
+
+#[test]
+fn the_calendar_section_is_checked_like_the_others() {
+    let with = |section: &str| format!("{}calendar:\n{section}", valid_config_yaml());
+    for (section, path, needle) in [
+        ("  public: yes please\n", "calendar.public", "must be true or false"),
+        ("  feed_key: short\n", "calendar.feed_key", "at least 32 characters (it has 5)"),
+        ("  feed_key: CHANGE_ME_calendar\n", "calendar.feed_key", "placeholder"),
+        ("  feed_key: x\n  feed_key_file: y\n", "calendar.feed_key", "not both"),
+        ("  feed_key_file: missing\n", "calendar.feed_key_file", "cannot read"),
+        ("  publik: true\n", "calendar.publik", "unknown key (did you mean public?)"),
+    ] {
+        assert_problem(&check(&with(section)), path, needle);
+    }
+    let key = "k".repeat(40);
+    let run = check(&with(&format!("  public: true\n  feed_key: {key}\n")));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("calendar.feed_key from config file") && !run.stdout.contains(&key), "{}", run.stdout);
+    // The environment alone is enough: no section needed.
+    let run = check_with(&valid_config_yaml(), &[("FOYER_CALENDAR_FEED_KEY", &key)]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("calendar.feed_key from environment variable FOYER_CALENDAR_FEED_KEY"),
+        "{}",
+        run.stdout
+    );
 }
