@@ -875,14 +875,16 @@ struct MockChat {
 
 /// This mock stays beside [`a_fan_chats_beside_the_player_with_a_matrix_member_through_a_real_foyer`]
 /// for what a real Foyer cannot be made to answer on demand yet: a slow-mode 429 with its
-/// countdown, a `reset`, an edit, events split across chunks.
+/// countdown, a busy room's 429 (a real Foyer gives it only to some of a crowd of first
+/// messages, which one depends on timing; `big_shows.rs` checks that answer on the API),
+/// a `reset`, an edit, events split across chunks.
 ///
 /// The page's own script against a mock of the chat API as `docs/web-chat.md` describes
 /// it: the page's files, read from the repository, served with Foyer's policy by a mock on
 /// 127.0.0.1, framed by a page on localhost with third-party cookies blocked. The stream's events arrive split across chunks and lines; the page
 /// shows them as text, reconnects with `Last-Event-ID`, obeys `reset`, edits and removes,
-/// badges roles, announces only what follows `ready`; a slow-mode refusal counts down and
-/// the retry reuses its `txn_id`.
+/// badges roles, announces only what follows `ready`; a slow-mode refusal and a busy room's
+/// count down, and the retries (the last with the keyboard) reuse the `txn_id`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chat_page_reads_and_writes_as_docs_web_chat_says() {
     use std::sync::{Arc, Mutex};
@@ -1021,6 +1023,12 @@ async fn the_chat_page_reads_and_writes_as_docs_web_chat_says() {
                         StatusCode::TOO_MANY_REQUESTS,
                         Json(json!({"errcode": "M_LIMIT_EXCEEDED", "error": "slow mode", "retry_after_ms": 2000})),
                     )
+                } else if seen.txn_ids.len() == 2 {
+                    // The room's doors are busy (docs/web-chat.md, FOYER_ROOM_BUSY).
+                    (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        Json(json!({"errcode": "FOYER_ROOM_BUSY", "error": "room busy", "retry_after_ms": 2000})),
+                    )
                 } else {
                     (StatusCode::OK, Json(json!({"event_id": "$9"})))
                 }
@@ -1108,13 +1116,26 @@ async fn the_chat_page_reads_and_writes_as_docs_web_chat_says() {
     })
     .await;
     browser.click("#send").await;
+    // Then the doors are busy: the fan is told so, in words of their own, and counted down.
+    eventually(Duration::from_secs(10), "the room-busy countdown", || async {
+        browser.text("#refusal").await.filter(|t| t.starts_with("Many fans are coming in: you can send again in"))
+    })
+    .await;
+    eventually(Duration::from_secs(10), "the countdown to end", || async {
+        (browser.text("#refusal").await.as_deref() == Some("You can send again.")).then_some(())
+    })
+    .await;
+    // The fan sends again with the keyboard alone: Tab to the message box, Enter.
+    tab_into_frame(&browser, "body").await;
+    browser.press("\u{E007}").await;
+    assert!(browser.enter_frame(0).await, "the chat's frame");
     eventually(Duration::from_secs(10), "the box to empty once the message is accepted", || async {
         (browser.execute("return document.getElementById('body').value;").await == "").then_some(())
     })
     .await;
     let txn_ids = std::mem::take(&mut seen.lock().unwrap().txn_ids);
-    assert_eq!(txn_ids.len(), 2, "{txn_ids:?}");
-    assert_eq!(txn_ids[0], txn_ids[1], "the retry reuses the message's txn_id");
+    assert_eq!(txn_ids.len(), 3, "{txn_ids:?}");
+    assert!(txn_ids.iter().all(|t| *t == txn_ids[0]), "each retry reuses the message's txn_id: {txn_ids:?}");
     assert_eq!(txn_ids[0].len(), 32, "{txn_ids:?}");
 
     browser.leave_frames().await;
