@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::{
-    http::{AppState, error, require_api_token},
+    http::{AppState, error, require_api_token, store_unavailable},
     model::{
         ClaimCode, ExternalId, RecordCursor, ReplayOffset, ReservationId, ReservationRecord, SeriesId, naming,
         replay::Segments,
@@ -81,8 +81,7 @@ fn view(state: &AppState, record: &ReservationRecord, now: DateTime<Utc>) -> (Ph
 }
 
 fn unavailable(e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "read API: store unavailable");
-    error(StatusCode::SERVICE_UNAVAILABLE, "FOYER_UNAVAILABLE", "the database cannot be read now; retry later")
+    store_unavailable("read API", e)
 }
 
 pub(super) async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Response {

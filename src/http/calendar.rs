@@ -14,7 +14,7 @@ use ruma::{ServerName, UserId};
 use url::Url;
 
 use crate::{
-    http::{AppState, error, has_token, unauthorized},
+    http::{AppState, error, has_token, store_unavailable, unauthorized},
     model::{
         ExternalId,
         calendar::{CalendarEntry, FeedKey, FeedWindow, HolderFeedToken},
@@ -76,8 +76,7 @@ fn not_found() -> Response {
 }
 
 fn unavailable(e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "calendar: store unavailable");
-    error(StatusCode::SERVICE_UNAVAILABLE, "FOYER_UNAVAILABLE", "the database cannot be read now; retry later")
+    store_unavailable("calendar", e)
 }
 
 /// `GET /calendar/{channel_id}.ics` (the router's parameter is the last segment whole:

@@ -264,6 +264,13 @@ pub fn error(status: StatusCode, errcode: &str, message: impl Into<String>) -> R
     (status, Json(json!({"errcode": errcode, "error": message.into()}))).into_response()
 }
 
+/// 503 for a read the database cannot answer now, logged with `what` read it (the read
+/// API, a calendar feed).
+pub(crate) fn store_unavailable(what: &str, e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "{what}: store unavailable");
+    error(StatusCode::SERVICE_UNAVAILABLE, "FOYER_UNAVAILABLE", "the database cannot be read now; retry later")
+}
+
 pub async fn unrecognized() -> Response {
     error(StatusCode::NOT_FOUND, "M_UNRECOGNIZED", "Unrecognized request")
 }
