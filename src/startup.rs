@@ -209,6 +209,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
                 admin,
                 wake: state.wake.clone(),
                 creators_privileged: Default::default(),
+                doorkeeper: Default::default(),
                 unmarked: Default::default(),
                 knocks: Default::default(),
                 remote: Default::default(),

@@ -72,6 +72,8 @@ pub struct Lifecycle {
     pub instance: String,
     /// Asked once: whether the homeserver's default room version privileges creators.
     pub creators_privileged: tokio::sync::OnceCell<bool>,
+    /// Asked once: the user of `synapse_admin.token`, exempted from Synapse's rate limits.
+    pub doorkeeper: tokio::sync::OnceCell<ruma::OwnedUserId>,
     /// Rooms found holding an alias without Foyer's marker (see `rooms::create_or_adopt`).
     pub unmarked: rooms::UnmarkedRooms,
     /// Refused knocks of late, per room and per knocker's server.

@@ -493,7 +493,8 @@ impl Lifecycle {
             endpoint: "POST /_synapse/admin/v1/join".into(),
             message: "synapse_admin.token is not configured".into(),
         })?;
-        let keeper = rooms::admit_doorkeeper(&self.client, admin, &self.joins, at.room).await?;
+        let keeper = self.doorkeeper.get_or_try_init(|| rooms::doorkeeper(admin)).await?.clone();
+        rooms::admit_doorkeeper(&self.client, admin, &self.joins, at.room, &keeper).await?;
         tracing::info!(reservation_id = %at.id, room_id = %at.room, doorkeeper = %keeper, "the doorkeeper is in the room");
         Ok(StepRecord::DoorkeeperAdmitted { user_id: keeper })
     }

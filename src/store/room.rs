@@ -45,7 +45,6 @@ const CLOSING_WARNING_SENT: &str = "UPDATE lifecycle SET closing_warning_sent = 
 const HOSTS_APPLIED: &str = "UPDATE lifecycle SET hosts_applied = $1 WHERE reservation_id = $2";
 const SPEECH_APPLIED: &str = "UPDATE lifecycle SET speech_applied = $1 WHERE reservation_id = $2";
 /// Only in a room that exists, as `RoomState::apply` says.
-/// Only in a room that exists, as `RoomState::apply` says.
 const ACCESS_APPLIED: &str =
     "UPDATE lifecycle SET access_applied = $1 WHERE reservation_id = $2 AND room_id IS NOT NULL";
 /// `(reservation_id, announcement, at)`.

@@ -46,13 +46,13 @@ pub fn broke_rule(reason: &str) -> String {
     format!("This chat's rules: {reason}.")
 }
 
-/// A timed-out fan's message, refused: when they may write again.
 /// A fan's first message while many are being let into the room.
 pub fn room_busy(wait: std::time::Duration) -> String {
     let seconds = wait.as_secs_f64().ceil().max(1.0);
     format!("Many fans are coming in right now; send your message again in {seconds} s.")
 }
 
+/// A timed-out fan's message, refused: when they may write again.
 pub fn timed_out(wait: std::time::Duration) -> String {
     let minutes = wait.as_secs().div_ceil(60).max(1);
     format!("You are timed out in this chat; you can write again in {minutes} min.")

@@ -63,23 +63,29 @@ impl JoinPacer {
     }
 }
 
-/// Puts the doorkeeper in the room with invite power: exempted from Synapse's rate
-/// limits (its joins into many rooms at once), raised (a state event, no join), then
-/// invited by the bot and joined as itself (one join, its turn taken).
-/// Returns its user. Each part is idempotent.
-pub async fn admit_doorkeeper(
-    client: &MatrixClient, admin: &SynapseAdmin, pacer: &JoinPacer, room_id: &OwnedRoomId,
-) -> Result<OwnedUserId, MatrixError> {
+/// The doorkeeper (the user of `synapse_admin.token`), exempted from Synapse's rate limits
+/// so that its joins into many rooms opening at once are not held to `rc_joins.local`.
+/// Asked once per process (`Lifecycle::doorkeeper`): the token and its user do not change
+/// while Foyer runs, and the exemption is Synapse's to keep.
+pub async fn doorkeeper(admin: &SynapseAdmin) -> Result<OwnedUserId, MatrixError> {
     let keeper = admin.whoami().await?;
     if let Err(e) = admin.exempt_from_rate_limits(&keeper).await {
         // Only many rooms opening at once need it: their joins then wait out the limit.
         tracing::warn!(error = %e, "cannot exempt the doorkeeper from Synapse's rate limits");
     }
-    give_invite_power(client, room_id, &keeper).await?;
-    invite(client, room_id, &keeper).await?;
-    pacer.wait_turn(room_id).await;
-    admin.join_self(room_id).await?;
     Ok(keeper)
+}
+
+/// Puts the doorkeeper in the room with invite power: raised (a state event, no join),
+/// then invited by the bot and joined as itself (one join, its turn taken). Each part is
+/// idempotent.
+pub async fn admit_doorkeeper(
+    client: &MatrixClient, admin: &SynapseAdmin, pacer: &JoinPacer, room_id: &OwnedRoomId, keeper: &OwnedUserId,
+) -> Result<(), MatrixError> {
+    give_invite_power(client, room_id, keeper).await?;
+    invite(client, room_id, keeper).await?;
+    pacer.wait_turn(room_id).await;
+    admin.join_self(room_id).await
 }
 
 /// Joins a local holder, in the room's turn.

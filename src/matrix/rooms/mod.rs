@@ -31,7 +31,7 @@ pub use archive::archive;
 pub use create::{ABANDONED_AFTER, CREATOR_GONE_GRACE, OpenError, Patience, UnmarkedRooms, create_or_adopt};
 pub use details::{set_access, set_name, set_topic};
 pub use direct::{membership, open_direct_chat};
-pub use doors::{JoinPacer, admit_doorkeeper, join_holder};
+pub use doors::{JoinPacer, admit_doorkeeper, doorkeeper, join_holder};
 pub use members::{ban, invite, invite_once, join, kick, redact, unban};
 pub use messages::notice;
 pub use power::{ADMIN, MEMBER, MODERATOR, TIMED_OUT, set_hosts, set_speech};
