@@ -81,6 +81,11 @@ const OCCURRENCES: &str = "SELECT o.reservation_id, o.original_start, r.starts_a
     JOIN reservations r ON r.reservation_id = o.reservation_id
     LEFT JOIN reservation_signals s ON s.reservation_id = o.reservation_id
     WHERE o.series_id = $1 ORDER BY o.original_start";
+/// `(series_id, definition)`: the series is still as read, not cancelled; one row then.
+/// An update, so that it holds the row against a cancellation or an upsert until the
+/// extension commits (PostgreSQL; SQLite's writer is alone anyway).
+const STILL_AS_READ: &str =
+    "UPDATE series SET updated_at = updated_at WHERE series_id = $1 AND definition = $2 AND cancelled_at IS NULL";
 const ACTIVE_SERIES: &str =
     "SELECT series_id, definition FROM series WHERE cancelled_at IS NULL AND definition IS NOT NULL ORDER BY series_id";
 
@@ -171,11 +176,12 @@ pub trait SeriesStore: Send + Sync {
     /// Every series not cancelled, as `(id, data as sent)`.
     async fn active_series(&self) -> Result<Vec<(SeriesId, String)>, StoreError>;
 
-    /// Adds the occurrences of `expansion` not stored yet, each once however many
-    /// instances try at the same time, in one transaction with its `series.expanded`.
-    /// Returns how many it added.
+    /// Adds the occurrences of `upsert`'s expansion not stored yet, each once however many
+    /// instances try at the same time, in one transaction with its `series.expanded`;
+    /// nothing if the series was cancelled or sent again since `upsert` was read from
+    /// [`Self::active_series`]. Returns how many it added.
     async fn extend_series(
-        &self, series: &Series, expansion: &Expansion, at: DateTime<Utc>, windows: Windows,
+        &self, upsert: &SeriesUpsert, at: DateTime<Utc>, windows: Windows,
     ) -> Result<usize, StoreError>;
 }
 
@@ -209,9 +215,15 @@ impl SeriesStore for SqlStore<D> {
     }
 
     async fn extend_series(
-        &self, series: &Series, expansion: &Expansion, at: DateTime<Utc>, windows: Windows,
+        &self, upsert: &SeriesUpsert, at: DateTime<Utc>, windows: Windows,
     ) -> Result<usize, StoreError> {
         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        let id = upsert.series.id.as_str();
+        let still = sqlx::query(STILL_AS_READ).bind(id).bind(upsert.definition.as_str()).execute(&mut *tx).await?;
+        if D::rows_affected(&still) == 0 {
+            return Ok(0);
+        }
+        let (series, expansion) = (&upsert.series, &upsert.expansion);
         let added =
             write_occurrences(&mut Sqlx::<D>(&mut tx), series, expansion, None, at, &self.outbox, windows).await?;
         tx.commit().await?;

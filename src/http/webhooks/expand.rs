@@ -38,7 +38,7 @@ pub async fn extend_all(store: &dyn Store, rules: &Rules, windows: Windows, now:
                 continue;
             }
         };
-        match store.extend_series(&upsert.series, &upsert.expansion, now, windows).await {
+        match store.extend_series(&upsert, now, windows).await {
             Ok(n) => added += n,
             Err(e) => tracing::warn!(series_id = %id, error = %e, "series not expanded now; tried again later"),
         }
@@ -48,15 +48,15 @@ pub async fn extend_all(store: &dyn Store, rules: &Rules, windows: Windows, now:
 
 /// Runs [`extend_all`] every [`period`] until `stop`, waking the lifecycle when it added.
 pub async fn serve(
-    store: Arc<dyn Store>, rules: Rules, windows: Windows, horizon: Duration, wake: Arc<Notify>,
-    mut stop: watch::Receiver<bool>,
+    store: Arc<dyn Store>, rules: Rules, windows: Windows, wake: Arc<Notify>, mut stop: watch::Receiver<bool>,
 ) {
+    let every = period(rules.series_horizon.to_std().unwrap_or_default());
     loop {
         if extend_all(store.as_ref(), &rules, windows, Utc::now()).await > 0 {
             wake.notify_one();
         }
         tokio::select! {
-            _ = tokio::time::sleep(period(horizon)) => {}
+            _ = tokio::time::sleep(every) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
     }

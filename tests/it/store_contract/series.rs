@@ -108,8 +108,8 @@ async fn a_series_expands_changes_extends_and_cancels() {
         assert_eq!(stored_id, id, "{backend}");
         let again = stored_series(&definition, day(29, 0), &rules()).unwrap();
         let (a, b) = tokio::join!(
-            store.extend_series(&again.series, &again.expansion, day(29, 0), WINDOWS),
-            store.extend_series(&again.series, &again.expansion, day(29, 0), WINDOWS),
+            store.extend_series(&again, day(29, 0), WINDOWS),
+            store.extend_series(&again, day(29, 0), WINDOWS),
         );
         assert_eq!(a.unwrap() + b.unwrap(), 1, "{backend}");
         assert_eq!(told(store.as_ref()).await.len(), 3, "{backend}");
@@ -131,6 +131,11 @@ async fn a_series_expands_changes_extends_and_cancels() {
         let r = store.reservation(&occurrence("1130T2000Z")).await.unwrap().unwrap();
         assert_eq!(r.signals.cancel_reason.as_deref(), Some("over"), "{backend}");
         assert!(store.active_series().await.unwrap().is_empty(), "{backend}: nothing more to expand");
+        // An extension read before the cancellation and written after it adds nothing
+        // (4 and 5 Dec came within the horizon since).
+        let read_before = stored_series(&definition, day(30, 21), &rules()).unwrap();
+        assert_eq!(store.extend_series(&read_before, day(30, 21), WINDOWS).await.unwrap(), 0, "{backend}");
+        assert_eq!(store.series(&id).await.unwrap().unwrap().occurrences.len(), 7, "{backend}");
         // An upsert after the cancellation is kept, and makes nothing.
         let late = event("series.upserted", nightly(3, "Back", &[]), at);
         assert_eq!(record(store.as_ref(), "s4", &late, at).await, Outcome::Accepted, "{backend}");
@@ -150,18 +155,19 @@ async fn a_stream_key_is_shared_only_across_windows_that_do_not_overlap() {
         assert_eq!(store.reservations_by_stream_key(&key).await.unwrap().len(), 5, "{backend}");
         // A show with the key: 27 Nov 22:00–23:00 opens at 21:45, while the 20:00 one
         // (archived at 21:30) is over: accepted. One at 21:00 overlaps it: refused.
-        let show = |id: &str, h: u32| {
+        let show_on = |id: &str, d: u32, h: u32| {
             let WebhookEvent::Upsert(mut r) = upsert(1) else { unreachable!("upsert is an upsert") };
             *r = Reservation {
                 id: ReservationId::parse(id).unwrap(),
-                starts_at: day(27, h),
-                ends_at: day(27, h) + chrono::TimeDelta::hours(1),
+                starts_at: day(d, h),
+                ends_at: day(d, h) + chrono::TimeDelta::hours(1),
                 open_before_seconds: None,
                 stream_key: Some(key.clone()),
                 ..*r
             };
             WebhookEvent::Upsert(r)
         };
+        let show = |id: &str, h: u32| show_on(id, 27, h);
         assert_eq!(record(store.as_ref(), "late", &show("late", 22), day(27, 0)).await, Outcome::Accepted, "{backend}");
         let receipt = Receipt { webhook_id: "early", received_at: day(27, 0) };
         let refused = store.record_webhook_within(&receipt, &show("early", 21), WINDOWS).await;
@@ -172,10 +178,14 @@ async fn a_stream_key_is_shared_only_across_windows_that_do_not_overlap() {
             }
             other => panic!("{backend}: {other:?}"),
         }
-        // Under the widest windows (no config at hand) the same show is refused too.
-        let widest =
-            store.record_webhook(&Receipt { webhook_id: "wide", received_at: day(27, 0) }, &show("wide", 23)).await;
+        // 28 Nov, 03:00 overlaps nothing under the config's windows; under the widest
+        // (no config at hand, 7 days each way) it overlaps every show with the key.
+        let night = show_on("night", 28, 3);
+        let at = |id| Receipt { webhook_id: id, received_at: day(27, 0) };
+        let widest = store.record_webhook(&at("wide"), &night).await;
         assert!(matches!(widest, Err(StoreError::Refused { .. })), "{backend}: {widest:?}");
+        let within = store.record_webhook_within(&at("within"), &night, WINDOWS).await;
+        assert_eq!(within.ok(), Some(Outcome::Accepted), "{backend}: free under the config's windows");
     })
     .await;
 }
