@@ -243,7 +243,6 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
                 state.store.clone(),
                 state.webhook_rules.clone(),
                 crate::store::Windows::of_config(&config.rooms),
-                config.series.horizon,
                 state.wake.clone(),
                 stop_rx.clone(),
             ));

@@ -7,6 +7,7 @@
 //! not exist moves forward by the gap (RFC 5545's "offset before the gap"), and a
 //! repeated one takes its first instant.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr as _;
 
@@ -113,8 +114,10 @@ pub struct Recurrence {
     dtstart: NaiveDateTime,
     tz: chrono_tz::Tz,
     duration: TimeDelta,
-    exdates: Vec<NaiveDateTime>,
-    overrides: Vec<Override>,
+    /// Looked up at each of up to [`MAX_STEPS`] instances of the rule: sets, not lists.
+    exdates: BTreeSet<NaiveDateTime>,
+    /// By original start; the first sent for one counts.
+    overrides: BTreeMap<NaiveDateTime, Override>,
 }
 
 impl Recurrence {
@@ -135,15 +138,12 @@ impl Recurrence {
             .and_then(|r| r.build(start))
             .map_err(|e| bad("rrule", e.to_string()))?;
         let duration = TimeDelta::seconds(duration_seconds as i64);
-        Ok(Self { rule, dtstart, tz, duration, exdates, overrides })
-    }
-
-    pub fn dtstart(&self) -> NaiveDateTime {
-        self.dtstart
-    }
-
-    pub fn tz(&self) -> chrono_tz::Tz {
-        self.tz
+        let exdates = exdates.into_iter().collect();
+        let mut by_start = BTreeMap::new();
+        for o in overrides {
+            by_start.entry(o.original_start).or_insert(o);
+        }
+        Ok(Self { rule, dtstart, tz, duration, exdates, overrides: by_start })
     }
 
     /// The occurrences of `series` at `now` within `horizon`: those that have not ended,
@@ -172,7 +172,7 @@ impl Recurrence {
                 continue;
             }
             let id = series.occurrence_id(original_start);
-            let moved = self.overrides.iter().find(|o| o.original_start == local);
+            let moved = self.overrides.get(&local);
             let (starts_at, ends_at) =
                 moved.map_or((original_start, original_start + self.duration), |o| (o.starts_at, o.ends_at));
             if ends_at <= now || occurrences.iter().any(|o| o.id == id) {

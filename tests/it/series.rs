@@ -118,6 +118,14 @@ async fn a_series_opens_each_occurrence_at_its_own_time() {
     rooms.sort();
     rooms.dedup();
     assert_eq!(rooms.len(), 3, "a room each");
+    // Minutes after the first, with every room made, still one series.expanded: the
+    // task that looks again found nothing new to tell.
+    let again = receiver
+        .attempts()
+        .into_iter()
+        .filter(|a| a.body["type"] == "series.expanded" && a.body["data"]["series_id"] == series_id.as_str())
+        .count();
+    assert_eq!(again, 1, "told once");
 }
 
 /// All three open at once; a ticket is granted to the first; then the series is sent
